@@ -1,0 +1,64 @@
+// log.debug/info/warn/error(msg, fields) and print: lines carry the host of the task that wrote them.
+#include "bindings/vm.hpp"
+#include "engine/log/log.hpp"
+
+namespace engine::lua {
+
+namespace {
+
+std::string host_of(lua_State* L) {
+  Task* t = current_task(L);
+  return t ? t->host : std::string();
+}
+
+template <log::Level level>
+int l_log(lua_State* L) {
+  size_t len = 0;
+  const char* msg = luaL_tolstring(L, 1, &len);
+  json fields = nullptr;
+  if (!lua_isnoneornil(L, 2)) {
+    luaL_checktype(L, 2, LUA_TTABLE);
+    fields = to_json(L, 2);
+    if (!fields.is_object()) fields = json{{"value", fields}};
+  }
+  log::emit(level, host_of(L), std::string_view(msg, len), fields);
+  return 0;
+}
+
+// print() goes through the log, so its lines carry the host prefix and reach the run log too.
+int l_print(lua_State* L) {
+  std::string line;
+  int n = lua_gettop(L);
+  for (int i = 1; i <= n; ++i) {
+    size_t len = 0;
+    const char* s = luaL_tolstring(L, i, &len);
+    if (i > 1) line += "\t";
+    line.append(s, len);
+    lua_pop(L, 1);
+  }
+  log::emit(log::Level::info, host_of(L), line);
+  return 0;
+}
+
+const luaL_Reg kLog[] = {{"debug", l_log<log::Level::debug>},
+                         {"info", l_log<log::Level::info>},
+                         {"warn", l_log<log::Level::warn>},
+                         {"error", l_log<log::Level::error>},
+                         {nullptr, nullptr}};
+
+int open_module(lua_State* L) {
+  luaL_newlib(L, kLog);
+  return 1;
+}
+
+}  // namespace
+
+void open_log(lua_State* L) {
+  register_module(L, "engine.log", open_module);
+  open_module(L);
+  lua_setglobal(L, "log");
+  lua_pushcfunction(L, l_print);
+  lua_setglobal(L, "print");
+}
+
+}  // namespace engine::lua

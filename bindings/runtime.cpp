@@ -1,0 +1,195 @@
+// The runtime: one Lua state and one io_context. Loads a runbook, resolves its params, and runs
+// run(p, inv) as the first task; Ctrl-C drains, a second Ctrl-C (or SIGTERM) cancels.
+#include "bindings/runtime.hpp"
+
+#include <boost/asio/signal_set.hpp>
+#include <filesystem>
+
+#include "bindings/runbook.hpp"
+#include "bindings/vm.hpp"
+#include "engine/core/errors.hpp"
+#include "engine/log/log.hpp"
+
+namespace fs = std::filesystem;
+
+namespace engine::lua {
+
+void open_sandbox(lua_State* L, const std::string& stdlib_dir);
+
+namespace {
+
+// Tracebacks name the runbook's own frames; the engine's C frames add nothing for the reader.
+std::string traceback(lua_State* L, lua_State* co, const std::string& msg) {
+  luaL_traceback(L, co, msg.c_str(), 0);
+  std::string tb = lua_tostring(L, -1);
+  lua_pop(L, 1);
+  return tb;
+}
+
+}  // namespace
+
+std::string default_stdlib_dir() {
+  if (const char* env = std::getenv("ENGINE_STDLIB"); env && *env) return env;
+  return ENGINE_STDLIB_DIR;
+}
+
+Runtime::Runtime(const std::string& stdlib_dir) : vm_(std::make_unique<Vm>()) {
+  vm_->stdlib_dir = stdlib_dir;
+  vm_->L = luaL_newstate();
+  if (!vm_->L) throw std::runtime_error("cannot create a Lua state (out of memory)");
+  *static_cast<Task**>(lua_getextraspace(vm_->L)) = nullptr;
+  lua_pushlightuserdata(vm_->L, vm_.get());
+  lua_setfield(vm_->L, LUA_REGISTRYINDEX, "engine.vm");
+  open_sandbox(vm_->L, stdlib_dir);
+}
+
+Runtime::~Runtime() {
+  if (vm_ && vm_->L) lua_close(vm_->L);
+}
+
+RunbookInfo Runtime::load(const std::string& path) {
+  lua_State* L = vm_->L;
+  if (!fs::is_regular_file(path)) throw ConfigError(path + ": no such runbook file");
+  vm_->runbook_path = path;
+  vm_->runbook_dir = fs::path(path).has_parent_path() ? fs::path(path).parent_path().string() : ".";
+  if (luaL_loadfilex(L, path.c_str(), "t") != LUA_OK) {
+    std::string msg = lua_tostring(L, -1);
+    lua_pop(L, 1);
+    throw ConfigError(msg);  // "file:line: message near 'x'"
+  }
+  // The top level runs once here, as a plain call: it declares, it does not wait.
+  lua_pushcfunction(L, [](lua_State* L) -> int {
+    luaL_traceback(L, L, lua_tostring(L, 1), 1);
+    return 1;
+  });
+  lua_insert(L, -2);
+  if (lua_pcall(L, 0, 1, -2) != LUA_OK) {
+    std::string msg = lua_tostring(L, -1);
+    lua_pop(L, 2);
+    throw RunbookError(msg);
+  }
+  lua_remove(L, -2);
+  if (!is_runbook(L, -1)) {
+    lua_pop(L, 1);
+    throw ConfigError(path + ": a runbook file must end with `return runbook { name = ..., run = function(p, inv) ... end }`");
+  }
+  info_ = read_runbook(L, -1);
+  info_.path = path;
+  lua_setfield(L, LUA_REGISTRYINDEX, "engine.runbook");
+  return info_;
+}
+
+nlohmann::json Runtime::resolve_params(const std::vector<std::pair<std::string, std::string>>& given) {
+  lua_State* L = vm_->L;
+  return params::resolve(info_.params, given, [L](const std::string& v, const std::string& p) {
+    return pattern_matches(L, v, p);
+  });
+}
+
+void Runtime::set_inventory(inventory::Inventory inv) {
+  inventory_ = std::make_unique<inventory::Inventory>(std::move(inv));
+  vm_->inventory = inventory_.get();
+}
+
+int Runtime::run(const nlohmann::json& params, const RunOptions& opts) {
+  lua_State* L = vm_->L;
+  Vm& vm = *vm_;
+  vm.dry_run = opts.dry_run;
+  vm.assume_yes = opts.assume_yes;
+  if (!vm.inventory) set_inventory(inventory::Inventory());
+
+  lua_getfield(L, LUA_REGISTRYINDEX, "engine.runbook");
+  lua_getfield(L, -1, "run");
+  lua_remove(L, -2);
+  push_json(L, params);
+  push_inventory(L);
+
+  int exit_code = 0;
+  bool interrupted = false;
+  std::string failure;
+  spawn(vm, L, 2, "", [&](Task& t, bool ok) {
+    if (ok) return;
+    if (auto* i = to_interrupt(t.co, -1)) {
+      interrupted = i->kind == Interrupt::interrupted || i->kind == Interrupt::cancelled;
+      failure = interrupted ? "interrupted" : error_text(t.co);
+    } else {
+      failure = traceback(L, t.co, error_text(t.co));
+    }
+    exit_code = interrupted ? 130 : 1;
+  });
+
+  asio::signal_set signals(vm.io, SIGINT, SIGTERM);
+  std::function<void(const boost::system::error_code&, int)> on_signal = [&](const boost::system::error_code& ec, int sig) {
+    if (ec) return;
+    interrupted = true;
+    if (sig == SIGINT && !vm.draining) {
+      vm.draining = true;
+      log::emit(log::Level::warn, "", "interrupt: no new hosts start; running ones finish (Ctrl-C again to cancel them)");
+    } else {
+      log::emit(log::Level::warn, "", "interrupt: cancelling everything in flight");
+      cancel_all(vm);
+    }
+    signals.async_wait(on_signal);
+  };
+  signals.async_wait(on_signal);
+
+  // Runs until the runbook's task and every task it started have finished.
+  while (!vm.live.empty()) {
+    if (vm.io.run_one() == 0) break;
+  }
+  signals.cancel();
+  vm.io.restart();
+  vm.io.poll();
+
+  if (!failure.empty()) {
+    if (exit_code == 130) log::emit(log::Level::error, "", "run interrupted");
+    else log::emit(log::Level::error, "", "runbook failed", json{{"error", failure}});
+    log::flush();
+    std::fprintf(stderr, "%s: %s\n", exit_code == 130 ? "interrupted" : "runbook failed", failure.c_str());
+  }
+  // A Ctrl-C that left nothing undone (every host had already started and finished) is a success.
+  return exit_code;
+}
+
+std::string Runtime::run_snippet(const std::string& code) {
+  lua_State* L = vm_->L;
+  if (luaL_loadbufferx(L, code.data(), code.size(), "=snippet", "t") != LUA_OK) {
+    std::string msg = lua_tostring(L, -1);
+    lua_pop(L, 1);
+    return msg;
+  }
+  std::string error;
+  spawn(*vm_, L, 0, "", [&](Task& t, bool ok) {
+    if (!ok) error = error_text(t.co);
+  });
+  while (!vm_->live.empty())
+    if (vm_->io.run_one() == 0) break;
+  vm_->io.restart();
+  return error;
+}
+
+std::string help_text(const RunbookInfo& info) {
+  std::string out = info.name + (info.summary.empty() ? "" : " — " + info.summary) + "\n\n";
+  out += "Usage: engine run " + info.path + " [-i INVENTORY] [-e name=value]... [--limit PATTERN] [--dry-run]\n\n";
+  if (info.params.empty()) return out + "This runbook takes no params.\n";
+  out += "Params:\n";
+  size_t width = 0;
+  for (const auto& p : info.params) width = std::max(width, p.name.size());
+  for (const auto& p : info.params) {
+    std::string kind = params::type_name(p.type);
+    if (p.type == params::Type::enumeration) {
+      kind += " (";
+      for (size_t i = 0; i < p.values.size(); ++i) kind += (i ? "|" : "") + p.values[i];
+      kind += ")";
+    }
+    if (p.required) kind += ", required";
+    else if (p.default_value) kind += ", default " + params::display(p, *p.default_value);
+    if (p.secret) kind += ", secret";
+    out += "  " + p.name + std::string(width - p.name.size() + 2, ' ') + kind + "\n";
+    if (!p.help.empty()) out += std::string(width + 4, ' ') + p.help + "\n";
+    if (!p.pattern.empty()) out += std::string(width + 4, ' ') + "must match " + p.pattern + "\n";
+  }
+  return out;
+}
+
+}  // namespace engine::lua

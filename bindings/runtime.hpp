@@ -1,0 +1,64 @@
+// The engine's Lua runtime as the CLI sees it: load a runbook, check its params, run it on the event
+// loop. This header is Lua-free so that engine/cli stays on its side of the layering.
+#pragma once
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "engine/inventory/inventory.hpp"
+#include "engine/params/params.hpp"
+
+namespace engine::lua {
+
+struct Vm;
+
+struct RunbookInfo {
+  std::string path;
+  std::string name;
+  std::string summary;
+  std::vector<params::Spec> params;
+};
+
+struct RunOptions {
+  bool dry_run = false;
+  bool assume_yes = false;
+};
+
+class Runtime {
+ public:
+  // stdlib_dir: where std.* modules and the prelude live.
+  explicit Runtime(const std::string& stdlib_dir);
+  ~Runtime();
+  Runtime(const Runtime&) = delete;
+  Runtime& operator=(const Runtime&) = delete;
+
+  // Compiles and evaluates the runbook file. A syntax error or a file that does not return
+  // runbook{...} throws ConfigError; an error while its top level runs throws RunbookError.
+  RunbookInfo load(const std::string& path);
+  // Typed params from -e pairs (ConfigError lists every problem).
+  nlohmann::json resolve_params(const std::vector<std::pair<std::string, std::string>>& given);
+  void set_inventory(inventory::Inventory inv);
+
+  // Runs run(p, inv) to the end. Returns the exit code: 0 ok, 1 failed, 130 interrupted.
+  // SIGINT once stops admitting hosts; twice cancels what is in flight. SIGTERM cancels.
+  int run(const nlohmann::json& params, const RunOptions& opts);
+
+  // For tests: runs a chunk of Lua as a task to completion; returns "" or the error text.
+  std::string run_snippet(const std::string& code);
+
+ private:
+  std::unique_ptr<Vm> vm_;
+  std::unique_ptr<inventory::Inventory> inventory_;
+  RunbookInfo info_;
+};
+
+// What `engine run RUNBOOK --help` prints.
+std::string help_text(const RunbookInfo& info);
+
+// The stdlib directory: $ENGINE_STDLIB, else the one the build was configured with.
+std::string default_stdlib_dir();
+
+}  // namespace engine::lua

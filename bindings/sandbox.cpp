@@ -1,0 +1,224 @@
+// The runbook sandbox: an allow-list of globals, `require` limited to the stdlib and the runbook's
+// own directory (and its lib/), text chunks only, and an error for every read of an undefined global.
+#include <algorithm>
+#include <filesystem>
+#include <fstream>
+
+#include "bindings/vm.hpp"
+#include "engine/core/text.hpp"
+
+namespace fs = std::filesystem;
+
+namespace engine::lua {
+
+namespace {
+
+// Globals a runbook may read; anything else the standard libraries define is removed.
+const char* const kAllowedGlobals[] = {
+    "assert", "error", "ipairs", "next", "pairs", "pcall", "xpcall", "rawequal", "rawget", "rawlen", "rawset",
+    "select", "setmetatable", "getmetatable", "tonumber", "tostring", "type", "load", "collectgarbage", "_G",
+    "_VERSION", "string", "table", "math", "utf8", "coroutine", "os", "print", "require",
+};
+
+int strict_index(lua_State* L) {
+  const char* name = lua_tostring(L, 2);
+  std::vector<std::string> known;
+  lua_pushnil(L);
+  while (lua_next(L, 1)) {
+    if (lua_type(L, -2) == LUA_TSTRING) known.emplace_back(lua_tostring(L, -2));
+    lua_pop(L, 1);
+  }
+  std::string hint = name ? text::did_you_mean(name, known) : "";
+  return luaL_error(L, "undefined global '%s'%s", name ? name : "?", hint.c_str());
+}
+
+// coroutine.yield from the task itself would hang it forever; only coroutines a runbook made may yield.
+int guarded_yield(lua_State* L) {
+  if (current_task(L)) return luaL_error(L, "coroutine.yield: not inside a coroutine of your own (the engine runs this one)");
+  return lua_yield(L, lua_gettop(L));
+}
+
+bool valid_module_name(const std::string& name) {
+  if (name.empty() || name.front() == '.' || name.back() == '.' || name.find("..") != std::string::npos) return false;
+  for (char c : name)
+    if (!(std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '-' || c == '.')) return false;
+  return true;
+}
+
+int l_require(lua_State* L) {
+  std::string name = luaL_checkstring(L, 1);
+  lua_getfield(L, LUA_REGISTRYINDEX, "engine.loaded");
+  int loaded = lua_gettop(L);
+  if (lua_getfield(L, loaded, name.c_str()) != LUA_TNIL) {
+    if (lua_type(L, -1) == LUA_TLIGHTUSERDATA) return luaL_error(L, "require '%s': loop between modules", name.c_str());
+    return 1;
+  }
+  lua_pop(L, 1);
+
+  lua_getfield(L, LUA_REGISTRYINDEX, "engine.natives");
+  if (lua_getfield(L, -1, name.c_str()) == LUA_TFUNCTION) {
+    lua_call(L, 0, 1);
+    lua_pushvalue(L, -1);
+    lua_setfield(L, loaded, name.c_str());
+    return 1;
+  }
+  lua_pop(L, 2);
+
+  if (!valid_module_name(name)) return luaL_error(L, "require '%s': not a module name (letters, digits, _ - and dots)", name.c_str());
+  Vm& vm = vm_of(L);
+  std::string rel = name;
+  std::replace(rel.begin(), rel.end(), '.', '/');
+  std::vector<fs::path> tried;
+  if (text::starts_with(name, "std.")) {
+    tried.push_back(fs::path(vm.stdlib_dir) / (rel + ".lua"));
+  } else {
+    tried.push_back(fs::path(vm.runbook_dir) / (rel + ".lua"));
+    tried.push_back(fs::path(vm.runbook_dir) / "lib" / (rel + ".lua"));
+  }
+  for (const auto& p : tried) {
+    if (!fs::is_regular_file(p)) continue;
+    lua_pushlightuserdata(L, &vm);  // marks "loading" to catch loops
+    lua_setfield(L, loaded, name.c_str());
+    if (luaL_loadfilex(L, p.c_str(), "t") != LUA_OK) return lua_error(L);
+    lua_pushstring(L, name.c_str());
+    lua_call(L, 1, 1);
+    if (lua_isnil(L, -1)) {
+      lua_pop(L, 1);
+      lua_pushboolean(L, 1);
+    }
+    lua_pushvalue(L, -1);
+    lua_setfield(L, loaded, name.c_str());
+    return 1;
+  }
+  lua_pushnil(L);
+  lua_setfield(L, loaded, name.c_str());
+  std::string paths;
+  for (const auto& p : tried) paths += "\n\tno file " + p.string();
+  return luaL_error(L, "module '%s' not found (runbooks may require engine.*, std.* and files beside the runbook or in its lib/):%s",
+                    name.c_str(), paths.c_str());
+}
+
+int l_is_interrupt(lua_State* L) {
+  const Interrupt* i = to_interrupt(L, 1);
+  if (i && !lua_isnoneornil(L, 2)) {
+    lua_pushboolean(L, i->kind == Interrupt::timeout && i->deadline == static_cast<uint64_t>(luaL_checkinteger(L, 2)));
+    return 1;
+  }
+  lua_pushboolean(L, i != nullptr);
+  return 1;
+}
+
+int l_deadline_push(lua_State* L) {
+  double seconds = luaL_checknumber(L, 1);
+  Task* t = current_task(L);
+  if (!t) return luaL_error(L, "timeout: only from inside run() or a fleet.each function");
+  Vm& vm = *t->vm;
+  uint64_t id = vm.next_deadline++;
+  auto timer = std::make_shared<asio::steady_timer>(vm.io, std::chrono::duration_cast<std::chrono::steady_clock::duration>(
+                                                               std::chrono::duration<double>(seconds)));
+  std::weak_ptr<Task> weak = t->shared_from_this();
+  timer->async_wait([weak, id](const boost::system::error_code& ec) {
+    auto task = weak.lock();
+    if (ec || !task || !task->deadlines.count(id)) return;
+    interrupt(*task, {Interrupt::timeout, id});
+  });
+  t->deadlines[id] = timer;
+  lua_pushinteger(L, static_cast<lua_Integer>(id));
+  return 1;
+}
+
+int l_deadline_pop(lua_State* L) {
+  auto id = static_cast<uint64_t>(luaL_checkinteger(L, 1));
+  if (Task* t = current_task(L)) {
+    auto it = t->deadlines.find(id);
+    if (it != t->deadlines.end()) {
+      it->second->cancel();
+      t->deadlines.erase(it);
+    }
+  }
+  return 0;
+}
+
+void prune_os(lua_State* L) {
+  lua_getglobal(L, "os");
+  lua_newtable(L);
+  for (const char* f : {"time", "clock", "date", "difftime", "getenv"}) {
+    lua_getfield(L, -2, f);
+    lua_setfield(L, -2, f);
+  }
+  lua_setglobal(L, "os");
+  lua_pop(L, 1);
+}
+
+}  // namespace
+
+void register_module(lua_State* L, const char* name, lua_CFunction open) {
+  lua_getfield(L, LUA_REGISTRYINDEX, "engine.natives");
+  lua_pushcfunction(L, open);
+  lua_setfield(L, -2, name);
+  lua_pop(L, 1);
+}
+
+// Builds the sandboxed globals of a fresh state: called once by the runtime before loading a runbook.
+void open_sandbox(lua_State* L, const std::string& stdlib_dir) {
+  luaL_openlibs(L);
+  lua_newtable(L);
+  lua_setfield(L, LUA_REGISTRYINDEX, "engine.loaded");
+  lua_newtable(L);
+  lua_setfield(L, LUA_REGISTRYINDEX, "engine.natives");
+
+  prune_os(L);
+  lua_getglobal(L, "string");
+  lua_pushnil(L);
+  lua_setfield(L, -2, "dump");  // binary chunks stay out
+  lua_pop(L, 1);
+  lua_getglobal(L, "coroutine");
+  lua_pushcfunction(L, guarded_yield);
+  lua_setfield(L, -2, "yield");
+  lua_pop(L, 1);
+  lua_pushcfunction(L, l_require);
+  lua_setglobal(L, "require");
+
+  // Remove every global not on the allow-list (io, debug, package, dofile, loadfile, ...).
+  std::vector<std::string> drop;
+  lua_pushglobaltable(L);
+  lua_pushnil(L);
+  while (lua_next(L, -2)) {
+    std::string k = lua_tostring(L, -2);
+    bool allowed = std::any_of(std::begin(kAllowedGlobals), std::end(kAllowedGlobals), [&](const char* a) { return k == a; });
+    if (!allowed) drop.push_back(k);
+    lua_pop(L, 1);
+  }
+  for (const auto& k : drop) {
+    lua_pushnil(L);
+    lua_setfield(L, -2, k.c_str());
+  }
+  lua_pop(L, 1);
+
+  open_log(L);
+  open_time(L);
+  open_runbook(L);
+  open_inventory(L);
+  open_fleet(L);
+
+  std::string prelude = (fs::path(stdlib_dir) / "prelude.lua").string();
+  if (luaL_loadfilex(L, prelude.c_str(), "t") != LUA_OK) throw std::runtime_error(lua_tostring(L, -1));
+  lua_newtable(L);
+  lua_pushcfunction(L, l_is_interrupt);
+  lua_setfield(L, -2, "is_interrupt");
+  lua_pushcfunction(L, l_deadline_push);
+  lua_setfield(L, -2, "deadline_push");
+  lua_pushcfunction(L, l_deadline_pop);
+  lua_setfield(L, -2, "deadline_pop");
+  if (lua_pcall(L, 1, 0, 0) != LUA_OK) throw std::runtime_error(lua_tostring(L, -1));
+
+  // Last: from here on, reading an undefined global raises and names it.
+  lua_pushglobaltable(L);
+  lua_newtable(L);
+  lua_pushcfunction(L, strict_index);
+  lua_setfield(L, -2, "__index");
+  lua_setmetatable(L, -2);
+  lua_pop(L, 1);
+}
+
+}  // namespace engine::lua

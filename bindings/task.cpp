@@ -1,0 +1,176 @@
+// Tasks: the runbook's coroutines on the event loop. A yielding binding suspends its task with
+// begin()/yield(); the operation's completion calls complete(), which resumes it through resume(),
+// the only place lua_resume is called. Deadlines and cancellation wake a task with an interrupt.
+#include <boost/asio/post.hpp>
+
+#include "bindings/vm.hpp"
+#include "engine/log/log.hpp"
+
+namespace engine::lua {
+
+namespace {
+
+const char* kInterruptMeta = "engine.interrupt";
+
+// Runs when a suspended task resumes: raise the interrupt or the pushed error, else return results.
+int continuation(lua_State* L, int status, lua_KContext ctx) {
+  Task* t = current_task(L);
+  if (t->pending.kind != Interrupt::none) {
+    Interrupt i = t->pending;
+    t->pending = {};
+    push_interrupt(L, i);
+    return lua_error(L);
+  }
+  if (t->raise_top) {
+    t->raise_top = false;
+    return lua_error(L);
+  }
+  return t->resume_nargs;
+}
+
+const char* const kInterruptNames[] = {"none", "timeout", "cancelled", "interrupted"};
+
+int interrupt_tostring(lua_State* L) {
+  auto* i = static_cast<Interrupt*>(luaL_checkudata(L, 1, kInterruptMeta));
+  lua_pushstring(L, kInterruptNames[i->kind]);
+  return 1;
+}
+
+void retire(Task& t) {
+  t.finished = true;
+  t.suspended = false;
+  t.cancel_op = nullptr;
+  for (auto& [_, timer] : t.deadlines) timer->cancel();
+  t.deadlines.clear();
+  t.vm->live.erase(&t);
+  *static_cast<Task**>(lua_getextraspace(t.co)) = nullptr;
+  luaL_unref(t.vm->L, LUA_REGISTRYINDEX, t.ref);
+  t.ref = LUA_NOREF;
+}
+
+}  // namespace
+
+Vm& vm_of(lua_State* L) {
+  lua_getfield(L, LUA_REGISTRYINDEX, "engine.vm");
+  auto* vm = static_cast<Vm*>(lua_touserdata(L, -1));
+  lua_pop(L, 1);
+  return *vm;
+}
+
+Task* current_task(lua_State* L) { return *static_cast<Task**>(lua_getextraspace(L)); }
+
+TaskPtr spawn(Vm& vm, lua_State* from, int nargs, std::string host, std::function<void(Task&, bool)> on_done) {
+  auto t = std::make_shared<Task>();
+  t->vm = &vm;
+  t->host = std::move(host);
+  t->on_done = std::move(on_done);
+  t->co = lua_newthread(from);
+  t->ref = luaL_ref(from, LUA_REGISTRYINDEX);
+  lua_xmove(from, t->co, nargs + 1);
+  *static_cast<Task**>(lua_getextraspace(t->co)) = t.get();
+  vm.live.insert(t.get());
+  asio::post(vm.io, [t, nargs] {
+    if (t->pending.kind != Interrupt::none && !t->finished) {
+      // Cancelled before it ever ran: it ends as cancelled without running a line.
+      lua_settop(t->co, 0);
+      push_interrupt(t->co, t->pending);
+      auto done = std::move(t->on_done);
+      if (done) done(*t, false);
+      retire(*t);
+      return;
+    }
+    resume(*t, nargs);
+  });
+  return t;
+}
+
+void resume(Task& t, int nargs) {
+  if (t.finished) return;
+  TaskPtr keep = t.shared_from_this();  // on_done may drop the last owner
+  t.suspended = false;
+  t.cancel_op = nullptr;
+  t.resume_nargs = nargs;
+  int nres = 0;
+  int status = lua_resume(t.co, nullptr, nargs, &nres);
+  if (status == LUA_YIELD) {
+    if (t.suspended) return;
+    // A bare coroutine.yield() at task level: nothing would ever resume it.
+    lua_settop(t.co, 0);
+    lua_pushstring(t.co, "coroutine.yield called outside a coroutine of the runbook's own");
+    status = LUA_ERRRUN;
+  }
+  bool ok = status == LUA_OK;
+  auto done = std::move(t.on_done);
+  if (done) done(t, ok);
+  if (!ok) lua_resetthread(t.co);  // closes pending to-be-closed variables
+  retire(t);
+}
+
+Op begin(lua_State* L, const char* what) {
+  Task* t = current_task(L);
+  if (!t) luaL_error(L, "%s: only from inside run() or a fleet.each function, not at load time or in a coroutine of your own", what);
+  if (!lua_isyieldable(L)) luaL_error(L, "%s: cannot wait here (inside a metamethod, iterator or C callback)", what);
+  if (t->pending.kind != Interrupt::none) {
+    Interrupt i = t->pending;
+    t->pending = {};
+    push_interrupt(L, i);
+    lua_error(L);
+  }
+  return Op{t->shared_from_this(), ++t->op_seq};
+}
+
+int yield(lua_State* L, const Op& op, std::function<void()> cancel) {
+  op.task->cancel_op = std::move(cancel);
+  op.task->suspended = true;
+  return lua_yieldk(L, 0, 0, continuation);
+}
+
+void complete(const Op& op, const std::function<int(lua_State*)>& push, bool raise) {
+  Task& t = *op.task;
+  if (t.finished || !t.suspended || t.op_seq != op.seq) return;
+  ++t.op_seq;
+  int n = push(t.co);
+  t.raise_top = raise;
+  resume(t, n);
+}
+
+void interrupt(Task& t, Interrupt why) {
+  if (t.finished) return;
+  t.pending = why;
+  if (!t.suspended) return;  // not started yet: raised when it first waits
+  ++t.op_seq;
+  if (auto cancel = std::move(t.cancel_op)) cancel();
+  if (!t.finished && t.suspended) resume(t, 0);
+}
+
+void cancel_all(Vm& vm) {
+  vm.cancelling = true;
+  std::vector<TaskPtr> tasks;
+  for (Task* t : vm.live) tasks.push_back(t->shared_from_this());
+  for (auto& t : tasks) interrupt(*t, {Interrupt::cancelled, 0});
+}
+
+void push_interrupt(lua_State* L, Interrupt i) {
+  auto* p = static_cast<Interrupt*>(lua_newuserdatauv(L, sizeof(Interrupt), 0));
+  *p = i;
+  if (luaL_newmetatable(L, kInterruptMeta)) {
+    lua_pushcfunction(L, interrupt_tostring);
+    lua_setfield(L, -2, "__tostring");
+  }
+  lua_setmetatable(L, -2);
+}
+
+const Interrupt* to_interrupt(lua_State* L, int idx) {
+  return static_cast<const Interrupt*>(luaL_testudata(L, idx, kInterruptMeta));
+}
+
+std::string error_text(lua_State* co, int idx) {
+  if (auto* i = to_interrupt(co, idx)) return kInterruptNames[i->kind];
+  size_t len = 0;
+  const char* s = luaL_tolstring(co, idx, &len);
+  std::string out(s, len);
+  lua_pop(co, 1);
+  return out;
+}
+
+}  // namespace engine::lua

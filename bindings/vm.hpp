@@ -1,0 +1,124 @@
+// What the bindings share: the Lua state, the event loop, the tasks (coroutines) in flight, and the
+// one function that resumes them. Internal to bindings/; the CLI sees only runtime.hpp.
+#pragma once
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <set>
+#include <string>
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <nlohmann/json.hpp>
+
+
+#include <lauxlib.h>
+#include <lua.h>
+#include <lualib.h>
+
+
+namespace engine::inventory {
+class Inventory;
+}
+
+namespace engine::lua {
+
+namespace asio = boost::asio;
+using json = nlohmann::json;
+
+// Why a suspended task is woken with an error instead of its operation's result.
+struct Interrupt {
+  enum Kind { none, timeout, cancelled, interrupted } kind = none;
+  uint64_t deadline = 0;  // which timeout() armed it
+};
+
+struct Vm;
+
+// One Lua coroutine driven by the engine: the runbook's run(), or one host's work in fleet.each.
+struct Task : std::enable_shared_from_this<Task> {
+  Vm* vm = nullptr;
+  lua_State* co = nullptr;
+  int ref = LUA_NOREF;   // keeps the thread alive while it runs
+  std::string host;      // the log prefix; children inherit it
+  uint64_t op_seq = 0;   // which suspension is current; stale completions are dropped
+  bool suspended = false;
+  bool finished = false;
+  std::function<void()> cancel_op;  // undoes the pending operation
+  Interrupt pending;                // raised instead of returning, on the next resume
+  bool raise_top = false;           // the completion pushed an error value to raise
+  int resume_nargs = 0;
+  std::map<uint64_t, std::shared_ptr<asio::steady_timer>> deadlines;
+  // Called once when the coroutine returns (ok, results on co's stack) or raises (error value on top).
+  std::function<void(Task&, bool ok)> on_done;
+};
+using TaskPtr = std::shared_ptr<Task>;
+
+// A suspension in progress: completing it with a stale seq does nothing.
+struct Op {
+  TaskPtr task;
+  uint64_t seq = 0;
+};
+
+struct Vm {
+  lua_State* L = nullptr;
+  asio::io_context io;
+  inventory::Inventory* inventory = nullptr;
+  std::set<Task*> live;
+  bool draining = false;   // Ctrl-C once: admit no new hosts
+  bool cancelling = false; // Ctrl-C twice: cancel what is in flight
+  bool dry_run = false;
+  bool assume_yes = false;
+  std::string stdlib_dir;
+  std::string runbook_dir;
+  std::string runbook_path;
+  uint64_t next_deadline = 1;
+};
+
+Vm& vm_of(lua_State* L);
+// The task this coroutine belongs to, or nullptr (the main thread, a user's own coroutine).
+Task* current_task(lua_State* L);
+
+// Starts fn (below its nargs arguments on top of `from`) as a new task, on the next loop turn.
+TaskPtr spawn(Vm& vm, lua_State* from, int nargs, std::string host, std::function<void(Task&, bool)> on_done);
+
+// The one function that resumes coroutines.
+void resume(Task& t, int nargs);
+
+// A yielding binding: begin() checks it may yield here (raises on misuse), yield() suspends,
+// complete() pushes results (or, with raise, an error) and resumes.
+Op begin(lua_State* L, const char* what);
+int yield(lua_State* L, const Op& op, std::function<void()> cancel);
+void complete(const Op& op, const std::function<int(lua_State*)>& push, bool raise = false);
+
+// Wakes a task with an interrupt (its pending operation cancelled), now if it is suspended.
+void interrupt(Task& t, Interrupt why);
+// Ctrl-C twice: every task in flight is cancelled.
+void cancel_all(Vm& vm);
+
+// Interrupt values as Lua sees them: raised errors that sandboxed pcall re-raises.
+void push_interrupt(lua_State* L, Interrupt i);
+// nullptr when the value at idx is not an interrupt.
+const Interrupt* to_interrupt(lua_State* L, int idx);
+
+// The error at the top of a finished coroutine as text (interrupts as "timeout", "cancelled", ...).
+std::string error_text(lua_State* co, int idx = -1);
+
+// Lua ↔ JSON, in one place. Integers stay 64-bit integers.
+void push_json(lua_State* L, const json& v);
+json to_json(lua_State* L, int idx);
+
+// Module registration: each binding file adds its module to package.loaded-like registry table.
+void open_log(lua_State* L);
+void open_time(lua_State* L);
+void open_runbook(lua_State* L);
+void open_inventory(lua_State* L);
+void open_fleet(lua_State* L);
+// Registers a native module so `require(name)` finds it.
+void register_module(lua_State* L, const char* name, lua_CFunction open);
+
+// The inventory object passed to run(p, inv).
+void push_inventory(lua_State* L);
+
+}  // namespace engine::lua

@@ -1,0 +1,25 @@
+// Small string helpers shared by params, inventories and the CLI.
+#pragma once
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace engine::text {
+
+std::string trim(std::string_view s);
+std::vector<std::string> split(std::string_view s, char sep);
+bool starts_with(std::string_view s, std::string_view prefix);
+
+// Edit distance, for "did you mean" suggestions.
+size_t edit_distance(std::string_view a, std::string_view b);
+
+// The candidate closest to `word` if it is close enough to be a plausible typo, else "".
+std::string closest(std::string_view word, const std::vector<std::string>& candidates);
+
+// " (did you mean 'x'?)" or "" when nothing is close.
+std::string did_you_mean(std::string_view word, const std::vector<std::string>& candidates);
+
+// Shell-style glob: *, ?, [abc], [a-z], [!a].
+bool glob_match(std::string_view pattern, std::string_view s);
+
+}  // namespace engine::text

@@ -1,0 +1,183 @@
+// INI inventories as Ansible's ini plugin reads them: [group], [group:vars], [group:children],
+// host lines split like shlex (quotes, `#` comments), values read as Python literals where they are one.
+#include <cctype>
+#include <fstream>
+#include <map>
+#include <regex>
+
+#include "engine/core/errors.hpp"
+#include "engine/core/text.hpp"
+#include "engine/inventory/inventory.hpp"
+
+namespace engine::inventory {
+
+namespace {
+
+struct Token {
+  std::string text;
+  int column;  // 1-based, where the token starts
+};
+
+// shlex.split(line, comments=True) in POSIX mode, keeping where each token starts.
+std::vector<Token> shlex(const std::string& line, const std::string& path, int lineno) {
+  std::vector<Token> out;
+  size_t i = 0;
+  while (i < line.size()) {
+    while (i < line.size() && std::isspace(static_cast<unsigned char>(line[i]))) ++i;
+    if (i >= line.size() || line[i] == '#') break;
+    Token t{"", static_cast<int>(i) + 1};
+    bool ended_by_comment = false;
+    while (i < line.size() && !std::isspace(static_cast<unsigned char>(line[i]))) {
+      char c = line[i];
+      if (c == '#') {
+        ended_by_comment = true;
+        break;
+      }
+      if (c == '\'' || c == '"') {
+        size_t close = i + 1;
+        std::string part;
+        for (; close < line.size() && line[close] != c; ++close) {
+          if (c == '"' && line[close] == '\\' && close + 1 < line.size() &&
+              (line[close + 1] == '"' || line[close + 1] == '\\'))
+            ++close;
+          part += line[close];
+        }
+        if (close >= line.size())
+          throw ConfigError(at(path, lineno, static_cast<int>(i) + 1, std::string("unterminated ") + c + " quote"));
+        t.text += part;
+        i = close + 1;
+        continue;
+      }
+      if (c == '\\' && i + 1 < line.size()) ++i;
+      t.text += line[i++];
+    }
+    out.push_back(t);
+    if (ended_by_comment) break;
+  }
+  return out;
+}
+
+// Ansible passes values through ast.literal_eval; the scalar literals are what inventories use.
+json literal(const std::string& v) {
+  static const std::regex int_re(R"([-+]?(0|[1-9][0-9_]*|0[xX][0-9a-fA-F_]+|0[oO][0-7_]+|0[bB][01_]+))");
+  static const std::regex float_re(R"([-+]?([0-9]+\.[0-9]*|\.[0-9]+)([eE][-+]?[0-9]+)?|[-+]?[0-9]+[eE][-+]?[0-9]+)");
+  if (v.find('#') != std::string::npos) return v;
+  if (v == "True") return true;
+  if (v == "False") return false;
+  if (v == "None") return nullptr;
+  if (std::regex_match(v, int_re)) {
+    std::string s = v;
+    s.erase(std::remove(s.begin(), s.end(), '_'), s.end());
+    try {
+      return std::stoll(s, nullptr, 0);
+    } catch (...) {
+      return v;
+    }
+  }
+  if (std::regex_match(v, float_re)) return std::stod(v);
+  if (v.size() >= 2 && (v.front() == '\'' || v.front() == '"') && v.back() == v.front())
+    return v.substr(1, v.size() - 2);
+  return v;
+}
+
+struct Pending {
+  int line;
+  std::string kind;  // "vars" or "children"
+  std::string group;
+};
+
+}  // namespace
+
+void load_ini(Inventory& inv, const std::string& path) {
+  std::ifstream in(path);
+  if (!in) throw ConfigError(path + ": cannot read: " + std::strerror(errno));
+  static const std::regex section_re(R"(^\[([^:\]\s]+)(?::(\w+))?\]\s*(?:[#;].*)?$)");
+  static const std::regex group_name_re(R"(^([^:\]\s]+)\s*(?:#.*)?$)");
+
+  std::string group = "ungrouped", state = "hosts";
+  std::map<std::string, Pending> pending;  // groups named in :vars/:children but never defined
+  std::string raw;
+  int lineno = 0;
+  while (std::getline(in, raw)) {
+    ++lineno;
+    std::string line = text::trim(raw);
+    if (line.empty() || line[0] == ';' || line[0] == '#') continue;
+    int indent = static_cast<int>(raw.find(line[0]));
+
+    if (line[0] == '[') {
+      std::smatch m;
+      if (!std::regex_match(line, m, section_re))
+        throw ConfigError(at(path, lineno, indent + 1,
+                             "invalid section '" + line + "': no spaces, and [group], [group:vars] or [group:children]"));
+      group = m[1].str();
+      state = m[2].matched ? m[2].str() : "hosts";
+      if (state != "hosts" && state != "vars" && state != "children")
+        throw ConfigError(at(path, lineno, indent + 1 + static_cast<int>(group.size()) + 2,
+                             "section [" + group + ":" + state + "] has unknown type '" + state +
+                                 "'; use :vars or :children"));
+      if (state == "hosts" || state == "children") pending.erase(group);
+      else if (!inv.group(group)) pending.try_emplace(group, Pending{lineno, state, group});
+      inv.add_group(group);
+      continue;
+    }
+
+    if (state == "hosts") {
+      auto tokens = shlex(raw, path, lineno);
+      if (tokens.empty()) continue;
+      std::vector<std::string> names;
+      std::optional<int> port;
+      try {
+        auto [pattern, p] = split_port(tokens[0].text);
+        port = p;
+        names = expand_host_range(pattern);
+      } catch (const std::invalid_argument& e) {
+        throw ConfigError(at(path, lineno, tokens[0].column, e.what()));
+      }
+      json vars = json::object();
+      if (port) vars["ansible_port"] = *port;
+      for (size_t i = 1; i < tokens.size(); ++i) {
+        auto eq = tokens[i].text.find('=');
+        if (eq == std::string::npos || eq == 0)
+          throw ConfigError(at(path, lineno, tokens[i].column,
+                               "expected key=value host variable, got '" + tokens[i].text + "'"));
+        vars[tokens[i].text.substr(0, eq)] = literal(tokens[i].text.substr(eq + 1));
+      }
+      for (const auto& n : names) {
+        inv.add_host_to_group(group, n);
+        auto& h = *inv.mutable_host(n);
+        for (auto it = vars.begin(); it != vars.end(); ++it) h.vars[it.key()] = it.value();
+      }
+    } else if (state == "vars") {
+      auto eq = line.find('=');
+      if (eq == std::string::npos)
+        throw ConfigError(at(path, lineno, indent + 1, "expected key=value in [" + group + ":vars], got '" + line + "'"));
+      inv.mutable_group(group)->vars[text::trim(line.substr(0, eq))] = literal(text::trim(line.substr(eq + 1)));
+    } else {
+      std::smatch m;
+      if (!std::regex_match(line, m, group_name_re))
+        throw ConfigError(at(path, lineno, indent + 1, "expected a group name in [" + group + ":children], got '" + line + "'"));
+      std::string child = m[1].str();
+      if (!inv.group(child)) pending.try_emplace(child, Pending{lineno, "children", group});
+      try {
+        inv.add_child(group, child);
+      } catch (const std::invalid_argument& e) {
+        throw ConfigError(at(path, lineno, indent + 1, e.what()));
+      }
+    }
+  }
+  for (const auto& [name, p] : pending) {
+    auto* g = inv.group(name);
+    // A group filled in by another source (or by group_vars) is fine; only a never-defined one is a typo.
+    if (g && (!g->hosts.empty() || !g->children.empty())) continue;
+    std::vector<std::string> others;
+    for (const auto& n : inv.group_names())
+      if (n != name) others.push_back(n);
+    if (p.kind == "vars")
+      throw ConfigError(at(path, p.line, 1, "section [" + name + ":vars] is for a group that is never defined"));
+    throw ConfigError(at(path, p.line, 1, "[" + p.group + ":children] names group '" + name +
+                                              "', which is never defined" +
+                                              text::did_you_mean(name, others)));
+  }
+}
+
+}  // namespace engine::inventory

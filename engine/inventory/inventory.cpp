@@ -1,0 +1,225 @@
+#include "engine/inventory/inventory.hpp"
+
+#include <algorithm>
+#include <deque>
+#include <stdexcept>
+
+#include "engine/core/text.hpp"
+
+namespace engine::inventory {
+
+Inventory::Inventory() {
+  add_group("all");
+  add_group("ungrouped");
+}
+
+Group& Inventory::add_group(const std::string& name) {
+  auto [it, inserted] = groups_.try_emplace(name);
+  if (inserted) {
+    it->second.name = name;
+    group_order_.push_back(name);
+  }
+  return it->second;
+}
+
+Host& Inventory::add_host(const std::string& name) {
+  auto [it, inserted] = hosts_.try_emplace(name);
+  if (inserted) {
+    it->second.name = name;
+    host_order_.push_back(name);
+  }
+  return it->second;
+}
+
+void Inventory::add_host_to_group(const std::string& group, const std::string& host) {
+  auto& g = add_group(group);
+  auto& h = add_host(host);
+  if (std::find(g.hosts.begin(), g.hosts.end(), host) == g.hosts.end()) g.hosts.push_back(host);
+  if (std::find(h.groups.begin(), h.groups.end(), group) == h.groups.end()) h.groups.push_back(group);
+}
+
+std::vector<std::string> Inventory::ancestors(const std::string& group) const {
+  std::vector<std::string> out;
+  std::deque<std::string> todo{group};
+  while (!todo.empty()) {
+    auto name = todo.front();
+    todo.pop_front();
+    auto it = groups_.find(name);
+    if (it == groups_.end()) continue;
+    for (const auto& p : it->second.parents) {
+      if (std::find(out.begin(), out.end(), p) == out.end()) {
+        out.push_back(p);
+        todo.push_back(p);
+      }
+    }
+  }
+  return out;
+}
+
+void Inventory::add_child(const std::string& parent, const std::string& child) {
+  if (parent == child) throw std::invalid_argument("group '" + parent + "' cannot be its own child");
+  auto anc = ancestors(parent);
+  if (std::find(anc.begin(), anc.end(), child) != anc.end())
+    throw std::invalid_argument("adding group '" + child + "' as a child of '" + parent +
+                                "' makes a loop: '" + child + "' is already above '" + parent + "'");
+  auto& p = add_group(parent);
+  auto& c = add_group(child);
+  if (std::find(p.children.begin(), p.children.end(), child) == p.children.end()) p.children.push_back(child);
+  if (std::find(c.parents.begin(), c.parents.end(), parent) == c.parents.end()) c.parents.push_back(parent);
+}
+
+void Inventory::reconcile() {
+  for (const auto& name : group_order_) {
+    if (name == "all") continue;
+    if (groups_[name].parents.empty()) add_child("all", name);
+  }
+  for (const auto& h : host_order_) {
+    auto& host = hosts_[h];
+    bool only_all = std::all_of(host.groups.begin(), host.groups.end(), [](auto& g) { return g == "all"; });
+    if (only_all) add_host_to_group("ungrouped", h);
+  }
+  // Depth is the longest path from `all`: a child group's vars override its parent's.
+  for (auto& [_, g] : groups_) g.depth = 0;
+  bool changed = true;
+  for (size_t round = 0; changed && round <= groups_.size(); ++round) {
+    changed = false;
+    for (auto& [_, g] : groups_) {
+      for (const auto& c : g.children) {
+        auto& child = groups_[c];
+        if (child.depth < g.depth + 1) child.depth = g.depth + 1, changed = true;
+      }
+    }
+  }
+}
+
+const Group* Inventory::group(const std::string& name) const {
+  auto it = groups_.find(name);
+  return it == groups_.end() ? nullptr : &it->second;
+}
+const Host* Inventory::host(const std::string& name) const {
+  auto it = hosts_.find(name);
+  return it == hosts_.end() ? nullptr : &it->second;
+}
+Group* Inventory::mutable_group(const std::string& name) {
+  auto it = groups_.find(name);
+  return it == groups_.end() ? nullptr : &it->second;
+}
+Host* Inventory::mutable_host(const std::string& name) {
+  auto it = hosts_.find(name);
+  return it == hosts_.end() ? nullptr : &it->second;
+}
+
+std::vector<std::string> Inventory::hosts_of(const std::string& group) const {
+  // The group itself first, then its descendants breadth-first, as Ansible orders them.
+  std::vector<std::string> out;
+  std::set<std::string> seen_hosts, seen_groups{group};
+  std::deque<std::string> todo{group};
+  while (!todo.empty()) {
+    auto g = this->group(todo.front());
+    todo.pop_front();
+    if (!g) continue;
+    for (const auto& h : g->hosts)
+      if (visible(h) && seen_hosts.insert(h).second) out.push_back(h);
+    for (const auto& c : g->children)
+      if (seen_groups.insert(c).second) todo.push_back(c);
+  }
+  if (group == "all") {
+    // Hosts keep inventory order under `all`, like `ansible all --list-hosts`.
+    std::vector<std::string> ordered;
+    for (const auto& h : host_order_)
+      if (seen_hosts.count(h)) ordered.push_back(h);
+    return ordered;
+  }
+  return out;
+}
+
+std::vector<std::string> Inventory::groups_of(const std::string& host) const {
+  std::vector<std::string> out;
+  auto h = this->host(host);
+  if (!h) return out;
+  for (const auto& g : h->groups) {
+    if (std::find(out.begin(), out.end(), g) == out.end()) out.push_back(g);
+    for (const auto& a : ancestors(g))
+      if (std::find(out.begin(), out.end(), a) == out.end()) out.push_back(a);
+  }
+  if (std::find(out.begin(), out.end(), "all") == out.end()) out.push_back("all");
+  return out;
+}
+
+namespace {
+// Ansible's default hash_behaviour=replace: a later source replaces a whole top-level key.
+void combine(json& into, const json& from) {
+  for (auto it = from.begin(); it != from.end(); ++it) into[it.key()] = it.value();
+}
+int priority_of(const Group& g) {
+  auto pick = [](const json& v) -> std::optional<int> {
+    auto it = v.find("ansible_group_priority");
+    if (it != v.end() && it->is_number_integer()) return it->get<int>();
+    return std::nullopt;
+  };
+  if (auto p = pick(g.file_vars)) return *p;
+  if (auto p = pick(g.vars)) return *p;
+  return 1;
+}
+}  // namespace
+
+json Inventory::vars_of(const std::string& name) const {
+  json out = json::object();
+  auto h = host(name);
+  if (!h) return out;
+  const Group& all = groups_.at("all");
+  // Ansible's order, lowest first: all's inventory vars, group_vars/all, other groups' inventory vars,
+  // their group_vars/ files, the host's inventory vars, host_vars/. Groups sort by (depth, priority, name).
+  std::vector<const Group*> gs;
+  for (const auto& g : groups_of(name))
+    if (g != "all") gs.push_back(&groups_.at(g));
+  std::sort(gs.begin(), gs.end(), [](const Group* a, const Group* b) {
+    return std::tuple(a->depth, priority_of(*a), a->name) < std::tuple(b->depth, priority_of(*b), b->name);
+  });
+  combine(out, all.vars);
+  combine(out, all.file_vars);
+  for (auto g : gs) combine(out, g->vars);
+  for (auto g : gs) combine(out, g->file_vars);
+  combine(out, h->vars);
+  combine(out, h->file_vars);
+  out["inventory_hostname"] = name;
+  json names = json::array();
+  std::vector<std::string> sorted;
+  for (auto g : gs) sorted.push_back(g->name);
+  std::sort(sorted.begin(), sorted.end());
+  for (auto& g : sorted) names.push_back(g);
+  out["group_names"] = names;
+  return out;
+}
+
+Connection Inventory::connection_of(const std::string& name) const {
+  json v = vars_of(name);
+  auto str = [&](std::initializer_list<const char*> keys) -> std::string {
+    for (auto k : keys) {
+      auto it = v.find(k);
+      if (it == v.end() || it->is_null()) continue;
+      return it->is_string() ? it->get<std::string>() : it->dump();
+    }
+    return {};
+  };
+  Connection c;
+  c.address = str({"ansible_host", "ansible_ssh_host"});
+  if (c.address.empty()) c.address = name;
+  auto port = str({"ansible_port", "ansible_ssh_port"});
+  if (!port.empty()) {
+    try {
+      c.port = std::stoi(port);
+    } catch (...) {
+      throw std::invalid_argument("host '" + name + "': ansible_port '" + port + "' is not a number");
+    }
+  }
+  c.user = str({"ansible_user", "ansible_ssh_user"});
+  c.private_key_file = str({"ansible_ssh_private_key_file", "ansible_private_key_file"});
+  auto become = str({"ansible_become"});
+  c.become = become == "true" || become == "True" || become == "yes" || become == "1";
+  c.become_user = str({"ansible_become_user"});
+  c.ssh_common_args = str({"ansible_ssh_common_args"});
+  return c;
+}
+
+}  // namespace engine::inventory

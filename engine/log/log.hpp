@@ -1,0 +1,33 @@
+// Run logs: human lines with a host prefix, or one JSON object per line, on stdout; and always a
+// JSON-lines file in the run's directory with every level. Fields travel as JSON, never glued text.
+#pragma once
+#include <string>
+#include <string_view>
+
+#include <nlohmann/json.hpp>
+
+namespace engine::log {
+
+enum class Level { debug = 0, info = 1, warn = 2, error = 3 };
+enum class Format { text, json };
+
+struct Options {
+  Format format = Format::text;
+  Level level = Level::info;
+  std::string file;  // "" for none
+  bool color = false;
+};
+
+void setup(const Options& opts);
+void emit(Level level, std::string_view host, std::string_view msg, const nlohmann::json& fields = nullptr);
+void flush();
+
+// "debug" → Level::debug ...; nullopt for an unknown name.
+std::optional<Level> parse_level(std::string_view name);
+std::string_view level_name(Level l);
+
+// The text form of one line, exposed for tests: "12:00:01.234 INFO  [node1] drained pods=12".
+std::string format_text(Level level, std::string_view host, std::string_view msg, const nlohmann::json& fields,
+                        bool color);
+
+}  // namespace engine::log

@@ -1,0 +1,54 @@
+// Typed runbook params: what a runbook declares, and how `-e key=value` strings become typed values.
+// Every -e is checked before anything runs; all problems are reported at once.
+#pragma once
+#include <functional>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+namespace engine::params {
+
+using json = nlohmann::json;
+
+enum class Type { string, integer, number, boolean, enumeration, list, duration };
+
+struct Spec {
+  std::string name;
+  Type type = Type::string;
+  bool required = false;
+  std::optional<json> default_value;  // already typed (a duration is seconds)
+  std::string pattern;                // a Lua pattern; checked through PatternCheck
+  std::string help;
+  bool secret = false;
+  std::vector<std::string> values;  // enum choices
+};
+
+// Lua patterns are matched by the Lua layer; the engine only asks.
+using PatternCheck = std::function<bool(const std::string& value, const std::string& pattern)>;
+
+// "string", "integer", ... as runbooks write them. Throws std::invalid_argument on an unknown name.
+Type parse_type(const std::string& name);
+std::string type_name(Type t);
+
+// "90s", "10m", "1h30m", "250ms", "2d" or a bare number of seconds. nullopt when malformed.
+std::optional<double> parse_duration(std::string_view text);
+
+// One -e value as the param's type. Throws ConfigError naming the param, the type and the value.
+json parse_value(const Spec& spec, const std::string& text, const PatternCheck& check);
+
+// A declared default, checked against the declared type (a duration default may be "90s").
+// Throws std::invalid_argument describing the mismatch: a runbook bug, not a user error.
+json normalize_default(const Spec& spec, const json& value);
+
+// Typed values for every declared param: -e values over defaults. Unknown keys are rejected with the
+// closest declared name; missing required params are named with their help. Throws ConfigError.
+json resolve(const std::vector<Spec>& specs, const std::vector<std::pair<std::string, std::string>>& given,
+             const PatternCheck& check);
+
+// How a value is shown in --help and plans; secrets never are.
+std::string display(const Spec& spec, const json& value);
+
+}  // namespace engine::params

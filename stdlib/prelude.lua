@@ -1,0 +1,50 @@
+-- The runbook prelude: the few globals written in Lua on top of the engine's primitives. It runs once
+-- per Lua state before any runbook, with the native helpers as its argument.
+local native = ...
+local raw_pcall, raw_xpcall, raw_load, raw_error = pcall, xpcall, load, error
+local is_interrupt, deadline_push, deadline_pop = native.is_interrupt, native.deadline_push, native.deadline_pop
+local pack, unpack, format = table.pack, table.unpack, string.format
+
+-- A timeout or cancellation must reach the engine: pcall re-raises it instead of swallowing it.
+local function pass(ok, ...)
+  if not ok and is_interrupt((...)) then raw_error((...), 0) end
+  return ok, ...
+end
+
+function pcall(f, ...)
+  return pass(raw_pcall(f, ...))
+end
+
+function xpcall(f, handler, ...)
+  local function guarded(e)
+    if is_interrupt(e) then return e end
+    return handler(e)
+  end
+  return pass(raw_xpcall(f, guarded, ...))
+end
+
+-- Text chunks only: binary chunks could break the sandbox.
+function load(chunk, name, mode, env)
+  if mode ~= nil and mode ~= "t" then raw_error("load: only text chunks are allowed (mode \"t\")", 2) end
+  return raw_load(chunk, name, "t", env)
+end
+
+--- Runs fn(...) with a deadline. Every wait inside it (sleep, SSH, HTTP...) is cut off when the
+--- deadline passes. Returns fn's results, or nil, "timeout".
+function timeout(seconds, fn, ...)
+  if type(seconds) ~= "number" or seconds < 0 then
+    raw_error("timeout: seconds must be a non-negative number, got " .. tostring(seconds), 2)
+  end
+  if type(fn) ~= "function" then raw_error("timeout: second argument must be a function", 2) end
+  local id = deadline_push(seconds)
+  local res = pack(raw_pcall(fn, ...))
+  deadline_pop(id)
+  if res[1] then return unpack(res, 2, res.n) end
+  if is_interrupt(res[2], id) then return nil, "timeout" end
+  raw_error(res[2], 0)
+end
+
+--- Fails the runbook with a formatted message at the caller's line.
+function fail(fmt, ...)
+  raw_error(format(fmt, ...), 2)
+end

@@ -1,0 +1,118 @@
+// engine/params: how -e strings become typed values, and how mistakes are reported.
+#include <catch2/catch.hpp>
+
+#include "engine/core/errors.hpp"
+#include "engine/params/params.hpp"
+
+using namespace engine::params;
+
+namespace {
+Spec spec(std::string name, Type t) {
+  Spec s;
+  s.name = std::move(name);
+  s.type = t;
+  return s;
+}
+const PatternCheck no_pattern = [](const std::string&, const std::string&) { return true; };
+
+std::string error_of(const std::vector<Spec>& specs, std::vector<std::pair<std::string, std::string>> given) {
+  try {
+    resolve(specs, given, no_pattern);
+  } catch (const engine::ConfigError& e) {
+    return e.what();
+  }
+  return "";
+}
+}  // namespace
+
+TEST_CASE("durations accept units, combinations and bare seconds") {
+  CHECK(*parse_duration("90s") == 90);
+  CHECK(*parse_duration("10m") == 600);
+  CHECK(*parse_duration("1h30m") == 5400);
+  CHECK(*parse_duration("250ms") == Approx(0.25));
+  CHECK(*parse_duration("2d") == 172800);
+  CHECK(*parse_duration("12") == 12);
+  CHECK(*parse_duration("1.5") == 1.5);
+  CHECK_FALSE(parse_duration("10 minutes"));
+  CHECK_FALSE(parse_duration("-5"));
+  CHECK_FALSE(parse_duration("m"));
+  CHECK_FALSE(parse_duration(""));
+}
+
+TEST_CASE("each type parses its values and names the param when it cannot") {
+  CHECK(parse_value(spec("n", Type::integer), "42", no_pattern) == 42);
+  CHECK(parse_value(spec("n", Type::integer), "-3", no_pattern) == -3);
+  CHECK(parse_value(spec("x", Type::number), "2.5", no_pattern) == 2.5);
+  CHECK(parse_value(spec("b", Type::boolean), "yes", no_pattern) == true);
+  CHECK(parse_value(spec("b", Type::boolean), "False", no_pattern) == false);
+  CHECK(parse_value(spec("l", Type::list), "a, b,,c", no_pattern) == nlohmann::json({"a", "b", "c"}));
+  CHECK(parse_value(spec("l", Type::list), R"(["x,y","z"])", no_pattern) == nlohmann::json({"x,y", "z"}));
+  CHECK(parse_value(spec("d", Type::duration), "5m", no_pattern) == 300.0);
+
+  CHECK_THROWS_WITH(parse_value(spec("workers_at_once", Type::integer), "two", no_pattern),
+                    "param 'workers_at_once' expects an integer, got 'two'");
+  CHECK_THROWS_WITH(parse_value(spec("n", Type::integer), "1.5", no_pattern), Catch::Contains("expects an integer"));
+  CHECK_THROWS_WITH(parse_value(spec("b", Type::boolean), "maybe", no_pattern), Catch::Contains("expects a boolean"));
+  CHECK_THROWS_WITH(parse_value(spec("d", Type::duration), "soon", no_pattern), Catch::Contains("expects a duration"));
+  auto e = spec("kind", Type::enumeration);
+  e.values = {"patch", "minor"};
+  CHECK(parse_value(e, "minor", no_pattern) == "minor");
+  CHECK_THROWS_WITH(parse_value(e, "pacth", no_pattern),
+                    "param 'kind' expects one of patch, minor (did you mean 'patch'?), got 'pacth'");
+}
+
+TEST_CASE("a pattern is checked and its help shown when it fails") {
+  auto s = spec("version", Type::string);
+  s.pattern = "^%d+%.%d+%.%d+$";
+  s.help = "target, e.g. 1.34.3";
+  PatternCheck reject = [](const std::string& v, const std::string&) { return v == "1.34.3"; };
+  CHECK(parse_value(s, "1.34.3", reject) == "1.34.3");
+  CHECK_THROWS_WITH(parse_value(s, "v1.34", reject),
+                    "param 'version': 'v1.34' does not match the pattern ^%d+%.%d+%.%d+$ (target, e.g. 1.34.3)");
+}
+
+TEST_CASE("resolve fills defaults, rejects unknown keys with a suggestion, names missing params") {
+  auto version = spec("version", Type::string);
+  version.required = true;
+  version.help = "target, e.g. 1.34.3";
+  auto workers = spec("workers_at_once", Type::integer);
+  workers.default_value = 1;
+  std::vector<Spec> specs{version, workers};
+
+  auto v = resolve(specs, {{"version", "1.34.3"}}, no_pattern);
+  CHECK(v["version"] == "1.34.3");
+  CHECK(v["workers_at_once"] == 1);
+
+  CHECK(error_of(specs, {{"version", "1"}, {"worker_at_once", "2"}}) ==
+        "unknown param 'worker_at_once' (did you mean 'workers_at_once'?)");
+  CHECK(error_of(specs, {}) ==
+        "missing required param 'version' (string): target, e.g. 1.34.3; give it with -e version=...");
+  // Every problem at once, so one correction round is enough.
+  auto all = error_of(specs, {{"workers_at_once", "x"}, {"bogus", "1"}});
+  CHECK_THAT(all, Catch::Contains("expects an integer, got 'x'"));
+  CHECK_THAT(all, Catch::Contains("unknown param 'bogus'"));
+  CHECK_THAT(all, Catch::Contains("missing required param 'version'"));
+}
+
+TEST_CASE("a secret's value never appears in an error or a display") {
+  auto s = spec("token", Type::integer);
+  s.secret = true;
+  CHECK_THROWS_WITH(parse_value(s, "hunter2", no_pattern), "param 'token' expects an integer, got <secret>");
+  CHECK(display(s, 5) == "<secret>");
+}
+
+TEST_CASE("defaults are checked against the declared type") {
+  auto d = spec("drain_timeout", Type::duration);
+  CHECK(normalize_default(d, "10m") == 600.0);
+  CHECK(normalize_default(d, 30) == 30);
+  CHECK_THROWS_WITH(normalize_default(d, "later"), "param 'drain_timeout': default \"later\" is not a duration");
+  auto i = spec("n", Type::integer);
+  CHECK_THROWS(normalize_default(i, "3"));
+  auto l = spec("ignore", Type::list);
+  CHECK_THROWS(normalize_default(l, nlohmann::json::array({1})));
+}
+
+TEST_CASE("unknown types are named with the closest one") {
+  CHECK_THROWS_WITH(parse_type("int"), Catch::Contains("unknown param type 'int'"));
+  CHECK_THROWS_WITH(parse_type("strng"), Catch::Contains("did you mean 'string'?"));
+}
