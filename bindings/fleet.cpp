@@ -96,7 +96,7 @@ struct FleetRun : std::enable_shared_from_this<FleetRun> {
       return;
     }
     if (window.over_budget()) {
-      std::string msg = where + " fleet.each: " + std::to_string(failed) + " of " + std::to_string(results.size()) +
+      std::string msg = where + "fleet.each: " + std::to_string(failed) + " of " + std::to_string(results.size()) +
                         " hosts failed, more than max_failures (" + std::to_string(budget) + ")";
       size_t shown = 0;
       for (auto& r : results)

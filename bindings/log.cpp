@@ -13,6 +13,7 @@ std::string host_of(lua_State* L) {
 
 template <log::Level level>
 int l_log(lua_State* L) {
+  lua_settop(L, 2);  // luaL_tolstring pushes; keep the fields argument at index 2
   size_t len = 0;
   const char* msg = luaL_tolstring(L, 1, &len);
   json fields = nullptr;

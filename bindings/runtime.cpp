@@ -143,7 +143,12 @@ int Runtime::run(const nlohmann::json& params, const RunOptions& opts) {
 
   if (!failure.empty()) {
     if (exit_code == 130) log::emit(log::Level::error, "", "run interrupted");
-    else log::emit(log::Level::error, "", "runbook failed", json{{"error", failure}});
+    else {
+      // The console gets the message; the traceback goes to stderr and the run log.
+      auto cut = failure.find("\nstack traceback:");
+      log::emit(log::Level::error, "", "runbook failed", json{{"error", failure.substr(0, cut)}});
+      log::emit(log::Level::debug, "", failure);
+    }
     log::flush();
     std::fprintf(stderr, "%s: %s\n", exit_code == 130 ? "interrupted" : "runbook failed", failure.c_str());
   }

@@ -186,6 +186,7 @@ json normalize_default(const Spec& spec, const json& v) {
         if (auto d = parse_duration(v.get<std::string>())) return *d;
       throw mismatch("a duration");
     case Type::list:
+      if (v.is_object() && v.empty()) return json::array();  // Lua's {} has no array/object distinction
       if (!v.is_array()) throw mismatch("a list");
       for (auto& item : v)
         if (!item.is_string()) throw mismatch("a list of strings");

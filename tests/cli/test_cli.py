@@ -1,0 +1,252 @@
+"""CLI tests: run the built engine binary on sample runbooks and check what a user sees."""
+import json
+import os
+import signal
+import subprocess
+import tempfile
+import time
+import unittest
+
+ENGINE = os.environ.get("ENGINE_BIN", os.path.join(os.path.dirname(__file__), "../../build/bin/engine"))
+HERE = os.path.dirname(os.path.abspath(__file__))
+RB = os.path.join(HERE, "runbooks")
+FIX = os.path.join(HERE, "..", "fixtures", "inventory")
+
+
+def engine(*args, timeout=60):
+    return subprocess.run([ENGINE, *args], capture_output=True, text=True, timeout=timeout, cwd=HERE)
+
+
+class CliTest(unittest.TestCase):
+    def setUp(self):
+        self.state = tempfile.mkdtemp(prefix="engine-cli-")
+
+    def run_rb(self, *args, **kw):
+        return engine("run", *args, "--state-dir", self.state, **kw)
+
+    def inventory(self, text, name="hosts.ini"):
+        path = os.path.join(self.state, name)
+        with open(path, "w") as f:
+            f.write(text)
+        return path
+
+
+class TestCommands(CliTest):
+    def test_version_prints_the_version(self):
+        r = engine("version")
+        self.assertEqual(r.returncode, 0)
+        self.assertRegex(r.stdout, r"^engine \d+\.\d+\.\d+\n$")
+
+    def test_no_subcommand_is_a_usage_error(self):
+        self.assertEqual(engine().returncode, 2)
+        self.assertEqual(engine("frobnicate").returncode, 2)
+
+    def test_runbook_help_lists_params_with_type_default_and_help(self):
+        r = engine("run", "runbooks/params.lua", "--help")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn("params — echo the params", r.stdout)
+        self.assertRegex(r.stdout, r"version\s+string, required\n\s+target, e.g. 1.34.3\n\s+must match \^%d\+")
+        self.assertRegex(r.stdout, r"workers_at_once\s+integer, default 1\n\s+workers upgraded at once")
+        self.assertRegex(r.stdout, r"kind\s+enum \(patch\|minor\), default patch")
+        self.assertRegex(r.stdout, r"drain_timeout\s+duration, default 600s")
+        self.assertRegex(r.stdout, r"token\s+string, default <secret>, secret")
+        self.assertNotIn("s3cr3t-default", r.stdout)
+
+    def test_run_help_without_runbook_is_the_command_help(self):
+        r = engine("run", "--help")
+        self.assertEqual(r.returncode, 0)
+        self.assertIn("--dry-run", r.stdout)
+
+    def test_params_arrive_typed(self):
+        r = self.run_rb("runbooks/params.lua", "-e", "version=1.34.3", "-e", "workers_at_once=3", "-e", "force=yes",
+                        "-e", "ignore=A,B", "-e", "drain_timeout=90s", "-e", "kind=minor")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn("version=1.34.3 workers=3 ratio=0.9 force=true kind=minor ignore=A+B drain=90.0", r.stdout)
+        self.assertIn("integer? integer", r.stdout)
+
+    def test_check_validates_without_running(self):
+        r = engine("check", "runbooks/params.lua", "-e", "version=1.2.3", "-i", os.path.join(FIX, "kubespray-ini/inventory.ini"))
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn("ok: runbook 'params' (8 params), inventory 4 hosts", r.stdout)
+        self.assertNotIn("version=", r.stdout)  # run() never ran
+
+    def test_check_reports_bad_params(self):
+        r = engine("check", "runbooks/params.lua")
+        self.assertEqual(r.returncode, 2)
+        self.assertIn("missing required param 'version'", r.stderr)
+
+
+class TestBadInput(CliTest):
+    def test_syntax_error_names_file_line_and_parser_message(self):
+        r = self.run_rb("runbooks/syntax.lua")
+        self.assertEqual(r.returncode, 2)
+        self.assertIn("runbooks/syntax.lua:3: ')' expected near 'inv'", r.stderr)
+
+    def test_runtime_error_names_file_line_with_traceback(self):
+        r = self.run_rb("runbooks/runtime_error.lua")
+        self.assertEqual(r.returncode, 1, r.stderr)
+        self.assertIn("runbooks/runtime_error.lua:4: only 3% free on cp1", r.stderr)
+        self.assertIn("stack traceback:", r.stderr)
+        self.assertIn("runtime_error.lua:11:", r.stderr)  # the caller's line, in the traceback
+        self.assertIn("in upvalue 'check_disk'", r.stderr)
+
+    def test_file_without_runbook_declaration(self):
+        r = self.run_rb("runbooks/no_return.lua")
+        self.assertEqual(r.returncode, 2)
+        self.assertIn("must end with `return runbook", r.stderr)
+
+    def test_missing_runbook_file(self):
+        r = self.run_rb("runbooks/nope.lua")
+        self.assertEqual(r.returncode, 2)
+        self.assertIn("runbooks/nope.lua: no such runbook file", r.stderr)
+
+    def test_missing_required_param_is_named_with_its_help(self):
+        r = self.run_rb("runbooks/params.lua")
+        self.assertEqual(r.returncode, 2)
+        self.assertIn("missing required param 'version' (string): target, e.g. 1.34.3", r.stderr)
+
+    def test_wrong_type_names_param_expected_type_and_value(self):
+        r = self.run_rb("runbooks/params.lua", "-e", "version=1.2.3", "-e", "workers_at_once=many")
+        self.assertEqual(r.returncode, 2)
+        self.assertIn("param 'workers_at_once' expects an integer, got 'many'", r.stderr)
+
+    def test_pattern_mismatch(self):
+        r = self.run_rb("runbooks/params.lua", "-e", "version=v1.34")
+        self.assertEqual(r.returncode, 2)
+        self.assertIn("'v1.34' does not match the pattern", r.stderr)
+
+    def test_unknown_param_suggests_the_closest(self):
+        r = self.run_rb("runbooks/params.lua", "-e", "version=1.2.3", "-e", "workers_at_onc=2")
+        self.assertEqual(r.returncode, 2)
+        self.assertIn("unknown param 'workers_at_onc' (did you mean 'workers_at_once'?)", r.stderr)
+
+    def test_extra_without_equals(self):
+        r = self.run_rb("runbooks/params.lua", "-e", "version")
+        self.assertEqual(r.returncode, 2)
+        self.assertIn("-e 'version': expected name=value", r.stderr)
+
+    def test_malformed_yaml_inventory_names_file_line_column(self):
+        inv = self.inventory("all:\n  hosts:\n    a:\n      x: [1, 2\n", "bad.yml")
+        r = self.run_rb("runbooks/fleet.lua", "-i", inv)
+        self.assertEqual(r.returncode, 2)
+        self.assertRegex(r.stderr, r"bad\.yml:\d+:\d+: ")
+
+    def test_malformed_ini_inventory_names_file_line_column(self):
+        inv = self.inventory("[web]\nweb1\n[web:varz]\nx=1\n")
+        r = self.run_rb("runbooks/fleet.lua", "-i", inv)
+        self.assertEqual(r.returncode, 2)
+        self.assertIn("hosts.ini:3:6: section [web:varz] has unknown type 'varz'", r.stderr)
+
+    def test_unknown_group_or_host_in_limit_is_named(self):
+        inv = self.inventory("[web]\nweb1\nweb2\n[db]\ndb1\n")
+        r = self.run_rb("runbooks/fleet.lua", "-i", inv, "--limit", "web:dbs")
+        self.assertEqual(r.returncode, 2)
+        self.assertIn("--limit: no host or group matches 'dbs' (did you mean 'db'?)", r.stderr)
+        r = self.run_rb("runbooks/fleet.lua", "-i", inv, "--limit", "web3")
+        self.assertEqual(r.returncode, 2)
+        self.assertIn("no host or group matches 'web3'", r.stderr)
+
+    def test_bad_log_format_is_a_usage_error(self):
+        r = self.run_rb("runbooks/fleet.lua", "--log-format", "xml")
+        self.assertEqual(r.returncode, 2)
+
+
+class TestRuns(CliTest):
+    INV = "[web]\nweb1 ansible_host=10.0.0.1\nweb2\n[db]\ndb1\ndb2\n"
+
+    def test_fleet_visits_every_host_with_a_prefix(self):
+        r = self.run_rb("runbooks/fleet.lua", "-i", self.inventory(self.INV))
+        self.assertEqual(r.returncode, 0, r.stderr)
+        for h in ["web1", "web2", "db1", "db2"]:
+            self.assertIn(f"[{h}] done", r.stdout)
+        self.assertIn("[web1] visiting address=10.0.0.1", r.stdout)
+        self.assertIn("summary failed=0 ok=4", r.stdout)
+
+    def test_limit_restricts_the_hosts(self):
+        r = self.run_rb("runbooks/fleet.lua", "-i", self.inventory(self.INV), "--limit", "all:!db2:!web2")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn("[web1] done", r.stdout)
+        self.assertIn("[db1] done", r.stdout)
+        self.assertNotIn("[db2]", r.stdout)
+        self.assertNotIn("[web2]", r.stdout)
+
+    def test_a_failed_host_fails_the_run_and_is_named(self):
+        r = self.run_rb("runbooks/fleet.lua", "-i", self.inventory(self.INV), "-e", "fail_on=db1")
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("[db1] failed error=\"runbooks/fleet.lua:20: planned failure on db1\"", r.stdout)
+        self.assertIn("fleet.each: 1 of 4 hosts failed, more than max_failures (0)", r.stderr)
+        self.assertIn("db1: runbooks/fleet.lua:20: planned failure on db1", r.stderr)
+
+    def test_failures_within_budget_pass(self):
+        r = self.run_rb("runbooks/fleet.lua", "-i", self.inventory(self.INV), "-e", "fail_on=db1", "-e", "max_failures=1")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn("summary failed=1 ok=3", r.stdout)
+
+    def test_json_logs_are_one_object_per_line_and_the_run_log_is_kept(self):
+        r = self.run_rb("runbooks/fleet.lua", "-i", self.inventory(self.INV), "--log-format", "json")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        lines = [json.loads(l) for l in r.stdout.splitlines()]
+        visits = [l for l in lines if l["msg"] == "visiting"]
+        self.assertEqual(sorted(l["host"] for l in visits), ["db1", "db2", "web1", "web2"])
+        self.assertEqual(visits[0]["level"], "info")
+        run_id = lines[0]["fields"]["run"]
+        log_path = os.path.join(self.state, "runs", run_id, "run.log")
+        with open(log_path) as f:
+            logged = [json.loads(l) for l in f]
+        self.assertTrue(any(l["msg"] == "done" and l["host"] == "db2" for l in logged))
+
+    def test_kubespray_inventories_run_unchanged(self):
+        for inv in ["kubespray-ini/inventory.ini", "kubespray-yaml/hosts.yaml"]:
+            r = self.run_rb("runbooks/fleet.lua", "-i", os.path.join(FIX, inv), "-e", "group=etcd")
+            self.assertEqual(r.returncode, 0, r.stderr)
+            self.assertIn("[node3] visiting address=10.1.1.13", r.stdout)
+            self.assertNotIn("[node4]", r.stdout)
+
+
+class TestInterrupt(CliTest):
+    INV = "".join(f"h{i}\n" for i in range(1, 21))
+
+    def start(self, *extra):
+        inv = self.inventory(self.INV)
+        return subprocess.Popen([ENGINE, "run", "runbooks/fleet.lua", "-i", inv, "--state-dir", self.state,
+                                 "-e", "nap=1s", "-e", "at_once=2", *extra],
+                                cwd=HERE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+    def wait_for(self, proc, text, limit=20):
+        deadline = time.monotonic() + limit
+        seen = ""
+        while time.monotonic() < deadline:
+            line = proc.stdout.readline()
+            if not line:
+                break
+            seen += line
+            if text in line:
+                return seen
+        self.fail(f"never saw {text!r}; saw:\n{seen}")
+
+    def test_ctrl_c_once_lets_running_hosts_finish_and_starts_no_more(self):
+        p = self.start()
+        seen = self.wait_for(p, "[h2] visiting")
+        p.send_signal(signal.SIGINT)
+        out, err = p.communicate(timeout=30)
+        out = seen + out
+        self.assertEqual(p.returncode, 130, err)
+        self.assertIn("[h1] done", out)
+        self.assertIn("[h2] done", out)
+        self.assertNotIn("[h3]", out)
+        self.assertIn("interrupted", err)
+
+    def test_ctrl_c_twice_cancels_what_is_in_flight(self):
+        p = self.start("-e", "nap=30s")
+        self.wait_for(p, "[h2] visiting")
+        p.send_signal(signal.SIGINT)
+        time.sleep(0.2)
+        p.send_signal(signal.SIGINT)
+        out, err = p.communicate(timeout=10)  # far less than the 30 s nap
+        self.assertEqual(p.returncode, 130, err)
+        self.assertIn("[h1] failed error=cancelled", out)
+        self.assertNotIn("[h1] done", out)
+
+
+if __name__ == "__main__":
+    unittest.main()

@@ -1,0 +1,1 @@
+local x = runbook { name = "forgot", run = function() end }

@@ -1,0 +1,5 @@
+return runbook {
+  name = "broken",
+  run = function(p inv)
+  end,
+}
