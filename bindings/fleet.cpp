@@ -79,8 +79,8 @@ struct FleetRun : std::enable_shared_from_this<FleetRun> {
     running.erase(i);
     window.finish(ok);
     if (window.over_budget()) window.stop_admitting();
-    // Admit from the loop, not from inside this task's resume: keeps the C stack flat.
-    asio::post(vm->io, [self = shared_from_this()] { self->admit(); });
+    // Admitting here is safe: spawn() only posts the new tasks' first resume, it never nests one.
+    admit();
   }
 
   void close() {
@@ -196,6 +196,8 @@ std::string name_of(lua_State* L, int idx, size_t i) {
   return "#" + std::to_string(i + 1);
 }
 
+void start(lua_State* L, Vm& vm, size_t total, size_t at_once, size_t budget);
+
 // fleet.each(hosts, [opts,] fn) → results {ok=, failed=, skipped=, [i] = {name, host, status, error, duration, value}}
 int l_each(lua_State* L) {
   luaL_checktype(L, 1, LUA_TTABLE);
@@ -223,12 +225,17 @@ int l_each(lua_State* L) {
   auto at_once = fleet::at_once_count(amount_opt(L, 2, "at_once", {1, false}), total);
   auto budget = fleet::failure_budget(amount_opt(L, 2, "max_failures", {0, false}), total);
 
-  Op op = begin(L, "fleet.each");
-  Vm& vm = *op.task->vm;
+  Vm& vm = vm_of(L);
   if (vm.draining) {
     push_interrupt(L, {Interrupt::interrupted, 0});
     return lua_error(L);
   }
+  start(L, vm, total, at_once, budget);
+  return suspend(L);
+}
+
+void start(lua_State* L, Vm& vm, size_t total, size_t at_once, size_t budget) {
+  Op op = begin(L, "fleet.each");
   auto run = std::make_shared<FleetRun>(&vm, total, at_once, budget);
   run->parent = op;
   luaL_where(L, 1);
@@ -245,7 +252,7 @@ int l_each(lua_State* L) {
   lua_pushvalue(L, 3);
   run->fn_ref = luaL_ref(L, LUA_REGISTRYINDEX);
   asio::post(vm.io, [run] { run->admit(); });
-  return yield(L, op, [run] { run->cancel(); });
+  arm(op, [run] { run->cancel(); });
 }
 
 const luaL_Reg kFleet[] = {{"each", l_each}, {nullptr, nullptr}};

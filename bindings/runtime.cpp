@@ -134,7 +134,7 @@ int Runtime::run(const nlohmann::json& params, const RunOptions& opts) {
   signals.async_wait(on_signal);
 
   // Runs until the runbook's task and every task it started have finished.
-  while (!vm.live.empty()) {
+  while (vm.live_count > 0) {
     if (vm.io.run_one() == 0) break;
   }
   signals.cancel();
@@ -167,7 +167,7 @@ std::string Runtime::run_snippet(const std::string& code) {
   spawn(*vm_, L, 0, "", [&](Task& t, bool ok) {
     if (!ok) error = error_text(t.co);
   });
-  while (!vm_->live.empty())
+  while (vm_->live_count > 0)
     if (vm_->io.run_one() == 0) break;
   vm_->io.restart();
   return error;

@@ -41,8 +41,13 @@ void retire(Task& t) {
   t.suspended = false;
   t.cancel_op = nullptr;
   for (auto& [_, timer] : t.deadlines) timer->cancel();
+  t.timer.cancel();
   t.deadlines.clear();
-  t.vm->live.erase(&t);
+  if (t.prev_live) t.prev_live->next_live = t.next_live;
+  else t.vm->live = t.next_live;
+  if (t.next_live) t.next_live->prev_live = t.prev_live;
+  t.prev_live = t.next_live = nullptr;
+  --t.vm->live_count;
   *static_cast<Task**>(lua_getextraspace(t.co)) = nullptr;
   luaL_unref(t.vm->L, LUA_REGISTRYINDEX, t.ref);
   t.ref = LUA_NOREF;
@@ -60,7 +65,7 @@ Vm& vm_of(lua_State* L) {
 Task* current_task(lua_State* L) { return *static_cast<Task**>(lua_getextraspace(L)); }
 
 TaskPtr spawn(Vm& vm, lua_State* from, int nargs, std::string host, std::function<void(Task&, bool)> on_done) {
-  auto t = std::make_shared<Task>();
+  auto t = std::make_shared<Task>(vm.io);
   t->vm = &vm;
   t->host = std::move(host);
   t->on_done = std::move(on_done);
@@ -68,7 +73,10 @@ TaskPtr spawn(Vm& vm, lua_State* from, int nargs, std::string host, std::functio
   t->ref = luaL_ref(from, LUA_REGISTRYINDEX);
   lua_xmove(from, t->co, nargs + 1);
   *static_cast<Task**>(lua_getextraspace(t->co)) = t.get();
-  vm.live.insert(t.get());
+  t->next_live = vm.live;
+  if (vm.live) vm.live->prev_live = t.get();
+  vm.live = t.get();
+  ++vm.live_count;
   asio::post(vm.io, [t, nargs] {
     if (t->pending.kind != Interrupt::none && !t->finished) {
       // Cancelled before it ever ran: it ends as cancelled without running a line.
@@ -119,11 +127,12 @@ Op begin(lua_State* L, const char* what) {
   return Op{t->shared_from_this(), ++t->op_seq};
 }
 
-int yield(lua_State* L, const Op& op, std::function<void()> cancel) {
+void arm(const Op& op, std::function<void()> cancel) {
   op.task->cancel_op = std::move(cancel);
   op.task->suspended = true;
-  return lua_yieldk(L, 0, 0, continuation);
 }
+
+int suspend(lua_State* L) { return lua_yieldk(L, 0, 0, continuation); }
 
 void complete(const Op& op, const std::function<int(lua_State*)>& push, bool raise) {
   Task& t = *op.task;
@@ -146,7 +155,7 @@ void interrupt(Task& t, Interrupt why) {
 void cancel_all(Vm& vm) {
   vm.cancelling = true;
   std::vector<TaskPtr> tasks;
-  for (Task* t : vm.live) tasks.push_back(t->shared_from_this());
+  for (Task* t = vm.live; t; t = t->next_live) tasks.push_back(t->shared_from_this());
   for (auto& t : tasks) interrupt(*t, {Interrupt::cancelled, 0});
 }
 

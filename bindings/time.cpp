@@ -12,12 +12,15 @@ namespace {
 int l_sleep(lua_State* L) {
   double seconds = luaL_checknumber(L, 1);
   luaL_argcheck(L, seconds >= 0 && std::isfinite(seconds), 1, "seconds must be a non-negative number");
-  Op op = begin(L, "sleep");
-  auto timer = std::make_shared<asio::steady_timer>(
-      op.task->vm->io,
-      std::chrono::duration_cast<std::chrono::steady_clock::duration>(std::chrono::duration<double>(seconds)));
-  timer->async_wait([op, timer](const boost::system::error_code&) { complete(op, [](lua_State*) { return 0; }); });
-  return yield(L, op, [timer] { timer->cancel(); });
+  {
+    Op op = begin(L, "sleep");
+    Task* t = op.task.get();
+    t->timer.expires_after(
+        std::chrono::duration_cast<std::chrono::steady_clock::duration>(std::chrono::duration<double>(seconds)));
+    t->timer.async_wait([op](const boost::system::error_code&) { complete(op, [](lua_State*) { return 0; }); });
+    arm(op, [t] { t->timer.cancel(); });
+  }
+  return suspend(L);
 }
 
 // time.monotonic(): seconds on a clock that never goes back, for durations.

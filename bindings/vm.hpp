@@ -38,6 +38,7 @@ struct Vm;
 
 // One Lua coroutine driven by the engine: the runbook's run(), or one host's work in fleet.each.
 struct Task : std::enable_shared_from_this<Task> {
+  explicit Task(asio::io_context& io) : timer(io) {}
   Vm* vm = nullptr;
   lua_State* co = nullptr;
   int ref = LUA_NOREF;   // keeps the thread alive while it runs
@@ -50,6 +51,10 @@ struct Task : std::enable_shared_from_this<Task> {
   bool raise_top = false;           // the completion pushed an error value to raise
   int resume_nargs = 0;
   std::map<uint64_t, std::shared_ptr<asio::steady_timer>> deadlines;
+  // A task waits on one thing at a time; sleep and other timed waits use this timer.
+  asio::steady_timer timer;
+  Task* prev_live = nullptr;  // the Vm's list of tasks in flight (intrusive: no allocation per task)
+  Task* next_live = nullptr;
   // Called once when the coroutine returns (ok, results on co's stack) or raises (error value on top).
   std::function<void(Task&, bool ok)> on_done;
 };
@@ -63,9 +68,10 @@ struct Op {
 
 struct Vm {
   lua_State* L = nullptr;
-  asio::io_context io;
+  asio::io_context io{1};  // one thread: no locking inside asio
   inventory::Inventory* inventory = nullptr;
-  std::set<Task*> live;
+  Task* live = nullptr;  // head of the tasks in flight
+  size_t live_count = 0;
   bool draining = false;   // Ctrl-C once: admit no new hosts
   bool cancelling = false; // Ctrl-C twice: cancel what is in flight
   bool dry_run = false;
@@ -86,10 +92,13 @@ TaskPtr spawn(Vm& vm, lua_State* from, int nargs, std::string host, std::functio
 // The one function that resumes coroutines.
 void resume(Task& t, int nargs);
 
-// A yielding binding: begin() checks it may yield here (raises on misuse), yield() suspends,
-// complete() pushes results (or, with raise, an error) and resumes.
+// A yielding binding: begin() checks it may yield here (raises on misuse), arm() records how to
+// cancel the started operation, and `return suspend(L)` yields. complete() pushes results (or,
+// with raise, an error) and resumes. In Lua built as C++ a yield is a C++ throw: keep every object
+// with a destructor in a scope that ends before suspend(), so the unwinder has no cleanups to run.
 Op begin(lua_State* L, const char* what);
-int yield(lua_State* L, const Op& op, std::function<void()> cancel);
+void arm(const Op& op, std::function<void()> cancel);
+int suspend(lua_State* L);
 void complete(const Op& op, const std::function<int(lua_State*)>& push, bool raise = false);
 
 // Wakes a task with an interrupt (its pending operation cancelled), now if it is suspended.

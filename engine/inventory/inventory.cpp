@@ -34,7 +34,7 @@ Host& Inventory::add_host(const std::string& name) {
 void Inventory::add_host_to_group(const std::string& group, const std::string& host) {
   auto& g = add_group(group);
   auto& h = add_host(host);
-  if (std::find(g.hosts.begin(), g.hosts.end(), host) == g.hosts.end()) g.hosts.push_back(host);
+  if (g.host_set.insert(host).second) g.hosts.push_back(host);
   if (std::find(h.groups.begin(), h.groups.end(), group) == h.groups.end()) h.groups.push_back(group);
 }
 

@@ -16,6 +16,7 @@ using json = nlohmann::json;
 struct Group {
   std::string name;
   std::vector<std::string> hosts;     // direct members, in inventory order
+  std::set<std::string> host_set;     // the same, for membership tests on large groups
   std::vector<std::string> children;  // in inventory order
   std::vector<std::string> parents;
   json vars = json::object();       // from the inventory source

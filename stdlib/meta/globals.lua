@@ -1,0 +1,78 @@
+---@meta
+-- LuaCATS stubs for the globals engine gives every runbook. For editors (lua-language-server);
+-- never loaded by the engine.
+
+---@alias engine.ParamType "string"|"integer"|"number"|"boolean"|"enum"|"list"|"duration"
+
+---@class engine.ParamSpec
+---@field type? engine.ParamType   (default: "string")
+---@field required? boolean        (default: false)
+---@field default? any             a value of the type; a duration may be "10m"
+---@field pattern? string          a Lua pattern a string (or each list item) must match
+---@field help? string             shown by `engine run X.lua --help` and in errors
+---@field secret? boolean          never shown (default: false)
+---@field values? string[]         the choices of an enum
+
+---@class engine.RunbookDecl
+---@field name string
+---@field summary? string
+---@field description? string
+---@field params? table<string, engine.ParamSpec>
+---@field run fun(p: table, inv: engine.Inventory)
+
+--- Declares the runbook; the file must `return runbook { ... }`.
+---@param decl engine.RunbookDecl
+---@return engine.RunbookDecl
+function runbook(decl) end
+
+--- Suspends this coroutine for `seconds`; the rest of the run goes on. Yields.
+---@param seconds number
+function sleep(seconds) end
+
+--- Runs fn(...) with a deadline; returns its results, or nil, "timeout". Yields.
+---@param seconds number
+---@param fn function
+---@return any ...
+function timeout(seconds, fn, ...) end
+
+--- Raises string.format(fmt, ...) at the caller's line.
+---@param fmt string
+function fail(fmt, ...) end
+
+---@class engine.log
+log = {}
+---@param msg string
+---@param fields? table
+function log.debug(msg, fields) end
+---@param msg string
+---@param fields? table
+function log.info(msg, fields) end
+---@param msg string
+---@param fields? table
+function log.warn(msg, fields) end
+---@param msg string
+---@param fields? table
+function log.error(msg, fields) end
+
+---@class engine.Host
+---@field name string        the inventory name
+---@field vars table         every variable after Ansible's precedence, plus inventory_hostname and group_names
+---@field groups string[]    every group the host is in
+
+---@class engine.Inventory
+local Inventory = {}
+--- The hosts of a group and of the groups below it, in inventory order. Raises on an unknown group.
+---@param name string
+---@return engine.Host[]
+function Inventory:group(name) end
+--- Hosts matching an Ansible pattern ("k8s-cp:&etcd:!cp3"); all hosts without one.
+---@param pattern? string
+---@return engine.Host[]
+function Inventory:hosts(pattern) end
+--- One host by name. Raises on an unknown name.
+---@param name string
+---@return engine.Host
+function Inventory:host(name) end
+--- Every group name.
+---@return string[]
+function Inventory:groups() end
