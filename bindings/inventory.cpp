@@ -120,6 +120,8 @@ void open_inventory(lua_State* L) {
   lua_setfield(L, -2, "__index");
   lua_pop(L, 1);
   luaL_newmetatable(L, kHostMeta);
+  push_host_methods(L);
+  lua_setfield(L, -2, "__index");
   lua_pushcfunction(L, host_tostring);
   lua_setfield(L, -2, "__tostring");
   lua_pushstring(L, "engine.host");

@@ -44,6 +44,7 @@ Runtime::Runtime(const std::string& stdlib_dir) : vm_(std::make_unique<Vm>()) {
 }
 
 Runtime::~Runtime() {
+  if (vm_) close_ssh(*vm_);
   if (vm_ && vm_->L) lua_close(vm_->L);
 }
 
@@ -138,6 +139,7 @@ int Runtime::run(const nlohmann::json& params, const RunOptions& opts) {
     if (vm.io.run_one() == 0) break;
   }
   signals.cancel();
+  close_ssh(vm);
   vm.io.restart();
   vm.io.poll();
 

@@ -66,9 +66,12 @@ struct Op {
   uint64_t seq = 0;
 };
 
+struct SshState;  // bindings/ssh.cpp: the session pool and SSH settings of this run
+
 struct Vm {
   lua_State* L = nullptr;
   asio::io_context io{1};  // one thread: no locking inside asio
+  std::shared_ptr<SshState> ssh;  // made on first use; reset before the loop goes
   inventory::Inventory* inventory = nullptr;
   Task* live = nullptr;  // head of the tasks in flight
   size_t live_count = 0;
@@ -124,6 +127,11 @@ void open_time(lua_State* L);
 void open_runbook(lua_State* L);
 void open_inventory(lua_State* L);
 void open_fleet(lua_State* L);
+void open_ssh(lua_State* L);
+// Ends every SSH session of the run (before the io_context goes).
+void close_ssh(Vm& vm);
+// Methods of host tables (host:exec, host:upload, ...), filled by the modules that provide them.
+void push_host_methods(lua_State* L);
 // Registers a native module so `require(name)` finds it.
 void register_module(lua_State* L, const char* name, lua_CFunction open);
 

@@ -57,6 +57,41 @@ std::string did_you_mean(std::string_view word, const std::vector<std::string>& 
   return c.empty() ? std::string() : " (did you mean '" + c + "'?)";
 }
 
+std::vector<Word> shell_words(std::string_view line, bool comments) {
+  std::vector<Word> out;
+  size_t i = 0;
+  auto space = [&](size_t k) { return std::isspace(static_cast<unsigned char>(line[k])); };
+  while (i < line.size()) {
+    while (i < line.size() && space(i)) ++i;
+    if (i >= line.size() || (comments && line[i] == '#')) break;
+    Word w{"", static_cast<int>(i) + 1};
+    bool ended_by_comment = false;
+    while (i < line.size() && !space(i)) {
+      char c = line[i];
+      if (comments && c == '#') {
+        ended_by_comment = true;
+        break;
+      }
+      if (c == '\'' || c == '"') {
+        size_t close = i + 1;
+        for (; close < line.size() && line[close] != c; ++close) {
+          if (c == '"' && line[close] == '\\' && close + 1 < line.size() && (line[close + 1] == '"' || line[close + 1] == '\\'))
+            ++close;
+          w.text += line[close];
+        }
+        if (close >= line.size()) throw BadQuote{static_cast<int>(i) + 1, c};
+        i = close + 1;
+        continue;
+      }
+      if (c == '\\' && i + 1 < line.size()) ++i;
+      w.text += line[i++];
+    }
+    out.push_back(std::move(w));
+    if (ended_by_comment) break;
+  }
+  return out;
+}
+
 static bool class_match(std::string_view pat, size_t& i, char c) {
   // pat[i] == '['; on return i points past the closing ']'.
   size_t j = i + 1;
@@ -76,7 +111,7 @@ static bool class_match(std::string_view pat, size_t& i, char c) {
   return matched != negate;
 }
 
-bool glob_match(std::string_view p, std::string_view s) {
+bool glob_match(std::string_view p, std::string_view s, bool classes) {
   size_t pi = 0, si = 0, star_p = std::string_view::npos, star_s = 0;
   while (si < s.size()) {
     if (pi < p.size() && p[pi] == '*') {
@@ -87,7 +122,7 @@ bool glob_match(std::string_view p, std::string_view s) {
     if (pi < p.size()) {
       size_t next = pi;
       bool ok;
-      if (p[pi] == '[' && p.find(']', pi + 2) != std::string_view::npos) {
+      if (classes && p[pi] == '[' && p.find(']', pi + 2) != std::string_view::npos) {
         ok = class_match(p, next, s[si]);
       } else {
         ok = p[pi] == '?' || p[pi] == s[si];

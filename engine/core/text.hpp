@@ -19,7 +19,23 @@ std::string closest(std::string_view word, const std::vector<std::string>& candi
 // " (did you mean 'x'?)" or "" when nothing is close.
 std::string did_you_mean(std::string_view word, const std::vector<std::string>& candidates);
 
-// Shell-style glob: *, ?, [abc], [a-z], [!a].
-bool glob_match(std::string_view pattern, std::string_view s);
+// One word of a shell-like line, and the 1-based column where it starts.
+struct Word {
+  std::string text;
+  int column;
+};
+
+// Splits like Python's shlex.split in POSIX mode: whitespace, '...' and "..." quoting, backslash
+// escapes; with `comments`, a '#' outside quotes ends the line. Throws BadQuote on an unterminated
+// quote.
+struct BadQuote {
+  int column;
+  char quote;
+};
+std::vector<Word> shell_words(std::string_view line, bool comments);
+
+// Shell-style glob: *, ?, [abc], [a-z], [!a]. With classes = false only * and ? are special, as in
+// OpenSSH's known_hosts and ssh_config patterns (where "[host]:port" is literal).
+bool glob_match(std::string_view pattern, std::string_view s, bool classes = true);
 
 }  // namespace engine::text

@@ -13,48 +13,13 @@ namespace engine::inventory {
 
 namespace {
 
-struct Token {
-  std::string text;
-  int column;  // 1-based, where the token starts
-};
-
-// shlex.split(line, comments=True) in POSIX mode, keeping where each token starts.
-std::vector<Token> shlex(const std::string& line, const std::string& path, int lineno) {
-  std::vector<Token> out;
-  size_t i = 0;
-  while (i < line.size()) {
-    while (i < line.size() && std::isspace(static_cast<unsigned char>(line[i]))) ++i;
-    if (i >= line.size() || line[i] == '#') break;
-    Token t{"", static_cast<int>(i) + 1};
-    bool ended_by_comment = false;
-    while (i < line.size() && !std::isspace(static_cast<unsigned char>(line[i]))) {
-      char c = line[i];
-      if (c == '#') {
-        ended_by_comment = true;
-        break;
-      }
-      if (c == '\'' || c == '"') {
-        size_t close = i + 1;
-        std::string part;
-        for (; close < line.size() && line[close] != c; ++close) {
-          if (c == '"' && line[close] == '\\' && close + 1 < line.size() &&
-              (line[close + 1] == '"' || line[close + 1] == '\\'))
-            ++close;
-          part += line[close];
-        }
-        if (close >= line.size())
-          throw ConfigError(at(path, lineno, static_cast<int>(i) + 1, std::string("unterminated ") + c + " quote"));
-        t.text += part;
-        i = close + 1;
-        continue;
-      }
-      if (c == '\\' && i + 1 < line.size()) ++i;
-      t.text += line[i++];
-    }
-    out.push_back(t);
-    if (ended_by_comment) break;
+// shlex.split(line, comments=True), as Ansible splits host lines; errors carry file:line:column.
+std::vector<text::Word> shlex(const std::string& line, const std::string& path, int lineno) {
+  try {
+    return text::shell_words(line, true);
+  } catch (const text::BadQuote& q) {
+    throw ConfigError(at(path, lineno, q.column, std::string("unterminated ") + q.quote + " quote"));
   }
-  return out;
 }
 
 // Ansible passes values through ast.literal_eval; the scalar literals are what inventories use.

@@ -192,8 +192,9 @@ json Inventory::vars_of(const std::string& name) const {
   return out;
 }
 
-Connection Inventory::connection_of(const std::string& name) const {
-  json v = vars_of(name);
+Connection Inventory::connection_of(const std::string& name) const { return connection_from_vars(name, vars_of(name)); }
+
+Connection connection_from_vars(const std::string& name, const json& v) {
   auto str = [&](std::initializer_list<const char*> keys) -> std::string {
     for (auto k : keys) {
       auto it = v.find(k);

@@ -92,6 +92,9 @@ class Inventory {
   std::optional<std::set<std::string>> limit_;
 };
 
+// Ansible's connection variables out of a host's variables (what connection_of uses).
+Connection connection_from_vars(const std::string& name, const json& vars);
+
 // Loads one or more sources: a YAML/JSON file, an INI file, a directory of them, or a comma list of
 // hosts ("node1,node2," as ansible -i takes it). group_vars/ and host_vars/ beside each source are
 // read. Errors are ConfigError with file:line:column.

@@ -1,0 +1,351 @@
+// SSH for runbooks: host:exec(cmd, opts), ssh.configure{...}. Commands run over one pooled session
+// per host; a failure of the outside world returns nil and one of the stable words ("timeout",
+// "refused", "unreachable", "auth failed", "host key unknown", "host key changed", "closed",
+// "sudo failed"); a command's non-zero exit is a result.
+#include "bindings/ssh.hpp"
+
+#include <random>
+
+#include "engine/core/text.hpp"
+#include "engine/log/log.hpp"
+#include "engine/params/params.hpp"
+
+namespace engine::lua {
+
+using namespace engine::ssh;
+
+namespace {
+
+const std::vector<std::string> kExecOptions = {"sudo", "sudo_user", "sudo_password", "env", "stdin", "cwd",
+                                               "timeout", "stream", "max_output", "read_only"};
+
+std::string opt_string(lua_State* L, int idx, const char* field) {
+  std::string out;
+  int t = lua_getfield(L, idx, field);
+  if (t == LUA_TSTRING) out = lua_tostring(L, -1);
+  else if (t != LUA_TNIL) luaL_error(L, "exec: option '%s' must be a string", field);
+  lua_pop(L, 1);
+  return out;
+}
+
+bool opt_bool(lua_State* L, int idx, const char* field) {
+  int t = lua_getfield(L, idx, field);
+  if (t != LUA_TNIL && t != LUA_TBOOLEAN) luaL_error(L, "exec: option '%s' must be true or false", field);
+  bool v = lua_toboolean(L, -1);
+  lua_pop(L, 1);
+  return v;
+}
+
+// A number of seconds, or a duration string ("90s").
+double opt_seconds(lua_State* L, int idx, const char* field, const char* what) {
+  double v = 0;
+  int t = lua_getfield(L, idx, field);
+  if (t == LUA_TNUMBER) v = lua_tonumber(L, -1);
+  else if (t == LUA_TSTRING) {
+    auto d = params::parse_duration(lua_tostring(L, -1));
+    if (!d) luaL_error(L, "%s: %s '%s' is not a duration", what, field, lua_tostring(L, -1));
+    v = *d;
+  } else if (t != LUA_TNIL) luaL_error(L, "%s: %s must be seconds or a duration like \"90s\"", what, field);
+  lua_pop(L, 1);
+  if (v < 0) luaL_error(L, "%s: %s must not be negative", what, field);
+  return v;
+}
+
+void check_options(lua_State* L, int idx, const std::vector<std::string>& allowed, const char* what) {
+  lua_pushnil(L);
+  while (lua_next(L, idx)) {
+    std::string k = lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2) : "?";
+    if (std::find(allowed.begin(), allowed.end(), k) == allowed.end()) {
+      std::string hint = text::did_you_mean(k, allowed);
+      luaL_error(L, "%s: unknown option '%s'%s", what, k.c_str(), hint.c_str());
+    }
+    lua_pop(L, 1);
+  }
+}
+
+std::string nonce() {
+  static std::mt19937_64 rng{std::random_device{}()};
+  char buf[17];
+  std::snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(rng()));
+  return buf;
+}
+
+struct ExecCall {
+  ExecRequest req;
+  std::string host;
+  std::string marker;  // sudo's success marker, "" without sudo
+  std::function<void()> cancel;
+  bool cancelled = false;
+};
+
+int push_failure(lua_State* co, const Failure& f) {
+  lua_pushnil(co);
+  lua_pushstring(co, word(f.kind));
+  lua_pushstring(co, f.detail.c_str());
+  return 3;
+}
+
+void push_result(lua_State* co, const ExecResult& r) {
+  lua_createtable(co, 0, 6);
+  lua_pushinteger(co, r.code);
+  lua_setfield(co, -2, "code");
+  if (!r.signal.empty()) {
+    lua_pushstring(co, r.signal.c_str());
+    lua_setfield(co, -2, "signal");
+  }
+  lua_pushlstring(co, r.out.data(), r.out.size());
+  lua_setfield(co, -2, "stdout");
+  lua_pushlstring(co, r.err.data(), r.err.size());
+  lua_setfield(co, -2, "stderr");
+  lua_pushnumber(co, r.duration);
+  lua_setfield(co, -2, "duration");
+  if (r.truncated) {
+    lua_pushboolean(co, 1);
+    lua_setfield(co, -2, "truncated");
+  }
+}
+
+// host:exec(cmd, opts) → {code, signal, stdout, stderr, duration} | nil, err, detail
+int l_exec(lua_State* L) {
+  std::string name = host_name(L, 1);
+  size_t cmd_len = 0;
+  const char* cmd = luaL_checklstring(L, 2, &cmd_len);
+  if (lua_isnoneornil(L, 3)) {
+    lua_settop(L, 2);
+    lua_newtable(L);
+  }
+  luaL_checktype(L, 3, LUA_TTABLE);
+  lua_settop(L, 3);
+  check_options(L, 3, kExecOptions, "exec");
+
+  auto call = std::make_shared<ExecCall>();
+  call->host = name;
+  std::string inner(cmd, cmd_len);
+  std::string prefix;
+  if (lua_getfield(L, 3, "env") == LUA_TTABLE) {
+    lua_pushnil(L);
+    while (lua_next(L, -2)) {
+      if (lua_type(L, -2) != LUA_TSTRING) luaL_error(L, "exec: env keys must be names");
+      std::string k = lua_tostring(L, -2);
+      if (k.empty() || k.find_first_not_of("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_") != std::string::npos)
+        luaL_error(L, "exec: env name '%s' is not a valid variable name", k.c_str());
+      size_t vl = 0;
+      const char* v = luaL_tolstring(L, -1, &vl);
+      prefix += "export " + k + "=" + shell_quote(std::string_view(v, vl)) + "; ";
+      lua_pop(L, 2);
+    }
+  } else if (!lua_isnil(L, -1)) {
+    luaL_error(L, "exec: env must be a table of NAME = value");
+  }
+  lua_pop(L, 1);
+  std::string cwd = opt_string(L, 3, "cwd");
+  if (!cwd.empty()) prefix += "cd " + shell_quote(cwd) + " || exit 1; ";
+  inner = prefix + inner;
+
+  call->req.input = opt_string(L, 3, "stdin");
+  call->req.timeout = opt_seconds(L, 3, "timeout", "exec");
+  if (lua_getfield(L, 3, "max_output") == LUA_TNUMBER) {
+    lua_Integer m = lua_tointeger(L, -1);
+    if (m <= 0) luaL_error(L, "exec: max_output must be a positive number of bytes");
+    call->req.max_output = static_cast<size_t>(m);
+  }
+  lua_pop(L, 1);
+  bool sudo = opt_bool(L, 3, "sudo");
+  std::string sudo_user = opt_string(L, 3, "sudo_user");
+  std::string sudo_password = opt_string(L, 3, "sudo_password");
+  bool read_only = opt_bool(L, 3, "read_only");
+  bool stream = opt_bool(L, 3, "stream");
+  if (!sudo_user.empty() || !sudo_password.empty()) sudo = true;
+  Target target = target_for(L, 1);
+  Vm& vm = vm_of(L);
+
+  if (call->req.timeout > 0) {
+    // Closing the channel does not stop a command (sshd signals nothing without a pty), so the
+    // node enforces the deadline too, a second after we report it.
+    char t[32];
+    std::snprintf(t, sizeof t, "%g", call->req.timeout + 1);
+    inner = std::string("timeout -k 5 ") + t + " sh -c " + shell_quote(inner);
+  }
+  if (sudo) {
+    // The marker proves sudo let the command start; the password goes on stdin, never on argv.
+    call->marker = "ENGINE-SUDO-OK-" + nonce();
+    std::string script = "echo " + call->marker + "; " + inner;
+    std::string who = " -u " + shell_quote(sudo_user.empty() ? "root" : sudo_user);
+    if (sudo_password.empty()) {
+      inner = "sudo -n" + who + " -- sh -c " + shell_quote(script);
+    } else {
+      inner = "sudo -k -S -p ''" + who + " -- sh -c " + shell_quote(script);
+      call->req.input = sudo_password + "\n" + call->req.input;
+    }
+  }
+  call->req.command = inner;
+  if (stream) {
+    std::string host = name;
+    call->req.on_line = [host](bool is_err, std::string_view line) {
+      log::emit(log::Level::info, host, line, is_err ? json{{"fd", "stderr"}} : json());
+    };
+  }
+
+  if (vm.dry_run && !read_only) {
+    // A plan, not an action: the command is shown (its sudo password never is) and not run.
+    log::emit(log::Level::info, name, "dry-run: would run", {{"cmd", std::string(cmd, cmd_len)}, {"sudo", sudo}});
+    ExecResult r;
+    r.code = 0;
+    push_result(L, r);
+    lua_pushboolean(L, 1);
+    lua_setfield(L, -2, "dry_run");
+    return 1;
+  }
+
+  {
+    Op op = begin(L, "exec");
+    ssh_state(vm).pool.get(target, [op, call](std::shared_ptr<Session> s, Result r) {
+      if (call->cancelled) return;
+      if (r) {
+        log::emit(log::Level::warn, call->host, "ssh failed", {{"error", word(r->kind)}, {"detail", r->detail}});
+        complete(op, [f = *r](lua_State* co) { return push_failure(co, f); });
+        return;
+      }
+      call->cancel = ssh::exec(s, call->req, [op, call](ExecResult res, Result f) {
+        if (f) {
+          log::emit(log::Level::warn, call->host, "exec failed", {{"error", word(f->kind)}, {"detail", f->detail}});
+          complete(op, [f = *f](lua_State* co) { return push_failure(co, f); });
+          return;
+        }
+        if (!call->marker.empty()) {
+          std::string first = call->marker + "\n";
+          if (res.out.compare(0, first.size(), first) != 0) {
+            Failure sf{Error::sudo_failed, text::trim(res.err.empty() ? "sudo exited " + std::to_string(res.code) : res.err)};
+            log::emit(log::Level::warn, call->host, "sudo failed", {{"detail", sf.detail}});
+            complete(op, [sf](lua_State* co) { return push_failure(co, sf); });
+            return;
+          }
+          res.out.erase(0, first.size());
+        }
+        complete(op, [res = std::move(res)](lua_State* co) {
+          push_result(co, res);
+          return 1;
+        });
+      });
+    });
+    arm(op, [call] {
+      call->cancelled = true;
+      if (call->cancel) call->cancel();
+    });
+  }
+  return suspend(L);
+}
+
+// ssh.configure{known_hosts=, host_key_policy=, config=, identity_files=, user=, connect_timeout=,
+// max_handshakes=, channels_per_host=, keepalive=}: settings for connections made from now on.
+int l_configure(lua_State* L) {
+  luaL_checktype(L, 1, LUA_TTABLE);
+  check_options(L, 1, {"known_hosts", "host_key_policy", "config", "identity_files", "user", "connect_timeout",
+                       "max_handshakes", "channels_per_host", "keepalive"}, "ssh.configure");
+  SshState& st = ssh_state(vm_of(L));
+  if (auto v = opt_string(L, 1, "known_hosts"); !v.empty()) st.defaults.known_hosts_file = v;
+  if (auto v = opt_string(L, 1, "host_key_policy"); !v.empty()) {
+    auto p = parse_policy(v);
+    if (!p) luaL_error(L, "ssh.configure: host_key_policy '%s' is not strict, accept-new or off", v.c_str());
+    st.defaults.policy = *p;
+  }
+  if (auto v = opt_string(L, 1, "config"); !v.empty()) {
+    st.defaults.config_file = v;
+    try {
+      st.config = SshConfig::load(v);
+    } catch (const std::exception& e) {
+      luaL_error(L, "ssh.configure: %s", e.what());
+    }
+  }
+  if (auto v = opt_string(L, 1, "user"); !v.empty()) st.defaults.user = v;
+  if (lua_getfield(L, 1, "identity_files") == LUA_TTABLE) {
+    st.defaults.identity_files.clear();
+    for (auto& f : to_json(L, -1)) st.defaults.identity_files.push_back(f.get<std::string>());
+  }
+  lua_pop(L, 1);
+  double t = opt_seconds(L, 1, "connect_timeout", "ssh.configure");
+  if (t > 0) st.defaults.connect_timeout = t;
+  if (lua_getfield(L, 1, "max_handshakes") == LUA_TNUMBER) st.pool.set_max_handshakes(static_cast<size_t>(lua_tointeger(L, -1)));
+  lua_pop(L, 1);
+  if (lua_getfield(L, 1, "channels_per_host") == LUA_TNUMBER) st.options.channels_per_host = static_cast<size_t>(lua_tointeger(L, -1));
+  lua_pop(L, 1);
+  if (lua_getfield(L, 1, "keepalive") != LUA_TNIL) st.options.keepalive = opt_seconds(L, 1, "keepalive", "ssh.configure");
+  lua_pop(L, 1);
+  st.pool.set_options(st.options);
+  return 0;
+}
+
+}  // namespace
+
+SshState& ssh_state(Vm& vm) {
+  if (!vm.ssh) {
+    vm.ssh = std::make_shared<SshState>(vm.io);
+    try {
+      vm.ssh->config = SshConfig::load(vm.ssh->defaults.config_file);
+    } catch (const std::exception& e) {
+      log::emit(log::Level::warn, "", "ignoring ssh config", {{"error", e.what()}});
+    }
+  }
+  return *vm.ssh;
+}
+
+std::string host_name(lua_State* L, int idx) {
+  if (lua_type(L, idx) == LUA_TSTRING) return lua_tostring(L, idx);
+  luaL_checktype(L, idx, LUA_TTABLE);
+  if (lua_getfield(L, idx, "name") != LUA_TSTRING) luaL_error(L, "expected a host (a table with a name)");
+  std::string n = lua_tostring(L, -1);
+  lua_pop(L, 1);
+  return n;
+}
+
+Target target_for(lua_State* L, int idx) {
+  Vm& vm = vm_of(L);
+  std::string name = host_name(L, idx);
+  json vars;
+  if (vm.inventory && vm.inventory->host(name)) {
+    vars = vm.inventory->vars_of(name);
+  } else if (lua_istable(L, idx)) {
+    lua_getfield(L, idx, "vars");
+    vars = lua_istable(L, -1) ? to_json(L, -1) : json::object();
+    lua_pop(L, 1);
+  } else {
+    vars = json::object();
+  }
+  if (!vars.is_object()) vars = json::object();
+  SshState& st = ssh_state(vm);
+  try {
+    return resolve(name, inventory::connection_from_vars(name, vars), vars, st.defaults, st.config);
+  } catch (const std::exception& e) {
+    luaL_error(L, "host '%s': %s", name.c_str(), e.what());
+  }
+  return {};
+}
+
+void close_ssh(Vm& vm) {
+  if (vm.ssh) vm.ssh->pool.close_all();
+  vm.ssh.reset();
+}
+
+const luaL_Reg kHostMethods[] = {{"exec", l_exec}, {nullptr, nullptr}};
+
+void push_host_methods(lua_State* L) {
+  luaL_newlib(L, kHostMethods);
+  add_file_methods(L);
+}
+
+namespace {
+int open_module(lua_State* L) {
+  lua_newtable(L);
+  lua_pushcfunction(L, l_exec);
+  lua_setfield(L, -2, "exec");
+  lua_pushcfunction(L, l_configure);
+  lua_setfield(L, -2, "configure");
+  add_tunnel(L);
+  add_file_functions(L);
+  return 1;
+}
+}  // namespace
+
+void open_ssh(lua_State* L) { register_module(L, "engine.ssh", open_module); }
+
+}  // namespace engine::lua

@@ -1,0 +1,30 @@
+// Shared by the SSH bindings (exec, files, tunnels): the run's pool and settings.
+#pragma once
+#include "bindings/vm.hpp"
+#include "engine/inventory/inventory.hpp"
+#include "engine/ssh/exec.hpp"
+#include "engine/ssh/pool.hpp"
+#include "engine/ssh/target.hpp"
+
+namespace engine::lua {
+
+struct SshState {
+  explicit SshState(asio::io_context& io) : defaults(ssh::default_settings()), pool(io, options) {}
+  ssh::Defaults defaults;
+  ssh::SshConfig config;
+  ssh::Options options;
+  ssh::Pool pool;
+};
+
+SshState& ssh_state(Vm& vm);
+// The inventory name of the host at idx (a host table or a name).
+std::string host_name(lua_State* L, int idx);
+// Where and how to reach the host at idx (raises on a bad connection setting).
+ssh::Target target_for(lua_State* L, int idx);
+
+// Filled in by bindings/ssh_files.cpp and bindings/ssh_tunnel.cpp.
+void add_file_methods(lua_State* L);    // on the host methods table at -1
+void add_file_functions(lua_State* L);  // on the engine.ssh module table at -1
+void add_tunnel(lua_State* L);          // ssh.tunnel on the module table at -1
+
+}  // namespace engine::lua

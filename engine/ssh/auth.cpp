@@ -1,0 +1,155 @@
+#include "engine/ssh/auth.hpp"
+
+#include <sys/stat.h>
+
+#include <cstring>
+
+#include "engine/ssh/session.hpp"
+
+namespace engine::ssh {
+
+namespace {
+
+// keyboard-interactive: every prompt is answered with the password (what sshd's PAM asks).
+void kbd_callback(const char*, int, const char*, int, int num_prompts, const LIBSSH2_USERAUTH_KBDINT_PROMPT*,
+                  LIBSSH2_USERAUTH_KBDINT_RESPONSE* responses, void** abstract) {
+  auto* s = static_cast<Session*>(*abstract);
+  const std::string& pw = s->target().password;
+  for (int i = 0; i < num_prompts; ++i) {
+    responses[i].text = static_cast<char*>(std::malloc(pw.size() + 1));
+    std::memcpy(responses[i].text, pw.c_str(), pw.size() + 1);
+    responses[i].length = static_cast<unsigned>(pw.size());
+  }
+}
+
+class AuthOp : public Op {
+ public:
+  AuthOp(std::function<void(Result)> done) : done_(std::move(done)) {}
+  ~AuthOp() override {
+    if (agent_) {
+      libssh2_agent_disconnect(agent_);
+      libssh2_agent_free(agent_);
+    }
+  }
+
+  Step step(Session& s) override {
+    const Target& t = s.target();
+    const std::string& user = t.at.user;
+    auto* raw = s.raw();
+    if (stage_ == Stage::list) {
+      char* list = libssh2_userauth_list(raw, user.c_str(), static_cast<unsigned>(user.size()));
+      if (!list) {
+        if (libssh2_userauth_authenticated(raw)) return finish(std::nullopt);
+        int rc = libssh2_session_last_errno(raw);
+        if (s.would_block(rc)) return Step::blocked;
+        if (s.fatal(rc)) return Step::done;
+        return finish(Failure{Error::auth_failed, "no authentication methods offered: " + s.last_error()});
+      }
+      methods_ = list;
+      stage_ = Stage::keys;
+    }
+    if (stage_ == Stage::keys) {
+      if (methods_.find("publickey") != std::string::npos) {
+        while (key_ < t.at.identity_files.size()) {
+          const std::string& file = t.at.identity_files[key_];
+          struct stat st {};
+          if (::stat(file.c_str(), &st) != 0) {
+            ++key_;
+            continue;
+          }
+          int rc = libssh2_userauth_publickey_fromfile_ex(raw, user.c_str(), static_cast<unsigned>(user.size()), nullptr,
+                                                          file.c_str(), t.passphrase.empty() ? nullptr : t.passphrase.c_str());
+          if (s.would_block(rc)) return Step::blocked;
+          if (rc == 0) return finish(std::nullopt);
+          if (s.fatal(rc)) return Step::done;
+          tried_ += " key " + file + (rc == LIBSSH2_ERROR_FILE ? " (unreadable or wrong passphrase)" : " (refused)") + ";";
+          ++key_;
+        }
+      }
+      stage_ = Stage::agent;
+    }
+    if (stage_ == Stage::agent) {
+      Step st = try_agent(s);
+      if (st != Step::done) return st;
+      if (!s.alive() || done_ == nullptr) return Step::done;
+      stage_ = Stage::password;
+    }
+    if (stage_ == Stage::password) {
+      if (!t.password.empty()) {
+        int rc;
+        if (methods_.find("password") != std::string::npos) {
+          rc = libssh2_userauth_password_ex(raw, user.c_str(), static_cast<unsigned>(user.size()), t.password.c_str(),
+                                            static_cast<unsigned>(t.password.size()), nullptr);
+        } else if (methods_.find("keyboard-interactive") != std::string::npos) {
+          rc = libssh2_userauth_keyboard_interactive_ex(raw, user.c_str(), static_cast<unsigned>(user.size()), kbd_callback);
+        } else {
+          rc = LIBSSH2_ERROR_AUTHENTICATION_FAILED;
+        }
+        if (s.would_block(rc)) return Step::blocked;
+        if (rc == 0) return finish(std::nullopt);
+        if (s.fatal(rc)) return Step::done;
+        tried_ += " password (refused);";
+      }
+      if (tried_.empty()) tried_ = " no key file found, no agent, no password;";
+      return finish(Failure{Error::auth_failed, user + "@" + t.at.host + ":" + std::to_string(t.at.port) +
+                                                    " refused every method (server offers " + methods_ + "):" + tried_});
+    }
+    return Step::blocked;
+  }
+
+  void abort(const Failure& f) override { finish(f); }
+
+ private:
+  enum class Stage { list, keys, agent, password };
+
+  // The agent socket is local: connecting and listing identities do not block for long.
+  Step try_agent(Session& s) {
+    const Target& t = s.target();
+    if (methods_.find("publickey") == std::string::npos || !std::getenv("SSH_AUTH_SOCK")) return Step::done;
+    if (!agent_) {
+      agent_ = libssh2_agent_init(s.raw());
+      if (!agent_ || libssh2_agent_connect(agent_) != 0 || libssh2_agent_list_identities(agent_) != 0) {
+        tried_ += " agent (unavailable);";
+        return Step::done;
+      }
+      identity_ = nullptr;
+      if (libssh2_agent_get_identity(agent_, &identity_, nullptr) != 0) return Step::done;
+    }
+    while (identity_) {
+      int rc = libssh2_agent_userauth(agent_, t.at.user.c_str(), identity_);
+      if (s.would_block(rc)) return Step::blocked;
+      if (rc == 0) {
+        finish(std::nullopt);
+        return Step::done;
+      }
+      if (s.fatal(rc)) return Step::done;
+      tried_ += std::string(" agent key ") + (identity_->comment ? identity_->comment : "") + " (refused);";
+      libssh2_agent_publickey* prev = identity_;
+      if (libssh2_agent_get_identity(agent_, &identity_, prev) != 0) identity_ = nullptr;
+    }
+    return Step::done;
+  }
+
+  Step finish(Result r) {
+    if (auto d = std::move(done_)) {
+      done_ = nullptr;
+      d(std::move(r));
+    }
+    return Step::done;
+  }
+
+  std::function<void(Result)> done_;
+  Stage stage_ = Stage::list;
+  std::string methods_, tried_;
+  size_t key_ = 0;
+  LIBSSH2_AGENT* agent_ = nullptr;
+  libssh2_agent_publickey* identity_ = nullptr;
+};
+
+}  // namespace
+
+std::shared_ptr<Op> make_auth_op(Session&, std::function<void(Result)> done) {
+  return std::make_shared<AuthOp>(std::move(done));
+}
+
+}  // namespace engine::ssh

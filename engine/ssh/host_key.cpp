@@ -1,0 +1,106 @@
+#include "engine/ssh/host_key.hpp"
+
+#include <string>
+#include <vector>
+
+#include "engine/core/text.hpp"
+#include "engine/log/log.hpp"
+#include "engine/ssh/known_hosts.hpp"
+#include "engine/ssh/session.hpp"
+
+namespace engine::ssh {
+
+namespace {
+
+const char* type_name(int t) {
+  switch (t) {
+    case LIBSSH2_HOSTKEY_TYPE_RSA: return "ssh-rsa";
+    case LIBSSH2_HOSTKEY_TYPE_DSS: return "ssh-dss";
+    case LIBSSH2_HOSTKEY_TYPE_ECDSA_256: return "ecdsa-sha2-nistp256";
+    case LIBSSH2_HOSTKEY_TYPE_ECDSA_384: return "ecdsa-sha2-nistp384";
+    case LIBSSH2_HOSTKEY_TYPE_ECDSA_521: return "ecdsa-sha2-nistp521";
+    case LIBSSH2_HOSTKEY_TYPE_ED25519: return "ssh-ed25519";
+    default: return "unknown";
+  }
+}
+
+// The signature algorithms that present a key of this type.
+std::vector<std::string> methods_for(const std::string& type) {
+  if (type == "ssh-rsa") return {"rsa-sha2-512", "rsa-sha2-256", "ssh-rsa"};
+  return {type};
+}
+
+std::string fingerprint(Session& s) {
+  const char* h = libssh2_hostkey_hash(s.raw(), LIBSSH2_HOSTKEY_HASH_SHA256);
+  if (!h) return "?";
+  std::string b64 = base64_encode(reinterpret_cast<const unsigned char*>(h), 32);
+  while (!b64.empty() && b64.back() == '=') b64.pop_back();
+  return "SHA256:" + b64;
+}
+
+}  // namespace
+
+void prefer_known_key_types(Session& s) {
+  const Target& t = s.target();
+  if (t.policy == HostKeyPolicy::off) return;
+  auto known = KnownHosts::load(t.known_hosts_file)->keys_for(t.at.host, t.at.port);
+  if (known.empty()) return;
+  const char** algs = nullptr;
+  int n = libssh2_session_supported_algs(s.raw(), LIBSSH2_METHOD_HOSTKEY, &algs);
+  if (n <= 0) return;
+  std::vector<std::string> supported(algs, algs + n);
+  libssh2_free(s.raw(), algs);
+  std::vector<std::string> order;
+  for (const auto& k : known)
+    for (const auto& m : methods_for(k.type))
+      if (std::find(supported.begin(), supported.end(), m) != supported.end() &&
+          std::find(order.begin(), order.end(), m) == order.end())
+        order.push_back(m);
+  for (const auto& m : supported)
+    if (std::find(order.begin(), order.end(), m) == order.end()) order.push_back(m);
+  std::string pref;
+  for (const auto& m : order) pref += (pref.empty() ? "" : ",") + m;
+  libssh2_session_method_pref(s.raw(), LIBSSH2_METHOD_HOSTKEY, pref.c_str());
+}
+
+Result check_host_key(Session& s) {
+  const Target& t = s.target();
+  size_t len = 0;
+  int type = 0;
+  const char* raw = libssh2_session_hostkey(s.raw(), &len, &type);
+  if (!raw) return Failure{Error::closed, "no host key from " + t.at.host};
+  KnownKey presented{type_name(type), base64_encode(reinterpret_cast<const unsigned char*>(raw), len)};
+  std::string who = known_hosts_name(t.at.host, t.at.port);
+
+  if (t.policy == HostKeyPolicy::off) {
+    log::emit(log::Level::warn, t.name, "host key not checked (policy off)",
+              {{"host", who}, {"key", presented.type + " " + fingerprint(s)}});
+    return std::nullopt;
+  }
+  auto known = KnownHosts::load(t.known_hosts_file);
+  switch (known->check(t.at.host, t.at.port, presented)) {
+    case KeyCheck::match:
+      return std::nullopt;
+    case KeyCheck::revoked:
+      return Failure{Error::host_key_changed, who + " presented a revoked " + presented.type + " key " + fingerprint(s)};
+    case KeyCheck::changed:
+      return Failure{Error::host_key_changed,
+                     who + " presented " + presented.type + " " + fingerprint(s) + ", which is not the key " +
+                         t.known_hosts_file + " records for it: refusing (a reinstalled host, or someone in between)"};
+    case KeyCheck::unknown:
+      break;
+  }
+  if (t.policy == HostKeyPolicy::strict)
+    return Failure{Error::host_key_unknown, who + " is not in " + t.known_hosts_file + " (it presented " + presented.type +
+                                                " " + fingerprint(s) + "); verify and add it, or use accept-new"};
+  try {
+    KnownHosts::append(t.known_hosts_file, KnownHosts::line_for(t.at.host, t.at.port, presented));
+  } catch (const std::exception& e) {
+    return Failure{Error::host_key_unknown, std::string("cannot record the new host key: ") + e.what()};
+  }
+  log::emit(log::Level::info, t.name, "recorded new host key",
+            {{"host", who}, {"key", presented.type + " " + fingerprint(s)}, {"file", t.known_hosts_file}});
+  return std::nullopt;
+}
+
+}  // namespace engine::ssh

@@ -1,0 +1,195 @@
+#include "engine/ssh/pool.hpp"
+
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <boost/asio/connect.hpp>
+#include <boost/asio/generic/stream_protocol.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/steady_timer.hpp>
+
+#include "engine/ssh/forward.hpp"
+
+namespace engine::ssh {
+
+namespace {
+
+using tcp = boost::asio::ip::tcp;
+
+Error classify(const boost::system::error_code& ec) {
+  namespace e = boost::asio::error;
+  if (ec == e::connection_refused) return Error::refused;
+  if (ec == e::timed_out || ec == e::operation_aborted) return Error::timeout;
+  return Error::unreachable;  // no route, unresolvable name, network down
+}
+
+// The target of the last hop before `t`: a jump host is reached through the hops before it.
+Target hop_target(const Target& t, size_t i) {
+  Target h;
+  h.name = t.jumps[i].host;
+  h.at = t.jumps[i];
+  h.jumps.assign(t.jumps.begin(), t.jumps.begin() + static_cast<long>(i));
+  h.known_hosts_file = t.known_hosts_file;
+  h.policy = t.policy;
+  h.connect_timeout = t.connect_timeout;
+  h.passphrase = t.passphrase;
+  return h;
+}
+
+}  // namespace
+
+Pool::~Pool() { close_all(); }
+
+void Pool::get(const Target& t, Ready ready) {
+  const std::string key = t.key();
+  auto it = entries_.find(key);
+  if (it != entries_.end() && it->second.session && !it->second.session->alive()) {
+    entries_.erase(it);  // a dead session is never reused: the next call reconnects
+    it = entries_.end();
+  }
+  if (it != entries_.end()) {
+    auto& e = it->second;
+    if (e.session->ready()) {
+      boost::asio::post(io_, [s = e.session, ready = std::move(ready)] { ready(s, std::nullopt); });
+    } else {
+      e.waiting.push_back(std::move(ready));
+    }
+    return;
+  }
+  auto& e = entries_[key];
+  e.session = std::make_shared<Session>(io_, t, opts_);
+  e.waiting.push_back(std::move(ready));
+  queued_.push_back([this, t] { connect(t); });
+  admit();
+}
+
+void Pool::admit() {
+  while (handshaking_ < max_handshakes_ && !queued_.empty()) {
+    auto next = std::move(queued_.front());
+    queued_.pop_front();
+    ++handshaking_;
+    peak_handshakes_ = std::max(peak_handshakes_, handshaking_);
+    next();
+  }
+}
+
+void Pool::connect(const Target& t) {
+  auto it = entries_.find(t.key());
+  if (it == entries_.end()) {
+    --handshaking_;
+    admit();
+    return;
+  }
+  if (t.jumps.empty()) connect_direct(t, it->second.session);
+  else connect_via_jump(t, it->second.session);
+}
+
+void Pool::connect_direct(const Target& t, std::shared_ptr<Session> s) {
+  struct Attempt {
+    tcp::resolver resolver;
+    tcp::socket socket;
+    boost::asio::steady_timer timer;
+    bool timed_out = false;
+    Attempt(boost::asio::io_context& io) : resolver(io), socket(io), timer(io) {}
+  };
+  auto a = std::make_shared<Attempt>(io_);
+  const std::string key = t.key();
+  const std::string where = t.at.host + ":" + std::to_string(t.at.port);
+  a->timer.expires_after(std::chrono::duration_cast<std::chrono::steady_clock::duration>(
+      std::chrono::duration<double>(t.connect_timeout)));
+  a->timer.async_wait([a](const boost::system::error_code& ec) {
+    if (ec) return;
+    a->timed_out = true;
+    a->resolver.cancel();
+    boost::system::error_code ignore;
+    a->socket.close(ignore);
+  });
+  // Name resolution runs on asio's resolver thread, never blocking the loop.
+  a->resolver.async_resolve(t.at.host, std::to_string(t.at.port),
+      [this, a, s, key, where](const boost::system::error_code& ec, tcp::resolver::results_type results) {
+        if (ec) {
+          a->timer.cancel();
+          settle(key, Failure{a->timed_out ? Error::timeout : Error::unreachable, "resolve " + where + ": " + ec.message()});
+          return;
+        }
+        boost::asio::async_connect(a->socket, results, [this, a, s, key, where](const boost::system::error_code& ec, const tcp::endpoint&) {
+          a->timer.cancel();
+          if (ec) {
+            settle(key, Failure{a->timed_out ? Error::timeout : classify(ec), "connect " + where + ": " +
+                                                                                   (a->timed_out ? "timed out" : ec.message())});
+            return;
+          }
+          a->socket.set_option(tcp::no_delay(true));
+          int fd = a->socket.release();
+          // The handshake and authentication have the connect timeout too.
+          auto deadline = std::make_shared<boost::asio::steady_timer>(io_);
+          deadline->expires_after(a->timer.expiry() - std::chrono::steady_clock::now() + std::chrono::seconds(0));
+          std::weak_ptr<Session> weak = s;
+          deadline->async_wait([weak, where](const boost::system::error_code& ec) {
+            auto s = weak.lock();
+            if (!ec && s && !s->ready()) s->fail(Error::timeout, "handshake with " + where + " timed out");
+          });
+          s->start(fd, [this, key, deadline](Result r) {
+            deadline->cancel();
+            settle(key, std::move(r));
+          });
+        });
+      });
+}
+
+void Pool::connect_via_jump(const Target& t, std::shared_ptr<Session> s) {
+  const std::string key = t.key();
+  Target hop = hop_target(t, t.jumps.size() - 1);
+  // The jump host's own handshake is admitted separately; this slot waits for it.
+  --handshaking_;
+  get(hop, [this, t, s, key](std::shared_ptr<Session> jump, Result r) {
+    ++handshaking_;
+    if (r) {
+      settle(key, Failure{r->kind == Error::host_key_unknown || r->kind == Error::host_key_changed ? r->kind : r->kind,
+                          "jump host " + t.jumps.back().host + ": " + r->detail});
+      return;
+    }
+    int fds[2];
+    if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds) != 0) {
+      settle(key, Failure{Error::failed, "socketpair: " + std::string(std::strerror(errno))});
+      return;
+    }
+    boost::asio::generic::stream_protocol::socket local(io_, boost::asio::generic::stream_protocol(AF_UNIX, SOCK_STREAM), fds[0]);
+    int inner = fds[1];
+    bridge(jump, t.at.host, t.at.port, std::move(local), [this, s, key, inner, t](Result r) {
+      if (r) {
+        ::close(inner);
+        settle(key, Failure{r->kind, "through jump host " + t.jumps.back().host + ": " + r->detail});
+        return;
+      }
+      s->start(inner, [this, key](Result r) { settle(key, std::move(r)); });
+    });
+  });
+}
+
+void Pool::settle(const std::string& key, Result r) {
+  if (handshaking_ > 0) --handshaking_;
+  auto it = entries_.find(key);
+  if (it != entries_.end()) {
+    auto session = it->second.session;
+    auto waiting = std::move(it->second.waiting);
+    it->second.waiting.clear();
+    if (r) {
+      session->fail(r->kind, r->detail);
+      entries_.erase(it);
+    }
+    for (auto& w : waiting)
+      boost::asio::post(io_, [w = std::move(w), session, r] { w(r ? nullptr : session, r); });
+  }
+  admit();
+}
+
+void Pool::close_all() {
+  for (auto& [_, e] : entries_)
+    if (e.session) e.session->close();
+  entries_.clear();
+  queued_.clear();
+}
+
+}  // namespace engine::ssh

@@ -1,0 +1,227 @@
+#include "engine/ssh/session.hpp"
+
+#include <unistd.h>
+
+#include <boost/asio/post.hpp>
+#include <mutex>
+
+#include "engine/log/log.hpp"
+#include "engine/ssh/auth.hpp"
+#include "engine/ssh/host_key.hpp"
+
+namespace engine::ssh {
+
+void init_library() {
+  static std::once_flag once;
+  std::call_once(once, [] { libssh2_init(0); });
+}
+
+Session::Session(asio::io_context& io, Target target, Options opts)
+    : io_(io), target_(std::move(target)), opts_(opts), sock_(io), keepalive_timer_(io) {
+  init_library();
+  session_ = libssh2_session_init_ex(nullptr, nullptr, nullptr, this);  // abstract: for auth callbacks
+  libssh2_session_set_blocking(session_, 0);
+}
+
+Session::~Session() {
+  if (session_) libssh2_session_free(session_);
+  // The descriptor closes its fd.
+}
+
+void Session::start(int fd, std::function<void(Result)> done) {
+  boost::system::error_code ec;
+  sock_.assign(fd, ec);
+  if (ec) {
+    ::close(fd);
+    done(Failure{Error::closed, "socket: " + ec.message()});
+    return;
+  }
+  prefer_known_key_types(*this);
+  auto once = std::make_shared<std::function<void(Result)>>(std::move(done));
+  auto finish = [once](Result r) {
+    if (*once) {
+      auto f = std::move(*once);
+      *once = nullptr;
+      f(std::move(r));
+    }
+  };
+  auto self = shared_from_this();
+  // Handshake, then the host key (before anything is sent that authenticates us), then auth.
+  add(std::make_shared<FnOp>(
+      [this, self, fd, finish](Session&) {
+        int rc = libssh2_session_handshake(session_, fd);
+        if (would_block(rc)) return Op::Step::blocked;
+        if (rc != 0) {
+          fail(Error::closed, "handshake with " + target_.at.host + ":" + std::to_string(target_.at.port) + ": " + last_error());
+          return Op::Step::done;
+        }
+        if (auto bad = check_host_key(*this)) {
+          fail(bad->kind, bad->detail);
+          return Op::Step::done;
+        }
+        add(make_auth_op(*this, [this, self, finish](Result r) {
+          if (r) {
+            fail(r->kind, r->detail);
+            finish(r);
+            return;
+          }
+          authenticated();
+          finish(std::nullopt);
+        }));
+        return Op::Step::done;
+      },
+      [finish](const Failure& f) { finish(f); }));
+}
+
+void Session::authenticated() {
+  ready_ = true;
+  if (opts_.keepalive > 0) {
+    libssh2_keepalive_config(session_, 1, static_cast<unsigned>(opts_.keepalive));
+    keepalive();
+  }
+}
+
+void Session::keepalive() {
+  keepalive_timer_.expires_after(std::chrono::duration_cast<std::chrono::steady_clock::duration>(
+      std::chrono::duration<double>(opts_.keepalive)));
+  std::weak_ptr<Session> weak = shared_from_this();
+  keepalive_timer_.async_wait([weak](const boost::system::error_code& ec) {
+    auto s = weak.lock();
+    if (ec || !s || s->dead_) return;
+    int next = 0;
+    int rc = libssh2_keepalive_send(s->session_, &next);
+    if (rc != 0 && !s->would_block(rc)) {
+      s->fail(Error::closed, "keepalive to " + s->target_.name + " failed: " + s->last_error());
+      return;
+    }
+    s->keepalive();
+    s->kick();  // the keepalive may have read data an Op is waiting for
+  });
+}
+
+void Session::add(std::shared_ptr<Op> op) {
+  if (dead_) {
+    op->abort(Failure{Error::closed, "connection to " + target_.name + " is closed"});
+    return;
+  }
+  ops_.push_back(std::move(op));
+  kick();
+}
+
+void Session::kick() {
+  if (pumping_) {
+    again_ = true;
+    return;
+  }
+  pump();
+}
+
+void Session::pump() {
+  auto self = shared_from_this();  // an Op may drop the last owner
+  pumping_ = true;
+  int directions = 0;
+  do {
+    again_ = false;
+    directions = 0;
+    for (size_t i = 0; i < ops_.size() && !dead_;) {
+      auto op = ops_[i];
+      Op::Step st = op->step(*this);
+      if (dead_) break;
+      if (st == Op::Step::done) {
+        auto it = std::find(ops_.begin(), ops_.end(), op);
+        if (it != ops_.end()) ops_.erase(it);
+        again_ = true;
+        continue;
+      }
+      if (st == Op::Step::progressed) again_ = true;
+      else directions |= libssh2_session_block_directions(session_);
+      ++i;
+    }
+  } while (again_ && !dead_);
+  pumping_ = false;
+  if (!dead_ && !ops_.empty()) arm(directions);
+}
+
+void Session::arm(int directions) {
+  std::weak_ptr<Session> weak = shared_from_this();
+  if ((directions & LIBSSH2_SESSION_BLOCK_INBOUND) && !read_armed_) {
+    read_armed_ = true;
+    sock_.async_wait(asio::posix::stream_descriptor::wait_read, [weak](const boost::system::error_code& ec) {
+      auto s = weak.lock();
+      if (!s) return;
+      s->read_armed_ = false;
+      if (!ec && !s->dead_) s->kick();
+    });
+  }
+  if ((directions & LIBSSH2_SESSION_BLOCK_OUTBOUND) && !write_armed_) {
+    write_armed_ = true;
+    sock_.async_wait(asio::posix::stream_descriptor::wait_write, [weak](const boost::system::error_code& ec) {
+      auto s = weak.lock();
+      if (!s) return;
+      s->write_armed_ = false;
+      if (!ec && !s->dead_) s->kick();
+    });
+  }
+}
+
+bool Session::fatal(int rc) {
+  switch (rc) {
+    case LIBSSH2_ERROR_SOCKET_SEND:
+    case LIBSSH2_ERROR_SOCKET_RECV:
+    case LIBSSH2_ERROR_SOCKET_DISCONNECT:
+    case LIBSSH2_ERROR_SOCKET_TIMEOUT:
+    case LIBSSH2_ERROR_TIMEOUT:
+    case LIBSSH2_ERROR_DECRYPT:
+    case LIBSSH2_ERROR_BAD_SOCKET:
+    case LIBSSH2_ERROR_KEX_FAILURE:
+    case LIBSSH2_ERROR_PROTO:
+      fail(Error::closed, "connection to " + target_.name + " lost: " + last_error());
+      return true;
+    default:
+      return false;
+  }
+}
+
+std::string Session::last_error() const {
+  char* msg = nullptr;
+  int len = 0;
+  libssh2_session_last_error(session_, &msg, &len, 0);
+  return msg ? std::string(msg, len) : "unknown error";
+}
+
+void Session::fail(Error e, const std::string& detail) {
+  if (dead_) return;
+  dead_ = true;
+  ready_ = false;
+  keepalive_timer_.cancel();
+  boost::system::error_code ec;
+  sock_.cancel(ec);
+  sock_.close(ec);
+  auto ops = std::move(ops_);
+  ops_.clear();
+  Failure f{e, detail};
+  for (auto& op : ops) op->abort(f);
+}
+
+void Session::close() {
+  if (dead_) return;
+  libssh2_session_disconnect(session_, "engine done");  // best effort; non-blocking
+  fail(Error::closed, "closed by engine");
+}
+
+bool Session::take_channel() {
+  if (channels_ >= opts_.channels_per_host) return false;
+  ++channels_;
+  return true;
+}
+
+void Session::give_channel() {
+  if (channels_ > 0) --channels_;
+  // Ops waiting for a slot are stepped on the next turn.
+  std::weak_ptr<Session> weak = shared_from_this();
+  asio::post(io_, [weak] {
+    if (auto s = weak.lock(); s && !s->dead_) s->kick();
+  });
+}
+
+}  // namespace engine::ssh

@@ -1,0 +1,113 @@
+// One authenticated libssh2 session to one host, driven by Boost.Asio. Everything that waits on the
+// session (the handshake, authentication, each channel) is an Op; the session steps every Op
+// whenever its socket is ready, and then waits on exactly the directions libssh2 reported for the
+// Ops still blocked. A session that dies aborts every Op on it with "closed".
+#pragma once
+#include <libssh2.h>
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/posix/stream_descriptor.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "engine/ssh/error.hpp"
+#include "engine/ssh/target.hpp"
+
+namespace engine::ssh {
+
+namespace asio = boost::asio;
+
+struct Options {
+  size_t channels_per_host = 8;  // sshd's MaxSessions is 10 by default
+  double keepalive = 30;         // seconds between keepalives; 0 turns them off
+};
+
+class Session;
+
+// Something in progress on a session.
+class Op {
+ public:
+  enum class Step { done, progressed, blocked };
+  virtual ~Op() = default;
+  // Makes what progress it can without blocking. Blocked means a libssh2 call said EAGAIN (or the
+  // Op waits for something else that will kick the session, such as a timer or a channel slot).
+  virtual Step step(Session& s) = 0;
+  // The session died under it.
+  virtual void abort(const Failure& f) = 0;
+};
+
+class Session : public std::enable_shared_from_this<Session> {
+ public:
+  Session(asio::io_context& io, Target target, Options opts);
+  ~Session();
+
+  // Takes an fd connected to the SSH server (a TCP socket, or one end of a socketpair bridged
+  // through a jump host), then handshakes, checks the host key, authenticates. `done` runs once.
+  void start(int fd, std::function<void(Result)> done);
+
+  // Adds an Op; it is stepped at once and whenever the socket is ready, until it is done.
+  void add(std::shared_ptr<Op> op);
+  // Steps every Op again (a timer fired, a channel slot freed, a local socket became ready).
+  void kick();
+
+  // Kills the session: every Op is aborted with `e`. Safe to call more than once.
+  void fail(Error e, const std::string& detail);
+  // Ends it politely (disconnect message) when nothing runs on it.
+  void close();
+
+  // For Ops: classifies a libssh2 return code. EAGAIN → blocked; a transport error kills the
+  // session (and returns false); anything else is the caller's to interpret.
+  bool fatal(int rc);
+  bool would_block(int rc) const { return rc == LIBSSH2_ERROR_EAGAIN; }
+  std::string last_error() const;
+
+  // At most channels_per_host channels at once; Ops wait for a slot.
+  bool take_channel();
+  void give_channel();
+
+  LIBSSH2_SESSION* raw() const { return session_; }
+  asio::io_context& io() { return io_; }
+  const Target& target() const { return target_; }
+  bool alive() const { return !dead_; }
+  bool ready() const { return ready_; }
+  size_t channels_open() const { return channels_; }
+
+ private:
+  void pump();
+  void arm(int directions);
+  void authenticated();
+  void keepalive();
+
+  asio::io_context& io_;
+  Target target_;
+  Options opts_;
+  LIBSSH2_SESSION* session_ = nullptr;
+  asio::posix::stream_descriptor sock_;
+  asio::steady_timer keepalive_timer_;
+  std::vector<std::shared_ptr<Op>> ops_;
+  bool pumping_ = false, again_ = false;
+  bool read_armed_ = false, write_armed_ = false;
+  bool dead_ = false, ready_ = false;
+  size_t channels_ = 0;
+};
+
+// An Op made of two functions, for the short steps of connecting.
+class FnOp : public Op {
+ public:
+  FnOp(std::function<Step(Session&)> step, std::function<void(const Failure&)> abort)
+      : step_(std::move(step)), abort_(std::move(abort)) {}
+  Step step(Session& s) override { return step_(s); }
+  void abort(const Failure& f) override { abort_(f); }
+
+ private:
+  std::function<Step(Session&)> step_;
+  std::function<void(const Failure&)> abort_;
+};
+
+// libssh2_init once per process.
+void init_library();
+
+}  // namespace engine::ssh

@@ -1,0 +1,307 @@
+#include "engine/ssh/target.hpp"
+
+#include <pwd.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <fstream>
+#include <sstream>
+#include <stdexcept>
+
+#include "engine/core/errors.hpp"
+#include "engine/core/text.hpp"
+
+namespace engine::ssh {
+
+namespace {
+
+std::string lower(std::string s) {
+  std::transform(s.begin(), s.end(), s.begin(), [](unsigned char c) { return std::tolower(c); });
+  return s;
+}
+
+std::string expand_home(const std::string& p, const std::string& home) {
+  if (p == "~") return home;
+  if (text::starts_with(p, "~/")) return home + p.substr(1);
+  return p;
+}
+
+// %h %p %r %u %% in HostName and IdentityFile, as ssh_config(5) defines them.
+std::string expand_tokens(const std::string& s, const std::string& host, int port, const std::string& user,
+                          const std::string& local_user) {
+  std::string out;
+  for (size_t i = 0; i < s.size(); ++i) {
+    if (s[i] != '%' || i + 1 >= s.size()) {
+      out += s[i];
+      continue;
+    }
+    char c = s[++i];
+    if (c == 'h') out += host;
+    else if (c == 'p') out += std::to_string(port);
+    else if (c == 'r') out += user;
+    else if (c == 'u') out += local_user;
+    else if (c == '%') out += '%';
+    else out += std::string("%") + c;
+  }
+  return out;
+}
+
+int parse_port(const std::string& s, const std::string& what) {
+  try {
+    size_t used = 0;
+    int p = std::stoi(s, &used);
+    if (used == s.size() && p > 0 && p < 65536) return p;
+  } catch (...) {
+  }
+  throw std::invalid_argument(what + ": '" + s + "' is not a port");
+}
+
+// The options of `-o K=V`, `-J`, `-p`, `-l`, `-i` in ansible_ssh_common_args, as an entry whose
+// values override ssh_config's.
+ConfigEntry parse_common_args(const std::string& args) {
+  ConfigEntry e;
+  std::vector<text::Word> words;
+  try {
+    words = text::shell_words(args, false);
+  } catch (const text::BadQuote& q) {
+    throw std::invalid_argument("ansible_ssh_common_args: unterminated quote at column " + std::to_string(q.column));
+  }
+  auto set = [&](std::string key, const std::string& value) {
+    key = lower(key);
+    if (key == "proxyjump") e.proxy_jump = value;
+    else if (key == "proxycommand") e.proxy_command = value;
+    else if (key == "userknownhostsfile") e.known_hosts_file = value;
+    else if (key == "stricthostkeychecking") e.strict = value;
+    else if (key == "port") e.port = parse_port(value, "ansible_ssh_common_args Port");
+    else if (key == "user") e.user = value;
+    else if (key == "identityfile") e.identity_files.push_back(value);
+    else if (key == "connecttimeout") e.connect_timeout = std::stod(value);
+    else if (key == "hostname") e.hostname = value;
+    // Other -o options (ControlMaster, ServerAliveInterval...) concern OpenSSH's client only.
+  };
+  for (size_t i = 0; i < words.size(); ++i) {
+    const std::string& w = words[i].text;
+    auto next = [&]() -> std::string {
+      if (i + 1 >= words.size()) throw std::invalid_argument("ansible_ssh_common_args: " + w + " needs a value");
+      return words[++i].text;
+    };
+    std::string opt;
+    if (w == "-o") opt = next();
+    else if (text::starts_with(w, "-o")) opt = w.substr(2);
+    else if (w == "-J") set("proxyjump", next());
+    else if (w == "-p") set("port", next());
+    else if (w == "-l") set("user", next());
+    else if (w == "-i") set("identityfile", next());
+    if (opt.empty()) continue;
+    auto eq = opt.find('=');
+    if (eq != std::string::npos) set(opt.substr(0, eq), opt.substr(eq + 1));
+    else set(opt, next());
+  }
+  return e;
+}
+
+// `ssh [-p port] [-l user] [-o ...] -W %h:%p [user@]bastion` → the bastion as a jump host.
+Endpoint parse_proxy_command(const std::string& cmd) {
+  auto words = text::shell_words(cmd, false);
+  if (words.empty() || (words[0].text != "ssh" && !text::starts_with(words[0].text, "/") ) ||
+      std::none_of(words.begin(), words.end(), [](auto& w) { return w.text == "-W"; }))
+    throw std::invalid_argument("ProxyCommand '" + cmd + "': only `ssh ... -W %h:%p bastion` is supported (or use ProxyJump)");
+  Endpoint ep;
+  static const std::string with_value = "bcDEeFIiJLlmOoPpQRSWw";
+  for (size_t i = 1; i < words.size(); ++i) {
+    const std::string& w = words[i].text;
+    if (w.size() == 2 && w[0] == '-' && with_value.find(w[1]) != std::string::npos) {
+      if (i + 1 >= words.size()) break;
+      const std::string& v = words[++i].text;
+      if (w == "-p") ep.port = parse_port(v, "ProxyCommand -p");
+      else if (w == "-l") ep.user = v;
+      else if (w == "-i") ep.identity_files.push_back(v);
+      continue;
+    }
+    if (w[0] == '-') continue;
+    auto at = w.find('@');
+    ep.host = at == std::string::npos ? w : w.substr(at + 1);
+    if (at != std::string::npos) ep.user = w.substr(0, at);
+  }
+  if (ep.host.empty()) throw std::invalid_argument("ProxyCommand '" + cmd + "' names no bastion host");
+  return ep;
+}
+
+}  // namespace
+
+SshConfig SshConfig::parse(const std::string& text, const std::string& path) {
+  SshConfig cfg;
+  cfg.blocks_.emplace_back();  // options before the first Host apply to every host
+  std::istringstream in(text);
+  std::string line;
+  int lineno = 0;
+  while (std::getline(in, line)) {
+    ++lineno;
+    std::string t = text::trim(line);
+    if (t.empty() || t[0] == '#') continue;
+    auto sep = t.find_first_of(" \t=");
+    if (sep == std::string::npos) throw ConfigError(at(path, lineno, 1, "'" + t + "' has no value"));
+    std::string key = lower(t.substr(0, sep));
+    std::string value = text::trim(t.substr(sep));
+    if (!value.empty() && value[0] == '=') value = text::trim(value.substr(1));
+    if (value.size() >= 2 && value.front() == '"' && value.back() == '"') value = value.substr(1, value.size() - 2);
+    if (key == "host") {
+      Block b;
+      for (auto& w : text::shell_words(value, false)) b.patterns.push_back(w.text);
+      cfg.blocks_.push_back(b);
+    } else if (key == "match") {
+      Block b;
+      b.never = true;
+      cfg.blocks_.push_back(b);
+    } else {
+      cfg.blocks_.back().options.emplace_back(key, value);
+    }
+  }
+  return cfg;
+}
+
+SshConfig SshConfig::load(const std::string& path) {
+  std::ifstream f(path);
+  if (!f) return SshConfig();
+  std::stringstream ss;
+  ss << f.rdbuf();
+  return parse(ss.str(), path);
+}
+
+ConfigEntry SshConfig::lookup(const std::string& host) const {
+  ConfigEntry e;
+  for (const auto& b : blocks_) {
+    if (b.never) continue;
+    if (!b.patterns.empty()) {
+      bool hit = false, vetoed = false;
+      for (const auto& p : b.patterns) {
+        if (p[0] == '!') vetoed |= text::glob_match(p.substr(1), host, false);
+        else hit |= text::glob_match(p, host, false);
+      }
+      if (!hit || vetoed) continue;
+    }
+    for (const auto& [k, v] : b.options) {
+      if (k == "hostname" && !e.hostname) e.hostname = v;
+      else if (k == "user" && !e.user) e.user = v;
+      else if (k == "port" && !e.port) e.port = parse_port(v, "ssh config Port");
+      else if (k == "identityfile") e.identity_files.push_back(v);  // every IdentityFile is tried
+      else if (k == "proxyjump" && !e.proxy_jump) e.proxy_jump = v;
+      else if (k == "proxycommand" && !e.proxy_command) e.proxy_command = v;
+      else if (k == "userknownhostsfile" && !e.known_hosts_file) e.known_hosts_file = v;
+      else if (k == "stricthostkeychecking" && !e.strict) e.strict = v;
+      else if (k == "connecttimeout" && !e.connect_timeout) e.connect_timeout = std::stod(v);
+    }
+  }
+  return e;
+}
+
+std::string Target::key() const {
+  std::string k;
+  for (const auto& j : jumps) k += j.user + "@" + j.host + ":" + std::to_string(j.port) + ">";
+  // The inventory name is part of the key: 200 aliases of one address are 200 hosts, 200 sessions.
+  return k + name + "=" + at.user + "@" + at.host + ":" + std::to_string(at.port);
+}
+
+Defaults default_settings() {
+  Defaults d;
+  const char* home = std::getenv("HOME");
+  passwd* pw = getpwuid(getuid());
+  d.home = home && *home ? home : (pw ? pw->pw_dir : "/");
+  d.user = pw ? pw->pw_name : "root";
+  if (const char* u = std::getenv("USER"); u && *u) d.user = u;
+  d.config_file = d.home + "/.ssh/config";
+  d.known_hosts_file = d.home + "/.ssh/known_hosts";
+  for (const char* f : {"id_ed25519", "id_ecdsa", "id_rsa"}) d.identity_files.push_back(d.home + "/.ssh/" + f);
+  return d;
+}
+
+std::optional<HostKeyPolicy> parse_policy(const std::string& s) {
+  auto l = lower(s);
+  if (l == "yes" || l == "strict") return HostKeyPolicy::strict;
+  if (l == "accept-new") return HostKeyPolicy::accept_new;
+  if (l == "no" || l == "off") return HostKeyPolicy::off;
+  return std::nullopt;
+}
+
+std::vector<Endpoint> parse_jumps(const std::string& spec) {
+  std::vector<Endpoint> out;
+  if (lower(spec) == "none") return out;
+  for (auto& hop : text::split(spec, ',')) {
+    std::string h = text::trim(hop);
+    if (text::starts_with(h, "ssh://")) h = h.substr(6);
+    Endpoint e;
+    auto at = h.rfind('@');
+    if (at != std::string::npos) e.user = h.substr(0, at), h = h.substr(at + 1);
+    if (!h.empty() && h[0] == '[') {
+      auto close = h.find(']');
+      if (close == std::string::npos) throw std::invalid_argument("ProxyJump hop '" + hop + "': missing ']'");
+      e.host = h.substr(1, close - 1);
+      if (close + 1 < h.size() && h[close + 1] == ':') e.port = parse_port(h.substr(close + 2), "ProxyJump");
+    } else {
+      auto colon = h.find(':');
+      e.host = h.substr(0, colon);
+      if (colon != std::string::npos) e.port = parse_port(h.substr(colon + 1), "ProxyJump");
+    }
+    if (e.host.empty()) throw std::invalid_argument("ProxyJump hop '" + hop + "' names no host");
+    out.push_back(e);
+  }
+  return out;
+}
+
+Target resolve(const std::string& name, const inventory::Connection& conn, const nlohmann::json& vars,
+               const Defaults& d, const SshConfig& config) {
+  auto str = [&](std::initializer_list<const char*> keys) -> std::string {
+    for (auto k : keys)
+      if (auto it = vars.find(k); it != vars.end() && it->is_string()) return it->get<std::string>();
+    return {};
+  };
+  ConfigEntry cli = parse_common_args(conn.ssh_common_args);
+  // ssh is invoked with the address as its host argument, so Host blocks match the address.
+  ConfigEntry cfg = config.lookup(conn.address);
+
+  Target t;
+  t.name = name;
+  std::string user = !conn.user.empty() ? conn.user : cli.user ? *cli.user : cfg.user ? *cfg.user : d.user;
+  int port = conn.port ? conn.port : cli.port ? *cli.port : cfg.port ? *cfg.port : 22;
+  std::string host = cli.hostname ? *cli.hostname : cfg.hostname ? *cfg.hostname : conn.address;
+  host = expand_tokens(host, conn.address, port, user, d.user);
+  t.at = {host, port, user, {}};
+
+  std::vector<std::string> ids;
+  if (!conn.private_key_file.empty()) ids.push_back(conn.private_key_file);
+  for (auto& f : cli.identity_files) ids.push_back(f);
+  for (auto& f : cfg.identity_files) ids.push_back(f);
+  bool named = !ids.empty();
+  if (!named) ids = d.identity_files;
+  for (auto& f : ids) t.at.identity_files.push_back(expand_home(expand_tokens(f, host, port, user, d.user), d.home));
+  (void)named;
+
+  t.password = str({"ansible_password", "ansible_ssh_pass", "ansible_ssh_password"});
+  t.passphrase = str({"ansible_ssh_private_key_passphrase"});
+  t.known_hosts_file = expand_home(cli.known_hosts_file ? *cli.known_hosts_file
+                                   : cfg.known_hosts_file ? *cfg.known_hosts_file : d.known_hosts_file, d.home);
+  t.policy = d.policy;
+  if (auto s = cli.strict ? cli.strict : cfg.strict) {
+    auto p = parse_policy(*s);
+    if (!p) throw std::invalid_argument("host '" + name + "': StrictHostKeyChecking '" + *s + "' is not yes, accept-new or no");
+    t.policy = *p;
+  }
+  t.connect_timeout = cli.connect_timeout ? *cli.connect_timeout : cfg.connect_timeout ? *cfg.connect_timeout : d.connect_timeout;
+
+  std::optional<std::string> jump = cli.proxy_jump ? cli.proxy_jump : cli.proxy_command ? std::nullopt : cfg.proxy_jump;
+  std::optional<std::string> command = cli.proxy_command ? cli.proxy_command : cli.proxy_jump ? std::nullopt : cfg.proxy_command;
+  if (jump) t.jumps = parse_jumps(*jump);
+  else if (command && lower(*command) != "none") t.jumps.push_back(parse_proxy_command(*command));
+  // Each hop is itself resolved through ssh_config (its HostName, User, Port, IdentityFile).
+  for (auto& j : t.jumps) {
+    ConfigEntry jc = config.lookup(j.host);
+    if (j.user.empty()) j.user = jc.user ? *jc.user : d.user;
+    if (j.port == 22 && jc.port) j.port = *jc.port;
+    if (jc.hostname) j.host = expand_tokens(*jc.hostname, j.host, j.port, j.user, d.user);
+    for (auto& f : jc.identity_files) j.identity_files.push_back(expand_home(f, d.home));
+    if (j.identity_files.empty()) j.identity_files = t.at.identity_files;
+  }
+  return t;
+}
+
+}  // namespace engine::ssh

@@ -1,0 +1,86 @@
+// Where and how to connect to a host, resolved the way OpenSSH resolves it: the inventory's
+// connection variables act as command-line options (they win), then ~/.ssh/config for that host
+// (first value wins), then defaults. Jump hosts come from ProxyJump, `-J`, or the
+// `ssh -W %h:%p bastion` ProxyCommand kubespray writes into ansible_ssh_common_args.
+#pragma once
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "engine/inventory/inventory.hpp"
+#include "engine/ssh/known_hosts.hpp"
+
+namespace engine::ssh {
+
+// One Host block's worth of settings (or the merge of every block that matched).
+struct ConfigEntry {
+  std::optional<std::string> hostname, user, proxy_jump, proxy_command, known_hosts_file, strict;
+  std::optional<int> port;
+  std::optional<double> connect_timeout;
+  std::vector<std::string> identity_files;
+};
+
+class SshConfig {
+ public:
+  // A missing file is an empty config. Throws ConfigError (file:line) on a malformed line.
+  static SshConfig load(const std::string& path);
+  static SshConfig parse(const std::string& text, const std::string& path);
+  // Every block whose Host patterns match `host`, first value winning, as OpenSSH applies them.
+  ConfigEntry lookup(const std::string& host) const;
+
+ private:
+  struct Block {
+    std::vector<std::string> patterns;  // empty: before any Host line, applies to all
+    bool never = false;                 // a Match block: not supported, so it never applies
+    std::vector<std::pair<std::string, std::string>> options;  // lowercased keyword, value
+  };
+  std::vector<Block> blocks_;
+};
+
+struct Endpoint {
+  std::string host;
+  int port = 22;
+  std::string user;
+  std::vector<std::string> identity_files;
+};
+
+struct Target {
+  std::string name;  // the inventory name, for logs
+  Endpoint at;
+  std::vector<Endpoint> jumps;  // connected in order: jumps[0] first
+  std::string password;         // secret
+  std::string passphrase;       // secret, for encrypted keys
+  std::string known_hosts_file;
+  HostKeyPolicy policy = HostKeyPolicy::strict;
+  double connect_timeout = 10;
+
+  // One session per key: the same inventory host, user, address, port and path.
+  std::string key() const;
+};
+
+struct Defaults {
+  std::string user;  // the local user
+  std::string home;
+  std::string config_file;       // ~/.ssh/config
+  std::string known_hosts_file;  // ~/.ssh/known_hosts
+  HostKeyPolicy policy = HostKeyPolicy::strict;
+  double connect_timeout = 10;
+  std::vector<std::string> identity_files;  // tried when nothing names one
+};
+
+Defaults default_settings();
+
+// "yes"/"strict", "accept-new", "no"/"off"; nullopt for anything else.
+std::optional<HostKeyPolicy> parse_policy(const std::string& s);
+
+// "user@host:port,host2" (ProxyJump). Throws std::invalid_argument on a malformed hop.
+std::vector<Endpoint> parse_jumps(const std::string& spec);
+
+// Resolves a host. `vars` are the host's inventory variables (ansible_password and the like).
+// Throws std::invalid_argument naming the option it cannot use.
+Target resolve(const std::string& name, const inventory::Connection& conn, const nlohmann::json& vars,
+               const Defaults& defaults, const SshConfig& config);
+
+}  // namespace engine::ssh

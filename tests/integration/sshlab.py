@@ -1,0 +1,217 @@
+"""Real OpenSSH servers for the integration tests, on 127.0.0.1 and in network namespaces the
+tests create. Every server is started by the test and stopped by it."""
+import os
+import pwd
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import threading
+import time
+
+USER = "enginetest"      # passwordless sudo; shell /bin/sh (root's shell start-up is slow here)
+PW_USER = "enginepw"     # sudo asks for a password
+PW = "pw-Sentinel-93"
+
+
+def run(*cmd, **kw):
+    return subprocess.run(cmd, check=True, capture_output=True, text=True, **kw)
+
+
+def ensure_users():
+    for user in (USER, PW_USER):
+        try:
+            pwd.getpwnam(user)
+        except KeyError:
+            run("useradd", "-m", "-s", "/bin/sh", user)
+    # A fresh account is locked ('!'), and sshd without PAM refuses locked accounts even for keys.
+    run("usermod", "-p", "*", USER)
+    subprocess.run(["chpasswd"], input=f"{PW_USER}:{PW}\n", text=True, check=True)
+    with open("/etc/sudoers.d/engine-tests", "w") as f:
+        f.write(f"{USER} ALL=(ALL) NOPASSWD: ALL\n{PW_USER} ALL=(ALL) ALL\nDefaults:{PW_USER} !lecture\n")
+    os.chmod("/etc/sudoers.d/engine-tests", 0o440)
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_port(host, port, limit=10.0):
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection((host, port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"nothing listens on {host}:{port}")
+
+
+class Keys:
+    """A client key (ed25519) and its authorized_keys, shared by the servers of a test."""
+
+    def __init__(self, root):
+        self.dir = os.path.join(root, "client")
+        os.makedirs(self.dir)
+        self.key = os.path.join(self.dir, "id_ed25519")
+        run("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", self.key)
+        self.authorized = os.path.join(self.dir, "authorized_keys")
+        shutil.copy(self.key + ".pub", self.authorized)
+        os.chmod(self.dir, 0o755)
+        os.chmod(self.authorized, 0o644)
+
+
+class Sshd:
+    """One sshd on 127.0.0.1:port with its own host key; `known_hosts_line` vouches for it."""
+
+    def __init__(self, root, keys, name="sshd", port=None, netns=None, extra=""):
+        self.dir = os.path.join(root, name)
+        os.makedirs(self.dir)
+        os.chmod(self.dir, 0o755)
+        self.port = port or free_port()
+        self.netns = netns
+        self.host_key = os.path.join(self.dir, "host_ed25519")
+        run("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", self.host_key)
+        self.config = os.path.join(self.dir, "sshd_config")
+        with open(self.config, "w") as f:
+            f.write(f"""Port {self.port}
+ListenAddress 127.0.0.1
+HostKey {self.host_key}
+PidFile {self.dir}/sshd.pid
+AuthorizedKeysFile {keys.authorized}
+UsePAM no
+StrictModes no
+UseDNS no
+PasswordAuthentication yes
+KbdInteractiveAuthentication no
+PermitRootLogin no
+AllowTcpForwarding yes
+MaxStartups 1100:30:1200
+MaxSessions 64
+LoginGraceTime 60
+KexAlgorithms curve25519-sha256
+Subsystem sftp /usr/lib/openssh/sftp-server
+LogLevel ERROR
+{extra}
+""")
+        os.makedirs("/run/sshd", exist_ok=True)
+        self.proc = None
+
+    def pub(self):
+        with open(self.host_key + ".pub") as f:
+            t, b = f.read().split()[:2]
+        return t, b
+
+    def known_hosts_line(self, host="127.0.0.1"):
+        t, b = self.pub()
+        return f"[{host}]:{self.port} {t} {b}\n"
+
+    def start(self):
+        cmd = ["/usr/sbin/sshd", "-D", "-e", "-f", self.config]
+        if self.netns:
+            cmd = ["ip", "netns", "exec", self.netns] + cmd
+        self.proc = subprocess.Popen(cmd, stderr=subprocess.DEVNULL, start_new_session=True)
+        if not self.netns:
+            wait_port("127.0.0.1", self.port)
+        else:
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline:
+                r = subprocess.run(["ip", "netns", "exec", self.netns, "sh", "-c",
+                                    f"exec 3<>/dev/tcp/127.0.0.1/{self.port}"], capture_output=True,
+                                   executable="/bin/bash")
+                if r.returncode == 0:
+                    break
+                time.sleep(0.05)
+        return self
+
+    def kill_all(self):
+        """SIGKILL the listener and every connection it forked."""
+        if self.proc:
+            try:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            self.proc.wait()
+            self.proc = None
+
+    stop = kill_all
+
+
+class InetdNode:
+    """An sshd in a network namespace of its own, reached through a root-namespace port: each
+    accepted connection runs `sshd -i` inside the namespace. Whatever listens on the namespace's
+    loopback is reachable only through this node."""
+
+    def __init__(self, root, keys, ns):
+        self.ns = ns
+        subprocess.run(["ip", "netns", "del", ns], capture_output=True)
+        run("ip", "netns", "add", ns)
+        run("ip", "netns", "exec", ns, "ip", "link", "set", "lo", "up")
+        self.sshd = Sshd(root, keys, name=f"inetd-{ns}", port=22)
+        self.port = free_port()
+        self.listener = socket.socket()
+        self.listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.listener.bind(("127.0.0.1", self.port))
+        self.listener.listen(64)
+        self.children = []
+        self.stopping = False
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def known_hosts_line(self):
+        t, b = self.sshd.pub()
+        return f"[127.0.0.1]:{self.port} {t} {b}\n"
+
+    def _serve(self):
+        while not self.stopping:
+            try:
+                conn, _ = self.listener.accept()
+            except OSError:
+                return
+            p = subprocess.Popen(["ip", "netns", "exec", self.ns, "/usr/sbin/sshd", "-i", "-e", "-f", self.sshd.config],
+                                 stdin=conn.fileno(), stdout=conn.fileno(), stderr=subprocess.DEVNULL)
+            conn.close()
+            self.children.append(p)
+
+    def run_in(self, *cmd):
+        return subprocess.Popen(["ip", "netns", "exec", self.ns, *cmd], stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL, start_new_session=True)
+
+    def stop(self):
+        self.stopping = True
+        self.listener.close()
+        for p in self.children:
+            if p.poll() is None:
+                p.kill()
+            p.wait()
+        subprocess.run(["ip", "netns", "del", self.ns], capture_output=True)
+
+
+class Lab:
+    """A temporary directory with client keys, servers and a known_hosts file."""
+
+    def __init__(self):
+        ensure_users()
+        self.root = tempfile.mkdtemp(prefix="engine-ssh-")
+        os.chmod(self.root, 0o755)
+        self.keys = Keys(self.root)
+        self.known_hosts = os.path.join(self.root, "known_hosts")
+        open(self.known_hosts, "w").close()
+        self.servers = []
+
+    def sshd(self, **kw):
+        s = Sshd(self.root, self.keys, name=f"sshd{len(self.servers)}", **kw).start()
+        self.servers.append(s)
+        return s
+
+    def trust(self, line):
+        with open(self.known_hosts, "a") as f:
+            f.write(line)
+
+    def stop(self):
+        for s in self.servers:
+            s.stop()
+        shutil.rmtree(self.root, ignore_errors=True)
