@@ -19,6 +19,8 @@ namespace {
 const std::vector<std::string> kExecOptions = {"sudo", "sudo_user", "sudo_password", "env", "stdin", "cwd",
                                                "timeout", "stream", "max_output", "read_only"};
 
+}  // namespace
+
 std::string opt_string(lua_State* L, int idx, const char* field) {
   std::string out;
   int t = lua_getfield(L, idx, field);
@@ -63,12 +65,7 @@ void check_options(lua_State* L, int idx, const std::vector<std::string>& allowe
   }
 }
 
-std::string nonce() {
-  static std::mt19937_64 rng{std::random_device{}()};
-  char buf[17];
-  std::snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(rng()));
-  return buf;
-}
+namespace {
 
 struct ExecCall {
   ExecRequest req;
@@ -78,12 +75,43 @@ struct ExecCall {
   bool cancelled = false;
 };
 
+}  // namespace
+
+std::string with_sudo(const std::string& inner, const std::string& user, const std::string& password,
+                      std::string& marker, std::string& input) {
+  // The marker proves sudo let the command start; the password goes on stdin, never on argv.
+  marker = "ENGINE-SUDO-OK-" + nonce();
+  std::string script = "echo " + marker + "; " + inner;
+  std::string who = " -u " + shell_quote(user.empty() ? "root" : user);
+  if (password.empty()) return "sudo -n" + who + " -- sh -c " + shell_quote(script);
+  input = password + "\n" + input;
+  return "sudo -k -S -p ''" + who + " -- sh -c " + shell_quote(script);
+}
+
+std::optional<Failure> strip_sudo_marker(ExecResult& res, const std::string& marker) {
+  if (marker.empty()) return std::nullopt;
+  std::string first = marker + "\n";
+  if (res.out.compare(0, first.size(), first) != 0)
+    return Failure{Error::sudo_failed, text::trim(res.err.empty() ? "sudo exited " + std::to_string(res.code) : res.err)};
+  res.out.erase(0, first.size());
+  return std::nullopt;
+}
+
+std::string nonce() {
+  static std::mt19937_64 rng{std::random_device{}()};
+  char buf[17];
+  std::snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(rng()));
+  return buf;
+}
+
 int push_failure(lua_State* co, const Failure& f) {
   lua_pushnil(co);
   lua_pushstring(co, word(f.kind));
   lua_pushstring(co, f.detail.c_str());
   return 3;
 }
+
+namespace {
 
 void push_result(lua_State* co, const ExecResult& r) {
   lua_createtable(co, 0, 6);
@@ -166,18 +194,7 @@ int l_exec(lua_State* L) {
     std::snprintf(t, sizeof t, "%g", call->req.timeout + 1);
     inner = std::string("timeout -k 5 ") + t + " sh -c " + shell_quote(inner);
   }
-  if (sudo) {
-    // The marker proves sudo let the command start; the password goes on stdin, never on argv.
-    call->marker = "ENGINE-SUDO-OK-" + nonce();
-    std::string script = "echo " + call->marker + "; " + inner;
-    std::string who = " -u " + shell_quote(sudo_user.empty() ? "root" : sudo_user);
-    if (sudo_password.empty()) {
-      inner = "sudo -n" + who + " -- sh -c " + shell_quote(script);
-    } else {
-      inner = "sudo -k -S -p ''" + who + " -- sh -c " + shell_quote(script);
-      call->req.input = sudo_password + "\n" + call->req.input;
-    }
-  }
+  if (sudo) inner = with_sudo(inner, sudo_user, sudo_password, call->marker, call->req.input);
   call->req.command = inner;
   if (stream) {
     std::string host = name;
@@ -212,15 +229,10 @@ int l_exec(lua_State* L) {
           complete(op, [f = *f](lua_State* co) { return push_failure(co, f); });
           return;
         }
-        if (!call->marker.empty()) {
-          std::string first = call->marker + "\n";
-          if (res.out.compare(0, first.size(), first) != 0) {
-            Failure sf{Error::sudo_failed, text::trim(res.err.empty() ? "sudo exited " + std::to_string(res.code) : res.err)};
-            log::emit(log::Level::warn, call->host, "sudo failed", {{"detail", sf.detail}});
-            complete(op, [sf](lua_State* co) { return push_failure(co, sf); });
-            return;
-          }
-          res.out.erase(0, first.size());
+        if (auto sf = strip_sudo_marker(res, call->marker)) {
+          log::emit(log::Level::warn, call->host, "sudo failed", {{"detail", sf->detail}});
+          complete(op, [sf = *sf](lua_State* co) { return push_failure(co, sf); });
+          return;
         }
         complete(op, [res = std::move(res)](lua_State* co) {
           push_result(co, res);

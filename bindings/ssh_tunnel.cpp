@@ -1,6 +1,160 @@
-// ssh.tunnel(host, remote_host, remote_port): a local 127.0.0.1 port forwarded through the host.
+// ssh.tunnel(host, remote_host, remote_port): a local 127.0.0.1 port forwarded through the host,
+// so HTTP clients reach what listens on the node's own loopback (its apiserver, its etcd), as
+// `ssh -L` does. Each accepted connection gets its own direct-tcpip channel; the tunnel lives until
+// closed (tunnel:close(), a <close> variable, or the end of the run).
+#include <boost/asio/generic/stream_protocol.hpp>
+#include <boost/asio/ip/tcp.hpp>
+
 #include "bindings/ssh.hpp"
+#include "engine/log/log.hpp"
+#include "engine/ssh/forward.hpp"
 
 namespace engine::lua {
-void add_tunnel(lua_State*) {}
+
+namespace {
+
+using tcp = boost::asio::ip::tcp;
+const char* kTunnelMeta = "engine.tunnel";
+
+struct Tunnel : std::enable_shared_from_this<Tunnel> {
+  Tunnel(asio::io_context& io, ssh::Pool& pool, ssh::Target t, std::string rh, int rp)
+      : acceptor(io), pool(pool), target(std::move(t)), remote_host(std::move(rh)), remote_port(rp) {}
+  tcp::acceptor acceptor;
+  ssh::Pool& pool;
+  ssh::Target target;
+  std::string remote_host;
+  int remote_port;
+  int port = 0;
+
+  void accept() {
+    auto self = shared_from_this();
+    acceptor.async_accept([self](const boost::system::error_code& ec, tcp::socket sock) {
+      if (ec) return;  // closed
+      self->forward(std::move(sock));
+      self->accept();
+    });
+  }
+
+  void forward(tcp::socket sock) {
+    auto self = shared_from_this();
+    auto shared = std::make_shared<tcp::socket>(std::move(sock));
+    pool.get(target, [self, shared](std::shared_ptr<ssh::Session> s, ssh::Result r) {
+      if (r) {
+        log::emit(log::Level::warn, self->target.name, "tunnel connection failed", {{"error", ssh::word(r->kind)}, {"detail", r->detail}});
+        return;  // the local client sees its connection close
+      }
+      auto& io = s->io();
+      int fd = shared->release();
+      asio::generic::stream_protocol::socket local(io, asio::generic::stream_protocol(AF_INET, IPPROTO_TCP), fd);
+      ssh::bridge(s, self->remote_host, self->remote_port, std::move(local), [self](ssh::Result r) {
+        if (r) log::emit(log::Level::warn, self->target.name, "tunnel forward refused", {{"detail", r->detail}});
+      });
+    });
+  }
+
+  void close() {
+    boost::system::error_code ec;
+    acceptor.close(ec);
+  }
+};
+
+struct TunnelBox {
+  std::shared_ptr<Tunnel> t;
+};
+
+TunnelBox* check_tunnel(lua_State* L) { return static_cast<TunnelBox*>(luaL_checkudata(L, 1, kTunnelMeta)); }
+
+int tunnel_close(lua_State* L) {
+  auto* box = check_tunnel(L);
+  if (box->t) box->t->close();
+  box->t.reset();
+  return 0;
+}
+
+int tunnel_gc(lua_State* L) {
+  auto* box = check_tunnel(L);
+  if (box->t) box->t->close();
+  box->~TunnelBox();
+  return 0;
+}
+
+int tunnel_index(lua_State* L) {
+  auto* box = check_tunnel(L);
+  std::string key = luaL_checkstring(L, 2);
+  if (key == "port") lua_pushinteger(L, box->t ? box->t->port : 0);
+  else if (key == "host") lua_pushstring(L, "127.0.0.1");
+  else if (key == "close") lua_pushcfunction(L, tunnel_close);
+  else lua_pushnil(L);
+  return 1;
+}
+
+// ssh.tunnel(host, remote_host, remote_port) → tunnel {port, host, close} | nil, err, detail.
+// Connects (or reuses the host's session) first, so a bad host fails here and not at first use.
+int l_tunnel(lua_State* L) {
+  std::string rh = luaL_checkstring(L, 2);
+  lua_Integer rp = luaL_checkinteger(L, 3);
+  luaL_argcheck(L, rp > 0 && rp < 65536, 3, "not a port");
+  ssh::Target target = target_for(L, 1);
+  Vm& vm = vm_of(L);
+  {
+    Op op = begin(L, "ssh.tunnel");
+    SshState& st = ssh_state(vm);
+    auto tunnel = std::make_shared<Tunnel>(vm.io, st.pool, target, rh, static_cast<int>(rp));
+    st.pool.get(target, [op, tunnel](std::shared_ptr<ssh::Session>, ssh::Result r) {
+      if (r) {
+        complete(op, [f = *r](lua_State* co) {
+          lua_pushnil(co);
+          lua_pushstring(co, ssh::word(f.kind));
+          lua_pushstring(co, f.detail.c_str());
+          return 3;
+        });
+        return;
+      }
+      boost::system::error_code ec;
+      tcp::endpoint ep(asio::ip::make_address("127.0.0.1"), 0);
+      tunnel->acceptor.open(ep.protocol(), ec);
+      if (!ec) tunnel->acceptor.bind(ep, ec);
+      if (!ec) tunnel->acceptor.listen(64, ec);
+      if (ec) {
+        complete(op, [msg = ec.message()](lua_State* co) {
+          lua_pushnil(co);
+          lua_pushstring(co, "failed");
+          lua_pushstring(co, ("local listener: " + msg).c_str());
+          return 3;
+        });
+        return;
+      }
+      tunnel->port = tunnel->acceptor.local_endpoint().port();
+      tunnel->accept();
+      log::emit(log::Level::debug, tunnel->target.name, "tunnel open",
+                {{"local", "127.0.0.1:" + std::to_string(tunnel->port)},
+                 {"remote", tunnel->remote_host + ":" + std::to_string(tunnel->remote_port)}});
+      complete(op, [tunnel](lua_State* co) {
+        auto* box = static_cast<TunnelBox*>(lua_newuserdatauv(co, sizeof(TunnelBox), 0));
+        new (box) TunnelBox{tunnel};
+        luaL_setmetatable(co, kTunnelMeta);
+        return 1;
+      });
+    });
+    arm(op, [] {});
+  }
+  return suspend(L);
+}
+
+}  // namespace
+
+void add_tunnel(lua_State* L) {
+  if (luaL_newmetatable(L, kTunnelMeta)) {
+    lua_pushcfunction(L, tunnel_index);
+    lua_setfield(L, -2, "__index");
+    lua_pushcfunction(L, tunnel_gc);
+    lua_setfield(L, -2, "__gc");
+    lua_pushcfunction(L, tunnel_close);
+    lua_setfield(L, -2, "__close");
+  }
+  lua_pop(L, 1);
+  lua_pushcfunction(L, l_tunnel);
+  lua_setfield(L, -2, "tunnel");
+}
+
 }  // namespace engine::lua

@@ -12,6 +12,8 @@ const char* word(Error e) {
     case Error::host_key_changed: return "host key changed";
     case Error::closed: return "closed";
     case Error::sudo_failed: return "sudo failed";
+    case Error::not_found: return "not found";
+    case Error::permission_denied: return "permission denied";
     case Error::failed: return "failed";
   }
   return "failed";

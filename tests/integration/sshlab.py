@@ -33,6 +33,30 @@ def ensure_users():
     os.chmod("/etc/sudoers.d/engine-tests", 0o440)
 
 
+def descendants(root, only=None):
+    """Every process below `root` (optionally only those whose command name is `only`)."""
+    children = {}
+    names = {}
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            with open(f"/proc/{d}/stat") as f:
+                stat = f.read()
+        except OSError:
+            continue
+        name = stat[stat.index("(") + 1:stat.rindex(")")]
+        ppid = int(stat[stat.rindex(")") + 2:].split()[1])
+        children.setdefault(ppid, []).append(int(d))
+        names[int(d)] = name
+    out, todo = [], [root]
+    while todo:
+        for c in children.get(todo.pop(), []):
+            out.append(c)
+            todo.append(c)
+    return [p for p in out if only is None or names.get(p) == only]
+
+
 def free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -128,12 +152,14 @@ LogLevel ERROR
         return self
 
     def kill_all(self):
-        """SIGKILL the listener and every connection it forked."""
+        """SIGKILL the listener and every sshd it forked for a connection (they call setsid, so
+        the listener's process group does not hold them); the commands they ran are left alone."""
         if self.proc:
-            try:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+            for pid in [self.proc.pid] + descendants(self.proc.pid, only="sshd"):
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
             self.proc.wait()
             self.proc = None
 

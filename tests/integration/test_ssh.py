@@ -1,0 +1,431 @@
+"""SSH against real OpenSSH servers the tests start: exec, sudo, host keys, jump hosts, tunnels,
+fan-out, a server killed mid-command, SFTP. Each test runs a small runbook with the built engine."""
+import hashlib
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import unittest
+import urllib.request
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import sshlab  # noqa: E402
+
+ENGINE = os.environ.get("ENGINE_BIN", os.path.join(os.path.dirname(__file__), "../../build/bin/engine"))
+
+TEMPLATE = """
+local ssh = require "engine.ssh"
+local fleet = require "engine.fleet"
+local time = require "engine.time"
+return runbook {
+  name = "ssh-test",
+  params = { kh = { type = "string" }, key = { type = "string" }, policy = { type = "string", default = "strict" },
+             arg = { type = "string", default = "" } },
+  run = function(p, inv)
+    ssh.configure { known_hosts = p.kh, identity_files = { p.key }, host_key_policy = p.policy }
+%s
+  end,
+}
+"""
+
+
+class SshTest(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.lab = sshlab.Lab()
+        cls.sshd = cls.lab.sshd()
+        cls.lab.trust(cls.sshd.known_hosts_line())
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.lab.stop()
+
+    def inventory(self, text):
+        fd, path = tempfile.mkstemp(dir=self.lab.root, suffix=".ini")
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        return path
+
+    def node(self, user=sshlab.USER, port=None, name="n1", extra=""):
+        return f"{name} ansible_host=127.0.0.1 ansible_port={port or self.sshd.port} ansible_user={user} {extra}\n"
+
+    def runbook(self, body, inventory, *extra, kh=None, timeout=120, wait=True):
+        fd, path = tempfile.mkstemp(dir=self.lab.root, suffix=".lua")
+        with os.fdopen(fd, "w") as f:
+            f.write(TEMPLATE % body)
+        cmd = [ENGINE, "run", path, "-i", inventory, "-e", f"kh={kh or self.lab.known_hosts}",
+               "-e", f"key={self.lab.keys.key}", "--state-dir", os.path.join(self.lab.root, "state"), *extra]
+        if not wait:
+            return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+
+    def ok(self, r):
+        self.assertEqual(r.returncode, 0, f"stdout:\n{r.stdout[-3000:]}\nstderr:\n{r.stderr[-3000:]}")
+        return r.stdout
+
+
+class TestExec(SshTest):
+    def test_exit_codes_signals_and_output(self):
+        out = self.ok(self.runbook("""
+    local h = inv:host("n1")
+    local r = assert(h:exec("echo out; echo err >&2; exit 3"))
+    assert(r.code == 3 and r.stdout == "out\\n" and r.stderr == "err\\n" and r.signal == nil, r.stdout)
+    r = assert(h:exec("kill -KILL $$"))
+    assert(r.signal == "KILL" and r.code == -1, tostring(r.signal))
+    r = assert(h:exec("cat; echo \\"[$A]\\"; pwd", { stdin = "from stdin\\n", env = { A = "x 'y'" }, cwd = "/tmp" }))
+    assert(r.stdout == "from stdin\\n[x 'y']\\n/tmp\\n", r.stdout)
+    print("exec ok")
+""", self.inventory(self.node())))
+        self.assertIn("exec ok", out)
+
+    def test_10mb_stdout_interleaved_with_10mb_stderr_does_not_hang(self):
+        out = self.ok(self.runbook("""
+    local r = assert(inv:host("n1"):exec(
+      "head -c 10485760 /dev/zero | tr '\\\\0' o & head -c 10485760 /dev/zero | tr '\\\\0' e >&2; wait", { timeout = 60 }))
+    assert(#r.stdout == 10485760 and #r.stderr == 10485760, #r.stdout .. " " .. #r.stderr)
+    assert(not r.stdout:find("e", 1, true) and not r.stderr:find("o", 1, true))
+    print("sizes", #r.stdout, #r.stderr)
+""", self.inventory(self.node())))
+        self.assertIn("sizes\t10485760\t10485760", out)
+
+    def test_max_output_truncates_and_says_so(self):
+        self.ok(self.runbook("""
+    local r = assert(inv:host("n1"):exec("seq 1 100000", { max_output = 1000 }))
+    assert(#r.stdout == 1000 and r.truncated == true and r.code == 0)
+""", self.inventory(self.node())))
+
+    def test_a_streamed_1000_line_output_arrives_in_order_with_the_host_prefix(self):
+        out = self.ok(self.runbook("""
+    local r = assert(inv:host("n1"):exec("seq 1 1000", { stream = true }))
+    assert(r.code == 0)
+""", self.inventory(self.node())))
+        lines = [int(m.group(1)) for m in re.finditer(r"INFO  \[n1\] (\d+)$", out, re.M)]
+        self.assertEqual(lines, list(range(1, 1001)))
+
+    def test_a_timeout_ends_sleep_100(self):
+        t0 = time.monotonic()
+        out = self.ok(self.runbook("""
+    local t0 = time.monotonic()
+    local r, err = inv:host("n1"):exec("sleep 100", { timeout = 1 })
+    assert(r == nil and err == "timeout", tostring(err))
+    print(string.format("waited %.1f", time.monotonic() - t0))
+    -- the node's own deadline stops the command too
+    sleep(2.5)
+    local ps = assert(inv:host("n1"):exec("pgrep -u $(id -u) -x sleep || true"))
+    assert(ps.stdout == "", "sleep still running: " .. ps.stdout)
+""", self.inventory(self.node())))
+        waited = float(re.search(r"waited ([\d.]+)", out).group(1))
+        self.assertLess(waited, 5)  # a bound on a hang, not a speed claim: the timeout is 1 s
+        self.assertLess(time.monotonic() - t0, 60)
+
+    def test_timeout_wrapper_cuts_an_exec_short(self):
+        self.ok(self.runbook("""
+    local r, err = timeout(0.5, function() return inv:host("n1"):exec("sleep 30") end)
+    assert(r == nil and err == "timeout", tostring(err))
+""", self.inventory(self.node())))
+
+    def test_dry_run_does_not_run_commands_unless_read_only(self):
+        marker = os.path.join("/tmp", f"engine-dry-{os.getpid()}")
+        out = self.ok(self.runbook(f"""
+    local r = assert(inv:host("n1"):exec("touch {marker}"))
+    assert(r.dry_run == true)
+    local ro = assert(inv:host("n1"):exec("echo looked", {{ read_only = true }}))
+    assert(ro.stdout == "looked\\n")
+""", self.inventory(self.node()), "--dry-run"))
+        self.assertFalse(os.path.exists(marker))
+        self.assertIn("dry-run: would run", out)
+
+
+class TestSudo(SshTest):
+    def test_sudo_without_a_password(self):
+        self.ok(self.runbook("""
+    local r = assert(inv:host("n1"):exec("id -un", { sudo = true }))
+    assert(r.stdout == "root\\n", r.stdout)
+    r = assert(inv:host("n1"):exec("id -un", { sudo_user = "nobody" }))
+    assert(r.stdout == "nobody\\n", r.stdout)
+""", self.inventory(self.node())))
+
+    def test_sudo_with_a_password_keeps_it_out_of_every_output(self):
+        r = self.runbook(f"""
+    local r = assert(inv:host("n1"):exec("id -un; cat", {{ sudo_password = p.arg, stdin = "payload\\n", stream = true }}))
+    assert(r.stdout == "root\\npayload\\n", r.stdout)
+    local none, err = inv:host("n1"):exec("id -un", {{ sudo = true }})
+    assert(none == nil and err == "sudo failed", tostring(err))
+    local bad, err2 = inv:host("n1"):exec("id -un", {{ sudo_password = "wrong" }})
+    assert(bad == nil and err2 == "sudo failed", tostring(err2))
+    print("sudo ok")
+""", self.inventory(self.node(user=sshlab.PW_USER)), "-e", f"arg={sshlab.PW}", "--log-level", "debug")
+        out = self.ok(r)
+        self.assertIn("sudo ok", out)
+        self.assertNotIn(sshlab.PW, out + r.stderr)
+        for root, _, files in os.walk(os.path.join(self.lab.root, "state")):
+            for f in files:
+                with open(os.path.join(root, f), errors="replace") as fh:
+                    self.assertNotIn(sshlab.PW, fh.read(), f)
+
+
+class TestHostKeys(SshTest):
+    def test_unknown_key_is_refused_under_strict(self):
+        empty = os.path.join(self.lab.root, "empty_known_hosts")
+        open(empty, "w").close()
+        out = self.ok(self.runbook("""
+    local r, err, detail = inv:host("n1"):exec("true")
+    assert(r == nil and err == "host key unknown", tostring(err))
+    print(detail)
+""", self.inventory(self.node()), kh=empty))
+        self.assertIn("is not in", out)
+        self.assertEqual(open(empty).read(), "")
+
+    def test_changed_key_is_refused_even_with_accept_new(self):
+        other = sshlab.Sshd(self.lab.root, self.lab.keys, name=f"other{time.monotonic_ns()}")
+        t, b = other.pub()  # a different key, claimed for our server's address
+        wrong = os.path.join(self.lab.root, "wrong_known_hosts")
+        with open(wrong, "w") as f:
+            f.write(f"[127.0.0.1]:{self.sshd.port} {t} {b}\n")
+        for policy in ("strict", "accept-new"):
+            self.ok(self.runbook("""
+    local r, err = inv:host("n1"):exec("true")
+    assert(r == nil and err == "host key changed", tostring(err))
+""", self.inventory(self.node()), "-e", f"policy={policy}", kh=wrong))
+        with open(wrong) as f:
+            self.assertEqual(len(f.readlines()), 1)
+
+    def test_accept_new_records_a_key_once(self):
+        fresh = os.path.join(self.lab.root, "fresh_known_hosts")
+        for _ in range(2):
+            self.ok(self.runbook("""
+    assert(inv:host("n1"):exec("true"))
+""", self.inventory(self.node()), "-e", "policy=accept-new", kh=fresh))
+        with open(fresh) as f:
+            lines = f.readlines()
+        self.assertEqual(lines, [self.sshd.known_hosts_line()])
+
+    def test_hashed_known_hosts_entries_match(self):
+        hashed = os.path.join(self.lab.root, "hashed_known_hosts")
+        with open(hashed, "w") as f:
+            f.write(self.sshd.known_hosts_line())
+        subprocess.run(["ssh-keygen", "-H", "-f", hashed], check=True, capture_output=True)
+        self.assertTrue(open(hashed).read().startswith("|1|"))
+        self.ok(self.runbook('assert(inv:host("n1"):exec("true"))', self.inventory(self.node()), kh=hashed))
+
+    def test_policy_off_connects_and_warns(self):
+        empty = os.path.join(self.lab.root, "off_known_hosts")
+        open(empty, "w").close()
+        out = self.ok(self.runbook('assert(inv:host("n1"):exec("true"))', self.inventory(self.node()), "-e", "policy=off", kh=empty))
+        self.assertIn("host key not checked (policy off)", out)
+
+
+class TestFailures(SshTest):
+    def test_refused_auth_failed_and_unreachable_are_words(self):
+        port = sshlab.free_port()
+        inv = self.inventory(self.node(port=port, name="closed") + self.node(user="no-such-user", name="denied")
+                             + "ghost ansible_host=no-such-host.invalid ansible_port=22\n")
+        self.ok(self.runbook("""
+    local r, err = inv:host("closed"):exec("true")
+    assert(r == nil and err == "refused", tostring(err))
+    r, err = inv:host("denied"):exec("true")
+    assert(r == nil and err == "auth failed", tostring(err))
+    r, err = inv:host("ghost"):exec("true")
+    assert(r == nil and err == "unreachable", tostring(err))
+""", inv))
+
+    def test_sshd_killed_mid_command_is_closed_and_not_retried(self):
+        victim = sshlab.Sshd(self.lab.root, self.lab.keys, name=f"victim{time.monotonic_ns()}").start()
+        try:
+            self.lab.trust(victim.known_hosts_line())
+            count = f"/tmp/engine-count-{os.getpid()}"
+            if os.path.exists(count):
+                os.remove(count)
+            p = self.runbook(f"""
+    fleet.each(inv:group("all"), function(h)
+      local r, err = h:exec("echo ran >> {count}; echo started; sleep 30")
+      assert(r == nil and err == "closed", "expected closed, got " .. tostring(err))
+      error("lost the connection mid-command: " .. err)
+    end)
+""", self.inventory(self.node(port=victim.port)), wait=False)
+            deadline = time.monotonic() + 20
+            while time.monotonic() < deadline and not os.path.exists(count):
+                time.sleep(0.05)
+            time.sleep(0.2)
+            victim.kill_all()
+            out, err = p.communicate(timeout=60)
+            self.assertEqual(p.returncode, 1, out + err)
+            self.assertIn("lost the connection mid-command: closed", out + err)
+            with open(count) as f:
+                self.assertEqual(f.read(), "ran\n")  # ran once, never re-run
+            os.remove(count)
+        finally:
+            victim.stop()
+
+
+class TestFanout(SshTest):
+    def test_200_aliases_of_one_sshd_with_at_once_64(self):
+        inv = "".join(self.node(name=f"alias{i:03d}") for i in range(200))
+        out = self.ok(self.runbook("""
+    local res = fleet.each(inv:group("all"), { at_once = 64 }, function(h)
+      local r = assert(h:exec("echo " .. h.name))
+      assert(r.stdout == h.name .. "\\n")
+    end)
+    print("fanout ok", res.ok)
+""", self.inventory(inv), timeout=300))
+        self.assertIn("fanout ok\t200", out)
+
+
+class TestFiles(SshTest):
+    def test_sftp_upload_of_50mb_arrives_intact_and_atomically(self):
+        src = os.path.join(self.lab.root, "big.bin")
+        with open(src, "wb") as f:
+            f.write(os.urandom(50 * 1024 * 1024))
+        want = hashlib.sha256(open(src, "rb").read()).hexdigest()
+        home = tempfile.mkdtemp(prefix="engine-upload-dir-")  # the login user's own directory
+        os.chown(home, sshlab.pwd.getpwnam(sshlab.USER).pw_uid, -1)
+        dest = f"{home}/engine-upload.bin"
+        with open(dest, "wb") as f:
+            f.write(b"old version")
+        os.chmod(dest, 0o666)
+        seen = set()
+        stop = threading.Event()
+
+        def watch():  # the destination is the old file or the whole new one, never a part
+            while not stop.is_set():
+                try:
+                    seen.add(os.path.getsize(dest))
+                except FileNotFoundError:
+                    seen.add(-1)
+        t = threading.Thread(target=watch, daemon=True)
+        t.start()
+        back = os.path.join(self.lab.root, "back.bin")
+        self.ok(self.runbook(f"""
+    local h = inv:host("n1")
+    local r = assert(h:upload("{src}", "{dest}", {{ mode = "0640" }}))
+    assert(r.bytes == 52428800, r.bytes)
+    local st = assert(h:stat("{dest}"))
+    assert(st.size == 52428800 and st.mode == 416 and st.type == "file", st.mode)
+    assert(h:download("{dest}", "{back}"))
+""", self.inventory(self.node()), timeout=300))
+        stop.set()
+        t.join()
+        self.assertEqual(seen - {11, 52428800}, set())
+        self.assertEqual(hashlib.sha256(open(dest, "rb").read()).hexdigest(), want)
+        self.assertEqual(hashlib.sha256(open(back, "rb").read()).hexdigest(), want)
+        self.assertEqual(os.listdir(home), ["engine-upload.bin"])  # no temporary file left behind
+
+    def test_read_write_stat_exists_and_sudo_writes(self):
+        d = tempfile.mkdtemp(prefix="engine-root-only-")
+        os.chmod(d, 0o755)  # root-owned: the login user may look but not write
+        self.ok(self.runbook(f"""
+    local h = inv:host("n1")
+    assert(h:write_file("/tmp/engine-wf-{os.getpid()}", "hello\\n"))
+    assert(h:read_file("/tmp/engine-wf-{os.getpid()}") == "hello\\n")
+    assert(h:exists("/tmp/engine-wf-{os.getpid()}") == true)
+    assert(h:exists("/nonexistent/x") == false)
+    local none, err = h:stat("/nonexistent/x")
+    assert(none == nil and err == "not found", tostring(err))
+    local r, err2 = h:write_file("{d}/manifest.yaml", "x")
+    assert(r == nil and err2 == "permission denied", tostring(err2))
+    assert(h:write_file("{d}/manifest.yaml", "kind: Pod\\n", {{ sudo = true, mode = "0600", owner = "root" }}))
+    local st = assert(h:stat("{d}/manifest.yaml"))
+    assert(st.uid == 0 and st.mode == 384, st.mode)
+    local bad, err3 = h:read_file("{d}/manifest.yaml")
+    assert(bad == nil and err3 == "permission denied", tostring(err3))
+""", self.inventory(self.node())))
+        self.assertEqual(open(f"{d}/manifest.yaml").read(), "kind: Pod\n")
+        self.assertEqual(os.listdir(d), ["manifest.yaml"])
+        os.remove(f"/tmp/engine-wf-{os.getpid()}")
+
+
+class TestJumpAndTunnel(SshTest):
+    """A node in a network namespace of its own: what listens on its loopback is reachable only
+    through it."""
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        cls.ns = f"engt{os.getpid() % 100000}"
+        cls.node_ns = sshlab.InetdNode(cls.lab.root, cls.lab.keys, cls.ns)
+        cls.lab.trust(cls.node_ns.known_hosts_line())
+        # A target sshd and a web server inside the namespace only.
+        cls.inner = sshlab.Sshd(cls.lab.root, cls.lab.keys, name="inner", port=2222, netns=cls.ns).start()
+        with open(os.path.join(cls.lab.root, "inner_kh"), "w") as f:
+            pass
+        cls.lab.trust(cls.inner.known_hosts_line())
+        cls.www = os.path.join(cls.lab.root, "www")
+        os.makedirs(cls.www)
+        with open(os.path.join(cls.www, "health"), "w") as f:
+            f.write("reachable only through the node\n")
+        cls.web_port = 18080
+        cls.web = cls.node_ns.run_in("python3", "-m", "http.server", "--bind", "127.0.0.1", "--directory", cls.www,
+                                     str(cls.web_port))
+        time.sleep(0.5)
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.web.kill()
+        cls.web.wait()
+        cls.inner.stop()
+        cls.node_ns.stop()
+        super().tearDownClass()
+
+    def test_a_chain_of_two_jump_hosts(self):
+        jumps = f"{sshlab.USER}@127.0.0.1:{self.sshd.port},{sshlab.USER}@127.0.0.1:{self.node_ns.port}"
+        inv = (f"inner ansible_host=127.0.0.1 ansible_port=2222 ansible_user={sshlab.USER} "
+               f"ansible_ssh_common_args='-o ProxyJump={jumps}'\n"
+               f"direct ansible_host=127.0.0.1 ansible_port=2222 ansible_user={sshlab.USER}\n")
+        out = self.ok(self.runbook("""
+    local r = assert(inv:host("inner"):exec("/usr/bin/ip netns identify $$ || /bin/ip netns identify $$"))
+    print("netns", r.stdout)
+    local none, err = inv:host("direct"):exec("true")
+    assert(none == nil and err == "refused", tostring(err))
+""", self.inventory(inv)))
+        self.assertIn(f"netns\t{self.ns}", out)
+
+    def test_kubespray_style_proxycommand_bastion(self):
+        cmd = f"ssh -W %h:%p -p {self.node_ns.port} {sshlab.USER}@127.0.0.1"
+        inv = (f'inner ansible_host=127.0.0.1 ansible_port=2222 ansible_user={sshlab.USER} '
+               f'ansible_ssh_common_args="-o ProxyCommand=\'{cmd}\'"\n')
+        self.ok(self.runbook('assert(inv:host("inner"):exec("true"))', self.inventory(inv)))
+
+    def test_a_tunnel_reaches_a_server_only_the_node_can_reach(self):
+        with self.assertRaises(OSError):
+            urllib.request.urlopen(f"http://127.0.0.1:{self.web_port}/health", timeout=2)
+        inv = self.inventory(f"node ansible_host=127.0.0.1 ansible_port={self.node_ns.port} ansible_user={sshlab.USER}\n")
+        p = self.runbook(f"""
+    local t <close> = assert(ssh.tunnel(inv:host("node"), "127.0.0.1", {self.web_port}))
+    print("TUNNEL " .. t.port)
+    sleep(8)
+""", inv, wait=False)
+        port = None
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            line = p.stdout.readline()
+            m = re.search(r"TUNNEL (\d+)", line)
+            if m:
+                port = int(m.group(1))
+                break
+        self.assertIsNotNone(port, "the runbook never opened its tunnel")
+        bodies = [urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=10).read() for _ in range(3)]
+        self.assertEqual(bodies, [b"reachable only through the node\n"] * 3)
+        out, err = p.communicate(timeout=60)
+        self.assertEqual(p.returncode, 0, out + err)
+
+
+class TestSshConfig(SshTest):
+    def test_host_alias_from_ssh_config(self):
+        cfg = os.path.join(self.lab.root, "ssh_config")
+        with open(cfg, "w") as f:
+            f.write(f"Host web-*\n  HostName 127.0.0.1\n  Port {self.sshd.port}\n  User {sshlab.USER}\n"
+                    f"  IdentityFile {self.lab.keys.key}\nHost *\n  User nobody\n  Port 1\n")
+        inv = self.inventory("web-01\n")
+        self.ok(self.runbook(f"""
+    ssh.configure {{ config = "{cfg}" }}
+    local r = assert(inv:host("web-01"):exec("id -un"))
+    assert(r.stdout == "{sshlab.USER}\\n", r.stdout)
+""", inv))
+
+
+if __name__ == "__main__":
+    unittest.main()
