@@ -4,6 +4,7 @@
 
 #include <cstring>
 
+#include "engine/ssh/keys.hpp"
 #include "engine/ssh/session.hpp"
 
 namespace engine::ssh {
@@ -20,6 +21,10 @@ void kbd_callback(const char*, int, const char*, int, int num_prompts, const LIB
     std::memcpy(responses[i].text, pw.c_str(), pw.size() + 1);
     responses[i].length = static_cast<unsigned>(pw.size());
   }
+}
+
+LIBSSH2_USERAUTH_PUBLICKEY_SIGN_FUNC(sign_callback) {
+  return sign_with_loaded_key(session, sig, sig_len, data, data_len, abstract);
 }
 
 class AuthOp : public Op {
@@ -57,8 +62,17 @@ class AuthOp : public Op {
             ++key_;
             continue;
           }
-          int rc = libssh2_userauth_publickey_fromfile_ex(raw, user.c_str(), static_cast<unsigned>(user.size()), nullptr,
-                                                          file.c_str(), t.passphrase.empty() ? nullptr : t.passphrase.c_str());
+          int rc;
+          if (auto fast = load_fast_key(file)) {
+            key_hold_ = fast;
+            void* abstract = const_cast<LoadedKey*>(fast.get());
+            abstract_ = abstract;
+            rc = libssh2_userauth_publickey(raw, user.c_str(), reinterpret_cast<const unsigned char*>(fast->public_blob.data()),
+                                            fast->public_blob.size(), sign_callback, &abstract_);
+          } else {
+            rc = libssh2_userauth_publickey_fromfile_ex(raw, user.c_str(), static_cast<unsigned>(user.size()), nullptr,
+                                                        file.c_str(), t.passphrase.empty() ? nullptr : t.passphrase.c_str());
+          }
           if (s.would_block(rc)) return Step::blocked;
           if (rc == 0) return finish(std::nullopt);
           if (s.fatal(rc)) return Step::done;
@@ -143,6 +157,8 @@ class AuthOp : public Op {
   std::string methods_, tried_;
   size_t key_ = 0;
   LIBSSH2_AGENT* agent_ = nullptr;
+  std::shared_ptr<const LoadedKey> key_hold_;
+  void* abstract_ = nullptr;  // libssh2 keeps a pointer to it across EAGAIN retries
   libssh2_agent_publickey* identity_ = nullptr;
 };
 
