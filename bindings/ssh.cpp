@@ -253,7 +253,7 @@ int l_exec(lua_State* L) {
 int l_configure(lua_State* L) {
   luaL_checktype(L, 1, LUA_TTABLE);
   check_options(L, 1, {"known_hosts", "host_key_policy", "config", "identity_files", "user", "connect_timeout",
-                       "max_handshakes", "channels_per_host", "keepalive"}, "ssh.configure");
+                       "max_handshakes", "channels_per_host", "keepalive", "passphrase"}, "ssh.configure");
   SshState& st = ssh_state(vm_of(L));
   if (auto v = opt_string(L, 1, "known_hosts"); !v.empty()) st.defaults.known_hosts_file = v;
   if (auto v = opt_string(L, 1, "host_key_policy"); !v.empty()) {
@@ -270,6 +270,7 @@ int l_configure(lua_State* L) {
     }
   }
   if (auto v = opt_string(L, 1, "user"); !v.empty()) st.defaults.user = v;
+  if (auto v = opt_string(L, 1, "passphrase"); !v.empty()) st.defaults.passphrase = v;
   if (lua_getfield(L, 1, "identity_files") == LUA_TTABLE) {
     st.defaults.identity_files.clear();
     for (auto& f : to_json(L, -1)) st.defaults.identity_files.push_back(f.get<std::string>());

@@ -3,6 +3,7 @@
 #include <sys/stat.h>
 
 #include <cstring>
+#include <fstream>
 
 #include "engine/ssh/keys.hpp"
 #include "engine/ssh/session.hpp"
@@ -21,6 +22,18 @@ void kbd_callback(const char*, int, const char*, int, int num_prompts, const LIB
     std::memcpy(responses[i].text, pw.c_str(), pw.size() + 1);
     responses[i].length = static_cast<unsigned>(pw.size());
   }
+}
+
+// RSA user keys cannot sign rsa-sha2-256/512 through Debian bookworm's libssh2 1.10; said so when
+// such a key is refused, since the server's "refused" alone sends people looking elsewhere.
+bool is_rsa_key(const std::string& file) {
+  std::ifstream pub(file + ".pub");
+  std::string word;
+  if (pub >> word) return word == "ssh-rsa";
+  std::ifstream priv(file);
+  std::string first;
+  std::getline(priv, first);
+  return first.find("RSA PRIVATE KEY") != std::string::npos;
 }
 
 LIBSSH2_USERAUTH_PUBLICKEY_SIGN_FUNC(sign_callback) {
@@ -76,7 +89,9 @@ class AuthOp : public Op {
           if (s.would_block(rc)) return Step::blocked;
           if (rc == 0) return finish(std::nullopt);
           if (s.fatal(rc)) return Step::done;
-          tried_ += " key " + file + (rc == LIBSSH2_ERROR_FILE ? " (unreadable or wrong passphrase)" : " (refused)") + ";";
+          tried_ += " key " + file + (rc == LIBSSH2_ERROR_FILE ? " (unreadable or wrong passphrase)" : " (refused)") +
+                    (is_rsa_key(file) ? " [an RSA key: this libssh2 (1.10) signs only with ssh-rsa/SHA-1, which "
+                                        "OpenSSH 8.8+ refuses; use an ed25519 or ECDSA key]" : "") + ";";
           ++key_;
         }
       }

@@ -278,6 +278,7 @@ Target resolve(const std::string& name, const inventory::Connection& conn, const
 
   t.password = str({"ansible_password", "ansible_ssh_pass", "ansible_ssh_password"});
   t.passphrase = str({"ansible_ssh_private_key_passphrase"});
+  if (t.passphrase.empty()) t.passphrase = d.passphrase;
   t.known_hosts_file = expand_home(cli.known_hosts_file ? *cli.known_hosts_file
                                    : cfg.known_hosts_file ? *cfg.known_hosts_file : d.known_hosts_file, d.home);
   t.policy = d.policy;

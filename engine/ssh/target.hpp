@@ -68,6 +68,7 @@ struct Defaults {
   HostKeyPolicy policy = HostKeyPolicy::strict;
   double connect_timeout = 10;
   std::vector<std::string> identity_files;  // tried when nothing names one
+  std::string passphrase;                   // secret: for encrypted key files
 };
 
 Defaults default_settings();

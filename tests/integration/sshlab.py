@@ -57,6 +57,15 @@ def descendants(root, only=None):
     return [p for p in out if only is None or names.get(p) == only]
 
 
+def wait_for(cond, limit=10.0):
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline:
+        if cond():
+            return
+        time.sleep(0.05)
+    raise RuntimeError("condition never held")
+
+
 def free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

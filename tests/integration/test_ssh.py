@@ -413,6 +413,103 @@ class TestJumpAndTunnel(SshTest):
         self.assertEqual(p.returncode, 0, out + err)
 
 
+class TestAuthAndTransport(SshTest):
+    def key(self, kind, passphrase=""):
+        path = os.path.join(self.lab.root, f"extra_{kind}_{len(passphrase)}")
+        if not os.path.exists(path):
+            args = ["-t", kind] + (["-b", "3072"] if kind == "rsa" else [])
+            sshlab.run("ssh-keygen", "-q", *args, "-N", passphrase, "-f", path)
+            with open(self.lab.keys.authorized, "a") as f, open(path + ".pub") as pub:
+                f.write(pub.read())
+        return path
+
+    def test_an_rsa_key_is_refused_with_the_reason(self):
+        key = self.key("rsa")
+        out = self.ok(self.runbook(f"""
+    ssh.configure {{ identity_files = {{ "{key}" }} }}
+    local r, err, detail = inv:host("n1"):exec("true")
+    assert(r == nil and err == "auth failed", tostring(err))
+    print(detail)
+""", self.inventory(self.node())))
+        self.assertIn("this libssh2 (1.10) signs only with ssh-rsa/SHA-1", out)
+
+    def test_ecdsa_and_passphrase_protected_keys(self):
+        for kind, passphrase in [("ecdsa", ""), ("ed25519", "correct horse")]:
+            key = self.key(kind, passphrase)
+            self.ok(self.runbook(f"""
+    ssh.configure {{ identity_files = {{ "{key}" }}, passphrase = p.arg }}
+    local r = assert(inv:host("n1"):exec("echo via {kind}"))
+    assert(r.stdout == "via {kind}\\n")
+""", self.inventory(self.node()), "-e", f"arg={passphrase or 'none'}"))
+
+    def test_a_wrong_passphrase_is_auth_failed(self):
+        key = self.key("ed25519", "correct horse")
+        self.ok(self.runbook(f"""
+    ssh.configure {{ identity_files = {{ "{key}" }}, passphrase = "wrong" }}
+    local r, err = inv:host("n1"):exec("true")
+    assert(r == nil and err == "auth failed", tostring(err))
+""", self.inventory(self.node())))
+
+    def test_ssh_agent(self):
+        sock = os.path.join(self.lab.root, "agent.sock")
+        agent = subprocess.Popen(["ssh-agent", "-D", "-a", sock], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            sshlab.wait_for(lambda: os.path.exists(sock))
+            subprocess.run(["ssh-add", self.lab.keys.key], env=dict(os.environ, SSH_AUTH_SOCK=sock), check=True,
+                           capture_output=True)
+            env = dict(os.environ, SSH_AUTH_SOCK=sock)
+            fd, path = tempfile.mkstemp(dir=self.lab.root, suffix=".lua")
+            with os.fdopen(fd, "w") as f:
+                f.write(TEMPLATE % """
+    ssh.configure { identity_files = { "/nonexistent/key" } }
+    assert(inv:host("n1"):exec("true"))
+""")
+            r = subprocess.run([ENGINE, "run", path, "-i", self.inventory(self.node()), "-e", f"kh={self.lab.known_hosts}",
+                                "-e", "key=/nonexistent/key", "--state-dir", os.path.join(self.lab.root, "state")],
+                               capture_output=True, text=True, timeout=60, env=env)
+            self.ok(r)
+        finally:
+            agent.kill()
+            agent.wait()
+
+    def test_password_from_the_inventory(self):
+        inv = self.inventory(self.node(user=sshlab.PW_USER, extra=f"ansible_password={sshlab.PW}"))
+        self.ok(self.runbook("""
+    ssh.configure { identity_files = { "/nonexistent/key" } }
+    local r = assert(inv:host("n1"):exec("id -un"))
+    assert(r.stdout == "enginepw\\n")
+""", inv))
+
+    def test_ipv6_loopback(self):
+        v6 = sshlab.Sshd(self.lab.root, self.lab.keys, name=f"v6{time.monotonic_ns()}", extra="ListenAddress ::1")
+        v6.start()
+        try:
+            self.lab.trust(v6.known_hosts_line("::1"))
+            self.ok(self.runbook("""
+    local r = assert(inv:host("n1"):exec("echo $SSH_CONNECTION"))
+    assert(r.stdout:find("::1", 1, true), r.stdout)
+""", self.inventory(f"n1 ansible_host=::1 ansible_port={v6.port} ansible_user={sshlab.USER}\n")))
+        finally:
+            v6.stop()
+
+    def test_a_server_that_never_answers_times_out(self):
+        import socket
+        silent = socket.socket()
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)  # accepts into the backlog, never speaks SSH
+        try:
+            port = silent.getsockname()[1]
+            self.ok(self.runbook("""
+    ssh.configure { connect_timeout = 1 }
+    local t0 = time.monotonic()
+    local r, err = inv:host("n1"):exec("true")
+    assert(r == nil and err == "timeout", tostring(err))
+    assert(time.monotonic() - t0 < 20)
+""", self.inventory(self.node(port=port))))
+        finally:
+            silent.close()
+
+
 class TestSshConfig(SshTest):
     def test_host_alias_from_ssh_config(self):
         cfg = os.path.join(self.lab.root, "ssh_config")

@@ -1,0 +1,119 @@
+---@meta engine.ssh
+-- LuaCATS stubs for require "engine.ssh" and the SSH methods of hosts.
+
+---@alias engine.ssh.Error "timeout"|"refused"|"unreachable"|"auth failed"|"host key unknown"|"host key changed"|"closed"|"sudo failed"|"not found"|"permission denied"|"failed"
+
+---@class engine.ssh.ExecOptions
+---@field sudo? boolean             run through sudo -n (default: false)
+---@field sudo_user? string         run as this user (implies sudo; default: "root")
+---@field sudo_password? string     secret; sent on stdin, never on argv or in a log (implies sudo)
+---@field env? table<string, string|number>  exported before the command
+---@field stdin? string             written to the command's stdin, then EOF
+---@field cwd? string               directory to run in
+---@field timeout? number|string    seconds or "90s"; the result is nil, "timeout" (default: none)
+---@field stream? boolean           log each output line as it arrives, with the host prefix (default: false)
+---@field max_output? integer       bytes kept per stream; the rest is read and dropped (default: 64 MiB)
+---@field read_only? boolean        runs even under --dry-run (default: false)
+
+---@class engine.ssh.ExecResult
+---@field code integer      exit status; -1 when killed by a signal
+---@field signal? string    "KILL", "TERM", ... when killed by a signal
+---@field stdout string
+---@field stderr string
+---@field duration number   seconds
+---@field truncated? boolean  max_output was reached
+---@field dry_run? boolean  --dry-run: the command was shown, not run
+
+---@class engine.ssh.PutOptions
+---@field mode? integer|string   permission bits, 0644 or "0644" (default: 0644)
+---@field owner? string          needs sudo
+---@field group? string          needs sudo
+---@field sudo? boolean
+---@field sudo_password? string
+
+---@class engine.ssh.FileInfo
+---@field size integer
+---@field mode integer
+---@field uid integer
+---@field gid integer
+---@field mtime integer
+---@field type "file"|"dir"|"link"|"other"
+
+---@class engine.Host
+local Host = {}
+
+--- Runs a command over the host's SSH session. A non-zero exit is a result, not an error. Yields.
+---@param cmd string
+---@param opts? engine.ssh.ExecOptions
+---@return engine.ssh.ExecResult|nil result, engine.ssh.Error|nil err, string|nil detail
+function Host:exec(cmd, opts) end
+
+--- Uploads a local file atomically (temporary name, fsync, rename on the node). Yields.
+---@return {bytes: integer}|nil, engine.ssh.Error|nil, string|nil
+function Host:upload(local_path, remote_path, opts) end
+
+--- Writes a string to a remote file atomically. Yields.
+---@return {bytes: integer}|nil, engine.ssh.Error|nil, string|nil
+function Host:write_file(remote_path, content, opts) end
+
+--- Downloads to local_path (via local_path.part; nothing is left there on failure). Yields.
+---@return {bytes: integer}|nil, engine.ssh.Error|nil, string|nil
+function Host:download(remote_path, local_path) end
+
+--- Reads a remote file into a string (at most opts.max bytes, default 64 MiB). Yields.
+---@param opts? {max: integer}
+---@return string|nil, engine.ssh.Error|nil, string|nil
+function Host:read_file(remote_path, opts) end
+
+--- Yields.
+---@return engine.ssh.FileInfo|nil, engine.ssh.Error|nil, string|nil
+function Host:stat(remote_path) end
+
+--- true, false, or nil and an error when the host cannot be asked. Yields.
+---@return boolean|nil, engine.ssh.Error|nil, string|nil
+function Host:exists(remote_path) end
+
+local ssh = {}
+
+---@class engine.ssh.Settings
+---@field known_hosts? string           (default: ~/.ssh/known_hosts)
+---@field host_key_policy? "strict"|"accept-new"|"off"  (default: "strict")
+---@field config? string                an ssh_config file (default: ~/.ssh/config)
+---@field identity_files? string[]      tried when nothing names a key (default: ~/.ssh/id_ed25519, id_ecdsa, id_rsa)
+---@field user? string                  when nothing names one (default: the local user)
+---@field passphrase? string            secret: unlocks encrypted key files
+---@field connect_timeout? number|string  for connect, handshake and auth (default: 10)
+---@field max_handshakes? integer       connections being set up at once (default: 64)
+---@field channels_per_host? integer    commands at once on one host (default: 8)
+---@field keepalive? number|string      seconds between keepalives, 0 for none (default: 30)
+
+--- Settings for connections made from now on.
+---@param settings engine.ssh.Settings
+function ssh.configure(settings) end
+
+---@class engine.ssh.Tunnel
+---@field port integer   the local port on 127.0.0.1
+---@field host string    "127.0.0.1"
+local Tunnel = {}
+--- Stops accepting connections (also at the end of a <close> scope and of the run).
+function Tunnel:close() end
+
+--- Forwards a local 127.0.0.1 port through the host to remote_host:remote_port, as ssh -L. Yields.
+---@param host engine.Host|string
+---@param remote_host string
+---@param remote_port integer
+---@return engine.ssh.Tunnel|nil, engine.ssh.Error|nil, string|nil
+function ssh.tunnel(host, remote_host, remote_port) end
+
+--- Same as host:exec, with the host as first argument.
+---@return engine.ssh.ExecResult|nil, engine.ssh.Error|nil, string|nil
+function ssh.exec(host, cmd, opts) end
+
+ssh.upload = Host.upload
+ssh.download = Host.download
+ssh.read_file = Host.read_file
+ssh.write_file = Host.write_file
+ssh.stat = Host.stat
+ssh.exists = Host.exists
+
+return ssh
