@@ -2,6 +2,8 @@
 // run(p, inv) as the first task; Ctrl-C drains, a second Ctrl-C (or SIGTERM) cancels.
 #include "bindings/runtime.hpp"
 
+#include <unistd.h>
+
 #include <boost/asio/signal_set.hpp>
 #include <filesystem>
 
@@ -44,7 +46,7 @@ Runtime::Runtime(const std::string& stdlib_dir) : vm_(std::make_unique<Vm>()) {
 }
 
 Runtime::~Runtime() {
-  if (vm_) close_ssh(*vm_);
+  if (vm_) close_ssh(*vm_), close_k8s(*vm_);
   if (vm_ && vm_->L) lua_close(vm_->L);
 }
 
@@ -97,6 +99,7 @@ int Runtime::run(const nlohmann::json& params, const RunOptions& opts) {
   Vm& vm = *vm_;
   vm.dry_run = opts.dry_run;
   vm.assume_yes = opts.assume_yes;
+  vm.run_id = opts.run_id.empty() ? "engine-" + std::to_string(::getpid()) : opts.run_id;
   if (!vm.inventory) set_inventory(inventory::Inventory());
 
   lua_getfield(L, LUA_REGISTRYINDEX, "engine.runbook");
@@ -140,6 +143,7 @@ int Runtime::run(const nlohmann::json& params, const RunOptions& opts) {
   }
   signals.cancel();
   close_ssh(vm);
+  close_k8s(vm);
   vm.io.restart();
   vm.io.poll();
 

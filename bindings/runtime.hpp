@@ -25,6 +25,7 @@ struct RunbookInfo {
 struct RunOptions {
   bool dry_run = false;
   bool assume_yes = false;
+  std::string run_id;
 };
 
 class Runtime {

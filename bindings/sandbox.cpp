@@ -69,7 +69,8 @@ int l_require(lua_State* L) {
   std::string rel = name;
   std::replace(rel.begin(), rel.end(), '.', '/');
   std::vector<fs::path> tried;
-  if (text::starts_with(name, "std.")) {
+  if (text::starts_with(name, "std.") || text::starts_with(name, "engine.")) {
+    // std.* and the engine modules written in Lua (engine.k8s) live in the stdlib.
     tried.push_back(fs::path(vm.stdlib_dir) / (rel + ".lua"));
   } else {
     tried.push_back(fs::path(vm.runbook_dir) / (rel + ".lua"));
@@ -201,6 +202,7 @@ void open_sandbox(lua_State* L, const std::string& stdlib_dir) {
   open_inventory(L);
   open_fleet(L);
   open_ssh(L);
+  open_k8s(L);
 
   std::string prelude = (fs::path(stdlib_dir) / "prelude.lua").string();
   if (luaL_loadfilex(L, prelude.c_str(), "t") != LUA_OK) throw std::runtime_error(lua_tostring(L, -1));

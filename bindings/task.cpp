@@ -136,7 +136,13 @@ int suspend(lua_State* L) { return lua_yieldk(L, 0, 0, continuation); }
 
 void complete(const Op& op, const std::function<int(lua_State*)>& push, bool raise) {
   Task& t = *op.task;
-  if (t.finished || !t.suspended || t.op_seq != op.seq) return;
+  if (t.finished || t.op_seq != op.seq) return;
+  if (!t.suspended) {
+    // The operation finished before its binding yielded (an answer from a cache): resume on the
+    // next turn of the loop, once the task is suspended.
+    asio::post(t.vm->io, [op, push, raise] { complete(op, push, raise); });
+    return;
+  }
   ++t.op_seq;
   int n = push(t.co);
   t.raise_top = raise;

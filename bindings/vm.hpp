@@ -67,11 +67,13 @@ struct Op {
 };
 
 struct SshState;  // bindings/ssh.cpp: the session pool and SSH settings of this run
+struct K8sState;  // bindings/k8s.cpp: the API client of this run
 
 struct Vm {
   lua_State* L = nullptr;
   asio::io_context io{1};  // one thread: no locking inside asio
   std::shared_ptr<SshState> ssh;  // made on first use; reset before the loop goes
+  std::shared_ptr<K8sState> k8s;
   inventory::Inventory* inventory = nullptr;
   Task* live = nullptr;  // head of the tasks in flight
   size_t live_count = 0;
@@ -79,6 +81,7 @@ struct Vm {
   bool cancelling = false; // Ctrl-C twice: cancel what is in flight
   bool dry_run = false;
   bool assume_yes = false;
+  std::string run_id;  // names this run to the outside world (cordon annotations, leases)
   std::string stdlib_dir;
   std::string runbook_dir;
   std::string runbook_path;
@@ -128,6 +131,8 @@ void open_runbook(lua_State* L);
 void open_inventory(lua_State* L);
 void open_fleet(lua_State* L);
 void open_ssh(lua_State* L);
+void open_k8s(lua_State* L);
+void close_k8s(Vm& vm);
 // Ends every SSH session of the run (before the io_context goes).
 void close_ssh(Vm& vm);
 // Methods of host tables (host:exec, host:upload, ...), filled by the modules that provide them.

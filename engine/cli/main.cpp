@@ -91,7 +91,7 @@ int do_run(Args& a) {
   engine::log::emit(engine::log::Level::info, "", "run started",
                     {{"run", run.id}, {"runbook", info.name}, {"dir", run.path.string()}, {"dry_run", a.dry_run}});
 
-  int code = rt.run(params, {a.dry_run, a.yes});
+  int code = rt.run(params, {a.dry_run, a.yes, run.id});
   engine::log::emit(code == 0 ? engine::log::Level::info : engine::log::Level::error, "", "run finished",
                     {{"run", run.id}, {"exit", code}});
   engine::log::flush();

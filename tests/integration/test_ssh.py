@@ -110,13 +110,15 @@ class TestExec(SshTest):
         t0 = time.monotonic()
         out = self.ok(self.runbook("""
     local t0 = time.monotonic()
-    local r, err = inv:host("n1"):exec("sleep 100", { timeout = 1 })
+    local tag = "engine-timeout-" .. math.random(1, 1e9)
+    local r, err = inv:host("n1"):exec("sleep 100 && echo " .. tag, { timeout = 1 })
     assert(r == nil and err == "timeout", tostring(err))
     print(string.format("waited %.1f", time.monotonic() - t0))
-    -- the node's own deadline stops the command too
+    -- the node's own deadline stops the command too (the bracket keeps pgrep from finding itself)
     sleep(2.5)
-    local ps = assert(inv:host("n1"):exec("pgrep -u $(id -u) -x sleep || true"))
-    assert(ps.stdout == "", "sleep still running: " .. ps.stdout)
+    local pattern = "[" .. tag:sub(1, 1) .. "]" .. tag:sub(2)
+    local ps = assert(inv:host("n1"):exec("pgrep -f '" .. pattern .. "' || true"))
+    assert(ps.stdout == "", "still running: " .. ps.stdout)
 """, self.inventory(self.node())))
         waited = float(re.search(r"waited ([\d.]+)", out).group(1))
         self.assertLess(waited, 5)  # a bound on a hang, not a speed claim: the timeout is 1 s
@@ -124,7 +126,7 @@ class TestExec(SshTest):
 
     def test_timeout_wrapper_cuts_an_exec_short(self):
         self.ok(self.runbook("""
-    local r, err = timeout(0.5, function() return inv:host("n1"):exec("sleep 30") end)
+    local r, err = timeout(0.5, function() return inv:host("n1"):exec("sleep 5") end)
     assert(r == nil and err == "timeout", tostring(err))
 """, self.inventory(self.node())))
 

@@ -1,0 +1,342 @@
+// engine.k8s.api: the Kubernetes API for the Lua k8s module (stdlib/engine/k8s.lua builds get,
+// list, patch, cordon, drain... on these). call() and resource() yield; watch() returns a watcher
+// whose next() yields until the next event.
+#include <boost/asio/post.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <deque>
+
+#include "bindings/vm.hpp"
+#include "engine/core/errors.hpp"
+#include "engine/k8s/api.hpp"
+#include "engine/log/log.hpp"
+#include "engine/params/params.hpp"
+
+namespace engine::lua {
+
+struct K8sState {
+  std::shared_ptr<k8s::Api> api;
+};
+
+namespace {
+
+const char* kWatchMeta = "engine.k8s.watch";
+
+K8sState& state(Vm& vm) {
+  if (!vm.k8s) vm.k8s = std::make_shared<K8sState>();
+  return *vm.k8s;
+}
+
+k8s::Api& api_of(lua_State* L) {
+  Vm& vm = vm_of(L);
+  auto& st = state(vm);
+  if (!st.api) {
+    try {
+      auto in = k8s::in_cluster();
+      k8s::Cluster c = in ? *in : k8s::load_kubeconfig({}, "");
+      st.api = std::make_shared<k8s::Api>(vm.io, c);
+    } catch (const std::exception& e) {
+      luaL_error(L, "kubernetes: %s (or call k8s.configure{kubeconfig = ...})", e.what());
+    }
+  }
+  return *st.api;
+}
+
+int push_error(lua_State* co, const k8s::Reply& r) {
+  lua_pushnil(co);
+  lua_pushstring(co, r.error.c_str());
+  lua_pushstring(co, r.message.c_str());
+  lua_pushinteger(co, r.status);
+  return 4;
+}
+
+// api.configure{kubeconfig = path | {paths}, context =, qps =, burst =, in_cluster = bool}
+int l_configure(lua_State* L) {
+  luaL_checktype(L, 1, LUA_TTABLE);
+  std::vector<std::string> paths;
+  int t = lua_getfield(L, 1, "kubeconfig");
+  if (t == LUA_TSTRING) paths.push_back(lua_tostring(L, -1));
+  else if (t == LUA_TTABLE)
+    for (auto& p : to_json(L, -1)) paths.push_back(p.get<std::string>());
+  lua_pop(L, 1);
+  std::string context;
+  if (lua_getfield(L, 1, "context") == LUA_TSTRING) context = lua_tostring(L, -1);
+  lua_pop(L, 1);
+  http::Options o;
+  if (lua_getfield(L, 1, "qps") == LUA_TNUMBER) o.qps = lua_tonumber(L, -1);
+  lua_pop(L, 1);
+  if (lua_getfield(L, 1, "burst") == LUA_TNUMBER) o.burst = lua_tonumber(L, -1);
+  lua_pop(L, 1);
+  bool want_in_cluster = lua_getfield(L, 1, "in_cluster") == LUA_TBOOLEAN && lua_toboolean(L, -1);
+  lua_pop(L, 1);
+  Vm& vm = vm_of(L);
+  try {
+    k8s::Cluster c;
+    if (want_in_cluster) {
+      auto in = k8s::in_cluster();
+      if (!in) luaL_error(L, "k8s.configure: not inside a cluster (no service account token)");
+      c = *in;
+    } else {
+      c = k8s::load_kubeconfig(paths, context);
+    }
+    if (c.tls.insecure)
+      log::emit(log::Level::warn, "", "TLS verification is off for the Kubernetes API (insecure-skip-tls-verify)", {{"server", c.server}});
+    state(vm).api = std::make_shared<k8s::Api>(vm.io, c, o);
+  } catch (const ConfigError& e) {
+    luaL_error(L, "k8s.configure: %s", e.what());
+  }
+  return 0;
+}
+
+// api.call(method, path, body, {content_type, timeout, retry}) → status, body, headers | nil, err, message, status
+int l_call(lua_State* L) {
+  std::string method = luaL_checkstring(L, 1);
+  std::string path = luaL_checkstring(L, 2);
+  std::string body;
+  if (lua_type(L, 3) == LUA_TSTRING) body = lua_tostring(L, 3);
+  else if (lua_istable(L, 3)) body = to_json(L, 3).dump();
+  k8s::CallOptions opts;
+  if (lua_istable(L, 4)) {
+    if (lua_getfield(L, 4, "content_type") == LUA_TSTRING) opts.content_type = lua_tostring(L, -1);
+    lua_pop(L, 1);
+    if (lua_getfield(L, 4, "timeout") == LUA_TNUMBER) opts.timeout = lua_tonumber(L, -1);
+    lua_pop(L, 1);
+    if (lua_getfield(L, 4, "retry") == LUA_TBOOLEAN) opts.retry = lua_toboolean(L, -1);
+    lua_pop(L, 1);
+  }
+  k8s::Api& api = api_of(L);
+  {
+    Op op = begin(L, "k8s call");
+    auto cancel = api.call(method, path, std::move(body), opts, [op](k8s::Reply r) {
+      complete(op, [r = std::move(r)](lua_State* co) {
+        if (!r.error.empty()) return push_error(co, r);
+        lua_pushinteger(co, r.status);
+        push_json(co, r.body);
+        lua_createtable(co, 0, static_cast<int>(r.headers.size()));
+        for (auto& [k, v] : r.headers) {
+          lua_pushstring(co, v.c_str());
+          lua_setfield(co, -2, k.c_str());
+        }
+        return 3;
+      });
+    });
+    arm(op, cancel);
+  }
+  return suspend(L);
+}
+
+// api.resource(name) → {group, version, plural, kind, namespaced, api_version} | nil, err, message
+int l_resource(lua_State* L) {
+  std::string name = luaL_checkstring(L, 1);
+  k8s::Api& api = api_of(L);
+  {
+    Op op = begin(L, "k8s resource");
+    api.resource(name, [op](std::optional<k8s::Resource> r, std::string err) {
+      complete(op, [r, err](lua_State* co) {
+        if (!r) {
+          lua_pushnil(co);
+          lua_pushstring(co, err.rfind("discovery", 0) == 0 ? "unreachable" : "unknown kind");
+          lua_pushstring(co, err.c_str());
+          return 3;
+        }
+        push_json(co, json{{"group", r->group}, {"version", r->version}, {"plural", r->plural}, {"kind", r->kind},
+                           {"namespaced", r->namespaced}, {"api_version", r->api_version()},
+                           {"base", k8s::Api::path(*r, "", "", "")}});
+        return 1;
+      });
+    });
+    arm(op, [] {});
+  }
+  return suspend(L);
+}
+
+// api.requests() → how many HTTP requests this run has sent to the API.
+int l_requests(lua_State* L) {
+  Vm& vm = vm_of(L);
+  lua_pushinteger(L, vm.k8s && vm.k8s->api ? static_cast<lua_Integer>(vm.k8s->api->requests()) : 0);
+  return 1;
+}
+
+// api.server() → the server URL and context in use.
+int l_server(lua_State* L) {
+  k8s::Api& api = api_of(L);
+  lua_pushstring(L, api.cluster().server.c_str());
+  lua_pushstring(L, api.cluster().context.c_str());
+  lua_pushstring(L, api.cluster().default_namespace.c_str());
+  return 3;
+}
+
+// --- watches ------------------------------------------------------------------------------
+
+struct Watch : std::enable_shared_from_this<Watch> {
+  std::deque<json> events;
+  std::string partial;
+  bool ended = false;
+  std::string end_error;  // "" (server closed), or an error word
+  std::optional<Op> waiter;
+  std::function<void()> cancel;
+  std::shared_ptr<boost::asio::steady_timer> timer;
+
+  void deliver() {
+    if (!waiter) return;
+    if (!events.empty()) {
+      json e = std::move(events.front());
+      events.pop_front();
+      Op op = *waiter;
+      waiter.reset();
+      if (timer) timer->cancel();
+      complete(op, [e = std::move(e)](lua_State* co) {
+        lua_pushstring(co, e.value("type", "").c_str());
+        push_json(co, e.value("object", json()));
+        return 2;
+      });
+    } else if (ended) {
+      Op op = *waiter;
+      waiter.reset();
+      if (timer) timer->cancel();
+      std::string err = end_error.empty() ? "closed" : end_error;
+      complete(op, [err](lua_State* co) {
+        lua_pushnil(co);
+        lua_pushstring(co, err.c_str());
+        return 2;
+      });
+    }
+  }
+};
+
+struct WatchBox {
+  std::shared_ptr<Watch> w;
+};
+
+// api.watch(path_with_query) → watcher; the path should carry watch=1 and a resourceVersion.
+int l_watch(lua_State* L) {
+  std::string path = luaL_checkstring(L, 1);
+  k8s::Api& api = api_of(L);
+  auto w = std::make_shared<Watch>();
+  k8s::CallOptions opts;
+  opts.timeout = 0;
+  std::weak_ptr<Watch> weak = w;
+  opts.on_data = [weak](std::string_view chunk) {
+    auto w = weak.lock();
+    if (!w) return false;
+    w->partial.append(chunk);
+    size_t nl;
+    while ((nl = w->partial.find('\n')) != std::string::npos) {
+      std::string line = w->partial.substr(0, nl);
+      w->partial.erase(0, nl + 1);
+      if (line.empty()) continue;
+      json e = json::parse(line, nullptr, false);
+      if (e.is_discarded()) continue;
+      // An ERROR event carrying 410 means the resourceVersion is too old: the caller relists.
+      if (e.value("type", "") == "ERROR" && e["object"].value("code", 0) == 410) {
+        w->ended = true;
+        w->end_error = "gone";
+      } else {
+        w->events.push_back(std::move(e));
+      }
+    }
+    w->deliver();
+    return !w->ended;
+  };
+  w->cancel = api.call("GET", path, "", opts, [weak](k8s::Reply r) {
+    auto w = weak.lock();
+    if (!w) return;
+    w->ended = true;
+    if (w->end_error.empty() && !r.error.empty()) w->end_error = r.error;
+    w->deliver();
+  });
+  auto* box = static_cast<WatchBox*>(lua_newuserdatauv(L, sizeof(WatchBox), 0));
+  new (box) WatchBox{w};
+  luaL_setmetatable(L, kWatchMeta);
+  return 1;
+}
+
+// watcher:next(timeout_seconds) → type, object | nil, "timeout" | nil, "gone" | nil, "closed"
+int l_watch_next(lua_State* L) {
+  auto* box = static_cast<WatchBox*>(luaL_checkudata(L, 1, kWatchMeta));
+  double timeout = luaL_optnumber(L, 2, 0);
+  auto w = box->w;
+  if (!w) return luaL_error(L, "watch: already closed");
+  if (w->waiter) return luaL_error(L, "watch: next() is already waiting in another coroutine");
+  {
+    Op op = begin(L, "watch:next");
+    w->waiter = op;
+    if (timeout > 0) {
+      w->timer = std::make_shared<boost::asio::steady_timer>(op.task->vm->io,
+          std::chrono::duration_cast<std::chrono::steady_clock::duration>(std::chrono::duration<double>(timeout)));
+      std::weak_ptr<Watch> weak = w;
+      w->timer->async_wait([weak](const boost::system::error_code& ec) {
+        auto w = weak.lock();
+        if (ec || !w || !w->waiter) return;
+        Op op = *w->waiter;
+        w->waiter.reset();
+        complete(op, [](lua_State* co) {
+          lua_pushnil(co);
+          lua_pushstring(co, "timeout");
+          return 2;
+        });
+      });
+    }
+    std::weak_ptr<Watch> weak = w;
+    arm(op, [weak] {
+      if (auto w = weak.lock()) w->waiter.reset();
+    });
+    boost::asio::post(op.task->vm->io, [weak] {
+      if (auto w = weak.lock()) w->deliver();
+    });
+  }
+  return suspend(L);
+}
+
+int l_watch_close(lua_State* L) {
+  auto* box = static_cast<WatchBox*>(luaL_checkudata(L, 1, kWatchMeta));
+  if (box->w && box->w->cancel) box->w->cancel();
+  box->w.reset();
+  return 0;
+}
+
+int l_watch_gc(lua_State* L) {
+  l_watch_close(L);
+  static_cast<WatchBox*>(lua_touserdata(L, 1))->~WatchBox();
+  return 0;
+}
+
+// api.identity() → this run's id, recorded on what it changes (the cordon annotation).
+int l_identity(lua_State* L) {
+  lua_pushstring(L, vm_of(L).run_id.empty() ? "engine" : vm_of(L).run_id.c_str());
+  return 1;
+}
+
+// api.dry_run() → true under --dry-run: writes are shown, not made.
+int l_dry_run(lua_State* L) {
+  lua_pushboolean(L, vm_of(L).dry_run);
+  return 1;
+}
+
+const luaL_Reg kApi[] = {{"identity", l_identity}, {"dry_run", l_dry_run},{"configure", l_configure}, {"call", l_call}, {"resource", l_resource}, {"watch", l_watch},
+                         {"requests", l_requests}, {"server", l_server}, {nullptr, nullptr}};
+
+int open_module(lua_State* L) {
+  if (luaL_newmetatable(L, kWatchMeta)) {
+    lua_newtable(L);
+    lua_pushcfunction(L, l_watch_next);
+    lua_setfield(L, -2, "next");
+    lua_pushcfunction(L, l_watch_close);
+    lua_setfield(L, -2, "close");
+    lua_setfield(L, -2, "__index");
+    lua_pushcfunction(L, l_watch_gc);
+    lua_setfield(L, -2, "__gc");
+    lua_pushcfunction(L, l_watch_close);
+    lua_setfield(L, -2, "__close");
+  }
+  lua_pop(L, 1);
+  luaL_newlib(L, kApi);
+  return 1;
+}
+
+}  // namespace
+
+void open_k8s(lua_State* L) { register_module(L, "engine.k8s.api", open_module); }
+
+void close_k8s(Vm& vm) { vm.k8s.reset(); }
+
+}  // namespace engine::lua

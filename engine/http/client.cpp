@@ -1,0 +1,381 @@
+#include "engine/http/client.hpp"
+
+#include <curl/curl.h>
+
+#include <algorithm>
+#include <boost/asio/post.hpp>
+#include <boost/asio/posix/stream_descriptor.hpp>
+#include <chrono>
+#include <cmath>
+#include <mutex>
+#include <cstdlib>
+#include <random>
+
+namespace engine::http {
+
+namespace asio = boost::asio;
+using Clock = std::chrono::steady_clock;
+
+namespace {
+std::chrono::steady_clock::duration secs(double s) {
+  return std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(s));
+}
+}  // namespace
+
+double retry_after(const Response& r) {
+  auto it = r.headers.find("retry-after");
+  if (it == r.headers.end()) return -1;
+  try {
+    return std::max(0.0, std::stod(it->second));
+  } catch (...) {
+    return 1;  // an HTTP date: wait a moment rather than parse calendars
+  }
+}
+
+struct Transfer {
+  uint64_t id;
+  Request req;
+  std::function<void(Response)> done;
+  Response resp;
+  CURL* easy = nullptr;
+  curl_slist* headers = nullptr;
+  std::string header_line;
+  bool cancelled = false, stopped_by_reader = false;
+  int attempts = 0;
+  char errbuf[CURL_ERROR_SIZE] = {0};
+};
+
+struct Socket {
+  asio::posix::stream_descriptor sd;
+  int what = 0;  // CURL_POLL_*
+  bool reading = false, writing = false;
+  explicit Socket(asio::io_context& io, int fd) : sd(io, fd) {}
+};
+
+struct Client::Impl {
+  Client& owner;
+  asio::io_context& io;
+  Options opts;
+  CURLM* multi = nullptr;
+  asio::steady_timer timer;
+  std::map<curl_socket_t, std::unique_ptr<Socket>> sockets;
+  std::map<uint64_t, std::shared_ptr<Transfer>> active;
+  uint64_t next_id = 1;
+  // Token bucket.
+  double tokens;
+  Clock::time_point refilled = Clock::now();
+  std::vector<std::shared_ptr<Transfer>> waiting;  // for a token
+  asio::steady_timer token_timer;
+  bool token_timer_armed = false;
+  std::shared_ptr<bool> alive = std::make_shared<bool>(true);
+
+  Impl(Client& c, asio::io_context& io_, Options o)
+      : owner(c), io(io_), opts(o), timer(io_), tokens(o.burst), token_timer(io_) {
+    static std::once_flag once;
+    std::call_once(once, [] { curl_global_init(CURL_GLOBAL_DEFAULT); });
+    multi = curl_multi_init();
+    curl_multi_setopt(multi, CURLMOPT_SOCKETFUNCTION, &Impl::on_socket);
+    curl_multi_setopt(multi, CURLMOPT_SOCKETDATA, this);
+    curl_multi_setopt(multi, CURLMOPT_TIMERFUNCTION, &Impl::on_timer);
+    curl_multi_setopt(multi, CURLMOPT_TIMERDATA, this);
+  }
+
+  ~Impl() {
+    *alive = false;
+    for (auto& [_, t] : active) {
+      curl_multi_remove_handle(multi, t->easy);
+      cleanup(*t);
+    }
+    for (auto& [_, s] : sockets) {
+      boost::system::error_code ec;
+      s->sd.cancel(ec);
+      s->sd.release();  // curl owns and closes its sockets
+    }
+    curl_multi_cleanup(multi);
+  }
+
+  static void cleanup(Transfer& t) {
+    if (t.easy) curl_easy_cleanup(t.easy);
+    if (t.headers) curl_slist_free_all(t.headers);
+    t.easy = nullptr;
+    t.headers = nullptr;
+  }
+
+  // --- rate limit -------------------------------------------------------------------------
+  void refill() {
+    auto now = Clock::now();
+    double dt = std::chrono::duration<double>(now - refilled).count();
+    tokens = std::min(opts.burst, tokens + dt * opts.qps);
+    refilled = now;
+  }
+
+  void admit(std::shared_ptr<Transfer> t) {
+    waiting.push_back(std::move(t));
+    drain_waiting();
+  }
+
+  void drain_waiting() {
+    refill();
+    while (!waiting.empty() && tokens >= 1) {
+      tokens -= 1;
+      auto t = waiting.front();
+      waiting.erase(waiting.begin());
+      if (!t->cancelled) start(t);
+    }
+    if (!waiting.empty() && !token_timer_armed) {
+      token_timer_armed = true;
+      token_timer.expires_after(secs((1 - tokens) / opts.qps));
+      std::weak_ptr<bool> a = alive;
+      token_timer.async_wait([this, a](const boost::system::error_code& ec) {
+        if (ec || a.expired()) return;
+        token_timer_armed = false;
+        drain_waiting();
+      });
+    }
+  }
+
+  // --- one attempt ------------------------------------------------------------------------
+  static size_t on_body(char* p, size_t size, size_t n, void* ud) {
+    auto* t = static_cast<Transfer*>(ud);
+    size_t len = size * n;
+    if (t->req.on_data && t->resp.status == 0) {
+      long code = 0;
+      curl_easy_getinfo(t->easy, CURLINFO_RESPONSE_CODE, &code);
+      t->resp.status = code;
+    }
+    // Stream only a successful body; an error body is kept for the message.
+    if (t->req.on_data && t->resp.status >= 200 && t->resp.status < 300) {
+      if (!t->req.on_data(std::string_view(p, len))) {
+        t->stopped_by_reader = true;
+        return 0;
+      }
+      return len;
+    }
+    t->resp.body.append(p, len);
+    return len;
+  }
+
+  static size_t on_header(char* p, size_t size, size_t n, void* ud) {
+    auto* t = static_cast<Transfer*>(ud);
+    std::string line(p, size * n);
+    auto colon = line.find(':');
+    if (colon != std::string::npos) {
+      std::string name = line.substr(0, colon);
+      std::transform(name.begin(), name.end(), name.begin(), [](unsigned char c) { return std::tolower(c); });
+      std::string value = line.substr(colon + 1);
+      while (!value.empty() && (value.back() == '\r' || value.back() == '\n' || value.back() == ' ')) value.pop_back();
+      size_t b = value.find_first_not_of(' ');
+      t->resp.headers[name] = b == std::string::npos ? "" : value.substr(b);
+    } else if (line.rfind("HTTP/", 0) == 0) {
+      t->resp.headers.clear();  // a new response (after 100-continue or a redirect)
+    }
+    return size * n;
+  }
+
+  static void blob(CURL* e, CURLoption opt, const std::string& data) {
+    curl_blob b{const_cast<char*>(data.data()), data.size(), CURL_BLOB_COPY};
+    curl_easy_setopt(e, opt, &b);
+  }
+
+  void start(std::shared_ptr<Transfer> t) {
+    t->resp = Response{};
+    CURL* e = curl_easy_init();
+    t->easy = e;
+    const Request& r = t->req;
+    curl_easy_setopt(e, CURLOPT_URL, r.url.c_str());
+    curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, r.method.c_str());
+    if (r.method == "HEAD") curl_easy_setopt(e, CURLOPT_NOBODY, 1L);
+    if (!r.body.empty() || r.method == "POST" || r.method == "PUT" || r.method == "PATCH") {
+      curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, static_cast<curl_off_t>(r.body.size()));
+      curl_easy_setopt(e, CURLOPT_POSTFIELDS, r.body.data());
+    }
+    for (const auto& [k, v] : r.headers) t->headers = curl_slist_append(t->headers, (k + ": " + v).c_str());
+    if (!r.bearer.empty()) t->headers = curl_slist_append(t->headers, ("Authorization: Bearer " + r.bearer).c_str());
+    t->headers = curl_slist_append(t->headers, "Expect:");
+    curl_easy_setopt(e, CURLOPT_HTTPHEADER, t->headers);
+    curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, &Impl::on_body);
+    curl_easy_setopt(e, CURLOPT_WRITEDATA, t.get());
+    curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, &Impl::on_header);
+    curl_easy_setopt(e, CURLOPT_HEADERDATA, t.get());
+    curl_easy_setopt(e, CURLOPT_ERRORBUFFER, t->errbuf);
+    curl_easy_setopt(e, CURLOPT_PRIVATE, reinterpret_cast<void*>(t->id));
+    curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(e, CURLOPT_HTTP_VERSION, CURL_HTTP_VERSION_2TLS);
+    curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, 10000L);
+    if (r.timeout > 0) curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, static_cast<long>(r.timeout * 1000));
+    curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
+    static const bool verbose = std::getenv("ENGINE_HTTP_DEBUG") != nullptr;  // curl's own trace, on stderr
+    if (verbose) curl_easy_setopt(e, CURLOPT_VERBOSE, 1L);
+    const Tls& tls = r.tls;
+    if (tls.insecure) {
+      curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, 0L);
+      curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, 0L);
+    }
+    if (!tls.ca_data.empty()) blob(e, CURLOPT_CAINFO_BLOB, tls.ca_data);
+    else if (!tls.ca_file.empty()) curl_easy_setopt(e, CURLOPT_CAINFO, tls.ca_file.c_str());
+    if (!tls.cert_data.empty()) blob(e, CURLOPT_SSLCERT_BLOB, tls.cert_data);
+    else if (!tls.cert_file.empty()) curl_easy_setopt(e, CURLOPT_SSLCERT, tls.cert_file.c_str());
+    if (!tls.key_data.empty()) blob(e, CURLOPT_SSLKEY_BLOB, tls.key_data);
+    else if (!tls.key_file.empty()) curl_easy_setopt(e, CURLOPT_SSLKEY, tls.key_file.c_str());
+    active[t->id] = t;
+    ++owner.sent_;
+    curl_multi_add_handle(multi, e);
+  }
+
+  void finished(CURL* e, CURLcode code) {
+    void* priv = nullptr;
+    curl_easy_getinfo(e, CURLINFO_PRIVATE, &priv);
+    auto it = active.find(reinterpret_cast<uint64_t>(priv));
+    if (it == active.end()) return;
+    auto t = it->second;
+    active.erase(it);
+    curl_easy_getinfo(e, CURLINFO_RESPONSE_CODE, &t->resp.status);
+    if (code != CURLE_OK && !(code == CURLE_WRITE_ERROR && t->stopped_by_reader)) {
+      t->resp.error = t->errbuf[0] ? t->errbuf : curl_easy_strerror(code);
+      t->resp.timed_out = code == CURLE_OPERATION_TIMEDOUT;
+    }
+    curl_multi_remove_handle(multi, e);
+    cleanup(*t);
+    t->resp.attempts = ++t->attempts;
+    if (t->cancelled) return;
+    double wait = retry_delay(*t);
+    if (wait >= 0) {
+      auto timer = std::make_shared<asio::steady_timer>(io, secs(wait));
+      std::weak_ptr<bool> a = alive;
+      timer->async_wait([this, a, t, timer](const boost::system::error_code& ec) {
+        if (ec || a.expired() || t->cancelled) return;
+        admit(t);
+      });
+      return;
+    }
+    auto done = std::move(t->done);
+    asio::post(io, [done = std::move(done), resp = std::move(t->resp)]() mutable { done(std::move(resp)); });
+  }
+
+  // Seconds to wait before the next attempt, or -1 to give up and report.
+  double retry_delay(Transfer& t) {
+    const Response& r = t.resp;
+    if (t.attempts > t.req.max_retries || t.req.on_data) return -1;
+    double ra = retry_after(r);
+    bool idempotent = t.req.method == "GET" || t.req.method == "HEAD" || t.req.method == "PUT" || t.req.method == "DELETE";
+    bool retry = r.status == 429 || r.status == 502 || r.status == 503 || r.status == 504 ||
+                 (r.status >= 500 && ra >= 0) || (r.status == 0 && !r.timed_out && idempotent);
+    if (!retry) return -1;
+    double backoff = std::min(5.0, 0.2 * std::pow(2.0, t.attempts - 1));
+    static std::mt19937 rng{std::random_device{}()};
+    backoff *= 0.5 + std::uniform_real_distribution<double>(0, 0.5)(rng);  // jitter
+    return ra >= 0 ? std::min(ra, 60.0) : backoff;
+  }
+
+  void check_done() {
+    int left = 0;
+    while (CURLMsg* m = curl_multi_info_read(multi, &left))
+      if (m->msg == CURLMSG_DONE) finished(m->easy_handle, m->data.result);
+  }
+
+  void act(curl_socket_t fd, int flags) {
+    int running = 0;
+    curl_multi_socket_action(multi, fd, flags, &running);
+    check_done();
+  }
+
+  // curl says which directions it wants on a socket; asio waits on exactly those.
+  static int on_socket(CURL*, curl_socket_t fd, int what, void* userp, void*) {
+    auto* self = static_cast<Impl*>(userp);
+    if (what == CURL_POLL_REMOVE) {
+      auto it = self->sockets.find(fd);
+      if (it != self->sockets.end()) {
+        boost::system::error_code ec;
+        it->second->sd.cancel(ec);
+        it->second->sd.release();
+        // The descriptor object lives on until its cancelled waits have run.
+        asio::post(self->io, [s = std::shared_ptr<Socket>(std::move(it->second))] {});
+        self->sockets.erase(it);
+      }
+      return 0;
+    }
+    auto& slot = self->sockets[fd];
+    if (!slot) slot = std::make_unique<Socket>(self->io, fd);
+    slot->what = what;
+    self->watch(fd);
+    return 0;
+  }
+
+  void watch(curl_socket_t fd) {
+    auto it = sockets.find(fd);
+    if (it == sockets.end()) return;
+    Socket& s = *it->second;
+    std::weak_ptr<bool> a = alive;
+    if ((s.what & CURL_POLL_IN) && !s.reading) {
+      s.reading = true;
+      s.sd.async_wait(asio::posix::stream_descriptor::wait_read, [this, a, fd, sp = &s](const boost::system::error_code& ec) {
+        if (a.expired()) return;
+        auto it = sockets.find(fd);
+        if (it == sockets.end() || it->second.get() != sp) return;
+        sp->reading = false;
+        if (ec) return;
+        act(fd, CURL_CSELECT_IN);
+        watch(fd);
+      });
+    }
+    if ((s.what & CURL_POLL_OUT) && !s.writing) {
+      s.writing = true;
+      s.sd.async_wait(asio::posix::stream_descriptor::wait_write, [this, a, fd, sp = &s](const boost::system::error_code& ec) {
+        if (a.expired()) return;
+        auto it = sockets.find(fd);
+        if (it == sockets.end() || it->second.get() != sp) return;
+        sp->writing = false;
+        if (ec) return;
+        act(fd, CURL_CSELECT_OUT);
+        watch(fd);
+      });
+    }
+  }
+
+  static int on_timer(CURLM*, long ms, void* userp) {
+    auto* self = static_cast<Impl*>(userp);
+    self->timer.cancel();
+    if (ms < 0) return 0;
+    self->timer.expires_after(std::chrono::milliseconds(ms));
+    std::weak_ptr<bool> a = self->alive;
+    self->timer.async_wait([self, a](const boost::system::error_code& ec) {
+      if (ec || a.expired()) return;
+      self->act(CURL_SOCKET_TIMEOUT, 0);
+    });
+    return 0;
+  }
+};
+
+Client::Client(asio::io_context& io, Options opts) : impl_(std::make_unique<Impl>(*this, io, opts)) {}
+Client::~Client() = default;
+
+size_t Client::in_flight() const { return impl_->active.size() + impl_->waiting.size(); }
+
+std::function<void()> Client::send(Request req, std::function<void(Response)> done) {
+  auto t = std::make_shared<Transfer>();
+  t->id = impl_->next_id++;
+  t->req = std::move(req);
+  t->done = std::move(done);
+  impl_->admit(t);
+  std::weak_ptr<Transfer> weak = t;
+  Impl* impl = impl_.get();
+  std::weak_ptr<bool> a = impl_->alive;
+  return [weak, impl, a] {
+    auto t = weak.lock();
+    if (!t || a.expired() || t->cancelled) return;
+    t->cancelled = true;
+    auto it = impl->active.find(t->id);
+    if (it != impl->active.end()) {
+      curl_multi_remove_handle(impl->multi, t->easy);
+      Impl::cleanup(*t);
+      impl->active.erase(it);
+    }
+    if (auto d = std::move(t->done)) {
+      Response r;
+      r.error = "cancelled";
+      asio::post(impl->io, [d = std::move(d), r] { d(r); });
+    }
+  };
+}
+
+}  // namespace engine::http

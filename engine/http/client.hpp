@@ -1,0 +1,79 @@
+// The project's one HTTP client: libcurl's multi interface driven by Boost.Asio (curl tells us which
+// sockets to watch and when to wake; asio does the waiting). HTTP/1.1 and HTTP/2, TLS with
+// certificates and keys as files or held in memory (never written to disk), bearer tokens,
+// streamed bodies, timeouts, retries on 429 and 5xx that honour Retry-After with capped backoff,
+// and a client-side rate limit. The Kubernetes API, etcd, Pushgateway and Prometheus all use it.
+#pragma once
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace engine::http {
+
+struct Tls {
+  std::string ca_file, ca_data;      // PEM; data wins over file
+  std::string cert_file, cert_data;  // client certificate
+  std::string key_file, key_data;    // client key: data stays in memory
+  bool insecure = false;             // no verification at all (kubeconfig insecure-skip-tls-verify)
+};
+
+struct Request {
+  std::string method = "GET";
+  std::string url;
+  std::vector<std::pair<std::string, std::string>> headers;
+  std::string body;
+  std::string bearer;
+  Tls tls;
+  double timeout = 30;  // seconds for the whole exchange; 0: none (watches)
+  // Streamed bodies: called with each chunk as it arrives instead of collecting it; return false
+  // to stop the transfer.
+  std::function<bool(std::string_view)> on_data;
+  // Retries on 429 and on 502/503/504 (or any 5xx carrying Retry-After), honouring Retry-After,
+  // with capped exponential backoff. Connection failures are retried for GET/HEAD/PUT/DELETE only.
+  int max_retries = 5;
+};
+
+struct Response {
+  long status = 0;  // 0: no HTTP answer; see error
+  std::string body;
+  std::map<std::string, std::string> headers;  // lowercase names
+  std::string error;    // "" or what went wrong below HTTP
+  bool timed_out = false;
+  int attempts = 0;
+};
+
+struct Options {
+  double qps = 50;    // sustained requests per second
+  double burst = 100; // requests that may go at once
+};
+
+class Client {
+ public:
+  Client(boost::asio::io_context& io, Options opts = {});
+  ~Client();
+  Client(const Client&) = delete;
+  Client& operator=(const Client&) = delete;
+
+  // Sends the request (after the rate limit and between retries); `done` runs once, on the loop.
+  // Returns a function that cancels it (done then gets error "cancelled").
+  std::function<void()> send(Request req, std::function<void(Response)> done);
+
+  uint64_t requests_sent() const { return sent_; }
+  size_t in_flight() const;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+  uint64_t sent_ = 0;
+  friend struct Impl;
+};
+
+// Parses Retry-After (seconds; an HTTP date is treated as 1 s). Returns a negative value if absent.
+double retry_after(const Response& r);
+
+}  // namespace engine::http

@@ -1,0 +1,447 @@
+-- engine.k8s: the Kubernetes API for runbooks. Generic verbs for any kind (resolved through
+-- discovery), and the node operations built on them: cordon and uncordon that remember who
+-- cordoned, drain with kubectl's semantics, drain_plan, waits. Expected failures return
+-- nil, err, message with err one of "not found", "conflict", "forbidden", "unauthorized",
+-- "invalid", "too many requests", "server error", "timeout", "unreachable", "gone".
+local api = require "engine.k8s.api"
+local fleet = require "engine.fleet"
+local time = require "engine.time"
+
+local M = {}
+
+--- The annotation cordon() leaves, so uncordon() touches only nodes this run cordoned.
+M.CORDONED_BY = "engine.dev/cordoned-by"
+
+M.configure = api.configure
+M.requests = api.requests
+M.identity = api.identity
+
+local resources = {}
+
+local function resource(kind)
+  local r = resources[kind]
+  if r then return r end
+  local res, err, msg = api.resource(kind)
+  if not res then return nil, err, msg end
+  resources[kind] = res
+  return res
+end
+
+local function escape(s)
+  return (tostring(s):gsub("[^%w%-%._~]", function(c) return string.format("%%%02X", c:byte()) end))
+end
+
+local function query(params)
+  local keys = {}
+  for k in pairs(params) do keys[#keys + 1] = k end
+  table.sort(keys)
+  local parts = {}
+  for _, k in ipairs(keys) do
+    local v = params[k]
+    if v ~= nil and v ~= "" then parts[#parts + 1] = k .. "=" .. escape(v) end
+  end
+  return #parts > 0 and ("?" .. table.concat(parts, "&")) or ""
+end
+
+-- "/api/v1/namespaces/ns/pods/name/sub" for a kind.
+local function path_for(res, namespace, name, sub)
+  local p = res.base
+  if res.namespaced and namespace and namespace ~= "" then
+    p = p:gsub("/" .. res.plural .. "$", "") .. "/namespaces/" .. namespace .. "/" .. res.plural
+  end
+  if name then p = p .. "/" .. name end
+  if sub then p = p .. "/" .. sub end
+  return p
+end
+
+local function ns_of(res, opts)
+  if not res.namespaced then return nil end
+  return (opts and opts.namespace) or "default"
+end
+
+--- get(kind, name, {namespace}) → object | nil, err, message
+function M.get(kind, name, opts)
+  local res, err, msg = resource(kind)
+  if not res then return nil, err, msg end
+  local _, body, e2, m2 = api.call("GET", path_for(res, ns_of(res, opts), name))
+  if not _ then return nil, body, e2 end
+  return body
+end
+
+--- list(kind, {namespace, all_namespaces, label_selector, field_selector, limit}) → items, resource_version
+--- Follows `continue` until the list is whole; each page holds at most `limit` items (default 500).
+function M.list(kind, opts)
+  opts = opts or {}
+  local res, err, msg = resource(kind)
+  if not res then return nil, err, msg end
+  local ns = (res.namespaced and not opts.all_namespaces) and (opts.namespace or nil) or nil
+  local items, cont, rv = {}, nil, nil
+  repeat
+    local status, body, m = api.call("GET", path_for(res, ns) .. query {
+      labelSelector = opts.label_selector, fieldSelector = opts.field_selector,
+      limit = opts.limit or 500, continue = cont })
+    if not status then return nil, body, m end
+    for _, it in ipairs(body.items or {}) do items[#items + 1] = it end
+    cont = body.metadata and body.metadata.continue
+    rv = body.metadata and body.metadata.resourceVersion
+  until not cont or cont == ""
+  return items, rv
+end
+
+local function write(method, kind, namespace, name, body, content_type, sub, q)
+  local res, err, msg = resource(kind)
+  if not res then return nil, err, msg end
+  local path = path_for(res, namespace, name, sub) .. (q or "")
+  if api.dry_run() then
+    log.info("dry-run: would " .. method, { kind = res.kind, name = name or (body.metadata and body.metadata.name), namespace = namespace })
+    return body
+  end
+  local status, out, m = api.call(method, path, body, { content_type = content_type })
+  if not status then return nil, out, m end
+  return out
+end
+
+--- create(object, {namespace}) → created | nil, err ("conflict" when it exists)
+function M.create(obj, opts)
+  local meta = obj.metadata or {}
+  local res, err, msg = resource(obj.kind)
+  if not res then return nil, err, msg end
+  return write("POST", obj.kind, res.namespaced and (meta.namespace or (opts and opts.namespace) or "default") or nil, nil, obj)
+end
+
+--- update(object) → updated | nil, "conflict" when its resourceVersion is stale
+function M.update(obj)
+  local meta = obj.metadata or {}
+  local res, err, msg = resource(obj.kind)
+  if not res then return nil, err, msg end
+  return write("PUT", obj.kind, res.namespaced and (meta.namespace or "default") or nil, meta.name, obj)
+end
+
+local patch_types = {
+  merge = "application/merge-patch+json",
+  strategic = "application/strategic-merge-patch+json",
+  json = "application/json-patch+json",
+  apply = "application/apply-patch+yaml",
+}
+
+--- patch(kind, name, patch, {type = "merge"|"strategic"|"json"|"apply", namespace, field_manager, force, subresource})
+function M.patch(kind, name, patch, opts)
+  opts = opts or {}
+  local ptype = opts.type or "merge"
+  local ct = patch_types[ptype]
+  if not ct then error("k8s.patch: type must be merge, strategic, json or apply, not " .. tostring(ptype), 2) end
+  local res, err, msg = resource(kind)
+  if not res then return nil, err, msg end
+  local q = ptype == "apply" and query { fieldManager = opts.field_manager or "engine", force = opts.force and "true" or nil } or ""
+  return write("PATCH", kind, ns_of(res, opts), name, patch, ct, opts.subresource, q)
+end
+
+--- delete(kind, name, {namespace, grace_period}) → true | nil, err ("not found" when it is gone)
+function M.delete(kind, name, opts)
+  opts = opts or {}
+  local res, err, msg = resource(kind)
+  if not res then return nil, err, msg end
+  local body = opts.grace_period and { kind = "DeleteOptions", apiVersion = "v1", gracePeriodSeconds = opts.grace_period } or nil
+  local out, e2, m2 = write("DELETE", kind, ns_of(res, opts), name, body or {})
+  if not out then return nil, e2, m2 end
+  return true
+end
+
+--- watch(kind, {namespace, label_selector, field_selector, resource_version, timeout}) → watcher
+--- watcher:next(seconds) → type, object | nil, "timeout" | nil, "gone" (relist) | nil, "closed"
+function M.watch(kind, opts)
+  opts = opts or {}
+  local res, err, msg = resource(kind)
+  if not res then return nil, err, msg end
+  local ns = (res.namespaced and opts.namespace) or nil
+  return api.watch(path_for(res, ns) .. query {
+    watch = "1", labelSelector = opts.label_selector, fieldSelector = opts.field_selector,
+    resourceVersion = opts.resource_version, timeoutSeconds = opts.timeout or 300, allowWatchBookmarks = "false" })
+end
+
+--- server_version() → {major, minor, git_version}
+function M.server_version()
+  local status, body, m = api.call("GET", "/version")
+  if not status then return nil, body, m end
+  return { major = body.major, minor = body.minor, git_version = body.gitVersion }
+end
+
+local function condition(obj, kind)
+  for _, c in ipairs(((obj.status or {}).conditions) or {}) do
+    if c.type == kind then return c.status == "True", c end
+  end
+  return nil
+end
+
+--- A node as runbooks need it.
+function M.node_info(n)
+  local ready, rc = condition(n, "Ready")
+  return {
+    name = n.metadata.name,
+    ready = ready == true,
+    ready_since = rc and rc.lastTransitionTime,
+    memory_pressure = condition(n, "MemoryPressure") == true,
+    disk_pressure = condition(n, "DiskPressure") == true,
+    kubelet_version = ((n.status or {}).nodeInfo or {}).kubeletVersion,
+    unschedulable = (n.spec or {}).unschedulable == true,
+    cordoned_by = ((n.metadata.annotations or {})[M.CORDONED_BY]),
+    labels = n.metadata.labels or {},
+    object = n,
+  }
+end
+
+--- nodes() → list of node_info
+function M.nodes()
+  local items, err, msg = M.list("nodes")
+  if not items then return nil, err, msg end
+  local out = {}
+  for _, n in ipairs(items) do out[#out + 1] = M.node_info(n) end
+  return out
+end
+
+--- cordon(node) → true | nil, err. A node already cordoned by someone else stays theirs.
+function M.cordon(node)
+  local n, err, msg = M.get("nodes", node)
+  if not n then return nil, err, msg end
+  if (n.spec or {}).unschedulable then
+    log.info("already cordoned", { node = node, by = (n.metadata.annotations or {})[M.CORDONED_BY] or "someone else" })
+    return true
+  end
+  local ok, e2, m2 = M.patch("nodes", node, {
+    metadata = { annotations = { [M.CORDONED_BY] = api.identity() } }, spec = { unschedulable = true } })
+  if not ok then return nil, e2, m2 end
+  log.info("cordoned", { node = node })
+  return true
+end
+
+--- uncordon(node, {force}) → true | nil, "not ours", message. Only nodes this run cordoned, unless force.
+function M.uncordon(node, opts)
+  local n, err, msg = M.get("nodes", node)
+  if not n then return nil, err, msg end
+  local by = (n.metadata.annotations or {})[M.CORDONED_BY]
+  if not (n.spec or {}).unschedulable then return true end
+  if by ~= api.identity() and not (opts and opts.force) then
+    return nil, "not ours", string.format("node %s was cordoned by %s, not by this run; uncordon it with {force = true}",
+      node, by or "an operator")
+  end
+  -- A JSON patch: the annotation goes (a merge patch would need a JSON null Lua cannot write).
+  local ops = { { op = "replace", path = "/spec/unschedulable", value = false } }
+  if by then ops[#ops + 1] = { op = "remove", path = "/metadata/annotations/" .. M.CORDONED_BY:gsub("/", "~1") } end
+  local ok, e2, m2 = M.patch("nodes", node, ops, { type = "json" })
+  if not ok then return nil, e2, m2 end
+  log.info("uncordoned", { node = node })
+  return true
+end
+
+local function controller_of(pod)
+  for _, o in ipairs(pod.metadata.ownerReferences or {}) do
+    if o.controller then return o end
+  end
+  return nil
+end
+
+local function has_emptydir(pod)
+  for _, v in ipairs((pod.spec or {}).volumes or {}) do
+    if v.emptyDir then return true end
+  end
+  return false
+end
+
+local function pod_id(p) return p.metadata.namespace .. "/" .. p.metadata.name end
+
+local function matches_selector(sel, labels)
+  if not sel then return false end
+  labels = labels or {}
+  for k, v in pairs(sel.matchLabels or {}) do
+    if labels[k] ~= v then return false end
+  end
+  for _, e in ipairs(sel.matchExpressions or {}) do
+    local val, found = labels[e.key], false
+    for _, x in ipairs(e.values or {}) do if x == val then found = true end end
+    if (e.operator == "In" and not found) or (e.operator == "NotIn" and found)
+      or (e.operator == "Exists" and val == nil) or (e.operator == "DoesNotExist" and val ~= nil) then
+      return false
+    end
+  end
+  return true
+end
+
+-- The PDBs that cover a pod.
+local function pdbs_for(pod, all)
+  local out = {}
+  for _, b in ipairs(all) do
+    if b.metadata.namespace == pod.metadata.namespace and matches_selector((b.spec or {}).selector, pod.metadata.labels) then
+      out[#out + 1] = b
+    end
+  end
+  return out
+end
+
+--- drain_plan(node, {ignore_daemonsets, delete_emptydir, force}) → plan
+--- plan.evict, plan.skip, plan.refuse: lists of {pod = "ns/name", reason}; plan.blocking: PDBs that
+--- would refuse an eviction now ({pdb = "ns/name", disruptions_allowed, pods}). Evicts nothing.
+function M.drain_plan(node, opts)
+  opts = opts or {}
+  local pods, err, msg = M.list("pods", { all_namespaces = true, field_selector = "spec.nodeName=" .. node })
+  if not pods then return nil, err, msg end
+  local pdbs = M.list("poddisruptionbudgets", { all_namespaces = true }) or {}
+  local plan = { evict = {}, skip = {}, refuse = {}, blocking = {}, pods = {} }
+  local blocking = {}
+  for _, p in ipairs(pods) do
+    local id = pod_id(p)
+    local owner = controller_of(p)
+    local phase = (p.status or {}).phase
+    local annotations = p.metadata.annotations or {}
+    if annotations["kubernetes.io/config.mirror"] then
+      plan.skip[#plan.skip + 1] = { pod = id, reason = "mirror (static) pod" }
+    elseif p.metadata.deletionTimestamp then
+      plan.skip[#plan.skip + 1] = { pod = id, reason = "already terminating" }
+    elseif owner and owner.kind == "DaemonSet" then
+      if opts.ignore_daemonsets then
+        plan.skip[#plan.skip + 1] = { pod = id, reason = "DaemonSet-managed (ignored)" }
+      else
+        plan.refuse[#plan.refuse + 1] = { pod = id, reason = "DaemonSet-managed: set ignore_daemonsets" }
+      end
+    elseif not owner and phase ~= "Succeeded" and phase ~= "Failed" and not opts.force then
+      plan.refuse[#plan.refuse + 1] = { pod = id, reason = "not managed by a controller: set force to delete it" }
+    elseif has_emptydir(p) and not opts.delete_emptydir then
+      plan.refuse[#plan.refuse + 1] = { pod = id, reason = "uses emptyDir (its data is lost): set delete_emptydir" }
+    else
+      plan.evict[#plan.evict + 1] = { pod = id, reason = owner and owner.kind or "unmanaged (force)" }
+      plan.pods[#plan.pods + 1] = p
+      for _, b in ipairs(pdbs_for(p, pdbs)) do
+        local allowed = ((b.status or {}).disruptionsAllowed) or 0
+        if allowed < 1 then
+          local key = b.metadata.namespace .. "/" .. b.metadata.name
+          blocking[key] = blocking[key] or { pdb = key, disruptions_allowed = allowed, pods = {} }
+          table.insert(blocking[key].pods, id)
+        end
+      end
+    end
+  end
+  for _, b in pairs(blocking) do plan.blocking[#plan.blocking + 1] = b end
+  table.sort(plan.blocking, function(a, b) return a.pdb < b.pdb end)
+  return plan
+end
+
+-- Evicts one pod with kubectl's rules, then waits until it is gone (404, or a new pod with its name).
+local function evict_one(p, opts)
+  local ns, name, uid = p.metadata.namespace, p.metadata.name, p.metadata.uid
+  local path = "/api/v1/namespaces/" .. ns .. "/pods/" .. name
+  while true do
+    local status, body, msg, code
+    if opts.disable_eviction then
+      local del = { kind = "DeleteOptions", apiVersion = "v1", gracePeriodSeconds = opts.grace_period }
+      status, body, msg, code = api.call("DELETE", path, del, { retry = false })
+    else
+      local ev = { apiVersion = "policy/v1", kind = "Eviction", metadata = { name = name, namespace = ns },
+        deleteOptions = opts.grace_period and { gracePeriodSeconds = opts.grace_period } or nil }
+      status, body, msg, code = api.call("POST", path .. "/eviction", ev, { retry = false })
+    end
+    if status or body == "not found" then break end
+    if body == "too many requests" then
+      log.info("eviction refused by a PodDisruptionBudget, retrying", { pod = ns .. "/" .. name, every = opts.retry_interval })
+      sleep(opts.retry_interval)
+    else
+      -- 500 (several PDBs cover the pod), 403, anything else: kubectl gives up on it too.
+      error(string.format("evicting %s/%s: %s: %s", ns, name, body, msg), 0)
+    end
+  end
+  while true do
+    local cur, err = M.get("pods", name, { namespace = ns })
+    if not cur and err == "not found" then return true end
+    if cur and cur.metadata.uid ~= uid then return true end  -- recreated under the same name
+    sleep(opts.poll_interval or 1)
+  end
+end
+
+--- drain(node, {ignore_daemonsets, delete_emptydir, force, grace_period, timeout, retry_interval,
+---   disable_eviction}) → {evicted = n, skipped = {...}} | nil, err, message, details
+--- kubectl drain's semantics: cordon; refuse DaemonSet pods (unless ignore_daemonsets), unmanaged
+--- pods (unless force) and emptyDir pods (unless delete_emptydir) before evicting anything; evict the
+--- rest through the Eviction API, retrying a PDB's refusal every retry_interval. On the timeout the
+--- node stays cordoned and the error names the pods still there and the PDBs holding them.
+function M.drain(node, opts)
+  opts = opts or {}
+  opts.retry_interval = opts.retry_interval or 5
+  local timeout_s = opts.timeout or 600
+  local ok, err, msg = M.cordon(node)
+  if not ok then return nil, err, msg end
+  local plan, e2, m2 = M.drain_plan(node, opts)
+  if not plan then return nil, e2, m2 end
+  if #plan.refuse > 0 then
+    local lines = {}
+    for _, r in ipairs(plan.refuse) do lines[#lines + 1] = r.pod .. " (" .. r.reason .. ")" end
+    return nil, "refused", "cannot drain " .. node .. ": " .. table.concat(lines, "; "), plan
+  end
+  if api.dry_run() then
+    for _, e in ipairs(plan.evict) do log.info("dry-run: would evict", { pod = e.pod }) end
+    return { evicted = 0, planned = #plan.evict, skipped = plan.skip }
+  end
+  local t0 = time.monotonic()
+  local work = {}
+  for _, p in ipairs(plan.pods) do work[#work + 1] = { name = pod_id(p), pod = p } end
+  local res, terr = timeout(timeout_s, fleet.each, work, { at_once = math.max(1, #work), max_failures = #work },
+    function(w) return evict_one(w.pod, opts) end)
+  if not res then
+    -- Still there, and why: the PDBs that cover them now.
+    local left = M.drain_plan(node, opts) or { evict = {}, blocking = {} }
+    local pods, holders = {}, {}
+    for _, e in ipairs(left.evict) do pods[#pods + 1] = e.pod end
+    for _, b in ipairs(left.blocking) do
+      holders[#holders + 1] = string.format("%s (%d disruptions allowed)", b.pdb, b.disruptions_allowed)
+    end
+    return nil, "timeout", string.format("drain of %s timed out after %gs; the node stays cordoned; pods still there: %s; held by: %s",
+      node, timeout_s, #pods > 0 and table.concat(pods, ", ") or "none", #holders > 0 and table.concat(holders, ", ") or "no PDB"),
+      { pods = pods, pdbs = left.blocking }
+  end
+  if res.failed > 0 then
+    local errs = {}
+    for _, r in ipairs(res) do if r.status == "failed" then errs[#errs + 1] = r.error end end
+    return nil, "failed", table.concat(errs, "; ")
+  end
+  log.info("drained", { node = node, evicted = #plan.pods, seconds = string.format("%.1f", time.monotonic() - t0) })
+  return { evicted = #plan.pods, skipped = plan.skip }
+end
+
+--- wait(kind, name, predicate, {namespace, timeout}) → object | nil, "timeout"
+--- Watches the object (relisting after a 410) until predicate(object) is true.
+function M.wait(kind, name, predicate, opts)
+  opts = opts or {}
+  local deadline = time.monotonic() + (opts.timeout or 300)
+  while true do
+    local obj, err, msg = M.get(kind, name, opts)
+    if obj and predicate(obj) then return obj end
+    if not obj and err ~= "not found" then return nil, err, msg end
+    local rv = obj and obj.metadata.resourceVersion
+    local w, werr, wmsg = M.watch(kind, { namespace = opts.namespace, field_selector = "metadata.name=" .. name,
+      resource_version = rv })
+    if not w then return nil, werr, wmsg end
+    while true do
+      local left = deadline - time.monotonic()
+      if left <= 0 then w:close(); return nil, "timeout", kind .. " " .. name .. " did not reach the state in time" end
+      local typ, o = w:next(left)
+      if not typ then
+        w:close()
+        if o == "timeout" then return nil, "timeout", kind .. " " .. name .. " did not reach the state in time" end
+        break  -- "gone" or "closed": relist and watch again
+      end
+      if typ ~= "DELETED" and predicate(o) then w:close(); return o end
+    end
+  end
+end
+
+--- wait_node(node, {ready = true, version = "1.34.3", timeout}) → node_info | nil, "timeout"
+function M.wait_node(node, opts)
+  opts = opts or {}
+  local want_ready = opts.ready ~= false
+  local want_version = opts.version and ("v" .. tostring(opts.version):gsub("^v", "")) or nil
+  local n, err, msg = M.wait("nodes", node, function(o)
+    local info = M.node_info(o)
+    return info.ready == want_ready and (not want_version or info.kubelet_version == want_version)
+  end, { timeout = opts.timeout })
+  if not n then return nil, err, msg end
+  return M.node_info(n)
+end
+
+return M

@@ -1,0 +1,57 @@
+"""The kinds the simulator serves: what discovery lists and how paths map to them."""
+
+# group, version, plural, kind, namespaced, short names, subresources
+RESOURCES = [
+    ("", "v1", "namespaces", "Namespace", False, ["ns"], []),
+    ("", "v1", "nodes", "Node", False, ["no"], ["status"]),
+    ("", "v1", "pods", "Pod", True, ["po"], ["status", "eviction"]),
+    ("", "v1", "configmaps", "ConfigMap", True, ["cm"], []),
+    ("", "v1", "secrets", "Secret", True, [], []),
+    ("", "v1", "services", "Service", True, ["svc"], []),
+    ("apps", "v1", "daemonsets", "DaemonSet", True, ["ds"], ["status"]),
+    ("apps", "v1", "replicasets", "ReplicaSet", True, ["rs"], ["status"]),
+    ("apps", "v1", "deployments", "Deployment", True, ["deploy"], ["status"]),
+    ("batch", "v1", "jobs", "Job", True, [], ["status"]),
+    ("policy", "v1", "poddisruptionbudgets", "PodDisruptionBudget", True, ["pdb"], ["status"]),
+    ("coordination.k8s.io", "v1", "leases", "Lease", True, [], []),
+    ("rbac.authorization.k8s.io", "v1", "clusterroles", "ClusterRole", False, [], []),
+    ("rbac.authorization.k8s.io", "v1", "clusterrolebindings", "ClusterRoleBinding", False, [], []),
+    ("authorization.k8s.io", "v1", "selfsubjectaccessreviews", "SelfSubjectAccessReview", False, [], []),
+]
+
+BY_PATH = {(g, v, p): (g, v, p, k, ns, sn, sub) for g, v, p, k, ns, sn, sub in RESOURCES}
+KIND_OF = {(g, p): k for g, v, p, k, ns, sn, sub in RESOURCES}
+
+
+def api_version(group, version):
+    return f"{group}/{version}" if group else version
+
+
+def resource_list(group, version):
+    out = []
+    for g, v, p, k, ns, sn, sub in RESOURCES:
+        if g != group or v != version:
+            continue
+        verbs = ["create"] if p == "selfsubjectaccessreviews" else \
+            ["create", "delete", "get", "list", "patch", "update", "watch"]
+        out.append({"name": p, "singularName": k.lower(), "namespaced": ns, "kind": k, "verbs": verbs,
+                    "shortNames": sn})
+        for s in sub:
+            if s == "eviction":
+                out.append({"name": "pods/eviction", "singularName": "", "namespaced": True, "group": "policy",
+                            "version": "v1", "kind": "Eviction", "verbs": ["create"]})
+            else:
+                out.append({"name": f"{p}/{s}", "singularName": "", "namespaced": ns, "kind": k,
+                            "verbs": ["get", "patch", "update"]})
+    return {"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": api_version(group, version),
+            "resources": out}
+
+
+def groups():
+    seen = {}
+    for g, v, *_ in RESOURCES:
+        if g:
+            seen.setdefault(g, v)
+    return {"kind": "APIGroupList", "apiVersion": "v1", "groups": [
+        {"name": g, "versions": [{"groupVersion": f"{g}/{v}", "version": v}],
+         "preferredVersion": {"groupVersion": f"{g}/{v}", "version": v}} for g, v in seen.items()]}

@@ -1,0 +1,394 @@
+#!/usr/bin/env python3
+"""A Kubernetes API simulator for the tests and the lab (Python standard library only).
+
+It speaks the wire protocol well enough for the real kubectl to get, cordon and drain against it:
+discovery, get/list/create/update/patch(4 types)/delete/watch with resourceVersions, 409 on
+conflicts, selectors and pagination, evictions with PDB accounting (429, 500 for two PDBs), pods
+that take their grace period to go, a ReplicaSet controller, TLS with client certificates and
+bearer tokens, and faults the tests control (POST /_sim/faults).
+
+Usage: sim.py --port P --cert C --key K --ca CA [--tokens t1,t2] [--state objects.json]
+              [--ready-delay S] [--grace-scale F] [--version v1.33.1]
+"""
+import argparse
+import base64
+import copy
+import json
+import os
+import ssl
+import sys
+import threading
+import time
+import urllib.parse
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import patch as patches  # noqa: E402
+from resources import BY_PATH, groups, resource_list, api_version  # noqa: E402
+from store import ApiError, Store, now, pod_ready  # noqa: E402
+from tables import table_for  # noqa: E402
+
+
+class Faults:
+    """What the tests ask the server to get wrong, for the next `count` matching requests."""
+
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.rules = []
+
+    def set(self, rules):
+        with self.lock:
+            self.rules = rules
+
+    def take(self, method, path):
+        with self.lock:
+            for r in self.rules:
+                if r.get("count", 1) <= 0:
+                    continue
+                if r.get("path") and r["path"] not in path:
+                    continue
+                if r.get("method") and r["method"] != method:
+                    continue
+                r["count"] = r.get("count", 1) - 1
+                return dict(r)
+        return None
+
+
+class Sim:
+    def __init__(self, args):
+        self.store = Store(ready_delay=args.ready_delay, grace_scale=args.grace_scale)
+        self.store.server_version = args.version
+        self.tokens = set(t for t in (args.tokens or "").split(",") if t)
+        self.faults = Faults()
+        self.stats = {}
+        self.stats_lock = threading.Lock()
+
+    def count(self, method, path):
+        key = f"{method} {path.split('?')[0]}"
+        with self.stats_lock:
+            self.stats[key] = self.stats.get(key, 0) + 1
+            self.stats["total"] = self.stats.get("total", 0) + 1
+
+
+def parse_path(path):
+    """→ (group, version, namespace, plural, name, sub) or None for discovery paths."""
+    parts = [p for p in path.split("/") if p]
+    if parts[:2] == ["api", "v1"]:
+        group, version, rest = "", "v1", parts[2:]
+    elif parts and parts[0] == "apis" and len(parts) >= 3:
+        group, version, rest = parts[1], parts[2], parts[3:]
+    else:
+        return None
+    ns = None
+    if len(rest) >= 3 and rest[0] == "namespaces":  # /namespaces/NS/PLURAL[/NAME[/SUB]]
+        ns, rest = rest[1], rest[2:]
+    if not rest:
+        return None
+    plural = rest[0]
+    name = rest[1] if len(rest) > 1 else None
+    sub = rest[2] if len(rest) > 2 else None
+    return group, version, ns, plural, name, sub
+
+
+class Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    sim = None
+
+    def log_message(self, *a):
+        pass
+
+    # --- plumbing --------------------------------------------------------------------------
+    def send_json(self, code, obj, headers=None):
+        body = json.dumps(obj).encode()
+        self.send_response(code)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        for k, v in (headers or {}).items():
+            self.send_header(k, v)
+        self.end_headers()
+        self.wfile.write(body)
+
+    def body(self):
+        n = int(self.headers.get("Content-Length") or 0)
+        raw = self.rfile.read(n) if n else b""
+        if not raw:
+            return None
+        try:
+            return json.loads(raw)
+        except ValueError:
+            raise ApiError(400, "BadRequest", "the body is not JSON")
+
+    def user(self):
+        auth = self.headers.get("Authorization", "")
+        if auth.startswith("Bearer ") and auth[7:] in self.sim.tokens:
+            return "token:" + auth[7:8] + "..."
+        cert = self.connection.getpeercert() if hasattr(self.connection, "getpeercert") else None
+        if cert:
+            for rdn in cert.get("subject", ()):
+                for k, v in rdn:
+                    if k == "commonName":
+                        return v
+        return None
+
+    def handle_any(self, method):
+        u = urllib.parse.urlsplit(self.path)
+        q = dict(urllib.parse.parse_qsl(u.query))
+        try:
+            if u.path.startswith("/_sim/"):
+                return self.control(method, u.path)
+            self.sim.count(method, self.path)
+            fault = self.sim.faults.take(method, self.path)
+            if fault:
+                if fault.get("latency"):
+                    time.sleep(fault["latency"])
+                if fault.get("drop"):
+                    self.close_connection = True
+                    self.connection.close()
+                    return
+                if fault.get("status"):
+                    hdr = {"Retry-After": str(fault["retry_after"])} if "retry_after" in fault else {}
+                    return self.send_json(fault["status"], ApiError(fault["status"], "Injected", "injected fault").status(), hdr)
+            if not self.user():
+                return self.send_json(401, ApiError(401, "Unauthorized", "Unauthorized").status())
+            self.route(method, u.path, q)
+        except ApiError as e:
+            self.send_json(e.code, e.status())
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+
+    do_GET = lambda self: self.handle_any("GET")  # noqa: E731
+    do_POST = lambda self: self.handle_any("POST")  # noqa: E731
+    do_PUT = lambda self: self.handle_any("PUT")  # noqa: E731
+    do_PATCH = lambda self: self.handle_any("PATCH")  # noqa: E731
+    do_DELETE = lambda self: self.handle_any("DELETE")  # noqa: E731
+
+    def control(self, method, path):
+        st = self.sim.store
+        if path == "/_sim/faults" and method == "POST":
+            self.sim.faults.set(self.body() or [])
+            return self.send_json(200, {"ok": True})
+        if path == "/_sim/stats":
+            with self.sim.stats_lock:
+                return self.send_json(200, dict(self.sim.stats))
+        if path == "/_sim/stats/reset" and method == "POST":
+            with self.sim.stats_lock:
+                self.sim.stats.clear()
+            return self.send_json(200, {"ok": True})
+        if path == "/_sim/objects" and method == "POST":
+            with st.lock:
+                for obj in self.body() or []:
+                    load_object(st, obj)
+            return self.send_json(200, {"ok": True})
+        if path == "/_sim/version" and method == "POST":
+            st.server_version = (self.body() or {}).get("gitVersion", st.server_version)
+            return self.send_json(200, {"ok": True})
+        if path == "/_sim/compact" and method == "POST":
+            with st.lock:
+                st.log.clear()
+            return self.send_json(200, {"ok": True})
+        raise ApiError(404, "NotFound", "no such control endpoint")
+
+    # --- the API ---------------------------------------------------------------------------
+    def route(self, method, path, q):
+        st = self.sim.store
+        if path == "/version":
+            v = st.server_version.lstrip("v").split(".")
+            return self.send_json(200, {"major": v[0], "minor": v[1], "gitVersion": st.server_version,
+                                        "platform": "linux/amd64", "goVersion": "go1.22"})
+        if path == "/api":
+            return self.send_json(200, {"kind": "APIVersions", "versions": ["v1"],
+                                        "serverAddressByClientCIDRs": [{"clientCIDR": "0.0.0.0/0", "serverAddress": "127.0.0.1"}]})
+        if path == "/apis":
+            return self.send_json(200, groups())
+        if path in ("/healthz", "/readyz", "/livez"):
+            body = b"ok"
+            self.send_response(200)
+            self.send_header("Content-Length", "2")
+            self.end_headers()
+            return self.wfile.write(body)
+        parts = [p for p in path.split("/") if p]
+        if parts == ["api", "v1"]:
+            return self.send_json(200, resource_list("", "v1"))
+        if len(parts) == 3 and parts[0] == "apis":
+            return self.send_json(200, resource_list(parts[1], parts[2]))
+        if len(parts) == 2 and parts[0] == "apis":
+            g = [x for x in groups()["groups"] if x["name"] == parts[1]]
+            if g:
+                return self.send_json(200, dict(g[0], kind="APIGroup", apiVersion="v1"))
+        target = parse_path(path)
+        if not target or (target[0], target[1], target[3]) not in BY_PATH:
+            raise ApiError(404, "NotFound", f"the server could not find the requested resource ({path})")
+        group, version, ns, plural, name, sub = target
+        with st.lock:
+            if method == "GET" and name is None:
+                if q.get("watch") in ("1", "true"):
+                    return self.watch(group, plural, ns, q)
+                return self.list(group, version, plural, ns, q)
+            if method == "GET":
+                obj = st.get(group, plural, ns, name)
+                return self.send_json(200, obj)
+            if method == "POST" and plural == "selfsubjectaccessreviews":
+                review = self.body() or {}
+                review["status"] = {"allowed": True}
+                return self.send_json(201, review)
+            if method == "POST" and sub == "eviction":
+                ev = self.body() or {}
+                grace = ((ev.get("deleteOptions") or {}).get("gracePeriodSeconds"))
+                st.evict(ns, name, grace)
+                return self.send_json(201, {"kind": "Status", "apiVersion": "v1", "status": "Success", "code": 201})
+            if method == "POST" and name is None:
+                obj = self.body() or {}
+                return self.send_json(201, st.create(group, plural, ns, obj, version=version))
+            if method == "PUT":
+                obj = self.body() or {}
+                if sub == "status":
+                    cur = copy.deepcopy(st.get(group, plural, ns, name))
+                    cur["status"] = obj.get("status")
+                    obj = dict(cur, metadata=dict(cur["metadata"], resourceVersion=(obj.get("metadata") or {}).get("resourceVersion")))
+                return self.send_json(200, st.update(group, plural, ns, name, obj))
+            if method == "PATCH":
+                return self.patch(group, version, plural, ns, name, sub, q)
+            if method == "DELETE" and name:
+                opts = self.body() or {}
+                grace = opts.get("gracePeriodSeconds", q.get("gracePeriodSeconds"))
+                obj = st.delete(group, plural, ns, name, None if grace is None else int(grace))
+                return self.send_json(200, obj)
+        raise ApiError(405, "MethodNotAllowed", f"{method} is not supported here")
+
+    def list(self, group, version, plural, ns, q):
+        st = self.sim.store
+        items = st.list(group, plural, ns, q.get("labelSelector", ""), q.get("fieldSelector", ""))
+        start = int(q.get("continue") or 0)
+        limit = int(q.get("limit") or 0)
+        page = items[start:start + limit] if limit else items[start:]
+        meta = {"resourceVersion": str(st.rv)}
+        if limit and start + limit < len(items):
+            meta["continue"] = str(start + limit)
+            meta["remainingItemCount"] = len(items) - start - limit
+        accept = self.headers.get("Accept", "")
+        if "as=Table" in accept and table_for(plural):
+            return self.send_json(200, table_for(plural)(page, meta))
+        kind = BY_PATH[(group, version, plural)][3] + "List"
+        return self.send_json(200, {"kind": kind, "apiVersion": api_version(group, version), "metadata": meta,
+                                    "items": page})
+
+    def patch(self, group, version, plural, ns, name, sub, q):
+        st = self.sim.store
+        ctype = (self.headers.get("Content-Type") or "").split(";")[0]
+        p = self.body()
+        try:
+            cur = st.get(group, plural, ns, name)
+        except ApiError:
+            if ctype == "application/apply-patch+yaml":
+                obj = patches.apply(None, p, True)
+                return self.send_json(201, st.create(group, plural, ns, obj, version=version))
+            raise
+        try:
+            if ctype == "application/merge-patch+json":
+                new = patches.merge(cur, p)
+            elif ctype == "application/strategic-merge-patch+json":
+                new = patches.strategic(cur, p)
+            elif ctype == "application/json-patch+json":
+                new = patches.json_patch(cur, p)
+            elif ctype == "application/apply-patch+yaml":
+                new = patches.apply(cur, p, False)
+            else:
+                raise ApiError(415, "UnsupportedMediaType", f"the patch type {ctype} is not supported")
+        except patches.PatchError as e:
+            raise ApiError(422, "Invalid", str(e))
+        want_rv = (p.get("metadata") or {}).get("resourceVersion") if isinstance(p, dict) else None
+        if want_rv and want_rv != cur["metadata"]["resourceVersion"]:
+            raise ApiError(409, "Conflict", f'Operation cannot be fulfilled on {plural} "{name}": the object has been modified')
+        new.setdefault("metadata", {})["resourceVersion"] = cur["metadata"]["resourceVersion"]
+        return self.send_json(200, st.update(group, plural, ns, name, new))
+
+    def watch(self, group, plural, ns, q):
+        st = self.sim.store
+        since = int(q.get("resourceVersion") or st.rv)
+        if since < st.oldest_rv() - 1 and since != 0:
+            return self.send_json(200, {"type": "ERROR", "object": ApiError(410, "Expired", f"too old resource version: {since}").status()})
+        deadline = time.monotonic() + float(q.get("timeoutSeconds") or 300)
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Transfer-Encoding", "chunked")
+        self.end_headers()
+
+        def chunk(obj):
+            data = (json.dumps(obj) + "\n").encode()
+            self.wfile.write(f"{len(data):x}\r\n".encode() + data + b"\r\n")
+            self.wfile.flush()
+        sent = since
+        try:
+            while time.monotonic() < deadline:
+                if since < st.oldest_rv() - 1 and since != 0:
+                    chunk({"type": "ERROR", "object": ApiError(410, "Expired", "too old resource version").status()})
+                    break
+                for rv, kind, g, p, obj in list(st.log):
+                    if rv <= sent or g != group or p != plural:
+                        continue
+                    if ns and obj["metadata"].get("namespace") != ns:
+                        continue
+                    if not self.matches_query(obj, q):
+                        continue
+                    chunk({"type": kind, "object": obj})
+                    sent = rv
+                sent = max(sent, st.rv)
+                st.changed.wait(timeout=1.0)
+            self.wfile.write(b"0\r\n\r\n")
+        except (BrokenPipeError, ConnectionResetError, ssl.SSLError, OSError):
+            pass
+        self.close_connection = True
+
+    @staticmethod
+    def matches_query(obj, q):
+        from store import match_fields, match_labels
+        return match_labels(q.get("labelSelector", ""), obj["metadata"].get("labels")) and \
+            match_fields(q.get("fieldSelector", ""), obj)
+
+
+def load_object(st, obj):
+    """Adds one object from a state file: its apiVersion and kind say where it goes."""
+    av = obj.get("apiVersion", "v1")
+    group, version = (av.split("/") + [""])[:2] if "/" in av else ("", av)
+    kind = obj["kind"]
+    plural = [p for (g, v, p), r in BY_PATH.items() if g == group and r[3] == kind][0]
+    ns = obj["metadata"].get("namespace", "default" if BY_PATH[(group, version, plural)][4] else "")
+    status = obj.get("status")
+    created = st.create(group, plural, ns, copy.deepcopy(obj), kind, version)
+    if status is not None:
+        created["status"] = status
+        st.after_change(group, plural, created)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--host", default="127.0.0.1")
+    ap.add_argument("--port", type=int, required=True)
+    ap.add_argument("--cert", required=True)
+    ap.add_argument("--key", required=True)
+    ap.add_argument("--ca", required=True)
+    ap.add_argument("--tokens", default="")
+    ap.add_argument("--state")
+    ap.add_argument("--ready-delay", type=float, default=0.5)
+    ap.add_argument("--grace-scale", type=float, default=1.0)
+    ap.add_argument("--version", default="v1.33.1")
+    args = ap.parse_args()
+    sim = Sim(args)
+    if args.state:
+        with open(args.state) as f, sim.store.lock:
+            for obj in json.load(f):
+                load_object(sim.store, obj)
+    Handler.sim = sim
+    server = ThreadingHTTPServer((args.host, args.port), Handler)
+    server.daemon_threads = True
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(args.cert, args.key)
+    ctx.load_verify_locations(args.ca)
+    ctx.verify_mode = ssl.CERT_OPTIONAL
+    server.socket = ctx.wrap_socket(server.socket, server_side=True)
+    print(f"k8sim listening on https://{args.host}:{args.port}", flush=True)
+    server.serve_forever()
+
+
+if __name__ == "__main__":
+    main()
