@@ -133,8 +133,11 @@ int l_resource(lua_State* L) {
     api.resource(name, [op](std::optional<k8s::Resource> r, std::string err) {
       complete(op, [r, err](lua_State* co) {
         if (!r) {
+          // "discovery: <word>: <message>" when the server could not be asked; else the kind is unknown.
+          std::string word = "unknown kind";
+          if (err.rfind("discovery: ", 0) == 0) word = err.substr(11, err.find(':', 11) - 11);
           lua_pushnil(co);
-          lua_pushstring(co, err.rfind("discovery", 0) == 0 ? "unreachable" : "unknown kind");
+          lua_pushstring(co, word.c_str());
           lua_pushstring(co, err.c_str());
           return 3;
         }
@@ -168,6 +171,7 @@ int l_server(lua_State* L) {
 // --- watches ------------------------------------------------------------------------------
 
 struct Watch : std::enable_shared_from_this<Watch> {
+  boost::asio::io_context* io = nullptr;
   std::deque<json> events;
   std::string partial;
   bool ended = false;
@@ -175,6 +179,8 @@ struct Watch : std::enable_shared_from_this<Watch> {
   std::optional<Op> waiter;
   std::function<void()> cancel;
   std::shared_ptr<boost::asio::steady_timer> timer;
+
+  void take_lines();  // complete lines of `partial` become events
 
   void deliver() {
     if (!waiter) return;
@@ -212,6 +218,7 @@ int l_watch(lua_State* L) {
   std::string path = luaL_checkstring(L, 1);
   k8s::Api& api = api_of(L);
   auto w = std::make_shared<Watch>();
+  w->io = &vm_of(L).io;
   k8s::CallOptions opts;
   opts.timeout = 0;
   std::weak_ptr<Watch> weak = w;
@@ -219,27 +226,18 @@ int l_watch(lua_State* L) {
     auto w = weak.lock();
     if (!w) return false;
     w->partial.append(chunk);
-    size_t nl;
-    while ((nl = w->partial.find('\n')) != std::string::npos) {
-      std::string line = w->partial.substr(0, nl);
-      w->partial.erase(0, nl + 1);
-      if (line.empty()) continue;
-      json e = json::parse(line, nullptr, false);
-      if (e.is_discarded()) continue;
-      // An ERROR event carrying 410 means the resourceVersion is too old: the caller relists.
-      if (e.value("type", "") == "ERROR" && e["object"].value("code", 0) == 410) {
-        w->ended = true;
-        w->end_error = "gone";
-      } else {
-        w->events.push_back(std::move(e));
-      }
-    }
-    w->deliver();
+    w->take_lines();
+    // Not from inside curl's write callback: the runbook may close this very watch when resumed.
+    boost::asio::post(*w->io, [weak] {
+      if (auto w = weak.lock()) w->deliver();
+    });
     return !w->ended;
   };
   w->cancel = api.call("GET", path, "", opts, [weak](k8s::Reply r) {
     auto w = weak.lock();
     if (!w) return;
+    w->partial += "\n";  // a last event without its newline still counts
+    w->take_lines();
     w->ended = true;
     if (w->end_error.empty() && !r.error.empty()) w->end_error = r.error;
     w->deliver();
@@ -248,6 +246,26 @@ int l_watch(lua_State* L) {
   new (box) WatchBox{w};
   luaL_setmetatable(L, kWatchMeta);
   return 1;
+}
+
+void Watch::take_lines() {
+  {
+    size_t nl;
+    while ((nl = partial.find('\n')) != std::string::npos) {
+      std::string line = partial.substr(0, nl);
+      partial.erase(0, nl + 1);
+      if (line.empty()) continue;
+      json e = json::parse(line, nullptr, false);
+      if (e.is_discarded()) continue;
+      // An ERROR event carrying 410 means the resourceVersion is too old: the caller relists.
+      if (e.value("type", "") == "ERROR" && e["object"].value("code", 0) == 410) {
+        ended = true;
+        end_error = "gone";
+      } else {
+        events.push_back(std::move(e));
+      }
+    }
+  }
 }
 
 // watcher:next(timeout_seconds) → type, object | nil, "timeout" | nil, "gone" | nil, "closed"

@@ -226,6 +226,8 @@ class Handler(BaseHTTPRequestHandler):
                 return self.list(group, version, plural, ns, q)
             if method == "GET":
                 obj = st.get(group, plural, ns, name)
+                if "as=Table" in self.headers.get("Accept", "") and table_for(plural) and not sub:
+                    return self.send_json(200, table_for(plural)([obj], {"resourceVersion": obj["metadata"]["resourceVersion"]}))
                 return self.send_json(200, obj)
             if method == "POST" and plural == "selfsubjectaccessreviews":
                 review = self.body() or {}

@@ -1,0 +1,369 @@
+"""The Kubernetes API against the simulator (tests/k8sim), and the simulator's fidelity checked
+with the real kubectl."""
+import base64
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import unittest
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "..", "k8sim"))
+import fixture as fx  # noqa: E402
+
+ENGINE = os.environ.get("ENGINE_BIN", os.path.join(HERE, "../../build/bin/engine"))
+HAVE_KUBECTL = shutil.which("kubectl") is not None
+
+TEMPLATE = """
+local k8s = require "engine.k8s"
+local time = require "engine.time"
+return runbook {
+  name = "k8s-test",
+  params = { kc = { type = "string" }, arg = { type = "string", default = "" } },
+  run = function(p, inv)
+    k8s.configure { kubeconfig = p.kc }
+%s
+  end,
+}
+"""
+
+
+def base_objects():
+    return [fx.namespace("default"), fx.namespace("kube-system"),
+            fx.node("cp1", roles=["control-plane"]), fx.node("w1"), fx.node("w2"), fx.node("w3"),
+            fx.daemonset("kube-proxy"),
+            fx.pod("kube-proxy-w1", "w1", ns="kube-system", labels={"app": "kube-proxy"}, owner=("DaemonSet", "kube-proxy")),
+            fx.pod("etcd-cp1", "cp1", ns="kube-system", mirror=True)]
+
+
+class K8sTest(unittest.TestCase):
+    objects = []
+
+    def setUp(self):
+        self.cluster = fx.Cluster(base_objects() + list(self.objects), ready_delay=0.3)
+        self.tmp = tempfile.mkdtemp(prefix="engine-k8s-")
+
+    def tearDown(self):
+        self.cluster.stop()
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+    def run_lua(self, body, *extra, kubeconfig=None, timeout=120, env=None):
+        path = os.path.join(self.tmp, f"t{time.monotonic_ns()}.lua")
+        with open(path, "w") as f:
+            f.write(TEMPLATE % body)
+        return subprocess.run([ENGINE, "run", path, "-e", f"kc={kubeconfig or self.cluster.kubeconfig}",
+                               "--state-dir", os.path.join(self.tmp, "state"), *extra],
+                              capture_output=True, text=True, timeout=timeout, env=env)
+
+    def ok(self, r):
+        self.assertEqual(r.returncode, 0, f"stdout:\n{r.stdout[-3000:]}\nstderr:\n{r.stderr[-3000:]}")
+        return r.stdout
+
+
+class TestGenericApi(K8sTest):
+    def test_get_list_create_update_conflict_patch_delete(self):
+        out = self.ok(self.run_lua("""
+    local cm = assert(k8s.create({ apiVersion = "v1", kind = "ConfigMap", metadata = { name = "c1", namespace = "default" },
+      data = { a = "1" } }))
+    local again, err = k8s.create({ apiVersion = "v1", kind = "ConfigMap", metadata = { name = "c1" } })
+    assert(again == nil and err == "conflict", tostring(err))
+    local got = assert(k8s.get("configmaps", "c1"))
+    got.data.b = "2"
+    local updated = assert(k8s.update(got))
+    got.data.c = "stale"
+    local stale, err2 = k8s.update(got)  -- got carries the old resourceVersion
+    assert(stale == nil and err2 == "conflict", tostring(err2))
+    assert(k8s.patch("configmaps", "c1", { data = { m = "merge" } }))
+    assert(k8s.patch("cm", "c1", { data = { s = "strategic" } }, { type = "strategic" }))
+    assert(k8s.patch("ConfigMap", "c1", { { op = "add", path = "/data/j", value = "json" } }, { type = "json" }))
+    assert(k8s.patch("configmaps", "c2", { apiVersion = "v1", kind = "ConfigMap", metadata = { name = "c2" },
+      data = { x = "applied" } }, { type = "apply", field_manager = "test" }))
+    local c1 = assert(k8s.get("configmaps", "c1"))
+    assert(c1.data.a == "1" and c1.data.b == "2" and c1.data.m == "merge" and c1.data.s == "strategic" and c1.data.j == "json")
+    assert(k8s.get("configmaps", "c2").data.x == "applied")
+    assert(k8s.delete("configmaps", "c1"))
+    local gone, err3 = k8s.get("configmaps", "c1")
+    assert(gone == nil and err3 == "not found")
+    local unknown, err4, msg4 = k8s.get("widgets", "x")
+    assert(unknown == nil and err4 == "unknown kind", tostring(err4))
+    print(msg4)
+    print("crud ok")
+"""))
+        self.assertIn("crud ok", out)
+        self.assertIn("the server has no resource 'widgets'", out)
+
+    def test_lists_are_paginated_and_whole(self):
+        self.cluster.control("/_sim/objects", [
+            {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": f"cm{i:04d}", "namespace": "default",
+                                                                  "labels": {"batch": "a" if i % 2 else "b"}}}
+            for i in range(1200)])
+        self.cluster.control("/_sim/stats/reset", {})
+        self.ok(self.run_lua("""
+    local items = assert(k8s.list("configmaps", { namespace = "default", limit = 500 }))
+    assert(#items == 1200, #items)
+    local a = assert(k8s.list("configmaps", { namespace = "default", label_selector = "batch=a" }))
+    assert(#a == 600, #a)
+"""))
+        stats = self.cluster.control("/_sim/stats")
+        self.assertEqual(stats.get("GET /api/v1/namespaces/default/configmaps"), 3 + 2)
+
+    def test_64_bit_integers_survive_the_round_trip(self):
+        self.ok(self.run_lua("""
+    local big = 9007199254740993  -- 2^53 + 1: a double would round it
+    assert(k8s.create({ apiVersion = "batch/v1", kind = "Job", metadata = { name = "j" }, spec = { activeDeadlineSeconds = big } }))
+    local j = assert(k8s.get("jobs", "j"))
+    assert(math.type(j.spec.activeDeadlineSeconds) == "integer" and j.spec.activeDeadlineSeconds == big)
+"""))
+        self.assertEqual(self.cluster.get("/apis/batch/v1/namespaces/default/jobs/j")["spec"]["activeDeadlineSeconds"],
+                         9007199254740993)
+
+    def test_retry_after_is_honoured(self):
+        self.cluster.control("/_sim/faults", [{"path": "/version", "status": 429, "retry_after": 1, "count": 2}])
+        out = self.ok(self.run_lua("""
+    local t0 = time.monotonic()
+    local v = assert(k8s.server_version())
+    print(string.format("waited %.1f", time.monotonic() - t0), v.git_version)
+"""))
+        self.assertIn("v1.33.1", out)
+        self.assertEqual(self.cluster.control("/_sim/stats")["GET /version"], 3)
+        waited = float(out.split("waited ")[1].split()[0])
+        self.assertGreaterEqual(waited, 1.9)  # two Retry-After: 1 were waited out, not hammered
+
+    def test_server_errors_are_retried_and_then_reported(self):
+        self.cluster.control("/_sim/faults", [{"path": "/api/v1/nodes/w1", "status": 503, "count": 20}])
+        out = self.ok(self.run_lua("""
+    local n, err = k8s.get("nodes", "w1")
+    assert(n == nil and err == "server error", tostring(err))
+"""))
+        self.assertEqual(self.cluster.control("/_sim/stats")["GET /api/v1/nodes/w1"], 6)  # 1 + 5 retries
+
+    def test_a_watch_sees_changes_and_relists_after_410(self):
+        self.ok(self.run_lua("""
+    local items, rv = assert(k8s.list("nodes"))
+    local w = assert(k8s.watch("nodes", { resource_version = rv }))
+    assert(k8s.patch("nodes", "w2", { metadata = { labels = { zone = "b" } } }))
+    local typ, obj = w:next(10)
+    assert(typ == "MODIFIED" and obj.metadata.name == "w2" and obj.metadata.labels.zone == "b", tostring(typ))
+    w:close()
+"""))
+        # A resourceVersion older than the server keeps: the watch ends "gone", and k8s.wait relists.
+        self.cluster.control("/_sim/compact", {})
+        p = subprocess.Popen(["sh", "-c", f"sleep 1.5; kubectl --kubeconfig {self.cluster.kubeconfig} label node w3 ready-for=upgrade"]
+                             if HAVE_KUBECTL else ["true"])
+        out = self.ok(self.run_lua("""
+    local old = assert(k8s.watch("nodes", { resource_version = "1" }))
+    local typ, err = old:next(5)
+    assert(typ == nil and err == "gone", tostring(err))
+    print("gone ok")
+""" + ("""
+    local n = assert(k8s.wait("nodes", "w3", function(o) return (o.metadata.labels or {})["ready-for"] == "upgrade" end,
+      { timeout = 30 }))
+    print("waited for label")
+""" if HAVE_KUBECTL else "")))
+        p.wait()
+        self.assertIn("gone ok", out)
+        if HAVE_KUBECTL:
+            self.assertIn("waited for label", out)
+
+
+class TestAuth(K8sTest):
+    def test_inline_certificate_data_never_touches_the_disk(self):
+        inline = self.cluster.write_kubeconfig("inline.kubeconfig", inline=True)
+        key_body = open(f"{self.cluster.dir}/admin.key").read().split("-----")[2].strip().splitlines()[0]
+        before = set(os.listdir("/tmp"))
+        self.ok(self.run_lua('assert(k8s.server_version())', kubeconfig=inline))
+        for name in set(os.listdir("/tmp")) - before:
+            path = os.path.join("/tmp", name)
+            if os.path.isfile(path):
+                with open(path, errors="replace") as f:
+                    self.assertNotIn(key_body, f.read())
+        for root, _, files in os.walk(self.tmp):
+            for f in files:
+                with open(os.path.join(root, f), errors="replace") as fh:
+                    self.assertNotIn(key_body, fh.read())
+
+    def test_bearer_token_and_a_bad_token(self):
+        good = self.cluster.write_kubeconfig("tok.kubeconfig", user={"token": "test-token"})
+        bad = self.cluster.write_kubeconfig("bad.kubeconfig", user={"token": "nope"})
+        self.ok(self.run_lua('assert(k8s.server_version()); assert(k8s.get("nodes", "w1"))', kubeconfig=good))
+        self.ok(self.run_lua("""
+    local n, err = k8s.get("nodes", "w1")
+    assert(n == nil and err == "unauthorized", tostring(err))
+""", kubeconfig=bad))
+
+    def test_an_exec_plugin_token_is_used_cached_and_refreshed(self):
+        counter = os.path.join(self.tmp, "count")
+        plugin = os.path.join(self.tmp, "plugin.sh")
+        with open(plugin, "w") as f:
+            f.write(f"""#!/bin/sh
+n=$(cat {counter} 2>/dev/null || echo 0); n=$((n + 1)); echo $n > {counter}
+exp=$(date -u -d '+12 seconds' +%Y-%m-%dT%H:%M:%SZ)
+echo '{{"apiVersion":"client.authentication.k8s.io/v1","kind":"ExecCredential","status":{{"token":"t'$n'","expirationTimestamp":"'$exp'"}}}}'
+""")
+        os.chmod(plugin, 0o755)
+        self.cluster.stop()
+        self.cluster = fx.Cluster(base_objects(), tokens=("t1", "t2"))
+        kc = self.cluster.write_kubeconfig("exec.kubeconfig", user={"exec": {
+            "apiVersion": "client.authentication.k8s.io/v1", "command": plugin, "interactiveMode": "Never"}})
+        self.ok(self.run_lua("""
+    assert(k8s.server_version())
+    assert(k8s.get("nodes", "w1"))   -- the cached token
+    sleep(2.5)                       -- within 10 s of its expiry: refreshed before use
+    assert(k8s.get("nodes", "w2"))
+""", kubeconfig=kc))
+        self.assertEqual(open(counter).read().strip(), "2")
+
+    def test_a_missing_context_is_named(self):
+        kc = self.cluster.write_kubeconfig("ctx.kubeconfig", context="prod")
+        r = self.run_lua('k8s.configure { kubeconfig = p.kc, context = "prd" }', kubeconfig=kc)
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("kubeconfig has no context 'prd' (did you mean 'prod'?)", r.stderr)
+
+
+class TestNodes(K8sTest):
+    objects = [fx.replicaset("web"),
+               fx.pod("web-1", "w1", labels={"app": "web"}, owner=("ReplicaSet", "web")),
+               fx.pod("web-2", "w2", labels={"app": "web"}, owner=("ReplicaSet", "web")),
+               fx.pod("web-3", "w1", labels={"app": "web"}, owner=("ReplicaSet", "web")),
+               fx.pdb("web", "web", min_available=2),
+               fx.replicaset("solo"),
+               fx.pod("solo-1", "w3", labels={"app": "solo"}, owner=("ReplicaSet", "solo")),
+               fx.pdb("solo", "solo", min_available=1)]
+
+    def test_nodes_and_server_version(self):
+        out = self.ok(self.run_lua("""
+    local v = assert(k8s.server_version())
+    assert(v.git_version == "v1.33.1" and v.minor == "33")
+    for _, n in ipairs(assert(k8s.nodes())) do
+      print(n.name, n.ready, n.kubelet_version, n.memory_pressure, n.disk_pressure)
+    end
+"""))
+        self.assertIn("w2\ttrue\tv1.33.1\tfalse\tfalse", out)
+
+    def test_drain_waits_for_a_pdb_blocked_pod_until_its_replacement_is_ready(self):
+        out = self.ok(self.run_lua("""
+    local plan = assert(k8s.drain_plan("w1", { ignore_daemonsets = true }))
+    assert(#plan.evict == 2 and #plan.skip == 1 and #plan.refuse == 0, #plan.evict)
+    local r = assert(k8s.drain("w1", { ignore_daemonsets = true, timeout = 60, retry_interval = 0.5 }))
+    assert(r.evicted == 2)
+    for _, p in ipairs(assert(k8s.list("pods", { namespace = "default", label_selector = "app=web" }))) do
+      assert(p.spec.nodeName ~= "w1", p.metadata.name .. " still on w1")
+    end
+    assert(k8s.uncordon("w1"))
+"""))
+        self.assertIn("eviction refused by a PodDisruptionBudget, retrying", out)
+        node = self.cluster.get("/api/v1/nodes/w1")
+        self.assertFalse(node["spec"].get("unschedulable"))
+
+    def test_drain_timeout_leaves_the_node_cordoned_and_names_the_pod_and_pdb(self):
+        out = self.ok(self.run_lua("""
+    local r, err, msg, info = k8s.drain("w3", { ignore_daemonsets = true, timeout = 3, retry_interval = 0.5 })
+    assert(r == nil and err == "timeout", tostring(err))
+    print(msg)
+    assert(info.pods[1] == "default/solo-1" and info.pdbs[1].pdb == "default/solo")
+"""))
+        self.assertIn("pods still there: default/solo-1; held by: default/solo (0 disruptions allowed)", out)
+        self.assertTrue(self.cluster.get("/api/v1/nodes/w3")["spec"].get("unschedulable"))
+        self.assertEqual(self.cluster.get("/api/v1/namespaces/default/pods/solo-1")["metadata"]["name"], "solo-1")
+
+    def test_drain_refuses_what_kubectl_refuses(self):
+        self.cluster.control("/_sim/objects", [fx.pod("bare", "w2"), fx.pod("scratch", "w2", emptydir=True,
+                                                                           owner=("ReplicaSet", "web"), labels={"app": "x"})])
+        out = self.ok(self.run_lua("""
+    local r, err, msg = k8s.drain("w2", { timeout = 5 })
+    assert(r == nil and err == "refused", tostring(err))
+    print(msg)
+"""))
+        self.assertIn("default/bare (not managed by a controller: set force to delete it)", out)
+        self.assertIn("default/scratch (uses emptyDir (its data is lost): set delete_emptydir)", out)
+        # Nothing was evicted before refusing.
+        self.assertEqual(self.cluster.get("/api/v1/namespaces/default/pods/bare")["metadata"]["name"], "bare")
+
+    def test_uncordon_refuses_a_node_an_operator_cordoned(self):
+        self.ok(self.run_lua("""
+    assert(k8s.patch("nodes", "w2", { spec = { unschedulable = true } }))  -- the operator, by hand
+    assert(k8s.cordon("w2"))               -- already cordoned: left as the operator's
+    local ok, err, msg = k8s.uncordon("w2")
+    assert(ok == nil and err == "not ours", tostring(err))
+    assert(k8s.cordon("w1"))
+    assert(k8s.uncordon("w1"))             -- ours
+    assert(k8s.uncordon("w2", { force = true }))
+"""))
+        self.assertFalse(self.cluster.get("/api/v1/nodes/w2")["spec"].get("unschedulable"))
+
+    def test_wait_node_for_a_version(self):
+        p = subprocess.Popen([sys.executable, "-c", f"""
+import sys, time; sys.path.insert(0, {os.path.join(HERE, '..', 'k8sim')!r})
+import fixture, json, ssl, urllib.request
+time.sleep(1)
+n = {json.dumps(fx.node('w2', version='v1.34.3'))}
+ctx = ssl.create_default_context(cafile={self.cluster.dir + '/ca.crt'!r})
+ctx.load_cert_chain({self.cluster.dir + '/admin.crt'!r}, {self.cluster.dir + '/admin.key'!r})
+cur = json.load(urllib.request.urlopen({self.cluster.server + '/api/v1/nodes/w2'!r}, context=ctx))
+n['metadata'] = cur['metadata']
+req = urllib.request.Request({self.cluster.server + '/api/v1/nodes/w2'!r}, data=json.dumps(n).encode(), method='PUT',
+                             headers={{'Content-Type': 'application/json'}})
+urllib.request.urlopen(req, context=ctx)
+"""])
+        out = self.ok(self.run_lua("""
+    local n = assert(k8s.wait_node("w2", { ready = true, version = "1.34.3", timeout = 30 }))
+    print("at", n.kubelet_version)
+    local late, err = k8s.wait_node("w3", { version = "1.99.0", timeout = 1 })
+    assert(late == nil and err == "timeout")
+"""))
+        p.wait()
+        self.assertIn("at\tv1.34.3", out)
+
+    def test_dry_run_cordons_and_evicts_nothing(self):
+        out = self.ok(self.run_lua("""
+    assert(k8s.drain("w1", { ignore_daemonsets = true, timeout = 10 }))
+""", "--dry-run"))
+        self.assertIn("dry-run: would PATCH", out)
+        self.assertIn("dry-run: would evict", out)
+        self.assertFalse(self.cluster.get("/api/v1/nodes/w1")["spec"].get("unschedulable"))
+        self.assertEqual(len(self.cluster.get("/api/v1/namespaces/default/pods")["items"]), 4)
+
+
+@unittest.skipUnless(HAVE_KUBECTL, "kubectl is not installed")
+class TestKubectlFidelity(K8sTest):
+    objects = [fx.replicaset("web"),
+               fx.pod("web-1", "w1", labels={"app": "web"}, owner=("ReplicaSet", "web")),
+               fx.pod("cache-1", "w1", labels={"app": "cache"}, owner=("ReplicaSet", "web"), emptydir=True),
+               fx.pod("web-2", "w2", labels={"app": "web"}, owner=("ReplicaSet", "web")),
+               fx.pdb("web", "web", min_available=1)]
+
+    def test_get_nodes_and_pods(self):
+        r = self.cluster.kubectl("get", "nodes")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        lines = r.stdout.splitlines()
+        self.assertEqual(lines[0].split(), ["NAME", "STATUS", "ROLES", "AGE", "VERSION"])
+        self.assertIn(["cp1", "Ready", "control-plane"], [l.split()[:3] for l in lines])
+        self.assertEqual(len(lines), 5)
+        r = self.cluster.kubectl("get", "pods", "-A")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        names = [l.split()[1] for l in r.stdout.splitlines()[1:]]
+        self.assertEqual(sorted(names), ["cache-1", "etcd-cp1", "kube-proxy-w1", "web-1", "web-2"])
+
+    def test_cordon_uncordon(self):
+        self.assertEqual(self.cluster.kubectl("cordon", "w2").stdout.strip(), "node/w2 cordoned")
+        self.assertTrue(self.cluster.get("/api/v1/nodes/w2")["spec"]["unschedulable"])
+        self.assertIn("Ready,SchedulingDisabled", self.cluster.kubectl("get", "node", "w2").stdout)
+        self.assertEqual(self.cluster.kubectl("uncordon", "w2").stdout.strip(), "node/w2 uncordoned")
+        self.assertFalse(self.cluster.get("/api/v1/nodes/w2")["spec"].get("unschedulable"))
+
+    def test_drain(self):
+        r = self.cluster.kubectl("drain", "w1", "--ignore-daemonsets", "--delete-emptydir-data", "--timeout=60s", timeout=90)
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        self.assertIn("node/w1 drained", r.stdout)
+        self.assertIn("Warning: ignoring DaemonSet-managed Pods: kube-system/kube-proxy-w1", r.stderr)
+        pods = self.cluster.get("/api/v1/pods")["items"]
+        on_w1 = sorted(p["metadata"]["name"] for p in pods if p["spec"]["nodeName"] == "w1")
+        self.assertEqual(on_w1, ["kube-proxy-w1"])
+        self.assertTrue(self.cluster.get("/api/v1/nodes/w1")["spec"]["unschedulable"])
+
+
+if __name__ == "__main__":
+    unittest.main()
