@@ -78,6 +78,10 @@ struct Client::Impl {
     curl_multi_setopt(multi, CURLMOPT_SOCKETDATA, this);
     curl_multi_setopt(multi, CURLMOPT_TIMERFUNCTION, &Impl::on_timer);
     curl_multi_setopt(multi, CURLMOPT_TIMERDATA, this);
+    // A drain evicts every pod at once: over HTTP/1.1 that would be one TLS handshake per pod.
+    // Requests beyond the cap wait inside curl for a connection; HTTP/2 multiplexes over one.
+    curl_multi_setopt(multi, CURLMOPT_MAX_HOST_CONNECTIONS, 32L);
+    curl_multi_setopt(multi, CURLMOPT_PIPELINING, CURLPIPE_MULTIPLEX);
   }
 
   ~Impl() {

@@ -2,7 +2,8 @@
 // sockets to watch and when to wake; asio does the waiting). HTTP/1.1 and HTTP/2, TLS with
 // certificates and keys as files or held in memory (never written to disk), bearer tokens,
 // streamed bodies, timeouts, retries on 429 and 5xx that honour Retry-After with capped backoff,
-// and a client-side rate limit. The Kubernetes API, etcd, Pushgateway and Prometheus all use it.
+// a client-side rate limit, and at most 32 connections per host (HTTP/2 multiplexes over one).
+// The Kubernetes API, etcd, Pushgateway and Prometheus all use it.
 #pragma once
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/steady_timer.hpp>

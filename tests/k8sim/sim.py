@@ -381,6 +381,7 @@ def main():
             for obj in json.load(f):
                 load_object(sim.store, obj)
     Handler.sim = sim
+    ThreadingHTTPServer.request_queue_size = 256  # a real apiserver does not refuse a burst of clients
     server = ThreadingHTTPServer((args.host, args.port), Handler)
     server.daemon_threads = True
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
