@@ -26,7 +26,11 @@ K8sState& state(Vm& vm) {
   return *vm.k8s;
 }
 
-k8s::Api& api_of(lua_State* L) {
+}  // namespace
+
+void add_lease(lua_State* L);  // bindings/k8s_lease.cpp
+
+k8s::Api& k8s_api(lua_State* L) {
   Vm& vm = vm_of(L);
   auto& st = state(vm);
   if (!st.api) {
@@ -40,6 +44,10 @@ k8s::Api& api_of(lua_State* L) {
   }
   return *st.api;
 }
+
+namespace {
+
+k8s::Api& api_of(lua_State* L) { return k8s_api(L); }
 
 int push_error(lua_State* co, const k8s::Reply& r) {
   lua_pushnil(co);
@@ -348,6 +356,7 @@ int open_module(lua_State* L) {
   }
   lua_pop(L, 1);
   luaL_newlib(L, kApi);
+  add_lease(L);
   return 1;
 }
 
@@ -356,5 +365,7 @@ int open_module(lua_State* L) {
 void open_k8s(lua_State* L) { register_module(L, "engine.k8s.api", open_module); }
 
 void close_k8s(Vm& vm) { vm.k8s.reset(); }
+
+size_t k8s_in_flight(Vm& vm) { return vm.k8s && vm.k8s->api ? vm.k8s->api->http().in_flight() : 0; }
 
 }  // namespace engine::lua

@@ -142,6 +142,11 @@ int Runtime::run(const nlohmann::json& params, const RunOptions& opts) {
     if (vm.io.run_one() == 0) break;
   }
   signals.cancel();
+  // Leases and tunnels nobody holds any more are closed now, and their last requests (a lease's
+  // release) get a moment to reach the server before the connections go.
+  lua_gc(L, LUA_GCCOLLECT);
+  auto until = std::chrono::steady_clock::now() + std::chrono::seconds(3);
+  while (k8s_in_flight(vm) > 0 && std::chrono::steady_clock::now() < until) vm.io.run_one_for(std::chrono::milliseconds(100));
   close_ssh(vm);
   close_k8s(vm);
   vm.io.restart();

@@ -133,6 +133,7 @@ void open_fleet(lua_State* L);
 void open_ssh(lua_State* L);
 void open_k8s(lua_State* L);
 void close_k8s(Vm& vm);
+size_t k8s_in_flight(Vm& vm);
 // Ends every SSH session of the run (before the io_context goes).
 void close_ssh(Vm& vm);
 // Methods of host tables (host:exec, host:upload, ...), filled by the modules that provide them.

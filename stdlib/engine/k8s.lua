@@ -13,6 +13,10 @@ local M = {}
 M.CORDONED_BY = "engine.dev/cordoned-by"
 
 M.configure = api.configure
+--- lease(name, {ttl = 60, namespace = "kube-system"}) → lease | nil, "held", message
+--- Held by this run and renewed every ttl/3 until lease:release(), the end of a <close> scope, or the
+--- end of the run; another run is refused while it is renewed, and may take it over once it lapses.
+M.lease = api.lease
 M.requests = api.requests
 M.identity = api.identity
 

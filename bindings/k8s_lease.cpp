@@ -1,0 +1,289 @@
+// k8s.lease(name, {ttl, namespace}): a coordination.k8s.io/v1 Lease held by this run, renewed in
+// the background every ttl/3, released when closed. Another holder that keeps renewing means
+// nil, "held"; a lease whose holder stopped renewing for longer than its duration can be taken over.
+#include <boost/asio/steady_timer.hpp>
+#include <chrono>
+#include <ctime>
+#include <iomanip>
+#include <sstream>
+
+#include "bindings/vm.hpp"
+#include "engine/k8s/api.hpp"
+#include "engine/log/log.hpp"
+
+namespace engine::lua {
+
+k8s::Api& k8s_api(lua_State* L);  // bindings/k8s.cpp
+
+namespace {
+
+using json = nlohmann::json;
+const char* kLeaseMeta = "engine.k8s.lease";
+
+std::string micro_time(std::chrono::system_clock::time_point t) {
+  auto secs = std::chrono::system_clock::to_time_t(t);
+  auto us = std::chrono::duration_cast<std::chrono::microseconds>(t.time_since_epoch()).count() % 1000000;
+  std::tm tm{};
+  gmtime_r(&secs, &tm);
+  std::ostringstream o;
+  o << std::put_time(&tm, "%Y-%m-%dT%H:%M:%S") << "." << std::setw(6) << std::setfill('0') << us << "Z";
+  return o.str();
+}
+
+std::optional<std::chrono::system_clock::time_point> parse_time(const std::string& s) {
+  std::tm tm{};
+  std::istringstream in(s);
+  in >> std::get_time(&tm, "%Y-%m-%dT%H:%M:%S");
+  if (in.fail()) return std::nullopt;
+  auto t = std::chrono::system_clock::from_time_t(timegm(&tm));
+  if (s.size() > 20 && s[19] == '.') {
+    std::string frac = s.substr(20, s.find('Z') - 20);
+    while (frac.size() < 6) frac += '0';
+    t += std::chrono::microseconds(std::stoll(frac.substr(0, 6)));
+  }
+  return t;
+}
+
+struct Lease : std::enable_shared_from_this<Lease> {
+  std::shared_ptr<k8s::Api> api;
+  std::string ns, name, identity, path;
+  int ttl = 60;
+  json current;  // the object as we last wrote it
+  bool held = false, lost = false;
+  std::unique_ptr<boost::asio::steady_timer> timer;
+
+  json spec_now(int transitions) {
+    auto now = micro_time(std::chrono::system_clock::now());
+    return {{"holderIdentity", identity}, {"leaseDurationSeconds", ttl}, {"acquireTime", now}, {"renewTime", now},
+            {"leaseTransitions", transitions}};
+  }
+
+  // Takes the lease or says who holds it. done(ok, error word, message).
+  void acquire(std::function<void(bool, std::string, std::string)> done) {
+    auto self = shared_from_this();
+    api->call("GET", path, "", {}, [self, done](k8s::Reply r) {
+      if (r.error == "not found") {
+        json obj = {{"apiVersion", "coordination.k8s.io/v1"}, {"kind", "Lease"},
+                    {"metadata", {{"name", self->name}, {"namespace", self->ns}}}, {"spec", self->spec_now(0)}};
+        std::string base = self->path.substr(0, self->path.rfind('/'));
+        self->api->call("POST", base, obj.dump(), {}, [self, done](k8s::Reply c) {
+          if (c.error.empty()) return self->took(c.body, done);
+          if (c.error == "conflict") return self->acquire(done);  // someone created it first: look again
+          done(false, c.error, c.message);
+        });
+        return;
+      }
+      if (!r.error.empty()) return done(false, r.error, r.message);
+      json spec = r.body.value("spec", json::object());
+      std::string holder = spec.value("holderIdentity", "");
+      int duration = spec.value("leaseDurationSeconds", 0);
+      auto renewed = parse_time(spec.value("renewTime", ""));
+      auto now = std::chrono::system_clock::now();
+      bool expired = !renewed || *renewed + std::chrono::seconds(duration) < now;
+      if (!holder.empty() && holder != self->identity && !expired) {
+        double ago = renewed ? std::chrono::duration<double>(now - *renewed).count() : 0;
+        std::ostringstream msg;
+        msg << "lease " << self->ns << "/" << self->name << " is held by " << holder << " (renewed " << std::fixed
+            << std::setprecision(1) << ago << "s ago, duration " << duration << "s)";
+        return done(false, "held", msg.str());
+      }
+      json obj = r.body;
+      int transitions = spec.value("leaseTransitions", 0) + (holder == self->identity ? 0 : 1);
+      obj["spec"] = self->spec_now(transitions);
+      // resourceVersion makes this a compare-and-swap: two engines taking over at once, one wins.
+      self->api->call("PUT", self->path, obj.dump(), {}, [self, done](k8s::Reply u) {
+        if (u.error.empty()) return self->took(u.body, done);
+        if (u.error == "conflict") return done(false, "held", "lease " + self->name + " was taken by another run just now");
+        done(false, u.error, u.message);
+      });
+    });
+  }
+
+  void took(const json& obj, const std::function<void(bool, std::string, std::string)>& done) {
+    current = obj;
+    held = true;
+    log::emit(log::Level::info, "", "lease taken", {{"lease", ns + "/" + name}, {"ttl", ttl}, {"holder", identity}});
+    schedule();
+    done(true, "", "");
+  }
+
+  void schedule() {
+    timer->expires_after(std::chrono::milliseconds(ttl * 1000 / 3));
+    std::weak_ptr<Lease> weak = shared_from_this();
+    timer->async_wait([weak](const boost::system::error_code& ec) {
+      if (auto self = weak.lock(); self && !ec && self->held) self->renew();
+    });
+  }
+
+  void renew() {
+    auto self = shared_from_this();
+    json obj = current;
+    obj["spec"]["renewTime"] = micro_time(std::chrono::system_clock::now());
+    api->call("PUT", path, obj.dump(), {}, [self](k8s::Reply r) {
+      if (!self->held) return;
+      if (r.error.empty()) {
+        self->current = r.body;
+        self->schedule();
+        return;
+      }
+      if (r.error == "conflict") {
+        // Someone wrote it: if it still names us, carry on from their version; else it is lost.
+        self->api->call("GET", self->path, "", {}, [self](k8s::Reply g) {
+          if (g.error.empty() && g.body["spec"].value("holderIdentity", "") == self->identity) {
+            self->current = g.body;
+            self->renew();
+          } else {
+            self->lose("taken by " + (g.error.empty() ? g.body["spec"].value("holderIdentity", "?") : g.error));
+          }
+        });
+        return;
+      }
+      log::emit(log::Level::warn, "", "lease renewal failed, retrying", {{"lease", self->name}, {"error", r.error}});
+      self->schedule();
+    });
+  }
+
+  void lose(const std::string& why) {
+    held = false;
+    lost = true;
+    log::emit(log::Level::error, "", "lease lost", {{"lease", ns + "/" + name}, {"why", why}});
+  }
+
+  // Clears the holder so the next run need not wait out the TTL. Fire and forget: the runtime
+  // lets in-flight requests finish before it ends.
+  void release(std::function<void(bool)> done = nullptr) {
+    if (!held) {
+      if (done) done(true);
+      return;
+    }
+    held = false;
+    timer->cancel();
+    json obj = current;
+    obj["spec"]["holderIdentity"] = "";
+    obj["spec"]["leaseDurationSeconds"] = 1;
+    auto self = shared_from_this();
+    api->call("PUT", path, obj.dump(), {}, [self, done](k8s::Reply r) {
+      if (r.error.empty()) log::emit(log::Level::info, "", "lease released", {{"lease", self->ns + "/" + self->name}});
+      else log::emit(log::Level::warn, "", "lease release failed", {{"lease", self->name}, {"error", r.error}});
+      if (done) done(r.error.empty());
+    });
+  }
+};
+
+struct LeaseBox {
+  std::shared_ptr<Lease> l;
+};
+
+LeaseBox* check(lua_State* L) { return static_cast<LeaseBox*>(luaL_checkudata(L, 1, kLeaseMeta)); }
+
+// lease:release() → true | nil, err   (yields until the server has it)
+int l_release(lua_State* L) {
+  auto* box = check(L);
+  auto l = box->l;
+  if (!l || !l->held) {
+    lua_pushboolean(L, 1);
+    return 1;
+  }
+  {
+    Op op = begin(L, "lease:release");
+    l->release([op](bool ok) {
+      complete(op, [ok](lua_State* co) {
+        if (ok) {
+          lua_pushboolean(co, 1);
+          return 1;
+        }
+        lua_pushnil(co);
+        lua_pushstring(co, "failed");
+        return 2;
+      });
+    });
+    arm(op, [] {});
+  }
+  return suspend(L);
+}
+
+// __close and __gc: release without waiting.
+int l_close(lua_State* L) {
+  auto* box = check(L);
+  if (box->l) box->l->release();
+  return 0;
+}
+
+int l_gc(lua_State* L) {
+  l_close(L);
+  check(L)->~LeaseBox();
+  return 0;
+}
+
+int l_index(lua_State* L) {
+  auto* box = check(L);
+  std::string key = luaL_checkstring(L, 2);
+  if (key == "held") lua_pushboolean(L, box->l && box->l->held);
+  else if (key == "lost") lua_pushboolean(L, box->l && box->l->lost);
+  else if (key == "name") lua_pushstring(L, box->l ? box->l->name.c_str() : "");
+  else if (key == "holder") lua_pushstring(L, box->l ? box->l->identity.c_str() : "");
+  else if (key == "release") lua_pushcfunction(L, l_release);
+  else lua_pushnil(L);
+  return 1;
+}
+
+// api.lease(name, {ttl = seconds, namespace = "kube-system"}) → lease | nil, "held", message
+int l_lease(lua_State* L) {
+  std::string name = luaL_checkstring(L, 1);
+  int ttl = 60;
+  std::string ns = "kube-system";
+  if (lua_istable(L, 2)) {
+    if (lua_getfield(L, 2, "ttl") == LUA_TNUMBER) ttl = static_cast<int>(lua_tointeger(L, -1));
+    lua_pop(L, 1);
+    if (lua_getfield(L, 2, "namespace") == LUA_TSTRING) ns = lua_tostring(L, -1);
+    lua_pop(L, 1);
+  }
+  luaL_argcheck(L, ttl >= 3, 2, "ttl must be at least 3 seconds");
+  k8s::Api& api = k8s_api(L);
+  Vm& vm = vm_of(L);
+  auto lease = std::make_shared<Lease>();
+  lease->api = api.shared_from_this();
+  lease->ns = ns;
+  lease->name = name;
+  lease->ttl = ttl;
+  lease->identity = vm.run_id.empty() ? "engine" : vm.run_id;
+  lease->path = "/apis/coordination.k8s.io/v1/namespaces/" + ns + "/leases/" + name;
+  lease->timer = std::make_unique<boost::asio::steady_timer>(vm.io);
+  {
+    Op op = begin(L, "k8s.lease");
+    lease->acquire([op, lease](bool ok, std::string err, std::string msg) {
+      complete(op, [ok, err, msg, lease](lua_State* co) {
+        if (!ok) {
+          lua_pushnil(co);
+          lua_pushstring(co, err.c_str());
+          lua_pushstring(co, msg.c_str());
+          return 3;
+        }
+        auto* box = static_cast<LeaseBox*>(lua_newuserdatauv(co, sizeof(LeaseBox), 0));
+        new (box) LeaseBox{lease};
+        luaL_setmetatable(co, kLeaseMeta);
+        return 1;
+      });
+    });
+    arm(op, [] {});
+  }
+  return suspend(L);
+}
+
+}  // namespace
+
+void add_lease(lua_State* L) {
+  if (luaL_newmetatable(L, kLeaseMeta)) {
+    lua_pushcfunction(L, l_index);
+    lua_setfield(L, -2, "__index");
+    lua_pushcfunction(L, l_close);
+    lua_setfield(L, -2, "__close");
+    lua_pushcfunction(L, l_gc);
+    lua_setfield(L, -2, "__gc");
+  }
+  lua_pop(L, 1);
+  lua_pushcfunction(L, l_lease);
+  lua_setfield(L, -2, "lease");
+}
+
+}  // namespace engine::lua
