@@ -7,6 +7,7 @@
 
 #include "bindings/vm.hpp"
 #include "engine/core/errors.hpp"
+#include "engine/inventory/inventory.hpp"
 #include "engine/k8s/api.hpp"
 #include "engine/log/log.hpp"
 #include "engine/params/params.hpp"
@@ -35,8 +36,19 @@ k8s::Api& k8s_api(lua_State* L) {
   auto& st = state(vm);
   if (!st.api) {
     try {
-      auto in = k8s::in_cluster();
-      k8s::Cluster c = in ? *in : k8s::load_kubeconfig({}, "");
+      // The inventory may name the cluster: k8s_kubeconfig and k8s_context in its `all` vars.
+      std::vector<std::string> paths;
+      std::string context;
+      if (vm.inventory) {
+        if (auto* all = vm.inventory->group("all")) {
+          json vars = all->vars;
+          for (auto it = all->file_vars.begin(); it != all->file_vars.end(); ++it) vars[it.key()] = it.value();
+          if (vars.contains("k8s_kubeconfig") && vars["k8s_kubeconfig"].is_string()) paths.push_back(vars["k8s_kubeconfig"]);
+          if (vars.contains("k8s_context") && vars["k8s_context"].is_string()) context = vars["k8s_context"];
+        }
+      }
+      auto in = paths.empty() ? k8s::in_cluster() : std::nullopt;
+      k8s::Cluster c = in ? *in : k8s::load_kubeconfig(paths, context);
       st.api = std::make_shared<k8s::Api>(vm.io, c);
     } catch (const std::exception& e) {
       luaL_error(L, "kubernetes: %s (or call k8s.configure{kubeconfig = ...})", e.what());

@@ -135,7 +135,11 @@ Cluster load_kubeconfig(const std::vector<std::string>& given, const std::string
   return c;
 }
 
-std::optional<Cluster> in_cluster(const std::string& root) {
+std::optional<Cluster> in_cluster(std::string root) {
+  if (root.empty()) {
+    const char* dir = std::getenv("ENGINE_SERVICEACCOUNT_DIR");
+    root = dir && *dir ? dir : "/var/run/secrets/kubernetes.io/serviceaccount";
+  }
   const char* host = std::getenv("KUBERNETES_SERVICE_HOST");
   const char* port = std::getenv("KUBERNETES_SERVICE_PORT");
   if (!host || !port || !fs::exists(root + "/token")) return std::nullopt;

@@ -35,8 +35,9 @@ struct Cluster {
 // ConfigError naming the file and what is missing.
 Cluster load_kubeconfig(const std::vector<std::string>& paths, const std::string& context);
 
-// The service account a pod sees; nullopt outside a cluster.
-std::optional<Cluster> in_cluster(const std::string& root = "/var/run/secrets/kubernetes.io/serviceaccount");
+// The service account a pod sees; nullopt outside a cluster. The directory is
+// $ENGINE_SERVICEACCOUNT_DIR when set (a container with another mount point), else the standard one.
+std::optional<Cluster> in_cluster(std::string root = "");
 
 // $KUBECONFIG split on ':', or ~/.kube/config.
 std::vector<std::string> default_kubeconfig_paths();

@@ -216,6 +216,50 @@ echo '{{"apiVersion":"client.authentication.k8s.io/v1","kind":"ExecCredential","
 """, kubeconfig=kc))
         self.assertEqual(open(counter).read().strip(), "2")
 
+    def test_in_cluster_service_account(self):
+        sa = os.path.join(self.tmp, "sa")
+        os.makedirs(sa)
+        shutil.copy(f"{self.cluster.dir}/ca.crt", f"{sa}/ca.crt")
+        with open(f"{sa}/token", "w") as f:
+            f.write("test-token\n")
+        with open(f"{sa}/namespace", "w") as f:
+            f.write("kube-system")
+        env = dict(os.environ, KUBERNETES_SERVICE_HOST="127.0.0.1", KUBERNETES_SERVICE_PORT=str(self.cluster.port),
+                   ENGINE_SERVICEACCOUNT_DIR=sa, KUBECONFIG="/nonexistent")
+        path = os.path.join(self.tmp, "incluster.lua")
+        with open(path, "w") as f:
+            f.write(TEMPLATE.replace("k8s.configure { kubeconfig = p.kc }", "k8s.configure { in_cluster = true }") % """
+    local server, context, ns = require("engine.k8s.api").server()
+    assert(context == "in-cluster" and ns == "kube-system", context)
+    assert(k8s.get("nodes", "w1"))
+""")
+        self.ok(subprocess.run([ENGINE, "run", path, "-e", "kc=unused", "--state-dir", os.path.join(self.tmp, "state")],
+                               capture_output=True, text=True, timeout=60, env=env))
+
+    def test_the_inventory_names_the_kubeconfig(self):
+        inv = os.path.join(self.tmp, "cluster.yaml")
+        with open(inv, "w") as f:
+            f.write(f"all:\n  vars:\n    k8s_kubeconfig: {self.cluster.kubeconfig}\n    k8s_context: sim\n  hosts:\n    w1:\n")
+        path = os.path.join(self.tmp, "inv.lua")
+        with open(path, "w") as f:
+            f.write(TEMPLATE.replace("k8s.configure { kubeconfig = p.kc }", "") % 'assert(k8s.get("nodes", inv:host("w1").name))')
+        self.ok(subprocess.run([ENGINE, "run", path, "-i", inv, "-e", "kc=unused", "--state-dir", os.path.join(self.tmp, "state")],
+                               capture_output=True, text=True, timeout=60, env=dict(os.environ, KUBECONFIG="/nonexistent")))
+
+    def test_the_client_side_rate_limit_holds(self):
+        out = self.ok(self.run_lua("""
+    k8s.configure { kubeconfig = p.kc, qps = 10, burst = 5 }
+    local fleet = require "engine.fleet"
+    local calls = {}
+    for i = 1, 25 do calls[i] = i end
+    local t0 = time.monotonic()
+    fleet.each(calls, { at_once = 25 }, function() assert(k8s.server_version()) end)
+    print(string.format("took %.2f", time.monotonic() - t0))
+"""))
+        # 25 requests, 5 at once then 10 per second: at least 2 s by construction (a lower bound
+        # that follows from the limit, not a speed claim).
+        self.assertGreaterEqual(float(out.split("took ")[1].split()[0]), 1.9)
+
     def test_a_missing_context_is_named(self):
         kc = self.cluster.write_kubeconfig("ctx.kubeconfig", context="prod")
         r = self.run_lua('k8s.configure { kubeconfig = p.kc, context = "prd" }', kubeconfig=kc)
