@@ -46,7 +46,7 @@ Runtime::Runtime(const std::string& stdlib_dir) : vm_(std::make_unique<Vm>()) {
 }
 
 Runtime::~Runtime() {
-  if (vm_) close_ssh(*vm_), close_k8s(*vm_);
+  if (vm_) close_ssh(*vm_), close_k8s(*vm_), close_http(*vm_);
   if (vm_ && vm_->L) lua_close(vm_->L);
 }
 
@@ -149,6 +149,7 @@ int Runtime::run(const nlohmann::json& params, const RunOptions& opts) {
   while (k8s_in_flight(vm) > 0 && std::chrono::steady_clock::now() < until) vm.io.run_one_for(std::chrono::milliseconds(100));
   close_ssh(vm);
   close_k8s(vm);
+  close_http(vm);
   vm.io.restart();
   vm.io.poll();
 

@@ -68,12 +68,14 @@ struct Op {
 
 struct SshState;  // bindings/ssh.cpp: the session pool and SSH settings of this run
 struct K8sState;  // bindings/k8s.cpp: the API client of this run
+struct HttpState; // bindings/http.cpp: plain HTTP (Pushgateway, Prometheus)
 
 struct Vm {
   lua_State* L = nullptr;
   asio::io_context io{1};  // one thread: no locking inside asio
   std::shared_ptr<SshState> ssh;  // made on first use; reset before the loop goes
   std::shared_ptr<K8sState> k8s;
+  std::shared_ptr<HttpState> http;
   inventory::Inventory* inventory = nullptr;
   Task* live = nullptr;  // head of the tasks in flight
   size_t live_count = 0;
@@ -134,6 +136,8 @@ void open_ssh(lua_State* L);
 void open_k8s(lua_State* L);
 void close_k8s(Vm& vm);
 size_t k8s_in_flight(Vm& vm);
+void open_http(lua_State* L);
+void close_http(Vm& vm);
 // Ends every SSH session of the run (before the io_context goes).
 void close_ssh(Vm& vm);
 // Methods of host tables (host:exec, host:upload, ...), filled by the modules that provide them.
