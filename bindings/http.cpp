@@ -11,6 +11,11 @@ struct HttpState {
   http::Client client;
 };
 
+http::Client& http_client(Vm& vm) {
+  if (!vm.http) vm.http = std::make_shared<HttpState>(vm.io);
+  return vm.http->client;
+}
+
 namespace {
 
 std::string field(lua_State* L, int idx, const char* name) {
@@ -65,10 +70,9 @@ int l_request(lua_State* L) {
   }
   lua_pop(L, 1);
   Vm& vm = vm_of(L);
-  if (!vm.http) vm.http = std::make_shared<HttpState>(vm.io);
   {
     Op op = begin(L, "http.request");
-    auto cancel = vm.http->client.send(std::move(req), [op](http::Response r) {
+    auto cancel = http_client(vm).send(std::move(req), [op](http::Response r) {
       complete(op, [r = std::move(r)](lua_State* co) {
         if (r.status == 0) {
           lua_pushnil(co);
@@ -115,6 +119,21 @@ int l_json_encode(lua_State* L) {
   return 1;
 }
 
+// http.base64_encode(s) / http.base64_decode(s): etcd's JSON gateway carries keys and values so.
+int l_b64e(lua_State* L) {
+  size_t n = 0;
+  const char* s = luaL_checklstring(L, 1, &n);
+  std::string out = ssh::base64_encode(reinterpret_cast<const unsigned char*>(s), n);
+  lua_pushlstring(L, out.data(), out.size());
+  return 1;
+}
+
+int l_b64d(lua_State* L) {
+  std::string out = ssh::base64_decode(luaL_checkstring(L, 1));
+  lua_pushlstring(L, out.data(), out.size());
+  return 1;
+}
+
 // http.dry_run() → true under --dry-run.
 int l_dry_run(lua_State* L) {
   lua_pushboolean(L, vm_of(L).dry_run);
@@ -122,7 +141,8 @@ int l_dry_run(lua_State* L) {
 }
 
 const luaL_Reg kHttp[] = {{"request", l_request}, {"json_decode", l_json_decode}, {"json_encode", l_json_encode},
-                          {"dry_run", l_dry_run}, {nullptr, nullptr}};
+                          {"dry_run", l_dry_run}, {"base64_encode", l_b64e}, {"base64_decode", l_b64d},
+                          {nullptr, nullptr}};
 
 int open_module(lua_State* L) {
   luaL_newlib(L, kHttp);

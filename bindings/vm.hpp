@@ -137,6 +137,7 @@ void open_k8s(lua_State* L);
 void close_k8s(Vm& vm);
 size_t k8s_in_flight(Vm& vm);
 void open_http(lua_State* L);
+void open_etcd(lua_State* L);
 void close_http(Vm& vm);
 // Ends every SSH session of the run (before the io_context goes).
 void close_ssh(Vm& vm);

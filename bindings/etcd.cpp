@@ -1,0 +1,66 @@
+// engine.etcd.native: the etcd snapshot, streamed to disk (the rest of engine.etcd is Lua over
+// engine.http, in stdlib/engine/etcd.lua).
+#include "bindings/vm.hpp"
+#include "engine/etcd/snapshot.hpp"
+
+namespace engine::lua {
+
+http::Client& http_client(Vm& vm);  // bindings/http.cpp
+
+namespace {
+
+std::string field(lua_State* L, int idx, const char* name) {
+  std::string out;
+  if (lua_istable(L, idx) && lua_getfield(L, idx, name) == LUA_TSTRING) out = lua_tostring(L, -1);
+  if (lua_istable(L, idx)) lua_pop(L, 1);
+  return out;
+}
+
+// snapshot(endpoint, path, {ca_file, cert_file, key_file, ca_data, cert_data, key_data})
+//   → {size, sha256} | nil, "timeout"|"unreachable"|"cut"|"corrupt"|"failed", message
+int l_snapshot(lua_State* L) {
+  std::string endpoint = luaL_checkstring(L, 1);
+  std::string path = luaL_checkstring(L, 2);
+  http::Tls tls;
+  tls.ca_file = field(L, 3, "ca_file");
+  tls.cert_file = field(L, 3, "cert_file");
+  tls.key_file = field(L, 3, "key_file");
+  tls.ca_data = field(L, 3, "ca_data");
+  tls.cert_data = field(L, 3, "cert_data");
+  tls.key_data = field(L, 3, "key_data");
+  Vm& vm = vm_of(L);
+  {
+    Op op = begin(L, "etcd.snapshot");
+    auto cancel = etcd::snapshot(http_client(vm), endpoint, tls, path, [op](etcd::SnapshotResult r) {
+      complete(op, [r](lua_State* co) {
+        if (!r.error.empty()) {
+          lua_pushnil(co);
+          lua_pushstring(co, r.error_word.c_str());
+          lua_pushstring(co, r.error.c_str());
+          return 3;
+        }
+        lua_createtable(co, 0, 2);
+        lua_pushinteger(co, static_cast<lua_Integer>(r.size));
+        lua_setfield(co, -2, "size");
+        lua_pushstring(co, r.sha256.c_str());
+        lua_setfield(co, -2, "sha256");
+        return 1;
+      });
+    });
+    arm(op, cancel);
+  }
+  return suspend(L);
+}
+
+const luaL_Reg kEtcd[] = {{"snapshot", l_snapshot}, {nullptr, nullptr}};
+
+int open_module(lua_State* L) {
+  luaL_newlib(L, kEtcd);
+  return 1;
+}
+
+}  // namespace
+
+void open_etcd(lua_State* L) { register_module(L, "engine.etcd.native", open_module); }
+
+}  // namespace engine::lua

@@ -1,0 +1,25 @@
+// An etcd snapshot taken over the v3 JSON gateway: the stream of {"result":{"blob":"<base64>"}}
+// objects is decoded into PATH.part as it arrives, the sha256 trailer etcd appends is checked,
+// the file is fsynced, renamed to PATH and the directory fsynced. A cut stream or a bad trailer
+// leaves nothing at PATH.
+#pragma once
+#include <functional>
+#include <memory>
+#include <string>
+
+#include "engine/http/client.hpp"
+
+namespace engine::etcd {
+
+struct SnapshotResult {
+  uint64_t size = 0;       // bytes written, trailer included (as etcdctl writes it)
+  std::string sha256;      // hex, of the whole file
+  std::string error;       // "" on success
+  std::string error_word;  // "timeout", "unreachable", "cut", "corrupt", "failed"
+};
+
+// Streams /v3/maintenance/snapshot from `endpoint` (https://host:2379) into `path`.
+std::function<void()> snapshot(http::Client& client, const std::string& endpoint, const http::Tls& tls, const std::string& path,
+                               std::function<void(SnapshotResult)> done);
+
+}  // namespace engine::etcd

@@ -1,0 +1,282 @@
+-- engine.etcd: what etcdctl does, over etcd's v3 JSON gateway with TLS client certificates:
+-- status, members, health, snapshots (verified), defragmentation, alarms, compaction, and keys for
+-- runbook markers. IDs stay strings: member and cluster IDs exceed 2^63.
+local http = require "engine.http"
+local native = require "engine.etcd.native"
+local time = require "engine.time"
+
+local M = {}
+
+-- kubeadm's layout: the healthcheck client is the certificate etcdctl uses on a control-plane node.
+local settings = {
+  endpoints = {},
+  ca_file = "/etc/kubernetes/pki/etcd/ca.crt",
+  cert_file = "/etc/kubernetes/pki/etcd/healthcheck-client.crt",
+  key_file = "/etc/kubernetes/pki/etcd/healthcheck-client.key",
+}
+
+--- configure{endpoints = {"https://10.0.0.1:2379", ...}, ca_file, cert_file, key_file, ca_data,
+--- cert_data, key_data (PEM held in memory), timeout}
+function M.configure(opts)
+  local allowed = { endpoints = true, ca_file = true, cert_file = true, key_file = true, ca_data = true,
+    cert_data = true, key_data = true, timeout = true }
+  for k, v in pairs(opts) do
+    if not allowed[k] then error("etcd.configure: unknown option '" .. tostring(k) .. "'", 2) end
+    settings[k] = v
+  end
+  if opts.ca_data then settings.ca_file = nil end
+  if opts.cert_data then settings.cert_file = nil end
+  if opts.key_data then settings.key_file = nil end
+end
+
+--- The endpoints configured.
+function M.endpoints() return settings.endpoints end
+
+local function tls(req)
+  req.ca_file, req.cert_file, req.key_file = settings.ca_file, settings.cert_file, settings.key_file
+  req.ca_data, req.cert_data, req.key_data = settings.ca_data, settings.cert_data, settings.key_data
+  return req
+end
+
+local function endpoint_of(ep)
+  ep = ep or settings.endpoints[1]
+  if not ep then error("etcd: no endpoint (etcd.configure{endpoints = {...}})", 3) end
+  return ep
+end
+
+-- POST a gateway call; returns the decoded answer or nil, err, message.
+local function call(ep, path, body, timeout)
+  local r, err, msg = http.request(tls { method = "POST", url = endpoint_of(ep) .. path, body = http.json_encode(body or {}),
+    headers = { ["Content-Type"] = "application/json" }, timeout = timeout or settings.timeout or 10, retries = 1 })
+  if not r then return nil, err, msg end
+  local out = http.json_decode(r.body)
+  if r.status ~= 200 then
+    return nil, "failed", "HTTP " .. r.status .. ": " .. ((out and (out.error or out.message)) or r.body:sub(1, 200))
+  end
+  if type(out) ~= "table" then return nil, "malformed", "not a JSON answer: " .. r.body:sub(1, 200) end
+  return out
+end
+
+local function num(v) return tonumber(v) or 0 end
+
+--- status(endpoint) → {version, db_size, db_size_in_use, leader, member_id, cluster_id, raft_index,
+--- raft_term, revision, errors, is_learner} | nil, err, message
+function M.status(ep)
+  local s, err, msg = call(ep, "/v3/maintenance/status")
+  if not s then return nil, err, msg end
+  local h = s.header or {}
+  return { endpoint = endpoint_of(ep), version = s.version, db_size = num(s.dbSize), db_size_in_use = num(s.dbSizeInUse),
+    leader = s.leader, member_id = h.member_id, cluster_id = h.cluster_id, raft_index = num(s.raftIndex),
+    raft_term = num(s.raftTerm), revision = num(h.revision), errors = s.errors or {}, is_learner = s.isLearner == true }
+end
+
+--- members(endpoint) → list of {id, name, peer_urls, client_urls, is_learner}
+function M.members(ep)
+  local r, err, msg = call(ep, "/v3/cluster/member/list")
+  if not r then return nil, err, msg end
+  local out = {}
+  for _, m in ipairs(r.members or {}) do
+    out[#out + 1] = { id = m.ID, name = m.name or "", peer_urls = m.peerURLs or {}, client_urls = m.clientURLs or {},
+      is_learner = m.isLearner == true }
+  end
+  return out
+end
+
+--- health(endpoint) → true | nil, err, message  (what `etcdctl endpoint health` asks)
+function M.health(ep)
+  local r, err, msg = http.request(tls { url = endpoint_of(ep) .. "/health", timeout = settings.timeout or 5, retries = 0 })
+  if not r then return nil, err, msg end
+  local body = http.json_decode(r.body)
+  if r.status == 200 and body and (body.health == "true" or body.health == true) then return true end
+  return nil, "unhealthy", (body and body.reason) or r.body:sub(1, 200)
+end
+
+--- alarms(endpoint) → list of {member_id, alarm}
+function M.alarms(ep)
+  local r, err, msg = call(ep, "/v3/maintenance/alarm", { action = "GET" })
+  if not r then return nil, err, msg end
+  local out = {}
+  for _, a in ipairs(r.alarms or {}) do out[#out + 1] = { member_id = a.memberID, alarm = a.alarm or "NONE" } end
+  return out
+end
+
+--- disarm(alarm, endpoint): DEACTIVATE an alarm ({member_id, alarm} from alarms()).
+function M.disarm(alarm, ep)
+  if http.dry_run() then log.info("dry-run: would disarm", { alarm = alarm.alarm, member = alarm.member_id }) return true end
+  local r, err, msg = call(ep, "/v3/maintenance/alarm", { action = "DEACTIVATE", memberID = alarm.member_id, alarm = alarm.alarm })
+  if not r then return nil, err, msg end
+  return true
+end
+
+--- cluster_health() → {healthy, leader, members = {{name, endpoint, healthy, error, leader}}, alarms, problems}
+--- Healthy when every member answers, exactly one leader is named, and no alarm is raised.
+function M.cluster_health()
+  local members, err, msg
+  for _, ep in ipairs(settings.endpoints) do
+    members, err, msg = M.members(ep)
+    if members then break end
+  end
+  if not members then return nil, err, msg end
+  local report = { members = {}, problems = {}, leaders = {} }
+  for _, m in ipairs(members) do
+    local ep = m.client_urls[1]
+    local entry = { name = m.name, id = m.id, endpoint = ep }
+    local ok, herr, hmsg = ep and M.health(ep)
+    local st = ok and M.status(ep)
+    entry.healthy = ok == true and st ~= nil
+    if not entry.healthy then
+      entry.error = (herr or "no client URL") .. ": " .. tostring(hmsg)
+      report.problems[#report.problems + 1] = m.name .. " unhealthy (" .. entry.error .. ")"
+    elseif st then
+      report.leaders[st.leader] = true
+      entry.leader = st.leader == m.id
+    end
+    report.members[#report.members + 1] = entry
+  end
+  local n = 0
+  for id in pairs(report.leaders) do n = n + 1; report.leader = id end
+  if n ~= 1 then report.problems[#report.problems + 1] = n == 0 and "no leader" or "members disagree on the leader" end
+  report.leaders = nil
+  local alarms = M.alarms()
+  report.alarms = alarms or {}
+  for _, a in ipairs(report.alarms) do
+    if a.alarm ~= "NONE" then report.problems[#report.problems + 1] = "alarm " .. a.alarm .. " on member " .. a.member_id end
+  end
+  report.healthy = #report.problems == 0
+  return report
+end
+
+--- snapshot(endpoint, path) → {size, sha256, revision} | nil, err, message
+--- Streamed into path.part, the sha256 trailer etcd appends checked, fsynced, renamed; a cut stream
+--- or a bad trailer leaves nothing at path.
+function M.snapshot(ep, path)
+  ep = endpoint_of(ep)
+  if http.dry_run() then log.info("dry-run: would take a snapshot", { endpoint = ep, path = path }) return { dry_run = true } end
+  local st, err, msg = M.status(ep)
+  if not st then return nil, err, msg end
+  local r, e2, m2 = native.snapshot(ep, path, { ca_file = settings.ca_file, cert_file = settings.cert_file,
+    key_file = settings.key_file, ca_data = settings.ca_data, cert_data = settings.cert_data, key_data = settings.key_data })
+  if not r then return nil, e2, m2 end
+  r.revision = st.revision
+  log.info("etcd snapshot taken", { path = path, size = r.size, sha256 = r.sha256, revision = st.revision })
+  return r
+end
+
+--- defrag(endpoint) → true | nil, err, message
+function M.defrag(ep)
+  if http.dry_run() then log.info("dry-run: would defragment", { endpoint = endpoint_of(ep) }) return true end
+  local r, err, msg = call(ep, "/v3/maintenance/defragment", {}, 300)
+  if not r then return nil, err, msg end
+  return true
+end
+
+--- compact(revision, {physical = true}) → true | nil, err, message
+function M.compact(revision, opts)
+  if http.dry_run() then log.info("dry-run: would compact", { revision = revision }) return true end
+  local r, err, msg = call(nil, "/v3/kv/compaction", { revision = tostring(revision), physical = not opts or opts.physical ~= false })
+  if not r then return nil, err, msg end
+  return true
+end
+
+local function range_end(prefix)
+  -- The smallest key greater than every key starting with prefix, as etcdctl --prefix computes it.
+  local bytes = { prefix:byte(1, -1) }
+  for i = #bytes, 1, -1 do
+    if bytes[i] < 255 then
+      bytes[i] = bytes[i] + 1
+      return string.char(table.unpack(bytes, 1, i))
+    end
+  end
+  return "\0"
+end
+
+--- get(key, {prefix}) → value (string) | nil ("not found") ; with prefix a table key → value
+function M.get(key, opts)
+  local body = { key = http.base64_encode(key) }
+  if opts and opts.prefix then body.range_end = http.base64_encode(range_end(key)) end
+  local r, err, msg = call(nil, "/v3/kv/range", body)
+  if not r then return nil, err, msg end
+  if opts and opts.prefix then
+    local out = {}
+    for _, kv in ipairs(r.kvs or {}) do out[http.base64_decode(kv.key)] = http.base64_decode(kv.value or "") end
+    return out
+  end
+  local kv = (r.kvs or {})[1]
+  if not kv then return nil, "not found" end
+  return http.base64_decode(kv.value or "")
+end
+
+--- put(key, value) → true | nil, err, message
+function M.put(key, value)
+  if http.dry_run() then log.info("dry-run: would put", { key = key }) return true end
+  local r, err, msg = call(nil, "/v3/kv/put", { key = http.base64_encode(key), value = http.base64_encode(value) })
+  if not r then return nil, err, msg end
+  return true
+end
+
+--- delete(key, {prefix}) → number deleted | nil, err, message
+function M.delete(key, opts)
+  if http.dry_run() then log.info("dry-run: would delete", { key = key }) return 0 end
+  local body = { key = http.base64_encode(key) }
+  if opts and opts.prefix then body.range_end = http.base64_encode(range_end(key)) end
+  local r, err, msg = call(nil, "/v3/kv/deleterange", body)
+  if not r then return nil, err, msg end
+  return num(r.deleted)
+end
+
+--- defrag_all(endpoints, {leader_last = true, pause = seconds, gate = fn}) → list of {endpoint, started, finished}
+--- One member at a time, never two at once (seed 003, IR-3), the leader last; before each next
+--- member the cluster must be healthy (and gate() must pass, when given).
+function M.defrag_all(endpoints, opts)
+  opts = opts or {}
+  endpoints = endpoints or settings.endpoints
+  local order, leader = {}, nil
+  for _, ep in ipairs(endpoints) do
+    local st = M.status(ep)
+    if st and st.leader == st.member_id then leader = ep else order[#order + 1] = ep end
+  end
+  if leader then
+    if opts.leader_last == false then table.insert(order, 1, leader) else order[#order + 1] = leader end
+  end
+  local done = {}
+  for i, ep in ipairs(order) do
+    if i > 1 then
+      if opts.pause then sleep(opts.pause) end
+      local h = M.cluster_health()
+      if not h or not h.healthy then
+        return nil, "unhealthy", "stopped before " .. ep .. ": " .. (h and table.concat(h.problems, "; ") or "health unknown"), done
+      end
+      if opts.gate then
+        local ok, why = opts.gate(ep)
+        if not ok then return nil, "gate", "stopped before " .. ep .. ": " .. tostring(why), done end
+      end
+    end
+    local started = time.now()
+    local ok, err, msg = M.defrag(ep)
+    if not ok then return nil, err, "defragmenting " .. ep .. ": " .. tostring(msg), done end
+    done[#done + 1] = { endpoint = ep, started = started, finished = time.now(), leader = ep == leader }
+    log.info("defragmented", { endpoint = ep, leader = ep == leader })
+  end
+  return done
+end
+
+--- members_match(hosts) → true | nil, message: every etcd member is named after an inventory host
+--- and every host has a member (seed 003, IR-6: a member renamed by hand breaks the migration).
+function M.members_match(hosts)
+  local members, err, msg = M.members()
+  if not members then return nil, err .. ": " .. tostring(msg) end
+  local names, want, problems = {}, {}, {}
+  for _, m in ipairs(members) do names[m.name] = true end
+  for _, h in ipairs(hosts) do
+    local n = type(h) == "table" and (h.vars and h.vars.etcd_member_name or h.name) or h
+    want[n] = true
+    if not names[n] then problems[#problems + 1] = "no member named " .. n end
+  end
+  for _, m in ipairs(members) do
+    if not want[m.name] then problems[#problems + 1] = "member " .. m.name .. " (" .. m.id .. ") is not an inventory host" end
+  end
+  if #problems > 0 then table.sort(problems); return nil, table.concat(problems, "; ") end
+  return true
+end
+
+return M

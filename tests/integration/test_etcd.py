@@ -1,0 +1,150 @@
+"""etcd primitives against a real 3-member etcd 3.4 cluster with TLS and client-cert auth."""
+import json
+import os
+import shutil
+import subprocess
+import tempfile
+import time
+import unittest
+
+import etcdlab
+
+ENGINE = os.environ.get("ENGINE_BIN", os.path.join(os.path.dirname(__file__), "../../build/bin/engine"))
+HAVE_ETCD = shutil.which("etcd") is not None and shutil.which("etcdctl") is not None
+
+TEMPLATE = """
+local etcd = require "engine.etcd"
+local time = require "engine.time"
+return runbook {
+  name = "etcd-test",
+  params = { dir = { type = "string" }, endpoints = { type = "list" }, arg = { type = "string", default = "" } },
+  run = function(p, inv)
+    etcd.configure { endpoints = p.endpoints, ca_file = p.dir .. "/ca.crt", cert_file = p.dir .. "/client.crt",
+      key_file = p.dir .. "/client.key" }
+%s
+  end,
+}
+"""
+
+
+@unittest.skipUnless(HAVE_ETCD, "etcd-server and etcd-client are not installed")
+class TestEtcd(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.cluster = etcdlab.EtcdCluster()
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.cluster.stop()
+
+    def setUp(self):
+        self.tmp = tempfile.mkdtemp(prefix="engine-etcd-")
+
+    def tearDown(self):
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+    def run_lua(self, body, endpoints=None, arg=""):
+        path = os.path.join(self.tmp, f"t{time.monotonic_ns()}.lua")
+        with open(path, "w") as f:
+            f.write(TEMPLATE % body)
+        return subprocess.run([ENGINE, "run", path, "-e", f"dir={self.cluster.dir}",
+                               "-e", "endpoints=" + ",".join(endpoints or self.cluster.endpoints), "-e", f"arg={arg}",
+                               "--state-dir", os.path.join(self.tmp, "state")], capture_output=True, text=True, timeout=300)
+
+    def ok(self, r):
+        self.assertEqual(r.returncode, 0, f"stdout:\n{r.stdout[-3000:]}\nstderr:\n{r.stderr[-3000:]}")
+        return r.stdout
+
+    def test_1_status_members_health_keys(self):
+        out = self.ok(self.run_lua("""
+    local st = assert(etcd.status())
+    assert(st.version:match("^3%.4"), st.version)
+    assert(type(st.member_id) == "string" and type(st.cluster_id) == "string" and st.db_size > 0)
+    local members = assert(etcd.members())
+    assert(#members == 3)
+    for _, m in ipairs(members) do print("MEMBER", m.name, m.id, m.client_urls[1]) end
+    local h = assert(etcd.cluster_health())
+    assert(h.healthy, table.concat(h.problems, "; "))
+    assert(etcd.members_match({ "m1", "m2", "m3" }))
+    local ok, why = etcd.members_match({ "m1", "m2", "cp3" })
+    assert(not ok); print(why)
+    assert(etcd.put("/engine/run/step", "drained"))
+    assert(etcd.put("/engine/run/node", "w1"))
+    assert(etcd.get("/engine/run/step") == "drained")
+    local all = assert(etcd.get("/engine/run/", { prefix = true }))
+    assert(all["/engine/run/node"] == "w1")
+    assert(etcd.delete("/engine/run/", { prefix = true }) == 2)
+    local none, err = etcd.get("/engine/run/step")
+    assert(none == nil and err == "not found")
+    assert(#assert(etcd.alarms()) == 0)
+    assert(etcd.compact(st.revision))
+"""))
+        ids = [l.split("\t")[2] for l in out.splitlines() if "MEMBER" in l]
+        self.assertTrue(all(i.isdigit() for i in ids))
+        self.assertTrue(any(int(i) > 2 ** 63 for i in ids) or all(len(i) > 10 for i in ids))  # kept as strings, exactly
+        listed = self.cluster.etcdctl("member", "list", "-w", "json")
+        want = sorted(str(m["ID"]) for m in json.loads(listed.stdout)["members"])
+        self.assertEqual(sorted(ids), want)
+        self.assertIn("no member named cp3", out)
+        self.assertIn("member m3", out)
+
+    def test_2_snapshot_of_50000_keys_passes_etcdctl_snapshot_status(self):
+        self.cluster.fill(50000)
+        path = os.path.join(self.tmp, "snap.db")
+        out = self.ok(self.run_lua(f"""
+    local r = assert(etcd.snapshot(nil, "{path}"))
+    print("SNAP", r.size, r.sha256, r.revision)
+"""))
+        _, size, sha, rev = [l for l in out.splitlines() if "SNAP" in l][0].split("\t")
+        self.assertEqual(int(size), os.path.getsize(path))
+        import hashlib
+        self.assertEqual(hashlib.sha256(open(path, "rb").read()).hexdigest(), sha)
+        st = self.cluster.etcdctl("snapshot", "status", path, "-w", "json")
+        self.assertEqual(st.returncode, 0, st.stderr)
+        self.assertGreaterEqual(json.loads(st.stdout)["totalKey"], 50000)
+        self.assertFalse(os.path.exists(path + ".part"))
+
+    def test_3_a_cut_snapshot_stream_leaves_no_file(self):
+        proxy = etcdlab.CuttingProxy(self.cluster.client_ports[0], limit=300_000)
+        try:
+            path = os.path.join(self.tmp, "cut.db")
+            out = self.ok(self.run_lua(f"""
+    local r, err, msg = etcd.snapshot("https://127.0.0.1:{proxy.port}", "{path}")
+    assert(r == nil, "a cut stream gave a snapshot")
+    print("ERR", err, msg)
+"""))
+            self.assertIn("ERR\tcut\tthe snapshot stream was cut after", out)
+            self.assertEqual(os.listdir(self.tmp), [p for p in os.listdir(self.tmp) if not p.startswith("cut.db")])
+        finally:
+            proxy.stop()
+
+    def test_4_defrag_all_one_member_at_a_time_leader_last(self):
+        out = self.ok(self.run_lua("""
+    local leader = assert(etcd.status()).leader
+    local done = assert(etcd.defrag_all(nil, { leader_last = true, pause = 0.2 }))
+    for _, d in ipairs(done) do
+      print(string.format("DEFRAG %s %.6f %.6f %s", d.endpoint, d.started, d.finished, tostring(d.leader)))
+    end
+"""))
+        rows = [l.split() for l in out.splitlines() if "DEFRAG" in l]
+        self.assertEqual(len(rows), 3)
+        spans = [(float(r[-3]), float(r[-2])) for r in rows]
+        for (s1, e1), (s2, e2) in zip(spans, spans[1:]):
+            self.assertLessEqual(e1, s2)  # never two at once
+        self.assertEqual([r[-1] for r in rows], ["false", "false", "true"])  # the leader last
+
+    def test_5_health_reports_a_killed_member(self):
+        victim = self.cluster.names[2]
+        self.cluster.kill(victim)
+        out = self.ok(self.run_lua("""
+    local h = assert(etcd.cluster_health())
+    assert(not h.healthy)
+    print(table.concat(h.problems, "; "))
+    local ok, err = etcd.health(p.arg)
+    assert(ok == nil and (err == "unreachable" or err == "timeout"), tostring(err))
+""", endpoints=self.cluster.endpoints[:2], arg=self.cluster.endpoints[2]))
+        self.assertIn(f"{victim} unhealthy", out)
+
+
+if __name__ == "__main__":
+    unittest.main()
