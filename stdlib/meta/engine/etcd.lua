@@ -1,0 +1,73 @@
+---@meta engine.etcd
+-- LuaCATS stubs for require "engine.etcd". Every call yields. Expected failures return nil, err,
+-- message with err one of "timeout", "unreachable", "failed", "malformed", "unhealthy",
+-- "not found", and for snapshots "cut" and "corrupt".
+
+---@class engine.etcd.Status
+---@field endpoint string
+---@field version string
+---@field db_size integer
+---@field db_size_in_use integer
+---@field leader string       member ID (a string: IDs exceed 2^63)
+---@field member_id string
+---@field cluster_id string
+---@field raft_index integer
+---@field raft_term integer
+---@field revision integer
+---@field errors string[]
+---@field is_learner boolean
+
+---@class engine.etcd.Member
+---@field id string
+---@field name string
+---@field peer_urls string[]
+---@field client_urls string[]
+---@field is_learner boolean
+
+local etcd = {}
+
+--- Endpoints and the client certificate (default: kubeadm's /etc/kubernetes/pki/etcd/ca.crt and
+--- healthcheck-client.crt/key). *_data hold PEM in memory (read from a node over SSH).
+---@param opts {endpoints?: string[], ca_file?: string, cert_file?: string, key_file?: string, ca_data?: string, cert_data?: string, key_data?: string, timeout?: number}
+function etcd.configure(opts) end
+---@return string[]
+function etcd.endpoints() end
+---@return engine.etcd.Status|nil, string|nil, string|nil
+function etcd.status(endpoint) end
+---@return engine.etcd.Member[]|nil, string|nil, string|nil
+function etcd.members(endpoint) end
+---@return true|nil, string|nil, string|nil
+function etcd.health(endpoint) end
+--- Every member answers, exactly one leader, no alarms.
+---@return {healthy: boolean, leader?: string, members: table[], alarms: table[], problems: string[]}|nil, string|nil, string|nil
+function etcd.cluster_health() end
+--- Streamed to path.part, the sha256 trailer checked, fsynced, renamed; nothing at path on failure.
+---@return {size: integer, sha256: string, revision: integer}|nil, string|nil, string|nil
+function etcd.snapshot(endpoint, path) end
+---@return true|nil, string|nil, string|nil
+function etcd.defrag(endpoint) end
+--- One member at a time, cluster health (and gate) checked before each next one, the leader last.
+---@param endpoints? string[]
+---@param opts? {leader_last?: boolean, pause?: number, gate?: fun(endpoint: string): boolean|nil, string|nil}
+---@return {endpoint: string, started: number, finished: number, leader: boolean}[]|nil, string|nil, string|nil
+function etcd.defrag_all(endpoints, opts) end
+---@return {member_id: string, alarm: string}[]|nil, string|nil, string|nil
+function etcd.alarms(endpoint) end
+---@return true|nil, string|nil, string|nil
+function etcd.disarm(alarm, endpoint) end
+---@return true|nil, string|nil, string|nil
+function etcd.compact(revision, opts) end
+---@param opts? {prefix?: boolean}
+---@return string|table<string,string>|nil, string|nil, string|nil
+function etcd.get(key, opts) end
+---@return true|nil, string|nil, string|nil
+function etcd.put(key, value) end
+---@param opts? {prefix?: boolean}
+---@return integer|nil, string|nil, string|nil
+function etcd.delete(key, opts) end
+--- Every member is named after an inventory host (its etcd_member_name var, else its name) and
+--- every host has a member.
+---@return true|nil, string|nil
+function etcd.members_match(hosts) end
+
+return etcd
