@@ -47,7 +47,9 @@ k8s::Api& k8s_api(lua_State* L) {
           if (vars.contains("k8s_context") && vars["k8s_context"].is_string()) context = vars["k8s_context"];
         }
       }
-      auto in = paths.empty() ? k8s::in_cluster() : std::nullopt;
+      if (!vm.kubeconfig.empty()) paths = {vm.kubeconfig};
+      if (!vm.kube_context.empty()) context = vm.kube_context;
+      auto in = paths.empty() && context.empty() ? k8s::in_cluster() : std::nullopt;
       k8s::Cluster c = in ? *in : k8s::load_kubeconfig(paths, context);
       st.api = std::make_shared<k8s::Api>(vm.io, c);
     } catch (const std::exception& e) {

@@ -99,6 +99,8 @@ int Runtime::run(const nlohmann::json& params, const RunOptions& opts) {
   Vm& vm = *vm_;
   vm.dry_run = opts.dry_run;
   vm.assume_yes = opts.assume_yes;
+  vm.kubeconfig = opts.kubeconfig;
+  vm.kube_context = opts.context;
   vm.run_id = opts.run_id.empty() ? "engine-" + std::to_string(::getpid()) : opts.run_id;
   if (!vm.inventory) set_inventory(inventory::Inventory());
 

@@ -26,6 +26,8 @@ struct RunOptions {
   bool dry_run = false;
   bool assume_yes = false;
   std::string run_id;
+  std::string kubeconfig;  // --kubeconfig: overrides the inventory's and $KUBECONFIG
+  std::string context;     // --context
 };
 
 class Runtime {

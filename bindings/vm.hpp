@@ -84,6 +84,7 @@ struct Vm {
   bool dry_run = false;
   bool assume_yes = false;
   std::string run_id;  // names this run to the outside world (cordon annotations, leases)
+  std::string kubeconfig, kube_context;  // --kubeconfig / --context
   std::string stdlib_dir;
   std::string runbook_dir;
   std::string runbook_path;

@@ -21,6 +21,7 @@ struct Args {
   std::string limit;
   bool dry_run = false, yes = false, help = false;
   std::string log_format = "text", log_level = "info", state_dir;
+  std::string kubeconfig, context;
 };
 
 std::vector<std::pair<std::string, std::string>> parse_extra(const std::vector<std::string>& items) {
@@ -91,7 +92,7 @@ int do_run(Args& a) {
   engine::log::emit(engine::log::Level::info, "", "run started",
                     {{"run", run.id}, {"runbook", info.name}, {"dir", run.path.string()}, {"dry_run", a.dry_run}});
 
-  int code = rt.run(params, {a.dry_run, a.yes, run.id});
+  int code = rt.run(params, {a.dry_run, a.yes, run.id, a.kubeconfig, a.context});
   engine::log::emit(code == 0 ? engine::log::Level::info : engine::log::Level::error, "", "run finished",
                     {{"run", run.id}, {"exit", code}});
   engine::log::flush();
@@ -115,6 +116,8 @@ int main(int argc, char** argv) {
   run->add_option("--log-level", a.log_level, "debug, info, warn or error")
       ->check(CLI::IsMember({"debug", "info", "warn", "error"}));
   run->add_option("--state-dir", a.state_dir, "where run directories live (default $XDG_STATE_HOME/engine)");
+  run->add_option("--kubeconfig", a.kubeconfig, "the kubeconfig for engine.k8s (default: the inventory's k8s_kubeconfig, $KUBECONFIG)");
+  run->add_option("--context", a.context, "the kubeconfig context for engine.k8s");
 
   auto* check = app.add_subcommand("check", "compile a runbook and validate params and inventory; runs nothing");
   add_common(check, a);

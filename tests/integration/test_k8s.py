@@ -269,6 +269,47 @@ echo '{{"apiVersion":"client.authentication.k8s.io/v1","kind":"ExecCredential","
         # that follows from the limit, not a speed claim).
         self.assertGreaterEqual(float(out.split("took ")[1].split()[0]), 1.9)
 
+    def test_kubeconfig_files_merge_as_kubectl_merges_them(self):
+        # One file has the cluster, user and context; another only the current-context. Named in
+        # $KUBECONFIG, they make one configuration; --context picks another context by name.
+        full = json.load(open(self.cluster.kubeconfig))
+        full.pop("current-context")
+        full["contexts"].append({"name": "other", "context": {"cluster": "sim", "user": "u", "namespace": "kube-system"}})
+        a, b = os.path.join(self.tmp, "a.yaml"), os.path.join(self.tmp, "b.yaml")
+        json.dump(full, open(a, "w"))
+        json.dump({"apiVersion": "v1", "kind": "Config", "current-context": "sim"}, open(b, "w"))
+        path = os.path.join(self.tmp, "merge.lua")
+        with open(path, "w") as f:
+            f.write(TEMPLATE.replace("k8s.configure { kubeconfig = p.kc }", "") % """
+    local _, context, ns = require("engine.k8s.api").server()
+    print("CONTEXT", context, ns)
+    assert(k8s.get("nodes", "w1"))
+""")
+        env = dict(os.environ, KUBECONFIG=f"{b}:{a}")
+        r = subprocess.run([ENGINE, "run", path, "-e", "kc=x", "--state-dir", os.path.join(self.tmp, "s")],
+                           capture_output=True, text=True, timeout=60, env=env)
+        self.assertIn("CONTEXT\tsim\tdefault", self.ok(r))
+        r = subprocess.run([ENGINE, "run", path, "-e", "kc=x", "--context", "other", "--state-dir", os.path.join(self.tmp, "s")],
+                           capture_output=True, text=True, timeout=60, env=env)
+        self.assertIn("CONTEXT\tother\tkube-system", self.ok(r))
+
+    def test_insecure_skip_tls_verify_works_and_warns(self):
+        cfg = json.load(open(self.cluster.kubeconfig))
+        cluster = cfg["clusters"][0]["cluster"]
+        cluster.pop("certificate-authority")
+        cluster["insecure-skip-tls-verify"] = True
+        path = os.path.join(self.tmp, "insecure.kubeconfig")
+        json.dump(cfg, open(path, "w"))
+        out = self.ok(self.run_lua('assert(k8s.server_version())', kubeconfig=path))
+        self.assertIn("TLS verification is off for the Kubernetes API", out)
+        # Without it and without the CA, the server's certificate is refused.
+        cluster.pop("insecure-skip-tls-verify")
+        json.dump(cfg, open(path, "w"))
+        self.ok(self.run_lua("""
+    local v, err = k8s.server_version()
+    assert(v == nil and err == "unreachable", tostring(err))
+""", kubeconfig=path))
+
     def test_a_missing_context_is_named(self):
         kc = self.cluster.write_kubeconfig("ctx.kubeconfig", context="prod")
         r = self.run_lua('k8s.configure { kubeconfig = p.kc, context = "prd" }', kubeconfig=kc)
@@ -334,6 +375,16 @@ class TestNodes(K8sTest):
         self.assertIn("default/scratch (uses emptyDir (its data is lost): set delete_emptydir)", out)
         # Nothing was evicted before refusing.
         self.assertEqual(self.cluster.get("/api/v1/namespaces/default/pods/bare")["metadata"]["name"], "bare")
+
+    def test_a_pod_under_two_pdbs_fails_the_drain(self):
+        self.cluster.control("/_sim/objects", [fx.pdb("web-too", "web", max_unavailable=1)])
+        out = self.ok(self.run_lua("""
+    local r, err, msg = k8s.drain("w2", { ignore_daemonsets = true, timeout = 20, retry_interval = 0.5 })
+    assert(r == nil and err == "failed", tostring(err))
+    print(msg)
+"""))
+        self.assertIn("more than one PodDisruptionBudget", out)
+        self.assertTrue(self.cluster.get("/api/v1/nodes/w2")["spec"].get("unschedulable"))
 
     def test_uncordon_refuses_a_node_an_operator_cordoned(self):
         self.ok(self.run_lua("""
