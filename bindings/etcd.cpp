@@ -1,5 +1,10 @@
 // engine.etcd.native: the etcd snapshot, streamed to disk (the rest of engine.etcd is Lua over
 // engine.http, in stdlib/engine/etcd.lua).
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
 #include "bindings/vm.hpp"
 #include "engine/etcd/snapshot.hpp"
 
@@ -52,7 +57,49 @@ int l_snapshot(lua_State* L) {
   return suspend(L);
 }
 
-const luaL_Reg kEtcd[] = {{"snapshot", l_snapshot}, {nullptr, nullptr}};
+// sha256_file(path) → hex | nil, err: to verify a snapshot downloaded from a node.
+int l_sha256_file(lua_State* L) {
+  std::string path = luaL_checkstring(L, 1);
+  auto hex = etcd::sha256_file(path);
+  if (!hex) {
+    lua_pushnil(L);
+    lua_pushstring(L, "not found");
+    return 2;
+  }
+  lua_pushstring(L, hex->c_str());
+  return 1;
+}
+
+// commit_download(path, want_sha256) → {sha256} | nil, "corrupt", message: PATH.part (a download)
+// becomes PATH when its sha256 is the one expected; otherwise it is removed. Only .part files, so
+// the sandbox gains no general way to move or delete files.
+int l_commit_download(lua_State* L) {
+  std::string path = luaL_checkstring(L, 1);
+  std::string want = luaL_checkstring(L, 2);
+  std::string part = path + ".part";
+  auto got = etcd::sha256_file(part);
+  if (!got || *got != want) {
+    ::unlink(part.c_str());
+    lua_pushnil(L);
+    lua_pushstring(L, "corrupt");
+    lua_pushfstring(L, "the downloaded snapshot's sha256 (%s) is not the node's (%s); nothing kept",
+                    got ? got->c_str() : "unreadable", want.c_str());
+    return 3;
+  }
+  if (::rename(part.c_str(), path.c_str()) != 0) {
+    lua_pushnil(L);
+    lua_pushstring(L, "failed");
+    lua_pushfstring(L, "rename %s: %s", part.c_str(), std::strerror(errno));
+    return 3;
+  }
+  lua_createtable(L, 0, 1);
+  lua_pushstring(L, got->c_str());
+  lua_setfield(L, -2, "sha256");
+  return 1;
+}
+
+const luaL_Reg kEtcd[] = {{"snapshot", l_snapshot}, {"sha256_file", l_sha256_file}, {"commit_download", l_commit_download},
+                          {nullptr, nullptr}};
 
 int open_module(lua_State* L) {
   luaL_newlib(L, kEtcd);

@@ -5,6 +5,7 @@
 #pragma once
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "engine/http/client.hpp"
@@ -21,5 +22,8 @@ struct SnapshotResult {
 // Streams /v3/maintenance/snapshot from `endpoint` (https://host:2379) into `path`.
 std::function<void()> snapshot(http::Client& client, const std::string& endpoint, const http::Tls& tls, const std::string& path,
                                std::function<void(SnapshotResult)> done);
+
+// The sha256 of a local file, hex; nullopt when it cannot be read.
+std::optional<std::string> sha256_file(const std::string& path);
 
 }  // namespace engine::etcd

@@ -279,4 +279,65 @@ function M.members_match(hosts)
   return true
 end
 
+-- A file on a node, read with sudo (kubeadm's etcd keys are root's, 0600).
+local function node_file(host, path, sudo)
+  local r, err, msg = host:exec("cat " .. path, { sudo = sudo ~= false, read_only = true, timeout = 30 })
+  if not r then return nil, err, msg end
+  if r.code ~= 0 then return nil, "failed", "reading " .. path .. " on " .. host.name .. ": " .. r.stderr end
+  return r.stdout
+end
+
+local function pki_paths(opts)
+  local pki = opts.pki or "/etc/kubernetes/pki/etcd"
+  return opts.ca or (pki .. "/ca.crt"), opts.cert or (pki .. "/healthcheck-client.crt"), opts.key or (pki .. "/healthcheck-client.key")
+end
+
+--- via_node(host, {port = 2379, pki = "/etc/kubernetes/pki/etcd", ca, cert, key, sudo = true})
+--- → tunnel | nil, err, message. For an etcd that answers only on the node's own loopback: a tunnel
+--- to the node's 127.0.0.1:port, and the node's client certificate read over SSH into memory
+--- (never written here). Keep the tunnel as long as etcd calls are made.
+function M.via_node(host, opts)
+  opts = opts or {}
+  local ssh = require "engine.ssh"
+  local ca_path, cert_path, key_path = pki_paths(opts)
+  local ca, err, msg = node_file(host, ca_path, opts.sudo)
+  if not ca then return nil, err, msg end
+  local cert, e2, m2 = node_file(host, cert_path, opts.sudo)
+  if not cert then return nil, e2, m2 end
+  local key, e3, m3 = node_file(host, key_path, opts.sudo)
+  if not key then return nil, e3, m3 end
+  local t, e4, m4 = ssh.tunnel(host, "127.0.0.1", opts.port or 2379)
+  if not t then return nil, e4, m4 end
+  M.configure { endpoints = { "https://127.0.0.1:" .. t.port }, ca_data = ca, cert_data = cert, key_data = key }
+  return t
+end
+
+--- snapshot_via_ssh(host, path, {port, pki, ca, cert, key, remote_dir = "/var/tmp"}) → {size, sha256}
+--- `etcdctl snapshot save` on the node (for clusters whose etcd answers only there), then the file
+--- downloaded and its sha256 compared with the node's; the copy on the node is removed.
+function M.snapshot_via_ssh(host, path, opts)
+  opts = opts or {}
+  if http.dry_run() then log.info("dry-run: would take a snapshot on the node", { node = host.name, path = path }) return { dry_run = true } end
+  local ca, cert, key = pki_paths(opts)
+  local remote = (opts.remote_dir or "/var/tmp") .. "/engine-snapshot-" .. math.random(1, 1e9) .. ".db"
+  local q = function(s) return "'" .. tostring(s):gsub("'", "'\\''") .. "'" end
+  local cmd = table.concat({ "ETCDCTL_API=3 etcdctl --endpoints=https://127.0.0.1:" .. (opts.port or 2379),
+    "--cacert=" .. q(ca), "--cert=" .. q(cert), "--key=" .. q(key), "snapshot save", q(remote),
+    "&& chmod 0644", q(remote), "&& sha256sum", q(remote) }, " ")
+  local r, err, msg = host:exec(cmd, { sudo = opts.sudo ~= false, timeout = opts.timeout or 600 })
+  if not r then return nil, err, msg end
+  if r.code ~= 0 then return nil, "failed", "etcdctl snapshot save on " .. host.name .. " exited " .. r.code .. ": " .. r.stderr end
+  local remote_sum = r.stdout:match("(%x+)%s+" .. remote:gsub("%p", "%%%0"))
+  -- Downloaded to PATH.part, kept at PATH only if its sha256 is the node's.
+  local d, e2, m2 = host:download(remote, path .. ".part")
+  host:exec("rm -f " .. q(remote), { sudo = opts.sudo ~= false })
+  if not d then return nil, e2, m2 end
+  if not remote_sum then return nil, "failed", "no sha256sum from the node: " .. r.stdout end
+  local ok, e3, m3 = native.commit_download(path, remote_sum)
+  if not ok then return nil, e3, m3 end
+  local sum = ok.sha256
+  log.info("etcd snapshot taken on the node", { node = host.name, path = path, size = d.bytes, sha256 = sum })
+  return { size = d.bytes, sha256 = sum }
+end
+
 return M

@@ -133,7 +133,44 @@ class TestEtcd(unittest.TestCase):
             self.assertLessEqual(e1, s2)  # never two at once
         self.assertEqual([r[-1] for r in rows], ["false", "false", "true"])  # the leader last
 
-    def test_5_health_reports_a_killed_member(self):
+    def test_5_through_a_node_tunnel_and_etcdctl_on_the_node(self):
+        import sshlab
+        lab = sshlab.Lab()
+        try:
+            node = lab.sshd()
+            lab.trust(node.known_hosts_line())
+            inv = os.path.join(self.tmp, "inv.ini")
+            with open(inv, "w") as f:
+                f.write(f"cp1 ansible_host=127.0.0.1 ansible_port={node.port} ansible_user={sshlab.USER}\n")
+            # The cluster's PKI directory is root's (0700): only sudo on the node reads it.
+            d, port = self.cluster.dir, self.cluster.client_ports[0]
+            path = os.path.join(self.tmp, "node-snap.db")
+            script = os.path.join(self.tmp, "node.lua")
+            with open(script, "w") as f:
+                f.write(f"""
+local etcd = require "engine.etcd"
+local ssh = require "engine.ssh"
+return runbook {{ name = "via-node", run = function(p, inv)
+  ssh.configure {{ known_hosts = "{lab.known_hosts}", identity_files = {{ "{lab.keys.key}" }} }}
+  local cp1 = inv:host("cp1")
+  local t <close> = assert(etcd.via_node(cp1, {{ port = {port}, ca = "{d}/ca.crt", cert = "{d}/client.crt", key = "{d}/client.key" }}))
+  local st = assert(etcd.status())
+  print("VIA", st.version, #assert(etcd.members()))
+  local r = assert(etcd.snapshot_via_ssh(cp1, "{path}", {{ port = {port}, ca = "{d}/ca.crt", cert = "{d}/client.crt", key = "{d}/client.key" }}))
+  print("NODE SNAP", r.size, r.sha256)
+end }}
+""")
+            r = subprocess.run([ENGINE, "run", script, "-i", inv, "--state-dir", os.path.join(self.tmp, "state")],
+                               capture_output=True, text=True, timeout=300)
+            out = self.ok(r)
+            self.assertIn("VIA\t3.4", out)
+            st = self.cluster.etcdctl("snapshot", "status", path, "-w", "json")
+            self.assertEqual(st.returncode, 0, st.stderr)
+            self.assertFalse(os.path.exists(path + ".part"))
+        finally:
+            lab.stop()
+
+    def test_6_health_reports_a_killed_member(self):
         victim = self.cluster.names[2]
         self.cluster.kill(victim)
         out = self.ok(self.run_lua("""

@@ -70,4 +70,12 @@ function etcd.delete(key, opts) end
 ---@return true|nil, string|nil
 function etcd.members_match(hosts) end
 
+--- A tunnel to the node's 127.0.0.1:port and its client certificate read over SSH into memory.
+---@param opts? {port?: integer, pki?: string, ca?: string, cert?: string, key?: string, sudo?: boolean}
+---@return engine.ssh.Tunnel|nil, string|nil, string|nil
+function etcd.via_node(host, opts) end
+--- etcdctl snapshot save on the node, downloaded and checked against the node's sha256sum.
+---@return {size: integer, sha256: string}|nil, string|nil, string|nil
+function etcd.snapshot_via_ssh(host, path, opts) end
+
 return etcd
