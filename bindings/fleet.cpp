@@ -7,6 +7,7 @@
 #include "engine/core/text.hpp"
 #include "engine/fleet/window.hpp"
 #include "engine/log/log.hpp"
+#include "engine/run/report.hpp"
 
 namespace engine::lua {
 
@@ -76,6 +77,7 @@ struct FleetRun : std::enable_shared_from_this<FleetRun> {
         lua_pop(vm->L, 1);
       }
     }
+    run::report().host(r.name, ok ? "ok" : "failed", r.error, r.duration);
     running.erase(i);
     window.finish(ok);
     if (window.over_budget()) window.stop_admitting();
@@ -87,7 +89,10 @@ struct FleetRun : std::enable_shared_from_this<FleetRun> {
     if (closed) return;
     closed = true;
     size_t ok = 0, failed = 0, skipped = 0;
-    for (auto& r : results) (r.status == Result::ok ? ok : r.status == Result::failed ? failed : skipped)++;
+    for (auto& r : results) {
+      (r.status == Result::ok ? ok : r.status == Result::failed ? failed : skipped)++;
+      if (r.status == Result::not_started) run::report().host(r.name, "not started", "", 0);
+    }
     log::emit(failed ? log::Level::warn : log::Level::info, parent.task->host, "fleet.each finished",
               json{{"ok", ok}, {"failed", failed}, {"not_started", skipped}});
     if (vm->draining && skipped > 0) {

@@ -10,6 +10,7 @@
 #include "engine/core/errors.hpp"
 #include "engine/inventory/inventory.hpp"
 #include "engine/log/log.hpp"
+#include "engine/run/report.hpp"
 #include "engine/run/run_dir.hpp"
 
 namespace {
@@ -89,12 +90,17 @@ int do_run(Args& a) {
   lo.file = (run.path / "run.log").string();
   lo.color = lo.format == engine::log::Format::text && isatty(STDOUT_FILENO);
   engine::log::setup(lo);
+  nlohmann::json shown = nlohmann::json::object();
+  for (const auto& spec : info.params)
+    if (params.contains(spec.name)) shown[spec.name] = spec.secret ? nlohmann::json("<secret>") : params[spec.name];
+  engine::run::report().begin(run.id, info.name, a.runbook, shown);
   engine::log::emit(engine::log::Level::info, "", "run started",
                     {{"run", run.id}, {"runbook", info.name}, {"dir", run.path.string()}, {"dry_run", a.dry_run}});
 
   int code = rt.run(params, {a.dry_run, a.yes, run.id, a.kubeconfig, a.context});
+  auto report_path = engine::run::report().finish(run.path.string(), code);
   engine::log::emit(code == 0 ? engine::log::Level::info : engine::log::Level::error, "", "run finished",
-                    {{"run", run.id}, {"exit", code}});
+                    {{"run", run.id}, {"exit", code}, {"report", report_path}});
   engine::log::flush();
   return code;
 }

@@ -9,6 +9,8 @@
 #include <spdlog/sinks/stdout_sinks.h>
 #include <spdlog/spdlog.h>
 
+#include "engine/run/report.hpp"
+
 namespace engine::log {
 
 namespace {
@@ -115,6 +117,8 @@ void emit(Level level, std::string_view host, std::string_view msg, const nlohma
     if (level >= Level::warn) s.console->flush();
   }
   if (s.file) s.file->info(json_line(level, host, msg, fields).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
+  // What went wrong stays findable after the scrollback is gone.
+  if (level >= Level::warn) run::report().note(level_name(level), host, msg, fields);
 }
 
 void flush() {

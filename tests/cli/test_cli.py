@@ -195,6 +195,28 @@ class TestRuns(CliTest):
             logged = [json.loads(l) for l in f]
         self.assertTrue(any(l["msg"] == "done" and l["host"] == "db2" for l in logged))
 
+    def test_report_json_records_hosts_params_and_outcome(self):
+        r = self.run_rb("runbooks/fleet.lua", "-i", self.inventory(self.INV), "-e", "fail_on=db1", "-e", "max_failures=1")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        runs = os.listdir(os.path.join(self.state, "runs"))
+        with open(os.path.join(self.state, "runs", runs[0], "report.json")) as f:
+            rep = json.load(f)
+        self.assertEqual(rep["outcome"], "ok")
+        self.assertEqual(rep["exit_code"], 0)
+        self.assertEqual(rep["params"]["fail_on"], ["db1"])
+        self.assertEqual(rep["hosts"]["db1"]["status"], "failed")
+        self.assertIn("planned failure on db1", rep["hosts"]["db1"]["error"])
+        self.assertEqual(rep["hosts"]["web2"]["status"], "ok")
+        self.assertTrue(any(e["msg"] == "failed" and e["host"] == "db1" for e in rep["errors"]))
+
+    def test_report_json_redacts_secret_params(self):
+        r = self.run_rb("runbooks/params.lua", "-e", "version=1.2.3", "-e", "token=sentinel-XYZZY")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        runs = os.listdir(os.path.join(self.state, "runs"))
+        text = open(os.path.join(self.state, "runs", runs[0], "report.json")).read()
+        self.assertNotIn("sentinel-XYZZY", text)
+        self.assertEqual(json.loads(text)["params"]["token"], "<secret>")
+
     def test_kubespray_inventories_run_unchanged(self):
         for inv in ["kubespray-ini/inventory.ini", "kubespray-yaml/hosts.yaml"]:
             r = self.run_rb("runbooks/fleet.lua", "-i", os.path.join(FIX, inv), "-e", "group=etcd")

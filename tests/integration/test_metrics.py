@@ -132,6 +132,11 @@ class TestPushgateway(Base):
 """, "-e", f"pgw={self.url}"))
         self.assertIn("WARN  pushgateway PUT failed", out)
         self.assertIn("carried on", out)
+        runs = os.path.join(self.tmp, "state", "runs")
+        with open(os.path.join(runs, os.listdir(runs)[0], "report.json")) as f:
+            rep = json.load(f)
+        self.assertEqual(rep["outcome"], "ok")
+        self.assertTrue(any(w["msg"] == "pushgateway PUT failed" and w["fields"]["job"] == "k8s_upgrade" for w in rep["warnings"]))
         r = self.run_lua('push.push("k8s_upgrade", {}, { upgrade_in_flight = 1 }, { required = true })', "-e", f"pgw={self.url}")
         self.assertEqual(r.returncode, 1)
         self.assertIn("pushgateway PUT failed", r.stderr)

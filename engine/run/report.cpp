@@ -1,0 +1,67 @@
+#include "engine/run/report.hpp"
+
+#include <cstdio>
+#include <fstream>
+
+#include <fmt/chrono.h>
+#include <fmt/format.h>
+
+namespace engine::run {
+
+namespace {
+std::string iso(std::chrono::system_clock::time_point t) {
+  return fmt::format("{:%Y-%m-%dT%H:%M:%S}Z", fmt::gmtime(std::chrono::system_clock::to_time_t(t)));
+}
+}  // namespace
+
+Report& report() {
+  static Report r;
+  return r;
+}
+
+void Report::begin(const std::string& run_id, const std::string& runbook, const std::string& path, nlohmann::json params) {
+  std::lock_guard lock(mu_);
+  started_ = std::chrono::system_clock::now();
+  doc_ = {{"run", run_id}, {"runbook", runbook}, {"path", path}, {"params", std::move(params)}, {"started", iso(started_)},
+          {"warnings", nlohmann::json::array()}, {"errors", nlohmann::json::array()}, {"hosts", nlohmann::json::object()}};
+}
+
+void Report::note(std::string_view level, std::string_view host, std::string_view msg, const nlohmann::json& fields) {
+  std::lock_guard lock(mu_);
+  if (doc_.empty()) return;
+  nlohmann::json e = {{"time", iso(std::chrono::system_clock::now())}, {"msg", msg}};
+  if (!host.empty()) e["host"] = host;
+  if (fields.is_object() && !fields.empty()) e["fields"] = fields;
+  doc_[level == "error" ? "errors" : "warnings"].push_back(std::move(e));
+}
+
+void Report::host(const std::string& name, const std::string& status, const std::string& error, double seconds) {
+  std::lock_guard lock(mu_);
+  if (doc_.empty()) return;
+  nlohmann::json h = {{"status", status}, {"seconds", seconds}};
+  if (!error.empty()) h["error"] = error;
+  doc_["hosts"][name] = std::move(h);
+}
+
+nlohmann::json Report::snapshot() const {
+  std::lock_guard lock(mu_);
+  return doc_;
+}
+
+std::string Report::finish(const std::string& dir, int exit_code) {
+  std::lock_guard lock(mu_);
+  auto now = std::chrono::system_clock::now();
+  doc_["finished"] = iso(now);
+  doc_["seconds"] = std::chrono::duration<double>(now - started_).count();
+  doc_["exit_code"] = exit_code;
+  doc_["outcome"] = exit_code == 0 ? "ok" : exit_code == 130 ? "interrupted" : exit_code == 1 ? "failed" : "error";
+  std::string path = dir + "/report.json", tmp = path + ".tmp";
+  {
+    std::ofstream f(tmp);
+    f << doc_.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) << "\n";
+  }
+  std::rename(tmp.c_str(), path.c_str());
+  return path;
+}
+
+}  // namespace engine::run

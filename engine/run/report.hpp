@@ -1,0 +1,32 @@
+// report.json in the run's directory: what ran, with which params (secrets redacted), every
+// warning and error the run logged (a failed Pushgateway push among them), each host's outcome in
+// fleet.each, and how it ended. Written atomically at the end of the run.
+#pragma once
+#include <chrono>
+#include <mutex>
+#include <string>
+
+#include <nlohmann/json.hpp>
+
+namespace engine::run {
+
+class Report {
+ public:
+  void begin(const std::string& run_id, const std::string& runbook, const std::string& path, nlohmann::json params);
+  // A warning or an error the run logged.
+  void note(std::string_view level, std::string_view host, std::string_view msg, const nlohmann::json& fields);
+  // One host's outcome in a fleet.each (the last one wins when a host is in several).
+  void host(const std::string& name, const std::string& status, const std::string& error, double seconds);
+  // Writes report.json (through a temporary name) and returns its path.
+  std::string finish(const std::string& dir, int exit_code);
+  nlohmann::json snapshot() const;
+
+ private:
+  mutable std::mutex mu_;
+  nlohmann::json doc_ = nlohmann::json::object();
+  std::chrono::system_clock::time_point started_;
+};
+
+Report& report();
+
+}  // namespace engine::run
