@@ -6,6 +6,7 @@
 #include <cstring>
 
 #include "bindings/vm.hpp"
+#include "engine/core/hash.hpp"
 #include "engine/etcd/snapshot.hpp"
 
 namespace engine::lua {
@@ -60,7 +61,7 @@ int l_snapshot(lua_State* L) {
 // sha256_file(path) → hex | nil, err: to verify a snapshot downloaded from a node.
 int l_sha256_file(lua_State* L) {
   std::string path = luaL_checkstring(L, 1);
-  auto hex = etcd::sha256_file(path);
+  auto hex = engine::sha256_file(path);
   if (!hex) {
     lua_pushnil(L);
     lua_pushstring(L, "not found");
@@ -77,7 +78,7 @@ int l_commit_download(lua_State* L) {
   std::string path = luaL_checkstring(L, 1);
   std::string want = luaL_checkstring(L, 2);
   std::string part = path + ".part";
-  auto got = etcd::sha256_file(part);
+  auto got = engine::sha256_file(part);
   if (!got || *got != want) {
     ::unlink(part.c_str());
     lua_pushnil(L);

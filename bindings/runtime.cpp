@@ -99,6 +99,8 @@ int Runtime::run(const nlohmann::json& params, const RunOptions& opts) {
   Vm& vm = *vm_;
   vm.dry_run = opts.dry_run;
   vm.assume_yes = opts.assume_yes;
+  vm.journal = opts.dry_run ? nullptr : opts.journal;
+  vm.retry_unknown = opts.retry_unknown;
   vm.kubeconfig = opts.kubeconfig;
   vm.kube_context = opts.context;
   vm.run_id = opts.run_id.empty() ? "engine-" + std::to_string(::getpid()) : opts.run_id;

@@ -9,6 +9,7 @@
 #include <nlohmann/json.hpp>
 
 #include "engine/inventory/inventory.hpp"
+#include "engine/journal/journal.hpp"
 #include "engine/params/params.hpp"
 
 namespace engine::lua {
@@ -28,6 +29,8 @@ struct RunOptions {
   std::string run_id;
   std::string kubeconfig;  // --kubeconfig: overrides the inventory's and $KUBECONFIG
   std::string context;     // --context
+  journal::Journal* journal = nullptr;  // steps are journaled here (none under --dry-run)
+  bool retry_unknown = false;
 };
 
 class Runtime {

@@ -215,6 +215,7 @@ void open_sandbox(lua_State* L, const std::string& stdlib_dir) {
   lua_setfield(L, -2, "deadline_push");
   lua_pushcfunction(L, l_deadline_pop);
   lua_setfield(L, -2, "deadline_pop");
+  add_journal_natives(L);
   if (lua_pcall(L, 1, 0, 0) != LUA_OK) throw std::runtime_error(lua_tostring(L, -1));
 
   // Last: from here on, reading an undefined global raises and names it.

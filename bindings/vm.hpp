@@ -22,6 +22,9 @@
 namespace engine::inventory {
 class Inventory;
 }
+namespace engine::journal {
+class Journal;
+}
 
 namespace engine::lua {
 
@@ -51,6 +54,7 @@ struct Task : std::enable_shared_from_this<Task> {
   bool raise_top = false;           // the completion pushed an error value to raise
   int resume_nargs = 0;
   std::map<uint64_t, std::shared_ptr<asio::steady_timer>> deadlines;
+  std::map<std::string, int> step_counts;  // the nth step of a name in this task has its own key
   // A task waits on one thing at a time; sleep and other timed waits use this timer.
   asio::steady_timer timer;
   Task* prev_live = nullptr;  // the Vm's list of tasks in flight (intrusive: no allocation per task)
@@ -85,6 +89,8 @@ struct Vm {
   bool assume_yes = false;
   std::string run_id;  // names this run to the outside world (cordon annotations, leases)
   std::string kubeconfig, kube_context;  // --kubeconfig / --context
+  journal::Journal* journal = nullptr;    // steps are journaled when set (not under --dry-run)
+  bool retry_unknown = false;             // resume --retry-unknown
   std::string stdlib_dir;
   std::string runbook_dir;
   std::string runbook_path;
@@ -139,6 +145,8 @@ void close_k8s(Vm& vm);
 size_t k8s_in_flight(Vm& vm);
 void open_http(lua_State* L);
 void open_etcd(lua_State* L);
+// step()'s natives, added to the table the prelude receives.
+void add_journal_natives(lua_State* L);
 void close_http(Vm& vm);
 // Ends every SSH session of the run (before the io_context goes).
 void close_ssh(Vm& vm);

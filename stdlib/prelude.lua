@@ -44,6 +44,49 @@ function timeout(seconds, fn, ...)
   raw_error(res[2], 0)
 end
 
+--- step(name, fn, {probe = function() return done, result end}) → fn's results
+--- Journaled: a resumed run returns a finished step's recorded results without running it again.
+--- A step that started but has no record of finishing is unknown: its probe (when given) says
+--- whether it took effect; without one the run stops and says so (resume --retry-unknown reruns it).
+function step(name, fn, opts)
+  if type(name) ~= "string" or name == "" then raw_error("step: the first argument must be a name", 2) end
+  if type(fn) ~= "function" then raw_error("step: the second argument must be a function", 2) end
+  if opts ~= nil and type(opts) ~= "table" then raw_error("step: the third argument must be a table of options", 2) end
+  local key = native.step_key(name)
+  if key == nil then return fn() end  -- no journal: a dry run, or code outside a run
+  local state, saved, n = native.step_lookup(key)
+  if state == "done" then
+    log.debug("step already done", { step = key })
+    return unpack(saved, 1, n)
+  end
+  if state == "intent" then
+    local probe = opts and opts.probe
+    if probe then
+      local ok, r = probe()
+      if ok then
+        log.info("step found done by its probe", { step = key })
+        native.step_done(key, r)
+        return r
+      end
+      log.info("step not done according to its probe: running it", { step = key })
+    elseif not native.retry_unknown() then
+      raw_error(format("step '%s' started before the run stopped and has no record of finishing: it may or may not "
+        .. "have taken effect. Check it, then resume with --retry-unknown to run it again", key), 0)
+    else
+      log.warn("step may have run already: running it again (--retry-unknown)", { step = key })
+    end
+  end
+  native.step_intent(key)
+  local res = pack(raw_pcall(fn))
+  if res[1] then
+    native.step_done(key, unpack(res, 2, res.n))
+    return unpack(res, 2, res.n)
+  end
+  -- An interrupted step keeps only its INTENT: unknown on resume, as it should be.
+  if not is_interrupt(res[2]) then native.step_failed(key, tostring(res[2])) end
+  raw_error(res[2], 0)
+end
+
 --- Fails the runbook with a formatted message at the caller's line.
 function fail(fmt, ...)
   raw_error(format(fmt, ...), 2)

@@ -3,6 +3,9 @@
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
+#include <algorithm>
+#include <filesystem>
+#include <fstream>
 #include <cstdio>
 #include <iostream>
 
@@ -10,6 +13,8 @@
 #include "engine/core/errors.hpp"
 #include "engine/inventory/inventory.hpp"
 #include "engine/log/log.hpp"
+#include "engine/core/hash.hpp"
+#include "engine/journal/journal.hpp"
 #include "engine/run/report.hpp"
 #include "engine/run/run_dir.hpp"
 
@@ -23,6 +28,8 @@ struct Args {
   bool dry_run = false, yes = false, help = false;
   std::string log_format = "text", log_level = "info", state_dir;
   std::string kubeconfig, context;
+  std::string run_id;          // resume, show
+  bool force = false, retry_unknown = false;
 };
 
 std::vector<std::pair<std::string, std::string>> parse_extra(const std::vector<std::string>& items) {
@@ -73,6 +80,80 @@ int do_check(Args& a) {
   return 0;
 }
 
+// What a run records about itself, so `engine resume` can run it again the same way.
+nlohmann::json run_record(const Args& a, const engine::run::RunDir& run, const nlohmann::json& params) {
+  namespace fs = std::filesystem;
+  nlohmann::json inventories = nlohmann::json::array();
+  for (const auto& i : a.inventories) inventories.push_back(fs::exists(i) ? fs::absolute(i).string() : i);
+  return {{"id", run.id},
+          {"runbook", fs::absolute(a.runbook).string()},
+          {"runbook_sha256", engine::sha256_file(a.runbook).value_or("")},
+          {"extra", a.extra},
+          {"params_sha256", engine::sha256_hex(params.dump())},
+          {"inventories", inventories},
+          {"limit", a.limit},
+          {"kubeconfig", a.kubeconfig},
+          {"context", a.context},
+          {"engine", ENGINE_VERSION}};
+}
+
+void write_json(const std::filesystem::path& path, const nlohmann::json& j) {
+  std::string tmp = path.string() + ".tmp";
+  {
+    std::ofstream f(tmp);
+    f << j.dump(2) << "\n";
+  }
+  std::filesystem::rename(tmp, path);
+}
+
+nlohmann::json read_json(const std::filesystem::path& path) {
+  std::ifstream f(path);
+  if (!f) return nullptr;
+  nlohmann::json j = nlohmann::json::parse(f, nullptr, false);
+  return j.is_discarded() ? nullptr : j;
+}
+
+void setup_logs(const Args& a, const engine::run::RunDir& run) {
+  engine::log::Options lo;
+  lo.format = a.log_format == "json" ? engine::log::Format::json : engine::log::Format::text;
+  lo.level = *engine::log::parse_level(a.log_level);
+  lo.file = (run.path / "run.log").string();
+  lo.color = lo.format == engine::log::Format::text && isatty(STDOUT_FILENO);
+  engine::log::setup(lo);
+}
+
+// The body shared by run and resume: journal open, runbook run, report written.
+int execute(Args& a, engine::lua::Runtime& rt, const engine::lua::RunbookInfo& info, const nlohmann::json& params,
+            const engine::run::RunDir& run, bool resuming) {
+  std::vector<std::string> warnings;
+  std::unique_ptr<engine::journal::Journal> journal;
+  if (!a.dry_run) {
+    try {
+      journal = std::make_unique<engine::journal::Journal>((run.path / "journal").string(), warnings);
+    } catch (const std::exception& e) {
+      throw engine::ConfigError(e.what());
+    }
+  }
+  nlohmann::json shown = nlohmann::json::object();
+  for (const auto& spec : info.params)
+    if (params.contains(spec.name)) shown[spec.name] = spec.secret ? nlohmann::json("<secret>") : params[spec.name];
+  engine::run::report().begin(run.id, info.name, a.runbook, shown);
+  engine::log::emit(engine::log::Level::info, "", resuming ? "run resumed" : "run started",
+                    {{"run", run.id}, {"runbook", info.name}, {"dir", run.path.string()}, {"dry_run", a.dry_run},
+                     {"journaled_records", journal ? journal->records() : 0}});
+  for (const auto& w : warnings) engine::log::emit(engine::log::Level::warn, "", w);
+
+  int code = rt.run(params, {a.dry_run, a.yes, run.id, a.kubeconfig, a.context, journal.get(), a.retry_unknown});
+  auto report_path = engine::run::report().finish(run.path.string(), code);
+  engine::log::emit(code == 0 ? engine::log::Level::info : engine::log::Level::error, "", "run finished",
+                    {{"run", run.id}, {"exit", code}, {"report", report_path}});
+  if (code == 1 || code == 130)
+    std::fprintf(stderr, "continue it with: engine resume %s%s\n", run.id.c_str(),
+                 a.state_dir.empty() ? "" : (" --state-dir " + a.state_dir).c_str());
+  engine::log::flush();
+  return code;
+}
+
 int do_run(Args& a) {
   engine::lua::Runtime rt(engine::lua::default_stdlib_dir());
   auto info = rt.load(a.runbook);
@@ -82,27 +163,95 @@ int do_run(Args& a) {
   }
   auto params = rt.resolve_params(parse_extra(a.extra));
   rt.set_inventory(load_inventory(a));
-
   auto run = engine::run::create(engine::run::state_dir(a.state_dir), info.name);
-  engine::log::Options lo;
-  lo.format = a.log_format == "json" ? engine::log::Format::json : engine::log::Format::text;
-  lo.level = *engine::log::parse_level(a.log_level);
-  lo.file = (run.path / "run.log").string();
-  lo.color = lo.format == engine::log::Format::text && isatty(STDOUT_FILENO);
-  engine::log::setup(lo);
-  nlohmann::json shown = nlohmann::json::object();
-  for (const auto& spec : info.params)
-    if (params.contains(spec.name)) shown[spec.name] = spec.secret ? nlohmann::json("<secret>") : params[spec.name];
-  engine::run::report().begin(run.id, info.name, a.runbook, shown);
-  engine::log::emit(engine::log::Level::info, "", "run started",
-                    {{"run", run.id}, {"runbook", info.name}, {"dir", run.path.string()}, {"dry_run", a.dry_run}});
+  write_json(run.path / "run.json", run_record(a, run, params));
+  setup_logs(a, run);
+  return execute(a, rt, info, params, run, false);
+}
 
-  int code = rt.run(params, {a.dry_run, a.yes, run.id, a.kubeconfig, a.context});
-  auto report_path = engine::run::report().finish(run.path.string(), code);
-  engine::log::emit(code == 0 ? engine::log::Level::info : engine::log::Level::error, "", "run finished",
-                    {{"run", run.id}, {"exit", code}, {"report", report_path}});
-  engine::log::flush();
-  return code;
+// engine resume RUN_ID: the recorded runbook, params and inventory, run again; finished steps are
+// skipped. Refuses when the runbook or its params changed since, unless --force.
+int do_resume(Args& a) {
+  auto dir = engine::run::state_dir(a.state_dir) / "runs" / a.run_id;
+  auto rec = read_json(dir / "run.json");
+  if (rec.is_null()) throw engine::ConfigError("no run '" + a.run_id + "' under " + dir.parent_path().string());
+  Args r = a;
+  r.runbook = rec.value("runbook", "");
+  r.extra = rec.value("extra", std::vector<std::string>{});
+  r.inventories = rec.value("inventories", std::vector<std::string>{});
+  r.limit = rec.value("limit", "");
+  if (r.kubeconfig.empty()) r.kubeconfig = rec.value("kubeconfig", "");
+  if (r.context.empty()) r.context = rec.value("context", "");
+  auto sha = engine::sha256_file(r.runbook);
+  if (!sha) throw engine::ConfigError("the run's runbook " + r.runbook + " is gone");
+  if (*sha != rec.value("runbook_sha256", "") && !a.force)
+    throw engine::ConfigError("the runbook " + r.runbook + " changed since the run started (sha256 " + sha->substr(0, 12) +
+                              ", was " + rec.value("runbook_sha256", "").substr(0, 12) +
+                              "): its steps may not mean what the journal says; resume with --force to use it anyway");
+  engine::lua::Runtime rt(engine::lua::default_stdlib_dir());
+  auto info = rt.load(r.runbook);
+  auto params = rt.resolve_params(parse_extra(r.extra));
+  if (engine::sha256_hex(params.dump()) != rec.value("params_sha256", "") && !a.force)
+    throw engine::ConfigError("the runbook's params resolve differently than when the run started (its declarations "
+                              "changed); resume with --force to use them anyway");
+  rt.set_inventory(load_inventory(r));
+  engine::run::RunDir run{a.run_id, dir};
+  setup_logs(r, run);
+  return execute(r, rt, info, params, run, true);
+}
+
+// engine runs: every run under the state directory and how it ended.
+int do_runs(Args& a) {
+  namespace fs = std::filesystem;
+  auto root = engine::run::state_dir(a.state_dir) / "runs";
+  std::vector<std::string> ids;
+  if (fs::is_directory(root))
+    for (auto& e : fs::directory_iterator(root))
+      if (e.is_directory()) ids.push_back(e.path().filename().string());
+  std::sort(ids.begin(), ids.end());
+  std::printf("%-44s %-22s %-12s %s\n", "RUN", "RUNBOOK", "STATE", "FINISHED");
+  for (const auto& id : ids) {
+    auto rec = read_json(root / id / "run.json");
+    auto rep = read_json(root / id / "report.json");
+    std::string runbook = rec.is_null() ? "?" : std::filesystem::path(rec.value("runbook", "?")).stem().string();
+    std::string state = rep.is_null() ? "incomplete" : rep.value("outcome", "?");
+    std::string finished = rep.is_null() ? "-" : rep.value("finished", "-");
+    std::printf("%-44s %-22s %-12s %s\n", id.c_str(), runbook.c_str(), state.c_str(), finished.c_str());
+  }
+  return 0;
+}
+
+// engine show RUN_ID: the recap of one run.
+int do_show(Args& a) {
+  auto dir = engine::run::state_dir(a.state_dir) / "runs" / a.run_id;
+  auto rec = read_json(dir / "run.json");
+  if (rec.is_null()) throw engine::ConfigError("no run '" + a.run_id + "' under " + dir.parent_path().string());
+  auto rep = read_json(dir / "report.json");
+  std::printf("run       %s\nrunbook   %s\n", a.run_id.c_str(), rec.value("runbook", "?").c_str());
+  if (rep.is_null()) {
+    std::printf("state     incomplete (stopped before it could write its report)\n");
+  } else {
+    std::printf("state     %s (exit %d)\nstarted   %s\nfinished  %s\n", rep.value("outcome", "?").c_str(),
+                rep.value("exit_code", -1), rep.value("started", "?").c_str(), rep.value("finished", "?").c_str());
+    if (!rep["hosts"].empty()) {
+      std::printf("\nRECAP\n");
+      for (auto it = rep["hosts"].begin(); it != rep["hosts"].end(); ++it)
+        std::printf("  %-30s %-12s %7.1fs  %s\n", it.key().c_str(), it.value().value("status", "?").c_str(),
+                    it.value().value("seconds", 0.0), it.value().value("error", "").c_str());
+    }
+    for (const auto& e : rep["errors"]) std::printf("error     %s %s\n", e.value("host", "").c_str(), e.value("msg", "").c_str());
+  }
+  if (std::filesystem::exists(dir / "journal")) {
+    std::vector<std::string> warnings;
+    try {
+      engine::journal::Journal j((dir / "journal").string(), warnings, true);
+      std::printf("journal   %zu records\n", j.records());
+    } catch (const std::exception& e) {
+      std::printf("journal   unreadable: %s\n", e.what());
+    }
+    for (const auto& w : warnings) std::printf("warning   %s\n", w.c_str());
+  }
+  return 0;
 }
 
 }  // namespace
@@ -127,6 +276,24 @@ int main(int argc, char** argv) {
 
   auto* check = app.add_subcommand("check", "compile a runbook and validate params and inventory; runs nothing");
   add_common(check, a);
+
+  auto* resume = app.add_subcommand("resume", "continue a stopped or failed run: finished steps are skipped");
+  resume->add_option("run_id", a.run_id, "the run's id (engine runs lists them)")->required();
+  resume->add_flag("--force", a.force, "resume even though the runbook or its params changed");
+  resume->add_flag("--retry-unknown", a.retry_unknown, "run again the steps that started but have no record of finishing");
+  resume->add_flag("--yes", a.yes, "answer yes to confirm() prompts");
+  resume->add_option("--log-format", a.log_format, "text or json")->check(CLI::IsMember({"text", "json"}));
+  resume->add_option("--log-level", a.log_level, "debug, info, warn or error")
+      ->check(CLI::IsMember({"debug", "info", "warn", "error"}));
+  resume->add_option("--state-dir", a.state_dir, "where run directories live");
+  resume->add_option("--kubeconfig", a.kubeconfig, "the kubeconfig for engine.k8s");
+  resume->add_option("--context", a.context, "the kubeconfig context for engine.k8s");
+
+  auto* runs = app.add_subcommand("runs", "list runs and their state");
+  runs->add_option("--state-dir", a.state_dir, "where run directories live");
+  auto* show = app.add_subcommand("show", "a run's recap");
+  show->add_option("run_id", a.run_id, "the run's id")->required();
+  show->add_option("--state-dir", a.state_dir, "where run directories live");
 
   auto* version = app.add_subcommand("version", "print the engine's version");
 
@@ -155,6 +322,9 @@ int main(int argc, char** argv) {
       return 0;
     }
     if (*check) return do_check(a);
+    if (*resume) return do_resume(a);
+    if (*runs) return do_runs(a);
+    if (*show) return do_show(a);
     return do_run(a);
   } catch (const engine::ConfigError& e) {
     std::fprintf(stderr, "error: %s\n", e.what());

@@ -225,21 +225,4 @@ std::function<void()> snapshot(http::Client& client, const std::string& endpoint
   });
 }
 
-std::optional<std::string> sha256_file(const std::string& path) {
-  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return std::nullopt;
-  EVP_MD_CTX* ctx = EVP_MD_CTX_new();
-  EVP_DigestInit_ex(ctx, EVP_sha256(), nullptr);
-  std::string buf(1 << 20, '\0');
-  ssize_t n;
-  while ((n = ::read(fd, buf.data(), buf.size())) > 0) EVP_DigestUpdate(ctx, buf.data(), static_cast<size_t>(n));
-  ::close(fd);
-  unsigned char out[32];
-  unsigned int len = 0;
-  EVP_DigestFinal_ex(ctx, out, &len);
-  EVP_MD_CTX_free(ctx);
-  if (n < 0) return std::nullopt;
-  return hex(out, 32);
-}
-
 }  // namespace engine::etcd

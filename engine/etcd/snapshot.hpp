@@ -23,7 +23,4 @@ struct SnapshotResult {
 std::function<void()> snapshot(http::Client& client, const std::string& endpoint, const http::Tls& tls, const std::string& path,
                                std::function<void(SnapshotResult)> done);
 
-// The sha256 of a local file, hex; nullopt when it cannot be read.
-std::optional<std::string> sha256_file(const std::string& path);
-
 }  // namespace engine::etcd

@@ -35,6 +35,16 @@ function sleep(seconds) end
 ---@return any ...
 function timeout(seconds, fn, ...) end
 
+---@class engine.StepOptions
+---@field probe? fun(): boolean, any  on resume, for a step that started but did not finish: true if its effect is there
+
+--- A journaled step: run once per run; a resumed run returns its recorded results.
+---@param name string
+---@param fn fun(): any
+---@param opts? engine.StepOptions
+---@return any ...
+function step(name, fn, opts) end
+
 --- Raises string.format(fmt, ...) at the caller's line.
 ---@param fmt string
 function fail(fmt, ...) end

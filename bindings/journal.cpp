@@ -1,0 +1,99 @@
+// The natives behind step() (stdlib/prelude.lua): step keys, journal lookups and records.
+#include "bindings/vm.hpp"
+#include "engine/journal/journal.hpp"
+#include "engine/log/log.hpp"
+
+namespace engine::lua {
+
+namespace {
+
+// step_key(name) → "host/name[#n]" for this task's nth step of that name, or nil without a journal.
+int l_step_key(lua_State* L) {
+  std::string name = luaL_checkstring(L, 1);
+  Vm& vm = vm_of(L);
+  Task* t = current_task(L);
+  if (!vm.journal || !t) {
+    lua_pushnil(L);
+    return 1;
+  }
+  int n = ++t->step_counts[name];
+  std::string key = (t->host.empty() ? "" : t->host + "/") + name + (n > 1 ? "#" + std::to_string(n) : "");
+  lua_pushstring(L, key.c_str());
+  return 1;
+}
+
+// step_lookup(key) → nil | "intent" | "failed", error | "done", results, n
+int l_step_lookup(lua_State* L) {
+  Vm& vm = vm_of(L);
+  auto e = vm.journal ? vm.journal->lookup(luaL_checkstring(L, 1)) : std::nullopt;
+  if (!e) return 0;
+  switch (e->state) {
+    case journal::Entry::intent:
+      lua_pushstring(L, "intent");
+      return 1;
+    case journal::Entry::failed:
+      lua_pushstring(L, "failed");
+      lua_pushstring(L, e->error.c_str());
+      return 2;
+    case journal::Entry::done:
+      lua_pushstring(L, "done");
+      lua_createtable(L, static_cast<int>(e->result.size()), 0);
+      for (size_t i = 0; i < e->result.size(); ++i) {
+        push_json(L, e->result[i]);
+        lua_rawseti(L, -2, static_cast<lua_Integer>(i + 1));
+      }
+      lua_pushinteger(L, static_cast<lua_Integer>(e->result.size()));
+      return 3;
+  }
+  return 0;
+}
+
+int l_step_intent(lua_State* L) {
+  Vm& vm = vm_of(L);
+  try {
+    vm.journal->intent(luaL_checkstring(L, 1));
+  } catch (const std::exception& e) {
+    return luaL_error(L, "%s", e.what());  // no record, no side effect: the step does not start
+  }
+  return 0;
+}
+
+// step_done(key, ...) — the step's results, as JSON (a value JSON cannot hold is kept as its text).
+int l_step_done(lua_State* L) {
+  Vm& vm = vm_of(L);
+  std::string key = luaL_checkstring(L, 1);
+  json results = json::array();
+  for (int i = 2; i <= lua_gettop(L); ++i) results.push_back(to_json(L, i));
+  try {
+    vm.journal->done(key, results);
+  } catch (const std::exception& e) {
+    return luaL_error(L, "%s", e.what());
+  }
+  return 0;
+}
+
+int l_step_failed(lua_State* L) {
+  Vm& vm = vm_of(L);
+  try {
+    vm.journal->failed(luaL_checkstring(L, 1), luaL_checkstring(L, 2));
+  } catch (const std::exception& e) {
+    log::emit(log::Level::error, "", "journal write failed", {{"error", e.what()}});
+  }
+  return 0;
+}
+
+int l_retry_unknown(lua_State* L) {
+  lua_pushboolean(L, vm_of(L).retry_unknown);
+  return 1;
+}
+
+}  // namespace
+
+void add_journal_natives(lua_State* L) {
+  const luaL_Reg fns[] = {{"step_key", l_step_key},       {"step_lookup", l_step_lookup}, {"step_intent", l_step_intent},
+                          {"step_done", l_step_done},     {"step_failed", l_step_failed}, {"retry_unknown", l_retry_unknown},
+                          {nullptr, nullptr}};
+  luaL_setfuncs(L, fns, 0);
+}
+
+}  // namespace engine::lua

@@ -1,0 +1,12 @@
+// SHA-256 of files and strings, hex: run records, snapshot checks.
+#pragma once
+#include <optional>
+#include <string>
+#include <string_view>
+
+namespace engine {
+
+std::optional<std::string> sha256_file(const std::string& path);
+std::string sha256_hex(std::string_view data);
+
+}  // namespace engine

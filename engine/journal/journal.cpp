@@ -1,0 +1,133 @@
+#include "engine/journal/journal.hpp"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cstring>
+#include <fstream>
+#include <sstream>
+#include <stdexcept>
+
+namespace engine::journal {
+
+uint32_t crc32(std::string_view data) {
+  static uint32_t table[256];
+  static bool ready = false;
+  if (!ready) {
+    for (uint32_t i = 0; i < 256; ++i) {
+      uint32_t c = i;
+      for (int k = 0; k < 8; ++k) c = (c & 1) ? 0xEDB88320u ^ (c >> 1) : c >> 1;
+      table[i] = c;
+    }
+    ready = true;
+  }
+  uint32_t c = 0xFFFFFFFFu;
+  for (unsigned char b : data) c = table[(c ^ b) & 0xFF] ^ (c >> 8);
+  return c ^ 0xFFFFFFFFu;
+}
+
+Journal::Journal(const std::string& path, std::vector<std::string>& warnings, bool read_only) : path_(path) {
+  std::string text;
+  {
+    std::ifstream in(path, std::ios::binary);
+    std::stringstream ss;
+    ss << in.rdbuf();
+    text = ss.str();
+  }
+  std::vector<std::string> lines;
+  size_t start = 0;
+  bool torn = false;
+  while (start < text.size()) {
+    size_t nl = text.find('\n', start);
+    if (nl == std::string::npos) {  // no newline: the write was cut
+      torn = true;
+      break;
+    }
+    lines.push_back(text.substr(start, nl - start));
+    start = nl + 1;
+  }
+  size_t good_bytes = 0;
+  for (size_t i = 0; i < lines.size(); ++i) {
+    const std::string& line = lines[i];
+    bool ok = line.size() > 9 && line[8] == ' ';
+    nlohmann::json rec;
+    if (ok) {
+      char* end = nullptr;
+      uint32_t want = static_cast<uint32_t>(std::strtoul(line.substr(0, 8).c_str(), &end, 16));
+      std::string body = line.substr(9);
+      ok = crc32(body) == want;
+      if (ok) {
+        rec = nlohmann::json::parse(body, nullptr, false);
+        ok = !rec.is_discarded() && rec.is_object() && rec.contains("t") && rec.contains("step");
+      }
+    }
+    if (!ok) {
+      if (i + 1 == lines.size()) {
+        warnings.push_back("journal " + path + ": the last record (line " + std::to_string(i + 1) +
+                           ") is corrupt; ignored, not trusted");
+        torn = false;
+        break;
+      }
+      throw std::runtime_error("journal " + path + ": record " + std::to_string(i + 1) + " of " +
+                               std::to_string(lines.size()) + " is corrupt; the journal cannot be trusted");
+    }
+    good_bytes += line.size() + 1;
+    ++records_;
+    std::string key = rec["step"].get<std::string>(), t = rec["t"].get<std::string>();
+    Entry& e = entries_[key];
+    if (t == "INTENT") e = Entry{Entry::intent, nullptr, ""};
+    else if (t == "DONE") e = Entry{Entry::done, rec.value("result", nlohmann::json::array()), ""};
+    else if (t == "FAILED") e = Entry{Entry::failed, nullptr, rec.value("error", "")};
+  }
+  if (torn) warnings.push_back("journal " + path + ": the last record is torn (written partly before the run stopped); ignored");
+  if (read_only) return;
+  fd_ = ::open(path.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
+  if (fd_ < 0) throw std::runtime_error("journal " + path + ": " + std::strerror(errno));
+  // The untrusted tail goes, so new records follow the last good one.
+  if (::ftruncate(fd_, static_cast<off_t>(good_bytes)) != 0 || ::lseek(fd_, 0, SEEK_END) < 0)
+    throw std::runtime_error("journal " + path + ": " + std::strerror(errno));
+}
+
+Journal::~Journal() {
+  if (fd_ >= 0) ::close(fd_);
+}
+
+std::optional<Entry> Journal::lookup(const std::string& key) const {
+  auto it = entries_.find(key);
+  if (it == entries_.end()) return std::nullopt;
+  return it->second;
+}
+
+void Journal::append(const nlohmann::json& record) {
+  if (fd_ < 0) throw std::runtime_error("journal " + path_ + " was opened read-only");
+  std::string body = record.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+  char crc[10];
+  std::snprintf(crc, sizeof crc, "%08x ", crc32(body));
+  std::string line = crc + body + "\n";
+  size_t off = 0;
+  while (off < line.size()) {
+    ssize_t n = ::write(fd_, line.data() + off, line.size() - off);
+    if (n < 0) throw std::runtime_error("journal " + path_ + ": write: " + std::strerror(errno));
+    off += static_cast<size_t>(n);
+  }
+  // On disk before the step's side effect starts (INTENT), or before the next one (DONE).
+  if (::fdatasync(fd_) != 0) throw std::runtime_error("journal " + path_ + ": fsync: " + std::strerror(errno));
+  ++records_;
+}
+
+void Journal::intent(const std::string& key) {
+  append({{"t", "INTENT"}, {"step", key}});
+  entries_[key] = Entry{Entry::intent, nullptr, ""};
+}
+
+void Journal::done(const std::string& key, const nlohmann::json& result) {
+  append({{"t", "DONE"}, {"step", key}, {"result", result}});
+  entries_[key] = Entry{Entry::done, result, ""};
+}
+
+void Journal::failed(const std::string& key, const std::string& error) {
+  append({{"t", "FAILED"}, {"step", key}, {"error", error}});
+  entries_[key] = Entry{Entry::failed, nullptr, error};
+}
+
+}  // namespace engine::journal

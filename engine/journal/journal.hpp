@@ -1,0 +1,47 @@
+// The step journal of a run: append-only, one record per line, each with a CRC32 of its JSON.
+// INTENT is fsynced before a step's first side effect, DONE (with the step's result) or FAILED
+// after. Reopening it for `engine resume` reads every record; a torn or corrupt last record is
+// reported and ignored, never trusted; a corrupt record before the last one refuses the journal.
+#pragma once
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+namespace engine::journal {
+
+struct Entry {
+  enum State { intent, done, failed } state = intent;
+  nlohmann::json result;  // DONE: the step's results (a JSON array)
+  std::string error;      // FAILED: why
+};
+
+class Journal {
+ public:
+  // Opens (creating it if needed) and reads the journal. `warnings` gets what was wrong with its
+  // tail, which is then cut off so new records follow the last good one (read_only: left as is,
+  // for `engine show`). Throws std::runtime_error when a record in the middle is corrupt.
+  Journal(const std::string& path, std::vector<std::string>& warnings, bool read_only = false);
+  ~Journal();
+  Journal(const Journal&) = delete;
+  Journal& operator=(const Journal&) = delete;
+
+  std::optional<Entry> lookup(const std::string& key) const;
+  void intent(const std::string& key);  // fsynced before returning
+  void done(const std::string& key, const nlohmann::json& result);
+  void failed(const std::string& key, const std::string& error);
+  size_t records() const { return records_; }
+
+ private:
+  void append(const nlohmann::json& record);
+  int fd_ = -1;
+  std::string path_;
+  std::map<std::string, Entry> entries_;
+  size_t records_ = 0;
+};
+
+uint32_t crc32(std::string_view data);
+
+}  // namespace engine::journal

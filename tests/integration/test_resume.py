@@ -1,0 +1,195 @@
+"""Journaled steps and `engine resume`: SIGKILL at random points, torn journals, changed runbooks."""
+import os
+import random
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import unittest
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import sshlab  # noqa: E402
+
+ENGINE = os.environ.get("ENGINE_BIN", os.path.join(os.path.dirname(__file__), "../../build/bin/engine"))
+
+STEPS = """
+local ssh = require "engine.ssh"
+local fleet = require "engine.fleet"
+return runbook {
+  name = "ten-steps",
+  params = { kh = { type = "string" }, key = { type = "string" }, dir = { type = "string" } },
+  run = function(p, inv)
+    ssh.configure { known_hosts = p.kh, identity_files = { p.key } }
+    fleet.each(inv:group("all"), { at_once = 5 }, function(h)
+      local file = p.dir .. "/" .. h.name .. ".log"
+      for i = 1, 10 do
+        local line = "step" .. i
+        step(line, function()
+          local r = assert(h:exec("echo " .. line .. " >> " .. file))
+          assert(r.code == 0, r.stderr)
+        end, { probe = function()
+          local r = assert(h:exec("grep -qx " .. line .. " " .. file, { read_only = true }))
+          return r.code == 0
+        end })
+      end
+    end)
+  end,
+}
+"""
+
+
+class TestResume(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.lab = sshlab.Lab()
+        cls.sshd = cls.lab.sshd()
+        cls.lab.trust(cls.sshd.known_hosts_line())
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.lab.stop()
+
+    def setUp(self):
+        self.tmp = tempfile.mkdtemp(prefix="engine-resume-")
+        os.chmod(self.tmp, 0o777)  # the hosts' files are written by the SSH user
+        self.state = os.path.join(self.tmp, "state")
+        self.runbook = os.path.join(self.tmp, "steps.lua")
+        with open(self.runbook, "w") as f:
+            f.write(STEPS)
+        self.inv = os.path.join(self.tmp, "hosts.ini")
+        with open(self.inv, "w") as f:
+            for i in range(5):
+                f.write(f"node{i} ansible_host=127.0.0.1 ansible_port={self.sshd.port} ansible_user={sshlab.USER}\n")
+
+    def tearDown(self):
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+    def start(self):
+        return subprocess.Popen([ENGINE, "run", self.runbook, "-i", self.inv, "-e", f"kh={self.lab.known_hosts}",
+                                 "-e", f"key={self.lab.keys.key}", "-e", f"dir={self.tmp}", "--state-dir", self.state],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+
+    def resume(self, *extra):
+        return subprocess.Popen([ENGINE, "resume", self.run_id(), "--state-dir", self.state, *extra],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+    def run_id(self):
+        return os.listdir(os.path.join(self.state, "runs"))[0]
+
+    def lines(self, host):
+        path = os.path.join(self.tmp, f"{host}.log")
+        return open(path).read().split() if os.path.exists(path) else []
+
+    def test_sigkill_at_random_points_100_times_every_step_runs_exactly_once(self):
+        rng = random.Random(20261121)
+        kills, finished = 0, False
+        p = self.start()
+        while kills < 100:
+            time.sleep(rng.uniform(0.0, 0.35))
+            if p.poll() is None:
+                p.kill()
+                kills += 1
+            p.wait()
+            if p.returncode == 0:
+                finished = True
+                # Finished before a kill landed: start over on fresh files to keep killing.
+                if kills < 100:
+                    shutil.rmtree(self.state)
+                    for i in range(5):
+                        os.remove(os.path.join(self.tmp, f"node{i}.log"))
+                    p = self.start()
+                    continue
+                break
+            p = self.resume() if os.path.isdir(os.path.join(self.state, "runs")) and os.listdir(os.path.join(self.state, "runs")) else self.start()
+        # Let the last run finish without a kill.
+        if p.poll() is None:
+            p.wait(timeout=120)
+        if p.returncode != 0:
+            p = self.resume()
+            out, err = p.communicate(timeout=120)
+            self.assertEqual(p.returncode, 0, err)
+        self.assertEqual(kills, 100)
+        for i in range(5):
+            self.assertEqual(self.lines(f"node{i}"), [f"step{n}" for n in range(1, 11)], f"node{i}")
+
+    def test_a_torn_journal_tail_is_detected_and_not_trusted(self):
+        p = self.start()
+        _, err = p.communicate(timeout=120)
+        self.assertEqual(p.returncode, 0, err)
+        journal = os.path.join(self.state, "runs", self.run_id(), "journal")
+        with open(journal, "a") as f:
+            f.write('1234abcd {"step":"node0/step11","t":"DO')  # a write cut by a crash
+        show = subprocess.run([ENGINE, "show", self.run_id(), "--state-dir", self.state], capture_output=True, text=True)
+        self.assertIn("the last record is torn", show.stdout)
+        p = self.resume()
+        out, err = p.communicate(timeout=120)
+        self.assertEqual(p.returncode, 0, err)
+        self.assertIn("the last record is torn", out)
+        self.assertNotIn("DO\n", open(journal).read())  # cut away before new records
+        for i in range(5):
+            self.assertEqual(self.lines(f"node{i}"), [f"step{n}" for n in range(1, 11)])
+
+    def test_a_corrupt_record_in_the_middle_refuses_the_journal(self):
+        p = self.start()
+        p.communicate(timeout=120)
+        journal = os.path.join(self.state, "runs", self.run_id(), "journal")
+        lines = open(journal).read().splitlines(True)
+        lines[3] = lines[3].replace("step", "stop")  # its checksum no longer matches
+        open(journal, "w").write("".join(lines))
+        p = self.resume()
+        out, err = p.communicate(timeout=60)
+        self.assertEqual(p.returncode, 2)
+        self.assertIn("record 4 of", err)
+        self.assertIn("cannot be trusted", err)
+
+    def test_resume_refuses_a_changed_runbook_unless_forced(self):
+        p = self.start()
+        time.sleep(0.3)
+        p.kill()
+        p.wait()
+        with open(self.runbook, "a") as f:
+            f.write("-- edited after the run started\n")
+        p = self.resume()
+        out, err = p.communicate(timeout=60)
+        self.assertEqual(p.returncode, 2)
+        self.assertIn("changed since the run started", err)
+        p = self.resume("--force")
+        out, err = p.communicate(timeout=120)
+        self.assertEqual(p.returncode, 0, err)
+
+    def test_an_unknown_step_stops_the_resume_and_says_so(self):
+        unknown = os.path.join(self.tmp, "unknown.lua")
+        with open(unknown, "w") as f:
+            f.write("""return runbook { name = "u", run = function()
+  step("first", function() return 1 end)
+  step("slow", function() sleep(30) end)
+end }""")
+        p = subprocess.Popen([ENGINE, "run", unknown, "--state-dir", self.state], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        deadline = time.monotonic() + 20
+        journal = None
+        while time.monotonic() < deadline:
+            runs = os.path.join(self.state, "runs")
+            if os.path.isdir(runs) and os.listdir(runs):
+                journal = os.path.join(runs, os.listdir(runs)[0], "journal")
+                if os.path.exists(journal) and '"slow"' in open(journal).read():
+                    break
+            time.sleep(0.05)
+        p.kill()
+        p.wait()
+        r = subprocess.run([ENGINE, "resume", self.run_id(), "--state-dir", self.state], capture_output=True, text=True, timeout=60)
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("step 'slow' started before the run stopped and has no record of finishing", r.stderr)
+
+    def test_a_dry_run_keeps_no_journal(self):
+        r = subprocess.run([ENGINE, "run", self.runbook, "-i", self.inv, "-e", f"kh={self.lab.known_hosts}",
+                            "-e", f"key={self.lab.keys.key}", "-e", f"dir={self.tmp}", "--state-dir", self.state, "--dry-run"],
+                           capture_output=True, text=True, timeout=120)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertFalse(os.path.exists(os.path.join(self.state, "runs", self.run_id(), "journal")))
+        self.assertEqual(self.lines("node0"), [])
+
+
+if __name__ == "__main__":
+    unittest.main()

@@ -1,0 +1,96 @@
+// engine/journal: records survive a reopen; a torn or corrupt tail is reported and cut, never
+// trusted; a corrupt record before the last refuses the journal.
+#include <catch2/catch.hpp>
+
+#include <filesystem>
+#include <fstream>
+
+#include "engine/journal/journal.hpp"
+
+using engine::journal::Entry;
+using engine::journal::Journal;
+
+namespace {
+std::string fresh(const char* name) {
+  auto p = std::filesystem::temp_directory_path() / name;
+  std::filesystem::remove(p);
+  return p.string();
+}
+std::string slurp(const std::string& p) {
+  std::ifstream f(p);
+  return std::string((std::istreambuf_iterator<char>(f)), {});
+}
+}  // namespace
+
+TEST_CASE("journal records survive a reopen") {
+  auto path = fresh("engine-journal-a");
+  std::vector<std::string> w;
+  {
+    Journal j(path, w);
+    j.intent("n1/drain");
+    j.done("n1/drain", nlohmann::json::array({"ok", 3}));
+    j.intent("n1/packages");
+    j.intent("n2/drain");
+    j.failed("n2/drain", "pdb");
+  }
+  Journal j(path, w);
+  CHECK(w.empty());
+  CHECK(j.records() == 5);
+  CHECK(j.lookup("n1/drain")->state == Entry::done);
+  CHECK(j.lookup("n1/drain")->result == nlohmann::json::array({"ok", 3}));
+  CHECK(j.lookup("n1/packages")->state == Entry::intent);
+  CHECK(j.lookup("n2/drain")->error == "pdb");
+  CHECK_FALSE(j.lookup("n3/drain"));
+}
+
+TEST_CASE("a torn last record is reported, cut, and not trusted") {
+  auto path = fresh("engine-journal-b");
+  std::vector<std::string> w;
+  { Journal(path, w).intent("a"); }
+  std::ofstream(path, std::ios::app) << "0badc0de {\"step\":\"a\",\"t\":\"DO";
+  Journal j(path, w);
+  REQUIRE(w.size() == 1);
+  CHECK_THAT(w[0], Catch::Contains("the last record is torn"));
+  CHECK(j.lookup("a")->state == Entry::intent);
+  j.done("a", nlohmann::json::array());
+  CHECK(slurp(path).find("\"DO\n") == std::string::npos);
+  std::vector<std::string> w2;
+  Journal again(path, w2);
+  CHECK(w2.empty());
+  CHECK(again.lookup("a")->state == Entry::done);
+}
+
+TEST_CASE("a last record whose checksum fails is not trusted") {
+  auto path = fresh("engine-journal-c");
+  std::vector<std::string> w;
+  {
+    Journal j(path, w);
+    j.intent("a");
+    j.done("a", nlohmann::json::array());
+  }
+  auto text = slurp(path);
+  text.replace(text.rfind("DONE"), 4, "DOME");
+  std::ofstream(path, std::ios::trunc) << text;
+  Journal j(path, w);
+  CHECK_THAT(w.at(0), Catch::Contains("the last record (line 2) is corrupt"));
+  CHECK(j.lookup("a")->state == Entry::intent);
+}
+
+TEST_CASE("a corrupt record in the middle refuses the journal") {
+  auto path = fresh("engine-journal-d");
+  std::vector<std::string> w;
+  {
+    Journal j(path, w);
+    j.intent("a");
+    j.done("a", nlohmann::json::array());
+    j.intent("b");
+  }
+  auto text = slurp(path);
+  text.replace(text.find("\"a\""), 3, "\"x\"");
+  std::ofstream(path, std::ios::trunc) << text;
+  CHECK_THROWS_WITH(Journal(path, w), Catch::Contains("record 1 of 3 is corrupt"));
+}
+
+TEST_CASE("crc32 is the standard one") {
+  CHECK(engine::journal::crc32("123456789") == 0xCBF43926u);
+}
