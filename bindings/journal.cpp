@@ -64,6 +64,7 @@ int l_step_done(lua_State* L) {
   std::string key = luaL_checkstring(L, 1);
   json results = json::array();
   for (int i = 2; i <= lua_gettop(L); ++i) results.push_back(to_json(L, i));
+  results = log::redact_json(results);  // a secret a step returns comes back as "<secret>" on resume
   try {
     vm.journal->done(key, results);
   } catch (const std::exception& e) {

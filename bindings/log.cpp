@@ -41,7 +41,15 @@ int l_print(lua_State* L) {
   return 0;
 }
 
-const luaL_Reg kLog[] = {{"debug", l_log<log::Level::debug>},
+// log.secret(value): from now on no output shows value (a key read from a node, a fetched token).
+int l_secret(lua_State* L) {
+  size_t n = 0;
+  const char* v = luaL_checklstring(L, 1, &n);
+  log::add_secret(std::string(v, n));
+  return 0;
+}
+
+const luaL_Reg kLog[] = {{"secret", l_secret},{"debug", l_log<log::Level::debug>},
                          {"info", l_log<log::Level::info>},
                          {"warn", l_log<log::Level::warn>},
                          {"error", l_log<log::Level::error>},

@@ -166,7 +166,7 @@ int Runtime::run(const nlohmann::json& params, const RunOptions& opts) {
       log::emit(log::Level::debug, "", failure);
     }
     log::flush();
-    std::fprintf(stderr, "%s: %s\n", exit_code == 130 ? "interrupted" : "runbook failed", failure.c_str());
+    std::fprintf(stderr, "%s: %s\n", exit_code == 130 ? "interrupted" : "runbook failed", log::redact(failure).c_str());
   }
   // A Ctrl-C that left nothing undone (every host had already started and finished) is a success.
   return exit_code;

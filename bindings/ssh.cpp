@@ -194,6 +194,7 @@ int l_exec(lua_State* L) {
     std::snprintf(t, sizeof t, "%g", call->req.timeout + 1);
     inner = std::string("timeout -k 5 ") + t + " sh -c " + shell_quote(inner);
   }
+  log::add_secret(sudo_password);
   if (sudo) inner = with_sudo(inner, sudo_user, sudo_password, call->marker, call->req.input);
   call->req.command = inner;
   if (stream) {

@@ -13,6 +13,7 @@
 #include "engine/core/errors.hpp"
 #include "engine/inventory/inventory.hpp"
 #include "engine/log/log.hpp"
+#include "engine/inventory/inventory.hpp"
 #include "engine/core/hash.hpp"
 #include "engine/journal/journal.hpp"
 #include "engine/run/report.hpp"
@@ -81,15 +82,34 @@ int do_check(Args& a) {
 }
 
 // What a run records about itself, so `engine resume` can run it again the same way.
-nlohmann::json run_record(const Args& a, const engine::run::RunDir& run, const nlohmann::json& params) {
+// Params as recorded and hashed: a secret's value is never written down (resume takes it again).
+nlohmann::json recordable(const engine::lua::RunbookInfo& info, const nlohmann::json& params) {
+  nlohmann::json out = params;
+  for (const auto& spec : info.params)
+    if (spec.secret && out.contains(spec.name)) out[spec.name] = "<secret>";
+  return out;
+}
+
+std::vector<std::string> recordable_extra(const engine::lua::RunbookInfo& info, const std::vector<std::string>& extra) {
+  std::vector<std::string> out;
+  for (const auto& e : extra) {
+    std::string key = e.substr(0, e.find('='));
+    auto it = std::find_if(info.params.begin(), info.params.end(), [&](auto& p) { return p.name == key; });
+    if (it == info.params.end() || !it->secret) out.push_back(e);
+  }
+  return out;
+}
+
+nlohmann::json run_record(const Args& a, const engine::run::RunDir& run, const engine::lua::RunbookInfo& info,
+                          const nlohmann::json& params) {
   namespace fs = std::filesystem;
   nlohmann::json inventories = nlohmann::json::array();
   for (const auto& i : a.inventories) inventories.push_back(fs::exists(i) ? fs::absolute(i).string() : i);
   return {{"id", run.id},
           {"runbook", fs::absolute(a.runbook).string()},
           {"runbook_sha256", engine::sha256_file(a.runbook).value_or("")},
-          {"extra", a.extra},
-          {"params_sha256", engine::sha256_hex(params.dump())},
+          {"extra", recordable_extra(info, a.extra)},
+          {"params_sha256", engine::sha256_hex(recordable(info, params).dump())},
           {"inventories", inventories},
           {"limit", a.limit},
           {"kubeconfig", a.kubeconfig},
@@ -120,6 +140,26 @@ void setup_logs(const Args& a, const engine::run::RunDir& run) {
   lo.file = (run.path / "run.log").string();
   lo.color = lo.format == engine::log::Format::text && isatty(STDOUT_FILENO);
   engine::log::setup(lo);
+}
+
+// Values no output may show: params declared secret, and inventory variables of the secret kinds.
+void register_secrets(const engine::lua::RunbookInfo& info, const nlohmann::json& params,
+                      const engine::inventory::Inventory* inv) {
+  for (const auto& spec : info.params) {
+    if (!spec.secret || !params.contains(spec.name)) continue;
+    const auto& v = params[spec.name];
+    if (v.is_string()) engine::log::add_secret(v.get<std::string>());
+    else if (v.is_array())
+      for (const auto& item : v)
+        if (item.is_string()) engine::log::add_secret(item.get<std::string>());
+  }
+  if (!inv) return;
+  auto scan = [](const nlohmann::json& vars) {
+    for (auto it = vars.begin(); it != vars.end(); ++it)
+      if (it->is_string() && engine::log::is_secret_name(it.key())) engine::log::add_secret(it->get<std::string>());
+  };
+  for (const auto& g : inv->group_names()) scan(inv->group(g)->vars), scan(inv->group(g)->file_vars);
+  for (const auto& h : inv->host_names()) scan(inv->host(h)->vars), scan(inv->host(h)->file_vars);
 }
 
 // The body shared by run and resume: journal open, runbook run, report written.
@@ -162,9 +202,11 @@ int do_run(Args& a) {
     return 0;
   }
   auto params = rt.resolve_params(parse_extra(a.extra));
-  rt.set_inventory(load_inventory(a));
+  auto inv = load_inventory(a);
+  register_secrets(info, params, &inv);
+  rt.set_inventory(std::move(inv));
   auto run = engine::run::create(engine::run::state_dir(a.state_dir), info.name);
-  write_json(run.path / "run.json", run_record(a, run, params));
+  write_json(run.path / "run.json", run_record(a, run, info, params));
   setup_logs(a, run);
   return execute(a, rt, info, params, run, false);
 }
@@ -177,7 +219,9 @@ int do_resume(Args& a) {
   if (rec.is_null()) throw engine::ConfigError("no run '" + a.run_id + "' under " + dir.parent_path().string());
   Args r = a;
   r.runbook = rec.value("runbook", "");
+  // The recorded -e values, then the ones given now (secret params are given again here).
   r.extra = rec.value("extra", std::vector<std::string>{});
+  for (const auto& e : a.extra) r.extra.push_back(e);
   r.inventories = rec.value("inventories", std::vector<std::string>{});
   r.limit = rec.value("limit", "");
   if (r.kubeconfig.empty()) r.kubeconfig = rec.value("kubeconfig", "");
@@ -190,11 +234,21 @@ int do_resume(Args& a) {
                               "): its steps may not mean what the journal says; resume with --force to use it anyway");
   engine::lua::Runtime rt(engine::lua::default_stdlib_dir());
   auto info = rt.load(r.runbook);
-  auto params = rt.resolve_params(parse_extra(r.extra));
-  if (engine::sha256_hex(params.dump()) != rec.value("params_sha256", "") && !a.force)
-    throw engine::ConfigError("the runbook's params resolve differently than when the run started (its declarations "
-                              "changed); resume with --force to use them anyway");
-  rt.set_inventory(load_inventory(r));
+  nlohmann::json params;
+  try {
+    params = rt.resolve_params(parse_extra(r.extra));
+  } catch (const engine::ConfigError& e) {
+    throw engine::ConfigError(std::string(e.what()) + "\n(secret params are not recorded: give them again with -e)");
+  }
+  if (engine::sha256_hex(recordable(info, params).dump()) != rec.value("params_sha256", "") && !a.force) {
+    bool secrets = std::any_of(info.params.begin(), info.params.end(), [](auto& p) { return p.secret; });
+    throw engine::ConfigError(std::string("the runbook's params resolve differently than when the run started (its "
+                                          "declarations changed); resume with --force to use them anyway") +
+                              (secrets ? "\n(secret params are not recorded: give them again with -e)" : ""));
+  }
+  auto inv = load_inventory(r);
+  register_secrets(info, params, &inv);
+  rt.set_inventory(std::move(inv));
   engine::run::RunDir run{a.run_id, dir};
   setup_logs(r, run);
   return execute(r, rt, info, params, run, true);
@@ -280,6 +334,7 @@ int main(int argc, char** argv) {
   auto* resume = app.add_subcommand("resume", "continue a stopped or failed run: finished steps are skipped");
   resume->add_option("run_id", a.run_id, "the run's id (engine runs lists them)")->required();
   resume->add_flag("--force", a.force, "resume even though the runbook or its params changed");
+  resume->add_option("-e,--extra", a.extra, "a param again: secret params are not recorded (name=value)");
   resume->add_flag("--retry-unknown", a.retry_unknown, "run again the steps that started but have no record of finishing");
   resume->add_flag("--yes", a.yes, "answer yes to confirm() prompts");
   resume->add_option("--log-format", a.log_format, "text or json")->check(CLI::IsMember({"text", "json"}));
@@ -330,7 +385,7 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "error: %s\n", e.what());
     return 2;
   } catch (const engine::RunbookError& e) {
-    std::fprintf(stderr, "runbook failed: %s\n", e.what());
+    std::fprintf(stderr, "runbook failed: %s\n", engine::log::redact(e.what()).c_str());
     return 1;
   } catch (const std::exception& e) {
     std::fprintf(stderr, "error: %s\n", e.what());

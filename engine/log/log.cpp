@@ -1,7 +1,9 @@
 #include "engine/log/log.hpp"
 
 #include <chrono>
+#include <algorithm>
 #include <optional>
+#include <vector>
 
 #include <fmt/chrono.h>
 #include <fmt/format.h>
@@ -16,6 +18,7 @@ namespace engine::log {
 namespace {
 
 struct State {
+  std::vector<std::string> secrets;
   Options opts;
   std::shared_ptr<spdlog::logger> console;
   std::shared_ptr<spdlog::logger> file;
@@ -106,9 +109,51 @@ void setup(const Options& opts) {
   }
 }
 
-void emit(Level level, std::string_view host, std::string_view msg, const nlohmann::json& fields) {
+void add_secret(const std::string& value) {
+  auto& s = state();
+  if (value.size() < 4 || std::find(s.secrets.begin(), s.secrets.end(), value) != s.secrets.end()) return;
+  s.secrets.push_back(value);
+  // Longest first, so a secret containing another is replaced whole.
+  std::sort(s.secrets.begin(), s.secrets.end(), [](auto& a, auto& b) { return a.size() > b.size(); });
+}
+
+std::string redact(std::string_view text) {
+  std::string out(text);
+  for (const auto& secret : state().secrets) {
+    size_t pos = 0;
+    while ((pos = out.find(secret, pos)) != std::string::npos) {
+      out.replace(pos, secret.size(), "<secret>");
+      pos += 8;
+    }
+  }
+  return out;
+}
+
+nlohmann::json redact_json(const nlohmann::json& value) {
+  if (state().secrets.empty()) return value;
+  if (value.is_string()) return redact(value.get_ref<const std::string&>());
+  if (value.is_array() || value.is_object()) {
+    nlohmann::json out = value;
+    for (auto it = out.begin(); it != out.end(); ++it) *it = redact_json(*it);
+    return out;
+  }
+  return value;
+}
+
+bool is_secret_name(std::string_view name) {
+  std::string n(name);
+  std::transform(n.begin(), n.end(), n.begin(), [](unsigned char c) { return std::tolower(c); });
+  for (const char* kind : {"password", "passwd", "_pass", "token", "secret", "private_key", "passphrase", "api_key"})
+    if (n.find(kind) != std::string::npos && n.find("_file") == std::string::npos) return true;
+  return false;
+}
+
+void emit(Level level, std::string_view host, std::string_view raw_msg, const nlohmann::json& raw_fields) {
   auto& s = state();
   if (!s.console) setup(s.opts);
+  std::string msg_text = s.secrets.empty() ? std::string(raw_msg) : redact(raw_msg);
+  std::string_view msg = msg_text;
+  nlohmann::json fields = redact_json(raw_fields);
   if (level >= s.opts.level) {
     if (s.opts.format == Format::json)
       s.console->info(json_line(level, host, msg, fields).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));

@@ -26,6 +26,16 @@ void flush();
 std::optional<Level> parse_level(std::string_view name);
 std::string_view level_name(Level l);
 
+// Secrets: every registered value is replaced by "<secret>" wherever a log line, a field, the run
+// log, the report or a journaled result would show it. Values shorter than 4 characters are not
+// registered (they would blank out ordinary words).
+void add_secret(const std::string& value);
+std::string redact(std::string_view text);
+nlohmann::json redact_json(const nlohmann::json& value);
+
+// Variable names whose values are secrets by their kind: passwords, tokens, private keys.
+bool is_secret_name(std::string_view name);
+
 // The text form of one line, exposed for tests: "12:00:01.234 INFO  [node1] drained pods=12".
 std::string format_text(Level level, std::string_view host, std::string_view msg, const nlohmann::json& fields,
                         bool color);

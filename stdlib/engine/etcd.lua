@@ -306,6 +306,7 @@ function M.via_node(host, opts)
   if not cert then return nil, e2, m2 end
   local key, e3, m3 = node_file(host, key_path, opts.sudo)
   if not key then return nil, e3, m3 end
+  log.secret(key)
   local t, e4, m4 = ssh.tunnel(host, "127.0.0.1", opts.port or 2379)
   if not t then return nil, e4, m4 end
   M.configure { endpoints = { "https://127.0.0.1:" .. t.port }, ca_data = ca, cert_data = cert, key_data = key }

@@ -63,6 +63,9 @@ function log.warn(msg, fields) end
 ---@param msg string
 ---@param fields? table
 function log.error(msg, fields) end
+--- From now on no output (console, run log, report, journal) shows this value.
+---@param value string
+function log.secret(value) end
 
 ---@class engine.Host
 ---@field name string        the inventory name
