@@ -9,12 +9,16 @@
 #include "engine/log/log.hpp"
 #include "engine/run/report.hpp"
 
+#include <boost/asio/steady_timer.hpp>
+#include <optional>
+
 namespace engine::lua {
 
 namespace {
 
 using Clock = std::chrono::steady_clock;
-const std::vector<std::string> kOptions = {"at_once", "max_failures"};
+const std::vector<std::string> kOptions = {"at_once", "max_failures", "strategy", "max_per", "between",
+                                           "gate_passes", "gate_timeout", "gate_interval", "pause", "order"};
 
 struct Result {
   std::string name;
@@ -36,15 +40,152 @@ struct FleetRun : std::enable_shared_from_this<FleetRun> {
   std::map<size_t, TaskPtr> running;
   bool closed = false;
 
+  // Admission order, and who has started.
+  std::vector<size_t> order;
+  std::vector<bool> started;
+  // max_per = {var = cap}: per host, its value of each capped variable ("" when it has none).
+  std::vector<std::pair<std::string, size_t>> caps;
+  std::vector<std::vector<std::string>> cap_values;
+  std::map<std::pair<size_t, std::string>, size_t> cap_running;
+  // pause between admissions.
+  double pause = 0;
+  Clock::time_point next_allowed{};
+  std::unique_ptr<asio::steady_timer> pace;
+  bool pace_armed = false;
+  // between = gate: passes `gate_passes` times in a row before each admission after the first.
+  int gate_ref = LUA_NOREF;
+  int gate_passes = 1;
+  double gate_timeout = 600, gate_interval = 5;
+  bool gate_ok = false, gate_running = false;
+  int gate_streak = 0;
+  std::optional<Clock::time_point> gate_since;
+  std::string gate_last, gate_failure;
+  size_t admitted = 0;
+
   FleetRun(Vm* v, size_t total, size_t at_once_, size_t budget_)
-      : vm(v), window(total, at_once_, budget_), at_once(at_once_), budget(budget_), results(total) {}
+      : vm(v), window(total, at_once_, budget_), at_once(at_once_), budget(budget_), results(total), started(total, false) {
+    for (size_t i = 0; i < total; ++i) order.push_back(i);
+  }
+
+  bool fits(size_t i) const {
+    for (size_t c = 0; c < caps.size(); ++c) {
+      const std::string& v = cap_values[i][c];
+      if (v.empty()) continue;
+      auto it = cap_running.find({c, v});
+      if (it != cap_running.end() && it->second >= caps[c].second) return false;
+    }
+    return true;
+  }
+
+  // The first host, in order, that has not started and whose groups have room.
+  std::optional<size_t> candidate() const {
+    for (size_t i : order)
+      if (!started[i] && fits(i)) return i;
+    return std::nullopt;
+  }
 
   void admit() {
     if (closed) return;
     if (vm->draining) window.stop_admitting();
-    lua_State* L = vm->L;  // the main thread is idle while the loop runs: a scratch stack
     while (window.can_admit()) {
-      size_t i = window.admit();
+      auto next = candidate();
+      if (!next) break;  // every remaining host waits for room in its group
+      auto now = Clock::now();
+      if (pause > 0 && admitted > 0 && now < next_allowed) {
+        arm_pace();
+        break;
+      }
+      if (gate_ref != LUA_NOREF && admitted > 0 && !gate_ok) {
+        run_gate(*next);
+        break;
+      }
+      gate_ok = false;  // the next admission asks the gate again
+      start(*next);
+      next_allowed = Clock::now() + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(pause));
+    }
+    if (window.done()) close();
+  }
+
+  void arm_pace() {
+    if (pace_armed) return;
+    pace_armed = true;
+    if (!pace) pace = std::make_unique<asio::steady_timer>(vm->io);
+    pace->expires_at(next_allowed);
+    std::weak_ptr<FleetRun> weak = shared_from_this();
+    pace->async_wait([weak](const boost::system::error_code& ec) {
+      auto self = weak.lock();
+      if (!self || ec) return;
+      self->pace_armed = false;
+      self->admit();
+    });
+  }
+
+  // Runs the gate in a task of its own (it may wait: a health check, an alert query).
+  void run_gate(size_t next) {
+    if (gate_running || closed) return;
+    gate_running = true;
+    if (!gate_since) gate_since = Clock::now();
+    lua_State* L = vm->L;
+    lua_rawgeti(L, LUA_REGISTRYINDEX, gate_ref);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, hosts_ref);
+    lua_rawgeti(L, -1, static_cast<lua_Integer>(next + 1));
+    lua_remove(L, -2);
+    std::weak_ptr<FleetRun> weak = shared_from_this();
+    spawn(*vm, L, 1, parent.task->host, [weak](Task& t, bool ok) {
+      auto self = weak.lock();
+      if (!self) return;
+      bool passed = ok && lua_gettop(t.co) >= 1 && lua_toboolean(t.co, 1);
+      std::string why = ok ? (lua_gettop(t.co) >= 2 ? error_text(t.co, 2) : "it said no") : error_text(t.co);
+      asio::post(self->vm->io, [self, passed, why] { self->gate_done(passed, why); });
+    });
+  }
+
+  void gate_done(bool passed, const std::string& why) {
+    gate_running = false;
+    if (closed) return;
+    if (passed) {
+      ++gate_streak;
+      log::emit(log::Level::info, parent.task->host, "gate passed",
+                json{{"times", gate_streak}, {"of", gate_passes}});
+    } else {
+      gate_streak = 0;
+      gate_last = why;
+      log::emit(log::Level::info, parent.task->host, "gate holds admission", json{{"why", why}});
+    }
+    if (gate_streak >= gate_passes) {
+      gate_ok = true;
+      gate_streak = 0;
+      gate_since.reset();
+      admit();
+      return;
+    }
+    if (std::chrono::duration<double>(Clock::now() - *gate_since).count() >= gate_timeout) {
+      char buf[64];
+      std::snprintf(buf, sizeof buf, "%g", gate_timeout);
+      gate_failure = std::string("the gate between hosts did not pass ") + std::to_string(gate_passes) +
+                     " time(s) in a row within " + buf + "s; last answer: " + (gate_last.empty() ? "none" : gate_last);
+      window.stop_admitting();
+      if (window.done()) close();
+      return;
+    }
+    auto timer = std::make_shared<asio::steady_timer>(vm->io, std::chrono::duration_cast<Clock::duration>(
+                                                                   std::chrono::duration<double>(gate_interval)));
+    std::weak_ptr<FleetRun> weak = shared_from_this();
+    timer->async_wait([weak, timer](const boost::system::error_code& ec) {
+      auto self = weak.lock();
+      if (!self || ec || self->closed) return;
+      if (auto next = self->candidate()) self->run_gate(*next);
+    });
+  }
+
+  void start(size_t i) {
+    lua_State* L = vm->L;  // the main thread is idle while the loop runs: a scratch stack
+    {
+      window.admit_chosen();
+      started[i] = true;
+      ++admitted;
+      for (size_t c = 0; c < caps.size(); ++c)
+        if (!cap_values[i][c].empty()) ++cap_running[{c, cap_values[i][c]}];
       auto& r = results[i];
       r.status = Result::running;
       r.start = Clock::now();
@@ -55,7 +196,6 @@ struct FleetRun : std::enable_shared_from_this<FleetRun> {
       auto self = shared_from_this();
       running[i] = spawn(*vm, L, 1, r.name, [self, i](Task& t, bool ok) { self->child_done(i, t, ok); });
     }
-    if (window.done()) close();
   }
 
   void child_done(size_t i, Task& t, bool ok) {
@@ -79,6 +219,8 @@ struct FleetRun : std::enable_shared_from_this<FleetRun> {
     }
     run::report().host(r.name, ok ? "ok" : "failed", r.error, r.duration);
     running.erase(i);
+    for (size_t c = 0; c < caps.size(); ++c)
+      if (!cap_values[i][c].empty()) --cap_running[{c, cap_values[i][c]}];
     window.finish(ok);
     if (window.over_budget()) window.stop_admitting();
     // Admitting here is safe: spawn() only posts the new tasks' first resume, it never nests one.
@@ -95,6 +237,12 @@ struct FleetRun : std::enable_shared_from_this<FleetRun> {
     }
     log::emit(failed ? log::Level::warn : log::Level::info, parent.task->host, "fleet.each finished",
               json{{"ok", ok}, {"failed", failed}, {"not_started", skipped}});
+    if (!gate_failure.empty()) {
+      std::string msg = where + "fleet.each: " + gate_failure + "; " + std::to_string(skipped) + " hosts not started";
+      release();
+      complete(parent, [msg](lua_State* co) { lua_pushstring(co, msg.c_str()); return 1; }, true);
+      return;
+    }
     if (vm->draining && skipped > 0) {
       release();
       complete(parent, [](lua_State* co) { push_interrupt(co, {Interrupt::interrupted, 0}); return 1; }, true);
@@ -159,7 +307,9 @@ struct FleetRun : std::enable_shared_from_this<FleetRun> {
       if (r.value_ref != LUA_NOREF) luaL_unref(vm->L, LUA_REGISTRYINDEX, r.value_ref), r.value_ref = LUA_NOREF;
     luaL_unref(vm->L, LUA_REGISTRYINDEX, hosts_ref);
     luaL_unref(vm->L, LUA_REGISTRYINDEX, fn_ref);
-    hosts_ref = fn_ref = LUA_NOREF;
+    luaL_unref(vm->L, LUA_REGISTRYINDEX, gate_ref);
+    hosts_ref = fn_ref = gate_ref = LUA_NOREF;
+    if (pace) pace->cancel();
   }
 
   // The waiting runbook was interrupted: stop admitting and cancel every host in flight.
@@ -239,9 +389,85 @@ int l_each(lua_State* L) {
   return suspend(L);
 }
 
+double opt_number(lua_State* L, int opts, const char* field, double dflt) {
+  double v = dflt;
+  int t = lua_getfield(L, opts, field);
+  if (t == LUA_TNUMBER) v = lua_tonumber(L, -1);
+  else if (t != LUA_TNIL) luaL_error(L, "fleet.each: %s must be a number", field);
+  lua_pop(L, 1);
+  if (v < 0) luaL_error(L, "fleet.each: %s must not be negative", field);
+  return v;
+}
+
+// A host's value of a variable, for max_per ("" when it has none).
+std::string host_value(lua_State* L, int hosts, size_t i, const std::string& var) {
+  std::string out;
+  lua_rawgeti(L, hosts, static_cast<lua_Integer>(i + 1));
+  if (lua_istable(L, -1)) {
+    if (lua_getfield(L, -1, "vars") == LUA_TTABLE) {
+      if (lua_getfield(L, -1, var.c_str()) != LUA_TNIL) out = luaL_tolstring(L, -1, nullptr), lua_pop(L, 1);
+      lua_pop(L, 1);
+    }
+    lua_pop(L, 1);
+  }
+  lua_pop(L, 1);
+  return out;
+}
+
+void configure(lua_State* L, FleetRun& run, size_t total) {
+  const int opts = 2;
+  if (lua_getfield(L, opts, "strategy") == LUA_TSTRING) {
+    std::string st = lua_tostring(L, -1);
+    if (st != "batch" && st != "window") luaL_error(L, "fleet.each: strategy must be \"window\" or \"batch\", not \"%s\"", st.c_str());
+    run.window.set_batch(st == "batch");
+  }
+  lua_pop(L, 1);
+  run.pause = opt_number(L, opts, "pause", 0);
+  run.gate_timeout = opt_number(L, opts, "gate_timeout", 600);
+  run.gate_interval = opt_number(L, opts, "gate_interval", 5);
+  run.gate_passes = static_cast<int>(opt_number(L, opts, "gate_passes", 1));
+  if (run.gate_passes < 1) luaL_error(L, "fleet.each: gate_passes must be at least 1");
+  int t = lua_getfield(L, opts, "between");
+  if (t == LUA_TFUNCTION) run.gate_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  else if (t != LUA_TNIL) luaL_error(L, "fleet.each: between must be a function(next_host) returning true or nil, why");
+  else lua_pop(L, 1);
+  if (lua_getfield(L, opts, "max_per") == LUA_TTABLE) {
+    lua_pushnil(L);
+    while (lua_next(L, -2)) {
+      if (lua_type(L, -2) != LUA_TSTRING || !lua_isinteger(L, -1) || lua_tointeger(L, -1) < 1)
+        luaL_error(L, "fleet.each: max_per takes variable = count (a positive integer), as {zone = 1}");
+      run.caps.emplace_back(lua_tostring(L, -2), static_cast<size_t>(lua_tointeger(L, -1)));
+      lua_pop(L, 1);
+    }
+  } else if (!lua_isnil(L, -1)) {
+    luaL_error(L, "fleet.each: max_per must be a table such as {zone = 1}");
+  }
+  lua_pop(L, 1);
+  run.cap_values.assign(total, std::vector<std::string>(run.caps.size()));
+  for (size_t i = 0; i < total; ++i)
+    for (size_t c = 0; c < run.caps.size(); ++c) run.cap_values[i][c] = host_value(L, 1, i, run.caps[c].first);
+  // order = function(host) return key end: admission sorted by key (stable), results stay in list order.
+  if (lua_getfield(L, opts, "order") == LUA_TFUNCTION) {
+    std::vector<std::pair<json, size_t>> keys;
+    for (size_t i = 0; i < total; ++i) {
+      lua_pushvalue(L, -1);
+      lua_rawgeti(L, 1, static_cast<lua_Integer>(i + 1));
+      lua_call(L, 1, 1);
+      keys.emplace_back(to_json(L, -1), i);
+      lua_pop(L, 1);
+    }
+    std::stable_sort(keys.begin(), keys.end(), [](auto& a, auto& b) { return a.first < b.first; });
+    for (size_t i = 0; i < total; ++i) run.order[i] = keys[i].second;
+  } else if (!lua_isnil(L, -1)) {
+    luaL_error(L, "fleet.each: order must be a function(host) returning a sort key");
+  }
+  lua_pop(L, 1);
+}
+
 void start(lua_State* L, Vm& vm, size_t total, size_t at_once, size_t budget) {
-  Op op = begin(L, "fleet.each");
   auto run = std::make_shared<FleetRun>(&vm, total, at_once, budget);
+  configure(L, *run, total);
+  Op op = begin(L, "fleet.each");
   run->parent = op;
   luaL_where(L, 1);
   run->where = lua_tostring(L, -1);

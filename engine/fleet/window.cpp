@@ -32,12 +32,23 @@ size_t failure_budget(Amount a, size_t total) {
 Window::Window(size_t total, size_t at_once, size_t max_failures)
     : total_(total), at_once_(std::max<size_t>(1, at_once)), max_failures_(max_failures) {}
 
-bool Window::can_admit() const { return !stopped_ && !over_budget() && next_ < total_ && running_ < at_once_; }
+bool Window::can_admit() const {
+  if (stopped_ || over_budget() || next_ >= total_ || running_ >= at_once_) return false;
+  if (!batch_) return true;
+  if (running_ == 0 && batch_left_ == 0) batch_left_ = at_once_;  // the last batch is done: open the next
+  return batch_left_ > 0;
+}
 
 size_t Window::admit() {
+  admit_chosen();
+  return next_ - 1;
+}
+
+void Window::admit_chosen() {
   ++running_;
   peak_ = std::max(peak_, running_);
-  return next_++;
+  ++next_;
+  if (batch_ && batch_left_ > 0) --batch_left_;
 }
 
 void Window::finish(bool ok) {

@@ -26,10 +26,14 @@ class Window {
  public:
   Window(size_t total, size_t at_once, size_t max_failures);
 
-  // True while another host may start now.
+  // True while another host may start now (at_once, the budget, a stop, batches).
   bool can_admit() const;
   // Starts the next host; returns its index. Only when can_admit().
   size_t admit();
+  // Counts a start whose host the caller chose (max_per skips ahead to a host whose group has room).
+  void admit_chosen();
+  // strategy = "batch": a new batch of at_once starts only once the last one has finished.
+  void set_batch(bool on) { batch_ = on; }
   void finish(bool ok);
   // Ctrl-C or an exceeded budget: no new host starts; running ones finish.
   void stop_admitting() { stopped_ = true; }
@@ -44,7 +48,8 @@ class Window {
  private:
   size_t total_, at_once_, max_failures_;
   size_t next_ = 0, running_ = 0, failed_ = 0, peak_ = 0;
-  bool stopped_ = false;
+  bool stopped_ = false, batch_ = false;
+  mutable size_t batch_left_ = 0;
 };
 
 }  // namespace engine::fleet

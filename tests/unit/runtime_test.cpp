@@ -148,3 +148,98 @@ TEST_CASE("stdlib modules load through require") {
   CHECK(run("local s = require 'std.semver'; assert(s.parse('1.34.3').minor == 34)") == "");
   CHECK_THAT(run("require 'std.nothing'"), Contains("module 'std.nothing' not found"));
 }
+
+TEST_CASE("strategy batch starts a new batch only when the last one has finished") {
+  CHECK(run(R"(
+    local fleet, time = require "engine.fleet", require "engine.time"
+    local hosts, spans = {}, {}
+    for i = 1, 7 do hosts[i] = "h" .. i end
+    fleet.each(hosts, { at_once = 3, strategy = "batch" }, function(h)
+      local s = time.monotonic()
+      sleep(0.002 * (#spans % 3 + 1))
+      spans[#spans + 1] = { h = h, s = s, e = time.monotonic() }
+    end)
+    local by = {}
+    for _, x in ipairs(spans) do by[x.h] = x end
+    local batches = { { "h1", "h2", "h3" }, { "h4", "h5", "h6" }, { "h7" } }
+    for b = 2, #batches do
+      for _, later in ipairs(batches[b]) do
+        for _, earlier in ipairs(batches[b - 1]) do
+          assert(by[later].s >= by[earlier].e, later .. " started before " .. earlier .. " finished")
+        end
+      end
+    end
+  )") == "");
+}
+
+TEST_CASE("max_per is never exceeded, and other groups keep going meanwhile") {
+  CHECK(run(R"(
+    local fleet = require "engine.fleet"
+    local hosts, live, peak, peak_all, now = {}, {}, {}, 0, 0
+    for i = 1, 30 do hosts[i] = { name = "n" .. i, vars = { zone = ({ "a", "b", "c" })[i % 3 + 1] } } end
+    fleet.each(hosts, { at_once = 10, max_per = { zone = 1 } }, function(h)
+      local z = h.vars.zone
+      live[z] = (live[z] or 0) + 1
+      now = now + 1
+      peak[z] = math.max(peak[z] or 0, live[z])
+      peak_all = math.max(peak_all, now)
+      sleep(0.001 * (#h.name % 4))
+      live[z] = live[z] - 1
+      now = now - 1
+    end)
+    for z, p in pairs(peak) do assert(p == 1, "zone " .. z .. " had " .. p .. " at once") end
+    assert(peak_all == 3, "peak " .. peak_all)
+  )") == "");
+}
+
+TEST_CASE("a gate that fails twice then passes holds admission until it passed gate_passes times") {
+  CHECK(run(R"(
+    local fleet = require "engine.fleet"
+    local answers = { false, false, true, false, true, true, true, true, true, true }
+    local calls, started = 0, {}
+    fleet.each({ "a", "b", "c" }, { between = function(next_host)
+        calls = calls + 1
+        return answers[calls], "not yet"
+      end, gate_passes = 2, gate_interval = 0.001 }, function(h)
+      started[#started + 1] = { h = h, calls = calls }
+    end)
+    -- a starts at once; b after F F T F T T (6 calls); c after 2 more passes (8 calls).
+    assert(started[1].h == "a" and started[1].calls == 0)
+    assert(started[2].h == "b" and started[2].calls == 6, tostring(started[2].calls))
+    assert(started[3].h == "c" and started[3].calls == 8, tostring(started[3].calls))
+  )") == "");
+}
+
+TEST_CASE("a gate that never passes within gate_timeout stops the rollout and says why") {
+  auto err = run(R"(
+    local fleet = require "engine.fleet"
+    local done = {}
+    fleet.each({ "a", "b", "c" }, { between = function() return nil, "alert KubeNodeNotReady firing" end,
+                                    gate_timeout = 0.05, gate_interval = 0.01 }, function(h) done[#done + 1] = h end)
+  )");
+  CHECK_THAT(err, Contains("the gate between hosts did not pass 1 time(s) in a row within 0.05s"));
+  CHECK_THAT(err, Contains("last answer: alert KubeNodeNotReady firing"));
+  CHECK_THAT(err, Contains("2 hosts not started"));
+}
+
+TEST_CASE("pause spaces admissions and order sorts them") {
+  CHECK(run(R"(
+    local fleet, time = require "engine.fleet", require "engine.time"
+    local starts, names = {}, {}
+    local hosts = { { name = "w3", vars = { rank = 3 } }, { name = "w1", vars = { rank = 1 } }, { name = "w2", vars = { rank = 2 } } }
+    local res = fleet.each(hosts, { at_once = 3, pause = 0.03, order = function(h) return h.vars.rank end }, function(h)
+      starts[#starts + 1] = time.monotonic()
+      names[#names + 1] = h.name
+    end)
+    assert(table.concat(names, ",") == "w1,w2,w3", table.concat(names, ","))
+    for i = 2, 3 do assert(starts[i] - starts[i - 1] >= 0.029, "admitted too early") end
+    assert(res[1].name == "w3")  -- results keep the list's order
+  )") == "");
+}
+
+TEST_CASE("fleet options are checked") {
+  CHECK_THAT(run(R"(require("engine.fleet").each({"a"}, { strategy = "rolling" }, function() end))"),
+             Contains("strategy must be \"window\" or \"batch\""));
+  CHECK_THAT(run(R"(require("engine.fleet").each({"a"}, { max_per = { zone = 0 } }, function() end))"),
+             Contains("max_per takes variable = count"));
+}

@@ -4,6 +4,14 @@
 ---@class engine.fleet.Options
 ---@field at_once? integer|string       hosts in flight: a count or "30%" (default: 1)
 ---@field max_failures? integer|string  failed hosts tolerated: a count or "10%" (default: 0)
+---@field strategy? "window"|"batch"    sliding window, or whole batches (default: "window")
+---@field max_per? table<string, integer>  at most N at once per value of a host variable, e.g. {zone = 1}
+---@field between? fun(next_host: any): boolean|nil, string|nil  a gate before every admission after the first
+---@field gate_passes? integer         passes in a row the gate needs (default: 1)
+---@field gate_interval? number        seconds between gate tries (default: 5)
+---@field gate_timeout? number         seconds the gate may take before the rollout stops (default: 600)
+---@field pause? number                seconds between admissions (default: 0)
+---@field order? fun(host: any): any   admission order by key
 
 ---@class engine.fleet.Result
 ---@field name string
