@@ -88,10 +88,28 @@ int l_retry_unknown(lua_State* L) {
   return 1;
 }
 
+// step_enter(name) / step_leave(): the step a task is in, for logs and a dry run's plan.
+int l_step_enter(lua_State* L) {
+  std::string name = luaL_checkstring(L, 1);
+  if (Task* t = current_task(L)) {
+    t->steps.push_back(name);
+    log::set_current_step(name);
+  }
+  return 0;
+}
+
+int l_step_leave(lua_State* L) {
+  if (Task* t = current_task(L); t && !t->steps.empty()) {
+    t->steps.pop_back();
+    log::set_current_step(t->steps.empty() ? std::string() : t->steps.back());
+  }
+  return 0;
+}
+
 }  // namespace
 
 void add_journal_natives(lua_State* L) {
-  const luaL_Reg fns[] = {{"step_key", l_step_key},       {"step_lookup", l_step_lookup}, {"step_intent", l_step_intent},
+  const luaL_Reg fns[] = {{"step_enter", l_step_enter}, {"step_leave", l_step_leave},{"step_key", l_step_key},       {"step_lookup", l_step_lookup}, {"step_intent", l_step_intent},
                           {"step_done", l_step_done},     {"step_failed", l_step_failed}, {"retry_unknown", l_retry_unknown},
                           {nullptr, nullptr}};
   luaL_setfuncs(L, fns, 0);

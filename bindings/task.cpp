@@ -99,7 +99,9 @@ void resume(Task& t, int nargs) {
   t.cancel_op = nullptr;
   t.resume_nargs = nargs;
   int nres = 0;
+  log::set_current_step(t.steps.empty() ? std::string() : t.steps.back());
   int status = lua_resume(t.co, nullptr, nargs, &nres);
+  log::set_current_step(std::string());
   if (status == LUA_YIELD) {
     if (t.suspended) return;
     // A bare coroutine.yield() at task level: nothing would ever resume it.

@@ -55,6 +55,7 @@ struct Task : std::enable_shared_from_this<Task> {
   int resume_nargs = 0;
   std::map<uint64_t, std::shared_ptr<asio::steady_timer>> deadlines;
   std::map<std::string, int> step_counts;  // the nth step of a name in this task has its own key
+  std::vector<std::string> steps;           // the steps this task is inside, innermost last
   // A task waits on one thing at a time; sleep and other timed waits use this timer.
   asio::steady_timer timer;
   Task* prev_live = nullptr;  // the Vm's list of tasks in flight (intrusive: no allocation per task)

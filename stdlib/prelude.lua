@@ -53,7 +53,13 @@ function step(name, fn, opts)
   if type(fn) ~= "function" then raw_error("step: the second argument must be a function", 2) end
   if opts ~= nil and type(opts) ~= "table" then raw_error("step: the third argument must be a table of options", 2) end
   local key = native.step_key(name)
-  if key == nil then return fn() end  -- no journal: a dry run, or code outside a run
+  if key == nil then  -- no journal: a dry run, or code outside a run
+    native.step_enter(name)
+    local res = pack(raw_pcall(fn))
+    native.step_leave()
+    if not res[1] then raw_error(res[2], 0) end
+    return unpack(res, 2, res.n)
+  end
   local state, saved, n = native.step_lookup(key)
   if state == "done" then
     log.debug("step already done", { step = key })
@@ -77,7 +83,9 @@ function step(name, fn, opts)
     end
   end
   native.step_intent(key)
+  native.step_enter(name)
   local res = pack(raw_pcall(fn))
+  native.step_leave()
   if res[1] then
     native.step_done(key, unpack(res, 2, res.n))
     return unpack(res, 2, res.n)

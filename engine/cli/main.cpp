@@ -185,6 +185,13 @@ int execute(Args& a, engine::lua::Runtime& rt, const engine::lua::RunbookInfo& i
 
   int code = rt.run(params, {a.dry_run, a.yes, run.id, a.kubeconfig, a.context, journal.get(), a.retry_unknown});
   auto report_path = engine::run::report().finish(run.path.string(), code);
+  if (a.log_format == "text") {
+    engine::log::flush();
+    std::string tail = engine::run::report().recap_text();
+    if (a.dry_run) tail = engine::run::report().plan_text() + tail;
+    std::fputs(("\n" + tail).c_str(), stdout);
+    std::fflush(stdout);
+  }
   engine::log::emit(code == 0 ? engine::log::Level::info : engine::log::Level::error, "", "run finished",
                     {{"run", run.id}, {"exit", code}, {"report", report_path}});
   if (code == 1 || code == 130)

@@ -19,6 +19,7 @@ namespace {
 
 struct State {
   std::vector<std::string> secrets;
+  std::string step;
   Options opts;
   std::shared_ptr<spdlog::logger> console;
   std::shared_ptr<spdlog::logger> file;
@@ -117,6 +118,8 @@ void add_secret(const std::string& value) {
   std::sort(s.secrets.begin(), s.secrets.end(), [](auto& a, auto& b) { return a.size() > b.size(); });
 }
 
+void set_current_step(const std::string& step) { state().step = step; }
+
 std::string redact(std::string_view text) {
   std::string out(text);
   for (const auto& secret : state().secrets) {
@@ -164,6 +167,8 @@ void emit(Level level, std::string_view host, std::string_view raw_msg, const nl
   if (s.file) s.file->info(json_line(level, host, msg, fields).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
   // What went wrong stays findable after the scrollback is gone.
   if (level >= Level::warn) run::report().note(level_name(level), host, msg, fields);
+  // A dry run's "would ..." lines are its plan.
+  if (msg.rfind("dry-run: would", 0) == 0) run::report().plan(host, s.step, msg.substr(9), fields);
 }
 
 void flush() {

@@ -30,6 +30,10 @@ std::string_view level_name(Level l);
 // log, the report or a journaled result would show it. Values shorter than 4 characters are not
 // registered (they would blank out ordinary words).
 void add_secret(const std::string& value);
+
+// The step the running task is in ("" outside one): the runtime sets it around each resume, so a
+// dry run's plan can group what would happen by host and step.
+void set_current_step(const std::string& step);
 std::string redact(std::string_view text);
 nlohmann::json redact_json(const nlohmann::json& value);
 

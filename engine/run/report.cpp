@@ -1,5 +1,6 @@
 #include "engine/run/report.hpp"
 
+#include <algorithm>
 #include <cstdio>
 #include <fstream>
 
@@ -23,7 +24,8 @@ void Report::begin(const std::string& run_id, const std::string& runbook, const 
   std::lock_guard lock(mu_);
   started_ = std::chrono::system_clock::now();
   doc_ = {{"run", run_id}, {"runbook", runbook}, {"path", path}, {"params", std::move(params)}, {"started", iso(started_)},
-          {"warnings", nlohmann::json::array()}, {"errors", nlohmann::json::array()}, {"hosts", nlohmann::json::object()}};
+          {"warnings", nlohmann::json::array()}, {"errors", nlohmann::json::array()}, {"hosts", nlohmann::json::object()},
+          {"plan", nlohmann::json::array()}};
 }
 
 void Report::note(std::string_view level, std::string_view host, std::string_view msg, const nlohmann::json& fields) {
@@ -41,6 +43,58 @@ void Report::host(const std::string& name, const std::string& status, const std:
   nlohmann::json h = {{"status", status}, {"seconds", seconds}};
   if (!error.empty()) h["error"] = error;
   doc_["hosts"][name] = std::move(h);
+}
+
+void Report::plan(std::string_view host, std::string_view step, std::string_view action, const nlohmann::json& fields) {
+  std::lock_guard lock(mu_);
+  if (doc_.empty()) return;
+  nlohmann::json e = {{"host", host}, {"step", step}, {"action", action}};
+  if (fields.is_object() && !fields.empty()) e["fields"] = fields;
+  doc_["plan"].push_back(std::move(e));
+}
+
+std::string Report::plan_text() const {
+  std::lock_guard lock(mu_);
+  if (doc_.empty() || doc_["plan"].empty()) return "PLAN: nothing would change\n";
+  // Hosts in the order they first appear; steps in order within each host.
+  std::vector<std::string> hosts;
+  for (const auto& e : doc_["plan"]) {
+    std::string h = e.value("host", "");
+    if (std::find(hosts.begin(), hosts.end(), h) == hosts.end()) hosts.push_back(h);
+  }
+  std::string out = "PLAN (dry run: nothing was changed)\n";
+  for (const auto& h : hosts) {
+    out += "  " + (h.empty() ? std::string("(run)") : h) + "\n";
+    std::string last_step = "\x01";
+    for (const auto& e : doc_["plan"]) {
+      if (e.value("host", "") != h) continue;
+      std::string st = e.value("step", "");
+      if (st != last_step) {
+        out += "    step " + (st.empty() ? std::string("(outside a step)") : st) + "\n";
+        last_step = st;
+      }
+      out += "      " + e.value("action", "");
+      if (e.contains("fields"))
+        for (auto it = e["fields"].begin(); it != e["fields"].end(); ++it)
+          out += " " + it.key() + "=" + (it->is_string() ? it->get<std::string>() : it->dump());
+      out += "\n";
+    }
+  }
+  return out;
+}
+
+std::string Report::recap_text() const {
+  std::lock_guard lock(mu_);
+  if (doc_.empty() || doc_["hosts"].empty()) return "";
+  std::string out = "RECAP\n";
+  size_t width = 4;
+  for (auto it = doc_["hosts"].begin(); it != doc_["hosts"].end(); ++it) width = std::max(width, it.key().size());
+  for (auto it = doc_["hosts"].begin(); it != doc_["hosts"].end(); ++it) {
+    const auto& h = it.value();
+    out += fmt::format("  {:<{}}  {:<12} {:>8.1f}s  {}\n", it.key(), width, h.value("status", "?"), h.value("seconds", 0.0),
+                       h.value("error", ""));
+  }
+  return out;
 }
 
 nlohmann::json Report::snapshot() const {

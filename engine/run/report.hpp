@@ -15,11 +15,16 @@ class Report {
   void begin(const std::string& run_id, const std::string& runbook, const std::string& path, nlohmann::json params);
   // A warning or an error the run logged.
   void note(std::string_view level, std::string_view host, std::string_view msg, const nlohmann::json& fields);
+  // Something a dry run would have done.
+  void plan(std::string_view host, std::string_view step, std::string_view action, const nlohmann::json& fields);
   // One host's outcome in a fleet.each (the last one wins when a host is in several).
   void host(const std::string& name, const std::string& status, const std::string& error, double seconds);
   // Writes report.json (through a temporary name) and returns its path.
   std::string finish(const std::string& dir, int exit_code);
   nlohmann::json snapshot() const;
+  // The plan grouped by host and step, and the recap per host, as a person reads them.
+  std::string plan_text() const;
+  std::string recap_text() const;
 
  private:
   mutable std::mutex mu_;

@@ -1,0 +1,99 @@
+"""--dry-run: a runbook that would exec, write a file, cordon, evict and push does none of them
+(checked on the servers) and prints each in the plan, grouped by host and step."""
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import unittest
+import urllib.request
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+sys.path.insert(0, os.path.join(HERE, "..", "k8sim"))
+import fixture as fx  # noqa: E402
+import sshlab  # noqa: E402
+from test_metrics import free_port, wait_http  # noqa: E402
+
+ENGINE = os.environ.get("ENGINE_BIN", os.path.join(HERE, "../../build/bin/engine"))
+PUSHGATEWAY = shutil.which("prometheus-pushgateway")
+
+RUNBOOK = """
+local ssh = require "engine.ssh"
+local k8s = require "engine.k8s"
+local fleet = require "engine.fleet"
+local push = require "engine.pushgateway"
+return runbook {
+  name = "would-change",
+  params = { kh = { type = "string" }, key = { type = "string" }, kc = { type = "string" }, pgw = { type = "string" },
+             marker = { type = "string" } },
+  run = function(p, inv)
+    ssh.configure { known_hosts = p.kh, identity_files = { p.key } }
+    k8s.configure { kubeconfig = p.kc }
+    push.configure { url = p.pgw }
+    step("announce", function() assert(push.push("upgrade", {}, { in_flight = 1 })) end)
+    fleet.each(inv:group("all"), function(h)
+      step("drain", function() assert(k8s.drain(h.name, { ignore_daemonsets = true, timeout = 30 })) end)
+      step("packages", function()
+        local r = assert(h:exec("touch " .. p.marker .. "-" .. h.name))
+        assert(h:write_file(p.marker .. "-" .. h.name .. ".conf", "version: 1.34.3\\n"))
+        local ro = assert(h:exec("uname -n", { read_only = true }))
+        assert(not ro.dry_run and ro.code == 0)  -- reads happen for real
+      end)
+    end)
+  end,
+}
+"""
+
+
+@unittest.skipUnless(PUSHGATEWAY, "prometheus-pushgateway is not installed")
+class TestDryRun(unittest.TestCase):
+    def test_a_dry_run_changes_nothing_and_prints_the_plan(self):
+        lab = sshlab.Lab()
+        cluster = fx.Cluster([fx.namespace("default"), fx.node("w1"), fx.node("w2"), fx.replicaset("web"),
+                              fx.pod("web-1", "w1", labels={"app": "web"}, owner=("ReplicaSet", "web"))])
+        port = free_port()
+        pgw = subprocess.Popen([PUSHGATEWAY, f"--web.listen-address=127.0.0.1:{port}"], stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)
+        tmp = tempfile.mkdtemp(prefix="engine-dry-")
+        try:
+            wait_http(f"http://127.0.0.1:{port}/-/ready")
+            sshd = lab.sshd()
+            lab.trust(sshd.known_hosts_line())
+            inv = os.path.join(tmp, "hosts.ini")
+            with open(inv, "w") as f:
+                f.write(f"w1 ansible_host=127.0.0.1 ansible_port={sshd.port} ansible_user={sshlab.USER}\n")
+            rb = os.path.join(tmp, "rb.lua")
+            with open(rb, "w") as f:
+                f.write(RUNBOOK)
+            marker = f"/tmp/engine-dry-marker-{os.getpid()}"
+            r = subprocess.run([ENGINE, "run", rb, "-i", inv, "--dry-run", "-e", f"kh={lab.known_hosts}",
+                                "-e", f"key={lab.keys.key}", "-e", f"kc={cluster.kubeconfig}",
+                                "-e", f"pgw=http://127.0.0.1:{port}", "-e", f"marker={marker}",
+                                "--state-dir", os.path.join(tmp, "state")], capture_output=True, text=True, timeout=120)
+            self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+            # Nothing changed anywhere.
+            self.assertFalse(os.path.exists(f"{marker}-w1"))
+            self.assertFalse(os.path.exists(f"{marker}-w1.conf"))
+            self.assertFalse(cluster.get("/api/v1/nodes/w1")["spec"].get("unschedulable"))
+            self.assertEqual([p["metadata"]["name"] for p in cluster.get("/api/v1/pods")["items"]], ["web-1"])
+            groups = json.load(urllib.request.urlopen(f"http://127.0.0.1:{port}/api/v1/metrics"))["data"]
+            self.assertEqual(groups, [])
+            # Each change is in the plan, under its host and step.
+            plan = r.stdout[r.stdout.index("PLAN (dry run: nothing was changed)"):]
+            self.assertRegex(plan, r"\(run\)\n    step announce\n      would PUT to the Pushgateway job=upgrade")
+            self.assertRegex(plan, r"  w1\n    step drain\n      would PATCH kind=Node name=w1\n      would evict pod=default/web-1")
+            self.assertRegex(plan, r"    step packages\n      would run cmd=touch \S+-w1 sudo=false\n      would write path=\S+-w1.conf sudo=false")
+            self.assertNotIn("uname", plan)
+            self.assertIn("RECAP", r.stdout)
+        finally:
+            pgw.kill()
+            pgw.wait()
+            cluster.stop()
+            lab.stop()
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    unittest.main()
