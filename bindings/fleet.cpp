@@ -22,7 +22,7 @@ const std::vector<std::string> kOptions = {"at_once", "max_failures", "strategy"
 
 struct Result {
   std::string name;
-  enum Status { not_started, running, ok, failed } status = not_started;
+  enum Status { not_started, running, ok, failed, skipped } status = not_started;
   std::string error;
   double duration = 0;
   int value_ref = LUA_NOREF;
@@ -61,6 +61,7 @@ struct FleetRun : std::enable_shared_from_this<FleetRun> {
   std::optional<Clock::time_point> gate_since;
   std::string gate_last, gate_failure;
   size_t admitted = 0;
+  uint64_t id = 0;  // in vm->admission_kicks
 
   FleetRun(Vm* v, size_t total, size_t at_once_, size_t budget_)
       : vm(v), window(total, at_once_, budget_), at_once(at_once_), budget(budget_), results(total), started(total, false) {
@@ -84,10 +85,25 @@ struct FleetRun : std::enable_shared_from_this<FleetRun> {
     return std::nullopt;
   }
 
+  // Hosts an operator skipped (engine ctl skip) are settled without running.
+  void settle_skipped() {
+    for (size_t i : order) {
+      if (started[i] || !vm->skip_hosts.count(results[i].name)) continue;
+      started[i] = true;
+      window.admit_chosen();
+      window.finish(true);
+      results[i].status = Result::skipped;
+      results[i].error = "skipped by an operator (engine ctl skip)";
+      run::report().host(results[i].name, "skipped", results[i].error, 0);
+      log::emit(log::Level::warn, results[i].name, "skipped by an operator");
+    }
+  }
+
   void admit() {
     if (closed) return;
     if (vm->draining) window.stop_admitting();
-    while (window.can_admit()) {
+    settle_skipped();
+    while (!vm->paused && window.can_admit()) {
       auto next = candidate();
       if (!next) break;  // every remaining host waits for room in its group
       auto now = Clock::now();
@@ -231,6 +247,7 @@ struct FleetRun : std::enable_shared_from_this<FleetRun> {
     if (closed) return;
     closed = true;
     size_t ok = 0, failed = 0, skipped = 0;
+    vm->admission_kicks.erase(id);
     for (auto& r : results) {
       (r.status == Result::ok ? ok : r.status == Result::failed ? failed : skipped)++;
       if (r.status == Result::not_started) run::report().host(r.name, "not started", "", 0);
@@ -269,7 +286,7 @@ struct FleetRun : std::enable_shared_from_this<FleetRun> {
   }
 
   void push_results(lua_State* co, size_t ok, size_t failed, size_t skipped) {
-    static const char* names[] = {"skipped", "running", "ok", "failed"};
+    static const char* names[] = {"skipped", "running", "ok", "failed", "skipped"};
     lua_createtable(co, static_cast<int>(results.size()), 3);
     lua_rawgeti(co, LUA_REGISTRYINDEX, hosts_ref);
     for (size_t i = 0; i < results.size(); ++i) {
@@ -281,7 +298,7 @@ struct FleetRun : std::enable_shared_from_this<FleetRun> {
       lua_setfield(co, -2, "host");
       lua_pushstring(co, names[r.status]);
       lua_setfield(co, -2, "status");
-      if (!r.error.empty() || r.status == Result::not_started) {
+      if (!r.error.empty() || r.status == Result::not_started) {  // skipped hosts carry their reason
         lua_pushstring(co, r.status == Result::not_started ? (vm->draining ? "not started: interrupted" : "not started: failure budget exceeded") : r.error.c_str());
         lua_setfield(co, -2, "error");
       }
@@ -315,6 +332,7 @@ struct FleetRun : std::enable_shared_from_this<FleetRun> {
   // The waiting runbook was interrupted: stop admitting and cancel every host in flight.
   void cancel() {
     closed = true;
+    vm->admission_kicks.erase(id);
     window.stop_admitting();
     auto in_flight = running;
     for (auto& [_, t] : in_flight) interrupt(*t, {Interrupt::cancelled, 0});
@@ -482,6 +500,11 @@ void start(lua_State* L, Vm& vm, size_t total, size_t at_once, size_t budget) {
   run->hosts_ref = luaL_ref(L, LUA_REGISTRYINDEX);
   lua_pushvalue(L, 3);
   run->fn_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  run->id = vm.next_fleet++;
+  std::weak_ptr<FleetRun> weak = run;
+  vm.admission_kicks[run->id] = [weak] {
+    if (auto r = weak.lock()) r->admit();
+  };
   asio::post(vm.io, [run] { run->admit(); });
   arm(op, [run] { run->cancel(); });
 }

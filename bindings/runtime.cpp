@@ -6,6 +6,8 @@
 
 #include <boost/asio/signal_set.hpp>
 #include <filesystem>
+#include <fstream>
+#include <sstream>
 
 #include "bindings/runbook.hpp"
 #include "bindings/vm.hpp"
@@ -141,11 +143,51 @@ int Runtime::run(const nlohmann::json& params, const RunOptions& opts) {
   };
   signals.async_wait(on_signal);
 
+  // engine ctl: commands appended to the run's control file, read a few times a second.
+  asio::steady_timer control_timer(vm.io);
+  size_t control_offset = 0;
+  std::function<void()> poll_control = [&] {
+    if (opts.control_file.empty()) return;
+    std::ifstream f(opts.control_file);
+    if (f) {
+      f.seekg(static_cast<std::streamoff>(control_offset));
+      std::string line;
+      while (std::getline(f, line)) {
+        control_offset += line.size() + 1;
+        std::istringstream words(line);
+        std::string cmd, arg;
+        words >> cmd >> arg;
+        if (cmd == "pause") {
+          vm.paused = true;
+          log::emit(log::Level::warn, "", "paused by an operator: no new host starts; running ones go on (engine ctl continue)");
+        } else if (cmd == "continue") {
+          vm.paused = false;
+          log::emit(log::Level::info, "", "continued by an operator");
+        } else if (cmd == "skip" && !arg.empty()) {
+          vm.skip_hosts.insert(arg);
+          log::emit(log::Level::warn, arg, "will be skipped: an operator asked (engine ctl skip)");
+        } else if (cmd == "abort") {
+          log::emit(log::Level::warn, "", "aborted by an operator: cancelling everything in flight");
+          interrupted = true;
+          vm.draining = true;
+          cancel_all(vm);
+        }
+        for (auto& [_, kick] : std::map<uint64_t, std::function<void()>>(vm.admission_kicks)) kick();
+      }
+    }
+    control_timer.expires_after(std::chrono::milliseconds(250));
+    control_timer.async_wait([&](const boost::system::error_code& ec) {
+      if (!ec) poll_control();
+    });
+  };
+  poll_control();
+
   // Runs until the runbook's task and every task it started have finished.
   while (vm.live_count > 0) {
     if (vm.io.run_one() == 0) break;
   }
   signals.cancel();
+  control_timer.cancel();
   // Leases and tunnels nobody holds any more are closed now, and their last requests (a lease's
   // release) get a moment to reach the server before the connections go.
   lua_gc(L, LUA_GCCOLLECT);

@@ -30,6 +30,7 @@ struct RunOptions {
   std::string kubeconfig;  // --kubeconfig: overrides the inventory's and $KUBECONFIG
   std::string context;     // --context
   journal::Journal* journal = nullptr;  // steps are journaled here (none under --dry-run)
+  std::string control_file;             // engine ctl writes commands here
   bool retry_unknown = false;
 };
 

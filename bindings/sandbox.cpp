@@ -205,6 +205,7 @@ void open_sandbox(lua_State* L, const std::string& stdlib_dir) {
   open_k8s(L);
   open_http(L);
   open_etcd(L);
+  open_confirm(L);
 
   std::string prelude = (fs::path(stdlib_dir) / "prelude.lua").string();
   if (luaL_loadfilex(L, prelude.c_str(), "t") != LUA_OK) throw std::runtime_error(lua_tostring(L, -1));

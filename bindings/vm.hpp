@@ -91,6 +91,11 @@ struct Vm {
   std::string run_id;  // names this run to the outside world (cordon annotations, leases)
   std::string kubeconfig, kube_context;  // --kubeconfig / --context
   journal::Journal* journal = nullptr;    // steps are journaled when set (not under --dry-run)
+  // Operator control (engine ctl): no host starts while paused; skipped hosts never start.
+  bool paused = false;
+  std::set<std::string> skip_hosts;
+  std::map<uint64_t, std::function<void()>> admission_kicks;  // each live fleet.each's admit()
+  uint64_t next_fleet = 1;
   bool retry_unknown = false;             // resume --retry-unknown
   std::string stdlib_dir;
   std::string runbook_dir;
@@ -146,6 +151,7 @@ void close_k8s(Vm& vm);
 size_t k8s_in_flight(Vm& vm);
 void open_http(lua_State* L);
 void open_etcd(lua_State* L);
+void open_confirm(lua_State* L);
 // step()'s natives, added to the table the prelude receives.
 void add_journal_natives(lua_State* L);
 void close_http(Vm& vm);

@@ -31,6 +31,7 @@ struct Args {
   std::string kubeconfig, context;
   std::string run_id;          // resume, show
   bool force = false, retry_unknown = false;
+  std::vector<std::string> ctl;  // ctl: the command and its host
 };
 
 std::vector<std::pair<std::string, std::string>> parse_extra(const std::vector<std::string>& items) {
@@ -183,7 +184,9 @@ int execute(Args& a, engine::lua::Runtime& rt, const engine::lua::RunbookInfo& i
                      {"journaled_records", journal ? journal->records() : 0}});
   for (const auto& w : warnings) engine::log::emit(engine::log::Level::warn, "", w);
 
-  int code = rt.run(params, {a.dry_run, a.yes, run.id, a.kubeconfig, a.context, journal.get(), a.retry_unknown});
+  engine::lua::RunOptions ro{a.dry_run, a.yes, run.id, a.kubeconfig, a.context, journal.get(), (run.path / "control").string()};
+  ro.retry_unknown = a.retry_unknown;
+  int code = rt.run(params, ro);
   auto report_path = engine::run::report().finish(run.path.string(), code);
   if (a.log_format == "text") {
     engine::log::flush();
@@ -282,6 +285,24 @@ int do_runs(Args& a) {
   return 0;
 }
 
+// engine ctl RUN_ID pause|continue|skip HOST|abort: a line in the run's control file, which the
+// running engine reads a few times a second.
+int do_ctl(Args& a) {
+  auto dir = engine::run::state_dir(a.state_dir) / "runs" / a.run_id;
+  if (!std::filesystem::is_directory(dir)) throw engine::ConfigError("no run '" + a.run_id + "' under " + dir.parent_path().string());
+  if (std::filesystem::exists(dir / "report.json"))
+    throw engine::ConfigError("run '" + a.run_id + "' has finished: there is nothing to steer");
+  const std::string& cmd = a.ctl.at(0);
+  if (cmd != "pause" && cmd != "continue" && cmd != "skip" && cmd != "abort")
+    throw engine::ConfigError("ctl: '" + cmd + "' is not pause, continue, skip HOST or abort");
+  if (cmd == "skip" && a.ctl.size() < 2) throw engine::ConfigError("ctl skip needs the host to skip");
+  std::ofstream f(dir / "control", std::ios::app);
+  f << cmd << (a.ctl.size() > 1 ? " " + a.ctl[1] : "") << "\n";
+  if (!f.flush()) throw engine::ConfigError("cannot write " + (dir / "control").string());
+  std::printf("sent %s%s to %s\n", cmd.c_str(), a.ctl.size() > 1 ? (" " + a.ctl[1]).c_str() : "", a.run_id.c_str());
+  return 0;
+}
+
 // engine show RUN_ID: the recap of one run.
 int do_show(Args& a) {
   auto dir = engine::run::state_dir(a.state_dir) / "runs" / a.run_id;
@@ -357,6 +378,11 @@ int main(int argc, char** argv) {
   show->add_option("run_id", a.run_id, "the run's id")->required();
   show->add_option("--state-dir", a.state_dir, "where run directories live");
 
+  auto* ctl = app.add_subcommand("ctl", "steer a live run: pause, continue, skip HOST, abort");
+  ctl->add_option("run_id", a.run_id, "the run's id")->required();
+  ctl->add_option("command", a.ctl, "pause | continue | skip HOST | abort")->required()->expected(1, 2);
+  ctl->add_option("--state-dir", a.state_dir, "where run directories live");
+
   auto* version = app.add_subcommand("version", "print the engine's version");
 
   try {
@@ -387,6 +413,7 @@ int main(int argc, char** argv) {
     if (*resume) return do_resume(a);
     if (*runs) return do_runs(a);
     if (*show) return do_show(a);
+    if (*ctl) return do_ctl(a);
     return do_run(a);
   } catch (const engine::ConfigError& e) {
     std::fprintf(stderr, "error: %s\n", e.what());

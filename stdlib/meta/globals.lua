@@ -45,6 +45,12 @@ function timeout(seconds, fn, ...) end
 ---@return any ...
 function step(name, fn, opts) end
 
+--- Asks the operator on a terminal (y/N); --yes answers yes; with neither the run stops and says so.
+--- Other hosts' work goes on while it waits. Yields.
+---@param message string
+---@return boolean
+function confirm(message) end
+
 --- Raises string.format(fmt, ...) at the caller's line.
 ---@param fmt string
 function fail(fmt, ...) end
