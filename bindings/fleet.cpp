@@ -95,6 +95,7 @@ struct FleetRun : std::enable_shared_from_this<FleetRun> {
       results[i].status = Result::skipped;
       results[i].error = "skipped by an operator (engine ctl skip)";
       run::report().host(results[i].name, "skipped", results[i].error, 0);
+      log::progress_host(results[i].name, "skipped");
       log::emit(log::Level::warn, results[i].name, "skipped by an operator");
     }
   }
@@ -200,6 +201,7 @@ struct FleetRun : std::enable_shared_from_this<FleetRun> {
       window.admit_chosen();
       started[i] = true;
       ++admitted;
+      log::progress_host(results[i].name, "running");
       for (size_t c = 0; c < caps.size(); ++c)
         if (!cap_values[i][c].empty()) ++cap_running[{c, cap_values[i][c]}];
       auto& r = results[i];
@@ -234,6 +236,7 @@ struct FleetRun : std::enable_shared_from_this<FleetRun> {
       }
     }
     run::report().host(r.name, ok ? "ok" : "failed", r.error, r.duration);
+    log::progress_host(r.name, ok ? "ok" : "failed");
     running.erase(i);
     for (size_t c = 0; c < caps.size(); ++c)
       if (!cap_values[i][c].empty()) --cap_running[{c, cap_values[i][c]}];

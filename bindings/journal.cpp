@@ -94,6 +94,7 @@ int l_step_enter(lua_State* L) {
   if (Task* t = current_task(L)) {
     t->steps.push_back(name);
     log::set_current_step(name);
+    log::progress_step(t->host, name);
   }
   return 0;
 }

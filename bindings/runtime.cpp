@@ -181,6 +181,16 @@ int Runtime::run(const nlohmann::json& params, const RunOptions& opts) {
     });
   };
   poll_control();
+  // The live table (on a terminal) redraws on this tick, at most 10 times a second.
+  asio::steady_timer progress_timer(vm.io);
+  std::function<void()> tick = [&] {
+    log::progress_tick();
+    progress_timer.expires_after(std::chrono::milliseconds(100));
+    progress_timer.async_wait([&](const boost::system::error_code& ec) {
+      if (!ec) tick();
+    });
+  };
+  tick();
 
   // Runs until the runbook's task and every task it started have finished.
   while (vm.live_count > 0) {
@@ -188,6 +198,8 @@ int Runtime::run(const nlohmann::json& params, const RunOptions& opts) {
   }
   signals.cancel();
   control_timer.cancel();
+  progress_timer.cancel();
+  log::progress_finish();
   // Leases and tunnels nobody holds any more are closed now, and their last requests (a lease's
   // release) get a moment to reach the server before the connections go.
   lua_gc(L, LUA_GCCOLLECT);

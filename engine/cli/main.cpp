@@ -141,6 +141,7 @@ void setup_logs(const Args& a, const engine::run::RunDir& run) {
   lo.file = (run.path / "run.log").string();
   lo.color = lo.format == engine::log::Format::text && isatty(STDOUT_FILENO);
   engine::log::setup(lo);
+  engine::log::progress_enable(lo.color);  // the live table only on a terminal, with text logs
 }
 
 // Values no output may show: params declared secret, and inventory variables of the secret kinds.

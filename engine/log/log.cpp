@@ -17,9 +17,23 @@ namespace engine::log {
 
 namespace {
 
+struct Row {
+  std::string host, step, state;
+  std::chrono::steady_clock::time_point started, ended;
+};
+
+struct Progress {
+  bool on = false;
+  std::vector<Row> rows;
+  size_t drawn = 0;  // lines of the table on screen now
+  bool dirty = false;
+  std::chrono::steady_clock::time_point last_draw{};
+};
+
 struct State {
   std::vector<std::string> secrets;
   std::string step;
+  Progress progress;
   Options opts;
   std::shared_ptr<spdlog::logger> console;
   std::shared_ptr<spdlog::logger> file;
@@ -120,6 +134,89 @@ void add_secret(const std::string& value) {
 
 void set_current_step(const std::string& step) { state().step = step; }
 
+namespace {
+
+Row& row_of(Progress& p, const std::string& host) {
+  for (auto& r : p.rows)
+    if (r.host == host) return r;
+  p.rows.push_back(Row{host, "", "waiting", {}, {}});
+  return p.rows.back();
+}
+
+void erase_table(Progress& p) {
+  if (p.drawn == 0) return;
+  std::fprintf(stdout, "\033[%zuF\033[J", p.drawn);  // to the table's first line, clear to the end
+  p.drawn = 0;
+}
+
+void draw_table(Progress& p) {
+  if (p.rows.empty()) return;
+  auto now = std::chrono::steady_clock::now();
+  // Running hosts first, then the most recently finished; at most 20 rows.
+  std::vector<const Row*> shown;
+  for (const auto& r : p.rows)
+    if (r.state == "running") shown.push_back(&r);
+  for (auto it = p.rows.rbegin(); it != p.rows.rend() && shown.size() < 20; ++it)
+    if (it->state != "running" && it->state != "waiting") shown.push_back(&*it);
+  size_t waiting = 0, done = 0;
+  for (const auto& r : p.rows) waiting += r.state == "waiting", done += r.state != "waiting" && r.state != "running";
+  std::string out = fmt::format("\033[1m{:<24} {:<28} {:>9}  {}\033[0m   ({} done, {} waiting)\n", "HOST", "STEP", "ELAPSED",
+                                "STATE", done, waiting);
+  size_t lines = 1;
+  for (const Row* r : shown) {
+    if (lines > 20) break;
+    auto end = r->state == "running" ? now : r->ended;
+    double secs = std::chrono::duration<double>(end - r->started).count();
+    out += fmt::format("{:<24} {:<28} {:>8.1f}s  {}\n", r->host.substr(0, 24), r->step.substr(0, 28), secs, r->state);
+    ++lines;
+  }
+  std::fputs(out.c_str(), stdout);
+  std::fflush(stdout);
+  p.drawn = lines;
+  p.dirty = false;
+  p.last_draw = now;
+}
+
+}  // namespace
+
+void progress_enable(bool on) { state().progress.on = on; }
+
+void progress_host(const std::string& host, const std::string& st) {
+  auto& p = state().progress;
+  if (!p.on || host.empty()) return;
+  Row& r = row_of(p, host);
+  if (st == "running") r.started = std::chrono::steady_clock::now();
+  else r.ended = std::chrono::steady_clock::now();
+  r.state = st;
+  p.dirty = true;
+}
+
+void progress_step(const std::string& host, const std::string& step) {
+  auto& p = state().progress;
+  if (!p.on || host.empty()) return;
+  row_of(p, host).step = step;
+  p.dirty = true;
+}
+
+void progress_tick() {
+  auto& p = state().progress;
+  if (!p.on) return;
+  // While hosts run, their elapsed time moves: redraw even when nothing else changed.
+  bool moving = std::any_of(p.rows.begin(), p.rows.end(), [](const Row& r) { return r.state == "running"; });
+  if (!p.dirty && !moving) return;
+  if (std::chrono::steady_clock::now() - p.last_draw < std::chrono::milliseconds(100)) return;
+  erase_table(p);
+  draw_table(p);
+}
+
+void progress_finish() {
+  auto& p = state().progress;
+  if (!p.on) return;
+  erase_table(p);
+  std::fflush(stdout);
+  p.on = false;
+}
+
 std::string redact(std::string_view text) {
   std::string out(text);
   for (const auto& secret : state().secrets) {
@@ -157,7 +254,14 @@ void emit(Level level, std::string_view host, std::string_view raw_msg, const nl
   std::string msg_text = s.secrets.empty() ? std::string(raw_msg) : redact(raw_msg);
   std::string_view msg = msg_text;
   nlohmann::json fields = redact_json(raw_fields);
-  if (level >= s.opts.level) {
+  if (level >= s.opts.level && s.progress.on) {
+    // The line scrolls above the table; the table comes back at the next tick (at most 10/s).
+    erase_table(s.progress);
+    std::fputs((format_text(level, host, msg, fields, s.opts.color) + "\n").c_str(), stdout);
+    s.progress.dirty = true;
+    if (std::chrono::steady_clock::now() - s.progress.last_draw >= std::chrono::milliseconds(100)) draw_table(s.progress);
+    std::fflush(stdout);
+  } else if (level >= s.opts.level) {
     if (s.opts.format == Format::json)
       s.console->info(json_line(level, host, msg, fields).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
     else

@@ -40,6 +40,14 @@ nlohmann::json redact_json(const nlohmann::json& value);
 // Variable names whose values are secrets by their kind: passwords, tokens, private keys.
 bool is_secret_name(std::string_view name);
 
+// The live table on a terminal: one row per host (host, step, elapsed, state) under the log
+// lines, redrawn at most 10 times a second. Only with text logs on a TTY.
+void progress_enable(bool on);
+void progress_host(const std::string& host, const std::string& state);  // running, ok, failed, skipped
+void progress_step(const std::string& host, const std::string& step);
+void progress_tick();    // the runtime calls it every 100 ms: redraws when something changed
+void progress_finish();  // erases the table for good (before the recap)
+
 // The text form of one line, exposed for tests: "12:00:01.234 INFO  [node1] drained pods=12".
 std::string format_text(Level level, std::string_view host, std::string_view msg, const nlohmann::json& fields,
                         bool color);
