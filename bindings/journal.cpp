@@ -2,10 +2,25 @@
 #include "bindings/vm.hpp"
 #include "engine/journal/journal.hpp"
 #include "engine/log/log.hpp"
+#include "engine/run/report.hpp"
 
 namespace engine::lua {
 
 namespace {
+
+// When each step of this run started, for the report's durations.
+std::map<std::string, std::chrono::steady_clock::time_point>& starts() {
+  static std::map<std::string, std::chrono::steady_clock::time_point> m;
+  return m;
+}
+
+double since(const std::string& key) {
+  auto it = starts().find(key);
+  if (it == starts().end()) return 0;
+  double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - it->second).count();
+  starts().erase(it);
+  return s;
+}
 
 // step_key(name) → "host/name[#n]" for this task's nth step of that name, or nil without a journal.
 int l_step_key(lua_State* L) {
@@ -36,6 +51,7 @@ int l_step_lookup(lua_State* L) {
       lua_pushstring(L, e->error.c_str());
       return 2;
     case journal::Entry::done:
+      run::report().step(luaL_checkstring(L, 1), "skipped", 0, e->result, "done in an earlier run");
       lua_pushstring(L, "done");
       lua_createtable(L, static_cast<int>(e->result.size()), 0);
       for (size_t i = 0; i < e->result.size(); ++i) {
@@ -50,6 +66,7 @@ int l_step_lookup(lua_State* L) {
 
 int l_step_intent(lua_State* L) {
   Vm& vm = vm_of(L);
+  starts()[luaL_checkstring(L, 1)] = std::chrono::steady_clock::now();
   try {
     vm.journal->intent(luaL_checkstring(L, 1));
   } catch (const std::exception& e) {
@@ -65,6 +82,7 @@ int l_step_done(lua_State* L) {
   json results = json::array();
   for (int i = 2; i <= lua_gettop(L); ++i) results.push_back(to_json(L, i));
   results = log::redact_json(results);  // a secret a step returns comes back as "<secret>" on resume
+  run::report().step(key, "done", since(key), results, "");
   try {
     vm.journal->done(key, results);
   } catch (const std::exception& e) {
@@ -75,6 +93,7 @@ int l_step_done(lua_State* L) {
 
 int l_step_failed(lua_State* L) {
   Vm& vm = vm_of(L);
+  run::report().step(luaL_checkstring(L, 1), "failed", since(luaL_checkstring(L, 1)), nullptr, log::redact(luaL_checkstring(L, 2)));
   try {
     vm.journal->failed(luaL_checkstring(L, 1), luaL_checkstring(L, 2));
   } catch (const std::exception& e) {

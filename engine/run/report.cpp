@@ -25,7 +25,7 @@ void Report::begin(const std::string& run_id, const std::string& runbook, const 
   started_ = std::chrono::system_clock::now();
   doc_ = {{"run", run_id}, {"runbook", runbook}, {"path", path}, {"params", std::move(params)}, {"started", iso(started_)},
           {"warnings", nlohmann::json::array()}, {"errors", nlohmann::json::array()}, {"hosts", nlohmann::json::object()},
-          {"plan", nlohmann::json::array()}};
+          {"plan", nlohmann::json::array()}, {"steps", nlohmann::json::array()}};
 }
 
 void Report::note(std::string_view level, std::string_view host, std::string_view msg, const nlohmann::json& fields) {
@@ -43,6 +43,16 @@ void Report::host(const std::string& name, const std::string& status, const std:
   nlohmann::json h = {{"status", status}, {"seconds", seconds}};
   if (!error.empty()) h["error"] = error;
   doc_["hosts"][name] = std::move(h);
+}
+
+void Report::step(const std::string& key, const std::string& status, double seconds, const nlohmann::json& results,
+                  const std::string& error) {
+  std::lock_guard lock(mu_);
+  if (doc_.empty()) return;
+  nlohmann::json e = {{"step", key}, {"status", status}, {"seconds", seconds}};
+  if (!results.is_null() && !results.empty()) e["results"] = results;
+  if (!error.empty()) e["error"] = error;
+  doc_["steps"].push_back(std::move(e));
 }
 
 void Report::plan(std::string_view host, std::string_view step, std::string_view action, const nlohmann::json& fields) {

@@ -15,6 +15,9 @@ class Report {
   void begin(const std::string& run_id, const std::string& runbook, const std::string& path, nlohmann::json params);
   // A warning or an error the run logged.
   void note(std::string_view level, std::string_view host, std::string_view msg, const nlohmann::json& fields);
+  // A journaled step's outcome: "done", "failed", or "skipped" (done in an earlier run).
+  void step(const std::string& key, const std::string& status, double seconds, const nlohmann::json& results,
+            const std::string& error);
   // Something a dry run would have done.
   void plan(std::string_view host, std::string_view step, std::string_view action, const nlohmann::json& fields);
   // One host's outcome in a fleet.each (the last one wins when a host is in several).

@@ -118,6 +118,12 @@ class TestResume(unittest.TestCase):
         p = self.start()
         _, err = p.communicate(timeout=120)
         self.assertEqual(p.returncode, 0, err)
+        import json
+        rep = json.load(open(os.path.join(self.state, "runs", self.run_id(), "report.json")))
+        steps = {s["step"]: s for s in rep["steps"]}
+        self.assertEqual(len(steps), 50)
+        self.assertEqual(steps["node3/step7"]["status"], "done")
+        self.assertGreaterEqual(steps["node3/step7"]["seconds"], 0)
         journal = os.path.join(self.state, "runs", self.run_id(), "journal")
         with open(journal, "a") as f:
             f.write('1234abcd {"step":"node0/step11","t":"DO')  # a write cut by a crash
@@ -128,6 +134,8 @@ class TestResume(unittest.TestCase):
         self.assertEqual(p.returncode, 0, err)
         self.assertIn("the last record is torn", out)
         self.assertNotIn("DO\n", open(journal).read())  # cut away before new records
+        rep = json.load(open(os.path.join(self.state, "runs", self.run_id(), "report.json")))
+        self.assertTrue(all(s["status"] == "skipped" for s in rep["steps"]))  # all done by the first run
         for i in range(5):
             self.assertEqual(self.lines(f"node{i}"), [f"step{n}" for n in range(1, 11)])
 
