@@ -29,6 +29,23 @@ function M.configure(opts)
   if opts.key_data then settings.key_file = nil end
 end
 
+--- from_inventory(hosts, {port = 2379, scheme = "https"}) → endpoints
+--- An endpoint per host (its etcd_access_address, else ansible_host, else its name; its
+--- etcd_client_port var, else the port), configured and returned. Kubespray's and kubeadm's
+--- inventories name the etcd members in an `etcd` group: etcd.from_inventory(inv:group("etcd")).
+function M.from_inventory(hosts, opts)
+  opts = opts or {}
+  local eps = {}
+  for _, h in ipairs(hosts) do
+    local v = h.vars or {}
+    local addr = v.etcd_access_address or v.ansible_host or h.name
+    if tostring(addr):find(":", 1, true) then addr = "[" .. addr .. "]" end
+    eps[#eps + 1] = (opts.scheme or "https") .. "://" .. addr .. ":" .. tostring(v.etcd_client_port or opts.port or 2379)
+  end
+  settings.endpoints = eps
+  return eps
+end
+
 --- The endpoints configured.
 function M.endpoints() return settings.endpoints end
 

@@ -194,6 +194,25 @@ function M.node_info(n)
   }
 end
 
+--- label_hosts(hosts, {zone = "topology.kubernetes.io/zone"}) → hosts | nil, err, message
+--- Copies node labels into host variables (host.vars.zone), so fleet.each's max_per can cap by a
+--- node label: fleet.each(hosts, {max_per = {zone = 1}}, ...). A host without its node, or a
+--- node without the label, gets no variable (and is not capped).
+function M.label_hosts(hosts, map)
+  local nodes, err, msg = M.nodes()
+  if not nodes then return nil, err, msg end
+  local by = {}
+  for _, n in ipairs(nodes) do by[n.name] = n end
+  for _, h in ipairs(hosts) do
+    local n = by[h.name]
+    if n then
+      h.vars = h.vars or {}
+      for var, label in pairs(map) do h.vars[var] = n.labels[label] end
+    end
+  end
+  return hosts
+end
+
 --- nodes() → list of node_info
 function M.nodes()
   local items, err, msg = M.list("nodes")

@@ -170,7 +170,25 @@ end }}
         finally:
             lab.stop()
 
-    def test_6_health_reports_a_killed_member(self):
+    def test_6_endpoints_from_the_inventory(self):
+        inv = os.path.join(self.tmp, "inv.yml")
+        with open(inv, "w") as f:
+            f.write("all:\n  children:\n    etcd:\n      hosts:\n")
+            for name, port in zip(self.cluster.names, self.cluster.client_ports):
+                f.write(f"        {name}: {{ansible_host: 127.0.0.1, etcd_client_port: {port}}}\n")
+        path = os.path.join(self.tmp, "inv.lua")
+        with open(path, "w") as f:
+            f.write(TEMPLATE % """
+    local eps = etcd.from_inventory(inv:group("etcd"))
+    assert(#eps == 3 and eps[1]:match("^https://127%.0%.0%.1:%d+$"), eps[1])
+    assert(etcd.members_match(inv:group("etcd")))
+    assert(assert(etcd.cluster_health()).healthy)
+""")
+        r = subprocess.run([ENGINE, "run", path, "-i", inv, "-e", f"dir={self.cluster.dir}", "-e", "endpoints=x",
+                            "--state-dir", os.path.join(self.tmp, "state")], capture_output=True, text=True, timeout=120)
+        self.ok(r)
+
+    def test_7_health_reports_a_killed_member(self):
         victim = self.cluster.names[2]
         self.cluster.kill(victim)
         out = self.ok(self.run_lua("""

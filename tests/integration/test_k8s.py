@@ -398,6 +398,24 @@ class TestNodes(K8sTest):
 """))
         self.assertFalse(self.cluster.get("/api/v1/nodes/w2")["spec"].get("unschedulable"))
 
+    def test_max_per_by_a_node_label(self):
+        self.ok(self.run_lua("""
+    assert(k8s.patch("nodes", "w1", { metadata = { labels = { ["topology.kubernetes.io/zone"] = "a" } } }))
+    assert(k8s.patch("nodes", "w2", { metadata = { labels = { ["topology.kubernetes.io/zone"] = "a" } } }))
+    assert(k8s.patch("nodes", "w3", { metadata = { labels = { ["topology.kubernetes.io/zone"] = "b" } } }))
+    local hosts = { { name = "w1" }, { name = "w2" }, { name = "w3" } }
+    assert(k8s.label_hosts(hosts, { zone = "topology.kubernetes.io/zone" }))
+    assert(hosts[1].vars.zone == "a" and hosts[3].vars.zone == "b")
+    local live, peak = {}, {}
+    require("engine.fleet").each(hosts, { at_once = 3, max_per = { zone = 1 } }, function(h)
+      live[h.vars.zone] = (live[h.vars.zone] or 0) + 1
+      peak[h.vars.zone] = math.max(peak[h.vars.zone] or 0, live[h.vars.zone])
+      sleep(0.05)
+      live[h.vars.zone] = live[h.vars.zone] - 1
+    end)
+    assert(peak.a == 1 and peak.b == 1)
+"""))
+
     def test_wait_node_for_a_version(self):
         p = subprocess.Popen([sys.executable, "-c", f"""
 import sys, time; sys.path.insert(0, {os.path.join(HERE, '..', 'k8sim')!r})

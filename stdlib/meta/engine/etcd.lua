@@ -32,6 +32,10 @@ local etcd = {}
 function etcd.configure(opts) end
 ---@return string[]
 function etcd.endpoints() end
+--- Endpoints from inventory hosts (etcd_access_address / ansible_host / name, etcd_client_port / port).
+---@param opts? {port?: integer, scheme?: string}
+---@return string[]
+function etcd.from_inventory(hosts, opts) end
 ---@return engine.etcd.Status|nil, string|nil, string|nil
 function etcd.status(endpoint) end
 ---@return engine.etcd.Member[]|nil, string|nil, string|nil

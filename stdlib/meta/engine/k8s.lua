@@ -123,6 +123,12 @@ function k8s.drain(node, opts) end
 ---@param opts? {ttl?: integer, namespace?: string}
 ---@return engine.k8s.Lease|nil, string|nil, string|nil
 function k8s.lease(name, opts) end
+--- Copies node labels into host variables (host.vars[var] = the node's label), for max_per.
+---@param hosts engine.Host[]
+---@param map table<string, string>  var = label
+---@return engine.Host[]|nil, string|nil, string|nil
+function k8s.label_hosts(hosts, map) end
+
 --- HTTP requests this run has sent to the API.
 ---@return integer
 function k8s.requests() end
