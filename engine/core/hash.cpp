@@ -6,14 +6,12 @@
 
 namespace engine {
 
-namespace {
 std::string hex(const unsigned char* p, size_t n) {
   static const char* d = "0123456789abcdef";
   std::string out;
   for (size_t i = 0; i < n; ++i) out += d[p[i] >> 4], out += d[p[i] & 15];
   return out;
 }
-}  // namespace
 
 std::optional<std::string> sha256_file(const std::string& path) {
   int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);

@@ -8,5 +8,7 @@ namespace engine {
 
 std::optional<std::string> sha256_file(const std::string& path);
 std::string sha256_hex(std::string_view data);
+// Lowercase hex of bytes.
+std::string hex(const unsigned char* bytes, size_t n);
 
 }  // namespace engine

@@ -9,18 +9,12 @@
 
 #include <nlohmann/json.hpp>
 
+#include "engine/core/hash.hpp"
 #include "engine/ssh/known_hosts.hpp"
 
 namespace engine::etcd {
 
 namespace {
-
-std::string hex(const unsigned char* p, size_t n) {
-  static const char* d = "0123456789abcdef";
-  std::string out;
-  for (size_t i = 0; i < n; ++i) out += d[p[i] >> 4], out += d[p[i] & 15];
-  return out;
-}
 
 struct Writer {
   std::string path, part;
