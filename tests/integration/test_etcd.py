@@ -201,5 +201,74 @@ end }}
         self.assertIn(f"{victim} unhealthy", out)
 
 
+class TestSnapshotTrailer(unittest.TestCase):
+    """The sha256 trailer check, through the JSON gateway path (http endpoints), with a fake etcd
+    that streams a database whose trailer is right, or wrong."""
+
+    def serve(self, good):
+        import base64, hashlib, http.server, threading
+        data = os.urandom(300_000)
+        trailer = hashlib.sha256(data).digest() if good else bytes(32)
+        blob = data + trailer
+
+        class Fake(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *a):
+                pass
+
+            def do_POST(self):
+                self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                if self.path == "/v3/maintenance/status":
+                    body = json.dumps({"header": {"revision": "42", "member_id": "1"}, "version": "3.4.23", "leader": "1"}).encode()
+                    self.send_response(200)
+                    self.send_header("Content-Length", str(len(body)))
+                    self.end_headers()
+                    return self.wfile.write(body)
+                chunks = [blob[i:i + 65536] for i in range(0, len(blob), 65536)]
+                lines = b""
+                for n, c in enumerate(chunks):
+                    left = len(blob) - sum(len(x) for x in chunks[:n + 1])
+                    lines += json.dumps({"result": {"remaining_bytes": str(left), "blob": base64.b64encode(c).decode()}}).encode() + b"\n"
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(lines)))
+                self.end_headers()
+                self.wfile.write(lines)
+
+        server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Fake)
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        return server, len(blob)
+
+    def snapshot(self, server, path):
+        tmp = os.path.dirname(path)
+        rb = os.path.join(tmp, "snap.lua")
+        with open(rb, "w") as f:
+            f.write(f"""local etcd = require "engine.etcd"
+return runbook {{ name = "s", run = function()
+  local r, err, msg = etcd.snapshot("http://127.0.0.1:{server.server_port}", "{path}")
+  print("RESULT", r and r.size or "nil", err, msg)
+end }}""")
+        return subprocess.run([ENGINE, "run", rb, "--state-dir", os.path.join(tmp, "state")], capture_output=True, text=True, timeout=60)
+
+    def test_a_bad_trailer_leaves_nothing_and_a_good_one_is_kept(self):
+        tmp = tempfile.mkdtemp(prefix="engine-trailer-")
+        try:
+            for good in (False, True):
+                server, size = self.serve(good)
+                path = os.path.join(tmp, f"{good}.db")
+                r = self.snapshot(server, path)
+                server.shutdown()
+                self.assertEqual(r.returncode, 0, r.stderr)
+                if good:
+                    self.assertIn(f"RESULT\t{size}", r.stdout)
+                    self.assertEqual(os.path.getsize(path), size)
+                else:
+                    self.assertIn("RESULT\tnil\tcorrupt\tthe snapshot's sha256 trailer does not match its data", r.stdout)
+                    self.assertFalse(os.path.exists(path))
+                    self.assertFalse(os.path.exists(path + ".part"))
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
 if __name__ == "__main__":
     unittest.main()

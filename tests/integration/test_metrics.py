@@ -8,6 +8,7 @@ import subprocess
 import tempfile
 import time
 import unittest
+import urllib.error
 import urllib.request
 
 ENGINE = os.environ.get("ENGINE_BIN", os.path.join(os.path.dirname(__file__), "../../build/bin/engine"))
@@ -140,6 +141,57 @@ class TestPushgateway(Base):
         r = self.run_lua('push.push("k8s_upgrade", {}, { upgrade_in_flight = 1 }, { required = true })', "-e", f"pgw={self.url}")
         self.assertEqual(r.returncode, 1)
         self.assertIn("pushgateway PUT failed", r.stderr)
+
+
+@unittest.skipUnless(PUSHGATEWAY, "prometheus-pushgateway is not installed")
+class TestPushgatewayTlsAndAuth(Base):
+    def test_push_over_tls_with_basic_auth(self):
+        import crypt  # libxcrypt's bcrypt, for the Pushgateway's web config
+        d = self.tmp
+        for cmd in (["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-days", "1",
+                     "-subj", "/CN=test-ca", "-keyout", f"{d}/ca.key", "-out", f"{d}/ca.crt"],
+                    ["openssl", "req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-subj", "/CN=pgw",
+                     "-keyout", f"{d}/pgw.key", "-out", f"{d}/pgw.csr"]):
+            subprocess.run(cmd, check=True, capture_output=True)
+        with open(f"{d}/ext", "w") as f:
+            f.write("subjectAltName=IP:127.0.0.1\n")
+        subprocess.run(["openssl", "x509", "-req", "-in", f"{d}/pgw.csr", "-CA", f"{d}/ca.crt", "-CAkey", f"{d}/ca.key",
+                        "-CAcreateserial", "-days", "1", "-extfile", f"{d}/ext", "-out", f"{d}/pgw.crt"], check=True, capture_output=True)
+        with open(f"{d}/web.yml", "w") as f:
+            f.write(f"tls_server_config:\n  cert_file: {d}/pgw.crt\n  key_file: {d}/pgw.key\n"
+                    f"basic_auth_users:\n  engine: '{crypt.crypt('push-pw-1', crypt.mksalt(crypt.METHOD_BLOWFISH))}'\n")
+        port = free_port()
+        proc = subprocess.Popen([PUSHGATEWAY, f"--web.listen-address=127.0.0.1:{port}", f"--web.config.file={d}/web.yml"],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            import ssl
+            ctx = ssl.create_default_context(cafile=f"{d}/ca.crt")
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline:
+                try:
+                    urllib.request.urlopen(f"https://127.0.0.1:{port}/-/ready", context=ctx, timeout=1)
+                    break
+                except urllib.error.HTTPError:
+                    break  # 401: up, and asking for the password
+                except OSError:
+                    time.sleep(0.1)
+            out = self.ok(self.run_lua(f"""
+    push.configure {{ url = "https://127.0.0.1:{port}", ca_file = "{d}/ca.crt", basic_auth = {{ user = "engine", password = "push-pw-1" }} }}
+    assert(push.push("k8s_upgrade", {{}}, {{ in_flight = 1 }}))
+    push.configure {{ basic_auth = {{ user = "engine", password = "wrong" }} }}
+    local ok, err, why = push.push("k8s_upgrade", {{}}, {{ in_flight = 2 }})
+    assert(ok == nil and err == "failed", tostring(err))
+    print(why)
+"""))
+            self.assertIn("HTTP 401", out)
+            req = urllib.request.Request(f"https://127.0.0.1:{port}/api/v1/metrics")
+            import base64
+            req.add_header("Authorization", "Basic " + base64.b64encode(b"engine:push-pw-1").decode())
+            groups = json.load(urllib.request.urlopen(req, context=ctx))["data"]
+            self.assertEqual(groups[0]["in_flight"]["metrics"][0]["value"], "1")
+        finally:
+            proc.kill()
+            proc.wait()
 
 
 @unittest.skipUnless(PROMETHEUS, "prometheus is not installed")
