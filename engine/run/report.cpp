@@ -1,5 +1,7 @@
 #include "engine/run/report.hpp"
 
+#include "engine/log/log.hpp"
+
 #include <algorithm>
 #include <cstdio>
 #include <fstream>
@@ -121,8 +123,10 @@ std::string Report::finish(const std::string& dir, int exit_code) {
   doc_["outcome"] = exit_code == 0 ? "ok" : exit_code == 130 ? "interrupted" : exit_code == 1 ? "failed" : "error";
   std::string path = dir + "/report.json", tmp = path + ".tmp";
   {
+    // Redacted as a whole: a value can become known as a secret after it was recorded (a param
+    // later used as a sudo password, a value marked with log.secret()).
     std::ofstream f(tmp);
-    f << doc_.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) << "\n";
+    f << log::redact_json(doc_).dump(2, ' ', false, nlohmann::json::error_handler_t::replace) << "\n";
   }
   std::rename(tmp.c_str(), path.c_str());
   return path;

@@ -24,7 +24,7 @@ local time = require "engine.time"
 return runbook {
   name = "ssh-test",
   params = { kh = { type = "string" }, key = { type = "string" }, policy = { type = "string", default = "strict" },
-             arg = { type = "string", default = "" } },
+             arg = { type = "string", default = "", secret = true } },
   run = function(p, inv)
     ssh.configure { known_hosts = p.kh, identity_files = { p.key }, host_key_policy = p.policy }
 %s
