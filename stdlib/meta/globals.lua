@@ -1,5 +1,5 @@
 ---@meta
--- LuaCATS stubs for the globals engine gives every runbook. For editors (lua-language-server);
+-- LuaCATS definitions for the globals engine gives every runbook. For editors (lua-language-server);
 -- never loaded by the engine.
 
 ---@alias engine.ParamType "string"|"integer"|"number"|"boolean"|"enum"|"list"|"duration"

@@ -1,5 +1,5 @@
 ---@meta engine.etcd
--- LuaCATS stubs for require "engine.etcd". Every call yields. Expected failures return nil, err,
+-- LuaCATS definitions for require "engine.etcd". Every call yields. Expected failures return nil, err,
 -- message with err one of "timeout", "unreachable", "failed", "malformed", "unhealthy",
 -- "not found", and for snapshots "cut" and "corrupt".
 

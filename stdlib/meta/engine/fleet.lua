@@ -1,5 +1,5 @@
 ---@meta engine.fleet
--- LuaCATS stubs for require "engine.fleet".
+-- LuaCATS definitions for require "engine.fleet".
 
 ---@class engine.fleet.Options
 ---@field at_once? integer|string       hosts in flight: a count or "30%" (default: 1)

@@ -1,5 +1,5 @@
 ---@meta engine.k8s
--- LuaCATS stubs for require "engine.k8s". Expected failures return nil, err, message with err one
+-- LuaCATS definitions for require "engine.k8s". Expected failures return nil, err, message with err one
 -- of "not found", "conflict", "forbidden", "unauthorized", "invalid", "too many requests",
 -- "server error", "timeout", "unreachable", "gone", "unknown kind", and for the node operations
 -- "refused", "not ours", "held", "failed".

@@ -1,4 +1,4 @@
 ---@meta engine.log
--- LuaCATS stubs for require "engine.log" (the same table as the global log).
+-- LuaCATS definitions for require "engine.log" (the same table as the global log).
 ---@type engine.log
 return log

@@ -1,5 +1,5 @@
 ---@meta
--- LuaCATS stubs for require "engine.pushgateway", "engine.prometheus", "engine.http" and "std.gates".
+-- LuaCATS definitions for require "engine.pushgateway", "engine.prometheus", "engine.http" and "std.gates".
 
 ---@class engine.pushgateway.Metric
 ---@field name string

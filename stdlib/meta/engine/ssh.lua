@@ -1,5 +1,5 @@
 ---@meta engine.ssh
--- LuaCATS stubs for require "engine.ssh" and the SSH methods of hosts.
+-- LuaCATS definitions for require "engine.ssh" and the SSH methods of hosts.
 
 ---@alias engine.ssh.Error "timeout"|"refused"|"unreachable"|"auth failed"|"host key unknown"|"host key changed"|"closed"|"sudo failed"|"not found"|"permission denied"|"failed"
 

@@ -1,5 +1,5 @@
 ---@meta engine.time
--- LuaCATS stubs for require "engine.time".
+-- LuaCATS definitions for require "engine.time".
 local time = {}
 --- As the global sleep. Yields.
 ---@param seconds number
