@@ -49,11 +49,11 @@ def descendants(root, only=None):
         ppid = int(stat[stat.rindex(")") + 2:].split()[1])
         children.setdefault(ppid, []).append(int(d))
         names[int(d)] = name
-    out, todo = [], [root]
-    while todo:
-        for c in children.get(todo.pop(), []):
+    out, frontier = [], [root]
+    while frontier:
+        for c in children.get(frontier.pop(), []):
             out.append(c)
-            todo.append(c)
+            frontier.append(c)
     return [p for p in out if only is None or names.get(p) == only]
 
 
