@@ -9,6 +9,7 @@ import subprocess
 import tempfile
 import threading
 import time
+import unittest
 
 USER = "enginetest"      # passwordless sudo; shell /bin/sh (root's shell start-up is slow here)
 PW_USER = "enginepw"     # sudo asks for a password
@@ -250,3 +251,17 @@ class Lab:
         for s in self.servers:
             s.stop()
         shutil.rmtree(self.root, ignore_errors=True)
+
+
+class LabCase(unittest.TestCase):
+    """A test class with one Lab and one trusted sshd, shared by its tests."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.lab = Lab()
+        cls.sshd = cls.lab.sshd()
+        cls.lab.trust(cls.sshd.known_hosts_line())
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.lab.stop()

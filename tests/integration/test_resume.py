@@ -40,17 +40,7 @@ return runbook {
 """
 
 
-class TestResume(unittest.TestCase):
-    @classmethod
-    def setUpClass(cls):
-        cls.lab = sshlab.Lab()
-        cls.sshd = cls.lab.sshd()
-        cls.lab.trust(cls.sshd.known_hosts_line())
-
-    @classmethod
-    def tearDownClass(cls):
-        cls.lab.stop()
-
+class TestResume(sshlab.LabCase):
     def setUp(self):
         self.tmp = tempfile.mkdtemp(prefix="engine-resume-")
         os.chmod(self.tmp, 0o777)  # the hosts' files are written by the SSH user

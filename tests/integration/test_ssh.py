@@ -33,17 +33,7 @@ return runbook {
 """
 
 
-class SshTest(unittest.TestCase):
-    @classmethod
-    def setUpClass(cls):
-        cls.lab = sshlab.Lab()
-        cls.sshd = cls.lab.sshd()
-        cls.lab.trust(cls.sshd.known_hosts_line())
-
-    @classmethod
-    def tearDownClass(cls):
-        cls.lab.stop()
-
+class SshTest(sshlab.LabCase):
     def inventory(self, text):
         fd, path = tempfile.mkstemp(dir=self.lab.root, suffix=".ini")
         with os.fdopen(fd, "w") as f:
