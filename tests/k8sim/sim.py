@@ -27,6 +27,8 @@ import patch as patches  # noqa: E402
 from resources import BY_PATH, groups, resource_list, api_version  # noqa: E402
 from store import ApiError, Store, now, pod_ready  # noqa: E402
 from tables import table_for  # noqa: E402
+import kubelet_report  # noqa: E402
+import rbac  # noqa: E402
 
 
 class Faults:
@@ -58,6 +60,7 @@ class Sim:
     def __init__(self, args):
         self.store = Store(ready_delay=args.ready_delay, grace_scale=args.grace_scale)
         self.store.server_version = args.version
+        self.version_node = args.version_node
         self.tokens = set(t for t in (args.tokens or "").split(",") if t)
         self.faults = Faults()
         self.stats = {}
@@ -182,6 +185,10 @@ class Handler(BaseHTTPRequestHandler):
         if path == "/_sim/version" and method == "POST":
             st.server_version = (self.body() or {}).get("gitVersion", st.server_version)
             return self.send_json(200, {"ok": True})
+        if path == "/_sim/kubelet" and method == "POST":
+            with st.lock:
+                kubelet_report.apply(st, self.body() or {}, self.sim.version_node)
+            return self.send_json(200, {"ok": True})
         if path == "/_sim/compact" and method == "POST":
             with st.lock:
                 st.log.clear()
@@ -230,8 +237,18 @@ class Handler(BaseHTTPRequestHandler):
                     return self.send_json(200, table_for(plural)([obj], {"resourceVersion": obj["metadata"]["resourceVersion"]}))
                 return self.send_json(200, obj)
             if method == "POST" and plural == "selfsubjectaccessreviews":
-                review = self.body() or {}
-                review["status"] = {"allowed": True}
+                if "protobuf" in self.headers.get("Content-Type", ""):
+                    n = int(self.headers.get("Content-Length") or 0)
+                    attrs = rbac.review_from_protobuf(self.rfile.read(n))
+                    review = {"kind": "SelfSubjectAccessReview", "apiVersion": "authorization.k8s.io/v1",
+                              "metadata": {}, "spec": {"resourceAttributes": attrs}}
+                else:
+                    review = self.body() or {}
+                    attrs = (review.get("spec") or {}).get("resourceAttributes") or {}
+                user = self.headers.get("Impersonate-User")
+                member_of = set(self.headers.get_all("Impersonate-Group") or []) | {"system:authenticated"}
+                ok, reason = rbac.allowed(st, user, member_of, attrs)
+                review["status"] = {"allowed": ok, **({"reason": reason} if reason else {})}
                 return self.send_json(201, review)
             if method == "POST" and sub == "eviction":
                 ev = self.body() or {}
@@ -374,6 +391,7 @@ def main():
     ap.add_argument("--ready-delay", type=float, default=0.5)
     ap.add_argument("--grace-scale", type=float, default=1.0)
     ap.add_argument("--version", default="v1.33.1")
+    ap.add_argument("--version-node", help="the node whose running kube-apiserver gives /version (the lab)")
     args = ap.parse_args()
     sim = Sim(args)
     if args.state:

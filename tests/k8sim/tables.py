@@ -50,7 +50,15 @@ def table(columns, row_fn):
     return build
 
 
+def pdb_row(p):
+    spec, st = p.get("spec") or {}, p.get("status") or {}
+    return [p["metadata"]["name"], str(spec.get("minAvailable", "N/A")), str(spec.get("maxUnavailable", "N/A")),
+            st.get("disruptionsAllowed", 0), age(p["metadata"].get("creationTimestamp"))]
+
+
 TABLES = {
+    "poddisruptionbudgets": table([col("Name", fmt="name"), col("Min Available"), col("Max Unavailable"),
+                                   col("Allowed Disruptions", "integer"), col("Age")], pdb_row),
     "nodes": table([col("Name", fmt="name"), col("Status"), col("Roles"), col("Age"), col("Version")], node_row),
     "pods": table([col("Name", fmt="name"), col("Ready"), col("Status"), col("Restarts", "integer"), col("Age")], pod_row),
 }

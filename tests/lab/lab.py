@@ -1,0 +1,415 @@
+#!/usr/bin/env python3
+"""The lab: a simulated kubeadm cluster on one machine (design.md, "The lab").
+
+  lab up [--control-planes 3] [--workers 3] [--version 1.33.1] [--dir DIR]
+  lab down | status [--dir DIR]
+  lab fault NODE KIND | lab clear NODE KIND [--dir DIR]
+"""
+import argparse
+import json
+import os
+import shutil
+import signal
+import ssl
+import subprocess
+import sys
+import time
+import urllib.request
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+sys.path.insert(0, os.path.join(os.path.dirname(HERE), "integration"))
+
+import labcluster  # noqa: E402
+import labfaults  # noqa: E402
+import labnodes  # noqa: E402
+from sshlab import USER, ensure_users  # noqa: E402
+
+DEFAULT_DIR = os.environ.get("ENGINE_LAB_DIR", "/tmp/engine-lab")
+RELEASES = ["1.32.4", "1.32.9", "1.33.0", "1.33.1", "1.33.5", "1.34.0", "1.34.3"]
+MOUNT_POINTS = ["/etc/kubernetes", "/var/lib/etcd", "/var/lib/kubelet", "/etc/systemd/system", "/etc/etcd",
+                "/var/lib/engine-lab", "/etc/apt/sources.list.d"]
+
+
+class LabError(Exception):
+    pass
+
+
+# --- processes ----------------------------------------------------------------------------------
+def start_time(pid):
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return None
+
+
+def alive(rec):
+    return bool(rec) and start_time(rec["pid"]) == rec["start"]
+
+
+def spawn(cmd, log):
+    p = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=open(log, "ab"), stderr=subprocess.STDOUT,
+                         start_new_session=True)
+    time.sleep(0.01)
+    return {"pid": p.pid, "start": start_time(p.pid)}
+
+
+def mnt_ns(pid):
+    try:
+        return os.readlink(f"/proc/{pid}/ns/mnt")
+    except OSError:
+        return None
+
+
+def pids_in_ns(ns):
+    out = []
+    for d in os.listdir("/proc"):
+        if d.isdigit() and int(d) != os.getpid() and mnt_ns(d) == ns:
+            out.append(int(d))
+    return out
+
+
+def kill_ns(ns, limit=10.0):
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline:
+        pids = pids_in_ns(ns)
+        if not pids:
+            return
+        for p in pids:
+            try:
+                os.kill(p, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        time.sleep(0.1)
+    raise LabError(f"processes of namespace {ns} survived SIGKILL: {pids_in_ns(ns)}")
+
+
+def wait(cond, what, limit=60.0):
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline:
+        try:
+            if cond():
+                return
+        except Exception:
+            pass
+        time.sleep(0.2)
+    raise LabError(f"timed out after {limit:.0f}s waiting for {what}")
+
+
+def port_open(host, port):
+    import socket
+    try:
+        with socket.create_connection((host, port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+# --- state --------------------------------------------------------------------------------------
+def load(d):
+    try:
+        with open(f"{d}/lab.json") as f:
+            return json.load(f)
+    except OSError:
+        return None
+
+
+def save(st):
+    with open(f"{st['dir']}/lab.json.tmp", "w") as f:
+        json.dump(st, f, indent=1)
+    os.replace(f"{st['dir']}/lab.json.tmp", f"{st['dir']}/lab.json")
+
+
+def api_get(st, path):
+    ctx = ssl.create_default_context(cafile=f"{st['dir']}/pki/pki/ca.crt")
+    ctx.load_cert_chain(f"{st['dir']}/admin.crt", f"{st['dir']}/admin.key")
+    with urllib.request.urlopen(st["api"] + path, context=ctx, timeout=5) as r:
+        return json.loads(r.read())
+
+
+def etcd_healthy(st, n):
+    pki = f"{st['dir']}/nodes/{n['name']}/root/etc/kubernetes/pki/etcd"
+    ctx = ssl.create_default_context(cafile=f"{pki}/ca.crt")
+    ctx.load_cert_chain(f"{pki}/healthcheck-client.crt", f"{pki}/healthcheck-client.key")
+    with urllib.request.urlopen(f"https://{n['ip']}:2379/health", context=ctx, timeout=3) as r:
+        return json.loads(r.read()).get("health") == "true"
+
+
+def healthy(st):
+    """What is wrong with a lab that should be up, as a list of sentences."""
+    bad = []
+    for n in st["nodes"]:
+        if not alive(n["anchor"]):
+            bad.append(f"node {n['name']} is not running")
+    for part in ("sim", "pushgateway", "prometheus"):
+        if not alive(st.get(part)):
+            bad.append(f"{part} is not running")
+    return bad
+
+
+# --- up -----------------------------------------------------------------------------------------
+def up(a):
+    d = os.path.abspath(a.dir)
+    st = load(d)
+    if st and not healthy(st):
+        print(f"lab is already up in {d}")
+        print_usage(st)
+        return 0
+    if st:
+        print(f"lab in {d} is partly down ({'; '.join(healthy(st))}); starting it again", file=sys.stderr)
+        down_state(st)
+    t0 = time.monotonic()
+    ensure_users()
+    shutil.rmtree(d, ignore_errors=True)
+    os.makedirs(d)
+    os.chmod(d, 0o755)
+    net = a.subnet
+    cps = [{"name": f"cp{i + 1}", "role": "control-plane", "ip": f"{net}.{i + 1}", "leader": i == 0}
+           for i in range(a.control_planes)]
+    workers = [{"name": f"w{i + 1}", "role": "worker", "ip": f"{net}.{101 + i}"} for i in range(a.workers)]
+    version = "v" + a.version.lstrip("v")
+    st = {"dir": d, "version": version, "subnet": net, "ssh_port": a.ssh_port, "api": f"https://{cps[0]['ip']}:6443",
+          "releases": sorted(set(RELEASES + [version[1:]]), key=lambda v: [int(x) for x in v.split(".")]),
+          "kubeadm_timeout": a.kubeadm_timeout, "pod_start_delay": a.pod_start_delay, "cert_days": a.cert_days,
+          "nodes": cps + workers, "mount_points": [], "monitor_ip": f"{net}.200"}
+    save(st)
+    try:
+        start(st, cps, workers, version)
+    except BaseException:
+        for log in sorted(os.listdir(f"{d}/logs")) if os.path.isdir(f"{d}/logs") else []:
+            with open(f"{d}/logs/{log}", errors="replace") as f:
+                tail = f.readlines()[-5:]
+            if tail:
+                print(f"--- {log}\n" + "".join(tail), file=sys.stderr, end="")
+        down_state(st)
+        raise
+    print(f"lab up in {time.monotonic() - t0:.1f}s: {len(cps)} control-plane and {len(workers)} worker nodes at {version}")
+    print_usage(st)
+    return 0
+
+
+def start(st, cps, workers, version):
+    d = st["dir"]
+    os.makedirs(f"{d}/logs")
+    os.makedirs(f"{d}/ssh")
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "engine-lab", "-f", f"{d}/ssh/id_ed25519"],
+                   check=True)
+    shutil.copy(f"{d}/ssh/id_ed25519.pub", f"{d}/ssh/authorized_keys")
+    os.chmod(f"{d}/ssh", 0o755)
+    import node.certs as certs
+    os.makedirs(f"{d}/pki/pki")
+    labnodes.make_cas(f"{d}/pki")
+    labnodes.write_tools(f"{d}/bin")
+    for n in cps + workers:
+        labnodes.prepare(st, n, cps, f"{d}/pki", version, f"{d}/ssh/authorized_keys")
+    # The lab's own admin credentials and the API simulator's serving certificate.
+    lead = f"{d}/nodes/{cps[0]['name']}/root/etc/kubernetes"
+    certs.new_key(f"{d}/admin.key")
+    certs.sign(f"{d}/pki", "ca", "/O=system:masters/CN=lab-admin", "client", f"{d}/admin.key", f"{d}/admin.crt", 365, "")
+    certs.kubeconfig(f"{d}/kubeconfig", st["api"], f"{d}/pki/pki/ca.crt", f"{d}/admin.crt", f"{d}/admin.key", "lab-admin")
+    with open(f"{d}/state.json", "w") as f:
+        json.dump(labcluster.objects(st["nodes"], version, st["api"][8:]), f)
+    st["sim"] = spawn([sys.executable, os.path.join(os.path.dirname(HERE), "k8sim", "sim.py"), "--host", cps[0]["ip"],
+                       "--port", "6443", "--cert", f"{lead}/pki/apiserver.crt", "--key", f"{lead}/pki/apiserver.key",
+                       "--ca", f"{d}/pki/pki/ca.crt", "--state", f"{d}/state.json", "--version", version,
+                       "--version-node", cps[0]["name"], "--ready-delay", "1"], f"{d}/logs/apiserver.log")
+    save(st)
+    start_monitoring(st)
+    for p in MOUNT_POINTS:
+        if not os.path.exists(p):
+            os.makedirs(p)
+            st["mount_points"].append(p)
+    save(st)
+    wait(lambda: port_open(cps[0]["ip"], 6443), "the API simulator")
+    for n in st["nodes"]:
+        start_node(st, n)
+    save(st)
+    for n in st["nodes"]:
+        wait(lambda: port_open(n["ip"], st["ssh_port"]), f"sshd of {n['name']}", 20)
+    for n in cps:
+        wait(lambda: etcd_healthy(st, n), f"etcd on {n['name']}", 60)
+    want = {f"{c}-{n['name']}" for n in cps for c in ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler")}
+
+    def reported():
+        pods = api_get(st, "/api/v1/namespaces/kube-system/pods")["items"]
+        ready = {p["metadata"]["name"] for p in pods if p["status"]["conditions"][0]["status"] == "True"}
+        nodes = api_get(st, "/api/v1/nodes")["items"]
+        beat = all(c.get("lastHeartbeatTime", "") > labcluster.LONG_AGO for nd in nodes for c in nd["status"]["conditions"]
+                   if c["type"] == "Ready")
+        return want <= ready and beat and len(nodes) == len(st["nodes"])
+    wait(reported, "every kubelet to report its node and static pods", 60)
+    wait(lambda: urllib.request.urlopen(st["prometheus_url"] + "/-/ready", timeout=2).status == 200, "Prometheus", 60)
+    write_client_files(st)
+    save(st)
+
+
+def start_node(st, n):
+    d = st["dir"]
+    n["anchor"] = spawn(["unshare", "-m", "-u", "--propagation", "private", "/usr/bin/python3",
+                         os.path.join(HERE, "node", "boot.py"), f"{d}/nodes/{n['name']}", f"{d}/bin"],
+                        f"{d}/logs/{n['name']}.log")
+    wait(lambda: mnt_ns(n["anchor"]["pid"]) != mnt_ns(os.getpid()) and
+         os.readlink(f"/proc/{n['anchor']['pid']}/exe").endswith("sleep"), f"{n['name']} to boot", 20)
+    n["mnt_ns"] = mnt_ns(n["anchor"]["pid"])
+
+
+def start_monitoring(st):
+    d, ip = st["dir"], st["monitor_ip"]
+    st["pushgateway_url"], st["prometheus_url"] = f"http://{ip}:9091", f"http://{ip}:9090"
+    st["pushgateway"] = spawn(["prometheus-pushgateway", f"--web.listen-address={ip}:9091"], f"{d}/logs/pushgateway.log")
+    with open(f"{d}/rules.yml", "w") as f:
+        f.write(labcluster.PROMETHEUS_RULES)
+    with open(f"{d}/prometheus.yml", "w") as f:
+        f.write(labcluster.prometheus_config(f"{ip}:9091", f"{d}/rules.yml"))
+    st["prometheus"] = spawn(["prometheus", f"--config.file={d}/prometheus.yml", f"--storage.tsdb.path={d}/prometheus",
+                              f"--web.listen-address={ip}:9090"], f"{d}/logs/prometheus.log")
+
+
+def write_client_files(st):
+    d = st["dir"]
+    with open(f"{d}/known_hosts", "w") as f:
+        for n in st["nodes"]:
+            with open(f"{d}/nodes/{n['name']}/ssh_host_ed25519_key.pub") as k:
+                t, b = k.read().split()[:2]
+            f.write(f"[{n['ip']}]:{st['ssh_port']} {t} {b}\n")
+    inv = {"all": {"vars": {"ansible_user": USER, "ansible_port": st["ssh_port"], "ansible_become": True,
+                            "ansible_ssh_private_key_file": f"{d}/ssh/id_ed25519",
+                            "ansible_ssh_common_args": f"-o UserKnownHostsFile={d}/known_hosts"},
+                   "children": {
+                       "k8s-cp": {"hosts": {n["name"]: {"ansible_host": n["ip"]} for n in st["nodes"]
+                                            if n["role"] == "control-plane"}},
+                       "k8s-cp-leader": {"hosts": {n["name"]: {} for n in st["nodes"] if n.get("leader")}},
+                       "k8s-worker": {"hosts": {n["name"]: {"ansible_host": n["ip"]} for n in st["nodes"]
+                                                if n["role"] == "worker"}},
+                       "etcd": {"hosts": {n["name"]: {} for n in st["nodes"] if n["role"] == "control-plane"}}}}}
+    import yaml
+    with open(f"{d}/inventory.yml", "w") as f:
+        f.write("# Written by `scripts/lab up`: the lab's nodes, as an Ansible inventory.\n")
+        yaml.safe_dump(inv, f, sort_keys=False)
+
+
+def print_usage(st):
+    d = st["dir"]
+    print(f"""
+  inventory   {d}/inventory.yml
+  kubeconfig  {d}/kubeconfig
+  known_hosts {d}/known_hosts
+  pushgateway {st['pushgateway_url']}   prometheus {st['prometheus_url']}
+
+  kubectl --kubeconfig {d}/kubeconfig get nodes
+  ssh -i {d}/ssh/id_ed25519 -o UserKnownHostsFile={d}/known_hosts -p {st['ssh_port']} {USER}@{st['nodes'][0]['ip']}
+  build/bin/engine run runbooks/k8s-upgrade.lua -i {d}/inventory.yml --kubeconfig {d}/kubeconfig \\
+      -e version=1.34.3 -e pushgateway={st['pushgateway_url']} -e prometheus={st['prometheus_url']}
+""")
+
+
+# --- down and status ----------------------------------------------------------------------------
+def down_state(st):
+    for n in st["nodes"]:
+        if n.get("mnt_ns"):
+            kill_ns(n["mnt_ns"])
+        elif alive(n.get("anchor")):
+            os.kill(n["anchor"]["pid"], signal.SIGKILL)
+    for part in ("sim", "pushgateway", "prometheus"):
+        rec = st.get(part)
+        if alive(rec):
+            os.kill(rec["pid"], signal.SIGKILL)
+            wait(lambda: not alive(rec), f"{part} to exit", 10)
+    for p in st.get("mount_points", []):
+        try:
+            os.rmdir(p)
+        except OSError:
+            pass
+    shutil.rmtree(st["dir"], ignore_errors=True)
+
+
+def down(a):
+    st = load(os.path.abspath(a.dir))
+    if not st:
+        print(f"no lab in {a.dir}")
+        return 0
+    down_state(st)
+    print(f"lab in {st['dir']} is down")
+    return 0
+
+
+def status(a):
+    st = load(os.path.abspath(a.dir))
+    if not st:
+        print(f"no lab in {a.dir}")
+        return 3
+    bad = healthy(st)
+    nodes = {}
+    try:
+        nodes = {x["metadata"]["name"]: x for x in api_get(st, "/api/v1/nodes")["items"]}
+        server = api_get(st, "/version")["gitVersion"]
+    except Exception as e:
+        server = f"unreachable ({e})"
+    print(f"lab {st['dir']}: API {st['api']} server {server}")
+    print(f"{'NODE':<6} {'ROLE':<14} {'ADDRESS':<15} {'STATUS':<9} {'KUBELET':<9} FAULTS")
+    for n in st["nodes"]:
+        obj = nodes.get(n["name"], {})
+        ready = [c["status"] for c in obj.get("status", {}).get("conditions", []) if c["type"] == "Ready"]
+        state = ("Ready" if ready == ["True"] else "NotReady") if alive(n.get("anchor")) else "down"
+        if obj.get("spec", {}).get("unschedulable"):
+            state += ",SchedulingDisabled"
+        faults = labfaults.active(st, n)
+        print(f"{n['name']:<6} {n['role']:<14} {n['ip']:<15} {state:<9} "
+              f"{obj.get('status', {}).get('nodeInfo', {}).get('kubeletVersion', '?'):<9} {','.join(faults) or '-'}")
+    for b in bad:
+        print(f"problem: {b}")
+    return 1 if bad else 0
+
+
+def fault(a, on):
+    st = load(os.path.abspath(a.dir))
+    if not st:
+        raise LabError(f"no lab in {a.dir}: run `scripts/lab up` first")
+    n = next((x for x in st["nodes"] if x["name"] == a.node), None)
+    if n is None:
+        raise LabError(f"no node {a.node!r} in the lab (nodes: {', '.join(x['name'] for x in st['nodes'])})")
+    msg = labfaults.apply(st, n, a.kind, on)
+    save(st)
+    print(msg)
+    return 0
+
+
+def main():
+    ap = argparse.ArgumentParser(prog="scripts/lab", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    u = sub.add_parser("up", help="start the lab (idempotent)")
+    u.add_argument("--control-planes", type=int, default=3)
+    u.add_argument("--workers", type=int, default=3)
+    u.add_argument("--version", default="1.33.1")
+    u.add_argument("--subnet", default="127.0.10", help="the lab's loopback /24 (nodes .1-.99 and .101-.199)")
+    u.add_argument("--ssh-port", type=int, default=2222)
+    u.add_argument("--kubeadm-timeout", type=float, default=300.0,
+                   help="kubeadm's per-component wait in `upgrade apply|node` (kubeadm's own is 5m)")
+    u.add_argument("--pod-start-delay", type=float, default=1.0, help="seconds a static pod takes to become ready")
+    u.add_argument("--cert-days", type=int, default=365)
+    for name in ("down", "status"):
+        sub.add_parser(name)
+    for name in ("fault", "clear"):
+        f = sub.add_parser(name)
+        f.add_argument("node")
+        f.add_argument("kind", choices=labfaults.KINDS)
+    for p in sub.choices.values():
+        p.add_argument("--dir", default=DEFAULT_DIR)
+    a = ap.parse_args()
+    if os.geteuid() != 0:
+        print("scripts/lab: needs root (namespaces, bind mounts)", file=sys.stderr)
+        return 2
+    if a.cmd == "up" and not (1 <= a.control_planes <= 9 and 0 <= a.workers <= 50):
+        print("scripts/lab up: --control-planes must be 1..9 and --workers 0..50", file=sys.stderr)
+        return 2
+    try:
+        return {"up": up, "down": down, "status": status, "fault": lambda a: fault(a, True),
+                "clear": lambda a: fault(a, False)}[a.cmd](a)
+    except LabError as e:
+        print(f"scripts/lab {a.cmd}: {e}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

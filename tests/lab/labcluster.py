@@ -1,0 +1,143 @@
+"""The cluster the API simulator starts with: nodes, kube-system as kubeadm leaves it (kubeadm-config,
+CoreDNS, kube-proxy, the scheduler's and controller-manager's RBAC) and workloads with PDBs; and the
+Prometheus configuration with the lab's alert rules."""
+import datetime
+import os
+import sys
+
+import yaml
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "k8sim"))
+from fixture import daemonset, namespace, pdb, pod  # noqa: E402
+
+from node.common import images_for  # noqa: E402
+
+LONG_AGO = (datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(days=7)).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+SCHEDULER_RULES = [
+    {"apiGroups": [""], "resources": ["events"], "verbs": ["create", "patch", "update"]},
+    {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": ["create", "get", "list", "update", "watch"]},
+    {"apiGroups": [""], "resources": ["nodes"], "verbs": ["get", "list", "watch"]},
+    {"apiGroups": [""], "resources": ["pods"], "verbs": ["delete", "get", "list", "watch"]},
+    {"apiGroups": [""], "resources": ["bindings", "pods/binding"], "verbs": ["create"]},
+    {"apiGroups": [""], "resources": ["pods/status"], "verbs": ["patch", "update"]},
+    {"apiGroups": [""], "resources": ["persistentvolumeclaims", "persistentvolumes", "services", "replicationcontrollers",
+                                      "configmaps", "namespaces"], "verbs": ["get", "list", "watch"]},
+    {"apiGroups": ["apps"], "resources": ["replicasets", "statefulsets"], "verbs": ["get", "list", "watch"]},
+    {"apiGroups": ["policy"], "resources": ["poddisruptionbudgets"], "verbs": ["get", "list", "watch"]},
+    {"apiGroups": ["storage.k8s.io"], "resources": ["csinodes", "csidrivers", "csistoragecapacities", "storageclasses"],
+     "verbs": ["get", "list", "watch"]},
+    {"apiGroups": ["resource.k8s.io"], "resources": ["resourceclaims", "deviceclasses", "resourceslices"],
+     "verbs": ["get", "list", "watch"]},
+]
+CONTROLLER_MANAGER_RULES = [{"apiGroups": ["*"], "resources": ["*"], "verbs": ["get", "list", "watch"]},
+                            {"apiGroups": [""], "resources": ["secrets", "serviceaccounts", "events"],
+                             "verbs": ["create", "get", "update", "patch", "delete"]},
+                            {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"],
+                             "verbs": ["create", "get", "update"]}]
+
+
+def rbac(component, rules):
+    name = f"system:{component}"
+    role = {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
+            "metadata": {"name": name, "labels": {"kubernetes.io/bootstrapping": "rbac-defaults"}}, "rules": rules}
+    binding = {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
+               "metadata": {"name": name, "labels": {"kubernetes.io/bootstrapping": "rbac-defaults"}},
+               "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": name},
+               "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": name}]}
+    return [role, binding]
+
+
+def lab_node(n, version):
+    labels = {"kubernetes.io/hostname": n["name"], "kubernetes.io/os": "linux"}
+    spec = {}
+    if n["role"] == "control-plane":
+        labels["node-role.kubernetes.io/control-plane"] = ""
+        spec["taints"] = [{"key": "node-role.kubernetes.io/control-plane", "effect": "NoSchedule"}]
+    conds = [{"type": t, "status": s, "reason": r, "lastTransitionTime": LONG_AGO, "lastHeartbeatTime": LONG_AGO}
+             for t, s, r in (("Ready", "True", "KubeletReady"), ("MemoryPressure", "False", "KubeletHasSufficientMemory"),
+                             ("DiskPressure", "False", "KubeletHasNoDiskPressure"))]
+    return {"apiVersion": "v1", "kind": "Node", "metadata": {"name": n["name"], "labels": labels}, "spec": spec,
+            "status": {"conditions": conds, "nodeInfo": {"kubeletVersion": version},
+                       "addresses": [{"type": "InternalIP", "address": n["ip"]}]}}
+
+
+def cluster_configuration(version, endpoint):
+    return yaml.safe_dump({"apiVersion": "kubeadm.k8s.io/v1beta4", "kind": "ClusterConfiguration",
+                           "kubernetesVersion": version, "controlPlaneEndpoint": endpoint,
+                           "clusterName": "kubernetes", "imageRepository": "registry.k8s.io",
+                           "etcd": {"local": {"dataDir": "/var/lib/etcd"}},
+                           "networking": {"dnsDomain": "cluster.local", "serviceSubnet": "10.96.0.0/12",
+                                          "podSubnet": "10.244.0.0/16"}}, sort_keys=False)
+
+
+def deployment(name, ns, image, replicas, labels):
+    return {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": name, "namespace": ns, "labels": labels},
+            "spec": {"replicas": replicas, "selector": {"matchLabels": labels},
+                     "template": {"metadata": {"labels": labels}, "spec": {"containers": [{"name": name, "image": image}]}}}}
+
+
+def replicaset_of(name, ns, labels):
+    return {"apiVersion": "apps/v1", "kind": "ReplicaSet", "metadata": {"name": name, "namespace": ns, "labels": labels},
+            "spec": {"replicas": 1, "selector": {"matchLabels": labels}}}
+
+
+def objects(nodes, version, endpoint):
+    v = "v" + version.lstrip("v")
+    img = images_for(v)
+    workers = [n["name"] for n in nodes if n["role"] == "worker"] or [nodes[0]["name"]]
+    out = [namespace(x) for x in ("default", "kube-system", "kube-public", "kube-node-lease", "shop")]
+    out += [lab_node(n, v) for n in nodes]
+    out.append({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "kubeadm-config", "namespace": "kube-system"},
+                "data": {"ClusterConfiguration": cluster_configuration(v, endpoint)}})
+    out += rbac("kube-scheduler", SCHEDULER_RULES) + rbac("kube-controller-manager", CONTROLLER_MANAGER_RULES)
+    dns = {"k8s-app": "kube-dns"}
+    out.append(deployment("coredns", "kube-system", img["coredns"], 2, dns))
+    out.append(pdb("coredns", "kube-dns", ns="kube-system", max_unavailable=1))
+    out[-1]["spec"]["selector"] = {"matchLabels": dns}
+    kp = daemonset("kube-proxy")
+    kp["spec"]["template"] = {"metadata": {"labels": {"k8s-app": "kube-proxy"}},
+                              "spec": {"containers": [{"name": "kube-proxy", "image": img["kube-proxy"]}]}}
+    out.append(kp)
+    out.append(replicaset_of("coredns-7c65d6cfc9", "kube-system", dns))
+    out.append(deployment("web", "shop", "nginx:1.27", 3, {"app": "web"}))
+    out.append(pdb("web", "web", ns="shop", min_available=2))
+    out.append(replicaset_of("web-5d4f8b7c9", "shop", {"app": "web"}))
+    for i, w in enumerate(workers[:2] if len(workers) > 1 else workers * 2):
+        out.append(dict(pod(f"coredns-7c65d6cfc9-{i}", w, ns="kube-system", labels=dns,
+                            owner=("ReplicaSet", "coredns-7c65d6cfc9"))))
+    for i in range(3):
+        out.append(pod(f"web-5d4f8b7c9-{i}", workers[i % len(workers)], ns="shop", labels={"app": "web"},
+                       owner=("ReplicaSet", "web-5d4f8b7c9")))
+    for n in nodes:
+        out.append(pod(f"kube-proxy-{n['name']}", n["name"], ns="kube-system", labels={"k8s-app": "kube-proxy"},
+                       owner=("DaemonSet", "kube-proxy")))
+    return out
+
+
+PROMETHEUS_RULES = """groups:
+- name: lab
+  interval: 1s
+  rules:
+  - alert: LabFaultAlert
+    expr: lab_fault_alert > 0
+    labels: {severity: critical}
+    annotations: {summary: "an alert the lab fired on {{ $labels.instance }}"}
+- name: Upgrade Gates
+  interval: 5s
+  rules:
+  - alert: K8sUpgradeStalled
+    expr: max(k8s_upgrade_in_flight) == 1 and on() (time() - max(k8s_upgrade_started_timestamp)) > 5400
+    for: 5m
+    labels: {severity: critical}
+  - alert: EtcdPreUpgradeSnapshotMissing
+    expr: max(k8s_upgrade_in_flight) == 1 and on() max(k8s_upgrade_snapshot_taken) == 0
+    for: 10m
+    labels: {severity: critical}
+"""
+
+
+def prometheus_config(pushgateway_addr, rules_path):
+    return (f"global: {{scrape_interval: 1s, evaluation_interval: 1s}}\nrule_files: [{rules_path}]\n"
+            f"scrape_configs:\n- job_name: pushgateway\n  honor_labels: true\n"
+            f"  static_configs: [{{targets: ['{pushgateway_addr}']}}]\n")

@@ -1,0 +1,169 @@
+"""Faults from the seeds, injected into a running lab and cleared again (`lab fault|clear NODE KIND`).
+Each is visible the way an SRE would look for it."""
+import json
+import os
+import signal
+import ssl
+import subprocess
+import time
+import urllib.request
+
+import labcluster
+from node import certs
+
+KINDS = ["stale-manifest-bak", "apiserver-phase-timeout", "scheduler-rbac-missing", "pdb-blocks", "certs-expired",
+         "disk-full", "node-notready", "ssh-down", "alert-firing"]
+CP_ONLY = {"stale-manifest-bak", "apiserver-phase-timeout", "certs-expired"}
+
+
+class FaultError(Exception):
+    pass
+
+
+def api(st, method, path, body=None):
+    ctx = ssl.create_default_context(cafile=f"{st['dir']}/pki/pki/ca.crt")
+    ctx.load_cert_chain(f"{st['dir']}/admin.crt", f"{st['dir']}/admin.key")
+    req = urllib.request.Request(st["api"] + path, method=method, data=None if body is None else json.dumps(body).encode(),
+                                 headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(req, context=ctx, timeout=10) as r:
+            return json.loads(r.read() or b"{}")
+    except urllib.error.HTTPError as e:
+        if e.code == 404 and method == "DELETE":
+            return {}
+        raise
+
+
+def active(st, n):
+    return sorted(st.get("faults", {}).get(n["name"], []))
+
+
+def root(st, n):
+    return f"{st['dir']}/nodes/{n['name']}/root"
+
+
+def flag(st, n, kind, on):
+    path = f"{root(st, n)}/var/lib/engine-lab/faults/{kind}"
+    if on:
+        open(path, "w").close()
+    elif os.path.exists(path):
+        os.unlink(path)
+
+
+def disk_fill(st, n, on):
+    path = f"{root(st, n)}/var/lib/engine-lab/disk.json"
+    with open(path) as f:
+        d = json.load(f)
+    d["fill"] = (d.get("size", 50 << 30)) if on else 0  # the disk reports 100% used until cleared
+    with open(path, "w") as f:
+        json.dump(d, f)
+
+
+def stale_bak(st, n, on):
+    m = f"{root(st, n)}/etc/kubernetes/manifests"
+    bak = f"{m}/kube-apiserver.yaml.bak"
+    if on:
+        with open(f"{m}/kube-apiserver.yaml") as src, open(bak, "w") as dst:
+            dst.write(src.read())
+        old = time.time() - 86400  # left behind by an earlier, hand-made change
+        os.utime(bak, (old, old))
+    elif os.path.exists(bak):
+        os.unlink(bak)
+
+
+def expire_certs(st, n, on):
+    kroot = f"{root(st, n)}/etc/kubernetes"
+    cps = [x["ip"] for x in st["nodes"] if x["role"] == "control-plane"]
+    for name in certs.LEAVES:
+        if not name.startswith("etcd-"):  # etcd keeps running on its own certificates
+            certs.issue(kroot, name, n["name"], n["ip"], st["api"], -1 if on else st.get("cert_days", 365), cps)
+
+
+def pdb_blocks(st, n, on):
+    name = f"guarded-{n['name']}"
+    if on:
+        api(st, "POST", "/apis/policy/v1/namespaces/shop/poddisruptionbudgets",
+            {"metadata": {"name": name}, "spec": {"minAvailable": 1, "selector": {"matchLabels": {"app": name}}}})
+        api(st, "POST", "/apis/apps/v1/namespaces/shop/replicasets",
+            {"metadata": {"name": name}, "spec": {"replicas": 1, "selector": {"matchLabels": {"app": name}}}})
+        api(st, "POST", "/api/v1/namespaces/shop/pods",
+            {"metadata": {"name": f"{name}-0", "labels": {"app": name},
+                          "ownerReferences": [{"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": name,
+                                               "uid": f"uid-{name}", "controller": True}]},
+             "spec": {"nodeName": n["name"], "terminationGracePeriodSeconds": 1,
+                      "containers": [{"name": "db", "image": "postgres:16"}]},
+             "status": {"phase": "Running", "conditions": [{"type": "Ready", "status": "True"}]}})
+    else:
+        api(st, "DELETE", f"/apis/policy/v1/namespaces/shop/poddisruptionbudgets/{name}")
+
+
+def scheduler_rbac(st, n, on):
+    role, binding = labcluster.rbac("kube-scheduler", labcluster.SCHEDULER_RULES)
+    if on:
+        api(st, "DELETE", "/apis/rbac.authorization.k8s.io/v1/clusterroles/system:kube-scheduler")
+    else:
+        try:
+            api(st, "POST", "/apis/rbac.authorization.k8s.io/v1/clusterroles", role)
+        except urllib.error.HTTPError as e:
+            if e.code != 409:
+                raise
+
+
+def ssh_down(st, n, on):
+    pidfile = f"{st['dir']}/nodes/{n['name']}/sshd.pid"
+    if on:
+        from lab import pids_in_ns
+        for pid in pids_in_ns(n["mnt_ns"]):
+            try:
+                with open(f"/proc/{pid}/comm") as f:
+                    if f.read().strip() == "sshd":
+                        os.kill(pid, signal.SIGKILL)
+            except OSError:
+                pass
+    else:
+        subprocess.run(["nsenter", "-t", str(n["anchor"]["pid"]), "-m", "-u", "/usr/sbin/sshd", "-f",
+                        f"{st['dir']}/nodes/{n['name']}/sshd_config"], check=True)
+        from lab import port_open, wait
+        wait(lambda: port_open(n["ip"], st["ssh_port"]), f"sshd of {n['name']}", 10)
+    del pidfile
+
+
+def alert(st, n, on):
+    url = f"{st['pushgateway_url']}/metrics/job/lab-faults/instance/{n['name']}"
+    if on:
+        req = urllib.request.Request(url, data=b"lab_fault_alert 1\n", method="PUT")
+    else:
+        req = urllib.request.Request(url, method="DELETE")
+    urllib.request.urlopen(req, timeout=5).read()
+
+
+ACTIONS = {"stale-manifest-bak": stale_bak, "apiserver-phase-timeout": lambda st, n, on: flag(st, n, "apiserver-phase-timeout", on),
+           "scheduler-rbac-missing": scheduler_rbac, "pdb-blocks": pdb_blocks, "certs-expired": expire_certs,
+           "disk-full": disk_fill, "node-notready": lambda st, n, on: flag(st, n, "node-notready", on),
+           "ssh-down": ssh_down, "alert-firing": alert}
+
+SEE = {"stale-manifest-bak": "ls -l /etc/kubernetes/manifests",
+       "apiserver-phase-timeout": "kubeadm upgrade apply (times out and rolls back)",
+       "scheduler-rbac-missing": "kubectl auth can-i list pods --as system:kube-scheduler",
+       "pdb-blocks": "kubectl get pdb -n shop", "certs-expired": "kubeadm certs check-expiration",
+       "disk-full": "df -h /", "node-notready": "kubectl get nodes", "ssh-down": "ssh (connection refused)",
+       "alert-firing": "the Prometheus alerts API (LabFaultAlert)"}
+
+
+def apply(st, n, kind, on):
+    from lab import LabError
+    if kind in CP_ONLY and n["role"] != "control-plane":
+        raise LabError(f"{kind} needs a control-plane node; {n['name']} is a {n['role']}")
+    if kind == "pdb-blocks" and n["role"] != "worker":
+        raise LabError(f"pdb-blocks needs a worker node; {n['name']} is a {n['role']}")
+    faults = st.setdefault("faults", {}).setdefault(n["name"], [])
+    if on and kind in faults:
+        return f"{kind} is already set on {n['name']}"
+    if not on and kind not in faults:
+        return f"{kind} is not set on {n['name']}"
+    ACTIONS[kind](st, n, on)
+    if on:
+        faults.append(kind)
+        return f"{kind} set on {n['name']} (see it with: {SEE[kind]})"
+    faults.remove(kind)
+    return f"{kind} cleared on {n['name']}"

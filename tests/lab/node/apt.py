@@ -1,0 +1,124 @@
+"""apt-get, apt-mark and apt-cache for the kubeadm, kubelet and kubectl packages of a lab node. As
+with pkgs.k8s.io, only the minor named in /etc/apt/sources.list.d/kubernetes.list is offered."""
+import os
+import re
+import sys
+
+from node.common import LAB, die, disk_free, node, packages, write_json
+
+SOURCES = "/etc/apt/sources.list.d/kubernetes.list"
+K8S = ("kubeadm", "kubelet", "kubectl", "kubernetes-cni", "cri-tools")
+
+
+def repo_minor():
+    try:
+        with open(SOURCES) as f:
+            m = re.search(r"/core:/stable:/v(\d+\.\d+)/deb", f.read())
+        return m.group(1) if m else None
+    except OSError:
+        return None
+
+
+def available():
+    m = repo_minor()
+    return [f"{v}-1.1" for v in node()["releases"] if m and v.startswith(m + ".")]
+
+
+def save(p):
+    write_json(f"{LAB}/packages.json", p)
+
+
+def madison(args):
+    m = repo_minor()
+    for name in [a for a in args if not a.startswith("-")]:
+        if name not in ("kubeadm", "kubelet", "kubectl"):
+            continue
+        for v in sorted(available(), key=lambda s: [int(x) for x in re.split(r"[.-]", s)], reverse=True):
+            print(f"   {name} | {v} | https://pkgs.k8s.io/core:/stable:/v{m}/deb  Packages")
+    return 0
+
+
+def apt_cache(args):
+    if args[:1] == ["madison"]:
+        return madison(args[1:])
+    if args[:1] == ["policy"]:
+        p = packages()
+        for name in args[1:]:
+            inst = p.get(name, {}).get("version", "(none)")
+            print(f"{name}:\n  Installed: {inst}\n  Candidate: {(available() or ['(none)'])[-1]}")
+        return 0
+    die(f"E: The lab's apt-cache does: madison, policy", 100)
+
+
+def apt_get(args):
+    opts = [a for a in args if a.startswith("-")]
+    words = [a for a in args if not a.startswith("-")]
+    if not words:
+        die("E: No command given", 100)
+    cmd, pkgs = words[0], words[1:]
+    print("Reading package lists...")
+    if cmd == "update":
+        print(f"Hit:1 https://pkgs.k8s.io/core:/stable:/v{repo_minor()}/deb  InRelease\nReading package lists... Done")
+        return 0
+    if cmd != "install":
+        die(f"E: The lab's apt-get does: update, install (not {cmd})", 100)
+    p = packages()
+    plan = []
+    for spec in pkgs:
+        name, _, ver = spec.partition("=")
+        if name not in K8S:
+            die(f"E: Unable to locate package {name}", 100)
+        if not ver:
+            ver = (available() or [None])[-1]
+        if ver not in available():
+            die(f"E: Version '{ver}' for '{name}' was not found", 100)
+        plan.append((name, ver))
+    held = [n for n, v in plan if p.get(n, {}).get("hold") and p[n]["version"] != v]
+    if held and "--allow-change-held-packages" not in opts:
+        print("The following held packages will be changed:\n  " + " ".join(held))
+        die("E: Held packages were changed and -y was used.", 100)
+    if any(p.get(n) and [int(x) for x in re.split(r"[.-]", v)] < [int(x) for x in re.split(r"[.-]", p[n]["version"])]
+           for n, v in plan) and "--allow-downgrades" not in opts:
+        die("E: Packages were downgraded and -y was used.", 100)
+    if disk_free() < (100 << 20):
+        die("E: You don't have enough free space in /var/cache/apt/archives/.", 100)
+    print("Building dependency tree...\nReading state information...")
+    for name, ver in plan:
+        old = p.get(name, {}).get("version")
+        if old == ver:
+            print(f"{name} is already the newest version ({ver}).")
+            continue
+        print(f"Unpacking {name} ({ver}) over ({old}) ...\nSetting up {name} ({ver}) ...")
+        p.setdefault(name, {})["version"] = ver
+    save(p)
+    return 0
+
+
+def apt_mark(args):
+    p = packages()
+    if not args:
+        die("apt-mark: no command given", 100)
+    cmd, names = args[0], args[1:]
+    if cmd == "showhold":
+        for n in sorted(k for k, v in p.items() if v.get("hold")):
+            print(n)
+        return 0
+    if cmd not in ("hold", "unhold"):
+        die(f"E: The lab's apt-mark does: hold, unhold, showhold", 100)
+    for n in names:
+        if n not in p:
+            die(f"E: Unable to locate package {n}", 100)
+        was = p[n].get("hold", False)
+        p[n]["hold"] = cmd == "hold"
+        print(f"{n} {'was already set on hold' if was and cmd == 'hold' else 'set on hold' if cmd == 'hold' else 'was already not on hold' if not was else 'unheld'}.")
+    save(p)
+    return 0
+
+
+def main():
+    prog = os.path.basename(sys.argv[0])
+    return {"apt-get": apt_get, "apt-cache": apt_cache, "apt-mark": apt_mark}[prog](sys.argv[1:])
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,37 @@
+"""A lab node's boot, run by `lab up` under `unshare -m -u --propagation private`: names the node,
+bind-mounts its own directories at their real paths, starts the enabled units (the kubelet) and
+sshd, then stays as the process that holds the node's namespaces (`lab down` ends them all)."""
+import json
+import os
+import subprocess
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from node import systemctl  # noqa: E402
+
+# the node's directory (host side) -> the path the node sees
+BINDS = ["/etc/kubernetes", "/var/lib/etcd", "/var/lib/kubelet", "/etc/systemd/system", "/etc/etcd", "/var/log",
+         "/var/lib/engine-lab", "/etc/apt/sources.list.d", "/etc/hosts"]
+TOOLS = ["/usr/local/bin", "/usr/local/sbin"]
+
+
+def main():
+    node_dir, bin_dir = sys.argv[1], sys.argv[2]
+    with open(f"{node_dir}/root/var/lib/engine-lab/node.json") as f:
+        n = json.load(f)
+    subprocess.run(["hostname", n["name"]], check=True)
+    for path in BINDS:
+        subprocess.run(["mount", "--bind", f"{node_dir}/root{path}", path], check=True)
+    for path in TOOLS:
+        subprocess.run(["mount", "--bind", bin_dir, path], check=True)
+    open("/var/lib/engine-lab/booting", "w").close()
+    for f in sorted(os.listdir(systemctl.STATE)):
+        if f.endswith(".enabled"):
+            systemctl.start(f[:-len(".enabled")])
+    subprocess.run(["/usr/sbin/sshd", "-f", f"{node_dir}/sshd_config"], check=True)
+    os.execv("/bin/sleep", ["sleep", "infinity"])
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,144 @@
+"""What every node simulator shares: where the node's state lives (its own directories, bind-mounted
+at their real paths by boot.py), the package versions, the simulated disk, the images kubeadm uses
+for a version, and a client for the lab's API simulator."""
+import hashlib
+import json
+import os
+import ssl
+import sys
+import time
+import urllib.request
+
+LAB = "/var/lib/engine-lab"          # the node's lab state: node.json, packages.json, disk.json, faults/, units/
+MANIFESTS = "/etc/kubernetes/manifests"
+PKI = "/etc/kubernetes/pki"
+PODS = "/var/lib/kubelet/pods.json"  # what the simulated kubelet runs
+
+# The images kubeadm lays out for a Kubernetes minor (kubeadm's constants for those releases).
+ADDON_IMAGES = {
+    "1.32": {"etcd": "3.5.16-0", "coredns": "v1.11.3", "pause": "3.10"},
+    "1.33": {"etcd": "3.5.21-0", "coredns": "v1.12.0", "pause": "3.10"},
+    "1.34": {"etcd": "3.6.4-0", "coredns": "v1.12.1", "pause": "3.10.1"},
+    "1.35": {"etcd": "3.6.5-0", "coredns": "v1.12.4", "pause": "3.10.1"},
+}
+CONTROL_PLANE = ("kube-apiserver", "kube-controller-manager", "kube-scheduler")
+
+
+def minor(v):
+    return ".".join(v.lstrip("v").split(".")[:2])
+
+
+def vtuple(v):
+    return tuple(int(x) for x in v.lstrip("v").split("-")[0].split("."))
+
+
+def images_for(version):
+    v = "v" + version.lstrip("v")
+    a = ADDON_IMAGES.get(minor(v), ADDON_IMAGES["1.34"])
+    out = {c: f"registry.k8s.io/{c}:{v}" for c in CONTROL_PLANE + ("kube-proxy",)}
+    out["coredns"] = f"registry.k8s.io/coredns/coredns:{a['coredns']}"
+    out["pause"] = f"registry.k8s.io/pause:{a['pause']}"
+    out["etcd"] = f"registry.k8s.io/etcd:{a['etcd']}"
+    return out
+
+
+def die(msg, code=1):
+    sys.stderr.write(msg.rstrip("\n") + "\n")
+    sys.exit(code)
+
+
+def read_json(path, default=None):
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return default
+
+
+def write_json(path, obj):
+    tmp = f"{path}.tmp{os.getpid()}"
+    with open(tmp, "w") as f:
+        json.dump(obj, f, indent=1)
+    os.replace(tmp, path)
+
+
+def node():
+    n = read_json(f"{LAB}/node.json")
+    if n is None:
+        die("this command only works on a node of the engine lab (no /var/lib/engine-lab/node.json)")
+    return n
+
+
+def packages():
+    return read_json(f"{LAB}/packages.json", {})
+
+
+def pkg_version(name):
+    """'1.33.1' for an installed '1.33.1-1.1'."""
+    p = packages().get(name)
+    return p["version"].split("-")[0] if p else None
+
+
+def fault(name):
+    return os.path.exists(f"{LAB}/faults/{name}")
+
+
+def file_hash(data):
+    return hashlib.sha256(data).hexdigest()[:16]
+
+
+# --- the simulated disk -------------------------------------------------------------------------
+GIB = 1 << 30
+
+
+def disk():
+    d = read_json(f"{LAB}/disk.json", {})
+    d.setdefault("size", 50 * GIB)
+    d.setdefault("base", 11 * GIB)
+    d.setdefault("journal", 2 * GIB)
+    d.setdefault("images", {})
+    d.setdefault("fill", 0)
+    return d
+
+
+def disk_used(d):
+    used = d["base"] + d["journal"] + sum(d["images"].values()) + d["fill"]
+    return min(used, d["size"])
+
+
+def save_disk(d):
+    write_json(f"{LAB}/disk.json", d)
+
+
+def disk_free():
+    d = disk()
+    return d["size"] - disk_used(d)
+
+
+# --- the API simulator --------------------------------------------------------------------------
+def api(method, path, body=None, timeout=10):
+    """A request to the lab's API simulator as this node's kubelet (its client certificate)."""
+    n = node()
+    ctx = ssl.create_default_context(cafile=f"{LAB}/ca.crt")
+    ctx.load_cert_chain(f"{LAB}/kubelet-client.pem")
+    data = None if body is None else json.dumps(body).encode()
+    ctype = "application/merge-patch+json" if method == "PATCH" else "application/json"
+    req = urllib.request.Request(n["api"] + path, data=data, method=method, headers={"Content-Type": ctype})
+    with urllib.request.urlopen(req, context=ctx, timeout=timeout) as r:
+        return json.loads(r.read() or b"{}")
+
+
+def cluster_config():
+    """kubeadm's ClusterConfiguration from the kubeadm-config ConfigMap, as a dict."""
+    import yaml
+    cm = api("GET", "/api/v1/namespaces/kube-system/configmaps/kubeadm-config")
+    return cm, yaml.safe_load(cm["data"]["ClusterConfiguration"])
+
+
+def wait_until(cond, limit, step=0.2):
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline:
+        if cond():
+            return True
+        time.sleep(step)
+    return False

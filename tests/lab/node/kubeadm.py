@@ -1,0 +1,358 @@
+"""kubeadm for a lab node: the subcommands runbooks use, with kubeadm's arguments, output shape and
+exit codes. `upgrade apply` and `upgrade node` rewrite the control-plane manifests and wait for the
+simulated kubelet to run them, with kubeadm's per-component timeout and its rollback."""
+import calendar
+import datetime
+import os
+import shutil
+import sys
+import time
+
+from node import certs
+from node.common import (CONTROL_PLANE, MANIFESTS, PKI, PODS, api, cluster_config, die, disk, disk_free, images_for,
+                         minor, node, pkg_version, read_json, save_disk, vtuple, wait_until)
+from node.manifests import render
+
+IMAGE_SIZE = 300 << 20
+
+
+def norm(v):
+    return "v" + v.lstrip("v")
+
+
+def opt(args, name, default=None):
+    """--name=value or --name value; removes it from args."""
+    for i, a in enumerate(args):
+        if a == name and i + 1 < len(args):
+            v = args[i + 1]
+            del args[i:i + 2]
+            return v
+        if a.startswith(name + "="):
+            del args[i]
+            return a.split("=", 1)[1]
+    return default
+
+
+def flag(args, *names):
+    hit = any(a in names for a in args)
+    args[:] = [a for a in args if a not in names]
+    return hit
+
+
+def is_control_plane():
+    return os.path.exists(f"{MANIFESTS}/kube-apiserver.yaml") or os.path.exists("/etc/kubernetes/admin.conf")
+
+
+def version(args):
+    v = norm(pkg_version("kubeadm"))
+    out = opt(args, "-o") or opt(args, "--output")
+    if out == "short":
+        print(v)
+    elif out == "json":
+        print('{"clientVersion": {"major": "%s", "minor": "%s", "gitVersion": "%s"}}' % (*v[1:].split(".")[:2], v))
+    else:
+        print(f'kubeadm version: &version.Info{{Major:"{v[1:].split(".")[0]}", Minor:"{v.split(".")[1]}", '
+              f'GitVersion:"{v}", GitTreeState:"clean", GoVersion:"go1.24", Compiler:"gc", Platform:"linux/amd64"}}')
+
+
+def plan(args):
+    n = node()
+    if not is_control_plane():
+        die("[upgrade/plan] FATAL: this command must run on a control-plane node (no /etc/kubernetes/admin.conf)")
+    _, cc = cluster_config()
+    cur = norm(cc["kubernetesVersion"])
+    kv = norm(pkg_version("kubeadm"))
+    print("[preflight] Running pre-flight checks.\n[upgrade/config] Reading configuration from the \"kubeadm-config\" "
+          "ConfigMap in namespace \"kube-system\"...\n[upgrade] Running cluster health checks\n"
+          "[upgrade] Fetching available versions to upgrade to")
+    releases = sorted((norm(v) for v in n["releases"]), key=vtuple)
+    want = norm(args[0]) if args else None
+    series = [v for v in releases if minor(v) == minor(cur) and vtuple(v) > vtuple(cur)]
+    stable = [v for v in releases if vtuple(v) > vtuple(cur) and vtuple(v)[1] <= vtuple(cur)[1] + 1]
+    print(f"[upgrade/versions] Cluster version: {cur}\n[upgrade/versions] kubeadm version: {kv}")
+    targets = []
+    if want:
+        targets = [("Upgrade to the requested version", want)] if vtuple(want) > vtuple(cur) else []
+    else:
+        if series:
+            targets.append((f"Upgrade to the latest version in the v{minor(cur)} series", series[-1]))
+        if stable and stable[-1] not in [t for _, t in targets]:
+            targets.append(("Upgrade to the latest stable version", stable[-1]))
+    if not targets:
+        print("\nAwesome, you're up-to-date! Enjoy!")
+        return 0
+    pods = api("GET", "/api/v1/namespaces/kube-system/pods?labelSelector=tier%3Dcontrol-plane")["items"]
+    nodes = api("GET", "/api/v1/nodes")["items"]
+    for title, target in targets:
+        print("\n" + "_" * 69 + "\n\nComponents that must be upgraded manually after you have upgraded the control plane "
+              "with 'kubeadm upgrade apply':\nCOMPONENT   NODE      CURRENT   TARGET")
+        for nd in nodes:
+            print(f"kubelet     {nd['metadata']['name']:<9} {nd['status']['nodeInfo']['kubeletVersion']:<9} {target}")
+        print(f"\n{title}:\n\nCOMPONENT                 NODE      CURRENT    TARGET")
+        for p in sorted(pods, key=lambda p: p["metadata"]["name"]):
+            comp = p["metadata"]["labels"].get("component")
+            cimg = p["spec"]["containers"][0]["image"].rsplit(":", 1)[-1]
+            tgt = images_for(target)[comp].rsplit(":", 1)[-1] if comp in images_for(target) else target
+            print(f"{comp:<25} {p['spec']['nodeName']:<9} {cimg:<10} {tgt}")
+        print(f"\nYou can now apply the upgrade by executing the following command:\n\n\tkubeadm upgrade apply {target}\n")
+        if vtuple(target) > vtuple(kv):
+            print(f"Note: Before you can perform this upgrade, you have to update kubeadm to {target}.\n")
+    print("_" * 69)
+    return 0
+
+
+def static_pod_hash(component):
+    return (read_json(PODS, {}).get(component) or {})
+
+
+def upgrade_static_pods(target, etcd=True):
+    n = node()
+    timeout = float(n.get("kubeadm_timeout", 300))
+    stamp = time.strftime("%Y-%m-%d-%H-%M-%S")
+    backup = f"/etc/kubernetes/tmp/kubeadm-backup-manifests-{stamp}"
+    os.makedirs(backup, exist_ok=True)
+    print(f"[upgrade/staticpods] Writing new Static Pod manifests to \"/etc/kubernetes/tmp/kubeadm-upgraded-manifests-{stamp}\"")
+    changed = []
+    for c in (["etcd"] if etcd else []) + list(CONTROL_PLANE):
+        path = f"{MANIFESTS}/{c}.yaml"
+        try:
+            with open(path) as f:
+                old = f.read()
+        except OSError:
+            old = None
+        new = render(c, n["manifest_cfg"], target)
+        if old == new:
+            print(f"[upgrade/staticpods] Current and new manifests of {c} are equal, skipping upgrade")
+            continue
+        if old is not None:
+            shutil.copy2(path, f"{backup}/{c}.yaml")
+        print(f"[upgrade/staticpods] Moving new manifest to \"{path}\" and backing up old manifest to "
+              f"\"{backup}/{c}.yaml\"\n[upgrade/staticpods] Waiting for the kubelet to restart the component\n"
+              f"[upgrade/staticpods] This can take up to {int(timeout // 60)}m{int(timeout % 60)}s", flush=True)
+        tmp = f"/etc/kubernetes/tmp/{c}.yaml.new"
+        with open(tmp, "w") as f:
+            f.write(new)
+        os.replace(tmp, path)
+        changed.append(c)
+        from node.common import file_hash
+        want = file_hash(new.encode())
+        ok = wait_until(lambda: static_pod_hash(c).get("hash") == want and static_pod_hash(c).get("ready"), timeout)
+        if not ok:
+            for r in changed:  # kubeadm puts every manifest it changed back
+                if os.path.exists(f"{backup}/{r}.yaml"):
+                    shutil.copy2(f"{backup}/{r}.yaml", f"{MANIFESTS}/{r}.yaml")
+            print(f"[upgrade/apply] FATAL: fatal error when trying to upgrade the control plane: couldn't upgrade "
+                  f"control plane. kubeadm has tried to recover everything into the earlier state. Errors faced: "
+                  f"static Pod hash for component {c} on Node {n['name']} did not change after "
+                  f"{int(timeout // 60)}m{int(timeout % 60)}s: timed out waiting for the condition", file=sys.stderr)
+            sys.exit(1)
+        print(f"[apiclient] Found 1 Pods for label selector component={c}\n"
+              f"[upgrade/staticpods] Component \"{c}\" upgraded successfully!", flush=True)
+
+
+def check_kubeadm(target):
+    kv = norm(pkg_version("kubeadm"))
+    if vtuple(target) > vtuple(kv):
+        die(f"[upgrade/version] FATAL: the --version argument is invalid due to these errors:\n\n\t- Specified version "
+            f"to upgrade to \"{target}\" is higher than the kubeadm version \"{kv}\". Upgrade kubeadm first using the "
+            "tool you used to install kubeadm\n\nCan be bypassed if you pass the --force flag")
+
+
+def apply(args):
+    yes = flag(args, "-y", "--yes")
+    force = flag(args, "-f", "--force")
+    etcd = (opt(args, "--etcd-upgrade", "true") != "false")
+    opt(args, "--ignore-preflight-errors")
+    opt(args, "--certificate-renewal")
+    args = [a for a in args if not a.startswith("-")]
+    if not args:
+        die("missing one or more required arguments: version")
+    if not is_control_plane():
+        die("[upgrade/apply] FATAL: this command must run on a control-plane node")
+    target = norm(args[0])
+    cm, cc = cluster_config()
+    cur = norm(cc["kubernetesVersion"])
+    print("[preflight] Running pre-flight checks.\n[upgrade/config] Reading configuration from the \"kubeadm-config\" "
+          "ConfigMap in namespace \"kube-system\"...\n[upgrade] Running cluster health checks")
+    print(f"[upgrade/version] You have chosen to change the cluster version to \"{target}\"\n"
+          f"[upgrade/versions] Cluster version: {cur}\n[upgrade/versions] kubeadm version: {norm(pkg_version('kubeadm'))}")
+    if not force:
+        check_kubeadm(target)
+        if vtuple(target)[1] > vtuple(cur)[1] + 1:
+            die(f"[upgrade/version] FATAL: Specified version to upgrade to \"{target}\" is too high; kubeadm can "
+                f"upgrade only 1 minor version at a time")
+        if vtuple(target) < vtuple(cur):
+            die(f"[upgrade/version] FATAL: Specified version to upgrade to \"{target}\" is equal to or lower than "
+                f"the cluster version \"{cur}\". Downgrades are not supported yet")
+    if not yes:
+        sys.stdout.write("[upgrade] Are you sure you want to proceed? [y/N]: ")
+        sys.stdout.flush()
+        if sys.stdin.readline().strip().lower() not in ("y", "yes"):
+            die("won't proceed; the user didn't answer (Y|y) in order to continue")
+    print(f"[upgrade/staticpods] Preparing for \"{target}\" upgrade", flush=True)
+    upgrade_static_pods(target, etcd)
+    cc["kubernetesVersion"] = target
+    import yaml
+    cm["data"]["ClusterConfiguration"] = yaml.safe_dump(cc, sort_keys=False)
+    api("PUT", "/api/v1/namespaces/kube-system/configmaps/kubeadm-config", cm)
+    print("[upload-config] Storing the configuration used in ConfigMap \"kubeadm-config\" in the \"kube-system\" Namespace")
+    images = images_for(target)
+    for path, comp in (("/apis/apps/v1/namespaces/kube-system/deployments/coredns", "coredns"),
+                       ("/apis/apps/v1/namespaces/kube-system/daemonsets/kube-proxy", "kube-proxy")):
+        obj = api("GET", path)
+        obj["spec"]["template"]["spec"]["containers"][0]["image"] = images[comp]
+        api("PUT", path, obj)
+        print(f"[addons] Applied essential addon: {'CoreDNS' if comp == 'coredns' else 'kube-proxy'}")
+    print(f"\n[upgrade] SUCCESS! A control plane node of your cluster was upgraded to \"{target}\".\n\n"
+          "[upgrade] Now please proceed with upgrading the rest of the nodes by following the right order.")
+    return 0
+
+
+def upgrade_node(args):
+    print("[upgrade] Reading configuration from the \"kubeadm-config\" ConfigMap in namespace \"kube-system\"...")
+    if is_control_plane():
+        _, cc = cluster_config()
+        target = norm(cc["kubernetesVersion"])
+        check_kubeadm(target)
+        print(f"[upgrade/staticpods] Preparing for \"{target}\" upgrade", flush=True)
+        upgrade_static_pods(target, etcd=(opt(args, "--etcd-upgrade", "true") != "false"))
+    else:
+        print("[preflight] Skipping prepull. Not a control plane node.\n"
+              "[upgrade/control-plane] Skipping phase. Not a control plane node.")
+    print("[upgrade/kubelet-config] The kubelet configuration for this node was successfully upgraded!\n"
+          "[upgrade] The configuration for this node was successfully upgraded!\n"
+          "[upgrade] Now you should go ahead and upgrade the kubelet package using your package manager.")
+    return 0
+
+
+def images(args):
+    v = opt(args, "--kubernetes-version")
+    if not v:
+        try:
+            v = cluster_config()[1]["kubernetesVersion"]
+        except Exception:
+            v = pkg_version("kubeadm")
+    imgs = images_for(v)
+    if args and args[0] == "list":
+        for k in ("kube-apiserver", "kube-controller-manager", "kube-scheduler", "kube-proxy", "coredns", "pause", "etcd"):
+            print(imgs[k])
+        return 0
+    d = disk()
+    for k in ("kube-apiserver", "kube-controller-manager", "kube-scheduler", "kube-proxy", "coredns", "pause", "etcd"):
+        if imgs[k] not in d["images"]:
+            if disk_free() < IMAGE_SIZE:
+                die(f"failed to pull image \"{imgs[k]}\": output: time=\"{time.strftime('%Y-%m-%dT%H:%M:%SZ')}\" "
+                    f"level=fatal msg=\"pulling image: failed to extract layer: write /var/lib/containerd/io.containerd."
+                    f"content.v1.content/ingest: no space left on device\"\n, error: exit status 1\n"
+                    "To see the stack trace of this error execute with --v=5 or higher")
+            d["images"][imgs[k]] = IMAGE_SIZE
+            save_disk(d)
+        print(f"[config/images] Pulled {imgs[k]}", flush=True)
+    return 0
+
+
+def cert_rows(root):
+    rows = []
+    for name in certs.LEAVES:
+        try:
+            rows.append((name, certs.enddate_of(root, name), certs.LEAVES[name][1]))
+        except Exception:
+            pass
+    return rows
+
+
+def residual(enddate):
+    t = calendar.timegm(time.strptime(enddate.replace("  ", " "), "%b %d %H:%M:%S %Y %Z"))
+    left = t - time.time()
+    if left <= 0:
+        return t, "<invalid>"
+    return t, f"{int(left // 86400)}d" if left < 2 * 365 * 86400 else f"{int(left // (365 * 86400))}y"
+
+
+def check_expiration():
+    print("[check-expiration] Reading configuration from the \"kubeadm-config\" ConfigMap in namespace \"kube-system\"...\n"
+          "[check-expiration] Use 'kubeadm init phase upload-config kubeadm --config your-config-file' to re-upload it.\n")
+    print(f"{'CERTIFICATE':<26} {'EXPIRES':<24} {'RESIDUAL TIME':<15} {'CERTIFICATE AUTHORITY':<23} EXTERNALLY MANAGED")
+    for name, end, ca in cert_rows("/etc/kubernetes"):
+        t, left = residual(end)
+        when = datetime.datetime.fromtimestamp(t, datetime.timezone.utc).strftime("%b %d, %Y %H:%M UTC")
+        print(f"{name:<26} {when:<24} {left:<15} {ca:<23} no")
+    print(f"\n{'CERTIFICATE AUTHORITY':<23} {'EXPIRES':<24} {'RESIDUAL TIME':<15} EXTERNALLY MANAGED")
+    for ca in certs.CAS:
+        t, left = residual(certs.enddate_of("/etc/kubernetes", ca))
+        when = datetime.datetime.fromtimestamp(t, datetime.timezone.utc).strftime("%b %d, %Y %H:%M UTC")
+        print(f"{ca:<23} {when:<24} {left:<15} no")
+    return 0
+
+
+def renew(args):
+    n = node()
+    which = [a for a in args if not a.startswith("-")]
+    if not which:
+        die("missing subcommand; \"renew\" is not meant to be run on its own\nTo see the stack trace of this error "
+            "execute with --v=5 or higher")
+    names = list(certs.LEAVES) if which[0] == "all" else which
+    for name in names:
+        if name not in certs.LEAVES:
+            die(f"unknown command \"{name}\" for \"kubeadm certs renew\"")
+        certs.issue("/etc/kubernetes", name, n["name"], n["ip"], n["api"], 365, n.get("leader_ips", ()))
+        what = (f"certificate embedded in the kubeconfig file for the {name[:-5]} to use" if name.endswith(".conf")
+                else f"certificate for {name}")
+        print(f"{what} renewed")
+    print("\nDone renewing certificates. You must restart the kube-apiserver, kube-controller-manager, "
+          "kube-scheduler and etcd, so that they can use the new certificates.")
+    return 0
+
+
+def init_phase(args):
+    n = node()
+    v = opt(args, "--kubernetes-version")
+    opt(args, "--config")
+    if args[:2] == ["upload-config", "kubeadm"]:
+        cm, cc = cluster_config()
+        if v:
+            cc["kubernetesVersion"] = norm(v)
+            import yaml
+            cm["data"]["ClusterConfiguration"] = yaml.safe_dump(cc, sort_keys=False)
+            api("PUT", "/api/v1/namespaces/kube-system/configmaps/kubeadm-config", cm)
+        print("[upload-config] Storing the configuration used in ConfigMap \"kubeadm-config\" in the \"kube-system\" Namespace")
+        return 0
+    if args[:1] == ["control-plane"] and len(args) > 1:
+        v = norm(v or cluster_config()[1]["kubernetesVersion"])
+        comps = list(CONTROL_PLANE) if args[1] == "all" else \
+            [{"apiserver": "kube-apiserver", "controller-manager": "kube-controller-manager",
+              "scheduler": "kube-scheduler"}.get(args[1]) or die(f"unknown command \"{args[1]}\"")]
+        for c in comps:
+            with open(f"{MANIFESTS}/{c}.yaml", "w") as f:
+                f.write(render(c, n["manifest_cfg"], v))
+            print(f"[control-plane] Creating static Pod manifest for \"{c}\"")
+        return 0
+    die(f"unknown phase: {' '.join(args)}")
+
+
+def main(argv=None):
+    args = list(argv if argv is not None else sys.argv[1:])
+    opt(args, "--v")
+    opt(args, "--kubeconfig")
+    if args[:1] == ["version"]:
+        return version(args[1:])
+    if args[:2] == ["upgrade", "plan"]:
+        return plan([a for a in args[2:] if not a.startswith("-")])
+    if args[:2] == ["upgrade", "apply"]:
+        return apply(args[2:])
+    if args[:2] == ["upgrade", "node"]:
+        return upgrade_node(args[2:])
+    if args[:2] == ["config", "images"] and args[2:3] in (["pull"], ["list"]):
+        return images(args[2:])
+    if args[:2] == ["certs", "check-expiration"]:
+        return check_expiration()
+    if args[:2] == ["certs", "renew"]:
+        return renew(args[2:])
+    if args[:2] == ["init", "phase"]:
+        return init_phase(args[2:])
+    die(f"unknown command \"{' '.join(args[:2])}\" for \"kubeadm\" (the lab's kubeadm does: version, upgrade plan|apply|node, "
+        "config images pull|list, certs check-expiration|renew, init phase upload-config|control-plane)")
+
+
+if __name__ == "__main__":
+    sys.exit(main() or 0)

@@ -1,0 +1,162 @@
+"""The simulated kubelet: runs every valid manifest in /etc/kubernetes/manifests as kubelet does,
+reports the node and its static pods (as mirror pods) to the API simulator.
+
+Two manifests for one pod name: the definition already running keeps running, and between new ones
+the oldest file wins, so a stale kube-apiserver.yaml.bak keeps the old image running after kubeadm
+rewrote kube-apiserver.yaml (seed 000). etcd runs as a real process from its manifest's command."""
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import yaml
+
+from node.common import LAB, MANIFESTS, PODS, api, disk, disk_used, fault, file_hash, node, pkg_version, read_json, write_json
+from node.manifests import version_of_image
+
+
+def scan():
+    """pod name -> [(mtime, file, hash, pod)] for every valid manifest (dot files are ignored)."""
+    found = {}
+    try:
+        names = sorted(os.listdir(MANIFESTS))
+    except OSError:
+        return found
+    for f in names:
+        path = os.path.join(MANIFESTS, f)
+        if f.startswith(".") or not os.path.isfile(path):
+            continue
+        try:
+            with open(path, "rb") as fh:
+                data = fh.read()
+            pod = yaml.safe_load(data)
+            name = pod["metadata"]["name"]
+            pod["spec"]["containers"][0]["image"]
+        except Exception:  # kubelet logs an invalid manifest and goes on
+            continue
+        found.setdefault(name, []).append((os.stat(path).st_mtime, path, file_hash(data), pod))
+    return found
+
+
+def alive(pid):
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return not f.read().split(") ")[1].startswith("Z")
+    except (OSError, IndexError):
+        return False
+
+
+def stop_process(pid):
+    if not pid or not alive(pid):
+        return
+    os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and alive(pid):
+        time.sleep(0.05)
+    if alive(pid):
+        os.kill(pid, signal.SIGKILL)
+
+
+def start_process(name, pod):
+    c = pod["spec"]["containers"][0]
+    cmd = list(c.get("command") or []) + list(c.get("args") or [])
+    if name != "etcd" or not cmd:
+        return None
+    os.makedirs("/var/log/pods", exist_ok=True)
+    log = open(f"/var/log/pods/{name}.log", "ab")
+    return subprocess.Popen(["/usr/bin/etcd"] + cmd[1:], stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+                            start_new_session=True).pid
+
+
+class Kubelet:
+    def __init__(self):
+        self.node = node()
+        self.version = "v" + (pkg_version("kubelet") or "0.0.0")
+        booting = os.path.exists(f"{LAB}/booting")
+        if booting:
+            os.unlink(f"{LAB}/booting")
+        # A restarted kubelet reports NotReady for a moment, as a real one does until its PLEG settles.
+        self.not_ready_until = 0 if booting else time.monotonic() + 1.5
+        self.pods = read_json(PODS, {})
+        for name, p in list(self.pods.items()):  # adopt what a previous kubelet left running
+            if p.get("pid") and not alive(p["pid"]):
+                p["pid"] = start_process(name, self.pod_of(p))
+        self.last_report = 0
+        self.stopping = False
+
+    def pod_of(self, p):
+        try:
+            with open(p["file"]) as f:
+                return yaml.safe_load(f)
+        except (OSError, yaml.YAMLError):
+            return p["pod"]
+
+    def reconcile(self):
+        changed = False
+        found = scan()
+        for name in list(self.pods):
+            if name not in found:
+                stop_process(self.pods.pop(name).get("pid"))
+                changed = True
+        for name, cands in found.items():
+            cur = self.pods.get(name)
+            if cur and any(h == cur["hash"] for _, _, h, _ in cands):
+                keep = [c for c in cands if c[2] == cur["hash"]][0]
+                if keep[1] != cur["file"]:
+                    cur["file"] = keep[1]
+                    changed = True
+                continue
+            mtime, path, h, pod = min(cands, key=lambda c: (c[0], c[1]))
+            if cur and name == "kube-apiserver" and fault("apiserver-phase-timeout"):
+                continue  # the new apiserver never comes up: its static Pod hash never changes
+            if cur:
+                stop_process(cur.get("pid"))
+            image = pod["spec"]["containers"][0]["image"]
+            self.pods[name] = {"file": path, "hash": h, "image": image, "version": version_of_image(image),
+                               "started": time.time(), "ready_at": time.time() + self.node.get("pod_start_delay", 1.0),
+                               "pid": start_process(name, pod), "pod": {"metadata": pod["metadata"]}}
+            changed = True
+        for p in self.pods.values():
+            if not p.get("ready") and time.time() >= p["ready_at"]:
+                p["ready"] = True
+                changed = True
+        if changed:
+            write_json(PODS, self.pods)
+        return changed
+
+    def report(self):
+        d = disk()
+        ready = time.monotonic() >= self.not_ready_until and not fault("node-notready") and not self.stopping
+        reason = "KubeletReady" if ready else ("KubeletStopped" if self.stopping else "KubeletNotReady")
+        body = {"node": self.node["name"], "ready": ready, "reason": reason, "version": self.version,
+                "disk_pressure": disk_used(d) >= 0.9 * d["size"], "ip": self.node["ip"],
+                "pods": [{"name": n, "image": p["image"], "hash": p["hash"], "ready": bool(p.get("ready")),
+                          "source": p["file"]} for n, p in sorted(self.pods.items())]}
+        try:
+            api("POST", "/_sim/kubelet", body, timeout=5)
+            self.last_report = time.monotonic()
+        except Exception as e:  # the API may be down; a real kubelet retries too
+            print(f"report failed: {e}", file=sys.stderr, flush=True)
+
+    def run(self):
+        def on_term(*_):
+            self.stopping = True
+        signal.signal(signal.SIGTERM, on_term)
+        while not self.stopping:
+            changed = self.reconcile()
+            if changed or time.monotonic() - self.last_report > 1.0:
+                self.report()
+            time.sleep(0.25)
+        self.report()  # a stopped kubelet's node goes NotReady; its pods keep running
+
+
+def main():
+    if "--version" in sys.argv[1:]:
+        print(f"Kubernetes v{pkg_version('kubelet')}")
+        return
+    Kubelet().run()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,71 @@
+"""The static Pod manifests kubeadm writes to /etc/kubernetes/manifests on a control-plane node
+(stacked etcd), trimmed to what the lab runs: etcd's command is what the simulated kubelet executes."""
+import yaml
+
+from node.common import images_for
+
+
+def _pod(name, image, command, extra_labels=None):
+    return {
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": name, "namespace": "kube-system",
+                     "labels": {"component": name, "tier": "control-plane", **(extra_labels or {})}},
+        "spec": {"containers": [{"name": name, "image": image, "imagePullPolicy": "IfNotPresent",
+                                 "command": command}],
+                 "hostNetwork": True, "priorityClassName": "system-node-critical",
+                 "securityContext": {"seccompProfile": {"type": "RuntimeDefault"}}},
+        "status": {},
+    }
+
+
+def etcd(cfg, version):
+    """cfg: name, ip, cluster (name=https://ip:2380,...), state ('new' or 'existing')."""
+    ip, pki = cfg["ip"], "/etc/kubernetes/pki/etcd"
+    cmd = ["etcd", f"--name={cfg['name']}", "--data-dir=/var/lib/etcd",
+           f"--advertise-client-urls=https://{ip}:2379", f"--listen-client-urls=https://{ip}:2379",
+           f"--initial-advertise-peer-urls=https://{ip}:2380", f"--listen-peer-urls=https://{ip}:2380",
+           f"--initial-cluster={cfg['cluster']}", f"--initial-cluster-state={cfg.get('state', 'new')}",
+           "--initial-cluster-token=engine-lab", "--client-cert-auth=true", "--peer-client-cert-auth=true",
+           f"--cert-file={pki}/server.crt", f"--key-file={pki}/server.key", f"--trusted-ca-file={pki}/ca.crt",
+           f"--peer-cert-file={pki}/peer.crt", f"--peer-key-file={pki}/peer.key",
+           f"--peer-trusted-ca-file={pki}/ca.crt", "--snapshot-count=10000"]
+    return _pod("etcd", images_for(version)["etcd"], cmd)
+
+
+def apiserver(cfg, version):
+    ip = cfg["ip"]
+    cmd = ["kube-apiserver", f"--advertise-address={ip}", "--secure-port=6443",
+           "--etcd-servers=" + ",".join(f"https://{x}:2379" for x in cfg["etcd_ips"]),
+           "--etcd-cafile=/etc/kubernetes/pki/etcd/ca.crt",
+           "--etcd-certfile=/etc/kubernetes/pki/apiserver-etcd-client.crt",
+           "--etcd-keyfile=/etc/kubernetes/pki/apiserver-etcd-client.key",
+           "--client-ca-file=/etc/kubernetes/pki/ca.crt", "--tls-cert-file=/etc/kubernetes/pki/apiserver.crt",
+           "--tls-private-key-file=/etc/kubernetes/pki/apiserver.key", "--authorization-mode=Node,RBAC",
+           "--service-cluster-ip-range=10.96.0.0/12"]
+    return _pod("kube-apiserver", images_for(version)["kube-apiserver"], cmd)
+
+
+def controller_manager(cfg, version):
+    cmd = ["kube-controller-manager", "--kubeconfig=/etc/kubernetes/controller-manager.conf",
+           "--authentication-kubeconfig=/etc/kubernetes/controller-manager.conf", "--leader-elect=true",
+           "--cluster-signing-cert-file=/etc/kubernetes/pki/ca.crt",
+           "--cluster-signing-key-file=/etc/kubernetes/pki/ca.key", "--use-service-account-credentials=true"]
+    return _pod("kube-controller-manager", images_for(version)["kube-controller-manager"], cmd)
+
+
+def scheduler(cfg, version):
+    cmd = ["kube-scheduler", "--kubeconfig=/etc/kubernetes/scheduler.conf",
+           "--authentication-kubeconfig=/etc/kubernetes/scheduler.conf", "--leader-elect=true"]
+    return _pod("kube-scheduler", images_for(version)["kube-scheduler"], cmd)
+
+
+BUILDERS = {"etcd": etcd, "kube-apiserver": apiserver, "kube-controller-manager": controller_manager,
+            "kube-scheduler": scheduler}
+
+
+def render(component, cfg, version):
+    return yaml.safe_dump(BUILDERS[component](cfg, version), sort_keys=False, default_flow_style=False)
+
+
+def version_of_image(image):
+    return image.rsplit(":", 1)[-1]

@@ -1,0 +1,111 @@
+"""df, crictl, journalctl and reboot for a lab node, over its simulated disk and static pods."""
+import os
+import subprocess
+import sys
+import time
+
+from node.common import GIB, LAB, PODS, die, disk, disk_used, images_for, read_json, save_disk
+
+
+def human(n):
+    for unit in ("", "K", "M", "G", "T"):
+        if n < 1024 or unit == "T":
+            return f"{n:.0f}{unit}" if unit == "" or n >= 10 else f"{n:.1f}{unit}"
+        n /= 1024.0
+
+
+def df(args):
+    d = disk()
+    size, used = d["size"], disk_used(d)
+    avail = size - used
+    pcent = f"{(used * 100 + size - 1) // size}%"
+    out = next((a.split("=", 1)[1] for a in args if a.startswith("--output=")), None)
+    block = 1024
+    if "-B1" in args or ("-B" in args and args[args.index("-B") + 1] == "1"):
+        block = 1
+    if out:
+        cols = out.split(",")
+        names = {"source": "Filesystem", "size": "1K-blocks" if block == 1024 else "1B-blocks", "used": "Used",
+                 "avail": "Avail", "pcent": "Use%", "target": "Mounted on", "fstype": "Type"}
+        vals = {"source": "/dev/vda1", "size": size // block, "used": used // block, "avail": avail // block,
+                "pcent": pcent, "target": "/", "fstype": "ext4"}
+        print(" ".join(names.get(c, c) for c in cols))
+        print(" ".join(str(vals.get(c, "-")) for c in cols))
+        return 0
+    if "-h" in args or "--human-readable" in args:
+        print("Filesystem      Size  Used Avail Use% Mounted on")
+        print(f"/dev/vda1       {human(size):>4}  {human(used):>4}  {human(avail):>4} {pcent:>4} /")
+        return 0
+    hdr = "Capacity" if "-P" in args or "--portability" in args else "Use%"
+    print(f"Filesystem     {'1K-blocks' if block == 1024 else '1B-blocks'}      Used Available {hdr} Mounted on")
+    print(f"/dev/vda1      {size // block:>9} {used // block:>9} {avail // block:>9} {pcent:>8} /")
+    return 0
+
+
+def crictl(args):
+    pods = read_json(PODS, {})
+    if args[:1] == ["ps"]:
+        print("CONTAINER           IMAGE                                       CREATED             STATE               NAME                      ATTEMPT             POD ID              POD")
+        for name, p in sorted(pods.items()):
+            age = int(time.time() - p["started"])
+            print(f"{p['hash'][:13]}       {p['image']:<43} {age} seconds ago      Running             {name:<25} 0                   {p['hash'][-13:]}       {name}-{os.uname().nodename}")
+        return 0
+    if args[:1] == ["images"]:
+        print("IMAGE                                     TAG                 IMAGE ID            SIZE")
+        for img in sorted(disk()["images"]):
+            repo, tag = img.rsplit(":", 1)
+            print(f"{repo:<41} {tag:<19} {abs(hash(img)) % (1 << 48):012x}        300MB")
+        return 0
+    if args[:2] == ["rmi", "--prune"]:
+        d = disk()
+        running = {p["image"] for p in pods.values()}
+        for img in sorted(d["images"]):
+            if img not in running:
+                print(f"Deleted: {img}")
+                del d["images"][img]
+        save_disk(d)
+        return 0
+    die("the lab's crictl does: ps, images, rmi --prune", 1)
+
+
+def journalctl(args):
+    vac = [a for a in args if a.startswith(("--vacuum-time", "--vacuum-size"))]
+    if vac:
+        d = disk()
+        freed = max(0, d["journal"] - (64 << 20))
+        d["journal"] -= freed
+        save_disk(d)
+        print(f"Vacuuming done, freed {human(freed)}B of archived journals from /var/log/journal/{os.uname().nodename}.")
+        return 0
+    unit = next((args[i + 1] for i, a in enumerate(args) if a == "-u" and i + 1 < len(args)), None)
+    if unit:
+        try:
+            with open(f"/var/log/{unit.replace('.service', '')}.log") as f:
+                sys.stdout.write("".join(f.readlines()[-50:]))
+        except OSError:
+            print("-- No entries --")
+        return 0
+    print("-- No entries --")
+    return 0
+
+
+def reboot(args):
+    """Stops every unit and starts the enabled ones again a moment later, as a boot would."""
+    script = ("import time, os, sys; sys.path.insert(0, %r); from node import systemctl as s; time.sleep(1);\n"
+              "units = [f[:-4] for f in os.listdir(s.STATE) if f.endswith('.pid')] if os.path.isdir(s.STATE) else []\n"
+              "[s.stop(u) for u in units]; time.sleep(2)\n"
+              "[s.start(f[:-8]) for f in os.listdir(s.STATE) if f.endswith('.enabled')]\n") % \
+        os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    subprocess.Popen([sys.executable, "-c", script], start_new_session=True, stdin=subprocess.DEVNULL,
+                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    print(f"Broadcast message from root@{os.uname().nodename}: The system will reboot now!")
+    return 0
+
+
+def main():
+    prog = os.path.basename(sys.argv[0])
+    return {"df": df, "crictl": crictl, "journalctl": journalctl, "reboot": reboot}[prog](sys.argv[1:])
+
+
+if __name__ == "__main__":
+    sys.exit(main())
