@@ -323,8 +323,10 @@ def init_phase(args):
             [{"apiserver": "kube-apiserver", "controller-manager": "kube-controller-manager",
               "scheduler": "kube-scheduler"}.get(args[1]) or die(f"unknown command \"{args[1]}\"")]
         for c in comps:
-            with open(f"{MANIFESTS}/{c}.yaml", "w") as f:
+            tmp = f"/etc/kubernetes/tmp/{c}.yaml.new"
+            with open(tmp, "w") as f:
                 f.write(render(c, n["manifest_cfg"], v))
+            os.replace(tmp, f"{MANIFESTS}/{c}.yaml")
             print(f"[control-plane] Creating static Pod manifest for \"{c}\"")
         return 0
     die(f"unknown phase: {' '.join(args)}")

@@ -1,0 +1,294 @@
+"""The lab (scripts/lab): up, what each node and the cluster look like, each fault seen the way an
+SRE would see it and cleared again, a kubeadm upgrade on a node, and down leaving nothing behind."""
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+import unittest
+import urllib.request
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+LAB = os.path.join(ROOT, "scripts", "lab")
+ENGINE = os.path.join(ROOT, "build", "bin", "engine")
+SUBNET = "127.0.20"
+
+
+def lab(*args, check=True, timeout=180):
+    r = subprocess.run([LAB, *args], capture_output=True, text=True, timeout=timeout)
+    if check and r.returncode != 0:
+        raise AssertionError(f"scripts/lab {' '.join(args)} failed ({r.returncode}):\n{r.stdout}\n{r.stderr}")
+    return r
+
+
+def poll(cond, limit=30.0, step=0.1):
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline:
+        v = cond()
+        if v:
+            return v
+        time.sleep(step)
+    return None
+
+
+class LabTest(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.dir = tempfile.mkdtemp(prefix="engine-lab-test-")
+        t0 = time.monotonic()
+        r = lab("up", "--dir", cls.dir, "--subnet", SUBNET, "--kubeadm-timeout", "6")
+        cls.up_seconds = time.monotonic() - t0
+        print(f"\nlab up took {cls.up_seconds:.1f}s", file=sys.stderr)
+        cls.up_output = r.stdout
+        with open(f"{cls.dir}/lab.json") as f:
+            cls.state = json.load(f)
+
+    @classmethod
+    def tearDownClass(cls):
+        lab("down", "--dir", cls.dir)
+        # Nothing left: no process in any node's namespace, no lab process, nothing on the lab's ports.
+        left = []
+        for d in os.listdir("/proc"):
+            if not d.isdigit():
+                continue
+            try:
+                ns = os.readlink(f"/proc/{d}/ns/mnt")
+                with open(f"/proc/{d}/cmdline", "rb") as f:
+                    cmd = f.read().replace(b"\0", b" ").decode()
+            except OSError:
+                continue
+            if ns in [n["mnt_ns"] for n in cls.state["nodes"]] or cls.dir in cmd or f"{SUBNET}." in cmd:
+                left.append(f"{d} {cmd}")
+        ports = subprocess.run(["ss", "-Htln"], capture_output=True, text=True).stdout
+        mounts = open("/proc/self/mountinfo").read()
+        assert not left, f"processes left by lab down: {left}"
+        assert f"{SUBNET}." not in ports, f"ports left by lab down:\n{ports}"
+        assert cls.dir not in mounts, "mounts left by lab down"
+        assert not os.path.exists(cls.dir), "lab down left its directory"
+
+    # --- helpers --------------------------------------------------------------------------------
+    def node(self, name):
+        return [n for n in self.state["nodes"] if n["name"] == name][0]
+
+    def ssh(self, name, cmd, check=True):
+        n = self.node(name)
+        r = subprocess.run(["ssh", "-i", f"{self.dir}/ssh/id_ed25519", "-o", f"UserKnownHostsFile={self.dir}/known_hosts",
+                            "-o", "BatchMode=yes", "-o", "ConnectTimeout=5", "-p", str(self.state["ssh_port"]),
+                            f"enginetest@{n['ip']}", cmd], capture_output=True, text=True, timeout=120)
+        if check and r.returncode != 0:
+            raise AssertionError(f"ssh {name} {cmd!r} failed ({r.returncode}): {r.stdout}{r.stderr}")
+        return r
+
+    def kubectl(self, *args, check=True):
+        r = subprocess.run(["kubectl", "--kubeconfig", f"{self.dir}/kubeconfig", *args], capture_output=True, text=True,
+                           timeout=60)
+        if check and r.returncode != 0:
+            raise AssertionError(f"kubectl {' '.join(args)} failed: {r.stderr}")
+        return r
+
+    def nodes(self):
+        return {n["metadata"]["name"]: n for n in json.loads(self.kubectl("get", "nodes", "-o", "json").stdout)["items"]}
+
+    def ready(self, name):
+        n = self.nodes()[name]
+        return [c["status"] for c in n["status"]["conditions"] if c["type"] == "Ready"] == ["True"]
+
+    # --- the lab as it comes up -----------------------------------------------------------------
+    def test_up_prints_how_to_use_it_and_is_idempotent(self):
+        self.assertIn(f"{self.dir}/inventory.yml", self.up_output)
+        self.assertIn("engine run runbooks/k8s-upgrade.lua", self.up_output)
+        r = lab("up", "--dir", self.dir, "--subnet", SUBNET)
+        self.assertIn("already up", r.stdout)
+        with open(f"{self.dir}/lab.json") as f:
+            self.assertEqual(json.load(f)["nodes"][0]["anchor"], self.state["nodes"][0]["anchor"])
+
+    def test_every_node_answers_with_its_own_name_through_the_engine(self):
+        rb = os.path.join(self.dir, "names.lua")
+        with open(rb, "w") as f:
+            f.write("""local fleet = require "engine.fleet"
+return runbook { name = "names", run = function(p, inv)
+  fleet.each(inv:hosts("all"), { at_once = 10 }, function(h)
+    local r = assert(h:exec("uname -n; test -d /etc/kubernetes/pki && echo pki"))
+    print("NAME " .. h.name .. " " .. r.stdout:gsub("\\n", " "))
+  end)
+end }
+""")
+        r = subprocess.run([ENGINE, "run", rb, "-i", f"{self.dir}/inventory.yml"], capture_output=True, text=True,
+                           timeout=120)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        for n in self.state["nodes"]:
+            self.assertIn(f"NAME {n['name']} {n['name']} pki", r.stdout)
+
+    def test_inventory_groups(self):
+        import yaml
+        with open(f"{self.dir}/inventory.yml") as f:
+            inv = yaml.safe_load(f)["all"]["children"]
+        self.assertEqual(sorted(inv["k8s-cp"]["hosts"]), ["cp1", "cp2", "cp3"])
+        self.assertEqual(list(inv["k8s-cp-leader"]["hosts"]), ["cp1"])
+        self.assertEqual(sorted(inv["k8s-worker"]["hosts"]), ["w1", "w2", "w3"])
+        self.assertEqual(sorted(inv["etcd"]["hosts"]), ["cp1", "cp2", "cp3"])
+
+    def test_etcd_members_form_a_healthy_cluster_with_the_labs_certificates(self):
+        pki = f"{self.dir}/nodes/cp1/root/etc/kubernetes/pki"
+        eps = ",".join(f"https://{SUBNET}.{i}:2379" for i in (1, 2, 3))
+        base = ["etcdctl", f"--endpoints={eps}", f"--cacert={pki}/etcd/ca.crt", f"--cert={pki}/apiserver-etcd-client.crt",
+                f"--key={pki}/apiserver-etcd-client.key"]
+        env = dict(os.environ, ETCDCTL_API="3")
+        r = subprocess.run(base + ["endpoint", "health"], capture_output=True, text=True, env=env, timeout=30)
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        self.assertEqual((r.stdout + r.stderr).count("is healthy"), 3)
+        r = subprocess.run(base + ["member", "list"], capture_output=True, text=True, env=env, timeout=30)
+        self.assertEqual(sorted(line.split(", ")[2] for line in r.stdout.splitlines()), ["cp1", "cp2", "cp3"])
+        # and the same from a node, with the node's own certificates at their real paths
+        r = self.ssh("cp2", "sudo sh -c 'ETCDCTL_API=3 etcdctl --endpoints=https://127.0.20.2:2379 "
+                            "--cacert=/etc/kubernetes/pki/etcd/ca.crt --cert=/etc/kubernetes/pki/etcd/healthcheck-client.crt "
+                            "--key=/etc/kubernetes/pki/etcd/healthcheck-client.key endpoint health'", check=False)
+        self.assertIn("is healthy", r.stdout + r.stderr)
+
+    def test_kubectl_sees_every_node_ready_at_the_labs_version(self):
+        out = self.kubectl("get", "nodes").stdout
+        for n in self.state["nodes"]:
+            self.assertRegex(out, rf"{n['name']}\s+Ready\s+\S+\s+\S+\s+v1\.33\.1")
+        pods = self.kubectl("get", "pods", "-n", "kube-system").stdout
+        for cp in ("cp1", "cp2", "cp3"):
+            for c in ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler"):
+                self.assertRegex(pods, rf"{c}-{cp}\s+1/1\s+Running")
+        self.assertIn("v1.33.1", self.kubectl("version").stdout)
+
+    def test_node_simulators_answer_like_the_real_commands(self):
+        out = self.ssh("w1", "df -h /; sudo apt-mark showhold; apt-cache madison kubelet; systemctl is-active kubelet; "
+                             "kubelet --version; ls /etc/kubernetes/manifests | wc -l").stdout
+        self.assertRegex(out, r"/dev/vda1\s+50G\s+\S+\s+\S+\s+\d+% /")
+        self.assertIn("kubeadm\nkubectl\nkubelet\n", out)
+        self.assertIn("kubelet | 1.33.5-1.1 | https://pkgs.k8s.io/core:/stable:/v1.33/deb", out)
+        self.assertIn("active\nKubernetes v1.33.1", out)
+        self.assertEqual(out.split("Kubernetes v1.33.1\n")[1], "0\n")  # a worker runs no static pods
+        r = self.ssh("w1", "sudo apt-get install -y kubelet=1.34.3-1.1", check=False)
+        self.assertEqual(r.returncode, 100)
+        self.assertIn("E: Version '1.34.3-1.1' for 'kubelet' was not found", r.stderr)
+        r = self.ssh("w1", "sudo apt-get install -y kubelet=1.33.5-1.1", check=False)
+        self.assertEqual(r.returncode, 100)
+        self.assertIn("E: Held packages were changed and -y was used.", r.stderr)
+        r = self.ssh("cp3", "sudo kubeadm certs check-expiration")
+        self.assertRegex(r.stdout, r"apiserver\s+\w{3} \d\d, \d{4} \d\d:\d\d UTC\s+36\dd\s+ca\s+no")
+
+    def test_restarting_the_kubelet_makes_the_node_not_ready_for_a_moment(self):
+        self.ssh("w3", "sudo systemctl restart kubelet")
+        self.assertTrue(poll(lambda: not self.ready("w3"), 10), "w3 never went NotReady")
+        self.assertTrue(poll(lambda: self.ready("w3"), 20), "w3 never came back Ready")
+
+    # --- faults ---------------------------------------------------------------------------------
+    def test_fault_stale_manifest_bak_keeps_the_old_apiserver_running(self):
+        lab("fault", "cp2", "stale-manifest-bak", "--dir", self.dir)
+        self.assertIn("kube-apiserver.yaml.bak", self.ssh("cp2", "sudo ls /etc/kubernetes/manifests").stdout)
+        # A new manifest for the same pod name: the kubelet keeps the older definition running (seed 000).
+        self.ssh("cp2", "sudo kubeadm init phase control-plane apiserver --kubernetes-version v1.34.3")
+        self.assertIn("image: registry.k8s.io/kube-apiserver:v1.34.3",
+                      self.ssh("cp2", "sudo grep -h image: /etc/kubernetes/manifests/kube-apiserver.yaml").stdout)
+        time.sleep(2)
+        image = lambda: self.kubectl("get", "pod", "-n", "kube-system", "kube-apiserver-cp2", "-o",  # noqa: E731
+                                     "jsonpath={.spec.containers[0].image}").stdout
+        self.assertEqual(image(), "registry.k8s.io/kube-apiserver:v1.33.1")
+        lab("clear", "cp2", "stale-manifest-bak", "--dir", self.dir)
+        self.assertNotIn(".bak", self.ssh("cp2", "sudo ls /etc/kubernetes/manifests").stdout)
+        self.assertTrue(poll(lambda: image().endswith(":v1.34.3"), 15), image())
+        self.ssh("cp2", "sudo kubeadm init phase control-plane apiserver --kubernetes-version v1.33.1")
+        self.assertTrue(poll(lambda: image().endswith(":v1.33.1"), 15), image())
+        self.assertTrue(poll(lambda: re.search(r"kube-apiserver-cp2\s+1/1", self.kubectl("get", "pods", "-n", "kube-system").stdout), 15))
+
+    def test_fault_scheduler_rbac_missing(self):
+        can = lambda: self.kubectl("auth", "can-i", "list", "pods", "--as", "system:kube-scheduler",  # noqa: E731
+                                   check=False).stdout.strip()
+        self.assertEqual(can(), "yes")
+        lab("fault", "cp1", "scheduler-rbac-missing", "--dir", self.dir)
+        self.assertEqual(can(), "no")
+        lab("clear", "cp1", "scheduler-rbac-missing", "--dir", self.dir)
+        self.assertEqual(can(), "yes")
+
+    def test_fault_pdb_blocks(self):
+        lab("fault", "w2", "pdb-blocks", "--dir", self.dir)
+        self.assertRegex(self.kubectl("get", "pdb", "-n", "shop").stdout, r"guarded-w2\s+1\s+N/A\s+0")
+        r = self.kubectl("drain", "w2", "--ignore-daemonsets", "--timeout=3s", "--pod-selector=app=guarded-w2", check=False)
+        self.assertNotEqual(r.returncode, 0)
+        self.assertIn("Cannot evict pod as it would violate the pod's disruption budget", r.stderr)
+        lab("clear", "w2", "pdb-blocks", "--dir", self.dir)
+        self.assertNotIn("guarded-w2", self.kubectl("get", "pdb", "-n", "shop").stdout)
+        self.kubectl("uncordon", "w2")
+
+    def test_fault_certs_expired(self):
+        end = lambda: self.ssh("cp3", "sudo openssl x509 -enddate -noout -in /etc/kubernetes/pki/apiserver.crt").stdout  # noqa: E731
+        lab("fault", "cp3", "certs-expired", "--dir", self.dir)
+        year = int(re.search(r"(\d{4}) GMT", end()).group(1))
+        stamp = time.mktime(time.strptime(end().strip().split("=", 1)[1], "%b %d %H:%M:%S %Y GMT"))
+        self.assertLess(stamp, time.time() - 3600 * 12, end())
+        self.assertRegex(self.ssh("cp3", "sudo kubeadm certs check-expiration").stdout, r"apiserver\s+.*<invalid>")
+        lab("clear", "cp3", "certs-expired", "--dir", self.dir)
+        self.assertGreater(int(re.search(r"(\d{4}) GMT", end()).group(1)), year - 1)
+        self.assertNotIn("<invalid>", self.ssh("cp3", "sudo kubeadm certs check-expiration").stdout)
+
+    def test_fault_disk_full(self):
+        lab("fault", "cp1", "disk-full", "--dir", self.dir)
+        self.assertRegex(self.ssh("cp1", "df -h /").stdout, r"/dev/vda1\s+50G\s+50G\s+0\s+100% /")
+        self.assertTrue(poll(lambda: [c["status"] for c in self.nodes()["cp1"]["status"]["conditions"]
+                                      if c["type"] == "DiskPressure"] == ["True"], 10))
+        r = self.ssh("cp1", "sudo kubeadm config images pull --kubernetes-version v1.34.3", check=False)
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("no space left on device", r.stderr)
+        lab("clear", "cp1", "disk-full", "--dir", self.dir)
+        self.assertNotRegex(self.ssh("cp1", "df -h /").stdout, r"100% /")
+
+    def test_fault_node_notready(self):
+        lab("fault", "w1", "node-notready", "--dir", self.dir)
+        self.assertTrue(poll(lambda: re.search(r"w1\s+NotReady", self.kubectl("get", "nodes").stdout), 10))
+        self.assertIn("node-notready", lab("status", "--dir", self.dir, check=False).stdout)
+        lab("clear", "w1", "node-notready", "--dir", self.dir)
+        self.assertTrue(poll(lambda: self.ready("w1"), 10))
+
+    def test_fault_ssh_down(self):
+        lab("fault", "w3", "ssh-down", "--dir", self.dir)
+        r = self.ssh("w3", "true", check=False)
+        self.assertEqual(r.returncode, 255)
+        self.assertIn("Connection refused", r.stderr)
+        self.assertTrue(self.ready("w3"))  # the node itself runs on
+        lab("clear", "w3", "ssh-down", "--dir", self.dir)
+        self.assertEqual(self.ssh("w3", "uname -n").stdout.strip(), "w3")
+
+    def test_fault_alert_firing(self):
+        def firing():
+            with urllib.request.urlopen(self.state["prometheus_url"] + "/api/v1/alerts", timeout=5) as r:
+                return [a["labels"]["alertname"] for a in json.load(r)["data"]["alerts"] if a["state"] == "firing"]
+        lab("fault", "w2", "alert-firing", "--dir", self.dir)
+        self.assertTrue(poll(lambda: "LabFaultAlert" in firing(), 30), firing())
+        lab("clear", "w2", "alert-firing", "--dir", self.dir)
+        self.assertTrue(poll(lambda: "LabFaultAlert" not in firing(), 30), firing())
+
+    def test_fault_on_the_wrong_node_is_refused(self):
+        r = lab("fault", "w1", "stale-manifest-bak", "--dir", self.dir, check=False)
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("stale-manifest-bak needs a control-plane node; w1 is a worker", r.stderr)
+        r = lab("fault", "nope", "disk-full", "--dir", self.dir, check=False)
+        self.assertIn("no node 'nope' in the lab (nodes: cp1, cp2, cp3, w1, w2, w3)", r.stderr)
+
+    # --- last: an upgrade of the leader (it changes the cluster) --------------------------------
+    def test_zz_kubeadm_upgrade_apply_times_out_under_the_fault_then_changes_the_server_version(self):
+        self.ssh("cp1", "sudo sed -i s/v1.33/v1.34/ /etc/apt/sources.list.d/kubernetes.list && "
+                        "sudo apt-get install -y --allow-change-held-packages kubeadm=1.34.3-1.1")
+        lab("fault", "cp1", "apiserver-phase-timeout", "--dir", self.dir)
+        r = self.ssh("cp1", "sudo kubeadm upgrade apply v1.34.3 -y", check=False)
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("static Pod hash for component kube-apiserver on Node cp1 did not change after 0m6s", r.stderr)
+        self.assertIn("image: registry.k8s.io/kube-apiserver:v1.33.1",
+                      self.ssh("cp1", "sudo cat /etc/kubernetes/manifests/kube-apiserver.yaml").stdout)  # rolled back
+        self.assertIn("v1.33.1", self.kubectl("version").stdout.splitlines()[-1])
+        lab("clear", "cp1", "apiserver-phase-timeout", "--dir", self.dir)
+        r = self.ssh("cp1", "sudo kubeadm upgrade apply v1.34.3 -y")
+        self.assertIn('SUCCESS! A control plane node of your cluster was upgraded to "v1.34.3"', r.stdout)
+        self.assertEqual(self.kubectl("version").stdout.splitlines()[-1], "Server Version: v1.34.3")
+        cm = json.loads(self.kubectl("get", "cm", "-n", "kube-system", "kubeadm-config", "-o", "json").stdout)
+        self.assertIn("kubernetesVersion: v1.34.3", cm["data"]["ClusterConfiguration"])
+
+
+if __name__ == "__main__":
+    unittest.main()
