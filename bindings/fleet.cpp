@@ -36,6 +36,9 @@ struct FleetRun : std::enable_shared_from_this<FleetRun> {
   int hosts_ref = LUA_NOREF, fn_ref = LUA_NOREF;
   Op parent;
   std::string where;  // "runbook.lua:12:" of the fleet.each call
+  // Inside a host's task (a drain's evictions): its items are not the run's hosts, so the report
+  // and the live table leave them out.
+  bool nested = false;
   std::vector<Result> results;
   std::map<size_t, TaskPtr> running;
   bool closed = false;
@@ -94,8 +97,8 @@ struct FleetRun : std::enable_shared_from_this<FleetRun> {
       window.finish(true);
       results[i].status = Result::skipped;
       results[i].error = "skipped by an operator (engine ctl skip)";
-      run::report().host(results[i].name, "skipped", results[i].error, 0);
-      log::progress_host(results[i].name, "skipped");
+      if (!nested) run::report().host(results[i].name, "skipped", results[i].error, 0);
+      if (!nested) log::progress_host(results[i].name, "skipped");
       log::emit(log::Level::warn, results[i].name, "skipped by an operator");
     }
   }
@@ -201,7 +204,7 @@ struct FleetRun : std::enable_shared_from_this<FleetRun> {
       window.admit_chosen();
       started[i] = true;
       ++admitted;
-      log::progress_host(results[i].name, "running");
+      if (!nested) log::progress_host(results[i].name, "running");
       for (size_t c = 0; c < caps.size(); ++c)
         if (!cap_values[i][c].empty()) ++cap_running[{c, cap_values[i][c]}];
       auto& r = results[i];
@@ -235,8 +238,10 @@ struct FleetRun : std::enable_shared_from_this<FleetRun> {
         lua_pop(vm->L, 1);
       }
     }
-    run::report().host(r.name, ok ? "ok" : "failed", r.error, r.duration);
-    log::progress_host(r.name, ok ? "ok" : "failed");
+    if (!nested) {
+      run::report().host(r.name, ok ? "ok" : "failed", r.error, r.duration);
+      log::progress_host(r.name, ok ? "ok" : "failed");
+    }
     running.erase(i);
     for (size_t c = 0; c < caps.size(); ++c)
       if (!cap_values[i][c].empty()) --cap_running[{c, cap_values[i][c]}];
@@ -253,7 +258,7 @@ struct FleetRun : std::enable_shared_from_this<FleetRun> {
     vm->admission_kicks.erase(id);
     for (auto& r : results) {
       (r.status == Result::ok ? ok : r.status == Result::failed ? failed : skipped)++;
-      if (r.status == Result::not_started) run::report().host(r.name, "not started", "", 0);
+      if (r.status == Result::not_started && !nested) run::report().host(r.name, "not started", "", 0);
     }
     log::emit(failed ? log::Level::warn : log::Level::info, parent.task->host, "fleet.each finished",
               json{{"ok", ok}, {"failed", failed}, {"not_started", skipped}});
@@ -490,6 +495,7 @@ void start(lua_State* L, Vm& vm, size_t total, size_t at_once, size_t budget) {
   configure(L, *run, total);
   Op op = begin(L, "fleet.each");
   run->parent = op;
+  if (Task* t = current_task(L)) run->nested = !t->host.empty();
   luaL_where(L, 1);
   run->where = lua_tostring(L, -1);
   lua_pop(L, 1);

@@ -2,6 +2,7 @@
 // over the project's one HTTP client. Yields; expected failures return nil, err, message.
 #include "bindings/vm.hpp"
 #include "engine/http/client.hpp"
+#include "engine/core/yaml_value.hpp"
 #include "engine/ssh/known_hosts.hpp"
 
 namespace engine::lua {
@@ -113,6 +114,22 @@ int l_json_decode(lua_State* L) {
   return 1;
 }
 
+// http.yaml_decode(text) → table | nil, "invalid yaml", message. One document, typed as Ansible
+// (PyYAML) types it; runbooks read kubeadm's manifests and ClusterConfiguration with it.
+int l_yaml_decode(lua_State* L) {
+  size_t len = 0;
+  const char* s = luaL_checklstring(L, 1, &len);
+  try {
+    push_json(L, yaml::to_json(YAML::Load(std::string(s, len))));
+    return 1;
+  } catch (const YAML::Exception& e) {
+    lua_pushnil(L);
+    lua_pushstring(L, "invalid yaml");
+    lua_pushfstring(L, "line %d, column %d: %s", e.mark.line + 1, e.mark.column + 1, e.msg.c_str());
+    return 3;
+  }
+}
+
 int l_json_encode(lua_State* L) {
   std::string s = to_json(L, 1).dump();
   lua_pushlstring(L, s.data(), s.size());
@@ -141,6 +158,7 @@ int l_dry_run(lua_State* L) {
 }
 
 const luaL_Reg kHttp[] = {{"request", l_request}, {"json_decode", l_json_decode}, {"json_encode", l_json_encode},
+                          {"yaml_decode", l_yaml_decode},
                           {"dry_run", l_dry_run}, {"base64_encode", l_b64e}, {"base64_decode", l_b64d},
                           {nullptr, nullptr}};
 

@@ -199,7 +199,12 @@ int l_exec(lua_State* L) {
   call->req.command = inner;
   if (stream) {
     std::string host = name;
-    call->req.on_line = [host](bool is_err, std::string_view line) {
+    // sudo's marker is the first stdout line; it is ours, not the command's, so it is not shown.
+    call->req.on_line = [host, marker = call->marker, first = true](bool is_err, std::string_view line) mutable {
+      if (!is_err && first) {
+        first = false;
+        if (!marker.empty() && line == marker) return;
+      }
       log::emit(log::Level::info, host, line, is_err ? json{{"fd", "stderr"}} : json());
     };
   }

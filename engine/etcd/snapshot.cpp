@@ -144,6 +144,13 @@ std::function<void()> snapshot(http::Client& client, const std::string& endpoint
   auto w = std::make_shared<Writer>();
   w->path = path;
   w->part = path + ".part";
+  // A snapshot directory that does not exist yet is made (0700: a snapshot holds every secret).
+  std::error_code ec;
+  auto dir = std::filesystem::path(path).parent_path();
+  if (!dir.empty() && !std::filesystem::exists(dir, ec)) {
+    std::filesystem::create_directories(dir, ec);
+    if (!ec) std::filesystem::permissions(dir, std::filesystem::perms::owner_all, ec);
+  }
   w->fd = ::open(w->part.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
   if (w->fd < 0) {
     SnapshotResult r;

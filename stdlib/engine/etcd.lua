@@ -309,9 +309,9 @@ local function pki_paths(opts)
   return opts.ca or (pki .. "/ca.crt"), opts.cert or (pki .. "/healthcheck-client.crt"), opts.key or (pki .. "/healthcheck-client.key")
 end
 
---- via_node(host, {port = 2379, pki = "/etc/kubernetes/pki/etcd", ca, cert, key, sudo = true})
---- → tunnel | nil, err, message. For an etcd that answers only on the node's own loopback: a tunnel
---- to the node's 127.0.0.1:port, and the node's client certificate read over SSH into memory
+--- via_node(host, {address = "127.0.0.1", port = 2379, pki = "/etc/kubernetes/pki/etcd", ca, cert, key,
+--- sudo = true}) → tunnel | nil, err, message. For an etcd that answers only on the node: a tunnel
+--- to the node's address:port (its loopback by default), and the node's client certificate read over SSH into memory
 --- (never written here). Keep the tunnel as long as etcd calls are made.
 function M.via_node(host, opts)
   opts = opts or {}
@@ -324,7 +324,7 @@ function M.via_node(host, opts)
   local key, e3, m3 = node_file(host, key_path, opts.sudo)
   if not key then return nil, e3, m3 end
   log.secret(key)
-  local t, e4, m4 = ssh.tunnel(host, "127.0.0.1", opts.port or 2379)
+  local t, e4, m4 = ssh.tunnel(host, opts.address or "127.0.0.1", opts.port or 2379)
   if not t then return nil, e4, m4 end
   M.configure { endpoints = { "https://127.0.0.1:" .. t.port }, ca_data = ca, cert_data = cert, key_data = key }
   return t
@@ -339,7 +339,7 @@ function M.snapshot_via_ssh(host, path, opts)
   local ca, cert, key = pki_paths(opts)
   local remote = (opts.remote_dir or "/var/tmp") .. "/engine-snapshot-" .. math.random(1, 1e9) .. ".db"
   local q = function(s) return "'" .. tostring(s):gsub("'", "'\\''") .. "'" end
-  local cmd = table.concat({ "ETCDCTL_API=3 etcdctl --endpoints=https://127.0.0.1:" .. (opts.port or 2379),
+  local cmd = table.concat({ "ETCDCTL_API=3 etcdctl --endpoints=https://" .. (opts.address or "127.0.0.1") .. ":" .. (opts.port or 2379),
     "--cacert=" .. q(ca), "--cert=" .. q(cert), "--key=" .. q(key), "snapshot save", q(remote),
     "&& chmod 0644", q(remote), "&& sha256sum", q(remote) }, " ")
   local r, err, msg = host:exec(cmd, { sudo = opts.sudo ~= false, timeout = opts.timeout or 600 })

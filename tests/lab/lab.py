@@ -277,7 +277,7 @@ def write_client_files(st):
                             "ansible_ssh_private_key_file": f"{d}/ssh/id_ed25519",
                             "ansible_ssh_common_args": f"-o UserKnownHostsFile={d}/known_hosts"},
                    "children": {
-                       "k8s-cp": {"hosts": {n["name"]: {"ansible_host": n["ip"]} for n in st["nodes"]
+                       "k8s-cp": {"hosts": {n["name"]: {"ansible_host": n["ip"], "etcd_access_address": n["ip"]} for n in st["nodes"]
                                             if n["role"] == "control-plane"}},
                        "k8s-cp-leader": {"hosts": {n["name"]: {} for n in st["nodes"] if n.get("leader")}},
                        "k8s-worker": {"hosts": {n["name"]: {"ansible_host": n["ip"]} for n in st["nodes"]

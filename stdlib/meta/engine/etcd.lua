@@ -74,8 +74,8 @@ function etcd.delete(key, opts) end
 ---@return true|nil, string|nil
 function etcd.members_match(hosts) end
 
---- A tunnel to the node's 127.0.0.1:port and its client certificate read over SSH into memory.
----@param opts? {port?: integer, pki?: string, ca?: string, cert?: string, key?: string, sudo?: boolean}
+--- A tunnel to the node's address:port (default 127.0.0.1:2379) and its client certificate read over SSH into memory.
+---@param opts? {address?: string, port?: integer, pki?: string, ca?: string, cert?: string, key?: string, sudo?: boolean}
 ---@return engine.ssh.Tunnel|nil, string|nil, string|nil
 function etcd.via_node(host, opts) end
 --- etcdctl snapshot save on the node, downloaded and checked against the node's sha256sum.

@@ -61,3 +61,6 @@ function http.request(req) end
 function http.json_decode(text) end
 ---@return string
 function http.json_encode(value) end
+--- One YAML document as a table (scalars typed as PyYAML types them); nil, "invalid yaml", "line L, column C: why".
+---@return table|nil, string|nil, string|nil
+function http.yaml_decode(text) end

@@ -3,6 +3,7 @@ with pkgs.k8s.io, only the minor named in /etc/apt/sources.list.d/kubernetes.lis
 import os
 import re
 import sys
+import time
 
 from node.common import LAB, die, disk_free, node, packages, write_json
 
@@ -83,6 +84,7 @@ def apt_get(args):
     if disk_free() < (100 << 20):
         die("E: You don't have enough free space in /var/cache/apt/archives/.", 100)
     print("Building dependency tree...\nReading state information...")
+    changed = []
     for name, ver in plan:
         old = p.get(name, {}).get("version")
         if old == ver:
@@ -90,7 +92,14 @@ def apt_get(args):
             continue
         print(f"Unpacking {name} ({ver}) over ({old}) ...\nSetting up {name} ({ver}) ...")
         p.setdefault(name, {})["version"] = ver
+        changed.append(f"{name}:amd64 ({old}, {ver})")
     save(p)
+    if changed:  # as apt does, for whoever audits what was installed when
+        os.makedirs("/var/log/apt", exist_ok=True)
+        stamp = time.strftime("%Y-%m-%d  %H:%M:%S")
+        with open("/var/log/apt/history.log", "a") as f:
+            f.write(f"\nStart-Date: {stamp}\nCommandline: apt-get {' '.join(sys.argv[1:])}\n"
+                    f"Upgrade: {', '.join(changed)}\nEnd-Date: {stamp}\n")
     return 0
 
 

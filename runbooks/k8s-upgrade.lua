@@ -1,0 +1,179 @@
+-- kubeadm cluster upgrade: preflight that changes nothing when a check fails, the control plane one
+-- node at a time (leader first), the workers N at a time behind a gate, postflight. What seed 004's
+-- Job chain did, without its failure modes, and stopping where seed 000's upgrade went wrong.
+-- Every phase is a journaled step: `engine resume RUN` continues a stopped run.
+local k8s = require "engine.k8s"
+local etcd = require "engine.etcd"
+local fleet = require "engine.fleet"
+local http = require "engine.http"
+local time = require "engine.time"
+local pushgateway = require "engine.pushgateway"
+local prometheus = require "engine.prometheus"
+local semver = require "std.semver"
+local kubeadm = require "std.kubeadm"
+local checks = require "upgrade_checks"
+
+local function node_line(n, target)
+  return string.format("%-12s %-9s %-9s %s", n.name, n.ready and "Ready" or "NotReady", n.kubelet_version,
+    n.unschedulable and ("cordoned" .. (n.cordoned_by == k8s.identity() and " by this run" or " by someone else"))
+      or (n.kubelet_version == target and "done" or "not upgraded"))
+end
+
+--- Where every node stands, for the operator after a stop.
+local function report_nodes(target)
+  local nodes = k8s.nodes()
+  if not nodes then return end
+  table.sort(nodes, function(a, b) return a.name < b.name end)
+  local lines = { string.format("%-12s %-9s %-9s %s", "NODE", "STATUS", "KUBELET", "STATE") }
+  for _, n in ipairs(nodes) do lines[#lines + 1] = node_line(n, target) end
+  print(table.concat(lines, "\n"))
+end
+
+local function drain(h, p)
+  local res, err, msg, details = k8s.drain(h.name, { ignore_daemonsets = true, delete_emptydir = true,
+    timeout = p.drain_timeout })
+  if res then return res.evicted end
+  if err == "timeout" and p.delete_blocked_pods then
+    log.warn("drain blocked by PDBs: deleting the blocking pods (delete_blocked_pods)", { node = h.name, why = msg })
+    res, err, msg = k8s.drain(h.name, { ignore_daemonsets = true, delete_emptydir = true, timeout = p.drain_timeout,
+      disable_eviction = true })
+    if res then return res.evicted end
+  end
+  error(string.format("%s: %s", h.name, msg or err), 0)
+end
+
+--- The node steps both phases share, each journaled under the host's name.
+local function upgrade_node(h, p, target, how)
+  local v = "v" .. target
+  step("drain", function() return drain(h, p) end, { probe = function() return false end })
+  if p.kind == "minor" then step("apt repository", function() kubeadm.use_minor_repo(h, target) end) end
+  step("kubeadm package", function() kubeadm.install(h, { "kubeadm" }, target) end, {
+    probe = function()
+      local r = h:exec("kubeadm version -o short", { read_only = true })
+      return r and r.stdout:match("^%s*(%S+)") == v
+    end })
+  step(how == "apply" and "kubeadm upgrade apply" or "kubeadm upgrade node", function()
+    local cmd = how == "apply" and ("kubeadm upgrade apply " .. v .. " --yes") or "kubeadm upgrade node"
+    kubeadm.run(h, cmd, { timeout = p.kubeadm_timeout, stream = true, what = cmd })
+  end, { probe = function() return how ~= "worker" and kubeadm.static_pods_match(h, target) == true end })
+  step("kubelet and kubectl packages", function() kubeadm.install(h, { "kubelet", "kubectl" }, target) end, {
+    probe = function()
+      local r = h:exec("kubelet --version", { read_only = true })
+      return r and r.stdout:match("(v%S+)") == v
+    end })
+  step("restart kubelet", function()
+    kubeadm.run(h, "systemctl daemon-reload && systemctl restart kubelet", { what = "restarting the kubelet" })
+  end, { probe = function() return false end })
+  step("wait ready", function()
+    local n, err, msg = k8s.wait_node(h.name, { ready = true, version = target, timeout = p.node_timeout })
+    if not n then error(string.format("%s: not Ready at %s after %gs (%s)", h.name, v, p.node_timeout, msg or err), 0) end
+  end)
+  if how ~= "worker" then
+    step("static pods at target", function()
+      local deadline = time.monotonic() + p.node_timeout
+      while true do
+        local ok, why = kubeadm.static_pods_match(h, target)
+        if ok or http.dry_run() then return end
+        if time.monotonic() > deadline then
+          error(string.format("%s: the control plane does not run %s: %s", h.name, v, why), 0)
+        end
+        sleep(2)
+      end
+    end)
+  end
+  step("uncordon", function()
+    local ok, err, msg = k8s.uncordon(h.name)
+    if not ok then error(string.format("%s: %s", h.name, msg or err), 0) end
+  end)
+end
+
+return runbook {
+  name = "k8s-upgrade",
+  summary = "Upgrade a kubeadm cluster one version step: preflight, control plane (leader first), workers, postflight",
+  params = {
+    version = { type = "string", required = true, pattern = "^v?%d+%.%d+%.%d+$", help = "target version, e.g. 1.34.3" },
+    kind = { type = "enum", values = { "patch", "minor" }, required = true,
+      help = "patch or minor; checked against what runs (one minor at a time)" },
+    workers_at_once = { type = "integer", default = 1, help = "workers upgraded at once" },
+    max_failures = { type = "integer", default = 0, help = "workers that may fail before the rollout stops" },
+    drain_timeout = { type = "duration", default = "10m", help = "per node; a drain a PDB still blocks then stops the run" },
+    delete_blocked_pods = { type = "boolean", default = false,
+      help = "when PDBs still block a drain at its timeout, delete the pods (bypasses the PDBs)" },
+    ignore_alerts = { type = "list", default = { "Watchdog", "InfoInhibitor" }, help = "alerts that do not halt" },
+    prometheus = { type = "string", default = "http://127.0.0.1:9090", help = "Prometheus for the alert gates" },
+    pushgateway = { type = "string", default = "http://127.0.0.1:9091", help = "Pushgateway for the upgrade gauges" },
+    pushgateway_job = { type = "string", default = "k8s_upgrade", help = "job label of the gauges" },
+    snapshot_dir = { type = "string", default = "/var/backups/engine", help = "where the etcd snapshot is kept (here)" },
+    quiet_hours = { type = "number", default = 24, help = "no node may have changed Ready state for this long" },
+    max_disk_used = { type = "integer", default = 85, help = "percent of / a control-plane node may use" },
+    kubeadm_timeout = { type = "duration", default = "30m", help = "for kubeadm upgrade apply/node on one node" },
+    node_timeout = { type = "duration", default = "10m", help = "for a node to be Ready at the version" },
+    gate_passes = { type = "integer", default = 2, help = "gate passes in a row before the next worker" },
+    gate_interval = { type = "duration", default = "15s" },
+    gate_timeout = { type = "duration", default = "30m", help = "a gate still closed then stops the rollout" },
+    pod_ready_ratio = { type = "number", default = 0.9, help = "postflight: share of pods that must be ready" },
+    control_plane = { type = "string", default = "k8s-cp", help = "inventory group of the control-plane nodes" },
+    leader = { type = "string", default = "k8s-cp-leader", help = "inventory group whose first host goes first" },
+    workers = { type = "string", default = "k8s-worker", help = "inventory group of the workers" },
+  },
+  run = function(p, inv)
+    local target = semver.format(p.version)
+    p.version = target
+    prometheus.configure { url = p.prometheus }
+    pushgateway.configure { url = p.pushgateway }
+    local cps, workers = inv:hosts(p.control_plane), inv:hosts(p.workers)
+    if #cps == 0 then fail("inventory group %s has no hosts", p.control_plane) end
+    local leader = inv:hosts(p.leader)[1] or cps[1]
+    table.sort(cps, function(a, b) return (a == leader and 0 or 1) < (b == leader and 0 or 1) or
+      ((a == leader) == (b == leader) and a.name < b.name) end)
+
+    local ok, err = pcall(function()
+      -- 1. Preflight: read-only checks, every failure named; nothing has changed if one fails.
+      local facts = step("preflight", function() return checks.preflight(p, leader, cps, workers) end)
+      local lease, lerr, lmsg = k8s.lease("k8s-upgrade", { namespace = "kube-system", ttl = 120 })
+      if not lease then fail("the cluster lease kube-system/k8s-upgrade: %s", lmsg or lerr) end
+      local snap = step("etcd snapshot", function() return checks.snapshot(p, leader) end)
+      log.info("etcd snapshot", { path = snap.path, size = snap.size, sha256 = snap.sha256 })
+      step("pull images", function()
+        fleet.each(cps, { at_once = #cps }, function(h)
+          kubeadm.run(h, "kubeadm config images pull --kubernetes-version v" .. target, { timeout = 1800,
+            what = "kubeadm config images pull" })
+        end)
+      end)
+      step("gauges: upgrade in flight", function()
+        pushgateway.push(p.pushgateway_job, {}, { k8s_upgrade_in_flight = 1, k8s_upgrade_started_timestamp = os.time(),
+          k8s_upgrade_snapshot_taken = snap.size > 0 and 1 or 0 }, { required = true })
+      end)
+      log.info("preflight passed", { from = facts.from, to = target, kind = p.kind })
+
+      -- 2. Control plane, one node at a time, the leader first.
+      fleet.each(cps, { at_once = 1 }, function(h)
+        upgrade_node(h, p, target, h == leader and "apply" or "node")
+      end)
+
+      -- 3. Workers, behind a gate: every node Ready and no alert firing.
+      if #workers > 0 then
+        fleet.each(workers, { at_once = p.workers_at_once, max_failures = p.max_failures,
+          between = function() return checks.gate(p) end, gate_passes = p.gate_passes,
+          gate_interval = p.gate_interval, gate_timeout = p.gate_timeout },
+          function(h) upgrade_node(h, p, target, "worker") end)
+      end
+
+      -- 4. Postflight.
+      step("postflight", function() checks.postflight(p, leader, target) end)
+      step("gauges: cleared", function()
+        pushgateway.push(p.pushgateway_job, {}, { k8s_upgrade_in_flight = 0, k8s_upgrade_started_timestamp = 0,
+          k8s_upgrade_snapshot_taken = 0 }, { required = true })
+      end)
+      lease:release()
+    end)
+    if not ok then
+      log.error("upgrade stopped", { error = tostring(err) })
+      print("\nThe upgrade to v" .. target .. " stopped: " .. tostring(err))
+      report_nodes("v" .. target)
+      error(err, 0)
+    end
+    print("\nThe cluster runs v" .. target .. ":")
+    report_nodes("v" .. target)
+  end,
+}

@@ -1,0 +1,239 @@
+-- The checks of k8s-upgrade.lua: preflight (every failure named, nothing changed), the etcd
+-- snapshot, the gate between workers, postflight.
+local k8s = require "engine.k8s"
+local etcd = require "engine.etcd"
+local fleet = require "engine.fleet"
+local http = require "engine.http"
+local gates = require "std.gates"
+local semver = require "std.semver"
+local kubeadm = require "std.kubeadm"
+
+local M = {}
+
+-- What the scheduler and the controller-manager cannot work without (seed 000: a deleted
+-- ClusterRole left every new pod Pending).
+local RBAC = {
+  ["system:kube-scheduler"] = { { "list", "", "pods" }, { "watch", "", "pods" }, { "get", "", "nodes" },
+    { "create", "", "pods/binding" }, { "update", "coordination.k8s.io", "leases" } },
+  ["system:kube-controller-manager"] = { { "list", "", "pods" }, { "get", "", "secrets" },
+    { "update", "coordination.k8s.io", "leases" } },
+}
+
+local function has(list, v)
+  for _, x in ipairs(list or {}) do if x == v or x == "*" then return true end end
+  return false
+end
+
+local function allows(role, verb, group, resource)
+  for _, r in ipairs(role.rules or {}) do
+    if has(r.verbs, verb) and has(r.apiGroups, group) and has(r.resources, resource) then return true end
+  end
+  return false
+end
+
+--- rbac() → list of problems with the control plane's own ClusterRoles and bindings.
+function M.rbac()
+  local out = {}
+  for name, needs in pairs(RBAC) do
+    local role, err, msg = k8s.get("clusterroles", name)
+    local binding, berr, bmsg = k8s.get("clusterrolebindings", name)
+    if not role then
+      out[#out + 1] = string.format("ClusterRole %s: %s", name, err == "not found" and "missing" or (msg or err))
+    else
+      for _, n in ipairs(needs) do
+        if not allows(role, n[1], n[2], n[3]) then
+          out[#out + 1] = string.format("ClusterRole %s does not allow %s %s", name, n[1],
+            (n[2] ~= "" and n[2] .. "/" or "") .. n[3])
+        end
+      end
+    end
+    if not binding then
+      out[#out + 1] = string.format("ClusterRoleBinding %s: %s", name, berr == "not found" and "missing" or (bmsg or berr))
+    else
+      local bound = false
+      for _, s in ipairs(binding.subjects or {}) do if s.kind == "User" and s.name == name then bound = true end end
+      if (binding.roleRef or {}).name ~= name or not bound then
+        out[#out + 1] = string.format("ClusterRoleBinding %s does not bind ClusterRole %s to user %s", name, name, name)
+      end
+    end
+  end
+  table.sort(out)
+  return out
+end
+
+local function percent_used(h)
+  local r = kubeadm.run(h, "df -P /", { read_only = true, what = "df -P /" })
+  return tonumber(r.stdout:match("\n%S+%s+%d+%s+%d+%s+%d+%s+(%d+)%%"))
+end
+
+--- preflight(p, leader, cps, workers) → {from = "v1.33.1"}; raises with every failed check.
+function M.preflight(p, leader, cps, workers)
+  local problems = {}
+  local function bad(fmt, ...) problems[#problems + 1] = string.format(fmt, ...) end
+  local target = p.version
+  local from
+  local sv, err, msg = k8s.server_version()
+  local nodes, nerr, nmsg = k8s.nodes()
+  if not sv or not nodes then
+    error("preflight: cannot read the cluster: " .. tostring(msg or nmsg or err or nerr), 0)
+  end
+  from = sv.git_version
+  local kind, why = semver.upgrade_kind(from, target)
+  local all_at_target = true
+  for _, n in ipairs(nodes) do if n.kubelet_version ~= "v" .. target then all_at_target = false end end
+  if not kind then
+    bad("version: %s to %s is not allowed: %s", from, target, why)
+  elseif kind == "same" and all_at_target then
+    bad("version: the cluster already runs v%s everywhere; nothing to upgrade", target)
+  elseif kind ~= "same" and kind ~= p.kind then
+    bad("version: %s to v%s is a %s upgrade, but kind=%s was asked for", from, target, kind, p.kind)
+  end
+  -- Nodes: Ready, no pressure, quiet for quiet_hours, kubelets within the skew kubeadm allows.
+  local cutoff = os.date("!%Y-%m-%dT%H:%M:%SZ", os.time() - math.floor(p.quiet_hours * 3600))
+  local by_name = {}
+  for _, n in ipairs(nodes) do
+    by_name[n.name] = n
+    if not n.ready then bad("node %s is NotReady", n.name) end
+    if n.memory_pressure then bad("node %s has MemoryPressure", n.name) end
+    if n.disk_pressure then bad("node %s has DiskPressure", n.name) end
+    if n.ready and n.ready_since and n.ready_since > cutoff then
+      bad("node %s changed Ready state at %s, within quiet_hours (%g h)", n.name, n.ready_since, p.quiet_hours)
+    end
+    if n.unschedulable and n.cordoned_by ~= k8s.identity() then
+      bad("node %s is cordoned by %s; uncordon it or leave it out with --limit", n.name, n.cordoned_by or "an operator")
+    end
+    local kv = semver.parse(n.kubelet_version or "")
+    local t = semver.parse(target)
+    if not kv then
+      bad("node %s reports no kubelet version", n.name)
+    elseif semver.compare(kv, from) > 0 then
+      bad("node %s: kubelet %s is newer than the API server %s (skew)", n.name, n.kubelet_version, from)
+    elseif t.minor - kv.minor > 3 then
+      bad("node %s: kubelet %s would be more than 3 minors behind v%s (skew)", n.name, n.kubelet_version, target)
+    end
+  end
+  for _, h in ipairs(cps) do if not by_name[h.name] then bad("inventory host %s is not a node of the cluster", h.name) end end
+  for _, h in ipairs(workers) do if not by_name[h.name] then bad("inventory host %s is not a node of the cluster", h.name) end end
+  -- Alerts, failing closed.
+  local quiet, why_not = gates.no_firing_alerts { ignore = p.ignore_alerts }
+  if not quiet then bad("alerts: %s", why_not) end
+  for _, x in ipairs(M.rbac()) do bad("rbac: %s", x) end
+  -- Control-plane nodes: disk, manifests; the leader's kubeadm plan.
+  fleet.each(cps, { at_once = #cps, max_failures = #cps }, function(h)
+    local ok, e = pcall(function()
+      local used = percent_used(h)
+      if not used then
+        bad("%s: cannot read the use of / from df", h.name)
+      elseif used > p.max_disk_used then
+        bad("%s: / is %d%% used (max_disk_used %d%%); free space first (journalctl --vacuum-time, crictl rmi --prune)",
+          h.name, used, p.max_disk_used)
+      end
+      for _, x in ipairs(kubeadm.manifest_problems(h)) do bad("%s: %s", h.name, x) end
+      if h == leader then
+        local r = kubeadm.run(h, "kubeadm upgrade plan v" .. target, { read_only = true, timeout = 300,
+          what = "kubeadm upgrade plan" })
+        if not r.stdout:find("kubeadm upgrade apply v" .. target, 1, true) then
+          bad("%s: kubeadm upgrade plan does not offer v%s", h.name, target)
+        end
+      end
+    end)
+    if not ok then bad("%s", tostring(e)) end
+  end)
+  -- etcd: every member healthy, one leader, no alarms.
+  local t, terr, tmsg = etcd.via_node(leader, { address = leader.vars.etcd_access_address })
+  if not t then
+    bad("etcd: cannot reach it through %s: %s", leader.name, tostring(tmsg or terr))
+  else
+    local health, herr, hmsg = etcd.cluster_health()
+    if not health then
+      bad("etcd: %s", tostring(hmsg or herr))
+    elseif not health.healthy then
+      bad("etcd: %s", table.concat(health.problems, "; "))
+    end
+    t:close()
+  end
+  if #problems > 0 then
+    error("preflight failed; nothing was changed:\n  - " .. table.concat(problems, "\n  - "), 0)
+  end
+  return { from = from }
+end
+
+--- snapshot(p, leader) → {path, size, sha256, revision}: taken through the leader, verified.
+function M.snapshot(p, leader)
+  if http.dry_run() then
+    log.info("dry-run: would take an etcd snapshot", { node = leader.name, dir = p.snapshot_dir })
+    return { path = "(dry run)", size = 0, sha256 = "" }
+  end
+  local t, err, msg = etcd.via_node(leader, { address = leader.vars.etcd_access_address })
+  if not t then error("etcd snapshot: cannot reach etcd through " .. leader.name .. ": " .. tostring(msg or err), 0) end
+  local path = string.format("%s/etcd-%s-%s.db", p.snapshot_dir, os.date("!%Y%m%dT%H%M%SZ"), leader.name)
+  local s, serr, smsg = etcd.snapshot(etcd.endpoints()[1], path)
+  t:close()
+  if not s then error("etcd snapshot: " .. tostring(smsg or serr), 0) end
+  if s.size < 4096 then error(string.format("etcd snapshot %s is only %d bytes", path, s.size), 0) end
+  return { path = path, size = s.size, sha256 = s.sha256, revision = s.revision }
+end
+
+--- gate(p) → true | nil, why: between workers, every node Ready and no alert firing.
+function M.gate(p)
+  local nodes, err, msg = k8s.nodes()
+  if not nodes then return nil, "cannot read the nodes: " .. tostring(msg or err) end
+  for _, n in ipairs(nodes) do
+    if not n.ready then return nil, "node " .. n.name .. " is NotReady" end
+  end
+  return gates.no_firing_alerts { ignore = p.ignore_alerts }
+end
+
+local function tag(image) return tostring(image):match(":([^:/]+)$") end
+
+--- postflight(p, leader, target): raises with every check that fails.
+function M.postflight(p, leader, target)
+  if http.dry_run() then return end
+  local problems = {}
+  local function bad(fmt, ...) problems[#problems + 1] = string.format(fmt, ...) end
+  local v = "v" .. target
+  for _, n in ipairs(assert(k8s.nodes())) do
+    if n.kubelet_version ~= v then bad("node %s runs kubelet %s", n.name, tostring(n.kubelet_version)) end
+    if not n.ready then bad("node %s is NotReady", n.name) end
+    if n.unschedulable and n.cordoned_by == k8s.identity() then bad("node %s is still cordoned by this run", n.name) end
+  end
+  local sv = k8s.server_version()
+  if not sv or sv.git_version ~= v then bad("the API server reports %s", sv and sv.git_version or "nothing") end
+  local cm = k8s.get("configmaps", "kubeadm-config", { namespace = "kube-system" })
+  local cc = cm and http.yaml_decode(cm.data.ClusterConfiguration or "")
+  if not cc or cc.kubernetesVersion ~= v then
+    bad("kubeadm-config: kubernetesVersion is %s", cc and tostring(cc.kubernetesVersion) or "unreadable")
+  end
+  local want = {}
+  local r = kubeadm.run(leader, "kubeadm config images list --kubernetes-version " .. v, { read_only = true,
+    what = "kubeadm config images list" })
+  for image in r.stdout:gmatch("%S+") do
+    local name = image:match("/([^/:]+):")
+    if name then want[name] = image end
+  end
+  local dns = k8s.get("deployments", "coredns", { namespace = "kube-system" })
+  local dns_image = dns and dns.spec.template.spec.containers[1].image
+  if dns_image ~= want.coredns then bad("CoreDNS runs %s, kubeadm expects %s", tostring(dns_image), tostring(want.coredns)) end
+  local proxy = k8s.get("daemonsets", "kube-proxy", { namespace = "kube-system" })
+  local proxy_image = proxy and proxy.spec.template.spec.containers[1].image
+  if tag(proxy_image) ~= v then bad("kube-proxy runs %s, not %s", tostring(proxy_image), v) end
+  local pods = assert(k8s.list("pods", { all_namespaces = true }))
+  local total, ready = 0, 0
+  for _, pod in ipairs(pods) do
+    local phase = (pod.status or {}).phase
+    if phase ~= "Succeeded" and phase ~= "Failed" then
+      total = total + 1
+      for _, c in ipairs((pod.status or {}).conditions or {}) do
+        if c.type == "Ready" and c.status == "True" then ready = ready + 1 end
+      end
+    end
+  end
+  local ratio = total > 0 and ready / total or 1
+  if ratio < p.pod_ready_ratio then
+    bad("only %d of %d pods are ready (%.2f < pod_ready_ratio %.2f)", ready, total, ratio, p.pod_ready_ratio)
+  end
+  log.info("postflight", { pods_ready = ready, pods = total, coredns = dns_image, kube_proxy = proxy_image })
+  if #problems > 0 then error("postflight failed:\n  - " .. table.concat(problems, "\n  - "), 0) end
+end
+
+return M

@@ -1,0 +1,57 @@
+-- Recovery for seed 000: a stale kube-apiserver.yaml.bak left in /etc/kubernetes/manifests made the
+-- kubelet keep running the old image after an upgrade rewrote the real manifest. This finds every
+-- file there that is not one of kubeadm's manifests (and every pod name defined twice), moves them
+-- to a backup directory outside the manifests directory, restarts the kubelet and checks that each
+-- static pod runs the image its manifest names.
+local fleet = require "engine.fleet"
+local kubeadm = require "std.kubeadm"
+local time = require "engine.time"
+
+return runbook {
+  name = "recover-static-pods",
+  summary = "Move stray or duplicate static Pod manifests out of /etc/kubernetes/manifests and restart the kubelet",
+  params = {
+    control_plane = { type = "string", default = "k8s-cp", help = "inventory group (or pattern) of the control-plane nodes" },
+    backup_dir = { type = "string", default = "/etc/kubernetes/manifests.backups", pattern = "^/",
+      help = "where strays go (a directory the kubelet does not read)" },
+    timeout = { type = "duration", default = "5m", help = "for the static pods to run their manifests' images" },
+  },
+  run = function(p, inv)
+    if p.backup_dir:gsub("/+$", "") == kubeadm.MANIFESTS or p.backup_dir:find(kubeadm.MANIFESTS .. "/", 1, true) == 1 then
+      fail("backup_dir %s is inside %s: the kubelet would read the strays there too", p.backup_dir, kubeadm.MANIFESTS)
+    end
+    local hosts = inv:hosts(p.control_plane)
+    if #hosts == 0 then fail("no hosts match %s", p.control_plane) end
+    fleet.each(hosts, { at_once = 1 }, function(h)
+      local strays = step("find strays", function()
+        local out = kubeadm.strays(h)
+        for _, x in ipairs(kubeadm.manifest_problems(h)) do log.warn(x) end
+        return out
+      end)
+      if #strays > 0 then
+        step("move strays", function()
+          local dir = p.backup_dir .. "/" .. os.date("!%Y%m%dT%H%M%SZ")
+          local files = {}
+          for _, f in ipairs(strays) do files[#files + 1] = kubeadm.quote(kubeadm.MANIFESTS .. "/" .. f) end
+          kubeadm.run(h, "mkdir -p " .. kubeadm.quote(dir) .. " && mv -n " .. table.concat(files, " ") .. " " ..
+            kubeadm.quote(dir) .. "/", { what = "moving " .. table.concat(strays, ", ") .. " to " .. dir })
+          log.info("moved out of the manifests directory", { files = table.concat(strays, ", "), to = dir })
+        end)
+        step("restart kubelet", function()
+          kubeadm.run(h, "systemctl restart kubelet", { what = "restarting the kubelet" })
+        end)
+      else
+        log.info("no stray manifests", { dir = kubeadm.MANIFESTS })
+      end
+      step("static pods run their manifests", function()
+        local deadline = time.monotonic() + p.timeout
+        while true do
+          local ok, why = kubeadm.static_pods_match(h)
+          if ok then return end
+          if time.monotonic() > deadline then error(h.name .. ": " .. why, 0) end
+          sleep(2)
+        end
+      end)
+    end)
+  end,
+}
