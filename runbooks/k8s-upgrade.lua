@@ -42,11 +42,17 @@ local function drain(h, p)
   error(string.format("%s: %s", h.name, msg or err), 0)
 end
 
+-- A step that is safe to run again: after a stop between its start and its record of finishing,
+-- resume runs it again instead of asking.
+local function rerun() return false end
+
 --- The node steps both phases share, each journaled under the host's name.
 local function upgrade_node(h, p, target, how)
   local v = "v" .. target
-  step("drain", function() return drain(h, p) end, { probe = function() return false end })
-  if p.kind == "minor" then step("apt repository", function() kubeadm.use_minor_repo(h, target) end) end
+  step("drain", function() return drain(h, p) end, { probe = rerun })
+  if p.kind == "minor" then
+    step("apt repository", function() kubeadm.use_minor_repo(h, target) end, { probe = rerun })
+  end
   step("kubeadm package", function() kubeadm.install(h, { "kubeadm" }, target) end, {
     probe = function()
       local r = h:exec("kubeadm version -o short", { read_only = true })
@@ -63,11 +69,12 @@ local function upgrade_node(h, p, target, how)
     end })
   step("restart kubelet", function()
     kubeadm.run(h, "systemctl daemon-reload && systemctl restart kubelet", { what = "restarting the kubelet" })
-  end, { probe = function() return false end })
+  end, { probe = rerun })
   step("wait ready", function()
+    if http.dry_run() then return end
     local n, err, msg = k8s.wait_node(h.name, { ready = true, version = target, timeout = p.node_timeout })
     if not n then error(string.format("%s: not Ready at %s after %gs (%s)", h.name, v, p.node_timeout, msg or err), 0) end
-  end)
+  end, { probe = rerun })
   if how ~= "worker" then
     step("static pods at target", function()
       local deadline = time.monotonic() + p.node_timeout
@@ -79,12 +86,12 @@ local function upgrade_node(h, p, target, how)
         end
         sleep(2)
       end
-    end)
+    end, { probe = rerun })
   end
   step("uncordon", function()
     local ok, err, msg = k8s.uncordon(h.name)
     if not ok then error(string.format("%s: %s", h.name, msg or err), 0) end
-  end)
+  end, { probe = rerun })
 end
 
 return runbook {
@@ -129,21 +136,30 @@ return runbook {
 
     local ok, err = pcall(function()
       -- 1. Preflight: read-only checks, every failure named; nothing has changed if one fails.
-      local facts = step("preflight", function() return checks.preflight(p, leader, cps, workers) end)
-      local lease, lerr, lmsg = k8s.lease("k8s-upgrade", { namespace = "kube-system", ttl = 120 })
-      if not lease then fail("the cluster lease kube-system/k8s-upgrade: %s", lmsg or lerr) end
-      local snap = step("etcd snapshot", function() return checks.snapshot(p, leader) end)
+      local facts = step("preflight", function() return checks.preflight(p, leader, cps, workers) end, { probe = rerun })
+      -- The cluster Lease: one upgrade at a time. A resumed run holds it under the same run id.
+      local lease
+      if http.dry_run() then
+        log.info("dry-run: would take the lease kube-system/k8s-upgrade")
+      else
+        local lerr, lmsg
+        lease, lerr, lmsg = k8s.lease("k8s-upgrade", { namespace = "kube-system", ttl = 120 })
+        if not lease then fail("the cluster lease kube-system/k8s-upgrade: %s", lmsg or lerr) end
+      end
+      local snap = step("etcd snapshot", function() return checks.snapshot(p, leader) end, { probe = rerun })
       log.info("etcd snapshot", { path = snap.path, size = snap.size, sha256 = snap.sha256 })
-      step("pull images", function()
-        fleet.each(cps, { at_once = #cps }, function(h)
+      -- Pulled ahead on every control-plane node, so kubeadm's per-component timeout is not spent
+      -- pulling (seed 000).
+      fleet.each(cps, { at_once = #cps }, function(h)
+        step("pull images", function()
           kubeadm.run(h, "kubeadm config images pull --kubernetes-version v" .. target, { timeout = 1800,
             what = "kubeadm config images pull" })
-        end)
+        end, { probe = rerun })
       end)
       step("gauges: upgrade in flight", function()
         pushgateway.push(p.pushgateway_job, {}, { k8s_upgrade_in_flight = 1, k8s_upgrade_started_timestamp = os.time(),
           k8s_upgrade_snapshot_taken = snap.size > 0 and 1 or 0 }, { required = true })
-      end)
+      end, { probe = rerun })
       log.info("preflight passed", { from = facts.from, to = target, kind = p.kind })
 
       -- 2. Control plane, one node at a time, the leader first.
@@ -160,12 +176,12 @@ return runbook {
       end
 
       -- 4. Postflight.
-      step("postflight", function() checks.postflight(p, leader, target) end)
+      step("postflight", function() checks.postflight(p, leader, target) end, { probe = rerun })
       step("gauges: cleared", function()
         pushgateway.push(p.pushgateway_job, {}, { k8s_upgrade_in_flight = 0, k8s_upgrade_started_timestamp = 0,
           k8s_upgrade_snapshot_taken = 0 }, { required = true })
-      end)
-      lease:release()
+      end, { probe = rerun })
+      if lease then lease:release() end
     end)
     if not ok then
       log.error("upgrade stopped", { error = tostring(err) })
@@ -173,7 +189,11 @@ return runbook {
       report_nodes("v" .. target)
       error(err, 0)
     end
-    print("\nThe cluster runs v" .. target .. ":")
+    if http.dry_run() then
+      print("\nDry run: nothing was changed. The nodes as they are:")
+    else
+      print("\nThe cluster runs v" .. target .. ":")
+    end
     report_nodes("v" .. target)
   end,
 }

@@ -4,6 +4,8 @@
 -- to a backup directory outside the manifests directory, restarts the kubelet and checks that each
 -- static pod runs the image its manifest names.
 local fleet = require "engine.fleet"
+local http = require "engine.http"
+local k8s = require "engine.k8s"
 local kubeadm = require "std.kubeadm"
 local time = require "engine.time"
 
@@ -39,6 +41,9 @@ return runbook {
         end)
         step("restart kubelet", function()
           kubeadm.run(h, "systemctl restart kubelet", { what = "restarting the kubelet" })
+          if http.dry_run() then return end
+          local n, err, msg = k8s.wait_node(h.name, { ready = true, timeout = p.timeout })
+          if not n then error(string.format("%s: not Ready after the kubelet restart: %s", h.name, msg or err), 0) end
         end)
       else
         log.info("no stray manifests", { dir = kubeadm.MANIFESTS })

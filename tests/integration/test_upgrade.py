@@ -1,0 +1,257 @@
+"""runbooks/k8s-upgrade.lua end to end in the lab (3 control-plane + 3 worker nodes at 1.33.1 to
+1.34.3), against the seeds' own faults; and runbooks/recover-static-pods.lua."""
+import hashlib
+import json
+import os
+import re
+import signal
+import subprocess
+import tempfile
+import time
+import unittest
+import urllib.request
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+LAB = os.path.join(ROOT, "scripts", "lab")
+ENGINE = os.path.join(ROOT, "build", "bin", "engine")
+UPGRADE = os.path.join(ROOT, "runbooks", "k8s-upgrade.lua")
+RECOVER = os.path.join(ROOT, "runbooks", "recover-static-pods.lua")
+SUBNET = "127.0.30"
+FROM, TO = "v1.33.1", "v1.34.3"
+
+
+def poll(cond, limit, step=0.2):
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline:
+        v = cond()
+        if v:
+            return v
+        time.sleep(step)
+    return None
+
+
+class UpgradeCase(unittest.TestCase):
+    """A fresh lab for every test: an upgrade changes it for good."""
+
+    def setUp(self):
+        self.dir = tempfile.mkdtemp(prefix="engine-upgrade-test-")
+        r = subprocess.run([LAB, "up", "--dir", self.dir, "--subnet", SUBNET, "--kubeadm-timeout", "10"],
+                           capture_output=True, text=True, timeout=180)
+        if r.returncode != 0:
+            raise AssertionError(f"lab up failed: {r.stdout}{r.stderr}")
+        with open(f"{self.dir}/lab.json") as f:
+            self.state = json.load(f)
+        self.procs = []
+
+    def tearDown(self):
+        for p in self.procs:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+        subprocess.run([LAB, "down", "--dir", self.dir], capture_output=True, timeout=120)
+
+    # --- helpers ------------------------------------------------------------------------------
+    def lab(self, *args):
+        r = subprocess.run([LAB, *args, "--dir", self.dir], capture_output=True, text=True, timeout=120)
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+
+    def args(self, *extra):
+        return ["-i", f"{self.dir}/inventory.yml", "--kubeconfig", f"{self.dir}/kubeconfig",
+                "--state-dir", f"{self.dir}/state", "-e", "version=1.34.3", "-e", "kind=minor",
+                "-e", f"pushgateway={self.state['pushgateway_url']}", "-e", f"prometheus={self.state['prometheus_url']}",
+                "-e", f"snapshot_dir={self.dir}/snapshots", "-e", "gate_interval=1s", "-e", "gate_passes=1",
+                "-e", "node_timeout=60s", *extra]
+
+    def engine(self, *args, timeout=600):
+        return subprocess.run([ENGINE, *args], capture_output=True, text=True, timeout=timeout)
+
+    def upgrade(self, *extra, timeout=600):
+        return self.engine("run", UPGRADE, *self.args(*extra), timeout=timeout)
+
+    def start_upgrade(self, *extra):
+        p = subprocess.Popen([ENGINE, "run", UPGRADE, *self.args(*extra)], stdout=subprocess.PIPE,
+                             stderr=subprocess.STDOUT, text=True)
+        self.procs.append(p)
+        return p
+
+    def resume(self, run_id, *extra):
+        return self.engine("resume", run_id, "--state-dir", f"{self.dir}/state", *extra)
+
+    @staticmethod
+    def run_id(out):
+        m = re.search(r"engine resume (\S+)", out)
+        assert m, out
+        return m.group(1)
+
+    def kubectl(self, *args):
+        return subprocess.run(["kubectl", "--kubeconfig", f"{self.dir}/kubeconfig", *args], capture_output=True,
+                              text=True, timeout=60)
+
+    def nodes(self):
+        items = json.loads(self.kubectl("get", "nodes", "-o", "json").stdout)["items"]
+        return {n["metadata"]["name"]: {"version": n["status"]["nodeInfo"]["kubeletVersion"],
+                                        "cordoned": bool(n["spec"].get("unschedulable"))} for n in items}
+
+    def gauges(self):
+        with urllib.request.urlopen(self.state["pushgateway_url"] + "/metrics", timeout=5) as r:
+            text = r.read().decode()
+        return {m.group(1): float(m.group(2)) for m in
+                re.finditer(r'^(k8s_upgrade_\w+)\{[^}]*job="k8s_upgrade"[^}]*\} (\S+)$', text, re.M)}
+
+    def apt_history(self, node):
+        try:
+            with open(f"{self.dir}/nodes/{node}/root/var/log/apt/history.log") as f:
+                return f.read()
+        except OSError:
+            return ""
+
+    def assert_upgraded(self):
+        nodes = self.nodes()
+        self.assertEqual({n: v["version"] for n, v in nodes.items()}, {n: TO for n in nodes})
+        self.assertEqual([n for n, v in nodes.items() if v["cordoned"]], [])
+        self.assertEqual(self.kubectl("version").stdout.splitlines()[-1], f"Server Version: {TO}")
+        self.assertEqual(self.gauges(), {"k8s_upgrade_in_flight": 0, "k8s_upgrade_started_timestamp": 0,
+                                         "k8s_upgrade_snapshot_taken": 0})
+        for n in nodes:  # every package upgraded exactly once on every node
+            h = self.apt_history(n)
+            for pkg in ("kubeadm", "kubelet", "kubectl"):
+                self.assertEqual(h.count(f"{pkg}:amd64 (1.33.1-1.1, 1.34.3-1.1)"), 1, f"{n} {pkg}:\n{h}")
+
+    def assert_untouched(self):
+        nodes = self.nodes()
+        self.assertEqual({n: v for n, v in nodes.items()}, {n: {"version": FROM, "cordoned": False} for n in nodes})
+        self.assertEqual(self.gauges(), {})
+        self.assertIn("NotFound", self.kubectl("get", "lease", "-n", "kube-system", "k8s-upgrade").stderr)
+        for n in nodes:
+            self.assertEqual(self.apt_history(n), "")
+
+    # --- the tests ----------------------------------------------------------------------------
+    def test_upgrade_1_33_1_to_1_34_3(self):
+        r = self.upgrade()
+        self.assertEqual(r.returncode, 0, r.stdout[-3000:] + r.stderr[-3000:])
+        self.assert_upgraded()
+        self.assertIn(f"The cluster runs {TO}:", r.stdout + r.stderr)
+        snaps = os.listdir(f"{self.dir}/snapshots")
+        self.assertEqual(len(snaps), 1, snaps)
+        path = f"{self.dir}/snapshots/{snaps[0]}"
+        with open(path, "rb") as f:
+            sha = hashlib.sha256(f.read()).hexdigest()
+        self.assertIn(f"sha256={sha}", r.stdout + r.stderr)  # the hash the run recorded is the file's
+        st = subprocess.run(["etcdctl", "snapshot", "status", path, "-w", "json"], capture_output=True, text=True,
+                            env=dict(os.environ, ETCDCTL_API="3"), timeout=30)
+        self.assertEqual(st.returncode, 0, st.stderr)
+        self.assertGreater(json.loads(st.stdout)["totalKey"], 0)
+        cm = json.loads(self.kubectl("get", "cm", "-n", "kube-system", "kubeadm-config", "-o", "json").stdout)
+        self.assertIn(f"kubernetesVersion: {TO}", cm["data"]["ClusterConfiguration"])
+
+    def test_stale_manifest_bak_is_refused_then_recovered(self):
+        self.lab("fault", "cp2", "stale-manifest-bak")
+        r = self.upgrade()
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("preflight failed; nothing was changed", r.stderr)
+        self.assertIn("cp2: /etc/kubernetes/manifests/kube-apiserver.yaml.bak is not an expected manifest", r.stderr)
+        self.assert_untouched()
+        rec = self.engine("run", RECOVER, "-i", f"{self.dir}/inventory.yml", "--kubeconfig", f"{self.dir}/kubeconfig",
+                          "--state-dir", f"{self.dir}/state")
+        self.assertEqual(rec.returncode, 0, rec.stderr[-3000:])
+        self.assertIn("moved out of the manifests directory files=kube-apiserver.yaml.bak", rec.stdout + rec.stderr)
+        self.assertEqual(os.listdir(f"{self.dir}/nodes/cp2/root/etc/kubernetes/manifests").count("kube-apiserver.yaml.bak"), 0)
+        backups = f"{self.dir}/nodes/cp2/root/etc/kubernetes/manifests.backups"
+        self.assertEqual([os.listdir(f"{backups}/{d}") for d in os.listdir(backups)], [["kube-apiserver.yaml.bak"]])
+        # Recovery restarted cp2's kubelet: a Ready transition within quiet_hours, which preflight names.
+        r = self.upgrade()
+        self.assertEqual(r.returncode, 1)
+        self.assertRegex(r.stderr, r"node cp2 changed Ready state at \S+, within quiet_hours \(24 h\)")
+        r = self.upgrade("-e", "quiet_hours=0")
+        self.assertEqual(r.returncode, 0, r.stdout[-3000:] + r.stderr[-3000:])
+        self.assert_upgraded()
+
+    def test_apiserver_phase_timeout_on_the_leader_stops_then_resume_completes(self):
+        self.lab("fault", "cp1", "apiserver-phase-timeout")
+        r = self.upgrade()
+        out = r.stdout + r.stderr
+        self.assertEqual(r.returncode, 1, out[-3000:])
+        self.assertIn("static Pod hash for component kube-apiserver on Node cp1 did not change after", out)
+        # Where every node stands: the leader cordoned by this run, the rest not touched.
+        self.assertRegex(out, r"cp1\s+Ready\s+v1\.33\.1\s+cordoned by this run")
+        for n in ("cp2", "cp3", "w1", "w2", "w3"):
+            self.assertRegex(out, rf"{n}\s+Ready\s+v1\.33\.1\s+not upgraded")
+        self.assertEqual(self.kubectl("version").stdout.splitlines()[-1], f"Server Version: {FROM}")
+        self.assertEqual(self.gauges()["k8s_upgrade_in_flight"], 1)  # the alert rules see a run in flight
+        self.lab("clear", "cp1", "apiserver-phase-timeout")
+        r = self.resume(self.run_id(out))
+        self.assertEqual(r.returncode, 0, r.stdout[-3000:] + r.stderr[-3000:])
+        self.assert_upgraded()
+
+    def test_pdb_blocking_a_worker_stops_the_rollout_there_then_resume_completes(self):
+        self.lab("fault", "w2", "pdb-blocks")
+        r = self.upgrade("-e", "drain_timeout=4s")
+        out = r.stdout + r.stderr
+        self.assertEqual(r.returncode, 1, out[-3000:])
+        self.assertIn("drain of w2 timed out after 4s; the node stays cordoned; pods still there: shop/guarded-w2-0; "
+                      "held by: shop/guarded-w2 (0 disruptions allowed)", out)
+        nodes = self.nodes()
+        self.assertEqual(nodes["w2"], {"version": FROM, "cordoned": True})
+        self.assertEqual(nodes["w3"], {"version": FROM, "cordoned": False})  # the budget of 0 stopped the rollout
+        self.assertEqual(nodes["w1"], {"version": TO, "cordoned": False})
+        self.assertIn("guarded-w2-0", self.kubectl("get", "pods", "-n", "shop").stdout)  # never deleted
+        self.lab("clear", "w2", "pdb-blocks")
+        r = self.resume(self.run_id(out))
+        self.assertEqual(r.returncode, 0, r.stdout[-3000:] + r.stderr[-3000:])
+        self.assert_upgraded()
+
+    def test_an_alert_between_workers_holds_the_rollout_until_it_clears(self):
+        p = self.start_upgrade()
+        # Fired while the control plane is upgraded: the first worker still goes (the gate is between
+        # workers), the second waits for it.
+        self.assertTrue(poll(lambda: self.nodes()["cp3"]["cordoned"], 240), "cp3 was never cordoned")
+        self.lab("fault", "w1", "alert-firing")
+        self.assertTrue(poll(lambda: self.nodes()["w1"]["version"] == TO and not self.nodes()["w1"]["cordoned"], 240))
+        held_since = time.monotonic()
+        while time.monotonic() - held_since < 8:  # the gate holds: w2 is not admitted
+            self.assertEqual(self.nodes()["w2"], {"version": FROM, "cordoned": False})
+            time.sleep(0.5)
+        self.assertIsNone(p.poll())
+        self.lab("clear", "w1", "alert-firing")
+        out, _ = p.communicate(timeout=300)
+        self.assertEqual(p.returncode, 0, out[-3000:])
+        self.assertIn("gate holds admission", out)
+        self.assertIn("LabFaultAlert (firing)", out)
+        self.assert_upgraded()
+
+    def test_sigkill_in_the_worker_phase_then_resume_upgrades_every_node_once(self):
+        p = self.start_upgrade()
+        self.assertTrue(poll(lambda: self.nodes()["w2"]["cordoned"], 300), "w2 was never cordoned")
+        p.send_signal(signal.SIGKILL)
+        out, _ = p.communicate(timeout=30)
+        run_id = re.search(r"run=(\S+-k8s-upgrade-\w+)", out).group(1)
+        r = self.resume(run_id)
+        self.assertEqual(r.returncode, 0, r.stdout[-3000:] + r.stderr[-3000:])
+        self.assert_upgraded()  # each package on each node upgraded exactly once
+        self.assertIn("run resumed", r.stdout + r.stderr)
+        # the control plane's steps were done before the kill: resume did not run them again
+        self.assertNotIn("[cp1] [upgrade/staticpods]", r.stdout + r.stderr)
+
+    def test_dry_run_prints_the_whole_plan_and_changes_nothing(self):
+        manifest = f"{self.dir}/nodes/cp1/root/etc/kubernetes/manifests/kube-apiserver.yaml"
+        with open(manifest) as f:
+            before = f.read()
+        r = self.upgrade("--dry-run")
+        out = r.stdout + r.stderr
+        self.assertEqual(r.returncode, 0, out[-3000:])
+        for n in ("cp1", "cp2", "cp3"):
+            self.assertRegex(out, rf"\n  {n}\n    step pull images\n.*\n    step drain\n")
+        for n in ("w1", "w2", "w3"):
+            self.assertRegex(out, rf"\n  {n}\n    step drain\n")
+        self.assertIn("Dry run: nothing was changed.", out)
+        self.assertIn("would run cmd=kubeadm upgrade apply v1.34.3 --yes", out)
+        self.assertEqual(out.count("would run cmd=kubeadm upgrade node"), 5)
+        self.assertIn("would evict pod=shop/web-5d4f8b7c9-0", out)
+        self.assert_untouched()
+        with open(manifest) as f:
+            self.assertEqual(f.read(), before)
+        self.assertFalse(os.path.exists(f"{self.dir}/snapshots"))
+
+
+if __name__ == "__main__":
+    unittest.main()
