@@ -174,6 +174,22 @@ end }
         r = self.ssh("cp3", "sudo kubeadm certs check-expiration")
         self.assertRegex(r.stdout, r"apiserver\s+\w{3} \d\d, \d{4} \d\d:\d\d UTC\s+36\dd\s+ca\s+no")
 
+    def test_crictl_journalctl_and_the_disk(self):
+        used = lambda: int(re.search(r"/dev/vda1\s+\d+\s+(\d+)", self.ssh("cp2", "df -B1 /").stdout).group(1))  # noqa: E731
+        before = used()
+        self.ssh("cp2", "sudo kubeadm config images pull --kubernetes-version v1.34.3")
+        self.assertGreater(used(), before)
+        images = self.ssh("cp2", "sudo crictl images").stdout
+        self.assertRegex(images, r"registry.k8s.io/kube-apiserver\s+v1.34.3")
+        r = self.ssh("cp2", "sudo crictl rmi --prune")
+        self.assertIn("Deleted: registry.k8s.io/kube-apiserver:v1.34.3", r.stdout)
+        self.assertEqual(used(), before)
+        self.assertIn("Vacuuming done, freed", self.ssh("cp2", "sudo journalctl --vacuum-time=2d").stdout)
+        self.assertLess(used(), before)
+        ps = self.ssh("cp2", "sudo crictl ps").stdout
+        for c in ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler"):
+            self.assertRegex(ps, rf"Running\s+{c}\s")
+
     def test_restarting_the_kubelet_makes_the_node_not_ready_for_a_moment(self):
         self.ssh("w3", "sudo systemctl restart kubelet")
         self.assertTrue(poll(lambda: not self.ready("w3"), 10), "w3 never went NotReady")
@@ -224,6 +240,9 @@ end }
         stamp = time.mktime(time.strptime(end().strip().split("=", 1)[1], "%b %d %H:%M:%S %Y GMT"))
         self.assertLess(stamp, time.time() - 3600 * 12, end())
         self.assertRegex(self.ssh("cp3", "sudo kubeadm certs check-expiration").stdout, r"apiserver\s+.*<invalid>")
+        r = self.ssh("cp3", "sudo kubeadm certs renew all")
+        self.assertIn("Done renewing certificates.", r.stdout)
+        self.assertNotIn("<invalid>", self.ssh("cp3", "sudo kubeadm certs check-expiration").stdout)
         lab("clear", "cp3", "certs-expired", "--dir", self.dir)
         self.assertGreater(int(re.search(r"(\d{4}) GMT", end()).group(1)), year - 1)
         self.assertNotIn("<invalid>", self.ssh("cp3", "sudo kubeadm certs check-expiration").stdout)
