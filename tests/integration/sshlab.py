@@ -67,6 +67,17 @@ def wait_for(cond, limit=10.0):
     raise RuntimeError("condition never held")
 
 
+def poll(cond, limit, step=0.1):
+    """cond()'s first true value within `limit` seconds, else None (for the test to assert on)."""
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline:
+        v = cond()
+        if v:
+            return v
+        time.sleep(step)
+    return None
+
+
 def free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

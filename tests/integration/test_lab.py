@@ -10,9 +10,12 @@ import time
 import unittest
 import urllib.request
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from sshlab import poll  # noqa: E402
+
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 LAB = os.path.join(ROOT, "scripts", "lab")
-ENGINE = os.path.join(ROOT, "build", "bin", "engine")
+ENGINE = os.environ.get("ENGINE_BIN", os.path.join(ROOT, "build", "bin", "engine"))
 SUBNET = "127.0.20"
 
 
@@ -21,16 +24,6 @@ def lab(*args, check=True, timeout=180):
     if check and r.returncode != 0:
         raise AssertionError(f"scripts/lab {' '.join(args)} failed ({r.returncode}):\n{r.stdout}\n{r.stderr}")
     return r
-
-
-def poll(cond, limit=30.0, step=0.1):
-    deadline = time.monotonic() + limit
-    while time.monotonic() < deadline:
-        v = cond()
-        if v:
-            return v
-        time.sleep(step)
-    return None
 
 
 class LabTest(unittest.TestCase):
@@ -189,6 +182,21 @@ end }
         ps = self.ssh("cp2", "sudo crictl ps").stdout
         for c in ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler"):
             self.assertRegex(ps, rf"Running\s+{c}\s")
+
+    def test_systemctl_stop_start_and_reboot(self):
+        r = self.ssh("w2", "systemctl is-enabled kubelet; sudo systemctl stop kubelet; systemctl is-active kubelet; "
+                           "echo rc=$?")
+        self.assertEqual(r.stdout, "enabled\ninactive\nrc=3\n")
+        self.assertTrue(poll(lambda: not self.ready("w2"), 10), "a stopped kubelet left w2 Ready")
+        self.ssh("w2", "sudo systemctl start kubelet")
+        self.assertTrue(poll(lambda: self.ready("w2"), 20))
+        r = self.ssh("w2", "sudo systemctl restart nosuch", check=False)
+        self.assertEqual(r.returncode, 5)
+        self.assertIn("Unit nosuch.service not found.", r.stderr)
+        self.ssh("w2", "sudo reboot")
+        self.assertTrue(poll(lambda: not self.ready("w2"), 15), "w2 never went down")
+        self.assertTrue(poll(lambda: self.ready("w2"), 30), "w2 never came back")
+        self.assertEqual(self.ssh("w2", "systemctl is-active kubelet").stdout, "active\n")
 
     def test_restarting_the_kubelet_makes_the_node_not_ready_for_a_moment(self):
         self.ssh("w3", "sudo systemctl restart kubelet")

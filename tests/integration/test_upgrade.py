@@ -6,28 +6,22 @@ import os
 import re
 import signal
 import subprocess
+import sys
 import tempfile
 import time
 import unittest
 import urllib.request
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from sshlab import poll  # noqa: E402
+
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 LAB = os.path.join(ROOT, "scripts", "lab")
-ENGINE = os.path.join(ROOT, "build", "bin", "engine")
+ENGINE = os.environ.get("ENGINE_BIN", os.path.join(ROOT, "build", "bin", "engine"))
 UPGRADE = os.path.join(ROOT, "runbooks", "k8s-upgrade.lua")
 RECOVER = os.path.join(ROOT, "runbooks", "recover-static-pods.lua")
 SUBNET = "127.0.30"
 FROM, TO = "v1.33.1", "v1.34.3"
-
-
-def poll(cond, limit, step=0.2):
-    deadline = time.monotonic() + limit
-    while time.monotonic() < deadline:
-        v = cond()
-        if v:
-            return v
-        time.sleep(step)
-    return None
 
 
 class UpgradeCase(unittest.TestCase):
@@ -165,6 +159,23 @@ class UpgradeCase(unittest.TestCase):
         r = self.upgrade("-e", "quiet_hours=0")
         self.assertEqual(r.returncode, 0, r.stdout[-3000:] + r.stderr[-3000:])
         self.assert_upgraded()
+
+    def test_preflight_names_every_failed_check_and_changes_nothing(self):
+        self.lab("fault", "cp3", "disk-full")
+        self.lab("fault", "cp1", "scheduler-rbac-missing")
+        self.lab("fault", "w3", "node-notready")
+        self.lab("fault", "w1", "alert-firing")
+        self.assertTrue(poll(lambda: "LabFaultAlert" in urllib.request.urlopen(
+            self.state["prometheus_url"] + "/api/v1/alerts", timeout=5).read().decode(), 30))
+        r = self.upgrade("-e", "kind=patch")
+        self.assertEqual(r.returncode, 1, r.stderr[-3000:])
+        for want in ("version: v1.33.1 to v1.34.3 is a minor upgrade, but kind=patch was asked for",
+                     "node w3 is NotReady", "node cp3 has DiskPressure",
+                     "cp3: / is 100% used (max_disk_used 85%)",
+                     "rbac: ClusterRole system:kube-scheduler: missing",
+                     "alerts: alerts firing: LabFaultAlert (firing)"):
+            self.assertIn(want, r.stderr)
+        self.assert_untouched()
 
     def test_apiserver_phase_timeout_on_the_leader_stops_then_resume_completes(self):
         self.lab("fault", "cp1", "apiserver-phase-timeout")

@@ -4,6 +4,7 @@ for a version, and a client for the lab's API simulator."""
 import hashlib
 import json
 import os
+import signal
 import ssl
 import sys
 import time
@@ -133,6 +134,24 @@ def cluster_config():
     import yaml
     cm = api("GET", "/api/v1/namespaces/kube-system/configmaps/kubeadm-config")
     return cm, yaml.safe_load(cm["data"]["ClusterConfiguration"])
+
+
+def alive(pid):
+    """The process runs (a zombie does not count)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return not f.read().split(") ")[1].startswith("Z")
+    except (OSError, IndexError):
+        return False
+
+
+def terminate(pid, grace=10.0):
+    """SIGTERM, then SIGKILL if it is still there after `grace` seconds."""
+    if not pid or not alive(pid):
+        return
+    os.kill(pid, signal.SIGTERM)
+    if not wait_until(lambda: not alive(pid), grace, 0.05):
+        os.kill(pid, signal.SIGKILL)
 
 
 def wait_until(cond, limit, step=0.2):

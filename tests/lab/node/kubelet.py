@@ -12,7 +12,8 @@ import time
 
 import yaml
 
-from node.common import LAB, MANIFESTS, PODS, api, disk, disk_used, fault, file_hash, node, pkg_version, read_json, write_json
+from node.common import (LAB, MANIFESTS, PODS, alive, api, disk, disk_used, fault, file_hash, node, pkg_version,
+                         read_json, terminate, write_json)
 from node.manifests import version_of_image
 
 
@@ -37,25 +38,6 @@ def scan():
             continue
         found.setdefault(name, []).append((os.stat(path).st_mtime, path, file_hash(data), pod))
     return found
-
-
-def alive(pid):
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return not f.read().split(") ")[1].startswith("Z")
-    except (OSError, IndexError):
-        return False
-
-
-def stop_process(pid):
-    if not pid or not alive(pid):
-        return
-    os.kill(pid, signal.SIGTERM)
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline and alive(pid):
-        time.sleep(0.05)
-    if alive(pid):
-        os.kill(pid, signal.SIGKILL)
 
 
 def start_process(name, pod):
@@ -97,7 +79,7 @@ class Kubelet:
         found = scan()
         for name in list(self.pods):
             if name not in found:
-                stop_process(self.pods.pop(name).get("pid"))
+                terminate(self.pods.pop(name).get("pid"))
                 changed = True
         for name, cands in found.items():
             cur = self.pods.get(name)
@@ -111,7 +93,7 @@ class Kubelet:
             if cur and name == "kube-apiserver" and fault("apiserver-phase-timeout"):
                 continue  # the new apiserver never comes up: its static Pod hash never changes
             if cur:
-                stop_process(cur.get("pid"))
+                terminate(cur.get("pid"))
             image = pod["spec"]["containers"][0]["image"]
             self.pods[name] = {"file": path, "hash": h, "image": image, "version": version_of_image(image),
                                "started": time.time(), "ready_at": time.time() + self.node.get("pod_start_delay", 1.0),

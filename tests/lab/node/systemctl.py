@@ -1,12 +1,10 @@
 """systemctl for a lab node: units are /etc/systemd/system/NAME.service files; a started unit's
 ExecStart runs as a detached process whose pid is kept in /var/lib/engine-lab/units/NAME.pid."""
 import os
-import signal
 import subprocess
 import sys
-import time
 
-from node.common import LAB, die
+from node.common import LAB, alive, die, terminate
 
 UNITS = "/etc/systemd/system"
 STATE = f"{LAB}/units"
@@ -38,12 +36,9 @@ def pid_of(unit):
     try:
         with open(f"{STATE}/{unit}.pid") as f:
             pid = int(f.read())
-        with open(f"/proc/{pid}/stat") as f:
-            if f.read().split(") ")[1].startswith("Z"):
-                return None
-        return pid
-    except (OSError, ValueError, IndexError):
+    except (OSError, ValueError):
         return None
+    return pid if alive(pid) else None
 
 
 def start(unit):
@@ -64,14 +59,7 @@ def start(unit):
 
 
 def stop(unit):
-    pid = pid_of(unit)
-    if pid:
-        os.kill(pid, signal.SIGTERM)
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline and pid_of(unit):
-            time.sleep(0.05)
-        if pid_of(unit):
-            os.kill(pid, signal.SIGKILL)
+    terminate(pid_of(unit))
     try:
         os.unlink(f"{STATE}/{unit}.pid")
     except OSError:
