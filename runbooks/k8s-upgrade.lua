@@ -30,13 +30,16 @@ local function report_nodes(target)
 end
 
 local function drain(h, p)
-  local res, err, msg, details = k8s.drain(h.name, { ignore_daemonsets = true, delete_emptydir = true,
-    timeout = p.drain_timeout })
+  -- A PDB's refusal is retried often enough that a short drain_timeout still sees replacements
+  -- of other nodes' pods become ready.
+  local retry = math.min(5, math.max(1, p.drain_timeout / 5))
+  local res, err, msg = k8s.drain(h.name, { ignore_daemonsets = true, delete_emptydir = true,
+    timeout = p.drain_timeout, retry_interval = retry })
   if res then return res.evicted end
   if err == "timeout" and p.delete_blocked_pods then
     log.warn("drain blocked by PDBs: deleting the blocking pods (delete_blocked_pods)", { node = h.name, why = msg })
     res, err, msg = k8s.drain(h.name, { ignore_daemonsets = true, delete_emptydir = true, timeout = p.drain_timeout,
-      disable_eviction = true })
+      retry_interval = retry, disable_eviction = true })
     if res then return res.evicted end
   end
   error(string.format("%s: %s", h.name, msg or err), 0)

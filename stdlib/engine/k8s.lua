@@ -415,7 +415,7 @@ function M.drain(node, opts)
       holders[#holders + 1] = string.format("%s (%d disruptions allowed)", b.pdb, b.disruptions_allowed)
     end
     return nil, "timeout", string.format("drain of %s timed out after %gs; the node stays cordoned; pods still there: %s; held by: %s",
-      node, timeout_s, #pods > 0 and table.concat(pods, ", ") or "none", #holders > 0 and table.concat(holders, ", ") or "no PDB"),
+      node, timeout_s, #pods > 0 and table.concat(pods, ", ") or "none", #holders > 0 and table.concat(holders, ", ") or "no PDB blocks them now"),
       { pods = pods, pdbs = left.blocking }
   end
   if res.failed > 0 then

@@ -55,7 +55,8 @@ class LabTest(unittest.TestCase):
             if ns in [n["mnt_ns"] for n in cls.state["nodes"]] or cls.dir in cmd or f"{SUBNET}." in cmd:
                 left.append(f"{d} {cmd}")
         ports = subprocess.run(["ss", "-Htln"], capture_output=True, text=True).stdout
-        mounts = open("/proc/self/mountinfo").read()
+        with open("/proc/self/mountinfo") as f:
+            mounts = f.read()
         assert not left, f"processes left by lab down: {left}"
         assert f"{SUBNET}." not in ports, f"ports left by lab down:\n{ports}"
         assert cls.dir not in mounts, "mounts left by lab down"

@@ -196,10 +196,10 @@ class UpgradeCase(unittest.TestCase):
 
     def test_pdb_blocking_a_worker_stops_the_rollout_there_then_resume_completes(self):
         self.lab("fault", "w2", "pdb-blocks")
-        r = self.upgrade("-e", "drain_timeout=4s")
+        r = self.upgrade("-e", "drain_timeout=6s")
         out = r.stdout + r.stderr
         self.assertEqual(r.returncode, 1, out[-3000:])
-        self.assertIn("drain of w2 timed out after 4s; the node stays cordoned; pods still there: shop/guarded-w2-0; "
+        self.assertIn("drain of w2 timed out after 6s; the node stays cordoned; pods still there: shop/guarded-w2-0; "
                       "held by: shop/guarded-w2 (0 disruptions allowed)", out)
         nodes = self.nodes()
         self.assertEqual(nodes["w2"], {"version": FROM, "cordoned": True})
