@@ -202,6 +202,7 @@ json resolve(const std::vector<Spec>& specs, const std::vector<std::pair<std::st
   for (const auto& s : specs) names.push_back(s.name);
 
   json out = json::object();
+  std::vector<std::string> invalid;  // given but not valid: reported once, not also as missing
   for (const auto& [key, value] : given) {
     auto it = std::find_if(specs.begin(), specs.end(), [&](const Spec& s) { return s.name == key; });
     if (it == specs.end()) {
@@ -213,10 +214,11 @@ json resolve(const std::vector<Spec>& specs, const std::vector<std::pair<std::st
       out[key] = parse_value(*it, value, check);
     } catch (const ConfigError& e) {
       problems.emplace_back(e.what());
+      invalid.push_back(key);
     }
   }
   for (const auto& s : specs) {
-    if (out.contains(s.name)) continue;
+    if (out.contains(s.name) || std::find(invalid.begin(), invalid.end(), s.name) != invalid.end()) continue;
     if (s.default_value) {
       out[s.name] = *s.default_value;
     } else if (s.required) {

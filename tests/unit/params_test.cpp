@@ -92,6 +92,10 @@ TEST_CASE("resolve fills defaults, rejects unknown keys with a suggestion, names
   CHECK_THAT(all, Catch::Contains("expects an integer, got 'x'"));
   CHECK_THAT(all, Catch::Contains("unknown param 'bogus'"));
   CHECK_THAT(all, Catch::Contains("missing required param 'version'"));
+  // A required param given with a bad value is that one problem, not also "missing".
+  auto wrong = spec("count", Type::integer);
+  wrong.required = true;
+  CHECK(error_of({wrong}, {{"count", "many"}}) == "param 'count' expects an integer, got 'many'");
 }
 
 TEST_CASE("a secret's value never appears in an error or a display") {
