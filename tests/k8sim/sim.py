@@ -11,7 +11,6 @@ Usage: sim.py --port P --cert C --key K --ca CA [--tokens t1,t2] [--state object
               [--ready-delay S] [--grace-scale F] [--version v1.33.1]
 """
 import argparse
-import base64
 import copy
 import json
 import os
@@ -25,7 +24,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import patch as patches  # noqa: E402
 from resources import BY_PATH, groups, resource_list, api_version  # noqa: E402
-from store import ApiError, Store, now, pod_ready  # noqa: E402
+from store import ApiError, Store  # noqa: E402
 from tables import table_for  # noqa: E402
 import kubelet_report  # noqa: E402
 import rbac  # noqa: E402

@@ -6,10 +6,9 @@ import datetime
 import random
 import string
 import threading
-import time
 import uuid
 
-from resources import BY_PATH, KIND_OF, api_version
+from resources import KIND_OF, api_version
 
 
 def now():

@@ -110,7 +110,6 @@ def scheduler_rbac(st, n, on):
 
 
 def ssh_down(st, n, on):
-    pidfile = f"{st['dir']}/nodes/{n['name']}/sshd.pid"
     if on:
         from lab import pids_in_ns
         for pid in pids_in_ns(n["mnt_ns"]):
@@ -125,7 +124,6 @@ def ssh_down(st, n, on):
                         f"{st['dir']}/nodes/{n['name']}/sshd_config"], check=True)
         from lab import port_open, wait
         wait(lambda: port_open(n["ip"], st["ssh_port"]), f"sshd of {n['name']}", 10)
-    del pidfile
 
 
 def alert(st, n, on):

@@ -9,8 +9,8 @@ import sys
 import time
 
 from node import certs
-from node.common import (CONTROL_PLANE, MANIFESTS, PKI, PODS, api, cluster_config, die, disk, disk_free, images_for,
-                         minor, node, pkg_version, read_json, save_disk, vtuple, wait_until)
+from node.common import (CONTROL_PLANE, MANIFESTS, PODS, api, cluster_config, die, disk, disk_free, file_hash,
+                         images_for, minor, node, pkg_version, read_json, save_disk, vtuple, wait_until)
 from node.manifests import render
 
 IMAGE_SIZE = 300 << 20
@@ -134,7 +134,6 @@ def upgrade_static_pods(target, etcd=True):
             f.write(new)
         os.replace(tmp, path)
         changed.append(c)
-        from node.common import file_hash
         want = file_hash(new.encode())
         ok = wait_until(lambda: static_pod_hash(c).get("hash") == want and static_pod_hash(c).get("ready"), timeout)
         if not ok:

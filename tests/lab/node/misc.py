@@ -4,7 +4,7 @@ import subprocess
 import sys
 import time
 
-from node.common import GIB, LAB, PODS, die, disk, disk_used, images_for, read_json, save_disk
+from node.common import PODS, die, disk, disk_used, read_json, save_disk
 
 
 def human(n):
