@@ -233,7 +233,7 @@ function M.cordon(node)
   local ok, e2, m2 = M.patch("nodes", node, {
     metadata = { annotations = { [M.CORDONED_BY] = api.identity() } }, spec = { unschedulable = true } })
   if not ok then return nil, e2, m2 end
-  log.info("cordoned", { node = node })
+  if not api.dry_run() then log.info("cordoned", { node = node }) end
   return true
 end
 
@@ -252,7 +252,7 @@ function M.uncordon(node, opts)
   if by then ops[#ops + 1] = { op = "remove", path = "/metadata/annotations/" .. M.CORDONED_BY:gsub("/", "~1") } end
   local ok, e2, m2 = M.patch("nodes", node, ops, { type = "json" })
   if not ok then return nil, e2, m2 end
-  log.info("uncordoned", { node = node })
+  if not api.dry_run() then log.info("uncordoned", { node = node }) end
   return true
 end
 
