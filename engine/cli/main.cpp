@@ -216,8 +216,9 @@ int do_run(Args& a) {
   auto inv = load_inventory(a);
   register_secrets(info, params, &inv);
   rt.set_inventory(std::move(inv));
-  auto run = engine::run::create(engine::run::state_dir(a.state_dir), info.name);
-  write_json(run.path / "run.json", run_record(a, run, info, params));
+  auto run = engine::run::create(engine::run::state_dir(a.state_dir), info.name, [&](const engine::run::RunDir& r) {
+    write_json(r.path / "run.json", run_record(a, r, info, params));
+  });
   setup_logs(a, run);
   return execute(a, rt, info, params, run, false);
 }

@@ -2,6 +2,7 @@
 // ($XDG_STATE_HOME/engine/runs by default), holding the run log and, later, the journal and report.
 #pragma once
 #include <filesystem>
+#include <functional>
 #include <string>
 
 namespace engine::run {
@@ -14,7 +15,10 @@ struct RunDir {
 // --state-dir, else $XDG_STATE_HOME/engine, else ~/.local/state/engine.
 std::filesystem::path state_dir(const std::string& flag);
 
-// Creates a fresh run directory. Throws ConfigError when it cannot be made.
-RunDir create(const std::filesystem::path& state_dir, const std::string& runbook_name);
+// Creates a fresh run directory: made under STATE/incoming, filled by `fill` (run.json), then
+// renamed into STATE/runs, so runs/ only ever holds directories a resume can read, whenever the
+// process is killed. Throws ConfigError when it cannot be made.
+RunDir create(const std::filesystem::path& state_dir, const std::string& runbook_name,
+              const std::function<void(const RunDir&)>& fill);
 
 }  // namespace engine::run
