@@ -2,6 +2,7 @@
 import json
 import os
 import signal
+import shutil
 import subprocess
 import tempfile
 import time
@@ -20,6 +21,7 @@ def engine(*args, timeout=60):
 class CliTest(unittest.TestCase):
     def setUp(self):
         self.state = tempfile.mkdtemp(prefix="engine-cli-")
+        self.addCleanup(shutil.rmtree, self.state, True)
 
     def run_rb(self, *args, **kw):
         return engine("run", *args, "--state-dir", self.state, **kw)

@@ -4,6 +4,7 @@ import hashlib
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -232,6 +233,7 @@ class TestFailures(SshTest):
             count = f"/tmp/engine-count-{os.getpid()}"
             if os.path.exists(count):
                 os.remove(count)
+            self.addCleanup(lambda: os.path.exists(count) and os.remove(count))
             p = self.runbook(f"""
     fleet.each(inv:group("all"), function(h)
       local r, err = h:exec("echo ran >> {count}; echo started; sleep 30")
@@ -274,6 +276,7 @@ class TestFiles(SshTest):
             f.write(os.urandom(50 * 1024 * 1024))
         want = hashlib.sha256(open(src, "rb").read()).hexdigest()
         home = tempfile.mkdtemp(prefix="engine-upload-dir-")  # the login user's own directory
+        self.addCleanup(shutil.rmtree, home, True)
         os.chown(home, sshlab.pwd.getpwnam(sshlab.USER).pw_uid, -1)
         dest = f"{home}/engine-upload.bin"
         with open(dest, "wb") as f:
@@ -308,6 +311,7 @@ class TestFiles(SshTest):
 
     def test_read_write_stat_exists_and_sudo_writes(self):
         d = tempfile.mkdtemp(prefix="engine-root-only-")
+        self.addCleanup(shutil.rmtree, d, True)
         os.chmod(d, 0o755)  # root-owned: the login user may look but not write
         self.ok(self.runbook(f"""
     local h = inv:host("n1")
