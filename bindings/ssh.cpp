@@ -353,8 +353,20 @@ void push_host_methods(lua_State* L) {
 }
 
 namespace {
+// ssh.quote(text) → text single-quoted for sh: the quoting exec itself uses, for runbooks that
+// build commands from paths and names.
+int l_quote(lua_State* L) {
+  size_t n = 0;
+  const char* s = luaL_checklstring(L, 1, &n);
+  std::string q = ssh::shell_quote(std::string_view(s, n));
+  lua_pushlstring(L, q.data(), q.size());
+  return 1;
+}
+
 int open_module(lua_State* L) {
   lua_newtable(L);
+  lua_pushcfunction(L, l_quote);
+  lua_setfield(L, -2, "quote");
   lua_pushcfunction(L, l_exec);
   lua_setfield(L, -2, "exec");
   lua_pushcfunction(L, l_configure);

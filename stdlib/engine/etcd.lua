@@ -338,7 +338,7 @@ function M.snapshot_via_ssh(host, path, opts)
   if http.dry_run() then log.info("dry-run: would take a snapshot on the node", { node = host.name, path = path }) return { dry_run = true } end
   local ca, cert, key = pki_paths(opts)
   local remote = (opts.remote_dir or "/var/tmp") .. "/engine-snapshot-" .. math.random(1, 1e9) .. ".db"
-  local q = function(s) return "'" .. tostring(s):gsub("'", "'\\''") .. "'" end
+  local q = require("engine.ssh").quote
   local cmd = table.concat({ "ETCDCTL_API=3 etcdctl --endpoints=https://" .. (opts.address or "127.0.0.1") .. ":" .. (opts.port or 2379),
     "--cacert=" .. q(ca), "--cert=" .. q(cert), "--key=" .. q(key), "snapshot save", q(remote),
     "&& chmod 0644", q(remote), "&& sha256sum", q(remote) }, " ")

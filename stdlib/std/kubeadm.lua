@@ -11,8 +11,7 @@ M.MANIFESTS = "/etc/kubernetes/manifests"
 M.COMPONENTS = { "etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler" }
 M.CONTROL_PLANE = { "kube-apiserver", "kube-controller-manager", "kube-scheduler" }
 
-local function q(s) return "'" .. tostring(s):gsub("'", "'\\''") .. "'" end
-M.quote = q
+M.quote = require("engine.ssh").quote
 
 local function tail(s, n)
   s = (s or ""):gsub("%s+$", "")

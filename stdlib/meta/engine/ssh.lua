@@ -87,6 +87,11 @@ local ssh = {}
 ---@field channels_per_host? integer    commands at once on one host (default: 8)
 ---@field keepalive? number|string      seconds between keepalives, 0 for none (default: 30)
 
+--- text single-quoted for sh (the quoting exec itself uses): ssh.quote("it's") → 'it'\\''s'
+---@param text string
+---@return string
+function ssh.quote(text) end
+
 --- Settings for connections made from now on.
 ---@param settings engine.ssh.Settings
 function ssh.configure(settings) end
