@@ -70,12 +70,11 @@ local function upgrade_node(h, p, target, how)
       local r = h:exec("kubelet --version", { read_only = true })
       return r and r.stdout:match("(v%S+)") == v
     end })
-  step("restart kubelet", function()
-    kubeadm.run(h, "systemctl daemon-reload && systemctl restart kubelet", { what = "restarting the kubelet" })
-  end, { probe = rerun })
+  local restarted = step("restart kubelet", function() return kubeadm.restart_kubelet(h) end, { probe = rerun })
   step("wait ready", function()
     if http.dry_run() then return end
-    local n, err, msg = k8s.wait_node(h.name, { ready = true, version = target, timeout = p.node_timeout })
+    local n, err, msg = k8s.wait_node(h.name, { ready = true, version = target, heartbeat_after = restarted,
+      timeout = p.node_timeout })
     if not n then error(string.format("%s: not Ready at %s after %gs (%s)", h.name, v, p.node_timeout, msg or err), 0) end
   end, { probe = rerun })
   if how ~= "worker" then

@@ -40,9 +40,9 @@ return runbook {
           log.info("moved out of the manifests directory", { files = table.concat(strays, ", "), to = dir })
         end)
         step("restart kubelet", function()
-          kubeadm.run(h, "systemctl restart kubelet", { what = "restarting the kubelet" })
+          local restarted = kubeadm.restart_kubelet(h)
           if http.dry_run() then return end
-          local n, err, msg = k8s.wait_node(h.name, { ready = true, timeout = p.timeout })
+          local n, err, msg = k8s.wait_node(h.name, { ready = true, heartbeat_after = restarted, timeout = p.timeout })
           if not n then error(string.format("%s: not Ready after the kubelet restart: %s", h.name, msg or err), 0) end
         end)
       else

@@ -184,6 +184,7 @@ function M.node_info(n)
     name = n.metadata.name,
     ready = ready == true,
     ready_since = rc and rc.lastTransitionTime,
+    heartbeat = rc and rc.lastHeartbeatTime,
     memory_pressure = condition(n, "MemoryPressure") == true,
     disk_pressure = condition(n, "DiskPressure") == true,
     kubelet_version = ((n.status or {}).nodeInfo or {}).kubeletVersion,
@@ -454,14 +455,19 @@ function M.wait(kind, name, predicate, opts)
   end
 end
 
---- wait_node(node, {ready = true, version = "1.34.3", timeout}) → node_info | nil, "timeout"
+--- wait_node(node, {ready = true, version = "1.34.3", heartbeat_after = epoch, timeout}) → node_info | nil, "timeout"
+--- heartbeat_after: only a Ready condition the kubelet posted later than that second counts. Right
+--- after `systemctl restart kubelet` the Node may still carry the old kubelet's "Ready"; the new
+--- kubelet's first status has a newer heartbeat (it posts one when it starts).
 function M.wait_node(node, opts)
   opts = opts or {}
   local want_ready = opts.ready ~= false
   local want_version = opts.version and ("v" .. tostring(opts.version):gsub("^v", "")) or nil
+  local after = opts.heartbeat_after and os.date("!%Y-%m-%dT%H:%M:%SZ", math.floor(opts.heartbeat_after))
   local n, err, msg = M.wait("nodes", node, function(o)
     local info = M.node_info(o)
     return info.ready == want_ready and (not want_version or info.kubelet_version == want_version)
+      and (not after or (info.heartbeat or "") > after)
   end, { timeout = opts.timeout })
   if not n then return nil, err, msg end
   return M.node_info(n)

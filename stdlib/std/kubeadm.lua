@@ -192,4 +192,13 @@ function M.install(h, pkgs, version)
     { what = "installing " .. table.concat(specs, " "), timeout = 900 })
 end
 
+--- restart_kubelet(host) → the node's clock (epoch seconds) just before the restart, nil under
+--- --dry-run. systemd is reloaded first (the kubelet's drop-ins may have changed with its package).
+--- Pass the time to k8s.wait_node as heartbeat_after: until the new kubelet posts its first status
+--- the Node still says what the old one said, often "Ready".
+function M.restart_kubelet(h)
+  local r = M.run(h, "date +%s && systemctl daemon-reload && systemctl restart kubelet", { what = "restarting the kubelet" })
+  return tonumber((r.stdout or ""):match("^%s*(%d+)"))
+end
+
 return M

@@ -439,6 +439,25 @@ urllib.request.urlopen(req, context=ctx)
         p.wait()
         self.assertIn("at\tv1.34.3", out)
 
+    def test_wait_node_heartbeat_after_ignores_the_status_a_restarted_kubelet_left(self):
+        # The Node says Ready, but with a heartbeat from before the restart: not yet the new kubelet.
+        out = self.ok(self.run_lua("""
+    local time = require "engine.time"
+    local function ready(hb)
+      return { status = { conditions = { { type = "Ready", status = "True", lastHeartbeatTime = hb,
+        lastTransitionTime = "2026-01-01T00:00:00Z" } } } }
+    end
+    local restarted = math.floor(time.now())
+    assert(k8s.patch("nodes", "w3", ready(os.date("!%Y-%m-%dT%H:%M:%SZ", restarted))))
+    local stale, err = k8s.wait_node("w3", { ready = true, heartbeat_after = restarted, timeout = 1 })
+    assert(stale == nil and err == "timeout", tostring(err))
+    assert(k8s.patch("nodes", "w3", ready(os.date("!%Y-%m-%dT%H:%M:%SZ", restarted + 1))))
+    local n = assert(k8s.wait_node("w3", { ready = true, heartbeat_after = restarted, timeout = 5 }))
+    print("fresh", n.heartbeat == os.date("!%Y-%m-%dT%H:%M:%SZ", restarted + 1))
+    assert(k8s.wait_node("w3", { ready = true, timeout = 1 }))  -- without heartbeat_after: any Ready
+"""))
+        self.assertIn("fresh\ttrue", out)
+
     def test_dry_run_cordons_and_evicts_nothing(self):
         out = self.ok(self.run_lua("""
     assert(k8s.drain("w1", { ignore_daemonsets = true, timeout = 10 }))

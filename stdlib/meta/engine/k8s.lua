@@ -19,7 +19,8 @@
 ---@class engine.k8s.NodeInfo
 ---@field name string
 ---@field ready boolean
----@field ready_since? string
+---@field ready_since? string   the Ready condition's lastTransitionTime (RFC 3339, UTC)
+---@field heartbeat? string     the Ready condition's lastHeartbeatTime: when the kubelet last posted it
 ---@field memory_pressure boolean
 ---@field disk_pressure boolean
 ---@field kubelet_version string
@@ -93,7 +94,9 @@ function k8s.watch(kind, opts) end
 ---@param opts? {namespace?: string, timeout?: number}
 ---@return engine.k8s.Object|nil, string|nil, string|nil
 function k8s.wait(kind, name, predicate, opts) end
----@param opts? {ready?: boolean, version?: string, timeout?: number}
+--- Waits until the node is Ready (or NotReady with ready = false), at the kubelet version, with a
+--- Ready condition posted after heartbeat_after (epoch seconds, the node's clock). Yields.
+---@param opts? {ready?: boolean, version?: string, heartbeat_after?: number, timeout?: number}
 ---@return engine.k8s.NodeInfo|nil, string|nil, string|nil
 function k8s.wait_node(node, opts) end
 ---@return {major: string, minor: string, git_version: string}|nil, string|nil

@@ -40,5 +40,9 @@ function kubeadm.package_version(host, pkg, version) end
 function kubeadm.use_minor_repo(host, version) end
 ---@param packages string[]
 function kubeadm.install(host, packages, version) end
+--- systemctl daemon-reload, then restart the kubelet. Returns the node's clock (epoch seconds) just
+--- before the restart, for k8s.wait_node's heartbeat_after; nil under --dry-run.
+---@return number|nil
+function kubeadm.restart_kubelet(host) end
 
 return kubeadm
