@@ -24,8 +24,9 @@ void kbd_callback(const char*, int, const char*, int, int num_prompts, const LIB
   }
 }
 
-// RSA user keys cannot sign rsa-sha2-256/512 through Debian bookworm's libssh2 1.10; said so when
-// such a key is refused, since the server's "refused" alone sends people looking elsewhere.
+// An RSA key libssh2 must load itself (an encrypted OpenSSH-format file) is signed with ssh-rsa/SHA-1,
+// which OpenSSH 8.8+ refuses; said so when such a key is refused, since the server's "refused" alone
+// sends people looking elsewhere.
 bool is_rsa_key(const std::string& file) {
   std::ifstream pub(file + ".pub");
   std::string word;
@@ -37,7 +38,7 @@ bool is_rsa_key(const std::string& file) {
 }
 
 LIBSSH2_USERAUTH_PUBLICKEY_SIGN_FUNC(sign_callback) {
-  return sign_with_loaded_key(session, sig, sig_len, data, data_len, abstract);
+  return sign_with(session, sig, sig_len, data, data_len, abstract);
 }
 
 class AuthOp : public Op {
@@ -76,12 +77,21 @@ class AuthOp : public Op {
             continue;
           }
           int rc;
-          if (auto fast = load_fast_key(file)) {
-            key_hold_ = fast;
-            void* abstract = const_cast<LoadedKey*>(fast.get());
-            abstract_ = abstract;
-            rc = libssh2_userauth_publickey(raw, user.c_str(), reinterpret_cast<const unsigned char*>(fast->public_blob.data()),
-                                            fast->public_blob.size(), sign_callback, &abstract_);
+          auto fast = load_fast_key(file, t.passphrase);
+          std::string alg;
+          if (fast) {
+            auto algs = signature_algorithms(blob_type(fast->public_blob));
+            if (alg_ >= algs.size()) {
+              alg_ = 0;
+              ++key_;
+              continue;
+            }
+            alg = algs[alg_];
+            if (signer_.key != fast || signer_.algorithm != alg) signer_ = Signer{fast, alg, "", "", ""};
+            abstract_ = &signer_;
+            blob_ = blob_for(fast->public_blob, alg);
+            rc = libssh2_userauth_publickey(raw, user.c_str(), reinterpret_cast<const unsigned char*>(blob_.data()),
+                                            blob_.size(), sign_callback, &abstract_);
           } else {
             rc = libssh2_userauth_publickey_fromfile_ex(raw, user.c_str(), static_cast<unsigned>(user.size()), nullptr,
                                                         file.c_str(), t.passphrase.empty() ? nullptr : t.passphrase.c_str());
@@ -89,9 +99,16 @@ class AuthOp : public Op {
           if (s.would_block(rc)) return Step::blocked;
           if (rc == 0) return finish(std::nullopt);
           if (s.fatal(rc)) return Step::done;
+          if (fast) {
+            tried_ += " key " + file + " as " + alg + " (refused" +
+                      (signer_.error.empty() ? "" : ": " + signer_.error) + ");";
+            ++alg_;
+            continue;
+          }
           tried_ += " key " + file + (rc == LIBSSH2_ERROR_FILE ? " (unreadable or wrong passphrase)" : " (refused)") +
-                    (is_rsa_key(file) ? " [an RSA key: this libssh2 (1.10) signs only with ssh-rsa/SHA-1, which "
-                                        "OpenSSH 8.8+ refuses; use an ed25519 or ECDSA key]" : "") + ";";
+                    (rc != LIBSSH2_ERROR_FILE && is_rsa_key(file) ? " [an RSA key libssh2 1.10 must load itself (OpenSSH format, encrypted) is "
+                                        "signed only with ssh-rsa/SHA-1, which OpenSSH 8.8+ refuses: add it to "
+                                        "ssh-agent, convert it (ssh-keygen -p -m PEM -f FILE) or use ed25519]" : "") + ";";
           ++key_;
         }
       }
@@ -145,6 +162,24 @@ class AuthOp : public Op {
       if (libssh2_agent_get_identity(agent_, &identity_, nullptr) != 0) return Step::done;
     }
     while (identity_) {
+      std::string blob(reinterpret_cast<const char*>(identity_->blob), identity_->blob_len);
+      if (!agent_sha2_done_ && blob_type(blob) == "ssh-rsa") {
+        // libssh2's agent signs RSA with ssh-rsa/SHA-1 only: ask the agent for rsa-sha2-512 ourselves.
+        if (signer_.agent_blob != blob) signer_ = Signer{nullptr, "rsa-sha2-512", std::getenv("SSH_AUTH_SOCK"), blob, ""};
+        abstract_ = &signer_;
+        blob_ = blob_for(blob, "rsa-sha2-512");
+        int rc = libssh2_userauth_publickey(s.raw(), t.at.user.c_str(), reinterpret_cast<const unsigned char*>(blob_.data()),
+                                            blob_.size(), sign_callback, &abstract_);
+        if (s.would_block(rc)) return Step::blocked;
+        if (rc == 0) {
+          finish(std::nullopt);
+          return Step::done;
+        }
+        if (s.fatal(rc)) return Step::done;
+        tried_ += std::string(" agent key ") + (identity_->comment ? identity_->comment : "") + " as rsa-sha2-512 (refused" +
+                  (signer_.error.empty() ? "" : ": " + signer_.error) + ");";
+        agent_sha2_done_ = true;
+      }
       int rc = libssh2_agent_userauth(agent_, t.at.user.c_str(), identity_);
       if (s.would_block(rc)) return Step::blocked;
       if (rc == 0) {
@@ -153,6 +188,7 @@ class AuthOp : public Op {
       }
       if (s.fatal(rc)) return Step::done;
       tried_ += std::string(" agent key ") + (identity_->comment ? identity_->comment : "") + " (refused);";
+      agent_sha2_done_ = false;
       libssh2_agent_publickey* prev = identity_;
       if (libssh2_agent_get_identity(agent_, &identity_, prev) != 0) identity_ = nullptr;
     }
@@ -172,8 +208,11 @@ class AuthOp : public Op {
   std::string methods_, tried_;
   size_t key_ = 0;
   LIBSSH2_AGENT* agent_ = nullptr;
-  std::shared_ptr<const LoadedKey> key_hold_;
-  void* abstract_ = nullptr;  // libssh2 keeps a pointer to it across EAGAIN retries
+  size_t alg_ = 0;              // which of the key's signature algorithms is being tried
+  Signer signer_;               // what the sign callback signs with
+  std::string blob_;            // the public key blob given to libssh2 (kept across EAGAIN retries)
+  void* abstract_ = nullptr;    // libssh2 keeps a pointer to it across EAGAIN retries
+  bool agent_sha2_done_ = false;
   libssh2_agent_publickey* identity_ = nullptr;
 };
 

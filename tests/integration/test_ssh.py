@@ -410,24 +410,36 @@ class TestJumpAndTunnel(SshTest):
 
 
 class TestAuthAndTransport(SshTest):
-    def key(self, kind, passphrase=""):
-        path = os.path.join(self.lab.root, f"extra_{kind}_{len(passphrase)}")
+    def key(self, kind, passphrase="", fmt=None):
+        path = os.path.join(self.lab.root, f"extra_{kind}_{len(passphrase)}_{fmt or 'openssh'}")
         if not os.path.exists(path):
-            args = ["-t", kind] + (["-b", "3072"] if kind == "rsa" else [])
+            args = ["-t", kind] + (["-b", "3072"] if kind == "rsa" else []) + (["-m", fmt] if fmt else [])
             sshlab.run("ssh-keygen", "-q", *args, "-N", passphrase, "-f", path)
             with open(self.lab.keys.authorized, "a") as f, open(path + ".pub") as pub:
                 f.write(pub.read())
         return path
 
-    def test_an_rsa_key_is_refused_with_the_reason(self):
-        key = self.key("rsa")
+    def test_rsa_keys_sign_with_rsa_sha2_512(self):
+        # OpenSSH 8.8+ refuses ssh-rsa (SHA-1) signatures; libssh2 1.10 makes only those itself.
+        # OpenSSH's own format, then PEM (PKCS#1) plain and encrypted, then encrypted PKCS#8.
+        for fmt, passphrase in [(None, ""), ("PEM", ""), ("PEM", "correct horse"), ("PKCS8", "correct horse")]:
+            key = self.key("rsa", passphrase, fmt)
+            out = self.ok(self.runbook(f"""
+    ssh.configure {{ identity_files = {{ "{key}" }}, passphrase = p.arg }}
+    local r = assert(inv:host("n1"):exec("echo via rsa"))
+    print(r.stdout)
+""", self.inventory(self.node()), "-e", f"arg={passphrase or 'none'}"))
+            self.assertIn("via rsa", out, (fmt, passphrase))  # sshd 9.2 accepts no ssh-rsa: this was SHA-2
+
+    def test_an_encrypted_openssh_format_rsa_key_is_refused_with_the_reason(self):
+        key = self.key("rsa", "correct horse")
         out = self.ok(self.runbook(f"""
-    ssh.configure {{ identity_files = {{ "{key}" }} }}
+    ssh.configure {{ identity_files = {{ "{key}" }}, passphrase = "correct horse" }}
     local r, err, detail = inv:host("n1"):exec("true")
     assert(r == nil and err == "auth failed", tostring(err))
     print(detail)
 """, self.inventory(self.node())))
-        self.assertIn("this libssh2 (1.10) signs only with ssh-rsa/SHA-1", out)
+        self.assertIn("signed only with ssh-rsa/SHA-1, which OpenSSH 8.8+ refuses: add it to ssh-agent", out)
 
     def test_ecdsa_and_passphrase_protected_keys(self):
         for kind, passphrase in [("ecdsa", ""), ("ed25519", "correct horse")]:
@@ -449,21 +461,24 @@ class TestAuthAndTransport(SshTest):
     def test_ssh_agent(self):
         sock = os.path.join(self.lab.root, "agent.sock")
         agent = subprocess.Popen(["ssh-agent", "-D", "-a", sock], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        try:
-            sshlab.wait_for(lambda: os.path.exists(sock))
-            subprocess.run(["ssh-add", self.lab.keys.key], env=dict(os.environ, SSH_AUTH_SOCK=sock), check=True,
-                           capture_output=True)
-            env = dict(os.environ, SSH_AUTH_SOCK=sock)
-            fd, path = tempfile.mkstemp(dir=self.lab.root, suffix=".lua")
-            with os.fdopen(fd, "w") as f:
-                f.write(TEMPLATE % """
+        env = dict(os.environ, SSH_AUTH_SOCK=sock, SSH_ASKPASS_REQUIRE="never")
+        fd, path = tempfile.mkstemp(dir=self.lab.root, suffix=".lua")
+        with os.fdopen(fd, "w") as f:
+            f.write(TEMPLATE % """
     ssh.configure { identity_files = { "/nonexistent/key" } }
     assert(inv:host("n1"):exec("true"))
 """)
-            r = subprocess.run([ENGINE, "run", path, "-i", self.inventory(self.node()), "-e", f"kh={self.lab.known_hosts}",
-                                "-e", "key=/nonexistent/key", "--state-dir", os.path.join(self.lab.root, "state")],
-                               capture_output=True, text=True, timeout=60, env=env)
-            self.ok(r)
+        try:
+            sshlab.wait_for(lambda: os.path.exists(sock))
+            # The agent holding only an RSA key (it must sign with rsa-sha2-512), then only an ed25519 key.
+            for key in (self.key("rsa", "correct horse"), self.lab.keys.key):
+                subprocess.run(["ssh-add", "-D"], env=env, check=True, capture_output=True)
+                subprocess.run(["ssh-add", key], env=env, check=True, capture_output=True, text=True,
+                               input="correct horse\n" if "rsa" in key else "")
+                r = subprocess.run([ENGINE, "run", path, "-i", self.inventory(self.node()), "-e", f"kh={self.lab.known_hosts}",
+                                    "-e", "key=/nonexistent/key", "--state-dir", os.path.join(self.lab.root, "state")],
+                                   capture_output=True, text=True, timeout=60, env=env)
+                self.ok(r)
         finally:
             agent.kill()
             agent.wait()
