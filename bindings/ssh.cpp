@@ -255,11 +255,11 @@ int l_exec(lua_State* L) {
 }
 
 // ssh.configure{known_hosts=, host_key_policy=, config=, identity_files=, user=, connect_timeout=,
-// max_handshakes=, channels_per_host=, keepalive=}: settings for connections made from now on.
+// max_handshakes=, channels_per_host=, keepalive=, idle_timeout=}: settings for connections made from now on.
 int l_configure(lua_State* L) {
   luaL_checktype(L, 1, LUA_TTABLE);
   check_options(L, 1, {"known_hosts", "host_key_policy", "config", "identity_files", "user", "connect_timeout",
-                       "max_handshakes", "channels_per_host", "keepalive", "passphrase"}, "ssh.configure");
+                       "max_handshakes", "channels_per_host", "keepalive", "idle_timeout", "passphrase"}, "ssh.configure");
   SshState& st = ssh_state(vm_of(L));
   if (auto v = opt_string(L, 1, "known_hosts"); !v.empty()) st.defaults.known_hosts_file = v;
   if (auto v = opt_string(L, 1, "host_key_policy"); !v.empty()) {
@@ -289,6 +289,8 @@ int l_configure(lua_State* L) {
   if (lua_getfield(L, 1, "channels_per_host") == LUA_TNUMBER) st.options.channels_per_host = static_cast<size_t>(lua_tointeger(L, -1));
   lua_pop(L, 1);
   if (lua_getfield(L, 1, "keepalive") != LUA_TNIL) st.options.keepalive = opt_seconds(L, 1, "keepalive", "ssh.configure");
+  lua_pop(L, 1);
+  if (lua_getfield(L, 1, "idle_timeout") != LUA_TNIL) st.options.idle_timeout = opt_seconds(L, 1, "idle_timeout", "ssh.configure");
   lua_pop(L, 1);
   st.pool.set_options(st.options);
   return 0;

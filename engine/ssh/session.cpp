@@ -17,7 +17,7 @@ void init_library() {
 }
 
 Session::Session(asio::io_context& io, Target target, Options opts)
-    : io_(io), target_(std::move(target)), opts_(opts), sock_(io), keepalive_timer_(io) {
+    : io_(io), target_(std::move(target)), opts_(opts), sock_(io), keepalive_timer_(io), idle_timer_(io) {
   init_library();
   session_ = libssh2_session_init_ex(nullptr, nullptr, nullptr, this);  // abstract: for auth callbacks
   libssh2_session_set_blocking(session_, 0);
@@ -75,6 +75,7 @@ void Session::start(int fd, std::function<void(Result)> done) {
 
 void Session::authenticated() {
   ready_ = true;
+  idle();  // a session nobody uses after connecting goes too
   if (opts_.keepalive > 0) {
     libssh2_keepalive_config(session_, 1, static_cast<unsigned>(opts_.keepalive));
     keepalive();
@@ -119,6 +120,7 @@ void Session::kick() {
 void Session::pump() {
   auto self = shared_from_this();  // an Op may drop the last owner
   pumping_ = true;
+  const bool had_ops = !ops_.empty();
   int directions = 0;
   do {
     again_ = false;
@@ -140,6 +142,21 @@ void Session::pump() {
   } while (again_ && !dead_);
   pumping_ = false;
   if (!dead_ && !ops_.empty()) arm(directions);
+  // The last Op just ended: the idle clock starts (a keepalive's kick with nothing running does not
+  // restart it).
+  if (!dead_ && had_ops && ops_.empty()) idle();
+}
+
+void Session::idle() {
+  if (opts_.idle_timeout <= 0 || !ready_) return;
+  idle_timer_.expires_after(std::chrono::duration_cast<std::chrono::steady_clock::duration>(
+      std::chrono::duration<double>(opts_.idle_timeout)));
+  std::weak_ptr<Session> weak = shared_from_this();
+  idle_timer_.async_wait([weak](const boost::system::error_code& ec) {
+    auto s = weak.lock();
+    if (ec || !s || s->dead_ || !s->ops_.empty() || s->channels_ > 0) return;
+    s->close();  // nothing was running, so nothing is lost; the pool reconnects on the next call
+  });
 }
 
 void Session::arm(int directions) {
@@ -194,6 +211,7 @@ void Session::fail(Error e, const std::string& detail) {
   dead_ = true;
   ready_ = false;
   keepalive_timer_.cancel();
+  idle_timer_.cancel();
   boost::system::error_code ec;
   sock_.cancel(ec);
   sock_.close(ec);

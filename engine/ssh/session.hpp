@@ -23,6 +23,10 @@ namespace asio = boost::asio;
 struct Options {
   size_t channels_per_host = 8;  // sshd's MaxSessions is 10 by default
   double keepalive = 30;         // seconds between keepalives; 0 turns them off
+  // Seconds a session may sit with nothing running on it before it is closed (the next call on the
+  // host reconnects), as OpenSSH's ControlPersist does; 0 keeps it to the end of the run. Each live
+  // session holds a file descriptor here and an sshd process on the node.
+  double idle_timeout = 60;
 };
 
 class Session;
@@ -80,13 +84,14 @@ class Session : public std::enable_shared_from_this<Session> {
   void arm(int directions);
   void authenticated();
   void keepalive();
+  void idle();
 
   asio::io_context& io_;
   Target target_;
   Options opts_;
   LIBSSH2_SESSION* session_ = nullptr;
   asio::posix::stream_descriptor sock_;
-  asio::steady_timer keepalive_timer_;
+  asio::steady_timer keepalive_timer_, idle_timer_;
   std::vector<std::shared_ptr<Op>> ops_;
   bool pumping_ = false, again_ = false;
   bool read_armed_ = false, write_armed_ = false;

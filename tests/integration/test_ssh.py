@@ -268,6 +268,26 @@ class TestFanout(SshTest):
 """, self.inventory(inv), timeout=300))
         self.assertIn("fanout ok\t200", out)
 
+    def test_an_idle_session_is_closed_and_the_next_call_reconnects(self):
+        # $PPID of a command is its session's sshd process: the same while the session lives.
+        out = self.ok(self.runbook("""
+    local h = inv:host("n1")
+    local function session() return assert(h:exec("echo $PPID")).stdout end
+    ssh.configure { idle_timeout = "1s", keepalive = 0.3 }  -- keepalives do not count as use
+    local first = session()
+    sleep(0.3)
+    print("reused", session() == first)
+    sleep(2.5)
+    print("reconnected", session() ~= first)
+    ssh.configure { idle_timeout = 0 }  -- 0: kept to the end of the run (for sessions made from now on)
+    sleep(2.5)
+    local kept = session()
+    sleep(2.5)
+    print("kept", session() == kept)
+""", self.inventory(self.node()), timeout=60))
+        for want in ("reused\ttrue", "reconnected\ttrue", "kept\ttrue"):
+            self.assertIn(want, out)
+
 
 class TestFiles(SshTest):
     def test_sftp_upload_of_50mb_arrives_intact_and_atomically(self):

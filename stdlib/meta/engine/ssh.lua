@@ -86,6 +86,7 @@ local ssh = {}
 ---@field max_handshakes? integer       connections being set up at once (default: 64)
 ---@field channels_per_host? integer    commands at once on one host (default: 8)
 ---@field keepalive? number|string      seconds between keepalives, 0 for none (default: 30)
+---@field idle_timeout? number|string   a session unused this long is closed; the next call reconnects. 0: kept to the end (default: 60)
 
 --- text single-quoted for sh (the quoting exec itself uses): ssh.quote("it's") → 'it'\\''s'
 ---@param text string
