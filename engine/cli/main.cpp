@@ -315,7 +315,30 @@ int do_ctl(Args& a) {
   return 0;
 }
 
-// engine show RUN_ID: the recap of one run.
+// Where each step stands, by host: what an operator needs before `engine resume` (or instead of it).
+void print_steps(const engine::journal::Journal& j) {
+  auto steps = j.steps();
+  if (steps.empty()) return;
+  std::printf("\nSTEPS\n");
+  for (const auto& [key, e] : steps) {
+    auto slash = key.find('/');
+    std::string host = slash == std::string::npos ? "-" : key.substr(0, slash);
+    std::string name = slash == std::string::npos ? key : key.substr(slash + 1);
+    const char* state = e.state == engine::journal::Entry::done     ? "done"
+                        : e.state == engine::journal::Entry::failed ? "failed"
+                                                                    : "unknown";
+    std::string why = e.state == engine::journal::Entry::failed ? e.error
+                      : e.state == engine::journal::Entry::intent
+                          ? "started, no record of finishing: it may or may not have taken effect"
+                          : "";
+    if (why.size() > 160) why = why.substr(0, 157) + "...";
+    for (auto& c : why)
+      if (c == '\n') c = ' ';
+    std::printf("  %-8s %-20s %-36s %s\n", state, host.c_str(), name.c_str(), why.c_str());
+  }
+}
+
+// engine show RUN_ID: the recap of one run and where each of its steps stands.
 int do_show(Args& a) {
   auto dir = engine::run::state_dir(a.state_dir) / "runs" / a.run_id;
   auto rec = read_json(dir / "run.json");
@@ -340,6 +363,7 @@ int do_show(Args& a) {
     try {
       engine::journal::Journal j((dir / "journal").string(), warnings, true);
       std::printf("journal   %zu records\n", j.records());
+      print_steps(j);
     } catch (const std::exception& e) {
       std::printf("journal   unreadable: %s\n", e.what());
     }

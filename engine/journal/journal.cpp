@@ -74,6 +74,7 @@ Journal::Journal(const std::string& path, std::vector<std::string>& warnings, bo
     good_bytes += line.size() + 1;
     ++records_;
     std::string key = rec["step"].get<std::string>(), t = rec["t"].get<std::string>();
+    if (!entries_.count(key)) order_.push_back(key);
     Entry& e = entries_[key];
     if (t == "INTENT") e = Entry{Entry::intent, nullptr, ""};
     else if (t == "DONE") e = Entry{Entry::done, rec.value("result", nlohmann::json::array()), ""};
@@ -90,6 +91,13 @@ Journal::Journal(const std::string& path, std::vector<std::string>& warnings, bo
 
 Journal::~Journal() {
   if (fd_ >= 0) ::close(fd_);
+}
+
+std::vector<std::pair<std::string, Entry>> Journal::steps() const {
+  std::vector<std::pair<std::string, Entry>> out;
+  out.reserve(order_.size());
+  for (const auto& k : order_) out.emplace_back(k, entries_.at(k));
+  return out;
 }
 
 std::optional<Entry> Journal::lookup(const std::string& key) const {
@@ -117,6 +125,7 @@ void Journal::append(const nlohmann::json& record) {
 
 void Journal::intent(const std::string& key) {
   append({{"t", "INTENT"}, {"step", key}});
+  if (!entries_.count(key)) order_.push_back(key);
   entries_[key] = Entry{Entry::intent, nullptr, ""};
 }
 

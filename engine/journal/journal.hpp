@@ -33,12 +33,15 @@ class Journal {
   void done(const std::string& key, const nlohmann::json& result);
   void failed(const std::string& key, const std::string& error);
   size_t records() const { return records_; }
+  // Every step with its latest state, in the order the steps first appear (for `engine show`).
+  std::vector<std::pair<std::string, Entry>> steps() const;
 
  private:
   void append(const nlohmann::json& record);
   int fd_ = -1;
   std::string path_;
   std::map<std::string, Entry> entries_;
+  std::vector<std::string> order_;  // keys, first appearance first
   size_t records_ = 0;
 };
 

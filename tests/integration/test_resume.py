@@ -104,6 +104,37 @@ class TestResume(sshlab.LabCase):
         for i in range(5):
             self.assertEqual(self.lines(f"node{i}"), [f"step{n}" for n in range(1, 11)], f"node{i}")
 
+    def test_show_lists_each_step_done_failed_or_unknown(self):
+        rb = os.path.join(self.tmp, "mixed.lua")
+        with open(rb, "w") as f:
+            f.write("""
+local fleet = require "engine.fleet"
+return runbook {
+  name = "mixed",
+  run = function(p, inv)
+    fleet.each(inv:hosts("node0,node1"), { at_once = 2 }, function(h)
+      step("prepare", function() return 1 end)
+      if h.name == "node1" then step("upgrade", function() error("kubeadm exited 1: boom", 0) end) end
+      step("upgrade", function() sleep(60) end)  -- node0: killed in the middle of it
+    end)
+  end,
+}
+""")
+        p = subprocess.Popen([ENGINE, "run", rb, "-i", self.inv, "--state-dir", self.state],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        journal = lambda: open(os.path.join(self.state, "runs", self.run_id(), "journal")).read()
+        sshlab.wait_for(lambda: os.path.isdir(os.path.join(self.state, "runs")) and os.listdir(os.path.join(self.state, "runs"))
+                        and '"node0/upgrade"' in journal() and "boom" in journal(), 30)
+        p.kill()
+        p.wait()
+        show = subprocess.run([ENGINE, "show", self.run_id(), "--state-dir", self.state], capture_output=True, text=True)
+        self.assertEqual(show.returncode, 0, show.stderr)
+        self.assertIn("state     incomplete", show.stdout)
+        self.assertRegex(show.stdout, r"done\s+node0\s+prepare")
+        self.assertRegex(show.stdout, r"done\s+node1\s+prepare")
+        self.assertRegex(show.stdout, r"failed\s+node1\s+upgrade\s+kubeadm exited 1: boom")
+        self.assertRegex(show.stdout, r"unknown\s+node0\s+upgrade\s+started, no record of finishing")
+
     def test_a_torn_journal_tail_is_detected_and_not_trusted(self):
         p = self.start()
         _, err = p.communicate(timeout=120)
