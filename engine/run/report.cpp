@@ -26,8 +26,10 @@ void Report::begin(const std::string& run_id, const std::string& runbook, const 
   std::lock_guard lock(mu_);
   started_ = std::chrono::system_clock::now();
   doc_ = {{"run", run_id}, {"runbook", runbook}, {"path", path}, {"params", std::move(params)}, {"started", iso(started_)},
-          {"warnings", nlohmann::json::array()}, {"errors", nlohmann::json::array()}, {"hosts", nlohmann::json::object()},
+          {"warnings", nlohmann::json::array()}, {"errors", nlohmann::json::array()},
           {"plan", nlohmann::json::array()}, {"steps", nlohmann::json::array()}};
+  hosts_.clear();
+  host_index_.clear();
 }
 
 void Report::note(std::string_view level, std::string_view host, std::string_view msg, const nlohmann::json& fields) {
@@ -42,9 +44,27 @@ void Report::note(std::string_view level, std::string_view host, std::string_vie
 void Report::host(const std::string& name, const std::string& status, const std::string& error, double seconds) {
   std::lock_guard lock(mu_);
   if (doc_.empty()) return;
-  nlohmann::json h = {{"status", status}, {"seconds", seconds}};
-  if (!error.empty()) h["error"] = error;
-  doc_["hosts"][name] = std::move(h);
+  auto [it, added] = host_index_.try_emplace(name, hosts_.size());
+  if (added) hosts_.push_back({name, status, error, seconds});
+  else hosts_[it->second] = {name, status, error, seconds};
+}
+
+std::vector<const Report::HostOutcome*> Report::hosts_by_name() const {
+  std::vector<const HostOutcome*> out;
+  out.reserve(hosts_.size());
+  for (const auto& h : hosts_) out.push_back(&h);
+  std::sort(out.begin(), out.end(), [](auto* a, auto* b) { return a->name < b->name; });
+  return out;
+}
+
+nlohmann::json Report::hosts_json() const {
+  nlohmann::json out = nlohmann::json::object();
+  for (const auto& h : hosts_) {
+    nlohmann::json e = {{"status", h.status}, {"seconds", h.seconds}};
+    if (!h.error.empty()) e["error"] = h.error;
+    out[h.name] = std::move(e);
+  }
+  return out;
 }
 
 void Report::step(const std::string& key, const std::string& status, double seconds, const nlohmann::json& results,
@@ -97,21 +117,20 @@ std::string Report::plan_text() const {
 
 std::string Report::recap_text() const {
   std::lock_guard lock(mu_);
-  if (doc_.empty() || doc_["hosts"].empty()) return "";
+  if (doc_.empty() || hosts_.empty()) return "";
   std::string out = "RECAP\n";
   size_t width = 4;
-  for (auto it = doc_["hosts"].begin(); it != doc_["hosts"].end(); ++it) width = std::max(width, it.key().size());
-  for (auto it = doc_["hosts"].begin(); it != doc_["hosts"].end(); ++it) {
-    const auto& h = it.value();
-    out += fmt::format("  {:<{}}  {:<12} {:>8.1f}s  {}\n", it.key(), width, h.value("status", "?"), h.value("seconds", 0.0),
-                       h.value("error", ""));
-  }
+  auto sorted = hosts_by_name();
+  for (auto* h : sorted) width = std::max(width, h->name.size());
+  for (auto* h : sorted) out += fmt::format("  {:<{}}  {:<12} {:>8.1f}s  {}\n", h->name, width, h->status, h->seconds, h->error);
   return out;
 }
 
 nlohmann::json Report::snapshot() const {
   std::lock_guard lock(mu_);
-  return doc_;
+  nlohmann::json out = doc_;
+  if (!out.empty()) out["hosts"] = hosts_json();
+  return out;
 }
 
 std::string Report::finish(const std::string& dir, int exit_code) {
@@ -121,6 +140,7 @@ std::string Report::finish(const std::string& dir, int exit_code) {
   doc_["seconds"] = std::chrono::duration<double>(now - started_).count();
   doc_["exit_code"] = exit_code;
   doc_["outcome"] = exit_code == 0 ? "ok" : exit_code == 130 ? "interrupted" : exit_code == 1 ? "failed" : "error";
+  doc_["hosts"] = hosts_json();
   std::string path = dir + "/report.json", tmp = path + ".tmp";
   {
     // Redacted as a whole: a value can become known as a secret after it was recorded (a param

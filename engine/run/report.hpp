@@ -5,6 +5,8 @@
 #include <chrono>
 #include <mutex>
 #include <string>
+#include <unordered_map>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
@@ -30,8 +32,20 @@ class Report {
   std::string recap_text() const;
 
  private:
+  // Host outcomes are kept as plain records and become JSON only when the report is read or
+  // written: fleet.each records one per host, and a JSON object per host (a string-keyed tree
+  // insert) cost more than the rest of a host's bookkeeping.
+  struct HostOutcome {
+    std::string name, status, error;
+    double seconds = 0;
+  };
+  nlohmann::json hosts_json() const;       // {name: {status, seconds[, error]}}
+  std::vector<const HostOutcome*> hosts_by_name() const;
+
   mutable std::mutex mu_;
   nlohmann::json doc_ = nlohmann::json::object();
+  std::vector<HostOutcome> hosts_;
+  std::unordered_map<std::string, size_t> host_index_;
   std::chrono::system_clock::time_point started_;
 };
 
