@@ -9,6 +9,7 @@ return runbook {
   },
   run = function(p, inv)
     local hosts = inv:group("all")
+    print("FLEET start")  -- bench/scheduler/run samples RSS between this line and RESULT
     local t0 = time.monotonic()
     local res = fleet.each(hosts, { at_once = p.at_once }, function(h) sleep(p.nap) end)
     local wall = time.monotonic() - t0
