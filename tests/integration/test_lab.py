@@ -109,7 +109,8 @@ return runbook { name = "names", run = function(p, inv)
   end)
 end }
 """)
-        r = subprocess.run([ENGINE, "run", rb, "-i", f"{self.dir}/inventory.yml"], capture_output=True, text=True,
+        r = subprocess.run([ENGINE, "run", rb, "-i", f"{self.dir}/inventory.yml", "--state-dir", f"{self.dir}/state"],
+                           capture_output=True, text=True,
                            timeout=120)
         self.assertEqual(r.returncode, 0, r.stderr)
         for n in self.state["nodes"]:
@@ -216,6 +217,24 @@ end }
         image = lambda: self.kubectl("get", "pod", "-n", "kube-system", "kube-apiserver-cp2", "-o",  # noqa: E731
                                      "jsonpath={.spec.containers[0].image}").stdout
         self.assertEqual(image(), "registry.k8s.io/kube-apiserver:v1.33.1")
+        # What k8s-upgrade.lua checks after kubeadm on each control-plane node: it names the mismatch.
+        rb = os.path.join(self.dir, "match.lua")
+        with open(rb, "w") as f:
+            f.write("""local kubeadm = require "std.kubeadm"
+return runbook { name = "match", run = function(p, inv)
+  for _, c in ipairs({ { "cp2", "1.34.3" }, { "cp1", "1.33.1" } }) do
+    local ok, why = kubeadm.static_pods_match(inv:host(c[1]), c[2])
+    print("MATCH " .. c[1] .. " " .. tostring(ok) .. " " .. tostring(why))
+  end
+end }
+""")
+        r = subprocess.run([ENGINE, "run", rb, "-i", f"{self.dir}/inventory.yml", "--kubeconfig", f"{self.dir}/kubeconfig",
+                            "--state-dir", f"{self.dir}/state"],
+                           capture_output=True, text=True, timeout=120)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn("MATCH cp2 nil kube-apiserver: the manifest names registry.k8s.io/kube-apiserver:v1.34.3 but the "
+                      "pod runs registry.k8s.io/kube-apiserver:v1.33.1", r.stdout)
+        self.assertIn("MATCH cp1 true nil", r.stdout)
         lab("clear", "cp2", "stale-manifest-bak", "--dir", self.dir)
         self.assertNotIn(".bak", self.ssh("cp2", "sudo ls /etc/kubernetes/manifests").stdout)
         self.assertTrue(poll(lambda: image().endswith(":v1.34.3"), 15), image())
