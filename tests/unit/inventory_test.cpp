@@ -6,6 +6,7 @@
 
 #include "engine/core/errors.hpp"
 #include "engine/inventory/inventory.hpp"
+#include "scratch.hpp"
 
 using namespace engine::inventory;
 using Catch::Contains;
@@ -93,7 +94,8 @@ TEST_CASE("variables follow Ansible's precedence") {
 }
 
 TEST_CASE("INI host lines: ranges, ports, quoting, comments, literal values") {
-  auto dir = std::filesystem::temp_directory_path() / "engine-ini-test";
+  Scratch scratch("engine-ini-test");
+  auto dir = scratch.path;
   std::filesystem::create_directories(dir);
   std::ofstream(dir / "hosts") << "loose1\n"
                                   "[web]\n"

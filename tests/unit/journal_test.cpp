@@ -6,16 +6,12 @@
 #include <fstream>
 
 #include "engine/journal/journal.hpp"
+#include "scratch.hpp"
 
 using engine::journal::Entry;
 using engine::journal::Journal;
 
 namespace {
-std::string fresh(const char* name) {
-  auto p = std::filesystem::temp_directory_path() / name;
-  std::filesystem::remove(p);
-  return p.string();
-}
 std::string slurp(const std::string& p) {
   std::ifstream f(p);
   return std::string((std::istreambuf_iterator<char>(f)), {});
@@ -23,7 +19,8 @@ std::string slurp(const std::string& p) {
 }  // namespace
 
 TEST_CASE("journal records survive a reopen") {
-  auto path = fresh("engine-journal-a");
+  Scratch scratch("engine-journal-a");
+  auto path = scratch.path.string();
   std::vector<std::string> w;
   {
     Journal j(path, w);
@@ -44,7 +41,8 @@ TEST_CASE("journal records survive a reopen") {
 }
 
 TEST_CASE("a torn last record is reported, cut, and not trusted") {
-  auto path = fresh("engine-journal-b");
+  Scratch scratch("engine-journal-b");
+  auto path = scratch.path.string();
   std::vector<std::string> w;
   { Journal(path, w).intent("a"); }
   std::ofstream(path, std::ios::app) << "0badc0de {\"step\":\"a\",\"t\":\"DO";
@@ -61,7 +59,8 @@ TEST_CASE("a torn last record is reported, cut, and not trusted") {
 }
 
 TEST_CASE("a last record whose checksum fails is not trusted") {
-  auto path = fresh("engine-journal-c");
+  Scratch scratch("engine-journal-c");
+  auto path = scratch.path.string();
   std::vector<std::string> w;
   {
     Journal j(path, w);
@@ -77,7 +76,8 @@ TEST_CASE("a last record whose checksum fails is not trusted") {
 }
 
 TEST_CASE("a corrupt record in the middle refuses the journal") {
-  auto path = fresh("engine-journal-d");
+  Scratch scratch("engine-journal-d");
+  auto path = scratch.path.string();
   std::vector<std::string> w;
   {
     Journal j(path, w);
