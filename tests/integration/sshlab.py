@@ -6,6 +6,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -109,10 +110,39 @@ class Keys:
         os.chmod(self.authorized, 0o644)
 
 
-class Sshd:
-    """One sshd on 127.0.0.1:port with its own host key; `known_hosts_line` vouches for it."""
+# Runs sshd under a child subreaper. When a session ends, OpenSSH's privileged monitor
+# ("sshd: user [priv]") exits without reaping the session's process ("sshd: user@notty", which ran
+# the channel and the user's shell), so that process, and the CPU it spent, would go to pid 1 and
+# escape the listener's reaped-children CPU. As the subreaper, this wrapper reaps it instead.
+REAPER = r"""
+import ctypes, os, signal, sys
+ctypes.CDLL(None).prctl(36, 1, 0, 0, 0)  # PR_SET_CHILD_SUBREAPER
+listener = os.posix_spawn(sys.argv[1], sys.argv[1:], os.environ)
+for s in (signal.SIGTERM, signal.SIGINT):
+    signal.signal(s, lambda n, f: os.kill(listener, n))
+while True:
+    try:
+        if os.wait()[0] == listener:
+            break
+    except ChildProcessError:
+        break
+"""
 
-    def __init__(self, root, keys, name="sshd", port=None, netns=None, extra=""):
+
+def reaped_cpu(pid):
+    """CPU seconds of the children `pid` has reaped (cutime + cstime)."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[13]) + int(fields[14])) / os.sysconf("SC_CLK_TCK")
+
+
+class Sshd:
+    """One sshd on 127.0.0.1:port with its own host key; `known_hosts_line` vouches for it.
+    With reaper=True it runs under REAPER, so `cpu()` can count all of its connections' CPU."""
+
+    def __init__(self, root, keys, name="sshd", port=None, netns=None, extra="", reaper=False):
+        self.reaper = reaper
+        self.listener = None
         self.dir = os.path.join(root, name)
         os.makedirs(self.dir)
         os.chmod(self.dir, 0o755)
@@ -156,6 +186,8 @@ LogLevel ERROR
 
     def start(self):
         cmd = ["/usr/sbin/sshd", "-D", "-e", "-f", self.config]
+        if self.reaper:
+            cmd = [sys.executable, "-c", REAPER] + cmd
         if self.netns:
             cmd = ["ip", "netns", "exec", self.netns] + cmd
         self.proc = subprocess.Popen(cmd, stderr=subprocess.DEVNULL, start_new_session=True)
@@ -170,7 +202,16 @@ LogLevel ERROR
                 if r.returncode == 0:
                     break
                 time.sleep(0.05)
+        self.listener = descendants(self.proc.pid, only="sshd")[0] if self.reaper else self.proc.pid
         return self
+
+    def cpu(self):
+        """CPU seconds spent so far by the connections this sshd's listener forked and that have
+        ended. Without the reaper, the sessions' own processes are missing (see REAPER)."""
+        total = reaped_cpu(self.listener)
+        if self.reaper:
+            total += reaped_cpu(self.proc.pid)
+        return total
 
     def kill_all(self):
         """SIGKILL the listener and every sshd it forked for a connection (they call setsid, so
