@@ -27,6 +27,7 @@ struct Result {
   double duration = 0;
   int value_ref = LUA_NOREF;
   Clock::time_point start;
+  TaskPtr task;  // while it runs
 };
 
 struct FleetRun : std::enable_shared_from_this<FleetRun> {
@@ -40,7 +41,6 @@ struct FleetRun : std::enable_shared_from_this<FleetRun> {
   // and the live table leave them out.
   bool nested = false;
   std::vector<Result> results;
-  std::map<size_t, TaskPtr> running;
   bool closed = false;
 
   // Admission order, and who has started. Every host before order[first_open] has started, so
@@ -223,7 +223,7 @@ struct FleetRun : std::enable_shared_from_this<FleetRun> {
       lua_rawgeti(L, -1, static_cast<lua_Integer>(i + 1));
       lua_remove(L, -2);
       auto self = shared_from_this();
-      running[i] = spawn(*vm, L, 1, r.name, [self, i](Task& t, bool ok) { self->child_done(i, t, ok); });
+      r.task = spawn(*vm, L, 1, r.name, [self, i](Task& t, bool ok) { self->child_done(i, t, ok); });
     }
   }
 
@@ -250,7 +250,7 @@ struct FleetRun : std::enable_shared_from_this<FleetRun> {
       run::report().host(r.name, ok ? "ok" : "failed", r.error, r.duration);
       log::progress_host(r.name, ok ? "ok" : "failed");
     }
-    running.erase(i);
+    r.task.reset();
     for (size_t c = 0; c < caps.size(); ++c)
       if (!cap_values[i][c].empty()) --cap_running[{c, cap_values[i][c]}];
     window.finish(ok);
@@ -350,8 +350,10 @@ struct FleetRun : std::enable_shared_from_this<FleetRun> {
     closed = true;
     vm->admission_kicks.erase(id);
     window.stop_admitting();
-    auto in_flight = running;
-    for (auto& [_, t] : in_flight) interrupt(*t, {Interrupt::cancelled, 0});
+    std::vector<TaskPtr> in_flight;
+    for (auto& r : results)
+      if (r.task) in_flight.push_back(r.task);
+    for (auto& t : in_flight) interrupt(*t, {Interrupt::cancelled, 0});
     release();
   }
 };
