@@ -1,5 +1,5 @@
-// bench/fanout's floor for the controller's CPU: the least any libssh2 client spends per host.
-// One connection at a time, blocking, no event loop, no Lua, no scheduler, nothing written: TCP
+// bench/fanout's reference for the controller's CPU: what a bare libssh2 client, with nothing of
+// the engine around it, spends per host. One connection at a time, blocking, no event loop, no Lua, no scheduler, nothing written: TCP
 // connect, handshake (curve25519-sha256, the server's ed25519 host key checked against known_hosts),
 // public-key authentication with a key parsed once and signed by the engine's own signer (as the
 // engine does), `true` on a channel, its exit status, disconnect. Prints the process's user and sys
