@@ -74,8 +74,7 @@ Journal::Journal(const std::string& path, std::vector<std::string>& warnings, bo
     good_bytes += line.size() + 1;
     ++records_;
     std::string key = rec["step"].get<std::string>(), t = rec["t"].get<std::string>();
-    if (!entries_.count(key)) order_.push_back(key);
-    Entry& e = entries_[key];
+    Entry& e = slot(key);
     if (t == "INTENT") e = Entry{Entry::intent, nullptr, ""};
     else if (t == "DONE") e = Entry{Entry::done, rec.value("result", nlohmann::json::array()), ""};
     else if (t == "FAILED") e = Entry{Entry::failed, nullptr, rec.value("error", "")};
@@ -91,6 +90,12 @@ Journal::Journal(const std::string& path, std::vector<std::string>& warnings, bo
 
 Journal::~Journal() {
   if (fd_ >= 0) ::close(fd_);
+}
+
+Entry& Journal::slot(const std::string& key) {
+  auto [it, added] = entries_.try_emplace(key);
+  if (added) order_.push_back(key);
+  return it->second;
 }
 
 std::vector<std::pair<std::string, Entry>> Journal::steps() const {
@@ -125,18 +130,17 @@ void Journal::append(const nlohmann::json& record) {
 
 void Journal::intent(const std::string& key) {
   append({{"t", "INTENT"}, {"step", key}});
-  if (!entries_.count(key)) order_.push_back(key);
-  entries_[key] = Entry{Entry::intent, nullptr, ""};
+  slot(key) = Entry{Entry::intent, nullptr, ""};
 }
 
 void Journal::done(const std::string& key, const nlohmann::json& result) {
   append({{"t", "DONE"}, {"step", key}, {"result", result}});
-  entries_[key] = Entry{Entry::done, result, ""};
+  slot(key) = Entry{Entry::done, result, ""};
 }
 
 void Journal::failed(const std::string& key, const std::string& error) {
   append({{"t", "FAILED"}, {"step", key}, {"error", error}});
-  entries_[key] = Entry{Entry::failed, nullptr, error};
+  slot(key) = Entry{Entry::failed, nullptr, error};
 }
 
 }  // namespace engine::journal

@@ -38,6 +38,7 @@ class Journal {
 
  private:
   void append(const nlohmann::json& record);
+  Entry& slot(const std::string& key);  // the step's entry, remembering the order steps first appear
   int fd_ = -1;
   std::string path_;
   std::map<std::string, Entry> entries_;
