@@ -2,6 +2,7 @@
 // begin()/yield(); the operation's completion calls complete(), which resumes it through resume(),
 // the only place lua_resume is called. Deadlines and cancellation wake a task with an interrupt.
 #include <boost/asio/post.hpp>
+#include <tuple>
 
 #include "bindings/vm.hpp"
 #include "engine/log/log.hpp"
@@ -36,7 +37,10 @@ int interrupt_tostring(lua_State* L) {
   return 1;
 }
 
-void retire(Task& t) {
+// At most this many finished coroutines wait for reuse (~1 KB each).
+constexpr size_t kIdleThreads = 1024;
+
+void retire(Task& t, bool reusable) {
   t.finished = true;
   t.suspended = false;
   t.cancel_op = nullptr;
@@ -49,7 +53,13 @@ void retire(Task& t) {
   t.prev_live = t.next_live = nullptr;
   --t.vm->live_count;
   *static_cast<Task**>(lua_getextraspace(t.co)) = nullptr;
-  luaL_unref(t.vm->L, LUA_REGISTRYINDEX, t.ref);
+  // A coroutine that returned is dead to Lua but clean: an empty stack takes a new function.
+  if (reusable && lua_status(t.co) == LUA_OK && t.vm->idle_threads.size() < kIdleThreads) {
+    lua_settop(t.co, 0);
+    t.vm->idle_threads.emplace_back(t.co, t.ref);
+  } else {
+    luaL_unref(t.vm->L, LUA_REGISTRYINDEX, t.ref);
+  }
   t.ref = LUA_NOREF;
 }
 
@@ -69,8 +79,13 @@ TaskPtr spawn(Vm& vm, lua_State* from, int nargs, std::string host, std::functio
   t->vm = &vm;
   t->host = std::move(host);
   t->on_done = std::move(on_done);
-  t->co = lua_newthread(from);
-  t->ref = luaL_ref(from, LUA_REGISTRYINDEX);
+  if (!vm.idle_threads.empty()) {
+    std::tie(t->co, t->ref) = vm.idle_threads.back();
+    vm.idle_threads.pop_back();
+  } else {
+    t->co = lua_newthread(from);
+    t->ref = luaL_ref(from, LUA_REGISTRYINDEX);
+  }
   lua_xmove(from, t->co, nargs + 1);
   *static_cast<Task**>(lua_getextraspace(t->co)) = t.get();
   t->next_live = vm.live;
@@ -84,7 +99,7 @@ TaskPtr spawn(Vm& vm, lua_State* from, int nargs, std::string host, std::functio
       push_interrupt(t->co, t->pending);
       auto done = std::move(t->on_done);
       if (done) done(*t, false);
-      retire(*t);
+      retire(*t, false);
       return;
     }
     resume(*t, nargs);
@@ -113,7 +128,7 @@ void resume(Task& t, int nargs) {
   auto done = std::move(t.on_done);
   if (done) done(t, ok);
   if (!ok) lua_resetthread(t.co);  // closes pending to-be-closed variables
-  retire(t);
+  retire(t, ok);
 }
 
 Op begin(lua_State* L, const char* what) {

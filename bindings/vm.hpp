@@ -101,6 +101,10 @@ struct Vm {
   std::string runbook_dir;
   std::string runbook_path;
   uint64_t next_deadline = 1;
+  // Coroutines of tasks that returned normally, kept for the next spawn (with their registry refs):
+  // a fleet of short tasks then allocates no new thread per host, and the collector has no dead
+  // threads to sweep. Capped; the rest are released.
+  std::vector<std::pair<lua_State*, int>> idle_threads;
 };
 
 Vm& vm_of(lua_State* L);

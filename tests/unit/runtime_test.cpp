@@ -243,3 +243,31 @@ TEST_CASE("fleet options are checked") {
   CHECK_THAT(run(R"(require("engine.fleet").each({"a"}, { max_per = { zone = 0 } }, function() end))"),
              Contains("max_per takes variable = count"));
 }
+
+TEST_CASE("hosts' tasks reuse finished coroutines and start clean on them") {
+  CHECK(run(R"(
+    local fleet = require "engine.fleet"
+    local hosts = {}
+    for i = 1, 60 do hosts[i] = "h" .. i end
+    local threads, seen = {}, 0
+    local res = fleet.each(hosts, { at_once = 3 }, function(h, ...)
+      assert(select("#", ...) == 0, "a reused coroutine passed on stale values")
+      local co = tostring(coroutine.running())
+      if not threads[co] then threads[co], seen = true, seen + 1 end
+      sleep(0.001)
+      return h .. "!", "extra"
+    end)
+    assert(res.ok == 60)
+    for i = 1, 60 do assert(res[i].value == "h" .. i .. "!", "wrong value for h" .. i) end
+    -- three at a time over sixty hosts: a handful of coroutines, not sixty
+    assert(seen <= 6, "coroutines made: " .. seen)
+    -- a host that fails does not hand its coroutine (with its error) to the next one
+    local res2 = fleet.each(hosts, { at_once = 2, max_failures = "100%" }, function(h)
+      local n = tonumber(h:sub(2))
+      if n % 2 == 0 then error("even " .. h) end
+      return n
+    end)
+    assert(res2.ok == 30 and res2.failed == 30)
+    assert(res2[3].value == 3 and res2[4].status == "failed" and res2[4].error:find("even h4", 1, true))
+  )") == "");
+}
