@@ -105,7 +105,6 @@ struct FleetRun : std::enable_shared_from_this<FleetRun> {
       window.finish(true);
       results[i].status = Result::skipped;
       results[i].error = "skipped by an operator (engine ctl skip)";
-      if (!nested) run::report().host(results[i].name, "skipped", results[i].error, 0);
       if (!nested) log::progress_host(results[i].name, "skipped");
       log::emit(log::Level::warn, results[i].name, "skipped by an operator");
     }
@@ -246,10 +245,7 @@ struct FleetRun : std::enable_shared_from_this<FleetRun> {
         lua_pop(vm->L, 1);
       }
     }
-    if (!nested) {
-      run::report().host(r.name, ok ? "ok" : "failed", r.error, r.duration);
-      log::progress_host(r.name, ok ? "ok" : "failed");
-    }
+    if (!nested) log::progress_host(r.name, ok ? "ok" : "failed");
     r.task.reset();
     for (size_t c = 0; c < caps.size(); ++c)
       if (!cap_values[i][c].empty()) --cap_running[{c, cap_values[i][c]}];
@@ -266,8 +262,8 @@ struct FleetRun : std::enable_shared_from_this<FleetRun> {
     vm->admission_kicks.erase(id);
     for (auto& r : results) {
       (r.status == Result::ok ? ok : r.status == Result::failed ? failed : skipped)++;
-      if (r.status == Result::not_started && !nested) run::report().host(r.name, "not started", "", 0);
     }
+    record();
     log::emit(failed ? log::Level::warn : log::Level::info, parent.task->host, "fleet.each finished",
               json{{"ok", ok}, {"failed", failed}, {"not_started", skipped}});
     if (!gate_failure.empty()) {
@@ -354,7 +350,18 @@ struct FleetRun : std::enable_shared_from_this<FleetRun> {
     for (auto& r : results)
       if (r.task) in_flight.push_back(r.task);
     for (auto& t : in_flight) interrupt(*t, {Interrupt::cancelled, 0});
+    record();
     release();
+  }
+
+  // report.json gets every host's outcome once, when this fleet.each ends (closed or cancelled).
+  void record() {
+    if (nested) return;
+    static const char* names[] = {"not started", "cancelled", "ok", "failed", "skipped"};
+    std::vector<run::Report::HostOutcome> out;
+    out.reserve(results.size());
+    for (auto& r : results) out.push_back({r.name, names[r.status], r.error, r.duration});
+    run::report().hosts(std::move(out));
   }
 };
 

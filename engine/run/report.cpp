@@ -29,7 +29,6 @@ void Report::begin(const std::string& run_id, const std::string& runbook, const 
           {"warnings", nlohmann::json::array()}, {"errors", nlohmann::json::array()},
           {"plan", nlohmann::json::array()}, {"steps", nlohmann::json::array()}};
   hosts_.clear();
-  host_index_.clear();
 }
 
 void Report::note(std::string_view level, std::string_view host, std::string_view msg, const nlohmann::json& fields) {
@@ -41,19 +40,42 @@ void Report::note(std::string_view level, std::string_view host, std::string_vie
   doc_[level == "error" ? "errors" : "warnings"].push_back(std::move(e));
 }
 
-void Report::host(const std::string& name, const std::string& status, const std::string& error, double seconds) {
+void Report::hosts(std::vector<HostOutcome> outcomes) {
   std::lock_guard lock(mu_);
   if (doc_.empty()) return;
-  auto [it, added] = host_index_.try_emplace(name, hosts_.size());
-  if (added) hosts_.push_back({name, status, error, seconds});
-  else hosts_[it->second] = {name, status, error, seconds};
+  if (hosts_.empty()) {
+    hosts_ = std::move(outcomes);
+    return;
+  }
+  // A later fleet.each: its outcomes replace the earlier ones of the same hosts. The index holds
+  // views of the names in hosts_, which the reserve keeps from moving.
+  hosts_.reserve(hosts_.size() + outcomes.size());
+  std::unordered_map<std::string_view, size_t> index;
+  index.reserve(hosts_.size());
+  for (size_t i = 0; i < hosts_.size(); ++i) index[hosts_[i].name] = i;
+  for (auto& o : outcomes) {
+    if (auto it = index.find(o.name); it != index.end()) {
+      auto& h = hosts_[it->second];
+      h.status = std::move(o.status), h.error = std::move(o.error), h.seconds = o.seconds;
+    } else {
+      hosts_.push_back(std::move(o));
+      index.emplace(hosts_.back().name, hosts_.size() - 1);
+    }
+  }
 }
 
 std::vector<const Report::HostOutcome*> Report::hosts_by_name() const {
   std::vector<const HostOutcome*> out;
   out.reserve(hosts_.size());
   for (const auto& h : hosts_) out.push_back(&h);
-  std::sort(out.begin(), out.end(), [](auto* a, auto* b) { return a->name < b->name; });
+  std::stable_sort(out.begin(), out.end(), [](auto* a, auto* b) { return a->name < b->name; });
+  // A host listed twice in one fleet.each: its last outcome stands.
+  size_t kept = 0;
+  for (size_t i = 0; i < out.size(); ++i) {
+    if (i + 1 < out.size() && out[i + 1]->name == out[i]->name) continue;
+    out[kept++] = out[i];
+  }
+  out.resize(kept);
   return out;
 }
 

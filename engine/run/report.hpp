@@ -22,8 +22,13 @@ class Report {
             const std::string& error);
   // Something a dry run would have done.
   void plan(std::string_view host, std::string_view step, std::string_view action, const nlohmann::json& fields);
-  // One host's outcome in a fleet.each (the last one wins when a host is in several).
-  void host(const std::string& name, const std::string& status, const std::string& error, double seconds);
+  struct HostOutcome {
+    std::string name, status, error;
+    double seconds = 0;
+  };
+  // Every host's outcome in one fleet.each, recorded once when it ends (the last one wins when a
+  // host is in several).
+  void hosts(std::vector<HostOutcome> outcomes);
   // Writes report.json (through a temporary name) and returns its path.
   std::string finish(const std::string& dir, int exit_code);
   nlohmann::json snapshot() const;
@@ -33,19 +38,14 @@ class Report {
 
  private:
   // Host outcomes are kept as plain records and become JSON only when the report is read or
-  // written: fleet.each records one per host, and a JSON object per host (a string-keyed tree
-  // insert) cost more than the rest of a host's bookkeeping.
-  struct HostOutcome {
-    std::string name, status, error;
-    double seconds = 0;
-  };
+  // written; the first fleet.each's list is taken as it is, so a run with one fleet hashes no
+  // host name (per host, that hashing cost more than the rest of its bookkeeping in fleet.each).
   nlohmann::json hosts_json() const;       // {name: {status, seconds[, error]}}
   std::vector<const HostOutcome*> hosts_by_name() const;
 
   mutable std::mutex mu_;
   nlohmann::json doc_ = nlohmann::json::object();
-  std::vector<HostOutcome> hosts_;
-  std::unordered_map<std::string, size_t> host_index_;
+  std::vector<HostOutcome> hosts_;  // a name may repeat within one fleet.each's list; the last wins
   std::chrono::system_clock::time_point started_;
 };
 
