@@ -29,6 +29,7 @@
 local fleet = {}
 
 --- Runs fn(host) for every host, each in its own coroutine, at most at_once at a time, in order.
+--- A coroutine whose fn returned may run a later host: keep per-host state in locals, not keyed by coroutine.
 --- Raises when failures exceed max_failures (after the running hosts finish). Yields.
 ---@param hosts any[]
 ---@param opts engine.fleet.Options|fun(host: any): any
