@@ -303,14 +303,15 @@ struct FleetRun : std::enable_shared_from_this<FleetRun> {
     lua_rawgeti(co, LUA_REGISTRYINDEX, hosts_ref);
     for (size_t i = 0; i < results.size(); ++i) {
       auto& r = results[i];
-      lua_createtable(co, 0, 6);
+      bool has_error = !r.error.empty() || r.status == Result::not_started;  // skipped hosts carry their reason
+      lua_createtable(co, 0, 4 + has_error + (r.value_ref != LUA_NOREF));  // no room to spare: 100,000 of them
       lua_pushstring(co, r.name.c_str());
       lua_setfield(co, -2, "name");
       lua_rawgeti(co, -2, static_cast<lua_Integer>(i + 1));
       lua_setfield(co, -2, "host");
       lua_pushstring(co, names[r.status]);
       lua_setfield(co, -2, "status");
-      if (!r.error.empty() || r.status == Result::not_started) {  // skipped hosts carry their reason
+      if (has_error) {
         lua_pushstring(co, r.status == Result::not_started ? (vm->draining ? "not started: interrupted" : "not started: failure budget exceeded") : r.error.c_str());
         lua_setfield(co, -2, "error");
       }
