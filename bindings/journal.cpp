@@ -32,7 +32,10 @@ int l_step_key(lua_State* L) {
     return 1;
   }
   int n = ++t->step_counts[name];
-  std::string key = (t->host.empty() ? "" : t->host + "/") + name + (n > 1 ? "#" + std::to_string(n) : "");
+  std::string key;  // appended piece by piece: GCC 12 warns (-Wrestrict, a false positive) on the one-expression form
+  if (!t->host.empty()) key.append(t->host).append("/");
+  key.append(name);
+  if (n > 1) key.append("#").append(std::to_string(n));
   lua_pushstring(L, key.c_str());
   return 1;
 }
