@@ -245,7 +245,10 @@ std::string display(const Spec& spec, const json& value) {
   if (value.is_string()) return value.get<std::string>();
   if (value.is_array()) {
     std::string out;
-    for (auto& v : value) out += (out.empty() ? "" : ",") + (v.is_string() ? v.get<std::string>() : v.dump());
+    for (auto& v : value) {  // appended piece by piece: GCC 12's -Wrestrict misfires on `"" + string`
+      if (!out.empty()) out += ',';
+      out += v.is_string() ? v.get<std::string>() : v.dump();
+    }
     return out;
   }
   return value.dump();
