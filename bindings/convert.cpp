@@ -72,6 +72,7 @@ json to_json(lua_State* L, int idx) {
     }
     case LUA_TTABLE: {
       luaL_checkstack(L, 4, "table too deep");
+      fill_host(L, idx);  // a host's vars and groups are part of it even before anyone read them
       lua_Integer n = static_cast<lua_Integer>(lua_rawlen(L, idx));
       lua_Integer count = 0;
       bool array = true;

@@ -1,5 +1,9 @@
 // The inventory as runbooks see it: inv:group(name), inv:hosts(pattern), inv:host(name), inv:groups().
 // Each host is one table for the whole run ({name, vars, groups}), so it can be compared and cached.
+// `vars` and `groups` are filled in on first use (reading them, pairs, or turning the host into
+// JSON): a 100,000-host group then costs a table and a name per host, not three tables and every
+// variable's precedence merge, until a runbook looks.
+#include <cstring>
 #include <stdexcept>
 
 #include "bindings/vm.hpp"
@@ -10,6 +14,8 @@
 namespace engine::lua {
 
 namespace {
+
+void fill(lua_State* L, int host, const char* field);
 
 const char* kInventoryMeta = "engine.inventory";
 const char* kHostMeta = "engine.host";
@@ -27,16 +33,10 @@ void push_host(lua_State* L, const std::string& name) {
     return;
   }
   lua_pop(L, 1);
-  auto& inv = inv_of(L);
-  lua_createtable(L, 0, 4);
+  inv_of(L);  // raises without an inventory
+  lua_createtable(L, 0, 4);  // room for vars and groups when they come
   lua_pushstring(L, name.c_str());
   lua_setfield(L, -2, "name");
-  push_json(L, inv.vars_of(name));
-  lua_setfield(L, -2, "vars");
-  json groups = json::array();
-  for (const auto& g : inv.groups_of(name)) groups.push_back(g);
-  push_json(L, groups);
-  lua_setfield(L, -2, "groups");
   luaL_setmetatable(L, kHostMeta);
   lua_pushvalue(L, -1);
   lua_setfield(L, -3, name.c_str());
@@ -102,6 +102,47 @@ int l_groups(lua_State* L) {
   return 1;
 }
 
+// Fills in one of a host's lazy fields ("vars" or "groups") unless it is there; leaves it on the stack.
+void fill(lua_State* L, int host, const char* field) {
+  host = lua_absindex(L, host);
+  if (lua_getfield(L, host, "name") != LUA_TSTRING) luaL_error(L, "a host table lost its name");
+  std::string name = lua_tostring(L, -1);
+  lua_pop(L, 1);
+  auto& inv = inv_of(L);
+  if (field[0] == 'v') {
+    push_json(L, inv.vars_of(name));
+  } else {
+    json groups = json::array();
+    for (const auto& g : inv.groups_of(name)) groups.push_back(g);
+    push_json(L, groups);
+  }
+  lua_pushvalue(L, -1);
+  lua_setfield(L, host, field);  // raw: the table has no __newindex
+}
+
+// host.x: vars and groups on first use, else the host's methods (upvalue 1).
+int host_index(lua_State* L) {
+  if (lua_type(L, 2) == LUA_TSTRING) {
+    const char* k = lua_tostring(L, 2);
+    if (std::strcmp(k, "vars") == 0 || std::strcmp(k, "groups") == 0) {
+      fill(L, 1, k);
+      return 1;
+    }
+  }
+  lua_pushvalue(L, 2);
+  lua_gettable(L, lua_upvalueindex(1));
+  return 1;
+}
+
+// pairs(host) sees every field, filled in or not.
+int host_pairs(lua_State* L) {
+  fill_host(L, 1);
+  lua_getglobal(L, "next");
+  lua_pushvalue(L, 1);
+  lua_pushnil(L);
+  return 3;
+}
+
 int host_tostring(lua_State* L) {
   lua_getfield(L, 1, "name");
   return 1;
@@ -112,6 +153,24 @@ const luaL_Reg kInventoryMethods[] = {
 
 }  // namespace
 
+bool is_host(lua_State* L, int idx) {
+  if (!lua_istable(L, idx) || !lua_getmetatable(L, idx)) return false;
+  luaL_getmetatable(L, kHostMeta);
+  bool same = lua_rawequal(L, -1, -2);
+  lua_pop(L, 2);
+  return same;
+}
+
+void fill_host(lua_State* L, int idx) {
+  idx = lua_absindex(L, idx);
+  if (!is_host(L, idx)) return;
+  for (const char* f : {"vars", "groups"}) {
+    lua_pushstring(L, f);
+    if (lua_rawget(L, idx) == LUA_TNIL) fill(L, idx, f), lua_pop(L, 1);
+    lua_pop(L, 1);
+  }
+}
+
 void open_inventory(lua_State* L) {
   lua_newtable(L);
   lua_setfield(L, LUA_REGISTRYINDEX, "engine.hosts");
@@ -121,7 +180,10 @@ void open_inventory(lua_State* L) {
   lua_pop(L, 1);
   luaL_newmetatable(L, kHostMeta);
   push_host_methods(L);
+  lua_pushcclosure(L, host_index, 1);
   lua_setfield(L, -2, "__index");
+  lua_pushcfunction(L, host_pairs);
+  lua_setfield(L, -2, "__pairs");
   lua_pushcfunction(L, host_tostring);
   lua_setfield(L, -2, "__tostring");
   lua_pushstring(L, "engine.host");

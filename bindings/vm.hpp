@@ -168,5 +168,7 @@ void register_module(lua_State* L, const char* name, lua_CFunction open);
 
 // The inventory object passed to run(p, inv).
 void push_inventory(lua_State* L);
+// Host tables fill in `vars` and `groups` on first use; this fills them in now (anything else: no-op).
+void fill_host(lua_State* L, int idx);
 
 }  // namespace engine::lua

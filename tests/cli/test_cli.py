@@ -219,6 +219,15 @@ class TestRuns(CliTest):
         self.assertNotIn("sentinel-XYZZY", text)
         self.assertEqual(json.loads(text)["params"]["token"], "<secret>")
 
+    def test_host_tables_carry_vars_and_groups_when_read_iterated_or_logged(self):
+        inv = self.inventory("[db]\na zone=z1\nb zone=z2\n[web]\nc zone=z3\nd zone=z4\n[db:vars]\nrole=db\n")
+        r = self.run_rb("runbooks/hosts.lua", "-i", inv, "--log-format", "json")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn("HOSTS OK", r.stdout)
+        line = next(json.loads(l) for l in r.stdout.splitlines() if '"host d"' in l)
+        self.assertEqual(line["fields"]["host"]["vars"]["zone"], "z4")
+        self.assertIn("web", line["fields"]["host"]["groups"])
+
     def test_kubespray_inventories_run_unchanged(self):
         for inv in ["kubespray-ini/inventory.ini", "kubespray-yaml/hosts.yaml"]:
             r = self.run_rb("runbooks/fleet.lua", "-i", os.path.join(FIX, inv), "-e", "group=etcd")
