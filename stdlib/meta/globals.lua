@@ -73,6 +73,8 @@ function log.error(msg, fields) end
 ---@param value string
 function log.secret(value) end
 
+--- One table per host for the whole run; vars and groups are filled in when first read (or on
+--- pairs, or when the host is logged or journaled), so a raw next() on an unread host misses them.
 ---@class engine.Host
 ---@field name string        the inventory name
 ---@field vars table         every variable after Ansible's precedence, plus inventory_hostname and group_names
