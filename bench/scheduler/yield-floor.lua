@@ -1,6 +1,6 @@
 -- bench/scheduler: the floor under any task that waits. In Lua built as C++ (lua5.4-c++) every
 -- yield is a C++ throw caught in lua_resume; this times bare yield/resume pairs in the same binary
--- and Lua, with no engine work around them, so the run can print how close fleet.each gets to it.
+-- and Lua, with no engine work around them; the run prints it under the bare-scheduler floor.
 local time = require "engine.time"
 return runbook {
   name = "bench-yield-floor",
