@@ -134,13 +134,30 @@ int host_index(lua_State* L) {
   return 1;
 }
 
+// The iterator host_pairs returns: next, but not whatever a runbook may have named `next`.
+int host_next(lua_State* L) {
+  luaL_checktype(L, 1, LUA_TTABLE);
+  lua_settop(L, 2);
+  if (lua_next(L, 1)) return 2;
+  lua_pushnil(L);
+  return 1;
+}
+
 // pairs(host) sees every field, filled in or not.
 int host_pairs(lua_State* L) {
   fill_host(L, 1);
-  lua_getglobal(L, "next");
+  lua_pushcfunction(L, host_next);
   lua_pushvalue(L, 1);
   lua_pushnil(L);
   return 3;
+}
+
+bool is_host(lua_State* L, int idx) {
+  if (!lua_istable(L, idx) || !lua_getmetatable(L, idx)) return false;
+  luaL_getmetatable(L, kHostMeta);
+  bool same = lua_rawequal(L, -1, -2);
+  lua_pop(L, 2);
+  return same;
 }
 
 int host_tostring(lua_State* L) {
@@ -152,14 +169,6 @@ const luaL_Reg kInventoryMethods[] = {
     {"group", l_group}, {"hosts", l_hosts}, {"host", l_host}, {"groups", l_groups}, {nullptr, nullptr}};
 
 }  // namespace
-
-bool is_host(lua_State* L, int idx) {
-  if (!lua_istable(L, idx) || !lua_getmetatable(L, idx)) return false;
-  luaL_getmetatable(L, kHostMeta);
-  bool same = lua_rawequal(L, -1, -2);
-  lua_pop(L, 2);
-  return same;
-}
 
 void fill_host(lua_State* L, int idx) {
   idx = lua_absindex(L, idx);
