@@ -152,14 +152,6 @@ int host_pairs(lua_State* L) {
   return 3;
 }
 
-bool is_host(lua_State* L, int idx) {
-  if (!lua_istable(L, idx) || !lua_getmetatable(L, idx)) return false;
-  luaL_getmetatable(L, kHostMeta);
-  bool same = lua_rawequal(L, -1, -2);
-  lua_pop(L, 2);
-  return same;
-}
-
 int host_tostring(lua_State* L) {
   lua_getfield(L, 1, "name");
   return 1;
@@ -172,7 +164,7 @@ const luaL_Reg kInventoryMethods[] = {
 
 void fill_host(lua_State* L, int idx) {
   idx = lua_absindex(L, idx);
-  if (!is_host(L, idx)) return;
+  if (!is_table_of(L, idx, kHostMeta)) return;
   for (const char* f : {"vars", "groups"}) {
     lua_pushstring(L, f);
     if (lua_rawget(L, idx) == LUA_TNIL) fill(L, idx, f), lua_pop(L, 1);

@@ -123,13 +123,7 @@ bool pattern_matches(lua_State* L, const std::string& value, const std::string& 
   return ok;
 }
 
-bool is_runbook(lua_State* L, int idx) {
-  if (!lua_istable(L, idx) || !lua_getmetatable(L, idx)) return false;
-  luaL_getmetatable(L, kRunbookMeta);
-  bool same = lua_rawequal(L, -1, -2);
-  lua_pop(L, 2);
-  return same;
-}
+bool is_runbook(lua_State* L, int idx) { return is_table_of(L, idx, kRunbookMeta); }
 
 RunbookInfo read_runbook(lua_State* L, int idx) {
   idx = lua_absindex(L, idx);

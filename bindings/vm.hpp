@@ -108,6 +108,14 @@ struct Vm {
 };
 
 Vm& vm_of(lua_State* L);
+// Whether the value at idx is a table whose metatable is the registry's `meta` (luaL_newmetatable).
+inline bool is_table_of(lua_State* L, int idx, const char* meta) {
+  if (!lua_istable(L, idx) || !lua_getmetatable(L, idx)) return false;
+  luaL_getmetatable(L, meta);
+  bool same = lua_rawequal(L, -1, -2);
+  lua_pop(L, 2);
+  return same;
+}
 // The task this coroutine belongs to, or nullptr (the main thread, a user's own coroutine).
 Task* current_task(lua_State* L);
 
