@@ -54,9 +54,11 @@ class TestDryRun(unittest.TestCase):
         cluster = fx.Cluster([fx.namespace("default"), fx.node("w1"), fx.node("w2"), fx.replicaset("web"),
                               fx.pod("web-1", "w1", labels={"app": "web"}, owner=("ReplicaSet", "web"))])
         port = free_port()
-        pgw = subprocess.Popen([PUSHGATEWAY, f"--web.listen-address=127.0.0.1:{port}"], stdout=subprocess.DEVNULL,
-                               stderr=subprocess.DEVNULL)
         tmp = tempfile.mkdtemp(prefix="engine-dry-")
+        # Its own persistence file: Debian's default (/var/lib/prometheus) would bring back other runs' groups.
+        pgw = subprocess.Popen([PUSHGATEWAY, f"--web.listen-address=127.0.0.1:{port}",
+                                f"--persistence.file={tmp}/pushgateway.data"], stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)
         try:
             wait_http(f"http://127.0.0.1:{port}/-/ready")
             sshd = lab.sshd()

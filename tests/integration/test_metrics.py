@@ -73,7 +73,8 @@ class TestPushgateway(Base):
         super().setUp()
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self.proc = subprocess.Popen([PUSHGATEWAY, f"--web.listen-address=127.0.0.1:{self.port}"],
+        self.proc = subprocess.Popen([PUSHGATEWAY, f"--web.listen-address=127.0.0.1:{self.port}",
+                                      f"--persistence.file={self.tmp}/pushgateway.data"],
                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         wait_http(self.url + "/-/ready")
 

@@ -257,7 +257,9 @@ def start_node(st, n):
 def start_monitoring(st):
     d, ip = st["dir"], st["monitor_ip"]
     st["pushgateway_url"], st["prometheus_url"] = f"http://{ip}:9091", f"http://{ip}:9090"
-    st["pushgateway"] = spawn(["prometheus-pushgateway", f"--web.listen-address={ip}:9091"], f"{d}/logs/pushgateway.log")
+    # Debian's Pushgateway persists to /var/lib/prometheus unless told otherwise: the lab keeps its own.
+    st["pushgateway"] = spawn(["prometheus-pushgateway", f"--web.listen-address={ip}:9091",
+                               f"--persistence.file={d}/pushgateway.data"], f"{d}/logs/pushgateway.log")
     with open(f"{d}/rules.yml", "w") as f:
         f.write(labcluster.PROMETHEUS_RULES)
     with open(f"{d}/prometheus.yml", "w") as f:

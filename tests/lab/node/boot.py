@@ -29,6 +29,8 @@ def main():
     for f in sorted(os.listdir(systemctl.STATE)):
         if f.endswith(".enabled"):
             systemctl.start(f[:-len(".enabled")])
+    # sshd refuses to start without its privilege-separation directory; a fresh machine has none.
+    os.makedirs("/run/sshd", mode=0o755, exist_ok=True)
     subprocess.run(["/usr/sbin/sshd", "-f", f"{node_dir}/sshd_config"], check=True)
     os.execv("/bin/sleep", ["sleep", "infinity"])
 
