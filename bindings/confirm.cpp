@@ -52,7 +52,7 @@ int l_confirm(lua_State* L) {
 }  // namespace
 
 void open_confirm(lua_State* L) {
-  lua_pushcfunction(L, l_confirm);
+  push_fn(L, l_confirm);
   lua_setglobal(L, "confirm");
 }
 

@@ -539,7 +539,7 @@ void start(lua_State* L, Vm& vm, size_t total, size_t at_once, size_t budget) {
 const luaL_Reg kFleet[] = {{"each", l_each}, {nullptr, nullptr}};
 
 int open_module(lua_State* L) {
-  luaL_newlib(L, kFleet);
+  new_lib(L, kFleet);
   return 1;
 }
 

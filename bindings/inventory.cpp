@@ -146,7 +146,7 @@ int host_next(lua_State* L) {
 // pairs(host) sees every field, filled in or not.
 int host_pairs(lua_State* L) {
   fill_host(L, 1);
-  lua_pushcfunction(L, host_next);
+  push_fn(L, host_next);
   lua_pushvalue(L, 1);
   lua_pushnil(L);
   return 3;
@@ -176,16 +176,16 @@ void open_inventory(lua_State* L) {
   lua_newtable(L);
   lua_setfield(L, LUA_REGISTRYINDEX, "engine.hosts");
   luaL_newmetatable(L, kInventoryMeta);
-  luaL_newlib(L, kInventoryMethods);
+  new_lib(L, kInventoryMethods);
   lua_setfield(L, -2, "__index");
   lua_pop(L, 1);
   luaL_newmetatable(L, kHostMeta);
   push_host_methods(L);
-  lua_pushcclosure(L, host_index, 1);
+  push_fn(L, host_index, 1);
   lua_setfield(L, -2, "__index");
-  lua_pushcfunction(L, host_pairs);
+  push_fn(L, host_pairs);
   lua_setfield(L, -2, "__pairs");
-  lua_pushcfunction(L, host_tostring);
+  push_fn(L, host_tostring);
   lua_setfield(L, -2, "__tostring");
   lua_pushstring(L, "engine.host");
   lua_setfield(L, -2, "__name");

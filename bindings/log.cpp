@@ -56,7 +56,7 @@ const luaL_Reg kLog[] = {{"secret", l_secret},{"debug", l_log<log::Level::debug>
                          {nullptr, nullptr}};
 
 int open_module(lua_State* L) {
-  luaL_newlib(L, kLog);
+  new_lib(L, kLog);
   return 1;
 }
 
@@ -66,7 +66,7 @@ void open_log(lua_State* L) {
   register_module(L, "engine.log", open_module);
   open_module(L);
   lua_setglobal(L, "log");
-  lua_pushcfunction(L, l_print);
+  push_fn(L, l_print);
   lua_setglobal(L, "print");
 }
 

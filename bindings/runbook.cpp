@@ -150,7 +150,7 @@ void open_runbook(lua_State* L) {
   lua_getfield(L, -1, "find");
   lua_setfield(L, LUA_REGISTRYINDEX, "engine.string_find");
   lua_pop(L, 1);
-  lua_pushcfunction(L, l_runbook);
+  push_fn(L, l_runbook);
   lua_setglobal(L, "runbook");
 }
 

@@ -155,7 +155,7 @@ void prune_os(lua_State* L) {
 
 void register_module(lua_State* L, const char* name, lua_CFunction open) {
   lua_getfield(L, LUA_REGISTRYINDEX, "engine.natives");
-  lua_pushcfunction(L, open);
+  push_fn(L, open);
   lua_setfield(L, -2, name);
   lua_pop(L, 1);
 }
@@ -174,10 +174,10 @@ void open_sandbox(lua_State* L, const std::string& stdlib_dir) {
   lua_setfield(L, -2, "dump");  // binary chunks stay out
   lua_pop(L, 1);
   lua_getglobal(L, "coroutine");
-  lua_pushcfunction(L, guarded_yield);
+  push_fn(L, guarded_yield);
   lua_setfield(L, -2, "yield");
   lua_pop(L, 1);
-  lua_pushcfunction(L, l_require);
+  push_fn(L, l_require);
   lua_setglobal(L, "require");
 
   // Remove every global not on the allow-list (io, debug, package, dofile, loadfile, ...).
@@ -210,11 +210,11 @@ void open_sandbox(lua_State* L, const std::string& stdlib_dir) {
   std::string prelude = (fs::path(stdlib_dir) / "prelude.lua").string();
   if (luaL_loadfilex(L, prelude.c_str(), "t") != LUA_OK) throw std::runtime_error(lua_tostring(L, -1));
   lua_newtable(L);
-  lua_pushcfunction(L, l_is_interrupt);
+  push_fn(L, l_is_interrupt);
   lua_setfield(L, -2, "is_interrupt");
-  lua_pushcfunction(L, l_deadline_push);
+  push_fn(L, l_deadline_push);
   lua_setfield(L, -2, "deadline_push");
-  lua_pushcfunction(L, l_deadline_pop);
+  push_fn(L, l_deadline_pop);
   lua_setfield(L, -2, "deadline_pop");
   add_journal_natives(L);
   if (lua_pcall(L, 1, 0, 0) != LUA_OK) throw std::runtime_error(lua_tostring(L, -1));
@@ -222,7 +222,7 @@ void open_sandbox(lua_State* L, const std::string& stdlib_dir) {
   // Last: from here on, reading an undefined global raises and names it.
   lua_pushglobaltable(L);
   lua_newtable(L);
-  lua_pushcfunction(L, strict_index);
+  push_fn(L, strict_index);
   lua_setfield(L, -2, "__index");
   lua_setmetatable(L, -2);
   lua_pop(L, 1);

@@ -83,7 +83,7 @@ int tunnel_index(lua_State* L) {
   std::string key = luaL_checkstring(L, 2);
   if (key == "port") lua_pushinteger(L, box->t ? box->t->port : 0);
   else if (key == "host") lua_pushstring(L, "127.0.0.1");
-  else if (key == "close") lua_pushcfunction(L, tunnel_close);
+  else if (key == "close") push_fn(L, tunnel_close);
   else lua_pushnil(L);
   return 1;
 }
@@ -145,15 +145,15 @@ int l_tunnel(lua_State* L) {
 
 void add_tunnel(lua_State* L) {
   if (luaL_newmetatable(L, kTunnelMeta)) {
-    lua_pushcfunction(L, tunnel_index);
+    push_fn(L, tunnel_index);
     lua_setfield(L, -2, "__index");
-    lua_pushcfunction(L, tunnel_gc);
+    push_fn(L, tunnel_gc);
     lua_setfield(L, -2, "__gc");
-    lua_pushcfunction(L, tunnel_close);
+    push_fn(L, tunnel_close);
     lua_setfield(L, -2, "__close");
   }
   lua_pop(L, 1);
-  lua_pushcfunction(L, l_tunnel);
+  push_fn(L, l_tunnel);
   lua_setfield(L, -2, "tunnel");
 }
 

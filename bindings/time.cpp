@@ -40,7 +40,7 @@ int l_now(lua_State* L) {
 const luaL_Reg kTime[] = {{"sleep", l_sleep}, {"monotonic", l_monotonic}, {"now", l_now}, {nullptr, nullptr}};
 
 int open_module(lua_State* L) {
-  luaL_newlib(L, kTime);
+  new_lib(L, kTime);
   return 1;
 }
 
@@ -48,7 +48,7 @@ int open_module(lua_State* L) {
 
 void open_time(lua_State* L) {
   register_module(L, "engine.time", open_module);
-  lua_pushcfunction(L, l_sleep);
+  push_fn(L, l_sleep);
   lua_setglobal(L, "sleep");
 }
 
