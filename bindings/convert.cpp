@@ -1,10 +1,34 @@
 // Lua ↔ JSON in one place. 64-bit integers stay integers both ways; a table whose keys are exactly
-// 1..n is an array, any other table an object; JSON null becomes nil (absent) in tables.
+// 1..n is an array, any other table an object; JSON null becomes nil (absent) in tables. An empty
+// JSON array comes back as a table marked as an array (json_array), so it is written as [] again.
 #include <cmath>
+#include <unordered_set>
 
 #include "bindings/vm.hpp"
 
 namespace engine::lua {
+
+namespace {
+
+const char* kArrayMeta = "engine.json.array";
+// Deeper than any object an API returns; a runbook's table nested deeper is a bug.
+constexpr int kMaxDepth = 200;
+
+bool marked_array(lua_State* L, int idx) {
+  if (!lua_getmetatable(L, idx)) return false;
+  luaL_getmetatable(L, kArrayMeta);
+  bool same = lua_rawequal(L, -1, -2);
+  lua_pop(L, 2);
+  return same;
+}
+
+}  // namespace
+
+void mark_json_array(lua_State* L, int idx) {
+  idx = lua_absindex(L, idx);
+  luaL_newmetatable(L, kArrayMeta);
+  lua_setmetatable(L, idx);
+}
 
 void push_json(lua_State* L, const json& v) {
   luaL_checkstack(L, 3, "json too deep");
@@ -36,6 +60,7 @@ void push_json(lua_State* L, const json& v) {
     }
     case json::value_t::array: {
       lua_createtable(L, static_cast<int>(v.size()), 0);
+      if (v.empty()) mark_json_array(L, -1);
       lua_Integer i = 1;
       for (const auto& item : v) {
         push_json(L, item);
@@ -55,7 +80,11 @@ void push_json(lua_State* L, const json& v) {
   }
 }
 
-json to_json(lua_State* L, int idx) {
+namespace {
+
+// `path` holds the tables being encoded above this one: meeting one again is a cycle (a table met
+// twice on different branches is fine).
+json encode(lua_State* L, int idx, std::unordered_set<const void*>& path, int depth) {
   idx = lua_absindex(L, idx);
   switch (lua_type(L, idx)) {
     case LUA_TNIL:
@@ -72,6 +101,10 @@ json to_json(lua_State* L, int idx) {
     }
     case LUA_TTABLE: {
       luaL_checkstack(L, 4, "table too deep");
+      const void* self = lua_topointer(L, idx);
+      if (path.count(self)) luaL_error(L, "cannot encode a table that contains itself");
+      if (depth >= kMaxDepth) luaL_error(L, "cannot encode a table nested deeper than %d levels", kMaxDepth);
+      path.insert(self);
       fill_host(L, idx);  // a host's vars and groups are part of it even before anyone read them
       lua_Integer n = static_cast<lua_Integer>(lua_rawlen(L, idx));
       lua_Integer count = 0;
@@ -82,13 +115,14 @@ json to_json(lua_State* L, int idx) {
         if (!lua_isinteger(L, -2) || lua_tointeger(L, -2) < 1 || lua_tointeger(L, -2) > n) array = false;
         lua_pop(L, 1);
       }
-      if (array && count == n && n > 0) {
+      if (array && count == n && (n > 0 || marked_array(L, idx))) {
         json out = json::array();
         for (lua_Integer i = 1; i <= n; ++i) {
           lua_rawgeti(L, idx, i);
-          out.push_back(to_json(L, -1));
+          out.push_back(encode(L, -1, path, depth + 1));
           lua_pop(L, 1);
         }
+        path.erase(self);
         return out;
       }
       json out = json::object();
@@ -98,9 +132,10 @@ json to_json(lua_State* L, int idx) {
         if (lua_type(L, -2) == LUA_TSTRING) key = lua_tostring(L, -2);
         else if (lua_isinteger(L, -2)) key = std::to_string(lua_tointeger(L, -2));
         else key = luaL_typename(L, -2);
-        out[key] = to_json(L, -1);
+        out[key] = encode(L, -1, path, depth + 1);
         lua_pop(L, 1);
       }
+      path.erase(self);
       return out;
     }
     default: {
@@ -112,6 +147,13 @@ json to_json(lua_State* L, int idx) {
       return out;
     }
   }
+}
+
+}  // namespace
+
+json to_json(lua_State* L, int idx) {
+  std::unordered_set<const void*> path;
+  return encode(L, idx, path, 0);
 }
 
 }  // namespace engine::lua

@@ -99,11 +99,17 @@ int l_commit_download(lua_State* L) {
   return 1;
 }
 
-const luaL_Reg kEtcd[] = {{"snapshot", l_snapshot}, {"sha256_file", l_sha256_file}, {"commit_download", l_commit_download},
+// guard(what): raises if the run's cluster lease is lost (see guard() in task.cpp).
+int l_guard(lua_State* L) {
+  guard(L, luaL_checkstring(L, 1));
+  return 0;
+}
+
+const luaL_Reg kEtcd[] = {{"guard", l_guard}, {"snapshot", l_snapshot}, {"sha256_file", l_sha256_file}, {"commit_download", l_commit_download},
                           {nullptr, nullptr}};
 
 int open_module(lua_State* L) {
-  luaL_newlib(L, kEtcd);
+  new_lib(L, kEtcd);
   return 1;
 }
 

@@ -136,6 +136,15 @@ int l_json_encode(lua_State* L) {
   return 1;
 }
 
+// http.json_array(t) → t, marked so that json_encode writes it as an array even when empty.
+int l_json_array(lua_State* L) {
+  if (lua_isnoneornil(L, 1)) lua_newtable(L);
+  luaL_checktype(L, 1, LUA_TTABLE);
+  lua_settop(L, 1);
+  mark_json_array(L, 1);
+  return 1;
+}
+
 // http.base64_encode(s) / http.base64_decode(s): etcd's JSON gateway carries keys and values so.
 int l_b64e(lua_State* L) {
   size_t n = 0;
@@ -158,12 +167,13 @@ int l_dry_run(lua_State* L) {
 }
 
 const luaL_Reg kHttp[] = {{"request", l_request}, {"json_decode", l_json_decode}, {"json_encode", l_json_encode},
+                          {"json_array", l_json_array},
                           {"yaml_decode", l_yaml_decode},
                           {"dry_run", l_dry_run}, {"base64_encode", l_b64e}, {"base64_decode", l_b64d},
                           {nullptr, nullptr}};
 
 int open_module(lua_State* L) {
-  luaL_newlib(L, kHttp);
+  new_lib(L, kHttp);
   return 1;
 }
 

@@ -25,6 +25,7 @@ double since(const std::string& key) {
 // step_key(name) → "host/name[#n]" for this task's nth step of that name, or nil without a journal.
 int l_step_key(lua_State* L) {
   std::string name = luaL_checkstring(L, 1);
+  guard(L, ("step " + name).c_str());  // a step starts only while the run's lease (if any) holds
   Vm& vm = vm_of(L);
   Task* t = current_task(L);
   if (!vm.journal || !t) {
@@ -135,7 +136,7 @@ void add_journal_natives(lua_State* L) {
   const luaL_Reg fns[] = {{"step_enter", l_step_enter}, {"step_leave", l_step_leave},{"step_key", l_step_key},       {"step_lookup", l_step_lookup}, {"step_intent", l_step_intent},
                           {"step_done", l_step_done},     {"step_failed", l_step_failed}, {"retry_unknown", l_retry_unknown},
                           {nullptr, nullptr}};
-  luaL_setfuncs(L, fns, 0);
+  set_funcs(L, fns);
 }
 
 }  // namespace engine::lua

@@ -125,6 +125,7 @@ int l_call(lua_State* L) {
     if (lua_getfield(L, 4, "retry") == LUA_TBOOLEAN) opts.retry = lua_toboolean(L, -1);
     lua_pop(L, 1);
   }
+  if (method != "GET") guard(L, ("k8s " + method + " " + path.substr(0, path.find('?'))).c_str());
   k8s::Api& api = api_of(L);
   {
     Op op = begin(L, "k8s call");
@@ -358,18 +359,18 @@ const luaL_Reg kApi[] = {{"identity", l_identity}, {"dry_run", l_dry_run},{"conf
 int open_module(lua_State* L) {
   if (luaL_newmetatable(L, kWatchMeta)) {
     lua_newtable(L);
-    lua_pushcfunction(L, l_watch_next);
+    push_fn(L, l_watch_next);
     lua_setfield(L, -2, "next");
-    lua_pushcfunction(L, l_watch_close);
+    push_fn(L, l_watch_close);
     lua_setfield(L, -2, "close");
     lua_setfield(L, -2, "__index");
-    lua_pushcfunction(L, l_watch_gc);
+    push_fn(L, l_watch_gc);
     lua_setfield(L, -2, "__gc");
-    lua_pushcfunction(L, l_watch_close);
+    push_fn(L, l_watch_close);
     lua_setfield(L, -2, "__close");
   }
   lua_pop(L, 1);
-  luaL_newlib(L, kApi);
+  new_lib(L, kApi);
   add_lease(L);
   return 1;
 }

@@ -63,7 +63,7 @@ RunbookInfo Runtime::load(const std::string& path) {
     throw ConfigError(msg);  // "file:line: message near 'x'"
   }
   // The top level runs once here, as a plain call: it declares, it does not wait.
-  lua_pushcfunction(L, [](lua_State* L) -> int {
+  push_fn(L, [](lua_State* L) -> int {
     luaL_traceback(L, L, lua_tostring(L, 1), 1);
     return 1;
   });
@@ -122,6 +122,11 @@ int Runtime::run(const nlohmann::json& params, const RunOptions& opts) {
     if (auto* i = to_interrupt(t.co, -1)) {
       interrupted = i->kind == Interrupt::interrupted || i->kind == Interrupt::cancelled;
       failure = interrupted ? "interrupted" : error_text(t.co);
+      if (i->kind == Interrupt::lease_lost) {
+        interrupted = false;
+        failure = (vm.lease_lost.empty() ? "the cluster lease was lost" : vm.lease_lost) +
+                  ": the run stopped; steps in flight are unknown to a resume (engine show RUN_ID)";
+      }
     } else {
       failure = traceback(L, t.co, error_text(t.co));
     }
@@ -129,8 +134,13 @@ int Runtime::run(const nlohmann::json& params, const RunOptions& opts) {
   });
 
   asio::signal_set signals(vm.io, SIGINT, SIGTERM);
+  count_signals(SIGINT);  // after Asio's handlers, which they then call
+  count_signals(SIGTERM);
+  vm.signals_acted = signals_received();
+  auto watchdog = watch_busy();
   std::function<void(const boost::system::error_code&, int)> on_signal = [&](const boost::system::error_code& ec, int sig) {
     if (ec) return;
+    vm.signals_acted = signals_received();
     interrupted = true;
     if (sig == SIGINT && !vm.draining) {
       vm.draining = true;

@@ -184,6 +184,7 @@ int l_exec(lua_State* L) {
   bool read_only = opt_bool(L, 3, "read_only");
   bool stream = opt_bool(L, 3, "stream");
   if (!sudo_user.empty() || !sudo_password.empty()) sudo = true;
+  if (!read_only) guard(L, "exec");
   Target target = target_for(L, 1);
   Vm& vm = vm_of(L);
 
@@ -350,7 +351,7 @@ void close_ssh(Vm& vm) {
 const luaL_Reg kHostMethods[] = {{"exec", l_exec}, {nullptr, nullptr}};
 
 void push_host_methods(lua_State* L) {
-  luaL_newlib(L, kHostMethods);
+  new_lib(L, kHostMethods);
   add_file_methods(L);
 }
 
@@ -367,11 +368,11 @@ int l_quote(lua_State* L) {
 
 int open_module(lua_State* L) {
   lua_newtable(L);
-  lua_pushcfunction(L, l_quote);
+  push_fn(L, l_quote);
   lua_setfield(L, -2, "quote");
-  lua_pushcfunction(L, l_exec);
+  push_fn(L, l_exec);
   lua_setfield(L, -2, "exec");
-  lua_pushcfunction(L, l_configure);
+  push_fn(L, l_configure);
   lua_setfield(L, -2, "configure");
   add_tunnel(L);
   add_file_functions(L);

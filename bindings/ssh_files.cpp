@@ -138,6 +138,7 @@ int l_upload(lua_State* L) {
   spec->local = local;
   spec->remote = remote;
   if (!std::filesystem::is_regular_file(local)) luaL_error(L, "upload: no local file '%s'", local.c_str());
+  guard(L, "upload");
   Target target = target_for(L, 1);
   {
     Op op = begin(L, "upload");
@@ -155,6 +156,7 @@ int l_write_file(lua_State* L) {
   auto spec = put_options(L, 4, "write_file");
   spec->data = std::string(data, len);
   spec->remote = remote;
+  guard(L, "write_file");
   Target target = target_for(L, 1);
   {
     Op op = begin(L, "write_file");
@@ -275,7 +277,7 @@ const luaL_Reg kFileFns[] = {{"upload", l_upload},       {"download", l_download
 
 }  // namespace
 
-void add_file_methods(lua_State* L) { luaL_setfuncs(L, kFileFns, 0); }
-void add_file_functions(lua_State* L) { luaL_setfuncs(L, kFileFns, 0); }
+void add_file_methods(lua_State* L) { set_funcs(L, kFileFns); }
+void add_file_functions(lua_State* L) { set_funcs(L, kFileFns); }
 
 }  // namespace engine::lua

@@ -29,7 +29,7 @@ int continuation(lua_State* L, int status, lua_KContext ctx) {
   return t->resume_nargs;
 }
 
-const char* const kInterruptNames[] = {"none", "timeout", "cancelled", "interrupted"};
+const char* const kInterruptNames[] = {"none", "timeout", "cancelled", "interrupted", "lease lost"};
 
 int interrupt_tostring(lua_State* L) {
   auto* i = static_cast<Interrupt*>(luaL_checkudata(L, 1, kInterruptMeta));
@@ -84,6 +84,7 @@ TaskPtr spawn(Vm& vm, lua_State* from, int nargs, std::string host, std::functio
     vm.idle_threads.pop_back();
   } else {
     t->co = lua_newthread(from);
+    lua_sethook(t->co, nullptr, 0, 0);  // not the busy hook of the task that spawned it
     t->ref = luaL_ref(from, LUA_REGISTRYINDEX);
   }
   lua_xmove(from, t->co, nargs + 1);
@@ -115,7 +116,9 @@ void resume(Task& t, int nargs) {
   t.resume_nargs = nargs;
   int nres = 0;
   log::set_current_step(t.steps.empty() ? std::string() : t.steps.back());
+  busy_enter(t.co);
   int status = lua_resume(t.co, nullptr, nargs, &nres);
+  busy_leave(t.co);
   log::set_current_step(std::string());
   if (status == LUA_YIELD) {
     if (t.suspended) return;
@@ -175,18 +178,37 @@ void interrupt(Task& t, Interrupt why) {
   if (!t.finished && t.suspended) resume(t, 0);
 }
 
-void cancel_all(Vm& vm) {
+void cancel_all(Vm& vm, Interrupt::Kind why) {
   vm.cancelling = true;
   std::vector<TaskPtr> tasks;
   for (Task* t = vm.live; t; t = t->next_live) tasks.push_back(t->shared_from_this());
-  for (auto& t : tasks) interrupt(*t, {Interrupt::cancelled, 0});
+  for (auto& t : tasks) interrupt(*t, {why, 0});
+}
+
+void guard(lua_State* L, const char* what) {
+  Vm& vm = vm_of(L);
+  auto now = std::chrono::steady_clock::now();
+  for (auto& weak : vm.leases) {
+    auto hold = weak.lock();
+    if (!hold) continue;
+    // The monotonic clock runs on while the process is stopped: a holder thawed after SIGSTOP
+    // sees its deadline passed here before it acts, even before its timers have fired.
+    if (hold->held && now >= hold->deadline && hold->lose) hold->lose("no renewal succeeded before the renew deadline");
+    if (!hold->lost) continue;
+    if (hold->handled)
+      luaL_error(L, "%s: refused, the lease %s is lost (%s)", what, hold->name.c_str(), hold->why.c_str());
+    log::emit(log::Level::error, current_task(L) ? current_task(L)->host : "", "refused: the lease is lost",
+              {{"call", what}, {"lease", hold->name}});
+    push_interrupt(L, {Interrupt::lease_lost, 0});
+    lua_error(L);
+  }
 }
 
 void push_interrupt(lua_State* L, Interrupt i) {
   auto* p = static_cast<Interrupt*>(lua_newuserdatauv(L, sizeof(Interrupt), 0));
   *p = i;
   if (luaL_newmetatable(L, kInterruptMeta)) {
-    lua_pushcfunction(L, interrupt_tostring);
+    push_fn(L, interrupt_tostring);
     lua_setfield(L, -2, "__tostring");
   }
   lua_setmetatable(L, -2);

@@ -33,11 +33,23 @@ using json = nlohmann::json;
 
 // Why a suspended task is woken with an error instead of its operation's result.
 struct Interrupt {
-  enum Kind { none, timeout, cancelled, interrupted } kind = none;
+  enum Kind { none, timeout, cancelled, interrupted, lease_lost } kind = none;
   uint64_t deadline = 0;  // which timeout() armed it
 };
 
 struct Vm;
+
+// A cluster lease this run holds (k8s.lease, bindings/k8s_lease.cpp). Calls that change something
+// check it first (guard()): past `deadline` without a renewal the server answered, it is lost
+// whatever the network says, as client-go's leader election has it.
+struct LeaseHold {
+  std::string name;  // namespace/name, for messages
+  std::chrono::steady_clock::time_point deadline;
+  bool held = false, lost = false;
+  bool handled = false;  // the runbook passed on_lost: it decides; nothing is cancelled for it
+  std::string why;
+  std::function<void(const std::string& why)> lose;  // marks it lost: logs, then cancels or calls on_lost
+};
 
 // One Lua coroutine driven by the engine: the runbook's run(), or one host's work in fleet.each.
 struct Task : std::enable_shared_from_this<Task> {
@@ -105,6 +117,9 @@ struct Vm {
   // a fleet of short tasks then allocates no new thread per host, and the collector has no dead
   // threads to sweep. Capped; the rest are released.
   std::vector<std::pair<lua_State*, int>> idle_threads;
+  std::vector<std::weak_ptr<LeaseHold>> leases;  // taken by this run (released ones expire)
+  unsigned signals_acted = 0;  // signals_received() when the loop or the busy hook last acted on one
+  std::string lease_lost;  // why the run lost its lease, once it has
 };
 
 Vm& vm_of(lua_State* L);
@@ -136,8 +151,27 @@ void complete(const Op& op, const std::function<int(lua_State*)>& push, bool rai
 
 // Wakes a task with an interrupt (its pending operation cancelled), now if it is suspended.
 void interrupt(Task& t, Interrupt why);
-// Ctrl-C twice: every task in flight is cancelled.
-void cancel_all(Vm& vm);
+// Ctrl-C twice (or a lost lease): every task in flight is cancelled.
+void cancel_all(Vm& vm, Interrupt::Kind why = Interrupt::cancelled);
+// Before a call that changes something (`what` names it): raises if a lease this run holds is lost
+// or past its renew deadline. Uncatchable, unless the runbook handles the loss with on_lost.
+void guard(lua_State* L, const char* what);
+
+// A runbook that computes without waiting (`while true do end`) never returns to the event loop, so
+// neither timers nor signals reach it (bindings/busy.cpp). Lua runs between busy_enter and
+// busy_leave; a watchdog thread that sees one stretch last longer than kBusyAfter, or a signal,
+// arms a count hook on that coroutine (as lua.c does on Ctrl-C), which checks the task's deadlines,
+// signals the loop has not seen, and the run's lease every kBusyCheck instructions. Runbooks that
+// wait pay nothing for it.
+constexpr int kBusyCheck = 1 << 20;
+constexpr std::chrono::milliseconds kBusyAfter{200};
+void busy_enter(lua_State* co);
+void busy_leave(lua_State* co);
+// Counts SIGINT/SIGTERM as they arrive (then hands them to the handler before it: Asio's).
+void count_signals(int sig);
+unsigned signals_received();
+// Starts the watchdog; it stops when the returned object is destroyed.
+std::shared_ptr<void> watch_busy();
 
 // Interrupt values as Lua sees them: raised errors that sandboxed pcall re-raises.
 void push_interrupt(lua_State* L, Interrupt i);
@@ -147,9 +181,20 @@ const Interrupt* to_interrupt(lua_State* L, int idx);
 // The error at the top of a finished coroutine as text (interrupts as "timeout", "cancelled", ...).
 std::string error_text(lua_State* co, int idx = -1);
 
-// Lua ↔ JSON, in one place. Integers stay 64-bit integers.
+// Lua ↔ JSON, in one place. Integers stay 64-bit integers. to_json raises on a table that
+// contains itself or is nested too deep.
 void push_json(lua_State* L, const json& v);
 json to_json(lua_State* L, int idx);
+// Marks the table at idx as a JSON array, so an empty one is written as [] (not {}).
+void mark_json_array(lua_State* L, int idx);
+
+// Every C function Lua can call is pushed through these: a C++ exception thrown inside it becomes a
+// Lua error with its message (Lua built as C++ would otherwise catch it as an unknown error and
+// report whatever value was on the stack). nup upvalues are taken from the stack as with
+// lua_pushcclosure, and keep their indexes.
+void push_fn(lua_State* L, lua_CFunction f, int nup = 0);
+void set_funcs(lua_State* L, const luaL_Reg* fns);  // luaL_setfuncs(L, fns, 0), through push_fn
+void new_lib(lua_State* L, const luaL_Reg* fns);    // luaL_newlib, through push_fn
 
 // Module registration: each binding file adds its module to package.loaded-like registry table.
 void open_log(lua_State* L);

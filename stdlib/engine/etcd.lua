@@ -119,6 +119,7 @@ end
 
 --- disarm(alarm, endpoint): DEACTIVATE an alarm ({member_id, alarm} from alarms()).
 function M.disarm(alarm, ep)
+  native.guard("etcd.disarm")
   if http.dry_run() then log.info("dry-run: would disarm", { alarm = alarm.alarm, member = alarm.member_id }) return true end
   local r, err, msg = call(ep, "/v3/maintenance/alarm", { action = "DEACTIVATE", memberID = alarm.member_id, alarm = alarm.alarm })
   if not r then return nil, err, msg end
@@ -181,6 +182,7 @@ end
 
 --- defrag(endpoint) → true | nil, err, message
 function M.defrag(ep)
+  native.guard("etcd.defrag")
   if http.dry_run() then log.info("dry-run: would defragment", { endpoint = endpoint_of(ep) }) return true end
   local r, err, msg = call(ep, "/v3/maintenance/defragment", {}, 300)
   if not r then return nil, err, msg end
@@ -189,6 +191,7 @@ end
 
 --- compact(revision, {physical = true}) → true | nil, err, message
 function M.compact(revision, opts)
+  native.guard("etcd.compact")
   if http.dry_run() then log.info("dry-run: would compact", { revision = revision }) return true end
   local r, err, msg = call(nil, "/v3/kv/compaction", { revision = tostring(revision), physical = not opts or opts.physical ~= false })
   if not r then return nil, err, msg end
@@ -225,6 +228,7 @@ end
 
 --- put(key, value) → true | nil, err, message
 function M.put(key, value)
+  native.guard("etcd.put")
   if http.dry_run() then log.info("dry-run: would put", { key = key }) return true end
   local r, err, msg = call(nil, "/v3/kv/put", { key = http.base64_encode(key), value = http.base64_encode(value) })
   if not r then return nil, err, msg end
@@ -233,6 +237,7 @@ end
 
 --- delete(key, {prefix}) → number deleted | nil, err, message
 function M.delete(key, opts)
+  native.guard("etcd.delete")
   if http.dry_run() then log.info("dry-run: would delete", { key = key }) return 0 end
   local body = { key = http.base64_encode(key) }
   if opts and opts.prefix then body.range_end = http.base64_encode(range_end(key)) end

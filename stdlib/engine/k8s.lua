@@ -13,9 +13,10 @@ local M = {}
 M.CORDONED_BY = "engine.dev/cordoned-by"
 
 M.configure = api.configure
---- lease(name, {ttl = 60, namespace = "kube-system"}) → lease | nil, "held", message
+--- lease(name, {ttl = 60, namespace = "kube-system", on_lost = fn}) → lease | nil, "held", message
 --- Held by this run and renewed every ttl/3 until lease:release(), the end of a <close> scope, or the
 --- end of the run; another run is refused while it is renewed, and may take it over once it lapses.
+--- Lost once no renewal succeeds for 2/3 of the TTL: calls that change something then stop the run.
 M.lease = api.lease
 M.requests = api.requests
 M.identity = api.identity

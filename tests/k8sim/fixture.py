@@ -62,9 +62,9 @@ class Cluster:
             raise RuntimeError("k8sim did not start: " + line + self.proc.stderr.read())
         self.kubeconfig = self.write_kubeconfig("kubeconfig")
 
-    def write_kubeconfig(self, name, inline=False, user=None, context="sim"):
+    def write_kubeconfig(self, name, inline=False, user=None, context="sim", server=None):
         d = self.dir
-        cluster = {"server": self.server}
+        cluster = {"server": server or self.server}
         if inline:
             cluster["certificate-authority-data"] = b64(f"{d}/ca.crt")
         else:

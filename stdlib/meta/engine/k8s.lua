@@ -122,8 +122,12 @@ function k8s.drain_plan(node, opts) end
 ---@param opts? engine.k8s.DrainOptions
 ---@return {evicted: integer, skipped: table}|nil, string|nil, string|nil, table|nil
 function k8s.drain(node, opts) end
---- A coordination.k8s.io/v1 Lease held by this run and renewed every ttl/3. Yields.
----@param opts? {ttl?: integer, namespace?: string}
+--- A coordination.k8s.io/v1 Lease held by this run and renewed every ttl/3. Lost once no renewal
+--- succeeded for 2/3 of the TTL: then every call that changes something (step, exec without
+--- read_only, upload, write_file, non-GET API calls, etcd writes) stops the run, or, with on_lost,
+--- raises a catchable error and on_lost(why) runs. Yields.
+---@param name string a DNS-1123 name
+---@param opts? {ttl?: integer, namespace?: string, on_lost?: fun(why: string)}
 ---@return engine.k8s.Lease|nil, string|nil, string|nil
 function k8s.lease(name, opts) end
 --- Copies node labels into host variables (host.vars[var] = the node's label), for max_per.
