@@ -10,6 +10,7 @@
 #include <nlohmann/json.hpp>
 
 #include "engine/core/hash.hpp"
+#include "engine/core/safe_file.hpp"
 #include "engine/ssh/known_hosts.hpp"
 
 namespace engine::etcd {
@@ -140,7 +141,7 @@ struct Writer {
 }  // namespace
 
 std::function<void()> snapshot(http::Client& client, const std::string& endpoint, const http::Tls& tls, const std::string& path,
-                               std::function<void(SnapshotResult)> done) {
+                               std::function<void(SnapshotResult)> done, double idle_timeout) {
   auto w = std::make_shared<Writer>();
   w->path = path;
   w->part = path + ".part";
@@ -151,10 +152,11 @@ std::function<void()> snapshot(http::Client& client, const std::string& endpoint
     std::filesystem::create_directories(dir, ec);
     if (!ec) std::filesystem::permissions(dir, std::filesystem::perms::owner_all, ec);
   }
-  w->fd = ::open(w->part.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+  std::string why;
+  w->fd = create_part(w->path, w->part, 0600, why);
   if (w->fd < 0) {
     SnapshotResult r;
-    r.error = "cannot create " + w->part + ": " + std::strerror(errno);
+    r.error = why;
     r.error_word = "failed";
     w->part.clear();
     done(r);
@@ -165,7 +167,8 @@ std::function<void()> snapshot(http::Client& client, const std::string& endpoint
   http::Request req;
   req.method = "POST";
   req.tls = tls;
-  req.timeout = 0;
+  req.timeout = 0;  // a large database takes as long as it takes: only a stalled stream fails
+  req.idle_timeout = idle_timeout;
   req.max_retries = 0;
   // Over TLS (HTTP/2 by ALPN) the snapshot is taken over gRPC, as etcdctl does: the JSON gateway
   // base64-encodes the whole database inside etcd, which costs the server three times the CPU.
@@ -189,6 +192,9 @@ std::function<void()> snapshot(http::Client& client, const std::string& endpoint
       done(r);  // ~Writer removes .part
     };
     if (!w->failure.empty()) return fail("failed", w->failure);
+    // A peer that went silent (the idle timeout) is a timeout, whether or not data came before.
+    if (resp.timed_out)
+      return fail("timeout", "the snapshot stream stalled after " + std::to_string(w->size) + " bytes: " + resp.error);
     // A transfer that broke after data came is a cut stream, whatever curl calls it.
     if ((resp.status == 200 && !resp.error.empty()) || (resp.status == 0 && w->size > 0))
       return fail("cut", "the snapshot stream was cut after " + std::to_string(w->size) + " bytes: " + resp.error);
@@ -212,14 +218,12 @@ std::function<void()> snapshot(http::Client& client, const std::string& endpoint
     EVP_DigestFinal_ex(w->body_hash, body, &n);
     EVP_DigestFinal_ex(w->file_hash, file, &n);
     if (std::memcmp(body, w->tail.data(), 32) != 0) return fail("corrupt", "the snapshot's sha256 trailer does not match its data");
-    if (::fsync(w->fd) != 0) return fail("failed", std::string("fsync: ") + std::strerror(errno));
-    ::close(w->fd);
+    int fd = w->fd;
     w->fd = -1;
-    if (::rename(w->part.c_str(), w->path.c_str()) != 0) return fail("failed", std::string("rename: ") + std::strerror(errno));
-    w->part.clear();
-    std::string dir = std::filesystem::path(w->path).parent_path().string();
-    int dfd = ::open(dir.empty() ? "." : dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (dfd >= 0) ::fsync(dfd), ::close(dfd);  // the rename itself survives a crash
+    std::string why;
+    bool committed = commit_part(fd, w->part, w->path, why);
+    w->part.clear();  // commit_part removed it if it failed
+    if (!committed) return fail("failed", why);
     r.size = w->size;
     r.sha256 = hex(file, 32);
     done(r);

@@ -19,8 +19,10 @@ struct SnapshotResult {
   std::string error_word;  // "timeout", "unreachable", "cut", "corrupt", "failed"
 };
 
-// Streams /v3/maintenance/snapshot from `endpoint` (https://host:2379) into `path`.
+// Streams /v3/maintenance/snapshot from `endpoint` (https://host:2379) into `path` (mode 0600,
+// created without following anything placed at PATH.part). A stream with no byte for
+// idle_timeout seconds fails as "timeout"; there is no total timeout.
 std::function<void()> snapshot(http::Client& client, const std::string& endpoint, const http::Tls& tls, const std::string& path,
-                               std::function<void(SnapshotResult)> done);
+                               std::function<void(SnapshotResult)> done, double idle_timeout = 60);
 
 }  // namespace engine::etcd

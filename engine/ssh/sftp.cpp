@@ -8,6 +8,7 @@
 #include <cstring>
 #include <filesystem>
 
+#include "engine/core/safe_file.hpp"
 #include "engine/ssh/session.hpp"
 
 namespace engine::ssh {
@@ -235,8 +236,9 @@ class GetOp : public SftpOp {
         return fail(s, sftp_failure(s, "open " + remote_));
       }
       if (!local_.empty()) {
-        fd_ = ::open((local_ + ".part").c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-        if (fd_ < 0) return fail(s, Failure{Error::failed, "local " + local_ + ".part: " + std::strerror(errno)});
+        std::string why;
+        fd_ = create_part(local_, local_ + ".part", 0600, why);
+        if (fd_ < 0) return fail(s, Failure{Error::failed, why});
       }
     }
     bool progress = false;
@@ -259,13 +261,10 @@ class GetOp : public SftpOp {
       }
     }
     if (fd_ >= 0) {
-      bool ok = ::fsync(fd_) == 0;
-      ::close(fd_);
+      int fd = fd_;
       fd_ = -1;
-      if (!ok || ::rename((local_ + ".part").c_str(), local_.c_str()) != 0) {
-        ::unlink((local_ + ".part").c_str());
-        return fail(s, Failure{Error::failed, "local " + local_ + ": " + std::strerror(errno)});
-      }
+      std::string why;
+      if (!commit_part(fd, local_ + ".part", local_, why)) return fail(s, Failure{Error::failed, why});
     }
     return teardown(s);
   }

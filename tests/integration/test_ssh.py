@@ -329,6 +329,28 @@ class TestFiles(SshTest):
         self.assertEqual(hashlib.sha256(open(back, "rb").read()).hexdigest(), want)
         self.assertEqual(os.listdir(home), ["engine-upload.bin"])  # no temporary file left behind
 
+    def test_a_download_refuses_a_symlink_at_its_part_file_or_destination(self):
+        d = tempfile.mkdtemp(prefix="engine-dl-")
+        self.addCleanup(shutil.rmtree, d, True)
+        victim = os.path.join(d, "victim")
+        with open(victim, "w") as f:
+            f.write("precious\n")
+        os.symlink(victim, os.path.join(d, "a.part"))
+        os.symlink(victim, os.path.join(d, "b"))
+        out = self.ok(self.runbook(f"""
+    local h = inv:host("n1")
+    for _, name in ipairs {{ "a", "b" }} do
+      local r, err, detail = h:download("/etc/hostname", "{d}/" .. name)
+      print("ERR", name, err, detail)
+    end
+    assert(h:download("/etc/hostname", "{d}/c"))
+""", self.inventory(self.node())))
+        self.assertIn(f"ERR\ta\tfailed\trefusing to write through the symlink at {d}/a.part", out)
+        self.assertIn(f"ERR\tb\tfailed\trefusing to write through the symlink at {d}/b", out)
+        with open(victim) as f:
+            self.assertEqual(f.read(), "precious\n")
+        self.assertEqual(os.stat(os.path.join(d, "c")).st_mode & 0o777, 0o600)
+
     def test_read_write_stat_exists_and_sudo_writes(self):
         d = tempfile.mkdtemp(prefix="engine-root-only-")
         self.addCleanup(shutil.rmtree, d, True)
