@@ -34,6 +34,11 @@ int l_snapshot(lua_State* L) {
   tls.ca_data = field(L, 3, "ca_data");
   tls.cert_data = field(L, 3, "cert_data");
   tls.key_data = field(L, 3, "key_data");
+  double idle = 60;
+  if (lua_istable(L, 3)) {
+    if (lua_getfield(L, 3, "idle_timeout") == LUA_TNUMBER) idle = lua_tonumber(L, -1);
+    lua_pop(L, 1);
+  }
   Vm& vm = vm_of(L);
   {
     Op op = begin(L, "etcd.snapshot");
@@ -52,7 +57,7 @@ int l_snapshot(lua_State* L) {
         lua_setfield(co, -2, "sha256");
         return 1;
       });
-    });
+    }, idle);
     arm(op, cancel);
   }
   return suspend(L);

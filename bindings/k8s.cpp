@@ -244,6 +244,7 @@ int l_watch(lua_State* L) {
   w->io = &vm_of(L).io;
   k8s::CallOptions opts;
   opts.timeout = 0;
+  opts.idle_timeout = 0;  // a quiet watch is not a dead one; its own timeoutSeconds ends it
   std::weak_ptr<Watch> weak = w;
   opts.on_data = [weak](std::string_view chunk) {
     auto w = weak.lock();

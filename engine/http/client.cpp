@@ -8,7 +8,9 @@
 #include <chrono>
 #include <cmath>
 #include <mutex>
+#include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <random>
 
 namespace engine::http {
@@ -139,6 +141,39 @@ struct Client::Impl {
   }
 
   // --- one attempt ------------------------------------------------------------------------
+  // ENGINE_HTTP_DEBUG's trace: curl's verbose lines, with credentials (Authorization and
+  // Proxy-Authorization headers, cookies, user:password in URLs) replaced by <redacted>, and bodies
+  // shown by their size only.
+  static int debug_trace(CURL*, curl_infotype type, char* data, size_t size, void*) {
+    static const char* const kPrefix[] = {"* ", "< ", "> ", "", "", "", ""};
+    if (type == CURLINFO_DATA_IN || type == CURLINFO_DATA_OUT) {
+      std::fprintf(stderr, "%s %zu bytes of body\n", type == CURLINFO_DATA_IN ? "<=" : "=>", size);
+      return 0;
+    }
+    if (type != CURLINFO_TEXT && type != CURLINFO_HEADER_IN && type != CURLINFO_HEADER_OUT) return 0;
+    std::string text(data, size);
+    std::string out;
+    size_t pos = 0;
+    while (pos < text.size()) {
+      size_t end = text.find('\n', pos);
+      std::string line = text.substr(pos, end == std::string::npos ? std::string::npos : end - pos);
+      pos = end == std::string::npos ? text.size() : end + 1;
+      if (!line.empty() && line.back() == '\r') line.pop_back();
+      std::string lower = line;
+      for (auto& c : lower) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+      for (const char* h : {"authorization:", "proxy-authorization:", "cookie:", "set-cookie:"}) {
+        if (lower.rfind(h, 0) == 0) line = line.substr(0, std::strlen(h)) + " <redacted>";
+      }
+      // scheme://user:password@host
+      if (auto at = line.find('@'), scheme = line.find("://"); scheme != std::string::npos && at != std::string::npos &&
+                                                                 at > scheme && line.find('/', scheme + 3) > at)
+        line = line.substr(0, scheme + 3) + "<redacted>" + line.substr(at);
+      if (!line.empty()) out += std::string(kPrefix[type]) + line + "\n";
+    }
+    std::fputs(out.c_str(), stderr);
+    return 0;
+  }
+
   static size_t on_body(char* p, size_t size, size_t n, void* ud) {
     auto* t = static_cast<Transfer*>(ud);
     size_t len = size * n;
@@ -207,9 +242,17 @@ struct Client::Impl {
     curl_easy_setopt(e, CURLOPT_HTTP_VERSION, CURL_HTTP_VERSION_2TLS);
     curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, 10000L);
     if (r.timeout > 0) curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, static_cast<long>(r.timeout * 1000));
+    if (r.idle_timeout > 0) {
+      // Below 1 byte/s for idle_timeout seconds: curl reports CURLE_OPERATION_TIMEDOUT.
+      curl_easy_setopt(e, CURLOPT_LOW_SPEED_LIMIT, 1L);
+      curl_easy_setopt(e, CURLOPT_LOW_SPEED_TIME, std::max(1L, static_cast<long>(std::ceil(r.idle_timeout))));
+    }
     curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
-    static const bool verbose = std::getenv("ENGINE_HTTP_DEBUG") != nullptr;  // curl's own trace, on stderr
-    if (verbose) curl_easy_setopt(e, CURLOPT_VERBOSE, 1L);
+    static const bool verbose = std::getenv("ENGINE_HTTP_DEBUG") != nullptr;  // curl's trace, on stderr, redacted
+    if (verbose) {
+      curl_easy_setopt(e, CURLOPT_DEBUGFUNCTION, &debug_trace);
+      curl_easy_setopt(e, CURLOPT_VERBOSE, 1L);
+    }
     const Tls& tls = r.tls;
     if (tls.insecure) {
       curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, 0L);

@@ -31,6 +31,10 @@ struct Request {
   std::string bearer;
   Tls tls;
   double timeout = 30;  // seconds for the whole exchange; 0: none (watches)
+  // Seconds without a byte received (or sent) before the exchange is given up as "timeout": a peer
+  // that stalls mid-body (a snapshot stream stopped half way) ends here even without a total
+  // timeout. 0: none (watches, and calls whose server answers only when done, e.g. defragment).
+  double idle_timeout = 60;
   // Streamed bodies: called with each chunk as it arrives instead of collecting it; return false
   // to stop the transfer.
   std::function<bool(std::string_view)> on_data;

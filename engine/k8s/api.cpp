@@ -61,6 +61,7 @@ std::function<void()> Api::call(const std::string& method, const std::string& pa
     req.bearer = token;
     req.body = std::move(body);
     req.timeout = opts.timeout;
+    req.idle_timeout = opts.idle_timeout;
     req.on_data = opts.on_data;
     if (!opts.retry) req.max_retries = 0;
     req.headers.push_back({"Accept", "application/json"});

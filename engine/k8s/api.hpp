@@ -36,6 +36,7 @@ struct Resource {
 struct CallOptions {
   std::string content_type = "application/json";
   double timeout = 30;
+  double idle_timeout = 60;  // no byte for this long: "timeout" (0 for watches)
   bool retry = true;  // retries on 429/5xx; off where the caller handles 429 itself (evictions)
   std::function<bool(std::string_view)> on_data;  // streaming (watches)
 };

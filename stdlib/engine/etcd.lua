@@ -16,10 +16,11 @@ local settings = {
 }
 
 --- configure{endpoints = {"https://10.0.0.1:2379", ...}, ca_file, cert_file, key_file, ca_data,
---- cert_data, key_data (PEM held in memory), timeout}
+--- cert_data, key_data (PEM held in memory), timeout, idle_timeout (a snapshot stream that sends
+--- nothing for this many seconds fails as "timeout"; default 60)}
 function M.configure(opts)
   local allowed = { endpoints = true, ca_file = true, cert_file = true, key_file = true, ca_data = true,
-    cert_data = true, key_data = true, timeout = true }
+    cert_data = true, key_data = true, timeout = true, idle_timeout = true }
   for k, v in pairs(opts) do
     if not allowed[k] then error("etcd.configure: unknown option '" .. tostring(k) .. "'", 2) end
     settings[k] = v
@@ -62,9 +63,11 @@ local function endpoint_of(ep)
 end
 
 -- POST a gateway call; returns the decoded answer or nil, err, message.
-local function call(ep, path, body, timeout)
+-- A call whose answer comes only when it is done (defragment) passes idle_timeout = 0.
+local function call(ep, path, body, timeout, idle_timeout)
   local r, err, msg = http.request(tls { method = "POST", url = endpoint_of(ep) .. path, body = http.json_encode(body or {}),
-    headers = { ["Content-Type"] = "application/json" }, timeout = timeout or settings.timeout or 10, retries = 1 })
+    headers = { ["Content-Type"] = "application/json" }, timeout = timeout or settings.timeout or 10, retries = 1,
+    idle_timeout = idle_timeout })
   if not r then return nil, err, msg end
   local out = http.json_decode(r.body)
   if r.status ~= 200 then
@@ -173,7 +176,8 @@ function M.snapshot(ep, path)
   local st, err, msg = M.status(ep)
   if not st then return nil, err, msg end
   local r, e2, m2 = native.snapshot(ep, path, { ca_file = settings.ca_file, cert_file = settings.cert_file,
-    key_file = settings.key_file, ca_data = settings.ca_data, cert_data = settings.cert_data, key_data = settings.key_data })
+    key_file = settings.key_file, ca_data = settings.ca_data, cert_data = settings.cert_data, key_data = settings.key_data,
+    idle_timeout = settings.idle_timeout })
   if not r then return nil, e2, m2 end
   r.revision = st.revision
   log.info("etcd snapshot taken", { path = path, size = r.size, sha256 = r.sha256, revision = st.revision })
@@ -184,7 +188,7 @@ end
 function M.defrag(ep)
   native.guard("etcd.defrag")
   if http.dry_run() then log.info("dry-run: would defragment", { endpoint = endpoint_of(ep) }) return true end
-  local r, err, msg = call(ep, "/v3/maintenance/defragment", {}, 300)
+  local r, err, msg = call(ep, "/v3/maintenance/defragment", {}, 300, 0)
   if not r then return nil, err, msg end
   return true
 end

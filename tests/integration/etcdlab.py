@@ -123,10 +123,13 @@ class EtcdCluster:
 
 
 class CuttingProxy:
-    """A TCP proxy that passes `limit` bytes from the server, then cuts both sides."""
+    """A TCP proxy that passes `limit` bytes from the server, then cuts both sides, or with
+    stall=True goes silent: the connection stays open and nothing more passes, until stop()."""
 
-    def __init__(self, target_port, limit):
+    def __init__(self, target_port, limit, stall=False):
         self.limit = limit
+        self.stall = stall
+        self.stopped = threading.Event()
         self.target = target_port
         self.sock = socket.socket()
         self.sock.bind(("127.0.0.1", 0))
@@ -144,8 +147,7 @@ class CuttingProxy:
             threading.Thread(target=self.pipe, args=(c, s, None), daemon=True).start()
             threading.Thread(target=self.pipe, args=(s, c, self.limit), daemon=True).start()
 
-    @staticmethod
-    def pipe(a, b, limit):
+    def pipe(self, a, b, limit):
         sent = 0
         try:
             while True:
@@ -154,6 +156,8 @@ class CuttingProxy:
                     break
                 if limit is not None and sent + len(data) > limit:
                     b.sendall(data[:limit - sent])
+                    if self.stall:
+                        self.stopped.wait(120)  # silent, not closed: only an idle timeout notices
                     break
                 b.sendall(data)
                 sent += len(data)
@@ -167,4 +171,5 @@ class CuttingProxy:
                 pass
 
     def stop(self):
+        self.stopped.set()
         self.sock.close()

@@ -118,6 +118,45 @@ class TestEtcd(unittest.TestCase):
         finally:
             proxy.stop()
 
+    def test_3b_a_stalled_snapshot_stream_times_out_and_leaves_no_file(self):
+        proxy = etcdlab.CuttingProxy(self.cluster.client_ports[0], limit=800_000, stall=True)
+        try:
+            path = os.path.join(self.tmp, "stalled.db")
+            t0 = time.monotonic()
+            out = self.ok(self.run_lua(f"""
+    etcd.configure {{ idle_timeout = 2 }}
+    local r, err, msg = etcd.snapshot("https://127.0.0.1:{proxy.port}", "{path}")
+    assert(r == nil, "a stalled stream gave a snapshot")
+    print("ERR", err, msg)
+"""))
+            self.assertLess(time.monotonic() - t0, 60)  # a bound, not a benchmark: without it, it hangs forever
+            self.assertRegex(out, r"ERR\ttimeout\t")
+            self.assertFalse([p for p in os.listdir(self.tmp) if p.startswith("stalled.db")])
+        finally:
+            proxy.stop()
+
+    def test_3c_a_symlink_at_the_snapshot_or_its_part_file_is_refused(self):
+        victim = os.path.join(self.tmp, "victim")
+        with open(victim, "w") as f:
+            f.write("precious\n")
+        os.chmod(victim, 0o644)
+        for link in ("viapart.db.part", "viadest.db"):
+            os.symlink(victim, os.path.join(self.tmp, link))
+        out = self.ok(self.run_lua(f"""
+    for _, name in ipairs {{ "viapart.db", "viadest.db" }} do
+      local r, err, msg = etcd.snapshot(nil, "{self.tmp}/" .. name)
+      print("ERR", name, err, msg)
+    end
+    local r = assert(etcd.snapshot(nil, "{self.tmp}/fresh.db"))
+"""))
+        self.assertIn(f"ERR\tviapart.db\tfailed\trefusing to write through the symlink at {self.tmp}/viapart.db.part", out)
+        self.assertIn(f"ERR\tviadest.db\tfailed\trefusing to write through the symlink at {self.tmp}/viadest.db", out)
+        with open(victim) as f:
+            self.assertEqual(f.read(), "precious\n")
+        self.assertEqual(os.stat(victim).st_mode & 0o777, 0o644)
+        # A snapshot holds every Secret of the cluster: only its owner reads it, whatever the umask.
+        self.assertEqual(os.stat(os.path.join(self.tmp, "fresh.db")).st_mode & 0o777, 0o600)
+
     def test_4_defrag_all_one_member_at_a_time_leader_last(self):
         out = self.ok(self.run_lua("""
     local leader = assert(etcd.status()).leader

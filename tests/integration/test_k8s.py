@@ -203,6 +203,14 @@ class TestAuth(K8sTest):
     assert(n == nil and err == "unauthorized", tostring(err))
 """, kubeconfig=bad))
 
+    def test_the_http_debug_trace_redacts_credentials(self):
+        good = self.cluster.write_kubeconfig("tok.kubeconfig", user={"token": "test-token"})
+        r = self.run_lua('assert(k8s.get("nodes", "w1"))', kubeconfig=good, env={**os.environ, "ENGINE_HTTP_DEBUG": "1"})
+        self.ok(r)
+        self.assertIn("> GET /api/v1/nodes/w1", r.stderr)  # the trace is there
+        self.assertIn("> Authorization: <redacted>", r.stderr)
+        self.assertNotIn("test-token", r.stdout + r.stderr)
+
     def test_an_exec_plugin_token_is_used_cached_and_refreshed(self):
         counter = os.path.join(self.tmp, "count")
         plugin = os.path.join(self.tmp, "plugin.sh")
