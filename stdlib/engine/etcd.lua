@@ -307,10 +307,26 @@ end
 
 -- A file on a node, read with sudo (kubeadm's etcd keys are root's, 0600).
 local function node_file(host, path, sudo)
-  local r, err, msg = host:exec("cat " .. path, { sudo = sudo ~= false, read_only = true, timeout = 30 })
+  local q = require("engine.ssh").quote
+  local r, err, msg = host:exec("cat -- " .. q(path), { sudo = sudo ~= false, read_only = true, timeout = 30 })
   if not r then return nil, err, msg end
   if r.code ~= 0 then return nil, "failed", "reading " .. path .. " on " .. host.name .. ": " .. r.stderr end
   return r.stdout
+end
+
+-- An address and port that go into an etcdctl command line: strict shapes only (an IP, a
+-- hostname or a bracketed IPv6 address; a port number). Anything else raises, naming the value.
+local function endpoint_parts(address, port, what)
+  address = address or "127.0.0.1"
+  port = port or 2379
+  if type(address) ~= "string" or not (address:match("^[%w][%w%.%-]*$") or address:match("^%[[%x:%.]+%]$")) then
+    error(string.format("%s: address %q is not an IP address or host name", what, tostring(address)), 3)
+  end
+  local n = math.tointeger(tonumber(port))
+  if not n or n < 1 or n > 65535 then
+    error(string.format("%s: port %q is not a port number", what, tostring(port)), 3)
+  end
+  return address, n
 end
 
 local function pki_paths(opts)
@@ -324,6 +340,7 @@ end
 --- (never written here). Keep the tunnel as long as etcd calls are made.
 function M.via_node(host, opts)
   opts = opts or {}
+  local address, port = endpoint_parts(opts.address, opts.port, "etcd.via_node")
   local ssh = require "engine.ssh"
   local ca_path, cert_path, key_path = pki_paths(opts)
   local ca, err, msg = node_file(host, ca_path, opts.sudo)
@@ -333,7 +350,7 @@ function M.via_node(host, opts)
   local key, e3, m3 = node_file(host, key_path, opts.sudo)
   if not key then return nil, e3, m3 end
   log.secret(key)
-  local t, e4, m4 = ssh.tunnel(host, opts.address or "127.0.0.1", opts.port or 2379)
+  local t, e4, m4 = ssh.tunnel(host, address, port)
   if not t then return nil, e4, m4 end
   M.configure { endpoints = { "https://127.0.0.1:" .. t.port }, ca_data = ca, cert_data = cert, key_data = key }
   return t
@@ -346,11 +363,14 @@ function M.snapshot_via_ssh(host, path, opts)
   opts = opts or {}
   if http.dry_run() then log.info("dry-run: would take a snapshot on the node", { node = host.name, path = path }) return { dry_run = true } end
   local ca, cert, key = pki_paths(opts)
+  local address, port = endpoint_parts(opts.address, opts.port, "etcd.snapshot_via_ssh")
   local remote = (opts.remote_dir or "/var/tmp") .. "/engine-snapshot-" .. math.random(1, 1e9) .. ".db"
   local q = require("engine.ssh").quote
-  local cmd = table.concat({ "ETCDCTL_API=3 etcdctl --endpoints=https://" .. (opts.address or "127.0.0.1") .. ":" .. (opts.port or 2379),
-    "--cacert=" .. q(ca), "--cert=" .. q(cert), "--key=" .. q(key), "snapshot save", q(remote),
-    "&& chmod 0644", q(remote), "&& sha256sum", q(remote) }, " ")
+  -- The copy holds every Secret of the cluster: readable by the login user only (sudo's SUDO_UID),
+  -- for the SFTP download that follows, never by everyone.
+  local cmd = table.concat({ "ETCDCTL_API=3 etcdctl", q("--endpoints=https://" .. address .. ":" .. port),
+    q("--cacert=" .. ca), q("--cert=" .. cert), q("--key=" .. key), "snapshot save", q(remote),
+    "&& chown \"${SUDO_UID:-0}\"", q(remote), "&& chmod 0600", q(remote), "&& sha256sum", q(remote) }, " ")
   local r, err, msg = host:exec(cmd, { sudo = opts.sudo ~= false, timeout = opts.timeout or 600 })
   if not r then return nil, err, msg end
   if r.code ~= 0 then return nil, "failed", "etcdctl snapshot save on " .. host.name .. " exited " .. r.code .. ": " .. r.stderr end

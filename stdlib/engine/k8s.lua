@@ -48,13 +48,30 @@ local function query(params)
   return #parts > 0 and ("?" .. table.concat(parts, "&")) or ""
 end
 
+-- A name reaches a URL path only if the API could hold it (no "/" or "%", not "." or "..", as
+-- the API server's path-segment rule) and then percent-escaped; a namespace is a DNS-1123 label.
+-- Anything else raises, naming the value: k8s.cordon("zz/../w1") must not cordon w1.
+local function check_name(name, what)
+  if type(name) ~= "string" or name == "" or name == "." or name == ".." or name:find("[/%%%c]") then
+    error(string.format("k8s: %q is not a valid %s", tostring(name), what), 4)
+  end
+  return escape(name)
+end
+
+local function check_namespace(ns)
+  if type(ns) ~= "string" or #ns > 63 or not ns:match("^[a-z0-9][-a-z0-9]*$") or ns:sub(-1) == "-" then
+    error(string.format("k8s: %q is not a valid namespace (a DNS-1123 label)", tostring(ns)), 4)
+  end
+  return ns
+end
+
 -- "/api/v1/namespaces/ns/pods/name/sub" for a kind.
 local function path_for(res, namespace, name, sub)
   local p = res.base
   if res.namespaced and namespace and namespace ~= "" then
-    p = p:gsub("/" .. res.plural .. "$", "") .. "/namespaces/" .. namespace .. "/" .. res.plural
+    p = p:gsub("/" .. res.plural .. "$", "") .. "/namespaces/" .. check_namespace(namespace) .. "/" .. res.plural
   end
-  if name then p = p .. "/" .. name end
+  if name then p = p .. "/" .. check_name(name, res.kind .. " name") end
   if sub then p = p .. "/" .. sub end
   return p
 end
@@ -352,7 +369,7 @@ end
 -- Evicts one pod with kubectl's rules, then waits until it is gone (404, or a new pod with its name).
 local function evict_one(p, opts)
   local ns, name, uid = p.metadata.namespace, p.metadata.name, p.metadata.uid
-  local path = "/api/v1/namespaces/" .. ns .. "/pods/" .. name
+  local path = "/api/v1/namespaces/" .. escape(ns) .. "/pods/" .. escape(name)
   while true do
     local status, body, msg, code
     if opts.disable_eviction then

@@ -158,7 +158,7 @@ end
 --- package_version(host, pkg, version) → "1.34.3-1.1": the exact package version pkgs.k8s.io offers.
 function M.package_version(h, pkg, version)
   local v = semver.format(version)
-  local r = M.run(h, "apt-cache madison " .. pkg, { read_only = true, what = "apt-cache madison " .. pkg })
+  local r = M.run(h, "apt-cache madison " .. M.quote(pkg), { read_only = true, what = "apt-cache madison " .. pkg })
   for line in r.stdout:gmatch("[^\n]+") do
     local pv = line:match("|%s*(%S+)%s*|")
     if pv and pv:sub(1, #v + 1) == v .. "-" then return pv end
@@ -186,9 +186,13 @@ function M.install(h, pkgs, version)
     end
     specs[#specs + 1] = pkg .. "=" .. (pv or (semver.format(version) .. "-*"))
   end
-  local names = table.concat(pkgs, " ")
+  -- Package names come from the runbook, versions from the node's apt-cache: both quoted.
+  local qnames, qspecs = {}, {}
+  for i, pkg in ipairs(pkgs) do qnames[i] = M.quote(pkg) end
+  for i, spec in ipairs(specs) do qspecs[i] = M.quote(spec) end
+  local names = table.concat(qnames, " ")
   M.run(h, "apt-mark unhold " .. names .. " && DEBIAN_FRONTEND=noninteractive apt-get install -y -q " ..
-    "--allow-change-held-packages " .. table.concat(specs, " ") .. " && apt-mark hold " .. names,
+    "--allow-change-held-packages " .. table.concat(qspecs, " ") .. " && apt-mark hold " .. names,
     { what = "installing " .. table.concat(specs, " "), timeout = 900 })
 end
 

@@ -179,8 +179,10 @@ class TestEtcd(unittest.TestCase):
             node = lab.sshd()
             lab.trust(node.known_hosts_line())
             inv = os.path.join(self.tmp, "inv.ini")
+            marker = os.path.join(self.tmp, "injected")
             with open(inv, "w") as f:
-                f.write(f"cp1 ansible_host=127.0.0.1 ansible_port={node.port} ansible_user={sshlab.USER}\n")
+                f.write(f"cp1 ansible_host=127.0.0.1 ansible_port={node.port} ansible_user={sshlab.USER} "
+                        f"etcd_access_address=\"127.0.0.1:1; touch {marker}; echo \"\n")
             # The cluster's PKI directory is root's (0700): only sudo on the node reads it.
             d, port = self.cluster.dir, self.cluster.client_ports[0]
             path = os.path.join(self.tmp, "node-snap.db")
@@ -197,12 +199,22 @@ return runbook {{ name = "via-node", run = function(p, inv)
   print("VIA", st.version, #assert(etcd.members()))
   local r = assert(etcd.snapshot_via_ssh(cp1, "{path}", {{ port = {port}, ca = "{d}/ca.crt", cert = "{d}/client.crt", key = "{d}/client.key" }}))
   print("NODE SNAP", r.size, r.sha256)
+  -- An inventory value with shell metacharacters never reaches the node's shell: it is refused, named.
+  local bad = cp1.vars.etcd_access_address
+  print("REFUSED", select(2, pcall(etcd.snapshot_via_ssh, cp1, "{path}.2", {{ address = bad, port = {port} }})))
+  print("REFUSED", select(2, pcall(etcd.via_node, cp1, {{ address = bad }})))
+  print("REFUSED", select(2, pcall(etcd.snapshot_via_ssh, cp1, "{path}.3", {{ port = "1; touch {marker}" }})))
 end }}
 """)
             r = subprocess.run([ENGINE, "run", script, "-i", inv, "--state-dir", os.path.join(self.tmp, "state")],
                                capture_output=True, text=True, timeout=300)
             out = self.ok(r)
             self.assertIn("VIA\t3.4", out)
+            self.assertIn('etcd.snapshot_via_ssh: address "127.0.0.1:1; touch', out)
+            self.assertIn('etcd.via_node: address "127.0.0.1:1; touch', out)
+            self.assertIn('etcd.snapshot_via_ssh: port "1; touch', out)
+            self.assertFalse(os.path.exists(marker), "an inventory value ran as a command on the node")
+            self.assertFalse(os.path.exists(path + ".2") or os.path.exists(path + ".3"))
             st = self.cluster.etcdctl("snapshot", "status", path, "-w", "json")
             self.assertEqual(st.returncode, 0, st.stderr)
             self.assertFalse(os.path.exists(path + ".part"))

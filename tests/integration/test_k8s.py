@@ -203,6 +203,24 @@ class TestAuth(K8sTest):
     assert(n == nil and err == "unauthorized", tostring(err))
 """, kubeconfig=bad))
 
+    def test_a_name_that_would_change_the_url_is_refused_and_named(self):
+        out = self.ok(self.run_lua("""
+    for _, call in ipairs {
+      function() return k8s.cordon("zz/../w1") end,
+      function() return k8s.get("pods", "..") end,
+      function() return k8s.get("pods", "web-1", { namespace = "a/../kube-system" }) end,
+      function() return k8s.delete("pods", "x%2F..%2Fy") end,
+    } do
+      print("REFUSED", select(2, pcall(call)))
+    end
+"""))
+        self.assertIn('REFUSED\t', out)
+        self.assertIn('"zz/../w1" is not a valid Node name', out)
+        self.assertIn('".." is not a valid Pod name', out)
+        self.assertIn('"a/../kube-system" is not a valid namespace', out)
+        self.assertIn('"x%2F..%2Fy" is not a valid Pod name', out)
+        self.assertFalse(self.cluster.get("/api/v1/nodes/w1")["spec"].get("unschedulable"))
+
     def test_the_http_debug_trace_redacts_credentials(self):
         good = self.cluster.write_kubeconfig("tok.kubeconfig", user={"token": "test-token"})
         r = self.run_lua('assert(k8s.get("nodes", "w1"))', kubeconfig=good, env={**os.environ, "ENGINE_HTTP_DEBUG": "1"})
