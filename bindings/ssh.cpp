@@ -4,6 +4,7 @@
 // "sudo failed"); a command's non-zero exit is a result.
 #include "bindings/ssh.hpp"
 
+#include <algorithm>
 #include <random>
 
 #include "engine/core/text.hpp"
@@ -133,6 +134,13 @@ void push_result(lua_State* co, const ExecResult& r) {
   }
 }
 
+// Reads the env block exec puts before the command's stdin (a count, then that many lines) and
+// evals it in the command's own shell.
+constexpr const char* kEnvReader =
+    "IFS= read -r __engine_n || exit 111; __engine_e=; "
+    "while [ \"$__engine_n\" -gt 0 ]; do IFS= read -r __engine_l; __engine_e=\"$__engine_e$__engine_l\n\"; "
+    "__engine_n=$((__engine_n - 1)); done; eval \"$__engine_e\"; unset __engine_n __engine_e __engine_l; ";
+
 // host:exec(cmd, opts) → {code, signal, stdout, stderr, duration} | nil, err, detail
 int l_exec(lua_State* L) {
   std::string name = host_name(L, 1);
@@ -150,6 +158,7 @@ int l_exec(lua_State* L) {
   call->host = name;
   std::string inner(cmd, cmd_len);
   std::string prefix;
+  std::string env_script;  // "export K='v'\n..." delivered on stdin, never in an argv
   if (lua_getfield(L, 3, "env") == LUA_TTABLE) {
     lua_pushnil(L);
     while (lua_next(L, -2)) {
@@ -159,18 +168,26 @@ int l_exec(lua_State* L) {
         luaL_error(L, "exec: env name '%s' is not a valid variable name", k.c_str());
       size_t vl = 0;
       const char* v = luaL_tolstring(L, -1, &vl);
-      prefix += "export " + k + "=" + shell_quote(std::string_view(v, vl)) + "; ";
+      env_script += "export " + k + "=" + shell_quote(std::string_view(v, vl)) + "\n";
       lua_pop(L, 2);
     }
   } else if (!lua_isnil(L, -1)) {
     luaL_error(L, "exec: env must be a table of NAME = value");
   }
   lua_pop(L, 1);
+  if (!env_script.empty()) prefix = kEnvReader;
   std::string cwd = opt_string(L, 3, "cwd");
   if (!cwd.empty()) prefix += "cd " + shell_quote(cwd) + " || exit 1; ";
   inner = prefix + inner;
 
   call->req.input = opt_string(L, 3, "stdin");
+  if (!env_script.empty()) {
+    // Values in an argv are in every user's `ps` on the node (sh -c 'export TOKEN=...'). They go
+    // first on stdin instead: a line counting the lines that follow, which the shell reads with its
+    // `read` builtin (byte by byte, so the command's own stdin after them is untouched) and evals.
+    size_t lines = static_cast<size_t>(std::count(env_script.begin(), env_script.end(), '\n'));
+    call->req.input = std::to_string(lines) + "\n" + env_script + call->req.input;
+  }
   call->req.timeout = opt_seconds(L, 3, "timeout", "exec");
   if (lua_getfield(L, 3, "max_output") == LUA_TNUMBER) {
     lua_Integer m = lua_tointeger(L, -1);

@@ -73,6 +73,37 @@ class TestExec(SshTest):
 """, self.inventory(self.node())))
         self.assertIn("exec ok", out)
 
+    def test_env_values_reach_the_command_but_no_process_argv_on_the_node(self):
+        secret = f"sentinel-ENV-{os.getpid()}"
+        seen, stop = [], threading.Event()
+
+        def scan():  # the node is this machine: every process's argv, as `ps` shows it to anyone
+            while not stop.is_set():
+                for pid in os.listdir("/proc"):
+                    try:
+                        with open(f"/proc/{pid}/cmdline", "rb") as f:
+                            if secret.encode() in f.read():
+                                seen.append(pid)
+                    except OSError:
+                        pass
+        t = threading.Thread(target=scan, daemon=True)
+        t.start()
+        try:
+            out = self.ok(self.runbook(f"""
+    local h = inv:host("n1")
+    local env = {{ TOKEN = "{secret}", ODD = "a 'b' \\"c\\" $d `e`\\nline2" }}
+    local r = assert(h:exec("sleep 1; printf '%s|%s|' \\"$TOKEN\\" \\"$ODD\\"; cat", {{ env = env, stdin = "payload\\n" }}))
+    assert(r.stdout == "{secret}|a 'b' \\"c\\" $d `e`\\nline2|payload\\n", r.stdout)
+    r = assert(h:exec("sleep 1; echo \\"$TOKEN\\"", {{ env = env, sudo = true, timeout = 30 }}))
+    assert(r.stdout == "{secret}\\n", r.stdout)
+    print("env ok")
+""", self.inventory(self.node())))
+        finally:
+            stop.set()
+            t.join()
+        self.assertIn("env ok", out)
+        self.assertEqual(seen, [], "the secret was in a process's argv")
+
     def test_10mb_stdout_interleaved_with_10mb_stderr_does_not_hang(self):
         out = self.ok(self.runbook("""
     local r = assert(inv:host("n1"):exec(
