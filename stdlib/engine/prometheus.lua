@@ -54,9 +54,14 @@ function M.alerts(opts)
   local data, err, msg = get("/api/v1/alerts", opts)
   if not data then return nil, err, msg end
   if type(data.alerts) ~= "table" then return nil, "malformed", "no alerts list in the answer" end
+  -- A list, not an object keyed by name: anything else would read as "no alerts" below.
+  local count = 0
+  for _ in pairs(data.alerts) do count = count + 1 end
+  if count ~= #data.alerts then return nil, "malformed", "the answer's alerts are not a list" end
   local out = {}
-  for _, a in ipairs(data.alerts) do
-    local labels = a.labels or {}
+  for i, a in ipairs(data.alerts) do
+    if type(a) ~= "table" then return nil, "malformed", "alert #" .. i .. " is not an object" end
+    local labels = type(a.labels) == "table" and a.labels or {}
     out[#out + 1] = { name = labels.alertname, state = a.state, labels = labels, annotations = a.annotations or {},
       active_at = a.activeAt }
   end

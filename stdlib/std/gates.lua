@@ -22,6 +22,10 @@ function M.no_firing_alerts(opts)
   end
   local firing = {}
   for _, a in ipairs(alerts) do
+    if a.state ~= "firing" and a.state ~= "pending" and a.state ~= "inactive" then
+      return nil, string.format("cannot tell whether alerts fire (alert %s has state %s); halting",
+        tostring(a.name), a.state == nil and "none" or string.format("%q", tostring(a.state)))
+    end
     local counts = a.state == "firing" or (a.state == "pending" and not opts.allow_pending)
     if counts and not ignore[a.name] then firing[#firing + 1] = a.name .. " (" .. a.state .. ")" end
   end

@@ -256,6 +256,46 @@ class TestPrometheus(Base):
 """, "-e", f"prom={self.url}"))
         self.assertIn("cannot tell whether alerts fire (unreachable", out)
 
+    def test_the_gate_fails_closed_on_every_shape_it_does_not_expect(self):
+        import http.server
+        import json as js
+        import threading
+        shapes = [
+            {"alerts": {"X": {"labels": {"alertname": "X"}, "state": "firing"}}},  # an object, not a list
+            {"alerts": [{"labels": {"alertname": "X"}, "state": "resolved-ish"}]},  # an unknown state
+            {"alerts": [{"labels": {"alertname": "X"}}]},                          # no state
+            {"alerts": ["X"]},                                                     # not an alert
+            {"alerts": []},                                                        # the control: quiet
+        ]
+        served = []
+
+        class Fake(http.server.BaseHTTPRequestHandler):
+            def log_message(self, *a):
+                pass
+
+            def do_GET(self):
+                body = js.dumps({"status": "success", "data": shapes[min(len(served), len(shapes) - 1)]}).encode()
+                served.append(self.path)
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+        server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Fake)
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        try:
+            out = self.ok(self.run_lua("""
+    for i = 1, 5 do print("GATE", i, gates.no_firing_alerts {}) end
+""", "-e", f"prom=http://127.0.0.1:{server.server_port}"))
+        finally:
+            server.shutdown()
+            server.server_close()
+        self.assertIn("GATE\t1\tnil\tcannot tell whether alerts fire (malformed: the answer's alerts are not a list)", out)
+        self.assertIn('GATE\t2\tnil\tcannot tell whether alerts fire (alert X has state "resolved-ish"); halting', out)
+        self.assertIn("GATE\t3\tnil\tcannot tell whether alerts fire (alert X has state none); halting", out)
+        self.assertIn("GATE\t4\tnil\tcannot tell whether alerts fire (malformed: alert #1 is not an object)", out)
+        self.assertIn("GATE\t5\ttrue", out)
+
     def test_the_gate_halts_on_a_malformed_answer(self):
         # Something that is not Prometheus answers on the port: a plain HTTP server.
         self.proc.kill()
