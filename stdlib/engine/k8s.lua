@@ -337,7 +337,7 @@ function M.drain_plan(node, opts)
     if annotations["kubernetes.io/config.mirror"] then
       plan.skip[#plan.skip + 1] = { pod = id, reason = "mirror (static) pod" }
     elseif p.metadata.deletionTimestamp then
-      plan.skip[#plan.skip + 1] = { pod = id, reason = "already terminating" }
+      plan.skip[#plan.skip + 1] = { pod = id, reason = "already terminating", since = p.metadata.deletionTimestamp }
     elseif owner and owner.kind == "DaemonSet" then
       if opts.ignore_daemonsets then
         plan.skip[#plan.skip + 1] = { pod = id, reason = "DaemonSet-managed (ignored)" }
@@ -430,6 +430,10 @@ function M.drain(node, opts)
     local left = M.drain_plan(node, opts) or { evict = {}, blocking = {} }
     local pods, holders = {}, {}
     for _, e in ipairs(left.evict) do pods[#pods + 1] = e.pod end
+    -- Evicted but not gone: a pod stuck Terminating (a finalizer, a long grace period, a dead kubelet).
+    for _, s in ipairs(left.skip or {}) do
+      if s.reason == "already terminating" then pods[#pods + 1] = s.pod .. " (terminating since " .. tostring(s.since) .. ")" end
+    end
     for _, b in ipairs(left.blocking) do
       holders[#holders + 1] = string.format("%s (%d disruptions allowed)", b.pdb, b.disruptions_allowed)
     end

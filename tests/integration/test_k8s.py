@@ -389,6 +389,18 @@ class TestNodes(K8sTest):
         self.assertTrue(self.cluster.get("/api/v1/nodes/w3")["spec"].get("unschedulable"))
         self.assertEqual(self.cluster.get("/api/v1/namespaces/default/pods/solo-1")["metadata"]["name"], "solo-1")
 
+    def test_drain_timeout_names_a_pod_stuck_terminating(self):
+        # Evicted at once, but its 600 s grace period keeps it Terminating past the drain's timeout.
+        self.cluster.control("/_sim/objects", [fx.pod("stuck", "w1", grace=600, owner=("ReplicaSet", "web"),
+                                                      labels={"app": "stuck"})])
+        out = self.ok(self.run_lua("""
+    local r, err, msg, info = k8s.drain("w1", { ignore_daemonsets = true, timeout = 2, retry_interval = 0.5 })
+    assert(r == nil and err == "timeout", tostring(err))
+    print(msg)
+"""))
+        self.assertRegex(out, r"pods still there: [^;]*default/stuck \(terminating since \d{4}-\d\d-\d\dT[\d:]+Z\)")
+        self.assertNotIn("pods still there: none", out)
+
     def test_drain_refuses_what_kubectl_refuses(self):
         self.cluster.control("/_sim/objects", [fx.pod("bare", "w2"), fx.pod("scratch", "w2", emptydir=True,
                                                                            owner=("ReplicaSet", "web"), labels={"app": "x"})])
