@@ -12,6 +12,7 @@ const char* word(Error e) {
     case Error::host_key_changed: return "host key changed";
     case Error::closed: return "closed";
     case Error::sudo_failed: return "sudo failed";
+    case Error::weak_crypto: return "weak crypto";
     case Error::not_found: return "not found";
     case Error::permission_denied: return "permission denied";
     case Error::failed: return "failed";

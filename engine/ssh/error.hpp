@@ -14,6 +14,7 @@ enum class Error {
   host_key_changed,  // known_hosts has another key for the host
   closed,            // the connection died (mid-command: the command may or may not have run)
   sudo_failed,       // sudo refused (no rights, wrong password)
+  weak_crypto,       // the server offers no cryptography the engine accepts (before authentication)
   not_found,         // SFTP: no such file
   permission_denied, // SFTP: the login user may not do that
   failed,            // anything else the remote side refused (SFTP: permission, missing file)

@@ -50,6 +50,7 @@ void prefer_known_key_types(Session& s) {
   if (n <= 0) return;
   std::vector<std::string> supported(algs, algs + n);
   libssh2_free(s.raw(), algs);
+  std::erase(supported, std::string("ssh-dss"));  // DSA host keys are refused (crypto_policy.hpp)
   std::vector<std::string> order;
   for (const auto& k : known)
     for (const auto& m : methods_for(k.type))

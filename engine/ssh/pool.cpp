@@ -34,6 +34,7 @@ Target hop_target(const Target& t, size_t i) {
   h.policy = t.policy;
   h.connect_timeout = t.connect_timeout;
   h.passphrase = t.passphrase;
+  h.legacy_crypto = t.legacy_crypto;
   return h;
 }
 

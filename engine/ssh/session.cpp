@@ -7,6 +7,7 @@
 
 #include "engine/log/log.hpp"
 #include "engine/ssh/auth.hpp"
+#include "engine/ssh/crypto_policy.hpp"
 #include "engine/ssh/host_key.hpp"
 
 namespace engine::ssh {
@@ -36,6 +37,10 @@ void Session::start(int fd, std::function<void(Result)> done) {
     done(Failure{Error::closed, "socket: " + ec.message()});
     return;
   }
+  apply_crypto_policy(session_, target_.legacy_crypto);
+  if (target_.legacy_crypto)
+    log::emit(log::Level::warn, target_.name, "legacy SSH cryptography allowed for this host (engine_ssh_legacy_crypto)",
+              {{"address", target_.at.host + ":" + std::to_string(target_.at.port)}});
   prefer_known_key_types(*this);
   auto once = std::make_shared<std::function<void(Result)>>(std::move(done));
   auto finish = [once](Result r) {
@@ -47,10 +52,30 @@ void Session::start(int fd, std::function<void(Result)> done) {
   };
   auto self = shared_from_this();
   // Handshake, then the host key (before anything is sent that authenticates us), then auth.
+  auto probing = std::make_shared<bool>(false);
   add(std::make_shared<FnOp>(
-      [this, self, fd, finish](Session&) {
+      [this, self, fd, finish, probing](Session&) {
+        if (*probing) return Op::Step::blocked;
         int rc = libssh2_session_handshake(session_, fd);
         if (would_block(rc)) return Op::Step::blocked;
+        if (rc == LIBSSH2_ERROR_KEX_FAILURE && !target_.legacy_crypto) {
+          // Nothing in common: before authentication, say what the server offers and what we accept.
+          *probing = true;
+          const auto& p = modern_crypto();
+          std::string where = target_.at.host + ":" + std::to_string(target_.at.port);
+          std::string msg = "refused " + where + " before authenticating: no SSH cryptography in common (" + last_error() +
+                            "). The engine accepts kex " + p.kex + "; ciphers " + p.ciphers + "; macs " + p.macs +
+                            ". Set engine_ssh_legacy_crypto=true for this host to allow older algorithms.";
+          if (!target_.jumps.empty()) {
+            fail(Error::weak_crypto, msg);
+            return Op::Step::blocked;
+          }
+          std::weak_ptr<Session> weak = self;
+          probe_server_offer(io_, target_.at.host, target_.at.port, 5, [weak, msg](std::string offer) {
+            if (auto s = weak.lock()) s->fail(Error::weak_crypto, msg + " The server offers: " + offer + ".");
+          });
+          return Op::Step::blocked;
+        }
         if (rc != 0) {
           fail(Error::closed, "handshake with " + target_.at.host + ":" + std::to_string(target_.at.port) + ": " + last_error());
           return Op::Step::done;

@@ -288,6 +288,12 @@ Target resolve(const std::string& name, const inventory::Connection& conn, const
     t.policy = *p;
   }
   t.connect_timeout = cli.connect_timeout ? *cli.connect_timeout : cfg.connect_timeout ? *cfg.connect_timeout : d.connect_timeout;
+  if (auto it = vars.find("engine_ssh_legacy_crypto"); it != vars.end()) {
+    if (it->is_boolean()) t.legacy_crypto = it->get<bool>();
+    else if (it->is_string() && (*it == "true" || *it == "yes" || *it == "True")) t.legacy_crypto = true;
+    else if (!(it->is_string() && (*it == "false" || *it == "no" || *it == "False")))
+      throw std::invalid_argument("host '" + name + "': engine_ssh_legacy_crypto must be true or false");
+  }
 
   std::optional<std::string> jump = cli.proxy_jump ? cli.proxy_jump : cli.proxy_command ? std::nullopt : cfg.proxy_jump;
   std::optional<std::string> command = cli.proxy_command ? cli.proxy_command : cli.proxy_jump ? std::nullopt : cfg.proxy_command;

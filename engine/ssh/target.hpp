@@ -55,6 +55,7 @@ struct Target {
   std::string known_hosts_file;
   HostKeyPolicy policy = HostKeyPolicy::strict;
   double connect_timeout = 10;
+  bool legacy_crypto = false;  // engine_ssh_legacy_crypto: libssh2's whole list, warned on every connection
 
   // One session per key: the same inventory host, user, address, port and path.
   std::string key() const;

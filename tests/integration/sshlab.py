@@ -140,8 +140,10 @@ class Sshd:
     """One sshd on 127.0.0.1:port with its own host key; `known_hosts_line` vouches for it.
     With reaper=True it runs under REAPER, so `cpu()` can count all of its connections' CPU."""
 
-    def __init__(self, root, keys, name="sshd", port=None, netns=None, extra="", reaper=False):
+    def __init__(self, root, keys, name="sshd", port=None, netns=None, extra="", reaper=False,
+                 kex="curve25519-sha256", log_level="ERROR", log_file=None):
         self.reaper = reaper
+        self.log_file = log_file
         self.listener = None
         self.dir = os.path.join(root, name)
         os.makedirs(self.dir)
@@ -167,9 +169,9 @@ AllowTcpForwarding yes
 MaxStartups 1100:30:1200
 MaxSessions 64
 LoginGraceTime 60
-KexAlgorithms curve25519-sha256
+KexAlgorithms {kex}
 Subsystem sftp /usr/lib/openssh/sftp-server
-LogLevel ERROR
+LogLevel {log_level}
 {extra}
 """)
         os.makedirs("/run/sshd", exist_ok=True)
@@ -185,7 +187,7 @@ LogLevel ERROR
         return f"[{host}]:{self.port} {t} {b}\n"
 
     def start(self):
-        cmd = ["/usr/sbin/sshd", "-D", "-e", "-f", self.config]
+        cmd = ["/usr/sbin/sshd", "-D", "-e", "-f", self.config] + (["-E", self.log_file] if self.log_file else [])
         if self.reaper:
             cmd = [sys.executable, "-c", REAPER] + cmd
         if self.netns:

@@ -492,6 +492,35 @@ class TestAuthAndTransport(SshTest):
                 f.write(pub.read())
         return path
 
+    def test_a_server_offering_only_weak_crypto_is_refused_before_authentication(self):
+        log = os.path.join(self.lab.root, f"weak{time.monotonic_ns()}.log")
+        weak = sshlab.Sshd(self.lab.root, self.lab.keys, name=f"weak{time.monotonic_ns()}", kex="diffie-hellman-group1-sha1",
+                           extra="Ciphers 3des-cbc\nMACs hmac-md5", log_level="DEBUG1", log_file=log).start()
+        self.addCleanup(weak.stop)
+        self.lab.trust(weak.known_hosts_line())
+        marker = os.path.join(self.lab.root, f"weak-ran-{time.monotonic_ns()}")
+        out = self.ok(self.runbook(f"""
+    local r, err, detail = inv:host("n1"):exec("touch {marker}")
+    assert(r == nil, "a command ran over weak crypto")
+    print("ERR", err, detail)
+""", self.inventory(self.node(port=weak.port))))
+        self.assertIn("ERR\tweak crypto\trefused 127.0.0.1:", out)
+        self.assertIn("The engine accepts kex curve25519-sha256", out)
+        self.assertIn("The server offers: kex diffie-hellman-group1-sha1", out)
+        self.assertIn("ciphers 3des-cbc; macs hmac-md5", out)
+        self.assertFalse(os.path.exists(marker))
+        with open(log) as f:
+            text = f.read()
+        self.assertIn("no matching", text)  # sshd saw the negotiation fail...
+        self.assertNotIn("userauth", text)  # ...and no authentication was ever attempted
+        # The per-host opt-in: allowed, and warned about on every connection.
+        out = self.ok(self.runbook(f"""
+    local r = assert(inv:host("n1"):exec("echo legacy ok"))
+    print(r.stdout)
+""", self.inventory(self.node(port=weak.port, extra="engine_ssh_legacy_crypto=true"))))
+        self.assertIn("legacy ok", out)
+        self.assertIn("legacy SSH cryptography allowed for this host", out)
+
     def test_rsa_keys_sign_with_rsa_sha2_512(self):
         # OpenSSH 8.8+ refuses ssh-rsa (SHA-1) signatures; libssh2 1.10 makes only those itself.
         # OpenSSH's own format, then PEM (PKCS#1) plain and encrypted, then encrypted PKCS#8.
