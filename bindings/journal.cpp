@@ -70,6 +70,7 @@ int l_step_lookup(lua_State* L) {
 
 int l_step_intent(lua_State* L) {
   Vm& vm = vm_of(L);
+  if (Task* t = current_task(L)) t->uncertain = false;
   starts()[luaL_checkstring(L, 1)] = std::chrono::steady_clock::now();
   try {
     vm.journal->intent(luaL_checkstring(L, 1));
@@ -97,6 +98,15 @@ int l_step_done(lua_State* L) {
 
 int l_step_failed(lua_State* L) {
   Vm& vm = vm_of(L);
+  if (Task* t = current_task(L); t && t->uncertain) {
+    // Its only record stays the INTENT: a resume asks its probe (or the operator), never reruns blindly.
+    t->uncertain = false;
+    std::string key = luaL_checkstring(L, 1);
+    run::report().step(key, "unknown", since(key), nullptr, log::redact(luaL_checkstring(L, 2)));
+    log::emit(log::Level::warn, t->host, "step outcome unknown: a command's connection died while it ran",
+              {{"step", key}});
+    return 0;
+  }
   run::report().step(luaL_checkstring(L, 1), "failed", since(luaL_checkstring(L, 1)), nullptr, log::redact(luaL_checkstring(L, 2)));
   try {
     vm.journal->failed(luaL_checkstring(L, 1), luaL_checkstring(L, 2));

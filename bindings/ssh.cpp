@@ -248,6 +248,7 @@ int l_exec(lua_State* L) {
         return;
       }
       call->cancel = ssh::exec(s, call->req, [op, call](ExecResult res, Result f) {
+        if (f && (f->kind == Error::unreachable || f->kind == Error::closed)) op.task->uncertain = true;
         if (f) {
           log::emit(log::Level::warn, call->host, "exec failed", {{"error", word(f->kind)}, {"detail", f->detail}});
           complete(op, [f = *f](lua_State* co) { return push_failure(co, f); });
@@ -273,11 +274,12 @@ int l_exec(lua_State* L) {
 }
 
 // ssh.configure{known_hosts=, host_key_policy=, config=, identity_files=, user=, connect_timeout=,
-// max_handshakes=, channels_per_host=, keepalive=, idle_timeout=}: settings for connections made from now on.
+// max_handshakes=, channels_per_host=, keepalive=, keepalive_count=, idle_timeout=}: settings for
+// connections made from now on.
 int l_configure(lua_State* L) {
   luaL_checktype(L, 1, LUA_TTABLE);
   check_options(L, 1, {"known_hosts", "host_key_policy", "config", "identity_files", "user", "connect_timeout",
-                       "max_handshakes", "channels_per_host", "keepalive", "idle_timeout", "passphrase"}, "ssh.configure");
+                       "max_handshakes", "channels_per_host", "keepalive", "keepalive_count", "idle_timeout", "passphrase"}, "ssh.configure");
   SshState& st = ssh_state(vm_of(L));
   if (auto v = opt_string(L, 1, "known_hosts"); !v.empty()) st.defaults.known_hosts_file = v;
   if (auto v = opt_string(L, 1, "host_key_policy"); !v.empty()) {
@@ -307,6 +309,11 @@ int l_configure(lua_State* L) {
   if (lua_getfield(L, 1, "channels_per_host") == LUA_TNUMBER) st.options.channels_per_host = static_cast<size_t>(lua_tointeger(L, -1));
   lua_pop(L, 1);
   if (lua_getfield(L, 1, "keepalive") != LUA_TNIL) st.options.keepalive = opt_seconds(L, 1, "keepalive", "ssh.configure");
+  lua_pop(L, 1);
+  if (lua_getfield(L, 1, "keepalive_count") != LUA_TNIL) {
+    if (!lua_isinteger(L, -1) || lua_tointeger(L, -1) < 1) luaL_error(L, "ssh.configure: keepalive_count must be a whole number of at least 1");
+    st.options.keepalive_count = static_cast<int>(lua_tointeger(L, -1));
+  }
   lua_pop(L, 1);
   if (lua_getfield(L, 1, "idle_timeout") != LUA_TNIL) st.options.idle_timeout = opt_seconds(L, 1, "idle_timeout", "ssh.configure");
   lua_pop(L, 1);

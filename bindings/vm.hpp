@@ -64,6 +64,9 @@ struct Task : std::enable_shared_from_this<Task> {
   std::function<void()> cancel_op;  // undoes the pending operation
   Interrupt pending;                // raised instead of returning, on the next resume
   bool raise_top = false;           // the completion pushed an error value to raise
+  // A command's connection died while it ran (unreachable, closed): it may or may not have taken
+  // effect, so a step that fails now is left unknown in the journal, not recorded as failed.
+  bool uncertain = false;
   int resume_nargs = 0;
   std::map<uint64_t, std::shared_ptr<asio::steady_timer>> deadlines;
   std::map<std::string, int> step_counts;  // the nth step of a name in this task has its own key

@@ -35,6 +35,8 @@ Target hop_target(const Target& t, size_t i) {
   h.connect_timeout = t.connect_timeout;
   h.passphrase = t.passphrase;
   h.legacy_crypto = t.legacy_crypto;
+  h.alive_interval = t.alive_interval;
+  h.alive_count = t.alive_count;
   return h;
 }
 

@@ -1,6 +1,10 @@
 #include "engine/ssh/session.hpp"
 
+#include <sys/ioctl.h>
+#include <sys/socket.h>
 #include <unistd.h>
+
+#include <cerrno>
 
 #include <boost/asio/post.hpp>
 #include <mutex>
@@ -22,6 +26,21 @@ Session::Session(asio::io_context& io, Target target, Options opts)
   init_library();
   session_ = libssh2_session_init_ex(nullptr, nullptr, nullptr, this);  // abstract: for auth callbacks
   libssh2_session_set_blocking(session_, 0);
+  libssh2_session_callback_set(session_, LIBSSH2_CALLBACK_RECV, reinterpret_cast<void*>(&Session::recv_counting));
+}
+
+// As libssh2's own recv (errors as -errno, EWOULDBLOCK as -EAGAIN), counting what arrives.
+ssize_t Session::recv_counting(libssh2_socket_t fd, void* buf, size_t len, int flags, void** abstract) {
+  ssize_t n = ::recv(fd, buf, len, flags);
+  if (n < 0) return errno == EWOULDBLOCK || errno == ENOENT ? -EAGAIN : -errno;
+  static_cast<Session*>(*abstract)->bytes_in_ += static_cast<uint64_t>(n);
+  return n;
+}
+
+uint64_t Session::heard() {
+  int pending = 0;  // bytes in the socket that no Op has asked libssh2 to read yet
+  if (::ioctl(sock_.native_handle(), FIONREAD, &pending) != 0) pending = 0;
+  return bytes_in_ + static_cast<uint64_t>(std::max(0, pending));
 }
 
 Session::~Session() {
@@ -101,19 +120,36 @@ void Session::start(int fd, std::function<void(Result)> done) {
 void Session::authenticated() {
   ready_ = true;
   idle();  // a session nobody uses after connecting goes too
-  if (opts_.keepalive > 0) {
-    libssh2_keepalive_config(session_, 1, static_cast<unsigned>(opts_.keepalive));
+  double interval = target_.alive_interval.value_or(opts_.keepalive);
+  if (interval > 0) {
+    // want_reply: OpenSSH answers every keepalive, so a live server always sends something back.
+    libssh2_keepalive_config(session_, 1, static_cast<unsigned>(std::max(1.0, interval)));
+    heard_at_check_ = heard();
     keepalive();
   }
 }
 
 void Session::keepalive() {
+  // At least 1 s: libssh2 counts keepalive intervals in whole seconds and sends none sooner, and
+  // an interval without a keepalive sent must not count as one unanswered.
+  double interval = std::max(1.0, target_.alive_interval.value_or(opts_.keepalive));
   keepalive_timer_.expires_after(std::chrono::duration_cast<std::chrono::steady_clock::duration>(
-      std::chrono::duration<double>(opts_.keepalive)));
+      std::chrono::duration<double>(interval)));
   std::weak_ptr<Session> weak = shared_from_this();
-  keepalive_timer_.async_wait([weak](const boost::system::error_code& ec) {
+  keepalive_timer_.async_wait([weak, interval](const boost::system::error_code& ec) {
     auto s = weak.lock();
     if (ec || !s || s->dead_) return;
+    uint64_t now_heard = s->heard();
+    s->missed_ = now_heard != s->heard_at_check_ ? 0 : s->missed_ + 1;
+    s->heard_at_check_ = now_heard;
+    int count = std::max(1, s->target_.alive_count.value_or(s->opts_.keepalive_count));
+    if (s->missed_ >= count) {
+      char secs[32];
+      std::snprintf(secs, sizeof secs, "%g", interval * count);
+      s->fail(Error::unreachable, "no answer from " + s->target_.name + " for " + secs + "s (" + std::to_string(count) +
+                                      " keepalives unanswered): the link or its sshd is gone");
+      return;
+    }
     int next = 0;
     int rc = libssh2_keepalive_send(s->session_, &next);
     if (rc != 0 && !s->would_block(rc)) {

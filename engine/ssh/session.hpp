@@ -22,7 +22,11 @@ namespace asio = boost::asio;
 
 struct Options {
   size_t channels_per_host = 8;  // sshd's MaxSessions is 10 by default
-  double keepalive = 30;         // seconds between keepalives; 0 turns them off
+  // OpenSSH's ServerAliveInterval x ServerAliveCountMax: a keepalive every `keepalive` seconds;
+  // when `keepalive_count` intervals in a row pass with no byte from the server, it is gone
+  // ("unreachable"), even if nothing fails to send (a blackholed link, a frozen sshd).
+  double keepalive = 15;  // 0 turns them off; less than 1 s counts as 1 s
+  int keepalive_count = 3;
   // Seconds a session may sit with nothing running on it before it is closed (the next call on the
   // host reconnects), as OpenSSH's ControlPersist does; 0 keeps it to the end of the run. Each live
   // session holds a file descriptor here and an sshd process on the node.
@@ -85,6 +89,9 @@ class Session : public std::enable_shared_from_this<Session> {
   void authenticated();
   void keepalive();
   void idle();
+  // libssh2 reads through this, so the session knows when the server last sent anything.
+  static ssize_t recv_counting(libssh2_socket_t fd, void* buf, size_t len, int flags, void** abstract);
+  uint64_t heard();  // bytes received so far, read by libssh2 or still waiting in the socket
 
   asio::io_context& io_;
   Target target_;
@@ -97,6 +104,9 @@ class Session : public std::enable_shared_from_this<Session> {
   bool read_armed_ = false, write_armed_ = false;
   bool dead_ = false, ready_ = false;
   size_t channels_ = 0;
+  uint64_t bytes_in_ = 0;
+  uint64_t heard_at_check_ = 0;
+  int missed_ = 0;  // keepalive intervals in a row with nothing from the server
 };
 
 // An Op made of two functions, for the short steps of connecting.

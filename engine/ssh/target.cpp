@@ -57,6 +57,15 @@ int parse_port(const std::string& s, const std::string& what) {
 }
 
 // The options of `-o K=V`, `-J`, `-p`, `-l`, `-i` in ansible_ssh_common_args, as an entry whose
+
+// A ServerAlive* value: a non-negative number (0 turns keepalives off, as in OpenSSH).
+double parse_alive(const std::string& v, const char* what) {
+  char* end = nullptr;
+  double d = std::strtod(v.c_str(), &end);
+  if (v.empty() || *end != '\0' || d < 0) throw std::invalid_argument(std::string(what) + " '" + v + "' is not a number of seconds");
+  return d;
+}
+
 // values override ssh_config's.
 ConfigEntry parse_common_args(const std::string& args) {
   ConfigEntry e;
@@ -77,7 +86,9 @@ ConfigEntry parse_common_args(const std::string& args) {
     else if (key == "identityfile") e.identity_files.push_back(value);
     else if (key == "connecttimeout") e.connect_timeout = std::stod(value);
     else if (key == "hostname") e.hostname = value;
-    // Other -o options (ControlMaster, ServerAliveInterval...) concern OpenSSH's client only.
+    else if (key == "serveraliveinterval") e.alive_interval = parse_alive(value, "ansible_ssh_common_args ServerAliveInterval");
+    else if (key == "serveralivecountmax") e.alive_count = static_cast<int>(parse_alive(value, "ansible_ssh_common_args ServerAliveCountMax"));
+    // Other -o options (ControlMaster, ControlPersist...) concern OpenSSH's client only.
   };
   for (size_t i = 0; i < words.size(); ++i) {
     const std::string& w = words[i].text;
@@ -190,6 +201,8 @@ ConfigEntry SshConfig::lookup(const std::string& host) const {
       else if (k == "userknownhostsfile" && !e.known_hosts_file) e.known_hosts_file = v;
       else if (k == "stricthostkeychecking" && !e.strict) e.strict = v;
       else if (k == "connecttimeout" && !e.connect_timeout) e.connect_timeout = std::stod(v);
+      else if (k == "serveraliveinterval" && !e.alive_interval) e.alive_interval = parse_alive(v, "ssh config ServerAliveInterval");
+      else if (k == "serveralivecountmax" && !e.alive_count) e.alive_count = static_cast<int>(parse_alive(v, "ssh config ServerAliveCountMax"));
     }
   }
   return e;
@@ -288,6 +301,8 @@ Target resolve(const std::string& name, const inventory::Connection& conn, const
     t.policy = *p;
   }
   t.connect_timeout = cli.connect_timeout ? *cli.connect_timeout : cfg.connect_timeout ? *cfg.connect_timeout : d.connect_timeout;
+  t.alive_interval = cli.alive_interval ? cli.alive_interval : cfg.alive_interval;
+  t.alive_count = cli.alive_count ? cli.alive_count : cfg.alive_count;
   if (auto it = vars.find("engine_ssh_legacy_crypto"); it != vars.end()) {
     if (it->is_boolean()) t.legacy_crypto = it->get<bool>();
     else if (it->is_string() && (*it == "true" || *it == "yes" || *it == "True")) t.legacy_crypto = true;

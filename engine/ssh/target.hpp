@@ -19,6 +19,8 @@ struct ConfigEntry {
   std::optional<std::string> hostname, user, proxy_jump, proxy_command, known_hosts_file, strict;
   std::optional<int> port;
   std::optional<double> connect_timeout;
+  std::optional<double> alive_interval;  // ServerAliveInterval
+  std::optional<int> alive_count;        // ServerAliveCountMax
   std::vector<std::string> identity_files;
 };
 
@@ -56,6 +58,10 @@ struct Target {
   HostKeyPolicy policy = HostKeyPolicy::strict;
   double connect_timeout = 10;
   bool legacy_crypto = false;  // engine_ssh_legacy_crypto: libssh2's whole list, warned on every connection
+  // ServerAliveInterval / ServerAliveCountMax from ansible_ssh_common_args or ssh_config; unset:
+  // ssh.configure's keepalive and keepalive_count.
+  std::optional<double> alive_interval;
+  std::optional<int> alive_count;
 
   // One session per key: the same inventory host, user, address, port and path.
   std::string key() const;

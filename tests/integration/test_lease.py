@@ -5,10 +5,8 @@ once another could have taken the lease, and that the takeover waited out the TT
 import datetime
 import os
 import re
-import select
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -19,6 +17,7 @@ import unittest
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "k8sim"))
 import fixture as fx  # noqa: E402
+from netfaults import BlackholeProxy as Proxy  # noqa: E402
 
 ENGINE = os.environ.get("ENGINE_BIN", os.path.join(HERE, "../../build/bin/engine"))
 TTL = 3
@@ -61,59 +60,6 @@ return runbook {
   end,
 }
 """ % TTL
-
-
-class Proxy:
-    """A TCP proxy the test controls: cut() blackholes every connection, open and new (bytes are
-    read and dropped, nothing is refused), as a network partition does."""
-
-    def __init__(self, target_port):
-        self.target = target_port
-        self.is_cut = threading.Event()
-        self.closed = False
-        self.srv = socket.socket()
-        self.srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.srv.bind(("127.0.0.1", 0))
-        self.srv.listen(64)
-        self.port = self.srv.getsockname()[1]
-        threading.Thread(target=self.accept, daemon=True).start()
-
-    def accept(self):
-        while not self.closed:
-            try:
-                c, _ = self.srv.accept()
-            except OSError:
-                return
-            threading.Thread(target=self.pipe, args=(c,), daemon=True).start()
-
-    def pipe(self, c):
-        try:
-            u = socket.create_connection(("127.0.0.1", self.target), timeout=5)
-        except OSError:
-            c.close()
-            return
-        peer = {c: u, u: c}
-        try:
-            while not self.closed:
-                ready, _, _ = select.select([c, u], [], [], 0.2)
-                for s in ready:
-                    data = s.recv(65536)
-                    if not data:
-                        return
-                    if not self.is_cut.is_set():
-                        peer[s].sendall(data)
-        except OSError:
-            pass
-        finally:
-            c.close()
-            u.close()
-
-    def cut(self):
-        self.is_cut.set()
-
-    def close(self):
-        self.closed = True
-        self.srv.close()
 
 
 def parse_time(s):

@@ -5,6 +5,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -15,6 +16,7 @@ import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import sshlab  # noqa: E402
+from netfaults import BlackholeProxy  # noqa: E402
 
 ENGINE = os.environ.get("ENGINE_BIN", os.path.join(os.path.dirname(__file__), "../../build/bin/engine"))
 
@@ -256,6 +258,87 @@ class TestFailures(SshTest):
     r, err = inv:host("ghost"):exec("true")
     assert(r == nil and err == "unreachable", tostring(err))
 """, inv))
+
+    # A dead peer that fails nothing: the engine hears nothing back and says so, within
+    # keepalive x keepalive_count, and the step that was running is left unknown, not failed.
+    DEAD_PEER = """
+    if p.arg == "configure" then ssh.configure { keepalive = 1, keepalive_count = 2 }
+    elseif p.arg ~= "" then ssh.configure { config = p.arg } end
+    step("long", function()
+      local r, err, detail = inv:host("n1"):exec("echo START; sleep 120", { stream = true })
+      print("ERR", err, detail)
+      assert(r, err)
+    end)
+"""
+
+    def dead_peer(self, port, fault, how):
+        # The interval and count, set each of the three ways a user can.
+        extra, arg = "", "configure"
+        if how == "common_args":
+            extra, arg = 'ansible_ssh_common_args="-o ServerAliveInterval=1 -o ServerAliveCountMax=2"', ""
+        elif how == "ssh_config":
+            arg = os.path.join(self.lab.root, f"alive_config{time.monotonic_ns()}")
+            with open(arg, "w") as f:
+                f.write("Host *\n  ServerAliveInterval 1\n  ServerAliveCountMax 2\n")
+        p = self.runbook(self.DEAD_PEER, self.inventory(self.node(port=port, extra=extra)), *(["-e", f"arg={arg}"] if arg else []),
+                         wait=False)
+        try:
+            for _ in range(50):  # the run log comes first
+                if "START" in p.stdout.readline():
+                    break
+            t0 = time.monotonic()
+            fault()
+            out, err = p.communicate(timeout=60)  # before the fix: the sleep's full 120 s, or forever
+            elapsed = time.monotonic() - t0
+        finally:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+        self.assertEqual(p.returncode, 1, out + err)
+        self.assertIn("ERR\tunreachable\tno answer from n1 for 2s (2 keepalives unanswered)", out)
+        self.assertLess(elapsed, 30)
+        run_id = re.search(r"run=(\S+)", out).group(1)
+        show = subprocess.run([ENGINE, "show", run_id, "--state-dir", os.path.join(self.lab.root, "state")],
+                              capture_output=True, text=True)
+        self.assertRegex(show.stdout, r"unknown\s+-\s+long\s+started, no record of finishing")
+        self.assertIn("step outcome unknown: a command's connection died while it ran", out)
+
+    def test_a_blackholed_link_mid_command_is_unreachable_within_the_keepalive_bound(self):
+        victim = sshlab.Sshd(self.lab.root, self.lab.keys, name=f"hole{time.monotonic_ns()}").start()
+        proxy = BlackholeProxy(victim.port)
+        try:
+            t, b = victim.pub()
+            self.lab.trust(f"[127.0.0.1]:{proxy.port} {t} {b}\n")
+            self.dead_peer(proxy.port, proxy.cut, "common_args")
+        finally:
+            proxy.close()
+            victim.stop()
+
+    def frozen_sshd(self, how):
+        victim = sshlab.Sshd(self.lab.root, self.lab.keys, name=f"frozen{time.monotonic_ns()}").start()
+        self.lab.trust(victim.known_hosts_line())
+        frozen = []
+
+        def freeze():  # the connection's own sshd processes, not the listener
+            for pid in sshlab.descendants(victim.proc.pid, only="sshd"):
+                os.kill(pid, signal.SIGSTOP)
+                frozen.append(pid)
+        try:
+            self.dead_peer(victim.port, freeze, how)
+            self.assertTrue(frozen)
+        finally:
+            for pid in frozen:
+                try:
+                    os.kill(pid, signal.SIGCONT)
+                except ProcessLookupError:
+                    pass
+            victim.stop()
+
+    def test_a_frozen_sshd_mid_command_is_unreachable_within_the_keepalive_bound(self):
+        self.frozen_sshd("ssh_config")
+
+    def test_keepalive_options_of_ssh_configure_bound_a_frozen_sshd_too(self):
+        self.frozen_sshd("configure")
 
     def test_sshd_killed_mid_command_is_closed_and_not_retried(self):
         victim = sshlab.Sshd(self.lab.root, self.lab.keys, name=f"victim{time.monotonic_ns()}").start()

@@ -85,7 +85,8 @@ local ssh = {}
 ---@field connect_timeout? number|string  for connect, handshake and auth (default: 10)
 ---@field max_handshakes? integer       connections being set up at once (default: 64)
 ---@field channels_per_host? integer    commands at once on one host (default: 8)
----@field keepalive? number|string      seconds between keepalives, 0 for none (default: 30)
+---@field keepalive? number|string      seconds between keepalives (at least 1), 0 for none (default: 15)
+---@field keepalive_count? integer      intervals in a row with nothing from the server before it is "unreachable" (default: 3)
 ---@field idle_timeout? number|string   a session unused this long is closed; the next call reconnects. 0: kept to the end (default: 60)
 
 --- text single-quoted for sh (the quoting exec itself uses): ssh.quote("it's") → 'it'\\''s'

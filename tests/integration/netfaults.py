@@ -1,0 +1,58 @@
+"""Network faults a test controls, on loopback: a TCP proxy that goes silent on demand, as a
+blackholed link does (nothing refused, nothing reset: bytes just stop)."""
+import select
+import socket
+import threading
+
+
+class BlackholeProxy:
+    """A TCP proxy the test controls: cut() blackholes every connection, open and new (bytes are
+    read and dropped, nothing is refused), as a network partition does."""
+
+    def __init__(self, target_port):
+        self.target = target_port
+        self.is_cut = threading.Event()
+        self.closed = False
+        self.srv = socket.socket()
+        self.srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.srv.bind(("127.0.0.1", 0))
+        self.srv.listen(64)
+        self.port = self.srv.getsockname()[1]
+        threading.Thread(target=self.accept, daemon=True).start()
+
+    def accept(self):
+        while not self.closed:
+            try:
+                c, _ = self.srv.accept()
+            except OSError:
+                return
+            threading.Thread(target=self.pipe, args=(c,), daemon=True).start()
+
+    def pipe(self, c):
+        try:
+            u = socket.create_connection(("127.0.0.1", self.target), timeout=5)
+        except OSError:
+            c.close()
+            return
+        peer = {c: u, u: c}
+        try:
+            while not self.closed:
+                ready, _, _ = select.select([c, u], [], [], 0.2)
+                for s in ready:
+                    data = s.recv(65536)
+                    if not data:
+                        return
+                    if not self.is_cut.is_set():
+                        peer[s].sendall(data)
+        except OSError:
+            pass
+        finally:
+            c.close()
+            u.close()
+
+    def cut(self):
+        self.is_cut.set()
+
+    def close(self):
+        self.closed = True
+        self.srv.close()
