@@ -155,7 +155,14 @@ int Runtime::run(const nlohmann::json& params, const RunOptions& opts) {
 
   // engine ctl: commands appended to the run's control file, read a few times a second.
   asio::steady_timer control_timer(vm.io);
+  // A resumed run starts after the commands its earlier attempts were sent (an old abort must not
+  // stop it again).
   size_t control_offset = 0;
+  {
+    std::error_code ec;
+    if (!opts.control_file.empty()) control_offset = static_cast<size_t>(fs::file_size(opts.control_file, ec));
+    if (ec) control_offset = 0;
+  }
   std::function<void()> poll_control = [&] {
     if (opts.control_file.empty()) return;
     std::ifstream f(opts.control_file);

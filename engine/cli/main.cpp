@@ -16,6 +16,7 @@
 #include "engine/log/log.hpp"
 #include "engine/core/hash.hpp"
 #include "engine/journal/journal.hpp"
+#include "engine/run/lock.hpp"
 #include "engine/run/report.hpp"
 #include "engine/run/run_dir.hpp"
 
@@ -177,6 +178,7 @@ void register_secrets(const engine::lua::RunbookInfo& info, const nlohmann::json
 // The body shared by run and resume: journal open, runbook run, report written.
 int execute(Args& a, engine::lua::Runtime& rt, const engine::lua::RunbookInfo& info, const nlohmann::json& params,
             const engine::run::RunDir& run, bool resuming) {
+  engine::run::RunLock lock(run.path);  // held until this process ends: `engine runs` shows it running
   std::vector<std::string> warnings;
   std::unique_ptr<engine::journal::Journal> journal;
   if (!a.dry_run) {
@@ -290,8 +292,12 @@ int do_runs(Args& a) {
     auto rec = read_json(root / id / "run.json");
     auto rep = read_json(root / id / "report.json");
     std::string runbook = rec.is_null() ? "?" : std::filesystem::path(rec.value("runbook", "?")).stem().string();
-    std::string state = rep.is_null() ? "incomplete" : rep.value("outcome", "?");
-    std::string finished = rep.is_null() ? "-" : rep.value("finished", "-");
+    // A live process holding the run's lock wins over any report an earlier attempt left.
+    auto pid = engine::run::running_pid(root / id);
+    std::string outcome = rep.is_null() ? "" : rep.value("outcome", "?");
+    std::string state = pid ? "running" : outcome == "ok" ? "finished" : outcome == "failed" ? "failed"
+                        : outcome == "interrupted" ? "stopped" : outcome.empty() ? "stopped" : outcome;
+    std::string finished = pid ? "pid " + std::to_string(*pid) : rep.is_null() ? "-" : rep.value("finished", "-");
     std::printf("%-44s %-22s %-12s %s\n", id.c_str(), runbook.c_str(), state.c_str(), finished.c_str());
   }
   return 0;
@@ -302,8 +308,9 @@ int do_runs(Args& a) {
 int do_ctl(Args& a) {
   auto dir = engine::run::state_dir(a.state_dir) / "runs" / a.run_id;
   if (!std::filesystem::is_directory(dir)) throw engine::ConfigError("no run '" + a.run_id + "' under " + dir.parent_path().string());
-  if (std::filesystem::exists(dir / "report.json"))
-    throw engine::ConfigError("run '" + a.run_id + "' has finished: there is nothing to steer");
+  // Whether it runs now (a resumed run too), not whether an earlier attempt left a report.
+  if (!engine::run::running_pid(dir))
+    throw engine::ConfigError("run '" + a.run_id + "' is not running: there is nothing to steer (engine resume continues it)");
   const std::string& cmd = a.ctl.at(0);
   if (cmd != "pause" && cmd != "continue" && cmd != "skip" && cmd != "abort")
     throw engine::ConfigError("ctl: '" + cmd + "' is not pause, continue, skip HOST or abort");

@@ -112,10 +112,47 @@ class TestControl(unittest.TestCase):
         run_id = os.listdir(os.path.join(self.state, "runs"))[0]
         r = subprocess.run([ENGINE, "ctl", run_id, "pause", "--state-dir", self.state], capture_output=True, text=True)
         self.assertEqual(r.returncode, 2)
-        self.assertIn("has finished", r.stderr)
+        self.assertIn("is not running: there is nothing to steer", r.stderr)
+        self.assertEqual(self.runs()[run_id], "finished")
         r = subprocess.run([ENGINE, "ctl", "nope", "pause", "--state-dir", self.state], capture_output=True, text=True)
         self.assertEqual(r.returncode, 2)
         self.assertIn("no run 'nope'", r.stderr)
+
+    def runs(self):
+        r = subprocess.run([ENGINE, "runs", "--state-dir", self.state], capture_output=True, text=True)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        return {cols[0]: cols[2] for cols in (line.split() for line in r.stdout.splitlines()[1:]) if len(cols) > 2}
+
+    def test_a_resumed_run_shows_as_running_and_can_be_steered(self):
+        p, run_id = self.start("-e", "nap=30s")
+        seen = []
+        self.wait_line(p, "[h1] start", seen)
+        self.assertEqual(self.runs()[run_id], "running")
+        r = subprocess.run([ENGINE, "resume", run_id, "--state-dir", self.state], capture_output=True, text=True, timeout=30)
+        self.assertEqual(r.returncode, 2, r.stderr)  # one process per run
+        self.assertIn(f"run {run_id} is running (pid {p.pid})", r.stderr)
+        self.ctl(run_id, "abort")
+        p.communicate(timeout=15)
+        self.assertEqual(p.returncode, 130)
+        self.assertEqual(self.runs()[run_id], "stopped")
+        # Resumed: running again, steerable, and the abort sent to the first attempt is not replayed.
+        q = subprocess.Popen([ENGINE, "resume", run_id, "--state-dir", self.state], stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True)
+        try:
+            seen = []
+            self.wait_line(q, "[h1] start", seen)
+            self.assertEqual(self.runs()[run_id], "running")
+            self.ctl(run_id, "pause")
+            self.wait_line(q, "paused by an operator", seen)
+            self.ctl(run_id, "abort")
+            out, _ = q.communicate(timeout=15)
+        finally:
+            if q.poll() is None:
+                q.kill()
+                q.wait()
+        self.assertEqual(q.returncode, 130)
+        self.assertIn("aborted by an operator", "".join(seen) + out)
+        self.assertEqual(self.runs()[run_id], "stopped")
 
     def confirm_run(self, *extra, stdin=None):
         rb = os.path.join(self.tmp, "confirm.lua")
