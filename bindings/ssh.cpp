@@ -223,6 +223,12 @@ int l_exec(lua_State* L) {
         first = false;
         if (!marker.empty() && line == marker) return;
       }
+      // Binary output is summed up, not escaped byte by byte into the console and the run log.
+      if (text::looks_binary(line)) {
+        log::emit(log::Level::info, host, "[" + std::to_string(line.size()) + " bytes of binary output]",
+                  is_err ? json{{"fd", "stderr"}} : json());
+        return;
+      }
       log::emit(log::Level::info, host, line, is_err ? json{{"fd", "stderr"}} : json());
     };
   }

@@ -200,13 +200,27 @@ int execute(Args& a, engine::lua::Runtime& rt, const engine::lua::RunbookInfo& i
   engine::lua::RunOptions ro{a.dry_run, a.yes, run.id, a.kubeconfig, a.context, journal.get(), (run.path / "control").string()};
   ro.retry_unknown = a.retry_unknown;
   int code = rt.run(params, ro);
-  auto report_path = engine::run::report().finish(run.path.string(), code);
+  // What the run wrote must be on disk for it to count: a report or run log that could not be
+  // written (a full disk) fails the run, naming the file.
+  std::vector<std::string> lost;
+  std::string report_path;
+  try {
+    report_path = engine::run::report().finish(run.path.string(), code);
+  } catch (const std::exception& e) {
+    lost.push_back(e.what());
+  }
+  if (auto e = engine::log::file_error(); !e.empty()) lost.push_back("cannot write the run log " + e);
+  if (!lost.empty() && code == 0) code = 1;
   if (a.log_format == "text") {
     engine::log::flush();
     std::string tail = engine::run::report().recap_text();
     if (a.dry_run) tail = engine::run::report().plan_text() + tail;
     std::fputs(("\n" + tail).c_str(), stdout);
     std::fflush(stdout);
+  }
+  for (const auto& l : lost) {
+    engine::log::emit(engine::log::Level::error, "", "run record lost", {{"error", l}});
+    std::fprintf(stderr, "engine: %s\n", l.c_str());
   }
   engine::log::emit(code == 0 ? engine::log::Level::info : engine::log::Level::error, "", "run finished",
                     {{"run", run.id}, {"exit", code}, {"report", report_path}});

@@ -38,4 +38,8 @@ std::vector<Word> shell_words(std::string_view line, bool comments);
 // OpenSSH's known_hosts and ssh_config patterns (where "[host]:port" is literal).
 bool glob_match(std::string_view pattern, std::string_view s, bool classes = true);
 
+// Whether `s` is not text a log can show as it is: control bytes other than tab and carriage
+// return, or bytes that are not UTF-8 (each would become an escape or a replacement character).
+bool looks_binary(std::string_view s);
+
 }  // namespace engine::text

@@ -71,6 +71,11 @@ Journal::Journal(const std::string& path, std::vector<std::string>& warnings, bo
       throw std::runtime_error("journal " + path + ": record " + std::to_string(i + 1) + " of " +
                                std::to_string(lines.size()) + " is corrupt; the journal cannot be trusted");
     }
+    // Each record carries its place: a record missing in the middle (a lost DONE that would make a
+    // finished step run twice) is a gap, and the journal is not trusted. Older journals have none.
+    if (rec.contains("seq") && rec["seq"] != records_ + 1)
+      throw std::runtime_error("journal " + path + ": record " + std::to_string(i + 1) + " is number " + rec["seq"].dump() +
+                               " where " + std::to_string(records_ + 1) + " was expected: records are missing; the journal cannot be trusted");
     good_bytes += line.size() + 1;
     ++records_;
     std::string key = rec["step"].get<std::string>(), t = rec["t"].get<std::string>();
@@ -129,17 +134,17 @@ void Journal::append(const nlohmann::json& record) {
 }
 
 void Journal::intent(const std::string& key) {
-  append({{"t", "INTENT"}, {"step", key}});
+  append({{"t", "INTENT"}, {"step", key}, {"seq", records_ + 1}});
   slot(key) = Entry{Entry::intent, nullptr, ""};
 }
 
 void Journal::done(const std::string& key, const nlohmann::json& result) {
-  append({{"t", "DONE"}, {"step", key}, {"result", result}});
+  append({{"t", "DONE"}, {"step", key}, {"result", result}, {"seq", records_ + 1}});
   slot(key) = Entry{Entry::done, result, ""};
 }
 
 void Journal::failed(const std::string& key, const std::string& error) {
-  append({{"t", "FAILED"}, {"step", key}, {"error", error}});
+  append({{"t", "FAILED"}, {"step", key}, {"error", error}, {"seq", records_ + 1}});
   slot(key) = Entry{Entry::failed, nullptr, error};
 }
 

@@ -1,4 +1,5 @@
-// The step journal of a run: append-only, one record per line, each with a CRC32 of its JSON.
+// The step journal of a run: append-only, one record per line, each with a CRC32 of its JSON and
+// its sequence number (a record missing in the middle is a gap, and refuses the journal).
 // INTENT is fsynced before a step's first side effect, DONE (with the step's result) or FAILED
 // after. Reopening it for `engine resume` reads every record; a torn or corrupt last record is
 // reported and ignored, never trusted; a corrupt record before the last one refuses the journal.

@@ -7,7 +7,7 @@
 
 #include <fmt/chrono.h>
 #include <fmt/format.h>
-#include <spdlog/sinks/basic_file_sink.h>
+#include <spdlog/sinks/rotating_file_sink.h>
 #include <spdlog/sinks/stdout_sinks.h>
 #include <spdlog/spdlog.h>
 
@@ -37,6 +37,7 @@ struct State {
   Options opts;
   std::shared_ptr<spdlog::logger> console;
   std::shared_ptr<spdlog::logger> file;
+  std::string file_error;
 };
 
 State& state() {
@@ -117,12 +118,22 @@ void setup(const Options& opts) {
   }
   s.file.reset();
   if (!opts.file.empty()) {
-    s.file = std::make_shared<spdlog::logger>("file", std::make_shared<spdlog::sinks::basic_file_sink_mt>(opts.file));
+    s.file = std::make_shared<spdlog::logger>(
+        "file", std::make_shared<spdlog::sinks::rotating_file_sink_mt>(opts.file, kRunLogBytes, kRunLogFiles));
     s.file->set_pattern("%v");
+    // A full disk: recorded once (the run fails at its end, naming the file), not printed per line.
+    s.file->set_error_handler([file = opts.file](const std::string& msg) {
+      auto& st = state();
+      if (!st.file_error.empty()) return;
+      st.file_error = file + ": " + msg;
+      std::fprintf(stderr, "engine: cannot write the run log %s\n", st.file_error.c_str());
+    });
     s.file->set_level(spdlog::level::trace);
     s.file->flush_on(spdlog::level::trace);
   }
 }
+
+std::string file_error() { return state().file_error; }
 
 void add_secret(const std::string& value) {
   auto& s = state();

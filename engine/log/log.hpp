@@ -18,7 +18,14 @@ struct Options {
   bool color = false;
 };
 
+// The run log rotates at kRunLogBytes into run.1.log ... run.<kRunLogFiles>.log (oldest dropped),
+// so a run's logs take at most (kRunLogFiles + 1) x kRunLogBytes of disk.
+constexpr size_t kRunLogBytes = 64u << 20;
+constexpr size_t kRunLogFiles = 3;
+
 void setup(const Options& opts);
+// The first failure to write the run log ("" while there was none): the run then fails, naming it.
+std::string file_error();
 void emit(Level level, std::string_view host, std::string_view msg, const nlohmann::json& fields = nullptr);
 void flush();
 

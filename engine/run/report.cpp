@@ -3,7 +3,10 @@
 #include "engine/log/log.hpp"
 
 #include <algorithm>
+#include <cerrno>
 #include <cstdio>
+#include <cstring>
+#include <stdexcept>
 #include <fstream>
 
 #include <fmt/chrono.h>
@@ -169,8 +172,13 @@ std::string Report::finish(const std::string& dir, int exit_code) {
     // later used as a sudo password, a value marked with log.secret()).
     std::ofstream f(tmp);
     f << log::redact_json(doc_).dump(2, ' ', false, nlohmann::json::error_handler_t::replace) << "\n";
+    f.flush();
+    if (!f) {
+      std::remove(tmp.c_str());
+      throw std::runtime_error("cannot write " + path + ": " + std::strerror(errno));
+    }
   }
-  std::rename(tmp.c_str(), path.c_str());
+  if (std::rename(tmp.c_str(), path.c_str()) != 0) throw std::runtime_error("cannot write " + path + ": " + std::strerror(errno));
   return path;
 }
 

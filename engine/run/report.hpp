@@ -29,7 +29,8 @@ class Report {
   // Every host's outcome in one fleet.each, recorded once when it ends (the last one wins when a
   // host is in several).
   void hosts(std::vector<HostOutcome> outcomes);
-  // Writes report.json (through a temporary name) and returns its path.
+  // Writes DIR/report.json (through a temporary, renamed); throws std::runtime_error naming the
+  // file when it cannot be written whole.
   std::string finish(const std::string& dir, int exit_code);
   nlohmann::json snapshot() const;
   // The plan grouped by host and step, and the recap per host, as a person reads them.

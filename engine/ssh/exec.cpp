@@ -171,11 +171,32 @@ class ExecOp : public Op, public std::enable_shared_from_this<ExecOp> {
     if (data.size() > room) result_.truncated = true;
     dst.append(data.substr(0, room));
     if (!req_.on_line) return;
+    // Streamed lines obey max_output too (per stream): past it they are counted and dropped, so a
+    // command's flood cannot flood the console and the run log. A line longer than kLongLine is
+    // shown in pieces, so an endless line cannot grow this buffer either.
+    size_t& shown = is_err ? err_shown_ : out_shown_;
+    size_t& dropped = is_err ? err_dropped_ : out_dropped_;
+    if (shown >= req_.max_output) {
+      dropped += data.size();
+      return;
+    }
     std::string& pending = is_err ? err_line_ : out_line_;
     pending.append(data);
-    size_t start = 0, nl;
-    while ((nl = pending.find('\n', start)) != std::string::npos) {
-      req_.on_line(is_err, std::string_view(pending).substr(start, nl - start));
+    size_t start = 0;
+    for (;;) {
+      size_t nl = pending.find('\n', start);
+      size_t end = nl == std::string::npos ? pending.size() : nl;
+      if (nl == std::string::npos && end - start < kLongLine) break;
+      if (end - start > kLongLine) end = start + kLongLine, nl = end - 1;
+      if (shown + (end - start) > req_.max_output) {
+        result_.truncated = true;
+        dropped += pending.size() - start;
+        shown = req_.max_output;
+        start = pending.size();
+        break;
+      }
+      shown += end - start + 1;
+      req_.on_line(is_err, std::string_view(pending).substr(start, end - start));
       start = nl + 1;
     }
     pending.erase(0, start);
@@ -187,7 +208,13 @@ class ExecOp : public Op, public std::enable_shared_from_this<ExecOp> {
     if (!err_line_.empty()) req_.on_line(true, err_line_);
     out_line_.clear();
     err_line_.clear();
+    for (bool is_err : {false, true}) {
+      size_t dropped = is_err ? err_dropped_ : out_dropped_;
+      if (dropped) req_.on_line(is_err, "[" + std::to_string(dropped) + " more bytes not shown: max_output]");
+    }
   }
+
+  static constexpr size_t kLongLine = 64 * 1024;
 
   Step finish(Session& s, Result failure) {
     if (has_slot_) s.give_channel(), has_slot_ = false;
@@ -217,6 +244,7 @@ class ExecOp : public Op, public std::enable_shared_from_this<ExecOp> {
   size_t written_ = 0;
   bool eof_sent_ = false, has_slot_ = false, timed_out_ = false, finished_ = false;
   std::string out_line_, err_line_;
+  size_t out_shown_ = 0, err_shown_ = 0, out_dropped_ = 0, err_dropped_ = 0;
   char buf_[32768];
 };
 

@@ -129,5 +129,27 @@ class TestBusyRunbook(HostileTest):
         self.assertEqual(code, 130, out + err)
 
 
+@unittest.skipUnless(os.geteuid() == 0 and shutil.which("unshare"), "needs root to mount a small tmpfs")
+class TestFullDisk(HostileTest):
+    def test_a_run_whose_records_cannot_be_written_fails_and_names_the_file(self):
+        # The state directory on a 256 KiB tmpfs, in a mount namespace of the test's own: the run
+        # log fills it, then the report cannot be written. Before: "finished exit=0", report empty.
+        state = os.path.join(self.tmp, "small")
+        os.makedirs(state)
+        rb = self.write("""
+    local line = string.rep("x", 1000)
+    for i = 1, 600 do log.info(line, { i = i }) end
+    print("RUNBOOK DONE")
+""")
+        r = subprocess.run(["unshare", "-m", "--propagation", "private", "sh", "-c",
+                            f'mount -t tmpfs -o size=256k tmpfs "{state}" && exec "$0" run "$1" --state-dir "$2"',
+                            ENGINE, rb, state], capture_output=True, text=True, timeout=120)
+        self.assertIn("RUNBOOK DONE", r.stdout)
+        self.assertEqual(r.returncode, 1, r.stdout[-2000:] + r.stderr[-2000:])
+        self.assertRegex(r.stderr, r"cannot write the run log \S+/run\.log: ")
+        self.assertRegex(r.stderr, r"cannot write \S+/report\.json: No space left on device")
+        self.assertLess(r.stderr.count("cannot write the run log"), 3)  # said once, not per line
+
+
 if __name__ == "__main__":
     unittest.main()

@@ -1,5 +1,6 @@
 """SSH against real OpenSSH servers the tests start: exec, sudo, host keys, jump hosts, tunnels,
 fan-out, a server killed mid-command, SFTP. Each test runs a small runbook with the built engine."""
+import glob
 import hashlib
 import json
 import os
@@ -105,6 +106,21 @@ class TestExec(SshTest):
             t.join()
         self.assertIn("env ok", out)
         self.assertEqual(seen, [], "the secret was in a process's argv")
+
+    def test_streamed_output_obeys_max_output_and_binary_is_summed_up(self):
+        out = self.ok(self.runbook("""
+    local r = assert(inv:host("n1"):exec("echo first; head -c 3000 /dev/urandom; echo; yes line | head -n 2000000",
+      { stream = true, max_output = 200000, timeout = 120 }))
+    print("TRUNCATED", r.truncated, #r.stdout)
+""", self.inventory(self.node()), timeout=300))
+        self.assertIn("TRUNCATED\ttrue\t200000", out)
+        self.assertIn("[n1] first", out)
+        self.assertRegex(out, r"\[n1\] \[\d+ bytes of binary output\]")
+        self.assertRegex(out, r"\[n1\] \[\d+ more bytes not shown: max_output\]")
+        self.assertLess(out.count("[n1] line"), 200000 // 5 + 1)  # at most max_output of lines
+        run_log = max(glob.glob(os.path.join(self.lab.root, "state", "runs", "*", "run.log")), key=os.path.getmtime)
+        # 14 MB of output (~150 MB as log lines): the log holds the 200 KB shown, as ~40,000 JSON lines.
+        self.assertLess(os.path.getsize(run_log), 5_000_000)
 
     def test_10mb_stdout_interleaved_with_10mb_stderr_does_not_hang(self):
         out = self.ok(self.runbook("""
