@@ -129,26 +129,42 @@ function M.disarm(alarm, ep)
   return true
 end
 
---- cluster_health() → {healthy, leader, members = {{name, endpoint, healthy, error, leader}}, alarms, problems}
---- Healthy when every member answers, exactly one leader is named, and no alarm is raised.
-function M.cluster_health()
+--- cluster_health(endpoints) → {healthy, leader, members = {{name, endpoint, healthy, error, leader}}, alarms, problems}
+--- Healthy when every member answers, exactly one leader is named, and no alarm is raised. With
+--- endpoints (tunnels, proxies, the addresses this controller can reach), each member is asked at
+--- the endpoint that answers for it, and a member none of them reaches is a problem; without, each
+--- member is asked at its advertised client URL.
+function M.cluster_health(endpoints)
   local members, err, msg
-  for _, ep in ipairs(settings.endpoints) do
+  for _, ep in ipairs(endpoints or settings.endpoints) do
     members, err, msg = M.members(ep)
     if members then break end
   end
   if not members then return nil, err, msg end
+  local at = {}  -- member id -> {ep, st}: what each given endpoint says it is
+  for _, ep in ipairs(endpoints or {}) do
+    local st = M.health(ep) and M.status(ep)
+    if st then at[st.member_id] = { ep = ep, st = st } end
+  end
   local report = { members = {}, problems = {}, leaders = {} }
   for _, m in ipairs(members) do
-    local ep = m.client_urls[1]
-    local entry = { name = m.name, id = m.id, endpoint = ep }
-    local ok, herr, hmsg = ep and M.health(ep)
-    local st = ok and M.status(ep)
-    entry.healthy = ok == true and st ~= nil
+    local entry = { name = m.name, id = m.id }
+    local ok, herr, hmsg, st
+    if endpoints then
+      local a = at[m.id]
+      entry.endpoint = a and a.ep
+      ok, st = a ~= nil, a and a.st
+      if not a then herr, hmsg = "unreachable", "none of the endpoints given answers for it" end
+    else
+      entry.endpoint = m.client_urls[1]
+      ok, herr, hmsg = entry.endpoint and M.health(entry.endpoint)
+      st = ok and M.status(entry.endpoint)
+    end
+    entry.healthy = ok == true and st ~= nil and st ~= false
     if not entry.healthy then
       entry.error = (herr or "no client URL") .. ": " .. tostring(hmsg)
       report.problems[#report.problems + 1] = m.name .. " unhealthy (" .. entry.error .. ")"
-    elseif st then
+    else
       report.leaders[st.leader] = true
       entry.leader = st.leader == m.id
     end
@@ -158,7 +174,7 @@ function M.cluster_health()
   for id in pairs(report.leaders) do n = n + 1; report.leader = id end
   if n ~= 1 then report.problems[#report.problems + 1] = n == 0 and "no leader" or "members disagree on the leader" end
   report.leaders = nil
-  local alarms = M.alarms()
+  local alarms = M.alarms(endpoints and endpoints[1] or nil)
   report.alarms = alarms or {}
   for _, a in ipairs(report.alarms) do
     if a.alarm ~= "NONE" then report.problems[#report.problems + 1] = "alarm " .. a.alarm .. " on member " .. a.member_id end
@@ -250,38 +266,49 @@ function M.delete(key, opts)
   return num(r.deleted)
 end
 
---- defrag_all(endpoints, {leader_last = true, pause = seconds, gate = fn}) → list of {endpoint, started, finished}
---- One member at a time, never two at once (seed 003, IR-3), the leader last; before each next
---- member the cluster must be healthy (and gate() must pass, when given).
+--- defrag_all(endpoints, {leader_last = true, pause = seconds, gate = fn}) → list of {endpoint, member, started, finished, leader}
+--- | nil, err, message, done so far. One member at a time, never two at once (seed 003, IR-3), the
+--- leader last. Before the first member and before each next one, every member must be healthy
+--- through the endpoints given (one per member) and one leader known (gate(ep) must pass, when
+--- given): a member already down, or no leader, stops it before anything more is defragmented.
 function M.defrag_all(endpoints, opts)
   opts = opts or {}
   endpoints = endpoints or settings.endpoints
-  local order, leader = {}, nil
-  for _, ep in ipairs(endpoints) do
-    local st = M.status(ep)
-    if st and st.leader == st.member_id then leader = ep else order[#order + 1] = ep end
+  -- Through the endpoints given (a member's advertised URL may be unreachable from here): every
+  -- member healthy and one leader, before the first member and before each next one.
+  local function check(before)
+    local h, herr, hmsg = M.cluster_health(endpoints)
+    if not h then return nil, herr, before .. ": cluster health unknown: " .. tostring(hmsg) end
+    if not h.healthy then return nil, "unhealthy", before .. ": " .. table.concat(h.problems, "; ") end
+    return h
   end
-  if leader then
-    if opts.leader_last == false then table.insert(order, 1, leader) else order[#order + 1] = leader end
+  local h, herr, hmsg = check("nothing defragmented")
+  if not h then return nil, herr, hmsg, {} end
+  local name_of, leader = {}, nil
+  for _, m in ipairs(h.members) do
+    name_of[m.endpoint] = m.name
+    if m.leader then leader = m.endpoint end
   end
+  if not leader then return nil, "no leader", "nothing defragmented: cannot tell which member leads", {} end
+  local order = {}
+  for _, ep in ipairs(endpoints) do if ep ~= leader then order[#order + 1] = ep end end
+  if opts.leader_last == false then table.insert(order, 1, leader) else order[#order + 1] = leader end
   local done = {}
   for i, ep in ipairs(order) do
     if i > 1 then
       if opts.pause then sleep(opts.pause) end
-      local h = M.cluster_health()
-      if not h or not h.healthy then
-        return nil, "unhealthy", "stopped before " .. ep .. ": " .. (h and table.concat(h.problems, "; ") or "health unknown"), done
-      end
+      local ok, e2, m2 = check("stopped before " .. tostring(name_of[ep]) .. " (" .. ep .. ")")
+      if not ok then return nil, e2, m2, done end
       if opts.gate then
-        local ok, why = opts.gate(ep)
-        if not ok then return nil, "gate", "stopped before " .. ep .. ": " .. tostring(why), done end
+        local pass, why = opts.gate(ep)
+        if not pass then return nil, "gate", "stopped before " .. tostring(name_of[ep]) .. " (" .. ep .. "): " .. tostring(why), done end
       end
     end
     local started = time.now()
     local ok, err, msg = M.defrag(ep)
-    if not ok then return nil, err, "defragmenting " .. ep .. ": " .. tostring(msg), done end
-    done[#done + 1] = { endpoint = ep, started = started, finished = time.now(), leader = ep == leader }
-    log.info("defragmented", { endpoint = ep, leader = ep == leader })
+    if not ok then return nil, err, "defragmenting " .. tostring(name_of[ep]) .. " (" .. ep .. "): " .. tostring(msg), done end
+    done[#done + 1] = { endpoint = ep, member = name_of[ep], started = started, finished = time.now(), leader = ep == leader }
+    log.info("defragmented", { member = name_of[ep], endpoint = ep, leader = ep == leader })
   end
   return done
 end

@@ -1,6 +1,7 @@
 """etcd primitives against a real 3-member etcd 3.4 cluster with TLS and client-cert auth."""
 import json
 import os
+import re
 import shutil
 import subprocess
 import tempfile
@@ -171,6 +172,25 @@ class TestEtcd(unittest.TestCase):
         for (s1, e1), (s2, e2) in zip(spans, spans[1:]):
             self.assertLessEqual(e1, s2)  # never two at once
         self.assertEqual([r[-1] for r in rows], ["false", "false", "true"])  # the leader last
+        self.assertEqual(len(set(re.findall(r"defragmented .*member=(m\d)", out))), 3)  # named in the log
+
+    def test_4b_defrag_all_asks_the_endpoints_it_was_given(self):
+        # Proxies stand for tunnels: the members' advertised URLs are not what this controller uses.
+        proxies = [etcdlab.CuttingProxy(port, limit=1 << 40) for port in self.cluster.client_ports]
+        try:
+            eps = [f"https://127.0.0.1:{p.port}" for p in proxies]
+            out = self.ok(self.run_lua("""
+    local h = assert(etcd.cluster_health(p.endpoints))
+    for _, m in ipairs(h.members) do print("VIA", m.name, m.endpoint) end
+    local done = assert(etcd.defrag_all(nil, { pause = 0.1 }))
+    print("DONE", #done)
+""", endpoints=eps))
+        finally:
+            for p in proxies:
+                p.stop()
+        for name, ep in zip(self.cluster.names, eps):
+            self.assertIn(f"VIA\t{name}\t{ep}", out)
+        self.assertIn("DONE\t3", out)
 
     def test_5_through_a_node_tunnel_and_etcdctl_on_the_node(self):
         import sshlab
@@ -250,6 +270,16 @@ end }}
     assert(ok == nil and (err == "unreachable" or err == "timeout"), tostring(err))
 """, endpoints=self.cluster.endpoints[:2], arg=self.cluster.endpoints[2]))
         self.assertIn(f"{victim} unhealthy", out)
+
+    def test_8_defrag_all_with_a_member_down_defragments_nothing(self):
+        # test_7 left the third member dead; the two live ones are the endpoints given.
+        victim = self.cluster.names[2]
+        out = self.ok(self.run_lua("""
+    local done, err, msg, partial = etcd.defrag_all(nil, { pause = 0.1 })
+    print("RESULT", done, err, msg, partial and #partial)
+""", endpoints=self.cluster.endpoints[:2]))
+        self.assertIn(f"RESULT\tnil\tunhealthy\tnothing defragmented: {victim} unhealthy (unreachable: none of the endpoints given answers for it)\t0", out)
+        self.assertNotIn("defragmented member=", out)
 
 
 class TestSnapshotTrailer(unittest.TestCase):

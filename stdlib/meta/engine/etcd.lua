@@ -42,18 +42,21 @@ function etcd.status(endpoint) end
 function etcd.members(endpoint) end
 ---@return true|nil, string|nil, string|nil
 function etcd.health(endpoint) end
---- Every member answers, exactly one leader, no alarms.
+--- Every member answers, exactly one leader, no alarms. With endpoints, each member is asked at
+--- the one of them that answers for it (tunnels); without, at its advertised client URL.
+---@param endpoints? string[]
 ---@return {healthy: boolean, leader?: string, members: table[], alarms: table[], problems: string[]}|nil, string|nil, string|nil
-function etcd.cluster_health() end
+function etcd.cluster_health(endpoints) end
 --- Streamed to path.part, the sha256 trailer checked, fsynced, renamed; nothing at path on failure.
 ---@return {size: integer, sha256: string, revision: integer}|nil, string|nil, string|nil
 function etcd.snapshot(endpoint, path) end
 ---@return true|nil, string|nil, string|nil
 function etcd.defrag(endpoint) end
---- One member at a time, cluster health (and gate) checked before each next one, the leader last.
+--- One member at a time, the leader last; before the first member and each next one, every member
+--- healthy through these endpoints and one leader known (and gate passed), else it stops.
 ---@param endpoints? string[]
 ---@param opts? {leader_last?: boolean, pause?: number, gate?: fun(endpoint: string): boolean|nil, string|nil}
----@return {endpoint: string, started: number, finished: number, leader: boolean}[]|nil, string|nil, string|nil
+---@return {endpoint: string, member: string, started: number, finished: number, leader: boolean}[]|nil, string|nil, string|nil, table|nil
 function etcd.defrag_all(endpoints, opts) end
 ---@return {member_id: string, alarm: string}[]|nil, string|nil, string|nil
 function etcd.alarms(endpoint) end
