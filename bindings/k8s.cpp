@@ -170,7 +170,7 @@ int l_resource(lua_State* L) {
         return 1;
       });
     });
-    arm(op, [] {});
+    arm(op, nothing_to_undo);  // discovery only reads; its answer is cached for the next caller
   }
   return suspend(L);
 }

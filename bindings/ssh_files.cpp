@@ -44,7 +44,20 @@ std::string basename(const std::string& p) {
   return slash == std::string::npos ? p : p.substr(slash + 1);
 }
 
-// The shared tail of upload and write_file: put the bytes, then rename them into place.
+// What a cancelled transfer needs: the flag the SFTP Op reads, and the session to kick so the Op
+// sees it now rather than at its next socket event.
+struct Cancel {
+  std::shared_ptr<bool> flag = std::make_shared<bool>(false);
+  std::weak_ptr<Session> session;
+  void operator()() const {
+    *flag = true;
+    if (auto s = session.lock()) s->kick();
+  }
+};
+
+// The shared tail of upload and write_file: put the bytes, then rename them into place. Cancelled
+// (a timeout, a second Ctrl-C, a lost lease) before the rename, it never renames: the temporary
+// file is removed and the destination is as it was.
 void put(const Op& op, Vm& vm, const Target& target, std::shared_ptr<PutSpec> spec) {
   std::string tag = nonce();
   std::string tmp = spec->sudo ? "/tmp/.engine-upload-" + tag
@@ -57,15 +70,27 @@ void put(const Op& op, Vm& vm, const Target& target, std::shared_ptr<PutSpec> sp
       lua_setfield(co, -2, "dry_run");
       return 1;
     });
+    arm(op, nothing_to_undo);  // after complete(), which then waits for the yield
     return;
   }
   std::string host = target.name;
-  ssh_state(vm).pool.get(target, [op, spec, tmp, host](std::shared_ptr<Session> s, Result r) {
+  auto cancel = std::make_shared<Cancel>();
+  ssh_state(vm).pool.get(target, [op, spec, tmp, host, cancel](std::shared_ptr<Session> s, Result r) {
+    if (*cancel->flag) return;
     if (r) {
       complete(op, [f = *r](lua_State* co) { return push_failure(co, f); });
       return;
     }
-    sftp_put(s, spec->data, spec->local, tmp, spec->mode, [op, spec, tmp, host, s](uint64_t bytes, Result r) {
+    cancel->session = s;
+    sftp_put(s, spec->data, spec->local, tmp, spec->mode, [op, spec, tmp, host, s, cancel](uint64_t bytes, Result r) {
+      if (*cancel->flag) {
+        ExecRequest rm;  // whatever part of it arrived
+        rm.command = "rm -f " + shell_quote(tmp);
+        if (spec->sudo) rm.command = "sudo -n rm -f " + shell_quote(tmp) + " 2>/dev/null || " + rm.command;
+        exec(s, rm, [](ExecResult, Result) {});
+        log::emit(log::Level::warn, host, "upload cancelled before its rename: the destination is unchanged", {{"path", spec->remote}});
+        return;
+      }
       if (r) {
         complete(op, [f = *r](lua_State* co) { return push_failure(co, f); });
         return;
@@ -110,8 +135,9 @@ void put(const Op& op, Vm& vm, const Target& target, std::shared_ptr<PutSpec> sp
           return 1;
         });
       });
-    });
+    }, cancel->flag);
   });
+  arm(op, [cancel] { (*cancel)(); });  // last: a completion that came already waits for the yield
 }
 
 std::shared_ptr<PutSpec> put_options(lua_State* L, int idx, const char* what) {
@@ -143,7 +169,6 @@ int l_upload(lua_State* L) {
   {
     Op op = begin(L, "upload");
     put(op, vm_of(L), target, spec);
-    arm(op, [] {});
   }
   return suspend(L);
 }
@@ -161,7 +186,6 @@ int l_write_file(lua_State* L) {
   {
     Op op = begin(L, "write_file");
     put(op, vm_of(L), target, spec);
-    arm(op, [] {});
   }
   return suspend(L);
 }
@@ -173,12 +197,16 @@ int get(lua_State* L, const std::string& remote, const std::string& local, uint6
   {
     Op op = begin(L, what);
     bool to_string = local.empty();
-    ssh_state(vm).pool.get(target, [op, remote, local, max, to_string](std::shared_ptr<Session> s, Result r) {
+    auto cancel = std::make_shared<Cancel>();
+    ssh_state(vm).pool.get(target, [op, remote, local, max, to_string, cancel](std::shared_ptr<Session> s, Result r) {
+      if (*cancel->flag) return;
       if (r) {
         complete(op, [f = *r](lua_State* co) { return push_failure(co, f); });
         return;
       }
-      sftp_get(s, remote, local, max, [op, to_string](std::string data, uint64_t bytes, Result r) {
+      cancel->session = s;
+      sftp_get(s, remote, local, max, [op, to_string, cancel](std::string data, uint64_t bytes, Result r) {
+        if (*cancel->flag) return;
         if (r) {
           complete(op, [f = *r](lua_State* co) { return push_failure(co, f); });
           return;
@@ -193,9 +221,9 @@ int get(lua_State* L, const std::string& remote, const std::string& local, uint6
           }
           return 1;
         });
-      });
+      }, cancel->flag);
     });
-    arm(op, [] {});
+    arm(op, [cancel] { (*cancel)(); });
   }
   return suspend(L);
 }
@@ -261,7 +289,7 @@ int stat_common(lua_State* L, bool exists_only) {
         });
       });
     });
-    arm(op, [] {});
+    arm(op, nothing_to_undo);  // stat only reads: a late answer is dropped
   }
   return suspend(L);
 }

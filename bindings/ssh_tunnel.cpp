@@ -100,7 +100,12 @@ int l_tunnel(lua_State* L) {
     Op op = begin(L, "ssh.tunnel");
     SshState& st = ssh_state(vm);
     auto tunnel = std::make_shared<Tunnel>(vm.io, st.pool, target, rh, static_cast<int>(rp));
-    st.pool.get(target, [op, tunnel](std::shared_ptr<ssh::Session>, ssh::Result r) {
+    auto cancelled = std::make_shared<bool>(false);
+    st.pool.get(target, [op, tunnel, cancelled](std::shared_ptr<ssh::Session>, ssh::Result r) {
+      if (*cancelled) {  // nobody waits for it: it never starts listening
+        tunnel->close();
+        return;
+      }
       if (r) {
         complete(op, [f = *r](lua_State* co) {
           lua_pushnil(co);
@@ -136,7 +141,7 @@ int l_tunnel(lua_State* L) {
         return 1;
       });
     });
-    arm(op, [] {});
+    arm(op, [cancelled] { *cancelled = true; });
   }
   return suspend(L);
 }

@@ -149,6 +149,9 @@ void resume(Task& t, int nargs);
 // with a destructor in a scope that ends before suspend(), so the unwinder has no cleanups to run.
 Op begin(lua_State* L, const char* what);
 void arm(const Op& op, std::function<void()> cancel);
+// The cancel of an operation that changes nothing (a read, a lookup): its late completion is
+// dropped by its seq. Named, so a cancel that does nothing is a decision, not an oversight.
+inline void nothing_to_undo() {}
 int suspend(lua_State* L);
 void complete(const Op& op, const std::function<int(lua_State*)>& push, bool raise = false);
 

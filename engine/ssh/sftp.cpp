@@ -41,6 +41,13 @@ class SftpOp : public Op {
     return std::nullopt;
   }
 
+  // The caller stopped waiting: nothing more is transferred, renamed or committed.
+  bool cancelled() const { return cancelled_ && *cancelled_; }
+
+ public:
+  std::shared_ptr<const bool> cancelled_;
+
+ protected:
   Failure sftp_failure(Session& s, const std::string& what) {
     unsigned long code = sftp_ ? libssh2_sftp_last_error(sftp_) : 0;
     if (code == LIBSSH2_FX_NO_SUCH_FILE || code == LIBSSH2_FX_NO_SUCH_PATH) return {Error::not_found, what + ": no such file"};
@@ -109,6 +116,10 @@ class PutOp : public SftpOp {
     if (!done_) return Step::done;
     if (auto st = setup(s)) return *st;
     if (base_ != Base::work) return teardown(s);
+    if (cancelled()) {
+      outcome_ = Failure{Error::failed, "cancelled"};
+      return teardown(s);
+    }
     if (stage_ == Stage::open) {
       if (!data_) {
         fd_ = ::open(local_.c_str(), O_RDONLY | O_CLOEXEC);
@@ -226,6 +237,10 @@ class GetOp : public SftpOp {
     if (!done_) return Step::done;
     if (auto st = setup(s)) return *st;
     if (base_ != Base::work) return teardown(s);
+    if (cancelled()) {  // the .part goes with this Op (its destructor), never renamed
+      outcome_ = Failure{Error::failed, "cancelled"};
+      return teardown(s);
+    }
     if (!handle_) {
       handle_ = libssh2_sftp_open_ex(sftp_, remote_.c_str(), static_cast<unsigned>(remote_.size()), LIBSSH2_FXF_READ, 0,
                                      LIBSSH2_SFTP_OPENFILE);
@@ -338,13 +353,18 @@ class StatOp : public SftpOp {
 }  // namespace
 
 void sftp_put(const std::shared_ptr<Session>& s, std::optional<std::string> data, std::string local_path,
-              std::string remote_tmp, unsigned mode, std::function<void(uint64_t, Result)> done) {
-  s->add(std::make_shared<PutOp>(s->io(), std::move(data), std::move(local_path), std::move(remote_tmp), mode, std::move(done)));
+              std::string remote_tmp, unsigned mode, std::function<void(uint64_t, Result)> done,
+              std::shared_ptr<const bool> cancelled) {
+  auto op = std::make_shared<PutOp>(s->io(), std::move(data), std::move(local_path), std::move(remote_tmp), mode, std::move(done));
+  op->cancelled_ = std::move(cancelled);
+  s->add(op);
 }
 
 void sftp_get(const std::shared_ptr<Session>& s, std::string remote, std::string local_path, uint64_t max_bytes,
-              std::function<void(std::string, uint64_t, Result)> done) {
-  s->add(std::make_shared<GetOp>(s->io(), std::move(remote), std::move(local_path), max_bytes, std::move(done)));
+              std::function<void(std::string, uint64_t, Result)> done, std::shared_ptr<const bool> cancelled) {
+  auto op = std::make_shared<GetOp>(s->io(), std::move(remote), std::move(local_path), max_bytes, std::move(done));
+  op->cancelled_ = std::move(cancelled);
+  s->add(op);
 }
 
 void sftp_stat(const std::shared_ptr<Session>& s, std::string remote, bool follow, std::function<void(FileInfo, Result)> done) {

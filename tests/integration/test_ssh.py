@@ -459,6 +459,30 @@ class TestFiles(SshTest):
         self.assertEqual(hashlib.sha256(open(back, "rb").read()).hexdigest(), want)
         self.assertEqual(os.listdir(home), ["engine-upload.bin"])  # no temporary file left behind
 
+    def test_an_upload_cancelled_before_its_rename_never_renames(self):
+        src = os.path.join(self.lab.root, "cancel-big.bin")
+        with open(src, "wb") as f:
+            f.write(os.urandom(50 * 1024 * 1024))
+        home = tempfile.mkdtemp(prefix="engine-cancel-dir-")
+        self.addCleanup(shutil.rmtree, home, True)
+        os.chown(home, sshlab.pwd.getpwnam(sshlab.USER).pw_uid, -1)
+        dest, back = f"{home}/manifest.yaml", os.path.join(self.lab.root, "cancel-back.bin")
+        with open(dest, "w") as f:
+            f.write("old\n")
+        out = self.ok(self.runbook(f"""
+    local h = inv:host("n1")
+    print("UP", timeout(0.3, function() return h:upload("{src}", "{dest}") end))
+    assert(h:exec("true"))  -- the session was used meanwhile
+    print("DOWN", timeout(0.05, function() return h:download("{src}", "{back}") end))
+    sleep(3)  -- time for a transfer that went on regardless to have renamed
+""", self.inventory(self.node()), timeout=120))
+        self.assertIn("UP\tnil\ttimeout", out)
+        self.assertIn("DOWN\tnil\ttimeout", out)
+        with open(dest) as f:
+            self.assertEqual(f.read(), "old\n")  # never replaced
+        self.assertEqual(os.listdir(home), ["manifest.yaml"])  # and its temporary file removed
+        self.assertFalse(os.path.exists(back) or os.path.exists(back + ".part"))
+
     def test_a_download_refuses_a_symlink_at_its_part_file_or_destination(self):
         d = tempfile.mkdtemp(prefix="engine-dl-")
         self.addCleanup(shutil.rmtree, d, True)
