@@ -36,6 +36,12 @@ local function escape(s)
   return (tostring(s):gsub("[^%w%-%._~]", function(c) return string.format("%%%02X", c:byte()) end))
 end
 
+-- A path segment as Go's url.PathEscape writes it (what kubectl sends): ':' '@' '$' '&' '+' '='
+-- stay as they are ("system:kube-scheduler"), everything else outside the unreserved set is escaped.
+local function escape_segment(s)
+  return (tostring(s):gsub("[^%w%-%._~:@%$&%+=]", function(c) return string.format("%%%02X", c:byte()) end))
+end
+
 local function query(params)
   local keys = {}
   for k in pairs(params) do keys[#keys + 1] = k end
@@ -55,7 +61,7 @@ local function check_name(name, what)
   if type(name) ~= "string" or name == "" or name == "." or name == ".." or name:find("[/%%%c]") then
     error(string.format("k8s: %q is not a valid %s", tostring(name), what), 4)
   end
-  return escape(name)
+  return escape_segment(name)
 end
 
 local function check_namespace(ns)
@@ -369,7 +375,7 @@ end
 -- Evicts one pod with kubectl's rules, then waits until it is gone (404, or a new pod with its name).
 local function evict_one(p, opts)
   local ns, name, uid = p.metadata.namespace, p.metadata.name, p.metadata.uid
-  local path = "/api/v1/namespaces/" .. escape(ns) .. "/pods/" .. escape(name)
+  local path = "/api/v1/namespaces/" .. escape_segment(ns) .. "/pods/" .. escape_segment(name)
   while true do
     local status, body, msg, code
     if opts.disable_eviction then

@@ -243,6 +243,25 @@ class UpgradeCase(unittest.TestCase):
         # the control plane's steps were done before the kill: resume did not run them again
         self.assertNotIn("[cp1] [upgrade/staticpods]", r.stdout + r.stderr)
 
+    def test_shell_metacharacters_in_inventory_values_never_reach_a_node(self):
+        import yaml
+        marker = f"/tmp/engine-injected-{os.getpid()}"  # the nodes share the machine's /tmp
+        with open(f"{self.dir}/inventory.yml") as f:
+            inv = yaml.safe_load(f)
+        for name, host in inv["all"]["children"]["k8s-cp"]["hosts"].items():
+            host["etcd_access_address"] = f"{host['ansible_host']}; touch {marker}; echo $(id) `id` \"'"
+        bad = f"{self.dir}/inventory-bad.yml"
+        with open(bad, "w") as f:
+            yaml.safe_dump(inv, f)
+        for extra in ((), ("--dry-run",)):
+            args = self.args(*extra)
+            args[args.index("-i") + 1] = bad
+            r = self.engine("run", UPGRADE, *args)
+            self.assertEqual(r.returncode, 1, r.stdout[-2000:] + r.stderr[-2000:])
+            self.assertIn(f'etcd.via_node: address "{self.state["nodes"][0]["ip"]}; touch {marker}', r.stderr)
+            self.assertFalse(os.path.exists(marker), "an inventory value ran as a command on a node")
+        self.assert_untouched()
+
     def test_dry_run_prints_the_whole_plan_and_changes_nothing(self):
         manifest = f"{self.dir}/nodes/cp1/root/etc/kubernetes/manifests/kube-apiserver.yaml"
         with open(manifest) as f:

@@ -73,8 +73,9 @@ class Sim:
 
 
 def parse_path(path):
-    """→ (group, version, namespace, plural, name, sub) or None for discovery paths."""
-    parts = [p for p in path.split("/") if p]
+    """→ (group, version, namespace, plural, name, sub) or None for discovery paths. Each segment is
+    percent-decoded after the split, as the API server does ("system%3Akube-scheduler")."""
+    parts = [urllib.parse.unquote(p) for p in path.split("/") if p]
     if parts[:2] == ["api", "v1"]:
         group, version, rest = "", "v1", parts[2:]
     elif parts and parts[0] == "apis" and len(parts) >= 3:
