@@ -54,13 +54,18 @@ function gates.no_firing_alerts(opts) end
 ---@class engine.http
 local http = {}
 --- Yields. nil, "timeout"|"unreachable", message when no HTTP answer came.
----@param req {method?: string, url: string, headers?: table<string,string>, body?: string, timeout?: number, retries?: integer, bearer?: string, basic_auth?: {user: string, password: string}, ca_file?: string, ca_data?: string, cert_file?: string, key_file?: string, cert_data?: string, key_data?: string, insecure?: boolean}
+---@param req {method?: string, url: string, headers?: table<string,string>, body?: string, timeout?: number, idle_timeout?: number, retries?: integer, bearer?: string, basic_auth?: {user: string, password: string}, ca_file?: string, ca_data?: string, cert_file?: string, key_file?: string, cert_data?: string, key_data?: string, insecure?: boolean}
 ---@return {status: integer, body: string, headers: table<string,string>}|nil, string|nil, string|nil
 function http.request(req) end
 ---@return table|nil, string|nil
 function http.json_decode(text) end
+--- Raises on a table that contains itself or is nested deeper than 200 levels.
 ---@return string
 function http.json_encode(value) end
+--- Marks t (a new table when nil) so json_encode writes it as an array, even when empty.
+---@param t? table
+---@return table
+function http.json_array(t) end
 --- One YAML document as a table (scalars typed as PyYAML types them); nil, "invalid yaml", "line L, column C: why".
 ---@return table|nil, string|nil, string|nil
 function http.yaml_decode(text) end
