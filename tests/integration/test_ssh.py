@@ -47,12 +47,14 @@ class SshTest(sshlab.LabCase):
     def node(self, user=sshlab.USER, port=None, name="n1", extra=""):
         return f"{name} ansible_host=127.0.0.1 ansible_port={port or self.sshd.port} ansible_user={user} {extra}\n"
 
-    def runbook(self, body, inventory, *extra, kh=None, timeout=120, wait=True):
+    def runbook(self, body, inventory, *extra, kh=None, timeout=120, wait=True, netns=None):
         fd, path = tempfile.mkstemp(dir=self.lab.root, suffix=".lua")
         with os.fdopen(fd, "w") as f:
             f.write(TEMPLATE % body)
         cmd = [ENGINE, "run", path, "-i", inventory, "-e", f"kh={kh or self.lab.known_hosts}",
                "-e", f"key={self.lab.keys.key}", "--state-dir", os.path.join(self.lab.root, "state"), *extra]
+        if netns:  # the engine inside a network namespace of the test's own
+            cmd = ["ip", "netns", "exec", netns] + cmd
         if not wait:
             return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
@@ -287,7 +289,7 @@ class TestFailures(SshTest):
     end)
 """
 
-    def dead_peer(self, port, fault, how):
+    def dead_peer(self, port, fault, how, netns=None):
         # The interval and count, set each of the three ways a user can.
         extra, arg = "", "configure"
         if how == "common_args":
@@ -297,7 +299,7 @@ class TestFailures(SshTest):
             with open(arg, "w") as f:
                 f.write("Host *\n  ServerAliveInterval 1\n  ServerAliveCountMax 2\n")
         p = self.runbook(self.DEAD_PEER, self.inventory(self.node(port=port, extra=extra)), *(["-e", f"arg={arg}"] if arg else []),
-                         wait=False)
+                         wait=False, netns=netns)
         try:
             for _ in range(50):  # the run log comes first
                 if "START" in p.stdout.readline():
@@ -329,6 +331,21 @@ class TestFailures(SshTest):
         finally:
             proxy.close()
             victim.stop()
+
+    def test_a_link_dropped_in_a_network_namespace_mid_command_is_unreachable(self):
+        # The engine and the node's sshd in a namespace of their own; its only link goes down.
+        ns = f"engine-link-{os.getpid()}"
+        subprocess.run(["ip", "netns", "del", ns], capture_output=True)
+        sshlab.run("ip", "netns", "add", ns)
+        sshlab.run("ip", "netns", "exec", ns, "ip", "link", "set", "lo", "up")
+        node = sshlab.Sshd(self.lab.root, self.lab.keys, name=f"link{time.monotonic_ns()}", netns=ns).start()
+        try:
+            self.lab.trust(node.known_hosts_line())
+            self.dead_peer(node.port, lambda: sshlab.run("ip", "netns", "exec", ns, "ip", "link", "set", "lo", "down"),
+                           "configure", netns=ns)
+        finally:
+            node.stop()
+            subprocess.run(["ip", "netns", "del", ns], capture_output=True)
 
     def frozen_sshd(self, how):
         victim = sshlab.Sshd(self.lab.root, self.lab.keys, name=f"frozen{time.monotonic_ns()}").start()
