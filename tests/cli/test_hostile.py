@@ -2,6 +2,7 @@
 binding, a loop that never waits. Each ends with a clear error (or a timeout the runbook chose), not
 a signal, a garbage message or a process only SIGKILL ends."""
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -88,6 +89,23 @@ class TestExceptions(HostileTest):
         self.assertRegex(r.stdout, r"caught\tfalse\tstring\t.*must be string")
         self.assertIn("still running", r.stdout)
         self.assertNotIn("table: 0x", r.stdout + r.stderr)
+
+
+class TestCancels(unittest.TestCase):
+    def test_no_yielding_binding_registers_a_cancel_that_does_nothing(self):
+        # A wait whose cancel is an empty lambda goes on after timeout() or Ctrl-C (an SFTP upload
+        # then renamed into /etc/kubernetes/manifests). Operations that only read say so by name
+        # (nothing_to_undo); an empty one is refused here.
+        root = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "bindings")
+        empty = re.compile(r"\barm\(\s*\w+\s*,\s*\[[^\]]*\]\s*(\([^)]*\))?\s*(->\s*\w+\s*)?\{\s*\}\s*\)")
+        found = []
+        for name in sorted(os.listdir(root)):
+            with open(os.path.join(root, name)) as f:
+                for n, line in enumerate(f, 1):
+                    if empty.search(line):
+                        found.append(f"bindings/{name}:{n}: {line.strip()}")
+        self.assertEqual(found, [])
+        self.assertTrue(any("arm(" in open(os.path.join(root, n)).read() for n in os.listdir(root)))
 
 
 class TestBusyRunbook(HostileTest):
