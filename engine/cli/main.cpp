@@ -366,10 +366,13 @@ int do_show(Args& a) {
   if (rec.is_null()) throw engine::ConfigError("no run '" + a.run_id + "' under " + dir.parent_path().string());
   auto rep = read_json(dir / "report.json");
   std::printf("run       %s\nrunbook   %s\n", a.run_id.c_str(), rec.value("runbook", "?").c_str());
+  // A live process holding the run's lock is the run's state; a report is then an earlier attempt's.
+  auto pid = engine::run::running_pid(dir);
+  if (pid) std::printf("state     running (pid %ld)\n", *pid);
   if (rep.is_null()) {
-    std::printf("state     incomplete (stopped before it could write its report)\n");
+    if (!pid) std::printf("state     incomplete (stopped before it could write its report)\n");
   } else {
-    std::printf("state     %s (exit %d)\nstarted   %s\nfinished  %s\n", rep.value("outcome", "?").c_str(),
+    std::printf("%s %s (exit %d)\nstarted   %s\nfinished  %s\n", pid ? "earlier  " : "state    ", rep.value("outcome", "?").c_str(),
                 rep.value("exit_code", -1), rep.value("started", "?").c_str(), rep.value("finished", "?").c_str());
     if (!rep["hosts"].empty()) {
       std::printf("\nRECAP\n");

@@ -142,6 +142,8 @@ class TestControl(unittest.TestCase):
             seen = []
             self.wait_line(q, "[h1] start", seen)
             self.assertEqual(self.runs()[run_id], "running")
+            show = subprocess.run([ENGINE, "show", run_id, "--state-dir", self.state], capture_output=True, text=True)
+            self.assertIn(f"state     running (pid {q.pid})\nearlier   interrupted (exit 130)", show.stdout)
             self.ctl(run_id, "pause")
             self.wait_line(q, "paused by an operator", seen)
             self.ctl(run_id, "abort")

@@ -253,13 +253,19 @@ class UpgradeCase(unittest.TestCase):
         bad = f"{self.dir}/inventory-bad.yml"
         with open(bad, "w") as f:
             yaml.safe_dump(inv, f)
+        # Params that reach a node or a URL carry them too: each is validated, quoted or escaped.
+        evil = f"x; touch {marker}; echo $(id) `id` \"'"
         for extra in ((), ("--dry-run",)):
-            args = self.args(*extra)
+            args = self.args(*extra, "-e", f"pushgateway_job={evil}", "-e", f"snapshot_dir=/tmp/{evil}")
             args[args.index("-i") + 1] = bad
             r = self.engine("run", UPGRADE, *args)
             self.assertEqual(r.returncode, 1, r.stdout[-2000:] + r.stderr[-2000:])
             self.assertIn(f'etcd.via_node: address "{self.state["nodes"][0]["ip"]}; touch {marker}', r.stderr)
             self.assertFalse(os.path.exists(marker), "an inventory value ran as a command on a node")
+            r = self.engine("run", RECOVER, "-i", bad, "--kubeconfig", f"{self.dir}/kubeconfig", "--state-dir",
+                            f"{self.dir}/state", "-e", f"backup_dir=/tmp/{evil}", "-e", "timeout=30s", *extra)
+            self.assertEqual(r.returncode, 0, r.stdout[-2000:] + r.stderr[-2000:])
+            self.assertFalse(os.path.exists(marker), "a param ran as a command on a node")
         self.assert_untouched()
 
     def test_dry_run_prints_the_whole_plan_and_changes_nothing(self):
