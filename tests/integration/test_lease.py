@@ -18,6 +18,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "k8sim"))
 import fixture as fx  # noqa: E402
 from netfaults import BlackholeProxy as Proxy  # noqa: E402
+from test_k8s import TEMPLATE, K8sTest  # noqa: E402
 
 ENGINE = os.environ.get("ENGINE_BIN", os.path.join(HERE, "../../build/bin/engine"))
 TTL = 3
@@ -218,6 +219,62 @@ class TestLeaseStopsItsHolder(unittest.TestCase):
         self.assertEqual(code_a, 0, out_a + err_a)
         self.assertRegex(out_a, r"ON_LOST no renewal succeeded")
         self.assertRegex(out_a, r"REFUSED .*step act: refused, the lease kube-system/upgrade is lost")
+
+
+class TestLease(K8sTest):
+    HOLD = """
+    local lock <close> = assert(k8s.lease("upgrade", { ttl = 3 }))
+    print("HOLDING " .. lock.holder)
+    sleep(tonumber(p.arg))
+    print("still held", lock.held)
+"""
+
+    def start(self, seconds):
+        path = os.path.join(self.tmp, f"hold{time.monotonic_ns()}.lua")
+        with open(path, "w") as f:
+            f.write(TEMPLATE % self.HOLD)
+        p = subprocess.Popen([ENGINE, "run", path, "-e", f"kc={self.cluster.kubeconfig}", "-e", f"arg={seconds}",
+                              "--state-dir", os.path.join(self.tmp, "state")], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            line = p.stdout.readline()
+            if "HOLDING" in line or not line:
+                return p
+        return p
+
+    def test_a_second_engine_is_refused_while_the_holder_renews(self):
+        holder = self.start(7)  # longer than the 3 s TTL: only renewals keep it
+        time.sleep(4)
+        out = self.ok(self.run_lua("""
+    local l, err, msg = k8s.lease("upgrade", { ttl = 3 })
+    assert(l == nil and err == "held", tostring(err))
+    print(msg)
+"""))
+        self.assertRegex(out, r"lease kube-system/upgrade is held by \S+-k8s-test-\w+ \(renewed [\d.]+s ago, duration 3s\)")
+        out, err = holder.communicate(timeout=60)
+        self.assertEqual(holder.returncode, 0, err)
+        self.assertIn("still held\ttrue", out)
+        # Released at the end of its <close> scope: the next run takes it at once.
+        self.ok(self.run_lua('assert(k8s.lease("upgrade", { ttl = 3 }))'))
+
+    def test_a_lease_whose_holder_died_is_taken_over_after_its_ttl(self):
+        holder = self.start(60)
+        holder.kill()  # SIGKILL: no release, no renewals
+        holder.wait()
+        out = self.ok(self.run_lua("""
+    local l, err = k8s.lease("upgrade", { ttl = 3 })
+    assert(l == nil and err == "held", "taken too early: " .. tostring(err))
+    local t0 = time.monotonic()
+    repeat
+      sleep(0.5)
+      l, err = k8s.lease("upgrade", { ttl = 3 })
+    until l or time.monotonic() - t0 > 10
+    assert(l, tostring(err))
+    print("taken over")
+"""))
+        self.assertIn("taken over", out)
+        lease = self.cluster.get("/apis/coordination.k8s.io/v1/namespaces/kube-system/leases/upgrade")
+        self.assertEqual(lease["spec"]["leaseTransitions"], 1)
 
 
 if __name__ == "__main__":

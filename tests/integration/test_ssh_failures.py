@@ -1,0 +1,159 @@
+"""SSH faults against real OpenSSH servers the tests start: refused, unreachable and denied hosts, a
+server killed mid-command, and dead peers that fail nothing (a blackholed link, a link dropped in a
+network namespace, a frozen sshd), each bounded by the keepalive and left unknown in the journal."""
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+import unittest
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import sshlab  # noqa: E402
+from netfaults import BlackholeProxy  # noqa: E402
+from test_ssh import ENGINE, SshTest  # noqa: E402
+
+
+class TestFailures(SshTest):
+    def test_refused_auth_failed_and_unreachable_are_words(self):
+        port = sshlab.free_port()
+        inv = self.inventory(self.node(port=port, name="closed") + self.node(user="no-such-user", name="denied")
+                             + "ghost ansible_host=no-such-host.invalid ansible_port=22\n")
+        self.ok(self.runbook("""
+    local r, err = inv:host("closed"):exec("true")
+    assert(r == nil and err == "refused", tostring(err))
+    r, err = inv:host("denied"):exec("true")
+    assert(r == nil and err == "auth failed", tostring(err))
+    r, err = inv:host("ghost"):exec("true")
+    assert(r == nil and err == "unreachable", tostring(err))
+""", inv))
+
+    # A dead peer that fails nothing: the engine hears nothing back and says so, within
+    # keepalive x keepalive_count, and the step that was running is left unknown, not failed.
+    DEAD_PEER = """
+    if p.arg == "configure" then ssh.configure { keepalive = 1, keepalive_count = 2 }
+    elseif p.arg ~= "" then ssh.configure { config = p.arg } end
+    step("long", function()
+      local r, err, detail = inv:host("n1"):exec("echo START; sleep 120", { stream = true })
+      print("ERR", err, detail)
+      assert(r, err)
+    end)
+"""
+
+    def dead_peer(self, port, fault, how, netns=None):
+        # The interval and count, set each of the three ways a user can.
+        extra, arg = "", "configure"
+        if how == "common_args":
+            extra, arg = 'ansible_ssh_common_args="-o ServerAliveInterval=1 -o ServerAliveCountMax=2"', ""
+        elif how == "ssh_config":
+            arg = os.path.join(self.lab.root, f"alive_config{time.monotonic_ns()}")
+            with open(arg, "w") as f:
+                f.write("Host *\n  ServerAliveInterval 1\n  ServerAliveCountMax 2\n")
+        p = self.runbook(self.DEAD_PEER, self.inventory(self.node(port=port, extra=extra)), *(["-e", f"arg={arg}"] if arg else []),
+                         wait=False, netns=netns)
+        try:
+            for _ in range(50):  # the run log comes first
+                if "START" in p.stdout.readline():
+                    break
+            t0 = time.monotonic()
+            fault()
+            out, err = p.communicate(timeout=60)  # before the fix: the sleep's full 120 s, or forever
+            elapsed = time.monotonic() - t0
+        finally:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+        self.assertEqual(p.returncode, 1, out + err)
+        self.assertIn("ERR\tunreachable\tno answer from n1 for 2s (2 keepalives unanswered)", out)
+        self.assertLess(elapsed, 30)
+        run_id = re.search(r"run=(\S+)", out).group(1)
+        show = subprocess.run([ENGINE, "show", run_id, "--state-dir", os.path.join(self.lab.root, "state")],
+                              capture_output=True, text=True)
+        self.assertRegex(show.stdout, r"unknown\s+-\s+long\s+started, no record of finishing")
+        self.assertIn("step outcome unknown: a command's connection died while it ran", out)
+
+    def test_a_blackholed_link_mid_command_is_unreachable_within_the_keepalive_bound(self):
+        victim = sshlab.Sshd(self.lab.root, self.lab.keys, name=f"hole{time.monotonic_ns()}").start()
+        proxy = BlackholeProxy(victim.port)
+        try:
+            t, b = victim.pub()
+            self.lab.trust(f"[127.0.0.1]:{proxy.port} {t} {b}\n")
+            self.dead_peer(proxy.port, proxy.cut, "common_args")
+        finally:
+            proxy.close()
+            victim.stop()
+
+    def test_a_link_dropped_in_a_network_namespace_mid_command_is_unreachable(self):
+        # The engine and the node's sshd in a namespace of their own; its only link goes down.
+        ns = f"engine-link-{os.getpid()}"
+        subprocess.run(["ip", "netns", "del", ns], capture_output=True)
+        sshlab.run("ip", "netns", "add", ns)
+        sshlab.run("ip", "netns", "exec", ns, "ip", "link", "set", "lo", "up")
+        node = sshlab.Sshd(self.lab.root, self.lab.keys, name=f"link{time.monotonic_ns()}", netns=ns).start()
+        try:
+            self.lab.trust(node.known_hosts_line())
+            self.dead_peer(node.port, lambda: sshlab.run("ip", "netns", "exec", ns, "ip", "link", "set", "lo", "down"),
+                           "configure", netns=ns)
+        finally:
+            node.stop()
+            subprocess.run(["ip", "netns", "del", ns], capture_output=True)
+
+    def frozen_sshd(self, how):
+        victim = sshlab.Sshd(self.lab.root, self.lab.keys, name=f"frozen{time.monotonic_ns()}").start()
+        self.lab.trust(victim.known_hosts_line())
+        frozen = []
+
+        def freeze():  # the connection's own sshd processes, not the listener
+            for pid in sshlab.descendants(victim.proc.pid, only="sshd"):
+                os.kill(pid, signal.SIGSTOP)
+                frozen.append(pid)
+        try:
+            self.dead_peer(victim.port, freeze, how)
+            self.assertTrue(frozen)
+        finally:
+            for pid in frozen:
+                try:
+                    os.kill(pid, signal.SIGCONT)
+                except ProcessLookupError:
+                    pass
+            victim.stop()
+
+    def test_a_frozen_sshd_mid_command_is_unreachable_within_the_keepalive_bound(self):
+        self.frozen_sshd("ssh_config")
+
+    def test_keepalive_options_of_ssh_configure_bound_a_frozen_sshd_too(self):
+        self.frozen_sshd("configure")
+
+    def test_sshd_killed_mid_command_is_closed_and_not_retried(self):
+        victim = sshlab.Sshd(self.lab.root, self.lab.keys, name=f"victim{time.monotonic_ns()}").start()
+        try:
+            self.lab.trust(victim.known_hosts_line())
+            count = f"/tmp/engine-count-{os.getpid()}"
+            if os.path.exists(count):
+                os.remove(count)
+            self.addCleanup(lambda: os.path.exists(count) and os.remove(count))
+            p = self.runbook(f"""
+    fleet.each(inv:group("all"), function(h)
+      local r, err = h:exec("echo ran >> {count}; echo started; sleep 30")
+      assert(r == nil and err == "closed", "expected closed, got " .. tostring(err))
+      error("lost the connection mid-command: " .. err)
+    end)
+""", self.inventory(self.node(port=victim.port)), wait=False)
+            deadline = time.monotonic() + 20
+            while time.monotonic() < deadline and not os.path.exists(count):
+                time.sleep(0.05)
+            time.sleep(0.2)
+            victim.kill_all()
+            out, err = p.communicate(timeout=60)
+            self.assertEqual(p.returncode, 1, out + err)
+            self.assertIn("lost the connection mid-command: closed", out + err)
+            with open(count) as f:
+                self.assertEqual(f.read(), "ran\n")  # ran once, never re-run
+            os.remove(count)
+        finally:
+            victim.stop()
+
+
+if __name__ == "__main__":
+    unittest.main()
