@@ -191,14 +191,15 @@ int l_write_file(lua_State* L) {
 }
 
 // Reading: download to a local path, or read_file into a string.
-int get(lua_State* L, const std::string& remote, const std::string& local, uint64_t max, const char* what) {
+int get(lua_State* L, const std::string& remote, const std::string& local, uint64_t max, const char* what,
+        unsigned mode = 0600) {
   Target target = target_for(L, 1);
   Vm& vm = vm_of(L);
   {
     Op op = begin(L, what);
     bool to_string = local.empty();
     auto cancel = std::make_shared<Cancel>();
-    ssh_state(vm).pool.get(target, [op, remote, local, max, to_string, cancel](std::shared_ptr<Session> s, Result r) {
+    ssh_state(vm).pool.get(target, [op, remote, local, max, to_string, cancel, mode](std::shared_ptr<Session> s, Result r) {
       if (*cancel->flag) return;
       if (r) {
         complete(op, [f = *r](lua_State* co) { return push_failure(co, f); });
@@ -221,18 +222,26 @@ int get(lua_State* L, const std::string& remote, const std::string& local, uint6
           }
           return 1;
         });
-      }, cancel->flag);
+      }, cancel->flag, mode);
     });
     arm(op, [cancel] { (*cancel)(); });
   }
   return suspend(L);
 }
 
-// host:download(remote_path, local_path) → {bytes} | nil, err, detail (nothing at local_path on failure)
+// host:download(remote_path, local_path, {mode = 0600}) → {bytes} | nil, err, detail (nothing at
+// local_path on failure). The local file is 0600 unless the runbook says otherwise: what is fetched
+// from a node is often a secret (a snapshot, a key).
 int l_download(lua_State* L) {
   std::string remote = luaL_checkstring(L, 2);
   std::string local = luaL_checkstring(L, 3);
-  return get(L, remote, local, 0, "download");
+  unsigned mode = 0600;
+  if (!lua_isnoneornil(L, 4)) {
+    luaL_checktype(L, 4, LUA_TTABLE);
+    check_options(L, 4, {"mode"}, "download");
+    mode = opt_mode(L, 4, 0600);
+  }
+  return get(L, remote, local, 0, "download", mode);
 }
 
 // host:read_file(remote_path, {max = bytes}) → content | nil, err, detail

@@ -252,7 +252,7 @@ class GetOp : public SftpOp {
       }
       if (!local_.empty()) {
         std::string why;
-        fd_ = create_part(local_, local_ + ".part", 0600, why);
+        fd_ = create_part(local_, local_ + ".part", local_mode_, why);
         if (fd_ < 0) return fail(s, Failure{Error::failed, why});
       }
     }
@@ -302,6 +302,11 @@ class GetOp : public SftpOp {
   std::string remote_, local_;
   uint64_t max_;
   std::function<void(std::string, uint64_t, Result)> done_;
+
+ public:
+  unsigned local_mode_ = 0600;
+
+ private:
   int fd_ = -1;
   std::string data_;
   uint64_t bytes_ = 0;
@@ -361,9 +366,11 @@ void sftp_put(const std::shared_ptr<Session>& s, std::optional<std::string> data
 }
 
 void sftp_get(const std::shared_ptr<Session>& s, std::string remote, std::string local_path, uint64_t max_bytes,
-              std::function<void(std::string, uint64_t, Result)> done, std::shared_ptr<const bool> cancelled) {
+              std::function<void(std::string, uint64_t, Result)> done, std::shared_ptr<const bool> cancelled,
+              unsigned local_mode) {
   auto op = std::make_shared<GetOp>(s->io(), std::move(remote), std::move(local_path), max_bytes, std::move(done));
   op->cancelled_ = std::move(cancelled);
+  op->local_mode_ = local_mode;
   s->add(op);
 }
 

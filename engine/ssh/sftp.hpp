@@ -30,10 +30,11 @@ void sftp_put(const std::shared_ptr<Session>& s, std::optional<std::string> data
               std::shared_ptr<const bool> cancelled = nullptr);
 
 // Reads a remote file into memory (at most max_bytes) or into local_path (through local_path.part,
-// fsynced and renamed, so a cut transfer leaves nothing at local_path).
+// created with local_mode whatever the umask, fsynced and renamed, so a cut transfer leaves nothing
+// at local_path).
 void sftp_get(const std::shared_ptr<Session>& s, std::string remote, std::string local_path, uint64_t max_bytes,
               std::function<void(std::string data, uint64_t bytes, Result)> done,
-              std::shared_ptr<const bool> cancelled = nullptr);
+              std::shared_ptr<const bool> cancelled = nullptr, unsigned local_mode = 0600);
 
 // stat (lstat when follow is false); a missing file is Error::not_found.
 void sftp_stat(const std::shared_ptr<Session>& s, std::string remote, bool follow,

@@ -92,12 +92,14 @@ class TestFiles(SshTest):
       print("ERR", name, err, detail)
     end
     assert(h:download("/etc/hostname", "{d}/c"))
+    assert(h:download("/etc/hostname", "{d}/e", {{ mode = "0640" }}))
 """, self.inventory(self.node())))
         self.assertIn(f"ERR\ta\tfailed\trefusing to write through the symlink at {d}/a.part", out)
         self.assertIn(f"ERR\tb\tfailed\trefusing to write through the symlink at {d}/b", out)
         with open(victim) as f:
             self.assertEqual(f.read(), "precious\n")
-        self.assertEqual(os.stat(os.path.join(d, "c")).st_mode & 0o777, 0o600)
+        self.assertEqual(os.stat(os.path.join(d, "c")).st_mode & 0o777, 0o600)  # whatever the umask
+        self.assertEqual(os.stat(os.path.join(d, "e")).st_mode & 0o777, 0o640)  # the runbook's own
 
     def test_read_write_stat_exists_and_sudo_writes(self):
         d = tempfile.mkdtemp(prefix="engine-root-only-")

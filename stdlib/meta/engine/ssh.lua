@@ -1,7 +1,7 @@
 ---@meta engine.ssh
 -- LuaCATS definitions for require "engine.ssh" and the SSH methods of hosts.
 
----@alias engine.ssh.Error "timeout"|"refused"|"unreachable"|"auth failed"|"host key unknown"|"host key changed"|"closed"|"sudo failed"|"not found"|"permission denied"|"failed"
+---@alias engine.ssh.Error "timeout"|"refused"|"unreachable"|"auth failed"|"host key unknown"|"host key changed"|"closed"|"sudo failed"|"weak crypto"|"not found"|"permission denied"|"failed"
 
 ---@class engine.ssh.ExecOptions
 ---@field sudo? boolean             run through sudo -n (default: false)
@@ -58,7 +58,8 @@ function Host:write_file(remote_path, content, opts) end
 
 --- Downloads to local_path (via local_path.part; nothing is left there on failure). Yields.
 ---@return {bytes: integer}|nil, engine.ssh.Error|nil, string|nil
-function Host:download(remote_path, local_path) end
+---@param opts? {mode?: integer|string}  the local file's mode (default: "0600")
+function Host:download(remote_path, local_path, opts) end
 
 --- Reads a remote file into a string (at most opts.max bytes, default 64 MiB). Yields.
 ---@param opts? {max: integer}
