@@ -84,11 +84,12 @@ RunbookInfo Runtime::load(const std::string& path) {
   return info_;
 }
 
-nlohmann::json Runtime::resolve_params(const std::vector<std::pair<std::string, std::string>>& given) {
+nlohmann::json Runtime::resolve_params(const std::vector<std::pair<std::string, std::string>>& given,
+                                       std::vector<std::string>* missing) {
   lua_State* L = vm_->L;
   return params::resolve(info_.params, given, [L](const std::string& v, const std::string& p) {
     return pattern_matches(L, v, p);
-  });
+  }, missing);
 }
 
 void Runtime::set_inventory(inventory::Inventory inv) {

@@ -46,7 +46,8 @@ class Runtime {
   // runbook{...} throws ConfigError; an error while its top level runs throws RunbookError.
   RunbookInfo load(const std::string& path);
   // Typed params from -e pairs (ConfigError lists every problem).
-  nlohmann::json resolve_params(const std::vector<std::pair<std::string, std::string>>& given);
+  nlohmann::json resolve_params(const std::vector<std::pair<std::string, std::string>>& given,
+                                std::vector<std::string>* missing = nullptr);
   void set_inventory(inventory::Inventory inv);
 
   // Runs run(p, inv) to the end. Returns the exit code: 0 ok, 1 failed, 130 interrupted.

@@ -81,15 +81,24 @@ void add_common(CLI::App* cmd, Args& a) {
   cmd->add_option("--limit", a.limit, "only these hosts: an Ansible pattern (web:&prod:!web3)");
 }
 
+// engine check: the runbook, its params and the inventory, without running anything. Checked alone
+// (no -e at all) a runbook's required params are listed as what a run will need, not an error;
+// once any -e is given, the set must be complete.
 int do_check(Args& a) {
   engine::lua::Runtime rt(engine::lua::default_stdlib_dir());
   auto info = rt.load(a.runbook);
-  auto params = rt.resolve_params(parse_extra(a.extra));
+  std::vector<std::string> missing;
+  auto params = rt.resolve_params(parse_extra(a.extra), a.extra.empty() ? &missing : nullptr);
   auto inv = load_inventory(a);
   size_t hosts = 0;
   for (const auto& h : inv.host_names()) hosts += inv.visible(h);
   std::printf("ok: runbook '%s' (%zu params), inventory %zu hosts in %zu groups\n", info.name.c_str(),
               info.params.size(), hosts, inv.group_names().size());
+  if (!missing.empty()) {
+    std::string need;
+    for (const auto& m : missing) need += " -e " + m + "=...";
+    std::printf("a run needs:%s\n", need.c_str());
+  }
   return 0;
 }
 

@@ -196,7 +196,7 @@ json normalize_default(const Spec& spec, const json& v) {
 }
 
 json resolve(const std::vector<Spec>& specs, const std::vector<std::pair<std::string, std::string>>& given,
-             const PatternCheck& check) {
+             const PatternCheck& check, std::vector<std::string>* missing) {
   std::vector<std::string> problems;
   std::vector<std::string> names;
   for (const auto& s : specs) names.push_back(s.name);
@@ -221,6 +221,8 @@ json resolve(const std::vector<Spec>& specs, const std::vector<std::pair<std::st
     if (out.contains(s.name) || std::find(invalid.begin(), invalid.end(), s.name) != invalid.end()) continue;
     if (s.default_value) {
       out[s.name] = *s.default_value;
+    } else if (s.required && missing) {
+      missing->push_back(s.name);
     } else if (s.required) {
       problems.push_back("missing required param '" + s.name + "' (" + type_name(s.type) + ")" +
                          (s.help.empty() ? "" : ": " + s.help) + "; give it with -e " + s.name + "=...");

@@ -45,8 +45,10 @@ json normalize_default(const Spec& spec, const json& value);
 
 // Typed values for every declared param: -e values over defaults. Unknown keys are rejected with the
 // closest declared name; missing required params are named with their help. Throws ConfigError.
+// With `missing`, required params nobody gave are listed there instead of being an error
+// (`engine check` of a runbook alone).
 json resolve(const std::vector<Spec>& specs, const std::vector<std::pair<std::string, std::string>>& given,
-             const PatternCheck& check);
+             const PatternCheck& check, std::vector<std::string>* missing = nullptr);
 
 // How a value is shown in --help and plans; secrets never are.
 std::string display(const Spec& spec, const json& value);

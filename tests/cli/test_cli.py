@@ -73,9 +73,18 @@ class TestCommands(CliTest):
         self.assertNotIn("version=", r.stdout)  # run() never ran
 
     def test_check_reports_bad_params(self):
-        r = engine("check", "runbooks/params.lua")
+        r = engine("check", "runbooks/params.lua", "-e", "workers_at_once=3")  # some given: the set must be whole
         self.assertEqual(r.returncode, 2)
         self.assertIn("missing required param 'version'", r.stderr)
+        r = engine("check", "runbooks/params.lua", "-e", "workers_at_once=many")
+        self.assertEqual(r.returncode, 2)
+        self.assertIn("workers_at_once", r.stderr)
+
+    def test_check_of_a_runbook_alone_lists_what_a_run_needs(self):
+        r = engine("check", "runbooks/params.lua")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn("ok: runbook 'params' (8 params)", r.stdout)
+        self.assertIn("a run needs: -e version=...", r.stdout)
 
 
 class TestBadInput(CliTest):
