@@ -112,6 +112,10 @@ void busy_leave(lua_State* co) {
 }
 
 void count_signals(int sig) {
+  struct sigaction cur {};
+  // Already counting (a second run in one process with the same handlers): chaining to ourselves
+  // would recurse.
+  if (sigaction(sig, nullptr, &cur) == 0 && cur.sa_handler == counting_handler) return;
   struct sigaction sa {};
   sa.sa_handler = counting_handler;
   sigfillset(&sa.sa_mask);
