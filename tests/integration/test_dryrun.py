@@ -10,10 +10,9 @@ import unittest
 import urllib.request
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, HERE)
-sys.path.insert(0, os.path.join(HERE, "..", "k8sim"))
-import fixture as fx  # noqa: E402
-import sshlab  # noqa: E402
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))  # the lab package
+from lab import sshd as sshlab  # noqa: E402
+from lab.k8sim import fixture as fx  # noqa: E402
 from test_metrics import free_port, wait_http  # noqa: E402
 
 ENGINE = os.environ.get("ENGINE_BIN", os.path.join(HERE, "../../build/bin/engine"))

@@ -6,9 +6,11 @@ import shutil
 import subprocess
 import tempfile
 import time
+import sys
 import unittest
 
-import etcdlab
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))  # the lab package
+from lab import etcd as etcdlab  # noqa: E402
 
 ENGINE = os.environ.get("ENGINE_BIN", os.path.join(os.path.dirname(__file__), "../../build/bin/engine"))
 HAVE_ETCD = shutil.which("etcd") is not None and shutil.which("etcdctl") is not None
@@ -193,7 +195,7 @@ class TestEtcd(unittest.TestCase):
         self.assertIn("DONE\t3", out)
 
     def test_5_through_a_node_tunnel_and_etcdctl_on_the_node(self):
-        import sshlab
+        from lab import sshd as sshlab
         lab = sshlab.Lab()
         try:
             node = lab.sshd()

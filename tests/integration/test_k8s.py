@@ -1,4 +1,4 @@
-"""The Kubernetes API against the simulator (tests/k8sim), and the simulator's fidelity checked
+"""The Kubernetes API against the simulator (lab/k8sim), and the simulator's fidelity checked
 with the real kubectl."""
 import base64
 import json
@@ -11,8 +11,8 @@ import time
 import unittest
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.join(HERE, "..", "k8sim"))
-import fixture as fx  # noqa: E402
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))  # the lab package
+from lab.k8sim import fixture as fx  # noqa: E402
 
 ENGINE = os.environ.get("ENGINE_BIN", os.path.join(HERE, "../../build/bin/engine"))
 HAVE_KUBECTL = shutil.which("kubectl") is not None
@@ -456,8 +456,9 @@ class TestNodes(K8sTest):
 
     def test_wait_node_for_a_version(self):
         p = subprocess.Popen([sys.executable, "-c", f"""
-import sys, time; sys.path.insert(0, {os.path.join(HERE, '..', 'k8sim')!r})
-import fixture, json, ssl, urllib.request
+import sys, time; sys.path.insert(0, {os.path.join(HERE, '..', '..')!r})
+import json, ssl, urllib.request
+from lab.k8sim import fixture
 time.sleep(1)
 n = {json.dumps(fx.node('w2', version='v1.34.3'))}
 ctx = ssl.create_default_context(cafile={self.cluster.dir + '/ca.crt'!r})

@@ -15,9 +15,9 @@ import time
 import unittest
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.join(HERE, "..", "k8sim"))
-import fixture as fx  # noqa: E402
-from netfaults import BlackholeProxy as Proxy  # noqa: E402
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))  # the lab package
+from lab.k8sim import fixture as fx  # noqa: E402
+from lab.netfaults import BlackholeProxy as Proxy  # noqa: E402
 from test_k8s import TEMPLATE, K8sTest  # noqa: E402
 
 ENGINE = os.environ.get("ENGINE_BIN", os.path.join(HERE, "../../build/bin/engine"))

@@ -6,8 +6,8 @@ import sys
 import tempfile
 import unittest
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import sshlab  # noqa: E402
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))  # the lab package
+from lab import sshd as sshlab  # noqa: E402
 
 ENGINE = os.environ.get("ENGINE_BIN", os.path.join(os.path.dirname(__file__), "../../build/bin/engine"))
 PARAM, INVENTORY, MARKED = "sentinel-PARAM-77q", "sentinel-INV-93z", "sentinel-MARKED-41k"

@@ -9,9 +9,9 @@ import sys
 import time
 import unittest
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import sshlab  # noqa: E402
-from netfaults import BlackholeProxy  # noqa: E402
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))  # the lab package
+from lab import sshd as sshlab  # noqa: E402
+from lab.netfaults import BlackholeProxy  # noqa: E402
 from test_ssh import ENGINE, SshTest  # noqa: E402
 
 

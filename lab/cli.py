@@ -16,94 +16,17 @@ import sys
 import time
 import urllib.request
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, HERE)
-sys.path.insert(0, os.path.join(os.path.dirname(HERE), "integration"))
-
-import labcluster  # noqa: E402
-import labfaults  # noqa: E402
-import labnodes  # noqa: E402
-from sshlab import USER, ensure_users  # noqa: E402
+from lab import cluster as labcluster
+from lab import faults as labfaults
+from lab import nodes as labnodes
+from lab.node import certs
+from lab.procs import LabError, alive, kill_ns, mnt_ns, pids_in_ns, port_open, spawn, wait  # noqa: F401
+from lab.sshd import USER, ensure_users
 
 DEFAULT_DIR = os.environ.get("ENGINE_LAB_DIR", "/tmp/engine-lab")
 RELEASES = ["1.32.4", "1.32.9", "1.33.0", "1.33.1", "1.33.5", "1.34.0", "1.34.3"]
 MOUNT_POINTS = ["/etc/kubernetes", "/var/lib/etcd", "/var/lib/kubelet", "/etc/systemd/system", "/etc/etcd",
                 "/var/lib/engine-lab", "/etc/apt/sources.list.d"]
-
-
-class LabError(Exception):
-    pass
-
-
-# --- processes ----------------------------------------------------------------------------------
-def start_time(pid):
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[19]
-    except (OSError, IndexError):
-        return None
-
-
-def alive(rec):
-    return bool(rec) and start_time(rec["pid"]) == rec["start"]
-
-
-def spawn(cmd, log):
-    p = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=open(log, "ab"), stderr=subprocess.STDOUT,
-                         start_new_session=True)
-    time.sleep(0.01)
-    return {"pid": p.pid, "start": start_time(p.pid)}
-
-
-def mnt_ns(pid):
-    try:
-        return os.readlink(f"/proc/{pid}/ns/mnt")
-    except OSError:
-        return None
-
-
-def pids_in_ns(ns):
-    out = []
-    for d in os.listdir("/proc"):
-        if d.isdigit() and int(d) != os.getpid() and mnt_ns(d) == ns:
-            out.append(int(d))
-    return out
-
-
-def kill_ns(ns, limit=10.0):
-    deadline = time.monotonic() + limit
-    while time.monotonic() < deadline:
-        pids = pids_in_ns(ns)
-        if not pids:
-            return
-        for p in pids:
-            try:
-                os.kill(p, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-        time.sleep(0.1)
-    raise LabError(f"processes of namespace {ns} survived SIGKILL: {pids_in_ns(ns)}")
-
-
-def wait(cond, what, limit=60.0):
-    deadline = time.monotonic() + limit
-    while time.monotonic() < deadline:
-        try:
-            if cond():
-                return
-        except Exception:
-            pass
-        time.sleep(0.2)
-    raise LabError(f"timed out after {limit:.0f}s waiting for {what}")
-
-
-def port_open(host, port):
-    import socket
-    try:
-        with socket.create_connection((host, port), timeout=0.5):
-            return True
-    except OSError:
-        return False
 
 
 # --- state --------------------------------------------------------------------------------------
@@ -197,7 +120,6 @@ def start(st, cps, workers, version):
                    check=True)
     shutil.copy(f"{d}/ssh/id_ed25519.pub", f"{d}/ssh/authorized_keys")
     os.chmod(f"{d}/ssh", 0o755)
-    import node.certs as certs
     os.makedirs(f"{d}/pki/pki")
     labnodes.make_cas(f"{d}/pki")
     labnodes.write_tools(f"{d}/bin")
@@ -210,7 +132,7 @@ def start(st, cps, workers, version):
     certs.kubeconfig(f"{d}/kubeconfig", st["api"], f"{d}/pki/pki/ca.crt", f"{d}/admin.crt", f"{d}/admin.key", "lab-admin")
     with open(f"{d}/state.json", "w") as f:
         json.dump(labcluster.objects(st["nodes"], version, st["api"][8:]), f)
-    st["sim"] = spawn([sys.executable, os.path.join(os.path.dirname(HERE), "k8sim", "sim.py"), "--host", cps[0]["ip"],
+    st["sim"] = spawn([sys.executable, "-m", "lab.k8sim.sim", "--host", cps[0]["ip"],
                        "--port", "6443", "--cert", f"{lead}/pki/apiserver.crt", "--key", f"{lead}/pki/apiserver.key",
                        "--ca", f"{d}/pki/pki/ca.crt", "--state", f"{d}/state.json", "--version", version,
                        "--version-node", cps[0]["name"], "--ready-delay", "1"], f"{d}/logs/apiserver.log")
@@ -247,7 +169,7 @@ def start(st, cps, workers, version):
 def start_node(st, n):
     d = st["dir"]
     n["anchor"] = spawn(["unshare", "-m", "-u", "--propagation", "private", "/usr/bin/python3",
-                         os.path.join(HERE, "node", "boot.py"), f"{d}/nodes/{n['name']}", f"{d}/bin"],
+                         "-m", "lab.node.boot", f"{d}/nodes/{n['name']}", f"{d}/bin"],
                         f"{d}/logs/{n['name']}.log")
     wait(lambda: mnt_ns(n["anchor"]["pid"]) != mnt_ns(os.getpid()) and
          os.readlink(f"/proc/{n['anchor']['pid']}/exe").endswith("sleep"), f"{n['name']} to boot", 20)

@@ -8,8 +8,9 @@ import subprocess
 import time
 import urllib.request
 
-import labcluster
-from node import certs
+from lab import cluster as labcluster
+from lab.node import certs
+from lab.procs import LabError, pids_in_ns, port_open, wait
 
 KINDS = ["stale-manifest-bak", "apiserver-phase-timeout", "scheduler-rbac-missing", "pdb-blocks", "certs-expired",
          "disk-full", "node-notready", "ssh-down", "alert-firing"]
@@ -111,7 +112,6 @@ def scheduler_rbac(st, n, on):
 
 def ssh_down(st, n, on):
     if on:
-        from lab import pids_in_ns
         for pid in pids_in_ns(n["mnt_ns"]):
             try:
                 with open(f"/proc/{pid}/comm") as f:
@@ -122,7 +122,6 @@ def ssh_down(st, n, on):
     else:
         subprocess.run(["nsenter", "-t", str(n["anchor"]["pid"]), "-m", "-u", "/usr/sbin/sshd", "-f",
                         f"{st['dir']}/nodes/{n['name']}/sshd_config"], check=True)
-        from lab import port_open, wait
         wait(lambda: port_open(n["ip"], st["ssh_port"]), f"sshd of {n['name']}", 10)
 
 
@@ -149,7 +148,6 @@ SEE = {"stale-manifest-bak": "ls -l /etc/kubernetes/manifests",
 
 
 def apply(st, n, kind, on):
-    from lab import LabError
     if kind in CP_ONLY and n["role"] != "control-plane":
         raise LabError(f"{kind} needs a control-plane node; {n['name']} is a {n['role']}")
     if kind == "pdb-blocks" and n["role"] != "worker":

@@ -2,7 +2,7 @@
 the API shows as mirror pods in kube-system named POD-NODE."""
 import copy
 
-from store import ApiError, now
+from lab.k8sim.store import ApiError, now
 
 
 def set_condition(conds, type_, status, reason=""):

@@ -4,7 +4,8 @@ import subprocess
 import sys
 import time
 
-from node.common import PODS, die, disk, disk_used, read_json, save_disk
+from lab import ROOT
+from lab.node.common import PODS, die, disk, disk_used, read_json, save_disk
 
 
 def human(n):
@@ -91,11 +92,10 @@ def journalctl(args):
 
 def reboot(args):
     """Stops every unit and starts the enabled ones again a moment later, as a boot would."""
-    script = ("import time, os, sys; sys.path.insert(0, %r); from node import systemctl as s; time.sleep(1);\n"
+    script = ("import time, os, sys; sys.path.insert(0, %r); from lab.node import systemctl as s; time.sleep(1);\n"
               "units = [f[:-4] for f in os.listdir(s.STATE) if f.endswith('.pid')] if os.path.isdir(s.STATE) else []\n"
               "[s.stop(u) for u in units]; time.sleep(2)\n"
-              "[s.start(f[:-8]) for f in os.listdir(s.STATE) if f.endswith('.enabled')]\n") % \
-        os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+              "[s.start(f[:-8]) for f in os.listdir(s.STATE) if f.endswith('.enabled')]\n") % ROOT
     subprocess.Popen([sys.executable, "-c", script], start_new_session=True, stdin=subprocess.DEVNULL,
                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     print(f"Broadcast message from root@{os.uname().nodename}: The system will reboot now!")

@@ -10,7 +10,6 @@ import sys
 import tempfile
 import urllib.request
 
-HERE = os.path.dirname(os.path.abspath(__file__))
 
 
 def sh(*cmd):
@@ -51,7 +50,7 @@ class Cluster:
         state = os.path.join(self.dir, "state.json")
         with open(state, "w") as f:
             json.dump(list(objects), f)
-        self.proc = subprocess.Popen([sys.executable, os.path.join(HERE, "sim.py"), "--port", str(self.port),
+        self.proc = subprocess.Popen([sys.executable, "-m", "lab.k8sim.sim", "--port", str(self.port),
                                       "--cert", f"{self.dir}/server.crt", "--key", f"{self.dir}/server.key",
                                       "--ca", f"{self.dir}/ca.crt", "--tokens", ",".join(tokens), "--state", state,
                                       "--ready-delay", str(ready_delay), "--grace-scale", str(grace_scale),

@@ -8,7 +8,7 @@ import string
 import threading
 import uuid
 
-from resources import KIND_OF, api_version
+from lab.k8sim.resources import KIND_OF, api_version
 
 
 def now():

@@ -2,7 +2,7 @@
 (stacked etcd), trimmed to what the lab runs: etcd's command is what the simulated kubelet executes."""
 import yaml
 
-from node.common import images_for
+from lab.node.common import images_for
 
 
 def _pod(name, image, command, extra_labels=None):

@@ -12,9 +12,9 @@ import time
 
 import yaml
 
-from node.common import (LAB, MANIFESTS, PODS, alive, api, disk, disk_used, fault, file_hash, node, pkg_version,
+from lab.node.common import (LAB, MANIFESTS, PODS, alive, api, disk, disk_used, fault, file_hash, node, pkg_version,
                          read_json, terminate, write_json)
-from node.manifests import version_of_image
+from lab.node.manifests import version_of_image
 
 
 def scan():

@@ -6,13 +6,13 @@ import os
 import shutil
 import subprocess
 
-from node import certs
-from node.manifests import render
+from lab import ROOT
+from lab.node import certs
+from lab.node.manifests import render
 
-TOOLS = {"kubeadm": "node.kubeadm", "kubelet": "node.kubelet", "systemctl": "node.systemctl", "apt-get": "node.apt",
-         "apt-cache": "node.apt", "apt-mark": "node.apt", "crictl": "node.misc", "df": "node.misc",
-         "journalctl": "node.misc", "reboot": "node.misc"}
-HERE = os.path.dirname(os.path.abspath(__file__))
+TOOLS = {"kubeadm": "lab.node.kubeadm", "kubelet": "lab.node.kubelet", "systemctl": "lab.node.systemctl", "apt-get": "lab.node.apt",
+         "apt-cache": "lab.node.apt", "apt-mark": "lab.node.apt", "crictl": "lab.node.misc", "df": "lab.node.misc",
+         "journalctl": "lab.node.misc", "reboot": "lab.node.misc"}
 
 
 def write(path, text, mode=0o644):
@@ -27,7 +27,7 @@ def write_tools(bin_dir):
     (first in PATH and in sudo's secure_path)."""
     os.makedirs(bin_dir, exist_ok=True)
     for tool, module in TOOLS.items():
-        write(f"{bin_dir}/{tool}", f"#!/usr/bin/python3\nimport sys\nsys.path.insert(0, {HERE!r})\n"
+        write(f"{bin_dir}/{tool}", f"#!/usr/bin/python3\nimport sys\nsys.path.insert(0, {ROOT!r})\n"
                                    f"from {module} import main\nsys.exit(main())\n", 0o755)
 
 

@@ -5,7 +5,7 @@ import re
 import sys
 import time
 
-from node.common import LAB, die, disk_free, node, packages, write_json
+from lab.node.common import LAB, die, disk_free, node, packages, write_json
 
 SOURCES = "/etc/apt/sources.list.d/kubernetes.list"
 K8S = ("kubeadm", "kubelet", "kubectl", "kubernetes-cni", "cri-tools")

@@ -4,7 +4,7 @@ import os
 import subprocess
 import sys
 
-from node.common import LAB, alive, die, terminate
+from lab.node.common import LAB, alive, die, terminate
 
 UNITS = "/etc/systemd/system"
 STATE = f"{LAB}/units"

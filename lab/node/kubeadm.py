@@ -8,10 +8,10 @@ import shutil
 import sys
 import time
 
-from node import certs
-from node.common import (CONTROL_PLANE, MANIFESTS, PODS, api, cluster_config, die, disk, disk_free, file_hash,
+from lab.node import certs
+from lab.node.common import (CONTROL_PLANE, MANIFESTS, PODS, api, cluster_config, die, disk, disk_free, file_hash,
                          images_for, minor, node, pkg_version, read_json, save_disk, vtuple, wait_until)
-from node.manifests import render
+from lab.node.manifests import render
 
 IMAGE_SIZE = 300 << 20
 

@@ -7,10 +7,9 @@ import sys
 
 import yaml
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "k8sim"))
-from fixture import daemonset, namespace, pdb, pod  # noqa: E402
+from lab.k8sim.fixture import daemonset, namespace, pdb, pod
 
-from node.common import images_for  # noqa: E402
+from lab.node.common import images_for
 
 LONG_AGO = (datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(days=7)).strftime("%Y-%m-%dT%H:%M:%SZ")
 

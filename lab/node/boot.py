@@ -6,9 +6,7 @@ import os
 import subprocess
 import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from node import systemctl  # noqa: E402
+from lab.node import systemctl
 
 # the node's directory (host side) -> the path the node sees
 BINDS = ["/etc/kubernetes", "/var/lib/etcd", "/var/lib/kubelet", "/etc/systemd/system", "/etc/etcd", "/var/log",

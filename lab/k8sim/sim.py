@@ -21,13 +21,11 @@ import time
 import urllib.parse
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import patch as patches  # noqa: E402
-from resources import BY_PATH, groups, resource_list, api_version  # noqa: E402
-from store import ApiError, Store  # noqa: E402
-from tables import table_for  # noqa: E402
-import kubelet_report  # noqa: E402
-import rbac  # noqa: E402
+from lab.k8sim import kubelet_report, rbac
+from lab.k8sim import patch as patches
+from lab.k8sim.resources import BY_PATH, groups, resource_list, api_version
+from lab.k8sim.store import ApiError, Store
+from lab.k8sim.tables import table_for
 
 
 class Faults:
@@ -360,7 +358,7 @@ class Handler(BaseHTTPRequestHandler):
 
     @staticmethod
     def matches_query(obj, q):
-        from store import match_fields, match_labels
+        from lab.k8sim.store import match_fields, match_labels
         return match_labels(q.get("labelSelector", ""), obj["metadata"].get("labels")) and \
             match_fields(q.get("fieldSelector", ""), obj)
 
