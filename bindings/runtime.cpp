@@ -4,11 +4,9 @@
 
 #include <unistd.h>
 
-#include <boost/asio/signal_set.hpp>
 #include <filesystem>
-#include <fstream>
-#include <sstream>
 
+#include "bindings/run_loop.hpp"
 #include "bindings/runbook.hpp"
 #include "bindings/vm.hpp"
 #include "engine/core/errors.hpp"
@@ -28,6 +26,40 @@ std::string traceback(lua_State* L, lua_State* co, const std::string& msg) {
   std::string tb = lua_tostring(L, -1);
   lua_pop(L, 1);
   return tb;
+}
+
+// The runbook's task ended in error: an interrupt (Ctrl-C, abort), a lost lease, or the runbook's own
+// (which counts as interrupted when an operator's signal or abort came first).
+RunOutcome outcome_of(Vm& vm, lua_State* L, Task& t, bool signalled) {
+  RunOutcome out;
+  out.interrupted = signalled;
+  if (auto* i = to_interrupt(t.co, -1)) {
+    out.interrupted = i->kind == Interrupt::interrupted || i->kind == Interrupt::cancelled;
+    out.failure = out.interrupted ? "interrupted" : error_text(t.co);
+    if (i->kind == Interrupt::lease_lost) {
+      out.interrupted = false;
+      out.failure = (vm.lease_lost.empty() ? "the cluster lease was lost" : vm.lease_lost) +
+                    ": the run stopped; steps in flight are unknown to a resume (engine show RUN_ID)";
+    }
+  } else {
+    out.failure = traceback(L, t.co, error_text(t.co));
+  }
+  out.exit_code = out.interrupted ? 130 : 1;
+  return out;
+}
+
+// The console gets the message; the traceback goes to stderr and the run log.
+void report_failure(const RunOutcome& out) {
+  if (out.failure.empty()) return;
+  if (out.exit_code == 130) {
+    log::emit(log::Level::error, "", "run interrupted");
+  } else {
+    auto cut = out.failure.find("\nstack traceback:");
+    log::emit(log::Level::error, "", "runbook failed", json{{"error", out.failure.substr(0, cut)}});
+    log::emit(log::Level::debug, "", out.failure);
+  }
+  log::flush();
+  std::fprintf(stderr, "%s: %s\n", out.exit_code == 130 ? "interrupted" : "runbook failed", log::redact(out.failure).c_str());
 }
 
 }  // namespace
@@ -115,133 +147,20 @@ int Runtime::run(const nlohmann::json& params, const RunOptions& opts) {
   push_json(L, params);
   push_inventory(L);
 
-  int exit_code = 0;
-  bool interrupted = false;
-  std::string failure;
+  RunOutcome out;
   spawn(vm, L, 2, "", [&](Task& t, bool ok) {
-    if (ok) return;
-    if (auto* i = to_interrupt(t.co, -1)) {
-      interrupted = i->kind == Interrupt::interrupted || i->kind == Interrupt::cancelled;
-      failure = interrupted ? "interrupted" : error_text(t.co);
-      if (i->kind == Interrupt::lease_lost) {
-        interrupted = false;
-        failure = (vm.lease_lost.empty() ? "the cluster lease was lost" : vm.lease_lost) +
-                  ": the run stopped; steps in flight are unknown to a resume (engine show RUN_ID)";
-      }
-    } else {
-      failure = traceback(L, t.co, error_text(t.co));
-    }
-    exit_code = interrupted ? 130 : 1;
+    if (!ok) out = outcome_of(vm, L, t, out.interrupted);
   });
-
-  asio::signal_set signals(vm.io, SIGINT, SIGTERM);
-  count_signals(SIGINT);  // after Asio's handlers, which they then call
-  count_signals(SIGTERM);
-  vm.signals_acted = signals_received();
-  auto watchdog = watch_busy();
-  std::function<void(const boost::system::error_code&, int)> on_signal = [&](const boost::system::error_code& ec, int sig) {
-    if (ec) return;
-    vm.signals_acted = signals_received();
-    interrupted = true;
-    if (sig == SIGINT && !vm.draining) {
-      vm.draining = true;
-      log::emit(log::Level::warn, "", "interrupt: no new hosts start; running ones finish (Ctrl-C again to cancel them)");
-    } else {
-      log::emit(log::Level::warn, "", "interrupt: cancelling everything in flight");
-      cancel_all(vm);
-    }
-    signals.async_wait(on_signal);
-  };
-  signals.async_wait(on_signal);
-
-  // engine ctl: commands appended to the run's control file, read a few times a second.
-  asio::steady_timer control_timer(vm.io);
-  // A resumed run starts after the commands its earlier attempts were sent (an old abort must not
-  // stop it again).
-  size_t control_offset = 0;
   {
-    std::error_code ec;
-    if (!opts.control_file.empty()) control_offset = static_cast<size_t>(fs::file_size(opts.control_file, ec));
-    if (ec) control_offset = 0;
+    SignalWatch signals(vm, out);
+    ControlWatch control(vm, out, opts.control_file);
+    ProgressTick progress(vm);
+    run_until_done(vm);
   }
-  std::function<void()> poll_control = [&] {
-    if (opts.control_file.empty()) return;
-    std::ifstream f(opts.control_file);
-    if (f) {
-      f.seekg(static_cast<std::streamoff>(control_offset));
-      std::string line;
-      while (std::getline(f, line)) {
-        control_offset += line.size() + 1;
-        std::istringstream words(line);
-        std::string cmd, arg;
-        words >> cmd >> arg;
-        if (cmd == "pause") {
-          vm.paused = true;
-          log::emit(log::Level::warn, "", "paused by an operator: no new host starts; running ones go on (engine ctl continue)");
-        } else if (cmd == "continue") {
-          vm.paused = false;
-          log::emit(log::Level::info, "", "continued by an operator");
-        } else if (cmd == "skip" && !arg.empty()) {
-          vm.skip_hosts.insert(arg);
-          log::emit(log::Level::warn, arg, "will be skipped: an operator asked (engine ctl skip)");
-        } else if (cmd == "abort") {
-          log::emit(log::Level::warn, "", "aborted by an operator: cancelling everything in flight");
-          interrupted = true;
-          vm.draining = true;
-          cancel_all(vm);
-        }
-        for (auto& [_, kick] : std::map<uint64_t, std::function<void()>>(vm.admission_kicks)) kick();
-      }
-    }
-    control_timer.expires_after(std::chrono::milliseconds(250));
-    control_timer.async_wait([&](const boost::system::error_code& ec) {
-      if (!ec) poll_control();
-    });
-  };
-  poll_control();
-  // The live table (on a terminal) redraws on this tick, at most 10 times a second.
-  asio::steady_timer progress_timer(vm.io);
-  std::function<void()> tick = [&] {
-    log::progress_tick();
-    progress_timer.expires_after(std::chrono::milliseconds(100));
-    progress_timer.async_wait([&](const boost::system::error_code& ec) {
-      if (!ec) tick();
-    });
-  };
-  tick();
-
-  // Runs until the runbook's task and every task it started have finished.
-  while (vm.live_count > 0) {
-    if (vm.io.run_one() == 0) break;
-  }
-  signals.cancel();
-  control_timer.cancel();
-  progress_timer.cancel();
-  log::progress_finish();
-  // Leases and tunnels nobody holds any more are closed now, and their last requests (a lease's
-  // release) get a moment to reach the server before the connections go.
-  lua_gc(L, LUA_GCCOLLECT);
-  auto until = std::chrono::steady_clock::now() + std::chrono::seconds(3);
-  while (k8s_in_flight(vm) > 0 && std::chrono::steady_clock::now() < until) vm.io.run_one_for(std::chrono::milliseconds(100));
-  close_ssh(vm);
-  close_k8s(vm);
-  close_http(vm);
-  vm.io.restart();
-  vm.io.poll();
-
-  if (!failure.empty()) {
-    if (exit_code == 130) log::emit(log::Level::error, "", "run interrupted");
-    else {
-      // The console gets the message; the traceback goes to stderr and the run log.
-      auto cut = failure.find("\nstack traceback:");
-      log::emit(log::Level::error, "", "runbook failed", json{{"error", failure.substr(0, cut)}});
-      log::emit(log::Level::debug, "", failure);
-    }
-    log::flush();
-    std::fprintf(stderr, "%s: %s\n", exit_code == 130 ? "interrupted" : "runbook failed", log::redact(failure).c_str());
-  }
+  shut_down(vm);
+  report_failure(out);
   // A Ctrl-C that left nothing undone (every host had already started and finished) is a success.
-  return exit_code;
+  return out.exit_code;
 }
 
 std::string Runtime::run_snippet(const std::string& code) {
