@@ -1,0 +1,41 @@
+// The engine command line, split by command: args.cpp (what every command shares), run.cpp (check,
+// run, resume), runs.cpp (runs, show, ctl), main.cpp (the argument parser). cli/ sits on top: it may
+// include engine/ and bindings/ (through bindings/runtime.hpp, which is Lua-free).
+#pragma once
+#include <filesystem>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "engine/inventory/inventory.hpp"
+
+namespace engine::cli {
+
+struct Args {
+  std::string runbook;
+  std::vector<std::string> inventories;
+  std::vector<std::string> extra;
+  std::string limit;
+  bool dry_run = false, yes = false, help = false;
+  std::string log_format = "text", log_level = "info", state_dir;
+  std::string kubeconfig, context;
+  std::string run_id;          // resume, show
+  bool force = false, retry_unknown = false;
+  std::vector<std::string> ctl;  // ctl: the command and its host
+};
+
+std::vector<std::pair<std::string, std::string>> parse_extra(const std::vector<std::string>& items);
+inventory::Inventory load_inventory(const Args& a);
+// A run's run.json or report.json; null when missing or unreadable.
+nlohmann::json read_json(const std::filesystem::path& path);
+
+int do_check(Args& a);
+int do_run(Args& a);
+int do_resume(Args& a);
+int do_runs(Args& a);
+int do_show(Args& a);
+int do_ctl(Args& a);
+
+}  // namespace engine::cli

@@ -1,0 +1,126 @@
+// The engine command line: run, check, version. Exit codes: 0 ok, 1 runbook failed,
+// 2 usage or configuration error, 130 interrupted.
+#include <sys/resource.h>
+
+#include <CLI/CLI.hpp>
+#include <cstdio>
+#include <iostream>
+
+#include "cli/commands.hpp"
+#include "engine/core/errors.hpp"
+#include "engine/log/log.hpp"
+#include "engine/run/control.hpp"
+
+using namespace engine::cli;
+
+namespace {
+
+// One session per host is one descriptor per host: a 2,000-node fan-out needs more than the usual
+// soft limit of 1,024. The hard limit is ours to take, as Go programs and OpenSSH's ssh-agent do.
+void raise_open_files_limit() {
+  rlimit r{};
+  if (::getrlimit(RLIMIT_NOFILE, &r) == 0 && r.rlim_cur < r.rlim_max) {
+    r.rlim_cur = r.rlim_max;
+    ::setrlimit(RLIMIT_NOFILE, &r);
+  }
+}
+
+void add_common(CLI::App* cmd, Args& a) {
+  cmd->add_option("runbook", a.runbook, "the runbook file (.lua)")->required();
+  cmd->add_option("-i,--inventory", a.inventories, "inventory file, directory or host list (repeatable)");
+  cmd->add_option("-e,--extra", a.extra, "a runbook param: name=value (repeatable)");
+  cmd->add_option("--limit", a.limit, "only these hosts: an Ansible pattern (web:&prod:!web3)");
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  raise_open_files_limit();
+  CLI::App app{"engine: Kubernetes operations runbooks in Lua"};
+  app.require_subcommand(1);
+  Args a;
+
+  auto* run = app.add_subcommand("run", "run a runbook");
+  add_common(run, a);
+  run->set_help_flag();  // `engine run X.lua --help` shows the runbook's own help
+  run->add_flag("-h,--help", a.help, "show the runbook's summary and params");
+  run->add_flag("--dry-run", a.dry_run, "record side effects as a plan instead of doing them");
+  run->add_flag("--yes", a.yes, "answer yes to confirm() prompts");
+  run->add_option("--log-format", a.log_format, "text or json")->check(CLI::IsMember({"text", "json"}));
+  run->add_option("--log-level", a.log_level, "debug, info, warn or error")
+      ->check(CLI::IsMember({"debug", "info", "warn", "error"}));
+  run->add_option("--state-dir", a.state_dir, "where run directories live (default $XDG_STATE_HOME/engine)");
+  run->add_option("--kubeconfig", a.kubeconfig, "the kubeconfig for engine.k8s (default: the inventory's k8s_kubeconfig, $KUBECONFIG)");
+  run->add_option("--context", a.context, "the kubeconfig context for engine.k8s");
+
+  auto* check = app.add_subcommand("check", "compile a runbook and validate params and inventory; runs nothing");
+  add_common(check, a);
+
+  auto* resume = app.add_subcommand("resume", "continue a stopped or failed run: finished steps are skipped");
+  resume->add_option("run_id", a.run_id, "the run's id (engine runs lists them)")->required();
+  resume->add_flag("--force", a.force, "resume even though the runbook or its params changed");
+  resume->add_option("-e,--extra", a.extra, "a param again: secret params are not recorded (name=value)");
+  resume->add_flag("--retry-unknown", a.retry_unknown, "run again the steps that started but have no record of finishing");
+  resume->add_flag("--yes", a.yes, "answer yes to confirm() prompts");
+  resume->add_option("--log-format", a.log_format, "text or json")->check(CLI::IsMember({"text", "json"}));
+  resume->add_option("--log-level", a.log_level, "debug, info, warn or error")
+      ->check(CLI::IsMember({"debug", "info", "warn", "error"}));
+  resume->add_option("--state-dir", a.state_dir, "where run directories live");
+  resume->add_option("--kubeconfig", a.kubeconfig, "the kubeconfig for engine.k8s");
+  resume->add_option("--context", a.context, "the kubeconfig context for engine.k8s");
+
+  auto* runs = app.add_subcommand("runs", "list runs and their state");
+  runs->add_option("--state-dir", a.state_dir, "where run directories live");
+  auto* show = app.add_subcommand("show", "a run's recap");
+  show->add_option("run_id", a.run_id, "the run's id")->required();
+  show->add_option("--state-dir", a.state_dir, "where run directories live");
+
+  auto* ctl = app.add_subcommand("ctl", "steer a live run: pause, continue, skip HOST, abort");
+  ctl->add_option("run_id", a.run_id, "the run's id")->required();
+  ctl->add_option("command", a.ctl, engine::run::control_usage)->required()->expected(1, 2);
+  ctl->add_option("--state-dir", a.state_dir, "where run directories live");
+
+  auto* version = app.add_subcommand("version", "print the engine's version");
+
+  try {
+    // Without a runbook, `engine run --help` is the command's own help.
+    if (argc >= 2 && std::string(argv[1]) == "run") {
+      bool has_runbook = false;
+      for (int i = 2; i < argc; ++i)
+        if (std::string(argv[i]).size() > 4 && std::string(argv[i]).ends_with(".lua")) has_runbook = true;
+      if (!has_runbook)
+        for (int i = 2; i < argc; ++i)
+          if (std::string(argv[i]) == "--help" || std::string(argv[i]) == "-h") {
+            std::cout << run->help();
+            return 0;
+          }
+    }
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    int code = app.exit(e);
+    return code == 0 ? 0 : 2;
+  }
+
+  try {
+    if (*version) {
+      std::printf("engine %s\n", ENGINE_VERSION);
+      return 0;
+    }
+    if (*check) return do_check(a);
+    if (*resume) return do_resume(a);
+    if (*runs) return do_runs(a);
+    if (*show) return do_show(a);
+    if (*ctl) return do_ctl(a);
+    return do_run(a);
+  } catch (const engine::ConfigError& e) {
+    std::fprintf(stderr, "error: %s\n", e.what());
+    return 2;
+  } catch (const engine::RunbookError& e) {
+    std::fprintf(stderr, "runbook failed: %s\n", engine::log::redact(e.what()).c_str());
+    return 1;
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "error: %s\n", e.what());
+    return 2;
+  }
+}
+

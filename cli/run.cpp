@@ -1,0 +1,235 @@
+// engine check, engine run and engine resume.
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <fstream>
+
+#include "bindings/runtime.hpp"
+#include "cli/commands.hpp"
+#include "engine/core/errors.hpp"
+#include "engine/core/hash.hpp"
+#include "engine/journal/journal.hpp"
+#include "engine/log/log.hpp"
+#include "engine/run/lock.hpp"
+#include "engine/run/report.hpp"
+#include "engine/run/run_dir.hpp"
+
+namespace engine::cli {
+
+namespace {
+
+// What a run records about itself, so `engine resume` can run it again the same way.
+// Params as recorded and hashed: a secret's value is never written down (resume takes it again).
+nlohmann::json recordable(const engine::lua::RunbookInfo& info, const nlohmann::json& params) {
+  nlohmann::json out = params;
+  for (const auto& spec : info.params)
+    if (spec.secret && out.contains(spec.name)) out[spec.name] = "<secret>";
+  return out;
+}
+
+std::vector<std::string> recordable_extra(const engine::lua::RunbookInfo& info, const std::vector<std::string>& extra) {
+  std::vector<std::string> out;
+  for (const auto& e : extra) {
+    std::string key = e.substr(0, e.find('='));
+    auto it = std::find_if(info.params.begin(), info.params.end(), [&](auto& p) { return p.name == key; });
+    if (it == info.params.end() || !it->secret) out.push_back(e);
+  }
+  return out;
+}
+
+nlohmann::json run_record(const Args& a, const engine::run::RunDir& run, const engine::lua::RunbookInfo& info,
+                          const nlohmann::json& params) {
+  namespace fs = std::filesystem;
+  nlohmann::json inventories = nlohmann::json::array();
+  for (const auto& i : a.inventories) inventories.push_back(fs::exists(i) ? fs::absolute(i).string() : i);
+  return {{"id", run.id},
+          {"runbook", fs::absolute(a.runbook).string()},
+          {"runbook_sha256", engine::sha256_file(a.runbook).value_or("")},
+          {"extra", recordable_extra(info, a.extra)},
+          {"params_sha256", engine::sha256_hex(recordable(info, params).dump())},
+          {"inventories", inventories},
+          {"limit", a.limit},
+          {"kubeconfig", a.kubeconfig},
+          {"context", a.context},
+          {"engine", ENGINE_VERSION}};
+}
+void write_json(const std::filesystem::path& path, const nlohmann::json& j) {
+  std::string tmp = path.string() + ".tmp";
+  {
+    std::ofstream f(tmp);
+    f << j.dump(2) << "\n";
+  }
+  std::filesystem::rename(tmp, path);
+}
+void setup_logs(const Args& a, const engine::run::RunDir& run) {
+  engine::log::Options lo;
+  lo.format = a.log_format == "json" ? engine::log::Format::json : engine::log::Format::text;
+  lo.level = *engine::log::parse_level(a.log_level);
+  lo.file = (run.path / "run.log").string();
+  lo.color = lo.format == engine::log::Format::text && isatty(STDOUT_FILENO);
+  engine::log::setup(lo);
+  engine::log::progress_enable(lo.color);  // the live table only on a terminal, with text logs
+}
+
+// Values no output may show: params declared secret, and inventory variables of the secret kinds.
+void register_secrets(const engine::lua::RunbookInfo& info, const nlohmann::json& params,
+                      const engine::inventory::Inventory* inv) {
+  for (const auto& spec : info.params) {
+    if (!spec.secret || !params.contains(spec.name)) continue;
+    const auto& v = params[spec.name];
+    if (v.is_string()) engine::log::add_secret(v.get<std::string>());
+    else if (v.is_array())
+      for (const auto& item : v)
+        if (item.is_string()) engine::log::add_secret(item.get<std::string>());
+  }
+  if (!inv) return;
+  auto scan = [](const nlohmann::json& vars) {
+    for (auto it = vars.begin(); it != vars.end(); ++it)
+      if (it->is_string() && engine::log::is_secret_name(it.key())) engine::log::add_secret(it->get<std::string>());
+  };
+  for (const auto& g : inv->group_names()) scan(inv->group(g)->vars), scan(inv->group(g)->file_vars);
+  for (const auto& h : inv->host_names()) scan(inv->host(h)->vars), scan(inv->host(h)->file_vars);
+}
+
+// The body shared by run and resume: journal open, runbook run, report written.
+int execute(Args& a, engine::lua::Runtime& rt, const engine::lua::RunbookInfo& info, const nlohmann::json& params,
+            const engine::run::RunDir& run, bool resuming) {
+  engine::run::RunLock lock(run.path);  // held until this process ends: `engine runs` shows it running
+  std::vector<std::string> warnings;
+  std::unique_ptr<engine::journal::Journal> journal;
+  if (!a.dry_run) {
+    try {
+      journal = std::make_unique<engine::journal::Journal>((run.path / "journal").string(), warnings);
+    } catch (const std::exception& e) {
+      throw engine::ConfigError(e.what());
+    }
+  }
+  nlohmann::json shown = nlohmann::json::object();
+  for (const auto& spec : info.params)
+    if (params.contains(spec.name)) shown[spec.name] = spec.secret ? nlohmann::json("<secret>") : params[spec.name];
+  engine::run::report().begin(run.id, info.name, a.runbook, shown);
+  engine::log::emit(engine::log::Level::info, "", resuming ? "run resumed" : "run started",
+                    {{"run", run.id}, {"runbook", info.name}, {"dir", run.path.string()}, {"dry_run", a.dry_run},
+                     {"journaled_records", journal ? journal->records() : 0}});
+  for (const auto& w : warnings) engine::log::emit(engine::log::Level::warn, "", w);
+
+  engine::lua::RunOptions ro{a.dry_run, a.yes, run.id, a.kubeconfig, a.context, journal.get(), (run.path / "control").string()};
+  ro.retry_unknown = a.retry_unknown;
+  int code = rt.run(params, ro);
+  // What the run wrote must be on disk for it to count: a report or run log that could not be
+  // written (a full disk) fails the run, naming the file.
+  std::vector<std::string> lost;
+  std::string report_path;
+  try {
+    report_path = engine::run::report().finish(run.path.string(), code);
+  } catch (const std::exception& e) {
+    lost.push_back(e.what());
+  }
+  if (auto e = engine::log::file_error(); !e.empty()) lost.push_back("cannot write the run log " + e);
+  if (!lost.empty() && code == 0) code = 1;
+  if (a.log_format == "text") {
+    engine::log::flush();
+    std::string tail = engine::run::report().recap_text();
+    if (a.dry_run) tail = engine::run::report().plan_text() + tail;
+    std::fputs(("\n" + tail).c_str(), stdout);
+    std::fflush(stdout);
+  }
+  for (const auto& l : lost) {
+    engine::log::emit(engine::log::Level::error, "", "run record lost", {{"error", l}});
+    std::fprintf(stderr, "engine: %s\n", l.c_str());
+  }
+  engine::log::emit(code == 0 ? engine::log::Level::info : engine::log::Level::error, "", "run finished",
+                    {{"run", run.id}, {"exit", code}, {"report", report_path}});
+  if (code == 1 || code == 130)
+    std::fprintf(stderr, "continue it with: engine resume %s%s\n", run.id.c_str(),
+                 a.state_dir.empty() ? "" : (" --state-dir " + a.state_dir).c_str());
+  engine::log::flush();
+  return code;
+}
+
+}  // namespace
+
+// engine check: the runbook, its params and the inventory, without running anything. Checked alone
+// (no -e at all) a runbook's required params are listed as what a run will need, not an error;
+// once any -e is given, the set must be complete.
+int do_check(Args& a) {
+  engine::lua::Runtime rt(engine::lua::default_stdlib_dir());
+  auto info = rt.load(a.runbook);
+  std::vector<std::string> missing;
+  auto params = rt.resolve_params(parse_extra(a.extra), a.extra.empty() ? &missing : nullptr);
+  auto inv = load_inventory(a);
+  size_t hosts = 0;
+  for (const auto& h : inv.host_names()) hosts += inv.visible(h);
+  std::printf("ok: runbook '%s' (%zu params), inventory %zu hosts in %zu groups\n", info.name.c_str(),
+              info.params.size(), hosts, inv.group_names().size());
+  if (!missing.empty()) {
+    std::string need;
+    for (const auto& m : missing) need += " -e " + m + "=...";
+    std::printf("a run needs:%s\n", need.c_str());
+  }
+  return 0;
+}
+
+int do_run(Args& a) {
+  engine::lua::Runtime rt(engine::lua::default_stdlib_dir());
+  auto info = rt.load(a.runbook);
+  if (a.help) {
+    std::fputs(engine::lua::help_text(info).c_str(), stdout);
+    return 0;
+  }
+  auto params = rt.resolve_params(parse_extra(a.extra));
+  auto inv = load_inventory(a);
+  register_secrets(info, params, &inv);
+  rt.set_inventory(std::move(inv));
+  auto run = engine::run::create(engine::run::state_dir(a.state_dir), info.name, [&](const engine::run::RunDir& r) {
+    write_json(r.path / "run.json", run_record(a, r, info, params));
+  });
+  setup_logs(a, run);
+  return execute(a, rt, info, params, run, false);
+}
+
+// engine resume RUN_ID: the recorded runbook, params and inventory, run again; finished steps are
+// skipped. Refuses when the runbook or its params changed since, unless --force.
+int do_resume(Args& a) {
+  auto dir = engine::run::state_dir(a.state_dir) / "runs" / a.run_id;
+  auto rec = read_json(dir / "run.json");
+  if (rec.is_null()) throw engine::ConfigError("no run '" + a.run_id + "' under " + dir.parent_path().string());
+  Args r = a;
+  r.runbook = rec.value("runbook", "");
+  // The recorded -e values, then the ones given now (secret params are given again here).
+  r.extra = rec.value("extra", std::vector<std::string>{});
+  for (const auto& e : a.extra) r.extra.push_back(e);
+  r.inventories = rec.value("inventories", std::vector<std::string>{});
+  r.limit = rec.value("limit", "");
+  if (r.kubeconfig.empty()) r.kubeconfig = rec.value("kubeconfig", "");
+  if (r.context.empty()) r.context = rec.value("context", "");
+  auto sha = engine::sha256_file(r.runbook);
+  if (!sha) throw engine::ConfigError("the run's runbook " + r.runbook + " is gone");
+  if (*sha != rec.value("runbook_sha256", "") && !a.force)
+    throw engine::ConfigError("the runbook " + r.runbook + " changed since the run started (sha256 " + sha->substr(0, 12) +
+                              ", was " + rec.value("runbook_sha256", "").substr(0, 12) +
+                              "): its steps may not mean what the journal says; resume with --force to use it anyway");
+  engine::lua::Runtime rt(engine::lua::default_stdlib_dir());
+  auto info = rt.load(r.runbook);
+  nlohmann::json params;
+  try {
+    params = rt.resolve_params(parse_extra(r.extra));
+  } catch (const engine::ConfigError& e) {
+    throw engine::ConfigError(std::string(e.what()) + "\n(secret params are not recorded: give them again with -e)");
+  }
+  if (engine::sha256_hex(recordable(info, params).dump()) != rec.value("params_sha256", "") && !a.force) {
+    bool secrets = std::any_of(info.params.begin(), info.params.end(), [](auto& p) { return p.secret; });
+    throw engine::ConfigError(std::string("the runbook's params resolve differently than when the run started (its "
+                                          "declarations changed); resume with --force to use them anyway") +
+                              (secrets ? "\n(secret params are not recorded: give them again with -e)" : ""));
+  }
+  auto inv = load_inventory(r);
+  register_secrets(info, params, &inv);
+  rt.set_inventory(std::move(inv));
+  engine::run::RunDir run{a.run_id, dir};
+  setup_logs(r, run);
+  return execute(r, rt, info, params, run, true);
+}
+
+}  // namespace engine::cli

@@ -1,0 +1,116 @@
+// engine runs, engine show and engine ctl: what an operator reads of runs, and how a live one is steered.
+#include <algorithm>
+#include <cstdio>
+
+#include "cli/commands.hpp"
+#include "engine/core/errors.hpp"
+#include "engine/journal/journal.hpp"
+#include "engine/run/control.hpp"
+#include "engine/run/lock.hpp"
+#include "engine/run/run_dir.hpp"
+
+namespace engine::cli {
+
+// engine runs: every run under the state directory and how it ended.
+int do_runs(Args& a) {
+  namespace fs = std::filesystem;
+  auto root = engine::run::state_dir(a.state_dir) / "runs";
+  std::vector<std::string> ids;
+  if (fs::is_directory(root))
+    for (auto& e : fs::directory_iterator(root))
+      if (e.is_directory()) ids.push_back(e.path().filename().string());
+  std::sort(ids.begin(), ids.end());
+  std::printf("%-44s %-22s %-12s %s\n", "RUN", "RUNBOOK", "STATE", "FINISHED");
+  for (const auto& id : ids) {
+    auto rec = read_json(root / id / "run.json");
+    auto rep = read_json(root / id / "report.json");
+    std::string runbook = rec.is_null() ? "?" : std::filesystem::path(rec.value("runbook", "?")).stem().string();
+    // A live process holding the run's lock wins over any report an earlier attempt left.
+    auto pid = engine::run::running_pid(root / id);
+    std::string outcome = rep.is_null() ? "" : rep.value("outcome", "?");
+    std::string state = pid ? "running" : outcome == "ok" ? "finished" : outcome == "failed" ? "failed"
+                        : outcome == "interrupted" ? "stopped" : outcome.empty() ? "stopped" : outcome;
+    std::string finished = pid ? "pid " + std::to_string(*pid) : rep.is_null() ? "-" : rep.value("finished", "-");
+    std::printf("%-44s %-22s %-12s %s\n", id.c_str(), runbook.c_str(), state.c_str(), finished.c_str());
+  }
+  return 0;
+}
+
+// engine ctl RUN_ID pause|continue|skip HOST|abort (engine/run/control.hpp has the words and the file).
+int do_ctl(Args& a) {
+  auto dir = engine::run::state_dir(a.state_dir) / "runs" / a.run_id;
+  if (!std::filesystem::is_directory(dir)) throw engine::ConfigError("no run '" + a.run_id + "' under " + dir.parent_path().string());
+  // Whether it runs now (a resumed run too), not whether an earlier attempt left a report.
+  if (!engine::run::running_pid(dir))
+    throw engine::ConfigError("run '" + a.run_id + "' is not running: there is nothing to steer (engine resume continues it)");
+  auto c = engine::run::parse_control(a.ctl);
+  engine::run::send_control(dir / "control", c);
+  std::printf("sent %s to %s\n", engine::run::to_line(c).c_str(), a.run_id.c_str());
+  return 0;
+}
+
+namespace {
+
+// Where each step stands, by host: what an operator needs before `engine resume` (or instead of it).
+void print_steps(const engine::journal::Journal& j) {
+  auto steps = j.steps();
+  if (steps.empty()) return;
+  std::printf("\nSTEPS\n");
+  for (const auto& [key, e] : steps) {
+    auto slash = key.find('/');
+    std::string host = slash == std::string::npos ? "-" : key.substr(0, slash);
+    std::string name = slash == std::string::npos ? key : key.substr(slash + 1);
+    const char* state = e.state == engine::journal::Entry::done     ? "done"
+                        : e.state == engine::journal::Entry::failed ? "failed"
+                                                                    : "unknown";
+    std::string why = e.state == engine::journal::Entry::failed ? e.error
+                      : e.state == engine::journal::Entry::intent
+                          ? "started, no record of finishing: it may or may not have taken effect"
+                          : "";
+    if (why.size() > 160) why = why.substr(0, 157) + "...";
+    for (auto& c : why)
+      if (c == '\n') c = ' ';
+    std::printf("  %-8s %-20s %-36s %s\n", state, host.c_str(), name.c_str(), why.c_str());
+  }
+}
+
+// engine show RUN_ID: the recap of one run and where each of its steps stands.
+}  // namespace
+
+int do_show(Args& a) {
+  auto dir = engine::run::state_dir(a.state_dir) / "runs" / a.run_id;
+  auto rec = read_json(dir / "run.json");
+  if (rec.is_null()) throw engine::ConfigError("no run '" + a.run_id + "' under " + dir.parent_path().string());
+  auto rep = read_json(dir / "report.json");
+  std::printf("run       %s\nrunbook   %s\n", a.run_id.c_str(), rec.value("runbook", "?").c_str());
+  // A live process holding the run's lock is the run's state; a report is then an earlier attempt's.
+  auto pid = engine::run::running_pid(dir);
+  if (pid) std::printf("state     running (pid %ld)\n", *pid);
+  if (rep.is_null()) {
+    if (!pid) std::printf("state     incomplete (stopped before it could write its report)\n");
+  } else {
+    std::printf("%s %s (exit %d)\nstarted   %s\nfinished  %s\n", pid ? "earlier  " : "state    ", rep.value("outcome", "?").c_str(),
+                rep.value("exit_code", -1), rep.value("started", "?").c_str(), rep.value("finished", "?").c_str());
+    if (!rep["hosts"].empty()) {
+      std::printf("\nRECAP\n");
+      for (auto it = rep["hosts"].begin(); it != rep["hosts"].end(); ++it)
+        std::printf("  %-30s %-12s %7.1fs  %s\n", it.key().c_str(), it.value().value("status", "?").c_str(),
+                    it.value().value("seconds", 0.0), it.value().value("error", "").c_str());
+    }
+    for (const auto& e : rep["errors"]) std::printf("error     %s %s\n", e.value("host", "").c_str(), e.value("msg", "").c_str());
+  }
+  if (std::filesystem::exists(dir / "journal")) {
+    std::vector<std::string> warnings;
+    try {
+      engine::journal::Journal j((dir / "journal").string(), warnings, true);
+      std::printf("journal   %zu records\n", j.records());
+      print_steps(j);
+    } catch (const std::exception& e) {
+      std::printf("journal   unreadable: %s\n", e.what());
+    }
+    for (const auto& w : warnings) std::printf("warning   %s\n", w.c_str());
+  }
+  return 0;
+}
+
+}  // namespace engine::cli
