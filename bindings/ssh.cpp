@@ -4,8 +4,7 @@
 // "sudo failed"); a command's non-zero exit is a result.
 #include "bindings/ssh.hpp"
 
-#include <algorithm>
-#include <random>
+#include "engine/ssh/command.hpp"
 
 #include "engine/core/text.hpp"
 #include "engine/log/log.hpp"
@@ -78,33 +77,6 @@ struct ExecCall {
 
 }  // namespace
 
-std::string with_sudo(const std::string& inner, const std::string& user, const std::string& password,
-                      std::string& marker, std::string& input) {
-  // The marker proves sudo let the command start; the password goes on stdin, never on argv.
-  marker = "ENGINE-SUDO-OK-" + nonce();
-  std::string script = "echo " + marker + "; " + inner;
-  std::string who = " -u " + shell_quote(user.empty() ? "root" : user);
-  if (password.empty()) return "sudo -n" + who + " -- sh -c " + shell_quote(script);
-  input = password + "\n" + input;
-  return "sudo -k -S -p ''" + who + " -- sh -c " + shell_quote(script);
-}
-
-std::optional<Failure> strip_sudo_marker(ExecResult& res, const std::string& marker) {
-  if (marker.empty()) return std::nullopt;
-  std::string first = marker + "\n";
-  if (res.out.compare(0, first.size(), first) != 0)
-    return Failure{Error::sudo_failed, text::trim(res.err.empty() ? "sudo exited " + std::to_string(res.code) : res.err)};
-  res.out.erase(0, first.size());
-  return std::nullopt;
-}
-
-std::string nonce() {
-  static std::mt19937_64 rng{std::random_device{}()};
-  char buf[17];
-  std::snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(rng()));
-  return buf;
-}
-
 int push_failure(lua_State* co, const Failure& f) {
   lua_pushnil(co);
   lua_pushstring(co, word(f.kind));
@@ -134,13 +106,6 @@ void push_result(lua_State* co, const ExecResult& r) {
   }
 }
 
-// Reads the env block exec puts before the command's stdin (a count, then that many lines) and
-// evals it in the command's own shell.
-constexpr const char* kEnvReader =
-    "IFS= read -r __engine_n || exit 111; __engine_e=; "
-    "while [ \"$__engine_n\" -gt 0 ]; do IFS= read -r __engine_l; __engine_e=\"$__engine_e$__engine_l\n\"; "
-    "__engine_n=$((__engine_n - 1)); done; eval \"$__engine_e\"; unset __engine_n __engine_e __engine_l; ";
-
 // host:exec(cmd, opts) → {code, signal, stdout, stderr, duration} | nil, err, detail
 int l_exec(lua_State* L) {
   std::string name = host_name(L, 1);
@@ -156,65 +121,48 @@ int l_exec(lua_State* L) {
 
   auto call = std::make_shared<ExecCall>();
   call->host = name;
-  std::string inner(cmd, cmd_len);
-  std::string prefix;
-  std::string env_script;  // "export K='v'\n..." delivered on stdin, never in an argv
+  CommandSpec spec;
+  spec.command.assign(cmd, cmd_len);
   if (lua_getfield(L, 3, "env") == LUA_TTABLE) {
     lua_pushnil(L);
     while (lua_next(L, -2)) {
       if (lua_type(L, -2) != LUA_TSTRING) luaL_error(L, "exec: env keys must be names");
       std::string k = lua_tostring(L, -2);
-      if (k.empty() || k.find_first_not_of("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_") != std::string::npos)
-        luaL_error(L, "exec: env name '%s' is not a valid variable name", k.c_str());
+      if (!valid_env_name(k)) luaL_error(L, "exec: env name '%s' is not a valid variable name", k.c_str());
       size_t vl = 0;
       const char* v = luaL_tolstring(L, -1, &vl);
-      env_script += "export " + k + "=" + shell_quote(std::string_view(v, vl)) + "\n";
+      spec.env.emplace_back(k, std::string(v, vl));
       lua_pop(L, 2);
     }
   } else if (!lua_isnil(L, -1)) {
     luaL_error(L, "exec: env must be a table of NAME = value");
   }
   lua_pop(L, 1);
-  if (!env_script.empty()) prefix = kEnvReader;
-  std::string cwd = opt_string(L, 3, "cwd");
-  if (!cwd.empty()) prefix += "cd " + shell_quote(cwd) + " || exit 1; ";
-  inner = prefix + inner;
-
-  call->req.input = opt_string(L, 3, "stdin");
-  if (!env_script.empty()) {
-    // Values in an argv are in every user's `ps` on the node (sh -c 'export TOKEN=...'). They go
-    // first on stdin instead: a line counting the lines that follow, which the shell reads with its
-    // `read` builtin (byte by byte, so the command's own stdin after them is untouched) and evals.
-    size_t lines = static_cast<size_t>(std::count(env_script.begin(), env_script.end(), '\n'));
-    call->req.input = std::to_string(lines) + "\n" + env_script + call->req.input;
-  }
-  call->req.timeout = opt_seconds(L, 3, "timeout", "exec");
+  spec.cwd = opt_string(L, 3, "cwd");
+  spec.input = opt_string(L, 3, "stdin");
+  spec.timeout = opt_seconds(L, 3, "timeout", "exec");
   if (lua_getfield(L, 3, "max_output") == LUA_TNUMBER) {
     lua_Integer m = lua_tointeger(L, -1);
     if (m <= 0) luaL_error(L, "exec: max_output must be a positive number of bytes");
     call->req.max_output = static_cast<size_t>(m);
   }
   lua_pop(L, 1);
-  bool sudo = opt_bool(L, 3, "sudo");
-  std::string sudo_user = opt_string(L, 3, "sudo_user");
-  std::string sudo_password = opt_string(L, 3, "sudo_password");
+  spec.sudo = opt_bool(L, 3, "sudo");
+  spec.sudo_user = opt_string(L, 3, "sudo_user");
+  spec.sudo_password = opt_string(L, 3, "sudo_password");
+  bool sudo = spec.sudo || !spec.sudo_user.empty() || !spec.sudo_password.empty();
   bool read_only = opt_bool(L, 3, "read_only");
   bool stream = opt_bool(L, 3, "stream");
-  if (!sudo_user.empty() || !sudo_password.empty()) sudo = true;
   if (!read_only) guard(L, "exec");
   Target target = target_for(L, 1);
   Vm& vm = vm_of(L);
 
-  if (call->req.timeout > 0) {
-    // Closing the channel does not stop a command (sshd signals nothing without a pty), so the
-    // node enforces the deadline too, a second after we report it.
-    char t[32];
-    std::snprintf(t, sizeof t, "%g", call->req.timeout + 1);
-    inner = std::string("timeout -k 5 ") + t + " sh -c " + shell_quote(inner);
-  }
-  log::add_secret(sudo_password);
-  if (sudo) inner = with_sudo(inner, sudo_user, sudo_password, call->marker, call->req.input);
-  call->req.command = inner;
+  log::add_secret(spec.sudo_password);
+  auto remote = build_command(spec, nonce());
+  call->req.command = std::move(remote.line);
+  call->req.input = std::move(remote.input);
+  call->req.timeout = spec.timeout;
+  call->marker = std::move(remote.marker);
   if (stream) {
     std::string host = name;
     // sudo's marker is the first stdout line; it is ours, not the command's, so it is not shown.

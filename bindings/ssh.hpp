@@ -37,12 +37,6 @@ bool opt_bool(lua_State* L, int idx, const char* field);
 double opt_seconds(lua_State* L, int idx, const char* field, const char* what);
 void check_options(lua_State* L, int idx, const std::vector<std::string>& allowed, const char* what);
 
-// Wraps a command in sudo: a marker line proves the command started; a password travels on stdin.
-std::string with_sudo(const std::string& inner, const std::string& user, const std::string& password,
-                      std::string& marker, std::string& input);
-// Removes the marker from stdout, or says sudo refused.
-std::optional<ssh::Failure> strip_sudo_marker(ssh::ExecResult& res, const std::string& marker);
-std::string nonce();
 // nil, word, detail on the coroutine's stack.
 int push_failure(lua_State* co, const ssh::Failure& f);
 

@@ -5,6 +5,7 @@
 #include <filesystem>
 
 #include "bindings/ssh.hpp"
+#include "engine/ssh/command.hpp"
 #include "engine/log/log.hpp"
 #include "engine/ssh/sftp.hpp"
 
@@ -106,7 +107,7 @@ void put(const Op& op, Vm& vm, const Target& target, std::shared_ptr<PutSpec> sp
         std::string inner = "install -m " + std::string(mode) + own + " " + shell_quote(tmp) + " " + shell_quote(staged) +
                             " && mv -f " + shell_quote(staged) + " " + shell_quote(spec->remote) + "; rc=$?; rm -f " +
                             shell_quote(tmp) + "; exit $rc";
-        cmd = with_sudo(inner, "", spec->sudo_password, marker, input);
+        cmd = with_sudo(inner, "", spec->sudo_password, nonce(), marker, input);
       } else {
         cmd = "mv -f " + shell_quote(tmp) + " " + shell_quote(spec->remote) + " || { rc=$?; rm -f " + shell_quote(tmp) +
               "; exit $rc; }";
