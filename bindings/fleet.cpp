@@ -5,7 +5,7 @@
 
 #include "bindings/vm.hpp"
 #include "engine/core/text.hpp"
-#include "engine/fleet/window.hpp"
+#include "engine/fleet/rollout.hpp"
 #include "engine/log/log.hpp"
 #include "engine/run/report.hpp"
 
@@ -30,11 +30,12 @@ struct Result {
   TaskPtr task;  // while it runs
 };
 
+// One fleet.each call: the Rollout decides, this runs what it decides as Lua tasks and keeps the
+// per-host results.
 struct FleetRun : std::enable_shared_from_this<FleetRun> {
   Vm* vm;
-  fleet::Window window;
-  size_t at_once, budget;
-  int hosts_ref = LUA_NOREF, fn_ref = LUA_NOREF;
+  fleet::Rollout rollout;
+  int hosts_ref = LUA_NOREF, fn_ref = LUA_NOREF, gate_ref = LUA_NOREF;
   Op parent;
   std::string where;  // "runbook.lua:12:" of the fleet.each call
   // Inside a host's task (a drain's evictions): its items are not the run's hosts, so the report
@@ -42,67 +43,19 @@ struct FleetRun : std::enable_shared_from_this<FleetRun> {
   bool nested = false;
   std::vector<Result> results;
   bool closed = false;
-
-  // Admission order, and who has started. Every host before order[first_open] has started, so
-  // finding the next one costs O(1) per admission, not a walk from the front (O(n^2) per fleet).
-  std::vector<size_t> order;
-  std::vector<bool> started;
-  size_t first_open = 0;
   size_t skips_settled = 0;  // vm->skip_hosts only grows: its size says whether there is news
-  // max_per = {var = cap}: per host, its value of each capped variable ("" when it has none).
-  std::vector<std::pair<std::string, size_t>> caps;
-  std::vector<std::vector<std::string>> cap_values;
-  std::map<std::pair<size_t, std::string>, size_t> cap_running;
-  // pause between admissions.
-  double pause = 0;
-  Clock::time_point next_allowed{};
-  std::unique_ptr<asio::steady_timer> pace;
-  bool pace_armed = false;
-  // between = gate: passes `gate_passes` times in a row before each admission after the first.
-  int gate_ref = LUA_NOREF;
-  int gate_passes = 1;
-  double gate_timeout = 600, gate_interval = 5;
-  bool gate_ok = false, gate_running = false;
-  int gate_streak = 0;
-  std::optional<Clock::time_point> gate_since;
-  std::string gate_last, gate_failure;
-  size_t admitted = 0;
+  std::unique_ptr<asio::steady_timer> timer;  // the Rollout said: wait until then
+  std::optional<Clock::time_point> timer_at;
   uint64_t id = 0;  // in vm->admission_kicks
 
-  FleetRun(Vm* v, size_t total, size_t at_once_, size_t budget_)
-      : vm(v), window(total, at_once_, budget_), at_once(at_once_), budget(budget_), results(total), started(total, false) {
-    for (size_t i = 0; i < total; ++i) order.push_back(i);
-  }
-
-  bool fits(size_t i) const {
-    for (size_t c = 0; c < caps.size(); ++c) {
-      const std::string& v = cap_values[i][c];
-      if (v.empty()) continue;
-      auto it = cap_running.find({c, v});
-      if (it != cap_running.end() && it->second >= caps[c].second) return false;
-    }
-    return true;
-  }
-
-  // The first host, in order, that has not started and whose groups have room.
-  std::optional<size_t> candidate() {
-    while (first_open < order.size() && started[order[first_open]]) ++first_open;
-    for (size_t k = first_open; k < order.size(); ++k) {
-      size_t i = order[k];
-      if (!started[i] && fits(i)) return i;
-    }
-    return std::nullopt;
-  }
+  FleetRun(Vm* v, size_t total, fleet::Rollout r) : vm(v), rollout(std::move(r)), results(total) {}
 
   // Hosts an operator skipped (engine ctl skip) are settled without running.
   void settle_skipped() {
     if (vm->skip_hosts.size() == skips_settled) return;
     skips_settled = vm->skip_hosts.size();
-    for (size_t i : order) {
-      if (started[i] || !vm->skip_hosts.count(results[i].name)) continue;
-      started[i] = true;
-      window.admit_chosen();
-      window.finish(true);
+    for (size_t i = 0; i < results.size(); ++i) {
+      if (!vm->skip_hosts.count(results[i].name) || !rollout.skip(i)) continue;
       results[i].status = Result::skipped;
       results[i].error = "skipped by an operator (engine ctl skip)";
       if (!nested) log::progress_host(results[i].name, "skipped");
@@ -112,46 +65,45 @@ struct FleetRun : std::enable_shared_from_this<FleetRun> {
 
   void admit() {
     if (closed) return;
-    if (vm->draining) window.stop_admitting();
+    if (vm->draining) rollout.stop();
     settle_skipped();
-    while (!vm->paused && window.can_admit()) {
-      auto next = candidate();
-      if (!next) break;  // every remaining host waits for room in its group
-      auto now = Clock::now();
-      if (pause > 0 && admitted > 0 && now < next_allowed) {
-        arm_pace();
-        break;
+    for (;;) {
+      auto d = rollout.next(Clock::now(), vm->paused);
+      switch (d.kind) {
+        case fleet::Decision::start:
+          start(d.host);
+          continue;
+        case fleet::Decision::ask_gate:
+          run_gate(d.host);
+          return;
+        case fleet::Decision::wait:
+          wait_until(d.when);
+          return;
+        case fleet::Decision::hold:
+          return;
+        case fleet::Decision::done:
+          close();
+          return;
       }
-      if (gate_ref != LUA_NOREF && admitted > 0 && !gate_ok) {
-        run_gate(*next);
-        break;
-      }
-      gate_ok = false;  // the next admission asks the gate again
-      start(*next);
-      next_allowed = Clock::now() + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(pause));
     }
-    if (window.done()) close();
   }
 
-  void arm_pace() {
-    if (pace_armed) return;
-    pace_armed = true;
-    if (!pace) pace = std::make_unique<asio::steady_timer>(vm->io);
-    pace->expires_at(next_allowed);
+  void wait_until(Clock::time_point when) {
+    if (timer_at && *timer_at <= when) return;  // an earlier wake-up is armed: it asks again
+    if (!timer) timer = std::make_unique<asio::steady_timer>(vm->io);
+    timer_at = when;
+    timer->expires_at(when);
     std::weak_ptr<FleetRun> weak = shared_from_this();
-    pace->async_wait([weak](const boost::system::error_code& ec) {
+    timer->async_wait([weak](const boost::system::error_code& ec) {
       auto self = weak.lock();
       if (!self || ec) return;
-      self->pace_armed = false;
+      self->timer_at.reset();
       self->admit();
     });
   }
 
   // Runs the gate in a task of its own (it may wait: a health check, an alert query).
   void run_gate(size_t next) {
-    if (gate_running || closed) return;
-    gate_running = true;
-    if (!gate_since) gate_since = Clock::now();
     lua_State* L = vm->L;
     lua_rawgeti(L, LUA_REGISTRYINDEX, gate_ref);
     lua_rawgeti(L, LUA_REGISTRYINDEX, hosts_ref);
@@ -168,62 +120,30 @@ struct FleetRun : std::enable_shared_from_this<FleetRun> {
   }
 
   void gate_done(bool passed, const std::string& why) {
-    gate_running = false;
     if (closed) return;
-    if (passed) {
-      ++gate_streak;
+    auto answer = rollout.gate_result(passed, why, Clock::now());
+    if (passed)
       log::emit(log::Level::info, parent.task->host, "gate passed",
-                json{{"times", gate_streak}, {"of", gate_passes}});
-    } else {
-      gate_streak = 0;
-      gate_last = why;
+                json{{"times", answer == fleet::Rollout::Gate::passed ? rollout.policy().gate_passes : rollout.gate_streak()},
+                     {"of", rollout.policy().gate_passes}});
+    else
       log::emit(log::Level::info, parent.task->host, "gate holds admission", json{{"why", why}});
-    }
-    if (gate_streak >= gate_passes) {
-      gate_ok = true;
-      gate_streak = 0;
-      gate_since.reset();
-      admit();
-      return;
-    }
-    if (std::chrono::duration<double>(Clock::now() - *gate_since).count() >= gate_timeout) {
-      char buf[64];
-      std::snprintf(buf, sizeof buf, "%g", gate_timeout);
-      gate_failure = std::string("the gate between hosts did not pass ") + std::to_string(gate_passes) +
-                     " time(s) in a row within " + buf + "s; last answer: " + (gate_last.empty() ? "none" : gate_last);
-      window.stop_admitting();
-      if (window.done()) close();
-      return;
-    }
-    auto timer = std::make_shared<asio::steady_timer>(vm->io, std::chrono::duration_cast<Clock::duration>(
-                                                                   std::chrono::duration<double>(gate_interval)));
-    std::weak_ptr<FleetRun> weak = shared_from_this();
-    timer->async_wait([weak, timer](const boost::system::error_code& ec) {
-      auto self = weak.lock();
-      if (!self || ec || self->closed) return;
-      if (auto next = self->candidate()) self->run_gate(*next);
-    });
+    admit();
   }
 
   void start(size_t i) {
     lua_State* L = vm->L;  // the main thread is idle while the loop runs: a scratch stack
-    {
-      window.admit_chosen();
-      started[i] = true;
-      ++admitted;
-      if (!nested) log::progress_host(results[i].name, "running");
-      for (size_t c = 0; c < caps.size(); ++c)
-        if (!cap_values[i][c].empty()) ++cap_running[{c, cap_values[i][c]}];
-      auto& r = results[i];
-      r.status = Result::running;
-      r.start = Clock::now();
-      lua_rawgeti(L, LUA_REGISTRYINDEX, fn_ref);
-      lua_rawgeti(L, LUA_REGISTRYINDEX, hosts_ref);
-      lua_rawgeti(L, -1, static_cast<lua_Integer>(i + 1));
-      lua_remove(L, -2);
-      auto self = shared_from_this();
-      r.task = spawn(*vm, L, 1, r.name, [self, i](Task& t, bool ok) { self->child_done(i, t, ok); });
-    }
+    rollout.started(i, Clock::now());
+    if (!nested) log::progress_host(results[i].name, "running");
+    auto& r = results[i];
+    r.status = Result::running;
+    r.start = Clock::now();
+    lua_rawgeti(L, LUA_REGISTRYINDEX, fn_ref);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, hosts_ref);
+    lua_rawgeti(L, -1, static_cast<lua_Integer>(i + 1));
+    lua_remove(L, -2);
+    auto self = shared_from_this();
+    r.task = spawn(*vm, L, 1, r.name, [self, i](Task& t, bool ok) { self->child_done(i, t, ok); });
   }
 
   void child_done(size_t i, Task& t, bool ok) {
@@ -247,10 +167,7 @@ struct FleetRun : std::enable_shared_from_this<FleetRun> {
     }
     if (!nested) log::progress_host(r.name, ok ? "ok" : "failed");
     r.task.reset();
-    for (size_t c = 0; c < caps.size(); ++c)
-      if (!cap_values[i][c].empty()) --cap_running[{c, cap_values[i][c]}];
-    window.finish(ok);
-    if (window.over_budget()) window.stop_admitting();
+    rollout.finished(i, ok);
     // Admitting here is safe: spawn() only posts the new tasks' first resume, it never nests one.
     admit();
   }
@@ -266,8 +183,8 @@ struct FleetRun : std::enable_shared_from_this<FleetRun> {
     record();
     log::emit(failed ? log::Level::warn : log::Level::info, parent.task->host, "fleet.each finished",
               json{{"ok", ok}, {"failed", failed}, {"not_started", skipped}});
-    if (!gate_failure.empty()) {
-      std::string msg = where + "fleet.each: " + gate_failure + "; " + std::to_string(skipped) + " hosts not started";
+    if (!rollout.gate_failure().empty()) {
+      std::string msg = where + "fleet.each: " + rollout.gate_failure() + "; " + std::to_string(skipped) + " hosts not started";
       release();
       complete(parent, [msg](lua_State* co) { lua_pushstring(co, msg.c_str()); return 1; }, true);
       return;
@@ -277,9 +194,9 @@ struct FleetRun : std::enable_shared_from_this<FleetRun> {
       complete(parent, [](lua_State* co) { push_interrupt(co, {Interrupt::interrupted, 0}); return 1; }, true);
       return;
     }
-    if (window.over_budget()) {
+    if (rollout.over_budget()) {
       std::string msg = where + "fleet.each: " + std::to_string(failed) + " of " + std::to_string(results.size()) +
-                        " hosts failed, more than max_failures (" + std::to_string(budget) + ")";
+                        " hosts failed, more than max_failures (" + std::to_string(rollout.policy().max_failures) + ")";
       size_t shown = 0;
       for (auto& r : results)
         if (r.status == Result::failed && shown++ < 5) msg += "\n  " + r.name + ": " + r.error;
@@ -339,14 +256,14 @@ struct FleetRun : std::enable_shared_from_this<FleetRun> {
     luaL_unref(vm->L, LUA_REGISTRYINDEX, fn_ref);
     luaL_unref(vm->L, LUA_REGISTRYINDEX, gate_ref);
     hosts_ref = fn_ref = gate_ref = LUA_NOREF;
-    if (pace) pace->cancel();
+    if (timer) timer->cancel();
   }
 
   // The waiting runbook was interrupted: stop admitting and cancel every host in flight.
   void cancel() {
     closed = true;
     vm->admission_kicks.erase(id);
-    window.stop_admitting();
+    rollout.stop();
     std::vector<TaskPtr> in_flight;
     for (auto& r : results)
       if (r.task) in_flight.push_back(r.task);
@@ -458,21 +375,26 @@ std::string host_value(lua_State* L, int hosts, size_t i, const std::string& var
   return out;
 }
 
-void configure(lua_State* L, FleetRun& run, size_t total) {
+// The policy from fleet.each's options (at 2) and hosts (at 1); the gate function, if any, is
+// left referenced in *gate_ref.
+fleet::Rollout read_policy(lua_State* L, size_t total, size_t at_once, size_t budget, int* gate_ref) {
   const int opts = 2;
+  fleet::Policy p;
+  p.at_once = at_once;
+  p.max_failures = budget;
   if (lua_getfield(L, opts, "strategy") == LUA_TSTRING) {
     std::string st = lua_tostring(L, -1);
     if (st != "batch" && st != "window") luaL_error(L, "fleet.each: strategy must be \"window\" or \"batch\", not \"%s\"", st.c_str());
-    run.window.set_batch(st == "batch");
+    p.batch = st == "batch";
   }
   lua_pop(L, 1);
-  run.pause = opt_number(L, opts, "pause", 0);
-  run.gate_timeout = opt_number(L, opts, "gate_timeout", 600);
-  run.gate_interval = opt_number(L, opts, "gate_interval", 5);
-  run.gate_passes = static_cast<int>(opt_number(L, opts, "gate_passes", 1));
-  if (run.gate_passes < 1) luaL_error(L, "fleet.each: gate_passes must be at least 1");
+  p.pause = opt_number(L, opts, "pause", 0);
+  p.gate_timeout = opt_number(L, opts, "gate_timeout", 600);
+  p.gate_interval = opt_number(L, opts, "gate_interval", 5);
+  p.gate_passes = static_cast<int>(opt_number(L, opts, "gate_passes", 1));
+  if (p.gate_passes < 1) luaL_error(L, "fleet.each: gate_passes must be at least 1");
   int t = lua_getfield(L, opts, "between");
-  if (t == LUA_TFUNCTION) run.gate_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  if (t == LUA_TFUNCTION) *gate_ref = luaL_ref(L, LUA_REGISTRYINDEX), p.gated = true;
   else if (t != LUA_TNIL) luaL_error(L, "fleet.each: between must be a function(next_host) returning true or nil, why");
   else lua_pop(L, 1);
   if (lua_getfield(L, opts, "max_per") == LUA_TTABLE) {
@@ -480,17 +402,18 @@ void configure(lua_State* L, FleetRun& run, size_t total) {
     while (lua_next(L, -2)) {
       if (lua_type(L, -2) != LUA_TSTRING || !lua_isinteger(L, -1) || lua_tointeger(L, -1) < 1)
         luaL_error(L, "fleet.each: max_per takes variable = count (a positive integer), as {zone = 1}");
-      run.caps.emplace_back(lua_tostring(L, -2), static_cast<size_t>(lua_tointeger(L, -1)));
+      p.caps.emplace_back(lua_tostring(L, -2), static_cast<size_t>(lua_tointeger(L, -1)));
       lua_pop(L, 1);
     }
   } else if (!lua_isnil(L, -1)) {
     luaL_error(L, "fleet.each: max_per must be a table such as {zone = 1}");
   }
   lua_pop(L, 1);
-  run.cap_values.assign(total, std::vector<std::string>(run.caps.size()));
+  std::vector<std::vector<std::string>> cap_values(total, std::vector<std::string>(p.caps.size()));
   for (size_t i = 0; i < total; ++i)
-    for (size_t c = 0; c < run.caps.size(); ++c) run.cap_values[i][c] = host_value(L, 1, i, run.caps[c].first);
+    for (size_t c = 0; c < p.caps.size(); ++c) cap_values[i][c] = host_value(L, 1, i, p.caps[c].first);
   // order = function(host) return key end: admission sorted by key (stable), results stay in list order.
+  std::vector<size_t> order;
   if (lua_getfield(L, opts, "order") == LUA_TFUNCTION) {
     std::vector<std::pair<json, size_t>> keys;
     for (size_t i = 0; i < total; ++i) {
@@ -501,16 +424,18 @@ void configure(lua_State* L, FleetRun& run, size_t total) {
       lua_pop(L, 1);
     }
     std::stable_sort(keys.begin(), keys.end(), [](auto& a, auto& b) { return a.first < b.first; });
-    for (size_t i = 0; i < total; ++i) run.order[i] = keys[i].second;
+    for (auto& k : keys) order.push_back(k.second);
   } else if (!lua_isnil(L, -1)) {
     luaL_error(L, "fleet.each: order must be a function(host) returning a sort key");
   }
   lua_pop(L, 1);
+  return fleet::Rollout(total, std::move(p), std::move(cap_values), std::move(order));
 }
 
 void start(lua_State* L, Vm& vm, size_t total, size_t at_once, size_t budget) {
-  auto run = std::make_shared<FleetRun>(&vm, total, at_once, budget);
-  configure(L, *run, total);
+  int gate_ref = LUA_NOREF;
+  auto run = std::make_shared<FleetRun>(&vm, total, read_policy(L, total, at_once, budget, &gate_ref));
+  run->gate_ref = gate_ref;
   Op op = begin(L, "fleet.each");
   run->parent = op;
   if (Task* t = current_task(L)) run->nested = !t->host.empty();

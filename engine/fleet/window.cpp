@@ -39,12 +39,7 @@ bool Window::can_admit() const {
   return batch_left_ > 0;
 }
 
-size_t Window::admit() {
-  admit_chosen();
-  return next_ - 1;
-}
-
-void Window::admit_chosen() {
+void Window::admit() {
   ++running_;
   peak_ = std::max(peak_, running_);
   ++next_;

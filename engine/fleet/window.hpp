@@ -1,6 +1,6 @@
 // The admission policy of fleet.each: a sliding window of at most `at_once` hosts in flight, in the
 // given order, that stops admitting once failures exceed the budget or an operator asks it to.
-// Knows nothing of what a host's work is; the Lua binding and the C++ tests drive it alike.
+// The counting layer of the Rollout (rollout.hpp), which chooses the hosts.
 #pragma once
 #include <cstddef>
 #include <optional>
@@ -28,10 +28,8 @@ class Window {
 
   // True while another host may start now (at_once, the budget, a stop, batches).
   bool can_admit() const;
-  // Starts the next host; returns its index. Only when can_admit().
-  size_t admit();
-  // Counts a start whose host the caller chose (max_per skips ahead to a host whose group has room).
-  void admit_chosen();
+  // Counts a start (which host is the Rollout's choice). Only when can_admit().
+  void admit();
   // strategy = "batch": a new batch of at_once starts only once the last one has finished.
   void set_batch(bool on) { batch_ = on; }
   void finish(bool ok);

@@ -27,7 +27,8 @@ struct Sim {
 
   void pump() {
     while (w.can_admit()) {
-      size_t i = w.admit();
+      size_t i = w.started();
+      w.admit();
       started.push_back(static_cast<int>(i));
       peak = std::max(peak, ++in_flight);
       auto t = std::make_shared<boost::asio::steady_timer>(io, std::chrono::microseconds(rng() % 500));
