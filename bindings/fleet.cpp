@@ -3,6 +3,7 @@
 // Returns the per-host results, or raises when the failure budget is exceeded.
 #include <boost/asio/post.hpp>
 
+#include "bindings/options.hpp"
 #include "bindings/vm.hpp"
 #include "engine/core/text.hpp"
 #include "engine/fleet/rollout.hpp"
@@ -113,8 +114,13 @@ struct FleetRun : std::enable_shared_from_this<FleetRun> {
     spawn(*vm, L, 1, parent.task->host, [weak](Task& t, bool ok) {
       auto self = weak.lock();
       if (!self) return;
+      // A gate says true, or nil, word, message (std.gates) or nil, why: the message when there is one.
       bool passed = ok && lua_gettop(t.co) >= 1 && lua_toboolean(t.co, 1);
-      std::string why = ok ? (lua_gettop(t.co) >= 2 ? error_text(t.co, 2) : "it said no") : error_text(t.co);
+      int n = lua_gettop(t.co);
+      std::string why = !ok ? error_text(t.co)
+                        : n >= 3 && lua_type(t.co, 3) == LUA_TSTRING ? error_text(t.co, 3)
+                        : n >= 2 ? error_text(t.co, 2)
+                                 : "it said no";
       asio::post(self->vm->io, [self, passed, why] { self->gate_done(passed, why); });
     });
   }
@@ -314,10 +320,15 @@ std::string name_of(lua_State* L, int idx, size_t i) {
 
 void start(lua_State* L, Vm& vm, size_t total, size_t at_once, size_t budget);
 
-// fleet.each(hosts, [opts,] fn) → results {ok=, failed=, skipped=, [i] = {name, host, status, error, duration, value}}
+// fleet.each(hosts, fn, [opts]) or fleet.each(hosts, [opts,] fn) → results {ok=, failed=, skipped=, [i] = {name, host, status, error, duration, value}}
 int l_each(lua_State* L) {
   luaL_checktype(L, 1, LUA_TTABLE);
-  if (lua_isfunction(L, 2)) {
+  // Options last, as everywhere (fleet.each(hosts, fn, opts)); the older order (hosts, opts, fn) works too.
+  if (lua_isfunction(L, 2) && lua_istable(L, 3)) {
+    lua_settop(L, 3);
+    lua_insert(L, 2);
+  } else if (lua_isfunction(L, 2)) {
+    lua_settop(L, 2);
     lua_newtable(L);
     lua_insert(L, 2);
   }
@@ -328,15 +339,7 @@ int l_each(lua_State* L) {
   luaL_checktype(L, 2, LUA_TTABLE);
   luaL_checktype(L, 3, LUA_TFUNCTION);
   lua_settop(L, 3);
-  lua_pushnil(L);
-  while (lua_next(L, 2)) {
-    std::string k = lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2) : "?";
-    if (std::find(kOptions.begin(), kOptions.end(), k) == kOptions.end()) {
-      std::string hint = text::did_you_mean(k, kOptions);
-      luaL_error(L, "fleet.each: unknown option '%s'%s", k.c_str(), hint.c_str());
-    }
-    lua_pop(L, 1);
-  }
+  check_options(L, 2, kOptions, "fleet.each");
   size_t total = lua_rawlen(L, 1);
   auto at_once = fleet::at_once_count(amount_opt(L, 2, "at_once", {1, false}), total);
   auto budget = fleet::failure_budget(amount_opt(L, 2, "max_failures", {0, false}), total);

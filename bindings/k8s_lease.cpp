@@ -9,6 +9,7 @@
 #include <iomanip>
 #include <sstream>
 
+#include "bindings/options.hpp"
 #include "bindings/ssh.hpp"
 #include "bindings/vm.hpp"
 #include "engine/k8s/api.hpp"

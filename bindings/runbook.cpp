@@ -2,6 +2,7 @@
 // made, so a misspelt field or a bad param spec names the runbook's line.
 #include "bindings/runbook.hpp"
 
+#include "bindings/options.hpp"
 #include "engine/core/text.hpp"
 
 namespace engine::lua {
@@ -13,40 +14,10 @@ const char* kRunbookMeta = "engine.runbook";
 const std::vector<std::string> kRunbookFields = {"name", "summary", "params", "run", "description"};
 const std::vector<std::string> kParamFields = {"type", "required", "default", "pattern", "help", "secret", "values"};
 
-void check_fields(lua_State* L, int idx, const std::vector<std::string>& allowed, const std::string& what) {
-  lua_pushnil(L);
-  while (lua_next(L, idx)) {
-    if (lua_type(L, -2) != LUA_TSTRING) luaL_error(L, "%s: keys must be names", what.c_str());
-    std::string k = lua_tostring(L, -2);
-    if (std::find(allowed.begin(), allowed.end(), k) == allowed.end()) {
-      std::string hint = text::did_you_mean(k, allowed);
-      luaL_error(L, "%s: unknown field '%s'%s", what.c_str(), k.c_str(), hint.c_str());
-    }
-    lua_pop(L, 1);
-  }
-}
-
-std::string opt_string(lua_State* L, int idx, const char* field, const std::string& what) {
-  int t = lua_getfield(L, idx, field);
-  std::string out;
-  if (t == LUA_TSTRING) out = lua_tostring(L, -1);
-  else if (t != LUA_TNIL) luaL_error(L, "%s: '%s' must be a string, got %s", what.c_str(), field, lua_typename(L, t));
-  lua_pop(L, 1);
-  return out;
-}
-
-bool opt_bool(lua_State* L, int idx, const char* field, const std::string& what) {
-  int t = lua_getfield(L, idx, field);
-  if (t != LUA_TNIL && t != LUA_TBOOLEAN) luaL_error(L, "%s: '%s' must be true or false", what.c_str(), field);
-  bool v = lua_toboolean(L, -1);
-  lua_pop(L, 1);
-  return v;
-}
-
 params::Spec read_spec(lua_State* L, int idx, const std::string& name) {
   std::string what = "param '" + name + "'";
   if (!lua_istable(L, idx)) luaL_error(L, "%s: must be a table such as { type = \"string\" }", what.c_str());
-  check_fields(L, idx, kParamFields, what);
+  check_options(L, idx, kParamFields, what, "field");
   params::Spec s;
   s.name = name;
   std::string type = opt_string(L, idx, "type", what);
@@ -89,7 +60,7 @@ params::Spec read_spec(lua_State* L, int idx, const std::string& name) {
 int l_runbook(lua_State* L) {
   luaL_checktype(L, 1, LUA_TTABLE);
   lua_settop(L, 1);
-  check_fields(L, 1, kRunbookFields, "runbook");
+  check_options(L, 1, kRunbookFields, "runbook", "field");
   if (opt_string(L, 1, "name", "runbook").empty()) luaL_error(L, "runbook: 'name' is required (a string)");
   opt_string(L, 1, "summary", "runbook");
   if (lua_getfield(L, 1, "run") != LUA_TFUNCTION) luaL_error(L, "runbook: 'run' must be a function(p, inv)");

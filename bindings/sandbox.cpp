@@ -4,6 +4,7 @@
 #include <filesystem>
 #include <fstream>
 
+#include "bindings/options.hpp"
 #include "bindings/vm.hpp"
 #include "engine/core/text.hpp"
 
@@ -206,6 +207,7 @@ void open_sandbox(lua_State* L, const std::string& stdlib_dir) {
   open_http(L);
   open_etcd(L);
   open_confirm(L);
+  open_check(L);
 
   std::string prelude = (fs::path(stdlib_dir) / "prelude.lua").string();
   if (luaL_loadfilex(L, prelude.c_str(), "t") != LUA_OK) throw std::runtime_error(lua_tostring(L, -1));

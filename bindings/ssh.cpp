@@ -4,6 +4,7 @@
 // "sudo failed"); a command's non-zero exit is a result.
 #include "bindings/ssh.hpp"
 
+#include "bindings/options.hpp"
 #include "engine/ssh/command.hpp"
 
 #include "engine/core/text.hpp"
@@ -20,50 +21,6 @@ const std::vector<std::string> kExecOptions = {"sudo", "sudo_user", "sudo_passwo
                                                "timeout", "stream", "max_output", "read_only"};
 
 }  // namespace
-
-std::string opt_string(lua_State* L, int idx, const char* field) {
-  std::string out;
-  int t = lua_getfield(L, idx, field);
-  if (t == LUA_TSTRING) out = lua_tostring(L, -1);
-  else if (t != LUA_TNIL) luaL_error(L, "exec: option '%s' must be a string", field);
-  lua_pop(L, 1);
-  return out;
-}
-
-bool opt_bool(lua_State* L, int idx, const char* field) {
-  int t = lua_getfield(L, idx, field);
-  if (t != LUA_TNIL && t != LUA_TBOOLEAN) luaL_error(L, "exec: option '%s' must be true or false", field);
-  bool v = lua_toboolean(L, -1);
-  lua_pop(L, 1);
-  return v;
-}
-
-// A number of seconds, or a duration string ("90s").
-double opt_seconds(lua_State* L, int idx, const char* field, const char* what) {
-  double v = 0;
-  int t = lua_getfield(L, idx, field);
-  if (t == LUA_TNUMBER) v = lua_tonumber(L, -1);
-  else if (t == LUA_TSTRING) {
-    auto d = params::parse_duration(lua_tostring(L, -1));
-    if (!d) luaL_error(L, "%s: %s '%s' is not a duration", what, field, lua_tostring(L, -1));
-    v = *d;
-  } else if (t != LUA_TNIL) luaL_error(L, "%s: %s must be seconds or a duration like \"90s\"", what, field);
-  lua_pop(L, 1);
-  if (v < 0) luaL_error(L, "%s: %s must not be negative", what, field);
-  return v;
-}
-
-void check_options(lua_State* L, int idx, const std::vector<std::string>& allowed, const char* what) {
-  lua_pushnil(L);
-  while (lua_next(L, idx)) {
-    std::string k = lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2) : "?";
-    if (std::find(allowed.begin(), allowed.end(), k) == allowed.end()) {
-      std::string hint = text::did_you_mean(k, allowed);
-      luaL_error(L, "%s: unknown option '%s'%s", what, k.c_str(), hint.c_str());
-    }
-    lua_pop(L, 1);
-  }
-}
 
 namespace {
 
@@ -138,8 +95,8 @@ int l_exec(lua_State* L) {
     luaL_error(L, "exec: env must be a table of NAME = value");
   }
   lua_pop(L, 1);
-  spec.cwd = opt_string(L, 3, "cwd");
-  spec.input = opt_string(L, 3, "stdin");
+  spec.cwd = opt_string(L, 3, "cwd", "exec");
+  spec.input = opt_string(L, 3, "stdin", "exec");
   spec.timeout = opt_seconds(L, 3, "timeout", "exec");
   if (lua_getfield(L, 3, "max_output") == LUA_TNUMBER) {
     lua_Integer m = lua_tointeger(L, -1);
@@ -147,12 +104,12 @@ int l_exec(lua_State* L) {
     call->req.max_output = static_cast<size_t>(m);
   }
   lua_pop(L, 1);
-  spec.sudo = opt_bool(L, 3, "sudo");
-  spec.sudo_user = opt_string(L, 3, "sudo_user");
-  spec.sudo_password = opt_string(L, 3, "sudo_password");
+  spec.sudo = opt_bool(L, 3, "sudo", "exec");
+  spec.sudo_user = opt_string(L, 3, "sudo_user", "exec");
+  spec.sudo_password = opt_string(L, 3, "sudo_password", "exec");
   bool sudo = spec.sudo || !spec.sudo_user.empty() || !spec.sudo_password.empty();
-  bool read_only = opt_bool(L, 3, "read_only");
-  bool stream = opt_bool(L, 3, "stream");
+  bool read_only = opt_bool(L, 3, "read_only", "exec");
+  bool stream = opt_bool(L, 3, "stream", "exec");
   if (!read_only) guard(L, "exec");
   Target target = target_for(L, 1);
   Vm& vm = vm_of(L);
@@ -235,13 +192,13 @@ int l_configure(lua_State* L) {
   check_options(L, 1, {"known_hosts", "host_key_policy", "config", "identity_files", "user", "connect_timeout",
                        "max_handshakes", "channels_per_host", "keepalive", "keepalive_count", "idle_timeout", "passphrase"}, "ssh.configure");
   SshState& st = ssh_state(vm_of(L));
-  if (auto v = opt_string(L, 1, "known_hosts"); !v.empty()) st.defaults.known_hosts_file = v;
-  if (auto v = opt_string(L, 1, "host_key_policy"); !v.empty()) {
+  if (auto v = opt_string(L, 1, "known_hosts", "ssh.configure"); !v.empty()) st.defaults.known_hosts_file = v;
+  if (auto v = opt_string(L, 1, "host_key_policy", "ssh.configure"); !v.empty()) {
     auto p = parse_policy(v);
     if (!p) luaL_error(L, "ssh.configure: host_key_policy '%s' is not strict, accept-new or off", v.c_str());
     st.defaults.policy = *p;
   }
-  if (auto v = opt_string(L, 1, "config"); !v.empty()) {
+  if (auto v = opt_string(L, 1, "config", "ssh.configure"); !v.empty()) {
     st.defaults.config_file = v;
     try {
       st.config = SshConfig::load(v);
@@ -249,8 +206,8 @@ int l_configure(lua_State* L) {
       luaL_error(L, "ssh.configure: %s", e.what());
     }
   }
-  if (auto v = opt_string(L, 1, "user"); !v.empty()) st.defaults.user = v;
-  if (auto v = opt_string(L, 1, "passphrase"); !v.empty()) st.defaults.passphrase = v;
+  if (auto v = opt_string(L, 1, "user", "ssh.configure"); !v.empty()) st.defaults.user = v;
+  if (auto v = opt_string(L, 1, "passphrase", "ssh.configure"); !v.empty()) st.defaults.passphrase = v;
   if (lua_getfield(L, 1, "identity_files") == LUA_TTABLE) {
     st.defaults.identity_files.clear();
     for (auto& f : to_json(L, -1)) st.defaults.identity_files.push_back(f.get<std::string>());

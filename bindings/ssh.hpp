@@ -31,12 +31,6 @@ void add_tunnel(lua_State* L);          // ssh.tunnel on the module table at -1
 
 namespace engine::lua {
 
-// Option readers shared by the SSH bindings; each raises naming the option on a wrong type.
-std::string opt_string(lua_State* L, int idx, const char* field);
-bool opt_bool(lua_State* L, int idx, const char* field);
-double opt_seconds(lua_State* L, int idx, const char* field, const char* what);
-void check_options(lua_State* L, int idx, const std::vector<std::string>& allowed, const char* what);
-
 // nil, word, detail on the coroutine's stack.
 int push_failure(lua_State* co, const ssh::Failure& f);
 

@@ -4,6 +4,7 @@
 // destination by root first, so the final step is still a rename.
 #include <filesystem>
 
+#include "bindings/options.hpp"
 #include "bindings/ssh.hpp"
 #include "engine/ssh/command.hpp"
 #include "engine/log/log.hpp"
@@ -147,10 +148,10 @@ std::shared_ptr<PutSpec> put_options(lua_State* L, int idx, const char* what) {
   luaL_checktype(L, idx, LUA_TTABLE);
   check_options(L, idx, {"mode", "owner", "group", "sudo", "sudo_password"}, what);
   spec->mode = opt_mode(L, idx, 0644);
-  spec->owner = opt_string(L, idx, "owner");
-  spec->group = opt_string(L, idx, "group");
-  spec->sudo = opt_bool(L, idx, "sudo");
-  spec->sudo_password = opt_string(L, idx, "sudo_password");
+  spec->owner = opt_string(L, idx, "owner", what);
+  spec->group = opt_string(L, idx, "group", what);
+  spec->sudo = opt_bool(L, idx, "sudo", what);
+  spec->sudo_password = opt_string(L, idx, "sudo_password", what);
   if (!spec->sudo_password.empty()) spec->sudo = true;
   if ((!spec->owner.empty() || !spec->group.empty()) && !spec->sudo)
     luaL_error(L, "%s: owner and group need sudo = true", what);

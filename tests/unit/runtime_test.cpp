@@ -47,6 +47,38 @@ TEST_CASE("fleet.each takes a percentage for at_once") {
   )") == "");
 }
 
+TEST_CASE("fleet.each takes its options last too, as every module does") {
+  CHECK(run(R"(
+    local fleet = require "engine.fleet"
+    local hosts, live, peak = {}, 0, 0
+    for i = 1, 8 do hosts[i] = { name = "n" .. i } end
+    local res = fleet.each(hosts, function(h)
+      live = live + 1; peak = math.max(peak, live); sleep(0.002); live = live - 1
+    end, { at_once = 2 })
+    assert(peak == 2 and res.ok == 8, "peak " .. peak)
+  )") == "");
+  CHECK_THAT(run(R"(require("engine.fleet").each({"a"}, function() end, { atonce = 2 }))"),
+             Contains("unknown option 'atonce' (did you mean 'at_once'?)"));
+}
+
+TEST_CASE("engine.check: unknown options and durations, named where the runbook called") {
+  CHECK_THAT(run(R"(
+    local check = require "engine.check"
+    local function lib(opts) check.options(opts, { "timeout" }, "lib.fn") end
+    lib({ timeuot = 1 }))"),
+             Contains("snippet:4: lib.fn: unknown option 'timeuot' (did you mean 'timeout'?)"));
+  CHECK(run(R"(
+    local check = require "engine.check"
+    assert(check.seconds("1h30m", "x") == 5400)
+    assert(check.seconds(2.5, "x") == 2.5)
+    assert(check.seconds(nil, "x") == nil)
+    local ok, err = pcall(check.seconds, "-5s", "lib.fn", "timeout")
+    assert(not ok)
+    ok, err = pcall(check.seconds, {}, "lib.fn", "timeout")
+    assert(err:find("lib.fn: timeout must be seconds or a duration", 1, true), err)
+  )") == "");
+}
+
 TEST_CASE("failures within max_failures are reported; beyond it the call raises and stops admitting") {
   CHECK(run(R"(
     local fleet = require "engine.fleet"
