@@ -1,6 +1,7 @@
 // engine.http: HTTP requests for the Lua modules that speak plain HTTP (Pushgateway, Prometheus),
 // over the project's one HTTP client. Yields; expected failures return nil, err, message.
 #include "bindings/vm.hpp"
+#include "engine/http/escape.hpp"
 #include "engine/http/client.hpp"
 #include "engine/core/yaml_value.hpp"
 #include "engine/ssh/known_hosts.hpp"
@@ -162,6 +163,16 @@ int l_b64d(lua_State* L) {
   return 1;
 }
 
+// http.query_escape(s), http.path_escape(s), http.base64url(s): engine/http/escape.hpp.
+template <std::string (*F)(std::string_view)>
+int l_escape(lua_State* L) {
+  size_t n = 0;
+  const char* s = luaL_checklstring(L, 1, &n);
+  std::string out = F(std::string_view(s, n));
+  lua_pushlstring(L, out.data(), out.size());
+  return 1;
+}
+
 // http.dry_run() → true under --dry-run.
 int l_dry_run(lua_State* L) {
   lua_pushboolean(L, vm_of(L).dry_run);
@@ -172,6 +183,8 @@ const luaL_Reg kHttp[] = {{"request", l_request}, {"json_decode", l_json_decode}
                           {"json_array", l_json_array},
                           {"yaml_decode", l_yaml_decode},
                           {"dry_run", l_dry_run}, {"base64_encode", l_b64e}, {"base64_decode", l_b64d},
+                          {"query_escape", l_escape<http::query_escape>}, {"path_escape", l_escape<http::path_escape>},
+                          {"base64url", l_escape<http::base64url>},
                           {nullptr, nullptr}};
 
 int open_module(lua_State* L) {

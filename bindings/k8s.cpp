@@ -6,6 +6,7 @@
 #include <deque>
 
 #include "bindings/vm.hpp"
+#include "engine/k8s/path.hpp"
 #include "engine/core/errors.hpp"
 #include "engine/inventory/inventory.hpp"
 #include "engine/k8s/api.hpp"
@@ -166,13 +167,55 @@ int l_resource(lua_State* L) {
         }
         push_json(co, json{{"group", r->group}, {"version", r->version}, {"plural", r->plural}, {"kind", r->kind},
                            {"namespaced", r->namespaced}, {"api_version", r->api_version()},
-                           {"base", k8s::Api::path(*r, "", "", "")}});
+                           {"base", k8s::resource_path(*r)}});
         return 1;
       });
     });
     arm(op, nothing_to_undo);  // discovery only reads; its answer is cached for the next caller
   }
   return suspend(L);
+}
+
+// api.path(resource, namespace, name, subresource) → "/api/v1/namespaces/ns/pods/name/sub"
+// (engine/k8s/path.hpp). A name or namespace the API could not hold raises at the runbook's call
+// (two levels up: the k8s.* function, then its caller).
+int l_path(lua_State* L) {
+  luaL_checktype(L, 1, LUA_TTABLE);
+  k8s::Resource r;
+  auto field = [&](const char* f) {
+    lua_getfield(L, 1, f);
+    std::string v = lua_isstring(L, -1) ? lua_tostring(L, -1) : "";
+    lua_pop(L, 1);
+    return v;
+  };
+  r.group = field("group"), r.version = field("version"), r.plural = field("plural"), r.kind = field("kind");
+  lua_getfield(L, 1, "namespaced");
+  r.namespaced = lua_toboolean(L, -1);
+  lua_pop(L, 1);
+  auto arg = [&](int i, const char* what) -> std::string {
+    if (lua_isnoneornil(L, i)) return "";
+    if (lua_type(L, i) != LUA_TSTRING) {
+      luaL_where(L, 2);
+      lua_pushfstring(L, "k8s: %s must be a string, not a %s", what, luaL_typename(L, i));
+      lua_concat(L, 2);
+      lua_error(L);
+    }
+    return lua_tostring(L, i);
+  };
+  std::string ns = arg(2, "a namespace"), sub = arg(4, "a subresource");
+  std::optional<std::string> name;
+  if (!lua_isnoneornil(L, 3)) name = arg(3, "a name");
+  std::string path;
+  try {
+    path = k8s::resource_path(r, ns, name, sub);
+  } catch (const std::invalid_argument& e) {
+    luaL_where(L, 2);
+    lua_pushfstring(L, "k8s: %s", e.what());
+    lua_concat(L, 2);
+    return lua_error(L);
+  }
+  lua_pushlstring(L, path.data(), path.size());
+  return 1;
 }
 
 // api.requests() → how many HTTP requests this run has sent to the API.
@@ -354,7 +397,7 @@ int l_dry_run(lua_State* L) {
   return 1;
 }
 
-const luaL_Reg kApi[] = {{"identity", l_identity}, {"dry_run", l_dry_run},{"configure", l_configure}, {"call", l_call}, {"resource", l_resource}, {"watch", l_watch},
+const luaL_Reg kApi[] = {{"identity", l_identity}, {"dry_run", l_dry_run},{"configure", l_configure}, {"call", l_call}, {"resource", l_resource}, {"path", l_path}, {"watch", l_watch},
                          {"requests", l_requests}, {"server", l_server}, {nullptr, nullptr}};
 
 int open_module(lua_State* L) {

@@ -180,15 +180,6 @@ void Api::run_exec_plugin(std::function<void(std::string, std::string)> next) {
   });
 }
 
-std::string Api::path(const Resource& r, const std::string& ns, const std::string& name, const std::string& sub) {
-  std::string p = r.group.empty() ? "/api/" + r.version : "/apis/" + r.group + "/" + r.version;
-  if (r.namespaced && !ns.empty()) p += "/namespaces/" + ns;
-  p += "/" + r.plural;
-  if (!name.empty()) p += "/" + name;
-  if (!sub.empty()) p += "/" + sub;
-  return p;
-}
-
 void Api::resource(const std::string& name, std::function<void(std::optional<Resource>, std::string)> done) {
   auto self = shared_from_this();
   discover([self, name, done](std::string err) {

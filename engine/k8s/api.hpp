@@ -52,9 +52,6 @@ class Api : public std::enable_shared_from_this<Api> {
   // Resolves "Node", "nodes", "node", "no", "deployments.apps", "Deployment" through discovery.
   void resource(const std::string& name, std::function<void(std::optional<Resource>, std::string error)> done);
 
-  // "/api/v1/namespaces/ns/pods/name/eviction" for a resolved resource.
-  static std::string path(const Resource& r, const std::string& ns, const std::string& name, const std::string& sub);
-
   const Cluster& cluster() const { return cluster_; }
   uint64_t requests() const { return http_.requests_sent(); }
   http::Client& http() { return http_; }
