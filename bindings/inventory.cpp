@@ -157,6 +157,41 @@ int host_tostring(lua_State* L) {
   return 1;
 }
 
+// inventory.host(host_or_name, what) → host: what a function that takes a node accepts, a host of the
+// inventory or its name; raises naming `what` otherwise.
+int l_resolve(lua_State* L) {
+  const char* what = luaL_optstring(L, 2, "inventory.host");
+  if (is_table_of(L, 1, kHostMeta)) {
+    lua_settop(L, 1);
+    return 1;
+  }
+  if (lua_type(L, 1) != LUA_TSTRING) {
+    luaL_where(L, 2);
+    lua_pushfstring(L, "%s: a host must be an inventory host or its name, not a %s", what, luaL_typename(L, 1));
+    lua_concat(L, 2);
+    return lua_error(L);
+  }
+  std::string name = lua_tostring(L, 1);
+  auto& inv = inv_of(L);
+  if (!inv.host(name) || !inv.visible(name)) {
+    std::string hint = text::did_you_mean(name, inv.host_names());
+    luaL_where(L, 2);
+    lua_pushfstring(L, "%s: no host '%s' in the inventory%s%s", what, name.c_str(), inv.host(name) ? " within --limit" : "",
+                    hint.c_str());
+    lua_concat(L, 2);
+    return lua_error(L);
+  }
+  push_host(L, name);
+  return 1;
+}
+
+const luaL_Reg kInventoryModule[] = {{"host", l_resolve}, {nullptr, nullptr}};
+
+int open_module(lua_State* L) {
+  new_lib(L, kInventoryModule);
+  return 1;
+}
+
 const luaL_Reg kInventoryMethods[] = {
     {"group", l_group}, {"hosts", l_hosts}, {"host", l_host}, {"groups", l_groups}, {nullptr, nullptr}};
 
@@ -173,6 +208,7 @@ void fill_host(lua_State* L, int idx) {
 }
 
 void open_inventory(lua_State* L) {
+  register_module(L, "engine.inventory", open_module);
   lua_newtable(L);
   lua_setfield(L, LUA_REGISTRYINDEX, "engine.hosts");
   luaL_newmetatable(L, kInventoryMeta);

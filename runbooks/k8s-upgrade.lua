@@ -81,7 +81,7 @@ local function upgrade_node(h, p, target, how)
     step("static pods at target", function()
       local deadline = time.monotonic() + p.node_timeout
       while true do
-        local ok, why = kubeadm.static_pods_match(h, target)
+        local ok, _, why = kubeadm.static_pods_match(h, target)
         if ok or http.dry_run() then return end
         if time.monotonic() > deadline then
           error(string.format("%s: the control plane does not run %s: %s", h.name, v, why), 0)

@@ -51,7 +51,7 @@ return runbook {
       step("static pods run their manifests", function()
         local deadline = time.monotonic() + p.timeout
         while true do
-          local ok, why = kubeadm.static_pods_match(h)
+          local ok, _, why = kubeadm.static_pods_match(h)
           if ok then return end
           if time.monotonic() > deadline then error(h.name .. ": " .. why, 0) end
           sleep(2)

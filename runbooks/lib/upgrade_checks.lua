@@ -78,7 +78,7 @@ function M.preflight(p, leader, cps, workers)
     error("preflight: cannot read the cluster: " .. tostring(msg or nmsg or err or nerr), 0)
   end
   from = sv.git_version
-  local kind, why = semver.upgrade_kind(from, target)
+  local kind, _, why = semver.upgrade_kind(from, target)
   local all_at_target = true
   for _, n in ipairs(nodes) do if n.kubelet_version ~= "v" .. target then all_at_target = false end end
   if not kind then
@@ -115,7 +115,7 @@ function M.preflight(p, leader, cps, workers)
   for _, h in ipairs(cps) do if not by_name[h.name] then bad("inventory host %s is not a node of the cluster", h.name) end end
   for _, h in ipairs(workers) do if not by_name[h.name] then bad("inventory host %s is not a node of the cluster", h.name) end end
   -- Alerts, failing closed.
-  local quiet, why_not = gates.no_firing_alerts { ignore = p.ignore_alerts }
+  local quiet, _, why_not = gates.no_firing_alerts { ignore = p.ignore_alerts }
   if not quiet then bad("alerts: %s", why_not) end
   for _, x in ipairs(M.rbac()) do bad("rbac: %s", x) end
   -- Control-plane nodes: disk, manifests; the leader's kubeadm plan.

@@ -1,7 +1,9 @@
 -- engine.etcd: what etcdctl does, over etcd's v3 JSON gateway with TLS client certificates:
 -- status, members, health, snapshots (verified), defragmentation, alarms, compaction, and keys for
 -- runbook markers. IDs stay strings: member and cluster IDs exceed 2^63.
+local check = require "engine.check"
 local http = require "engine.http"
+local inventory = require "engine.inventory"
 local native = require "engine.etcd.native"
 local time = require "engine.time"
 
@@ -19,12 +21,11 @@ local settings = {
 --- cert_data, key_data (PEM held in memory), timeout, idle_timeout (a snapshot stream that sends
 --- nothing for this many seconds fails as "timeout"; default 60)}
 function M.configure(opts)
-  local allowed = { endpoints = true, ca_file = true, cert_file = true, key_file = true, ca_data = true,
-    cert_data = true, key_data = true, timeout = true, idle_timeout = true }
-  for k, v in pairs(opts) do
-    if not allowed[k] then error("etcd.configure: unknown option '" .. tostring(k) .. "'", 2) end
-    settings[k] = v
-  end
+  check.options(opts, { "endpoints", "ca_file", "cert_file", "key_file", "ca_data", "cert_data", "key_data", "timeout",
+    "idle_timeout" }, "etcd.configure")
+  for k, v in pairs(opts) do settings[k] = v end
+  settings.timeout = check.seconds(opts.timeout, "etcd.configure", "timeout") or settings.timeout
+  settings.idle_timeout = check.seconds(opts.idle_timeout, "etcd.configure", "idle_timeout") or settings.idle_timeout
   if opts.ca_data then settings.ca_file = nil end
   if opts.cert_data then settings.cert_file = nil end
   if opts.key_data then settings.key_file = nil end
@@ -35,7 +36,7 @@ end
 --- etcd_client_port var, else the port), configured and returned. Kubespray's and kubeadm's
 --- inventories name the etcd members in an `etcd` group: etcd.from_inventory(inv:group("etcd")).
 function M.from_inventory(hosts, opts)
-  opts = opts or {}
+  opts = check.options(opts, { "port", "scheme" }, "etcd.from_inventory")
   local eps = {}
   for _, h in ipairs(hosts) do
     local v = h.vars or {}
@@ -211,6 +212,7 @@ end
 
 --- compact(revision, {physical = true}) → true | nil, err, message
 function M.compact(revision, opts)
+  check.options(opts, { "physical" }, "etcd.compact")
   native.guard("etcd.compact")
   if http.dry_run() then log.info("dry-run: would compact", { revision = revision }) return true end
   local r, err, msg = call(nil, "/v3/kv/compaction", { revision = tostring(revision), physical = not opts or opts.physical ~= false })
@@ -232,6 +234,7 @@ end
 
 --- get(key, {prefix}) → value (string) | nil ("not found") ; with prefix a table key → value
 function M.get(key, opts)
+  check.options(opts, { "prefix" }, "etcd.get")
   local body = { key = http.base64_encode(key) }
   if opts and opts.prefix then body.range_end = http.base64_encode(range_end(key)) end
   local r, err, msg = call(nil, "/v3/kv/range", body)
@@ -257,6 +260,7 @@ end
 
 --- delete(key, {prefix}) → number deleted | nil, err, message
 function M.delete(key, opts)
+  check.options(opts, { "prefix" }, "etcd.delete")
   native.guard("etcd.delete")
   if http.dry_run() then log.info("dry-run: would delete", { key = key }) return 0 end
   local body = { key = http.base64_encode(key) }
@@ -272,7 +276,8 @@ end
 --- through the endpoints given (one per member) and one leader known (gate(ep) must pass, when
 --- given): a member already down, or no leader, stops it before anything more is defragmented.
 function M.defrag_all(endpoints, opts)
-  opts = opts or {}
+  opts = check.options(opts, { "leader_last", "pause", "gate" }, "etcd.defrag_all")
+  local pause = check.seconds(opts.pause, "etcd.defrag_all", "pause")
   endpoints = endpoints or settings.endpoints
   -- Through the endpoints given (a member's advertised URL may be unreachable from here): every
   -- member healthy and one leader, before the first member and before each next one.
@@ -296,12 +301,14 @@ function M.defrag_all(endpoints, opts)
   local done = {}
   for i, ep in ipairs(order) do
     if i > 1 then
-      if opts.pause then sleep(opts.pause) end
+      if pause then sleep(pause) end
       local ok, e2, m2 = check("stopped before " .. tostring(name_of[ep]) .. " (" .. ep .. ")")
       if not ok then return nil, e2, m2, done end
       if opts.gate then
-        local pass, why = opts.gate(ep)
-        if not pass then return nil, "gate", "stopped before " .. tostring(name_of[ep]) .. " (" .. ep .. "): " .. tostring(why), done end
+        local pass, word, message = opts.gate(ep)  -- true, or nil, word, message (std.gates) or nil, why
+        if not pass then
+          return nil, "gate", "stopped before " .. tostring(name_of[ep]) .. " (" .. ep .. "): " .. tostring(message or word), done
+        end
       end
     end
     local started = time.now()
@@ -313,11 +320,11 @@ function M.defrag_all(endpoints, opts)
   return done
 end
 
---- members_match(hosts) → true | nil, message: every etcd member is named after an inventory host
+--- members_match(hosts) → true | nil, "mismatch", message (or etcd's err, message): every etcd member is named after an inventory host
 --- and every host has a member (seed 003, IR-6: a member renamed by hand breaks the migration).
 function M.members_match(hosts)
   local members, err, msg = M.members()
-  if not members then return nil, err .. ": " .. tostring(msg) end
+  if not members then return nil, err, msg end
   local names, want, problems = {}, {}, {}
   for _, m in ipairs(members) do names[m.name] = true end
   for _, h in ipairs(hosts) do
@@ -328,7 +335,7 @@ function M.members_match(hosts)
   for _, m in ipairs(members) do
     if not want[m.name] then problems[#problems + 1] = "member " .. m.name .. " (" .. m.id .. ") is not an inventory host" end
   end
-  if #problems > 0 then table.sort(problems); return nil, table.concat(problems, "; ") end
+  if #problems > 0 then table.sort(problems); return nil, "mismatch", table.concat(problems, "; ") end
   return true
 end
 
@@ -365,8 +372,11 @@ end
 --- sudo = true}) → tunnel | nil, err, message. For an etcd that answers only on the node: a tunnel
 --- to the node's address:port (its loopback by default), and the node's client certificate read over SSH into memory
 --- (never written here). Keep the tunnel as long as etcd calls are made.
+local NODE_TLS = { "address", "port", "pki", "ca", "cert", "key", "sudo" }
+
 function M.via_node(host, opts)
-  opts = opts or {}
+  host = inventory.host(host, "etcd.via_node")
+  opts = check.options(opts, NODE_TLS, "etcd.via_node")
   local address, port = endpoint_parts(opts.address, opts.port, "etcd.via_node")
   local ssh = require "engine.ssh"
   local ca_path, cert_path, key_path = pki_paths(opts)
@@ -387,7 +397,10 @@ end
 --- `etcdctl snapshot save` on the node (for clusters whose etcd answers only there), then the file
 --- downloaded and its sha256 compared with the node's; the copy on the node is removed.
 function M.snapshot_via_ssh(host, path, opts)
-  opts = opts or {}
+  host = inventory.host(host, "etcd.snapshot_via_ssh")
+  opts = check.options(opts, { "address", "port", "pki", "ca", "cert", "key", "sudo", "remote_dir", "timeout" },
+    "etcd.snapshot_via_ssh")
+  local timeout_s = check.seconds(opts.timeout, "etcd.snapshot_via_ssh", "timeout") or 600
   if http.dry_run() then log.info("dry-run: would take a snapshot on the node", { node = host.name, path = path }) return { dry_run = true } end
   local ca, cert, key = pki_paths(opts)
   local address, port = endpoint_parts(opts.address, opts.port, "etcd.snapshot_via_ssh")
@@ -398,7 +411,7 @@ function M.snapshot_via_ssh(host, path, opts)
   local cmd = table.concat({ "ETCDCTL_API=3 etcdctl", q("--endpoints=https://" .. address .. ":" .. port),
     q("--cacert=" .. ca), q("--cert=" .. cert), q("--key=" .. key), "snapshot save", q(remote),
     "&& chown \"${SUDO_UID:-0}\"", q(remote), "&& chmod 0600", q(remote), "&& sha256sum", q(remote) }, " ")
-  local r, err, msg = host:exec(cmd, { sudo = opts.sudo ~= false, timeout = opts.timeout or 600 })
+  local r, err, msg = host:exec(cmd, { sudo = opts.sudo ~= false, timeout = timeout_s })
   if not r then return nil, err, msg end
   if r.code ~= 0 then return nil, "failed", "etcdctl snapshot save on " .. host.name .. " exited " .. r.code .. ": " .. r.stderr end
   local remote_sum = r.stdout:match("(%x+)%s+" .. remote:gsub("%p", "%%%0"))

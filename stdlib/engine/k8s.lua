@@ -4,7 +4,9 @@
 -- nil, err, message with err one of "not found", "conflict", "forbidden", "unauthorized",
 -- "invalid", "too many requests", "server error", "timeout", "unreachable", "gone".
 local api = require "engine.k8s.api"
+local check = require "engine.check"
 local fleet = require "engine.fleet"
+local http = require "engine.http"
 local time = require "engine.time"
 
 local M = {}
@@ -32,16 +34,6 @@ local function resource(kind)
   return res
 end
 
-local function escape(s)
-  return (tostring(s):gsub("[^%w%-%._~]", function(c) return string.format("%%%02X", c:byte()) end))
-end
-
--- A path segment as Go's url.PathEscape writes it (what kubectl sends): ':' '@' '$' '&' '+' '='
--- stay as they are ("system:kube-scheduler"), everything else outside the unreserved set is escaped.
-local function escape_segment(s)
-  return (tostring(s):gsub("[^%w%-%._~:@%$&%+=]", function(c) return string.format("%%%02X", c:byte()) end))
-end
-
 local function query(params)
   local keys = {}
   for k in pairs(params) do keys[#keys + 1] = k end
@@ -49,37 +41,27 @@ local function query(params)
   local parts = {}
   for _, k in ipairs(keys) do
     local v = params[k]
-    if v ~= nil and v ~= "" then parts[#parts + 1] = k .. "=" .. escape(v) end
+    if v ~= nil and v ~= "" then parts[#parts + 1] = k .. "=" .. http.query_escape(tostring(v)) end
   end
   return #parts > 0 and ("?" .. table.concat(parts, "&")) or ""
 end
 
--- A name reaches a URL path only if the API could hold it (no "/" or "%", not "." or "..", as
--- the API server's path-segment rule) and then percent-escaped; a namespace is a DNS-1123 label.
--- Anything else raises, naming the value: k8s.cordon("zz/../w1") must not cordon w1.
-local function check_name(name, what)
-  if type(name) ~= "string" or name == "" or name == "." or name == ".." or name:find("[/%%%c]") then
-    error(string.format("k8s: %q is not a valid %s", tostring(name), what), 4)
-  end
-  return escape_segment(name)
+-- "/api/v1/namespaces/ns/pods/name/sub" for a kind: built, checked and escaped in C++
+-- (engine/k8s/path.hpp), where a name the API could not hold raises at the runbook's line.
+-- Not wrapped in a Lua function: the error names the line that called k8s.get and the like.
+local path_for = api.path
+
+-- A node is named by its name or by its inventory host (the host's name is the node's).
+local function node_name(node, what)
+  if type(node) == "table" and type(node.name) == "string" then return node.name end
+  if type(node) == "string" then return node end
+  error(string.format("%s: node must be a name or an inventory host, not a %s", what, type(node)), 3)
 end
 
-local function check_namespace(ns)
-  if type(ns) ~= "string" or #ns > 63 or not ns:match("^[a-z0-9][-a-z0-9]*$") or ns:sub(-1) == "-" then
-    error(string.format("k8s: %q is not a valid namespace (a DNS-1123 label)", tostring(ns)), 4)
-  end
-  return ns
-end
-
--- "/api/v1/namespaces/ns/pods/name/sub" for a kind.
-local function path_for(res, namespace, name, sub)
-  local p = res.base
-  if res.namespaced and namespace and namespace ~= "" then
-    p = p:gsub("/" .. res.plural .. "$", "") .. "/namespaces/" .. check_namespace(namespace) .. "/" .. res.plural
-  end
-  if name then p = p .. "/" .. check_name(name, res.kind .. " name") end
-  if sub then p = p .. "/" .. sub end
-  return p
+-- Whole seconds for the API (gracePeriodSeconds, timeoutSeconds): "30s" or 30.
+local function whole_seconds(v, what, field)
+  local s = check.seconds(v, what, field)
+  return s and math.tointeger(math.floor(s)) or nil
 end
 
 local function ns_of(res, opts)
@@ -89,6 +71,7 @@ end
 
 --- get(kind, name, {namespace}) → object | nil, err, message
 function M.get(kind, name, opts)
+  check.options(opts, { "namespace" }, "k8s.get")
   local res, err, msg = resource(kind)
   if not res then return nil, err, msg end
   local _, body, e2, m2 = api.call("GET", path_for(res, ns_of(res, opts), name))
@@ -99,7 +82,7 @@ end
 --- list(kind, {namespace, all_namespaces, label_selector, field_selector, limit}) → items, resource_version
 --- Follows `continue` until the list is whole; each page holds at most `limit` items (default 500).
 function M.list(kind, opts)
-  opts = opts or {}
+  opts = check.options(opts, { "namespace", "all_namespaces", "label_selector", "field_selector", "limit" }, "k8s.list")
   local res, err, msg = resource(kind)
   if not res then return nil, err, msg end
   local ns = (res.namespaced and not opts.all_namespaces) and (opts.namespace or nil) or nil
@@ -131,6 +114,7 @@ end
 
 --- create(object, {namespace}) → created | nil, err ("conflict" when it exists)
 function M.create(obj, opts)
+  check.options(opts, { "namespace" }, "k8s.create")
   local meta = obj.metadata or {}
   local res, err, msg = resource(obj.kind)
   if not res then return nil, err, msg end
@@ -154,7 +138,7 @@ local patch_types = {
 
 --- patch(kind, name, patch, {type = "merge"|"strategic"|"json"|"apply", namespace, field_manager, force, subresource})
 function M.patch(kind, name, patch, opts)
-  opts = opts or {}
+  opts = check.options(opts, { "type", "namespace", "field_manager", "force", "subresource" }, "k8s.patch")
   local ptype = opts.type or "merge"
   local ct = patch_types[ptype]
   if not ct then error("k8s.patch: type must be merge, strategic, json or apply, not " .. tostring(ptype), 2) end
@@ -166,10 +150,11 @@ end
 
 --- delete(kind, name, {namespace, grace_period}) → true | nil, err ("not found" when it is gone)
 function M.delete(kind, name, opts)
-  opts = opts or {}
+  opts = check.options(opts, { "namespace", "grace_period" }, "k8s.delete")
+  local grace = whole_seconds(opts.grace_period, "k8s.delete", "grace_period")
   local res, err, msg = resource(kind)
   if not res then return nil, err, msg end
-  local body = opts.grace_period and { kind = "DeleteOptions", apiVersion = "v1", gracePeriodSeconds = opts.grace_period } or nil
+  local body = grace and { kind = "DeleteOptions", apiVersion = "v1", gracePeriodSeconds = grace } or nil
   local out, e2, m2 = write("DELETE", kind, ns_of(res, opts), name, body or {})
   if not out then return nil, e2, m2 end
   return true
@@ -178,13 +163,13 @@ end
 --- watch(kind, {namespace, label_selector, field_selector, resource_version, timeout}) → watcher
 --- watcher:next(seconds) → type, object | nil, "timeout" | nil, "gone" (relist) | nil, "closed"
 function M.watch(kind, opts)
-  opts = opts or {}
+  opts = check.options(opts, { "namespace", "label_selector", "field_selector", "resource_version", "timeout" }, "k8s.watch")
   local res, err, msg = resource(kind)
   if not res then return nil, err, msg end
   local ns = (res.namespaced and opts.namespace) or nil
   return api.watch(path_for(res, ns) .. query {
     watch = "1", labelSelector = opts.label_selector, fieldSelector = opts.field_selector,
-    resourceVersion = opts.resource_version, timeoutSeconds = opts.timeout or 300, allowWatchBookmarks = "false" })
+    resourceVersion = opts.resource_version, timeoutSeconds = whole_seconds(opts.timeout, "k8s.watch", "timeout") or 300, allowWatchBookmarks = "false" })
 end
 
 --- server_version() → {major, minor, git_version}
@@ -249,6 +234,7 @@ end
 
 --- cordon(node) → true | nil, err. A node already cordoned by someone else stays theirs.
 function M.cordon(node)
+  node = node_name(node, "k8s.cordon")
   local n, err, msg = M.get("nodes", node)
   if not n then return nil, err, msg end
   if (n.spec or {}).unschedulable then
@@ -264,6 +250,8 @@ end
 
 --- uncordon(node, {force}) → true | nil, "not ours", message. Only nodes this run cordoned, unless force.
 function M.uncordon(node, opts)
+  node = node_name(node, "k8s.uncordon")
+  check.options(opts, { "force" }, "k8s.uncordon")
   local n, err, msg = M.get("nodes", node)
   if not n then return nil, err, msg end
   local by = (n.metadata.annotations or {})[M.CORDONED_BY]
@@ -325,11 +313,15 @@ local function pdbs_for(pod, all)
   return out
 end
 
---- drain_plan(node, {ignore_daemonsets, delete_emptydir, force}) → plan
+--- drain_plan(node, {ignore_daemonsets, delete_emptydir, force}) → plan (drain's options are accepted too)
 --- plan.evict, plan.skip, plan.refuse: lists of {pod = "ns/name", reason}; plan.blocking: PDBs that
 --- would refuse an eviction now ({pdb = "ns/name", disruptions_allowed, pods}). Evicts nothing.
+local DRAIN_OPTIONS = { "ignore_daemonsets", "delete_emptydir", "force", "grace_period", "timeout", "retry_interval",
+  "poll_interval", "disable_eviction" }
+
 function M.drain_plan(node, opts)
-  opts = opts or {}
+  node = node_name(node, "k8s.drain_plan")
+  opts = check.options(opts, DRAIN_OPTIONS, "k8s.drain_plan")
   local pods, err, msg = M.list("pods", { all_namespaces = true, field_selector = "spec.nodeName=" .. node })
   if not pods then return nil, err, msg end
   local pdbs = M.list("poddisruptionbudgets", { all_namespaces = true }) or {}
@@ -375,7 +367,7 @@ end
 -- Evicts one pod with kubectl's rules, then waits until it is gone (404, or a new pod with its name).
 local function evict_one(p, opts)
   local ns, name, uid = p.metadata.namespace, p.metadata.name, p.metadata.uid
-  local path = "/api/v1/namespaces/" .. escape_segment(ns) .. "/pods/" .. escape_segment(name)
+  local path = "/api/v1/namespaces/" .. http.path_escape(ns) .. "/pods/" .. http.path_escape(name)
   while true do
     local status, body, msg, code
     if opts.disable_eviction then
@@ -399,7 +391,7 @@ local function evict_one(p, opts)
     local cur, err = M.get("pods", name, { namespace = ns })
     if not cur and err == "not found" then return true end
     if cur and cur.metadata.uid ~= uid then return true end  -- recreated under the same name
-    sleep(opts.poll_interval or 1)
+    sleep(opts.poll_interval)
   end
 end
 
@@ -410,9 +402,14 @@ end
 --- rest through the Eviction API, retrying a PDB's refusal every retry_interval. On the timeout the
 --- node stays cordoned and the error names the pods still there and the PDBs holding them.
 function M.drain(node, opts)
-  opts = opts or {}
-  opts.retry_interval = opts.retry_interval or 5
-  local timeout_s = opts.timeout or 600
+  node = node_name(node, "k8s.drain")
+  local given = check.options(opts, DRAIN_OPTIONS, "k8s.drain")
+  opts = {}  -- the caller's table stays as it was
+  for k, v in pairs(given) do opts[k] = v end
+  opts.retry_interval = check.seconds(given.retry_interval, "k8s.drain", "retry_interval") or 5
+  opts.poll_interval = check.seconds(given.poll_interval, "k8s.drain", "poll_interval") or 1
+  opts.grace_period = whole_seconds(given.grace_period, "k8s.drain", "grace_period")
+  local timeout_s = check.seconds(given.timeout, "k8s.drain", "timeout") or 600
   local ok, err, msg = M.cordon(node)
   if not ok then return nil, err, msg end
   local plan, e2, m2 = M.drain_plan(node, opts)
@@ -459,10 +456,11 @@ end
 --- wait(kind, name, predicate, {namespace, timeout}) → object | nil, "timeout"
 --- Watches the object (relisting after a 410) until predicate(object) is true.
 function M.wait(kind, name, predicate, opts)
-  opts = opts or {}
-  local deadline = time.monotonic() + (opts.timeout or 300)
+  opts = check.options(opts, { "namespace", "timeout" }, "k8s.wait")
+  if type(predicate) ~= "function" then error("k8s.wait: predicate must be a function(object) returning true when done", 2) end
+  local deadline = time.monotonic() + (check.seconds(opts.timeout, "k8s.wait", "timeout") or 300)
   while true do
-    local obj, err, msg = M.get(kind, name, opts)
+    local obj, err, msg = M.get(kind, name, { namespace = opts.namespace })
     if obj and predicate(obj) then return obj end
     if not obj and err ~= "not found" then return nil, err, msg end
     local rv = obj and obj.metadata.resourceVersion
@@ -488,7 +486,8 @@ end
 --- after `systemctl restart kubelet` the Node may still carry the old kubelet's "Ready"; the new
 --- kubelet's first status has a newer heartbeat (it posts one when it starts).
 function M.wait_node(node, opts)
-  opts = opts or {}
+  node = node_name(node, "k8s.wait_node")
+  opts = check.options(opts, { "ready", "version", "heartbeat_after", "timeout" }, "k8s.wait_node")
   local want_ready = opts.ready ~= false
   local want_version = opts.version and ("v" .. tostring(opts.version):gsub("^v", "")) or nil
   local after = opts.heartbeat_after and os.date("!%Y-%m-%dT%H:%M:%SZ", math.floor(opts.heartbeat_after))
@@ -496,7 +495,7 @@ function M.wait_node(node, opts)
     local info = M.node_info(o)
     return info.ready == want_ready and (not want_version or info.kubelet_version == want_version)
       and (not after or (info.heartbeat or "") > after)
-  end, { timeout = opts.timeout })
+  end, { timeout = check.seconds(opts.timeout, "k8s.wait_node", "timeout") })
   if not n then return nil, err, msg end
   return M.node_info(n)
 end

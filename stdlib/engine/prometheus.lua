@@ -1,5 +1,6 @@
 -- engine.prometheus: instant queries and the alerts Prometheus holds, for gates that decide
 -- whether a rollout may go on.
+local check = require "engine.check"
 local http = require "engine.http"
 
 local M = {}
@@ -7,11 +8,11 @@ local settings = {}
 
 --- configure{url = "http://127.0.0.1:9090", bearer, basic_auth, ca_file}
 function M.configure(opts)
+  check.options(opts, { "url", "bearer", "basic_auth", "ca_file" }, "prometheus.configure")
   for k, v in pairs(opts) do settings[k] = v end
 end
 
 local function get(path, opts)
-  opts = opts or {}
   local url = opts.url or settings.url
   if not url then error("prometheus: no url (prometheus.configure{url = ...})", 3) end
   local r, err, msg = http.request { url = url .. path, timeout = opts.timeout or 10, retries = 2, bearer = settings.bearer,
@@ -27,14 +28,18 @@ local function get(path, opts)
   return body.data
 end
 
-local function escape(s)
-  return (s:gsub("[^%w%-%._~]", function(c) return string.format("%%%02X", c:byte()) end))
+
+--- query(expr, {url, timeout}) → list of {labels, value} | nil, err, message
+--- A scalar or string answer is one entry with no labels.
+-- The options every call takes, checked where the runbook called.
+local function call_options(opts, what)
+  opts = check.options(opts, { "url", "timeout" }, what, 2)
+  return { url = opts.url, timeout = check.seconds(opts.timeout, what, "timeout", 2) }
 end
 
---- query(expr, {url, time}) → list of {labels, value} | nil, err, message
---- A scalar or string answer is one entry with no labels.
 function M.query(expr, opts)
-  local data, err, msg = get("/api/v1/query?query=" .. escape(expr), opts)
+  opts = call_options(opts, "prometheus.query")
+  local data, err, msg = get("/api/v1/query?query=" .. http.query_escape(expr), opts)
   if not data then return nil, err, msg end
   local out = {}
   if data.resultType == "vector" then
@@ -51,6 +56,7 @@ end
 
 --- alerts({url}) → list of {name, state = "firing"|"pending", labels, annotations, active_at} | nil, err, message
 function M.alerts(opts)
+  opts = call_options(opts, "prometheus.alerts")
   local data, err, msg = get("/api/v1/alerts", opts)
   if not data then return nil, err, msg end
   if type(data.alerts) ~= "table" then return nil, "malformed", "no alerts list in the answer" end

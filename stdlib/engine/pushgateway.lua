@@ -1,6 +1,7 @@
 -- engine.pushgateway: gauges and counters pushed to a Prometheus Pushgateway, in the text
 -- exposition format. A failed push warns and returns nil, err; it fails the runbook only when
 -- asked ({required = true}), because a monitoring outage should not stop a repair.
+local check = require "engine.check"
 local http = require "engine.http"
 
 local M = {}
@@ -8,11 +9,8 @@ local settings = { url = nil, basic_auth = nil, ca_file = nil, cert_file = nil, 
 
 --- configure{url = "http://127.0.0.1:9091", basic_auth = {user, password}, ca_file, cert_file, key_file}
 function M.configure(opts)
-  local allowed = { url = true, basic_auth = true, ca_file = true, cert_file = true, key_file = true }
-  for k, v in pairs(opts) do
-    if not allowed[k] then error("pushgateway.configure: unknown option '" .. tostring(k) .. "'", 2) end
-    settings[k] = v
-  end
+  check.options(opts, { "url", "basic_auth", "ca_file", "cert_file", "key_file" }, "pushgateway.configure")
+  for k, v in pairs(opts) do settings[k] = v end
 end
 
 local function escape_label(v)
@@ -71,26 +69,12 @@ function M.format(metrics)
   return table.concat(out, "\n") .. "\n"
 end
 
-local b64chars = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
-local function base64url(s)
-  return ((s:gsub(".", function(x)
-    local r, b = "", x:byte()
-    for i = 8, 1, -1 do r = r .. (b % 2 ^ i - b % 2 ^ (i - 1) > 0 and "1" or "0") end
-    return r
-  end) .. "0000"):gsub("%d%d%d?%d?%d?%d?", function(x)
-    if #x < 6 then return "" end
-    local c = 0
-    for i = 1, 6 do c = c + (x:sub(i, i) == "1" and 2 ^ (6 - i) or 0) end
-    return b64chars:sub(c + 1, c + 1)
-  end) .. ({ "", "==", "=" })[#s % 3 + 1])
-end
-
 -- /metrics/job/<job>/<label>/<value>...; a value with a '/' (or empty) goes base64url-encoded.
 local function group_path(job, grouping)
   local function seg(name, v)
     v = tostring(v)
-    if v == "" or v:find("/", 1, true) then return "/" .. name .. "@base64/" .. (v == "" and "=" or base64url(v)) end
-    return "/" .. name .. "/" .. v:gsub("[^%w%-%._~]", function(c) return string.format("%%%02X", c:byte()) end)
+    if v == "" or v:find("/", 1, true) then return "/" .. name .. "@base64/" .. (v == "" and "=" or http.base64url(v)) end
+    return "/" .. name .. "/" .. http.query_escape(v)
   end
   local p = "/metrics" .. seg("job", job)
   local keys = {}
@@ -101,7 +85,6 @@ local function group_path(job, grouping)
 end
 
 local function send(method, job, grouping, body, opts)
-  opts = opts or {}
   local url = opts.url or settings.url
   if not url then error("pushgateway: no url (pushgateway.configure{url = ...})", 3) end
   if http.dry_run() then
@@ -109,7 +92,7 @@ local function send(method, job, grouping, body, opts)
     return true
   end
   local r, err, msg = http.request { method = method, url = url .. group_path(job, grouping), body = body,
-    headers = { ["Content-Type"] = "text/plain; version=0.0.4" }, timeout = opts.timeout or 10, retries = 2,
+    headers = { ["Content-Type"] = "text/plain; version=0.0.4" }, timeout = check.seconds(opts.timeout, "pushgateway." .. method:lower(), "timeout", 2) or 10, retries = 2,
     basic_auth = settings.basic_auth, ca_file = settings.ca_file, cert_file = settings.cert_file, key_file = settings.key_file }
   if r and r.status >= 200 and r.status < 300 then return true end
   local why = r and ("HTTP " .. r.status .. ": " .. r.body:sub(1, 200)) or (err .. ": " .. tostring(msg))
@@ -121,7 +104,7 @@ end
 --- push(job, grouping_labels, metrics, {method = "put"|"post", url, required, timeout}) → true | nil, err, message
 --- put replaces every metric of the group; post replaces only the metrics named.
 function M.push(job, grouping, metrics, opts)
-  opts = opts or {}
+  opts = check.options(opts, { "method", "url", "required", "timeout" }, "pushgateway.push")
   local method = (opts.method or "put"):upper()
   if method ~= "PUT" and method ~= "POST" then error("pushgateway.push: method must be put or post", 2) end
   return send(method, job, grouping, M.format(metrics), opts)
@@ -129,6 +112,7 @@ end
 
 --- delete(job, grouping_labels, {url, required}) → true | nil, err, message
 function M.delete(job, grouping, opts)
+  opts = check.options(opts, { "url", "required", "timeout" }, "pushgateway.delete")
   return send("DELETE", job, grouping, nil, opts)
 end
 

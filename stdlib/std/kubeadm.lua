@@ -1,7 +1,9 @@
 -- std.kubeadm: what runbooks do on the nodes of a kubeadm cluster, over SSH: read the static Pod
 -- manifests and find strays (seed 000), compare them with what really runs, install the kubeadm /
 -- kubelet / kubectl packages at a version from pkgs.k8s.io, run a command that must succeed.
+local check = require "engine.check"
 local http = require "engine.http"
+local inventory = require "engine.inventory"
 local k8s = require "engine.k8s"
 local semver = require "std.semver"
 
@@ -22,7 +24,8 @@ end
 --- run(host, cmd, {timeout, stream, read_only, what}) → result. The command must exit 0: anything
 --- else raises with the host, what was being done, and the end of its stderr (and stdout).
 function M.run(h, cmd, opts)
-  opts = opts or {}
+  h = inventory.host(h, "kubeadm.run")
+  opts = check.options(opts, { "timeout", "stream", "read_only", "what" }, "kubeadm.run")
   local r, err, msg = h:exec(cmd, { sudo = true, timeout = opts.timeout, stream = opts.stream, read_only = opts.read_only })
   local what = opts.what or cmd
   if not r then error(string.format("%s: %s: %s (%s)", h.name, what, err, msg or ""), 0) end
@@ -36,6 +39,7 @@ end
 --- static_pods(host) → {{file, name, image, images = {..}, error}} for every file in the manifests
 --- directory the kubelet would read (all but dot files), valid or not.
 function M.static_pods(h)
+  h = inventory.host(h, "kubeadm.static_pods")
   local r = M.run(h, "cd " .. M.MANIFESTS .. " && for f in *; do [ -f \"$f\" ] || continue; " ..
     "printf '\\n==> %s <==\\n' \"$f\"; cat \"$f\"; done", { read_only = true, what = "reading " .. M.MANIFESTS })
   local out = {}
@@ -66,6 +70,7 @@ end
 --- strays(host, expected) → file names in the manifests directory that are not NAME.yaml for an
 --- expected component (kubeadm's four by default): what the kubelet should not be reading.
 function M.strays(h, expected)
+  h = inventory.host(h, "kubeadm.strays")
   local want = {}
   for _, c in ipairs(expected or M.COMPONENTS) do want[c .. ".yaml"] = true end
   local out = {}
@@ -78,6 +83,7 @@ end
 --- than NAME.yaml for the expected components (a *.bak is read by the kubelet as a pod of its own),
 --- two files defining one pod name, invalid files. Empty when clean.
 function M.manifest_problems(h, expected)
+  h = inventory.host(h, "kubeadm.manifest_problems")
   expected = expected or M.COMPONENTS
   local want = {}
   for _, c in ipairs(expected) do want[c .. ".yaml"] = c end
@@ -106,6 +112,7 @@ end
 
 --- running_images(node) → {component = image} from the node's mirror pods (what the kubelet runs).
 function M.running_images(node)
+  if type(node) == "table" then node = node.name end
   local pods, err, msg = k8s.list("pods", { namespace = "kube-system", field_selector = "spec.nodeName=" .. node })
   if not pods then return nil, err, msg end
   local out = {}
@@ -124,16 +131,17 @@ end
 
 local function tag(image) return tostring(image):match(":([^:/]+)$") end
 
---- static_pods_match(host, version) → true | nil, why. Every static pod the kubelet should run (a
+--- static_pods_match(host, version) → true | nil, "mismatch", message (or the API's err, message). Every static pod the kubelet should run (a
 --- NAME.yaml manifest) runs the image its manifest names and is ready; with a version, the
 --- control-plane components' manifests also name that version (seed 000: the manifest said 1.34.3
 --- while a stale .bak kept the pod at 1.33.1).
 function M.static_pods_match(h, version)
+  h = inventory.host(h, "kubeadm.static_pods_match")
   local want = version and ("v" .. semver.format(version))
   local manifests = {}
   for _, m in ipairs(M.static_pods(h)) do if m.file:match("%.yaml$") and m.name then manifests[m.name] = m end end
   local running, err, msg = M.running_images(h.name)
-  if not running then return nil, "cannot read the mirror pods: " .. tostring(msg or err) end
+  if not running then return nil, err, "cannot read the mirror pods: " .. tostring(msg or err) end
   local bad = {}
   local names = {}
   for _, c in ipairs(version and M.CONTROL_PLANE or M.COMPONENTS) do names[#names + 1] = c end
@@ -151,12 +159,13 @@ function M.static_pods_match(h, version)
       bad[#bad + 1] = c .. ": the pod runs " .. r.image .. " but is not ready"
     end
   end
-  if #bad > 0 then return nil, table.concat(bad, "; ") end
+  if #bad > 0 then return nil, "mismatch", table.concat(bad, "; ") end
   return true
 end
 
 --- package_version(host, pkg, version) → "1.34.3-1.1": the exact package version pkgs.k8s.io offers.
 function M.package_version(h, pkg, version)
+  h = inventory.host(h, "kubeadm.package_version")
   local v = semver.format(version)
   local r = M.run(h, "apt-cache madison " .. M.quote(pkg), { read_only = true, what = "apt-cache madison " .. pkg })
   for line in r.stdout:gmatch("[^\n]+") do
@@ -169,6 +178,7 @@ end
 --- use_minor_repo(host, version): points /etc/apt/sources.list.d/kubernetes.list at the version's
 --- minor (pkgs.k8s.io has one repository per minor) and updates the package lists.
 function M.use_minor_repo(h, version)
+  h = inventory.host(h, "kubeadm.use_minor_repo")
   local v = semver.parse(version)
   local minor = string.format("v%d.%d", v.major, v.minor)
   M.run(h, "sed -i -E 's#/core:/stable:/v[0-9]+\\.[0-9]+/deb#/core:/stable:/" .. minor ..
@@ -177,6 +187,7 @@ end
 
 --- install(host, packages, version): each package at the version, held again afterwards.
 function M.install(h, pkgs, version)
+  h = inventory.host(h, "kubeadm.install")
   local specs = {}
   for _, pkg in ipairs(pkgs) do
     local pv = M.package_version(h, pkg, version)
@@ -201,6 +212,7 @@ end
 --- Pass the time to k8s.wait_node as heartbeat_after: until the new kubelet posts its first status
 --- the Node still says what the old one said, often "Ready".
 function M.restart_kubelet(h)
+  h = inventory.host(h, "kubeadm.restart_kubelet")
   local r = M.run(h, "date +%s && systemctl daemon-reload && systemctl restart kubelet", { what = "restarting the kubelet" })
   return tonumber((r.stdout or ""):match("^%s*(%d+)"))
 end

@@ -50,20 +50,20 @@ function M.format(v)
   return string.format("%d.%d.%d", v.major, v.minor, v.patch)
 end
 
---- What kind of step from `from` to `to` is: "same", "patch", "minor", or nil and why it is not
---- an allowed kubeadm upgrade (a downgrade, a major change, or more than one minor at a time).
+--- What kind of step from `from` to `to` is: "same", "patch", "minor", or nil, word, message when it
+--- is not an allowed kubeadm upgrade: "downgrade", "major" (a major change) or "skips minors".
 ---@param from string|std.semver.Version
 ---@param to string|std.semver.Version
----@return string|nil, string|nil
+---@return string|nil kind, string|nil word, string|nil message
 function M.upgrade_kind(from, to)
   from, to = must(from), must(to)
   local c = M.compare(from, to)
   if c == 0 then return "same" end
-  if c > 0 then return nil, "downgrade from " .. M.format(from) .. " to " .. M.format(to) end
-  if from.major ~= to.major then return nil, "major version change" end
+  if c > 0 then return nil, "downgrade", "downgrade from " .. M.format(from) .. " to " .. M.format(to) end
+  if from.major ~= to.major then return nil, "major", "major version change" end
   if to.minor == from.minor then return "patch" end
   if to.minor == from.minor + 1 then return "minor" end
-  return nil, string.format("skips %d minor versions (one at a time: %d.%d first)", to.minor - from.minor - 1,
+  return nil, "skips minors", string.format("skips %d minor versions (one at a time: %d.%d first)", to.minor - from.minor - 1,
     from.major, from.minor + 1)
 end
 

@@ -223,7 +223,7 @@ end }
             f.write("""local kubeadm = require "std.kubeadm"
 return runbook { name = "match", run = function(p, inv)
   for _, c in ipairs({ { "cp2", "1.34.3" }, { "cp1", "1.33.1" } }) do
-    local ok, why = kubeadm.static_pods_match(inv:host(c[1]), c[2])
+    local ok, _, why = kubeadm.static_pods_match(inv:host(c[1]), c[2])
     print("MATCH " .. c[1] .. " " .. tostring(ok) .. " " .. tostring(why))
   end
 end }

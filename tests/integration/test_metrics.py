@@ -237,7 +237,8 @@ class TestPrometheus(Base):
 
     def test_the_gate_halts_on_a_firing_alert_and_passes_when_it_is_ignored(self):
         out = self.ok(self.run_lua("""
-    local ok, why = gates.no_firing_alerts { ignore = { "Watchdog" } }
+    local ok, word, why = gates.no_firing_alerts { ignore = { "Watchdog" } }
+    assert(word == "firing", word)
     assert(ok == nil, "the gate passed")
     print(why)
     assert(gates.no_firing_alerts { ignore = { "Watchdog", "AlwaysFiring" } })
@@ -250,8 +251,9 @@ class TestPrometheus(Base):
         self.proc.kill()
         self.proc.wait()
         out = self.ok(self.run_lua("""
-    local ok, why = gates.no_firing_alerts { ignore = { "Watchdog", "AlwaysFiring" } }
+    local ok, word, why = gates.no_firing_alerts { ignore = { "Watchdog", "AlwaysFiring" } }
     assert(ok == nil, "the gate passed with Prometheus down")
+    assert(word == "unknown", word)
     print(why)
 """, "-e", f"prom={self.url}"))
         self.assertIn("cannot tell whether alerts fire (unreachable", out)
@@ -285,7 +287,10 @@ class TestPrometheus(Base):
         threading.Thread(target=server.serve_forever, daemon=True).start()
         try:
             out = self.ok(self.run_lua("""
-    for i = 1, 5 do print("GATE", i, gates.no_firing_alerts {}) end
+    for i = 1, 5 do
+      local ok, word, why = gates.no_firing_alerts {}
+      print("GATE", i, ok, why, word)
+    end
 """, "-e", f"prom=http://127.0.0.1:{server.server_port}"))
         finally:
             server.shutdown()
@@ -305,7 +310,7 @@ class TestPrometheus(Base):
         try:
             wait_http(self.url + "/")
             out = self.ok(self.run_lua("""
-    local ok, why = gates.no_firing_alerts {}
+    local ok, _, why = gates.no_firing_alerts {}
     assert(ok == nil)
     print(why)
 """, "-e", f"prom={self.url}"))

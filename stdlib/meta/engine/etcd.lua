@@ -28,7 +28,7 @@ local etcd = {}
 
 --- Endpoints and the client certificate (default: kubeadm's /etc/kubernetes/pki/etcd/ca.crt and
 --- healthcheck-client.crt/key). *_data hold PEM in memory (read from a node over SSH).
----@param opts {endpoints?: string[], ca_file?: string, cert_file?: string, key_file?: string, ca_data?: string, cert_data?: string, key_data?: string, timeout?: number}
+---@param opts {endpoints?: string[], ca_file?: string, cert_file?: string, key_file?: string, ca_data?: string, cert_data?: string, key_data?: string, timeout?: number|string}
 function etcd.configure(opts) end
 ---@return string[]
 function etcd.endpoints() end
@@ -74,7 +74,7 @@ function etcd.put(key, value) end
 function etcd.delete(key, opts) end
 --- Every member is named after an inventory host (its etcd_member_name var, else its name) and
 --- every host has a member.
----@return true|nil, string|nil
+---@return true|nil ok, string|nil word "mismatch", or etcd's word, string|nil message
 function etcd.members_match(hosts) end
 
 --- A tunnel to the node's address:port (default 127.0.0.1:2379) and its client certificate read over SSH into memory.

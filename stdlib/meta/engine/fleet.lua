@@ -32,8 +32,9 @@ local fleet = {}
 --- A coroutine whose fn returned may run a later host: keep per-host state in locals, not keyed by coroutine.
 --- Raises when failures exceed max_failures (after the running hosts finish). Yields.
 ---@param hosts any[]
+--- fleet.each(hosts, fn, opts) (options last, as everywhere) or fleet.each(hosts, opts, fn).
 ---@param opts engine.fleet.Options|fun(host: any): any
----@param fn? fun(host: any): any
+---@param fn? fun(host: any): any|engine.fleet.Options
 ---@return engine.fleet.Results
 function fleet.each(hosts, opts, fn) end
 

@@ -33,9 +33,10 @@
 ---@field ignore_daemonsets? boolean  skip DaemonSet pods instead of refusing (default: false)
 ---@field delete_emptydir? boolean    evict pods with emptyDir volumes (default: false)
 ---@field force? boolean              evict pods no controller manages (default: false)
----@field grace_period? integer       seconds, instead of each pod's own
----@field timeout? number             one global timeout in seconds (default: 600)
----@field retry_interval? number      between a PDB's refusals (default: 5)
+---@field grace_period? number|string seconds, instead of each pod's own
+---@field timeout? number|string     one global timeout: seconds or "10m" (default: 600)
+---@field retry_interval? number|string  between a PDB's refusals (default: 5)
+---@field poll_interval? number|string   between checks that an evicted pod is gone (default: 1)
 ---@field disable_eviction? boolean   delete instead of evicting: bypasses PDBs (default: false)
 
 ---@class engine.k8s.DrainPlan
@@ -86,17 +87,17 @@ function k8s.patch(kind, name, patch, opts) end
 ---@param opts? {namespace?: string, grace_period?: integer}
 ---@return true|nil, string|nil, string|nil
 function k8s.delete(kind, name, opts) end
----@param opts? {namespace?: string, label_selector?: string, field_selector?: string, resource_version?: string, timeout?: number}
+---@param opts? {namespace?: string, label_selector?: string, field_selector?: string, resource_version?: string, timeout?: number|string}
 ---@return engine.k8s.Watcher|nil, string|nil, string|nil
 function k8s.watch(kind, opts) end
 --- Waits on a watch (relisting after 410) until predicate(object) holds. Yields.
 ---@param predicate fun(obj: engine.k8s.Object): boolean
----@param opts? {namespace?: string, timeout?: number}
+---@param opts? {namespace?: string, timeout?: number|string}
 ---@return engine.k8s.Object|nil, string|nil, string|nil
 function k8s.wait(kind, name, predicate, opts) end
 --- Waits until the node is Ready (or NotReady with ready = false), at the kubelet version, with a
 --- Ready condition posted after heartbeat_after (epoch seconds, the node's clock). Yields.
----@param opts? {ready?: boolean, version?: string, heartbeat_after?: number, timeout?: number}
+---@param opts? {ready?: boolean, version?: string, heartbeat_after?: number, timeout?: number|string}
 ---@return engine.k8s.NodeInfo|nil, string|nil, string|nil
 function k8s.wait_node(node, opts) end
 ---@return {major: string, minor: string, git_version: string}|nil, string|nil

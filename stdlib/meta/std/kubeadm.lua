@@ -15,7 +15,7 @@ kubeadm.COMPONENTS = { "etcd", "kube-apiserver", "kube-controller-manager", "kub
 kubeadm.CONTROL_PLANE = { "kube-apiserver", "kube-controller-manager", "kube-scheduler" }
 
 ---@param cmd string
----@param opts? {timeout?: number, stream?: boolean, read_only?: boolean, what?: string}
+---@param opts? {timeout?: number|string, stream?: boolean, read_only?: boolean, what?: string}
 ---@return engine.ssh.ExecResult
 function kubeadm.run(host, cmd, opts) end
 ---@param s string
@@ -33,7 +33,7 @@ function kubeadm.manifest_problems(host, expected) end
 ---@return table<string, {image: string, ready: boolean}>|nil, string|nil, string|nil
 function kubeadm.running_images(node) end
 ---@param version? string  with it, the control-plane manifests must name this version
----@return true|nil, string|nil why
+---@return true|nil ok, string|nil word "mismatch", or the API's word, string|nil message
 function kubeadm.static_pods_match(host, version) end
 ---@return string|nil  "1.34.3-1.1"
 function kubeadm.package_version(host, pkg, version) end

@@ -1,0 +1,44 @@
+---@meta engine.http
+-- LuaCATS definitions for require "engine.http".
+
+---@class engine.http
+local http = {}
+--- Yields. nil, "timeout"|"unreachable", message when no HTTP answer came.
+---@param req {method?: string, url: string, headers?: table<string,string>, body?: string, timeout?: number, idle_timeout?: number, retries?: integer, bearer?: string, basic_auth?: {user: string, password: string}, ca_file?: string, ca_data?: string, cert_file?: string, key_file?: string, cert_data?: string, key_data?: string, insecure?: boolean}
+---@return {status: integer, body: string, headers: table<string,string>}|nil, string|nil, string|nil
+function http.request(req) end
+---@return table|nil, string|nil
+function http.json_decode(text) end
+--- Raises on a table that contains itself or is nested deeper than 200 levels.
+---@return string
+function http.json_encode(value) end
+--- Marks t (a new table when nil) so json_encode writes it as an array, even when empty.
+---@param t? table
+---@return table
+function http.json_array(t) end
+--- One YAML document as a table (scalars typed as PyYAML types them); nil, "invalid yaml", "line L, column C: why".
+---@return table|nil, string|nil, string|nil
+function http.yaml_decode(text) end
+--- A query value: everything but A-Za-z0-9-._~ percent-escaped.
+---@param s string
+---@return string
+function http.query_escape(s) end
+--- A URL path segment as kubectl writes it (':' '@' '$' '&' '+' '=' kept).
+---@param s string
+---@return string
+function http.path_escape(s) end
+--- RFC 4648 base64url, padded.
+---@param s string
+---@return string
+function http.base64url(s) end
+---@param s string
+---@return string
+function http.base64_encode(s) end
+---@param s string
+---@return string
+function http.base64_decode(s) end
+--- True under --dry-run.
+---@return boolean
+function http.dry_run() end
+
+return http
