@@ -292,3 +292,45 @@ class TestInterrupt(CliTest):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+class TestStubs(CliTest):
+    """Every module a runbook can require has one LuaCATS stub file that names it and returns it,
+    and declares every function the module really exports (so editors resolve require and
+    complete every call)."""
+    MODULES = ["engine.check", "engine.etcd", "engine.fleet", "engine.http", "engine.inventory", "engine.k8s",
+               "engine.log", "engine.prometheus", "engine.pushgateway", "engine.ssh", "engine.time",
+               "std.gates", "std.kubeadm", "std.semver"]
+
+    def test_every_module_has_a_stub_declaring_its_functions(self):
+        rb = os.path.join(self.state, "mods.lua")
+        with open(rb, "w") as f:
+            f.write("return runbook { name = 'mods', run = function()\n"
+                    f"  for _, m in ipairs({json.dumps(self.MODULES)[1:-1].join('{}')}) do\n"
+                    "    local names = {}\n"
+                    "    for k, v in pairs(require(m)) do if type(v) == 'function' then names[#names + 1] = k end end\n"
+                    "    table.sort(names)\n"
+                    "    print('MODULE ' .. m .. ' ' .. table.concat(names, ' '))\n"
+                    "  end\nend }\n")
+        r = self.run_rb(rb)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        exported = {}
+        for line in r.stdout.splitlines():
+            if "MODULE " in line:
+                parts = line.split("MODULE ", 1)[1].split()
+                exported[parts[0]] = parts[1:]
+        self.assertEqual(sorted(exported), sorted(self.MODULES))
+        self.assertIn("drain", exported["engine.k8s"])  # the listing is real
+        self.assertIn("options", exported["engine.check"])
+        meta = os.path.join(HERE, "..", "..", "stdlib", "meta")
+        for mod, names in exported.items():
+            path = os.path.join(meta, *mod.split(".")) + ".lua"
+            with self.subTest(module=mod):
+                self.assertTrue(os.path.exists(path), f"no stub {path}")
+                text = open(path).read()
+                self.assertTrue(text.startswith(f"---@meta {mod}\n"), f"{path} does not start with ---@meta {mod}")
+                self.assertRegex(text.rstrip().splitlines()[-1], r"^return \w+$")
+                if mod == "engine.log":
+                    continue  # the global log's table, declared in globals.lua
+                for name in names:
+                    self.assertRegex(text, rf"\n(function \w+\.{name}\(|\w+\.{name} = )", f"{path} does not declare {mod}.{name}")
