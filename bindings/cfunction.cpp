@@ -4,7 +4,7 @@
 #include <new>
 #include <stdexcept>
 
-#include "bindings/vm.hpp"
+#include "bindings/lua.hpp"
 
 namespace engine::lua {
 

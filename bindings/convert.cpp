@@ -4,7 +4,9 @@
 #include <cmath>
 #include <unordered_set>
 
-#include "bindings/vm.hpp"
+#include <nlohmann/json.hpp>
+
+#include "bindings/lua.hpp"
 
 namespace engine::lua {
 

@@ -4,7 +4,7 @@
 #include <algorithm>
 #include <cmath>
 
-#include "bindings/vm.hpp"
+#include "bindings/lua.hpp"
 #include "engine/core/text.hpp"
 #include "engine/params/params.hpp"
 

@@ -1,7 +1,7 @@
 // Reading a runbook declaration made by runbook{...} (bindings-internal).
 #pragma once
 #include "bindings/runtime.hpp"
-#include "bindings/vm.hpp"
+#include "bindings/lua.hpp"
 
 namespace engine::lua {
 
