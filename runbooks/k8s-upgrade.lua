@@ -6,11 +6,12 @@ local k8s = require "engine.k8s"
 local etcd = require "engine.etcd"
 local fleet = require "engine.fleet"
 local http = require "engine.http"
-local time = require "engine.time"
 local pushgateway = require "engine.pushgateway"
 local prometheus = require "engine.prometheus"
 local semver = require "std.semver"
 local kubeadm = require "std.kubeadm"
+local node = require "std.node"
+local ops = require "std.ops"
 local checks = require "upgrade_checks"
 
 local function node_line(n, target)
@@ -29,72 +30,28 @@ local function report_nodes(target)
   print(table.concat(lines, "\n"))
 end
 
-local function drain(h, p)
+--- The node steps both phases share, each an operation (std.ops) journaled under the host's name:
+--- it asks the node whether it is already so before changing anything, and on resume after a
+--- kill inside it, the same question is its probe.
+local function upgrade_node(h, p, target, how)
   -- A PDB's refusal is retried often enough that a short drain_timeout still sees replacements
   -- of other nodes' pods become ready.
   local retry = math.min(5, math.max(1, p.drain_timeout / 5))
-  local res, err, msg = k8s.drain(h.name, { ignore_daemonsets = true, delete_emptydir = true,
-    timeout = p.drain_timeout, retry_interval = retry })
-  if res then return res.evicted end
-  if err == "timeout" and p.delete_blocked_pods then
-    log.warn("drain blocked by PDBs: deleting the blocking pods (delete_blocked_pods)", { node = h.name, why = msg })
-    res, err, msg = k8s.drain(h.name, { ignore_daemonsets = true, delete_emptydir = true, timeout = p.drain_timeout,
-      retry_interval = retry, disable_eviction = true })
-    if res then return res.evicted end
-  end
-  error(string.format("%s: %s", h.name, msg or err), 0)
+  ops.step(h, node.drained { ignore_daemonsets = true, delete_emptydir = true, timeout = p.drain_timeout,
+    retry_interval = retry, delete_blocked_pods = p.delete_blocked_pods })
+  if p.kind == "minor" then ops.step(h, kubeadm.apt_repository(target)) end
+  ops.step(h, kubeadm.packages({ "kubeadm" }, target, "kubeadm package"))
+  ops.step(h, kubeadm.upgraded(how == "apply" and "apply" or "node", target,
+    { timeout = p.kubeadm_timeout, control_plane = how ~= "worker" }))
+  ops.step(h, kubeadm.packages({ "kubelet", "kubectl" }, target, "kubelet and kubectl packages"))
+  ops.step(h, kubeadm.kubelet_at(target, { timeout = p.node_timeout }))
+  if how ~= "worker" then ops.step(h, kubeadm.static_pods_at(target, { timeout = p.node_timeout })) end
+  ops.step(h, node.uncordoned())
 end
 
 -- A step that is safe to run again: after a stop between its start and its record of finishing,
 -- resume runs it again instead of asking.
 local function rerun() return false end
-
---- The node steps both phases share, each journaled under the host's name.
-local function upgrade_node(h, p, target, how)
-  local v = "v" .. target
-  step("drain", function() return drain(h, p) end, { probe = rerun })
-  if p.kind == "minor" then
-    step("apt repository", function() kubeadm.use_minor_repo(h, target) end, { probe = rerun })
-  end
-  step("kubeadm package", function() kubeadm.install(h, { "kubeadm" }, target) end, {
-    probe = function()
-      local r = h:exec("kubeadm version -o short", { read_only = true })
-      return r and r.stdout:match("^%s*(%S+)") == v
-    end })
-  step(how == "apply" and "kubeadm upgrade apply" or "kubeadm upgrade node", function()
-    local cmd = how == "apply" and ("kubeadm upgrade apply " .. v .. " --yes") or "kubeadm upgrade node"
-    kubeadm.run(h, cmd, { timeout = p.kubeadm_timeout, stream = true, what = cmd })
-  end, { probe = function() return how ~= "worker" and kubeadm.static_pods_match(h, target) == true end })
-  step("kubelet and kubectl packages", function() kubeadm.install(h, { "kubelet", "kubectl" }, target) end, {
-    probe = function()
-      local r = h:exec("kubelet --version", { read_only = true })
-      return r and r.stdout:match("(v%S+)") == v
-    end })
-  local restarted = step("restart kubelet", function() return kubeadm.restart_kubelet(h) end, { probe = rerun })
-  step("wait ready", function()
-    if http.dry_run() then return end
-    local n, err, msg = k8s.wait_node(h.name, { ready = true, version = target, heartbeat_after = restarted,
-      timeout = p.node_timeout })
-    if not n then error(string.format("%s: not Ready at %s after %gs (%s)", h.name, v, p.node_timeout, msg or err), 0) end
-  end, { probe = rerun })
-  if how ~= "worker" then
-    step("static pods at target", function()
-      local deadline = time.monotonic() + p.node_timeout
-      while true do
-        local ok, _, why = kubeadm.static_pods_match(h, target)
-        if ok or http.dry_run() then return end
-        if time.monotonic() > deadline then
-          error(string.format("%s: the control plane does not run %s: %s", h.name, v, why), 0)
-        end
-        sleep(2)
-      end
-    end, { probe = rerun })
-  end
-  step("uncordon", function()
-    local ok, err, msg = k8s.uncordon(h.name)
-    if not ok then error(string.format("%s: %s", h.name, msg or err), 0) end
-  end, { probe = rerun })
-end
 
 return runbook {
   name = "k8s-upgrade",

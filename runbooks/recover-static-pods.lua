@@ -6,8 +6,9 @@
 local fleet = require "engine.fleet"
 local http = require "engine.http"
 local k8s = require "engine.k8s"
+local facts = require "std.facts"
 local kubeadm = require "std.kubeadm"
-local time = require "engine.time"
+local ops = require "std.ops"
 
 return runbook {
   name = "recover-static-pods",
@@ -26,37 +27,40 @@ return runbook {
     if #hosts == 0 then fail("no hosts match %s", p.control_plane) end
     fleet.each(hosts, { at_once = 1 }, function(h)
       local strays = step("find strays", function()
-        local out = kubeadm.strays(h)
-        for _, x in ipairs(kubeadm.manifest_problems(h)) do log.warn(x) end
+        local out = facts.strays(h)
+        for _, x in ipairs(facts.manifest_problems(h)) do log.warn(x) end
         return out
       end)
       if #strays > 0 then
-        step("move strays", function()
-          local dir = p.backup_dir .. "/" .. os.date("!%Y%m%dT%H%M%SZ")
-          local files = {}
-          for _, f in ipairs(strays) do files[#files + 1] = kubeadm.quote(kubeadm.MANIFESTS .. "/" .. f) end
-          kubeadm.run(h, "mkdir -p " .. kubeadm.quote(dir) .. " && mv -n " .. table.concat(files, " ") .. " " ..
-            kubeadm.quote(dir) .. "/", { what = "moving " .. table.concat(strays, ", ") .. " to " .. dir })
-          log.info("moved out of the manifests directory", { files = table.concat(strays, ", "), to = dir })
-        end)
-        step("restart kubelet", function()
-          local restarted = kubeadm.restart_kubelet(h)
-          if http.dry_run() then return end
-          local n, err, msg = k8s.wait_node(h.name, { ready = true, heartbeat_after = restarted, timeout = p.timeout })
-          if not n then error(string.format("%s: not Ready after the kubelet restart: %s", h.name, msg or err), 0) end
-        end)
+        ops.step(h, ops.define {
+          name = "move strays",
+          holds = function(host)
+            local left = facts.strays(host)
+            return #left == 0, "still in " .. kubeadm.MANIFESTS .. ": " .. table.concat(left, ", ")
+          end,
+          apply = function(host)
+            local dir = p.backup_dir .. "/" .. os.date("!%Y%m%dT%H%M%SZ")
+            local files = {}
+            for _, f in ipairs(strays) do files[#files + 1] = kubeadm.quote(kubeadm.MANIFESTS .. "/" .. f) end
+            kubeadm.run(host, "mkdir -p " .. kubeadm.quote(dir) .. " && mv -n " .. table.concat(files, " ") .. " " ..
+              kubeadm.quote(dir) .. "/", { what = "moving " .. table.concat(strays, ", ") .. " to " .. dir })
+            log.info("moved out of the manifests directory", { files = table.concat(strays, ", "), to = dir })
+          end,
+        })
+        -- No fact tells whether the kubelet re-read the directory since: restarted again on resume.
+        ops.step(h, ops.define {
+          name = "restart kubelet",
+          apply = function(host)
+            local restarted = kubeadm.restart_kubelet(host)
+            if http.dry_run() then return end
+            local n, err, msg = k8s.wait_node(host, { ready = true, heartbeat_after = restarted, timeout = p.timeout })
+            if not n then error(string.format("%s: not Ready after the kubelet restart: %s", host.name, msg or err), 0) end
+          end,
+        })
       else
         log.info("no stray manifests", { dir = kubeadm.MANIFESTS })
       end
-      step("static pods run their manifests", function()
-        local deadline = time.monotonic() + p.timeout
-        while true do
-          local ok, _, why = kubeadm.static_pods_match(h)
-          if ok then return end
-          if time.monotonic() > deadline then error(h.name .. ": " .. why, 0) end
-          sleep(2)
-        end
-      end)
+      ops.step(h, kubeadm.static_pods_at(nil, { timeout = p.timeout }))
     end)
   end,
 }

@@ -303,3 +303,27 @@ TEST_CASE("hosts' tasks reuse finished coroutines and start clean on them") {
     assert(res2[3].value == 3 and res2[4].status == "failed" and res2[4].error:find("even h4", 1, true))
   )") == "");
 }
+
+TEST_CASE("std.ops: an operation changes nothing when its facts say the host is already so, and a change that did not take raises") {
+  CHECK(run(R"(
+    local ops = require "std.ops"
+    local on, applied = false, 0
+    local op = ops.define { name = "flag", holds = function() return on, "off" end,
+      apply = function() applied = applied + 1; on = true; return "set" end }
+    local h = { name = "h1" }
+    local out, changed = ops.ensure(h, op)
+    assert(out == "set" and changed == true and on)
+    out, changed = ops.ensure(h, op)
+    assert(out == nil and changed == false and applied == 1, "applied " .. applied)
+    local stuck = ops.define { name = "stuck", holds = function() return false, "still off" end, apply = function() end }
+    local ok, err = pcall(ops.ensure, h, stuck)
+    assert(not ok and err == "h1: stuck: still not so after the change: still off", err)
+    local n = 0
+    local blind = ops.define { name = "blind", apply = function() n = n + 1 end }  -- no fact: runs each time
+    ops.ensure(h, blind); ops.ensure(h, blind)
+    assert(n == 2)
+  )") == "");
+  CHECK_THAT(run(R"(require("std.ops").define { name = "x", apply = function() end, hold = function() end })"),
+             Contains("ops.define: unknown option 'hold' (did you mean 'holds'?)"));
+  CHECK_THAT(run(R"(require("std.ops").define { name = "x" })"), Contains("an operation is a table"));
+}

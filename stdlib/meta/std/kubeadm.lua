@@ -1,6 +1,8 @@
 ---@meta std.kubeadm
--- LuaCATS definitions for require "std.kubeadm": a kubeadm cluster's nodes over SSH (sudo). Every
--- call yields. Commands that fail raise "HOST: WHAT exited N: <end of stderr>".
+-- LuaCATS definitions for require "std.kubeadm": the operations of a kubeadm node (std.ops) and the
+-- changes they make, over SSH (sudo). Every call yields. Commands that fail raise "HOST: WHAT exited
+-- N: <end of stderr>". The reads (static_pods, strays, manifest_problems, running_images,
+-- static_pods_match, package_version) are std.facts' and stay here as aliases.
 
 ---@class std.kubeadm.Manifest
 ---@field file string          the file name in /etc/kubernetes/manifests
@@ -44,5 +46,30 @@ function kubeadm.install(host, packages, version) end
 --- before the restart, for k8s.wait_node's heartbeat_after; nil under --dry-run.
 ---@return number|nil
 function kubeadm.restart_kubelet(host) end
+
+--- Operation "apt repository": the node's apt source names the version's minor.
+---@return std.ops.Operation
+function kubeadm.apt_repository(version) end
+--- Operation (named `name`, default "packages"): each package installed at the version and held.
+---@param pkgs string[]
+---@param name? string
+---@return std.ops.Operation
+function kubeadm.packages(pkgs, version, name) end
+--- Operation "kubeadm upgrade apply" or "kubeadm upgrade node": on a control-plane node it holds
+--- once its static pods run the version; a worker's always runs (kubeadm upgrade node is safe again).
+---@param how "apply"|"node"
+---@param opts? {timeout?: number|string, control_plane?: boolean}
+---@return std.ops.Operation
+function kubeadm.upgraded(how, version, opts) end
+--- Operation "restart kubelet": the node Ready with its kubelet at the version (restart, then wait).
+---@param opts? {timeout?: number|string}
+---@return std.ops.Operation
+function kubeadm.kubelet_at(version, opts) end
+--- Operation "static pods at target" (no version: "static pods run their manifests"): waits until
+--- every static pod runs its manifest's image and is ready.
+---@param version? string
+---@param opts? {timeout?: number|string}
+---@return std.ops.Operation
+function kubeadm.static_pods_at(version, opts) end
 
 return kubeadm

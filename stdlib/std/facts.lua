@@ -1,0 +1,192 @@
+-- std.facts: what a node or the cluster is, read and never changed (every command read_only, so
+-- --dry-run reads for real). Operations (std.ops) ask facts whether their desired state already
+-- holds before they change anything, and again after. A fact that cannot read the node raises,
+-- naming the host and what it read; one that reads the cluster returns nil, word, message.
+local http = require "engine.http"
+local inventory = require "engine.inventory"
+local k8s = require "engine.k8s"
+local remote = require "std.remote"
+local semver = require "std.semver"
+
+local M = {}
+
+M.MANIFESTS = "/etc/kubernetes/manifests"
+M.COMPONENTS = { "etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler" }
+M.CONTROL_PLANE = { "kube-apiserver", "kube-controller-manager", "kube-scheduler" }
+
+--- static_pods(host) → {{file, name, image, images = {..}, error}} for every file in the manifests
+--- directory the kubelet would read (all but dot files), valid or not.
+function M.static_pods(h)
+  h = inventory.host(h, "facts.static_pods")
+  local r = remote.must(h, "cd " .. M.MANIFESTS .. " && for f in *; do [ -f \"$f\" ] || continue; " ..
+    "printf '\\n==> %s <==\\n' \"$f\"; cat \"$f\"; done", { read_only = true, what = "reading " .. M.MANIFESTS })
+  local out = {}
+  local text = "\n" .. r.stdout
+  local pos = 1
+  while true do
+    local s, e, name = text:find("\n==> (.-) <==\n", pos)
+    if not s then break end
+    local nxt = text:find("\n==> .- <==\n", e + 1) or (#text + 1)
+    out[#out + 1] = { file = name, body = text:sub(e + 1, nxt - 1) }
+    pos = nxt
+  end
+  for _, m in ipairs(out) do
+    local doc, err, why = http.yaml_decode(m.body)
+    if type(doc) == "table" and type(doc.metadata) == "table" and doc.metadata.name then
+      m.name = doc.metadata.name
+      m.images = {}
+      for _, c in ipairs((doc.spec or {}).containers or {}) do m.images[#m.images + 1] = c.image end
+      m.image = m.images[1]
+    else
+      m.error = err and (err .. ": " .. tostring(why)) or "not a Pod manifest"
+    end
+    m.body = nil
+  end
+  return out
+end
+
+--- strays(host, expected) → file names in the manifests directory that are not NAME.yaml for an
+--- expected component (kubeadm's four by default): what the kubelet should not be reading.
+function M.strays(h, expected)
+  h = inventory.host(h, "facts.strays")
+  local want = {}
+  for _, c in ipairs(expected or M.COMPONENTS) do want[c .. ".yaml"] = true end
+  local out = {}
+  for _, m in ipairs(M.static_pods(h)) do if not want[m.file] then out[#out + 1] = m.file end end
+  table.sort(out)
+  return out
+end
+
+--- manifest_problems(host, expected) → list of sentences: files in the manifests directory other
+--- than NAME.yaml for the expected components (a *.bak is read by the kubelet as a pod of its own),
+--- two files defining one pod name, invalid files. Empty when clean.
+function M.manifest_problems(h, expected)
+  h = inventory.host(h, "facts.manifest_problems")
+  expected = expected or M.COMPONENTS
+  local want = {}
+  for _, c in ipairs(expected) do want[c .. ".yaml"] = c end
+  local problems, by_name = {}, {}
+  for _, m in ipairs(M.static_pods(h)) do
+    if m.name then
+      by_name[m.name] = by_name[m.name] or {}
+      table.insert(by_name[m.name], m.file)
+    end
+    if not want[m.file] then
+      problems[#problems + 1] = string.format("%s/%s is not an expected manifest%s: the kubelet runs it too",
+        M.MANIFESTS, m.file, m.name and (" (pod " .. m.name .. ", image " .. tostring(m.image) .. ")") or "")
+    elseif m.error then
+      problems[#problems + 1] = string.format("%s/%s is invalid: %s", M.MANIFESTS, m.file, m.error)
+    end
+  end
+  for name, files in pairs(by_name) do
+    if #files > 1 then
+      table.sort(files)
+      problems[#problems + 1] = string.format("pod %s is defined by %d files: %s", name, #files, table.concat(files, ", "))
+    end
+  end
+  table.sort(problems)
+  return problems
+end
+
+--- running_images(node) → {component = image} from the node's mirror pods (what the kubelet runs).
+function M.running_images(node)
+  if type(node) == "table" then node = node.name end
+  local pods, err, msg = k8s.list("pods", { namespace = "kube-system", field_selector = "spec.nodeName=" .. node })
+  if not pods then return nil, err, msg end
+  local out = {}
+  for _, p in ipairs(pods) do
+    local ann = p.metadata.annotations or {}
+    local comp = (p.metadata.labels or {}).component
+    if ann["kubernetes.io/config.mirror"] and comp then
+      out[comp] = { image = p.spec.containers[1].image, ready = false }
+      for _, c in ipairs((p.status or {}).conditions or {}) do
+        if c.type == "Ready" then out[comp].ready = c.status == "True" end
+      end
+    end
+  end
+  return out
+end
+
+local function tag(image) return tostring(image):match(":([^:/]+)$") end
+
+--- static_pods_match(host, version) → true | nil, "mismatch", message (or the API's err, message). Every static pod the kubelet should run (a
+--- NAME.yaml manifest) runs the image its manifest names and is ready; with a version, the
+--- control-plane components' manifests also name that version (seed 000: the manifest said 1.34.3
+--- while a stale .bak kept the pod at 1.33.1).
+function M.static_pods_match(h, version)
+  h = inventory.host(h, "facts.static_pods_match")
+  local want = version and ("v" .. semver.format(version))
+  local manifests = {}
+  for _, m in ipairs(M.static_pods(h)) do if m.file:match("%.yaml$") and m.name then manifests[m.name] = m end end
+  local running, err, msg = M.running_images(h.name)
+  if not running then return nil, err, "cannot read the mirror pods: " .. tostring(msg or err) end
+  local bad = {}
+  local names = {}
+  for _, c in ipairs(version and M.CONTROL_PLANE or M.COMPONENTS) do names[#names + 1] = c end
+  for _, c in ipairs(names) do
+    local m, r = manifests[c], running[c]
+    if not m then
+      if version then bad[#bad + 1] = c .. ": no manifest" end
+    elseif want and tag(m.image) ~= want then
+      bad[#bad + 1] = string.format("%s: the manifest names %s, not %s", c, m.image, want)
+    elseif not r then
+      bad[#bad + 1] = c .. ": no mirror pod (the kubelet does not run it)"
+    elseif r.image ~= m.image then
+      bad[#bad + 1] = string.format("%s: the manifest names %s but the pod runs %s", c, m.image, r.image)
+    elseif not r.ready then
+      bad[#bad + 1] = c .. ": the pod runs " .. r.image .. " but is not ready"
+    end
+  end
+  if #bad > 0 then return nil, "mismatch", table.concat(bad, "; ") end
+  return true
+end
+
+--- offered(host, pkg, version) → "1.34.3-1.1": the exact package version the node's apt source offers, or nil.
+function M.offered(h, pkg, version)
+  h = inventory.host(h, "facts.offered")
+  local v = semver.format(version)
+  local r = remote.must(h, "apt-cache madison " .. remote.quote(pkg), { read_only = true, what = "apt-cache madison " .. pkg })
+  for line in r.stdout:gmatch("[^\n]+") do
+    local pv = line:match("|%s*(%S+)%s*|")
+    if pv and pv:sub(1, #v + 1) == v .. "-" then return pv end
+  end
+  return nil
+end
+
+--- installed(host, pkg) → "1.34.3-1.1", or false when the package is not installed (apt-cache policy).
+function M.installed(h, pkg)
+  h = inventory.host(h, "facts.installed")
+  local r = remote.must(h, "apt-cache policy " .. remote.quote(pkg), { read_only = true, what = "apt-cache policy " .. pkg })
+  local v = r.stdout:match("Installed:%s*(%S+)")
+  if not v or v == "(none)" then return false end
+  return v
+end
+
+--- installed_at(host, pkgs, version) → true | false, "kubelet 1.33.1-1.1, not 1.34.3": every package at the version.
+function M.installed_at(h, pkgs, version)
+  local v = semver.format(version)
+  local off = {}
+  for _, pkg in ipairs(pkgs) do
+    local have = M.installed(h, pkg)
+    if not have or have:sub(1, #v + 1) ~= v .. "-" then off[#off + 1] = pkg .. " " .. tostring(have or "not installed") .. ", not " .. v end
+  end
+  if #off > 0 then return false, table.concat(off, "; ") end
+  return true
+end
+
+--- apt_minor(host) → "v1.34": the Kubernetes minor the node's apt source (pkgs.k8s.io) names, or nil.
+function M.apt_minor(h)
+  h = inventory.host(h, "facts.apt_minor")
+  local r = remote.must(h, "cat /etc/apt/sources.list.d/kubernetes.list", { read_only = true,
+    what = "reading /etc/apt/sources.list.d/kubernetes.list" })
+  return r.stdout:match("/core:/stable:/(v%d+%.%d+)/deb")
+end
+
+--- node(node) → k8s.node_info of the node (a host or its name) | nil, word, message.
+function M.node(node)
+  local n, err, msg = k8s.get("nodes", type(node) == "table" and node.name or node)
+  if not n then return nil, err, msg end
+  return k8s.node_info(n)
+end
+
+return M
