@@ -73,8 +73,9 @@ size_t k8s_in_flight(Vm& vm);
 void open_http(lua_State* L);
 void open_etcd(lua_State* L);
 void open_confirm(lua_State* L);
-// step()'s natives, added to the table the prelude receives.
+// step()'s and timeout()'s natives, added to the table the prelude receives.
 void add_journal_natives(lua_State* L);
+void add_task_natives(lua_State* L);
 void close_http(Vm& vm);
 // Ends every SSH session of the run (before the io_context goes).
 void close_ssh(Vm& vm);

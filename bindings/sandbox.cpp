@@ -1,6 +1,8 @@
 // The runbook sandbox: an allow-list of globals, `require` limited to the stdlib and the runbook's
 // own directory (and its lib/), text chunks only, and an error for every read of an undefined global.
 #include <algorithm>
+#include <string>
+#include <vector>
 #include <filesystem>
 #include <fstream>
 
@@ -22,7 +24,7 @@ const char* const kAllowedGlobals[] = {
 };
 
 int strict_index(lua_State* L) {
-  const char* name = lua_tostring(L, 2);
+  const char* name = lua_tostring(L, 2);  // table 1: the globals as the prelude left them
   std::vector<std::string> known;
   lua_pushnil(L);
   while (lua_next(L, 1)) {
@@ -31,6 +33,66 @@ int strict_index(lua_State* L) {
   }
   std::string hint = name ? text::did_you_mean(name, known) : "";
   return luaL_error(L, "undefined global '%s'%s", name ? name : "?", hint.c_str());
+}
+
+int frozen_newindex(lua_State* L) {
+  const char* name = lua_tostring(L, 2);
+  lua_pushvalue(L, 2);
+  lua_rawget(L, lua_upvalueindex(1));  // the value the name has now
+  if (!lua_isnil(L, -1))
+    return luaL_error(L, "global '%s' belongs to the engine: it cannot be replaced (use a local of another name)", name ? name : "?");
+  return luaL_error(L, "assignment to undeclared global '%s' (declare it: local %s = ...)", name ? name : "?", name ? name : "x");
+}
+
+// pairs(_G) walks the real globals.
+int globals_pairs(lua_State* L) {
+  lua_pushvalue(L, lua_upvalueindex(2));  // next, as the prelude left it
+  lua_pushvalue(L, lua_upvalueindex(1));
+  lua_pushnil(L);
+  return 3;
+}
+
+// The globals as the prelude left them go into a table of their own behind an empty _G (as Redis
+// protects its scripts' globals): reading one is a table lookup as before, a name nobody defined
+// raises and names it, and assigning any global raises, so a runbook can neither replace step,
+// log or timeout nor leak a misspelt variable into every coroutine of the run.
+void freeze_globals(lua_State* L) {
+  lua_pushglobaltable(L);
+  int g = lua_gettop(L);
+  lua_newtable(L);  // the real globals
+  int real = lua_gettop(L);
+  std::vector<std::string> names;
+  lua_pushnil(L);
+  while (lua_next(L, g)) {
+    lua_pushvalue(L, -2);
+    lua_insert(L, -2);
+    lua_rawset(L, real);  // real[k] = v, k stays for lua_next
+    if (lua_type(L, -1) == LUA_TSTRING) names.emplace_back(lua_tostring(L, -1));
+  }
+  for (const auto& n : names) {
+    lua_pushnil(L);
+    lua_setfield(L, g, n.c_str());
+  }
+  lua_pushvalue(L, g);
+  lua_setfield(L, real, "_G");  // _G is the proxy, as before
+  lua_newtable(L);  // the real table's metatable: a missing name raises
+  push_fn(L, strict_index);
+  lua_setfield(L, -2, "__index");
+  lua_setmetatable(L, real);
+  lua_newtable(L);  // the proxy's
+  lua_pushvalue(L, real);
+  lua_setfield(L, -2, "__index");
+  lua_pushvalue(L, real);
+  push_fn(L, frozen_newindex, 1);
+  lua_setfield(L, -2, "__newindex");
+  lua_pushvalue(L, real);
+  lua_getfield(L, real, "next");
+  push_fn(L, globals_pairs, 2);
+  lua_setfield(L, -2, "__pairs");
+  lua_pushstring(L, "the engine's globals");
+  lua_setfield(L, -2, "__metatable");
+  lua_setmetatable(L, g);
+  lua_settop(L, g - 1);
 }
 
 // coroutine.yield from the task itself would hang it forever; only coroutines a runbook made may yield.
@@ -98,47 +160,6 @@ int l_require(lua_State* L) {
   for (const auto& p : tried) paths += "\n\tno file " + p.string();
   return luaL_error(L, "module '%s' not found (runbooks may require engine.*, std.* and files beside the runbook or in its lib/):%s",
                     name.c_str(), paths.c_str());
-}
-
-int l_is_interrupt(lua_State* L) {
-  const Interrupt* i = to_interrupt(L, 1);
-  if (i && !lua_isnoneornil(L, 2)) {
-    lua_pushboolean(L, i->kind == Interrupt::timeout && i->deadline == static_cast<uint64_t>(luaL_checkinteger(L, 2)));
-    return 1;
-  }
-  lua_pushboolean(L, i != nullptr);
-  return 1;
-}
-
-int l_deadline_push(lua_State* L) {
-  double seconds = luaL_checknumber(L, 1);
-  Task* t = current_task(L);
-  if (!t) return luaL_error(L, "timeout: only from inside run() or a fleet.each function");
-  Vm& vm = *t->vm;
-  uint64_t id = vm.next_deadline++;
-  auto timer = std::make_shared<asio::steady_timer>(vm.io, std::chrono::duration_cast<std::chrono::steady_clock::duration>(
-                                                               std::chrono::duration<double>(seconds)));
-  std::weak_ptr<Task> weak = t->shared_from_this();
-  timer->async_wait([weak, id](const boost::system::error_code& ec) {
-    auto task = weak.lock();
-    if (ec || !task || !task->deadlines.count(id)) return;
-    interrupt(*task, {Interrupt::timeout, id});
-  });
-  t->deadlines[id] = timer;
-  lua_pushinteger(L, static_cast<lua_Integer>(id));
-  return 1;
-}
-
-int l_deadline_pop(lua_State* L) {
-  auto id = static_cast<uint64_t>(luaL_checkinteger(L, 1));
-  if (Task* t = current_task(L)) {
-    auto it = t->deadlines.find(id);
-    if (it != t->deadlines.end()) {
-      it->second->cancel();
-      t->deadlines.erase(it);
-    }
-  }
-  return 0;
 }
 
 void prune_os(lua_State* L) {
@@ -212,22 +233,11 @@ void open_sandbox(lua_State* L, const std::string& stdlib_dir) {
   std::string prelude = (fs::path(stdlib_dir) / "prelude.lua").string();
   if (luaL_loadfilex(L, prelude.c_str(), "t") != LUA_OK) throw std::runtime_error(lua_tostring(L, -1));
   lua_newtable(L);
-  push_fn(L, l_is_interrupt);
-  lua_setfield(L, -2, "is_interrupt");
-  push_fn(L, l_deadline_push);
-  lua_setfield(L, -2, "deadline_push");
-  push_fn(L, l_deadline_pop);
-  lua_setfield(L, -2, "deadline_pop");
+  add_task_natives(L);
   add_journal_natives(L);
   if (lua_pcall(L, 1, 0, 0) != LUA_OK) throw std::runtime_error(lua_tostring(L, -1));
 
-  // Last: from here on, reading an undefined global raises and names it.
-  lua_pushglobaltable(L);
-  lua_newtable(L);
-  push_fn(L, strict_index);
-  lua_setfield(L, -2, "__index");
-  lua_setmetatable(L, -2);
-  lua_pop(L, 1);
+  freeze_globals(L);
 }
 
 }  // namespace engine::lua

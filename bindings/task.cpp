@@ -227,4 +227,56 @@ std::string error_text(lua_State* co, int idx) {
   return out;
 }
 
+namespace {
+
+// timeout()'s natives (the prelude writes timeout in Lua over them): a deadline per call, armed on
+// the task's timer list, and whether an error value is an interrupt (of that deadline).
+int l_is_interrupt(lua_State* L) {
+  const Interrupt* i = to_interrupt(L, 1);
+  if (i && !lua_isnoneornil(L, 2)) {
+    lua_pushboolean(L, i->kind == Interrupt::timeout && i->deadline == static_cast<uint64_t>(luaL_checkinteger(L, 2)));
+    return 1;
+  }
+  lua_pushboolean(L, i != nullptr);
+  return 1;
+}
+
+int l_deadline_push(lua_State* L) {
+  double seconds = luaL_checknumber(L, 1);
+  Task* t = current_task(L);
+  if (!t) return luaL_error(L, "timeout: only from inside run() or a fleet.each function");
+  Vm& vm = *t->vm;
+  uint64_t id = vm.next_deadline++;
+  auto timer = std::make_shared<asio::steady_timer>(vm.io, std::chrono::duration_cast<std::chrono::steady_clock::duration>(
+                                                               std::chrono::duration<double>(seconds)));
+  std::weak_ptr<Task> weak = t->shared_from_this();
+  timer->async_wait([weak, id](const boost::system::error_code& ec) {
+    auto task = weak.lock();
+    if (ec || !task || !task->deadlines.count(id)) return;
+    interrupt(*task, {Interrupt::timeout, id});
+  });
+  t->deadlines[id] = timer;
+  lua_pushinteger(L, static_cast<lua_Integer>(id));
+  return 1;
+}
+
+int l_deadline_pop(lua_State* L) {
+  auto id = static_cast<uint64_t>(luaL_checkinteger(L, 1));
+  if (Task* t = current_task(L)) {
+    auto it = t->deadlines.find(id);
+    if (it != t->deadlines.end()) {
+      it->second->cancel();
+      t->deadlines.erase(it);
+    }
+  }
+  return 0;
+}
+
+const luaL_Reg kTaskNatives[] = {
+    {"is_interrupt", l_is_interrupt}, {"deadline_push", l_deadline_push}, {"deadline_pop", l_deadline_pop}, {nullptr, nullptr}};
+
+}  // namespace
+
+void add_task_natives(lua_State* L) { set_funcs(L, kTaskNatives); }
+
 }  // namespace engine::lua

@@ -26,6 +26,8 @@ end
 -- Text chunks only: binary chunks could break the sandbox.
 function load(chunk, name, mode, env)
   if mode ~= nil and mode ~= "t" then raw_error("load: only text chunks are allowed (mode \"t\")", 2) end
+  -- An env argument, even nil, becomes the chunk's _ENV: without one the chunk sees the globals.
+  if env == nil then return raw_load(chunk, name, "t") end
   return raw_load(chunk, name, "t", env)
 end
 

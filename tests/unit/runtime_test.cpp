@@ -167,7 +167,21 @@ TEST_CASE("the sandbox keeps out the shell, files and binary chunks") {
 TEST_CASE("reading an undefined global names it") {
   CHECK_THAT(run("local x = kubectl"), Contains("snippet:1: undefined global 'kubectl'"));
   CHECK_THAT(run("local x = tostrin(1)"), Contains("undefined global 'tostrin' (did you mean 'tostring'?)"));
-  CHECK(run("newglobal = 1; assert(newglobal == 1)") == "");
+}
+
+TEST_CASE("globals are fixed once the prelude ran: none can be added or replaced") {
+  CHECK_THAT(run("newglobal = 1"), Contains("snippet:1: assignment to undeclared global 'newglobal' (declare it: local newglobal = ...)"));
+  CHECK_THAT(run("step = function() end"), Contains("global 'step' belongs to the engine: it cannot be replaced"));
+  CHECK_THAT(run("function timeout() end"), Contains("global 'timeout' belongs to the engine"));
+  CHECK_THAT(run("load('leak = 1')()"), Contains("assignment to undeclared global 'leak'"));
+  CHECK(run(R"(
+    local seen = 0
+    for k, v in pairs(_G) do if k == "step" or k == "log" then seen = seen + 1 end end
+    assert(seen == 2, "pairs(_G) sees " .. seen)
+    assert(_G.tostring(1) == "1" and _G._G == _G)
+    local ok, err = pcall(setmetatable, _G, nil)
+    assert(not ok and err:find("protected metatable"), err)
+  )") == "");
 }
 
 TEST_CASE("engine waits are refused where they cannot yield") {
