@@ -192,6 +192,8 @@ int open_module(lua_State* L) {
   return 1;
 }
 
+const luaL_Reg kHostMetamethods[] = {{"__pairs", host_pairs}, {"__tostring", host_tostring}, {nullptr, nullptr}};
+
 const luaL_Reg kInventoryMethods[] = {
     {"group", l_group}, {"hosts", l_hosts}, {"host", l_host}, {"groups", l_groups}, {nullptr, nullptr}};
 
@@ -217,12 +219,9 @@ void open_inventory(lua_State* L) {
   lua_pop(L, 1);
   luaL_newmetatable(L, kHostMeta);
   push_host_methods(L);
-  push_fn(L, host_index, 1);
+  push_fn(L, host_index, 1);  // the methods are its upvalue
   lua_setfield(L, -2, "__index");
-  push_fn(L, host_pairs);
-  lua_setfield(L, -2, "__pairs");
-  push_fn(L, host_tostring);
-  lua_setfield(L, -2, "__tostring");
+  set_funcs(L, kHostMetamethods);
   lua_pushstring(L, "engine.host");
   lua_setfield(L, -2, "__name");
   lua_pop(L, 1);

@@ -68,7 +68,9 @@ int push_error(lua_State* co, const k8s::Reply& r) {
   lua_pushnil(co);
   lua_pushstring(co, r.error.c_str());
   lua_pushstring(co, r.message.c_str());
+  lua_createtable(co, 0, 1);  // extra: always a table (docs/api.md, conventions)
   lua_pushinteger(co, r.status);
+  lua_setfield(co, -2, "status");
   return 4;
 }
 
@@ -397,21 +399,16 @@ int l_dry_run(lua_State* L) {
   return 1;
 }
 
+const luaL_Reg kWatchMethods[] = {{"next", l_watch_next}, {"close", l_watch_close}, {nullptr, nullptr}};
+const luaL_Reg kWatchMetamethods[] = {{"__gc", l_watch_gc}, {"__close", l_watch_close}, {nullptr, nullptr}};
 const luaL_Reg kApi[] = {{"identity", l_identity}, {"dry_run", l_dry_run},{"configure", l_configure}, {"call", l_call}, {"resource", l_resource}, {"path", l_path}, {"watch", l_watch},
                          {"requests", l_requests}, {"server", l_server}, {nullptr, nullptr}};
 
 int open_module(lua_State* L) {
   if (luaL_newmetatable(L, kWatchMeta)) {
-    lua_newtable(L);
-    push_fn(L, l_watch_next);
-    lua_setfield(L, -2, "next");
-    push_fn(L, l_watch_close);
-    lua_setfield(L, -2, "close");
+    new_lib(L, kWatchMethods);
     lua_setfield(L, -2, "__index");
-    push_fn(L, l_watch_gc);
-    lua_setfield(L, -2, "__gc");
-    push_fn(L, l_watch_close);
-    lua_setfield(L, -2, "__close");
+    set_funcs(L, kWatchMetamethods);
   }
   lua_pop(L, 1);
   new_lib(L, kApi);

@@ -390,20 +390,15 @@ int l_lease(lua_State* L) {
   return suspend(L);
 }
 
+const luaL_Reg kLeaseMethods[] = {{"__index", l_index}, {"__close", l_close}, {"__gc", l_gc}, {nullptr, nullptr}};
+const luaL_Reg kLeaseFunctions[] = {{"lease", l_lease}, {nullptr, nullptr}};
+
 }  // namespace
 
 void add_lease(lua_State* L) {
-  if (luaL_newmetatable(L, kLeaseMeta)) {
-    push_fn(L, l_index);
-    lua_setfield(L, -2, "__index");
-    push_fn(L, l_close);
-    lua_setfield(L, -2, "__close");
-    push_fn(L, l_gc);
-    lua_setfield(L, -2, "__gc");
-  }
+  if (luaL_newmetatable(L, kLeaseMeta)) set_funcs(L, kLeaseMethods);
   lua_pop(L, 1);
-  push_fn(L, l_lease);
-  lua_setfield(L, -2, "lease");
+  set_funcs(L, kLeaseFunctions);
 }
 
 }  // namespace engine::lua

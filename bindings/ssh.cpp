@@ -301,14 +301,10 @@ int l_quote(lua_State* L) {
   return 1;
 }
 
+const luaL_Reg kSsh[] = {{"quote", l_quote}, {"exec", l_exec}, {"configure", l_configure}, {nullptr, nullptr}};
+
 int open_module(lua_State* L) {
-  lua_newtable(L);
-  push_fn(L, l_quote);
-  lua_setfield(L, -2, "quote");
-  push_fn(L, l_exec);
-  lua_setfield(L, -2, "exec");
-  push_fn(L, l_configure);
-  lua_setfield(L, -2, "configure");
+  new_lib(L, kSsh);
   add_tunnel(L);
   add_file_functions(L);
   return 1;

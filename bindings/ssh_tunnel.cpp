@@ -146,20 +146,15 @@ int l_tunnel(lua_State* L) {
   return suspend(L);
 }
 
+const luaL_Reg kTunnelMethods[] = {{"__index", tunnel_index}, {"__gc", tunnel_gc}, {"__close", tunnel_close}, {nullptr, nullptr}};
+const luaL_Reg kTunnelFunctions[] = {{"tunnel", l_tunnel}, {nullptr, nullptr}};
+
 }  // namespace
 
 void add_tunnel(lua_State* L) {
-  if (luaL_newmetatable(L, kTunnelMeta)) {
-    push_fn(L, tunnel_index);
-    lua_setfield(L, -2, "__index");
-    push_fn(L, tunnel_gc);
-    lua_setfield(L, -2, "__gc");
-    push_fn(L, tunnel_close);
-    lua_setfield(L, -2, "__close");
-  }
+  if (luaL_newmetatable(L, kTunnelMeta)) set_funcs(L, kTunnelMethods);
   lua_pop(L, 1);
-  push_fn(L, l_tunnel);
-  lua_setfield(L, -2, "tunnel");
+  set_funcs(L, kTunnelFunctions);
 }
 
 }  // namespace engine::lua

@@ -369,14 +369,14 @@ local function evict_one(p, opts)
   local ns, name, uid = p.metadata.namespace, p.metadata.name, p.metadata.uid
   local path = "/api/v1/namespaces/" .. http.path_escape(ns) .. "/pods/" .. http.path_escape(name)
   while true do
-    local status, body, msg, code
+    local status, body, msg
     if opts.disable_eviction then
       local del = { kind = "DeleteOptions", apiVersion = "v1", gracePeriodSeconds = opts.grace_period }
-      status, body, msg, code = api.call("DELETE", path, del, { retry = false })
+      status, body, msg = api.call("DELETE", path, del, { retry = false })
     else
       local ev = { apiVersion = "policy/v1", kind = "Eviction", metadata = { name = name, namespace = ns },
         deleteOptions = opts.grace_period and { gracePeriodSeconds = opts.grace_period } or nil }
-      status, body, msg, code = api.call("POST", path .. "/eviction", ev, { retry = false })
+      status, body, msg = api.call("POST", path .. "/eviction", ev, { retry = false })
     end
     if status or body == "not found" then break end
     if body == "too many requests" then
