@@ -45,7 +45,7 @@ local Host = {}
 --- Runs a command over the host's SSH session. A non-zero exit is a result, not an error. Yields.
 ---@param cmd string
 ---@param opts? engine.ssh.ExecOptions
----@return engine.ssh.ExecResult|nil result, engine.ssh.Error|nil err, string|nil detail
+---@return engine.ssh.ExecResult|nil result, engine.ssh.Error|nil err, string|nil message
 function Host:exec(cmd, opts) end
 
 --- Uploads a local file atomically (temporary name, fsync, rename on the node). Yields.
