@@ -73,6 +73,7 @@ size_t k8s_in_flight(Vm& vm);
 void open_http(lua_State* L);
 void open_etcd(lua_State* L);
 void open_confirm(lua_State* L);
+void open_tls(lua_State* L);
 // step()'s and timeout()'s natives, added to the table the prelude receives.
 void add_journal_natives(lua_State* L);
 void add_task_natives(lua_State* L);

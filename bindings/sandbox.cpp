@@ -229,6 +229,7 @@ void open_sandbox(lua_State* L, const std::string& stdlib_dir) {
   open_etcd(L);
   open_confirm(L);
   open_check(L);
+  open_tls(L);
 
   std::string prelude = (fs::path(stdlib_dir) / "prelude.lua").string();
   if (luaL_loadfilex(L, prelude.c_str(), "t") != LUA_OK) throw std::runtime_error(lua_tostring(L, -1));

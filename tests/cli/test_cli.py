@@ -299,7 +299,7 @@ class TestStubs(CliTest):
     and declares every function the module really exports (so editors resolve require and
     complete every call)."""
     MODULES = ["engine.check", "engine.etcd", "engine.fleet", "engine.http", "engine.inventory", "engine.k8s",
-               "engine.log", "engine.prometheus", "engine.pushgateway", "engine.ssh", "engine.time",
+               "engine.log", "engine.prometheus", "engine.pushgateway", "engine.ssh", "engine.time", "engine.tls",
                "std.facts", "std.gates", "std.kubeadm", "std.node", "std.ops", "std.remote", "std.semver"]
 
     def test_every_module_has_a_stub_declaring_its_functions(self):

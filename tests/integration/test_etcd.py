@@ -194,6 +194,71 @@ class TestEtcd(unittest.TestCase):
             self.assertIn(f"VIA\t{name}\t{ep}", out)
         self.assertIn("DONE\t3", out)
 
+    def test_7_served_certificates_are_read_as_served(self):
+        import socket
+        import threading
+        silent = socket.socket()  # accepts and says nothing: a handshake that never comes
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(4)
+        plain = socket.socket()  # answers, but not with TLS
+        plain.bind(("127.0.0.1", 0))
+        plain.listen(4)
+
+        def babble():
+            try:
+                while True:
+                    c, _ = plain.accept()
+                    c.sendall(b"SSH-2.0-OpenSSH_9.2\r\n")
+                    c.close()
+            except OSError:
+                pass
+        threading.Thread(target=babble, daemon=True).start()
+        closed = socket.socket()
+        closed.bind(("127.0.0.1", 0))
+        closed_port = closed.getsockname()[1]
+        closed.close()
+        client, peer = self.cluster.client_ports[0], self.cluster.peer_ports[0]
+        try:
+            out = self.ok(self.run_lua(f"""
+    local tls = require "engine.tls"
+    local served = assert(tls.served("https://127.0.0.1:{client}"))
+    local leaf = served[1]
+    print("SERVED", leaf.common_name, leaf.serial, leaf.days_left, leaf.is_ca, #leaf.ip_addresses)
+    -- etcd's peer port asks for a client certificate: its own is seen all the same
+    local peer = assert(tls.served("127.0.0.1:{peer}", {{ timeout = "5s" }}))
+    print("PEER", peer[1].common_name, peer[1].serial)
+    for _, ep in ipairs {{ "127.0.0.1:{closed_port}", "127.0.0.1:{plain.getsockname()[1]}" }} do
+      print("FAIL", select(2, tls.served(ep, {{ timeout = 5 }})))
+    end
+    local t0 = time.monotonic()
+    local none, word = tls.served("127.0.0.1:{silent.getsockname()[1]}", {{ timeout = 1 }})
+    print("SILENT", none, word, time.monotonic() - t0 < 4)
+    print("BAD", tls.inspect("not a certificate"))
+    print("MISUSE", select(2, pcall(tls.served, "127.0.0.1:{client}", {{ sni = "x" }})))
+    print("MISUSE", select(2, pcall(tls.served, "https://")))
+"""))
+        finally:
+            silent.close()
+            plain.close()
+        files = {}
+        for name in ("server", "peer"):
+            r = subprocess.run(["openssl", "x509", "-noout", "-serial", "-subject", "-in", f"{self.cluster.dir}/{name}.crt"],
+                               capture_output=True, text=True, check=True)
+            files[name] = r.stdout
+        m = re.search(r"SERVED\t(\S+)\t(\w+)\t(\d+)\tfalse\t(\d+)", out)
+        self.assertIsNotNone(m, out)
+        self.assertEqual(m.group(2).upper().lstrip("0"), re.search(r"serial=(\w+)", files["server"]).group(1).lstrip("0"))
+        self.assertIn(m.group(1), files["server"])
+        p = re.search(r"PEER\t(\S+)\t(\w+)", out)
+        self.assertEqual(p.group(1), "etcd-peer")
+        self.assertEqual(p.group(2).upper().lstrip("0"), re.search(r"serial=(\w+)", files["peer"]).group(1).lstrip("0"))
+        self.assertIn("FAIL\trefused\tconnection refused", out)
+        self.assertIn("FAIL\tnot tls\tno certificate from the server", out)
+        self.assertIn("SILENT\tnil\ttimeout\ttrue", out)
+        self.assertIn("BAD\tnil\tinvalid\tno certificate in the PEM text", out)
+        self.assertIn("tls.served: unknown option 'sni'", out)
+        self.assertIn("tls.served: cannot read a host in https://", out)
+
     def test_5_through_a_node_tunnel_and_etcdctl_on_the_node(self):
         from lab import sshd as sshlab
         lab = sshlab.Lab()
@@ -226,12 +291,18 @@ return runbook {{ name = "via-node", run = function(p, inv)
   print("REFUSED", select(2, pcall(etcd.snapshot_via_ssh, cp1, "{path}.2", {{ address = bad, port = {port} }})))
   print("REFUSED", select(2, pcall(etcd.via_node, cp1, {{ address = bad }})))
   print("REFUSED", select(2, pcall(etcd.snapshot_via_ssh, cp1, "{path}.3", {{ port = "1; touch {marker}" }})))
+  -- The certificate an endpoint serves, seen from the node through a tunnel (the host by its name).
+  local tls = require "engine.tls"
+  local direct = assert(tls.served("127.0.0.1:{port}"))
+  local via = assert(tls.served("127.0.0.1:{port}", {{ via = "cp1" }}))
+  print("TLS VIA", via[1].serial == direct[1].serial, via[1].common_name)
 end }}
 """)
             r = subprocess.run([ENGINE, "run", script, "-i", inv, "--state-dir", os.path.join(self.tmp, "state")],
                                capture_output=True, text=True, timeout=300)
             out = self.ok(r)
             self.assertIn("VIA\t3.4", out)
+            self.assertIn("TLS VIA\ttrue\t", out)
             self.assertIn('etcd.snapshot_via_ssh: address "127.0.0.1:1; touch', out)
             self.assertIn('etcd.via_node: address "127.0.0.1:1; touch', out)
             self.assertIn('etcd.snapshot_via_ssh: port "1; touch', out)
