@@ -25,6 +25,7 @@ struct Tunnel : std::enable_shared_from_this<Tunnel> {
   std::string remote_host;
   int remote_port;
   int port = 0;
+  std::string last_error;  // why the latest forward failed (tunnel.last_error), "" when none did
 
   void accept() {
     auto self = shared_from_this();
@@ -41,13 +42,16 @@ struct Tunnel : std::enable_shared_from_this<Tunnel> {
     pool.get(target, [self, shared](std::shared_ptr<ssh::Session> s, ssh::Result r) {
       if (r) {
         log::emit(log::Level::warn, self->target.name, "tunnel connection failed", {{"error", ssh::word(r->kind)}, {"detail", r->detail}});
+        self->last_error = std::string(ssh::word(r->kind)) + ": " + r->detail;
         return;  // the local client sees its connection close
       }
       auto& io = s->io();
       int fd = shared->release();
       asio::generic::stream_protocol::socket local(io, asio::generic::stream_protocol(AF_INET, IPPROTO_TCP), fd);
       ssh::bridge(s, self->remote_host, self->remote_port, std::move(local), [self](ssh::Result r) {
-        if (r) log::emit(log::Level::warn, self->target.name, "tunnel forward refused", {{"detail", r->detail}});
+        if (!r) return;
+        log::emit(log::Level::warn, self->target.name, "tunnel forward refused", {{"detail", r->detail}});
+        self->last_error = r->detail;
       });
     });
   }
@@ -84,6 +88,7 @@ int tunnel_index(lua_State* L) {
   if (key == "port") lua_pushinteger(L, box->t ? box->t->port : 0);
   else if (key == "host") lua_pushstring(L, "127.0.0.1");
   else if (key == "close") push_fn(L, tunnel_close);
+  else if (key == "last_error" && box->t && !box->t->last_error.empty()) lua_pushstring(L, box->t->last_error.c_str());
   else lua_pushnil(L);
   return 1;
 }

@@ -42,9 +42,12 @@ void push_cert(lua_State* L, const tls::CertInfo& c) {
   num("not_after", c.not_after);
   str("not_before_text", tls::rfc3339(c.not_before));
   str("not_after_text", tls::rfc3339(c.not_after));
-  // Whole days left, rounded down; negative once expired.
+  // Whole days left (10 days and 20 hours: 10); past the end, whole days since as a negative
+  // number (0 on the day it expired: `expired` tells).
   auto left = c.not_after - now;
-  num("days_left", left >= 0 ? left / 86400 : -((-left + 86399) / 86400));
+  num("days_left", left / 86400);
+  lua_pushboolean(L, left <= 0);
+  lua_setfield(L, -2, "expired");
   str("key_algorithm", c.key_algorithm);
   lua_pushboolean(L, c.is_ca);
   lua_setfield(L, -2, "is_ca");

@@ -72,6 +72,7 @@ return runbook {
     snapshot_dir = { type = "string", default = "/var/backups/engine", help = "where the etcd snapshot is kept (here)" },
     quiet_hours = { type = "number", default = 24, help = "no node may have changed Ready state for this long" },
     max_disk_used = { type = "integer", default = 85, help = "percent of / a control-plane node may use" },
+    min_cert_days = { type = "integer", default = 7, help = "days a control-plane certificate must have left" },
     kubeadm_timeout = { type = "duration", default = "30m", help = "for kubeadm upgrade apply/node on one node" },
     node_timeout = { type = "duration", default = "10m", help = "for a node to be Ready at the version" },
     gate_passes = { type = "integer", default = 2, help = "gate passes in a row before the next worker" },

@@ -2,6 +2,7 @@
 -- snapshot, the gate between workers, postflight.
 local k8s = require "engine.k8s"
 local etcd = require "engine.etcd"
+local certs = require "std.certs"
 local fleet = require "engine.fleet"
 local http = require "engine.http"
 local gates = require "std.gates"
@@ -129,6 +130,16 @@ function M.preflight(p, leader, cps, workers)
           h.name, used, p.max_disk_used)
       end
       for _, x in ipairs(kubeadm.manifest_problems(h)) do bad("%s: %s", h.name, x) end
+      -- Certificates (seed 001): an expired one stops the control plane mid-upgrade. The same
+      -- reading as runbooks/cert-check.lua.
+      for _, f in ipairs(certs.files(h, { control_plane = true })) do
+        if f.error then
+          bad("%s: certificate %s (%s): %s", h.name, f.name, f.file, f.error)
+        elseif f.cert.expired or f.cert.days_left < p.min_cert_days then
+          bad("%s: certificate %s (%s) %s %s; renew first (runbooks/cert-check.lua lists them all)", h.name, f.name,
+            f.file, f.cert.expired and "expired" or "expires", f.cert.not_after_text)
+        end
+      end
       if h == leader then
         local r = kubeadm.run(h, "kubeadm upgrade plan v" .. target, { read_only = true, timeout = 300,
           what = "kubeadm upgrade plan" })

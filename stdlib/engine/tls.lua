@@ -59,7 +59,10 @@ function M.served(endpoint, opts)
   local tunnel, err, msg = ssh.tunnel(opts.via, host, port)
   if not tunnel then return nil, err, msg end
   local closing <close> = tunnel  -- closed on return, and when the wait is cancelled too
-  return native.served("127.0.0.1", tunnel.port, sni or host, timeout_s)
+  local chain, e2, m2 = native.served("127.0.0.1", tunnel.port, sni or host, timeout_s)
+  -- The node could not connect (nothing listens there): said as such, not as a broken handshake.
+  if not chain and tunnel.last_error then return nil, "refused", "through the node: " .. tunnel.last_error end
+  return chain, e2, m2
 end
 
 return M

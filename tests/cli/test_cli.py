@@ -300,7 +300,7 @@ class TestStubs(CliTest):
     complete every call)."""
     MODULES = ["engine.check", "engine.etcd", "engine.fleet", "engine.http", "engine.inventory", "engine.k8s",
                "engine.log", "engine.prometheus", "engine.pushgateway", "engine.ssh", "engine.time", "engine.tls",
-               "std.facts", "std.gates", "std.kubeadm", "std.node", "std.ops", "std.remote", "std.semver"]
+               "std.certs", "std.facts", "std.gates", "std.kubeadm", "std.node", "std.ops", "std.remote", "std.semver"]
 
     def test_every_module_has_a_stub_declaring_its_functions(self):
         rb = os.path.join(self.state, "mods.lua")

@@ -102,6 +102,7 @@ function ssh.configure(settings) end
 ---@class engine.ssh.Tunnel
 ---@field port integer   the local port on 127.0.0.1
 ---@field host string    "127.0.0.1"
+---@field last_error? string  why the latest forwarded connection failed (the node could not connect, ...)
 local Tunnel = {}
 --- Stops accepting connections (also at the end of a <close> scope and of the run).
 function Tunnel:close() end

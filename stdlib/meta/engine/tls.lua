@@ -12,7 +12,8 @@
 ---@field not_after integer
 ---@field not_before_text string  "2026-12-01T08:30:00Z"
 ---@field not_after_text string
----@field days_left integer       whole days until not_after (negative once expired)
+---@field days_left integer       whole days until not_after (past it: whole days since, negative)
+---@field expired boolean         not_after has passed
 ---@field key_algorithm string    "RSA 2048", "ECDSA P-256", "Ed25519"
 ---@field is_ca boolean
 ---@field sha256 string           fingerprint of the DER, lowercase hex
