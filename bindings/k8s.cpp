@@ -5,6 +5,7 @@
 #include <boost/asio/steady_timer.hpp>
 #include <deque>
 
+#include "bindings/options.hpp"
 #include "bindings/vm.hpp"
 #include "engine/k8s/path.hpp"
 #include "engine/core/errors.hpp"
@@ -77,6 +78,8 @@ int push_error(lua_State* co, const k8s::Reply& r) {
 // api.configure{kubeconfig = path | {paths}, context =, qps =, burst =, in_cluster = bool}
 int l_configure(lua_State* L) {
   luaL_checktype(L, 1, LUA_TTABLE);
+  check_options(L, 1, {"kubeconfig", "kubeconfig_data", "context", "server", "tls_server_name", "qps", "burst", "in_cluster"},
+                "k8s.configure");
   std::vector<std::string> paths;
   int t = lua_getfield(L, 1, "kubeconfig");
   if (t == LUA_TSTRING) paths.push_back(lua_tostring(L, -1));
@@ -100,9 +103,34 @@ int l_configure(lua_State* L) {
       auto in = k8s::in_cluster();
       if (!in) luaL_error(L, "k8s.configure: not inside a cluster (no service account token)");
       c = *in;
+    } else if (lua_getfield(L, 1, "kubeconfig_data") == LUA_TSTRING) {
+      // A kubeconfig read from a node (its admin.conf): held in memory, never written here.
+      std::string data = lua_tostring(L, -1);
+      lua_pop(L, 1);
+      c = k8s::load_kubeconfig_data(data, context, "kubeconfig_data");
+      for (const auto* secret : {&c.tls.key_data, &c.token}) log::add_secret(*secret);
     } else {
+      lua_pop(L, 1);
       c = k8s::load_kubeconfig(paths, context);
     }
+    // Reaching the API another way than the kubeconfig says (a tunnel to a node): the server's
+    // certificate is still checked, against tls_server_name (default: the kubeconfig's host).
+    std::string server = opt_string(L, 1, "server", "k8s.configure");
+    std::string name = opt_string(L, 1, "tls_server_name", "k8s.configure");
+    if (!server.empty()) {
+      if (name.empty() && c.tls.server_name.empty()) {
+        auto hs = c.server.find("://");
+        std::string host = c.server.substr(hs == std::string::npos ? 0 : hs + 3);
+        host = host.substr(0, host.find_first_of("/?#"));
+        if (host.size() && host.front() == '[') host = host.substr(1, host.find(']') - 1);
+        else host = host.substr(0, host.rfind(':') == std::string::npos ? host.size() : host.rfind(':'));
+        // An IP address cannot be a TLS server name: then the certificate is checked against the new host.
+        bool ip = host.find_first_not_of("0123456789.") == std::string::npos || host.find(':') != std::string::npos;
+        if (!ip) c.tls.server_name = host;
+      }
+      c.server = server;
+    }
+    if (!name.empty()) c.tls.server_name = name;
     if (c.tls.insecure)
       log::emit(log::Level::warn, "", "TLS verification is off for the Kubernetes API (insecure-skip-tls-verify)", {{"server", c.server}});
     state(vm).api = std::make_shared<k8s::Api>(vm.io, c, o);

@@ -41,10 +41,12 @@ struct Transfer {
   Response resp;
   CURL* easy = nullptr;
   curl_slist* headers = nullptr;
+  curl_slist* connect_to = nullptr;  // Tls::server_name: the URL names it, the socket goes to the URL's host
   std::string header_line;
   bool cancelled = false, stopped_by_reader = false;
   int attempts = 0;
   char errbuf[CURL_ERROR_SIZE] = {0};
+  std::string url;  // the URL curl was given, when it differs from req.url
 };
 
 struct Socket {
@@ -103,8 +105,10 @@ struct Client::Impl {
   static void cleanup(Transfer& t) {
     if (t.easy) curl_easy_cleanup(t.easy);
     if (t.headers) curl_slist_free_all(t.headers);
+    if (t.connect_to) curl_slist_free_all(t.connect_to);
     t.easy = nullptr;
     t.headers = nullptr;
+    t.connect_to = nullptr;
   }
 
   // --- rate limit -------------------------------------------------------------------------
@@ -221,7 +225,32 @@ struct Client::Impl {
     CURL* e = curl_easy_init();
     t->easy = e;
     const Request& r = t->req;
-    curl_easy_setopt(e, CURLOPT_URL, r.url.c_str());
+    if (!r.tls.server_name.empty()) {
+      // https://HOST:PORT/p → https://SERVER_NAME:PORT/p, connected to HOST:PORT: curl then sends
+      // SERVER_NAME as SNI and checks the certificate against it.
+      std::string url = r.url;
+      auto hs = url.find("://");
+      hs = hs == std::string::npos ? 0 : hs + 3;
+      auto pe = url.find_first_of("/?#", hs);
+      std::string hostport = url.substr(hs, pe == std::string::npos ? std::string::npos : pe - hs);
+      std::string host = hostport, port = url.rfind("http://", 0) == 0 ? "80" : "443";
+      auto colon = hostport.rfind(':');
+      if (colon != std::string::npos && hostport.find(']', colon) == std::string::npos) {
+        host = hostport.substr(0, colon);
+        port = hostport.substr(colon + 1);
+      }
+      std::string target = r.tls.server_name;
+      target.append(":").append(port).append(":").append(host).append(":").append(port);
+      t->connect_to = curl_slist_append(nullptr, target.c_str());
+      curl_easy_setopt(e, CURLOPT_CONNECT_TO, t->connect_to);
+      std::string rewritten = url.substr(0, hs);
+      rewritten.append(r.tls.server_name).append(":").append(port);
+      if (pe != std::string::npos) rewritten.append(url.substr(pe));
+      t->url = rewritten;
+      curl_easy_setopt(e, CURLOPT_URL, t->url.c_str());
+    } else {
+      curl_easy_setopt(e, CURLOPT_URL, r.url.c_str());
+    }
     curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, r.method.c_str());
     if (r.method == "HEAD") curl_easy_setopt(e, CURLOPT_NOBODY, 1L);
     if (!r.body.empty() || r.method == "POST" || r.method == "PUT" || r.method == "PATCH") {

@@ -21,6 +21,10 @@ struct Tls {
   std::string cert_file, cert_data;  // client certificate
   std::string key_file, key_data;    // client key: data stays in memory
   bool insecure = false;             // no verification at all (kubeconfig insecure-skip-tls-verify)
+  // The name the server's certificate is checked against (and sent as SNI) when it differs from
+  // the URL's host: the API reached through a tunnel on 127.0.0.1 still presents a certificate for
+  // "kubernetes" (kubeconfig tls-server-name).
+  std::string server_name;
 };
 
 struct Request {

@@ -66,23 +66,47 @@ std::vector<std::string> default_kubeconfig_paths() {
   return out;
 }
 
+namespace {
+
+// The cluster, user and context the kubeconfig documents name (each with the file it came from).
+Cluster pick(const std::vector<std::pair<json, std::string>>& docs, const std::string& context_flag);
+
+}  // namespace
+
 Cluster load_kubeconfig(const std::vector<std::string>& given, const std::string& context_flag) {
   std::vector<std::string> paths = given.empty() ? default_kubeconfig_paths() : given;
-  std::map<std::string, Named> clusters, users, contexts;
-  std::string current;
-  bool any = false;
+  std::vector<std::pair<json, std::string>> docs;
   for (const auto& p : paths) {
     if (!fs::exists(p)) continue;  // kubectl skips missing files in $KUBECONFIG
-    any = true;
-    json doc = yaml::to_json(yaml::load_file(p));
+    docs.emplace_back(yaml::to_json(yaml::load_file(p)), p);
+  }
+  if (docs.empty()) throw ConfigError("no kubeconfig found (looked at " + text::trim(std::accumulate(paths.begin(), paths.end(), std::string(),
+                                  [](std::string a, const std::string& b) { return a + " " + b; })) + ")");
+  return pick(docs, context_flag);
+}
+
+Cluster load_kubeconfig_data(const std::string& yaml_text, const std::string& context, const std::string& origin) {
+  YAML::Node node;
+  try {
+    node = YAML::Load(yaml_text);
+  } catch (const YAML::Exception& e) {
+    throw ConfigError(origin + ":" + std::to_string(e.mark.line + 1) + ":" + std::to_string(e.mark.column + 1) + ": " + e.msg);
+  }
+  return pick({{yaml::to_json(node), origin}}, context);
+}
+
+namespace {
+
+Cluster pick(const std::vector<std::pair<json, std::string>>& docs, const std::string& context_flag) {
+  std::map<std::string, Named> clusters, users, contexts;
+  std::string current;
+  for (const auto& [doc, p] : docs) {
     if (!doc.is_object()) throw ConfigError(p + ": not a kubeconfig (expected a mapping)");
     if (current.empty()) current = str(doc, "current-context");
     merge_named(clusters, doc.value("clusters", json()), p);
     merge_named(users, doc.value("users", json()), p);
     merge_named(contexts, doc.value("contexts", json()), p);
   }
-  if (!any) throw ConfigError("no kubeconfig found (looked at " + text::trim(std::accumulate(paths.begin(), paths.end(), std::string(),
-                                  [](std::string a, const std::string& b) { return a + " " + b; })) + ")");
   std::string ctx_name = context_flag.empty() ? current : context_flag;
   if (ctx_name.empty()) throw ConfigError("kubeconfig has no current-context; name one with --context");
   auto ctx_it = contexts.find(ctx_name);
@@ -132,8 +156,11 @@ Cluster load_kubeconfig(const std::vector<std::string>& given, const std::string
       c.exec = p;
     }
   }
+  if (auto name = str(cluster, "tls-server-name"); !name.empty()) c.tls.server_name = name;
   return c;
 }
+
+}  // namespace
 
 std::optional<Cluster> in_cluster(std::string root) {
   if (root.empty()) {

@@ -34,6 +34,9 @@ struct Cluster {
 // current-context). Relative file paths resolve against the file that names them. Throws
 // ConfigError naming the file and what is missing.
 Cluster load_kubeconfig(const std::vector<std::string>& paths, const std::string& context);
+// A kubeconfig held in memory (read from a node's admin.conf): `origin` names it in errors.
+// File paths inside it are used as they are.
+Cluster load_kubeconfig_data(const std::string& yaml_text, const std::string& context, const std::string& origin);
 
 // The service account a pod sees; nullopt outside a cluster. The directory is
 // $ENGINE_SERVICEACCOUNT_DIR when set (a container with another mount point), else the standard one.

@@ -68,7 +68,7 @@ local k8s = {}
 --- Which cluster: a kubeconfig (path or list, merged like $KUBECONFIG) and context, or the
 --- in-cluster service account. Without it: the inventory's k8s_kubeconfig/k8s_context, then the
 --- service account, then $KUBECONFIG or ~/.kube/config.
----@param opts {kubeconfig?: string|string[], context?: string, in_cluster?: boolean, qps?: number, burst?: number}
+---@param opts {kubeconfig?: string|string[], kubeconfig_data?: string, context?: string, server?: string, tls_server_name?: string, in_cluster?: boolean, qps?: number, burst?: number}
 function k8s.configure(opts) end
 
 ---@return engine.k8s.Object|nil, string|nil, string|nil
