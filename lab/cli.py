@@ -3,7 +3,7 @@
 
   lab up [--control-planes 3] [--workers 3] [--version 1.33.1] [--dir DIR]
   lab down | status [--dir DIR]
-  lab fault NODE KIND | lab clear NODE KIND [--dir DIR]
+  lab fault NODE KIND [--days N] | lab clear NODE KIND [--dir DIR]
 """
 import argparse
 import json
@@ -293,7 +293,9 @@ def fault(a, on):
     n = next((x for x in st["nodes"] if x["name"] == a.node), None)
     if n is None:
         raise LabError(f"no node {a.node!r} in the lab (nodes: {', '.join(x['name'] for x in st['nodes'])})")
-    msg = labfaults.apply(st, n, a.kind, on)
+    if getattr(a, "days", None) is not None and a.kind != "certs-expiring":
+        raise LabError("--days goes with certs-expiring only")
+    msg = labfaults.apply(st, n, a.kind, on, getattr(a, "days", None))
     save(st)
     print(msg)
     return 0
@@ -318,6 +320,8 @@ def main():
         f = sub.add_parser(name)
         f.add_argument("node")
         f.add_argument("kind", choices=labfaults.KINDS)
+        if name == "fault":
+            f.add_argument("--days", type=int, help="certs-expiring: the leaf certificates expire in this many days")
     for p in sub.choices.values():
         p.add_argument("--dir", default=DEFAULT_DIR)
     a = ap.parse_args()

@@ -13,8 +13,8 @@ from lab.node import certs
 from lab.procs import LabError, pids_in_ns, port_open, wait
 
 KINDS = ["stale-manifest-bak", "apiserver-phase-timeout", "scheduler-rbac-missing", "pdb-blocks", "certs-expired",
-         "disk-full", "node-notready", "ssh-down", "alert-firing"]
-CP_ONLY = {"stale-manifest-bak", "apiserver-phase-timeout", "certs-expired"}
+         "certs-expiring", "disk-full", "node-notready", "ssh-down", "alert-firing"]
+CP_ONLY = {"stale-manifest-bak", "apiserver-phase-timeout", "certs-expired", "certs-expiring"}
 
 
 class FaultError(Exception):
@@ -80,6 +80,16 @@ def expire_certs(st, n, on):
             certs.issue(kroot, name, n["name"], n["ip"], st["api"], -1 if on else st.get("cert_days", 365), cps)
 
 
+def expiring_certs(st, n, on):
+    """Every leaf certificate of the node (etcd's too: still valid, and etcd rereads its files)
+    reissued to expire in `--days` days; cleared: reissued for the lab's --cert-days."""
+    kroot = f"{root(st, n)}/etc/kubernetes"
+    cps = [x["ip"] for x in st["nodes"] if x["role"] == "control-plane"]
+    days = st.get("fault_days", {}).get(n["name"], 10) if on else st.get("cert_days", 365)
+    for name in certs.LEAVES:
+        certs.issue(kroot, name, n["name"], n["ip"], st["api"], days, cps)
+
+
 def pdb_blocks(st, n, on):
     name = f"guarded-{n['name']}"
     if on:
@@ -135,7 +145,7 @@ def alert(st, n, on):
 
 
 ACTIONS = {"stale-manifest-bak": stale_bak, "apiserver-phase-timeout": lambda st, n, on: flag(st, n, "apiserver-phase-timeout", on),
-           "scheduler-rbac-missing": scheduler_rbac, "pdb-blocks": pdb_blocks, "certs-expired": expire_certs,
+           "scheduler-rbac-missing": scheduler_rbac, "pdb-blocks": pdb_blocks, "certs-expired": expire_certs, "certs-expiring": expiring_certs,
            "disk-full": disk_fill, "node-notready": lambda st, n, on: flag(st, n, "node-notready", on),
            "ssh-down": ssh_down, "alert-firing": alert}
 
@@ -143,11 +153,12 @@ SEE = {"stale-manifest-bak": "ls -l /etc/kubernetes/manifests",
        "apiserver-phase-timeout": "kubeadm upgrade apply (times out and rolls back)",
        "scheduler-rbac-missing": "kubectl auth can-i list pods --as system:kube-scheduler",
        "pdb-blocks": "kubectl get pdb -n shop", "certs-expired": "kubeadm certs check-expiration",
+       "certs-expiring": "kubeadm certs check-expiration",
        "disk-full": "df -h /", "node-notready": "kubectl get nodes", "ssh-down": "ssh (connection refused)",
        "alert-firing": "the Prometheus alerts API (LabFaultAlert)"}
 
 
-def apply(st, n, kind, on):
+def apply(st, n, kind, on, days=None):
     if kind in CP_ONLY and n["role"] != "control-plane":
         raise LabError(f"{kind} needs a control-plane node; {n['name']} is a {n['role']}")
     if kind == "pdb-blocks" and n["role"] != "worker":
@@ -157,6 +168,8 @@ def apply(st, n, kind, on):
         return f"{kind} is already set on {n['name']}"
     if not on and kind not in faults:
         return f"{kind} is not set on {n['name']}"
+    if on and days is not None:
+        st.setdefault("fault_days", {})[n["name"]] = days
     ACTIONS[kind](st, n, on)
     if on:
         faults.append(kind)

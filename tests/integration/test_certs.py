@@ -75,7 +75,8 @@ class CertCheck(unittest.TestCase):
         days = [int(x[4]) for x in rows if x[4].lstrip("-").isdigit()]
         self.assertEqual(days, sorted(days))
         # report.json carries the rows (the step's result), for a scheduled check.
-        report = json.load(open(sorted(p for p in self.report_paths())[-1]))
+        with open(sorted(self.report_paths())[-1]) as f:
+            report = json.load(f)
         step = next(s for s in report["steps"] if s.get("step", s.get("key", "")).endswith("certificates"))
         self.assertGreaterEqual(len(step["results"][0]), 48)
 
@@ -122,6 +123,22 @@ class CertCheck(unittest.TestCase):
         self.assertIn("the file holds", line)
         self.assertIn("restart the component", line)
         self.assertIn("a renewed certificate is not served yet", r.stdout)
+
+    def test_4_certificates_expiring_in_ten_days(self):
+        lab("fault", "cp3", "certs-expiring", "--days", "10", "--dir", self.dir)
+        try:
+            r = self.check()
+            self.assertEqual(r.returncode, 1, r.stdout[-3000:])
+            for name, where in (("apiserver", "/etc/kubernetes/pki/apiserver.crt"), ("etcd-server", "/etc/kubernetes/pki/etcd/server.crt"),
+                                ("scheduler.conf", "/etc/kubernetes/scheduler.conf")):
+                self.assertRegex(r.stderr, rf"cp3 {re.escape(name)} \({re.escape(where)}, (9|10) days left\)")
+            # etcd serves the renewed file at once: its served row is due too, and matches the file.
+            self.assertRegex(r.stderr, r"cp3 etcd-server \(served 127\.0\.60\.3:2379, (9|10) days left\)")
+            self.assertNotIn("cp1 ", r.stderr.split("under 30 days")[1].split("stack traceback")[0])
+        finally:
+            lab("clear", "cp3", "certs-expiring", "--dir", self.dir)
+        r = self.check()
+        self.assertEqual(r.returncode, 0, r.stdout[-3000:] + r.stderr[-3000:])
 
 
 if __name__ == "__main__":
