@@ -38,23 +38,13 @@ function M.files(h, opts)
   local list = {}
   if opts.control_plane then for _, f in ipairs(M.CONTROL_PLANE_FILES) do list[#list + 1] = f end end
   for _, f in ipairs(M.NODE_FILES) do list[#list + 1] = f end
-  local quoted = {}
-  for i, f in ipairs(list) do quoted[i] = remote.quote(f) end
   -- Certificates only: key lines and blocks are dropped on the node.
-  local r = remote.must(h, "cd /etc/kubernetes && for f in " .. table.concat(quoted, " ") .. "; do " ..
-    "[ -f \"$f\" ] || continue; printf '\\n==> %s <==\\n' \"$f\"; case \"$f\" in " ..
-    "*.conf) grep -v -e client-key-data -e '^ *token:' \"$f\";; " ..
-    "*) sed -n '/-BEGIN CERTIFICATE-/,/-END CERTIFICATE-/p' \"$f\";; esac; done",
-    { read_only = true, what = "reading the certificates under /etc/kubernetes" })
   local out = {}
-  local text = "\n" .. r.stdout
-  local pos = 1
-  while true do
-    local s, e, file = text:find("\n==> (.-) <==\n", pos)
-    if not s then break end
-    local nxt = text:find("\n==> .- <==\n", e + 1) or (#text + 1)
-    local body = text:sub(e + 1, nxt - 1)
-    pos = nxt
+  for _, section in ipairs(remote.read_files(h, "/etc/kubernetes", list, {
+    what = "reading the certificates under /etc/kubernetes",
+    filter = "case \"$f\" in *.conf) grep -v -e client-key-data -e '^ *token:' \"$f\";; " ..
+      "*) sed -n '/-BEGIN CERTIFICATE-/,/-END CERTIFICATE-/p' \"$f\";; esac" })) do
+    local file, body = section.file, section.body
     local row = { name = name_of(file), file = file:match("^/") and file or ("/etc/kubernetes/" .. file) }
     local pem = body
     if file:match("%.conf$") then

@@ -18,18 +18,7 @@ M.CONTROL_PLANE = { "kube-apiserver", "kube-controller-manager", "kube-scheduler
 --- directory the kubelet would read (all but dot files), valid or not.
 function M.static_pods(h)
   h = inventory.host(h, "facts.static_pods")
-  local r = remote.must(h, "cd " .. M.MANIFESTS .. " && for f in *; do [ -f \"$f\" ] || continue; " ..
-    "printf '\\n==> %s <==\\n' \"$f\"; cat \"$f\"; done", { read_only = true, what = "reading " .. M.MANIFESTS })
-  local out = {}
-  local text = "\n" .. r.stdout
-  local pos = 1
-  while true do
-    local s, e, name = text:find("\n==> (.-) <==\n", pos)
-    if not s then break end
-    local nxt = text:find("\n==> .- <==\n", e + 1) or (#text + 1)
-    out[#out + 1] = { file = name, body = text:sub(e + 1, nxt - 1) }
-    pos = nxt
-  end
+  local out = remote.read_files(h, M.MANIFESTS, { "*" }, { what = "reading " .. M.MANIFESTS })
   for _, m in ipairs(out) do
     local doc, err, why = http.yaml_decode(m.body)
     if type(doc) == "table" and type(doc.metadata) == "table" and doc.metadata.name then

@@ -16,4 +16,13 @@ function remote.quote(text) end
 ---@return engine.ssh.ExecResult
 function remote.must(host, cmd, opts) end
 
+--- The files that exist among `files` (relative to dir or absolute; simple globs), read with sudo in
+--- one command; filter replaces `cat "$f"` (e.g. to drop key lines on the node). Yields.
+---@param host engine.Host|string
+---@param dir string
+---@param files string[]
+---@param opts? {what?: string, filter?: string}
+---@return {file: string, body: string}[]
+function remote.read_files(host, dir, files, opts) end
+
 return remote
