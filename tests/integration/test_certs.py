@@ -140,6 +140,32 @@ class CertCheck(unittest.TestCase):
         r = self.check()
         self.assertEqual(r.returncode, 0, r.stdout[-3000:] + r.stderr[-3000:])
 
+    def test_5_the_api_through_a_node_with_its_own_admin_conf(self):
+        # Seeds 001/002: the controller has no working credentials or route; the node's admin.conf
+        # (read with sudo, kept in memory) and a tunnel reach the API, its certificate still checked
+        # against the name kubeadm issued it for.
+        api_ip = self.state["api"].split("//")[1].split(":")[0]
+        rb = os.path.join(self.dir, "through.lua")
+        with open(rb, "w") as f:
+            f.write(f"""
+local k8s, ssh, remote = require "engine.k8s", require "engine.ssh", require "std.remote"
+return runbook {{ name = "through-a-node", run = function(p, inv)
+  local cp1 = inv:host("cp1")
+  local conf = remote.must(cp1, "cat /etc/kubernetes/admin.conf", {{ read_only = true, what = "reading admin.conf" }}).stdout
+  local t <close> = assert(ssh.tunnel(cp1, "{api_ip}", 6443))
+  k8s.configure {{ kubeconfig_data = conf, server = "https://127.0.0.1:" .. t.port, tls_server_name = "kubernetes" }}
+  print("NODES", #assert(k8s.nodes()))
+  k8s.configure {{ kubeconfig_data = conf, server = "https://127.0.0.1:" .. t.port, tls_server_name = "not-the-apiserver" }}
+  print("WRONG NAME", select(2, k8s.nodes()))
+end }}
+""")
+        r = subprocess.run([ENGINE, "run", rb, "-i", f"{self.dir}/inventory.yml", "--state-dir", f"{self.dir}/state"],
+                           capture_output=True, text=True, timeout=120)
+        self.assertEqual(r.returncode, 0, r.stdout[-3000:] + r.stderr[-3000:])
+        self.assertIn("NODES\t6", r.stdout)
+        self.assertIn("WRONG NAME\tunreachable", r.stdout)
+        self.assertNotIn("PRIVATE KEY", r.stdout + r.stderr)
+
 
 if __name__ == "__main__":
     unittest.main()
