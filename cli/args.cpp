@@ -2,6 +2,7 @@
 
 #include "cli/commands.hpp"
 #include "engine/core/errors.hpp"
+#include "engine/k8s/kubeconfig.hpp"
 
 namespace engine::cli {
 
@@ -38,6 +39,25 @@ nlohmann::json read_json(const std::filesystem::path& path) {
   if (!f) return nullptr;
   nlohmann::json j = nlohmann::json::parse(f, nullptr, false);
   return j.is_discarded() ? nullptr : j;
+}
+
+void check_cluster_flags(const Args& a, const inventory::Inventory& inv) {
+  if (a.kubeconfig.empty() && a.context.empty()) return;
+  std::vector<std::string> paths;
+  if (const auto* all = inv.group("all")) {
+    nlohmann::json vars = all->vars;
+    for (auto it = all->file_vars.begin(); it != all->file_vars.end(); ++it) vars[it.key()] = it.value();
+    if (vars.contains("k8s_kubeconfig") && vars["k8s_kubeconfig"].is_string()) paths.push_back(vars["k8s_kubeconfig"]);
+  }
+  if (!a.kubeconfig.empty()) {
+    if (!std::filesystem::exists(a.kubeconfig)) throw ConfigError("--kubeconfig " + a.kubeconfig + ": no such file");
+    paths = {a.kubeconfig};
+  }
+  try {
+    k8s::load_kubeconfig(paths, a.context);
+  } catch (const ConfigError& e) {
+    throw ConfigError(std::string(a.context.empty() ? "--kubeconfig: " : "--context: ") + e.what());
+  }
 }
 
 }  // namespace engine::cli

@@ -28,6 +28,9 @@ struct Args {
 
 std::vector<std::pair<std::string, std::string>> parse_extra(const std::vector<std::string>& items);
 inventory::Inventory load_inventory(const Args& a);
+// --kubeconfig and --context checked before anything runs (a context the kubeconfig does not have is
+// a configuration error, exit 2, not a failed run to resume). Nothing when neither is given.
+void check_cluster_flags(const Args& a, const inventory::Inventory& inv);
 // A run's run.json or report.json; null when missing or unreadable.
 nlohmann::json read_json(const std::filesystem::path& path);
 

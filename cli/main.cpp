@@ -55,6 +55,8 @@ int main(int argc, char** argv) {
 
   auto* check = app.add_subcommand("check", "compile a runbook and validate params and inventory; runs nothing");
   add_common(check, a);
+  check->add_option("--kubeconfig", a.kubeconfig, "checked: the file and the context exist");
+  check->add_option("--context", a.context, "checked against the kubeconfig");
 
   auto* resume = app.add_subcommand("resume", "continue a stopped or failed run: finished steps are skipped");
   resume->add_option("run_id", a.run_id, "the run's id (engine runs lists them)")->required();

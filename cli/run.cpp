@@ -159,6 +159,7 @@ int do_check(Args& a) {
   std::vector<std::string> missing;
   auto params = rt.resolve_params(parse_extra(a.extra), a.extra.empty() ? &missing : nullptr);
   auto inv = load_inventory(a);
+  check_cluster_flags(a, inv);
   size_t hosts = 0;
   for (const auto& h : inv.host_names()) hosts += inv.visible(h);
   std::printf("ok: runbook '%s' (%zu params), inventory %zu hosts in %zu groups\n", info.name.c_str(),
@@ -180,6 +181,7 @@ int do_run(Args& a) {
   }
   auto params = rt.resolve_params(parse_extra(a.extra));
   auto inv = load_inventory(a);
+  check_cluster_flags(a, inv);
   register_secrets(info, params, &inv);
   rt.set_inventory(std::move(inv));
   auto run = engine::run::create(engine::run::state_dir(a.state_dir), info.name, [&](const engine::run::RunDir& r) {
@@ -225,6 +227,7 @@ int do_resume(Args& a) {
                               (secrets ? "\n(secret params are not recorded: give them again with -e)" : ""));
   }
   auto inv = load_inventory(r);
+  check_cluster_flags(r, inv);
   register_secrets(info, params, &inv);
   rt.set_inventory(std::move(inv));
   engine::run::RunDir run{a.run_id, dir};

@@ -334,3 +334,32 @@ class TestStubs(CliTest):
                     continue  # the global log's table, declared in globals.lua
                 for name in names:
                     self.assertRegex(text, rf"\n(function \w+\.{name}\(|\w+\.{name} = )", f"{path} does not declare {mod}.{name}")
+
+
+class TestClusterFlags(CliTest):
+    """--kubeconfig and --context are checked before anything runs: a context the kubeconfig does
+    not have is a configuration error (exit 2, no resume hint), caught by engine check too."""
+    KUBECONFIG = """apiVersion: v1
+kind: Config
+clusters: [{name: c, cluster: {server: "https://127.0.0.1:1"}}]
+users: [{name: u, user: {token: t}}]
+contexts: [{name: prod, context: {cluster: c, user: u}}]
+current-context: prod
+"""
+
+    def test_a_misspelt_context_stops_before_the_run(self):
+        kc = os.path.join(self.state, "kc.yaml")
+        with open(kc, "w") as f:
+            f.write(self.KUBECONFIG)
+        r = self.run_rb(os.path.join(RB, "fleet.lua"), "--kubeconfig", kc, "--context", "prdo")
+        self.assertEqual(r.returncode, 2, r.stdout + r.stderr)
+        self.assertIn("error: --context: kubeconfig has no context 'prdo' (did you mean 'prod'?)", r.stderr)
+        self.assertNotIn("engine resume", r.stderr)
+        self.assertFalse(os.path.exists(os.path.join(self.state, "runs")) and os.listdir(os.path.join(self.state, "runs")))
+        r = engine("check", os.path.join(RB, "fleet.lua"), "--kubeconfig", kc, "--context", "prdo")
+        self.assertEqual(r.returncode, 2)
+        self.assertIn("did you mean 'prod'", r.stderr)
+        r = engine("check", os.path.join(RB, "fleet.lua"), "--kubeconfig", os.path.join(self.state, "none.yaml"))
+        self.assertEqual(r.returncode, 2)
+        self.assertIn("--kubeconfig", r.stderr)
+        self.assertEqual(engine("check", os.path.join(RB, "fleet.lua"), "--kubeconfig", kc, "--context", "prod").returncode, 0)
