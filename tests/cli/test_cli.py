@@ -302,6 +302,33 @@ class TestStubs(CliTest):
                "engine.log", "engine.prometheus", "engine.pushgateway", "engine.ssh", "engine.time", "engine.tls",
                "std.certs", "std.facts", "std.gates", "std.kubeadm", "std.node", "std.ops", "std.remote", "std.semver"]
 
+    def test_every_stub_compiles_and_luarc_points_at_them(self):
+        # A broken stub file would leave editors without the API: each one compiles as Lua 5.4
+        # (compiled by the engine's own Lua, not run), and .luarc.json points editors at them.
+        meta = os.path.join(HERE, "..", "..", "stdlib", "meta")
+        files = sorted(os.path.relpath(os.path.join(d, f), meta) for d, _, fs in os.walk(meta) for f in fs if f.endswith(".lua"))
+        self.assertGreaterEqual(len(files), 20)
+        rb = os.path.join(self.state, "stubs.lua")
+        with open(rb, "w") as f:
+            f.write("local texts = {\n")
+            for name in files:
+                text = open(os.path.join(meta, name)).read()
+                self.assertNotIn("]==]", text)
+                f.write(f"  [{json.dumps(name)}] = [==[{text}]==],\n")
+            f.write("}\nreturn runbook { name = 'stubs', run = function()\n"
+                    "  local names = {}\n  for name in pairs(texts) do names[#names + 1] = name end\n  table.sort(names)\n"
+                    "  for _, name in ipairs(names) do\n"
+                    "    local chunk, err = load(texts[name], '=' .. name, 't', {})\n"
+                    "    print('STUB', name, chunk and 'ok' or err)\n  end\nend }\n")
+        r = self.run_rb(rb)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        for name in files:
+            self.assertIn(f"STUB\t{name}\tok", r.stdout)
+        with open(os.path.join(HERE, "..", "..", ".luarc.json")) as f:
+            luarc = json.load(f)
+        self.assertEqual(luarc["workspace.library"], ["stdlib/meta"])
+        self.assertEqual(luarc["runtime.version"], "Lua 5.4")
+
     def test_every_module_has_a_stub_declaring_its_functions(self):
         rb = os.path.join(self.state, "mods.lua")
         with open(rb, "w") as f:
