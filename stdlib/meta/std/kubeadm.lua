@@ -11,34 +11,25 @@
 ---@field images? string[]
 ---@field error? string        why it is not a valid manifest
 
-local kubeadm = {}
-kubeadm.MANIFESTS = "/etc/kubernetes/manifests"
-kubeadm.COMPONENTS = { "etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler" }
-kubeadm.CONTROL_PLANE = { "kube-apiserver", "kube-controller-manager", "kube-scheduler" }
+local facts = require "std.facts"
+local remote = require "std.remote"
 
----@param cmd string
----@param opts? {timeout?: number|string, stream?: boolean, read_only?: boolean, what?: string}
----@return engine.ssh.ExecResult
-function kubeadm.run(host, cmd, opts) end
----@param s string
----@return string  the text single-quoted for sh
-function kubeadm.quote(s) end
----@return std.kubeadm.Manifest[]
-function kubeadm.static_pods(host) end
----@param expected? string[]
----@return string[]  file names that are not NAME.yaml of an expected component
-function kubeadm.strays(host, expected) end
----@param expected? string[]
----@return string[]  sentences; empty when the directory is clean
-function kubeadm.manifest_problems(host, expected) end
----@param node string
----@return table<string, {image: string, ready: boolean}>|nil, string|nil, string|nil
-function kubeadm.running_images(node) end
----@param version? string  with it, the control-plane manifests must name this version
----@return true|nil ok, string|nil word "mismatch", or the API's word, string|nil message
-function kubeadm.static_pods_match(host, version) end
----@return string|nil  "1.34.3-1.1"
-function kubeadm.package_version(host, pkg, version) end
+---@class std.kubeadm
+local kubeadm = {}
+kubeadm.MANIFESTS = facts.MANIFESTS
+kubeadm.COMPONENTS = facts.COMPONENTS
+kubeadm.CONTROL_PLANE = facts.CONTROL_PLANE
+kubeadm.run = remote.must
+kubeadm.quote = remote.quote
+
+-- The reads, as in the module: std.facts's, under their old names.
+kubeadm.static_pods = facts.static_pods
+kubeadm.strays = facts.strays
+kubeadm.manifest_problems = facts.manifest_problems
+kubeadm.running_images = facts.running_images
+kubeadm.static_pods_match = facts.static_pods_match
+kubeadm.package_version = facts.offered
+
 function kubeadm.use_minor_repo(host, version) end
 ---@param packages string[]
 function kubeadm.install(host, packages, version) end
