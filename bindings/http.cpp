@@ -133,6 +133,14 @@ int l_yaml_decode(lua_State* L) {
   }
 }
 
+// http.yaml_encode(table) → text: one block-style document, keys sorted, read back by yaml_decode
+// as the same table (kubeadm's ClusterConfiguration is written back with it).
+int l_yaml_encode(lua_State* L) {
+  std::string s = yaml::dump(to_json(L, 1));
+  lua_pushlstring(L, s.data(), s.size());
+  return 1;
+}
+
 int l_json_encode(lua_State* L) {
   std::string s = to_json(L, 1).dump();
   lua_pushlstring(L, s.data(), s.size());
@@ -181,7 +189,7 @@ int l_dry_run(lua_State* L) {
 
 const luaL_Reg kHttp[] = {{"request", l_request}, {"json_decode", l_json_decode}, {"json_encode", l_json_encode},
                           {"json_array", l_json_array},
-                          {"yaml_decode", l_yaml_decode},
+                          {"yaml_decode", l_yaml_decode}, {"yaml_encode", l_yaml_encode},
                           {"dry_run", l_dry_run}, {"base64_encode", l_b64e}, {"base64_decode", l_b64d},
                           {"query_escape", l_escape<http::query_escape>}, {"path_escape", l_escape<http::path_escape>},
                           {"base64url", l_escape<http::base64url>},

@@ -87,6 +87,72 @@ nlohmann::json to_json(const YAML::Node& node) {
   return nullptr;
 }
 
+namespace {
+
+// A string is written plain only when reading it back gives the same string: "true", "1.30",
+// "0755" and "" are quoted, or kubeadm would read a bool, a float, an octal or null.
+bool reads_back(const std::string& s) {
+  if (s.empty()) return false;
+  YAML::Node n;
+  try {
+    n = YAML::Load(s);
+  } catch (const YAML::Exception&) {
+    return false;
+  }
+  if (!n.IsScalar() || n.Tag() == "!") return false;
+  nlohmann::json back = scalar(n);
+  return back.is_string() && back.get<std::string>() == s;
+}
+
+void emit(YAML::Emitter& out, const nlohmann::json& v) {
+  switch (v.type()) {
+    case nlohmann::json::value_t::object:
+      out << YAML::BeginMap;
+      for (const auto& [k, item] : v.items()) {
+        out << YAML::Key;
+        if (reads_back(k)) out << k; else out << YAML::DoubleQuoted << k;
+        out << YAML::Value;
+        emit(out, item);
+      }
+      out << YAML::EndMap;
+      break;
+    case nlohmann::json::value_t::array:
+      if (v.empty()) {
+        out << YAML::Flow << YAML::BeginSeq << YAML::EndSeq;
+        break;
+      }
+      out << YAML::BeginSeq;
+      for (const auto& item : v) emit(out, item);
+      out << YAML::EndSeq;
+      break;
+    case nlohmann::json::value_t::string: {
+      const auto& s = v.get_ref<const std::string&>();
+      if (reads_back(s)) out << s; else out << YAML::DoubleQuoted << s;
+      break;
+    }
+    case nlohmann::json::value_t::boolean:
+      out << (v.get<bool>() ? "true" : "false");
+      break;
+    case nlohmann::json::value_t::null:
+      out << YAML::Null;
+      break;
+    default:
+      out << v.dump();  // numbers as JSON writes them, which YAML reads back the same
+  }
+}
+
+}  // namespace
+
+std::string dump(const nlohmann::json& value) {
+  YAML::Emitter out;
+  out.SetIndent(2);
+  out.SetSeqFormat(YAML::Block);
+  emit(out, value);
+  std::string s = out.c_str();
+  if (s.empty() || s.back() != '\n') s += '\n';
+  return s;
+}
+
 YAML::Node load_file(const std::string& path) {
   std::ifstream in(path);
   if (!in) throw ConfigError(path + ": cannot read: " + std::strerror(errno));

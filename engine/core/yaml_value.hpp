@@ -11,6 +11,10 @@ namespace engine::yaml {
 // A typed value for one node (maps, sequences and scalars, recursively).
 nlohmann::json to_json(const YAML::Node& node);
 
+// One YAML document for a value, keys sorted; a string that would read back as another type
+// ("true", "1.30", "") is double-quoted, so to_json(Load(dump(v))) == v.
+std::string dump(const nlohmann::json& value);
+
 // Parses a whole file. Throws ConfigError "file:line:column: message" on malformed YAML.
 YAML::Node load_file(const std::string& path);
 

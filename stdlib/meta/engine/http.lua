@@ -19,6 +19,10 @@ function http.json_array(t) end
 --- One YAML document as a table (scalars typed as PyYAML types them); nil, "invalid yaml", "line L, column C: why".
 ---@return table|nil, string|nil, string|nil
 function http.yaml_decode(text) end
+--- One block-style YAML document, keys sorted; strings that would read back as another type ("true", "1.30", "") are quoted, so yaml_decode gives back the same table.
+---@param value table
+---@return string
+function http.yaml_encode(value) end
 --- A query value: everything but A-Za-z0-9-._~ percent-escaped.
 ---@param s string
 ---@return string
