@@ -18,6 +18,7 @@ import urllib.request
 
 from lab import cluster as labcluster
 from lab import faults as labfaults
+from lab import mirror as labmirror
 from lab import nodes as labnodes
 from lab.node import certs
 from lab.procs import LabError, alive, kill_ns, mnt_ns, pids_in_ns, port_open, spawn, wait  # noqa: F401
@@ -26,7 +27,7 @@ from lab.sshd import USER, ensure_users
 DEFAULT_DIR = os.environ.get("ENGINE_LAB_DIR", "/tmp/engine-lab")
 RELEASES = ["1.32.4", "1.32.9", "1.33.0", "1.33.1", "1.33.5", "1.34.0", "1.34.3"]
 MOUNT_POINTS = ["/etc/kubernetes", "/var/lib/etcd", "/var/lib/kubelet", "/etc/systemd/system", "/etc/etcd",
-                "/var/lib/engine-lab", "/etc/apt/sources.list.d"]
+                "/var/lib/engine-lab", "/etc/apt/sources.list.d", "/var/cache/engine"]
 
 
 # --- state --------------------------------------------------------------------------------------
@@ -65,7 +66,7 @@ def healthy(st):
     for n in st["nodes"]:
         if not alive(n["anchor"]):
             bad.append(f"node {n['name']} is not running")
-    for part in ("sim", "pushgateway", "prometheus"):
+    for part in ("sim", "pushgateway", "prometheus", "mirror"):
         if not alive(st.get(part)):
             bad.append(f"{part} is not running")
     return bad
@@ -162,6 +163,7 @@ def start(st, cps, workers, version):
         return want <= ready and beat and len(nodes) == len(st["nodes"])
     wait(reported, "every kubelet to report its node and static pods", 60)
     wait(lambda: urllib.request.urlopen(st["prometheus_url"] + "/-/ready", timeout=2).status == 200, "Prometheus", 60)
+    wait(lambda: port_open(st["monitor_ip"], 8080), "the etcd release mirror", 20)
     write_client_files(st)
     save(st)
 
@@ -188,6 +190,10 @@ def start_monitoring(st):
         f.write(labcluster.prometheus_config(f"{ip}:9091", f"{d}/rules.yml"))
     st["prometheus"] = spawn(["prometheus", f"--config.file={d}/prometheus.yml", f"--storage.tsdb.path={d}/prometheus",
                               f"--web.listen-address={ip}:9090"], f"{d}/logs/prometheus.log")
+    st["etcd_releases"] = labmirror.build(f"{d}/mirror")
+    st["mirror_url"] = f"http://{ip}:8080"
+    st["mirror"] = spawn([sys.executable, "-m", "http.server", "8080", "--bind", ip, "--directory", f"{d}/mirror"],
+                         f"{d}/logs/mirror.log")
 
 
 def write_client_files(st):
@@ -199,7 +205,9 @@ def write_client_files(st):
             f.write(f"[{n['ip']}]:{st['ssh_port']} {t} {b}\n")
     inv = {"all": {"vars": {"ansible_user": USER, "ansible_port": st["ssh_port"], "ansible_become": True,
                             "ansible_ssh_private_key_file": f"{d}/ssh/id_ed25519",
-                            "ansible_ssh_common_args": f"-o UserKnownHostsFile={d}/known_hosts"},
+                            "ansible_ssh_common_args": f"-o UserKnownHostsFile={d}/known_hosts",
+                            # the lab's release mirror, in the layout of etcd's GitHub releases
+                            "etcd_download_url": labmirror.url(st["mirror_url"])},
                    "children": {
                        "k8s-cp": {"hosts": {n["name"]: {"ansible_host": n["ip"], "etcd_access_address": n["ip"]} for n in st["nodes"]
                                             if n["role"] == "control-plane"}},
@@ -220,6 +228,7 @@ def print_usage(st):
   kubeconfig  {d}/kubeconfig
   known_hosts {d}/known_hosts
   pushgateway {st['pushgateway_url']}   prometheus {st['prometheus_url']}
+  etcd releases {st.get('mirror_url', '-')} ({', '.join(st.get('etcd_releases', [])) or 'none'})
 
   kubectl --kubeconfig {d}/kubeconfig get nodes
   ssh -i {d}/ssh/id_ed25519 -o UserKnownHostsFile={d}/known_hosts -p {st['ssh_port']} {USER}@{st['nodes'][0]['ip']}
@@ -235,7 +244,7 @@ def down_state(st):
             kill_ns(n["mnt_ns"])
         elif alive(n.get("anchor")):
             os.kill(n["anchor"]["pid"], signal.SIGKILL)
-    for part in ("sim", "pushgateway", "prometheus"):
+    for part in ("sim", "pushgateway", "prometheus", "mirror"):
         rec = st.get(part)
         if alive(rec):
             os.kill(rec["pid"], signal.SIGKILL)

@@ -10,6 +10,7 @@ import yaml
 from lab.k8sim.fixture import daemonset, namespace, pdb, pod
 
 from lab.node.common import images_for
+from lab.node.manifests import API_EXTRA_ARGS
 
 LONG_AGO = (datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(days=7)).strftime("%Y-%m-%dT%H:%M:%SZ")
 
@@ -65,7 +66,10 @@ def cluster_configuration(version, endpoint):
     return yaml.safe_dump({"apiVersion": "kubeadm.k8s.io/v1beta4", "kind": "ClusterConfiguration",
                            "kubernetesVersion": version, "controlPlaneEndpoint": endpoint,
                            "clusterName": "kubernetes", "imageRepository": "registry.k8s.io",
+                           "certificatesDir": "/etc/kubernetes/pki",
                            "etcd": {"local": {"dataDir": "/var/lib/etcd"}},
+                           "apiServer": {"extraArgs": API_EXTRA_ARGS},
+                           "dns": {"imageRepository": "registry.k8s.io/coredns"},
                            "networking": {"dnsDomain": "cluster.local", "serviceSubnet": "10.96.0.0/12",
                                           "podSubnet": "10.244.0.0/16"}}, sort_keys=False)
 

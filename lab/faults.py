@@ -13,8 +13,10 @@ from lab.node import certs
 from lab.procs import LabError, pids_in_ns, port_open, wait
 
 KINDS = ["stale-manifest-bak", "apiserver-phase-timeout", "scheduler-rbac-missing", "pdb-blocks", "certs-expired",
-         "certs-expiring", "disk-full", "node-notready", "ssh-down", "alert-firing"]
-CP_ONLY = {"stale-manifest-bak", "apiserver-phase-timeout", "certs-expired", "certs-expiring"}
+         "certs-expiring", "disk-full", "node-notready", "ssh-down", "alert-firing", "etcd-old-holds-datadir",
+         "etcd-unit-fails"]
+CP_ONLY = {"stale-manifest-bak", "apiserver-phase-timeout", "certs-expired", "certs-expiring", "etcd-old-holds-datadir",
+           "etcd-unit-fails"}
 
 
 class FaultError(Exception):
@@ -147,7 +149,9 @@ def alert(st, n, on):
 ACTIONS = {"stale-manifest-bak": stale_bak, "apiserver-phase-timeout": lambda st, n, on: flag(st, n, "apiserver-phase-timeout", on),
            "scheduler-rbac-missing": scheduler_rbac, "pdb-blocks": pdb_blocks, "certs-expired": expire_certs, "certs-expiring": expiring_certs,
            "disk-full": disk_fill, "node-notready": lambda st, n, on: flag(st, n, "node-notready", on),
-           "ssh-down": ssh_down, "alert-firing": alert}
+           "ssh-down": ssh_down, "alert-firing": alert,
+           "etcd-old-holds-datadir": lambda st, n, on: flag(st, n, "etcd-old-holds-datadir", on),
+           "etcd-unit-fails": lambda st, n, on: flag(st, n, "etcd-unit-fails", on)}
 
 SEE = {"stale-manifest-bak": "ls -l /etc/kubernetes/manifests",
        "apiserver-phase-timeout": "kubeadm upgrade apply (times out and rolls back)",
@@ -155,7 +159,9 @@ SEE = {"stale-manifest-bak": "ls -l /etc/kubernetes/manifests",
        "pdb-blocks": "kubectl get pdb -n shop", "certs-expired": "kubeadm certs check-expiration",
        "certs-expiring": "kubeadm certs check-expiration",
        "disk-full": "df -h /", "node-notready": "kubectl get nodes", "ssh-down": "ssh (connection refused)",
-       "alert-firing": "the Prometheus alerts API (LabFaultAlert)"}
+       "alert-firing": "the Prometheus alerts API (LabFaultAlert)",
+       "etcd-old-holds-datadir": "move etcd.yaml out of the manifests: its etcd keeps running (flock /var/lib/etcd/member/snap/db)",
+       "etcd-unit-fails": "systemctl start etcd (fails; journalctl -u etcd)"}
 
 
 def apply(st, n, kind, on, days=None):

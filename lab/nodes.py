@@ -23,8 +23,8 @@ def write(path, text, mode=0o644):
 
 
 def write_tools(bin_dir):
-    """The node simulators, in the directory each node sees as /usr/local/bin and /usr/local/sbin
-    (first in PATH and in sudo's secure_path)."""
+    """The node simulators, in the directory every node sees as /usr/local/sbin (first in sudo's
+    secure_path) and in each node's own /usr/local/bin (first in a login's PATH)."""
     os.makedirs(bin_dir, exist_ok=True)
     for tool, module in TOOLS.items():
         write(f"{bin_dir}/{tool}", f"#!/usr/bin/python3\nimport sys\nsys.path.insert(0, {ROOT!r})\n"
@@ -62,9 +62,10 @@ def prepare(lab, n, cps, ca_root, version, authorized_keys):
     kroot = f"{root}/etc/kubernetes"
     for d in ("etc/kubernetes/manifests", "etc/kubernetes/pki", "etc/kubernetes/tmp", "var/lib/etcd", "var/lib/kubelet",
               "etc/systemd/system", "etc/etcd", "var/log", "var/lib/engine-lab/units", "var/lib/engine-lab/faults",
-              "etc/apt/sources.list.d"):
+              "etc/apt/sources.list.d", "usr/local/bin", "var/cache/engine"):
         os.makedirs(f"{root}/{d}", exist_ok=True)
     os.chmod(f"{root}/var/lib/etcd", 0o700)
+    write_tools(f"{root}/usr/local/bin")
     cp = n["role"] == "control-plane"
     lab_dir = f"{root}/var/lib/engine-lab"
     shutil.copy(f"{ca_root}/pki/ca.crt", f"{kroot}/pki/ca.crt")

@@ -10,8 +10,10 @@ from lab.node import systemctl
 
 # the node's directory (host side) -> the path the node sees
 BINDS = ["/etc/kubernetes", "/var/lib/etcd", "/var/lib/kubelet", "/etc/systemd/system", "/etc/etcd", "/var/log",
-         "/var/lib/engine-lab", "/etc/apt/sources.list.d", "/etc/hosts"]
-TOOLS = ["/usr/local/bin", "/usr/local/sbin"]
+         "/var/lib/engine-lab", "/etc/apt/sources.list.d", "/etc/hosts", "/usr/local/bin", "/var/cache/engine"]
+# The node simulators (kubeadm, kubelet, systemctl, ...), shared by every node; /usr/local/bin is the
+# node's own (a runbook installs etcd there, one node at a time).
+TOOLS = ["/usr/local/sbin"]
 
 
 def main():
@@ -26,7 +28,7 @@ def main():
     open("/var/lib/engine-lab/booting", "w").close()
     for f in sorted(os.listdir(systemctl.STATE)):
         if f.endswith(".enabled"):
-            systemctl.start(f[:-len(".enabled")])
+            systemctl.start(f[:-len(".enabled")], wait=False)
     # sshd refuses to start without its privilege-separation directory; a fresh machine has none.
     os.makedirs("/run/sshd", mode=0o755, exist_ok=True)
     subprocess.run(["/usr/sbin/sshd", "-f", f"{node_dir}/sshd_config"], check=True)

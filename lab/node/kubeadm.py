@@ -11,7 +11,7 @@ import time
 from lab.node import certs
 from lab.node.common import (CONTROL_PLANE, MANIFESTS, PODS, api, cluster_config, die, disk, disk_free, file_hash,
                          images_for, minor, node, pkg_version, read_json, save_disk, vtuple, wait_until)
-from lab.node.manifests import render
+from lab.node.manifests import external_etcd, render
 
 IMAGE_SIZE = 300 << 20
 
@@ -107,6 +107,10 @@ def static_pod_hash(component):
 
 def upgrade_static_pods(target, etcd=True):
     n = node()
+    _, cc = cluster_config()
+    if external_etcd(cc):
+        etcd = False  # kubeadm leaves an external etcd alone
+        print("[upgrade/etcd] External etcd: skipping the etcd upgrade")
     timeout = float(n.get("kubeadm_timeout", 300))
     stamp = time.strftime("%Y-%m-%d-%H-%M-%S")
     backup = f"/etc/kubernetes/tmp/kubeadm-backup-manifests-{stamp}"
@@ -120,7 +124,7 @@ def upgrade_static_pods(target, etcd=True):
                 old = f.read()
         except OSError:
             old = None
-        new = render(c, n["manifest_cfg"], target)
+        new = render(c, n["manifest_cfg"], target, cc)
         if old == new:
             print(f"[upgrade/staticpods] Current and new manifests of {c} are equal, skipping upgrade")
             continue
@@ -303,28 +307,71 @@ def renew(args):
     return 0
 
 
+def read_config(path):
+    """The documents of a kubeadm --config file by kind, checked as kubeadm checks them."""
+    import yaml
+    try:
+        with open(path) as f:
+            docs = [d for d in yaml.safe_load_all(f) if d]
+    except OSError as e:
+        die(f"unable to read config from \"{path}\" : open {path}: {e.strerror.lower()}")
+    except yaml.YAMLError as e:
+        die(f"couldn't parse config file {path}: {e}")
+    out = {}
+    for d in docs:
+        api_version, kind = d.get("apiVersion", ""), d.get("kind", "")
+        if kind in ("ClusterConfiguration", "InitConfiguration", "JoinConfiguration") and \
+                api_version not in ("kubeadm.k8s.io/v1beta3", "kubeadm.k8s.io/v1beta4"):
+            die(f"no kind \"{kind}\" is registered for version \"{api_version}\" in scheme")
+        out[kind] = d
+    return out
+
+
+def defaulted(cc):
+    """What kubeadm fills in for a ClusterConfiguration field the file leaves out: a field lost
+    from the file is lost from the cluster (seed 003, IR-1)."""
+    cc = dict(cc)
+    cc.setdefault("kubernetesVersion", norm(pkg_version("kubeadm")))
+    cc.setdefault("imageRepository", "registry.k8s.io")
+    cc.setdefault("certificatesDir", "/etc/kubernetes/pki")
+    cc.setdefault("clusterName", "kubernetes")
+    cc.setdefault("etcd", {"local": {"dataDir": "/var/lib/etcd"}})
+    cc.setdefault("networking", {"dnsDomain": "cluster.local", "serviceSubnet": "10.96.0.0/12"})
+    return cc
+
+
 def init_phase(args):
+    import yaml
     n = node()
     v = opt(args, "--kubernetes-version")
-    opt(args, "--config")
+    path = opt(args, "--config")
+    docs = read_config(path) if path else {}
+    if path and "ClusterConfiguration" not in docs:
+        docs["ClusterConfiguration"] = {}
     if args[:2] == ["upload-config", "kubeadm"]:
         cm, cc = cluster_config()
+        if path:  # the file's ClusterConfiguration replaces the stored one, whole
+            cc = defaulted(docs["ClusterConfiguration"])
+            cc["apiVersion"], cc["kind"] = "kubeadm.k8s.io/v1beta4", "ClusterConfiguration"
         if v:
             cc["kubernetesVersion"] = norm(v)
-            import yaml
+        if path or v:
             cm["data"]["ClusterConfiguration"] = yaml.safe_dump(cc, sort_keys=False)
             api("PUT", "/api/v1/namespaces/kube-system/configmaps/kubeadm-config", cm)
         print("[upload-config] Storing the configuration used in ConfigMap \"kubeadm-config\" in the \"kube-system\" Namespace")
         return 0
     if args[:1] == ["control-plane"] and len(args) > 1:
-        v = norm(v or cluster_config()[1]["kubernetesVersion"])
+        cc = defaulted(docs["ClusterConfiguration"]) if path else cluster_config()[1]
+        v = norm(v or cc["kubernetesVersion"])
+        advertise = ((docs.get("InitConfiguration") or {}).get("localAPIEndpoint") or {}).get("advertiseAddress")
         comps = list(CONTROL_PLANE) if args[1] == "all" else \
             [{"apiserver": "kube-apiserver", "controller-manager": "kube-controller-manager",
               "scheduler": "kube-scheduler"}.get(args[1]) or die(f"unknown command \"{args[1]}\"")]
+        print(f"[control-plane] Using manifest folder \"{MANIFESTS}\"")
         for c in comps:
             tmp = f"/etc/kubernetes/tmp/{c}.yaml.new"
             with open(tmp, "w") as f:
-                f.write(render(c, n["manifest_cfg"], v))
+                f.write(render(c, n["manifest_cfg"], v, cc, advertise))
             os.replace(tmp, f"{MANIFESTS}/{c}.yaml")
             print(f"[control-plane] Creating static Pod manifest for \"{c}\"")
         return 0

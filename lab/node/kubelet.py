@@ -66,6 +66,9 @@ class Kubelet:
                 p["pid"] = start_process(name, self.pod_of(p))
         self.last_report = 0
         self.stopping = False
+        # Pods whose manifest left while the fault etcd-old-holds-datadir is on: their process goes
+        # on (a container slow to stop), holding etcd's data directory, until the fault is cleared.
+        self.lingering = {}
 
     def pod_of(self, p):
         try:
@@ -79,8 +82,21 @@ class Kubelet:
         found = scan()
         for name in list(self.pods):
             if name not in found:
-                terminate(self.pods.pop(name).get("pid"))
+                gone = self.pods.pop(name)
+                if name == "etcd" and fault("etcd-old-holds-datadir") and gone.get("pid"):
+                    self.lingering[name] = gone
+                else:
+                    terminate(gone.get("pid"))
                 changed = True
+        for name in list(self.lingering):
+            p = self.lingering[name]
+            back = [c for c in found.get(name, []) if c[2] == p["hash"]]
+            if back and name not in self.pods:  # the same manifest is back: the old container is adopted
+                p["file"] = back[0][1]
+                self.pods[name] = self.lingering.pop(name)
+                changed = True
+            elif not fault("etcd-old-holds-datadir") or not alive(p.get("pid") or 0):
+                terminate(self.lingering.pop(name).get("pid"))
         for name, cands in found.items():
             cur = self.pods.get(name)
             if cur and any(h == cur["hash"] for _, _, h, _ in cands):

@@ -32,16 +32,38 @@ def etcd(cfg, version):
     return _pod("etcd", images_for(version)["etcd"], cmd)
 
 
-def apiserver(cfg, version):
-    ip = cfg["ip"]
-    cmd = ["kube-apiserver", f"--advertise-address={ip}", "--secure-port=6443",
-           "--etcd-servers=" + ",".join(f"https://{x}:2379" for x in cfg["etcd_ips"]),
-           "--etcd-cafile=/etc/kubernetes/pki/etcd/ca.crt",
-           "--etcd-certfile=/etc/kubernetes/pki/apiserver-etcd-client.crt",
-           "--etcd-keyfile=/etc/kubernetes/pki/apiserver-etcd-client.key",
+# The lab cluster's own apiServer.extraArgs (kubeadm v1beta4's list form): in the kubeadm-config
+# ConfigMap and in every apiserver manifest, so a ClusterConfiguration written back without them
+# visibly loses them (seed 003, IR-1).
+API_EXTRA_ARGS = [{"name": "profiling", "value": "false"}, {"name": "audit-log-maxage", "value": "30"}]
+
+
+def extra_args(args):
+    """v1beta4's [{name, value}] or v1beta3's {name: value}, as (name, value) pairs."""
+    if isinstance(args, dict):
+        return sorted(args.items())
+    return [(a["name"], a["value"]) for a in args or []]
+
+
+def apiserver(cfg, version, cc=None, advertise=None):
+    """cc: the ClusterConfiguration kubeadm renders from (etcd.local or etcd.external, apiServer.extraArgs);
+    without one, the lab's own. Flags that are not in cc are not in the manifest, as with kubeadm."""
+    ip = advertise or cfg["ip"]
+    external = ((cc or {}).get("etcd") or {}).get("external")
+    if external:
+        etcd = ["--etcd-servers=" + ",".join(external.get("endpoints") or []),
+                f"--etcd-cafile={external.get('caFile', '')}", f"--etcd-certfile={external.get('certFile', '')}",
+                f"--etcd-keyfile={external.get('keyFile', '')}"]
+    else:  # kubeadm's stacked etcd: the node's own member on loopback (the lab's API is not this process)
+        etcd = ["--etcd-servers=https://127.0.0.1:2379",
+                "--etcd-cafile=/etc/kubernetes/pki/etcd/ca.crt",
+                "--etcd-certfile=/etc/kubernetes/pki/apiserver-etcd-client.crt",
+                "--etcd-keyfile=/etc/kubernetes/pki/apiserver-etcd-client.key"]
+    args = API_EXTRA_ARGS if cc is None else ((cc.get("apiServer") or {}).get("extraArgs") or [])
+    cmd = ["kube-apiserver", f"--advertise-address={ip}", "--secure-port=6443"] + etcd + [
            "--client-ca-file=/etc/kubernetes/pki/ca.crt", "--tls-cert-file=/etc/kubernetes/pki/apiserver.crt",
            "--tls-private-key-file=/etc/kubernetes/pki/apiserver.key", "--authorization-mode=Node,RBAC",
-           "--service-cluster-ip-range=10.96.0.0/12"]
+           "--service-cluster-ip-range=10.96.0.0/12"] + [f"--{k}={v}" for k, v in extra_args(args)]
     return _pod("kube-apiserver", images_for(version)["kube-apiserver"], cmd)
 
 
@@ -63,8 +85,13 @@ BUILDERS = {"etcd": etcd, "kube-apiserver": apiserver, "kube-controller-manager"
             "kube-scheduler": scheduler}
 
 
-def render(component, cfg, version):
-    return yaml.safe_dump(BUILDERS[component](cfg, version), sort_keys=False, default_flow_style=False)
+def render(component, cfg, version, cc=None, advertise=None):
+    pod = apiserver(cfg, version, cc, advertise) if component == "kube-apiserver" else BUILDERS[component](cfg, version)
+    return yaml.safe_dump(pod, sort_keys=False, default_flow_style=False)
+
+
+def external_etcd(cc):
+    return bool(((cc or {}).get("etcd") or {}).get("external"))
 
 
 def version_of_image(image):

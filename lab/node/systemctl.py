@@ -1,17 +1,22 @@
-"""systemctl for a lab node: units are /etc/systemd/system/NAME.service files; a started unit's
-ExecStart runs as a detached process whose pid is kept in /var/lib/engine-lab/units/NAME.pid."""
+"""systemctl for a lab node: units are /etc/systemd/system/NAME.service files; a started unit runs
+under its own supervisor (lab/node/unit.py: Environment, User, Restart=, Type=notify), whose pid is
+kept in /var/lib/engine-lab/units/NAME.pid."""
 import os
+import signal
 import subprocess
 import sys
+import time
 
-from lab.node.common import LAB, alive, die, terminate
+from lab import ROOT
+from lab.node.common import LAB, alive, die, terminate, wait_until
+from lab.node import unit as supervisor
 
-UNITS = "/etc/systemd/system"
+UNITS = supervisor.UNITS
 STATE = f"{LAB}/units"
 
 
 def unit_name(arg):
-    return arg if arg.endswith(".service") else arg + ".service"
+    return arg if arg.endswith((".service", ".timer")) else arg + ".service"
 
 
 def unit_file(unit):
@@ -19,51 +24,85 @@ def unit_file(unit):
 
 
 def load(unit):
-    path = unit_file(unit)
-    if not os.path.exists(path):
-        return None
-    conf = {}
-    with open(path) as f:
-        for line in f:
-            line = line.strip()
-            if "=" in line and not line.startswith(("#", ";", "[")):
-                k, v = line.split("=", 1)
-                conf[k.strip()] = v.strip()
-    return conf
+    conf = supervisor.parse(unit)
+    return None if conf is None else {k: v[-1] for k, v in conf.items()}
 
 
 def pid_of(unit):
+    return supervisor.running(unit)
+
+
+def state_of(unit):
+    """systemd's ActiveState: active, activating, deactivating, failed or inactive."""
     try:
-        with open(f"{STATE}/{unit}.pid") as f:
-            pid = int(f.read())
-    except (OSError, ValueError):
-        return None
-    return pid if alive(pid) else None
+        with open(f"{STATE}/{unit}.state") as f:
+            st = f.read().strip()
+    except OSError:
+        st = "inactive"
+    if not pid_of(unit) and st in ("active", "activating", "deactivating"):
+        st = "inactive"
+    return st
 
 
-def start(unit):
+def start(unit, wait=True):
     conf = load(unit)
     if conf is None:
         die(f"Failed to start {unit}: Unit {unit} not found.", 5)
     if pid_of(unit):
-        return
+        return 0
     os.makedirs(STATE, exist_ok=True)
+    os.chmod(STATE, 0o755)
     os.makedirs("/var/log", exist_ok=True)
-    log = open(f"/var/log/{unit[:-8]}.log", "ab")
-    p = subprocess.Popen(conf["ExecStart"].split(), stdin=subprocess.DEVNULL, stdout=log, stderr=log,
-                         start_new_session=True, close_fds=True)
+    for what in ("result", "state", "main"):
+        try:
+            os.unlink(f"{STATE}/{unit}.{what}")
+        except OSError:
+            pass
+    env = dict(os.environ, PYTHONPATH=ROOT)
+    p = subprocess.Popen([sys.executable, "-m", "lab.node.unit", unit], stdin=subprocess.DEVNULL,
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+                         close_fds=True, cwd="/", env=env)
     with open(f"{STATE}/{unit}.pid", "w") as f:
         f.write(str(p.pid))
     with open(f"{STATE}/{unit}.loaded", "w") as f:
         f.write(str(os.stat(unit_file(unit)).st_mtime))
+    if not wait:
+        return 0
+    limit = supervisor.seconds(conf.get("TimeoutStartSec"), 90.0)
+
+    def settled():  # active, or its first start already over (a service that exits), or the supervisor gone
+        try:
+            with open(f"{STATE}/{unit}.state") as f:
+                raw = f.read().strip()
+        except OSError:
+            raw = "starting"
+        return raw in ("active", "failed") or os.path.exists(f"{STATE}/{unit}.result") or not pid_of(unit)
+    wait_until(settled, limit, 0.05)
+    if state_of(unit) != "active":
+        print(f"Job for {unit} failed because the control process exited with error code.\n"
+              f"See \"systemctl status {unit}\" and \"journalctl -xeu {unit}\" for details.", file=sys.stderr)
+        return 1
+    return 0
 
 
 def stop(unit):
-    terminate(pid_of(unit))
+    pid = pid_of(unit)
+    if pid:
+        conf = load(unit) or {}
+        terminate(pid, supervisor.seconds(conf.get("TimeoutStopSec"), 10.0) + 5)
+    main = None
     try:
-        os.unlink(f"{STATE}/{unit}.pid")
-    except OSError:
+        with open(f"{STATE}/{unit}.main") as f:
+            main = int(f.read())
+    except (OSError, ValueError):
         pass
+    if main and alive(main):  # a supervisor killed hard leaves its service: systemd would not
+        terminate(main)
+    for what in ("pid", "main"):
+        try:
+            os.unlink(f"{STATE}/{unit}.{what}")
+        except OSError:
+            pass
 
 
 def enabled(unit):
@@ -82,7 +121,9 @@ def warn_if_changed(unit):
 
 
 def main(argv=None):
-    args = [a for a in (argv if argv is not None else sys.argv[1:]) if not a.startswith("-")]
+    argv = list(argv if argv is not None else sys.argv[1:])
+    now = "--now" in argv
+    args = [a for a in argv if not a.startswith("-")]
     if not args:
         die("systemctl: this lab's systemctl needs a command", 1)
     cmd, units = args[0], [unit_name(u) for u in args[1:]]
@@ -97,7 +138,7 @@ def main(argv=None):
     code = 0
     for u in units:
         if cmd == "start":
-            start(u)
+            code = start(u) or code
         elif cmd == "stop":
             stop(u)
         elif cmd == "restart":
@@ -105,7 +146,7 @@ def main(argv=None):
                 die(f"Failed to restart {u}: Unit {u} not found.", 5)
             warn_if_changed(u)
             stop(u)
-            start(u)
+            code = start(u) or code
         elif cmd == "enable":
             if load(u) is None:
                 die(f"Failed to enable unit: Unit file {u} does not exist.", 1)
@@ -113,14 +154,25 @@ def main(argv=None):
             if not enabled(u):
                 open(f"{STATE}/{u}.enabled", "w").close()
                 print(f"Created symlink /etc/systemd/system/multi-user.target.wants/{u} → {unit_file(u)}.", file=sys.stderr)
+            if now:
+                code = start(u) or code
         elif cmd == "disable":
             if enabled(u):
                 os.unlink(f"{STATE}/{u}.enabled")
                 print(f"Removed \"/etc/systemd/system/multi-user.target.wants/{u}\".", file=sys.stderr)
+            if now:
+                stop(u)
         elif cmd == "is-active":
-            active = pid_of(u) is not None
-            print("active" if active else "inactive")
-            code = code or (0 if active else 3)
+            st = state_of(u)
+            print(st)
+            code = code or (0 if st == "active" else 3)
+        elif cmd == "is-failed":
+            st = state_of(u)
+            print(st)
+            code = code or (0 if st == "failed" else 1)
+        elif cmd == "reset-failed":
+            if state_of(u) == "failed":
+                os.unlink(f"{STATE}/{u}.state")
         elif cmd == "is-enabled":
             print("enabled" if enabled(u) else "disabled")
             code = code or (0 if enabled(u) else 1)
@@ -131,10 +183,19 @@ def main(argv=None):
                 print(f"Unit {u} could not be found.", file=sys.stderr)
                 code = 4
                 continue
+            st = state_of(u)
+            try:
+                with open(f"{STATE}/{u}.result") as f:
+                    result = f.read().strip()
+            except OSError:
+                result = ""
+            main = open(f"{STATE}/{u}.main").read().strip() if os.path.exists(f"{STATE}/{u}.main") else "-"
+            active = {"active": "active (running)", "activating": f"activating (auto-restart) ({result})",
+                      "failed": f"failed (Result: {result})"}.get(st, st + " (dead)")
             print(f"● {u} - {conf.get('Description', u)}\n     Loaded: loaded ({unit_file(u)}; "
-                  f"{'enabled' if enabled(u) else 'disabled'})\n     Active: "
-                  + (f"active (running)\n   Main PID: {pid}" if pid else "inactive (dead)"))
-            code = code or (0 if pid else 3)
+                  f"{'enabled' if enabled(u) else 'disabled'})\n     Active: {active}"
+                  + (f"\n   Main PID: {main}" if st == "active" else ""))
+            code = code or (0 if st == "active" else 3)
         else:
             die(f"Unknown command verb {cmd}.", 1)
     return code

@@ -179,6 +179,14 @@ function M.server_version()
   return { major = body.major, minor = body.minor, git_version = body.gitVersion }
 end
 
+--- ready() → true | nil, err, message: the API server's /readyz passes (every readiness check,
+--- etcd's among them).
+function M.ready()
+  local status, body, m = api.call("GET", "/readyz")
+  if not status then return nil, body, m end
+  return true
+end
+
 local function condition(obj, kind)
   for _, c in ipairs(((obj.status or {}).conditions) or {}) do
     if c.type == kind then return c.status == "True", c end

@@ -102,6 +102,9 @@ function k8s.wait(kind, name, predicate, opts) end
 function k8s.wait_node(node, opts) end
 ---@return {major: string, minor: string, git_version: string}|nil, string|nil
 function k8s.server_version() end
+--- The API server's /readyz passes (every readiness check, etcd's among them).
+---@return true|nil, string|nil, string|nil
+function k8s.ready() end
 ---@return engine.k8s.NodeInfo[]|nil, string|nil
 function k8s.nodes() end
 ---@return engine.k8s.NodeInfo

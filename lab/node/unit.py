@@ -1,0 +1,231 @@
+"""What systemd is to one started unit, for a lab node: `python3 -m lab.node.unit NAME.service` runs
+the unit's ExecStart with its Environment=/EnvironmentFile=, User=/Group= and LimitNOFILE=, output
+appended to /var/log/NAME.log; Type=notify waits for READY=1 on $NOTIFY_SOCKET (etcd sends it once
+it serves); Restart=always (or on-failure after a failed exit) starts it again after RestartSec=,
+and gives up as systemd does after StartLimitBurst= (5) starts in StartLimitIntervalSec= (10s).
+SIGTERM stops the service (TERM, then KILL after TimeoutStopSec=, 10s) and this supervisor.
+
+State, for systemctl: units/NAME.state ("activating", "active", "deactivating", "failed"),
+units/NAME.main (the service's pid), units/NAME.result (how it last ended)."""
+import os
+import pwd
+import grp
+import resource
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+from lab.node.common import LAB, alive
+
+STATE = "/var/lib/engine-lab/units"
+UNITS = "/etc/systemd/system"
+
+
+def parse(unit):
+    """{key: [values]} of the unit file, or None when there is none."""
+    try:
+        f = open(os.path.join(UNITS, unit))
+    except OSError:
+        return None
+    conf = {}
+    with f:
+        for line in f:
+            line = line.strip()
+            if "=" in line and not line.startswith(("#", ";", "[")):
+                k, v = line.split("=", 1)
+                conf.setdefault(k.strip(), []).append(v.strip())
+    return conf
+
+
+def last(conf, key, default=None):
+    return conf.get(key, [default])[-1]
+
+
+def seconds(v, default):
+    if v is None:
+        return default
+    v = v.strip()
+    mult = 1.0
+    for suffix, m in (("ms", 0.001), ("min", 60.0), ("s", 1.0), ("m", 60.0)):
+        if v.endswith(suffix):
+            v, mult = v[:-len(suffix)], m
+            break
+    try:
+        return float(v) * mult
+    except ValueError:
+        return default
+
+
+def environment(conf):
+    env = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C.UTF-8"}
+    for path in conf.get("EnvironmentFile", []):
+        optional = path.startswith("-")
+        path = path.lstrip("-")
+        try:
+            with open(path) as f:
+                for line in f:
+                    line = line.strip()
+                    if not line or line.startswith(("#", ";")) or "=" not in line:
+                        continue
+                    k, v = line.split("=", 1)
+                    v = v.strip()
+                    if len(v) >= 2 and v[0] == v[-1] and v[0] in "\"'":
+                        v = v[1:-1]
+                    env[k.strip()] = v
+        except OSError:
+            if not optional:
+                raise
+    for item in conf.get("Environment", []):
+        for kv in item.split():
+            if "=" in kv:
+                k, v = kv.strip("\"").split("=", 1)
+                env[k] = v
+    return env
+
+
+def put(unit, what, value):
+    tmp = f"{STATE}/{unit}.{what}.tmp"
+    with open(tmp, "w") as f:
+        f.write(str(value))
+    os.replace(tmp, f"{STATE}/{unit}.{what}")
+
+
+class Supervisor:
+    def __init__(self, unit):
+        self.unit = unit
+        self.conf = parse(unit) or {}
+        self.stopping = False
+        self.child = None
+
+    def spawn(self):
+        conf = self.conf
+        env = environment(conf)
+        kw = {}
+        user, group = last(conf, "User"), last(conf, "Group")
+        if user:
+            pw = pwd.getpwnam(user)
+            kw["user"], kw["group"], kw["extra_groups"] = pw.pw_uid, pw.pw_gid, []
+            env.update(HOME=pw.pw_dir, USER=user, LOGNAME=user)
+        if group:
+            kw["group"] = grp.getgrnam(group).gr_gid
+        limit = last(conf, "LimitNOFILE")
+        if limit:
+            hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+            n = hard if limit == "infinity" else min(int(limit), hard)
+            resource.setrlimit(resource.RLIMIT_NOFILE, (n, hard))
+        notify = None
+        if last(conf, "Type") == "notify":
+            path = f"{STATE}/{self.unit}.notify"
+            if os.path.exists(path):
+                os.unlink(path)
+            notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+            notify.bind(path)
+            os.chmod(path, 0o777)  # the service may run as another user
+            env["NOTIFY_SOCKET"] = path
+        log = open(f"/var/log/{self.unit[:-len('.service')]}.log", "ab")
+        argv = last(conf, "ExecStart").split()
+        if self.unit == "etcd.service" and os.path.exists(f"{LAB}/faults/etcd-unit-fails"):
+            # The lab's fault: etcd under systemd exits at once, as one whose certificate key it
+            # cannot read does.
+            argv = ["/bin/sh", "-c", "echo '{\"level\":\"fatal\",\"msg\":\"listener failed\",\"error\":"
+                    "\"open /etc/kubernetes/pki/etcd/server.key: permission denied\"}' >&2; exit 1"]
+        self.child = subprocess.Popen(argv, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+                                      cwd=last(conf, "WorkingDirectory", "/"), close_fds=True, **kw)
+        log.close()
+        put(self.unit, "main", self.child.pid)
+        return notify
+
+    def wait_ready(self, notify):
+        """Type=notify: active on READY=1; exited first: not."""
+        notify.settimeout(0.2)
+        deadline = time.monotonic() + seconds(last(self.conf, "TimeoutStartSec"), 90.0)
+        while time.monotonic() < deadline and not self.stopping:
+            try:
+                msg = notify.recv(4096).decode(errors="replace")
+                if "READY=1" in msg.split("\n"):
+                    return True
+            except socket.timeout:
+                pass
+            if self.child.poll() is not None:
+                return False
+        return False
+
+    def stop_child(self):
+        if self.child and self.child.poll() is None:
+            self.child.send_signal(signal.SIGTERM)
+            try:
+                self.child.wait(seconds(last(self.conf, "TimeoutStopSec"), 10.0))
+            except subprocess.TimeoutExpired:
+                self.child.kill()
+                self.child.wait()
+
+    def run(self):
+        def on_term(*_):
+            self.stopping = True
+        signal.signal(signal.SIGTERM, on_term)
+        restart = last(self.conf, "Restart", "no")
+        delay = seconds(last(self.conf, "RestartSec"), 0.1)
+        burst = int(last(self.conf, "StartLimitBurst", "5"))
+        window = seconds(last(self.conf, "StartLimitIntervalSec"), 10.0)
+        starts = []
+        while not self.stopping:
+            now = time.monotonic()
+            starts = [t for t in starts if now - t < window] + [now]
+            if len(starts) > burst:
+                put(self.unit, "result", "start-limit-hit")
+                put(self.unit, "state", "failed")
+                return 1
+            put(self.unit, "state", "activating")
+            try:
+                notify = self.spawn()
+            except (OSError, KeyError, ValueError) as e:
+                put(self.unit, "result", f"exec failed: {e}")
+                put(self.unit, "state", "failed")
+                return 1
+            ready = True
+            if notify is not None:
+                ready = self.wait_ready(notify)
+                notify.close()
+            if ready and not self.stopping:
+                put(self.unit, "state", "active")
+            while not self.stopping and self.child.poll() is None:
+                time.sleep(0.1)
+            if self.stopping:
+                break
+            code = self.child.returncode
+            put(self.unit, "result", f"exit-code status={code}" if code >= 0 else f"signal {-code}")
+            if restart == "always" or (restart == "on-failure" and code != 0):
+                put(self.unit, "state", "activating")  # auto-restart
+                end = time.monotonic() + delay
+                while not self.stopping and time.monotonic() < end:
+                    time.sleep(0.05)
+                continue
+            put(self.unit, "state", "failed" if code != 0 else "inactive")
+            return 0
+        put(self.unit, "state", "deactivating")
+        self.stop_child()
+        put(self.unit, "result", "success")
+        put(self.unit, "state", "inactive")
+        return 0
+
+
+def running(unit):
+    """The supervisor's pid, when it runs."""
+    try:
+        with open(f"{STATE}/{unit}.pid") as f:
+            pid = int(f.read())
+    except (OSError, ValueError):
+        return None
+    return pid if alive(pid) else None
+
+
+def main():
+    unit = sys.argv[1]
+    os.makedirs(STATE, exist_ok=True)
+    sys.exit(Supervisor(unit).run())
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,75 @@
+---@meta std.etcd_service
+-- LuaCATS definitions for require "std.etcd_service": etcd as a systemd service on a
+-- control-plane node, its settings carried over from kubeadm's static Pod (seed 003).
+
+---@class std.etcd_service.Manifest
+---@field file string
+---@field flags table<string, string>  flag name (no dashes) → value
+---@field order string[]               flag names as the manifest lists them
+---@field image string
+
+---@class std.etcd_service
+local svc = {}
+
+svc.MANIFEST = "/etc/kubernetes/manifests/etcd.yaml"
+svc.ENV_FILE = "/etc/etcd/etcd.env"
+svc.UNIT = "etcd.service"
+svc.BIN = "/usr/local/bin"
+svc.CACHE = "/var/cache/engine/etcd"
+--- etcd's GitHub release tarballs; {version} is filled in.
+svc.DOWNLOAD_URL = "https://github.com/etcd-io/etcd/releases/download/v{version}/etcd-v{version}-linux-amd64.tar.gz"
+
+--- The etcd container's flags of a static Pod manifest; nil, "invalid", why otherwise.
+---@param text string
+---@return table<string, string>|nil flags, string[]|string order_or_err, table|string|nil doc_or_why
+function svc.flags_of(text) end
+
+--- The node's etcd manifest (default svc.MANIFEST), nil when absent; raises on a file that is not an etcd Pod. Yields.
+---@param host engine.Host|string
+---@param path? string
+---@return std.etcd_service.Manifest|nil
+function svc.manifest(host, path) end
+
+--- "listen-client-urls" → "ETCD_LISTEN_CLIENT_URLS".
+---@param flag string
+---@return string
+function svc.env_name(flag) end
+
+--- The EnvironmentFile: every flag as its ETCD_ variable in the manifest's order, overrides applied (false drops one).
+---@param flags table<string, string>
+---@param order string[]
+---@param overrides? table<string, string|false>
+---@return string
+function svc.env_text(flags, order, overrides) end
+
+--- etcd.service: Type=notify, User/Group, EnvironmentFile, Restart=always, RestartSec, LimitNOFILE.
+---@param opts? {bin?: string, env_file?: string, user?: string, restart_sec?: string, nofile?: integer}
+---@return string
+function svc.unit_text(opts) end
+
+--- What BIN/etcd --version says ("3.4.23"), nil when not installed. Yields.
+---@return string|nil
+function svc.version(host, bin) end
+
+--- No etcd holds the data directory (its bbolt database's flock can be taken). Yields.
+---@return boolean, string|nil
+function svc.datadir_free(host, dir) end
+
+--- Operation "etcd VERSION binaries": the release's etcd/etcdctl(/etcdutl) in bin; the tarball
+--- downloaded once per node into cache and checked against sha256.
+---@param version string
+---@param opts {sha256: string, url?: string, cache?: string, bin?: string}
+---@return std.ops.Operation
+function svc.release(version, opts) end
+
+--- Operation "user NAME": a system user and group, no login.
+---@return std.ops.Operation
+function svc.user(name) end
+
+--- Operation "etcd can read its keys": each key file group-owned by group, mode 0640.
+---@param files string[]
+---@param group? string
+---@return std.ops.Operation
+function svc.keys_readable(files, group) end
+
+return svc

@@ -1,0 +1,54 @@
+---@meta std.systemd
+-- LuaCATS definitions for require "std.systemd": a node's systemd units as facts and operations.
+-- Unit names are checked (letters, digits, @ _ . - :) and quoted; "etcd" means "etcd.service".
+
+---@class std.systemd
+local systemd = {}
+
+systemd.UNITS = "/etc/systemd/system"
+
+--- systemctl is-active: "active", "activating", "inactive", "failed", ... Yields.
+---@param host engine.Host|string
+---@param unit string
+---@return string
+function systemd.state(host, unit) end
+
+--- true, or false and "etcd.service is failed". Yields.
+---@return boolean, string
+function systemd.active(host, unit) end
+
+--- systemctl is-enabled: true, or false and why. Yields.
+---@return boolean, string
+function systemd.is_enabled(host, unit) end
+
+--- The file's content (read with sudo), nil when there is none. Yields.
+---@param host engine.Host|string
+---@param path string
+---@return string|nil
+function systemd.read(host, path) end
+
+--- Operation: the file holds exactly content, written atomically with sudo (reload: then daemon-reload).
+---@param path string
+---@param content string
+---@param opts? {mode?: string, owner?: string, group?: string, name?: string, reload?: boolean}
+---@return std.ops.Operation
+function systemd.file(path, content, opts) end
+
+--- Operation "unit NAME": /etc/systemd/system/NAME holds text; daemon-reload after a change.
+---@return std.ops.Operation
+function systemd.unit(name, text) end
+
+--- Operation "enable NAME": enabled, not started.
+---@return std.ops.Operation
+function systemd.enabled(name) end
+
+--- Operation "start NAME": active (systemctl start waits, as for Type=notify).
+---@return std.ops.Operation
+function systemd.started(name) end
+
+--- Operation "stop NAME": not active (and disabled, with disable).
+---@param opts? {disable?: boolean}
+---@return std.ops.Operation
+function systemd.stopped(name, opts) end
+
+return systemd
