@@ -262,9 +262,12 @@ function M.migrated(p, facts)
         return
       end
       -- 1. The manifest leaves the directory the kubelet reads (seed 000: a copy left there runs).
-      remote.must(h, "mkdir -p " .. q(p.backup_dir) .. " && chmod 0700 " .. q(p.backup_dir) .. " && if [ -f " .. q(svc.MANIFEST) ..
-        " ]; then mv -f " .. q(svc.MANIFEST) .. " " .. q(backup) .. "; fi", { what = "moving the etcd manifest to " .. backup })
-      log.info("etcd manifest moved out of the kubelet's directory", { node = h.name, to = backup })
+      local mv = remote.must(h, "mkdir -p " .. q(p.backup_dir) .. " && chmod 0700 " .. q(p.backup_dir) .. " && if [ -f " ..
+        q(svc.MANIFEST) .. " ]; then mv -f " .. q(svc.MANIFEST) .. " " .. q(backup) .. " && echo moved; fi",
+        { what = "moving the etcd manifest to " .. backup })
+      if mv.stdout:find("moved", 1, true) then
+        log.info("etcd manifest moved out of the kubelet's directory", { node = h.name, to = backup })
+      end
       local failed
       -- Already started by an earlier run (cut short after the start): its own etcd holds the
       -- data directory, and only the gate is left to pass.

@@ -1,0 +1,404 @@
+"""runbooks/etcd-to-systemd.lua in the lab (seed 003, flow A): a stacked-etcd cluster moved to
+systemd one member at a time, the etcd leader last, every member keeping its ID and the data; kubeadm
+pointed at the external etcd with every ClusterConfiguration field kept (IR-1) and then upgraded
+with it; the rollback of a node whose systemd etcd fails, the old etcd still holding the data
+directory, SIGKILL and resume, and the bad inputs the precheck refuses with nothing changed."""
+import base64
+import glob
+import http.client
+import json
+import os
+import re
+import signal
+import ssl
+import subprocess
+import sys
+import tempfile
+import time
+import unittest
+
+import yaml
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+LAB = os.path.join(ROOT, "scripts", "lab")
+ENGINE = os.environ.get("ENGINE_BIN", os.path.join(ROOT, "build", "bin", "engine"))
+MIGRATE = os.path.join(ROOT, "runbooks", "etcd-to-systemd.lua")
+UPGRADE = os.path.join(ROOT, "runbooks", "k8s-upgrade.lua")
+SUBNET = "127.0.70"
+
+
+def read(path):
+    with open(path) as f:
+        return f.read()
+
+
+def lab(*args):
+    r = subprocess.run([LAB, *args], capture_output=True, text=True, timeout=180)
+    if r.returncode != 0:
+        raise AssertionError(f"scripts/lab {' '.join(args)} failed:\n{r.stdout}\n{r.stderr}")
+    return r
+
+
+class Lab:
+    """One lab, as the tests see it: the engine run against it, a node's shell, its etcd."""
+
+    def __init__(self, workers=1):
+        self.dir = tempfile.mkdtemp(prefix="engine-etcdmig-")
+        lab("up", "--dir", self.dir, "--subnet", SUBNET, "--workers", str(workers))
+        with open(f"{self.dir}/lab.json") as f:
+            self.state = json.load(f)
+        self.cps = [n for n in self.state["nodes"] if n["role"] == "control-plane"]
+
+    def down(self):
+        lab("down", "--dir", self.dir)
+
+    def engine(self, *args, inventory=None, timeout=600):
+        where = [] if args[0] == "resume" else ["-i", inventory or f"{self.dir}/inventory.yml"]
+        return subprocess.run([ENGINE, *args, *where, "--kubeconfig", f"{self.dir}/kubeconfig", "--state-dir", f"{self.dir}/state"],
+                              capture_output=True, text=True, timeout=timeout)
+
+    def migrate(self, *extra, inventory=None):
+        return self.engine("run", MIGRATE, *extra, inventory=inventory)
+
+    def root(self, name):
+        return f"{self.dir}/nodes/{name}/root"
+
+    def ssh(self, name, cmd, check=True):
+        n = next(x for x in self.state["nodes"] if x["name"] == name)
+        r = subprocess.run(["ssh", "-i", f"{self.dir}/ssh/id_ed25519", "-o", f"UserKnownHostsFile={self.dir}/known_hosts",
+                            "-o", "BatchMode=yes", "-p", str(self.state["ssh_port"]), f"enginetest@{n['ip']}", cmd],
+                           capture_output=True, text=True, timeout=120)
+        if check and r.returncode != 0:
+            raise AssertionError(f"{name}: {cmd}: {r.stdout}{r.stderr}")
+        return r
+
+    def etcd(self, name, path, body=None):
+        """etcd's JSON gateway on a member, with cp1's healthcheck client certificate."""
+        pki = f"{self.root('cp1')}/etc/kubernetes/pki/etcd"
+        ctx = ssl.create_default_context(cafile=f"{pki}/ca.crt")
+        ctx.load_cert_chain(f"{pki}/healthcheck-client.crt", f"{pki}/healthcheck-client.key")
+        ip = next(x["ip"] for x in self.cps if x["name"] == name)
+        conn = http.client.HTTPSConnection(ip, 2379, context=ctx, timeout=10)
+        conn.request("POST", path, json.dumps(body or {}), {"Content-Type": "application/json"})
+        data = json.loads(conn.getresponse().read())
+        conn.close()
+        return data
+
+    def members(self):
+        return {m["name"]: m["ID"] for m in self.etcd("cp1", "/v3/cluster/member/list")["members"]}
+
+    def leader(self):
+        lead = self.etcd("cp1", "/v3/maintenance/status")["leader"]
+        return next(n for n, i in self.members().items() if i == lead)
+
+    def put(self, key, value):
+        b = lambda s: base64.b64encode(s.encode()).decode()  # noqa: E731
+        self.etcd("cp1", "/v3/kv/put", {"key": b(key), "value": b(value)})
+
+    def get(self, name, key):
+        kvs = self.etcd(name, "/v3/kv/range", {"key": base64.b64encode(key.encode()).decode()}).get("kvs", [])
+        return base64.b64decode(kvs[0]["value"]).decode() if kvs else None
+
+    def unit(self, name):
+        active = self.ssh(name, "sudo systemctl is-active etcd", check=False).stdout.strip()
+        enabled = self.ssh(name, "sudo systemctl is-enabled etcd", check=False).stdout.strip()
+        return active, enabled
+
+    def manifest(self, name):
+        return os.path.exists(f"{self.root(name)}/etc/kubernetes/manifests/etcd.yaml")
+
+    def etcd_starts(self, name):
+        """How many times etcd.service's etcd started on the node (its log, as journalctl shows it)."""
+        try:
+            with open(f"{self.root(name)}/var/log/etcd.log", errors="replace") as f:
+                return f.read().count("etcdmain: etcd Version")
+        except OSError:
+            return 0
+
+    def run_logs(self):
+        out = []
+        for path in sorted(glob.glob(f"{self.dir}/state/runs/*etcd-to-systemd*/run.log")):
+            with open(path) as f:
+                out += [json.loads(line) for line in f if line.strip()]
+        return out
+
+    def cluster_configuration(self):
+        out = subprocess.run(["kubectl", "--kubeconfig", f"{self.dir}/kubeconfig", "-n", "kube-system", "get", "configmap",
+                              "kubeadm-config", "-o", "json"], capture_output=True, text=True, timeout=60, check=True)
+        return yaml.safe_load(json.loads(out.stdout)["data"]["ClusterConfiguration"])
+
+
+def order_of_migration(lab_):
+    """Who the runbook migrates in which order: the non-leaders by name, the etcd leader last."""
+    leader = lab_.leader()
+    return sorted(n["name"] for n in lab_.cps if n["name"] != leader) + [leader]
+
+
+class Migration(unittest.TestCase):
+    def test_1_the_whole_migration_then_a_kubeadm_upgrade_on_external_etcd(self):
+        lb = Lab()
+        self.addCleanup(lb.down)
+        before = lb.members()
+        leader = lb.leader()
+        order = order_of_migration(lb)
+        lb.put("/engine-test/marker", "written before the migration")
+        cc_before = lb.cluster_configuration()
+        t0 = time.monotonic()
+        r = lb.migrate()
+        took = time.monotonic() - t0
+        self.assertEqual(r.returncode, 0, r.stdout[-4000:] + r.stderr[-4000:])
+        print(f"\n  etcd-to-systemd in the lab: {took:.1f}s", file=sys.stderr)
+        self.assertIn("Every etcd member runs under systemd", r.stdout)
+        # One at a time, the etcd leader last; every member the same member, every key still there.
+        moved = [e["host"] for e in lb.run_logs() if e["msg"] == "etcd runs under systemd"]
+        self.assertEqual(moved, order, r.stdout[-2000:])
+        self.assertEqual(moved[-1], leader)
+        self.assertEqual(lb.members(), before)
+        for n in lb.cps:
+            name = n["name"]
+            self.assertEqual(lb.unit(name), ("active", "enabled"), name)
+            self.assertFalse(lb.manifest(name), f"{name} still has etcd.yaml in manifests/")
+            self.assertTrue(os.path.exists(f"{lb.root(name)}/etc/kubernetes/engine-backup/etcd.yaml"))
+            self.assertEqual(lb.get(name, "/engine-test/marker"), "written before the migration")
+            self.assertEqual(lb.etcd_starts(name), 1, name)
+            st = os.stat(f"{lb.root(name)}/var/lib/etcd/member")
+            self.assertEqual(st.st_uid, int(subprocess.check_output(["id", "-u", "etcd"])))
+            env = read(f"{lb.root(name)}/etc/etcd/etcd.env")
+            self.assertIn(f"ETCD_NAME={name}\n", env)
+            self.assertIn("ETCD_INITIAL_CLUSTER_STATE=existing\n", env)
+            self.assertIn(f"ETCD_LISTEN_CLIENT_URLS=https://{n['ip']}:2379\n", env)
+            unit = read(f"{lb.root(name)}/etc/systemd/system/etcd.service")
+            for line in ("User=etcd", "EnvironmentFile=/etc/etcd/etcd.env", "Restart=always", "LimitNOFILE=65536"):
+                self.assertIn(line + "\n", unit)
+            # The API servers use the external etcd, and kept their other flags (IR-1).
+            api = read(f"{lb.root(name)}/etc/kubernetes/manifests/kube-apiserver.yaml")
+            self.assertIn("--etcd-servers=" + ",".join(f"https://{c['ip']}:2379" for c in lb.cps), api)
+            self.assertIn("--profiling=false", api)
+            self.assertIn("--audit-log-maxage=30", api)
+            self.assertIn(f"--advertise-address={n['ip']}", api)
+        # kubeadm-config: external etcd, every other field as it was (IR-1).
+        cc = lb.cluster_configuration()
+        self.assertEqual(cc["etcd"]["external"]["endpoints"], [f"https://{c['ip']}:2379" for c in lb.cps])
+        self.assertEqual(cc["etcd"]["external"]["certFile"], "/etc/kubernetes/pki/apiserver-etcd-client.crt")
+        self.assertNotIn("local", cc["etcd"])
+        for field in ("kubernetesVersion", "imageRepository", "certificatesDir", "networking", "dns", "apiServer",
+                      "controlPlaneEndpoint", "clusterName"):
+            self.assertEqual(cc[field], cc_before[field], field)
+
+        # systemd keeps it running: a killed etcd comes back (Restart=always).
+        name = order[0]
+        with open(f"{lb.root(name)}/var/lib/engine-lab/units/etcd.service.main") as f:
+            os.kill(int(f.read()), signal.SIGKILL)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and lb.etcd_starts(name) < 2:
+            time.sleep(0.5)
+        self.assertEqual(lb.etcd_starts(name), 2)
+        while time.monotonic() < deadline and lb.unit(name)[0] != "active":
+            time.sleep(0.5)
+        self.assertEqual(lb.unit(name)[0], "active")
+
+        # Run again: every operation already holds; nothing moves or restarts.
+        again = lb.migrate()
+        self.assertEqual(again.returncode, 0, again.stdout[-3000:] + again.stderr[-3000:])
+        self.assertIn("etcd under systemd: already so", again.stdout)
+        self.assertIn("kubeadm-config names external etcd: already so", again.stdout)
+        self.assertEqual(lb.etcd_starts(name), 2)
+
+        # The cluster upgrades with its external etcd: kubeadm leaves etcd alone.
+        up = lb.engine("run", UPGRADE, "-e", "version=1.33.5", "-e", "kind=patch", "-e", "quiet_hours=0",
+                       "-e", f"pushgateway={lb.state['pushgateway_url']}", "-e", f"prometheus={lb.state['prometheus_url']}")
+        self.assertEqual(up.returncode, 0, up.stdout[-4000:] + up.stderr[-4000:])
+        self.assertIn("The cluster runs v1.33.5", up.stdout)
+        for n in lb.cps:
+            self.assertFalse(lb.manifest(n["name"]), "kubeadm upgrade brought an etcd manifest back")
+            api = read(f"{lb.root(n['name'])}/etc/kubernetes/manifests/kube-apiserver.yaml")
+            self.assertIn("kube-apiserver:v1.33.5", api)
+            self.assertIn("--etcd-servers=" + ",".join(f"https://{c['ip']}:2379" for c in lb.cps), api)
+        self.assertEqual(lb.members(), before)
+        self.assertEqual(lb.cluster_configuration()["etcd"]["external"]["endpoints"], cc["etcd"]["external"]["endpoints"])
+
+    def test_2_a_node_whose_systemd_etcd_fails_is_rolled_back_and_the_run_stops_there(self):
+        lb = Lab(workers=0)
+        self.addCleanup(lb.down)
+        before = lb.members()
+        first, second, third = order_of_migration(lb)
+        lab("fault", second, "etcd-unit-fails", "--dir", lb.dir)
+        r = lb.migrate("-e", "health_timeout=20s")
+        self.assertEqual(r.returncode, 1, r.stdout[-3000:] + r.stderr[-3000:])
+        out = r.stdout + r.stderr
+        self.assertIn(f"{second}: systemctl start etcd exited 1", out)
+        self.assertIn("permission denied", out)  # the unit's own journal, for the operator
+        self.assertIn("Rolled back: etcd.service is stopped and disabled, the static Pod manifest is back", out)
+        self.assertIn("engine resume", out)
+        # The first stays migrated and healthy, the second is its static Pod again, the third untouched.
+        self.assertEqual(lb.unit(first), ("active", "enabled"))
+        self.assertFalse(lb.manifest(first))
+        self.assertTrue(lb.manifest(second))
+        self.assertIn(lb.unit(second)[0], ("inactive", "failed"))
+        self.assertEqual(lb.unit(second)[1], "disabled")
+        self.assertTrue(lb.manifest(third))
+        self.assertEqual(lb.etcd_starts(third), 0)
+        self.assertEqual(lb.members(), before)
+        health = lb.etcd(second, "/v3/maintenance/status")
+        self.assertEqual(str(health["header"]["member_id"]), before[second])
+        self.assertEqual(lb.cluster_configuration()["etcd"], {"local": {"dataDir": "/var/lib/etcd"}})
+        # Fixed, resumed: the rest is migrated, the first node not again.
+        lab("clear", second, "etcd-unit-fails", "--dir", lb.dir)
+        run_id = re.search(r"engine resume (\S+)", out).group(1)
+        res = lb.engine("resume", run_id)
+        self.assertEqual(res.returncode, 0, res.stdout[-4000:] + res.stderr[-4000:])
+        for name in (first, second, third):
+            self.assertEqual(lb.unit(name), ("active", "enabled"), name)
+            self.assertFalse(lb.manifest(name))
+        self.assertEqual(lb.etcd_starts(first), 1)
+        self.assertEqual(lb.members(), before)
+        moved = [e["host"] for e in lb.run_logs() if e["msg"] == "etcd manifest moved out of the kubelet's directory"]
+        self.assertEqual(sorted(moved), sorted([first, second, second, third]))
+
+    def test_3_the_old_etcd_still_holding_the_data_directory_is_never_joined_by_a_second(self):
+        lb = Lab(workers=0)
+        self.addCleanup(lb.down)
+        before = lb.members()
+        first = order_of_migration(lb)[0]
+        lab("fault", first, "etcd-old-holds-datadir", "--dir", lb.dir)
+        r = lb.migrate("-e", "stop_timeout=6s")
+        self.assertEqual(r.returncode, 1, r.stdout[-3000:] + r.stderr[-3000:])
+        out = r.stdout + r.stderr
+        self.assertIn(f"{first}: the static Pod's etcd still holds /var/lib/etcd after 6s", out)
+        self.assertIn("not starting a second etcd on it", out)
+        self.assertIn("Rolled back", out)
+        self.assertEqual(lb.etcd_starts(first), 0)  # etcd.service never ran
+        self.assertTrue(lb.manifest(first))
+        self.assertEqual(lb.members(), before)
+        self.assertEqual(str(lb.etcd(first, "/v3/maintenance/status")["header"]["member_id"]), before[first])
+        for n in lb.cps:
+            if n["name"] != first:
+                self.assertTrue(lb.manifest(n["name"]))
+                self.assertEqual(lb.etcd_starts(n["name"]), 0)
+
+    def test_4_sigkill_mid_migration_then_resume_migrates_each_node_exactly_once(self):
+        lb = Lab(workers=0)
+        self.addCleanup(lb.down)
+        before = lb.members()
+        order = order_of_migration(lb)
+        p = subprocess.Popen([ENGINE, "run", MIGRATE, "-i", f"{lb.dir}/inventory.yml", "--kubeconfig", f"{lb.dir}/kubeconfig",
+                              "--state-dir", f"{lb.dir}/state"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                             start_new_session=True)
+        deadline = time.monotonic() + 240
+        killed = False
+        while time.monotonic() < deadline and p.poll() is None:
+            moved = [e["host"] for e in lb.run_logs() if e["msg"] == "etcd manifest moved out of the kubelet's directory"]
+            if order[1] in moved:  # inside the second node's step, between the move and its gate
+                os.killpg(p.pid, signal.SIGKILL)
+                killed = True
+                break
+            time.sleep(0.05)
+        p.wait(timeout=30)
+        self.assertTrue(killed, "the run never reached the second node")
+        run_id = os.path.basename(os.path.dirname(sorted(glob.glob(f"{lb.dir}/state/runs/*etcd-to-systemd*/run.log"))[-1]))
+        res = lb.engine("resume", run_id)
+        self.assertEqual(res.returncode, 0, res.stdout[-4000:] + res.stderr[-4000:])
+        for name in order:
+            self.assertEqual(lb.unit(name), ("active", "enabled"), name)
+            self.assertEqual(lb.etcd_starts(name), 1, f"{name}: etcd.service started more than once")
+        moved = [e["host"] for e in lb.run_logs() if e["msg"] == "etcd manifest moved out of the kubelet's directory"]
+        self.assertEqual(sorted(moved), sorted(order))
+        self.assertEqual(lb.members(), before)
+
+
+class BadInput(unittest.TestCase):
+    """The precheck refuses, names what is wrong, and nothing changes."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.lab = Lab(workers=1)
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.lab.down()
+
+    def assertUntouched(self):
+        for n in self.lab.cps:
+            self.assertTrue(self.lab.manifest(n["name"]))
+            self.assertFalse(os.path.exists(f"{self.lab.root(n['name'])}/etc/etcd/etcd.env"))
+            self.assertFalse(os.path.exists(f"{self.lab.root(n['name'])}/usr/local/bin/etcd"))
+            self.assertEqual(self.lab.unit(n["name"])[0], "inactive")
+
+    def inventory(self, edit):
+        with open(f"{self.lab.dir}/inventory.yml") as f:
+            inv = yaml.safe_load(f)
+        edit(inv)
+        path = f"{self.lab.dir}/inventory-edited.yml"
+        with open(path, "w") as f:
+            yaml.safe_dump(inv, f)
+        return path
+
+    def test_a_member_name_not_in_the_inventory(self):
+        def rename(inv):
+            cp = inv["all"]["children"]["k8s-cp"]["hosts"]
+            cp["cp3-renamed"] = cp.pop("cp3")
+        r = self.lab.migrate(inventory=self.inventory(rename))
+        self.assertEqual(r.returncode, 1)
+        out = r.stdout + r.stderr
+        self.assertIn("precheck failed, nothing was changed", out)
+        self.assertIn("no member named cp3-renamed", out)
+        self.assertIn("member cp3", out)
+        self.assertIn("etcd_member_name", out)
+        self.assertUntouched()
+
+    def test_a_node_whose_etcd_is_not_stacked(self):
+        def add_worker(inv):
+            inv["all"]["children"]["k8s-cp"]["hosts"]["w1"] = inv["all"]["children"]["k8s-worker"]["hosts"]["w1"]
+        r = self.lab.migrate(inventory=self.inventory(add_worker))
+        self.assertEqual(r.returncode, 1)
+        out = r.stdout + r.stderr
+        self.assertIn("w1: no etcd static Pod manifest", out)
+        self.assertIn("is etcd stacked on this node?", out)
+        self.assertUntouched()
+
+    def test_a_version_other_than_the_running_one(self):
+        r = self.lab.migrate("-e", "version=3.5.16")
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("etcd runs 3.4.23 and version=3.5.16 was asked: this runbook migrates without upgrading", r.stdout + r.stderr)
+        self.assertUntouched()
+
+    def test_a_tarball_whose_checksum_does_not_match(self):
+        r = self.lab.migrate("-e", "sha256=" + "0" * 64)
+        self.assertEqual(r.returncode, 1)
+        out = r.stdout + r.stderr
+        self.assertIn("checksum mismatch: the download has sha256", out)
+        self.assertIn("want " + "0" * 64, out)
+        self.assertUntouched()
+        for n in self.lab.cps:
+            self.assertEqual(glob.glob(f"{self.lab.root(n['name'])}/var/cache/engine/etcd/*.tar.gz*"), [])
+
+    def test_a_dry_run_shows_every_change_and_makes_none(self):
+        r = self.lab.migrate("--dry-run")
+        self.assertEqual(r.returncode, 0, r.stdout[-3000:] + r.stderr[-3000:])
+        self.assertIn("would move /etc/kubernetes/manifests/etcd.yaml to /etc/kubernetes/engine-backup/etcd.yaml", r.stdout)
+        self.assertIn("would write /etc/etcd/etcd.env", r.stdout)
+        self.assertIn("ETCD_INITIAL_CLUSTER_STATE=existing", r.stdout)
+        self.assertIn("-     dataDir: /var/lib/etcd", r.stdout)  # the ClusterConfiguration's diff
+        self.assertIn("+     endpoints:", r.stdout)
+        self.assertIn("run kubeadm init phase control-plane apiserver --config /etc/kubernetes/engine-external-etcd-cp1.yaml",
+                      r.stdout)
+        self.assertUntouched()
+
+    def test_z_an_unhealthy_member_before_the_start(self):
+        pods = f"{self.lab.root('cp2')}/var/lib/kubelet/pods.json"
+        with open(pods) as f:
+            pid = json.load(f)["etcd"]["pid"]
+        os.kill(pid, signal.SIGKILL)
+        try:
+            r = self.lab.migrate("-e", "health_timeout=10s")
+            self.assertEqual(r.returncode, 1)
+            out = r.stdout + r.stderr
+            self.assertIn("precheck failed, nothing was changed", out)
+            self.assertIn("etcd: cp2 unhealthy", out)
+            self.assertUntouched()
+        finally:  # a restarted kubelet starts the static pod's etcd again
+            self.lab.ssh("cp2", "sudo systemctl restart kubelet")
+
+
+if __name__ == "__main__":
+    unittest.main()
