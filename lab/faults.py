@@ -14,9 +14,9 @@ from lab.procs import LabError, pids_in_ns, port_open, wait
 
 KINDS = ["stale-manifest-bak", "apiserver-phase-timeout", "scheduler-rbac-missing", "pdb-blocks", "certs-expired",
          "certs-expiring", "disk-full", "node-notready", "ssh-down", "alert-firing", "etcd-old-holds-datadir",
-         "etcd-unit-fails"]
+         "etcd-unit-fails", "etcd-new-version-fails"]
 CP_ONLY = {"stale-manifest-bak", "apiserver-phase-timeout", "certs-expired", "certs-expiring", "etcd-old-holds-datadir",
-           "etcd-unit-fails"}
+           "etcd-unit-fails", "etcd-new-version-fails"}
 
 
 class FaultError(Exception):
@@ -51,6 +51,21 @@ def flag(st, n, kind, on):
         open(path, "w").close()
     elif os.path.exists(path):
         os.unlink(path)
+
+
+def new_version_fails(st, n, on):
+    """etcd.service starts only the etcd the node has now: another version (an upgrade) exits at once."""
+    path = f"{root(st, n)}/var/lib/engine-lab/faults/etcd-new-version-fails"
+    if not on:
+        if os.path.exists(path):
+            os.unlink(path)
+        return
+    etcd = f"{root(st, n)}/usr/local/bin/etcd"
+    if not os.path.exists(etcd):
+        raise LabError(f"etcd-new-version-fails needs etcd under systemd on {n['name']} (no /usr/local/bin/etcd)")
+    out = subprocess.run([etcd, "--version"], capture_output=True, text=True).stdout
+    with open(path, "w") as f:
+        f.write(out.split("etcd Version:", 1)[1].split()[0])
 
 
 def disk_fill(st, n, on):
@@ -151,7 +166,8 @@ ACTIONS = {"stale-manifest-bak": stale_bak, "apiserver-phase-timeout": lambda st
            "disk-full": disk_fill, "node-notready": lambda st, n, on: flag(st, n, "node-notready", on),
            "ssh-down": ssh_down, "alert-firing": alert,
            "etcd-old-holds-datadir": lambda st, n, on: flag(st, n, "etcd-old-holds-datadir", on),
-           "etcd-unit-fails": lambda st, n, on: flag(st, n, "etcd-unit-fails", on)}
+           "etcd-unit-fails": lambda st, n, on: flag(st, n, "etcd-unit-fails", on),
+           "etcd-new-version-fails": new_version_fails}
 
 SEE = {"stale-manifest-bak": "ls -l /etc/kubernetes/manifests",
        "apiserver-phase-timeout": "kubeadm upgrade apply (times out and rolls back)",
@@ -161,7 +177,8 @@ SEE = {"stale-manifest-bak": "ls -l /etc/kubernetes/manifests",
        "disk-full": "df -h /", "node-notready": "kubectl get nodes", "ssh-down": "ssh (connection refused)",
        "alert-firing": "the Prometheus alerts API (LabFaultAlert)",
        "etcd-old-holds-datadir": "move etcd.yaml out of the manifests: its etcd keeps running (flock /var/lib/etcd/member/snap/db)",
-       "etcd-unit-fails": "systemctl start etcd (fails; journalctl -u etcd)"}
+       "etcd-unit-fails": "systemctl start etcd (fails; journalctl -u etcd)",
+       "etcd-new-version-fails": "an etcd upgrade on the node: the new etcd exits at start (journalctl -u etcd)"}
 
 
 def apply(st, n, kind, on, days=None):

@@ -126,6 +126,14 @@ class Supervisor:
             env["NOTIFY_SOCKET"] = path
         log = open(f"/var/log/{self.unit[:-len('.service')]}.log", "ab")
         argv = last(conf, "ExecStart").split()
+        pinned = f"{LAB}/faults/etcd-new-version-fails"
+        if self.unit == "etcd.service" and os.path.exists(pinned):
+            with open(pinned) as f:
+                keep = f.read().strip()
+            have = subprocess.run([argv[0], "--version"], capture_output=True, text=True).stdout
+            if f"etcd Version: {keep}\n" not in have:
+                argv = ["/bin/sh", "-c", "echo '{\"level\":\"fatal\",\"msg\":\"the lab fault etcd-new-version-fails: "
+                        f"only etcd {keep} starts on this node\"}}' >&2; exit 1"]
         if self.unit == "etcd.service" and os.path.exists(f"{LAB}/faults/etcd-unit-fails"):
             # The lab's fault: etcd under systemd exits at once, as one whose certificate key it
             # cannot read does.

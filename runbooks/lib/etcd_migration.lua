@@ -5,73 +5,27 @@ local etcd = require "engine.etcd"
 local facts_mod = require "std.facts"
 local http = require "engine.http"
 local k8s = require "engine.k8s"
-local ssh = require "engine.ssh"
-local time = require "engine.time"
 local remote = require "std.remote"
 local svc = require "std.etcd_service"
 local systemd = require "std.systemd"
 local text = require "std.text"
 
+local nodes = require "etcd_nodes"
+
 local M = {}
 
 local q = remote.quote
+local gate = nodes.gate
+-- The shared pieces, under the names the runbook uses.
+M.endpoint, M.endpoints, M.member_name, M.external_endpoints = nodes.endpoint, nodes.endpoints, nodes.member_name,
+  nodes.external_endpoints
+M.snapshot, M.member_ok = nodes.snapshot, nodes.member_ok
 
 M.PKI = "/etc/kubernetes/pki/etcd"
 M.KEYS = { M.PKI .. "/server.key", M.PKI .. "/peer.key" }
 M.CERTS = { M.PKI .. "/ca.crt", M.PKI .. "/server.crt", M.PKI .. "/server.key", M.PKI .. "/peer.crt", M.PKI .. "/peer.key",
   M.PKI .. "/healthcheck-client.crt", M.PKI .. "/healthcheck-client.key" }
 M.APISERVER = "/etc/kubernetes/manifests/kube-apiserver.yaml"
-
--- Tunnels, one per control-plane node, to the address its etcd serves clients on.
-local tunnels = {}
-
--- Every tunnel opened so far, as etcd's endpoints (in the order opened).
-local order = {}
-local function configure_all()
-  local eps = {}
-  for _, name in ipairs(order) do eps[#eps + 1] = tunnels[name].url end
-  etcd.configure { endpoints = eps }
-end
-
---- endpoint(host, p) → "https://127.0.0.1:PORT": a tunnel to the node's etcd (opened once; every
---- tunnel open is one of etcd's configured endpoints).
-function M.endpoint(h, p)
-  local t = tunnels[h.name]
-  if t then return t.url end
-  if not next(tunnels) then
-    -- The first node's certificates (the healthcheck client) serve for every node: one CA.
-    local first, err, msg = etcd.via_node(h, { address = h.vars.etcd_access_address })
-    if not first then error(string.format("%s: cannot reach etcd over SSH: %s", h.name, tostring(msg or err)), 0) end
-    tunnels[h.name] = { t = first, url = etcd.endpoints()[1] }
-  else
-    local tn, err, msg = ssh.tunnel(h, h.vars.etcd_access_address or "127.0.0.1", tonumber(h.vars.etcd_client_port) or 2379)
-    if not tn then error(string.format("%s: cannot open a tunnel to etcd: %s", h.name, tostring(msg or err)), 0) end
-    tunnels[h.name] = { t = tn, url = "https://127.0.0.1:" .. tn.port }
-  end
-  order[#order + 1] = h.name
-  configure_all()
-  return tunnels[h.name].url
-end
-
---- endpoints(hosts, p) → every node's tunnel endpoint (all of them etcd's endpoints).
-function M.endpoints(hosts, p)
-  local eps = {}
-  for _, h in ipairs(hosts) do eps[#eps + 1] = M.endpoint(h, p) end
-  return eps
-end
-
-function M.member_name(h) return h.vars.etcd_member_name or h.name end
-
---- external_endpoints(hosts) → the client URLs the API servers will use: one per control-plane
---- host, from the inventory (seed 003, decision 12).
-function M.external_endpoints(hosts)
-  local out = {}
-  for _, h in ipairs(hosts) do
-    local addr = h.vars.etcd_access_address or h.vars.ansible_host or h.name
-    out[#out + 1] = "https://" .. addr .. ":" .. tostring(h.vars.etcd_client_port or 2379)
-  end
-  return out
-end
 
 -- Where a node's etcd manifest is: in the manifests directory, or (a node already migrated, or
 -- cut short after the move) in the backup directory.
@@ -155,18 +109,9 @@ function M.precheck(p, cps, leader)
   facts.url = p.download_url:gsub("{version}", facts.version or "0.0.0")
   facts.sha256 = p.sha256
   if not facts.sha256 and facts.version then
-    local sums_url = facts.url:gsub("[^/]+$", "SHA256SUMS")
-    local r, err, msg = http.request { url = sums_url, timeout = 30, retries = 2 }
-    local want = facts.url:match("([^/]+)$")
-    if not r or r.status ~= 200 then
-      problem("the release's checksums %s: %s (give sha256=... to pin it)", sums_url, r and ("HTTP " .. r.status) or tostring(msg or err))
-    else
-      for line in r.body:gmatch("[^\n]+") do
-        local sum, file = line:match("^(%x+)%s+%*?(%S+)$")
-        if file == want then facts.sha256 = sum end
-      end
-      if not facts.sha256 then problem("%s lists no checksum for %s", sums_url, want) end
-    end
+    local sum, why = nodes.checksum(facts.url)
+    if not sum then problem("%s", why) end
+    facts.sha256 = sum
   end
 
   -- kubeadm's ClusterConfiguration: read now, so a cluster it cannot be read from stops here.
@@ -180,60 +125,6 @@ function M.precheck(p, cps, leader)
 
   if #bad > 0 then error("precheck failed, nothing was changed:\n  " .. table.concat(bad, "\n  "), 0) end
   return facts
-end
-
---- snapshot(p, leader) → {path, size, sha256, revision}: taken through the leader's tunnel,
---- streamed, its sha256 trailer checked (what etcdutl snapshot status checks), kept on this machine.
-function M.snapshot(p, leader)
-  if http.dry_run() then
-    log.info("dry-run: would take an etcd snapshot", { node = leader.name, dir = p.snapshot_dir })
-    return { path = "(dry run)", size = 0, sha256 = "" }
-  end
-  local path = string.format("%s/etcd-%s-%s.db", p.snapshot_dir, os.date("!%Y%m%dT%H%M%SZ"), leader.name)
-  local s, err, msg = etcd.snapshot(M.endpoint(leader, p), path)
-  if not s then error("etcd snapshot: " .. tostring(msg or err), 0) end
-  if s.size < 4096 then error(string.format("etcd snapshot %s is only %d bytes", path, s.size), 0) end
-  return { path = path, size = s.size, sha256 = s.sha256, revision = s.revision }
-end
-
---- member_ok(h, p, id) → status | nil, why: the node's member answers as member `id`, healthy,
---- with a leader, its raft index within max_raft_lag of the leader's.
-function M.member_ok(h, p, id)
-  local ep = M.endpoint(h, p)
-  local ok, err, msg = etcd.health(ep)
-  if not ok then return nil, "not healthy: " .. tostring(msg or err) end
-  local st, serr, smsg = etcd.status(ep)
-  if not st then return nil, "no status: " .. tostring(smsg or serr) end
-  if id and st.member_id ~= id then
-    return nil, string.format("answers as member %s, not %s: a new member on this node", st.member_id, id)
-  end
-  if not st.leader or st.leader == "0" then return nil, "has no leader" end
-  for _, other in pairs(tunnels) do
-    local lst = other.url ~= ep and etcd.status(other.url)
-    if lst and lst.member_id == st.leader then
-      if lst.raft_index - st.raft_index > p.max_raft_lag then
-        return nil, string.format("raft index %d, %d behind the leader's", st.raft_index, lst.raft_index - st.raft_index)
-      end
-    end
-  end
-  return st
-end
-
--- Waits until check() passes `passes` times in a row (interval apart), within timeout; else
--- nil and the last reason.
-local function gate(check, passes, interval, timeout)
-  local deadline, row, why = time.monotonic() + timeout, 0, nil
-  while true do
-    local ok, reason = check()
-    if ok then
-      row = row + 1
-      if row >= passes then return true end
-    else
-      row, why = 0, reason
-    end
-    if time.monotonic() > deadline then return nil, why or "not passing long enough" end
-    sleep(interval)
-  end
 end
 
 --- migrated(p, facts) → operation "etcd under systemd": the node's member served by etcd.service

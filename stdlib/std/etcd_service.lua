@@ -18,6 +18,93 @@ M.DOWNLOAD_URL = "https://github.com/etcd-io/etcd/releases/download/v{version}/e
 
 local q = remote.quote
 
+-- Which etcd a Kubernetes minor runs with: the newest etcd minor kubeadm ships for it (kubeadm's
+-- SupportedEtcdVersion: 3.5.x up to v1.33, 3.6.x from v1.34). An etcd minor newer than that is
+-- refused for the cluster (docs/etcd.md). A Kubernetes minor newer than the table gets its last row.
+M.NEWEST_ETCD_MINOR = { ["1.28"] = "3.5", ["1.29"] = "3.5", ["1.30"] = "3.5", ["1.31"] = "3.5", ["1.32"] = "3.5",
+  ["1.33"] = "3.5", ["1.34"] = "3.6", ["1.35"] = "3.6" }
+-- etcd's own rule for 3.5 → 3.6: every member at 3.5.20 or later first.
+M.MIN_FOR_36 = "3.5.20"
+
+local function vparts(v)
+  local a, b, c = tostring(v):match("^v?(%d+)%.(%d+)%.(%d+)")
+  if not a then return nil end
+  return { tonumber(a), tonumber(b), tonumber(c) }
+end
+
+local function vless(a, b)
+  for i = 1, 3 do if a[i] ~= b[i] then return a[i] < b[i] end end
+  return false
+end
+
+-- Settings a minor no longer starts with (etcd exits: "--logger=capnslog is removed in v3.5"), as
+-- the EnvironmentFile spells them; value nil: any value.
+M.REMOVED = { ["3.5"] = { { "ETCD_LOGGER", "capnslog" } }, ["3.6"] = { { "ETCD_ENABLE_V2" } } }
+
+--- removed_settings(env_text, target) → the lines of an EnvironmentFile that etcd `target` refuses.
+function M.removed_settings(env_text, target)
+  local t = vparts(target)
+  local out = {}
+  if not t then return out end
+  for line in (env_text or ""):gmatch("[^\n]+") do
+    local k, v = line:match("^%s*([%w_]+)=(.*)$")
+    for minor, list in pairs(M.REMOVED) do
+      local m = vparts(minor .. ".0")
+      if k and t[2] >= m[2] then
+        for _, r in ipairs(list) do
+          if k == r[1] and (r[2] == nil or v == r[2]) then out[#out + 1] = line .. " (removed in " .. minor .. ")" end
+        end
+      end
+    end
+  end
+  return out
+end
+
+--- upgrade_problems(running, target, kubernetes) → list of sentences, empty when the upgrade is
+--- allowed: running, the versions the members run; target, X.Y.Z; kubernetes, the cluster's
+--- version ("v1.33.1"). One minor at a time, no downgrade, 3.5.20+ before 3.6, and no etcd minor
+--- newer than the Kubernetes minor runs with (M.NEWEST_ETCD_MINOR).
+function M.upgrade_problems(running, target, kubernetes)
+  local out = {}
+  local t = vparts(target)
+  if not t or t[1] ~= 3 then return { "etcd " .. tostring(target) .. " is not a 3.x.y version" } end
+  local seen = {}
+  for _, v in ipairs(running) do
+    if seen[v] then goto continue end
+    seen[v] = true
+    local r = vparts(v)
+    if not r then
+      out[#out + 1] = "a member reports the version " .. tostring(v)
+    elseif vless(t, r) then
+      out[#out + 1] = string.format("%s is older than the running %s: etcd does not downgrade", target, v)
+    elseif t[2] > r[2] + 1 then
+      out[#out + 1] = string.format("%s → %s skips a minor: upgrade one minor at a time (%d.%d first)", v, target, r[1], r[2] + 1)
+    elseif t[2] >= 6 and r[2] == 5 and vless(r, vparts(M.MIN_FOR_36)) then
+      out[#out + 1] = string.format("a member runs %s: every member must run %s or later before 3.6", v, M.MIN_FOR_36)
+    end
+    ::continue::
+  end
+  local k = vparts(kubernetes)
+  if k then
+    local minor = k[1] .. "." .. k[2]
+    local newest = M.NEWEST_ETCD_MINOR[minor]
+    if not newest then
+      local last
+      for m, e in pairs(M.NEWEST_ETCD_MINOR) do
+        local mp = vparts(m .. ".0")
+        if not last or vless(vparts(last[1] .. ".0"), mp) then last = { m, e } end
+      end
+      newest = vless(vparts(last[1] .. ".0"), vparts(minor .. ".0")) and last[2] or "3.5"
+    end
+    local n = vparts(newest .. ".0")
+    if t[2] > n[2] then
+      out[#out + 1] = string.format("Kubernetes v%s runs with etcd up to %s (kubeadm ships %s.x for it); %s is newer",
+        minor, newest, newest, target)
+    end
+  end
+  return out
+end
+
 --- flags_of(manifest_text) → {name = value}, {names in order} | nil, "invalid", why: the etcd
 --- container's command line of a static Pod manifest.
 function M.flags_of(text)
@@ -135,53 +222,88 @@ end
 
 -- Operations ----------------------------------------------------------------------------------
 
---- release(version, {url, sha256, cache, bin}) → operation "etcd VERSION binaries": etcd and
---- etcdctl (and etcdutl, 3.5+) of the release in bin. The tarball is downloaded once per node into
---- cache and kept: one there with the right checksum is not downloaded again (seed 003, IR-7). A
---- checksum that does not match stops it with nothing installed.
-function M.release(version, opts)
+local function release_opts(version, opts, what)
   if type(version) ~= "string" or not version:match("^%d+%.%d+%.%d+$") then
-    error("etcd_service.release: version must be X.Y.Z, not " .. tostring(version), 2)
+    error(what .. ": version must be X.Y.Z, not " .. tostring(version), 3)
   end
   opts = opts or {}
   if type(opts.sha256) ~= "string" or not opts.sha256:match("^%x+$") or #opts.sha256 ~= 64 then
-    error("etcd_service.release: sha256 must be the tarball's 64 hex digits", 2)
+    error(what .. ": sha256 must be the tarball's 64 hex digits", 3)
   end
-  local bin, cache = opts.bin or M.BIN, opts.cache or M.CACHE
-  local url = (opts.url or M.DOWNLOAD_URL):gsub("{version}", version)
+  local cache = opts.cache or M.CACHE
   local name = "etcd-v" .. version .. "-linux-amd64"
+  return { bin = opts.bin or M.BIN, cache = cache, url = (opts.url or M.DOWNLOAD_URL):gsub("{version}", version),
+    sha256 = opts.sha256, tarball = cache .. "/" .. name .. ".tar.gz", dir = cache .. "/" .. name }
+end
+
+-- Runs a script with sudo; a non-zero exit raises with the host, what, and its stderr.
+local function script(h, lines, what, timeout)
+  local r, err, msg = h:exec("sh -c " .. q(table.concat(lines, "\n")), { sudo = true, timeout = timeout or 600 })
+  if not r then error(string.format("%s: %s: %s (%s)", h.name, what, err, msg or ""), 0) end
+  if r.dry_run then return r end
+  if r.code ~= 0 then
+    error(string.format("%s: %s exited %d: %s", h.name, what, r.code, ((r.stderr ~= "" and r.stderr or r.stdout):gsub("%s+$", ""))), 0)
+  end
+  return r
+end
+
+--- staged(h, version, opts): the release's tarball in cache with the right checksum (downloaded
+--- only when it is not: seed 003, IR-7) and unpacked beside it; nothing installed.
+function M.stage(h, version, opts)
+  local o = release_opts(version, opts, "etcd_service.stage")
+  script(h, {
+    "set -eu",
+    "mkdir -p " .. q(o.cache),
+    "if ! printf '%s  %s\\n' " .. q(o.sha256) .. " " .. q(o.tarball) .. " | sha256sum -c --status 2>/dev/null; then",
+    "  curl -fsSL --retry 3 --connect-timeout 10 -o " .. q(o.tarball .. ".part") .. " " .. q(o.url),
+    "  got=$(sha256sum " .. q(o.tarball .. ".part") .. " | cut -d' ' -f1)",
+    "  if [ \"$got\" != " .. q(o.sha256) .. " ]; then rm -f " .. q(o.tarball .. ".part") ..
+      "; echo \"checksum mismatch: the download has sha256 $got, want " .. o.sha256 .. "\" >&2; exit 3; fi",
+    "  mv -f " .. q(o.tarball .. ".part") .. " " .. q(o.tarball),
+    "fi",
+    "rm -rf " .. q(o.dir) .. " && mkdir -p " .. q(o.dir),
+    "tar -xzf " .. q(o.tarball) .. " -C " .. q(o.dir) .. " --strip-components=1",
+    "[ -f " .. q(o.dir .. "/etcd") .. " ] || { echo 'the tarball has no etcd binary' >&2; exit 4; }",
+  }, "fetching etcd " .. version .. " from " .. o.url)
+  return o
+end
+
+--- install(h, from_dir, bin): etcd, etcdctl and etcdutl (those there are) from from_dir into bin,
+--- each replaced by a rename (a running etcd keeps its old file).
+function M.install(h, from_dir, bin)
+  script(h, {
+    "set -eu",
+    "mkdir -p " .. q(bin or M.BIN),
+    "for t in etcd etcdctl etcdutl; do [ -f " .. q(from_dir) .. "/$t ] || continue; " ..
+      "install -m 0755 " .. q(from_dir) .. "/$t " .. q(bin or M.BIN) .. "/.$t.new && mv -f " .. q(bin or M.BIN) .. "/.$t.new " ..
+      q(bin or M.BIN) .. "/$t; done",
+  }, "installing etcd from " .. from_dir)
+end
+
+--- keep(h, bin, to_dir): the binaries now in bin copied to to_dir (the old ones, before an upgrade).
+function M.keep(h, bin, to_dir)
+  script(h, {
+    "set -eu",
+    "rm -rf " .. q(to_dir) .. " && mkdir -p " .. q(to_dir),
+    "for t in etcd etcdctl etcdutl; do [ -f " .. q(bin or M.BIN) .. "/$t ] || continue; cp -p " .. q(bin or M.BIN) ..
+      "/$t " .. q(to_dir) .. "/$t; done",
+  }, "keeping the installed etcd in " .. to_dir)
+end
+
+--- release(version, {url, sha256, cache, bin}) → operation "etcd VERSION binaries": etcd and
+--- etcdctl (and etcdutl, 3.5+) of the release in bin (M.stage, then M.install). A checksum that
+--- does not match stops it with nothing installed.
+function M.release(version, opts)
+  local o = release_opts(version, opts, "etcd_service.release")
   return {
     name = "etcd " .. version .. " binaries",
     holds = function(h)
-      local have = M.version(h, bin)
-      return have == version, bin .. "/etcd is " .. (have or "not installed")
+      local have = M.version(h, o.bin)
+      return have == version, o.bin .. "/etcd is " .. (have or "not installed")
     end,
     apply = function(h)
-      local tarball = cache .. "/" .. name .. ".tar.gz"
-      local dir = cache .. "/" .. name
-      local script = table.concat({
-        "set -eu",
-        "mkdir -p " .. q(cache) .. " " .. q(bin),
-        "if ! printf '%s  %s\\n' " .. q(opts.sha256) .. " " .. q(tarball) .. " | sha256sum -c --status 2>/dev/null; then",
-        "  curl -fsSL --retry 3 --connect-timeout 10 -o " .. q(tarball .. ".part") .. " " .. q(url),
-        "  got=$(sha256sum " .. q(tarball .. ".part") .. " | cut -d' ' -f1)",
-        "  if [ \"$got\" != " .. q(opts.sha256) .. " ]; then rm -f " .. q(tarball .. ".part") ..
-          "; echo \"checksum mismatch: the download has sha256 $got, want " .. opts.sha256 .. "\" >&2; exit 3; fi",
-        "  mv -f " .. q(tarball .. ".part") .. " " .. q(tarball),
-        "fi",
-        "rm -rf " .. q(dir) .. " && mkdir -p " .. q(dir),
-        "tar -xzf " .. q(tarball) .. " -C " .. q(dir) .. " --strip-components=1",
-        "[ -f " .. q(dir .. "/etcd") .. " ] || { echo 'the tarball has no etcd binary' >&2; exit 4; }",
-        "for t in etcd etcdctl etcdutl; do [ -f " .. q(dir) .. "/$t ] || continue; " ..
-          "install -m 0755 " .. q(dir) .. "/$t " .. q(bin) .. "/.$t.new && mv -f " .. q(bin) .. "/.$t.new " .. q(bin) .. "/$t; done",
-      }, "\n")
-      local r, err, msg = h:exec("sh -c " .. q(script), { sudo = true, timeout = 600 })
-      if not r then error(string.format("%s: installing etcd %s: %s (%s)", h.name, version, err, msg or ""), 0) end
-      if r.dry_run then return end
-      if r.code ~= 0 then
-        error(string.format("%s: installing etcd %s from %s exited %d: %s", h.name, version, url, r.code,
-          (r.stderr ~= "" and r.stderr or r.stdout):gsub("%s+$", "")), 0)
-      end
+      M.stage(h, version, opts)
+      M.install(h, o.dir, o.bin)
     end,
   }
 end

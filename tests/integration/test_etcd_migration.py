@@ -58,7 +58,7 @@ class Lab:
                               capture_output=True, text=True, timeout=timeout)
 
     def migrate(self, *extra, inventory=None):
-        return self.engine("run", MIGRATE, *extra, inventory=inventory)
+        return self.engine("run", MIGRATE, "-e", f"snapshot_dir={self.dir}/snapshots", *extra, inventory=inventory)
 
     def root(self, name):
         return f"{self.dir}/nodes/{name}/root"
@@ -115,9 +115,9 @@ class Lab:
         except OSError:
             return 0
 
-    def run_logs(self):
+    def run_logs(self, runbook="etcd-to-systemd"):
         out = []
-        for path in sorted(glob.glob(f"{self.dir}/state/runs/*etcd-to-systemd*/run.log")):
+        for path in sorted(glob.glob(f"{self.dir}/state/runs/*{runbook}*/run.log")):
             with open(path) as f:
                 out += [json.loads(line) for line in f if line.strip()]
         return out
@@ -206,6 +206,7 @@ class Migration(unittest.TestCase):
 
         # The cluster upgrades with its external etcd: kubeadm leaves etcd alone.
         up = lb.engine("run", UPGRADE, "-e", "version=1.33.5", "-e", "kind=patch", "-e", "quiet_hours=0",
+                       "-e", f"snapshot_dir={lb.dir}/snapshots",
                        "-e", f"pushgateway={lb.state['pushgateway_url']}", "-e", f"prometheus={lb.state['prometheus_url']}")
         self.assertEqual(up.returncode, 0, up.stdout[-4000:] + up.stderr[-4000:])
         self.assertIn("The cluster runs v1.33.5", up.stdout)

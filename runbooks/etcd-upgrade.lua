@@ -1,0 +1,94 @@
+-- Rolling etcd upgrade of a systemd-managed etcd (after etcd-to-systemd.lua), separate from the
+-- Kubernetes upgrade (seed 003, decision 6): a precheck that changes nothing (one minor at a time,
+-- no etcd newer than the cluster's Kubernetes runs with, 3.5.20+ before 3.6, quorum), a snapshot
+-- first (IR-4), the release fetched and checked on every node, then one member at a time (the
+-- unhealthy first, the leader last): new binaries beside the kept old ones, a restart, the gate;
+-- a member that fails gets its old binaries back and the run stops there.
+--   engine run runbooks/etcd-upgrade.lua -e version=3.5.16
+local etcd = require "engine.etcd"
+local fleet = require "engine.fleet"
+local http = require "engine.http"
+local k8s = require "engine.k8s"
+local ops = require "std.ops"
+local svc = require "std.etcd_service"
+local nodes = require "etcd_nodes"
+local up = require "etcd_upgrade"
+
+local function rerun() return false end
+
+local function report(cps)
+  local lines = { string.format("%-10s %-10s %-10s %s", "NODE", "MEMBER", "VERSION", "HEALTH") }
+  for _, h in ipairs(cps) do
+    local st = etcd.status(nodes.endpoint(h))
+    local ok = etcd.health(nodes.endpoint(h))
+    lines[#lines + 1] = string.format("%-10s %-10s %-10s %s", h.name, nodes.member_name(h), st and st.version or "?",
+      ok and "healthy" or "unhealthy")
+  end
+  print(table.concat(lines, "\n"))
+end
+
+return runbook {
+  name = "etcd-upgrade",
+  summary = "Upgrade etcd under systemd one member at a time, the leader last, with a snapshot first and rollback",
+  params = {
+    version = { type = "string", required = true, pattern = "^%d+%.%d+%.%d+$", help = "target etcd version, e.g. 3.5.16" },
+    download_url = { type = "string",
+      help = "release tarball URL, {version} filled in (default: the hosts' etcd_download_url var, else etcd's GitHub releases)" },
+    sha256 = { type = "string", pattern = "^%x+$", help = "the tarball's sha256 (default: from SHA256SUMS beside it)" },
+    control_plane = { type = "string", default = "k8s-cp", help = "inventory group of the etcd members" },
+    leader = { type = "string", default = "k8s-cp-leader", help = "inventory group of the node the snapshot is taken through" },
+    snapshot_dir = { type = "string", default = "/var/backups/engine", help = "where the snapshot is kept (on this machine)" },
+    health_timeout = { type = "duration", default = "3m", help = "for an upgraded member to pass the gate" },
+    health_passes = { type = "integer", default = 3, help = "gate passes in a row" },
+    health_interval = { type = "duration", default = "2s" },
+    max_raft_lag = { type = "integer", default = 1000, help = "raft entries a member may be behind the leader and pass" },
+  },
+  run = function(p, inv)
+    local cps = inv:hosts(p.control_plane)
+    if #cps == 0 then fail("inventory group %s has no hosts", p.control_plane) end
+    local leader = inv:hosts(p.leader)[1] or cps[1]
+    p.download_url = p.download_url or leader.vars.etcd_download_url or svc.DOWNLOAD_URL
+
+    local ok, err = pcall(function()
+      local facts = step("precheck", function() return up.precheck(p, cps) end, { probe = rerun })
+      log.info("precheck passed", { target = p.version, running = facts.versions, kubernetes = facts.kubernetes,
+        etcd_leader = facts.leader, unhealthy = facts.unhealthy })
+      nodes.endpoints(cps)  -- a tunnel to every member (again, on resume)
+      local lease
+      if not http.dry_run() then
+        local lerr, lmsg
+        lease, lerr, lmsg = k8s.lease("engine-etcd", { namespace = "kube-system", ttl = 120 })
+        if not lease then fail("the cluster lease kube-system/engine-etcd: %s", lmsg or lerr) end
+      end
+      local snap = step("etcd snapshot", function() return nodes.snapshot(p, leader) end, { probe = rerun })
+      log.info("etcd snapshot", { path = snap.path, size = snap.size, sha256 = snap.sha256, revision = snap.revision })
+      fleet.each(cps, { at_once = #cps }, function(h) ops.step(h, up.staged(p, facts)) end)
+      fleet.each(up.order(cps, facts), { at_once = 1 }, function(h) ops.step(h, up.upgraded(p, facts)) end)
+      step("postcheck", function()
+        if http.dry_run() then return end
+        local health = etcd.cluster_health(etcd.endpoints())
+        local bad = {}
+        if not health or not health.healthy then
+          bad[#bad + 1] = "etcd: " .. (health and table.concat(health.problems, "; ") or "cannot ask")
+        end
+        for _, h in ipairs(cps) do
+          local st = etcd.status(nodes.endpoint(h))
+          if not st or st.version ~= p.version then
+            bad[#bad + 1] = h.name .. " runs " .. tostring(st and st.version)
+          end
+        end
+        if #bad > 0 then error("postcheck: " .. table.concat(bad, "; "), 0) end
+      end, { probe = rerun })
+      if lease then lease:release() end
+    end)
+    if not ok then
+      log.error("etcd upgrade stopped", { error = tostring(err) })
+      print("\nThe etcd upgrade to " .. p.version .. " stopped: " .. tostring(err) .. "\n")
+      pcall(report, cps)
+      error(err, 0)
+    end
+    print(http.dry_run() and "\nDry run: nothing was changed. The members as they are:" or
+      ("\nEvery etcd member runs " .. p.version .. ":"))
+    report(cps)
+  end,
+}

@@ -1,0 +1,156 @@
+"""runbooks/etcd-upgrade.lua in the lab (seed 003, decision 6, IR-4): a real 3.4.23 → 3.5.16 rolling
+upgrade (Debian bookworm's etcd to Debian trixie's, served by the lab's release mirror) of a cluster
+first moved to systemd by etcd-to-systemd.lua, with writes running the whole time and none lost; a
+member whose new etcd does not start gets its old binaries back and the run stops there; resume
+finishes it; and the refusals of the precheck, each with nothing changed."""
+import base64
+import http.client
+import json
+import os
+import re
+import ssl
+import subprocess
+import threading
+import time
+import unittest
+
+from test_etcd_migration import ROOT, Lab, lab
+
+UPGRADE = os.path.join(ROOT, "runbooks", "etcd-upgrade.lua")
+TARGET = "3.5.16"
+
+
+class Writer(threading.Thread):
+    """Puts keys into the cluster without pause, through whichever member answers; counts the puts
+    etcd acknowledged."""
+
+    def __init__(self, lb):
+        super().__init__(daemon=True)
+        pki = f"{lb.root('cp1')}/etc/kubernetes/pki/etcd"
+        self.ctx = ssl.create_default_context(cafile=f"{pki}/ca.crt")
+        self.ctx.load_cert_chain(f"{pki}/healthcheck-client.crt", f"{pki}/healthcheck-client.key")
+        self.ips = [n["ip"] for n in lb.cps]
+        self.acked = 0
+        self.failed = 0
+        self.stop = threading.Event()
+
+    def run(self):
+        i = 0
+        while not self.stop.is_set():
+            key = base64.b64encode(f"/engine-test/w/{self.acked:06d}".encode()).decode()
+            ip = self.ips[i % len(self.ips)]
+            try:
+                conn = http.client.HTTPSConnection(ip, 2379, context=self.ctx, timeout=3)
+                conn.request("POST", "/v3/kv/put", json.dumps({"key": key, "value": base64.b64encode(b"v").decode()}),
+                             {"Content-Type": "application/json"})
+                r = conn.getresponse()
+                body = r.read()
+                conn.close()
+                if r.status == 200 and b"header" in body:
+                    self.acked += 1
+                    continue
+            except OSError:
+                pass
+            self.failed += 1
+            i += 1
+            time.sleep(0.05)
+
+
+def count_keys(lb):
+    b = lambda s: base64.b64encode(s.encode()).decode()  # noqa: E731
+    r = lb.etcd("cp1", "/v3/kv/range", {"key": b("/engine-test/w/"), "range_end": b("/engine-test/w0"), "count_only": True})
+    return int(r.get("count", 0))
+
+
+def versions(lb):
+    return {n["name"]: lb.etcd(n["name"], "/v3/maintenance/status")["version"] for n in lb.cps}
+
+
+class Upgrade(unittest.TestCase):
+    def test_refusals_then_a_rollback_then_resume_with_writes_running_and_none_lost(self):
+        lb = Lab(workers=0)
+        self.addCleanup(lb.down)
+        up = lambda *extra: lb.engine("run", UPGRADE, "-e", f"snapshot_dir={lb.dir}/snapshots", *extra)  # noqa: E731
+
+        # Not under systemd yet: refused, pointing at the migration.
+        r = up("-e", f"version={TARGET}")
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("precheck failed, nothing was changed", r.stdout + r.stderr)
+        self.assertIn("etcd runs as kubeadm's static Pod: kubeadm upgrades that one; move it with etcd-to-systemd.lua first",
+                      r.stdout + r.stderr)
+        m = lb.migrate()
+        self.assertEqual(m.returncode, 0, m.stdout[-3000:] + m.stderr[-3000:])
+        self.assertEqual(set(versions(lb).values()), {"3.4.23"})
+
+        # A minor skipped, a version the cluster's Kubernetes does not run with, a downgrade, a
+        # setting the target refuses: each named, nothing changed.
+        r = up("-e", "version=3.6.4", "-e", "sha256=" + "a" * 64)
+        out = r.stdout + r.stderr
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("3.4.23 → 3.6.4 skips a minor: upgrade one minor at a time (3.5 first)", out)
+        self.assertEqual(out.count("3.4.23 → 3.6.4 skips a minor"), out.count("3.4.23 → 3.6.4 skips a minor: upgrade one minor at a time (3.5 first)"))
+        self.assertIn("Kubernetes v1.33 runs with etcd up to 3.5 (kubeadm ships 3.5.x for it); 3.6.4 is newer", out)
+        r = up("-e", "version=3.4.20", "-e", "sha256=" + "a" * 64)
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("3.4.20 is older than the running 3.4.23: etcd does not downgrade", r.stdout + r.stderr)
+        env = f"{lb.root('cp2')}/etc/etcd/etcd.env"
+        with open(env) as f:
+            original = f.read()
+        with open(env, "a") as f:
+            f.write("ETCD_LOGGER=capnslog\n")
+        r = up("-e", f"version={TARGET}")
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("cp2: /etc/etcd/etcd.env has ETCD_LOGGER=capnslog (removed in 3.5): etcd 3.5.16 will not start with it",
+                      r.stdout + r.stderr)
+        with open(env, "w") as f:
+            f.write(original)
+        self.assertEqual(set(versions(lb).values()), {"3.4.23"})
+
+        # The second member's new etcd does not start: its old one is back, the run stops there.
+        order = sorted(n["name"] for n in lb.cps if n["name"] != lb.leader()) + [lb.leader()]
+        first, second, third = order
+        lab("fault", second, "etcd-new-version-fails", "--dir", lb.dir)
+        members = lb.members()
+        writer = Writer(lb)
+        writer.start()
+        self.addCleanup(writer.stop.set)
+        time.sleep(1)
+        r = up("-e", f"version={TARGET}", "-e", "health_timeout=20s")
+        out = r.stdout + r.stderr
+        self.assertEqual(r.returncode, 1, out[-3000:])
+        self.assertIn(f"{second}: etcd {TARGET} did not start: systemctl restart etcd exited 1", out)
+        self.assertIn("only etcd 3.4.23 starts on this node", out)  # the unit's journal, for the operator
+        self.assertIn(f"Rolled back: {second} runs 3.4.23 again and member {second}", out, out[-2500:])
+        v = versions(lb)
+        self.assertEqual((v[first], v[second], v[third]), (TARGET, "3.4.23", "3.4.23"), out[-3000:])
+        self.assertTrue(os.path.exists(f"{lb.root(first)}/var/cache/engine/etcd/previous/etcd"))
+        snaps = [s for s in os.listdir(f"{lb.dir}/snapshots") if s.endswith(".db")]
+        self.assertEqual(len(snaps), 2, "a snapshot before the migration and one before the upgrade (IR-4)")
+
+        # Fixed and resumed: every member at 3.5.16, the same members, every acknowledged write there.
+        lab("clear", second, "etcd-new-version-fails", "--dir", lb.dir)
+        run_id = re.search(r"engine resume (\S+)", out).group(1)
+        res = lb.engine("resume", run_id)
+        self.assertEqual(res.returncode, 0, res.stdout[-4000:] + res.stderr[-4000:])
+        self.assertIn(f"Every etcd member runs {TARGET}", res.stdout)
+        time.sleep(1)
+        writer.stop.set()
+        writer.join(10)
+        self.assertEqual(set(versions(lb).values()), {TARGET})
+        self.assertEqual(lb.members(), members)
+        self.assertGreater(writer.acked, 100)
+        self.assertEqual(count_keys(lb), writer.acked, f"{writer.failed} puts failed and were not counted")
+        upgraded = [e["host"] for e in lb.run_logs("etcd-upgrade") if e["msg"] == "etcd upgraded"]
+        self.assertEqual(upgraded, [first, second, third])
+        for name in (first, second, third):
+            self.assertEqual(lb.unit(name), ("active", "enabled"))
+            # The release was fetched once per node, whatever the runs and resumes (IR-7).
+            tarballs = os.listdir(f"{lb.root(name)}/var/cache/engine/etcd")
+            self.assertIn(f"etcd-v{TARGET}-linux-amd64.tar.gz", tarballs)
+        fetched = subprocess.run(["grep", "-c", f"GET /etcd-io/etcd/releases/download/v{TARGET}/etcd-v{TARGET}-linux-amd64.tar.gz",
+                                  f"{lb.dir}/logs/mirror.log"], capture_output=True, text=True).stdout.strip()
+        self.assertEqual(fetched, "3")
+
+
+if __name__ == "__main__":
+    unittest.main()
