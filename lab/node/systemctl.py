@@ -76,8 +76,19 @@ def start(unit, wait=True):
                 raw = f.read().strip()
         except OSError:
             raw = "starting"
+        if conf.get("Type") == "oneshot":  # systemctl start returns once a oneshot has run
+            return os.path.exists(f"{STATE}/{unit}.result") or not pid_of(unit)
         return raw in ("active", "failed") or os.path.exists(f"{STATE}/{unit}.result") or not pid_of(unit)
     wait_until(settled, limit, 0.05)
+    if conf.get("Type") == "oneshot":
+        try:
+            with open(f"{STATE}/{unit}.result") as f:
+                ok = f.read().strip() == "exit-code status=0"
+        except OSError:
+            ok = False
+        if not ok:
+            print(f"Job for {unit} failed because the control process exited with error code.", file=sys.stderr)
+        return 0 if ok else 1
     if state_of(unit) != "active":
         print(f"Job for {unit} failed because the control process exited with error code.\n"
               f"See \"systemctl status {unit}\" and \"journalctl -xeu {unit}\" for details.", file=sys.stderr)
@@ -120,6 +131,32 @@ def warn_if_changed(unit):
         pass
 
 
+def list_timers(patterns):
+    """systemctl list-timers: the started timers, when each fires next and last, what it starts."""
+    import fnmatch
+    rows = []
+    for f in sorted(os.listdir(STATE)) if os.path.isdir(STATE) else []:
+        if not f.endswith(".timer.pid"):
+            continue
+        t = f[:-len(".pid")]
+        if not pid_of(t) or (patterns and not any(fnmatch.fnmatch(t, p) for p in patterns)):
+            continue
+        conf = load(t) or {}
+
+        def stamp(what):
+            try:
+                with open(f"{STATE}/{t}.{what}") as fh:
+                    return time.strftime("%a %Y-%m-%d %H:%M:%S UTC", time.gmtime(float(fh.read())))
+            except (OSError, ValueError):
+                return "-"
+        rows.append((stamp("next"), stamp("last"), t, conf.get("Unit", t[:-len(".timer")] + ".service")))
+    print(f"{'NEXT':<29} {'LAST':<29} {'UNIT':<28} ACTIVATES")
+    for r in rows:
+        print(f"{r[0]:<29} {r[1]:<29} {r[2]:<28} {r[3]}")
+    print(f"\n{len(rows)} timers listed.")
+    return 0
+
+
 def main(argv=None):
     argv = list(argv if argv is not None else sys.argv[1:])
     now = "--now" in argv
@@ -127,6 +164,8 @@ def main(argv=None):
     if not args:
         die("systemctl: this lab's systemctl needs a command", 1)
     cmd, units = args[0], [unit_name(u) for u in args[1:]]
+    if cmd == "list-timers":
+        return list_timers(args[1:])
     if cmd == "daemon-reload":
         for f in os.listdir(STATE) if os.path.isdir(STATE) else []:
             if f.endswith(".loaded") and os.path.exists(unit_file(f[:-7])):

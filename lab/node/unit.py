@@ -192,7 +192,7 @@ class Supervisor:
                 put(self.unit, "result", f"exec failed: {e}")
                 put(self.unit, "state", "failed")
                 return 1
-            ready = True
+            ready = last(self.conf, "Type") != "oneshot"  # a oneshot is activating until it exits
             if notify is not None:
                 ready = self.wait_ready(notify)
                 notify.close()
@@ -219,6 +219,65 @@ class Supervisor:
         return 0
 
 
+def next_calendar(spec, now):
+    """The next time (epoch) an OnCalendar= spec fires after now: "*-*-* HH:MM[:SS]", "HH:MM[:SS]",
+    "daily", "hourly" (the forms the lab's runbooks write); None for another form."""
+    import datetime
+    spec = spec.strip()
+    t = datetime.datetime.fromtimestamp(now)
+    if spec == "hourly":
+        n = t.replace(minute=0, second=0, microsecond=0) + datetime.timedelta(hours=1)
+        return n.timestamp()
+    if spec == "daily":
+        spec = "00:00:00"
+    if spec.startswith("*-*-* "):
+        spec = spec[6:]
+    parts = spec.split(":")
+    if not 2 <= len(parts) <= 3 or not all(x.isdigit() for x in parts):
+        return None
+    h, m, sec = int(parts[0]), int(parts[1]), int(parts[2]) if len(parts) == 3 else 0
+    n = t.replace(hour=h, minute=m, second=sec, microsecond=0)
+    if n.timestamp() <= now:
+        n += datetime.timedelta(days=1)
+    return n.timestamp()
+
+
+class Timer:
+    """A started .timer: starts its Unit= (default: the same name's .service) at OnCalendar= times,
+    or every OnUnitActiveSec=; units/NAME.timer.next and .last say when, for list-timers."""
+
+    def __init__(self, unit):
+        self.unit = unit
+        self.conf = parse(unit) or {}
+        self.stopping = False
+
+    def run(self):
+        def on_term(*_):
+            self.stopping = True
+        signal.signal(signal.SIGTERM, on_term)
+        target = last(self.conf, "Unit", self.unit[:-len(".timer")] + ".service")
+        cal = last(self.conf, "OnCalendar")
+        every = seconds(last(self.conf, "OnUnitActiveSec") or last(self.conf, "OnActiveSec"), None)
+        put(self.unit, "state", "active")
+        while not self.stopping:
+            now = time.time()
+            nxt = next_calendar(cal, now) if cal else (now + every if every else None)
+            if nxt is None:
+                put(self.unit, "result", f"unsupported OnCalendar={cal}")
+                put(self.unit, "state", "failed")
+                return 1
+            put(self.unit, "next", nxt)
+            while not self.stopping and time.time() < nxt:
+                time.sleep(0.2)
+            if self.stopping:
+                break
+            put(self.unit, "last", time.time())
+            subprocess.run(["systemctl", "start", target], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                           stderr=subprocess.DEVNULL)
+        put(self.unit, "state", "inactive")
+        return 0
+
+
 def running(unit):
     """The supervisor's pid, when it runs."""
     try:
@@ -232,7 +291,7 @@ def running(unit):
 def main():
     unit = sys.argv[1]
     os.makedirs(STATE, exist_ok=True)
-    sys.exit(Supervisor(unit).run())
+    sys.exit((Timer(unit) if unit.endswith(".timer") else Supervisor(unit)).run())
 
 
 if __name__ == "__main__":

@@ -172,6 +172,17 @@ function M.env_text(flags, order, overrides)
   return table.concat(lines, "\n") .. "\n"
 end
 
+--- flags_of_env(text) → {flag = value}: an EnvironmentFile read back (ETCD_LISTEN_CLIENT_URLS is
+--- listen-client-urls).
+function M.flags_of_env(text)
+  local flags = {}
+  for line in (text or ""):gmatch("[^\n]+") do
+    local k, v = line:match("^%s*ETCD_([%w_]+)=(.*)$")
+    if k then flags[k:lower():gsub("_", "-")] = v end
+  end
+  return flags
+end
+
 --- unit_text{bin, env_file, user, restart_sec, nofile} → etcd.service: Type=notify (etcd says
 --- READY=1 once it serves), Restart=always, as seed 003's install-etcd-systemd role has it.
 function M.unit_text(opts)

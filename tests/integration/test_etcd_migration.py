@@ -385,6 +385,15 @@ class BadInput(unittest.TestCase):
                       r.stdout)
         self.assertUntouched()
 
+    def test_maintenance_timers_need_etcd_under_systemd(self):
+        r = self.lab.engine("run", os.path.join(ROOT, "runbooks", "etcd-maintenance.lua"))
+        self.assertEqual(r.returncode, 1)
+        out = r.stdout + r.stderr
+        self.assertIn("precheck failed, nothing was changed", out)
+        self.assertIn("cp1: no /usr/local/bin/etcd and etcdctl: move etcd to systemd first (etcd-to-systemd.lua)", out)
+        for n in self.lab.cps:
+            self.assertFalse(os.path.exists(f"{self.lab.root(n['name'])}/etc/systemd/system/etcd-defrag.timer"))
+
     def test_z_an_unhealthy_member_before_the_start(self):
         pods = f"{self.lab.root('cp2')}/var/lib/kubelet/pods.json"
         with open(pods) as f:

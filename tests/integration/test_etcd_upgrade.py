@@ -17,6 +17,7 @@ import unittest
 from test_etcd_migration import ROOT, Lab, lab
 
 UPGRADE = os.path.join(ROOT, "runbooks", "etcd-upgrade.lua")
+MAINTENANCE = os.path.join(ROOT, "runbooks", "etcd-maintenance.lua")
 TARGET = "3.5.16"
 
 
@@ -60,6 +61,18 @@ def count_keys(lb):
     b = lambda s: base64.b64encode(s.encode()).decode()  # noqa: E731
     r = lb.etcd("cp1", "/v3/kv/range", {"key": b("/engine-test/w/"), "range_end": b("/engine-test/w0"), "count_only": True})
     return int(r.get("count", 0))
+
+
+def read_file(path):
+    try:
+        with open(path, errors="replace") as f:
+            return f.read()
+    except OSError:
+        return ""
+
+
+def read_log(lb, name):
+    return read_file(f"{lb.root(name)}/var/log/etcd.log")
 
 
 def versions(lb):
@@ -150,6 +163,38 @@ class Upgrade(unittest.TestCase):
         fetched = subprocess.run(["grep", "-c", f"GET /etcd-io/etcd/releases/download/v{TARGET}/etcd-v{TARGET}-linux-amd64.tar.gz",
                                   f"{lb.dir}/logs/mirror.log"], capture_output=True, text=True).stdout.strip()
         self.assertEqual(fetched, "3")
+
+        # Maintenance on the upgraded cluster: a timer per node, staggered, each defragmenting its
+        # own member once when it fires (IR-3), then the whole cluster on demand, the leader last.
+        # etcd 3.5 logs one "finished defragment" per defragmentation of its own database.
+        defrags = lambda name: read_log(lb, name).count('"msg":"finished defragment"')  # noqa: E731
+        before = {n["name"]: defrags(n["name"]) for n in lb.cps}
+        first_at = int(time.time()) + 12
+        at = time.strftime("%H:%M:%S", time.localtime(first_at))
+        r = lb.engine("run", MAINTENANCE, "-e", f"at={at}", "-e", "stagger=4s", "-e", "threshold=0", "-e", "min_db_mb=0")
+        self.assertEqual(r.returncode, 0, r.stdout[-3000:] + r.stderr[-3000:])
+        rows = [line.split() for line in r.stdout.splitlines() if re.match(r"^cp\d\s", line)]
+        self.assertEqual([x[1] for x in rows], [time.strftime("%H:%M:%S", time.localtime(first_at + 4 * i)) for i in range(3)])
+        self.assertTrue(all("etcd-defrag.timer" in " ".join(x) for x in rows), r.stdout)
+        again = lb.engine("run", MAINTENANCE, "-e", f"at={at}", "-e", "stagger=4s", "-e", "threshold=0", "-e", "min_db_mb=0")
+        self.assertEqual(again.returncode, 0)
+        self.assertEqual(again.stdout.count(": already so"), 6 * 3, again.stdout[-3000:])
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and any(defrags(n["name"]) == before[n["name"]] for n in lb.cps):
+            time.sleep(1)
+        time.sleep(5)  # a timer that wrongly fired twice, or defragmented another member, shows by now
+        for n in lb.cps:
+            self.assertEqual(defrags(n["name"]), before[n["name"]] + 1, n["name"])
+            log = read_file(f"{lb.root(n['name'])}/var/log/etcd-defrag.log")
+            self.assertIn(f"defragmented https://{n['ip']}:2379", log)
+            self.assertEqual(log.count("defragmented https://"), 1)
+        r = lb.engine("run", MAINTENANCE, "-e", "mode=defrag", "-e", "pause=1s")
+        self.assertEqual(r.returncode, 0, r.stdout[-3000:] + r.stderr[-3000:])
+        done = [e for e in lb.run_logs("etcd-maintenance") if e["msg"] == "defragmented"]
+        self.assertEqual(len(done), 3)
+        self.assertTrue(done[-1]["fields"]["leader"])
+        for n in lb.cps:
+            self.assertEqual(defrags(n["name"]), before[n["name"]] + 2, n["name"])
 
 
 if __name__ == "__main__":

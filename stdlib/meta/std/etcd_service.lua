@@ -42,6 +42,11 @@ function svc.env_name(flag) end
 ---@return string
 function svc.env_text(flags, order, overrides) end
 
+--- An EnvironmentFile read back as flags: ETCD_LISTEN_CLIENT_URLS is listen-client-urls.
+---@param text string
+---@return table<string, string>
+function svc.flags_of_env(text) end
+
 --- etcd.service: Type=notify, User/Group, EnvironmentFile, Restart=always, RestartSec, LimitNOFILE.
 ---@param opts? {bin?: string, env_file?: string, user?: string, restart_sec?: string, nofile?: integer}
 ---@return string
@@ -54,6 +59,35 @@ function svc.version(host, bin) end
 --- No etcd holds the data directory (its bbolt database's flock can be taken). Yields.
 ---@return boolean, string|nil
 function svc.datadir_free(host, dir) end
+
+--- The newest etcd minor kubeadm ships for each Kubernetes minor: a newer one is refused.
+svc.NEWEST_ETCD_MINOR = { ["1.33"] = "3.5", ["1.34"] = "3.6" }
+svc.MIN_FOR_36 = "3.5.20"
+--- Settings a minor no longer starts with, as {ENV_NAME, value or nil for any}.
+svc.REMOVED = { ["3.5"] = { { "ETCD_LOGGER", "capnslog" } } }
+
+--- The lines of an EnvironmentFile that etcd `target` refuses to start with.
+---@return string[]
+function svc.removed_settings(env_text, target) end
+
+--- Why the members' versions cannot go to target on this Kubernetes: one minor at a time, no
+--- downgrade, 3.5.20+ before 3.6, no etcd minor newer than svc.NEWEST_ETCD_MINOR says. Empty: allowed.
+---@param running string[]
+---@param target string
+---@param kubernetes? string  "v1.33.1"
+---@return string[]
+function svc.upgrade_problems(running, target, kubernetes) end
+
+--- The release's tarball in cache with the right checksum (downloaded only if not) and unpacked; nothing installed. Yields.
+---@param opts {sha256: string, url?: string, cache?: string, bin?: string}
+---@return {bin: string, cache: string, url: string, sha256: string, tarball: string, dir: string}
+function svc.stage(host, version, opts) end
+
+--- etcd, etcdctl, etcdutl from from_dir into bin, each replaced by a rename. Yields.
+function svc.install(host, from_dir, bin) end
+
+--- The binaries now in bin copied to to_dir (kept before an upgrade). Yields.
+function svc.keep(host, bin, to_dir) end
 
 --- Operation "etcd VERSION binaries": the release's etcd/etcdctl(/etcdutl) in bin; the tarball
 --- downloaded once per node into cache and checked against sha256.

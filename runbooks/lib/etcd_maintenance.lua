@@ -1,0 +1,125 @@
+-- The pieces of etcd-maintenance.lua: the script a node's timer runs (its own member only: seed
+-- 003, IR-3), its settings, the oneshot service and the timer, staggered so no two members
+-- defragment at once (a defragmentation blocks the member while it runs).
+local remote = require "std.remote"
+local svc = require "std.etcd_service"
+
+local M = {}
+
+M.SCRIPT = "/usr/local/bin/etcd-maintenance"
+M.ENV_FILE = "/etc/etcd/maintenance.env"
+M.SERVICE = "etcd-defrag.service"
+M.TIMER = "etcd-defrag.timer"
+
+M.SCRIPT_TEXT = [[#!/bin/sh
+# Written by engine (runbooks/etcd-maintenance.lua). Defragments this node's own etcd member, and
+# no other (seed 003, IR-3), when its database is more than THRESHOLD percent free space and at least
+# MIN_BYTES big; compacts first when COMPACT_KEEP is set (revisions kept). etcdctl reads
+# ETCDCTL_ENDPOINTS, ETCDCTL_CACERT, ETCDCTL_CERT and ETCDCTL_KEY from /etc/etcd/maintenance.env.
+set -eu
+export ETCDCTL_API=3
+status() { etcdctl endpoint status -w json; }
+field() { printf '%s' "$1" | grep -o "\"$2\":[0-9]*" | head -n 1 | cut -d: -f2; }
+st=$(status)
+if [ -n "${COMPACT_KEEP:-}" ]; then
+  rev=$(field "$st" revision)
+  if [ "$rev" -gt "$COMPACT_KEEP" ]; then
+    etcdctl compact "$((rev - COMPACT_KEEP))" && echo "etcd-maintenance: compacted to revision $((rev - COMPACT_KEEP))"
+    st=$(status)
+  fi
+fi
+size=$(field "$st" dbSize)
+inuse=$(field "$st" dbSizeInUse)
+[ -n "$size" ] && [ "$size" -gt 0 ] || { echo "etcd-maintenance: no dbSize from $ETCDCTL_ENDPOINTS" >&2; exit 1; }
+free=$(( (size - ${inuse:-$size}) * 100 / size ))
+echo "etcd-maintenance: $ETCDCTL_ENDPOINTS database ${size} bytes, ${inuse:-?} in use, ${free}% free space"
+if [ "$free" -ge "$THRESHOLD" ] && [ "$size" -ge "$MIN_BYTES" ]; then
+  etcdctl defrag --command-timeout=5m
+  echo "etcd-maintenance: defragmented $ETCDCTL_ENDPOINTS"
+else
+  echo "etcd-maintenance: below the threshold (${THRESHOLD}% free and ${MIN_BYTES} bytes); nothing to do"
+fi
+]]
+
+--- local_endpoint(flags) → this member's own client URL: loopback when it listens there (kubeadm
+--- does), else the URL it advertises. Never another member's.
+function M.local_endpoint(flags)
+  for url in (flags["listen-client-urls"] or ""):gmatch("[^,]+") do
+    if url:match("^https?://127%.0%.0%.1:") then return url end
+  end
+  return ((flags["advertise-client-urls"] or ""):match("^[^,]+"))
+end
+
+--- env_text(flags, p) → the script's settings for one node.
+function M.env_text(flags, p)
+  local lines = {
+    "# etcd-maintenance's settings, written by engine (runbooks/etcd-maintenance.lua).",
+    "ETCDCTL_ENDPOINTS=" .. M.local_endpoint(flags),
+    "ETCDCTL_CACERT=" .. (flags["trusted-ca-file"] or "/etc/kubernetes/pki/etcd/ca.crt"),
+    "ETCDCTL_CERT=/etc/kubernetes/pki/etcd/healthcheck-client.crt",
+    "ETCDCTL_KEY=/etc/kubernetes/pki/etcd/healthcheck-client.key",
+    "THRESHOLD=" .. p.threshold,
+    "MIN_BYTES=" .. (p.min_db_mb * 1024 * 1024),
+  }
+  if p.compact then lines[#lines + 1] = "COMPACT_KEEP=" .. p.compact_keep end
+  return table.concat(lines, "\n") .. "\n"
+end
+
+function M.service_text()
+  return table.concat({
+    "[Unit]",
+    "Description=Defragment this node's etcd member when fragmented (engine etcd-maintenance)",
+    "After=" .. svc.UNIT,
+    "",
+    "[Service]",
+    "Type=oneshot",
+    "EnvironmentFile=" .. M.ENV_FILE,
+    "ExecStart=" .. M.SCRIPT,
+    "",
+  }, "\n")
+end
+
+--- timer_text(at) → the timer, firing daily at "HH:MM:SS".
+function M.timer_text(at)
+  return table.concat({
+    "[Unit]",
+    "Description=Daily etcd defragmentation check of this node's member (engine etcd-maintenance)",
+    "",
+    "[Timer]",
+    "OnCalendar=*-*-* " .. at,
+    "Persistent=true",
+    "Unit=" .. M.SERVICE,
+    "",
+    "[Install]",
+    "WantedBy=timers.target",
+    "",
+  }, "\n")
+end
+
+--- times(at, stagger_s, n) → n times "HH:MM:SS", the first at `at` ("HH:MM" or "HH:MM:SS"), each
+--- next stagger_s later (wrapping at midnight).
+function M.times(at, stagger_s, n)
+  local h, m, s = at:match("^(%d%d?):(%d%d):?(%d?%d?)$")
+  if not h or tonumber(h) > 23 or tonumber(m) > 59 or (s ~= "" and tonumber(s) > 59) then
+    error("etcd-maintenance: at must be HH:MM or HH:MM:SS, not " .. tostring(at), 0)
+  end
+  local base = tonumber(h) * 3600 + tonumber(m) * 60 + (tonumber(s) or 0)
+  local out = {}
+  for i = 0, n - 1 do
+    local t = math.floor(base + i * stagger_s) % 86400
+    out[#out + 1] = string.format("%02d:%02d:%02d", t // 3600, (t % 3600) // 60, t % 60)
+  end
+  return out
+end
+
+--- timer_state(h) → "active" and the list-timers line, for the report.
+function M.timer_line(h)
+  local r = remote.must(h, "systemctl list-timers " .. remote.quote(M.TIMER) .. " --all --no-pager",
+    { read_only = true, what = "systemctl list-timers" })
+  for line in r.stdout:gmatch("[^\n]+") do
+    if line:find(M.TIMER, 1, true) then return line end
+  end
+  return nil
+end
+
+return M
