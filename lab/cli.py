@@ -96,7 +96,7 @@ def up(a):
     st = {"dir": d, "version": version, "subnet": net, "ssh_port": a.ssh_port, "api": f"https://{cps[0]['ip']}:6443",
           "releases": sorted(set(RELEASES + [version[1:]]), key=lambda v: [int(x) for x in v.split(".")]),
           "kubeadm_timeout": a.kubeadm_timeout, "pod_start_delay": a.pod_start_delay, "cert_days": a.cert_days,
-          "nodes": cps + workers, "mount_points": [], "monitor_ip": f"{net}.200"}
+          "nodes": cps + workers, "mount_points": [], "monitor_ip": f"{net}.200", "empty": a.empty}
     save(st)
     try:
         start(st, cps, workers, version)
@@ -108,7 +108,8 @@ def up(a):
                 print(f"--- {log}\n" + "".join(tail), file=sys.stderr, end="")
         down_state(st)
         raise
-    print(f"lab up in {time.monotonic() - t0:.1f}s: {len(cps)} control-plane and {len(workers)} worker nodes at {version}")
+    print(f"lab up in {time.monotonic() - t0:.1f}s: {len(cps)} control-plane and {len(workers)} worker nodes at {version}"
+          + (" (empty: no cluster yet)" if a.empty else ""))
     print_usage(st)
     return 0
 
@@ -132,8 +133,14 @@ def start(st, cps, workers, version):
     certs.sign(f"{d}/pki", "ca", "/O=system:masters/CN=lab-admin", "client", f"{d}/admin.key", f"{d}/admin.crt", 365, "")
     certs.kubeconfig(f"{d}/kubeconfig", st["api"], f"{d}/pki/pki/ca.crt", f"{d}/admin.crt", f"{d}/admin.key", "lab-admin")
     with open(f"{d}/state.json", "w") as f:
-        json.dump(labcluster.objects(st["nodes"], version, st["api"][8:]), f)
-    st["sim"] = spawn([sys.executable, "-m", "lab.k8sim.sim", "--host", cps[0]["ip"],
+        json.dump(labcluster.empty_objects() if st.get("empty") else labcluster.objects(st["nodes"], version, st["api"][8:]), f)
+    fallback = []
+    if st.get("empty"):  # served until kubeadm init writes the leader's apiserver certificate
+        certs.new_key(f"{d}/apiserver.key")
+        certs.sign(f"{d}/pki", "ca", "/CN=kube-apiserver", "apiserver", f"{d}/apiserver.key", f"{d}/apiserver.crt", 365,
+                   f"DNS:kubernetes,IP:{cps[0]['ip']},IP:127.0.0.1")
+        fallback = ["--fallback-cert", f"{d}/apiserver.crt", "--fallback-key", f"{d}/apiserver.key"]
+    st["sim"] = spawn([sys.executable, "-m", "lab.k8sim.sim", "--host", cps[0]["ip"], *fallback,
                        "--port", "6443", "--cert", f"{lead}/pki/apiserver.crt", "--key", f"{lead}/pki/apiserver.key",
                        "--ca", f"{d}/pki/pki/ca.crt", "--state", f"{d}/state.json", "--version", version,
                        "--version-node", cps[0]["name"], "--ready-delay", "1"], f"{d}/logs/apiserver.log")
@@ -150,6 +157,12 @@ def start(st, cps, workers, version):
     save(st)
     for n in st["nodes"]:
         wait(lambda: port_open(n["ip"], st["ssh_port"]), f"sshd of {n['name']}", 20)
+    if st.get("empty"):  # nothing runs yet but the nodes' sshd and kubelet, and the monitoring
+        wait(lambda: urllib.request.urlopen(st["prometheus_url"] + "/-/ready", timeout=2).status == 200, "Prometheus", 60)
+        wait(lambda: port_open(st["monitor_ip"], 8080), "the etcd release mirror", 20)
+        write_client_files(st)
+        save(st)
+        return
     for n in cps:
         wait(lambda: etcd_healthy(st, n), f"etcd on {n['name']}", 60)
     want = {f"{c}-{n['name']}" for n in cps for c in ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler")}
@@ -207,7 +220,9 @@ def write_client_files(st):
                             "ansible_ssh_private_key_file": f"{d}/ssh/id_ed25519",
                             "ansible_ssh_common_args": f"-o UserKnownHostsFile={d}/known_hosts",
                             # the lab's release mirror, in the layout of etcd's GitHub releases
-                            "etcd_download_url": labmirror.url(st["mirror_url"])},
+                            "etcd_download_url": labmirror.url(st["mirror_url"]),
+                            # lab nodes share loopback: a new etcd listens on the node's address only
+                            "etcd_listen_localhost": False},
                    "children": {
                        "k8s-cp": {"hosts": {n["name"]: {"ansible_host": n["ip"], "etcd_access_address": n["ip"]} for n in st["nodes"]
                                             if n["role"] == "control-plane"}},
@@ -323,6 +338,9 @@ def main():
                    help="kubeadm's per-component wait in `upgrade apply|node` (kubeadm's own is 5m)")
     u.add_argument("--pod-start-delay", type=float, default=1.0, help="seconds a static pod takes to become ready")
     u.add_argument("--cert-days", type=int, default=365)
+    u.add_argument("--empty", action="store_true",
+                   help="nodes with no cluster at all (packages installed, the leader holding the cluster CA), for "
+                        "runbooks/etcd-bootstrap.lua")
     for name in ("down", "status"):
         sub.add_parser(name)
     for name in ("fault", "clear"):

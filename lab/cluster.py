@@ -85,6 +85,27 @@ def replicaset_of(name, ns, labels):
             "spec": {"replicas": 1, "selector": {"matchLabels": labels}}}
 
 
+def kubeadm_objects(version):
+    """What kubeadm init leaves in kube-system besides kubeadm-config: the scheduler's and the
+    controller-manager's RBAC, CoreDNS (with its PDB) and kube-proxy at the version's images."""
+    img = images_for("v" + version.lstrip("v"))
+    out = rbac("kube-scheduler", SCHEDULER_RULES) + rbac("kube-controller-manager", CONTROLLER_MANAGER_RULES)
+    dns = {"k8s-app": "kube-dns"}
+    out.append(deployment("coredns", "kube-system", img["coredns"], 2, dns))
+    out.append(pdb("coredns", "kube-dns", ns="kube-system", max_unavailable=1))
+    out[-1]["spec"]["selector"] = {"matchLabels": dns}
+    kp = daemonset("kube-proxy")
+    kp["spec"]["template"] = {"metadata": {"labels": {"k8s-app": "kube-proxy"}},
+                              "spec": {"containers": [{"name": "kube-proxy", "image": img["kube-proxy"]}]}}
+    out.append(kp)
+    return out
+
+
+def empty_objects():
+    """A cluster before kubeadm init: the namespaces the API server makes by itself."""
+    return [namespace(x) for x in ("default", "kube-system", "kube-public", "kube-node-lease")]
+
+
 def objects(nodes, version, endpoint):
     v = "v" + version.lstrip("v")
     img = images_for(v)

@@ -40,7 +40,7 @@ def make_cas(pki_root):
                    check=True, capture_output=True)
 
 
-def node_cert(lab_root, ca_root, kroot, name, lab_dir):
+def node_cert(lab_root, ca_root, kroot, name, lab_dir, kubeconfig=True):
     """The kubelet's client certificate (system:node:NAME) as one PEM, and kubelet.conf."""
     key, crt = f"{lab_dir}/kubelet-client.key", f"{lab_dir}/kubelet-client.crt"
     certs.new_key(key)
@@ -50,7 +50,8 @@ def node_cert(lab_root, ca_root, kroot, name, lab_dir):
             with open(p) as f:
                 out.write(f.read())
     os.chmod(f"{lab_dir}/kubelet-client.pem", 0o600)
-    certs.kubeconfig(f"{kroot}/kubelet.conf", lab_root["api"], f"{kroot}/pki/ca.crt", crt, key, f"system:node:{name}")
+    if kubeconfig:
+        certs.kubeconfig(f"{kroot}/kubelet.conf", lab_root["api"], f"{kroot}/pki/ca.crt", crt, key, f"system:node:{name}")
     os.unlink(key)
     os.unlink(crt)
 
@@ -72,7 +73,15 @@ def prepare(lab, n, cps, ca_root, version, authorized_keys):
     shutil.copy(f"{ca_root}/pki/ca.crt", f"{lab_dir}/ca.crt")
     cfg = {"name": n["name"], "ip": n["ip"], "etcd_ips": [c["ip"] for c in cps],
            "cluster": ",".join(f"{c['name']}=https://{c['ip']}:2380" for c in cps)}
-    if cp:
+    empty = lab.get("empty", False)
+    if empty and n.get("leader"):
+        # No cluster yet: only the organisation's cluster CA, which kubeadm init finds and uses.
+        for ext in (".crt", ".key"):
+            shutil.copy(f"{ca_root}/pki/ca{ext}", f"{kroot}/pki/ca{ext}")
+        os.chmod(f"{kroot}/pki/ca.key", 0o600)
+    elif empty:
+        os.unlink(f"{kroot}/pki/ca.crt")
+    if cp and not empty:
         for f in ("ca", "front-proxy-ca", "etcd/ca"):
             os.makedirs(os.path.dirname(f"{kroot}/pki/{f}"), exist_ok=True)
             for ext in (".crt", ".key"):
@@ -83,7 +92,7 @@ def prepare(lab, n, cps, ca_root, version, authorized_keys):
             certs.issue(kroot, name, n["name"], n["ip"], lab["api"], lab.get("cert_days", 365), [c["ip"] for c in cps])
         for comp in ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler"):
             write(f"{kroot}/manifests/{comp}.yaml", render(comp, cfg, version), 0o600)
-    node_cert(lab, ca_root, kroot, n["name"], lab_dir)
+    node_cert(lab, ca_root, kroot, n["name"], lab_dir, kubeconfig=not empty)
     json.dump({"name": n["name"], "role": n["role"], "leader": n.get("leader", False), "ip": n["ip"], "api": lab["api"],
                "releases": lab["releases"], "kubeadm_timeout": lab["kubeadm_timeout"],
                "pod_start_delay": lab["pod_start_delay"], "manifest_cfg": cfg, "leader_ips": [c["ip"] for c in cps]},

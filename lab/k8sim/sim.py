@@ -384,6 +384,8 @@ def main():
     ap.add_argument("--cert", required=True)
     ap.add_argument("--key", required=True)
     ap.add_argument("--ca", required=True)
+    ap.add_argument("--fallback-cert", help="served while --cert does not exist")
+    ap.add_argument("--fallback-key")
     ap.add_argument("--tokens", default="")
     ap.add_argument("--state")
     ap.add_argument("--ready-delay", type=float, default=0.5)
@@ -400,10 +402,34 @@ def main():
     ThreadingHTTPServer.request_queue_size = 256  # a real apiserver does not refuse a burst of clients
     server = ThreadingHTTPServer((args.host, args.port), Handler)
     server.daemon_threads = True
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    ctx.load_cert_chain(args.cert, args.key)
-    ctx.load_verify_locations(args.ca)
-    ctx.verify_mode = ssl.CERT_OPTIONAL
+    def context(cert, key):
+        c = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        c.load_cert_chain(cert, key)
+        c.load_verify_locations(args.ca)
+        c.verify_mode = ssl.CERT_OPTIONAL
+        return c
+    # The serving certificate is --cert when it exists, else --fallback-cert (a lab with no cluster
+    # yet); a --cert written later (kubeadm init) is served from then on to clients that name the
+    # server (SNI; a client dialing an IP address sends none and keeps getting the fallback, which
+    # the same CA signed).
+    have = os.path.exists(args.cert)
+    ctx = context(args.cert, args.key) if have else context(args.fallback_cert, args.fallback_key)
+    served = {"mtime": os.stat(args.cert).st_mtime if have else None}
+
+    def pick(sock, _name, _ctx):
+        try:
+            m = os.stat(args.cert).st_mtime
+        except OSError:
+            return
+        if m != served["mtime"]:
+            try:
+                served["ctx"], served["mtime"] = context(args.cert, args.key), m
+            except (OSError, ssl.SSLError):
+                return
+        if served.get("ctx"):
+            sock.context = served["ctx"]
+    if args.fallback_cert:
+        ctx.sni_callback = pick
     server.socket = ctx.wrap_socket(server.socket, server_side=True)
     print(f"k8sim listening on https://{args.host}:{args.port}", flush=True)
     server.serve_forever()

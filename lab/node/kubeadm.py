@@ -8,7 +8,7 @@ import shutil
 import sys
 import time
 
-from lab.node import certs
+from lab.node import certs, kubeadm_init
 from lab.node.common import (CONTROL_PLANE, MANIFESTS, PODS, api, cluster_config, die, disk, disk_free, file_hash,
                          images_for, minor, node, pkg_version, read_json, save_disk, vtuple, wait_until)
 from lab.node.manifests import external_etcd, render
@@ -398,8 +398,14 @@ def main(argv=None):
         return renew(args[2:])
     if args[:2] == ["init", "phase"]:
         return init_phase(args[2:])
+    if args[:1] == ["init"]:
+        return kubeadm_init.init(args[1:], opt, flag, read_config, defaulted)
+    if args[:1] == ["join"]:
+        return kubeadm_init.join(args[1:], opt, flag)
+    if args[:2] == ["token", "create"]:
+        return kubeadm_init.token_create(args[2:], flag)
     die(f"unknown command \"{' '.join(args[:2])}\" for \"kubeadm\" (the lab's kubeadm does: version, upgrade plan|apply|node, "
-        "config images pull|list, certs check-expiration|renew, init phase upload-config|control-plane)")
+        "config images pull|list, certs check-expiration|renew, init [phase upload-config|control-plane], join, token create)")
 
 
 if __name__ == "__main__":

@@ -142,11 +142,15 @@ class Kubelet:
             self.stopping = True
         signal.signal(signal.SIGTERM, on_term)
         while not self.stopping:
+            if not os.path.exists("/etc/kubernetes/kubelet.conf"):  # not joined yet: a real kubelet restarts until kubeadm writes it
+                time.sleep(0.25)
+                continue
             changed = self.reconcile()
             if changed or time.monotonic() - self.last_report > 1.0:
                 self.report()
             time.sleep(0.25)
-        self.report()  # a stopped kubelet's node goes NotReady; its pods keep running
+        if os.path.exists("/etc/kubernetes/kubelet.conf"):
+            self.report()  # a stopped kubelet's node goes NotReady; its pods keep running
 
 
 def main():

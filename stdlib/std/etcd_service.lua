@@ -347,11 +347,14 @@ function M.keys_readable(files, group)
   return {
     name = "etcd can read its keys",
     holds = function(h)
-      local r = remote.must(h, "stat -c '%G %a %n' " .. list, { read_only = true, what = "stat of etcd's keys" })
+      local r = remote.must(h, "stat -c '%G %a %n' " .. list .. "; for f in " .. list .. "; do runuser -u " .. q(group) ..
+        " -- test -r \"$f\" || echo \"unreadable $f\"; done", { read_only = true, what = "stat of etcd's keys" })
       local bad = {}
       for line in r.stdout:gmatch("[^\n]+") do
         local g, mode, f = line:match("^(%S+) (%d+) (.+)$")
-        if g ~= group or mode ~= "640" then bad[#bad + 1] = string.format("%s is %s %s", f, tostring(g), tostring(mode)) end
+        if g and (g ~= group or mode ~= "640") then bad[#bad + 1] = string.format("%s is %s %s", f, tostring(g), tostring(mode)) end
+        local u = line:match("^unreadable (.+)$")
+        if u then bad[#bad + 1] = u .. " cannot be read by " .. group .. " (a directory above it closed?)" end
       end
       return #bad == 0, table.concat(bad, "; ")
     end,

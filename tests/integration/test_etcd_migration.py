@@ -42,9 +42,9 @@ def lab(*args):
 class Lab:
     """One lab, as the tests see it: the engine run against it, a node's shell, its etcd."""
 
-    def __init__(self, workers=1):
+    def __init__(self, workers=1, subnet=SUBNET, empty=False):
         self.dir = tempfile.mkdtemp(prefix="engine-etcdmig-")
-        lab("up", "--dir", self.dir, "--subnet", SUBNET, "--workers", str(workers))
+        lab("up", "--dir", self.dir, "--subnet", subnet, "--workers", str(workers), *(["--empty"] if empty else []))
         with open(f"{self.dir}/lab.json") as f:
             self.state = json.load(f)
         self.cps = [n for n in self.state["nodes"] if n["role"] == "control-plane"]
