@@ -143,7 +143,7 @@ def start(st, cps, workers, version):
     st["sim"] = spawn([sys.executable, "-m", "lab.k8sim.sim", "--host", cps[0]["ip"], *fallback,
                        "--port", "6443", "--cert", f"{lead}/pki/apiserver.crt", "--key", f"{lead}/pki/apiserver.key",
                        "--ca", f"{d}/pki/pki/ca.crt", "--state", f"{d}/state.json", "--version", version,
-                       "--version-node", cps[0]["name"], "--ready-delay", "1"], f"{d}/logs/apiserver.log")
+                       "--version-node", cps[0]["name"], "--ready-delay", "1", "--scheduler"], f"{d}/logs/apiserver.log")
     save(st)
     start_monitoring(st)
     for p in MOUNT_POINTS:

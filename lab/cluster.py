@@ -14,38 +14,79 @@ from lab.node.manifests import API_EXTRA_ARGS
 
 LONG_AGO = (datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(days=7)).strftime("%Y-%m-%dT%H:%M:%SZ")
 
+# The API server's bootstrap policy for the control plane's own roles (kubernetes/kubernetes
+# plugin/pkg/auth/authorizer/rbac/bootstrappolicy/testdata/cluster-roles.yaml), as std.rbac_policy has it.
+READ = ["get", "list", "watch"]
 SCHEDULER_RULES = [
-    {"apiGroups": [""], "resources": ["events"], "verbs": ["create", "patch", "update"]},
-    {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": ["create", "get", "list", "update", "watch"]},
-    {"apiGroups": [""], "resources": ["nodes"], "verbs": ["get", "list", "watch"]},
+    {"apiGroups": ["", "events.k8s.io"], "resources": ["events"], "verbs": ["create", "patch", "update"]},
+    {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": ["create"]},
+    {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "resourceNames": ["kube-scheduler"], "verbs": ["get", "update"]},
+    {"apiGroups": [""], "resources": ["nodes"], "verbs": READ},
     {"apiGroups": [""], "resources": ["pods"], "verbs": ["delete", "get", "list", "watch"]},
     {"apiGroups": [""], "resources": ["bindings", "pods/binding"], "verbs": ["create"]},
     {"apiGroups": [""], "resources": ["pods/status"], "verbs": ["patch", "update"]},
-    {"apiGroups": [""], "resources": ["persistentvolumeclaims", "persistentvolumes", "services", "replicationcontrollers",
-                                      "configmaps", "namespaces"], "verbs": ["get", "list", "watch"]},
-    {"apiGroups": ["apps"], "resources": ["replicasets", "statefulsets"], "verbs": ["get", "list", "watch"]},
-    {"apiGroups": ["policy"], "resources": ["poddisruptionbudgets"], "verbs": ["get", "list", "watch"]},
-    {"apiGroups": ["storage.k8s.io"], "resources": ["csinodes", "csidrivers", "csistoragecapacities", "storageclasses"],
-     "verbs": ["get", "list", "watch"]},
-    {"apiGroups": ["resource.k8s.io"], "resources": ["resourceclaims", "deviceclasses", "resourceslices"],
-     "verbs": ["get", "list", "watch"]},
+    {"apiGroups": [""], "resources": ["replicationcontrollers", "services"], "verbs": READ},
+    {"apiGroups": ["apps", "extensions"], "resources": ["replicasets"], "verbs": READ},
+    {"apiGroups": ["apps"], "resources": ["statefulsets"], "verbs": READ},
+    {"apiGroups": ["policy"], "resources": ["poddisruptionbudgets"], "verbs": READ},
+    {"apiGroups": [""], "resources": ["persistentvolumeclaims", "persistentvolumes"], "verbs": READ},
+    {"apiGroups": ["authentication.k8s.io"], "resources": ["tokenreviews"], "verbs": ["create"]},
+    {"apiGroups": ["authorization.k8s.io"], "resources": ["subjectaccessreviews"], "verbs": ["create"]},
+    {"apiGroups": ["storage.k8s.io"], "resources": ["csinodes"], "verbs": READ},
+    {"apiGroups": [""], "resources": ["namespaces"], "verbs": READ},
+    {"apiGroups": ["storage.k8s.io"], "resources": ["csidrivers"], "verbs": READ},
+    {"apiGroups": ["storage.k8s.io"], "resources": ["csistoragecapacities"], "verbs": READ},
 ]
-CONTROLLER_MANAGER_RULES = [{"apiGroups": ["*"], "resources": ["*"], "verbs": ["get", "list", "watch"]},
-                            {"apiGroups": [""], "resources": ["secrets", "serviceaccounts", "events"],
-                             "verbs": ["create", "get", "update", "patch", "delete"]},
-                            {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"],
-                             "verbs": ["create", "get", "update"]}]
+VOLUME_SCHEDULER_RULES = [
+    {"apiGroups": [""], "resources": ["persistentvolumes"], "verbs": ["get", "list", "patch", "update", "watch"]},
+    {"apiGroups": ["storage.k8s.io"], "resources": ["storageclasses"], "verbs": READ},
+    {"apiGroups": [""], "resources": ["persistentvolumeclaims"], "verbs": ["get", "list", "patch", "update", "watch"]},
+]
+CONTROLLER_MANAGER_RULES = [
+    {"apiGroups": ["", "events.k8s.io"], "resources": ["events"], "verbs": ["create", "patch", "update"]},
+    {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": ["create"]},
+    {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "resourceNames": ["kube-controller-manager"],
+     "verbs": ["get", "update"]},
+    {"apiGroups": [""], "resources": ["secrets", "serviceaccounts"], "verbs": ["create"]},
+    {"apiGroups": [""], "resources": ["secrets"], "verbs": ["delete"]},
+    {"apiGroups": [""], "resources": ["configmaps", "namespaces", "secrets", "serviceaccounts"], "verbs": ["get"]},
+    {"apiGroups": [""], "resources": ["secrets", "serviceaccounts"], "verbs": ["update"]},
+    {"apiGroups": ["authentication.k8s.io"], "resources": ["tokenreviews"], "verbs": ["create"]},
+    {"apiGroups": ["authorization.k8s.io"], "resources": ["subjectaccessreviews"], "verbs": ["create"]},
+    {"apiGroups": ["*"], "resources": ["*"], "verbs": ["list", "watch"]},
+    {"apiGroups": [""], "resources": ["serviceaccounts/token"], "verbs": ["create"]},
+]
 
 
-def rbac(component, rules):
+def rbac(component, rules, user=None):
     name = f"system:{component}"
+    user = user or name
     role = {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
             "metadata": {"name": name, "labels": {"kubernetes.io/bootstrapping": "rbac-defaults"}}, "rules": rules}
     binding = {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
                "metadata": {"name": name, "labels": {"kubernetes.io/bootstrapping": "rbac-defaults"}},
                "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": name},
-               "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": name}]}
+               "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": user}]}
     return [role, binding]
+
+
+def cluster_admins():
+    """cluster-admin and kubeadm's binding of admin.conf's group to it (kubeadm v1.29+)."""
+    role = {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
+            "metadata": {"name": "cluster-admin", "labels": {"kubernetes.io/bootstrapping": "rbac-defaults"}},
+            "rules": [{"apiGroups": ["*"], "resources": ["*"], "verbs": ["*"]}, {"nonResourceURLs": ["*"], "verbs": ["*"]}]}
+    return [role, cluster_admins_binding()]
+
+
+def cluster_admins_binding():
+    return {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding", "metadata": {"name": "kubeadm:cluster-admins"},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "cluster-admin"},
+            "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "Group", "name": "kubeadm:cluster-admins"}]}
+
+
+def control_plane_rbac():
+    return (rbac("kube-scheduler", SCHEDULER_RULES) + rbac("volume-scheduler", VOLUME_SCHEDULER_RULES, "system:kube-scheduler")
+            + rbac("kube-controller-manager", CONTROLLER_MANAGER_RULES) + cluster_admins())
 
 
 def lab_node(n, version):
@@ -89,7 +130,7 @@ def kubeadm_objects(version):
     """What kubeadm init leaves in kube-system besides kubeadm-config: the scheduler's and the
     controller-manager's RBAC, CoreDNS (with its PDB) and kube-proxy at the version's images."""
     img = images_for("v" + version.lstrip("v"))
-    out = rbac("kube-scheduler", SCHEDULER_RULES) + rbac("kube-controller-manager", CONTROLLER_MANAGER_RULES)
+    out = control_plane_rbac()
     dns = {"k8s-app": "kube-dns"}
     out.append(deployment("coredns", "kube-system", img["coredns"], 2, dns))
     out.append(pdb("coredns", "kube-dns", ns="kube-system", max_unavailable=1))
@@ -114,7 +155,7 @@ def objects(nodes, version, endpoint):
     out += [lab_node(n, v) for n in nodes]
     out.append({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "kubeadm-config", "namespace": "kube-system"},
                 "data": {"ClusterConfiguration": cluster_configuration(v, endpoint)}})
-    out += rbac("kube-scheduler", SCHEDULER_RULES) + rbac("kube-controller-manager", CONTROLLER_MANAGER_RULES)
+    out += control_plane_rbac()
     dns = {"k8s-app": "kube-dns"}
     out.append(deployment("coredns", "kube-system", img["coredns"], 2, dns))
     out.append(pdb("coredns", "kube-dns", ns="kube-system", max_unavailable=1))

@@ -14,7 +14,7 @@ from lab.procs import LabError, pids_in_ns, port_open, wait
 
 KINDS = ["stale-manifest-bak", "apiserver-phase-timeout", "scheduler-rbac-missing", "pdb-blocks", "certs-expired",
          "certs-expiring", "disk-full", "node-notready", "ssh-down", "alert-firing", "etcd-old-holds-datadir",
-         "etcd-unit-fails", "etcd-new-version-fails"]
+         "etcd-unit-fails", "etcd-new-version-fails", "controller-manager-rbac-missing", "cluster-admins-binding-missing"]
 CP_ONLY = {"stale-manifest-bak", "apiserver-phase-timeout", "certs-expired", "certs-expiring", "etcd-old-holds-datadir",
            "etcd-unit-fails", "etcd-new-version-fails"}
 
@@ -125,16 +125,37 @@ def pdb_blocks(st, n, on):
         api(st, "DELETE", f"/apis/policy/v1/namespaces/shop/poddisruptionbudgets/{name}")
 
 
+def restore(st, plural, obj):
+    try:
+        api(st, "POST", f"/apis/rbac.authorization.k8s.io/v1/{plural}", obj)
+    except urllib.error.HTTPError as e:
+        if e.code != 409:
+            raise
+
+
 def scheduler_rbac(st, n, on):
+    """The ClusterRole deleted (seed 000): the simulated scheduler is refused and binds no pod."""
     role, binding = labcluster.rbac("kube-scheduler", labcluster.SCHEDULER_RULES)
     if on:
         api(st, "DELETE", "/apis/rbac.authorization.k8s.io/v1/clusterroles/system:kube-scheduler")
     else:
-        try:
-            api(st, "POST", "/apis/rbac.authorization.k8s.io/v1/clusterroles", role)
-        except urllib.error.HTTPError as e:
-            if e.code != 409:
-                raise
+        restore(st, "clusterroles", role)
+
+
+def controller_manager_rbac(st, n, on):
+    role, binding = labcluster.rbac("kube-controller-manager", labcluster.CONTROLLER_MANAGER_RULES)
+    if on:
+        api(st, "DELETE", "/apis/rbac.authorization.k8s.io/v1/clusterroles/system:kube-controller-manager")
+    else:
+        restore(st, "clusterroles", role)
+
+
+def cluster_admins(st, n, on):
+    """kubeadm:cluster-admins gone (kubeadm#3308): admin.conf can do nothing; super-admin.conf still can."""
+    if on:
+        api(st, "DELETE", "/apis/rbac.authorization.k8s.io/v1/clusterrolebindings/kubeadm:cluster-admins")
+    else:
+        restore(st, "clusterrolebindings", labcluster.cluster_admins_binding())
 
 
 def ssh_down(st, n, on):
@@ -167,7 +188,8 @@ ACTIONS = {"stale-manifest-bak": stale_bak, "apiserver-phase-timeout": lambda st
            "ssh-down": ssh_down, "alert-firing": alert,
            "etcd-old-holds-datadir": lambda st, n, on: flag(st, n, "etcd-old-holds-datadir", on),
            "etcd-unit-fails": lambda st, n, on: flag(st, n, "etcd-unit-fails", on),
-           "etcd-new-version-fails": new_version_fails}
+           "etcd-new-version-fails": new_version_fails, "controller-manager-rbac-missing": controller_manager_rbac,
+           "cluster-admins-binding-missing": cluster_admins}
 
 SEE = {"stale-manifest-bak": "ls -l /etc/kubernetes/manifests",
        "apiserver-phase-timeout": "kubeadm upgrade apply (times out and rolls back)",
@@ -178,7 +200,9 @@ SEE = {"stale-manifest-bak": "ls -l /etc/kubernetes/manifests",
        "alert-firing": "the Prometheus alerts API (LabFaultAlert)",
        "etcd-old-holds-datadir": "move etcd.yaml out of the manifests: its etcd keeps running (flock /var/lib/etcd/member/snap/db)",
        "etcd-unit-fails": "systemctl start etcd (fails; journalctl -u etcd)",
-       "etcd-new-version-fails": "an etcd upgrade on the node: the new etcd exits at start (journalctl -u etcd)"}
+       "etcd-new-version-fails": "an etcd upgrade on the node: the new etcd exits at start (journalctl -u etcd)",
+       "controller-manager-rbac-missing": "kubectl auth can-i list secrets --as system:kube-controller-manager",
+       "cluster-admins-binding-missing": "kubectl --kubeconfig /etc/kubernetes/admin.conf get nodes (forbidden)"}
 
 
 def apply(st, n, kind, on, days=None):

@@ -17,6 +17,7 @@ RESOURCES = [
     ("rbac.authorization.k8s.io", "v1", "clusterroles", "ClusterRole", False, [], []),
     ("rbac.authorization.k8s.io", "v1", "clusterrolebindings", "ClusterRoleBinding", False, [], []),
     ("authorization.k8s.io", "v1", "selfsubjectaccessreviews", "SelfSubjectAccessReview", False, [], []),
+    ("authorization.k8s.io", "v1", "subjectaccessreviews", "SubjectAccessReview", False, [], []),
 ]
 
 BY_PATH = {(g, v, p): (g, v, p, k, ns, sn, sub) for g, v, p, k, ns, sn, sub in RESOURCES}
@@ -32,7 +33,7 @@ def resource_list(group, version):
     for g, v, p, k, ns, sn, sub in RESOURCES:
         if g != group or v != version:
             continue
-        verbs = ["create"] if p == "selfsubjectaccessreviews" else \
+        verbs = ["create"] if p in ("selfsubjectaccessreviews", "subjectaccessreviews") else \
             ["create", "delete", "get", "list", "patch", "update", "watch"]
         out.append({"name": p, "singularName": k.lower(), "namespaced": ns, "kind": k, "verbs": verbs,
                     "shortNames": sn})

@@ -131,6 +131,34 @@ class Handler(BaseHTTPRequestHandler):
                         return v
         return None
 
+    def groups_of_user(self):
+        """The O= of the client certificate: the user's groups."""
+        cert = self.connection.getpeercert() if hasattr(self.connection, "getpeercert") else None
+        return {v for rdn in (cert or {}).get("subject", ()) for k, v in rdn if k == "organizationName"}
+
+    def enforce_rbac(self, method, path, q):
+        """RBAC, for kubeadm's admin.conf identity (group kubeadm:cluster-admins) only: the lab's own
+        admin is system:masters and its kubelets report through /_sim, so nothing else changes. With
+        the kubeadm:cluster-admins binding lost, admin.conf can do nothing (kubeadm#3308)."""
+        groups = self.groups_of_user()
+        if "kubeadm:cluster-admins" not in groups or "system:masters" in groups:
+            return
+        target = parse_path(path)
+        if not target:
+            return
+        group, _, ns, plural, name, sub = target
+        verb = {"GET": "get" if name else ("watch" if q.get("watch") in ("1", "true") else "list"), "POST": "create",
+                "PUT": "update", "PATCH": "patch", "DELETE": "delete"}[method]
+        attrs = {"verb": verb, "group": group, "resource": plural, "subresource": sub or "", "name": name or "",
+                 "namespace": ns or ""}
+        with self.sim.store.lock:
+            ok, _ = rbac.allowed(self.sim.store, self.user(), groups | {"system:authenticated"}, attrs)
+        if not ok:
+            res = plural + (f"/{sub}" if sub else "")
+            where = f'in the namespace "{ns}"' if ns else "at the cluster scope"
+            raise ApiError(403, "Forbidden", f'{res}{"." + group if group else ""} {"" if not name else repr(name) + " "}is '
+                           f'forbidden: User "{self.user()}" cannot {verb} resource "{res}" in API group "{group}" {where}')
+
     def handle_any(self, method):
         u = urllib.parse.urlsplit(self.path)
         q = dict(urllib.parse.parse_qsl(u.query))
@@ -151,6 +179,8 @@ class Handler(BaseHTTPRequestHandler):
                     return self.send_json(fault["status"], ApiError(fault["status"], "Injected", "injected fault").status(), hdr)
             if not self.user():
                 return self.send_json(401, ApiError(401, "Unauthorized", "Unauthorized").status())
+            if not u.path.endswith(("selfsubjectaccessreviews", "subjectaccessreviews")):
+                self.enforce_rbac(method, u.path, q)
             self.route(method, u.path, q)
         except ApiError as e:
             self.send_json(e.code, e.status())
@@ -245,7 +275,16 @@ class Handler(BaseHTTPRequestHandler):
                     attrs = (review.get("spec") or {}).get("resourceAttributes") or {}
                 user = self.headers.get("Impersonate-User")
                 member_of = set(self.headers.get_all("Impersonate-Group") or []) | {"system:authenticated"}
+                if user is None and "kubeadm:cluster-admins" in self.groups_of_user():  # the caller itself
+                    user, member_of = self.user(), member_of | self.groups_of_user()
                 ok, reason = rbac.allowed(st, user, member_of, attrs)
+                review["status"] = {"allowed": ok, **({"reason": reason} if reason else {})}
+                return self.send_json(201, review)
+            if method == "POST" and plural == "subjectaccessreviews":
+                review = self.body() or {}
+                spec = review.get("spec") or {}
+                ok, reason = rbac.allowed(st, spec.get("user") or "", set(spec.get("groups") or []) | {"system:authenticated"},
+                                          spec.get("resourceAttributes") or {})
                 review["status"] = {"allowed": ok, **({"reason": reason} if reason else {})}
                 return self.send_json(201, review)
             if method == "POST" and sub == "eviction":
@@ -392,6 +431,7 @@ def main():
     ap.add_argument("--grace-scale", type=float, default=1.0)
     ap.add_argument("--version", default="v1.33.1")
     ap.add_argument("--version-node", help="the node whose running kube-apiserver gives /version (the lab)")
+    ap.add_argument("--scheduler", action="store_true", help="bind pods without a node, while system:kube-scheduler's RBAC allows")
     args = ap.parse_args()
     sim = Sim(args)
     if args.state:
@@ -399,6 +439,9 @@ def main():
             for obj in json.load(f):
                 load_object(sim.store, obj)
     Handler.sim = sim
+    if args.scheduler:
+        from lab.k8sim import scheduler
+        scheduler.start(sim.store)
     ThreadingHTTPServer.request_queue_size = 256  # a real apiserver does not refuse a burst of clients
     server = ThreadingHTTPServer((args.host, args.port), Handler)
     server.daemon_threads = True

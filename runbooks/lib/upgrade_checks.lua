@@ -118,7 +118,7 @@ function M.preflight(p, leader, cps, workers)
   -- Alerts, failing closed.
   local quiet, _, why_not = gates.no_firing_alerts { ignore = p.ignore_alerts }
   if not quiet then bad("alerts: %s", why_not) end
-  for _, x in ipairs(M.rbac()) do bad("rbac: %s", x) end
+  for _, x in ipairs(M.rbac()) do bad("rbac: %s (runbooks/recover-rbac.lua restores it)", x) end
   -- Control-plane nodes: disk, manifests; the leader's kubeadm plan.
   fleet.each(cps, { at_once = #cps, max_failures = #cps }, function(h)
     local ok, e = pcall(function()

@@ -121,6 +121,24 @@ function M.create(obj, opts)
   return write("POST", obj.kind, res.namespaced and (meta.namespace or (opts and opts.namespace) or "default") or nil, nil, obj)
 end
 
+--- can({verb, group, resource, subresource, name, namespace}, {user, groups}) → allowed, reason |
+--- nil, err, message: a SubjectAccessReview for user (without one, a SelfSubjectAccessReview of
+--- this run's own credentials). A question, not a change: asked under --dry-run too.
+function M.can(attrs, opts)
+  check.options(attrs, { "verb", "group", "resource", "subresource", "name", "namespace" }, "k8s.can")
+  opts = check.options(opts, { "user", "groups" }, "k8s.can")
+  if type(attrs.verb) ~= "string" or type(attrs.resource) ~= "string" then error("k8s.can: verb and resource are required", 2) end
+  local self_review = opts.user == nil
+  local body = { apiVersion = "authorization.k8s.io/v1", kind = self_review and "SelfSubjectAccessReview" or "SubjectAccessReview",
+    spec = { resourceAttributes = attrs } }
+  if not self_review then body.spec.user, body.spec.groups = opts.user, opts.groups or { "system:authenticated" } end
+  local status, out, m = api.call("POST", "/apis/authorization.k8s.io/v1/" .. (self_review and "selfsubjectaccessreviews" or
+    "subjectaccessreviews"), body)
+  if not status then return nil, out, m end
+  local st = type(out) == "table" and out.status or {}
+  return st.allowed == true, st.reason
+end
+
 --- update(object) → updated | nil, "conflict" when its resourceVersion is stale
 function M.update(obj)
   local meta = obj.metadata or {}

@@ -32,7 +32,8 @@ local function holds(op, h)
   return ok == true, why
 end
 
---- ensure(host, op) → apply's result, changed. Raises when apply raises, or when the host is still
+--- ensure(host, op) → apply's result, changed. host may be nil for an operation on the cluster
+--- (its holds and apply then take none). Raises when apply raises, or when the host is still
 --- not so afterwards.
 function M.ensure(h, op)
   validate(op, "ops.ensure")
@@ -45,7 +46,8 @@ function M.ensure(h, op)
   if op.holds and not http.dry_run() then
     local now, still = holds(op, h)
     if not now then
-      error(string.format("%s: %s: still not so after the change%s", h.name, op.name, still and (": " .. tostring(still)) or ""), 0)
+      error(string.format("%s: %s: still not so after the change%s", h and h.name or "cluster", op.name,
+        still and (": " .. tostring(still)) or ""), 0)
     end
   end
   return out, true

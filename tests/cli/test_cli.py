@@ -391,3 +391,59 @@ current-context: prod
         self.assertEqual(r.returncode, 2)
         self.assertIn("--kubeconfig", r.stderr)
         self.assertEqual(engine("check", os.path.join(RB, "fleet.lua"), "--kubeconfig", kc, "--context", "prod").returncode, 0)
+
+
+class TestEtcdRules(CliTest):
+    """std.etcd_service's rules for an etcd upgrade and for the files it writes, as the runbooks
+    apply them (docs/etcd.md): read by a runbook, no cluster needed."""
+
+    def run_lua(self, body):
+        rb = os.path.join(self.state, "rules.lua")
+        with open(rb, "w") as f:
+            f.write("local svc = require 'std.etcd_service'\nlocal http = require 'engine.http'\n"
+                    "return runbook { name = 'rules', run = function()\n" + body + "\nend }\n")
+        r = self.run_rb(rb)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        return r.stdout
+
+    def problems(self, running, target, kube):
+        out = self.run_lua(f"for _, p in ipairs(svc.upgrade_problems({json.dumps(running)[1:-1].join('{}')}, "
+                           f"{json.dumps(target)}, {json.dumps(kube)})) do print('P ' .. p) end print('END')")
+        return [line.split("P ", 1)[1] for line in out.splitlines() if "P " in line and "END" not in line]
+
+    def test_upgrade_steps(self):
+        self.assertEqual(self.problems(["3.4.23", "3.4.23"], "3.5.16", "v1.33.1"), [])
+        self.assertEqual(self.problems(["3.5.21"], "3.6.4", "v1.34.0"), [])
+        self.assertEqual(self.problems(["3.4.23", "3.4.23", "3.4.23"], "3.6.4", "v1.34.0"),
+                         ["3.4.23 → 3.6.4 skips a minor: upgrade one minor at a time (3.5 first)"])
+        self.assertEqual(self.problems(["3.5.16", "3.5.21"], "3.6.4", "v1.34.0"),
+                         ["a member runs 3.5.16: every member must run 3.5.20 or later before 3.6"])
+        self.assertEqual(self.problems(["3.5.21"], "3.6.4", "v1.33.1"),
+                         ["Kubernetes v1.33 runs with etcd up to 3.5 (kubeadm ships 3.5.x for it); 3.6.4 is newer"])
+        self.assertEqual(self.problems(["3.5.21"], "3.6.4", "v1.40.0"), [])  # past the table: its last row
+        self.assertEqual(self.problems(["3.5.16"], "3.5.9", "v1.33.1"), ["3.5.9 is older than the running 3.5.16: etcd does not downgrade"])
+        self.assertEqual(self.problems(["3.5.16"], "4.0.0", "v1.33.1"), ["etcd 4.0.0 is not a 3.x.y version"])
+
+    def test_removed_settings_and_env_round_trip(self):
+        out = self.run_lua(
+            "for _, l in ipairs(svc.removed_settings('ETCD_NAME=a\\nETCD_LOGGER=capnslog\\nETCD_ENABLE_V2=true\\n', '3.5.16')) do print('R ' .. l) end\n"
+            "for _, l in ipairs(svc.removed_settings('ETCD_LOGGER=zap\\nETCD_ENABLE_V2=true\\n', '3.6.4')) do print('S ' .. l) end\n"
+            "local flags, order = svc.flags_of([[\nspec:\n  containers:\n  - image: registry.k8s.io/etcd:3.5.21-0\n    command:\n"
+            "    - etcd\n    - --name=cp1\n    - --data-dir=/var/lib/etcd\n    - --client-cert-auth=true\n    - --experimental-initial-corrupt-check\n]])\n"
+            "local env = svc.env_text(flags, order, { ['initial-cluster-state'] = 'existing', ['snapshot-count'] = false })\n"
+            "print(env)\nlocal back = svc.flags_of_env(env)\n"
+            "print('BACK', back.name, back['data-dir'], back['initial-cluster-state'], back['experimental-initial-corrupt-check'])")
+        self.assertIn("R ETCD_LOGGER=capnslog (removed in 3.5)", out)
+        self.assertNotIn("R ETCD_ENABLE_V2", out)  # 3.5 still starts with it
+        self.assertIn("S ETCD_ENABLE_V2=true (removed in 3.6)", out)
+        self.assertNotIn("S ETCD_LOGGER", out)
+        self.assertIn("ETCD_NAME=cp1\nETCD_DATA_DIR=/var/lib/etcd\nETCD_CLIENT_CERT_AUTH=true\n"
+                      "ETCD_EXPERIMENTAL_INITIAL_CORRUPT_CHECK=true\nETCD_INITIAL_CLUSTER_STATE=existing\n", out)
+        self.assertIn("BACK\tcp1\t/var/lib/etcd\texisting\ttrue", out)
+        bad = os.path.join(self.state, "bad.lua")
+        with open(bad, "w") as f:
+            f.write("local svc = require 'std.etcd_service'\nreturn runbook { name = 'bad', run = function()\n"
+                    "  svc.env_text({ name = 'a\\nETCD_EVIL=1' }, { 'name' })\nend }\n")
+        r = self.run_rb(bad)
+        self.assertNotEqual(r.returncode, 0)
+        self.assertIn("the value of --name has a line break", r.stdout + r.stderr)

@@ -171,12 +171,14 @@ class Upgrade(unittest.TestCase):
         before = {n["name"]: defrags(n["name"]) for n in lb.cps}
         first_at = int(time.time()) + 12
         at = time.strftime("%H:%M:%S", time.localtime(first_at))
-        r = lb.engine("run", MAINTENANCE, "-e", f"at={at}", "-e", "stagger=4s", "-e", "threshold=0", "-e", "min_db_mb=0")
+        timers = ("-e", f"at={at}", "-e", "stagger=4s", "-e", "threshold=0", "-e", "min_db_mb=0", "-e", "compact=true",
+                  "-e", "compact_keep=10")
+        r = lb.engine("run", MAINTENANCE, *timers)
         self.assertEqual(r.returncode, 0, r.stdout[-3000:] + r.stderr[-3000:])
         rows = [line.split() for line in r.stdout.splitlines() if re.match(r"^cp\d\s", line)]
         self.assertEqual([x[1] for x in rows], [time.strftime("%H:%M:%S", time.localtime(first_at + 4 * i)) for i in range(3)])
         self.assertTrue(all("etcd-defrag.timer" in " ".join(x) for x in rows), r.stdout)
-        again = lb.engine("run", MAINTENANCE, "-e", f"at={at}", "-e", "stagger=4s", "-e", "threshold=0", "-e", "min_db_mb=0")
+        again = lb.engine("run", MAINTENANCE, *timers)
         self.assertEqual(again.returncode, 0)
         self.assertEqual(again.stdout.count(": already so"), 6 * 3, again.stdout[-3000:])
         deadline = time.monotonic() + 60
@@ -188,6 +190,7 @@ class Upgrade(unittest.TestCase):
             log = read_file(f"{lb.root(n['name'])}/var/log/etcd-defrag.log")
             self.assertIn(f"defragmented https://{n['ip']}:2379", log)
             self.assertEqual(log.count("defragmented https://"), 1)
+            self.assertIn("etcd-maintenance: compacted to revision", log)  # compact=true: compacted first
         r = lb.engine("run", MAINTENANCE, "-e", "mode=defrag", "-e", "pause=1s")
         self.assertEqual(r.returncode, 0, r.stdout[-3000:] + r.stderr[-3000:])
         done = [e for e in lb.run_logs("etcd-maintenance") if e["msg"] == "defragmented"]

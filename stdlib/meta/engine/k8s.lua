@@ -105,6 +105,11 @@ function k8s.server_version() end
 --- The API server's /readyz passes (every readiness check, etcd's among them).
 ---@return true|nil, string|nil, string|nil
 function k8s.ready() end
+--- A SubjectAccessReview for user (a SelfSubjectAccessReview of this run's credentials without one): may it do this? Asked under --dry-run too.
+---@param attrs {verb: string, resource: string, group?: string, subresource?: string, name?: string, namespace?: string}
+---@param opts? {user?: string, groups?: string[]}
+---@return boolean|nil allowed, string|nil reason_or_err, string|nil message
+function k8s.can(attrs, opts) end
 ---@return engine.k8s.NodeInfo[]|nil, string|nil
 function k8s.nodes() end
 ---@return engine.k8s.NodeInfo

@@ -16,13 +16,13 @@ function ops.define(op) end
 
 --- Asks holds first and changes nothing when the host is already so; asks again after apply and
 --- raises when the host is still not so. Yields.
----@param host engine.Host
+---@param host engine.Host|nil  nil: an operation on the cluster
 ---@param op std.ops.Operation
 ---@return any result, boolean changed
 function ops.ensure(host, op) end
 
 --- ensure inside a journaled step named op.name, whose probe is op.holds. Yields.
----@param host engine.Host
+---@param host engine.Host|nil  nil: an operation on the cluster
 ---@param op std.ops.Operation
 ---@return any
 function ops.step(host, op) end

@@ -1,0 +1,44 @@
+---@meta std.rbac_policy
+-- LuaCATS definitions for require "std.rbac_policy": the control plane's own RBAC as the API
+-- server's bootstrap policy defines it (kubernetes/kubernetes bootstrappolicy testdata), as data.
+
+---@class std.rbac_policy.Rule
+---@field apiGroups string[]
+---@field resources string[]
+---@field verbs string[]
+---@field resourceNames? string[]
+
+---@class std.rbac_policy.Check
+---@field verb string
+---@field group string
+---@field resource string
+---@field subresource? string
+---@field name? string
+
+---@class std.rbac_policy
+local policy = {}
+
+--- COMPONENTS["kube-scheduler"|"kube-controller-manager"] = {user, roles = {{role, rules, binding}}}
+---@type table<string, {user: string, roles: {role: string, rules: std.rbac_policy.Rule[], binding: string}[]}>
+policy.COMPONENTS = {}
+--- kubeadm's binding of admin.conf's group to cluster-admin.
+policy.CLUSTER_ADMINS = { binding = "kubeadm:cluster-admins", role = "cluster-admin", group = "kubeadm:cluster-admins" }
+
+--- The ClusterRole object, as the bootstrap policy writes it.
+---@return table
+function policy.cluster_role(name, rules) end
+--- The ClusterRoleBinding object.
+---@param subject {kind: "User"|"Group", name: string}
+---@return table
+function policy.cluster_role_binding(name, role, subject) end
+--- Every verb × group × resource × name the rules grant: what SubjectAccessReviews ask.
+---@return std.rbac_policy.Check[]
+function policy.checks(rules) end
+--- "create pods/binding", "get leases.coordination.k8s.io kube-scheduler".
+---@return string
+function policy.describe(check) end
+--- The rules of want that no rule of have grants whole.
+---@return std.rbac_policy.Rule[]
+function policy.missing_rules(have, want) end
+
+return policy
