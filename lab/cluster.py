@@ -149,21 +149,13 @@ def empty_objects():
 
 def objects(nodes, version, endpoint):
     v = "v" + version.lstrip("v")
-    img = images_for(v)
     workers = [n["name"] for n in nodes if n["role"] == "worker"] or [nodes[0]["name"]]
     out = [namespace(x) for x in ("default", "kube-system", "kube-public", "kube-node-lease", "shop")]
     out += [lab_node(n, v) for n in nodes]
     out.append({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "kubeadm-config", "namespace": "kube-system"},
                 "data": {"ClusterConfiguration": cluster_configuration(v, endpoint)}})
-    out += control_plane_rbac()
+    out += kubeadm_objects(v)
     dns = {"k8s-app": "kube-dns"}
-    out.append(deployment("coredns", "kube-system", img["coredns"], 2, dns))
-    out.append(pdb("coredns", "kube-dns", ns="kube-system", max_unavailable=1))
-    out[-1]["spec"]["selector"] = {"matchLabels": dns}
-    kp = daemonset("kube-proxy")
-    kp["spec"]["template"] = {"metadata": {"labels": {"k8s-app": "kube-proxy"}},
-                              "spec": {"containers": [{"name": "kube-proxy", "image": img["kube-proxy"]}]}}
-    out.append(kp)
     out.append(replicaset_of("coredns-7c65d6cfc9", "kube-system", dns))
     out.append(deployment("web", "shop", "nginx:1.27", 3, {"app": "web"}))
     out.append(pdb("web", "web", ns="shop", min_available=2))

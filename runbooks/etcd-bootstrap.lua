@@ -21,12 +21,9 @@ local function rerun() return false end
 return runbook {
   name = "etcd-bootstrap",
   summary = "A new kubeadm cluster on an external etcd under systemd: etcd PKI, etcd, kubeadm init and joins",
-  params = {
+  params = nodes.params {
     version = { type = "string", required = true, pattern = "^%d+%.%d+%.%d+$", help = "etcd version, e.g. 3.5.16" },
     kubernetes_version = { type = "string", pattern = "^v?%d+%.%d+%.%d+$", help = "default: the leader's kubeadm" },
-    download_url = { type = "string",
-      help = "release tarball URL, {version} filled in (default: the hosts' etcd_download_url var, else etcd's GitHub releases)" },
-    sha256 = { type = "string", pattern = "^%x+$", help = "the tarball's sha256 (default: from SHA256SUMS beside it)" },
     control_plane = { type = "string", default = "k8s-cp", help = "inventory group of the control-plane nodes (the etcd members)" },
     leader = { type = "string", default = "k8s-cp-leader", help = "inventory group whose host runs kubeadm init" },
     workers = { type = "string", default = "k8s-worker", help = "inventory group of the workers" },
@@ -38,10 +35,6 @@ return runbook {
     ca_days = { type = "integer", default = 3650, help = "etcd's CA" },
     user = { type = "string", default = "etcd" },
     kubeadm_config = { type = "string", default = "/etc/kubernetes/engine-kubeadm-init.yaml" },
-    health_timeout = { type = "duration", default = "3m" },
-    health_passes = { type = "integer", default = 2 },
-    health_interval = { type = "duration", default = "2s" },
-    max_raft_lag = { type = "integer", default = 1000 },
     join_timeout = { type = "duration", default = "10m", help = "for kubeadm init/join and the node to be Ready" },
     workers_at_once = { type = "integer", default = 2 },
   },

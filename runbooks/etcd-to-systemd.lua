@@ -13,6 +13,7 @@ local k8s = require "engine.k8s"
 local ops = require "std.ops"
 local svc = require "std.etcd_service"
 local systemd = require "std.systemd"
+local nodes = require "etcd_nodes"
 local mig = require "etcd_migration"
 
 local function rerun() return false end
@@ -33,12 +34,9 @@ end
 return runbook {
   name = "etcd-to-systemd",
   summary = "Move a kubeadm cluster's stacked etcd from static Pods to systemd, one member at a time, with rollback",
-  params = {
+  params = nodes.params {
     version = { type = "string", pattern = "^%d+%.%d+%.%d+$",
       help = "etcd version to install (default: what the members run; migration does not upgrade)" },
-    download_url = { type = "string",
-      help = "release tarball URL, {version} filled in (default: the hosts' etcd_download_url var, else etcd's GitHub releases)" },
-    sha256 = { type = "string", pattern = "^%x+$", help = "the tarball's sha256 (default: from SHA256SUMS beside it)" },
     control_plane = { type = "string", default = "k8s-cp", help = "inventory group of the control-plane nodes (the etcd members)" },
     leader = { type = "string", default = "k8s-cp-leader", help = "inventory group whose host uploads kubeadm-config" },
     snapshot_dir = { type = "string", default = "/var/backups/engine", help = "where the snapshot is kept (on this machine)" },
@@ -47,10 +45,6 @@ return runbook {
     user = { type = "string", default = "etcd", help = "the service's user and group" },
     min_free_mb = { type = "integer", default = 1024, help = "free MiB each node needs where etcd's data is" },
     stop_timeout = { type = "duration", default = "2m", help = "for the static Pod's etcd to let go of the data directory" },
-    health_timeout = { type = "duration", default = "3m", help = "for a member under systemd to pass the gate" },
-    health_passes = { type = "integer", default = 3, help = "gate passes in a row" },
-    health_interval = { type = "duration", default = "2s" },
-    max_raft_lag = { type = "integer", default = 1000, help = "raft entries a member may be behind the leader and pass" },
     kubeadm_config = { type = "string", default = "/etc/kubernetes/engine-external-etcd.yaml",
       help = "on the nodes, the kubeadm config written for upload-config and the apiserver phase" },
     reconfigure_kubeadm = { type = "boolean", default = true,

@@ -30,18 +30,11 @@ end
 return runbook {
   name = "etcd-upgrade",
   summary = "Upgrade etcd under systemd one member at a time, the leader last, with a snapshot first and rollback",
-  params = {
+  params = nodes.params {
     version = { type = "string", required = true, pattern = "^%d+%.%d+%.%d+$", help = "target etcd version, e.g. 3.5.16" },
-    download_url = { type = "string",
-      help = "release tarball URL, {version} filled in (default: the hosts' etcd_download_url var, else etcd's GitHub releases)" },
-    sha256 = { type = "string", pattern = "^%x+$", help = "the tarball's sha256 (default: from SHA256SUMS beside it)" },
     control_plane = { type = "string", default = "k8s-cp", help = "inventory group of the etcd members" },
     leader = { type = "string", default = "k8s-cp-leader", help = "inventory group of the node the snapshot is taken through" },
     snapshot_dir = { type = "string", default = "/var/backups/engine", help = "where the snapshot is kept (on this machine)" },
-    health_timeout = { type = "duration", default = "3m", help = "for an upgraded member to pass the gate" },
-    health_passes = { type = "integer", default = 3, help = "gate passes in a row" },
-    health_interval = { type = "duration", default = "2s" },
-    max_raft_lag = { type = "integer", default = 1000, help = "raft entries a member may be behind the leader and pass" },
   },
   run = function(p, inv)
     local cps = inv:hosts(p.control_plane)

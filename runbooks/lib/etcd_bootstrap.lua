@@ -22,8 +22,7 @@ function M.address(h) return h.vars.etcd_access_address or h.vars.ansible_host o
 
 --- precheck(p, cps, workers) → facts: nothing changes; a node that is part of something else is refused.
 function M.precheck(p, cps, workers, leader)
-  local bad = {}
-  local function problem(fmt, ...) bad[#bad + 1] = string.format(fmt, ...) end
+  local problem, finish = nodes.errors()
   local facts = { nodes = {} }
   for _, h in ipairs(cps) do
     local r = remote.must(h, "for f in /etc/kubernetes/admin.conf /etc/kubernetes/manifests/etcd.yaml /var/lib/etcd/member; do " ..
@@ -52,14 +51,8 @@ function M.precheck(p, cps, workers, leader)
       problem("%s: kubeadm is %s, not %s", name, n.kubeadm, facts.kubernetes)
     end
   end
-  facts.url = p.download_url:gsub("{version}", p.version)
-  facts.sha256 = p.sha256
-  if not facts.sha256 then
-    local sum, why = nodes.checksum(facts.url)
-    if not sum then problem("%s", why) end
-    facts.sha256 = sum
-  end
-  if #bad > 0 then error("precheck failed, nothing was changed:\n  " .. table.concat(bad, "\n  "), 0) end
+  nodes.release(p, p.version, facts, problem)
+  finish()
   return facts
 end
 

@@ -39,8 +39,7 @@ end
 
 --- precheck(p, cps, leader) → facts, journaled: nothing changes; every failure is named.
 function M.precheck(p, cps, leader)
-  local bad = {}
-  local function problem(fmt, ...) bad[#bad + 1] = string.format(fmt, ...) end
+  local problem, finish = nodes.errors()
   local facts = { nodes = {}, members = {} }
 
   -- etcd: every member healthy, one leader, the members named as the inventory's hosts (IR-6).
@@ -106,13 +105,7 @@ function M.precheck(p, cps, leader)
   end
 
   -- The release: its checksum from the release's SHA256SUMS unless given.
-  facts.url = p.download_url:gsub("{version}", facts.version or "0.0.0")
-  facts.sha256 = p.sha256
-  if not facts.sha256 and facts.version then
-    local sum, why = nodes.checksum(facts.url)
-    if not sum then problem("%s", why) end
-    facts.sha256 = sum
-  end
+  nodes.release(p, facts.version, facts, problem)
 
   -- kubeadm's ClusterConfiguration: read now, so a cluster it cannot be read from stops here.
   local cm, cerr, cmsg = k8s.get("configmaps", "kubeadm-config", { namespace = "kube-system" })
@@ -123,7 +116,7 @@ function M.precheck(p, cps, leader)
     if type(cc) ~= "table" then problem("kube-system/kubeadm-config holds no ClusterConfiguration") end
   end
 
-  if #bad > 0 then error("precheck failed, nothing was changed:\n  " .. table.concat(bad, "\n  "), 0) end
+  finish()
   return facts
 end
 

@@ -114,6 +114,46 @@ function M.gate(check, passes, interval, timeout)
   end
 end
 
+--- PARAMS: the params every etcd runbook takes, the same way (merged into each runbook's own).
+M.PARAMS = {
+  download_url = { type = "string",
+    help = "release tarball URL, {version} filled in (default: the hosts' etcd_download_url var, else etcd's GitHub releases)" },
+  sha256 = { type = "string", pattern = "^%x+$", help = "the tarball's sha256 (default: from SHA256SUMS beside it)" },
+  health_timeout = { type = "duration", default = "3m", help = "for a member to pass the gate" },
+  health_passes = { type = "integer", default = 3, help = "gate passes in a row" },
+  health_interval = { type = "duration", default = "2s" },
+  max_raft_lag = { type = "integer", default = 1000, help = "raft entries a member may be behind the leader and pass" },
+}
+
+--- params(own) → own with M.PARAMS added (own's entries win).
+function M.params(own)
+  for k, v in pairs(M.PARAMS) do if own[k] == nil then own[k] = v end end
+  return own
+end
+
+--- errors() → problem(fmt, ...), finish(): a precheck's list of problems, every one named, raised
+--- together as "precheck failed, nothing was changed".
+function M.errors()
+  local bad = {}
+  local function problem(fmt, ...) bad[#bad + 1] = string.format(fmt, ...) end
+  local function finish()
+    if #bad > 0 then error("precheck failed, nothing was changed:\n  " .. table.concat(bad, "\n  "), 0) end
+  end
+  return problem, finish
+end
+
+--- release(p, version, facts, problem): facts.url and facts.sha256 for the release (the checksum
+--- from its SHA256SUMS unless p.sha256 pins it); a problem when it cannot be found.
+function M.release(p, version, facts, problem)
+  facts.url = p.download_url:gsub("{version}", version or "0.0.0")
+  facts.sha256 = p.sha256
+  if not facts.sha256 and version then
+    local sum, why = M.checksum(facts.url)
+    if not sum then problem("%s", why) end
+    facts.sha256 = sum
+  end
+end
+
 --- checksum(url) → sha256 | nil, why: the tarball's line of the SHA256SUMS beside it (etcd's
 --- releases publish one).
 function M.checksum(url)

@@ -17,8 +17,7 @@ local q = remote.quote
 
 --- precheck(p, cps) → facts, journaled.
 function M.precheck(p, cps)
-  local bad = {}
-  local function problem(fmt, ...) bad[#bad + 1] = string.format(fmt, ...) end
+  local problem, finish = nodes.errors()
   local facts = { members = {}, versions = {}, unhealthy = {}, target = p.version }
   local eps = nodes.endpoints(cps)
   local health, herr, hmsg = etcd.cluster_health(eps)
@@ -62,14 +61,8 @@ function M.precheck(p, cps)
   local kube = k8s.server_version()
   facts.kubernetes = kube and kube.git_version
   for _, pr in ipairs(svc.upgrade_problems(running, p.version, facts.kubernetes)) do problem("%s", pr) end
-  facts.url = p.download_url:gsub("{version}", p.version)
-  facts.sha256 = p.sha256
-  if not facts.sha256 then
-    local sum, why = nodes.checksum(facts.url)
-    if not sum then problem("%s", why) end
-    facts.sha256 = sum
-  end
-  if #bad > 0 then error("precheck failed, nothing was changed:\n  " .. table.concat(bad, "\n  "), 0) end
+  nodes.release(p, p.version, facts, problem)
+  finish()
   return facts
 end
 

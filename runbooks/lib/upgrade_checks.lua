@@ -2,6 +2,7 @@
 -- snapshot, the gate between workers, postflight.
 local k8s = require "engine.k8s"
 local etcd = require "engine.etcd"
+local etcd_nodes = require "etcd_nodes"
 local certs = require "std.certs"
 local fleet = require "engine.fleet"
 local http = require "engine.http"
@@ -170,20 +171,7 @@ function M.preflight(p, leader, cps, workers)
 end
 
 --- snapshot(p, leader) → {path, size, sha256, revision}: taken through the leader, verified.
-function M.snapshot(p, leader)
-  if http.dry_run() then
-    log.info("dry-run: would take an etcd snapshot", { node = leader.name, dir = p.snapshot_dir })
-    return { path = "(dry run)", size = 0, sha256 = "" }
-  end
-  local t, err, msg = etcd.via_node(leader, { address = leader.vars.etcd_access_address })
-  if not t then error("etcd snapshot: cannot reach etcd through " .. leader.name .. ": " .. tostring(msg or err), 0) end
-  local path = string.format("%s/etcd-%s-%s.db", p.snapshot_dir, os.date("!%Y%m%dT%H%M%SZ"), leader.name)
-  local s, serr, smsg = etcd.snapshot(etcd.endpoints()[1], path)
-  t:close()
-  if not s then error("etcd snapshot: " .. tostring(smsg or serr), 0) end
-  if s.size < 4096 then error(string.format("etcd snapshot %s is only %d bytes", path, s.size), 0) end
-  return { path = path, size = s.size, sha256 = s.sha256, revision = s.revision }
-end
+M.snapshot = etcd_nodes.snapshot  -- the etcd runbooks' own, through a tunnel to the leader
 
 --- gate(p) → true | nil, why: between workers, every node Ready and no alert firing.
 function M.gate(p)
