@@ -106,11 +106,8 @@ return runbook {
       log.secret(conf)
       k8s.configure { kubeconfig_data = conf }
     end
-    local lease
+    local lease = nodes.lease()
     if not http.dry_run() then
-      local lerr, lmsg
-      lease, lerr, lmsg = k8s.lease("engine-etcd", { namespace = "kube-system", ttl = 120 })
-      if not lease then fail("the cluster lease kube-system/engine-etcd: %s", lmsg or lerr) end
       local n, err, msg = k8s.wait_node(leader, { ready = true, timeout = p.join_timeout })
       if not n then fail("%s: not Ready after kubeadm init (%s)", leader.name, tostring(msg or err)) end
     end

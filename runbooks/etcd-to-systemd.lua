@@ -9,7 +9,6 @@
 local etcd = require "engine.etcd"
 local fleet = require "engine.fleet"
 local http = require "engine.http"
-local k8s = require "engine.k8s"
 local ops = require "std.ops"
 local svc = require "std.etcd_service"
 local systemd = require "std.systemd"
@@ -65,12 +64,7 @@ return runbook {
       log.info("precheck passed", { version = facts.version, etcd_leader = facts.leader, sha256 = facts.sha256 })
       mig.endpoints(cps, p)  -- a tunnel to every member (again, on resume)
       -- One etcd runbook at a time on a cluster; held until the run ends (a lost lease stops it).
-      local lease
-      if not http.dry_run() then
-        local lerr, lmsg
-        lease, lerr, lmsg = k8s.lease("engine-etcd", { namespace = "kube-system", ttl = 120 })
-        if not lease then fail("the cluster lease kube-system/engine-etcd: %s", lmsg or lerr) end
-      end
+      local lease = nodes.lease()
       local snap = step("etcd snapshot", function() return mig.snapshot(p, leader) end, { probe = rerun })
       log.info("etcd snapshot", { path = snap.path, size = snap.size, sha256 = snap.sha256, revision = snap.revision })
 

@@ -8,7 +8,6 @@
 local etcd = require "engine.etcd"
 local fleet = require "engine.fleet"
 local http = require "engine.http"
-local k8s = require "engine.k8s"
 local ops = require "std.ops"
 local svc = require "std.etcd_service"
 local nodes = require "etcd_nodes"
@@ -47,12 +46,7 @@ return runbook {
       log.info("precheck passed", { target = p.version, running = facts.versions, kubernetes = facts.kubernetes,
         etcd_leader = facts.leader, unhealthy = facts.unhealthy })
       nodes.endpoints(cps)  -- a tunnel to every member (again, on resume)
-      local lease
-      if not http.dry_run() then
-        local lerr, lmsg
-        lease, lerr, lmsg = k8s.lease("engine-etcd", { namespace = "kube-system", ttl = 120 })
-        if not lease then fail("the cluster lease kube-system/engine-etcd: %s", lmsg or lerr) end
-      end
+      local lease = nodes.lease()
       local snap = step("etcd snapshot", function() return nodes.snapshot(p, leader) end, { probe = rerun })
       log.info("etcd snapshot", { path = snap.path, size = snap.size, sha256 = snap.sha256, revision = snap.revision })
       fleet.each(cps, { at_once = #cps }, function(h) ops.step(h, up.staged(p, facts)) end)

@@ -170,9 +170,9 @@ return runbook {
     end
     local ca = policy.CLUSTER_ADMINS
     objects[#objects + 1] = binding_op(ca.binding, ca.role, { kind = "Group", name = ca.group })
-    local todo = false
-    for _, op in ipairs(objects) do if not op.holds() then todo = true end end
-    if not todo and not broken then
+    local to_restore = false
+    for _, op in ipairs(objects) do if not op.holds() then to_restore = true end end
+    if not to_restore and not broken then
       print("\nNothing to restore: every role and binding is as the policy has them.")
       return
     end

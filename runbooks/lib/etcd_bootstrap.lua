@@ -4,7 +4,6 @@
 local http = require "engine.http"
 local k8s = require "engine.k8s"
 local remote = require "std.remote"
-local svc = require "std.etcd_service"
 local systemd = require "std.systemd"
 local nodes = require "etcd_nodes"
 
@@ -82,7 +81,7 @@ end
 --- is removed whatever happens (IR-8); read back into memory (keys marked secret).
 function M.pki(p, cps, leader)
   local parts = { "set -eu", "mkdir -p -m 0755 " .. PKI .. "/etcd", "umask 077",
-    "tmp=$(mktemp -d /tmp/engine-etcd-pki.XXXXXX)", "trap 'rm -rf \"$tmp\"' EXIT",
+    "tmp=$(mktemp -d --suffix=.engine-etcd-pki)", "trap 'rm -rf \"$tmp\"' EXIT",
     "if [ ! -f " .. PKI .. "/etcd/ca.key ]; then openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out " ..
       PKI .. "/etcd/ca.key 2>/dev/null && openssl req -x509 -new -key " .. PKI .. "/etcd/ca.key -subj /CN=etcd-ca -days " ..
       p.ca_days .. " -addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign,cRLSign -out " ..
