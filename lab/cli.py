@@ -17,6 +17,7 @@ import time
 import urllib.request
 
 from lab import cluster as labcluster
+from lab import plumbing_context
 from lab import faults as labfaults
 from lab import mirror as labmirror
 from lab import nodes as labnodes
@@ -46,8 +47,7 @@ def save(st):
 
 
 def api_get(st, path):
-    ctx = ssl.create_default_context(cafile=f"{st['dir']}/pki/pki/ca.crt")
-    ctx.load_cert_chain(f"{st['dir']}/admin.crt", f"{st['dir']}/admin.key")
+    ctx = plumbing_context(f"{st['dir']}/admin.crt", f"{st['dir']}/admin.key")
     with urllib.request.urlopen(st["api"] + path, context=ctx, timeout=5) as r:
         return json.loads(r.read())
 
@@ -143,7 +143,9 @@ def start(st, cps, workers, version):
     st["sim"] = spawn([sys.executable, "-m", "lab.k8sim.sim", "--host", cps[0]["ip"], *fallback,
                        "--port", "6443", "--cert", f"{lead}/pki/apiserver.crt", "--key", f"{lead}/pki/apiserver.key",
                        "--ca", f"{d}/pki/pki/ca.crt", "--state", f"{d}/state.json", "--version", version,
-                       "--version-node", cps[0]["name"], "--ready-delay", "1", "--scheduler"], f"{d}/logs/apiserver.log")
+                       "--version-node", cps[0]["name"], "--ready-delay", "1", "--scheduler",
+                       *[f"--node={n['name']}={n['ip']}={d}/nodes/{n['name']}/root/etc/kubernetes" for n in cps]],
+                      f"{d}/logs/apiserver.log")
     save(st)
     start_monitoring(st)
     for p in MOUNT_POINTS:
@@ -224,7 +226,10 @@ def write_client_files(st):
                             # lab nodes share loopback: a new etcd listens on the node's address only
                             "etcd_listen_localhost": False},
                    "children": {
-                       "k8s-cp": {"hosts": {n["name"]: {"ansible_host": n["ip"], "etcd_access_address": n["ip"]} for n in st["nodes"]
+                       "k8s-cp": {"hosts": {n["name"]: {"ansible_host": n["ip"], "etcd_access_address": n["ip"],
+                                                        # lab nodes share loopback: these listen on the node's address
+                                                        "kube_scheduler_bind_address": n["ip"],
+                                                        "kube_controller_manager_bind_address": n["ip"]} for n in st["nodes"]
                                             if n["role"] == "control-plane"}},
                        "k8s-cp-leader": {"hosts": {n["name"]: {} for n in st["nodes"] if n.get("leader")}},
                        "k8s-worker": {"hosts": {n["name"]: {"ansible_host": n["ip"]} for n in st["nodes"]

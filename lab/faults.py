@@ -3,12 +3,12 @@ Each is visible the way an SRE would look for it."""
 import json
 import os
 import signal
-import ssl
 import subprocess
 import time
 import urllib.request
 
 from lab import cluster as labcluster
+from lab import plumbing_context
 from lab.node import certs
 from lab.procs import LabError, pids_in_ns, port_open, wait
 
@@ -24,8 +24,7 @@ class FaultError(Exception):
 
 
 def api(st, method, path, body=None):
-    ctx = ssl.create_default_context(cafile=f"{st['dir']}/pki/pki/ca.crt")
-    ctx.load_cert_chain(f"{st['dir']}/admin.crt", f"{st['dir']}/admin.key")
+    ctx = plumbing_context(f"{st['dir']}/admin.crt", f"{st['dir']}/admin.key")
     req = urllib.request.Request(st["api"] + path, method=method, data=None if body is None else json.dumps(body).encode(),
                                  headers={"Content-Type": "application/json"})
     try:
@@ -90,21 +89,41 @@ def stale_bak(st, n, on):
 
 
 def expire_certs(st, n, on):
+    """The node's kubeadm leaf certificates expired (etcd's kept: etcd keeps running on its own), as
+    if the clock had passed their NotAfter: its API server now serves the expired certificate. On
+    the first control-plane node, whose admin.conf the lab's kubeconfig stands for (seed 001's
+    operator had copied it to ~/.kube/config), the lab's kubeconfig expires too."""
     kroot = f"{root(st, n)}/etc/kubernetes"
     cps = [x["ip"] for x in st["nodes"] if x["role"] == "control-plane"]
     for name in certs.LEAVES:
-        if not name.startswith("etcd-"):  # etcd keeps running on its own certificates
+        if not name.startswith("etcd-"):
             certs.issue(kroot, name, n["name"], n["ip"], st["api"], -1 if on else st.get("cert_days", 365), cps)
+    served_as_of_now(st, n)
+    first = [x for x in st["nodes"] if x["role"] == "control-plane"][0]
+    if n["name"] == first["name"]:
+        d = st["dir"]
+        crt = f"{d}/admin.crt"
+        if on:  # the same identity, expired (the lab's own plumbing keeps admin.crt)
+            crt = f"{d}/admin-expired.crt"
+            certs.sign(f"{d}/pki", "ca", "/O=system:masters/CN=lab-admin", "client", f"{d}/admin.key", crt, -1, "")
+        certs.kubeconfig(f"{d}/kubeconfig", st["api"], f"{d}/pki/pki/ca.crt", crt, f"{d}/admin.key", "lab-admin")
 
 
 def expiring_certs(st, n, on):
     """Every leaf certificate of the node (etcd's too: still valid, and etcd rereads its files)
-    reissued to expire in `--days` days; cleared: reissued for the lab's --cert-days."""
+    reissued to expire in `--days` days, and served so; cleared: reissued for the lab's --cert-days."""
     kroot = f"{root(st, n)}/etc/kubernetes"
     cps = [x["ip"] for x in st["nodes"] if x["role"] == "control-plane"]
     days = st.get("fault_days", {}).get(n["name"], 10) if on else st.get("cert_days", 365)
     for name in certs.LEAVES:
         certs.issue(kroot, name, n["name"], n["ip"], st["api"], days, cps)
+    served_as_of_now(st, n)
+
+
+def served_as_of_now(st, n):
+    """The node's API server serves its certificate files as they are now: these faults stand for
+    time passing, not for a renewal (which is served only after a restart)."""
+    api(st, "POST", "/_sim/serving", {"node": n["name"]})
 
 
 def pdb_blocks(st, n, on):

@@ -19,13 +19,17 @@ import sys
 import threading
 import time
 import urllib.parse
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 
-from lab.k8sim import kubelet_report, rbac
+from lab.k8sim import endpoints, kubelet_report, rbac
 from lab.k8sim import patch as patches
 from lab.k8sim.resources import BY_PATH, groups, resource_list, api_version
 from lab.k8sim.store import ApiError, Store
 from lab.k8sim.tables import table_for
+
+
+# What a kubeadm cluster lets anyone read (the system:public-info-viewer ClusterRole).
+PUBLIC = {"/healthz", "/readyz", "/livez", "/version"}
 
 
 class Faults:
@@ -60,6 +64,7 @@ class Sim:
         self.version_node = args.version_node
         self.tokens = set(t for t in (args.tokens or "").split(",") if t)
         self.faults = Faults()
+        self.endpoints = None
         self.stats = {}
         self.stats_lock = threading.Lock()
 
@@ -177,7 +182,7 @@ class Handler(BaseHTTPRequestHandler):
                 if fault.get("status"):
                     hdr = {"Retry-After": str(fault["retry_after"])} if "retry_after" in fault else {}
                     return self.send_json(fault["status"], ApiError(fault["status"], "Injected", "injected fault").status(), hdr)
-            if not self.user():
+            if not self.user() and u.path not in PUBLIC:
                 return self.send_json(401, ApiError(401, "Unauthorized", "Unauthorized").status())
             if not u.path.endswith(("selfsubjectaccessreviews", "subjectaccessreviews")):
                 self.enforce_rbac(method, u.path, q)
@@ -215,7 +220,14 @@ class Handler(BaseHTTPRequestHandler):
             return self.send_json(200, {"ok": True})
         if path == "/_sim/kubelet" and method == "POST":
             with st.lock:
-                kubelet_report.apply(st, self.body() or {}, self.sim.version_node)
+                report = self.body() or {}
+                kubelet_report.apply(st, report, self.sim.version_node)
+            if self.sim.endpoints:  # outside the store's lock: an endpoint may take a moment to close
+                self.sim.endpoints.report(report)
+            return self.send_json(200, {"ok": True})
+        if path == "/_sim/serving" and method == "POST":
+            if self.sim.endpoints:
+                self.sim.endpoints.reload((self.body() or {}).get("node"))
             return self.send_json(200, {"ok": True})
         if path == "/_sim/compact" and method == "POST":
             with st.lock:
@@ -431,6 +443,8 @@ def main():
     ap.add_argument("--grace-scale", type=float, default=1.0)
     ap.add_argument("--version", default="v1.33.1")
     ap.add_argument("--version-node", help="the node whose running kube-apiserver gives /version (the lab)")
+    ap.add_argument("--node", action="append", default=[], help="NAME=IP=ROOT: a control-plane node whose endpoints are served "
+                    "(ROOT: the host path of its /etc/kubernetes); the --version-node is the one at --host:--port")
     ap.add_argument("--scheduler", action="store_true", help="bind pods without a node, while system:kube-scheduler's RBAC allows")
     args = ap.parse_args()
     sim = Sim(args)
@@ -442,38 +456,21 @@ def main():
     if args.scheduler:
         from lab.k8sim import scheduler
         scheduler.start(sim.store)
-    ThreadingHTTPServer.request_queue_size = 256  # a real apiserver does not refuse a burst of clients
-    server = ThreadingHTTPServer((args.host, args.port), Handler)
-    server.daemon_threads = True
-    def context(cert, key):
-        c = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        c.load_cert_chain(cert, key)
-        c.load_verify_locations(args.ca)
-        c.verify_mode = ssl.CERT_OPTIONAL
-        return c
-    # The serving certificate is --cert when it exists, else --fallback-cert (a lab with no cluster
-    # yet); a --cert written later (kubeadm init) is served from then on to clients that name the
-    # server (SNI; a client dialing an IP address sends none and keeps getting the fallback, which
-    # the same CA signed).
-    have = os.path.exists(args.cert)
-    ctx = context(args.cert, args.key) if have else context(args.fallback_cert, args.fallback_key)
-    served = {"mtime": os.stat(args.cert).st_mtime if have else None}
-
-    def pick(sock, _name, _ctx):
-        try:
-            m = os.stat(args.cert).st_mtime
-        except OSError:
-            return
-        if m != served["mtime"]:
-            try:
-                served["ctx"], served["mtime"] = context(args.cert, args.key), m
-            except (OSError, ssl.SSLError):
-                return
-        if served.get("ctx"):
-            sock.context = served["ctx"]
-    if args.fallback_cert:
-        ctx.sni_callback = pick
-    server.socket = ctx.wrap_socket(server.socket, server_side=True)
+    # Without --node, one fixed certificate (the unit tests' simulator). With them (the lab), the
+    # nodes' own endpoints (lab/k8sim/endpoints.py), the first node's apiserver at --host:--port.
+    nodes = {}
+    for spec in args.node:
+        name, ip, root = spec.split("=", 2)
+        nodes[name] = (ip, root)
+    fallback = (args.fallback_cert, args.fallback_key) if args.fallback_cert else None
+    if nodes:
+        workdir = os.path.join(os.path.dirname(os.path.abspath(args.state or args.cert)), "served")
+        sim.endpoints = endpoints.Endpoints(Handler, args.ca, workdir, nodes, (args.version_node, args.cert, args.key, fallback))
+        context_of = sim.endpoints.context
+    else:
+        ctx = endpoints.server_context(args.cert, args.key, args.ca)
+        context_of = lambda: ctx  # noqa: E731
+    server = endpoints.TLSServer((args.host, args.port), Handler, context_of)
     print(f"k8sim listening on https://{args.host}:{args.port}", flush=True)
     server.serve_forever()
 

@@ -5,10 +5,11 @@ import hashlib
 import json
 import os
 import signal
-import ssl
 import sys
 import time
 import urllib.request
+
+from lab import plumbing_context
 
 LAB = "/var/lib/engine-lab"          # the node's lab state: node.json, packages.json, disk.json, faults/, units/
 MANIFESTS = "/etc/kubernetes/manifests"
@@ -120,8 +121,7 @@ def disk_free():
 def api(method, path, body=None, timeout=10):
     """A request to the lab's API simulator as this node's kubelet (its client certificate)."""
     n = node()
-    ctx = ssl.create_default_context(cafile=f"{LAB}/ca.crt")
-    ctx.load_cert_chain(f"{LAB}/kubelet-client.pem")
+    ctx = plumbing_context(f"{LAB}/kubelet-client.pem", None)
     data = None if body is None else json.dumps(body).encode()
     ctype = "application/merge-patch+json" if method == "PATCH" else "application/json"
     req = urllib.request.Request(n["api"] + path, data=data, method=method, headers={"Content-Type": ctype})

@@ -130,7 +130,7 @@ class Kubelet:
         body = {"node": self.node["name"], "ready": ready, "reason": reason, "version": self.version,
                 "disk_pressure": disk_used(d) >= 0.9 * d["size"], "ip": self.node["ip"],
                 "pods": [{"name": n, "image": p["image"], "hash": p["hash"], "ready": bool(p.get("ready")),
-                          "source": p["file"]} for n, p in sorted(self.pods.items())]}
+                          "source": p["file"], "started": p["started"]} for n, p in sorted(self.pods.items())]}
         try:
             api("POST", "/_sim/kubelet", body, timeout=5)
             self.last_report = time.monotonic()

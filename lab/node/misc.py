@@ -1,5 +1,7 @@
 """df, crictl, journalctl and reboot for a lab node, over its simulated disk and static pods."""
+import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -43,9 +45,25 @@ def df(args):
     return 0
 
 
+def container_id(p):
+    """A container's ID: new at every start of the pod, as the runtime's are."""
+    return f"{p['hash'][:8]}{int(p['started'] * 1000) & 0xffffffff:08x}"
+
+
 def crictl(args):
     pods = read_json(PODS, {})
     if args[:1] == ["ps"]:
+        want = args[args.index("--name") + 1] if "--name" in args else None
+        shown = {n: p for n, p in sorted(pods.items()) if want is None or re.search(want, n)}
+        if "json" in args and ("-o" in args or "--output" in args):  # crictl's -o json, the fields runbooks read
+            print(json.dumps({"containers": [
+                {"id": container_id(p), "podSandboxId": p["hash"][::-1], "metadata": {"name": n, "attempt": 0},
+                 "image": {"image": p["image"]}, "imageRef": p["image"], "state": "CONTAINER_RUNNING",
+                 "createdAt": str(int(p["started"] * 1e9)),
+                 "labels": {"io.kubernetes.container.name": n, "io.kubernetes.pod.name": f"{n}-{os.uname().nodename}",
+                            "io.kubernetes.pod.namespace": "kube-system"}} for n, p in shown.items()]}, indent=2))
+            return 0
+        pods = shown
         print("CONTAINER           IMAGE                                       CREATED             STATE               NAME                      ATTEMPT             POD ID              POD")
         for name, p in sorted(pods.items()):
             age = int(time.time() - p["started"])
