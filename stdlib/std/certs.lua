@@ -77,12 +77,21 @@ function M.endpoints(h)
   local addr = v.etcd_access_address or v.ansible_host or h.name
   if tostring(addr):find(":", 1, true) then addr = "[" .. addr .. "]" end
   local port = tonumber(v.k8s_apiserver_port) or 6443
+  -- The scheduler and controller-manager listen where kubespray's *_bind_address vars say; kubeadm's
+  -- default is 127.0.0.1, reached through the node; 0.0.0.0 (kubespray's default) at its address.
+  local function component(name, var, p)
+    local bind = v[var]
+    if bind == nil or bind == "127.0.0.1" or bind == "::1" then return { name = name, endpoint = "127.0.0.1:" .. p, via = h } end
+    if bind == "0.0.0.0" or bind == "::" then bind = addr end
+    if tostring(bind):find(":", 1, true) and not tostring(bind):match("^%[") then bind = "[" .. bind .. "]" end
+    return { name = name, endpoint = bind .. ":" .. p }
+  end
   return {
     { name = "apiserver", endpoint = addr .. ":" .. port, file = "/etc/kubernetes/pki/apiserver.crt" },
     { name = "etcd-server", endpoint = addr .. ":" .. (v.etcd_client_port or 2379), file = "/etc/kubernetes/pki/etcd/server.crt" },
     { name = "etcd-peer", endpoint = addr .. ":" .. (v.etcd_peer_port or 2380), file = "/etc/kubernetes/pki/etcd/peer.crt" },
-    { name = "kube-scheduler", endpoint = "127.0.0.1:10259", via = h },
-    { name = "kube-controller-manager", endpoint = "127.0.0.1:10257", via = h },
+    component("kube-scheduler", "kube_scheduler_bind_address", 10259),
+    component("kube-controller-manager", "kube_controller_manager_bind_address", 10257),
   }
 end
 
