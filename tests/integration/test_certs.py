@@ -1,12 +1,19 @@
-"""runbooks/cert-check.lua in the lab (seed 001): every kubeadm certificate in files and as served,
-an expired control plane named, a renewed file not yet served flagged, and the upgrade's preflight
-refusing expired certificates."""
+"""runbooks/cert-check.lua and runbooks/cert-renew.lua in the lab (seed 001): every kubeadm
+certificate in files and as served, an expired control plane named, a renewed file not yet served
+flagged, the upgrade's preflight refusing expired certificates; renewal node by node with each
+endpoint proved to serve the renewed certificate, recovery when everything has expired (the
+engine's own kubeconfig refused), a kill and resume, and the bad inputs."""
 import json
 import os
 import re
+import signal
+import socket
+import ssl
 import subprocess
 import sys
 import tempfile
+import threading
+import time
 import unittest
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))  # the lab package
@@ -15,6 +22,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 LAB = os.path.join(ROOT, "scripts", "lab")
 ENGINE = os.environ.get("ENGINE_BIN", os.path.join(ROOT, "build", "bin", "engine"))
 CHECK = os.path.join(ROOT, "runbooks", "cert-check.lua")
+RENEW = os.path.join(ROOT, "runbooks", "cert-renew.lua")
 UPGRADE = os.path.join(ROOT, "runbooks", "k8s-upgrade.lua")
 SUBNET = "127.0.60"
 
@@ -26,17 +34,25 @@ def lab(*args):
     return r
 
 
+LAB_DIR = {}
+
+
+def setUpModule():  # one lab for both runbooks' tests
+    d = tempfile.mkdtemp(prefix="engine-certs-")
+    LAB_DIR["dir"] = d
+    lab("up", "--dir", d, "--subnet", SUBNET)
+
+
+def tearDownModule():
+    lab("down", "--dir", LAB_DIR["dir"])
+
+
 class CertCheck(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
-        cls.dir = tempfile.mkdtemp(prefix="engine-certs-")
-        lab("up", "--dir", cls.dir, "--subnet", SUBNET)
+        cls.dir = LAB_DIR["dir"]
         with open(f"{cls.dir}/lab.json") as f:
             cls.state = json.load(f)
-
-    @classmethod
-    def tearDownClass(cls):
-        lab("down", "--dir", cls.dir)
 
     def check(self, *extra):
         return subprocess.run([ENGINE, "run", CHECK, "-i", f"{self.dir}/inventory.yml", "--kubeconfig", f"{self.dir}/kubeconfig",
@@ -165,6 +181,180 @@ end }}
         self.assertIn("NODES\t6", r.stdout)
         self.assertIn("WRONG NAME\tunreachable", r.stdout)
         self.assertNotIn("PRIVATE KEY", r.stdout + r.stderr)
+
+
+def served_serial(ip, port):
+    """The serial of the certificate an endpoint serves (lowercase hex), or None when refused."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    try:
+        with socket.create_connection((ip, port), timeout=2) as raw, ctx.wrap_socket(raw) as tls:
+            der = tls.getpeercert(binary_form=True)
+    except OSError:
+        return None
+    r = subprocess.run(["openssl", "x509", "-inform", "DER", "-noout", "-serial"], input=der, capture_output=True, check=True)
+    return r.stdout.decode().strip().split("=", 1)[1].lower().lstrip("0")
+
+
+class CertRenew(unittest.TestCase):
+    """Runs after CertCheck on the same lab (unittest orders classes by name: CertCheck first)."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.dir = LAB_DIR["dir"]
+        with open(f"{cls.dir}/lab.json") as f:
+            cls.state = json.load(f)
+        cls.ip = {n["name"]: n["ip"] for n in cls.state["nodes"]}
+
+    def renew(self, *extra, timeout=600):
+        return subprocess.run([ENGINE, "run", RENEW, "-i", f"{self.dir}/inventory.yml", "--kubeconfig", f"{self.dir}/kubeconfig",
+                               "--state-dir", f"{self.dir}/state", *extra], capture_output=True, text=True, timeout=timeout)
+
+    ssh = CertCheck.ssh
+
+    def file_serial(self, node, path):
+        out = self.ssh(node, f"sudo openssl x509 -noout -serial -in {path}").stdout
+        return out.strip().split("=", 1)[1].lower().lstrip("0")
+
+    def test_1_a_node_due_in_ten_days_renewed_restarted_and_verified(self):
+        lab("fault", "cp3", "certs-expiring", "--days", "10", "--dir", self.dir)
+        try:
+            before = {n: served_serial(self.ip[n], 6443) for n in ("cp1", "cp2", "cp3")}
+            etcd_before = served_serial(self.ip["cp3"], 2379)
+            sched_before = served_serial(self.ip["cp3"], 10259)
+            # The API answers between restarts: never are two API servers down at once.
+            samples, stop = [], threading.Event()
+
+            def sample():
+                while not stop.is_set():
+                    samples.append(tuple(served_serial(self.ip[n], 6443) is not None for n in ("cp2", "cp3")))
+                    time.sleep(0.05)
+            t = threading.Thread(target=sample)
+            t.start()
+            try:
+                r = self.renew("-e", "under_days=30", "-e", f"admin_conf={self.dir}/renewed-admin.conf")
+            finally:
+                stop.set()
+                t.join()
+            self.assertEqual(r.returncode, 0, r.stdout[-4000:] + r.stderr[-4000:])
+            self.assertRegex(r.stdout, r"cp3\s+11\s+(9|10) days")
+            self.assertRegex(r.stdout, r"cp1\s+0\s+-\s+nothing due")
+            # cp3 now serves its renewed files; cp1 and cp2 were not touched.
+            after = served_serial(self.ip["cp3"], 6443)
+            self.assertNotEqual(after, before["cp3"])
+            self.assertEqual(after, self.file_serial("cp3", "/etc/kubernetes/pki/apiserver.crt"))
+            self.assertEqual(served_serial(self.ip["cp3"], 2379), self.file_serial("cp3", "/etc/kubernetes/pki/etcd/server.crt"))
+            self.assertNotEqual(served_serial(self.ip["cp3"], 2379), etcd_before)
+            self.assertNotEqual(served_serial(self.ip["cp3"], 10259), sched_before)  # the scheduler restarted
+            self.assertEqual(served_serial(self.ip["cp1"], 6443), before["cp1"])
+            self.assertEqual(served_serial(self.ip["cp2"], 6443), before["cp2"])
+            self.assertIn((True, False), samples)  # cp3's API server was restarted...
+            self.assertNotIn((False, False), samples)  # ...while cp2's answered
+            # The backup is outside manifests/, which holds the four manifests and nothing else.
+            self.assertRegex(self.ssh("cp3", "sudo ls /etc/kubernetes/engine-backup").stdout, r"certs-\d{8}T\d{6}Z")
+            self.assertEqual(self.ssh("cp3", "sudo ls /etc/kubernetes/manifests").stdout.split(),
+                             ["etcd.yaml", "kube-apiserver.yaml", "kube-controller-manager.yaml", "kube-scheduler.yaml"])
+            self.assertRegex(r.stdout, r"cp3\s+apiserver\s+\S+\s+2027-")  # the summary: was, now
+            # The renewed admin.conf is handed over, 0600, works, and was never printed.
+            self.assertEqual(os.stat(f"{self.dir}/renewed-admin.conf").st_mode & 0o777, 0o600)
+            self.assertIn("it reaches the cluster (6 nodes)", r.stdout)
+            self.assertNotIn("client-key-data", r.stdout + r.stderr)
+            self.assertNotIn("PRIVATE KEY", r.stdout + r.stderr)
+            # cert-check agrees: nothing due, nothing served that is not the file.
+            c = subprocess.run([ENGINE, "run", CHECK, "-i", f"{self.dir}/inventory.yml", "--state-dir", f"{self.dir}/state",
+                                "-e", "control_plane=cp3", "-e", "nodes=cp3"], capture_output=True, text=True, timeout=300)
+            self.assertEqual(c.returncode, 0, c.stdout[-3000:] + c.stderr[-3000:])
+            self.assertNotIn("serves serial", c.stdout)
+        finally:
+            lab("clear", "cp3", "certs-expiring", "--dir", self.dir)
+
+    def test_2_everything_expired_recovered_over_ssh(self):
+        # Seed 001: every control-plane certificate expired, the operator's kubeconfig with them.
+        for n in ("cp1", "cp2", "cp3"):
+            lab("fault", n, "certs-expired", "--dir", self.dir)
+        try:
+            k = subprocess.run(["kubectl", "--kubeconfig", f"{self.dir}/kubeconfig", "get", "nodes"], capture_output=True,
+                               text=True, timeout=60)
+            self.assertNotEqual(k.returncode, 0)
+            self.assertIn("certificate has expired", k.stderr)
+            r = self.renew("-e", f"admin_conf={self.dir}/recovered-admin.conf")
+            self.assertEqual(r.returncode, 0, r.stdout[-4000:] + r.stderr[-4000:])
+            self.assertIn("The API refuses this run's kubeconfig", r.stdout)
+            self.assertIn("the API through the node, with its renewed admin.conf", r.stdout)
+            for n in ("cp1", "cp2", "cp3"):
+                self.assertEqual(served_serial(self.ip[n], 6443), self.file_serial(n, "/etc/kubernetes/pki/apiserver.crt"))
+            k = subprocess.run(["kubectl", "--kubeconfig", f"{self.dir}/recovered-admin.conf", "get", "nodes", "--no-headers"],
+                               capture_output=True, text=True, timeout=60)
+            self.assertEqual(k.returncode, 0, k.stderr)
+            self.assertEqual(len([x for x in k.stdout.splitlines() if " Ready " in x]), 6, k.stdout)
+        finally:
+            for n in ("cp1", "cp2", "cp3"):
+                lab("clear", n, "certs-expired", "--dir", self.dir)
+
+    def test_3_bad_input_stops_before_anything_changes(self):
+        backups = self.ssh("cp1", "sudo ls /etc/kubernetes/engine-backup").stdout
+        r = self.renew("-e", "min_ca_days=4000")  # kubeadm's CAs have ten years: under 4000 days
+        self.assertEqual(r.returncode, 1, r.stdout[-3000:])
+        self.assertIn("precheck failed, nothing was changed", r.stderr)
+        self.assertRegex(r.stderr, r"cp1: CA ca \(/etc/kubernetes/pki/ca\.crt\) expires in 36\d\d days .*cannot renew a CA")
+        self.assertIn("cp2: CA etcd-ca (/etc/kubernetes/pki/etcd/ca.crt)", r.stderr)
+        r = self.renew("-e", "control_plane=w1")
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("w1: no kubeadm control-plane PKI (/etc/kubernetes/pki/apiserver.crt is missing)", r.stderr)
+        r = self.renew("-e", "certs=apiserver,admin.cnf")
+        self.assertNotEqual(r.returncode, 0)
+        self.assertIn('certs: "admin.cnf" is not a certificate kubeadm renews', r.stderr)
+        self.assertEqual(self.ssh("cp1", "sudo ls /etc/kubernetes/engine-backup").stdout, backups)
+
+    def test_4_a_served_certificate_that_is_not_the_file_stops_the_run(self):
+        # The API server is told to serve a copy of its certificate: kubeadm renews the file, the
+        # restart brings back the copy. The run must say so, not call it done.
+        m = "/etc/kubernetes/manifests/kube-apiserver.yaml"
+        self.ssh("cp2", "sudo mkdir -p /etc/kubernetes/pki/pinned && sudo cp /etc/kubernetes/pki/apiserver.crt "
+                        "/etc/kubernetes/pki/apiserver.key /etc/kubernetes/pki/pinned/ && "
+                        f"sudo sed -i 's|--tls-cert-file=/etc/kubernetes/pki/apiserver.crt|--tls-cert-file=/etc/kubernetes/pki/pinned/apiserver.crt|' {m}")
+        try:
+            r = self.renew("-e", "control_plane=cp2", "-e", "certs=apiserver")
+            self.assertEqual(r.returncode, 1, r.stdout[-3000:])
+            self.assertRegex(r.stderr, r"what cp2 serves does not match:\n\s+apiserver at 127\.0\.60\.2:6443 serves serial [0-9a-f]+ "
+                                       r"\(NotAfter [^)]+\), /etc/kubernetes/pki/apiserver\.crt holds [0-9a-f]+")
+        finally:
+            self.ssh("cp2", f"sudo sed -i 's|/etc/kubernetes/pki/pinned/apiserver.crt|/etc/kubernetes/pki/apiserver.crt|' {m} && "
+                            "sudo rm -rf /etc/kubernetes/pki/pinned")
+
+    def test_5_killed_mid_renewal_then_resumed(self):
+        for n in ("cp1", "cp2"):
+            lab("fault", n, "certs-expiring", "--days", "10", "--dir", self.dir)
+        try:
+            proc = subprocess.Popen([ENGINE, "run", RENEW, "-i", f"{self.dir}/inventory.yml", "--kubeconfig", f"{self.dir}/kubeconfig",
+                                     "--state-dir", f"{self.dir}/state", "-e", "under_days=30"],
+                                    stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+            first = []
+            deadline = time.monotonic() + 300
+            for line in proc.stdout:  # killed in the middle of cp1's static pod restarts
+                first.append(line)
+                if "static pod restarted" in line and "node=cp1" in line or time.monotonic() > deadline:
+                    proc.send_signal(signal.SIGKILL)
+                    break
+            proc.wait(timeout=30)
+            first.extend(proc.stdout.read().splitlines(True))
+            first = "".join(first)
+            run = re.search(r" run=(\d{8}-\d{6}-cert-renew-\w+)", first).group(1)
+            r = subprocess.run([ENGINE, "resume", run, "--state-dir", f"{self.dir}/state"], capture_output=True, text=True,
+                               timeout=600)
+            self.assertEqual(r.returncode, 0, r.stdout[-4000:] + r.stderr[-4000:])
+            both = first + r.stdout
+            for n in ("cp1", "cp2"):  # renewed once each
+                self.assertEqual(len(re.findall(rf"\[{n}\] renewed ", both)), 1, both[-5000:])
+                for pod in ("kube-apiserver", "kube-controller-manager", "kube-scheduler"):  # restarted at most once each
+                    self.assertLessEqual(len(re.findall(rf"static pod restarted .*node={n} pod={pod}", both)), 1, both[-5000:])
+                self.assertEqual(served_serial(self.ip[n], 6443), self.file_serial(n, "/etc/kubernetes/pki/apiserver.crt"))
+            self.assertEqual(self.ssh("cp1", "sudo ls /etc/kubernetes/manifests").stdout.split(),
+                             ["etcd.yaml", "kube-apiserver.yaml", "kube-controller-manager.yaml", "kube-scheduler.yaml"])
+        finally:
+            for n in ("cp1", "cp2"):
+                lab("clear", n, "certs-expiring", "--dir", self.dir)
 
 
 if __name__ == "__main__":
