@@ -1,0 +1,23 @@
+---@meta std.static_pod
+-- LuaCATS definitions for require "std.static_pod": a static pod's container, and its restart.
+
+---@class std.static_pod.Container
+---@field id string
+---@field created integer   epoch seconds, the node's clock
+---@field image? string
+
+---@class std.static_pod
+local static_pod = {}
+static_pod.MANIFESTS = "/etc/kubernetes/manifests"
+
+--- The running container of static pod `name` (crictl), or nil. Yields.
+---@return std.static_pod.Container|nil
+function static_pod.container(host, name) end
+
+--- kubeadm's documented restart: the manifest parked outside manifests/, the pod gone, the
+--- manifest back, a new container. Under --dry-run: logged, not done. Yields.
+---@param opts {parking: string, timeout?: number|string}
+---@return {before?: std.static_pod.Container, after: std.static_pod.Container}|{dry_run: true}|nil, string|nil
+function static_pod.restart(host, name, opts) end
+
+return static_pod
