@@ -322,8 +322,8 @@ def fault(a, on):
     n = next((x for x in st["nodes"] if x["name"] == a.node), None)
     if n is None:
         raise LabError(f"no node {a.node!r} in the lab (nodes: {', '.join(x['name'] for x in st['nodes'])})")
-    if getattr(a, "days", None) is not None and a.kind != "certs-expiring":
-        raise LabError("--days goes with certs-expiring only")
+    if getattr(a, "days", None) is not None and a.kind not in ("certs-expiring", "ca-expiring"):
+        raise LabError("--days goes with certs-expiring and ca-expiring only")
     msg = labfaults.apply(st, n, a.kind, on, getattr(a, "days", None))
     save(st)
     print(msg)
@@ -353,7 +353,7 @@ def main():
         f.add_argument("node")
         f.add_argument("kind", choices=labfaults.KINDS)
         if name == "fault":
-            f.add_argument("--days", type=int, help="certs-expiring: the leaf certificates expire in this many days")
+            f.add_argument("--days", type=int, help="certs-expiring, ca-expiring: the certificates expire in this many days")
     for p in sub.choices.values():
         p.add_argument("--dir", default=DEFAULT_DIR)
     a = ap.parse_args()

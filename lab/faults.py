@@ -13,9 +13,9 @@ from lab.node import certs
 from lab.procs import LabError, pids_in_ns, port_open, wait
 
 KINDS = ["stale-manifest-bak", "apiserver-phase-timeout", "scheduler-rbac-missing", "pdb-blocks", "certs-expired",
-         "certs-expiring", "disk-full", "node-notready", "ssh-down", "alert-firing", "etcd-old-holds-datadir",
+         "certs-expiring", "ca-expiring", "disk-full", "node-notready", "ssh-down", "alert-firing", "etcd-old-holds-datadir",
          "etcd-unit-fails", "etcd-new-version-fails", "controller-manager-rbac-missing", "cluster-admins-binding-missing"]
-CP_ONLY = {"stale-manifest-bak", "apiserver-phase-timeout", "certs-expired", "certs-expiring", "etcd-old-holds-datadir",
+CP_ONLY = {"stale-manifest-bak", "apiserver-phase-timeout", "certs-expired", "certs-expiring", "ca-expiring", "etcd-old-holds-datadir",
            "etcd-unit-fails", "etcd-new-version-fails"}
 
 
@@ -120,6 +120,14 @@ def expiring_certs(st, n, on):
     served_as_of_now(st, n)
 
 
+def ca_expiring(st, n, on):
+    """The node's cluster CA certificate (pki/ca.crt) reissued with its own key and name to expire in
+    `--days` days (cleared: ten years again): what it signed still verifies, and kubeadm cannot
+    renew it (a CA close to its end is a PKI rebuild, not a renewal)."""
+    days = st.get("fault_days", {}).get(n["name"], 10) if on else 3650
+    certs.reissue_ca(f"{root(st, n)}/etc/kubernetes", "ca", days)
+
+
 def served_as_of_now(st, n):
     """The node's API server serves its certificate files as they are now: these faults stand for
     time passing, not for a renewal (which is served only after a restart)."""
@@ -203,6 +211,7 @@ def alert(st, n, on):
 
 ACTIONS = {"stale-manifest-bak": stale_bak, "apiserver-phase-timeout": lambda st, n, on: flag(st, n, "apiserver-phase-timeout", on),
            "scheduler-rbac-missing": scheduler_rbac, "pdb-blocks": pdb_blocks, "certs-expired": expire_certs, "certs-expiring": expiring_certs,
+           "ca-expiring": ca_expiring,
            "disk-full": disk_fill, "node-notready": lambda st, n, on: flag(st, n, "node-notready", on),
            "ssh-down": ssh_down, "alert-firing": alert,
            "etcd-old-holds-datadir": lambda st, n, on: flag(st, n, "etcd-old-holds-datadir", on),
@@ -215,6 +224,7 @@ SEE = {"stale-manifest-bak": "ls -l /etc/kubernetes/manifests",
        "scheduler-rbac-missing": "kubectl auth can-i list pods --as system:kube-scheduler",
        "pdb-blocks": "kubectl get pdb -n shop", "certs-expired": "kubeadm certs check-expiration",
        "certs-expiring": "kubeadm certs check-expiration",
+       "ca-expiring": "openssl x509 -enddate -noout -in /etc/kubernetes/pki/ca.crt",
        "disk-full": "df -h /", "node-notready": "kubectl get nodes", "ssh-down": "ssh (connection refused)",
        "alert-firing": "the Prometheus alerts API (LabFaultAlert)",
        "etcd-old-holds-datadir": "move etcd.yaml out of the manifests: its etcd keeps running (flock /var/lib/etcd/member/snap/db)",

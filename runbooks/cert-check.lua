@@ -6,6 +6,7 @@
 -- to the run log (--log-format json) and to report.json (the step's result).
 local certs = require "std.certs"
 local fleet = require "engine.fleet"
+local timers = require "cert_timer"
 
 return runbook {
   name = "cert-check",
@@ -80,6 +81,16 @@ return runbook {
       if r.mismatch then log.warn("a renewed certificate is not served yet", { node = r.node, name = r.name, why = r.mismatch }) end
     end
     print(table.concat(lines, "\n"))
+    -- The renewal timer cert-renew installs (timer=true), per control-plane node: when it fires next.
+    local timer_of = {}
+    fleet.each(cps, function(h)
+      local line = timers.timer_line(h)
+      timer_of[h.name] = line and (line:gsub("%s+", " ")) or "none"
+      log.info("renewal timer", { node = h.name, timer = timer_of[h.name] })
+    end, { at_once = 10, max_failures = #cps })
+    local tl = { "", "Renewal timer (" .. timers.TIMER .. ", installed by cert-renew.lua with timer=true):" }
+    for _, h in ipairs(cps) do tl[#tl + 1] = string.format("  %-10s %s", h.name, timer_of[h.name] or "unknown") end
+    print(table.concat(tl, "\n"))
     if #due > 0 then
       fail("%d certificate(s) under %d days:\n  %s", #due, p.threshold, table.concat(due, "\n  "))
     end

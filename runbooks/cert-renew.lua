@@ -7,11 +7,13 @@
 -- NotAfter of the file), the scheduler and controller-manager serve a new one (they restarted).
 -- When the certificates have already expired (this run's kubeconfig refused), everything goes
 -- over SSH and the API is reached through a tunnel with the first renewed node's admin.conf.
+-- timer=true installs a weekly renewal timer on each node (runbooks/lib/cert_timer.lua).
 local fleet = require "engine.fleet"
 local http = require "engine.http"
 local k8s = require "engine.k8s"
 local renew = require "cert_renew"
 local static_pod = require "std.static_pod"
+local timers = require "cert_timer"
 
 return runbook {
   name = "cert-renew",
@@ -32,6 +34,13 @@ return runbook {
     ready_timeout = { type = "duration", default = "2m", help = "for /readyz and etcd's health after a restart" },
     max_raft_lag = { type = "integer", default = 1000, help = "raft entries an etcd member may trail the leader by" },
     control_plane = { type = "string", default = "k8s-cp", help = "inventory group (or pattern) of the control-plane nodes" },
+    timer = { type = "boolean", default = false,
+      help = "install a weekly timer on each control-plane node that renews when a certificate is under timer_days" },
+    timer_days = { type = "integer", default = 30, help = "the timer renews when a certificate has fewer days left" },
+    timer_weekday = { type = "enum", values = { "Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun" }, default = "Mon",
+      help = "the day the timers fire" },
+    timer_at = { type = "string", default = "03:00", help = "the first node's timer fires at HH:MM (node time)" },
+    timer_stagger = { type = "duration", default = "15m", help = "each next node's timer fires this much later" },
   },
   run = function(p, inv)
     local cps = inv:hosts(p.control_plane)
@@ -48,6 +57,7 @@ return runbook {
     for _, h in ipairs(cps) do if #plan[h.name].renew > 0 then due_nodes[#due_nodes + 1] = h end end
     if #due_nodes == 0 then
       print(string.format("\nNothing to renew: every certificate has %d days or more left.", p.under_days or 0))
+      if p.timer then timers.install(p, cps) end
       return
     end
     local lease
@@ -99,6 +109,7 @@ return runbook {
         "(or run again with -e admin_conf=PATH).")
     end
     print(renew.summary_text(plan, due_nodes, verified))
+    if p.timer then timers.install(p, cps) end
     if lease then lease:release() end
     if tunnel then tunnel:close() end
   end,

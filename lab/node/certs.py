@@ -44,6 +44,14 @@ def make_ca(root, name, days=3650):
        "-out", f"{root}/{base}.crt")
 
 
+def reissue_ca(root, name, days):
+    """The CA's certificate made again with its own key and subject, valid for `days`."""
+    base, subj = CAS[name]
+    sh("openssl", "req", "-x509", "-new", "-key", f"{root}/{base}.key", "-subj", subj, "-days", str(days),
+       "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign,cRLSign",
+       "-out", f"{root}/{base}.crt")
+
+
 def sign(root, ca, subj, kind, key, out, days, sans):
     ca_base = CAS[ca][0]
     ext = {"client": "extendedKeyUsage=clientAuth",

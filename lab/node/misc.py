@@ -64,6 +64,10 @@ def crictl(args):
                             "io.kubernetes.pod.namespace": "kube-system"}} for n, p in shown.items()]}, indent=2))
             return 0
         pods = shown
+        if "-q" in args or "--quiet" in args:  # IDs only
+            for p in pods.values():
+                print(container_id(p))
+            return 0
         print("CONTAINER           IMAGE                                       CREATED             STATE               NAME                      ATTEMPT             POD ID              POD")
         for name, p in sorted(pods.items()):
             age = int(time.time() - p["started"])

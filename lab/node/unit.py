@@ -221,9 +221,18 @@ class Supervisor:
 
 def next_calendar(spec, now):
     """The next time (epoch) an OnCalendar= spec fires after now: "*-*-* HH:MM[:SS]", "HH:MM[:SS]",
-    "daily", "hourly" (the forms the lab's runbooks write); None for another form."""
+    "daily", "hourly", and any of these after a weekday ("Mon *-*-* 03:00:00": weekly), the forms
+    the lab's runbooks write; None for another form."""
     import datetime
     spec = spec.strip()
+    days = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"]
+    if spec[:3] in days and spec[3:4] == " ":
+        want, t = days.index(spec[:3]), now
+        for _ in range(8):  # the next of the daily times that falls on the weekday
+            t = next_calendar(spec[4:], t)
+            if t is None or datetime.datetime.fromtimestamp(t).weekday() == want:
+                return t
+        return None
     t = datetime.datetime.fromtimestamp(now)
     if spec == "hourly":
         n = t.replace(minute=0, second=0, microsecond=0) + datetime.timedelta(hours=1)

@@ -1,8 +1,8 @@
 -- The pieces of etcd-maintenance.lua: the script a node's timer runs (its own member only: seed
 -- 003, IR-3), its settings, the oneshot service and the timer, staggered so no two members
 -- defragment at once (a defragmentation blocks the member while it runs).
-local remote = require "std.remote"
 local svc = require "std.etcd_service"
+local systemd = require "std.systemd"
 
 local M = {}
 
@@ -104,30 +104,8 @@ function M.timer_text(at)
   }, "\n")
 end
 
---- times(at, stagger_s, n) → n times "HH:MM:SS", the first at `at` ("HH:MM" or "HH:MM:SS"), each
---- next stagger_s later (wrapping at midnight).
-function M.times(at, stagger_s, n)
-  local h, m, s = at:match("^(%d%d?):(%d%d):?(%d?%d?)$")
-  if not h or tonumber(h) > 23 or tonumber(m) > 59 or (s ~= "" and tonumber(s) > 59) then
-    error("etcd-maintenance: at must be HH:MM or HH:MM:SS, not " .. tostring(at), 0)
-  end
-  local base = tonumber(h) * 3600 + tonumber(m) * 60 + (tonumber(s) or 0)
-  local out = {}
-  for i = 0, n - 1 do
-    local t = math.floor(base + i * stagger_s) % 86400
-    out[#out + 1] = string.format("%02d:%02d:%02d", t // 3600, (t % 3600) // 60, t % 60)
-  end
-  return out
-end
-
---- timer_state(h) → "active" and the list-timers line, for the report.
-function M.timer_line(h)
-  local r = remote.must(h, "systemctl list-timers " .. remote.quote(M.TIMER) .. " --all --no-pager",
-    { read_only = true, what = "systemctl list-timers" })
-  for line in r.stdout:gmatch("[^\n]+") do
-    if line:find(M.TIMER, 1, true) then return line end
-  end
-  return nil
-end
+-- The timers' times and list-timers line: std.systemd's (shared with cert-renew's timer).
+M.times = systemd.times
+function M.timer_line(h) return systemd.timer_line(h, M.TIMER) end
 
 return M

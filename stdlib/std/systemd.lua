@@ -127,4 +127,36 @@ function M.stopped(name, opts)
   }
 end
 
+-- Timers ------------------------------------------------------------------------------------
+
+--- times(at, stagger_s, n) → n times "HH:MM:SS", the first at `at` ("HH:MM" or "HH:MM:SS"), each
+--- next stagger_s later (wrapping at midnight): one per node, so no two nodes' timers fire at once.
+--- A malformed `at` raises, naming it.
+function M.times(at, stagger_s, n)
+  local h, m, s = tostring(at):match("^(%d%d?):(%d%d):?(%d?%d?)$")
+  if not h or tonumber(h) > 23 or tonumber(m) > 59 or (s ~= "" and tonumber(s) > 59) then
+    error("at must be HH:MM or HH:MM:SS, not " .. tostring(at), 0)
+  end
+  local base = tonumber(h) * 3600 + tonumber(m) * 60 + (tonumber(s) or 0)
+  local out = {}
+  for i = 0, n - 1 do
+    local t = math.floor(base + i * stagger_s) % 86400
+    out[#out + 1] = string.format("%02d:%02d:%02d", t // 3600, (t % 3600) // 60, t % 60)
+  end
+  return out
+end
+
+--- timer_line(host, timer) → the node's `systemctl list-timers` line for the timer (NEXT, LEFT,
+--- LAST, PASSED, UNIT, ACTIVATES), or nil when it is not started.
+function M.timer_line(h, timer)
+  h = inventory.host(h, "systemd.timer_line")
+  timer = unit_name(timer, "systemd.timer_line")
+  local r = remote.must(h, "systemctl list-timers " .. remote.quote(timer) .. " --all --no-pager",
+    { read_only = true, what = "systemctl list-timers" })
+  for line in r.stdout:gmatch("[^\n]+") do
+    if line:find(timer, 1, true) then return line end
+  end
+  return nil
+end
+
 return M

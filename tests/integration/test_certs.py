@@ -294,11 +294,19 @@ class CertRenew(unittest.TestCase):
 
     def test_3_bad_input_stops_before_anything_changes(self):
         backups = self.ssh("cp1", "sudo ls /etc/kubernetes/engine-backup").stdout
-        r = self.renew("-e", "min_ca_days=4000")  # kubeadm's CAs have ten years: under 4000 days
+        lab("fault", "cp1", "ca-expiring", "--days", "20", "--dir", self.dir)
+        try:
+            r = self.renew()
+        finally:
+            lab("clear", "cp1", "ca-expiring", "--dir", self.dir)
         self.assertEqual(r.returncode, 1, r.stdout[-3000:])
         self.assertIn("precheck failed, nothing was changed", r.stderr)
-        self.assertRegex(r.stderr, r"cp1: CA ca \(/etc/kubernetes/pki/ca\.crt\) expires in 36\d\d days .*cannot renew a CA")
+        self.assertRegex(r.stderr, r"cp1: CA ca \(/etc/kubernetes/pki/ca\.crt\) expires in (19|20) days .*cannot renew a CA")
+        self.assertNotIn("cp2: CA", r.stderr)
+        r = self.renew("-e", "min_ca_days=4000")  # kubeadm's CAs have ten years: every one is named
+        self.assertEqual(r.returncode, 1, r.stdout[-3000:])
         self.assertIn("cp2: CA etcd-ca (/etc/kubernetes/pki/etcd/ca.crt)", r.stderr)
+        self.assertIn("cp3: CA front-proxy-ca (/etc/kubernetes/pki/front-proxy-ca.crt)", r.stderr)
         r = self.renew("-e", "control_plane=w1")
         self.assertEqual(r.returncode, 1)
         self.assertIn("w1: no kubeadm control-plane PKI (/etc/kubernetes/pki/apiserver.crt is missing)", r.stderr)
@@ -355,6 +363,27 @@ class CertRenew(unittest.TestCase):
         finally:
             for n in ("cp1", "cp2"):
                 lab("clear", n, "certs-expiring", "--dir", self.dir)
+
+
+    def test_6_the_renewal_timer(self):
+        # Nothing due now: only the timers are installed, staggered, and cert-check shows them.
+        r = self.renew("-e", "under_days=1", "-e", "timer=true", "-e", "timer_days=400", "-e", "timer_at=02:50")
+        self.assertEqual(r.returncode, 0, r.stdout[-3000:] + r.stderr[-3000:])
+        self.assertIn("Nothing to renew", r.stdout)
+        c = subprocess.run([ENGINE, "run", CHECK, "-i", f"{self.dir}/inventory.yml", "--state-dir", f"{self.dir}/state"],
+                           capture_output=True, text=True, timeout=300)
+        for node, at in (("cp1", "02:50:00"), ("cp2", "03:05:00"), ("cp3", "03:20:00")):
+            self.assertRegex(c.stdout, rf"\n  {node}\s+Mon \d{{4}}-\d\d-\d\d {at} .*engine-cert-renew\.timer")
+        # Fired on cp2 (timer_days=400: every certificate is due): renewed, restarted, served.
+        before = served_serial(self.ip["cp2"], 6443)
+        out = self.ssh("cp2", "sudo systemctl start engine-cert-renew.service && sudo journalctl -u engine-cert-renew.service --no-pager").stdout
+        self.assertIn("engine-cert-renew: restarted kube-apiserver", out)
+        self.assertIn("engine-cert-renew: renewed and restarted", out)
+        after = served_serial(self.ip["cp2"], 6443)
+        self.assertNotEqual(after, before)
+        self.assertEqual(after, self.file_serial("cp2", "/etc/kubernetes/pki/apiserver.crt"))
+        self.assertEqual(self.ssh("cp2", "sudo ls /etc/kubernetes/manifests").stdout.split(),
+                         ["etcd.yaml", "kube-apiserver.yaml", "kube-controller-manager.yaml", "kube-scheduler.yaml"])
 
 
 if __name__ == "__main__":

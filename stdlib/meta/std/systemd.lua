@@ -51,4 +51,15 @@ function systemd.started(name) end
 ---@return std.ops.Operation
 function systemd.stopped(name, opts) end
 
+--- n times "HH:MM:SS", the first at `at`, each next stagger_s later (wrapping at midnight).
+---@param at string       "HH:MM" or "HH:MM:SS"
+---@param stagger_s number
+---@param n integer
+---@return string[]
+function systemd.times(at, stagger_s, n) end
+
+--- The node's `systemctl list-timers` line for the timer, or nil when it is not started. Yields.
+---@return string|nil
+function systemd.timer_line(host, timer) end
+
 return systemd
