@@ -291,9 +291,12 @@ function M.kubelet(h, np)
       if row.cert and (row.name == "kubelet-client" or row.name == "kubelet.conf") then now = now or row.cert.serial end
     end
     if now == np.kubelet then return "unchanged" end
+    log.info("the kubelet's client certificate changed during the run: restarting the kubelet", { node = h.name,
+      was = np.kubelet, now = now })
     local since = kubeadm.restart_kubelet(h)
     local ok, err, msg = k8s.wait_node(h, { ready = true, heartbeat_after = since, timeout = 300 })
     if not ok then error(string.format("the kubelet after its restart: %s", tostring(msg or err)), 0) end
+    log.info("kubelet restarted, the node Ready", { node = h.name })
     return "restarted"
   end)
 end

@@ -386,5 +386,30 @@ class CertRenew(unittest.TestCase):
                          ["etcd.yaml", "kube-apiserver.yaml", "kube-controller-manager.yaml", "kube-scheduler.yaml"])
 
 
+    def test_7_a_kubelet_certificate_rotated_during_the_run_restarts_the_kubelet(self):
+        from lab.node import certs as labcerts
+        lab("fault", "cp3", "certs-expiring", "--days", "10", "--dir", self.dir)
+        try:
+            proc = subprocess.Popen([ENGINE, "run", RENEW, "-i", f"{self.dir}/inventory.yml", "--kubeconfig", f"{self.dir}/kubeconfig",
+                                     "--state-dir", f"{self.dir}/state", "-e", "under_days=30"],
+                                    stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+            out = []
+            for line in proc.stdout:
+                out.append(line)
+                if "[cp3] renewed " in line:  # meanwhile the kubelet rotates its client certificate
+                    kroot = f"{self.dir}/nodes/cp3/root/etc/kubernetes"
+                    key, crt = f"{self.dir}/rotated.key", f"{self.dir}/rotated.crt"
+                    labcerts.new_key(key)
+                    labcerts.sign(kroot, "ca", "/O=system:nodes/CN=system:node:cp3", "client", key, crt, 365, "")
+                    labcerts.kubeconfig(f"{kroot}/kubelet.conf", self.state["api"], f"{kroot}/pki/ca.crt", crt, key,
+                                        "system:node:cp3")
+            self.assertEqual(proc.wait(timeout=300), 0, "".join(out)[-4000:])
+            out = "".join(out)
+            self.assertRegex(out, r"\[cp3\] the kubelet's client certificate changed during the run: restarting the kubelet")
+            self.assertRegex(out, r"\[cp3\] kubelet restarted, the node Ready")
+        finally:
+            lab("clear", "cp3", "certs-expiring", "--dir", self.dir)
+
+
 if __name__ == "__main__":
     unittest.main()
