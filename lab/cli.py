@@ -224,7 +224,9 @@ def write_client_files(st):
                             # the lab's release mirror, in the layout of etcd's GitHub releases
                             "etcd_download_url": labmirror.url(st["mirror_url"]),
                             # lab nodes share loopback: a new etcd listens on the node's address only
-                            "etcd_listen_localhost": False},
+                            "etcd_listen_localhost": False,
+                            # the lab's monitoring, for doctor.lua's alerts and upgrade gauges
+                            "prometheus_url": st["prometheus_url"], "pushgateway_url": st["pushgateway_url"]},
                    "children": {
                        "k8s-cp": {"hosts": {n["name"]: {"ansible_host": n["ip"], "etcd_access_address": n["ip"],
                                                         # lab nodes share loopback: these listen on the node's address

@@ -12,7 +12,7 @@ from lab.node.manifests import render
 
 TOOLS = {"kubeadm": "lab.node.kubeadm", "kubelet": "lab.node.kubelet", "systemctl": "lab.node.systemctl", "apt-get": "lab.node.apt",
          "apt-cache": "lab.node.apt", "apt-mark": "lab.node.apt", "crictl": "lab.node.misc", "df": "lab.node.misc",
-         "journalctl": "lab.node.misc", "reboot": "lab.node.misc"}
+         "journalctl": "lab.node.misc", "reboot": "lab.node.misc", "du": "lab.node.misc"}
 
 
 def write(path, text, mode=0o644):

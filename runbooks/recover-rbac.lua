@@ -16,18 +16,6 @@ local policy = require "std.rbac_policy"
 
 local function rerun() return false end
 
--- The descriptions of the checks a user is refused.
-local function review(user, checks)
-  local denied = {}
-  for _, c in ipairs(checks) do
-    local ok, err, msg = k8s.can({ verb = c.verb, group = c.group, resource = c.resource, subresource = c.subresource,
-      name = c.name }, { user = user })
-    if ok == nil then error("SubjectAccessReview for " .. user .. ": " .. tostring(msg or err), 0) end
-    if not ok then denied[#denied + 1] = policy.describe(c) end
-  end
-  return denied
-end
-
 local function can_repair()
   for _, n in ipairs({ { "create", "clusterroles" }, { "update", "clusterroles" }, { "create", "clusterrolebindings" },
     { "escalate", "clusterroles" }, { "bind", "clusterroles" } }) do
@@ -137,12 +125,7 @@ return runbook {
     -- 1. What is wrong, asked as the components themselves would be refused.
     local found = step("review", function()
       local out = { denied = {}, pending = pending_pods() }
-      for _, c in ipairs(p.components) do
-        local comp = policy.COMPONENTS[c]
-        local checks = {}
-        for _, r in ipairs(comp.roles) do for _, x in ipairs(policy.checks(r.rules)) do checks[#checks + 1] = x end end
-        out.denied[c] = review(comp.user, checks)
-      end
+      for _, c in ipairs(p.components) do out.denied[c] = policy.denied(c) end
       return out
     end, { probe = rerun })
     local broken = false
@@ -205,10 +188,7 @@ return runbook {
       if http.dry_run() then return end
       local bad = {}
       for _, c in ipairs(p.components) do
-        local comp = policy.COMPONENTS[c]
-        local checks = {}
-        for _, r in ipairs(comp.roles) do for _, x in ipairs(policy.checks(r.rules)) do checks[#checks + 1] = x end end
-        local denied = review(comp.user, checks)
+        local denied = policy.denied(c)
         if #denied > 0 then bad[#bad + 1] = c .. " still refused: " .. table.concat(denied, ", ") end
       end
       if #bad > 0 then error(table.concat(bad, "; "), 0) end

@@ -1,4 +1,4 @@
-"""df, crictl, journalctl and reboot for a lab node, over its simulated disk and static pods."""
+"""df, du, crictl, journalctl and reboot for a lab node, over its simulated disk and static pods."""
 import json
 import os
 import re
@@ -19,6 +19,12 @@ def human(n):
 
 def df(args):
     d = disk()
+    if any(a == "-i" or a == "--inodes" or (a.startswith("-") and not a.startswith("--") and "i" in a) for a in args):
+        inodes = 3276800  # ext4's default for a 50 GiB disk; the lab never runs out of them
+        used = inodes // 25
+        print("Filesystem      Inodes  IUsed   IFree IUse% Mounted on")
+        print(f"/dev/vda1      {inodes} {used} {inodes - used}    4% /")
+        return 0
     size, used = d["size"], disk_used(d)
     avail = size - used
     pcent = f"{(used * 100 + size - 1) // size}%"
@@ -124,9 +130,23 @@ def reboot(args):
     return 0
 
 
+def du(args):
+    """du -x -d 1 /var (KiB), from the simulated disk: the journal under /var/log, image layers and
+    what disk-full wrote under /var/lib. Other forms are not simulated and say so."""
+    if "/var" not in args or not ("-d" in args or any(a.startswith("-d") or "d" in a.lstrip("-") for a in args if a.startswith("-"))):
+        print("du (lab): only `du -x -d 1 /var` is simulated", file=sys.stderr)
+        return 2
+    d = disk()
+    rows = {"/var/log": d["journal"], "/var/lib": sum(d["images"].values()) + d["fill"], "/var/cache": 0}
+    for path, size in rows.items():
+        print(f"{size // 1024}\t{path}")
+    print(f"{sum(rows.values()) // 1024}\t/var")
+    return 0
+
+
 def main():
     prog = os.path.basename(sys.argv[0])
-    return {"df": df, "crictl": crictl, "journalctl": journalctl, "reboot": reboot}[prog](sys.argv[1:])
+    return {"df": df, "du": du, "crictl": crictl, "journalctl": journalctl, "reboot": reboot}[prog](sys.argv[1:])
 
 
 if __name__ == "__main__":

@@ -137,4 +137,39 @@ function M.missing_rules(have, want)
   return out
 end
 
+--- NEEDS[component] → the accesses without which the component stops working (seed 000: a
+--- scheduler that cannot bind leaves every new pod Pending), a handful of checks for a quick review.
+M.NEEDS = {
+  ["kube-scheduler"] = {
+    { verb = "list", group = "", resource = "pods" }, { verb = "watch", group = "", resource = "pods" },
+    { verb = "get", group = "", resource = "nodes" }, { verb = "create", group = "", resource = "pods", subresource = "binding" },
+    { verb = "update", group = "coordination.k8s.io", resource = "leases", name = "kube-scheduler" } },
+  ["kube-controller-manager"] = {
+    { verb = "list", group = "", resource = "pods" }, { verb = "get", group = "", resource = "secrets" },
+    { verb = "create", group = "", resource = "serviceaccounts", subresource = "token" },
+    { verb = "update", group = "coordination.k8s.io", resource = "leases", name = "kube-controller-manager" } },
+}
+
+--- denied(component, checks) → the descriptions of what the component's user is refused among
+--- checks (default: every access its roles grant), {} when nothing is, asked with
+--- SubjectAccessReviews as the API server decides them. Raises when the API cannot answer (a review
+--- that cannot be asked is not a yes).
+function M.denied(component, checks)
+  local comp = M.COMPONENTS[component]
+  if not comp then error("rbac_policy.denied: no policy for " .. tostring(component), 2) end
+  local k8s = require "engine.k8s"
+  local out = {}
+  local all = checks or {}
+  if not checks then
+    for _, r in ipairs(comp.roles) do for _, c in ipairs(M.checks(r.rules)) do all[#all + 1] = c end end
+  end
+  for _, c in ipairs(all) do
+    local ok, err, msg = k8s.can({ verb = c.verb, group = c.group, resource = c.resource, subresource = c.subresource,
+      name = c.name }, { user = comp.user })
+    if ok == nil then error("SubjectAccessReview for " .. comp.user .. ": " .. tostring(msg or err), 0) end
+    if not ok then out[#out + 1] = M.describe(c) end
+  end
+  return out
+end
+
 return M

@@ -41,4 +41,14 @@ function policy.describe(check) end
 ---@return std.rbac_policy.Rule[]
 function policy.missing_rules(have, want) end
 
+--- Per component, the accesses it cannot work without (a quick review; doctor.lua asks these).
+---@type table<string, std.rbac_policy.Check[]>
+policy.NEEDS = {}
+--- What the component's user is refused among checks (default: every access its roles grant),
+--- asked with SubjectAccessReviews; raises when the API cannot answer. Yields.
+---@param component "kube-scheduler"|"kube-controller-manager"
+---@param checks? std.rbac_policy.Check[]
+---@return string[]
+function policy.denied(component, checks) end
+
 return policy

@@ -1,0 +1,86 @@
+-- The cluster doctor: one read-only report of everything the seeds got wrong, on every node and in
+-- the cluster: version skew (seed 000), stray or stale static-pod manifests (seed 000), the
+-- control plane's RBAC (seed 000), disk and inodes (seed 002), certificates (seed 001), etcd's
+-- health, alarms, size and fragmentation (seed 003), node conditions, PDBs that would block a
+-- drain, firing alerts, an upgrade left in flight (seed 004). Each finding names its node, the
+-- evidence, the command to see it, and the runbook that answers it. Exit 0 healthy, 1 otherwise;
+-- report.json holds every finding. Nothing is changed: every command is a read.
+local checks = require "doctor_checks"
+local fleet = require "engine.fleet"
+
+return runbook {
+  name = "doctor",
+  summary = "Read-only diagnosis of a kubeadm cluster: every finding with its node, evidence, command and runbook",
+  params = {
+    control_plane = { type = "string", default = "k8s-cp", help = "inventory group (or pattern) of the control-plane nodes" },
+    nodes = { type = "string", default = "all", help = "inventory pattern of the nodes to examine" },
+    prometheus = { type = "string", help = "Prometheus URL for the alerts (default: the hosts' prometheus_url var; none: not checked)" },
+    pushgateway = { type = "string", help = "Pushgateway URL for the upgrade gauges (default: the hosts' pushgateway_url var)" },
+    pushgateway_job = { type = "string", default = "k8s_upgrade", help = "job label of k8s-upgrade.lua's gauges" },
+    ignore_alerts = { type = "list", default = { "Watchdog", "InfoInhibitor" }, help = "alerts that are not findings" },
+    disk_warn = { type = "integer", default = 80, help = "percent of a filesystem's space or inodes used: a warning" },
+    disk_critical = { type = "integer", default = 90, help = "percent used: critical (seed 002's node stopped at 100%)" },
+    cert_days = { type = "integer", default = 30, help = "a certificate with fewer days left is a finding (under 7: critical)" },
+    ca_days = { type = "integer", default = 365, help = "a CA with fewer days left is a finding" },
+    etcd_quota_bytes = { type = "integer", default = 2147483648, help = "etcd's --quota-backend-bytes (etcd's default 2 GiB)" },
+    etcd_quota_warn = { type = "integer", default = 70, help = "percent of the quota a member's database may use" },
+    etcd_defrag_free = { type = "integer", default = 50, help = "percent of free space in a member's database: fragmented" },
+    etcd_defrag_min_mb = { type = "integer", default = 100, help = "databases smaller than this are never called fragmented" },
+  },
+  run = function(p, inv)
+    local cps = inv:hosts(p.control_plane)
+    if #cps == 0 then fail("no hosts match %s", p.control_plane) end
+    local hosts, is_cp = inv:hosts(p.nodes), {}
+    for _, h in ipairs(cps) do is_cp[h.name] = true end
+    local seen = {}
+    for _, h in ipairs(hosts) do seen[h.name] = true end
+    for _, h in ipairs(cps) do if not seen[h.name] then hosts[#hosts + 1] = h end end
+    local vars = hosts[1].vars or {}
+    p.prometheus = p.prometheus or vars.prometheus_url
+    p.pushgateway = p.pushgateway or vars.pushgateway_url
+
+    local findings = step("examine", function()
+      local out = {}
+      local sv = checks.cluster(p, out, hosts)
+      fleet.each(hosts, { at_once = #hosts, max_failures = #hosts }, function(h)
+        local ok, err = pcall(checks.node, p, h, is_cp[h.name], sv, out)
+        if not ok then
+          out[#out + 1] = { name = "node-unreadable", severity = "critical", node = h.name, evidence = tostring(err),
+            see = "ssh " .. h.name }
+        end
+      end)
+      local leader = inv:hosts("k8s-cp-leader")[1] or cps[1]
+      local ok, err = pcall(checks.etcd_cluster, p, leader, out)
+      if not ok then out[#out + 1] = { name = "etcd", severity = "critical", evidence = tostring(err), see = "etcdctl endpoint health --cluster" } end
+      checks.monitoring(p, out)
+      return out
+    end)
+
+    local rank = { critical = 1, warning = 2, info = 3 }
+    table.sort(findings, function(a, b)
+      if rank[a.severity] ~= rank[b.severity] then return rank[a.severity] < rank[b.severity] end
+      if (a.node or "") ~= (b.node or "") then return (a.node or "") < (b.node or "") end
+      if a.name ~= b.name then return a.name < b.name end
+      return a.evidence < b.evidence
+    end)
+    local lines, count = {}, { critical = 0, warning = 0, info = 0 }
+    local current
+    for _, f in ipairs(findings) do
+      count[f.severity] = count[f.severity] + 1
+      if f.severity ~= current then
+        current = f.severity
+        lines[#lines + 1] = ""
+        lines[#lines + 1] = f.severity:upper()
+      end
+      lines[#lines + 1] = string.format("  %-10s %-24s %s", f.node or "cluster", f.name, f.evidence)
+      lines[#lines + 1] = string.format("  %-10s %-24s see: %s%s", "", "", f.see or "-", f.runbook and ("   fix: " .. f.runbook) or "")
+      log.info("finding", f)
+    end
+    print(string.format("doctor: %d nodes examined (%d control plane)", #hosts, #cps))
+    if #lines > 0 then print(table.concat(lines, "\n")) end
+    if count.critical + count.warning > 0 then
+      fail("%d critical and %d warning finding(s)", count.critical, count.warning)
+    end
+    print("\nHealthy: nothing found" .. (count.info > 0 and (" (" .. count.info .. " not checked, above)") or "") .. ".")
+  end,
+}

@@ -1,0 +1,290 @@
+-- The checks of runbooks/doctor.lua, each read only: what the seeds got wrong, looked for on every
+-- node and in the cluster. A finding is {name, severity, node, evidence, see, runbook}: what was
+-- found, on which node (nil: the cluster), the facts, the command an SRE would run to see it, and
+-- the runbook that answers it.
+local certs = require "std.certs"
+local etcd = require "engine.etcd"
+local facts = require "std.facts"
+local http = require "engine.http"
+local k8s = require "engine.k8s"
+local policy = require "std.rbac_policy"
+local prometheus = require "engine.prometheus"
+local remote = require "std.remote"
+local semver = require "std.semver"
+
+local M = {}
+
+M.SEVERITIES = { "critical", "warning", "info" }
+
+local function finding(out, name, severity, node, evidence, see, runbook)
+  out[#out + 1] = { name = name, severity = severity, node = node, evidence = evidence, see = see, runbook = runbook }
+end
+
+local function minor(v)
+  local s = semver.parse(tostring(v or ""):gsub("^v", ""):match("^[%d%.]+") or "")
+  return s and s.minor, s
+end
+
+--- cluster(p, out, hosts): the API's view: versions, nodes, RBAC, PDBs, kubeadm-config.
+function M.cluster(p, out, hosts)
+  local sv, err, msg = k8s.server_version()
+  if not sv then
+    finding(out, "api-unreachable", "critical", nil, "the API does not answer: " .. tostring(msg or err),
+      "kubectl get --raw /readyz", "runbooks/cert-renew.lua (expired certificates), runbooks/recover-disk.lua (a full disk)")
+    return nil
+  end
+  local api_minor = minor(sv.git_version)
+  local nodes, nerr, nmsg = k8s.nodes()
+  if not nodes then
+    finding(out, "api-unreachable", "critical", nil, "listing nodes: " .. tostring(nmsg or nerr), "kubectl get nodes")
+    return sv
+  end
+  local known = {}
+  for _, n in ipairs(nodes) do
+    known[n.name] = true
+    if not n.ready then
+      finding(out, "node-not-ready", "critical", n.name, "Ready is not True" .. (n.ready_since and (" since " .. n.ready_since) or ""),
+        "kubectl describe node " .. n.name, "journalctl -u kubelet on the node")
+    end
+    for cond, word in pairs({ memory_pressure = "MemoryPressure", disk_pressure = "DiskPressure" }) do
+      if n[cond] then finding(out, "node-pressure", "warning", n.name, word .. " is True", "kubectl describe node " .. n.name,
+        word == "DiskPressure" and "runbooks/recover-disk.lua" or nil) end
+    end
+    local pid = nil
+    for _, c in ipairs(((n.object or {}).status or {}).conditions or {}) do if c.type == "PIDPressure" then pid = c.status end end
+    if pid == "True" then finding(out, "node-pressure", "warning", n.name, "PIDPressure is True", "kubectl describe node " .. n.name) end
+    local km = minor(n.kubelet_version)
+    if not km then
+      finding(out, "version-skew", "warning", n.name, "the node reports no kubelet version", "kubectl get nodes -o wide")
+    elseif api_minor and km > api_minor then
+      finding(out, "version-skew", "critical", n.name, string.format("kubelet %s is newer than the API server %s",
+        n.kubelet_version, sv.git_version), "kubectl get nodes -o wide", "runbooks/k8s-upgrade.lua")
+    elseif api_minor and api_minor - km > 3 then
+      finding(out, "version-skew", "critical", n.name, string.format("kubelet %s is more than 3 minors behind the API server %s",
+        n.kubelet_version, sv.git_version), "kubectl get nodes -o wide", "runbooks/k8s-upgrade.lua")
+    end
+  end
+  for _, h in ipairs(hosts) do
+    if not known[h.name] then
+      finding(out, "node-missing", "warning", h.name, "an inventory host with no Node in the cluster", "kubectl get nodes")
+    end
+  end
+  -- kubeadm-config: the version kubeadm believes the cluster runs (seed 000's half-done upgrade).
+  local cm, cerr, cmsg = k8s.get("configmaps", "kubeadm-config", { namespace = "kube-system" })
+  if not cm then
+    finding(out, "kubeadm-config", "warning", nil, "kube-system/kubeadm-config: " .. tostring(cmsg or cerr),
+      "kubectl -n kube-system get cm kubeadm-config -o yaml")
+  else
+    local cc = http.yaml_decode(((cm.data or {}).ClusterConfiguration) or "")
+    local kv = type(cc) == "table" and cc.kubernetesVersion
+    if kv and minor(kv) and api_minor and (minor(kv) ~= api_minor or kv:gsub("^v", "") ~= sv.git_version:gsub("^v", "")) then
+      finding(out, "version-skew", "warning", nil, string.format("kubeadm-config says kubernetesVersion %s, the API server runs %s",
+        kv, sv.git_version), "kubectl -n kube-system get cm kubeadm-config -o yaml", "runbooks/k8s-upgrade.lua (resume it)")
+    end
+  end
+  -- RBAC of the control plane's own components, asked as the API server decides (seed 000).
+  for _, c in ipairs({ "kube-scheduler", "kube-controller-manager" }) do
+    local ok, denied = pcall(policy.denied, c, policy.NEEDS[c])
+    if not ok then
+      finding(out, "rbac", "warning", nil, tostring(denied), "kubectl auth can-i --list --as " .. policy.COMPONENTS[c].user)
+    elseif #denied > 0 then
+      local verb, resource = denied[1]:match("^(%S+) (%S+)")
+      finding(out, "rbac-missing", "critical", nil, string.format("%s is refused %d of the accesses it cannot work without: %s",
+        policy.COMPONENTS[c].user, #denied, table.concat(denied, ", ")),
+        string.format("kubectl auth can-i %s %s --as %s", verb, resource, policy.COMPONENTS[c].user), "runbooks/recover-rbac.lua")
+    end
+  end
+  -- kubeadm's admin.conf holds its rights through this binding since v1.29 (kubeadm#3308).
+  if api_minor and api_minor >= 29 then
+    local b, berr, bmsg = k8s.get("clusterrolebindings", policy.CLUSTER_ADMINS.binding)
+    if not b then
+      finding(out, "rbac-missing", "critical", nil, string.format("ClusterRoleBinding %s: %s: admin.conf (group %s) has no rights",
+        policy.CLUSTER_ADMINS.binding, berr == "not found" and "missing" or tostring(bmsg or berr), policy.CLUSTER_ADMINS.group),
+        "kubectl get clusterrolebinding " .. policy.CLUSTER_ADMINS.binding, "runbooks/recover-rbac.lua (breaks glass with super-admin.conf)")
+    end
+  end
+  -- PDBs that allow no disruption now: a drain would block on them (seed 001's upgrade stalled).
+  local pdbs = k8s.list("poddisruptionbudgets", { namespace = "" })
+  for _, pdb in ipairs(pdbs or {}) do
+    local st = pdb.status or {}
+    if (st.expectedPods or 0) > 0 and (st.disruptionsAllowed or 0) == 0 then
+      finding(out, "pdb-blocks-drain", "warning", nil, string.format("PodDisruptionBudget %s/%s allows no disruption (%d of %d pods healthy, %d desired)",
+        pdb.metadata.namespace, pdb.metadata.name, st.currentHealthy or 0, st.expectedPods or 0, st.desiredHealthy or 0),
+        "kubectl get pdb -A", "k8s-upgrade.lua's delete_blocked_pods, or scale the workload")
+    end
+  end
+  return sv
+end
+
+-- df -P / df -Pi output → {mount = percent}
+local function percents(text)
+  local out = {}
+  for line in text:gmatch("[^\n]+") do
+    local pct, mount = line:match("^%S+%s+%d+%s+%d+%s+%d+%s+(%d+)%%%s+(%S+)")
+    if pct then out[mount] = tonumber(pct) end
+  end
+  return out
+end
+
+local function section(text, name)
+  return text:match("## " .. name .. "\n(.-)\n## ") or text:match("## " .. name .. "\n(.*)$") or ""
+end
+
+--- node(p, h, is_cp, sv, out): disk and inodes, package skew; on control-plane nodes the static-pod
+--- manifests and what their mirror pods run, and the certificates.
+function M.node(p, h, is_cp, sv, out)
+  local r = remote.must(h, "echo '## df'; df -P / /var; echo '## dfi'; df -Pi / /var; echo '## du'; " ..
+    "du -x -d 1 /var 2>/dev/null | sort -rn | head -n 6; echo '## apt'; apt-cache policy kubectl kubeadm kubelet 2>/dev/null; echo '## end'",
+    { read_only = true, what = "df, du and apt-cache policy", timeout = 30 })
+  local text = r.stdout
+  local top = {}
+  for size, dir in section(text, "du"):gmatch("(%d+)%s+(%S+)") do
+    if dir ~= "/var" then top[#top + 1] = string.format("%s %d MiB", dir, tonumber(size) // 1024) end
+  end
+  for what, pcts in pairs({ space = percents(section(text, "df")), inodes = percents(section(text, "dfi")) }) do
+    for mount, pct in pairs(pcts) do
+      if pct >= p.disk_warn then
+        local sev = pct >= p.disk_critical and "critical" or "warning"
+        finding(out, what == "space" and "disk-full" or "inodes-full", sev, h.name,
+          string.format("%s is %d%% used (%s)%s", mount, pct, what, #top > 0 and ("; biggest under /var: " .. table.concat(top, ", ")) or ""),
+          what == "space" and ("df -h " .. mount .. "; du -xh -d 1 /var | sort -h") or ("df -i " .. mount),
+          "runbooks/recover-disk.lua")
+      end
+    end
+  end
+  local api_minor = sv and minor(sv.git_version)
+  local apt = section(text, "apt")
+  for pkg, v in apt:gmatch("(%S+):%s*\n%s*Installed:%s*(%S+)") do
+    local m = minor(v)
+    if pkg == "kubectl" and m and api_minor and math.abs(m - api_minor) > 1 then
+      finding(out, "version-skew", "warning", h.name, string.format("kubectl %s is more than one minor from the API server %s",
+        v, sv.git_version), "apt-cache policy kubectl", "runbooks/k8s-upgrade.lua")
+    elseif pkg == "kubeadm" and m and api_minor and m < api_minor and is_cp then
+      finding(out, "version-skew", "warning", h.name, string.format("kubeadm %s is older than the API server %s", v, sv.git_version),
+        "apt-cache policy kubeadm", "runbooks/k8s-upgrade.lua")
+    end
+  end
+  if not is_cp then return end
+  for _, x in ipairs(facts.manifest_problems(h)) do
+    finding(out, "stray-manifest", "critical", h.name, x, "ls -l /etc/kubernetes/manifests", "runbooks/recover-static-pods.lua")
+  end
+  if sv then
+    local running = facts.running_images(h)
+    for _, m in ipairs(facts.static_pods(h)) do
+      local run = m.name and running and running[m.name]
+      if run and m.image and run.image ~= m.image and m.file == m.name .. ".yaml" then
+        finding(out, "static-pod-image", "warning", h.name, string.format("%s names %s, its mirror pod runs %s",
+          facts.MANIFESTS .. "/" .. m.file, m.image, run.image), "crictl ps; kubectl -n kube-system get pod " .. m.name .. "-" .. h.name .. " -o wide",
+          "runbooks/recover-static-pods.lua")
+      end
+    end
+  end
+  local served = {}
+  for _, s in ipairs(certs.served(h, { timeout = 3 })) do served[s.file or s.name] = s end
+  for _, f in ipairs(certs.files(h, { control_plane = true })) do
+    local c = f.cert
+    if f.error then
+      finding(out, "certificate", "warning", h.name, string.format("%s (%s): %s", f.name, f.file, f.error), "kubeadm certs check-expiration")
+    elseif c.expired then
+      finding(out, "certificate-expired", "critical", h.name, string.format("%s (%s) expired %s", f.name, f.file, c.not_after_text),
+        "kubeadm certs check-expiration", c.is_ca and "kubeadm's manual CA rotation (docs/certs.md)" or "runbooks/cert-renew.lua")
+    elseif c.days_left < (c.is_ca and p.ca_days or p.cert_days) then
+      finding(out, "certificate-expiring", c.days_left < 7 and "critical" or "warning", h.name,
+        string.format("%s (%s) expires in %d days (%s)", f.name, f.file, c.days_left, c.not_after_text),
+        "kubeadm certs check-expiration", c.is_ca and "kubeadm's manual CA rotation (docs/certs.md)" or "runbooks/cert-renew.lua")
+    end
+    local s = served[f.file]
+    if s and s.cert and not c.expired and s.cert.serial ~= c.serial then
+      finding(out, "certificate-not-served", "warning", h.name, string.format("%s serves serial %s, %s holds %s: its component has not restarted",
+        s.endpoint, s.cert.serial, f.file, c.serial), "runbooks/cert-check.lua", "runbooks/cert-renew.lua")
+    end
+  end
+end
+
+--- etcd_cluster(p, leader, out): health, leader, alarms (NOSPACE), each member's database against
+--- the quota and its fragmentation, through the leader's SSH.
+function M.etcd_cluster(p, leader, out)
+  local t, err, msg = etcd.via_node(leader, { address = leader.vars.etcd_access_address })
+  if not t then
+    finding(out, "etcd", "critical", leader.name, "cannot reach etcd through the node: " .. tostring(msg or err),
+      "etcdctl endpoint health --cluster")
+    return
+  end
+  local health, herr, hmsg = etcd.cluster_health()
+  if not health then
+    finding(out, "etcd-unhealthy", "critical", nil, tostring(hmsg or herr), "etcdctl endpoint health --cluster")
+  else
+    for _, problem in ipairs(health.problems) do
+      local alarm = problem:match("^alarm (%S+)")
+      finding(out, alarm and "etcd-alarm" or "etcd-unhealthy", "critical", nil, problem,
+        alarm and "etcdctl alarm list" or "etcdctl endpoint health --cluster",
+        alarm == "NOSPACE" and "runbooks/etcd-maintenance.lua (compact, defragment, then disarm)" or nil)
+    end
+    for _, m in ipairs(health.members) do
+      local st = m.healthy and m.endpoint and etcd.status(m.endpoint)
+      if st and st.db_size > 0 then
+        local quota = p.etcd_quota_bytes
+        if st.db_size >= quota * p.etcd_quota_warn / 100 then
+          finding(out, "etcd-db-size", "warning", m.name, string.format("database %d MiB, %d%% of the %d MiB quota",
+            st.db_size >> 20, st.db_size * 100 // quota, quota >> 20), "etcdctl endpoint status -w table",
+            "runbooks/etcd-maintenance.lua")
+        end
+        local free = (st.db_size - st.db_size_in_use) * 100 // st.db_size
+        if st.db_size >= p.etcd_defrag_min_mb * 1024 * 1024 and free >= p.etcd_defrag_free then
+          finding(out, "etcd-fragmented", "warning", m.name, string.format("database %d MiB, %d%% of it free space",
+            st.db_size >> 20, free), "etcdctl endpoint status -w table", "runbooks/etcd-maintenance.lua")
+        end
+      end
+    end
+  end
+  t:close()
+end
+
+--- monitoring(p, out): firing alerts, and the gauges of an upgrade left in flight (seed 004).
+function M.monitoring(p, out)
+  if not p.prometheus then
+    finding(out, "alerts-not-checked", "info", nil, "no Prometheus: set prometheus=URL or the prometheus_url host var",
+      "the Prometheus alerts page")
+  else
+    local alerts, err, msg = prometheus.alerts { url = p.prometheus }
+    if not alerts then
+      finding(out, "alerts-unknown", "warning", nil, "Prometheus at " .. p.prometheus .. ": " .. tostring(msg or err),
+        "curl " .. p.prometheus .. "/api/v1/alerts")
+    else
+      local ignore = {}
+      for _, a in ipairs(p.ignore_alerts) do ignore[a] = true end
+      for _, a in ipairs(alerts) do
+        if a.state == "firing" and not ignore[a.name] then
+          local where = a.labels.instance or a.labels.node or a.labels.job
+          finding(out, "alert-firing", a.labels.severity == "critical" and "critical" or "warning", nil,
+            string.format("%s firing%s since %s", a.name, where and (" (" .. where .. ")") or "", tostring(a.active_at)),
+            "curl " .. p.prometheus .. "/api/v1/alerts", a.name:match("^K8sUpgrade") and "runbooks/k8s-upgrade.lua (engine runs, engine resume)" or nil)
+        end
+      end
+    end
+  end
+  if p.pushgateway then
+    local r, err, msg = http.request { url = p.pushgateway .. "/api/v1/metrics", timeout = 5 }
+    local doc = r and r.status == 200 and http.json_decode(r.body)
+    if not doc then
+      finding(out, "pushgateway-unknown", "warning", nil, "Pushgateway at " .. p.pushgateway .. ": " ..
+        tostring(msg or err or (r and ("HTTP " .. r.status))), "curl " .. p.pushgateway .. "/api/v1/metrics")
+      return
+    end
+    for _, group in ipairs(doc.data or {}) do
+      local job = (group.labels or {}).job
+      local function gauge(name)
+        local g = group[name]
+        return g and g.metrics and g.metrics[1] and tonumber(g.metrics[1].value)
+      end
+      if job == p.pushgateway_job and gauge("k8s_upgrade_in_flight") == 1 then
+        local started = gauge("k8s_upgrade_started_timestamp")
+        finding(out, "upgrade-in-flight", "warning", nil, string.format("job %s: k8s_upgrade_in_flight is 1%s", job,
+          started and started > 0 and (" since " .. os.date("!%Y-%m-%dT%H:%M:%SZ", math.floor(started))) or ""),
+          "engine runs; curl " .. p.pushgateway .. "/api/v1/metrics", "runbooks/k8s-upgrade.lua (engine resume RUN)")
+      end
+    end
+  end
+end
+
+return M
