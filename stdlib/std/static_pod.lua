@@ -35,14 +35,14 @@ function M.container(h, name)
   return best
 end
 
--- A bounded wait on a node fact, polling every second.
+-- A bounded wait on a node fact, polling every half second (one crictl call each).
 local function wait_until(what, timeout, fn)
   local deadline = time.monotonic() + timeout
   while true do
     local v = fn()
     if v then return v end
     if time.monotonic() > deadline then return nil, string.format("%s: not within %ds", what, timeout) end
-    sleep(1)
+    sleep(0.5)
   end
 end
 
