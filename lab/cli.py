@@ -28,7 +28,7 @@ from lab.sshd import USER, ensure_users
 DEFAULT_DIR = os.environ.get("ENGINE_LAB_DIR", "/tmp/engine-lab")
 RELEASES = ["1.32.4", "1.32.9", "1.33.0", "1.33.1", "1.33.5", "1.34.0", "1.34.3"]
 MOUNT_POINTS = ["/etc/kubernetes", "/var/lib/etcd", "/var/lib/kubelet", "/etc/systemd/system", "/etc/etcd",
-                "/var/lib/engine-lab", "/etc/apt/sources.list.d", "/var/cache/engine"]
+                "/var/lib/engine-lab", "/etc/apt/sources.list.d", "/var/cache/engine", "/etc/systemd/journald.conf.d"]
 
 
 # --- state --------------------------------------------------------------------------------------

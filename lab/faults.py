@@ -13,7 +13,7 @@ from lab.node import certs
 from lab.procs import LabError, pids_in_ns, port_open, wait
 
 KINDS = ["stale-manifest-bak", "apiserver-phase-timeout", "scheduler-rbac-missing", "pdb-blocks", "certs-expired",
-         "certs-expiring", "ca-expiring", "disk-full", "node-notready", "ssh-down", "alert-firing", "etcd-old-holds-datadir",
+         "certs-expiring", "ca-expiring", "disk-full", "disk-full-stuck", "node-notready", "ssh-down", "alert-firing", "etcd-old-holds-datadir",
          "etcd-unit-fails", "etcd-new-version-fails", "controller-manager-rbac-missing", "cluster-admins-binding-missing"]
 CP_ONLY = {"stale-manifest-bak", "apiserver-phase-timeout", "certs-expired", "certs-expiring", "ca-expiring", "etcd-old-holds-datadir",
            "etcd-unit-fails", "etcd-new-version-fails"}
@@ -67,13 +67,39 @@ def new_version_fails(st, n, on):
         f.write(out.split("etcd Version:", 1)[1].split()[0])
 
 
-def disk_fill(st, n, on):
+# What a full disk held in seed 002 (a 7.6G root: containerd images, snapd, the journal, apt's
+# cache), scaled to the lab's 50G disk; what the cleanups free is reclaimable, the rest is not.
+OLD_IMAGES = {"registry.k8s.io/kube-apiserver:v1.31.4": 3 << 30, "registry.k8s.io/kube-controller-manager:v1.31.4": 2 << 30,
+              "docker.io/library/busybox:1.36": 1 << 30}
+DISABLED_SNAPS = {"core20 1974": 1 << 30, "lxd 24322": 1 << 30}
+
+
+def disk_fill(st, n, on, reclaimable=True):
+    """disk-full: / at 100%, about 15G of it reclaimable (journal 5G, apt cache 2G, disabled snaps
+    2G, unused images 6G) on top of a fixed part that leaves the disk 70% used once it is all freed.
+    disk-full-stuck: 100% with nothing a cleanup can free. The node's kubelet cannot start pods
+    while the disk is full (seed 002: CreateContainerConfigError, no space left on device), and
+    starts them again only after a restart once there is space. Cleared: as before, kubelet running."""
     path = f"{root(st, n)}/var/lib/engine-lab/disk.json"
     with open(path) as f:
         d = json.load(f)
-    d["fill"] = (d.get("size", 50 << 30)) if on else 0  # the disk reports 100% used until cleared
+    size = d.get("size", 50 << 30)
+    if on and reclaimable:
+        d.update(journal=5 << 30, apt_cache=2 << 30, snaps=dict(DISABLED_SNAPS))
+        d.setdefault("images", {}).update(OLD_IMAGES)
+        in_use = sum(v for k, v in d["images"].items() if k not in OLD_IMAGES)
+        d["fill"] = max(0, int(size * 0.70) - d.get("base", 11 << 30) - in_use - (64 << 20))
+        d["fill"] += size - (d["fill"] + d.get("base", 11 << 30) + sum(d["images"].values()) + d["journal"] +
+                             d["apt_cache"] + sum(d["snaps"].values()))  # exactly full
+    elif on:
+        d["fill"] = size
+    else:
+        d.update(fill=0, journal=2 << 30, apt_cache=0, snaps={})
+        for img in OLD_IMAGES:
+            d.get("images", {}).pop(img, None)
     with open(path, "w") as f:
         json.dump(d, f)
+    flag(st, n, "disk-full", on)
 
 
 def stale_bak(st, n, on):
@@ -212,7 +238,7 @@ def alert(st, n, on):
 ACTIONS = {"stale-manifest-bak": stale_bak, "apiserver-phase-timeout": lambda st, n, on: flag(st, n, "apiserver-phase-timeout", on),
            "scheduler-rbac-missing": scheduler_rbac, "pdb-blocks": pdb_blocks, "certs-expired": expire_certs, "certs-expiring": expiring_certs,
            "ca-expiring": ca_expiring,
-           "disk-full": disk_fill, "node-notready": lambda st, n, on: flag(st, n, "node-notready", on),
+           "disk-full": disk_fill, "disk-full-stuck": lambda st, n, on: disk_fill(st, n, on, reclaimable=False), "node-notready": lambda st, n, on: flag(st, n, "node-notready", on),
            "ssh-down": ssh_down, "alert-firing": alert,
            "etcd-old-holds-datadir": lambda st, n, on: flag(st, n, "etcd-old-holds-datadir", on),
            "etcd-unit-fails": lambda st, n, on: flag(st, n, "etcd-unit-fails", on),
@@ -225,7 +251,8 @@ SEE = {"stale-manifest-bak": "ls -l /etc/kubernetes/manifests",
        "pdb-blocks": "kubectl get pdb -n shop", "certs-expired": "kubeadm certs check-expiration",
        "certs-expiring": "kubeadm certs check-expiration",
        "ca-expiring": "openssl x509 -enddate -noout -in /etc/kubernetes/pki/ca.crt",
-       "disk-full": "df -h /", "node-notready": "kubectl get nodes", "ssh-down": "ssh (connection refused)",
+       "disk-full": "df -h /; du -x -d 1 /var; journalctl --disk-usage",
+       "disk-full-stuck": "df -h /", "node-notready": "kubectl get nodes", "ssh-down": "ssh (connection refused)",
        "alert-firing": "the Prometheus alerts API (LabFaultAlert)",
        "etcd-old-holds-datadir": "move etcd.yaml out of the manifests: its etcd keeps running (flock /var/lib/etcd/member/snap/db)",
        "etcd-unit-fails": "systemctl start etcd (fails; journalctl -u etcd)",

@@ -12,7 +12,8 @@ from lab.node.manifests import render
 
 TOOLS = {"kubeadm": "lab.node.kubeadm", "kubelet": "lab.node.kubelet", "systemctl": "lab.node.systemctl", "apt-get": "lab.node.apt",
          "apt-cache": "lab.node.apt", "apt-mark": "lab.node.apt", "crictl": "lab.node.misc", "df": "lab.node.misc",
-         "journalctl": "lab.node.misc", "reboot": "lab.node.misc", "du": "lab.node.misc"}
+         "journalctl": "lab.node.misc", "reboot": "lab.node.misc", "du": "lab.node.misc", "snap": "lab.node.misc",
+         "apt": "lab.node.apt"}
 
 
 def write(path, text, mode=0o644):
@@ -63,7 +64,7 @@ def prepare(lab, n, cps, ca_root, version, authorized_keys):
     kroot = f"{root}/etc/kubernetes"
     for d in ("etc/kubernetes/manifests", "etc/kubernetes/pki", "etc/kubernetes/tmp", "var/lib/etcd", "var/lib/kubelet",
               "etc/systemd/system", "etc/etcd", "var/log", "var/lib/engine-lab/units", "var/lib/engine-lab/faults",
-              "etc/apt/sources.list.d", "usr/local/bin", "var/cache/engine"):
+              "etc/apt/sources.list.d", "usr/local/bin", "var/cache/engine", "etc/systemd/journald.conf.d"):
         os.makedirs(f"{root}/{d}", exist_ok=True)
     os.chmod(f"{root}/var/lib/etcd", 0o700)
     write_tools(f"{root}/usr/local/bin")

@@ -1,11 +1,12 @@
-"""apt-get, apt-mark and apt-cache for the kubeadm, kubelet and kubectl packages of a lab node. As
+"""apt-get, apt, apt-mark and apt-cache for the kubeadm, kubelet and kubectl packages of a lab node,
+and the node's simulated apt cache (clean, autoclean). As
 with pkgs.k8s.io, only the minor named in /etc/apt/sources.list.d/kubernetes.list is offered."""
 import os
 import re
 import sys
 import time
 
-from lab.node.common import LAB, die, disk_free, node, packages, write_json
+from lab.node.common import LAB, die, disk, disk_free, node, packages, save_disk, write_json
 
 SOURCES = "/etc/apt/sources.list.d/kubernetes.list"
 K8S = ("kubeadm", "kubelet", "kubectl", "kubernetes-cni", "cri-tools")
@@ -61,8 +62,16 @@ def apt_get(args):
     if cmd == "update":
         print(f"Hit:1 https://pkgs.k8s.io/core:/stable:/v{repo_minor()}/deb  InRelease\nReading package lists... Done")
         return 0
+    if cmd in ("clean", "autoclean"):  # the node's simulated /var/cache/apt, never the host's
+        d = disk()
+        if cmd == "clean":
+            d["apt_cache"] = 0
+        else:
+            d["apt_cache"] //= 2  # autoclean keeps what can still be downloaded
+        save_disk(d)
+        return 0
     if cmd != "install":
-        die(f"E: The lab's apt-get does: update, install (not {cmd})", 100)
+        die(f"E: The lab's apt-get does: update, install, clean, autoclean (not {cmd})", 100)
     p = packages()
     plan = []
     for spec in pkgs:
@@ -124,9 +133,18 @@ def apt_mark(args):
     return 0
 
 
+def apt(args):
+    """`apt`: the forms of apt-get a runbook may use (apt is not simulated beyond them: it would reach
+    the host's own cache)."""
+    words = [a for a in args if not a.startswith("-")]
+    if words[:1] in (["clean"], ["autoclean"], ["update"], ["install"]):
+        return apt_get(args)
+    die("E: the lab's apt does: update, install, clean, autoclean (use apt-get, apt-cache, apt-mark)", 100)
+
+
 def main():
     prog = os.path.basename(sys.argv[0])
-    return {"apt-get": apt_get, "apt-cache": apt_cache, "apt-mark": apt_mark}[prog](sys.argv[1:])
+    return {"apt": apt, "apt-get": apt_get, "apt-cache": apt_cache, "apt-mark": apt_mark}[prog](sys.argv[1:])
 
 
 if __name__ == "__main__":

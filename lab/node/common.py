@@ -100,12 +100,18 @@ def disk():
     d.setdefault("journal", 2 * GIB)
     d.setdefault("images", {})
     d.setdefault("fill", 0)
+    d.setdefault("apt_cache", 0)  # /var/cache/apt: what apt-get clean frees
+    d.setdefault("snaps", {})     # /var/lib/snapd: disabled snap revisions, "name revision" -> bytes
     return d
 
 
 def disk_used(d):
-    used = d["base"] + d["journal"] + sum(d["images"].values()) + d["fill"]
+    used = d["base"] + d["journal"] + sum(d["images"].values()) + d["fill"] + d["apt_cache"] + sum(d["snaps"].values())
     return min(used, d["size"])
+
+
+def disk_full(d):
+    return disk_used(d) >= d["size"]
 
 
 def save_disk(d):

@@ -12,8 +12,8 @@ import time
 
 import yaml
 
-from lab.node.common import (LAB, MANIFESTS, PODS, alive, api, disk, disk_used, fault, file_hash, node, pkg_version,
-                         read_json, terminate, write_json)
+from lab.node.common import (LAB, MANIFESTS, PODS, alive, api, disk, disk_full, disk_used, fault, file_hash, node,
+                         pkg_version, read_json, terminate, write_json)
 from lab.node.manifests import version_of_image
 
 
@@ -66,6 +66,7 @@ class Kubelet:
                 p["pid"] = start_process(name, self.pod_of(p))
         self.last_report = 0
         self.stopping = False
+        self.no_space = False
         # Pods whose manifest left while the fault etcd-old-holds-datadir is on: their process goes
         # on (a container slow to stop), holding etcd's data directory, until the fault is cleared.
         self.lingering = {}
@@ -79,6 +80,20 @@ class Kubelet:
 
     def reconcile(self):
         changed = False
+        if disk_full(disk()):
+            # No space to write a pod's files: every container fails and none can be created
+            # (seed 002), until the kubelet restarts with space again.
+            self.no_space = True
+            for name in list(self.pods):
+                terminate(self.pods.pop(name).get("pid"))
+                changed = True
+            if changed:
+                write_json(PODS, self.pods)
+            return changed
+        if self.no_space:
+            if fault("disk-full"):
+                return False  # back-off: the pods come back when the kubelet restarts
+            self.no_space = False  # the lab's fault cleared: as after the operator's own restart
         found = scan()
         for name in list(self.pods):
             if name not in found:

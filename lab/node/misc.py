@@ -1,4 +1,4 @@
-"""df, du, crictl, journalctl and reboot for a lab node, over its simulated disk and static pods."""
+"""df, du, snap, crictl, journalctl and reboot for a lab node, over its simulated disk and static pods."""
 import json
 import os
 import re
@@ -106,6 +106,9 @@ def journalctl(args):
         save_disk(d)
         print(f"Vacuuming done, freed {human(freed)}B of archived journals from /var/log/journal/{os.uname().nodename}.")
         return 0
+    if "--disk-usage" in args:
+        print(f"Archived and active journals take up {human(disk()['journal'])} in the file system.")
+        return 0
     unit = next((args[i + 1] for i, a in enumerate(args) if a == "-u" and i + 1 < len(args)), None)
     if unit:
         try:
@@ -131,22 +134,54 @@ def reboot(args):
 
 
 def du(args):
-    """du -x -d 1 /var (KiB), from the simulated disk: the journal under /var/log, image layers and
-    what disk-full wrote under /var/lib. Other forms are not simulated and say so."""
-    if "/var" not in args or not ("-d" in args or any(a.startswith("-d") or "d" in a.lstrip("-") for a in args if a.startswith("-"))):
-        print("du (lab): only `du -x -d 1 /var` is simulated", file=sys.stderr)
-        return 2
+    """du over the simulated disk, in KiB: `du -x -d 1 /var` (the journal under /var/log, apt's cache
+    under /var/cache, image layers, snaps and what disk-full wrote under /var/lib) and `du -s DIR...`
+    for the directories cleanups free. Other forms are not simulated and say so."""
     d = disk()
-    rows = {"/var/log": d["journal"], "/var/lib": sum(d["images"].values()) + d["fill"], "/var/cache": 0}
-    for path, size in rows.items():
-        print(f"{size // 1024}\t{path}")
-    print(f"{sum(rows.values()) // 1024}\t/var")
-    return 0
+    known = {"/var/log/journal": d["journal"], "/var/cache/apt": d["apt_cache"],
+             "/var/lib/containerd": sum(d["images"].values()), "/var/lib/snapd": sum(d["snaps"].values()),
+             "/var/lib/etcd": 0}
+    paths = [a for a in args if not a.startswith("-") and a != "1"]
+    depth = "-d" in args or any(a.startswith("-") and not a.startswith("--") and "d" in a for a in args)
+    if paths == ["/var"] and depth:
+        rows = {"/var/log": d["journal"], "/var/cache": d["apt_cache"],
+                "/var/lib": sum(d["images"].values()) + sum(d["snaps"].values()) + d["fill"]}
+        for path, size in rows.items():
+            print(f"{size // 1024}\t{path}")
+        print(f"{sum(rows.values()) // 1024}\t/var")
+        return 0
+    if paths and all(p in known for p in paths):
+        for p in paths:
+            print(f"{known[p] // 1024}\t{p}")
+        return 0
+    print("du (lab): simulated for -x -d 1 /var and -s " + " ".join(known), file=sys.stderr)
+    return 2
+
+
+def snap(args):
+    """snap list --all and snap remove NAME --revision=R, over the node's disabled revisions."""
+    d = disk()
+    if args[:2] == ["list", "--all"]:
+        print("Name    Version   Rev    Tracking       Publisher   Notes")
+        for key in sorted(d["snaps"]):
+            name, rev = key.split()
+            print(f"{name:<7} 1.0       {rev:<6} latest/stable  canonical   disabled")
+        return 0
+    if args[:1] == ["remove"] and len(args) >= 2:
+        rev = next((a.split("=", 1)[1] for a in args if a.startswith("--revision=")), None)
+        key = f"{args[1]} {rev}"
+        if key not in d["snaps"]:
+            die(f'error: cannot remove "{args[1]}": revision {rev} not found', 1)
+        del d["snaps"][key]
+        save_disk(d)
+        print(f"{args[1]} (revision {rev}) removed")
+        return 0
+    die("the lab's snap does: list --all, remove NAME --revision=R", 1)
 
 
 def main():
     prog = os.path.basename(sys.argv[0])
-    return {"df": df, "du": du, "crictl": crictl, "journalctl": journalctl, "reboot": reboot}[prog](sys.argv[1:])
+    return {"df": df, "du": du, "snap": snap, "crictl": crictl, "journalctl": journalctl, "reboot": reboot}[prog](sys.argv[1:])
 
 
 if __name__ == "__main__":

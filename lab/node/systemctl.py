@@ -15,6 +15,9 @@ UNITS = supervisor.UNITS
 STATE = f"{LAB}/units"
 
 
+# Units every node has without a unit file of its own.
+BUILTIN = {"systemd-journald.service"}
+
 def unit_name(arg):
     return arg if arg.endswith((".service", ".timer")) else arg + ".service"
 
@@ -176,6 +179,8 @@ def main(argv=None):
         die(f"Too few arguments.", 1)
     code = 0
     for u in units:
+        if u in BUILTIN and cmd in ("restart", "reload", "kill"):
+            continue  # systemd-journald: the node's journal is the simulated disk's; its settings take effect at once
         if cmd == "start":
             code = start(u) or code
         elif cmd == "stop":

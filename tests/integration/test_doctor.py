@@ -4,6 +4,7 @@ no file on any node."""
 import hashlib
 import json
 import os
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -31,10 +32,11 @@ CASES = [
     ("certs-expired", "cp2", [], {("certificate-expired", "cp2")}, "apiserver (/etc/kubernetes/pki/apiserver.crt) expired"),
     ("certs-expiring", "cp3", ["--days", "10"], {("certificate-expiring", "cp3")}, "etcd-server (/etc/kubernetes/pki/etcd/server.crt) expires in"),
     ("ca-expiring", "cp1", ["--days", "20"], {("certificate-expiring", "cp1")}, "ca (/etc/kubernetes/pki/ca.crt) expires in"),
-    ("disk-full", "cp2", [], {("disk-full", "cp2"), ("node-pressure", "cp2")}, "/ is 100% used"),
     ("node-notready", "w2", [], {("node-not-ready", "w2")}, "Ready is not True"),
     ("ssh-down", "w3", [], {("node-unreadable", "w3")}, "w3"),
     ("alert-firing", "w1", [], {("alert-firing", None)}, "LabFaultAlert firing"),
+    # Last: its etcd member stops with its pods (no space to start them) and takes a moment to rejoin.
+    ("disk-full", "cp2", [], {("disk-full", "cp2"), ("node-pressure", "cp2"), ("etcd-unhealthy", None)}, "/ is 100% used"),
 ]
 
 
@@ -97,6 +99,24 @@ class Doctor(unittest.TestCase):
             time.sleep(0.5)
         self.fail(f"nodes not {what} within 60s: {self.node_conditions()}")
 
+    def wait_etcd(self):
+        """Every control-plane node's etcd answers its health check (a member back from disk-full)."""
+        deadline = time.monotonic() + 60
+        for n in (x for x in self.state["nodes"] if x["role"] == "control-plane"):
+            pki = f"{self.dir}/nodes/{n['name']}/root/etc/kubernetes/pki/etcd"
+            ctx = ssl.create_default_context(cafile=f"{pki}/ca.crt")
+            ctx.load_cert_chain(f"{pki}/healthcheck-client.crt", f"{pki}/healthcheck-client.key")
+            while True:
+                try:
+                    with urllib.request.urlopen(f"https://{n['ip']}:2379/health", context=ctx, timeout=3) as r:
+                        if json.load(r).get("health") == "true":
+                            break
+                except OSError:
+                    pass
+                if time.monotonic() > deadline:
+                    self.fail(f"etcd on {n['name']} not healthy within 60s")
+                time.sleep(0.5)
+
     def settled(self, conds):
         return all(c.get("Ready") == "True" and c.get("DiskPressure") != "True" for c in conds.values())
 
@@ -158,6 +178,8 @@ class Doctor(unittest.TestCase):
 
     def test_3_an_upgrade_left_in_flight(self):
         # Seed 004: the Pushgateway still says an upgrade is in flight.
+        self.wait_nodes(self.settled, "Ready without pressure")  # after the last fault of test_2
+        self.wait_etcd()
         url = f"{self.state['pushgateway_url']}/metrics/job/k8s_upgrade"
         body = f"k8s_upgrade_in_flight 1\nk8s_upgrade_started_timestamp {int(time.time()) - 7200}\n".encode()
         urllib.request.urlopen(urllib.request.Request(url, data=body, method="PUT"), timeout=5).read()

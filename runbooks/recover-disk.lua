@@ -1,0 +1,81 @@
+-- A node whose root disk filled up (seed 002: a control plane at 100%, its static pods unable to
+-- start, the API gone). Triage every node (what fills it, what each cleanup would free), clean up
+-- the full ones in the seed's order, safest first, each a journaled step with the free space
+-- before and after, stopping as soon as / is under the target; restart the kubelet and wait for
+-- the node's API server (through an SSH tunnel), its etcd member and the Node; then install the
+-- prevention (journald's SystemMaxUse, a weekly cleanup timer) and print the alert rule to add.
+-- Never touches /var/lib/etcd or /etc/kubernetes. A second run changes nothing.
+local disk = require "recover_disk"
+local fleet = require "engine.fleet"
+local k8s = require "engine.k8s"
+local ops = require "std.ops"
+local systemd = require "std.systemd"
+
+return runbook {
+  name = "recover-disk",
+  summary = "Free a full root disk in seed 002's order, bring the node's control plane back, prevent it",
+  params = {
+    nodes = { type = "string", default = "all", help = "inventory pattern of the nodes to examine" },
+    control_plane = { type = "string", default = "k8s-cp", help = "inventory group (or pattern) of the control-plane nodes" },
+    target_used = { type = "integer", default = 80, help = "percent of / used: clean until at or under it" },
+    journal_vacuum_time = { type = "string", default = "2d", pattern = "^%d+[smhdw]?$",
+      help = "journalctl --vacuum-time: journal files older than this are removed" },
+    prevention = { type = "boolean", default = true, help = "install journald's SystemMaxUse and the weekly cleanup timer" },
+    journal_max_use = { type = "string", default = "500M", pattern = "^%d+[KMG]?$", help = "journald's SystemMaxUse" },
+    cleanup_vacuum_time = { type = "string", default = "7d", pattern = "^%d+[smhdw]?$", help = "the weekly timer's --vacuum-time" },
+    cleanup_weekday = { type = "enum", values = { "Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun" }, default = "Sun" },
+    cleanup_at = { type = "string", default = "04:00", help = "the first node's timer fires at HH:MM (node time)" },
+    cleanup_stagger = { type = "duration", default = "10m", help = "each next node's timer fires this much later" },
+    ready_timeout = { type = "duration", default = "3m", help = "for the pods, /readyz, etcd and the Node after the kubelet restart" },
+    max_raft_lag = { type = "integer", default = 1000, help = "raft entries an etcd member may trail the leader by" },
+  },
+  run = function(p, inv)
+    local hosts = inv:hosts(p.nodes)
+    if #hosts == 0 then fail("no hosts match %s", p.nodes) end
+    local is_cp = {}
+    for _, h in ipairs(inv:hosts(p.control_plane)) do is_cp[h.name] = true end
+
+    -- 1. Triage, read only.
+    local found = step("triage", function()
+      local out = {}
+      fleet.each(hosts, { at_once = 10, max_failures = 0 }, function(h) out[h.name] = disk.triage(h) end)
+      return out
+    end, { probe = function() return false end })
+    print(disk.plan_text(found, hosts, p))
+    local full = {}
+    for _, h in ipairs(hosts) do if found[h.name].usage.used > p.target_used then full[#full + 1] = h end end
+    local api_ok = k8s.ready()
+
+    -- 2. and 3. Clean up the full nodes, one at a time, and bring each back.
+    if #full == 0 then
+      print(string.format("\nEvery node's / is at or under %d%%: nothing to clean.", p.target_used))
+    else
+      if not api_ok then
+        print("\nThe API does not answer through this run's kubeconfig: the nodes are checked over SSH (their own " ..
+          "API server through a tunnel), and the Nodes' Ready is not waited for.")
+      end
+      fleet.each(full, { at_once = 1 }, function(h)
+        local rows = disk.clean(h, p)
+        step("kubelet and control plane back", function() disk.revive(h, p, is_cp[h.name], api_ok) end)
+        local now = disk.usage(h)
+        print(string.format("%s: / %d%% used, %d MiB free after %d cleanup(s)", h.name, now.used, now.avail // 1048576, #rows))
+      end)
+    end
+
+    -- 4. Prevention: the same on every node, each an idempotent operation.
+    if p.prevention then
+      local at = systemd.times(p.cleanup_at, p.cleanup_stagger, #hosts)
+      fleet.each(hosts, { at_once = 1 }, function(h)
+        local i
+        for n, x in ipairs(hosts) do if x.name == h.name then i = n end end
+        ops.step(h, disk.journald(p))
+        ops.step(h, systemd.file(disk.SCRIPT, disk.SCRIPT_TEXT, { mode = "0755", name = "script " .. disk.SCRIPT }))
+        ops.step(h, systemd.unit(disk.SERVICE, disk.service_text(p)))
+        ops.step(h, systemd.unit(disk.TIMER, disk.timer_text(p, at[i])))
+        ops.step(h, systemd.enabled(disk.TIMER))
+        ops.step(h, systemd.started(disk.TIMER))
+      end)
+      print("\nAdd this rule to Prometheus (it needs node_exporter's filesystem metrics):\n" .. disk.ALERT_RULE)
+    end
+  end,
+}

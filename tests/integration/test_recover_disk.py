@@ -1,0 +1,142 @@
+"""runbooks/recover-disk.lua in the lab (seed 002): two control-plane nodes at 100%, their static
+pods unable to start; the cleanups in the seed's order free enough, the kubelet restart brings the
+API servers and etcd back, the prevention is installed, a second run changes nothing; a disk that
+no cleanup can free stops with what fills it; the simulated apt, snap, journalctl and du never
+touch the host's files."""
+import hashlib
+import json
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import unittest
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))  # the lab package
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+LAB = os.path.join(ROOT, "scripts", "lab")
+ENGINE = os.environ.get("ENGINE_BIN", os.path.join(ROOT, "build", "bin", "engine"))
+RECOVER = os.path.join(ROOT, "runbooks", "recover-disk.lua")
+SUBNET = "127.0.75"
+
+
+def lab(*args):
+    r = subprocess.run([LAB, *args], capture_output=True, text=True, timeout=180)
+    if r.returncode != 0:
+        raise AssertionError(f"scripts/lab {' '.join(args)} failed:\n{r.stdout}\n{r.stderr}")
+    return r
+
+
+def answers(ip, port):
+    try:
+        with socket.create_connection((ip, port), timeout=2):
+            return True
+    except OSError:
+        return False
+
+
+def host_state(paths):
+    """What a test must not change on the host: each path's listing, sizes and mtimes."""
+    out = {}
+    for p in paths:
+        for d, _, files in os.walk(p):
+            for f in files:
+                try:
+                    st = os.stat(os.path.join(d, f))
+                    out[os.path.join(d, f)] = (st.st_size, st.st_mtime_ns)
+                except OSError:
+                    pass
+    return out
+
+
+class RecoverDisk(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.dir = tempfile.mkdtemp(prefix="engine-disk-")
+        lab("up", "--dir", cls.dir, "--subnet", SUBNET)
+        with open(f"{cls.dir}/lab.json") as f:
+            cls.state = json.load(f)
+        cls.ip = {n["name"]: n["ip"] for n in cls.state["nodes"]}
+
+    @classmethod
+    def tearDownClass(cls):
+        lab("down", "--dir", cls.dir)
+
+    def run_recover(self, *extra):
+        return subprocess.run([ENGINE, "run", RECOVER, "-i", f"{self.dir}/inventory.yml", "--kubeconfig", f"{self.dir}/kubeconfig",
+                               "--state-dir", f"{self.dir}/state", *extra], capture_output=True, text=True, timeout=600)
+
+    def ssh(self, name, cmd, check=True):
+        r = subprocess.run(["ssh", "-i", f"{self.dir}/ssh/id_ed25519", "-o", f"UserKnownHostsFile={self.dir}/known_hosts",
+                            "-o", "BatchMode=yes", "-p", str(self.state["ssh_port"]), f"enginetest@{self.ip[name]}", cmd],
+                           capture_output=True, text=True, timeout=120)
+        if check:
+            self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        return r
+
+    def used(self, node):
+        return int(self.ssh(node, "df -P /").stdout.split()[-2].rstrip("%"))
+
+    def test_1_two_full_control_plane_nodes_recovered_prevented_and_idempotent(self):
+        for n in ("cp2", "cp3"):
+            lab("fault", n, "disk-full", "--dir", self.dir)
+        # As in the seed: the API servers of the full nodes do not listen, their pods cannot start.
+        self.assertTrue(all(self.used(n) == 100 for n in ("cp2", "cp3")))
+        r = self.run_recover()
+        self.assertEqual(r.returncode, 0, r.stdout[-5000:] + r.stderr[-3000:])
+        self.assertRegex(r.stdout, r"cp2\s+100%\s+0 MiB\s+5120 MiB\s+2048 MiB\s+2048 MiB")  # the triage's estimates
+        for n in ("cp2", "cp3"):
+            # Safest first, and no further than needed: journal, apt cache, images; snaps left alone.
+            cleaned = [l.split("cleanup=")[1].split(" freed")[0] for l in r.stdout.splitlines() if f"[{n}] cleanup " in l]
+            self.assertEqual(cleaned, ["journal", '"apt cache"', '"unused images"'])
+            self.assertIn(f"[{n}] the node is back", r.stdout)
+            self.assertLessEqual(self.used(n), 80)
+            self.assertTrue(answers(self.ip[n], 6443), f"{n}'s API server does not answer")
+            self.assertTrue(answers(self.ip[n], 2379), f"{n}'s etcd does not answer")
+            # Never etcd's data or the control plane's files.
+            self.assertIn("member", self.ssh(n, "sudo ls /var/lib/etcd").stdout)
+            self.assertIn("kube-apiserver.yaml", self.ssh(n, "sudo ls /etc/kubernetes/manifests").stdout)
+        self.assertNotIn("[cp1] cleanup", r.stdout)
+        # Prevention on every node: journald's limit and the weekly timer; the alert rule printed.
+        for n in self.ip:
+            with open(f"{self.dir}/nodes/{n}/root/etc/systemd/journald.conf.d/engine-disk.conf") as f:
+                self.assertIn("SystemMaxUse=500M", f.read())
+            self.assertIn("engine-disk-cleanup.timer", self.ssh(n, "systemctl list-timers --all --no-pager").stdout)
+        self.assertFalse(os.path.exists("/etc/systemd/journald.conf.d/engine-disk.conf"))  # the host's own
+        self.assertIn("alert: NodeRootFilesystemFilling", r.stdout)
+        # A second run changes nothing.
+        again = self.run_recover()
+        self.assertEqual(again.returncode, 0, again.stdout[-3000:])
+        self.assertIn("Every node's / is at or under 80%: nothing to clean.", again.stdout)
+        self.assertNotIn("cleanup", again.stdout.replace("engine-disk-cleanup", ""))
+        self.assertNotIn("would write", again.stdout)
+        self.assertEqual(again.stdout.count(": already so"), 6 * 6)
+
+    def test_2_a_disk_no_cleanup_can_free_stops_with_what_fills_it(self):
+        lab("fault", "w1", "disk-full-stuck", "--dir", self.dir)
+        try:
+            r = self.run_recover("-e", "prevention=false")
+            self.assertEqual(r.returncode, 1, r.stdout[-3000:])
+            self.assertRegex(r.stdout + r.stderr, r"/ is still 100% used after every cleanup \(target 80%\): biggest under /var: "
+                                                  r"/var/lib 51200 MiB")
+            self.assertNotIn("[w1] the node is back", r.stdout)
+            self.assertNotIn("kubelet and control plane back", r.stdout.split("[w1]")[-1])
+        finally:
+            lab("clear", "w1", "disk-full-stuck", "--dir", self.dir)
+
+    def test_3_the_simulated_tools_never_touch_the_host(self):
+        paths = ["/var/cache/apt", "/var/log/journal", "/var/lib/snapd", "/etc/systemd/journald.conf.d"]
+        before = host_state(paths)
+        for cmd in ("sudo apt clean", "sudo apt-get clean", "sudo apt autoclean", "sudo snap list --all",
+                    "sudo journalctl --vacuum-time=1s", "sudo journalctl --disk-usage", "sudo du -x -d 1 /var",
+                    "sudo du -s /var/cache/apt /var/log/journal", "sudo crictl rmi --prune", "df -i /"):
+            self.ssh("w2", cmd)
+        r = self.ssh("w2", "sudo apt dist-upgrade", check=False)
+        self.assertNotEqual(r.returncode, 0)
+        self.assertIn("the lab's apt does", r.stderr)
+        self.assertEqual(host_state(paths), before)
+
+
+if __name__ == "__main__":
+    unittest.main()
