@@ -84,33 +84,14 @@ function M.env_text(p)
 end
 
 function M.service_text()
-  return table.concat({
-    "[Unit]",
-    "Description=Renew this node's kubeadm certificates when due, restart the control plane (engine cert-renew)",
-    "",
-    "[Service]",
-    "Type=oneshot",
-    "EnvironmentFile=" .. M.ENV_FILE,
-    "ExecStart=" .. M.SCRIPT,
-    "",
-  }, "\n")
+  return systemd.oneshot_text { description = "Renew this node's kubeadm certificates when due, restart the control plane (engine cert-renew)",
+    env_file = M.ENV_FILE, exec = M.SCRIPT }
 end
 
 --- timer_text(weekday, at) → weekly at "HH:MM:SS" on weekday ("Mon").
 function M.timer_text(weekday, at)
-  return table.concat({
-    "[Unit]",
-    "Description=Weekly kubeadm certificate renewal check (engine cert-renew)",
-    "",
-    "[Timer]",
-    "OnCalendar=" .. weekday .. " *-*-* " .. at,
-    "Persistent=true",
-    "Unit=" .. M.SERVICE,
-    "",
-    "[Install]",
-    "WantedBy=timers.target",
-    "",
-  }, "\n")
+  return systemd.timer_text { description = "Weekly kubeadm certificate renewal check (engine cert-renew)",
+    on_calendar = weekday .. " *-*-* " .. at, unit = M.SERVICE }
 end
 
 --- install(p, hosts): on each node the script, its settings, the service and the timer (weekly on

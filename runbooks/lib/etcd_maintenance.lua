@@ -74,34 +74,14 @@ function M.env_text(flags, p)
 end
 
 function M.service_text()
-  return table.concat({
-    "[Unit]",
-    "Description=Defragment this node's etcd member when fragmented (engine etcd-maintenance)",
-    "After=" .. svc.UNIT,
-    "",
-    "[Service]",
-    "Type=oneshot",
-    "EnvironmentFile=" .. M.ENV_FILE,
-    "ExecStart=" .. M.SCRIPT,
-    "",
-  }, "\n")
+  return systemd.oneshot_text { description = "Defragment this node's etcd member when fragmented (engine etcd-maintenance)",
+    after = svc.UNIT, env_file = M.ENV_FILE, exec = M.SCRIPT }
 end
 
 --- timer_text(at) → the timer, firing daily at "HH:MM:SS".
 function M.timer_text(at)
-  return table.concat({
-    "[Unit]",
-    "Description=Daily etcd defragmentation check of this node's member (engine etcd-maintenance)",
-    "",
-    "[Timer]",
-    "OnCalendar=*-*-* " .. at,
-    "Persistent=true",
-    "Unit=" .. M.SERVICE,
-    "",
-    "[Install]",
-    "WantedBy=timers.target",
-    "",
-  }, "\n")
+  return systemd.timer_text { description = "Daily etcd defragmentation check of this node's member (engine etcd-maintenance)",
+    on_calendar = "*-*-* " .. at, unit = M.SERVICE }
 end
 
 -- The timers' times and list-timers line: std.systemd's (shared with cert-renew's timer).

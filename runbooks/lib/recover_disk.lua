@@ -181,14 +181,13 @@ function M.journald(p)
 end
 
 function M.service_text(p)
-  return table.concat({ "[Unit]", "Description=Weekly journal vacuum and image prune (engine recover-disk)", "",
-    "[Service]", "Type=oneshot", "Environment=VACUUM_TIME=" .. p.cleanup_vacuum_time, "ExecStart=" .. M.SCRIPT, "" }, "\n")
+  return systemd.oneshot_text { description = "Weekly journal vacuum and image prune (engine recover-disk)",
+    environment = { "VACUUM_TIME=" .. p.cleanup_vacuum_time }, exec = M.SCRIPT }
 end
 
 function M.timer_text(p, at)
-  return table.concat({ "[Unit]", "Description=Weekly disk cleanup (engine recover-disk)", "", "[Timer]",
-    "OnCalendar=" .. p.cleanup_weekday .. " *-*-* " .. at, "Persistent=true", "Unit=" .. M.SERVICE, "",
-    "[Install]", "WantedBy=timers.target", "" }, "\n")
+  return systemd.timer_text { description = "Weekly disk cleanup (engine recover-disk)",
+    on_calendar = p.cleanup_weekday .. " *-*-* " .. at, unit = M.SERVICE }
 end
 
 M.ALERT_RULE = [[

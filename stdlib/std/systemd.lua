@@ -146,6 +146,28 @@ function M.times(at, stagger_s, n)
   return out
 end
 
+--- oneshot_text{description, exec, after, env_file, environment = {"K=V", ...}} → the text of a
+--- Type=oneshot service unit (what a timer starts).
+function M.oneshot_text(o)
+  local lines = { "[Unit]", "Description=" .. o.description }
+  if o.after then lines[#lines + 1] = "After=" .. o.after end
+  lines[#lines + 1] = ""
+  lines[#lines + 1] = "[Service]"
+  lines[#lines + 1] = "Type=oneshot"
+  if o.env_file then lines[#lines + 1] = "EnvironmentFile=" .. o.env_file end
+  for _, kv in ipairs(o.environment or {}) do lines[#lines + 1] = "Environment=" .. kv end
+  lines[#lines + 1] = "ExecStart=" .. o.exec
+  lines[#lines + 1] = ""
+  return table.concat(lines, "\n")
+end
+
+--- timer_text{description, on_calendar, unit} → the text of a Persistent= timer starting unit at
+--- on_calendar ("*-*-* 03:00:00", "Mon *-*-* 03:00:00"), enabled by timers.target.
+function M.timer_text(o)
+  return table.concat({ "[Unit]", "Description=" .. o.description, "", "[Timer]", "OnCalendar=" .. o.on_calendar,
+    "Persistent=true", "Unit=" .. o.unit, "", "[Install]", "WantedBy=timers.target", "" }, "\n")
+end
+
 --- timer_line(host, timer) → the node's `systemctl list-timers` line for the timer (NEXT, LEFT,
 --- LAST, PASSED, UNIT, ACTIVATES), or nil when it is not started.
 function M.timer_line(h, timer)

@@ -62,4 +62,14 @@ function systemd.times(at, stagger_s, n) end
 ---@return string|nil
 function systemd.timer_line(host, timer) end
 
+--- The text of a Type=oneshot service unit.
+---@param o {description: string, exec: string, after?: string, env_file?: string, environment?: string[]}
+---@return string
+function systemd.oneshot_text(o) end
+
+--- The text of a Persistent= timer starting o.unit at o.on_calendar, enabled by timers.target.
+---@param o {description: string, on_calendar: string, unit: string}
+---@return string
+function systemd.timer_text(o) end
+
 return systemd
