@@ -127,17 +127,17 @@ function M.preflight(p, leader, cps, workers)
       if not used then
         bad("%s: cannot read the use of / from df", h.name)
       elseif used > p.max_disk_used then
-        bad("%s: / is %d%% used (max_disk_used %d%%); free space first (journalctl --vacuum-time, crictl rmi --prune)",
+        bad("%s: / is %d%% used (max_disk_used %d%%); free space first (runbooks/recover-disk.lua)",
           h.name, used, p.max_disk_used)
       end
-      for _, x in ipairs(kubeadm.manifest_problems(h)) do bad("%s: %s", h.name, x) end
+      for _, x in ipairs(kubeadm.manifest_problems(h)) do bad("%s: %s (runbooks/recover-static-pods.lua)", h.name, x) end
       -- Certificates (seed 001): an expired one stops the control plane mid-upgrade. The same
       -- reading as runbooks/cert-check.lua.
       for _, f in ipairs(certs.files(h, { control_plane = true })) do
         if f.error then
           bad("%s: certificate %s (%s): %s", h.name, f.name, f.file, f.error)
         elseif f.cert.expired or f.cert.days_left < p.min_cert_days then
-          bad("%s: certificate %s (%s) %s %s; renew first (runbooks/cert-check.lua lists them all)", h.name, f.name,
+          bad("%s: certificate %s (%s) %s %s; renew first (runbooks/cert-renew.lua; runbooks/cert-check.lua lists them all)", h.name, f.name,
             f.file, f.cert.expired and "expired" or "expires", f.cert.not_after_text)
         end
       end

@@ -120,6 +120,7 @@ class CertCheck(unittest.TestCase):
                                 capture_output=True, text=True, timeout=300)
             self.assertEqual(up.returncode, 1, up.stdout[-3000:])
             self.assertIn("cp2: certificate apiserver (/etc/kubernetes/pki/apiserver.crt) expired", up.stderr)
+            self.assertIn("renew first (runbooks/cert-renew.lua", up.stderr)
         finally:
             lab("clear", "cp2", "certs-expired", "--dir", self.dir)
 

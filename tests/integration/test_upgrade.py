@@ -144,6 +144,7 @@ class UpgradeCase(unittest.TestCase):
         self.assertEqual(r.returncode, 1)
         self.assertIn("preflight failed; nothing was changed", r.stderr)
         self.assertIn("cp2: /etc/kubernetes/manifests/kube-apiserver.yaml.bak is not an expected manifest", r.stderr)
+        self.assertIn("(runbooks/recover-static-pods.lua)", r.stderr)
         self.assert_untouched()
         rec = self.engine("run", RECOVER, "-i", f"{self.dir}/inventory.yml", "--kubeconfig", f"{self.dir}/kubeconfig",
                           "--state-dir", f"{self.dir}/state")
@@ -171,8 +172,8 @@ class UpgradeCase(unittest.TestCase):
         self.assertEqual(r.returncode, 1, r.stderr[-3000:])
         for want in ("version: v1.33.1 to v1.34.3 is a minor upgrade, but kind=patch was asked for",
                      "node w3 is NotReady", "node cp3 has DiskPressure",
-                     "cp3: / is 100% used (max_disk_used 85%)",
-                     "rbac: ClusterRole system:kube-scheduler: missing",
+                     "cp3: / is 100% used (max_disk_used 85%); free space first (runbooks/recover-disk.lua)",
+                     "rbac: ClusterRole system:kube-scheduler: missing (runbooks/recover-rbac.lua restores it)",
                      "alerts: alerts firing: LabFaultAlert (firing)"):
             self.assertIn(want, r.stderr)
         self.assert_untouched()
