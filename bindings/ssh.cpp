@@ -104,15 +104,18 @@ int l_exec(lua_State* L) {
     call->req.max_output = static_cast<size_t>(m);
   }
   lua_pop(L, 1);
+  bool sudo_given = lua_getfield(L, 3, "sudo") != LUA_TNIL;
+  lua_pop(L, 1);
   spec.sudo = opt_bool(L, 3, "sudo", "exec");
   spec.sudo_user = opt_string(L, 3, "sudo_user", "exec");
   spec.sudo_password = opt_string(L, 3, "sudo_password", "exec");
-  bool sudo = spec.sudo || !spec.sudo_user.empty() || !spec.sudo_password.empty();
   bool read_only = opt_bool(L, 3, "read_only", "exec");
   bool stream = opt_bool(L, 3, "stream", "exec");
   if (!read_only) guard(L, "exec");
   Target target = target_for(L, 1);
   Vm& vm = vm_of(L);
+  apply_become(target, sudo_given, spec.sudo, spec.sudo_user, spec.sudo_password);
+  bool sudo = spec.sudo || !spec.sudo_user.empty() || !spec.sudo_password.empty();
 
   log::add_secret(spec.sudo_password);
   auto remote = build_command(spec, nonce());
@@ -253,6 +256,17 @@ std::string host_name(lua_State* L, int idx) {
   std::string n = lua_tostring(L, -1);
   lua_pop(L, 1);
   return n;
+}
+
+void apply_become(const Target& t, bool sudo_given, bool& sudo, std::string& user, std::string& password) {
+  // As Ansible's become: the inventory's choice for commands that do not make their own; an
+  // explicit `sudo = true` means root unless sudo_user says otherwise, `sudo = false` opts out.
+  if (!sudo_given && t.become && user.empty() && password.empty()) {
+    sudo = true;
+    user = t.become_user;
+  }
+  bool any = sudo || !user.empty() || !password.empty();
+  if (any && password.empty()) password = t.become_password;
 }
 
 Target target_for(lua_State* L, int idx) {

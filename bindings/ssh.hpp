@@ -21,6 +21,10 @@ SshState& ssh_state(Vm& vm);
 std::string host_name(lua_State* L, int idx);
 // Where and how to reach the host at idx (raises on a bad connection setting).
 ssh::Target target_for(lua_State* L, int idx);
+// Ansible's become on top of a command's own sudo options: with ansible_become and no `sudo` key
+// the command runs under sudo as ansible_become_user; any sudo uses ansible_become_password when
+// the command gives no sudo_password.
+void apply_become(const ssh::Target& t, bool sudo_given, bool& sudo, std::string& user, std::string& password);
 
 // Filled in by bindings/ssh_files.cpp and bindings/ssh_tunnel.cpp.
 void add_file_methods(lua_State* L);    // on the host methods table at -1

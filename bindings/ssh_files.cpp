@@ -22,6 +22,7 @@ struct PutSpec {
   unsigned mode = 0644;
   std::string owner, group;
   bool sudo = false;
+  bool sudo_given = false;  // the call said sudo = true or false (else the inventory's become decides)
   std::string sudo_password;
 };
 
@@ -150,12 +151,21 @@ std::shared_ptr<PutSpec> put_options(lua_State* L, int idx, const char* what) {
   spec->mode = opt_mode(L, idx, 0644);
   spec->owner = opt_string(L, idx, "owner", what);
   spec->group = opt_string(L, idx, "group", what);
+  spec->sudo_given = lua_getfield(L, idx, "sudo") != LUA_TNIL;
+  lua_pop(L, 1);
   spec->sudo = opt_bool(L, idx, "sudo", what);
   spec->sudo_password = opt_string(L, idx, "sudo_password", what);
   if (!spec->sudo_password.empty()) spec->sudo = true;
-  if ((!spec->owner.empty() || !spec->group.empty()) && !spec->sudo)
-    luaL_error(L, "%s: owner and group need sudo = true", what);
   return spec;
+}
+
+// The inventory's become on top of the call's options. Files are written by root under sudo (the
+// install step); become_user does not apply to them.
+void put_privilege(lua_State* L, PutSpec& spec, const Target& target, const char* what) {
+  std::string user;
+  apply_become(target, spec.sudo_given, spec.sudo, user, spec.sudo_password);
+  if ((!spec.owner.empty() || !spec.group.empty()) && !spec.sudo)
+    luaL_error(L, "%s: owner and group need sudo = true", what);
 }
 
 // host:upload(local_path, remote_path, {mode=, owner=, group=, sudo=}) → {bytes} | nil, err, detail
@@ -168,6 +178,7 @@ int l_upload(lua_State* L) {
   if (!std::filesystem::is_regular_file(local)) luaL_error(L, "upload: no local file '%s'", local.c_str());
   guard(L, "upload");
   Target target = target_for(L, 1);
+  put_privilege(L, *spec, target, "upload");
   {
     Op op = begin(L, "upload");
     put(op, vm_of(L), target, spec);
@@ -185,6 +196,7 @@ int l_write_file(lua_State* L) {
   spec->remote = remote;
   guard(L, "write_file");
   Target target = target_for(L, 1);
+  put_privilege(L, *spec, target, "write_file");
   {
     Op op = begin(L, "write_file");
     put(op, vm_of(L), target, spec);

@@ -9,6 +9,7 @@ namespace engine::text {
 std::string trim(std::string_view s);
 std::vector<std::string> split(std::string_view s, char sep);
 bool starts_with(std::string_view s, std::string_view prefix);
+std::string lower(std::string s);  // ASCII
 
 // Edit distance, for "did you mean" suggestions.
 size_t edit_distance(std::string_view a, std::string_view b);

@@ -194,6 +194,18 @@ json Inventory::vars_of(const std::string& name) const {
 
 Connection Inventory::connection_of(const std::string& name) const { return connection_from_vars(name, vars_of(name)); }
 
+// Ansible's boolean filter: yes/no, true/false, on/off, 1/0, y/n, t/f in any case, or a YAML bool.
+bool ansible_bool(const std::string& host, const std::string& key, const json& v, bool dflt) {
+  auto it = v.find(key);
+  if (it == v.end() || it->is_null()) return dflt;
+  if (it->is_boolean()) return it->get<bool>();
+  if (it->is_number_integer()) return it->get<long long>() != 0;
+  std::string s = it->is_string() ? text::lower(it->get<std::string>()) : it->dump();
+  if (s == "yes" || s == "true" || s == "on" || s == "1" || s == "y" || s == "t") return true;
+  if (s == "no" || s == "false" || s == "off" || s == "0" || s == "n" || s == "f" || s.empty()) return false;
+  throw std::invalid_argument("host '" + host + "': " + key + " '" + s + "' is not a boolean (true or false)");
+}
+
 Connection connection_from_vars(const std::string& name, const json& v) {
   auto str = [&](std::initializer_list<const char*> keys) -> std::string {
     for (auto k : keys) {
@@ -216,9 +228,19 @@ Connection connection_from_vars(const std::string& name, const json& v) {
   }
   c.user = str({"ansible_user", "ansible_ssh_user"});
   c.private_key_file = str({"ansible_ssh_private_key_file", "ansible_private_key_file"});
-  auto become = str({"ansible_become"});
-  c.become = become == "true" || become == "True" || become == "yes" || become == "1";
-  c.become_user = str({"ansible_become_user"});
+  c.become = ansible_bool(name, "ansible_become", v, false);
+  c.become_user = str({"ansible_become_user", "ansible_sudo_user"});
+  c.become_password = str({"ansible_become_password", "ansible_become_pass", "ansible_sudo_pass", "ansible_sudo_password"});
+  // Only sudo: a host that says su, doas or pbrun would otherwise run its commands some other way.
+  auto method = str({"ansible_become_method"});
+  if (!method.empty() && method != "sudo")
+    throw std::invalid_argument("host '" + name + "': ansible_become_method '" + method +
+                                "' is not supported (the engine becomes root with sudo only)");
+  auto exe = str({"ansible_become_exe"});
+  if (!exe.empty() && exe != "sudo")
+    throw std::invalid_argument("host '" + name + "': ansible_become_exe '" + exe + "' is not supported (sudo only)");
+  if (!str({"ansible_become_flags"}).empty())
+    throw std::invalid_argument("host '" + name + "': ansible_become_flags is not supported (the engine runs sudo -n, or -S with ansible_become_password)");
   c.ssh_common_args = str({"ansible_ssh_common_args"});
   return c;
 }

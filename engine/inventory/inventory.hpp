@@ -37,8 +37,11 @@ struct Connection {
   int port = 0;         // 0: not set (ssh config or 22 decides)
   std::string user;
   std::string private_key_file;
+  // ansible_become: commands without their own `sudo` option run under sudo (Ansible's default
+  // become_method); become_user applies to those, become_password to every sudo of the host.
   bool become = false;
   std::string become_user;
+  std::string become_password;  // secret
   std::string ssh_common_args;
 };
 

@@ -1,4 +1,5 @@
 #include "engine/log/log.hpp"
+#include "engine/core/text.hpp"
 
 #include <chrono>
 #include <algorithm>
@@ -252,8 +253,7 @@ nlohmann::json redact_json(const nlohmann::json& value) {
 }
 
 bool is_secret_name(std::string_view name) {
-  std::string n(name);
-  std::transform(n.begin(), n.end(), n.begin(), [](unsigned char c) { return std::tolower(c); });
+  std::string n = text::lower(std::string(name));
   for (const char* kind : {"password", "passwd", "_pass", "token", "secret", "private_key", "passphrase", "api_key"})
     if (n.find(kind) != std::string::npos && n.find("_file") == std::string::npos) return true;
   return false;

@@ -21,10 +21,7 @@ constexpr TypeName kTypes[] = {{Type::string, "string"},   {Type::integer, "inte
                                {Type::boolean, "boolean"}, {Type::enumeration, "enum"}, {Type::list, "list"},
                                {Type::duration, "duration"}};
 
-std::string lower(std::string s) {
-  std::transform(s.begin(), s.end(), s.begin(), [](unsigned char c) { return std::tolower(c); });
-  return s;
-}
+using text::lower;
 
 std::optional<long long> parse_integer(const std::string& s) {
   long long v = 0;

@@ -15,10 +15,7 @@ namespace engine::ssh {
 
 namespace {
 
-std::string lower(std::string s) {
-  std::transform(s.begin(), s.end(), s.begin(), [](unsigned char c) { return std::tolower(c); });
-  return s;
-}
+using text::lower;
 
 std::string expand_home(const std::string& p, const std::string& home) {
   if (p == "~") return home;
@@ -289,6 +286,9 @@ Target resolve(const std::string& name, const inventory::Connection& conn, const
   for (auto& f : ids) t.at.identity_files.push_back(expand_home(expand_tokens(f, host, port, user, d.user), d.home));
   (void)named;
 
+  t.become = conn.become;
+  t.become_user = conn.become_user;
+  t.become_password = conn.become_password;
   t.password = str({"ansible_password", "ansible_ssh_pass", "ansible_ssh_password"});
   t.passphrase = str({"ansible_ssh_private_key_passphrase"});
   if (t.passphrase.empty()) t.passphrase = d.passphrase;

@@ -62,6 +62,10 @@ struct Target {
   // ssh.configure's keepalive and keepalive_count.
   std::optional<double> alive_interval;
   std::optional<int> alive_count;
+  // ansible_become and friends: how commands without their own sudo option run (bindings/ssh.cpp).
+  bool become = false;
+  std::string become_user;
+  std::string become_password;  // secret; also the password of an explicit sudo
 
   // One session per key: the same inventory host, user, address, port and path.
   std::string key() const;

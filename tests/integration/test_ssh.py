@@ -207,6 +207,52 @@ class TestSudo(SshTest):
                     self.assertNotIn(sshlab.PW, fh.read(), f)
 
 
+    def test_inventory_become_runs_commands_and_writes_under_sudo_as_ansible_does(self):
+        # ansible_become in the inventory: a command without its own sudo option runs as root (or
+        # ansible_become_user), sudo = false opts out, files are written by root.
+        path = f"/tmp/engine-become-{os.getpid()}"
+        self.addCleanup(lambda: os.path.exists(path) and os.remove(path))
+        out = self.ok(self.runbook(f"""
+    local h = inv:host("n1")
+    assert(assert(h:exec("id -un")).stdout == "root\\n")
+    assert(assert(h:exec("id -un", {{ sudo = false }})).stdout == "{sshlab.USER}\\n")
+    assert(assert(h:exec("id -un", {{ sudo_user = "nobody" }})).stdout == "nobody\\n")
+    assert(h:write_file("{path}", "x", {{ mode = "0600" }}))
+    assert(assert(inv:host("n2"):exec("id -un")).stdout == "nobody\\n")
+    print("become ok")
+""", self.inventory(self.node(extra="ansible_become=yes") +
+                    self.node(name="n2", extra="ansible_become=True ansible_become_user=nobody"))))
+        self.assertIn("become ok", out)
+        st = os.stat(path)
+        self.assertEqual((st.st_uid, st.st_mode & 0o777), (0, 0o600))
+
+    def test_become_password_is_used_by_every_sudo_and_never_shown(self):
+        # ansible_become_password (a secret, never in any output) serves the become default and an
+        # explicit sudo = true alike; without it, sudo -n fails with the stable word.
+        inv = self.inventory(self.node(user=sshlab.PW_USER, extra=f"ansible_become=true ansible_become_password={sshlab.PW}") +
+                             self.node(user=sshlab.PW_USER, name="n2", extra="ansible_become=true"))
+        r = self.runbook("""
+    assert(assert(inv:host("n1"):exec("id -un")).stdout == "root\\n")
+    assert(assert(inv:host("n1"):exec("id -un", { sudo = true })).stdout == "root\\n")
+    local none, err = inv:host("n2"):exec("id -un")
+    assert(none == nil and err == "sudo failed", tostring(err))
+    print("become password ok")
+""", inv, "--log-level", "debug")
+        self.assertIn("become password ok", self.ok(r))
+        self.assertNotIn(sshlab.PW, r.stdout + r.stderr)
+
+    def test_a_become_method_other_than_sudo_is_an_error_naming_it(self):
+        r = self.runbook("""
+    inv:host("n1"):exec("id -un")
+""", self.inventory(self.node(extra="ansible_become=true ansible_become_method=su")))
+        self.assertNotEqual(r.returncode, 0)
+        self.assertIn("host 'n1': ansible_become_method 'su' is not supported", r.stdout + r.stderr)
+        r = self.runbook("""
+    inv:host("n1"):exec("id -un")
+""", self.inventory(self.node(extra="ansible_become=perhaps")))
+        self.assertIn("ansible_become 'perhaps' is not a boolean", r.stdout + r.stderr)
+
+
 class TestHostKeys(SshTest):
     def test_unknown_key_is_refused_under_strict(self):
         empty = os.path.join(self.lab.root, "empty_known_hosts")
