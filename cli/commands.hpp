@@ -24,6 +24,8 @@ struct Args {
   std::string run_id;          // resume, show
   bool force = false, retry_unknown = false;
   std::vector<std::string> ctl;  // ctl: the command and its host
+  bool list_hosts = false;       // print the hosts a run would touch and stop
+  std::string inventory_host;    // inventory --host NAME
 };
 
 std::vector<std::pair<std::string, std::string>> parse_extra(const std::vector<std::string>& items);
@@ -40,5 +42,8 @@ int do_resume(Args& a);
 int do_runs(Args& a);
 int do_show(Args& a);
 int do_ctl(Args& a);
+int do_inventory(Args& a);
+// --list-hosts: the inventory's hosts after --limit, one per line (the runbook chooses among them).
+int print_hosts(const inventory::Inventory& inv);
 
 }  // namespace engine::cli

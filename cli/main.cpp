@@ -30,6 +30,7 @@ void add_common(CLI::App* cmd, Args& a) {
   cmd->add_option("-i,--inventory", a.inventories, "inventory file, directory or host list (repeatable)");
   cmd->add_option("-e,--extra", a.extra, "a runbook param: name=value (repeatable)");
   cmd->add_option("--limit", a.limit, "only these hosts: an Ansible pattern (web:&prod:!web3)");
+  cmd->add_flag("--list-hosts", a.list_hosts, "print the hosts the run would touch (after --limit) and stop");
 }
 
 }  // namespace
@@ -83,6 +84,18 @@ int main(int argc, char** argv) {
   ctl->add_option("--state-dir", a.state_dir, "where run directories live");
 
   auto* version = app.add_subcommand("version", "print the engine's version");
+  app.add_flag_callback("--version", [] {
+    std::printf("engine %s (%s)\n", ENGINE_VERSION, ENGINE_COMMIT);
+    throw CLI::Success();
+  }, "print the engine's version and stop");
+
+  auto* inventory = app.add_subcommand("inventory", "the inventory as the engine reads it, as ansible-inventory --list prints it");
+  inventory->add_option("-i,--inventory", a.inventories, "inventory file, directory, script or host list (repeatable)");
+  inventory->add_option("--limit", a.limit, "only these hosts: an Ansible pattern");
+  static bool list = true;  // the default output; the flag is Ansible's spelling of it
+  inventory->add_flag("--list", list, "every group and host with its variables, as JSON (the default)");
+  inventory->add_option("--host", a.inventory_host, "one host's variables, as JSON");
+  inventory->add_flag("--list-hosts", a.list_hosts, "the host names, one per line");
 
   try {
     // Without a runbook, `engine run --help` is the command's own help.
@@ -105,9 +118,10 @@ int main(int argc, char** argv) {
 
   try {
     if (*version) {
-      std::printf("engine %s\n", ENGINE_VERSION);
+      std::printf("engine %s (%s)\n", ENGINE_VERSION, ENGINE_COMMIT);
       return 0;
     }
+    if (*inventory) return do_inventory(a);
     if (*check) return do_check(a);
     if (*resume) return do_resume(a);
     if (*runs) return do_runs(a);

@@ -156,6 +156,7 @@ int execute(Args& a, engine::lua::Runtime& rt, const engine::lua::RunbookInfo& i
 int do_check(Args& a) {
   engine::lua::Runtime rt(engine::lua::default_stdlib_dir());
   auto info = rt.load(a.runbook);
+  if (a.list_hosts) return print_hosts(load_inventory(a));
   std::vector<std::string> missing;
   auto params = rt.resolve_params(parse_extra(a.extra), a.extra.empty() ? &missing : nullptr);
   auto inv = load_inventory(a);
@@ -179,6 +180,7 @@ int do_run(Args& a) {
     std::fputs(engine::lua::help_text(info).c_str(), stdout);
     return 0;
   }
+  if (a.list_hosts) return print_hosts(load_inventory(a));
   auto params = rt.resolve_params(parse_extra(a.extra));
   auto inv = load_inventory(a);
   check_cluster_flags(a, inv);

@@ -22,26 +22,9 @@ std::vector<text::Word> shlex(const std::string& line, const std::string& path, 
   }
 }
 
-// Ansible passes values through ast.literal_eval; the scalar literals are what inventories use.
+// Ansible passes values through ast.literal_eval; what is not a literal stays the string.
 json literal(const std::string& v) {
-  static const std::regex int_re(R"([-+]?(0|[1-9][0-9_]*|0[xX][0-9a-fA-F_]+|0[oO][0-7_]+|0[bB][01_]+))");
-  static const std::regex float_re(R"([-+]?([0-9]+\.[0-9]*|\.[0-9]+)([eE][-+]?[0-9]+)?|[-+]?[0-9]+[eE][-+]?[0-9]+)");
-  if (v.find('#') != std::string::npos) return v;
-  if (v == "True") return true;
-  if (v == "False") return false;
-  if (v == "None") return nullptr;
-  if (std::regex_match(v, int_re)) {
-    std::string s = v;
-    s.erase(std::remove(s.begin(), s.end(), '_'), s.end());
-    try {
-      return std::stoll(s, nullptr, 0);
-    } catch (...) {
-      return v;
-    }
-  }
-  if (std::regex_match(v, float_re)) return std::stod(v);
-  if (v.size() >= 2 && (v.front() == '\'' || v.front() == '"') && v.back() == v.front())
-    return v.substr(1, v.size() - 2);
+  if (auto parsed = python_literal(v)) return *parsed;
   return v;
 }
 

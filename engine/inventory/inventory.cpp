@@ -11,6 +11,7 @@ namespace engine::inventory {
 Inventory::Inventory() {
   add_group("all");
   add_group("ungrouped");
+  add_child("all", "ungrouped");  // first of all's children, as Ansible's InventoryData starts
 }
 
 Group& Inventory::add_group(const std::string& name) {
@@ -151,15 +152,23 @@ namespace {
 void combine(json& into, const json& from) {
   for (auto it = from.begin(); it != from.end(); ++it) into[it.key()] = it.value();
 }
+// ansible_group_priority is a setting of the group, not a variable, and only from the inventory
+// source: in group_vars/ it is an ordinary variable (Ansible documents it so).
 int priority_of(const Group& g) {
-  auto pick = [](const json& v) -> std::optional<int> {
-    auto it = v.find("ansible_group_priority");
-    if (it != v.end() && it->is_number_integer()) return it->get<int>();
-    return std::nullopt;
-  };
-  if (auto p = pick(g.file_vars)) return *p;
-  if (auto p = pick(g.vars)) return *p;
-  return 1;
+  auto it = g.vars.find("ansible_group_priority");
+  if (it == g.vars.end()) return 1;
+  if (it->is_number_integer()) return it->get<int>();
+  if (it->is_string()) {
+    try {
+      return std::stoi(it->get<std::string>());
+    } catch (...) {
+    }
+  }
+  throw std::invalid_argument("group '" + g.name + "': ansible_group_priority must be an integer, got " + it->dump());
+}
+void combine_group_vars(json& into, const json& from) {
+  for (auto it = from.begin(); it != from.end(); ++it)
+    if (it.key() != "ansible_group_priority") into[it.key()] = it.value();
 }
 }  // namespace
 
@@ -176,9 +185,9 @@ json Inventory::vars_of(const std::string& name) const {
   std::sort(gs.begin(), gs.end(), [](const Group* a, const Group* b) {
     return std::tuple(a->depth, priority_of(*a), a->name) < std::tuple(b->depth, priority_of(*b), b->name);
   });
-  combine(out, all.vars);
+  combine_group_vars(out, all.vars);
   combine(out, all.file_vars);
-  for (auto g : gs) combine(out, g->vars);
+  for (auto g : gs) combine_group_vars(out, g->vars);
   for (auto g : gs) combine(out, g->file_vars);
   combine(out, h->vars);
   combine(out, h->file_vars);

@@ -83,6 +83,8 @@ class Inventory {
 
   // The directories beside the inventory sources whose group_vars/ and host_vars/ were read.
   std::vector<std::string> source_dirs;
+  // Files of inventory directories skipped by Ansible's ignore rules (the CLI can show them).
+  std::vector<std::string> skipped;
 
  private:
   std::vector<std::string> match_term(const std::string& term) const;
@@ -107,6 +109,23 @@ Inventory load(const std::vector<std::string>& sources);
 void load_yaml(Inventory& inv, const std::string& path);
 void load_ini(Inventory& inv, const std::string& path);
 void load_vars_dirs(Inventory& inv, const std::string& dir);
+// Executable (or #!) files are inventory scripts, as Ansible's script plugin decides.
+bool is_inventory_script(const std::string& path);
+void load_script(Inventory& inv, const std::string& path);
+// The JSON an inventory script or `ansible-inventory --list` prints; script: the program to ask
+// for --host NAME when there is no _meta ("" for a file).
+bool looks_like_list_json(const json& doc);
+void load_list_json(Inventory& inv, const std::string& source, const json& doc, const std::string& script);
+// Through `ansible-inventory -i PATH --list` (plugin configs, TOML); why: what the file is.
+void load_with_ansible(Inventory& inv, const std::string& path, const std::string& why);
+// Whether Ansible skips this name in an inventory directory (hidden, group_vars, host_vars,
+// vars_plugins, INVENTORY_IGNORE_EXTS and INVENTORY_IGNORE_PATTERNS, from the environment as
+// ANSIBLE_INVENTORY_IGNORE and ANSIBLE_INVENTORY_IGNORE_REGEX as Ansible reads them).
+bool ignored_in_inventory_dir(const std::string& name);
+
+// A Python literal as ast.literal_eval reads it (tuples and sets become lists); nullopt when the
+// text is not one. Ansible reads every INI value this way.
+std::optional<json> python_literal(std::string_view text);
 
 // "node[01:03]" → node01, node02, node03; "[a:c]" letters; "[1:9:2]" stride. Throws on a bad range.
 std::vector<std::string> expand_host_range(const std::string& pattern);

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <filesystem>
 #include <fstream>
+#include <regex>
 
 #include "engine/core/errors.hpp"
 #include "engine/core/text.hpp"
@@ -63,12 +64,78 @@ json read_vars_for(const fs::path& dir, const std::string& name) {
 
 bool looks_like_yaml(const fs::path& p) { return has_ext(p, {".yml", ".yaml", ".json"}); }
 
+// Which reader a file needs, in the order of Ansible's default enabled plugins (script, auto,
+// yaml, ini, toml).
 void load_file(Inventory& inv, const fs::path& p) {
-  if (looks_like_yaml(p)) load_yaml(inv, p.string());
-  else load_ini(inv, p.string());
+  std::string path = p.string();
+  if (has_ext(p, {".toml"})) {
+    load_with_ansible(inv, path, "is a TOML inventory");
+  } else if (looks_like_yaml(p)) {
+    YAML::Node doc = yaml::load_file(path);
+    if (doc && doc.IsMap() && doc["plugin"] && doc["plugin"].IsScalar()) {
+      load_with_ansible(inv, path, "is the configuration of Ansible's inventory plugin '" + doc["plugin"].Scalar() + "'");
+      return;
+    }
+    if (doc && doc.IsMap()) {
+      json data = yaml::to_json(doc);
+      if (looks_like_list_json(data)) {
+        load_list_json(inv, path, data, "");
+        return;
+      }
+    }
+    load_yaml(inv, path);
+  } else if (is_inventory_script(path)) {
+    load_script(inv, path);
+  } else {
+    load_ini(inv, path);
+  }
+}
+
+std::vector<std::string> env_list(const char* name, std::vector<std::string> dflt) {
+  const char* v = std::getenv(name);
+  if (!v) return dflt;
+  std::vector<std::string> out;
+  for (auto& s : text::split(v, ','))
+    if (auto t = text::trim(s); !t.empty()) out.push_back(t);
+  return out;
+}
+
+// A directory: every entry Ansible does not ignore, in sorted order, subdirectories recursively.
+void load_dir(Inventory& inv, const fs::path& dir, std::vector<std::string>& dirs) {
+  std::vector<fs::path> entries;
+  for (auto& e : fs::directory_iterator(dir)) entries.push_back(e.path());
+  std::sort(entries.begin(), entries.end());
+  for (auto& e : entries) {
+    if (ignored_in_inventory_dir(e.filename().string())) {
+      inv.skipped.push_back(e.string());
+      continue;
+    }
+    std::error_code ec;
+    if (fs::is_directory(e, ec)) load_dir(inv, e, dirs);
+    else if (fs::is_regular_file(e, ec)) load_file(inv, e);
+  }
+  dirs.push_back(dir.string());
 }
 
 }  // namespace
+
+bool ignored_in_inventory_dir(const std::string& name) {
+  static const std::vector<std::string> exts = env_list(
+      "ANSIBLE_INVENTORY_IGNORE",
+      {".pyc", ".pyo", ".swp", ".bak", "~", ".rpm", ".md", ".txt", ".rst", ".orig", ".ini", ".cfg", ".retry"});
+  static const std::vector<std::string> patterns = env_list("ANSIBLE_INVENTORY_IGNORE_REGEX", {});
+  if (name.empty() || name[0] == '.' || name == "host_vars" || name == "group_vars" || name == "vars_plugins") return true;
+  for (const auto& e : exts)
+    if (name.size() >= e.size() && name.compare(name.size() - e.size(), e.size(), e) == 0) return true;
+  for (const auto& p : patterns) {
+    try {
+      if (std::regex_search(name, std::regex(p))) return true;
+    } catch (const std::regex_error&) {
+      throw ConfigError("ANSIBLE_INVENTORY_IGNORE_REGEX: '" + p + "' is not a regular expression");
+    }
+  }
+  return false;
+}
 
 void load_vars_dirs(Inventory& inv, const std::string& dir) {
   fs::path gv = fs::path(dir) / "group_vars", hv = fs::path(dir) / "host_vars";
@@ -95,15 +162,7 @@ Inventory load(const std::vector<std::string>& sources) {
     fs::path p(src);
     std::error_code ec;
     if (fs::is_directory(p, ec)) {
-      std::vector<fs::path> files;
-      for (auto& e : fs::directory_iterator(p)) {
-        auto name = e.path().filename().string();
-        if (e.is_regular_file() && !ignored(e.path()) && name != "group_vars" && name != "host_vars")
-          files.push_back(e.path());
-      }
-      std::sort(files.begin(), files.end());
-      for (auto& f : files) load_file(inv, f);
-      dirs.push_back(p.string());
+      load_dir(inv, p, dirs);
     } else if (fs::exists(p, ec)) {
       load_file(inv, p);
       dirs.push_back(p.has_parent_path() ? p.parent_path().string() : ".");

@@ -37,7 +37,7 @@ class TestCommands(CliTest):
     def test_version_prints_the_version(self):
         r = engine("version")
         self.assertEqual(r.returncode, 0)
-        self.assertRegex(r.stdout, r"^engine \d+\.\d+\.\d+\n$")
+        self.assertRegex(r.stdout, r"^engine \d+\.\d+\.\d+ \(.+\)\n$")
 
     def test_no_subcommand_is_a_usage_error(self):
         self.assertEqual(engine().returncode, 2)
