@@ -1,7 +1,10 @@
 #include <fstream>
 
+#include <yaml-cpp/yaml.h>
+
 #include "cli/commands.hpp"
 #include "engine/core/errors.hpp"
+#include "engine/core/yaml_value.hpp"
 #include "engine/k8s/kubeconfig.hpp"
 
 namespace engine::cli {
@@ -13,6 +16,51 @@ std::vector<std::pair<std::string, std::string>> parse_extra(const std::vector<s
     if (eq == std::string::npos || eq == 0)
       throw engine::ConfigError("-e '" + e + "': expected name=value");
     out.emplace_back(e.substr(0, eq), e.substr(eq + 1));
+  }
+  return out;
+}
+
+namespace {
+
+// A typed value from a vars file or a JSON -e, as the text `-e name=value` would give: the param's
+// declared type then reads it (a list as a JSON array, so items may hold commas).
+std::string as_param_text(const std::string& where, const std::string& name, const nlohmann::json& v) {
+  if (v.is_string()) return v.get<std::string>();
+  if (v.is_boolean()) return v.get<bool>() ? "true" : "false";
+  if (v.is_number() || v.is_array()) return v.dump();
+  throw ConfigError(where + ": '" + name + "' is " + (v.is_null() ? "null" : "a mapping") +
+                    "; a runbook param is a string, number, boolean or list");
+}
+
+void add_mapping(const std::string& where, const nlohmann::json& doc, std::vector<std::string>& out) {
+  if (!doc.is_object()) throw ConfigError(where + ": expected a mapping of param names to values");
+  for (auto it = doc.begin(); it != doc.end(); ++it) out.push_back(it.key() + "=" + as_param_text(where, it.key(), it.value()));
+}
+
+}  // namespace
+
+std::vector<std::string> expand_extra(const std::vector<std::string>& items) {
+  std::vector<std::string> out;
+  for (const auto& e : items) {
+    if (!e.empty() && e[0] == '@') {
+      std::string path = e.substr(1);
+      if (!std::filesystem::is_regular_file(path)) throw ConfigError("-e @" + path + ": no such file");
+      YAML::Node doc = yaml::load_file(path);
+      if (!doc || doc.IsNull()) continue;
+      add_mapping("-e @" + path, yaml::to_json(doc), out);
+    } else if (!e.empty() && e[0] == '{') {
+      nlohmann::json doc = nlohmann::json::parse(e, nullptr, false);
+      if (doc.is_discarded()) {
+        try {  // Ansible reads this form as YAML, of which JSON is a part: {a: 1} works too
+          doc = yaml::to_json(YAML::Load(e));
+        } catch (const YAML::Exception& ex) {
+          throw ConfigError("-e '" + e + "': not JSON or YAML: " + ex.msg);
+        }
+      }
+      add_mapping("-e '" + e + "'", doc, out);
+    } else {
+      out.push_back(e);
+    }
   }
   return out;
 }

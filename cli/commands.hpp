@@ -29,6 +29,10 @@ struct Args {
 };
 
 std::vector<std::pair<std::string, std::string>> parse_extra(const std::vector<std::string>& items);
+// Ansible's -e forms made name=value items: @FILE (a YAML or JSON mapping) and an inline JSON (or
+// YAML) mapping; name=value stays as given. Done once, first, so secrets and the run record see
+// plain items.
+std::vector<std::string> expand_extra(const std::vector<std::string>& items);
 inventory::Inventory load_inventory(const Args& a);
 // --kubeconfig and --context checked before anything runs (a context the kubeconfig does not have is
 // a configuration error, exit 2, not a failed run to resume). Nothing when neither is given.

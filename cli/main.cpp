@@ -117,6 +117,7 @@ int main(int argc, char** argv) {
   }
 
   try {
+    a.extra = expand_extra(a.extra);
     if (*version) {
       std::printf("engine %s (%s)\n", ENGINE_VERSION, ENGINE_COMMIT);
       return 0;

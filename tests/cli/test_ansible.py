@@ -154,6 +154,33 @@ class TestScriptFailures(AnsibleCase):
         self.assertIn("not executable", r.stderr)
 
 
+class TestExtraVars(AnsibleCase):
+    RB = """return runbook { name = "p",
+  params = { n = { type = "integer" }, l = { type = "list" }, b = { type = "boolean", default = false },
+             s = { type = "string", default = "" }, pw = { type = "string", secret = true, default = "" } },
+  run = function(p) print(string.format("got n=%d l=%s b=%s s=%s", p.n, table.concat(p.l, "|"), tostring(p.b), p.s)) end }
+"""
+
+    def test_at_file_and_inline_json_are_typed_against_the_params(self):
+        rb = self.write("p.lua", self.RB)
+        vars_file = self.write("vars.yml", "n: 5\nl: ['a,b', c]\nb: yes\npw: s3cret-value\n")
+        state = os.path.join(self.dir, "state")
+        r = engine("run", rb, "-e", f"@{vars_file}", "-e", '{"s": "x y"}', "--state-dir", state)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn("got n=5 l=a,b|c b=true s=x y", r.stdout)
+        for root, _, files in os.walk(state):  # a secret from a vars file is kept out of the record
+            for f in files:
+                with open(os.path.join(root, f), errors="replace") as fh:
+                    self.assertNotIn("s3cret-value", fh.read(), f)
+        for args, want in [(["-e", "@missing.yml"], "-e @missing.yml: no such file"),
+                           (["-e", '{"n": null}'], "'n' is null; a runbook param is a string, number, boolean or list"),
+                           (["-e", '{"n": "five"}'], "five"),
+                           (["-e", "@" + self.write("bad.yml", "n: [1\n")], "bad.yml:")]:
+            r = engine("run", rb, *args, "--state-dir", state)
+            self.assertEqual(r.returncode, 2, r.stderr)
+            self.assertIn(want, r.stderr)
+
+
 class TestHostsAndVersion(AnsibleCase):
     def test_list_hosts_prints_the_hosts_after_limit_and_runs_nothing(self):
         rb = self.write("rb.lua", 'return runbook { name = "x", run = function() error("ran") end }\n')
