@@ -1,6 +1,7 @@
 // engine.k8s.api: the Kubernetes API for the Lua k8s module (stdlib/engine/k8s.lua builds get,
 // list, patch, cordon, drain... on these). call() and resource() yield; watch() returns a watcher
 // whose next() yields until the next event.
+#include <filesystem>
 #include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <deque>
@@ -51,7 +52,12 @@ k8s::Api& k8s_api(lua_State* L) {
       }
       if (!vm.kubeconfig.empty()) paths = {vm.kubeconfig};
       if (!vm.kube_context.empty()) context = vm.kube_context;
-      auto in = paths.empty() && context.empty() ? k8s::in_cluster() : std::nullopt;
+      // kubectl's order: --kubeconfig (the inventory's k8s_kubeconfig below it), $KUBECONFIG,
+      // ~/.kube/config, and the pod's service account only when none of those exists.
+      bool any_file = false;
+      if (paths.empty())
+        for (const auto& p : k8s::default_kubeconfig_paths()) any_file = any_file || std::filesystem::exists(p);
+      auto in = paths.empty() && context.empty() && !any_file ? k8s::in_cluster() : std::nullopt;
       k8s::Cluster c = in ? *in : k8s::load_kubeconfig(paths, context);
       st.api = std::make_shared<k8s::Api>(vm.io, c);
     } catch (const std::exception& e) {

@@ -251,6 +251,10 @@ struct Client::Impl {
     } else {
       curl_easy_setopt(e, CURLOPT_URL, r.url.c_str());
     }
+    if (!r.proxy.empty()) {  // as kubectl's proxy-url: that proxy for every request, no_proxy not consulted
+      curl_easy_setopt(e, CURLOPT_PROXY, r.proxy.c_str());
+      curl_easy_setopt(e, CURLOPT_NOPROXY, "");
+    }
     curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, r.method.c_str());
     if (r.method == "HEAD") curl_easy_setopt(e, CURLOPT_NOBODY, 1L);
     if (!r.body.empty() || r.method == "POST" || r.method == "PUT" || r.method == "PATCH") {

@@ -33,6 +33,7 @@ struct Request {
   std::vector<std::pair<std::string, std::string>> headers;
   std::string body;
   std::string bearer;
+  std::string proxy;  // a proxy URL (kubeconfig proxy-url); "": libcurl's own *_proxy environment
   Tls tls;
   double timeout = 30;  // seconds for the whole exchange; 0: none (watches)
   // Seconds without a byte received (or sent) before the exchange is given up as "timeout": a peer

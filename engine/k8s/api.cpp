@@ -1,4 +1,5 @@
 #include "engine/k8s/api.hpp"
+#include "engine/log/log.hpp"
 
 #include <fcntl.h>
 #include <sys/wait.h>
@@ -58,6 +59,17 @@ std::function<void()> Api::call(const std::string& method, const std::string& pa
     req.method = method;
     req.url = self->cluster_.server + path;
     req.tls = self->cluster_.tls;
+    if (!self->exec_cert_.empty()) {  // the plugin's client certificate, held in memory
+      req.tls.cert_data = self->exec_cert_;
+      req.tls.key_data = self->exec_key_;
+      req.tls.cert_file.clear();
+      req.tls.key_file.clear();
+    }
+    req.proxy = self->cluster_.proxy_url;
+    const Cluster& c = self->cluster_;
+    if (!c.impersonate_user.empty()) req.headers.push_back({"Impersonate-User", c.impersonate_user});
+    if (!c.impersonate_uid.empty()) req.headers.push_back({"Impersonate-Uid", c.impersonate_uid});
+    for (const auto& g : c.impersonate_groups) req.headers.push_back({"Impersonate-Group", g});
     req.bearer = token;
     req.body = std::move(body);
     req.timeout = opts.timeout;
@@ -76,7 +88,7 @@ std::function<void()> Api::call(const std::string& method, const std::string& pa
         r.body = json::parse(resp.body, nullptr, false);
         if (r.body.is_discarded()) r.body = resp.body;
       }
-      if (resp.status == 401 && self->cluster_.exec) self->exec_token_.clear();  // a stale plugin token
+      if (resp.status == 401 && self->cluster_.exec) self->exec_have_ = false;  // a stale plugin credential
       if (!r.error.empty()) {
         r.message = resp.error;
         if (r.body.is_object() && r.body.contains("message") && r.body["message"].is_string())
@@ -105,7 +117,7 @@ void Api::with_token(std::function<void(std::string, std::string)> next) {
     return;
   }
   if (cluster_.exec) {
-    if (!exec_token_.empty() && (exec_expiry_ == std::chrono::system_clock::time_point{} ||
+    if (exec_have_ && (exec_expiry_ == std::chrono::system_clock::time_point{} ||
                                  std::chrono::system_clock::now() + std::chrono::seconds(10) < exec_expiry_)) {
       next(exec_token_, "");
       return;
@@ -164,11 +176,20 @@ void Api::run_exec_plugin(std::function<void(std::string, std::string)> next) {
       return;
     }
     json cred = json::parse(*buf, nullptr, false);
-    if (!cred.is_object() || !cred.contains("status") || !cred["status"].contains("token")) {
-      next("", "exec plugin " + cmd + " printed no ExecCredential with status.token");
+    const json st = cred.is_object() && cred.contains("status") && cred["status"].is_object() ? cred["status"] : json();
+    auto field = [&](const char* k) { return st.contains(k) && st[k].is_string() ? st[k].get<std::string>() : std::string(); };
+    std::string token = field("token"), cert = field("clientCertificateData"), key = field("clientKeyData");
+    // client.authentication.k8s.io/v1: a token, or a client certificate and its key (PEM).
+    if (token.empty() && (cert.empty() || key.empty())) {
+      next("", "exec plugin " + cmd + " printed no ExecCredential with status.token or status.clientCertificateData and clientKeyData");
       return;
     }
-    self->exec_token_ = cred["status"]["token"].get<std::string>();
+    log::add_secret(token);
+    log::add_secret(key);
+    self->exec_token_ = token;
+    self->exec_cert_ = cert;
+    self->exec_key_ = key;
+    self->exec_have_ = true;
     self->exec_expiry_ = {};
     if (cred["status"].contains("expirationTimestamp") && cred["status"]["expirationTimestamp"].is_string()) {
       std::tm tm{};

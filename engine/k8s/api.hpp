@@ -65,6 +65,8 @@ class Api : public std::enable_shared_from_this<Api> {
   Cluster cluster_;
   http::Client http_;
   std::string exec_token_;
+  std::string exec_cert_, exec_key_;  // an ExecCredential's clientCertificateData / clientKeyData
+  bool exec_have_ = false;            // a credential (token or certificate) is cached
   std::chrono::system_clock::time_point exec_expiry_{};
   std::vector<std::function<void(std::string, std::string)>> exec_waiting_;
   std::map<std::string, Resource> resources_;  // every name a resource answers to

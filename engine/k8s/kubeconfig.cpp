@@ -155,7 +155,16 @@ Cluster pick(const std::vector<std::pair<json, std::string>>& docs, const std::s
       if (p.command.empty()) throw ConfigError(ufile + ": user '" + user_name + "' exec has no command");
       c.exec = p;
     }
+    c.impersonate_user = str(user, "as");
+    c.impersonate_uid = str(user, "as-uid");
+    for (const auto& g : user.value("as-groups", json::array()))
+      if (g.is_string()) c.impersonate_groups.push_back(g.get<std::string>());
+    // An option we cannot honour is an error, never silently dropped.
+    if (user.contains("as-user-extra")) throw ConfigError(ufile + ": user '" + user_name + "': as-user-extra is not supported");
+    if (user.contains("auth-provider"))
+      throw ConfigError(ufile + ": user '" + user_name + "': auth-provider is not supported (kubectl removed it too; use an exec plugin)");
   }
+  c.proxy_url = str(cluster, "proxy-url");
   if (auto name = str(cluster, "tls-server-name"); !name.empty()) c.tls.server_name = name;
   return c;
 }

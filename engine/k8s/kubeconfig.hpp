@@ -28,6 +28,10 @@ struct Cluster {
   std::string token_file;  // re-read on every request (rotated service-account tokens)
   std::optional<ExecPlugin> exec;
   std::string default_namespace = "default";
+  std::string proxy_url;  // cluster proxy-url (http://, https://, socks5://)
+  // user as / as-groups / as-uid: every request impersonates them, as kubectl --as does.
+  std::string impersonate_user, impersonate_uid;
+  std::vector<std::string> impersonate_groups;
 };
 
 // Loads `paths` (or $KUBECONFIG, or ~/.kube/config when empty) and picks `context` (or

@@ -64,9 +64,16 @@ local function whole_seconds(v, what, field)
   return s and math.tointeger(math.floor(s)) or nil
 end
 
+-- As kubectl: a namespaced call without a namespace uses the context's (the service account's in a
+-- pod; "default" when the context names none); every namespace only when asked.
+local function default_ns()
+  local _, _, ns = api.server()
+  return ns ~= "" and ns or "default"
+end
+
 local function ns_of(res, opts)
   if not res.namespaced then return nil end
-  return (opts and opts.namespace) or "default"
+  return (opts and opts.namespace) or default_ns()
 end
 
 --- get(kind, name, {namespace}) → object | nil, err, message
@@ -85,7 +92,7 @@ function M.list(kind, opts)
   opts = check.options(opts, { "namespace", "all_namespaces", "label_selector", "field_selector", "limit" }, "k8s.list")
   local res, err, msg = resource(kind)
   if not res then return nil, err, msg end
-  local ns = (res.namespaced and not opts.all_namespaces) and (opts.namespace or nil) or nil
+  local ns = (res.namespaced and not opts.all_namespaces) and (opts.namespace or default_ns()) or nil
   local items, cont, rv = {}, nil, nil
   repeat
     local status, body, m = api.call("GET", path_for(res, ns) .. query {
@@ -118,7 +125,7 @@ function M.create(obj, opts)
   local meta = obj.metadata or {}
   local res, err, msg = resource(obj.kind)
   if not res then return nil, err, msg end
-  return write("POST", obj.kind, res.namespaced and (meta.namespace or (opts and opts.namespace) or "default") or nil, nil, obj)
+  return write("POST", obj.kind, res.namespaced and (meta.namespace or (opts and opts.namespace) or default_ns()) or nil, nil, obj)
 end
 
 --- can({verb, group, resource, subresource, name, namespace}, {user, groups}) → allowed, reason |
@@ -144,7 +151,7 @@ function M.update(obj)
   local meta = obj.metadata or {}
   local res, err, msg = resource(obj.kind)
   if not res then return nil, err, msg end
-  return write("PUT", obj.kind, res.namespaced and (meta.namespace or "default") or nil, meta.name, obj)
+  return write("PUT", obj.kind, res.namespaced and (meta.namespace or default_ns()) or nil, meta.name, obj)
 end
 
 local patch_types = {
@@ -178,13 +185,13 @@ function M.delete(kind, name, opts)
   return true
 end
 
---- watch(kind, {namespace, label_selector, field_selector, resource_version, timeout}) → watcher
+--- watch(kind, {namespace, all_namespaces, label_selector, field_selector, resource_version, timeout}) → watcher
 --- watcher:next(seconds) → type, object | nil, "timeout" | nil, "gone" (relist) | nil, "closed"
 function M.watch(kind, opts)
-  opts = check.options(opts, { "namespace", "label_selector", "field_selector", "resource_version", "timeout" }, "k8s.watch")
+  opts = check.options(opts, { "namespace", "all_namespaces", "label_selector", "field_selector", "resource_version", "timeout" }, "k8s.watch")
   local res, err, msg = resource(kind)
   if not res then return nil, err, msg end
-  local ns = (res.namespaced and opts.namespace) or nil
+  local ns = (res.namespaced and not opts.all_namespaces) and (opts.namespace or default_ns()) or nil
   return api.watch(path_for(res, ns) .. query {
     watch = "1", labelSelector = opts.label_selector, fieldSelector = opts.field_selector,
     resourceVersion = opts.resource_version, timeoutSeconds = whole_seconds(opts.timeout, "k8s.watch", "timeout") or 300, allowWatchBookmarks = "false" })

@@ -251,6 +251,139 @@ echo '{{"apiVersion":"client.authentication.k8s.io/v1","kind":"ExecCredential","
 """, kubeconfig=kc))
         self.assertEqual(open(counter).read().strip(), "2")
 
+    def test_an_exec_plugin_may_return_a_client_certificate(self):
+        # client.authentication.k8s.io/v1 allows clientCertificateData/clientKeyData instead of a
+        # token; kubectl accepts it, so must the engine. A plugin that returns neither is an error.
+        plugin = os.path.join(self.tmp, "certplugin.py")
+        with open(plugin, "w") as f:
+            f.write(f"""#!/usr/bin/env python3
+import json
+print(json.dumps({{"apiVersion": "client.authentication.k8s.io/v1", "kind": "ExecCredential", "status": {{
+    "clientCertificateData": open("{self.cluster.dir}/admin.crt").read(),
+    "clientKeyData": open("{self.cluster.dir}/admin.key").read()}}}}))
+""")
+        os.chmod(plugin, 0o755)
+        kc = self.cluster.write_kubeconfig("certexec.kubeconfig", user={"exec": {
+            "apiVersion": "client.authentication.k8s.io/v1", "command": plugin, "interactiveMode": "Never"}})
+        self.ok(self.run_lua('assert(k8s.get("nodes", "w1"))', kubeconfig=kc))
+        if HAVE_KUBECTL:
+            r = subprocess.run(["kubectl", "--kubeconfig", kc, "get", "node", "w1", "-o", "name"], capture_output=True, text=True, timeout=60)
+            self.assertEqual(r.stdout.strip(), "node/w1", r.stderr)
+        empty = os.path.join(self.tmp, "empty.sh")
+        with open(empty, "w") as f:
+            f.write('#!/bin/sh\necho \'{"apiVersion":"client.authentication.k8s.io/v1","kind":"ExecCredential","status":{}}\'\n')
+        os.chmod(empty, 0o755)
+        kc = self.cluster.write_kubeconfig("empty.kubeconfig", user={"exec": {"apiVersion": "client.authentication.k8s.io/v1", "command": empty}})
+        out = self.ok(self.run_lua("""
+    local n, err, msg = k8s.get("nodes", "w1")
+    print("GOT", tostring(n), err, msg)
+""", kubeconfig=kc))
+        self.assertIn("no ExecCredential with status.token or status.clientCertificateData and clientKeyData", out)
+
+    def test_namespaced_calls_use_the_contexts_namespace_as_kubectl_does(self):
+        cfg = json.load(open(self.cluster.kubeconfig))
+        cfg["contexts"][0]["context"]["namespace"] = "kube-system"
+        kc = os.path.join(self.tmp, "ns.kubeconfig")
+        json.dump(cfg, open(kc, "w"))
+        out = self.ok(self.run_lua("""
+    local function names(items) local t = {} for _, i in ipairs(items) do t[#t + 1] = i.metadata.name end table.sort(t) return table.concat(t, ",") end
+    print("HERE", names(assert(k8s.list("pods"))))
+    print("ALL", names(assert(k8s.list("pods", { all_namespaces = true }))))
+    assert(k8s.get("pods", "etcd-cp1"))  -- in kube-system, found without naming it
+    local c = assert(k8s.create({ apiVersion = "v1", kind = "ConfigMap", metadata = { name = "made-here" } }))
+    print("CREATED IN", c.metadata.namespace)
+""", kubeconfig=kc))
+        self.assertIn("HERE\tetcd-cp1,kube-proxy-w1", out)
+        self.assertIn("CREATED IN\tkube-system", out)
+        if HAVE_KUBECTL:
+            r = subprocess.run(["kubectl", "--kubeconfig", kc, "get", "pods", "-o", "name"], capture_output=True, text=True, timeout=60)
+            self.assertEqual(sorted(r.stdout.split()), ["pod/etcd-cp1", "pod/kube-proxy-w1"], r.stderr)
+
+    def test_impersonation_from_the_kubeconfig_matches_kubectl(self):
+        # as / as-groups in the kubeconfig's user: every request impersonates them (kubectl --as).
+        # The admin may get nodes; bob may not, unless as a member of "readers".
+        self.ok(self.run_lua("""
+    assert(k8s.create({ apiVersion = "rbac.authorization.k8s.io/v1", kind = "ClusterRole", metadata = { name = "node-reader" },
+      rules = { { apiGroups = { "" }, resources = { "nodes" }, verbs = { "get", "list" } } } }))
+    assert(k8s.create({ apiVersion = "rbac.authorization.k8s.io/v1", kind = "ClusterRoleBinding", metadata = { name = "readers" },
+      subjects = { { kind = "Group", name = "readers" } },
+      roleRef = { apiGroup = "rbac.authorization.k8s.io", kind = "ClusterRole", name = "node-reader" } }))
+"""))
+        cfg = json.load(open(self.cluster.kubeconfig))
+        user = cfg["users"][0]["user"]
+        for i, (extra, want) in enumerate([({}, "yes"), ({"as": "bob"}, "no"), ({"as": "bob", "as-groups": ["readers"]}, "yes")]):
+            cfg["users"][0]["user"] = dict(user, **extra)
+            kc = os.path.join(self.tmp, f"as-{i}.kubeconfig")
+            json.dump(cfg, open(kc, "w"))
+            out = self.ok(self.run_lua("""
+    print("CAN", k8s.can({ verb = "get", resource = "nodes" }) and "yes" or "no")
+""", kubeconfig=kc))
+            self.assertIn(f"CAN\t{want}", out, extra)
+            if HAVE_KUBECTL:
+                r = subprocess.run(["kubectl", "--kubeconfig", kc, "auth", "can-i", "get", "nodes"], capture_output=True, text=True, timeout=60)
+                self.assertEqual(r.stdout.strip(), want, f"{extra}: {r.stderr}")
+
+    def test_proxy_url_sends_every_request_through_the_proxy(self):
+        # A CONNECT proxy of the test's own; kubeconfig proxy-url names it (kubectl honours it too).
+        import socket
+        import socketserver
+        import threading
+        seen = []
+
+        class Proxy(socketserver.ThreadingTCPServer):
+            daemon_threads = True
+            allow_reuse_address = True
+
+        class Handler(socketserver.StreamRequestHandler):
+            def handle(self):
+                line = self.rfile.readline().decode()
+                while self.rfile.readline() not in (b"\r\n", b"\n", b""):
+                    pass
+                method, target = line.split()[:2]
+                if method != "CONNECT":
+                    self.wfile.write(b"HTTP/1.1 405 no\r\n\r\n")
+                    return
+                seen.append(target)
+                host, port = target.rsplit(":", 1)
+                up = socket.create_connection((host, int(port)), timeout=10)
+                self.wfile.write(b"HTTP/1.1 200 Connection established\r\n\r\n")
+                self.wfile.flush()
+
+                def pump(a, b):
+                    try:
+                        while (data := a.recv(65536)):
+                            b.sendall(data)
+                    except OSError:
+                        pass
+                    finally:
+                        for x in (a, b):
+                            try:
+                                x.shutdown(socket.SHUT_RDWR)
+                            except OSError:
+                                pass
+                t = threading.Thread(target=pump, args=(up, self.connection), daemon=True)
+                t.start()
+                pump(self.connection, up)
+                t.join(10)
+                up.close()
+
+        proxy = Proxy(("127.0.0.1", 0), Handler)
+        threading.Thread(target=proxy.serve_forever, daemon=True).start()
+        self.addCleanup(proxy.server_close)
+        self.addCleanup(proxy.shutdown)
+        cfg = json.load(open(self.cluster.kubeconfig))
+        cfg["clusters"][0]["cluster"]["proxy-url"] = f"http://127.0.0.1:{proxy.server_address[1]}"
+        kc = os.path.join(self.tmp, "proxy.kubeconfig")
+        json.dump(cfg, open(kc, "w"))
+        env = {k: v for k, v in os.environ.items() if k.lower() not in ("no_proxy", "https_proxy", "http_proxy")}
+        self.ok(self.run_lua('assert(k8s.get("nodes", "w1"))', kubeconfig=kc, env=dict(env, NO_PROXY="127.0.0.1")))
+        self.assertIn(f"127.0.0.1:{self.cluster.port}", seen)
+        if HAVE_KUBECTL:
+            del seen[:]
+            r = subprocess.run(["kubectl", "--kubeconfig", kc, "get", "node", "w1", "-o", "name"], capture_output=True,
+                               text=True, timeout=60, env=dict(env, NO_PROXY="127.0.0.1"))
+            self.assertEqual((r.stdout.strip(), seen[:1]), ("node/w1", [f"127.0.0.1:{self.cluster.port}"]), r.stderr)
+
     def test_in_cluster_service_account(self):
         sa = os.path.join(self.tmp, "sa")
         os.makedirs(sa)
@@ -270,6 +403,19 @@ echo '{{"apiVersion":"client.authentication.k8s.io/v1","kind":"ExecCredential","
 """)
         self.ok(subprocess.run([ENGINE, "run", path, "-e", "kc=unused", "--state-dir", os.path.join(self.tmp, "state")],
                                capture_output=True, text=True, timeout=60, env=env))
+        # kubectl's order without configure: $KUBECONFIG (or ~/.kube/config) first, the service
+        # account only when no kubeconfig file exists.
+        with open(path, "w") as f:
+            f.write(TEMPLATE.replace("k8s.configure { kubeconfig = p.kc }", "") % """
+    local _, context = require("engine.k8s.api").server()
+    print("CONTEXT", context)
+""")
+        home = os.path.join(self.tmp, "home")
+        os.makedirs(home)
+        for kubeconfig, want in [(self.cluster.kubeconfig, "sim"), ("/nonexistent", "in-cluster")]:
+            r = subprocess.run([ENGINE, "run", path, "-e", "kc=unused", "--state-dir", os.path.join(self.tmp, "state")],
+                               capture_output=True, text=True, timeout=60, env=dict(env, KUBECONFIG=kubeconfig, HOME=home))
+            self.assertIn(f"CONTEXT\t{want}", self.ok(r))
 
     def test_the_inventory_names_the_kubeconfig(self):
         inv = os.path.join(self.tmp, "cluster.yaml")

@@ -87,7 +87,7 @@ function k8s.patch(kind, name, patch, opts) end
 ---@param opts? {namespace?: string, grace_period?: integer}
 ---@return true|nil, string|nil, string|nil
 function k8s.delete(kind, name, opts) end
----@param opts? {namespace?: string, label_selector?: string, field_selector?: string, resource_version?: string, timeout?: number|string}
+---@param opts? {namespace?: string, all_namespaces?: boolean, label_selector?: string, field_selector?: string, resource_version?: string, timeout?: number|string}
 ---@return engine.k8s.Watcher|nil, string|nil, string|nil
 function k8s.watch(kind, opts) end
 --- Waits on a watch (relisting after 410) until predicate(object) holds. Yields.
