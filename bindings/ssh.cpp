@@ -4,6 +4,9 @@
 // "sudo failed"); a command's non-zero exit is a result.
 #include "bindings/ssh.hpp"
 
+#include <pwd.h>
+#include <unistd.h>
+
 #include "bindings/options.hpp"
 #include "engine/ssh/command.hpp"
 
@@ -187,6 +190,11 @@ int l_exec(lua_State* L) {
   return suspend(L);
 }
 
+SshConfig::Context config_context(const Defaults& d) {
+  passwd* pw = getpwuid(getuid());
+  return {d.home, pw ? pw->pw_name : d.user};
+}
+
 // ssh.configure{known_hosts=, host_key_policy=, config=, identity_files=, user=, connect_timeout=,
 // max_handshakes=, channels_per_host=, keepalive=, keepalive_count=, idle_timeout=}: settings for
 // connections made from now on.
@@ -203,8 +211,10 @@ int l_configure(lua_State* L) {
   }
   if (auto v = opt_string(L, 1, "config", "ssh.configure"); !v.empty()) {
     st.defaults.config_file = v;
+    st.defaults.system_config_file.clear();  // as `ssh -F FILE`: that file alone
     try {
-      st.config = SshConfig::load(v);
+      st.config = SshConfig::load(v, "", config_context(st.defaults));
+      st.config_error.clear();
     } catch (const std::exception& e) {
       luaL_error(L, "ssh.configure: %s", e.what());
     }
@@ -241,9 +251,11 @@ SshState& ssh_state(Vm& vm) {
   if (!vm.ssh) {
     vm.ssh = std::make_shared<SshState>(vm.io);
     try {
-      vm.ssh->config = SshConfig::load(vm.ssh->defaults.config_file);
+      const auto& d = vm.ssh->defaults;
+      vm.ssh->config = SshConfig::load(d.config_file, d.system_config_file, config_context(d));
     } catch (const std::exception& e) {
-      log::emit(log::Level::warn, "", "ignoring ssh config", {{"error", e.what()}});
+      // OpenSSH refuses to connect with a config it cannot read; so does every host here.
+      vm.ssh->config_error = e.what();
     }
   }
   return *vm.ssh;
@@ -284,6 +296,7 @@ Target target_for(lua_State* L, int idx) {
   }
   if (!vars.is_object()) vars = json::object();
   SshState& st = ssh_state(vm);
+  if (!st.config_error.empty()) luaL_error(L, "host '%s': ssh config: %s", name.c_str(), st.config_error.c_str());
   try {
     return resolve(name, inventory::connection_from_vars(name, vars), vars, st.defaults, st.config);
   } catch (const std::exception& e) {

@@ -12,6 +12,7 @@ struct SshState {
   explicit SshState(asio::io_context& io) : defaults(ssh::default_settings()), pool(io, options) {}
   ssh::Defaults defaults;
   ssh::SshConfig config;
+  std::string config_error;  // the ssh config could not be read: every host lookup raises it
   ssh::Options options;
   ssh::Pool pool;
 };

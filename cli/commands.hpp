@@ -26,6 +26,8 @@ struct Args {
   std::vector<std::string> ctl;  // ctl: the command and its host
   bool list_hosts = false;       // print the hosts a run would touch and stop
   std::string inventory_host;    // inventory --host NAME
+  bool inventory_ssh = false;    // inventory --ssh: how each host is reached
+  std::string ssh_config;        // inventory --ssh-config FILE (as ssh -F)
 };
 
 std::vector<std::pair<std::string, std::string>> parse_extra(const std::vector<std::string>& items);

@@ -1,10 +1,14 @@
 // `engine inventory`: the inventory as the engine reads it, in the shape `ansible-inventory --list`
 // prints, so a user can compare the two and see which hosts a run would touch.
+#include <pwd.h>
+#include <unistd.h>
+
 #include <cstdio>
 #include <iostream>
 
 #include "cli/commands.hpp"
 #include "engine/core/errors.hpp"
+#include "engine/ssh/target.hpp"
 
 namespace engine::cli {
 
@@ -40,6 +44,39 @@ json as_list(const inventory::Inventory& inv) {
   return out;
 }
 
+// How the engine would reach each host: the inventory's connection variables, then the ssh config,
+// then defaults (what `ssh -G` shows for OpenSSH).
+json as_ssh(const inventory::Inventory& inv, const std::string& config_file) {
+  auto d = ssh::default_settings();
+  passwd* pw = getpwuid(getuid());
+  ssh::SshConfig::Context ctx{d.home, pw ? pw->pw_name : d.user};
+  ssh::SshConfig cfg = config_file.empty() ? ssh::SshConfig::load(d.config_file, d.system_config_file, ctx)
+                                           : ssh::SshConfig::load(config_file, "", ctx);
+  json out = json::object();
+  for (const auto& h : inv.host_names()) {
+    if (!inv.visible(h)) continue;
+    json vars = inv.vars_of(h);
+    ssh::Target t;
+    try {
+      t = ssh::resolve(h, inventory::connection_from_vars(h, vars), vars, d, cfg);
+    } catch (const std::invalid_argument& e) {
+      throw ConfigError(e.what());
+    }
+    json jumps = json::array();
+    for (const auto& j : t.jumps) jumps.push_back(j.user + "@" + j.host + ":" + std::to_string(j.port));
+    json known = json::array({t.known_hosts_file});
+    for (const auto& f : t.more_known_hosts) known.push_back(f);
+    const char* policy = t.policy == ssh::HostKeyPolicy::strict ? "strict" : t.policy == ssh::HostKeyPolicy::accept_new ? "accept-new" : "off";
+    out[h] = {{"hostname", t.at.host}, {"port", t.at.port}, {"user", t.at.user}, {"identityfile", t.at.identity_files},
+              {"proxyjump", jumps}, {"knownhostsfiles", known}, {"stricthostkeychecking", policy},
+              {"hostkeyalias", t.host_key_alias}, {"identitiesonly", t.identities_only}, {"identityagent", t.agent_socket},
+              {"connecttimeout", t.connect_timeout}};
+    if (t.alive_interval) out[h]["serveraliveinterval"] = *t.alive_interval;
+    if (t.alive_count) out[h]["serveralivecountmax"] = *t.alive_count;
+  }
+  return out;
+}
+
 }  // namespace
 
 int print_hosts(const inventory::Inventory& inv) {
@@ -56,6 +93,10 @@ int do_inventory(Args& a) {
   if (!a.inventory_host.empty()) {
     if (!inv.host(a.inventory_host)) throw ConfigError("--host " + a.inventory_host + ": no such host in the inventory");
     std::cout << shown_vars(inv, a.inventory_host).dump(4) << "\n";
+    return 0;
+  }
+  if (a.inventory_ssh) {
+    std::cout << as_ssh(inv, a.ssh_config).dump(4) << "\n";
     return 0;
   }
   std::cout << as_list(inv).dump(4) << "\n";

@@ -96,6 +96,8 @@ int main(int argc, char** argv) {
   inventory->add_flag("--list", list, "every group and host with its variables, as JSON (the default)");
   inventory->add_option("--host", a.inventory_host, "one host's variables, as JSON");
   inventory->add_flag("--list-hosts", a.list_hosts, "the host names, one per line");
+  inventory->add_flag("--ssh", a.inventory_ssh, "how each host is reached (address, port, user, keys, jump hosts), as ssh -G shows it");
+  inventory->add_option("--ssh-config", a.ssh_config, "read this ssh config alone, as ssh -F (default ~/.ssh/config, then /etc/ssh/ssh_config)");
 
   try {
     // Without a runbook, `engine run --help` is the command's own help.

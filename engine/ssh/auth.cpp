@@ -151,9 +151,14 @@ class AuthOp : public Op {
   // The agent socket is local: connecting and listing identities do not block for long.
   Step try_agent(Session& s) {
     const Target& t = s.target();
-    if (methods_.find("publickey") == std::string::npos || !std::getenv("SSH_AUTH_SOCK")) return Step::done;
+    // IdentitiesOnly: the configured key files alone. IdentityAgent: none, or another socket.
+    if (t.identities_only || t.agent_socket == "none") return Step::done;
+    const char* env_sock = std::getenv("SSH_AUTH_SOCK");
+    std::string sock = !t.agent_socket.empty() ? t.agent_socket : env_sock ? env_sock : "";
+    if (methods_.find("publickey") == std::string::npos || sock.empty()) return Step::done;
     if (!agent_) {
       agent_ = libssh2_agent_init(s.raw());
+      if (agent_ && !t.agent_socket.empty()) libssh2_agent_set_identity_path(agent_, t.agent_socket.c_str());
       if (!agent_ || libssh2_agent_connect(agent_) != 0 || libssh2_agent_list_identities(agent_) != 0) {
         tried_ += " agent (unavailable);";
         return Step::done;
@@ -165,7 +170,7 @@ class AuthOp : public Op {
       std::string blob(reinterpret_cast<const char*>(identity_->blob), identity_->blob_len);
       if (!agent_sha2_done_ && blob_type(blob) == "ssh-rsa") {
         // libssh2's agent signs RSA with ssh-rsa/SHA-1 only: ask the agent for rsa-sha2-512 ourselves.
-        if (signer_.agent_blob != blob) signer_ = Signer{nullptr, "rsa-sha2-512", std::getenv("SSH_AUTH_SOCK"), blob, ""};
+        if (signer_.agent_blob != blob) signer_ = Signer{nullptr, "rsa-sha2-512", sock, blob, ""};
         abstract_ = &signer_;
         blob_ = blob_for(blob, "rsa-sha2-512");
         int rc = libssh2_userauth_publickey(s.raw(), t.at.user.c_str(), reinterpret_cast<const unsigned char*>(blob_.data()),

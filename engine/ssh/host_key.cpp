@@ -38,12 +38,45 @@ std::string fingerprint(Session& s) {
   return "SHA256:" + b64;
 }
 
+// The name known_hosts records the host under: HostKeyAlias replaces the host and its port.
+std::pair<std::string, int> recorded_as(const Target& t) {
+  if (!t.host_key_alias.empty()) return {t.host_key_alias, 22};
+  return {t.at.host, t.at.port};
+}
+
+std::vector<std::string> files_of(const Target& t) {
+  std::vector<std::string> files{t.known_hosts_file};
+  files.insert(files.end(), t.more_known_hosts.begin(), t.more_known_hosts.end());
+  return files;
+}
+
+// Every file is read: a match in any is a match; otherwise a revoked or different key in any
+// refuses the host (naming the file); otherwise it is unknown.
+KeyCheck check_all(const Target& t, const KnownKey& presented, std::string* file) {
+  auto [name, port] = recorded_as(t);
+  KeyCheck worst = KeyCheck::unknown;
+  for (const auto& f : files_of(t)) {
+    auto r = KnownHosts::load(f)->check(name, port, presented);
+    if (r == KeyCheck::match) return r;
+    if (r == KeyCheck::revoked || (r == KeyCheck::changed && worst == KeyCheck::unknown)) {
+      if (worst != KeyCheck::revoked) *file = f;
+      worst = r == KeyCheck::revoked ? r : worst == KeyCheck::revoked ? worst : r;
+    }
+  }
+  return worst;
+}
+
 }  // namespace
 
 void prefer_known_key_types(Session& s) {
   const Target& t = s.target();
   if (t.policy == HostKeyPolicy::off) return;
-  auto known = KnownHosts::load(t.known_hosts_file)->keys_for(t.at.host, t.at.port);
+  auto [name, port] = recorded_as(t);
+  std::vector<KnownKey> known;
+  for (const auto& f : files_of(t)) {
+    auto k = KnownHosts::load(f)->keys_for(name, port);
+    known.insert(known.end(), k.begin(), k.end());
+  }
   if (known.empty()) return;
   const char** algs = nullptr;
   int n = libssh2_session_supported_algs(s.raw(), LIBSSH2_METHOD_HOSTKEY, &algs);
@@ -71,15 +104,16 @@ Result check_host_key(Session& s) {
   const char* raw = libssh2_session_hostkey(s.raw(), &len, &type);
   if (!raw) return Failure{Error::closed, "no host key from " + t.at.host};
   KnownKey presented{type_name(type), base64_encode(reinterpret_cast<const unsigned char*>(raw), len)};
-  std::string who = known_hosts_name(t.at.host, t.at.port);
+  auto [rec_name, rec_port] = recorded_as(t);
+  std::string who = known_hosts_name(rec_name, rec_port);
 
   if (t.policy == HostKeyPolicy::off) {
     log::emit(log::Level::warn, t.name, "host key not checked (policy off)",
               {{"host", who}, {"key", presented.type + " " + fingerprint(s)}});
     return std::nullopt;
   }
-  auto known = KnownHosts::load(t.known_hosts_file);
-  switch (known->check(t.at.host, t.at.port, presented)) {
+  std::string file = t.known_hosts_file;
+  switch (check_all(t, presented, &file)) {
     case KeyCheck::match:
       return std::nullopt;
     case KeyCheck::revoked:
@@ -87,7 +121,7 @@ Result check_host_key(Session& s) {
     case KeyCheck::changed:
       return Failure{Error::host_key_changed,
                      who + " presented " + presented.type + " " + fingerprint(s) + ", which is not the key " +
-                         t.known_hosts_file + " records for it: refusing (a reinstalled host, or someone in between)"};
+                         file + " records for it: refusing (a reinstalled host, or someone in between)"};
     case KeyCheck::unknown:
       break;
   }
@@ -95,7 +129,7 @@ Result check_host_key(Session& s) {
     return Failure{Error::host_key_unknown, who + " is not in " + t.known_hosts_file + " (it presented " + presented.type +
                                                 " " + fingerprint(s) + "); verify and add it, or use accept-new"};
   try {
-    KnownHosts::append(t.known_hosts_file, KnownHosts::line_for(t.at.host, t.at.port, presented));
+    KnownHosts::append(t.known_hosts_file, KnownHosts::line_for(rec_name, rec_port, presented));
   } catch (const std::exception& e) {
     return Failure{Error::host_key_unknown, std::string("cannot record the new host key: ") + e.what()};
   }

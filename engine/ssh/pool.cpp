@@ -31,6 +31,8 @@ Target hop_target(const Target& t, size_t i) {
   h.at = t.jumps[i];
   h.jumps.assign(t.jumps.begin(), t.jumps.begin() + static_cast<long>(i));
   h.known_hosts_file = t.known_hosts_file;
+  h.more_known_hosts = t.more_known_hosts;
+  h.agent_socket = t.agent_socket;
   h.policy = t.policy;
   h.connect_timeout = t.connect_timeout;
   h.passphrase = t.passphrase;

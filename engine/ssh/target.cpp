@@ -43,25 +43,7 @@ std::string expand_tokens(const std::string& s, const std::string& host, int por
   return out;
 }
 
-int parse_port(const std::string& s, const std::string& what) {
-  try {
-    size_t used = 0;
-    int p = std::stoi(s, &used);
-    if (used == s.size() && p > 0 && p < 65536) return p;
-  } catch (...) {
-  }
-  throw std::invalid_argument(what + ": '" + s + "' is not a port");
-}
-
 // The options of `-o K=V`, `-J`, `-p`, `-l`, `-i` in ansible_ssh_common_args, as an entry whose
-
-// A ServerAlive* value: a non-negative number (0 turns keepalives off, as in OpenSSH).
-double parse_alive(const std::string& v, const char* what) {
-  char* end = nullptr;
-  double d = std::strtod(v.c_str(), &end);
-  if (v.empty() || *end != '\0' || d < 0) throw std::invalid_argument(std::string(what) + " '" + v + "' is not a number of seconds");
-  return d;
-}
 
 // values override ssh_config's.
 ConfigEntry parse_common_args(const std::string& args) {
@@ -76,7 +58,13 @@ ConfigEntry parse_common_args(const std::string& args) {
     key = lower(key);
     if (key == "proxyjump") e.proxy_jump = value;
     else if (key == "proxycommand") e.proxy_command = value;
-    else if (key == "userknownhostsfile") e.known_hosts_file = value;
+    else if (key == "userknownhostsfile") e.known_hosts_files = text::split(value, ' ');
+    else if (key == "globalknownhostsfile") e.global_known_hosts_files = text::split(value, ' ');
+    else if (key == "hostkeyalias") e.host_key_alias = value;
+    else if (key == "identitiesonly") e.identities_only = lower(value) == "yes";
+    else if (key == "identityagent") e.identity_agent = value;
+    else if (key == "certificatefile" || key == "remotecommand" || key == "pkcs11provider")
+      throw std::invalid_argument("ansible_ssh_common_args: -o " + key + " is not something the engine can honour");
     else if (key == "stricthostkeychecking") e.strict = value;
     else if (key == "port") e.port = parse_port(value, "ansible_ssh_common_args Port");
     else if (key == "user") e.user = value;
@@ -136,74 +124,6 @@ Endpoint parse_proxy_command(const std::string& cmd) {
 }
 
 }  // namespace
-
-SshConfig SshConfig::parse(const std::string& text, const std::string& path) {
-  SshConfig cfg;
-  cfg.blocks_.emplace_back();  // options before the first Host apply to every host
-  std::istringstream in(text);
-  std::string line;
-  int lineno = 0;
-  while (std::getline(in, line)) {
-    ++lineno;
-    std::string t = text::trim(line);
-    if (t.empty() || t[0] == '#') continue;
-    auto sep = t.find_first_of(" \t=");
-    if (sep == std::string::npos) throw ConfigError(at(path, lineno, 1, "'" + t + "' has no value"));
-    std::string key = lower(t.substr(0, sep));
-    std::string value = text::trim(t.substr(sep));
-    if (!value.empty() && value[0] == '=') value = text::trim(value.substr(1));
-    if (value.size() >= 2 && value.front() == '"' && value.back() == '"') value = value.substr(1, value.size() - 2);
-    if (key == "host") {
-      Block b;
-      for (auto& w : text::shell_words(value, false)) b.patterns.push_back(w.text);
-      cfg.blocks_.push_back(b);
-    } else if (key == "match") {
-      Block b;
-      b.never = true;
-      cfg.blocks_.push_back(b);
-    } else {
-      cfg.blocks_.back().options.emplace_back(key, value);
-    }
-  }
-  return cfg;
-}
-
-SshConfig SshConfig::load(const std::string& path) {
-  std::ifstream f(path);
-  if (!f) return SshConfig();
-  std::stringstream ss;
-  ss << f.rdbuf();
-  return parse(ss.str(), path);
-}
-
-ConfigEntry SshConfig::lookup(const std::string& host) const {
-  ConfigEntry e;
-  for (const auto& b : blocks_) {
-    if (b.never) continue;
-    if (!b.patterns.empty()) {
-      bool hit = false, vetoed = false;
-      for (const auto& p : b.patterns) {
-        if (p[0] == '!') vetoed |= text::glob_match(p.substr(1), host, false);
-        else hit |= text::glob_match(p, host, false);
-      }
-      if (!hit || vetoed) continue;
-    }
-    for (const auto& [k, v] : b.options) {
-      if (k == "hostname" && !e.hostname) e.hostname = v;
-      else if (k == "user" && !e.user) e.user = v;
-      else if (k == "port" && !e.port) e.port = parse_port(v, "ssh config Port");
-      else if (k == "identityfile") e.identity_files.push_back(v);  // every IdentityFile is tried
-      else if (k == "proxyjump" && !e.proxy_jump) e.proxy_jump = v;
-      else if (k == "proxycommand" && !e.proxy_command) e.proxy_command = v;
-      else if (k == "userknownhostsfile" && !e.known_hosts_file) e.known_hosts_file = v;
-      else if (k == "stricthostkeychecking" && !e.strict) e.strict = v;
-      else if (k == "connecttimeout" && !e.connect_timeout) e.connect_timeout = std::stod(v);
-      else if (k == "serveraliveinterval" && !e.alive_interval) e.alive_interval = parse_alive(v, "ssh config ServerAliveInterval");
-      else if (k == "serveralivecountmax" && !e.alive_count) e.alive_count = static_cast<int>(parse_alive(v, "ssh config ServerAliveCountMax"));
-    }
-  }
-  return e;
-}
 
 std::string Target::key() const {
   std::string k;
@@ -266,8 +186,14 @@ Target resolve(const std::string& name, const inventory::Connection& conn, const
     return {};
   };
   ConfigEntry cli = parse_common_args(conn.ssh_common_args);
-  // ssh is invoked with the address as its host argument, so Host blocks match the address.
-  ConfigEntry cfg = config.lookup(conn.address);
+  // ssh is invoked with the address as its host argument, so Host blocks match the address; the
+  // inventory's user and port are its command line, which Match user sees.
+  std::string cli_user = !conn.user.empty() ? conn.user : cli.user ? *cli.user : "";
+  int cli_port = conn.port ? conn.port : cli.port ? *cli.port : 0;
+  ConfigEntry cfg = config.lookup(conn.address, cli_user, cli_port);
+  if (!cfg.unsupported.empty())
+    throw std::invalid_argument("host '" + name + "': the ssh config sets " + cfg.unsupported.front() +
+                                " for it, which the engine cannot honour (remove it for this host, or use a Host block the engine does not match)");
 
   Target t;
   t.name = name;
@@ -292,8 +218,36 @@ Target resolve(const std::string& name, const inventory::Connection& conn, const
   t.password = str({"ansible_password", "ansible_ssh_pass", "ansible_ssh_password"});
   t.passphrase = str({"ansible_ssh_private_key_passphrase"});
   if (t.passphrase.empty()) t.passphrase = d.passphrase;
-  t.known_hosts_file = expand_home(cli.known_hosts_file ? *cli.known_hosts_file
-                                   : cfg.known_hosts_file ? *cfg.known_hosts_file : d.known_hosts_file, d.home);
+  // UserKnownHostsFile: the first is checked and written, the others read; GlobalKnownHostsFile
+  // (default /etc/ssh/ssh_known_hosts and ..2) read too, as OpenSSH does.
+  std::vector<std::string> user_files = cli.known_hosts_files ? *cli.known_hosts_files
+                                        : cfg.known_hosts_files ? *cfg.known_hosts_files
+                                                                : std::vector<std::string>{d.known_hosts_file};
+  if (user_files.empty()) user_files.push_back(d.known_hosts_file);
+  t.known_hosts_file = expand_home(expand_tokens(user_files[0], host, port, user, d.user), d.home);
+  for (size_t i = 1; i < user_files.size(); ++i)
+    t.more_known_hosts.push_back(expand_home(expand_tokens(user_files[i], host, port, user, d.user), d.home));
+  auto global = cli.global_known_hosts_files ? *cli.global_known_hosts_files
+                : cfg.global_known_hosts_files ? *cfg.global_known_hosts_files
+                                               : std::vector<std::string>{"/etc/ssh/ssh_known_hosts", "/etc/ssh/ssh_known_hosts2"};
+  for (auto& f : global)
+    if (lower(f) != "none") t.more_known_hosts.push_back(expand_home(f, d.home));
+  t.host_key_alias = cli.host_key_alias ? *cli.host_key_alias : cfg.host_key_alias ? *cfg.host_key_alias : "";
+  t.identities_only = cli.identities_only ? *cli.identities_only : cfg.identities_only.value_or(false);
+  if (auto a = cli.identity_agent ? cli.identity_agent : cfg.identity_agent) {
+    // IdentityAgent: none, SSH_AUTH_SOCK (the environment's, the default), $VAR, or a socket path.
+    std::string v = *a;
+    if (v == "SSH_AUTH_SOCK") v = "";
+    else if (!v.empty() && v[0] == '$') {
+      const char* e = std::getenv(v.substr(1).c_str());
+      v = e && *e ? e : "none";
+    } else if (lower(v) != "none") {
+      v = expand_home(expand_tokens(v, host, port, user, d.user), d.home);
+    } else {
+      v = "none";
+    }
+    t.agent_socket = v;
+  }
   t.policy = d.policy;
   if (auto s = cli.strict ? cli.strict : cfg.strict) {
     auto p = parse_policy(*s);
@@ -316,7 +270,7 @@ Target resolve(const std::string& name, const inventory::Connection& conn, const
   else if (command && lower(*command) != "none") t.jumps.push_back(parse_proxy_command(*command));
   // Each hop is itself resolved through ssh_config (its HostName, User, Port, IdentityFile).
   for (auto& j : t.jumps) {
-    ConfigEntry jc = config.lookup(j.host);
+    ConfigEntry jc = config.lookup(j.host, j.user, j.port == 22 ? 0 : j.port);
     if (j.user.empty()) j.user = jc.user ? *jc.user : d.user;
     if (j.port == 22 && jc.port) j.port = *jc.port;
     if (jc.hostname) j.host = expand_tokens(*jc.hostname, j.host, j.port, j.user, d.user);

@@ -11,35 +11,9 @@
 
 #include "engine/inventory/inventory.hpp"
 #include "engine/ssh/known_hosts.hpp"
+#include "engine/ssh/ssh_config.hpp"
 
 namespace engine::ssh {
-
-// One Host block's worth of settings (or the merge of every block that matched).
-struct ConfigEntry {
-  std::optional<std::string> hostname, user, proxy_jump, proxy_command, known_hosts_file, strict;
-  std::optional<int> port;
-  std::optional<double> connect_timeout;
-  std::optional<double> alive_interval;  // ServerAliveInterval
-  std::optional<int> alive_count;        // ServerAliveCountMax
-  std::vector<std::string> identity_files;
-};
-
-class SshConfig {
- public:
-  // A missing file is an empty config. Throws ConfigError (file:line) on a malformed line.
-  static SshConfig load(const std::string& path);
-  static SshConfig parse(const std::string& text, const std::string& path);
-  // Every block whose Host patterns match `host`, first value winning, as OpenSSH applies them.
-  ConfigEntry lookup(const std::string& host) const;
-
- private:
-  struct Block {
-    std::vector<std::string> patterns;  // empty: before any Host line, applies to all
-    bool never = false;                 // a Match block: not supported, so it never applies
-    std::vector<std::pair<std::string, std::string>> options;  // lowercased keyword, value
-  };
-  std::vector<Block> blocks_;
-};
 
 struct Endpoint {
   std::string host;
@@ -54,7 +28,11 @@ struct Target {
   std::vector<Endpoint> jumps;  // connected in order: jumps[0] first
   std::string password;         // secret
   std::string passphrase;       // secret, for encrypted keys
-  std::string known_hosts_file;
+  std::string known_hosts_file;                 // checked, and where accept-new records
+  std::vector<std::string> more_known_hosts;    // further UserKnownHostsFile and GlobalKnownHostsFile: read only
+  std::string host_key_alias;                   // HostKeyAlias: the name looked up instead of host:port
+  bool identities_only = false;                 // IdentitiesOnly: no agent keys
+  std::string agent_socket;                     // IdentityAgent: "" $SSH_AUTH_SOCK, "none" no agent, or a path
   HostKeyPolicy policy = HostKeyPolicy::strict;
   double connect_timeout = 10;
   bool legacy_crypto = false;  // engine_ssh_legacy_crypto: libssh2's whole list, warned on every connection
@@ -75,6 +53,7 @@ struct Defaults {
   std::string user;  // the local user
   std::string home;
   std::string config_file;       // ~/.ssh/config
+  std::string system_config_file = "/etc/ssh/ssh_config";  // "" once ssh.configure{config} names a file (ssh -F)
   std::string known_hosts_file;  // ~/.ssh/known_hosts
   HostKeyPolicy policy = HostKeyPolicy::strict;
   double connect_timeout = 10;

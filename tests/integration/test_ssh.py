@@ -566,6 +566,25 @@ class TestSshConfig(SshTest):
     assert(r.stdout == "{sshlab.USER}\\n", r.stdout)
 """, inv))
 
+    def test_the_port_an_included_file_and_a_match_block_give_is_the_one_used(self):
+        # The report this comes from: ssh used the port an Include set, the engine port 22.
+        inc = os.path.join(self.lab.root, "conf.d")
+        os.makedirs(inc, exist_ok=True)
+        with open(os.path.join(inc, "lab.conf"), "w") as f:
+            f.write(f"Host web-*\n  HostName 127.0.0.1\nMatch host 127.0.0.1 user {sshlab.USER}\n  Port {self.sshd.port}\n"
+                    f"  IdentityFile {self.lab.keys.key}\n")
+        cfg = os.path.join(self.lab.root, "ssh_config_include")
+        with open(cfg, "w") as f:
+            f.write(f"Include {inc}/*.conf\nHost *\n  Port 1\n")
+        inv = self.inventory(f"web-02 ansible_user={sshlab.USER}\n")
+        self.ok(self.runbook(f"""
+    ssh.configure {{ config = "{cfg}" }}
+    local r = assert(inv:host("web-02"):exec("id -un"))
+    assert(r.stdout == "{sshlab.USER}\\n", r.stdout)
+""", inv))
+        g = subprocess.run(["ssh", "-G", "-F", cfg, "-l", sshlab.USER, "web-02"], capture_output=True, text=True, timeout=30)
+        self.assertIn(f"port {self.sshd.port}\n", g.stdout)
+
 
 if __name__ == "__main__":
     unittest.main()
