@@ -4,9 +4,9 @@
 ---@alias engine.ssh.Error "timeout"|"refused"|"unreachable"|"auth failed"|"host key unknown"|"host key changed"|"closed"|"sudo failed"|"weak crypto"|"not found"|"permission denied"|"failed"
 
 ---@class engine.ssh.ExecOptions
----@field sudo? boolean             run through sudo -n (default: false)
+---@field sudo? boolean             run through sudo -n (default: the inventory's ansible_become, else false)
 ---@field sudo_user? string         run as this user (implies sudo; default: "root")
----@field sudo_password? string     secret; sent on stdin, never on argv or in a log (implies sudo)
+---@field sudo_password? string     secret; sent on stdin, never on argv or in a log (implies sudo; default: ansible_become_password)
 ---@field env? table<string, string|number>  exported before the command
 ---@field stdin? string             written to the command's stdin, then EOF
 ---@field cwd? string               directory to run in
