@@ -64,9 +64,27 @@ void report_failure(const RunOutcome& out) {
 
 }  // namespace
 
+namespace {
+// PREFIX/share/engine for an installed engine (PREFIX/bin/engine), found from the binary itself;
+// "" for a build that was not installed.
+std::string installed_share_dir() {
+  std::error_code ec;
+  fs::path exe = fs::read_symlink("/proc/self/exe", ec);
+  if (ec) return "";
+  fs::path share = exe.parent_path().parent_path() / "share" / "engine";
+  return fs::is_directory(share / "stdlib", ec) ? share.string() : "";
+}
+}  // namespace
+
 std::string default_stdlib_dir() {
   if (const char* env = std::getenv("ENGINE_STDLIB"); env && *env) return env;
-  return ENGINE_STDLIB_DIR;
+  if (auto share = installed_share_dir(); !share.empty()) return share + "/stdlib";
+  return ENGINE_STDLIB_DIR;  // the source tree this build came from
+}
+
+std::string shipped_runbooks_dir() {
+  if (auto share = installed_share_dir(); !share.empty()) return share + "/runbooks";
+  return ENGINE_RUNBOOKS_DIR;
 }
 
 Runtime::Runtime(const std::string& stdlib_dir) : vm_(std::make_unique<Vm>()) {

@@ -66,7 +66,10 @@ class Runtime {
 // What `engine run RUNBOOK --help` prints.
 std::string help_text(const RunbookInfo& info);
 
-// The stdlib directory: $ENGINE_STDLIB, else the one the build was configured with.
+// The stdlib directory: $ENGINE_STDLIB, else PREFIX/share/engine/stdlib beside an installed
+// binary, else the source tree the build was configured from.
 std::string default_stdlib_dir();
+// Where the shipped runbooks are: PREFIX/share/engine/runbooks installed, else the source tree's.
+std::string shipped_runbooks_dir();
 
 }  // namespace engine::lua

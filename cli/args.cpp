@@ -2,6 +2,7 @@
 
 #include <yaml-cpp/yaml.h>
 
+#include "bindings/runtime.hpp"
 #include "cli/commands.hpp"
 #include "engine/core/errors.hpp"
 #include "engine/core/yaml_value.hpp"
@@ -63,6 +64,18 @@ std::vector<std::string> expand_extra(const std::vector<std::string>& items) {
     }
   }
   return out;
+}
+
+std::string resolve_runbook(const std::string& path) {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  if (fs::exists(path, ec) || path.find('/') != std::string::npos) return path;
+  // A bare name that is not here: a shipped runbook ("engine run doctor.lua", or "doctor").
+  fs::path shipped = fs::path(engine::lua::shipped_runbooks_dir()) / path;
+  if (fs::is_regular_file(shipped, ec)) return shipped.string();
+  shipped += ".lua";
+  if (fs::is_regular_file(shipped, ec)) return shipped.string();
+  return path;
 }
 
 engine::inventory::Inventory load_inventory(const Args& a) {

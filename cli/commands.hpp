@@ -25,6 +25,7 @@ struct Args {
   bool force = false, retry_unknown = false;
   std::vector<std::string> ctl;  // ctl: the command and its host
   bool list_hosts = false;       // print the hosts a run would touch and stop
+  int verbose = 0;               // -v: debug logs; -vv: also every HTTP exchange
   std::string inventory_host;    // inventory --host NAME
   bool inventory_ssh = false;    // inventory --ssh: how each host is reached
   std::string ssh_config;        // inventory --ssh-config FILE (as ssh -F)
@@ -36,6 +37,8 @@ std::vector<std::pair<std::string, std::string>> parse_extra(const std::vector<s
 // plain items.
 std::vector<std::string> expand_extra(const std::vector<std::string>& items);
 inventory::Inventory load_inventory(const Args& a);
+// The runbook argument: a path as given, or a bare name of a shipped runbook (doctor, doctor.lua).
+std::string resolve_runbook(const std::string& path);
 // --kubeconfig and --context checked before anything runs (a context the kubeconfig does not have is
 // a configuration error, exit 2, not a failed run to resume). Nothing when neither is given.
 void check_cluster_flags(const Args& a, const inventory::Inventory& inv);

@@ -28,7 +28,7 @@ void raise_open_files_limit() {
 void add_common(CLI::App* cmd, Args& a) {
   cmd->add_option("runbook", a.runbook, "the runbook file (.lua)")->required();
   cmd->add_option("-i,--inventory", a.inventories, "inventory file, directory or host list (repeatable)");
-  cmd->add_option("-e,--extra", a.extra, "a runbook param: name=value (repeatable)");
+  cmd->add_option("-e,--extra", a.extra, "a runbook param: name=value, @FILE (YAML/JSON) or a JSON mapping (repeatable)");
   cmd->add_option("--limit", a.limit, "only these hosts: an Ansible pattern (web:&prod:!web3)");
   cmd->add_flag("--list-hosts", a.list_hosts, "print the hosts the run would touch (after --limit) and stop");
 }
@@ -51,6 +51,7 @@ int main(int argc, char** argv) {
   run->add_option("--log-level", a.log_level, "debug, info, warn or error")
       ->check(CLI::IsMember({"debug", "info", "warn", "error"}));
   run->add_option("--state-dir", a.state_dir, "where run directories live (default $XDG_STATE_HOME/engine)");
+  run->add_flag("-v,--verbose", a.verbose, "more output: -v debug logs, -vv also every HTTP request");
   run->add_option("--kubeconfig", a.kubeconfig, "the kubeconfig for engine.k8s (default: the inventory's k8s_kubeconfig, $KUBECONFIG)");
   run->add_option("--context", a.context, "the kubeconfig context for engine.k8s");
 
@@ -69,6 +70,7 @@ int main(int argc, char** argv) {
   resume->add_option("--log-level", a.log_level, "debug, info, warn or error")
       ->check(CLI::IsMember({"debug", "info", "warn", "error"}));
   resume->add_option("--state-dir", a.state_dir, "where run directories live");
+  resume->add_flag("-v,--verbose", a.verbose, "more output: -v debug logs, -vv also every HTTP request");
   resume->add_option("--kubeconfig", a.kubeconfig, "the kubeconfig for engine.k8s");
   resume->add_option("--context", a.context, "the kubeconfig context for engine.k8s");
 
@@ -120,6 +122,7 @@ int main(int argc, char** argv) {
 
   try {
     a.extra = expand_extra(a.extra);
+    if (!a.runbook.empty()) a.runbook = resolve_runbook(a.runbook);
     if (*version) {
       std::printf("engine %s (%s)\n", ENGINE_VERSION, ENGINE_COMMIT);
       return 0;

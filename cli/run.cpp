@@ -65,9 +65,15 @@ void write_json(const std::filesystem::path& path, const nlohmann::json& j) {
 void setup_logs(const Args& a, const engine::run::RunDir& run) {
   engine::log::Options lo;
   lo.format = a.log_format == "json" ? engine::log::Format::json : engine::log::Format::text;
-  lo.level = *engine::log::parse_level(a.log_level);
+  lo.level = *engine::log::parse_level(a.verbose > 0 ? "debug" : a.log_level);
+  if (a.verbose > 1) ::setenv("ENGINE_HTTP_DEBUG", "1", 1);  // -vv: every HTTP exchange traced too
   lo.file = (run.path / "run.log").string();
-  lo.color = lo.format == engine::log::Format::text && isatty(STDOUT_FILENO);
+  // Colour and the live table only on a terminal that can show them: NO_COLOR (no-color.org) and
+  // TERM=dumb turn both off.
+  const char* no_color = std::getenv("NO_COLOR");
+  const char* term = std::getenv("TERM");
+  lo.color = lo.format == engine::log::Format::text && isatty(STDOUT_FILENO) && !(no_color && *no_color) &&
+             !(term && std::string(term) == "dumb");
   engine::log::setup(lo);
   engine::log::progress_enable(lo.color);  // the live table only on a terminal, with text logs
 }

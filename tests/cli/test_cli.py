@@ -33,6 +33,48 @@ class CliTest(unittest.TestCase):
         return path
 
 
+class TestTerminal(CliTest):
+    def on_a_terminal(self, env):
+        """The engine's output as a terminal shows it (stdout is a pty)."""
+        import pty
+        rb = os.path.join(self.state, "t.lua")
+        with open(rb, "w") as f:
+            f.write('local log = require "engine.log"\nreturn runbook { name = "t", run = function() log.warn("careful") end }\n')
+        master, slave = pty.openpty()
+        p = subprocess.Popen([ENGINE, "run", rb, "--state-dir", self.state], stdout=slave, stderr=slave, cwd=HERE,
+                             env={**os.environ, **env})
+        os.close(slave)
+        out = b""
+        while True:
+            try:
+                chunk = os.read(master, 65536)
+            except OSError:
+                break
+            if not chunk:
+                break
+            out += chunk
+        p.wait(timeout=60)
+        os.close(master)
+        return out.decode(errors="replace")
+
+    def test_colour_on_a_terminal_and_none_with_no_color_or_a_dumb_terminal(self):
+        self.assertIn("\x1b[", self.on_a_terminal({"TERM": "xterm", "NO_COLOR": ""}))
+        for env in ({"TERM": "xterm", "NO_COLOR": "1"}, {"TERM": "dumb"}):
+            out = self.on_a_terminal(env)
+            self.assertIn("careful", out)
+            self.assertNotIn("\x1b[", out, env)
+
+
+class TestVerbosity(CliTest):
+    def test_v_shows_debug_logs_and_vv_traces_http(self):
+        rb = os.path.join(self.state, "v.lua")
+        with open(rb, "w") as f:
+            f.write('local log = require "engine.log"\nreturn runbook { name = "v", run = function() log.debug("deep detail") end }\n')
+        self.assertNotIn("deep detail", self.run_rb(rb).stdout)
+        self.assertIn("deep detail", self.run_rb(rb, "-v").stdout)
+        self.assertIn("deep detail", self.run_rb(rb, "-vv").stdout)
+
+
 class TestCommands(CliTest):
     def test_version_prints_the_version(self):
         r = engine("version")
