@@ -13,6 +13,9 @@ namespace engine::lua {
 namespace {
 
 const char* kArrayMeta = "engine.json.array";
+// JSON null inside an array: a Lua nil there would cut the list short (ipairs stops, # is unsure),
+// so it is this light userdata instead (http.null), and is written back as null.
+char null_sentinel;
 // Deeper than any object an API returns; a runbook's table nested deeper is a bug.
 constexpr int kMaxDepth = 200;
 
@@ -31,6 +34,8 @@ void mark_json_array(lua_State* L, int idx) {
   luaL_newmetatable(L, kArrayMeta);
   lua_setmetatable(L, idx);
 }
+
+void push_json_null(lua_State* L) { lua_pushlightuserdata(L, &null_sentinel); }
 
 void push_json(lua_State* L, const json& v) {
   luaL_checkstack(L, 3, "json too deep");
@@ -65,7 +70,8 @@ void push_json(lua_State* L, const json& v) {
       if (v.empty()) mark_json_array(L, -1);
       lua_Integer i = 1;
       for (const auto& item : v) {
-        push_json(L, item);
+        if (item.is_null()) push_json_null(L);
+        else push_json(L, item);
         lua_rawseti(L, -2, i++);
       }
       return;
@@ -140,6 +146,9 @@ json encode(lua_State* L, int idx, std::unordered_set<const void*>& path, int de
       path.erase(self);
       return out;
     }
+    case LUA_TLIGHTUSERDATA:
+      if (lua_touserdata(L, idx) == &null_sentinel) return nullptr;
+      [[fallthrough]];
     default: {
       // Functions, userdata, threads: shown by what they are (tostring), never silently dropped.
       size_t len = 0;

@@ -197,6 +197,8 @@ const luaL_Reg kHttp[] = {{"request", l_request}, {"json_decode", l_json_decode}
 
 int open_module(lua_State* L) {
   new_lib(L, kHttp);
+  push_json_null(L);
+  lua_setfield(L, -2, "null");
   return 1;
 }
 

@@ -51,6 +51,8 @@ void push_json(lua_State* L, const json& v);
 json to_json(lua_State* L, int idx);
 // Marks the table at idx as a JSON array, so an empty one is written as [] (not {}).
 void mark_json_array(lua_State* L, int idx);
+// JSON null as an array element (http.null): pushed by push_json for nulls in arrays, encoded as null.
+void push_json_null(lua_State* L);
 
 // Every C function Lua can call is pushed through these: a C++ exception thrown inside it becomes a
 // Lua error with its message (Lua built as C++ would otherwise catch it as an unknown error and

@@ -181,6 +181,22 @@ class TestExtraVars(AnsibleCase):
             self.assertIn(want, r.stderr)
 
 
+class TestValuesInLua(AnsibleCase):
+    def test_null_inside_a_yaml_list_keeps_its_place(self):
+        # Lua's nil would cut the list short; http.null stands for it and is written back as null.
+        inv = self.write("n.yml", "all:\n  hosts:\n    h1:\n      lst: [a, null, b]\n      m: {x: null}\n")
+        rb = self.write("n.lua", """local http = require "engine.http"
+return runbook { name = "n", run = function(p, inv)
+  local v = inv:host("h1").vars
+  print(string.format("len=%d null=%s json=%s m=%s", #v.lst, tostring(v.lst[2] == http.null), http.json_encode(v.lst), http.json_encode(v.m)))
+end }
+""")
+        r = engine("run", rb, "-i", inv, "--state-dir", os.path.join(self.dir, "state"))
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn('len=3 null=true json=["a",null,"b"] m={}', r.stdout)
+        self.assertEqual(self.ours(inv)[0]["_meta"]["hostvars"]["h1"]["lst"], ["a", None, "b"])
+
+
 class TestHostsAndVersion(AnsibleCase):
     def test_list_hosts_prints_the_hosts_after_limit_and_runs_nothing(self):
         rb = self.write("rb.lua", 'return runbook { name = "x", run = function() error("ran") end }\n')

@@ -16,6 +16,10 @@ function http.json_encode(value) end
 ---@param t? table
 ---@return table
 function http.json_array(t) end
+
+--- A JSON null inside an array (a nil there would cut the list short); encodes as null.
+---@type lightuserdata
+http.null = nil
 --- One YAML document as a table (scalars typed as PyYAML types them); nil, "invalid yaml", "line L, column C: why".
 ---@return table|nil, string|nil, string|nil
 function http.yaml_decode(text) end
