@@ -585,6 +585,29 @@ class TestSshConfig(SshTest):
         g = subprocess.run(["ssh", "-G", "-F", cfg, "-l", sshlab.USER, "web-02"], capture_output=True, text=True, timeout=30)
         self.assertIn(f"port {self.sshd.port}\n", g.stdout)
 
+    def test_host_key_alias_and_global_known_hosts_files_are_read(self):
+        # The key recorded under an alias (HostKeyAlias), in a file named by GlobalKnownHostsFile:
+        # strict checking passes through both; the same host without the alias is unknown.
+        t, b = self.sshd.pub()
+        glob_kh = os.path.join(self.lab.root, "global_known_hosts")
+        with open(glob_kh, "w") as f:
+            f.write(f"labnode {t} {b}\n")
+        empty = os.path.join(self.lab.root, "empty_kh")
+        open(empty, "w").close()
+        cfg = os.path.join(self.lab.root, "ssh_config_alias")
+        with open(cfg, "w") as f:
+            f.write(f"Host aliased\n  HostKeyAlias labnode\nHost *\n  HostName 127.0.0.1\n  Port {self.sshd.port}\n"
+                    f"  User {sshlab.USER}\n  IdentityFile {self.lab.keys.key}\n  GlobalKnownHostsFile {glob_kh}\n")
+        inv = self.inventory("aliased\nplain\n")
+        out = self.ok(self.runbook(f"""
+    ssh.configure {{ config = "{cfg}" }}
+    assert(assert(inv:host("aliased"):exec("true")).code == 0)
+    local r, err = inv:host("plain"):exec("true")
+    print("PLAIN", err)
+""", inv, kh=empty))
+        self.assertIn("PLAIN\thost key unknown", out)
+        self.assertEqual(open(empty).read(), "")
+
 
 if __name__ == "__main__":
     unittest.main()
