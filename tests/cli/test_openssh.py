@@ -181,6 +181,35 @@ class TestSameAsSshG(OpenSshCase):
         self.assertEqual((ours["db-2"]["port"], ours["db-1"]["port"]), (2777, 2300))
 
 
+@unittest.skipUnless(os.geteuid() == 0 and shutil.which("unshare"), "a mount namespace: root and unshare")
+class TestDefaultFiles(OpenSshCase):
+    def test_the_users_config_then_the_system_config_as_ssh_reads_them(self):
+        # In a mount namespace of the test's own: ~/.ssh/config and /etc/ssh/ssh_config are files of
+        # this test (the machine's stay untouched); the engine reads both, in OpenSSH's order.
+        user = self.write("user.cfg", "Host sys-*\n    Port 2100\n")
+        system = self.write("system.cfg", f"Include {self.dir}/sysd/*.conf\nHost *\n    User fromsystem\n    Port 2200\n")
+        os.makedirs(f"{self.dir}/sysd")
+        self.write("sysd/a.conf", "Host sys-b\n    HostName b.example\n")
+        inv = self.write("sys.ini", "sys-a\nsys-b\nother\n")
+        home = os.path.expanduser("~")
+        script = f"""set -e
+mount --make-rprivate /
+mkdir -p {home}/.ssh && mount -t tmpfs none {home}/.ssh && cp {user} {home}/.ssh/config
+mount --bind {system} /etc/ssh/ssh_config
+{ENGINE} inventory -i {inv} --ssh > {self.dir}/ours.json
+for h in sys-a sys-b other; do ssh -G $h > {self.dir}/$h.G; done
+"""
+        r = subprocess.run(["unshare", "-m", "sh", "-c", script], capture_output=True, text=True, timeout=60,
+                           env={**os.environ, "HOME": home})
+        self.assertEqual(r.returncode, 0, r.stderr)
+        ours = json.load(open(f"{self.dir}/ours.json"))
+        for h in ("sys-a", "sys-b", "other"):
+            g = dict(line.split(" ", 1) for line in open(f"{self.dir}/{h}.G").read().splitlines())
+            self.assertEqual((ours[h]["hostname"], ours[h]["port"], ours[h]["user"]),
+                             (g["hostname"], int(g["port"]), g["user"]), h)
+        self.assertEqual((ours["sys-a"]["port"], ours["other"]["port"], ours["sys-b"]["hostname"]), (2100, 2200, "b.example"))
+
+
 class TestRefused(OpenSshCase):
     def test_an_option_the_engine_cannot_honour_is_an_error_naming_it(self):
         cfg = self.write("cert.config", "Host db-*\n    CertificateFile ~/.ssh/id_ed25519-cert.pub\n")
