@@ -121,6 +121,9 @@ RunbookInfo Runtime::load(const std::string& path) {
   if (lua_pcall(L, 0, 1, -2) != LUA_OK) {
     std::string msg = lua_tostring(L, -1);
     lua_pop(L, 2);
+    // A module that is not there is a mistake in the runbook's files, found before anything ran:
+    // a configuration error (exit 2) without the traceback.
+    if (!vm_->missing_module.empty()) throw ConfigError(msg.substr(0, msg.find("\nstack traceback:")));
     throw RunbookError(msg);
   }
   lua_remove(L, -2);

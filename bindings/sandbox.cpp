@@ -108,6 +108,39 @@ bool valid_module_name(const std::string& name) {
   return true;
 }
 
+// Every module a runbook could require: the native ones, the stdlib's files, and the Lua files
+// beside the runbook and in its lib/ (for the did-you-mean of a typo).
+std::vector<std::string> module_names(lua_State* L, const Vm& vm) {
+  std::vector<std::string> names;
+  lua_getfield(L, LUA_REGISTRYINDEX, "engine.natives");
+  lua_pushnil(L);
+  while (lua_next(L, -2)) {
+    if (lua_type(L, -2) == LUA_TSTRING) names.push_back(lua_tostring(L, -2));
+    lua_pop(L, 1);
+  }
+  lua_pop(L, 1);
+  auto add_tree = [&](const fs::path& root, bool recursive) {
+    std::error_code ec;
+    if (!fs::is_directory(root, ec)) return;
+    auto add = [&](const fs::path& p) {
+      if (p.extension() != ".lua") return;
+      auto rel = fs::relative(p, root, ec).replace_extension("").string();
+      if (rel.rfind("meta", 0) == 0) return;  // the LuaCATS stubs are not modules
+      std::replace(rel.begin(), rel.end(), '/', '.');
+      names.push_back(rel);
+    };
+    if (recursive) {
+      for (auto& e : fs::recursive_directory_iterator(root, ec)) add(e.path());
+    } else {
+      for (auto& e : fs::directory_iterator(root, ec)) add(e.path());
+    }
+  };
+  add_tree(vm.stdlib_dir, true);
+  add_tree(vm.runbook_dir, false);
+  add_tree(fs::path(vm.runbook_dir) / "lib", true);
+  return names;
+}
+
 int l_require(lua_State* L) {
   std::string name = luaL_checkstring(L, 1);
   lua_getfield(L, LUA_REGISTRYINDEX, "engine.loaded");
@@ -158,8 +191,10 @@ int l_require(lua_State* L) {
   lua_setfield(L, loaded, name.c_str());
   std::string paths;
   for (const auto& p : tried) paths += "\n\tno file " + p.string();
-  return luaL_error(L, "module '%s' not found (runbooks may require engine.*, std.* and files beside the runbook or in its lib/):%s",
-                    name.c_str(), paths.c_str());
+  vm.missing_module = name;
+  std::string hint = text::did_you_mean(name, module_names(L, vm));
+  return luaL_error(L, "module '%s' not found%s (runbooks may require engine.*, std.* and files beside the runbook or in its lib/):%s",
+                    name.c_str(), hint.c_str(), paths.c_str());
 }
 
 void prune_os(lua_State* L) {

@@ -90,6 +90,7 @@ struct Vm {
   bool cancelling = false; // Ctrl-C twice: cancel what is in flight
   bool dry_run = false;
   bool assume_yes = false;
+  std::string missing_module;  // a require that found nothing: a configuration error, not a failed run
   std::string run_id;  // names this run to the outside world (cordon annotations, leases)
   std::string kubeconfig, kube_context;  // --kubeconfig / --context
   journal::Journal* journal = nullptr;    // steps are journaled when set (not under --dry-run)

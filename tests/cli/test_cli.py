@@ -65,6 +65,23 @@ class TestTerminal(CliTest):
             self.assertNotIn("\x1b[", out, env)
 
 
+class TestModuleTypo(CliTest):
+    def test_a_module_typo_is_a_configuration_error_with_a_suggestion(self):
+        rb = os.path.join(self.state, "typo.lua")
+        os.makedirs(os.path.join(self.state, "lib"))
+        with open(os.path.join(self.state, "lib", "upgrade_steps.lua"), "w") as f:
+            f.write("return {}\n")
+        for name, want in [("engine.k8", "engine.k8s"), ("std.txt", "std.text"), ("upgrade_step", "upgrade_steps")]:
+            with open(rb, "w") as f:
+                f.write(f'local m = require "{name}"\nreturn runbook {{ name = "t", run = function() end }}\n')
+            for cmd in (["check", rb], ["run", rb, "--state-dir", self.state]):
+                r = engine(*cmd)
+                self.assertEqual(r.returncode, 2, r.stderr)
+                self.assertIn(f"typo.lua:1: module '{name}' not found (did you mean '{want}'?)", r.stderr)
+                self.assertNotIn("stack traceback", r.stderr)
+                self.assertNotIn("resume", r.stdout + r.stderr)
+
+
 class TestVerbosity(CliTest):
     def test_v_shows_debug_logs_and_vv_traces_http(self):
         rb = os.path.join(self.state, "v.lua")
