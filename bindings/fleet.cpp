@@ -26,6 +26,7 @@ struct Result {
   enum Status { not_started, running, ok, failed, skipped } status = not_started;
   std::string error;
   double duration = 0;
+  double started = -1;  // seconds since the run began (report.json's timeline)
   int value_ref = LUA_NOREF;
   Clock::time_point start;
   TaskPtr task;  // while it runs
@@ -44,6 +45,7 @@ struct FleetRun : std::enable_shared_from_this<FleetRun> {
   bool nested = false;
   std::vector<Result> results;
   bool closed = false;
+  double gate_since = -1;  // when the current gate wait began (seconds since the run began)
   size_t skips_settled = 0;  // vm->skip_hosts only grows: its size says whether there is news
   std::unique_ptr<asio::steady_timer> timer;  // the Rollout said: wait until then
   std::optional<Clock::time_point> timer_at;
@@ -105,6 +107,7 @@ struct FleetRun : std::enable_shared_from_this<FleetRun> {
 
   // Runs the gate in a task of its own (it may wait: a health check, an alert query).
   void run_gate(size_t next) {
+    if (gate_since < 0) gate_since = run::report().clock();  // a wait begins at its first ask
     lua_State* L = vm->L;
     lua_rawgeti(L, LUA_REGISTRYINDEX, gate_ref);
     lua_rawgeti(L, LUA_REGISTRYINDEX, hosts_ref);
@@ -128,6 +131,11 @@ struct FleetRun : std::enable_shared_from_this<FleetRun> {
   void gate_done(bool passed, const std::string& why) {
     if (closed) return;
     auto answer = rollout.gate_result(passed, why, Clock::now());
+    if (answer != fleet::Rollout::Gate::again) {
+      run::report().span("gate", parent.task->host, "gate before the next host", gate_since,
+                         answer == fleet::Rollout::Gate::passed ? "passed" : rollout.gate_failure());
+      gate_since = -1;
+    }
     if (passed)
       log::emit(log::Level::info, parent.task->host, "gate passed",
                 json{{"times", answer == fleet::Rollout::Gate::passed ? rollout.policy().gate_passes : rollout.gate_streak()},
@@ -144,6 +152,7 @@ struct FleetRun : std::enable_shared_from_this<FleetRun> {
     auto& r = results[i];
     r.status = Result::running;
     r.start = Clock::now();
+    r.started = run::report().clock();
     lua_rawgeti(L, LUA_REGISTRYINDEX, fn_ref);
     lua_rawgeti(L, LUA_REGISTRYINDEX, hosts_ref);
     lua_rawgeti(L, -1, static_cast<lua_Integer>(i + 1));
@@ -284,7 +293,7 @@ struct FleetRun : std::enable_shared_from_this<FleetRun> {
     static const char* names[] = {"not started", "cancelled", "ok", "failed", "skipped"};
     std::vector<run::Report::HostOutcome> out;
     out.reserve(results.size());
-    for (auto& r : results) out.push_back({r.name, names[r.status], r.error, r.duration});
+    for (auto& r : results) out.push_back({r.name, names[r.status], r.error, r.duration, r.started});
     run::report().hosts(std::move(out));
   }
 };

@@ -1,6 +1,7 @@
 // log.debug/info/warn/error(msg, fields) and print: lines carry the host of the task that wrote them.
 #include "bindings/vm.hpp"
 #include "engine/log/log.hpp"
+#include "engine/run/report.hpp"
 
 namespace engine::lua {
 
@@ -49,7 +50,23 @@ int l_secret(lua_State* L) {
   return 0;
 }
 
-const luaL_Reg kLog[] = {{"secret", l_secret},{"debug", l_log<log::Level::debug>},
+// log.clock() → seconds since the run began (monotonic): where a span starts.
+int l_clock(lua_State* L) {
+  lua_pushnumber(L, run::report().clock());
+  return 1;
+}
+
+// log.span(kind, name, start, outcome): something that took from `start` (log.clock()) until now
+// on this task's host, for report.json's timeline (drains, waits).
+int l_span(lua_State* L) {
+  std::string kind = luaL_checkstring(L, 1), name = luaL_checkstring(L, 2);
+  double start = luaL_checknumber(L, 3);
+  std::string outcome = luaL_optstring(L, 4, "ok");
+  run::report().span(kind, host_of(L), name, start, outcome);
+  return 0;
+}
+
+const luaL_Reg kLog[] = {{"secret", l_secret}, {"clock", l_clock}, {"span", l_span},{"debug", l_log<log::Level::debug>},
                          {"info", l_log<log::Level::info>},
                          {"warn", l_log<log::Level::warn>},
                          {"error", l_log<log::Level::error>},

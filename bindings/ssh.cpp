@@ -12,6 +12,7 @@
 
 #include "engine/core/text.hpp"
 #include "engine/log/log.hpp"
+#include "engine/run/report.hpp"
 #include "engine/params/params.hpp"
 
 namespace engine::lua {
@@ -31,6 +32,8 @@ struct ExecCall {
   ExecRequest req;
   std::string host;
   std::string marker;  // sudo's success marker, "" without sudo
+  std::string what;     // the command's start, for report.json's timeline
+  double started = 0;
   std::function<void()> cancel;
   bool cancelled = false;
 };
@@ -155,6 +158,8 @@ int l_exec(lua_State* L) {
     return 1;
   }
 
+  call->started = run::report().clock();
+  call->what = std::string(cmd, std::min<size_t>(cmd_len, 120));
   {
     Op op = begin(L, "exec");
     ssh_state(vm).pool.get(target, [op, call](std::shared_ptr<Session> s, Result r) {
@@ -166,6 +171,8 @@ int l_exec(lua_State* L) {
       }
       call->cancel = ssh::exec(s, call->req, [op, call](ExecResult res, Result f) {
         if (f && (f->kind == Error::unreachable || f->kind == Error::closed)) op.task->uncertain = true;
+        run::report().span("exec", call->host, call->what, call->started,
+                           f ? std::string(word(f->kind)) : res.signal.empty() ? "exit " + std::to_string(res.code) : "signal " + res.signal);
         if (f) {
           log::emit(log::Level::warn, call->host, "exec failed", {{"error", word(f->kind)}, {"detail", f->detail}});
           complete(op, [f = *f](lua_State* co) { return push_failure(co, f); });

@@ -25,6 +25,7 @@ struct Args {
   bool force = false, retry_unknown = false;
   std::vector<std::string> ctl;  // ctl: the command and its host
   bool list_hosts = false;       // print the hosts a run would touch and stop
+  std::string junit;             // run/resume --junit FILE
   int verbose = 0;               // -v: debug logs; -vv: also every HTTP exchange
   std::string inventory_host;    // inventory --host NAME
   bool inventory_ssh = false;    // inventory --ssh: how each host is reached

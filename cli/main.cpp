@@ -52,6 +52,7 @@ int main(int argc, char** argv) {
       ->check(CLI::IsMember({"debug", "info", "warn", "error"}));
   run->add_option("--state-dir", a.state_dir, "where run directories live (default $XDG_STATE_HOME/engine)");
   run->add_flag("-v,--verbose", a.verbose, "more output: -v debug logs, -vv also every HTTP request");
+  run->add_option("--junit", a.junit, "also write the run's steps as JUnit XML to this file (for CI systems)");
   run->add_option("--kubeconfig", a.kubeconfig, "the kubeconfig for engine.k8s (default: the inventory's k8s_kubeconfig, $KUBECONFIG)");
   run->add_option("--context", a.context, "the kubeconfig context for engine.k8s");
 
@@ -71,6 +72,7 @@ int main(int argc, char** argv) {
       ->check(CLI::IsMember({"debug", "info", "warn", "error"}));
   resume->add_option("--state-dir", a.state_dir, "where run directories live");
   resume->add_flag("-v,--verbose", a.verbose, "more output: -v debug logs, -vv also every HTTP request");
+  resume->add_option("--junit", a.junit, "also write the run's steps as JUnit XML to this file (for CI systems)");
   resume->add_option("--kubeconfig", a.kubeconfig, "the kubeconfig for engine.k8s");
   resume->add_option("--context", a.context, "the kubeconfig context for engine.k8s");
 

@@ -133,6 +133,12 @@ int execute(Args& a, engine::lua::Runtime& rt, const engine::lua::RunbookInfo& i
     lost.push_back(e.what());
   }
   if (auto e = engine::log::file_error(); !e.empty()) lost.push_back("cannot write the run log " + e);
+  if (!a.junit.empty()) {
+    std::ofstream f(a.junit);
+    f << engine::run::report().junit();
+    f.flush();
+    if (!f) lost.push_back("cannot write " + a.junit);
+  }
   if (!lost.empty() && code == 0) code = 1;
   if (a.log_format == "text") {
     engine::log::flush();

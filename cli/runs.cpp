@@ -1,6 +1,9 @@
 // engine runs, engine show and engine ctl: what an operator reads of runs, and how a live one is steered.
 #include <algorithm>
 #include <cstdio>
+#include <map>
+
+#include <fmt/format.h>
 
 #include "cli/commands.hpp"
 #include "engine/core/errors.hpp"
@@ -70,8 +73,41 @@ void print_steps(const engine::journal::Journal& j) {
     if (why.size() > 160) why = why.substr(0, 157) + "...";
     for (auto& c : why)
       if (c == '\n') c = ' ';
-    std::printf("  %-8s %-20s %-36s %s\n", state, host.c_str(), name.c_str(), why.c_str());
+    // How long it took, from its INTENT to its DONE or FAILED (journals before 0.1 have no times).
+    std::string took = e.started_ms && e.ended_ms ? fmt::format("{:.1f}s", static_cast<double>(e.ended_ms - e.started_ms) / 1000)
+                       : e.started_ms            ? "running"
+                                                 : "-";
+    std::printf("  %-8s %-20s %-36s %8s  %s\n", state, host.c_str(), name.c_str(), took.c_str(), why.c_str());
   }
+}
+
+// Where the time went besides the steps: drains and gate waits one by one, and per host the
+// commands run and the seconds spent in them.
+void print_waits(const nlohmann::json& rep) {
+  if (!rep.contains("spans") || rep["spans"].empty()) return;
+  std::map<std::string, std::pair<int, double>> execs;
+  std::vector<std::string> waits;
+  for (const auto& s : rep["spans"]) {
+    double took = s.value("end", 0.0) - s.value("start", 0.0);
+    std::string kind = s.value("kind", ""), host = s.value("host", "");
+    if (kind == "exec") {
+      auto& e = execs[host.empty() ? "-" : host];
+      e.first += 1;
+      e.second += took;
+    } else {
+      waits.push_back(fmt::format("  {:<6} {:<20} {:>8.1f}s  at {:.1f}s  {}  {}", kind, host.empty() ? "-" : host, took,
+                                  s.value("start", 0.0), s.value("name", ""), s.value("outcome", "")));
+    }
+  }
+  if (!waits.empty()) {
+    std::printf("\nWAITS\n");
+    for (const auto& w : waits) std::printf("%s\n", w.c_str());
+  }
+  if (!execs.empty()) {
+    std::printf("\nCOMMANDS\n");
+    for (const auto& [host, e] : execs) std::printf("  %-20s %5d commands %8.1fs\n", host.c_str(), e.first, e.second);
+  }
+  if (rep.contains("spans_dropped")) std::printf("  (%s more not recorded)\n", rep["spans_dropped"].dump().c_str());
 }
 
 // engine show RUN_ID: the recap of one run and where each of its steps stands.
@@ -98,6 +134,7 @@ int do_show(Args& a) {
                     it.value().value("seconds", 0.0), it.value().value("error", "").c_str());
     }
     for (const auto& e : rep["errors"]) std::printf("error     %s %s\n", e.value("host", "").c_str(), e.value("msg", "").c_str());
+    print_waits(rep);
   }
   if (std::filesystem::exists(dir / "journal")) {
     std::vector<std::string> warnings;

@@ -1,5 +1,7 @@
 #include "engine/journal/journal.hpp"
 
+#include <chrono>
+
 #include <fcntl.h>
 #include <unistd.h>
 
@@ -80,9 +82,10 @@ Journal::Journal(const std::string& path, std::vector<std::string>& warnings, bo
     ++records_;
     std::string key = rec["step"].get<std::string>(), t = rec["t"].get<std::string>();
     Entry& e = slot(key);
-    if (t == "INTENT") e = Entry{Entry::intent, nullptr, ""};
-    else if (t == "DONE") e = Entry{Entry::done, rec.value("result", nlohmann::json::array()), ""};
-    else if (t == "FAILED") e = Entry{Entry::failed, nullptr, rec.value("error", "")};
+    int64_t at = rec.contains("at") && rec["at"].is_number_integer() ? rec["at"].get<int64_t>() : 0;
+    if (t == "INTENT") e = Entry{Entry::intent, nullptr, "", at, 0};
+    else if (t == "DONE") e = Entry{Entry::done, rec.value("result", nlohmann::json::array()), "", e.started_ms, at};
+    else if (t == "FAILED") e = Entry{Entry::failed, nullptr, rec.value("error", ""), e.started_ms, at};
   }
   if (torn) warnings.push_back("journal " + path + ": the last record is torn (written partly before the run stopped); ignored");
   if (read_only) return;
@@ -133,19 +136,33 @@ void Journal::append(const nlohmann::json& record) {
   ++records_;
 }
 
+namespace {
+int64_t wall_ms() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch()).count();
+}
+int64_t mono_ms() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now().time_since_epoch()).count();
+}
+}  // namespace
+
 void Journal::intent(const std::string& key) {
-  append({{"t", "INTENT"}, {"step", key}, {"seq", records_ + 1}});
-  slot(key) = Entry{Entry::intent, nullptr, ""};
+  int64_t at = wall_ms();
+  append({{"t", "INTENT"}, {"step", key}, {"seq", records_ + 1}, {"at", at}, {"mono", mono_ms()}});
+  slot(key) = Entry{Entry::intent, nullptr, "", at, 0};
 }
 
 void Journal::done(const std::string& key, const nlohmann::json& result) {
-  append({{"t", "DONE"}, {"step", key}, {"result", result}, {"seq", records_ + 1}});
-  slot(key) = Entry{Entry::done, result, ""};
+  int64_t at = wall_ms();
+  append({{"t", "DONE"}, {"step", key}, {"result", result}, {"seq", records_ + 1}, {"at", at}, {"mono", mono_ms()}});
+  Entry& e = slot(key);
+  e = Entry{Entry::done, result, "", e.started_ms, at};
 }
 
 void Journal::failed(const std::string& key, const std::string& error) {
-  append({{"t", "FAILED"}, {"step", key}, {"error", error}, {"seq", records_ + 1}});
-  slot(key) = Entry{Entry::failed, nullptr, error};
+  int64_t at = wall_ms();
+  append({{"t", "FAILED"}, {"step", key}, {"error", error}, {"seq", records_ + 1}, {"at", at}, {"mono", mono_ms()}});
+  Entry& e = slot(key);
+  e = Entry{Entry::failed, nullptr, error, e.started_ms, at};
 }
 
 }  // namespace engine::journal

@@ -17,6 +17,10 @@ struct Entry {
   enum State { intent, done, failed } state = intent;
   nlohmann::json result;  // DONE: the step's results (a JSON array)
   std::string error;      // FAILED: why
+  // Wall-clock milliseconds since the epoch of the step's INTENT and of its DONE or FAILED (0: not
+  // recorded, as in journals written before timings were). Each record also carries the monotonic
+  // clock ("mono", ms), for ordering within one run.
+  int64_t started_ms = 0, ended_ms = 0;
 };
 
 class Journal {

@@ -8,6 +8,7 @@
 #include <cstring>
 #include <stdexcept>
 #include <fstream>
+#include <map>
 
 #include <fmt/chrono.h>
 #include <fmt/format.h>
@@ -18,6 +19,12 @@ namespace {
 std::string iso(std::chrono::system_clock::time_point t) {
   return fmt::format("{:%Y-%m-%dT%H:%M:%S}Z", fmt::gmtime(std::chrono::system_clock::to_time_t(t)));
 }
+// With milliseconds, for step and span boundaries.
+std::string iso_ms(std::chrono::system_clock::time_point t) {
+  auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(t.time_since_epoch()).count() % 1000;
+  return fmt::format("{:%Y-%m-%dT%H:%M:%S}.{:03d}Z", fmt::gmtime(std::chrono::system_clock::to_time_t(t)), static_cast<int>(ms));
+}
+double round_ms(double s) { return static_cast<double>(static_cast<long long>(s * 1000 + 0.5)) / 1000; }
 }  // namespace
 
 Report& report() {
@@ -28,9 +35,11 @@ Report& report() {
 void Report::begin(const std::string& run_id, const std::string& runbook, const std::string& path, nlohmann::json params) {
   std::lock_guard lock(mu_);
   started_ = std::chrono::system_clock::now();
+  mono_started_ = std::chrono::steady_clock::now();
+  spans_dropped_ = 0;
   doc_ = {{"run", run_id}, {"runbook", runbook}, {"path", path}, {"params", std::move(params)}, {"started", iso(started_)},
           {"warnings", nlohmann::json::array()}, {"errors", nlohmann::json::array()},
-          {"plan", nlohmann::json::array()}, {"steps", nlohmann::json::array()}};
+          {"plan", nlohmann::json::array()}, {"steps", nlohmann::json::array()}, {"spans", nlohmann::json::array()}};
   hosts_.clear();
 }
 
@@ -86,6 +95,7 @@ nlohmann::json Report::hosts_json() const {
   nlohmann::json out = nlohmann::json::object();
   for (const auto& h : hosts_) {
     nlohmann::json e = {{"status", h.status}, {"seconds", h.seconds}};
+    if (h.started >= 0) e["start"] = round_ms(h.started);
     if (!h.error.empty()) e["error"] = h.error;
     out[h.name] = std::move(e);
   }
@@ -96,10 +106,31 @@ void Report::step(const std::string& key, const std::string& status, double seco
                   const std::string& error) {
   std::lock_guard lock(mu_);
   if (doc_.empty()) return;
-  nlohmann::json e = {{"step", key}, {"status", status}, {"seconds", seconds}};
+  auto now = std::chrono::system_clock::now();
+  double end = std::chrono::duration<double>(std::chrono::steady_clock::now() - mono_started_).count();
+  auto wall_start = now - std::chrono::duration_cast<std::chrono::system_clock::duration>(std::chrono::duration<double>(seconds));
+  nlohmann::json e = {{"step", key}, {"status", status}, {"seconds", seconds}, {"start", round_ms(std::max(0.0, end - seconds))},
+                      {"end", round_ms(end)}, {"started", iso_ms(wall_start)}, {"ended", iso_ms(now)}};
   if (!results.is_null() && !results.empty()) e["results"] = results;
   if (!error.empty()) e["error"] = error;
   doc_["steps"].push_back(std::move(e));
+}
+
+double Report::clock() const {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - mono_started_).count();
+}
+
+void Report::span(std::string_view kind, std::string_view host, std::string_view name, double start, std::string_view outcome) {
+  double end = clock();
+  std::lock_guard lock(mu_);
+  if (doc_.empty()) return;
+  if (doc_["spans"].size() >= kMaxSpans) {
+    ++spans_dropped_;
+    return;
+  }
+  std::string n(name.substr(0, 120));
+  doc_["spans"].push_back({{"kind", kind}, {"host", host}, {"name", n}, {"start", round_ms(start)}, {"end", round_ms(end)},
+                           {"outcome", outcome}});
 }
 
 void Report::plan(std::string_view host, std::string_view step, std::string_view action, const nlohmann::json& fields) {
@@ -151,6 +182,70 @@ std::string Report::recap_text() const {
   return out;
 }
 
+namespace {
+std::string xml(std::string_view s) {
+  std::string out;
+  for (char c : s) {
+    switch (c) {
+      case '&': out += "&amp;"; break;
+      case '<': out += "&lt;"; break;
+      case '>': out += "&gt;"; break;
+      case '"': out += "&quot;"; break;
+      default:
+        // XML 1.0 allows no control characters but tab and newlines.
+        if (static_cast<unsigned char>(c) < 0x20 && c != '\n' && c != '\t' && c != '\r') out += '?';
+        else out += c;
+    }
+  }
+  return out;
+}
+}  // namespace
+
+std::string Report::junit() const {
+  nlohmann::json doc = log::redact_json(snapshot());
+  struct Case {
+    std::string name, status, error;
+    double seconds;
+  };
+  std::map<std::string, std::vector<Case>> suites;  // host ("(run)" for steps outside fleet.each) → cases
+  for (const auto& s : doc.value("steps", nlohmann::json::array())) {
+    std::string key = s.value("step", "");
+    auto slash = key.find('/');
+    std::string host = slash == std::string::npos ? "(run)" : key.substr(0, slash);
+    suites[host].push_back({slash == std::string::npos ? key : key.substr(slash + 1), s.value("status", ""), s.value("error", ""),
+                            s.value("seconds", 0.0)});
+  }
+  if (doc.contains("hosts"))
+    for (auto it = doc["hosts"].begin(); it != doc["hosts"].end(); ++it)
+      suites[it.key()].push_back({"(host outcome)", it->value("status", ""), it->value("error", ""), it->value("seconds", 0.0)});
+  std::string runbook = doc.value("runbook", "runbook");
+  std::string body;
+  size_t tests = 0, failures = 0, skipped = 0;
+  for (const auto& [host, cases] : suites) {
+    size_t f = 0, sk = 0;
+    double t = 0;
+    std::string cs;
+    for (const auto& c : cases) {
+      t += c.seconds;
+      cs += fmt::format("    <testcase classname=\"{}.{}\" name=\"{}\" time=\"{:.3f}\"", xml(runbook), xml(host), xml(c.name), c.seconds);
+      if (c.status == "failed" || c.status == "cancelled") {
+        ++f;
+        cs += fmt::format(">\n      <failure message=\"{}\">{}</failure>\n    </testcase>\n", xml(c.error.substr(0, 200)), xml(c.error));
+      } else if (c.status == "skipped" || c.status == "not started") {
+        ++sk;
+        cs += fmt::format(">\n      <skipped message=\"{}\"/>\n    </testcase>\n", xml(c.error.empty() ? c.status : c.error));
+      } else {
+        cs += "/>\n";
+      }
+    }
+    body += fmt::format("  <testsuite name=\"{}\" tests=\"{}\" failures=\"{}\" skipped=\"{}\" time=\"{:.3f}\">\n{}  </testsuite>\n",
+                        xml(host), cases.size(), f, sk, t, cs);
+    tests += cases.size(), failures += f, skipped += sk;
+  }
+  return fmt::format("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<testsuites name=\"{}\" tests=\"{}\" failures=\"{}\" skipped=\"{}\" time=\"{:.3f}\">\n{}</testsuites>\n",
+                     xml(runbook), tests, failures, skipped, doc.value("seconds", 0.0), body);
+}
+
 nlohmann::json Report::snapshot() const {
   std::lock_guard lock(mu_);
   nlohmann::json out = doc_;
@@ -166,6 +261,7 @@ std::string Report::finish(const std::string& dir, int exit_code) {
   doc_["exit_code"] = exit_code;
   doc_["outcome"] = exit_code == 0 ? "ok" : exit_code == 130 ? "interrupted" : exit_code == 1 ? "failed" : "error";
   doc_["hosts"] = hosts_json();
+  if (spans_dropped_) doc_["spans_dropped"] = spans_dropped_;
   std::string path = dir + "/report.json", tmp = path + ".tmp";
   {
     // Redacted as a whole: a value can become known as a secret after it was recorded (a param

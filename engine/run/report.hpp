@@ -17,14 +17,23 @@ class Report {
   void begin(const std::string& run_id, const std::string& runbook, const std::string& path, nlohmann::json params);
   // A warning or an error the run logged.
   void note(std::string_view level, std::string_view host, std::string_view msg, const nlohmann::json& fields);
-  // A journaled step's outcome: "done", "failed", or "skipped" (done in an earlier run).
+  // A journaled step's outcome: "done", "failed", or "skipped" (done in an earlier run). It ended
+  // now and took `seconds`: report.json gets its start and end (wall clock, and seconds since the
+  // run began on the monotonic clock).
   void step(const std::string& key, const std::string& status, double seconds, const nlohmann::json& results,
             const std::string& error);
+  // Seconds since the run began, on the monotonic clock: where spans start.
+  double clock() const;
+  // Something that took time on a host, beside the steps: an exec, a drain, a gate's wait. Kept up
+  // to kMaxSpans (report.json says how many were left out beyond).
+  void span(std::string_view kind, std::string_view host, std::string_view name, double start, std::string_view outcome);
+  static constexpr size_t kMaxSpans = 20000;
   // Something a dry run would have done.
   void plan(std::string_view host, std::string_view step, std::string_view action, const nlohmann::json& fields);
   struct HostOutcome {
     std::string name, status, error;
     double seconds = 0;
+    double started = -1;  // seconds since the run began; -1: never started
   };
   // Every host's outcome in one fleet.each, recorded once when it ends (the last one wins when a
   // host is in several).
@@ -36,6 +45,9 @@ class Report {
   // The plan grouped by host and step, and the recap per host, as a person reads them.
   std::string plan_text() const;
   std::string recap_text() const;
+  // JUnit XML (for CI systems): a testsuite per host, a testcase per journaled step (failed ones
+  // with their error, steps done by an earlier run skipped), and each host's outcome as a testcase.
+  std::string junit() const;
 
  private:
   // Host outcomes are kept as plain records and become JSON only when the report is read or
@@ -48,6 +60,8 @@ class Report {
   nlohmann::json doc_ = nlohmann::json::object();
   std::vector<HostOutcome> hosts_;  // a name may repeat within one fleet.each's list; the last wins
   std::chrono::system_clock::time_point started_;
+  std::chrono::steady_clock::time_point mono_started_ = std::chrono::steady_clock::now();
+  size_t spans_dropped_ = 0;
 };
 
 Report& report();

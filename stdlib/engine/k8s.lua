@@ -434,8 +434,17 @@ end
 --- pods (unless force) and emptyDir pods (unless delete_emptydir) before evicting anything; evict the
 --- rest through the Eviction API, retrying a PDB's refusal every retry_interval. On the timeout the
 --- node stays cordoned and the error names the pods still there and the PDBs holding them.
+local drain  -- below: M.drain records its span on the run's timeline around it
+
 function M.drain(node, opts)
-  node = node_name(node, "k8s.drain")
+  local name = node_name(node, "k8s.drain")
+  local t0 = log.clock()
+  local r = table.pack(drain(name, opts))
+  log.span("drain", name, t0, r[1] and "ok" or tostring(r[2]))
+  return table.unpack(r, 1, r.n)
+end
+
+drain = function(node, opts)
   local given = check.options(opts, DRAIN_OPTIONS, "k8s.drain")
   opts = {}  -- the caller's table stays as it was
   for k, v in pairs(given) do opts[k] = v end

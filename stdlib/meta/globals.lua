@@ -72,6 +72,16 @@ function log.error(msg, fields) end
 --- From now on no output (console, run log, report, journal) shows this value.
 ---@param value string
 function log.secret(value) end
+--- Seconds since the run began (monotonic): the start of a span.
+---@return number
+function log.clock() end
+--- Records on report.json's timeline that `name` (a drain, a wait) took from `start` (log.clock())
+--- until now on this coroutine's host.
+---@param kind string
+---@param name string
+---@param start number
+---@param outcome? string  default "ok"
+function log.span(kind, name, start, outcome) end
 
 --- One table per host for the whole run; vars and groups are filled in when first read (or on
 --- pairs, or when the host is logged or journaled), so a raw next() on an unread host misses them.

@@ -82,6 +82,53 @@ class TestModuleTypo(CliTest):
                 self.assertNotIn("resume", r.stdout + r.stderr)
 
 
+class TestTimeline(CliTest):
+    RB = """local fleet = require "engine.fleet"
+return runbook { name = "timeline", run = function(p, inv)
+  local asked = 0
+  fleet.each(inv:hosts("all"), { at_once = 1, max_failures = 1, gate_interval = 0.2,
+    between = function() asked = asked + 1; if asked == 1 then return nil, "held", "not yet" end; return true end },
+    function(h)
+      step("prepare", function() sleep(0.2) end)
+      step("change", function() if h.name == "b" then error("b refuses <the change> & stops") end end)
+    end)
+end }
+"""
+
+    def test_steps_hosts_and_waits_have_times_in_the_report_show_and_junit(self):
+        import xml.etree.ElementTree as ET
+        rb = os.path.join(self.state, "timeline.lua")
+        with open(rb, "w") as f:
+            f.write(self.RB)
+        junit = os.path.join(self.state, "junit.xml")
+        r = self.run_rb(rb, "-i", "a,b,c,", "--junit", junit)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        run_id = os.listdir(os.path.join(self.state, "runs"))[0]
+        rep = json.load(open(os.path.join(self.state, "runs", run_id, "report.json")))
+        steps = {s["step"]: s for s in rep["steps"]}
+        for s in steps.values():
+            self.assertLessEqual(s["start"], s["end"])
+            self.assertRegex(s["started"], r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
+        # One host at a time: a's steps in order, b after a, c after b.
+        self.assertLessEqual(steps["a/prepare"]["end"], steps["a/change"]["start"] + 0.001)
+        self.assertLessEqual(steps["a/change"]["end"], rep["hosts"]["b"]["start"] + 0.001)
+        self.assertLessEqual(rep["hosts"]["b"]["start"], rep["hosts"]["c"]["start"])
+        gates = [sp for sp in rep["spans"] if sp["kind"] == "gate"]
+        self.assertEqual([g["outcome"] for g in gates], ["passed", "passed"])
+        self.assertLessEqual(gates[0]["end"], rep["hosts"]["b"]["start"] + 0.001)
+        # JUnit: a suite per host, b's failed step with its error.
+        root = ET.parse(junit).getroot()
+        self.assertEqual((root.get("tests"), root.get("failures")), ("9", "2"))
+        b = root.find("testsuite[@name='b']")
+        failure = b.find("testcase[@name='change']/failure")
+        self.assertEqual(failure.text, f"{rb}:8: b refuses <the change> & stops")
+        # engine show: each step's duration, the waits.
+        out = engine("show", run_id, "--state-dir", self.state).stdout
+        self.assertRegex(out, r"done +a +prepare +\d+\.\ds")
+        self.assertIn("WAITS", out)
+        self.assertRegex(out, r"gate .* gate before the next host +passed")
+
+
 class TestVerbosity(CliTest):
     def test_v_shows_debug_logs_and_vv_traces_http(self):
         rb = os.path.join(self.state, "v.lua")

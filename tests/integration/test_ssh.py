@@ -1,6 +1,7 @@
 """SSH against real OpenSSH servers the tests start: exec, sudo, host keys, jump hosts, tunnels,
 fan-out, a server killed mid-command, SFTP. Each test runs a small runbook with the built engine."""
 import glob
+import json
 import os
 import re
 import subprocess
@@ -177,6 +178,24 @@ class TestExec(SshTest):
 """, self.inventory(self.node()), "--dry-run"))
         self.assertFalse(os.path.exists(marker))
         self.assertIn("dry-run: would run", out)
+
+
+class TestTimeline(SshTest):
+    def test_each_exec_is_on_the_reports_timeline(self):
+        state = os.path.join(self.lab.root, "state")
+        out = self.ok(self.runbook("""
+    local h = inv:host("n1")
+    assert(h:exec("sleep 0.2; exit 3"))
+    assert(h:exec("true"))
+""", self.inventory(self.node())))
+        run = re.search(r" run=(\S+)", out).group(1)
+        rep = json.load(open(os.path.join(state, "runs", run, "report.json")))
+        execs = [s for s in rep["spans"] if s["kind"] == "exec"]
+        self.assertEqual([(s["host"], s["name"], s["outcome"]) for s in execs],
+                         [("n1", "sleep 0.2; exit 3", "exit 3"), ("n1", "true", "exit 0")])
+        self.assertLessEqual(execs[0]["end"], execs[1]["start"] + 0.001)
+        r = subprocess.run([ENGINE, "show", run, "--state-dir", state], capture_output=True, text=True, timeout=30)
+        self.assertRegex(r.stdout, r"n1 +2 commands")
 
 
 class TestSudo(SshTest):
