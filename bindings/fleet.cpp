@@ -200,6 +200,7 @@ struct FleetRun : std::enable_shared_from_this<FleetRun> {
               json{{"ok", ok}, {"failed", failed}, {"not_started", skipped}});
     if (!rollout.gate_failure().empty()) {
       std::string msg = where + "fleet.each: " + rollout.gate_failure() + "; " + std::to_string(skipped) + " hosts not started";
+      vm->declared_failures.push_back(msg);  // the rollout stopping as told, not a bug in the runbook
       release();
       complete(parent, [msg](lua_State* co) { lua_pushstring(co, msg.c_str()); return 1; }, true);
       return;
@@ -217,6 +218,7 @@ struct FleetRun : std::enable_shared_from_this<FleetRun> {
         if (r.status == Result::failed && shown++ < 5) msg += "\n  " + r.name + ": " + r.error;
       if (failed > 5) msg += "\n  ... and " + std::to_string(failed - 5) + " more";
       if (skipped) msg += "\n  " + std::to_string(skipped) + " hosts not started";
+      vm->declared_failures.push_back(msg);
       release();
       complete(parent, [msg](lua_State* co) { lua_pushstring(co, msg.c_str()); return 1; }, true);
       return;

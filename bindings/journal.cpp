@@ -140,11 +140,19 @@ int l_step_leave(lua_State* L) {
   return 0;
 }
 
+// declare_failure(msg): fail()'s message, so the run's end says it once, without a traceback.
+int l_declare_failure(lua_State* L) {
+  Vm& vm = vm_of(L);
+  if (vm.declared_failures.size() < 1000) vm.declared_failures.push_back(luaL_checkstring(L, 1));
+  return 0;
+}
+
 }  // namespace
 
 void add_journal_natives(lua_State* L) {
   const luaL_Reg fns[] = {{"step_enter", l_step_enter}, {"step_leave", l_step_leave},{"step_key", l_step_key},       {"step_lookup", l_step_lookup}, {"step_intent", l_step_intent},
                           {"step_done", l_step_done},     {"step_failed", l_step_failed}, {"retry_unknown", l_retry_unknown},
+                          {"declare_failure", l_declare_failure},
                           {nullptr, nullptr}};
   set_funcs(L, fns);
 }

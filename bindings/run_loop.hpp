@@ -20,6 +20,9 @@ struct RunOutcome {
   int exit_code = 0;  // 0 ok, 1 failed, 130 interrupted
   bool interrupted = false;
   std::string failure;
+  bool declared = false;    // the runbook stopped itself with fail(): its message is the whole story
+  bool lease_lost = false;
+  std::string traceback;    // a code error's frames (the runbook's own unless -v)
 };
 
 class SignalWatch {

@@ -2,6 +2,9 @@
 // run(p, inv) as the first task; Ctrl-C drains, a second Ctrl-C (or SIGTERM) cancels.
 #include "bindings/runtime.hpp"
 
+#include <regex>
+#include "engine/core/text.hpp"
+
 #include <unistd.h>
 
 #include <filesystem>
@@ -20,12 +23,41 @@ void open_sandbox(lua_State* L, const std::string& stdlib_dir);
 
 namespace {
 
-// Tracebacks name the runbook's own frames; the engine's C frames add nothing for the reader.
-std::string traceback(lua_State* L, lua_State* co, const std::string& msg) {
-  luaL_traceback(L, co, msg.c_str(), 0);
+// A code error's frames: the runbook's own (its file and lib/), or every frame with -v; the
+// engine's C frames and the stdlib's add nothing for the reader of a runbook.
+std::string traceback(lua_State* L, lua_State* co, const Vm& vm) {
+  luaL_traceback(L, co, nullptr, 0);
   std::string tb = lua_tostring(L, -1);
   lua_pop(L, 1);
-  return tb;
+  std::string out;
+  size_t start = 0;
+  while (start < tb.size()) {
+    size_t nl = tb.find('\n', start);
+    std::string line = tb.substr(start, nl == std::string::npos ? std::string::npos : nl - start);
+    start = nl == std::string::npos ? tb.size() : nl + 1;
+    std::string t = text::trim(line);
+    if (t.empty() || t == "stack traceback:") continue;
+    bool engine_frame = t.rfind("[C]", 0) == 0 || t.find(vm.stdlib_dir) != std::string::npos || t.rfind("(...tail calls...)", 0) == 0;
+    if (vm.verbose || !engine_frame) out += "\t" + t + "\n";
+  }
+  return out;
+}
+
+// A bug in the runbook (or its misuse of the engine's API), as opposed to a failure it met: Lua's
+// own runtime errors and the engine's misuse errors. Everything else a runbook or the stdlib raises
+// (a command that failed on a node, a refused preflight) is an outcome, said without frames.
+bool code_error(const std::string& msg) {
+  static const std::regex bug(
+      R"(attempt to (call|index|perform arithmetic|compare|concatenate|get length|yield)|bad argument #|stack overflow|)"
+      R"(: unknown option '|table index is (nil|NaN)|number has no integer representation|invalid (key|value) to 'next'|)"
+      R"(: the (first|second|third) argument must be|must be a (table|function|string|number))");
+  return std::regex_search(msg, bug);
+}
+
+bool declared(const Vm& vm, const std::string& msg) {
+  for (const auto& d : vm.declared_failures)
+    if (msg.size() >= d.size() && msg.compare(msg.size() - d.size(), d.size(), d) == 0) return true;
+  return false;
 }
 
 // The runbook's task ended in error: an interrupt (Ctrl-C, abort), a lost lease, or the runbook's own
@@ -38,28 +70,41 @@ RunOutcome outcome_of(Vm& vm, lua_State* L, Task& t, bool signalled) {
     out.failure = out.interrupted ? "interrupted" : error_text(t.co);
     if (i->kind == Interrupt::lease_lost) {
       out.interrupted = false;
+      out.lease_lost = true;
       out.failure = (vm.lease_lost.empty() ? "the cluster lease was lost" : vm.lease_lost) +
                     ": the run stopped; steps in flight are unknown to a resume (engine show RUN_ID)";
     }
   } else {
-    out.failure = traceback(L, t.co, error_text(t.co));
+    out.failure = error_text(t.co);
+    out.declared = declared(vm, out.failure);
+    if (!out.declared && code_error(out.failure)) out.traceback = traceback(L, t.co, vm);
   }
   out.exit_code = out.interrupted ? 130 : 1;
   return out;
 }
 
 // The console gets the message; the traceback goes to stderr and the run log.
-void report_failure(const RunOutcome& out) {
+void report_failure(const RunOutcome& out, bool verbose) {
+  const char* vm_verbose_hint = verbose ? "" : " (the runbook's own frames; -v shows all)";
   if (out.failure.empty()) return;
+  // Said once, as one block on stderr: what failed and why, and for a bug in the runbook where it
+  // happened. The run log, the report and a JSON console get it as a line too.
   if (out.exit_code == 130) {
     log::emit(log::Level::error, "", "run interrupted");
-  } else {
-    auto cut = out.failure.find("\nstack traceback:");
-    log::emit(log::Level::error, "", "runbook failed", json{{"error", out.failure.substr(0, cut)}});
-    log::emit(log::Level::debug, "", out.failure);
+    log::flush();
+    std::fprintf(stderr, "interrupted: hosts that had not started were left as they were\n");
+    return;
   }
+  log::emit_quiet(log::Level::error, "", "runbook failed", json{{"error", out.failure}});
+  if (!out.traceback.empty()) log::emit(log::Level::debug, "", "traceback", json{{"frames", out.traceback}});
   log::flush();
-  std::fprintf(stderr, "%s: %s\n", out.exit_code == 130 ? "interrupted" : "runbook failed", log::redact(out.failure).c_str());
+  if (!log::console_is_text()) return;
+  if (out.traceback.empty()) {
+    std::fprintf(stderr, "runbook failed: %s\n", log::redact(out.failure).c_str());
+  } else {
+    std::fprintf(stderr, "runbook failed: %s\nthis is a bug in the runbook, not a failure of the cluster; where it happened%s:\n%s",
+                 log::redact(out.failure).c_str(), vm_verbose_hint, log::redact(out.traceback).c_str());
+  }
 }
 
 }  // namespace
@@ -157,6 +202,7 @@ int Runtime::run(const nlohmann::json& params, const RunOptions& opts) {
   vm.assume_yes = opts.assume_yes;
   vm.journal = opts.dry_run ? nullptr : opts.journal;
   vm.retry_unknown = opts.retry_unknown;
+  vm.verbose = opts.verbose;
   vm.kubeconfig = opts.kubeconfig;
   vm.kube_context = opts.context;
   vm.run_id = opts.run_id.empty() ? "engine-" + std::to_string(::getpid()) : opts.run_id;
@@ -179,7 +225,12 @@ int Runtime::run(const nlohmann::json& params, const RunOptions& opts) {
     run_until_done(vm);
   }
   shut_down(vm);
-  report_failure(out);
+  report_failure(out, vm.verbose);
+  ending_ = out.exit_code == 0 ? Ending::ok
+            : out.exit_code == 130 ? Ending::interrupted
+            : out.lease_lost ? Ending::lease_lost
+            : out.declared || out.traceback.empty() ? Ending::declared
+                             : Ending::code_error;
   // A Ctrl-C that left nothing undone (every host had already started and finished) is a success.
   return out.exit_code;
 }

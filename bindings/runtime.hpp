@@ -32,7 +32,11 @@ struct RunOptions {
   journal::Journal* journal = nullptr;  // steps are journaled here (none under --dry-run)
   std::string control_file;             // engine ctl writes commands here
   bool retry_unknown = false;
+  bool verbose = false;  // -v: a code error's traceback with the stdlib's and the engine's frames too
 };
+
+// How a run ended, for what the CLI says about resuming it.
+enum class Ending { ok, declared, code_error, interrupted, lease_lost };
 
 class Runtime {
  public:
@@ -53,12 +57,14 @@ class Runtime {
   // Runs run(p, inv) to the end. Returns the exit code: 0 ok, 1 failed, 130 interrupted.
   // SIGINT once stops admitting hosts; twice cancels what is in flight. SIGTERM cancels.
   int run(const nlohmann::json& params, const RunOptions& opts);
+  Ending ending() const { return ending_; }
 
   // For tests: runs a chunk of Lua as a task to completion; returns "" or the error text.
   std::string run_snippet(const std::string& code);
 
  private:
   std::unique_ptr<Vm> vm_;
+  Ending ending_ = Ending::ok;
   std::unique_ptr<inventory::Inventory> inventory_;
   RunbookInfo info_;
 };

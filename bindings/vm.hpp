@@ -90,7 +90,9 @@ struct Vm {
   bool cancelling = false; // Ctrl-C twice: cancel what is in flight
   bool dry_run = false;
   bool assume_yes = false;
-  std::string missing_module;  // a require that found nothing: a configuration error, not a failed run
+  std::string missing_module;
+  std::vector<std::string> declared_failures;  // messages fail() raised: expected stops, not code errors
+  bool verbose = false;  // a require that found nothing: a configuration error, not a failed run
   std::string run_id;  // names this run to the outside world (cordon annotations, leases)
   std::string kubeconfig, kube_context;  // --kubeconfig / --context
   journal::Journal* journal = nullptr;    // steps are journaled when set (not under --dry-run)

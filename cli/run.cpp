@@ -122,6 +122,7 @@ int execute(Args& a, engine::lua::Runtime& rt, const engine::lua::RunbookInfo& i
 
   engine::lua::RunOptions ro{a.dry_run, a.yes, run.id, a.kubeconfig, a.context, journal.get(), (run.path / "control").string()};
   ro.retry_unknown = a.retry_unknown;
+  ro.verbose = a.verbose > 0;
   int code = rt.run(params, ro);
   // What the run wrote must be on disk for it to count: a report or run log that could not be
   // written (a full disk) fails the run, naming the file.
@@ -153,9 +154,20 @@ int execute(Args& a, engine::lua::Runtime& rt, const engine::lua::RunbookInfo& i
   }
   engine::log::emit(code == 0 ? engine::log::Level::info : engine::log::Level::error, "", "run finished",
                     {{"run", run.id}, {"exit", code}, {"report", report_path}});
-  if (code == 1 || code == 130)
-    std::fprintf(stderr, "continue it with: engine resume %s%s\n", run.id.c_str(),
-                 a.state_dir.empty() ? "" : (" --state-dir " + a.state_dir).c_str());
+  // The resume hint only when a resume would do something: a journal with steps in it (nothing
+  // recorded: run it again), and for a bug in the runbook, after fixing it (--force: the runbook changed).
+  std::string where = a.state_dir.empty() ? "" : " --state-dir " + a.state_dir;
+  bool recorded = journal && journal->records() > 0;
+  auto ending = rt.ending();
+  if ((code == 1 || code == 130) && lost.empty()) {
+    if (!recorded && ending != engine::lua::Ending::interrupted)
+      std::fprintf(stderr, "nothing was recorded as done: after fixing the cause, run it again\n");
+    else if (ending == engine::lua::Ending::code_error)
+      std::fprintf(stderr, "fix the runbook, then continue it with: engine resume %s --force%s (finished steps are skipped)\n",
+                   run.id.c_str(), where.c_str());
+    else
+      std::fprintf(stderr, "continue it with: engine resume %s%s\n", run.id.c_str(), where.c_str());
+  }
   engine::log::flush();
   return code;
 }

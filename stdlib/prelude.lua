@@ -98,6 +98,9 @@ function step(name, fn, opts)
 end
 
 --- Fails the runbook with a formatted message at the caller's line.
+--- An expected stop (a preflight that refuses): said once, without a traceback.
 function fail(fmt, ...)
-  raw_error(format(fmt, ...), 2)
+  local msg = format(fmt, ...)
+  native.declare_failure(msg)
+  raw_error(msg, 2)
 end

@@ -259,6 +259,17 @@ bool is_secret_name(std::string_view name) {
   return false;
 }
 
+void emit_quiet(Level level, std::string_view host, std::string_view msg, const nlohmann::json& fields) {
+  auto& s = state();
+  if (s.opts.format == Format::json) return emit(level, host, msg, fields);
+  Level saved = s.opts.level;
+  s.opts.level = static_cast<Level>(static_cast<int>(Level::error) + 1);  // above every level: the console stays quiet
+  emit(level, host, msg, fields);
+  s.opts.level = saved;
+}
+
+bool console_is_text() { return state().opts.format == Format::text; }
+
 void emit(Level level, std::string_view host, std::string_view raw_msg, const nlohmann::json& raw_fields) {
   auto& s = state();
   if (!s.console) setup(s.opts);

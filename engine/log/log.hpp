@@ -27,6 +27,10 @@ void setup(const Options& opts);
 // The first failure to write the run log ("" while there was none): the run then fails, naming it.
 std::string file_error();
 void emit(Level level, std::string_view host, std::string_view msg, const nlohmann::json& fields = nullptr);
+// The same line for the run log, the report and JSON consoles, but not a text console: for what the
+// engine then says once, as a block, on stderr (a run's failure).
+void emit_quiet(Level level, std::string_view host, std::string_view msg, const nlohmann::json& fields = nullptr);
+bool console_is_text();
 void flush();
 
 // "debug" → Level::debug ...; nullopt for an unknown name.

@@ -199,13 +199,51 @@ class TestBadInput(CliTest):
         self.assertEqual(r.returncode, 2)
         self.assertIn("runbooks/syntax.lua:3: ')' expected near 'inv'", r.stderr)
 
-    def test_runtime_error_names_file_line_with_traceback(self):
+    def test_an_error_the_runbook_raises_is_said_once_with_its_line(self):
         r = self.run_rb("runbooks/runtime_error.lua")
         self.assertEqual(r.returncode, 1, r.stderr)
         self.assertIn("runbooks/runtime_error.lua:4: only 3% free on cp1", r.stderr)
-        self.assertIn("stack traceback:", r.stderr)
-        self.assertIn("runtime_error.lua:11:", r.stderr)  # the caller's line, in the traceback
+        self.assertEqual(r.stderr.count("only 3% free"), 1)  # said once
+        self.assertNotIn("only 3% free", r.stdout)
+        self.assertNotIn("bug in the runbook", r.stderr)  # an outcome, not a bug: no frames
+        # Nothing was recorded as done: no resume to offer.
+        self.assertIn("nothing was recorded as done: after fixing the cause, run it again", r.stderr)
+        self.assertNotIn("engine resume", r.stderr)
+
+    def test_a_bug_in_the_runbook_shows_the_runbooks_frames(self):
+        rb = os.path.join(self.state, "bug.lua")
+        with open(rb, "w") as f:
+            f.write('local function check_disk(node)\n  return node.free.percent\nend\n'
+                    'return runbook { name = "bug", run = function()\n  check_disk({ name = "cp1" })\nend }\n')
+        r = self.run_rb(rb)
+        self.assertEqual(r.returncode, 1, r.stderr)
+        self.assertIn("bug.lua:2: attempt to index a nil value (field 'free')", r.stderr)
+        self.assertIn("this is a bug in the runbook, not a failure of the cluster", r.stderr)
+        self.assertIn("bug.lua:5:", r.stderr)  # the caller's line, in the frames
         self.assertIn("in upvalue 'check_disk'", r.stderr)
+        self.assertNotIn("[C]", r.stderr)  # the engine's frames only with -v
+        self.assertEqual(r.stderr.count("attempt to index"), 1)
+        r = self.run_rb(rb, "-v")
+        self.assertNotIn("-v shows all", r.stderr)
+
+    def test_a_declared_failure_is_said_once_without_a_traceback_and_resume_only_with_steps_done(self):
+        rb = os.path.join(self.state, "pre.lua")
+        with open(rb, "w") as f:
+            f.write('return runbook { name = "pre", run = function()\n  step("one", function() end)\n'
+                    '  fail("preflight: cp1 has %d%% free", 2)\nend }\n')
+        r = self.run_rb(rb)
+        self.assertEqual(r.returncode, 1)
+        self.assertEqual(r.stderr.count("preflight: cp1 has 2% free"), 1, r.stderr)
+        self.assertNotIn("preflight", r.stdout)
+        self.assertNotIn("bug in the runbook", r.stderr)
+        self.assertIn("continue it with: engine resume", r.stderr)
+        # A bug after a step was done: fix it, then resume with --force (the runbook changed).
+        with open(rb, "w") as f:
+            f.write('local k8s = require "engine.k8s"\nreturn runbook { name = "pre", run = function()\n'
+                    '  step("one", function() end)\n  k8s.node("x")\nend }\n')
+        r = self.run_rb(rb)
+        self.assertIn("attempt to call a nil value (field 'node')", r.stderr)
+        self.assertRegex(r.stderr, r"fix the runbook, then continue it with: engine resume \S+ --force")
 
     def test_file_without_runbook_declaration(self):
         r = self.run_rb("runbooks/no_return.lua")
