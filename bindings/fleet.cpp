@@ -8,6 +8,7 @@
 #include "engine/core/text.hpp"
 #include "engine/fleet/rollout.hpp"
 #include "engine/log/log.hpp"
+#include "engine/inventory/inventory.hpp"
 #include "engine/run/report.hpp"
 
 #include <boost/asio/steady_timer.hpp>
@@ -295,7 +296,11 @@ struct FleetRun : std::enable_shared_from_this<FleetRun> {
     static const char* names[] = {"not started", "cancelled", "ok", "failed", "skipped"};
     std::vector<run::Report::HostOutcome> out;
     out.reserve(results.size());
-    for (auto& r : results) out.push_back({r.name, names[r.status], r.error, r.duration, r.started});
+    // Inventory hosts only: a fleet.each over other things (the pods k8s.drain evicts) is that
+    // step's detail, not the run's recap.
+    for (auto& r : results)
+      if (!vm->inventory || vm->inventory->host(r.name)) out.push_back({r.name, names[r.status], r.error, r.duration, r.started});
+    if (out.empty()) return;
     run::report().hosts(std::move(out));
   }
 };

@@ -3,6 +3,7 @@ with the real kubectl."""
 import base64
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -523,6 +524,12 @@ class TestNodes(K8sTest):
         self.assertIn("eviction refused by a PodDisruptionBudget, retrying", out)
         node = self.cluster.get("/api/v1/nodes/w1")
         self.assertFalse(node["spec"].get("unschedulable"))
+        # The evicted pods are the drain's detail: on the timeline as one drain, not in the recap.
+        self.assertNotIn("RECAP", out)
+        run = re.search(r" run=(\S+)", out).group(1)
+        rep = json.load(open(os.path.join(self.tmp, "state", "runs", run, "report.json")))
+        self.assertEqual(rep["hosts"], {})
+        self.assertEqual([(s["kind"], s["name"], s["outcome"]) for s in rep["spans"] if s["kind"] == "drain"], [("drain", "w1", "ok")])
 
     def test_drain_timeout_leaves_the_node_cordoned_and_names_the_pod_and_pdb(self):
         out = self.ok(self.run_lua("""
