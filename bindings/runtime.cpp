@@ -3,6 +3,8 @@
 #include "bindings/runtime.hpp"
 
 #include <regex>
+#include <sstream>
+#include <fstream>
 #include "engine/core/text.hpp"
 
 #include <unistd.h>
@@ -250,6 +252,95 @@ std::string Runtime::run_snippet(const std::string& code) {
     if (vm_->io.run_one() == 0) break;
   vm_->io.restart();
   return error;
+}
+
+namespace {
+std::string read_text(const fs::path& p) {
+  std::ifstream f(p);
+  std::stringstream ss;
+  ss << f.rdbuf();
+  return ss.str();
+}
+}  // namespace
+
+std::vector<std::string> Runtime::lint(const std::vector<std::string>& files) {
+  lua_State* L = vm_->L;
+  std::vector<fs::path> sources;
+  if (files.empty()) {
+    sources.push_back(vm_->runbook_path);
+    std::error_code ec;
+    fs::path lib = fs::path(vm_->runbook_dir) / "lib";
+    if (fs::is_directory(lib, ec))
+      for (auto& e : fs::recursive_directory_iterator(lib, ec))
+        if (e.path().extension() == ".lua") sources.push_back(e.path());
+  } else {
+    for (const auto& f : files) sources.push_back(f);
+  }
+  int top = lua_gettop(L);
+  push_fn(L, [](lua_State* L) -> int {
+    luaL_traceback(L, L, lua_tostring(L, 1), 1);
+    return 1;
+  });
+  int handler = lua_gettop(L);
+  lua_getglobal(L, "require");
+  lua_pushstring(L, "engine.lint");
+  if (lua_pcall(L, 1, 1, handler) != LUA_OK) {
+    std::string e = lua_tostring(L, -1);
+    lua_settop(L, top);
+    throw std::runtime_error("engine.lint: " + e);
+  }
+  lua_getfield(L, -1, "check");
+  lua_newtable(L);
+  for (const auto& p : sources) {
+    std::string text = read_text(p);
+    lua_pushlstring(L, text.data(), text.size());
+    lua_setfield(L, -2, p.string().c_str());
+  }
+  lua_newtable(L);
+  std::error_code ec;
+  for (auto& e : fs::recursive_directory_iterator(fs::path(vm_->stdlib_dir) / "meta", ec)) {
+    if (e.path().extension() != ".lua") continue;
+    std::string text = read_text(e.path());
+    lua_pushlstring(L, text.data(), text.size());
+    lua_setfield(L, -2, e.path().string().c_str());
+  }
+  lua_newtable(L);  // the sandbox's globals: behind the frozen _G's __index (bindings/sandbox.cpp)
+  lua_Integer n = 0;
+  lua_pushglobaltable(L);
+  if (lua_getmetatable(L, -1)) {
+    lua_getfield(L, -1, "__index");
+    lua_remove(L, -2);
+    if (lua_istable(L, -1)) lua_remove(L, -2);
+    else lua_pop(L, 1);
+  }
+  lua_pushnil(L);
+  while (lua_next(L, -2)) {
+    lua_pop(L, 1);
+    if (lua_type(L, -1) == LUA_TSTRING) {
+      lua_pushvalue(L, -1);
+      lua_rawseti(L, -4, ++n);
+    }
+  }
+  lua_pop(L, 1);
+  if (lua_pcall(L, 3, 1, handler) != LUA_OK) {
+    std::string e = lua_tostring(L, -1);
+    lua_settop(L, top);
+    throw std::runtime_error("engine.lint: " + e);
+  }
+  std::vector<std::string> out;
+  lua_Integer count = static_cast<lua_Integer>(lua_rawlen(L, -1));
+  for (lua_Integer i = 1; i <= count; ++i) {
+    lua_rawgeti(L, -1, i);
+    lua_getfield(L, -1, "file");
+    lua_getfield(L, -2, "line");
+    lua_getfield(L, -3, "col");
+    lua_getfield(L, -4, "msg");
+    out.push_back(at(lua_tostring(L, -4), static_cast<int>(lua_tointeger(L, -3)), static_cast<int>(lua_tointeger(L, -2)),
+                     lua_tostring(L, -1)));
+    lua_pop(L, 5);
+  }
+  lua_settop(L, top);
+  return out;
 }
 
 std::string help_text(const RunbookInfo& info) {

@@ -61,6 +61,10 @@ class Runtime {
 
   // For tests: runs a chunk of Lua as a task to completion; returns "" or the error text.
   std::string run_snippet(const std::string& code);
+  // engine check's static pass (stdlib/engine/lint.lua) over the loaded runbook and the Lua files
+  // of its lib/ (or over `files` when given: modules checked on their own). "file:line:col: what"
+  // for each finding, in order.
+  std::vector<std::string> lint(const std::vector<std::string>& files = {});
 
  private:
   std::unique_ptr<Vm> vm_;

@@ -24,7 +24,8 @@ struct Args {
   std::string run_id;          // resume, show
   bool force = false, retry_unknown = false;
   std::vector<std::string> ctl;  // ctl: the command and its host
-  bool list_hosts = false;       // print the hosts a run would touch and stop
+  bool list_hosts = false;
+  bool module = false;           // check --module: a Lua module, not a runbook       // print the hosts a run would touch and stop
   std::string junit;             // run/resume --junit FILE
   int verbose = 0;               // -v: debug logs; -vv: also every HTTP exchange
   std::string inventory_host;    // inventory --host NAME

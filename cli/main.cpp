@@ -60,6 +60,7 @@ int main(int argc, char** argv) {
   add_common(check, a);
   check->add_option("--kubeconfig", a.kubeconfig, "checked: the file and the context exist");
   check->add_option("--context", a.context, "checked against the kubeconfig");
+  check->add_flag("--module", a.module, "the file is a Lua module (a runbook's lib/ or the stdlib), checked on its own");
 
   auto* resume = app.add_subcommand("resume", "continue a stopped or failed run: finished steps are skipped");
   resume->add_option("run_id", a.run_id, "the run's id (engine runs lists them)")->required();

@@ -179,12 +179,27 @@ int execute(Args& a, engine::lua::Runtime& rt, const engine::lua::RunbookInfo& i
 // once any -e is given, the set must be complete.
 int do_check(Args& a) {
   engine::lua::Runtime rt(engine::lua::default_stdlib_dir());
+  if (a.module) {  // a module of the runbook's (or the stdlib's), checked on its own
+    if (!std::filesystem::is_regular_file(a.runbook)) throw engine::ConfigError(a.runbook + ": no such file");
+    auto findings = rt.lint({a.runbook});
+    for (const auto& f : findings) std::fprintf(stderr, "%s\n", f.c_str());
+    if (!findings.empty())
+      throw engine::ConfigError(std::to_string(findings.size()) + (findings.size() == 1 ? " problem" : " problems") + " in " + a.runbook);
+    std::printf("ok: module %s\n", a.runbook.c_str());
+    return 0;
+  }
   auto info = rt.load(a.runbook);
   if (a.list_hosts) return print_hosts(load_inventory(a));
   std::vector<std::string> missing;
   auto params = rt.resolve_params(parse_extra(a.extra), a.extra.empty() ? &missing : nullptr);
   auto inv = load_inventory(a);
   check_cluster_flags(a, inv);
+  // The static pass: what would otherwise fail mid-rollout as "attempt to call a nil value".
+  auto findings = rt.lint();
+  for (const auto& f : findings) std::fprintf(stderr, "%s\n", f.c_str());
+  if (!findings.empty())
+    throw engine::ConfigError(std::to_string(findings.size()) + (findings.size() == 1 ? " problem" : " problems") +
+                              " in the runbook (above); nothing ran");
   size_t hosts = 0;
   for (const auto& h : inv.host_names()) hosts += inv.visible(h);
   std::printf("ok: runbook '%s' (%zu params), inventory %zu hosts in %zu groups\n", info.name.c_str(),
@@ -205,6 +220,12 @@ int do_run(Args& a) {
     return 0;
   }
   if (a.list_hosts) return print_hosts(load_inventory(a));
+  // engine check's static pass, said before anything runs (warnings here: engine check refuses).
+  try {
+    for (const auto& f : rt.lint()) std::fprintf(stderr, "warning: %s (engine check refuses this)\n", f.c_str());
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "warning: the static check could not run: %s\n", e.what());
+  }
   auto params = rt.resolve_params(parse_extra(a.extra));
   auto inv = load_inventory(a);
   check_cluster_flags(a, inv);
