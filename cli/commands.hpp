@@ -26,7 +26,8 @@ struct Args {
   std::vector<std::string> ctl;  // ctl: the command and its host
   bool list_hosts = false;
   bool module = false;           // check --module: a Lua module, not a runbook       // print the hosts a run would touch and stop
-  std::string junit;             // run/resume --junit FILE
+  std::string junit;             // run/resume/report --junit FILE
+  std::string html;              // report --html FILE
   int verbose = 0;               // -v: debug logs; -vv: also every HTTP exchange
   std::string inventory_host;    // inventory --host NAME
   bool inventory_ssh = false;    // inventory --ssh: how each host is reached
@@ -54,6 +55,7 @@ int do_runs(Args& a);
 int do_show(Args& a);
 int do_ctl(Args& a);
 int do_inventory(Args& a);
+int do_report(Args& a);
 // --list-hosts: the inventory's hosts after --limit, one per line (the runbook chooses among them).
 int print_hosts(const inventory::Inventory& inv);
 

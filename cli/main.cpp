@@ -83,6 +83,12 @@ int main(int argc, char** argv) {
   show->add_option("run_id", a.run_id, "the run's id")->required();
   show->add_option("--state-dir", a.state_dir, "where run directories live");
 
+  auto* report = app.add_subcommand("report", "a run's report again: report.html (drawn at the end of every run) or JUnit XML");
+  report->add_option("run_id", a.run_id, "the run's id")->required();
+  report->add_option("--html", a.html, "write the self-contained HTML report to this file");
+  report->add_option("--junit", a.junit, "write the steps as JUnit XML to this file");
+  report->add_option("--state-dir", a.state_dir, "where run directories live");
+
   auto* ctl = app.add_subcommand("ctl", "steer a live run: pause, continue, skip HOST, abort");
   ctl->add_option("run_id", a.run_id, "the run's id")->required();
   ctl->add_option("command", a.ctl, engine::run::control_usage)->required()->expected(1, 2);
@@ -131,6 +137,7 @@ int main(int argc, char** argv) {
       return 0;
     }
     if (*inventory) return do_inventory(a);
+    if (*report) return do_report(a);
     if (*check) return do_check(a);
     if (*resume) return do_resume(a);
     if (*runs) return do_runs(a);

@@ -1,6 +1,7 @@
 // engine runs, engine show and engine ctl: what an operator reads of runs, and how a live one is steered.
 #include <algorithm>
 #include <cstdio>
+#include <fstream>
 #include <map>
 
 #include <fmt/format.h>
@@ -10,6 +11,8 @@
 #include "engine/journal/journal.hpp"
 #include "engine/run/control.hpp"
 #include "engine/run/lock.hpp"
+#include "engine/run/report.hpp"
+#include "engine/run/report_html.hpp"
 #include "engine/run/run_dir.hpp"
 
 namespace engine::cli {
@@ -112,6 +115,24 @@ void print_waits(const nlohmann::json& rep) {
 
 // engine show RUN_ID: the recap of one run and where each of its steps stands.
 }  // namespace
+
+// engine report RUN_ID --html FILE --junit FILE: a finished run's report.json drawn again.
+int do_report(Args& a) {
+  auto dir = engine::run::state_dir(a.state_dir) / "runs" / a.run_id;
+  auto rep = read_json(dir / "report.json");
+  if (rep.is_null()) throw engine::ConfigError("run '" + a.run_id + "' has no report.json under " + dir.string());
+  if (a.html.empty() && a.junit.empty()) throw engine::ConfigError("engine report: say what to write: --html FILE and/or --junit FILE");
+  auto write = [](const std::string& path, const std::string& text) {
+    std::ofstream f(path);
+    f << text;
+    f.flush();
+    if (!f) throw engine::ConfigError("cannot write " + path);
+    std::printf("wrote %s\n", path.c_str());
+  };
+  if (!a.html.empty()) write(a.html, engine::run::html_report(rep));
+  if (!a.junit.empty()) write(a.junit, engine::run::junit_of(rep));
+  return 0;
+}
 
 int do_show(Args& a) {
   auto dir = engine::run::state_dir(a.state_dir) / "runs" / a.run_id;

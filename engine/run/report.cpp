@@ -1,6 +1,7 @@
 #include "engine/run/report.hpp"
 
 #include "engine/log/log.hpp"
+#include "engine/run/report_html.hpp"
 
 #include <algorithm>
 #include <cerrno>
@@ -201,8 +202,9 @@ std::string xml(std::string_view s) {
 }
 }  // namespace
 
-std::string Report::junit() const {
-  nlohmann::json doc = log::redact_json(snapshot());
+std::string Report::junit() const { return junit_of(log::redact_json(snapshot())); }
+
+std::string junit_of(const nlohmann::json& doc) {
   struct Case {
     std::string name, status, error;
     double seconds;
@@ -275,6 +277,18 @@ std::string Report::finish(const std::string& dir, int exit_code) {
     }
   }
   if (std::rename(tmp.c_str(), path.c_str()) != 0) throw std::runtime_error("cannot write " + path + ": " + std::strerror(errno));
+  // The same, drawn: report.html beside it (a page a person opens; report.json stays the record).
+  std::string html = dir + "/report.html", htmp = html + ".tmp";
+  {
+    std::ofstream f(htmp);
+    f << html_report(log::redact_json(doc_));
+    f.flush();
+    if (!f) {
+      std::remove(htmp.c_str());
+      throw std::runtime_error("cannot write " + html + ": " + std::strerror(errno));
+    }
+  }
+  if (std::rename(htmp.c_str(), html.c_str()) != 0) throw std::runtime_error("cannot write " + html + ": " + std::strerror(errno));
   return path;
 }
 

@@ -66,4 +66,7 @@ class Report {
 
 Report& report();
 
+// JUnit XML of a report.json (what Report::junit writes for the live run).
+std::string junit_of(const nlohmann::json& report);
+
 }  // namespace engine::run

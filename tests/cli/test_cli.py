@@ -18,6 +18,17 @@ def engine(*args, timeout=60):
     return subprocess.run([ENGINE, *args], capture_output=True, text=True, timeout=timeout, cwd=HERE)
 
 
+def chromium_dom(path):
+    """The page's DOM after its scripts ran, from headless Chromium (Debian's chromium)."""
+    browser = shutil.which("chromium")
+    if not browser:
+        raise unittest.SkipTest("chromium is not installed (scripts/setup test installs it)")
+    r = subprocess.run([browser, "--headless", "--no-sandbox", "--disable-gpu", "--dump-dom", "file://" + os.path.abspath(path)],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr[-2000:]
+    return r.stdout
+
+
 class CliTest(unittest.TestCase):
     def setUp(self):
         self.state = tempfile.mkdtemp(prefix="engine-cli-")
@@ -176,6 +187,35 @@ end }
         self.assertRegex(out, r"done +a +prepare +\d+\.\ds")
         self.assertIn("WAITS", out)
         self.assertRegex(out, r"gate .* gate before the next host +passed")
+        # report.html beside report.json, drawn by a real browser: a lane per host, a bar per step.
+        dom = chromium_dom(os.path.join(self.state, "runs", run_id, "report.html"))
+        for host in ("a", "b", "c"):
+            self.assertIn(f'class="lane" data-host="{host}"', dom)
+        self.assertEqual(dom.count('class="bar step done" data-step="prepare"'), 3)
+        self.assertEqual(dom.count('class="bar step failed" data-step="change"'), 1)
+        self.assertEqual(dom.count('class="bar gate"'), 2)
+        self.assertIn("b refuses &lt;the change&gt; &amp; stops", dom)
+        # engine report draws it again (and JUnit) from a finished run.
+        again = os.path.join(self.state, "again.html")
+        r = engine("report", run_id, "--html", again, "--state-dir", self.state)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(open(again).read(), open(os.path.join(self.state, "runs", run_id, "report.html")).read())
+
+    def test_a_thousand_hosts_collapse_to_lanes_of_hosts_named_alike(self):
+        inv = self.inventory("[web]\nweb-[0:999]\n[db]\ndb-[1:3]\n")
+        rb = os.path.join(self.state, "many.lua")
+        with open(rb, "w") as f:
+            f.write('local fleet = require "engine.fleet"\nreturn runbook { name = "many", run = function(p, inv)\n'
+                    '  fleet.each(inv:hosts("all"), { at_once = 200 }, function(h) end)\nend }\n')
+        r = self.run_rb(rb, "-i", inv)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        run_id = os.listdir(os.path.join(self.state, "runs"))[0]
+        dom = chromium_dom(os.path.join(self.state, "runs", run_id, "report.html"))
+        self.assertEqual(dom.count('class="lane"'), 2)
+        self.assertIn('data-host="web*"', dom)
+        self.assertIn("web* (1000 hosts)", dom)
+        self.assertIn("db* (3 hosts)", dom)
+        self.assertEqual(dom.count('<tr data-host='), 1003)  # the recap still lists every host
 
 
 class TestVerbosity(CliTest):

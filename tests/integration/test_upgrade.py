@@ -4,6 +4,7 @@ import hashlib
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -138,6 +139,20 @@ class UpgradeCase(unittest.TestCase):
         self.assertGreater(json.loads(st.stdout)["totalKey"], 0)
         cm = json.loads(self.kubectl("get", "cm", "-n", "kube-system", "kubeadm-config", "-o", "json").stdout)
         self.assertIn(f"kubernetesVersion: {TO}", cm["data"]["ClusterConfiguration"])
+        # The run's report.html, opened in headless Chromium: a lane per node with its steps, the
+        # drains and the commands on the timeline.
+        run_id = re.search(r" run=(\S+)", r.stdout).group(1)
+        html = f"{self.dir}/state/runs/{run_id}/report.html"
+        browser = shutil.which("chromium")
+        if browser:
+            dom = subprocess.run([browser, "--headless", "--no-sandbox", "--disable-gpu", "--dump-dom", "file://" + html],
+                                 capture_output=True, text=True, timeout=120).stdout
+            for n in ("cp1", "cp2", "cp3", "w1", "w2", "w3"):
+                self.assertIn(f'class="lane" data-host="{n}"', dom)
+            self.assertEqual(dom.count('class="bar drain"'), 6)
+            self.assertGreater(dom.count('class="bar exec"'), 6)
+            self.assertGreater(dom.count('class="bar step done"'), 6)
+            self.assertNotIn('class="bar step failed"', dom)
 
     def test_stale_manifest_bak_is_refused_then_recovered(self):
         self.lab("fault", "cp2", "stale-manifest-bak")
