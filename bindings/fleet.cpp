@@ -461,6 +461,13 @@ void start(lua_State* L, Vm& vm, size_t total, size_t at_once, size_t budget) {
   luaL_where(L, 1);
   run->where = lua_tostring(L, -1);
   lua_pop(L, 1);
+  if (!run->nested) {
+    // A new phase on the live table: the step it runs in, else where it was called.
+    Task* t = current_task(L);
+    std::string phase = t && !t->steps.empty() ? t->steps.back() : run->where;
+    while (!phase.empty() && (phase.back() == ':' || phase.back() == ' ')) phase.pop_back();
+    log::progress_phase(phase, total);
+  }
   for (size_t i = 0; i < total; ++i) {
     lua_rawgeti(L, 1, static_cast<lua_Integer>(i + 1));
     if (lua_isnil(L, -1)) luaL_error(L, "fleet.each: hosts[%d] is nil; pass a list without holes", static_cast<int>(i + 1));

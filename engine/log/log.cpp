@@ -1,4 +1,7 @@
 #include "engine/log/log.hpp"
+
+#include <sys/ioctl.h>
+#include <unistd.h>
 #include "engine/core/text.hpp"
 
 #include <chrono>
@@ -25,6 +28,9 @@ struct Row {
 
 struct Progress {
   bool on = false;
+  std::string phase;
+  size_t total = 0;  // hosts in this phase
+  std::chrono::steady_clock::time_point run_started = std::chrono::steady_clock::now();
   std::vector<Row> rows;
   size_t drawn = 0;  // lines of the table on screen now
   bool dirty = false;
@@ -170,16 +176,23 @@ void draw_table(Progress& p) {
     if (r.state == "running") shown.push_back(&r);
   for (auto it = p.rows.rbegin(); it != p.rows.rend() && shown.size() < 20; ++it)
     if (it->state != "running" && it->state != "waiting") shown.push_back(&*it);
-  size_t waiting = 0, done = 0;
-  for (const auto& r : p.rows) waiting += r.state == "waiting", done += r.state != "waiting" && r.state != "running";
-  std::string out = fmt::format("\033[1m{:<24} {:<28} {:>9}  {}\033[0m   ({} done, {} waiting)\n", "HOST", "STEP", "ELAPSED",
-                                "STATE", done, waiting);
-  size_t lines = 1;
+  size_t running = 0, done = 0;
+  for (const auto& r : p.rows) running += r.state == "running", done += r.state != "waiting" && r.state != "running";
+  size_t total = std::max(p.total, p.rows.size());
+  // A line wider than the terminal wraps, and the next erase would leave its tail behind.
+  winsize ws{};
+  size_t width = ::ioctl(STDOUT_FILENO, TIOCGWINSZ, &ws) == 0 && ws.ws_col > 20 ? ws.ws_col - 1 : 119;
+  auto fit = [width](std::string s) { return s.size() > width ? s.substr(0, width) : s; };
+  double elapsed = std::chrono::duration<double>(now - p.run_started).count();
+  std::string out = "\033[1m" + fit(fmt::format("{}  {}/{} hosts done, {} running  {:.0f}s", p.phase.empty() ? "run" : p.phase,
+                                                done, total, running, elapsed)) + "\033[0m\n";
+  out += fit(fmt::format("{:<24} {:<28} {:>9}  {}", "HOST", "STEP", "ELAPSED", "STATE")) + "\n";
+  size_t lines = 2;
   for (const Row* r : shown) {
-    if (lines > 20) break;
+    if (lines > 21) break;
     auto end = r->state == "running" ? now : r->ended;
     double secs = std::chrono::duration<double>(end - r->started).count();
-    out += fmt::format("{:<24} {:<28} {:>8.1f}s  {}\n", r->host.substr(0, 24), r->step.substr(0, 28), secs, r->state);
+    out += fit(fmt::format("{:<24} {:<28} {:>8.1f}s  {}", r->host.substr(0, 24), r->step.substr(0, 28), secs, r->state)) + "\n";
     ++lines;
   }
   std::fputs(out.c_str(), stdout);
@@ -191,7 +204,19 @@ void draw_table(Progress& p) {
 
 }  // namespace
 
-void progress_enable(bool on) { state().progress.on = on; }
+void progress_enable(bool on) {
+  state().progress.on = on;
+  state().progress.run_started = std::chrono::steady_clock::now();
+}
+
+void progress_phase(const std::string& name, size_t hosts) {
+  auto& p = state().progress;
+  if (!p.on) return;
+  p.phase = name;
+  p.total = hosts;
+  p.rows.clear();  // the last phase's rows are history (the log has them)
+  p.dirty = true;
+}
 
 void progress_host(const std::string& host, const std::string& st) {
   auto& p = state().progress;

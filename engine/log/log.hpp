@@ -54,6 +54,8 @@ bool is_secret_name(std::string_view name);
 // The live table on a terminal: one row per host (host, step, elapsed, state) under the log
 // lines, redrawn at most 10 times a second. Only with text logs on a TTY.
 void progress_enable(bool on);
+// A new phase (a top-level fleet.each): the table starts over with its hosts.
+void progress_phase(const std::string& name, size_t hosts);
 void progress_host(const std::string& host, const std::string& state);  // running, ok, failed, skipped
 void progress_step(const std::string& host, const std::string& step);
 void progress_tick();    // the runtime calls it every 100 ms: redraws when something changed

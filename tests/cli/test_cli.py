@@ -45,14 +45,15 @@ class CliTest(unittest.TestCase):
 
 
 class TestTerminal(CliTest):
-    def on_a_terminal(self, env):
+    def on_a_terminal(self, env, body='log.warn("careful")', extra=()):
         """The engine's output as a terminal shows it (stdout is a pty)."""
         import pty
         rb = os.path.join(self.state, "t.lua")
         with open(rb, "w") as f:
-            f.write('local log = require "engine.log"\nreturn runbook { name = "t", run = function() log.warn("careful") end }\n')
+            f.write('local log = require "engine.log"\nlocal fleet = require "engine.fleet"\n'
+                    'return runbook { name = "t", run = function(p, inv) ' + body + ' end }\n')
         master, slave = pty.openpty()
-        p = subprocess.Popen([ENGINE, "run", rb, "--state-dir", self.state], stdout=slave, stderr=slave, cwd=HERE,
+        p = subprocess.Popen([ENGINE, "run", rb, "--state-dir", self.state, *extra], stdout=slave, stderr=slave, cwd=HERE,
                              env={**os.environ, **env})
         os.close(slave)
         out = b""
@@ -67,6 +68,18 @@ class TestTerminal(CliTest):
         p.wait(timeout=60)
         os.close(master)
         return out.decode(errors="replace")
+
+    def test_the_live_table_shows_the_phase_and_progress_and_starts_over_each_phase(self):
+        out = self.on_a_terminal({"TERM": "xterm", "NO_COLOR": ""}, body="""
+  step("first phase", function() fleet.each(inv:hosts("web"), { at_once = 2 }, function(h) sleep(0.4) end) end)
+  step("second phase", function() fleet.each(inv:hosts("db"), function(h) sleep(0.4) end) end)""",
+                                 extra=("-i", self.inventory("[web]\nweb1\nweb2\n[db]\ndb1\n")))
+        self.assertRegex(out, r"first phase  0/2 hosts done, 2 running")
+        self.assertRegex(out, r"second phase  0/1 hosts done, 1 running")
+        # After the second phase began, the first phase's hosts are no longer rows of the table.
+        tail = out[out.index("second phase  0/1"):]
+        self.assertNotIn("web1", tail.split("RECAP")[0])
+        self.assertIn("web1", out[:out.index("second phase  0/1")])  # a row while its phase ran
 
     def test_colour_on_a_terminal_and_none_with_no_color_or_a_dumb_terminal(self):
         self.assertIn("\x1b[", self.on_a_terminal({"TERM": "xterm", "NO_COLOR": ""}))
