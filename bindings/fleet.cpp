@@ -46,7 +46,8 @@ struct FleetRun : std::enable_shared_from_this<FleetRun> {
   bool nested = false;
   std::vector<Result> results;
   bool closed = false;
-  double gate_since = -1;  // when the current gate wait began (seconds since the run began)
+  double gate_since = -1;
+  std::string phase;  // the step this fleet.each runs in, for the recap  // when the current gate wait began (seconds since the run began)
   size_t skips_settled = 0;  // vm->skip_hosts only grows: its size says whether there is news
   std::unique_ptr<asio::steady_timer> timer;  // the Rollout said: wait until then
   std::optional<Clock::time_point> timer_at;
@@ -296,11 +297,7 @@ struct FleetRun : std::enable_shared_from_this<FleetRun> {
     static const char* names[] = {"not started", "cancelled", "ok", "failed", "skipped"};
     std::vector<run::Report::HostOutcome> out;
     out.reserve(results.size());
-    // Inventory hosts only: a fleet.each over other things (the pods k8s.drain evicts) is that
-    // step's detail, not the run's recap.
-    for (auto& r : results)
-      if (!vm->inventory || vm->inventory->host(r.name)) out.push_back({r.name, names[r.status], r.error, r.duration, r.started});
-    if (out.empty()) return;
+    for (auto& r : results) out.push_back({r.name, names[r.status], r.error, r.duration, r.started, phase});
     run::report().hosts(std::move(out));
   }
 };
@@ -458,6 +455,17 @@ void start(lua_State* L, Vm& vm, size_t total, size_t at_once, size_t budget) {
   Op op = begin(L, "fleet.each");
   run->parent = op;
   if (Task* t = current_task(L)) run->nested = !t->host.empty();
+  // A fleet.each inside the engine's own modules (the pods k8s.drain evicts) is its caller's
+  // detail: not hosts of the recap, not a phase of the live table.
+  // The caller is the first Lua frame that is not the prelude's (timeout(s, fleet.each, ...)).
+  lua_Debug ar;
+  for (int level = 1; lua_getstack(L, level, &ar) && level < 8; ++level) {
+    if (!lua_getinfo(L, "S", &ar) || !ar.source || ar.source[0] != '@') continue;
+    std::string_view src(ar.source + 1);
+    if (src == vm.stdlib_dir + "/prelude.lua") continue;
+    if (src.rfind(vm.stdlib_dir + "/", 0) == 0) run->nested = true;
+    break;
+  }
   luaL_where(L, 1);
   run->where = lua_tostring(L, -1);
   lua_pop(L, 1);
@@ -467,6 +475,7 @@ void start(lua_State* L, Vm& vm, size_t total, size_t at_once, size_t budget) {
     std::string phase = t && !t->steps.empty() ? t->steps.back() : run->where;
     while (!phase.empty() && (phase.back() == ':' || phase.back() == ' ')) phase.pop_back();
     log::progress_phase(phase, total);
+    if (t && !t->steps.empty()) run->phase = phase;
   }
   for (size_t i = 0; i < total; ++i) {
     lua_rawgeti(L, 1, static_cast<lua_Integer>(i + 1));

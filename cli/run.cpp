@@ -144,6 +144,10 @@ int execute(Args& a, engine::lua::Runtime& rt, const engine::lua::RunbookInfo& i
   if (a.log_format == "text") {
     engine::log::flush();
     std::string tail = engine::run::report().recap_text();
+    // "ok" is each host's last fleet.each: a run that failed after it did not leave them done.
+    if (!tail.empty() && code != 0)
+      tail += "  (a host's status is its last fleet.each's, in the phase shown; the run itself " +
+              std::string(code == 130 ? "was interrupted" : "failed") + ")\n";
     if (a.dry_run) tail = engine::run::report().plan_text() + tail;
     std::fputs(("\n" + tail).c_str(), stdout);
     std::fflush(stdout);

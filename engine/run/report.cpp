@@ -70,6 +70,7 @@ void Report::hosts(std::vector<HostOutcome> outcomes) {
     if (auto it = index.find(o.name); it != index.end()) {
       auto& h = hosts_[it->second];
       h.status = std::move(o.status), h.error = std::move(o.error), h.seconds = o.seconds;
+      h.started = o.started, h.phase = std::move(o.phase);
     } else {
       hosts_.push_back(std::move(o));
       index.emplace(hosts_.back().name, hosts_.size() - 1);
@@ -97,6 +98,7 @@ nlohmann::json Report::hosts_json() const {
   for (const auto& h : hosts_) {
     nlohmann::json e = {{"status", h.status}, {"seconds", h.seconds}};
     if (h.started >= 0) e["start"] = round_ms(h.started);
+    if (!h.phase.empty()) e["phase"] = h.phase;
     if (!h.error.empty()) e["error"] = h.error;
     out[h.name] = std::move(e);
   }
@@ -179,7 +181,12 @@ std::string Report::recap_text() const {
   size_t width = 4;
   auto sorted = hosts_by_name();
   for (auto* h : sorted) width = std::max(width, h->name.size());
-  for (auto* h : sorted) out += fmt::format("  {:<{}}  {:<12} {:>8.1f}s  {}\n", h->name, width, h->status, h->seconds, h->error);
+  // A host's status is its last fleet.each's: the phase says which ("ok in preflight" is not "upgraded").
+  size_t phase_width = 0;
+  for (auto* h : sorted) phase_width = std::max(phase_width, h->phase.size());
+  for (auto* h : sorted)
+    out += fmt::format("  {:<{}}  {:<12} {:<{}} {:>8.1f}s  {}\n", h->name, width, h->status,
+                       h->phase.empty() ? std::string() : "in " + h->phase, phase_width ? phase_width + 3 : 0, h->seconds, h->error);
   return out;
 }
 

@@ -34,6 +34,7 @@ class Report {
     std::string name, status, error;
     double seconds = 0;
     double started = -1;  // seconds since the run began; -1: never started
+    std::string phase;    // the step the fleet.each ran in ("" outside one): what "ok" was about
   };
   // Every host's outcome in one fleet.each, recorded once when it ends (the last one wins when a
   // host is in several).

@@ -132,8 +132,8 @@ return runbook {
         self.assertIn("state     incomplete", show.stdout)
         self.assertRegex(show.stdout, r"done\s+node0\s+prepare")
         self.assertRegex(show.stdout, r"done\s+node1\s+prepare")
-        self.assertRegex(show.stdout, r"failed\s+node1\s+upgrade\s+kubeadm exited 1: boom")
-        self.assertRegex(show.stdout, r"unknown\s+node0\s+upgrade\s+started, no record of finishing")
+        self.assertRegex(show.stdout, r"failed\s+node1\s+upgrade\s+\d+\.\ds\s+kubeadm exited 1: boom")
+        self.assertRegex(show.stdout, r"unknown\s+node0\s+upgrade\s+running\s+started, no record of finishing")
 
     def test_a_torn_journal_tail_is_detected_and_not_trusted(self):
         p = self.start()

@@ -70,7 +70,7 @@ class TestFailures(SshTest):
         run_id = re.search(r"run=(\S+)", out).group(1)
         show = subprocess.run([ENGINE, "show", run_id, "--state-dir", os.path.join(self.lab.root, "state")],
                               capture_output=True, text=True)
-        self.assertRegex(show.stdout, r"unknown\s+-\s+long\s+started, no record of finishing")
+        self.assertRegex(show.stdout, r"unknown\s+-\s+long\s+running\s+started, no record of finishing")
         self.assertIn("step outcome unknown: a command's connection died while it ran", out)
 
     def test_a_blackholed_link_mid_command_is_unreachable_within_the_keepalive_bound(self):
