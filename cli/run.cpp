@@ -178,6 +178,16 @@ int execute(Args& a, engine::lua::Runtime& rt, const engine::lua::RunbookInfo& i
 
 }  // namespace
 
+// The static pass's findings on stderr; returns how many are errors (warnings do not fail a check).
+size_t report_findings(const std::vector<std::string>& findings) {
+  size_t errors = 0;
+  for (const auto& f : findings) {
+    std::fprintf(stderr, "%s\n", f.c_str());
+    errors += f.find(": warning: ") == std::string::npos;
+  }
+  return errors;
+}
+
 // engine check: the runbook, its params and the inventory, without running anything. Checked alone
 // (no -e at all) a runbook's required params are listed as what a run will need, not an error;
 // once any -e is given, the set must be complete.
@@ -185,10 +195,8 @@ int do_check(Args& a) {
   engine::lua::Runtime rt(engine::lua::default_stdlib_dir());
   if (a.module) {  // a module of the runbook's (or the stdlib's), checked on its own
     if (!std::filesystem::is_regular_file(a.runbook)) throw engine::ConfigError(a.runbook + ": no such file");
-    auto findings = rt.lint({a.runbook});
-    for (const auto& f : findings) std::fprintf(stderr, "%s\n", f.c_str());
-    if (!findings.empty())
-      throw engine::ConfigError(std::to_string(findings.size()) + (findings.size() == 1 ? " problem" : " problems") + " in " + a.runbook);
+    if (size_t n = report_findings(rt.lint({a.runbook})))
+      throw engine::ConfigError(std::to_string(n) + (n == 1 ? " problem" : " problems") + " in " + a.runbook);
     std::printf("ok: module %s\n", a.runbook.c_str());
     return 0;
   }
@@ -200,10 +208,8 @@ int do_check(Args& a) {
   check_cluster_flags(a, inv);
   // The static pass: what would otherwise fail mid-rollout as "attempt to call a nil value".
   auto findings = rt.lint();
-  for (const auto& f : findings) std::fprintf(stderr, "%s\n", f.c_str());
-  if (!findings.empty())
-    throw engine::ConfigError(std::to_string(findings.size()) + (findings.size() == 1 ? " problem" : " problems") +
-                              " in the runbook (above); nothing ran");
+  if (size_t n = report_findings(findings))
+    throw engine::ConfigError(std::to_string(n) + (n == 1 ? " problem" : " problems") + " in the runbook (above); nothing ran");
   size_t hosts = 0;
   for (const auto& h : inv.host_names()) hosts += inv.visible(h);
   std::printf("ok: runbook '%s' (%zu params), inventory %zu hosts in %zu groups\n", info.name.c_str(),

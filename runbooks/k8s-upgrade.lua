@@ -3,7 +3,6 @@
 -- Job chain did, without its failure modes, and stopping where seed 000's upgrade went wrong.
 -- Every phase is a journaled step: `engine resume RUN` continues a stopped run.
 local k8s = require "engine.k8s"
-local etcd = require "engine.etcd"
 local fleet = require "engine.fleet"
 local http = require "engine.http"
 local pushgateway = require "engine.pushgateway"

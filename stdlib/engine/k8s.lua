@@ -468,7 +468,7 @@ drain = function(node, opts)
   local t0 = time.monotonic()
   local work = {}
   for _, p in ipairs(plan.pods) do work[#work + 1] = { name = pod_id(p), pod = p } end
-  local res, terr = timeout(timeout_s, fleet.each, work, { at_once = math.max(1, #work), max_failures = #work },
+  local res = timeout(timeout_s, fleet.each, work, { at_once = math.max(1, #work), max_failures = #work },
     function(w) return evict_one(w.pod, opts) end)
   if not res then
     -- Still there, and why: the PDBs that cover them now.

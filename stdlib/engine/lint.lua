@@ -105,7 +105,7 @@ end
 -- The option keys each API function documents, from the stubs: "engine.fleet.each" → {[2] = set,
 -- [3] = set}; a method "Host:exec" → {[1] = set} (arguments after self).
 local function stub_options(stubs)
-  local classes, funcs = {}, {}
+  local classes, funcs, arity = {}, {}, {}
   for _, text in pairs(stubs) do
     local cls
     for l in text:gmatch("[^\n]+") do
@@ -155,10 +155,11 @@ local function stub_options(stubs)
   end
   for path, text in pairs(stubs) do
     local module = text:match("^%-%-%-@meta ([%w_.]+)") or path
-    local params = {}
+    local params, optionals = {}, {}
     for l in text:gmatch("[^\n]+") do
-      local pname, ptype = l:match("^%-%-%-@param ([%w_]+)%??%s+(%S.*)$")
+      local pname, optional, ptype = l:match("^%-%-%-@param ([%w_]+)(%??)%s+(%S.*)$")
       if pname then
+        optionals[pname] = optional == "?" or ptype:match("^[^%s]*|nil") ~= nil or ptype:match("^any") ~= nil
         -- the type runs to the end of the line, or to the first space outside braces
         local depth, ty = 0, ""
         for ch in ptype:gmatch(".") do
@@ -171,22 +172,26 @@ local function stub_options(stubs)
         local owner, sep, fname, args = l:match("^function ([%w_]+)([.:])([%w_]+)%((.-)%)")
         if owner then
           local id = sep == ":" and (owner .. ":" .. fname) or (module .. "." .. fname)
-          local i, opts = 0, nil
+          local i, opts, min, varargs = 0, nil, 0, false
           for a in args:gmatch("[^,%s]+") do
             i = i + 1
+            if a == "..." then varargs = true end
             local ty = params[a]
             local keys = ty and keys_of_type(ty)
             if keys then opts = opts or {}; opts[i] = keys end
+            -- required: documented and neither optional nor nil-able, and every one before it too
+            if ty and not optionals[a] and min == i - 1 then min = i end
           end
           if opts then funcs[id] = opts end
+          if sep == "." then arity[id] = { min = min, max = varargs and math.huge or i } end
         end
-        params = {}
+        params, optionals = {}, {}
       elseif not l:match("^%-%-%-") then
-        params = {}
+        params, optionals = {}, {}
       end
     end
   end
-  return funcs
+  return funcs, arity
 end
 
 --- check(sources, stubs, known_globals) → findings {file, line, col, msg}
@@ -194,7 +199,7 @@ end
 --- known_globals: names the sandbox provides.
 function M.check(sources, stubs, known_globals)
   local findings = {}
-  local options = stub_options(stubs)
+  local options, arity = stub_options(stubs)
   -- Every method and field name a file or the stubs define: a method call on anything must be one.
   local methods = {}
   for k in pairs(string) do methods[k] = true end
@@ -222,6 +227,25 @@ function M.check(sources, stubs, known_globals)
 
   for path, toks in pairs(streams) do
     local function add(tok, msg) findings[#findings + 1] = { file = path, line = tok.line, col = tok.col, msg = msg } end
+    local function warn(tok, msg) findings[#findings + 1] = { file = path, line = tok.line, col = tok.col, msg = "warning: " .. msg } end
+    -- A local named once in its file (its declaration) is never used: a typo'd use elsewhere, or dead code.
+    local uses = {}
+    for _, t in ipairs(toks) do if t.t == "name" then uses[t.v] = (uses[t.v] or 0) + 1 end end
+    for i = 1, #toks - 1 do
+      if toks[i].v == "local" then
+        local j = i + 1
+        if toks[j].v ~= "function" then
+          while toks[j] and toks[j].t == "name" do
+            local n = toks[j].v
+            j = j + 1
+            local attr = toks[j] and toks[j].v == "<" and toks[j + 1].v  -- a <close> local is used by going out of scope
+            if uses[n] == 1 and n:sub(1, 1) ~= "_" and attr ~= "close" then warn(toks[j - 1], format("unused local '%s'", n)) end
+            if attr then j = j + 3 end
+            if toks[j] and toks[j].v == "," then j = j + 1 else break end
+          end
+        end
+      end
+    end
     -- module aliases: local NAME = require "MOD"
     local alias = {}
     for i = 1, #toks - 4 do
@@ -236,7 +260,6 @@ function M.check(sources, stubs, known_globals)
     end
     -- names declared anywhere in the file: locals, parameters, for variables, global functions
     local declared = {}
-    local depth_paren = 0
     for i = 1, #toks do
       local t = toks[i]
       if t.v == "local" then
@@ -302,6 +325,28 @@ function M.check(sources, stubs, known_globals)
         elseif toks[i - 2].v == ":" then
           for key in pairs(options) do
             if key:match(":(.+)$") == prev.v then id = key end
+          end
+        end
+        local ar = id and arity[id]
+        if ar then
+          -- count the arguments at this call's top level
+          local n, depth, j, last = 0, 0, i + 1, nil
+          while toks[j] and toks[j].t ~= "eof" do
+            local v, kw = toks[j].v, toks[j].t == "kw"
+            if depth == 0 and v == ")" then break end
+            if depth == 0 and n == 0 then n = 1 end
+            if depth == 0 and v == "," then n = n + 1 end
+            if v == "(" or v == "{" or v == "[" or (kw and OPENS[v]) then depth = depth + 1
+            elseif v == ")" or v == "}" or v == "]" or (kw and (v == "end" or v == "until")) then depth = depth - 1 end
+            last = toks[j]
+            j = j + 1
+          end
+          -- a call or ... as the last argument may stand for several
+          local open_ended = last and (last.v == ")" or last.v == "...")
+          if n > ar.max then
+            add(prev, format("%s takes at most %d argument%s, given %d", id, ar.max, ar.max == 1 and "" or "s", n))
+          elseif n < ar.min and not open_ended then
+            add(prev, format("%s needs at least %d argument%s, given %d", id, ar.min, ar.min == 1 and "" or "s", n))
           end
         end
         local opts = id and options[id]

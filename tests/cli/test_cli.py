@@ -112,6 +112,7 @@ end }
         self.assertEqual(r.returncode, 2, r.stdout + r.stderr)
         want = [f"{rb}:4:34: engine.fleet.each: unknown option 'at_onec' (did you mean 'at_once'?)",
                 f"{rb}:5:7: no object the engine knows has a method 'exce' (did you mean 'exec'?)",
+                f"{rb}:6:11: warning: unused local 'r'",
                 f"{rb}:6:45: Host:exec: unknown option 'timeot' (did you mean 'timeout'?)",
                 f"{rb}:7:9: module 'engine.k8s' has no field 'node' (did you mean 'nodes'?)",
                 f"{rb}:9:5: assignment to undeclared global 'count' (declare it: local count = ...)",
@@ -120,6 +121,16 @@ end }
         got = [l for l in r.stderr.splitlines() if l.startswith(rb)]
         self.assertEqual(got, want)
         self.assertIn("7 problems in the runbook (above); nothing ran", r.stderr)
+        # Too many arguments to a documented function; an unused local is a warning (check passes).
+        with open(rb, "w") as f:
+            f.write('local fleet = require "engine.fleet"\nlocal unused_thing = 5\n'
+                    'return runbook { name = "ar", run = function() fleet.each({}, {}, function() end, "extra") end }\n')
+        r = engine("check", rb)
+        self.assertIn(f"{rb}:2:7: warning: unused local 'unused_thing'", r.stderr)
+        self.assertIn(f"{rb}:3:54: engine.fleet.each takes at most 3 arguments, given 4", r.stderr)
+        self.assertIn("1 problem in the runbook", r.stderr)
+        with open(rb, "w") as f:
+            f.write(self.RB)
         # engine run says the same before it starts (engine check is the gate).
         r = self.run_rb(rb, "-i", "a,")
         self.assertIn(f"warning: {rb}:4:34: engine.fleet.each: unknown option 'at_onec'", r.stderr)
@@ -131,6 +142,7 @@ end }
                 if name.endswith(".lua"):
                     r = engine("check", os.path.join(root, d, name))
                     self.assertEqual(r.returncode, 0, f"{d}/{name}: {r.stderr}")
+                    self.assertNotIn("warning", r.stderr, f"{d}/{name}")
         for d in ("stdlib/std", "stdlib/engine", "runbooks/lib"):
             for name in sorted(os.listdir(os.path.join(root, d))):
                 if name.endswith(".lua"):
