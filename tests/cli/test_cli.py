@@ -1,6 +1,7 @@
 """CLI tests: run the built engine binary on sample runbooks and check what a user sees."""
 import json
 import os
+import select
 import signal
 import shutil
 import subprocess
@@ -57,7 +58,13 @@ class TestTerminal(CliTest):
                              env={**os.environ, **env})
         os.close(slave)
         out = b""
-        while True:
+        deadline = time.monotonic() + 60  # bounded: a run that hangs fails the test, not the suite
+        while time.monotonic() < deadline:
+            ready, _, _ = select.select([master], [], [], 0.5)
+            if not ready:
+                if p.poll() is not None:
+                    break
+                continue
             try:
                 chunk = os.read(master, 65536)
             except OSError:
@@ -65,7 +72,9 @@ class TestTerminal(CliTest):
             if not chunk:
                 break
             out += chunk
-        p.wait(timeout=60)
+        if p.poll() is None:
+            p.kill()
+        p.wait(timeout=10)
         os.close(master)
         return out.decode(errors="replace")
 
