@@ -125,7 +125,7 @@ std::vector<std::string> module_names(lua_State* L, const Vm& vm) {
     auto add = [&](const fs::path& p) {
       if (p.extension() != ".lua") return;
       auto rel = fs::relative(p, root, ec).replace_extension("").string();
-      if (rel.rfind("meta", 0) == 0) return;  // the LuaCATS stubs are not modules
+      if (rel.rfind("meta", 0) == 0) return;  // the LuaCATS definitions are not modules
       std::replace(rel.begin(), rel.end(), '/', '.');
       names.push_back(rel);
     };

@@ -273,8 +273,10 @@ ConfigEntry SshConfig::ask_openssh(const std::string& host, const std::string& u
   if (ssh.empty())
     throw ConfigError("the ssh config uses Match exec, canonical, final, localnetwork or tagged, which only OpenSSH can "
                       "evaluate, and the ssh command is not installed (apt-get install openssh-client)");
-  char tmpl[] = "/tmp/.engine-ssh-G-XXXXXX";
-  int fd = ::mkstemp(tmpl);
+  std::string name = "/tmp/.engine-ssh-G-" + std::string(6, 'X');  // mkstemp's pattern
+  std::vector<char> tmpl(name.begin(), name.end());
+  tmpl.push_back('\0');
+  int fd = ::mkstemp(tmpl.data());
   if (fd < 0) throw ConfigError("ssh -G: cannot make a temporary file");
   std::string body;
   for (const auto& f : files_) body += "Include \"" + f + "\"\n";
@@ -300,13 +302,13 @@ ConfigEntry SshConfig::ask_openssh(const std::string& host, const std::string& u
   };
   std::map<std::string, std::vector<std::string>> got, base;
   try {
-    got = run(tmpl);
+    got = run(tmpl.data());
     base = run("/dev/null");
   } catch (...) {
-    std::remove(tmpl);
+    std::remove(tmpl.data());
     throw;
   }
-  std::remove(tmpl);
+  std::remove(tmpl.data());
   ConfigEntry e;
   for (const auto& [k, values] : got) {
     if (base.count(k) && base[k] == values) continue;  // OpenSSH's default (or the command line's)

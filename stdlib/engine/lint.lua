@@ -9,7 +9,7 @@
 --     (fleet.each(hosts, {at_onec = 2}, fn), h:exec(cmd, {suod = true}));
 --   * a name used as a global that is neither the sandbox's nor defined anywhere in the file.
 -- What it knows of the API comes from the modules themselves (their real tables) and from the
--- LuaCATS stubs in stdlib/meta (the option tables), so it cannot drift from either.
+-- LuaCATS definitions in stdlib/meta (the option tables), so it cannot drift from either.
 local M = {}
 
 local format = string.format
@@ -102,11 +102,11 @@ local function keys_of(t)
   return out
 end
 
--- The option keys each API function documents, from the stubs: "engine.fleet.each" → {[2] = set,
+-- The option keys each API function documents, from the LuaCATS definitions: "engine.fleet.each" → {[2] = set,
 -- [3] = set}; a method "Host:exec" → {[1] = set} (arguments after self).
-local function stub_options(stubs)
+local function api_options(defs)
   local classes, funcs, arity = {}, {}, {}
-  for _, text in pairs(stubs) do
+  for _, text in pairs(defs) do
     local cls
     for l in text:gmatch("[^\n]+") do
       local name, parent = l:match("^%-%-%-@class ([%w_.]+):?%s*([%w_.]*)")
@@ -153,7 +153,7 @@ local function stub_options(stubs)
     end
     return any and out or nil
   end
-  for path, text in pairs(stubs) do
+  for path, text in pairs(defs) do
     local module = text:match("^%-%-%-@meta ([%w_.]+)") or path
     local params, optionals = {}, {}
     for l in text:gmatch("[^\n]+") do
@@ -194,16 +194,16 @@ local function stub_options(stubs)
   return funcs, arity
 end
 
---- check(sources, stubs, known_globals) → findings {file, line, col, msg}
---- sources: {path = text} (the runbook and its own modules); stubs: {path = text} (stdlib/meta);
+--- check(sources, defs, known_globals) → findings {file, line, col, msg}
+--- sources: {path = text} (the runbook and its own modules); defs: {path = text} (the LuaCATS files of stdlib/meta);
 --- known_globals: names the sandbox provides.
-function M.check(sources, stubs, known_globals)
+function M.check(sources, defs, known_globals)
   local findings = {}
-  local options, arity = stub_options(stubs)
-  -- Every method and field name a file or the stubs define: a method call on anything must be one.
+  local options, arity = api_options(defs)
+  -- Every method and field name a file or the definitions declare: a method call on anything must be one.
   local methods = {}
   for k in pairs(string) do methods[k] = true end
-  for _, text in pairs(stubs) do
+  for _, text in pairs(defs) do
     for m in text:gmatch("\nfunction [%w_]+:([%w_]+)") do methods[m] = true end
   end
   local streams = {}

@@ -1,0 +1,88 @@
+"""engine check before anything runs: API typos found with file:line:column (engine.lint), a module
+typo named with the closest module, every shipped runbook and module clean."""
+import os
+import unittest
+
+from test_cli import CliTest, HERE, engine
+
+
+class TestStaticCheck(CliTest):
+    RB = """local k8s = require "engine.k8s"
+local fleet = require "engine.fleet"
+return runbook { name = "typos", run = function(p, inv)
+  fleet.each(inv:hosts("all"), { at_onec = 2 }, function(h)
+    h:exce("true", { suod = true })
+    local r = h:exec("true", { sudo = true, timeot = 5 })
+    k8s.node("x")
+    local closing <close> = nil
+    count = (undefinedd or 0) + 1
+    prnt("x")
+  end)
+end }
+"""
+
+    def test_api_typos_are_found_before_anything_runs_with_file_line_column(self):
+        rb = os.path.join(self.state, "typos.lua")
+        with open(rb, "w") as f:
+            f.write(self.RB)
+        r = engine("check", rb)
+        self.assertEqual(r.returncode, 2, r.stdout + r.stderr)
+        want = [f"{rb}:4:34: engine.fleet.each: unknown option 'at_onec' (did you mean 'at_once'?)",
+                f"{rb}:5:7: no object the engine knows has a method 'exce' (did you mean 'exec'?)",
+                f"{rb}:6:11: warning: unused local 'r'",
+                f"{rb}:6:45: Host:exec: unknown option 'timeot' (did you mean 'timeout'?)",
+                f"{rb}:7:9: module 'engine.k8s' has no field 'node' (did you mean 'nodes'?)",
+                f"{rb}:9:5: assignment to undeclared global 'count' (declare it: local count = ...)",
+                f"{rb}:9:14: undefined global 'undefinedd'",
+                f"{rb}:10:5: undefined global 'prnt' (did you mean 'print'?)"]
+        got = [l for l in r.stderr.splitlines() if l.startswith(rb)]
+        self.assertEqual(got, want)
+        self.assertIn("7 problems in the runbook (above); nothing ran", r.stderr)
+        # Too many arguments to a documented function; an unused local is a warning (check passes).
+        with open(rb, "w") as f:
+            f.write('local fleet = require "engine.fleet"\nlocal unused_thing = 5\n'
+                    'return runbook { name = "ar", run = function() fleet.each({}, {}, function() end, "extra") end }\n')
+        r = engine("check", rb)
+        self.assertIn(f"{rb}:2:7: warning: unused local 'unused_thing'", r.stderr)
+        self.assertIn(f"{rb}:3:54: engine.fleet.each takes at most 3 arguments, given 4", r.stderr)
+        self.assertIn("1 problem in the runbook", r.stderr)
+        with open(rb, "w") as f:
+            f.write(self.RB)
+        # engine run says the same before it starts (engine check is the gate).
+        r = self.run_rb(rb, "-i", "a,")
+        self.assertIn(f"warning: {rb}:4:34: engine.fleet.each: unknown option 'at_onec'", r.stderr)
+
+    def test_every_shipped_runbook_and_stdlib_module_passes(self):
+        root = os.path.join(HERE, "..", "..")
+        for d in ("runbooks", "runbooks/examples"):
+            for name in sorted(os.listdir(os.path.join(root, d))):
+                if name.endswith(".lua"):
+                    r = engine("check", os.path.join(root, d, name))
+                    self.assertEqual(r.returncode, 0, f"{d}/{name}: {r.stderr}")
+                    self.assertNotIn("warning", r.stderr, f"{d}/{name}")
+        for d in ("stdlib/std", "stdlib/engine", "runbooks/lib"):
+            for name in sorted(os.listdir(os.path.join(root, d))):
+                if name.endswith(".lua"):
+                    r = engine("check", "--module", os.path.join(root, d, name))
+                    self.assertEqual((r.returncode, r.stderr), (0, ""), f"{d}/{name}")
+
+
+class TestModuleTypo(CliTest):
+    def test_a_module_typo_is_a_configuration_error_with_a_suggestion(self):
+        rb = os.path.join(self.state, "typo.lua")
+        os.makedirs(os.path.join(self.state, "lib"))
+        with open(os.path.join(self.state, "lib", "upgrade_steps.lua"), "w") as f:
+            f.write("return {}\n")
+        for name, want in [("engine.k8", "engine.k8s"), ("std.txt", "std.text"), ("upgrade_step", "upgrade_steps")]:
+            with open(rb, "w") as f:
+                f.write(f'local m = require "{name}"\nreturn runbook {{ name = "t", run = function() end }}\n')
+            for cmd in (["check", rb], ["run", rb, "--state-dir", self.state]):
+                r = engine(*cmd)
+                self.assertEqual(r.returncode, 2, r.stderr)
+                self.assertIn(f"typo.lua:1: module '{name}' not found (did you mean '{want}'?)", r.stderr)
+                self.assertNotIn("stack traceback", r.stderr)
+                self.assertNotIn("resume", r.stdout + r.stderr)
+
+
+if __name__ == "__main__":
+    unittest.main()
