@@ -437,14 +437,8 @@ end
 local drain  -- below: M.drain records its span on the run's timeline around it
 
 function M.drain(node, opts)
+  -- Checked here, where the runbook called: a misuse names the runbook's line.
   local name = node_name(node, "k8s.drain")
-  local t0 = log.clock()
-  local r = table.pack(drain(name, opts))
-  log.span("drain", name, t0, r[1] and "ok" or tostring(r[2]))
-  return table.unpack(r, 1, r.n)
-end
-
-drain = function(node, opts)
   local given = check.options(opts, DRAIN_OPTIONS, "k8s.drain")
   opts = {}  -- the caller's table stays as it was
   for k, v in pairs(given) do opts[k] = v end
@@ -452,6 +446,13 @@ drain = function(node, opts)
   opts.poll_interval = check.seconds(given.poll_interval, "k8s.drain", "poll_interval") or 1
   opts.grace_period = whole_seconds(given.grace_period, "k8s.drain", "grace_period")
   local timeout_s = check.seconds(given.timeout, "k8s.drain", "timeout") or 600
+  local t0 = log.clock()
+  local r = table.pack(drain(name, opts, timeout_s))
+  log.span("drain", name, t0, r[1] and "ok" or tostring(r[2]))
+  return table.unpack(r, 1, r.n)
+end
+
+drain = function(node, opts, timeout_s)
   local ok, err, msg = M.cordon(node)
   if not ok then return nil, err, msg end
   local plan, e2, m2 = M.drain_plan(node, opts)
