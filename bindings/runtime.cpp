@@ -100,7 +100,8 @@ void report_failure(const RunOutcome& out, bool verbose) {
   log::emit_quiet(log::Level::error, "", "runbook failed", json{{"error", out.failure}});
   if (!out.traceback.empty()) log::emit(log::Level::debug, "", "traceback", json{{"frames", out.traceback}});
   log::flush();
-  if (!log::console_is_text()) return;
+  // stderr gets the block in either log format: JSON logs on stdout are for machines, the
+  // block is for the person watching.
   if (out.traceback.empty()) {
     std::fprintf(stderr, "runbook failed: %s\n", log::redact(out.failure).c_str());
   } else {

@@ -293,8 +293,6 @@ void emit_quiet(Level level, std::string_view host, std::string_view msg, const 
   s.opts.level = saved;
 }
 
-bool console_is_text() { return state().opts.format == Format::text; }
-
 void emit(Level level, std::string_view host, std::string_view raw_msg, const nlohmann::json& raw_fields) {
   auto& s = state();
   if (!s.console) setup(s.opts);

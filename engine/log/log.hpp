@@ -30,7 +30,6 @@ void emit(Level level, std::string_view host, std::string_view msg, const nlohma
 // The same line for the run log, the report and JSON consoles, but not a text console: for what the
 // engine then says once, as a block, on stderr (a run's failure).
 void emit_quiet(Level level, std::string_view host, std::string_view msg, const nlohmann::json& fields = nullptr);
-bool console_is_text();
 void flush();
 
 // "debug" → Level::debug ...; nullopt for an unknown name.
