@@ -2,6 +2,8 @@
 // run(p, inv) as the first task; Ctrl-C drains, a second Ctrl-C (or SIGTERM) cancels.
 #include "bindings/runtime.hpp"
 
+#include <algorithm>
+#include <functional>
 #include <regex>
 #include <sstream>
 #include <fstream>
@@ -262,7 +264,54 @@ std::string read_text(const fs::path& p) {
   ss << f.rdbuf();
   return ss.str();
 }
+
+// {path = text} of the LuaCATS files in stdlib/meta: the API's description (stdlib/engine/luacats.lua).
+void push_meta(lua_State* L, const std::string& stdlib_dir) {
+  lua_newtable(L);
+  std::error_code ec;
+  std::vector<fs::path> paths;
+  for (auto& e : fs::recursive_directory_iterator(fs::path(stdlib_dir) / "meta", ec))
+    if (e.path().extension() == ".lua") paths.push_back(e.path());
+  std::sort(paths.begin(), paths.end());
+  fs::path base = fs::path(stdlib_dir) / "meta";
+  for (const auto& p : paths) {
+    std::string text = read_text(p);
+    lua_pushlstring(L, text.data(), text.size());
+    lua_setfield(L, -2, ("stdlib/meta/" + p.lexically_relative(base).string()).c_str());
+  }
+}
+
+// require(module)[fn](args pushed by push_args) → its string result; a Lua error is the engine's own bug.
+std::string call_stdlib(lua_State* L, const char* module, const char* fn, const std::function<int(lua_State*)>& push_args) {
+  int top = lua_gettop(L);
+  lua_getglobal(L, "require");
+  lua_pushstring(L, module);
+  if (lua_pcall(L, 1, 1, 0) != LUA_OK) {
+    std::string e = lua_tostring(L, -1);
+    lua_settop(L, top);
+    throw std::runtime_error(std::string(module) + ": " + e);
+  }
+  lua_getfield(L, -1, fn);
+  int n = push_args(L);
+  if (lua_pcall(L, n, 1, 0) != LUA_OK) {
+    std::string e = lua_tostring(L, -1);
+    lua_settop(L, top);
+    throw std::runtime_error(std::string(module) + ": " + e);
+  }
+  size_t len = 0;
+  const char* out = lua_tolstring(L, -1, &len);
+  std::string result = out ? std::string(out, len) : std::string();
+  lua_settop(L, top);
+  return result;
+}
 }  // namespace
+
+std::string Runtime::api(const std::string& format) {
+  return call_stdlib(vm_->L, "engine.luacats", format == "json" ? "json" : "markdown_of", [this](lua_State* L) {
+    push_meta(L, vm_->stdlib_dir);
+    return 1;
+  });
+}
 
 std::vector<std::string> Runtime::lint(const std::vector<std::string>& files) {
   lua_State* L = vm_->L;
@@ -297,14 +346,7 @@ std::vector<std::string> Runtime::lint(const std::vector<std::string>& files) {
     lua_pushlstring(L, text.data(), text.size());
     lua_setfield(L, -2, p.string().c_str());
   }
-  lua_newtable(L);
-  std::error_code ec;
-  for (auto& e : fs::recursive_directory_iterator(fs::path(vm_->stdlib_dir) / "meta", ec)) {
-    if (e.path().extension() != ".lua") continue;
-    std::string text = read_text(e.path());
-    lua_pushlstring(L, text.data(), text.size());
-    lua_setfield(L, -2, e.path().string().c_str());
-  }
+  push_meta(L, vm_->stdlib_dir);
   lua_newtable(L);  // the sandbox's globals: behind the frozen _G's __index (bindings/sandbox.cpp)
   lua_Integer n = 0;
   lua_pushglobaltable(L);
@@ -323,7 +365,17 @@ std::vector<std::string> Runtime::lint(const std::vector<std::string>& files) {
     }
   }
   lua_pop(L, 1);
-  if (lua_pcall(L, 3, 1, handler) != LUA_OK) {
+  int nargs = 3;
+  if (files.empty()) {  // a runbook: its run(p) reads only the params it declares
+    lua_createtable(L, static_cast<int>(info_.params.size()), 0);
+    for (size_t i = 0; i < info_.params.size(); ++i) {
+      lua_pushstring(L, info_.params[i].name.c_str());
+      lua_rawseti(L, -2, static_cast<lua_Integer>(i + 1));
+    }
+    lua_pushstring(L, sources.front().string().c_str());
+    nargs = 5;
+  }
+  if (lua_pcall(L, nargs, 1, handler) != LUA_OK) {
     std::string e = lua_tostring(L, -1);
     lua_settop(L, top);
     throw std::runtime_error("engine.lint: " + e);

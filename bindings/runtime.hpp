@@ -65,6 +65,9 @@ class Runtime {
   // of its lib/ (or over `files` when given: modules checked on their own). "file:line:col: what"
   // for each finding, in order.
   std::vector<std::string> lint(const std::vector<std::string>& files = {});
+  // `engine api`: the Lua API as stdlib/meta describes it, as docs/api.md's reference tables
+  // ("markdown") or as JSON ("json").
+  std::string api(const std::string& format);
 
  private:
   std::unique_ptr<Vm> vm_;

@@ -94,6 +94,10 @@ int main(int argc, char** argv) {
   ctl->add_option("command", a.ctl, engine::run::control_usage)->required()->expected(1, 2);
   ctl->add_option("--state-dir", a.state_dir, "where run directories live");
 
+  auto* api = app.add_subcommand("api", "the Lua API as stdlib/meta describes it: docs/api.md's reference tables, or JSON");
+  static bool api_json = false;
+  api->add_flag("--json", api_json, "the description as JSON (modules, functions, arguments, option and result classes)");
+
   auto* version = app.add_subcommand("version", "print the engine's version");
   app.add_flag_callback("--version", [] {
     std::printf("engine %s (%s)\n", ENGINE_VERSION, ENGINE_COMMIT);
@@ -137,6 +141,9 @@ int main(int argc, char** argv) {
       return 0;
     }
     if (*inventory) return do_inventory(a);
+    if (*api) {
+      return do_api(api_json);
+    }
     if (*report) return do_report(a);
     if (*check) return do_check(a);
     if (*resume) return do_resume(a);

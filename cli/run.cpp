@@ -222,6 +222,12 @@ int do_check(Args& a) {
   return 0;
 }
 
+int do_api(bool json) {
+  engine::lua::Runtime rt(engine::lua::default_stdlib_dir());
+  std::fputs(rt.api(json ? "json" : "markdown").c_str(), stdout);
+  return 0;
+}
+
 int do_run(Args& a) {
   engine::lua::Runtime rt(engine::lua::default_stdlib_dir());
   auto info = rt.load(a.runbook);

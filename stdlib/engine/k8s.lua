@@ -81,8 +81,8 @@ function M.get(kind, name, opts)
   check.options(opts, { "namespace" }, "k8s.get")
   local res, err, msg = resource(kind)
   if not res then return nil, err, msg end
-  local _, body, e2, m2 = api.call("GET", path_for(res, ns_of(res, opts), name))
-  if not _ then return nil, body, e2 end
+  local status, body, m = api.call("GET", path_for(res, ns_of(res, opts), name))
+  if not status then return nil, body, m end
   return body
 end
 

@@ -37,8 +37,7 @@ end
 --- not so afterwards.
 function M.ensure(h, op)
   validate(op, "ops.ensure")
-  local ok, why = holds(op, h)
-  if ok then
+  if holds(op, h) then
     log.info(op.name .. ": already so")
     return nil, false
   end

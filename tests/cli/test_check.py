@@ -67,6 +67,71 @@ end }
                     self.assertEqual((r.returncode, r.stderr), (0, ""), f"{d}/{name}")
 
 
+class TestScopesStepsParams(CliTest):
+    """The checker knows Lua's scopes (a local is visible to the end of its block), the runbook's
+    params, how many arguments each documented call needs, and step names reused in one block."""
+    RB = """local k8s = require "engine.k8s"
+local svc = require "std.etcd_service"
+return runbook { name = "scopes", params = { version = { type = "string" }, dry = { type = "boolean" } },
+  run = function(p, inv)
+    if p.version then
+      local target = p.version
+      print(target)
+    end
+    print(target)
+    local node = k8s.get("Node")
+    print(p.verison, p.dry, node)
+    step("drain", function() end)
+    step("drain", function() end)
+    if p.dry then step("drain", function() end) else step("drain", function() end) end
+    for _, h in ipairs(inv:hosts()) do
+      local seen = svc.version(h)
+      repeat local again = seen until again
+      local never = 1
+    end
+    helper()
+  end }
+"""
+
+    def test_scopes_params_arity_and_step_names(self):
+        rb = os.path.join(self.state, "scopes.lua")
+        with open(rb, "w") as f:
+            f.write(self.RB)
+        r = engine("check", rb)
+        self.assertEqual(r.returncode, 2, r.stdout + r.stderr)
+        got = [l for l in r.stderr.splitlines() if l.startswith(rb)]
+        self.assertEqual(got, [
+            # a local of the if's block is gone after its end
+            f"{rb}:9:11: undefined global 'target' (a local 'target' ended with its block at line 8)",
+            f"{rb}:10:22: engine.k8s.get needs at least 2 arguments, given 1",
+            f"{rb}:11:13: the runbook declares no param 'verison' (did you mean 'version'?)",
+            f"{rb}:13:10: warning: step 'drain' is already used at line 12 in this block: give each step its own name",
+            f"{rb}:18:13: warning: unused local 'never'",
+            f"{rb}:20:5: undefined global 'helper'",
+        ])
+        # the same name in two branches of an if is two blocks; a repeat's local is seen by its until;
+        # svc.version(h) leaves out an optional argument
+        self.assertIn("4 problems in the runbook", r.stderr)
+
+    def test_a_global_function_definition_is_refused_as_the_sandbox_would(self):
+        rb = os.path.join(self.state, "glob.lua")
+        with open(rb, "w") as f:
+            f.write('local function ok_helper() return 1 end\n'
+                    'local x = "(" .. ")" .. "=" -- strings are not brackets\n'
+                    'return runbook { name = "g", run = function()\n'
+                    '  function helper() return ok_helper() end\n'
+                    '  step("s", function() return x end, {})\nend }\n')
+        r = engine("check", rb)
+        self.assertEqual(r.returncode, 2, r.stderr)
+        self.assertIn(f"{rb}:4:12: assignment to undeclared global 'helper' (declare it: local function helper)", r.stderr)
+        self.assertIn("1 problem in the runbook", r.stderr)
+        # and the run would have failed there, after whatever ran before it: the sandbox refuses new globals
+        r = self.run_rb(rb, "-i", "a,")
+        self.assertIn("warning: " + f"{rb}:4:12: assignment to undeclared global 'helper'", r.stderr)
+        self.assertNotEqual(r.returncode, 0)
+        self.assertIn("assignment to undeclared global 'helper'", r.stderr)
+
+
 class TestModuleTypo(CliTest):
     def test_a_module_typo_is_a_configuration_error_with_a_suggestion(self):
         rb = os.path.join(self.state, "typo.lua")

@@ -7,9 +7,11 @@ local http = {}
 ---@param req {method?: string, url: string, headers?: table<string,string>, body?: string, timeout?: number, idle_timeout?: number, retries?: integer, bearer?: string, basic_auth?: {user: string, password: string}, ca_file?: string, ca_data?: string, cert_file?: string, key_file?: string, cert_data?: string, key_data?: string, insecure?: boolean}
 ---@return {status: integer, body: string, headers: table<string,string>}|nil, string|nil, string|nil
 function http.request(req) end
+---@param text string
 ---@return table|nil, string|nil
 function http.json_decode(text) end
 --- Raises on a table that contains itself or is nested deeper than 200 levels.
+---@param value any
 ---@return string
 function http.json_encode(value) end
 --- Marks t (a new table when nil) so json_encode writes it as an array, even when empty.
@@ -21,6 +23,7 @@ function http.json_array(t) end
 ---@type lightuserdata
 http.null = nil
 --- One YAML document as a table (scalars typed as PyYAML types them); nil, "invalid yaml", "line L, column C: why".
+---@param text string
 ---@return table|nil, string|nil, string|nil
 function http.yaml_decode(text) end
 --- One block-style YAML document, keys sorted; strings that would read back as another type ("true", "1.30", "") are quoted, so yaml_decode gives back the same table.

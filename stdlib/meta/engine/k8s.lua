@@ -71,32 +71,48 @@ local k8s = {}
 ---@param opts {kubeconfig?: string|string[], kubeconfig_data?: string, context?: string, server?: string, tls_server_name?: string, in_cluster?: boolean, qps?: number, burst?: number}
 function k8s.configure(opts) end
 
+---@param kind string  "Node", "pods", "deployments.apps", ...
+---@param name string
+---@param opts? {namespace?: string}
 ---@return engine.k8s.Object|nil, string|nil, string|nil
 function k8s.get(kind, name, opts) end
+---@param kind string  "Node", "pods", "deployments.apps", ...
 ---@param opts? engine.k8s.ListOptions
 ---@return engine.k8s.Object[]|nil items, string|nil resource_version_or_err
 function k8s.list(kind, opts) end
+---@param obj engine.k8s.Object
+---@param opts? {namespace?: string}
 ---@return engine.k8s.Object|nil, string|nil, string|nil
 function k8s.create(obj, opts) end
 --- nil, "conflict" when obj's resourceVersion is stale.
+---@param obj engine.k8s.Object
 ---@return engine.k8s.Object|nil, string|nil, string|nil
 function k8s.update(obj) end
+---@param kind string  "Node", "pods", "deployments.apps", ...
+---@param name string
+---@param patch table
 ---@param opts? {type?: "merge"|"strategic"|"json"|"apply", namespace?: string, field_manager?: string, force?: boolean, subresource?: string}
 ---@return engine.k8s.Object|nil, string|nil, string|nil
 function k8s.patch(kind, name, patch, opts) end
+---@param kind string  "Node", "pods", "deployments.apps", ...
+---@param name string
 ---@param opts? {namespace?: string, grace_period?: integer}
 ---@return true|nil, string|nil, string|nil
 function k8s.delete(kind, name, opts) end
+---@param kind string  "Node", "pods", "deployments.apps", ...
 ---@param opts? {namespace?: string, all_namespaces?: boolean, label_selector?: string, field_selector?: string, resource_version?: string, timeout?: number|string}
 ---@return engine.k8s.Watcher|nil, string|nil, string|nil
 function k8s.watch(kind, opts) end
 --- Waits on a watch (relisting after 410) until predicate(object) holds. Yields.
+---@param kind string  "Node", "pods", "deployments.apps", ...
+---@param name string
 ---@param predicate fun(obj: engine.k8s.Object): boolean
 ---@param opts? {namespace?: string, timeout?: number|string}
 ---@return engine.k8s.Object|nil, string|nil, string|nil
 function k8s.wait(kind, name, predicate, opts) end
 --- Waits until the node is Ready (or NotReady with ready = false), at the kubelet version, with a
 --- Ready condition posted after heartbeat_after (epoch seconds, the node's clock). Yields.
+---@param node string|engine.k8s.Object  a node name or Node object
 ---@param opts? {ready?: boolean, version?: string, heartbeat_after?: number, timeout?: number|string}
 ---@return engine.k8s.NodeInfo|nil, string|nil, string|nil
 function k8s.wait_node(node, opts) end
@@ -112,22 +128,27 @@ function k8s.ready() end
 function k8s.can(attrs, opts) end
 ---@return engine.k8s.NodeInfo[]|nil, string|nil
 function k8s.nodes() end
+---@param node_object engine.k8s.Object
 ---@return engine.k8s.NodeInfo
 function k8s.node_info(node_object) end
 --- Marks the node unschedulable and records this run in an annotation. A node already cordoned
 --- stays as it was (and stays the operator's).
+---@param node string|engine.k8s.Object  a node name or Node object
 ---@return true|nil, string|nil, string|nil
 function k8s.cordon(node) end
 --- Only nodes this run cordoned, unless force: otherwise nil, "not ours".
+---@param node string|engine.k8s.Object  a node name or Node object
 ---@param opts? {force?: boolean}
 ---@return true|nil, string|nil, string|nil
 function k8s.uncordon(node, opts) end
 --- What a drain would do now, without evicting anything.
+---@param node string|engine.k8s.Object  a node name or Node object
 ---@param opts? engine.k8s.DrainOptions
 ---@return engine.k8s.DrainPlan|nil, string|nil, string|nil
 function k8s.drain_plan(node, opts) end
 --- kubectl drain's semantics; on timeout the node stays cordoned and the message (and the 4th
 --- result, {pods, pdbs}) names what is still there and the PDBs holding it. Yields.
+---@param node string|engine.k8s.Object  a node name or Node object
 ---@param opts? engine.k8s.DrainOptions
 ---@return {evicted: integer, skipped: table}|nil, string|nil, string|nil, table|nil
 function k8s.drain(node, opts) end

@@ -13,6 +13,7 @@ local prometheus = {}
 ---@param opts {url?: string, bearer?: string, basic_auth?: table, ca_file?: string}
 function prometheus.configure(opts) end
 --- An instant query. Yields.
+---@param expr string
 ---@return {labels: table<string,string>, value: number}[]|nil, string|nil, string|nil
 ---@param opts? {url?: string, timeout?: number|string}
 function prometheus.query(expr, opts) end

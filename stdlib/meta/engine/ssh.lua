@@ -49,28 +49,39 @@ local Host = {}
 function Host:exec(cmd, opts) end
 
 --- Uploads a local file atomically (temporary name, fsync, rename on the node). Yields.
+---@param local_path string
+---@param remote_path string
+---@param opts? engine.ssh.PutOptions
 ---@return {bytes: integer}|nil, engine.ssh.Error|nil, string|nil
 function Host:upload(local_path, remote_path, opts) end
 
 --- Writes a string to a remote file atomically. Yields.
+---@param remote_path string
+---@param content string
+---@param opts? engine.ssh.PutOptions
 ---@return {bytes: integer}|nil, engine.ssh.Error|nil, string|nil
 function Host:write_file(remote_path, content, opts) end
 
 --- Downloads to local_path (via local_path.part; nothing is left there on failure). Yields.
+---@param remote_path string
+---@param local_path string
 ---@return {bytes: integer}|nil, engine.ssh.Error|nil, string|nil
 ---@param opts? {mode?: integer|string}  the local file's mode (default: "0600")
 function Host:download(remote_path, local_path, opts) end
 
 --- Reads a remote file into a string (at most opts.max bytes, default 64 MiB). Yields.
+---@param remote_path string
 ---@param opts? {max: integer}
 ---@return string|nil, engine.ssh.Error|nil, string|nil
 function Host:read_file(remote_path, opts) end
 
 --- Yields.
+---@param remote_path string
 ---@return engine.ssh.FileInfo|nil, engine.ssh.Error|nil, string|nil
 function Host:stat(remote_path) end
 
 --- true, false, or nil and an error when the host cannot be asked. Yields.
+---@param remote_path string
 ---@return boolean|nil, engine.ssh.Error|nil, string|nil
 function Host:exists(remote_path) end
 
@@ -115,6 +126,9 @@ function Tunnel:close() end
 function ssh.tunnel(host, remote_host, remote_port) end
 
 --- Same as host:exec, with the host as first argument.
+---@param host engine.Host|string  an inventory host or its name
+---@param cmd string
+---@param opts? engine.ssh.ExecOptions
 ---@return engine.ssh.ExecResult|nil, engine.ssh.Error|nil, string|nil
 function ssh.exec(host, cmd, opts) end
 

@@ -22,15 +22,18 @@ certs.NODE_FILES = {}           ---@type string[]
 
 --- Every certificate kubeadm manages on the node (control_plane) and the kubelet's; no private key
 --- leaves the node. Yields.
+---@param host engine.Host|string  an inventory host or its name
 ---@param opts? {control_plane?: boolean}
 ---@return std.certs.File[]
 function certs.files(host, opts) end
 
 --- The endpoints of a control-plane node and the files they should serve.
+---@param host engine.Host|string  an inventory host or its name
 ---@return std.certs.Endpoint[]
 function certs.endpoints(host) end
 
 --- The endpoints with what each serves (or why it could not be read). Yields.
+---@param host engine.Host|string  an inventory host or its name
 ---@param opts? {timeout?: number|string}
 ---@return std.certs.Endpoint[]
 function certs.served(host, opts) end

@@ -53,10 +53,14 @@ function svc.flags_of_env(text) end
 function svc.unit_text(opts) end
 
 --- What BIN/etcd --version says ("3.4.23"), nil when not installed. Yields.
+---@param host engine.Host|string  an inventory host or its name
+---@param bin string|nil  where the binaries are (default: etcd_service.BIN)
 ---@return string|nil
 function svc.version(host, bin) end
 
 --- No etcd holds the data directory (its bbolt database's flock can be taken). Yields.
+---@param host engine.Host|string  an inventory host or its name
+---@param dir string
 ---@return boolean, string|nil
 function svc.datadir_free(host, dir) end
 
@@ -67,6 +71,8 @@ svc.MIN_FOR_36 = "3.5.20"
 svc.REMOVED = { ["3.5"] = { { "ETCD_LOGGER", "capnslog" } } }
 
 --- The lines of an EnvironmentFile that etcd `target` refuses to start with.
+---@param env_text string
+---@param target? string
 ---@return string[]
 function svc.removed_settings(env_text, target) end
 
@@ -79,14 +85,22 @@ function svc.removed_settings(env_text, target) end
 function svc.upgrade_problems(running, target, kubernetes) end
 
 --- The release's tarball in cache with the right checksum (downloaded only if not) and unpacked; nothing installed. Yields.
+---@param host engine.Host|string  an inventory host or its name
+---@param version string
 ---@param opts {sha256: string, url?: string, cache?: string, bin?: string}
 ---@return {bin: string, cache: string, url: string, sha256: string, tarball: string, dir: string}
 function svc.stage(host, version, opts) end
 
 --- etcd, etcdctl, etcdutl from from_dir into bin, each replaced by a rename. Yields.
+---@param host engine.Host|string  an inventory host or its name
+---@param from_dir string
+---@param bin string|nil  where the binaries are (default: etcd_service.BIN)
 function svc.install(host, from_dir, bin) end
 
 --- The binaries now in bin copied to to_dir (kept before an upgrade). Yields.
+---@param host engine.Host|string  an inventory host or its name
+---@param bin string|nil  where the binaries are (default: etcd_service.BIN)
+---@param to_dir string
 function svc.keep(host, bin, to_dir) end
 
 --- Operation "etcd VERSION binaries": the release's etcd/etcdctl(/etcdutl) in bin; the tarball
@@ -97,6 +111,7 @@ function svc.keep(host, bin, to_dir) end
 function svc.release(version, opts) end
 
 --- Operation "user NAME": a system user and group, no login.
+---@param name string
 ---@return std.ops.Operation
 function svc.user(name) end
 

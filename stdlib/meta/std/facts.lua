@@ -10,37 +10,51 @@ facts.COMPONENTS = { "etcd", "kube-apiserver", "kube-controller-manager", "kube-
 facts.CONTROL_PLANE = { "kube-apiserver", "kube-controller-manager", "kube-scheduler" }
 
 --- Every file the kubelet would read in the manifests directory, valid or not.
+---@param host engine.Host|string  an inventory host or its name
 ---@return std.kubeadm.Manifest[]
 function facts.static_pods(host) end
 --- Files in the manifests directory that are not NAME.yaml of an expected component.
+---@param host engine.Host|string  an inventory host or its name
 ---@param expected? string[]
 ---@return string[]
 function facts.strays(host, expected) end
+---@param host engine.Host|string  an inventory host or its name
 ---@param expected? string[]
 ---@return string[]  sentences; empty when the directory is clean
 function facts.manifest_problems(host, expected) end
 --- {component = {image, ready}} from the node's mirror pods (a host or its name).
+---@param node string|engine.k8s.Object  a node name or Node object
 ---@return table<string, {image: string, ready: boolean}>|nil, string|nil, string|nil
 function facts.running_images(node) end
 --- Every static pod runs its manifest's image and is ready (with a version: the control plane's
 --- manifests name it).
+---@param host engine.Host|string  an inventory host or its name
 ---@param version? string
 ---@return true|nil ok, string|nil word "mismatch", or the API's word, string|nil message
 function facts.static_pods_match(host, version) end
 --- The exact package version the node's apt source offers for the version ("1.34.3-1.1"), or nil.
+---@param host engine.Host|string  an inventory host or its name
+---@param pkg string
+---@param version string
 ---@return string|nil
 function facts.offered(host, pkg, version) end
 --- The installed version ("1.34.3-1.1"), or false.
+---@param host engine.Host|string  an inventory host or its name
+---@param pkg string
 ---@return string|false
 function facts.installed(host, pkg) end
 --- Every package installed at the version, or false and which are not.
+---@param host engine.Host|string  an inventory host or its name
 ---@param pkgs string[]
+---@param version string
 ---@return boolean, string|nil
 function facts.installed_at(host, pkgs, version) end
 --- "v1.34": the minor the node's pkgs.k8s.io apt source names, or nil.
+---@param host engine.Host|string  an inventory host or its name
 ---@return string|nil
 function facts.apt_minor(host) end
 --- k8s.node_info of the node (a host or its name).
+---@param node string|engine.k8s.Object  a node name or Node object
 ---@return engine.k8s.NodeInfo|nil, string|nil, string|nil
 function facts.node(node) end
 

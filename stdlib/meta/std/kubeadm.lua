@@ -30,29 +30,38 @@ kubeadm.running_images = facts.running_images
 kubeadm.static_pods_match = facts.static_pods_match
 kubeadm.package_version = facts.offered
 
+---@param host engine.Host|string  an inventory host or its name
+---@param version string
 function kubeadm.use_minor_repo(host, version) end
+---@param host engine.Host|string  an inventory host or its name
 ---@param packages string[]
+---@param version string
 function kubeadm.install(host, packages, version) end
 --- systemctl daemon-reload, then restart the kubelet. Returns the node's clock (epoch seconds) just
 --- before the restart, for k8s.wait_node's heartbeat_after; nil under --dry-run.
+---@param host engine.Host|string  an inventory host or its name
 ---@return number|nil
 function kubeadm.restart_kubelet(host) end
 
 --- Operation "apt repository": the node's apt source names the version's minor.
+---@param version string
 ---@return std.ops.Operation
 function kubeadm.apt_repository(version) end
 --- Operation (named `name`, default "packages"): each package installed at the version and held.
 ---@param pkgs string[]
+---@param version string
 ---@param name? string
 ---@return std.ops.Operation
 function kubeadm.packages(pkgs, version, name) end
 --- Operation "kubeadm upgrade apply" or "kubeadm upgrade node": on a control-plane node it holds
 --- once its static pods run the version; a worker's always runs (kubeadm upgrade node is safe again).
 ---@param how "apply"|"node"
+---@param version string
 ---@param opts? {timeout?: number|string, control_plane?: boolean}
 ---@return std.ops.Operation
 function kubeadm.upgraded(how, version, opts) end
 --- Operation "restart kubelet": the node Ready with its kubelet at the version (restart, then wait).
+---@param version string
 ---@param opts? {timeout?: number|string}
 ---@return std.ops.Operation
 function kubeadm.kubelet_at(version, opts) end

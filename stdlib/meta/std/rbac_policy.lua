@@ -25,19 +25,27 @@ policy.COMPONENTS = {}
 policy.CLUSTER_ADMINS = { binding = "kubeadm:cluster-admins", role = "cluster-admin", group = "kubeadm:cluster-admins" }
 
 --- The ClusterRole object, as the bootstrap policy writes it.
+---@param name string
+---@param rules table[]
 ---@return table
 function policy.cluster_role(name, rules) end
 --- The ClusterRoleBinding object.
+---@param name string
+---@param role string
 ---@param subject {kind: "User"|"Group", name: string}
 ---@return table
 function policy.cluster_role_binding(name, role, subject) end
 --- Every verb × group × resource × name the rules grant: what SubjectAccessReviews ask.
+---@param rules table[]
 ---@return std.rbac_policy.Check[]
 function policy.checks(rules) end
 --- "create pods/binding", "get leases.coordination.k8s.io kube-scheduler".
+---@param check table
 ---@return string
 function policy.describe(check) end
 --- The rules of want that no rule of have grants whole.
+---@param have table[]
+---@param want table[]
 ---@return std.rbac_policy.Rule[]
 function policy.missing_rules(have, want) end
 

@@ -11,11 +11,15 @@ local static_pod = {}
 static_pod.MANIFESTS = "/etc/kubernetes/manifests"
 
 --- The running container of static pod `name` (crictl), or nil. Yields.
+---@param host engine.Host|string  an inventory host or its name
+---@param name string
 ---@return std.static_pod.Container|nil
 function static_pod.container(host, name) end
 
 --- kubeadm's documented restart: the manifest parked outside manifests/, the pod gone, the
 --- manifest back, a new container. Under --dry-run: logged, not done. Yields.
+---@param host engine.Host|string  an inventory host or its name
+---@param name string
 ---@param opts {parking: string, timeout?: number|string}
 ---@return {before?: std.static_pod.Container, after: std.static_pod.Container}|{dry_run: true}|nil, string|nil
 function static_pod.restart(host, name, opts) end

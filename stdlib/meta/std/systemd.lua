@@ -14,10 +14,14 @@ systemd.UNITS = "/etc/systemd/system"
 function systemd.state(host, unit) end
 
 --- true, or false and "etcd.service is failed". Yields.
+---@param host engine.Host|string  an inventory host or its name
+---@param unit string
 ---@return boolean, string
 function systemd.active(host, unit) end
 
 --- systemctl is-enabled: true, or false and why. Yields.
+---@param host engine.Host|string  an inventory host or its name
+---@param unit string
 ---@return boolean, string
 function systemd.is_enabled(host, unit) end
 
@@ -35,18 +39,23 @@ function systemd.read(host, path) end
 function systemd.file(path, content, opts) end
 
 --- Operation "unit NAME": /etc/systemd/system/NAME holds text; daemon-reload after a change.
+---@param name string
+---@param text string
 ---@return std.ops.Operation
 function systemd.unit(name, text) end
 
 --- Operation "enable NAME": enabled, not started.
+---@param name string
 ---@return std.ops.Operation
 function systemd.enabled(name) end
 
 --- Operation "start NAME": active (systemctl start waits, as for Type=notify).
+---@param name string
 ---@return std.ops.Operation
 function systemd.started(name) end
 
 --- Operation "stop NAME": not active (and disabled, with disable).
+---@param name string
 ---@param opts? {disable?: boolean}
 ---@return std.ops.Operation
 function systemd.stopped(name, opts) end
@@ -59,6 +68,8 @@ function systemd.stopped(name, opts) end
 function systemd.times(at, stagger_s, n) end
 
 --- The node's `systemctl list-timers` line for the timer, or nil when it is not started. Yields.
+---@param host engine.Host|string  an inventory host or its name
+---@param timer string
 ---@return string|nil
 function systemd.timer_line(host, timer) end
 
