@@ -420,4 +420,38 @@ std::string help_text(const RunbookInfo& info) {
   return out;
 }
 
+std::string params_class_name(const std::string& runbook_name) {
+  std::string out = "params.";
+  for (char c : runbook_name) out += std::isalnum(static_cast<unsigned char>(c)) ? c : '_';
+  return out;
+}
+
+std::string params_class(const RunbookInfo& info) {
+  std::string out = "--- " + info.name + (info.summary.empty() ? "" : ": " + info.summary) + "\n";
+  out += "---@class " + params_class_name(info.name) + "\n";
+  for (const auto& p : info.params) {
+    std::string type;
+    switch (p.type) {
+      case params::Type::string: type = "string"; break;
+      case params::Type::integer: type = "integer"; break;
+      case params::Type::number: type = "number"; break;
+      case params::Type::boolean: type = "boolean"; break;
+      case params::Type::list: type = "string[]"; break;
+      case params::Type::duration: type = "number"; break;  // seconds, whatever -e said ("10m")
+      case params::Type::enumeration:
+        for (size_t i = 0; i < p.values.size(); ++i) type += (i ? "|\"" : "\"") + p.values[i] + "\"";
+        break;
+    }
+    std::string doc = p.help;
+    if (p.type == params::Type::duration) doc += std::string(doc.empty() ? "" : " ") + "(seconds)";
+    if (p.required) doc += std::string(doc.empty() ? "" : " ") + "(required)";
+    else if (p.default_value) doc += std::string(doc.empty() ? "" : " ") + "(default: " + params::display(p, *p.default_value) + ")";
+    if (p.secret) doc += " (secret)";
+    for (auto& c : doc) if (c == '\n') c = ' ';
+    bool optional = !p.required && !p.default_value;
+    out += "---@field " + p.name + (optional ? "?" : "") + " " + type + (doc.empty() ? "" : "  " + doc) + "\n";
+  }
+  return out;
+}
+
 }  // namespace engine::lua

@@ -76,6 +76,11 @@ class Runtime {
   RunbookInfo info_;
 };
 
+// The LuaCATS class of a runbook's params (`engine api --params`): "params.k8s_upgrade" with a
+// typed field per param, for `---@param p params.k8s_upgrade` above its run function.
+std::string params_class_name(const std::string& runbook_name);
+std::string params_class(const RunbookInfo& info);
+
 // What `engine run RUNBOOK --help` prints.
 std::string help_text(const RunbookInfo& info);
 

@@ -50,7 +50,7 @@ nlohmann::json read_json(const std::filesystem::path& path);
 
 int do_check(Args& a);
 // engine api [--json]: the Lua API as stdlib/meta describes it.
-int do_api(bool json);
+int do_api(bool json, const std::vector<std::string>& params_of);
 int do_run(Args& a);
 int do_resume(Args& a);
 int do_runs(Args& a);

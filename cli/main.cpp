@@ -97,6 +97,8 @@ int main(int argc, char** argv) {
   auto* api = app.add_subcommand("api", "the Lua API as stdlib/meta describes it: docs/api.md's reference tables, or JSON");
   static bool api_json = false;
   api->add_flag("--json", api_json, "the description as JSON (modules, functions, arguments, option and result classes)");
+  static std::vector<std::string> api_params;
+  api->add_option("--params", api_params, "instead, the LuaCATS classes of these runbooks' params (stdlib/meta/runbooks.lua for the shipped ones)");
 
   auto* version = app.add_subcommand("version", "print the engine's version");
   app.add_flag_callback("--version", [] {
@@ -142,7 +144,7 @@ int main(int argc, char** argv) {
     }
     if (*inventory) return do_inventory(a);
     if (*api) {
-      return do_api(api_json);
+      return do_api(api_json, api_params);
     }
     if (*report) return do_report(a);
     if (*check) return do_check(a);

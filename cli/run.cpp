@@ -222,7 +222,19 @@ int do_check(Args& a) {
   return 0;
 }
 
-int do_api(bool json) {
+int do_api(bool json, const std::vector<std::string>& params_of) {
+  if (!params_of.empty()) {
+    std::string out = "---@meta runbooks\n"
+                      "-- LuaCATS classes of runbooks' params, from their declarations by `engine api --params`\n"
+                      "-- (scripts/api-reference writes this file for the shipped runbooks; a test keeps it so).\n"
+                      "-- A runbook annotates its run function with `---@param p params.NAME`.\n";
+    for (const auto& path : params_of) {
+      engine::lua::Runtime one(engine::lua::default_stdlib_dir());
+      out += "\n" + engine::lua::params_class(one.load(path));
+    }
+    std::fputs(out.c_str(), stdout);
+    return 0;
+  }
   engine::lua::Runtime rt(engine::lua::default_stdlib_dir());
   std::fputs(rt.api(json ? "json" : "markdown").c_str(), stdout);
   return 0;

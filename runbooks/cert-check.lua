@@ -17,6 +17,8 @@ return runbook {
     nodes = { type = "string", default = "all", help = "inventory pattern of the nodes whose kubelet certificate is checked" },
     served = { type = "boolean", default = true, help = "also read what each control-plane endpoint serves" },
   },
+  ---@param p params.cert_check
+  ---@param inv engine.Inventory
   run = function(p, inv)
     local cps = inv:hosts(p.control_plane)
     if #cps == 0 then fail("no hosts match %s", p.control_plane) end

@@ -42,6 +42,8 @@ return runbook {
     timer_at = { type = "string", default = "03:00", help = "the first node's timer fires at HH:MM (node time)" },
     timer_stagger = { type = "duration", default = "15m", help = "each next node's timer fires this much later" },
   },
+  ---@param p params.cert_renew
+  ---@param inv engine.Inventory
   run = function(p, inv)
     local cps = inv:hosts(p.control_plane)
     if #cps == 0 then fail("no hosts match %s", p.control_plane) end

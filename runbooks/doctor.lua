@@ -27,6 +27,8 @@ return runbook {
     etcd_defrag_free = { type = "integer", default = 50, help = "percent of free space in a member's database: fragmented" },
     etcd_defrag_min_mb = { type = "integer", default = 100, help = "databases smaller than this are never called fragmented" },
   },
+  ---@param p params.doctor
+  ---@param inv engine.Inventory
   run = function(p, inv)
     local cps = inv:hosts(p.control_plane)
     if #cps == 0 then fail("no hosts match %s", p.control_plane) end

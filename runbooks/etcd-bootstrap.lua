@@ -38,6 +38,8 @@ return runbook {
     join_timeout = { type = "duration", default = "10m", help = "for kubeadm init/join and the node to be Ready" },
     workers_at_once = { type = "integer", default = 2 },
   },
+  ---@param p params.etcd_bootstrap
+  ---@param inv engine.Inventory
   run = function(p, inv)
     local cps, workers = inv:hosts(p.control_plane), inv:hosts(p.workers)
     if #cps == 0 then fail("inventory group %s has no hosts", p.control_plane) end

@@ -40,6 +40,8 @@ return runbook {
     control_plane = { type = "string", default = "k8s-cp", help = "inventory group of the etcd members" },
     pause = { type = "duration", default = "5s", help = "defrag mode: pause between members" },
   },
+  ---@param p params.etcd_maintenance
+  ---@param inv engine.Inventory
   run = function(p, inv)
     local cps = inv:hosts(p.control_plane)
     if #cps == 0 then fail("inventory group %s has no hosts", p.control_plane) end

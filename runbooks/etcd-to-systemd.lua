@@ -49,6 +49,8 @@ return runbook {
     reconfigure_kubeadm = { type = "boolean", default = true,
       help = "point kubeadm-config and every kube-apiserver at the external etcd" },
   },
+  ---@param p params.etcd_to_systemd
+  ---@param inv engine.Inventory
   run = function(p, inv)
     local cps = inv:hosts(p.control_plane)
     if #cps == 0 then fail("inventory group %s has no hosts", p.control_plane) end

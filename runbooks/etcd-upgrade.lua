@@ -35,6 +35,8 @@ return runbook {
     leader = { type = "string", default = "k8s-cp-leader", help = "inventory group of the node the snapshot is taken through" },
     snapshot_dir = { type = "string", default = "/var/backups/engine", help = "where the snapshot is kept (on this machine)" },
   },
+  ---@param p params.etcd_upgrade
+  ---@param inv engine.Inventory
   run = function(p, inv)
     local cps = inv:hosts(p.control_plane)
     if #cps == 0 then fail("inventory group %s has no hosts", p.control_plane) end

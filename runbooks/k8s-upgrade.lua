@@ -82,6 +82,8 @@ return runbook {
     leader = { type = "string", default = "k8s-cp-leader", help = "inventory group whose first host goes first" },
     workers = { type = "string", default = "k8s-worker", help = "inventory group of the workers" },
   },
+  ---@param p params.k8s_upgrade
+  ---@param inv engine.Inventory
   run = function(p, inv)
     local target = semver.format(p.version)
     p.version = target

@@ -29,6 +29,8 @@ return runbook {
     ready_timeout = { type = "duration", default = "3m", help = "for the pods, /readyz, etcd and the Node after the kubelet restart" },
     max_raft_lag = { type = "integer", default = 1000, help = "raft entries an etcd member may trail the leader by" },
   },
+  ---@param p params.recover_disk
+  ---@param inv engine.Inventory
   run = function(p, inv)
     local hosts = inv:hosts(p.nodes)
     if #hosts == 0 then fail("no hosts match %s", p.nodes) end

@@ -118,6 +118,8 @@ return runbook {
     control_plane = { type = "string", default = "k8s-cp" },
     pending_timeout = { type = "duration", default = "2m", help = "for the pods Pending before to be scheduled" },
   },
+  ---@param p params.recover_rbac
+  ---@param inv engine.Inventory
   run = function(p, inv)
     for _, c in ipairs(p.components) do
       if not policy.COMPONENTS[c] then fail("components: no policy for %s (known: kube-scheduler, kube-controller-manager)", c) end

@@ -19,6 +19,8 @@ return runbook {
       help = "where strays go (a directory the kubelet does not read)" },
     timeout = { type = "duration", default = "5m", help = "for the static pods to run their manifests' images" },
   },
+  ---@param p params.recover_static_pods
+  ---@param inv engine.Inventory
   run = function(p, inv)
     if p.backup_dir:gsub("/+$", "") == kubeadm.MANIFESTS or p.backup_dir:find(kubeadm.MANIFESTS .. "/", 1, true) == 1 then
       fail("backup_dir %s is inside %s: the kubelet would read the strays there too", p.backup_dir, kubeadm.MANIFESTS)

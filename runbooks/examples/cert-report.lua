@@ -10,6 +10,8 @@ return runbook {
     group = { type = "string", default = "k8s-cp", help = "inventory group of the control-plane nodes" },
     warn_days = { type = "integer", default = 30, help = "fail when a certificate has fewer days left" },
   },
+  ---@param p params.cert_report
+  ---@param inv engine.Inventory
   run = function(p, inv)
     local rows = {}
     fleet.each(inv:hosts(p.group), { at_once = "100%" }, function(h)

@@ -8,6 +8,8 @@ return runbook {
   params = {
     min_free = { type = "integer", default = 15, help = "percent free below which a node is reported" },
   },
+  ---@param p params.disk_triage
+  ---@param inv engine.Inventory
   run = function(p, inv)
     local low = {}
     fleet.each(inv:hosts("all"), { at_once = 10, max_failures = "10%" }, function(h)

@@ -13,6 +13,8 @@ return runbook {
     cert = { type = "string", help = "a client certificate etcd trusts", required = true },
     key = { type = "string", help = "its key", required = true, secret = true },
   },
+  ---@param p params.etcd_defrag
+  ---@param inv engine.Inventory
   run = function(p, inv)
     etcd.configure { ca_file = p.ca, cert_file = p.cert, key_file = p.key }
     local eps = etcd.from_inventory(inv:hosts("etcd"))

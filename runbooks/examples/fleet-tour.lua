@@ -11,6 +11,8 @@ return runbook {
     at_once = { type = "string", default = "2", help = "hosts in flight at once: a count or a percentage" },
     pause = { type = "duration", default = "200ms", help = "simulated work per host" },
   },
+  ---@param p params.fleet_tour
+  ---@param inv engine.Inventory
   run = function(p, inv)
     local hosts = inv:hosts(p.group)
     log.info("touring", { hosts = #hosts, at_once = p.at_once })

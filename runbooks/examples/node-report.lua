@@ -10,6 +10,8 @@ return runbook {
     at_once = { type = "string", default = "10", help = "nodes asked at once: a count or a percentage" },
     disk_threshold = { type = "integer", default = 85, help = "percent used on / that counts as too full" },
   },
+  ---@param p params.node_report
+  ---@param inv engine.Inventory
   run = function(p, inv)
     local hosts = inv:hosts(p.hosts)
     local res = fleet.each(hosts, { at_once = p.at_once }, function(h)

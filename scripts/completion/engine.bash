@@ -26,7 +26,7 @@ _engine() {
     check) opts="-i --inventory -e --extra --limit --list-hosts --kubeconfig --context --module --help" ;;
     resume) opts="--force --retry-unknown -e --extra --yes --log-format --log-level --state-dir --junit --kubeconfig --context -v --verbose --help" ;;
     report) opts="--html --junit --state-dir --help" ;;
-    api) opts="--json --help" ;;
+    api) opts="--json --params --help" ;;
     runs) opts="--state-dir --help" ;;
     show) opts="--state-dir --help" ;;
     ctl) opts="pause continue skip abort --state-dir --help" ;;

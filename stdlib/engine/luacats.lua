@@ -324,7 +324,7 @@ function M.markdown(desc)
       end
     end
   end
-  return (table.concat(out, "\n"):gsub("^\n", "")) .. "\n"
+  return (table.concat(out, "\n"):gsub("^\n", ""):gsub("\n\n\n+", "\n\n")) .. "\n"
 end
 
 --- `engine api`: the tables from the definitions themselves.

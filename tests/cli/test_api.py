@@ -48,6 +48,26 @@ class TestApiDescription(CliTest):
         self.assertIn("exec", [f["name"] for f in classes["engine.Host"]["methods"]])
         self.assertIn("vars", [f["name"] for f in classes["engine.Host"]["fields"]])  # one class from two files
 
+    def test_the_shipped_runbooks_params_are_typed_for_editors(self):
+        books = sorted(os.path.join("runbooks", f) for f in os.listdir(os.path.join(ROOT, "runbooks")) if f.endswith(".lua"))
+        books += sorted(os.path.join("runbooks", "examples", f)
+                        for f in os.listdir(os.path.join(ROOT, "runbooks", "examples")) if f.endswith(".lua"))
+        books.sort()
+        r = engine("api", "--params", *[os.path.join(ROOT, b) for b in books])
+        self.assertEqual(r.returncode, 0, r.stderr)
+        with open(os.path.join(ROOT, "stdlib", "meta", "runbooks.lua")) as f:
+            self.assertEqual(f.read(), r.stdout, "stdlib/meta/runbooks.lua is stale: run scripts/api-reference")
+        self.assertIn('---@field kind "patch"|"minor"  patch or minor;', r.stdout)
+        self.assertIn("---@field drain_timeout number  per node;", r.stdout)
+        for b in books:
+            with open(os.path.join(ROOT, b)) as f:
+                text = f.read()
+            name = re.search(r'return runbook\s*\{\s*name\s*=\s*"([^"]+)"', text).group(1)
+            cls = "params." + re.sub(r"[^A-Za-z0-9]", "_", name)
+            with self.subTest(runbook=b):
+                self.assertIn(f"---@class {cls}\n", r.stdout)
+                self.assertRegex(text, rf"---@param p {re.escape(cls)}\n\s*---@param inv engine.Inventory\n\s*run = function\(p, inv\)")
+
     def test_a_wrong_number_of_arguments_is_found_from_the_description(self):
         rb = os.path.join(self.state, "arity.lua")
         with open(rb, "w") as f:
