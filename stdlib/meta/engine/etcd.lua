@@ -26,15 +26,30 @@
 
 local etcd = {}
 
+---@class engine.etcd.ConfigureOptions
+---@field endpoints? string[]
+---@field ca_file? string
+---@field cert_file? string
+---@field key_file? string
+---@field ca_data? string
+---@field cert_data? string
+---@field key_data? string
+---@field timeout? number|string  seconds per request (default: as configured, 10 s)
+
 --- Endpoints and the client certificate (default: kubeadm's /etc/kubernetes/pki/etcd/ca.crt and
 --- healthcheck-client.crt/key). *_data hold PEM in memory (read from a node over SSH).
----@param opts {endpoints?: string[], ca_file?: string, cert_file?: string, key_file?: string, ca_data?: string, cert_data?: string, key_data?: string, timeout?: number|string}
+---@param opts engine.etcd.ConfigureOptions
 function etcd.configure(opts) end
 ---@return string[]
 function etcd.endpoints() end
+
+---@class engine.etcd.FromInventoryOptions
+---@field port? integer  (default: 2379)
+---@field scheme? string  (default: "https")
+
 --- Endpoints from inventory hosts (etcd_access_address / ansible_host / name, etcd_client_port / port).
 ---@param hosts engine.Host[]
----@param opts? {port?: integer, scheme?: string}
+---@param opts? engine.etcd.FromInventoryOptions
 ---@return string[]
 function etcd.from_inventory(hosts, opts) end
 ---@param endpoint string  "https://10.0.0.1:2379"
@@ -46,46 +61,90 @@ function etcd.members(endpoint) end
 ---@param endpoint string  "https://10.0.0.1:2379"
 ---@return true|nil, string|nil, string|nil
 function etcd.health(endpoint) end
+
+---@class engine.etcd.ClusterHealthResult
+---@field healthy boolean
+---@field leader? string
+---@field members table[]
+---@field alarms table[]
+---@field problems string[]
+
 --- Every member answers, exactly one leader, no alarms. With endpoints, each member is asked at
 --- the one of them that answers for it (tunnels); without, at its advertised client URL.
 ---@param endpoints? string[]
----@return {healthy: boolean, leader?: string, members: table[], alarms: table[], problems: string[]}|nil, string|nil, string|nil
+---@return engine.etcd.ClusterHealthResult|nil, string|nil, string|nil
 function etcd.cluster_health(endpoints) end
+
+---@class engine.etcd.SnapshotResult
+---@field size integer
+---@field sha256 string
+---@field revision integer
+
 --- Streamed to path.part, the sha256 trailer checked, fsynced, renamed; nothing at path on failure.
 ---@param endpoint string  "https://10.0.0.1:2379"
 ---@param path string
----@return {size: integer, sha256: string, revision: integer}|nil, string|nil, string|nil
+---@return engine.etcd.SnapshotResult|nil, string|nil, string|nil
 function etcd.snapshot(endpoint, path) end
 ---@param endpoint string  "https://10.0.0.1:2379"
 ---@return true|nil, string|nil, string|nil
 function etcd.defrag(endpoint) end
+
+---@class engine.etcd.DefragAllOptions
+---@field leader_last? boolean
+---@field pause? number
+---@field gate? fun(endpoint: string): boolean|nil, string|nil  asked before each member: true to go on
+
+---@class engine.etcd.DefragAllResult
+---@field endpoint string
+---@field member string
+---@field started number
+---@field finished number
+---@field leader boolean
+
 --- One member at a time, the leader last; before the first member and each next one, every member
 --- healthy through these endpoints and one leader known (and gate passed), else it stops.
 ---@param endpoints? string[]
----@param opts? {leader_last?: boolean, pause?: number, gate?: fun(endpoint: string): boolean|nil, string|nil}
----@return {endpoint: string, member: string, started: number, finished: number, leader: boolean}[]|nil, string|nil, string|nil, table|nil
+---@param opts? engine.etcd.DefragAllOptions
+---@return engine.etcd.DefragAllResult[]|nil, string|nil, string|nil, table|nil
 function etcd.defrag_all(endpoints, opts) end
+
+---@class engine.etcd.AlarmsResult
+---@field member_id string
+---@field alarm string
+
 ---@param endpoint string  "https://10.0.0.1:2379"
----@return {member_id: string, alarm: string}[]|nil, string|nil, string|nil
+---@return engine.etcd.AlarmsResult[]|nil, string|nil, string|nil
 function etcd.alarms(endpoint) end
 ---@param alarm string
 ---@param endpoint string  "https://10.0.0.1:2379"
 ---@return true|nil, string|nil, string|nil
 function etcd.disarm(alarm, endpoint) end
+
+---@class engine.etcd.CompactOptions
+---@field physical? boolean
+
 ---@param revision integer
----@param opts? {physical?: boolean}
+---@param opts? engine.etcd.CompactOptions
 ---@return true|nil, string|nil, string|nil
 function etcd.compact(revision, opts) end
+
+---@class engine.etcd.GetOptions
+---@field prefix? boolean
+
 ---@param key string
----@param opts? {prefix?: boolean}
+---@param opts? engine.etcd.GetOptions
 ---@return string|table<string,string>|nil, string|nil, string|nil
 function etcd.get(key, opts) end
 ---@param key string
 ---@param value any
 ---@return true|nil, string|nil, string|nil
 function etcd.put(key, value) end
+
+---@class engine.etcd.DeleteOptions
+---@field prefix? boolean
+
 ---@param key string
----@param opts? {prefix?: boolean}
+---@param opts? engine.etcd.DeleteOptions
 ---@return integer|nil, string|nil, string|nil
 function etcd.delete(key, opts) end
 --- Every member is named after an inventory host (its etcd_member_name var, else its name) and
@@ -94,16 +153,41 @@ function etcd.delete(key, opts) end
 ---@return true|nil ok, string|nil word "mismatch", or etcd's word, string|nil message
 function etcd.members_match(hosts) end
 
+---@class engine.etcd.ViaNodeOptions
+---@field address? string
+---@field port? integer
+---@field pki? string
+---@field ca? string
+---@field cert? string
+---@field key? string
+---@field sudo? boolean
+
 --- A tunnel to the node's address:port (default 127.0.0.1:2379) and its client certificate read over SSH into memory.
 ---@param host engine.Host|string  an inventory host or its name
----@param opts? {address?: string, port?: integer, pki?: string, ca?: string, cert?: string, key?: string, sudo?: boolean}
+---@param opts? engine.etcd.ViaNodeOptions
 ---@return engine.ssh.Tunnel|nil, string|nil, string|nil
 function etcd.via_node(host, opts) end
+
+---@class engine.etcd.SnapshotViaSshOptions
+---@field address? string
+---@field port? integer
+---@field pki? string
+---@field ca? string
+---@field cert? string
+---@field key? string
+---@field sudo? boolean
+---@field remote_dir? string  (default: "/var/tmp")
+---@field timeout? number|string  (default: 600 seconds)
+
+---@class engine.etcd.SnapshotViaSshResult
+---@field size integer
+---@field sha256 string
+
 --- etcdctl snapshot save on the node, downloaded and checked against the node's sha256sum.
 ---@param host engine.Host|string  an inventory host or its name
 ---@param path string
----@param opts? {address?: string, port?: integer, pki?: string, ca?: string, cert?: string, key?: string, sudo?: boolean, remote_dir?: string, timeout?: number|string}
----@return {size: integer, sha256: string}|nil, string|nil, string|nil
+---@param opts? engine.etcd.SnapshotViaSshOptions
+---@return engine.etcd.SnapshotViaSshResult|nil, string|nil, string|nil
 function etcd.snapshot_via_ssh(host, path, opts) end
 
 return etcd

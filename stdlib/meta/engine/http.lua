@@ -3,9 +3,33 @@
 
 ---@class engine.http
 local http = {}
+
+---@class engine.http.RequestReq
+---@field method? string
+---@field url string
+---@field headers? table<string,string>
+---@field body? string
+---@field timeout? number
+---@field idle_timeout? number
+---@field retries? integer
+---@field bearer? string
+---@field basic_auth? {user: string, password: string}
+---@field ca_file? string
+---@field ca_data? string
+---@field cert_file? string
+---@field key_file? string
+---@field cert_data? string
+---@field key_data? string
+---@field insecure? boolean
+
+---@class engine.http.RequestResult
+---@field status integer
+---@field body string
+---@field headers table<string,string>
+
 --- Yields. nil, "timeout"|"unreachable", message when no HTTP answer came.
----@param req {method?: string, url: string, headers?: table<string,string>, body?: string, timeout?: number, idle_timeout?: number, retries?: integer, bearer?: string, basic_auth?: {user: string, password: string}, ca_file?: string, ca_data?: string, cert_file?: string, key_file?: string, cert_data?: string, key_data?: string, insecure?: boolean}
----@return {status: integer, body: string, headers: table<string,string>}|nil, string|nil, string|nil
+---@param req engine.http.RequestReq
+---@return engine.http.RequestResult|nil, string|nil, string|nil
 function http.request(req) end
 ---@param text string
 ---@return table|nil, string|nil

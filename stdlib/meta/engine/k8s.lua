@@ -10,7 +10,7 @@
 ---@field metadata table
 
 ---@class engine.k8s.ListOptions
----@field namespace? string
+---@field namespace? string  namespaced kinds (default: the context's namespace, else "default")
 ---@field all_namespaces? boolean
 ---@field label_selector? string   "app=web,tier!=db"
 ---@field field_selector? string   "spec.nodeName=w1"
@@ -65,65 +65,135 @@ function Lease:release() end
 
 local k8s = {}
 
+---@class engine.k8s.ConfigureOptions
+---@field kubeconfig? string|string[]
+---@field kubeconfig_data? string
+---@field context? string
+---@field server? string
+---@field tls_server_name? string
+---@field in_cluster? boolean
+---@field qps? number  client-side rate limit (default: 50)
+---@field burst? number  (default: 100)
+
 --- Which cluster: a kubeconfig (path or list, merged like $KUBECONFIG) and context, or the
 --- in-cluster service account. Without it: the inventory's k8s_kubeconfig/k8s_context, then the
 --- service account, then $KUBECONFIG or ~/.kube/config.
----@param opts {kubeconfig?: string|string[], kubeconfig_data?: string, context?: string, server?: string, tls_server_name?: string, in_cluster?: boolean, qps?: number, burst?: number}
+---@param opts engine.k8s.ConfigureOptions
 function k8s.configure(opts) end
+
+---@class engine.k8s.GetOptions
+---@field namespace? string  namespaced kinds (default: the context's namespace, else "default")
 
 ---@param kind string  "Node", "pods", "deployments.apps", ...
 ---@param name string
----@param opts? {namespace?: string}
+---@param opts? engine.k8s.GetOptions
 ---@return engine.k8s.Object|nil, string|nil, string|nil
 function k8s.get(kind, name, opts) end
 ---@param kind string  "Node", "pods", "deployments.apps", ...
 ---@param opts? engine.k8s.ListOptions
 ---@return engine.k8s.Object[]|nil items, string|nil resource_version_or_err
 function k8s.list(kind, opts) end
+
+---@class engine.k8s.CreateOptions
+---@field namespace? string  namespaced kinds (default: the context's namespace, else "default")
+
 ---@param obj engine.k8s.Object
----@param opts? {namespace?: string}
+---@param opts? engine.k8s.CreateOptions
 ---@return engine.k8s.Object|nil, string|nil, string|nil
 function k8s.create(obj, opts) end
 --- nil, "conflict" when obj's resourceVersion is stale.
 ---@param obj engine.k8s.Object
 ---@return engine.k8s.Object|nil, string|nil, string|nil
 function k8s.update(obj) end
+
+---@class engine.k8s.PatchOptions
+---@field type? "merge"|"strategic"|"json"|"apply"  (default: "merge")
+---@field namespace? string  namespaced kinds (default: the context's namespace, else "default")
+---@field field_manager? string  (default: "engine")
+---@field force? boolean
+---@field subresource? string
+
 ---@param kind string  "Node", "pods", "deployments.apps", ...
 ---@param name string
 ---@param patch table
----@param opts? {type?: "merge"|"strategic"|"json"|"apply", namespace?: string, field_manager?: string, force?: boolean, subresource?: string}
+---@param opts? engine.k8s.PatchOptions
 ---@return engine.k8s.Object|nil, string|nil, string|nil
 function k8s.patch(kind, name, patch, opts) end
+
+---@class engine.k8s.DeleteOptions
+---@field namespace? string  namespaced kinds (default: the context's namespace, else "default")
+---@field grace_period? integer  seconds (default: the object's own)
+
 ---@param kind string  "Node", "pods", "deployments.apps", ...
 ---@param name string
----@param opts? {namespace?: string, grace_period?: integer}
+---@param opts? engine.k8s.DeleteOptions
 ---@return true|nil, string|nil, string|nil
 function k8s.delete(kind, name, opts) end
+
+---@class engine.k8s.WatchOptions
+---@field namespace? string  (default: the context's namespace)
+---@field all_namespaces? boolean
+---@field label_selector? string
+---@field field_selector? string
+---@field resource_version? string
+---@field timeout? number|string
+
 ---@param kind string  "Node", "pods", "deployments.apps", ...
----@param opts? {namespace?: string, all_namespaces?: boolean, label_selector?: string, field_selector?: string, resource_version?: string, timeout?: number|string}
+---@param opts? engine.k8s.WatchOptions
 ---@return engine.k8s.Watcher|nil, string|nil, string|nil
 function k8s.watch(kind, opts) end
+
+---@class engine.k8s.WaitOptions
+---@field namespace? string  namespaced kinds (default: the context's namespace, else "default")
+---@field timeout? number|string  (default: 300 seconds)
+
 --- Waits on a watch (relisting after 410) until predicate(object) holds. Yields.
 ---@param kind string  "Node", "pods", "deployments.apps", ...
 ---@param name string
 ---@param predicate fun(obj: engine.k8s.Object): boolean
----@param opts? {namespace?: string, timeout?: number|string}
+---@param opts? engine.k8s.WaitOptions
 ---@return engine.k8s.Object|nil, string|nil, string|nil
 function k8s.wait(kind, name, predicate, opts) end
+
+---@class engine.k8s.WaitNodeOptions
+---@field ready? boolean
+---@field version? string
+---@field heartbeat_after? number
+---@field timeout? number|string
+
 --- Waits until the node is Ready (or NotReady with ready = false), at the kubelet version, with a
 --- Ready condition posted after heartbeat_after (epoch seconds, the node's clock). Yields.
 ---@param node string|engine.k8s.Object  a node name or Node object
----@param opts? {ready?: boolean, version?: string, heartbeat_after?: number, timeout?: number|string}
+---@param opts? engine.k8s.WaitNodeOptions
 ---@return engine.k8s.NodeInfo|nil, string|nil, string|nil
 function k8s.wait_node(node, opts) end
----@return {major: string, minor: string, git_version: string}|nil, string|nil
+
+---@class engine.k8s.ServerVersionResult
+---@field major string
+---@field minor string
+---@field git_version string
+
+---@return engine.k8s.ServerVersionResult|nil, string|nil
 function k8s.server_version() end
 --- The API server's /readyz passes (every readiness check, etcd's among them).
 ---@return true|nil, string|nil, string|nil
 function k8s.ready() end
+
+---@class engine.k8s.CanAttrs
+---@field verb string
+---@field resource string
+---@field group? string
+---@field subresource? string
+---@field name? string
+---@field namespace? string  namespaced kinds (default: the context's namespace, else "default")
+
+---@class engine.k8s.CanOptions
+---@field user? string
+---@field groups? string[]  (default: {"system:authenticated"})
+
 --- A SubjectAccessReview for user (a SelfSubjectAccessReview of this run's credentials without one): may it do this? Asked under --dry-run too.
----@param attrs {verb: string, resource: string, group?: string, subresource?: string, name?: string, namespace?: string}
----@param opts? {user?: string, groups?: string[]}
+---@param attrs engine.k8s.CanAttrs
+---@param opts? engine.k8s.CanOptions
 ---@return boolean|nil allowed, string|nil reason_or_err, string|nil message
 function k8s.can(attrs, opts) end
 ---@return engine.k8s.NodeInfo[]|nil, string|nil
@@ -136,9 +206,13 @@ function k8s.node_info(node_object) end
 ---@param node string|engine.k8s.Object  a node name or Node object
 ---@return true|nil, string|nil, string|nil
 function k8s.cordon(node) end
+
+---@class engine.k8s.UncordonOptions
+---@field force? boolean
+
 --- Only nodes this run cordoned, unless force: otherwise nil, "not ours".
 ---@param node string|engine.k8s.Object  a node name or Node object
----@param opts? {force?: boolean}
+---@param opts? engine.k8s.UncordonOptions
 ---@return true|nil, string|nil, string|nil
 function k8s.uncordon(node, opts) end
 --- What a drain would do now, without evicting anything.
@@ -146,18 +220,29 @@ function k8s.uncordon(node, opts) end
 ---@param opts? engine.k8s.DrainOptions
 ---@return engine.k8s.DrainPlan|nil, string|nil, string|nil
 function k8s.drain_plan(node, opts) end
+
+---@class engine.k8s.DrainResult
+---@field evicted integer
+---@field skipped table
+
 --- kubectl drain's semantics; on timeout the node stays cordoned and the message (and the 4th
 --- result, {pods, pdbs}) names what is still there and the PDBs holding it. Yields.
 ---@param node string|engine.k8s.Object  a node name or Node object
 ---@param opts? engine.k8s.DrainOptions
----@return {evicted: integer, skipped: table}|nil, string|nil, string|nil, table|nil
+---@return engine.k8s.DrainResult|nil, string|nil, string|nil, table|nil
 function k8s.drain(node, opts) end
+
+---@class engine.k8s.LeaseOptions
+---@field ttl? integer
+---@field namespace? string  namespaced kinds (default: the context's namespace, else "default")
+---@field on_lost? fun(why: string)
+
 --- A coordination.k8s.io/v1 Lease held by this run and renewed every ttl/3. Lost once no renewal
 --- succeeded for 2/3 of the TTL: then every call that changes something (step, exec without
 --- read_only, upload, write_file, non-GET API calls, etcd writes) stops the run, or, with on_lost,
 --- raises a catchable error and on_lost(why) runs. Yields.
 ---@param name string a DNS-1123 name
----@param opts? {ttl?: integer, namespace?: string, on_lost?: fun(why: string)}
+---@param opts? engine.k8s.LeaseOptions
 ---@return engine.k8s.Lease|nil, string|nil, string|nil
 function k8s.lease(name, opts) end
 --- Copies node labels into host variables (host.vars[var] = the node's label), for max_per.

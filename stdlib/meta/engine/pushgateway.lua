@@ -10,20 +10,41 @@
 
 ---@class engine.pushgateway
 local pushgateway = {}
----@param opts {url?: string, basic_auth?: {user: string, password: string}, ca_file?: string, cert_file?: string, key_file?: string}
+
+---@class engine.pushgateway.ConfigureOptions
+---@field url? string
+---@field basic_auth? {user: string, password: string}
+---@field ca_file? string
+---@field cert_file? string
+---@field key_file? string
+
+---@param opts engine.pushgateway.ConfigureOptions
 function pushgateway.configure(opts) end
+
+---@class engine.pushgateway.PushOptions
+---@field method? "put"|"post"  (default: "put")
+---@field url? string
+---@field required? boolean
+---@field timeout? number|string
+
 --- put replaces the group's metrics; post only those named. A failure warns and returns nil, err,
 --- message; with required = true it raises. Yields.
 ---@param job string
 ---@param grouping table<string, string>
 ---@param metrics engine.pushgateway.Metric[]|table<string, number>
----@param opts? {method?: "put"|"post", url?: string, required?: boolean, timeout?: number|string}
+---@param opts? engine.pushgateway.PushOptions
 ---@return true|nil, string|nil, string|nil
 function pushgateway.push(job, grouping, metrics, opts) end
+
+---@class engine.pushgateway.DeleteOptions
+---@field url? string
+---@field required? boolean
+---@field timeout? number|string
+
 ---@param job string
 ---@param grouping? table<string, string>
 ---@return true|nil, string|nil, string|nil
----@param opts? {url?: string, required?: boolean, timeout?: number|string}
+---@param opts? engine.pushgateway.DeleteOptions
 function pushgateway.delete(job, grouping, opts) end
 --- The text exposition format of metrics (HELP and TYPE lines, escaped label values).
 ---@param metrics table

@@ -48,30 +48,45 @@ local Host = {}
 ---@return engine.ssh.ExecResult|nil result, engine.ssh.Error|nil err, string|nil message
 function Host:exec(cmd, opts) end
 
+---@class engine.ssh.UploadResult
+---@field bytes integer
+
 --- Uploads a local file atomically (temporary name, fsync, rename on the node). Yields.
 ---@param local_path string
 ---@param remote_path string
 ---@param opts? engine.ssh.PutOptions
----@return {bytes: integer}|nil, engine.ssh.Error|nil, string|nil
+---@return engine.ssh.UploadResult|nil, engine.ssh.Error|nil, string|nil
 function Host:upload(local_path, remote_path, opts) end
+
+---@class engine.ssh.WriteFileResult
+---@field bytes integer
 
 --- Writes a string to a remote file atomically. Yields.
 ---@param remote_path string
 ---@param content string
 ---@param opts? engine.ssh.PutOptions
----@return {bytes: integer}|nil, engine.ssh.Error|nil, string|nil
+---@return engine.ssh.WriteFileResult|nil, engine.ssh.Error|nil, string|nil
 function Host:write_file(remote_path, content, opts) end
+
+---@class engine.ssh.DownloadResult
+---@field bytes integer
+
+---@class engine.ssh.DownloadOptions
+---@field mode? integer|string
 
 --- Downloads to local_path (via local_path.part; nothing is left there on failure). Yields.
 ---@param remote_path string
 ---@param local_path string
----@return {bytes: integer}|nil, engine.ssh.Error|nil, string|nil
----@param opts? {mode?: integer|string}  the local file's mode (default: "0600")
+---@return engine.ssh.DownloadResult|nil, engine.ssh.Error|nil, string|nil
+---@param opts? engine.ssh.DownloadOptions  the local file's mode (default: "0600")
 function Host:download(remote_path, local_path, opts) end
+
+---@class engine.ssh.ReadFileOptions
+---@field max integer
 
 --- Reads a remote file into a string (at most opts.max bytes, default 64 MiB). Yields.
 ---@param remote_path string
----@param opts? {max: integer}
+---@param opts? engine.ssh.ReadFileOptions
 ---@return string|nil, engine.ssh.Error|nil, string|nil
 function Host:read_file(remote_path, opts) end
 

@@ -32,10 +32,15 @@ function tls.inspect(pem) end
 ---@return engine.tls.Certificate[]|nil, string|nil word, string|nil message
 function tls.inspect_all(pem) end
 
+---@class engine.tls.ServedOptions
+---@field server_name? string
+---@field timeout? number|string  (default: 10 seconds)
+---@field via? engine.Host|string
+
 --- The chain the endpoint presents (its certificate first), trusting nothing and showing no client
 --- certificate. via: through an SSH tunnel from that host. Yields.
 ---@param endpoint string   "https://host:port/...", "host:port", "[v6]:port"
----@param opts? {server_name?: string, timeout?: number|string, via?: engine.Host|string}
+---@param opts? engine.tls.ServedOptions
 ---@return engine.tls.Certificate[]|nil chain, "timeout"|"refused"|"unreachable"|"not tls"|string|nil word, string|nil message
 function tls.served(endpoint, opts) end
 

@@ -20,10 +20,13 @@ local certs = {}
 certs.CONTROL_PLANE_FILES = {}  ---@type string[]
 certs.NODE_FILES = {}           ---@type string[]
 
+---@class std.certs.FilesOptions
+---@field control_plane? boolean
+
 --- Every certificate kubeadm manages on the node (control_plane) and the kubelet's; no private key
 --- leaves the node. Yields.
 ---@param host engine.Host|string  an inventory host or its name
----@param opts? {control_plane?: boolean}
+---@param opts? std.certs.FilesOptions
 ---@return std.certs.File[]
 function certs.files(host, opts) end
 
@@ -32,9 +35,12 @@ function certs.files(host, opts) end
 ---@return std.certs.Endpoint[]
 function certs.endpoints(host) end
 
+---@class std.certs.ServedOptions
+---@field timeout? number|string
+
 --- The endpoints with what each serves (or why it could not be read). Yields.
 ---@param host engine.Host|string  an inventory host or its name
----@param opts? {timeout?: number|string}
+---@param opts? std.certs.ServedOptions
 ---@return std.certs.Endpoint[]
 function certs.served(host, opts) end
 

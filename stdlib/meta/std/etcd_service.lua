@@ -47,8 +47,15 @@ function svc.env_text(flags, order, overrides) end
 ---@return table<string, string>
 function svc.flags_of_env(text) end
 
+---@class std.etcd_service.UnitTextOptions
+---@field bin? string  (default: etcd_service.BIN)
+---@field env_file? string  (default: etcd_service.ENV_FILE)
+---@field user? string  (default: "etcd")
+---@field restart_sec? string  (default: "5s")
+---@field nofile? integer  (default: 65536)
+
 --- etcd.service: Type=notify, User/Group, EnvironmentFile, Restart=always, RestartSec, LimitNOFILE.
----@param opts? {bin?: string, env_file?: string, user?: string, restart_sec?: string, nofile?: integer}
+---@param opts? std.etcd_service.UnitTextOptions
 ---@return string
 function svc.unit_text(opts) end
 
@@ -84,11 +91,25 @@ function svc.removed_settings(env_text, target) end
 ---@return string[]
 function svc.upgrade_problems(running, target, kubernetes) end
 
+---@class std.etcd_service.StageOptions
+---@field sha256 string
+---@field url? string
+---@field cache? string
+---@field bin? string
+
+---@class std.etcd_service.StageResult
+---@field bin string
+---@field cache string
+---@field url string
+---@field sha256 string
+---@field tarball string
+---@field dir string
+
 --- The release's tarball in cache with the right checksum (downloaded only if not) and unpacked; nothing installed. Yields.
 ---@param host engine.Host|string  an inventory host or its name
 ---@param version string
----@param opts {sha256: string, url?: string, cache?: string, bin?: string}
----@return {bin: string, cache: string, url: string, sha256: string, tarball: string, dir: string}
+---@param opts std.etcd_service.StageOptions
+---@return std.etcd_service.StageResult
 function svc.stage(host, version, opts) end
 
 --- etcd, etcdctl, etcdutl from from_dir into bin, each replaced by a rename. Yields.
@@ -103,10 +124,16 @@ function svc.install(host, from_dir, bin) end
 ---@param to_dir string
 function svc.keep(host, bin, to_dir) end
 
+---@class std.etcd_service.ReleaseOptions
+---@field sha256 string
+---@field url? string
+---@field cache? string
+---@field bin? string
+
 --- Operation "etcd VERSION binaries": the release's etcd/etcdctl(/etcdutl) in bin; the tarball
 --- downloaded once per node into cache and checked against sha256.
 ---@param version string
----@param opts {sha256: string, url?: string, cache?: string, bin?: string}
+---@param opts std.etcd_service.ReleaseOptions
 ---@return std.ops.Operation
 function svc.release(version, opts) end
 

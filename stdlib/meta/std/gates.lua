@@ -3,10 +3,16 @@
 
 ---@class std.gates
 local gates = {}
+
+---@class std.gates.NoFiringAlertsOptions
+---@field ignore? string[]
+---@field allow_pending? boolean
+---@field url? string
+
 --- true, or nil, "firing", message: an alert not ignored is firing (or pending, unless
 --- allow_pending); nil, "unknown", message: Prometheus could not be asked or answered something
 --- malformed (fails closed). Yields.
----@param opts? {ignore?: string[], allow_pending?: boolean, url?: string}
+---@param opts? std.gates.NoFiringAlertsOptions
 ---@return true|nil ok, "firing"|"unknown"|nil word, string|nil message
 function gates.no_firing_alerts(opts) end
 

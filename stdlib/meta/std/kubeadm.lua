@@ -53,22 +53,35 @@ function kubeadm.apt_repository(version) end
 ---@param name? string
 ---@return std.ops.Operation
 function kubeadm.packages(pkgs, version, name) end
+
+---@class std.kubeadm.UpgradedOptions
+---@field timeout? number|string
+---@field control_plane? boolean
+
 --- Operation "kubeadm upgrade apply" or "kubeadm upgrade node": on a control-plane node it holds
 --- once its static pods run the version; a worker's always runs (kubeadm upgrade node is safe again).
 ---@param how "apply"|"node"
 ---@param version string
----@param opts? {timeout?: number|string, control_plane?: boolean}
+---@param opts? std.kubeadm.UpgradedOptions
 ---@return std.ops.Operation
 function kubeadm.upgraded(how, version, opts) end
+
+---@class std.kubeadm.KubeletAtOptions
+---@field timeout? number|string  (default: 600 seconds)
+
 --- Operation "restart kubelet": the node Ready with its kubelet at the version (restart, then wait).
 ---@param version string
----@param opts? {timeout?: number|string}
+---@param opts? std.kubeadm.KubeletAtOptions
 ---@return std.ops.Operation
 function kubeadm.kubelet_at(version, opts) end
+
+---@class std.kubeadm.StaticPodsAtOptions
+---@field timeout? number|string  (default: 600 seconds)
+
 --- Operation "static pods at target" (no version: "static pods run their manifests"): waits until
 --- every static pod runs its manifest's image and is ready.
 ---@param version? string
----@param opts? {timeout?: number|string}
+---@param opts? std.kubeadm.StaticPodsAtOptions
 ---@return std.ops.Operation
 function kubeadm.static_pods_at(version, opts) end
 

@@ -29,10 +29,15 @@ policy.CLUSTER_ADMINS = { binding = "kubeadm:cluster-admins", role = "cluster-ad
 ---@param rules table[]
 ---@return table
 function policy.cluster_role(name, rules) end
+
+---@class std.rbac_policy.ClusterRoleBindingSubject
+---@field kind "User"|"Group"
+---@field name string
+
 --- The ClusterRoleBinding object.
 ---@param name string
 ---@param role string
----@param subject {kind: "User"|"Group", name: string}
+---@param subject std.rbac_policy.ClusterRoleBindingSubject
 ---@return table
 function policy.cluster_role_binding(name, role, subject) end
 --- Every verb × group × resource × name the rules grant: what SubjectAccessReviews ask.

@@ -16,12 +16,20 @@ static_pod.MANIFESTS = "/etc/kubernetes/manifests"
 ---@return std.static_pod.Container|nil
 function static_pod.container(host, name) end
 
+---@class std.static_pod.RestartOptions
+---@field parking string
+---@field timeout? number|string  (default: 120 seconds)
+
+---@class std.static_pod.RestartResult
+---@field before? std.static_pod.Container
+---@field after std.static_pod.Container
+
 --- kubeadm's documented restart: the manifest parked outside manifests/, the pod gone, the
 --- manifest back, a new container. Under --dry-run: logged, not done. Yields.
 ---@param host engine.Host|string  an inventory host or its name
 ---@param name string
----@param opts {parking: string, timeout?: number|string}
----@return {before?: std.static_pod.Container, after: std.static_pod.Container}|{dry_run: true}|nil, string|nil
+---@param opts std.static_pod.RestartOptions
+---@return std.static_pod.RestartResult|{dry_run: true}|nil, string|nil
 function static_pod.restart(host, name, opts) end
 
 return static_pod

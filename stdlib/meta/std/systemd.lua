@@ -31,10 +31,17 @@ function systemd.is_enabled(host, unit) end
 ---@return string|nil
 function systemd.read(host, path) end
 
+---@class std.systemd.FileOptions
+---@field mode? string  (default: "0644")
+---@field owner? string  (default: "root")
+---@field group? string  (default: "root")
+---@field name? string  the step's name (default: the path)
+---@field reload? boolean
+
 --- Operation: the file holds exactly content, written atomically with sudo (reload: then daemon-reload).
 ---@param path string
 ---@param content string
----@param opts? {mode?: string, owner?: string, group?: string, name?: string, reload?: boolean}
+---@param opts? std.systemd.FileOptions
 ---@return std.ops.Operation
 function systemd.file(path, content, opts) end
 
@@ -54,9 +61,12 @@ function systemd.enabled(name) end
 ---@return std.ops.Operation
 function systemd.started(name) end
 
+---@class std.systemd.StoppedOptions
+---@field disable? boolean
+
 --- Operation "stop NAME": not active (and disabled, with disable).
 ---@param name string
----@param opts? {disable?: boolean}
+---@param opts? std.systemd.StoppedOptions
 ---@return std.ops.Operation
 function systemd.stopped(name, opts) end
 
@@ -73,13 +83,25 @@ function systemd.times(at, stagger_s, n) end
 ---@return string|nil
 function systemd.timer_line(host, timer) end
 
+---@class std.systemd.OneshotTextOptions
+---@field description string
+---@field exec string
+---@field after? string
+---@field env_file? string
+---@field environment? string[]  Environment= lines (default: none)
+
 --- The text of a Type=oneshot service unit.
----@param o {description: string, exec: string, after?: string, env_file?: string, environment?: string[]}
+---@param o std.systemd.OneshotTextOptions
 ---@return string
 function systemd.oneshot_text(o) end
 
+---@class std.systemd.TimerTextOptions
+---@field description string
+---@field on_calendar string
+---@field unit string
+
 --- The text of a Persistent= timer starting o.unit at o.on_calendar, enabled by timers.target.
----@param o {description: string, on_calendar: string, unit: string}
+---@param o std.systemd.TimerTextOptions
 ---@return string
 function systemd.timer_text(o) end
 
