@@ -319,7 +319,8 @@ function M.markdown(desc)
         out[#out + 1] = "|---|---|---|---|"
         for _, f in ipairs(c.fields) do
           out[#out + 1] = format("| `%s%s` | `%s` | %s | %s |", f.name, f.optional and "?" or "", cell(f.type),
-                                 f.default and "`" .. cell(f.default) .. "`" or "", cell(f.doc))
+                                 f.default and "`" .. cell(f.default) .. "`" or "",
+                                 cell((f.doc:gsub("%s*%(default:? [^)]*%)", ""))))
         end
       end
     end
