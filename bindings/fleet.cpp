@@ -19,8 +19,23 @@ namespace engine::lua {
 namespace {
 
 using Clock = std::chrono::steady_clock;
+const char* const kSkipMeta = "engine.fleet.skip";
+
+// The reason of a fleet.skip() error value at idx, if it is one.
+std::optional<std::string> skip_reason(lua_State* L, int idx) {
+  if (lua_type(L, idx) != LUA_TTABLE || !lua_getmetatable(L, idx)) return std::nullopt;
+  luaL_getmetatable(L, kSkipMeta);
+  bool is_skip = lua_rawequal(L, -1, -2);
+  lua_pop(L, 2);
+  if (!is_skip) return std::nullopt;
+  lua_getfield(L, idx, "reason");
+  std::string why = lua_tostring(L, -1) ? lua_tostring(L, -1) : "";
+  lua_pop(L, 1);
+  return why;
+}
+
 const std::vector<std::string> kOptions = {"at_once", "max_failures", "strategy", "max_per", "between",
-                                           "gate_passes", "gate_timeout", "gate_interval", "pause", "order"};
+                                           "gate_passes", "gate_timeout", "gate_interval", "pause", "order", "canary"};
 
 struct Result {
   std::string name;
@@ -173,6 +188,11 @@ struct FleetRun : std::enable_shared_from_this<FleetRun> {
         lua_xmove(t.co, vm->L, 1);
         r.value_ref = luaL_ref(vm->L, LUA_REGISTRYINDEX);
       }
+    } else if (auto why = skip_reason(t.co, -1)) {
+      r.status = Result::skipped;
+      r.error = "skipped: " + *why;
+      ok = true;  // not a failure: the budget and the canary are untouched
+      log::emit(log::Level::warn, r.name, "skipped", json{{"why", *why}});
     } else {
       r.error = error_text(t.co);
       log::emit(log::Level::error, r.name, "failed", json{{"error", r.error}});
@@ -182,7 +202,7 @@ struct FleetRun : std::enable_shared_from_this<FleetRun> {
         lua_pop(vm->L, 1);
       }
     }
-    if (!nested) log::progress_host(r.name, ok ? "ok" : "failed");
+    if (!nested) log::progress_host(r.name, r.status == Result::skipped ? "skipped" : ok ? "ok" : "failed");
     r.task.reset();
     rollout.finished(i, ok);
     // Admitting here is safe: spawn() only posts the new tasks' first resume, it never nests one.
@@ -192,22 +212,32 @@ struct FleetRun : std::enable_shared_from_this<FleetRun> {
   void close() {
     if (closed) return;
     closed = true;
-    size_t ok = 0, failed = 0, skipped = 0;
+    size_t ok = 0, failed = 0, skipped = 0, unstarted = 0;  // skipped: not ok nor failed (unstarted too)
     vm->admission_kicks.erase(id);
     for (auto& r : results) {
       (r.status == Result::ok ? ok : r.status == Result::failed ? failed : skipped)++;
+      unstarted += r.status == Result::not_started;
     }
     record();
     log::emit(failed ? log::Level::warn : log::Level::info, parent.task->host, "fleet.each finished",
-              json{{"ok", ok}, {"failed", failed}, {"not_started", skipped}});
+              json{{"ok", ok}, {"failed", failed}, {"skipped", skipped - unstarted}, {"not_started", unstarted}});
     if (!rollout.gate_failure().empty()) {
-      std::string msg = where + "fleet.each: " + rollout.gate_failure() + "; " + std::to_string(skipped) + " hosts not started";
+      std::string msg = where + "fleet.each: " + rollout.gate_failure() + "; " + std::to_string(unstarted) + " hosts not started";
       vm->declared_failures.push_back(msg);  // the rollout stopping as told, not a bug in the runbook
       release();
       complete(parent, [msg](lua_State* co) { lua_pushstring(co, msg.c_str()); return 1; }, true);
       return;
     }
-    if (vm->draining && skipped > 0) {
+    if (auto c = rollout.failed_canary()) {
+      const Result& r = results[*c];
+      std::string msg = where + "fleet.each: the canary " + r.name + " failed, so no other host started: " + r.error;
+      if (unstarted) msg += "\n  " + std::to_string(unstarted) + " hosts not started";
+      vm->declared_failures.push_back(msg);
+      release();
+      complete(parent, [msg](lua_State* co) { lua_pushstring(co, msg.c_str()); return 1; }, true);
+      return;
+    }
+    if (vm->draining && unstarted > 0) {
       release();
       complete(parent, [](lua_State* co) { push_interrupt(co, {Interrupt::interrupted, 0}); return 1; }, true);
       return;
@@ -219,7 +249,7 @@ struct FleetRun : std::enable_shared_from_this<FleetRun> {
       for (auto& r : results)
         if (r.status == Result::failed && shown++ < 5) msg += "\n  " + r.name + ": " + r.error;
       if (failed > 5) msg += "\n  ... and " + std::to_string(failed - 5) + " more";
-      if (skipped) msg += "\n  " + std::to_string(skipped) + " hosts not started";
+      if (unstarted) msg += "\n  " + std::to_string(unstarted) + " hosts not started";
       vm->declared_failures.push_back(msg);
       release();
       complete(parent, [msg](lua_State* co) { lua_pushstring(co, msg.c_str()); return 1; }, true);
@@ -405,6 +435,10 @@ fleet::Rollout read_policy(lua_State* L, size_t total, size_t at_once, size_t bu
   }
   lua_pop(L, 1);
   p.pause = opt_number(L, opts, "pause", 0);
+  double canary = opt_number(L, opts, "canary", 0);
+  if (canary < 0 || canary != static_cast<double>(static_cast<size_t>(canary)))
+    luaL_error(L, "fleet.each: canary must be a count of hosts (0 or more), not %f", canary);
+  p.canary = static_cast<size_t>(canary);
   p.gate_timeout = opt_number(L, opts, "gate_timeout", 600);
   p.gate_interval = opt_number(L, opts, "gate_interval", 5);
   p.gate_passes = static_cast<int>(opt_number(L, opts, "gate_passes", 1));
@@ -496,9 +530,31 @@ void start(lua_State* L, Vm& vm, size_t total, size_t at_once, size_t budget) {
   arm(op, [run] { run->cancel(); });
 }
 
-const luaL_Reg kFleet[] = {{"each", l_each}, {nullptr, nullptr}};
+// fleet.skip(reason): ends this host's fn as skipped (not failed): the rollout goes on, the recap
+// and report.json list the host as skipped with the reason, and a resume runs it again.
+int l_skip(lua_State* L) {
+  std::string why = luaL_checkstring(L, 1);
+  lua_newtable(L);
+  lua_pushstring(L, why.c_str());
+  lua_setfield(L, -2, "reason");
+  luaL_setmetatable(L, kSkipMeta);
+  return lua_error(L);
+}
+
+int skip_tostring(lua_State* L) {
+  lua_getfield(L, 1, "reason");
+  lua_pushfstring(L, "fleet.skip outside fleet.each: %s", lua_tostring(L, -1));
+  return 1;
+}
+
+const luaL_Reg kFleet[] = {{"each", l_each}, {"skip", l_skip}, {nullptr, nullptr}};
 
 int open_module(lua_State* L) {
+  if (luaL_newmetatable(L, kSkipMeta)) {
+    lua_pushcfunction(L, skip_tostring);
+    lua_setfield(L, -2, "__tostring");
+  }
+  lua_pop(L, 1);
   new_lib(L, kFleet);
   return 1;
 }

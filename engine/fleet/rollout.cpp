@@ -17,7 +17,8 @@ Rollout::Rollout(size_t total, Policy policy, std::vector<std::vector<std::strin
       window_(total, policy_.at_once, policy_.max_failures),
       cap_values_(std::move(cap_values)),
       order_(std::move(order)),
-      started_(total, false) {
+      started_(total, false),
+      canary_(total, false) {
   window_.set_batch(policy_.batch);
   if (order_.empty())
     for (size_t i = 0; i < total; ++i) order_.push_back(i);
@@ -51,6 +52,8 @@ void Rollout::count(size_t host, int delta) {
 Decision Rollout::next(Clock::time_point now, bool paused) {
   if (window_.done()) return {Decision::done};
   if (paused || !window_.can_admit()) return {Decision::hold};
+  // Canary phase: one at a time, each after the last succeeded.
+  if (canary_ok_ < policy_.canary && admitted_ > canary_ok_) return {Decision::hold};
   auto host = candidate();
   if (!host) return {Decision::hold};  // every remaining host waits for room in its group
   if (policy_.pause > 0 && admitted_ > 0 && now < next_allowed_) return {Decision::wait, *host, next_allowed_};
@@ -67,6 +70,7 @@ Decision Rollout::next(Clock::time_point now, bool paused) {
 void Rollout::started(size_t host, Clock::time_point now) {
   window_.admit();
   started_[host] = true;
+  if (admitted_ < policy_.canary) canary_[host] = true;
   ++admitted_;
   count(host, +1);
   gate_ok_ = false;  // the next start asks the gate again
@@ -76,6 +80,14 @@ void Rollout::started(size_t host, Clock::time_point now) {
 void Rollout::finished(size_t host, bool ok) {
   count(host, -1);
   window_.finish(ok);
+  if (canary_[host]) {
+    if (ok) {
+      ++canary_ok_;
+    } else if (!failed_canary_) {
+      failed_canary_ = host;
+      window_.stop_admitting();
+    }
+  }
   if (window_.over_budget()) window_.stop_admitting();
 }
 

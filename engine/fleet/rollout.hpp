@@ -29,6 +29,10 @@ struct Policy {
   bool gated = false;  // a gate is asked before each start after the first
   int gate_passes = 1;
   double gate_timeout = 600, gate_interval = 5;  // seconds
+  // The first `canary` hosts go one at a time, and the window opens to at_once only once all of
+  // them succeeded; a canary that fails stops admissions whatever max_failures allows (kOps'
+  // "start with one instance").
+  size_t canary = 0;
 };
 
 struct Decision {
@@ -69,6 +73,8 @@ class Rollout {
   int gate_streak() const { return gate_streak_; }
 
   bool is_started(size_t host) const { return started_[host]; }
+  // The canary that failed and stopped the rollout, if one did.
+  std::optional<size_t> failed_canary() const { return failed_canary_; }
   bool over_budget() const { return window_.over_budget(); }
   size_t peak() const { return window_.peak(); }
   const Policy& policy() const { return policy_; }
@@ -86,6 +92,9 @@ class Rollout {
   std::vector<bool> started_;
   size_t first_open_ = 0;  // every host before order_[first_open_] has started: O(1) per admission
   size_t admitted_ = 0;    // started hosts (not skipped ones): the gate and the pause begin after the first
+  std::vector<bool> canary_;  // hosts admitted as canaries
+  size_t canary_ok_ = 0;
+  std::optional<size_t> failed_canary_;
   Clock::time_point next_allowed_{};
   bool gate_ok_ = false, gate_asked_ = false;
   int gate_streak_ = 0;

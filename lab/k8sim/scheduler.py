@@ -27,6 +27,7 @@ def pass_once(st):
         nodes = st.schedulable_nodes(avoid=None)
         workers = [n for n in nodes if "node-role.kubernetes.io/control-plane" not in
                    (st.get("", "nodes", "", n)["metadata"].get("labels") or {})] or nodes
+        workers = st.preferred(workers)
         done = 0
         for i, p in enumerate(pending):
             if not workers:

@@ -293,6 +293,13 @@ class Store:
             return int(x) if not up or x == int(x) else int(x) + 1
         return int(v)
 
+    def preferred(self, names):
+        """The nodes without a PreferNoSchedule taint, when there are any (the scheduler's taint
+        score: such a node is chosen only when nothing else fits)."""
+        clean = [n for n in names if not any(t.get("effect") == "PreferNoSchedule"
+                                             for t in (self.get("", "nodes", "", n).get("spec") or {}).get("taints") or [])]
+        return clean or names
+
     def schedulable_nodes(self, avoid):
         out = []
         for n in self.list("", "nodes", ""):
@@ -311,7 +318,7 @@ class Store:
             return
         pod["metadata"].setdefault("annotations", {})["sim/replaced"] = "true"
         ns = pod["metadata"]["namespace"]
-        nodes = self.schedulable_nodes(avoid=(pod.get("spec") or {}).get("nodeName"))
+        nodes = self.preferred(self.schedulable_nodes(avoid=(pod.get("spec") or {}).get("nodeName")))
         if not nodes:
             return
         new = {"metadata": {"generateName": owners[0]["name"] + "-", "labels": copy.deepcopy(pod["metadata"].get("labels")),

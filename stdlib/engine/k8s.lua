@@ -543,4 +543,6 @@ function M.wait_node(node, opts)
   return M.node_info(n)
 end
 
+require("engine.k8s_taints")(M, node_name)
+
 return M

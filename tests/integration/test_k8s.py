@@ -278,6 +278,43 @@ class TestNodes(K8sTest):
 """))
         self.assertFalse(self.cluster.get("/api/v1/nodes/w2")["spec"].get("unschedulable"))
 
+    def test_taints_are_owned_by_the_run_and_steer_evicted_pods_away(self):
+        # an operator's taint, put with the real kubectl, stays whatever the engine does
+        r = self.cluster.kubectl("taint", "nodes", "w2", "dedicated=db:NoSchedule")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        out = self.ok(self.run_lua("""
+    assert(k8s.taint("w2", "engine.dev/upgrade-next"))        -- PreferNoSchedule by default
+    assert(k8s.taint("w2", "engine.dev/upgrade-next"))        -- again: already ours
+    local ok, err, msg = k8s.taint("w2", "dedicated", "NoSchedule")
+    assert(ok == nil and err == "held", tostring(err))
+    print(msg)
+    ok, err, msg = k8s.untaint("w2", "dedicated", "NoSchedule")
+    assert(ok == nil and err == "not ours", tostring(err))
+    assert(k8s.drain("w1", { ignore_daemonsets = true, delete_emptydir = true, timeout = 30, retry_interval = 0.2 }))
+"""))
+        self.assertIn('node w2 already has the taint dedicated:NoSchedule (value "db"), not this run\'s', out)
+        self.assertEqual(out.count("tainted node=w2"), 1)  # the second call found it there
+        taints = self.cluster.get("/api/v1/nodes/w2")["spec"]["taints"]
+        self.assertEqual(sorted((t["key"], t["effect"]) for t in taints),
+                         [("dedicated", "NoSchedule"), ("engine.dev/upgrade-next", "PreferNoSchedule")])
+        # the drained pods' replacements went to the node not tainted PreferNoSchedule
+        pods = self.cluster.get("/api/v1/pods")["items"]
+        moved = [p["spec"]["nodeName"] for p in pods if p["metadata"]["name"].startswith("web-") and
+                 p["metadata"]["name"] not in ("web-1", "web-2", "web-3")]
+        self.assertTrue(moved, [p["metadata"]["name"] for p in pods])
+        self.assertNotIn("w2", moved)
+        # another run (another identity) leaves it, unless forced
+        self.ok(self.run_lua("""
+    local ok, err = k8s.untaint("w2", "engine.dev/upgrade-next")
+    assert(ok == nil and err == "not ours", tostring(err))
+    assert(k8s.untaint("w2", "engine.dev/upgrade-next", nil, { force = true }))
+    assert(k8s.untaint("w2", "engine.dev/upgrade-next"))      -- none left: success
+    assert(k8s.uncordon("w1", { force = true }))
+"""))
+        taints = self.cluster.get("/api/v1/nodes/w2")["spec"]["taints"]
+        self.assertEqual([(t["key"], t["effect"]) for t in taints], [("dedicated", "NoSchedule")])
+        self.assertIn("dedicated=db:NoSchedule", self.cluster.kubectl("describe", "node", "w2").stdout)
+
     def test_max_per_by_a_node_label(self):
         self.ok(self.run_lua("""
     assert(k8s.patch("nodes", "w1", { metadata = { labels = { ["topology.kubernetes.io/zone"] = "a" } } }))

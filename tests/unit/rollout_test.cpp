@@ -150,3 +150,36 @@ TEST_CASE("batch: a new batch starts once the last one has finished") {
   CHECK(start_all(r, t0) == std::vector<size_t>{2, 3});
   CHECK(r.peak() == 2);
 }
+
+TEST_CASE("canaries go one at a time, then the window opens to at_once") {
+  Policy p;
+  p.at_once = 3;
+  p.canary = 2;
+  Rollout r(6, p);
+  CHECK(start_all(r, t0) == std::vector<size_t>{0});
+  CHECK(r.next(t0).kind == Decision::hold);
+  r.finished(0, true);
+  CHECK(start_all(r, t0) == std::vector<size_t>{1});
+  r.finished(1, true);
+  CHECK(start_all(r, t0) == std::vector<size_t>{2, 3, 4});
+  r.finished(2, true);
+  CHECK(start_all(r, t0) == std::vector<size_t>{5});
+  for (size_t h : {3, 4, 5}) r.finished(h, true);
+  CHECK(r.next(t0).kind == Decision::done);
+  CHECK_FALSE(r.failed_canary());
+}
+
+TEST_CASE("a failed canary stops everything, whatever max_failures allows") {
+  Policy p;
+  p.at_once = 3;
+  p.canary = 1;
+  p.max_failures = 5;
+  Rollout r(4, p, {}, {2, 0, 1, 3});
+  CHECK(start_all(r, t0) == std::vector<size_t>{2});
+  r.finished(2, false);
+  CHECK(start_all(r, t0).empty());
+  CHECK(r.next(t0).kind == Decision::done);
+  REQUIRE(r.failed_canary());
+  CHECK(*r.failed_canary() == 2);
+  CHECK_FALSE(r.over_budget());
+}

@@ -238,6 +238,46 @@ TEST_CASE("max_per is never exceeded, and other groups keep going meanwhile") {
   )") == "");
 }
 
+TEST_CASE("fleet.each canary: the first host alone, then the window opens; a failed canary stops all") {
+  CHECK(run(R"(
+    local fleet = require "engine.fleet"
+    local now, peak, order = 0, {}, {}
+    fleet.each({ "c1", "h2", "h3", "h4", "h5" }, { at_once = "60%", canary = 1 }, function(h)
+      now = now + 1
+      order[#order + 1] = h
+      peak[h] = now
+      sleep(0.002)
+      now = now - 1
+    end)
+    assert(order[1] == "c1" and peak.c1 == 1, "the canary ran alone")
+    assert(math.max(peak.h2, peak.h3, peak.h4, peak.h5) == 3, "then 3 (60% of 5) at once")
+  )") == "");
+  auto err = run(R"(
+    local fleet = require "engine.fleet"
+    local ran = {}
+    fleet.each({ "c1", "h2", "h3" }, { at_once = 3, canary = 1, max_failures = 2 }, function(h)
+      ran[#ran + 1] = h
+      if h == "c1" then error("kubelet did not come back", 0) end
+    end)
+  )");
+  CHECK_THAT(err, Contains("the canary c1 failed, so no other host started: kubelet did not come back"));
+  CHECK_THAT(err, Contains("2 hosts not started"));
+}
+
+TEST_CASE("fleet.skip ends a host as skipped with its reason: not a failure, the rollout goes on") {
+  CHECK(run(R"(
+    local fleet = require "engine.fleet"
+    local res = fleet.each({ "a", "b", "c" }, { at_once = 1, canary = 1, max_failures = 0 }, function(h)
+      if h ~= "c" then fleet.skip("ssh: refused") end
+      return h
+    end)
+    assert(res[1].status == "skipped" and res[1].error == "skipped: ssh: refused", res[1].status .. " " .. tostring(res[1].error))
+    assert(res[2].status == "skipped" and res[3].status == "ok" and res[3].value == "c")
+    assert(res.ok == 1 and res.failed == 0 and res.skipped == 2)
+  )") == "");
+  CHECK_THAT(run(R"(require("engine.fleet").skip("why"))"), Contains("fleet.skip outside fleet.each: why"));
+}
+
 TEST_CASE("a gate that fails twice then passes holds admission until it passed gate_passes times") {
   CHECK(run(R"(
     local fleet = require "engine.fleet"

@@ -12,6 +12,7 @@
 ---@field gate_timeout? number         seconds the gate may take before the rollout stops (default: 600)
 ---@field pause? number                seconds between admissions (default: 0)
 ---@field order? fun(host: any): any   admission order by key
+---@field canary? integer              the first N hosts one at a time; a failure among them stops all (default: 0)
 
 ---@class engine.fleet.Result
 ---@field name string
@@ -37,5 +38,12 @@ local fleet = {}
 ---@param fn? fun(host: any): any|engine.fleet.Options
 ---@return engine.fleet.Results
 function fleet.each(hosts, opts, fn) end
+
+--- Inside fleet.each's fn: ends this host as skipped, with the reason (an unreachable node a
+--- rollout may go past). Not a failure: max_failures and the canary are untouched; the recap and
+--- report.json list the host as skipped; a resume runs it again. Raises; outside fleet.each it is
+--- an error.
+---@param reason string
+function fleet.skip(reason) end
 
 return fleet

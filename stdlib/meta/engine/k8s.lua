@@ -215,6 +215,25 @@ function k8s.cordon(node) end
 ---@param opts? engine.k8s.UncordonOptions
 ---@return true|nil, string|nil, string|nil
 function k8s.uncordon(node, opts) end
+
+--- Puts a taint whose value is this run's identity (as the cordon annotation is): PreferNoSchedule
+--- by default. nil, "held" when a taint of that key and effect is someone else's. Yields.
+---@param node string|engine.k8s.Object  a node name or Node object
+---@param key string  "engine.dev/upgrade-next"
+---@param effect? "NoSchedule"|"PreferNoSchedule"|"NoExecute"  (default: "PreferNoSchedule")
+---@return true|nil, string|nil, string|nil
+function k8s.taint(node, key, effect) end
+
+---@class engine.k8s.UntaintOptions
+---@field force? boolean  remove it even when another run or an operator put it (default: false)
+
+--- Removes the taint this run put (none there is success); nil, "not ours" for someone else's unless force. Yields.
+---@param node string|engine.k8s.Object  a node name or Node object
+---@param key string
+---@param effect? "NoSchedule"|"PreferNoSchedule"|"NoExecute"  (default: "PreferNoSchedule")
+---@param opts? engine.k8s.UntaintOptions
+---@return true|nil, string|nil, string|nil
+function k8s.untaint(node, key, effect, opts) end
 --- What a drain would do now, without evicting anything.
 ---@param node string|engine.k8s.Object  a node name or Node object
 ---@param opts? engine.k8s.DrainOptions

@@ -1,0 +1,97 @@
+-- k8s.taint / k8s.untaint (installed into engine.k8s by k8s.lua): a node taint owned by the run that
+-- put it, as the cordon is (its value is the run's identity), so a run removes only its own and a
+-- resumed run (same identity) finds and removes what the stopped one left.
+local api = require "engine.k8s.api"
+local http = require "engine.http"
+
+local EFFECTS = { NoSchedule = true, PreferNoSchedule = true, NoExecute = true }
+
+return function(M, node_name)
+  local function find(n, key, effect)
+    for _, t in ipairs((n.spec or {}).taints or {}) do
+      if t.key == key and t.effect == effect then return t end
+    end
+  end
+
+  -- Node.spec.taints is an atomic list (no merge key): the whole list is written, guarded by the
+  -- resourceVersion it was read at (a 409 when the node changed meanwhile: read again, a few times).
+  local function rewrite(node, what, change)
+    local err, msg
+    for _ = 1, 5 do
+      local n
+      n, err, msg = M.get("nodes", node)
+      if not n then return nil, err, msg end
+      -- change(n) → the new list; or nil, true: nothing to do; or nil, nil, why: refused
+      local taints, nothing, why = change(n)
+      if taints == nil then
+        if nothing then return true end
+        return nil, nil, why
+      end
+      local ok
+      ok, err, msg = M.patch("nodes", node, { metadata = { resourceVersion = n.metadata.resourceVersion },
+        spec = { taints = http.json_array(taints) } })
+      if ok then return true end
+      if err ~= "conflict" then return nil, err, msg end
+    end
+    return nil, err, what .. ": node " .. node .. " kept changing: " .. tostring(msg)
+  end
+
+  local function args(what, key, effect)
+    if type(key) ~= "string" or key == "" then error(what .. ": the taint key must be a non-empty string", 3) end
+    effect = effect or "PreferNoSchedule"
+    if not EFFECTS[effect] then
+      error(string.format("%s: effect must be NoSchedule, PreferNoSchedule or NoExecute, not %s", what, tostring(effect)), 3)
+    end
+    return effect
+  end
+
+  --- taint(node, key, effect) → true | nil, "held" | the API's word, message. The taint's value is
+  --- this run's identity; a taint of that key and effect that another run or an operator put is
+  --- "held" (left alone).
+  function M.taint(node, key, effect)
+    node = node_name(node, "k8s.taint")
+    effect = args("k8s.taint", key, effect)
+    local added = false
+    local ok, err, msg = rewrite(node, "k8s.taint", function(n)
+      local t = find(n, key, effect)
+      if t and t.value == api.identity() then return nil, true end
+      if t then
+        return nil, nil, string.format("node %s already has the taint %s:%s (value %q), not this run's", node, key,
+          effect, t.value or "")
+      end
+      added = true
+      local out = {}
+      for _, x in ipairs((n.spec or {}).taints or {}) do out[#out + 1] = x end
+      out[#out + 1] = { key = key, value = api.identity(), effect = effect }
+      return out
+    end)
+    if ok == nil and err == nil then return nil, "held", msg end
+    if ok and added and not api.dry_run() then log.info("tainted", { node = node, taint = key .. ":" .. effect }) end
+    return ok, err, msg
+  end
+
+  --- untaint(node, key, effect, {force}) → true | nil, "not ours" | the API's word, message. Only a
+  --- taint this run put, unless force; none there is success.
+  function M.untaint(node, key, effect, opts)
+    node = node_name(node, "k8s.untaint")
+    effect = args("k8s.untaint", key, effect)
+    local removed = false
+    local ok, err, msg = rewrite(node, "k8s.untaint", function(n)
+      local t = find(n, key, effect)
+      if not t then return nil, true end
+      if t.value ~= api.identity() and not (opts and opts.force) then
+        return nil, nil, string.format("the taint %s:%s on node %s (value %q) is not this run's; remove it with {force = true}",
+          key, effect, node, t.value or "")
+      end
+      local out = {}
+      for _, x in ipairs(n.spec.taints) do
+        if x ~= t then out[#out + 1] = x end
+      end
+      removed = true
+      return out
+    end)
+    if ok == nil and err == nil then return nil, "not ours", msg end
+    if ok and removed and not api.dry_run() then log.info("untainted", { node = node, taint = key .. ":" .. effect }) end
+    return ok, err, msg
+  end
+end
