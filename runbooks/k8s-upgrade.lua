@@ -12,6 +12,7 @@ local kubeadm = require "std.kubeadm"
 local node = require "std.node"
 local ops = require "std.ops"
 local checks = require "upgrade_checks"
+local rollout = require "upgrade_rollout"
 
 local function node_line(n, target)
   return string.format("%-12s %-9s %-9s %s", n.name, n.ready and "Ready" or "NotReady", n.kubelet_version,
@@ -59,8 +60,18 @@ return runbook {
     version = { type = "string", required = true, pattern = "^v?%d+%.%d+%.%d+$", help = "target version, e.g. 1.34.3" },
     kind = { type = "enum", values = { "patch", "minor" }, required = true,
       help = "patch or minor; checked against what runs (one minor at a time)" },
-    workers_at_once = { type = "integer", default = 1, help = "workers upgraded at once" },
-    max_failures = { type = "integer", default = 0, help = "workers that may fail before the rollout stops" },
+    workers_at_once = { type = "string", default = "1", pattern = "^%d+%%?$",
+      help = "workers upgraded at once: a count, or a percentage of the workers (\"10%\")" },
+    max_failures = { type = "string", default = "0", pattern = "^%d+%%?$",
+      help = "workers that may fail before the rollout stops: a count or a percentage" },
+    canary = { type = "integer", default = 1,
+      help = "workers upgraded alone first; the window opens after them, and one failing stops the rollout" },
+    taint_next = { type = "boolean", default = true,
+      help = "taint the next workers PreferNoSchedule while the current ones drain (removed as each is done)" },
+    wait_workloads = { type = "list", default = {},
+      help = "before each next worker, these have every replica ready: NS/KIND/NAME or NS/KIND?SELECTOR (shop/deployment/web, */daemonset?app=agent)" },
+    skip_unreachable = { type = "boolean", default = false,
+      help = "a worker NotReady before the run touched it, or SSH refused or timed out, is skipped and listed; engine resume retries it" },
     drain_timeout = { type = "duration", default = "10m", help = "per node; a drain a PDB still blocks then stops the run" },
     delete_blocked_pods = { type = "boolean", default = false,
       help = "when PDBs still block a drain at its timeout, delete the pods (bypasses the PDBs)" },
@@ -128,12 +139,43 @@ return runbook {
         upgrade_node(h, p, target, h == leader and "apply" or "node")
       end)
 
-      -- 3. Workers, behind a gate: every node Ready and no alert firing.
+      -- 3. Workers, behind a gate (every node Ready, no alert firing): the canary alone, then
+      -- workers_at_once at a time, the next ones tainted PreferNoSchedule while these drain.
       if #workers > 0 then
-        fleet.each(workers, { at_once = p.workers_at_once, max_failures = p.max_failures,
-          between = function() return checks.gate(p) end, gate_passes = p.gate_passes,
-          gate_interval = p.gate_interval, gate_timeout = p.gate_timeout },
-          function(h) upgrade_node(h, p, target, "worker") end)
+        -- started: fn began; passed_by: skipped as unreachable (its NotReady no longer holds the gate)
+        local started, passed_by, window, worker_names = {}, {}, rollout.count(p.workers_at_once, #workers), {}
+        for _, w in ipairs(workers) do worker_names[w.name] = true end
+        local res
+        local rolled, rerr = pcall(function()
+          res = fleet.each(workers, { at_once = p.workers_at_once, max_failures = p.max_failures,
+            canary = math.min(p.canary, #workers),
+            between = function()
+              return checks.gate(p, function(name)
+                return p.skip_unreachable and worker_names[name] and (not started[name] or passed_by[name])
+              end)
+            end, gate_passes = p.gate_passes,
+            gate_interval = p.gate_interval, gate_timeout = p.gate_timeout },
+            function(h)
+              started[h.name] = true
+              if p.skip_unreachable then
+                local why = rollout.unreachable(h, target)
+                if why then
+                  passed_by[h.name] = true
+                  fleet.skip(why)
+                end
+              end
+              if p.taint_next then rollout.taint_next(workers, started, h, window) end
+              upgrade_node(h, p, target, "worker")
+              if p.taint_next then rollout.untaint({ h }) end
+            end)
+        end)
+        if p.taint_next then rollout.untaint(workers) end  -- however the rollout ended
+        if not rolled then error(rerr, 0) end
+        local skipped = rollout.skipped(res)
+        if #skipped > 0 then
+          fail("%d worker(s) skipped, every other node upgraded: %s. Once they are reachable, resuming this run "
+            .. "upgrades only them (then the postflight)", #skipped, table.concat(skipped, ", "))
+        end
       end
 
       -- 4. Postflight.

@@ -11,6 +11,7 @@ RESOURCES = [
     ("apps", "v1", "daemonsets", "DaemonSet", True, ["ds"], ["status"]),
     ("apps", "v1", "replicasets", "ReplicaSet", True, ["rs"], ["status"]),
     ("apps", "v1", "deployments", "Deployment", True, ["deploy"], ["status"]),
+    ("apps", "v1", "statefulsets", "StatefulSet", True, ["sts"], ["status"]),
     ("batch", "v1", "jobs", "Job", True, [], ["status"]),
     ("policy", "v1", "poddisruptionbudgets", "PodDisruptionBudget", True, ["pdb"], ["status"]),
     ("coordination.k8s.io", "v1", "leases", "Lease", True, [], []),

@@ -93,9 +93,16 @@ function M.preflight(p, leader, cps, workers)
   -- Nodes: Ready, no pressure, quiet for quiet_hours, kubelets within the skew kubeadm allows.
   local cutoff = os.date("!%Y-%m-%dT%H:%M:%SZ", os.time() - math.floor(p.quiet_hours * 3600))
   local by_name = {}
+  local is_worker = {}
+  for _, h in ipairs(workers) do is_worker[h.name] = true end
   for _, n in ipairs(nodes) do
     by_name[n.name] = n
-    if not n.ready then bad("node %s is NotReady", n.name) end
+    if not n.ready and p.skip_unreachable and is_worker[n.name] then
+      -- skipped in the worker phase (skip_unreachable), not a stop
+      log.warn("worker is NotReady: it will be skipped (skip_unreachable)", { node = n.name })
+    elseif not n.ready then
+      bad("node %s is NotReady", n.name)
+    end
     if n.memory_pressure then bad("node %s has MemoryPressure", n.name) end
     if n.disk_pressure then bad("node %s has DiskPressure", n.name) end
     if n.ready and n.ready_since and n.ready_since > cutoff then
@@ -119,6 +126,10 @@ function M.preflight(p, leader, cps, workers)
   -- Alerts, failing closed.
   local quiet, _, why_not = gates.no_firing_alerts { ignore = p.ignore_alerts }
   if not quiet then bad("alerts: %s", why_not) end
+  if #p.wait_workloads > 0 then  -- the gate's workloads are ready before anything drains
+    local ready, _, short = gates.workloads_ready(p.wait_workloads)
+    if not ready then bad("%s", short) end
+  end
   for _, x in ipairs(M.rbac()) do bad("rbac: %s (runbooks/recover-rbac.lua restores it)", x) end
   -- Control-plane nodes: disk, manifests; the leader's kubeadm plan.
   fleet.each(cps, { at_once = #cps, max_failures = #cps }, function(h)
@@ -173,12 +184,18 @@ end
 --- snapshot(p, leader) → {path, size, sha256, revision}: taken through the leader, verified.
 M.snapshot = etcd_nodes.snapshot  -- the etcd runbooks' own, through a tunnel to the leader
 
---- gate(p) → true | nil, why: between workers, every node Ready and no alert firing.
-function M.gate(p)
+--- gate(p, may_skip) → true | nil, why: between workers, every node Ready (but those may_skip(name)
+--- says the rollout will skip at their turn: skip_unreachable's workers not started yet), the
+--- wait_workloads all ready, and no alert firing.
+function M.gate(p, may_skip)
   local nodes, err, msg = k8s.nodes()
   if not nodes then return nil, "cannot read the nodes: " .. tostring(msg or err) end
   for _, n in ipairs(nodes) do
-    if not n.ready then return nil, "node " .. n.name .. " is NotReady" end
+    if not n.ready and not (may_skip and may_skip(n.name)) then return nil, "node " .. n.name .. " is NotReady" end
+  end
+  if #p.wait_workloads > 0 then
+    local ready, _, short = gates.workloads_ready(p.wait_workloads)
+    if not ready then return nil, short end
   end
   return gates.no_firing_alerts { ignore = p.ignore_alerts }
 end

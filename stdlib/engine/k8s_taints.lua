@@ -51,6 +51,12 @@ return function(M, node_name)
   function M.taint(node, key, effect)
     node = node_name(node, "k8s.taint")
     effect = args("k8s.taint", key, effect)
+    if api.dry_run() then  -- the plan says it in words; nothing is written
+      local n, err, msg = M.get("nodes", node)
+      if not n then return nil, err, msg end
+      if not find(n, key, effect) then log.info("dry-run: would taint", { node = node, taint = key .. ":" .. effect }) end
+      return true
+    end
     local added = false
     local ok, err, msg = rewrite(node, "k8s.taint", function(n)
       local t = find(n, key, effect)
@@ -75,6 +81,15 @@ return function(M, node_name)
   function M.untaint(node, key, effect, opts)
     node = node_name(node, "k8s.untaint")
     effect = args("k8s.untaint", key, effect)
+    if api.dry_run() then
+      local n, err, msg = M.get("nodes", node)
+      if not n then return nil, err, msg end
+      local t = find(n, key, effect)
+      if t and (t.value == api.identity() or (opts and opts.force)) then
+        log.info("dry-run: would untaint", { node = node, taint = key .. ":" .. effect })
+      end
+      return true
+    end
     local removed = false
     local ok, err, msg = rewrite(node, "k8s.untaint", function(n)
       local t = find(n, key, effect)

@@ -216,6 +216,13 @@ function M.keys_of_type(desc, ty)
     return any and out or nil
   end
   for part in ty:gmatch("[^|]+") do
+    -- a class derived from table (a Kubernetes object) is open: any key may be written
+    local c, seen = desc.classes[(part:gsub("%?$", ""))], {}
+    while c and not seen[c] do
+      seen[c] = true
+      if c.parent and c.parent:match("^table") then return nil end
+      c = c.parent and desc.classes[c.parent]
+    end
     local fields = M.class_fields(desc, (part:gsub("%?$", "")))
     if fields then for k in pairs(fields) do out[k] = true; any = true end end
   end

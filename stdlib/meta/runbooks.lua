@@ -67,7 +67,7 @@
 ---@field sha256? string  the tarball's sha256 (default: from SHA256SUMS beside it)
 ---@field user string  (default: etcd)
 ---@field workers string  inventory group of the workers (default: k8s-worker)
----@field workers_at_once integer  (default: 2)
+---@field workers_at_once string  workers joined at once: a count, or a percentage of the workers ("10%") (default: 2)
 
 --- etcd-maintenance: etcd defragmentation: a staggered per-node systemd timer (its own member only), or the whole cluster now
 ---@class params.etcd_maintenance
@@ -144,6 +144,7 @@
 ---@class params.k8s_upgrade
 ---@field kind "patch"|"minor"  patch or minor; checked against what runs (one minor at a time) (required)
 ---@field version string  target version, e.g. 1.34.3 (required)
+---@field canary integer  workers upgraded alone first; the window opens after them, and one failing stops the rollout (default: 1)
 ---@field control_plane string  inventory group of the control-plane nodes (default: k8s-cp)
 ---@field delete_blocked_pods boolean  when PDBs still block a drain at its timeout, delete the pods (bypasses the PDBs) (default: false)
 ---@field drain_timeout number  per node; a drain a PDB still blocks then stops the run (seconds) (default: 600s)
@@ -154,7 +155,7 @@
 ---@field kubeadm_timeout number  for kubeadm upgrade apply/node on one node (seconds) (default: 1800s)
 ---@field leader string  inventory group whose first host goes first (default: k8s-cp-leader)
 ---@field max_disk_used integer  percent of / a control-plane node may use (default: 85)
----@field max_failures integer  workers that may fail before the rollout stops (default: 0)
+---@field max_failures string  workers that may fail before the rollout stops: a count or a percentage (default: 0)
 ---@field min_cert_days integer  days a control-plane certificate must have left (default: 7)
 ---@field node_timeout number  for a node to be Ready at the version (seconds) (default: 600s)
 ---@field pod_ready_ratio number  postflight: share of pods that must be ready (default: 0.9)
@@ -162,9 +163,12 @@
 ---@field pushgateway string  Pushgateway for the upgrade gauges (default: http://127.0.0.1:9091)
 ---@field pushgateway_job string  job label of the gauges (default: k8s_upgrade)
 ---@field quiet_hours number  no node may have changed Ready state for this long (default: 24)
+---@field skip_unreachable boolean  a worker NotReady before the run touched it, or SSH refused or timed out, is skipped and listed; engine resume retries it (default: false)
 ---@field snapshot_dir string  where the etcd snapshot is kept (here) (default: /var/backups/engine)
+---@field taint_next boolean  taint the next workers PreferNoSchedule while the current ones drain (removed as each is done) (default: true)
+---@field wait_workloads string[]  before each next worker, these have every replica ready: NS/KIND/NAME or NS/KIND?SELECTOR (shop/deployment/web, */daemonset?app=agent) (default: )
 ---@field workers string  inventory group of the workers (default: k8s-worker)
----@field workers_at_once integer  workers upgraded at once (default: 1)
+---@field workers_at_once string  workers upgraded at once: a count, or a percentage of the workers ("10%") (default: 1)
 
 --- recover-disk: Free a full root disk in seed 002's order, bring the node's control plane back, prevent it
 ---@class params.recover_disk

@@ -315,6 +315,41 @@ class TestNodes(K8sTest):
         self.assertEqual([(t["key"], t["effect"]) for t in taints], [("dedicated", "NoSchedule")])
         self.assertIn("dedicated=db:NoSchedule", self.cluster.kubectl("describe", "node", "w2").stdout)
 
+    def test_workloads_ready_gate_reads_each_kind_as_kubectl_rollout_status_does(self):
+        out = self.ok(self.run_lua("""
+    local gates = require "std.gates"
+    -- created, then their status written through the status subresource, as their controllers do
+    local function make(kind, name, ns, labels, spec, st)
+      assert(k8s.create({ apiVersion = "apps/v1", kind = kind, metadata = { name = name, namespace = ns, labels = labels },
+        spec = spec }))
+      assert(k8s.patch(kind, name, { status = st }, { namespace = ns, subresource = "status" }))
+    end
+    make("Deployment", "web", "default", { tier = "front" }, { replicas = 3 },
+      { observedGeneration = 1, replicas = 3, updatedReplicas = 3, availableReplicas = 2 })
+    make("Deployment", "api", "default", { tier = "front" }, { replicas = 2 },
+      { observedGeneration = 1, replicas = 2, updatedReplicas = 2, availableReplicas = 2 })
+    make("StatefulSet", "db", "default", nil, { replicas = 2 }, { observedGeneration = 1, readyReplicas = 2 })
+    make("DaemonSet", "agent", "kube-system", { app = "agent" }, {},
+      { observedGeneration = 1, desiredNumberScheduled = 4, updatedNumberScheduled = 4, numberReady = 3 })
+    local ok, word, msg = gates.workloads_ready { "default/deployment/web", "default/sts/db", "*/daemonset?app=agent" }
+    assert(ok == nil and word == "not ready", tostring(word))
+    print(msg)
+    assert(gates.workloads_ready { "default/deployment/api", "default/statefulset/db", "default/deployments?tier=front,app!=x" } == nil)
+    assert(k8s.patch("deployments.apps", "web", { status = { availableReplicas = 3 } }, { namespace = "default", subresource = "status" }))
+    assert(k8s.patch("daemonsets.apps", "agent", { status = { numberReady = 4 } }, { namespace = "kube-system", subresource = "status" }))
+    assert(gates.workloads_ready { "default/deployment/web", "default/sts/db", "*/ds?app=agent", "default/deploy?tier=front" })
+    ok, word, msg = gates.workloads_ready { "default/deployment/gone" }
+    assert(ok == nil and word == "not found", tostring(word))
+    print(msg)
+    ok, msg = pcall(gates.workloads_ready, { "web" })
+    assert(not ok)
+    print(msg)
+"""))
+        self.assertIn("workloads not ready: default/deployment/web: 2 of 3 replicas available; "
+                      "kube-system/daemonset/agent: 3 of 4 pods ready", out)
+        self.assertIn("default/deployment/gone: not found", out)
+        self.assertIn('"web" is not NAMESPACE/KIND/NAME or NAMESPACE/KIND?SELECTOR', out)
+
     def test_max_per_by_a_node_label(self):
         self.ok(self.run_lua("""
     assert(k8s.patch("nodes", "w1", { metadata = { labels = { ["topology.kubernetes.io/zone"] = "a" } } }))

@@ -88,6 +88,19 @@ class UpgradeCase(unittest.TestCase):
         return {n["metadata"]["name"]: {"version": n["status"]["nodeInfo"]["kubeletVersion"],
                                         "cordoned": bool(n["spec"].get("unschedulable"))} for n in items}
 
+    def taints(self):
+        items = json.loads(self.kubectl("get", "nodes", "-o", "json").stdout)["items"]
+        return {n["metadata"]["name"]: sorted(f"{t['key']}:{t['effect']}" for t in n["spec"].get("taints") or [])
+                for n in items}
+
+    def upgrade_taints(self):
+        return {n: t for n, t in self.taints().items() if any(x.startswith("engine.dev/upgrade-next") for x in t)}
+
+    def report(self, out):
+        run_id = re.search(r" run=(\S+)", out).group(1)
+        with open(f"{self.dir}/state/runs/{run_id}/report.json") as f:
+            return json.load(f)
+
     def gauges(self):
         with urllib.request.urlopen(self.state["pushgateway_url"] + "/metrics", timeout=5) as r:
             text = r.read().decode()
@@ -112,6 +125,8 @@ class UpgradeCase(unittest.TestCase):
             h = self.apt_history(n)
             for pkg in ("kubeadm", "kubelet", "kubectl"):
                 self.assertEqual(h.count(f"{pkg}:amd64 (1.33.1-1.1, 1.34.3-1.1)"), 1, f"{n} {pkg}:\n{h}")
+        # the run's PreferNoSchedule taints on the next workers are all gone
+        self.assertEqual(self.upgrade_taints(), {})
 
     def assert_untouched(self):
         nodes = self.nodes()
@@ -123,9 +138,14 @@ class UpgradeCase(unittest.TestCase):
 
     # --- the tests ----------------------------------------------------------------------------
     def test_upgrade_1_33_1_to_1_34_3(self):
-        r = self.upgrade()
+        r = self.upgrade("-e", "workers_at_once=67%")  # the canary w1 alone, then 2 of the 3 workers at once
         self.assertEqual(r.returncode, 0, r.stdout[-3000:] + r.stderr[-3000:])
         self.assert_upgraded()
+        hosts = self.report(r.stdout)["hosts"]
+        canary_end = hosts["w1"]["start"] + hosts["w1"]["seconds"]
+        for w in ("w2", "w3"):
+            self.assertGreaterEqual(hosts[w]["start"], canary_end, f"{w} started before the canary w1 was done")
+        self.assertIn("tainted node=w2 taint=engine.dev/upgrade-next:PreferNoSchedule", r.stdout)
         self.assertIn(f"The cluster runs {TO}:", r.stdout + r.stderr)
         snaps = os.listdir(f"{self.dir}/snapshots")
         self.assertEqual(len(snaps), 1, snaps)
@@ -228,6 +248,32 @@ class UpgradeCase(unittest.TestCase):
         self.assertEqual(r.returncode, 0, r.stdout[-3000:] + r.stderr[-3000:])
         self.assert_upgraded()
 
+    def test_unreachable_workers_are_skipped_then_resume_upgrades_only_them(self):
+        self.lab("fault", "w2", "node-notready")
+        self.lab("fault", "w3", "ssh-down")
+        self.assertTrue(poll(lambda: "NotReady" in self.kubectl("get", "node", "w2").stdout, 60))
+        r = self.upgrade("-e", "skip_unreachable=true")
+        out = r.stdout + r.stderr
+        self.assertEqual(r.returncode, 1, out[-3000:])
+        self.assertIn("2 worker(s) skipped, every other node upgraded: w2 (NotReady before the upgrade touched it), "
+                      "w3 (ssh refused", out)
+        nodes = self.nodes()
+        self.assertEqual(nodes["w1"], {"version": TO, "cordoned": False})
+        for w in ("w2", "w3"):
+            self.assertEqual(nodes[w], {"version": FROM, "cordoned": False})
+            self.assertEqual(self.apt_history(w), "")
+        status = {n: (h["status"], h.get("error", "")) for n, h in self.report(out)["hosts"].items()}
+        self.assertEqual(status["w2"], ("skipped", "skipped: NotReady before the upgrade touched it"))
+        self.assertEqual(status["w3"][0], "skipped")
+        self.assertEqual(self.upgrade_taints(), {})  # nothing left behind
+        self.lab("clear", "w2", "node-notready")
+        self.lab("clear", "w3", "ssh-down")
+        # (resumed while w2 still reports NotReady, it would be skipped again: wait for its kubelet)
+        self.assertTrue(poll(lambda: " Ready " in self.kubectl("get", "node", "w2").stdout, 60))
+        r = self.resume(self.run_id(out))
+        self.assertEqual(r.returncode, 0, r.stdout[-3000:] + r.stderr[-3000:])
+        self.assert_upgraded()  # w1 and the control plane once: the resume upgraded only w2 and w3
+
     def test_an_alert_between_workers_holds_the_rollout_until_it_clears(self):
         p = self.start_upgrade()
         # Fired while the control plane is upgraded: the first worker still goes (the gate is between
@@ -238,6 +284,8 @@ class UpgradeCase(unittest.TestCase):
         held_since = time.monotonic()
         while time.monotonic() - held_since < 8:  # the gate holds: w2 is not admitted
             self.assertEqual(self.nodes()["w2"], {"version": FROM, "cordoned": False})
+            # tainted PreferNoSchedule since w1 started, so w1's evicted pods did not land on it
+            self.assertEqual(self.taints()["w2"], ["engine.dev/upgrade-next:PreferNoSchedule"])
             time.sleep(0.5)
         self.assertIsNone(p.poll())
         self.lab("clear", "w1", "alert-firing")
@@ -294,8 +342,9 @@ class UpgradeCase(unittest.TestCase):
         self.assertEqual(r.returncode, 0, out[-3000:])
         for n in ("cp1", "cp2", "cp3"):
             self.assertRegex(out, rf"\n  {n}\n    step pull images\n.*\n    step drain\n")
-        for n in ("w1", "w2", "w3"):
-            self.assertRegex(out, rf"\n  {n}\n    step drain\n")
+        for n in ("w1", "w2", "w3"):  # the next worker's taint, said before the drain (outside a step)
+            self.assertRegex(out, rf"\n  {n}\n(    step \(outside a step\)\n(      .*\n)+)?    step drain\n")
+        self.assertIn("would taint node=w2 taint=engine.dev/upgrade-next:PreferNoSchedule", out)
         self.assertIn("Dry run: nothing was changed.", out)
         self.assertIn("would run cmd=kubeadm upgrade apply v1.34.3 --yes", out)
         self.assertEqual(out.count("would run cmd=kubeadm upgrade node"), 5)
