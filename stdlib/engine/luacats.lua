@@ -1,14 +1,14 @@
 -- engine.luacats: the API's one machine-readable description, read from the LuaCATS definitions in
 -- stdlib/meta. Editors read those files directly; `engine check` takes the modules' functions,
 -- arities, option tables and methods from here; `engine api` prints the reference tables of
--- docs/api.md (and the same as JSON) from here. So the stubs, the checker and the reference cannot
--- drift apart: a test keeps the stubs in step with the modules' real tables, and another keeps
+-- docs/api.md (and the same as JSON) from here. So the definitions, the checker and the reference cannot
+-- drift apart: a test keeps the definitions in step with the modules' real tables, and another keeps
 -- docs/api.md's generated tables equal to `engine api`'s output.
 local M = {}
 
 local format = string.format
 
--- "type  doc" → type, doc. The stubs separate a type from its words by two spaces; a type with no
+-- "type  doc" → type, doc. The definitions separate a type from its words by two spaces; a type with no
 -- words after it may still hold single spaces inside fun(...) or {...}.
 local function split_type(rest)
   local ty, doc = rest:match("^(.-)%s%s+(.*)$")
@@ -230,7 +230,7 @@ function M.keys_of_type(desc, ty)
 end
 
 --- How many arguments a function needs and takes: {min, max}. Every argument is documented (a test
---- holds the stubs to it); the required ones are those before the first optional one.
+--- holds the definitions to it); the required ones are those before the first optional one.
 function M.arity(f)
   local min, optional_seen = 0, false
   for i, p in ipairs(f.params) do
