@@ -70,6 +70,8 @@ return runbook {
       help = "taint the next workers PreferNoSchedule while the current ones drain (removed as each is done)" },
     wait_workloads = { type = "list", default = {},
       help = "before each next worker, these have every replica ready: NS/KIND/NAME or NS/KIND?SELECTOR (shop/deployment/web, */daemonset?app=agent)" },
+    accept_removed_apis = { type = "boolean", default = false,
+      help = "go on with a minor upgrade although objects are served only through APIs the target removes (preflight lists them)" },
     skip_unreachable = { type = "boolean", default = false,
       help = "a worker NotReady before the run touched it, or SSH refused or timed out, is skipped and listed; engine resume retries it" },
     drain_timeout = { type = "duration", default = "10m", help = "per node; a drain a PDB still blocks then stops the run" },

@@ -14,6 +14,8 @@ RESOURCES = [
     ("apps", "v1", "statefulsets", "StatefulSet", True, ["sts"], ["status"]),
     ("batch", "v1", "jobs", "Job", True, [], ["status"]),
     ("policy", "v1", "poddisruptionbudgets", "PodDisruptionBudget", True, ["pdb"], ["status"]),
+    # served as a 1.24 cluster serves it: removed in 1.25 with no successor (std.removed_apis)
+    ("policy", "v1beta1", "podsecuritypolicies", "PodSecurityPolicy", False, ["psp"], []),
     ("coordination.k8s.io", "v1", "leases", "Lease", True, [], []),
     ("rbac.authorization.k8s.io", "v1", "clusterroles", "ClusterRole", False, [], []),
     ("rbac.authorization.k8s.io", "v1", "clusterrolebindings", "ClusterRoleBinding", False, [], []),
@@ -50,10 +52,10 @@ def resource_list(group, version):
 
 
 def groups():
-    seen = {}
+    seen = {}  # group -> its versions, the preferred (first listed) first
     for g, v, *_ in RESOURCES:
-        if g:
-            seen.setdefault(g, v)
+        if g and v not in seen.setdefault(g, []):
+            seen[g].append(v)
     return {"kind": "APIGroupList", "apiVersion": "v1", "groups": [
-        {"name": g, "versions": [{"groupVersion": f"{g}/{v}", "version": v}],
-         "preferredVersion": {"groupVersion": f"{g}/{v}", "version": v}} for g, v in seen.items()]}
+        {"name": g, "versions": [{"groupVersion": f"{g}/{v}", "version": v} for v in vs],
+         "preferredVersion": {"groupVersion": f"{g}/{vs[0]}", "version": vs[0]}} for g, vs in seen.items()]}

@@ -7,6 +7,7 @@ local certs = require "std.certs"
 local fleet = require "engine.fleet"
 local http = require "engine.http"
 local gates = require "std.gates"
+local removed_apis = require "std.removed_apis"
 local semver = require "std.semver"
 local kubeadm = require "std.kubeadm"
 
@@ -123,6 +124,17 @@ function M.preflight(p, leader, cps, workers)
   end
   for _, h in ipairs(cps) do if not by_name[h.name] then bad("inventory host %s is not a node of the cluster", h.name) end end
   for _, h in ipairs(workers) do if not by_name[h.name] then bad("inventory host %s is not a node of the cluster", h.name) end end
+  -- APIs the target minor removes, with objects nothing else serves (Talos' upgrade-k8s check).
+  if kind == "minor" then
+    local gone, gerr, gmsg = removed_apis.check(from, target)
+    if not gone then
+      bad("removed APIs: cannot tell (%s)", tostring(gmsg or gerr))
+    elseif #gone > 0 and not p.accept_removed_apis then
+      for _, x in ipairs(gone) do bad("removed API: %s (accept_removed_apis=true goes on anyway)", removed_apis.describe(x)) end
+    else
+      for _, x in ipairs(gone) do log.warn("removed API accepted: " .. removed_apis.describe(x)) end
+    end
+  end
   -- Alerts, failing closed.
   local quiet, _, why_not = gates.no_firing_alerts { ignore = p.ignore_alerts }
   if not quiet then bad("alerts: %s", why_not) end

@@ -144,6 +144,7 @@
 ---@class params.k8s_upgrade
 ---@field kind "patch"|"minor"  patch or minor; checked against what runs (one minor at a time) (required)
 ---@field version string  target version, e.g. 1.34.3 (required)
+---@field accept_removed_apis boolean  go on with a minor upgrade although objects are served only through APIs the target removes (preflight lists them) (default: false)
 ---@field canary integer  workers upgraded alone first; the window opens after them, and one failing stops the rollout (default: 1)
 ---@field control_plane string  inventory group of the control-plane nodes (default: k8s-cp)
 ---@field delete_blocked_pods boolean  when PDBs still block a drain at its timeout, delete the pods (bypasses the PDBs) (default: false)
