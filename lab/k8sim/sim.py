@@ -13,6 +13,7 @@ Usage: sim.py --port P --cert C --key K --ca CA [--tokens t1,t2] [--state object
 import argparse
 import copy
 import json
+import re
 import os
 import ssl
 import sys
@@ -368,6 +369,12 @@ class Handler(BaseHTTPRequestHandler):
         if want_rv and want_rv != cur["metadata"]["resourceVersion"]:
             raise ApiError(409, "Conflict", f'Operation cannot be fulfilled on {plural} "{name}": the object has been modified')
         new.setdefault("metadata", {})["resourceVersion"] = cur["metadata"]["resourceVersion"]
+        if plural == "nodes":
+            for t in (new.get("spec") or {}).get("taints") or []:  # the API server's validation of a taint
+                v = t.get("value") or ""
+                if len(v) > 63 or not re.fullmatch(r"(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?", v):
+                    raise ApiError(422, "Invalid", f'Node "{name}" is invalid: spec.taints[0].value: Invalid value: '
+                                   f'"{v}": must be no more than 63 characters and a valid label value')
         return self.send_json(200, st.update(group, plural, ns, name, new))
 
     def watch(self, group, plural, ns, q):

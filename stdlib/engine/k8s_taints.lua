@@ -6,6 +6,15 @@ local http = require "engine.http"
 
 local EFFECTS = { NoSchedule = true, PreferNoSchedule = true, NoExecute = true }
 
+-- The run's identity as a taint value, which must be a label value: at most 63 characters of
+-- [A-Za-z0-9._-], alphanumeric at both ends. A run id fits unless its runbook's name is long; then
+-- its head and its tail are kept (the tail holds the run's random suffix), the same every time.
+local function owner()
+  local id = api.identity():gsub("[^%w%._%-]", "-")
+  if #id > 63 then id = id:sub(1, 40) .. "-" .. id:sub(-22) end
+  return (id:gsub("^[^%w]+", ""):gsub("[^%w]+$", ""))
+end
+
 return function(M, node_name)
   local function find(n, key, effect)
     for _, t in ipairs((n.spec or {}).taints or {}) do
@@ -60,7 +69,7 @@ return function(M, node_name)
     local added = false
     local ok, err, msg = rewrite(node, "k8s.taint", function(n)
       local t = find(n, key, effect)
-      if t and t.value == api.identity() then return nil, true end
+      if t and t.value == owner() then return nil, true end
       if t then
         return nil, nil, string.format("node %s already has the taint %s:%s (value %q), not this run's", node, key,
           effect, t.value or "")
@@ -68,7 +77,7 @@ return function(M, node_name)
       added = true
       local out = {}
       for _, x in ipairs((n.spec or {}).taints or {}) do out[#out + 1] = x end
-      out[#out + 1] = { key = key, value = api.identity(), effect = effect }
+      out[#out + 1] = { key = key, value = owner(), effect = effect }
       return out
     end)
     if ok == nil and err == nil then return nil, "held", msg end
@@ -85,7 +94,7 @@ return function(M, node_name)
       local n, err, msg = M.get("nodes", node)
       if not n then return nil, err, msg end
       local t = find(n, key, effect)
-      if t and (t.value == api.identity() or (opts and opts.force)) then
+      if t and (t.value == owner() or (opts and opts.force)) then
         log.info("dry-run: would untaint", { node = node, taint = key .. ":" .. effect })
       end
       return true
@@ -94,7 +103,7 @@ return function(M, node_name)
     local ok, err, msg = rewrite(node, "k8s.untaint", function(n)
       local t = find(n, key, effect)
       if not t then return nil, true end
-      if t.value ~= api.identity() and not (opts and opts.force) then
+      if t.value ~= owner() and not (opts and opts.force) then
         return nil, nil, string.format("the taint %s:%s on node %s (value %q) is not this run's; remove it with {force = true}",
           key, effect, node, t.value or "")
       end

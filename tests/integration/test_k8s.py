@@ -315,6 +315,31 @@ class TestNodes(K8sTest):
         self.assertEqual([(t["key"], t["effect"]) for t in taints], [("dedicated", "NoSchedule")])
         self.assertIn("dedicated=db:NoSchedule", self.cluster.kubectl("describe", "node", "w2").stdout)
 
+    def test_a_long_runbook_name_still_makes_a_valid_taint_value(self):
+        # A taint value is a label value (63 characters at most): the API refuses a longer one, and
+        # a run id holds the runbook's name.
+        path = os.path.join(self.tmp, "long.lua")
+        with open(path, "w") as f:
+            f.write(TEMPLATE.replace('name = "k8s-test"', 'name = "upgrade-the-production-cluster-in-frankfurt-zone-b"') % """
+    local ok, err, msg = k8s.patch("nodes", "w3", { spec = { taints = { { key = "x", value = string.rep("a", 70),
+      effect = "NoSchedule" } } } })
+    assert(ok == nil and err == "invalid", tostring(err))
+    assert(k8s.taint("w3", "engine.dev/upgrade-next"))
+    assert(k8s.taint("w3", "engine.dev/upgrade-next"))   -- found as this run's own
+    print("TAINT " .. k8s.get("nodes", "w3").spec.taints[1].value)
+    assert(k8s.untaint("w3", "engine.dev/upgrade-next"))
+    assert(#(k8s.get("nodes", "w3").spec.taints or {}) == 0)
+""")
+        r = subprocess.run([ENGINE, "run", path, "-e", f"kc={self.cluster.kubeconfig}", "--state-dir",
+                            os.path.join(self.tmp, "state")], capture_output=True, text=True, timeout=120)
+        out = self.ok(r)
+        value = re.search(r"TAINT (\S+)", out).group(1)
+        self.assertLessEqual(len(value), 63)
+        self.assertRegex(value, r"^[A-Za-z0-9][-A-Za-z0-9_.]*[A-Za-z0-9]$")
+        self.assertTrue(value.startswith("20"), value)  # the run id's head ...
+        run_id = re.search(r" run=(\S+)", out).group(1)
+        self.assertTrue(run_id.endswith(value[-22:]), (run_id, value))  # ... and its tail
+
     def test_workloads_ready_gate_reads_each_kind_as_kubectl_rollout_status_does(self):
         out = self.ok(self.run_lua("""
     local gates = require "std.gates"
