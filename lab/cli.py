@@ -27,6 +27,8 @@ from lab.sshd import USER, ensure_users
 
 DEFAULT_DIR = os.environ.get("ENGINE_LAB_DIR", "/tmp/engine-lab")
 RELEASES = ["1.32.4", "1.32.9", "1.33.0", "1.33.1", "1.33.5", "1.34.0", "1.34.3"]
+# Workers take .101-.199, then .201-.254: .200 is the monitoring's (Prometheus, Pushgateway, mirror).
+WORKER_HOSTS = [h for h in range(101, 255) if h != 200]
 MOUNT_POINTS = ["/etc/kubernetes", "/var/lib/etcd", "/var/lib/kubelet", "/etc/systemd/system", "/etc/etcd",
                 "/var/lib/engine-lab", "/etc/apt/sources.list.d", "/var/cache/engine", "/etc/systemd/journald.conf.d"]
 
@@ -84,6 +86,7 @@ def up(a):
         print(f"lab in {d} is partly down ({'; '.join(healthy(st))}); starting it again", file=sys.stderr)
         down_state(st)
     t0 = time.monotonic()
+    inotify_room(a.control_planes + a.workers)
     ensure_users()
     shutil.rmtree(d, ignore_errors=True)
     os.makedirs(d)
@@ -91,7 +94,7 @@ def up(a):
     net = a.subnet
     cps = [{"name": f"cp{i + 1}", "role": "control-plane", "ip": f"{net}.{i + 1}", "leader": i == 0}
            for i in range(a.control_planes)]
-    workers = [{"name": f"w{i + 1}", "role": "worker", "ip": f"{net}.{101 + i}"} for i in range(a.workers)]
+    workers = [{"name": f"w{i + 1}", "role": "worker", "ip": f"{net}.{WORKER_HOSTS[i]}"} for i in range(a.workers)]
     version = "v" + a.version.lstrip("v")
     st = {"dir": d, "version": version, "subnet": net, "ssh_port": a.ssh_port, "api": f"https://{cps[0]['ip']}:6443",
           "releases": sorted(set(RELEASES + [version[1:]]), key=lambda v: [int(x) for x in v.split(".")]),
@@ -112,6 +115,23 @@ def up(a):
           + (" (empty: no cluster yet)" if a.empty else ""))
     print_usage(st)
     return 0
+
+
+def inotify_room(nodes):
+    """Each node's kubelet holds an inotify instance; Linux allows 128 per user by default, which a
+    lab of 100 nodes and the machine's own users would exhaust (a kubelet then polls). Raised when
+    too low, and said."""
+    path = "/proc/sys/fs/inotify/max_user_instances"
+    try:
+        with open(path) as f:
+            have = int(f.read())
+        need = nodes + 128
+        if have < need:
+            with open(path, "w") as f:
+                f.write(str(need))
+            print(f"raised fs.inotify.max_user_instances from {have} to {need} for {nodes} nodes' kubelets", file=sys.stderr)
+    except (OSError, ValueError) as e:
+        print(f"could not raise fs.inotify.max_user_instances ({e}): kubelets beyond it poll", file=sys.stderr)
 
 
 def start(st, cps, workers, version):
@@ -154,11 +174,13 @@ def start(st, cps, workers, version):
             st["mount_points"].append(p)
     save(st)
     wait(lambda: port_open(cps[0]["ip"], 6443), "the API simulator")
-    for n in st["nodes"]:
+    for n in st["nodes"]:  # booted side by side: one at a time, a 3+100 lab took a minute to boot
         start_node(st, n)
+    for n in st["nodes"]:
+        booted(st, n)
     save(st)
     for n in st["nodes"]:
-        wait(lambda: port_open(n["ip"], st["ssh_port"]), f"sshd of {n['name']}", 20)
+        wait(lambda: port_open(n["ip"], st["ssh_port"]), f"sshd of {n['name']}", 20 + 0.2 * len(st["nodes"]))
     if st.get("empty"):  # nothing runs yet but the nodes' sshd and kubelet, and the monitoring
         wait(lambda: urllib.request.urlopen(st["prometheus_url"] + "/-/ready", timeout=2).status == 200, "Prometheus", 60)
         wait(lambda: port_open(st["monitor_ip"], 8080), "the etcd release mirror", 20)
@@ -176,7 +198,7 @@ def start(st, cps, workers, version):
         beat = all(c.get("lastHeartbeatTime", "") > labcluster.LONG_AGO for nd in nodes for c in nd["status"]["conditions"]
                    if c["type"] == "Ready")
         return want <= ready and beat and len(nodes) == len(st["nodes"])
-    wait(reported, "every kubelet to report its node and static pods", 60)
+    wait(reported, "every kubelet to report its node and static pods", 60 + 0.5 * len(st["nodes"]))
     wait(lambda: urllib.request.urlopen(st["prometheus_url"] + "/-/ready", timeout=2).status == 200, "Prometheus", 60)
     wait(lambda: port_open(st["monitor_ip"], 8080), "the etcd release mirror", 20)
     write_client_files(st)
@@ -188,8 +210,12 @@ def start_node(st, n):
     n["anchor"] = spawn(["unshare", "-m", "-u", "--propagation", "private", "/usr/bin/python3",
                          "-m", "lab.node.boot", f"{d}/nodes/{n['name']}", f"{d}/bin"],
                         f"{d}/logs/{n['name']}.log")
+
+
+def booted(st, n):
     wait(lambda: mnt_ns(n["anchor"]["pid"]) != mnt_ns(os.getpid()) and
-         os.readlink(f"/proc/{n['anchor']['pid']}/exe").endswith("sleep"), f"{n['name']} to boot", 20)
+         os.readlink(f"/proc/{n['anchor']['pid']}/exe").endswith("sleep"), f"{n['name']} to boot",
+         20 + 0.5 * len(st["nodes"]))  # they boot together: the last may come long after the first
     n["mnt_ns"] = mnt_ns(n["anchor"]["pid"])
 
 
@@ -260,6 +286,15 @@ def print_usage(st):
 
 
 # --- down and status ----------------------------------------------------------------------------
+def reaped(pid):
+    """Reaps pid when it is this process's child (a failed `lab up` ends what it started itself:
+    unreaped, a killed child would stay a zombie and seem alive)."""
+    try:
+        return os.waitpid(pid, os.WNOHANG)[0] == pid
+    except ChildProcessError:
+        return False
+
+
 def down_state(st):
     for n in st["nodes"]:
         if n.get("mnt_ns"):
@@ -270,7 +305,7 @@ def down_state(st):
         rec = st.get(part)
         if alive(rec):
             os.kill(rec["pid"], signal.SIGKILL)
-            wait(lambda: not alive(rec), f"{part} to exit", 10)
+            wait(lambda: reaped(rec["pid"]) or not alive(rec), f"{part} to exit", 10)
     for p in st.get("mount_points", []):
         try:
             os.rmdir(p)
@@ -339,7 +374,7 @@ def main():
     u.add_argument("--control-planes", type=int, default=3)
     u.add_argument("--workers", type=int, default=3)
     u.add_argument("--version", default="1.33.1")
-    u.add_argument("--subnet", default="127.0.10", help="the lab's loopback /24 (nodes .1-.99 and .101-.199)")
+    u.add_argument("--subnet", default="127.0.10", help="the lab's loopback /24 (control planes from .1, workers from .101, .200 the monitoring)")
     u.add_argument("--ssh-port", type=int, default=2222)
     u.add_argument("--kubeadm-timeout", type=float, default=300.0,
                    help="kubeadm's per-component wait in `upgrade apply|node` (kubeadm's own is 5m)")
@@ -362,8 +397,9 @@ def main():
     if os.geteuid() != 0:
         print("scripts/lab: needs root (namespaces, bind mounts)", file=sys.stderr)
         return 2
-    if a.cmd == "up" and not (1 <= a.control_planes <= 9 and 0 <= a.workers <= 50):
-        print("scripts/lab up: --control-planes must be 1..9 and --workers 0..50", file=sys.stderr)
+    if a.cmd == "up" and not (1 <= a.control_planes <= 9 and 0 <= a.workers <= len(WORKER_HOSTS)):
+        print(f"scripts/lab up: --control-planes must be 1..9 and --workers 0..{len(WORKER_HOSTS)}"
+              " (the addresses of one /24 beside the monitoring's .200)", file=sys.stderr)
         return 2
     try:
         return {"up": up, "down": down, "status": status, "fault": lambda a: fault(a, True),

@@ -15,6 +15,14 @@ import yaml
 from lab.node.common import (LAB, MANIFESTS, PODS, alive, api, disk, disk_full, disk_used, fault, file_hash, node,
                          pkg_version, read_json, terminate, write_json)
 from lab.node.manifests import version_of_image
+from lab.node.wake import Wake
+
+# A kubelet posts its node's status when it changes and otherwise every nodeStatusReportFrequency
+# (5 minutes with leases); the lab's is shorter so a heartbeat is seen within a test, yet rare
+# enough that 100 idle nodes cost the API simulator nothing.
+HEARTBEAT = 40.0
+RETRY = 1.0   # after a failed report
+IDLE = 30.0   # the longest block without an event: a net under anything inotify does not see
 
 
 def scan():
@@ -65,6 +73,7 @@ class Kubelet:
             if p.get("pid") and not alive(p["pid"]):
                 p["pid"] = start_process(name, self.pod_of(p))
         self.last_report = 0
+        self.reported = None  # the status the API has (None: not yet, or the last report failed)
         self.stopping = False
         self.no_space = False
         # Pods whose manifest left while the fault etcd-old-holds-datadir is on: their process goes
@@ -138,34 +147,54 @@ class Kubelet:
             write_json(PODS, self.pods)
         return changed
 
-    def report(self):
+    def status(self):
         d = disk()
         ready = time.monotonic() >= self.not_ready_until and not fault("node-notready") and not self.stopping
         reason = "KubeletReady" if ready else ("KubeletStopped" if self.stopping else "KubeletNotReady")
-        body = {"node": self.node["name"], "ready": ready, "reason": reason, "version": self.version,
+        return {"node": self.node["name"], "ready": ready, "reason": reason, "version": self.version,
                 "disk_pressure": disk_used(d) >= 0.9 * d["size"], "ip": self.node["ip"],
                 "pods": [{"name": n, "image": p["image"], "hash": p["hash"], "ready": bool(p.get("ready")),
                           "source": p["file"], "started": p["started"]} for n, p in sorted(self.pods.items())]}
+
+    def report(self, body):
         try:
             api("POST", "/_sim/kubelet", body, timeout=5)
-            self.last_report = time.monotonic()
+            self.last_report, self.reported = time.monotonic(), body
         except Exception as e:  # the API may be down; a real kubelet retries too
+            self.reported = None
             print(f"report failed: {e}", file=sys.stderr, flush=True)
+
+    def next_wake(self):
+        """Seconds until something changes without an event: a pod's start delay ends, the NotReady
+        moment after a restart ends, the next heartbeat (or retry) is due."""
+        now = time.monotonic()
+        due = [self.last_report + (HEARTBEAT if self.reported is not None else RETRY)]
+        if self.not_ready_until > now:
+            due.append(self.not_ready_until)
+        wall = time.time()
+        due += [now + p["ready_at"] - wall for p in self.pods.values() if not p.get("ready")]
+        if self.lingering:
+            due.append(now + 1.0)  # a lingering process may exit on its own
+        return max(0.0, min(due) - now) + 0.01
 
     def run(self):
         def on_term(*_):
             self.stopping = True
         signal.signal(signal.SIGTERM, on_term)
+        # Woken by what changes what the kubelet runs or reports: the manifests, the lab's faults,
+        # disk.json and packages.json in the node's lab directory, kubelet.conf being written.
+        wake = Wake(["/etc/kubernetes", MANIFESTS, f"{LAB}/faults", LAB])
         while not self.stopping:
             if not os.path.exists("/etc/kubernetes/kubelet.conf"):  # not joined yet: a real kubelet restarts until kubeadm writes it
-                time.sleep(0.25)
+                wake.wait(IDLE)
                 continue
-            changed = self.reconcile()
-            if changed or time.monotonic() - self.last_report > 1.0:
-                self.report()
-            time.sleep(0.25)
+            self.reconcile()
+            body = self.status()
+            if body != self.reported or time.monotonic() - self.last_report >= HEARTBEAT:
+                self.report(body)
+            wake.wait(min(self.next_wake(), IDLE))
         if os.path.exists("/etc/kubernetes/kubelet.conf"):
-            self.report()  # a stopped kubelet's node goes NotReady; its pods keep running
+            self.report(self.status())  # a stopped kubelet's node goes NotReady; its pods keep running
 
 
 def main():

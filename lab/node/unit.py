@@ -18,6 +18,7 @@ import sys
 import time
 
 from lab.node.common import LAB, alive
+from lab.node.wake import Wake, exits
 
 STATE = "/var/lib/engine-lab/units"
 UNITS = "/etc/systemd/system"
@@ -173,6 +174,7 @@ class Supervisor:
         def on_term(*_):
             self.stopping = True
         signal.signal(signal.SIGTERM, on_term)
+        wake = Wake()
         restart = last(self.conf, "Restart", "no")
         delay = seconds(last(self.conf, "RestartSec"), 0.1)
         burst = int(last(self.conf, "StartLimitBurst", "5"))
@@ -198,8 +200,11 @@ class Supervisor:
                 notify.close()
             if ready and not self.stopping:
                 put(self.unit, "state", "active")
-            while not self.stopping and self.child.poll() is None:
-                time.sleep(0.1)
+            ends = exits(self.child.pid)
+            while ends is not None and not self.stopping and self.child.poll() is None:
+                wake.wait(None, [ends])  # the service exits or this supervisor is told to stop
+            if ends is not None:
+                os.close(ends)
             if self.stopping:
                 break
             code = self.child.returncode
@@ -208,7 +213,7 @@ class Supervisor:
                 put(self.unit, "state", "activating")  # auto-restart
                 end = time.monotonic() + delay
                 while not self.stopping and time.monotonic() < end:
-                    time.sleep(0.05)
+                    wake.wait(end - time.monotonic())
                 continue
             put(self.unit, "state", "failed" if code != 0 else "inactive")
             return 0
@@ -264,6 +269,7 @@ class Timer:
         def on_term(*_):
             self.stopping = True
         signal.signal(signal.SIGTERM, on_term)
+        wake = Wake()
         target = last(self.conf, "Unit", self.unit[:-len(".timer")] + ".service")
         cal = last(self.conf, "OnCalendar")
         every = seconds(last(self.conf, "OnUnitActiveSec") or last(self.conf, "OnActiveSec"), None)
@@ -277,7 +283,7 @@ class Timer:
                 return 1
             put(self.unit, "next", nxt)
             while not self.stopping and time.time() < nxt:
-                time.sleep(0.2)
+                wake.wait(min(nxt - time.time(), 60.0))  # bounded: the wall clock may be set
             if self.stopping:
                 break
             put(self.unit, "last", time.time())

@@ -3,9 +3,11 @@ SRE would see it and cleared again, a kubeadm upgrade on a node, and down leavin
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import unittest
 import urllib.request
@@ -339,3 +341,46 @@ end }
 
 if __name__ == "__main__":
     unittest.main()
+
+
+class WakeTest(unittest.TestCase):
+    """The node simulators' blocking wait (lab/node/wake.py): what an idle lab node waits on, so a
+    3+100 lab idles without polling. Each wait has a long timeout; what is asserted is why it woke."""
+
+    def setUp(self):
+        from lab.node.wake import Wake, exits
+        self.Wake, self.exits = Wake, exits
+        self.old = signal.getsignal(signal.SIGTERM)
+        self.addCleanup(signal.signal, signal.SIGTERM, self.old)
+        self.addCleanup(signal.set_wakeup_fd, -1)
+
+    def later(self, fn, delay=0.2):
+        t = threading.Timer(delay, fn)
+        t.start()
+        self.addCleanup(t.cancel)
+
+    def test_a_directory_made_later_is_followed(self):
+        top = tempfile.mkdtemp(prefix="engine-wake-")
+        sub = f"{top}/manifests"
+        wake = self.Wake([top, sub])  # sub does not exist yet: the parent's watch sees it made
+        self.later(lambda: os.mkdir(sub))
+        wake.wait(60)
+        self.assertTrue(wake.changed and os.path.isdir(sub))
+        self.later(lambda: open(f"{sub}/etcd.yaml", "w").close())
+        wake.wait(60)  # now watched itself: a file written in it wakes the waiter
+        self.assertTrue(wake.changed and os.path.exists(f"{sub}/etcd.yaml"))
+        wake.wait(0.05)
+        self.assertFalse(wake.changed, "nothing changed: a timeout")
+
+    def test_a_child_exit_and_a_signal_wake_it(self):
+        stopping = []
+        signal.signal(signal.SIGTERM, lambda *_: stopping.append(True))
+        wake = self.Wake()
+        child = subprocess.Popen(["sleep", "0.2"])
+        ends = self.exits(child.pid)
+        self.assertEqual(wake.wait(60, [ends]), [ends])
+        self.assertEqual(child.wait(5), 0)
+        os.close(ends)
+        self.later(lambda: os.kill(os.getpid(), signal.SIGTERM))
+        wake.wait(60)
+        self.assertTrue(wake.changed and stopping)
