@@ -42,7 +42,7 @@ local function upgrade_node(h, p, target, how)
   if p.kind == "minor" then ops.step(h, kubeadm.apt_repository(target)) end
   ops.step(h, kubeadm.packages({ "kubeadm" }, target, "kubeadm package"))
   ops.step(h, kubeadm.upgraded(how == "apply" and "apply" or "node", target,
-    { timeout = p.kubeadm_timeout, control_plane = how ~= "worker" }))
+    { timeout = p.kubeadm_timeout, control_plane = how ~= "worker", component_timeout = p.component_timeout }))
   ops.step(h, kubeadm.packages({ "kubelet", "kubectl" }, target, "kubelet and kubectl packages"))
   ops.step(h, kubeadm.kubelet_at(target, { timeout = p.node_timeout }))
   if how ~= "worker" then ops.step(h, kubeadm.static_pods_at(target, { timeout = p.node_timeout })) end
@@ -85,7 +85,8 @@ return runbook {
     quiet_hours = { type = "number", default = 24, help = "no node may have changed Ready state for this long" },
     max_disk_used = { type = "integer", default = 85, help = "percent of / a control-plane node may use" },
     min_cert_days = { type = "integer", default = 7, help = "days a control-plane certificate must have left" },
-    kubeadm_timeout = { type = "duration", default = "30m", help = "for kubeadm upgrade apply/node on one node" },
+    kubeadm_timeout = { type = "duration", default = "30m", help = "for kubeadm upgrade apply/node on one node (the backstop)" },
+    component_timeout = { type = "duration", help = "kubeadm's own wait for each static pod (UpgradeConfiguration timeouts, kubeadm 1.31+); default: kubeadm's 5m" },
     node_timeout = { type = "duration", default = "10m", help = "for a node to be Ready at the version" },
     gate_passes = { type = "integer", default = 2, help = "gate passes in a row before the next worker" },
     gate_interval = { type = "duration", default = "15s" },

@@ -105,13 +105,37 @@ def static_pod_hash(component):
     return (read_json(PODS, {}).get(component) or {})
 
 
-def upgrade_static_pods(target, etcd=True):
+def go_duration(s, where):
+    """Seconds of a Go duration ("5m0s", "90s", "1h"), as kubeadm's config fields take them."""
+    import re
+    parts = re.findall(r"(\d+(?:\.\d+)?)(h|ms|m|s)", str(s))
+    if not parts or "".join(a + b for a, b in parts) != str(s):
+        die(f"{where}: time: invalid duration \"{s}\"")
+    return sum(float(a) * {"h": 3600, "m": 60, "s": 1, "ms": 0.001}[b] for a, b in parts)
+
+
+def upgrade_timeout(args):
+    """kubeadm's wait for each upgraded static pod: the UpgradeConfiguration's timeouts.upgradeManifests
+    (kubeadm.k8s.io/v1beta4, kubeadm 1.31+) from --config, else kubeadm's fixed default, which the
+    lab sets with `lab up --kubeadm-timeout` (5 minutes in kubeadm; seed 000 ran into it)."""
+    path = opt(args, "--config")
+    if path:
+        cfg = read_config(path).get("UpgradeConfiguration")
+        if cfg is None:
+            die(f"{path}: no UpgradeConfiguration in the file")
+        t = (cfg.get("timeouts") or {}).get("upgradeManifests")
+        if t is not None:
+            return go_duration(t, "timeouts.upgradeManifests")
+    return float(node().get("kubeadm_timeout", 300))
+
+
+def upgrade_static_pods(target, etcd=True, timeout=None):
     n = node()
     _, cc = cluster_config()
     if external_etcd(cc):
         etcd = False  # kubeadm leaves an external etcd alone
         print("[upgrade/etcd] External etcd: skipping the etcd upgrade")
-    timeout = float(n.get("kubeadm_timeout", 300))
+    timeout = float(n.get("kubeadm_timeout", 300)) if timeout is None else timeout
     stamp = time.strftime("%Y-%m-%d-%H-%M-%S")
     backup = f"/etc/kubernetes/tmp/kubeadm-backup-manifests-{stamp}"
     os.makedirs(backup, exist_ok=True)
@@ -167,6 +191,7 @@ def apply(args):
     etcd = (opt(args, "--etcd-upgrade", "true") != "false")
     opt(args, "--ignore-preflight-errors")
     opt(args, "--certificate-renewal")
+    timeout = upgrade_timeout(args)
     args = [a for a in args if not a.startswith("-")]
     if not args:
         die("missing one or more required arguments: version")
@@ -193,7 +218,7 @@ def apply(args):
         if sys.stdin.readline().strip().lower() not in ("y", "yes"):
             die("won't proceed; the user didn't answer (Y|y) in order to continue")
     print(f"[upgrade/staticpods] Preparing for \"{target}\" upgrade", flush=True)
-    upgrade_static_pods(target, etcd)
+    upgrade_static_pods(target, etcd, timeout)
     cc["kubernetesVersion"] = target
     import yaml
     cm["data"]["ClusterConfiguration"] = yaml.safe_dump(cc, sort_keys=False)
@@ -212,13 +237,14 @@ def apply(args):
 
 
 def upgrade_node(args):
+    timeout = upgrade_timeout(args)
     print("[upgrade] Reading configuration from the \"kubeadm-config\" ConfigMap in namespace \"kube-system\"...")
     if is_control_plane():
         _, cc = cluster_config()
         target = norm(cc["kubernetesVersion"])
         check_kubeadm(target)
         print(f"[upgrade/staticpods] Preparing for \"{target}\" upgrade", flush=True)
-        upgrade_static_pods(target, etcd=(opt(args, "--etcd-upgrade", "true") != "false"))
+        upgrade_static_pods(target, etcd=(opt(args, "--etcd-upgrade", "true") != "false"), timeout=timeout)
     else:
         print("[preflight] Skipping prepull. Not a control plane node.\n"
               "[upgrade/control-plane] Skipping phase. Not a control plane node.")
@@ -322,6 +348,8 @@ def read_config(path):
         api_version, kind = d.get("apiVersion", ""), d.get("kind", "")
         if kind in ("ClusterConfiguration", "InitConfiguration", "JoinConfiguration") and \
                 api_version not in ("kubeadm.k8s.io/v1beta3", "kubeadm.k8s.io/v1beta4"):
+            die(f"no kind \"{kind}\" is registered for version \"{api_version}\" in scheme")
+        if kind == "UpgradeConfiguration" and api_version != "kubeadm.k8s.io/v1beta4":  # new in v1beta4
             die(f"no kind \"{kind}\" is registered for version \"{api_version}\" in scheme")
         out[kind] = d
     return out

@@ -23,6 +23,7 @@ from lab.node.wake import Wake
 HEARTBEAT = 40.0
 RETRY = 1.0   # after a failed report
 IDLE = 30.0   # the longest block without an event: a net under anything inotify does not see
+RESTART_NOT_READY = 1.5  # seconds a restarted kubelet reports NotReady (bench/upgrade's floor counts it)
 
 
 def scan():
@@ -67,7 +68,7 @@ class Kubelet:
         if booting:
             os.unlink(f"{LAB}/booting")
         # A restarted kubelet reports NotReady for a moment, as a real one does until its PLEG settles.
-        self.not_ready_until = 0 if booting else time.monotonic() + 1.5
+        self.not_ready_until = 0 if booting else time.monotonic() + RESTART_NOT_READY
         self.pods = read_json(PODS, {})
         for name, p in list(self.pods.items()):  # adopt what a previous kubelet left running
             if p.get("pid") and not alive(p["pid"]):

@@ -107,7 +107,14 @@ function M.preflight(p, leader, cps, workers)
     if n.memory_pressure then bad("node %s has MemoryPressure", n.name) end
     if n.disk_pressure then bad("node %s has DiskPressure", n.name) end
     if n.ready and n.ready_since and n.ready_since > cutoff then
-      bad("node %s changed Ready state at %s, within quiet_hours (%g h)", n.name, n.ready_since, p.quiet_hours)
+      if n.flapped_by then  -- an engine run restarted its kubelet (recover-static-pods, cert-renew, ...)
+        log.info("node changed Ready state after an engine run restarted its kubelet: not counted for quiet_hours",
+          { node = n.name, at = n.ready_since, run = n.flapped_by })
+      else
+        bad("node %s changed Ready state at %s, within quiet_hours (%g h), not after an engine run's kubelet "
+          .. "restart; if that flap is understood, run again with -e quiet_hours=0 (or fewer hours)",
+          n.name, n.ready_since, p.quiet_hours)
+      end
     end
     if n.unschedulable and n.cordoned_by ~= k8s.identity() then
       bad("node %s is cordoned by %s; uncordon it or leave it out with --limit", n.name, n.cordoned_by or "an operator")

@@ -13,6 +13,11 @@ local M = {}
 
 --- The annotation cordon() leaves, so uncordon() touches only nodes this run cordoned.
 M.CORDONED_BY = "engine.dev/cordoned-by"
+--- The annotation std.kubeadm.restart_kubelet leaves before it restarts a node's kubelet ("TIME RUN"),
+--- so that a later check of the node's Ready history can tell the flap an engine run caused.
+M.KUBELET_RESTARTED = "engine.dev/kubelet-restarted"
+--- A Ready transition this long after such a restart is taken to be the restart's own.
+local OWN_FLAP_WINDOW = 600
 
 M.configure = api.configure
 --- lease(name, {ttl = 60, namespace = "kube-system", on_lost = fn}) → lease | nil, "held", message
@@ -219,6 +224,30 @@ local function condition(obj, kind)
   return nil
 end
 
+--- Seconds since the epoch of a Kubernetes time ("2026-12-01T23:10:00Z"), nil for another form
+--- (days from the civil date, so the controller's time zone plays no part).
+local function utc_seconds(s)
+  local y, mo, d, h, mi, sec = tostring(s):match("^(%d%d%d%d)-(%d%d)-(%d%d)T(%d%d):(%d%d):(%d%d)[.%d]*Z$")
+  if not y then return nil end
+  y, mo = tonumber(y), tonumber(mo)
+  if mo <= 2 then y = y - 1 end
+  local era = y // 400
+  local yoe = y - era * 400
+  local doy = (153 * (mo > 2 and mo - 3 or mo + 9) + 2) // 5 + tonumber(d) - 1
+  local days = era * 146097 + yoe * 365 + yoe // 4 - yoe // 100 + doy - 719468
+  return days * 86400 + tonumber(h) * 3600 + tonumber(mi) * 60 + tonumber(sec)
+end
+
+--- The run whose kubelet restart the node's last Ready transition followed (within
+--- OWN_FLAP_WINDOW), nil when it did not follow one.
+local function flapped_by(n, rc)
+  local mark = (n.metadata.annotations or {})[M.KUBELET_RESTARTED]
+  local at, run = tostring(mark or ""):match("^(%S+)%s+(%S+)$")
+  local t0, t1 = utc_seconds(at), utc_seconds(rc and rc.lastTransitionTime)
+  if t0 and t1 and t1 >= t0 and t1 <= t0 + OWN_FLAP_WINDOW then return run end
+  return nil
+end
+
 --- A node as runbooks need it.
 function M.node_info(n)
   local ready, rc = condition(n, "Ready")
@@ -232,6 +261,7 @@ function M.node_info(n)
     kubelet_version = ((n.status or {}).nodeInfo or {}).kubeletVersion,
     unschedulable = (n.spec or {}).unschedulable == true,
     cordoned_by = ((n.metadata.annotations or {})[M.CORDONED_BY]),
+    flapped_by = flapped_by(n, rc),
     labels = n.metadata.labels or {},
     object = n,
   }

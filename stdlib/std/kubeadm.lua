@@ -66,9 +66,21 @@ end
 --- restart_kubelet(host) → the node's clock (epoch seconds) just before the restart, nil under
 --- --dry-run. systemd is reloaded first (the kubelet's drop-ins may have changed with its package).
 --- Pass the time to k8s.wait_node as heartbeat_after: until the new kubelet posts its first status
---- the Node still says what the old one said, often "Ready".
+--- the Node still says what the old one said, often "Ready". The Node is marked first
+--- (k8s.KUBELET_RESTARTED), so the Ready flap this causes is known to be an engine run's.
 function M.restart_kubelet(h)
   h = inventory.host(h, "kubeadm.restart_kubelet")
+  -- Said on the Node first, so that a later upgrade's quiet_hours can tell this run's Ready flap
+  -- from the node's own (k8s.node_info's flapped_by). Best effort: a node whose API cannot be
+  -- reached is restarted all the same, and its flap will count.
+  if not http.dry_run() then
+    local mark = os.date("!%Y-%m-%dT%H:%M:%SZ", math.floor(time.now())) .. " " .. k8s.identity()
+    local ok, err, msg = k8s.patch("nodes", h.name, { metadata = { annotations = { [k8s.KUBELET_RESTARTED] = mark } } })
+    if not ok then
+      log.warn("could not mark the node before restarting its kubelet: a later quiet_hours check will count this restart",
+        { node = h.name, error = err, message = msg })
+    end
+  end
   local r = M.run(h, "date +%s && systemctl daemon-reload && systemctl restart kubelet", { what = "restarting the kubelet" })
   return tonumber((r.stdout or ""):match("^%s*(%d+)"))
 end
@@ -106,18 +118,38 @@ end
 --- upgraded(how, version, {timeout, control_plane}) → operation "kubeadm upgrade apply" (how =
 --- "apply", the first control-plane node) or "kubeadm upgrade node". On a control-plane node it
 --- holds once its static pods run the version; a worker's has no fact to ask (kubeadm upgrade node
---- is safe to run again), so it runs whenever its step runs.
+--- is safe to run again), so it runs whenever its step runs. component_timeout: kubeadm's own wait
+--- for each static pod, in an UpgradeConfiguration file on the node (kubeadm 1.31+).
 function M.upgraded(how, version, opts)
   if how ~= "apply" and how ~= "node" then error("kubeadm.upgraded: how must be \"apply\" or \"node\"", 2) end
-  opts = check.options(opts, { "timeout", "control_plane" }, "kubeadm.upgraded")
+  opts = check.options(opts, { "timeout", "control_plane", "component_timeout" }, "kubeadm.upgraded")
   local timeout_s = check.seconds(opts.timeout, "kubeadm.upgraded", "timeout")
+  local component_s = check.seconds(opts.component_timeout, "kubeadm.upgraded", "component_timeout")
+  local parsed = semver.parse(version) or error("kubeadm.upgraded: '" .. tostring(version) .. "' is not a version", 2)
+  if component_s and parsed.major == 1 and parsed.minor < 31 then
+    error("kubeadm.upgraded: component_timeout needs kubeadm 1.31 or later (UpgradeConfiguration v1beta4); "
+      .. "older kubeadm waits its fixed 5 minutes", 2)
+  end
   local v = "v" .. semver.format(version)
-  local cmd = how == "apply" and ("kubeadm upgrade apply " .. v .. " --yes") or "kubeadm upgrade node"
+  -- kubeadm's per-component wait (seed 000: a slow node's apiserver missed the fixed 5 minutes) is
+  -- set in a config file; kubeadm takes the version argument beside it.
+  local config = component_s and "/etc/kubernetes/tmp/engine-upgrade-configuration.yaml"
+  local cmd = (how == "apply" and ("kubeadm upgrade apply " .. v) or "kubeadm upgrade node")
+    .. (config and (" --config " .. M.quote(config)) or "") .. (how == "apply" and " --yes" or "")
   local control_plane = how == "apply" or opts.control_plane ~= false
   return {
     name = "kubeadm upgrade " .. how,
     holds = control_plane and function(h) return M.static_pods_match(h, version) end or nil,
-    apply = function(h) M.run(h, cmd, { timeout = timeout_s, stream = true, what = cmd }) end,
+    apply = function(h)
+      if config then
+        local body = string.format("apiVersion: kubeadm.k8s.io/v1beta4\nkind: UpgradeConfiguration\n"
+          .. "timeouts:\n  upgradeManifests: %ds\n  controlPlaneComponentHealthCheck: %ds\n",
+          math.ceil(component_s), math.ceil(component_s))
+        local ok, err, msg = h:write_file(config, body, { mode = "0600", sudo = true })
+        if not ok then error(string.format("%s: writing %s: %s", h.name, config, msg or err), 0) end
+      end
+      M.run(h, cmd, { timeout = timeout_s, stream = true, what = cmd })
+    end,
   }
 end
 

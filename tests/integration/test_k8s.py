@@ -462,6 +462,26 @@ urllib.request.urlopen(req, context=ctx)
 """))
         self.assertIn("fresh\ttrue", out)
 
+    def test_a_ready_flap_after_an_engine_kubelet_restart_is_known_as_that_runs(self):
+        # std.kubeadm.restart_kubelet marks the Node; node_info's flapped_by names the run when the
+        # last Ready transition came within 10 minutes after the mark (here across a month's end).
+        out = self.ok(self.run_lua("""
+    local function flap(mark, transition)
+      assert(k8s.patch("nodes", "w3", { metadata = { annotations = { [k8s.KUBELET_RESTARTED] = mark } },
+        status = { conditions = { { type = "Ready", status = "True", lastTransitionTime = transition,
+          lastHeartbeatTime = transition } } } }))
+      for _, n in ipairs(assert(k8s.nodes())) do if n.name == "w3" then return tostring(n.flapped_by) end end
+    end
+    print("after", flap("2026-02-28T23:59:30Z run-a", "2026-03-01T00:04:00Z"))
+    print("late", flap("2026-02-28T23:59:30Z run-a", "2026-03-01T00:09:31Z"))
+    print("before", flap("2026-02-28T23:59:30Z run-a", "2026-02-28T23:59:29Z"))
+    print("garbled", flap("yesterday", "2026-03-01T00:04:00Z"))
+"""))
+        self.assertIn("after\trun-a", out)
+        self.assertIn("late\tnil", out)
+        self.assertIn("before\tnil", out)
+        self.assertIn("garbled\tnil", out)
+
     def test_dry_run_cordons_and_evicts_nothing(self):
         out = self.ok(self.run_lua("""
     assert(k8s.drain("w1", { ignore_daemonsets = true, timeout = 10 }))

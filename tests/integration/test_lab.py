@@ -328,6 +328,12 @@ end }
         r = self.ssh("cp1", "sudo kubeadm upgrade apply v1.34.3 -y", check=False)
         self.assertEqual(r.returncode, 1)
         self.assertIn("static Pod hash for component kube-apiserver on Node cp1 did not change after 0m6s", r.stderr)
+        # kubeadm's own timeout from an UpgradeConfiguration (v1beta4 timeouts), not the fixed default.
+        self.ssh("cp1", "printf 'apiVersion: kubeadm.k8s.io/v1beta4\\nkind: UpgradeConfiguration\\ntimeouts:\\n"
+                        "  upgradeManifests: 2s\\n' | sudo tee /etc/kubernetes/tmp/upgrade.yaml")
+        r = self.ssh("cp1", "sudo kubeadm upgrade apply v1.34.3 --config /etc/kubernetes/tmp/upgrade.yaml -y", check=False)
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("static Pod hash for component kube-apiserver on Node cp1 did not change after 0m2s", r.stderr)
         self.assertIn("image: registry.k8s.io/kube-apiserver:v1.33.1",
                       self.ssh("cp1", "sudo cat /etc/kubernetes/manifests/kube-apiserver.yaml").stdout)  # rolled back
         self.assertIn("v1.33.1", self.kubectl("version").stdout.splitlines()[-1])
@@ -337,10 +343,6 @@ end }
         self.assertEqual(self.kubectl("version").stdout.splitlines()[-1], "Server Version: v1.34.3")
         cm = json.loads(self.kubectl("get", "cm", "-n", "kube-system", "kubeadm-config", "-o", "json").stdout)
         self.assertIn("kubernetesVersion: v1.34.3", cm["data"]["ClusterConfiguration"])
-
-
-if __name__ == "__main__":
-    unittest.main()
 
 
 class WakeTest(unittest.TestCase):
@@ -384,3 +386,7 @@ class WakeTest(unittest.TestCase):
         self.later(lambda: os.kill(os.getpid(), signal.SIGTERM))
         wake.wait(60)
         self.assertTrue(wake.changed and stopping)
+
+
+if __name__ == "__main__":
+    unittest.main()

@@ -26,6 +26,7 @@
 ---@field kubelet_version string
 ---@field unschedulable boolean
 ---@field cordoned_by? string     the run that cordoned it (nil: not cordoned by an engine run)
+---@field flapped_by? string      the engine run whose kubelet restart (std.kubeadm.restart_kubelet) the last Ready transition followed within 10 minutes
 ---@field labels table<string,string>
 ---@field object engine.k8s.Object
 

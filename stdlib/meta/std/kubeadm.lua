@@ -38,7 +38,9 @@ function kubeadm.use_minor_repo(host, version) end
 ---@param version string
 function kubeadm.install(host, packages, version) end
 --- systemctl daemon-reload, then restart the kubelet. Returns the node's clock (epoch seconds) just
---- before the restart, for k8s.wait_node's heartbeat_after; nil under --dry-run.
+--- before the restart, for k8s.wait_node's heartbeat_after; nil under --dry-run. Marks the Node first
+--- (annotation engine.dev/kubelet-restarted: time and run), so the Ready flap it causes shows as
+--- NodeInfo.flapped_by and a later upgrade's quiet_hours does not count it.
 ---@param host engine.Host|string  an inventory host or its name
 ---@return number|nil
 function kubeadm.restart_kubelet(host) end
@@ -55,8 +57,9 @@ function kubeadm.apt_repository(version) end
 function kubeadm.packages(pkgs, version, name) end
 
 ---@class std.kubeadm.UpgradedOptions
----@field timeout? number|string
+---@field timeout? number|string  for the whole kubeadm command (the backstop)
 ---@field control_plane? boolean
+---@field component_timeout? number|string  kubeadm's own wait for each upgraded static pod, passed in an UpgradeConfiguration (kubeadm.k8s.io/v1beta4 timeouts.upgradeManifests; the version must be 1.31 or later); default: kubeadm's (5 minutes)
 
 --- Operation "kubeadm upgrade apply" or "kubeadm upgrade node": on a control-plane node it holds
 --- once its static pods run the version; a worker's always runs (kubeadm upgrade node is safe again).
