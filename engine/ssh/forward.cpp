@@ -54,6 +54,14 @@ class BridgeOp : public Op, public std::enable_shared_from_this<BridgeOp> {
         progress = true;
       }
       if (!channel_eof_ && libssh2_channel_eof(ch_)) channel_eof_ = true;
+    } else if (!local_eof_) {
+      // The remote end is done but the local client keeps its end open (curl's pooled connection
+      // to an etcd member that restarted): the server's CHANNEL_CLOSE and anything else for this
+      // session still arrive. A read processes them (libssh2 reads the transport first); without
+      // one they would sit in the socket, every wait for it to be readable would return at once,
+      // and the event loop would spin at 100% of a core until the client let go.
+      ssize_t n = libssh2_channel_read(ch_, buf_, sizeof buf_);
+      if (n < 0 && n != LIBSSH2_ERROR_EAGAIN && s.fatal(static_cast<int>(n))) return Step::done;
     }
     write_local();
     // Local → channel.

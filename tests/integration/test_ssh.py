@@ -4,6 +4,7 @@ import glob
 import json
 import os
 import re
+import socket
 import subprocess
 import sys
 import tempfile
@@ -427,6 +428,48 @@ class TestJumpAndTunnel(SshTest):
         self.assertIsNotNone(port, "the runbook never opened its tunnel")
         bodies = [urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=10).read() for _ in range(3)]
         self.assertEqual(bodies, [b"reachable only through the node\n"] * 3)
+        out, err = p.communicate(timeout=60)
+        self.assertEqual(p.returncode, 0, out + err)
+
+
+    def test_a_tunnel_the_server_closed_while_the_client_holds_it_does_not_spin(self):
+        # The web server answers and closes; the client keeps its end open without reading, as
+        # curl's pooled connection to an etcd member that restarted does. The session's keepalive
+        # replies then arrive with no read pending: the engine must process them, not wake for a
+        # readable socket in a loop (it did: 100% of a core for as long as the client held on).
+        inv = self.inventory(f"node ansible_host=127.0.0.1 ansible_port={self.node_ns.port} ansible_user={sshlab.USER}\n")
+        p = self.runbook(f"""
+    ssh.configure {{ keepalive = 1 }}
+    local t <close> = assert(ssh.tunnel(inv:host("node"), "127.0.0.1", {self.web_port}))
+    print("TUNNEL " .. t.port)
+    sleep(12)
+""", inv, wait=False)
+        self.addCleanup(p.kill)
+        port = None
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and port is None:
+            m = re.search(r"TUNNEL (\d+)", p.stdout.readline())
+            port = int(m.group(1)) if m else None
+        self.assertIsNotNone(port, "the runbook never opened its tunnel")
+        c = socket.create_connection(("127.0.0.1", port), timeout=10)
+        self.addCleanup(c.close)
+        c.sendall(b"GET /health HTTP/1.0\r\n\r\n")
+        got = b""
+        while b"reachable only through the node" not in got:  # then the server closes; we do not
+            chunk = c.recv(65536)
+            self.assertTrue(chunk, f"the tunnel ended before the body: {got!r}")
+            got += chunk
+        time.sleep(3)  # keepalives (1 s) go out and their replies come back
+
+        def cpu():
+            with open(f"/proc/{p.pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        before = cpu()
+        time.sleep(4)
+        used = cpu() - before
+        # Idle, the engine uses a few milliseconds here; spinning, it took all of the 4 s it could get.
+        self.assertLess(used, 1.0, f"the engine used {used:.2f} s of CPU in 4 s with an idle tunnel")
         out, err = p.communicate(timeout=60)
         self.assertEqual(p.returncode, 0, out + err)
 
