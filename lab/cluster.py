@@ -8,7 +8,7 @@ import sys
 import yaml
 
 from lab.k8sim.fixture import daemonset, namespace, pdb, pod
-
+from lab.k8sim.store import MANAGED
 from lab.node.common import images_for
 from lab.node.manifests import API_EXTRA_ARGS
 
@@ -157,7 +157,9 @@ def objects(nodes, version, endpoint):
     out += kubeadm_objects(v)
     dns = {"k8s-app": "kube-dns"}
     out.append(replicaset_of("coredns-7c65d6cfc9", "kube-system", dns))
-    out.append(deployment("web", "shop", "nginx:1.27", 3, {"app": "web"}))
+    web = deployment("web", "shop", "nginx:1.27", 3, {"app": "web"})
+    web["metadata"]["annotations"] = {MANAGED: "true"}  # its status follows its pods, as the controller's would
+    out.append(web)
     out.append(pdb("web", "web", ns="shop", min_available=2))
     out.append(replicaset_of("web-5d4f8b7c9", "shop", {"app": "web"}))
     for i, w in enumerate(workers[:2] if len(workers) > 1 else workers * 2):

@@ -11,6 +11,10 @@ import uuid
 from lab.k8sim.resources import KIND_OF, api_version
 
 
+# The annotation of a Deployment whose status the simulator keeps from its pods.
+MANAGED = "k8sim.engine.dev/status-from-pods"
+
+
 def now():
     return datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
@@ -257,10 +261,31 @@ class Store:
     def after_change(self, group, plural, obj, deleted=False):
         if plural == "pods":
             self.update_pdbs(obj["metadata"].get("namespace", ""))
+            self.update_deployments(obj["metadata"].get("namespace", ""))
             if obj["metadata"].get("deletionTimestamp") or deleted:
                 self.replace_pod(obj)
         elif plural == "poddisruptionbudgets" and not deleted:
             self.update_pdbs(obj["metadata"].get("namespace", ""))
+        elif plural == "deployments" and not deleted:
+            self.update_deployments(obj["metadata"].get("namespace", ""))
+
+    def update_deployments(self, ns):
+        """The status a Deployment controller would write, from the pods its selector matches, for
+        the Deployments marked MANAGED (the lab's; a test that sets a status by hand keeps it). One
+        revision only: every pod counts as updated."""
+        for d in self.list("apps", "deployments", ns):
+            if (d["metadata"].get("annotations") or {}).get(MANAGED) != "true":
+                continue
+            sel = (d.get("spec") or {}).get("selector")
+            pods = [p for p in self.list("", "pods", ns) if selector_matches(sel, p["metadata"].get("labels"))
+                    and not p["metadata"].get("deletionTimestamp")]
+            ready = len([p for p in pods if pod_ready(p)])
+            status = {"observedGeneration": d["metadata"].get("generation", 1), "replicas": len(pods),
+                      "updatedReplicas": len(pods), "readyReplicas": ready, "availableReplicas": ready}
+            if d.get("status") != status:
+                d["status"] = status
+                d["metadata"]["resourceVersion"] = self.next_rv()
+                self.record("MODIFIED", "apps", "deployments", d)
 
     def pdbs_for(self, pod):
         ns = pod["metadata"].get("namespace", "")

@@ -130,34 +130,64 @@ function M.static_pods_match(h, version)
   return true
 end
 
+--- offers(host, pkgs, version) → {pkg = "1.34.3-1.1", ...}: the exact package version the node's
+--- apt source offers for each package (absent: none), from one apt-cache madison for them all.
+function M.offers(h, pkgs, version)
+  h = inventory.host(h, "facts.offers")
+  local v = semver.format(version)
+  local q = {}
+  for i, pkg in ipairs(pkgs) do q[i] = remote.quote(pkg) end
+  local r = remote.must(h, "apt-cache madison " .. table.concat(q, " "), { read_only = true,
+    what = "apt-cache madison " .. table.concat(pkgs, " ") })
+  local out = {}
+  for line in r.stdout:gmatch("[^\n]+") do
+    local name, pv = line:match("^%s*(%S+)%s*|%s*(%S+)%s*|")
+    if name and not out[name] and pv:sub(1, #v + 1) == v .. "-" then out[name] = pv end
+  end
+  return out
+end
+
 --- offered(host, pkg, version) → "1.34.3-1.1": the exact package version the node's apt source offers, or nil.
 function M.offered(h, pkg, version)
-  h = inventory.host(h, "facts.offered")
-  local v = semver.format(version)
-  local r = remote.must(h, "apt-cache madison " .. remote.quote(pkg), { read_only = true, what = "apt-cache madison " .. pkg })
+  return M.offers(h, { pkg }, version)[pkg]
+end
+
+--- The installed version of each package ("1.34.3-1.1", false when not installed), from one
+--- apt-cache policy for them all: each package's section starts with its name and a colon.
+local function policies(h, pkgs)
+  local q = {}
+  for i, pkg in ipairs(pkgs) do q[i] = remote.quote(pkg) end
+  local r = remote.must(h, "apt-cache policy " .. table.concat(q, " "), { read_only = true,
+    what = "apt-cache policy " .. table.concat(pkgs, " ") })
+  local out, cur = {}, nil
   for line in r.stdout:gmatch("[^\n]+") do
-    local pv = line:match("|%s*(%S+)%s*|")
-    if pv and pv:sub(1, #v + 1) == v .. "-" then return pv end
+    local name = line:match("^(%S+):%s*$")
+    if name then
+      cur = name
+    elseif cur and out[cur] == nil then
+      local v = line:match("^%s+Installed:%s*(%S+)")
+      if v then out[cur] = v ~= "(none)" and v end
+    end
   end
-  return nil
+  for _, pkg in ipairs(pkgs) do if not out[pkg] then out[pkg] = false end end  -- apt knows no such package
+  return out
 end
 
 --- installed(host, pkg) → "1.34.3-1.1", or false when the package is not installed (apt-cache policy).
 function M.installed(h, pkg)
   h = inventory.host(h, "facts.installed")
-  local r = remote.must(h, "apt-cache policy " .. remote.quote(pkg), { read_only = true, what = "apt-cache policy " .. pkg })
-  local v = r.stdout:match("Installed:%s*(%S+)")
-  if not v or v == "(none)" then return false end
-  return v
+  return policies(h, { pkg })[pkg]
 end
 
 --- installed_at(host, pkgs, version) → true | false, "kubelet 1.33.1-1.1, not 1.34.3": every package at the version.
 function M.installed_at(h, pkgs, version)
+  h = inventory.host(h, "facts.installed_at")
   local v = semver.format(version)
+  local have = policies(h, pkgs)
   local off = {}
   for _, pkg in ipairs(pkgs) do
-    local have = M.installed(h, pkg)
-    if not have or have:sub(1, #v + 1) ~= v .. "-" then off[#off + 1] = pkg .. " " .. tostring(have or "not installed") .. ", not " .. v end
+    local pv = have[pkg]
+    if not pv or pv:sub(1, #v + 1) ~= v .. "-" then off[#off + 1] = pkg .. " " .. tostring(pv or "not installed") .. ", not " .. v end
   end
   if #off > 0 then return false, table.concat(off, "; ") end
   return true

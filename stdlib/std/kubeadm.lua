@@ -45,8 +45,9 @@ end
 function M.install(h, pkgs, version)
   h = inventory.host(h, "kubeadm.install")
   local specs = {}
+  local offered = facts.offers(h, pkgs, version)
   for _, pkg in ipairs(pkgs) do
-    local pv = M.package_version(h, pkg, version)
+    local pv = offered[pkg]
     if not pv and not http.dry_run() then
       error(string.format("%s: the apt repository offers no %s %s (apt-cache madison %s)", h.name, pkg,
         semver.format(version), pkg), 0)

@@ -138,7 +138,9 @@ class UpgradeCase(unittest.TestCase):
 
     # --- the tests ----------------------------------------------------------------------------
     def test_upgrade_1_33_1_to_1_34_3(self):
-        r = self.upgrade("-e", "workers_at_once=67%")  # the canary w1 alone, then 2 of the 3 workers at once
+        # The canary w1 alone, then 2 of the 3 workers at once; between workers the gate also waits
+        # for shop/web's Deployment to have every replica ready again (its pods move as nodes drain).
+        r = self.upgrade("-e", "workers_at_once=67%", "-e", "wait_workloads=shop/deployment/web")
         self.assertEqual(r.returncode, 0, r.stdout[-3000:] + r.stderr[-3000:])
         self.assert_upgraded()
         hosts = self.report(r.stdout)["hosts"]
@@ -216,8 +218,13 @@ class UpgradeCase(unittest.TestCase):
         self.lab("fault", "w1", "alert-firing")
         self.assertTrue(poll(lambda: "LabFaultAlert" in urllib.request.urlopen(
             self.state["prometheus_url"] + "/api/v1/alerts", timeout=5).read().decode(), 30))
-        r = self.upgrade("-e", "kind=patch")
+        # One of shop/web's pods is not ready: the Deployment the gate waits for is short.
+        k = self.kubectl("patch", "pod", "web-5d4f8b7c9-1", "-n", "shop", "--subresource=status", "--type=merge", "-p",
+                         '{"status":{"conditions":[{"type":"Ready","status":"False"}]}}')
+        self.assertEqual(k.returncode, 0, k.stderr)
+        r = self.upgrade("-e", "kind=patch", "-e", "wait_workloads=shop/deployment/web")
         self.assertEqual(r.returncode, 1, r.stderr[-3000:])
+        self.assertIn("workloads not ready: shop/deployment/web: 2 of 3 replicas available", r.stderr)
         for want in ("version: v1.33.1 to v1.34.3 is a minor upgrade, but kind=patch was asked for",
                      "node w3 is NotReady", "node cp3 has DiskPressure",
                      "cp3: / is 100% used (max_disk_used 85%); free space first (runbooks/recover-disk.lua)",

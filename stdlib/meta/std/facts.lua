@@ -32,6 +32,13 @@ function facts.running_images(node) end
 ---@param version? string
 ---@return true|nil ok, string|nil word "mismatch", or the API's word, string|nil message
 function facts.static_pods_match(host, version) end
+--- The exact package version the node's apt source offers for each package at the version
+--- ({kubelet = "1.34.3-1.1"}; a package it does not offer is absent), from one apt-cache madison.
+---@param host engine.Host|string  an inventory host or its name
+---@param pkgs string[]
+---@param version string
+---@return table<string,string>
+function facts.offers(host, pkgs, version) end
 --- The exact package version the node's apt source offers for the version ("1.34.3-1.1"), or nil.
 ---@param host engine.Host|string  an inventory host or its name
 ---@param pkg string
