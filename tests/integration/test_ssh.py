@@ -442,7 +442,7 @@ class TestJumpAndTunnel(SshTest):
     ssh.configure {{ keepalive = 1 }}
     local t <close> = assert(ssh.tunnel(inv:host("node"), "127.0.0.1", {self.web_port}))
     print("TUNNEL " .. t.port)
-    sleep(12)
+    sleep(9)
 """, inv, wait=False)
         self.addCleanup(p.kill)
         port = None
