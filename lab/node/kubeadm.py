@@ -165,9 +165,12 @@ def upgrade_static_pods(target, etcd=True, timeout=None):
         want = file_hash(new.encode())
         ok = wait_until(lambda: static_pod_hash(c).get("hash") == want and static_pod_hash(c).get("ready"), timeout)
         if not ok:
-            for r in changed:  # kubeadm puts every manifest it changed back
+            for r in changed:  # kubeadm puts every manifest it changed back, each in one rename
                 if os.path.exists(f"{backup}/{r}.yaml"):
-                    shutil.copy2(f"{backup}/{r}.yaml", f"{MANIFESTS}/{r}.yaml")
+                    # (copied in place, the kubelet, woken by inotify, would read a half-written
+                    # manifest, drop the pod and start it again, fault or not)
+                    shutil.copy2(f"{backup}/{r}.yaml", f"/etc/kubernetes/tmp/{r}.yaml.restore")
+                    os.replace(f"/etc/kubernetes/tmp/{r}.yaml.restore", f"{MANIFESTS}/{r}.yaml")
             print(f"[upgrade/apply] FATAL: fatal error when trying to upgrade the control plane: couldn't upgrade "
                   f"control plane. kubeadm has tried to recover everything into the earlier state. Errors faced: "
                   f"static Pod hash for component {c} on Node {n['name']} did not change after "
