@@ -13,6 +13,8 @@ import sys
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, ROOT)
+from lab.procs import mnt_ns  # noqa: E402
 TICK = os.sysconf("SC_CLK_TCK")
 
 
@@ -20,17 +22,7 @@ def lab_pids(st):
     """Every process of the lab: the node namespaces' processes, the API simulator and monitoring."""
     spaces = {n["mnt_ns"] for n in st["nodes"] if n.get("mnt_ns")}
     own = {st[k]["pid"] for k in ("sim", "pushgateway", "prometheus", "mirror") if isinstance(st.get(k), dict)}
-    out = []
-    for d in os.listdir("/proc"):
-        if not d.isdigit():
-            continue
-        try:
-            ns = os.readlink(f"/proc/{d}/ns/mnt")
-        except OSError:
-            continue
-        if ns in spaces or int(d) in own:
-            out.append(int(d))
-    return out
+    return [int(d) for d in os.listdir("/proc") if d.isdigit() and (int(d) in own or mnt_ns(d) in spaces)]
 
 
 def cpu_ticks(pid):
