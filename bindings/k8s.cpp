@@ -34,32 +34,39 @@ K8sState& state(Vm& vm) {
 
 void add_lease(lua_State* L);  // bindings/k8s_lease.cpp
 
+namespace {
+
+// The run's cluster when no k8s.configure names one: --kubeconfig/--context, the inventory's
+// k8s_kubeconfig/k8s_context, $KUBECONFIG, ~/.kube/config, and the pod's service account only when
+// none of those exists (kubectl's order).
+k8s::Cluster run_cluster(Vm& vm) {
+  std::vector<std::string> paths;
+  std::string context;
+  if (vm.inventory) {
+    if (auto* all = vm.inventory->group("all")) {
+      json vars = all->vars;
+      for (auto it = all->file_vars.begin(); it != all->file_vars.end(); ++it) vars[it.key()] = it.value();
+      if (vars.contains("k8s_kubeconfig") && vars["k8s_kubeconfig"].is_string()) paths.push_back(vars["k8s_kubeconfig"]);
+      if (vars.contains("k8s_context") && vars["k8s_context"].is_string()) context = vars["k8s_context"];
+    }
+  }
+  if (!vm.kubeconfig.empty()) paths = {vm.kubeconfig};
+  if (!vm.kube_context.empty()) context = vm.kube_context;
+  bool any_file = false;
+  if (paths.empty())
+    for (const auto& p : k8s::default_kubeconfig_paths()) any_file = any_file || std::filesystem::exists(p);
+  auto in = paths.empty() && context.empty() && !any_file ? k8s::in_cluster() : std::nullopt;
+  return in ? *in : k8s::load_kubeconfig(paths, context);
+}
+
+}  // namespace
+
 k8s::Api& k8s_api(lua_State* L) {
   Vm& vm = vm_of(L);
   auto& st = state(vm);
   if (!st.api) {
     try {
-      // The inventory may name the cluster: k8s_kubeconfig and k8s_context in its `all` vars.
-      std::vector<std::string> paths;
-      std::string context;
-      if (vm.inventory) {
-        if (auto* all = vm.inventory->group("all")) {
-          json vars = all->vars;
-          for (auto it = all->file_vars.begin(); it != all->file_vars.end(); ++it) vars[it.key()] = it.value();
-          if (vars.contains("k8s_kubeconfig") && vars["k8s_kubeconfig"].is_string()) paths.push_back(vars["k8s_kubeconfig"]);
-          if (vars.contains("k8s_context") && vars["k8s_context"].is_string()) context = vars["k8s_context"];
-        }
-      }
-      if (!vm.kubeconfig.empty()) paths = {vm.kubeconfig};
-      if (!vm.kube_context.empty()) context = vm.kube_context;
-      // kubectl's order: --kubeconfig (the inventory's k8s_kubeconfig below it), $KUBECONFIG,
-      // ~/.kube/config, and the pod's service account only when none of those exists.
-      bool any_file = false;
-      if (paths.empty())
-        for (const auto& p : k8s::default_kubeconfig_paths()) any_file = any_file || std::filesystem::exists(p);
-      auto in = paths.empty() && context.empty() && !any_file ? k8s::in_cluster() : std::nullopt;
-      k8s::Cluster c = in ? *in : k8s::load_kubeconfig(paths, context);
-      st.api = std::make_shared<k8s::Api>(vm.io, c);
+      st.api = std::make_shared<k8s::Api>(vm.io, run_cluster(vm));
     } catch (const std::exception& e) {
       luaL_error(L, "kubernetes: %s (or call k8s.configure{kubeconfig = ...})", e.what());
     }
@@ -117,7 +124,8 @@ int l_configure(lua_State* L) {
       for (const auto* secret : {&c.tls.key_data, &c.token}) log::add_secret(*secret);
     } else {
       lua_pop(L, 1);
-      c = k8s::load_kubeconfig(paths, context);
+      // No kubeconfig named: the run's own cluster (only reached another way, with server =).
+      c = paths.empty() && context.empty() ? run_cluster(vm) : k8s::load_kubeconfig(paths, context);
     }
     // Reaching the API another way than the kubeconfig says (a tunnel to a node): the server's
     // certificate is still checked, against tls_server_name (default: the kubeconfig's host).

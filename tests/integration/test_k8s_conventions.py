@@ -2,11 +2,12 @@
 the runbook's line, durations as strings, a node as a host or its name; and the cluster reached
 another way than the kubeconfig says (a kubeconfig held in memory, another server, a TLS name)."""
 import os
+import subprocess
 import sys
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from test_k8s import K8sTest  # noqa: E402
+from test_k8s import ENGINE, K8sTest  # noqa: E402
 
 
 class TestConventions(K8sTest):
@@ -33,6 +34,26 @@ class TestConventions(K8sTest):
         self.assertIn("k8s.configure: kubeconfig_data:", out)
         self.assertIn("k8s.configure: unknown option 'kubeconfg' (did you mean 'kubeconfig'?)", out)
         self.assertNotIn("BEGIN", out)  # no key material in the output
+
+    def test_the_runs_own_kubeconfig_reached_another_way(self):
+        # seed 002's route cut: the operator's credentials still good, only the address changes
+        # (a tunnel through a node). `server` alone keeps the run's --kubeconfig, not ~/.kube/config.
+        port = self.cluster.port
+        path = os.path.join(self.tmp, "another-way.lua")
+        with open(path, "w") as f:
+            f.write("""local k8s = require "engine.k8s"
+return runbook { name = "another-way", run = function()
+  k8s.configure { server = "https://localhost:%d" }
+  print("ANOTHER WAY", k8s.get("nodes", "w1").metadata.name)
+  k8s.configure { server = "https://localhost:%d", tls_server_name = "api.wrong.example" }
+  print("WRONG", select(2, k8s.get("nodes", "w1")))
+end }
+""" % (port, port))
+        r = subprocess.run([ENGINE, "run", path, "--kubeconfig", self.cluster.kubeconfig, "--state-dir", os.path.join(self.tmp, "state")],
+            capture_output=True, text=True, timeout=60, env={**os.environ, "HOME": self.tmp, "KUBECONFIG": ""})
+        out = self.ok(r)
+        self.assertIn("ANOTHER WAY\tw1", out)
+        self.assertIn("WRONG\tunreachable", out)
 
     def test_one_convention_for_options_durations_and_nodes(self):
         # A typo in an option raises at the runbook's line with the closest valid one, instead of

@@ -78,7 +78,9 @@ local k8s = {}
 
 --- Which cluster: a kubeconfig (path or list, merged like $KUBECONFIG) and context, or the
 --- in-cluster service account. Without it: the inventory's k8s_kubeconfig/k8s_context, then the
---- service account, then $KUBECONFIG or ~/.kube/config.
+--- service account, then $KUBECONFIG or ~/.kube/config. `server` (with `tls_server_name`, the name
+--- the certificate is checked against) reaches the same cluster another way, such as an ssh.tunnel
+--- to a node: `k8s.configure{server = "https://127.0.0.1:" .. t.port}` keeps the run's credentials.
 ---@param opts engine.k8s.ConfigureOptions
 function k8s.configure(opts) end
 
