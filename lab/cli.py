@@ -29,6 +29,7 @@ DEFAULT_DIR = os.environ.get("ENGINE_LAB_DIR", "/tmp/engine-lab")
 RELEASES = ["1.32.4", "1.32.9", "1.33.0", "1.33.1", "1.33.5", "1.34.0", "1.34.3"]
 # Workers take .101-.199, then .201-.254: .200 is the monitoring's (Prometheus, Pushgateway, mirror).
 WORKER_HOSTS = [h for h in range(101, 255) if h != 200]
+LB_PORT = 16443  # the kubeconfig's API address: the load balancer on cp1's address (the nodes use :6443)
 MOUNT_POINTS = ["/etc/kubernetes", "/var/lib/etcd", "/var/lib/kubelet", "/etc/systemd/system", "/etc/etcd",
                 "/var/lib/engine-lab", "/etc/apt/sources.list.d", "/var/cache/engine", "/etc/systemd/journald.conf.d"]
 
@@ -97,6 +98,7 @@ def up(a):
     workers = [{"name": f"w{i + 1}", "role": "worker", "ip": f"{net}.{WORKER_HOSTS[i]}"} for i in range(a.workers)]
     version = "v" + a.version.lstrip("v")
     st = {"dir": d, "version": version, "subnet": net, "ssh_port": a.ssh_port, "api": f"https://{cps[0]['ip']}:6443",
+          "lb": f"https://{cps[0]['ip']}:{LB_PORT}",
           "releases": sorted(set(RELEASES + [version[1:]]), key=lambda v: [int(x) for x in v.split(".")]),
           "kubeadm_timeout": a.kubeadm_timeout, "pod_start_delay": a.pod_start_delay, "cert_days": a.cert_days,
           "nodes": cps + workers, "mount_points": [], "monitor_ip": f"{net}.200", "empty": a.empty}
@@ -151,7 +153,7 @@ def start(st, cps, workers, version):
     lead = f"{d}/nodes/{cps[0]['name']}/root/etc/kubernetes"
     certs.new_key(f"{d}/admin.key")
     certs.sign(f"{d}/pki", "ca", "/O=system:masters/CN=lab-admin", "client", f"{d}/admin.key", f"{d}/admin.crt", 365, "")
-    certs.kubeconfig(f"{d}/kubeconfig", st["api"], f"{d}/pki/pki/ca.crt", f"{d}/admin.crt", f"{d}/admin.key", "lab-admin")
+    certs.kubeconfig(f"{d}/kubeconfig", st["lb"], f"{d}/pki/pki/ca.crt", f"{d}/admin.crt", f"{d}/admin.key", "lab-admin")
     with open(f"{d}/state.json", "w") as f:
         json.dump(labcluster.empty_objects() if st.get("empty") else labcluster.objects(st["nodes"], version, st["api"][8:]), f)
     fallback = []
@@ -161,7 +163,7 @@ def start(st, cps, workers, version):
                    f"DNS:kubernetes,IP:{cps[0]['ip']},IP:127.0.0.1")
         fallback = ["--fallback-cert", f"{d}/apiserver.crt", "--fallback-key", f"{d}/apiserver.key"]
     st["sim"] = spawn([sys.executable, "-m", "lab.k8sim.sim", "--host", cps[0]["ip"], *fallback,
-                       "--port", "6443", "--cert", f"{lead}/pki/apiserver.crt", "--key", f"{lead}/pki/apiserver.key",
+                       "--port", "6443", "--lb-port", str(LB_PORT), "--cert", f"{lead}/pki/apiserver.crt", "--key", f"{lead}/pki/apiserver.key",
                        "--ca", f"{d}/pki/pki/ca.crt", "--state", f"{d}/state.json", "--version", version,
                        "--version-node", cps[0]["name"], "--ready-delay", "1", "--scheduler",
                        *[f"--node={n['name']}={n['ip']}={d}/nodes/{n['name']}/root/etc/kubernetes" for n in cps]],
@@ -173,7 +175,7 @@ def start(st, cps, workers, version):
             os.makedirs(p)
             st["mount_points"].append(p)
     save(st)
-    wait(lambda: port_open(cps[0]["ip"], 6443), "the API simulator")
+    wait(lambda: port_open(cps[0]["ip"], 6443) and port_open(cps[0]["ip"], LB_PORT), "the API simulator")
     for n in st["nodes"]:  # booted side by side: one at a time, a 3+100 lab took a minute to boot
         start_node(st, n)
     for n in st["nodes"]:
@@ -336,7 +338,8 @@ def status(a):
         server = api_get(st, "/version")["gitVersion"]
     except Exception as e:
         server = f"unreachable ({e})"
-    print(f"lab {st['dir']}: API {st['api']} server {server}")
+    lb = st.get("lb", st["api"]) + (" (cut: api-unreachable)" if labfaults.api_cut(st) else "")
+    print(f"lab {st['dir']}: API {lb}, nodes' {st['api']}, server {server}")
     print(f"{'NODE':<6} {'ROLE':<14} {'ADDRESS':<15} {'STATUS':<9} {'KUBELET':<9} FAULTS")
     for n in st["nodes"]:
         obj = nodes.get(n["name"], {})

@@ -14,7 +14,8 @@ from lab.procs import LabError, pids_in_ns, port_open, wait
 
 KINDS = ["stale-manifest-bak", "apiserver-phase-timeout", "scheduler-rbac-missing", "pdb-blocks", "certs-expired",
          "certs-expiring", "ca-expiring", "disk-full", "disk-full-stuck", "node-notready", "ssh-down", "alert-firing", "etcd-old-holds-datadir",
-         "etcd-unit-fails", "etcd-new-version-fails", "controller-manager-rbac-missing", "cluster-admins-binding-missing"]
+         "etcd-unit-fails", "etcd-new-version-fails", "controller-manager-rbac-missing", "cluster-admins-binding-missing",
+         "api-unreachable"]
 CP_ONLY = {"stale-manifest-bak", "apiserver-phase-timeout", "certs-expired", "certs-expiring", "ca-expiring", "etcd-old-holds-datadir",
            "etcd-unit-fails", "etcd-new-version-fails"}
 
@@ -132,7 +133,7 @@ def expire_certs(st, n, on):
         if on:  # the same identity, expired (the lab's own plumbing keeps admin.crt)
             crt = f"{d}/admin-expired.crt"
             certs.sign(f"{d}/pki", "ca", "/O=system:masters/CN=lab-admin", "client", f"{d}/admin.key", crt, -1, "")
-        certs.kubeconfig(f"{d}/kubeconfig", st["api"], f"{d}/pki/pki/ca.crt", crt, f"{d}/admin.key", "lab-admin")
+        certs.kubeconfig(f"{d}/kubeconfig", st.get("lb", st["api"]), f"{d}/pki/pki/ca.crt", crt, f"{d}/admin.key", "lab-admin")
 
 
 def expiring_certs(st, n, on):
@@ -211,6 +212,17 @@ def cluster_admins(st, n, on):
         restore(st, "clusterrolebindings", labcluster.cluster_admins_binding())
 
 
+def api_unreachable(st, n, on):
+    """The controller's route to the API closed (seed 002): the lab's load balancer, which its
+    kubeconfig names, refuses; every node still reaches the API servers on :6443, so an SSH tunnel
+    through a node does. Cluster-wide: the node given only records it."""
+    api(st, "POST", "/_sim/lb", {"open": not on})
+
+
+def api_cut(st):
+    return any("api-unreachable" in kinds for kinds in st.get("faults", {}).values())
+
+
 def ssh_down(st, n, on):
     if on:
         for pid in pids_in_ns(n["mnt_ns"]):
@@ -243,7 +255,7 @@ ACTIONS = {"stale-manifest-bak": stale_bak, "apiserver-phase-timeout": lambda st
            "etcd-old-holds-datadir": lambda st, n, on: flag(st, n, "etcd-old-holds-datadir", on),
            "etcd-unit-fails": lambda st, n, on: flag(st, n, "etcd-unit-fails", on),
            "etcd-new-version-fails": new_version_fails, "controller-manager-rbac-missing": controller_manager_rbac,
-           "cluster-admins-binding-missing": cluster_admins}
+           "cluster-admins-binding-missing": cluster_admins, "api-unreachable": api_unreachable}
 
 SEE = {"stale-manifest-bak": "ls -l /etc/kubernetes/manifests",
        "apiserver-phase-timeout": "kubeadm upgrade apply (times out and rolls back)",
@@ -258,7 +270,8 @@ SEE = {"stale-manifest-bak": "ls -l /etc/kubernetes/manifests",
        "etcd-unit-fails": "systemctl start etcd (fails; journalctl -u etcd)",
        "etcd-new-version-fails": "an etcd upgrade on the node: the new etcd exits at start (journalctl -u etcd)",
        "controller-manager-rbac-missing": "kubectl auth can-i list secrets --as system:kube-controller-manager",
-       "cluster-admins-binding-missing": "kubectl --kubeconfig /etc/kubernetes/admin.conf get nodes (forbidden)"}
+       "cluster-admins-binding-missing": "kubectl --kubeconfig /etc/kubernetes/admin.conf get nodes (forbidden)",
+       "api-unreachable": "kubectl get nodes (connection refused); through a node: ssh -L 6443:NODE_IP:6443 NODE"}
 
 
 def apply(st, n, kind, on, days=None):

@@ -43,7 +43,7 @@ return runbook {
 
     local findings = step("examine", function()
       local out = {}
-      local sv = checks.cluster(p, out, hosts)
+      local sv, route = checks.cluster(p, out, hosts, cps)
       fleet.each(hosts, { at_once = #hosts, max_failures = #hosts }, function(h)
         local ok, err = pcall(checks.node, p, h, is_cp[h.name], sv, out)
         if not ok then
@@ -55,6 +55,7 @@ return runbook {
       local ok, err = pcall(checks.etcd_cluster, p, leader, out)
       if not ok then out[#out + 1] = { name = "etcd", severity = "critical", evidence = tostring(err), see = "etcdctl endpoint health --cluster" } end
       checks.monitoring(p, out)
+      if route then route:close() end
       return out
     end)
 

@@ -2,12 +2,16 @@
 -- start, the API gone). Triage every node (what fills it, what each cleanup would free), clean up
 -- the full ones in the seed's order, safest first, each a journaled step with the free space
 -- before and after, stopping as soon as / is under the target; restart the kubelet and wait for
--- the node's API server (through an SSH tunnel), its etcd member and the Node; then install the
+-- the node's API server (through an SSH tunnel), its etcd member and the Node (when the API does
+-- not answer through the kubeconfig, the run's credentials through a tunnel to a control-plane
+-- node's own API server, the first that answers, seed 002's way round); then install the
 -- prevention (journald's SystemMaxUse, a weekly cleanup timer) and print the alert rule to add.
 -- Never touches /var/lib/etcd or /etc/kubernetes. A second run changes nothing.
 local disk = require "recover_disk"
 local fleet = require "engine.fleet"
+local http = require "engine.http"
 local k8s = require "engine.k8s"
+local kubeadm = require "std.kubeadm"
 local ops = require "std.ops"
 local systemd = require "std.systemd"
 
@@ -47,18 +51,35 @@ return runbook {
     local full = {}
     for _, h in ipairs(hosts) do if found[h.name].usage.used > p.target_used then full[#full + 1] = h end end
     local api_ok = k8s.ready()
+    local route, route_node  -- the tunnel through a node when the API answers only that way (seed 002)
+    local function find_route(cps)
+      if api_ok or http.dry_run() then return end
+      route, route_node = kubeadm.api_through(cps)
+      api_ok = route ~= nil
+    end
 
     -- 2. and 3. Clean up the full nodes, one at a time, and bring each back.
     if #full == 0 then
       print(string.format("\nEvery node's / is at or under %d%%: nothing to clean.", p.target_used))
     else
-      if not api_ok then
-        print("\nThe API does not answer through this run's kubeconfig: the nodes are checked over SSH (their own " ..
-          "API server through a tunnel), and the Nodes' Ready is not waited for.")
+      local cps = {}  -- the ones with room first: their API servers may still answer
+      for _, h in ipairs(inv:hosts(p.control_plane)) do if found[h.name].usage.used <= p.target_used then cps[#cps + 1] = h end end
+      for _, h in ipairs(inv:hosts(p.control_plane)) do if found[h.name].usage.used > p.target_used then cps[#cps + 1] = h end end
+      find_route(cps)
+      if route then
+        print(string.format("\nThe API does not answer through this run's kubeconfig; it does through an SSH tunnel to " ..
+          "%s's own API server, with the same credentials: the run uses that.", route_node))
+      elseif not api_ok then
+        print("\nThe API does not answer through this run's kubeconfig nor through any control-plane node yet: the " ..
+          "nodes are checked over SSH (their own API server through a tunnel) until one answers.")
       end
       fleet.each(full, { at_once = 1 }, function(h)
         local rows = disk.clean(h, p)
-        step("kubelet and control plane back", function() disk.revive(h, p, is_cp[h.name], api_ok) end)
+        step("kubelet and control plane back", function()
+          local since = disk.revive(h, p, is_cp[h.name])
+          if is_cp[h.name] then find_route({ h }) end  -- the first one back carries the API for the rest
+          disk.node_ready(h, p, since, api_ok)
+        end)
         local now = disk.usage(h)
         print(string.format("%s: / %d%% used, %d MiB free after %d cleanup(s)", h.name, now.used, now.avail // 1048576, #rows))
       end)
@@ -79,5 +100,6 @@ return runbook {
       end)
       print("\nAdd this rule to Prometheus (it needs node_exporter's filesystem metrics):\n" .. disk.ALERT_RULE)
     end
+    if route then route:close() end
   end,
 }

@@ -35,6 +35,34 @@ class TLSServer(ThreadingHTTPServer):
         return self.context_of().wrap_socket(sock, server_side=True, do_handshake_on_connect=False), addr
 
 
+class LoadBalancer:
+    """What the lab's own kubeconfig names: the load balancer (or VIP) in front of an HA cluster's
+    API servers, on the first control-plane node's address at port 16443, serving what that node's
+    listener serves. cut() closes it as a firewall or a dead load balancer would: new connections
+    are refused and open ones get nothing more, while the nodes keep their own route to :6443 (seed
+    002: the API was reachable only through SSH to a node)."""
+
+    def __init__(self, addr, handler, context_of):
+        self.addr, self.handler, self.context_of = addr, handler, context_of
+        self.lock = threading.Lock()
+        self.server = None
+        self.open()
+
+    def open(self):
+        with self.lock:
+            if self.server is None:
+                self.server = TLSServer(self.addr, self.handler, self.context_of)
+                threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def cut(self):
+        with self.lock:
+            s, self.server = self.server, None
+        if s is not None:
+            s.cut = True  # a kept-alive connection's next request is dropped (the handler checks)
+            s.shutdown()
+            s.server_close()
+
+
 def server_context(cert, key, ca):
     c = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     c.load_cert_chain(cert, key)

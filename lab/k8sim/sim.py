@@ -66,6 +66,7 @@ class Sim:
         self.tokens = set(t for t in (args.tokens or "").split(",") if t)
         self.faults = Faults()
         self.endpoints = None
+        self.lb = None
         self.stats = {}
         self.stats_lock = threading.Lock()
 
@@ -168,6 +169,10 @@ class Handler(BaseHTTPRequestHandler):
     def handle_any(self, method):
         u = urllib.parse.urlsplit(self.path)
         q = dict(urllib.parse.parse_qsl(u.query))
+        if getattr(self.server, "cut", False):  # the load balancer was cut while this connection was open
+            self.close_connection = True
+            self.connection.close()
+            return
         try:
             if u.path.startswith("/_sim/"):
                 return self.control(method, u.path)
@@ -229,6 +234,11 @@ class Handler(BaseHTTPRequestHandler):
         if path == "/_sim/serving" and method == "POST":
             if self.sim.endpoints:
                 self.sim.endpoints.reload((self.body() or {}).get("node"))
+            return self.send_json(200, {"ok": True})
+        if path == "/_sim/lb" and method == "POST":
+            if self.sim.lb is None:
+                raise ApiError(404, "NotFound", "no load balancer (--lb-port)")
+            self.sim.lb.open() if (self.body() or {}).get("open") else self.sim.lb.cut()
             return self.send_json(200, {"ok": True})
         if path == "/_sim/compact" and method == "POST":
             with st.lock:
@@ -442,6 +452,7 @@ def main():
     ap.add_argument("--cert", required=True)
     ap.add_argument("--key", required=True)
     ap.add_argument("--ca", required=True)
+    ap.add_argument("--lb-port", type=int, help="also serve on --host:PORT, the load balancer a fault can cut")
     ap.add_argument("--fallback-cert", help="served while --cert does not exist")
     ap.add_argument("--fallback-key")
     ap.add_argument("--tokens", default="")
@@ -478,6 +489,8 @@ def main():
         ctx = endpoints.server_context(args.cert, args.key, args.ca)
         context_of = lambda: ctx  # noqa: E731
     server = endpoints.TLSServer((args.host, args.port), Handler, context_of)
+    if args.lb_port:
+        sim.lb = endpoints.LoadBalancer((args.host, args.lb_port), Handler, context_of)
     print(f"k8sim listening on https://{args.host}:{args.port}", flush=True)
     server.serve_forever()
 

@@ -7,6 +7,7 @@ local etcd = require "engine.etcd"
 local facts = require "std.facts"
 local http = require "engine.http"
 local k8s = require "engine.k8s"
+local kubeadm = require "std.kubeadm"
 local policy = require "std.rbac_policy"
 local prometheus = require "engine.prometheus"
 local remote = require "std.remote"
@@ -26,18 +27,36 @@ local function minor(v)
 end
 
 --- cluster(p, out, hosts): the API's view: versions, nodes, RBAC, PDBs, kubeadm-config.
-function M.cluster(p, out, hosts)
+--- cps: the control-plane nodes, through which the API is tried when the kubeconfig's route fails.
+--- Returns the server version (nil: no API) and the tunnel the rest of the run goes through.
+function M.cluster(p, out, hosts, cps)
   local sv, err, msg = k8s.server_version()
+  local route
+  if not sv then
+    -- Seed 002: the API servers were fine, the controller's route to them was not. Through a node
+    -- (a tunnel changes nothing) the doctor tells the two apart and goes on examining.
+    local node
+    route, node = kubeadm.api_through(cps)
+    if route then
+      sv = k8s.server_version()
+      finding(out, "api-unreachable", "critical", nil, string.format("the API does not answer through the kubeconfig (%s), " ..
+        "but %s's own API server does, through SSH: the route to the API is cut (firewall, load balancer), " ..
+        "not the API servers; examined through %s", tostring(msg or err), node, node),
+        "kubectl get --raw /readyz; ssh -L 6443:127.0.0.1:6443 " .. node,
+        "the route (a firewall rule, the load balancer's health checks); meanwhile runbooks reach the API " ..
+        "through a node (docs/recovery.md)")
+    end
+  end
   if not sv then
     finding(out, "api-unreachable", "critical", nil, "the API does not answer: " .. tostring(msg or err),
       "kubectl get --raw /readyz", "runbooks/cert-renew.lua (expired certificates), runbooks/recover-disk.lua (a full disk)")
-    return nil
+    return nil, route
   end
   local api_minor = minor(sv.git_version)
   local nodes, nerr, nmsg = k8s.nodes()
   if not nodes then
     finding(out, "api-unreachable", "critical", nil, "listing nodes: " .. tostring(nmsg or nerr), "kubectl get nodes")
-    return sv
+    return sv, route
   end
   local known = {}
   for _, n in ipairs(nodes) do
@@ -113,7 +132,7 @@ function M.cluster(p, out, hosts)
         "kubectl get pdb -A", "k8s-upgrade.lua's delete_blocked_pods, or scale the workload")
     end
   end
-  return sv
+  return sv, route
 end
 
 -- df -P / df -Pi output → {mount = percent}

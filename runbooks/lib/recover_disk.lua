@@ -109,11 +109,11 @@ local function wait_until(timeout, fn)
   end
 end
 
---- revive(host, p, is_cp, api_ok): the kubelet restarted (its pods were failing for want of space);
---- on a control-plane node its API server and etcd running again, /readyz through an SSH tunnel to
---- the node (the controller may not reach :6443, seed 002), the etcd member healthy; the Node Ready
---- when the API answers.
-function M.revive(h, p, is_cp, api_ok)
+--- revive(host, p, is_cp) → since: the kubelet restarted (its pods were failing for want of
+--- space); on a control-plane node its API server and etcd running again, /readyz through an SSH
+--- tunnel to the node (the controller may not reach :6443, seed 002), the etcd member healthy.
+--- since: when the kubelet restarted (for node_ready).
+function M.revive(h, p, is_cp)
   if http.dry_run() then log.info("dry-run: would restart the kubelet and wait for the node", { node = h.name }) return end
   local since = kubeadm.restart_kubelet(h)
   if is_cp then
@@ -138,11 +138,17 @@ function M.revive(h, p, is_cp, api_ok)
     local eok, ewhy = nodes.gate(function() return nodes.member_ok(h, p) end, 2, 1, p.ready_timeout)
     if not eok then error("the node's etcd member after the kubelet restart: " .. tostring(ewhy), 0) end
   end
-  if api_ok then
+  return since
+end
+
+--- node_ready(host, p, since, api_ok): the Node Ready with a heartbeat after since, when the API
+--- answers (by the kubeconfig or a route through a node); said either way.
+function M.node_ready(h, p, since, api_ok)
+  if since and api_ok then
     local n, err, msg = k8s.wait_node(h, { ready = true, heartbeat_after = since, timeout = p.ready_timeout })
     if not n then error("the Node after the kubelet restart: " .. tostring(msg or err), 0) end
   end
-  log.info("the node is back", { node = h.name })
+  log.info(api_ok and "the node is back" or "the node is back (its Node's Ready not checked: no route to the API)", { node = h.name })
 end
 
 -- Prevention -----------------------------------------------------------------------------------

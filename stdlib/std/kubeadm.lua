@@ -9,6 +9,7 @@ local inventory = require "engine.inventory"
 local k8s = require "engine.k8s"
 local remote = require "std.remote"
 local semver = require "std.semver"
+local ssh = require "engine.ssh"
 local time = require "engine.time"
 
 local M = {}
@@ -86,6 +87,34 @@ function M.restart_kubelet(h)
   return tonumber((r.stdout or ""):match("^%s*(%d+)"))
 end
 
+
+--- api_through(cps, opts) → tunnel, node name | nil, "unreachable", why: engine.k8s now reaches the
+--- API through an SSH tunnel to the first of cps whose own API server answers (seed 002: the
+--- controller's route to :6443 gone, SSH to the nodes still up). The run's credentials, or
+--- opts.kubeconfig_data (a node's admin.conf read into memory); the certificate is checked against
+--- "kubernetes", a name every kubeadm API server certificate carries. When none answers, the
+--- kubeconfig's own route is put back and why each did not is returned.
+function M.api_through(cps, opts)
+  opts = opts or {}
+  local why = {}
+  for _, h in ipairs(cps) do
+    h = inventory.host(h, "kubeadm.api_through")
+    local t, err, msg = ssh.tunnel(h, h.vars.ansible_host or h.name, tonumber(h.vars.k8s_apiserver_port) or 6443)
+    if t then
+      k8s.configure { kubeconfig_data = opts.kubeconfig_data, server = "https://127.0.0.1:" .. t.port, tls_server_name = "kubernetes" }
+      local ok, rerr, rmsg = k8s.ready()
+      if ok then
+        log.info("the API answers through an SSH tunnel to the node's own API server", { node = h.name })
+        return t, h.name
+      end
+      err, msg = rerr, rmsg
+      t:close()
+    end
+    why[#why + 1] = h.name .. ": " .. tostring(msg or err)
+  end
+  k8s.configure {}
+  return nil, "unreachable", table.concat(why, "; ")
+end
 
 -- Operations ----------------------------------------------------------------------------------
 

@@ -35,6 +35,8 @@ CASES = [
     ("node-notready", "w2", [], {("node-not-ready", "w2")}, "Ready is not True"),
     ("ssh-down", "w3", [], {("node-unreadable", "w3")}, "w3"),
     ("alert-firing", "w1", [], {("alert-firing", None)}, "LabFaultAlert firing"),
+    # Seed 002: the route cut, not the API servers; the rest examined through cp1 (nothing else flagged).
+    ("api-unreachable", "cp1", [], {("api-unreachable", None)}, "but cp1's own API server does, through SSH"),
     # Last: its etcd member stops with its pods (no space to start them) and takes a moment to rejoin.
     ("disk-full", "cp2", [], {("disk-full", "cp2"), ("node-pressure", "cp2"), ("etcd-unhealthy", None)}, "/ is 100% used"),
 ]

@@ -1,5 +1,5 @@
 """runbooks/recover-disk.lua in the lab (seed 002): two control-plane nodes at 100%, their static
-pods unable to start; the cleanups in the seed's order free enough, the kubelet restart brings the
+pods unable to start, the API reachable only through the nodes; the cleanups in the seed's order free enough, the kubelet restart brings the
 API servers and etcd back, the prevention is installed, a second run changes nothing; a disk that
 no cleanup can free stops with what fills it; the simulated apt, snap, journalctl and du never
 touch the host's files."""
@@ -78,13 +78,27 @@ class RecoverDisk(unittest.TestCase):
     def used(self, node):
         return int(self.ssh(node, "df -P /").stdout.split()[-2].rstrip("%"))
 
+    def kubectl(self, *args):
+        return subprocess.run(["kubectl", "--kubeconfig", f"{self.dir}/kubeconfig", "--request-timeout=10s", *args],
+                              capture_output=True, text=True, timeout=60)
+
     def test_1_two_full_control_plane_nodes_recovered_prevented_and_idempotent(self):
         for n in ("cp2", "cp3"):
             lab("fault", n, "disk-full", "--dir", self.dir)
-        # As in the seed: the API servers of the full nodes do not listen, their pods cannot start.
+        # As in the seed: the API servers of the full nodes do not listen, their pods cannot start,
+        # and the controller's route to the API is gone (only SSH to the nodes works).
+        lab("fault", "cp1", "api-unreachable", "--dir", self.dir)
         self.assertTrue(all(self.used(n) == 100 for n in ("cp2", "cp3")))
+        cut = self.kubectl("get", "nodes")
+        self.assertNotEqual(cut.returncode, 0)
+        self.assertIn("refused", cut.stderr)
         r = self.run_recover()
         self.assertEqual(r.returncode, 0, r.stdout[-5000:] + r.stderr[-3000:])
+        # The run's own credentials through a tunnel to cp1's API server (cp1 has room; cp2 and cp3
+        # do not); so the Nodes' Ready is waited for and the kubelet restarts are marked.
+        self.assertIn("it does through an SSH tunnel to cp1's own API server", r.stdout)
+        self.assertNotIn("could not mark the node", r.stdout + r.stderr)
+        self.assertNotIn("Ready not checked", r.stdout)
         self.assertRegex(r.stdout, r"cp2\s+100%\s+0 MiB\s+5120 MiB\s+2048 MiB\s+2048 MiB")  # the triage's estimates
         for n in ("cp2", "cp3"):
             # Safest first, and no further than needed: journal, apt cache, images; snaps left alone.
@@ -112,6 +126,14 @@ class RecoverDisk(unittest.TestCase):
         self.assertNotIn("cleanup", again.stdout.replace("engine-disk-cleanup", ""))
         self.assertNotIn("would write", again.stdout)
         self.assertEqual(again.stdout.count(": already so"), 6 * 6)
+        # The route back: the cluster answers through the kubeconfig again, every node Ready, and
+        # the restarts of cp2 and cp3 marked as this engine's own (quiet_hours does not count them).
+        lab("clear", "cp1", "api-unreachable", "--dir", self.dir)
+        nodes = json.loads(self.kubectl("get", "nodes", "-o", "json").stdout)["items"]
+        ready = {n["metadata"]["name"]: [c["status"] for c in n["status"]["conditions"] if c["type"] == "Ready"] for n in nodes}
+        self.assertEqual(ready, {n: ["True"] for n in self.ip})
+        marked = {n["metadata"]["name"] for n in nodes if "engine.dev/kubelet-restarted" in n["metadata"].get("annotations", {})}
+        self.assertEqual(marked, {"cp2", "cp3"})
 
     def test_2_a_disk_no_cleanup_can_free_stops_with_what_fills_it(self):
         lab("fault", "w1", "disk-full-stuck", "--dir", self.dir)

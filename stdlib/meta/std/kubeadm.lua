@@ -37,6 +37,20 @@ function kubeadm.use_minor_repo(host, version) end
 ---@param packages string[]
 ---@param version string
 function kubeadm.install(host, packages, version) end
+
+---@class std.kubeadm.ApiThroughOptions
+---@field kubeconfig_data? string  a kubeconfig held in memory (a node's admin.conf); default: the run's
+
+--- engine.k8s reaches the API through an SSH tunnel to the first of cps whose own API server answers
+--- (seed 002: the controller's route to :6443 gone, SSH to the nodes still up), with the run's
+--- credentials or opts.kubeconfig_data, the certificate checked against "kubernetes". When none
+--- answers, the kubeconfig's own route is put back: nil, "unreachable", what each node said. Close
+--- the tunnel to end the detour (the client keeps the tunnel's address: k8s.configure{} to go back).
+---@param cps (engine.Host|string)[]  control-plane nodes, tried in order
+---@param opts? std.kubeadm.ApiThroughOptions
+---@return engine.ssh.Tunnel|nil, string|nil, string|nil  the tunnel and the node it goes through
+function kubeadm.api_through(cps, opts) end
+
 --- systemctl daemon-reload, then restart the kubelet. Returns the node's clock (epoch seconds) just
 --- before the restart, for k8s.wait_node's heartbeat_after; nil under --dry-run. Marks the Node first
 --- (annotation engine.dev/kubelet-restarted: time and run), so the Ready flap it causes shows as
