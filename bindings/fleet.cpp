@@ -6,6 +6,7 @@
 #include "bindings/options.hpp"
 #include "bindings/vm.hpp"
 #include "engine/core/text.hpp"
+#include "engine/fleet/maintenance.hpp"
 #include "engine/fleet/rollout.hpp"
 #include "engine/log/log.hpp"
 #include "engine/inventory/inventory.hpp"
@@ -15,6 +16,11 @@
 #include <optional>
 
 namespace engine::lua {
+
+// bindings/fleet_window.cpp
+std::optional<fleet::MaintenanceWindow> window_option(lua_State* L, int opts);
+std::string window_stop(const fleet::MaintenanceWindow& w, int64_t at, bool any_started, size_t unstarted);
+int l_window(lua_State* L);
 
 namespace {
 
@@ -35,7 +41,7 @@ std::optional<std::string> skip_reason(lua_State* L, int idx) {
 }
 
 const std::vector<std::string> kOptions = {"at_once", "max_failures", "strategy", "max_per", "between",
-                                           "gate_passes", "gate_timeout", "gate_interval", "pause", "order", "canary"};
+                                           "gate_passes", "gate_timeout", "gate_interval", "pause", "order", "canary", "window"};
 
 struct Result {
   std::string name;
@@ -67,6 +73,8 @@ struct FleetRun : std::enable_shared_from_this<FleetRun> {
   std::unique_ptr<asio::steady_timer> timer;  // the Rollout said: wait until then
   std::optional<Clock::time_point> timer_at;
   uint64_t id = 0;  // in vm->admission_kicks
+  std::optional<fleet::MaintenanceWindow> window;  // no new host starts while it is closed
+  int64_t window_closed_at = 0;                     // when a start found it closed (0: never)
 
   FleetRun(Vm* v, size_t total, fleet::Rollout r) : vm(v), rollout(std::move(r)), results(total) {}
 
@@ -89,6 +97,7 @@ struct FleetRun : std::enable_shared_from_this<FleetRun> {
     settle_skipped();
     for (;;) {
       auto d = rollout.next(Clock::now(), vm->paused);
+      if ((d.kind == fleet::Decision::start || d.kind == fleet::Decision::ask_gate) && window_shut()) continue;
       switch (d.kind) {
         case fleet::Decision::start:
           start(d.host);
@@ -106,6 +115,16 @@ struct FleetRun : std::enable_shared_from_this<FleetRun> {
           return;
       }
     }
+  }
+
+  // A host would start now but the maintenance window is closed: admissions stop (the running
+  // hosts finish; the rest wait for a resume in the next window).
+  bool window_shut() {
+    if (!window || window->open_at(std::time(nullptr))) return false;
+    window_closed_at = std::time(nullptr);
+    rollout.stop();
+    log::emit(log::Level::warn, parent.task->host, "the maintenance window is closed: no new host starts", json{{"window", window->text()}});
+    return true;
   }
 
   void wait_until(Clock::time_point when) {
@@ -240,6 +259,13 @@ struct FleetRun : std::enable_shared_from_this<FleetRun> {
     if (vm->draining && unstarted > 0) {
       release();
       complete(parent, [](lua_State* co) { push_interrupt(co, {Interrupt::interrupted, 0}); return 1; }, true);
+      return;
+    }
+    if (window_closed_at && unstarted > 0 && !rollout.over_budget()) {
+      std::string msg = where + "fleet.each: " + window_stop(*window, window_closed_at, unstarted < results.size(), unstarted);
+      vm->declared_failures.push_back(msg);  // stopped as told: a resume in the next window goes on
+      release();
+      complete(parent, [msg](lua_State* co) { lua_pushstring(co, msg.c_str()); return 1; }, true);
       return;
     }
     if (rollout.over_budget()) {
@@ -486,6 +512,7 @@ void start(lua_State* L, Vm& vm, size_t total, size_t at_once, size_t budget) {
   int gate_ref = LUA_NOREF;
   auto run = std::make_shared<FleetRun>(&vm, total, read_policy(L, total, at_once, budget, &gate_ref));
   run->gate_ref = gate_ref;
+  run->window = window_option(L, 2);
   Op op = begin(L, "fleet.each");
   run->parent = op;
   if (Task* t = current_task(L)) run->nested = !t->host.empty();
@@ -547,7 +574,7 @@ int skip_tostring(lua_State* L) {
   return 1;
 }
 
-const luaL_Reg kFleet[] = {{"each", l_each}, {"skip", l_skip}, {nullptr, nullptr}};
+const luaL_Reg kFleet[] = {{"each", l_each}, {"skip", l_skip}, {"window", l_window}, {nullptr, nullptr}};
 
 int open_module(lua_State* L) {
   if (luaL_newmetatable(L, kSkipMeta)) {

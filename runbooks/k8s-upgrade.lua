@@ -72,6 +72,8 @@ return runbook {
       help = "before each next worker, these have every replica ready: NS/KIND/NAME or NS/KIND?SELECTOR (shop/deployment/web, */daemonset?app=agent)" },
     accept_removed_apis = { type = "boolean", default = false,
       help = "go on with a minor upgrade although objects are served only through APIs the target removes (preflight lists them)" },
+    maintenance_window = { type = "string",
+      help = "no node starts outside it: DAYS HH:MM-HH:MM [ZONE], several joined by ';' (\"Sat,Sun 22:00-04:00 Europe/Berlin\"); at its end the running nodes finish and the run stops, engine resume goes on in the next" },
     skip_unreachable = { type = "boolean", default = false,
       help = "a worker NotReady before the run touched it, or SSH refused or timed out, is skipped and listed; engine resume retries it" },
     drain_timeout = { type = "duration", default = "10m", help = "per node; a drain a PDB still blocks then stops the run" },
@@ -109,6 +111,13 @@ return runbook {
     table.sort(cps, function(a, b) return (a == leader and 0 or 1) < (b == leader and 0 or 1) or
       ((a == leader) == (b == leader) and a.name < b.name) end)
 
+    if p.maintenance_window then  -- a bad spec raises here, before anything runs
+      local w = fleet.window(p.maintenance_window)
+      if not w.open then
+        fail("outside the maintenance window (%s): it opens next at %s; nothing was changed", w.spec,
+          w.opens_at and os.date("!%Y-%m-%dT%H:%M:%SZ", w.opens_at) or "never")
+      end
+    end
     local ok, err = pcall(function()
       -- 1. Preflight: read-only checks, every failure named; nothing has changed if one fails.
       local facts = step("preflight", function() return checks.preflight(p, leader, cps, workers) end, { probe = rerun })
@@ -138,7 +147,7 @@ return runbook {
       log.info("preflight passed", { from = facts.from, to = target, kind = p.kind })
 
       -- 2. Control plane, one node at a time, the leader first.
-      fleet.each(cps, { at_once = 1 }, function(h)
+      fleet.each(cps, { at_once = 1, window = p.maintenance_window }, function(h)
         upgrade_node(h, p, target, h == leader and "apply" or "node")
       end)
 
@@ -151,7 +160,7 @@ return runbook {
         local res
         local rolled, rerr = pcall(function()
           res = fleet.each(workers, { at_once = p.workers_at_once, max_failures = p.max_failures,
-            canary = math.min(p.canary, #workers),
+            canary = math.min(p.canary, #workers), window = p.maintenance_window,
             between = function()
               return checks.gate(p, function(name)
                 return p.skip_unreachable and worker_names[name] and (not started[name] or passed_by[name])

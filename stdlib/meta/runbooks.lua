@@ -156,6 +156,7 @@
 ---@field ignore_alerts string[]  alerts that do not halt (default: Watchdog,InfoInhibitor)
 ---@field kubeadm_timeout number  for kubeadm upgrade apply/node on one node (the backstop) (seconds) (default: 1800s)
 ---@field leader string  inventory group whose first host goes first (default: k8s-cp-leader)
+---@field maintenance_window? string  no node starts outside it: DAYS HH:MM-HH:MM [ZONE], several joined by ';' ("Sat,Sun 22:00-04:00 Europe/Berlin"); at its end the running nodes finish and the run stops, engine resume goes on in the next
 ---@field max_disk_used integer  percent of / a control-plane node may use (default: 85)
 ---@field max_failures string  workers that may fail before the rollout stops: a count or a percentage (default: 0)
 ---@field min_cert_days integer  days a control-plane certificate must have left (default: 7)

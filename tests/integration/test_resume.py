@@ -220,5 +220,66 @@ end }""")
         self.assertEqual(self.lines("node0"), [])
 
 
+WINDOWED = """
+local fleet = require "engine.fleet"
+return runbook {
+  name = "windowed",
+  run = function()
+    fleet.each({ "a", "b", "c", "d", "e", "f" }, { at_once = 1, window = "%s" }, function(h)
+      step("work " .. h, function() print("RAN " .. h) sleep(1) end)
+    end)
+  end,
+}
+"""
+
+
+class TestMaintenanceWindow(unittest.TestCase):
+    """fleet.each's window (the upgrade's maintenance_window): it closes mid-rollout, the running
+    host finishes and no new one starts; a resume outside the window starts nothing; a resume in
+    the next window goes on, and every host's step ran exactly once."""
+
+    def test_a_window_that_closes_mid_rollout_stops_and_the_next_window_goes_on(self):
+        tmp = tempfile.mkdtemp(prefix="engine-window-")
+        self.addCleanup(shutil.rmtree, tmp, True)
+        now = time.time()
+        clock = lambda t: time.strftime("%H:%M:%S", time.gmtime(t))  # noqa: E731
+        first_end, second = int(now) + 3, int(now) + 7
+        spec = f"daily {clock(now - 3600)}-{clock(first_end)}; daily {clock(second)}-{clock(now + 3600)} UTC"
+        runbook = os.path.join(tmp, "windowed.lua")
+        with open(runbook, "w") as f:
+            f.write(WINDOWED % spec)
+        state = os.path.join(tmp, "state")
+        first = subprocess.run([ENGINE, "run", runbook, "--state-dir", state], capture_output=True, text=True, timeout=60)
+        self.assertEqual(first.returncode, 1, first.stderr)
+        opens = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(second))
+        self.assertRegex(first.stderr, r"fleet.each: the maintenance window closed \(daily .*\) at \S+Z: [1-5] hosts not started; "
+                                       f"it opens next at {opens}: continue then with engine resume")
+        ran = re.findall(r"RAN (\w)", first.stdout)
+        self.assertTrue(1 <= len(ran) <= 5, first.stdout)
+        self.assertIn("the maintenance window is closed: no new host starts", first.stdout)
+        run_id = os.listdir(os.path.join(state, "runs"))[0]
+        if time.time() < second - 1:  # still between the windows: nothing starts
+            early = subprocess.run([ENGINE, "resume", run_id, "--state-dir", state], capture_output=True, text=True, timeout=60)
+            self.assertEqual(early.returncode, 1, early.stderr)
+            self.assertRegex(early.stderr, r"outside the maintenance window \(.*\) at \S+Z: 6 hosts not started; it opens next at " + opens)
+            self.assertNotIn("RAN", early.stdout)
+        time.sleep(max(0, second - time.time() + 0.5))
+        last = subprocess.run([ENGINE, "resume", run_id, "--state-dir", state], capture_output=True, text=True, timeout=60)
+        self.assertEqual(last.returncode, 0, last.stderr)
+        ran += re.findall(r"RAN (\w)", last.stdout)
+        self.assertEqual(sorted(ran), ["a", "b", "c", "d", "e", "f"])  # each exactly once, across the attempts
+
+    def test_a_bad_window_names_what_is_wrong(self):
+        tmp = tempfile.mkdtemp(prefix="engine-window-")
+        self.addCleanup(shutil.rmtree, tmp, True)
+        runbook = os.path.join(tmp, "windowed.lua")
+        with open(runbook, "w") as f:
+            f.write(WINDOWED % "Mon-Fry 22:00-04:00 Europe/Berlin")
+        r = subprocess.run([ENGINE, "run", runbook, "--state-dir", os.path.join(tmp, "state")], capture_output=True, text=True, timeout=60)
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("windowed.lua:6: fleet.each: maintenance window 'Mon-Fry 22:00-04:00 Europe/Berlin': 'Fry' is not a day", r.stderr)
+        self.assertNotIn("RAN", r.stdout)
+
+
 if __name__ == "__main__":
     unittest.main()

@@ -212,6 +212,17 @@ class UpgradeCase(unittest.TestCase):
         self.assert_upgraded()
 
     def test_preflight_names_every_failed_check_and_changes_nothing(self):
+        # Outside its maintenance window the upgrade starts nothing and says when it opens; a bad
+        # window is named.
+        later = time.time() + 3600
+        window = f"daily {time.strftime('%H:%M', time.gmtime(later))}-{time.strftime('%H:%M', time.gmtime(later + 3600))} UTC"
+        r = self.upgrade("-e", f"maintenance_window={window}")
+        self.assertEqual(r.returncode, 1, r.stderr[-3000:])
+        self.assertRegex(r.stderr, rf"outside the maintenance window \({window}\): it opens next at \S+Z; nothing was changed")
+        self.assertNotIn("preflight", r.stdout)
+        r = self.upgrade("-e", "maintenance_window=Mon-Fry 22:00-04:00 Europe/Berlin")
+        self.assertEqual(r.returncode, 1, r.stderr[-3000:])
+        self.assertIn("maintenance window 'Mon-Fry 22:00-04:00 Europe/Berlin': 'Fry' is not a day", r.stderr)
         self.lab("fault", "cp3", "disk-full")
         self.lab("fault", "cp1", "scheduler-rbac-missing")
         self.lab("fault", "w3", "node-notready")

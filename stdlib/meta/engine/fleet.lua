@@ -13,6 +13,7 @@
 ---@field pause? number                seconds between admissions (default: 0)
 ---@field order? fun(host: any): any   admission order by key
 ---@field canary? integer              the first N hosts one at a time; a failure among them stops all (default: 0)
+---@field window? string               maintenance window: no host starts while it is closed ("Mon-Fri 22:00-04:00 Europe/Berlin")
 
 ---@class engine.fleet.Result
 ---@field name string
@@ -21,6 +22,12 @@
 ---@field error? string
 ---@field duration number               seconds
 ---@field value any                     fn's first return value
+
+---@class engine.fleet.WindowState
+---@field open boolean
+---@field closes_at? integer            epoch seconds, when open (none: not within a week)
+---@field opens_at? integer             epoch seconds, when closed
+---@field spec string
 
 ---@class engine.fleet.Results: engine.fleet.Result[]
 ---@field ok integer
@@ -45,5 +52,16 @@ function fleet.each(hosts, opts, fn) end
 --- an error.
 ---@param reason string
 function fleet.skip(reason) end
+
+--- A maintenance window at a moment (default: now), as kured and system-upgrade-controller have
+--- them: "DAYS HH:MM-HH:MM [ZONE]", DAYS as Mon-Fri, Sat,Sun or daily (left out: every day),
+--- HH:MM:SS for seconds, ZONE a tz database name (default UTC); an end at or before the start runs
+--- past midnight, belonging to the day it opens; several joined by ";". fleet.each's `window`
+--- option takes the same: while it is closed no new host starts, the running ones finish, and
+--- fleet.each raises naming when it opens next (a resume then goes on). Raises on a bad spec.
+---@param spec string
+---@param at? integer  epoch seconds
+---@return engine.fleet.WindowState
+function fleet.window(spec, at) end
 
 return fleet
