@@ -234,6 +234,7 @@ def start_monitoring(st):
     st["prometheus"] = spawn(["prometheus", f"--config.file={d}/prometheus.yml", f"--storage.tsdb.path={d}/prometheus",
                               f"--web.listen-address={ip}:9090"], f"{d}/logs/prometheus.log")
     st["etcd_releases"] = labmirror.build(f"{d}/mirror")
+    labmirror.build_k8s_repos(f"{d}/mirror", st["releases"])
     st["mirror_url"] = f"http://{ip}:8080"
     st["mirror"] = spawn([sys.executable, "-m", "http.server", "8080", "--bind", ip, "--directory", f"{d}/mirror"],
                          f"{d}/logs/mirror.log")
@@ -251,6 +252,8 @@ def write_client_files(st):
                             "ansible_ssh_common_args": f"-o UserKnownHostsFile={d}/known_hosts",
                             # the lab's release mirror, in the layout of etcd's GitHub releases
                             "etcd_download_url": labmirror.url(st["mirror_url"]),
+                            # pkgs.k8s.io's repositories as the lab serves them (k8s-version-check.lua)
+                            "k8s_repo_url": f"{st['mirror_url']}/{labmirror.K8S_REPO}",
                             # lab nodes share loopback: a new etcd listens on the node's address only
                             "etcd_listen_localhost": False,
                             # the lab's monitoring, for doctor.lua's alerts and upgrade gauges

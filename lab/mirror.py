@@ -1,7 +1,10 @@
-"""The lab's etcd release mirror: etcd-vX.Y.Z-linux-amd64.tar.gz and SHA256SUMS in the layout of
-etcd's GitHub releases (…/releases/download/vX.Y.Z/), built from the etcd binaries this machine has:
-Debian bookworm's 3.4 in /usr/bin, and Debian trixie's 3.5 that scripts/setup unpacks into the
-lab's own apt directory. Served over HTTP on the lab's service address."""
+"""The lab's release mirror, served over HTTP on the lab's service address:
+- etcd-vX.Y.Z-linux-amd64.tar.gz and SHA256SUMS in the layout of etcd's GitHub releases
+  (…/releases/download/vX.Y.Z/), built from the etcd binaries this machine has: Debian bookworm's
+  3.4 in /usr/bin, and Debian trixie's 3.5 that scripts/setup unpacks into the lab's own apt
+  directory;
+- pkgs.k8s.io's flat apt repositories, one per minor (core:/stable:/vX.Y/deb/Release and Packages),
+  listing the lab's releases, as the nodes' simulated apt offers them (lab/node/apt.py)."""
 import hashlib
 import io
 import os
@@ -60,6 +63,26 @@ def build(root):
             f.write(f"{digest}  {name}.tar.gz\n")
         versions.append(v)
     return versions
+
+
+K8S_REPO = "core:/stable:/v{minor}/deb"
+
+
+def build_k8s_repos(root, releases):
+    """Release and Packages of each minor's repository (the files k8s-version-check.lua reads)."""
+    minors = sorted({".".join(v.split(".")[:2]) for v in releases}, key=lambda m: [int(x) for x in m.split(".")])
+    for m in minors:
+        d = f"{root}/{K8S_REPO.format(minor=m)}"
+        os.makedirs(d, exist_ok=True)
+        with open(f"{d}/Release", "w") as f:
+            f.write(f"Origin: obs://build.opensuse.org/isv:kubernetes:core:stable:v{m}/deb\n"
+                    f"Label: isv:kubernetes:core:stable:v{m}\nArchitectures: amd64 arm64\n")
+        with open(f"{d}/Packages", "w") as f:
+            for v in (r for r in releases if r.startswith(m + ".")):
+                for pkg in ("kubeadm", "kubelet", "kubectl"):
+                    f.write(f"Package: {pkg}\nVersion: {v}-1.1\nArchitecture: amd64\n"
+                            f"Filename: amd64/{pkg}_{v}-1.1_amd64.deb\n\n")
+    return minors
 
 
 def url(base):

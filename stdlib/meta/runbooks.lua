@@ -173,6 +173,22 @@
 ---@field workers string  inventory group of the workers (default: k8s-worker)
 ---@field workers_at_once string  workers upgraded at once: a count, or a percentage of the workers ("10%") (default: 1)
 
+--- k8s-version-check: Which kubeadm upgrade is available (a patch of the running minor, else the next minor): gauges, and the upgrade Job if allowed
+---@class params.k8s_version_check
+---@field control_plane string  its first host when the leader group is empty (default: k8s-cp)
+---@field create_job boolean  create the upgrade Job for the target found (once per target) (default: false)
+---@field job_image string  the Job's image (deploy/Containerfile) (default: engine:latest)
+---@field job_inventory string  ConfigMap holding inventory.yml (default: engine-inventory)
+---@field job_namespace string  the Job's namespace (deploy/) (default: engine)
+---@field job_params string[]  more k8s-upgrade params for the Job, name=value (workers_at_once=10%) (default: )
+---@field job_service_account string  the Job's service account (deploy/rbac.yaml) (default: engine)
+---@field job_ssh_secret string  Secret holding the SSH key (id_ed25519) (default: engine-ssh)
+---@field leader string  inventory group whose first host's apt source is asked (default: k8s-cp-leader)
+---@field minor boolean  propose the next minor when the running one has no newer patch (default: true)
+---@field pushgateway? string  Pushgateway URL (default: the hosts' pushgateway_url var, else http://127.0.0.1:9091)
+---@field pushgateway_job string  job label of the gauges (default: k8s_version_check)
+---@field repo_url? string  a minor's apt repository, {minor} filled in (default: the hosts' k8s_repo_url var, else https://pkgs.k8s.io/core:/stable:/v{minor}/deb)
+
 --- recover-disk: Free a full root disk in seed 002's order, bring the node's control plane back, prevent it
 ---@class params.recover_disk
 ---@field cleanup_at string  the first node's timer fires at HH:MM (node time) (default: 04:00)

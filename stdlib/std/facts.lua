@@ -147,6 +147,25 @@ function M.offers(h, pkgs, version)
   return out
 end
 
+--- versions(host, pkg) → {"1.33.5", "1.33.1", ...}: every upstream version of the package the
+--- node's apt source offers, newest first (pkgs.k8s.io: the one minor the source names).
+function M.versions(h, pkg)
+  h = inventory.host(h, "facts.versions")
+  local r = remote.must(h, "apt-cache madison " .. remote.quote(pkg), { read_only = true, what = "apt-cache madison " .. pkg })
+  local out, seen = {}, {}
+  for line in r.stdout:gmatch("[^\n]+") do
+    local name, pv = line:match("^%s*(%S+)%s*|%s*(%S+)%s*|")
+    local v = name == pkg and semver.parse((pv:gsub("^%d+:", ""):match("^[%d%.]+") or ""))
+    if v and not seen[semver.format(v)] then
+      seen[semver.format(v)] = true
+      out[#out + 1] = v
+    end
+  end
+  table.sort(out, function(a, b) return semver.compare(a, b) > 0 end)
+  for i, v in ipairs(out) do out[i] = semver.format(v) end
+  return out
+end
+
 --- offered(host, pkg, version) → "1.34.3-1.1": the exact package version the node's apt source offers, or nil.
 function M.offered(h, pkg, version)
   return M.offers(h, { pkg }, version)[pkg]

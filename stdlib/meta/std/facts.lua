@@ -39,6 +39,12 @@ function facts.static_pods_match(host, version) end
 ---@param version string
 ---@return table<string,string>
 function facts.offers(host, pkgs, version) end
+--- Every upstream version of the package the node's apt source offers, newest first ({"1.33.5",
+--- "1.33.1"}; pkgs.k8s.io: the one minor the source names), from apt-cache madison.
+---@param host engine.Host|string  an inventory host or its name
+---@param pkg string
+---@return string[]
+function facts.versions(host, pkg) end
 --- The exact package version the node's apt source offers for the version ("1.34.3-1.1"), or nil.
 ---@param host engine.Host|string  an inventory host or its name
 ---@param pkg string

@@ -1,0 +1,77 @@
+-- The upgrade Job k8s-version-check.lua creates when it finds a target (seed 004's detection
+-- seeding its chain, here one Job): named for the target, so a second detection finds it and
+-- creates nothing. What it runs is k8s-upgrade.lua with the inventory and SSH key the deploy/
+-- manifests provide.
+local k8s = require "engine.k8s"
+
+local M = {}
+
+--- name(target) → "k8s-upgrade-v1-34-3": one Job per target version.
+function M.name(target)
+  return "k8s-upgrade-v" .. target:gsub("%.", "-")
+end
+
+--- job(p, target, kind) → the Job object.
+function M.job(p, target, kind)
+  local args = { "run", "/usr/share/engine/runbooks/k8s-upgrade.lua", "-i", "/etc/engine/inventory/inventory.yml",
+    "--state-dir", "/var/lib/engine", "-e", "version=" .. target, "-e", "kind=" .. kind }
+  for _, extra in ipairs(p.job_params) do
+    if not extra:find("=", 1, true) then error("job_params: '" .. extra .. "' is not name=value", 0) end
+    args[#args + 1] = "-e"
+    args[#args + 1] = extra
+  end
+  local labels = { ["app.kubernetes.io/name"] = "engine", ["app.kubernetes.io/component"] = "k8s-upgrade",
+    ["engine.dev/target"] = target }
+  return {
+    apiVersion = "batch/v1", kind = "Job",
+    metadata = { name = M.name(target), namespace = p.job_namespace, labels = labels },
+    spec = {
+      backoffLimit = 6,
+      ttlSecondsAfterFinished = 7 * 24 * 3600,
+      template = {
+        metadata = { labels = labels },
+        spec = {
+          serviceAccountName = p.job_service_account,
+          restartPolicy = "Never",
+          containers = { {
+            name = "engine", image = p.job_image, args = args,
+            env = {
+              { name = "POD_NAME", valueFrom = { fieldRef = { fieldPath = "metadata.name" } } },
+              { name = "NODE_NAME", valueFrom = { fieldRef = { fieldPath = "spec.nodeName" } } },
+            },
+            volumeMounts = {
+              { name = "inventory", mountPath = "/etc/engine/inventory", readOnly = true },
+              { name = "ssh", mountPath = "/etc/engine/ssh", readOnly = true },
+              { name = "state", mountPath = "/var/lib/engine" },
+            },
+          } },
+          volumes = {
+            { name = "inventory", configMap = { name = p.job_inventory } },
+            { name = "ssh", secret = { secretName = p.job_ssh_secret, defaultMode = 256 } },  -- 0400
+            { name = "state", emptyDir = {} },
+          },
+        },
+      },
+    },
+  }
+end
+
+--- ensure(p, target, kind): the Job exists (created now, or found from an earlier detection).
+function M.ensure(p, target, kind)
+  local name = M.name(target)
+  local have, gerr, gmsg = k8s.get("jobs.batch", name, { namespace = p.job_namespace })
+  if have then
+    log.info("the upgrade Job for this target exists already: nothing to do", { job = p.job_namespace .. "/" .. name })
+    return
+  end
+  if gerr ~= "not found" then error(string.format("reading Job %s/%s: %s", p.job_namespace, name, tostring(gmsg or gerr)), 0) end
+  local made, err, msg = k8s.create(M.job(p, target, kind), { namespace = p.job_namespace })
+  if not made and err == "conflict" then
+    log.info("the upgrade Job for this target was created meanwhile: nothing to do", { job = p.job_namespace .. "/" .. name })
+    return
+  end
+  if not made then error(string.format("creating Job %s/%s: %s", p.job_namespace, name, tostring(msg or err)), 0) end
+  log.info("created the upgrade Job", { job = p.job_namespace .. "/" .. name, target = target, kind = kind })
+end
+
+return M

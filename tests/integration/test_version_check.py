@@ -1,0 +1,124 @@
+"""runbooks/k8s-version-check.lua in the lab (seed 004's weekly detection): a newer patch of the
+running minor first, else the next minor from its repository, nothing while a rollout is half done;
+the Pushgateway gauges; the upgrade Job created once per target, never under --dry-run."""
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import unittest
+import urllib.request
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))  # the lab package
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+LAB = os.path.join(ROOT, "scripts", "lab")
+ENGINE = os.environ.get("ENGINE_BIN", os.path.join(ROOT, "build", "bin", "engine"))
+CHECK = os.path.join(ROOT, "runbooks", "k8s-version-check.lua")
+SUBNET = "127.0.76"
+
+
+def lab(*args):
+    r = subprocess.run([LAB, *args], capture_output=True, text=True, timeout=180)
+    if r.returncode != 0:
+        raise AssertionError(f"scripts/lab {' '.join(args)} failed:\n{r.stdout}\n{r.stderr}")
+    return r
+
+
+class VersionCheckCase(unittest.TestCase):
+    VERSION = None
+
+    @classmethod
+    def setUpClass(cls):
+        cls.dir = tempfile.mkdtemp(prefix="engine-vcheck-")
+        lab("up", "--dir", cls.dir, "--subnet", SUBNET, "--workers", "1", "--version", cls.VERSION)
+        with open(f"{cls.dir}/lab.json") as f:
+            cls.state = json.load(f)
+
+    @classmethod
+    def tearDownClass(cls):
+        lab("down", "--dir", cls.dir)
+
+    def check(self, *extra):
+        return subprocess.run([ENGINE, "run", CHECK, "-i", f"{self.dir}/inventory.yml", "--kubeconfig", f"{self.dir}/kubeconfig",
+                               "--state-dir", f"{self.dir}/state", *extra], capture_output=True, text=True, timeout=120)
+
+    def kubectl(self, *args):
+        return subprocess.run(["kubectl", "--kubeconfig", f"{self.dir}/kubeconfig", *args], capture_output=True, text=True, timeout=60)
+
+    def gauges(self):
+        text = urllib.request.urlopen(self.state["pushgateway_url"] + "/metrics", timeout=5).read().decode()
+        return [line for line in text.splitlines() if line.startswith(("k8s_upgrade_available", "k8s_version_check_last"))]
+
+
+class OnAnOldPatch(VersionCheckCase):
+    VERSION = "1.33.1"  # the lab's apt offers 1.33.5, and the 1.34 repository exists
+
+    def test_1_a_patch_first_gauges_and_no_job_unless_allowed(self):
+        r = self.check()
+        self.assertEqual(r.returncode, 0, r.stdout[-3000:] + r.stderr[-2000:])
+        self.assertRegex(r.stdout, r"running\s+v1.33.1 \(API server\); every kubelet the same")
+        self.assertRegex(r.stdout, r"patch\s+v1.33.5")
+        self.assertRegex(r.stdout, r"next minor\s+v1.34: v1.34.3")
+        self.assertRegex(r.stdout, r"available\s+patch upgrade to v1.33.5")
+        g = self.gauges()
+        self.assertTrue(any('kind="patch"' in x and 'running="1.33.1"' in x and 'target="1.33.5"' in x and x.endswith(" 1")
+                            for x in g), g)
+        self.assertTrue(any(x.startswith("k8s_version_check_last_run_timestamp") for x in g), g)
+        self.assertIn("No resources found", self.kubectl("get", "jobs", "-n", "engine").stderr)
+        # --dry-run says what it would push and creates nothing.
+        dry = self.check("-e", "create_job=true", "--dry-run")
+        self.assertEqual(dry.returncode, 0, dry.stderr[-2000:])
+        self.assertIn("No resources found", self.kubectl("get", "jobs", "-n", "engine").stderr)
+
+    def test_2_the_upgrade_job_once_per_target(self):
+        first = self.check("-e", "create_job=true", "-e", "job_params=workers_at_once=10%")
+        self.assertEqual(first.returncode, 0, first.stdout[-3000:] + first.stderr[-2000:])
+        self.assertIn("created the upgrade Job job=engine/k8s-upgrade-v1-33-5", first.stdout)
+        again = self.check("-e", "create_job=true")
+        self.assertEqual(again.returncode, 0, again.stderr[-2000:])
+        self.assertIn("the upgrade Job for this target exists already: nothing to do", again.stdout)
+        jobs = json.loads(self.kubectl("get", "jobs", "-n", "engine", "-o", "json").stdout)["items"]
+        self.assertEqual([j["metadata"]["name"] for j in jobs], ["k8s-upgrade-v1-33-5"])
+        c = jobs[0]["spec"]["template"]["spec"]["containers"][0]
+        self.assertEqual(c["args"][-6:], ["-e", "version=1.33.5", "-e", "kind=patch", "-e", "workers_at_once=10%"])
+        self.assertEqual(jobs[0]["spec"]["template"]["spec"]["serviceAccountName"], "engine")
+
+    def test_3_a_half_done_rollout_is_no_new_target(self):
+        # w1's kubelet already at the patch (a rollout stopped half way): finish that first.
+        body = json.dumps({"status": {"nodeInfo": {"kubeletVersion": "v1.33.5"}}})
+        k = self.kubectl("patch", "node", "w1", "--subresource=status", "--type=merge", "-p", body)
+        self.assertEqual(k.returncode, 0, k.stderr)
+        r = self.check()
+        self.assertEqual(r.returncode, 0, r.stderr[-2000:])
+        self.assertIn("kubelets differing: w1 v1.33.5", r.stdout)
+        self.assertIn("none: a rollout is half done (resume it: engine runs)", r.stdout)
+        self.assertTrue(any('kind="skew"' in x and x.endswith(" 0") for x in self.gauges()), self.gauges())
+
+
+class OnTheNewestPatch(VersionCheckCase):
+    VERSION = "1.33.5"
+
+    def test_the_next_minor_from_its_repository_or_none(self):
+        r = self.check()
+        self.assertEqual(r.returncode, 0, r.stdout[-3000:] + r.stderr[-2000:])
+        self.assertRegex(r.stdout, r"patch\s+none newer in v1.33")
+        self.assertRegex(r.stdout, r"available\s+minor upgrade to v1.34.3")
+        self.assertTrue(any('kind="minor"' in x and 'target="1.34.3"' in x for x in self.gauges()), self.gauges())
+        # Patches only: no target.
+        r = self.check("-e", "minor=false")
+        self.assertRegex(r.stdout, r"available\s+none\n")
+        # A repository not published (yet): said with what answered.
+        missing = self.state["mirror_url"] + "/nothing/v{minor}/deb"
+        r = self.check("-e", f"repo_url={missing}")
+        self.assertEqual(r.returncode, 0, r.stderr[-2000:])
+        self.assertRegex(r.stdout, r"next minor\s+v1.34: not published \(.*/nothing/v1.34/deb/Release answered 404\)")
+        self.assertTrue(any('kind="none"' in x and x.endswith(" 0") for x in self.gauges()), self.gauges())
+        # A repo_url without {minor} is refused, naming it.
+        bad = self.check("-e", "repo_url=https://pkgs.k8s.io/core:/stable:/v1.34/deb")
+        self.assertEqual(bad.returncode, 1)
+        self.assertIn("has no {minor} to fill in", bad.stderr)
+
+
+if __name__ == "__main__":
+    unittest.main()
