@@ -4,6 +4,7 @@
   lab up [--control-planes 3] [--workers 3] [--version 1.33.1] [--dir DIR]
   lab down | status [--dir DIR]
   lab fault NODE KIND [--days N] | lab clear NODE KIND [--dir DIR]
+  lab kubeconfig USER [--group G]... --out PATH [--dir DIR]
 """
 import argparse
 import json
@@ -373,6 +374,27 @@ def fault(a, on):
     return 0
 
 
+def user_kubeconfig(a):
+    """A kubeconfig for the lab's API as USER (a client certificate from the lab's CA, its groups as
+    O=), for rehearsing an identity's rights: `lab kubeconfig system:serviceaccount:engine:engine`
+    with deploy/rbac.yaml applied is the engine's own account in the cluster."""
+    st = load(os.path.abspath(a.dir))
+    if not st:
+        raise LabError(f"no lab in {a.dir}: run `scripts/lab up` first")
+    if not a.user or any(c in a.user + "".join(a.group) for c in "/=,+\\\"<>;\n"):
+        raise LabError(f"user {a.user!r} and groups must be plain names (no / = , + \\ \" < > ;)")
+    d, out = st["dir"], os.path.abspath(a.out)
+    key = out + ".key"
+    certs.new_key(key)
+    subj = "".join(f"/O={g}" for g in a.group) + f"/CN={a.user}"
+    certs.sign(f"{d}/pki", "ca", subj, "client", key, out + ".crt", 365, "")
+    certs.kubeconfig(out, st.get("lb", st["api"]), f"{d}/pki/pki/ca.crt", out + ".crt", key, a.user)
+    for f in (key, out + ".crt"):
+        os.unlink(f)
+    print(f"{out}: {a.user}" + (f" in {', '.join(a.group)}" if a.group else ""))
+    return 0
+
+
 def main():
     ap = argparse.ArgumentParser(prog="scripts/lab", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -397,6 +419,10 @@ def main():
         f.add_argument("kind", choices=labfaults.KINDS)
         if name == "fault":
             f.add_argument("--days", type=int, help="certs-expiring, ca-expiring: the certificates expire in this many days")
+    k = sub.add_parser("kubeconfig")
+    k.add_argument("user")
+    k.add_argument("--group", action="append", default=[])
+    k.add_argument("--out", required=True)
     for p in sub.choices.values():
         p.add_argument("--dir", default=DEFAULT_DIR)
     a = ap.parse_args()
@@ -409,7 +435,7 @@ def main():
         return 2
     try:
         return {"up": up, "down": down, "status": status, "fault": lambda a: fault(a, True),
-                "clear": lambda a: fault(a, False)}[a.cmd](a)
+                "clear": lambda a: fault(a, False), "kubeconfig": user_kubeconfig}[a.cmd](a)
     except LabError as e:
         print(f"scripts/lab {a.cmd}: {e}", file=sys.stderr)
         return 1

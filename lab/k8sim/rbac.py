@@ -1,6 +1,7 @@
-"""SelfSubjectAccessReview against the ClusterRoles and ClusterRoleBindings in the store, for the
-user a request impersonates (kubectl auth can-i --as). Without impersonation the caller is the
-admin (system:masters) and everything is allowed."""
+"""RBAC against the ClusterRoles, Roles and their bindings in the store: SubjectAccessReviews, the
+user a request impersonates (kubectl auth can-i --as), and the identities the simulator enforces it
+for (sim.py's enforce_rbac). Without impersonation the lab's admin is system:masters and everything
+is allowed."""
 
 
 def matches(values, want):
@@ -18,17 +19,38 @@ def rule_allows(rule, attrs):
         (not rule.get("resourceNames") or attrs.get("name") in rule["resourceNames"])
 
 
+def bound(subjects, user, groups, binding_ns):
+    """Whether a binding's subjects name the user: a User, a Group it is in, or a ServiceAccount
+    (system:serviceaccount:NS:NAME; a RoleBinding's subject without a namespace is in its own)."""
+    for s in subjects or []:
+        kind = s.get("kind")
+        if kind == "User" and s.get("name") == user or kind == "Group" and s.get("name") in groups:
+            return True
+        if kind == "ServiceAccount" and user == f"system:serviceaccount:{s.get('namespace') or binding_ns}:{s.get('name')}":
+            return True
+    return False
+
+
 def allowed(st, user, groups, attrs):
+    """ClusterRoleBindings anywhere, and the RoleBindings of the request's namespace (to a Role of
+    that namespace or a ClusterRole), as the API server's RBAC authorizer reads them."""
     if user is None or "system:masters" in groups:
         return True, ""
-    for b in st.list("rbac.authorization.k8s.io", "clusterrolebindings", ""):
-        if not any((s.get("kind") == "User" and s.get("name") == user) or
-                   (s.get("kind") == "Group" and s.get("name") in groups) for s in b.get("subjects") or []):
+    ns = attrs.get("namespace") or ""
+    bindings = [(b, "") for b in st.list("rbac.authorization.k8s.io", "clusterrolebindings", "")]
+    if ns:
+        bindings += [(b, ns) for b in st.list("rbac.authorization.k8s.io", "rolebindings", ns)]
+    for b, bns in bindings:
+        if not bound(b.get("subjects"), user, groups, bns):
             continue
         ref = b.get("roleRef") or {}
-        role = st.objects.get(("rbac.authorization.k8s.io", "clusterroles", "", ref.get("name")))
+        if ref.get("kind") == "Role":
+            role = st.objects.get(("rbac.authorization.k8s.io", "roles", bns, ref.get("name"))) if bns else None
+        else:
+            role = st.objects.get(("rbac.authorization.k8s.io", "clusterroles", "", ref.get("name")))
         if role and any(rule_allows(r, attrs) for r in role.get("rules") or []):
-            return True, f'RBAC: allowed by ClusterRoleBinding "{b["metadata"]["name"]}" of ClusterRole "{ref["name"]}" to User "{user}"'
+            kind = "RoleBinding" if bns else "ClusterRoleBinding"
+            return True, f'RBAC: allowed by {kind} "{b["metadata"]["name"]}" of {ref.get("kind", "ClusterRole")} "{ref["name"]}" to User "{user}"'
     return False, ""
 
 

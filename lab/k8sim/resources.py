@@ -19,6 +19,10 @@ RESOURCES = [
     ("coordination.k8s.io", "v1", "leases", "Lease", True, [], []),
     ("rbac.authorization.k8s.io", "v1", "clusterroles", "ClusterRole", False, [], []),
     ("rbac.authorization.k8s.io", "v1", "clusterrolebindings", "ClusterRoleBinding", False, [], []),
+    ("rbac.authorization.k8s.io", "v1", "roles", "Role", True, [], []),
+    ("rbac.authorization.k8s.io", "v1", "rolebindings", "RoleBinding", True, [], []),
+    ("", "v1", "serviceaccounts", "ServiceAccount", True, ["sa"], []),
+    ("batch", "v1", "cronjobs", "CronJob", True, ["cj"], ["status"]),
     ("authorization.k8s.io", "v1", "selfsubjectaccessreviews", "SelfSubjectAccessReview", False, [], []),
     ("authorization.k8s.io", "v1", "subjectaccessreviews", "SubjectAccessReview", False, [], []),
 ]

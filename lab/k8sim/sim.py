@@ -144,11 +144,13 @@ class Handler(BaseHTTPRequestHandler):
         return {v for rdn in (cert or {}).get("subject", ()) for k, v in rdn if k == "organizationName"}
 
     def enforce_rbac(self, method, path, q):
-        """RBAC, for kubeadm's admin.conf identity (group kubeadm:cluster-admins) only: the lab's own
-        admin is system:masters and its kubelets report through /_sim, so nothing else changes. With
-        the kubeadm:cluster-admins binding lost, admin.conf can do nothing (kubeadm#3308)."""
+        """RBAC, for kubeadm's admin.conf identity (group kubeadm:cluster-admins) and service accounts
+        (system:serviceaccount:NS:NAME, deploy/'s least-privilege role) only: the lab's own admin is
+        system:masters and its kubelets report through /_sim, so nothing else changes. With the
+        kubeadm:cluster-admins binding lost, admin.conf can do nothing (kubeadm#3308)."""
         groups = self.groups_of_user()
-        if "kubeadm:cluster-admins" not in groups or "system:masters" in groups:
+        enforced = "kubeadm:cluster-admins" in groups or (self.user() or "").startswith("system:serviceaccount:")
+        if not enforced or "system:masters" in groups:
             return
         target = parse_path(path)
         if not target:

@@ -51,8 +51,8 @@ class UpgradeCase(unittest.TestCase):
         r = subprocess.run([LAB, *args, "--dir", self.dir], capture_output=True, text=True, timeout=120)
         self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
 
-    def args(self, *extra):
-        return ["-i", f"{self.dir}/inventory.yml", "--kubeconfig", f"{self.dir}/kubeconfig",
+    def args(self, *extra, kubeconfig=None):
+        return ["-i", f"{self.dir}/inventory.yml", "--kubeconfig", kubeconfig or f"{self.dir}/kubeconfig",
                 "--state-dir", f"{self.dir}/state", "-e", "version=1.34.3", "-e", "kind=minor",
                 "-e", f"pushgateway={self.state['pushgateway_url']}", "-e", f"prometheus={self.state['prometheus_url']}",
                 "-e", f"snapshot_dir={self.dir}/snapshots", "-e", "gate_interval=1s", "-e", "gate_passes=1",
@@ -61,8 +61,8 @@ class UpgradeCase(unittest.TestCase):
     def engine(self, *args, timeout=600):
         return subprocess.run([ENGINE, *args], capture_output=True, text=True, timeout=timeout)
 
-    def upgrade(self, *extra, timeout=600):
-        return self.engine("run", UPGRADE, *self.args(*extra), timeout=timeout)
+    def upgrade(self, *extra, timeout=600, kubeconfig=None):
+        return self.engine("run", UPGRADE, *self.args(*extra, kubeconfig=kubeconfig), timeout=timeout)
 
     def start_upgrade(self, *extra):
         p = subprocess.Popen([ENGINE, "run", UPGRADE, *self.args(*extra)], stdout=subprocess.PIPE,
@@ -138,9 +138,19 @@ class UpgradeCase(unittest.TestCase):
 
     # --- the tests ----------------------------------------------------------------------------
     def test_upgrade_1_33_1_to_1_34_3(self):
+        # As the engine's own service account in the cluster, with deploy/rbac.yaml's least
+        # privilege and nothing else: the whole upgrade needs no more (and may not delete pods).
+        k = self.kubectl("apply", "--validate=false", "-f", os.path.join(ROOT, "deploy", "rbac.yaml"))
+        self.assertEqual(k.returncode, 0, k.stderr)
+        sa = "system:serviceaccount:engine:engine"
+        self.lab("kubeconfig", sa, "--group", "system:serviceaccounts", "--out", f"{self.dir}/engine-sa.kubeconfig")
+        can = self.kubectl("auth", "can-i", "delete", "pods", "-n", "shop", f"--as={sa}")
+        self.assertEqual(can.stdout.strip(), "no", can.stderr)
         # The canary w1 alone, then 2 of the 3 workers at once; between workers the gate also waits
         # for shop/web's Deployment to have every replica ready again (its pods move as nodes drain).
-        r = self.upgrade("-e", "workers_at_once=67%", "-e", "wait_workloads=shop/deployment/web")
+        r = self.upgrade("-e", "workers_at_once=67%", "-e", "wait_workloads=shop/deployment/web",
+                         kubeconfig=f"{self.dir}/engine-sa.kubeconfig")
+        self.assertNotIn("forbidden", r.stdout + r.stderr)
         self.assertEqual(r.returncode, 0, r.stdout[-3000:] + r.stderr[-3000:])
         self.assert_upgraded()
         hosts = self.report(r.stdout)["hosts"]

@@ -1,0 +1,79 @@
+"""deploy/: the manifests that run the engine in the cluster, kept in step with what they serve.
+The ClusterRole lists every API std.removed_apis may need to read (a role that missed one would stop
+a real cluster's preflight with "forbidden" while the lab, which serves none of them, passed); the
+CronJob and the Jobs k8s-version-check.lua creates name the same account, ConfigMap and Secret.
+(That the role is enough for the whole upgrade is tests/integration/test_upgrade.py's main test.)"""
+import os
+import re
+import unittest
+
+import yaml
+
+ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..")
+
+
+def load(name):
+    with open(os.path.join(ROOT, "deploy", name)) as f:
+        return [d for d in yaml.safe_load_all(f) if d]
+
+
+def removed_since(first_minor):
+    """{(group, resource)} std.removed_apis reads for upgrades to first_minor and later."""
+    with open(os.path.join(ROOT, "stdlib", "std", "removed_apis.lua")) as f:
+        text = f.read()
+    table = text[text.index("M.REMOVED = {"):]
+    table = table[:table.index("\n}\n")]
+    out = set()
+    for minor, body in re.findall(r"\[(\d+)\] = (.*?)(?=\n  \[\d+\] = |\Z)", table, re.S):
+        if int(minor) < first_minor:
+            continue
+        for group, resources in re.findall(r'gv\("([^"]*)", "[^"]*", \{((?:\s*\{[^{}]*\},?)+)\s*\}', body, re.S):
+            for res in re.findall(r'\{ "([a-z]+)", "[A-Za-z]+"', resources):
+                out.add((group, res))
+    return out
+
+
+def allows(rules, group, resource, verb):
+    return any(group in r.get("apiGroups", []) and resource in r.get("resources", []) and verb in r.get("verbs", [])
+               and not r.get("resourceNames") for r in rules)
+
+
+class TestDeploy(unittest.TestCase):
+    def test_the_role_reads_every_api_the_removed_apis_preflight_lists(self):
+        role = next(d for d in load("rbac.yaml") if d["kind"] == "ClusterRole")
+        wanted = removed_since(26)
+        self.assertIn(("flowcontrol.apiserver.k8s.io", "flowschemas"), wanted)  # the parse found the table
+        missing = sorted(f"{g or 'core'}/{r}" for g, r in wanted if not allows(role["rules"], g, r, "list"))
+        self.assertEqual(missing, [], "deploy/rbac.yaml's ClusterRole cannot list these (std.removed_apis reads them)")
+
+    def test_least_privilege_no_secrets_no_deletes_no_wildcards(self):
+        docs = load("rbac.yaml")
+        for d in docs:
+            for r in d.get("rules", []):
+                self.assertNotIn("*", r.get("verbs", []) + r.get("resources", []) + r.get("apiGroups", []), d["metadata"])
+                self.assertNotIn("secrets", r.get("resources", []), d["metadata"])
+                self.assertNotIn("delete", r.get("verbs", []), d["metadata"])
+        extra = next(d for d in load("rbac-delete-blocked-pods.yaml") if d["kind"] == "ClusterRole")
+        self.assertEqual(extra["rules"], [{"apiGroups": [""], "resources": ["pods"], "verbs": ["delete"]}])
+
+    def test_the_cronjob_and_the_runbooks_defaults_name_the_same_objects(self):
+        sa = next(d for d in load("rbac.yaml") if d["kind"] == "ServiceAccount")
+        cron = load("version-check.yaml")[0]
+        pod = cron["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+        self.assertEqual(pod["serviceAccountName"], sa["metadata"]["name"])
+        self.assertEqual(cron["metadata"]["namespace"], sa["metadata"]["namespace"])
+        volumes = {v["name"]: v for v in pod["volumes"]}
+        with open(os.path.join(ROOT, "runbooks", "k8s-version-check.lua")) as f:
+            text = f.read()
+
+        def default(param):
+            return re.search(param + r' = \{ type = "string", default = "([^"]+)"', text).group(1)
+        self.assertEqual(default("job_namespace"), sa["metadata"]["namespace"])
+        self.assertEqual(default("job_service_account"), sa["metadata"]["name"])
+        self.assertEqual(default("job_inventory"), volumes["inventory"]["configMap"]["name"])
+        self.assertEqual(default("job_ssh_secret"), volumes["ssh"]["secret"]["secretName"])
+        self.assertIn("/usr/share/engine/runbooks/k8s-version-check.lua", pod["containers"][0]["args"])
+
+
+if __name__ == "__main__":
+    unittest.main()
