@@ -3,6 +3,7 @@
 // include engine/ and bindings/ (through bindings/runtime.hpp, which is Lua-free).
 #pragma once
 #include <filesystem>
+#include <memory>
 #include <string>
 #include <utility>
 #include <vector>
@@ -10,6 +11,10 @@
 #include <nlohmann/json.hpp>
 
 #include "engine/inventory/inventory.hpp"
+
+namespace engine::run {
+class ClusterStore;
+}
 
 namespace engine::cli {
 
@@ -47,6 +52,14 @@ std::string resolve_runbook(const std::string& path);
 void check_cluster_flags(const Args& a, const inventory::Inventory& inv);
 // A run's run.json or report.json; null when missing or unreadable.
 nlohmann::json read_json(const std::filesystem::path& path);
+
+// --state-dir k8s://NAMESPACE (cli/cluster_state.cpp): the store (nullptr for a directory), the
+// local directory runs live in (the working copy for k8s://), how long finished runs are kept, and
+// a run's records copied from the cluster into runs/ID (false: the namespace has no such run).
+std::unique_ptr<run::ClusterStore> cluster_store(const Args& a);
+std::filesystem::path local_state(const Args& a);
+double cluster_keep_days(const Args& a);
+bool materialize(run::ClusterStore& store, const std::filesystem::path& runs, const std::string& id);
 
 int do_check(Args& a);
 // engine api [--json]: the Lua API as stdlib/meta describes it.

@@ -50,7 +50,7 @@ int main(int argc, char** argv) {
   run->add_option("--log-format", a.log_format, "text or json")->check(CLI::IsMember({"text", "json"}));
   run->add_option("--log-level", a.log_level, "debug, info, warn or error")
       ->check(CLI::IsMember({"debug", "info", "warn", "error"}));
-  run->add_option("--state-dir", a.state_dir, "where run directories live (default $XDG_STATE_HOME/engine)");
+  run->add_option("--state-dir", a.state_dir, "where run directories live (default $XDG_STATE_HOME/engine), or k8s://NAMESPACE[?keep_days=N]: in the cluster");
   run->add_flag("-v,--verbose", a.verbose, "more output: -v debug logs, -vv also every HTTP request");
   run->add_option("--junit", a.junit, "also write the run's steps as JUnit XML to this file (for CI systems)");
   run->add_option("--kubeconfig", a.kubeconfig, "the kubeconfig for engine.k8s (default: the inventory's k8s_kubeconfig, $KUBECONFIG)");
@@ -78,10 +78,14 @@ int main(int argc, char** argv) {
   resume->add_option("--context", a.context, "the kubeconfig context for engine.k8s");
 
   auto* runs = app.add_subcommand("runs", "list runs and their state");
-  runs->add_option("--state-dir", a.state_dir, "where run directories live");
+  runs->add_option("--state-dir", a.state_dir, "where run directories live (k8s://NAMESPACE: in the cluster)");
+  runs->add_option("--kubeconfig", a.kubeconfig, "the cluster of a k8s:// state");
+  runs->add_option("--context", a.context, "the kubeconfig context of a k8s:// state");
   auto* show = app.add_subcommand("show", "a run's recap");
   show->add_option("run_id", a.run_id, "the run's id")->required();
-  show->add_option("--state-dir", a.state_dir, "where run directories live");
+  show->add_option("--state-dir", a.state_dir, "where run directories live (k8s://NAMESPACE: in the cluster)");
+  show->add_option("--kubeconfig", a.kubeconfig, "the cluster of a k8s:// state");
+  show->add_option("--context", a.context, "the kubeconfig context of a k8s:// state");
 
   auto* report = app.add_subcommand("report", "a run's report again: report.html (drawn at the end of every run) or JUnit XML");
   report->add_option("run_id", a.run_id, "the run's id")->required();

@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <cstdio>
 #include <fstream>
+#include <sstream>
 
 #include "bindings/runtime.hpp"
 #include "cli/commands.hpp"
@@ -11,6 +12,7 @@
 #include "engine/core/hash.hpp"
 #include "engine/journal/journal.hpp"
 #include "engine/log/log.hpp"
+#include "engine/run/cluster_store.hpp"
 #include "engine/run/lock.hpp"
 #include "engine/run/report.hpp"
 #include "engine/run/run_dir.hpp"
@@ -100,7 +102,7 @@ void register_secrets(const engine::lua::RunbookInfo& info, const nlohmann::json
 
 // The body shared by run and resume: journal open, runbook run, report written.
 int execute(Args& a, engine::lua::Runtime& rt, const engine::lua::RunbookInfo& info, const nlohmann::json& params,
-            const engine::run::RunDir& run, bool resuming) {
+            const engine::run::RunDir& run, bool resuming, engine::run::ClusterStore* store) {
   engine::run::RunLock lock(run.path);  // held until this process ends: `engine runs` shows it running
   std::vector<std::string> warnings;
   std::unique_ptr<engine::journal::Journal> journal;
@@ -110,6 +112,8 @@ int execute(Args& a, engine::lua::Runtime& rt, const engine::lua::RunbookInfo& i
     } catch (const std::exception& e) {
       throw engine::ConfigError(e.what());
     }
+    // k8s:// state: each record in the cluster before it is here, and before the step goes on.
+    if (store) journal->mirror = [store, id = run.id](uint64_t seq, const std::string& line) { store->append(id, seq, line); };
   }
   nlohmann::json shown = nlohmann::json::object();
   for (const auto& spec : info.params)
@@ -130,6 +134,12 @@ int execute(Args& a, engine::lua::Runtime& rt, const engine::lua::RunbookInfo& i
   std::string report_path;
   try {
     report_path = engine::run::report().finish(run.path.string(), code);
+    if (store && !a.dry_run) {
+      std::ifstream f(report_path, std::ios::binary);
+      std::stringstream text;
+      text << f.rdbuf();
+      store->put_report(run.id, text.str());
+    }
   } catch (const std::exception& e) {
     lost.push_back(e.what());
   }
@@ -259,17 +269,25 @@ int do_run(Args& a) {
   check_cluster_flags(a, inv);
   register_secrets(info, params, &inv);
   rt.set_inventory(std::move(inv));
-  auto run = engine::run::create(engine::run::state_dir(a.state_dir), info.name, [&](const engine::run::RunDir& r) {
-    write_json(r.path / "run.json", run_record(a, r, info, params));
+  auto store = a.dry_run ? nullptr : cluster_store(a);
+  if (store) store->forget_older_than(cluster_keep_days(a));
+  auto run = engine::run::create(local_state(a), info.name, [&](const engine::run::RunDir& r) {
+    auto rec = run_record(a, r, info, params);
+    write_json(r.path / "run.json", rec);
+    if (store) store->create_run(r.id, rec.dump(2));
   });
   setup_logs(a, run);
-  return execute(a, rt, info, params, run, false);
+  return execute(a, rt, info, params, run, false, store.get());
 }
 
 // engine resume RUN_ID: the recorded runbook, params and inventory, run again; finished steps are
 // skipped. Refuses when the runbook or its params changed since, unless --force.
 int do_resume(Args& a) {
-  auto dir = engine::run::state_dir(a.state_dir) / "runs" / a.run_id;
+  auto store = cluster_store(a);
+  auto dir = local_state(a) / "runs" / a.run_id;
+  // k8s://: the cluster's records are the run (this pod may never have seen it).
+  if (store && !materialize(*store, dir.parent_path(), a.run_id))
+    throw engine::ConfigError("no run '" + a.run_id + "' in the cluster's namespace " + store->ns());
   auto rec = read_json(dir / "run.json");
   if (rec.is_null()) throw engine::ConfigError("no run '" + a.run_id + "' under " + dir.parent_path().string());
   Args r = a;
@@ -307,7 +325,7 @@ int do_resume(Args& a) {
   rt.set_inventory(std::move(inv));
   engine::run::RunDir run{a.run_id, dir};
   setup_logs(r, run);
-  return execute(r, rt, info, params, run, true);
+  return execute(r, rt, info, params, run, true, store.get());
 }
 
 }  // namespace engine::cli

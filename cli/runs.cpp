@@ -9,6 +9,7 @@
 #include "cli/commands.hpp"
 #include "engine/core/errors.hpp"
 #include "engine/journal/journal.hpp"
+#include "engine/run/cluster_store.hpp"
 #include "engine/run/control.hpp"
 #include "engine/run/lock.hpp"
 #include "engine/run/report.hpp"
@@ -20,7 +21,11 @@ namespace engine::cli {
 // engine runs: every run under the state directory and how it ended.
 int do_runs(Args& a) {
   namespace fs = std::filesystem;
-  auto root = engine::run::state_dir(a.state_dir) / "runs";
+  auto root = local_state(a) / "runs";
+  // k8s://: the cluster's runs, each copied here first (a run another pod started too).
+  if (auto store = cluster_store(a))
+    for (const auto& id : store->runs())
+      if (!engine::run::running_pid(root / id)) materialize(*store, root, id);
   std::vector<std::string> ids;
   if (fs::is_directory(root))
     for (auto& e : fs::directory_iterator(root))
@@ -44,7 +49,7 @@ int do_runs(Args& a) {
 
 // engine ctl RUN_ID pause|continue|skip HOST|abort (engine/run/control.hpp has the words and the file).
 int do_ctl(Args& a) {
-  auto dir = engine::run::state_dir(a.state_dir) / "runs" / a.run_id;
+  auto dir = local_state(a) / "runs" / a.run_id;
   if (!std::filesystem::is_directory(dir)) throw engine::ConfigError("no run '" + a.run_id + "' under " + dir.parent_path().string());
   // Whether it runs now (a resumed run too), not whether an earlier attempt left a report.
   if (!engine::run::running_pid(dir))
@@ -117,8 +122,17 @@ void print_waits(const nlohmann::json& rep) {
 }  // namespace
 
 // engine report RUN_ID --html FILE --junit FILE: a finished run's report.json drawn again.
+// A run's directory to read (k8s://: copied from the cluster first, unless it runs here now).
+std::filesystem::path readable_run(Args& a) {
+  auto root = local_state(a) / "runs";
+  if (auto store = cluster_store(a))
+    if (!engine::run::running_pid(root / a.run_id) && !materialize(*store, root, a.run_id))
+      throw engine::ConfigError("no run '" + a.run_id + "' in the cluster's namespace " + store->ns());
+  return root / a.run_id;
+}
+
 int do_report(Args& a) {
-  auto dir = engine::run::state_dir(a.state_dir) / "runs" / a.run_id;
+  auto dir = readable_run(a);
   auto rep = read_json(dir / "report.json");
   if (rep.is_null()) throw engine::ConfigError("run '" + a.run_id + "' has no report.json under " + dir.string());
   if (a.html.empty() && a.junit.empty()) throw engine::ConfigError("engine report: say what to write: --html FILE and/or --junit FILE");
@@ -135,7 +149,7 @@ int do_report(Args& a) {
 }
 
 int do_show(Args& a) {
-  auto dir = engine::run::state_dir(a.state_dir) / "runs" / a.run_id;
+  auto dir = readable_run(a);
   auto rec = read_json(dir / "run.json");
   if (rec.is_null()) throw engine::ConfigError("no run '" + a.run_id + "' under " + dir.parent_path().string());
   auto rep = read_json(dir / "report.json");

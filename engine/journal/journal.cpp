@@ -125,6 +125,7 @@ void Journal::append(const nlohmann::json& record) {
   char crc[10];
   std::snprintf(crc, sizeof crc, "%08x ", crc32(body));
   std::string line = crc + body + "\n";
+  if (mirror) mirror(records_ + 1, line.substr(0, line.size() - 1));
   size_t off = 0;
   while (off < line.size()) {
     ssize_t n = ::write(fd_, line.data() + off, line.size() - off);

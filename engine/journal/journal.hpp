@@ -4,6 +4,7 @@
 // after. Reopening it for `engine resume` reads every record; a torn or corrupt last record is
 // reported and ignored, never trusted; a corrupt record before the last one refuses the journal.
 #pragma once
+#include <functional>
 #include <map>
 #include <optional>
 #include <string>
@@ -38,6 +39,10 @@ class Journal {
   void done(const std::string& key, const nlohmann::json& result);
   void failed(const std::string& key, const std::string& error);
   size_t records() const { return records_; }
+  // Called with each record's number and line (no newline) before it is written here: a copy kept
+  // elsewhere (the cluster, engine/run/cluster_store). When it throws, the record is not written
+  // and the step does not start.
+  std::function<void(uint64_t seq, const std::string& line)> mirror;
   // Every step with its latest state, in the order the steps first appear (for `engine show`).
   std::vector<std::pair<std::string, Entry>> steps() const;
 

@@ -1,0 +1,244 @@
+#include "engine/run/cluster_store.hpp"
+
+#include <algorithm>
+#include <cctype>
+#include <chrono>
+#include <cstdio>
+#include <ctime>
+#include <stdexcept>
+
+#include "engine/core/errors.hpp"
+#include "engine/http/escape.hpp"
+
+namespace engine::run {
+
+namespace {
+
+using json = nlohmann::json;
+
+std::string key_of(uint64_t seq) {
+  char buf[24];
+  std::snprintf(buf, sizeof buf, "r%08llu", static_cast<unsigned long long>(seq));
+  return buf;
+}
+
+// A label value: at most 63 characters of [a-z0-9-_.], starting and ending alphanumeric.
+std::string label_value(const std::string& id) {
+  std::string v;
+  for (char c : id) v += std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_' || c == '.' ? c : '-';
+  if (v.size() > 63) v = v.substr(v.size() - 63);
+  while (!v.empty() && !std::isalnum(static_cast<unsigned char>(v.front()))) v.erase(v.begin());
+  while (!v.empty() && !std::isalnum(static_cast<unsigned char>(v.back()))) v.pop_back();
+  return v;
+}
+
+json configmap(const std::string& name, const std::string& id, const std::string& part, json data) {
+  return {{"apiVersion", "v1"},
+          {"kind", "ConfigMap"},
+          {"metadata",
+           {{"name", name},
+            {"labels", {{"app.kubernetes.io/managed-by", "engine"}, {"engine.dev/run", label_value(id)}, {"engine.dev/part", part}}},
+            {"annotations", {{"engine.dev/run-id", id}}}}},
+          {"data", std::move(data)}};
+}
+
+std::string rv_of(const json& obj) {
+  return obj.contains("metadata") ? obj["metadata"].value("resourceVersion", "") : "";
+}
+
+}  // namespace
+
+std::optional<std::string> cluster_namespace(const std::string& flag) {
+  if (flag.rfind("k8s://", 0) != 0) return std::nullopt;
+  std::string ns = flag.substr(6);
+  while (!ns.empty() && ns.back() == '/') ns.pop_back();
+  bool ok = !ns.empty() && ns.size() <= 63 && std::isalnum(static_cast<unsigned char>(ns.front())) &&
+            std::isalnum(static_cast<unsigned char>(ns.back())) &&
+            std::all_of(ns.begin(), ns.end(), [](char c) { return std::islower(static_cast<unsigned char>(c)) || std::isdigit(static_cast<unsigned char>(c)) || c == '-'; });
+  if (!ok) throw ConfigError("--state-dir " + flag + ": k8s://NAMESPACE needs a namespace name (lowercase letters, digits, '-')");
+  return ns;
+}
+
+ClusterStore::ClusterStore(k8s::Cluster cluster, std::string ns)
+    : ns_(std::move(ns)), api_(std::make_shared<k8s::Api>(io_, std::move(cluster))) {}
+
+ClusterStore::~ClusterStore() = default;
+
+std::string ClusterStore::object_name(const std::string& id, const std::string& part) {
+  std::string v;
+  for (char c : id) {
+    char l = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    v += std::isalnum(static_cast<unsigned char>(l)) || l == '-' || l == '.' ? l : '-';
+  }
+  return "engine-run-" + v + part;
+}
+
+std::string ClusterStore::path(const std::string& name) const {
+  return "/api/v1/namespaces/" + ns_ + "/configmaps" + (name.empty() ? "" : "/" + name);
+}
+
+// One request, waited for: the store's own io_context runs until the reply (the engine's event
+// loop is not re-entered; a journal record is worth the short block, as an fsync is).
+k8s::Reply ClusterStore::call(const std::string& method, const std::string& p, const std::string& body,
+                              const std::string& content_type) {
+  std::optional<k8s::Reply> out;
+  k8s::CallOptions opts;
+  opts.content_type = content_type;
+  opts.timeout = 20;
+  api_->call(method, p, body, opts, [&out](k8s::Reply r) { out = std::move(r); });
+  io_.restart();
+  while (!out && io_.run_one()) {
+  }
+  if (!out) throw std::runtime_error("the cluster's API: no reply to " + method + " " + p);
+  return std::move(*out);
+}
+
+void ClusterStore::create_run(const std::string& id, const std::string& run_json) {
+  auto r = call("POST", path(), configmap(object_name(id, ""), id, "run", {{"run.json", run_json}}).dump());
+  if (!r.error.empty())
+    throw ConfigError("keeping run " + id + " in the cluster (namespace " + ns_ + "): " + r.error +
+                      (r.message.empty() ? "" : ": " + r.message));
+}
+
+// The chunk after a reply that did not say: is the record there? Sets the chunk's resourceVersion.
+// Throws when the key holds another record (another writer).
+bool ClusterStore::settled(const std::string& chunk, const std::string& key, const std::string& line) {
+  auto g = call("GET", path(chunk), "");
+  if (!g.error.empty() || !g.body.is_object()) return false;
+  auto data = g.body.value("data", json::object());
+  if (!data.contains(key)) return false;
+  if (data[key] != line)
+    throw std::runtime_error("the run's journal in the cluster (" + ns_ + "/" + chunk + ") holds another record " + key +
+                             ": another engine is writing this run");
+  rv_ = rv_of(g.body);
+  return true;
+}
+
+void ClusterStore::append(const std::string& id, uint64_t seq, const std::string& line) {
+  if (seq == 0) throw std::logic_error("journal records are numbered from 1");
+  size_t chunk = (seq - 1) / kChunk;
+  std::string name = object_name(id, "-j" + std::to_string(chunk)), key = key_of(seq), last;
+  for (int attempt = 0; attempt < 4; ++attempt) {
+    k8s::Reply r;
+    if (run_ != id || chunk_ != chunk) {
+      if ((seq - 1) % kChunk == 0) {  // the chunk's first record: the chunk is made with it
+        r = call("POST", path(), configmap(name, id, "journal", {{key, line}}).dump());
+        if (r.error.empty()) {
+          run_ = id, chunk_ = chunk, rv_ = rv_of(r.body);
+          return;
+        }
+      } else {  // a resumed run: the chunk as the cluster has it
+        r = call("GET", path(name), "");
+        if (!r.error.empty()) {
+          last = r.error + (r.message.empty() ? "" : ": " + r.message);
+          continue;
+        }
+        run_ = id, chunk_ = chunk, rv_ = rv_of(r.body);
+        if (r.body.value("data", json::object()).contains(key)) {
+          if (settled(name, key, line)) return;
+        }
+        continue;
+      }
+    } else {
+      json patch = {{"metadata", {{"resourceVersion", rv_}}}, {"data", {{key, line}}}};
+      r = call("PATCH", path(name), patch.dump(), "application/merge-patch+json");
+      if (r.error.empty()) {
+        rv_ = rv_of(r.body);
+        return;
+      }
+    }
+    // Taken after all (a reply lost on the way), or refused because someone else wrote: the chunk says.
+    if (settled(name, key, line)) {
+      run_ = id, chunk_ = chunk;
+      return;
+    }
+    if (r.error == "conflict")
+      throw std::runtime_error("the run's journal in the cluster (" + ns_ + "/" + name +
+                               ") changed under this run: another engine is writing run " + id);
+    last = r.error + (r.message.empty() ? "" : ": " + r.message);
+  }
+  throw std::runtime_error("the cluster did not take journal record " + std::to_string(seq) + " of run " + id + " (" +
+                           ns_ + "/" + name + "): " + last);
+}
+
+void ClusterStore::put_report(const std::string& id, const std::string& report_json) {
+  std::string name = object_name(id, "-report");
+  // Over the object limit: the report stays on the local disk only, and the cluster says so.
+  std::string text = report_json.size() < 900 * 1024 ? report_json
+                                                      : json{{"truncated", true}, {"bytes", report_json.size()}}.dump();
+  auto obj = configmap(name, id, "report", {{"report.json", text}});
+  auto r = call("POST", path(), obj.dump());
+  if (r.error == "conflict") {  // a resumed run ends again: its new report replaces the old one
+    auto g = call("GET", path(name), "");
+    obj["metadata"]["resourceVersion"] = rv_of(g.body);
+    r = call("PUT", path(name), obj.dump());
+  }
+  if (!r.error.empty()) throw std::runtime_error("keeping run " + id + "'s report in the cluster: " + r.error + ": " + r.message);
+}
+
+std::optional<ClusterStore::Saved> ClusterStore::load(const std::string& id) {
+  auto r = call("GET", path(object_name(id, "")), "");
+  if (r.error == "not found") return std::nullopt;
+  if (!r.error.empty()) throw ConfigError("reading run " + id + " from the cluster (namespace " + ns_ + "): " + r.error + ": " + r.message);
+  Saved s;
+  s.run_json = r.body.value("data", json::object()).value("run.json", "");
+  for (size_t chunk = 0;; ++chunk) {
+    std::string name = object_name(id, "-j" + std::to_string(chunk));
+    auto c = call("GET", path(name), "");
+    if (c.error == "not found") break;
+    if (!c.error.empty()) throw ConfigError("reading " + ns_ + "/" + name + ": " + c.error + ": " + c.message);
+    // Keys sort as the records were numbered (r00000001 ...); a missing one is the journal's own
+    // check to make (each record carries its number).
+    const json data = c.body.value("data", json::object());  // named: items() of a temporary would dangle
+    for (const auto& [key, line] : data.items())
+      if (line.is_string()) s.journal += line.get<std::string>() + "\n";
+    run_ = id, chunk_ = chunk, rv_ = rv_of(c.body);
+  }
+  auto rep = call("GET", path(object_name(id, "-report")), "");
+  if (rep.error.empty()) s.report = rep.body.value("data", json::object()).value("report.json", "");
+  return s;
+}
+
+std::vector<std::string> ClusterStore::runs() {
+  auto r = call("GET", path() + "?labelSelector=" +
+                           http::query_escape("app.kubernetes.io/managed-by=engine,engine.dev/part=run"), "");
+  if (!r.error.empty()) throw ConfigError("listing runs in the cluster (namespace " + ns_ + "): " + r.error + ": " + r.message);
+  std::vector<std::pair<std::string, std::string>> found;  // (created, id)
+  for (auto& item : r.body.value("items", json::array())) {
+    auto meta = item.value("metadata", json::object());
+    found.emplace_back(meta.value("creationTimestamp", ""), meta.value("annotations", json::object()).value("engine.dev/run-id", ""));
+  }
+  std::sort(found.begin(), found.end());
+  std::vector<std::string> out;
+  for (auto& f : found)
+    if (!f.second.empty()) out.push_back(f.second);
+  return out;
+}
+
+size_t ClusterStore::forget_older_than(double days) {
+  auto r = call("GET", path() + "?labelSelector=" +
+                           http::query_escape("app.kubernetes.io/managed-by=engine,engine.dev/part=report"), "");
+  if (!r.error.empty()) return 0;
+  auto now = std::chrono::system_clock::now();
+  size_t gone = 0;
+  for (auto& item : r.body.value("items", json::array())) {
+    auto meta = item.value("metadata", json::object());
+    std::tm tm{};
+    std::string created = meta.value("creationTimestamp", "");
+    if (!strptime(created.c_str(), "%Y-%m-%dT%H:%M:%SZ", &tm)) continue;
+    auto at = std::chrono::system_clock::from_time_t(timegm(&tm));
+    if (now - at < std::chrono::duration<double>(days * 86400)) continue;
+    // Finished runs only (they have a report); their report goes last, so a half-done delete is
+    // finished by the next run's pass.
+    std::string id = meta.value("annotations", json::object()).value("engine.dev/run-id", "");
+    if (id.empty()) continue;
+    call("DELETE", path(object_name(id, "")), "");
+    for (size_t chunk = 0;; ++chunk)
+      if (call("DELETE", path(object_name(id, "-j" + std::to_string(chunk))), "").error == "not found") break;
+    call("DELETE", path(object_name(id, "-report")), "");
+    ++gone;
+  }
+  return gone;
+}
+
+}  // namespace engine::run

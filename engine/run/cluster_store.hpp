@@ -1,0 +1,69 @@
+// A run's records kept in the cluster's API (`--state-dir k8s://NAMESPACE`), so a run started in a
+// pod that is evicted can be resumed by the next pod, elsewhere. ConfigMaps in the namespace:
+//   engine-run-ID          run.json (made once; a second create of one id is refused)
+//   engine-run-ID-jN       the journal's records N*256 .. N*256+255, one key each ("r00000042": the
+//                          journal line, CRC and all, as the file holds it)
+//   engine-run-ID-report   report.json, when the run ends
+// Each record is appended with a merge patch that carries the chunk's resourceVersion: the API
+// acknowledges it before the step's side effect starts (as fsync does for the file), and a second
+// writer makes the patch fail instead of interleaving. A reply lost in transit is settled by reading
+// the chunk back. The local run directory stays the working copy; this is what survives the pod.
+#pragma once
+#include <boost/asio/io_context.hpp>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "engine/k8s/api.hpp"
+
+namespace engine::run {
+
+class ClusterStore {
+ public:
+  static constexpr size_t kChunk = 256;  // records per ConfigMap: far under the 1 MiB object limit
+
+  ClusterStore(k8s::Cluster cluster, std::string ns);
+  ~ClusterStore();
+  const std::string& ns() const { return ns_; }
+
+  // A new run's ConfigMap with run.json. Throws ConfigError naming the namespace when it cannot.
+  void create_run(const std::string& id, const std::string& run_json);
+  // Appends the journal line numbered seq (1-based); returns once the API has it. Throws
+  // std::runtime_error when it cannot, or when another writer changed the run's journal.
+  void append(const std::string& id, uint64_t seq, const std::string& line);
+  void put_report(const std::string& id, const std::string& report_json);
+
+  struct Saved {
+    std::string run_json;
+    std::string journal;  // every line, '\n'-terminated, in order
+    std::optional<std::string> report;
+  };
+  // A run's records (and the chunk appends continue in); nullopt when the namespace has no such run.
+  std::optional<Saved> load(const std::string& id);
+  // Every run's id, oldest first.
+  std::vector<std::string> runs();
+  // Runs whose last record is older than `days` days: their ConfigMaps deleted. Returns how many.
+  size_t forget_older_than(double days);
+
+  // The ConfigMap name of a run's part ("" for run.json, "-j3", "-report").
+  static std::string object_name(const std::string& id, const std::string& part);
+
+ private:
+  k8s::Reply call(const std::string& method, const std::string& path, const std::string& body,
+                  const std::string& content_type = "application/json");
+  std::string path(const std::string& name = "") const;
+  bool settled(const std::string& chunk, const std::string& key, const std::string& line);
+
+  std::string ns_;
+  boost::asio::io_context io_;
+  std::shared_ptr<k8s::Api> api_;
+  // The chunk appends go to, and its resourceVersion after this writer's last append.
+  std::string run_, rv_;
+  size_t chunk_ = SIZE_MAX;
+};
+
+// "k8s://NAMESPACE" → NAMESPACE; nullopt for a directory.
+std::optional<std::string> cluster_namespace(const std::string& state_flag);
+
+}  // namespace engine::run

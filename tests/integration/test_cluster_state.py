@@ -1,0 +1,140 @@
+"""--state-dir k8s://NAMESPACE: a run's journal, run.json and report kept in the cluster's API, so
+another machine (the next pod of a Job) resumes it. Each "pod" here is its own state directory
+($XDG_STATE_HOME) that never sees the other's files; the API is the simulator."""
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import unittest
+import urllib.error
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from test_k8s import ENGINE, K8sTest  # noqa: E402
+
+STEPS = """
+return runbook {
+  name = "six-steps",
+  params = { pause = { type = "number", default = 0.4 } },
+  run = function(p)
+    for i = 1, 6 do
+      step("step " .. i, function() print("RAN " .. i) sleep(p.pause) end, { probe = function() return false end })
+    end
+  end,
+}
+"""
+STATE = "k8s://engine-runs"
+
+
+class TestClusterState(K8sTest):
+    def setUp(self):
+        super().setUp()
+        self.runbook = os.path.join(self.tmp, "six.lua")
+        with open(self.runbook, "w") as f:
+            f.write(STEPS)
+
+    def pod(self, name):
+        """A machine of its own: its own state directory, the same cluster."""
+        home = os.path.join(self.tmp, name)
+        os.makedirs(home, exist_ok=True)
+        return dict(os.environ, XDG_STATE_HOME=home, KUBECONFIG=self.cluster.kubeconfig)
+
+    def engine(self, env, *args, timeout=60):
+        return subprocess.run([ENGINE, *args], capture_output=True, text=True, timeout=timeout, env=env)
+
+    def configmaps(self):
+        return {o["metadata"]["name"] for o in self.cluster.get("/api/v1/namespaces/engine-runs/configmaps")["items"]}
+
+    def start_killed_after(self, env, marker):
+        """A run killed (SIGKILL, as an evicted pod's container) once it printed marker."""
+        p = subprocess.Popen([ENGINE, "run", self.runbook, "--state-dir", STATE], stdout=subprocess.PIPE,
+                             stderr=subprocess.STDOUT, text=True, env=env)
+        out = ""
+        deadline = time.monotonic() + 30
+        while marker not in out and time.monotonic() < deadline:
+            line = p.stdout.readline()
+            if not line:
+                break
+            out += line
+        p.send_signal(signal.SIGKILL)
+        p.wait()
+        self.assertIn(marker, out)
+        return out
+
+    def test_a_run_killed_on_one_machine_resumes_on_another(self):
+        first = self.start_killed_after(self.pod("pod-1"), "RAN 3")
+        run_id = re.search(r" run=(\d{8}-\S+)", first).group(1)
+        names = self.configmaps()
+        self.assertIn(f"engine-run-{run_id}", names)
+        self.assertIn(f"engine-run-{run_id}-j0", names)
+        # Each record in the cluster, acknowledged before its step went on: steps 1 and 2 done,
+        # step 3 begun (its INTENT) when the process died.
+        chunk = self.cluster.get(f"/api/v1/namespaces/engine-runs/configmaps/engine-run-{run_id}-j0")["data"]
+        records = [json.loads(v.split(" ", 1)[1]) for _, v in sorted(chunk.items())]
+        self.assertEqual([(r["t"], r["step"]) for r in records][:5],
+                         [("INTENT", "step 1"), ("DONE", "step 1"), ("INTENT", "step 2"), ("DONE", "step 2"), ("INTENT", "step 3")])
+        # Another machine, which never saw the run: lists it, shows it, resumes it.
+        pod2 = self.pod("pod-2")
+        runs = self.engine(pod2, "runs", "--state-dir", STATE)
+        self.assertEqual(runs.returncode, 0, runs.stderr)
+        self.assertRegex(runs.stdout, rf"{run_id}\s+six\s+stopped")
+        show = self.engine(pod2, "show", run_id, "--state-dir", STATE)
+        self.assertEqual(show.returncode, 0, show.stderr)
+        self.assertIn("step 2", show.stdout)
+        again = self.engine(pod2, "resume", run_id, "--state-dir", STATE)
+        self.assertEqual(again.returncode, 0, again.stdout[-2000:] + again.stderr[-2000:])
+        ran = re.findall(r"RAN (\d)", again.stdout)
+        self.assertEqual(ran, ["3", "4", "5", "6"])  # 1 and 2 were done; 3 had no record of finishing
+        self.assertIn(f"engine-run-{run_id}-report", self.configmaps())
+        # A third machine sees it finished.
+        runs = self.engine(self.pod("pod-3"), "runs", "--state-dir", STATE)
+        self.assertRegex(runs.stdout, rf"{run_id}\s+six\s+finished")
+
+    def test_two_writers_of_one_run_cannot_interleave(self):
+        first = self.start_killed_after(self.pod("pod-1"), "RAN 1")
+        run_id = re.search(r" run=(\d{8}-\S+)", first).group(1)
+        # Two machines resume the same run at once: one takes the next record, the other is told.
+        procs = [subprocess.Popen([ENGINE, "resume", run_id, "--state-dir", STATE], stdout=subprocess.PIPE,
+                                  stderr=subprocess.PIPE, text=True, env=self.pod(f"pod-{n}")) for n in (2, 3)]
+        outs = [p.communicate(timeout=60) for p in procs]
+        codes = sorted(p.returncode for p in procs)
+        text = "".join(o + e for o, e in outs)
+        self.assertEqual(codes[0], 0, text[-3000:])
+        self.assertNotEqual(codes[1], 0, text[-3000:])
+        self.assertRegex(text, r"changed under this run: another engine is writing run|holds another record")
+        # The journal in the cluster is one writer's: every record numbered in order, none twice.
+        records = []
+        for name in sorted(n for n in self.configmaps() if re.search(r"-j\d+$", n)):
+            chunk = self.cluster.get(f"/api/v1/namespaces/engine-runs/configmaps/{name}")["data"]
+            records += [json.loads(v.split(" ", 1)[1]) for _, v in sorted(chunk.items())]
+        self.assertEqual([r["seq"] for r in records], list(range(1, len(records) + 1)))
+        done = [r["step"] for r in records if r["t"] == "DONE"]
+        self.assertEqual(sorted(done), sorted(set(done)))
+
+    def test_finished_runs_are_forgotten_after_keep_days_and_bad_input_is_named(self):
+        pod = self.pod("pod-1")
+        r = self.engine(pod, "run", self.runbook, "--state-dir", STATE, "-e", "pause=0")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        old = re.search(r" run=(\d{8}-\S+)", r.stdout).group(1)
+        time.sleep(2.5)  # ConfigMaps carry whole seconds
+        r = self.engine(pod, "run", self.runbook, "--state-dir", STATE + "?keep_days=0.00002", "-e", "pause=0")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        new = re.search(r" run=(\d{8}-\S+)", r.stdout).group(1)
+        names = self.configmaps()
+        self.assertFalse([n for n in names if old in n], names)
+        self.assertIn(f"engine-run-{new}", names)
+        for bad, why in (("k8s://Engine_Runs", "k8s://NAMESPACE needs a namespace name"),
+                         (STATE + "?keep_days=soon", "keep_days must be a positive number of days")):
+            r = self.engine(pod, "run", self.runbook, "--state-dir", bad)
+            self.assertEqual(r.returncode, 2, r.stderr)
+            self.assertIn(why, r.stderr)
+        r = self.engine(self.pod("pod-9"), "resume", "20990101-000000-nothing-0000", "--state-dir", STATE)
+        self.assertEqual(r.returncode, 2)
+        self.assertIn("no run '20990101-000000-nothing-0000' in the cluster's namespace engine-runs", r.stderr)
+
+
+if __name__ == "__main__":
+    unittest.main()
