@@ -27,6 +27,7 @@ struct Args {
   std::string log_format = "text", log_level = "info", state_dir;
   std::string kubeconfig, context;
   std::string run_id;          // resume, show
+  std::string fixed_id;        // run --run-id: this id; a run of it already there is resumed
   bool force = false, retry_unknown = false;
   std::vector<std::string> ctl;  // ctl: the command and its host
   bool list_hosts = false;

@@ -1,5 +1,7 @@
 // The engine command line: run, check, version. Exit codes: 0 ok, 1 runbook failed,
 // 2 usage or configuration error, 130 interrupted.
+#include <algorithm>
+#include <cctype>
 #include <sys/resource.h>
 
 #include <CLI/CLI.hpp>
@@ -50,6 +52,12 @@ int main(int argc, char** argv) {
   run->add_option("--log-format", a.log_format, "text or json")->check(CLI::IsMember({"text", "json"}));
   run->add_option("--log-level", a.log_level, "debug, info, warn or error")
       ->check(CLI::IsMember({"debug", "info", "warn", "error"}));
+  run->add_option("--run-id", a.fixed_id, "this run id (a Job's pods: the same id each time); a run of it already there is resumed, one that finished is left")
+      ->check([](const std::string& v) {
+        bool ok = !v.empty() && v.size() <= 200 && std::isalnum(static_cast<unsigned char>(v.front())) &&
+                  std::all_of(v.begin(), v.end(), [](char c) { return std::islower(static_cast<unsigned char>(c)) || std::isdigit(static_cast<unsigned char>(c)) || c == '-' || c == '.'; });
+        return ok ? std::string() : "a run id is lowercase letters, digits, '-' and '.' (a ConfigMap name in a k8s:// state)";
+      });
   run->add_option("--state-dir", a.state_dir, "where run directories live (default $XDG_STATE_HOME/engine), or k8s://NAMESPACE[?keep_days=N]: in the cluster");
   run->add_flag("-v,--verbose", a.verbose, "more output: -v debug logs, -vv also every HTTP request");
   run->add_option("--junit", a.junit, "also write the run's steps as JUnit XML to this file (for CI systems)");

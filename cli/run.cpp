@@ -270,12 +270,28 @@ int do_run(Args& a) {
   register_secrets(info, params, &inv);
   rt.set_inventory(std::move(inv));
   auto store = a.dry_run ? nullptr : cluster_store(a);
+  if (!a.fixed_id.empty() && !a.dry_run) {
+    // --run-id: the run of that id goes on where it stopped (a Job's next pod), or stays finished.
+    auto root = local_state(a) / "runs";
+    bool known = store ? materialize(*store, root, a.fixed_id) : std::filesystem::exists(root / a.fixed_id / "run.json");
+    if (known) {
+      auto rep = read_json(root / a.fixed_id / "report.json");
+      if (!rep.is_null() && rep.value("outcome", "") == "ok") {
+        std::printf("run %s finished already (%s): nothing to do\n", a.fixed_id.c_str(), rep.value("finished", "?").c_str());
+        return 0;
+      }
+      Args r = a;  // the -e given now again (the same values, and secret ones the record lacks)
+      r.run_id = a.fixed_id;
+      r.force = false;
+      return do_resume(r);
+    }
+  }
   if (store) store->forget_older_than(cluster_keep_days(a));
   auto run = engine::run::create(local_state(a), info.name, [&](const engine::run::RunDir& r) {
     auto rec = run_record(a, r, info, params);
     write_json(r.path / "run.json", rec);
     if (store) store->create_run(r.id, rec.dump(2));
-  });
+  }, a.dry_run ? "" : a.fixed_id);
   setup_logs(a, run);
   return execute(a, rt, info, params, run, false, store.get());
 }

@@ -110,6 +110,14 @@ return runbook {
     local leader = inv:hosts(p.leader)[1] or cps[1]
     table.sort(cps, function(a, b) return (a == leader and 0 or 1) < (b == leader and 0 or 1) or
       ((a == leader) == (b == leader) and a.name < b.name) end)
+    -- In a pod (NODE_NAME from the downward API, deploy/), the node this engine runs on goes last
+    -- among its kind (the leader still first): its drain evicts this engine, and the Job's next pod
+    -- resumes the run elsewhere with little left to do.
+    local here = os.getenv("NODE_NAME")
+    if here and here ~= "" then
+      rollout.last(workers, here)
+      if here ~= leader.name then rollout.last(cps, here) end
+    end
 
     if p.maintenance_window then  -- a bad spec raises here, before anything runs
       local w = fleet.window(p.maintenance_window)

@@ -24,7 +24,7 @@ std::filesystem::path state_dir(const std::string& flag) {
 }
 
 RunDir create(const std::filesystem::path& state, const std::string& runbook_name,
-              const std::function<void(const RunDir&)>& fill) {
+              const std::function<void(const RunDir&)>& fill, const std::string& fixed_id) {
   auto now = std::chrono::system_clock::to_time_t(std::chrono::system_clock::now());
   std::random_device rd;
   std::string name;
@@ -36,11 +36,12 @@ RunDir create(const std::filesystem::path& state, const std::string& runbook_nam
   }
   for (int attempt = 0; attempt < 16; ++attempt) {
     RunDir r;
-    r.id = fmt::format("{:%Y%m%d-%H%M%S}-{}-{:04x}", fmt::localtime(now), name, rd() & 0xffff);
+    r.id = fixed_id.empty() ? fmt::format("{:%Y%m%d-%H%M%S}-{}-{:04x}", fmt::localtime(now), name, rd() & 0xffff) : fixed_id;
     auto final_path = state / "runs" / r.id;
     r.path = state / "incoming" / r.id;
     if (std::filesystem::exists(final_path, ec) || !std::filesystem::create_directory(r.path, ec)) {
       if (ec) throw ConfigError("run directory " + r.path.string() + ": " + ec.message());
+      if (!fixed_id.empty()) throw ConfigError("a run '" + fixed_id + "' exists already under " + state.string());
       continue;
     }
     try {
@@ -53,7 +54,8 @@ RunDir create(const std::filesystem::path& state, const std::string& runbook_nam
     if (::renameat2(AT_FDCWD, r.path.c_str(), AT_FDCWD, final_path.c_str(), RENAME_NOREPLACE) != 0) {
       int err = errno;
       std::filesystem::remove_all(r.path, ec);
-      if (err == EEXIST) continue;
+      if (err == EEXIST && fixed_id.empty()) continue;
+      if (err == EEXIST) throw ConfigError("a run '" + fixed_id + "' exists already under " + state.string());
       throw ConfigError("run directory " + final_path.string() + ": " + std::strerror(err));
     }
     r.path = final_path;

@@ -17,8 +17,9 @@ std::filesystem::path state_dir(const std::string& flag);
 
 // Creates a fresh run directory: made under STATE/incoming, filled by `fill` (run.json), then
 // renamed into STATE/runs, so runs/ only ever holds directories a resume can read, whenever the
-// process is killed. Throws ConfigError when it cannot be made.
+// process is killed. fixed_id: that id (engine run --run-id) instead of a new one; a run of that
+// id already there is refused. Throws ConfigError when it cannot be made.
 RunDir create(const std::filesystem::path& state_dir, const std::string& runbook_name,
-              const std::function<void(const RunDir&)>& fill);
+              const std::function<void(const RunDir&)>& fill, const std::string& fixed_id = "");
 
 }  // namespace engine::run

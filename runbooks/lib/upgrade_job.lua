@@ -1,7 +1,7 @@
 -- The upgrade Job k8s-version-check.lua creates when it finds a target (seed 004's detection
 -- seeding its chain, here one Job): named for the target, so a second detection finds it and
 -- creates nothing. What it runs is k8s-upgrade.lua with the inventory and SSH key the deploy/
--- manifests provide.
+-- manifests provide, its records in the cluster (--state-dir k8s://NAMESPACE) under the Job's name.
 local k8s = require "engine.k8s"
 
 local M = {}
@@ -13,8 +13,10 @@ end
 
 --- job(p, target, kind) → the Job object.
 function M.job(p, target, kind)
+  -- The run's records in the cluster, under the Job's own name: the Job's next pod (this one was
+  -- evicted, by its own drain perhaps) runs the same command and goes on where it stopped.
   local args = { "run", "/usr/share/engine/runbooks/k8s-upgrade.lua", "-i", "/etc/engine/inventory/inventory.yml",
-    "--state-dir", "/var/lib/engine", "-e", "version=" .. target, "-e", "kind=" .. kind }
+    "--state-dir", "k8s://" .. p.job_namespace, "--run-id", M.name(target), "-e", "version=" .. target, "-e", "kind=" .. kind }
   for _, extra in ipairs(p.job_params) do
     if not extra:find("=", 1, true) then error("job_params: '" .. extra .. "' is not name=value", 0) end
     args[#args + 1] = "-e"
@@ -42,13 +44,11 @@ function M.job(p, target, kind)
             volumeMounts = {
               { name = "inventory", mountPath = "/etc/engine/inventory", readOnly = true },
               { name = "ssh", mountPath = "/etc/engine/ssh", readOnly = true },
-              { name = "state", mountPath = "/var/lib/engine" },
             },
           } },
           volumes = {
             { name = "inventory", configMap = { name = p.job_inventory } },
             { name = "ssh", secret = { secretName = p.job_ssh_secret, defaultMode = 256 } },  -- 0400
-            { name = "state", emptyDir = {} },
           },
         },
       },

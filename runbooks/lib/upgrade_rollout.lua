@@ -11,6 +11,21 @@ local M = {}
 -- (same identity) what the stopped one left.
 M.TAINT = "engine.dev/upgrade-next"
 
+--- last(hosts, name): the host of that name moved to the end of the list, in place (said when it
+--- moves: the engine runs on that node, and its drain evicts the engine).
+function M.last(hosts, name)
+  for i, h in ipairs(hosts) do
+    if h.name == name then
+      if i < #hosts then
+        table.remove(hosts, i)
+        hosts[#hosts + 1] = h
+        log.info("this engine runs on this node: it is upgraded last among its kind", { node = name })
+      end
+      return
+    end
+  end
+end
+
 --- How many hosts an at_once of "N" or "P%" means for `total` (as fleet.each rounds it).
 function M.count(amount, total)
   local pct = tostring(amount):match("^(%d+)%%$")

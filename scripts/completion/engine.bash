@@ -22,13 +22,13 @@ _engine() {
   fi
   local opts
   case $cmd in
-    run) opts="-i --inventory -e --extra --limit --list-hosts --dry-run --yes --log-format --log-level --state-dir --junit --kubeconfig --context -v --verbose --help" ;;
+    run) opts="-i --inventory -e --extra --limit --list-hosts --dry-run --yes --log-format --log-level --state-dir --run-id --junit --kubeconfig --context -v --verbose --help" ;;
     check) opts="-i --inventory -e --extra --limit --list-hosts --kubeconfig --context --module --help" ;;
     resume) opts="--force --retry-unknown -e --extra --yes --log-format --log-level --state-dir --junit --kubeconfig --context -v --verbose --help" ;;
     report) opts="--html --junit --state-dir --help" ;;
     api) opts="--json --params --help" ;;
-    runs) opts="--state-dir --help" ;;
-    show) opts="--state-dir --help" ;;
+    runs) opts="--state-dir --kubeconfig --context --help" ;;
+    show) opts="--state-dir --kubeconfig --context --help" ;;
     ctl) opts="pause continue skip abort --state-dir --help" ;;
     inventory) opts="-i --inventory --limit --list --host --list-hosts --ssh --ssh-config --help" ;;
     *) opts="--help" ;;

@@ -93,6 +93,32 @@ class TestClusterState(K8sTest):
         runs = self.engine(self.pod("pod-3"), "runs", "--state-dir", STATE)
         self.assertRegex(runs.stdout, rf"{run_id}\s+six\s+finished")
 
+    def test_a_jobs_next_pod_runs_the_same_command_and_goes_on(self):
+        # A Job's pods all run one command: with --run-id the second one resumes what the first
+        # (evicted) began, and a pod after the run finished does nothing.
+        cmd = ["run", self.runbook, "--state-dir", STATE, "--run-id", "k8s-upgrade-v1-34-3"]
+        p = subprocess.Popen([ENGINE, *cmd], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=self.pod("pod-1"))
+        out = ""
+        while "RAN 2" not in out:
+            line = p.stdout.readline()
+            if not line:
+                break
+            out += line
+        p.send_signal(signal.SIGKILL)
+        p.wait()
+        self.assertIn("run=k8s-upgrade-v1-34-3", out)
+        second = self.engine(self.pod("pod-2"), *cmd)
+        self.assertEqual(second.returncode, 0, second.stdout[-2000:] + second.stderr[-2000:])
+        self.assertIn("run resumed", second.stdout)
+        self.assertEqual(re.findall(r"RAN (\d)", second.stdout), ["2", "3", "4", "5", "6"])
+        third = self.engine(self.pod("pod-3"), *cmd)
+        self.assertEqual(third.returncode, 0, third.stderr)
+        self.assertIn("run k8s-upgrade-v1-34-3 finished already", third.stdout)
+        self.assertNotIn("RAN", third.stdout)
+        bad = self.engine(self.pod("pod-3"), "run", self.runbook, "--run-id", "Upgrade_1")
+        self.assertEqual(bad.returncode, 2)
+        self.assertIn("a run id is lowercase letters, digits", bad.stderr)
+
     def test_two_writers_of_one_run_cannot_interleave(self):
         first = self.start_killed_after(self.pod("pod-1"), "RAN 1")
         run_id = re.search(r" run=(\d{8}-\S+)", first).group(1)

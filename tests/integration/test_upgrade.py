@@ -396,6 +396,12 @@ class UpgradeCase(unittest.TestCase):
         with open(manifest) as f:
             self.assertEqual(f.read(), before)
         self.assertFalse(os.path.exists(f"{self.dir}/snapshots"))
+        # In a pod on w1 (NODE_NAME, the downward API): w1 goes last, so w2 is the canary and w3 next.
+        r = subprocess.run([ENGINE, "run", UPGRADE, *self.args("--dry-run")], capture_output=True, text=True, timeout=600,
+                           env=dict(os.environ, NODE_NAME="w1"))
+        self.assertEqual(r.returncode, 0, r.stdout[-3000:] + r.stderr[-3000:])
+        self.assertIn("this engine runs on this node: it is upgraded last among its kind node=w1", r.stdout)
+        self.assertIn("would taint node=w3 taint=engine.dev/upgrade-next:PreferNoSchedule", r.stdout)
 
 
 if __name__ == "__main__":

@@ -81,7 +81,8 @@ class OnAnOldPatch(VersionCheckCase):
         jobs = json.loads(self.kubectl("get", "jobs", "-n", "engine", "-o", "json").stdout)["items"]
         self.assertEqual([j["metadata"]["name"] for j in jobs], ["k8s-upgrade-v1-33-5"])
         c = jobs[0]["spec"]["template"]["spec"]["containers"][0]
-        self.assertEqual(c["args"][-6:], ["-e", "version=1.33.5", "-e", "kind=patch", "-e", "workers_at_once=10%"])
+        self.assertEqual(c["args"][-10:], ["--state-dir", "k8s://engine", "--run-id", "k8s-upgrade-v1-33-5",
+                                           "-e", "version=1.33.5", "-e", "kind=patch", "-e", "workers_at_once=10%"])
         self.assertEqual(jobs[0]["spec"]["template"]["spec"]["serviceAccountName"], "engine")
 
     def test_3_a_half_done_rollout_is_no_new_target(self):
