@@ -48,9 +48,9 @@ class TestClusterState(K8sTest):
     def configmaps(self):
         return {o["metadata"]["name"] for o in self.cluster.get("/api/v1/namespaces/engine-runs/configmaps")["items"]}
 
-    def start_killed_after(self, env, marker):
+    def start_killed_after(self, env, marker, *extra):
         """A run killed (SIGKILL, as an evicted pod's container) once it printed marker."""
-        p = subprocess.Popen([ENGINE, "run", self.runbook, "--state-dir", STATE], stdout=subprocess.PIPE,
+        p = subprocess.Popen([ENGINE, "run", self.runbook, "--state-dir", STATE, *extra], stdout=subprocess.PIPE,
                              stderr=subprocess.STDOUT, text=True, env=env)
         out = ""
         deadline = time.monotonic() + 30
@@ -97,15 +97,7 @@ class TestClusterState(K8sTest):
         # A Job's pods all run one command: with --run-id the second one resumes what the first
         # (evicted) began, and a pod after the run finished does nothing.
         cmd = ["run", self.runbook, "--state-dir", STATE, "--run-id", "k8s-upgrade-v1-34-3"]
-        p = subprocess.Popen([ENGINE, *cmd], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=self.pod("pod-1"))
-        out = ""
-        while "RAN 2" not in out:
-            line = p.stdout.readline()
-            if not line:
-                break
-            out += line
-        p.send_signal(signal.SIGKILL)
-        p.wait()
+        out = self.start_killed_after(self.pod("pod-1"), "RAN 2", "--run-id", "k8s-upgrade-v1-34-3")
         self.assertIn("run=k8s-upgrade-v1-34-3", out)
         second = self.engine(self.pod("pod-2"), *cmd)
         self.assertEqual(second.returncode, 0, second.stdout[-2000:] + second.stderr[-2000:])
