@@ -2,6 +2,7 @@
 
 #include <chrono>
 #include <csignal>
+#include <cstdlib>
 #include <map>
 
 #include "bindings/vm.hpp"
@@ -9,7 +10,7 @@
 
 namespace engine::lua {
 
-SignalWatch::SignalWatch(Vm& vm, RunOutcome& out) : vm_(vm), out_(out), signals_(vm.io, SIGINT, SIGTERM) {
+SignalWatch::SignalWatch(Vm& vm, RunOutcome& out) : vm_(vm), out_(out), signals_(vm.io, SIGINT, SIGTERM), grace_(vm.io) {
   count_signals(SIGINT);  // after Asio's handlers, which they then call
   count_signals(SIGTERM);
   vm.signals_acted = signals_received();
@@ -21,6 +22,17 @@ SignalWatch::~SignalWatch() {
   *alive_ = false;
   boost::system::error_code ec;
   signals_.cancel(ec);
+  grace_.cancel();
+}
+
+// Seconds a SIGTERM leaves the running hosts: $ENGINE_TERM_GRACE, else 20 (under Kubernetes'
+// default 30 s terminationGracePeriodSeconds, leaving time to write the records); 0: at once.
+double SignalWatch::term_grace() {
+  const char* v = std::getenv("ENGINE_TERM_GRACE");
+  if (!v || !*v) return 20;
+  char* end = nullptr;
+  double d = std::strtod(v, &end);
+  return end && !*end && d >= 0 ? d : 20;
 }
 
 void SignalWatch::arm() {
@@ -31,6 +43,19 @@ void SignalWatch::arm() {
     if (sig == SIGINT && !vm_.draining) {
       vm_.draining = true;
       log::emit(log::Level::warn, "", "interrupt: no new hosts start; running ones finish (Ctrl-C again to cancel them)");
+    } else if (sig == SIGTERM && !vm_.draining && term_grace() > 0) {
+      // An evicted pod, a stopped service: the hosts in flight get a grace period to finish their
+      // step (so it is journaled done, not unknown), then whatever still runs is cancelled.
+      vm_.draining = true;
+      double grace = term_grace();
+      log::emit(log::Level::warn, "", "terminated: no new hosts start; running ones finish or are cancelled after the grace period",
+                {{"grace_seconds", grace}});
+      grace_.expires_after(std::chrono::milliseconds(static_cast<int64_t>(grace * 1000)));
+      grace_.async_wait([this, alive = alive_](const boost::system::error_code& e) {
+        if (e || !*alive) return;
+        log::emit(log::Level::warn, "", "the grace period is over: cancelling everything in flight");
+        cancel_all(vm_);
+      });
     } else {
       log::emit(log::Level::warn, "", "interrupt: cancelling everything in flight");
       cancel_all(vm_);

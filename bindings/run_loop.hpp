@@ -32,9 +32,11 @@ class SignalWatch {
 
  private:
   void arm();
+  static double term_grace();
   Vm& vm_;
   RunOutcome& out_;
   boost::asio::signal_set signals_;
+  boost::asio::steady_timer grace_;  // after a SIGTERM: when what still runs is cancelled
   std::shared_ptr<void> watchdog_;
   std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
 };

@@ -147,6 +147,49 @@ class TestBusyRunbook(HostileTest):
         self.assertEqual(code, 130, out + err)
 
 
+class TestTerminated(HostileTest):
+    """SIGTERM (an evicted pod, a stopped service): no new host starts, the running ones get
+    ENGINE_TERM_GRACE seconds to finish their step, then what still runs is cancelled."""
+    BODY = """
+    local fleet = require "engine.fleet"
+    fleet.each({ "a", "b", "c" }, { at_once = 1 }, function(h)
+      step("work " .. h, function() print("START " .. h) sleep(%s) print("END " .. h) end)
+    end)
+"""
+
+    def terminated(self, work_seconds, grace):
+        p = subprocess.Popen([ENGINE, "run", self.write(self.BODY % work_seconds), "--state-dir", os.path.join(self.tmp, "state")],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                             env=dict(os.environ, ENGINE_TERM_GRACE=str(grace)))
+        try:
+            for _ in range(20):
+                if "START a" in p.stdout.readline():
+                    break
+            t0 = time.monotonic()
+            p.send_signal(signal.SIGTERM)
+            out, err = p.communicate(timeout=30)
+            return p.returncode, "START a\n" + out, err, time.monotonic() - t0
+        finally:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+
+    def test_the_running_step_finishes_within_the_grace_and_nothing_new_starts(self):
+        code, out, err, _ = self.terminated(1.5, 20)
+        self.assertEqual(code, 130, out + err)
+        self.assertIn("terminated: no new hosts start", out)
+        self.assertIn("END a", out)  # finished, so journaled done: a resume does not run it again
+        self.assertNotIn("START b", out)
+        self.assertNotIn("cancelling", out)
+
+    def test_what_outlives_the_grace_is_cancelled(self):
+        code, out, err, took = self.terminated(30, 0.5)
+        self.assertEqual(code, 130, out + err)
+        self.assertIn("the grace period is over: cancelling everything in flight", out)
+        self.assertNotIn("END a", out)
+        self.assertLess(took, 25)  # not the step's 30 s (a bound on a hang, not a timing figure)
+
+
 @unittest.skipUnless(os.geteuid() == 0 and shutil.which("unshare"), "needs root to mount a small tmpfs")
 class TestFullDisk(HostileTest):
     def test_a_run_whose_records_cannot_be_written_fails_and_names_the_file(self):
