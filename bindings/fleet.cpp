@@ -273,7 +273,8 @@ struct FleetRun : std::enable_shared_from_this<FleetRun> {
                         " hosts failed, more than max_failures (" + std::to_string(rollout.policy().max_failures) + ")";
       size_t shown = 0;
       for (auto& r : results)
-        if (r.status == Result::failed && shown++ < 5) msg += "\n  " + r.name + ": " + r.error;
+        if (r.status == Result::failed && shown++ < 5)  // std.remote's errors name their host already
+          msg += "\n  " + (r.error.rfind(r.name + ": ", 0) == 0 ? r.error : r.name + ": " + r.error);
       if (failed > 5) msg += "\n  ... and " + std::to_string(failed - 5) + " more";
       if (unstarted) msg += "\n  " + std::to_string(unstarted) + " hosts not started";
       vm->declared_failures.push_back(msg);

@@ -109,6 +109,17 @@ TEST_CASE("failures within max_failures are reported; beyond it the call raises 
   CHECK_THAT(err, Contains("fleet.each: 1 of 10 hosts failed, more than max_failures (0)"));
   CHECK_THAT(err, Contains("h3: snippet:"));
   CHECK_THAT(err, Contains("hosts not started"));
+
+  // An error that names its host already (std.remote.must's "HOST: WHAT exited N") is not
+  // prefixed with it twice.
+  err = run(R"(
+    local fleet = require "engine.fleet"
+    fleet.each({ "cp1", "cp2" }, { at_once = 1 }, function(h)
+      if h == "cp2" then error("cp2: systemctl restart kubelet exited 1: failed", 0) end
+    end)
+  )");
+  CHECK_THAT(err, Contains("\n  cp2: systemctl restart kubelet exited 1"));
+  CHECK_THAT(err, !Contains("cp2: cp2:"));
 }
 
 TEST_CASE("fleet.each rejects unknown options with a suggestion") {
