@@ -9,6 +9,7 @@
 import argparse
 import json
 import os
+import secrets
 import shutil
 import signal
 import ssl
@@ -163,7 +164,10 @@ def start(st, cps, workers, version):
         certs.sign(f"{d}/pki", "ca", "/CN=kube-apiserver", "apiserver", f"{d}/apiserver.key", f"{d}/apiserver.crt", 365,
                    f"DNS:kubernetes,IP:{cps[0]['ip']},IP:127.0.0.1")
         fallback = ["--fallback-cert", f"{d}/apiserver.crt", "--fallback-key", f"{d}/apiserver.key"]
+    # The engine's own service account (deploy/rbac.yaml), for a pod's token: rehearsing the engine in the cluster.
+    st["engine_sa_token"] = secrets.token_hex(16)
     st["sim"] = spawn([sys.executable, "-m", "lab.k8sim.sim", "--host", cps[0]["ip"], *fallback,
+                       "--tokens", f"{st['engine_sa_token']}=system:serviceaccount:engine:engine",
                        "--port", "6443", "--lb-port", str(LB_PORT), "--cert", f"{lead}/pki/apiserver.crt", "--key", f"{lead}/pki/apiserver.key",
                        "--ca", f"{d}/pki/pki/ca.crt", "--state", f"{d}/state.json", "--version", version,
                        "--version-node", cps[0]["name"], "--ready-delay", "1", "--scheduler",

@@ -7,7 +7,7 @@ conflicts, selectors and pagination, evictions with PDB accounting (429, 500 for
 that take their grace period to go, a ReplicaSet controller, TLS with client certificates and
 bearer tokens, and faults the tests control (POST /_sim/faults).
 
-Usage: sim.py --port P --cert C --key K --ca CA [--tokens t1,t2] [--state objects.json]
+Usage: sim.py --port P --cert C --key K --ca CA [--tokens t1,t2=USER] [--state objects.json]
               [--ready-delay S] [--grace-scale F] [--version v1.33.1]
 """
 import argparse
@@ -63,7 +63,8 @@ class Sim:
         self.store = Store(ready_delay=args.ready_delay, grace_scale=args.grace_scale)
         self.store.server_version = args.version
         self.version_node = args.version_node
-        self.tokens = set(t for t in (args.tokens or "").split(",") if t)
+        # "TOKEN" (a user named by the token) or "TOKEN=USER" (a service account's token, say)
+        self.tokens = {t.split("=", 1)[0]: (t.split("=", 1)[1] if "=" in t else None) for t in (args.tokens or "").split(",") if t}
         self.faults = Faults()
         self.endpoints = None
         self.lb = None
@@ -129,7 +130,7 @@ class Handler(BaseHTTPRequestHandler):
     def user(self):
         auth = self.headers.get("Authorization", "")
         if auth.startswith("Bearer ") and auth[7:] in self.sim.tokens:
-            return "token:" + auth[7:8] + "..."
+            return self.sim.tokens[auth[7:]] or "token:" + auth[7:8] + "..."
         cert = self.connection.getpeercert() if hasattr(self.connection, "getpeercert") else None
         if cert:
             for rdn in cert.get("subject", ()):

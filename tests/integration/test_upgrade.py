@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import unittest
 import urllib.request
@@ -338,18 +339,74 @@ class UpgradeCase(unittest.TestCase):
         self.assertIn("LabFaultAlert (firing)", out)
         self.assert_upgraded()
 
-    def test_sigkill_in_the_worker_phase_then_resume_upgrades_every_node_once(self):
-        p = self.start_upgrade()
-        self.assertTrue(poll(lambda: self.nodes()["w2"]["cordoned"], 300), "w2 was never cordoned")
-        p.send_signal(signal.SIGKILL)
-        out, _ = p.communicate(timeout=30)
-        run_id = re.search(r"run=(\S+-k8s-upgrade-\w+)", out).group(1)
-        r = self.resume(run_id)
-        self.assertEqual(r.returncode, 0, r.stdout[-3000:] + r.stderr[-3000:])
-        self.assert_upgraded()  # each package on each node upgraded exactly once
-        self.assertIn("run resumed", r.stdout + r.stderr)
-        # the control plane's steps were done before the kill: resume did not run them again
-        self.assertNotIn("[cp1] [upgrade/staticpods]", r.stdout + r.stderr)
+    # --- the engine as a pod of a Job (issue 22, seed 004) ----------------------------------
+    def engine_pod(self, name, node):
+        """What a pod of the upgrade Job is to the engine: a Pod object on its node, owned by the
+        Job (so a drain evicts it), and a process with the pod's environment (its service account's
+        token and CA, KUBERNETES_SERVICE_HOST/PORT, POD_NAME, NODE_NAME), a home of its own (another
+        machine: nothing on disk from an earlier pod), running the Job's one command."""
+        pod = {"apiVersion": "v1", "kind": "Pod",
+               "metadata": {"name": name, "namespace": "engine", "labels": {"job-name": "k8s-upgrade-v1-34-3"},
+                            "ownerReferences": [{"apiVersion": "batch/v1", "kind": "Job", "name": "k8s-upgrade-v1-34-3",
+                                                 "uid": "uid-job", "controller": True}]},
+               "spec": {"nodeName": node, "terminationGracePeriodSeconds": 2, "serviceAccountName": "engine",
+                        "containers": [{"name": "engine", "image": "engine:latest"}]}}
+        k = subprocess.run(["kubectl", "--kubeconfig", f"{self.dir}/kubeconfig", "apply", "--validate=false", "-f", "-"],
+                           input=json.dumps(pod), capture_output=True, text=True, timeout=60)
+        self.assertEqual(k.returncode, 0, k.stderr)
+        home = f"{self.dir}/{name}"
+        sa = f"{home}/serviceaccount"
+        os.makedirs(sa)
+        for f, text in (("token", self.state["engine_sa_token"]), ("namespace", "engine")):
+            with open(f"{sa}/{f}", "w") as fh:
+                fh.write(text)
+        shutil.copy(f"{self.dir}/pki/pki/ca.crt", f"{sa}/ca.crt")
+        lb = self.state["lb"].split("//")[1]
+        env = {k: v for k, v in os.environ.items() if k != "KUBECONFIG"}
+        env.update(HOME=home, XDG_STATE_HOME=home, ENGINE_SERVICEACCOUNT_DIR=sa, KUBERNETES_SERVICE_HOST=lb.split(":")[0],
+                   KUBERNETES_SERVICE_PORT=lb.split(":")[1], POD_NAME=name, NODE_NAME=node, ENGINE_TERM_GRACE="1")
+        args = [a for a in self.args() if a not in ("--kubeconfig", f"{self.dir}/kubeconfig", "--state-dir", f"{self.dir}/state")]
+        cmd = [ENGINE, "run", UPGRADE, *args, "--state-dir", "k8s://engine", "--run-id", "k8s-upgrade-v1-34-3"]
+        p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+        self.procs.append(p)
+        return p
+
+    def test_as_a_pod_on_a_worker_it_is_evicted_by_its_own_drain_and_the_next_pod_finishes(self):
+        k = self.kubectl("apply", "--validate=false", "-f", os.path.join(ROOT, "deploy", "rbac.yaml"))
+        self.assertEqual(k.returncode, 0, k.stderr)
+        first = self.engine_pod("k8s-upgrade-v1-34-3-a", "w1")
+        lines = []
+        reader = threading.Thread(target=lambda: lines.extend(first.stdout), daemon=True)
+        reader.start()
+
+        # As the kubelet: the pod's deletion (its eviction, by the engine's own drain of w1) sends
+        # the process SIGTERM; SIGKILL if it were still there well past the pod's grace period.
+        def pod_deleting():
+            got = self.kubectl("get", "pod", "-n", "engine", "k8s-upgrade-v1-34-3-a", "-o", "json")
+            return got.returncode != 0 or "deletionTimestamp" in json.loads(got.stdout)["metadata"]
+        self.assertTrue(poll(lambda: pod_deleting() or first.poll() is not None, 400), "the engine's pod was never evicted")
+        first.send_signal(signal.SIGTERM)
+        try:
+            first.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            first.kill()
+            first.wait()
+        reader.join(10)  # to the end of its output
+        out = "".join(lines)
+        self.assertEqual(first.returncode, 130, out[-3000:])
+        self.assertIn("this engine runs on this node: it is upgraded last among its kind node=w1", out)
+        self.assertIn("terminated: no new hosts start", out)
+        self.assertIn("[w1] cordoned", out)
+        # As the Job controller: the next pod, on another schedulable node, with the same command.
+        self.assertTrue(poll(lambda: self.kubectl("get", "pod", "-n", "engine", "k8s-upgrade-v1-34-3-a").returncode != 0, 30))
+        second = self.engine_pod("k8s-upgrade-v1-34-3-b", "w2")
+        out2, _ = second.communicate(timeout=600)
+        self.assertEqual(second.returncode, 0, out2[-3000:])
+        self.assertIn("run resumed", out2)
+        self.assertNotIn("[cp1] [upgrade/staticpods]", out2)  # the control plane was done: not again
+        self.assert_upgraded()  # every package on every node exactly once, w1 included; none cordoned
+        names = self.kubectl("get", "configmaps", "-n", "engine", "-o", "name").stdout
+        self.assertIn("configmap/engine-run-k8s-upgrade-v1-34-3-report", names)
 
     def test_shell_metacharacters_in_inventory_values_never_reach_a_node(self):
         import yaml
