@@ -10,28 +10,16 @@ import signal
 import socket
 import ssl
 import subprocess
-import sys
 import tempfile
 import threading
 import time
 import unittest
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))  # the lab package
-
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-LAB = os.path.join(ROOT, "scripts", "lab")
-ENGINE = os.environ.get("ENGINE_BIN", os.path.join(ROOT, "build", "bin", "engine"))
+from labtest import ENGINE, ROOT, lab  # noqa: E402
 CHECK = os.path.join(ROOT, "runbooks", "cert-check.lua")
 RENEW = os.path.join(ROOT, "runbooks", "cert-renew.lua")
 UPGRADE = os.path.join(ROOT, "runbooks", "k8s-upgrade.lua")
 SUBNET = "127.0.60"
-
-
-def lab(*args):
-    r = subprocess.run([LAB, *args], capture_output=True, text=True, timeout=180)
-    if r.returncode != 0:
-        raise AssertionError(f"scripts/lab {' '.join(args)} failed:\n{r.stdout}\n{r.stderr}")
-    return r
 
 
 LAB_DIR = {}

@@ -12,11 +12,7 @@ import time
 import unittest
 import urllib.request
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))  # the lab package
-
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-LAB = os.path.join(ROOT, "scripts", "lab")
-ENGINE = os.environ.get("ENGINE_BIN", os.path.join(ROOT, "build", "bin", "engine"))
+from labtest import ENGINE, ROOT, lab  # noqa: E402
 DOCTOR = os.path.join(ROOT, "runbooks", "doctor.lua")
 SUBNET = "127.0.74"
 
@@ -40,13 +36,6 @@ CASES = [
     # Last: its etcd member stops with its pods (no space to start them) and takes a moment to rejoin.
     ("disk-full", "cp2", [], {("disk-full", "cp2"), ("node-pressure", "cp2"), ("etcd-unhealthy", None)}, "/ is 100% used"),
 ]
-
-
-def lab(*args):
-    r = subprocess.run([LAB, *args], capture_output=True, text=True, timeout=180)
-    if r.returncode != 0:
-        raise AssertionError(f"scripts/lab {' '.join(args)} failed:\n{r.stdout}\n{r.stderr}")
-    return r
 
 
 def tree_hashes(root):

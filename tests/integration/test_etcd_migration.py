@@ -19,9 +19,7 @@ import unittest
 
 import yaml
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-LAB = os.path.join(ROOT, "scripts", "lab")
-ENGINE = os.environ.get("ENGINE_BIN", os.path.join(ROOT, "build", "bin", "engine"))
+from labtest import ENGINE, ROOT, lab  # noqa: E402
 MIGRATE = os.path.join(ROOT, "runbooks", "etcd-to-systemd.lua")
 UPGRADE = os.path.join(ROOT, "runbooks", "k8s-upgrade.lua")
 SUBNET = "127.0.70"
@@ -30,13 +28,6 @@ SUBNET = "127.0.70"
 def read(path):
     with open(path) as f:
         return f.read()
-
-
-def lab(*args):
-    r = subprocess.run([LAB, *args], capture_output=True, text=True, timeout=180)
-    if r.returncode != 0:
-        raise AssertionError(f"scripts/lab {' '.join(args)} failed:\n{r.stdout}\n{r.stderr}")
-    return r
 
 
 class Lab:

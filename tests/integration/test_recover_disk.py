@@ -8,24 +8,12 @@ import json
 import os
 import socket
 import subprocess
-import sys
 import tempfile
 import unittest
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))  # the lab package
-
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-LAB = os.path.join(ROOT, "scripts", "lab")
-ENGINE = os.environ.get("ENGINE_BIN", os.path.join(ROOT, "build", "bin", "engine"))
+from labtest import ENGINE, ROOT, lab  # noqa: E402
 RECOVER = os.path.join(ROOT, "runbooks", "recover-disk.lua")
 SUBNET = "127.0.75"
-
-
-def lab(*args):
-    r = subprocess.run([LAB, *args], capture_output=True, text=True, timeout=180)
-    if r.returncode != 0:
-        raise AssertionError(f"scripts/lab {' '.join(args)} failed:\n{r.stdout}\n{r.stderr}")
-    return r
 
 
 def answers(ip, port):

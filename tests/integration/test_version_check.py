@@ -4,25 +4,13 @@ the Pushgateway gauges; the upgrade Job created once per target, never under --d
 import json
 import os
 import subprocess
-import sys
 import tempfile
 import unittest
 import urllib.request
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))  # the lab package
-
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-LAB = os.path.join(ROOT, "scripts", "lab")
-ENGINE = os.environ.get("ENGINE_BIN", os.path.join(ROOT, "build", "bin", "engine"))
+from labtest import ENGINE, ROOT, lab  # noqa: E402
 CHECK = os.path.join(ROOT, "runbooks", "k8s-version-check.lua")
 SUBNET = "127.0.76"
-
-
-def lab(*args):
-    r = subprocess.run([LAB, *args], capture_output=True, text=True, timeout=180)
-    if r.returncode != 0:
-        raise AssertionError(f"scripts/lab {' '.join(args)} failed:\n{r.stdout}\n{r.stderr}")
-    return r
 
 
 class VersionCheckCase(unittest.TestCase):
