@@ -7,6 +7,7 @@ import sys
 
 import yaml
 
+from lab import ROOT
 from lab.k8sim.fixture import daemonset, namespace, pdb, pod
 from lab.k8sim.store import MANAGED
 from lab.node.common import images_for
@@ -182,21 +183,12 @@ PROMETHEUS_RULES = """groups:
     expr: lab_fault_alert > 0
     labels: {severity: critical}
     annotations: {summary: "an alert the lab fired on {{ $labels.instance }}"}
-- name: Upgrade Gates
-  interval: 5s
-  rules:
-  - alert: K8sUpgradeStalled
-    expr: max(k8s_upgrade_in_flight) == 1 and on() (time() - max(k8s_upgrade_started_timestamp)) > 5400
-    for: 5m
-    labels: {severity: critical}
-  - alert: EtcdPreUpgradeSnapshotMissing
-    expr: max(k8s_upgrade_in_flight) == 1 and on() max(k8s_upgrade_snapshot_taken) == 0
-    for: 10m
-    labels: {severity: critical}
 """
+# Seed 004's Upgrade Gates: the file deploy/ ships, loaded as it is.
+UPGRADE_RULES = os.path.join(ROOT, "deploy", "prometheus-rules.yaml")
 
 
 def prometheus_config(pushgateway_addr, rules_path):
-    return (f"global: {{scrape_interval: 1s, evaluation_interval: 1s}}\nrule_files: [{rules_path}]\n"
+    return (f"global: {{scrape_interval: 1s, evaluation_interval: 1s}}\nrule_files: [{rules_path}, {UPGRADE_RULES}]\n"
             f"scrape_configs:\n- job_name: pushgateway\n  honor_labels: true\n"
             f"  static_configs: [{{targets: ['{pushgateway_addr}']}}]\n")

@@ -5,6 +5,7 @@ CronJob and the Jobs k8s-version-check.lua creates name the same account, Config
 (That the role is enough for the whole upgrade is tests/integration/test_upgrade.py's main test.)"""
 import os
 import re
+import subprocess
 import unittest
 
 import yaml
@@ -56,6 +57,20 @@ class TestDeploy(unittest.TestCase):
                     self.assertEqual((d["kind"], d["metadata"].get("namespace"), r["resources"]), ("Role", "engine", ["configmaps"]))
         extra = next(d for d in load("rbac-delete-blocked-pods.yaml") if d["kind"] == "ClusterRole")
         self.assertEqual(extra["rules"], [{"apiGroups": [""], "resources": ["pods"], "verbs": ["delete"]}])
+
+    def test_the_upgrade_gates_rule_file_passes_promtool(self):
+        path = os.path.join(ROOT, "deploy", "prometheus-rules.yaml")
+        r = subprocess.run(["promtool", "check", "rules", path], capture_output=True, text=True, timeout=60)
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        self.assertIn("SUCCESS: 3 rules found", r.stdout)
+        rules = {x["alert"]: x for g in load("prometheus-rules.yaml")[0]["groups"] for x in g["rules"]}
+        self.assertEqual(set(rules), {"K8sVersionSkew", "EtcdPreUpgradeSnapshotMissing", "K8sUpgradeStalled"})
+        # the gauges they read are the ones k8s-upgrade.lua pushes
+        with open(os.path.join(ROOT, "runbooks", "k8s-upgrade.lua")) as f:
+            upgrade = f.read()
+        for gauge in ("k8s_upgrade_in_flight", "k8s_upgrade_started_timestamp", "k8s_upgrade_snapshot_taken"):
+            self.assertIn(gauge, upgrade)
+            self.assertTrue(any(gauge in r["expr"] for r in rules.values()), gauge)
 
     def test_the_cronjob_and_the_runbooks_defaults_name_the_same_objects(self):
         sa = next(d for d in load("rbac.yaml") if d["kind"] == "ServiceAccount")

@@ -139,6 +139,12 @@ class Doctor(unittest.TestCase):
         self.assertEqual(r.returncode, 0, r.stdout[-3000:])
         self.assertNotIn("would run", r.stdout)
         self.assertEqual(tree_hashes(self.dir), before)
+        # The lab's Prometheus runs seed 004's Upgrade Gates from deploy/'s rule file, none firing.
+        with urllib.request.urlopen(self.state["prometheus_url"] + "/api/v1/rules", timeout=5) as resp:
+            groups = json.load(resp)["data"]["groups"]
+        gates = {r["name"]: r["state"] for g in groups if g["name"] == "Upgrade Gates" for r in g["rules"]}
+        self.assertEqual(gates, {"K8sVersionSkew": "inactive", "EtcdPreUpgradeSnapshotMissing": "inactive",
+                                 "K8sUpgradeStalled": "inactive"})
 
     def test_2_each_fault_found_on_its_node_and_nothing_else(self):
         for fault, node, extra, want, evidence in CASES:
