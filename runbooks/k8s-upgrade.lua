@@ -9,6 +9,7 @@ local pushgateway = require "engine.pushgateway"
 local prometheus = require "engine.prometheus"
 local semver = require "std.semver"
 local kubeadm = require "std.kubeadm"
+local notify = require "std.notify"
 local node = require "std.node"
 local ops = require "std.ops"
 local checks = require "upgrade_checks"
@@ -74,6 +75,9 @@ return runbook {
       help = "go on with a minor upgrade although objects are served only through APIs the target removes (preflight lists them)" },
     maintenance_window = { type = "string",
       help = "no node starts outside it: DAYS HH:MM-HH:MM [ZONE], several joined by ';' (\"Sat,Sun 22:00-04:00 Europe/Berlin\"); at its end the running nodes finish and the run stops, engine resume goes on in the next" },
+    notify_url = { type = "string", help = "a webhook told of the start, a held gate, a stop, a failure and the success (never changes the outcome)" },
+    notify_format = { type = "enum", values = { "slack", "json" }, default = "slack",
+      help = "slack: {\"text\": ...} (Slack and compatible); json: event, run, runbook, node, message" },
     skip_unreachable = { type = "boolean", default = false,
       help = "a worker NotReady before the run touched it, or SSH refused or timed out, is skipped and listed; engine resume retries it" },
     drain_timeout = { type = "duration", default = "10m", help = "per node; a drain a PDB still blocks then stops the run" },
@@ -105,6 +109,7 @@ return runbook {
     p.version = target
     prometheus.configure { url = p.prometheus }
     pushgateway.configure { url = p.pushgateway }
+    notify.configure { url = p.notify_url, format = p.notify_format, runbook = "k8s-upgrade to v" .. target }
     local cps, workers = inv:hosts(p.control_plane), inv:hosts(p.workers)
     if #cps == 0 then fail("inventory group %s has no hosts", p.control_plane) end
     local leader = inv:hosts(p.leader)[1] or cps[1]
@@ -153,6 +158,8 @@ return runbook {
           k8s_upgrade_snapshot_taken = snap.size > 0 and 1 or 0 }, { required = true })
       end, { probe = rerun })
       log.info("preflight passed", { from = facts.from, to = target, kind = p.kind })
+      notify.send("start", string.format("from %s, %d control-plane node(s) and %d worker(s)", facts.from, #cps, #workers),
+        { from = facts.from, to = target })
 
       -- 2. Control plane, one node at a time, the leader first.
       fleet.each(cps, { at_once = 1, window = p.maintenance_window }, function(h)
@@ -165,14 +172,20 @@ return runbook {
         -- started: fn began; passed_by: skipped as unreachable (its NotReady no longer holds the gate)
         local started, passed_by, window, worker_names = {}, {}, rollout.count(p.workers_at_once, #workers), {}
         for _, w in ipairs(workers) do worker_names[w.name] = true end
-        local res
+        local res, held
         local rolled, rerr = pcall(function()
           res = fleet.each(workers, { at_once = p.workers_at_once, max_failures = p.max_failures,
             canary = math.min(p.canary, #workers), window = p.maintenance_window,
-            between = function()
-              return checks.gate(p, function(name)
+            between = function(next_h)
+              -- true, or nil, why, or nil, word, message (std.gates): kept whole for fleet.each
+              local open, why, message = checks.gate(p, function(name)
                 return p.skip_unreachable and worker_names[name] and (not started[name] or passed_by[name])
               end)
+              if not open and not held then  -- said once per hold, not at every try
+                notify.send("gate held", tostring(message or why), { node = next_h and next_h.name })
+              end
+              held = not open
+              return open, why, message
             end, gate_passes = p.gate_passes,
             gate_interval = p.gate_interval, gate_timeout = p.gate_timeout },
             function(h)
@@ -207,7 +220,9 @@ return runbook {
       if lease then lease:release() end
     end)
     if not ok then
-      log.error("upgrade stopped", { error = tostring(err) })
+      local text = tostring(err)
+      notify.send((text:find("maintenance window", 1, true) or text == "interrupted") and "stop" or "failure", text)
+      log.error("upgrade stopped", { error = text })
       print("\nThe upgrade to v" .. target .. " stopped: " .. tostring(err))
       report_nodes("v" .. target)
       error(err, 0)
@@ -215,6 +230,7 @@ return runbook {
     if http.dry_run() then
       print("\nDry run: nothing was changed. The nodes as they are:")
     else
+      notify.send("success", "every node runs v" .. target)
       print("\nThe cluster runs v" .. target .. ":")
     end
     report_nodes("v" .. target)

@@ -161,6 +161,8 @@
 ---@field max_failures string  workers that may fail before the rollout stops: a count or a percentage (default: 0)
 ---@field min_cert_days integer  days a control-plane certificate must have left (default: 7)
 ---@field node_timeout number  for a node to be Ready at the version (seconds) (default: 600s)
+---@field notify_format "slack"|"json"  slack: {"text": ...} (Slack and compatible); json: event, run, runbook, node, message (default: slack)
+---@field notify_url? string  a webhook told of the start, a held gate, a stop, a failure and the success (never changes the outcome)
 ---@field pod_ready_ratio number  postflight: share of pods that must be ready (default: 0.9)
 ---@field prometheus string  Prometheus for the alert gates (default: http://127.0.0.1:9090)
 ---@field pushgateway string  Pushgateway for the upgrade gauges (default: http://127.0.0.1:9091)

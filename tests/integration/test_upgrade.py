@@ -1,6 +1,7 @@
 """runbooks/k8s-upgrade.lua end to end in the lab (3 control-plane + 3 worker nodes at 1.33.1 to
 1.34.3), against the seeds' own faults; and runbooks/recover-static-pods.lua."""
 import hashlib
+import http.server
 import json
 import os
 import re
@@ -149,9 +150,11 @@ class UpgradeCase(unittest.TestCase):
         self.assertEqual(can.stdout.strip(), "no", can.stderr)
         # The canary w1 alone, then 2 of the 3 workers at once; between workers the gate also waits
         # for shop/web's Deployment to have every replica ready again (its pods move as nodes drain).
+        # A webhook that refuses: said, and the run goes on to the same end.
         r = self.upgrade("-e", "workers_at_once=67%", "-e", "wait_workloads=shop/deployment/web",
-                         kubeconfig=f"{self.dir}/engine-sa.kubeconfig")
+                         "-e", "notify_url=http://127.0.0.1:9/hook", kubeconfig=f"{self.dir}/engine-sa.kubeconfig")
         self.assertNotIn("forbidden", r.stdout + r.stderr)
+        self.assertIn("notification not sent (the run goes on)", r.stdout)
         self.assertEqual(r.returncode, 0, r.stdout[-3000:] + r.stderr[-3000:])
         self.assert_upgraded()
         hosts = self.report(r.stdout)["hosts"]
@@ -318,8 +321,26 @@ class UpgradeCase(unittest.TestCase):
         self.assertEqual(r.returncode, 0, r.stdout[-3000:] + r.stderr[-3000:])
         self.assert_upgraded()  # w1 and the control plane once: the resume upgraded only w2 and w3
 
+    def receiver(self):
+        """A local webhook receiver: the JSON bodies POSTed to it, in order."""
+        got = []
+
+        class Hook(http.server.BaseHTTPRequestHandler):
+            def do_POST(self):
+                got.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+                self.send_response(204)
+                self.end_headers()
+
+            def log_message(self, *a):
+                pass
+        srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Hook)
+        threading.Thread(target=srv.serve_forever, daemon=True).start()
+        self.addCleanup(srv.shutdown)
+        return f"http://127.0.0.1:{srv.server_address[1]}/hook", got
+
     def test_an_alert_between_workers_holds_the_rollout_until_it_clears(self):
-        p = self.start_upgrade()
+        url, got = self.receiver()
+        p = self.start_upgrade("-e", f"notify_url={url}", "-e", "notify_format=json")
         # Fired while the control plane is upgraded: the first worker still goes (the gate is between
         # workers), the second waits for it.
         self.assertTrue(poll(lambda: self.nodes()["cp3"]["cordoned"], 240), "cp3 was never cordoned")
@@ -338,6 +359,14 @@ class UpgradeCase(unittest.TestCase):
         self.assertIn("gate holds admission", out)
         self.assertIn("LabFaultAlert (firing)", out)
         self.assert_upgraded()
+        # The webhook heard the start, the gate held (once, naming the alert and the next worker),
+        # and the success, each with the run's id.
+        self.assertEqual([g["event"] for g in got], ["start", "gate held", "success"], got)
+        held = got[1]
+        self.assertEqual(held["node"], "w2")
+        self.assertIn("LabFaultAlert", held["message"])
+        run_id = re.search(r" run=(\S+)", out).group(1)
+        self.assertTrue(all(g["run"] == run_id and g["runbook"] == "k8s-upgrade to v1.34.3" for g in got), got)
 
     # --- the engine as a pod of a Job (issue 22, seed 004) ----------------------------------
     def engine_pod(self, name, node):
