@@ -301,8 +301,9 @@ int do_run(Args& a) {
 int do_resume(Args& a) {
   auto store = cluster_store(a);
   auto dir = local_state(a) / "runs" / a.run_id;
-  // k8s://: the cluster's records are the run (this pod may never have seen it).
-  if (store && !materialize(*store, dir.parent_path(), a.run_id))
+  // k8s://: the cluster's records are the run (this pod may never have seen it). Not while a
+  // process here runs it: its journal is not rewritten under it (its lock refuses the resume below).
+  if (store && !engine::run::running_pid(dir) && !materialize(*store, dir.parent_path(), a.run_id))
     throw engine::ConfigError("no run '" + a.run_id + "' in the cluster's namespace " + store->ns());
   auto rec = read_json(dir / "run.json");
   if (rec.is_null()) throw engine::ConfigError("no run '" + a.run_id + "' under " + dir.parent_path().string());

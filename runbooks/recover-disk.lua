@@ -62,9 +62,12 @@ return runbook {
     if #full == 0 then
       print(string.format("\nEvery node's / is at or under %d%%: nothing to clean.", p.target_used))
     else
-      local cps = {}  -- the ones with room first: their API servers may still answer
-      for _, h in ipairs(inv:hosts(p.control_plane)) do if found[h.name].usage.used <= p.target_used then cps[#cps + 1] = h end end
-      for _, h in ipairs(inv:hosts(p.control_plane)) do if found[h.name].usage.used > p.target_used then cps[#cps + 1] = h end end
+      -- The ones with room first (their API servers may still answer); a node this run did not
+      -- examine (outside `nodes`) counts as one with room.
+      local function full_disk(h) return found[h.name] ~= nil and found[h.name].usage.used > p.target_used end
+      local cps = {}
+      for _, h in ipairs(inv:hosts(p.control_plane)) do if not full_disk(h) then cps[#cps + 1] = h end end
+      for _, h in ipairs(inv:hosts(p.control_plane)) do if full_disk(h) then cps[#cps + 1] = h end end
       find_route(cps)
       if route then
         print(string.format("\nThe API does not answer through this run's kubeconfig; it does through an SSH tunnel to " ..
