@@ -1,9 +1,12 @@
 """What the lab's end-to-end tests share: where the repository, scripts/lab and the engine are, and
 `scripts/lab` run with its output shown when it fails. Importing it also makes the lab package
 importable (`from lab import ...`)."""
+import json
 import os
 import subprocess
 import sys
+import tempfile
+import unittest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, ROOT)  # the lab package
@@ -16,3 +19,26 @@ def lab(*args, timeout=180):
     if r.returncode != 0:
         raise AssertionError(f"scripts/lab {' '.join(args)} failed:\n{r.stdout}\n{r.stderr}")
     return r
+
+
+class LabClass(unittest.TestCase):
+    """One lab for all of a class's tests: `lab up` with UP_ARGS (beside --subnet SUBNET) before
+    them, `lab down` after; cls.dir and cls.state (lab.json) in between."""
+    SUBNET = None
+    UP_ARGS = ()
+
+    @classmethod
+    def setUpClass(cls):
+        cls.dir = tempfile.mkdtemp(prefix="engine-lab-")
+        lab("up", "--dir", cls.dir, "--subnet", cls.SUBNET, *cls.UP_ARGS)
+        with open(f"{cls.dir}/lab.json") as f:
+            cls.state = json.load(f)
+
+    @classmethod
+    def tearDownClass(cls):
+        lab("down", "--dir", cls.dir)
+
+    def engine_run(self, runbook, *extra, timeout=600, env=None):
+        """engine run RUNBOOK with the lab's inventory, kubeconfig and a state directory of its own."""
+        return subprocess.run([ENGINE, "run", runbook, "-i", f"{self.dir}/inventory.yml", "--kubeconfig", f"{self.dir}/kubeconfig",
+                               "--state-dir", f"{self.dir}/state", *extra], capture_output=True, text=True, timeout=timeout, env=env)

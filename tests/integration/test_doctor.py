@@ -7,12 +7,11 @@ import os
 import ssl
 import subprocess
 import sys
-import tempfile
 import time
 import unittest
 import urllib.request
 
-from labtest import ENGINE, ROOT, lab  # noqa: E402
+from labtest import ROOT, LabClass, lab  # noqa: E402
 DOCTOR = os.path.join(ROOT, "runbooks", "doctor.lua")
 SUBNET = "127.0.74"
 
@@ -53,23 +52,12 @@ def tree_hashes(root):
     return out
 
 
-class Doctor(unittest.TestCase):
-    @classmethod
-    def setUpClass(cls):
-        cls.dir = tempfile.mkdtemp(prefix="engine-doctor-")
-        lab("up", "--dir", cls.dir, "--subnet", SUBNET)
-        with open(f"{cls.dir}/lab.json") as f:
-            cls.state = json.load(f)
-
-    @classmethod
-    def tearDownClass(cls):
-        lab("down", "--dir", cls.dir)
+class Doctor(LabClass):
+    SUBNET = SUBNET
 
     def doctor(self, *extra):
         t0 = time.monotonic()
-        r = subprocess.run([ENGINE, "run", DOCTOR, "-i", f"{self.dir}/inventory.yml", "--kubeconfig", f"{self.dir}/kubeconfig",
-                            "--state-dir", f"{self.dir}/state", "--log-format", "json", *extra],
-                           capture_output=True, text=True, timeout=300)
+        r = self.engine_run(DOCTOR, "--log-format", "json", *extra, timeout=300)
         print(f"doctor ran in {time.monotonic() - t0:.1f}s", file=sys.stderr)
         findings = [json.loads(x)["fields"] for x in r.stdout.splitlines()
                     if x.startswith("{") and json.loads(x).get("msg") == "finding"]

@@ -3,15 +3,13 @@ pods unable to start, the API reachable only through the nodes; the cleanups in 
 API servers and etcd back, the prevention is installed, a second run changes nothing; a disk that
 no cleanup can free stops with what fills it; the simulated apt, snap, journalctl and du never
 touch the host's files."""
-import hashlib
 import json
 import os
 import socket
 import subprocess
-import tempfile
 import unittest
 
-from labtest import ENGINE, ROOT, lab  # noqa: E402
+from labtest import ROOT, LabClass, lab  # noqa: E402
 RECOVER = os.path.join(ROOT, "runbooks", "recover-disk.lua")
 SUBNET = "127.0.75"
 
@@ -38,22 +36,16 @@ def host_state(paths):
     return out
 
 
-class RecoverDisk(unittest.TestCase):
+class RecoverDisk(LabClass):
+    SUBNET = SUBNET
+
     @classmethod
     def setUpClass(cls):
-        cls.dir = tempfile.mkdtemp(prefix="engine-disk-")
-        lab("up", "--dir", cls.dir, "--subnet", SUBNET)
-        with open(f"{cls.dir}/lab.json") as f:
-            cls.state = json.load(f)
+        super().setUpClass()
         cls.ip = {n["name"]: n["ip"] for n in cls.state["nodes"]}
 
-    @classmethod
-    def tearDownClass(cls):
-        lab("down", "--dir", cls.dir)
-
     def run_recover(self, *extra):
-        return subprocess.run([ENGINE, "run", RECOVER, "-i", f"{self.dir}/inventory.yml", "--kubeconfig", f"{self.dir}/kubeconfig",
-                               "--state-dir", f"{self.dir}/state", *extra], capture_output=True, text=True, timeout=600)
+        return self.engine_run(RECOVER, *extra)
 
     def ssh(self, name, cmd, check=True):
         r = subprocess.run(["ssh", "-i", f"{self.dir}/ssh/id_ed25519", "-o", f"UserKnownHostsFile={self.dir}/known_hosts",

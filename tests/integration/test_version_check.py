@@ -4,32 +4,19 @@ the Pushgateway gauges; the upgrade Job created once per target, never under --d
 import json
 import os
 import subprocess
-import tempfile
 import unittest
 import urllib.request
 
-from labtest import ENGINE, ROOT, lab  # noqa: E402
+from labtest import ROOT, LabClass  # noqa: E402
 CHECK = os.path.join(ROOT, "runbooks", "k8s-version-check.lua")
 SUBNET = "127.0.76"
 
 
-class VersionCheckCase(unittest.TestCase):
-    VERSION = None
-
-    @classmethod
-    def setUpClass(cls):
-        cls.dir = tempfile.mkdtemp(prefix="engine-vcheck-")
-        lab("up", "--dir", cls.dir, "--subnet", SUBNET, "--workers", "1", "--version", cls.VERSION)
-        with open(f"{cls.dir}/lab.json") as f:
-            cls.state = json.load(f)
-
-    @classmethod
-    def tearDownClass(cls):
-        lab("down", "--dir", cls.dir)
+class VersionCheckCase(LabClass):
+    SUBNET = SUBNET
 
     def check(self, *extra):
-        return subprocess.run([ENGINE, "run", CHECK, "-i", f"{self.dir}/inventory.yml", "--kubeconfig", f"{self.dir}/kubeconfig",
-                               "--state-dir", f"{self.dir}/state", *extra], capture_output=True, text=True, timeout=120)
+        return self.engine_run(CHECK, *extra, timeout=120)
 
     def kubectl(self, *args):
         return subprocess.run(["kubectl", "--kubeconfig", f"{self.dir}/kubeconfig", *args], capture_output=True, text=True, timeout=60)
@@ -40,7 +27,7 @@ class VersionCheckCase(unittest.TestCase):
 
 
 class OnAnOldPatch(VersionCheckCase):
-    VERSION = "1.33.1"  # the lab's apt offers 1.33.5, and the 1.34 repository exists
+    UP_ARGS = ("--workers", "1", "--version", "1.33.1")  # the lab's apt offers 1.33.5, and the 1.34 repository exists
 
     def test_1_a_patch_first_gauges_and_no_job_unless_allowed(self):
         r = self.check()
@@ -86,7 +73,7 @@ class OnAnOldPatch(VersionCheckCase):
 
 
 class OnTheNewestPatch(VersionCheckCase):
-    VERSION = "1.33.5"
+    UP_ARGS = ("--workers", "1", "--version", "1.33.5")
 
     def test_the_next_minor_from_its_repository_or_none(self):
         r = self.check()
