@@ -148,9 +148,11 @@ function M.renew(h, np)
   else
     for _, n in ipairs(np.renew) do cmd[#cmd + 1] = "kubeadm certs renew " .. q(n) end
   end
-  local r = remote.must(h, "date +%s && " .. table.concat(cmd, " && "), { what = table.concat(cmd, "; "), timeout = 300 })
+  -- The node's clock to the nanosecond before kubeadm runs: a restart can follow within the same second
+  -- (the restart probe compares container creation times against it).
+  local r = remote.must(h, "date +%s.%N && " .. table.concat(cmd, " && "), { what = table.concat(cmd, "; "), timeout = 300 })
   log.info("renewed", { node = h.name, certificates = table.concat(np.renew, " ") })
-  return tonumber((r.stdout or ""):match("^%s*(%d+)")) or np.now
+  return tonumber((r.stdout or ""):match("^%s*(%d+%.?%d*)")) or np.now
 end
 
 --- already_renewed(host, node_plan) → true, the precheck's clock when every certificate due has a
@@ -175,7 +177,7 @@ end
 --- after t (the node's clock): a run killed after the restart does not restart it again.
 function M.restarted_since(h, comp, t)
   local c = static_pod.container(h, comp)
-  if c and t and c.created > t then return true, c.created end
+  if c and t and c.created_at > t then return true, c.created end
   return false
 end
 

@@ -13,8 +13,9 @@ local M = {}
 
 M.MANIFESTS = "/etc/kubernetes/manifests"
 
---- container(host, name) → {id, created, image} of the running container of static pod `name`
---- (created: epoch seconds, the node's clock), or nil when none runs. Read with crictl.
+--- container(host, name) → {id, created, created_at, image} of the running container of static pod
+--- `name` (created: whole epoch seconds, the node's clock; created_at: the same with its fraction, for
+--- comparisons within one second), or nil when none runs. Read with crictl.
 function M.container(h, name)
   h = inventory.host(h, "static_pod.container")
   local r = remote.must(h, "crictl ps --state running --name " .. remote.quote("^" .. name .. "$") .. " -o json",
@@ -26,9 +27,9 @@ function M.container(h, name)
     local labels = c.labels or {}
     local cname = (c.metadata or {}).name
     if cname == name and (labels["io.kubernetes.pod.namespace"] or "kube-system") == "kube-system" then
-      local created = math.floor((tonumber(c.createdAt) or 0) / 1e9)
-      if not best or created > best.created then
-        best = { id = c.id, created = created, image = type(c.image) == "table" and c.image.image or c.imageRef }
+      local created_at = (tonumber(c.createdAt) or 0) / 1e9
+      if not best or created_at > best.created_at then
+        best = { id = c.id, created = math.floor(created_at), created_at = created_at, image = type(c.image) == "table" and c.image.image or c.imageRef }
       end
     end
   end

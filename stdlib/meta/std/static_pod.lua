@@ -4,6 +4,7 @@
 ---@class std.static_pod.Container
 ---@field id string
 ---@field created integer   epoch seconds, the node's clock
+---@field created_at number   the same with its fraction of a second (to compare within one second)
 ---@field image? string
 
 ---@class std.static_pod
