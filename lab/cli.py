@@ -170,7 +170,8 @@ def start(st, cps, workers, version):
                        "--tokens", f"{st['engine_sa_token']}=system:serviceaccount:engine:engine",
                        "--port", "6443", "--lb-port", str(LB_PORT), "--cert", f"{lead}/pki/apiserver.crt", "--key", f"{lead}/pki/apiserver.key",
                        "--ca", f"{d}/pki/pki/ca.crt", "--state", f"{d}/state.json", "--version", version,
-                       "--version-node", cps[0]["name"], "--ready-delay", "1", "--scheduler",
+                       "--version-node", cps[0]["name"], "--ready-delay", "1", "--scheduler", "--pods", f"{d}/pods",
+                       *[f"--node-ip={n['name']}={n['ip']}" for n in st["nodes"]],
                        *[f"--node={n['name']}={n['ip']}={d}/nodes/{n['name']}/root/etc/kubernetes" for n in cps]],
                       f"{d}/logs/apiserver.log")
     save(st)
@@ -314,7 +315,11 @@ def down_state(st):
     for part in ("sim", "pushgateway", "prometheus", "mirror"):
         rec = st.get(part)
         if alive(rec):
-            os.kill(rec["pid"], signal.SIGKILL)
+            # Its process group: the simulator's and the engine pods it runs (lab/k8sim/pods.py).
+            try:
+                os.killpg(rec["pid"], signal.SIGKILL)
+            except ProcessLookupError:  # not a group leader
+                os.kill(rec["pid"], signal.SIGKILL)
             wait(lambda: reaped(rec["pid"]) or not alive(rec), f"{part} to exit", 10)
     for p in st.get("mount_points", []):
         try:

@@ -4,7 +4,8 @@
 RESOURCES = [
     ("", "v1", "namespaces", "Namespace", False, ["ns"], []),
     ("", "v1", "nodes", "Node", False, ["no"], ["status"]),
-    ("", "v1", "pods", "Pod", True, ["po"], ["status", "eviction"]),
+    ("", "v1", "pods", "Pod", True, ["po"], ["status", "eviction", "log"]),
+    ("", "v1", "events", "Event", True, ["ev"], []),
     ("", "v1", "configmaps", "ConfigMap", True, ["cm"], []),
     ("", "v1", "secrets", "Secret", True, [], []),
     ("", "v1", "services", "Service", True, ["svc"], []),

@@ -281,6 +281,16 @@ class Handler(BaseHTTPRequestHandler):
             raise ApiError(404, "NotFound", f"the server could not find the requested resource ({path})")
         group, version, ns, plural, name, sub = target
         with st.lock:
+            if method == "GET" and plural == "pods" and sub == "log":
+                st.get(group, plural, ns, name)
+                text = self.sim.store.runtime.log_of(ns, name) if self.sim.store.runtime else None
+                if text is None:
+                    raise ApiError(400, "BadRequest", f'container "{q.get("container", "")}" in pod "{name}" has no log here')
+                self.send_response(200)
+                self.send_header("Content-Type", "text/plain")
+                self.send_header("Content-Length", str(len(text)))
+                self.end_headers()
+                return self.wfile.write(text)
             if method == "GET" and name is None:
                 if q.get("watch") in ("1", "true"):
                     return self.watch(group, plural, ns, q)
@@ -467,8 +477,20 @@ def main():
     ap.add_argument("--node", action="append", default=[], help="NAME=IP=ROOT: a control-plane node whose endpoints are served "
                     "(ROOT: the host path of its /etc/kubernetes); the --version-node is the one at --host:--port")
     ap.add_argument("--scheduler", action="store_true", help="bind pods without a node, while system:kube-scheduler's RBAC allows")
+    ap.add_argument("--pods", metavar="DIR", help="run the engine's own pods (image engine:TAG) as processes, their "
+                    "files under DIR, and Jobs' pods with the Job controller (lab/k8sim/pods.py, jobs.py)")
+    ap.add_argument("--node-ip", action="append", default=[], help="NAME=IP: a node's address, for its pods' hostIP")
     args = ap.parse_args()
     sim = Sim(args)
+    if args.pods:
+        from lab.k8sim import jobs, pods
+        root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+        sim.store.runtime = pods.Runtime(
+            sim.store, args.pods, (args.host, args.lb_port or args.port), args.ca, sim.tokens,
+            engine=os.environ.get("ENGINE_BIN") or os.path.join(root, "build", "bin", "engine"),
+            stdlib=os.environ.get("ENGINE_STDLIB"), runbooks=os.path.join(root, "runbooks"),
+            node_ips=dict(x.split("=", 1) for x in args.node_ip))
+        sim.store.jobs = jobs.Jobs(sim.store)
     if args.state:
         with open(args.state) as f, sim.store.lock:
             for obj in json.load(f):

@@ -145,6 +145,8 @@ class Store:
         self.grace_scale = grace_scale
         self.server_version = "v1.33.1"
         self.timers = []
+        self.runtime = None  # lab/k8sim/pods.py: the engine's own pods run as processes
+        self.jobs = None  # lab/k8sim/jobs.py: the Job controller
 
     # --- basics ----------------------------------------------------------------------------
     def next_rv(self):
@@ -224,6 +226,16 @@ class Store:
         if plural == "pods":
             if grace is None:
                 grace = (obj.get("spec") or {}).get("terminationGracePeriodSeconds", 30)
+            if grace and grace > 0 and self.runtime and self.runtime.handles_delete(obj):
+                # The runtime ends it: SIGTERM, SIGKILL after the grace period, the object removed once
+                # the process is gone (a pod that already ended goes at once).
+                if not obj["metadata"].get("deletionTimestamp"):
+                    obj["metadata"]["deletionTimestamp"] = now()
+                    obj["metadata"]["deletionGracePeriodSeconds"] = grace
+                    obj["metadata"]["resourceVersion"] = self.next_rv()
+                    self.record("MODIFIED", group, plural, obj)
+                    self.after_change(group, plural, obj)
+                return obj
             if grace and grace > 0:
                 if not obj["metadata"].get("deletionTimestamp"):
                     obj["metadata"]["deletionTimestamp"] = now()
@@ -259,6 +271,10 @@ class Store:
 
     # --- controllers -----------------------------------------------------------------------
     def after_change(self, group, plural, obj, deleted=False):
+        if plural == "pods" and self.runtime:
+            self.runtime.on_pod(obj, deleted)
+        if plural in ("pods", "jobs") and self.jobs:
+            self.jobs.on_change(plural, obj, deleted)
         if plural == "pods":
             self.update_pdbs(obj["metadata"].get("namespace", ""))
             self.update_deployments(obj["metadata"].get("namespace", ""))
@@ -378,4 +394,9 @@ class Store:
                                {"causes": [{"reason": "DisruptionBudget", "message":
                                             f"The disruption budget {pdb} needs {st.get('desiredHealthy', 0)} healthy "
                                             f"pods and has {st.get('currentHealthy', 0)} currently"}]})
+        # As the API server does: the pod says why it goes (a Job's podFailurePolicy reads it).
+        conds = pod.setdefault("status", {}).setdefault("conditions", [])
+        if not any(c.get("type") == "DisruptionTarget" for c in conds):
+            conds.append({"type": "DisruptionTarget", "status": "True", "reason": "EvictionByEvictionAPI",
+                          "message": "Eviction API: evicting", "lastTransitionTime": now()})
         return self.delete("", "pods", ns, name, grace)

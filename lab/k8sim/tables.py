@@ -38,6 +38,10 @@ def pod_row(p):
     containers = (p.get("spec") or {}).get("containers") or [{}]
     ready = 1 if any(c.get("type") == "Ready" and c.get("status") == "True" for c in st.get("conditions") or []) else 0
     phase = "Terminating" if p["metadata"].get("deletionTimestamp") else st.get("phase", "Pending")
+    for cs in st.get("containerStatuses") or []:  # what kubectl shows: the container's reason
+        state = cs.get("state") or {}
+        if phase != "Terminating" and (state.get("terminated") or state.get("waiting")):
+            phase = (state.get("terminated") or state.get("waiting")).get("reason") or phase
     return [p["metadata"]["name"], f"{ready * len(containers)}/{len(containers)}", phase, 0,
             age(p["metadata"].get("creationTimestamp"))]
 
@@ -56,7 +60,30 @@ def pdb_row(p):
             st.get("disruptionsAllowed", 0), age(p["metadata"].get("creationTimestamp"))]
 
 
+def job_row(j):
+    st = j.get("status") or {}
+    conds = {c.get("type") for c in st.get("conditions") or [] if c.get("status") == "True"}
+    status = "Complete" if "Complete" in conds else "Failed" if "Failed" in conds else \
+        "Suspended" if (j.get("spec") or {}).get("suspend") else "Running"
+    duration = "<unknown>"
+    if st.get("startTime"):
+        end = st.get("completionTime")
+        duration = age(st["startTime"]) if not end else age_between(st["startTime"], end)
+    return [j["metadata"]["name"], status, f"{st.get('succeeded', 0)}/{(j.get('spec') or {}).get('completions', 1)}",
+            duration, age(j["metadata"].get("creationTimestamp"))]
+
+
+def age_between(a, b):
+    f = "%Y-%m-%dT%H:%M:%SZ"
+    try:
+        s = int((datetime.datetime.strptime(b, f) - datetime.datetime.strptime(a, f)).total_seconds())
+    except (TypeError, ValueError):
+        return "<unknown>"
+    return f"{s}s" if s < 120 else f"{s // 60}m"
+
+
 TABLES = {
+    "jobs": table([col("Name", fmt="name"), col("Status"), col("Completions"), col("Duration"), col("Age")], job_row),
     "poddisruptionbudgets": table([col("Name", fmt="name"), col("Min Available"), col("Max Unavailable"),
                                    col("Allowed Disruptions", "integer"), col("Age")], pdb_row),
     "nodes": table([col("Name", fmt="name"), col("Status"), col("Roles"), col("Age"), col("Version")], node_row),

@@ -30,6 +30,14 @@ function M.job(p, target, kind)
     spec = {
       backoffLimit = 6,
       ttlSecondsAfterFinished = 7 * 24 * 3600,
+      -- The next pod only once the last one has ended (two engines on one run: the second is refused).
+      podReplacementPolicy = "Failed",
+      podFailurePolicy = { rules = {
+        -- An eviction (the run's own drain of the node its pod is on) is no failure: the next pod resumes.
+        { action = "Ignore", onPodConditions = { { type = "DisruptionTarget", status = "True" } } },
+        -- The run failed (1) or its params or inventory are wrong (2): for a person, not a retry.
+        { action = "FailJob", onExitCodes = { containerName = "engine", operator = "In", values = { 1, 2 } } },
+      } },
       template = {
         metadata = { labels = labels },
         spec = {

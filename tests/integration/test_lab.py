@@ -52,9 +52,11 @@ class LabTest(unittest.TestCase):
                 ns = os.readlink(f"/proc/{d}/ns/mnt")
                 with open(f"/proc/{d}/cmdline", "rb") as f:
                     cmd = f.read().replace(b"\0", b" ").decode()
+                with open(f"/proc/{d}/environ", "rb") as f:  # an engine pod's HOME is in the lab's directory
+                    env = f.read().decode(errors="replace")
             except OSError:
                 continue
-            if ns in [n["mnt_ns"] for n in cls.state["nodes"]] or cls.dir in cmd or f"{SUBNET}." in cmd:
+            if ns in [n["mnt_ns"] for n in cls.state["nodes"]] or cls.dir in cmd or f"{SUBNET}." in cmd or cls.dir in env:
                 left.append(f"{d} {cmd}")
         ports = subprocess.run(["ss", "-Htln"], capture_output=True, text=True).stdout
         with open("/proc/self/mountinfo") as f:
@@ -321,6 +323,78 @@ end }
         self.assertIn("no node 'nope' in the lab (nodes: cp1, cp2, cp3, w1, w2, w3)", r.stderr)
 
     # --- last: an upgrade of the leader (it changes the cluster) --------------------------------
+    def test_jobs_of_the_engine_image_run_as_pods_evicted_replaced_judged_by_their_policy(self):
+        # lab/k8sim/jobs.py and pods.py: what the engine as a Job needs of a cluster.
+        def apply(obj):
+            r = subprocess.run(["kubectl", "--kubeconfig", f"{self.dir}/kubeconfig", "apply", "--validate=false", "-f", "-"],
+                               input=json.dumps(obj), capture_output=True, text=True, timeout=60)
+            self.assertEqual(r.returncode, 0, r.stderr)
+
+        def job(name, args, volumes=(), **spec):
+            apply({"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": name, "namespace": "default"},
+                   "spec": dict({"backoffLimit": 2, "podFailurePolicy": {"rules": [
+                       {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget", "status": "True"}]},
+                       {"action": "FailJob", "onExitCodes": {"operator": "In", "values": [1, 2]}}]},
+                       "template": {"spec": {"restartPolicy": "Never", "terminationGracePeriodSeconds": 5, "containers": [{
+                           "name": "engine", "image": "engine:latest", "args": args,
+                           "env": [{"name": "NODE_NAME", "valueFrom": {"fieldRef": {"fieldPath": "spec.nodeName"}}},
+                                   {"name": "ENGINE_TERM_GRACE", "value": "1"}],
+                           "volumeMounts": [{"name": v, "mountPath": f"/etc/engine/{v}"} for v in volumes]}],
+                           "volumes": [{"name": v, "configMap": {"name": v}} for v in volumes]}}}, **spec)})
+
+        def status(name):
+            return json.loads(self.kubectl("get", "job", name, "-o", "json").stdout).get("status") or {}
+
+        def pods(name):
+            return json.loads(self.kubectl("get", "pods", "-l", f"job-name={name}", "-o", "json").stdout)["items"]
+
+        def finished(name):
+            return poll(lambda: any(c["type"] in ("Complete", "Failed") for c in status(name).get("conditions", [])), 60)
+
+        # A bad command (exit 2) matches FailJob: one pod, the Job failed at once, the reason said.
+        job("bad-args", ["run", "/no/such/runbook.lua"])
+        self.assertTrue(finished("bad-args"))
+        st = status("bad-args")
+        self.assertEqual([(c["type"], c["reason"]) for c in st["conditions"]], [("Failed", "PodFailurePolicy")])
+        self.assertIn("exited with code 2, matching the FailJob rule at index 1", st["conditions"][0]["message"])
+        self.assertEqual(len(pods("bad-args")), 1)
+        self.assertIn("no such runbook file", self.kubectl("logs", pods("bad-args")[0]["metadata"]["name"]).stdout)
+        self.assertRegex(self.kubectl("get", "jobs").stdout, r"bad-args\s+Failed\s+0/1")
+
+        # A runbook from a ConfigMap that is not there yet: the pod waits, as a kubelet's would.
+        job("wait", ["run", "/etc/engine/runbook/wait.lua"], volumes=("runbook",))
+        self.assertTrue(poll(lambda: "ContainerCreating" in self.kubectl("get", "pods", "-l", "job-name=wait").stdout, 20))
+        apply({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "runbook", "namespace": "default"},
+               "data": {"wait.lua": 'return runbook { name = "wait", run = function()\n'
+                                    '  log.info("on", { node = os.getenv("NODE_NAME") })\n'
+                                    '  if os.getenv("NODE_NAME") == "w1" then sleep(300) end\nend }\n'}})
+        self.assertTrue(poll(lambda: "on node=w1" in self.kubectl("logs", pods("wait")[0]["metadata"]["name"], check=False).stdout, 30))
+        first = pods("wait")[0]["metadata"]["name"]
+        # Its node drained: the eviction sends SIGTERM; the pod is no failure (DisruptionTarget,
+        # Ignore); the next pod starts once the first has ended, elsewhere, and finishes.
+        d = self.kubectl("drain", "w1", "--pod-selector=job-name=wait", "--timeout=60s", check=False)
+        self.kubectl("uncordon", "w1")
+        self.assertEqual(d.returncode, 0, d.stderr)
+        self.assertTrue(finished("wait"))
+        st = status("wait")
+        self.assertEqual([c["type"] for c in st["conditions"]], ["SuccessCriteriaMet", "Complete"])
+        self.assertEqual((st["succeeded"], st["failed"]), (1, 0))
+        events = json.loads(self.kubectl("get", "events", "-o", "json").stdout)["items"]
+        made = [e["message"] for e in sorted(events, key=lambda e: int(e["metadata"]["resourceVersion"]))
+                if e["involvedObject"]["name"] == "wait"]
+        self.assertEqual(len(made), 2, made)
+        self.assertEqual(made[0], f"Created pod: {first}")
+        second = pods("wait")[0]
+        self.assertNotEqual(second["spec"]["nodeName"], "w1")
+        with open(f"{self.dir}/pods/default/{first}/log") as f:
+            log1 = f.read()
+        self.assertIn("terminated: no new hosts start", log1)
+        self.assertIn("run finished exit=130", log1)
+        ended = re.search(r"^(\S+) ERROR run finished", log1, re.M).group(1)
+        started = re.search(r"^(\S+) INFO  run started", self.kubectl("logs", second["metadata"]["name"]).stdout, re.M).group(1)
+        self.assertLessEqual(ended, started, "the next pod started before the last one ended")
+        self.assertFalse(os.path.exists("/etc/engine"), "a pod's volume was made on the host")
+
     def test_zz_kubeadm_upgrade_apply_times_out_under_the_fault_then_changes_the_server_version(self):
         self.ssh("cp1", "sudo sed -i s/v1.33/v1.34/ /etc/apt/sources.list.d/kubernetes.list && "
                         "sudo apt-get install -y --allow-change-held-packages kubeadm=1.34.3-1.1")

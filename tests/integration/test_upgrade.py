@@ -369,73 +369,77 @@ class UpgradeCase(unittest.TestCase):
         self.assertTrue(all(g["run"] == run_id and g["runbook"] == "k8s-upgrade to v1.34.3" for g in got), got)
 
     # --- the engine as a pod of a Job (issue 22, seed 004) ----------------------------------
-    def engine_pod(self, name, node):
-        """What a pod of the upgrade Job is to the engine: a Pod object on its node, owned by the
-        Job (so a drain evicts it), and a process with the pod's environment (its service account's
-        token and CA, KUBERNETES_SERVICE_HOST/PORT, POD_NAME, NODE_NAME), a home of its own (another
-        machine: nothing on disk from an earlier pod), running the Job's one command."""
-        pod = {"apiVersion": "v1", "kind": "Pod",
-               "metadata": {"name": name, "namespace": "engine", "labels": {"job-name": "k8s-upgrade-v1-34-3"},
-                            "ownerReferences": [{"apiVersion": "batch/v1", "kind": "Job", "name": "k8s-upgrade-v1-34-3",
-                                                 "uid": "uid-job", "controller": True}]},
-               "spec": {"nodeName": node, "terminationGracePeriodSeconds": 2, "serviceAccountName": "engine",
-                        "containers": [{"name": "engine", "image": "engine:latest"}]}}
+    def apply(self, obj):
         k = subprocess.run(["kubectl", "--kubeconfig", f"{self.dir}/kubeconfig", "apply", "--validate=false", "-f", "-"],
-                           input=json.dumps(pod), capture_output=True, text=True, timeout=60)
+                           input=json.dumps(obj), capture_output=True, text=True, timeout=60)
         self.assertEqual(k.returncode, 0, k.stderr)
-        home = f"{self.dir}/{name}"
-        sa = f"{home}/serviceaccount"
-        os.makedirs(sa)
-        for f, text in (("token", self.state["engine_sa_token"]), ("namespace", "engine")):
-            with open(f"{sa}/{f}", "w") as fh:
-                fh.write(text)
-        shutil.copy(f"{self.dir}/pki/pki/ca.crt", f"{sa}/ca.crt")
-        lb = self.state["lb"].split("//")[1]
-        env = {k: v for k, v in os.environ.items() if k != "KUBECONFIG"}
-        env.update(HOME=home, XDG_STATE_HOME=home, ENGINE_SERVICEACCOUNT_DIR=sa, KUBERNETES_SERVICE_HOST=lb.split(":")[0],
-                   KUBERNETES_SERVICE_PORT=lb.split(":")[1], POD_NAME=name, NODE_NAME=node, ENGINE_TERM_GRACE="1")
-        args = [a for a in self.args() if a not in ("--kubeconfig", f"{self.dir}/kubeconfig", "--state-dir", f"{self.dir}/state")]
-        cmd = [ENGINE, "run", UPGRADE, *args, "--state-dir", "k8s://engine", "--run-id", "k8s-upgrade-v1-34-3"]
-        p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
-        self.procs.append(p)
-        return p
 
-    def test_as_a_pod_on_a_worker_it_is_evicted_by_its_own_drain_and_the_next_pod_finishes(self):
+    def test_as_a_job_on_a_worker_it_is_evicted_by_its_own_drain_and_the_next_pod_finishes(self):
+        # Installed as docs/in-cluster.md says: deploy/rbac.yaml, the inventory as the pod sees its
+        # files, the SSH key as a Secret, deploy/upgrade-job.yaml with the lab's gate settings. The
+        # lab's Job controller and runtime (lab/k8sim/jobs.py, pods.py) do the rest, as a cluster would.
+        import base64
+        import yaml
         k = self.kubectl("apply", "--validate=false", "-f", os.path.join(ROOT, "deploy", "rbac.yaml"))
         self.assertEqual(k.returncode, 0, k.stderr)
-        first = self.engine_pod("k8s-upgrade-v1-34-3-a", "w1")
-        lines = []
-        reader = threading.Thread(target=lambda: lines.extend(first.stdout), daemon=True)
-        reader.start()
+        with open(f"{self.dir}/inventory.yml") as f:
+            inv = yaml.safe_load(f)
+        inv["all"]["vars"].update(ansible_ssh_private_key_file="/etc/engine/ssh/id_ed25519",
+                                  ansible_ssh_common_args="-o UserKnownHostsFile=/etc/engine/ssh/known_hosts")
+        self.apply({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "engine-inventory", "namespace": "engine"},
+                    "data": {"inventory.yml": yaml.safe_dump(inv)}})
+        files = {}
+        for name, path in (("id_ed25519", f"{self.dir}/ssh/id_ed25519"), ("known_hosts", f"{self.dir}/known_hosts")):
+            with open(path, "rb") as f:
+                files[name] = base64.b64encode(f.read()).decode()
+        self.apply({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "engine-ssh", "namespace": "engine"},
+                    "type": "Opaque", "data": files})
+        with open(os.path.join(ROOT, "deploy", "upgrade-job.yaml")) as f:
+            job = yaml.safe_load(f)
+        pod = job["spec"]["template"]["spec"]
+        pod["terminationGracePeriodSeconds"] = 2
+        c = pod["containers"][0]
+        c["env"].append({"name": "ENGINE_TERM_GRACE", "value": "1"})
+        a = self.args()
+        for i in range(len(a) - 1):  # the lab's settings (gates, monitoring); version and kind are the Job's
+            if a[i] == "-e" and not a[i + 1].startswith(("version=", "kind=")):
+                c["args"] += ["-e", a[i + 1]]
+        self.apply(job)
+        name = job["metadata"]["name"]
 
-        # As the kubelet: the pod's deletion (its eviction, by the engine's own drain of w1) sends
-        # the process SIGTERM; SIGKILL if it were still there well past the pod's grace period.
-        def pod_deleting():
-            got = self.kubectl("get", "pod", "-n", "engine", "k8s-upgrade-v1-34-3-a", "-o", "json")
-            return got.returncode != 0 or "deletionTimestamp" in json.loads(got.stdout)["metadata"]
-        self.assertTrue(poll(lambda: pod_deleting() or first.poll() is not None, 400), "the engine's pod was never evicted")
-        first.send_signal(signal.SIGTERM)
-        try:
-            first.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            first.kill()
-            first.wait()
-        reader.join(10)  # to the end of its output
-        out = "".join(lines)
-        self.assertEqual(first.returncode, 130, out[-3000:])
-        self.assertIn("this engine runs on this node: it is upgraded last among its kind node=w1", out)
-        self.assertIn("terminated: no new hosts start", out)
-        self.assertIn("[w1] cordoned", out)
-        # As the Job controller: the next pod, on another schedulable node, with the same command.
-        self.assertTrue(poll(lambda: self.kubectl("get", "pod", "-n", "engine", "k8s-upgrade-v1-34-3-a").returncode != 0, 30))
-        second = self.engine_pod("k8s-upgrade-v1-34-3-b", "w2")
-        out2, _ = second.communicate(timeout=600)
-        self.assertEqual(second.returncode, 0, out2[-3000:])
-        self.assertIn("run resumed", out2)
-        self.assertNotIn("[cp1] [upgrade/staticpods]", out2)  # the control plane was done: not again
+        def job_status():
+            got = json.loads(self.kubectl("get", "job", "-n", "engine", name, "-o", "json").stdout)
+            return got.get("status") or {}
+        self.assertTrue(poll(lambda: any(x["type"] in ("Complete", "Failed") for x in job_status().get("conditions", [])), 900),
+                        "the Job did not finish")
+        status = job_status()
+        events = json.loads(self.kubectl("get", "events", "-n", "engine", "-o", "json").stdout)["items"]
+        created = [e["message"].split(": ", 1)[1] for e in sorted(events, key=lambda e: int(e["metadata"]["resourceVersion"]))
+                   if e["involvedObject"]["name"] == name and e["reason"] == "SuccessfulCreate"]
+        logs = []
+        for p in created:
+            with open(f"{self.dir}/pods/engine/{p}/log") as f:
+                logs.append(f.read())
+        self.assertEqual(len(created), 2, "\n\n".join(x[-3000:] for x in logs))
+        self.assertEqual([x["type"] for x in status["conditions"]], ["SuccessCriteriaMet", "Complete"], status)
+        self.assertEqual((status["succeeded"], status["failed"]), (1, 0))  # the eviction is no failure
+        self.assertRegex(self.kubectl("get", "jobs", "-n", "engine").stdout, rf"{name}\s+Complete\s+1/1")
+        first, second = logs
+        # The first pod, on w1: w1 goes last, its own drain evicts it, it stops where the journal says.
+        self.assertIn("this engine runs on this node: it is upgraded last among its kind node=w1", first)
+        self.assertIn("[w1] cordoned", first)
+        self.assertIn("terminated: no new hosts start", first)
+        self.assertIn("exit=130", first)
+        # The second, on another node: the same run resumed, the control plane not done again.
+        self.assertIn("run resumed", second)
+        self.assertNotIn("this engine runs on this node: it is upgraded last among its kind node=w1", second)
+        self.assertNotIn("[cp1] [upgrade/staticpods]", second)
+        self.assertIn("exit=0", second)
         self.assert_upgraded()  # every package on every node exactly once, w1 included; none cordoned
         names = self.kubectl("get", "configmaps", "-n", "engine", "-o", "name").stdout
-        self.assertIn("configmap/engine-run-k8s-upgrade-v1-34-3-report", names)
+        self.assertIn(f"configmap/engine-run-{name}-report", names)
+        self.assertFalse(os.path.exists("/etc/engine") or os.path.exists("/usr/share/engine"),
+                         "the pod's files are in its own mount namespace, not the host's")
 
     def test_shell_metacharacters_in_inventory_values_never_reach_a_node(self):
         import yaml

@@ -59,6 +59,17 @@ class OnAnOldPatch(VersionCheckCase):
         self.assertEqual(c["args"][-10:], ["--state-dir", "k8s://engine", "--run-id", "k8s-upgrade-v1-33-5",
                                            "-e", "version=1.33.5", "-e", "kind=patch", "-e", "workers_at_once=10%"])
         self.assertEqual(jobs[0]["spec"]["template"]["spec"]["serviceAccountName"], "engine")
+        # The Job an operator applies by hand (deploy/upgrade-job.yaml) is this one, but for its target.
+        import yaml
+        with open(os.path.join(ROOT, "deploy", "upgrade-job.yaml")) as f:
+            manual = yaml.safe_load(f)["spec"]
+
+        def shape(spec):
+            spec = json.loads(json.dumps(spec))
+            spec["template"]["spec"]["containers"][0].pop("args")
+            spec["template"]["metadata"]["labels"].pop("engine.dev/target", None)
+            return spec
+        self.assertEqual(shape(jobs[0]["spec"]), shape(manual))
 
     def test_3_a_half_done_rollout_is_no_new_target(self):
         # w1's kubelet already at the patch (a rollout stopped half way): finish that first.
