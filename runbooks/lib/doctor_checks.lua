@@ -116,9 +116,13 @@ function M.cluster(p, out, hosts, cps)
   -- kubeadm's admin.conf holds its rights through this binding since v1.29 (kubeadm#3308).
   if api_minor and api_minor >= 29 then
     local b, berr, bmsg = k8s.get("clusterrolebindings", policy.CLUSTER_ADMINS.binding)
-    if not b then
-      finding(out, "rbac-missing", "critical", nil, string.format("ClusterRoleBinding %s: %s: admin.conf (group %s) has no rights",
-        policy.CLUSTER_ADMINS.binding, berr == "not found" and "missing" or tostring(bmsg or berr), policy.CLUSTER_ADMINS.group),
+    if not b and berr ~= "not found" then  -- not readable by this identity: unknown, not missing
+      finding(out, "rbac", "warning", nil, string.format("ClusterRoleBinding %s could not be read (%s): whether admin.conf " ..
+        "(group %s) keeps its rights is not checked", policy.CLUSTER_ADMINS.binding, tostring(bmsg or berr), policy.CLUSTER_ADMINS.group),
+        "kubectl auth can-i get clusterrolebinding/" .. policy.CLUSTER_ADMINS.binding)
+    elseif not b then
+      finding(out, "rbac-missing", "critical", nil, string.format("ClusterRoleBinding %s: missing: admin.conf (group %s) has no rights",
+        policy.CLUSTER_ADMINS.binding, policy.CLUSTER_ADMINS.group),
         "kubectl get clusterrolebinding " .. policy.CLUSTER_ADMINS.binding, "runbooks/recover-rbac.lua (breaks glass with super-admin.conf)")
     end
   end

@@ -38,7 +38,7 @@ class LabClass(unittest.TestCase):
     def tearDownClass(cls):
         lab("down", "--dir", cls.dir)
 
-    def engine_run(self, runbook, *extra, timeout=600, env=None):
-        """engine run RUNBOOK with the lab's inventory, kubeconfig and a state directory of its own."""
-        return subprocess.run([ENGINE, "run", runbook, "-i", f"{self.dir}/inventory.yml", "--kubeconfig", f"{self.dir}/kubeconfig",
+    def engine_run(self, runbook, *extra, timeout=600, env=None, kubeconfig=None):
+        """engine run RUNBOOK with the lab's inventory, kubeconfig (or another) and a state directory of its own."""
+        return subprocess.run([ENGINE, "run", runbook, "-i", f"{self.dir}/inventory.yml", "--kubeconfig", kubeconfig or f"{self.dir}/kubeconfig",
                                "--state-dir", f"{self.dir}/state", *extra], capture_output=True, text=True, timeout=timeout, env=env)

@@ -55,9 +55,9 @@ def tree_hashes(root):
 class Doctor(LabClass):
     SUBNET = SUBNET
 
-    def doctor(self, *extra):
+    def doctor(self, *extra, kubeconfig=None):
         t0 = time.monotonic()
-        r = self.engine_run(DOCTOR, "--log-format", "json", *extra, timeout=300)
+        r = self.engine_run(DOCTOR, "--log-format", "json", *extra, timeout=300, kubeconfig=kubeconfig)
         print(f"doctor ran in {time.monotonic() - t0:.1f}s", file=sys.stderr)
         findings = [json.loads(x)["fields"] for x in r.stdout.splitlines()
                     if x.startswith("{") and json.loads(x).get("msg") == "finding"]
@@ -160,6 +160,32 @@ class Doctor(LabClass):
                     lab("clear", node, fault, "--dir", self.dir)
                     if fault == "alert-firing":
                         self.wait_alert(False)
+
+    def test_4_as_the_engines_service_account(self):
+        # deploy/rbac.yaml's rights are enough for the whole examination; a binding this identity
+        # may not read is "not checked", never "missing" (a CronJob's doctor would cry wolf).
+        self.wait_nodes(self.settled, "Ready without pressure")
+        self.wait_etcd()
+        k = subprocess.run(["kubectl", "--kubeconfig", f"{self.dir}/kubeconfig", "apply", "--validate=false", "-f",
+                            os.path.join(ROOT, "deploy", "rbac.yaml")], capture_output=True, text=True, timeout=60)
+        self.assertEqual(k.returncode, 0, k.stderr)
+        sa = f"{self.dir}/engine-sa.kubeconfig"
+        lab("kubeconfig", "system:serviceaccount:engine:engine", "--out", sa, "--dir", self.dir)
+        r, bad = self.doctor(kubeconfig=sa)
+        self.assertEqual(r.returncode, 0, r.stdout[-3000:] + r.stderr[-2000:])
+        self.assertEqual(bad, [])
+        patch = json.dumps([{"op": "remove", "path": "/rules/10"}])  # the kubeadm:cluster-admins rule
+        role = json.loads(subprocess.run(["kubectl", "--kubeconfig", f"{self.dir}/kubeconfig", "get", "clusterrole",
+                                          "engine-upgrade", "-o", "json"], capture_output=True, text=True, timeout=60).stdout)
+        self.assertEqual(role["rules"][10]["resourceNames"], ["kubeadm:cluster-admins"])
+        k = subprocess.run(["kubectl", "--kubeconfig", f"{self.dir}/kubeconfig", "patch", "clusterrole",
+                            "engine-upgrade", "--type=json", "-p", patch], capture_output=True, text=True, timeout=60)
+        self.assertEqual(k.returncode, 0, k.stderr)
+        r, bad = self.doctor(kubeconfig=sa)
+        self.assertEqual(r.returncode, 1, r.stdout[-3000:])
+        self.assertEqual([(f["name"], f["severity"]) for f in bad], [("rbac", "warning")])
+        self.assertIn("ClusterRoleBinding kubeadm:cluster-admins could not be read", bad[0]["evidence"])
+        self.assertIn("is not checked", bad[0]["evidence"])
 
     def test_3_an_upgrade_left_in_flight(self):
         # Seed 004: the Pushgateway still says an upgrade is in flight.
