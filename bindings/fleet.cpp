@@ -21,6 +21,9 @@ namespace engine::lua {
 std::optional<fleet::MaintenanceWindow> window_option(lua_State* L, int opts);
 std::string window_stop(const fleet::MaintenanceWindow& w, int64_t at, bool any_started, size_t unstarted);
 int l_window(lua_State* L);
+// bindings/fleet_policy.cpp
+fleet::Amount amount_opt(lua_State* L, int opts, const char* field, fleet::Amount dflt);
+fleet::Rollout read_policy(lua_State* L, size_t total, size_t at_once, size_t budget, int* gate_ref);
 
 namespace {
 
@@ -41,7 +44,8 @@ std::optional<std::string> skip_reason(lua_State* L, int idx) {
 }
 
 const std::vector<std::string> kOptions = {"at_once", "max_failures", "strategy", "max_per", "between",
-                                           "gate_passes", "gate_timeout", "gate_interval", "pause", "order", "canary", "window"};
+                                           "gate_passes", "gate_timeout", "gate_interval", "pause", "order", "canary", "window",
+                                           "window_wait"};
 
 struct Result {
   std::string name;
@@ -75,8 +79,11 @@ struct FleetRun : std::enable_shared_from_this<FleetRun> {
   uint64_t id = 0;  // in vm->admission_kicks
   std::optional<fleet::MaintenanceWindow> window;  // no new host starts while it is closed
   int64_t window_closed_at = 0;                     // when a start found it closed (0: never)
+  bool window_wait = false;                         // closed: wait until it opens instead of stopping
+  bool window_said = false;                         // the wait is logged once per closing
+  size_t unstarted_left;                            // hosts neither started nor skipped
 
-  FleetRun(Vm* v, size_t total, fleet::Rollout r) : vm(v), rollout(std::move(r)), results(total) {}
+  FleetRun(Vm* v, size_t total, fleet::Rollout r) : vm(v), rollout(std::move(r)), results(total), unstarted_left(total) {}
 
   // Hosts an operator skipped (engine ctl skip) are settled without running.
   void settle_skipped() {
@@ -85,6 +92,7 @@ struct FleetRun : std::enable_shared_from_this<FleetRun> {
     for (size_t i = 0; i < results.size(); ++i) {
       if (!vm->skip_hosts.count(results[i].name) || !rollout.skip(i)) continue;
       results[i].status = Result::skipped;
+      --unstarted_left;
       results[i].error = "skipped by an operator (engine ctl skip)";
       if (!nested) log::progress_host(results[i].name, "skipped");
       log::emit(log::Level::warn, results[i].name, "skipped by an operator");
@@ -95,6 +103,7 @@ struct FleetRun : std::enable_shared_from_this<FleetRun> {
     if (closed) return;
     if (vm->draining) rollout.stop();
     settle_skipped();
+    if (!vm->draining && window_waits()) return;
     for (;;) {
       auto d = rollout.next(Clock::now(), vm->paused);
       if ((d.kind == fleet::Decision::start || d.kind == fleet::Decision::ask_gate) && window_shut()) continue;
@@ -124,6 +133,23 @@ struct FleetRun : std::enable_shared_from_this<FleetRun> {
     window_closed_at = std::time(nullptr);
     rollout.stop();
     log::emit(log::Level::warn, parent.task->host, "the maintenance window is closed: no new host starts", json{{"window", window->text()}});
+    return true;
+  }
+
+  // window_wait: while the window is closed and hosts remain, admission sleeps until it opens (an
+  // interruption still stops it: the kick on Ctrl-C or SIGTERM comes here with vm->draining).
+  bool window_waits() {
+    int64_t now = std::time(nullptr);
+    if (!window_wait || !window || !unstarted_left || window->open_at(now) || rollout.over_budget() ||
+        rollout.failed_canary() || !rollout.gate_failure().empty())
+      return window_said = false;
+    auto opens = window->opens_at(now);
+    if (!opens) return false;  // it never opens: window_shut() stops the rollout, saying so
+    if (!window_said)
+      log::emit(log::Level::warn, parent.task->host, "the maintenance window is closed: no new host starts until it opens",
+                json{{"window", window->text()}, {"opens_at", fleet::utc_text(*opens)}});
+    window_said = true;
+    wait_until(Clock::now() + std::chrono::seconds(*opens - now));
     return true;
   }
 
@@ -184,6 +210,7 @@ struct FleetRun : std::enable_shared_from_this<FleetRun> {
   void start(size_t i) {
     lua_State* L = vm->L;  // the main thread is idle while the loop runs: a scratch stack
     rollout.started(i, Clock::now());
+    --unstarted_left;
     if (!nested) log::progress_host(results[i].name, "running");
     auto& r = results[i];
     r.status = Result::running;
@@ -359,24 +386,6 @@ struct FleetRun : std::enable_shared_from_this<FleetRun> {
   }
 };
 
-fleet::Amount amount_opt(lua_State* L, int opts, const char* field, fleet::Amount dflt) {
-  int t = lua_getfield(L, opts, field);
-  fleet::Amount a = dflt;
-  if (t == LUA_TNUMBER) {
-    if (!lua_isinteger(L, -1) || lua_tointeger(L, -1) < 0)
-      luaL_error(L, "fleet.each: %s must be a whole number or a percentage like \"30%%\"", field);
-    a = {static_cast<double>(lua_tointeger(L, -1)), false};
-  } else if (t == LUA_TSTRING) {
-    auto parsed = fleet::parse_amount(lua_tostring(L, -1));
-    if (!parsed) luaL_error(L, "fleet.each: %s '%s' is not a count or a percentage like \"30%%\"", field, lua_tostring(L, -1));
-    a = *parsed;
-  } else if (t != LUA_TNIL) {
-    luaL_error(L, "fleet.each: %s must be a number or a string like \"30%%\"", field);
-  }
-  lua_pop(L, 1);
-  return a;
-}
-
 std::string name_of(lua_State* L, int idx, size_t i) {
   if (lua_type(L, idx) == LUA_TSTRING) return lua_tostring(L, idx);
   if (lua_istable(L, idx) && lua_getfield(L, idx, "name") == LUA_TSTRING) {
@@ -423,97 +432,15 @@ int l_each(lua_State* L) {
   return suspend(L);
 }
 
-double opt_number(lua_State* L, int opts, const char* field, double dflt) {
-  double v = dflt;
-  int t = lua_getfield(L, opts, field);
-  if (t == LUA_TNUMBER) v = lua_tonumber(L, -1);
-  else if (t != LUA_TNIL) luaL_error(L, "fleet.each: %s must be a number", field);
-  lua_pop(L, 1);
-  if (v < 0) luaL_error(L, "fleet.each: %s must not be negative", field);
-  return v;
-}
-
-// A host's value of a variable, for max_per ("" when it has none).
-std::string host_value(lua_State* L, int hosts, size_t i, const std::string& var) {
-  std::string out;
-  lua_rawgeti(L, hosts, static_cast<lua_Integer>(i + 1));
-  if (lua_istable(L, -1)) {
-    if (lua_getfield(L, -1, "vars") == LUA_TTABLE) {
-      if (lua_getfield(L, -1, var.c_str()) != LUA_TNIL) out = luaL_tolstring(L, -1, nullptr), lua_pop(L, 1);
-      lua_pop(L, 1);
-    }
-    lua_pop(L, 1);
-  }
-  lua_pop(L, 1);
-  return out;
-}
-
-// The policy from fleet.each's options (at 2) and hosts (at 1); the gate function, if any, is
-// left referenced in *gate_ref.
-fleet::Rollout read_policy(lua_State* L, size_t total, size_t at_once, size_t budget, int* gate_ref) {
-  const int opts = 2;
-  fleet::Policy p;
-  p.at_once = at_once;
-  p.max_failures = budget;
-  if (lua_getfield(L, opts, "strategy") == LUA_TSTRING) {
-    std::string st = lua_tostring(L, -1);
-    if (st != "batch" && st != "window") luaL_error(L, "fleet.each: strategy must be \"window\" or \"batch\", not \"%s\"", st.c_str());
-    p.batch = st == "batch";
-  }
-  lua_pop(L, 1);
-  p.pause = opt_number(L, opts, "pause", 0);
-  double canary = opt_number(L, opts, "canary", 0);
-  if (canary < 0 || canary != static_cast<double>(static_cast<size_t>(canary)))
-    luaL_error(L, "fleet.each: canary must be a count of hosts (0 or more), not %f", canary);
-  p.canary = static_cast<size_t>(canary);
-  p.gate_timeout = opt_number(L, opts, "gate_timeout", 600);
-  p.gate_interval = opt_number(L, opts, "gate_interval", 5);
-  p.gate_passes = static_cast<int>(opt_number(L, opts, "gate_passes", 1));
-  if (p.gate_passes < 1) luaL_error(L, "fleet.each: gate_passes must be at least 1");
-  int t = lua_getfield(L, opts, "between");
-  if (t == LUA_TFUNCTION) *gate_ref = luaL_ref(L, LUA_REGISTRYINDEX), p.gated = true;
-  else if (t != LUA_TNIL) luaL_error(L, "fleet.each: between must be a function(next_host) returning true or nil, why");
-  else lua_pop(L, 1);
-  if (lua_getfield(L, opts, "max_per") == LUA_TTABLE) {
-    lua_pushnil(L);
-    while (lua_next(L, -2)) {
-      if (lua_type(L, -2) != LUA_TSTRING || !lua_isinteger(L, -1) || lua_tointeger(L, -1) < 1)
-        luaL_error(L, "fleet.each: max_per takes variable = count (a positive integer), as {zone = 1}");
-      p.caps.emplace_back(lua_tostring(L, -2), static_cast<size_t>(lua_tointeger(L, -1)));
-      lua_pop(L, 1);
-    }
-  } else if (!lua_isnil(L, -1)) {
-    luaL_error(L, "fleet.each: max_per must be a table such as {zone = 1}");
-  }
-  lua_pop(L, 1);
-  std::vector<std::vector<std::string>> cap_values(total, std::vector<std::string>(p.caps.size()));
-  for (size_t i = 0; i < total; ++i)
-    for (size_t c = 0; c < p.caps.size(); ++c) cap_values[i][c] = host_value(L, 1, i, p.caps[c].first);
-  // order = function(host) return key end: admission sorted by key (stable), results stay in list order.
-  std::vector<size_t> order;
-  if (lua_getfield(L, opts, "order") == LUA_TFUNCTION) {
-    std::vector<std::pair<json, size_t>> keys;
-    for (size_t i = 0; i < total; ++i) {
-      lua_pushvalue(L, -1);
-      lua_rawgeti(L, 1, static_cast<lua_Integer>(i + 1));
-      lua_call(L, 1, 1);
-      keys.emplace_back(to_json(L, -1), i);
-      lua_pop(L, 1);
-    }
-    std::stable_sort(keys.begin(), keys.end(), [](auto& a, auto& b) { return a.first < b.first; });
-    for (auto& k : keys) order.push_back(k.second);
-  } else if (!lua_isnil(L, -1)) {
-    luaL_error(L, "fleet.each: order must be a function(host) returning a sort key");
-  }
-  lua_pop(L, 1);
-  return fleet::Rollout(total, std::move(p), std::move(cap_values), std::move(order));
-}
-
 void start(lua_State* L, Vm& vm, size_t total, size_t at_once, size_t budget) {
   int gate_ref = LUA_NOREF;
   auto run = std::make_shared<FleetRun>(&vm, total, read_policy(L, total, at_once, budget, &gate_ref));
   run->gate_ref = gate_ref;
   run->window = window_option(L, 2);
+  int ww = lua_getfield(L, 2, "window_wait");
+  if (ww != LUA_TNIL && ww != LUA_TBOOLEAN) luaL_error(L, "fleet.each: window_wait must be true or false");
+  run->window_wait = lua_toboolean(L, -1);
+  lua_pop(L, 1);
   Op op = begin(L, "fleet.each");
   run->parent = op;
   if (Task* t = current_task(L)) run->nested = !t->host.empty();
