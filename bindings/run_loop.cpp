@@ -35,6 +35,12 @@ double SignalWatch::term_grace() {
   return end && !*end && d >= 0 ? d : 20;
 }
 
+// Admissions waiting on a timer (a pause between hosts, a closed maintenance window) hear at once
+// that no new host will start.
+static void kick_admissions(Vm& vm) {
+  for (auto& [_, kick] : std::map<uint64_t, std::function<void()>>(vm.admission_kicks)) kick();
+}
+
 void SignalWatch::arm() {
   signals_.async_wait([this, alive = alive_](const boost::system::error_code& ec, int sig) {
     if (ec || !*alive) return;
@@ -43,6 +49,7 @@ void SignalWatch::arm() {
     if (sig == SIGINT && !vm_.draining) {
       vm_.draining = true;
       log::emit(log::Level::warn, "", "interrupt: no new hosts start; running ones finish (Ctrl-C again to cancel them)");
+      kick_admissions(vm_);
     } else if (sig == SIGTERM && !vm_.draining && term_grace() > 0) {
       // An evicted pod, a stopped service: the hosts in flight get a grace period to finish their
       // step (so it is journaled done, not unknown), then whatever still runs is cancelled.
@@ -50,6 +57,7 @@ void SignalWatch::arm() {
       double grace = term_grace();
       log::emit(log::Level::warn, "", "terminated: no new hosts start; running ones finish or are cancelled after the grace period",
                 {{"grace_seconds", grace}});
+      kick_admissions(vm_);
       grace_.expires_after(std::chrono::milliseconds(static_cast<int64_t>(grace * 1000)));
       grace_.async_wait([this, alive = alive_](const boost::system::error_code& e) {
         if (e || !*alive) return;
@@ -79,7 +87,7 @@ void ControlWatch::poll() {
   for (const auto& c : reader_.poll()) {
     apply(c);
     // Admission waits for these: a continue or a skip may let a host start now.
-    for (auto& [_, kick] : std::map<uint64_t, std::function<void()>>(vm_.admission_kicks)) kick();
+    kick_admissions(vm_);
   }
   timer_.expires_after(std::chrono::milliseconds(250));
   timer_.async_wait([this, alive = alive_](const boost::system::error_code& ec) {

@@ -75,6 +75,8 @@ return runbook {
       help = "go on with a minor upgrade although objects are served only through APIs the target removes (preflight lists them)" },
     maintenance_window = { type = "string",
       help = "no node starts outside it: DAYS HH:MM-HH:MM [ZONE], several joined by ';' (\"Sat,Sun 22:00-04:00 Europe/Berlin\"); at its end the running nodes finish and the run stops, engine resume goes on in the next" },
+    window_wait = { type = "boolean", default = false,
+      help = "outside the maintenance window, wait until it opens instead of stopping (a Job's pod: no one resumes it)" },
     notify_url = { type = "string", help = "a webhook told of the start, a held gate, a stop, a failure and the success (never changes the outcome)" },
     notify_format = { type = "enum", values = { "slack", "json" }, default = "slack",
       help = "slack: {\"text\": ...} (Slack and compatible); json: event, run, runbook, node, message" },
@@ -126,7 +128,11 @@ return runbook {
 
     if p.maintenance_window then  -- a bad spec raises here, before anything runs
       local w = fleet.window(p.maintenance_window)
-      if not w.open then
+      if not w.open and p.window_wait and w.opens_at then
+        log.warn((http.dry_run() and "dry-run: would wait" or "outside the maintenance window: waiting") ..
+          " until it opens; nothing was changed", { window = w.spec, opens_at = os.date("!%Y-%m-%dT%H:%M:%SZ", w.opens_at) })
+        if not http.dry_run() then sleep(math.max(0, w.opens_at - os.time())) end
+      elseif not w.open then
         fail("outside the maintenance window (%s): it opens next at %s; nothing was changed", w.spec,
           w.opens_at and os.date("!%Y-%m-%dT%H:%M:%SZ", w.opens_at) or "never")
       end
@@ -162,7 +168,7 @@ return runbook {
         { from = facts.from, to = target })
 
       -- 2. Control plane, one node at a time, the leader first.
-      fleet.each(cps, { at_once = 1, window = p.maintenance_window }, function(h)
+      fleet.each(cps, { at_once = 1, window = p.maintenance_window, window_wait = p.window_wait }, function(h)
         upgrade_node(h, p, target, h == leader and "apply" or "node")
       end)
 
@@ -175,7 +181,7 @@ return runbook {
         local res, held
         local rolled, rerr = pcall(function()
           res = fleet.each(workers, { at_once = p.workers_at_once, max_failures = p.max_failures,
-            canary = math.min(p.canary, #workers), window = p.maintenance_window,
+            canary = math.min(p.canary, #workers), window = p.maintenance_window, window_wait = p.window_wait,
             between = function(next_h)
               -- true, or nil, why, or nil, word, message (std.gates): kept whole for fleet.each
               local open, why, message = checks.gate(p, function(name)

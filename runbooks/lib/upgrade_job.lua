@@ -16,7 +16,9 @@ function M.job(p, target, kind)
   -- The run's records in the cluster, under the Job's own name: the Job's next pod (this one was
   -- evicted, by its own drain perhaps) runs the same command and goes on where it stopped.
   local args = { "run", "/usr/share/engine/runbooks/k8s-upgrade.lua", "-i", "/etc/engine/inventory/inventory.yml",
-    "--state-dir", "k8s://" .. p.job_namespace, "--run-id", M.name(target), "-e", "version=" .. target, "-e", "kind=" .. kind }
+    "--state-dir", "k8s://" .. p.job_namespace, "--run-id", M.name(target), "-e", "version=" .. target, "-e", "kind=" .. kind,
+    -- A maintenance window in job_params: the pod waits for it (a pod that stopped is not resumed in the next).
+    "-e", "window_wait=true" }
   for _, extra in ipairs(p.job_params) do
     if not extra:find("=", 1, true) then error("job_params: '" .. extra .. "' is not name=value", 0) end
     args[#args + 1] = "-e"

@@ -172,6 +172,7 @@
 ---@field snapshot_dir string  where the etcd snapshot is kept (here) (default: /var/backups/engine)
 ---@field taint_next boolean  taint the next workers PreferNoSchedule while the current ones drain (removed as each is done) (default: true)
 ---@field wait_workloads string[]  before each next worker, these have every replica ready: NS/KIND/NAME or NS/KIND?SELECTOR (shop/deployment/web, */daemonset?app=agent) (default: )
+---@field window_wait boolean  outside the maintenance window, wait until it opens instead of stopping (a Job's pod: no one resumes it) (default: false)
 ---@field workers string  inventory group of the workers (default: k8s-worker)
 ---@field workers_at_once string  workers upgraded at once: a count, or a percentage of the workers ("10%") (default: 1)
 

@@ -3,6 +3,7 @@ import os
 import random
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -222,11 +223,12 @@ end }""")
 
 WINDOWED = """
 local fleet = require "engine.fleet"
+local time = require "engine.time"
 return runbook {
   name = "windowed",
   run = function()
-    fleet.each({ "a", "b", "c", "d", "e", "f" }, { at_once = 1, window = "%s" }, function(h)
-      step("work " .. h, function() print("RAN " .. h) sleep(1) end)
+    fleet.each({ "a", "b", "c", "d", "e", "f" }, { at_once = 1, window = "%s" WAIT }, function(h)
+      step("work " .. h, function() print(string.format("RAN %%s %%.3f", h, time.now())) sleep(1) end)
     end)
   end,
 }
@@ -247,7 +249,7 @@ class TestMaintenanceWindow(unittest.TestCase):
         spec = f"daily {clock(now - 3600)}-{clock(first_end)}; daily {clock(second)}-{clock(now + 3600)} UTC"
         runbook = os.path.join(tmp, "windowed.lua")
         with open(runbook, "w") as f:
-            f.write(WINDOWED % spec)
+            f.write((WINDOWED % spec).replace(" WAIT", ""))
         state = os.path.join(tmp, "state")
         first = subprocess.run([ENGINE, "run", runbook, "--state-dir", state], capture_output=True, text=True, timeout=60)
         self.assertEqual(first.returncode, 1, first.stderr)
@@ -269,15 +271,51 @@ class TestMaintenanceWindow(unittest.TestCase):
         ran += re.findall(r"RAN (\w)", last.stdout)
         self.assertEqual(sorted(ran), ["a", "b", "c", "d", "e", "f"])  # each exactly once, across the attempts
 
+    def test_window_wait_sleeps_through_the_closed_window_and_goes_on_and_an_interruption_ends_the_wait(self):
+        # A Job's pod cannot "resume in the next window": with window_wait the run waits for it.
+        tmp = tempfile.mkdtemp(prefix="engine-window-")
+        self.addCleanup(shutil.rmtree, tmp, True)
+        now = time.time()
+        clock = lambda t: time.strftime("%H:%M:%S", time.gmtime(t))  # noqa: E731
+        first_end, second = int(now) + 3, int(now) + 7
+        spec = f"daily {clock(now - 3600)}-{clock(first_end)}; daily {clock(second)}-{clock(now + 3600)} UTC"
+        runbook = os.path.join(tmp, "windowed.lua")
+        with open(runbook, "w") as f:
+            f.write((WINDOWED % spec).replace(" WAIT", ", window_wait = true"))
+        r = subprocess.run([ENGINE, "run", runbook, "--state-dir", os.path.join(tmp, "state")], capture_output=True, text=True,
+                           timeout=60)
+        self.assertEqual(r.returncode, 0, r.stdout[-2000:] + r.stderr[-2000:])
+        ran = {h: float(t) for h, t in re.findall(r"RAN (\w) ([\d.]+)", r.stdout)}
+        self.assertEqual(sorted(ran), ["a", "b", "c", "d", "e", "f"])
+        self.assertFalse([h for h, t in ran.items() if first_end + 1 <= t < second], f"started while closed: {ran}")
+        self.assertTrue(any(t >= second for t in ran.values()), ran)
+        opens = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(second))
+        self.assertRegex(r.stdout, "the maintenance window is closed: no new host starts until it opens opens_at=" + opens)
+        # Waiting for a window an hour away: SIGTERM ends the wait at once, exit 130, nothing started.
+        spec = f"daily {clock(now + 3600)}-{clock(now + 7200)} UTC"
+        with open(runbook, "w") as f:
+            f.write((WINDOWED % spec).replace(" WAIT", ", window_wait = true"))
+        p = subprocess.Popen([ENGINE, "run", runbook, "--state-dir", os.path.join(tmp, "state2")], stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True)
+        out = []
+        for line in p.stdout:
+            out.append(line)
+            if "no new host starts until it opens" in line:
+                p.send_signal(signal.SIGTERM)
+                break
+        stdout, stderr = p.communicate(timeout=15)
+        self.assertEqual(p.returncode, 130, "".join(out) + stdout + stderr)
+        self.assertNotIn("RAN", "".join(out) + stdout)
+
     def test_a_bad_window_names_what_is_wrong(self):
         tmp = tempfile.mkdtemp(prefix="engine-window-")
         self.addCleanup(shutil.rmtree, tmp, True)
         runbook = os.path.join(tmp, "windowed.lua")
         with open(runbook, "w") as f:
-            f.write(WINDOWED % "Mon-Fry 22:00-04:00 Europe/Berlin")
+            f.write((WINDOWED % "Mon-Fry 22:00-04:00 Europe/Berlin").replace(" WAIT", ""))
         r = subprocess.run([ENGINE, "run", runbook, "--state-dir", os.path.join(tmp, "state")], capture_output=True, text=True, timeout=60)
         self.assertEqual(r.returncode, 1)
-        self.assertIn("windowed.lua:6: fleet.each: maintenance window 'Mon-Fry 22:00-04:00 Europe/Berlin': 'Fry' is not a day", r.stderr)
+        self.assertIn("windowed.lua:7: fleet.each: maintenance window 'Mon-Fry 22:00-04:00 Europe/Berlin': 'Fry' is not a day", r.stderr)
         self.assertNotIn("RAN", r.stdout)
 
 

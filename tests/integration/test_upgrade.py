@@ -234,6 +234,19 @@ class UpgradeCase(unittest.TestCase):
         self.assertEqual(r.returncode, 1, r.stderr[-3000:])
         self.assertRegex(r.stderr, rf"outside the maintenance window \({window}\): it opens next at \S+Z; nothing was changed")
         self.assertNotIn("preflight", r.stdout)
+        # As a Job's pod (window_wait): it waits for the window, changing nothing; SIGTERM ends the wait.
+        p = subprocess.Popen([ENGINE, "run", UPGRADE, *self.args("-e", f"maintenance_window={window}", "-e", "window_wait=true")],
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=dict(os.environ, ENGINE_TERM_GRACE="1"))
+        self.procs.append(p)
+        waited = []
+        for line in p.stdout:
+            waited.append(line)
+            if "outside the maintenance window: waiting until it opens; nothing was changed" in line:
+                p.send_signal(signal.SIGTERM)
+                break
+        waited = "".join(waited) + p.communicate(timeout=60)[0]
+        self.assertEqual(p.returncode, 130, waited[-3000:])
+        self.assertNotIn("preflight", waited)
         r = self.upgrade("-e", "maintenance_window=Mon-Fry 22:00-04:00 Europe/Berlin")
         self.assertEqual(r.returncode, 1, r.stderr[-3000:])
         self.assertIn("maintenance window 'Mon-Fry 22:00-04:00 Europe/Berlin': 'Fry' is not a day", r.stderr)

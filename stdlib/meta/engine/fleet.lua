@@ -14,6 +14,7 @@
 ---@field order? fun(host: any): any   admission order by key
 ---@field canary? integer              the first N hosts one at a time; a failure among them stops all (default: 0)
 ---@field window? string               maintenance window: no host starts while it is closed ("Mon-Fri 22:00-04:00 Europe/Berlin")
+---@field window_wait? boolean         while the window is closed, wait until it opens instead of stopping (default: false)
 
 ---@class engine.fleet.Result
 ---@field name string
