@@ -4,6 +4,7 @@
 #include <cctype>
 #include <chrono>
 #include <cstdio>
+#include <set>
 #include <ctime>
 #include <stdexcept>
 
@@ -106,7 +107,10 @@ bool ClusterStore::settled(const std::string& chunk, const std::string& key, con
   auto g = call("GET", path(chunk), "");
   if (!g.error.empty() || !g.body.is_object()) return false;
   auto data = g.body.value("data", json::object());
-  if (!data.contains(key)) return false;
+  if (!data.contains(key)) {  // not taken: the next attempt goes with the chunk's version now
+    rv_ = rv_of(g.body);
+    return false;
+  }
   if (data[key] != line)
     throw std::runtime_error("the run's journal in the cluster (" + ns_ + "/" + chunk + ") holds another record " + key +
                              ": another engine is writing this run");
@@ -118,6 +122,7 @@ void ClusterStore::append(const std::string& id, uint64_t seq, const std::string
   if (seq == 0) throw std::logic_error("journal records are numbered from 1");
   size_t chunk = (seq - 1) / kChunk;
   std::string name = object_name(id, "-j" + std::to_string(chunk)), key = key_of(seq), last;
+  int conflicts = 0;
   for (int attempt = 0; attempt < 4; ++attempt) {
     k8s::Reply r;
     if (run_ != id || chunk_ != chunk) {
@@ -152,11 +157,15 @@ void ClusterStore::append(const std::string& id, uint64_t seq, const std::string
       run_ = id, chunk_ = chunk;
       return;
     }
-    if (r.error == "conflict")
-      throw std::runtime_error("the run's journal in the cluster (" + ns_ + "/" + name +
-                               ") changed under this run: another engine is writing run " + id);
+    // A refused write whose record no one else took: the chunk changed in another way (a label,
+    // an annotation, an apiserver's own conflict): tried again against its version now. Another
+    // engine writing this run would have taken this record's key (settled() throws then).
     last = r.error + (r.message.empty() ? "" : ": " + r.message);
+    if (r.error == "conflict") conflicts++;
   }
+  if (conflicts == 4)
+    throw std::runtime_error("the run's journal in the cluster (" + ns_ + "/" + name +
+                             ") changed under this run four times over: another engine is writing run " + id);
   throw std::runtime_error("the cluster did not take journal record " + std::to_string(seq) + " of run " + id + " (" +
                            ns_ + "/" + name + "): " + last);
 }
@@ -182,16 +191,44 @@ std::optional<ClusterStore::Saved> ClusterStore::load(const std::string& id) {
   if (!r.error.empty()) throw ConfigError("reading run " + id + " from the cluster (namespace " + ns_ + "): " + r.error + ": " + r.message);
   Saved s;
   s.run_json = r.body.value("data", json::object()).value("run.json", "");
-  for (size_t chunk = 0;; ++chunk) {
+  // Every chunk the run has (by its labels), so one deleted in the middle is named, not read as
+  // the journal's end (the steps after it would run again).
+  std::set<size_t> have;
+  auto l = call("GET", path() + "?labelSelector=" +
+                           http::query_escape("app.kubernetes.io/managed-by=engine,engine.dev/part=journal,engine.dev/run=" +
+                                              label_value(id)), "");
+  if (!l.error.empty()) throw ConfigError("listing run " + id + "'s journal in " + ns_ + ": " + l.error + ": " + l.message);
+  for (auto& item : l.body.value("items", json::array())) {
+    auto meta = item.value("metadata", json::object());
+    std::string name = meta.value("name", ""), prefix = object_name(id, "-j");
+    if (meta.value("annotations", json::object()).value("engine.dev/run-id", "") != id || name.rfind(prefix, 0) != 0) continue;
+    try {
+      have.insert(std::stoul(name.substr(prefix.size())));
+    } catch (const std::exception&) {
+    }
+  }
+  size_t chunks = have.empty() ? 0 : *have.rbegin() + 1;
+  for (size_t chunk = 0; chunk < chunks; ++chunk)
+    if (!have.count(chunk))
+      throw ConfigError("run " + id + "'s journal in the cluster misses " + ns_ + "/" + object_name(id, "-j" + std::to_string(chunk)) +
+                        " (there is a -j" + std::to_string(chunks - 1) + "): records " + std::to_string(chunk * kChunk + 1) +
+                        " to " + std::to_string((chunk + 1) * kChunk) + " are lost, so what they recorded cannot be told");
+  uint64_t want = 1;
+  for (size_t chunk = 0; chunk < chunks; ++chunk) {
     std::string name = object_name(id, "-j" + std::to_string(chunk));
     auto c = call("GET", path(name), "");
-    if (c.error == "not found") break;
     if (!c.error.empty()) throw ConfigError("reading " + ns_ + "/" + name + ": " + c.error + ": " + c.message);
-    // Keys sort as the records were numbered (r00000001 ...); a missing one is the journal's own
-    // check to make (each record carries its number).
+    // Keys sort as the records were numbered (r00000001 ...); each must be the next.
     const json data = c.body.value("data", json::object());  // named: items() of a temporary would dangle
-    for (const auto& [key, line] : data.items())
-      if (line.is_string()) s.journal += line.get<std::string>() + "\n";
+    for (const auto& [key, line] : data.items()) {
+      if (!line.is_string()) continue;
+      if (key != key_of(want))
+        throw ConfigError("run " + id + "'s journal in the cluster (" + ns_ + "/" + name + ") misses record " +
+                          std::to_string(want) + " (" + key_of(want) + "; the next there is " + key +
+                          "): what it recorded cannot be told");
+      s.journal += line.get<std::string>() + "\n";
+      want++;
+    }
     run_ = id, chunk_ = chunk, rv_ = rv_of(c.body);
   }
   auto rep = call("GET", path(object_name(id, "-report")), "");

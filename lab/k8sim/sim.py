@@ -5,7 +5,9 @@ It speaks the wire protocol well enough for the real kubectl to get, cordon and 
 discovery, get/list/create/update/patch(4 types)/delete/watch with resourceVersions, 409 on
 conflicts, selectors and pagination, evictions with PDB accounting (429, 500 for two PDBs), pods
 that take their grace period to go, a ReplicaSet controller, TLS with client certificates and
-bearer tokens, and faults the tests control (POST /_sim/faults).
+bearer tokens, and faults the tests control (POST /_sim/faults: a list of {path (a substring),
+method, count, and latency (seconds), drop (the connection closed, nothing done), drop_after (done,
+then the connection closed: a reply lost on the way) or status (answered with it, nothing done)}).
 
 Usage: sim.py --port P --cert C --key K --ca CA [--tokens t1,t2=USER] [--state objects.json]
               [--ready-delay S] [--grace-scale F] [--version v1.33.1]
@@ -108,6 +110,10 @@ class Handler(BaseHTTPRequestHandler):
 
     # --- plumbing --------------------------------------------------------------------------
     def send_json(self, code, obj, headers=None):
+        if getattr(self, "lost_reply", False):
+            self.close_connection = True
+            self.connection.close()
+            return
         body = json.dumps(obj).encode()
         self.send_response(code)
         self.send_header("Content-Type", "application/json")
@@ -181,6 +187,7 @@ class Handler(BaseHTTPRequestHandler):
                 return self.control(method, u.path)
             self.sim.count(method, self.path)
             fault = self.sim.faults.take(method, self.path)
+            self.lost_reply = bool(fault and fault.get("drop_after"))  # done, but the reply never arrives
             if fault:
                 if fault.get("latency"):
                     time.sleep(fault["latency"])
