@@ -104,6 +104,10 @@ def up(a):
           "releases": sorted(set(RELEASES + [version[1:]]), key=lambda v: [int(x) for x in v.split(".")]),
           "kubeadm_timeout": a.kubeadm_timeout, "pod_start_delay": a.pod_start_delay, "cert_days": a.cert_days,
           "nodes": cps + workers, "mount_points": [], "monitor_ip": f"{net}.200", "empty": a.empty}
+    if a.engine_image:
+        if not os.path.isfile(a.engine_image):
+            raise LabError(f"--engine-image {a.engine_image}: no such file (scripts/image makes it)")
+        st["engine_image"] = os.path.abspath(a.engine_image)
     save(st)
     try:
         start(st, cps, workers, version)
@@ -166,12 +170,17 @@ def start(st, cps, workers, version):
         fallback = ["--fallback-cert", f"{d}/apiserver.crt", "--fallback-key", f"{d}/apiserver.key"]
     # The engine's own service account (deploy/rbac.yaml), for a pod's token: rehearsing the engine in the cluster.
     st["engine_sa_token"] = secrets.token_hex(16)
+    image = []
+    if st.get("engine_image"):  # the lab's own copy: the pods run what was given at up, whatever happens to the file
+        os.makedirs(f"{d}/images", exist_ok=True)
+        shutil.copy(st["engine_image"], f"{d}/images/engine-image.tar")
+        image = ["--engine-image", f"{d}/images/engine-image.tar"]
     st["sim"] = spawn([sys.executable, "-m", "lab.k8sim.sim", "--host", cps[0]["ip"], *fallback,
                        "--tokens", f"{st['engine_sa_token']}=system:serviceaccount:engine:engine",
                        "--port", "6443", "--lb-port", str(LB_PORT), "--cert", f"{lead}/pki/apiserver.crt", "--key", f"{lead}/pki/apiserver.key",
                        "--ca", f"{d}/pki/pki/ca.crt", "--state", f"{d}/state.json", "--version", version,
                        "--version-node", cps[0]["name"], "--ready-delay", "1", "--scheduler", "--pods", f"{d}/pods",
-                       *[f"--node-ip={n['name']}={n['ip']}" for n in st["nodes"]],
+                       *[f"--node-ip={n['name']}={n['ip']}" for n in st["nodes"]], *image,
                        *[f"--node={n['name']}={n['ip']}={d}/nodes/{n['name']}/root/etc/kubernetes" for n in cps]],
                       f"{d}/logs/apiserver.log")
     save(st)
@@ -417,6 +426,7 @@ def main():
                    help="kubeadm's per-component wait in `upgrade apply|node` (kubeadm's own is 5m)")
     u.add_argument("--pod-start-delay", type=float, default=1.0, help="seconds a static pod takes to become ready")
     u.add_argument("--cert-days", type=int, default=365)
+    u.add_argument("--engine-image", help="an OCI archive from scripts/image: the engine's pods run it (default: the build in place)")
     u.add_argument("--empty", action="store_true",
                    help="nodes with no cluster at all (packages installed, the leader holding the cluster CA), for "
                         "runbooks/etcd-bootstrap.lua")

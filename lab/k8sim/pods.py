@@ -8,17 +8,25 @@ values in its environment, KUBERNETES_SERVICE_HOST/PORT naming the cluster's API
 balancer). The host keeps nothing: each path is made inside an overlay of its nearest existing
 parent, on a tmpfs of the pod's own, and the namespace goes with the process.
 
+With an image (`lab up --engine-image FILE`, an OCI archive from scripts/image), each pod runs
+that image instead, as a container runtime would: its layer unpacked into a root of the pod's own,
+/proc, /dev, the node's /etc/resolv.conf and /etc/hosts and the same volumes mounted into it, the
+image's entrypoint, environment and working directory, chroot.
+
 The lifecycle is the kubelet's: the pod Running when its process starts; Succeeded or Failed with
 the exit code when it ends; on deletion (an eviction, say) SIGTERM, SIGKILL once the grace period
 is over, the object removed when the process is gone. Every other pod stays the simulator's
 (Running at once, no process). The processes stay in the simulator's process group, so `lab down`
 ends them with it. Each pod's output is in PODS_DIR/NAMESPACE/NAME/log and served as pods/log."""
 import base64
+import json
 import os
 import secrets
 import shlex
+import shutil
 import signal
 import subprocess
+import tarfile
 import threading
 
 from lab.k8sim.store import ApiError, now
@@ -43,7 +51,7 @@ class Waiting(Exception):
 
 
 class Runtime:
-    def __init__(self, store, workdir, api, ca, tokens, engine, stdlib, runbooks, node_ips):
+    def __init__(self, store, workdir, api, ca, tokens, engine, stdlib, runbooks, node_ips, image=None):
         self.store = store
         self.workdir = workdir
         self.api = api  # (host, port) the pods are told: KUBERNETES_SERVICE_HOST/PORT
@@ -51,6 +59,8 @@ class Runtime:
         self.tokens = tokens  # the simulator's token → user map: a pod's token is added to it
         self.engine, self.stdlib, self.runbooks = engine, stdlib, runbooks
         self.node_ips = node_ips
+        self.image = image  # an OCI archive: the pods run it (else the engine built here, in place)
+        self.image_root = self.image_config = None
         self.procs = {}  # pod uid → Popen
         self.waiting = {}  # pod uid → why it has not started
         self.wake = threading.Event()
@@ -138,12 +148,17 @@ class Runtime:
             mounts.append((m["mountPath"], src, bool(m.get("readOnly"))))
         if spec.get("automountServiceAccountToken", True):
             mounts.append((SA_PATH, self.service_account(ns, d, spec.get("serviceAccountName") or "default"), True))
-        mounts.append((RUNBOOKS_PATH, self.runbooks, True))  # what the image holds
         env = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "HOSTNAME": name,
                "HOME": os.path.join(d, "home"), "KUBERNETES_SERVICE_HOST": self.api[0],
                "KUBERNETES_SERVICE_PORT": str(self.api[1])}
-        if self.stdlib:
-            env["ENGINE_STDLIB"] = self.stdlib
+        if self.image:
+            config = self.unpacked()
+            env = dict(e.split("=", 1) for e in config.get("Env") or [])
+            env.update(HOSTNAME=name, KUBERNETES_SERVICE_HOST=self.api[0], KUBERNETES_SERVICE_PORT=str(self.api[1]))
+        else:
+            mounts.append((RUNBOOKS_PATH, self.runbooks, True))  # what the image holds
+            if self.stdlib:
+                env["ENGINE_STDLIB"] = self.stdlib
         for e in c.get("env") or []:
             env[e["name"]] = self.env_value(pod, e)
         os.makedirs(os.path.join(d, "home"), exist_ok=True)
@@ -155,8 +170,54 @@ class Runtime:
             args = command[1:] + args
         elif command:
             raise Waiting(f"command {command[0]!r}: the lab's engine image runs only the engine")
+        if self.image:
+            root = os.path.join(d, "rootfs")
+            if not os.path.isdir(root):
+                shutil.copytree(self.image_root, root, symlinks=True)
+            script = self.script_image(root, mounts, config.get("WorkingDir") or "/")
+            return (["unshare", "--mount", "--propagation", "private", "sh", "-c", script, name,
+                     *(config.get("Entrypoint") or ["/usr/bin/engine"]), *args], env, d)
         return (["unshare", "--mount", "--propagation", "private", "sh", "-c", self.script(d, mounts), name,
                  self.engine, *args], env, d)
+
+    def unpacked(self):
+        """The image's root (unpacked once, copied for each pod) and its config."""
+        if self.image_root is None:
+            root = os.path.join(self.workdir, ".image", "rootfs")
+            with tarfile.open(self.image) as t:
+                def read(digest):
+                    return t.extractfile("blobs/sha256/" + digest.split(":", 1)[1]).read()
+                index = json.loads(t.extractfile("index.json").read())
+                manifest = json.loads(read(index["manifests"][0]["digest"]))
+                self.image_config = json.loads(read(manifest["config"]["digest"])).get("config") or {}
+                os.makedirs(root)
+                for layer in manifest["layers"]:
+                    blob = t.extractfile("blobs/sha256/" + layer["digest"].split(":", 1)[1])
+                    with tarfile.open(fileobj=blob, mode="r|*") as lt:
+                        try:
+                            lt.extractall(root, filter="tar")
+                        except TypeError:  # a Python without extraction filters (before 3.11.4)
+                            lt.extractall(root)
+            self.image_root = root
+        return self.image_config
+
+    @staticmethod
+    def script_image(root, mounts, workdir):
+        """The shell run in the new mount namespace: the pod's root made a container's, then chroot."""
+        q = shlex.quote
+        r = lambda p: q(os.path.join(root, p.lstrip("/")))  # noqa: E731
+        # The process's environment is the image's (PATH=/usr/bin, say): the host's tools by their path.
+        lines = ["set -e", 'image_path="$PATH"', "PATH=/usr/sbin:/usr/bin:/sbin:/bin",
+                 f"mount -t proc proc {r('/proc')}", f"mount --rbind /dev {r('/dev')}"]
+        for f in ("/etc/resolv.conf", "/etc/hosts"):
+            if os.path.exists(f):
+                lines += [f"touch {r(f)}", f"mount --bind {q(f)} {r(f)}"]
+        for target, src, ro in mounts:
+            lines += [f"mkdir -p {r(target)}", f"mount --bind {q(src)} {r(target)}"]
+            if ro:
+                lines.append(f"mount -o remount,bind,ro {r(target)}")
+        lines += [f"mkdir -p {r(workdir)}", f"cd {r(workdir)}", 'PATH="$image_path"', f'exec /usr/sbin/chroot {q(root)} "$@"']
+        return "\n".join(lines)
 
     def volume(self, ns, d, v):
         path = os.path.join(d, "volumes", v["name"])

@@ -487,6 +487,7 @@ def main():
     ap.add_argument("--pods", metavar="DIR", help="run the engine's own pods (image engine:TAG) as processes, their "
                     "files under DIR, and Jobs' pods with the Job controller (lab/k8sim/pods.py, jobs.py)")
     ap.add_argument("--node-ip", action="append", default=[], help="NAME=IP: a node's address, for its pods' hostIP")
+    ap.add_argument("--engine-image", help="an OCI archive (scripts/image) the engine's pods run, instead of the build")
     args = ap.parse_args()
     sim = Sim(args)
     if args.pods:
@@ -496,7 +497,7 @@ def main():
             sim.store, args.pods, (args.host, args.lb_port or args.port), args.ca, sim.tokens,
             engine=os.environ.get("ENGINE_BIN") or os.path.join(root, "build", "bin", "engine"),
             stdlib=os.environ.get("ENGINE_STDLIB"), runbooks=os.path.join(root, "runbooks"),
-            node_ips=dict(x.split("=", 1) for x in args.node_ip))
+            node_ips=dict(x.split("=", 1) for x in args.node_ip), image=args.engine_image)
         sim.store.jobs = jobs.Jobs(sim.store)
     if args.state:
         with open(args.state) as f, sim.store.lock:

@@ -32,8 +32,12 @@ class LabTest(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
         cls.dir = tempfile.mkdtemp(prefix="engine-lab-test-")
+        # The engine's image from this tree (scripts/image), for the lab's pods of it.
+        cls.image = cls.dir + ".image.tar"
+        b = subprocess.run([os.path.join(ROOT, "scripts", "image"), "--out", cls.image], capture_output=True, text=True, timeout=300)
+        assert b.returncode == 0, b.stderr
         t0 = time.monotonic()
-        r = lab("up", "--dir", cls.dir, "--subnet", SUBNET, "--kubeadm-timeout", "6")
+        r = lab("up", "--dir", cls.dir, "--subnet", SUBNET, "--kubeadm-timeout", "6", "--engine-image", cls.image)
         cls.up_seconds = time.monotonic() - t0
         print(f"\nlab up took {cls.up_seconds:.1f}s", file=sys.stderr)
         cls.up_output = r.stdout
@@ -43,6 +47,7 @@ class LabTest(unittest.TestCase):
     @classmethod
     def tearDownClass(cls):
         lab("down", "--dir", cls.dir)
+        os.remove(cls.image)
         # Nothing left: no process in any node's namespace, no lab process, nothing on the lab's ports.
         left = []
         for d in os.listdir("/proc"):
@@ -394,6 +399,9 @@ end }
         started = re.search(r"^(\S+) INFO  run started", self.kubectl("logs", second["metadata"]["name"]).stdout, re.M).group(1)
         self.assertLessEqual(ended, started, "the next pod started before the last one ended")
         self.assertFalse(os.path.exists("/etc/engine"), "a pod's volume was made on the host")
+        # They ran the image (scripts/image): its root, its state directory.
+        self.assertTrue(os.path.exists(f"{self.dir}/pods/default/{first}/rootfs/usr/bin/engine"))
+        self.assertIn("run started dir=/var/lib/engine/runs/", log1)
 
     def test_zz_kubeadm_upgrade_apply_times_out_under_the_fault_then_changes_the_server_version(self):
         self.ssh("cp1", "sudo sed -i s/v1.33/v1.34/ /etc/apt/sources.list.d/kubernetes.list && "

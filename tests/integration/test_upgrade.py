@@ -32,8 +32,15 @@ class UpgradeCase(unittest.TestCase):
 
     def setUp(self):
         self.dir = tempfile.mkdtemp(prefix="engine-upgrade-test-")
+        image = []
+        if "as_a_job" in self.id():  # the engine's pods run its image, built from this tree (scripts/image)
+            b = subprocess.run([os.path.join(ROOT, "scripts", "image"), "--out", f"{self.dir}.image.tar"],
+                               capture_output=True, text=True, timeout=300)
+            self.assertEqual(b.returncode, 0, b.stderr)
+            self.addCleanup(os.remove, f"{self.dir}.image.tar")
+            image = ["--engine-image", f"{self.dir}.image.tar"]
         r = subprocess.run([LAB, "up", "--dir", self.dir, "--subnet", SUBNET, "--kubeadm-timeout", "10",
-                            "--pod-start-delay", "0.5"],  # half the default: the same steps, less waiting
+                            "--pod-start-delay", "0.5", *image],  # half the default: the same steps, less waiting
                            capture_output=True, text=True, timeout=180)
         if r.returncode != 0:
             raise AssertionError(f"lab up failed: {r.stdout}{r.stderr}")
@@ -453,6 +460,10 @@ class UpgradeCase(unittest.TestCase):
         self.assertIn(f"configmap/engine-run-{name}-report", names)
         self.assertFalse(os.path.exists("/etc/engine") or os.path.exists("/usr/share/engine"),
                          "the pod's files are in its own mount namespace, not the host's")
+        # Both pods ran the image: its engine, its runbooks, its state directory.
+        for p, text in zip(created, logs):
+            self.assertTrue(os.path.exists(f"{self.dir}/pods/engine/{p}/rootfs/usr/bin/engine"))
+            self.assertRegex(text, r"run (started|resumed) dir=/var/lib/engine/\S*runs/")
 
     def test_shell_metacharacters_in_inventory_values_never_reach_a_node(self):
         import yaml
