@@ -2,14 +2,17 @@
 // so the pod that resumes a run need not be the one that started it. This machine keeps a working
 // copy under the default state directory (cluster/NAMESPACE/runs/ID), made again from the cluster
 // whenever a run is resumed, shown or listed: the cluster's records are the ones that count.
+#include <condition_variable>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <mutex>
 
 #include "cli/commands.hpp"
 #include "engine/core/errors.hpp"
 #include "engine/k8s/kubeconfig.hpp"
 #include "engine/run/cluster_store.hpp"
+#include "engine/run/control.hpp"
 #include "engine/run/run_dir.hpp"
 
 namespace engine::cli {
@@ -58,6 +61,39 @@ std::filesystem::path local_state(const Args& a) {
   if (auto ns = run::cluster_namespace(spec)) return run::state_dir("") / "cluster" / *ns;
   return run::state_dir(a.state_dir);
 }
+
+// engine ctl from any machine: every 2 s a thread of its own (its own connection, never the run's
+// event loop) reads the run's ctl ConfigMap and appends what is new to the local control file,
+// which the run reads as it reads a local `engine ctl`. Commands sent before this attempt began are
+// not acted on again (as a resumed run ignores an old control file's lines).
+ControlRelay::ControlRelay(const Args& a, const std::string& id, std::filesystem::path control_file) {
+  auto spec = a.state_dir.substr(0, a.state_dir.find('?'));
+  thread_ = std::jthread([cluster = state_cluster(a), ns = *run::cluster_namespace(spec), id,
+                          file = std::move(control_file)](std::stop_token stop) {
+    run::ClusterStore store(cluster, ns);
+    std::optional<std::map<std::string, std::string>> seen;
+    std::mutex m;
+    std::condition_variable_any cv;
+    for (;;) {
+      if (auto now = store.controls(id)) {
+        if (seen)
+          for (const auto& [key, line] : *now)
+            if (!seen->count(key))
+              if (auto c = run::parse_control_line(line)) {
+                try {
+                  run::send_control(file, *c);
+                } catch (const std::exception&) {  // the run directory went: the run is ending
+                }
+              }
+        seen = std::move(now);
+      }
+      std::unique_lock lock(m);
+      if (cv.wait_for(lock, stop, std::chrono::seconds(2), [] { return false; }) || stop.stop_requested()) return;
+    }
+  });
+}
+
+ControlRelay::~ControlRelay() = default;  // the jthread asks its loop to stop and joins it
 
 bool materialize(run::ClusterStore& store, const std::filesystem::path& runs, const std::string& id) {
   auto saved = store.load(id);

@@ -3,6 +3,7 @@
 // include engine/ and bindings/ (through bindings/runtime.hpp, which is Lua-free).
 #pragma once
 #include <filesystem>
+#include <thread>
 #include <memory>
 #include <string>
 #include <utility>
@@ -61,6 +62,15 @@ std::unique_ptr<run::ClusterStore> cluster_store(const Args& a);
 std::filesystem::path local_state(const Args& a);
 double cluster_keep_days(const Args& a);
 bool materialize(run::ClusterStore& store, const std::filesystem::path& runs, const std::string& id);
+// A run kept in the cluster hears `engine ctl` sent from any machine while this lives.
+class ControlRelay {
+ public:
+  ControlRelay(const Args& a, const std::string& id, std::filesystem::path control_file);
+  ~ControlRelay();
+
+ private:
+  std::jthread thread_;
+};
 
 int do_check(Args& a);
 // engine api [--json]: the Lua API as stdlib/meta describes it.

@@ -104,7 +104,9 @@ int main(int argc, char** argv) {
   auto* ctl = app.add_subcommand("ctl", "steer a live run: pause, continue, skip HOST, abort");
   ctl->add_option("run_id", a.run_id, "the run's id")->required();
   ctl->add_option("command", a.ctl, engine::run::control_usage)->required()->expected(1, 2);
-  ctl->add_option("--state-dir", a.state_dir, "where run directories live");
+  ctl->add_option("--state-dir", a.state_dir, "where run directories live (k8s://NAMESPACE: a run kept in the cluster, on any machine)");
+  ctl->add_option("--kubeconfig", a.kubeconfig, "the cluster of a k8s:// state");
+  ctl->add_option("--context", a.context, "the kubeconfig context of a k8s:// state");
 
   auto* api = app.add_subcommand("api", "the Lua API as stdlib/meta describes it: docs/api.md's reference tables, or JSON");
   static bool api_json = false;

@@ -127,7 +127,10 @@ int execute(Args& a, engine::lua::Runtime& rt, const engine::lua::RunbookInfo& i
   engine::lua::RunOptions ro{a.dry_run, a.yes, run.id, a.kubeconfig, a.context, journal.get(), (run.path / "control").string()};
   ro.retry_unknown = a.retry_unknown;
   ro.verbose = a.verbose > 0;
+  std::optional<ControlRelay> relay;  // k8s://: engine ctl reaches this run from any machine
+  if (store && !a.dry_run) relay.emplace(a, run.id, run.path / "control");
   int code = rt.run(params, ro);
+  relay.reset();
   // What the run wrote must be on disk for it to count: a report or run log that could not be
   // written (a full disk) fails the run, naming the file.
   std::vector<std::string> lost;

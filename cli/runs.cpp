@@ -49,6 +49,13 @@ int do_runs(Args& a) {
 
 // engine ctl RUN_ID pause|continue|skip HOST|abort (engine/run/control.hpp has the words and the file).
 int do_ctl(Args& a) {
+  if (auto store = cluster_store(a)) {  // k8s://: the run may be on another machine; it polls its ctl ConfigMap
+    auto c = engine::run::parse_control(a.ctl);
+    store->send_control(a.run_id, engine::run::to_line(c));
+    std::printf("sent %s to %s in the cluster (%s): the engine running it acts within a few seconds; an attempt "
+                "started later does not\n", engine::run::to_line(c).c_str(), a.run_id.c_str(), store->ns().c_str());
+    return 0;
+  }
   auto dir = local_state(a) / "runs" / a.run_id;
   if (!std::filesystem::is_directory(dir)) throw engine::ConfigError("no run '" + a.run_id + "' under " + dir.parent_path().string());
   // Whether it runs now (a resumed run too), not whether an earlier attempt left a report.

@@ -4,6 +4,7 @@
 #include <cctype>
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <set>
 #include <ctime>
 #include <stdexcept>
@@ -185,6 +186,38 @@ void ClusterStore::put_report(const std::string& id, const std::string& report_j
   if (!r.error.empty()) throw std::runtime_error("keeping run " + id + "'s report in the cluster: " + r.error + ": " + r.message);
 }
 
+void ClusterStore::send_control(const std::string& id, const std::string& line) {
+  auto run = call("GET", path(object_name(id, "")), "");
+  if (run.error == "not found") throw ConfigError("no run '" + id + "' in the cluster's namespace " + ns_);
+  if (!run.error.empty()) throw ConfigError("reading run " + id + " in " + ns_ + ": " + run.error + ": " + run.message);
+  auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch()).count();
+  char key[40];
+  std::snprintf(key, sizeof key, "c%013lld-%04x", static_cast<long long>(ms), static_cast<unsigned>(std::rand() & 0xffff));
+  std::string name = object_name(id, "-ctl");
+  for (int attempt = 0; attempt < 3; ++attempt) {
+    auto r = call("PATCH", path(name), json{{"data", {{key, line}}}}.dump(), "application/merge-patch+json");
+    if (r.error.empty()) return;
+    if (r.error == "not found") {
+      r = call("POST", path(), configmap(name, id, "ctl", {{key, line}}).dump());
+      if (r.error.empty()) return;
+      if (r.error == "conflict") continue;  // made meanwhile by another ctl: patch it
+    }
+    throw ConfigError("sending to run " + id + " (" + ns_ + "/" + name + "): " + r.error + ": " + r.message);
+  }
+  throw ConfigError("sending to run " + id + " (" + ns_ + "/" + name + "): the ConfigMap kept changing");
+}
+
+std::optional<std::map<std::string, std::string>> ClusterStore::controls(const std::string& id) {
+  auto r = call("GET", path(object_name(id, "-ctl")), "");
+  if (r.error == "not found") return std::map<std::string, std::string>{};
+  if (!r.error.empty()) return std::nullopt;
+  std::map<std::string, std::string> out;
+  const json data = r.body.value("data", json::object());
+  for (const auto& [key, line] : data.items())
+    if (line.is_string()) out[key] = line.get<std::string>();
+  return out;
+}
+
 std::optional<ClusterStore::Saved> ClusterStore::load(const std::string& id) {
   auto r = call("GET", path(object_name(id, "")), "");
   if (r.error == "not found") return std::nullopt;
@@ -272,6 +305,7 @@ size_t ClusterStore::forget_older_than(double days) {
     call("DELETE", path(object_name(id, "")), "");
     for (size_t chunk = 0;; ++chunk)
       if (call("DELETE", path(object_name(id, "-j" + std::to_string(chunk))), "").error == "not found") break;
+    call("DELETE", path(object_name(id, "-ctl")), "");
     call("DELETE", path(object_name(id, "-report")), "");
     ++gone;
   }

@@ -4,12 +4,14 @@
 //   engine-run-ID-jN       the journal's records N*256 .. N*256+255, one key each ("r00000042": the
 //                          journal line, CRC and all, as the file holds it)
 //   engine-run-ID-report   report.json, when the run ends
+//   engine-run-ID-ctl      commands sent with engine ctl (the running engine polls it)
 // Each record is appended with a merge patch that carries the chunk's resourceVersion: the API
 // acknowledges it before the step's side effect starts (as fsync does for the file), and a second
 // writer makes the patch fail instead of interleaving. A reply lost in transit is settled by reading
 // the chunk back. The local run directory stays the working copy; this is what survives the pod.
 #pragma once
 #include <boost/asio/io_context.hpp>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -46,7 +48,15 @@ class ClusterStore {
   // Runs whose last record is older than `days` days: their ConfigMaps deleted. Returns how many.
   size_t forget_older_than(double days);
 
-  // The ConfigMap name of a run's part ("" for run.json, "-j3", "-report").
+  // engine ctl for a run kept here: each command a key of ConfigMap engine-run-ID-ctl, named by
+  // the time it was sent ("c1764650000123-3fa2"), so commands sort in the order they were sent.
+  // Throws ConfigError when the run is not in the namespace or the API refuses.
+  void send_control(const std::string& id, const std::string& line);
+  // The ctl ConfigMap's commands, key → line (empty when there is none); nullopt when the API
+  // did not answer.
+  std::optional<std::map<std::string, std::string>> controls(const std::string& id);
+
+  // The ConfigMap name of a run's part ("" for run.json, "-j3", "-report", "-ctl").
   static std::string object_name(const std::string& id, const std::string& part);
 
  private:

@@ -29,7 +29,7 @@ _engine() {
     api) opts="--json --params --help" ;;
     runs) opts="--state-dir --kubeconfig --context --help" ;;
     show) opts="--state-dir --kubeconfig --context --help" ;;
-    ctl) opts="pause continue skip abort --state-dir --help" ;;
+    ctl) opts="pause continue skip abort --state-dir --kubeconfig --context --help" ;;
     inventory) opts="-i --inventory --limit --list --host --list-hosts --ssh --ssh-config --help" ;;
     *) opts="--help" ;;
   esac

@@ -235,6 +235,31 @@ class TestClusterState(K8sTest):
         self.assertIn(f"run {run_id}'s journal in the cluster misses engine-runs/engine-run-{run_id}-j1 (there is a -j2): "
                       "records 257 to 512 are lost", again.stderr)
 
+    def test_engine_ctl_from_another_machine_reaches_the_run(self):
+        # The run on pod-1, the operator on pod-2: abort, through the run's ctl ConfigMap.
+        p = subprocess.Popen([ENGINE, "run", self.runbook, "--state-dir", STATE, "-e", "pause=1"], stdout=subprocess.PIPE,
+                             stderr=subprocess.STDOUT, text=True, env=self.pod("pod-1"))
+        out = ""
+        while "RAN 1" not in out:
+            line = p.stdout.readline()
+            if not line:
+                break
+            out += line
+        run_id = re.search(r" run=(\d{8}-\S+)", out).group(1)
+        sent = self.engine(self.pod("pod-2"), "ctl", run_id, "abort", "--state-dir", STATE)
+        self.assertEqual(sent.returncode, 0, sent.stderr)
+        self.assertIn(f"sent abort to {run_id} in the cluster (engine-runs)", sent.stdout)
+        out += p.communicate(timeout=30)[0]
+        self.assertEqual(p.returncode, 130, out[-3000:])
+        self.assertIn("aborted by an operator: cancelling everything in flight", out)
+        self.assertLess(len(re.findall(r"RAN \d", out)), 6, out)
+        # The next attempt does not act on the old abort; a run the cluster does not have is named.
+        again = self.engine(self.pod("pod-3"), "resume", run_id, "--state-dir", STATE)
+        self.assertEqual(again.returncode, 0, again.stdout[-2000:] + again.stderr[-2000:])
+        bad = self.engine(self.pod("pod-2"), "ctl", "20990101-000000-nothing-0000", "pause", "--state-dir", STATE)
+        self.assertEqual(bad.returncode, 2)
+        self.assertIn("no run '20990101-000000-nothing-0000' in the cluster's namespace engine-runs", bad.stderr)
+
     def test_finished_runs_are_forgotten_after_keep_days_and_bad_input_is_named(self):
         pod = self.pod("pod-1")
         r = self.engine(pod, "run", self.runbook, "--state-dir", STATE, "-e", "pause=0")
