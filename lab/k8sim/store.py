@@ -226,16 +226,6 @@ class Store:
         if plural == "pods":
             if grace is None:
                 grace = (obj.get("spec") or {}).get("terminationGracePeriodSeconds", 30)
-            if grace and grace > 0 and self.runtime and self.runtime.handles_delete(obj):
-                # The runtime ends it: SIGTERM, SIGKILL after the grace period, the object removed once
-                # the process is gone (a pod that already ended goes at once).
-                if not obj["metadata"].get("deletionTimestamp"):
-                    obj["metadata"]["deletionTimestamp"] = now()
-                    obj["metadata"]["deletionGracePeriodSeconds"] = grace
-                    obj["metadata"]["resourceVersion"] = self.next_rv()
-                    self.record("MODIFIED", group, plural, obj)
-                    self.after_change(group, plural, obj)
-                return obj
             if grace and grace > 0:
                 if not obj["metadata"].get("deletionTimestamp"):
                     obj["metadata"]["deletionTimestamp"] = now()
@@ -243,8 +233,11 @@ class Store:
                     obj["metadata"]["resourceVersion"] = self.next_rv()
                     self.record("MODIFIED", group, plural, obj)
                     self.after_change(group, plural, obj)
-                    uid = obj["metadata"]["uid"]
-                    self.later(grace * self.grace_scale, lambda: self.finish_delete(group, plural, ns, name, uid))
+                    # A pod the runtime runs goes when its process has (SIGTERM, SIGKILL after the
+                    # grace period); any other after its grace period.
+                    if not (self.runtime and self.runtime.handles_delete(obj)):
+                        uid = obj["metadata"]["uid"]
+                        self.later(grace * self.grace_scale, lambda: self.finish_delete(group, plural, ns, name, uid))
                 return obj
         return self.remove(group, plural, ns, name)
 

@@ -235,21 +235,30 @@ return runbook {
 """
 
 
+def clock(t):
+    return time.strftime("%H:%M:%S", time.gmtime(t))
+
+
 class TestMaintenanceWindow(unittest.TestCase):
     """fleet.each's window (the upgrade's maintenance_window): it closes mid-rollout, the running
     host finishes and no new one starts; a resume outside the window starts nothing; a resume in
     the next window goes on, and every host's step ran exactly once."""
 
-    def test_a_window_that_closes_mid_rollout_stops_and_the_next_window_goes_on(self):
+    def two_windows(self, extra=""):
+        """A runbook in a temporary directory whose window closes in 3 s and opens again 4 s later:
+        (tmp, runbook, the first's end, the second's start)."""
         tmp = tempfile.mkdtemp(prefix="engine-window-")
         self.addCleanup(shutil.rmtree, tmp, True)
         now = time.time()
-        clock = lambda t: time.strftime("%H:%M:%S", time.gmtime(t))  # noqa: E731
         first_end, second = int(now) + 3, int(now) + 7
         spec = f"daily {clock(now - 3600)}-{clock(first_end)}; daily {clock(second)}-{clock(now + 3600)} UTC"
         runbook = os.path.join(tmp, "windowed.lua")
         with open(runbook, "w") as f:
-            f.write((WINDOWED % spec).replace(" WAIT", ""))
+            f.write((WINDOWED % spec).replace(" WAIT", extra))
+        return tmp, runbook, first_end, second
+
+    def test_a_window_that_closes_mid_rollout_stops_and_the_next_window_goes_on(self):
+        tmp, runbook, first_end, second = self.two_windows()
         state = os.path.join(tmp, "state")
         first = subprocess.run([ENGINE, "run", runbook, "--state-dir", state], capture_output=True, text=True, timeout=60)
         self.assertEqual(first.returncode, 1, first.stderr)
@@ -273,15 +282,7 @@ class TestMaintenanceWindow(unittest.TestCase):
 
     def test_window_wait_sleeps_through_the_closed_window_and_goes_on_and_an_interruption_ends_the_wait(self):
         # A Job's pod cannot "resume in the next window": with window_wait the run waits for it.
-        tmp = tempfile.mkdtemp(prefix="engine-window-")
-        self.addCleanup(shutil.rmtree, tmp, True)
-        now = time.time()
-        clock = lambda t: time.strftime("%H:%M:%S", time.gmtime(t))  # noqa: E731
-        first_end, second = int(now) + 3, int(now) + 7
-        spec = f"daily {clock(now - 3600)}-{clock(first_end)}; daily {clock(second)}-{clock(now + 3600)} UTC"
-        runbook = os.path.join(tmp, "windowed.lua")
-        with open(runbook, "w") as f:
-            f.write((WINDOWED % spec).replace(" WAIT", ", window_wait = true"))
+        tmp, runbook, first_end, second = self.two_windows(", window_wait = true")
         r = subprocess.run([ENGINE, "run", runbook, "--state-dir", os.path.join(tmp, "state")], capture_output=True, text=True,
                            timeout=60)
         self.assertEqual(r.returncode, 0, r.stdout[-2000:] + r.stderr[-2000:])
@@ -292,6 +293,7 @@ class TestMaintenanceWindow(unittest.TestCase):
         opens = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(second))
         self.assertRegex(r.stdout, "the maintenance window is closed: no new host starts until it opens opens_at=" + opens)
         # Waiting for a window an hour away: SIGTERM ends the wait at once, exit 130, nothing started.
+        now = time.time()
         spec = f"daily {clock(now + 3600)}-{clock(now + 7200)} UTC"
         with open(runbook, "w") as f:
             f.write((WINDOWED % spec).replace(" WAIT", ", window_wait = true"))
