@@ -28,6 +28,7 @@ import signal
 import subprocess
 import tarfile
 import threading
+import time
 
 from lab.k8sim.store import ApiError, now
 
@@ -360,7 +361,7 @@ class Runtime:
         """Pods waiting for a ConfigMap or Secret are tried again each second, as the kubelet does."""
         while True:
             self.wake.wait()
-            threading.Event().wait(1.0)
+            time.sleep(1.0)
             with self.store.lock:
                 if not self.waiting:
                     self.wake.clear()

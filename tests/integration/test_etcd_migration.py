@@ -35,7 +35,10 @@ class Lab:
 
     def __init__(self, workers=1, subnet=SUBNET, empty=False):
         self.dir = tempfile.mkdtemp(prefix="engine-etcdmig-")
-        lab("up", "--dir", self.dir, "--subnet", subnet, "--workers", str(workers), *(["--empty"] if empty else []))
+        # Static pods start in half the default time: the same steps, less waiting. (The kubelet's
+        # NotReady moment stays: a Ready posted in the second of the restart does not count as after it.)
+        lab("up", "--dir", self.dir, "--subnet", subnet, "--workers", str(workers), "--pod-start-delay", "0.5",
+            *(["--empty"] if empty else []))
         with open(f"{self.dir}/lab.json") as f:
             self.state = json.load(f)
         self.cps = [n for n in self.state["nodes"] if n["role"] == "control-plane"]

@@ -378,9 +378,11 @@ end }
         # Its node drained: the eviction sends SIGTERM; the pod is no failure (DisruptionTarget,
         # Ignore); the next pod starts once the first has ended, elsewhere, and finishes.
         d = self.kubectl("drain", "w1", "--pod-selector=job-name=wait", "--timeout=60s", check=False)
-        self.kubectl("uncordon", "w1")
-        self.assertEqual(d.returncode, 0, d.stderr)
-        self.assertTrue(finished("wait"))
+        try:
+            self.assertEqual(d.returncode, 0, d.stderr)
+            self.assertTrue(finished("wait"))
+        finally:  # after the Job ended: the next pod had only w2 and w3 to go to
+            self.kubectl("uncordon", "w1")
         st = status("wait")
         self.assertEqual([c["type"] for c in st["conditions"]], ["SuccessCriteriaMet", "Complete"])
         self.assertEqual((st["succeeded"], st["failed"]), (1, 0))

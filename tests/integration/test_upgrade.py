@@ -27,33 +27,8 @@ SUBNET = "127.0.30"
 FROM, TO = "v1.33.1", "v1.34.3"
 
 
-class UpgradeCase(unittest.TestCase):
-    """A fresh lab for every test: an upgrade changes it for good."""
-
-    def setUp(self):
-        self.dir = tempfile.mkdtemp(prefix="engine-upgrade-test-")
-        image = []
-        if "as_a_job" in self.id():  # the engine's pods run its image, built from this tree (scripts/image)
-            b = subprocess.run([os.path.join(ROOT, "scripts", "image"), "--out", f"{self.dir}.image.tar"],
-                               capture_output=True, text=True, timeout=300)
-            self.assertEqual(b.returncode, 0, b.stderr)
-            self.addCleanup(os.remove, f"{self.dir}.image.tar")
-            image = ["--engine-image", f"{self.dir}.image.tar"]
-        r = subprocess.run([LAB, "up", "--dir", self.dir, "--subnet", SUBNET, "--kubeadm-timeout", "10",
-                            "--pod-start-delay", "0.5", *image],  # half the default: the same steps, less waiting
-                           capture_output=True, text=True, timeout=180)
-        if r.returncode != 0:
-            raise AssertionError(f"lab up failed: {r.stdout}{r.stderr}")
-        with open(f"{self.dir}/lab.json") as f:
-            self.state = json.load(f)
-        self.procs = []
-
-    def tearDown(self):
-        for p in self.procs:
-            if p.poll() is None:
-                p.kill()
-                p.wait()
-        subprocess.run([LAB, "down", "--dir", self.dir], capture_output=True, timeout=120)
+class Helpers:
+    """What every test here does to its lab: run the engine, read the nodes, the gauges, apt."""
 
     # --- helpers ------------------------------------------------------------------------------
     def lab(self, *args):
@@ -145,6 +120,35 @@ class UpgradeCase(unittest.TestCase):
         for n in nodes:
             self.assertEqual(self.apt_history(n), "")
 
+
+class UpgradeCase(Helpers, unittest.TestCase):
+    """A fresh lab for every test: an upgrade changes it for good."""
+
+    def setUp(self):
+        self.dir = tempfile.mkdtemp(prefix="engine-upgrade-test-")
+        image = []
+        if "as_a_job" in self.id():  # the engine's pods run its image, built from this tree (scripts/image)
+            b = subprocess.run([os.path.join(ROOT, "scripts", "image"), "--out", f"{self.dir}.image.tar"],
+                               capture_output=True, text=True, timeout=300)
+            self.assertEqual(b.returncode, 0, b.stderr)
+            self.addCleanup(os.remove, f"{self.dir}.image.tar")
+            image = ["--engine-image", f"{self.dir}.image.tar"]
+        r = subprocess.run([LAB, "up", "--dir", self.dir, "--subnet", SUBNET, "--kubeadm-timeout", "10",
+                            "--pod-start-delay", "0.5", *image],  # half the default: the same steps, less waiting
+                           capture_output=True, text=True, timeout=180)
+        if r.returncode != 0:
+            raise AssertionError(f"lab up failed: {r.stdout}{r.stderr}")
+        with open(f"{self.dir}/lab.json") as f:
+            self.state = json.load(f)
+        self.procs = []
+
+    def tearDown(self):
+        for p in self.procs:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+        subprocess.run([LAB, "down", "--dir", self.dir], capture_output=True, timeout=120)
+
     # --- the tests ----------------------------------------------------------------------------
     def test_upgrade_1_33_1_to_1_34_3(self):
         # As the engine's own service account in the cluster, with deploy/rbac.yaml's least
@@ -231,52 +235,6 @@ class UpgradeCase(unittest.TestCase):
         r = self.upgrade("-e", "quiet_hours=0")
         self.assertEqual(r.returncode, 0, r.stdout[-3000:] + r.stderr[-3000:])
         self.assert_upgraded()
-
-    def test_preflight_names_every_failed_check_and_changes_nothing(self):
-        # Outside its maintenance window the upgrade starts nothing and says when it opens; a bad
-        # window is named.
-        later = time.time() + 3600
-        window = f"daily {time.strftime('%H:%M', time.gmtime(later))}-{time.strftime('%H:%M', time.gmtime(later + 3600))} UTC"
-        r = self.upgrade("-e", f"maintenance_window={window}")
-        self.assertEqual(r.returncode, 1, r.stderr[-3000:])
-        self.assertRegex(r.stderr, rf"outside the maintenance window \({window}\): it opens next at \S+Z; nothing was changed")
-        self.assertNotIn("preflight", r.stdout)
-        # As a Job's pod (window_wait): it waits for the window, changing nothing; SIGTERM ends the wait.
-        p = subprocess.Popen([ENGINE, "run", UPGRADE, *self.args("-e", f"maintenance_window={window}", "-e", "window_wait=true")],
-                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=dict(os.environ, ENGINE_TERM_GRACE="1"))
-        self.procs.append(p)
-        waited = []
-        for line in p.stdout:
-            waited.append(line)
-            if "outside the maintenance window: waiting until it opens; nothing was changed" in line:
-                p.send_signal(signal.SIGTERM)
-                break
-        waited = "".join(waited) + p.communicate(timeout=60)[0]
-        self.assertEqual(p.returncode, 130, waited[-3000:])
-        self.assertNotIn("preflight", waited)
-        r = self.upgrade("-e", "maintenance_window=Mon-Fry 22:00-04:00 Europe/Berlin")
-        self.assertEqual(r.returncode, 1, r.stderr[-3000:])
-        self.assertIn("maintenance window 'Mon-Fry 22:00-04:00 Europe/Berlin': 'Fry' is not a day", r.stderr)
-        self.lab("fault", "cp3", "disk-full")
-        self.lab("fault", "cp1", "scheduler-rbac-missing")
-        self.lab("fault", "w3", "node-notready")
-        self.lab("fault", "w1", "alert-firing")
-        self.assertTrue(poll(lambda: "LabFaultAlert" in urllib.request.urlopen(
-            self.state["prometheus_url"] + "/api/v1/alerts", timeout=5).read().decode(), 30))
-        # One of shop/web's pods is not ready: the Deployment the gate waits for is short.
-        k = self.kubectl("patch", "pod", "web-5d4f8b7c9-1", "-n", "shop", "--subresource=status", "--type=merge", "-p",
-                         '{"status":{"conditions":[{"type":"Ready","status":"False"}]}}')
-        self.assertEqual(k.returncode, 0, k.stderr)
-        r = self.upgrade("-e", "kind=patch", "-e", "wait_workloads=shop/deployment/web")
-        self.assertEqual(r.returncode, 1, r.stderr[-3000:])
-        self.assertIn("workloads not ready: shop/deployment/web: 2 of 3 replicas available", r.stderr)
-        for want in ("version: v1.33.1 to v1.34.3 is a minor upgrade, but kind=patch was asked for",
-                     "node w3 is NotReady", "node cp3 has DiskPressure",
-                     "cp3: / is 100% used (max_disk_used 85%); free space first (runbooks/recover-disk.lua)",
-                     "rbac: ClusterRole system:kube-scheduler: missing (runbooks/recover-rbac.lua restores it)",
-                     "alerts: alerts firing: LabFaultAlert (firing)"):
-            self.assertIn(want, r.stderr)
-        self.assert_untouched()
 
     def test_apiserver_phase_timeout_on_the_leader_stops_then_resume_completes(self):
         self.lab("fault", "cp1", "apiserver-phase-timeout")
@@ -465,6 +423,34 @@ class UpgradeCase(unittest.TestCase):
             self.assertTrue(os.path.exists(f"{self.dir}/pods/engine/{p}/rootfs/usr/bin/engine"))
             self.assertRegex(text, r"run (started|resumed) dir=/var/lib/engine/\S*runs/")
 
+class ReadOnly(Helpers, unittest.TestCase):
+    """Tests that change nothing on the cluster (a dry run, input that is refused, a refused
+    preflight) share one lab; the refused preflight goes last, as its faults stay."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.dir = tempfile.mkdtemp(prefix="engine-upgrade-test-")
+        r = subprocess.run([LAB, "up", "--dir", cls.dir, "--subnet", SUBNET, "--kubeadm-timeout", "10",
+                            "--pod-start-delay", "0.5"], capture_output=True, text=True, timeout=180)
+        if r.returncode != 0:
+            subprocess.run([LAB, "down", "--dir", cls.dir], capture_output=True, timeout=120)
+            raise AssertionError(f"lab up failed: {r.stdout}{r.stderr}")
+        with open(f"{cls.dir}/lab.json") as f:
+            cls.state = json.load(f)
+
+    @classmethod
+    def tearDownClass(cls):
+        subprocess.run([LAB, "down", "--dir", cls.dir], capture_output=True, timeout=120)
+
+    def setUp(self):
+        self.procs = []
+
+    def tearDown(self):
+        for p in self.procs:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+
     def test_shell_metacharacters_in_inventory_values_never_reach_a_node(self):
         import yaml
         marker = f"/tmp/engine-injected-{os.getpid()}"  # the nodes share the machine's /tmp
@@ -516,6 +502,53 @@ class UpgradeCase(unittest.TestCase):
         self.assertEqual(r.returncode, 0, r.stdout[-3000:] + r.stderr[-3000:])
         self.assertIn("this engine runs on this node: it is upgraded last among its kind node=w1", r.stdout)
         self.assertIn("would taint node=w3 taint=engine.dev/upgrade-next:PreferNoSchedule", r.stdout)
+
+
+    def test_z_preflight_names_every_failed_check_and_changes_nothing(self):
+        # Outside its maintenance window the upgrade starts nothing and says when it opens; a bad
+        # window is named.
+        later = time.time() + 3600
+        window = f"daily {time.strftime('%H:%M', time.gmtime(later))}-{time.strftime('%H:%M', time.gmtime(later + 3600))} UTC"
+        r = self.upgrade("-e", f"maintenance_window={window}")
+        self.assertEqual(r.returncode, 1, r.stderr[-3000:])
+        self.assertRegex(r.stderr, rf"outside the maintenance window \({window}\): it opens next at \S+Z; nothing was changed")
+        self.assertNotIn("preflight", r.stdout)
+        # As a Job's pod (window_wait): it waits for the window, changing nothing; SIGTERM ends the wait.
+        p = subprocess.Popen([ENGINE, "run", UPGRADE, *self.args("-e", f"maintenance_window={window}", "-e", "window_wait=true")],
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=dict(os.environ, ENGINE_TERM_GRACE="1"))
+        self.procs.append(p)
+        waited = []
+        for line in p.stdout:
+            waited.append(line)
+            if "outside the maintenance window: waiting until it opens; nothing was changed" in line:
+                p.send_signal(signal.SIGTERM)
+                break
+        waited = "".join(waited) + p.communicate(timeout=60)[0]
+        self.assertEqual(p.returncode, 130, waited[-3000:])
+        self.assertNotIn("preflight", waited)
+        r = self.upgrade("-e", "maintenance_window=Mon-Fry 22:00-04:00 Europe/Berlin")
+        self.assertEqual(r.returncode, 1, r.stderr[-3000:])
+        self.assertIn("maintenance window 'Mon-Fry 22:00-04:00 Europe/Berlin': 'Fry' is not a day", r.stderr)
+        self.lab("fault", "cp3", "disk-full")
+        self.lab("fault", "cp1", "scheduler-rbac-missing")
+        self.lab("fault", "w3", "node-notready")
+        self.lab("fault", "w1", "alert-firing")
+        self.assertTrue(poll(lambda: "LabFaultAlert" in urllib.request.urlopen(
+            self.state["prometheus_url"] + "/api/v1/alerts", timeout=5).read().decode(), 30))
+        # One of shop/web's pods is not ready: the Deployment the gate waits for is short.
+        k = self.kubectl("patch", "pod", "web-5d4f8b7c9-1", "-n", "shop", "--subresource=status", "--type=merge", "-p",
+                         '{"status":{"conditions":[{"type":"Ready","status":"False"}]}}')
+        self.assertEqual(k.returncode, 0, k.stderr)
+        r = self.upgrade("-e", "kind=patch", "-e", "wait_workloads=shop/deployment/web")
+        self.assertEqual(r.returncode, 1, r.stderr[-3000:])
+        self.assertIn("workloads not ready: shop/deployment/web: 2 of 3 replicas available", r.stderr)
+        for want in ("version: v1.33.1 to v1.34.3 is a minor upgrade, but kind=patch was asked for",
+                     "node w3 is NotReady", "node cp3 has DiskPressure",
+                     "cp3: / is 100% used (max_disk_used 85%); free space first (runbooks/recover-disk.lua)",
+                     "rbac: ClusterRole system:kube-scheduler: missing (runbooks/recover-rbac.lua restores it)",
+                     "alerts: alerts firing: LabFaultAlert (firing)"):
+            self.assertIn(want, r.stderr)
+        self.assert_untouched()
 
 
 if __name__ == "__main__":
