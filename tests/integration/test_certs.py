@@ -389,7 +389,14 @@ class CertRenew(unittest.TestCase):
         out = self.ssh("cp2", "sudo systemctl start engine-cert-renew.service && sudo journalctl -u engine-cert-renew.service --no-pager").stdout
         self.assertIn("engine-cert-renew: restarted kube-apiserver", out)
         self.assertIn("engine-cert-renew: renewed and restarted", out)
-        after = served_serial(self.ip["cp2"], 6443)
+        # The script waits for the container to run; the lab's endpoint serves once the pod is
+        # ready (its start delay later): asked until it answers, bounded.
+        after = None
+        for _ in range(60):
+            after = served_serial(self.ip["cp2"], 6443)
+            if after is not None:
+                break
+            time.sleep(0.5)
         self.assertNotEqual(after, before)
         self.assertEqual(after, self.file_serial("cp2", "/etc/kubernetes/pki/apiserver.crt"))
         self.assertEqual(self.ssh("cp2", "sudo ls /etc/kubernetes/manifests").stdout.split(),
