@@ -427,6 +427,54 @@ function M.drain_plan(node, opts)
   return plan
 end
 
+-- After a PDB refused p's eviction: returns as soon as a PDB covering p allows a disruption (a
+-- watch sees the replacement pod become ready) or after interval, whichever comes first. kubectl
+-- sleeps its fixed 5 s instead, once per refusal: a rollout of many nodes under tight PDBs pays
+-- it on every node. Without the right to list or watch PDBs this is kubectl's sleep.
+local function await_disruption(p, interval)
+  local deadline = time.monotonic() + interval
+  local ns = p.metadata.namespace
+  local function allows(b) return ((b.status or {}).disruptionsAllowed or 0) >= 1 and #pdbs_for(p, { b }) > 0 end
+  local items, rv = M.list("poddisruptionbudgets", { namespace = ns })
+  if not items then sleep(interval); return end
+  for _, b in ipairs(items) do if allows(b) then return end end
+  local w = M.watch("poddisruptionbudgets", { namespace = ns, resource_version = rv, timeout = math.ceil(interval) })
+  if not w then sleep(interval); return end
+  while true do
+    local left = deadline - time.monotonic()
+    if left <= 0 then break end
+    local typ, o = w:next(left)
+    if not typ then
+      if o ~= "timeout" then sleep(math.max(0, deadline - time.monotonic())) end  -- the watch ended early
+      break
+    end
+    if (typ == "DELETED" and #pdbs_for(p, { o }) > 0) or (typ ~= "DELETED" and allows(o)) then break end
+  end
+  w:close()
+end
+
+-- Until the evicted pod is gone (404, or a new pod under its name): a watch on its name answers
+-- when the kubelet removes it; poll_interval is the pace only when the watch cannot be had.
+local function await_gone(ns, name, uid, opts)
+  while true do
+    local cur, err = M.get("pods", name, { namespace = ns })
+    if not cur and err == "not found" then return true end
+    if cur and cur.metadata.uid ~= uid then return true end  -- recreated under the same name
+    local w = cur and M.watch("pods", { namespace = ns, field_selector = "metadata.name=" .. name,
+      resource_version = cur.metadata.resourceVersion, timeout = 60 })
+    if not w then
+      sleep(opts.poll_interval)
+    else
+      while true do
+        local typ, o = w:next(60)
+        if not typ then break end  -- timed out, closed or expired: ask again
+        if typ == "DELETED" or o.metadata.uid ~= uid then w:close(); return true end
+      end
+      w:close()
+    end
+  end
+end
+
 -- Evicts one pod with kubectl's rules, then waits until it is gone (404, or a new pod with its name).
 local function evict_one(p, opts)
   local ns, name, uid = p.metadata.namespace, p.metadata.name, p.metadata.uid
@@ -443,19 +491,14 @@ local function evict_one(p, opts)
     end
     if status or body == "not found" then break end
     if body == "too many requests" then
-      log.info("eviction refused by a PodDisruptionBudget, retrying", { pod = ns .. "/" .. name, every = opts.retry_interval })
-      sleep(opts.retry_interval)
+      log.info("eviction refused by a PodDisruptionBudget, retrying", { pod = ns .. "/" .. name, within = opts.retry_interval })
+      await_disruption(p, opts.retry_interval)
     else
       -- 500 (several PDBs cover the pod), 403, anything else: kubectl gives up on it too.
       error(string.format("evicting %s/%s: %s: %s", ns, name, body, msg), 0)
     end
   end
-  while true do
-    local cur, err = M.get("pods", name, { namespace = ns })
-    if not cur and err == "not found" then return true end
-    if cur and cur.metadata.uid ~= uid then return true end  -- recreated under the same name
-    sleep(opts.poll_interval)
-  end
+  return await_gone(ns, name, uid, opts)
 end
 
 --- drain(node, {ignore_daemonsets, delete_emptydir, force, grace_period, timeout, retry_interval,

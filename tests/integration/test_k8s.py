@@ -220,6 +220,19 @@ class TestNodes(K8sTest):
         self.assertEqual(rep["hosts"], {})
         self.assertEqual([(s["kind"], s["name"], s["outcome"]) for s in rep["spans"] if s["kind"] == "drain"], [("drain", "w1", "ok")])
 
+    def test_a_refused_eviction_is_retried_when_its_pdb_allows_not_after_retry_interval(self):
+        # retry_interval longer than the drain's timeout: a drain that slept it out after the first
+        # refusal (kubectl's way) would time out; the watch on the PDB retries once the
+        # replacement pod is ready (the lab starts it in about a second).
+        out = self.ok(self.run_lua("""
+    local r, err, msg = k8s.drain("w1", { ignore_daemonsets = true, timeout = 20, retry_interval = 60 })
+    assert(r, tostring(err) .. ": " .. tostring(msg))
+    print("EVICTED", r.evicted)
+    assert(k8s.uncordon("w1"))
+"""))
+        self.assertIn("eviction refused by a PodDisruptionBudget, retrying", out)
+        self.assertIn("EVICTED\t2", out)
+
     def test_drain_timeout_leaves_the_node_cordoned_and_names_the_pod_and_pdb(self):
         out = self.ok(self.run_lua("""
     local r, err, msg, info = k8s.drain("w3", { ignore_daemonsets = true, timeout = 3, retry_interval = 0.5 })

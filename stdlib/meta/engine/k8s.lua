@@ -36,7 +36,7 @@
 ---@field force? boolean              evict pods no controller manages (default: false)
 ---@field grace_period? number|string seconds, instead of each pod's own
 ---@field timeout? number|string     one global timeout: seconds or "10m" (default: 600)
----@field retry_interval? number|string  between a PDB's refusals (default: 5)
+---@field retry_interval? number|string  the longest wait after a PDB's refusal; a watch on the PDBs retries sooner (default: 5)
 ---@field poll_interval? number|string   between checks that an evicted pod is gone (default: 1)
 ---@field disable_eviction? boolean   delete instead of evicting: bypasses PDBs (default: false)
 
