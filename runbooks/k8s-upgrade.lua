@@ -176,7 +176,12 @@ return runbook {
       -- workers_at_once at a time, the next ones tainted PreferNoSchedule while these drain.
       if #workers > 0 then
         -- started: fn began; passed_by: skipped as unreachable (its NotReady no longer holds the gate)
-        local started, passed_by, window, worker_names = {}, {}, rollout.count(p.workers_at_once, #workers), {}
+        -- in_flight: being upgraded now. Their kubelet restarts make them NotReady for a moment,
+        -- which workers_at_once already allows for and each node's own Ready step checks; counted
+        -- by the gate, they would hold the next admission until the whole window settled, turning
+        -- the sliding window into lockstep batches.
+        local started, passed_by, in_flight = {}, {}, {}
+        local window, worker_names = rollout.count(p.workers_at_once, #workers), {}
         for _, w in ipairs(workers) do worker_names[w.name] = true end
         local res, held
         local rolled, rerr = pcall(function()
@@ -185,7 +190,7 @@ return runbook {
             between = function(next_h)
               -- true, or nil, why, or nil, word, message (std.gates): kept whole for fleet.each
               local open, why, message = checks.gate(p, function(name)
-                return p.skip_unreachable and worker_names[name] and (not started[name] or passed_by[name])
+                return in_flight[name] or (p.skip_unreachable and worker_names[name] and (not started[name] or passed_by[name]))
               end)
               if not open and not held then  -- said once per hold, not at every try
                 notify.send("gate held", tostring(message or why), { node = next_h and next_h.name })
@@ -204,7 +209,10 @@ return runbook {
                 end
               end
               if p.taint_next then rollout.taint_next(workers, started, h, window) end
-              upgrade_node(h, p, target, "worker")
+              in_flight[h.name] = true
+              local done, uerr = pcall(upgrade_node, h, p, target, "worker")
+              in_flight[h.name] = nil  -- a failed node's NotReady holds the gate (max_failures > 0)
+              if not done then error(uerr, 0) end
               if p.taint_next then rollout.untaint({ h }) end
             end)
         end)
