@@ -12,6 +12,7 @@ control-plane node's address is the lab's API address: that listener always answ
 the load balancer in front of the API servers) and follows that node's apiserver certificate the
 same way. Node kubelets report their pods to the simulator; each report syncs these endpoints."""
 import os
+import socket
 import ssl
 import subprocess
 import threading
@@ -32,6 +33,9 @@ class TLSServer(ThreadingHTTPServer):
 
     def get_request(self):
         sock, addr = self.socket.accept()
+        # http.server writes the headers and the body separately: with Nagle's algorithm the body
+        # waits for the client's delayed ACK of the headers, 40 ms on every response.
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         return self.context_of().wrap_socket(sock, server_side=True, do_handshake_on_connect=False), addr
 
 
