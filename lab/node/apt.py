@@ -44,10 +44,22 @@ def apt_cache(args):
     if args[:1] == ["madison"]:
         return madison(args[1:])
     if args[:1] == ["policy"]:
-        p = packages()
+        # As apt prints it: the version table lists what the source offers, newest first, and the
+        # installed version (***) with /var/lib/dpkg/status among its sources.
+        p, m = packages(), repo_minor()
+        offered = sorted(available(), key=lambda s: [int(x) for x in re.split(r"[.-]", s)], reverse=True)
         for name in args[1:]:
             inst = p.get(name, {}).get("version", "(none)")
-            print(f"{name}:\n  Installed: {inst}\n  Candidate: {(available() or ['(none)'])[-1]}")
+            print(f"{name}:\n  Installed: {inst}\n  Candidate: {(offered or ['(none)'])[0]}\n  Version table:")
+            vs = list(offered) if name in ("kubeadm", "kubelet", "kubectl") else []
+            if inst != "(none)" and inst not in vs:
+                vs.append(inst)
+            for v in vs:
+                print(f" {'***' if v == inst else '   '} {v} {100 if v == inst and v not in offered else 500}")
+                if v in offered:
+                    print(f"        500 https://pkgs.k8s.io/core:/stable:/v{m}/deb  Packages")
+                if v == inst:
+                    print("        100 /var/lib/dpkg/status")
         return 0
     die(f"E: The lab's apt-cache does: madison, policy", 100)
 

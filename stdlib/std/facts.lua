@@ -173,23 +173,35 @@ end
 
 --- The installed version of each package ("1.34.3-1.1", false when not installed), from one
 --- apt-cache policy for them all: each package's section starts with its name and a colon.
+-- apt-cache policy: what is installed, and (its "Version table") every version some source
+-- offers: a version line ("     1.34.3-1.1 500", " *** 1.33.1-1.1 100" when installed) followed by
+-- its sources ("        500 https://pkgs.k8s.io/... Packages"); one whose only source is
+-- /var/lib/dpkg/status is installed but offered by no repository.
 local function policies(h, pkgs)
   local q = {}
   for i, pkg in ipairs(pkgs) do q[i] = remote.quote(pkg) end
   local r = remote.must(h, "apt-cache policy " .. table.concat(q, " "), { read_only = true,
     what = "apt-cache policy " .. table.concat(pkgs, " ") })
-  local out, cur = {}, nil
+  local out, offered, cur, ver = {}, {}, nil, nil
   for line in r.stdout:gmatch("[^\n]+") do
     local name = line:match("^(%S+):%s*$")
     if name then
-      cur = name
-    elseif cur and out[cur] == nil then
+      cur, ver = name, nil
+      offered[cur] = offered[cur] or {}
+    elseif cur then
       local v = line:match("^%s+Installed:%s*(%S+)")
-      if v then out[cur] = v ~= "(none)" and v end
+      if v and out[cur] == nil then out[cur] = v ~= "(none)" and v end
+      local tv = line:match("^%s*%**%s+(%S+)%s+%-?%d+%s*$")
+      if tv and not line:match("^%s+%u%l+:") then
+        ver = tv
+      elseif ver and line:match("^%s+%-?%d+%s+%S") and not line:find("/var/lib/dpkg/status", 1, true) then
+        local list = offered[cur]
+        if list[#list] ~= ver then list[#list + 1] = ver end
+      end
     end
   end
   for _, pkg in ipairs(pkgs) do if not out[pkg] then out[pkg] = false end end  -- apt knows no such package
-  return out
+  return out, offered
 end
 
 --- installed(host, pkg) → "1.34.3-1.1", or false when the package is not installed (apt-cache policy).
@@ -198,18 +210,23 @@ function M.installed(h, pkg)
   return policies(h, { pkg })[pkg]
 end
 
---- installed_at(host, pkgs, version) → true | false, "kubelet 1.33.1-1.1, not 1.34.3": every package at the version.
+--- installed_at(host, pkgs, version) → true | false, "kubelet 1.33.1-1.1, not 1.34.3", offers:
+--- every package at the version. offers: {pkg = "1.34.3-1.1"}, the exact version of each that a
+--- repository offers, from the same apt-cache policy (its version table), as facts.offers says it.
 function M.installed_at(h, pkgs, version)
   h = inventory.host(h, "facts.installed_at")
   local v = semver.format(version)
-  local have = policies(h, pkgs)
-  local off = {}
+  local have, table_of = policies(h, pkgs)
+  local off, offers = {}, {}
   for _, pkg in ipairs(pkgs) do
     local pv = have[pkg]
     if not pv or pv:sub(1, #v + 1) ~= v .. "-" then off[#off + 1] = pkg .. " " .. tostring(pv or "not installed") .. ", not " .. v end
+    for _, tv in ipairs(table_of[pkg] or {}) do
+      if not offers[pkg] and tv:sub(1, #v + 1) == v .. "-" then offers[pkg] = tv end
+    end
   end
-  if #off > 0 then return false, table.concat(off, "; ") end
-  return true
+  if #off > 0 then return false, table.concat(off, "; "), offers end
+  return true, nil, offers
 end
 
 --- apt_minor(host) → "v1.34": the Kubernetes minor the node's apt source (pkgs.k8s.io) names, or nil.

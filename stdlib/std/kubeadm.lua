@@ -43,10 +43,15 @@ function M.use_minor_repo(h, version)
 end
 
 --- install(host, packages, version): each package at the version, held again afterwards.
-function M.install(h, pkgs, version)
+function M.install(h, pkgs, version, offers)
   h = inventory.host(h, "kubeadm.install")
   local specs = {}
-  local offered = facts.offers(h, pkgs, version)
+  -- offers: what facts.installed_at already read (apt-cache policy's version table); asked with
+  -- apt-cache madison only when it does not name every package.
+  local offered = offers or {}
+  for _, pkg in ipairs(pkgs) do
+    if not offered[pkg] then offered = facts.offers(h, pkgs, version); break end
+  end
   for _, pkg in ipairs(pkgs) do
     local pv = offered[pkg]
     if not pv and not http.dry_run() then
@@ -138,10 +143,15 @@ end
 function M.packages(pkgs, version, name)
   if type(pkgs) ~= "table" or #pkgs == 0 then error("kubeadm.packages: pkgs must be a list of package names", 2) end
   semver.format(version)
+  local offers = {}  -- host name → the versions its last check saw offered (one apt-cache policy tells both)
   return {
     name = name or "packages",
-    holds = function(h) return facts.installed_at(h, pkgs, version) end,
-    apply = function(h) M.install(h, pkgs, version) end,
+    holds = function(h)
+      local ok, why, o = facts.installed_at(h, pkgs, version)
+      offers[h.name] = o
+      return ok, why
+    end,
+    apply = function(h) M.install(h, pkgs, version, offers[h.name]) end,
   }
 end
 

@@ -168,7 +168,13 @@ class UpgradeCase(Helpers, unittest.TestCase):
         self.assertIn("notification not sent (the run goes on)", r.stdout)
         self.assertEqual(r.returncode, 0, r.stdout[-3000:] + r.stderr[-3000:])
         self.assert_upgraded()
-        hosts = self.report(r.stdout)["hosts"]
+        rep = self.report(r.stdout)
+        hosts = rep["hosts"]
+        # One apt-cache policy per package check tells both what is installed and what the source
+        # offers (its version table): no apt-cache madison before installing.
+        execs = [s["name"] for s in rep["spans"] if s["kind"] == "exec" and s.get("host") == "w2"]
+        self.assertIn("apt-cache policy 'kubeadm'", execs)
+        self.assertFalse([e for e in execs if "madison" in e], execs)
         canary_end = hosts["w1"]["start"] + hosts["w1"]["seconds"]
         for w in ("w2", "w3"):
             self.assertGreaterEqual(hosts[w]["start"], canary_end, f"{w} started before the canary w1 was done")

@@ -56,11 +56,13 @@ function facts.offered(host, pkg, version) end
 ---@param pkg string
 ---@return string|false
 function facts.installed(host, pkg) end
---- Every package installed at the version, or false and which are not.
+--- Every package installed at the version, or false and which are not; then, from the same
+--- apt-cache policy's version table, the exact version of each package a repository offers
+--- ({kubeadm = "1.34.3-1.1"}, absent: none).
 ---@param host engine.Host|string  an inventory host or its name
 ---@param pkgs string[]
 ---@param version string
----@return boolean, string|nil
+---@return boolean, string|nil, table<string, string>
 function facts.installed_at(host, pkgs, version) end
 --- "v1.34": the minor the node's pkgs.k8s.io apt source names, or nil.
 ---@param host engine.Host|string  an inventory host or its name

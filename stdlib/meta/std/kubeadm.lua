@@ -36,7 +36,8 @@ function kubeadm.use_minor_repo(host, version) end
 ---@param host engine.Host|string  an inventory host or its name
 ---@param packages string[]
 ---@param version string
-function kubeadm.install(host, packages, version) end
+---@param offers? table<string, string>  the exact versions facts.installed_at saw offered; apt-cache madison asks when one is missing
+function kubeadm.install(host, packages, version, offers) end
 
 ---@class std.kubeadm.ApiThroughOptions
 ---@field kubeconfig_data? string  a kubeconfig held in memory (a node's admin.conf); default: the run's
