@@ -51,10 +51,10 @@ class Api:
 def drain(api, node):
     api.schedulable(node, False)
     _, pods = api.call("GET", f"/api/v1/pods?fieldSelector=spec.nodeName%3D{node}")
-    todo = [p for p in pods["items"] if not (p["metadata"].get("annotations") or {}).get("kubernetes.io/config.mirror")
+    to_evict = [p for p in pods["items"] if not (p["metadata"].get("annotations") or {}).get("kubernetes.io/config.mirror")
             and not any(o.get("kind") == "DaemonSet" for o in p["metadata"].get("ownerReferences") or [])]
     deadline = time.monotonic() + 600
-    for p in todo:
+    for p in to_evict:
         ns, name = p["metadata"]["namespace"], p["metadata"]["name"]
         while True:
             st, _ = api.call("POST", f"/api/v1/namespaces/{ns}/pods/{name}/eviction",
@@ -63,7 +63,7 @@ def drain(api, node):
                 break
             assert st == 429 and time.monotonic() < deadline, f"evicting {ns}/{name}: {st}"
             time.sleep(PACE)
-    for p in todo:  # gone, or a new pod under its name
+    for p in to_evict:  # gone, or a new pod under its name
         ns, name, uid = p["metadata"]["namespace"], p["metadata"]["name"], p["metadata"]["uid"]
         while True:
             st, cur = api.call("GET", f"/api/v1/namespaces/{ns}/pods/{name}")

@@ -21,6 +21,15 @@ def lab(*args, timeout=180):
     return r
 
 
+def kill_all(procs):
+    """The engine processes a test started and did not see end (a failed assertion mid-run): killed
+    and reaped, so none outlives its test or holds the next test's lab."""
+    for p in procs:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+
+
 class LabClass(unittest.TestCase):
     """One lab for all of a class's tests: `lab up` with UP_ARGS (beside --subnet SUBNET) before
     them, `lab down` after; cls.dir and cls.state (lab.json) in between."""

@@ -17,6 +17,7 @@ import urllib.request
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))  # the lab package
 from lab.sshd import poll  # noqa: E402
+from labtest import kill_all  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 LAB = os.path.join(ROOT, "scripts", "lab")
@@ -143,10 +144,7 @@ class UpgradeCase(Helpers, unittest.TestCase):
         self.procs = []
 
     def tearDown(self):
-        for p in self.procs:
-            if p.poll() is None:
-                p.kill()
-                p.wait()
+        kill_all(self.procs)
         subprocess.run([LAB, "down", "--dir", self.dir], capture_output=True, timeout=120)
 
     # --- the tests ----------------------------------------------------------------------------
@@ -452,10 +450,7 @@ class ReadOnly(Helpers, unittest.TestCase):
         self.procs = []
 
     def tearDown(self):
-        for p in self.procs:
-            if p.poll() is None:
-                p.kill()
-                p.wait()
+        kill_all(self.procs)
 
     def test_shell_metacharacters_in_inventory_values_never_reach_a_node(self):
         import yaml
