@@ -356,6 +356,26 @@ class UpgradeCase(Helpers, unittest.TestCase):
                            input=json.dumps(obj), capture_output=True, text=True, timeout=60)
         self.assertEqual(k.returncode, 0, k.stderr)
 
+    def test_a_worker_in_flight_does_not_hold_the_gate_for_the_next(self):
+        # Two workers at once: w1 and w2 go, w1 stays NotReady (the lab's fault, set once the run
+        # has cordoned it) while w2 finishes. w3 is admitted with w1 still in flight: its NotReady
+        # is the disruption workers_at_once allows. Only then does the fault clear and w1 finish.
+        p = self.start_upgrade("-e", "workers_at_once=2", "-e", "canary=0")
+        self.assertTrue(poll(lambda: self.nodes()["w1"]["cordoned"], 300), "w1 was never cordoned")
+        self.lab("fault", "w1", "node-notready")
+        try:
+            admitted = poll(lambda: self.nodes()["w3"]["cordoned"] or self.nodes()["w3"]["version"] == TO, 45)
+            w1 = self.nodes()["w1"]
+        finally:
+            self.lab("clear", "w1", "node-notready")
+        self.assertTrue(admitted, "w3 waited for w1, which was still being upgraded")
+        self.assertTrue(w1["cordoned"], w1)  # w1 was still in flight when w3 went
+        out, _ = p.communicate(timeout=300)
+        self.assertEqual(p.returncode, 0, out[-3000:])
+        self.assert_upgraded()
+        hosts = self.report(out)["hosts"]
+        self.assertLess(hosts["w3"]["start"], hosts["w1"]["start"] + hosts["w1"]["seconds"])
+
     def test_as_a_job_on_a_worker_it_is_evicted_by_its_own_drain_and_the_next_pod_finishes(self):
         # Installed as docs/in-cluster.md says: deploy/rbac.yaml, the inventory as the pod sees its
         # files, the SSH key as a Secret, deploy/upgrade-job.yaml with the lab's gate settings. The
