@@ -1,13 +1,11 @@
 """What every node simulator shares: where the node's state lives (its own directories, bind-mounted
 at their real paths by boot.py), the package versions, the simulated disk, the images kubeadm uses
 for a version, and a client for the lab's API simulator."""
-import hashlib
 import json
 import os
 import signal
 import sys
 import time
-import urllib.request
 
 from lab import plumbing_context
 
@@ -86,6 +84,7 @@ def fault(name):
 
 
 def file_hash(data):
+    import hashlib  # here, not above: every simulated command loads this module, few hash
     return hashlib.sha256(data).hexdigest()[:16]
 
 
@@ -126,6 +125,9 @@ def disk_free():
 # --- the API simulator --------------------------------------------------------------------------
 def api(method, path, body=None, timeout=10):
     """A request to the lab's API simulator as this node's kubelet (its client certificate)."""
+    # Imported here: urllib.request (with http.client and email) is half the start-up of a
+    # simulated command, and most (apt-get, apt-mark, systemctl) never call the API.
+    import urllib.request
     n = node()
     ctx = plumbing_context(f"{LAB}/kubelet-client.pem", None)
     data = None if body is None else json.dumps(body).encode()

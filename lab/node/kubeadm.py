@@ -8,7 +8,7 @@ import shutil
 import sys
 import time
 
-from lab.node import certs, kubeadm_init
+from lab.node import certs
 from lab.node.common import (CONTROL_PLANE, MANIFESTS, PODS, api, cluster_config, die, disk, disk_free, file_hash,
                          images_for, minor, node, pkg_version, read_json, save_disk, vtuple, wait_until)
 from lab.node.manifests import external_etcd, render
@@ -431,6 +431,10 @@ def main(argv=None):
         return renew(args[2:])
     if args[:2] == ["init", "phase"]:
         return init_phase(args[2:])
+    if args[:1] in (["init"], ["join"]) or args[:2] == ["token", "create"]:
+        # Imported here: init and join bring urllib and ssl, which `upgrade` never needs, and a
+        # simulated command's start-up is the lab's cost on every run of every tool.
+        from lab.node import kubeadm_init
     if args[:1] == ["init"]:
         return kubeadm_init.init(args[1:], opt, flag, read_config, defaulted)
     if args[:1] == ["join"]:
