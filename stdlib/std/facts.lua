@@ -176,14 +176,11 @@ end
 -- apt-cache policy: what is installed, and (its "Version table") every version some source
 -- offers: a version line ("     1.34.3-1.1 500", " *** 1.33.1-1.1 100" when installed) followed by
 -- its sources ("        500 https://pkgs.k8s.io/... Packages"); one whose only source is
--- /var/lib/dpkg/status is installed but offered by no repository.
-local function policies(h, pkgs)
-  local q = {}
-  for i, pkg in ipairs(pkgs) do q[i] = remote.quote(pkg) end
-  local r = remote.must(h, "apt-cache policy " .. table.concat(q, " "), { read_only = true,
-    what = "apt-cache policy " .. table.concat(pkgs, " ") })
+-- /var/lib/dpkg/status is installed but offered by no repository. Returns the installed version of
+-- each package (false: none, or apt knows no such package) and the versions offered, newest first.
+local function parse_policies(text, pkgs)
   local out, offered, cur, ver = {}, {}, nil, nil
-  for line in r.stdout:gmatch("[^\n]+") do
+  for line in text:gmatch("[^\n]+") do
     local name = line:match("^(%S+):%s*$")
     if name then
       cur, ver = name, nil
@@ -204,19 +201,22 @@ local function policies(h, pkgs)
   return out, offered
 end
 
+local function policies(h, pkgs)
+  local q = {}
+  for i, pkg in ipairs(pkgs) do q[i] = remote.quote(pkg) end
+  local r = remote.must(h, "apt-cache policy " .. table.concat(q, " "), { read_only = true,
+    what = "apt-cache policy " .. table.concat(pkgs, " ") })
+  return parse_policies(r.stdout, pkgs)
+end
+
 --- installed(host, pkg) → "1.34.3-1.1", or false when the package is not installed (apt-cache policy).
 function M.installed(h, pkg)
   h = inventory.host(h, "facts.installed")
   return policies(h, { pkg })[pkg]
 end
 
---- installed_at(host, pkgs, version) → true | false, "kubelet 1.33.1-1.1, not 1.34.3", offers:
---- every package at the version. offers: {pkg = "1.34.3-1.1"}, the exact version of each that a
---- repository offers, from the same apt-cache policy (its version table), as facts.offers says it.
-function M.installed_at(h, pkgs, version)
-  h = inventory.host(h, "facts.installed_at")
+local function at_version(have, table_of, pkgs, version)
   local v = semver.format(version)
-  local have, table_of = policies(h, pkgs)
   local off, offers = {}, {}
   for _, pkg in ipairs(pkgs) do
     local pv = have[pkg]
@@ -229,12 +229,36 @@ function M.installed_at(h, pkgs, version)
   return true, nil, offers
 end
 
+--- installed_at(host, pkgs, version) → true | false, "kubelet 1.33.1-1.1, not 1.34.3", offers:
+--- every package at the version. offers: {pkg = "1.34.3-1.1"}, the exact version of each that a
+--- repository offers, from the same apt-cache policy (its version table), as facts.offers says it.
+function M.installed_at(h, pkgs, version)
+  h = inventory.host(h, "facts.installed_at")
+  local have, table_of = policies(h, pkgs)
+  return at_version(have, table_of, pkgs, version)
+end
+
+--- installed_at_in(policy_text, pkgs, version) → installed_at's answer from the output of an
+--- `apt-cache policy PKGS` already run (the install's own command ends with one).
+function M.installed_at_in(text, pkgs, version)
+  if type(text) ~= "string" then error("facts.installed_at_in: policy_text must be apt-cache policy's output", 2) end
+  local have, table_of = parse_policies(text, pkgs)
+  return at_version(have, table_of, pkgs, version)
+end
+
+M.APT_SOURCE = "/etc/apt/sources.list.d/kubernetes.list"
+
+--- apt_minor_in(text) → "v1.34": the minor an apt source file's text names (pkgs.k8s.io), or nil.
+function M.apt_minor_in(text)
+  if type(text) ~= "string" then error("facts.apt_minor_in: text must be the apt source file's text", 2) end
+  return text:match("/core:/stable:/(v%d+%.%d+)/deb")
+end
+
 --- apt_minor(host) → "v1.34": the Kubernetes minor the node's apt source (pkgs.k8s.io) names, or nil.
 function M.apt_minor(h)
   h = inventory.host(h, "facts.apt_minor")
-  local r = remote.must(h, "cat /etc/apt/sources.list.d/kubernetes.list", { read_only = true,
-    what = "reading /etc/apt/sources.list.d/kubernetes.list" })
-  return r.stdout:match("/core:/stable:/(v%d+%.%d+)/deb")
+  local r = remote.must(h, "cat " .. M.APT_SOURCE, { read_only = true, what = "reading " .. M.APT_SOURCE })
+  return M.apt_minor_in(r.stdout)
 end
 
 --- node(node) → k8s.node_info of the node (a host or its name) | nil, word, message.

@@ -32,17 +32,31 @@ M.package_version = facts.offered
 
 -- The changes the operations below make; each changes the node whatever it holds.
 
---- use_minor_repo(host, version): points /etc/apt/sources.list.d/kubernetes.list at the version's
---- minor (pkgs.k8s.io has one repository per minor) and updates the package lists.
+-- Between a change and the fact its command prints after it (one exec does both; the operations
+-- check the change from the text after this line instead of asking the node again).
+local THEN = "--- engine: what it is now ---"
+
+local function after_mark(r)
+  local out = r and r.stdout or ""
+  local at = out:find(THEN, 1, true)
+  return at and out:sub(at + #THEN) or ""
+end
+
+--- use_minor_repo(host, version) → the apt source's text afterwards: points
+--- /etc/apt/sources.list.d/kubernetes.list at the version's minor (pkgs.k8s.io has one repository
+--- per minor) and updates the package lists.
 function M.use_minor_repo(h, version)
   h = inventory.host(h, "kubeadm.use_minor_repo")
   local v = semver.parse(version)
   local minor = string.format("v%d.%d", v.major, v.minor)
-  M.run(h, "sed -i -E 's#/core:/stable:/v[0-9]+\\.[0-9]+/deb#/core:/stable:/" .. minor ..
-    "/deb#' /etc/apt/sources.list.d/kubernetes.list && apt-get update -q", { what = "switching the apt repository to " .. minor })
+  local r = M.run(h, "sed -i -E 's#/core:/stable:/v[0-9]+\\.[0-9]+/deb#/core:/stable:/" .. minor ..
+    "/deb#' " .. facts.APT_SOURCE .. " && apt-get update -q && echo '" .. THEN .. "' && cat " .. facts.APT_SOURCE,
+    { what = "switching the apt repository to " .. minor })
+  return after_mark(r)
 end
 
---- install(host, packages, version): each package at the version, held again afterwards.
+--- install(host, packages, version) → apt-cache policy's output for them afterwards: each package
+--- at the version, held afterwards.
 function M.install(h, pkgs, version, offers)
   h = inventory.host(h, "kubeadm.install")
   local specs = {}
@@ -65,9 +79,12 @@ function M.install(h, pkgs, version, offers)
   for i, pkg in ipairs(pkgs) do qnames[i] = M.quote(pkg) end
   for i, spec in ipairs(specs) do qspecs[i] = M.quote(spec) end
   local names = table.concat(qnames, " ")
-  M.run(h, "apt-mark unhold " .. names .. " && DEBIAN_FRONTEND=noninteractive apt-get install -y -q " ..
-    "--allow-change-held-packages " .. table.concat(qspecs, " ") .. " && apt-mark hold " .. names,
+  -- --allow-change-held-packages installs over a hold (no unhold first: a run stopped between the
+  -- two would leave the package unheld); the hold is set again in any case.
+  local r = M.run(h, "DEBIAN_FRONTEND=noninteractive apt-get install -y -q --allow-change-held-packages " ..
+    table.concat(qspecs, " ") .. " && apt-mark hold " .. names .. " && echo '" .. THEN .. "' && apt-cache policy " .. names,
     { what = "installing " .. table.concat(specs, " "), timeout = 900 })
+  return after_mark(r)
 end
 
 --- restart_kubelet(host) → the node's clock (epoch seconds) just before the restart, nil under
@@ -134,7 +151,11 @@ function M.apt_repository(version)
       local have = facts.apt_minor(h)
       return have == minor, "the apt source names " .. tostring(have) .. ", not " .. minor
     end,
-    apply = function(h) M.use_minor_repo(h, version) end,
+    apply = function(h) return M.use_minor_repo(h, version) end,
+    verify = function(_, text)
+      local have = facts.apt_minor_in(text)
+      return have == minor, "the apt source names " .. tostring(have) .. ", not " .. minor
+    end,
   }
 end
 
@@ -151,7 +172,11 @@ function M.packages(pkgs, version, name)
       offers[h.name] = o
       return ok, why
     end,
-    apply = function(h) M.install(h, pkgs, version, offers[h.name]) end,
+    apply = function(h) return M.install(h, pkgs, version, offers[h.name]) end,
+    verify = function(_, text)
+      local ok, why = facts.installed_at_in(text, pkgs, version)
+      return ok, why
+    end,
   }
 end
 
@@ -212,6 +237,11 @@ function M.kubelet_at(version, opts)
       if http.dry_run() then return end
       local n, err, msg = k8s.wait_node(h, { ready = true, version = version, heartbeat_after = restarted, timeout = timeout_s })
       if not n then error(string.format("%s: not Ready at %s after %gs (%s)", h.name, v, timeout_s, msg or err), 0) end
+      return n
+    end,
+    verify = function(_, n)  -- what the wait saw: the new kubelet's own Ready, at the version
+      return n.ready and n.kubelet_version == v, string.format("%s, kubelet %s", n.ready and "Ready" or "NotReady",
+        tostring(n.kubelet_version))
     end,
   }
 end
@@ -233,7 +263,7 @@ function M.static_pods_at(version, opts)
       local deadline = time.monotonic() + timeout_s
       while true do
         local ok, _, why = M.static_pods_match(h, version)
-        if ok then return end
+        if ok then return true end
         if time.monotonic() > deadline then
           error(string.format("%s: the static pods do not run %s: %s", h.name,
             version and ("v" .. semver.format(version)) or "their manifests", why), 0)
@@ -241,6 +271,7 @@ function M.static_pods_at(version, opts)
         sleep(2)
       end
     end,
+    verify = function(_, matched) return matched == true, "the wait ended without a match" end,
   }
 end
 

@@ -110,6 +110,11 @@ class Helpers:
             h = self.apt_history(n)
             for pkg in ("kubeadm", "kubelet", "kubectl"):
                 self.assertEqual(h.count(f"{pkg}:amd64 (1.33.1-1.1, 1.34.3-1.1)"), 1, f"{n} {pkg}:\n{h}")
+            # and held again (installed over the hold, never unheld: a stop in between leaves it held)
+            with open(f"{self.dir}/nodes/{n}/root/var/lib/engine-lab/packages.json") as f:
+                pkgs = json.load(f)
+            self.assertEqual({p: pkgs[p].get("hold") for p in ("kubeadm", "kubelet", "kubectl")},
+                             {"kubeadm": True, "kubelet": True, "kubectl": True}, n)
         # the run's PreferNoSchedule taints on the next workers are all gone
         self.assertEqual(self.upgrade_taints(), {})
 
@@ -173,6 +178,12 @@ class UpgradeCase(Helpers, unittest.TestCase):
         execs = [s["name"] for s in rep["spans"] if s["kind"] == "exec" and s.get("host") == "w2"]
         self.assertIn("apt-cache policy 'kubeadm'", execs)
         self.assertFalse([e for e in execs if "madison" in e], execs)
+        # The change is checked from its own command's output (the install ends with apt-cache
+        # policy): one policy exec of its own per package step, the check before; no unhold.
+        self.assertEqual(execs.count("apt-cache policy 'kubeadm'"), 1, execs)
+        self.assertEqual(execs.count("apt-cache policy 'kubelet' 'kubectl'"), 1, execs)
+        self.assertEqual(execs.count("cat /etc/apt/sources.list.d/kubernetes.list"), 1, execs)
+        self.assertFalse([e for e in execs if "unhold" in e], execs)
         canary_end = hosts["w1"]["start"] + hosts["w1"]["seconds"]
         for w in ("w2", "w3"):
             self.assertGreaterEqual(hosts[w]["start"], canary_end, f"{w} started before the canary w1 was done")

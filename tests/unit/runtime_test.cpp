@@ -387,7 +387,20 @@ TEST_CASE("std.ops: an operation changes nothing when its facts say the host is 
     local blind = ops.define { name = "blind", apply = function() n = n + 1 end }  -- no fact: runs each time
     ops.ensure(h, blind); ops.ensure(h, blind)
     assert(n == 2)
+    -- verify: the change checked from what apply returned, holds not asked again
+    local asked, state = 0, false
+    local printed = ops.define { name = "printed", holds = function() asked = asked + 1; return state, "off" end,
+      apply = function() state = true; return "now: on" end,
+      verify = function(host, text) return host == h and text == "now: on", "apply printed " .. tostring(text) end }
+    out, changed = ops.ensure(h, printed)
+    assert(out == "now: on" and changed and asked == 1, "holds asked " .. asked)
+    local lying = ops.define { name = "lying", holds = function() return false, "off" end,
+      apply = function() return "now: off" end, verify = function(_, text) return text == "now: on", "apply printed " .. text end }
+    ok, err = pcall(ops.ensure, h, lying)
+    assert(not ok and err == "h1: lying: still not so after the change: apply printed now: off", err)
   )") == "");
+  CHECK_THAT(run(R"(require("std.ops").define { name = "x", apply = function() end, verify = "yes" })"),
+             Contains("verify must be a function(host, out)"));
   CHECK_THAT(run(R"(require("std.ops").define { name = "x", apply = function() end, hold = function() end })"),
              Contains("ops.define: unknown option 'hold' (did you mean 'holds'?)"));
   CHECK_THAT(run(R"(require("std.ops").define { name = "x" })"), Contains("an operation is a table"));

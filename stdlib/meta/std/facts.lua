@@ -64,10 +64,23 @@ function facts.installed(host, pkg) end
 ---@param version string
 ---@return boolean, string|nil, table<string, string>
 function facts.installed_at(host, pkgs, version) end
+--- installed_at's answer from the output of an `apt-cache policy PKGS` already run (an install's
+--- own command ends with one, so the change is checked without asking the node again).
+---@param policy_text string
+---@param pkgs string[]
+---@param version string
+---@return boolean, string|nil, table<string, string>
+function facts.installed_at_in(policy_text, pkgs, version) end
 --- "v1.34": the minor the node's pkgs.k8s.io apt source names, or nil.
 ---@param host engine.Host|string  an inventory host or its name
 ---@return string|nil
 function facts.apt_minor(host) end
+--- "v1.34": the minor an apt source file's text names (pkgs.k8s.io), or nil.
+---@param text string
+---@return string|nil
+function facts.apt_minor_in(text) end
+--- The apt source apt_minor reads.
+facts.APT_SOURCE = "/etc/apt/sources.list.d/kubernetes.list"
 --- k8s.node_info of the node (a host or its name).
 ---@param node string|engine.k8s.Object  a node name or Node object
 ---@return engine.k8s.NodeInfo|nil, string|nil, string|nil

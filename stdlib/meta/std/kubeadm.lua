@@ -30,13 +30,19 @@ kubeadm.running_images = facts.running_images
 kubeadm.static_pods_match = facts.static_pods_match
 kubeadm.package_version = facts.offered
 
+--- Points the node's pkgs.k8s.io apt source at the version's minor and updates the package lists;
+--- returns the source file's text as it is afterwards (read by the same command).
 ---@param host engine.Host|string  an inventory host or its name
 ---@param version string
+---@return string
 function kubeadm.use_minor_repo(host, version) end
+--- Installs each package at the version over a hold (`apt-get install --allow-change-held-packages`)
+--- and holds it; returns `apt-cache policy PACKAGES` as it is afterwards (run by the same command).
 ---@param host engine.Host|string  an inventory host or its name
 ---@param packages string[]
 ---@param version string
 ---@param offers? table<string, string>  the exact versions facts.installed_at saw offered; apt-cache madison asks when one is missing
+---@return string
 function kubeadm.install(host, packages, version, offers) end
 
 ---@class std.kubeadm.ApiThroughOptions
