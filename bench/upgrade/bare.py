@@ -1,9 +1,9 @@
 #!/usr/bin/env python3
 """The measured floor of bench/upgrade: the same upgrade done with nothing but what it cannot do
 without, as fast as the lab lets it. Per node: cordon, evict its pods (a PDB's refusal asked again
-50 ms later), the node's commands as ONE ssh exec (apt source, kubeadm, `kubeadm upgrade`, kubelet
-and kubectl, kubelet restart), the new kubelet's Ready at the version (polled every 50 ms),
-uncordon. The control plane one node at a time, the workers `at_once` at a time in a sliding
+50 ms later), the node's commands as ONE ssh exec (apt source and apt-get update, kubeadm over its
+hold, `kubeadm upgrade`, kubelet and kubectl, the holds, kubelet restart: what any tool must run),
+the new kubelet's Ready at the version (polled every 50 ms), uncordon. The control plane one node at a time, the workers `at_once` at a time in a sliding
 window. No facts asked, no journal, no gate, no snapshot: not a tool anyone should run, the
 least time any tool can take on this lab, the simulated commands' own cost included (the
 computed floor leaves that out).
@@ -84,7 +84,7 @@ def upgrade(api, inv, node, how, version, pkg, minor):
     h = inv[node]
     k = "kubeadm upgrade " + (f"apply v{version} -y" if how == "apply" else "node")
     script = (f"sed -i -E 's#/core:/stable:/v[0-9]+\\.[0-9]+/deb#/core:/stable:/v{minor}/deb#' "
-              "/etc/apt/sources.list.d/kubernetes.list && apt-mark unhold kubeadm kubelet kubectl >/dev/null && "
+              "/etc/apt/sources.list.d/kubernetes.list && apt-get update -q >/dev/null && "
               f"DEBIAN_FRONTEND=noninteractive apt-get install -y -q --allow-change-held-packages kubeadm={pkg} && "
               f"{k} && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --allow-change-held-packages "
               f"kubelet={pkg} kubectl={pkg} && apt-mark hold kubeadm kubelet kubectl >/dev/null && "
