@@ -7,9 +7,9 @@
 -- ops.ensure asks `holds` first and changes nothing when the host is already so (idempotent; under
 -- --dry-run the plan says "already" or shows apply's exact lines), and asks again after apply
 -- (a change that did not take raises). An apply whose own command printed the fact (apt-get
--- install ... && apt-cache policy) hands it to `verify` instead: the same check, one round trip
--- fewer per operation, which on a fleet is most of what the tool itself adds to each node. ops.step journals it, with `holds` as the step's probe: a
--- run killed inside the step re-checks the node on resume instead of stopping to ask.
+-- install ... && apt-cache policy) hands it to `verify` instead: the same check, one SSH exec
+-- fewer per operation. ops.step journals it, with `holds` as the step's probe: a run killed
+-- inside the step re-checks the node on resume instead of stopping to ask.
 local check = require "engine.check"
 local http = require "engine.http"
 
