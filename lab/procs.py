@@ -11,16 +11,25 @@ class LabError(Exception):
     pass
 
 
-def start_time(pid):
+def stat_fields(pid):
+    """/proc/PID/stat after the command's name: state first, start time at [19]; None when gone."""
     try:
         with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[19]
+            return f.read().rsplit(")", 1)[1].split()
     except (OSError, IndexError):
         return None
 
 
+def start_time(pid):
+    fields = stat_fields(pid)
+    return fields[19] if fields and len(fields) > 19 else None
+
+
 def alive(rec):
-    return bool(rec) and start_time(rec["pid"]) == rec["start"]
+    """The recorded process still runs. A zombie does not: once `lab up` has exited, what it spawned
+    is reaped by PID 1, which in some containers does so only every few seconds."""
+    fields = rec and stat_fields(rec["pid"])
+    return bool(fields) and len(fields) > 19 and fields[19] == rec["start"] and fields[0] != "Z"
 
 
 def spawn(cmd, log):
@@ -37,18 +46,21 @@ def mnt_ns(pid):
         return None
 
 
-def pids_in_ns(ns):
+def pids_in_ns(*namespaces):
     out = []
     for d in os.listdir("/proc"):
-        if d.isdigit() and int(d) != os.getpid() and mnt_ns(d) == ns:
+        if d.isdigit() and int(d) != os.getpid() and mnt_ns(d) in namespaces:
             out.append(int(d))
     return out
 
 
-def kill_ns(ns, limit=10.0):
+def kill_ns(*namespaces, limit=10.0):
+    """SIGKILL to every process of these mount namespaces (all of them in each pass: a 100-node lab
+    goes down in one wait, not a hundred), until none is left."""
     deadline = time.monotonic() + limit
+    want = set(namespaces)
     while time.monotonic() < deadline:
-        pids = pids_in_ns(ns)
+        pids = pids_in_ns(*want)
         if not pids:
             return
         for p in pids:
@@ -56,8 +68,8 @@ def kill_ns(ns, limit=10.0):
                 os.kill(p, signal.SIGKILL)
             except ProcessLookupError:
                 pass
-        time.sleep(0.1)
-    raise LabError(f"processes of namespace {ns} survived SIGKILL: {pids_in_ns(ns)}")
+        time.sleep(0.05)
+    raise LabError(f"processes of namespaces {sorted(want)} survived SIGKILL: {pids_in_ns(*want)}")
 
 
 def wait(cond, what, limit=60.0):
