@@ -145,17 +145,12 @@ end
 function M.apt_repository(version)
   local v = semver.parse(version) or error("kubeadm.apt_repository: '" .. tostring(version) .. "' is not a version", 2)
   local minor = string.format("v%d.%d", v.major, v.minor)
+  local function names(have) return have == minor, "the apt source names " .. tostring(have) .. ", not " .. minor end
   return {
     name = "apt repository",
-    holds = function(h)
-      local have = facts.apt_minor(h)
-      return have == minor, "the apt source names " .. tostring(have) .. ", not " .. minor
-    end,
+    holds = function(h) return names(facts.apt_minor(h)) end,
     apply = function(h) return M.use_minor_repo(h, version) end,
-    verify = function(_, text)
-      local have = facts.apt_minor_in(text)
-      return have == minor, "the apt source names " .. tostring(have) .. ", not " .. minor
-    end,
+    verify = function(_, text) return names(facts.apt_minor_in(text)) end,
   }
 end
 
@@ -224,13 +219,16 @@ function M.kubelet_at(version, opts)
   opts = check.options(opts, { "timeout" }, "kubeadm.kubelet_at")
   local timeout_s = check.seconds(opts.timeout, "kubeadm.kubelet_at", "timeout") or 600
   local v = "v" .. semver.format(version)
+  local function at(n)  -- Ready with its kubelet at the version, or what it is instead
+    return n.ready and n.kubelet_version == v, string.format("%s, kubelet %s", n.ready and "Ready" or "NotReady",
+      tostring(n.kubelet_version))
+  end
   return {
     name = "restart kubelet",
     holds = function(h)
       local n, err, msg = facts.node(h)
       if not n then return false, msg or err end
-      return n.ready and n.kubelet_version == v, string.format("%s, kubelet %s", n.ready and "Ready" or "NotReady",
-        tostring(n.kubelet_version))
+      return at(n)
     end,
     apply = function(h)
       local restarted = M.restart_kubelet(h)
@@ -239,10 +237,7 @@ function M.kubelet_at(version, opts)
       if not n then error(string.format("%s: not Ready at %s after %gs (%s)", h.name, v, timeout_s, msg or err), 0) end
       return n
     end,
-    verify = function(_, n)  -- what the wait saw: the new kubelet's own Ready, at the version
-      return n.ready and n.kubelet_version == v, string.format("%s, kubelet %s", n.ready and "Ready" or "NotReady",
-        tostring(n.kubelet_version))
-    end,
+    verify = function(_, n) return at(n) end,  -- what the wait saw: the new kubelet's own Ready
   }
 end
 
