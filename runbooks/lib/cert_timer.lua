@@ -21,7 +21,9 @@ M.SCRIPT_TEXT = [[#!/bin/sh
 # certificates has fewer than DAYS days left: a dated backup of pki/ and the kubeconfigs under
 # BACKUP_DIR, `kubeadm certs renew all`, then each control-plane static pod restarted as kubeadm
 # documents (its manifest moved out of manifests/, the pod gone, the manifest back, a container
-# running again), one at a time, each within TIMEOUT seconds. Settings: /etc/kubernetes/engine-cert-renew.env.
+# running again), one at a time, each within TIMEOUT seconds; the API server's, until the node's
+# /readyz answers and it serves the renewed pki/apiserver.crt (a container running proves neither:
+# seed 001). Settings: /etc/kubernetes/engine-cert-renew.env.
 set -eu
 K=/etc/kubernetes
 left=$((DAYS * 86400))
@@ -58,6 +60,26 @@ wait_for() {
   echo "engine-cert-renew: $2 not $1 within ${TIMEOUT}s" >&2
   return 1
 }
+# The API server's own address (its manifest's --advertise-address), where it serves this node.
+api=$(sed -n 's/.*--advertise-address=\([0-9A-Fa-f.:]*\).*/\1/p' "$K/manifests/kube-apiserver.yaml" "$BACKUP_DIR/parked/kube-apiserver.yaml" 2>/dev/null | head -n 1)
+case "$api" in "") api=127.0.0.1 ;; *:*) api="[$api]" ;; esac
+serial() { openssl x509 -noout -serial 2>/dev/null | sed 's/^serial=//'; }
+serves_renewed() {
+  [ "$(curl -sf --max-time 2 --cacert "$K/pki/ca.crt" "https://$api:6443/readyz" 2>/dev/null)" = ok ] || return 1
+  served=$(openssl s_client -connect "$api:6443" </dev/null 2>/dev/null | serial)
+  [ "$served" = "$(serial <"$K/pki/apiserver.crt")" ]
+}
+api_ready() {
+  end=$(($(date +%s) + TIMEOUT))
+  while [ "$(date +%s)" -lt "$end" ]; do
+    serves_renewed && return 0
+    sleep 1
+  done
+  echo "engine-cert-renew: kube-apiserver runs, but https://$api:6443 did not answer /readyz with the renewed" \
+    "certificate within ${TIMEOUT}s (serves serial ${served:-none}, $K/pki/apiserver.crt holds $(serial <"$K/pki/apiserver.crt"));" \
+    "the controller-manager and scheduler were not restarted" >&2
+  return 1
+}
 for c in kube-apiserver kube-controller-manager kube-scheduler; do
   m="$K/manifests/$c.yaml"
   p="$BACKUP_DIR/parked/$c.yaml"
@@ -67,6 +89,7 @@ for c in kube-apiserver kube-controller-manager kube-scheduler; do
   mv "$p" "$m"
   [ "$gone" = 0 ] || exit 1
   wait_for up "$c"
+  if [ "$c" = kube-apiserver ]; then api_ready || exit 1; fi
   echo "engine-cert-renew: restarted $c"
 done
 echo "engine-cert-renew: renewed and restarted"

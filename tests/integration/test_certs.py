@@ -389,18 +389,45 @@ class CertRenew(unittest.TestCase):
         out = self.ssh("cp2", "sudo systemctl start engine-cert-renew.service && sudo journalctl -u engine-cert-renew.service --no-pager").stdout
         self.assertIn("engine-cert-renew: restarted kube-apiserver", out)
         self.assertIn("engine-cert-renew: renewed and restarted", out)
-        # The script waits for the container to run; the lab's endpoint serves once the pod is
-        # ready (its start delay later): asked until it answers, bounded.
-        after = None
-        for _ in range(60):
-            after = served_serial(self.ip["cp2"], 6443)
-            if after is not None:
-                break
-            time.sleep(0.5)
+        # The script went on only once the node's /readyz answered with the renewed certificate:
+        # served now, without waiting here.
+        after = served_serial(self.ip["cp2"], 6443)
         self.assertNotEqual(after, before)
         self.assertEqual(after, self.file_serial("cp2", "/etc/kubernetes/pki/apiserver.crt"))
         self.assertEqual(self.ssh("cp2", "sudo ls /etc/kubernetes/manifests").stdout.split(),
                          ["etcd.yaml", "kube-apiserver.yaml", "kube-controller-manager.yaml", "kube-scheduler.yaml"])
+
+    def test_7_the_timer_stops_when_the_api_server_does_not_serve_the_renewed_certificate(self):
+        # test_4's pinned copy, on cp3 under the timer test_6 installed: after the renewal the API
+        # server's container runs again, but it serves the copy, not the renewed file (seed 001:
+        # "kubectl worked but the control plane was not healthy"). The script says so and stops
+        # there: the controller-manager and the scheduler are not restarted.
+        m = "/etc/kubernetes/manifests/kube-apiserver.yaml"
+        env = "/etc/kubernetes/engine-cert-renew.env"
+        self.ssh("cp3", "sudo mkdir -p /etc/kubernetes/pki/pinned && sudo cp /etc/kubernetes/pki/apiserver.crt "
+                        "/etc/kubernetes/pki/apiserver.key /etc/kubernetes/pki/pinned/ && "
+                        f"sudo sed -i 's|--tls-cert-file=/etc/kubernetes/pki/apiserver.crt|--tls-cert-file=/etc/kubernetes/pki/pinned/apiserver.crt|' {m} && "
+                        f"sudo sed -i 's/^TIMEOUT=.*/TIMEOUT=4/' {env}")
+        try:
+            pinned = self.file_serial("cp3", "/etc/kubernetes/pki/pinned/apiserver.crt")
+            out = self.ssh("cp3", "sudo systemctl start engine-cert-renew.service; echo \"rc=$?\"; "
+                                  "sudo journalctl -u engine-cert-renew.service --no-pager").stdout
+            renewed = self.file_serial("cp3", "/etc/kubernetes/pki/apiserver.crt")
+            self.assertNotEqual(renewed, pinned)
+            self.assertNotIn("rc=0", out)
+            self.assertRegex(out, r"engine-cert-renew: kube-apiserver runs, but https://127\.0\.60\.3:6443 did not answer "
+                                  r"/readyz with the renewed certificate within 4s \(serves serial 0*" + pinned.upper()
+                             + r", /etc/kubernetes/pki/apiserver\.crt holds 0*" + renewed.upper() + r"\); the "
+                             r"controller-manager and scheduler were not restarted")
+            self.assertNotIn("restarted kube-apiserver", out)
+            self.assertNotIn("restarted kube-controller-manager", out)
+            self.assertNotIn("renewed and restarted", out)
+            self.assertEqual(served_serial(self.ip["cp3"], 6443), pinned)
+            self.assertEqual(self.ssh("cp3", "sudo ls /etc/kubernetes/manifests").stdout.split(),
+                             ["etcd.yaml", "kube-apiserver.yaml", "kube-controller-manager.yaml", "kube-scheduler.yaml"])
+        finally:
+            self.ssh("cp3", f"sudo sed -i 's|/etc/kubernetes/pki/pinned/apiserver.crt|/etc/kubernetes/pki/apiserver.crt|' {m} && "
+                            f"sudo rm -rf /etc/kubernetes/pki/pinned && sudo sed -i 's/^TIMEOUT=.*/TIMEOUT=120/' {env}")
 
 
 if __name__ == "__main__":

@@ -18,6 +18,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))  # the lab package
 from lab.k8sim import fixture as fx  # noqa: E402
 from lab.netfaults import BlackholeProxy as Proxy  # noqa: E402
+from labtest import kill_all  # noqa: E402
 from test_k8s import TEMPLATE, K8sTest  # noqa: E402
 
 ENGINE = os.environ.get("ENGINE_BIN", os.path.join(HERE, "../../build/bin/engine"))
@@ -115,10 +116,7 @@ class TestLeaseStopsItsHolder(unittest.TestCase):
         self.procs = []
 
     def tearDown(self):
-        for p in self.procs:
-            if p.poll() is None:
-                p.kill()
-                p.wait()
+        kill_all(self.procs)
         self.watch.close()
         self.cluster.stop()
         shutil.rmtree(self.tmp, ignore_errors=True)
