@@ -32,6 +32,7 @@ DEFAULT_DIR = os.environ.get("ENGINE_LAB_DIR", "/tmp/engine-lab")
 RELEASES = ["1.32.4", "1.32.9", "1.33.0", "1.33.1", "1.33.5", "1.34.0", "1.34.3"]
 # Workers take .101-.199, then .201-.254: .200 is the monitoring's (Prometheus, Pushgateway, mirror).
 WORKER_HOSTS = [h for h in range(101, 255) if h != 200]
+REPLACEMENT_READY = 1.0  # seconds an evicted pod's replacement takes to become ready (bench/upgrade's floor counts it)
 LB_PORT = 16443  # the kubeconfig's API address: the load balancer on cp1's address (the nodes use :6443)
 MOUNT_POINTS = ["/etc/kubernetes", "/var/lib/etcd", "/var/lib/kubelet", "/etc/systemd/system", "/etc/etcd",
                 "/var/lib/engine-lab", "/etc/apt/sources.list.d", "/var/cache/engine", "/etc/systemd/journald.conf.d"]
@@ -186,7 +187,7 @@ def start(st, cps, workers, version):
                        "--tokens", f"{st['engine_sa_token']}=system:serviceaccount:engine:engine",
                        "--port", "6443", "--lb-port", str(LB_PORT), "--cert", f"{lead}/pki/apiserver.crt", "--key", f"{lead}/pki/apiserver.key",
                        "--ca", f"{d}/pki/pki/ca.crt", "--state", f"{d}/state.json", "--version", version,
-                       "--version-node", cps[0]["name"], "--ready-delay", "1", "--scheduler", "--pods", f"{d}/pods",
+                       "--version-node", cps[0]["name"], "--ready-delay", str(REPLACEMENT_READY), "--scheduler", "--pods", f"{d}/pods",
                        *[f"--node-ip={n['name']}={n['ip']}" for n in st["nodes"]], *image,
                        *[f"--node={n['name']}={n['ip']}={d}/nodes/{n['name']}/root/etc/kubernetes" for n in cps]],
                       f"{d}/logs/apiserver.log")
