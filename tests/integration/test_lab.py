@@ -452,8 +452,14 @@ class WakeTest(unittest.TestCase):
         self.later(lambda: os.mkdir(sub))
         wake.wait(60)
         self.assertTrue(wake.changed and os.path.isdir(sub))
-        self.later(lambda: open(f"{sub}/etcd.yaml", "w").close())
-        wake.wait(60)  # now watched itself: a file written in it wakes the waiter
+        # Written beside, then renamed in: one event (IN_MOVED_TO). Written in place, its open
+        # wakes the waiter and its close can come after the wait drained the queue, waking the
+        # next wait too (seen under load).
+        fd, made = tempfile.mkstemp(prefix="engine-wake-file-")
+        os.close(fd)
+        self.addCleanup(lambda: os.path.exists(made) and os.unlink(made))
+        self.later(lambda: os.rename(made, f"{sub}/etcd.yaml"))
+        wake.wait(60)  # now watched itself: a file put in it wakes the waiter
         self.assertTrue(wake.changed and os.path.exists(f"{sub}/etcd.yaml"))
         wake.wait(0.05)
         self.assertFalse(wake.changed, "nothing changed: a timeout")
