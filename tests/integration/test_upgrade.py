@@ -251,11 +251,14 @@ class UpgradeCase(Helpers, unittest.TestCase):
         self.assertEqual(r.returncode, 0, r.stdout[-3000:] + r.stderr[-3000:])
         self.assert_upgraded()
 
-    def test_apiserver_phase_timeout_on_the_leader_stops_then_resume_completes(self):
+    def test_apiserver_phase_timeout_then_a_pdb_stop_the_run_where_they_are_and_each_resume_goes_on(self):
+        # Two faults in one run, each stopping it where it meets them (one lab for both: an
+        # upgrade changes it for good, and a lab costs its start and a control plane's upgrade).
         self.lab("fault", "cp1", "apiserver-phase-timeout")
+        self.lab("fault", "w2", "pdb-blocks")
         # component_timeout reaches kubeadm itself (an UpgradeConfiguration's timeouts): it gives up
         # after those 4 seconds, not its fixed default (the lab's 10).
-        r = self.upgrade("-e", "component_timeout=4s")
+        r = self.upgrade("-e", "component_timeout=4s", "-e", "drain_timeout=6s")
         out = r.stdout + r.stderr
         self.assertEqual(r.returncode, 1, out[-3000:])
         self.assertIn("static Pod hash for component kube-apiserver on Node cp1 did not change after 0m4s", out)
@@ -266,14 +269,11 @@ class UpgradeCase(Helpers, unittest.TestCase):
             self.assertRegex(out, rf"{n}\s+Ready\s+v1\.33\.1\s+not upgraded")
         self.assertEqual(self.kubectl("version").stdout.splitlines()[-1], f"Server Version: {FROM}")
         self.assertEqual(self.gauges()["k8s_upgrade_in_flight"], 1)  # the alert rules see a run in flight
+        run_id = self.run_id(out)
         self.lab("clear", "cp1", "apiserver-phase-timeout")
-        r = self.resume(self.run_id(out))
-        self.assertEqual(r.returncode, 0, r.stdout[-3000:] + r.stderr[-3000:])
-        self.assert_upgraded()
-
-    def test_pdb_blocking_a_worker_stops_the_rollout_there_then_resume_completes(self):
-        self.lab("fault", "w2", "pdb-blocks")
-        r = self.upgrade("-e", "drain_timeout=6s")
+        # Resumed, the run finishes the control plane and the canary w1, then w2's budget of 0
+        # holds its drain: the run stops there, with the run's own params (drain_timeout) kept.
+        r = self.resume(run_id)
         out = r.stdout + r.stderr
         self.assertEqual(r.returncode, 1, out[-3000:])
         self.assertIn("drain of w2 timed out after 6s; the node stays cordoned; pods still there: shop/guarded-w2-0; "
@@ -282,11 +282,13 @@ class UpgradeCase(Helpers, unittest.TestCase):
         self.assertEqual(nodes["w2"], {"version": FROM, "cordoned": True})
         self.assertEqual(nodes["w3"], {"version": FROM, "cordoned": False})  # the budget of 0 stopped the rollout
         self.assertEqual(nodes["w1"], {"version": TO, "cordoned": False})
+        self.assertEqual({nodes[n]["version"] for n in ("cp1", "cp2", "cp3")}, {TO})
         self.assertIn("guarded-w2-0", self.kubectl("get", "pods", "-n", "shop").stdout)  # never deleted
+        self.assertEqual(self.run_id(out), run_id)
         self.lab("clear", "w2", "pdb-blocks")
-        r = self.resume(self.run_id(out))
+        r = self.resume(run_id)
         self.assertEqual(r.returncode, 0, r.stdout[-3000:] + r.stderr[-3000:])
-        self.assert_upgraded()
+        self.assert_upgraded()  # every package on every node exactly once over the three runs
 
     def test_unreachable_workers_are_skipped_then_resume_upgrades_only_them(self):
         self.lab("fault", "w2", "node-notready")
