@@ -159,7 +159,7 @@ int l_exec(lua_State* L) {
   }
 
   call->started = run::report().clock();
-  call->what = std::string(cmd, std::min<size_t>(cmd_len, 120));
+  call->what = std::string(text::prefix({cmd, cmd_len}, 120));
   {
     Op op = begin(L, "exec");
     ssh_state(vm).pool.get(target, [op, call](std::shared_ptr<Session> s, Result r) {

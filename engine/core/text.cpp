@@ -165,4 +165,13 @@ bool looks_binary(std::string_view s) {
   return false;
 }
 
+std::string_view prefix(std::string_view s, size_t max) {
+  if (s.size() <= max) return s;
+  size_t end = max;
+  // Back over the continuation bytes (10xxxxxx) to the lead byte of the character s[max] is in or
+  // starts: cutting before it keeps every character whole.
+  while (end > 0 && (static_cast<unsigned char>(s[end]) & 0xC0) == 0x80) --end;
+  return s.substr(0, end);
+}
+
 }  // namespace engine::text

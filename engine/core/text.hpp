@@ -43,4 +43,8 @@ bool glob_match(std::string_view pattern, std::string_view s, bool classes = tru
 // return, or bytes that are not UTF-8 (each would become an escape or a replacement character).
 bool looks_binary(std::string_view s);
 
+// At most `max` bytes of `s`, never ending inside a UTF-8 character: a cut name in a report or a
+// log stays valid text (a character cut in two would show as a replacement character).
+std::string_view prefix(std::string_view s, size_t max);
+
 }  // namespace engine::text

@@ -1,5 +1,6 @@
 #include "engine/run/report.hpp"
 
+#include "engine/core/text.hpp"
 #include "engine/log/log.hpp"
 #include "engine/run/report_html.hpp"
 
@@ -131,7 +132,7 @@ void Report::span(std::string_view kind, std::string_view host, std::string_view
     ++spans_dropped_;
     return;
   }
-  std::string n(name.substr(0, 120));
+  std::string n(text::prefix(name, 120));
   doc_["spans"].push_back({{"kind", kind}, {"host", host}, {"name", n}, {"start", round_ms(start)}, {"end", round_ms(end)},
                            {"outcome", outcome}});
 }

@@ -57,3 +57,19 @@ TEST_CASE("outcomes before the run's report begins are not kept") {
   r.hosts({outcome("web1", "ok")});
   CHECK(r.recap_text().empty());
 }
+
+TEST_CASE("a span's long name is cut at 120 bytes, never inside a UTF-8 character") {
+  Report r;
+  r.begin("run-3", "demo", "demo.lua", nlohmann::json::object());
+  std::string head(119, 'a');
+  r.span("exec", "web1", head + "\xc3\xa9" + "tail", r.clock(), "ok");     // é would straddle byte 120
+  r.span("exec", "web1", head + "b\xe2\x82\xac", r.clock(), "ok");          // € would start at byte 121
+  r.span("exec", "web1", std::string(118, 'a') + "\xf0\x9f\x98\x80", r.clock(), "ok");  // a 4-byte one
+  auto spans = r.snapshot()["spans"];
+  REQUIRE(spans.size() == 3);
+  CHECK(spans[0]["name"] == head);
+  CHECK(spans[1]["name"] == head + "b");
+  CHECK(spans[2]["name"] == std::string(118, 'a'));
+  // and the report's JSON, as written, holds them as they are (no replacement character)
+  CHECK_THAT(r.snapshot().dump(), !Contains("\xef\xbf\xbd"));
+}
