@@ -10,6 +10,7 @@ local prometheus = require "engine.prometheus"
 local semver = require "std.semver"
 local kubeadm = require "std.kubeadm"
 local notify = require "std.notify"
+local ahead = require "std.ahead"
 local node = require "std.node"
 local ops = require "std.ops"
 local checks = require "upgrade_checks"
@@ -50,6 +51,15 @@ local function upgrade_node(h, p, target, how)
   ops.step(h, node.uncordoned())
 end
 
+--- kubeadm's own procedure for a worker installs its kubeadm before the drain: done ahead, while the
+--- control-plane nodes after the leader are upgraded, the worker's turn finds these steps done in
+--- the journal (the same operations, the same names). A worker the rollout would skip is left alone.
+local function prepare_worker(h, p, target)
+  if p.skip_unreachable and rollout.unreachable(h, target) then return end
+  if p.kind == "minor" then ops.step(h, kubeadm.apt_repository(target)) end
+  ops.step(h, kubeadm.packages({ "kubeadm" }, target, "kubeadm package"))
+end
+
 -- A step that is safe to run again: after a stop between its start and its record of finishing,
 -- resume runs it again instead of asking.
 local function rerun() return false end
@@ -80,6 +90,8 @@ return runbook {
     notify_url = { type = "string", help = "a webhook told of the start, a held gate, a stop, a failure and the success (never changes the outcome)" },
     notify_format = { type = "enum", values = { "slack", "json" }, default = "slack",
       help = "slack: {\"text\": ...} (Slack and compatible); json: event, run, runbook, node, message" },
+    prepare_ahead = { type = "boolean", default = true,
+      help = "while the control-plane nodes after the leader upgrade, switch the workers' apt source and install their kubeadm, workers_at_once at a time (before their drain, as kubeadm's own procedure has it)" },
     skip_unreachable = { type = "boolean", default = false,
       help = "a worker NotReady before the run touched it, or SSH refused or timed out, is skipped and listed; engine resume retries it" },
     drain_timeout = { type = "duration", default = "10m", help = "per node; a drain a PDB still blocks then stops the run" },
@@ -167,10 +179,20 @@ return runbook {
       notify.send("start", string.format("from %s, %d control-plane node(s) and %d worker(s)", facts.from, #cps, #workers),
         { from = facts.from, to = target })
 
-      -- 2. Control plane, one node at a time, the leader first.
-      fleet.each(cps, { at_once = 1, window = p.maintenance_window, window_wait = p.window_wait }, function(h)
-        upgrade_node(h, p, target, h == leader and "apply" or "node")
-      end)
+      -- 2. Control plane, one node at a time, the leader first (its kubeadm upgrade apply moves the
+      -- cluster to the version). The others follow while the workers are prepared.
+      local cp_opts = { at_once = 1, window = p.maintenance_window, window_wait = p.window_wait }
+      fleet.each({ cps[1] }, cp_opts, function(h) upgrade_node(h, p, target, h == leader and "apply" or "node") end)
+      local others = { table.unpack(cps, 2) }
+      local function upgrade_others()
+        fleet.each(others, cp_opts, function(h) upgrade_node(h, p, target, "node") end)
+      end
+      if p.prepare_ahead and #others > 0 and #workers > 0 and not http.dry_run() then
+        ahead.alongside(upgrade_others, workers, { at_once = p.workers_at_once },
+          function(h) prepare_worker(h, p, target) end)
+      else
+        upgrade_others()
+      end
 
       -- 3. Workers, behind a gate (every node Ready, no alert firing): the canary alone, then
       -- workers_at_once at a time, the next ones tainted PreferNoSchedule while these drain.

@@ -184,6 +184,14 @@ class UpgradeCase(Helpers, unittest.TestCase):
         self.assertEqual(execs.count("apt-cache policy 'kubelet' 'kubectl'"), 1, execs)
         self.assertEqual(execs.count("cat /etc/apt/sources.list.d/kubernetes.list"), 1, execs)
         self.assertFalse([e for e in execs if "unhold" in e], execs)
+        # Every worker was prepared ahead (prepare_ahead), while cp2 and cp3 were upgraded: its
+        # apt source and kubeadm done before its turn began, and not done again in it.
+        for w in ("w1", "w2", "w3"):
+            installs = [s for s in rep["spans"] if s["kind"] == "exec" and s.get("host") == w
+                        and "apt-get install" in s["name"] and "kubeadm=" in s["name"]]
+            self.assertEqual(len(installs), 1, installs)
+            self.assertLess(installs[0]["end"], hosts[w]["start"], f"{w}'s kubeadm was not installed ahead")
+            self.assertGreater(installs[0]["start"], hosts["cp1"]["start"] + hosts["cp1"]["seconds"])
         canary_end = hosts["w1"]["start"] + hosts["w1"]["seconds"]
         for w in ("w2", "w3"):
             self.assertGreaterEqual(hosts[w]["start"], canary_end, f"{w} started before the canary w1 was done")
@@ -269,6 +277,8 @@ class UpgradeCase(Helpers, unittest.TestCase):
             self.assertRegex(out, rf"{n}\s+Ready\s+v1\.33\.1\s+not upgraded")
         self.assertEqual(self.kubectl("version").stdout.splitlines()[-1], f"Server Version: {FROM}")
         self.assertEqual(self.gauges()["k8s_upgrade_in_flight"], 1)  # the alert rules see a run in flight
+        for w in ("w1", "w2", "w3"):  # not prepared ahead: that starts only after the leader's apply
+            self.assertEqual(self.apt_history(w), "", w)
         run_id = self.run_id(out)
         self.lab("clear", "cp1", "apiserver-phase-timeout")
         # Resumed, the run finishes the control plane and the canary w1, then w2's budget of 0
