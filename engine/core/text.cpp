@@ -168,8 +168,8 @@ bool looks_binary(std::string_view s) {
 std::string_view prefix(std::string_view s, size_t max) {
   if (s.size() <= max) return s;
   size_t end = max;
-  // Back over the continuation bytes (10xxxxxx) to the lead byte of the character s[max] is in or
-  // starts: cutting before it keeps every character whole.
+  // Back over the continuation bytes (top bits 10) to the lead byte of the character s[max] is
+  // in or starts: cutting before it keeps every character whole.
   while (end > 0 && (static_cast<unsigned char>(s[end]) & 0xC0) == 0x80) --end;
   return s.substr(0, end);
 }
