@@ -11,7 +11,8 @@ local M = {}
 --- alongside(fn, hosts, {at_once}, prepare) → fn's results.
 --- Runs fn() and, at the same time, prepare(host) for each of hosts in order, at most at_once at a
 --- time (a count or "10%", as fleet.each takes it; default 1). Once fn has returned or raised, no
---- further host is prepared; the ones being prepared finish first. prepare's errors are warnings
+--- further host is prepared; the ones being prepared finish first (when fn raised, a warning
+--- names them at once). prepare's errors are warnings
 --- naming the host: the host's own turn does the same work again and reports it there, so
 --- prepare must only do what that turn would (steps the turn runs again are found done in the
 --- journal). fn's error is raised again as it was. fn runs in a task of its own: its step names
@@ -26,17 +27,32 @@ function M.alongside(fn, hosts, opts, prepare)
   -- fleet.each calls are the run's phases (hosts of the recap), as when fn is called directly.
   local MAIN, SIDE = { name = "" }, { name = "" }
   local over, results, failure = false, nil, nil
+  local preparing, order = {}, {}  -- the hosts being prepared now, and the order they started in
   local branches = fleet.each({ MAIN, SIDE }, { at_once = 2, max_failures = 2 }, function(which)
     if which == MAIN then
       -- however fn ends (an interruption too, which pcall passes on), no further host is prepared
       local _ <close> = setmetatable({}, { __close = function() over = true end })
       local ok, err = pcall(function() results = table.pack(fn()) end)
-      if not ok then failure = err end  -- kept whole: raised again below, as fn raised it
+      if not ok then
+        failure = err  -- kept whole: raised again below, as fn raised it
+        -- Said now, not when the preparations in flight end (an apt install may take minutes):
+        -- the operator knows why the run has not stopped yet, and that a second Ctrl-C cancels them.
+        local busy = {}
+        for _, name in ipairs(order) do if preparing[name] then busy[#busy + 1] = name end end
+        if #busy > 0 then
+          log.warn("the work the preparations ran beside failed: waiting for the preparations in flight to end "
+            .. "(Ctrl-C twice cancels them)", { hosts = table.concat(busy, ","), error = tostring(err):match("^[^\n]*") })
+        end
+      end
       return
     end
     if #hosts == 0 then return end
     fleet.each(hosts, { at_once = opts.at_once or 1 }, function(h)
       if over then return end
+      local name = type(h) == "table" and h.name or tostring(h)
+      preparing[name] = true
+      order[#order + 1] = name
+      local _ <close> = setmetatable({}, { __close = function() preparing[name] = nil end })
       local ok, err = pcall(prepare, h)
       if not ok then
         log.warn("preparing ahead failed: its own turn does that work", { error = tostring(err) })

@@ -43,7 +43,8 @@ class TestAhead(CliTest):
         self.assertIn("[db3] prepared", r.stdout)  # the others go on
 
     def test_fns_error_is_raised_as_it_was_once_the_preparations_in_flight_end(self):
-        r = self.run_rb("runbooks/ahead.lua", "-i", self.inventory(self.INV), "-e", "fail_main=true", "--log-format", "json")
+        r = self.run_rb("runbooks/ahead.lua", "-i", self.inventory(self.INV), "-e", "fail_main=true", "-e", "prep_nap=300ms",
+                        "--log-format", "json")
         self.assertEqual(r.returncode, 1, r.stderr)
         self.assertIn("fleet.each: 1 of 2 hosts failed, more than max_failures (0)", r.stderr)
         self.assertIn("web1: runbooks/ahead.lua:20: planned failure on web1", r.stderr)
@@ -52,6 +53,13 @@ class TestAhead(CliTest):
         self.assertTrue(preparing)
         self.assertEqual([h for h, m in lines if m == "prepared"], preparing)
         self.assertFalse([m for h, m in lines if h == "" and m == "failed"])  # said once, as fn said it
+        # the wait for the one in flight is said when fn fails, naming it, before it ends
+        warn = [json.loads(l) for l in r.stdout.splitlines() if "preparations in flight" in l]
+        self.assertEqual(len(warn), 1, r.stdout)
+        self.assertEqual(warn[0]["fields"]["hosts"], preparing[-1])
+        self.assertIn("1 of 2 hosts failed", warn[0]["fields"]["error"])
+        said = lines.index(("", warn[0]["msg"]))
+        self.assertLess(said, lines.index((preparing[-1], "prepared")))
 
     def test_an_interrupt_stops_both(self):
         inv = self.inventory(self.INV)

@@ -11,10 +11,10 @@ local ahead = {}
 
 --- Runs fn() and, at the same time, prepare(host) for each of hosts in order, at most at_once at a
 --- time. Once fn has returned or raised no further host is prepared; the ones being prepared finish
---- first. prepare's errors are warnings naming the host: the host's own turn must do the same work
---- (steps it runs again are found done in the journal). Returns fn's results; fn's error is raised
---- again as it was. fn runs in a task of its own: its step names are counted apart from the
---- caller's. Yields.
+--- first (when fn raised, a warning names them at once; a second Ctrl-C cancels them). prepare's
+--- errors are warnings naming the host: the host's own turn must do the same work (steps it runs
+--- again are found done in the journal). Returns fn's results; fn's error is raised again as it
+--- was. fn runs in a task of its own: its step names are counted apart from the caller's. Yields.
 ---@param fn fun(): any
 ---@param hosts any[]
 ---@param opts std.ahead.Options
