@@ -241,8 +241,11 @@ struct FleetRun : std::enable_shared_from_this<FleetRun> {
       log::emit(log::Level::warn, r.name, "skipped", json{{"why", *why}});
     } else {
       r.error = error_text(t.co);
-      log::emit(log::Level::error, r.name, "failed", json{{"error", r.error}});
-      if (!to_interrupt(t.co, -1)) {
+      // Branches named "" in the stdlib's own fleet.each (std.ahead's two) are not hosts: their
+      // caller raises what ended them, and a line with no host would say it twice, unexplained.
+      bool branch = nested && r.name.empty();
+      if (!branch) log::emit(log::Level::error, r.name, "failed", json{{"error", r.error}});
+      if (!branch && !to_interrupt(t.co, -1)) {
         luaL_traceback(vm->L, t.co, r.error.c_str(), 0);
         log::emit(log::Level::debug, r.name, lua_tostring(vm->L, -1));
         lua_pop(vm->L, 1);

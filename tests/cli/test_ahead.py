@@ -80,6 +80,8 @@ class TestAhead(CliTest):
         self.assertNotIn("[web2]", out)
         self.assertNotIn("[db20]", out)
         self.assertIn("interrupted", err)
+        # said once, by the run: no line with no host for alongside's own two branches
+        self.assertNotRegex(out + err, r"ERROR +failed error=")
 
 
 if __name__ == "__main__":
