@@ -11,12 +11,11 @@ local M = {}
 --- alongside(fn, hosts, {at_once}, prepare) → fn's results.
 --- Runs fn() and, at the same time, prepare(host) for each of hosts in order, at most at_once at a
 --- time (a count or "10%", as fleet.each takes it; default 1). Once fn has returned or raised, no
---- further host is prepared; the ones being prepared finish first (when fn raised, a warning
---- names them at once). prepare's errors are warnings
---- naming the host: the host's own turn does the same work again and reports it there, so
---- prepare must only do what that turn would (steps the turn runs again are found done in the
---- journal). fn's error is raised again as it was. fn runs in a task of its own: its step names
---- are counted apart from the caller's.
+--- further host is prepared; the ones being prepared finish first (when fn raised, a warning names
+--- them at once). prepare's errors are warnings naming the host: the host's own turn does the same
+--- work again and reports it there, so prepare must only do what that turn would (steps the turn
+--- runs again are found done in the journal). fn's error is raised again as it was. fn runs in a
+--- task of its own: its step names are counted apart from the caller's.
 function M.alongside(fn, hosts, opts, prepare)
   if type(fn) ~= "function" then error("ahead.alongside: fn must be a function", 2) end
   if type(hosts) ~= "table" then error("ahead.alongside: hosts must be a list", 2) end

@@ -140,7 +140,7 @@ class UpgradeCase(Helpers, unittest.TestCase):
             self.addCleanup(os.remove, f"{self.dir}.image.tar")
             image = ["--engine-image", f"{self.dir}.image.tar"]
         r = subprocess.run([LAB, "up", "--dir", self.dir, "--subnet", SUBNET, "--kubeadm-timeout", "10",
-                            "--pod-start-delay", "0.25", *image],  # a quarter of the default: the same steps, less waiting
+                            "--pod-start-delay", "0.5", *image],  # half the default: the same steps, less waiting
                            capture_output=True, text=True, timeout=180)
         if r.returncode != 0:
             raise AssertionError(f"lab up failed: {r.stdout}{r.stderr}")
