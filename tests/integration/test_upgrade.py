@@ -225,8 +225,7 @@ class UpgradeCase(Helpers, unittest.TestCase):
             self.assertNotIn('class="bar step failed"', dom)
 
     def test_stale_manifest_bak_refused_and_recovered_then_unreachable_workers_skipped_and_resumed(self):
-        # Two stories on one lab (a lab and a whole upgrade cost ~40 s): seed 000's stale manifest,
-        # then, past the preflight, the workers that cannot be reached (k0sctl#1118).
+        # Two stories on one lab and run (each costs ~40 s): seed 000's stale manifest, then the workers SSH cannot reach.
         self.lab("fault", "cp2", "stale-manifest-bak")
         r = self.upgrade()
         self.assertEqual(r.returncode, 1)
