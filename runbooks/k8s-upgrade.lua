@@ -32,6 +32,13 @@ local function report_nodes(target)
   print(table.concat(lines, "\n"))
 end
 
+--- `kubeadm upgrade apply|node` on a node: one definition for a node's turn and for preparing a
+--- worker ahead, so the prepared step is the one the turn finds done in the journal.
+local function kubeadm_upgrade(p, target, how)
+  return kubeadm.upgraded(how == "apply" and "apply" or "node", target,
+    { timeout = p.kubeadm_timeout, control_plane = how ~= "worker", component_timeout = p.component_timeout })
+end
+
 --- The node steps both phases share, each an operation (std.ops) journaled under the host's name:
 --- it asks the node whether it is already so before changing anything, and on resume after a
 --- kill inside it, the same question is its probe.
@@ -43,21 +50,24 @@ local function upgrade_node(h, p, target, how)
     retry_interval = retry, delete_blocked_pods = p.delete_blocked_pods })
   if p.kind == "minor" then ops.step(h, kubeadm.apt_repository(target)) end
   ops.step(h, kubeadm.packages({ "kubeadm" }, target, "kubeadm package"))
-  ops.step(h, kubeadm.upgraded(how == "apply" and "apply" or "node", target,
-    { timeout = p.kubeadm_timeout, control_plane = how ~= "worker", component_timeout = p.component_timeout }))
+  ops.step(h, kubeadm_upgrade(p, target, how))
   ops.step(h, kubeadm.packages({ "kubelet", "kubectl" }, target, "kubelet and kubectl packages"))
   ops.step(h, kubeadm.kubelet_at(target, { timeout = p.node_timeout }))
   if how ~= "worker" then ops.step(h, kubeadm.static_pods_at(target, { timeout = p.node_timeout })) end
   ops.step(h, node.uncordoned())
 end
 
---- kubeadm's own procedure for a worker installs its kubeadm before the drain: done ahead, while the
---- control-plane nodes after the leader are upgraded, the worker's turn finds these steps done in
---- the journal (the same operations, the same names). A worker the rollout would skip is left alone.
+--- kubeadm's own procedure for a worker (kubernetes.io, "Upgrading Linux nodes") upgrades its
+--- kubeadm and runs `kubeadm upgrade node` before the drain: on a worker that command writes the
+--- kubelet's configuration under /var/lib/kubelet, read only at the kubelet's next start (its turn's).
+--- Done ahead, while the control-plane nodes after the leader are upgraded, the worker's turn finds
+--- these steps done in the journal (the same operations, the same names) and the node is cordoned
+--- for less time. A worker the rollout would skip is left alone.
 local function prepare_worker(h, p, target)
   if p.skip_unreachable and rollout.unreachable(h, target) then return end
   if p.kind == "minor" then ops.step(h, kubeadm.apt_repository(target)) end
   ops.step(h, kubeadm.packages({ "kubeadm" }, target, "kubeadm package"))
+  ops.step(h, kubeadm_upgrade(p, target, "worker"))
 end
 
 -- A step that is safe to run again: after a stop between its start and its record of finishing,
@@ -91,7 +101,7 @@ return runbook {
     notify_format = { type = "enum", values = { "slack", "json" }, default = "slack",
       help = "slack: {\"text\": ...} (Slack and compatible); json: event, run, runbook, node, message" },
     prepare_ahead = { type = "boolean", default = true,
-      help = "while the control-plane nodes after the leader upgrade, switch the workers' apt source and install their kubeadm, workers_at_once at a time (before their drain, as kubeadm's own procedure has it)" },
+      help = "while the control-plane nodes after the leader upgrade, switch the workers' apt source, install their kubeadm and run kubeadm upgrade node, workers_at_once at a time (before their drain, as kubeadm's own procedure has it)" },
     skip_unreachable = { type = "boolean", default = false,
       help = "a worker NotReady before the run touched it, or SSH refused or timed out, is skipped and listed; engine resume retries it" },
     drain_timeout = { type = "duration", default = "10m", help = "per node; a drain a PDB still blocks then stops the run" },

@@ -184,14 +184,13 @@ class UpgradeCase(Helpers, unittest.TestCase):
         self.assertEqual(execs.count("apt-cache policy 'kubelet' 'kubectl'"), 1, execs)
         self.assertEqual(execs.count("cat /etc/apt/sources.list.d/kubernetes.list"), 1, execs)
         self.assertFalse([e for e in execs if "unhold" in e], execs)
-        # Every worker was prepared ahead (prepare_ahead), while cp2 and cp3 were upgraded: its
-        # apt source and kubeadm done before its turn began, and not done again in it.
-        for w in ("w1", "w2", "w3"):
-            installs = [s for s in rep["spans"] if s["kind"] == "exec" and s.get("host") == w
-                        and "apt-get install" in s["name"] and "kubeadm=" in s["name"]]
-            self.assertEqual(len(installs), 1, installs)
-            self.assertLess(installs[0]["end"], hosts[w]["start"], f"{w}'s kubeadm was not installed ahead")
-            self.assertGreater(installs[0]["start"], hosts["cp1"]["start"] + hosts["cp1"]["seconds"])
+        # Every worker was prepared ahead (prepare_ahead), while cp2 and cp3 were upgraded: its apt
+        # source, kubeadm and `kubeadm upgrade node` done before its turn began, not again in it.
+        for w, what in ((w, what) for w in ("w1", "w2", "w3") for what in ("kubeadm=", "kubeadm upgrade node")):
+            done = [s for s in rep["spans"] if s["kind"] == "exec" and s.get("host") == w and what in s["name"]]
+            self.assertEqual(len(done), 1, done)
+            self.assertLess(done[0]["end"], hosts[w]["start"], f"{w}'s {what} was not done ahead")
+            self.assertGreater(done[0]["start"], hosts["cp1"]["start"] + hosts["cp1"]["seconds"])
         canary_end = hosts["w1"]["start"] + hosts["w1"]["seconds"]
         for w in ("w2", "w3"):
             self.assertGreaterEqual(hosts[w]["start"], canary_end, f"{w} started before the canary w1 was done")
