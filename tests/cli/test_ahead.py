@@ -80,8 +80,9 @@ class TestAhead(CliTest):
         self.assertNotIn("[web2]", out)
         self.assertNotIn("[db20]", out)
         self.assertIn("interrupted", err)
-        # said once, by the run: no line with no host for alongside's own two branches
+        # said once, by the run: no line with no host for alongside's own two branches, nor their count
         self.assertNotRegex(out + err, r"ERROR +failed error=")
+        self.assertNotIn("failed=2", out + err)
 
 
 if __name__ == "__main__":
