@@ -1,8 +1,8 @@
 -- std.ahead: work on the hosts that come next, done while the work that must come first runs.
 -- k8s-upgrade prepares its workers (the apt source, the kubeadm package, `kubeadm upgrade node`:
--- kubeadm's own worker procedure puts them before the drain) while the control-plane nodes after the leader are
--- upgraded, a phase that mostly waits for static pods; a worker's turn then finds them done in the
--- journal and starts at its drain.
+-- kubeadm's own worker procedure puts them before the drain) while the control-plane nodes after
+-- the leader are upgraded, a phase that mostly waits for static pods; a worker's turn then finds
+-- them done in the journal and starts at its drain.
 local check = require "engine.check"
 local fleet = require "engine.fleet"
 
