@@ -339,13 +339,23 @@ function M.members_match(hosts)
   return true
 end
 
--- A file on a node, read with sudo (kubeadm's etcd keys are root's, 0600).
-local function node_file(host, path, sudo)
+-- Files on a node, read with sudo (kubeadm's etcd keys are root's, 0600), in one exec: each one's
+-- bytes then a NUL, which no PEM file holds. One exec, not one a file: every etcd runbook's
+-- preflight reads the CA, certificate and key this way.
+local function node_files(host, paths, sudo)
   local q = require("engine.ssh").quote
-  local r, err, msg = host:exec("cat -- " .. q(path), { sudo = sudo ~= false, read_only = true, timeout = 30 })
+  local cmd = {}
+  for i, path in ipairs(paths) do cmd[i] = "cat -- " .. q(path) .. " && printf '\\0'" end
+  local r, err, msg = host:exec(table.concat(cmd, " && "), { sudo = sudo ~= false, read_only = true, timeout = 30 })
   if not r then return nil, err, msg end
-  if r.code ~= 0 then return nil, "failed", "reading " .. path .. " on " .. host.name .. ": " .. r.stderr end
-  return r.stdout
+  -- cat's own message names the file it could not read
+  if r.code ~= 0 then return nil, "failed", "reading etcd's client files on " .. host.name .. ": " .. r.stderr end
+  local bodies = {}
+  for body in r.stdout:gmatch("([^\0]*)\0") do bodies[#bodies + 1] = body end
+  if #bodies ~= #paths then
+    return nil, "failed", "reading etcd's client files on " .. host.name .. ": a file holds a NUL byte: " .. table.concat(paths, ", ")
+  end
+  return bodies
 end
 
 -- An address and port that go into an etcdctl command line: strict shapes only (an IP, a
@@ -380,12 +390,9 @@ function M.via_node(host, opts)
   local address, port = endpoint_parts(opts.address, opts.port, "etcd.via_node")
   local ssh = require "engine.ssh"
   local ca_path, cert_path, key_path = pki_paths(opts)
-  local ca, err, msg = node_file(host, ca_path, opts.sudo)
-  if not ca then return nil, err, msg end
-  local cert, e2, m2 = node_file(host, cert_path, opts.sudo)
-  if not cert then return nil, e2, m2 end
-  local key, e3, m3 = node_file(host, key_path, opts.sudo)
-  if not key then return nil, e3, m3 end
+  local files, err, msg = node_files(host, { ca_path, cert_path, key_path }, opts.sudo)
+  if not files then return nil, err, msg end
+  local ca, cert, key = files[1], files[2], files[3]
   log.secret(key)
   local t, e4, m4 = ssh.tunnel(host, address, port)
   if not t then return nil, e4, m4 end

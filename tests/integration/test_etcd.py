@@ -284,6 +284,8 @@ return runbook {{ name = "via-node", run = function(p, inv)
   local t <close> = assert(etcd.via_node(cp1, {{ port = {port}, ca = "{d}/ca.crt", cert = "{d}/client.crt", key = "{d}/client.key" }}))
   local st = assert(etcd.status())
   print("VIA", st.version, #assert(etcd.members()))
+  -- A client file the node does not have: nil, "failed", and the message names the host and the file.
+  print("MISSING", select(2, etcd.via_node(cp1, {{ port = {port}, ca = "{d}/ca.crt", cert = "{d}/client.crt", key = "{d}/gone.key" }})))
   local r = assert(etcd.snapshot_via_ssh(cp1, "{path}", {{ port = {port}, ca = "{d}/ca.crt", cert = "{d}/client.crt", key = "{d}/client.key" }}))
   print("NODE SNAP", r.size, r.sha256)
   -- An inventory value with shell metacharacters never reaches the node's shell: it is refused, named.
@@ -302,6 +304,7 @@ end }}
                                capture_output=True, text=True, timeout=300)
             out = self.ok(r)
             self.assertIn("VIA\t3.4", out)
+            self.assertIn(f"MISSING\tfailed\treading etcd's client files on cp1: cat: {d}/gone.key: No such file", out)
             self.assertIn("TLS VIA\ttrue\t", out)
             self.assertIn('etcd.snapshot_via_ssh: address "127.0.0.1:1; touch', out)
             self.assertIn('etcd.via_node: address "127.0.0.1:1; touch', out)
