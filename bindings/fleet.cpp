@@ -71,6 +71,9 @@ struct FleetRun : std::enable_shared_from_this<FleetRun> {
   // and the live table leave them out.
   bool nested = false;
   std::vector<Result> results;
+  // Entries named "" in the stdlib's own fleet.each (std.ahead's two) are branches, not hosts:
+  // their caller raises what ended them, so no per-entry or count line speaks for them.
+  bool branch(const Result& r) const { return nested && r.name.empty(); }
   bool closed = false;
   double gate_since = -1;
   std::string phase;  // the step this fleet.each runs in, for the recap  // when the current gate wait began (seconds since the run began)
@@ -242,11 +245,9 @@ struct FleetRun : std::enable_shared_from_this<FleetRun> {
       log::emit(log::Level::warn, r.name, "skipped", json{{"why", *why}});
     } else {
       r.error = error_text(t.co);
-      // Branches named "" in the stdlib's own fleet.each (std.ahead's two) are not hosts: their
-      // caller raises what ended them, and a line with no host would say it twice, unexplained.
-      bool branch = nested && r.name.empty();
-      if (!branch) log::emit(log::Level::error, r.name, "failed", json{{"error", r.error}});
-      if (!branch && !to_interrupt(t.co, -1)) {
+      // a branch's line would have no host and say twice, unexplained, what its caller raises
+      if (!branch(r)) log::emit(log::Level::error, r.name, "failed", json{{"error", r.error}});
+      if (!branch(r) && !to_interrupt(t.co, -1)) {
         luaL_traceback(vm->L, t.co, r.error.c_str(), 0);
         log::emit(log::Level::debug, r.name, lua_tostring(vm->L, -1));
         lua_pop(vm->L, 1);
@@ -269,10 +270,8 @@ struct FleetRun : std::enable_shared_from_this<FleetRun> {
       unstarted += r.status == Result::not_started;
     }
     record();
-    // Not for std.ahead's two branches (every entry named "" in a stdlib fleet.each): their count
-    // ("failed=2" on a Ctrl-C) would be a line about no host, after the run's own "interrupted".
-    bool branches = nested && std::all_of(results.begin(), results.end(), [](const Result& r) { return r.name.empty(); });
-    if (!branches)
+    // std.ahead's branches: their count ("failed=2" on a Ctrl-C) would follow the run's own "interrupted"
+    if (results.empty() || !std::all_of(results.begin(), results.end(), [this](const Result& r) { return branch(r); }))
       log::emit(failed ? log::Level::warn : log::Level::info, parent.task->host, "fleet.each finished",
                 json{{"ok", ok}, {"failed", failed}, {"skipped", skipped - unstarted}, {"not_started", unstarted}});
     if (!rollout.gate_failure().empty()) {
