@@ -72,11 +72,12 @@ struct FleetRun : std::enable_shared_from_this<FleetRun> {
   bool nested = false;
   std::vector<Result> results;
   // Entries named "" in the stdlib's own fleet.each (std.ahead's two) are branches, not hosts:
-  // their caller raises what ended them, so no per-entry or count line speaks for them.
+  // their caller raises what ended them, so no per-entry or count line speaks for them, and they
+  // work as their caller's host (its log lines, its steps' journal keys).
   bool branch(const Result& r) const { return nested && r.name.empty(); }
   bool closed = false;
-  double gate_since = -1;
-  std::string phase;  // the step this fleet.each runs in, for the recap  // when the current gate wait began (seconds since the run began)
+  double gate_since = -1;  // when the current gate wait began (seconds since the run began)
+  std::string phase;  // the step this fleet.each runs in, for the recap
   size_t skips_settled = 0;  // vm->skip_hosts only grows: its size says whether there is news
   std::unique_ptr<asio::steady_timer> timer;  // the Rollout said: wait until then
   std::optional<Clock::time_point> timer_at;
@@ -225,7 +226,9 @@ struct FleetRun : std::enable_shared_from_this<FleetRun> {
     lua_rawgeti(L, -1, static_cast<lua_Integer>(i + 1));
     lua_remove(L, -2);
     auto self = shared_from_this();
-    r.task = spawn(*vm, L, 1, r.name, [self, i](Task& t, bool ok) { self->child_done(i, t, ok); });
+    // A branch of a host's work (std.ahead inside that host's turn) is still that host's work.
+    const std::string& host = branch(r) ? parent.task->host : r.name;
+    r.task = spawn(*vm, L, 1, host, [self, i](Task& t, bool ok) { self->child_done(i, t, ok); });
   }
 
   void child_done(size_t i, Task& t, bool ok) {

@@ -2,7 +2,8 @@
 -- k8s-upgrade prepares its workers (the apt source, the kubeadm package, `kubeadm upgrade node`:
 -- kubeadm's own worker procedure puts them before the drain) while the control-plane nodes after
 -- the leader are upgraded, a phase that mostly waits for static pods; a worker's turn then finds
--- them done in the journal and starts at its drain.
+-- them done in the journal and starts at its drain. Inside a control-plane node's turn, once its
+-- `kubeadm upgrade` is done, the next one's apt source and kubeadm are prepared the same way.
 local check = require "engine.check"
 local fleet = require "engine.fleet"
 
@@ -15,7 +16,8 @@ local M = {}
 --- them at once). prepare's errors are warnings naming the host: the host's own turn does the same
 --- work again and reports it there, so prepare must only do what that turn would (steps the turn
 --- runs again are found done in the journal). fn's error is raised again as it was. fn runs in a
---- task of its own: its step names are counted apart from the caller's.
+--- task of its own, as the caller's host (inside a host's turn: that host's log lines and step
+--- names, counted apart from the caller's, so fn's step names must differ from the caller's).
 function M.alongside(fn, hosts, opts, prepare)
   if type(fn) ~= "function" then error("ahead.alongside: fn must be a function", 2) end
   if type(hosts) ~= "table" then error("ahead.alongside: hosts must be a list", 2) end

@@ -47,7 +47,7 @@ class TestAhead(CliTest):
                         "--log-format", "json")
         self.assertEqual(r.returncode, 1, r.stderr)
         self.assertIn("fleet.each: 1 of 2 hosts failed, more than max_failures (0)", r.stderr)
-        self.assertIn("web1: runbooks/ahead.lua:20: planned failure on web1", r.stderr)
+        self.assertIn("web1: runbooks/ahead.lua:34: planned failure on web1", r.stderr)
         lines = self.lines(r.stdout)
         preparing = [h for h, m in lines if m == "preparing"]
         self.assertTrue(preparing)
@@ -60,6 +60,22 @@ class TestAhead(CliTest):
         self.assertIn("1 of 2 hosts failed", warn[0]["fields"]["error"])
         said = lines.index(("", warn[0]["msg"]))
         self.assertLess(said, lines.index((preparing[-1], "prepared")))
+
+    def test_inside_a_hosts_turn_fn_works_as_that_host(self):
+        # fn is the rest of web1's turn: its log lines and its steps (their journal keys) are web1's,
+        # as if it ran in the turn itself; the prepared host's are its own.
+        r = self.run_rb("runbooks/ahead.lua", "-i", self.inventory(self.INV), "-e", "in_turn=true", "-e", "main_nap=300ms")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        for h in ("web1", "web2"):
+            self.assertIn(f"[{h}] finishing", r.stdout)
+        self.assertIn("[db1] preparing", r.stdout)
+        run_id = os.listdir(os.path.join(self.state, "runs"))[0]
+        with open(os.path.join(self.state, "runs", run_id, "report.json")) as f:
+            rep = json.load(f)
+        self.assertEqual(sorted(s["step"] for s in rep["steps"]),
+                         ["db1/prepare", "db2/prepare", "web1/first half", "web1/second half",
+                          "web2/first half", "web2/second half"])
+        self.assertEqual(sorted(rep["hosts"]), ["web1", "web2"])
 
     def test_an_interrupt_stops_both(self):
         inv = self.inventory(self.INV)

@@ -1,7 +1,7 @@
 ---@meta std.ahead
 -- LuaCATS definitions for require "std.ahead": work on the hosts that come next, done while the
 -- work that must come first runs (k8s-upgrade prepares its workers while the control plane after
--- the leader is upgraded).
+-- the leader is upgraded, and the next control-plane node while one finishes).
 
 ---@class std.ahead.Options
 ---@field at_once? integer|string   hosts prepared at once: a count or "10%" (default: 1)
@@ -14,7 +14,8 @@ local ahead = {}
 --- first (when fn raised, a warning names them at once; a second Ctrl-C cancels them). prepare's
 --- errors are warnings naming the host: the host's own turn must do the same work (steps it runs
 --- again are found done in the journal). Returns fn's results; fn's error is raised again as it
---- was. fn runs in a task of its own: its step names are counted apart from the caller's. Yields.
+--- was. fn runs in a task of its own, as the caller's host (inside a host's turn: that host's log
+--- lines and step names, counted apart from the caller's: fn's step names must differ). Yields.
 ---@param fn fun(): any
 ---@param hosts any[]
 ---@param opts std.ahead.Options

@@ -9,8 +9,22 @@ return runbook {
     prep_nap = { type = "duration", default = "200ms" },
     fail_prepare = { type = "list", default = {} },
     fail_main = { type = "boolean", default = false },
+    in_turn = { type = "boolean", default = false },
   },
   run = function(p, inv)
+    if p.in_turn then
+      -- Inside a host's turn: the rest of web<i>'s work runs while db<i> is prepared.
+      fleet.each(inv:group("web"), { at_once = 1 }, function(h)
+        step("first half", function() end)
+        local db = inv:host("db" .. h.name:match("%d+$"))
+        ahead.alongside(function()
+          step("second half", function() sleep(p.main_nap) log.info("finishing") end)
+        end, { db }, { at_once = 1 }, function(d)
+          step("prepare", function() log.info("preparing") end)
+        end)
+      end)
+      return
+    end
     local fails = {}
     for _, n in ipairs(p.fail_prepare) do fails[n] = true end
     local got = ahead.alongside(function()
