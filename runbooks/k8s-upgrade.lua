@@ -41,8 +41,9 @@ end
 
 --- The node steps both phases share, each an operation (std.ops) journaled under the host's name:
 --- it asks the node whether it is already so before changing anything, and on resume after a
---- kill inside it, the same question is its probe.
-local function upgrade_node(h, p, target, how)
+--- kill inside it, the same question is its probe. after_kubeadm(rest), when given, runs the steps
+--- after `kubeadm upgrade` (rest): a control-plane node prepares the next one meanwhile.
+local function upgrade_node(h, p, target, how, after_kubeadm)
   -- A PDB's refusal is retried often enough that a short drain_timeout still sees replacements
   -- of other nodes' pods become ready.
   local retry = math.min(5, math.max(1, p.drain_timeout / 5))
@@ -51,10 +52,13 @@ local function upgrade_node(h, p, target, how)
   if p.kind == "minor" then ops.step(h, kubeadm.apt_repository(target)) end
   ops.step(h, kubeadm.packages({ "kubeadm" }, target, "kubeadm package"))
   ops.step(h, kubeadm_upgrade(p, target, how))
-  ops.step(h, kubeadm.packages({ "kubelet", "kubectl" }, target, "kubelet and kubectl packages"))
-  ops.step(h, kubeadm.kubelet_at(target, { timeout = p.node_timeout }))
-  if how ~= "worker" then ops.step(h, kubeadm.static_pods_at(target, { timeout = p.node_timeout })) end
-  ops.step(h, node.uncordoned())
+  local function rest()
+    ops.step(h, kubeadm.packages({ "kubelet", "kubectl" }, target, "kubelet and kubectl packages"))
+    ops.step(h, kubeadm.kubelet_at(target, { timeout = p.node_timeout }))
+    if how ~= "worker" then ops.step(h, kubeadm.static_pods_at(target, { timeout = p.node_timeout })) end
+    ops.step(h, node.uncordoned())
+  end
+  if after_kubeadm then after_kubeadm(rest) else rest() end
 end
 
 --- kubeadm's own procedure for a worker (kubernetes.io, "Upgrading Linux nodes") upgrades its
@@ -62,12 +66,13 @@ end
 --- kubelet's configuration under /var/lib/kubelet, read only at the kubelet's next start (its turn's).
 --- Done ahead, while the control-plane nodes after the leader are upgraded, the worker's turn finds
 --- these steps done in the journal (the same operations, the same names) and the node is cordoned
---- for less time. A worker the rollout would skip is left alone.
-local function prepare_worker(h, p, target)
-  if p.skip_unreachable and rollout.unreachable(h, target) then return end
+--- for less time. A worker the rollout would skip is left alone. A control-plane node gets its apt
+--- source and kubeadm only: its `kubeadm upgrade node` restarts its static pods, in its own turn.
+local function prepare_node(h, p, target, how)
+  if how == "worker" and p.skip_unreachable and rollout.unreachable(h, target) then return end
   if p.kind == "minor" then ops.step(h, kubeadm.apt_repository(target)) end
   ops.step(h, kubeadm.packages({ "kubeadm" }, target, "kubeadm package"))
-  ops.step(h, kubeadm_upgrade(p, target, "worker"))
+  if how == "worker" then ops.step(h, kubeadm_upgrade(p, target, "worker")) end
 end
 
 -- A step that is safe to run again: after a stop between its start and its record of finishing,
@@ -101,7 +106,7 @@ return runbook {
     notify_format = { type = "enum", values = { "slack", "json" }, default = "slack",
       help = "slack: {\"text\": ...} (Slack and compatible); json: event, run, runbook, node, message" },
     prepare_ahead = { type = "boolean", default = true,
-      help = "while the control-plane nodes after the leader upgrade, switch the workers' apt source, install their kubeadm and run kubeadm upgrade node, workers_at_once at a time (before their drain, as kubeadm's own procedure has it)" },
+      help = "while the control-plane nodes after the leader upgrade, switch the workers' apt source, install their kubeadm and run kubeadm upgrade node, workers_at_once at a time (before their drain, as kubeadm's own procedure has it); the next control-plane node's apt source and kubeadm while the one before finishes" },
     skip_unreachable = { type = "boolean", default = false,
       help = "a worker NotReady before the run touched it, or SSH refused or timed out, is skipped and listed; engine resume retries it" },
     drain_timeout = { type = "duration", default = "10m", help = "per node; a drain a PDB still blocks then stops the run" },
@@ -190,16 +195,28 @@ return runbook {
         { from = facts.from, to = target })
 
       -- 2. Control plane, one node at a time, the leader first (its kubeadm upgrade apply moves the
-      -- cluster to the version). The others follow while the workers are prepared.
+      -- cluster to the version). The others follow while the workers are prepared. Once a node's
+      -- `kubeadm upgrade` has succeeded, the next control-plane node's apt source and kubeadm are
+      -- prepared while this node's kubelet is upgraded, restarted and comes back Ready.
+      local ahead_ok = p.prepare_ahead and not http.dry_run()
       local cp_opts = { at_once = 1, window = p.maintenance_window, window_wait = p.window_wait }
-      fleet.each({ cps[1] }, cp_opts, function(h) upgrade_node(h, p, target, h == leader and "apply" or "node") end)
-      local others = { table.unpack(cps, 2) }
-      local function upgrade_others()
-        fleet.each(others, cp_opts, function(h) upgrade_node(h, p, target, "node") end)
+      local next_cp = {}
+      for i, h in ipairs(cps) do next_cp[h.name] = cps[i + 1] end
+      local function upgrade_cp(h)
+        local nxt, after_kubeadm = next_cp[h.name], nil
+        if ahead_ok and nxt then
+          after_kubeadm = function(rest)
+            ahead.alongside(rest, { nxt }, { at_once = 1 }, function(x) prepare_node(x, p, target, "control-plane") end)
+          end
+        end
+        upgrade_node(h, p, target, h == leader and "apply" or "node", after_kubeadm)
       end
-      if p.prepare_ahead and #others > 0 and #workers > 0 and not http.dry_run() then
+      fleet.each({ cps[1] }, cp_opts, upgrade_cp)
+      local others = { table.unpack(cps, 2) }
+      local function upgrade_others() fleet.each(others, cp_opts, upgrade_cp) end
+      if ahead_ok and #others > 0 and #workers > 0 then
         ahead.alongside(upgrade_others, workers, { at_once = p.workers_at_once },
-          function(h) prepare_worker(h, p, target) end)
+          function(h) prepare_node(h, p, target, "worker") end)
       else
         upgrade_others()
       end

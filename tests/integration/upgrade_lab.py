@@ -1,0 +1,114 @@
+"""What test_upgrade's tests share: the paths, the versions, and the Helpers every test case mixes
+in to run the engine against its lab and read the nodes, the gauges and apt's history."""
+import json
+import os
+import re
+import subprocess
+import urllib.request
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+LAB = os.path.join(ROOT, "scripts", "lab")
+ENGINE = os.environ.get("ENGINE_BIN", os.path.join(ROOT, "build", "bin", "engine"))
+UPGRADE = os.path.join(ROOT, "runbooks", "k8s-upgrade.lua")
+RECOVER = os.path.join(ROOT, "runbooks", "recover-static-pods.lua")
+SUBNET = "127.0.30"
+FROM, TO = "v1.33.1", "v1.34.3"
+
+
+class Helpers:
+    """What every test of test_upgrade does to its lab: run the engine, read the nodes, the gauges, apt."""
+
+    # --- helpers ------------------------------------------------------------------------------
+    def lab(self, *args):
+        r = subprocess.run([LAB, *args, "--dir", self.dir], capture_output=True, text=True, timeout=120)
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+
+    def args(self, *extra, kubeconfig=None):
+        return ["-i", f"{self.dir}/inventory.yml", "--kubeconfig", kubeconfig or f"{self.dir}/kubeconfig",
+                "--state-dir", f"{self.dir}/state", "-e", "version=1.34.3", "-e", "kind=minor",
+                "-e", f"pushgateway={self.state['pushgateway_url']}", "-e", f"prometheus={self.state['prometheus_url']}",
+                "-e", f"snapshot_dir={self.dir}/snapshots", "-e", "gate_interval=1s", "-e", "gate_passes=1",
+                "-e", "node_timeout=60s", *extra]
+
+    def engine(self, *args, timeout=600):
+        return subprocess.run([ENGINE, *args], capture_output=True, text=True, timeout=timeout)
+
+    def upgrade(self, *extra, timeout=600, kubeconfig=None):
+        return self.engine("run", UPGRADE, *self.args(*extra, kubeconfig=kubeconfig), timeout=timeout)
+
+    def start_upgrade(self, *extra):
+        p = subprocess.Popen([ENGINE, "run", UPGRADE, *self.args(*extra)], stdout=subprocess.PIPE,
+                             stderr=subprocess.STDOUT, text=True)
+        self.procs.append(p)
+        return p
+
+    def resume(self, run_id, *extra):
+        return self.engine("resume", run_id, "--state-dir", f"{self.dir}/state", *extra)
+
+    @staticmethod
+    def run_id(out):
+        m = re.search(r"engine resume (\S+)", out)
+        assert m, out
+        return m.group(1)
+
+    def kubectl(self, *args):
+        return subprocess.run(["kubectl", "--kubeconfig", f"{self.dir}/kubeconfig", *args], capture_output=True,
+                              text=True, timeout=60)
+
+    def nodes(self):
+        items = json.loads(self.kubectl("get", "nodes", "-o", "json").stdout)["items"]
+        return {n["metadata"]["name"]: {"version": n["status"]["nodeInfo"]["kubeletVersion"],
+                                        "cordoned": bool(n["spec"].get("unschedulable"))} for n in items}
+
+    def taints(self):
+        items = json.loads(self.kubectl("get", "nodes", "-o", "json").stdout)["items"]
+        return {n["metadata"]["name"]: sorted(f"{t['key']}:{t['effect']}" for t in n["spec"].get("taints") or [])
+                for n in items}
+
+    def upgrade_taints(self):
+        return {n: t for n, t in self.taints().items() if any(x.startswith("engine.dev/upgrade-next") for x in t)}
+
+    def report(self, out):
+        run_id = re.search(r" run=(\S+)", out).group(1)
+        with open(f"{self.dir}/state/runs/{run_id}/report.json") as f:
+            return json.load(f)
+
+    def gauges(self):
+        with urllib.request.urlopen(self.state["pushgateway_url"] + "/metrics", timeout=5) as r:
+            text = r.read().decode()
+        return {m.group(1): float(m.group(2)) for m in
+                re.finditer(r'^(k8s_upgrade_\w+)\{[^}]*job="k8s_upgrade"[^}]*\} (\S+)$', text, re.M)}
+
+    def apt_history(self, node):
+        try:
+            with open(f"{self.dir}/nodes/{node}/root/var/log/apt/history.log") as f:
+                return f.read()
+        except OSError:
+            return ""
+
+    def assert_upgraded(self):
+        nodes = self.nodes()
+        self.assertEqual({n: v["version"] for n, v in nodes.items()}, {n: TO for n in nodes})
+        self.assertEqual([n for n, v in nodes.items() if v["cordoned"]], [])
+        self.assertEqual(self.kubectl("version").stdout.splitlines()[-1], f"Server Version: {TO}")
+        self.assertEqual(self.gauges(), {"k8s_upgrade_in_flight": 0, "k8s_upgrade_started_timestamp": 0,
+                                         "k8s_upgrade_snapshot_taken": 0})
+        for n in nodes:  # every package upgraded exactly once on every node
+            h = self.apt_history(n)
+            for pkg in ("kubeadm", "kubelet", "kubectl"):
+                self.assertEqual(h.count(f"{pkg}:amd64 (1.33.1-1.1, 1.34.3-1.1)"), 1, f"{n} {pkg}:\n{h}")
+            # and held again (installed over the hold, never unheld: a stop in between leaves it held)
+            with open(f"{self.dir}/nodes/{n}/root/var/lib/engine-lab/packages.json") as f:
+                pkgs = json.load(f)
+            self.assertEqual({p: pkgs[p].get("hold") for p in ("kubeadm", "kubelet", "kubectl")},
+                             {"kubeadm": True, "kubelet": True, "kubectl": True}, n)
+        # the run's PreferNoSchedule taints on the next workers are all gone
+        self.assertEqual(self.upgrade_taints(), {})
+
+    def assert_untouched(self):
+        nodes = self.nodes()
+        self.assertEqual({n: v for n, v in nodes.items()}, {n: {"version": FROM, "cordoned": False} for n in nodes})
+        self.assertEqual(self.gauges(), {})
+        self.assertIn("NotFound", self.kubectl("get", "lease", "-n", "kube-system", "k8s-upgrade").stderr)
+        for n in nodes:
+            self.assertEqual(self.apt_history(n), "")
