@@ -1,17 +1,12 @@
 """kubeadm for a lab node: the subcommands runbooks use, with kubeadm's arguments, output shape and
 exit codes. `upgrade apply` and `upgrade node` rewrite the control-plane manifests and wait for the
 simulated kubelet to run them, with kubeadm's per-component timeout and its rollback."""
-import calendar
-import datetime
 import os
-import shutil
 import sys
 import time
 
-from lab.node import certs
 from lab.node.common import (CONTROL_PLANE, MANIFESTS, PODS, api, cluster_config, die, disk, disk_free, file_hash,
                          images_for, minor, node, pkg_version, read_json, save_disk, vtuple, wait_until)
-from lab.node.manifests import external_etcd, render
 
 IMAGE_SIZE = 300 << 20
 
@@ -130,6 +125,10 @@ def upgrade_timeout(args):
 
 
 def upgrade_static_pods(target, etcd=True, timeout=None):
+    # Imported here, not above: PyYAML and shutil are the larger part of this program's start-up,
+    # and `kubeadm version` (asked before every upgrade) needs neither.
+    import shutil
+    from lab.node.manifests import external_etcd, render
     n = node()
     _, cc = cluster_config()
     if external_etcd(cc):
@@ -285,59 +284,6 @@ def images(args):
     return 0
 
 
-def cert_rows(root):
-    rows = []
-    for name in certs.LEAVES:
-        try:
-            rows.append((name, certs.enddate_of(root, name), certs.LEAVES[name][1]))
-        except Exception:
-            pass
-    return rows
-
-
-def residual(enddate):
-    t = calendar.timegm(time.strptime(enddate.replace("  ", " "), "%b %d %H:%M:%S %Y %Z"))
-    left = t - time.time()
-    if left <= 0:
-        return t, "<invalid>"
-    return t, f"{int(left // 86400)}d" if left < 2 * 365 * 86400 else f"{int(left // (365 * 86400))}y"
-
-
-def check_expiration():
-    print("[check-expiration] Reading configuration from the \"kubeadm-config\" ConfigMap in namespace \"kube-system\"...\n"
-          "[check-expiration] Use 'kubeadm init phase upload-config kubeadm --config your-config-file' to re-upload it.\n")
-    print(f"{'CERTIFICATE':<26} {'EXPIRES':<24} {'RESIDUAL TIME':<15} {'CERTIFICATE AUTHORITY':<23} EXTERNALLY MANAGED")
-    for name, end, ca in cert_rows("/etc/kubernetes"):
-        t, left = residual(end)
-        when = datetime.datetime.fromtimestamp(t, datetime.timezone.utc).strftime("%b %d, %Y %H:%M UTC")
-        print(f"{name:<26} {when:<24} {left:<15} {ca:<23} no")
-    print(f"\n{'CERTIFICATE AUTHORITY':<23} {'EXPIRES':<24} {'RESIDUAL TIME':<15} EXTERNALLY MANAGED")
-    for ca in certs.CAS:
-        t, left = residual(certs.enddate_of("/etc/kubernetes", ca))
-        when = datetime.datetime.fromtimestamp(t, datetime.timezone.utc).strftime("%b %d, %Y %H:%M UTC")
-        print(f"{ca:<23} {when:<24} {left:<15} no")
-    return 0
-
-
-def renew(args):
-    n = node()
-    which = [a for a in args if not a.startswith("-")]
-    if not which:
-        die("missing subcommand; \"renew\" is not meant to be run on its own\nTo see the stack trace of this error "
-            "execute with --v=5 or higher")
-    names = list(certs.LEAVES) if which[0] == "all" else which
-    for name in names:
-        if name not in certs.LEAVES:
-            die(f"unknown command \"{name}\" for \"kubeadm certs renew\"")
-        certs.issue("/etc/kubernetes", name, n["name"], n["ip"], n["api"], 365, n.get("leader_ips", ()))
-        what = (f"certificate embedded in the kubeconfig file for the {name[:-5]} to use" if name.endswith(".conf")
-                else f"certificate for {name}")
-        print(f"{what} renewed")
-    print("\nDone renewing certificates. You must restart the kube-apiserver, kube-controller-manager, "
-          "kube-scheduler and etcd, so that they can use the new certificates.")
-    return 0
-
-
 def read_config(path):
     """The documents of a kubeadm --config file by kind, checked as kubeadm checks them."""
     import yaml
@@ -375,6 +321,7 @@ def defaulted(cc):
 
 def init_phase(args):
     import yaml
+    from lab.node.manifests import render
     n = node()
     v = opt(args, "--kubernetes-version")
     path = opt(args, "--config")
@@ -426,9 +373,11 @@ def main(argv=None):
     if args[:2] == ["config", "images"] and args[2:3] in (["pull"], ["list"]):
         return images(args[2:])
     if args[:2] == ["certs", "check-expiration"]:
-        return check_expiration()
+        from lab.node import kubeadm_certs
+        return kubeadm_certs.check_expiration()
     if args[:2] == ["certs", "renew"]:
-        return renew(args[2:])
+        from lab.node import kubeadm_certs
+        return kubeadm_certs.renew(args[2:])
     if args[:2] == ["init", "phase"]:
         return init_phase(args[2:])
     if args[:1] in (["init"], ["join"]) or args[:2] == ["token", "create"]:

@@ -6,7 +6,6 @@ the oldest file wins, so a stale kube-apiserver.yaml.bak keeps the old image run
 rewrote kube-apiserver.yaml (seed 000). etcd runs as a real process from its manifest's command."""
 import os
 import signal
-import subprocess
 import sys
 import time
 
@@ -54,6 +53,7 @@ def start_process(name, pod):
     cmd = list(c.get("command") or []) + list(c.get("args") or [])
     if name != "etcd" or not cmd:
         return None
+    import subprocess  # here: only a control-plane node's etcd is a process; a worker's kubelet starts without it
     os.makedirs("/var/log/pods", exist_ok=True)
     log = open(f"/var/log/pods/{name}.log", "ab")
     return subprocess.Popen(["/usr/bin/etcd"] + cmd[1:], stdin=subprocess.DEVNULL, stdout=log, stderr=log,

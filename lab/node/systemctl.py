@@ -2,14 +2,12 @@
 under its own supervisor (lab/node/unit.py: Environment, User, Restart=, Type=notify), whose pid is
 kept in /var/lib/engine-lab/units/NAME.pid."""
 import os
-import signal
-import subprocess
 import sys
 import time
 
 from lab import ROOT
 from lab.node.common import LAB, alive, die, terminate, wait_until
-from lab.node import unit as supervisor
+from lab.node import unitfile as supervisor
 
 UNITS = supervisor.UNITS
 STATE = f"{LAB}/units"
@@ -61,6 +59,7 @@ def start(unit, wait=True):
             os.unlink(f"{STATE}/{unit}.{what}")
         except OSError:
             pass
+    import subprocess  # here: only `start` needs it, and it is most of this program's start-up
     env = dict(os.environ, PYTHONPATH=ROOT)
     p = subprocess.Popen([sys.executable, "-m", "lab.node.unit", unit], stdin=subprocess.DEVNULL,
                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
