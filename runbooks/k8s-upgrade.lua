@@ -176,16 +176,21 @@ return runbook {
         lease, lerr, lmsg = k8s.lease("k8s-upgrade", { namespace = "kube-system", ttl = 120 })
         if not lease then fail("the cluster lease kube-system/k8s-upgrade: %s", lmsg or lerr) end
       end
-      local snap = step("etcd snapshot", function() return checks.snapshot(p, leader) end, { probe = rerun })
-      log.info("etcd snapshot", { path = snap.path, size = snap.size, sha256 = snap.sha256 })
-      -- Pulled ahead on every control-plane node, so kubeadm's per-component timeout is not spent
-      -- pulling (seed 000).
-      fleet.each(cps, { at_once = #cps }, function(h)
+      -- The images pulled on every control-plane node before its upgrade, so kubeadm's
+      -- per-component timeout is not spent pulling (seed 000); pulled while the snapshot is taken
+      -- (on a real cluster each takes seconds to minutes). A pull that fails there is a warning,
+      -- and runs again after the snapshot, where its failure stops the run before any node changes.
+      local function pull(h)
         step("pull images", function()
           kubeadm.run(h, "kubeadm config images pull --kubernetes-version v" .. target, { timeout = 1800,
             what = "kubeadm config images pull" })
         end, { probe = rerun })
-      end)
+      end
+      local function snapshot() return step("etcd snapshot", function() return checks.snapshot(p, leader) end, { probe = rerun }) end
+      local snap
+      if http.dry_run() then snap = snapshot() else snap = ahead.alongside(snapshot, cps, { at_once = #cps }, pull) end
+      log.info("etcd snapshot", { path = snap.path, size = snap.size, sha256 = snap.sha256 })
+      fleet.each(cps, { at_once = #cps }, pull)
       step("gauges: upgrade in flight", function()
         pushgateway.push(p.pushgateway_job, {}, { k8s_upgrade_in_flight = 1, k8s_upgrade_started_timestamp = os.time(),
           k8s_upgrade_snapshot_taken = snap.size > 0 and 1 or 0 }, { required = true })

@@ -451,6 +451,33 @@ class ReadOnly(Helpers, unittest.TestCase):
         self.assertIn("would taint node=w3 taint=engine.dev/upgrade-next:PreferNoSchedule", r.stdout)
 
 
+    def test_y_an_image_pull_that_fails_stops_the_run_before_any_node_changes(self):
+        # cp2's / is 80% used (under max_disk_used: the preflight passes) with 256 MiB free, room
+        # for no image: its pull beside the snapshot fails, and again after it, where it stops the run.
+        path = f"{self.dir}/nodes/cp2/root/var/lib/engine-lab/disk.json"
+        with open(path) as f:
+            saved = f.read()
+        with open(path, "w") as f:
+            json.dump({"size": (1 << 30) + (256 << 20), "base": 1 << 30, "journal": 0, "images": {}}, f)
+        try:
+            r = self.upgrade()
+        finally:
+            with open(path, "w") as f:
+                f.write(saved)
+        out = r.stdout + r.stderr
+        self.assertEqual(r.returncode, 1, out[-3000:])
+        self.assertRegex(out, r"\[cp2\].*preparing ahead failed: its own turn does that work")
+        self.assertRegex(r.stderr, r"\n  cp2: kubeadm config images pull exited 1: .*no space left on device")
+        self.assertIn("etcd snapshot", r.stdout)
+        # Nothing changed on a node; the run holds the Lease (till it expires, or this run resumes),
+        # given back here so that the next test can start its own.
+        nodes = self.nodes()
+        self.assertEqual(nodes, {n: {"version": FROM, "cordoned": False} for n in nodes})
+        self.assertEqual(self.gauges(), {})
+        for n in nodes:
+            self.assertEqual(self.apt_history(n), "")
+        self.assertEqual(self.kubectl("delete", "lease", "-n", "kube-system", "k8s-upgrade").returncode, 0)
+
     def test_z_preflight_names_every_failed_check_and_changes_nothing(self):
         # Outside its maintenance window the upgrade starts nothing and says when it opens; a bad
         # window is named.
