@@ -1,6 +1,8 @@
 -- The worker rollout of k8s-upgrade.lua beyond fleet.each's window: the next workers tainted
 -- PreferNoSchedule while the current ones drain (evicted pods should not land on a node that is
--- drained next: k0sctl#537's pods bounced from node to node; kOps taints the same way), and
+-- drained next: k0sctl#537's pods bounced from node to node; kOps taints every node its rolling
+-- update will replace, at the start: only the next window here, so that early in a rollout the
+-- evicted pods are not steered onto the few nodes already done), and
 -- unreachable workers skipped when the operator allows it (k0sctl#1118: one dead node should not
 -- stop a 500-node rollout).
 local k8s = require "engine.k8s"
