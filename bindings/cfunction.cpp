@@ -14,13 +14,15 @@ namespace {
 template <int N>
 int dispatch(lua_State* L) {
   auto f = reinterpret_cast<lua_CFunction>(lua_touserdata(L, lua_upvalueindex(N + 1)));
+  int n;
   try {
-    return f(L);
+    n = f(L);
   } catch (const std::bad_alloc&) {
     return luaL_error(L, "not enough memory");
   } catch (const std::exception& e) {
     return luaL_error(L, "%s", e.what());
   }
+  return n == kSuspend ? yield_task(L) : n;  // here, not inside f: see kSuspend
 }
 
 }  // namespace

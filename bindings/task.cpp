@@ -152,7 +152,9 @@ void arm(const Op& op, std::function<void()> cancel) {
   op.task->suspended = true;
 }
 
-int suspend(lua_State* L) { return lua_yieldk(L, 0, 0, continuation); }
+int suspend(lua_State*) { return kSuspend; }  // push_fn's dispatch yields (bindings/lua.hpp)
+
+int yield_task(lua_State* L) { return lua_yieldk(L, 0, 0, continuation); }
 
 void complete(const Op& op, const std::function<int(lua_State*)>& push, bool raise) {
   Task& t = *op.task;

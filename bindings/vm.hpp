@@ -130,6 +130,7 @@ void arm(const Op& op, std::function<void()> cancel);
 // The cancel of an operation that changes nothing (a read, a lookup): its late completion is
 // dropped by its seq. Named, so a cancel that does nothing is a decision, not an oversight.
 inline void nothing_to_undo() {}
+// Ends a binding that waits: `return suspend(L);` (the yield happens as it returns; bindings/lua.hpp).
 int suspend(lua_State* L);
 void complete(const Op& op, const std::function<int(lua_State*)>& push, bool raise = false);
 
