@@ -1,6 +1,6 @@
 // The one way C functions reach Lua: each runs inside a try that turns a C++ exception into a Lua
-// error. Lua's own errors and yields (C++ throws of Lua's internal type in the lua5.4-c++ build) are
-// no std::exception and pass through untouched.
+// error. Lua's own errors (C++ throws of Lua's internal type in the lua5.4-c++ build) are no
+// std::exception and pass through untouched; a binding that waits yields after the try (kSuspend).
 #include <new>
 #include <stdexcept>
 
