@@ -6,11 +6,11 @@ import sys
 import time
 
 from lab import ROOT
-from lab.node.common import LAB, alive, die, terminate, wait_until
-from lab.node import unitfile as supervisor
+from lab.node.common import alive, die, terminate, wait_until
+from lab.node import unitfile
 
-UNITS = supervisor.UNITS
-STATE = f"{LAB}/units"
+UNITS = unitfile.UNITS
+STATE = unitfile.STATE
 
 
 # Units every node has without a unit file of its own.
@@ -25,12 +25,12 @@ def unit_file(unit):
 
 
 def load(unit):
-    conf = supervisor.parse(unit)
+    conf = unitfile.parse(unit)
     return None if conf is None else {k: v[-1] for k, v in conf.items()}
 
 
 def pid_of(unit):
-    return supervisor.running(unit)
+    return unitfile.running(unit)
 
 
 def state_of(unit):
@@ -70,7 +70,7 @@ def start(unit, wait=True):
         f.write(str(os.stat(unit_file(unit)).st_mtime))
     if not wait:
         return 0
-    limit = supervisor.seconds(conf.get("TimeoutStartSec"), 90.0)
+    limit = unitfile.seconds(conf.get("TimeoutStartSec"), 90.0)
 
     def settled():  # active, or its first start already over (a service that exits), or the supervisor gone
         try:
@@ -102,7 +102,7 @@ def stop(unit):
     pid = pid_of(unit)
     if pid:
         conf = load(unit) or {}
-        terminate(pid, supervisor.seconds(conf.get("TimeoutStopSec"), 10.0) + 5)
+        terminate(pid, unitfile.seconds(conf.get("TimeoutStopSec"), 10.0) + 5)
     main = None
     try:
         with open(f"{STATE}/{unit}.main") as f:
