@@ -22,10 +22,13 @@ using Clock = std::chrono::steady_clock;
 
 std::atomic<unsigned> g_signals{0};
 std::atomic<lua_State*> g_running{nullptr};  // the coroutine between busy_enter and busy_leave
-std::atomic<int64_t> g_entered{0};            // when it entered, steady clock ticks
+// Counts busy_enter calls: the watchdog times a stretch itself (the same count seen running
+// kBusyAfter apart), so entering and leaving, twice for every task, read no clock.
+std::atomic<uint64_t> g_stretch{0};
 std::atomic<bool> g_hooked{false};
 struct sigaction g_prev[NSIG];
 constexpr int kWakeSignal = SIGURG;  // ignored by default; nothing else here uses it
+constexpr std::chrono::milliseconds kTick{50};  // the watchdog's look at the loop
 
 void busy_hook(lua_State* L, lua_Debug*) {
   Vm& vm = vm_of(L);
@@ -82,10 +85,21 @@ struct Watchdog {
     sigaction(kWakeSignal, &sa, nullptr);
     thread = std::thread([this, loop] {
       std::unique_lock lock(m);
-      while (!cv.wait_for(lock, std::chrono::milliseconds(50), [this] { return stop; })) {
-        if (!g_running.load() || g_hooked.load()) continue;
-        auto since = Clock::now().time_since_epoch().count() - g_entered.load();
-        if (since > std::chrono::duration_cast<Clock::duration>(kBusyAfter).count()) pthread_kill(loop, kWakeSignal);
+      uint64_t seen = 0;     // the stretch last seen running
+      Clock::time_point since;  // when it was first seen (up to one tick after it began)
+      while (!cv.wait_for(lock, kTick, [this] { return stop; })) {
+        if (!g_running.load(std::memory_order_acquire) || g_hooked.load()) {
+          seen = 0;
+          continue;
+        }
+        uint64_t stretch = g_stretch.load(std::memory_order_relaxed);
+        auto now = Clock::now();
+        if (stretch != seen) {
+          seen = stretch;
+          since = now;
+        } else if (now - since >= kBusyAfter) {  // so it has run kBusyAfter to one tick more
+          pthread_kill(loop, kWakeSignal);
+        }
       }
     });
   }
@@ -101,14 +115,16 @@ struct Watchdog {
 
 }  // namespace
 
+// Only the loop's thread writes the stretch and the running coroutine: plain stores, no fences
+// (on x86 a seq_cst store is an xchg, and these run twice a task).
 void busy_enter(lua_State* co) {
-  g_entered.store(Clock::now().time_since_epoch().count());
-  g_running.store(co);
+  g_stretch.store(g_stretch.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
+  g_running.store(co, std::memory_order_release);
 }
 
 void busy_leave(lua_State* co) {
-  g_running.store(nullptr);
-  if (g_hooked.exchange(false)) lua_sethook(co, nullptr, 0, 0);
+  g_running.store(nullptr, std::memory_order_release);
+  if (g_hooked.load(std::memory_order_relaxed) && g_hooked.exchange(false)) lua_sethook(co, nullptr, 0, 0);
 }
 
 void count_signals(int sig) {
