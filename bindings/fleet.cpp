@@ -48,12 +48,11 @@ const std::vector<std::string> kOptions = {"at_once", "max_failures", "strategy"
                                            "gate_passes", "gate_timeout", "gate_interval", "pause", "order", "canary", "window",
                                            "window_wait"};
 
+// A host's run in one fleet.each. Its name, error, duration and start time are in the host's
+// run::Report::HostOutcome beside it, which goes to the report as it is when the fleet.each ends
+// (a copy of 100,000 of them cost more than the rest of the bookkeeping, mostly in fresh pages).
 struct Result {
-  std::string name;
   enum Status { not_started, running, ok, failed, skipped } status = not_started;
-  std::string error;
-  double duration = 0;
-  double started = -1;  // seconds since the run began (report.json's timeline)
   int value_ref = LUA_NOREF;
   Clock::time_point start;
   TaskPtr task;  // while it runs
@@ -71,10 +70,11 @@ struct FleetRun : std::enable_shared_from_this<FleetRun> {
   // and the live table leave them out.
   bool nested = false;
   std::vector<Result> results;
+  std::vector<run::Report::HostOutcome> outcomes;  // beside results; moved to the report by record()
   // Entries named "" in the stdlib's own fleet.each (std.ahead's two) are branches, not hosts:
   // their caller raises what ended them, so no per-entry or count line speaks for them, and they
   // work as their caller's host (its log lines, its steps' journal keys).
-  bool branch(const Result& r) const { return nested && r.name.empty(); }
+  bool branch(size_t i) const { return nested && outcomes[i].name.empty(); }
   bool closed = false;
   double gate_since = -1;  // when the current gate wait began (seconds since the run began)
   std::string phase;  // the step this fleet.each runs in, for the recap
@@ -88,19 +88,20 @@ struct FleetRun : std::enable_shared_from_this<FleetRun> {
   bool window_said = false;                         // the wait is logged once per closing
   size_t unstarted_left;                            // hosts neither started nor skipped
 
-  FleetRun(Vm* v, size_t total, fleet::Rollout r) : vm(v), rollout(std::move(r)), results(total), unstarted_left(total) {}
+  FleetRun(Vm* v, size_t total, fleet::Rollout r)
+      : vm(v), rollout(std::move(r)), results(total), outcomes(total), unstarted_left(total) {}
 
   // Hosts an operator skipped (engine ctl skip) are settled without running.
   void settle_skipped() {
     if (vm->skip_hosts.size() == skips_settled) return;
     skips_settled = vm->skip_hosts.size();
     for (size_t i = 0; i < results.size(); ++i) {
-      if (!vm->skip_hosts.count(results[i].name) || !rollout.skip(i)) continue;
+      if (!vm->skip_hosts.count(outcomes[i].name) || !rollout.skip(i)) continue;
       results[i].status = Result::skipped;
       --unstarted_left;
-      results[i].error = "skipped by an operator (engine ctl skip)";
-      if (!nested) log::progress_host(results[i].name, "skipped");
-      log::emit(log::Level::warn, results[i].name, "skipped by an operator");
+      outcomes[i].error = "skipped by an operator (engine ctl skip)";
+      if (!nested) log::progress_host(outcomes[i].name, "skipped");
+      log::emit(log::Level::warn, outcomes[i].name, "skipped by an operator");
     }
   }
 
@@ -110,11 +111,12 @@ struct FleetRun : std::enable_shared_from_this<FleetRun> {
     settle_skipped();
     if (!vm->draining && window_waits()) return;
     for (;;) {
-      auto d = rollout.next(Clock::now(), vm->paused);
+      auto now = Clock::now();  // one reading per decision: the clock costs as much as a decision
+      auto d = rollout.next(now, vm->paused);
       if ((d.kind == fleet::Decision::start || d.kind == fleet::Decision::ask_gate) && window_shut()) continue;
       switch (d.kind) {
         case fleet::Decision::start:
-          start(d.host);
+          start(d.host, now);
           continue;
         case fleet::Decision::ask_gate:
           run_gate(d.host);
@@ -212,28 +214,29 @@ struct FleetRun : std::enable_shared_from_this<FleetRun> {
     admit();
   }
 
-  void start(size_t i) {
+  void start(size_t i, Clock::time_point now) {
     lua_State* L = vm->L;  // the main thread is idle while the loop runs: a scratch stack
-    rollout.started(i, Clock::now());
+    rollout.started(i, now);
     --unstarted_left;
-    if (!nested) log::progress_host(results[i].name, "running");
+    if (!nested) log::progress_host(outcomes[i].name, "running");
     auto& r = results[i];
     r.status = Result::running;
-    r.start = Clock::now();
-    r.started = run::report().clock();
+    r.start = now;
+    outcomes[i].started = run::report().clock(now);
     lua_rawgeti(L, LUA_REGISTRYINDEX, fn_ref);
     lua_rawgeti(L, LUA_REGISTRYINDEX, hosts_ref);
     lua_rawgeti(L, -1, static_cast<lua_Integer>(i + 1));
     lua_remove(L, -2);
     auto self = shared_from_this();
     // A branch of a host's work (std.ahead inside that host's turn) is still that host's work.
-    const std::string& host = branch(r) ? parent.task->host : r.name;
+    const std::string& host = branch(i) ? parent.task->host : outcomes[i].name;
     r.task = spawn(*vm, L, 1, host, [self, i](Task& t, bool ok) { self->child_done(i, t, ok); });
   }
 
   void child_done(size_t i, Task& t, bool ok) {
     auto& r = results[i];
-    r.duration = std::chrono::duration<double>(Clock::now() - r.start).count();
+    auto& o = outcomes[i];
+    o.seconds = std::chrono::duration<double>(Clock::now() - r.start).count();
     r.status = ok ? Result::ok : Result::failed;
     if (ok) {
       if (lua_gettop(t.co) > 0 && !lua_isnil(t.co, 1)) {
@@ -243,20 +246,20 @@ struct FleetRun : std::enable_shared_from_this<FleetRun> {
       }
     } else if (auto why = skip_reason(t.co, -1)) {
       r.status = Result::skipped;
-      r.error = "skipped: " + *why;
+      o.error = "skipped: " + *why;
       ok = true;  // not a failure: the budget and the canary are untouched
-      log::emit(log::Level::warn, r.name, "skipped", json{{"why", *why}});
+      log::emit(log::Level::warn, o.name, "skipped", json{{"why", *why}});
     } else {
-      r.error = error_text(t.co);
+      o.error = error_text(t.co);
       // a branch's line would have no host and say twice, unexplained, what its caller raises
-      if (!branch(r)) log::emit(log::Level::error, r.name, "failed", json{{"error", r.error}});
-      if (!branch(r) && !to_interrupt(t.co, -1)) {
-        luaL_traceback(vm->L, t.co, r.error.c_str(), 0);
-        log::emit(log::Level::debug, r.name, lua_tostring(vm->L, -1));
+      if (!branch(i)) log::emit(log::Level::error, o.name, "failed", json{{"error", o.error}});
+      if (!branch(i) && !to_interrupt(t.co, -1)) {
+        luaL_traceback(vm->L, t.co, o.error.c_str(), 0);
+        log::emit(log::Level::debug, o.name, lua_tostring(vm->L, -1));
         lua_pop(vm->L, 1);
       }
     }
-    if (!nested) log::progress_host(r.name, r.status == Result::skipped ? "skipped" : ok ? "ok" : "failed");
+    if (!nested) log::progress_host(o.name, r.status == Result::skipped ? "skipped" : ok ? "ok" : "failed");
     r.task.reset();
     rollout.finished(i, ok);
     // Admitting here is safe: spawn() only posts the new tasks' first resume, it never nests one.
@@ -272,59 +275,71 @@ struct FleetRun : std::enable_shared_from_this<FleetRun> {
       (r.status == Result::ok ? ok : r.status == Result::failed ? failed : skipped)++;
       unstarted += r.status == Result::not_started;
     }
-    record();
-    // std.ahead's branches: their count ("failed=2" on a Ctrl-C) would follow the run's own "interrupted"
-    if (results.empty() || !std::all_of(results.begin(), results.end(), [this](const Result& r) { return branch(r); }))
-      log::emit(failed ? log::Level::warn : log::Level::info, parent.task->host, "fleet.each finished",
-                json{{"ok", ok}, {"failed", failed}, {"skipped", skipped - unstarted}, {"not_started", unstarted}});
+    // What the waiting runbook gets is decided (and a results table built) while the outcomes are
+    // here; record() then hands them to the report.
+    enum { raise_message, raise_interrupt, results_table } ends = raise_message;
+    std::string msg;
     if (!rollout.gate_failure().empty()) {
-      std::string msg = where + "fleet.each: " + rollout.gate_failure() + "; " + std::to_string(unstarted) + " hosts not started";
-      vm->declared_failures.push_back(msg);  // the rollout stopping as told, not a bug in the runbook
-      release();
-      complete(parent, [msg](lua_State* co) { lua_pushstring(co, msg.c_str()); return 1; }, true);
-      return;
-    }
-    if (auto c = rollout.failed_canary()) {
-      const Result& r = results[*c];
-      std::string msg = where + "fleet.each: the canary " + r.name + " failed, so no other host started: " + r.error;
+      msg = where + "fleet.each: " + rollout.gate_failure() + "; " + std::to_string(unstarted) + " hosts not started";
+    } else if (auto c = rollout.failed_canary()) {
+      const auto& o = outcomes[*c];
+      msg = where + "fleet.each: the canary " + o.name + " failed, so no other host started: " + o.error;
       if (unstarted) msg += "\n  " + std::to_string(unstarted) + " hosts not started";
-      vm->declared_failures.push_back(msg);
-      release();
-      complete(parent, [msg](lua_State* co) { lua_pushstring(co, msg.c_str()); return 1; }, true);
-      return;
-    }
-    if (vm->draining && unstarted > 0) {
-      release();
-      complete(parent, [](lua_State* co) { push_interrupt(co, {Interrupt::interrupted, 0}); return 1; }, true);
-      return;
-    }
-    if (window_closed_at && unstarted > 0 && !rollout.over_budget()) {
-      std::string msg = where + "fleet.each: " + window_stop(*window, window_closed_at, unstarted < results.size(), unstarted);
-      vm->declared_failures.push_back(msg);  // stopped as told: a resume in the next window goes on
-      release();
-      complete(parent, [msg](lua_State* co) { lua_pushstring(co, msg.c_str()); return 1; }, true);
-      return;
-    }
-    if (rollout.over_budget()) {
-      std::string msg = where + "fleet.each: " + std::to_string(failed) + " of " + std::to_string(results.size()) +
-                        " hosts failed, more than max_failures (" + std::to_string(rollout.policy().max_failures) + ")";
+    } else if (vm->draining && unstarted > 0) {
+      ends = raise_interrupt;
+    } else if (window_closed_at && unstarted > 0 && !rollout.over_budget()) {
+      // stopped as told: a resume in the next window goes on
+      msg = where + "fleet.each: " + window_stop(*window, window_closed_at, unstarted < results.size(), unstarted);
+    } else if (rollout.over_budget()) {
+      msg = where + "fleet.each: " + std::to_string(failed) + " of " + std::to_string(results.size()) +
+            " hosts failed, more than max_failures (" + std::to_string(rollout.policy().max_failures) + ")";
       size_t shown = 0;
-      for (auto& r : results)
-        if (r.status == Result::failed && shown++ < 5)  // std.remote's errors name their host already
-          msg += "\n  " + (r.error.rfind(r.name + ": ", 0) == 0 ? r.error : r.name + ": " + r.error);
+      for (size_t i = 0; i < results.size(); ++i) {
+        const auto& o = outcomes[i];
+        if (results[i].status == Result::failed && shown++ < 5)  // std.remote's errors name their host already
+          msg += "\n  " + (o.error.rfind(o.name + ": ", 0) == 0 ? o.error : o.name + ": " + o.error);
+      }
       if (failed > 5) msg += "\n  ... and " + std::to_string(failed - 5) + " more";
       if (unstarted) msg += "\n  " + std::to_string(unstarted) + " hosts not started";
-      vm->declared_failures.push_back(msg);
-      release();
-      complete(parent, [msg](lua_State* co) { lua_pushstring(co, msg.c_str()); return 1; }, true);
-      return;
+    } else {
+      ends = results_table;
     }
-    auto self = shared_from_this();
-    complete(parent, [self, ok, failed, skipped](lua_State* co) {
-      self->push_results(co, ok, failed, skipped);
-      return 1;
-    });
+    int table_ref = LUA_NOREF;
+    if (ends == results_table) {
+      // Built on the idle main thread, as start() uses it. The collector waits meanwhile: its steps
+      // in the middle would only traverse the tables being built (a tenth of their cost at 100,000).
+      bool collecting = lua_gc(vm->L, LUA_GCISRUNNING);
+      if (collecting) lua_gc(vm->L, LUA_GCSTOP);
+      push_results(vm->L, ok, failed, skipped);
+      if (collecting) lua_gc(vm->L, LUA_GCRESTART);
+      table_ref = luaL_ref(vm->L, LUA_REGISTRYINDEX);
+    }
+    // std.ahead's branches: their count ("failed=2" on a Ctrl-C) would follow the run's own "interrupted"
+    bool all_branches = true;
+    for (size_t i = 0; i < results.size() && all_branches; ++i) all_branches = branch(i);
+    if (results.empty() || !all_branches)
+      log::emit(failed ? log::Level::warn : log::Level::info, parent.task->host, "fleet.each finished",
+                json{{"ok", ok}, {"failed", failed}, {"skipped", skipped - unstarted}, {"not_started", unstarted}});
+    record();
     release();
+    switch (ends) {
+      case raise_message:
+        vm->declared_failures.push_back(msg);  // the rollout stopping as told, not a bug in the runbook
+        complete(parent, [msg](lua_State* co) { lua_pushstring(co, msg.c_str()); return 1; }, true);
+        return;
+      case raise_interrupt:
+        complete(parent, [](lua_State* co) { push_interrupt(co, {Interrupt::interrupted, 0}); return 1; }, true);
+        return;
+      case results_table:
+        // (Were the parent gone, the table would stay in the registry until the run ends; a parent
+        // that is cancelled cancels this fleet.each instead, which never gets here.)
+        complete(parent, [table_ref](lua_State* co) {
+          lua_rawgeti(co, LUA_REGISTRYINDEX, table_ref);
+          luaL_unref(co, LUA_REGISTRYINDEX, table_ref);
+          return 1;
+        });
+        return;
+    }
   }
 
   void push_results(lua_State* co, size_t ok, size_t failed, size_t skipped) {
@@ -333,19 +348,20 @@ struct FleetRun : std::enable_shared_from_this<FleetRun> {
     lua_rawgeti(co, LUA_REGISTRYINDEX, hosts_ref);
     for (size_t i = 0; i < results.size(); ++i) {
       auto& r = results[i];
-      bool has_error = !r.error.empty() || r.status == Result::not_started;  // skipped hosts carry their reason
+      auto& o = outcomes[i];
+      bool has_error = !o.error.empty() || r.status == Result::not_started;  // skipped hosts carry their reason
       lua_createtable(co, 0, 4 + has_error + (r.value_ref != LUA_NOREF));  // no room to spare: 100,000 of them
-      lua_pushstring(co, r.name.c_str());
+      lua_pushlstring(co, o.name.data(), o.name.size());
       lua_setfield(co, -2, "name");
       lua_rawgeti(co, -2, static_cast<lua_Integer>(i + 1));
       lua_setfield(co, -2, "host");
       lua_pushstring(co, names[r.status]);
       lua_setfield(co, -2, "status");
       if (has_error) {
-        lua_pushstring(co, r.status == Result::not_started ? (vm->draining ? "not started: interrupted" : "not started: failure budget exceeded") : r.error.c_str());
+        lua_pushstring(co, r.status == Result::not_started ? (vm->draining ? "not started: interrupted" : "not started: failure budget exceeded") : o.error.c_str());
         lua_setfield(co, -2, "error");
       }
-      lua_pushnumber(co, r.duration);
+      lua_pushnumber(co, o.seconds);
       lua_setfield(co, -2, "duration");
       if (r.value_ref != LUA_NOREF) {
         lua_rawgeti(co, LUA_REGISTRYINDEX, r.value_ref);
@@ -381,18 +397,25 @@ struct FleetRun : std::enable_shared_from_this<FleetRun> {
     for (auto& r : results)
       if (r.task) in_flight.push_back(r.task);
     for (auto& t : in_flight) interrupt(*t, {Interrupt::cancelled, 0});
-    record();
+    record(/*keep=*/true);  // a host that handles its interrupt may still finish: its outcome stays
     release();
   }
 
-  // report.json gets every host's outcome once, when this fleet.each ends (closed or cancelled).
-  void record() {
+  // report.json gets every host's outcome once, when this fleet.each ends: closed (nothing runs
+  // any more: the outcomes move) or cancelled (hosts may still finish: a copy).
+  void record(bool keep = false) {
     if (nested) return;
     static const char* names[] = {"not started", "cancelled", "ok", "failed", "skipped"};
-    std::vector<run::Report::HostOutcome> out;
-    out.reserve(results.size());
-    for (auto& r : results) out.push_back({r.name, names[r.status], r.error, r.duration, r.started, phase});
-    run::report().hosts(std::move(out));
+    for (size_t i = 0; i < results.size(); ++i) {
+      outcomes[i].status = names[results[i].status];
+      outcomes[i].phase = phase;
+    }
+    if (keep) {
+      run::report().hosts(outcomes);
+      return;
+    }
+    run::report().hosts(std::move(outcomes));
+    outcomes.clear();
   }
 };
 
@@ -479,7 +502,7 @@ void start(lua_State* L, Vm& vm, size_t total, size_t at_once, size_t budget) {
   for (size_t i = 0; i < total; ++i) {
     lua_rawgeti(L, 1, static_cast<lua_Integer>(i + 1));
     if (lua_isnil(L, -1)) luaL_error(L, "fleet.each: hosts[%d] is nil; pass a list without holes", static_cast<int>(i + 1));
-    run->results[i].name = name_of(L, lua_gettop(L), i);
+    run->outcomes[i].name = name_of(L, lua_gettop(L), i);
     lua_pop(L, 1);
   }
   lua_pushvalue(L, 1);

@@ -120,8 +120,10 @@ void Report::step(const std::string& key, const std::string& status, double seco
   doc_["steps"].push_back(std::move(e));
 }
 
-double Report::clock() const {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now() - mono_started_).count();
+double Report::clock() const { return clock(std::chrono::steady_clock::now()); }
+
+double Report::clock(std::chrono::steady_clock::time_point at) const {
+  return std::chrono::duration<double>(at - mono_started_).count();
 }
 
 void Report::span(std::string_view kind, std::string_view host, std::string_view name, double start, std::string_view outcome) {

@@ -24,6 +24,7 @@ class Report {
             const std::string& error);
   // Seconds since the run began, on the monotonic clock: where spans start.
   double clock() const;
+  double clock(std::chrono::steady_clock::time_point at) const;  // that reading of the clock, on this scale
   // Something that took time on a host, beside the steps: an exec, a drain, a gate's wait. Kept up
   // to kMaxSpans (report.json says how many were left out beyond).
   void span(std::string_view kind, std::string_view host, std::string_view name, double start, std::string_view outcome);
