@@ -1,5 +1,7 @@
 #include "engine/ssh/pool.hpp"
 
+#include <array>
+
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -110,36 +112,47 @@ void Pool::connect_direct(const Target& t, std::shared_ptr<Session> s) {
     boost::system::error_code ignore;
     a->socket.close(ignore);
   });
-  // Name resolution runs on asio's resolver thread, never blocking the loop.
+  auto connect = [this, a, s, key, where](const auto& endpoints) {
+    boost::asio::async_connect(a->socket, endpoints, [this, a, s, key, where](const boost::system::error_code& ec, const tcp::endpoint&) {
+      a->timer.cancel();
+      if (ec) {
+        settle(key, Failure{a->timed_out ? Error::timeout : classify(ec), "connect " + where + ": " +
+                                                                               (a->timed_out ? "timed out" : ec.message())});
+        return;
+      }
+      a->socket.set_option(tcp::no_delay(true));
+      int fd = a->socket.release();
+      // The handshake and authentication have the connect timeout too.
+      auto deadline = std::make_shared<boost::asio::steady_timer>(io_);
+      deadline->expires_after(a->timer.expiry() - std::chrono::steady_clock::now() + std::chrono::seconds(0));
+      std::weak_ptr<Session> weak = s;
+      deadline->async_wait([weak, where](const boost::system::error_code& ec) {
+        auto s = weak.lock();
+        if (!ec && s && !s->ready()) s->fail(Error::timeout, "handshake with " + where + " timed out");
+      });
+      s->start(fd, [this, key, deadline](Result r) {
+        deadline->cancel();
+        settle(key, std::move(r));
+      });
+    });
+  };
+  // An address (inventories often give one: ansible_host=10.0.0.5) needs no resolver: asking it
+  // costs a hand-off to its thread and back and getaddrinfo's reads of /etc files, per connection.
+  boost::system::error_code not_numeric;
+  auto address = boost::asio::ip::make_address(t.at.host, not_numeric);
+  if (!not_numeric) {
+    connect(std::array<tcp::endpoint, 1>{tcp::endpoint(address, static_cast<unsigned short>(t.at.port))});
+    return;
+  }
+  // A name is resolved on asio's resolver thread, never blocking the loop.
   a->resolver.async_resolve(t.at.host, std::to_string(t.at.port),
-      [this, a, s, key, where](const boost::system::error_code& ec, tcp::resolver::results_type results) {
+      [this, a, key, where, connect](const boost::system::error_code& ec, tcp::resolver::results_type results) {
         if (ec) {
           a->timer.cancel();
           settle(key, Failure{a->timed_out ? Error::timeout : Error::unreachable, "resolve " + where + ": " + ec.message()});
           return;
         }
-        boost::asio::async_connect(a->socket, results, [this, a, s, key, where](const boost::system::error_code& ec, const tcp::endpoint&) {
-          a->timer.cancel();
-          if (ec) {
-            settle(key, Failure{a->timed_out ? Error::timeout : classify(ec), "connect " + where + ": " +
-                                                                                   (a->timed_out ? "timed out" : ec.message())});
-            return;
-          }
-          a->socket.set_option(tcp::no_delay(true));
-          int fd = a->socket.release();
-          // The handshake and authentication have the connect timeout too.
-          auto deadline = std::make_shared<boost::asio::steady_timer>(io_);
-          deadline->expires_after(a->timer.expiry() - std::chrono::steady_clock::now() + std::chrono::seconds(0));
-          std::weak_ptr<Session> weak = s;
-          deadline->async_wait([weak, where](const boost::system::error_code& ec) {
-            auto s = weak.lock();
-            if (!ec && s && !s->ready()) s->fail(Error::timeout, "handshake with " + where + " timed out");
-          });
-          s->start(fd, [this, key, deadline](Result r) {
-            deadline->cancel();
-            settle(key, std::move(r));
-          });
-        });
+        connect(results);
       });
 }
 
