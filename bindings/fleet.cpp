@@ -404,7 +404,7 @@ struct FleetRun : std::enable_shared_from_this<FleetRun> {
   // report.json gets every host's outcome once, when this fleet.each ends: closed (nothing runs
   // any more: the outcomes move) or cancelled (hosts may still finish: a copy).
   void record(bool keep = false) {
-    if (nested) return;
+    if (nested || outcomes.size() != results.size()) return;  // (moved: recorded already)
     static const char* names[] = {"not started", "cancelled", "ok", "failed", "skipped"};
     for (size_t i = 0; i < results.size(); ++i) {
       outcomes[i].status = names[results[i].status];
