@@ -275,11 +275,13 @@ std::string Report::finish(const std::string& dir, int exit_code) {
   doc_["hosts"] = hosts_json();
   if (spans_dropped_) doc_["spans_dropped"] = spans_dropped_;
   std::string path = dir + "/report.json", tmp = path + ".tmp";
+  // Redacted as a whole: a value can become known as a secret after it was recorded (a param later
+  // used as a sudo password, a value marked with log.secret()). Once, for both files: it copies the
+  // whole document (a tenth of a second at 100,000 hosts).
+  const nlohmann::json redacted = log::redact_json(doc_);
   {
-    // Redacted as a whole: a value can become known as a secret after it was recorded (a param
-    // later used as a sudo password, a value marked with log.secret()).
     std::ofstream f(tmp);
-    f << log::redact_json(doc_).dump(2, ' ', false, nlohmann::json::error_handler_t::replace) << "\n";
+    f << redacted.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) << "\n";
     f.flush();
     if (!f) {
       std::remove(tmp.c_str());
@@ -291,7 +293,7 @@ std::string Report::finish(const std::string& dir, int exit_code) {
   std::string html = dir + "/report.html", htmp = html + ".tmp";
   {
     std::ofstream f(htmp);
-    f << html_report(log::redact_json(doc_));
+    f << html_report(redacted);
     f.flush();
     if (!f) {
       std::remove(htmp.c_str());
