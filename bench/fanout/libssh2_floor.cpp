@@ -3,9 +3,11 @@
 // connect, handshake (curve25519-sha256, the server's ed25519 host key checked against known_hosts),
 // public-key authentication with a key parsed once and signed by the engine's own signer (as the
 // engine does), `true` on a channel, its exit status, disconnect. Prints the process's user and sys
-// CPU per host (getrusage), so bench/fanout/run can set the engine's figure beside it.
+// CPU per host (getrusage), so bench/fanout/run can set the engine's figure beside it. With THREADS,
+// that many threads each run their share of the N connections that way, so as many are in flight
+// at once as the engine keeps (the same client, paying what concurrency costs on these cores).
 //
-// Usage: libssh2-floor HOST PORT USER KEY KNOWN_HOSTS N
+// Usage: libssh2-floor HOST PORT USER KEY KNOWN_HOSTS N [THREADS]
 #include <arpa/inet.h>
 #include <libssh2.h>
 #include <netinet/in.h>
@@ -21,6 +23,8 @@
 #include <cstdlib>
 #include <fstream>
 #include <string>
+#include <thread>
+#include <vector>
 
 #include "engine/ssh/keys.hpp"
 
@@ -55,10 +59,11 @@ double seconds(const timeval& t) { return static_cast<double>(t.tv_sec) + static
 }  // namespace
 
 int main(int argc, char** argv) {
-  if (argc != 7) {
-    std::fprintf(stderr, "usage: libssh2-floor HOST PORT USER KEY KNOWN_HOSTS N\n");
+  if (argc != 7 && argc != 8) {
+    std::fprintf(stderr, "usage: libssh2-floor HOST PORT USER KEY KNOWN_HOSTS N [THREADS]\n");
     return 2;
   }
+  int threads = argc == 8 ? std::max(1, std::atoi(argv[7])) : 1;
   const char* host = argv[1];
   int port = std::atoi(argv[2]);
   std::string user = argv[3];
@@ -75,7 +80,7 @@ int main(int argc, char** argv) {
   addr.sin_family = AF_INET;
   addr.sin_port = htons(static_cast<uint16_t>(port));
   inet_pton(AF_INET, host, &addr.sin_addr);
-  for (int i = 0; i < n; ++i) {
+  auto one = [&] {
     int fd = socket(AF_INET, SOCK_STREAM, 0);
     int one = 1;
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
@@ -103,6 +108,16 @@ int main(int argc, char** argv) {
     libssh2_session_disconnect(s, "done");
     libssh2_session_free(s);
     close(fd);
+  };
+  if (threads == 1) {
+    for (int i = 0; i < n; ++i) one();
+  } else {
+    std::vector<std::thread> pool;
+    for (int t = 0; t < threads; ++t)
+      pool.emplace_back([&, t] {
+        for (int i = t; i < n; i += threads) one();
+      });
+    for (auto& th : pool) th.join();
   }
   rusage u{};
   getrusage(RUSAGE_SELF, &u);
