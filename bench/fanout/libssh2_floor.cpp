@@ -80,7 +80,7 @@ int main(int argc, char** argv) {
   addr.sin_family = AF_INET;
   addr.sin_port = htons(static_cast<uint16_t>(port));
   inet_pton(AF_INET, host, &addr.sin_addr);
-  auto one = [&] {
+  auto connect_once = [&] {
     int fd = socket(AF_INET, SOCK_STREAM, 0);
     int one = 1;
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
@@ -110,12 +110,12 @@ int main(int argc, char** argv) {
     close(fd);
   };
   if (threads == 1) {
-    for (int i = 0; i < n; ++i) one();
+    for (int i = 0; i < n; ++i) connect_once();
   } else {
     std::vector<std::thread> pool;
     for (int t = 0; t < threads; ++t)
       pool.emplace_back([&, t] {
-        for (int i = t; i < n; i += threads) one();
+        for (int i = t; i < n; i += threads) connect_once();
       });
     for (auto& th : pool) th.join();
   }
