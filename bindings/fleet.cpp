@@ -69,8 +69,8 @@ struct FleetRun : std::enable_shared_from_this<FleetRun> {
   // Inside a host's task (a drain's evictions): its items are not the run's hosts, so the report
   // and the live table leave them out.
   bool nested = false;
-  std::vector<Result> results;
-  std::vector<run::Report::HostOutcome> outcomes;  // beside results; moved to the report by record()
+  std::vector<Result, HugeAllocator<Result>> results;
+  run::Report::HostOutcomes outcomes;  // beside results; moved to the report by record()
   // Entries named "" in the stdlib's own fleet.each (std.ahead's two) are branches, not hosts:
   // their caller raises what ended them, so no per-entry or count line speaks for them, and they
   // work as their caller's host (its log lines, its steps' journal keys).

@@ -11,6 +11,8 @@
 
 #include <unistd.h>
 
+#include <cstdio>
+
 #include <filesystem>
 
 #include "bindings/run_loop.hpp"
@@ -139,8 +141,12 @@ std::string shipped_runbooks_dir() {
 
 Runtime::Runtime(const std::string& stdlib_dir) : vm_(std::make_unique<Vm>()) {
   vm_->stdlib_dir = stdlib_dir;
-  vm_->L = luaL_newstate();
+  vm_->L = lua_newstate(SmallPool::lua_alloc, &vm_->pool);
   if (!vm_->L) throw std::runtime_error("cannot create a Lua state (out of memory)");
+  lua_atpanic(vm_->L, [](lua_State* L) -> int {  // luaL_newstate's, which lua_newstate leaves out
+    std::fprintf(stderr, "PANIC: unprotected error in call to Lua API (%s)\n", lua_tostring(L, -1));
+    return 0;  // then Lua aborts
+  });
   *static_cast<Task**>(lua_getextraspace(vm_->L)) = nullptr;
   lua_pushlightuserdata(vm_->L, vm_.get());
   lua_setfield(vm_->L, LUA_REGISTRYINDEX, "engine.vm");

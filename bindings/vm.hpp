@@ -13,6 +13,7 @@
 #include <boost/asio/steady_timer.hpp>
 
 #include "bindings/lua.hpp"
+#include "engine/core/small_pool.hpp"
 
 
 namespace engine::inventory {
@@ -78,6 +79,7 @@ struct K8sState;  // bindings/k8s.cpp: the API client of this run
 struct HttpState; // bindings/http.cpp: plain HTTP (Pushgateway, Prometheus)
 
 struct Vm {
+  SmallPool pool;  // L's memory: ends after lua_close (Runtime's destructor closes L first)
   lua_State* L = nullptr;
   asio::io_context io{1};  // one thread: no locking inside asio
   std::shared_ptr<SshState> ssh;  // made on first use; reset before the loop goes

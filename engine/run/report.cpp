@@ -54,7 +54,7 @@ void Report::note(std::string_view level, std::string_view host, std::string_vie
   doc_[level == "error" ? "errors" : "warnings"].push_back(std::move(e));
 }
 
-void Report::hosts(std::vector<HostOutcome> outcomes) {
+void Report::hosts(HostOutcomes outcomes) {
   std::lock_guard lock(mu_);
   if (doc_.empty()) return;
   if (hosts_.empty()) {
