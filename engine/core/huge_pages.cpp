@@ -30,6 +30,23 @@ void unmap_huge(void* p, size_t bytes) {
   if (p) munmap(p, rounded(bytes));
 }
 
+HugeArena::~HugeArena() {
+  for (void* c : chunks_) unmap_huge(c, kChunk);
+}
+
+void* HugeArena::carve(size_t bytes) {
+  if (static_cast<size_t>(end_ - next_) < bytes) {
+    void* c = map_huge(kChunk);
+    if (!c) return nullptr;
+    chunks_.push_back(c);
+    next_ = static_cast<char*>(c);
+    end_ = next_ + kChunk;
+  }
+  void* p = next_;
+  next_ += bytes;
+  return p;
+}
+
 void* huge_or_new(size_t bytes) {
   if (bytes < kHugeFrom) return ::operator new(bytes, std::nothrow);
   return map_huge(bytes);

@@ -6,6 +6,7 @@
 #pragma once
 #include <cstddef>
 #include <new>
+#include <vector>
 
 namespace engine {
 
@@ -16,6 +17,26 @@ void unmap_huge(void* p, size_t bytes);
 // Large arrays through map_huge, small ones through operator new (a huge page each would waste it).
 void* huge_or_new(size_t bytes);
 void huge_or_delete(void* p, size_t bytes);
+
+// Blocks carved in turn from 2 MiB chunks of such memory, for allocators that keep their own free
+// lists (the Lua heap's, libssh2's): nothing goes back to the system before the arena ends. A
+// chunk's rest too small for a request stays unused.
+class HugeArena {
+ public:
+  static constexpr size_t kChunk = size_t{2} << 20;
+  HugeArena() = default;
+  ~HugeArena();
+  HugeArena(const HugeArena&) = delete;
+  HugeArena& operator=(const HugeArena&) = delete;
+  // bytes <= kChunk; nullptr when memory runs out.
+  void* carve(size_t bytes);
+  size_t bytes_mapped() const { return chunks_.size() * kChunk; }
+
+ private:
+  char* next_ = nullptr;
+  char* end_ = nullptr;
+  std::vector<void*> chunks_;
+};
 
 template <class T>
 struct HugeAllocator {

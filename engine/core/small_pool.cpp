@@ -1,30 +1,9 @@
 #include "engine/core/small_pool.hpp"
 
-#include "engine/core/huge_pages.hpp"
-
 #include <cstdlib>
 #include <cstring>
 
 namespace engine {
-
-SmallPool::~SmallPool() {
-  for (void* c : chunks_) unmap_huge(c, kChunk);
-}
-
-void* SmallPool::carve(size_t cls) {
-  size_t bytes = cls * kGrain;
-  if (static_cast<size_t>(end_ - next_) < bytes) {
-    // The newest chunk's rest (under 512 bytes) stays unused.
-    void* c = map_huge(kChunk);
-    if (!c) return nullptr;
-    chunks_.push_back(c);
-    next_ = static_cast<char*>(c);
-    end_ = next_ + kChunk;
-  }
-  void* p = next_;
-  next_ += bytes;
-  return p;
-}
 
 void* SmallPool::allocate(size_t size) {
   if (size > kMaxSmall) return std::malloc(size);
@@ -33,7 +12,7 @@ void* SmallPool::allocate(size_t size) {
     free_[cls] = *static_cast<void**>(p);
     return p;
   }
-  return carve(cls);
+  return arena_.carve(cls * kGrain);
 }
 
 void SmallPool::release(void* p, size_t size) {

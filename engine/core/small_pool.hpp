@@ -10,7 +10,8 @@
 #pragma once
 #include <array>
 #include <cstddef>
-#include <vector>
+
+#include "engine/core/huge_pages.hpp"
 
 namespace engine {
 
@@ -18,12 +19,7 @@ class SmallPool {
  public:
   static constexpr size_t kGrain = 16;     // every block is aligned to it (Lua needs 8 or 16)
   static constexpr size_t kMaxSmall = 512; // larger blocks come from malloc
-  static constexpr size_t kChunk = size_t{2} << 20;
-
-  SmallPool() = default;
-  ~SmallPool();
-  SmallPool(const SmallPool&) = delete;
-  SmallPool& operator=(const SmallPool&) = delete;
+  static constexpr size_t kChunk = HugeArena::kChunk;
 
   // The three are lua_Alloc's cases; `size` is always what the block was asked for with (Lua
   // passes it back), so blocks carry no header. nullptr when memory runs out.
@@ -34,16 +30,13 @@ class SmallPool {
   // lua_Alloc itself: ud is the pool.
   static void* lua_alloc(void* ud, void* ptr, size_t osize, size_t nsize);
 
-  size_t chunk_bytes() const { return chunks_.size() * kChunk; }
+  size_t chunk_bytes() const { return arena_.bytes_mapped(); }
 
  private:
   static size_t class_of(size_t size) { return (size + kGrain - 1) / kGrain; }
-  void* carve(size_t cls);
 
   std::array<void*, kMaxSmall / kGrain + 1> free_{};  // per class: a list linked through the blocks
-  char* next_ = nullptr;  // the unused rest of the newest chunk
-  char* end_ = nullptr;
-  std::vector<void*> chunks_;
+  HugeArena arena_;
 };
 
 }  // namespace engine

@@ -16,19 +16,17 @@ constexpr size_t kHeader = 16;             // keeps the 16-byte alignment malloc
 constexpr size_t kPooledFrom = 16 << 10;   // the session structure, packet buffers
 constexpr size_t kPooledUpTo = 512 << 10;  // larger ones (rare) stay with malloc
 constexpr size_t kPage = 4096;
-constexpr size_t kChunk = size_t{2} << 20;
 
 struct Header {
   size_t size;    // what was asked for
   size_t pooled;  // 1: from the chunks (its slot is size rounded up to kPage), 0: from malloc
 };
 
-// Pooled slots by their size; never given back to the system (the chunks last as long as the
-// process), reused by the next block of the same slot size.
+// Pooled slots by their size, reused by the next block of the same slot size (the arena's chunks
+// last as long as the process).
 struct Pool {
   std::map<size_t, std::vector<char*>> free;
-  char* next = nullptr;
-  char* end = nullptr;
+  HugeArena arena;
 
   char* take(size_t slot) {
     if (auto it = free.find(slot); it != free.end() && !it->second.empty()) {
@@ -36,15 +34,7 @@ struct Pool {
       it->second.pop_back();
       return p;
     }
-    if (static_cast<size_t>(end - next) < slot) {
-      void* c = map_huge(kChunk);  // the rest of the old chunk (under 512 KiB) stays unused
-      if (!c) return nullptr;
-      next = static_cast<char*>(c);
-      end = next + kChunk;
-    }
-    char* p = next;
-    next += slot;
-    return p;
+    return static_cast<char*>(arena.carve(slot));
   }
 };
 
