@@ -4,6 +4,8 @@
 #include <openssl/evp.h>
 #include <unistd.h>
 
+#include <memory>
+
 namespace engine {
 
 std::string hex(const unsigned char* p, size_t n) {
@@ -18,9 +20,12 @@ std::optional<std::string> sha256_file(const std::string& path) {
   if (fd < 0) return std::nullopt;
   EVP_MD_CTX* ctx = EVP_MD_CTX_new();
   EVP_DigestInit_ex(ctx, EVP_sha256(), nullptr);
-  std::string buf(1 << 20, '\0');
+  // Large reads for snapshots of gigabytes; left unfilled, so a runbook of a few KB (hashed at
+  // every run's start) touches a page or two of it instead of faulting in the whole MiB.
+  constexpr size_t kChunk = 1 << 20;
+  auto buf = std::make_unique_for_overwrite<char[]>(kChunk);
   ssize_t n;
-  while ((n = ::read(fd, buf.data(), buf.size())) > 0) EVP_DigestUpdate(ctx, buf.data(), static_cast<size_t>(n));
+  while ((n = ::read(fd, buf.get(), kChunk)) > 0) EVP_DigestUpdate(ctx, buf.get(), static_cast<size_t>(n));
   ::close(fd);
   unsigned char out[32];
   unsigned int len = 0;
