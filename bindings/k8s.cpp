@@ -1,6 +1,7 @@
 // engine.k8s.api: the Kubernetes API for the Lua k8s module (stdlib/engine/k8s.lua builds get,
 // list, patch, cordon, drain... on these). call() and resource() yield; watch() returns a watcher
 // whose next() yields until the next event.
+#include <cmath>
 #include <filesystem>
 #include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
@@ -107,6 +108,12 @@ int l_configure(lua_State* L) {
   lua_pop(L, 1);
   if (lua_getfield(L, 1, "burst") == LUA_TNUMBER) o.burst = lua_tonumber(L, -1);
   lua_pop(L, 1);
+  // Below these no request would ever be sent: every call would wait forever.
+  char got[64];
+  if (!(o.qps > 0) || !std::isfinite(o.qps))
+    luaL_error(L, "k8s.configure: qps must be a positive number of requests a second (got %s)", (std::snprintf(got, sizeof got, "%g", o.qps), got));
+  if (!(o.burst >= 1) || !std::isfinite(o.burst))
+    luaL_error(L, "k8s.configure: burst must be at least 1 (got %s)", (std::snprintf(got, sizeof got, "%g", o.burst), got));
   bool want_in_cluster = lua_getfield(L, 1, "in_cluster") == LUA_TBOOLEAN && lua_toboolean(L, -1);
   lua_pop(L, 1);
   Vm& vm = vm_of(L);

@@ -160,6 +160,9 @@ struct Lease : std::enable_shared_from_this<Lease> {
     k8s::CallOptions opts;
     opts.retry = false;
     opts.timeout = std::max(0.5, std::chrono::duration<double>(hold->deadline - sent).count());
+    // Past the client-side rate limit: queued behind a burst of the runbook's own calls (a drain's
+    // evictions), a renewal could wait out the deadline and lose the lease of a healthy run.
+    opts.rate_limited = false;
     api->call("PUT", path, obj.dump(), opts, [self, sent](k8s::Reply r) {
       if (!self->held) return;
       if (r.error.empty()) {
@@ -170,7 +173,9 @@ struct Lease : std::enable_shared_from_this<Lease> {
       }
       if (r.error == "conflict") {
         // Someone wrote it: if it still names us, carry on from their version; else it is lost.
-        self->api->call("GET", self->path, "", {}, [self](k8s::Reply g) {
+        k8s::CallOptions now;
+        now.rate_limited = false;
+        self->api->call("GET", self->path, "", now, [self](k8s::Reply g) {
           if (!self->held) return;
           if (g.error.empty() && g.body["spec"].value("holderIdentity", "") == self->identity) {
             self->current = g.body;

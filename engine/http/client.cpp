@@ -111,6 +111,11 @@ struct Client::Impl {
     t.connect_to = nullptr;
   }
 
+  static bool debugging() {
+    static const bool on = std::getenv("ENGINE_HTTP_DEBUG") != nullptr;
+    return on;
+  }
+
   // --- rate limit -------------------------------------------------------------------------
   void refill() {
     auto now = Clock::now();
@@ -120,6 +125,7 @@ struct Client::Impl {
   }
 
   void admit(std::shared_ptr<Transfer> t) {
+    if (!t->req.rate_limited) return start(t);
     waiting.push_back(std::move(t));
     drain_waiting();
   }
@@ -134,6 +140,9 @@ struct Client::Impl {
     }
     if (!waiting.empty() && !token_timer_armed) {
       token_timer_armed = true;
+      if (debugging())  // why a run's API calls slowed down
+        std::fprintf(stderr, "* client-side rate limit (qps %g, burst %g): %zu waiting\n", opts.qps, opts.burst,
+                     waiting.size());
       token_timer.expires_after(secs((1 - tokens) / opts.qps));
       std::weak_ptr<bool> a = alive;
       token_timer.async_wait([this, a](const boost::system::error_code& ec) {
@@ -281,7 +290,7 @@ struct Client::Impl {
       curl_easy_setopt(e, CURLOPT_LOW_SPEED_TIME, std::max(1L, static_cast<long>(std::ceil(r.idle_timeout))));
     }
     curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
-    static const bool verbose = std::getenv("ENGINE_HTTP_DEBUG") != nullptr;  // curl's trace, on stderr, redacted
+    static const bool verbose = debugging();  // curl's trace, on stderr, redacted
     if (verbose) {
       curl_easy_setopt(e, CURLOPT_DEBUGFUNCTION, &debug_trace);
       curl_easy_setopt(e, CURLOPT_VERBOSE, 1L);

@@ -46,6 +46,10 @@ struct Request {
   // Retries on 429 and on 502/503/504 (or any 5xx carrying Retry-After), honouring Retry-After,
   // with capped exponential backoff. Connection failures are retried for GET/HEAD/PUT/DELETE only.
   int max_retries = 5;
+  // false: sent at once, past the client-side rate limit (Options). For requests whose lateness
+  // costs more than their load: a lease's renewal queued behind a burst of the runbook's own calls
+  // would lose the lease; a journal record is waited for, as an fsync is.
+  bool rate_limited = true;
 };
 
 struct Response {

@@ -76,6 +76,7 @@ std::function<void()> Api::call(const std::string& method, const std::string& pa
     req.idle_timeout = opts.idle_timeout;
     req.on_data = opts.on_data;
     if (!opts.retry) req.max_retries = 0;
+    req.rate_limited = opts.rate_limited;
     req.headers.push_back({"Accept", "application/json"});
     if (!req.body.empty()) req.headers.push_back({"Content-Type", opts.content_type});
     req.headers.push_back({"User-Agent", "engine/" ENGINE_VERSION});

@@ -39,6 +39,7 @@ struct CallOptions {
   double idle_timeout = 60;  // no byte for this long: "timeout" (0 for watches)
   bool retry = true;  // retries on 429/5xx; off where the caller handles 429 itself (evictions)
   std::function<bool(std::string_view)> on_data;  // streaming (watches)
+  bool rate_limited = true;  // false: past the client-side limit (http::Request::rate_limited)
 };
 
 class Api : public std::enable_shared_from_this<Api> {

@@ -87,6 +87,7 @@ k8s::Reply ClusterStore::call(const std::string& method, const std::string& p, c
   k8s::CallOptions opts;
   opts.content_type = content_type;
   opts.timeout = 20;
+  opts.rate_limited = false;  // waited for like an fsync: holding it back would stall the whole run
   api_->call(method, p, body, opts, [&out](k8s::Reply r) { out = std::move(r); });
   io_.restart();
   while (!out && io_.run_one()) {

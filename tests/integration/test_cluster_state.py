@@ -129,6 +129,24 @@ class TestClusterState(K8sTest):
         self.assertEqual(bad.returncode, 2)
         self.assertIn("a run id is lowercase letters, digits", bad.stderr)
 
+    def test_a_journal_longer_than_the_api_clients_burst_is_not_throttled(self):
+        # Every record is waited for, as an fsync is: had the journal's client the run's rate limit
+        # (50 a second after a burst of 100), each record past the 100th would stall the whole run.
+        # 150 steps write 300 records, across two chunks of 256.
+        path = os.path.join(self.tmp, "many.lua")
+        with open(path, "w") as f:
+            f.write('return runbook { name = "many", run = function()\n'
+                    '  for i = 1, 150 do step("s" .. i, function() end) end\n'
+                    '  print("DONE") end }\n')
+        env = dict(self.pod("pod-1"), ENGINE_HTTP_DEBUG="1")
+        r = self.engine(env, "run", path, "--state-dir", STATE, "--run-id", "many-steps")
+        self.assertEqual(r.returncode, 0, r.stdout[-2000:] + r.stderr[-2000:])
+        self.assertIn("DONE", r.stdout)
+        self.assertNotIn("client-side rate limit", r.stderr)
+        chunks = [self.cluster.get(f"/api/v1/namespaces/engine-runs/configmaps/engine-run-many-steps-j{i}")["data"]
+                  for i in (0, 1)]
+        self.assertEqual([len(c) for c in chunks], [256, 44])
+
     def test_two_writers_of_one_run_cannot_interleave(self):
         first = self.start_killed_after(self.pod("pod-1"), "RAN 1")
         run_id = re.search(r" run=(\d{8}-\S+)", first).group(1)

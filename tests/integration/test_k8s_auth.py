@@ -262,7 +262,7 @@ print(json.dumps({{"apiVersion": "client.authentication.k8s.io/v1", "kind": "Exe
                                capture_output=True, text=True, timeout=60, env=dict(os.environ, KUBECONFIG="/nonexistent")))
 
     def test_the_client_side_rate_limit_holds(self):
-        out = self.ok(self.run_lua("""
+        r = self.run_lua("""
     k8s.configure { kubeconfig = p.kc, qps = 10, burst = 5 }
     local fleet = require "engine.fleet"
     local calls = {}
@@ -270,10 +270,20 @@ print(json.dumps({{"apiVersion": "client.authentication.k8s.io/v1", "kind": "Exe
     local t0 = time.monotonic()
     fleet.each(calls, { at_once = 25 }, function() assert(k8s.server_version()) end)
     print(string.format("took %.2f", time.monotonic() - t0))
-"""))
+""", env=dict(os.environ, ENGINE_HTTP_DEBUG="1"))
+        out = self.ok(r)
         # 25 requests, 5 at once then 10 per second: at least 2 s by construction (a lower bound
         # that follows from the limit, not a speed claim).
         self.assertGreaterEqual(float(out.split("took ")[1].split()[0]), 1.9)
+        # ENGINE_HTTP_DEBUG says why the calls slowed down.
+        self.assertRegex(r.stderr, r"\* client-side rate limit \(qps 10, burst 5\): \d+ waiting")
+        # Values under which no request would ever go are refused, naming the field.
+        for opts, want in (("qps = 0", "qps must be a positive number of requests a second (got 0)"),
+                           ("qps = -5", "(got -5)"), ("burst = 0.5", "burst must be at least 1 (got 0.5)")):
+            r = self.run_lua(f"    k8s.configure {{ kubeconfig = p.kc, {opts} }}")
+            self.assertNotEqual(r.returncode, 0, opts)
+            self.assertIn("k8s.configure: ", r.stdout + r.stderr)
+            self.assertIn(want, r.stdout + r.stderr)
 
     def test_kubeconfig_files_merge_as_kubectl_merges_them(self):
         # One file has the cluster, user and context; another only the current-context. Named in

@@ -255,6 +255,23 @@ class TestLease(K8sTest):
         # Released at the end of its <close> scope: the next run takes it at once.
         self.ok(self.run_lua('assert(k8s.lease("upgrade", { ttl = 3 }))'))
 
+    def test_renewals_are_not_queued_behind_the_runbooks_own_calls(self):
+        # qps 2: twelve calls at once keep the client-side rate limit's queue 5.5 s long, past the
+        # 2 s a renewal of a 3 s lease has. Queued behind them, a renewal would lose the lease of
+        # a run that is alive and well; it goes past the queue instead.
+        r = self.run_lua("""
+    k8s.configure { kubeconfig = p.kc, qps = 2, burst = 1 }
+    local lock <close> = assert(k8s.lease("upgrade", { ttl = 3 }))
+    local calls = {}
+    for i = 1, 12 do calls[i] = i end
+    require("engine.fleet").each(calls, { at_once = 12 }, function() assert(k8s.server_version()) end)
+    print("still held", lock.held)
+""", env=dict(os.environ, ENGINE_HTTP_DEBUG="1"))
+        out = self.ok(r)
+        self.assertIn("still held\ttrue", out)
+        self.assertNotIn("lease lost", out)
+        self.assertRegex(r.stderr, r"client-side rate limit \(qps 2, burst 1\): \d+ waiting")  # the queue was there
+
     def test_a_lease_whose_holder_died_is_taken_over_after_its_ttl(self):
         holder = self.start(60)
         holder.kill()  # SIGKILL: no release, no renewals
