@@ -453,7 +453,14 @@ int l_each(lua_State* L) {
   lua_settop(L, 3);
   check_options(L, 2, kOptions, "fleet.each");
   size_t total = lua_rawlen(L, 1);
-  auto at_once = fleet::at_once_count(amount_opt(L, 2, "at_once", {1, false}), total);
+  auto at_once_amount = amount_opt(L, 2, "at_once", {1, false});
+  // Ansible's `serial: 0` means every host at once; here 0 was quietly one at a time. Neither
+  // reading is safe to guess for a rollout: say what to write instead. (`at_once = #hosts` of an
+  // empty list runs nothing either way, and is left alone.)
+  if (at_once_amount.value == 0 && total > 0)
+    luaL_error(L, "fleet.each: at_once %s would run no host: give at least 1, or \"100%%\" for every host at once",
+               at_once_amount.percent ? "\"0%\"" : "0");
+  auto at_once = fleet::at_once_count(at_once_amount, total);
   auto budget = fleet::failure_budget(amount_opt(L, 2, "max_failures", {0, false}), total);
 
   Vm& vm = vm_of(L);

@@ -67,7 +67,7 @@
 ---@field sha256? string  the tarball's sha256 (default: from SHA256SUMS beside it)
 ---@field user string  (default: etcd)
 ---@field workers string  inventory group of the workers (default: k8s-worker)
----@field workers_at_once string  workers joined at once: a count, or a percentage of the workers ("10%") (default: 2)
+---@field workers_at_once string  workers joined at once: a count from 1, or a percentage of the workers ("10%") (default: 2)
 
 --- etcd-maintenance: etcd defragmentation: a staggered per-node systemd timer (its own member only), or the whole cluster now
 ---@class params.etcd_maintenance
@@ -175,7 +175,7 @@
 ---@field wait_workloads string[]  before each next worker, these have every replica ready: NS/KIND/NAME or NS/KIND?SELECTOR (shop/deployment/web, */daemonset?app=agent) (default: )
 ---@field window_wait boolean  outside the maintenance window, wait until it opens instead of stopping (a Job's pod: no one resumes it) (default: false)
 ---@field workers string  inventory group of the workers (default: k8s-worker)
----@field workers_at_once string  workers upgraded at once: a count, or a percentage of the workers ("10%") (default: 1)
+---@field workers_at_once string  workers upgraded at once: a count from 1, or a percentage of the workers ("10%") (default: 1)
 
 --- k8s-version-check: Which kubeadm upgrade is available (a patch of the running minor, else the next minor): gauges, and the upgrade Job if allowed
 ---@class params.k8s_version_check

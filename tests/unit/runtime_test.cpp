@@ -127,6 +127,15 @@ TEST_CASE("fleet.each rejects unknown options with a suggestion") {
              Contains("unknown option 'atonce' (did you mean 'at_once'?)"));
   CHECK_THAT(run(R"(require("engine.fleet").each({"a"}, { at_once = "lots" }, function() end))"),
              Contains("at_once 'lots' is not a count or a percentage"));
+  // 0 is neither one at a time nor all at once (Ansible's serial: 0): refused, saying what to write.
+  CHECK_THAT(run(R"(require("engine.fleet").each({"a"}, { at_once = 0 }, function() end))"),
+             Contains("fleet.each: at_once 0 would run no host: give at least 1, or \"100%\" for every host at once"));
+  CHECK_THAT(run(R"(require("engine.fleet").each({"a"}, { at_once = "0%" }, function() end))"),
+             Contains("at_once \"0%\" would run no host"));
+  // A percentage that rounds down to no host is one host, as documented; `at_once = #hosts` of an
+  // empty list runs nothing, as before.
+  CHECK(run(R"(assert(require("engine.fleet").each({"a", "b"}, { at_once = "10%" }, function() end).ok == 2))") == "");
+  CHECK(run(R"(local none = {} assert(require("engine.fleet").each(none, { at_once = #none }, function() end).ok == 0))") == "");
 }
 
 TEST_CASE("timeout cuts a wait short and pcall cannot swallow it") {

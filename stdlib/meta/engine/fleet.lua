@@ -2,7 +2,7 @@
 -- LuaCATS definitions for require "engine.fleet".
 
 ---@class engine.fleet.Options
----@field at_once? integer|string       hosts in flight: a count or "30%" (default: 1)
+---@field at_once? integer|string       hosts in flight: a count from 1 or "30%" (default: 1)
 ---@field max_failures? integer|string  failed hosts tolerated: a count or "10%" (default: 0)
 ---@field strategy? "window"|"batch"    sliding window, or whole batches (default: "window")
 ---@field max_per? table<string, integer>  at most N at once per value of a host variable, e.g. {zone = 1}
