@@ -469,7 +469,20 @@ int open_module(lua_State* L) {
 
 void open_k8s(lua_State* L) { register_module(L, "engine.k8s.api", open_module); }
 
-void close_k8s(Vm& vm) { vm.k8s.reset(); }
+void close_k8s(Vm& vm) {
+  // Where a run's API calls lost time to the client-side limit, the end of its log says so, and
+  // how to raise it: otherwise a slow drain looks like a slow cluster.
+  if (vm.k8s && vm.k8s->api) {
+    const auto& client = vm.k8s->api->http();
+    auto num = [](double v) { return v == std::floor(v) ? nlohmann::json(static_cast<long long>(v)) : nlohmann::json(v); };
+    if (auto t = client.throttled(); t.requests > 0)
+      log::emit(log::Level::info, "", "API calls waited for the client-side rate limit",
+                {{"requests", t.requests}, {"total_wait_seconds", std::round(t.seconds * 10) / 10},
+                 {"qps", num(client.options().qps)}, {"burst", num(client.options().burst)},
+                 {"raise_with", "k8s.configure{qps = ..., burst = ...}"}});
+  }
+  vm.k8s.reset();
+}
 
 size_t k8s_in_flight(Vm& vm) { return vm.k8s && vm.k8s->api ? vm.k8s->api->http().in_flight() : 0; }
 

@@ -45,6 +45,7 @@ struct Transfer {
   std::string header_line;
   bool cancelled = false, stopped_by_reader = false;
   int attempts = 0;
+  Clock::time_point queued;  // when it began to wait for the rate limit
   char errbuf[CURL_ERROR_SIZE] = {0};
   std::string url;  // the URL curl was given, when it differs from req.url
 };
@@ -71,6 +72,7 @@ struct Client::Impl {
   std::vector<std::shared_ptr<Transfer>> waiting;  // for a token
   asio::steady_timer token_timer;
   bool token_timer_armed = false;
+  Client::Throttled throttled;
   std::shared_ptr<bool> alive = std::make_shared<bool>(true);
 
   Impl(Client& c, asio::io_context& io_, Options o)
@@ -126,17 +128,25 @@ struct Client::Impl {
 
   void admit(std::shared_ptr<Transfer> t) {
     if (!t->req.rate_limited) return start(t);
+    t->queued = Clock::now();
+    Transfer* fresh = t.get();
     waiting.push_back(std::move(t));
-    drain_waiting();
+    drain_waiting(fresh);
   }
 
-  void drain_waiting() {
+  // fresh: the request just queued, which goes now if a token is there without having waited.
+  void drain_waiting(const Transfer* fresh = nullptr) {
     refill();
     while (!waiting.empty() && tokens >= 1) {
-      tokens -= 1;
       auto t = waiting.front();
       waiting.erase(waiting.begin());
-      if (!t->cancelled) start(t);
+      if (t->cancelled) continue;  // gone while it waited: it takes no token
+      tokens -= 1;
+      if (t.get() != fresh) {  // it waited for a token
+        ++throttled.requests;
+        throttled.seconds += std::chrono::duration<double>(refilled - t->queued).count();
+      }
+      start(t);
     }
     if (!waiting.empty() && !token_timer_armed) {
       token_timer_armed = true;
@@ -439,6 +449,10 @@ Client::Client(asio::io_context& io, Options opts) : impl_(std::make_unique<Impl
 Client::~Client() = default;
 
 size_t Client::in_flight() const { return impl_->active.size() + impl_->waiting.size(); }
+
+Client::Throttled Client::throttled() const { return impl_->throttled; }
+
+const Options& Client::options() const { return impl_->opts; }
 
 std::function<void()> Client::send(Request req, std::function<void(Response)> done) {
   auto t = std::make_shared<Transfer>();

@@ -80,6 +80,14 @@ class Client {
   uint64_t requests_sent() const { return sent_; }
   size_t in_flight() const;
 
+  // What the client-side rate limit held back so far: how many requests waited, for how long in all.
+  struct Throttled {
+    size_t requests = 0;
+    double seconds = 0;
+  };
+  Throttled throttled() const;
+  const Options& options() const;
+
  private:
   struct Impl;
   std::unique_ptr<Impl> impl_;

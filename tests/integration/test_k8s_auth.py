@@ -275,8 +275,16 @@ print(json.dumps({{"apiVersion": "client.authentication.k8s.io/v1", "kind": "Exe
         # 25 requests, 5 at once then 10 per second: at least 2 s by construction (a lower bound
         # that follows from the limit, not a speed claim).
         self.assertGreaterEqual(float(out.split("took ")[1].split()[0]), 1.9)
-        # ENGINE_HTTP_DEBUG says why the calls slowed down.
+        # ENGINE_HTTP_DEBUG says why the calls slowed down, and the end of the run's log says what it
+        # cost and how to raise the limit: 20 of the 25 had to wait (the burst let 5 through).
         self.assertRegex(r.stderr, r"\* client-side rate limit \(qps 10, burst 5\): \d+ waiting")
+        m = re.search(r"API calls waited for the client-side rate limit burst=5 qps=10 "
+                      r"raise_with=\".*?\" requests=(\d+) total_wait_seconds=([\d.]+)", out)
+        self.assertIsNotNone(m, out[-2000:])
+        self.assertEqual(int(m.group(1)), 20)
+        # The n-th to wait waits about n/10 s (21 s in all when they come at once); a bound by
+        # construction with room for a slow start of the 25 tasks.
+        self.assertGreaterEqual(float(m.group(2)), 10)
         # Values under which no request would ever go are refused, naming the field.
         for opts, want in (("qps = 0", "qps must be a positive number of requests a second (got 0)"),
                            ("qps = -5", "(got -5)"), ("burst = 0.5", "burst must be at least 1 (got 0.5)")):
