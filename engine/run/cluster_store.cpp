@@ -7,6 +7,7 @@
 #include <cstdlib>
 #include <set>
 #include <ctime>
+#include <random>
 #include <stdexcept>
 
 #include "engine/core/errors.hpp"
@@ -103,62 +104,149 @@ void ClusterStore::create_run(const std::string& id, const std::string& run_json
                       (r.message.empty() ? "" : ": " + r.message));
 }
 
-// The chunk after a reply that did not say: is the record there? Sets the chunk's resourceVersion.
-// Throws when the key holds another record (another writer).
-bool ClusterStore::settled(const std::string& chunk, const std::string& key, const std::string& line) {
-  auto g = call("GET", path(chunk), "");
-  if (!g.error.empty() || !g.body.is_object()) return false;
-  auto data = g.body.value("data", json::object());
-  if (!data.contains(key)) {  // not taken: the next attempt goes with the chunk's version now
-    rv_ = rv_of(g.body);
-    return false;
+// What a chunk holds, as the API sent it: its version, its records and their bytes (the API's
+// limit counts each key and value).
+void ClusterStore::adopt(size_t chunk, const json& obj) {
+  chunk_ = chunk, rv_ = rv_of(obj), count_ = bytes_ = 0;
+  const json data = obj.value("data", json::object());
+  for (const auto& [key, value] : data.items()) {
+    count_++;
+    bytes_ += key.size() + (value.is_string() ? value.get_ref<const std::string&>().size() : 0);
   }
-  if (data[key] != line)
-    throw std::runtime_error("the run's journal in the cluster (" + ns_ + "/" + chunk + ") holds another record " + key +
+}
+
+// The chunk after a reply that did not say: is the record there? The chunk, when it exists, is
+// the one appends go to from now on. Throws when the key holds another record (another writer).
+bool ClusterStore::settled(size_t chunk, const std::string& key, const std::string& value) {
+  std::string name = object_name(run_, "-j" + std::to_string(chunk));
+  auto g = call("GET", path(name), "");
+  if (!g.error.empty() || !g.body.is_object()) return false;
+  adopt(chunk, g.body);
+  auto data = g.body.value("data", json::object());
+  if (!data.contains(key)) return false;  // not taken: the next attempt goes with the chunk's version now
+  if (data[key] != value)
+    throw std::runtime_error("the run's journal in the cluster (" + ns_ + "/" + name + ") holds another record " + key +
                              ": another engine is writing this run");
-  rv_ = rv_of(g.body);
   return true;
+}
+
+// The numbers of a run's journal chunks, from their labels.
+std::set<size_t> ClusterStore::chunk_numbers(const std::string& id) {
+  std::set<size_t> have;
+  auto l = call("GET", path() + "?labelSelector=" +
+                           http::query_escape("app.kubernetes.io/managed-by=engine,engine.dev/part=journal,engine.dev/run=" +
+                                              label_value(id)), "");
+  if (!l.error.empty()) throw ConfigError("listing run " + id + "'s journal in " + ns_ + ": " + l.error + ": " + l.message);
+  std::string prefix = object_name(id, "-j");
+  for (auto& item : l.body.value("items", json::array())) {
+    auto meta = item.value("metadata", json::object());
+    std::string name = meta.value("name", "");
+    if (meta.value("annotations", json::object()).value("engine.dev/run-id", "") != id || name.rfind(prefix, 0) != 0) continue;
+    try {
+      size_t used = 0, n = std::stoul(name.substr(prefix.size()), &used);
+      if (used == name.size() - prefix.size()) have.insert(n);
+    } catch (const std::exception&) {
+    }
+  }
+  return have;
+}
+
+// A run this writer has not read (load() does that for a resume): its last chunk, which appends go on in.
+void ClusterStore::locate(const std::string& id) {
+  auto have = chunk_numbers(id);
+  if (have.empty()) return;
+  std::string name = object_name(id, "-j" + std::to_string(*have.rbegin()));
+  auto r = call("GET", path(name), "");
+  if (!r.error.empty()) throw std::runtime_error("reading the run's journal in the cluster (" + ns_ + "/" + name + "): " + r.error);
+  adopt(*have.rbegin(), r.body);
+}
+
+// A record over a chunk's budget, kept in parts of its own (each made before the record names
+// them, so a record in the journal never points to a part not there). Cut between UTF-8
+// characters: a ConfigMap's values are strings. Returns what the record's key holds instead.
+std::string ClusterStore::put_parts(const std::string& id, uint64_t seq, const std::string& line) {
+  std::random_device rd;
+  char token[12];
+  std::snprintf(token, sizeof token, "%08x", static_cast<unsigned>(rd()));
+  size_t parts = 0;
+  for (size_t off = 0; off < line.size(); ++parts) {
+    size_t len = std::min(kPartBytes, line.size() - off);
+    while (off + len < line.size() && len > 0 && (static_cast<unsigned char>(line[off + len]) & 0xC0) == 0x80) --len;
+    std::string slice = line.substr(off, len), name = object_name(id, "-r" + std::to_string(seq) + "-" + token + "-" +
+                                                                          std::to_string(parts)), last;
+    bool stored = false;
+    for (int attempt = 0; attempt < 4 && !stored; ++attempt) {
+      auto r = call("POST", path(), configmap(name, id, "record", {{"part", slice}}).dump());
+      if (r.error.empty()) {
+        stored = true;
+        break;
+      }
+      last = r.error + (r.message.empty() ? "" : ": " + r.message);
+      auto g = call("GET", path(name), "");  // a reply lost on the way: made after all?
+      stored = g.error.empty() && g.body.value("data", json::object()).value("part", "") == slice;
+    }
+    if (!stored)
+      throw std::runtime_error("the cluster did not take part " + std::to_string(parts) + " of journal record " +
+                               std::to_string(seq) + " of run " + id + " (" + ns_ + "/" + name + "): " + last);
+    off += len;
+  }
+  return "@parts " + std::string(token) + " " + std::to_string(parts) + " " + std::to_string(line.size());
+}
+
+// A record as the journal holds it: itself, or its parts put together.
+std::string ClusterStore::resolve(const std::string& id, const std::string& chunk, const std::string& key,
+                                  const std::string& value) {
+  if (value.rfind("@parts ", 0) != 0) return value;
+  char token[16] = "";
+  unsigned long parts = 0, bytes = 0;
+  if (std::sscanf(value.c_str(), "@parts %15s %lu %lu", token, &parts, &bytes) != 3)
+    throw ConfigError("run " + id + "'s journal in the cluster (" + ns_ + "/" + chunk + "): record " + key +
+                      " is neither a record nor parts of one: '" + value.substr(0, 80) + "'");
+  std::string seq = std::to_string(std::stoull(key.substr(1))), out;
+  for (unsigned long k = 0; k < parts; ++k) {
+    std::string name = object_name(id, "-r" + seq + "-" + token + "-" + std::to_string(k));
+    auto r = call("GET", path(name), "");
+    if (!r.error.empty())
+      throw ConfigError("run " + id + "'s journal record " + seq + " is kept in " + std::to_string(parts) + " parts and " +
+                        ns_ + "/" + name + " cannot be read (" + r.error + "): what it recorded cannot be told");
+    out += r.body.value("data", json::object()).value("part", "");
+  }
+  if (out.size() != bytes)
+    throw ConfigError("run " + id + "'s journal record " + seq + ": its " + std::to_string(parts) + " parts hold " +
+                      std::to_string(out.size()) + " bytes, not the " + std::to_string(bytes) +
+                      " it was written with: what it recorded cannot be told");
+  return out;
 }
 
 void ClusterStore::append(const std::string& id, uint64_t seq, const std::string& line) {
   if (seq == 0) throw std::logic_error("journal records are numbered from 1");
-  size_t chunk = (seq - 1) / kChunk;
-  std::string name = object_name(id, "-j" + std::to_string(chunk)), key = key_of(seq), last;
+  if (run_ != id) {  // a run not read by load(): a new one, or the cluster says where it goes on
+    run_ = id, rv_.clear(), chunk_ = SIZE_MAX, count_ = bytes_ = 0;
+    if (seq > 1) locate(id);
+  }
+  std::string key = key_of(seq), last, name;
+  std::string value = key.size() + line.size() > kChunkBytes ? put_parts(id, seq, line) : line;
+  size_t cost = key.size() + value.size();
   int conflicts = 0;
   for (int attempt = 0; attempt < 4; ++attempt) {
+    // A chunk is made with its first record; the next begins when this record would not fit.
+    bool fresh = chunk_ == SIZE_MAX || count_ >= kChunk || bytes_ + cost > kChunkBytes;
+    size_t chunk = fresh ? (chunk_ == SIZE_MAX ? 0 : chunk_ + 1) : chunk_;
+    name = object_name(id, "-j" + std::to_string(chunk));
     k8s::Reply r;
-    if (run_ != id || chunk_ != chunk) {
-      if ((seq - 1) % kChunk == 0) {  // the chunk's first record: the chunk is made with it
-        r = call("POST", path(), configmap(name, id, "journal", {{key, line}}).dump());
-        if (r.error.empty()) {
-          run_ = id, chunk_ = chunk, rv_ = rv_of(r.body);
-          return;
-        }
-      } else {  // a resumed run: the chunk as the cluster has it
-        r = call("GET", path(name), "");
-        if (!r.error.empty()) {
-          last = r.error + (r.message.empty() ? "" : ": " + r.message);
-          continue;
-        }
-        run_ = id, chunk_ = chunk, rv_ = rv_of(r.body);
-        if (r.body.value("data", json::object()).contains(key)) {
-          if (settled(name, key, line)) return;
-        }
-        continue;
-      }
+    if (fresh) {
+      r = call("POST", path(), configmap(name, id, "journal", {{key, value}}).dump());
     } else {
-      json patch = {{"metadata", {{"resourceVersion", rv_}}}, {"data", {{key, line}}}};
+      json patch = {{"metadata", {{"resourceVersion", rv_}}}, {"data", {{key, value}}}};
       r = call("PATCH", path(name), patch.dump(), "application/merge-patch+json");
-      if (r.error.empty()) {
-        rv_ = rv_of(r.body);
-        return;
-      }
     }
-    // Taken after all (a reply lost on the way), or refused because someone else wrote: the chunk says.
-    if (settled(name, key, line)) {
-      run_ = id, chunk_ = chunk;
+    if (r.error.empty()) {
+      if (fresh) chunk_ = chunk, count_ = 0, bytes_ = 0;
+      rv_ = rv_of(r.body), count_++, bytes_ += cost;
       return;
     }
+    // Taken after all (a reply lost on the way), or refused because someone else wrote: the chunk says.
+    if (settled(chunk, key, value)) return;
     // A refused write whose record no one else took: the chunk changed in another way (a label,
     // an annotation, an apiserver's own conflict): tried again against its version now. Another
     // engine writing this run would have taken this record's key (settled() throws then).
@@ -227,43 +315,49 @@ std::optional<ClusterStore::Saved> ClusterStore::load(const std::string& id) {
   s.run_json = r.body.value("data", json::object()).value("run.json", "");
   // Every chunk the run has (by its labels), so one deleted in the middle is named, not read as
   // the journal's end (the steps after it would run again).
-  std::set<size_t> have;
-  auto l = call("GET", path() + "?labelSelector=" +
-                           http::query_escape("app.kubernetes.io/managed-by=engine,engine.dev/part=journal,engine.dev/run=" +
-                                              label_value(id)), "");
-  if (!l.error.empty()) throw ConfigError("listing run " + id + "'s journal in " + ns_ + ": " + l.error + ": " + l.message);
-  for (auto& item : l.body.value("items", json::array())) {
-    auto meta = item.value("metadata", json::object());
-    std::string name = meta.value("name", ""), prefix = object_name(id, "-j");
-    if (meta.value("annotations", json::object()).value("engine.dev/run-id", "") != id || name.rfind(prefix, 0) != 0) continue;
-    try {
-      have.insert(std::stoul(name.substr(prefix.size())));
-    } catch (const std::exception&) {
-    }
-  }
+  auto have = chunk_numbers(id);
+  run_ = id, rv_.clear(), chunk_ = SIZE_MAX, count_ = bytes_ = 0;
   size_t chunks = have.empty() ? 0 : *have.rbegin() + 1;
-  for (size_t chunk = 0; chunk < chunks; ++chunk)
-    if (!have.count(chunk))
-      throw ConfigError("run " + id + "'s journal in the cluster misses " + ns_ + "/" + object_name(id, "-j" + std::to_string(chunk)) +
-                        " (there is a -j" + std::to_string(chunks - 1) + "): records " + std::to_string(chunk * kChunk + 1) +
-                        " to " + std::to_string((chunk + 1) * kChunk) + " are lost, so what they recorded cannot be told");
   uint64_t want = 1;
-  for (size_t chunk = 0; chunk < chunks; ++chunk) {
+  std::map<size_t, json> read;
+  for (size_t chunk : have) {
     std::string name = object_name(id, "-j" + std::to_string(chunk));
     auto c = call("GET", path(name), "");
     if (!c.error.empty()) throw ConfigError("reading " + ns_ + "/" + name + ": " + c.error + ": " + c.message);
+    read[chunk] = std::move(c.body);
+  }
+  // A chunk missing in the middle: the records between its neighbours' are named.
+  auto number = [](const std::string& key) { return key.size() > 1 && key[0] == 'r' ? std::strtoull(key.c_str() + 1, nullptr, 10) : 0ULL; };
+  for (size_t chunk = 0; chunk < chunks; ++chunk) {
+    if (read.count(chunk)) continue;
+    uint64_t from = 1;
+    std::string upto;
+    auto next = read.upper_bound(chunk);
+    if (next != read.begin()) {
+      const json before = std::prev(next)->second.value("data", json::object());
+      if (!before.empty()) from = number(before.rbegin().key()) + 1;
+    }
+    const json after = next->second.value("data", json::object());
+    if (!after.empty()) upto = std::to_string(number(after.begin().key()) - 1);
+    throw ConfigError("run " + id + "'s journal in the cluster misses " + ns_ + "/" + object_name(id, "-j" + std::to_string(chunk)) +
+                      " (there is a -j" + std::to_string(chunks - 1) + "): records " +
+                      (upto.empty() ? "from " + std::to_string(from) + " on" : std::to_string(from) + " to " + upto) +
+                      " are lost, so what they recorded cannot be told");
+  }
+  for (size_t chunk = 0; chunk < chunks; ++chunk) {
+    std::string name = object_name(id, "-j" + std::to_string(chunk));
     // Keys sort as the records were numbered (r00000001 ...); each must be the next.
-    const json data = c.body.value("data", json::object());  // named: items() of a temporary would dangle
+    const json data = read[chunk].value("data", json::object());  // named: items() of a temporary would dangle
     for (const auto& [key, line] : data.items()) {
       if (!line.is_string()) continue;
       if (key != key_of(want))
         throw ConfigError("run " + id + "'s journal in the cluster (" + ns_ + "/" + name + ") misses record " +
                           std::to_string(want) + " (" + key_of(want) + "; the next there is " + key +
                           "): what it recorded cannot be told");
-      s.journal += line.get<std::string>() + "\n";
+      s.journal += resolve(id, name, key, line.get<std::string>()) + "\n";
       want++;
     }
-    run_ = id, chunk_ = chunk, rv_ = rv_of(c.body);
+    adopt(chunk, read[chunk]);
   }
   auto rep = call("GET", path(object_name(id, "-report")), "");
   if (rep.error.empty()) s.report = rep.body.value("data", json::object()).value("report.json", "");
@@ -306,6 +400,14 @@ size_t ClusterStore::forget_older_than(double days) {
     call("DELETE", path(object_name(id, "")), "");
     for (size_t chunk = 0;; ++chunk)
       if (call("DELETE", path(object_name(id, "-j" + std::to_string(chunk))), "").error == "not found") break;
+    auto parts = call("GET", path() + "?labelSelector=" +
+                                 http::query_escape("app.kubernetes.io/managed-by=engine,engine.dev/part=record,engine.dev/run=" +
+                                                    label_value(id)), "");
+    for (auto& part : parts.body.value("items", json::array())) {
+      auto pm = part.value("metadata", json::object());
+      if (pm.value("annotations", json::object()).value("engine.dev/run-id", "") == id)
+        call("DELETE", path(pm.value("name", "")), "");
+    }
     call("DELETE", path(object_name(id, "-ctl")), "");
     call("DELETE", path(object_name(id, "-report")), "");
     ++gone;

@@ -1,8 +1,13 @@
 // A run's records kept in the cluster's API (`--state-dir k8s://NAMESPACE`), so a run started in a
 // pod that is evicted can be resumed by the next pod, elsewhere. ConfigMaps in the namespace:
 //   engine-run-ID          run.json (made once; a second create of one id is refused)
-//   engine-run-ID-jN       the journal's records N*256 .. N*256+255, one key each ("r00000042": the
-//                          journal line, CRC and all, as the file holds it)
+//   engine-run-ID-jN       the journal's records, one key each ("r00000042": the journal line, CRC
+//                          and all, as the file holds it); a chunk takes at most 256 records and
+//                          768 KiB (the API refuses a ConfigMap over 1 MiB), then -jN+1 begins
+//   engine-run-ID-rS-T-K   part K of record S when the record alone is over a chunk's budget (a
+//                          step that returned a large value): the parts are made first, then the
+//                          record's key says "@parts T N BYTES" (T: the writer's token, so a second
+//                          writer's parts never replace the ones a record points to)
 //   engine-run-ID-report   report.json, when the run ends
 //   engine-run-ID-ctl      commands sent with engine ctl (the running engine polls it)
 // Each record is appended with a merge patch that carries the chunk's resourceVersion: the API
@@ -14,6 +19,7 @@
 #include <map>
 #include <memory>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -23,7 +29,9 @@ namespace engine::run {
 
 class ClusterStore {
  public:
-  static constexpr size_t kChunk = 256;  // records per ConfigMap: far under the 1 MiB object limit
+  static constexpr size_t kChunk = 256;               // records per ConfigMap at most
+  static constexpr size_t kChunkBytes = 768 * 1024;   // keys and values per ConfigMap: under the API's 1 MiB
+  static constexpr size_t kPartBytes = 768 * 1024;    // one part of a record over kChunkBytes
 
   ClusterStore(k8s::Cluster cluster, std::string ns);
   ~ClusterStore();
@@ -63,14 +71,20 @@ class ClusterStore {
   k8s::Reply call(const std::string& method, const std::string& path, const std::string& body,
                   const std::string& content_type = "application/json");
   std::string path(const std::string& name = "") const;
-  bool settled(const std::string& chunk, const std::string& key, const std::string& line);
+  bool settled(size_t chunk, const std::string& key, const std::string& value);
+  void adopt(size_t chunk, const nlohmann::json& obj);
+  std::set<size_t> chunk_numbers(const std::string& id);
+  void locate(const std::string& id);
+  std::string put_parts(const std::string& id, uint64_t seq, const std::string& line);
+  std::string resolve(const std::string& id, const std::string& chunk, const std::string& key, const std::string& value);
 
   std::string ns_;
   boost::asio::io_context io_;
   std::shared_ptr<k8s::Api> api_;
-  // The chunk appends go to, and its resourceVersion after this writer's last append.
+  // The chunk appends go to (SIZE_MAX: none yet), its resourceVersion after this writer's last
+  // append, and what it holds: the next record goes to a new chunk when it would not fit.
   std::string run_, rv_;
-  size_t chunk_ = SIZE_MAX;
+  size_t chunk_ = SIZE_MAX, count_ = 0, bytes_ = 0;
 };
 
 // "k8s://NAMESPACE" → NAMESPACE; nullopt for a directory.

@@ -1,6 +1,8 @@
 """The simulator's object store: resourceVersions, selectors, pagination, a watch log, PDB
 accounting, pods that take their grace period to go, and a ReplicaSet controller that replaces
 an evicted pod on another schedulable node and makes it Ready after a delay."""
+import base64
+import binascii
 import copy
 import datetime
 import random
@@ -134,6 +136,33 @@ def pod_ready(pod):
     return False
 
 
+# The API server's own limit on what a ConfigMap or Secret holds (core.MaxSecretSize): its keys and
+# values together, the values of binaryData and of a Secret's data counted decoded.
+MAX_DATA_BYTES = 1024 * 1024
+
+
+def check_data_size(plural, obj):
+    if plural not in ("configmaps", "secrets"):
+        return
+    total = 0
+    for field, encoded in (("data", plural == "secrets"), ("binaryData", True), ("stringData", False)):
+        for k, v in ((obj.get(field) or {}).items()):
+            total += len(k.encode())
+            if encoded:
+                try:
+                    total += len(base64.b64decode(v or "", validate=True))
+                except (binascii.Error, ValueError):
+                    total += len(str(v))
+            else:
+                total += len(str(v).encode())
+    if total > MAX_DATA_BYTES:
+        kind = "ConfigMap" if plural == "configmaps" else "Secret"
+        name = (obj.get("metadata") or {}).get("name", "")
+        why = f"Too long: must have at most {MAX_DATA_BYTES} bytes"
+        raise ApiError(422, "Invalid", f'{kind} "{name}" is invalid: []: {why}',
+                       {"name": name, "kind": kind, "causes": [{"reason": "FieldValueTooLong", "message": why, "field": "[]"}]})
+
+
 class Store:
     def __init__(self, ready_delay=0.5, grace_scale=1.0):
         self.lock = threading.RLock()
@@ -187,6 +216,7 @@ class Store:
         if not name:
             raise ApiError(422, "Invalid", "metadata.name: Required value")
         key = (group, plural, ns or "", name)
+        check_data_size(plural, obj)
         if key in self.objects:
             raise ApiError(409, "AlreadyExists", f'{plural} "{name}" already exists',
                            {"name": name, "group": group, "kind": plural})
@@ -210,6 +240,7 @@ class Store:
             raise ApiError(409, "Conflict", f'Operation cannot be fulfilled on {plural} "{name}": the object has been '
                            "modified; please apply your changes to the latest version and try again",
                            {"name": name, "group": group, "kind": plural})
+        check_data_size(plural, obj)
         meta = obj.setdefault("metadata", {})
         for k in ("uid", "creationTimestamp", "namespace", "name", "deletionTimestamp"):
             if k in cur["metadata"]:

@@ -47,6 +47,33 @@ return runbook {
 """
 
 
+# Steps that return more than one ConfigMap holds: ~3 MB (3-byte characters, so a part's end may
+# fall inside one), then eight of ~200 KB. The resumed run checks what the journal gave back.
+BIG_RESULTS = """
+return runbook {
+  name = "big-results",
+  params = { pause = { type = "number", default = 60 } },
+  run = function(p)
+    local function text(n, seed)
+      local t = {}
+      for i = 1, n do t[i] = "日本" .. seed .. ":" .. i end
+      return table.concat(t, " ")
+    end
+    local big, three = step("big", function() print("RAN big") return text(220000, "a"), 3 end)
+    local same = {}
+    for i = 1, 8 do
+      local r = step("mid " .. i, function() print("RAN mid " .. i) return { text = text(14000, "m" .. i) } end)
+      same[i] = tostring(r.text == text(14000, "m" .. i))
+    end
+    -- killed here; on resume its probe says it is done
+    step("wait", function() print("RAN wait") print("WAITING") sleep(p.pause) end, { probe = function() return true end })
+    print("BIG SAME", big == text(220000, "a"), three)
+    print("MID SAME", table.concat(same, " "))
+  end,
+}
+"""
+
+
 class TestClusterState(K8sTest):
     def setUp(self):
         super().setUp()
@@ -252,8 +279,69 @@ class TestClusterState(K8sTest):
         self.assertEqual(k.returncode, 0, k.stderr)
         again = self.engine(self.pod("pod-4"), "resume", run_id, "--state-dir", STATE)
         self.assertEqual(again.returncode, 2, again.stderr[-2000:])
+        last = max(int(k[1:]) for k in other["data"])
         self.assertIn(f"run {run_id}'s journal in the cluster misses engine-runs/engine-run-{run_id}-j1 (there is a -j2): "
-                      "records 257 to 512 are lost", again.stderr)
+                      f"records from {last + 1} on are lost, so what they recorded cannot be told", again.stderr)
+
+    def test_step_results_past_the_apis_object_limit_are_kept_and_given_back_on_resume(self):
+        # The API refuses a ConfigMap over 1 MiB (the simulator as the real one). A step that returns
+        # ~3 MB (a list of a big cluster's objects) is kept in parts; eight of ~200 KB each close
+        # chunks by their bytes long before 256 records. Killed, resumed on another machine: the
+        # steps done are not run again and give back what they returned, byte for byte.
+        rb = os.path.join(self.tmp, "big.lua")
+        with open(rb, "w") as f:
+            f.write(BIG_RESULTS)
+        p = subprocess.Popen([ENGINE, "run", rb, "--state-dir", STATE, "--run-id", "big-results"],
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=self.pod("pod-1"))
+        out = ""
+        deadline = time.monotonic() + 60
+        while "WAITING" not in out and time.monotonic() < deadline:
+            line = p.stdout.readline()
+            if not line:
+                break
+            out += line
+        p.kill()
+        p.wait()
+        p.stdout.close()
+        self.assertIn("WAITING", out, out[-3000:])
+        self.assertEqual(len(re.findall(r"RAN ", out)), 10, out[-3000:])
+        names = self.configmaps()
+        chunks = sorted((n for n in names if re.search(r"^engine-run-big-results-j\d+$", n)), key=lambda n: int(n.rsplit("j", 1)[1]))
+        parts = sorted(n for n in names if n.startswith("engine-run-big-results-r2-"))
+        self.assertGreaterEqual(len(parts), 4, names)  # ~3 MB in parts under 1 MiB
+        self.assertGreaterEqual(len(chunks), 3, names)
+        for name in chunks + parts:
+            data = self.cluster.get(f"/api/v1/namespaces/engine-runs/configmaps/{name}")["data"]
+            self.assertLessEqual(sum(len(k.encode()) + len(v.encode()) for k, v in data.items()), 1024 * 1024, name)
+        j0 = self.cluster.get("/api/v1/namespaces/engine-runs/configmaps/engine-run-big-results-j0")["data"]
+        self.assertRegex(j0["r00000002"], r"^@parts [0-9a-f]{8} \d+ \d+$")
+        # The next pod: nothing done runs again, and what the steps returned is what they return now.
+        again = self.engine(self.pod("pod-2"), "run", rb, "--state-dir", STATE, "--run-id", "big-results")
+        self.assertEqual(again.returncode, 0, again.stdout[-3000:] + again.stderr[-2000:])
+        self.assertIn("run resumed", again.stdout)
+        self.assertNotIn("RAN", again.stdout)
+        self.assertIn("BIG SAME\ttrue\t3", again.stdout)
+        self.assertIn("MID SAME\ttrue true true true true true true true", again.stdout)
+        # A part gone: the next machine names it and runs nothing.
+        k = self.cluster.kubectl("delete", "configmap", "-n", "engine-runs", parts[1])
+        self.assertEqual(k.returncode, 0, k.stderr)
+        third = self.engine(self.pod("pod-3"), "resume", "big-results", "--state-dir", STATE)
+        self.assertEqual(third.returncode, 2, third.stdout[-2000:] + third.stderr[-2000:])
+        self.assertIn(f"run big-results's journal record 2 is kept in {len(parts)} parts and engine-runs/{parts[1]} "
+                      "cannot be read (not found): what it recorded cannot be told", third.stderr)
+        self.assertNotIn("RAN", third.stdout)
+        # Forgotten with the run: its parts too.
+        time.sleep(2.5)  # ConfigMaps carry whole seconds
+        r = self.engine(self.pod("pod-4"), "run", self.runbook, "--state-dir", STATE + "?keep_days=0.00002", "-e", "pause=0")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertFalse([n for n in self.configmaps() if "big-results" in n], self.configmaps())
+        # What the API refuses, as the real one does.
+        big = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "too-big", "namespace": "engine-runs"},
+               "data": {"x": "y" * (1024 * 1024)}}
+        k = subprocess.run(["kubectl", "--kubeconfig", self.cluster.kubeconfig, "create", "--validate=false", "-f", "-"],
+                           input=json.dumps(big), capture_output=True, text=True, timeout=60)
+        self.assertNotEqual(k.returncode, 0)
+        self.assertIn('ConfigMap "too-big" is invalid: []: Too long: must have at most 1048576 bytes', k.stderr)
 
     def test_engine_ctl_from_another_machine_reaches_the_run(self):
         # The run on pod-1, the operator on pod-2: abort, through the run's ctl ConfigMap.
