@@ -1,4 +1,5 @@
 #include "engine/http/client.hpp"
+#include "engine/http/curl_loader.hpp"
 
 #include <curl/curl.h>
 
@@ -77,6 +78,7 @@ struct Client::Impl {
 
   Impl(Client& c, asio::io_context& io_, Options o)
       : owner(c), io(io_), opts(o), timer(io_), tokens(o.burst), token_timer(io_) {
+    load_curl();  // opened at the first client (throws, saying what is missing, when it cannot be)
     static std::once_flag once;
     std::call_once(once, [] { curl_global_init(CURL_GLOBAL_DEFAULT); });
     multi = curl_multi_init();

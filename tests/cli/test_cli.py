@@ -408,6 +408,40 @@ if __name__ == "__main__":
     unittest.main()
 
 
+@unittest.skipUnless(os.geteuid() == 0 and shutil.which("unshare"), "a mount namespace: root and unshare")
+class TestLibcurlOnDemand(CliTest):
+    """libcurl is opened at the first HTTP client, not at start (its ~30 libraries cost every run
+    ~10 ms): a machine whose libcurl is broken still runs what needs no HTTP, and the first HTTP
+    call names the library and the runbook's line."""
+
+    def test_a_runbook_without_http_runs_without_libcurl_and_the_first_http_call_names_it(self):
+        lib = next((line.split(" => ")[1].strip() for line in subprocess.run(
+            ["ldconfig", "-p"], capture_output=True, text=True).stdout.splitlines() if "libcurl.so.4 " in line), None)
+        self.assertIsNotNone(lib, "ldconfig knows no libcurl.so.4")
+        empty = os.path.join(self.state, "empty")
+        open(empty, "w").close()
+        rb = os.path.join(self.state, "h.lua")
+        with open(rb, "w") as f:
+            f.write('local http = require "engine.http"\n'
+                    'return runbook { name = "h", params = { url = { type = "string", default = "" } }, run = function(p)\n'
+                    '  print("NO HTTP YET")\n'
+                    '  if p.url ~= "" then print(http.request { url = p.url }) end\n'
+                    'end }\n')
+        script = (f"mount --bind {empty} {os.path.realpath(lib)} && "
+                  f"{ENGINE} run {rb} --state-dir {self.state}; echo rc=$?; "
+                  f"{ENGINE} run {rb} --state-dir {self.state} -e url=http://127.0.0.1:9/; echo rc=$?")
+        r = subprocess.run(["unshare", "-m", "--propagation", "private", "sh", "-c", script], capture_output=True,
+                           text=True, timeout=60, cwd=HERE)
+        out = r.stdout + r.stderr
+        first, second = out.split("rc=", 1)[0], out.split("rc=", 1)[1]
+        self.assertIn("NO HTTP YET", first, out)
+        self.assertIn("run finished exit=0", first, out)
+        self.assertTrue(second.startswith("0"), out)
+        self.assertIn("rc=1", out)
+        self.assertRegex(second, r"h\.lua:4: libcurl\.so\.4 could not be loaded \(.*file too short\): the engine's HTTP "
+                                 r"\(the Kubernetes API, etcd, Prometheus\) needs libcurl4 installed")
+
+
 class TestStubs(CliTest):
     """Every module a runbook can require has one LuaCATS stub file that names it and returns it,
     and declares every function the module really exports (so editors resolve require and
