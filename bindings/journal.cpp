@@ -68,6 +68,30 @@ int l_step_lookup(lua_State* L) {
   return 0;
 }
 
+// After a record: with the journal kept in the cluster too, the step goes on once the cluster has
+// it. The task waits without holding the loop (other hosts' steps go on, and their records join
+// the same request); an error (the API refused it, another engine writes the run) is raised.
+int until_mirrored(lua_State* L, Vm& vm) {
+  uint64_t seq = vm.journal->records();
+  {
+    auto now = vm.journal->mirrored(seq);
+    if (now && now->empty()) return 0;
+    if (now) return luaL_error(L, "%s", now->c_str());
+  }
+  {
+    Op op = begin(L, "step");
+    arm(op, nothing_to_undo);  // the record goes anyway: a cancelled step keeps it, as a killed run would
+    vm.journal->when_mirrored(seq, [op](const std::string& error) {
+      complete(op, [error](lua_State* co) {
+        if (error.empty()) return 0;
+        lua_pushstring(co, error.c_str());
+        return 1;
+      }, !error.empty());
+    });
+  }
+  return suspend(L);
+}
+
 int l_step_intent(lua_State* L) {
   Vm& vm = vm_of(L);
   if (Task* t = current_task(L)) t->uncertain = false;
@@ -77,7 +101,7 @@ int l_step_intent(lua_State* L) {
   } catch (const std::exception& e) {
     return luaL_error(L, "%s", e.what());  // no record, no side effect: the step does not start
   }
-  return 0;
+  return until_mirrored(L, vm);  // nor before the cluster has it
 }
 
 // step_done(key, ...) — the step's results, as JSON (a value JSON cannot hold is kept as its text).
@@ -93,7 +117,7 @@ int l_step_done(lua_State* L) {
   } catch (const std::exception& e) {
     return luaL_error(L, "%s", e.what());
   }
-  return 0;
+  return until_mirrored(L, vm);
 }
 
 int l_step_failed(lua_State* L) {
@@ -112,8 +136,20 @@ int l_step_failed(lua_State* L) {
     vm.journal->failed(luaL_checkstring(L, 1), luaL_checkstring(L, 2));
   } catch (const std::exception& e) {
     log::emit(log::Level::error, "", "journal write failed", {{"error", e.what()}});
+    return 0;
   }
-  return 0;
+  if (vm.journal->mirrored(vm.journal->records())) return 0;
+  // In the cluster before the step's error goes on; if it cannot be, the step's own error is the
+  // one to raise (the journal's is logged when the batch fails, and fails the run's later steps).
+  {
+    Op op = begin(L, "step");
+    arm(op, nothing_to_undo);
+    vm.journal->when_mirrored(vm.journal->records(), [op](const std::string& error) {
+      if (!error.empty()) log::emit(log::Level::error, "", "journal write failed", {{"error", error}});
+      complete(op, [](lua_State*) { return 0; });
+    });
+  }
+  return suspend(L);
 }
 
 int l_retry_unknown(lua_State* L) {

@@ -319,6 +319,8 @@ std::string Runtime::api(const std::string& format) {
   });
 }
 
+boost::asio::io_context& Runtime::loop() { return vm_->io; }
+
 std::vector<std::string> Runtime::lint(const std::vector<std::string>& files) {
   lua_State* L = vm_->L;
   std::vector<fs::path> sources;

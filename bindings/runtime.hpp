@@ -12,6 +12,10 @@
 #include "engine/journal/journal.hpp"
 #include "engine/params/params.hpp"
 
+namespace boost::asio {
+class io_context;
+}
+
 namespace engine::lua {
 
 struct Vm;
@@ -58,6 +62,8 @@ class Runtime {
   // SIGINT once stops admitting hosts; twice cancels what is in flight. SIGTERM cancels.
   int run(const nlohmann::json& params, const RunOptions& opts);
   Ending ending() const { return ending_; }
+  // The run's event loop, for what the CLI hands the run that waits on it (the cluster journal).
+  boost::asio::io_context& loop();
 
   // For tests: runs a chunk of Lua as a task to completion; returns "" or the error text.
   std::string run_snippet(const std::string& code);

@@ -112,8 +112,12 @@ int execute(Args& a, engine::lua::Runtime& rt, const engine::lua::RunbookInfo& i
     } catch (const std::exception& e) {
       throw engine::ConfigError(e.what());
     }
-    // k8s:// state: each record in the cluster before it is here, and before the step goes on.
-    if (store) journal->mirror = [store, id = run.id](uint64_t seq, const std::string& line) { store->append(id, seq, line); };
+    // k8s:// state: each record in the cluster before its step goes on; the step waits for it
+    // without holding the loop, so the records of several hosts' steps go in one request.
+    if (store)
+      journal->mirror = [store, &rt, id = run.id](uint64_t seq, const std::string& line, engine::journal::Journal::Sent sent) {
+        store->append_async(rt.loop(), id, seq, line, std::move(sent));
+      };
   }
   nlohmann::json shown = nlohmann::json::object();
   for (const auto& spec : info.params)
@@ -131,6 +135,15 @@ int execute(Args& a, engine::lua::Runtime& rt, const engine::lua::RunbookInfo& i
   if (store && !a.dry_run) relay.emplace(a, run.id, run.path / "control");
   int code = rt.run(params, ro);
   relay.reset();
+  if (store && journal) {  // records no step waited for (a cancelled run's last ones): written now
+    journal->mirror = nullptr;
+    std::string lost = store->detach();
+    if (!lost.empty()) {
+      engine::log::emit(engine::log::Level::error, "", "the run's last journal records did not reach the cluster",
+                        {{"error", lost}});
+      if (code == 0) code = 1;
+    }
+  }
   // What the run wrote must be on disk for it to count: a report or run log that could not be
   // written (a full disk) fails the run, naming the file.
   std::vector<std::string> lost;

@@ -125,7 +125,6 @@ void Journal::append(const nlohmann::json& record) {
   char crc[10];
   std::snprintf(crc, sizeof crc, "%08x ", crc32(body));
   std::string line = crc + body + "\n";
-  if (mirror) mirror(records_ + 1, line.substr(0, line.size() - 1));
   size_t off = 0;
   while (off < line.size()) {
     ssize_t n = ::write(fd_, line.data() + off, line.size() - off);
@@ -135,6 +134,34 @@ void Journal::append(const nlohmann::json& record) {
   // On disk before the step's side effect starts (INTENT), or before the next one (DONE).
   if (::fdatasync(fd_) != 0) throw std::runtime_error("journal " + path_ + ": fsync: " + std::strerror(errno));
   ++records_;
+  if (mirror) {
+    uint64_t seq = handed_ = records_;
+    mirror(seq, line.substr(0, line.size() - 1), [this, seq](const std::string& error) { answered(seq, error); });
+  }
+}
+
+void Journal::answered(uint64_t seq, const std::string& error) {
+  if (!error.empty() && !failed_at_) failed_at_ = seq, failed_ = error;
+  if (error.empty() && seq > mirrored_) mirrored_ = seq;
+  // Callbacks may append (a resumed step goes on): take the ones due before calling any.
+  std::vector<Sent> due;
+  for (auto it = waiting_.begin(); it != waiting_.end() && it->first <= seq;) {
+    due.push_back(std::move(it->second));
+    it = waiting_.erase(it);
+  }
+  for (auto& cb : due) cb(failed_at_ && failed_at_ <= seq ? failed_ : std::string());
+}
+
+std::optional<std::string> Journal::mirrored(uint64_t seq) const {
+  if (!mirror || seq > handed_) return std::string();  // no copy, or not a record handed over
+  if (failed_at_ && seq >= failed_at_) return failed_;
+  if (seq <= mirrored_) return std::string();
+  return std::nullopt;
+}
+
+void Journal::when_mirrored(uint64_t seq, Sent cb) {
+  if (auto state = mirrored(seq)) return cb(*state);
+  waiting_.emplace(seq, std::move(cb));
 }
 
 namespace {

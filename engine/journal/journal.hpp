@@ -39,10 +39,18 @@ class Journal {
   void done(const std::string& key, const nlohmann::json& result);
   void failed(const std::string& key, const std::string& error);
   size_t records() const { return records_; }
-  // Called with each record's number and line (no newline) before it is written here: a copy kept
-  // elsewhere (the cluster, engine/run/cluster_store). When it throws, the record is not written
-  // and the step does not start.
-  std::function<void(uint64_t seq, const std::string& line)> mirror;
+  // A copy kept elsewhere (k8s:// state: the cluster, engine/run/cluster_store). Each record, once
+  // written here, is handed over with its number and line (no newline), in order; the copy calls
+  // `sent` once it has the record ("") or will not take it (why), in the same order. A step waits
+  // for its record's answer before it goes on (bindings/journal.cpp) without holding the event
+  // loop, so the copy may send the records of several hosts' steps together.
+  using Sent = std::function<void(const std::string& error)>;
+  std::function<void(uint64_t seq, const std::string& line, Sent sent)> mirror;
+  // Record seq in the copy: "" when it is (or there is no copy), why not when it will not be,
+  // nullopt while it is on its way.
+  std::optional<std::string> mirrored(uint64_t seq) const;
+  // cb(error) once record seq's answer is in (at once when it is already).
+  void when_mirrored(uint64_t seq, Sent cb);
   // Every step with its latest state, in the order the steps first appear (for `engine show`).
   std::vector<std::pair<std::string, Entry>> steps() const;
 
@@ -54,6 +62,12 @@ class Journal {
   std::map<std::string, Entry> entries_;
   std::vector<std::string> order_;  // keys, first appearance first
   size_t records_ = 0;
+  // The copy's answers: every record up to mirrored_ is in it; from failed_at_ on (0: none) none
+  // will be, for failed_.
+  void answered(uint64_t seq, const std::string& error);
+  uint64_t handed_ = 0, mirrored_ = 0, failed_at_ = 0;
+  std::string failed_;
+  std::multimap<uint64_t, Sent> waiting_;
 };
 
 uint32_t crc32(std::string_view data);

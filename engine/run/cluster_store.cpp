@@ -63,9 +63,9 @@ std::optional<std::string> cluster_namespace(const std::string& flag) {
 }
 
 ClusterStore::ClusterStore(k8s::Cluster cluster, std::string ns)
-    : ns_(std::move(ns)), api_(std::make_shared<k8s::Api>(io_, std::move(cluster))) {}
+    : ns_(std::move(ns)), cluster_(cluster), api_(std::make_shared<k8s::Api>(io_, std::move(cluster))) {}
 
-ClusterStore::~ClusterStore() = default;
+ClusterStore::~ClusterStore() { *alive_ = false; }
 
 std::string ClusterStore::object_name(const std::string& id, const std::string& part) {
   std::string v;
@@ -218,14 +218,29 @@ std::string ClusterStore::resolve(const std::string& id, const std::string& chun
   return out;
 }
 
-void ClusterStore::append(const std::string& id, uint64_t seq, const std::string& line) {
+// The first record this writer sends for a run: where its journal goes on (load() has read it for a resume).
+void ClusterStore::begin_run(const std::string& id, uint64_t seq) {
   if (seq == 0) throw std::logic_error("journal records are numbered from 1");
-  if (run_ != id) {  // a run not read by load(): a new one, or the cluster says where it goes on
-    run_ = id, rv_.clear(), chunk_ = SIZE_MAX, count_ = bytes_ = 0;
-    if (seq > 1) locate(id);
-  }
-  std::string key = key_of(seq), last, name;
-  std::string value = key.size() + line.size() > kChunkBytes ? put_parts(id, seq, line) : line;
+  if (run_ == id) return;
+  run_ = id, rv_.clear(), chunk_ = SIZE_MAX, count_ = bytes_ = 0;
+  if (seq > 1) locate(id);
+}
+
+// What the record's key holds: the line, or where its parts are when it is over a chunk's budget.
+std::string ClusterStore::value_of(const std::string& id, uint64_t seq, const std::string& line) {
+  return key_of(seq).size() + line.size() > kChunkBytes ? put_parts(id, seq, line) : line;
+}
+
+void ClusterStore::append(const std::string& id, uint64_t seq, const std::string& line) {
+  begin_run(id, seq);
+  commit(seq, key_of(seq), value_of(id, seq, line));
+}
+
+// One record, waited for: in the chunk it fits, settled by reading the chunk back when the API's
+// answer does not say.
+void ClusterStore::commit(uint64_t seq, const std::string& key, const std::string& value) {
+  const std::string& id = run_;
+  std::string last, name;
   size_t cost = key.size() + value.size();
   int conflicts = 0;
   for (int attempt = 0; attempt < 4; ++attempt) {
@@ -258,6 +273,117 @@ void ClusterStore::append(const std::string& id, uint64_t seq, const std::string
                              ") changed under this run four times over: another engine is writing run " + id);
   throw std::runtime_error("the cluster did not take journal record " + std::to_string(seq) + " of run " + id + " (" +
                            ns_ + "/" + name + "): " + last);
+}
+
+void ClusterStore::append_async(boost::asio::io_context& io, const std::string& id, uint64_t seq, const std::string& line,
+                                std::function<void(const std::string&)> sent) {
+  if (!failed_.empty()) return sent(failed_);
+  std::string value;
+  try {
+    begin_run(id, seq);
+    value = value_of(id, seq, line);
+  } catch (const std::exception& e) {
+    failed_ = e.what();
+    return sent(failed_);
+  }
+  queue_.push_back({seq, key_of(seq), std::move(value), std::move(sent)});
+  if (!async_api_) async_api_ = std::make_shared<k8s::Api>(io, cluster_);
+  if (!in_flight_) send_batch();
+}
+
+// What is queued, in one request: a patch of the chunk with as many records as it has room for,
+// or the next chunk made with them.
+void ClusterStore::send_batch() {
+  if (queue_.empty() || in_flight_ || !failed_.empty()) return;
+  auto cost = [](const Pending& p) { return p.key.size() + p.value.size(); };
+  bool fresh = chunk_ == SIZE_MAX || count_ >= kChunk || bytes_ + cost(queue_.front()) > kChunkBytes;
+  size_t chunk = fresh ? (chunk_ == SIZE_MAX ? 0 : chunk_ + 1) : chunk_;
+  size_t n = fresh ? 0 : count_, bytes = fresh ? 0 : bytes_;
+  json data = json::object();
+  flight_.clear();
+  while (!queue_.empty() && n < kChunk && bytes + cost(queue_.front()) <= kChunkBytes) {
+    n++, bytes += cost(queue_.front());
+    data[queue_.front().key] = queue_.front().value;
+    flight_.push_back(std::move(queue_.front()));
+    queue_.pop_front();
+  }
+  std::string name = object_name(run_, "-j" + std::to_string(chunk));
+  k8s::CallOptions opts;
+  opts.timeout = 20;
+  opts.rate_limited = false;  // waited for like an fsync: holding it back would stall the run's steps
+  std::string method = "POST", target = path(), body;
+  if (fresh) {
+    body = configmap(name, run_, "journal", std::move(data)).dump();
+  } else {
+    method = "PATCH", target = path(name), opts.content_type = "application/merge-patch+json";
+    body = json{{"metadata", {{"resourceVersion", rv_}}}, {"data", std::move(data)}}.dump();
+  }
+  in_flight_ = true, flight_chunk_ = chunk;
+  async_api_->call(method, target, body, opts, [this, alive = alive_, fresh, chunk](k8s::Reply r) {
+    if (*alive) batch_answered(fresh, chunk, r);
+  });
+}
+
+void ClusterStore::batch_answered(bool fresh, size_t chunk, const k8s::Reply& r) {
+  in_flight_ = false;
+  std::vector<Pending> batch = std::move(flight_);
+  flight_.clear();
+  if (r.error.empty()) {
+    if (fresh) chunk_ = chunk, count_ = 0, bytes_ = 0;
+    rv_ = rv_of(r.body);
+    for (const auto& p : batch) count_++, bytes_ += p.key.size() + p.value.size();
+    // Answered before the next batch goes: a resumed step's record joins the queue meanwhile.
+    for (auto& p : batch) p.sent("");
+  } else {
+    settle(std::move(batch), chunk);
+  }
+  send_batch();
+}
+
+// Records whose request was refused or not answered: each written as append() does (the chunk
+// read back says what the API took). The first that cannot be fails it and everything after it.
+void ClusterStore::settle(std::vector<Pending> records, size_t chunk) {
+  // One read first: a request whose reply was lost took all of its records or none.
+  size_t taken = 0;
+  if (chunk != SIZE_MAX && !records.empty() && failed_.empty()) {
+    try {
+      while (taken < records.size() && settled(chunk, records[taken].key, records[taken].value)) taken++;
+    } catch (const std::exception& e) {
+      failed_ = e.what();
+    }
+  }
+  for (size_t i = 0; i < taken; ++i) records[i].sent("");
+  records.erase(records.begin(), records.begin() + static_cast<std::ptrdiff_t>(taken));
+  for (auto& p : records) {
+    if (failed_.empty()) {
+      try {
+        commit(p.seq, p.key, p.value);
+      } catch (const std::exception& e) {
+        failed_ = e.what();
+      }
+    }
+    p.sent(failed_);
+  }
+  if (!failed_.empty()) {
+    std::deque<Pending> rest = std::move(queue_);
+    queue_.clear();
+    for (auto& p : rest) p.sent(failed_);
+  }
+}
+
+std::string ClusterStore::detach() {
+  *alive_ = false;  // the request on its way, if any, is settled below instead of by its reply
+  alive_ = std::make_shared<bool>(true);
+  async_api_.reset();
+  bool was_in_flight = in_flight_;
+  in_flight_ = false;
+  std::vector<Pending> left = std::move(flight_);
+  flight_.clear();
+  for (auto& p : queue_) left.push_back(std::move(p));
+  queue_.clear();
+  if (left.empty()) return "";
+  settle(std::move(left), was_in_flight ? flight_chunk_ : SIZE_MAX);
+  return failed_;
 }
 
 void ClusterStore::put_report(const std::string& id, const std::string& report_json) {

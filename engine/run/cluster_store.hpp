@@ -10,12 +10,14 @@
 //                          writer's parts never replace the ones a record points to)
 //   engine-run-ID-report   report.json, when the run ends
 //   engine-run-ID-ctl      commands sent with engine ctl (the running engine polls it)
-// Each record is appended with a merge patch that carries the chunk's resourceVersion: the API
-// acknowledges it before the step's side effect starts (as fsync does for the file), and a second
-// writer makes the patch fail instead of interleaving. A reply lost in transit is settled by reading
+// Records are appended with a merge patch that carries the chunk's resourceVersion (the records
+// queued meanwhile in one patch: append_async): the API acknowledges a record before its step goes
+// on (as fsync does for the file), and a second writer makes the patch fail instead of interleaving. A reply lost in transit is settled by reading
 // the chunk back. The local run directory stays the working copy; this is what survives the pod.
 #pragma once
 #include <boost/asio/io_context.hpp>
+#include <deque>
+#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
@@ -42,6 +44,17 @@ class ClusterStore {
   // Appends the journal line numbered seq (1-based); returns once the API has it. Throws
   // std::runtime_error when it cannot, or when another writer changed the run's journal.
   void append(const std::string& id, uint64_t seq, const std::string& line);
+  // The same without holding the caller's event loop: records queue and go together, in order, one
+  // request at a time on `io` (a group commit: a step's record goes with whatever other hosts'
+  // steps wrote meanwhile, so a slow API server's write costs the run once per batch, not once per
+  // record). sent("") once the API has the record; sent(why) when it will not, and every record
+  // after it then fails the same way. A refused or unanswered request is settled record by record,
+  // as append() does (blocking: the rare case).
+  void append_async(boost::asio::io_context& io, const std::string& id, uint64_t seq, const std::string& line,
+                    std::function<void(const std::string&)> sent);
+  // Before `io` goes: what is still queued or on its way is written as append() does and answered.
+  // Returns why a record could not be ("" when all are in).
+  std::string detach();
   void put_report(const std::string& id, const std::string& report_json);
 
   struct Saved {
@@ -70,6 +83,17 @@ class ClusterStore {
  private:
   k8s::Reply call(const std::string& method, const std::string& path, const std::string& body,
                   const std::string& content_type = "application/json");
+  void begin_run(const std::string& id, uint64_t seq);
+  std::string value_of(const std::string& id, uint64_t seq, const std::string& line);
+  void commit(uint64_t seq, const std::string& key, const std::string& value);
+  struct Pending {
+    uint64_t seq;
+    std::string key, value;
+    std::function<void(const std::string&)> sent;
+  };
+  void send_batch();
+  void batch_answered(bool fresh, size_t chunk, const k8s::Reply& r);
+  void settle(std::vector<Pending> records, size_t chunk);
   std::string path(const std::string& name = "") const;
   bool settled(size_t chunk, const std::string& key, const std::string& value);
   void adopt(size_t chunk, const nlohmann::json& obj);
@@ -79,8 +103,17 @@ class ClusterStore {
   std::string resolve(const std::string& id, const std::string& chunk, const std::string& key, const std::string& value);
 
   std::string ns_;
+  k8s::Cluster cluster_;
   boost::asio::io_context io_;
   std::shared_ptr<k8s::Api> api_;
+  // append_async: its client on the caller's loop, the records not sent yet, the ones on their way.
+  std::shared_ptr<k8s::Api> async_api_;
+  std::deque<Pending> queue_;
+  std::vector<Pending> flight_;
+  bool in_flight_ = false;
+  size_t flight_chunk_ = SIZE_MAX;
+  std::string failed_;  // why a record could not be written: every later one fails the same way
+  std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);  // a reply after detach() is dropped
   // The chunk appends go to (SIZE_MAX: none yet), its resourceVersion after this writer's last
   // append, and what it holds: the next record goes to a new chunk when it would not fit.
   std::string run_, rv_;

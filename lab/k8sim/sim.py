@@ -114,6 +114,7 @@ class Handler(BaseHTTPRequestHandler):
             self.close_connection = True
             self.connection.close()
             return
+        self.raw_body()  # an error answered before the body was read: it is read now
         body = json.dumps(obj).encode()
         self.send_response(code)
         self.send_header("Content-Type", "application/json")
@@ -123,9 +124,16 @@ class Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(body)
 
+    def raw_body(self):
+        """The request's body, read once (a reply sent without reading it would leave it in a kept-alive
+        connection, where it would be read as the next request)."""
+        if getattr(self, "_raw", None) is None:
+            n = int(self.headers.get("Content-Length") or 0)
+            self._raw = self.rfile.read(n) if n else b""
+        return self._raw
+
     def body(self):
-        n = int(self.headers.get("Content-Length") or 0)
-        raw = self.rfile.read(n) if n else b""
+        raw = self.raw_body()
         if not raw:
             return None
         try:
@@ -176,6 +184,7 @@ class Handler(BaseHTTPRequestHandler):
                            f'forbidden: User "{self.user()}" cannot {verb} resource "{res}" in API group "{group}" {where}')
 
     def handle_any(self, method):
+        self._raw = None  # one handler serves every request of a kept-alive connection
         u = urllib.parse.urlsplit(self.path)
         q = dict(urllib.parse.parse_qsl(u.query))
         if getattr(self.server, "cut", False):  # the load balancer was cut while this connection was open
@@ -309,8 +318,7 @@ class Handler(BaseHTTPRequestHandler):
                 return self.send_json(200, obj)
             if method == "POST" and plural == "selfsubjectaccessreviews":
                 if "protobuf" in self.headers.get("Content-Type", ""):
-                    n = int(self.headers.get("Content-Length") or 0)
-                    attrs = rbac.review_from_protobuf(self.rfile.read(n))
+                    attrs = rbac.review_from_protobuf(self.raw_body())
                     review = {"kind": "SelfSubjectAccessReview", "apiVersion": "authorization.k8s.io/v1",
                               "metadata": {}, "spec": {"resourceAttributes": attrs}}
                 else:
