@@ -190,6 +190,16 @@ class TestClusterState(K8sTest):
                     'end }\n')
         return inv, rb
 
+    def run_thirty(self, inv, rb):
+        """Runs thirty_hosts(): every host's step once, its 60 records numbered in order."""
+        r = self.engine(self.pod("pod-1"), "run", rb, "-i", inv, "--state-dir", STATE, "--run-id", "many-hosts")
+        self.assertEqual(r.returncode, 0, r.stdout[-3000:] + r.stderr[-2000:])
+        self.assertIn("OK\t30", r.stdout)
+        records = self.records()
+        self.assertEqual([x["seq"] for x in records], list(range(1, 61)))
+        self.assertEqual(sorted(x["step"] for x in records if x["t"] == "DONE"), [f"node{i:02d}/upgrade" for i in range(1, 31)])
+        return records
+
     def test_the_records_of_many_hosts_steps_go_to_a_slow_api_together(self):
         # An API server slow to write (each journal write 0.3 s: etcd under load). One request per
         # record, waited for with the event loop held, made 30 hosts' 60 records cost the run 60
@@ -199,12 +209,7 @@ class TestClusterState(K8sTest):
         self.cluster.control("/_sim/faults", [{"path": "namespaces/engine-runs/configmaps", "method": m, "latency": 0.3,
                                                "count": 1000} for m in ("POST", "PATCH")])
         self.cluster.control("/_sim/stats/reset", {})
-        r = self.engine(self.pod("pod-1"), "run", rb, "-i", inv, "--state-dir", STATE, "--run-id", "many-hosts")
-        self.assertEqual(r.returncode, 0, r.stdout[-3000:] + r.stderr[-2000:])
-        self.assertIn("OK\t30", r.stdout)
-        records = self.records()
-        self.assertEqual([x["seq"] for x in records], list(range(1, 61)))
-        self.assertEqual(sorted(x["step"] for x in records if x["t"] == "DONE"), [f"node{i:02d}/upgrade" for i in range(1, 31)])
+        records = self.run_thirty(inv, rb)
         for x in records:  # each host's DONE after its INTENT
             if x["t"] == "DONE":
                 self.assertLess(next(y["seq"] for y in records if y["step"] == x["step"]), x["seq"])
@@ -226,12 +231,7 @@ class TestClusterState(K8sTest):
         self.cluster.control("/_sim/faults", [{"path": chunk, "method": "PATCH", "drop_after": True, "count": 1},
                                               {"path": chunk, "method": "PATCH", "status": 409, "count": 1},
                                               {"path": chunk, "method": "PATCH", "latency": 0.2, "count": 1000}])
-        r = self.engine(self.pod("pod-1"), "run", rb, "-i", inv, "--state-dir", STATE, "--run-id", "many-hosts")
-        self.assertEqual(r.returncode, 0, r.stdout[-3000:] + r.stderr[-2000:])
-        self.assertIn("OK\t30", r.stdout)
-        records = self.records()
-        self.assertEqual([x["seq"] for x in records], list(range(1, 61)))
-        self.assertEqual(sorted(x["step"] for x in records if x["t"] == "DONE"), [f"node{i:02d}/upgrade" for i in range(1, 31)])
+        self.run_thirty(inv, rb)
         stats = self.cluster.control("/_sim/stats")  # both faults settled by reading the chunk back
         self.assertGreaterEqual(stats.get(f"GET /api/v1/namespaces/engine-runs/configmaps/{chunk}", 0), 2, stats)
 
