@@ -136,7 +136,7 @@ int execute(Args& a, engine::lua::Runtime& rt, const engine::lua::RunbookInfo& i
   int code = rt.run(params, ro);
   relay.reset();
   if (store && journal) {  // records no step waited for (a cancelled run's last ones): written now
-    journal->mirror = nullptr;
+    journal->stop_mirror();  // a task still waiting (the run was cancelled) is not resumed after the run
     std::string lost = store->detach();
     if (!lost.empty()) {
       engine::log::emit(engine::log::Level::error, "", "the run's last journal records did not reach the cluster",

@@ -51,6 +51,11 @@ class Journal {
   std::optional<std::string> mirrored(uint64_t seq) const;
   // cb(error) once record seq's answer is in (at once when it is already).
   void when_mirrored(uint64_t seq, Sent cb);
+  // The run is over: no more records go to the copy, and no step waits for an answer any more.
+  void stop_mirror() {
+    mirror = nullptr;
+    waiting_.clear();
+  }
   // Every step with its latest state, in the order the steps first appear (for `engine show`).
   std::vector<std::pair<std::string, Entry>> steps() const;
 

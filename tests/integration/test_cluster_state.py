@@ -222,6 +222,28 @@ class TestClusterState(K8sTest):
         self.assertIn("OK\t30", again.stdout)
         self.assertEqual(len(self.records()), 60)
 
+    def test_a_cancelled_run_leaves_the_cluster_every_record_it_wrote(self):
+        # Cancelled (Ctrl-C twice) while the steps' DONE records wait for an API that does not
+        # answer (the patch carrying the first of them held 4 s, the rest queued behind it): what no
+        # step waits for any more is still written before the engine exits, so the cluster's
+        # journal is the local one, record for record.
+        inv, rb = self.thirty_hosts()
+        self.cluster.control("/_sim/faults", [{"path": "-j0", "method": "PATCH", "latency": 0.01, "count": 1},
+                                              {"path": "-j0", "method": "PATCH", "latency": 4, "count": 1}])
+        p = subprocess.Popen([ENGINE, "run", rb, "-i", inv, "--state-dir", STATE, "--run-id", "many-hosts"],
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=self.pod("pod-1"))
+        time.sleep(1.5)
+        p.send_signal(signal.SIGINT)
+        time.sleep(0.2)
+        p.send_signal(signal.SIGINT)
+        out = p.communicate(timeout=60)[0]
+        self.assertEqual(p.returncode, 130, out[-3000:])
+        local = os.path.join(self.tmp, "pod-1", "engine", "cluster", "engine-runs", "runs", "many-hosts", "journal")
+        with open(local) as f:
+            lines = [json.loads(line.split(" ", 1)[1]) for line in f.read().splitlines()]
+        self.assertEqual(len(lines), 60, out[-2000:])  # every step was done when the run was cancelled
+        self.assertEqual(self.records(), lines)
+
     def test_a_batch_whose_reply_is_lost_or_refused_is_settled_record_by_record(self):
         # The first batch of many records taken but its reply lost, the next refused (409) though
         # no one else wrote: each record is found in the chunk or written again; none twice, no gap.
