@@ -114,6 +114,7 @@ json encode(lua_State* L, int idx, std::unordered_set<const void*>& path, int de
       if (depth >= kMaxDepth) luaL_error(L, "cannot encode a table nested deeper than %d levels", kMaxDepth);
       path.insert(self);
       fill_host(L, idx);  // a host's vars and groups are part of it even before anyone read them
+      fill_results(L, idx);  // so are a fleet.each result's entries
       lua_Integer n = static_cast<lua_Integer>(lua_rawlen(L, idx));
       lua_Integer count = 0;
       bool array = true;

@@ -97,5 +97,7 @@ void register_module(lua_State* L, const char* name, lua_CFunction open);
 void push_inventory(lua_State* L);
 // Host tables fill in `vars` and `groups` on first use; this fills them in now (anything else: no-op).
 void fill_host(lua_State* L, int idx);
+// fleet.each's results table makes its per-host entries when read; this makes them all now (anything else: no-op).
+void fill_results(lua_State* L, int idx);
 
 }  // namespace engine::lua

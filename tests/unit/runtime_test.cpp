@@ -35,6 +35,38 @@ TEST_CASE("fleet.each never runs more than at_once hosts and returns per-host re
   )") == "");
 }
 
+TEST_CASE("fleet.each's results make their entries when read, and every way of reading sees them all") {
+  CHECK(run(R"(
+    local fleet = require "engine.fleet"
+    local http = require "engine.http"
+    local hosts = {}
+    for i = 1, 50 do hosts[i] = { name = "n" .. i } end
+    local res = fleet.each(hosts, { at_once = 10, max_failures = 50 }, function(h)
+      if h.name == "n3" then error("boom on n3") end
+      return { host = h.name, twice = h.name .. h.name }
+    end)
+    assert(res.ok == 49 and res.failed == 1 and res.skipped == 0)
+    assert(rawget(res, 7) == nil, "entries are made when read")
+    collectgarbage("collect")  -- what the hosts returned is kept until read
+    assert(#res == 50)
+    assert(res[7].name == "n7" and res[7].host == hosts[7] and res[7].value.twice == "n7n7")
+    assert(res[7] == res[7], "an entry read twice is one table")
+    assert(res[3].status == "failed" and res[3].error:find("boom on n3", 1, true), res[3].error)
+    assert(res[51] == nil and res[0] == nil and res.nothing == nil)
+    local n = 0
+    for i, r in ipairs(res) do n = n + 1; assert(r.name == "n" .. i) end
+    assert(n == 50)
+    local keys = 0
+    for k in pairs(res) do keys = keys + 1 end
+    assert(keys == 53, "pairs: 50 entries and ok, failed, skipped; got " .. keys)
+    local enc = http.json_decode(http.json_encode(res))
+    assert(enc["50"].name == "n50" and enc["3"].status == "failed" and enc.ok == 49, http.json_encode(res):sub(1, 200))
+    local other = fleet.each({ "a", "b", "c" }, { at_once = 3 }, function(h) return h:upper() end)
+    table.sort(other, function(x, y) return x.value > y.value end)
+    assert(other[1].value == "C" and other[3].name == "a")
+  )") == "");
+}
+
 TEST_CASE("fleet.each takes a percentage for at_once") {
   CHECK(run(R"(
     local fleet = require "engine.fleet"

@@ -30,6 +30,9 @@
 ---@field opens_at? integer             epoch seconds, when closed
 ---@field spec string
 
+--- Per-host entries made when first read (a fleet of 100,000 hosts whose caller reads only `ok`
+--- pays for none): res[i], ipairs, #res, pairs and JSON encoding see them all; `next` and
+--- rawget see only the ones read so far.
 ---@class engine.fleet.Results: engine.fleet.Result[]
 ---@field ok integer
 ---@field failed integer
