@@ -109,8 +109,9 @@ LazyResults& lazy_of(lua_State* L) { return *static_cast<LazyResults*>(lua_touse
 
 int lazy_index(lua_State* L) {
   auto& lr = lazy_of(L);
-  if (lua_isinteger(L, 2)) {
-    lua_Integer k = lua_tointeger(L, 2);
+  int is_num = 0;
+  lua_Integer k = lua_type(L, 2) == LUA_TNUMBER ? lua_tointegerx(L, 2, &is_num) : 0;  // res[2.0] is res[2]
+  if (is_num) {
     if (k >= 1 && static_cast<size_t>(k) <= lr.status.size()) {
       push_entry(L, 1, lr, static_cast<size_t>(k - 1));
       return 1;

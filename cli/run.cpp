@@ -133,10 +133,21 @@ int execute(Args& a, engine::lua::Runtime& rt, const engine::lua::RunbookInfo& i
   ro.verbose = a.verbose > 0;
   std::optional<ControlRelay> relay;  // k8s://: engine ctl reaches this run from any machine
   if (store && !a.dry_run) relay.emplace(a, run.id, run.path / "control");
+  // However the run ends (rt.run may throw), the store lets go of the run's loop while it is there.
+  struct DetachOnExit {
+    engine::run::ClusterStore* store;
+    engine::journal::Journal* journal;
+    ~DetachOnExit() {
+      if (!store) return;
+      journal->stop_mirror();
+      store->detach();
+    }
+  } detach_on_exit{store && journal ? store : nullptr, journal.get()};
   int code = rt.run(params, ro);
   relay.reset();
   if (store && journal) {  // records no step waited for (a cancelled run's last ones): written now
     journal->stop_mirror();  // a task still waiting (the run was cancelled) is not resumed after the run
+    detach_on_exit.store = nullptr;
     std::string lost = store->detach();
     if (!lost.empty()) {
       engine::log::emit(engine::log::Level::error, "", "the run's last journal records did not reach the cluster",

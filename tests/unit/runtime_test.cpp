@@ -50,7 +50,7 @@ TEST_CASE("fleet.each's results make their entries when read, and every way of r
     collectgarbage("collect")  -- what the hosts returned is kept until read
     assert(#res == 50)
     assert(res[7].name == "n7" and res[7].host == hosts[7] and res[7].value.twice == "n7n7")
-    assert(res[7] == res[7], "an entry read twice is one table")
+    assert(res[7] == res[7] and res[7.0] == res[7], "an entry read twice is one table")
     assert(res[3].status == "failed" and res[3].error:find("boom on n3", 1, true), res[3].error)
     assert(res[51] == nil and res[0] == nil and res.nothing == nil)
     local n = 0
