@@ -3,6 +3,7 @@
 // Returns the per-host results, or raises when the failure budget is exceeded.
 #include <boost/asio/post.hpp>
 
+#include "bindings/fleet_results.hpp"
 #include "bindings/options.hpp"
 #include "bindings/vm.hpp"
 #include "engine/core/text.hpp"
@@ -57,115 +58,6 @@ struct Result {
   Clock::time_point start;
   TaskPtr task;  // while it runs
 };
-
-// A finished fleet.each's per-host results, made Lua tables only when read: res[i], ipairs(res),
-// #res, pairs(res) and a JSON encoding see every entry; a fleet of 100,000 hosts whose caller reads
-// res.ok (or a few entries) does not pay for 100,000 tables, ~20 MB of fresh memory and most of
-// what fleet.each itself cost there (bench/scheduler). The host list is held for the entries'
-// `host` (and `name`, as the report names it); what the hosts' functions returned, by reference.
-const char* const kLazyDataMeta = "engine.fleet.results";
-
-struct LazyResults {
-  std::vector<uint8_t> status;  // Result::Status
-  std::vector<float> seconds;
-  std::map<size_t, std::string> errors;
-  std::map<size_t, int> values;  // registry references
-  int hosts_ref = LUA_NOREF;
-};
-
-std::string name_of(lua_State* L, int idx, size_t i);
-
-// Entry i (0-based) of the results table at idx, made and kept in it; pushed.
-void push_entry(lua_State* L, int idx, LazyResults& lr, size_t i) {
-  static const char* names[] = {"skipped", "running", "ok", "failed", "skipped"};
-  idx = lua_absindex(L, idx);
-  auto err = lr.errors.find(i);
-  auto val = lr.values.find(i);
-  lua_createtable(L, 0, 4 + (err != lr.errors.end()) + (val != lr.values.end()));
-  lua_rawgeti(L, LUA_REGISTRYINDEX, lr.hosts_ref);
-  lua_rawgeti(L, -1, static_cast<lua_Integer>(i + 1));
-  std::string name = name_of(L, -1, i);
-  lua_setfield(L, -3, "host");
-  lua_pop(L, 1);
-  lua_pushlstring(L, name.data(), name.size());
-  lua_setfield(L, -2, "name");
-  lua_pushstring(L, names[lr.status[i]]);
-  lua_setfield(L, -2, "status");
-  if (err != lr.errors.end()) {
-    lua_pushlstring(L, err->second.data(), err->second.size());
-    lua_setfield(L, -2, "error");
-  }
-  lua_pushnumber(L, lr.seconds[i]);
-  lua_setfield(L, -2, "duration");
-  if (val != lr.values.end()) {
-    lua_rawgeti(L, LUA_REGISTRYINDEX, val->second);
-    lua_setfield(L, -2, "value");
-  }
-  lua_pushvalue(L, -1);
-  lua_rawseti(L, idx, static_cast<lua_Integer>(i + 1));
-}
-
-LazyResults& lazy_of(lua_State* L) { return *static_cast<LazyResults*>(lua_touserdata(L, lua_upvalueindex(1))); }
-
-int lazy_index(lua_State* L) {
-  auto& lr = lazy_of(L);
-  int is_num = 0;
-  lua_Integer k = lua_type(L, 2) == LUA_TNUMBER ? lua_tointegerx(L, 2, &is_num) : 0;  // res[2.0] is res[2]
-  if (is_num) {
-    if (k >= 1 && static_cast<size_t>(k) <= lr.status.size()) {
-      push_entry(L, 1, lr, static_cast<size_t>(k - 1));
-      return 1;
-    }
-  }
-  return 0;
-}
-
-int lazy_len(lua_State* L) {
-  lua_pushinteger(L, static_cast<lua_Integer>(lazy_of(L).status.size()));
-  return 1;
-}
-
-// Every entry made, then the table's own next.
-void fill_all(lua_State* L, int idx, LazyResults& lr) {
-  for (size_t i = 0; i < lr.status.size(); ++i) {
-    if (lua_rawgeti(L, idx, static_cast<lua_Integer>(i + 1)) == LUA_TNIL) {
-      lua_pop(L, 1);
-      push_entry(L, idx, lr, i);
-    }
-    lua_pop(L, 1);
-  }
-}
-
-int lazy_pairs(lua_State* L) {
-  fill_all(L, 1, lazy_of(L));
-  lua_getglobal(L, "next");
-  lua_pushvalue(L, 1);
-  lua_pushnil(L);
-  return 3;
-}
-
-int lazy_gc(lua_State* L) {
-  auto* lr = static_cast<LazyResults*>(luaL_checkudata(L, 1, kLazyDataMeta));
-  for (auto& [i, ref] : lr->values) luaL_unref(L, LUA_REGISTRYINDEX, ref);
-  luaL_unref(L, LUA_REGISTRYINDEX, lr->hosts_ref);
-  lr->~LazyResults();
-  return 0;
-}
-
-// The metatable of one results table, over the userdata at idx (popped).
-void push_lazy_metatable(lua_State* L, int idx) {
-  idx = lua_absindex(L, idx);
-  lua_createtable(L, 0, 4);
-  const std::pair<const char*, lua_CFunction> fns[] = {{"__index", lazy_index}, {"__len", lazy_len}, {"__pairs", lazy_pairs}};
-  for (const auto& [name, fn] : fns) {
-    lua_pushvalue(L, idx);
-    push_fn(L, fn, 1);
-    lua_setfield(L, -2, name);
-  }
-  lua_pushvalue(L, idx);
-  lua_setfield(L, -2, "__fleet_results");  // fill_results() finds the entries' data here
-  lua_remove(L, idx);
-}
 
 // One fleet.each call: the Rollout decides, this runs what it decides as Lua tasks and keeps the
 // per-host results.
@@ -451,17 +343,9 @@ struct FleetRun : std::enable_shared_from_this<FleetRun> {
     }
   }
 
-  // The results table: its counts now, its per-host entries when read (LazyResults below).
+  // The results table: its counts now, its per-host entries when read (bindings/fleet_results.cpp).
   void push_results(lua_State* co, size_t ok, size_t failed, size_t skipped) {
-    lua_createtable(co, 0, 3);
-    lua_pushinteger(co, static_cast<lua_Integer>(ok));
-    lua_setfield(co, -2, "ok");
-    lua_pushinteger(co, static_cast<lua_Integer>(failed));
-    lua_setfield(co, -2, "failed");
-    lua_pushinteger(co, static_cast<lua_Integer>(skipped));
-    lua_setfield(co, -2, "skipped");
-    auto* lr = new (lua_newuserdatauv(co, sizeof(LazyResults), 0)) LazyResults;
-    luaL_setmetatable(co, kLazyDataMeta);  // its __gc releases the references below
+    FleetResults* lr = push_results_data(co);
     lr->status.resize(results.size());
     lr->seconds.resize(results.size());
     for (size_t i = 0; i < results.size(); ++i) {
@@ -477,8 +361,7 @@ struct FleetRun : std::enable_shared_from_this<FleetRun> {
     }
     lua_rawgeti(co, LUA_REGISTRYINDEX, hosts_ref);
     lr->hosts_ref = luaL_ref(co, LUA_REGISTRYINDEX);
-    push_lazy_metatable(co, -1);  // the results table's own, over the userdata (popped)
-    lua_setmetatable(co, -2);
+    push_results_table(co, ok, failed, skipped);
   }
 
   void release() {
@@ -521,17 +404,6 @@ struct FleetRun : std::enable_shared_from_this<FleetRun> {
     outcomes.clear();
   }
 };
-
-std::string name_of(lua_State* L, int idx, size_t i) {
-  if (lua_type(L, idx) == LUA_TSTRING) return lua_tostring(L, idx);
-  if (lua_istable(L, idx) && lua_getfield(L, idx, "name") == LUA_TSTRING) {
-    std::string s = lua_tostring(L, -1);
-    lua_pop(L, 1);
-    return s;
-  }
-  if (lua_istable(L, idx)) lua_pop(L, 1);
-  return "#" + std::to_string(i + 1);
-}
 
 void start(lua_State* L, Vm& vm, size_t total, size_t at_once, size_t budget);
 
@@ -653,11 +525,7 @@ int open_module(lua_State* L) {
     lua_setfield(L, -2, "__tostring");
   }
   lua_pop(L, 1);
-  if (luaL_newmetatable(L, kLazyDataMeta)) {
-    push_fn(L, lazy_gc);
-    lua_setfield(L, -2, "__gc");
-  }
-  lua_pop(L, 1);
+  register_results_meta(L);
   new_lib(L, kFleet);
   return 1;
 }
@@ -665,13 +533,5 @@ int open_module(lua_State* L) {
 }  // namespace
 
 void open_fleet(lua_State* L) { register_module(L, "engine.fleet", open_module); }
-
-void fill_results(lua_State* L, int idx) {
-  idx = lua_absindex(L, idx);
-  if (lua_type(L, idx) != LUA_TTABLE || !lua_getmetatable(L, idx)) return;
-  lua_getfield(L, -1, "__fleet_results");
-  if (auto* lr = static_cast<LazyResults*>(luaL_testudata(L, -1, kLazyDataMeta))) fill_all(L, idx, *lr);
-  lua_pop(L, 2);
-}
 
 }  // namespace engine::lua
