@@ -19,6 +19,8 @@
 #include "bindings/runbook.hpp"
 #include "bindings/vm.hpp"
 #include "engine/core/errors.hpp"
+#include "engine/core/file_cache.hpp"
+#include "engine/core/hash.hpp"
 #include "engine/log/log.hpp"
 
 namespace fs = std::filesystem;
@@ -321,19 +323,89 @@ std::string Runtime::api(const std::string& format) {
 
 boost::asio::io_context& Runtime::loop() { return vm_->io; }
 
+namespace {
+
+// The sandbox's globals: behind the frozen _G's __index (bindings/sandbox.cpp).
+std::vector<std::string> sandbox_globals(lua_State* L) {
+  std::vector<std::string> out;
+  lua_pushglobaltable(L);
+  if (lua_getmetatable(L, -1)) {
+    lua_getfield(L, -1, "__index");
+    lua_remove(L, -2);
+    if (lua_istable(L, -1)) lua_remove(L, -2);
+    else lua_pop(L, 1);
+  }
+  lua_pushnil(L);
+  while (lua_next(L, -2)) {
+    lua_pop(L, 1);
+    if (lua_type(L, -1) == LUA_TSTRING) out.emplace_back(lua_tostring(L, -1));
+  }
+  lua_pop(L, 1);
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+// What a cached static check's findings depend on, for the entry's key: everything lint reads
+// (the sources' text, the stubs, the globals, the params) and the engine's binary. The modules
+// required so far (the runbook's, and the lint's own code, engine.lint) are the entry's deps,
+// checked at each use: the entry holds while each is as it was.
+std::string lint_key(const std::string& stdlib_dir, const std::vector<std::pair<fs::path, std::string>>& sources,
+                     const std::vector<std::string>& globals, const std::vector<std::string>& params, bool runbook) {
+  std::string m = "engine lint 1\n" + file_cache::stat_signature("/proc/self/exe") + "\n" + stdlib_dir + "\n" +
+                  file_cache::stat_signature(stdlib_dir + "/prelude.lua") + "\n" + (runbook ? "runbook\n" : "modules\n");
+  std::error_code ec;
+  std::vector<std::string> meta;
+  for (auto& e : fs::recursive_directory_iterator(fs::path(stdlib_dir) / "meta", ec))
+    if (e.path().extension() == ".lua") meta.push_back(e.path().string());
+  std::sort(meta.begin(), meta.end());
+  for (const auto& f : meta) m += f + " " + file_cache::stat_signature(f) + "\n";
+  for (const auto& [path, text] : sources) m += path.string() + " " + std::to_string(text.size()) + "\n" + text + "\n";
+  for (const auto& g : globals) m += "g " + g + "\n";
+  for (const auto& p : params) m += "p " + p + "\n";
+  return sha256_hex(m);
+}
+
+std::optional<std::vector<std::string>> cached_findings(const std::string& key) {
+  auto text = file_cache::get("lint", key);
+  if (!text) return std::nullopt;
+  auto entry = nlohmann::json::parse(*text, nullptr, false);
+  if (entry.is_discarded() || !entry.is_object() || !entry.contains("deps") || !entry["deps"].is_object() ||
+      !entry.contains("findings") || !entry["findings"].is_array())
+    return std::nullopt;
+  for (const auto& [path, sig] : entry["deps"].items())
+    if (!sig.is_string() || file_cache::stat_signature(path) != sig.get<std::string>()) return std::nullopt;
+  std::vector<std::string> out;
+  for (const auto& f : entry["findings"]) {
+    if (!f.is_string()) return std::nullopt;
+    out.push_back(f.get<std::string>());
+  }
+  return out;
+}
+
+}  // namespace
+
 std::vector<std::string> Runtime::lint(const std::vector<std::string>& files) {
   lua_State* L = vm_->L;
-  std::vector<fs::path> sources;
+  std::vector<std::pair<fs::path, std::string>> sources;
   if (files.empty()) {
-    sources.push_back(vm_->runbook_path);
+    sources.emplace_back(vm_->runbook_path, "");
     std::error_code ec;
     fs::path lib = fs::path(vm_->runbook_dir) / "lib";
     if (fs::is_directory(lib, ec))
       for (auto& e : fs::recursive_directory_iterator(lib, ec))
-        if (e.path().extension() == ".lua") sources.push_back(e.path());
+        if (e.path().extension() == ".lua") sources.emplace_back(e.path(), "");
   } else {
-    for (const auto& f : files) sources.push_back(f);
+    for (const auto& f : files) sources.emplace_back(f, "");
   }
+  for (auto& [path, text] : sources) text = read_text(path);
+  std::vector<std::string> globals = sandbox_globals(L), params;
+  if (files.empty())
+    for (const auto& p : info_.params) params.push_back(p.name);
+  // The same runbook checked again (every `engine run` checks it first): its findings from the
+  // cache, ~10 ms of parsing the stubs and the sources less.
+  std::string key = lint_key(vm_->stdlib_dir, sources, globals, params, files.empty());
+  if (auto hit = cached_findings(key)) return *hit;
+
   int top = lua_gettop(L);
   push_fn(L, [](lua_State* L) -> int {
     luaL_traceback(L, L, lua_tostring(L, 1), 1);
@@ -349,38 +421,24 @@ std::vector<std::string> Runtime::lint(const std::vector<std::string>& files) {
   }
   lua_getfield(L, -1, "check");
   lua_newtable(L);
-  for (const auto& p : sources) {
-    std::string text = read_text(p);
+  for (const auto& [path, text] : sources) {
     lua_pushlstring(L, text.data(), text.size());
-    lua_setfield(L, -2, p.string().c_str());
+    lua_setfield(L, -2, path.string().c_str());
   }
   push_meta(L, vm_->stdlib_dir);
-  lua_newtable(L);  // the sandbox's globals: behind the frozen _G's __index (bindings/sandbox.cpp)
-  lua_Integer n = 0;
-  lua_pushglobaltable(L);
-  if (lua_getmetatable(L, -1)) {
-    lua_getfield(L, -1, "__index");
-    lua_remove(L, -2);
-    if (lua_istable(L, -1)) lua_remove(L, -2);
-    else lua_pop(L, 1);
+  lua_createtable(L, static_cast<int>(globals.size()), 0);
+  for (size_t i = 0; i < globals.size(); ++i) {
+    lua_pushstring(L, globals[i].c_str());
+    lua_rawseti(L, -2, static_cast<lua_Integer>(i + 1));
   }
-  lua_pushnil(L);
-  while (lua_next(L, -2)) {
-    lua_pop(L, 1);
-    if (lua_type(L, -1) == LUA_TSTRING) {
-      lua_pushvalue(L, -1);
-      lua_rawseti(L, -4, ++n);
-    }
-  }
-  lua_pop(L, 1);
   int nargs = 3;
   if (files.empty()) {  // a runbook: its run(p) reads only the params it declares
-    lua_createtable(L, static_cast<int>(info_.params.size()), 0);
-    for (size_t i = 0; i < info_.params.size(); ++i) {
-      lua_pushstring(L, info_.params[i].name.c_str());
+    lua_createtable(L, static_cast<int>(params.size()), 0);
+    for (size_t i = 0; i < params.size(); ++i) {
+      lua_pushstring(L, params[i].c_str());
       lua_rawseti(L, -2, static_cast<lua_Integer>(i + 1));
     }
-    lua_pushstring(L, sources.front().string().c_str());
+    lua_pushstring(L, sources.front().first.string().c_str());
     nargs = 5;
   }
   if (lua_pcall(L, nargs, 1, handler) != LUA_OK) {
@@ -401,6 +459,9 @@ std::vector<std::string> Runtime::lint(const std::vector<std::string>& files) {
     lua_pop(L, 5);
   }
   lua_settop(L, top);
+  nlohmann::json deps = nlohmann::json::object();
+  for (const auto& f : vm_->required_files) deps[f] = file_cache::stat_signature(f);
+  file_cache::put("lint", key, nlohmann::json{{"deps", deps}, {"findings", out}}.dump());
   return out;
 }
 

@@ -173,6 +173,7 @@ int l_require(lua_State* L) {
     tried.push_back(fs::path(vm.runbook_dir) / "lib" / (rel + ".lua"));
   }
   for (const auto& p : tried) {
+    vm.required_files.push_back(p.string());  // found or not: what a cached static check depended on
     if (!fs::is_regular_file(p)) continue;
     lua_pushlightuserdata(L, &vm);  // marks "loading" to catch loops
     lua_setfield(L, loaded, name.c_str());

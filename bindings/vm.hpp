@@ -107,6 +107,7 @@ struct Vm {
   std::string stdlib_dir;
   std::string runbook_dir;
   std::string runbook_path;
+  std::vector<std::string> required_files;  // every file require looked for, in order (a cached lint's deps)
   uint64_t next_deadline = 1;
   // Coroutines of tasks that returned normally, kept for the next spawn (with their registry refs):
   // a fleet of short tasks then allocates no new thread per host, and the collector has no dead

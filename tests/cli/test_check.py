@@ -1,9 +1,11 @@
 """engine check before anything runs: API typos found with file:line:column (engine.lint), a module
 typo named with the closest module, every shipped runbook and module clean."""
+import json
 import os
+import subprocess
 import unittest
 
-from test_cli import CliTest, HERE, engine
+from test_cli import CliTest, ENGINE, HERE, engine
 
 
 class TestStaticCheck(CliTest):
@@ -147,6 +149,87 @@ class TestModuleTypo(CliTest):
                 self.assertIn(f"typo.lua:1: module '{name}' not found (did you mean '{want}'?)", r.stderr)
                 self.assertNotIn("stack traceback", r.stderr)
                 self.assertNotIn("resume", r.stdout + r.stderr)
+
+
+class TestLintCache(CliTest):
+    """The static check's findings are kept between runs (ENGINE_CACHE_DIR) and used only while
+    everything they came from is unchanged: the runbook, the modules it requires, the engine."""
+
+    def check(self, rb, cache):
+        return subprocess.run([ENGINE, "check", rb], capture_output=True, text=True, timeout=60, cwd=HERE,
+                              env={**os.environ, "ENGINE_CACHE_DIR": cache})
+
+    def entries(self, cache):
+        return sorted(os.listdir(cache)) if os.path.isdir(cache) else []
+
+    def test_findings_come_from_the_cache_until_a_source_or_a_required_module_changes(self):
+        cache = os.path.join(self.state, "cache")
+        rb = os.path.join(self.state, "rb.lua")
+        helpers = os.path.join(self.state, "helpers.lua")
+        with open(helpers, "w") as f:
+            f.write("local M = {}\nfunction M.greet() return 1 end\nreturn M\n")
+        with open(rb, "w") as f:
+            f.write('local helpers = require "helpers"\n'
+                    'return runbook { name = "c", run = function() helpers.greett() end }\n')
+        finding = f"{rb}:2:55: module 'helpers' has no field 'greett' (did you mean 'greet'?)"
+        r = self.check(rb, cache)
+        self.assertEqual(r.returncode, 2, r.stderr)
+        self.assertIn(finding, r.stderr)
+        [entry] = self.entries(cache)
+        self.assertEqual(oct(os.stat(cache).st_mode & 0o777), "0o700")
+        # The entry is what the next check reports: a planted finding shows it is read, not redone.
+        path = os.path.join(cache, entry)
+        with open(path) as f:
+            kept = json.load(f)
+        self.assertEqual(kept["findings"], [finding])
+        self.assertIn(helpers, kept["deps"])
+        with open(path, "w") as f:
+            json.dump({**kept, "findings": [f"{rb}:1:1: planted"]}, f)
+        r = self.check(rb, cache)
+        self.assertIn(f"{rb}:1:1: planted", r.stderr)
+        self.assertNotIn(finding, r.stderr)
+        # The required module changes (it now has greett): the entry no longer holds.
+        with open(helpers, "w") as f:
+            f.write("local M = {}\nfunction M.greett() return 1 end\nreturn M\n")
+        r = self.check(rb, cache)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertNotIn("planted", r.stderr)
+        # The runbook changes: a new key, its own findings.
+        with open(rb, "w") as f:
+            f.write('local helpers = require "helpers"\n'
+                    'return runbook { name = "c", run = function() helpers.greet() end }\n')
+        r = self.check(rb, cache)
+        self.assertEqual(r.returncode, 2, r.stderr)
+        self.assertIn(f"{rb}:2:55: module 'helpers' has no field 'greet' (did you mean 'greett'?)", r.stderr)
+        self.assertEqual(len(self.entries(cache)), 2)
+
+    def test_a_corrupt_entry_is_ignored_and_an_empty_cache_dir_turns_the_cache_off(self):
+        cache = os.path.join(self.state, "cache")
+        rb = os.path.join(self.state, "rb.lua")
+        with open(rb, "w") as f:
+            f.write('local fleet = require "engine.fleet"\n'
+                    'return runbook { name = "c", run = function() fleet.eachh() end }\n')
+        finding = f"{rb}:2:53: module 'engine.fleet' has no field 'eachh' (did you mean 'each'?)"
+        self.assertIn(finding, self.check(rb, cache).stderr)
+        [entry] = self.entries(cache)
+        for junk in ('{"deps": {}, "findings": [', "not json", '{"deps": [], "findings": []}'):
+            with open(os.path.join(cache, entry), "w") as f:
+                f.write(junk)
+            r = self.check(rb, cache)
+            self.assertEqual(r.returncode, 2, junk)
+            self.assertIn(finding, r.stderr, junk)
+        other = os.path.join(self.state, "off")
+        r = subprocess.run([ENGINE, "check", rb], capture_output=True, text=True, timeout=60, cwd=HERE,
+                           env={**os.environ, "ENGINE_CACHE_DIR": "", "HOME": other, "XDG_CACHE_HOME": other})
+        self.assertIn(finding, r.stderr)
+        self.assertFalse(os.path.exists(other))
+        # A symlink where the cache would be is not followed: nothing is written through it.
+        target = os.path.join(self.state, "elsewhere")
+        os.makedirs(target)
+        link = os.path.join(self.state, "link")
+        os.symlink(target, link)
+        self.assertIn(finding, self.check(rb, link).stderr)
+        self.assertEqual(os.listdir(target), [])
 
 
 if __name__ == "__main__":
