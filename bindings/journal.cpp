@@ -68,20 +68,22 @@ int l_step_lookup(lua_State* L) {
   return 0;
 }
 
-// After a record: with the journal kept in the cluster too, the step goes on once the cluster has
-// it. The task waits without holding the loop (other hosts' steps go on, and their records join
-// the same request); an error (the API refused it, another engine writes the run) is raised.
-int until_mirrored(lua_State* L, Vm& vm) {
+// After a record: the step goes on once the record is committed: on disk (the journal's thread
+// fdatasyncs, engine/journal) and, with the journal kept in the cluster too, in the cluster. The
+// task waits without holding the loop (other hosts' steps go on, and their records join the same
+// fdatasync and the same request); an error (a failed fsync, the API refused it, another engine
+// writes the run) is raised.
+int until_committed(lua_State* L, Vm& vm) {
   uint64_t seq = vm.journal->records();
   {
-    auto now = vm.journal->mirrored(seq);
+    auto now = vm.journal->committed(seq);
     if (now && now->empty()) return 0;
     if (now) return luaL_error(L, "%s", now->c_str());
   }
   {
     Op op = begin(L, "step");
     arm(op, nothing_to_undo);  // the record goes anyway: a cancelled step keeps it, as a killed run would
-    vm.journal->when_mirrored(seq, [op](const std::string& error) {
+    vm.journal->when_committed(seq, [op](const std::string& error) {
       complete(op, [error](lua_State* co) {
         if (error.empty()) return 0;
         lua_pushstring(co, error.c_str());
@@ -101,7 +103,7 @@ int l_step_intent(lua_State* L) {
   } catch (const std::exception& e) {
     return luaL_error(L, "%s", e.what());  // no record, no side effect: the step does not start
   }
-  return until_mirrored(L, vm);  // nor before the cluster has it
+  return until_committed(L, vm);  // nor before it is on disk (and in the cluster)
 }
 
 // step_done(key, ...) — the step's results, as JSON (a value JSON cannot hold is kept as its text).
@@ -117,7 +119,7 @@ int l_step_done(lua_State* L) {
   } catch (const std::exception& e) {
     return luaL_error(L, "%s", e.what());
   }
-  return until_mirrored(L, vm);
+  return until_committed(L, vm);
 }
 
 int l_step_failed(lua_State* L) {
@@ -138,13 +140,13 @@ int l_step_failed(lua_State* L) {
     log::emit(log::Level::error, "", "journal write failed", {{"error", e.what()}});
     return 0;
   }
-  if (vm.journal->mirrored(vm.journal->records())) return 0;
-  // In the cluster before the step's error goes on; if it cannot be, the step's own error is the
+  if (vm.journal->committed(vm.journal->records())) return 0;
+  // Committed before the step's error goes on; if it cannot be, the step's own error is the
   // one to raise (the journal's is logged when the batch fails, and fails the run's later steps).
   {
     Op op = begin(L, "step");
     arm(op, nothing_to_undo);
-    vm.journal->when_mirrored(vm.journal->records(), [op](const std::string& error) {
+    vm.journal->when_committed(vm.journal->records(), [op](const std::string& error) {
       if (!error.empty()) log::emit(log::Level::error, "", "journal write failed", {{"error", error}});
       complete(op, [](lua_State*) { return 0; });
     });

@@ -5,8 +5,11 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <condition_variable>
 #include <cstring>
 #include <fstream>
+#include <mutex>
+#include <thread>
 #include <sstream>
 #include <stdexcept>
 
@@ -96,8 +99,73 @@ Journal::Journal(const std::string& path, std::vector<std::string>& warnings, bo
     throw std::runtime_error("journal " + path + ": " + std::strerror(errno));
 }
 
+// The thread that fdatasyncs for a journal with a loop. `want` is the last record written, `done`
+// the last one a finished fdatasync covers; `error` the first failure's (kept for finish_sync when
+// its answer could not reach the loop).
+struct Journal::Syncer {
+  std::mutex m;
+  std::condition_variable cv;
+  uint64_t want = 0, done = 0;
+  bool stop = false;
+  std::string error;
+  std::thread thread;
+};
+
 Journal::~Journal() {
+  finish_sync();
+  *alive_ = false;
   if (fd_ >= 0) ::close(fd_);
+}
+
+void Journal::sync_in_background(Loop loop) {
+  if (fd_ < 0 || syncer_) return;
+  syncer_ = std::make_unique<Syncer>();
+  Syncer* s = syncer_.get();
+  s->want = s->done = synced_ = records_;
+  holding_hook_ = loop.hold;
+  s->thread = std::thread([this, s, loop = std::move(loop), alive = alive_, fd = fd_, path = path_] {
+    std::unique_lock lk(s->m);
+    for (;;) {
+      s->cv.wait(lk, [s] { return s->stop || s->want > s->done; });
+      if (s->want <= s->done) return;  // stopped, nothing left
+      uint64_t target = s->want;  // every record written by now: one fdatasync for them all
+      lk.unlock();
+      std::string error;
+      if (::fdatasync(fd) != 0) error = "journal " + path + ": fsync: " + std::strerror(errno);
+      lk.lock();
+      s->done = target;
+      if (!error.empty() && s->error.empty()) s->error = error;
+      loop.post([this, alive, target, error] {
+        if (*alive) synced(target, error);
+      });
+    }
+  });
+}
+
+std::string Journal::finish_sync() {
+  if (!syncer_) return sync_failed_;
+  {
+    std::lock_guard lk(syncer_->m);
+    syncer_->stop = true;
+  }
+  syncer_->cv.notify_one();
+  syncer_->thread.join();
+  std::string error = syncer_->error;
+  syncer_.reset();
+  holding_.reset();
+  // What the thread synced but could not tell the loop (the run was over), and what came after.
+  if (error.empty() && synced_ < records_ && ::fdatasync(fd_) != 0)
+    error = "journal " + path_ + ": fsync: " + std::strerror(errno);
+  if (!error.empty() && !sync_failed_at_) sync_failed_at_ = synced_ + 1, sync_failed_ = error;
+  if (error.empty()) synced_ = records_;
+  return sync_failed_;
+}
+
+void Journal::synced(uint64_t seq, const std::string& error) {
+  if (!error.empty() && !sync_failed_at_) sync_failed_at_ = synced_ + 1, sync_failed_ = error;
+  if (error.empty() && seq > synced_) synced_ = seq;
+  if (synced_ >= records_ || sync_failed_at_) holding_.reset();
+  wake();
 }
 
 Entry& Journal::slot(const std::string& key) {
@@ -131,9 +199,24 @@ void Journal::append(const nlohmann::json& record) {
     if (n < 0) throw std::runtime_error("journal " + path_ + ": write: " + std::strerror(errno));
     off += static_cast<size_t>(n);
   }
-  // On disk before the step's side effect starts (INTENT), or before the next one (DONE).
-  if (::fdatasync(fd_) != 0) throw std::runtime_error("journal " + path_ + ": fsync: " + std::strerror(errno));
   ++records_;
+  // On disk before the step's side effect starts (INTENT), or before the next one (DONE): here,
+  // or by the journal's thread while the step waits (committed()).
+  if (syncer_) {
+    if (!holding_ && holding_hook_) holding_ = holding_hook_();
+    {
+      std::lock_guard lk(syncer_->m);
+      syncer_->want = records_;
+    }
+    syncer_->cv.notify_one();
+  } else {
+    if (::fdatasync(fd_) != 0) {
+      std::string error = "journal " + path_ + ": fsync: " + std::strerror(errno);
+      if (!sync_failed_at_) sync_failed_at_ = records_, sync_failed_ = error;
+      throw std::runtime_error(error);
+    }
+    synced_ = records_;
+  }
   if (mirror) {
     uint64_t seq = handed_ = records_;
     mirror(seq, line.substr(0, line.size() - 1), [this, seq](const std::string& error) { answered(seq, error); });
@@ -143,25 +226,36 @@ void Journal::append(const nlohmann::json& record) {
 void Journal::answered(uint64_t seq, const std::string& error) {
   if (!error.empty() && !failed_at_) failed_at_ = seq, failed_ = error;
   if (error.empty() && seq > mirrored_) mirrored_ = seq;
-  // Callbacks may append (a resumed step goes on): take the ones due before calling any.
-  std::vector<Sent> due;
-  for (auto it = waiting_.begin(); it != waiting_.end() && it->first <= seq;) {
-    due.push_back(std::move(it->second));
-    it = waiting_.erase(it);
+  wake();
+}
+
+std::optional<std::string> Journal::committed(uint64_t seq) const {
+  if (sync_failed_at_ && seq >= sync_failed_at_) return sync_failed_;
+  if (mirror && seq <= handed_) {  // a record handed to the copy
+    if (failed_at_ && seq >= failed_at_) return failed_;
+    if (seq > mirrored_) return std::nullopt;
   }
-  for (auto& cb : due) cb(failed_at_ && failed_at_ <= seq ? failed_ : std::string());
+  if (seq > synced_) return std::nullopt;
+  return std::string();
 }
 
-std::optional<std::string> Journal::mirrored(uint64_t seq) const {
-  if (!mirror || seq > handed_) return std::string();  // no copy, or not a record handed over
-  if (failed_at_ && seq >= failed_at_) return failed_;
-  if (seq <= mirrored_) return std::string();
-  return std::nullopt;
-}
-
-void Journal::when_mirrored(uint64_t seq, Sent cb) {
-  if (auto state = mirrored(seq)) return cb(*state);
+void Journal::when_committed(uint64_t seq, Sent cb) {
+  if (auto state = committed(seq)) return cb(*state);
   waiting_.emplace(seq, std::move(cb));
+}
+
+void Journal::wake() {
+  // Callbacks may append (a resumed step goes on): take the ones due before calling any.
+  std::vector<std::pair<Sent, std::string>> due;
+  for (auto it = waiting_.begin(); it != waiting_.end();) {
+    if (auto state = committed(it->first)) {
+      due.emplace_back(std::move(it->second), *state);
+      it = waiting_.erase(it);
+    } else {
+      ++it;
+    }
+  }
+  for (auto& [cb, error] : due) cb(error);
 }
 
 namespace {

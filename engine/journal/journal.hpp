@@ -1,11 +1,12 @@
 // The step journal of a run: append-only, one record per line, each with a CRC32 of its JSON and
 // its sequence number (a record missing in the middle is a gap, and refuses the journal).
-// INTENT is fsynced before a step's first side effect, DONE (with the step's result) or FAILED
+// INTENT is on disk before a step's first side effect, DONE (with the step's result) or FAILED
 // after. Reopening it for `engine resume` reads every record; a torn or corrupt last record is
 // reported and ignored, never trusted; a corrupt record before the last one refuses the journal.
 #pragma once
 #include <functional>
 #include <map>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
@@ -35,10 +36,26 @@ class Journal {
   Journal& operator=(const Journal&) = delete;
 
   std::optional<Entry> lookup(const std::string& key) const;
-  void intent(const std::string& key);  // fsynced before returning
+  void intent(const std::string& key);  // on disk before returning, or (with a loop) before committed()
   void done(const std::string& key, const nlohmann::json& result);
   void failed(const std::string& key, const std::string& error);
   size_t records() const { return records_; }
+
+  // Where records are made durable. By default each record is fdatasync'ed before append returns,
+  // holding the caller. With a loop (`engine run`), the fdatasync runs on a thread of the
+  // journal's own instead, and covers every record written by the time it starts: the records of
+  // several hosts' steps share one (group commit), and no host waits for another's. A step still
+  // goes on only once its record is on disk (committed()/when_committed() below). `post` runs a
+  // function on the loop's thread (called from the journal's thread); `hold` keeps the loop from
+  // ending while a sync is on its way (released when the journal drops what it returned).
+  struct Loop {
+    std::function<void(std::function<void()>)> post;
+    std::function<std::shared_ptr<void>()> hold;
+  };
+  void sync_in_background(Loop loop);
+  // Stops the thread and syncs what it has not: "" when every record is on disk, else why not.
+  std::string finish_sync();
+
   // A copy kept elsewhere (k8s:// state: the cluster, engine/run/cluster_store). Each record, once
   // written here, is handed over with its number and line (no newline), in order; the copy calls
   // `sent` once it has the record ("") or will not take it (why), in the same order. A step waits
@@ -46,11 +63,11 @@ class Journal {
   // loop, so the copy may send the records of several hosts' steps together.
   using Sent = std::function<void(const std::string& error)>;
   std::function<void(uint64_t seq, const std::string& line, Sent sent)> mirror;
-  // Record seq in the copy: "" when it is (or there is no copy), why not when it will not be,
-  // nullopt while it is on its way.
-  std::optional<std::string> mirrored(uint64_t seq) const;
-  // cb(error) once record seq's answer is in (at once when it is already).
-  void when_mirrored(uint64_t seq, Sent cb);
+  // Record seq committed: on disk here and in the copy (if there is one). "" when it is, why not
+  // when it will not be (a failed fsync, the copy's refusal), nullopt while it is on its way.
+  std::optional<std::string> committed(uint64_t seq) const;
+  // cb(error) once record seq is committed or will not be (at once when that is known).
+  void when_committed(uint64_t seq, Sent cb);
   // The run is over: no more records go to the copy, and no step waits for an answer any more.
   void stop_mirror() {
     mirror = nullptr;
@@ -72,6 +89,17 @@ class Journal {
   void answered(uint64_t seq, const std::string& error);
   uint64_t handed_ = 0, mirrored_ = 0, failed_at_ = 0;
   std::string failed_;
+  // The disk's: every record up to synced_ is on it; from sync_failed_at_ on, none is trusted to
+  // be (an fsync that failed once may not say so again), for sync_failed_.
+  void synced(uint64_t seq, const std::string& error);
+  uint64_t synced_ = 0, sync_failed_at_ = 0;
+  std::string sync_failed_;
+  struct Syncer;
+  std::unique_ptr<Syncer> syncer_;
+  std::function<std::shared_ptr<void>()> holding_hook_;
+  std::shared_ptr<void> holding_;  // the loop's, while a sync is on its way
+  std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);  // for answers posted after the journal is gone
+  void wake();  // calls back the steps whose records are now committed (or will not be)
   std::multimap<uint64_t, Sent> waiting_;
 };
 

@@ -1,6 +1,7 @@
 """A runbook cannot hang or crash the engine: a table that contains itself, a C++ exception inside a
 binding, a loop that never waits. Each ends with a clear error (or a timeout the runbook chose), not
 a signal, a garbage message or a process only SIGKILL ends."""
+import json
 import os
 import re
 import shutil
@@ -210,6 +211,65 @@ class TestFullDisk(HostileTest):
         self.assertRegex(r.stderr, r"cannot write the run log \S+/run\.log: ")
         self.assertRegex(r.stderr, r"cannot write \S+/report\.json: No space left on device")
         self.assertLess(r.stderr.count("cannot write the run log"), 3)  # said once, not per line
+
+
+class TestJournalDisk(HostileTest):
+    """The journal's fdatasync on a slow disk and a failing one, made so by strace's fault
+    injection on the engine's own system calls (no test hook in the engine)."""
+    RB = """
+local fleet = require "engine.fleet"
+return runbook { name = "disk", run = function(p, inv)
+  local res = fleet.each(inv:hosts("all"), { at_once = 100 }, function(h)
+    step("one", function() print("SIDE EFFECT " .. h.name); return 1 end)
+    step("two", function() return 2 end)
+  end)
+  print("RESULT ok=" .. res.ok .. " failed=" .. res.failed)
+end }
+"""
+
+    def run_traced(self, inject, hosts=30):
+        rb = os.path.join(self.tmp, "disk.lua")
+        with open(rb, "w") as f:
+            f.write(self.RB)
+        inv = os.path.join(self.tmp, "hosts.ini")
+        with open(inv, "w") as f:
+            f.write("".join(f"h{i:02d} ansible_connection=local\n" for i in range(hosts)))
+        trace = os.path.join(self.tmp, "trace")
+        r = subprocess.run(["strace", "-f", "-o", trace, "-e", "trace=fdatasync", "-e", f"inject=fdatasync:{inject}",
+                            ENGINE, "run", rb, "-i", inv, "--state-dir", os.path.join(self.tmp, "state")],
+                           capture_output=True, text=True, timeout=300)
+        with open(trace) as f:
+            syncs = sum("fdatasync(" in line for line in f)
+        return r, syncs
+
+    def journal_records(self):
+        runs = os.path.join(self.tmp, "state", "runs")
+        [run] = os.listdir(runs)
+        with open(os.path.join(runs, run, "journal")) as f:
+            return [json.loads(line.split(" ", 1)[1]) for line in f]
+
+    @unittest.skipUnless(shutil.which("strace"), "strace (scripts/setup test) is not installed")
+    def test_a_slow_disk_is_synced_once_for_the_records_of_many_hosts(self):
+        # Each fdatasync takes 20 ms. One per record (120 here) held every host for each; now the
+        # hosts' records written meanwhile share the next one, and every record is still on disk.
+        r, syncs = self.run_traced("delay_exit=20000")
+        self.assertEqual(r.returncode, 0, r.stderr[-2000:])
+        self.assertIn("RESULT ok=30 failed=0", r.stdout)
+        records = self.journal_records()
+        self.assertEqual(len(records), 120)
+        self.assertEqual(sum(rec["t"] == "DONE" for rec in records), 60)
+        self.assertGreater(syncs, 0)
+        self.assertLessEqual(syncs, 40, f"{syncs} fdatasyncs for 120 records")
+
+    @unittest.skipUnless(shutil.which("strace"), "strace (scripts/setup test) is not installed")
+    def test_a_failing_fsync_stops_every_step_before_its_side_effect(self):
+        r, syncs = self.run_traced("error=EIO", hosts=5)
+        self.assertEqual(r.returncode, 1, r.stdout[-2000:] + r.stderr[-2000:])
+        self.assertGreater(syncs, 0)
+        self.assertNotIn("SIDE EFFECT", r.stdout)
+        self.assertIn("fleet.each finished failed=5 not_started=0 ok=0", r.stdout)
+        self.assertIn("the run's journal is not on disk", r.stdout)
+        self.assertRegex(r.stdout + r.stderr, r"journal \S+/journal: fsync: Input/output error")
 
 
 if __name__ == "__main__":

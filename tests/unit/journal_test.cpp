@@ -2,8 +2,11 @@
 // trusted; a corrupt record before the last refuses the journal.
 #include <catch2/catch.hpp>
 
+#include <chrono>
 #include <filesystem>
 #include <fstream>
+#include <mutex>
+#include <thread>
 
 #include "engine/journal/journal.hpp"
 #include "scratch.hpp"
@@ -113,4 +116,62 @@ TEST_CASE("a record missing in the middle is a gap the journal refuses") {
   size_t third = text.find('\n', second) + 1;
   std::ofstream(path, std::ios::trunc) << text.substr(0, second) << text.substr(third);
   CHECK_THROWS_WITH(Journal(path, w), Catch::Contains("record 2 is number 3 where 2 was expected: records are missing"));
+}
+
+TEST_CASE("with a loop, records are synced off it and a step goes on once its record is on disk") {
+  Scratch scratch("engine-journal-sync");
+  auto path = scratch.path.string();
+  std::vector<std::string> w;
+  std::mutex m;
+  std::vector<std::function<void()>> posted;  // the loop's queue: answers run only when drained here
+  std::weak_ptr<void> held;
+  auto drain = [&] {
+    // The journal's thread answers after its fdatasync: wait (bounded) for the answer, then run it.
+    for (int i = 0; i < 500; ++i) {
+      std::vector<std::function<void()>> now;
+      {
+        std::lock_guard lk(m);
+        now.swap(posted);
+      }
+      for (auto& fn : now) fn();
+      if (!now.empty()) return true;
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    return false;
+  };
+  {
+    Journal j(path, w);
+    j.sync_in_background({[&](std::function<void()> fn) {
+                            std::lock_guard lk(m);
+                            posted.push_back(std::move(fn));
+                          },
+                          [&]() -> std::shared_ptr<void> {
+                            auto guard = std::make_shared<int>(0);
+                            held = guard;
+                            return guard;
+                          }});
+    j.intent("n1/drain");
+    CHECK_FALSE(j.committed(1));  // written, but not known to be on disk yet
+    CHECK_FALSE(held.expired());  // the loop is kept running meanwhile
+    std::vector<std::string> answers;
+    j.when_committed(1, [&](const std::string& e) { answers.push_back("1:" + e); });
+    CHECK(answers.empty());
+    REQUIRE(drain());
+    CHECK(j.committed(1) == std::string());
+    CHECK(answers == std::vector<std::string>{"1:"});
+    j.done("n1/drain", nlohmann::json::array({1}));
+    j.intent("n2/drain");
+    j.when_committed(3, [&](const std::string& e) { answers.push_back("3:" + e); });
+    while (!j.committed(3) && drain()) {
+    }
+    CHECK(j.committed(2) == std::string());
+    CHECK(answers == std::vector<std::string>{"1:", "3:"});
+    CHECK(held.expired());  // nothing on its way: the loop may end
+    j.failed("n2/drain", "pdb");  // no step waits for this one: finish_sync puts it on disk
+    CHECK(j.finish_sync().empty());
+    CHECK(j.committed(4) == std::string());
+  }
+  Journal again(path, w);
+  CHECK(again.records() == 4);
+  CHECK(again.lookup("n2/drain")->error == "pdb");
 }
