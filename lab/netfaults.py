@@ -1,5 +1,6 @@
 """Network faults a test controls, on loopback: a TCP proxy that goes silent on demand, as a
-blackholed link does (nothing refused, nothing reset: bytes just stop)."""
+blackholed link does (nothing refused, nothing reset: bytes just stop), and one that delivers the
+server's identification line together with its next bytes, in one segment."""
 import select
 import socket
 import threading
@@ -43,12 +44,15 @@ class BlackholeProxy:
                     if not data:
                         return
                     if not self.is_cut.is_set():
-                        peer[s].sendall(data)
+                        self.forward(s is u, data, peer[s])
         except OSError:
             pass
         finally:
             c.close()
             u.close()
+
+    def forward(self, from_server, data, to):
+        to.sendall(data)
 
     def cut(self):
         self.is_cut.set()
@@ -56,3 +60,23 @@ class BlackholeProxy:
     def close(self):
         self.closed = True
         self.srv.close()
+
+
+class CoalescingProxy(BlackholeProxy):
+    """Holds the server's first bytes (its identification line) until more arrive (its key
+    exchange, sent once the client's line is in), then sends them in one write: what a client
+    that reads the line in one large read then gets beyond it."""
+
+    def __init__(self, target_port):
+        self.held = {}
+        super().__init__(target_port)
+
+    def forward(self, from_server, data, to):
+        if not from_server or to in self.held and self.held[to] is None:
+            return to.sendall(data)
+        held = self.held.get(to, b"") + data
+        nl = held.find(b"\n")
+        if nl >= 0 and len(held) > nl + 1:  # the line and something after it
+            self.held[to] = None
+            return to.sendall(held)
+        self.held[to] = held

@@ -4,7 +4,9 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
+#include <cstring>
 
 #include <boost/asio/post.hpp>
 #include <mutex>
@@ -33,10 +35,23 @@ Session::Session(asio::io_context& io, Target target, Options opts)
 
 // As libssh2's own recv (errors as -errno, EWOULDBLOCK as -EAGAIN), counting what arrives.
 ssize_t Session::recv_counting(libssh2_socket_t fd, void* buf, size_t len, int flags, void** abstract) {
-  ssize_t n = ::recv(fd, buf, len, flags);
+  auto* s = static_cast<Session*>(*abstract);
+  if (s->ahead_at_ < s->ahead_end_) {
+    size_t n = std::min(len, s->ahead_end_ - s->ahead_at_);
+    std::memcpy(buf, s->ahead_ + s->ahead_at_, n);
+    s->ahead_at_ += n;
+    return static_cast<ssize_t>(n);
+  }
+  bool short_read = len < kAhead && (flags & ~MSG_NOSIGNAL) == 0;  // libssh2 passes MSG_NOSIGNAL
+  ssize_t n = short_read ? ::recv(fd, s->ahead_, kAhead, flags) : ::recv(fd, buf, len, flags);
   if (n < 0) return errno == EWOULDBLOCK || errno == ENOENT ? -EAGAIN : -errno;
-  static_cast<Session*>(*abstract)->bytes_in_ += static_cast<uint64_t>(n);
-  return n;
+  s->bytes_in_ += static_cast<uint64_t>(n);
+  if (!short_read) return n;
+  size_t k = std::min(len, static_cast<size_t>(n));
+  std::memcpy(buf, s->ahead_, k);
+  s->ahead_at_ = k;
+  s->ahead_end_ = static_cast<size_t>(n);
+  return static_cast<ssize_t>(k);
 }
 
 uint64_t Session::heard() {

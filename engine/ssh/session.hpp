@@ -8,6 +8,7 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/posix/stream_descriptor.hpp>
 #include <boost/asio/steady_timer.hpp>
+#include <cstddef>
 #include <functional>
 #include <memory>
 #include <string>
@@ -89,7 +90,10 @@ class Session : public std::enable_shared_from_this<Session> {
   void authenticated();
   void keepalive();
   void idle();
-  // libssh2 reads through this, so the session knows when the server last sent anything.
+  // libssh2 reads through this, so the session knows when the server last sent anything. A short
+  // read (libssh2 takes the server's identification line a byte per call, ~40 calls a connection)
+  // is served from kAhead bytes read at once; bytes are left in ahead_ only by a call that returned
+  // some, so libssh2 never waits for the socket (EAGAIN) with bytes still here.
   static ssize_t recv_counting(libssh2_socket_t fd, void* buf, size_t len, int flags, void** abstract);
   uint64_t heard();  // bytes received so far, read by libssh2 or still waiting in the socket
 
@@ -105,6 +109,9 @@ class Session : public std::enable_shared_from_this<Session> {
   bool dead_ = false, ready_ = false;
   size_t channels_ = 0;
   uint64_t bytes_in_ = 0;
+  static constexpr size_t kAhead = 256;
+  unsigned char ahead_[kAhead];
+  size_t ahead_at_ = 0, ahead_end_ = 0;  // what is left of the last short read: ahead_[at, end)
   uint64_t heard_at_check_ = 0;
   int missed_ = 0;  // keepalive intervals in a row with nothing from the server
 };

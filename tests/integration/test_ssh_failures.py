@@ -11,7 +11,7 @@ import unittest
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))  # the lab package
 from lab import sshd as sshlab  # noqa: E402
-from lab.netfaults import BlackholeProxy  # noqa: E402
+from lab.netfaults import BlackholeProxy, CoalescingProxy  # noqa: E402
 from test_ssh import ENGINE, SshTest  # noqa: E402
 
 
@@ -28,6 +28,27 @@ class TestFailures(SshTest):
     r, err = inv:host("ghost"):exec("true")
     assert(r == nil and err == "unreachable", tostring(err))
 """, inv))
+
+    def test_the_servers_line_and_its_key_exchange_in_one_segment(self):
+        # The engine reads the server's identification line in one read (libssh2 asks a byte at a
+        # time); what that read takes beyond the line is the key exchange's start, given back to
+        # libssh2 before the socket is read again. Here both arrive together, every time.
+        proxy = CoalescingProxy(self.sshd.port)
+        try:
+            t, b = self.sshd.pub()
+            self.lab.trust(f"[127.0.0.1]:{proxy.port} {t} {b}\n")
+            inv = self.inventory(self.node(port=proxy.port) + self.node(port=proxy.port, name="n2"))
+            self.ok(self.runbook("""
+    for _, name in ipairs({ "n1", "n2" }) do
+      local r = assert(inv:host(name):exec("echo hi-" .. name))
+      assert(r.code == 0 and r.stdout == "hi-" .. name .. "\\n", r.stdout)
+    end
+    print("BOTH OK")
+""", inv))
+            self.assertEqual(len(proxy.held), 2)  # both connections went through the coalescing
+            self.assertTrue(all(v is None for v in proxy.held.values()))
+        finally:
+            proxy.close()
 
     # A dead peer that fails nothing: the engine hears nothing back and says so, within
     # keepalive x keepalive_count, and the step that was running is left unknown, not failed.
