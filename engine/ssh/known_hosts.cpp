@@ -1,7 +1,6 @@
 #include "engine/ssh/known_hosts.hpp"
 
 #include <openssl/evp.h>
-#include <openssl/hmac.h>
 #include <sys/stat.h>
 
 #include <cstring>
@@ -37,6 +36,38 @@ std::string known_hosts_name(const std::string& host, int port) {
   return port == 22 || port == 0 ? host : "[" + host + "]:" + std::to_string(port);
 }
 
+namespace {
+
+// OpenSSL 3 deprecates SHA1_Init and friends for EVP, whose contexts cannot be copied without an
+// allocation; a hashed line's check is two of these blocks, for every host of a fan-out.
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wdeprecated-declarations"
+void hmac_key(const std::string& salt, SHA_CTX& inner, SHA_CTX& outer) {
+  unsigned char key[SHA_CBLOCK] = {0};
+  if (salt.size() > SHA_CBLOCK) SHA1(reinterpret_cast<const unsigned char*>(salt.data()), salt.size(), key);
+  else std::memcpy(key, salt.data(), salt.size());
+  unsigned char ipad[SHA_CBLOCK], opad[SHA_CBLOCK];
+  for (size_t i = 0; i < SHA_CBLOCK; ++i) ipad[i] = key[i] ^ 0x36, opad[i] = key[i] ^ 0x5c;
+  SHA1_Init(&inner);
+  SHA1_Update(&inner, ipad, SHA_CBLOCK);
+  SHA1_Init(&outer);
+  SHA1_Update(&outer, opad, SHA_CBLOCK);
+}
+
+// HMAC-SHA1(salt, name) from the key's two states.
+void hmac(const SHA_CTX& inner, const SHA_CTX& outer, const std::string& name, unsigned char out[SHA_DIGEST_LENGTH]) {
+  unsigned char mid[SHA_DIGEST_LENGTH];
+  SHA_CTX c = inner;
+  SHA1_Update(&c, name.data(), name.size());
+  SHA1_Final(mid, &c);
+  c = outer;
+  SHA1_Update(&c, mid, sizeof mid);
+  SHA1_Final(out, &c);
+}
+#pragma GCC diagnostic pop
+
+}  // namespace
+
 std::shared_ptr<const KnownHosts> KnownHosts::parse(const std::string& text) {
   auto kh = std::make_shared<KnownHosts>();
   std::istringstream in(text);
@@ -58,7 +89,8 @@ std::shared_ptr<const KnownHosts> KnownHosts::parse(const std::string& text) {
       e.hashed = true;
       e.salt = base64_decode(parts[0]);
       e.hash = base64_decode(parts[1]);
-      if (e.salt.empty() || e.hash.empty()) continue;
+      if (e.salt.empty() || e.hash.size() != SHA_DIGEST_LENGTH) continue;
+      hmac_key(e.salt, e.inner, e.outer);
     } else {
       e.patterns = text::split(first, ',');
     }
@@ -87,11 +119,9 @@ std::shared_ptr<const KnownHosts> KnownHosts::load(const std::string& path) {
 
 bool KnownHosts::matches(const Entry& e, const std::string& name) const {
   if (e.hashed) {
-    unsigned char out[EVP_MAX_MD_SIZE];
-    unsigned int len = 0;
-    HMAC(EVP_sha1(), e.salt.data(), static_cast<int>(e.salt.size()), reinterpret_cast<const unsigned char*>(name.data()),
-         name.size(), out, &len);
-    return len == e.hash.size() && std::memcmp(out, e.hash.data(), len) == 0;
+    unsigned char out[SHA_DIGEST_LENGTH];
+    hmac(e.inner, e.outer, name, out);
+    return std::memcmp(out, e.hash.data(), SHA_DIGEST_LENGTH) == 0;
   }
   bool hit = false;
   for (const auto& p : e.patterns) {
@@ -104,23 +134,29 @@ bool KnownHosts::matches(const Entry& e, const std::string& name) const {
   return hit;
 }
 
+std::vector<uint32_t> KnownHosts::lines_for(const std::string& name) const {
+  // A connection asks twice (its preferred key types, then the key presented): matched once.
+  std::lock_guard lock(memo_mu_);
+  if (auto it = memo_.find(name); it != memo_.end()) return it->second;
+  std::vector<uint32_t> out;
+  for (uint32_t i = 0; i < entries_.size(); ++i)
+    if (!entries_[i].revoked && matches(entries_[i], name)) out.push_back(i);
+  if (memo_.size() >= kMemo) memo_.clear();
+  return memo_[name] = out;
+}
+
 std::vector<KnownKey> KnownHosts::keys_for(const std::string& host, int port) const {
   std::vector<KnownKey> out;
-  std::string name = known_hosts_name(host, port);
-  for (const auto& e : entries_)
-    if (!e.revoked && matches(e, name)) out.push_back(e.key);
+  for (uint32_t i : lines_for(known_hosts_name(host, port))) out.push_back(entries_[i].key);
   return out;
 }
 
 KeyCheck KnownHosts::check(const std::string& host, int port, const KnownKey& presented) const {
-  std::string name = known_hosts_name(host, port);
+  for (const auto& e : entries_)
+    if (e.revoked && e.key.blob == presented.blob) return KeyCheck::revoked;
   bool known = false, same = false;
-  for (const auto& e : entries_) {
-    if (e.revoked) {
-      if (e.key.blob == presented.blob) return KeyCheck::revoked;
-      continue;
-    }
-    if (!matches(e, name)) continue;
+  for (uint32_t i : lines_for(known_hosts_name(host, port))) {
+    const Entry& e = entries_[i];
     known = true;
     if (e.key.type == presented.type && e.key.blob == presented.blob) same = true;
   }

@@ -1,8 +1,13 @@
 // OpenSSH known_hosts: plain and hashed (|1|salt|hash) entries, `[host]:port`, wildcards and
 // negations, @revoked. Parsed once per file and shared by every session.
 #pragma once
+#include <openssl/sha.h>
+
+#include <cstdint>
 #include <memory>
+#include <mutex>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 namespace engine::ssh {
@@ -38,11 +43,21 @@ class KnownHosts {
     bool revoked = false;
     bool hashed = false;
     std::string salt, hash;             // hashed: raw bytes
+    // hashed: HMAC-SHA1 keyed with the salt, its two SHA-1 states after the padded key, made once
+    // at parse: a name is then checked with two SHA-1 blocks, no key setup, no allocation. Each
+    // host of a fan-out is checked against every hashed line (Debian's ssh hashes by default).
+    SHA_CTX inner{}, outer{};
     std::vector<std::string> patterns;  // plain: "host", "[host]:port", "*.example", "!bad"
     KnownKey key;
   };
   bool matches(const Entry& e, const std::string& name) const;
+  // The lines (not revoked) that name matches, remembered for the file version's life (up to kMemo
+  // names, then started again).
+  std::vector<uint32_t> lines_for(const std::string& name) const;
   std::vector<Entry> entries_;
+  static constexpr size_t kMemo = 100000;
+  mutable std::mutex memo_mu_;
+  mutable std::unordered_map<std::string, std::vector<uint32_t>> memo_;
 };
 
 // "host" for port 22, else "[host]:port": the name known_hosts records.
