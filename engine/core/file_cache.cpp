@@ -32,6 +32,13 @@ std::string entry_path(const std::string& d, const std::string& kind, const std:
   return d + "/" + kind + "-" + key;
 }
 
+// A directory of ours (not a symlink to one somewhere else, not another user's): entries someone
+// else could write are not read, and none are written there.
+bool ours(const std::string& d) {
+  struct stat st {};
+  return ::lstat(d.c_str(), &st) == 0 && S_ISDIR(st.st_mode) && st.st_uid == ::geteuid();
+}
+
 // Keeps the directory to kMaxEntries files: the least recently written go first.
 void prune(const std::string& d) {
   std::error_code ec;
@@ -49,7 +56,7 @@ void prune(const std::string& d) {
 
 std::optional<std::string> get(const std::string& kind, const std::string& key) {
   std::string d = dir();
-  if (d.empty()) return std::nullopt;
+  if (d.empty() || !ours(d)) return std::nullopt;
   int fd = ::open(entry_path(d, kind, key).c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
   if (fd < 0) return std::nullopt;
   std::string out;
@@ -66,9 +73,7 @@ void put(const std::string& kind, const std::string& key, const std::string& val
   if (d.empty()) return;
   std::error_code ec;
   fs::create_directories(d, ec);
-  struct stat st {};
-  // Ours and a directory (not a symlink to one somewhere else): otherwise no cache.
-  if (::lstat(d.c_str(), &st) != 0 || !S_ISDIR(st.st_mode) || st.st_uid != ::geteuid()) return;
+  if (!ours(d)) return;
   ::chmod(d.c_str(), 0700);
   std::string path = entry_path(d, kind, key);
   std::string part = path + ".part" + std::to_string(::getpid());

@@ -2,7 +2,7 @@
 // check's findings): a small file per entry, named by the SHA-256 of everything it was derived
 // from. Best effort: an entry that cannot be read, written or trusted is a miss, never an error.
 // The directory: $ENGINE_CACHE_DIR (set and empty: no cache), else $XDG_CACHE_HOME/engine, else
-// $HOME/.cache/engine; made 0700, and an entry is never read or written through a symlink.
+// $HOME/.cache/engine; made 0700, and used only when it is ours and not a symlink.
 #pragma once
 #include <optional>
 #include <string>
