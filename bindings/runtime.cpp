@@ -345,10 +345,10 @@ std::vector<std::string> sandbox_globals(lua_State* L) {
   return out;
 }
 
-// What a cached static check's findings depend on, for the entry's key: everything lint reads
-// (the sources' text, the stubs, the globals, the params) and the engine's binary. The modules
-// required so far (the runbook's, and the lint's own code, engine.lint) are the entry's deps,
-// checked at each use: the entry holds while each is as it was.
+// What a cached static check's findings depend on, for the entry's key: everything lint reads (the
+// sources' text, the LuaCATS definitions in stdlib/meta, the globals, the params) and the engine's
+// binary. The modules required so far (the runbook's, and the lint's own code, engine.lint) are
+// the entry's deps, checked at each use: the entry holds while each is as it was.
 std::string lint_key(const std::string& stdlib_dir, const std::vector<std::pair<fs::path, std::string>>& sources,
                      const std::vector<std::string>& globals, const std::vector<std::string>& params, bool runbook) {
   std::string m = "engine lint 1\n" + file_cache::stat_signature("/proc/self/exe") + "\n" + stdlib_dir + "\n" +
@@ -402,7 +402,7 @@ std::vector<std::string> Runtime::lint(const std::vector<std::string>& files) {
   if (files.empty())
     for (const auto& p : info_.params) params.push_back(p.name);
   // The same runbook checked again (every `engine run` checks it first): its findings from the
-  // cache, ~10 ms of parsing the stubs and the sources less.
+  // cache, saving the ~10 ms of parsing the LuaCATS definitions and the sources.
   std::string key = lint_key(vm_->stdlib_dir, sources, globals, params, files.empty());
   if (auto hit = cached_findings(key)) return *hit;
 
