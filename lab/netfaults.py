@@ -1,9 +1,11 @@
 """Network faults a test controls, on loopback: a TCP proxy that goes silent on demand, as a
 blackholed link does (nothing refused, nothing reset: bytes just stop), and one that delivers the
-server's identification line together with its next bytes, in one segment."""
+server's identification line together with its next bytes, in one segment, and one that hands the
+server's bytes over in small pieces, each its own segment."""
 import select
 import socket
 import threading
+import time
 
 
 class BlackholeProxy:
@@ -80,3 +82,28 @@ class CoalescingProxy(BlackholeProxy):
             self.held[to] = None
             return to.sendall(held)
         self.held[to] = held
+
+
+class TricklingProxy(BlackholeProxy):
+    """Hands the server's bytes to the client in pieces of the sizes in SIZES, in turn, each sent
+    on its own a millisecond after the last: every read the client makes can find a piece, part of
+    one, or nothing, and more arrives after each (an SSH packet split across segments, as a slow
+    or lossy path delivers it)."""
+    SIZES = (1, 7, 300, 2047, 2048, 2049, 5000)
+
+    def __init__(self, target_port):
+        self.turn = 0
+        self.pieces = 0
+        super().__init__(target_port)
+
+    def forward(self, from_server, data, to):
+        if not from_server:
+            return to.sendall(data)
+        to.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        while data:
+            n = self.SIZES[self.turn % len(self.SIZES)]
+            self.turn += 1
+            self.pieces += 1
+            to.sendall(data[:n])
+            data = data[n:]
+            time.sleep(0.001)

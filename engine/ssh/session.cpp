@@ -36,15 +36,30 @@ Session::Session(asio::io_context& io, Target target, Options opts)
 // As libssh2's own recv (errors as -errno, EWOULDBLOCK as -EAGAIN), counting what arrives.
 ssize_t Session::recv_counting(libssh2_socket_t fd, void* buf, size_t len, int flags, void** abstract) {
   auto* s = static_cast<Session*>(*abstract);
+  if (fd != s->sock_.native_handle()) {  // libssh2's agent client reads its own socket through here too
+    ssize_t n = ::recv(fd, buf, len, flags);
+    return n >= 0 ? n : errno == EWOULDBLOCK ? -EAGAIN : -errno;
+  }
   if (s->ahead_at_ < s->ahead_end_) {
     size_t n = std::min(len, s->ahead_end_ - s->ahead_at_);
     std::memcpy(buf, s->ahead_ + s->ahead_at_, n);
     s->ahead_at_ += n;
     return static_cast<ssize_t>(n);
   }
+  if (s->read_ended_) return -s->read_errno_;  // 0 at the connection's end, as recv says it
+  // The wait's read owns ahead_ until it completes; with the socket found empty since the last
+  // readable edge, asking the kernel again could only say EAGAIN (libssh2 asks back to back).
+  if (s->read_armed_ || s->drained_) return -EAGAIN;
   bool short_read = len < kAhead && (flags & ~MSG_NOSIGNAL) == 0;  // libssh2 passes MSG_NOSIGNAL
+  size_t asked = short_read ? kAhead : len;
   ssize_t n = short_read ? ::recv(fd, s->ahead_, kAhead, flags) : ::recv(fd, buf, len, flags);
-  if (n < 0) return errno == EWOULDBLOCK || errno == ENOENT ? -EAGAIN : -errno;
+  if (n < 0) {
+    if (errno != EWOULDBLOCK && errno != ENOENT) return -errno;
+    s->drained_ = true;
+    return -EAGAIN;
+  }
+  // Less than asked for: the socket is empty now (a stream socket's recv takes all it holds).
+  s->drained_ = static_cast<size_t>(n) < asked;
   s->bytes_in_ += static_cast<uint64_t>(n);
   if (!short_read) return n;
   size_t k = std::min(len, static_cast<size_t>(n));
@@ -239,13 +254,26 @@ void Session::idle() {
 
 void Session::arm(int directions) {
   std::weak_ptr<Session> weak = shared_from_this();
-  if ((directions & LIBSSH2_SESSION_BLOCK_INBOUND) && !read_armed_) {
+  // The wait for inbound bytes is a read into ahead_: asio tries it at once and otherwise queues it
+  // on the descriptor's registration as it stands (a bare wait re-registers it, an epoll_ctl each
+  // time). Bytes still in ahead_ mean nothing here waits for the socket: whoever reads next has them.
+  if ((directions & LIBSSH2_SESSION_BLOCK_INBOUND) && !read_armed_ && !read_ended_ && ahead_at_ == ahead_end_) {
     read_armed_ = true;
-    sock_.async_wait(asio::posix::stream_descriptor::wait_read, [weak](const boost::system::error_code& ec) {
+    sock_.async_read_some(asio::buffer(ahead_, kAhead), [weak](const boost::system::error_code& ec, size_t n) {
       auto s = weak.lock();
       if (!s) return;
       s->read_armed_ = false;
-      if (!ec && !s->dead_) s->kick();
+      if (ec == asio::error::operation_aborted || s->dead_) return;
+      if (ec) {
+        s->read_ended_ = true;
+        s->read_errno_ = ec == asio::error::eof ? 0 : ec.category() == boost::system::system_category() ? ec.value() : EIO;
+      } else {
+        s->ahead_at_ = 0;
+        s->ahead_end_ = n;
+        s->bytes_in_ += n;
+        s->drained_ = n < kAhead;
+      }
+      s->kick();
     });
   }
   if ((directions & LIBSSH2_SESSION_BLOCK_OUTBOUND) && !write_armed_) {

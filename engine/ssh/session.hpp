@@ -90,10 +90,12 @@ class Session : public std::enable_shared_from_this<Session> {
   void authenticated();
   void keepalive();
   void idle();
-  // libssh2 reads through this, so the session knows when the server last sent anything. A short
-  // read (libssh2 takes the server's identification line a byte per call, ~40 calls a connection)
-  // is served from kAhead bytes read at once; bytes are left in ahead_ only by a call that returned
-  // some, so libssh2 never waits for the socket (EAGAIN) with bytes still here.
+  // libssh2 reads through this, so the session knows when the server last sent anything. Bytes the
+  // session's wait for the socket read (arm) or a short read took (libssh2 takes the server's
+  // identification line a byte per call) are served from ahead_ first; libssh2 is told EAGAIN
+  // without a system call while that wait is on its way or the socket was found empty since the
+  // last time it was readable (drained_): the kernel signals every arrival after that (epoll's edge),
+  // and the next wait reads it.
   static ssize_t recv_counting(libssh2_socket_t fd, void* buf, size_t len, int flags, void** abstract);
   uint64_t heard();  // bytes received so far, read by libssh2 or still waiting in the socket
 
@@ -109,9 +111,13 @@ class Session : public std::enable_shared_from_this<Session> {
   bool dead_ = false, ready_ = false;
   size_t channels_ = 0;
   uint64_t bytes_in_ = 0;
-  static constexpr size_t kAhead = 256;
+  bool drained_ = false;    // the socket was found empty and the session has not waited for it since
+  bool read_ended_ = false;  // the wait's read met the connection's end (read_errno_ 0) or an error
+  int read_errno_ = 0;
+  // Big enough for a key exchange's packets in one read; libssh2 reads longer runs directly.
+  static constexpr size_t kAhead = 2048;
   unsigned char ahead_[kAhead];
-  size_t ahead_at_ = 0, ahead_end_ = 0;  // what is left of the last short read: ahead_[at, end)
+  size_t ahead_at_ = 0, ahead_end_ = 0;  // what libssh2 has not taken yet: ahead_[at, end)
   uint64_t heard_at_check_ = 0;
   int missed_ = 0;  // keepalive intervals in a row with nothing from the server
 };

@@ -44,7 +44,7 @@ class SshTest(sshlab.LabCase):
     def node(self, user=sshlab.USER, port=None, name="n1", extra=""):
         return f"{name} ansible_host=127.0.0.1 ansible_port={port or self.sshd.port} ansible_user={user} {extra}\n"
 
-    def runbook(self, body, inventory, *extra, kh=None, timeout=120, wait=True, netns=None):
+    def runbook(self, body, inventory, *extra, kh=None, timeout=120, wait=True, netns=None, wrap=()):
         fd, path = tempfile.mkstemp(dir=self.lab.root, suffix=".lua")
         with os.fdopen(fd, "w") as f:
             f.write(TEMPLATE % body)
@@ -52,6 +52,7 @@ class SshTest(sshlab.LabCase):
                "-e", f"key={self.lab.keys.key}", "--state-dir", os.path.join(self.lab.root, "state"), *extra]
         if netns:  # the engine inside a network namespace of the test's own
             cmd = ["ip", "netns", "exec", netns] + cmd
+        cmd = list(wrap) + cmd  # e.g. strace, to count the engine's system calls
         if not wait:
             return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)

@@ -3,6 +3,7 @@ server killed mid-command, and dead peers that fail nothing (a blackholed link, 
 network namespace, a frozen sshd), each bounded by the keepalive and left unknown in the journal."""
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -11,7 +12,7 @@ import unittest
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))  # the lab package
 from lab import sshd as sshlab  # noqa: E402
-from lab.netfaults import BlackholeProxy, CoalescingProxy  # noqa: E402
+from lab.netfaults import BlackholeProxy, CoalescingProxy, TricklingProxy  # noqa: E402
 from test_ssh import ENGINE, SshTest  # noqa: E402
 
 
@@ -49,6 +50,54 @@ class TestFailures(SshTest):
             self.assertTrue(all(v is None for v in proxy.held.values()))
         finally:
             proxy.close()
+
+    def test_the_servers_bytes_in_small_pieces(self):
+        # The engine tells libssh2 "nothing yet" without asking the kernel once the socket was found
+        # empty, and reads again only after epoll says more came: here every read can find part of a
+        # packet, and more always follows. Two commands on one connection (the second after the
+        # session sat idle, its socket found empty), 289 KB of output, a key exchange in pieces.
+        proxy = TricklingProxy(self.sshd.port)
+        try:
+            t, b = self.sshd.pub()
+            self.lab.trust(f"[127.0.0.1]:{proxy.port} {t} {b}\n")
+            self.ok(self.runbook("""
+    local h = inv:host("n1")
+    local r = assert(h:exec("seq 1 50000"))
+    local want = {}
+    for i = 1, 50000 do want[i] = tostring(i) end
+    assert(r.code == 0 and r.stdout == table.concat(want, "\\n") .. "\\n", #r.stdout)
+    time.sleep(0.3)
+    r = assert(h:exec("echo second"))
+    assert(r.code == 0 and r.stdout == "second\\n", r.stdout)
+    print("PIECES OK")
+""", self.inventory(self.node(port=proxy.port)), timeout=60))
+            self.assertGreater(proxy.pieces, 100)
+        finally:
+            proxy.close()
+
+    @unittest.skipUnless(shutil.which("strace"), "strace (scripts/setup test) is not installed")
+    def test_waiting_for_the_socket_costs_one_system_call(self):
+        # Each time libssh2 must wait for the server, the session's wait is a read asio tries once
+        # and otherwise leaves on the descriptor's registration. A bare wait re-registered the
+        # descriptor (epoll_ctl) every time, and libssh2 asked recv again back to back before it
+        # (EAGAIN): 33 such calls a connection here before, 17 now.
+        n = 20
+        inv = self.inventory("".join(self.node(name=f"h{i:02d}") for i in range(n)))
+        trace = os.path.join(self.lab.root, "syscalls.trace")
+        self.ok(self.runbook("""
+    local res = fleet.each(inv:group("all"), { at_once = 10 }, function(h)
+      local r = assert(h:exec("true"))
+      assert(r.code == 0)
+    end)
+    assert(res.ok == %d, res.ok)
+""" % n, inv, wrap=["strace", "-f", "-o", trace, "-e", "trace=epoll_ctl,recvfrom,read"]))
+        with open(trace) as f:
+            lines = f.read().splitlines()
+        ctl = sum(1 for ln in lines if "epoll_ctl(" in ln)
+        futile = sum(1 for ln in lines if re.search(r"(recvfrom|read)\(.*= -1 EAGAIN", ln))
+        connected = sum(1 for ln in lines if "recvfrom(" in ln or "read(" in ln)
+        self.assertGreater(connected, n)  # the trace saw the sessions' reads
+        self.assertLess((ctl + futile) / n, 24, f"{ctl} epoll_ctl and {futile} reads that found nothing for {n} connections")
 
     # A dead peer that fails nothing: the engine hears nothing back and says so, within
     # keepalive x keepalive_count, and the step that was running is left unknown, not failed.
