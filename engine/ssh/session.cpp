@@ -235,6 +235,10 @@ void Session::pump() {
   } while (again_ && !dead_);
   pumping_ = false;
   if (!dead_ && !ops_.empty()) arm(directions);
+  // Nothing running: the socket is still read, so a server that closes the connection meanwhile
+  // (sshd's ClientAlive limits, a reboot, a firewall's idle timeout) is known now, and the next
+  // call connects again instead of failing on a connection that is gone.
+  if (!dead_ && ready_ && ops_.empty()) read_ahead();
   // The last Op just ended: the idle clock starts (a keepalive's kick with nothing running does not
   // restart it).
   if (!dead_ && had_ops && ops_.empty()) idle();
@@ -257,25 +261,7 @@ void Session::arm(int directions) {
   // The wait for inbound bytes is a read into ahead_: asio tries it at once and otherwise queues it
   // on the descriptor's registration as it stands (a bare wait re-registers it, an epoll_ctl each
   // time). Bytes still in ahead_ mean nothing here waits for the socket: whoever reads next has them.
-  if ((directions & LIBSSH2_SESSION_BLOCK_INBOUND) && !read_armed_ && !read_ended_ && ahead_at_ == ahead_end_) {
-    read_armed_ = true;
-    sock_.async_read_some(asio::buffer(ahead_, kAhead), [weak](const boost::system::error_code& ec, size_t n) {
-      auto s = weak.lock();
-      if (!s) return;
-      s->read_armed_ = false;
-      if (ec == asio::error::operation_aborted || s->dead_) return;
-      if (ec) {
-        s->read_ended_ = true;
-        s->read_errno_ = ec == asio::error::eof ? 0 : ec.category() == boost::system::system_category() ? ec.value() : EIO;
-      } else {
-        s->ahead_at_ = 0;
-        s->ahead_end_ = n;
-        s->bytes_in_ += n;
-        s->drained_ = n < kAhead;
-      }
-      s->kick();
-    });
-  }
+  if ((directions & LIBSSH2_SESSION_BLOCK_INBOUND) && ahead_at_ == ahead_end_) read_ahead();
   if ((directions & LIBSSH2_SESSION_BLOCK_OUTBOUND) && !write_armed_) {
     write_armed_ = true;
     sock_.async_wait(asio::posix::stream_descriptor::wait_write, [weak](const boost::system::error_code& ec) {
@@ -285,6 +271,37 @@ void Session::arm(int directions) {
       if (!ec && !s->dead_) s->kick();
     });
   }
+}
+
+void Session::read_ahead() {
+  if (read_armed_ || read_ended_) return;
+  if (ahead_at_ == ahead_end_) ahead_at_ = ahead_end_ = 0;
+  size_t room = kAhead - ahead_end_;
+  if (room == 0) return;  // an idle session's buffer is full (libssh2 takes it at the next call)
+  read_armed_ = true;
+  std::weak_ptr<Session> weak = shared_from_this();
+  sock_.async_read_some(asio::buffer(ahead_ + ahead_end_, room), [weak, room](const boost::system::error_code& ec, size_t n) {
+    auto s = weak.lock();
+    if (!s) return;
+    s->read_armed_ = false;
+    if (ec == asio::error::operation_aborted || s->dead_) return;
+    if (ec) {
+      s->read_ended_ = true;
+      s->read_errno_ = ec == asio::error::eof ? 0 : ec.category() == boost::system::system_category() ? ec.value() : EIO;
+      if (s->ops_.empty()) {
+        std::string why = ec == asio::error::eof ? "end of stream" : ec.message();
+        log::emit(log::Level::debug, s->target_.name, "the server closed the idle SSH connection; the next call reconnects",
+                  {{"reason", why}});
+        s->fail(Error::closed, "the server closed the connection to " + s->target_.name + " while it was idle (" + why + ")");
+        return;
+      }
+    } else {
+      s->ahead_end_ += n;
+      s->bytes_in_ += n;
+      s->drained_ = n < room;
+    }
+    s->kick();
+  });
 }
 
 bool Session::fatal(int rc) {

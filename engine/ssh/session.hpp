@@ -87,6 +87,7 @@ class Session : public std::enable_shared_from_this<Session> {
  private:
   void pump();
   void arm(int directions);
+  void read_ahead();  // a read into ahead_'s free end, unless one is on its way or the stream ended
   void authenticated();
   void keepalive();
   void idle();

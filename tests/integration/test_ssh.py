@@ -358,6 +358,25 @@ class TestFanout(SshTest):
             self.assertIn(want, out)
 
 
+    def test_a_session_the_server_closed_while_idle_is_replaced(self):
+        # The server ends an idle session (its sshd process killed 2.2 s after the command: as a
+        # reboot, sshd's ClientAlive limits or a firewall's idle timeout do). The next call runs on
+        # a new connection, with the server's keepalive answers read meanwhile (keepalive = 0.3: one
+        # a second, libssh2's least) and without any.
+        out = self.ok(self.runbook("""
+    for name, keepalive in pairs({ n1 = 0.3, n2 = 0 }) do
+      local h = inv:host(name)
+      ssh.configure { keepalive = keepalive }  -- for the connections made from now on: this host's
+      local first = assert(h:exec("echo $PPID; (sleep 2.2; kill -TERM $PPID) >/dev/null 2>&1 </dev/null &"))
+      sleep(3.5)
+      local r, err, msg = h:exec("echo $PPID")
+      print("after", keepalive, r and r.code, r and r.stdout ~= first.stdout, err, msg)
+    end
+""", self.inventory(self.node() + self.node(name="n2")), timeout=60))
+        self.assertIn("after\t0.3\t0\ttrue", out)
+        self.assertIn("after\t0\t0\ttrue", out)
+
+
 class TestAuthAndTransport(SshTest):
     def key(self, kind, passphrase="", fmt=None):
         path = os.path.join(self.lab.root, f"extra_{kind}_{len(passphrase)}_{fmt or 'openssh'}")
