@@ -69,6 +69,45 @@ void push_result(lua_State* co, const ExecResult& r) {
   }
 }
 
+// Runs the call's command on the target's session. A session the server closed before the command
+// was sent (found so when its channel was opened: a firewall that forgot the idle connection resets
+// it at our next packet) is replaced once and the command sent on the new connection.
+void start_exec(Op op, std::shared_ptr<ExecCall> call, Pool& pool, Target target, bool may_retry) {
+  pool.get(target, [op, call, &pool, target, may_retry](std::shared_ptr<Session> s, Result r) {
+    if (call->cancelled) return;
+    if (r) {
+      log::emit(log::Level::warn, call->host, "ssh failed", {{"error", word(r->kind)}, {"detail", r->detail}});
+      complete(op, [f = *r](lua_State* co) { return push_failure(co, f); });
+      return;
+    }
+    call->cancel = ssh::exec(s, call->req, [op, call, &pool, target, may_retry](ExecResult res, Result f) {
+      if (f && f->not_sent && may_retry && !call->cancelled && !pool.closed()) {
+        log::emit(log::Level::info, call->host, "the SSH connection was gone before the command was sent; sending it on a new one",
+                  {{"detail", f->detail}});
+        start_exec(op, call, pool, target, false);
+        return;
+      }
+      if (f && (f->kind == Error::unreachable || f->kind == Error::closed)) op.task->uncertain = true;
+      run::report().span("exec", call->host, call->what, call->started,
+                         f ? std::string(word(f->kind)) : res.signal.empty() ? "exit " + std::to_string(res.code) : "signal " + res.signal);
+      if (f) {
+        log::emit(log::Level::warn, call->host, "exec failed", {{"error", word(f->kind)}, {"detail", f->detail}});
+        complete(op, [f = *f](lua_State* co) { return push_failure(co, f); });
+        return;
+      }
+      if (auto sf = strip_sudo_marker(res, call->marker)) {
+        log::emit(log::Level::warn, call->host, "sudo failed", {{"detail", sf->detail}});
+        complete(op, [sf = *sf](lua_State* co) { return push_failure(co, sf); });
+        return;
+      }
+      complete(op, [res = std::move(res)](lua_State* co) {
+        push_result(co, res);
+        return 1;
+      });
+    });
+  });
+}
+
 // host:exec(cmd, opts) → {code, signal, stdout, stderr, duration} | nil, err, detail
 int l_exec(lua_State* L) {
   std::string name = host_name(L, 1);
@@ -162,33 +201,7 @@ int l_exec(lua_State* L) {
   call->what = std::string(text::prefix({cmd, cmd_len}, 120));
   {
     Op op = begin(L, "exec");
-    ssh_state(vm).pool.get(target, [op, call](std::shared_ptr<Session> s, Result r) {
-      if (call->cancelled) return;
-      if (r) {
-        log::emit(log::Level::warn, call->host, "ssh failed", {{"error", word(r->kind)}, {"detail", r->detail}});
-        complete(op, [f = *r](lua_State* co) { return push_failure(co, f); });
-        return;
-      }
-      call->cancel = ssh::exec(s, call->req, [op, call](ExecResult res, Result f) {
-        if (f && (f->kind == Error::unreachable || f->kind == Error::closed)) op.task->uncertain = true;
-        run::report().span("exec", call->host, call->what, call->started,
-                           f ? std::string(word(f->kind)) : res.signal.empty() ? "exit " + std::to_string(res.code) : "signal " + res.signal);
-        if (f) {
-          log::emit(log::Level::warn, call->host, "exec failed", {{"error", word(f->kind)}, {"detail", f->detail}});
-          complete(op, [f = *f](lua_State* co) { return push_failure(co, f); });
-          return;
-        }
-        if (auto sf = strip_sudo_marker(res, call->marker)) {
-          log::emit(log::Level::warn, call->host, "sudo failed", {{"detail", sf->detail}});
-          complete(op, [sf = *sf](lua_State* co) { return push_failure(co, sf); });
-          return;
-        }
-        complete(op, [res = std::move(res)](lua_State* co) {
-          push_result(co, res);
-          return 1;
-        });
-      });
-    });
+    start_exec(op, call, ssh_state(vm).pool, target, true);
     arm(op, [call] {
       call->cancelled = true;
       if (call->cancel) call->cancel();

@@ -1,9 +1,10 @@
 """Network faults a test controls, on loopback: a TCP proxy that goes silent on demand, as a
 blackholed link does (nothing refused, nothing reset: bytes just stop), and one that delivers the
-server's identification line together with its next bytes, in one segment, and one that hands the
-server's bytes over in small pieces, each its own segment."""
+server's identification line together with its next bytes, in one segment, one that hands the
+server's bytes over in small pieces, each its own segment, and one that forgets idle connections."""
 import select
 import socket
+import struct
 import threading
 import time
 
@@ -107,3 +108,41 @@ class TricklingProxy(BlackholeProxy):
             to.sendall(data[:n])
             data = data[n:]
             time.sleep(0.001)
+
+
+class ForgetfulProxy(BlackholeProxy):
+    """Forgets a connection that carried nothing for `forget_after` seconds, as a stateful firewall
+    or NAT does: the client's next bytes are answered with a reset (RST) and never reach the server.
+    `resets` counts the connections so ended."""
+
+    def __init__(self, target_port, forget_after=1.0):
+        self.forget_after = forget_after
+        self.resets = 0
+        super().__init__(target_port)
+
+    def pipe(self, c):
+        try:
+            u = socket.create_connection(("127.0.0.1", self.target), timeout=5)
+        except OSError:
+            c.close()
+            return
+        last = time.monotonic()
+        try:
+            while not self.closed:
+                ready, _, _ = select.select([c, u], [], [], 0.2)
+                for s in ready:
+                    data = s.recv(65536)
+                    if not data:
+                        return
+                    now = time.monotonic()
+                    if s is c and now - last > self.forget_after:
+                        self.resets += 1
+                        c.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                        return  # closed below: with linger 0, a reset
+                    last = now
+                    (u if s is c else c).sendall(data)
+        except OSError:
+            pass
+        finally:
+            c.close()
+            u.close()

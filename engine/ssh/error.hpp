@@ -25,6 +25,9 @@ const char* word(Error e);
 struct Failure {
   Error kind;
   std::string detail;  // for the log: "connect 127.0.0.1:2222: Connection refused"
+  // The connection went before the request reached the server (an exec's channel was not open
+  // yet): nothing ran there, so the request may be made again on a new connection.
+  bool not_sent = false;
 };
 
 using Result = std::optional<Failure>;  // nullopt: success

@@ -159,7 +159,10 @@ class ExecOp : public Op, public std::enable_shared_from_this<ExecOp> {
     }
     ch_ = nullptr;  // freed with the session
     has_slot_ = false;
-    complete(f);
+    Failure g = f;
+    // Before the channel's confirmation the command has not been sent (it goes in the request after).
+    g.not_sent = stage_ == Stage::slot || stage_ == Stage::open;
+    complete(g);
   }
 
  private:

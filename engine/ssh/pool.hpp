@@ -24,6 +24,7 @@ class Pool {
   void get(const Target& t, Ready ready);
   // Ends every session (the run is over).
   void close_all();
+  bool closed() const { return closed_; }  // close_all was called: nothing is connected again for a retry
 
   size_t handshakes_in_flight() const { return handshaking_; }
   size_t peak_handshakes() const { return peak_handshakes_; }
@@ -45,6 +46,7 @@ class Pool {
   Options opts_;
   size_t max_handshakes_;
   size_t handshaking_ = 0, peak_handshakes_ = 0;
+  bool closed_ = false;
   std::map<std::string, Entry> entries_;
   std::deque<std::function<void()>> queued_;
 };

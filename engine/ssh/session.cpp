@@ -315,7 +315,12 @@ bool Session::fatal(int rc) {
     case LIBSSH2_ERROR_BAD_SOCKET:
     case LIBSSH2_ERROR_KEX_FAILURE:
     case LIBSSH2_ERROR_PROTO:
-      fail(Error::closed, "connection to " + target_.name + " lost: " + last_error());
+      // libssh2 says "Unexpected error" for a reset or an end of stream its recv met: the read
+      // that met it says which.
+      fail(Error::closed, "connection to " + target_.name + " lost: " +
+                              (!read_ended_ ? last_error()
+                               : read_errno_ == 0 ? std::string("the server closed it")
+                                                  : std::string(std::strerror(read_errno_))));
       return true;
     default:
       return false;

@@ -12,7 +12,7 @@ import unittest
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))  # the lab package
 from lab import sshd as sshlab  # noqa: E402
-from lab.netfaults import BlackholeProxy, CoalescingProxy, TricklingProxy  # noqa: E402
+from lab.netfaults import BlackholeProxy, CoalescingProxy, ForgetfulProxy, TricklingProxy  # noqa: E402
 from test_ssh import ENGINE, SshTest  # noqa: E402
 
 
@@ -72,6 +72,28 @@ class TestFailures(SshTest):
     print("PIECES OK")
 """, self.inventory(self.node(port=proxy.port)), timeout=60))
             self.assertGreater(proxy.pieces, 100)
+        finally:
+            proxy.close()
+
+    def test_a_connection_a_firewall_forgot_is_replaced_before_the_command_is_sent(self):
+        # A stateful firewall dropped the idle connection: nothing told the engine, and its next
+        # packet (the channel's opening, before any command) is answered with a reset. Nothing ran
+        # on the node, so the engine sends the command on a new connection, once; a command running
+        # when its connection goes is never sent again (test_sshd_killed_mid_command_...).
+        proxy = ForgetfulProxy(self.sshd.port, forget_after=1.0)
+        try:
+            t, b = self.sshd.pub()
+            self.lab.trust(f"[127.0.0.1]:{proxy.port} {t} {b}\n")
+            out = self.ok(self.runbook("""
+    ssh.configure { keepalive = 0 }  -- the engine's keepalives would keep the firewall's memory fresh
+    local h = inv:host("n1")
+    local first = assert(h:exec("echo $PPID"))
+    sleep(1.5)
+    local r, err, msg = h:exec("echo $PPID")
+    print("after", r and r.code, r and r.stdout ~= first.stdout, err, msg)
+""", self.inventory(self.node(port=proxy.port)), timeout=60))
+            self.assertIn("after\t0\ttrue", out)
+            self.assertEqual(proxy.resets, 1)
         finally:
             proxy.close()
 
