@@ -44,7 +44,7 @@ class BlackholeProxy:
                 ready, _, _ = select.select([c, u], [], [], 0.2)
                 for s in ready:
                     data = s.recv(65536)
-                    if not data:
+                    if not data or self.ends(c, from_server=s is u):
                         return
                     if not self.is_cut.is_set():
                         self.forward(s is u, data, peer[s])
@@ -53,6 +53,10 @@ class BlackholeProxy:
         finally:
             c.close()
             u.close()
+
+    def ends(self, client, from_server):
+        """True: the connection is closed here (before these bytes are passed on)."""
+        return False
 
     def forward(self, from_server, data, to):
         to.sendall(data)
@@ -118,31 +122,15 @@ class ForgetfulProxy(BlackholeProxy):
     def __init__(self, target_port, forget_after=1.0):
         self.forget_after = forget_after
         self.resets = 0
+        self.last = {}  # client socket -> when it last carried bytes either way
         super().__init__(target_port)
 
-    def pipe(self, c):
-        try:
-            u = socket.create_connection(("127.0.0.1", self.target), timeout=5)
-        except OSError:
-            c.close()
-            return
-        last = time.monotonic()
-        try:
-            while not self.closed:
-                ready, _, _ = select.select([c, u], [], [], 0.2)
-                for s in ready:
-                    data = s.recv(65536)
-                    if not data:
-                        return
-                    now = time.monotonic()
-                    if s is c and now - last > self.forget_after:
-                        self.resets += 1
-                        c.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-                        return  # closed below: with linger 0, a reset
-                    last = now
-                    (u if s is c else c).sendall(data)
-        except OSError:
-            pass
-        finally:
-            c.close()
-            u.close()
+    def ends(self, client, from_server):
+        now = time.monotonic()
+        last = self.last.get(client, now)
+        self.last[client] = now
+        if from_server or now - last <= self.forget_after:
+            return False
+        self.resets += 1
+        client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))  # closed: a reset
+        return True
