@@ -102,7 +102,7 @@ class TestFailures(SshTest):
         # Each time libssh2 must wait for the server, the session's wait is a read asio tries once
         # and otherwise leaves on the descriptor's registration. A bare wait re-registered the
         # descriptor (epoll_ctl) every time, and libssh2 asked recv again back to back before it
-        # (EAGAIN): 33 such calls a connection here before, 17 now.
+        # (EAGAIN): 33 such calls a connection here before, 18 now.
         n = 20
         inv = self.inventory("".join(self.node(name=f"h{i:02d}") for i in range(n)))
         trace = os.path.join(self.lab.root, "syscalls.trace")
