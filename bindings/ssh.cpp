@@ -73,15 +73,17 @@ void push_result(lua_State* co, const ExecResult& r) {
 // was sent (found so when its channel was opened: a firewall that forgot the idle connection resets
 // it at our next packet) is replaced once and the command sent on the new connection.
 void start_exec(Op op, std::shared_ptr<ExecCall> call, Pool& pool, Target target, bool may_retry) {
-  pool.get(target, [op, call, &pool, target, may_retry](std::shared_ptr<Session> s, Result r) {
+  // The pool is touched again only while it is open: the run's end closes it, then frees it before
+  // the callbacks its closing posted have run.
+  pool.get(target, [op, call, &pool, open = pool.open_flag(), target, may_retry](std::shared_ptr<Session> s, Result r) {
     if (call->cancelled) return;
     if (r) {
       log::emit(log::Level::warn, call->host, "ssh failed", {{"error", word(r->kind)}, {"detail", r->detail}});
       complete(op, [f = *r](lua_State* co) { return push_failure(co, f); });
       return;
     }
-    call->cancel = ssh::exec(s, call->req, [op, call, &pool, target, may_retry](ExecResult res, Result f) {
-      if (f && f->not_sent && may_retry && !call->cancelled && !pool.closed()) {
+    call->cancel = ssh::exec(s, call->req, [op, call, &pool, open, target, may_retry](ExecResult res, Result f) {
+      if (f && f->not_sent && may_retry && !call->cancelled && *open) {
         log::emit(log::Level::info, call->host, "the SSH connection was gone before the command was sent; sending it on a new one",
                   {{"detail", f->detail}});
         start_exec(op, call, pool, target, false);

@@ -204,7 +204,7 @@ void Pool::settle(const std::string& key, Result r) {
 }
 
 void Pool::close_all() {
-  closed_ = true;
+  *open_ = false;
   for (auto& [_, e] : entries_)
     if (e.session) e.session->close();
   entries_.clear();

@@ -24,7 +24,9 @@ class Pool {
   void get(const Target& t, Ready ready);
   // Ends every session (the run is over).
   void close_all();
-  bool closed() const { return closed_; }  // close_all was called: nothing is connected again for a retry
+  // True until close_all (the destructor calls it): a callback that outlives the pool (posted
+  // before it ended, run after) checks this before it touches the pool again.
+  std::shared_ptr<const bool> open_flag() const { return open_; }
 
   size_t handshakes_in_flight() const { return handshaking_; }
   size_t peak_handshakes() const { return peak_handshakes_; }
@@ -46,7 +48,7 @@ class Pool {
   Options opts_;
   size_t max_handshakes_;
   size_t handshaking_ = 0, peak_handshakes_ = 0;
-  bool closed_ = false;
+  std::shared_ptr<bool> open_ = std::make_shared<bool>(true);
   std::map<std::string, Entry> entries_;
   std::deque<std::function<void()>> queued_;
 };
