@@ -69,26 +69,38 @@ void push_result(lua_State* co, const ExecResult& r) {
   }
 }
 
-// Runs the call's command on the target's session. A session the server closed before the command
-// was sent (found so when its channel was opened: a firewall that forgot the idle connection resets
-// it at our next packet) is replaced once and the command sent on the new connection.
-void start_exec(Op op, std::shared_ptr<ExecCall> call, Pool& pool, Target target, bool may_retry) {
+void session_for(Pool& pool, const Target& target, UseSession use, bool may_retry) {
   // The pool is touched again only while it is open: the run's end closes it, then frees it before
   // the callbacks its closing posted have run.
-  pool.get(target, [op, call, &pool, open = pool.open_flag(), target, may_retry](std::shared_ptr<Session> s, Result r) {
+  pool.get(target, [&pool, open = pool.open_flag(), target, use, may_retry](std::shared_ptr<Session> s, Result r) {
+    Again again = [&pool, open, target, use, may_retry](const Failure& f) {
+      if (!f.not_sent || !may_retry || !*open) return false;
+      log::emit(log::Level::info, target.name, "the SSH connection was gone before the request was sent; sending it on a new one",
+                {{"detail", f.detail}});
+      session_for(pool, target, use, false);
+      return true;
+    };
+    use(std::move(s), std::move(r), std::move(again));
+  });
+}
+
+}  // namespace
+
+void with_session(Pool& pool, const Target& target, UseSession use) { session_for(pool, target, std::move(use), true); }
+
+namespace {
+
+// Runs the call's command on the target's session (a new one, once, if the command never left).
+void start_exec(Op op, std::shared_ptr<ExecCall> call, Pool& pool, const Target& target) {
+  with_session(pool, target, [op, call](std::shared_ptr<Session> s, Result r, Again again) {
     if (call->cancelled) return;
     if (r) {
       log::emit(log::Level::warn, call->host, "ssh failed", {{"error", word(r->kind)}, {"detail", r->detail}});
       complete(op, [f = *r](lua_State* co) { return push_failure(co, f); });
       return;
     }
-    call->cancel = ssh::exec(s, call->req, [op, call, &pool, open, target, may_retry](ExecResult res, Result f) {
-      if (f && f->not_sent && may_retry && !call->cancelled && *open) {
-        log::emit(log::Level::info, call->host, "the SSH connection was gone before the command was sent; sending it on a new one",
-                  {{"detail", f->detail}});
-        start_exec(op, call, pool, target, false);
-        return;
-      }
+    call->cancel = ssh::exec(s, call->req, [op, call, again](ExecResult res, Result f) {
+      if (f && !call->cancelled && again(*f)) return;
       if (f && (f->kind == Error::unreachable || f->kind == Error::closed)) op.task->uncertain = true;
       run::report().span("exec", call->host, call->what, call->started,
                          f ? std::string(word(f->kind)) : res.signal.empty() ? "exit " + std::to_string(res.code) : "signal " + res.signal);
@@ -203,7 +215,7 @@ int l_exec(lua_State* L) {
   call->what = std::string(text::prefix({cmd, cmd_len}, 120));
   {
     Op op = begin(L, "exec");
-    start_exec(op, call, ssh_state(vm).pool, target, true);
+    start_exec(op, call, ssh_state(vm).pool, target);
     arm(op, [call] {
       call->cancelled = true;
       if (call->cancel) call->cancel();

@@ -1,5 +1,8 @@
 // Shared by the SSH bindings (exec, files, tunnels): the run's pool and settings.
 #pragma once
+#include <functional>
+#include <memory>
+
 #include "bindings/vm.hpp"
 #include "engine/inventory/inventory.hpp"
 #include "engine/ssh/exec.hpp"
@@ -38,5 +41,16 @@ namespace engine::lua {
 
 // nil, word, detail on the coroutine's stack.
 int push_failure(lua_State* co, const ssh::Failure& f);
+
+// Asks again, on a new connection, for what failed before it reached the server.
+using Again = std::function<bool(const ssh::Failure&)>;
+// The target's pooled session for one request (an exec, an SFTP operation): `use` gets the session
+// or the failure to reach it, and `again`. A request that failed not_sent (the connection was found
+// gone before the request left: a firewall that forgot the idle connection resets it at our next
+// packet, so nothing ran on the node) is handed to again(failure), which gets a new connection and
+// calls `use` once more, and answers true; it answers false (the caller reports the failure) for
+// any other failure, for the second attempt, and while the run closes its sessions.
+using UseSession = std::function<void(std::shared_ptr<ssh::Session>, ssh::Result, Again again)>;
+void with_session(ssh::Pool& pool, const ssh::Target& target, UseSession use);
 
 }  // namespace engine::lua

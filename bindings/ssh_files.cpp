@@ -78,14 +78,15 @@ void put(const Op& op, Vm& vm, const Target& target, std::shared_ptr<PutSpec> sp
   }
   std::string host = target.name;
   auto cancel = std::make_shared<Cancel>();
-  ssh_state(vm).pool.get(target, [op, spec, tmp, host, cancel](std::shared_ptr<Session> s, Result r) {
+  with_session(ssh_state(vm).pool, target, [op, spec, tmp, host, cancel](std::shared_ptr<Session> s, Result r, Again again) {
     if (*cancel->flag) return;
     if (r) {
       complete(op, [f = *r](lua_State* co) { return push_failure(co, f); });
       return;
     }
     cancel->session = s;
-    sftp_put(s, spec->data, spec->local, tmp, spec->mode, [op, spec, tmp, host, s, cancel](uint64_t bytes, Result r) {
+    sftp_put(s, spec->data, spec->local, tmp, spec->mode, [op, spec, tmp, host, s, cancel, again](uint64_t bytes, Result r) {
+      if (r && !*cancel->flag && again(*r)) return;
       if (*cancel->flag) {
         ExecRequest rm;  // whatever part of it arrived
         rm.command = "rm -f " + shell_quote(tmp);
@@ -213,15 +214,16 @@ int get(lua_State* L, const std::string& remote, const std::string& local, uint6
     Op op = begin(L, what);
     bool to_string = local.empty();
     auto cancel = std::make_shared<Cancel>();
-    ssh_state(vm).pool.get(target, [op, remote, local, max, to_string, cancel, mode](std::shared_ptr<Session> s, Result r) {
+    with_session(ssh_state(vm).pool, target, [op, remote, local, max, to_string, cancel, mode](std::shared_ptr<Session> s, Result r, Again again) {
       if (*cancel->flag) return;
       if (r) {
         complete(op, [f = *r](lua_State* co) { return push_failure(co, f); });
         return;
       }
       cancel->session = s;
-      sftp_get(s, remote, local, max, [op, to_string, cancel](std::string data, uint64_t bytes, Result r) {
+      sftp_get(s, remote, local, max, [op, to_string, cancel, again](std::string data, uint64_t bytes, Result r) {
         if (*cancel->flag) return;
+        if (r && again(*r)) return;
         if (r) {
           complete(op, [f = *r](lua_State* co) { return push_failure(co, f); });
           return;
@@ -276,12 +278,13 @@ int stat_common(lua_State* L, bool exists_only) {
   Vm& vm = vm_of(L);
   {
     Op op = begin(L, exists_only ? "exists" : "stat");
-    ssh_state(vm).pool.get(target, [op, remote, exists_only](std::shared_ptr<Session> s, Result r) {
+    with_session(ssh_state(vm).pool, target, [op, remote, exists_only](std::shared_ptr<Session> s, Result r, Again again) {
       if (r) {
         complete(op, [f = *r](lua_State* co) { return push_failure(co, f); });
         return;
       }
-      sftp_stat(s, remote, true, [op, exists_only](FileInfo info, Result r) {
+      sftp_stat(s, remote, true, [op, exists_only, again](FileInfo info, Result r) {
+        if (r && again(*r)) return;
         if (r && exists_only && r->kind == Error::not_found) {
           complete(op, [](lua_State* co) { lua_pushboolean(co, 0); return 1; });
           return;

@@ -54,10 +54,15 @@ ssize_t Session::recv_counting(libssh2_socket_t fd, void* buf, size_t len, int f
   size_t asked = short_read ? kAhead : len;
   ssize_t n = short_read ? ::recv(fd, s->ahead_, kAhead, flags) : ::recv(fd, buf, len, flags);
   if (n < 0) {
-    if (errno != EWOULDBLOCK && errno != ENOENT) return -errno;
+    if (errno != EWOULDBLOCK && errno != ENOENT) {
+      s->read_ended_ = true;  // as when the wait's read meets it: fatal() then knows the transport went
+      s->read_errno_ = errno;
+      return -errno;
+    }
     s->drained_ = true;
     return -EAGAIN;
   }
+  if (n == 0) s->read_ended_ = true, s->read_errno_ = 0;
   // Less than asked for: the socket is empty now (a stream socket's recv takes all it holds).
   s->drained_ = static_cast<size_t>(n) < asked;
   s->bytes_in_ += static_cast<uint64_t>(n);
@@ -315,16 +320,20 @@ bool Session::fatal(int rc) {
     case LIBSSH2_ERROR_BAD_SOCKET:
     case LIBSSH2_ERROR_KEX_FAILURE:
     case LIBSSH2_ERROR_PROTO:
-      // libssh2 says "Unexpected error" for a reset or an end of stream its recv met: the read
-      // that met it says which.
-      fail(Error::closed, "connection to " + target_.name + " lost: " +
-                              (!read_ended_ ? last_error()
-                               : read_errno_ == 0 ? std::string("the server closed it")
-                                                  : std::string(std::strerror(read_errno_))));
-      return true;
+      break;
     default:
-      return false;
+      // libssh2's wrappers put their own error over the transport's (libssh2_sftp_init says
+      // "Unable to startup channel" for a reset): a read that met the connection's end, with
+      // nothing of it left to take, says the transport is gone whatever the code.
+      if (rc >= 0 || rc == LIBSSH2_ERROR_EAGAIN || !read_ended_ || ahead_at_ < ahead_end_) return false;
   }
+  // libssh2 says "Unexpected error" for a reset or an end of stream its recv met: the read that
+  // met it says which.
+  fail(Error::closed, "connection to " + target_.name + " lost: " +
+                          (!read_ended_ ? last_error()
+                           : read_errno_ == 0 ? std::string("the server closed it")
+                                              : std::string(std::strerror(read_errno_))));
+  return true;
 }
 
 std::string Session::last_error() const {

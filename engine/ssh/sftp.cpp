@@ -90,7 +90,10 @@ class SftpOp : public Op {
     sftp_ = nullptr;
     handle_ = nullptr;
     has_slot_ = false;
-    report(f);
+    Failure g = f;
+    // Before the subsystem answered its init, no file request has been sent.
+    g.not_sent = base_ == Base::slot || base_ == Base::init;
+    report(g);
   }
 
  protected:

@@ -7,6 +7,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 import unittest
 
@@ -94,6 +95,43 @@ class TestFailures(SshTest):
 """, self.inventory(self.node(port=proxy.port)), timeout=60))
             self.assertIn("after\t0\ttrue", out)
             self.assertEqual(proxy.resets, 1)
+        finally:
+            proxy.close()
+
+    def test_file_operations_after_a_firewall_forgot_the_connection(self):
+        # The same forgetting before each of the file operations: each opens its SFTP channel
+        # first, so nothing reached the node when the reset came, and each runs on a new connection.
+        proxy = ForgetfulProxy(self.sshd.port, forget_after=1.0)
+        d = tempfile.mkdtemp(prefix="engine-forgotten-")  # the login user's to write in
+        self.addCleanup(shutil.rmtree, d, True)
+        os.chmod(d, 0o1777)
+        path = os.path.join(d, "forgotten.txt")
+        try:
+            t, b = self.sshd.pub()
+            self.lab.trust(f"[127.0.0.1]:{proxy.port} {t} {b}\n")
+            out = self.ok(self.runbook(f"""
+    ssh.configure {{ keepalive = 0 }}
+    local h = inv:host("n1")
+    assert(h:exec("true"))
+    sleep(1.5)
+    local w, err, msg = h:write_file("{path}", "written after the reset\\n")
+    print("write", w and w.bytes, err, msg)
+    sleep(1.5)
+    local text
+    text, err, msg = h:read_file("{path}")
+    print("read", text, err, msg)
+    sleep(1.5)
+    local st
+    st, err, msg = h:stat("{path}")
+    print("stat", st and st.size, err, msg)
+""", self.inventory(self.node(port=proxy.port)), timeout=60))
+            self.assertIn("write\t24\tnil", out)
+            self.assertIn("read\twritten after the reset\n\tnil", out)
+            self.assertIn("stat\t24\tnil", out)
+            self.assertEqual(proxy.resets, 3)
+            with open(path) as f:
+                self.assertEqual(f.read(), "written after the reset\n")
+            self.assertEqual(os.listdir(d), ["forgotten.txt"])  # no temporary file left beside it
         finally:
             proxy.close()
 
