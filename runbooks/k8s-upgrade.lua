@@ -106,7 +106,7 @@ return runbook {
     notify_format = { type = "enum", values = { "slack", "json" }, default = "slack",
       help = "slack: {\"text\": ...} (Slack and compatible); json: event, run, runbook, node, message" },
     prepare_ahead = { type = "boolean", default = true,
-      help = "while the control-plane nodes after the leader upgrade, switch the workers' apt source, install their kubeadm and run kubeadm upgrade node, workers_at_once at a time (before their drain, as kubeadm's own procedure has it); the next control-plane node's apt source and kubeadm while the one before finishes" },
+      help = "the leader's apt source and kubeadm while the etcd snapshot is taken; while the control-plane nodes after the leader upgrade, switch the workers' apt source, install their kubeadm and run kubeadm upgrade node, workers_at_once at a time (before their drain, as kubeadm's own procedure has it); the next control-plane node's apt source and kubeadm while the one before finishes" },
     skip_unreachable = { type = "boolean", default = false,
       help = "a worker NotReady before the run touched it, or SSH refused or timed out, is skipped and listed; engine resume retries it" },
     drain_timeout = { type = "duration", default = "10m", help = "per node; a drain a PDB still blocks then stops the run" },
@@ -187,8 +187,25 @@ return runbook {
         end, { probe = rerun })
       end
       local function snapshot() return step("etcd snapshot", function() return checks.snapshot(p, leader) end, { probe = rerun }) end
+      -- Once every image is pulled (a pull that fails stops the run after the snapshot, before any
+      -- node changes), the leader's apt source and kubeadm package (kubeadm's procedure upgrades
+      -- kubeadm first) are prepared there too: on a real cluster `apt-get update` and the download
+      -- take what the snapshot of a large keyspace takes. Neither touches what the cluster runs;
+      -- if the snapshot fails, the run stops with them done (its resume finds them in the journal).
+      local ahead_ok = p.prepare_ahead and not http.dry_run()
+      local function beside_snapshot()
+        local pulled = true
+        fleet.each(cps, { at_once = #cps }, function(h)
+          local ok, err = pcall(pull, h)
+          if not ok then
+            pulled = false
+            log.warn("preparing ahead failed: its own turn does that work", { error = tostring(err) })
+          end
+        end)
+        if pulled and ahead_ok then prepare_node(leader, p, target, "control-plane") end
+      end
       local snap
-      if http.dry_run() then snap = snapshot() else snap = ahead.alongside(snapshot, cps, { at_once = #cps }, pull) end
+      if http.dry_run() then snap = snapshot() else snap = ahead.alongside(snapshot, { leader }, {}, beside_snapshot) end
       log.info("etcd snapshot", { path = snap.path, size = snap.size, sha256 = snap.sha256 })
       fleet.each(cps, { at_once = #cps }, pull)
       step("gauges: upgrade in flight", function()
@@ -203,7 +220,6 @@ return runbook {
       -- cluster to the version). The others follow while the workers are prepared. Once a node's
       -- `kubeadm upgrade` has succeeded, the next control-plane node's apt source and kubeadm are
       -- prepared while this node's kubelet is upgraded, restarted and comes back Ready.
-      local ahead_ok = p.prepare_ahead and not http.dry_run()
       local cp_opts = { at_once = 1, window = p.maintenance_window, window_wait = p.window_wait }
       local next_cp = {}
       for i, h in ipairs(cps) do next_cp[h.name] = cps[i + 1] end

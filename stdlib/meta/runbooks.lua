@@ -164,7 +164,7 @@
 ---@field notify_format "slack"|"json"  slack: {"text": ...} (Slack and compatible); json: event, run, runbook, node, message (default: slack)
 ---@field notify_url? string  a webhook told of the start, a held gate, a stop, a failure and the success (never changes the outcome)
 ---@field pod_ready_ratio number  postflight: share of pods that must be ready (default: 0.9)
----@field prepare_ahead boolean  while the control-plane nodes after the leader upgrade, switch the workers' apt source, install their kubeadm and run kubeadm upgrade node, workers_at_once at a time (before their drain, as kubeadm's own procedure has it); the next control-plane node's apt source and kubeadm while the one before finishes (default: true)
+---@field prepare_ahead boolean  the leader's apt source and kubeadm while the etcd snapshot is taken; while the control-plane nodes after the leader upgrade, switch the workers' apt source, install their kubeadm and run kubeadm upgrade node, workers_at_once at a time (before their drain, as kubeadm's own procedure has it); the next control-plane node's apt source and kubeadm while the one before finishes (default: true)
 ---@field prometheus string  Prometheus for the alert gates (default: http://127.0.0.1:9090)
 ---@field pushgateway string  Pushgateway for the upgrade gauges (default: http://127.0.0.1:9091)
 ---@field pushgateway_job string  job label of the gauges (default: k8s_upgrade)

@@ -89,6 +89,16 @@ class UpgradeCase(Helpers, unittest.TestCase):
             self.assertEqual(len(done), 1, done)
             self.assertLess(done[0]["end"], hosts[w]["start"], f"{w}'s {what} was not done ahead")
             self.assertGreater(done[0]["start"], hosts["cp1"]["start"] + hosts["cp1"]["seconds"])
+        # The leader's own apt source and kubeadm, prepared beside the etcd snapshot once every
+        # control-plane node's images are pulled (a pull that fails stops the run before any node
+        # changes: test_y_...), and found done by its turn. (Whether they overlap the snapshot is the
+        # lab's timing: here the snapshot takes about what the three pulls take.)
+        source, done = spans("cp1", "/core:/stable:"), spans("cp1", "kubeadm=")
+        self.assertEqual((len(source), len(done)), (1, 1), source + done)
+        pulls = [s for s in rep["spans"] if s["kind"] == "exec" and "images pull" in s["name"]]
+        self.assertEqual(len(pulls), 3, pulls)
+        self.assertGreater(source[0]["start"], max(s["end"] for s in pulls))
+        self.assertLess(done[0]["end"], spans("cp1", "cp1", "drain")[0]["start"])
         for cp, before in (("cp2", spans("cp1", "kubeadm upgrade apply")), ("cp3", spans("cp2", "kubeadm upgrade node"))):
             done = spans(cp, "kubeadm=")
             self.assertEqual(len(done), 1, done)
