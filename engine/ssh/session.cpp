@@ -31,11 +31,24 @@ Session::Session(asio::io_context& io, Target target, Options opts)
   session_ = libssh2_session_init_ex(session_memory::allocate, session_memory::release, session_memory::resize, this);
   libssh2_session_set_blocking(session_, 0);
   libssh2_session_callback_set(session_, LIBSSH2_CALLBACK_RECV, reinterpret_cast<void*>(&Session::recv_counting));
+  libssh2_session_callback_set(session_, LIBSSH2_CALLBACK_SEND, reinterpret_cast<void*>(&Session::send_checked));
+}
+
+// As libssh2's own send, until the session has failed: fail() closes the socket at once, and its
+// number may then belong to a new connection (the next session's, an HTTPS client's) while libssh2
+// still writes on this one's behalf (libssh2_session_free closes the open channels: a
+// CHANNEL_CLOSE each), which would put stray bytes into that connection.
+ssize_t Session::send_checked(libssh2_socket_t fd, const void* buf, size_t len, int flags, void** abstract) {
+  auto* s = static_cast<Session*>(*abstract);
+  if (s->dead_ && fd == s->fd_) return -EPIPE;
+  ssize_t n = ::send(fd, buf, len, flags);
+  return n >= 0 ? n : errno == EWOULDBLOCK ? -EAGAIN : -errno;
 }
 
 // As libssh2's own recv (errors as -errno, EWOULDBLOCK as -EAGAIN), counting what arrives.
 ssize_t Session::recv_counting(libssh2_socket_t fd, void* buf, size_t len, int flags, void** abstract) {
   auto* s = static_cast<Session*>(*abstract);
+  if (s->dead_ && fd == s->fd_) return -EPIPE;  // closed by fail(): the number may be another connection's now
   if (fd != s->sock_.native_handle()) {  // libssh2's agent client reads its own socket through here too
     ssize_t n = ::recv(fd, buf, len, flags);
     return n >= 0 ? n : errno == EWOULDBLOCK ? -EAGAIN : -errno;
@@ -93,6 +106,7 @@ void Session::start(int fd, std::function<void(Result)> done) {
     done(Failure{Error::closed, "socket: " + ec.message()});
     return;
   }
+  fd_ = fd;
   apply_crypto_policy(session_, target_.legacy_crypto);
   if (target_.legacy_crypto)
     log::emit(log::Level::warn, target_.name, "legacy SSH cryptography allowed for this host (engine_ssh_legacy_crypto)",

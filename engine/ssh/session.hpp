@@ -98,6 +98,8 @@ class Session : public std::enable_shared_from_this<Session> {
   // last time it was readable (drained_): the kernel signals every arrival after that (epoll's edge),
   // and the next wait reads it.
   static ssize_t recv_counting(libssh2_socket_t fd, void* buf, size_t len, int flags, void** abstract);
+  // libssh2 writes through this; both refuse the session's own descriptor once it has failed.
+  static ssize_t send_checked(libssh2_socket_t fd, const void* buf, size_t len, int flags, void** abstract);
   uint64_t heard();  // bytes received so far, read by libssh2 or still waiting in the socket
 
   asio::io_context& io_;
@@ -105,6 +107,7 @@ class Session : public std::enable_shared_from_this<Session> {
   Options opts_;
   LIBSSH2_SESSION* session_ = nullptr;
   asio::posix::stream_descriptor sock_;
+  int fd_ = -1;  // sock_'s descriptor number, kept after fail() closed it (send_checked, recv_counting)
   asio::steady_timer keepalive_timer_, idle_timer_;
   std::vector<std::shared_ptr<Op>> ops_;
   bool pumping_ = false, again_ = false;
