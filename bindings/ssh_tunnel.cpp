@@ -4,6 +4,10 @@
 // closed (tunnel:close(), a <close> variable, or the end of the run).
 #include <boost/asio/generic/stream_protocol.hpp>
 #include <boost/asio/ip/tcp.hpp>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
 
 #include "bindings/ssh.hpp"
 #include "engine/log/log.hpp"
@@ -39,16 +43,25 @@ struct Tunnel : std::enable_shared_from_this<Tunnel> {
   void forward(tcp::socket sock) {
     auto self = shared_from_this();
     auto shared = std::make_shared<tcp::socket>(std::move(sock));
-    pool.get(target, [self, shared](std::shared_ptr<ssh::Session> s, ssh::Result r) {
+    with_session(pool, target, [self, shared](std::shared_ptr<ssh::Session> s, ssh::Result r, Again again) {
       if (r) {
         log::emit(log::Level::warn, self->target.name, "tunnel connection failed", {{"error", ssh::word(r->kind)}, {"detail", r->detail}});
         self->last_error = std::string(ssh::word(r->kind)) + ": " + r->detail;
-        return;  // the local client sees its connection close
+        return;  // the local client sees its connection close (shared goes with this callback)
       }
-      auto& io = s->io();
-      int fd = shared->release();
-      asio::generic::stream_protocol::socket local(io, asio::generic::stream_protocol(AF_INET, IPPROTO_TCP), fd);
-      ssh::bridge(s, self->remote_host, self->remote_port, std::move(local), [self](ssh::Result r) {
+      // The bridge gets a duplicate of the client's connection, so that a session found gone before
+      // its channel opened (nothing of the client's was sent yet) leaves `shared` to try on a new one.
+      int fd = ::dup(shared->native_handle());
+      if (fd < 0) {
+        self->last_error = std::string("dup: ") + std::strerror(errno);
+        log::emit(log::Level::warn, self->target.name, "tunnel connection failed", {{"detail", self->last_error}});
+        return;
+      }
+      asio::generic::stream_protocol::socket local(s->io(), asio::generic::stream_protocol(AF_INET, IPPROTO_TCP), fd);
+      ssh::bridge(s, self->remote_host, self->remote_port, std::move(local), [self, shared, again](ssh::Result r) {
+        if (r && again(*r)) return;
+        boost::system::error_code ec;
+        shared->close(ec);  // the bridge's duplicate carries the connection now (or has closed it)
         if (!r) return;
         log::emit(log::Level::warn, self->target.name, "tunnel forward refused", {{"detail", r->detail}});
         self->last_error = r->detail;

@@ -92,7 +92,9 @@ class BridgeOp : public Op, public std::enable_shared_from_this<BridgeOp> {
   }
 
   void abort(const Failure& f) override {
-    notify(f);
+    Failure g = f;
+    g.not_sent = !ch_;  // the channel never opened: nothing of the local client's was sent
+    notify(g);
     ch_ = nullptr;
     done_ = true;
     boost::system::error_code ec;

@@ -156,12 +156,12 @@ void Pool::connect_direct(const Target& t, std::shared_ptr<Session> s) {
       });
 }
 
-void Pool::connect_via_jump(const Target& t, std::shared_ptr<Session> s) {
+void Pool::connect_via_jump(const Target& t, std::shared_ptr<Session> s, bool again) {
   const std::string key = t.key();
   Target hop = hop_target(t, t.jumps.size() - 1);
   // The jump host's own handshake is admitted separately; this slot waits for it.
   --handshaking_;
-  get(hop, [this, t, s, key](std::shared_ptr<Session> jump, Result r) {
+  get(hop, [this, t, s, key, again](std::shared_ptr<Session> jump, Result r) {
     ++handshaking_;
     if (r) {
       settle(key, Failure{r->kind == Error::host_key_unknown || r->kind == Error::host_key_changed ? r->kind : r->kind,
@@ -175,7 +175,14 @@ void Pool::connect_via_jump(const Target& t, std::shared_ptr<Session> s) {
     }
     boost::asio::generic::stream_protocol::socket local(io_, boost::asio::generic::stream_protocol(AF_UNIX, SOCK_STREAM), fds[0]);
     int inner = fds[1];
-    bridge(jump, t.at.host, t.at.port, std::move(local), [this, s, key, inner, t](Result r) {
+    bridge(jump, t.at.host, t.at.port, std::move(local), [this, s, key, inner, t, again, open = open_](Result r) {
+      if (r && r->not_sent && !again && *open) {
+        // The jump host's session was gone before the channel to this host opened (a firewall
+        // forgot it while it sat idle): it has failed and left the pool; once more on a new one.
+        ::close(inner);
+        connect_via_jump(t, s, true);
+        return;
+      }
       if (r) {
         ::close(inner);
         settle(key, Failure{r->kind, "through jump host " + t.jumps.back().host + ": " + r->detail});

@@ -40,7 +40,8 @@ class Pool {
   };
   void connect(const Target& t);
   void connect_direct(const Target& t, std::shared_ptr<Session> s);
-  void connect_via_jump(const Target& t, std::shared_ptr<Session> s);
+  // again: this is the second try, after the jump host's session was found gone (not_sent).
+  void connect_via_jump(const Target& t, std::shared_ptr<Session> s, bool again = false);
   void settle(const std::string& key, Result r);
   void admit();
 

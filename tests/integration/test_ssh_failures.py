@@ -1,6 +1,7 @@
 """SSH faults against real OpenSSH servers the tests start: refused, unreachable and denied hosts, a
 server killed mid-command, and dead peers that fail nothing (a blackholed link, a link dropped in a
 network namespace, a frozen sshd), each bounded by the keepalive and left unknown in the journal."""
+import http.server
 import os
 import re
 import shutil
@@ -8,6 +9,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import unittest
 
@@ -15,6 +17,18 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 from lab import sshd as sshlab  # noqa: E402
 from lab.netfaults import BlackholeProxy, CoalescingProxy, ForgetfulProxy, TricklingProxy  # noqa: E402
 from test_ssh import ENGINE, SshTest  # noqa: E402
+
+
+class Hello(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        body = b"hello through the tunnel"
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
 
 
 class TestFailures(SshTest):
@@ -134,6 +148,58 @@ class TestFailures(SshTest):
             self.assertEqual(os.listdir(d), ["forgotten.txt"])  # no temporary file left beside it
         finally:
             proxy.close()
+
+    def test_a_host_behind_a_jump_host_whose_session_a_firewall_forgot(self):
+        # b's connection opens its channel on the jump host's session, idle since a's command: the
+        # reset comes before anything of b's was sent, and b connects through a new jump session.
+        # That new session's socket takes the old one's descriptor number while the old libssh2
+        # session is still being freed (it closes its channels then): its writes must not reach
+        # the new connection (before: two stray packets, and "Invalid SSH identification string").
+        proxy = ForgetfulProxy(self.sshd.port, forget_after=1.0)
+        try:
+            t, b = self.sshd.pub()
+            self.lab.trust(f"[127.0.0.1]:{proxy.port} {t} {b}\n")
+            via = f"-o ProxyJump={sshlab.USER}@127.0.0.1:{proxy.port}"
+            inv = self.inventory(self.node(name="a", extra=f"ansible_ssh_common_args='{via}'")
+                                 + self.node(name="b", extra=f"ansible_ssh_common_args='{via}'"))
+            out = self.ok(self.runbook("""
+    ssh.configure { keepalive = 0 }
+    assert(inv:host("a"):exec("true"))
+    sleep(1.5)
+    local r, err, msg = inv:host("b"):exec("echo behind the jump")
+    print("b", r and r.stdout, err, msg)
+""", inv, timeout=60))
+            self.assertIn("b\tbehind the jump\n\tnil", out)
+            self.assertEqual(proxy.resets, 1)
+        finally:
+            proxy.close()
+
+    def test_a_tunnel_connection_after_a_firewall_forgot_the_session(self):
+        # A tunnel's next client connection opens a channel on the forgotten session: the reset
+        # comes before any of the client's bytes left, and the connection goes through a new session.
+        web = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Hello)
+        threading.Thread(target=web.serve_forever, daemon=True).start()
+        proxy = ForgetfulProxy(self.sshd.port, forget_after=1.0)
+        try:
+            t, b = self.sshd.pub()
+            self.lab.trust(f"[127.0.0.1]:{proxy.port} {t} {b}\n")
+            out = self.ok(self.runbook(f"""
+    local http = require "engine.http"
+    ssh.configure {{ keepalive = 0 }}
+    local t <close> = assert(ssh.tunnel(inv:host("n1"), "127.0.0.1", {web.server_address[1]}))
+    local url = "http://127.0.0.1:" .. t.port .. "/"
+    print("first", assert(http.request {{ url = url, retries = 0 }}).body)
+    sleep(1.5)
+    local r, err, msg = http.request {{ url = url, retries = 0 }}
+    print("after", r and r.body, err, msg)
+""", self.inventory(self.node(port=proxy.port)), timeout=60))
+            self.assertIn("first\thello through the tunnel", out)
+            self.assertIn("after\thello through the tunnel\tnil", out)
+            self.assertEqual(proxy.resets, 1)
+        finally:
+            proxy.close()
+            web.shutdown()
+            web.server_close()
 
     @unittest.skipUnless(shutil.which("strace"), "strace (scripts/setup test) is not installed")
     def test_waiting_for_the_socket_costs_one_system_call(self):
