@@ -12,6 +12,7 @@ local fleet = require "engine.fleet"
 local http = require "engine.http"
 local k8s = require "engine.k8s"
 local renew = require "cert_renew"
+local cluster_lease = require "std.cluster_lease"
 local static_pod = require "std.static_pod"
 local timers = require "cert_timer"
 
@@ -65,8 +66,8 @@ return runbook {
     local lease
     local function take_lease()
       if lease or http.dry_run() then return end
-      local l, err, msg = k8s.lease("engine-certs", { namespace = "kube-system", ttl = 120 })
-      if not l then fail("the cluster lease kube-system/engine-certs: %s", msg or err) end
+      local l, err, msg = cluster_lease.take("engine-certs")
+      if not l then fail("the cluster lease %s", msg or err) end
       lease = l
     end
     local tunnel  -- <close>d at the end of the run: the API through a renewed node

@@ -11,6 +11,7 @@ local semver = require "std.semver"
 local kubeadm = require "std.kubeadm"
 local notify = require "std.notify"
 local ahead = require "std.ahead"
+local cluster_lease = require "std.cluster_lease"
 local node = require "std.node"
 local ops = require "std.ops"
 local checks = require "upgrade_checks"
@@ -167,14 +168,15 @@ return runbook {
     local ok, err = pcall(function()
       -- 1. Preflight: read-only checks, every failure named; nothing has changed if one fails.
       local facts = step("preflight", function() return checks.preflight(p, leader, cps, workers) end, { probe = rerun })
-      -- The cluster Lease: one upgrade at a time. A resumed run holds it under the same run id.
+      -- The cluster's Leases (std.cluster_lease): one engine run changing the cluster at a time,
+      -- one upgrade at a time. A resumed run holds them under the same run id.
       local lease
       if http.dry_run() then
-        log.info("dry-run: would take the lease kube-system/k8s-upgrade")
+        log.info("dry-run: would take the leases kube-system/engine-cluster and kube-system/k8s-upgrade")
       else
         local lerr, lmsg
-        lease, lerr, lmsg = k8s.lease("k8s-upgrade", { namespace = "kube-system", ttl = 120 })
-        if not lease then fail("the cluster lease kube-system/k8s-upgrade: %s", lmsg or lerr) end
+        lease, lerr, lmsg = cluster_lease.take("k8s-upgrade")
+        if not lease then fail("the cluster lease %s", lmsg or lerr) end
       end
       -- The images pulled on every control-plane node before its upgrade, so kubeadm's
       -- per-component timeout is not spent pulling (seed 000); pulled while the snapshot is taken

@@ -154,13 +154,13 @@ function M.release(p, version, facts, problem)
   end
 end
 
---- lease() → the cluster lease kube-system/engine-etcd (one etcd runbook at a time on a cluster),
---- held until it is released or the run ends; a lost lease stops the run. nil under --dry-run.
+--- lease() → the cluster's leases kube-system/engine-cluster (one engine run changing the cluster at
+--- a time: std.cluster_lease) and kube-system/engine-etcd (one etcd runbook at a time), held until
+--- released or the run ends; a lost lease stops the run. nil under --dry-run.
 function M.lease()
   if http.dry_run() then return nil end
-  local k8s = require "engine.k8s"
-  local lease, err, msg = k8s.lease("engine-etcd", { namespace = "kube-system", ttl = 120 })
-  if not lease then error("the cluster lease kube-system/engine-etcd: " .. tostring(msg or err), 0) end
+  local lease, err, msg = require("std.cluster_lease").take("engine-etcd")
+  if not lease then error("the cluster lease " .. tostring(msg or err), 0) end
   return lease
 end
 

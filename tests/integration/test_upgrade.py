@@ -461,6 +461,62 @@ class ReadOnly(Helpers, unittest.TestCase):
         self.assertIn("would taint node=w3 taint=engine.dev/upgrade-next:PreferNoSchedule", r.stdout)
 
 
+    def test_x_another_engine_run_changing_the_cluster_holds_the_upgrade_off(self):
+        # A certificate renewal elsewhere holds kube-system/engine-cluster (std.cluster_lease):
+        # the upgrade is refused before it changes anything, naming that run. Each family held
+        # only its own lease before, and both would have restarted the control plane at once.
+        done = threading.Event()
+
+        class Done(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):
+                body = b"done" if done.is_set() else b"wait"
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args):
+                pass
+        srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Done)
+        threading.Thread(target=srv.serve_forever, daemon=True).start()
+        self.addCleanup(srv.server_close)
+        self.addCleanup(srv.shutdown)
+        path = f"{self.dir}/elsewhere.lua"
+        with open(path, "w") as f:
+            f.write(f"""local http = require "engine.http"
+local k8s = require "engine.k8s"
+return runbook {{
+  name = "cert-renew-elsewhere",
+  run = function()
+    local l = assert(k8s.lease("engine-cluster", {{ namespace = "kube-system", ttl = 30 }}))
+    print("HOLDING " .. l.holder)
+    for _ = 1, 300 do  -- until the test is done with it (60 s at most)
+      local r = http.request {{ url = "http://127.0.0.1:{srv.server_address[1]}/", retries = 0, timeout = 5 }}
+      if r and r.body == "done" then break end
+      sleep(0.2)
+    end
+  end,
+}}
+""")
+        holder = subprocess.Popen([ENGINE, "run", path, "--kubeconfig", f"{self.dir}/kubeconfig", "--state-dir",
+                                   f"{self.dir}/state-elsewhere"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        self.procs.append(holder)
+        try:
+            line, deadline = "", time.monotonic() + 60
+            while "HOLDING" not in line and time.monotonic() < deadline and holder.poll() is None:
+                line = holder.stdout.readline()
+            self.assertIn("HOLDING", line)
+            r = self.upgrade()
+            out = r.stdout + r.stderr
+            self.assertEqual(r.returncode, 1, out[-3000:])
+            self.assertRegex(out, r"the cluster lease kube-system/engine-cluster \(one engine run changing the cluster at a "
+                                  r"time\): lease kube-system/engine-cluster is held by \S+-cert-renew-elsewhere-\w+")
+            self.assert_untouched()
+        finally:
+            done.set()  # its run ends and gives the lease back
+            holder.communicate(timeout=60)
+        self.assertEqual(self.lease_holder("engine-cluster"), "")
+
     def test_y_an_image_pull_that_fails_stops_the_run_before_any_node_changes(self):
         # cp2's / is 80% used (under max_disk_used: the preflight passes) with 256 MiB free, room
         # for no image: its pull beside the snapshot fails, and again after it, where it stops the run.
@@ -486,7 +542,8 @@ class ReadOnly(Helpers, unittest.TestCase):
         self.assertEqual(self.gauges(), {})
         for n in nodes:
             self.assertEqual(self.apt_history(n), "")
-        self.assertEqual(self.kubectl("delete", "lease", "-n", "kube-system", "k8s-upgrade").returncode, 0)
+        for lease in ("engine-cluster", "k8s-upgrade"):
+            self.assertEqual(self.kubectl("delete", "lease", "-n", "kube-system", lease).returncode, 0, lease)
 
     def test_z_preflight_names_every_failed_check_and_changes_nothing(self):
         # Outside its maintenance window the upgrade starts nothing and says when it opens; a bad

@@ -110,5 +110,11 @@ class Helpers:
         self.assertEqual({n: v for n, v in nodes.items()}, {n: {"version": FROM, "cordoned": False} for n in nodes})
         self.assertEqual(self.gauges(), {})
         self.assertIn("NotFound", self.kubectl("get", "lease", "-n", "kube-system", "k8s-upgrade").stderr)
+        self.assertNotIn("k8s-upgrade", self.lease_holder("engine-cluster"))  # never taken, or by another runbook
+
+    def lease_holder(self, name):
+        """kube-system/NAME's holderIdentity: "" when it is free or there is none."""
+        r = self.kubectl("get", "lease", "-n", "kube-system", name, "-o", "json")
+        return (json.loads(r.stdout)["spec"].get("holderIdentity") or "") if r.returncode == 0 else ""
         for n in nodes:
             self.assertEqual(self.apt_history(n), "")
