@@ -535,13 +535,15 @@ return runbook {{
         self.assertRegex(out, r"\[cp2\].*preparing ahead failed: its own turn does that work")
         self.assertRegex(r.stderr, r"\n  cp2: kubeadm config images pull exited 1: .*no space left on device")
         self.assertIn("etcd snapshot", r.stdout)
-        # Nothing changed on a node; the run holds the Lease (till it expires, or this run resumes),
-        # given back here so that the next test can start its own.
+        # Nothing changed on a node; the run gave both Leases back as it ended (its resume would
+        # take them again under its run id); deleted here, so the next test sees none taken.
         nodes = self.nodes()
         self.assertEqual(nodes, {n: {"version": FROM, "cordoned": False} for n in nodes})
         self.assertEqual(self.gauges(), {})
         for n in nodes:
             self.assertEqual(self.apt_history(n), "")
+        self.assertEqual({n: self.lease_holder(n) for n in ("engine-cluster", "k8s-upgrade")},
+                         {"engine-cluster": "", "k8s-upgrade": ""})
         for lease in ("engine-cluster", "k8s-upgrade"):
             self.assertEqual(self.kubectl("delete", "lease", "-n", "kube-system", lease).returncode, 0, lease)
 
