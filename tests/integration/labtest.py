@@ -1,11 +1,13 @@
 """What the lab's end-to-end tests share: where the repository, scripts/lab and the engine are, and
 `scripts/lab` run with its output shown when it fails. Importing it also makes the lab package
 importable (`from lab import ...`)."""
+import http.server
 import json
 import os
 import subprocess
 import sys
 import tempfile
+import threading
 import unittest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -19,6 +21,24 @@ def lab(*args, timeout=180):
     if r.returncode != 0:
         raise AssertionError(f"scripts/lab {' '.join(args)} failed:\n{r.stdout}\n{r.stderr}")
     return r
+
+
+def text_server(body):
+    """An HTTP server on 127.0.0.1 (a free port: .server_address[1]) that answers every GET with
+    body() (bytes), served from a thread until .shutdown(); then .server_close()."""
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            data = body()
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def log_message(self, *args):
+            pass
+    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    return srv
 
 
 def kill_all(procs):

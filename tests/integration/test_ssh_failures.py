@@ -1,7 +1,6 @@
 """SSH faults against real OpenSSH servers the tests start: refused, unreachable and denied hosts, a
 server killed mid-command, and dead peers that fail nothing (a blackholed link, a link dropped in a
 network namespace, a frozen sshd), each bounded by the keepalive and left unknown in the journal."""
-import http.server
 import os
 import re
 import shutil
@@ -9,26 +8,14 @@ import signal
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import unittest
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))  # the lab package
 from lab import sshd as sshlab  # noqa: E402
 from lab.netfaults import BlackholeProxy, CoalescingProxy, ForgetfulProxy, TricklingProxy  # noqa: E402
+from labtest import text_server  # noqa: E402
 from test_ssh import ENGINE, SshTest  # noqa: E402
-
-
-class Hello(http.server.BaseHTTPRequestHandler):
-    def do_GET(self):
-        body = b"hello through the tunnel"
-        self.send_response(200)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args):
-        pass
 
 
 class TestFailures(SshTest):
@@ -177,8 +164,7 @@ class TestFailures(SshTest):
     def test_a_tunnel_connection_after_a_firewall_forgot_the_session(self):
         # A tunnel's next client connection opens a channel on the forgotten session: the reset
         # comes before any of the client's bytes left, and the connection goes through a new session.
-        web = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Hello)
-        threading.Thread(target=web.serve_forever, daemon=True).start()
+        web = text_server(lambda: b"hello through the tunnel")
         proxy = ForgetfulProxy(self.sshd.port, forget_after=1.0)
         try:
             t, b = self.sshd.pub()

@@ -17,7 +17,7 @@ import urllib.request
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))  # the lab package
 from lab.sshd import poll  # noqa: E402
-from labtest import kill_all  # noqa: E402
+from labtest import kill_all, text_server  # noqa: E402
 
 from upgrade_lab import ENGINE, FROM, LAB, RECOVER, ROOT, SUBNET, TO, UPGRADE, Helpers  # noqa: E402
 
@@ -466,19 +466,7 @@ class ReadOnly(Helpers, unittest.TestCase):
         # the upgrade is refused before it changes anything, naming that run. Each family held
         # only its own lease before, and both would have restarted the control plane at once.
         done = threading.Event()
-
-        class Done(http.server.BaseHTTPRequestHandler):
-            def do_GET(self):
-                body = b"done" if done.is_set() else b"wait"
-                self.send_response(200)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, *args):
-                pass
-        srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Done)
-        threading.Thread(target=srv.serve_forever, daemon=True).start()
+        srv = text_server(lambda: b"done" if done.is_set() else b"wait")
         self.addCleanup(srv.server_close)
         self.addCleanup(srv.shutdown)
         path = f"{self.dir}/elsewhere.lua"
