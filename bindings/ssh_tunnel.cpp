@@ -40,9 +40,23 @@ struct Tunnel : std::enable_shared_from_this<Tunnel> {
     });
   }
 
+  // The client's connection as a plain descriptor, out of asio's hands (so never registered with
+  // epoll): each try on a session bridges a duplicate of it; closed when the last try is done.
+  struct Client {
+    int fd = -1;
+    ~Client() { close(); }
+    void close() {
+      if (fd >= 0) ::close(fd);
+      fd = -1;
+    }
+  };
+
   void forward(tcp::socket sock) {
     auto self = shared_from_this();
-    auto shared = std::make_shared<tcp::socket>(std::move(sock));
+    auto shared = std::make_shared<Client>();
+    boost::system::error_code rec;
+    shared->fd = sock.release(rec);  // release, not close: asio deregisters it from epoll first
+    if (shared->fd < 0) return;
     with_session(pool, target, [self, shared](std::shared_ptr<ssh::Session> s, ssh::Result r, Again again) {
       if (r) {
         log::emit(log::Level::warn, self->target.name, "tunnel connection failed", {{"error", ssh::word(r->kind)}, {"detail", r->detail}});
@@ -51,7 +65,7 @@ struct Tunnel : std::enable_shared_from_this<Tunnel> {
       }
       // The bridge gets a duplicate of the client's connection, so that a session found gone before
       // its channel opened (nothing of the client's was sent yet) leaves `shared` to try on a new one.
-      int fd = ::dup(shared->native_handle());
+      int fd = ::dup(shared->fd);
       if (fd < 0) {
         self->last_error = std::string("dup: ") + std::strerror(errno);
         log::emit(log::Level::warn, self->target.name, "tunnel connection failed", {{"detail", self->last_error}});
@@ -60,8 +74,7 @@ struct Tunnel : std::enable_shared_from_this<Tunnel> {
       asio::generic::stream_protocol::socket local(s->io(), asio::generic::stream_protocol(AF_INET, IPPROTO_TCP), fd);
       ssh::bridge(s, self->remote_host, self->remote_port, std::move(local), [self, shared, again](ssh::Result r) {
         if (r && again(*r)) return;
-        boost::system::error_code ec;
-        shared->close(ec);  // the bridge's duplicate carries the connection now (or has closed it)
+        shared->close();  // the bridge's duplicate carries the connection now (or has closed it)
         if (!r) return;
         log::emit(log::Level::warn, self->target.name, "tunnel forward refused", {{"detail", r->detail}});
         self->last_error = r->detail;

@@ -1,5 +1,7 @@
 #include "engine/ssh/forward.hpp"
 
+#include <unistd.h>
+
 #include <boost/asio/post.hpp>
 #include <boost/asio/write.hpp>
 
@@ -97,11 +99,21 @@ class BridgeOp : public Op, public std::enable_shared_from_this<BridgeOp> {
     notify(g);
     ch_ = nullptr;
     done_ = true;
-    boost::system::error_code ec;
-    local_.close(ec);
+    close_local();
   }
 
  private:
+  // Closed as asio leaves it registered with epoll otherwise: asio's close() skips the
+  // EPOLL_CTL_DEL (closing a descriptor removes it), but the local end may be a duplicate
+  // (ssh.tunnel keeps the client's connection to try again on a new session), and while another
+  // descriptor holds the connection open the registration would outlive this socket and report its
+  // events to freed memory. release() deregisters first.
+  void close_local() {
+    boost::system::error_code ec;
+    int fd = local_.is_open() ? local_.release(ec) : -1;
+    if (fd >= 0) ::close(fd);
+  }
+
   void notify(Result r) {
     if (auto o = std::move(opened_)) {
       opened_ = nullptr;
@@ -116,8 +128,7 @@ class BridgeOp : public Op, public std::enable_shared_from_this<BridgeOp> {
       ch_ = nullptr;
     }
     done_ = true;
-    boost::system::error_code ec;
-    local_.close(ec);
+    close_local();
     return Step::done;
   }
 
