@@ -1,6 +1,6 @@
 """The lab: a simulated kubeadm cluster on one machine, for rehearsing runbooks (docs/lab.md), and the
 real servers the tests start (sshd, etcd with TLS) with the faults they inject. Python standard library
-only, apart from PyYAML for the kubeadm files a node reads and writes. Tests import this package; it
+only (the kubeadm files a node reads and writes go through lab.yamltext). Tests import this package; it
 never imports from tests/.
 
   lab.cli         `scripts/lab up|down|status|fault|clear`
@@ -13,6 +13,7 @@ never imports from tests/.
   lab.sshd        OpenSSH servers on loopback or in a network namespace, and their users
   lab.etcd        a 3-member etcd cluster with TLS, and a proxy that cuts or stalls its streams
   lab.netfaults   a TCP proxy that blackholes a live connection
+  lab.yamltext    YAML in the standard library: the block style kubeadm, kubectl and the engine write
 """
 import os
 

@@ -295,10 +295,10 @@ def write_client_files(st):
                        "k8s-worker": {"hosts": {n["name"]: {"ansible_host": n["ip"]} for n in st["nodes"]
                                                 if n["role"] == "worker"}},
                        "etcd": {"hosts": {n["name"]: {} for n in st["nodes"] if n["role"] == "control-plane"}}}}}
-    import yaml
+    from lab import yamltext
     with open(f"{d}/inventory.yml", "w") as f:
         f.write("# Written by `scripts/lab up`: the lab's nodes, as an Ansible inventory.\n")
-        yaml.safe_dump(inv, f, sort_keys=False)
+        yamltext.dump(inv, f)
 
 
 def print_usage(st):

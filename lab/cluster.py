@@ -5,7 +5,7 @@ import datetime
 import os
 import sys
 
-import yaml
+from lab import yamltext
 
 from lab import ROOT
 from lab.k8sim.fixture import daemonset, namespace, pdb, pod
@@ -105,15 +105,15 @@ def lab_node(n, version):
 
 
 def cluster_configuration(version, endpoint):
-    return yaml.safe_dump({"apiVersion": "kubeadm.k8s.io/v1beta4", "kind": "ClusterConfiguration",
-                           "kubernetesVersion": version, "controlPlaneEndpoint": endpoint,
+    return yamltext.dump({"apiVersion": "kubeadm.k8s.io/v1beta4", "kind": "ClusterConfiguration",
+                          "kubernetesVersion": version, "controlPlaneEndpoint": endpoint,
                            "clusterName": "kubernetes", "imageRepository": "registry.k8s.io",
                            "certificatesDir": "/etc/kubernetes/pki",
                            "etcd": {"local": {"dataDir": "/var/lib/etcd"}},
                            "apiServer": {"extraArgs": API_EXTRA_ARGS},
                            "dns": {"imageRepository": "registry.k8s.io/coredns"},
                            "networking": {"dnsDomain": "cluster.local", "serviceSubnet": "10.96.0.0/12",
-                                          "podSubnet": "10.244.0.0/16"}}, sort_keys=False)
+                                          "podSubnet": "10.244.0.0/16"}})
 
 
 def deployment(name, ns, image, replicas, labels):

@@ -16,9 +16,6 @@ TOOLS = {"kubeadm": "lab.node.kubeadm", "kubelet": "lab.node.kubelet", "systemct
          "apt": "lab.node.apt"}
 
 
-DIST_PACKAGES = "/usr/lib/python3/dist-packages"  # where Debian's python3-yaml is
-
-
 def write(path, text, mode=0o644):
     os.makedirs(os.path.dirname(path), exist_ok=True)
     with open(path, "w") as f:
@@ -31,11 +28,10 @@ def write_tools(bin_dir):
     secure_path) and in each node's own /usr/local/bin (first in a login's PATH)."""
     os.makedirs(bin_dir, exist_ok=True)
     # -S: no site module (its .pth files cost a fifth of a simulated command's start-up, paid on
-    # every command any tool runs on a node); the one package the lab needs beyond the standard
-    # library, PyYAML, is Debian's python3-yaml in dist-packages, put on the path by hand.
+    # every command any tool runs on a node); the lab needs nothing outside the standard library.
     for tool, module in TOOLS.items():
         write(f"{bin_dir}/{tool}", f"#!/usr/bin/python3 -S\nimport sys\nsys.path.insert(0, {ROOT!r})\n"
-                                   f"sys.path.append({DIST_PACKAGES!r})\nfrom {module} import main\nsys.exit(main())\n", 0o755)
+                                   f"from {module} import main\nsys.exit(main())\n", 0o755)
 
 
 def make_cas(pki_root):

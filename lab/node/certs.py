@@ -5,7 +5,7 @@ import base64
 import os
 import subprocess
 
-import yaml
+from lab import yamltext
 
 # kubeadm's name -> (file under pki/ or kubeconfig, CA, subject, kind)
 LEAVES = {
@@ -80,7 +80,7 @@ def kubeconfig(path, server, ca_crt, crt, key, user):
            "users": [{"name": user, "user": {"client-certificate-data": b64(crt), "client-key-data": b64(key)}}],
            "preferences": {}}
     with open(path, "w") as f:
-        yaml.safe_dump(cfg, f, sort_keys=False)
+        yamltext.dump(cfg, f)
     os.chmod(path, 0o600)
 
 
@@ -115,7 +115,7 @@ def enddate_of(root, name):
     file = LEAVES[name][0] if name in LEAVES else CAS[name][0]
     if file.endswith(".conf"):
         with open(f"{root}/{file}") as f:
-            data = base64.b64decode(yaml.safe_load(f)["users"][0]["user"]["client-certificate-data"])
+            data = base64.b64decode(yamltext.load(f)["users"][0]["user"]["client-certificate-data"])
         r = subprocess.run(["openssl", "x509", "-noout", "-enddate"], input=data, capture_output=True, check=True)
     else:
         r = subprocess.run(["openssl", "x509", "-noout", "-enddate", "-in", f"{root}/{file}.crt"],

@@ -139,9 +139,9 @@ def api(method, path, body=None, timeout=10):
 
 def cluster_config():
     """kubeadm's ClusterConfiguration from the kubeadm-config ConfigMap, as a dict."""
-    import yaml
+    from lab import yamltext
     cm = api("GET", "/api/v1/namespaces/kube-system/configmaps/kubeadm-config")
-    return cm, yaml.safe_load(cm["data"]["ClusterConfiguration"])
+    return cm, yamltext.load(cm["data"]["ClusterConfiguration"])
 
 
 def alive(pid):

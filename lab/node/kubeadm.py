@@ -125,8 +125,8 @@ def upgrade_timeout(args):
 
 
 def upgrade_static_pods(target, etcd=True, timeout=None):
-    # Imported here, not above: PyYAML and shutil are the larger part of this program's start-up,
-    # and `kubeadm version` (asked before every upgrade) needs neither.
+    # Imported here, not above: the YAML writer and shutil are a large part of this program's
+    # start-up, and `kubeadm version` (asked before every upgrade) needs neither.
     import shutil
     from lab.node.manifests import external_etcd, render
     n = node()
@@ -224,8 +224,8 @@ def apply(args):
     print(f"[upgrade/staticpods] Preparing for \"{target}\" upgrade", flush=True)
     upgrade_static_pods(target, etcd, timeout)
     cc["kubernetesVersion"] = target
-    import yaml
-    cm["data"]["ClusterConfiguration"] = yaml.safe_dump(cc, sort_keys=False)
+    from lab import yamltext
+    cm["data"]["ClusterConfiguration"] = yamltext.dump(cc)
     api("PUT", "/api/v1/namespaces/kube-system/configmaps/kubeadm-config", cm)
     print("[upload-config] Storing the configuration used in ConfigMap \"kubeadm-config\" in the \"kube-system\" Namespace")
     images = images_for(target)
@@ -286,13 +286,13 @@ def images(args):
 
 def read_config(path):
     """The documents of a kubeadm --config file by kind, checked as kubeadm checks them."""
-    import yaml
+    from lab import yamltext
     try:
         with open(path) as f:
-            docs = [d for d in yaml.safe_load_all(f) if d]
+            docs = [d for d in yamltext.load_all(f) if d]
     except OSError as e:
         die(f"unable to read config from \"{path}\" : open {path}: {e.strerror.lower()}")
-    except yaml.YAMLError as e:
+    except yamltext.YAMLError as e:
         die(f"couldn't parse config file {path}: {e}")
     out = {}
     for d in docs:
@@ -320,7 +320,7 @@ def defaulted(cc):
 
 
 def init_phase(args):
-    import yaml
+    from lab import yamltext
     from lab.node.manifests import render
     n = node()
     v = opt(args, "--kubernetes-version")
@@ -336,7 +336,7 @@ def init_phase(args):
         if v:
             cc["kubernetesVersion"] = norm(v)
         if path or v:
-            cm["data"]["ClusterConfiguration"] = yaml.safe_dump(cc, sort_keys=False)
+            cm["data"]["ClusterConfiguration"] = yamltext.dump(cc)
             api("PUT", "/api/v1/namespaces/kube-system/configmaps/kubeadm-config", cm)
         print("[upload-config] Storing the configuration used in ConfigMap \"kubeadm-config\" in the \"kube-system\" Namespace")
         return 0

@@ -1,5 +1,5 @@
 """`kubeadm certs check-expiration` and `kubeadm certs renew` for a lab node: kubeadm's table and
-messages, over the node's PKI (lab.node.certs). Apart from kubeadm.py because they bring PyYAML,
+messages, over the node's PKI (lab.node.certs). Apart from kubeadm.py because they bring
 calendar and datetime, which `kubeadm version` and `upgrade` do not need: a simulated command's
 start-up is CPU on the cores the whole lab shares, paid by every command of every tool."""
 import calendar

@@ -13,7 +13,7 @@ import sys
 import time
 import urllib.request
 
-import yaml
+from lab import yamltext
 
 from lab.node import certs
 from lab.node.common import CONTROL_PLANE, LAB, MANIFESTS, PODS, api, cluster_config, die, node, pkg_version, read_json, wait_until
@@ -168,7 +168,7 @@ def init(args, opt, flag, read_config, defaulted):
     mark_control_plane(n["name"])
     from lab import cluster as labcluster
     cm = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "kubeadm-config", "namespace": "kube-system"},
-          "data": {"ClusterConfiguration": yaml.safe_dump(cc, sort_keys=False)}}
+          "data": {"ClusterConfiguration": yamltext.dump(cc)}}
     api("POST", "/_sim/objects", [cm] + labcluster.kubeadm_objects(v))
     print("[upload-config] Storing the configuration used in ConfigMap \"kubeadm-config\" in the \"kube-system\" Namespace\n"
           "[addons] Applied essential addon: CoreDNS\n[addons] Applied essential addon: kube-proxy\n\n"

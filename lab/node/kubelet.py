@@ -9,8 +9,7 @@ import signal
 import sys
 import time
 
-import yaml
-
+from lab import yamltext
 from lab.node.common import (LAB, MANIFESTS, PODS, alive, api, disk, disk_full, disk_used, fault, file_hash, node,
                          pkg_version, read_json, terminate, write_json)
 from lab.node.manifests import version_of_image
@@ -39,7 +38,7 @@ def scan():
         try:
             with open(path, "rb") as fh:
                 data = fh.read()
-            pod = yaml.safe_load(data)
+            pod = yamltext.load(data)
             name = pod["metadata"]["name"]
             pod["spec"]["containers"][0]["image"]
         except Exception:  # kubelet logs an invalid manifest and goes on
@@ -84,8 +83,8 @@ class Kubelet:
     def pod_of(self, p):
         try:
             with open(p["file"]) as f:
-                return yaml.safe_load(f)
-        except (OSError, yaml.YAMLError):
+                return yamltext.load(f)
+        except (OSError, yamltext.YAMLError):
             return p["pod"]
 
     def reconcile(self):

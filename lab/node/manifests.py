@@ -1,7 +1,6 @@
 """The static Pod manifests kubeadm writes to /etc/kubernetes/manifests on a control-plane node
 (stacked etcd), trimmed to what the lab runs: etcd's command is what the simulated kubelet executes."""
-import yaml
-
+from lab import yamltext
 from lab.node.common import images_for
 
 
@@ -87,7 +86,7 @@ BUILDERS = {"etcd": etcd, "kube-apiserver": apiserver, "kube-controller-manager"
 
 def render(component, cfg, version, cc=None, advertise=None):
     pod = apiserver(cfg, version, cc, advertise) if component == "kube-apiserver" else BUILDERS[component](cfg, version)
-    return yaml.safe_dump(pod, sort_keys=False, default_flow_style=False)
+    return yamltext.dump(pod)
 
 
 def external_etcd(cc):
