@@ -49,6 +49,9 @@ return runbook {
 
     if p.mode == "defrag" then
       local eps = nodes.endpoints(cps)
+      -- The cluster's leases, as every etcd runbook holds them: a defragmentation blocks each
+      -- member in turn, which an upgrade's etcd phase (kubeadm's or etcd-upgrade's) must not meet.
+      local lease = nodes.lease()
       local before = {}
       for i, h in ipairs(cps) do before[h.name] = etcd.status(eps[i]) end
       local done = step("defragment every member", function()
@@ -69,10 +72,12 @@ return runbook {
           tostring(after and after.db_size))
       end
       print(table.concat(lines, "\n"))
+      if lease then lease:release() end
       return
     end
 
-    -- mode=install
+    -- mode=install: changes the nodes' units, not etcd (the timers defragment later, each its own
+    -- member); held all the same, so no other engine run changes these nodes meanwhile.
     local times = maint.times(p.at, p.stagger, #cps)
     step("precheck", function()
       local bad = {}
@@ -84,6 +89,7 @@ return runbook {
       end
       if #bad > 0 then error("precheck failed, nothing was changed:\n  " .. table.concat(bad, "\n  "), 0) end
     end, { probe = rerun })
+    local lease = nodes.lease()
     fleet.each(cps, { at_once = #cps }, function(h)
       local i
       for k, x in ipairs(cps) do if x == h then i = k end end
@@ -103,6 +109,7 @@ return runbook {
       lines[#lines + 1] = string.format("%-10s %-10s %s", h.name, times[i], line and line:gsub("%s+", " ") or "(not active)")
     end
     print(table.concat(lines, "\n"))
+    if lease then lease:release() end
     if #bad > 0 then fail("%s", table.concat(bad, "; ")) end
   end,
 }

@@ -14,7 +14,7 @@ import threading
 import time
 import unittest
 
-from test_etcd_migration import ROOT, Lab, lab
+from test_etcd_migration import ENGINE, ROOT, Lab, lab
 
 UPGRADE = os.path.join(ROOT, "runbooks", "etcd-upgrade.lua")
 MAINTENANCE = os.path.join(ROOT, "runbooks", "etcd-maintenance.lua")
@@ -193,6 +193,32 @@ class Upgrade(unittest.TestCase):
             # compact=true: compacted first; compaction is cluster-wide, so a later member finds it done
             self.assertRegex(log, r"etcd-maintenance: (already )?compacted to revision")
             self.assertNotIn("Error:", log)
+        # While another engine run holds the cluster's lease (killed here, so its lease stays held
+        # until its ttl ends), the defragmentation does not start: no member is defragmented.
+        with open(f"{lb.dir}/holder.lua", "w") as f:
+            f.write('local k8s = require "engine.k8s"\nreturn runbook { name = "upgrade-elsewhere", run = function()\n'
+                    '  local l = assert(k8s.lease("engine-cluster", { namespace = "kube-system", ttl = 60 }))\n'
+                    '  print("HOLDING " .. l.holder)\n  sleep(60)\nend }\n')
+        holder = subprocess.Popen([ENGINE, "run", f"{lb.dir}/holder.lua", "--kubeconfig", f"{lb.dir}/kubeconfig",
+                                   "--state-dir", f"{lb.dir}/state-elsewhere"], stdout=subprocess.PIPE,
+                                  stderr=subprocess.STDOUT, text=True)
+        try:
+            line, deadline = "", time.monotonic() + 60
+            while "HOLDING" not in line and time.monotonic() < deadline and holder.poll() is None:
+                line = holder.stdout.readline()
+            self.assertIn("HOLDING", line)
+        finally:
+            holder.kill()
+            holder.communicate(timeout=30)
+        r = lb.engine("run", MAINTENANCE, "-e", "mode=defrag", "-e", "pause=1s")
+        self.assertEqual(r.returncode, 1, r.stdout[-3000:] + r.stderr[-3000:])
+        self.assertRegex(r.stdout + r.stderr, r"the cluster lease kube-system/engine-cluster \(one engine run changing the "
+                                              r"cluster at a time\): lease kube-system/engine-cluster is held by "
+                                              r"\S+-upgrade-elsewhere-\w+")
+        for n in lb.cps:
+            self.assertEqual(defrags(n["name"]), before[n["name"]] + 1, n["name"])
+        subprocess.run(["kubectl", "--kubeconfig", f"{lb.dir}/kubeconfig", "delete", "lease", "-n", "kube-system",
+                        "engine-cluster"], check=True, capture_output=True, timeout=60)
         r = lb.engine("run", MAINTENANCE, "-e", "mode=defrag", "-e", "pause=1s")
         self.assertEqual(r.returncode, 0, r.stdout[-3000:] + r.stderr[-3000:])
         done = [e for e in lb.run_logs("etcd-maintenance") if e["msg"] == "defragmented"]
