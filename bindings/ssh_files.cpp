@@ -119,7 +119,10 @@ void put(const Op& op, Vm& vm, const Target& target, std::shared_ptr<PutSpec> sp
       req.command = cmd;
       req.input = input;
       req.timeout = 120;
-      exec(s, req, [op, spec, bytes, marker, host, tmp, s](ExecResult res, Result f) {
+      exec(s, req, [op, spec, bytes, marker, host, tmp, s, cancel, again](ExecResult res, Result f) {
+        // The session gone before the rename left (not_sent): the whole put once more on a new
+        // connection, to the same temporary name, unless the put itself already took that chance.
+        if (f && !*cancel->flag && again(*f)) return;
         if (!f) f = strip_sudo_marker(res, marker);
         if (!f && res.code != 0) f = Failure{Error::failed, "rename into " + spec->remote + ": " + res.err};
         if (f) {
