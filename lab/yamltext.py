@@ -297,14 +297,21 @@ class _Parser:
             return self.sequence(ln.indent)  # kubectl's and PyYAML's style: the items at the key's indentation
         return None
 
+    def entry(self, indent, what):
+        """The next line of the block whose entries start at indent, or None where the block ends."""
+        ln = self.line()
+        if ln is None or ln.indent < indent:
+            return None
+        if ln.indent > indent:
+            self.fail(ln, f"indented more than the {what} above it ({indent} spaces)")
+        return ln
+
     def mapping(self, indent):
         out = {}
         while True:
-            ln = self.line()
-            if ln is None or ln.indent < indent:
+            ln = self.entry(indent, "mapping's keys")
+            if ln is None:
                 return out
-            if ln.indent > indent:
-                self.fail(ln, f"indented more than the mapping's keys above it ({indent} spaces)")
             kv = _split_key(ln.text)
             if kv is None:
                 self.fail(ln, "expected 'key: value' in a mapping" + (" (a sequence item here?)" if ln.text.startswith("-") else ""))
@@ -319,13 +326,9 @@ class _Parser:
     def sequence(self, indent):
         out = []
         while True:
-            ln = self.line()
-            if ln is None or ln.indent < indent:
-                return out
-            if ln.indent > indent:
-                self.fail(ln, f"indented more than the sequence's items above it ({indent} spaces)")
-            if not (ln.text == "-" or ln.text.startswith("- ")):
-                return out  # the next key of the mapping this sequence is the value of
+            ln = self.entry(indent, "sequence's items")
+            if ln is None or not (ln.text == "-" or ln.text.startswith("- ")):
+                return out  # (not an item: the next key of the mapping this sequence is the value of)  # the next key of the mapping this sequence is the value of
             after = ln.text[1:]
             rest = after.lstrip(" ")
             if rest and (rest == "-" or rest.startswith("- ") or _split_key(rest) is not None):
