@@ -105,6 +105,7 @@ def up(a):
           "lb": f"https://{cps[0]['ip']}:{LB_PORT}",
           "releases": sorted(set(RELEASES + [version[1:]]), key=lambda v: [int(x) for x in v.split(".")]),
           "kubeadm_timeout": a.kubeadm_timeout, "pod_start_delay": a.pod_start_delay, "cert_days": a.cert_days,
+          "apt_download_delay": a.apt_download_delay,
           "nodes": cps + workers, "mount_points": [], "monitor_ip": f"{net}.200", "empty": a.empty}
     if a.engine_image:
         if not os.path.isfile(a.engine_image):
@@ -436,6 +437,8 @@ def main():
     u.add_argument("--kubeadm-timeout", type=float, default=300.0,
                    help="kubeadm's per-component wait in `upgrade apply|node` (kubeadm's own is 5m)")
     u.add_argument("--pod-start-delay", type=float, default=1.0, help="seconds a static pod takes to become ready")
+    u.add_argument("--apt-download-delay", type=float, default=0.0,
+                   help="seconds apt takes to fetch each package not in the node's /var/cache/apt/archives (a mirror's speed)")
     u.add_argument("--cert-days", type=int, default=365)
     u.add_argument("--engine-image", help="an OCI archive from scripts/image: the engine's pods run it (default: the build in place)")
     u.add_argument("--empty", action="store_true",

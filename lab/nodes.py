@@ -66,7 +66,8 @@ def prepare(lab, n, cps, ca_root, version, authorized_keys):
     kroot = f"{root}/etc/kubernetes"
     for d in ("etc/kubernetes/manifests", "etc/kubernetes/pki", "etc/kubernetes/tmp", "var/lib/etcd", "var/lib/kubelet",
               "etc/systemd/system", "etc/etcd", "var/log", "var/lib/engine-lab/units", "var/lib/engine-lab/faults",
-              "etc/apt/sources.list.d", "usr/local/bin", "var/cache/engine", "etc/systemd/journald.conf.d"):
+              "etc/apt/sources.list.d", "usr/local/bin", "var/cache/engine", "etc/systemd/journald.conf.d",
+              "var/cache/apt/archives"):
         os.makedirs(f"{root}/{d}", exist_ok=True)
     os.chmod(f"{root}/var/lib/etcd", 0o700)
     write_tools(f"{root}/usr/local/bin")
@@ -98,7 +99,8 @@ def prepare(lab, n, cps, ca_root, version, authorized_keys):
     node_cert(lab, ca_root, kroot, n["name"], lab_dir, kubeconfig=not empty)
     json.dump({"name": n["name"], "role": n["role"], "leader": n.get("leader", False), "ip": n["ip"], "api": lab["api"],
                "releases": lab["releases"], "kubeadm_timeout": lab["kubeadm_timeout"],
-               "pod_start_delay": lab["pod_start_delay"], "manifest_cfg": cfg, "leader_ips": [c["ip"] for c in cps]},
+               "pod_start_delay": lab["pod_start_delay"], "apt_download_delay": lab.get("apt_download_delay", 0.0),
+               "manifest_cfg": cfg, "leader_ips": [c["ip"] for c in cps]},
               open(f"{lab_dir}/node.json", "w"), indent=1)
     pv = f"{version.lstrip('v')}-1.1"
     json.dump({p: {"version": pv, "hold": True} for p in ("kubeadm", "kubelet", "kubectl")},

@@ -69,11 +69,14 @@ end
 --- these steps done in the journal (the same operations, the same names) and the node is cordoned
 --- for less time. A worker the rollout would skip is left alone. A control-plane node gets its apt
 --- source and kubeadm only: its `kubeadm upgrade node` restarts its static pods, in its own turn.
+--- Both get the kubelet and kubectl packages downloaded (not installed: a kubelet package may
+--- restart the kubelet, which waits for the drain): the turn's install then fetches nothing.
 local function prepare_node(h, p, target, how)
   if how == "worker" and p.skip_unreachable and rollout.unreachable(h, target) then return end
   if p.kind == "minor" then ops.step(h, kubeadm.apt_repository(target)) end
   ops.step(h, kubeadm.packages({ "kubeadm" }, target, "kubeadm package"))
   if how == "worker" then ops.step(h, kubeadm_upgrade(p, target, "worker")) end
+  ops.step(h, kubeadm.downloaded({ "kubelet", "kubectl" }, target, "kubelet and kubectl downloaded"))
 end
 
 -- A step that is safe to run again: after a stop between its start and its record of finishing,

@@ -1,6 +1,9 @@
 """apt-get, apt, apt-mark and apt-cache for the kubeadm, kubelet and kubectl packages of a lab node,
 and the node's simulated apt cache (clean, autoclean). As
-with pkgs.k8s.io, only the minor named in /etc/apt/sources.list.d/kubernetes.list is offered."""
+with pkgs.k8s.io, only the minor named in /etc/apt/sources.list.d/kubernetes.list is offered.
+A package fetched (by install, or install --download-only) leaves its .deb in the node's own
+/var/cache/apt/archives, as apt does (an empty file: the simulated disk's apt_cache is what counts
+its bytes), and is not fetched again; each fetch takes the lab's --apt-download-delay."""
 import os
 import re
 import sys
@@ -9,6 +12,8 @@ import time
 from lab.node.common import LAB, die, disk, disk_free, node, packages, save_disk, write_json
 
 SOURCES = "/etc/apt/sources.list.d/kubernetes.list"
+ARCHIVES = "/var/cache/apt/archives"  # the node's own (lab/node/boot.py binds it)
+FETCH_LOG = "/var/log/apt/engine-lab-fetch.log"
 K8S = ("kubeadm", "kubelet", "kubectl", "kubernetes-cni", "cri-tools")
 
 
@@ -28,6 +33,28 @@ def available():
 
 def save(p):
     write_json(f"{LAB}/packages.json", p)
+
+
+def archive(name, ver):
+    return f"{ARCHIVES}/{name}_{ver.replace(':', '%3a')}_amd64.deb"
+
+
+def fetch(plan):
+    """Fetches what of plan (name, version) is not in the archives yet, as apt prints it."""
+    todo = [(n, v) for n, v in plan if not os.path.exists(archive(n, v))]
+    delay = float(node().get("apt_download_delay", 0) or 0)
+    for i, (name, ver) in enumerate(todo, 1):
+        print(f"Get:{i} https://pkgs.k8s.io/core:/stable:/v{repo_minor()}/deb  {name} {ver}", flush=True)
+        if delay > 0:
+            time.sleep(delay)
+        os.makedirs(ARCHIVES, exist_ok=True)
+        with open(archive(name, ver), "w"):
+            pass
+        os.makedirs("/var/log/apt", exist_ok=True)  # the lab's own record of each fetch, for tests
+        with open(FETCH_LOG, "a") as f:
+            f.write(f"{time.time():.3f} {name} {ver}\n")
+    if todo:
+        print(f"Fetched {len(todo)} packages")
 
 
 def madison(args):
@@ -78,6 +105,9 @@ def apt_get(args):
         d = disk()
         if cmd == "clean":
             d["apt_cache"] = 0
+            for f in os.listdir(ARCHIVES) if os.path.isdir(ARCHIVES) else []:
+                if f.endswith(".deb"):
+                    os.unlink(f"{ARCHIVES}/{f}")
         else:
             d["apt_cache"] //= 2  # autoclean keeps what can still be downloaded
         save_disk(d)
@@ -105,6 +135,10 @@ def apt_get(args):
     if disk_free() < (100 << 20):
         die("E: You don't have enough free space in /var/cache/apt/archives/.", 100)
     print("Building dependency tree...\nReading state information...")
+    fetch([(n, v) for n, v in plan if p.get(n, {}).get("version") != v])
+    if "--download-only" in opts or "-d" in opts:
+        print("Download complete and in download only mode")
+        return 0
     changed = []
     for name, ver in plan:
         old = p.get(name, {}).get("version")

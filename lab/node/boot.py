@@ -11,7 +11,7 @@ from lab.node import systemctl
 # the node's directory (host side) -> the path the node sees
 BINDS = ["/etc/kubernetes", "/var/lib/etcd", "/var/lib/kubelet", "/etc/systemd/system", "/etc/etcd", "/var/log",
          "/var/lib/engine-lab", "/etc/apt/sources.list.d", "/etc/hosts", "/usr/local/bin", "/var/cache/engine",
-         "/etc/systemd/journald.conf.d"]
+         "/etc/systemd/journald.conf.d", "/var/cache/apt/archives"]
 # The node simulators (kubeadm, kubelet, systemctl, ...), shared by every node; /usr/local/bin is the
 # node's own (a runbook installs etcd there, one node at a time).
 TOOLS = ["/usr/local/sbin"]

@@ -229,13 +229,15 @@ local function at_version(have, table_of, pkgs, version)
   return true, nil, offers
 end
 
---- installed_at(host, pkgs, version) → true | false, "kubelet 1.33.1-1.1, not 1.34.3", offers:
+--- installed_at(host, pkgs, version) → true | false, "kubelet 1.33.1-1.1, not 1.34.3", offers, installed:
 --- every package at the version. offers: {pkg = "1.34.3-1.1"}, the exact version of each that a
---- repository offers, from the same apt-cache policy (its version table), as facts.offers says it.
+--- repository offers, from the same apt-cache policy (its version table), as facts.offers says it;
+--- installed: {pkg = "1.33.1-1.1" or false}, what is installed now.
 function M.installed_at(h, pkgs, version)
   h = inventory.host(h, "facts.installed_at")
   local have, table_of = policies(h, pkgs)
-  return at_version(have, table_of, pkgs, version)
+  local ok, why, offers = at_version(have, table_of, pkgs, version)
+  return ok, why, offers, have
 end
 
 --- installed_at_in(policy_text, pkgs, version) → installed_at's answer from the output of an
@@ -247,6 +249,40 @@ function M.installed_at_in(text, pkgs, version)
 end
 
 M.APT_SOURCE = "/etc/apt/sources.list.d/kubernetes.list"
+M.APT_ARCHIVES = "/var/cache/apt/archives"
+
+--- archived_in(listing, versions) → true | false, "kubelet 1.34.3-1.1 is not in /var/cache/apt/archives":
+--- every package's .deb at its exact version in a listing of apt's archives (`ls -1`, one name a
+--- line). versions: {pkg = "1.34.3-1.1"} (an epoch's colon is %3a in the file's name, as apt names it).
+function M.archived_in(text, versions)
+  if type(text) ~= "string" then error("facts.archived_in: listing must be ls -1's output", 2) end
+  if type(versions) ~= "table" then error("facts.archived_in: versions must be {pkg = version}", 2) end
+  local have = {}
+  for line in text:gmatch("[^\n]+") do have[line] = true end
+  local names = {}
+  for pkg in pairs(versions) do names[#names + 1] = pkg end
+  table.sort(names)
+  local missing = {}
+  for _, pkg in ipairs(names) do
+    local prefix = pkg .. "_" .. versions[pkg]:gsub(":", "%%3a") .. "_"
+    local found = false
+    for f in pairs(have) do
+      if f:sub(1, #prefix) == prefix and f:sub(-4) == ".deb" then found = true break end
+    end
+    if not found then missing[#missing + 1] = pkg .. " " .. versions[pkg] end
+  end
+  if #missing > 0 then return false, table.concat(missing, ", ") .. " not in " .. M.APT_ARCHIVES end
+  return true
+end
+
+--- archived(host, versions) → archived_in's answer for the node's /var/cache/apt/archives: the
+--- packages downloaded at those versions (apt-get install --download-only), not yet unpacked.
+function M.archived(h, versions)
+  h = inventory.host(h, "facts.archived")
+  local r = remote.must(h, "ls -1 " .. M.APT_ARCHIVES .. " 2>/dev/null || true", { read_only = true,
+    what = "listing " .. M.APT_ARCHIVES })
+  return M.archived_in(r.stdout, versions)
+end
 
 --- apt_minor_in(text) → "v1.34": the minor an apt source file's text names (pkgs.k8s.io), or nil.
 function M.apt_minor_in(text)

@@ -55,11 +55,9 @@ function M.use_minor_repo(h, version)
   return after_mark(r)
 end
 
---- install(host, packages, version) → apt-cache policy's output for them afterwards: each package
---- at the version, held afterwards.
-function M.install(h, pkgs, version, offers)
-  h = inventory.host(h, "kubeadm.install")
-  local specs = {}
+-- The exact versions apt is to install ({pkg = "1.34.3-1.1"}) and the quoted `pkg=version` specs.
+local function specs_of(h, pkgs, version, offers)
+  local specs, exact = {}, {}
   -- offers: what facts.installed_at already read (apt-cache policy's version table); asked with
   -- apt-cache madison only when it does not name every package.
   local offered = offers or {}
@@ -73,16 +71,26 @@ function M.install(h, pkgs, version, offers)
         semver.format(version), pkg), 0)
     end
     specs[#specs + 1] = pkg .. "=" .. (pv or (semver.format(version) .. "-*"))
+    exact[pkg] = pv
   end
   -- Package names come from the runbook, versions from the node's apt-cache: both quoted.
-  local qnames, qspecs = {}, {}
-  for i, pkg in ipairs(pkgs) do qnames[i] = M.quote(pkg) end
+  local qspecs = {}
   for i, spec in ipairs(specs) do qspecs[i] = M.quote(spec) end
+  return exact, table.concat(qspecs, " "), specs
+end
+
+--- install(host, packages, version) → apt-cache policy's output for them afterwards: each package
+--- at the version, held afterwards.
+function M.install(h, pkgs, version, offers)
+  h = inventory.host(h, "kubeadm.install")
+  local _, qspecs, specs = specs_of(h, pkgs, version, offers)
+  local qnames = {}
+  for i, pkg in ipairs(pkgs) do qnames[i] = M.quote(pkg) end
   local names = table.concat(qnames, " ")
   -- --allow-change-held-packages installs over a hold (no unhold first: a run stopped between the
   -- two would leave the package unheld); the hold is set again in any case.
   local r = M.run(h, "DEBIAN_FRONTEND=noninteractive apt-get install -y -q --allow-change-held-packages " ..
-    table.concat(qspecs, " ") .. " && apt-mark hold " .. names .. " && echo '" .. THEN .. "' && apt-cache policy " .. names,
+    qspecs .. " && apt-mark hold " .. names .. " && echo '" .. THEN .. "' && apt-cache policy " .. names,
     { what = "installing " .. table.concat(specs, " "), timeout = 900 })
   return after_mark(r)
 end
@@ -172,6 +180,48 @@ function M.packages(pkgs, version, name)
       local ok, why = facts.installed_at_in(text, pkgs, version)
       return ok, why
     end,
+  }
+end
+
+--- download(host, packages, version, offers) → the archives' listing afterwards (ls -1), and the
+--- exact versions asked for ({pkg = "1.34.3-1.1"}): each package's .deb at the version fetched into /var/cache/apt/archives (apt-get
+--- install --download-only), nothing unpacked, no hold changed.
+function M.download(h, pkgs, version, offers)
+  h = inventory.host(h, "kubeadm.download")
+  local exact, qspecs, specs = specs_of(h, pkgs, version, offers)
+  local r = M.run(h, "DEBIAN_FRONTEND=noninteractive apt-get install -y -q --download-only --allow-change-held-packages " ..
+    qspecs .. " && echo '" .. THEN .. "' && ls -1 " .. facts.APT_ARCHIVES,
+    { what = "downloading " .. table.concat(specs, " "), timeout = 900 })
+  return after_mark(r), exact
+end
+
+--- downloaded(pkgs, version, name) → operation: the packages at the version either installed
+--- already or their .debs in apt's archives (facts.archived), so that installing them later
+--- unpacks without fetching. On a real mirror the fetch is most of an install's time: done while
+--- the node still serves, it is not spent while the node is cordoned.
+function M.downloaded(pkgs, version, name)
+  if type(pkgs) ~= "table" or #pkgs == 0 then error("kubeadm.downloaded: pkgs must be a list of package names", 2) end
+  semver.format(version)
+  local v = semver.format(version)
+  local offers, need = {}, {}  -- host name → what its last check saw offered; what it lacks
+  return {
+    name = name or "packages downloaded",
+    holds = function(h)
+      local ok, why, o, have = facts.installed_at(h, pkgs, version)
+      offers[h.name], need[h.name] = o, {}
+      if ok then return true end
+      for _, pkg in ipairs(pkgs) do
+        if not o[pkg] then return false, why end  -- not offered (yet): the download says so
+        local pv = have[pkg]
+        if not pv or pv:sub(1, #v + 1) ~= v .. "-" then need[h.name][pkg] = o[pkg] end  -- apt fetches no installed one
+      end
+      return facts.archived(h, need[h.name])
+    end,
+    apply = function(h)
+      local listing = M.download(h, pkgs, version, offers[h.name])
+      return { listing = listing, need = need[h.name] or {} }
+    end,
+    verify = function(_, out) return facts.archived_in(out.listing, out.need) end,
   }
 end
 

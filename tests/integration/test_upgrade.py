@@ -35,7 +35,8 @@ class UpgradeCase(Helpers, unittest.TestCase):
             self.addCleanup(os.remove, f"{self.dir}.image.tar")
             image = ["--engine-image", f"{self.dir}.image.tar"]
         r = subprocess.run([LAB, "up", "--dir", self.dir, "--subnet", SUBNET, "--kubeadm-timeout", "10",
-                            "--pod-start-delay", "0.5", *image],  # half the default: the same steps, less waiting
+                            "--pod-start-delay", "0.5",  # half the default: the same steps, less waiting
+                            "--apt-download-delay", "0.1", *image],  # each package fetch takes a moment
                            capture_output=True, text=True, timeout=180)
         if r.returncode != 0:
             raise AssertionError(f"lab up failed: {r.stdout}{r.stderr}")
@@ -74,9 +75,10 @@ class UpgradeCase(Helpers, unittest.TestCase):
         self.assertIn("apt-cache policy 'kubeadm'", execs)
         self.assertFalse([e for e in execs if "madison" in e], execs)
         # The change is checked from its own command's output (the install ends with apt-cache
-        # policy): one policy exec of its own per package step, the check before; no unhold.
+        # policy): one policy exec of its own per package step, the check before; no unhold. (The
+        # kubelet and kubectl have two steps: downloaded ahead, installed in the turn.)
         self.assertEqual(execs.count("apt-cache policy 'kubeadm'"), 1, execs)
-        self.assertEqual(execs.count("apt-cache policy 'kubelet' 'kubectl'"), 1, execs)
+        self.assertEqual(execs.count("apt-cache policy 'kubelet' 'kubectl'"), 2, execs)
         self.assertEqual(execs.count("cat /etc/apt/sources.list.d/kubernetes.list"), 1, execs)
         self.assertFalse([e for e in execs if "unhold" in e], execs)
         # Every worker was prepared ahead (prepare_ahead), while cp2 and cp3 were upgraded: its apt
@@ -104,6 +106,14 @@ class UpgradeCase(Helpers, unittest.TestCase):
             self.assertEqual(len(done), 1, done)
             self.assertLess(done[0]["end"], spans(cp, cp, "drain")[0]["start"], f"{cp}'s kubeadm was not done ahead")
             self.assertGreater(done[0]["start"], before[0]["end"])
+        # Every node's kubelet and kubectl downloaded ahead (not installed), before its drain: each
+        # node fetched each package once (the lab logs each fetch), so its turn's install fetched none.
+        for n in ("cp1", "cp2", "cp3", "w1", "w2", "w3"):
+            with open(f"{self.dir}/nodes/{n}/root/var/log/apt/engine-lab-fetch.log") as f:
+                self.assertEqual(sorted(line.split()[1] for line in f), ["kubeadm", "kubectl", "kubelet"], n)
+            down = spans(n, "--download-only")
+            self.assertEqual(len(down), 1, down)
+            self.assertLess(down[0]["end"], spans(n, n, "drain")[0]["start"], f"{n}'s packages were not downloaded ahead")
         canary_end = hosts["w1"]["start"] + hosts["w1"]["seconds"]
         for w in ("w2", "w3"):
             self.assertGreaterEqual(hosts[w]["start"], canary_end, f"{w} started before the canary w1 was done")

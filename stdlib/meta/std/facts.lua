@@ -58,11 +58,12 @@ function facts.offered(host, pkg, version) end
 function facts.installed(host, pkg) end
 --- Every package installed at the version, or false and which are not; then, from the same
 --- apt-cache policy's version table, the exact version of each package a repository offers
---- ({kubeadm = "1.34.3-1.1"}, absent: none).
+--- ({kubeadm = "1.34.3-1.1"}, absent: none); then what is installed ({kubeadm = "1.33.1-1.1"},
+--- false: not installed).
 ---@param host engine.Host|string  an inventory host or its name
 ---@param pkgs string[]
 ---@param version string
----@return boolean, string|nil, table<string, string>
+---@return boolean, string|nil, table<string, string>, table<string, string|false>
 function facts.installed_at(host, pkgs, version) end
 --- installed_at's answer from the output of an `apt-cache policy PKGS` already run (an install's
 --- own command ends with one, so the change is checked without asking the node again).
@@ -79,6 +80,17 @@ function facts.apt_minor(host) end
 ---@param text string
 ---@return string|nil
 function facts.apt_minor_in(text) end
+--- Every package's .deb at its exact version in the node's /var/cache/apt/archives (downloaded,
+--- not yet unpacked), or false and "kubelet 1.34.3-1.1 not in /var/cache/apt/archives".
+---@param host engine.Host|string  an inventory host or its name
+---@param versions table<string, string>  {kubelet = "1.34.3-1.1"}: exact package versions
+---@return boolean, string|nil
+function facts.archived(host, versions) end
+--- archived's answer from a listing of the archives already read (`ls -1`, one file a line).
+---@param listing string
+---@param versions table<string, string>
+---@return boolean, string|nil
+function facts.archived_in(listing, versions) end
 --- The apt source apt_minor reads.
 facts.APT_SOURCE = "/etc/apt/sources.list.d/kubernetes.list"
 --- k8s.node_info of the node (a host or its name).

@@ -44,6 +44,15 @@ function kubeadm.use_minor_repo(host, version) end
 ---@param offers? table<string, string>  the exact versions facts.installed_at saw offered; apt-cache madison asks when one is missing
 ---@return string
 function kubeadm.install(host, packages, version, offers) end
+--- Fetches each package's .deb at the version into /var/cache/apt/archives (`apt-get install
+--- --download-only --allow-change-held-packages`): nothing unpacked, no hold changed. Returns the
+--- archives' listing afterwards (`ls -1`, run by the same command) and the exact versions asked for.
+---@param host engine.Host|string  an inventory host or its name
+---@param packages string[]
+---@param version string
+---@param offers? table<string, string>  the exact versions facts.installed_at saw offered; apt-cache madison asks when one is missing
+---@return string, table<string, string>
+function kubeadm.download(host, packages, version, offers) end
 
 ---@class std.kubeadm.ApiThroughOptions
 ---@field kubeconfig_data? string  a kubeconfig held in memory (a node's admin.conf); default: the run's
@@ -76,6 +85,15 @@ function kubeadm.apt_repository(version) end
 ---@param name? string
 ---@return std.ops.Operation
 function kubeadm.packages(pkgs, version, name) end
+--- Operation (named `name`, default "packages downloaded"): each package either installed at the
+--- version already or its .deb at the version in apt's archives (facts.archived), so that a later
+--- install unpacks without fetching; k8s-upgrade prepares the kubelet and kubectl so ahead of a
+--- node's turn, while the node still serves.
+---@param pkgs string[]
+---@param version string
+---@param name? string
+---@return std.ops.Operation
+function kubeadm.downloaded(pkgs, version, name) end
 
 ---@class std.kubeadm.UpgradedOptions
 ---@field timeout? number|string  for the whole kubeadm command (the backstop)
