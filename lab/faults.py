@@ -15,7 +15,7 @@ from lab.procs import LabError, pids_in_ns, port_open, wait
 KINDS = ["stale-manifest-bak", "apiserver-phase-timeout", "scheduler-rbac-missing", "pdb-blocks", "certs-expired",
          "certs-expiring", "ca-expiring", "disk-full", "disk-full-stuck", "node-notready", "ssh-down", "alert-firing", "etcd-old-holds-datadir",
          "etcd-unit-fails", "etcd-new-version-fails", "controller-manager-rbac-missing", "cluster-admins-binding-missing",
-         "api-unreachable"]
+         "api-unreachable", "apt-fetch-stall"]
 CP_ONLY = {"stale-manifest-bak", "apiserver-phase-timeout", "certs-expired", "certs-expiring", "ca-expiring", "etcd-old-holds-datadir",
            "etcd-unit-fails", "etcd-new-version-fails"}
 
@@ -255,7 +255,8 @@ ACTIONS = {"stale-manifest-bak": stale_bak, "apiserver-phase-timeout": lambda st
            "etcd-old-holds-datadir": lambda st, n, on: flag(st, n, "etcd-old-holds-datadir", on),
            "etcd-unit-fails": lambda st, n, on: flag(st, n, "etcd-unit-fails", on),
            "etcd-new-version-fails": new_version_fails, "controller-manager-rbac-missing": controller_manager_rbac,
-           "cluster-admins-binding-missing": cluster_admins, "api-unreachable": api_unreachable}
+           "cluster-admins-binding-missing": cluster_admins, "api-unreachable": api_unreachable,
+           "apt-fetch-stall": lambda st, n, on: flag(st, n, "apt-fetch-stall", on)}
 
 SEE = {"stale-manifest-bak": "ls -l /etc/kubernetes/manifests",
        "apiserver-phase-timeout": "kubeadm upgrade apply (times out and rolls back)",
@@ -271,7 +272,8 @@ SEE = {"stale-manifest-bak": "ls -l /etc/kubernetes/manifests",
        "etcd-new-version-fails": "an etcd upgrade on the node: the new etcd exits at start (journalctl -u etcd)",
        "controller-manager-rbac-missing": "kubectl auth can-i list secrets --as system:kube-controller-manager",
        "cluster-admins-binding-missing": "kubectl --kubeconfig /etc/kubernetes/admin.conf get nodes (forbidden)",
-       "api-unreachable": "kubectl get nodes (connection refused); through a node: ssh -L 6443:NODE_IP:6443 NODE"}
+       "api-unreachable": "kubectl get nodes (connection refused); through a node: ssh -L 6443:NODE_IP:6443 NODE",
+       "apt-fetch-stall": "apt-get install of a package not yet downloaded (waits, as at a stalled mirror)"}
 
 
 def apply(st, n, kind, on, days=None):

@@ -44,7 +44,9 @@ end
 --- it asks the node whether it is already so before changing anything, and on resume after a
 --- kill inside it, the same question is its probe. after_kubeadm(rest), when given, runs the steps
 --- after `kubeadm upgrade` (rest): a control-plane node prepares the next one meanwhile.
-local function upgrade_node(h, p, target, how, after_kubeadm)
+--- beside_kubeadm(upgrade), when given, runs the `kubeadm upgrade` step (upgrade): the leader
+--- downloads its own kubelet and kubectl meanwhile.
+local function upgrade_node(h, p, target, how, after_kubeadm, beside_kubeadm)
   -- A PDB's refusal is retried often enough that a short drain_timeout still sees replacements
   -- of other nodes' pods become ready.
   local retry = math.min(5, math.max(1, p.drain_timeout / 5))
@@ -52,7 +54,8 @@ local function upgrade_node(h, p, target, how, after_kubeadm)
     retry_interval = retry, delete_blocked_pods = p.delete_blocked_pods })
   if p.kind == "minor" then ops.step(h, kubeadm.apt_repository(target)) end
   ops.step(h, kubeadm.packages({ "kubeadm" }, target, "kubeadm package"))
-  ops.step(h, kubeadm_upgrade(p, target, how))
+  local function upgrade() ops.step(h, kubeadm_upgrade(p, target, how)) end
+  if beside_kubeadm then beside_kubeadm(upgrade) else upgrade() end
   local function rest()
     ops.step(h, kubeadm.packages({ "kubelet", "kubectl" }, target, "kubelet and kubectl packages"))
     ops.step(h, kubeadm.kubelet_at(target, { timeout = p.node_timeout }))
@@ -69,14 +72,20 @@ end
 --- these steps done in the journal (the same operations, the same names) and the node is cordoned
 --- for less time. A worker the rollout would skip is left alone. A control-plane node gets its apt
 --- source and kubeadm only: its `kubeadm upgrade node` restarts its static pods, in its own turn.
---- Both get the kubelet and kubectl packages downloaded (not installed: a kubelet package may
---- restart the kubelet, which waits for the drain): the turn's install then fetches nothing.
+--- Both get the kubelet and kubectl packages downloaded (download_node; not installed: a kubelet
+--- package may restart the kubelet, which waits for the drain): the turn's install then fetches
+--- nothing. The leader ("leader", prepared beside the snapshot) downloads beside its own `kubeadm
+--- upgrade apply` instead, where nothing waits for it.
+local function download_node(h, target)
+  ops.step(h, kubeadm.downloaded({ "kubelet", "kubectl" }, target, "kubelet and kubectl downloaded"))
+end
+
 local function prepare_node(h, p, target, how)
   if how == "worker" and p.skip_unreachable and rollout.unreachable(h, target) then return end
   if p.kind == "minor" then ops.step(h, kubeadm.apt_repository(target)) end
   ops.step(h, kubeadm.packages({ "kubeadm" }, target, "kubeadm package"))
   if how == "worker" then ops.step(h, kubeadm_upgrade(p, target, "worker")) end
-  ops.step(h, kubeadm.downloaded({ "kubelet", "kubectl" }, target, "kubelet and kubectl downloaded"))
+  if how ~= "leader" then download_node(h, target) end
 end
 
 -- A step that is safe to run again: after a stop between its start and its record of finishing,
@@ -207,7 +216,7 @@ return runbook {
             log.warn("preparing ahead failed: its own turn does that work", { error = tostring(err) })
           end
         end)
-        if pulled and ahead_ok then prepare_node(leader, p, target, "control-plane") end
+        if pulled and ahead_ok then prepare_node(leader, p, target, "leader") end
       end
       local snap
       if http.dry_run() then snap = snapshot() else snap = ahead.alongside(snapshot, { leader }, {}, beside_snapshot) end
@@ -229,33 +238,34 @@ return runbook {
       local next_cp = {}
       for i, h in ipairs(cps) do next_cp[h.name] = cps[i + 1] end
       local function upgrade_cp(h)
-        local nxt, after_kubeadm = next_cp[h.name], nil
+        local nxt, after_kubeadm, beside_kubeadm = next_cp[h.name], nil, nil
         if ahead_ok and nxt then
           after_kubeadm = function(rest)
             ahead.alongside(rest, { nxt }, { at_once = 1 }, function(x) prepare_node(x, p, target, "control-plane") end)
           end
         end
-        upgrade_node(h, p, target, h == leader and "apply" or "node", after_kubeadm)
+        if ahead_ok and h == leader then
+          beside_kubeadm = function(upgrade)
+            ahead.alongside(upgrade, { h }, { at_once = 1 }, function(x) download_node(x, target) end)
+          end
+        end
+        upgrade_node(h, p, target, h == leader and "apply" or "node", after_kubeadm, beside_kubeadm)
       end
       fleet.each({ cps[1] }, cp_opts, upgrade_cp)
       local others = { table.unpack(cps, 2) }
-      local function upgrade_others() fleet.each(others, cp_opts, upgrade_cp) end
-      if ahead_ok and #others > 0 and #workers > 0 then
-        ahead.alongside(upgrade_others, workers, { at_once = p.workers_at_once },
-          function(h) prepare_node(h, p, target, "worker") end)
-      else
-        upgrade_others()
-      end
 
       -- 3. Workers, behind a gate (every node Ready, no alert firing): the canary alone, then
       -- workers_at_once at a time, the next ones tainted PreferNoSchedule while these drain.
-      if #workers > 0 then
-        -- started: fn began; passed_by: skipped as unreachable (its NotReady no longer holds the gate)
+      -- started: the worker's turn began; preparing: its preparation ahead is running now.
+      local started, preparing = {}, {}
+      local function worker_phase()
+        if #workers == 0 then return end
+        -- passed_by: skipped as unreachable (its NotReady no longer holds the gate)
         -- in_flight: being upgraded now. Their kubelet restarts make them NotReady for a moment,
         -- which workers_at_once already allows for and each node's own Ready step checks; counted
         -- by the gate, they would hold the next admission until the whole window settled, turning
         -- the sliding window into lockstep batches.
-        local started, passed_by, in_flight = {}, {}, {}
+        local passed_by, in_flight = {}, {}
         local window, worker_names = rollout.count(p.workers_at_once, #workers), {}
         for _, w in ipairs(workers) do worker_names[w.name] = true end
         local res, held
@@ -275,7 +285,13 @@ return runbook {
             end, gate_passes = p.gate_passes,
             gate_interval = p.gate_interval, gate_timeout = p.gate_timeout },
             function(h)
-              started[h.name] = true
+              started[h.name] = true  -- no preparation of it starts now
+              -- One still preparing it (apt, kubeadm) finishes first: its steps are the turn's
+              -- own, found done in the journal, and two apt commands at once would meet dpkg's lock.
+              if preparing[h.name] then
+                log.info("waiting for its preparation ahead to end before its turn")
+                while preparing[h.name] do sleep(0.05) end
+              end
               if p.skip_unreachable then
                 local why = rollout.unreachable(h, target)
                 if why then
@@ -298,6 +314,29 @@ return runbook {
           fail("%d worker(s) skipped, every other node upgraded: %s. Once they are reachable, resuming this run "
             .. "upgrades only them (then the postflight)", #skipped, table.concat(skipped, ", "))
         end
+      end
+
+      -- Workers are prepared ahead (std.ahead) from the leader's `kubeadm upgrade apply` on, in
+      -- rollout order, workers_at_once at a time: while the control-plane nodes after the leader
+      -- upgrade, and on through the worker phase ahead of the rollout's window (a large cluster's
+      -- control plane ends long before every worker is prepared). A worker whose turn has begun is
+      -- not prepared; a turn waits for its own preparation in flight. Outside the maintenance
+      -- window none starts (a preparation changes the node's packages, if not what it runs).
+      local function prepare_worker(h)
+        if started[h.name] then return end
+        if p.maintenance_window and not fleet.window(p.maintenance_window).open then return end
+        preparing[h.name] = true
+        local _ <close> = setmetatable({}, { __close = function() preparing[h.name] = nil end })
+        prepare_node(h, p, target, "worker")
+      end
+      local function after_leader()
+        fleet.each(others, cp_opts, upgrade_cp)
+        worker_phase()
+      end
+      if ahead_ok and #workers > 0 then
+        ahead.alongside(after_leader, workers, { at_once = p.workers_at_once }, prepare_worker)
+      else
+        after_leader()
       end
 
       -- 4. Postflight.

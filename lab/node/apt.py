@@ -9,7 +9,7 @@ import re
 import sys
 import time
 
-from lab.node.common import LAB, die, disk, disk_free, node, packages, save_disk, write_json
+from lab.node.common import LAB, die, disk, disk_free, fault, node, packages, save_disk, write_json
 
 SOURCES = "/etc/apt/sources.list.d/kubernetes.list"
 ARCHIVES = "/var/cache/apt/archives"  # the node's own (lab/node/boot.py binds it)
@@ -45,6 +45,14 @@ def fetch(plan):
     delay = float(node().get("apt_download_delay", 0) or 0)
     for i, (name, ver) in enumerate(todo, 1):
         print(f"Get:{i} https://pkgs.k8s.io/core:/stable:/v{repo_minor()}/deb  {name} {ver}", flush=True)
+        # The lab's fault apt-fetch-stall: a mirror that stops answering, until the fault clears
+        # (or apt's own timeout, 10 minutes here).
+        deadline = time.monotonic() + 600
+        while fault("apt-fetch-stall"):
+            if time.monotonic() > deadline:
+                die(f"E: Failed to fetch https://pkgs.k8s.io/core:/stable:/v{repo_minor()}/deb {name} {ver}  "
+                    "Connection timed out", 100)
+            time.sleep(0.1)
         if delay > 0:
             time.sleep(delay)
         os.makedirs(ARCHIVES, exist_ok=True)

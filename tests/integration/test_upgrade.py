@@ -106,14 +106,22 @@ class UpgradeCase(Helpers, unittest.TestCase):
             self.assertEqual(len(done), 1, done)
             self.assertLess(done[0]["end"], spans(cp, cp, "drain")[0]["start"], f"{cp}'s kubeadm was not done ahead")
             self.assertGreater(done[0]["start"], before[0]["end"])
-        # Every node's kubelet and kubectl downloaded ahead (not installed), before its drain: each
-        # node fetched each package once (the lab logs each fetch), so its turn's install fetched none.
+        # Every node's kubelet and kubectl downloaded ahead (not installed), before its drain (the
+        # leader's beside its own kubeadm upgrade apply): each node fetched each package once (the
+        # lab logs each fetch), so its turn's install fetched none.
         for n in ("cp1", "cp2", "cp3", "w1", "w2", "w3"):
             with open(f"{self.dir}/nodes/{n}/root/var/log/apt/engine-lab-fetch.log") as f:
                 self.assertEqual(sorted(line.split()[1] for line in f), ["kubeadm", "kubectl", "kubelet"], n)
             down = spans(n, "--download-only")
             self.assertEqual(len(down), 1, down)
-            self.assertLess(down[0]["end"], spans(n, n, "drain")[0]["start"], f"{n}'s packages were not downloaded ahead")
+            if n != "cp1":
+                self.assertLess(down[0]["end"], spans(n, n, "drain")[0]["start"], f"{n}'s packages were not downloaded ahead")
+        apply = spans("cp1", "kubeadm upgrade apply")[0]
+        install = [s for s in spans("cp1", "kubelet=") if "--download-only" not in s["name"]][0]
+        down = spans("cp1", "--download-only")[0]
+        self.assertLess(apply["start"], down["start"])
+        self.assertLess(down["start"], apply["end"], "the leader's download did not run beside its kubeadm upgrade apply")
+        self.assertLess(down["end"], install["start"])
         canary_end = hosts["w1"]["start"] + hosts["w1"]["seconds"]
         for w in ("w2", "w3"):
             self.assertGreaterEqual(hosts[w]["start"], canary_end, f"{w} started before the canary w1 was done")
@@ -301,6 +309,43 @@ class UpgradeCase(Helpers, unittest.TestCase):
         k = subprocess.run(["kubectl", "--kubeconfig", f"{self.dir}/kubeconfig", "apply", "--validate=false", "-f", "-"],
                            input=json.dumps(obj), capture_output=True, text=True, timeout=60)
         self.assertEqual(k.returncode, 0, k.stderr)
+
+    def test_a_worker_still_being_prepared_when_its_turn_comes_waits_for_it(self):
+        # w3's mirror stalls from the start (the lab's fault: each fetch waits until it clears), so
+        # its preparation ahead hangs at its kubeadm package through the control plane's upgrade
+        # and w1's and w2's turns. Its own turn then waits for that preparation instead of running
+        # apt beside it, and w3 stays in service meanwhile; cleared, the preparation ends and the
+        # turn finds its steps done.
+        self.lab("fault", "w3", "apt-fetch-stall")
+        p = self.start_upgrade("-e", "workers_at_once=1", "-e", "canary=0")
+        killer = threading.Timer(300, p.kill)  # a run that never gets there ends the wait below
+        killer.start()
+        self.addCleanup(killer.cancel)
+        seen = []
+        try:
+            for line in p.stdout:
+                seen.append(line)
+                if "waiting for its preparation ahead to end" in line:
+                    break
+            self.assertRegex(seen[-1], r"\[w3\].*waiting for its preparation ahead to end before its turn")
+            nodes = self.nodes()
+            self.assertEqual((nodes["w1"]["version"], nodes["w2"]["version"]), (TO, TO))
+            self.assertEqual(nodes["w3"], {"version": FROM, "cordoned": False})
+        finally:
+            self.lab("clear", "w3", "apt-fetch-stall")
+        out = "".join(seen) + p.communicate(timeout=300)[0]
+        self.assertEqual(p.returncode, 0, out[-3000:])
+        self.assert_upgraded()
+        rep = self.report(out)
+        def spans(what, kind="exec"):
+            return [s for s in rep["spans"] if s["kind"] == kind and s.get("host") == "w3" and what in s["name"]]
+        drain = spans("w3", "drain")[0]
+        for what in ("kubeadm=", "kubeadm upgrade node", "--download-only"):
+            done = spans(what)
+            self.assertEqual(len(done), 1, (what, done))  # prepared once, not again in its turn
+            self.assertLess(done[0]["end"], drain["start"], what)
+        with open(f"{self.dir}/nodes/w3/root/var/log/apt/engine-lab-fetch.log") as f:
+            self.assertEqual(sorted(line.split()[1] for line in f), ["kubeadm", "kubectl", "kubelet"])
 
     def test_a_worker_in_flight_does_not_hold_the_gate_for_the_next(self):
         # Two workers at once: w1 and w2 go, w1 stays NotReady (the lab's fault, set once the run
