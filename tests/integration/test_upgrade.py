@@ -19,34 +19,11 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 from lab.sshd import poll  # noqa: E402
 from labtest import kill_all, text_server  # noqa: E402
 
-from upgrade_lab import ENGINE, FROM, LAB, RECOVER, ROOT, SUBNET, TO, UPGRADE, Helpers  # noqa: E402
+from upgrade_lab import ENGINE, FROM, LAB, RECOVER, ROOT, SUBNET, TO, UPGRADE, FreshLab, Helpers  # noqa: E402
 
 
-class UpgradeCase(Helpers, unittest.TestCase):
+class UpgradeCase(FreshLab, unittest.TestCase):
     """A fresh lab for every test: an upgrade changes it for good."""
-
-    def setUp(self):
-        self.dir = tempfile.mkdtemp(prefix="engine-upgrade-test-")
-        image = []
-        if "as_a_job" in self.id():  # the engine's pods run its image, built from this tree (scripts/image)
-            b = subprocess.run([os.path.join(ROOT, "scripts", "image"), "--out", f"{self.dir}.image.tar"],
-                               capture_output=True, text=True, timeout=300)
-            self.assertEqual(b.returncode, 0, b.stderr)
-            self.addCleanup(os.remove, f"{self.dir}.image.tar")
-            image = ["--engine-image", f"{self.dir}.image.tar"]
-        r = subprocess.run([LAB, "up", "--dir", self.dir, "--subnet", SUBNET, "--kubeadm-timeout", "10",
-                            "--pod-start-delay", "0.5",  # half the default: the same steps, less waiting
-                            "--apt-download-delay", "0.1", *image],  # each package fetch takes a moment
-                           capture_output=True, text=True, timeout=180)
-        if r.returncode != 0:
-            raise AssertionError(f"lab up failed: {r.stdout}{r.stderr}")
-        with open(f"{self.dir}/lab.json") as f:
-            self.state = json.load(f)
-        self.procs = []
-
-    def tearDown(self):
-        kill_all(self.procs)
-        subprocess.run([LAB, "down", "--dir", self.dir], capture_output=True, timeout=120)
 
     # --- the tests ----------------------------------------------------------------------------
     def test_upgrade_1_33_1_to_1_34_3(self):
@@ -309,63 +286,6 @@ class UpgradeCase(Helpers, unittest.TestCase):
         k = subprocess.run(["kubectl", "--kubeconfig", f"{self.dir}/kubeconfig", "apply", "--validate=false", "-f", "-"],
                            input=json.dumps(obj), capture_output=True, text=True, timeout=60)
         self.assertEqual(k.returncode, 0, k.stderr)
-
-    def test_a_worker_still_being_prepared_when_its_turn_comes_waits_for_it(self):
-        # w3's mirror stalls from the start (the lab's fault: each fetch waits until it clears), so
-        # its preparation ahead hangs at its kubeadm package through the control plane's upgrade
-        # and w1's and w2's turns. Its own turn then waits for that preparation instead of running
-        # apt beside it, and w3 stays in service meanwhile; cleared, the preparation ends and the
-        # turn finds its steps done.
-        self.lab("fault", "w3", "apt-fetch-stall")
-        p = self.start_upgrade("-e", "workers_at_once=1", "-e", "canary=0")
-        killer = threading.Timer(300, p.kill)  # a run that never gets there ends the wait below
-        killer.start()
-        self.addCleanup(killer.cancel)
-        seen = []
-        try:
-            for line in p.stdout:
-                seen.append(line)
-                if "waiting for its preparation ahead to end" in line:
-                    break
-            self.assertRegex(seen[-1], r"\[w3\].*waiting for its preparation ahead to end before its turn")
-            nodes = self.nodes()
-            self.assertEqual((nodes["w1"]["version"], nodes["w2"]["version"]), (TO, TO))
-            self.assertEqual(nodes["w3"], {"version": FROM, "cordoned": False})
-        finally:
-            self.lab("clear", "w3", "apt-fetch-stall")
-        out = "".join(seen) + p.communicate(timeout=300)[0]
-        self.assertEqual(p.returncode, 0, out[-3000:])
-        self.assert_upgraded()
-        rep = self.report(out)
-        def spans(what, kind="exec"):
-            return [s for s in rep["spans"] if s["kind"] == kind and s.get("host") == "w3" and what in s["name"]]
-        drain = spans("w3", "drain")[0]
-        for what in ("kubeadm=", "kubeadm upgrade node", "--download-only"):
-            done = spans(what)
-            self.assertEqual(len(done), 1, (what, done))  # prepared once, not again in its turn
-            self.assertLess(done[0]["end"], drain["start"], what)
-        with open(f"{self.dir}/nodes/w3/root/var/log/apt/engine-lab-fetch.log") as f:
-            self.assertEqual(sorted(line.split()[1] for line in f), ["kubeadm", "kubectl", "kubelet"])
-
-    def test_a_worker_in_flight_does_not_hold_the_gate_for_the_next(self):
-        # Two workers at once: w1 and w2 go, w1 stays NotReady (the lab's fault, set once the run
-        # has cordoned it) while w2 finishes. w3 is admitted with w1 still in flight: its NotReady
-        # is the disruption workers_at_once allows. Only then does the fault clear and w1 finish.
-        p = self.start_upgrade("-e", "workers_at_once=2", "-e", "canary=0")
-        self.assertTrue(poll(lambda: self.nodes()["w1"]["cordoned"], 300), "w1 was never cordoned")
-        self.lab("fault", "w1", "node-notready")
-        try:
-            admitted = poll(lambda: self.nodes()["w3"]["cordoned"] or self.nodes()["w3"]["version"] == TO, 45)
-            w1 = self.nodes()["w1"]
-        finally:
-            self.lab("clear", "w1", "node-notready")
-        self.assertTrue(admitted, "w3 waited for w1, which was still being upgraded")
-        self.assertTrue(w1["cordoned"], w1)  # w1 was still in flight when w3 went
-        out, _ = p.communicate(timeout=300)
-        self.assertEqual(p.returncode, 0, out[-3000:])
-        self.assert_upgraded()
-        hosts = self.report(out)["hosts"]
-        self.assertLess(hosts["w3"]["start"], hosts["w1"]["start"] + hosts["w1"]["seconds"])
 
     def test_as_a_job_on_a_worker_it_is_evicted_by_its_own_drain_and_the_next_pod_finishes(self):
         # Installed as docs/in-cluster.md says: deploy/rbac.yaml, the inventory as the pod sees its
