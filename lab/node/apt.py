@@ -41,9 +41,9 @@ def archive(name, ver):
 
 def fetch(plan):
     """Fetches what of plan (name, version) is not in the archives yet, as apt prints it."""
-    todo = [(n, v) for n, v in plan if not os.path.exists(archive(n, v))]
+    missing = [(n, v) for n, v in plan if not os.path.exists(archive(n, v))]
     delay = float(node().get("apt_download_delay", 0) or 0)
-    for i, (name, ver) in enumerate(todo, 1):
+    for i, (name, ver) in enumerate(missing, 1):
         print(f"Get:{i} https://pkgs.k8s.io/core:/stable:/v{repo_minor()}/deb  {name} {ver}", flush=True)
         # The lab's fault apt-fetch-stall: a mirror that stops answering, until the fault clears
         # (or apt's own timeout, 10 minutes here).
@@ -61,8 +61,8 @@ def fetch(plan):
         os.makedirs("/var/log/apt", exist_ok=True)  # the lab's own record of each fetch, for tests
         with open(FETCH_LOG, "a") as f:
             f.write(f"{time.time():.3f} {name} {ver}\n")
-    if todo:
-        print(f"Fetched {len(todo)} packages")
+    if missing:
+        print(f"Fetched {len(missing)} packages")
 
 
 def madison(args):
