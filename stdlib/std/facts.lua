@@ -251,7 +251,7 @@ end
 M.APT_SOURCE = "/etc/apt/sources.list.d/kubernetes.list"
 M.APT_ARCHIVES = "/var/cache/apt/archives"
 
---- archived_in(listing, versions) → true | false, "kubelet 1.34.3-1.1 is not in /var/cache/apt/archives":
+--- archived_in(listing, versions) → true | false, "kubelet 1.34.3-1.1 not in /var/cache/apt/archives":
 --- every package's .deb at its exact version in a listing of apt's archives (`ls -1`, one name a
 --- line). versions: {pkg = "1.34.3-1.1"} (an epoch's colon is %3a in the file's name, as apt names it).
 function M.archived_in(text, versions)

@@ -184,8 +184,8 @@ function M.packages(pkgs, version, name)
 end
 
 --- download(host, packages, version, offers) → the archives' listing afterwards (ls -1), and the
---- exact versions asked for ({pkg = "1.34.3-1.1"}): each package's .deb at the version fetched into /var/cache/apt/archives (apt-get
---- install --download-only), nothing unpacked, no hold changed.
+--- exact versions asked for ({pkg = "1.34.3-1.1"}): each package's .deb at the version fetched
+--- into /var/cache/apt/archives (apt-get install --download-only), nothing unpacked, no hold changed.
 function M.download(h, pkgs, version, offers)
   h = inventory.host(h, "kubeadm.download")
   local exact, qspecs, specs = specs_of(h, pkgs, version, offers)
@@ -201,7 +201,6 @@ end
 --- the node still serves, it is not spent while the node is cordoned.
 function M.downloaded(pkgs, version, name)
   if type(pkgs) ~= "table" or #pkgs == 0 then error("kubeadm.downloaded: pkgs must be a list of package names", 2) end
-  semver.format(version)
   local v = semver.format(version)
   local offers, need = {}, {}  -- host name → what its last check saw offered; what it lacks
   return {
