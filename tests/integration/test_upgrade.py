@@ -541,6 +541,10 @@ return runbook {{
         self.lab("fault", "w1", "alert-firing")
         self.assertTrue(poll(lambda: "LabFaultAlert" in urllib.request.urlopen(
             self.state["prometheus_url"] + "/api/v1/alerts", timeout=5).read().decode(), 30))
+        # cp3's kubelet reports DiskPressure once it has stopped its pods (etcd takes a second to
+        # stop): the alert above can fire sooner, and the preflight reads what the API says.
+        self.assertTrue(poll(lambda: "True" in self.kubectl(
+            "get", "node", "cp3", "-o", "jsonpath={.status.conditions[?(@.type=='DiskPressure')].status}").stdout, 30))
         # One of shop/web's pods is not ready: the Deployment the gate waits for is short.
         k = self.kubectl("patch", "pod", "web-5d4f8b7c9-1", "-n", "shop", "--subresource=status", "--type=merge", "-p",
                          '{"status":{"conditions":[{"type":"Ready","status":"False"}]}}')
