@@ -97,8 +97,13 @@ function M.member_ok(h, p, id)
   return st
 end
 
+--- A failing gate check is asked again after this many seconds (or the interval, if shorter).
+M.GATE_RETRY = 0.5
+
 --- gate(check, passes, interval, timeout) → true | nil, why: waits until check() passes `passes` times in a row (interval apart), within timeout; else
--- nil and the last reason.
+-- nil and the last reason. A check that fails is asked again after GATE_RETRY, not a whole
+-- interval: a member or an apiserver that comes up between two checks starts its row of passes
+-- then, not up to an interval later (each etcd runbook passes several gates a member, in turn).
 function M.gate(check, passes, interval, timeout)
   local deadline, row, why = time.monotonic() + timeout, 0, nil
   while true do
@@ -110,7 +115,7 @@ function M.gate(check, passes, interval, timeout)
       row, why = 0, reason
     end
     if time.monotonic() > deadline then return nil, why or "not passing long enough" end
-    sleep(interval)
+    sleep(row > 0 and interval or math.min(interval, M.GATE_RETRY))
   end
 end
 

@@ -1,0 +1,76 @@
+"""The etcd runbooks' gate (runbooks/lib/etcd_nodes.lua), run by the built engine: passes in a row,
+an interval apart; a failing check asked again sooner."""
+import os
+import re
+import shutil
+import unittest
+
+from test_cli import CliTest, ROOT
+
+RUNBOOK = r'''
+local nodes = require "etcd_nodes"
+local time = require "engine.time"
+return runbook {
+  name = "gate",
+  params = { answers = { type = "list", default = {} }, passes = { type = "integer", default = 2 },
+    timeout = { type = "number", default = 60 } },
+  run = function(p)
+    local at, calls = {}, 0
+    local ok, why = nodes.gate(function()
+      calls = calls + 1
+      at[#at + 1] = time.monotonic()
+      local a = p.answers[calls] or "pass"
+      if a == "pass" then return true end
+      return nil, "answer " .. calls .. ": " .. a
+    end, p.passes, 2, p.timeout)
+    local gaps = {}
+    for i = 2, #at do gaps[#gaps + 1] = string.format("%.3f", at[i] - at[i - 1]) end
+    print("GATE " .. tostring(ok) .. " " .. tostring(why) .. " " .. calls)
+    print("GAPS " .. table.concat(gaps, " "))
+  end,
+}
+'''
+
+
+class TestGate(CliTest):
+    def gate(self, *answers, passes=2, timeout=60):
+        """The gate's outcome line and the seconds between its checks."""
+        d = os.path.join(self.state, "book")
+        os.makedirs(os.path.join(d, "lib"), exist_ok=True)
+        shutil.copy(os.path.join(ROOT, "runbooks", "lib", "etcd_nodes.lua"), os.path.join(d, "lib"))
+        with open(os.path.join(d, "gate.lua"), "w") as f:
+            f.write(RUNBOOK)
+        args = ["-e", f"passes={passes}", "-e", f"timeout={timeout}"] + (["-e", "answers=" + ",".join(answers)] if answers else [])
+        r = self.run_rb(os.path.join(d, "gate.lua"), *args)
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        line = re.search(r"GATE .*", r.stdout).group(0)
+        gaps = re.search(r"GAPS(.*)", r.stdout).group(1)
+        return line, [float(g) for g in gaps.split()]
+
+    def test_passes_are_an_interval_apart_and_a_failing_check_is_asked_again_sooner(self):
+        # Two failures, a pass, a failure (the row starts again), two passes: after each pass the
+        # whole interval (2 s), after each failure the short retry (0.5 s).
+        line, gaps = self.gate("down", "down", "pass", "down", "pass", "pass")
+        self.assertEqual(line, "GATE true nil 6")
+        after_fail, after_pass = [gaps[0], gaps[1], gaps[3]], [gaps[2], gaps[4]]
+        for g in after_pass:
+            self.assertGreaterEqual(g, 2.0, gaps)
+        for g in after_fail:
+            self.assertGreaterEqual(g, 0.5, gaps)
+            self.assertLess(g, min(after_pass), gaps)
+
+    def test_passing_at_once_waits_only_between_passes(self):
+        line, gaps = self.gate(passes=3)
+        self.assertEqual(line, "GATE true nil 3")
+        self.assertEqual(len(gaps), 2)
+        for g in gaps:
+            self.assertGreaterEqual(g, 2.0, gaps)
+
+    def test_a_check_that_never_passes_ends_at_the_timeout_with_its_last_reason(self):
+        line, gaps = self.gate(*(["down"] * 200), timeout=1.2)
+        self.assertRegex(line, r"^GATE nil answer \d+: down \d+$")
+        self.assertGreaterEqual(len(gaps), 2)  # asked again every 0.5 s until the timeout
+
+
+if __name__ == "__main__":
+    unittest.main()
