@@ -46,7 +46,7 @@ std::optional<std::string> skip_reason(lua_State* L, int idx) {
 }
 
 const std::vector<std::string> kOptions = {"at_once", "max_failures", "strategy", "max_per", "between",
-                                           "gate_passes", "gate_timeout", "gate_interval", "pause", "order", "canary", "window",
+                                           "gate_passes", "gate_timeout", "gate_interval", "gate_retry", "pause", "order", "canary", "window",
                                            "window_wait"};
 
 // A host's run in one fleet.each. Its name, error, duration and start time are in the host's
@@ -78,6 +78,7 @@ struct FleetRun : std::enable_shared_from_this<FleetRun> {
   bool branch(size_t i) const { return nested && outcomes[i].name.empty(); }
   bool closed = false;
   double gate_since = -1;  // when the current gate wait began (seconds since the run began)
+  std::optional<std::string> held_why;  // the gate's last no, while no pass has come since
   std::string phase;  // the step this fleet.each runs in, for the recap
   size_t skips_settled = 0;  // vm->skip_hosts only grows: its size says whether there is news
   std::unique_ptr<asio::steady_timer> timer;  // the Rollout said: wait until then
@@ -206,12 +207,18 @@ struct FleetRun : std::enable_shared_from_this<FleetRun> {
                          answer == fleet::Rollout::Gate::passed ? "passed" : rollout.gate_failure());
       gate_since = -1;
     }
-    if (passed)
+    if (passed) {
       log::emit(log::Level::info, parent.task->host, "gate passed",
                 json{{"times", answer == fleet::Rollout::Gate::passed ? rollout.policy().gate_passes : rollout.gate_streak()},
                      {"of", rollout.policy().gate_passes}});
-    else
-      log::emit(log::Level::info, parent.task->host, "gate holds admission", json{{"why", why}});
+      held_why.reset();
+    } else {
+      // A no is asked again after gate_retry (1 s by default): the console says each reason once
+      // while it lasts, the run log keeps every answer.
+      bool same = held_why && *held_why == why;
+      log::emit(same ? log::Level::debug : log::Level::info, parent.task->host, "gate holds admission", json{{"why", why}});
+      held_why = why;
+    }
     admit();
   }
 

@@ -75,6 +75,8 @@ fleet::Rollout read_policy(lua_State* L, size_t total, size_t at_once, size_t bu
   p.canary = static_cast<size_t>(canary);
   p.gate_timeout = opt_number(L, opts, "gate_timeout", 600);
   p.gate_interval = opt_number(L, opts, "gate_interval", 5);
+  p.gate_retry = opt_number(L, opts, "gate_retry", 1);
+  if (p.gate_interval < 0 || p.gate_retry < 0) luaL_error(L, "fleet.each: gate_interval and gate_retry must be 0 or more seconds");
   p.gate_passes = static_cast<int>(opt_number(L, opts, "gate_passes", 1));
   if (p.gate_passes < 1) luaL_error(L, "fleet.each: gate_passes must be at least 1");
   int t = lua_getfield(L, opts, "between");

@@ -1,5 +1,6 @@
 #include "engine/fleet/rollout.hpp"
 
+#include <algorithm>
 #include <cstdio>
 
 namespace engine::fleet {
@@ -122,7 +123,7 @@ Rollout::Gate Rollout::gate_result(bool passed, const std::string& why, Clock::t
     window_.stop_admitting();
     return Gate::timed_out;
   }
-  gate_retry_at_ = now + seconds(policy_.gate_interval);
+  gate_retry_at_ = now + seconds(gate_streak_ > 0 ? policy_.gate_interval : std::min(policy_.gate_retry, policy_.gate_interval));
   return Gate::again;
 }
 

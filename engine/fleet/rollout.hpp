@@ -29,6 +29,10 @@ struct Policy {
   bool gated = false;  // a gate is asked before each start after the first
   int gate_passes = 1;
   double gate_timeout = 600, gate_interval = 5;  // seconds
+  // Seconds before a gate that said no is asked again (at most gate_interval): the passes in a
+  // row stay gate_interval apart, but a cluster that recovers just after a no starts its streak
+  // then, not up to a whole interval later.
+  double gate_retry = 1;
   // The first `canary` hosts go one at a time, and the window opens to at_once only once all of
   // them succeeded; a canary that fails stops admissions whatever max_failures allows (kOps'
   // "start with one instance").
@@ -66,7 +70,7 @@ class Rollout {
 
   enum class Gate { passed, again, timed_out };
   // The gate's answer: passed (enough times in a row: the next start may go), again (asked again
-  // after gate_interval), timed_out (no pass streak within gate_timeout: admissions stop, and
+  // after gate_interval once it has passed, gate_retry after a no), timed_out (no pass streak within gate_timeout: admissions stop, and
   // gate_failure() says why).
   Gate gate_result(bool passed, const std::string& why, Clock::time_point now);
   const std::string& gate_failure() const { return gate_failure_; }

@@ -1,5 +1,6 @@
-"""The etcd runbooks' gate (runbooks/lib/etcd_nodes.lua), run by the built engine: passes in a row,
-an interval apart; a failing check asked again sooner."""
+"""Gates, run by the built engine: fleet.each's between (engine/fleet/rollout.cpp) and the etcd
+runbooks' (runbooks/lib/etcd_nodes.lua): passes in a row an interval apart, a no asked again sooner."""
+import json
 import os
 import re
 import shutil
@@ -70,6 +71,50 @@ class TestGate(CliTest):
         line, gaps = self.gate(*(["down"] * 200), timeout=1.2)
         self.assertRegex(line, r"^GATE nil answer \d+: down \d+$")
         self.assertGreaterEqual(len(gaps), 2)  # asked again every 0.5 s until the timeout
+
+
+class TestFleetGate(CliTest):
+    RB = """local fleet = require "engine.fleet"
+local time = require "engine.time"
+return runbook { name = "fleet-gate", run = function(p, inv)
+  local answers = { "etcd unhealthy", "etcd unhealthy", "etcd unhealthy", "node w1 is NotReady", "pass", "pass" }
+  local asked, at = 0, {}
+  fleet.each(inv:hosts("all"), { at_once = 1, gate_passes = 2, gate_interval = 2, gate_retry = 0.3,
+    between = function()
+      asked = asked + 1
+      at[#at + 1] = time.monotonic()
+      local a = answers[asked] or "pass"
+      if a == "pass" then return true end
+      return nil, a
+    end }, function(h) end)
+  local gaps = {}
+  for i = 2, #at do gaps[#gaps + 1] = string.format("%.3f", at[i] - at[i - 1]) end
+  print("GAPS " .. table.concat(gaps, " "))
+end }
+"""
+
+    def test_a_no_is_asked_again_after_gate_retry_and_said_once_per_reason(self):
+        rb = os.path.join(self.state, "fleet-gate.lua")
+        with open(rb, "w") as f:
+            f.write(self.RB)
+        r = self.run_rb(rb, "-i", "a,b,")
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        gaps = [float(g) for g in re.search(r"GAPS(.*)", r.stdout).group(1).split()]
+        self.assertEqual(len(gaps), 5, gaps)
+        for g in gaps[:4]:  # after each no: gate_retry
+            self.assertGreaterEqual(g, 0.3, gaps)
+            self.assertLess(g, gaps[4], gaps)
+        self.assertGreaterEqual(gaps[4], 2.0, gaps)  # between the passes: gate_interval
+        # The console says each reason once while it lasts; the run log keeps every answer.
+        held = [l for l in r.stdout.splitlines() + r.stderr.splitlines() if "gate holds admission" in l]
+        self.assertEqual(len(held), 2, held)
+        self.assertIn("etcd unhealthy", held[0])
+        self.assertIn("node w1 is NotReady", held[1])
+        run_id = os.listdir(os.path.join(self.state, "runs"))[0]
+        with open(os.path.join(self.state, "runs", run_id, "run.log")) as f:
+            logged = [json.loads(l) for l in f if "gate holds admission" in l]
+        self.assertEqual([e["fields"]["why"] for e in logged],
+                         ["etcd unhealthy"] * 3 + ["node w1 is NotReady"], logged)
 
 
 if __name__ == "__main__":

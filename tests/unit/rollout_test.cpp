@@ -92,12 +92,36 @@ TEST_CASE("the gate is asked before each start after the first, and must pass N 
   CHECK(d.when == t0 + 5s);
   CHECK(r.next(t0 + 5s).kind == Decision::ask_gate);
   CHECK(r.gate_result(false, "etcd unhealthy", t0 + 5s) == Rollout::Gate::again);  // the streak starts over
-  CHECK(r.next(t0 + 10s).kind == Decision::ask_gate);
-  CHECK(r.gate_result(true, "", t0 + 10s) == Rollout::Gate::again);
-  CHECK(r.next(t0 + 15s).kind == Decision::ask_gate);
-  CHECK(r.gate_result(true, "", t0 + 15s) == Rollout::Gate::passed);
-  CHECK(start_all(r, t0 + 15s, false, &d) == std::vector<size_t>{1});
+  // A no is asked again after gate_retry (1 s by default), not the whole interval...
+  d = r.next(t0 + 5s + 500ms);
+  CHECK(d.kind == Decision::wait);
+  CHECK(d.when == t0 + 6s);
+  CHECK(r.next(t0 + 6s).kind == Decision::ask_gate);
+  CHECK(r.gate_result(false, "etcd unhealthy", t0 + 6s) == Rollout::Gate::again);
+  CHECK(r.next(t0 + 7s).kind == Decision::ask_gate);
+  CHECK(r.gate_result(true, "", t0 + 7s) == Rollout::Gate::again);
+  // ...while the passes in a row stay gate_interval apart.
+  CHECK(r.next(t0 + 11s).kind == Decision::wait);
+  CHECK(r.next(t0 + 12s).kind == Decision::ask_gate);
+  CHECK(r.gate_result(true, "", t0 + 12s) == Rollout::Gate::passed);
+  CHECK(start_all(r, t0 + 12s, false, &d) == std::vector<size_t>{1});
   CHECK(d.kind == Decision::ask_gate);  // and again for the next host
+}
+
+TEST_CASE("a gate's retry after a no is at most its interval") {
+  Policy p;
+  p.at_once = 5;
+  p.gated = true;
+  p.gate_interval = 2;
+  p.gate_retry = 30;
+  Rollout r(2, p);
+  Decision d;
+  start_all(r, t0, false, &d);
+  REQUIRE(d.kind == Decision::ask_gate);
+  CHECK(r.gate_result(false, "alert firing", t0) == Rollout::Gate::again);
+  d = r.next(t0 + 1s);
+  CHECK(d.kind == Decision::wait);
+  CHECK(d.when == t0 + 2s);
 }
 
 TEST_CASE("a gate that never passes in time stops admissions and says why") {

@@ -9,6 +9,7 @@
 ---@field between? fun(next_host: any): boolean|nil, string|nil  a gate before every admission after the first
 ---@field gate_passes? integer         passes in a row the gate needs (default: 1)
 ---@field gate_interval? number        seconds between gate tries (default: 5)
+---@field gate_retry? number           seconds before a gate that said no is asked again, at most gate_interval (default: 1)
 ---@field gate_timeout? number         seconds the gate may take before the rollout stops (default: 600)
 ---@field pause? number                seconds between admissions (default: 0)
 ---@field order? fun(host: any): any   admission order by key
