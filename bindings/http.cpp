@@ -28,7 +28,7 @@ std::string field(lua_State* L, int idx, const char* name) {
 }
 
 // http.request{method, url, headers = {name = value}, body, timeout, retries, bearer,
-//   basic_auth = {user, password}, ca_file, ca_data, cert_file, key_file, insecure, idle_timeout}
+//   basic_auth = {user, password}, ca_file, ca_data, cert_file, key_file, insecure, idle_timeout, keep_alive}
 // → {status, body, headers} | nil, "timeout"|"unreachable"|"cancelled", message
 int l_request(lua_State* L) {
   luaL_checktype(L, 1, LUA_TTABLE);
@@ -50,6 +50,8 @@ int l_request(lua_State* L) {
   if (lua_getfield(L, 1, "timeout") == LUA_TNUMBER) req.timeout = lua_tonumber(L, -1);
   lua_pop(L, 1);
   if (lua_getfield(L, 1, "idle_timeout") == LUA_TNUMBER) req.idle_timeout = lua_tonumber(L, -1);
+  lua_pop(L, 1);
+  if (lua_getfield(L, 1, "keep_alive") == LUA_TBOOLEAN) req.keep_alive = lua_toboolean(L, -1);
   lua_pop(L, 1);
   if (lua_getfield(L, 1, "retries") == LUA_TNUMBER) req.max_retries = static_cast<int>(lua_tointeger(L, -1));
   lua_pop(L, 1);

@@ -170,6 +170,7 @@ std::function<void()> snapshot(http::Client& client, const std::string& endpoint
   req.timeout = 0;  // a large database takes as long as it takes: only a stalled stream fails
   req.idle_timeout = idle_timeout;
   req.max_retries = 0;
+  req.keep_alive = false;  // nothing keeps the member's stop waiting for it afterwards (http::Request)
   // Over TLS (HTTP/2 by ALPN) the snapshot is taken over gRPC, as etcdctl does: the JSON gateway
   // base64-encodes the whole database inside etcd, which costs the server three times the CPU.
   w->grpc = endpoint.rfind("https://", 0) == 0;

@@ -294,6 +294,7 @@ struct Client::Impl {
     curl_easy_setopt(e, CURLOPT_PRIVATE, reinterpret_cast<void*>(t->id));
     curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(e, CURLOPT_HTTP_VERSION, CURL_HTTP_VERSION_2TLS);
+    if (!r.keep_alive) curl_easy_setopt(e, CURLOPT_FORBID_REUSE, 1L);
     curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, 10000L);
     if (r.timeout > 0) curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, static_cast<long>(r.timeout * 1000));
     if (r.idle_timeout > 0) {

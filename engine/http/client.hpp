@@ -50,6 +50,11 @@ struct Request {
   // costs more than their load: a lease's renewal queued behind a burst of the runbook's own calls
   // would lose the lease; a journal record is waited for, as an fsync is.
   bool rate_limited = true;
+  // false: the connection is closed once the exchange ends instead of kept for the next one. For
+  // servers this engine restarts: an idle HTTP/2 connection (libcurl reads none while no exchange
+  // runs on it) leaves a Go server's GOAWAY unread, and the server's shutdown waits a second for
+  // it (x/net/http2's goAwayTimeout): every etcd member a runbook restarts stopped a second later.
+  bool keep_alive = true;
 };
 
 struct Response {

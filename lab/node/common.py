@@ -3,6 +3,7 @@ at their real paths by boot.py), the package versions, the simulated disk, the i
 for a version, and a client for the lab's API simulator."""
 import json
 import os
+import select
 import signal
 import sys
 import time
@@ -154,18 +155,52 @@ def alive(pid):
 
 
 def terminate(pid, grace=10.0):
-    """SIGTERM, then SIGKILL if it is still there after `grace` seconds."""
+    """SIGTERM, then SIGKILL if it is still there after `grace` seconds. The exit is waited for
+    on a pidfd (it is seen as it happens, not at the next of a poll's steps: a kubelet's restart
+    and an etcd's stop are on the upgrade's critical path)."""
     if not pid or not alive(pid):
         return
-    os.kill(pid, signal.SIGTERM)
-    if not wait_until(lambda: not alive(pid), grace, 0.05):
-        os.kill(pid, signal.SIGKILL)
+    try:
+        fd = os.pidfd_open(pid)
+    except OSError:  # gone meanwhile, or not a process of this namespace: poll
+        fd = None
+    try:
+        os.kill(pid, signal.SIGTERM)
+        if fd is not None:
+            deadline = time.monotonic() + grace
+            while alive(pid) and time.monotonic() < deadline:
+                select.select([fd], [], [], max(0.0, min(0.2, deadline - time.monotonic())))
+            gone = not alive(pid)
+        else:
+            gone = wait_until(lambda: not alive(pid), grace, 0.05)
+        if not gone:
+            os.kill(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    finally:
+        if fd is not None:
+            os.close(fd)
 
 
-def wait_until(cond, limit, step=0.2):
+def wait_until(cond, limit, step=0.2, dirs=()):
+    """True once cond() holds, False after `limit` seconds. With dirs, cond is asked again as
+    soon as an entry of one of them changes (inotify), else every `step` seconds at the latest."""
     deadline = time.monotonic() + limit
-    while time.monotonic() < deadline:
-        if cond():
-            return True
-        time.sleep(step)
-    return False
+    wake = None
+    if dirs:
+        from lab.node.wake import Wake
+        wake = Wake(dirs, signals=())
+        wake.watch()  # before the first ask: a change between it and the wait is not missed
+    try:
+        while time.monotonic() < deadline:
+            if cond():
+                return True
+            pause = max(0.0, min(step, deadline - time.monotonic()))
+            if wake is not None:
+                wake.wait(pause)
+            else:
+                time.sleep(pause)
+        return False
+    finally:
+        if wake is not None:
+            wake.close()

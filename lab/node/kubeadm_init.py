@@ -88,7 +88,8 @@ def start_kubelet_and_wait(what):
         with open(f"{MANIFESTS}/{c}.yaml", "rb") as f:
             want[c] = hashlib.sha256(f.read()).hexdigest()[:16]
     ok = wait_until(lambda: all((read_json(PODS, {}).get(c) or {}).get("hash") == h and
-                                (read_json(PODS, {}).get(c) or {}).get("ready") for c, h in want.items()), 240)
+                                (read_json(PODS, {}).get(c) or {}).get("ready") for c, h in want.items()), 240, 0.5,
+                    dirs=(os.path.dirname(PODS),))
     if not ok:
         die(f"[wait-control-plane] {what}: the control plane did not come up in 4m0s")
     print("[apiclient] All control plane components are healthy")

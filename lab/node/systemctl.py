@@ -81,7 +81,7 @@ def start(unit, wait=True):
         if conf.get("Type") == "oneshot":  # systemctl start returns once a oneshot has run
             return os.path.exists(f"{STATE}/{unit}.result") or not pid_of(unit)
         return raw in ("active", "failed") or os.path.exists(f"{STATE}/{unit}.result") or not pid_of(unit)
-    wait_until(settled, limit, 0.05)
+    wait_until(settled, limit, 0.5, dirs=(STATE,))  # the supervisor writes the state file there
     if conf.get("Type") == "oneshot":
         try:
             with open(f"{STATE}/{unit}.result") as f:

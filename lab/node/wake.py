@@ -21,9 +21,11 @@ _libc = ctypes.CDLL(None, use_errno=True)
 
 
 class Wake:
-    def __init__(self, dirs=(), signals=(signal.SIGTERM,)):
+    def __init__(self, dirs=(), signals=(signal.SIGTERM,), quiet=False):
         """dirs: directories whose entries matter; one that does not exist yet (or is replaced) is
-        watched again by watch(), which each wait calls, so a directory made later is followed."""
+        watched again by watch(), which each wait calls, so a directory made later is followed.
+        signals: those that wake a wait (none: the process's signal handling is left alone, as a
+        short command's wait_until wants). quiet: no word on stderr when inotify is unavailable."""
         self.dirs = list(dirs)
         self.fd, self.poll, self.changed = None, None, False
         if self.dirs:  # an inotify instance only where there is something to watch: they are few per user
@@ -34,10 +36,13 @@ class Wake:
                 # Out of instances (fs.inotify.max_user_instances, 128 by default; `lab up` raises
                 # it for a big lab when it may): poll the directories instead, as slowly as a test allows.
                 self.poll = POLL
-                print(f"inotify unavailable ({os.strerror(ctypes.get_errno())}): polling every {POLL:g}s",
-                      file=sys.stderr, flush=True)
-        self.sig_r, self.sig_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
-        signal.set_wakeup_fd(self.sig_w, warn_on_full_buffer=False)
+                if not quiet:
+                    print(f"inotify unavailable ({os.strerror(ctypes.get_errno())}): polling every {POLL:g}s",
+                          file=sys.stderr, flush=True)
+        self.sig_r = self.sig_w = None
+        if signals:
+            self.sig_r, self.sig_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+            signal.set_wakeup_fd(self.sig_w, warn_on_full_buffer=False)
         for s in signals:  # a handler must be set for the wakeup fd to see the signal
             if signal.getsignal(s) in (signal.SIG_DFL, signal.SIG_IGN, None):
                 signal.signal(s, lambda *_: None)
@@ -71,6 +76,14 @@ class Wake:
                 except BlockingIOError:
                     pass
         return [fd for fd in ready if fd in fds]
+
+    def close(self):
+        if self.sig_w is not None:
+            signal.set_wakeup_fd(-1)
+        for fd in (self.fd, self.sig_r, self.sig_w):
+            if fd is not None:
+                os.close(fd)
+        self.fd = self.sig_r = self.sig_w = None
 
 
 def exits(pid):

@@ -51,9 +51,13 @@ end
 --- The endpoints configured.
 function M.endpoints() return settings.endpoints end
 
+-- Every call's request: the TLS settings, and its connection closed when the answer is in. The
+-- runbooks that use this module restart the members it talks to; a connection kept idle (HTTP/2)
+-- leaves etcd's GOAWAY unread and each member's stop waited a second for it (docs/api.md, http.request).
 local function tls(req)
   req.ca_file, req.cert_file, req.key_file = settings.ca_file, settings.cert_file, settings.key_file
   req.ca_data, req.cert_data, req.key_data = settings.ca_data, settings.cert_data, settings.key_data
+  req.keep_alive = false
   return req
 end
 

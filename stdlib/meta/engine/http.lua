@@ -11,6 +11,7 @@ local http = {}
 ---@field body? string
 ---@field timeout? number
 ---@field idle_timeout? number
+---@field keep_alive? boolean         false: the connection is closed when the exchange ends (default: true)
 ---@field retries? integer
 ---@field bearer? string
 ---@field basic_auth? {user: string, password: string}
