@@ -70,8 +70,8 @@ class Rollout {
 
   enum class Gate { passed, again, timed_out };
   // The gate's answer: passed (enough times in a row: the next start may go), again (asked again
-  // after gate_interval once it has passed, gate_retry after a no), timed_out (no pass streak within gate_timeout: admissions stop, and
-  // gate_failure() says why).
+  // after gate_interval once it has passed, gate_retry after a no), timed_out (no pass streak
+  // within gate_timeout: admissions stop, and gate_failure() says why).
   Gate gate_result(bool passed, const std::string& why, Clock::time_point now);
   const std::string& gate_failure() const { return gate_failure_; }
   int gate_streak() const { return gate_streak_; }

@@ -3,7 +3,6 @@ at their real paths by boot.py), the package versions, the simulated disk, the i
 for a version, and a client for the lab's API simulator."""
 import json
 import os
-import select
 import signal
 import sys
 import time
@@ -160,20 +159,11 @@ def terminate(pid, grace=10.0):
     and an etcd's stop are on the upgrade's critical path)."""
     if not pid or not alive(pid):
         return
-    try:
-        fd = os.pidfd_open(pid)
-    except OSError:  # gone meanwhile, or not a process of this namespace: poll
-        fd = None
+    from lab.node.wake import exits
+    fd = exits(pid)
     try:
         os.kill(pid, signal.SIGTERM)
-        if fd is not None:
-            deadline = time.monotonic() + grace
-            while alive(pid) and time.monotonic() < deadline:
-                select.select([fd], [], [], max(0.0, min(0.2, deadline - time.monotonic())))
-            gone = not alive(pid)
-        else:
-            gone = wait_until(lambda: not alive(pid), grace, 0.05)
-        if not gone:
+        if not wait_until(lambda: not alive(pid), grace, 0.05 if fd is None else 0.2, fds=(fd,) if fd is not None else ()):
             os.kill(pid, signal.SIGKILL)
     except ProcessLookupError:
         pass
@@ -182,14 +172,15 @@ def terminate(pid, grace=10.0):
             os.close(fd)
 
 
-def wait_until(cond, limit, step=0.2, dirs=()):
-    """True once cond() holds, False after `limit` seconds. With dirs, cond is asked again as
-    soon as an entry of one of them changes (inotify), else every `step` seconds at the latest."""
+def wait_until(cond, limit, step=0.2, dirs=(), fds=()):
+    """True once cond() holds, False after `limit` seconds. cond is asked again as soon as an
+    entry of one of `dirs` changes (inotify) or one of `fds` is readable (a pidfd: the process
+    ended), else every `step` seconds at the latest."""
     deadline = time.monotonic() + limit
     wake = None
-    if dirs:
+    if dirs or fds:
         from lab.node.wake import Wake
-        wake = Wake(dirs, signals=())
+        wake = Wake(dirs, signals=(), quiet=True)
         wake.watch()  # before the first ask: a change between it and the wait is not missed
     try:
         while time.monotonic() < deadline:
@@ -197,7 +188,7 @@ def wait_until(cond, limit, step=0.2, dirs=()):
                 return True
             pause = max(0.0, min(step, deadline - time.monotonic()))
             if wake is not None:
-                wake.wait(pause)
+                wake.wait(pause, fds)
             else:
                 time.sleep(pause)
         return False
