@@ -106,7 +106,7 @@ return runbook {
     canary = { type = "integer", default = 1,
       help = "workers upgraded alone first; the window opens after them, and one failing stops the rollout" },
     taint_next = { type = "boolean", default = true,
-      help = "taint the next workers PreferNoSchedule while the current ones drain (removed as each is done)" },
+      help = "taint the workers not yet upgraded PreferNoSchedule while the current ones drain: the next workers_at_once until that many are done, then all (each removed when it is done)" },
     wait_workloads = { type = "list", default = {},
       help = "before each next worker, these have every replica ready: NS/KIND/NAME or NS/KIND?SELECTOR (shop/deployment/web, */daemonset?app=agent)" },
     accept_removed_apis = { type = "boolean", default = false,
@@ -267,6 +267,7 @@ return runbook {
         -- the sliding window into lockstep batches.
         local passed_by, in_flight = {}, {}
         local window, worker_names = rollout.count(p.workers_at_once, #workers), {}
+        local taints = { done = 0, put = {} }  -- rollout.taint_next's: workers done, taints put
         for _, w in ipairs(workers) do worker_names[w.name] = true end
         local res, held
         local rolled, rerr = pcall(function()
@@ -299,11 +300,12 @@ return runbook {
                   fleet.skip(why)
                 end
               end
-              if p.taint_next then rollout.taint_next(workers, started, h, window) end
+              if p.taint_next then rollout.taint_next(workers, started, h, window, taints) end
               in_flight[h.name] = true
               local done, uerr = pcall(upgrade_node, h, p, target, "worker")
               in_flight[h.name] = nil  -- a failed node's NotReady holds the gate (max_failures > 0)
               if not done then error(uerr, 0) end
+              taints.done = taints.done + 1
               if p.taint_next then rollout.untaint({ h }) end
             end)
         end)

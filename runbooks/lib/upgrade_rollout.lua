@@ -1,10 +1,9 @@
--- The worker rollout of k8s-upgrade.lua beyond fleet.each's window: the next workers tainted
--- PreferNoSchedule while the current ones drain (evicted pods should not land on a node that is
--- drained next: k0sctl#537's pods bounced from node to node; kOps taints every node its rolling
--- update will replace, at the start: only the next window here, so that early in a rollout the
--- evicted pods are not steered onto the few nodes already done), and
--- unreachable workers skipped when the operator allows it (k0sctl#1118: one dead node should not
--- stop a 500-node rollout).
+-- The worker rollout of k8s-upgrade.lua beyond fleet.each's window: the workers not yet upgraded
+-- tainted PreferNoSchedule while the current ones drain (evicted pods should not land on a node
+-- that is drained later: k0sctl#537's pods bounced from node to node), and unreachable workers
+-- skipped when the operator allows it (k0sctl#1118: one dead node should not stop a 500-node
+-- rollout).
+local fleet = require "engine.fleet"
 local k8s = require "engine.k8s"
 
 local M = {}
@@ -35,19 +34,30 @@ function M.count(amount, total)
   return math.max(1, math.tointeger(tonumber(amount)) or 1)
 end
 
---- Taints PreferNoSchedule the `count` workers after h (in rollout order) that have not started.
---- Steering only: a taint that cannot be put is a warning, not a stop.
-function M.taint_next(workers, started, h, count)
-  local after, n = false, 0
+--- Taints PreferNoSchedule the workers after h (in rollout order) whose turn has not started. kOps
+--- taints every node its rolling update will replace, at the start, so an evicted pod moves once:
+--- onto a node already done. Here that waits until as many workers are done as drain at once
+--- (`count`): before, the few nodes done would take every pod the window evicts (the canary alone
+--- the next window's), so only the next `count` are tainted and the rest share the pods. state
+--- ({done = workers finished, put = {name = true}}) is the rollout's: each taint is put once (a
+--- resumed run finds its own in place), several at a time. Steering only: a taint that cannot be
+--- put is a warning, not a stop.
+function M.taint_next(workers, started, h, count, state)
+  local limit = state.done >= count and math.huge or count
+  local after, n, todo = false, 0, {}
   for _, w in ipairs(workers) do
     if w == h then
       after = true
-    elseif after and not started[w.name] and n < count then
-      local ok, err, msg = k8s.taint(w.name, M.TAINT, "PreferNoSchedule")
-      if not ok then log.warn("could not taint the next worker", { node = w.name, error = msg or err }) end
+    elseif after and not started[w.name] and n < limit then
+      if not state.put[w.name] then todo[#todo + 1] = w end
       n = n + 1
     end
   end
+  fleet.each(todo, { at_once = 16, max_failures = #todo }, function(w)
+    local ok, err, msg = k8s.taint(w.name, M.TAINT, "PreferNoSchedule")
+    if ok then state.put[w.name] = true
+    else log.warn("could not taint the next worker", { node = w.name, error = msg or err }) end
+  end)
 end
 
 --- Removes this run's taint from the host (done with it), or from every worker (the rollout ended,

@@ -171,7 +171,7 @@
 ---@field quiet_hours number  no node may have changed Ready state for this long (default: 24)
 ---@field skip_unreachable boolean  a worker NotReady before the run touched it, or SSH refused or timed out, is skipped and listed; engine resume retries it (default: false)
 ---@field snapshot_dir string  where the etcd snapshot is kept (here) (default: /var/backups/engine)
----@field taint_next boolean  taint the next workers PreferNoSchedule while the current ones drain (removed as each is done) (default: true)
+---@field taint_next boolean  taint the workers not yet upgraded PreferNoSchedule while the current ones drain: the next workers_at_once until that many are done, then all (each removed when it is done) (default: true)
 ---@field wait_workloads string[]  before each next worker, these have every replica ready: NS/KIND/NAME or NS/KIND?SELECTOR (shop/deployment/web, */daemonset?app=agent) (default: )
 ---@field window_wait boolean  outside the maintenance window, wait until it opens instead of stopping (a Job's pod: no one resumes it) (default: false)
 ---@field workers string  inventory group of the workers (default: k8s-worker)

@@ -1,5 +1,7 @@
 """k8s-upgrade's worker rollout in the lab, each test on a fresh lab: a worker still being prepared
-ahead when its turn comes, and a worker in flight that does not hold the gate for the next."""
+ahead when its turn comes, a worker in flight that does not hold the gate for the next, and the
+PreferNoSchedule taints that steer evicted pods onto the workers already done."""
+import json
 import os
 import sys
 import threading
@@ -69,6 +71,42 @@ class RolloutCase(FreshLab, unittest.TestCase):
         hosts = self.report(out)["hosts"]
         self.assertLess(hosts["w3"]["start"], hosts["w1"]["start"] + hosts["w1"]["seconds"])
 
+
+class TaintCase(FreshLab, unittest.TestCase):
+    WORKERS = 5
+
+    def test_once_a_window_is_done_every_worker_left_is_tainted_and_pods_move_once(self):
+        # One worker at a time. In w1's turn nothing is done yet: only the next worker (w2) is
+        # tainted, so w1's pods are not all steered onto one node. From w2's turn on (w1 done) every
+        # worker left is, and the pods w2 evicts prefer w1: none lands on a node drained later.
+        p = self.start_upgrade("-e", "workers_at_once=1", "-e", "canary=0")
+        seen, later = {}, []  # the taints seen in w1's and w2's turns; the pods on w3..w5 in w2's
+
+        def look():
+            items = json.loads(self.kubectl("get", "nodes", "-o", "json").stdout)["items"]
+            cordoned = [n["metadata"]["name"] for n in items if n["spec"].get("unschedulable")]
+            tainted = sorted(n["metadata"]["name"] for n in items if any(
+                t["key"] == "engine.dev/upgrade-next" and t["effect"] == "PreferNoSchedule"
+                for t in n["spec"].get("taints") or []))
+            if cordoned in (["w1"], ["w2"]):
+                seen.setdefault(cordoned[0], tainted)
+            if cordoned == ["w2"]:
+                pods = json.loads(self.kubectl("get", "pods", "-A", "-o", "json").stdout)["items"]
+                later.append(sorted(x["metadata"]["name"] for x in pods if x["spec"].get("nodeName") in ("w3", "w4", "w5")))
+            return ("w2" in seen and cordoned != ["w2"]) or p.poll() is not None
+        self.assertTrue(poll(look, 300), "w2's turn was never seen to end")
+        self.assertEqual(seen.get("w1"), ["w2"], seen)
+        self.assertEqual(seen["w2"], ["w2", "w3", "w4", "w5"], seen)
+        # w2's drain (its two pods, one PDB-held eviction after the other) and its kubelet's restart
+        # span several looks: none of the pods it evicted came to a worker not yet upgraded.
+        self.assertGreater(len(later), 2, later)
+        self.assertTrue(all(x == later[0] for x in later), later)
+        out, _ = p.communicate(timeout=300)
+        self.assertEqual(p.returncode, 0, out[-3000:])
+        self.assert_upgraded()  # every taint gone
+        evicted = {s["step"].split("/")[0]: s["results"][0] for s in self.report(out)["steps"]
+                   if s["step"].endswith("/drain")}
+        self.assertEqual(evicted["w2"], 2, evicted)  # the lab starts two of its pods there
 
 if __name__ == "__main__":
     unittest.main()
