@@ -24,10 +24,7 @@ def pass_once(st):
                    and not p["metadata"].get("deletionTimestamp")]
         if not pending or not may_schedule(st):
             return 0
-        nodes = st.schedulable_nodes(avoid=None)
-        workers = [n for n in nodes if "node-role.kubernetes.io/control-plane" not in
-                   (st.get("", "nodes", "", n)["metadata"].get("labels") or {})] or nodes
-        workers = st.preferred(workers)
+        workers = st.placements(avoid=None)
         done = 0
         for i, p in enumerate(pending):
             if not workers:

@@ -358,9 +358,14 @@ class Store:
             return int(x) if not up or x == int(x) else int(x) + 1
         return int(v)
 
-    def preferred(self, names):
-        """The nodes without a PreferNoSchedule taint, when there are any (the scheduler's taint
-        score: such a node is chosen only when nothing else fits)."""
+    def placements(self, avoid):
+        """Where a pod may be put: the schedulable Ready nodes but `avoid`; the workers among them
+        (a control-plane node's NoSchedule taint, which the lab's pods do not tolerate), else all;
+        of those, the ones without a PreferNoSchedule taint when there are any (the scheduler's
+        taint score: such a node is chosen only when nothing else fits)."""
+        names = self.schedulable_nodes(avoid)
+        names = [n for n in names if "node-role.kubernetes.io/control-plane" not in
+                 (self.get("", "nodes", "", n)["metadata"].get("labels") or {})] or names
         clean = [n for n in names if not any(t.get("effect") == "PreferNoSchedule"
                                              for t in (self.get("", "nodes", "", n).get("spec") or {}).get("taints") or [])]
         return clean or names
@@ -383,7 +388,7 @@ class Store:
             return
         pod["metadata"].setdefault("annotations", {})["sim/replaced"] = "true"
         ns = pod["metadata"]["namespace"]
-        nodes = self.preferred(self.schedulable_nodes(avoid=(pod.get("spec") or {}).get("nodeName")))
+        nodes = self.placements(avoid=(pod.get("spec") or {}).get("nodeName"))
         if not nodes:
             return
         new = {"metadata": {"generateName": owners[0]["name"] + "-", "labels": copy.deepcopy(pod["metadata"].get("labels")),
