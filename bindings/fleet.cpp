@@ -325,8 +325,10 @@ struct FleetRun : std::enable_shared_from_this<FleetRun> {
     // std.ahead's branches: their count ("failed=2" on a Ctrl-C) would follow the run's own "interrupted"
     bool all_branches = true;
     for (size_t i = 0; i < results.size() && all_branches; ++i) all_branches = branch(i);
+    // Inside a host's task (a drain's evictions, a rollout's taints) the count is the caller's
+    // detail: said at debug unless something failed.
     if (results.empty() || !all_branches)
-      log::emit(failed ? log::Level::warn : log::Level::info, parent.task->host, "fleet.each finished",
+      log::emit(failed ? log::Level::warn : nested ? log::Level::debug : log::Level::info, parent.task->host, "fleet.each finished",
                 json{{"ok", ok}, {"failed", failed}, {"skipped", skipped - unstarted}, {"not_started", unstarted}});
     record();
     release();

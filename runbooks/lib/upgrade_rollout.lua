@@ -53,6 +53,7 @@ function M.taint_next(workers, started, h, count, state)
       n = n + 1
     end
   end
+  if #todo == 0 then return end
   fleet.each(todo, { at_once = 16, max_failures = #todo }, function(w)
     local ok, err, msg = k8s.taint(w.name, M.TAINT, "PreferNoSchedule")
     if ok then state.put[w.name] = true

@@ -69,6 +69,7 @@ return function(M, node_name)
     local added = false
     local ok, err, msg = rewrite(node, "k8s.taint", function(n)
       local t = find(n, key, effect)
+      added = false  -- a retry after a conflict may find it put (by another task of this run)
       if t and t.value == owner() then return nil, true end
       if t then
         return nil, nil, string.format("node %s already has the taint %s:%s (value %q), not this run's", node, key,
@@ -102,6 +103,7 @@ return function(M, node_name)
     local removed = false
     local ok, err, msg = rewrite(node, "k8s.untaint", function(n)
       local t = find(n, key, effect)
+      removed = false  -- a retry after a conflict may find it gone
       if not t then return nil, true end
       if t.value ~= owner() and not (opts and opts.force) then
         return nil, nil, string.format("the taint %s:%s on node %s (value %q) is not this run's; remove it with {force = true}",

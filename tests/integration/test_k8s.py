@@ -304,9 +304,17 @@ class TestNodes(K8sTest):
     ok, err, msg = k8s.untaint("w2", "dedicated", "NoSchedule")
     assert(ok == nil and err == "not ours", tostring(err))
     assert(k8s.drain("w1", { ignore_daemonsets = true, delete_emptydir = true, timeout = 30, retry_interval = 0.2 }))
+    -- four tasks at once: one puts it, the others' writes conflict and their retries find it put
+    require("engine.fleet").each({ { name = "a" }, { name = "b" }, { name = "c" }, { name = "d" } }, { at_once = 4 }, function()
+      assert(k8s.taint("w3", "engine.dev/upgrade-next"))
+    end)
+    print("W3 TAINTS " .. #k8s.get("nodes", "w3").spec.taints)
+    assert(k8s.untaint("w3", "engine.dev/upgrade-next"))
 """))
         self.assertIn('node w2 already has the taint dedicated:NoSchedule (value "db"), not this run\'s', out)
         self.assertEqual(out.count("tainted node=w2"), 1)  # the second call found it there
+        self.assertEqual(len(re.findall(r"(?<!un)tainted node=w3", out)), 1, out)  # said by the one that put it
+        self.assertIn("W3 TAINTS 1", out)
         taints = self.cluster.get("/api/v1/nodes/w2")["spec"]["taints"]
         self.assertEqual(sorted((t["key"], t["effect"]) for t in taints),
                          [("dedicated", "NoSchedule"), ("engine.dev/upgrade-next", "PreferNoSchedule")])
