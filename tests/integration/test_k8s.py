@@ -315,6 +315,8 @@ class TestNodes(K8sTest):
         self.assertEqual(out.count("tainted node=w2"), 1)  # the second call found it there
         self.assertEqual(len(re.findall(r"(?<!un)tainted node=w3", out)), 1, out)  # said by the one that put it
         self.assertIn("W3 TAINTS 1", out)
+        # the drain's own fleet.each (its evictions) is its detail: only the runbook's is counted
+        self.assertEqual(out.count("fleet.each finished"), 1, out)
         taints = self.cluster.get("/api/v1/nodes/w2")["spec"]["taints"]
         self.assertEqual(sorted((t["key"], t["effect"]) for t in taints),
                          [("dedicated", "NoSchedule"), ("engine.dev/upgrade-next", "PreferNoSchedule")])
