@@ -44,17 +44,17 @@ end
 --- put is a warning, not a stop.
 function M.taint_next(workers, started, h, count, state)
   local limit = state.done >= count and math.huge or count
-  local after, n, todo = false, 0, {}
+  local after, n, untainted = false, 0, {}
   for _, w in ipairs(workers) do
     if w == h then
       after = true
     elseif after and not started[w.name] and n < limit then
-      if not state.put[w.name] then todo[#todo + 1] = w end
+      if not state.put[w.name] then untainted[#untainted + 1] = w end
       n = n + 1
     end
   end
-  if #todo == 0 then return end
-  fleet.each(todo, { at_once = 16, max_failures = #todo }, function(w)
+  if #untainted == 0 then return end
+  fleet.each(untainted, { at_once = 16, max_failures = #untainted }, function(w)
     local ok, err, msg = k8s.taint(w.name, M.TAINT, "PreferNoSchedule")
     if ok then state.put[w.name] = true
     else log.warn("could not taint the next worker", { node = w.name, error = msg or err }) end
