@@ -108,6 +108,14 @@ std::string format_text(Level level, std::string_view host, std::string_view msg
   if (color && *colors[i]) out += "\033[0m";
   out += " ";
   if (!host.empty()) out += fmt::format("[{}] ", host);
+  if (msg.find('\n') != std::string_view::npos) {
+    // Several lines (a table a runbook prints): they start on a line of their own, so the first
+    // one lines up with the rest instead of following the timestamp. The prefix line stands for a
+    // leading blank line.
+    while (!out.empty() && out.back() == ' ') out.pop_back();
+    out += '\n';
+    if (msg.front() == '\n') msg.remove_prefix(1);
+  }
   out += msg;
   if (fields.is_object())
     for (auto it = fields.begin(); it != fields.end(); ++it) out += fmt::format(" {}={}", it.key(), field_value(it.value()));

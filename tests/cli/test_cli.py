@@ -88,6 +88,26 @@ class TestTerminal(CliTest):
             self.assertNotIn("\x1b[", out, env)
 
 
+class TestPrint(CliTest):
+    def test_a_printed_table_keeps_its_columns(self):
+        """A runbook's summary table (k8s-upgrade's nodes, cert-check's certificates) prints as it
+        was written: its first line is not pushed right by the timestamp; one line stays on one."""
+        rb = os.path.join(self.state, "table.lua")
+        with open(rb, "w") as f:
+            f.write('return runbook { name = "table", run = function()\n'
+                    '  print("\\nThe cluster runs v1:")\n'
+                    '  print(string.format("%-6s %s\\n%-6s %s", "NODE", "STATE", "cp1", "done"))\n'
+                    '  print("one line")\nend }\n')
+        r = self.run_rb(rb)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        lines = r.stdout.splitlines()
+        self.assertIn("The cluster runs v1:", lines)
+        i = lines.index("NODE   STATE")
+        self.assertEqual(lines[i + 1], "cp1    done")
+        self.assertRegex(lines[i - 1], r"^\S+ INFO$")
+        self.assertRegex(r.stdout, r"(?m)^\S+ INFO  one line$")
+
+
 class TestVerbosity(CliTest):
     def test_v_shows_debug_logs_and_vv_traces_http(self):
         rb = os.path.join(self.state, "v.lua")
