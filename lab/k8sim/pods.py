@@ -11,7 +11,12 @@ parent, on a tmpfs of the pod's own, and the namespace goes with the process.
 With an image (`lab up --engine-image FILE`, an OCI archive from scripts/image), each pod runs
 that image instead, as a container runtime would: its layer unpacked into a root of the pod's own,
 /proc, /dev, the node's /etc/resolv.conf and /etc/hosts and the same volumes mounted into it, the
-image's entrypoint, environment and working directory, chroot.
+image's entrypoint, environment and working directory, chroot. The pod's securityContext holds there
+as a kubelet holds it: the process runs as runAsUser/runAsGroup (else the image's User), with
+fsGroup as a supplementary group owning its volumes' files (group-readable, as the kubelet makes a
+0400 Secret 0440); runAsNonRoot refuses to start a container that would run as root (the pod stays
+waiting, saying so); readOnlyRootFilesystem mounts the image's root read-only, its volumes as they
+are. Without an image, pods run as the lab's own user and only the volumes are given.
 
 The lifecycle is the kubelet's: the pod Running when its process starts; Succeeded or Failed with
 the exit code when it ends; on deletion (an eviction, say) SIGTERM, SIGKILL once the grace period
@@ -23,7 +28,6 @@ import json
 import os
 import secrets
 import shlex
-import shutil
 import signal
 import subprocess
 import tarfile
@@ -172,11 +176,15 @@ class Runtime:
         elif command:
             raise Waiting(f"command {command[0]!r}: the lab's engine image runs only the engine")
         if self.image:
+            uid, gid, fs_group, read_only = self.identity(pod, c, config)
+            for path in list(vols.values()) + [src for target, src, _ in mounts if target == SA_PATH]:
+                self.own(path, uid, fs_group)
             root = os.path.join(d, "rootfs")
-            if not os.path.isdir(root):
-                shutil.copytree(self.image_root, root, symlinks=True)
-            script = self.script_image(root, mounts, config.get("WorkingDir") or "/")
-            return (["unshare", "--mount", "--propagation", "private", "sh", "-c", script, name,
+            if not os.path.isdir(root):  # cp -a: the image's owners too (its user's state directory)
+                subprocess.run(["cp", "-a", self.image_root, root], check=True)
+            script = self.script_image(root, mounts, config.get("WorkingDir") or "/", read_only)
+            user = [f"--userspec={uid}:{gid}"] + ([f"--groups={fs_group}"] if fs_group is not None else [])
+            return (["unshare", "--mount", "--propagation", "private", "sh", "-c", script, name, *user,
                      *(config.get("Entrypoint") or ["/usr/bin/engine"]), *args], env, d)
         return (["unshare", "--mount", "--propagation", "private", "sh", "-c", self.script(d, mounts), name,
                  self.engine, *args], env, d)
@@ -203,27 +211,67 @@ class Runtime:
         return self.image_config
 
     @staticmethod
-    def script_image(root, mounts, workdir):
-        """The shell run in the new mount namespace: the pod's root made a container's, then chroot."""
+    def identity(pod, c, config):
+        """→ (uid, gid, fsGroup or None, read-only root) from the container's and the pod's
+        securityContext and the image's User. Raises Waiting where the kubelet would not start it."""
+        psc, csc = pod["spec"].get("securityContext") or {}, c.get("securityContext") or {}
+        user = str(config.get("User") or "0")
+        try:
+            image_uid, _, image_gid = user.partition(":")
+            image_uid, image_gid = int(image_uid), int(image_gid or 0)
+        except ValueError:
+            raise Waiting(f"the image's User {user!r} is not numeric: the lab's runtime reads no passwd")
+
+        def field(name, default=None):
+            return csc.get(name, psc.get(name, default))
+        uid = int(field("runAsUser", image_uid))
+        gid = int(field("runAsGroup", image_gid))
+        if field("runAsNonRoot") and uid == 0:
+            raise Waiting(f'container has runAsNonRoot and image will run as root (container: {c["name"]})')
+        fs_group = psc.get("fsGroup")
+        return uid, gid, None if fs_group is None else int(fs_group), bool(csc.get("readOnlyRootFilesystem"))
+
+    @staticmethod
+    def own(path, uid, fs_group):
+        """A volume as the kubelet leaves it for the pod's user: with fsGroup, every file and
+        directory in that group and group-readable (a 0400 Secret becomes 0440); without, the
+        service account's token owned by the user it runs as (else only root could read it)."""
+        for dirpath, dirs, files in os.walk(path):
+            for p in [dirpath] + [os.path.join(dirpath, f) for f in files]:
+                if fs_group is not None:
+                    os.chown(p, -1, fs_group)
+                    os.chmod(p, os.stat(p).st_mode & 0o7777 | (0o2550 if p == dirpath else 0o440))
+                elif os.path.basename(p) == "token" and dirpath == path:
+                    os.chown(p, uid, -1)
+
+    @staticmethod
+    def script_image(root, mounts, workdir, read_only=False):
+        """The shell run in the new mount namespace: the pod's root made a container's, then chroot
+        (as the pod's user: chroot's --userspec and --groups come before the command)."""
         q = shlex.quote
         r = lambda p: q(os.path.join(root, p.lstrip("/")))  # noqa: E731
         # The process's environment is the image's (PATH=/usr/bin, say): the host's tools by their path.
-        lines = ["set -e", 'image_path="$PATH"', "PATH=/usr/sbin:/usr/bin:/sbin:/bin",
-                 f"mount -t proc proc {r('/proc')}", f"mount --rbind /dev {r('/dev')}"]
-        for f in ("/etc/resolv.conf", "/etc/hosts"):
-            if os.path.exists(f):
-                lines += [f"touch {r(f)}", f"mount --bind {q(f)} {r(f)}"]
+        lines = ["set -e", 'image_path="$PATH"', "PATH=/usr/sbin:/usr/bin:/sbin:/bin"]
+        # Every mount point made first: a read-only root takes no new one after.
+        lines += [f"mkdir -p {r(target)}" for target, _, _ in mounts] + [f"mkdir -p {r(workdir)}"]
+        lines += [f"touch {r(f)}" for f in ("/etc/resolv.conf", "/etc/hosts") if os.path.exists(f)]
+        if read_only:
+            lines += [f"mount --bind {q(root)} {q(root)}", f"mount -o remount,bind,ro {q(root)}"]
+        lines += [f"mount -t proc proc {r('/proc')}", f"mount --rbind /dev {r('/dev')}"]
+        lines += [f"mount --bind {q(f)} {r(f)}" for f in ("/etc/resolv.conf", "/etc/hosts") if os.path.exists(f)]
         for target, src, ro in mounts:
-            lines += [f"mkdir -p {r(target)}", f"mount --bind {q(src)} {r(target)}"]
+            lines.append(f"mount --bind {q(src)} {r(target)}")
             if ro:
                 lines.append(f"mount -o remount,bind,ro {r(target)}")
-        lines += [f"mkdir -p {r(workdir)}", f"cd {r(workdir)}", 'PATH="$image_path"', f'exec /usr/sbin/chroot {q(root)} "$@"']
+        lines += [f"cd {r(workdir)}", 'PATH="$image_path"', 'spec="$1" && shift', 'case "$1" in --groups=*) groups="$1"; shift;; *) groups=;; esac',
+                  f'exec /usr/sbin/chroot "$spec" ${{groups:+"$groups"}} {q(root)} "$@"']
         return "\n".join(lines)
 
     def volume(self, ns, d, v):
         path = os.path.join(d, "volumes", v["name"])
         os.makedirs(path, exist_ok=True)
         if "emptyDir" in v:
+            os.chmod(path, 0o777)  # as the kubelet makes one: any user of the pod writes there
             return path
         for kind, key, plural in (("configMap", "name", "configmaps"), ("secret", "secretName", "secrets")):
             if kind in v:

@@ -335,17 +335,23 @@ end }
                                input=json.dumps(obj), capture_output=True, text=True, timeout=60)
             self.assertEqual(r.returncode, 0, r.stderr)
 
-        def job(name, args, volumes=(), **spec):
+        def job(name, args, volumes=(), pod_sc=None, container_sc=None, home=False, **spec):
+            mounts = [{"name": v, "mountPath": f"/etc/engine/{v}"} for v in volumes]
+            vols = [{"name": v, "configMap": {"name": v}} for v in volumes]
+            if home:  # an emptyDir over the image's state directory
+                mounts.append({"name": "home", "mountPath": "/var/lib/engine"})
+                vols.append({"name": "home", "emptyDir": {}})
             apply({"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": name, "namespace": "default"},
                    "spec": dict({"backoffLimit": 2, "podFailurePolicy": {"rules": [
                        {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget", "status": "True"}]},
                        {"action": "FailJob", "onExitCodes": {"operator": "In", "values": [1, 2]}}]},
-                       "template": {"spec": {"restartPolicy": "Never", "terminationGracePeriodSeconds": 5, "containers": [{
+                       "template": {"spec": {"restartPolicy": "Never", "terminationGracePeriodSeconds": 5,
+                                             "securityContext": pod_sc or {}, "containers": [{
                            "name": "engine", "image": "engine:latest", "args": args,
                            "env": [{"name": "NODE_NAME", "valueFrom": {"fieldRef": {"fieldPath": "spec.nodeName"}}},
                                    {"name": "ENGINE_TERM_GRACE", "value": "1"}],
-                           "volumeMounts": [{"name": v, "mountPath": f"/etc/engine/{v}"} for v in volumes]}],
-                           "volumes": [{"name": v, "configMap": {"name": v}} for v in volumes]}}}, **spec)})
+                           "securityContext": container_sc or {}, "volumeMounts": mounts}],
+                           "volumes": vols}}}, **spec)})
 
         def status(name):
             return json.loads(self.kubectl("get", "job", name, "-o", "json").stdout).get("status") or {}
@@ -404,6 +410,30 @@ end }
         # They ran the image (scripts/image): its root, its state directory.
         self.assertTrue(os.path.exists(f"{self.dir}/pods/default/{first}/rootfs/usr/bin/engine"))
         self.assertIn("run started dir=/var/lib/engine/runs/", log1)
+
+        # The pod's securityContext, held as a kubelet holds it (deploy/'s Jobs run with one): the
+        # run's state was written by the image's user, not root; runAsNonRoot refuses root; a
+        # read-only root takes no state directory, an emptyDir over it does.
+        self.assertEqual(os.stat(f"{self.dir}/pods/default/{first}/rootfs/var/lib/engine/runs").st_uid, 65532)
+        apply({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "quick", "namespace": "default"},
+               "data": {"quick.lua": 'return runbook { name = "quick", run = function() log.info("quick done") end }\n'}})
+
+        def secured(name, pod_sc, container_sc, home=False):
+            job(name, ["run", "/etc/engine/quick/quick.lua", "--state-dir", "/var/lib/engine"], volumes=("quick",),
+                pod_sc=pod_sc, container_sc=container_sc, home=home)
+
+        secured("as-root", {"runAsNonRoot": True, "runAsUser": 0}, {})
+        self.assertTrue(poll(lambda: "container has runAsNonRoot and image will run as root"
+                             in self.kubectl("get", "pods", "-l", "job-name=as-root", "-o", "json").stdout, 20))
+        self.kubectl("delete", "job", "as-root")
+        secured("read-only", {"runAsNonRoot": True, "fsGroup": 65532}, {"readOnlyRootFilesystem": True})
+        self.assertTrue(finished("read-only"))
+        ro = self.kubectl("logs", pods("read-only")[0]["metadata"]["name"]).stdout
+        self.assertIn("error: state directory /var/lib/engine/runs: Read-only file system", ro)
+        secured("read-only-home", {"runAsNonRoot": True, "fsGroup": 65532}, {"readOnlyRootFilesystem": True}, home=True)
+        self.assertTrue(finished("read-only-home"))
+        self.assertEqual([c["type"] for c in status("read-only-home")["conditions"]], ["SuccessCriteriaMet", "Complete"])
+        self.assertIn("quick done", self.kubectl("logs", pods("read-only-home")[0]["metadata"]["name"]).stdout)
 
     def test_zz_kubeadm_upgrade_apply_times_out_under_the_fault_then_changes_the_server_version(self):
         self.ssh("cp1", "sudo sed -i s/v1.33/v1.34/ /etc/apt/sources.list.d/kubernetes.list && "
