@@ -45,8 +45,15 @@ function M.job(p, target, kind)
         spec = {
           serviceAccountName = p.job_service_account,
           restartPolicy = "Never",
+          -- Not root, no privilege (docs/in-cluster.md): the image's user; fsGroup makes the
+          -- Secret's 0400 key readable to it; the root file system read-only, HOME and the etcd
+          -- snapshot's directory (snapshot_dir's default) emptyDirs.
+          securityContext = { runAsNonRoot = true, runAsUser = 65532, runAsGroup = 65532, fsGroup = 65532,
+            seccompProfile = { type = "RuntimeDefault" } },
           containers = { {
             name = "engine", image = p.job_image, args = args,
+            securityContext = { allowPrivilegeEscalation = false, readOnlyRootFilesystem = true,
+              capabilities = { drop = { "ALL" } } },
             env = {
               { name = "POD_NAME", valueFrom = { fieldRef = { fieldPath = "metadata.name" } } },
               { name = "NODE_NAME", valueFrom = { fieldRef = { fieldPath = "spec.nodeName" } } },
@@ -54,11 +61,15 @@ function M.job(p, target, kind)
             volumeMounts = {
               { name = "inventory", mountPath = "/etc/engine/inventory", readOnly = true },
               { name = "ssh", mountPath = "/etc/engine/ssh", readOnly = true },
+              { name = "home", mountPath = "/var/lib/engine" },
+              { name = "snapshots", mountPath = "/var/backups/engine" },
             },
           } },
           volumes = {
             { name = "inventory", configMap = { name = p.job_inventory } },
             { name = "ssh", secret = { secretName = p.job_ssh_secret, defaultMode = 256 } },  -- 0400
+            { name = "home", emptyDir = {} },
+            { name = "snapshots", emptyDir = {} },
           },
         },
       },

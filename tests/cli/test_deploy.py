@@ -72,6 +72,27 @@ class TestDeploy(unittest.TestCase):
             self.assertIn(gauge, upgrade)
             self.assertTrue(any(gauge in r["expr"] for r in rules.values()), gauge)
 
+    def test_the_pods_run_as_the_images_user_with_no_privilege_and_a_read_only_root(self):
+        with open(os.path.join(ROOT, "scripts", "image")) as f:
+            image_uid = int(re.search(r"^UID = GID = (\d+)$", f.read(), re.M).group(1))
+        cron = load("version-check.yaml")[0]["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+        job = load("upgrade-job.yaml")[0]["spec"]["template"]["spec"]
+        for name, pod in (("version-check.yaml", cron), ("upgrade-job.yaml", job)):
+            sc, c = pod["securityContext"], pod["containers"][0]
+            self.assertEqual((sc["runAsNonRoot"], sc["runAsUser"], sc["runAsGroup"], sc["fsGroup"]),
+                             (True, image_uid, image_uid, image_uid), name)
+            self.assertEqual(sc["seccompProfile"], {"type": "RuntimeDefault"}, name)
+            self.assertEqual(c["securityContext"], {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,
+                                                    "capabilities": {"drop": ["ALL"]}}, name)
+            # what the engine writes is on a volume: its HOME (state, caches) at least
+            mounts = {m["mountPath"]: m["name"] for m in c["volumeMounts"]}
+            empty = {v["name"] for v in pod["volumes"] if "emptyDir" in v}
+            self.assertIn(mounts.get("/var/lib/engine"), empty, name)
+        # the upgrade's etcd snapshot (snapshot_dir's default) too
+        with open(os.path.join(ROOT, "runbooks", "k8s-upgrade.lua")) as f:
+            snapshot_dir = re.search(r'snapshot_dir = \{ type = "string", default = "([^"]+)"', f.read()).group(1)
+        self.assertIn(snapshot_dir, {m["mountPath"] for m in job["containers"][0]["volumeMounts"]})
+
     def test_the_cronjob_and_the_runbooks_defaults_name_the_same_objects(self):
         sa = next(d for d in load("rbac.yaml") if d["kind"] == "ServiceAccount")
         cron = load("version-check.yaml")[0]

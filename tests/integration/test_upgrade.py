@@ -1,5 +1,6 @@
 """runbooks/k8s-upgrade.lua end to end in the lab (3 control-plane + 3 worker nodes at 1.33.1 to
 1.34.3), against the seeds' own faults; and runbooks/recover-static-pods.lua."""
+import glob
 import hashlib
 import http.server
 import json
@@ -314,8 +315,10 @@ class UpgradeCase(FreshLab, unittest.TestCase):
         c = pod["containers"][0]
         c["env"].append({"name": "ENGINE_TERM_GRACE", "value": "1"})
         a = self.args()
-        for i in range(len(a) - 1):  # the lab's settings (gates, monitoring); version and kind are the Job's
-            if a[i] == "-e" and not a[i + 1].startswith(("version=", "kind=")):
+        # The lab's settings (gates, monitoring); version and kind are the Job's, and the snapshot
+        # goes where the Job keeps it (its emptyDir at snapshot_dir's default).
+        for i in range(len(a) - 1):
+            if a[i] == "-e" and not a[i + 1].startswith(("version=", "kind=", "snapshot_dir=")):
                 c["args"] += ["-e", a[i + 1]]
         self.apply(job)
         name = job["metadata"]["name"]
@@ -353,6 +356,11 @@ class UpgradeCase(FreshLab, unittest.TestCase):
         self.assertIn(f"configmap/engine-run-{name}-report", names)
         self.assertFalse(os.path.exists("/etc/engine") or os.path.exists("/usr/share/engine"),
                          "the pod's files are in its own mount namespace, not the host's")
+        # The first pod's etcd snapshot is in its emptyDir, written by the image's user (not root:
+        # the Job's securityContext, its root file system read-only).
+        snaps = glob.glob(f"{self.dir}/pods/engine/{created[0]}/volumes/snapshots/etcd-*-cp1.db")
+        self.assertEqual(len(snaps), 1, first[-2000:])
+        self.assertEqual(os.stat(snaps[0]).st_uid, 65532)
         # Both pods ran the image: its engine, its runbooks, its state directory.
         for p, text in zip(created, logs):
             self.assertTrue(os.path.exists(f"{self.dir}/pods/engine/{p}/rootfs/usr/bin/engine"))
