@@ -3,7 +3,8 @@
 A pod whose one container names an `engine:TAG` image runs the engine built here, as a process in a
 mount namespace of its own, which is what a container is to the engine: the service account's token
 and the cluster CA at /var/run/secrets/kubernetes.io/serviceaccount, each volume (configMap, secret,
-emptyDir) at its mountPath, the image's runbooks at /usr/share/engine/runbooks, the downward API's
+emptyDir; persistentVolumeClaim: a directory of the claim's own, which outlives the pod) at its
+mountPath, the image's runbooks at /usr/share/engine/runbooks, the downward API's
 values in its environment, KUBERNETES_SERVICE_HOST/PORT naming the cluster's API (the lab's load
 balancer). The host keeps nothing: each path is made inside an overlay of its nearest existing
 parent, on a tmpfs of the pod's own, and the namespace goes with the process.
@@ -273,6 +274,16 @@ class Runtime:
         if "emptyDir" in v:
             os.chmod(path, 0o777)  # as the kubelet makes one: any user of the pod writes there
             return path
+        if "persistentVolumeClaim" in v:  # the claim's own directory: it outlives the pod
+            claim = v["persistentVolumeClaim"]["claimName"]
+            try:
+                self.store.get("", "persistentvolumeclaims", ns, claim)
+            except ApiError:
+                raise Waiting(f'persistentvolumeclaim "{claim}" not found (volume "{v["name"]}")')
+            path = os.path.join(self.workdir, ".claims", ns, claim)
+            os.makedirs(path, exist_ok=True)
+            os.chmod(path, 0o777)
+            return path
         for kind, key, plural in (("configMap", "name", "configmaps"), ("secret", "secretName", "secrets")):
             if kind in v:
                 src = v[kind]
@@ -288,7 +299,7 @@ class Runtime:
                 for f, data in files.items():
                     self.write(os.path.join(path, f), data, mode)
                 return path
-        raise Waiting(f'volume "{v["name"]}": the lab mounts configMap, secret and emptyDir volumes only')
+        raise Waiting(f'volume "{v["name"]}": the lab mounts configMap, secret, emptyDir and persistentVolumeClaim volumes only')
 
     def service_account(self, ns, d, sa):
         """The projected token a pod gets: a new token the simulator knows as this service account."""

@@ -23,6 +23,7 @@ RESOURCES = [
     ("rbac.authorization.k8s.io", "v1", "roles", "Role", True, [], []),
     ("rbac.authorization.k8s.io", "v1", "rolebindings", "RoleBinding", True, [], []),
     ("", "v1", "serviceaccounts", "ServiceAccount", True, ["sa"], []),
+    ("", "v1", "persistentvolumeclaims", "PersistentVolumeClaim", True, ["pvc"], ["status"]),
     ("batch", "v1", "cronjobs", "CronJob", True, ["cj"], ["status"]),
     ("authorization.k8s.io", "v1", "selfsubjectaccessreviews", "SelfSubjectAccessReview", False, [], []),
     ("authorization.k8s.io", "v1", "subjectaccessreviews", "SubjectAccessReview", False, [], []),

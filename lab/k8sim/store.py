@@ -308,6 +308,19 @@ class Store:
             self.update_pdbs(obj["metadata"].get("namespace", ""))
         elif plural == "deployments" and not deleted:
             self.update_deployments(obj["metadata"].get("namespace", ""))
+        elif plural == "persistentvolumeclaims" and not deleted:
+            self.bind_claim(obj)
+
+    def bind_claim(self, pvc):
+        """A claim is Bound at once, to what it asked for, as a dynamic provisioner would bind it;
+        the pod runtime keeps its files (lab/k8sim/pods.py) for as long as the lab runs."""
+        spec = pvc.get("spec") or {}
+        status = {"phase": "Bound", "accessModes": spec.get("accessModes") or ["ReadWriteOnce"],
+                  "capacity": {"storage": ((spec.get("resources") or {}).get("requests") or {}).get("storage", "1Gi")}}
+        if pvc.get("status") != status:
+            pvc["status"] = status
+            pvc["metadata"]["resourceVersion"] = self.next_rv()
+            self.record("MODIFIED", "", "persistentvolumeclaims", pvc)
 
     def update_deployments(self, ns):
         """The status a Deployment controller would write, from the pods its selector matches, for
