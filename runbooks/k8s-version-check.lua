@@ -44,6 +44,8 @@ return runbook {
     job_service_account = { type = "string", default = "engine", help = "the Job's service account (deploy/rbac.yaml)" },
     job_inventory = { type = "string", default = "engine-inventory", help = "ConfigMap holding inventory.yml" },
     job_ssh_secret = { type = "string", default = "engine-ssh", help = "Secret holding the SSH key (id_ed25519)" },
+    job_snapshot_claim = { type = "string", default = "engine-etcd-snapshots",
+      help = "PersistentVolumeClaim where the upgrade keeps its etcd snapshot (deploy/snapshots.yaml)" },
     job_params = { type = "list", default = {}, help = "more k8s-upgrade params for the Job, name=value (workers_at_once=10%)" },
   },
   ---@param p params.k8s_version_check

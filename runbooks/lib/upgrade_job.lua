@@ -46,8 +46,8 @@ function M.job(p, target, kind)
           serviceAccountName = p.job_service_account,
           restartPolicy = "Never",
           -- Not root, no privilege (docs/in-cluster.md): the image's user; fsGroup makes the
-          -- Secret's 0400 key readable to it; the root file system read-only, HOME and the etcd
-          -- snapshot's directory (snapshot_dir's default) emptyDirs.
+          -- Secret's 0400 key readable to it; the root file system read-only, HOME an emptyDir,
+          -- the etcd snapshot's directory (snapshot_dir's default) a claim: it outlives the pod.
           securityContext = { runAsNonRoot = true, runAsUser = 65532, runAsGroup = 65532, fsGroup = 65532,
             seccompProfile = { type = "RuntimeDefault" } },
           containers = { {
@@ -69,7 +69,7 @@ function M.job(p, target, kind)
             { name = "inventory", configMap = { name = p.job_inventory } },
             { name = "ssh", secret = { secretName = p.job_ssh_secret, defaultMode = 256 } },  -- 0400
             { name = "home", emptyDir = {} },
-            { name = "snapshots", emptyDir = {} },
+            { name = "snapshots", persistentVolumeClaim = { claimName = p.job_snapshot_claim } },
           },
         },
       },

@@ -186,6 +186,7 @@
 ---@field job_namespace string  the Job's namespace (deploy/) (default: engine)
 ---@field job_params string[]  more k8s-upgrade params for the Job, name=value (workers_at_once=10%) (default: )
 ---@field job_service_account string  the Job's service account (deploy/rbac.yaml) (default: engine)
+---@field job_snapshot_claim string  PersistentVolumeClaim where the upgrade keeps its etcd snapshot (deploy/snapshots.yaml) (default: engine-etcd-snapshots)
 ---@field job_ssh_secret string  Secret holding the SSH key (id_ed25519) (default: engine-ssh)
 ---@field leader string  inventory group whose first host's apt source is asked (default: k8s-cp-leader)
 ---@field minor boolean  propose the next minor when the running one has no newer patch (default: true)

@@ -109,6 +109,11 @@ class TestDeploy(unittest.TestCase):
         self.assertEqual(default("job_service_account"), sa["metadata"]["name"])
         self.assertEqual(default("job_inventory"), volumes["inventory"]["configMap"]["name"])
         self.assertEqual(default("job_ssh_secret"), volumes["ssh"]["secret"]["secretName"])
+        claim = load("snapshots.yaml")[0]
+        self.assertEqual((claim["kind"], claim["metadata"]["namespace"]), ("PersistentVolumeClaim", sa["metadata"]["namespace"]))
+        self.assertEqual(default("job_snapshot_claim"), claim["metadata"]["name"])
+        job = load("upgrade-job.yaml")[0]["spec"]["template"]["spec"]
+        self.assertIn({"name": "snapshots", "persistentVolumeClaim": {"claimName": claim["metadata"]["name"]}}, job["volumes"])
         self.assertIn("/usr/share/engine/runbooks/k8s-version-check.lua", pod["containers"][0]["args"])
 
 

@@ -289,13 +289,14 @@ class UpgradeCase(FreshLab, unittest.TestCase):
         self.assertEqual(k.returncode, 0, k.stderr)
 
     def test_as_a_job_on_a_worker_it_is_evicted_by_its_own_drain_and_the_next_pod_finishes(self):
-        # Installed as docs/in-cluster.md says: deploy/rbac.yaml, the inventory as the pod sees its
+        # Installed as docs/in-cluster.md says: deploy/rbac.yaml and snapshots.yaml, the inventory as the pod sees its
         # files, the SSH key as a Secret, deploy/upgrade-job.yaml with the lab's gate settings. The
         # lab's Job controller and runtime (lab/k8sim/jobs.py, pods.py) do the rest, as a cluster would.
         import base64
         import yaml
-        k = self.kubectl("apply", "--validate=false", "-f", os.path.join(ROOT, "deploy", "rbac.yaml"))
-        self.assertEqual(k.returncode, 0, k.stderr)
+        for manifest in ("rbac.yaml", "snapshots.yaml"):
+            k = self.kubectl("apply", "--validate=false", "-f", os.path.join(ROOT, "deploy", manifest))
+            self.assertEqual(k.returncode, 0, k.stderr)
         with open(f"{self.dir}/inventory.yml") as f:
             inv = yaml.safe_load(f)
         inv["all"]["vars"].update(ansible_ssh_private_key_file="/etc/engine/ssh/id_ed25519",
@@ -316,7 +317,7 @@ class UpgradeCase(FreshLab, unittest.TestCase):
         c["env"].append({"name": "ENGINE_TERM_GRACE", "value": "1"})
         a = self.args()
         # The lab's settings (gates, monitoring); version and kind are the Job's, and the snapshot
-        # goes where the Job keeps it (its emptyDir at snapshot_dir's default).
+        # goes where the Job keeps it (the claim at snapshot_dir's default).
         for i in range(len(a) - 1):
             if a[i] == "-e" and not a[i + 1].startswith(("version=", "kind=", "snapshot_dir=")):
                 c["args"] += ["-e", a[i + 1]]
@@ -356,9 +357,11 @@ class UpgradeCase(FreshLab, unittest.TestCase):
         self.assertIn(f"configmap/engine-run-{name}-report", names)
         self.assertFalse(os.path.exists("/etc/engine") or os.path.exists("/usr/share/engine"),
                          "the pod's files are in its own mount namespace, not the host's")
-        # The first pod's etcd snapshot is in its emptyDir, written by the image's user (not root:
-        # the Job's securityContext, its root file system read-only).
-        snaps = glob.glob(f"{self.dir}/pods/engine/{created[0]}/volumes/snapshots/etcd-*-cp1.db")
+        # The first pod's etcd snapshot outlived it, in the claim (deploy/snapshots.yaml), written
+        # by the image's user (not root: the Job's securityContext, its root file system read-only).
+        self.assertEqual(self.kubectl("get", "pvc", "-n", "engine", "engine-etcd-snapshots", "-o",
+                                      "jsonpath={.status.phase}").stdout, "Bound")
+        snaps = glob.glob(f"{self.dir}/pods/.claims/engine/engine-etcd-snapshots/etcd-*-cp1.db")
         self.assertEqual(len(snaps), 1, first[-2000:])
         self.assertEqual(os.stat(snaps[0]).st_uid, 65532)
         # Both pods ran the image: its engine, its runbooks, its state directory.
