@@ -7,6 +7,7 @@
 
 #include "bindings/vm.hpp"
 #include "engine/core/hash.hpp"
+#include "engine/etcd/retention.hpp"
 #include "engine/etcd/snapshot.hpp"
 
 namespace engine::lua {
@@ -104,6 +105,34 @@ int l_commit_download(lua_State* L) {
   return 1;
 }
 
+// prune_snapshots(dir, keep, newest, remove) → {removed = {...}, kept = {...}} | nil, "failed",
+// message: the etcd-*.db snapshots in dir beyond the keep newest (engine/etcd/retention.hpp). Only
+// those files, so the sandbox gains no general way to delete files.
+int l_prune_snapshots(lua_State* L) {
+  std::string dir = luaL_checkstring(L, 1);
+  lua_Integer keep = luaL_checkinteger(L, 2);
+  if (keep < 1) return luaL_error(L, "etcd.prune_snapshots: keep must be 1 or more (got %d)", static_cast<int>(keep));
+  std::string newest = luaL_optstring(L, 3, "");
+  bool remove = lua_isnoneornil(L, 4) || lua_toboolean(L, 4);
+  auto r = etcd::prune_snapshots(dir, static_cast<size_t>(keep), newest, remove);
+  if (!r.error.empty()) {
+    lua_pushnil(L);
+    lua_pushstring(L, "failed");
+    lua_pushstring(L, r.error.c_str());
+    return 3;
+  }
+  lua_createtable(L, 0, 2);
+  for (auto [field, list] : {std::pair{"removed", &r.removed}, std::pair{"kept", &r.kept}}) {
+    lua_createtable(L, static_cast<int>(list->size()), 0);
+    for (size_t i = 0; i < list->size(); ++i) {
+      lua_pushstring(L, (*list)[i].c_str());
+      lua_rawseti(L, -2, static_cast<lua_Integer>(i + 1));
+    }
+    lua_setfield(L, -2, field);
+  }
+  return 1;
+}
+
 // guard(what): raises if the run's cluster lease is lost (see guard() in task.cpp).
 int l_guard(lua_State* L) {
   guard(L, luaL_checkstring(L, 1));
@@ -111,6 +140,7 @@ int l_guard(lua_State* L) {
 }
 
 const luaL_Reg kEtcd[] = {{"guard", l_guard}, {"snapshot", l_snapshot}, {"sha256_file", l_sha256_file}, {"commit_download", l_commit_download},
+                          {"prune_snapshots", l_prune_snapshots},
                           {nullptr, nullptr}};
 
 int open_module(lua_State* L) {

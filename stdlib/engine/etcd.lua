@@ -205,6 +205,22 @@ function M.snapshot(ep, path)
   return r
 end
 
+--- prune_snapshots(dir, keep, newest) → {removed, kept} | nil, err, message
+--- Removes the etcd-*.db snapshots directly in dir beyond the keep newest (by time); newest, the
+--- one just taken, is always kept and counts among them. Nothing else in dir is touched (a .part,
+--- a symlink, another name). Under --dry-run nothing is removed: it says what would be.
+function M.prune_snapshots(dir, keep, newest)
+  if type(dir) ~= "string" or dir == "" then error("etcd.prune_snapshots: dir must be a directory's path", 2) end
+  if math.type(keep) ~= "integer" or keep < 1 then error("etcd.prune_snapshots: keep must be an integer, 1 or more", 2) end
+  local dry = http.dry_run()
+  local r, err, msg = native.prune_snapshots(dir, keep, newest, not dry)
+  if not r then return nil, err, msg end
+  for _, path in ipairs(r.removed) do
+    log.info(dry and "dry-run: would remove an old etcd snapshot" or "old etcd snapshot removed", { path = path, keep = keep })
+  end
+  return r
+end
+
 --- defrag(endpoint) → true | nil, err, message
 function M.defrag(ep)
   native.guard("etcd.defrag")

@@ -85,6 +85,19 @@ function etcd.cluster_health(endpoints) end
 ---@param path string
 ---@return engine.etcd.SnapshotResult|nil, string|nil, string|nil
 function etcd.snapshot(endpoint, path) end
+
+---@class engine.etcd.PruneResult
+---@field removed string[]  paths, oldest first (under --dry-run: what would be)
+---@field kept string[]  the one just taken, then the newest
+
+--- Removes the etcd-*.db snapshots directly in dir beyond the keep newest (by time); newest, the
+--- one just taken, is always kept and counts. Nothing else is touched (a .part, a symlink, another
+--- name); under --dry-run nothing is removed.
+---@param dir string
+---@param keep integer  1 or more
+---@param newest? string  the snapshot just taken
+---@return engine.etcd.PruneResult|nil, string|nil, string|nil
+function etcd.prune_snapshots(dir, keep, newest) end
 ---@param endpoint string  "https://10.0.0.1:2379"
 ---@return true|nil, string|nil, string|nil
 function etcd.defrag(endpoint) end
