@@ -39,6 +39,8 @@ return runbook {
     control_plane = { type = "string", default = "k8s-cp", help = "inventory group of the control-plane nodes (the etcd members)" },
     leader = { type = "string", default = "k8s-cp-leader", help = "inventory group whose host uploads kubeadm-config" },
     snapshot_dir = { type = "string", default = "/var/backups/engine", help = "where the snapshot is kept (on this machine)" },
+    snapshot_keep = { type = "integer", default = 0,
+      help = "once the snapshot is kept, remove older etcd-*.db snapshots in snapshot_dir beyond this many (the new one counts); 0 keeps every one" },
     backup_dir = { type = "string", default = "/etc/kubernetes/engine-backup",
       help = "on each node, where the etcd and kube-apiserver manifests are kept (outside manifests/)" },
     user = { type = "string", default = "etcd", help = "the service's user and group" },

@@ -130,6 +130,8 @@ return runbook {
     pushgateway = { type = "string", default = "http://127.0.0.1:9091", help = "Pushgateway for the upgrade gauges" },
     pushgateway_job = { type = "string", default = "k8s_upgrade", help = "job label of the gauges" },
     snapshot_dir = { type = "string", default = "/var/backups/engine", help = "where the etcd snapshot is kept (here)" },
+    snapshot_keep = { type = "integer", default = 0,
+      help = "once the snapshot is kept, remove older etcd-*.db snapshots in snapshot_dir beyond this many (the new one counts); 0 keeps every one" },
     quiet_hours = { type = "number", default = 24, help = "no node may have changed Ready state for this long" },
     max_disk_used = { type = "integer", default = 85, help = "percent of / a control-plane node may use" },
     min_cert_days = { type = "integer", default = 7, help = "days a control-plane certificate must have left" },

@@ -64,13 +64,23 @@ end
 --- streamed, its sha256 trailer checked (what etcdutl snapshot status checks), kept on this machine.
 function M.snapshot(p, leader)
   if http.dry_run() then
-    log.info("dry-run: would take an etcd snapshot", { node = leader.name, dir = p.snapshot_dir })
+    log.info("dry-run: would take an etcd snapshot", { node = leader.name, dir = p.snapshot_dir,
+      keep = (p.snapshot_keep or 0) > 0 and p.snapshot_keep or nil })
     return { path = "(dry run)", size = 0, sha256 = "" }
+  end
+  if (p.snapshot_keep or 0) < 0 then
+    error(string.format("param snapshot_keep: %d is below 0 (0 keeps every snapshot)", p.snapshot_keep), 0)
   end
   local path = string.format("%s/etcd-%s-%s.db", p.snapshot_dir, os.date("!%Y%m%dT%H%M%SZ"), leader.name)
   local s, err, msg = etcd.snapshot(M.endpoint(leader, p), path)
   if not s then error("etcd snapshot: " .. tostring(msg or err), 0) end
   if s.size < 4096 then error(string.format("etcd snapshot %s is only %d bytes", path, s.size), 0) end
+  -- Only once the new one is kept and checked: older ones beyond snapshot_keep go. A failure here
+  -- is said, never a stop: the run has the snapshot it needs.
+  if (p.snapshot_keep or 0) > 0 then
+    local pruned, perr, pmsg = etcd.prune_snapshots(p.snapshot_dir, p.snapshot_keep, path)
+    if not pruned then log.warn("old etcd snapshots not removed", { dir = p.snapshot_dir, error = pmsg or perr }) end
+  end
   return { path = path, size = s.size, sha256 = s.sha256, revision = s.revision }
 end
 

@@ -18,7 +18,9 @@ function M.job(p, target, kind)
   local args = { "run", "/usr/share/engine/runbooks/k8s-upgrade.lua", "-i", "/etc/engine/inventory/inventory.yml",
     "--state-dir", "k8s://" .. p.job_namespace, "--run-id", M.name(target), "-e", "version=" .. target, "-e", "kind=" .. kind,
     -- A maintenance window in job_params: the pod waits for it (a pod that stopped is not resumed in the next).
-    "-e", "window_wait=true" }
+    "-e", "window_wait=true",
+    -- The claim keeps the snapshots (deploy/snapshots.yaml): the three newest, so it never fills.
+    "-e", "snapshot_keep=3" }
   for _, extra in ipairs(p.job_params) do
     if not extra:find("=", 1, true) then error("job_params: '" .. extra .. "' is not name=value", 0) end
     args[#args + 1] = "-e"

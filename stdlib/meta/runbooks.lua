@@ -96,6 +96,7 @@
 ---@field reconfigure_kubeadm boolean  point kubeadm-config and every kube-apiserver at the external etcd (default: true)
 ---@field sha256? string  the tarball's sha256 (default: from SHA256SUMS beside it)
 ---@field snapshot_dir string  where the snapshot is kept (on this machine) (default: /var/backups/engine)
+---@field snapshot_keep integer  once the snapshot is kept, remove older etcd-*.db snapshots in snapshot_dir beyond this many (the new one counts); 0 keeps every one (default: 0)
 ---@field stop_timeout number  for the static Pod's etcd to let go of the data directory (seconds) (default: 120s)
 ---@field user string  the service's user and group (default: etcd)
 ---@field version? string  etcd version to install (default: what the members run; migration does not upgrade)
@@ -112,6 +113,7 @@
 ---@field max_raft_lag integer  raft entries a member may be behind the leader and pass (default: 1000)
 ---@field sha256? string  the tarball's sha256 (default: from SHA256SUMS beside it)
 ---@field snapshot_dir string  where the snapshot is kept (on this machine) (default: /var/backups/engine)
+---@field snapshot_keep integer  once the snapshot is kept, remove older etcd-*.db snapshots in snapshot_dir beyond this many (the new one counts); 0 keeps every one (default: 0)
 
 --- cert-report: Days left on every kubeadm certificate of the control plane, soonest first
 ---@class params.cert_report
@@ -171,6 +173,7 @@
 ---@field quiet_hours number  no node may have changed Ready state for this long (default: 24)
 ---@field skip_unreachable boolean  a worker NotReady before the run touched it, or SSH refused or timed out, is skipped and listed; engine resume retries it (default: false)
 ---@field snapshot_dir string  where the etcd snapshot is kept (here) (default: /var/backups/engine)
+---@field snapshot_keep integer  once the snapshot is kept, remove older etcd-*.db snapshots in snapshot_dir beyond this many (the new one counts); 0 keeps every one (default: 0)
 ---@field taint_next boolean  taint the workers not yet upgraded PreferNoSchedule while the current ones drain: the next workers_at_once until that many are done, then all (each removed when it is done) (default: true)
 ---@field wait_workloads string[]  before each next worker, these have every replica ready: NS/KIND/NAME or NS/KIND?SELECTOR (shop/deployment/web, */daemonset?app=agent) (default: )
 ---@field window_wait boolean  outside the maintenance window, wait until it opens instead of stopping (a Job's pod: no one resumes it) (default: false)

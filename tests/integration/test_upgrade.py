@@ -36,10 +36,24 @@ class UpgradeCase(FreshLab, unittest.TestCase):
         self.lab("kubeconfig", sa, "--group", "system:serviceaccounts", "--out", f"{self.dir}/engine-sa.kubeconfig")
         can = self.kubectl("auth", "can-i", "delete", "pods", "-n", "shop", f"--as={sa}")
         self.assertEqual(can.stdout.strip(), "no", can.stderr)
+        # Snapshots an earlier run left, and what is not one of them: with snapshot_keep=2, the new
+        # snapshot and the newest old one stay, the two older go; nothing else is touched.
+        snapdir = f"{self.dir}/snapshots"
+        os.makedirs(snapdir)
+        old = [f"etcd-2026010{i}T000000Z-cp1.db" for i in (1, 2, 3)]
+        for i, name in enumerate(old):
+            with open(f"{snapdir}/{name}", "wb") as f:
+                f.write(b"old")
+            os.utime(f"{snapdir}/{name}", (1_767_225_600 + i * 86400,) * 2)
+        others = ["notes.txt", "etcd-20251201T000000Z-cp1.db.part", "etcd-link.db"]
+        for name in others[:2]:
+            with open(f"{snapdir}/{name}", "w") as f:
+                f.write("keep me")
+        os.symlink("notes.txt", f"{snapdir}/etcd-link.db")
         # The canary w1 alone, then 2 of the 3 workers at once; between workers the gate also waits
         # for shop/web's Deployment to have every replica ready again (its pods move as nodes drain).
         # A webhook that refuses: said, and the run goes on to the same end.
-        r = self.upgrade("-e", "workers_at_once=67%", "-e", "wait_workloads=shop/deployment/web",
+        r = self.upgrade("-e", "workers_at_once=67%", "-e", "wait_workloads=shop/deployment/web", "-e", "snapshot_keep=2",
                          "-e", "notify_url=http://127.0.0.1:9/hook", kubeconfig=f"{self.dir}/engine-sa.kubeconfig")
         self.assertNotIn("forbidden", r.stdout + r.stderr)
         self.assertIn("notification not sent (the run goes on)", r.stdout)
@@ -105,9 +119,12 @@ class UpgradeCase(FreshLab, unittest.TestCase):
             self.assertGreaterEqual(hosts[w]["start"], canary_end, f"{w} started before the canary w1 was done")
         self.assertIn("tainted node=w2 taint=engine.dev/upgrade-next:PreferNoSchedule", r.stdout)
         self.assertIn(f"The cluster runs {TO}:", r.stdout + r.stderr)
-        snaps = os.listdir(f"{self.dir}/snapshots")
+        snaps = sorted(set(os.listdir(snapdir)) - set(old) - set(others))
         self.assertEqual(len(snaps), 1, snaps)
-        path = f"{self.dir}/snapshots/{snaps[0]}"
+        self.assertEqual(sorted(set(os.listdir(snapdir)) - set(snaps)), sorted([old[2]] + others))
+        for gone in old[:2]:
+            self.assertIn(f"old etcd snapshot removed keep=2 path={snapdir}/{gone}", r.stdout)
+        path = f"{snapdir}/{snaps[0]}"
         with open(path, "rb") as f:
             sha = hashlib.sha256(f.read()).hexdigest()
         self.assertIn(f"sha256={sha}", r.stdout + r.stderr)  # the hash the run recorded is the file's

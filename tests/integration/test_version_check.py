@@ -56,9 +56,9 @@ class OnAnOldPatch(VersionCheckCase):
         jobs = json.loads(self.kubectl("get", "jobs", "-n", "engine", "-o", "json").stdout)["items"]
         self.assertEqual([j["metadata"]["name"] for j in jobs], ["k8s-upgrade-v1-33-5"])
         c = jobs[0]["spec"]["template"]["spec"]["containers"][0]
-        self.assertEqual(c["args"][-12:], ["--state-dir", "k8s://engine", "--run-id", "k8s-upgrade-v1-33-5",
+        self.assertEqual(c["args"][-14:], ["--state-dir", "k8s://engine", "--run-id", "k8s-upgrade-v1-33-5",
                                            "-e", "version=1.33.5", "-e", "kind=patch", "-e", "window_wait=true",
-                                           "-e", "workers_at_once=10%"])
+                                           "-e", "snapshot_keep=3", "-e", "workers_at_once=10%"])
         self.assertEqual(jobs[0]["spec"]["template"]["spec"]["serviceAccountName"], "engine")
         # The Job an operator applies by hand (deploy/upgrade-job.yaml) is this one, but for its target.
         import yaml
