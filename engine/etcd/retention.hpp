@@ -8,9 +8,9 @@
 namespace engine::etcd {
 
 struct Pruned {
-  std::vector<std::string> removed;  // paths, oldest first
+  std::vector<std::string> removed;  // paths, oldest first (after an error: those removed before it)
   std::vector<std::string> kept;     // paths: the one just taken, then the newest first
-  std::string error;                 // "" or what stopped it (nothing is removed after an error)
+  std::string error;                 // "" or what stopped it: removing stops at the first that fails
 };
 
 // The snapshots in `dir` (regular files named etcd-*.db directly in it; a .part, a symlink or any
