@@ -88,6 +88,16 @@ function M.ensure(p, target, kind)
     return
   end
   if gerr ~= "not found" then error(string.format("reading Job %s/%s: %s", p.job_namespace, name, tostring(gmsg or gerr)), 0) end
+  -- A Job whose claim is missing would wait in Pending for ever, found only when someone looks.
+  local claim, cerr, cmsg = k8s.get("persistentvolumeclaims", p.job_snapshot_claim, { namespace = p.job_namespace })
+  if not claim then
+    if cerr == "not found" then
+      error(string.format("the upgrade Job keeps its etcd snapshot on the PersistentVolumeClaim %s/%s, which does not "
+        .. "exist: kubectl apply -f deploy/snapshots.yaml (or name another with -e job_snapshot_claim=NAME); no Job created",
+        p.job_namespace, p.job_snapshot_claim), 0)
+    end
+    error(string.format("reading PersistentVolumeClaim %s/%s: %s", p.job_namespace, p.job_snapshot_claim, tostring(cmsg or cerr)), 0)
+  end
   local made, err, msg = k8s.create(M.job(p, target, kind), { namespace = p.job_namespace })
   if not made and err == "conflict" then
     log.info("the upgrade Job for this target was created meanwhile: nothing to do", { job = p.job_namespace .. "/" .. name })

@@ -41,12 +41,19 @@ class OnAnOldPatch(VersionCheckCase):
                             for x in g), g)
         self.assertTrue(any(x.startswith("k8s_version_check_last_run_timestamp") for x in g), g)
         self.assertIn("No resources found", self.kubectl("get", "jobs", "-n", "engine").stderr)
-        # --dry-run says what it would push and creates nothing.
-        dry = self.check("-e", "create_job=true", "--dry-run")
-        self.assertEqual(dry.returncode, 0, dry.stderr[-2000:])
-        self.assertIn("No resources found", self.kubectl("get", "jobs", "-n", "engine").stderr)
+        # --dry-run creates nothing, and finds what would stop the Job: the claim its etcd snapshot
+        # goes to does not exist yet (test_2 makes it; such a Job would stay Pending).
+        for extra in (("--dry-run",), ()):  # and the run itself refuses the same way
+            r = self.check("-e", "create_job=true", *extra)
+            self.assertEqual(r.returncode, 1, r.stdout[-3000:])
+            self.assertIn("the upgrade Job keeps its etcd snapshot on the PersistentVolumeClaim engine/engine-etcd-snapshots, "
+                          "which does not exist: kubectl apply -f deploy/snapshots.yaml", r.stderr)
+            self.assertIn("No resources found", self.kubectl("get", "jobs", "-n", "engine").stderr)
 
     def test_2_the_upgrade_job_once_per_target(self):
+        # Not before the claim its etcd snapshot goes to exists (test_1's dry run found it missing).
+        k = self.kubectl("apply", "--validate=false", "-f", os.path.join(ROOT, "deploy", "snapshots.yaml"))
+        self.assertEqual(k.returncode, 0, k.stderr)
         first = self.check("-e", "create_job=true", "-e", "job_params=workers_at_once=10%")
         self.assertEqual(first.returncode, 0, first.stdout[-3000:] + first.stderr[-2000:])
         self.assertIn("created the upgrade Job job=engine/k8s-upgrade-v1-33-5", first.stdout)
