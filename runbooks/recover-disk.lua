@@ -84,7 +84,8 @@ return runbook {
           disk.node_ready(h, p, since, api_ok)
         end)
         local now = disk.usage(h)
-        print(string.format("%s: / %d%% used, %d MiB free after %d cleanup(s)", h.name, now.used, now.avail // 1048576, #rows))
+        -- print inside fleet.each already prefixes the host's name.
+        print(string.format("/ %d%% used, %d MiB free after %d cleanup(s)", now.used, now.avail // 1048576, #rows))
       end)
     end
 

@@ -85,6 +85,7 @@ class RecoverDisk(LabClass):
             cleaned = [l.split("cleanup=")[1].split(" freed")[0] for l in r.stdout.splitlines() if f"[{n}] cleanup " in l]
             self.assertEqual(cleaned, ["journal", '"apt cache"', '"unused images"'])
             self.assertIn(f"[{n}] the node is back", r.stdout)
+            self.assertRegex(r.stdout, rf"\[{n}\] / \d+% used, \d+ MiB free after 3 cleanup\(s\)\n")
             self.assertLessEqual(self.used(n), 80)
             self.assertTrue(answers(self.ip[n], 6443), f"{n}'s API server does not answer")
             self.assertTrue(answers(self.ip[n], 2379), f"{n}'s etcd does not answer")
