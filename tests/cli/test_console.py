@@ -40,7 +40,9 @@ class TestTerminal(CliTest):
             p.kill()
         p.wait(timeout=10)
         os.close(master)
-        return out.decode(errors="replace")
+        text = out.decode(errors="replace")
+        self.assertEqual(p.returncode, 0, text)
+        return text
 
     def test_the_live_table_shows_the_phase_and_progress_and_starts_over_each_phase(self):
         out = self.on_a_terminal({"TERM": "xterm", "NO_COLOR": ""}, body="""
@@ -53,6 +55,33 @@ class TestTerminal(CliTest):
         tail = out[out.index("second phase  0/1"):]
         self.assertNotIn("web1", tail.split("RECAP")[0])
         self.assertIn("web1", out[:out.index("second phase  0/1")])  # a row while its phase ran
+
+    def test_the_live_table_is_redrawn_at_most_10_times_a_second(self):
+        t0 = time.monotonic()
+        out = self.on_a_terminal({"TERM": "xterm"}, body="""
+  local hosts = {}
+  for i = 1, 6 do hosts[i] = "node" .. i end
+  fleet.each(hosts, { at_once = 2 }, function(h)
+    step("drain", function() sleep(0.3) log.info("drained") end)
+    step("upgrade", function() sleep(0.3) end)
+  end)""")
+        elapsed = time.monotonic() - t0
+        draws = out.count("HOST")
+        self.assertGreaterEqual(draws, 3)
+        self.assertLessEqual(draws, 10 * elapsed + 1)
+        self.assertRegex(out, r"node\d\s+(drain|upgrade)\s+\d+\.\ds\s+running")
+        self.assertIn("\033[J", out)  # the table is erased before lines scroll above it
+
+    def test_plain_lines_when_not_on_a_terminal(self):
+        rb = os.path.join(self.state, "t.lua")
+        with open(rb, "w") as f:
+            f.write('local fleet = require "engine.fleet"\nreturn runbook { name = "t", run = function()\n'
+                    '  fleet.each({ "h1", "h2", "h3" }, function(h) log.info("start") end)\nend }\n')
+        r = subprocess.run([ENGINE, "run", rb, "--state-dir", self.state], capture_output=True, text=True,
+                           timeout=60, cwd=HERE)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertNotIn("\033[", r.stdout)
+        self.assertIn("[h3] start", r.stdout)
 
     def test_colour_on_a_terminal_and_none_with_no_color_or_a_dumb_terminal(self):
         self.assertIn("\x1b[", self.on_a_terminal({"TERM": "xterm", "NO_COLOR": ""}))

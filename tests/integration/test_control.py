@@ -1,4 +1,5 @@
-"""Operator control of a live run (engine ctl pause, continue, skip, abort) and confirm()."""
+"""Operator control of a live run (engine ctl pause, continue, skip, abort) and confirm(); the live
+table and plain lines are in tests/cli/test_console.py."""
 import os
 import pty
 import shutil
@@ -181,69 +182,6 @@ class TestControl(unittest.TestCase):
             self.assertEqual(r.returncode, 0, r.stderr)
             self.assertIn("drain the control plane? [y/N]", r.stdout)
             self.assertIn(want, r.stdout)
-
-
-class TestProgress(unittest.TestCase):
-    def test_a_live_table_on_a_terminal_redrawn_at_most_10_times_a_second(self):
-        import select
-        tmp = tempfile.mkdtemp(prefix="engine-tty-")
-        try:
-            rb = os.path.join(tmp, "rb.lua")
-            with open(rb, "w") as f:
-                f.write("""
-local fleet = require "engine.fleet"
-return runbook { name = "tty", run = function()
-  local hosts = {}
-  for i = 1, 6 do hosts[i] = "node" .. i end
-  fleet.each(hosts, { at_once = 2 }, function(h)
-    step("drain", function() sleep(0.3) log.info("drained") end)
-    step("upgrade", function() sleep(0.3) end)
-  end)
-end }""")
-            master, slave = pty.openpty()
-            t0 = time.monotonic()
-            p = subprocess.Popen([ENGINE, "run", rb, "--state-dir", os.path.join(tmp, "state")], stdout=slave, stderr=slave)
-            os.close(slave)
-            out = b""
-            deadline = time.monotonic() + 60
-            while time.monotonic() < deadline:
-                r, _, _ = select.select([master], [], [], 0.5)
-                if r:
-                    try:
-                        chunk = os.read(master, 65536)
-                    except OSError:
-                        break
-                    if not chunk:
-                        break
-                    out += chunk
-                elif p.poll() is not None:
-                    break
-            p.wait(timeout=10)
-            elapsed = time.monotonic() - t0
-            os.close(master)
-            text = out.decode(errors="replace")
-            self.assertEqual(p.returncode, 0, text)
-            draws = text.count("HOST")
-            self.assertGreaterEqual(draws, 3)
-            self.assertLessEqual(draws, 10 * elapsed + 1)
-            self.assertRegex(text, r"node\d\s+(drain|upgrade)\s+\d+\.\ds\s+running")
-            self.assertIn("\033[J", text)  # the table is erased before lines scroll above it
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
-
-    def test_plain_lines_when_not_on_a_terminal(self):
-        tmp = tempfile.mkdtemp(prefix="engine-notty-")
-        try:
-            rb = os.path.join(tmp, "rb.lua")
-            with open(rb, "w") as f:
-                f.write(FLEET)
-            r = subprocess.run([ENGINE, "run", rb, "-e", "nap=10ms", "--state-dir", os.path.join(tmp, "state")],
-                               capture_output=True, text=True, timeout=60)
-            self.assertEqual(r.returncode, 0)
-            self.assertNotIn("\033[", r.stdout)
-            self.assertIn("[h3] start", r.stdout)
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
 
 
 if __name__ == "__main__":
