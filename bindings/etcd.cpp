@@ -133,8 +133,10 @@ int l_prune_snapshots(lua_State* L) {
   return 1;
 }
 
-// guard(what): raises if the run's cluster lease is lost (see guard() in task.cpp).
+// guard(what), before each etcd write: raises if the run's cluster lease is lost (see guard() in
+// task.cpp), or the runbook is declared read_only.
 int l_guard(lua_State* L) {
+  refuse_if_read_only(L, luaL_checkstring(L, 1));
   guard(L, luaL_checkstring(L, 1));
   return 0;
 }

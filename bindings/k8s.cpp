@@ -177,7 +177,13 @@ int l_call(lua_State* L) {
     if (lua_getfield(L, 4, "retry") == LUA_TBOOLEAN) opts.retry = lua_toboolean(L, -1);
     lua_pop(L, 1);
   }
-  if (method != "GET") guard(L, ("k8s " + method + " " + path.substr(0, path.find('?'))).c_str());
+  if (method != "GET") {
+    std::string bare = path.substr(0, path.find('?')), what = "k8s " + method + " " + bare;
+    // A review (SubjectAccessReview, TokenReview, ...) is created to ask, and stores nothing.
+    bool review = method == "POST" && std::string_view(bare).ends_with("reviews");
+    if (!review) refuse_if_read_only(L, what.c_str());
+    guard(L, what.c_str());
+  }
   k8s::Api& api = api_of(L);
   {
     Op op = begin(L, "k8s call");

@@ -1,4 +1,4 @@
-// runbook{ name, summary, params, run }: the declaration every runbook returns. Checked when it is
+// runbook{ name, summary, params, run, read_only }: the declaration every runbook returns. Checked when it is
 // made, so a misspelt field or a bad param spec names the runbook's line.
 #include "bindings/runbook.hpp"
 
@@ -11,7 +11,7 @@ namespace {
 
 const char* kRunbookMeta = "engine.runbook";
 
-const std::vector<std::string> kRunbookFields = {"name", "summary", "params", "run", "description"};
+const std::vector<std::string> kRunbookFields = {"name", "summary", "params", "run", "description", "read_only"};
 const std::vector<std::string> kParamFields = {"type", "required", "default", "pattern", "help", "secret", "values"};
 
 params::Spec read_spec(lua_State* L, int idx, const std::string& name) {
@@ -63,6 +63,7 @@ int l_runbook(lua_State* L) {
   check_options(L, 1, kRunbookFields, "runbook", "field");
   if (opt_string(L, 1, "name", "runbook").empty()) luaL_error(L, "runbook: 'name' is required (a string)");
   opt_string(L, 1, "summary", "runbook");
+  opt_bool(L, 1, "read_only", "runbook");
   if (lua_getfield(L, 1, "run") != LUA_TFUNCTION) luaL_error(L, "runbook: 'run' must be a function(p, inv)");
   lua_pop(L, 1);
   int t = lua_getfield(L, 1, "params");
@@ -101,6 +102,7 @@ RunbookInfo read_runbook(lua_State* L, int idx) {
   RunbookInfo info;
   info.name = opt_string(L, idx, "name", "runbook");
   info.summary = opt_string(L, idx, "summary", "runbook");
+  info.read_only = opt_bool(L, idx, "read_only", "runbook");
   if (lua_getfield(L, idx, "params") == LUA_TTABLE) {
     int p = lua_gettop(L);
     lua_pushnil(L);

@@ -58,7 +58,8 @@ bool code_error(const std::string& msg) {
   static const std::regex bug(
       R"(attempt to (call|index|perform arithmetic|compare|concatenate|get length|yield)|bad argument #|stack overflow|)"
       R"(: unknown option '|table index is (nil|NaN)|number has no integer representation|invalid (key|value) to 'next'|)"
-      R"(: the (first|second|third) argument must be|must be a (table|function|string|number))");
+      R"(: the (first|second|third) argument must be|must be a (table|function|string|number)|)"
+      R"(: refused, the runbook .* is declared read_only)");
   return std::regex_search(msg, bug);
 }
 
@@ -212,6 +213,8 @@ int Runtime::run(const nlohmann::json& params, const RunOptions& opts) {
   lua_State* L = vm_->L;
   Vm& vm = *vm_;
   vm.dry_run = opts.dry_run;
+  vm.read_only.clear();
+  if (info_.read_only) vm.read_only = info_.name;
   vm.assume_yes = opts.assume_yes;
   vm.journal = opts.dry_run ? nullptr : opts.journal;
   vm.retry_unknown = opts.retry_unknown;

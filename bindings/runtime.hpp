@@ -24,6 +24,9 @@ struct RunbookInfo {
   std::string path;
   std::string name;
   std::string summary;
+  // Changes nothing anywhere (a check, a diagnosis): its answer is only as fresh as the run, so
+  // after a failure it is run again, never resumed (a resume would give back its recorded answers).
+  bool read_only = false;
   std::vector<params::Spec> params;
 };
 

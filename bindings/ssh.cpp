@@ -170,7 +170,10 @@ int l_exec(lua_State* L) {
   spec.sudo_password = opt_string(L, 3, "sudo_password", "exec");
   bool read_only = opt_bool(L, 3, "read_only", "exec");
   bool stream = opt_bool(L, 3, "stream", "exec");
-  if (!read_only) guard(L, "exec");
+  if (!read_only) {
+    refuse_if_read_only(L, "exec", "; a command that only reads is run with { read_only = true }");
+    guard(L, "exec");
+  }
   Target target = target_for(L, 1);
   Vm& vm = vm_of(L);
   apply_become(target, sudo_given, spec.sudo, spec.sudo_user, spec.sudo_password);

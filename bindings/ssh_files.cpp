@@ -180,6 +180,7 @@ int l_upload(lua_State* L) {
   spec->local = local;
   spec->remote = remote;
   if (!std::filesystem::is_regular_file(local)) luaL_error(L, "upload: no local file '%s'", local.c_str());
+  refuse_if_read_only(L, "upload");
   guard(L, "upload");
   Target target = target_for(L, 1);
   put_privilege(L, *spec, target, "upload");
@@ -198,6 +199,7 @@ int l_write_file(lua_State* L) {
   auto spec = put_options(L, 4, "write_file");
   spec->data = std::string(data, len);
   spec->remote = remote;
+  refuse_if_read_only(L, "write_file");
   guard(L, "write_file");
   Target target = target_for(L, 1);
   put_privilege(L, *spec, target, "write_file");

@@ -206,6 +206,24 @@ void guard(lua_State* L, const char* what) {
   }
 }
 
+void refuse_if_read_only(lua_State* L, const char* what, const char* hint) {
+  Vm& vm = vm_of(L);
+  if (vm.read_only.empty()) return;
+  // At the runbook's own line: the first Lua frame outside the stdlib (the call may come through it).
+  lua_Debug ar;
+  std::string where;
+  for (int level = 1; lua_getstack(L, level, &ar); ++level) {
+    lua_getinfo(L, "Sl", &ar);
+    if (ar.currentline > 0 && std::string_view(ar.source).find(vm.stdlib_dir) == std::string_view::npos) {
+      where = std::string(ar.short_src) + ":" + std::to_string(ar.currentline) + ": ";
+      break;
+    }
+  }
+  lua_pushfstring(L, "%s%s: refused, the runbook %s is declared read_only (it changes nothing)%s", where.c_str(), what,
+                  vm.read_only.c_str(), hint);
+  lua_error(L);
+}
+
 void push_interrupt(lua_State* L, Interrupt i) {
   auto* p = static_cast<Interrupt*>(lua_newuserdatauv(L, sizeof(Interrupt), 0));
   *p = i;

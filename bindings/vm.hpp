@@ -91,6 +91,7 @@ struct Vm {
   bool draining = false;   // Ctrl-C once: admit no new hosts
   bool cancelling = false; // Ctrl-C twice: cancel what is in flight
   bool dry_run = false;
+  std::string read_only;  // the runbook's name when it is declared read_only: no change may be made
   bool assume_yes = false;
   std::string missing_module;
   std::vector<std::string> declared_failures;  // messages fail() raised: expected stops, not code errors
@@ -144,6 +145,9 @@ void cancel_all(Vm& vm, Interrupt::Kind why = Interrupt::cancelled);
 // Before a call that changes something (`what` names it): raises if a lease this run holds is lost
 // or past its renew deadline. Uncatchable, unless the runbook handles the loss with on_lost.
 void guard(lua_State* L, const char* what);
+// Before a call that changes something (a command not marked read_only, a file written, an API or
+// etcd write): raises at the runbook's line when the runbook is declared read_only.
+void refuse_if_read_only(lua_State* L, const char* what, const char* hint = "");
 
 // A runbook that computes without waiting (`while true do end`) never returns to the event loop, so
 // neither timers nor signals reach it (bindings/busy.cpp). Lua runs between busy_enter and

@@ -217,7 +217,12 @@ int execute(Args& a, engine::lua::Runtime& rt, const engine::lua::RunbookInfo& i
   bool recorded = journal && journal->records() > 0;
   auto ending = rt.ending();
   if ((code == 1 || code == 130) && lost.empty()) {
-    if (!recorded && ending != engine::lua::Ending::interrupted)
+    if (info.read_only)  // its answer is only as fresh as the run: never a resume
+      std::fprintf(stderr, "%s changes nothing: %s\n", info.name.c_str(),
+                   ending == engine::lua::Ending::code_error
+                       ? "fix the runbook, then run it again"
+                       : "once the cause is fixed, run it again for a fresh answer (a resume would repeat this one)");
+    else if (!recorded && ending != engine::lua::Ending::interrupted)
       std::fprintf(stderr, "nothing was recorded as done: after fixing the cause, run it again\n");
     else if (ending == engine::lua::Ending::code_error)
       std::fprintf(stderr, "fix the runbook, then continue it with: engine resume %s --force%s (finished steps are skipped)\n",
@@ -368,6 +373,9 @@ int do_resume(Args& a) {
                               "): its steps may not mean what the journal says; resume with --force to use it anyway");
   engine::lua::Runtime rt(engine::lua::default_stdlib_dir());
   auto info = rt.load(r.runbook);
+  if (info.read_only)
+    throw engine::ConfigError(info.name + " changes nothing (read_only): a resume would give back the answers " + a.run_id +
+                              " recorded; run it again: engine run " + r.runbook + " ...");
   nlohmann::json params;
   try {
     params = rt.resolve_params(parse_extra(r.extra));

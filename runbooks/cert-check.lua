@@ -11,6 +11,7 @@ local timers = require "cert_timer"
 return runbook {
   name = "cert-check",
   summary = "Expiry of every kubeadm certificate, in files and as served, on every node; exit 1 under the threshold",
+  read_only = true,
   params = {
     threshold = { type = "integer", default = 30, help = "days: a certificate with fewer left fails the check" },
     control_plane = { type = "string", default = "k8s-cp", help = "inventory group (or pattern) of the control-plane nodes" },

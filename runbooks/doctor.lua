@@ -11,6 +11,7 @@ local fleet = require "engine.fleet"
 return runbook {
   name = "doctor",
   summary = "Read-only diagnosis of a kubeadm cluster: every finding with its node, evidence, command and runbook",
+  read_only = true,
   params = {
     control_plane = { type = "string", default = "k8s-cp", help = "inventory group (or pattern) of the control-plane nodes" },
     nodes = { type = "string", default = "all", help = "inventory pattern of the nodes to examine" },

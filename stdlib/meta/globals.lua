@@ -17,6 +17,7 @@
 ---@field name string
 ---@field summary? string
 ---@field description? string
+---@field read_only? boolean       changes nothing: never resumed, and a change inside it raises
 ---@field params? table<string, engine.ParamSpec>
 ---@field run fun(p: table, inv: engine.Inventory)
 

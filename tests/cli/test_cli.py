@@ -140,6 +140,41 @@ class TestBadInput(CliTest):
         self.assertIn("attempt to call a nil value (field 'node')", r.stderr)
         self.assertRegex(r.stderr, r"fix the runbook, then continue it with: engine resume \S+ --force")
 
+    def test_a_read_only_runbook_is_run_again_not_resumed_and_makes_no_change(self):
+        rb = os.path.join(self.state, "ro.lua")
+        body = ('return runbook { name = "ro", read_only = true, run = function(p, inv)\n'
+                '  step("look", function() end)\n  %s\nend }\n')
+        with open(rb, "w") as f:
+            f.write(body % 'fail("2 finding(s)")')
+        r = self.run_rb(rb)
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("ro changes nothing: once the cause is fixed, run it again for a fresh answer", r.stderr)
+        self.assertNotIn("continue it with", r.stderr)
+        run_id = os.listdir(os.path.join(self.state, "runs"))[0]
+        r = engine("resume", run_id, "--state-dir", self.state)
+        self.assertEqual(r.returncode, 2)
+        self.assertIn(f"ro changes nothing (read_only): a resume would give back the answers {run_id} recorded; "
+                      f"run it again: engine run {rb}", r.stderr)
+        # A change inside it is a bug in the runbook, refused at its line before anything is sent.
+        inv = self.inventory("h1 ansible_host=127.0.0.1 ansible_port=1\n")
+        for call, what in (('inv:host("h1"):exec("rm -f /tmp/x")', "exec"),
+                           ('inv:host("h1"):write_file("/tmp/x", "y")', "write_file")):
+            with open(rb, "w") as f:
+                f.write(body % call)
+            r = self.run_rb(rb, "-i", inv)
+            self.assertEqual(r.returncode, 1)
+            self.assertIn(f"ro.lua:3: {what}: refused, the runbook ro is declared read_only (it changes nothing)", r.stderr)
+            self.assertIn("this is a bug in the runbook", r.stderr)
+            self.assertIn("ro changes nothing: fix the runbook, then run it again", r.stderr)
+        with open(rb, "w") as f:
+            f.write(body % 'inv:host("h1"):exec("cat /tmp/x", { read_only = true })')
+        self.assertNotIn("refused, the runbook", self.run_rb(rb, "-i", inv).stderr)  # a read goes on (and fails to connect)
+        with open(rb, "w") as f:
+            f.write(body.replace("read_only = true", 'read_only = "yes"') % "")
+        r = self.run_rb(rb)
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("ro.lua:1: runbook: 'read_only' must be true or false", r.stderr)
+
     def test_file_without_runbook_declaration(self):
         r = self.run_rb("runbooks/no_return.lua")
         self.assertEqual(r.returncode, 2)

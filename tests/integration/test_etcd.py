@@ -95,6 +95,21 @@ class TestEtcd(unittest.TestCase):
         self.assertIn("no member named cp3", out)
         self.assertIn("member m3", out)
 
+    def test_1b_a_read_only_runbook_reads_but_writes_nothing(self):
+        path = self.write_lua("""
+    assert(etcd.status())
+    etcd.put("/engine/ro", "x")""")
+        with open(path) as f:
+            text = f.read().replace('name = "etcd-test",', 'name = "etcd-test", read_only = true,')
+        with open(path, "w") as f:
+            f.write(text)
+        r = subprocess.run([ENGINE, "run", path, "-e", f"dir={self.cluster.dir}", "-e",
+                            "endpoints=" + ",".join(self.cluster.endpoints), "--state-dir", os.path.join(self.tmp, "state")],
+                           capture_output=True, text=True, timeout=300)
+        self.assertEqual(r.returncode, 1)
+        self.assertRegex(r.stderr, r"t\d+\.lua:12: etcd.put: refused, the runbook etcd-test is declared read_only")
+        self.assertEqual(self.cluster.etcdctl("get", "/engine/ro").stdout, "")
+
     def test_2_snapshot_of_50000_keys_passes_etcdctl_snapshot_status(self):
         self.cluster.fill(50000)
         path = os.path.join(self.tmp, "snap.db")
