@@ -283,7 +283,9 @@ def apply(st, n, kind, on, days=None):
         raise LabError(f"pdb-blocks needs a worker node; {n['name']} is a {n['role']}")
     faults = st.setdefault("faults", {}).setdefault(n["name"], [])
     if on and kind in faults:
-        return f"{kind} is already set on {n['name']}"
+        # The lab's record, not the node's state: a runbook that repaired it did not clear the record.
+        return (f"{kind} is already set on {n['name']} (if a runbook has repaired it since, "
+                f"`lab clear {n['name']} {kind}` and then `lab fault` sets it again)")
     if not on and kind not in faults:
         return f"{kind} is not set on {n['name']}"
     if on and days is not None:

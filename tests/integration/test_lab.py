@@ -257,6 +257,9 @@ end }
         self.assertEqual(can(), "yes")
         lab("fault", "cp1", "scheduler-rbac-missing", "--dir", self.dir)
         self.assertEqual(can(), "no")
+        # Set twice: the lab says its record may be older than the node's state, and how to set it again.
+        self.assertIn("already set on cp1 (if a runbook has repaired it since, `lab clear cp1 scheduler-rbac-missing`",
+                      lab("fault", "cp1", "scheduler-rbac-missing", "--dir", self.dir).stdout)
         lab("clear", "cp1", "scheduler-rbac-missing", "--dir", self.dir)
         self.assertEqual(can(), "yes")
 
