@@ -162,6 +162,21 @@ int l_configure(lua_State* L) {
 }
 
 // api.call(method, path, body, {content_type, timeout, retry}) → status, body, headers | nil, err, message, status
+// Before a write: raises when the runbook is declared read_only; returns what the write is, for guard().
+std::string refuse_write_if_read_only(lua_State* L, const std::string& method, const std::string& path) {
+  std::string bare = path.substr(0, path.find('?')), what = "k8s " + method + " " + bare;
+  // A review (SubjectAccessReview, TokenReview, ...) is created to ask, and stores nothing.
+  bool review = method == "POST" && std::string_view(bare).ends_with("reviews");
+  if (!review) refuse_if_read_only(L, what.c_str());
+  return what;
+}
+
+// api.writing(method, path): the same refusal under --dry-run, where the write is only shown.
+int l_writing(lua_State* L) {
+  refuse_write_if_read_only(L, luaL_checkstring(L, 1), luaL_checkstring(L, 2));
+  return 0;
+}
+
 int l_call(lua_State* L) {
   std::string method = luaL_checkstring(L, 1);
   std::string path = luaL_checkstring(L, 2);
@@ -177,13 +192,7 @@ int l_call(lua_State* L) {
     if (lua_getfield(L, 4, "retry") == LUA_TBOOLEAN) opts.retry = lua_toboolean(L, -1);
     lua_pop(L, 1);
   }
-  if (method != "GET") {
-    std::string bare = path.substr(0, path.find('?')), what = "k8s " + method + " " + bare;
-    // A review (SubjectAccessReview, TokenReview, ...) is created to ask, and stores nothing.
-    bool review = method == "POST" && std::string_view(bare).ends_with("reviews");
-    if (!review) refuse_if_read_only(L, what.c_str());
-    guard(L, what.c_str());
-  }
+  if (method != "GET") guard(L, refuse_write_if_read_only(L, method, path).c_str());
   k8s::Api& api = api_of(L);
   {
     Op op = begin(L, "k8s call");
@@ -456,7 +465,7 @@ int l_dry_run(lua_State* L) {
 
 const luaL_Reg kWatchMethods[] = {{"next", l_watch_next}, {"close", l_watch_close}, {nullptr, nullptr}};
 const luaL_Reg kWatchMetamethods[] = {{"__gc", l_watch_gc}, {"__close", l_watch_close}, {nullptr, nullptr}};
-const luaL_Reg kApi[] = {{"identity", l_identity}, {"dry_run", l_dry_run},{"configure", l_configure}, {"call", l_call}, {"resource", l_resource}, {"path", l_path}, {"watch", l_watch},
+const luaL_Reg kApi[] = {{"identity", l_identity}, {"dry_run", l_dry_run}, {"writing", l_writing},{"configure", l_configure}, {"call", l_call}, {"resource", l_resource}, {"path", l_path}, {"watch", l_watch},
                          {"requests", l_requests}, {"server", l_server}, {nullptr, nullptr}};
 
 int open_module(lua_State* L) {

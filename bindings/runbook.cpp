@@ -1,5 +1,5 @@
-// runbook{ name, summary, params, run, read_only }: the declaration every runbook returns. Checked when it is
-// made, so a misspelt field or a bad param spec names the runbook's line.
+// runbook{ name, summary, params, run, read_only }: the declaration every runbook returns. Checked
+// when it is made, so a misspelt field or a bad param spec names the runbook's line.
 #include "bindings/runbook.hpp"
 
 #include "bindings/options.hpp"

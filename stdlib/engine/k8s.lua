@@ -115,6 +115,7 @@ local function write(method, kind, namespace, name, body, content_type, sub, q)
   if not res then return nil, err, msg end
   local path = path_for(res, namespace, name, sub) .. (q or "")
   if api.dry_run() then
+    api.writing(method, path)  -- a read_only runbook's write is refused in a dry run too
     log.info("dry-run: would " .. method, { kind = res.kind, name = name or (body.metadata and body.metadata.name), namespace = namespace })
     return body
   end

@@ -103,12 +103,13 @@ class TestGenericApi(K8sTest):
     assert(#assert(k8s.list("nodes")) == 4)
     assert(k8s.can({ verb = "list", resource = "pods" }) ~= nil)  -- a review is created to ask: allowed
     k8s.create({ apiVersion = "v1", kind = "ConfigMap", metadata = { name = "ro", namespace = "default" } })""")
-        r = subprocess.run([ENGINE, "run", path, "-e", f"kc={self.cluster.kubeconfig}", "--state-dir",
-                            os.path.join(self.tmp, "state")], capture_output=True, text=True, timeout=120)
-        self.assertEqual(r.returncode, 1, r.stderr)
-        self.assertIn("k8s POST /api/v1/namespaces/default/configmaps: refused, the runbook k8s-test is declared "
-                      "read_only (it changes nothing)", r.stderr)
-        self.assertIn("k8s-test changes nothing: fix the runbook, then run it again", r.stderr)
+        for dry in ([], ["--dry-run"]):  # a dry run shows writes without making them: refused there too
+            r = subprocess.run([ENGINE, "run", path, "-e", f"kc={self.cluster.kubeconfig}", "--state-dir",
+                                os.path.join(self.tmp, "state"), *dry], capture_output=True, text=True, timeout=120)
+            self.assertEqual(r.returncode, 1, r.stderr)
+            self.assertIn("ro.lua:12: k8s POST /api/v1/namespaces/default/configmaps: refused, the runbook k8s-test is "
+                          "declared read_only (it changes nothing)", r.stderr)
+            self.assertIn("k8s-test changes nothing: fix the runbook, then run it again", r.stderr)
         self.assertNotIn("ro", [c["metadata"]["name"] for c in self.cluster.get("/api/v1/namespaces/default/configmaps")["items"]])
 
     def test_lists_are_paginated_and_whole(self):
