@@ -471,6 +471,7 @@ std::vector<std::string> Runtime::lint(const std::vector<std::string>& files) {
 std::string help_text(const RunbookInfo& info) {
   std::string out = info.name + (info.summary.empty() ? "" : " — " + info.summary) + "\n\n";
   out += "Usage: engine run " + info.path + " [-i INVENTORY] [-e name=value]... [--limit PATTERN] [--dry-run]\n\n";
+  if (info.read_only) out += "Read only: it changes nothing (checked as it runs); a failed run is run again, not resumed.\n\n";
   if (info.params.empty()) return out + "This runbook takes no params.\n";
   out += "Params:\n";
   size_t width = 0;

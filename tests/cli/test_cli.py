@@ -149,6 +149,8 @@ class TestBadInput(CliTest):
         r = self.run_rb(rb)
         self.assertEqual(r.returncode, 1)
         self.assertIn("ro changes nothing: once the cause is fixed, run it again for a fresh answer", r.stderr)
+        self.assertIn("Read only: it changes nothing (checked as it runs); a failed run is run again, not resumed.",
+                      self.run_rb(rb, "--help").stdout)
         self.assertNotIn("continue it with", r.stderr)
         run_id = os.listdir(os.path.join(self.state, "runs"))[0]
         r = engine("resume", run_id, "--state-dir", self.state)
