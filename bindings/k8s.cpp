@@ -69,7 +69,10 @@ k8s::Api& k8s_api(lua_State* L) {
     try {
       st.api = std::make_shared<k8s::Api>(vm.io, run_cluster(vm));
     } catch (const std::exception& e) {
-      luaL_error(L, "kubernetes: %s (or call k8s.configure{kubeconfig = ...})", e.what());
+      // The operator's to fix, not the runbook's: said without a position in the stdlib.
+      lua_pushfstring(L, "kubernetes: %s; give one with --kubeconfig FILE, $KUBECONFIG or the inventory's k8s_kubeconfig "
+                      "(a runbook: k8s.configure{kubeconfig = ...})", e.what());
+      lua_error(L);
     }
   }
   return *st.api;
