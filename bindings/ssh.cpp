@@ -337,7 +337,8 @@ Target target_for(lua_State* L, int idx) {
   try {
     return resolve(name, inventory::connection_from_vars(name, vars), vars, st.defaults, st.config);
   } catch (const std::exception& e) {
-    luaL_error(L, "host '%s': %s", name.c_str(), e.what());
+    std::string why = e.what(), prefix = "host '" + name + "': ";
+    luaL_error(L, "%s%s", why.rfind(prefix, 0) == 0 ? "" : prefix.c_str(), why.c_str());  // named once
   }
   return {};
 }

@@ -102,6 +102,18 @@ nlohmann::json read_json(const std::filesystem::path& path) {
   return j.is_discarded() ? nullptr : j;
 }
 
+void check_connections(const Args& a, const inventory::Inventory& inv) {
+  std::string files;
+  for (const auto& f : a.inventories) files += (files.empty() ? "" : ", ") + f;
+  for (const auto& h : inv.host_names()) {
+    try {
+      inv.connection_of(h);
+    } catch (const std::invalid_argument& e) {
+      throw ConfigError("inventory " + files + ": " + e.what());
+    }
+  }
+}
+
 void check_cluster_flags(const Args& a, const inventory::Inventory& inv) {
   if (a.kubeconfig.empty() && a.context.empty()) return;
   std::vector<std::string> paths;

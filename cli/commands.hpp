@@ -52,6 +52,9 @@ std::string resolve_runbook(const std::string& path);
 // --kubeconfig and --context checked before anything runs (a context the kubeconfig does not have is
 // a configuration error, exit 2, not a failed run to resume). Nothing when neither is given.
 void check_cluster_flags(const Args& a, const inventory::Inventory& inv);
+// Every host's connection vars (ansible_port, ansible_become, ...) as SSH will read them: a bad one
+// stops the run before it starts, naming the inventory, the host and the var.
+void check_connections(const Args& a, const inventory::Inventory& inv);
 // A run's run.json or report.json; null when missing or unreadable.
 nlohmann::json read_json(const std::filesystem::path& path);
 

@@ -263,6 +263,7 @@ int do_check(Args& a) {
   std::vector<std::string> missing;
   auto params = rt.resolve_params(parse_extra(a.extra), a.extra.empty() ? &missing : nullptr);
   auto inv = load_inventory(a);
+  check_connections(a, inv);
   check_cluster_flags(a, inv);
   // The static pass: what would otherwise fail mid-rollout as "attempt to call a nil value".
   auto findings = rt.lint();
@@ -315,6 +316,7 @@ int do_run(Args& a) {
   }
   auto params = rt.resolve_params(parse_extra(a.extra));
   auto inv = load_inventory(a);
+  check_connections(a, inv);
   check_cluster_flags(a, inv);
   register_secrets(info, params, &inv);
   rt.set_inventory(std::move(inv));
@@ -389,6 +391,7 @@ int do_resume(Args& a) {
                               (secrets ? "\n(secret params are not recorded: give them again with -e)" : ""));
   }
   auto inv = load_inventory(r);
+  check_connections(r, inv);
   check_cluster_flags(r, inv);
   register_secrets(info, params, &inv);
   rt.set_inventory(std::move(inv));

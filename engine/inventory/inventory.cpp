@@ -1,6 +1,7 @@
 #include "engine/inventory/inventory.hpp"
 
 #include <algorithm>
+#include <cstdlib>
 #include <deque>
 #include <stdexcept>
 
@@ -220,6 +221,8 @@ Connection connection_from_vars(const std::string& name, const json& v) {
     for (auto k : keys) {
       auto it = v.find(k);
       if (it == v.end() || it->is_null()) continue;
+      if (it->is_structured())  // a list or a map where SSH needs one value: never its JSON text
+        throw std::invalid_argument("host '" + name + "': " + k + " must be one value, not " + it->dump());
       return it->is_string() ? it->get<std::string>() : it->dump();
     }
     return {};
@@ -229,11 +232,11 @@ Connection connection_from_vars(const std::string& name, const json& v) {
   if (c.address.empty()) c.address = name;
   auto port = str({"ansible_port", "ansible_ssh_port"});
   if (!port.empty()) {
-    try {
-      c.port = std::stoi(port);
-    } catch (...) {
-      throw std::invalid_argument("host '" + name + "': ansible_port '" + port + "' is not a number");
-    }
+    char* end = nullptr;
+    long n = std::strtol(port.c_str(), &end, 10);
+    if (*end != '\0' || n < 1 || n > 65535)
+      throw std::invalid_argument("host '" + name + "': ansible_port '" + port + "' is not a port number (1-65535)");
+    c.port = static_cast<int>(n);
   }
   c.user = str({"ansible_user", "ansible_ssh_user"});
   c.private_key_file = str({"ansible_ssh_private_key_file", "ansible_private_key_file"});

@@ -177,6 +177,33 @@ class TestBadInput(CliTest):
         self.assertEqual(r.returncode, 1)
         self.assertIn("ro.lua:1: runbook: 'read_only' must be true or false", r.stderr)
 
+    def test_no_kubeconfig_tells_the_operator_where_to_give_one(self):
+        rb = os.path.join(self.state, "k.lua")
+        with open(rb, "w") as f:
+            f.write('local k8s = require "engine.k8s"\nreturn runbook { name = "k", run = function()\n'
+                    '  step("nodes", function() return k8s.nodes() end)\nend }\n')
+        env = {k: v for k, v in os.environ.items() if k not in ("KUBECONFIG", "KUBERNETES_SERVICE_HOST")}
+        r = subprocess.run([ENGINE, "run", rb, "--state-dir", self.state], capture_output=True, text=True, timeout=60,
+                           env={**env, "HOME": self.state})
+        self.assertEqual(r.returncode, 1, r.stderr)
+        self.assertIn(f"runbook failed: kubernetes: no kubeconfig found (looked at {self.state}/.kube/config); give one "
+                      "with --kubeconfig FILE, $KUBECONFIG or the inventory's k8s_kubeconfig", r.stderr)
+        self.assertNotIn("bug in the runbook", r.stderr)
+
+    def test_a_bad_connection_var_stops_the_run_before_it_starts_naming_inventory_host_and_var(self):
+        rb = os.path.join(self.state, "x.lua")
+        with open(rb, "w") as f:
+            f.write('return runbook { name = "x", run = function(p, inv) print("RAN") end }\n')
+        for text, want in (("cp1 ansible_port=22x\n", "host 'cp1': ansible_port '22x' is not a port number (1-65535)"),
+                           ("cp1 ansible_port=70000\n", "host 'cp1': ansible_port '70000' is not a port number"),
+                           ("all:\n  hosts:\n    cp1:\n      ansible_user: [a, b]\n",
+                            'host \'cp1\': ansible_user must be one value, not ["a","b"]')):
+            inv = self.inventory(text, "hosts.yml" if text.startswith("all:") else "hosts.ini")
+            r = self.run_rb(rb, "-i", inv)
+            self.assertEqual(r.returncode, 2, r.stderr)
+            self.assertIn(f"error: inventory {inv}: {want}", r.stderr)
+            self.assertNotIn("RAN", r.stdout)
+
     def test_file_without_runbook_declaration(self):
         r = self.run_rb("runbooks/no_return.lua")
         self.assertEqual(r.returncode, 2)
