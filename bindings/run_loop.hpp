@@ -21,6 +21,7 @@ struct RunOutcome {
   bool interrupted = false;
   std::string failure;
   bool declared = false;    // the runbook stopped itself with fail(): its message is the whole story
+  std::string where;        // a declared failure's file:line, for the run log (not the console)
   bool lease_lost = false;
   std::string traceback;    // a code error's frames (the runbook's own unless -v)
 };

@@ -63,10 +63,11 @@ bool code_error(const std::string& msg) {
   return std::regex_search(msg, bug);
 }
 
-bool declared(const Vm& vm, const std::string& msg) {
+// The fail() message msg ends with (msg is it after "file:line: "), or nullptr.
+const std::string* declared(const Vm& vm, const std::string& msg) {
   for (const auto& d : vm.declared_failures)
-    if (msg.size() >= d.size() && msg.compare(msg.size() - d.size(), d.size(), d) == 0) return true;
-  return false;
+    if (msg.size() >= d.size() && msg.compare(msg.size() - d.size(), d.size(), d) == 0) return &d;
+  return nullptr;
 }
 
 // The runbook's task ended in error: an interrupt (Ctrl-C, abort), a lost lease, or the runbook's own
@@ -85,7 +86,13 @@ RunOutcome outcome_of(Vm& vm, lua_State* L, Task& t, bool signalled) {
     }
   } else {
     out.failure = error_text(t.co);
-    out.declared = declared(vm, out.failure);
+    if (const std::string* d = declared(vm, out.failure)) {
+      // Said as the runbook worded it: where fail() was called is for its author (the run log).
+      out.declared = true;
+      out.where = out.failure.substr(0, out.failure.size() - d->size());
+      while (!out.where.empty() && (out.where.back() == ' ' || out.where.back() == ':')) out.where.pop_back();
+      out.failure = *d;
+    }
     if (!out.declared && code_error(out.failure)) out.traceback = traceback(L, t.co, vm);
   }
   out.exit_code = out.interrupted ? 130 : 1;
@@ -104,7 +111,9 @@ void report_failure(const RunOutcome& out, bool verbose) {
     std::fprintf(stderr, "interrupted: hosts that had not started were left as they were\n");
     return;
   }
-  log::emit_quiet(log::Level::error, "", "runbook failed", json{{"error", out.failure}});
+  json fields{{"error", out.failure}};
+  if (!out.where.empty()) fields["where"] = out.where;
+  log::emit_quiet(log::Level::error, "", "runbook failed", fields);
   if (!out.traceback.empty()) log::emit(log::Level::debug, "", "traceback", json{{"frames", out.traceback}});
   log::flush();
   // stderr gets the block in either log format: JSON logs on stdout are for machines, the
