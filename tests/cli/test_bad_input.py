@@ -1,0 +1,207 @@
+"""What a user sees for bad input and expected failures: a syntax error, a bug in the runbook, a
+declared failure, a read-only runbook's rules, a bad inventory var or kubeconfig, a missing file."""
+import json
+import os
+import subprocess
+import unittest
+
+from test_cli import ENGINE, ROOT, CliTest, engine
+
+
+class TestBadInput(CliTest):
+    def test_syntax_error_names_file_line_and_parser_message(self):
+        r = self.run_rb("runbooks/syntax.lua")
+        self.assertEqual(r.returncode, 2)
+        self.assertIn("runbooks/syntax.lua:3: ')' expected near 'inv'", r.stderr)
+
+    def test_an_error_the_runbook_raises_is_said_once_with_its_line(self):
+        r = self.run_rb("runbooks/runtime_error.lua")
+        self.assertEqual(r.returncode, 1, r.stderr)
+        self.assertIn("runbooks/runtime_error.lua:4: only 3% free on cp1", r.stderr)
+        self.assertEqual(r.stderr.count("only 3% free"), 1)  # said once
+        self.assertNotIn("only 3% free", r.stdout)
+        self.assertNotIn("bug in the runbook", r.stderr)  # an outcome, not a bug: no frames
+        # Nothing was recorded as done: no resume to offer.
+        self.assertIn("nothing was recorded as done: after fixing the cause, run it again", r.stderr)
+        self.assertNotIn("engine resume", r.stderr)
+
+    def test_a_bug_in_the_runbook_shows_the_runbooks_frames(self):
+        rb = os.path.join(self.state, "bug.lua")
+        with open(rb, "w") as f:
+            f.write('local function check_disk(node)\n  return node.free.percent\nend\n'
+                    'return runbook { name = "bug", run = function()\n  check_disk({ name = "cp1" })\nend }\n')
+        r = self.run_rb(rb)
+        self.assertEqual(r.returncode, 1, r.stderr)
+        self.assertIn("bug.lua:2: attempt to index a nil value (field 'free')", r.stderr)
+        self.assertIn("this is a bug in the runbook, not a failure of the cluster", r.stderr)
+        self.assertIn("bug.lua:5:", r.stderr)  # the caller's line, in the frames
+        self.assertIn("in upvalue 'check_disk'", r.stderr)
+        self.assertNotIn("[C]", r.stderr)  # the engine's frames only with -v
+        self.assertEqual(r.stderr.count("attempt to index"), 1)
+        r = self.run_rb(rb, "-v")
+        self.assertNotIn("-v shows all", r.stderr)
+
+    def test_a_declared_failure_is_said_once_without_a_traceback_and_resume_only_with_steps_done(self):
+        rb = os.path.join(self.state, "pre.lua")
+        with open(rb, "w") as f:
+            f.write('return runbook { name = "pre", run = function()\n  step("one", function() end)\n'
+                    '  fail("preflight: cp1 has %d%% free", 2)\nend }\n')
+        r = self.run_rb(rb)
+        self.assertEqual(r.returncode, 1)
+        self.assertEqual(r.stderr.count("preflight: cp1 has 2% free"), 1, r.stderr)
+        # As the runbook worded it; where fail() was called is in the run log, for its author.
+        self.assertIn("runbook failed: preflight: cp1 has 2% free\n", r.stderr)
+        self.assertNotIn("pre.lua:3", r.stderr)
+        run_dir = os.path.join(self.state, "runs", os.listdir(os.path.join(self.state, "runs"))[0])
+        with open(os.path.join(run_dir, "run.log")) as f:
+            failed = [json.loads(l) for l in f if '"runbook failed"' in l]
+        self.assertEqual(failed[0]["fields"], {"error": "preflight: cp1 has 2% free", "where": f"{rb}:3"})
+        self.assertNotIn("preflight", r.stdout)
+        self.assertNotIn("bug in the runbook", r.stderr)
+        self.assertIn("continue it with: engine resume", r.stderr)
+        # A bug after a step was done: fix it, then resume with --force (the runbook changed).
+        with open(rb, "w") as f:
+            f.write('local k8s = require "engine.k8s"\nreturn runbook { name = "pre", run = function()\n'
+                    '  step("one", function() end)\n  k8s.node("x")\nend }\n')
+        r = self.run_rb(rb)
+        self.assertIn("attempt to call a nil value (field 'node')", r.stderr)
+        self.assertRegex(r.stderr, r"fix the runbook, then continue it with: engine resume \S+ --force")
+
+    def test_a_read_only_runbook_is_run_again_not_resumed_and_makes_no_change(self):
+        rb = os.path.join(self.state, "ro.lua")
+        body = ('return runbook { name = "ro", read_only = true, run = function(p, inv)\n'
+                '  step("look", function() end)\n  %s\nend }\n')
+        with open(rb, "w") as f:
+            f.write(body % 'fail("2 finding(s)")')
+        r = self.run_rb(rb)
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("ro changes nothing: once the cause is fixed, run it again for a fresh answer", r.stderr)
+        self.assertIn("Read only: it changes nothing (checked as it runs); a failed run is run again, not resumed.",
+                      self.run_rb(rb, "--help").stdout)
+        self.assertNotIn("continue it with", r.stderr)
+        run_id = os.listdir(os.path.join(self.state, "runs"))[0]
+        r = engine("resume", run_id, "--state-dir", self.state)
+        self.assertEqual(r.returncode, 2)
+        self.assertIn(f"ro changes nothing (read_only): a resume would give back the answers {run_id} recorded; "
+                      f"run it again: engine run {rb}", r.stderr)
+        # A change inside it is a bug in the runbook, refused at its line before anything is sent.
+        inv = self.inventory("h1 ansible_host=127.0.0.1 ansible_port=1\n")
+        for call, what in (('inv:host("h1"):exec("rm -f /tmp/x")', "exec"),
+                           ('inv:host("h1"):write_file("/tmp/x", "y")', "write_file")):
+            with open(rb, "w") as f:
+                f.write(body % call)
+            r = self.run_rb(rb, "-i", inv)
+            self.assertEqual(r.returncode, 1)
+            self.assertIn(f"ro.lua:3: {what}: refused, the runbook ro is declared read_only (it changes nothing)", r.stderr)
+            self.assertIn("this is a bug in the runbook", r.stderr)
+            self.assertIn("ro changes nothing: fix the runbook, then run it again", r.stderr)
+        with open(rb, "w") as f:
+            f.write(body % 'inv:host("h1"):exec("cat /tmp/x", { read_only = true })')
+        self.assertNotIn("refused, the runbook", self.run_rb(rb, "-i", inv).stderr)  # a read goes on (and fails to connect)
+        with open(rb, "w") as f:
+            f.write(body.replace("read_only = true", 'read_only = "yes"') % "")
+        r = self.run_rb(rb)
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("ro.lua:1: runbook: 'read_only' must be true or false", r.stderr)
+
+    def test_no_kubeconfig_tells_the_operator_where_to_give_one(self):
+        rb = os.path.join(self.state, "k.lua")
+        with open(rb, "w") as f:
+            f.write('local k8s = require "engine.k8s"\nreturn runbook { name = "k", run = function()\n'
+                    '  step("nodes", function() return k8s.nodes() end)\nend }\n')
+        env = {k: v for k, v in os.environ.items() if k not in ("KUBECONFIG", "KUBERNETES_SERVICE_HOST")}
+        r = subprocess.run([ENGINE, "run", rb, "--state-dir", self.state], capture_output=True, text=True, timeout=60,
+                           env={**env, "HOME": self.state})
+        self.assertEqual(r.returncode, 1, r.stderr)
+        self.assertIn(f"runbook failed: kubernetes: no kubeconfig found (looked at {self.state}/.kube/config); give one "
+                      "with --kubeconfig FILE, $KUBECONFIG or the inventory's k8s_kubeconfig", r.stderr)
+        self.assertNotIn("bug in the runbook", r.stderr)
+
+    def test_a_bad_connection_var_stops_the_run_before_it_starts_naming_inventory_host_and_var(self):
+        rb = os.path.join(self.state, "x.lua")
+        with open(rb, "w") as f:
+            f.write('return runbook { name = "x", run = function(p, inv) print("RAN") end }\n')
+        for text, want in (("cp1 ansible_port=22x\n", "host 'cp1': ansible_port '22x' is not a port number (1-65535)"),
+                           ("cp1 ansible_port=70000\n", "host 'cp1': ansible_port '70000' is not a port number"),
+                           ("all:\n  hosts:\n    cp1:\n      ansible_user: [a, b]\n",
+                            'host \'cp1\': ansible_user must be one value, not ["a","b"]')):
+            inv = self.inventory(text, "hosts.yml" if text.startswith("all:") else "hosts.ini")
+            r = self.run_rb(rb, "-i", inv)
+            self.assertEqual(r.returncode, 2, r.stderr)
+            self.assertIn(f"error: inventory {inv}: {want}", r.stderr)
+            self.assertNotIn("RAN", r.stdout)
+
+    def test_file_without_runbook_declaration(self):
+        r = self.run_rb("runbooks/no_return.lua")
+        self.assertEqual(r.returncode, 2)
+        self.assertIn("must end with `return runbook", r.stderr)
+
+    def test_missing_runbook_file(self):
+        r = self.run_rb("runbooks/nope.lua")
+        self.assertEqual(r.returncode, 2)
+        self.assertIn("runbooks/nope.lua: no such runbook file", r.stderr)
+
+    def test_missing_required_param_is_named_with_its_help(self):
+        r = self.run_rb("runbooks/params.lua")
+        self.assertEqual(r.returncode, 2)
+        self.assertIn("missing required param 'version' (string): target, e.g. 1.34.3", r.stderr)
+
+    def test_wrong_type_names_param_expected_type_and_value(self):
+        r = self.run_rb("runbooks/params.lua", "-e", "version=1.2.3", "-e", "workers_at_once=many")
+        self.assertEqual(r.returncode, 2)
+        self.assertIn("param 'workers_at_once' expects an integer, got 'many'", r.stderr)
+
+    def test_pattern_mismatch(self):
+        r = self.run_rb("runbooks/params.lua", "-e", "version=v1.34")
+        self.assertEqual(r.returncode, 2)
+        self.assertIn("'v1.34' does not match the pattern", r.stderr)
+
+    def test_the_shipped_rollouts_refuse_zero_workers_at_once(self):
+        # Ansible's `serial: 0` is every host at once; 0 here used to be one at a time, silently.
+        r = self.run_rb(os.path.join(ROOT, "runbooks", "k8s-upgrade.lua"), "-e", "version=1.34.3", "-e", "kind=minor",
+                        "-e", "workers_at_once=0")
+        self.assertEqual(r.returncode, 2)
+        self.assertIn("param 'workers_at_once': '0' does not match the pattern", r.stderr)
+        self.assertIn("a count from 1, or a percentage of the workers", r.stderr)
+        r = self.run_rb(os.path.join(ROOT, "runbooks", "etcd-bootstrap.lua"), "-e", "workers_at_once=0%")
+        self.assertEqual(r.returncode, 2)
+        self.assertIn("param 'workers_at_once': '0%' does not match the pattern", r.stderr)
+
+    def test_unknown_param_suggests_the_closest(self):
+        r = self.run_rb("runbooks/params.lua", "-e", "version=1.2.3", "-e", "workers_at_onc=2")
+        self.assertEqual(r.returncode, 2)
+        self.assertIn("unknown param 'workers_at_onc' (did you mean 'workers_at_once'?)", r.stderr)
+
+    def test_extra_without_equals(self):
+        r = self.run_rb("runbooks/params.lua", "-e", "version")
+        self.assertEqual(r.returncode, 2)
+        self.assertIn("-e 'version': expected name=value", r.stderr)
+
+    def test_malformed_yaml_inventory_names_file_line_column(self):
+        inv = self.inventory("all:\n  hosts:\n    a:\n      x: [1, 2\n", "bad.yml")
+        r = self.run_rb("runbooks/fleet.lua", "-i", inv)
+        self.assertEqual(r.returncode, 2)
+        self.assertRegex(r.stderr, r"bad\.yml:\d+:\d+: ")
+
+    def test_malformed_ini_inventory_names_file_line_column(self):
+        inv = self.inventory("[web]\nweb1\n[web:varz]\nx=1\n")
+        r = self.run_rb("runbooks/fleet.lua", "-i", inv)
+        self.assertEqual(r.returncode, 2)
+        self.assertIn("hosts.ini:3:6: section [web:varz] has unknown type 'varz'", r.stderr)
+
+    def test_unknown_group_or_host_in_limit_is_named(self):
+        inv = self.inventory("[web]\nweb1\nweb2\n[db]\ndb1\n")
+        r = self.run_rb("runbooks/fleet.lua", "-i", inv, "--limit", "web:dbs")
+        self.assertEqual(r.returncode, 2)
+        self.assertIn("--limit: no host or group matches 'dbs' (did you mean 'db'?)", r.stderr)
+        r = self.run_rb("runbooks/fleet.lua", "-i", inv, "--limit", "web3")
+        self.assertEqual(r.returncode, 2)
+        self.assertIn("no host or group matches 'web3'", r.stderr)
+
+    def test_bad_log_format_is_a_usage_error(self):
+        r = self.run_rb("runbooks/fleet.lua", "--log-format", "xml")
+        self.assertEqual(r.returncode, 2)
+
+
+if __name__ == "__main__":
+    unittest.main()
