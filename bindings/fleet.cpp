@@ -259,6 +259,7 @@ struct FleetRun : std::enable_shared_from_this<FleetRun> {
       log::emit(log::Level::warn, o.name, "skipped", json{{"why", *why}});
     } else {
       o.error = error_text(t.co);
+      strip_declared(*vm, o.error);  // a host's fail(): as the runbook worded it, as the run's own
       // a branch's line would have no host and say twice, unexplained, what its caller raises
       if (!branch(i)) log::emit(log::Level::error, o.name, "failed", json{{"error", o.error}});
       if (!branch(i) && !to_interrupt(t.co, -1)) {
@@ -334,7 +335,8 @@ struct FleetRun : std::enable_shared_from_this<FleetRun> {
     release();
     switch (ends) {
       case raise_message:
-        vm->declared_failures.push_back(msg);  // the rollout stopping as told, not a bug in the runbook
+        // The rollout stopping as told, not a bug in the runbook; said without its line, as fail()'s.
+        vm->declared_failures.push_back(msg.rfind(where, 0) == 0 ? msg.substr(where.size()) : msg);
         complete(parent, [msg](lua_State* co) { lua_pushstring(co, msg.c_str()); return 1; }, true);
         return;
       case raise_interrupt:

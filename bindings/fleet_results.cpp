@@ -141,7 +141,7 @@ std::string name_of(lua_State* L, int idx, size_t i) {
     return s;
   }
   if (lua_istable(L, idx)) lua_pop(L, 1);
-  return "#" + std::to_string(i + 1);
+  return std::to_string(i + 1).insert(0, 1, '#');  // not "#" + ...: GCC 12's false -Wrestrict (PR 105651)
 }
 
 void fill_results(lua_State* L, int idx) {

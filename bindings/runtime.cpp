@@ -63,13 +63,6 @@ bool code_error(const std::string& msg) {
   return std::regex_search(msg, bug);
 }
 
-// The fail() message msg ends with (msg is it after "file:line: "), or nullptr.
-const std::string* declared(const Vm& vm, const std::string& msg) {
-  for (const auto& d : vm.declared_failures)
-    if (msg.size() >= d.size() && msg.compare(msg.size() - d.size(), d.size(), d) == 0) return &d;
-  return nullptr;
-}
-
 // The runbook's task ended in error: an interrupt (Ctrl-C, abort), a lost lease, or the runbook's own
 // (which counts as interrupted when an operator's signal or abort came first).
 RunOutcome outcome_of(Vm& vm, lua_State* L, Task& t, bool signalled) {
@@ -86,13 +79,8 @@ RunOutcome outcome_of(Vm& vm, lua_State* L, Task& t, bool signalled) {
     }
   } else {
     out.failure = error_text(t.co);
-    if (const std::string* d = declared(vm, out.failure)) {
-      // Said as the runbook worded it: where fail() was called is for its author (the run log).
-      out.declared = true;
-      out.where = out.failure.substr(0, out.failure.size() - d->size());
-      while (!out.where.empty() && (out.where.back() == ' ' || out.where.back() == ':')) out.where.pop_back();
-      out.failure = *d;
-    }
+    // Said as the runbook worded it: where fail() was called is for its author (the run log).
+    out.declared = strip_declared(vm, out.failure, &out.where);
     if (!out.declared && code_error(out.failure)) out.traceback = traceback(L, t.co, vm);
   }
   out.exit_code = out.interrupted ? 130 : 1;

@@ -224,6 +224,18 @@ void refuse_if_read_only(lua_State* L, const char* what, const char* hint) {
   lua_error(L);
 }
 
+bool strip_declared(const Vm& vm, std::string& msg, std::string* where) {
+  for (const auto& d : vm.declared_failures) {
+    if (msg.size() < d.size() || msg.compare(msg.size() - d.size(), d.size(), d) != 0) continue;
+    std::string at = msg.substr(0, msg.size() - d.size());
+    while (!at.empty() && (at.back() == ' ' || at.back() == ':')) at.pop_back();
+    if (where) *where = at;
+    msg = d;
+    return true;
+  }
+  return false;
+}
+
 void push_interrupt(lua_State* L, Interrupt i) {
   auto* p = static_cast<Interrupt*>(lua_newuserdatauv(L, sizeof(Interrupt), 0));
   *p = i;

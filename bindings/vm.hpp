@@ -148,6 +148,9 @@ void guard(lua_State* L, const char* what);
 // Before a call that changes something (a command not marked read_only, a file written, an API or
 // etcd write): raises at the runbook's line when the runbook is declared read_only.
 void refuse_if_read_only(lua_State* L, const char* what, const char* hint = "");
+// An error raised by fail() ("file:line: message"): true, with msg cut to the message as the
+// runbook worded it and where set to "file:line" (for the run log); false for any other error.
+bool strip_declared(const Vm& vm, std::string& msg, std::string* where = nullptr);
 
 // A runbook that computes without waiting (`while true do end`) never returns to the event loop, so
 // neither timers nor signals reach it (bindings/busy.cpp). Lua runs between busy_enter and
