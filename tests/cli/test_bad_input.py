@@ -26,10 +26,9 @@ class TestBadInput(CliTest):
         self.assertNotIn("engine resume", r.stderr)
 
     def test_a_bug_in_the_runbook_shows_the_runbooks_frames(self):
-        rb = os.path.join(self.state, "bug.lua")
-        with open(rb, "w") as f:
-            f.write('local function check_disk(node)\n  return node.free.percent\nend\n'
-                    'return runbook { name = "bug", run = function()\n  check_disk({ name = "cp1" })\nend }\n')
+        rb = self.write("bug.lua", 'local function check_disk(node)\n  return node.free.percent\nend\n'
+                                   'return runbook { name = "bug", run = function()\n'
+                                   '  check_disk({ name = "cp1" })\nend }\n')
         r = self.run_rb(rb)
         self.assertEqual(r.returncode, 1, r.stderr)
         self.assertIn("bug.lua:2: attempt to index a nil value (field 'free')", r.stderr)
@@ -42,10 +41,8 @@ class TestBadInput(CliTest):
         self.assertNotIn("-v shows all", r.stderr)
 
     def test_a_declared_failure_is_said_once_without_a_traceback_and_resume_only_with_steps_done(self):
-        rb = os.path.join(self.state, "pre.lua")
-        with open(rb, "w") as f:
-            f.write('return runbook { name = "pre", run = function()\n  step("one", function() end)\n'
-                    '  fail("preflight: cp1 has %d%% free", 2)\nend }\n')
+        rb = self.write("pre.lua", 'return runbook { name = "pre", run = function()\n  step("one", function() end)\n'
+                                   '  fail("preflight: cp1 has %d%% free", 2)\nend }\n')
         r = self.run_rb(rb)
         self.assertEqual(r.returncode, 1)
         self.assertEqual(r.stderr.count("preflight: cp1 has 2% free"), 1, r.stderr)
@@ -60,19 +57,16 @@ class TestBadInput(CliTest):
         self.assertNotIn("bug in the runbook", r.stderr)
         self.assertIn("continue it with: engine resume", r.stderr)
         # A bug after a step was done: fix it, then resume with --force (the runbook changed).
-        with open(rb, "w") as f:
-            f.write('local k8s = require "engine.k8s"\nreturn runbook { name = "pre", run = function()\n'
-                    '  step("one", function() end)\n  k8s.node("x")\nend }\n')
+        self.write("pre.lua", 'local k8s = require "engine.k8s"\nreturn runbook { name = "pre", run = function()\n'
+                              '  step("one", function() end)\n  k8s.node("x")\nend }\n')
         r = self.run_rb(rb)
         self.assertIn("attempt to call a nil value (field 'node')", r.stderr)
         self.assertRegex(r.stderr, r"fix the runbook, then continue it with: engine resume \S+ --force")
 
     def test_a_read_only_runbook_is_run_again_not_resumed_and_makes_no_change(self):
-        rb = os.path.join(self.state, "ro.lua")
         body = ('return runbook { name = "ro", read_only = true, run = function(p, inv)\n'
                 '  step("look", function() end)\n  %s\nend }\n')
-        with open(rb, "w") as f:
-            f.write(body % 'fail("2 finding(s)")')
+        rb = self.write("ro.lua", body % 'fail("2 finding(s)")')
         r = self.run_rb(rb)
         self.assertEqual(r.returncode, 1)
         self.assertIn("ro changes nothing: once the cause is fixed, run it again for a fresh answer", r.stderr)
@@ -88,27 +82,22 @@ class TestBadInput(CliTest):
         inv = self.inventory("h1 ansible_host=127.0.0.1 ansible_port=1\n")
         for call, what in (('inv:host("h1"):exec("rm -f /tmp/x")', "exec"),
                            ('inv:host("h1"):write_file("/tmp/x", "y")', "write_file")):
-            with open(rb, "w") as f:
-                f.write(body % call)
+            self.write("ro.lua", body % call)
             r = self.run_rb(rb, "-i", inv)
             self.assertEqual(r.returncode, 1)
             self.assertIn(f"ro.lua:3: {what}: refused, the runbook ro is declared read_only (it changes nothing)", r.stderr)
             self.assertIn("this is a bug in the runbook", r.stderr)
             self.assertIn("ro changes nothing: fix the runbook, then run it again", r.stderr)
-        with open(rb, "w") as f:
-            f.write(body % 'inv:host("h1"):exec("cat /tmp/x", { read_only = true })')
+        self.write("ro.lua", body % 'inv:host("h1"):exec("cat /tmp/x", { read_only = true })')
         self.assertNotIn("refused, the runbook", self.run_rb(rb, "-i", inv).stderr)  # a read goes on (and fails to connect)
-        with open(rb, "w") as f:
-            f.write(body.replace("read_only = true", 'read_only = "yes"') % "")
+        self.write("ro.lua", body.replace("read_only = true", 'read_only = "yes"') % "")
         r = self.run_rb(rb)
         self.assertEqual(r.returncode, 1)
         self.assertIn("ro.lua:1: runbook: 'read_only' must be true or false", r.stderr)
 
     def test_no_kubeconfig_tells_the_operator_where_to_give_one(self):
-        rb = os.path.join(self.state, "k.lua")
-        with open(rb, "w") as f:
-            f.write('local k8s = require "engine.k8s"\nreturn runbook { name = "k", run = function()\n'
-                    '  step("nodes", function() return k8s.nodes() end)\nend }\n')
+        rb = self.write("k.lua", 'local k8s = require "engine.k8s"\nreturn runbook { name = "k", run = function()\n'
+                                 '  step("nodes", function() return k8s.nodes() end)\nend }\n')
         env = {k: v for k, v in os.environ.items() if k not in ("KUBECONFIG", "KUBERNETES_SERVICE_HOST")}
         r = subprocess.run([ENGINE, "run", rb, "--state-dir", self.state], capture_output=True, text=True, timeout=60,
                            env={**env, "HOME": self.state})
@@ -118,9 +107,7 @@ class TestBadInput(CliTest):
         self.assertNotIn("bug in the runbook", r.stderr)
 
     def test_a_bad_connection_var_stops_the_run_before_it_starts_naming_inventory_host_and_var(self):
-        rb = os.path.join(self.state, "x.lua")
-        with open(rb, "w") as f:
-            f.write('return runbook { name = "x", run = function(p, inv) print("RAN") end }\n')
+        rb = self.write("x.lua", 'return runbook { name = "x", run = function(p, inv) print("RAN") end }\n')
         for text, want in (("cp1 ansible_port=22x\n", "host 'cp1': ansible_port '22x' is not a port number (1-65535)"),
                            ("cp1 ansible_port=70000\n", "host 'cp1': ansible_port '70000' is not a port number"),
                            ("all:\n  hosts:\n    cp1:\n      ansible_user: [a, b]\n",

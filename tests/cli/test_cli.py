@@ -28,6 +28,10 @@ class CliTest(unittest.TestCase):
         return engine("run", *args, "--state-dir", self.state, **kw)
 
     def inventory(self, text, name="hosts.ini"):
+        return self.write(name, text)
+
+    def write(self, name, text):
+        """A file (a runbook, an inventory) in this test's state directory; its path."""
         path = os.path.join(self.state, name)
         with open(path, "w") as f:
             f.write(text)
