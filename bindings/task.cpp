@@ -226,10 +226,11 @@ void refuse_if_read_only(lua_State* L, const char* what, const char* hint) {
 
 bool strip_declared(const Vm& vm, std::string& msg, std::string* where) {
   for (const auto& d : vm.declared_failures) {
-    if (msg.size() < d.size() || msg.compare(msg.size() - d.size(), d.size(), d) != 0) continue;
+    // The whole message, or it after a "file:line: ": never an unrelated error that merely ends alike.
+    if (d.empty() || msg.size() < d.size() || msg.compare(msg.size() - d.size(), d.size(), d) != 0) continue;
     std::string at = msg.substr(0, msg.size() - d.size());
-    while (!at.empty() && (at.back() == ' ' || at.back() == ':')) at.pop_back();
-    if (where) *where = at;
+    if (!at.empty() && !std::string_view(at).ends_with(": ")) continue;
+    if (where) *where = at.empty() ? at : at.substr(0, at.size() - 2);
     msg = d;
     return true;
   }

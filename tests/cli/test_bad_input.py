@@ -53,6 +53,10 @@ class TestBadInput(CliTest):
         with open(os.path.join(run_dir, "run.log")) as f:
             failed = [json.loads(l) for l in f if '"runbook failed"' in l]
         self.assertEqual(failed[0]["fields"], {"error": "preflight: cp1 has 2% free", "where": f"{rb}:3"})
+        # A failure caught by pcall does not make a later error that merely ends alike a declared one.
+        rb2 = self.write("caught.lua", 'return runbook { name = "caught", run = function()\n  pcall(fail, "free")\n'
+                                       '  error("cp1 has 2% free")\nend }\n')
+        self.assertIn(f"runbook failed: {rb2}:3: cp1 has 2% free\n", self.run_rb(rb2).stderr)
         self.assertNotIn("preflight", r.stdout)
         self.assertNotIn("bug in the runbook", r.stderr)
         self.assertIn("continue it with: engine resume", r.stderr)
