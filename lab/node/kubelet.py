@@ -36,14 +36,16 @@ def scan():
         if f.startswith(".") or not os.path.isfile(path):
             continue
         try:
+            # The open file's own mtime: a manifest moved away after the listing (an etcd migration
+            # takes etcd.yaml out) is skipped, never a crash and a restart (a Ready flap).
             with open(path, "rb") as fh:
-                data = fh.read()
+                data, mtime = fh.read(), os.fstat(fh.fileno()).st_mtime
             pod = yamltext.load(data)
             name = pod["metadata"]["name"]
             pod["spec"]["containers"][0]["image"]
         except Exception:  # kubelet logs an invalid manifest and goes on
             continue
-        found.setdefault(name, []).append((os.stat(path).st_mtime, path, file_hash(data), pod))
+        found.setdefault(name, []).append((mtime, path, file_hash(data), pod))
     return found
 
 

@@ -10,6 +10,7 @@ import tempfile
 import threading
 import time
 import unittest
+import unittest.mock
 import urllib.request
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))  # the lab package
@@ -509,6 +510,32 @@ class WakeTest(unittest.TestCase):
         self.later(lambda: os.kill(os.getpid(), signal.SIGTERM))
         wake.wait(60)
         self.assertTrue(wake.changed and stopping)
+
+
+class KubeletScanTest(unittest.TestCase):
+    """The node simulator's kubelet reading its manifests directory while a runbook moves a file out
+    of it (etcd-to-systemd takes etcd.yaml away): a crash there restarted the kubelet, and the
+    restart's NotReady moment was a Ready flap k8s-upgrade's quiet_hours then refused."""
+
+    def test_a_manifest_moved_away_during_the_scan_is_no_crash(self):
+        from lab.node import kubelet
+        d = tempfile.mkdtemp(prefix="engine-kubelet-scan-")
+        self.addCleanup(lambda: subprocess.run(["rm", "-rf", d, f"{d}.etcd.yaml"]))
+        for name in ("etcd", "kube-apiserver"):
+            with open(f"{d}/{name}.yaml", "w") as f:
+                f.write(f"apiVersion: v1\nkind: Pod\nmetadata:\n  name: {name}\n"
+                        f"spec:\n  containers:\n  - name: {name}\n    image: registry.k8s.io/{name}:v1\n")
+        load = kubelet.yamltext.load
+
+        def load_then_move(data):  # the file leaves between its read and anything after it
+            if b"name: etcd" in data and os.path.exists(f"{d}/etcd.yaml"):
+                os.rename(f"{d}/etcd.yaml", f"{d}.etcd.yaml")  # out of the directory
+            return load(data)
+        with unittest.mock.patch.object(kubelet, "MANIFESTS", d), \
+                unittest.mock.patch.object(kubelet.yamltext, "load", load_then_move):
+            found = kubelet.scan()
+            self.assertEqual(sorted(found), ["etcd", "kube-apiserver"])  # read whole before it left
+            self.assertEqual(sorted(kubelet.scan()), ["kube-apiserver"])  # and gone at the next look
 
 
 if __name__ == "__main__":
