@@ -314,7 +314,7 @@ def print_usage(st):
   kubectl --kubeconfig {d}/kubeconfig get nodes
   ssh -i {d}/ssh/id_ed25519 -o UserKnownHostsFile={d}/known_hosts -p {st['ssh_port']} {USER}@{st['nodes'][0]['ip']}
   build/bin/engine run runbooks/k8s-upgrade.lua -i {d}/inventory.yml --kubeconfig {d}/kubeconfig \\
-      -e version=1.34.3 -e pushgateway={st['pushgateway_url']} -e prometheus={st['prometheus_url']}
+      -e version=1.34.3 -e kind=minor
 """)
 
 

@@ -126,8 +126,10 @@ return runbook {
     delete_blocked_pods = { type = "boolean", default = false,
       help = "when PDBs still block a drain at its timeout, delete the pods (bypasses the PDBs)" },
     ignore_alerts = { type = "list", default = { "Watchdog", "InfoInhibitor" }, help = "alerts that do not halt" },
-    prometheus = { type = "string", default = "http://127.0.0.1:9090", help = "Prometheus for the alert gates" },
-    pushgateway = { type = "string", default = "http://127.0.0.1:9091", help = "Pushgateway for the upgrade gauges" },
+    prometheus = { type = "string",
+      help = "Prometheus for the alert gates (default: the hosts' prometheus_url var, else http://127.0.0.1:9090)" },
+    pushgateway = { type = "string",
+      help = "Pushgateway for the upgrade gauges (default: the hosts' pushgateway_url var, else http://127.0.0.1:9091)" },
     pushgateway_job = { type = "string", default = "k8s_upgrade", help = "job label of the gauges" },
     snapshot_dir = { type = "string", default = "/var/backups/engine", help = "where the etcd snapshot is kept (here)" },
     snapshot_keep = { type = "integer", default = 0,
@@ -151,12 +153,16 @@ return runbook {
   run = function(p, inv)
     local target = semver.format(p.version)
     p.version = target
-    prometheus.configure { url = p.prometheus }
-    pushgateway.configure { url = p.pushgateway }
     notify.configure { url = p.notify_url, format = p.notify_format, runbook = "k8s-upgrade to v" .. target }
     local cps, workers = inv:hosts(p.control_plane), inv:hosts(p.workers)
     if #cps == 0 then fail("inventory group %s has no hosts", p.control_plane) end
     local leader = inv:hosts(p.leader)[1] or cps[1]
+    -- Where the monitoring is belongs to the cluster, as doctor.lua reads it: the inventory's vars.
+    local vars = leader.vars or {}
+    p.prometheus = p.prometheus or vars.prometheus_url or "http://127.0.0.1:9090"
+    p.pushgateway = p.pushgateway or vars.pushgateway_url or "http://127.0.0.1:9091"
+    prometheus.configure { url = p.prometheus }
+    pushgateway.configure { url = p.pushgateway }
     table.sort(cps, function(a, b) return (a == leader and 0 or 1) < (b == leader and 0 or 1) or
       ((a == leader) == (b == leader) and a.name < b.name) end)
     -- In a pod (NODE_NAME from the downward API, deploy/), the node this engine runs on goes last
