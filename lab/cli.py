@@ -25,7 +25,7 @@ from lab import faults as labfaults
 from lab import mirror as labmirror
 from lab import nodes as labnodes
 from lab.node import certs
-from lab.procs import LabError, alive, kill_ns, mnt_ns, pids_in_ns, port_open, spawn, wait  # noqa: F401
+from lab.procs import LabError, alive, kill_ns, mnt_ns, mounted_anywhere, pids_in_ns, port_open, spawn, wait  # noqa: F401
 from lab.sshd import USER, ensure_users
 
 DEFAULT_DIR = os.environ.get("ENGINE_LAB_DIR", "/tmp/engine-lab")
@@ -36,6 +36,10 @@ REPLACEMENT_READY = 1.0  # seconds an evicted pod's replacement takes to become 
 LB_PORT = 16443  # the kubeconfig's API address: the load balancer on cp1's address (the nodes use :6443)
 MOUNT_POINTS = ["/etc/kubernetes", "/var/lib/etcd", "/var/lib/kubelet", "/etc/systemd/system", "/etc/etcd",
                 "/var/lib/engine-lab", "/etc/apt/sources.list.d", "/var/cache/engine", "/etc/systemd/journald.conf.d"]
+# In a mount point a lab made on this machine (hidden inside the nodes by their binds). Any lab's
+# `down` removes such a directory once no mount namespace uses it: removing one another lab's nodes
+# still bind (the kernel then detaches their mounts) took /etc/kubernetes from under their etcd.
+MADE_BY_LAB = ".engine-lab-made"
 
 
 # --- state --------------------------------------------------------------------------------------
@@ -106,7 +110,7 @@ def up(a):
           "releases": sorted(set(RELEASES + [version[1:]]), key=lambda v: [int(x) for x in v.split(".")]),
           "kubeadm_timeout": a.kubeadm_timeout, "pod_start_delay": a.pod_start_delay, "cert_days": a.cert_days,
           "apt_download_delay": a.apt_download_delay,
-          "nodes": cps + workers, "mount_points": [], "monitor_ip": f"{net}.200", "empty": a.empty}
+          "nodes": cps + workers, "monitor_ip": f"{net}.200", "empty": a.empty}
     if a.engine_image:
         if not os.path.isfile(a.engine_image):
             raise LabError(f"--engine-image {a.engine_image}: no such file (scripts/image makes it)")
@@ -197,8 +201,7 @@ def start(st, cps, workers, version):
     for p in MOUNT_POINTS:
         if not os.path.exists(p):
             os.makedirs(p)
-            st["mount_points"].append(p)
-    save(st)
+            open(os.path.join(p, MADE_BY_LAB), "w").close()
     wait(lambda: port_open(cps[0]["ip"], 6443) and port_open(cps[0]["ip"], LB_PORT), "the API simulator")
     for n in st["nodes"]:  # booted side by side: one at a time, a 3+100 lab took a minute to boot
         start_node(st, n)
@@ -342,12 +345,21 @@ def down_state(st):
             except ProcessLookupError:  # not a group leader
                 os.kill(rec["pid"], signal.SIGKILL)
             wait(lambda: reaped(rec["pid"]) or not alive(rec), f"{part} to exit", 10)
-    for p in st.get("mount_points", []):
-        try:
-            os.rmdir(p)
-        except OSError:
-            pass
+    remove_mount_points()
     shutil.rmtree(st["dir"], ignore_errors=True)
+
+
+def remove_mount_points():
+    """The mount points labs made, once no lab's node binds them (another lab may be up)."""
+    made = [p for p in MOUNT_POINTS if os.path.exists(os.path.join(p, MADE_BY_LAB))]
+    in_use = mounted_anywhere(set(made)) if made else set()
+    for p in made:
+        if p not in in_use:
+            try:
+                os.unlink(os.path.join(p, MADE_BY_LAB))
+                os.rmdir(p)
+            except OSError:  # something else was put there since: left as it is
+                pass
 
 
 def down(a):

@@ -54,6 +54,23 @@ def pids_in_ns(*namespaces):
     return out
 
 
+def mounted_anywhere(paths):
+    """Which of these paths are a mount point in some process's mount namespace (one mountinfo read
+    per namespace): a lab's node binds its own directories there."""
+    seen, used = set(), set()
+    for d in os.listdir("/proc"):
+        ns = mnt_ns(d) if d.isdigit() else None
+        if not ns or ns in seen:
+            continue
+        seen.add(ns)
+        try:
+            with open(f"/proc/{d}/mountinfo") as f:
+                used.update(line.split()[4] for line in f if line.split()[4] in paths)
+        except (OSError, IndexError):
+            pass
+    return used
+
+
 def kill_ns(*namespaces, limit=10.0):
     """SIGKILL to every process of these mount namespaces (all of them in each pass: a 100-node lab
     goes down in one wait, not a hundred), until none is left."""

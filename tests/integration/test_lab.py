@@ -103,6 +103,13 @@ class LabTest(unittest.TestCase):
     def test_up_prints_how_to_use_it_and_is_idempotent(self):
         self.assertIn(f"{self.dir}/inventory.yml", self.up_output)
         self.assertIn("engine run runbooks/k8s-upgrade.lua", self.up_output)
+        # The printed upgrade command, as an operator pastes it, has every param it needs (it once
+        # lacked kind=; Prometheus and the Pushgateway come from the inventory).
+        joined = self.up_output.replace("\\\n", " ")  # the command's continuation lines
+        printed = next(line for line in joined.splitlines() if "engine run runbooks/k8s-upgrade.lua" in line)
+        printed = printed.split("engine run ", 1)[1].split()
+        r = subprocess.run([ENGINE, "check", *printed], capture_output=True, text=True, timeout=60, cwd=ROOT)
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
         r = lab("up", "--dir", self.dir, "--subnet", SUBNET)
         self.assertIn("already up", r.stdout)
         with open(f"{self.dir}/lab.json") as f:
@@ -510,6 +517,37 @@ class WakeTest(unittest.TestCase):
         self.later(lambda: os.kill(os.getpid(), signal.SIGTERM))
         wake.wait(60)
         self.assertTrue(wake.changed and stopping)
+
+
+class SideBySideTest(unittest.TestCase):
+    """Two labs on one machine: the first one down leaves the second running. The first made the
+    host's mount points (/etc/kubernetes, ...); removing them while the second's nodes bound them
+    detached those mounts, and its etcd lost its certificates."""
+
+    def up(self, subnet):
+        d = tempfile.mkdtemp(prefix="engine-lab-side-")
+        self.addCleanup(lambda: os.path.exists(d) and lab("down", "--dir", d, check=False))
+        lab("up", "--dir", d, "--subnet", subnet, "--control-planes", "1", "--workers", "0")
+        with open(f"{d}/lab.json") as f:
+            return d, json.load(f)
+
+    def test_the_first_lab_down_leaves_the_second_one_whole(self):
+        first, _ = self.up("127.0.23")
+        second, st = self.up("127.0.24")
+        lab("down", "--dir", first)
+        n = st["nodes"][0]
+        r = subprocess.run(["ssh", "-i", f"{second}/ssh/id_ed25519", "-o", f"UserKnownHostsFile={second}/known_hosts",
+                            "-o", "BatchMode=yes", "-o", "ConnectTimeout=5", "-p", str(st["ssh_port"]),
+                            f"enginetest@{n['ip']}", "sudo -n cat /etc/kubernetes/pki/etcd/server.crt /var/lib/engine-lab/node.json"],
+                           capture_output=True, text=True, timeout=60)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn("BEGIN CERTIFICATE", r.stdout)
+        lab("down", "--dir", second)
+        # The last one down removes what labs made, unless a lab of another test still binds it.
+        from lab.cli import MADE_BY_LAB, MOUNT_POINTS
+        from lab.procs import mounted_anywhere
+        left = [p for p in MOUNT_POINTS if os.path.exists(os.path.join(p, MADE_BY_LAB))]
+        self.assertEqual(set(left), mounted_anywhere(set(left)))
 
 
 class KubeletScanTest(unittest.TestCase):
