@@ -25,7 +25,7 @@ from lab import faults as labfaults
 from lab import mirror as labmirror
 from lab import nodes as labnodes
 from lab.node import certs
-from lab.procs import LabError, alive, kill_ns, mnt_ns, mounted_anywhere, pids_in_ns, port_open, spawn, wait  # noqa: F401
+from lab.procs import LabError, alive, kill_ns, mnt_ns, mounted_anywhere, port_open, spawn, wait  # noqa: F401
 from lab.sshd import USER, ensure_users
 
 DEFAULT_DIR = os.environ.get("ENGINE_LAB_DIR", "/tmp/engine-lab")

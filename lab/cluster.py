@@ -3,7 +3,6 @@ CoreDNS, kube-proxy, the scheduler's and controller-manager's RBAC) and workload
 Prometheus configuration with the lab's alert rules."""
 import datetime
 import os
-import sys
 
 from lab import yamltext
 

@@ -18,7 +18,6 @@ import json
 import re
 import os
 import ssl
-import sys
 import threading
 import time
 import urllib.parse

@@ -5,7 +5,6 @@ JSON of `ansible-inventory --list`, an inventory plugin file), `engine inventory
 import json
 import os
 import shutil
-import stat
 import subprocess
 import tempfile
 import unittest

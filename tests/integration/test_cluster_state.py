@@ -8,10 +8,8 @@ import re
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 import unittest
-import urllib.error
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from test_k8s import ENGINE, K8sTest  # noqa: E402

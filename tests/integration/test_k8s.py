@@ -1,6 +1,5 @@
 """The Kubernetes API against the simulator (lab/k8sim), and the simulator's fidelity checked
 with the real kubectl."""
-import base64
 import json
 import os
 import re
@@ -151,7 +150,7 @@ class TestGenericApi(K8sTest):
 
     def test_server_errors_are_retried_and_then_reported(self):
         self.cluster.control("/_sim/faults", [{"path": "/api/v1/nodes/w1", "status": 503, "count": 20}])
-        out = self.ok(self.run_lua("""
+        self.ok(self.run_lua("""
     local n, err = k8s.get("nodes", "w1")
     assert(n == nil and err == "server error", tostring(err))
 """))

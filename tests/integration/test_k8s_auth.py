@@ -6,7 +6,6 @@ import os
 import re
 import shutil
 import subprocess
-import time
 import unittest
 
 from test_k8s import ENGINE, HAVE_KUBECTL, TEMPLATE, K8sTest, base_objects, fx

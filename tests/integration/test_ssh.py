@@ -501,7 +501,6 @@ class TestAuthAndTransport(SshTest):
             v6.stop()
 
     def test_a_server_that_never_answers_times_out(self):
-        import socket
         silent = socket.socket()
         silent.bind(("127.0.0.1", 0))
         silent.listen(8)  # accepts into the backlog, never speaks SSH
