@@ -1,11 +1,13 @@
 -- The cluster doctor: one read-only report of everything the seeds got wrong, on every node and in
 -- the cluster: version skew (seed 000), stray or stale static-pod manifests (seed 000), the
 -- control plane's RBAC (seed 000), disk and inodes (seed 002), certificates (seed 001), etcd's
--- health, alarms, size and fragmentation (seed 003), node conditions, PDBs that would block a
--- drain, firing alerts, an upgrade left in flight (seed 004). Each finding names its node, the
--- evidence, the command to see it, and the runbook that answers it. Exit 0 healthy, 1 otherwise;
--- report.json holds every finding. Nothing is changed: every command is a read.
+-- health, alarms, size and fragmentation, and a migration to systemd stopped midway (seed 003),
+-- node conditions, PDBs that would block a drain, firing alerts, an upgrade left in flight (seed
+-- 004). Each finding names its node, the evidence, the command to see it, and the runbook that
+-- answers it. Exit 0 healthy, 1 otherwise; report.json holds every finding. Nothing is changed:
+-- every command is a read.
 local checks = require "doctor_checks"
+local etcd_nodes = require "etcd_nodes"
 local fleet = require "engine.fleet"
 
 return runbook {
@@ -45,13 +47,18 @@ return runbook {
     local findings = step("examine", function()
       local out = {}
       local sv, route = checks.cluster(p, out, hosts, cps)
+      local where = {}  -- how each control-plane node's etcd runs: static Pod or etcd.service
       fleet.each(hosts, { at_once = #hosts, max_failures = #hosts }, function(h)
-        local ok, err = pcall(checks.node, p, h, is_cp[h.name], sv, out)
+        local ok, err = pcall(function()
+          checks.node(p, h, is_cp[h.name], sv, out)
+          if is_cp[h.name] then where[h.name] = etcd_nodes.where(h) end
+        end)
         if not ok then
           out[#out + 1] = { name = "node-unreadable", severity = "critical", node = h.name, evidence = tostring(err),
             see = "ssh " .. h.name }
         end
       end)
+      if sv then checks.etcd_split(where, out) end
       local leader = inv:hosts("k8s-cp-leader")[1] or cps[1]
       local ok, err = pcall(checks.etcd_cluster, p, leader, out)
       if not ok then out[#out + 1] = { name = "etcd", severity = "critical", evidence = tostring(err), see = "etcdctl endpoint health --cluster" } end

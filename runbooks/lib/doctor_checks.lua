@@ -4,6 +4,7 @@
 -- the runbook that answers it.
 local certs = require "std.certs"
 local etcd = require "engine.etcd"
+local etcd_nodes = require "etcd_nodes"
 local facts = require "std.facts"
 local http = require "engine.http"
 local k8s = require "engine.k8s"
@@ -221,6 +222,18 @@ function M.node(p, h, is_cp, sv, out)
       finding(out, "certificate-not-served", "warning", h.name, string.format("%s serves serial %s, %s holds %s: its component has not restarted",
         s.endpoint, s.cert.serial, f.file, c.serial), "runbooks/cert-check.lua", "runbooks/cert-renew.lua")
     end
+  end
+end
+
+--- etcd_split(where, out): the control-plane nodes' etcd (host → etcd_nodes.where) against
+--- kubeadm-config: a migration stopped midway works today and breaks kubeadm's next upgrade.
+function M.etcd_split(where, out)
+  if next(where) == nil then return end
+  local cm = k8s.get("configmaps", "kubeadm-config", { namespace = "kube-system" })
+  if not cm then return end  -- cluster() has said why
+  for _, x in ipairs(etcd_nodes.split(where, http.yaml_decode(((cm.data or {}).ClusterConfiguration) or ""))) do
+    finding(out, "etcd-split", "warning", nil, x, "ls /etc/kubernetes/manifests; systemctl status etcd; engine runs",
+      "runbooks/etcd-to-systemd.lua (engine resume its run)")
   end
 end
 

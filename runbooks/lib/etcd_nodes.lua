@@ -4,7 +4,9 @@
 -- and the verified snapshot taken before anything changes (seed 003, IR-4).
 local etcd = require "engine.etcd"
 local http = require "engine.http"
+local remote = require "std.remote"
 local ssh = require "engine.ssh"
+local svc = require "std.etcd_service"
 local time = require "engine.time"
 
 local M = {}
@@ -177,6 +179,48 @@ function M.lease()
   local lease, err, msg = require("std.cluster_lease").take("engine-etcd")
   if not lease then error("the cluster lease " .. tostring(msg or err), 0) end
   return lease
+end
+
+--- where(host) → "static" | "systemd" | "both" | "none": how the node's etcd runs, as kubeadm's
+--- static Pod (etcd.yaml in the kubelet's manifests) or as an active etcd.service. One read.
+function M.where(h)
+  local r = remote.must(h, "if [ -f " .. remote.quote(svc.MANIFEST) .. " ]; then echo static; fi; systemctl is-active " ..
+    remote.quote(svc.UNIT) .. " || true", { read_only = true, what = "finding how etcd runs" })
+  local static, unit = false, false
+  for line in r.stdout:gmatch("[^\n]+") do
+    if line == "static" then static = true elseif line == "active" then unit = true end
+  end
+  return static and unit and "both" or static and "static" or unit and "systemd" or "none"
+end
+
+--- split(where, cc) → list of sentences: the control-plane nodes' etcd (`where`: host name → what
+--- M.where said) against kubeadm-config's ClusterConfiguration `cc`. An etcd-to-systemd.lua
+--- migration stopped midway leaves some members under systemd while kubeadm still says etcd.local
+--- (or the reverse): kubeadm's next upgrade would then upgrade a static Pod that is not there, or
+--- start one beside the service. Empty when they agree.
+function M.split(where, cc)
+  local external = type(cc) == "table" and type(cc.etcd) == "table" and type(cc.etcd.external) == "table"
+  local by = { static = {}, systemd = {}, both = {}, none = {} }
+  for name, w in pairs(where) do table.insert(by[w], name) end
+  for _, list in pairs(by) do table.sort(list) end
+  local out = {}
+  if #by.both > 0 then
+    out[#out + 1] = string.format("etcd runs both as kubeadm's static Pod and as etcd.service on %s: two etcds for one member",
+      table.concat(by.both, ", "))
+  end
+  if not external and (#by.systemd > 0 or #by.none > 0) then
+    local parts = {}
+    if #by.systemd > 0 then parts[#parts + 1] = "under systemd on " .. table.concat(by.systemd, ", ") end
+    if #by.none > 0 then parts[#parts + 1] = "neither a static Pod nor an active etcd.service on " .. table.concat(by.none, ", ") end
+    out[#out + 1] = string.format("etcd runs %s while kubeadm-config says etcd.local%s: an etcd-to-systemd.lua migration " ..
+      "stopped midway; finish it (engine resume RUN, or run it again) before kubeadm changes the control plane",
+      table.concat(parts, "; "), #by.static > 0 and (" (a static Pod on " .. table.concat(by.static, ", ") .. ")") or "")
+  elseif external and #by.static > 0 then
+    out[#out + 1] = string.format("etcd runs as kubeadm's static Pod on %s while kubeadm-config names an external etcd: " ..
+      "a migration not finished, or a manifest put back; finish etcd-to-systemd.lua (engine resume RUN) or move the manifest out",
+      table.concat(by.static, ", "))
+  end
+  return out
 end
 
 --- checksum(url) → sha256 | nil, why: the tarball's line of the SHA256SUMS beside it (etcd's

@@ -150,9 +150,11 @@ function M.preflight(p, leader, cps, workers)
     if not ready then bad("%s", short) end
   end
   for _, x in ipairs(M.rbac()) do bad("rbac: %s (runbooks/recover-rbac.lua restores it)", x) end
-  -- Control-plane nodes: disk, manifests; the leader's kubeadm plan.
+  -- Control-plane nodes: disk, manifests, how etcd runs; the leader's kubeadm plan.
+  local where = {}
   fleet.each(cps, { at_once = #cps, max_failures = #cps }, function(h)
     local ok, e = pcall(function()
+      where[h.name] = etcd_nodes.where(h)
       local used = percent_used(h)
       if not used then
         bad("%s: cannot read the use of / from df", h.name)
@@ -181,6 +183,15 @@ function M.preflight(p, leader, cps, workers)
     end)
     if not ok then bad("%s", tostring(e)) end
   end)
+  -- etcd where kubeadm-config says it is: a migration stopped midway is finished first.
+  local cm, cerr, cmsg = k8s.get("configmaps", "kubeadm-config", { namespace = "kube-system" })
+  if not cm then
+    bad("kube-system/kubeadm-config: %s", tostring(cmsg or cerr))
+  else
+    for _, x in ipairs(etcd_nodes.split(where, http.yaml_decode(((cm.data or {}).ClusterConfiguration) or ""))) do
+      bad("%s", x)
+    end
+  end
   -- etcd: every member healthy, one leader, no alarms.
   local t, terr, tmsg = etcd.via_node(leader, { address = leader.vars.etcd_access_address })
   if not t then

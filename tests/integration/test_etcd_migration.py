@@ -22,6 +22,7 @@ import yaml
 from labtest import ENGINE, ROOT, lab  # noqa: E402
 MIGRATE = os.path.join(ROOT, "runbooks", "etcd-to-systemd.lua")
 UPGRADE = os.path.join(ROOT, "runbooks", "k8s-upgrade.lua")
+DOCTOR = os.path.join(ROOT, "runbooks", "doctor.lua")
 SUBNET = "127.0.70"
 
 
@@ -258,6 +259,18 @@ class Migration(unittest.TestCase):
         health = lb.etcd(second, "/v3/maintenance/status")
         self.assertEqual(str(health["header"]["member_id"]), before[second])
         self.assertEqual(lb.cluster_configuration()["etcd"], {"local": {"dataDir": "/var/lib/etcd"}})
+        # The cluster half migrated: doctor says so, and an upgrade (whose kubeadm would upgrade
+        # static-Pod etcds that are not all there) refuses before it changes anything.
+        split = (f"etcd runs under systemd on {first} while kubeadm-config says etcd.local (a static Pod on "
+                 f"{', '.join(sorted([second, third]))}): an etcd-to-systemd.lua migration stopped midway")
+        doc = lb.engine("run", DOCTOR)
+        self.assertEqual(doc.returncode, 1, doc.stdout[-3000:] + doc.stderr[-3000:])
+        self.assertIn("etcd-split", doc.stdout)
+        self.assertIn(split, doc.stdout)
+        up = lb.engine("run", UPGRADE, "-e", "version=1.34.3", "-e", "kind=minor", "--dry-run")
+        self.assertEqual(up.returncode, 1, up.stdout[-3000:] + up.stderr[-3000:])
+        self.assertIn("preflight failed; nothing was changed", up.stdout)
+        self.assertIn(f"  - {split}", up.stdout)
         # 3. Fixed, resumed again: the rest is migrated, the first node not again.
         lab("clear", second, "etcd-unit-fails", "--dir", lb.dir)
         res = lb.engine("resume", run_id)
