@@ -70,7 +70,7 @@ return runbook {
       -- One etcd runbook at a time on a cluster; held until the run ends (a lost lease stops it).
       local lease = nodes.lease()
       local snap = step("etcd snapshot", function() return mig.snapshot(p, leader) end, { probe = rerun })
-      log.info("etcd snapshot", { path = snap.path, size = snap.size, sha256 = snap.sha256, revision = snap.revision })
+      mig.kept(snap)
 
       -- 2. Install on every node, nothing that runs changed: binaries, user, keys readable, the
       -- environment from the node's own manifest, the unit, enabled and not started (decision 9).

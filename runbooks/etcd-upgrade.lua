@@ -52,7 +52,7 @@ return runbook {
       nodes.endpoints(cps)  -- a tunnel to every member (again, on resume)
       local lease = nodes.lease()
       local snap = step("etcd snapshot", function() return nodes.snapshot(p, leader) end, { probe = rerun })
-      log.info("etcd snapshot", { path = snap.path, size = snap.size, sha256 = snap.sha256, revision = snap.revision })
+      nodes.kept(snap)
       fleet.each(cps, { at_once = #cps }, function(h) ops.step(h, up.staged(p, facts)) end)
       fleet.each(up.order(cps, facts), { at_once = 1 }, function(h) ops.step(h, up.upgraded(p, facts)) end)
       step("postcheck", function()

@@ -228,7 +228,7 @@ return runbook {
       end
       local snap
       if http.dry_run() then snap = snapshot() else snap = ahead.alongside(snapshot, { leader }, {}, beside_snapshot) end
-      log.info("etcd snapshot", { path = snap.path, size = snap.size, sha256 = snap.sha256 })
+      checks.snapshot_kept(snap)
       fleet.each(cps, { at_once = #cps }, pull)
       step("gauges: upgrade in flight", function()
         pushgateway.push(p.pushgateway_job, {}, { k8s_upgrade_in_flight = 1, k8s_upgrade_started_timestamp = os.time(),

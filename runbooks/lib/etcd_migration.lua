@@ -19,7 +19,7 @@ local gate = nodes.gate
 -- The shared pieces, under the names the runbook uses.
 M.endpoint, M.endpoints, M.member_name, M.external_endpoints = nodes.endpoint, nodes.endpoints, nodes.member_name,
   nodes.external_endpoints
-M.snapshot, M.member_ok = nodes.snapshot, nodes.member_ok
+M.snapshot, M.kept, M.member_ok = nodes.snapshot, nodes.kept, nodes.member_ok
 
 M.PKI = "/etc/kubernetes/pki/etcd"
 M.KEYS = { M.PKI .. "/server.key", M.PKI .. "/peer.key" }

@@ -62,6 +62,9 @@ function M.external_endpoints(hosts)
   return out
 end
 
+-- This process took the run's snapshot (its step ran, and engine.etcd said where it is).
+local taken = false
+
 --- snapshot(p, leader) → {path, size, sha256, revision}: taken through the leader's tunnel,
 --- streamed, its sha256 trailer checked (what etcdutl snapshot status checks), kept on this machine.
 function M.snapshot(p, leader)
@@ -77,6 +80,7 @@ function M.snapshot(p, leader)
   local s, err, msg = etcd.snapshot(M.endpoint(leader, p), path)
   if not s then error("etcd snapshot: " .. tostring(msg or err), 0) end
   if s.size < 4096 then error(string.format("etcd snapshot %s is only %d bytes", path, s.size), 0) end
+  taken = true
   -- Only once the new one is kept and checked: older ones beyond snapshot_keep go. A failure here
   -- is said, never a stop: the run has the snapshot it needs.
   if (p.snapshot_keep or 0) > 0 then
@@ -84,6 +88,15 @@ function M.snapshot(p, leader)
     if not pruned then log.warn("old etcd snapshots not removed", { dir = p.snapshot_dir, error = pmsg or perr }) end
   end
   return { path = path, size = s.size, sha256 = s.sha256, revision = s.revision }
+end
+
+--- kept(snap): after the snapshot's step. A resumed run does not take it again (the step is
+--- journaled); this says which snapshot the run holds, as the taking said it in the first run.
+function M.kept(snap)
+  if not taken and not http.dry_run() then
+    log.info("etcd snapshot taken before the resume", { path = snap.path, size = snap.size, sha256 = snap.sha256,
+      revision = snap.revision })
+  end
 end
 
 --- member_ok(h, p, id) → status | nil, why: the node's member answers as member `id`, healthy,

@@ -213,6 +213,7 @@ end
 
 --- snapshot(p, leader) → {path, size, sha256, revision}: taken through the leader, verified.
 M.snapshot = etcd_nodes.snapshot  -- the etcd runbooks' own, through a tunnel to the leader
+M.snapshot_kept = etcd_nodes.kept
 
 --- gate(p, may_skip) → true | nil, why: between workers, every node Ready (but those may_skip(name)
 --- says the rollout will skip at their turn: skip_unreachable's workers not started yet), the

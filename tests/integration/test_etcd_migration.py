@@ -229,6 +229,7 @@ class Migration(unittest.TestCase):
         self.assertIn(f"{first}: the static Pod's etcd still holds /var/lib/etcd after 6s", out)
         self.assertIn("not starting a second etcd on it", out)
         self.assertIn("Rolled back", out)
+        self.assertEqual(len(re.findall(r"INFO  etcd snapshot", out)), 1, out)  # said once, where it was taken
         self.assertEqual(lb.etcd_starts(first), 0)  # etcd.service never ran
         self.assertTrue(lb.manifest(first))
         self.assertEqual(lb.members(), before)
@@ -243,6 +244,7 @@ class Migration(unittest.TestCase):
         r = lb.engine("resume", run_id)
         self.assertEqual(r.returncode, 1, r.stdout[-3000:] + r.stderr[-3000:])
         out = r.stdout + r.stderr
+        self.assertIn("etcd snapshot taken before the resume", out)  # not taken again; which one it holds
         self.assertIn(f"{second}: systemctl start etcd exited 1", out)
         self.assertIn("permission denied", out)  # the unit's own journal, for the operator
         self.assertIn("Rolled back: etcd.service is stopped and disabled, the static Pod manifest is back", out)
