@@ -1,6 +1,7 @@
 """CLI tests: run the built engine binary on sample runbooks and check what a user sees."""
 import json
 import os
+import re
 import signal
 import shutil
 import subprocess
@@ -411,3 +412,26 @@ class TestEtcdRules(CliTest):
         r = self.run_rb(bad)
         self.assertNotEqual(r.returncode, 0)
         self.assertIn("the value of --name has a line break", r.stdout + r.stderr)
+
+    def test_an_etcd_split_between_static_pods_and_systemd(self):
+        # etcd_nodes.split, what doctor's etcd-split and k8s-upgrade's preflight say (docs/etcd.md).
+        os.symlink(os.path.join(ROOT, "runbooks", "lib"), os.path.join(self.state, "lib"))
+        rb = self.write("split.lua", "local nodes = require 'etcd_nodes'\nreturn runbook { name = 'split', run = function()\n"
+                        "  local cases = {\n"
+                        "    { { cp1 = 'static', cp2 = 'static' }, { etcd = { ['local'] = {} } } },\n"
+                        "    { { cp1 = 'systemd', cp2 = 'systemd' }, { etcd = { external = { endpoints = {} } } } },\n"
+                        "    { { cp1 = 'systemd', cp2 = 'static', cp3 = 'none' }, { etcd = { ['local'] = {} } } },\n"
+                        "    { { cp1 = 'systemd', cp2 = 'static' }, { etcd = { external = {} } } },\n"
+                        "    { { cp1 = 'both', cp2 = 'static' }, { etcd = { ['local'] = {} } } },\n"
+                        "  }\n"
+                        "  for i, c in ipairs(cases) do print(i .. ': ' .. table.concat(nodes.split(c[1], c[2]), ' | ')) end\n"
+                        "end }\n")
+        r = self.run_rb(rb)
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        lines = dict(re.findall(r"INFO  (\d): (.*)$", r.stdout, re.M))
+        self.assertEqual(lines["1"], "")  # stacked, as kubeadm made it
+        self.assertEqual(lines["2"], "")  # migrated, kubeadm told
+        self.assertIn("etcd runs under systemd on cp1; neither a static Pod nor an active etcd.service on cp3 while "
+                      "kubeadm-config says etcd.local (a static Pod on cp2): an etcd-to-systemd.lua migration stopped midway", lines["3"])
+        self.assertIn("etcd runs as kubeadm's static Pod on cp2 while kubeadm-config names an external etcd", lines["4"])
+        self.assertIn("etcd runs both as kubeadm's static Pod and as etcd.service on cp1: two etcds for one member", lines["5"])
