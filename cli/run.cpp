@@ -211,10 +211,15 @@ int execute(Args& a, engine::lua::Runtime& rt, const engine::lua::RunbookInfo& i
   }
   engine::log::emit(code == 0 ? engine::log::Level::info : engine::log::Level::error, "", "run finished",
                     {{"run", run.id}, {"exit", code}, {"report", report_path}});
-  // The resume hint only when a resume would do something: a journal with steps in it (nothing
-  // recorded: run it again), and for a bug in the runbook, after fixing it (--force: the runbook changed).
+  // The resume hint only when a resume would do something: a step done, or one cut short (its
+  // probe decides). Steps that only failed are run again by a resume as by a new run, and a new
+  // run may change the params the failure asks to change (a preflight's "-e quiet_hours=0").
+  // For a bug in the runbook, after fixing it (--force: the runbook changed).
   std::string where = a.state_dir.empty() ? "" : " --state-dir " + a.state_dir;
-  bool recorded = journal && journal->records() > 0;
+  bool recorded = false;
+  if (journal)
+    for (const auto& [key, entry] : journal->steps())
+      if (entry.state != engine::journal::Entry::failed) recorded = true;
   auto ending = rt.ending();
   if ((code == 1 || code == 130) && lost.empty()) {
     if (info.read_only)  // its answer is only as fresh as the run: never a resume

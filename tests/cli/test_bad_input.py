@@ -24,6 +24,14 @@ class TestBadInput(CliTest):
         # Nothing was recorded as done: no resume to offer.
         self.assertIn("nothing was recorded as done: after fixing the cause, run it again", r.stderr)
         self.assertNotIn("engine resume", r.stderr)
+        # A step that failed, and nothing done: run again too (a resume would only repeat it, and a
+        # new run may take the param the failure asks to change).
+        rb = self.write("failed_step.lua", 'return runbook { name = "fs", run = function()\n'
+                                           '  step("preflight", function() fail("node w1 flapped; -e quiet_hours=0 if understood") end)\nend }\n')
+        r = self.run_rb(rb)
+        self.assertEqual(r.returncode, 1, r.stderr)
+        self.assertIn("nothing was recorded as done: after fixing the cause, run it again", r.stderr)
+        self.assertNotIn("engine resume", r.stderr)
 
     def test_a_bug_in_the_runbook_shows_the_runbooks_frames(self):
         rb = self.write("bug.lua", 'local function check_disk(node)\n  return node.free.percent\nend\n'
