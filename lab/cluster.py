@@ -13,6 +13,9 @@ from lab.node.common import images_for
 from lab.node.manifests import API_EXTRA_ARGS
 
 LONG_AGO = (datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(days=7)).strftime("%Y-%m-%dT%H:%M:%SZ")
+# A lab's cluster was made before LONG_AGO: its Nodes registered then (a flap after lab up is not
+# a node's first Ready, which k8s-upgrade's quiet_hours lets pass).
+JOINED = (datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(days=8)).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 # The API server's bootstrap policy for the control plane's own roles (kubernetes/kubernetes
 # plugin/pkg/auth/authorizer/rbac/bootstrappolicy/testdata/cluster-roles.yaml), as std.rbac_policy has it.
@@ -98,7 +101,8 @@ def lab_node(n, version):
     conds = [{"type": t, "status": s, "reason": r, "lastTransitionTime": LONG_AGO, "lastHeartbeatTime": LONG_AGO}
              for t, s, r in (("Ready", "True", "KubeletReady"), ("MemoryPressure", "False", "KubeletHasSufficientMemory"),
                              ("DiskPressure", "False", "KubeletHasNoDiskPressure"))]
-    return {"apiVersion": "v1", "kind": "Node", "metadata": {"name": n["name"], "labels": labels}, "spec": spec,
+    return {"apiVersion": "v1", "kind": "Node", "metadata": {"name": n["name"], "labels": labels, "creationTimestamp": JOINED},
+            "spec": spec,
             "status": {"conditions": conds, "nodeInfo": {"kubeletVersion": version},
                        "addresses": [{"type": "InternalIP", "address": n["ip"]}]}}
 

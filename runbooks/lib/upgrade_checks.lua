@@ -110,6 +110,9 @@ function M.preflight(p, leader, cps, workers)
       if n.flapped_by then  -- an engine run restarted its kubelet (recover-static-pods, cert-renew, ...)
         log.info("node changed Ready state after an engine run restarted its kubelet: not counted for quiet_hours",
           { node = n.name, at = n.ready_since, run = n.flapped_by })
+      elseif n.first_ready then  -- it joined (a new cluster, a node added): its first Ready is no flap
+        log.info("node became Ready when it joined the cluster: not counted for quiet_hours",
+          { node = n.name, at = n.ready_since })
       else
         bad("node %s changed Ready state at %s, within quiet_hours (%g h), not after an engine run's kubelet "
           .. "restart; if that flap is understood, run again with -e quiet_hours=0 (or fewer hours)",

@@ -15,7 +15,8 @@ M.CORDONED_BY = "engine.dev/cordoned-by"
 --- The annotation std.kubeadm.restart_kubelet leaves before it restarts a node's kubelet ("TIME RUN"),
 --- so that a later check of the node's Ready history can tell the flap an engine run caused.
 M.KUBELET_RESTARTED = "engine.dev/kubelet-restarted"
---- A Ready transition this long after such a restart is taken to be the restart's own.
+--- A Ready transition this long after such a restart is taken to be the restart's own (and this
+--- long after a Node's creation, its first Ready: it joined).
 local OWN_FLAP_WINDOW = 600
 
 M.configure = api.configure
@@ -248,6 +249,13 @@ local function flapped_by(n, rc)
   return nil
 end
 
+--- The node's Ready transition is its first, after it registered (within OWN_FLAP_WINDOW of
+--- its creation): a node that joined, not one that flapped.
+local function first_ready(n, rc)
+  local t0, t1 = utc_seconds(n.metadata.creationTimestamp), utc_seconds(rc and rc.lastTransitionTime)
+  return t0 ~= nil and t1 ~= nil and t1 >= t0 and t1 <= t0 + OWN_FLAP_WINDOW
+end
+
 --- A node as runbooks need it.
 function M.node_info(n)
   local ready, rc = condition(n, "Ready")
@@ -262,6 +270,7 @@ function M.node_info(n)
     unschedulable = (n.spec or {}).unschedulable == true,
     cordoned_by = ((n.metadata.annotations or {})[M.CORDONED_BY]),
     flapped_by = flapped_by(n, rc),
+    first_ready = first_ready(n, rc),
     labels = n.metadata.labels or {},
     object = n,
   }

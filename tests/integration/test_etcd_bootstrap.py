@@ -11,7 +11,7 @@ import shutil
 import subprocess
 import unittest
 
-from test_etcd_migration import ROOT, Lab, read
+from test_etcd_migration import DOCTOR, ROOT, UPGRADE, Lab, read
 
 BOOTSTRAP = os.path.join(ROOT, "runbooks", "etcd-bootstrap.lua")
 
@@ -73,6 +73,16 @@ class Bootstrap(unittest.TestCase):
         for what in ("etcd certificates", "start etcd.service", "kubeadm init", "kubeadm join --control-plane", "kubeadm join"):
             self.assertIn(f"{what}: already so", again.stdout)
         self.assertNotIn("kubeadm token create", again.stdout)
+
+        # The new cluster is healthy to doctor (etcd under systemd, kubeadm told: no split), and its
+        # first upgrade's preflight passes: each node's first Ready, when it joined, is no flap.
+        doc = lb.engine("run", DOCTOR)
+        self.assertEqual(doc.returncode, 0, doc.stdout[-3000:] + doc.stderr[-3000:])
+        self.assertIn("Healthy: nothing found", doc.stdout)
+        up = lb.engine("run", UPGRADE, "-e", "version=1.34.3", "-e", "kind=minor", "--dry-run")
+        self.assertEqual(up.returncode, 0, up.stdout[-3000:] + up.stderr[-3000:])
+        self.assertIn("preflight passed", up.stdout)
+        self.assertRegex(up.stdout, r"node became Ready when it joined the cluster: not counted for quiet_hours .*node=w2")
 
 
 if __name__ == "__main__":

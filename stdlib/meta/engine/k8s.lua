@@ -27,6 +27,7 @@
 ---@field unschedulable boolean
 ---@field cordoned_by? string     the run that cordoned it (nil: not cordoned by an engine run)
 ---@field flapped_by? string      the engine run whose kubelet restart (std.kubeadm.restart_kubelet) the last Ready transition followed within 10 minutes
+---@field first_ready boolean     the last Ready transition came within 10 minutes of the Node's creation: it joined, it did not flap
 ---@field labels table<string,string>
 ---@field object engine.k8s.Object
 
