@@ -113,7 +113,22 @@ function M.precheck(p, cps, leader)
     problem("kube-system/kubeadm-config: %s", tostring(cmsg or cerr))
   else
     local cc = http.yaml_decode(((cm.data or {}).ClusterConfiguration) or "")
-    if type(cc) ~= "table" then problem("kube-system/kubeadm-config holds no ClusterConfiguration") end
+    if type(cc) ~= "table" then
+      problem("kube-system/kubeadm-config holds no ClusterConfiguration")
+    elseif p.reconfigure_kubeadm then
+      -- kubeadm regenerates each API server from this ClusterConfiguration: at its
+      -- kubernetesVersion. A Kubernetes upgrade stopped midway leaves that ahead of the nodes it
+      -- did not reach, whose API servers the migration would then upgrade unasked.
+      local want = "v" .. tostring(cc.kubernetesVersion or ""):gsub("^v", "")
+      for _, h in ipairs(cps) do
+        local tag = M.apiserver_version(h)
+        if tag and tag ~= want then
+          problem("%s: its kube-apiserver runs %s, and kube-system/kubeadm-config says kubernetesVersion %s: kubeadm would " ..
+            "regenerate it at %s. A Kubernetes upgrade stopped midway? Finish it first (engine resume its run; " ..
+            "runbooks/k8s-upgrade.lua)", h.name, tag, want, want)
+        end
+      end
+    end
   end
 
   finish()
@@ -238,16 +253,25 @@ function M.is_external(cc, cps)
   return type(ext) == "table" and table.concat(ext.endpoints or {}, ",") == table.concat(M.external_endpoints(cps), ",")
 end
 
---- apiserver_flags(host) → {flag = value} of the node's kube-apiserver manifest.
+--- apiserver_flags(host) → {flag = value}, the manifest's text, its image: the node's
+--- kube-apiserver manifest.
 function M.apiserver_flags(h)
   local r = remote.must(h, "cat " .. q(M.APISERVER), { read_only = true, what = "reading " .. M.APISERVER })
   local doc = http.yaml_decode(r.stdout)
   local flags = {}
-  for _, a in ipairs((((doc or {}).spec or {}).containers or {})[1] and doc.spec.containers[1].command or {}) do
+  local c = (((doc or {}).spec or {}).containers or {})[1] or {}
+  for _, a in ipairs(c.command or {}) do
     local k, v = tostring(a):match("^%-%-([%w%-%.]+)=(.*)$")
     if k then flags[k] = v end
   end
-  return flags, r.stdout
+  return flags, r.stdout, c.image
+end
+
+--- apiserver_version(host) → "v1.33.1": the tag of the node's kube-apiserver image, nil when it
+--- has none of that shape (a digest, a custom tag).
+function M.apiserver_version(h)
+  local _, _, image = M.apiserver_flags(h)
+  return tostring(image or ""):match(":(v%d+%.%d+%.%d+)$")
 end
 
 --- uploaded(p, cps, leader) → operation "kubeadm-config external etcd" on the leader: the config
@@ -296,7 +320,7 @@ function M.apiserver_external(p, cps)
       return flags["etcd-servers"] == want, "--etcd-servers=" .. tostring(flags["etcd-servers"])
     end,
     apply = function(h)
-      local before, old_text = M.apiserver_flags(h)
+      local before, old_text, old_image = M.apiserver_flags(h)
       local _, cc = M.cluster_configuration(p, cps)
       local init = { apiVersion = "kubeadm.k8s.io/v1beta4", kind = "InitConfiguration",
         localAPIEndpoint = { advertiseAddress = before["advertise-address"], bindPort = tonumber(before["secure-port"]) or 6443 },
@@ -315,9 +339,15 @@ function M.apiserver_external(p, cps)
         { what = "keeping the kube-apiserver manifest in " .. p.backup_dir })
       remote.must(h, "kubeadm init phase control-plane apiserver --config " .. q(path),
         { what = "kubeadm init phase control-plane apiserver", timeout = 300 })
-      local after, new_text = M.apiserver_flags(h)
+      local after, new_text, new_image = M.apiserver_flags(h)
       local diff = text.diff(old_text, new_text)
       log.info("kube-apiserver manifest regenerated", { node = h.name, diff = table.concat(diff, "\n") })
+      if new_image ~= old_image then  -- the precheck's check, for what changed since (a resume)
+        remote.must(h, "cp -p " .. q(saved) .. " " .. q(M.APISERVER), { what = "putting the kube-apiserver manifest back" })
+        error(string.format("%s: kubeadm's new kube-apiserver manifest runs %s where the node ran %s: kube-system/" ..
+          "kubeadm-config's kubernetesVersion is not what this node runs. The old manifest is back. Finish the " ..
+          "Kubernetes upgrade (k8s-upgrade.lua), then resume.", h.name, tostring(new_image), tostring(old_image)), 0)
+      end
       local lost = {}
       for k, v in pairs(before) do
         if not ETCD_FLAGS[k] and after[k] ~= v then

@@ -368,6 +368,27 @@ class BadInput(unittest.TestCase):
         self.assertIn("etcd_member_name", out)
         self.assertUntouched()
 
+    def test_a_kubernetes_upgrade_stopped_midway(self):
+        # kubeadm upgrade apply on the first node moves kubeadm-config's kubernetesVersion on; the
+        # others still run the old API server, which the migration's kubeadm would regenerate at it.
+        cm = ["kubectl", "--kubeconfig", f"{self.lab.dir}/kubeconfig", "-n", "kube-system"]
+        cc = self.lab.cluster_configuration()
+        def put(version):
+            c = dict(cc, kubernetesVersion=version)
+            subprocess.run(cm + ["patch", "configmap", "kubeadm-config", "--type", "merge", "-p",
+                                 json.dumps({"data": {"ClusterConfiguration": yaml.safe_dump(c)}})], check=True, capture_output=True, timeout=60)
+        put("v1.33.5")
+        self.addCleanup(put, cc["kubernetesVersion"])
+        r = self.lab.migrate()
+        self.assertEqual(r.returncode, 1)
+        out = r.stdout + r.stderr
+        self.assertIn("precheck failed, nothing was changed", out)
+        for n in self.lab.cps:
+            self.assertIn(f"{n['name']}: its kube-apiserver runs v1.33.1, and kube-system/kubeadm-config says kubernetesVersion "
+                          "v1.33.5: kubeadm would regenerate it at v1.33.5. A Kubernetes upgrade stopped midway?", out)
+            self.assertIn("kube-apiserver:v1.33.1", read(f"{self.lab.root(n['name'])}/etc/kubernetes/manifests/kube-apiserver.yaml"))
+        self.assertUntouched()
+
     def test_a_node_whose_etcd_is_not_stacked(self):
         def add_worker(inv):
             inv["all"]["children"]["k8s-cp"]["hosts"]["w1"] = inv["all"]["children"]["k8s-worker"]["hosts"]["w1"]
