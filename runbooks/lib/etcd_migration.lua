@@ -253,10 +253,11 @@ function M.is_external(cc, cps)
   return type(ext) == "table" and table.concat(ext.endpoints or {}, ",") == table.concat(M.external_endpoints(cps), ",")
 end
 
---- apiserver_flags(host) → {flag = value}, the manifest's text, its image: the node's
---- kube-apiserver manifest.
-function M.apiserver_flags(h)
-  local r = remote.must(h, "cat " .. q(M.APISERVER), { read_only = true, what = "reading " .. M.APISERVER })
+--- apiserver_flags(host, maybe) → {flag = value}, the manifest's text, its image: the node's
+--- kube-apiserver manifest (maybe: a node without one reads as empty instead of raising).
+function M.apiserver_flags(h, maybe)
+  local r = remote.must(h, "cat " .. q(M.APISERVER) .. (maybe and " 2>/dev/null || true" or ""),
+    { read_only = true, what = "reading " .. M.APISERVER })
   local doc = http.yaml_decode(r.stdout)
   local flags = {}
   local c = (((doc or {}).spec or {}).containers or {})[1] or {}
@@ -268,9 +269,9 @@ function M.apiserver_flags(h)
 end
 
 --- apiserver_version(host) → "v1.33.1": the tag of the node's kube-apiserver image, nil when it
---- has none of that shape (a digest, a custom tag).
+--- has none of that shape (a digest, a custom tag) or the node no such manifest.
 function M.apiserver_version(h)
-  local _, _, image = M.apiserver_flags(h)
+  local _, _, image = M.apiserver_flags(h, true)
   return tostring(image or ""):match(":(v%d+%.%d+%.%d+)$")
 end
 
