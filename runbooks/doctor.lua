@@ -47,18 +47,18 @@ return runbook {
     local findings = step("examine", function()
       local out = {}
       local sv, route = checks.cluster(p, out, hosts, cps)
-      local where = {}  -- how each control-plane node's etcd runs: static Pod or etcd.service
+      local cp = {}  -- each control-plane node's etcd (static Pod or etcd.service) and API server version
       fleet.each(hosts, { at_once = #hosts, max_failures = #hosts }, function(h)
         local ok, err = pcall(function()
-          checks.node(p, h, is_cp[h.name], sv, out)
-          if is_cp[h.name] then where[h.name] = etcd_nodes.where(h) end
+          local apiserver = checks.node(p, h, is_cp[h.name], sv, out)
+          if is_cp[h.name] then cp[h.name] = { etcd = etcd_nodes.where(h), apiserver = apiserver } end
         end)
         if not ok then
           out[#out + 1] = { name = "node-unreadable", severity = "critical", node = h.name, evidence = tostring(err),
             see = "ssh " .. h.name }
         end
       end)
-      if sv then checks.etcd_split(where, out) end
+      if sv then checks.control_plane(cp, out) end
       local leader = inv:hosts("k8s-cp-leader")[1] or cps[1]
       local ok, err = pcall(checks.etcd_cluster, p, leader, out)
       if not ok then out[#out + 1] = { name = "etcd", severity = "critical", evidence = tostring(err), see = "etcdctl endpoint health --cluster" } end

@@ -154,8 +154,9 @@ local function section(text, name)
   return text:match("## " .. name .. "\n(.-)\n## ") or text:match("## " .. name .. "\n(.*)$") or ""
 end
 
---- node(p, h, is_cp, sv, out): disk and inodes, package skew; on control-plane nodes the static-pod
---- manifests and what their mirror pods run, and the certificates.
+--- node(p, h, is_cp, sv, out) → the kube-apiserver's version its manifest names (control-plane
+--- nodes; nil when its image has no vX.Y.Z tag): disk and inodes, package skew; on control-plane
+--- nodes the static-pod manifests and what their mirror pods run, and the certificates.
 function M.node(p, h, is_cp, sv, out)
   local r = remote.must(h, "echo '## df'; df -P / /var; echo '## dfi'; df -Pi / /var; echo '## du'; " ..
     "du -x -d 1 /var 2>/dev/null | sort -rn | head -n 6; echo '## apt'; apt-cache policy kubectl kubeadm kubelet 2>/dev/null; echo '## end'",
@@ -192,9 +193,14 @@ function M.node(p, h, is_cp, sv, out)
   for _, x in ipairs(facts.manifest_problems(h)) do
     finding(out, "stray-manifest", "critical", h.name, x, "ls -l /etc/kubernetes/manifests", "runbooks/recover-static-pods.lua")
   end
+  local pods = facts.static_pods(h)
+  local apiserver
+  for _, m in ipairs(pods) do
+    if m.file == "kube-apiserver.yaml" then apiserver = tostring(m.image or ""):match(":(v%d+%.%d+%.%d+)$") end
+  end
   if sv then
     local running = facts.running_images(h)
-    for _, m in ipairs(facts.static_pods(h)) do
+    for _, m in ipairs(pods) do
       local run = m.name and running and running[m.name]
       if run and m.image and run.image ~= m.image and m.file == m.name .. ".yaml" then
         finding(out, "static-pod-image", "warning", h.name, string.format("%s names %s, its mirror pod runs %s",
@@ -223,17 +229,41 @@ function M.node(p, h, is_cp, sv, out)
         s.endpoint, s.cert.serial, f.file, c.serial), "runbooks/cert-check.lua", "runbooks/cert-renew.lua")
     end
   end
+  return apiserver
 end
 
---- etcd_split(where, out): the control-plane nodes' etcd (host → etcd_nodes.where) against
---- kubeadm-config: a migration stopped midway works today and breaks kubeadm's next upgrade.
-function M.etcd_split(where, out)
-  if next(where) == nil then return end
+--- control_plane(cp, out): the control-plane nodes (host → {etcd = etcd_nodes.where, apiserver =
+--- its version}) against kubeadm-config. A migration of etcd to systemd stopped midway works today
+--- and breaks kubeadm's next upgrade; API servers at different versions, or not at kubeadm-config's
+--- kubernetesVersion, are an upgrade stopped midway (with no Pushgateway to say so).
+function M.control_plane(cp, out)
+  if next(cp) == nil then return end
   local cm = k8s.get("configmaps", "kubeadm-config", { namespace = "kube-system" })
   if not cm then return end  -- cluster() has said why
-  for _, x in ipairs(etcd_nodes.split(where, http.yaml_decode(((cm.data or {}).ClusterConfiguration) or ""))) do
+  local cc = http.yaml_decode(((cm.data or {}).ClusterConfiguration) or "")
+  local where, by_version = {}, {}
+  for name, c in pairs(cp) do
+    where[name] = c.etcd
+    if c.apiserver then
+      by_version[c.apiserver] = by_version[c.apiserver] or {}
+      table.insert(by_version[c.apiserver], name)
+    end
+  end
+  for _, x in ipairs(etcd_nodes.split(where, cc)) do
     finding(out, "etcd-split", "warning", nil, x, "ls /etc/kubernetes/manifests; systemctl status etcd; engine runs",
       "runbooks/etcd-to-systemd.lua (engine resume its run)")
+  end
+  local want = type(cc) == "table" and cc.kubernetesVersion and ("v" .. tostring(cc.kubernetesVersion):gsub("^v", ""))
+  local versions = {}
+  for v, names in pairs(by_version) do
+    table.sort(names)
+    versions[#versions + 1] = v .. " on " .. table.concat(names, ", ")
+  end
+  table.sort(versions)
+  if #versions > 1 or (#versions == 1 and want and not by_version[want]) then
+    finding(out, "version-skew", "warning", nil, string.format("kube-apiserver %s%s: a Kubernetes upgrade stopped midway",
+      table.concat(versions, "; "), want and (" (kubeadm-config says " .. want .. ")") or ""),
+      "kubectl -n kube-system get pods -l component=kube-apiserver -o wide", "runbooks/k8s-upgrade.lua (engine resume its run)")
   end
 end
 

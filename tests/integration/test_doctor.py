@@ -202,6 +202,38 @@ class Doctor(LabClass):
         finally:
             urllib.request.urlopen(urllib.request.Request(url, method="DELETE"), timeout=5).read()
 
+    def test_5_api_servers_at_two_versions(self):
+        # A Kubernetes upgrade stopped midway with no Pushgateway to say so: cp2's kube-apiserver
+        # at the next patch, the others and kubeadm-config not.
+        path = f"{self.dir}/nodes/cp2/root/etc/kubernetes/manifests/kube-apiserver.yaml"
+        with open(path) as f:
+            saved = f.read()
+
+        def put(text, image):
+            with open(path + ".tmp", "w") as f:
+                f.write(text)
+            os.replace(path + ".tmp", path)  # in one rename, as kubeadm writes it
+            deadline = time.monotonic() + 60  # the kubelet runs it, and its mirror pod says so
+            while time.monotonic() < deadline:
+                r = subprocess.run(["kubectl", "--kubeconfig", f"{self.dir}/kubeconfig", "-n", "kube-system", "get", "pod",
+                                    "kube-apiserver-cp2", "-o", "jsonpath={.spec.containers[0].image}"],
+                                   capture_output=True, text=True, timeout=60)
+                if r.stdout == image:
+                    return
+                time.sleep(0.5)
+            self.fail(f"kube-apiserver-cp2 does not run {image}")
+        self.assertIn("kube-apiserver:v1.33.1", saved)
+        put(saved.replace("kube-apiserver:v1.33.1", "kube-apiserver:v1.33.5"), "registry.k8s.io/kube-apiserver:v1.33.5")
+        try:
+            r, bad = self.doctor()
+            self.assertEqual(r.returncode, 1, r.stdout[-3000:])
+            self.assertEqual({(f["name"], f.get("node")) for f in bad}, {("version-skew", None)}, json.dumps(bad, indent=1))
+            self.assertEqual(bad[0]["evidence"], "kube-apiserver v1.33.1 on cp1, cp3; v1.33.5 on cp2 (kubeadm-config says "
+                                                 "v1.33.1): a Kubernetes upgrade stopped midway")
+            self.assertIn("engine resume", bad[0]["runbook"])
+        finally:
+            put(saved, "registry.k8s.io/kube-apiserver:v1.33.1")
+
 
 if __name__ == "__main__":
     unittest.main()
