@@ -3,6 +3,7 @@
 local k8s = require "engine.k8s"
 local etcd = require "engine.etcd"
 local etcd_nodes = require "etcd_nodes"
+local svc = require "std.etcd_service"
 local certs = require "std.certs"
 local fleet = require "engine.fleet"
 local http = require "engine.http"
@@ -188,13 +189,13 @@ function M.preflight(p, leader, cps, workers)
   end)
   -- etcd where kubeadm-config says it is: a migration stopped midway is finished first.
   local cm, cerr, cmsg = k8s.get("configmaps", "kubeadm-config", { namespace = "kube-system" })
+  local cc = cm and http.yaml_decode(((cm.data or {}).ClusterConfiguration) or "")
   if not cm then
     bad("kube-system/kubeadm-config: %s", tostring(cmsg or cerr))
   else
-    for _, x in ipairs(etcd_nodes.split(where, http.yaml_decode(((cm.data or {}).ClusterConfiguration) or ""))) do
-      bad("%s", x)
-    end
+    for _, x in ipairs(etcd_nodes.split(where, cc)) do bad("%s", x) end
   end
+  local external = type(cc) == "table" and type(cc.etcd) == "table" and type(cc.etcd.external) == "table"
   -- etcd: every member healthy, one leader, no alarms.
   local t, terr, tmsg = etcd.via_node(leader, { address = leader.vars.etcd_access_address })
   if not t then
@@ -205,6 +206,15 @@ function M.preflight(p, leader, cps, workers)
       bad("etcd: %s", tostring(hmsg or herr))
     elseif not health.healthy then
       bad("etcd: %s", table.concat(health.problems, "; "))
+    end
+    if health and external then  -- not kubeadm's to upgrade: said when it is behind the target's
+      local running = {}
+      for _, m in ipairs(health.members) do
+        local st = m.healthy and m.endpoint and etcd.status(m.endpoint)
+        if st and st.version then running[#running + 1] = st.version end
+      end
+      local behind = svc.behind(running, "v" .. target)
+      if behind then log.warn(behind) end
     end
     t:close()
   end

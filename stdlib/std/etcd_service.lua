@@ -84,25 +84,51 @@ function M.upgrade_problems(running, target, kubernetes)
     end
     ::continue::
   end
-  local k = vparts(kubernetes)
-  if k then
-    local minor = k[1] .. "." .. k[2]
-    local newest = M.NEWEST_ETCD_MINOR[minor]
-    if not newest then
-      local last
-      for m, e in pairs(M.NEWEST_ETCD_MINOR) do
-        local mp = vparts(m .. ".0")
-        if not last or vless(vparts(last[1] .. ".0"), mp) then last = { m, e } end
-      end
-      newest = vless(vparts(last[1] .. ".0"), vparts(minor .. ".0")) and last[2] or "3.5"
-    end
-    local n = vparts(newest .. ".0")
-    if t[2] > n[2] then
-      out[#out + 1] = string.format("Kubernetes v%s runs with etcd up to %s (kubeadm ships %s.x for it); %s is newer",
-        minor, newest, newest, target)
-    end
+  local minor, newest = M.etcd_minor_for(kubernetes)
+  if newest and t[2] > vparts(newest .. ".0")[2] then
+    out[#out + 1] = string.format("Kubernetes v%s runs with etcd up to %s (kubeadm ships %s.x for it); %s is newer",
+      minor, newest, newest, target)
   end
   return out
+end
+
+--- etcd_minor_for(kubernetes) → "1.34", "3.6": the Kubernetes version's minor and the etcd minor
+--- kubeadm ships for it (M.NEWEST_ETCD_MINOR; past the table, its last row); nil for another form.
+function M.etcd_minor_for(kubernetes)
+  local k = vparts(kubernetes)
+  if not k then return nil end
+  local minor = k[1] .. "." .. k[2]
+  local newest = M.NEWEST_ETCD_MINOR[minor]
+  if not newest then
+    local last
+    for m, e in pairs(M.NEWEST_ETCD_MINOR) do
+      local mp = vparts(m .. ".0")
+      if not last or vless(vparts(last[1] .. ".0"), mp) then last = { m, e } end
+    end
+    newest = vless(vparts(last[1] .. ".0"), vparts(minor .. ".0")) and last[2] or "3.5"
+  end
+  return minor, newest
+end
+
+--- behind(running, kubernetes) → sentence | nil: an etcd kubeadm does not upgrade (under systemd)
+--- at a minor older than the one kubeadm ships for that Kubernetes version (`kubeadm upgrade
+--- plan` lists such an etcd as a component to upgrade by hand, first).
+function M.behind(running, kubernetes)
+  local minor, newest = M.etcd_minor_for(kubernetes)
+  if not newest then return nil end
+  local want = vparts(newest .. ".0")
+  local old = {}
+  for _, v in ipairs(running) do
+    local r = vparts(v)
+    if r and (r[1] < want[1] or (r[1] == want[1] and r[2] < want[2])) then old[v] = true end
+  end
+  local list = {}
+  for v in pairs(old) do list[#list + 1] = v end
+  if #list == 0 then return nil end
+  table.sort(list)
+  return string.format("etcd %s under systemd is behind the %s kubeadm ships for v%s, and kubeadm upgrades only its " ..
+    "own static-Pod etcd: upgrade it first (runbooks/etcd-upgrade.lua; etcd first, then Kubernetes)",
+    table.concat(list, ", "), newest, minor)
 end
 
 --- flags_of(manifest_text) → {name = value}, {names in order} | nil, "invalid", why: the etcd

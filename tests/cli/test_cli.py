@@ -389,6 +389,17 @@ class TestEtcdRules(CliTest):
         self.assertEqual(self.problems(["3.5.16"], "3.5.9", "v1.33.1"), ["3.5.9 is older than the running 3.5.16: etcd does not downgrade"])
         self.assertEqual(self.problems(["3.5.16"], "4.0.0", "v1.33.1"), ["etcd 4.0.0 is not a 3.x.y version"])
 
+    def test_an_etcd_under_systemd_behind_the_one_kubeadm_ships(self):
+        out = self.run_lua("print('A ' .. tostring(svc.behind({ '3.4.23', '3.4.23' }, 'v1.33.5')))\n"
+                           "print('B ' .. tostring(svc.behind({ '3.5.16' }, 'v1.33.5')))\n"
+                           "print('C ' .. tostring(svc.behind({ '3.5.21', '3.6.4' }, 'v1.34.3')))\n"
+                           "print('D ' .. tostring(svc.behind({ '3.6.4' }, 'v1.40.0')))")
+        self.assertIn("A etcd 3.4.23 under systemd is behind the 3.5 kubeadm ships for v1.33, and kubeadm upgrades only "
+                      "its own static-Pod etcd: upgrade it first (runbooks/etcd-upgrade.lua", out)
+        self.assertIn("B nil", out)
+        self.assertIn("C etcd 3.5.21 under systemd is behind the 3.6 kubeadm ships for v1.34", out)
+        self.assertIn("D nil", out)  # past the table: its last row
+
     def test_removed_settings_and_env_round_trip(self):
         out = self.run_lua(
             "for _, l in ipairs(svc.removed_settings('ETCD_NAME=a\\nETCD_LOGGER=capnslog\\nETCD_ENABLE_V2=true\\n', '3.5.16')) do print('R ' .. l) end\n"

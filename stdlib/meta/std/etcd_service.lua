@@ -91,6 +91,21 @@ function svc.removed_settings(env_text, target) end
 ---@return string[]
 function svc.upgrade_problems(running, target, kubernetes) end
 
+--- The Kubernetes version's minor ("1.34") and the etcd minor kubeadm ships for it ("3.6"; past
+--- svc.NEWEST_ETCD_MINOR, its last row). nil for a version of another form.
+---@param kubernetes string  "v1.34.3"
+---@return string? minor
+---@return string? etcd_minor
+function svc.etcd_minor_for(kubernetes) end
+
+--- A sentence when an etcd kubeadm does not upgrade (under systemd) runs a minor older than the
+--- one kubeadm ships for that Kubernetes version (upgrade it first, as `kubeadm upgrade plan`
+--- lists it); nil when none does.
+---@param running string[]  the members' versions
+---@param kubernetes string  the target, "v1.34.3"
+---@return string?
+function svc.behind(running, kubernetes) end
+
 ---@class std.etcd_service.StageOptions
 ---@field sha256 string
 ---@field url? string
