@@ -9,6 +9,7 @@
 local checks = require "doctor_checks"
 local etcd_nodes = require "etcd_nodes"
 local fleet = require "engine.fleet"
+local groups = require "std.groups"
 
 return runbook {
   name = "doctor",
@@ -59,7 +60,7 @@ return runbook {
         end
       end)
       if sv then checks.control_plane(cp, out) end
-      local leader = inv:hosts("k8s-cp-leader")[1] or cps[1]
+      local leader = groups.optional(inv, "k8s-cp-leader", "k8s-cp-leader")[1] or cps[1]
       local ok, err = pcall(checks.etcd_cluster, p, leader, out)
       if not ok then out[#out + 1] = { name = "etcd", severity = "critical", evidence = tostring(err), see = "etcdctl endpoint health --cluster" } end
       checks.monitoring(p, out)

@@ -15,6 +15,7 @@ local svc = require "std.etcd_service"
 local systemd = require "std.systemd"
 local nodes = require "etcd_nodes"
 local boot = require "etcd_bootstrap"
+local groups = require "std.groups"
 
 local function rerun() return false end
 
@@ -25,8 +26,8 @@ return runbook {
     version = { type = "string", required = true, pattern = "^%d+%.%d+%.%d+$", help = "etcd version, e.g. 3.5.16" },
     kubernetes_version = { type = "string", pattern = "^v?%d+%.%d+%.%d+$", help = "default: the leader's kubeadm" },
     control_plane = { type = "string", default = "k8s-cp", help = "inventory group of the control-plane nodes (the etcd members)" },
-    leader = { type = "string", default = "k8s-cp-leader", help = "inventory group whose host runs kubeadm init" },
-    workers = { type = "string", default = "k8s-worker", help = "inventory group of the workers" },
+    leader = { type = "string", default = "k8s-cp-leader", help = "inventory group whose host runs kubeadm init (an inventory without the group: the first control-plane host)" },
+    workers = { type = "string", default = "k8s-worker", help = "inventory group of the workers (an inventory without the group: none)" },
     control_plane_endpoint = { type = "string", help = "HOST:PORT of the API (default: the leader's address:6443)" },
     pod_subnet = { type = "string", default = "10.244.0.0/16" },
     service_subnet = { type = "string", default = "10.96.0.0/12" },
@@ -42,9 +43,9 @@ return runbook {
   ---@param p params.etcd_bootstrap
   ---@param inv engine.Inventory
   run = function(p, inv)
-    local cps, workers = inv:hosts(p.control_plane), inv:hosts(p.workers)
+    local cps, workers = inv:hosts(p.control_plane), groups.optional(inv, p.workers, "k8s-worker")
     if #cps == 0 then fail("inventory group %s has no hosts", p.control_plane) end
-    local leader = inv:hosts(p.leader)[1] or cps[1]
+    local leader = groups.optional(inv, p.leader, "k8s-cp-leader")[1] or cps[1]
     p.download_url = p.download_url or leader.vars.etcd_download_url or svc.DOWNLOAD_URL
     local others = {}
     for _, h in ipairs(cps) do if h ~= leader then others[#others + 1] = h end end

@@ -14,6 +14,7 @@ local svc = require "std.etcd_service"
 local systemd = require "std.systemd"
 local nodes = require "etcd_nodes"
 local mig = require "etcd_migration"
+local groups = require "std.groups"
 
 local function rerun() return false end
 
@@ -37,7 +38,7 @@ return runbook {
     version = { type = "string", pattern = "^%d+%.%d+%.%d+$",
       help = "etcd version to install (default: what the members run; migration does not upgrade)" },
     control_plane = { type = "string", default = "k8s-cp", help = "inventory group of the control-plane nodes (the etcd members)" },
-    leader = { type = "string", default = "k8s-cp-leader", help = "inventory group whose host uploads kubeadm-config" },
+    leader = { type = "string", default = "k8s-cp-leader", help = "inventory group whose host uploads kubeadm-config (an inventory without the group: the first control-plane host)" },
     snapshot_dir = { type = "string", default = "/var/backups/engine", help = "where the snapshot is kept (on this machine)" },
     snapshot_keep = { type = "integer", default = 0,
       help = "once the snapshot is kept, remove older etcd-*.db snapshots in snapshot_dir beyond this many (the new one counts); 0 keeps every one" },
@@ -56,7 +57,7 @@ return runbook {
   run = function(p, inv)
     local cps = inv:hosts(p.control_plane)
     if #cps == 0 then fail("inventory group %s has no hosts", p.control_plane) end
-    local leader = inv:hosts(p.leader)[1] or cps[1]
+    local leader = groups.optional(inv, p.leader, "k8s-cp-leader")[1] or cps[1]
     p.download_url = p.download_url or leader.vars.etcd_download_url or svc.DOWNLOAD_URL
     if not p.download_url:find("{version}", 1, true) and not p.version then
       fail("download_url %s has no {version} and no version= was given", p.download_url)

@@ -12,6 +12,7 @@ local ops = require "std.ops"
 local svc = require "std.etcd_service"
 local nodes = require "etcd_nodes"
 local up = require "etcd_upgrade"
+local groups = require "std.groups"
 
 local function rerun() return false end
 
@@ -32,7 +33,7 @@ return runbook {
   params = nodes.params {
     version = { type = "string", required = true, pattern = "^%d+%.%d+%.%d+$", help = "target etcd version, e.g. 3.5.16" },
     control_plane = { type = "string", default = "k8s-cp", help = "inventory group of the etcd members" },
-    leader = { type = "string", default = "k8s-cp-leader", help = "inventory group of the node the snapshot is taken through" },
+    leader = { type = "string", default = "k8s-cp-leader", help = "inventory group of the node the snapshot is taken through (an inventory without the group: the first control-plane host)" },
     snapshot_dir = { type = "string", default = "/var/backups/engine", help = "where the snapshot is kept (on this machine)" },
     snapshot_keep = { type = "integer", default = 0,
       help = "once the snapshot is kept, remove older etcd-*.db snapshots in snapshot_dir beyond this many (the new one counts); 0 keeps every one" },
@@ -42,7 +43,7 @@ return runbook {
   run = function(p, inv)
     local cps = inv:hosts(p.control_plane)
     if #cps == 0 then fail("inventory group %s has no hosts", p.control_plane) end
-    local leader = inv:hosts(p.leader)[1] or cps[1]
+    local leader = groups.optional(inv, p.leader, "k8s-cp-leader")[1] or cps[1]
     p.download_url = p.download_url or leader.vars.etcd_download_url or svc.DOWNLOAD_URL
 
     local ok, err = pcall(function()

@@ -16,6 +16,7 @@ local node = require "std.node"
 local ops = require "std.ops"
 local checks = require "upgrade_checks"
 local rollout = require "upgrade_rollout"
+local groups = require "std.groups"
 
 local function node_line(n, target)
   return string.format("%-12s %-9s %-9s %s", n.name, n.ready and "Ready" or "NotReady", n.kubelet_version,
@@ -145,8 +146,8 @@ return runbook {
     gate_timeout = { type = "duration", default = "30m", help = "a gate still closed then stops the rollout" },
     pod_ready_ratio = { type = "number", default = 0.9, help = "postflight: share of pods that must be ready" },
     control_plane = { type = "string", default = "k8s-cp", help = "inventory group of the control-plane nodes" },
-    leader = { type = "string", default = "k8s-cp-leader", help = "inventory group whose first host goes first" },
-    workers = { type = "string", default = "k8s-worker", help = "inventory group of the workers" },
+    leader = { type = "string", default = "k8s-cp-leader", help = "inventory group whose first host goes first (an inventory without the group: the first control-plane host)" },
+    workers = { type = "string", default = "k8s-worker", help = "inventory group of the workers (an inventory without the group: none)" },
   },
   ---@param p params.k8s_upgrade
   ---@param inv engine.Inventory
@@ -154,9 +155,9 @@ return runbook {
     local target = semver.format(p.version)
     p.version = target
     notify.configure { url = p.notify_url, format = p.notify_format, runbook = "k8s-upgrade to v" .. target }
-    local cps, workers = inv:hosts(p.control_plane), inv:hosts(p.workers)
+    local cps, workers = inv:hosts(p.control_plane), groups.optional(inv, p.workers, "k8s-worker")
     if #cps == 0 then fail("inventory group %s has no hosts", p.control_plane) end
-    local leader = inv:hosts(p.leader)[1] or cps[1]
+    local leader = groups.optional(inv, p.leader, "k8s-cp-leader")[1] or cps[1]
     -- Where the monitoring is belongs to the cluster, as doctor.lua reads it: the inventory's vars.
     local vars = leader.vars or {}
     p.prometheus = p.prometheus or vars.prometheus_url or "http://127.0.0.1:9090"

@@ -10,6 +10,7 @@ local k8s = require "engine.k8s"
 local pushgateway = require "engine.pushgateway"
 local semver = require "std.semver"
 local upgrade_job = require "upgrade_job"
+local groups = require "std.groups"
 
 local DEFAULT_REPO = "https://pkgs.k8s.io/core:/stable:/v{minor}/deb"
 
@@ -31,7 +32,7 @@ return runbook {
   name = "k8s-version-check",
   summary = "Which kubeadm upgrade is available (a patch of the running minor, else the next minor): gauges, and the upgrade Job if allowed",
   params = {
-    leader = { type = "string", default = "k8s-cp-leader", help = "inventory group whose first host's apt source is asked" },
+    leader = { type = "string", default = "k8s-cp-leader", help = "inventory group whose first host's apt source is asked (an inventory without the group: the first control-plane host)" },
     control_plane = { type = "string", default = "k8s-cp", help = "its first host when the leader group is empty" },
     repo_url = { type = "string",
       help = "a minor's apt repository, {minor} filled in (default: the hosts' k8s_repo_url var, else " .. DEFAULT_REPO .. ")" },
@@ -51,7 +52,7 @@ return runbook {
   ---@param p params.k8s_version_check
   ---@param inv engine.Inventory
   run = function(p, inv)
-    local leader = inv:hosts(p.leader)[1] or inv:hosts(p.control_plane)[1]
+    local leader = groups.optional(inv, p.leader, "k8s-cp-leader")[1] or inv:hosts(p.control_plane)[1]
     if not leader then fail("no host in %s or %s to ask apt-cache madison kubeadm", p.leader, p.control_plane) end
     local vars = leader.vars or {}
     local repo = p.repo_url or vars.k8s_repo_url or DEFAULT_REPO

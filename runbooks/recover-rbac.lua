@@ -13,6 +13,7 @@ local ssh = require "engine.ssh"
 local time = require "engine.time"
 local ops = require "std.ops"
 local policy = require "std.rbac_policy"
+local groups = require "std.groups"
 
 local function rerun() return false end
 
@@ -114,7 +115,7 @@ return runbook {
     prune = { type = "boolean", default = false, help = "also remove rules the policy does not grant" },
     break_glass = { type = "boolean", default = true,
       help = "when this run's credentials cannot repair RBAC, use the leader's super-admin.conf over SSH" },
-    leader = { type = "string", default = "k8s-cp-leader", help = "inventory group of the node whose credentials break glass" },
+    leader = { type = "string", default = "k8s-cp-leader", help = "inventory group of the node whose credentials break glass (an inventory without the group: the first control-plane host)" },
     control_plane = { type = "string", default = "k8s-cp" },
     pending_timeout = { type = "duration", default = "2m", help = "for the pods Pending before to be scheduled" },
   },
@@ -165,7 +166,7 @@ return runbook {
     local tunnel
     if not ok then
       if not p.break_glass then fail("this run's credentials cannot repair RBAC (%s); break_glass=false", why) end
-      local leader = inv:hosts(p.leader)[1] or inv:hosts(p.control_plane)[1]
+      local leader = groups.optional(inv, p.leader, "k8s-cp-leader")[1] or inv:hosts(p.control_plane)[1]
       if not leader then fail("break glass: no host in %s or %s", p.leader, p.control_plane) end
       local conf = leader:exec("cat /etc/kubernetes/super-admin.conf 2>/dev/null || cat /etc/kubernetes/admin.conf",
         { sudo = true, read_only = true })

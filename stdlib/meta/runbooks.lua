@@ -60,13 +60,13 @@
 ---@field join_timeout number  for kubeadm init/join and the node to be Ready (seconds) (default: 600s)
 ---@field kubeadm_config string  (default: /etc/kubernetes/engine-kubeadm-init.yaml)
 ---@field kubernetes_version? string  default: the leader's kubeadm
----@field leader string  inventory group whose host runs kubeadm init (default: k8s-cp-leader)
+---@field leader string  inventory group whose host runs kubeadm init (an inventory without the group: the first control-plane host) (default: k8s-cp-leader)
 ---@field max_raft_lag integer  raft entries a member may be behind the leader and pass (default: 1000)
 ---@field pod_subnet string  (default: 10.244.0.0/16)
 ---@field service_subnet string  (default: 10.96.0.0/12)
 ---@field sha256? string  the tarball's sha256 (default: from SHA256SUMS beside it)
 ---@field user string  (default: etcd)
----@field workers string  inventory group of the workers (default: k8s-worker)
+---@field workers string  inventory group of the workers (an inventory without the group: none) (default: k8s-worker)
 ---@field workers_at_once string  workers joined at once: a count from 1, or a percentage of the workers ("10%") (default: 2)
 
 --- etcd-maintenance: etcd defragmentation: a staggered per-node systemd timer (its own member only), or the whole cluster now
@@ -90,7 +90,7 @@
 ---@field health_passes integer  gate passes in a row (default: 3)
 ---@field health_timeout number  for a member to pass the gate (seconds) (default: 180s)
 ---@field kubeadm_config string  on the nodes, the kubeadm config written for upload-config and the apiserver phase (default: /etc/kubernetes/engine-external-etcd.yaml)
----@field leader string  inventory group whose host uploads kubeadm-config (default: k8s-cp-leader)
+---@field leader string  inventory group whose host uploads kubeadm-config (an inventory without the group: the first control-plane host) (default: k8s-cp-leader)
 ---@field max_raft_lag integer  raft entries a member may be behind the leader and pass (default: 1000)
 ---@field min_free_mb integer  free MiB each node needs where etcd's data is (default: 1024)
 ---@field reconfigure_kubeadm boolean  point kubeadm-config and every kube-apiserver at the external etcd (default: true)
@@ -109,7 +109,7 @@
 ---@field health_interval number  (seconds) (default: 2s)
 ---@field health_passes integer  gate passes in a row (default: 3)
 ---@field health_timeout number  for a member to pass the gate (seconds) (default: 180s)
----@field leader string  inventory group of the node the snapshot is taken through (default: k8s-cp-leader)
+---@field leader string  inventory group of the node the snapshot is taken through (an inventory without the group: the first control-plane host) (default: k8s-cp-leader)
 ---@field max_raft_lag integer  raft entries a member may be behind the leader and pass (default: 1000)
 ---@field sha256? string  the tarball's sha256 (default: from SHA256SUMS beside it)
 ---@field snapshot_dir string  where the snapshot is kept (on this machine) (default: /var/backups/engine)
@@ -157,7 +157,7 @@
 ---@field gate_timeout number  a gate still closed then stops the rollout (seconds) (default: 1800s)
 ---@field ignore_alerts string[]  alerts that do not halt (default: Watchdog,InfoInhibitor)
 ---@field kubeadm_timeout number  for kubeadm upgrade apply/node on one node (the backstop) (seconds) (default: 1800s)
----@field leader string  inventory group whose first host goes first (default: k8s-cp-leader)
+---@field leader string  inventory group whose first host goes first (an inventory without the group: the first control-plane host) (default: k8s-cp-leader)
 ---@field maintenance_window? string  no node starts outside it: DAYS HH:MM-HH:MM [ZONE], several joined by ';' ("Sat,Sun 22:00-04:00 Europe/Berlin"); at its end the running nodes finish and the run stops, engine resume goes on in the next
 ---@field max_disk_used integer  percent of / a control-plane node may use (default: 85)
 ---@field max_failures string  workers that may fail before the rollout stops: a count or a percentage (default: 0)
@@ -177,7 +177,7 @@
 ---@field taint_next boolean  taint the workers not yet upgraded PreferNoSchedule while the current ones drain: the next workers_at_once until that many are done, then all (each removed when it is done) (default: true)
 ---@field wait_workloads string[]  before each next worker, these have every replica ready: NS/KIND/NAME or NS/KIND?SELECTOR (shop/deployment/web, */daemonset?app=agent) (default: )
 ---@field window_wait boolean  outside the maintenance window, wait until it opens instead of stopping (a Job's pod: no one resumes it) (default: false)
----@field workers string  inventory group of the workers (default: k8s-worker)
+---@field workers string  inventory group of the workers (an inventory without the group: none) (default: k8s-worker)
 ---@field workers_at_once string  workers upgraded at once: a count from 1, or a percentage of the workers ("10%") (default: 1)
 
 --- k8s-version-check: Which kubeadm upgrade is available (a patch of the running minor, else the next minor): gauges, and the upgrade Job if allowed
@@ -191,7 +191,7 @@
 ---@field job_service_account string  the Job's service account (deploy/rbac.yaml) (default: engine)
 ---@field job_snapshot_claim string  PersistentVolumeClaim where the upgrade keeps its etcd snapshot (deploy/snapshots.yaml) (default: engine-etcd-snapshots)
 ---@field job_ssh_secret string  Secret holding the SSH key (id_ed25519) (default: engine-ssh)
----@field leader string  inventory group whose first host's apt source is asked (default: k8s-cp-leader)
+---@field leader string  inventory group whose first host's apt source is asked (an inventory without the group: the first control-plane host) (default: k8s-cp-leader)
 ---@field minor boolean  propose the next minor when the running one has no newer patch (default: true)
 ---@field pushgateway? string  Pushgateway URL (default: the hosts' pushgateway_url var, else http://127.0.0.1:9091)
 ---@field pushgateway_job string  job label of the gauges (default: k8s_version_check)
@@ -217,7 +217,7 @@
 ---@field break_glass boolean  when this run's credentials cannot repair RBAC, use the leader's super-admin.conf over SSH (default: true)
 ---@field components string[]  the components whose RBAC is checked and restored (default: kube-scheduler,kube-controller-manager)
 ---@field control_plane string  (default: k8s-cp)
----@field leader string  inventory group of the node whose credentials break glass (default: k8s-cp-leader)
+---@field leader string  inventory group of the node whose credentials break glass (an inventory without the group: the first control-plane host) (default: k8s-cp-leader)
 ---@field pending_timeout number  for the pods Pending before to be scheduled (seconds) (default: 120s)
 ---@field prune boolean  also remove rules the policy does not grant (default: false)
 

@@ -197,6 +197,26 @@ class TestBadInput(CliTest):
         self.assertEqual(r.returncode, 2)
         self.assertIn("no host or group matches 'web3'", r.stderr)
 
+    def test_a_conventional_group_the_inventory_leaves_out_is_none_a_mistyped_one_is_named(self):
+        # std.groups.optional: the shipped runbooks' leader (else the first control-plane host) and
+        # workers (else none) when the inventory has no such group; a name given otherwise that
+        # matches nothing still stops the run, with the nearest name.
+        inv = self.inventory("[k8s-cp]\ncp1 ansible_host=127.0.0.1\ncp2 ansible_host=127.0.0.1\n")
+        rb = self.write("groups.lua", 'local groups = require "std.groups"\n'
+                                      'return runbook { name = "g", params = { workers = { default = "k8s-worker" } },\n'
+                                      '  run = function(p, inv)\n'
+                                      '    local leader = groups.optional(inv, "k8s-cp-leader", "k8s-cp-leader")[1] or inv:hosts("k8s-cp")[1]\n'
+                                      '    print("leader " .. leader.name .. " workers " .. #groups.optional(inv, p.workers, "k8s-worker"))\n'
+                                      '    print("cps " .. #groups.optional(inv, "k8s-cp", "k8s-cp"))\n'
+                                      '  end }\n')
+        r = self.run_rb(rb, "-i", inv)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn("leader cp1 workers 0", r.stdout)
+        self.assertIn("cps 2", r.stdout)
+        r = self.run_rb(rb, "-i", inv, "-e", "workers=k8s-cpp")
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("no host or group matches 'k8s-cpp' (did you mean 'k8s-cp'?)", r.stderr)
+
     def test_bad_log_format_is_a_usage_error(self):
         r = self.run_rb("runbooks/fleet.lua", "--log-format", "xml")
         self.assertEqual(r.returncode, 2)
