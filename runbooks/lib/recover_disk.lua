@@ -112,12 +112,16 @@ end
 --- revive(host, p, is_cp) → since: the kubelet restarted (its pods were failing for want of
 --- space); on a control-plane node its API server and etcd running again, /readyz through an SSH
 --- tunnel to the node (the controller may not reach :6443, seed 002), the etcd member healthy.
+--- etcd as kubeadm's static Pod is waited for as a container; under systemd (etcd-to-systemd) the
+--- unit restarts it by itself and only its member is asked; with none on the node, nothing.
 --- since: when the kubelet restarted (for node_ready).
 function M.revive(h, p, is_cp)
   if http.dry_run() then log.info("dry-run: would restart the kubelet and wait for the node", { node = h.name }) return end
   local since = kubeadm.restart_kubelet(h)
   if is_cp then
-    for _, comp in ipairs({ "etcd", "kube-apiserver" }) do
+    local etcd_where = nodes.where(h)
+    local pods = etcd_where == "static" and { "etcd", "kube-apiserver" } or { "kube-apiserver" }
+    for _, comp in ipairs(pods) do
       local ok, why = wait_until(p.ready_timeout, function()
         return static_pod.container(h, comp) ~= nil, comp .. " has no running container"
       end)
@@ -135,8 +139,10 @@ function M.revive(h, p, is_cp)
     end)
     t:close()
     if not ok then error("the node's API server after the kubelet restart: " .. tostring(why), 0) end
-    local eok, ewhy = nodes.gate(function() return nodes.member_ok(h, p) end, 2, 1, p.ready_timeout)
-    if not eok then error("the node's etcd member after the kubelet restart: " .. tostring(ewhy), 0) end
+    if etcd_where ~= "none" then
+      local eok, ewhy = nodes.gate(function() return nodes.member_ok(h, p) end, 2, 1, p.ready_timeout)
+      if not eok then error("the node's etcd member after the kubelet restart: " .. tostring(ewhy), 0) end
+    end
   end
   return since
 end

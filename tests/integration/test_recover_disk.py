@@ -145,6 +145,21 @@ class RecoverDisk(LabClass):
         self.assertIn("the lab's apt does", r.stderr)
         self.assertEqual(host_state(paths), before)
 
+    def test_4_a_full_node_whose_etcd_runs_under_systemd(self):
+        # After etcd-to-systemd there is no etcd container to wait for: systemd restarts etcd once
+        # there is room, and the node's member is what is asked (it waited 3 minutes for a
+        # container that never comes, and failed).
+        mig = self.engine_run(os.path.join(ROOT, "runbooks", "etcd-to-systemd.lua"), "-e", f"snapshot_dir={self.dir}/snapshots")
+        self.assertEqual(mig.returncode, 0, mig.stdout[-3000:] + mig.stderr[-3000:])
+        lab("fault", "cp2", "disk-full", "--dir", self.dir)
+        r = self.run_recover("-e", "prevention=false")
+        self.assertEqual(r.returncode, 0, r.stdout[-3000:] + r.stderr[-3000:])
+        self.assertIn("[cp2] the node is back", r.stdout)
+        self.assertNotIn("has no running container", r.stdout + r.stderr)
+        self.assertEqual(self.ssh("cp2", "sudo systemctl is-active etcd").stdout.strip(), "active")
+        self.assertTrue(answers(self.ip["cp2"], 2379), "cp2's etcd does not answer")
+        self.assertNotIn("etcd.yaml", self.ssh("cp2", "sudo ls /etc/kubernetes/manifests").stdout)
+
 
 if __name__ == "__main__":
     unittest.main()
