@@ -206,13 +206,18 @@ function M.where(h)
   return static and unit and "both" or static and "static" or unit and "systemd" or "none"
 end
 
+--- external(cc) → true when kubeadm's ClusterConfiguration `cc` names an external etcd.
+function M.external(cc)
+  return type(cc) == "table" and type(cc.etcd) == "table" and type(cc.etcd.external) == "table"
+end
+
 --- split(where, cc) → list of sentences: the control-plane nodes' etcd (`where`: host name → what
 --- M.where said) against kubeadm-config's ClusterConfiguration `cc`. An etcd-to-systemd.lua
 --- migration stopped midway leaves some members under systemd while kubeadm still says etcd.local
 --- (or the reverse): kubeadm's next upgrade would then upgrade a static Pod that is not there, or
 --- start one beside the service. Empty when they agree.
 function M.split(where, cc)
-  local external = type(cc) == "table" and type(cc.etcd) == "table" and type(cc.etcd.external) == "table"
+  local external = M.external(cc)
   local by = { static = {}, systemd = {}, both = {}, none = {} }
   for name, w in pairs(where) do table.insert(by[w], name) end
   for _, list in pairs(by) do table.sort(list) end

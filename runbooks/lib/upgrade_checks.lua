@@ -195,7 +195,7 @@ function M.preflight(p, leader, cps, workers)
   else
     for _, x in ipairs(etcd_nodes.split(where, cc)) do bad("%s", x) end
   end
-  local external = type(cc) == "table" and type(cc.etcd) == "table" and type(cc.etcd.external) == "table"
+  local external = etcd_nodes.external(cc)
   -- etcd: every member healthy, one leader, no alarms.
   local t, terr, tmsg = etcd.via_node(leader, { address = leader.vars.etcd_access_address })
   if not t then
