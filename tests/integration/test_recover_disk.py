@@ -151,7 +151,9 @@ class RecoverDisk(LabClass):
         # container that never comes, and failed).
         mig = self.engine_run(os.path.join(ROOT, "runbooks", "etcd-to-systemd.lua"), "-e", f"snapshot_dir={self.dir}/snapshots")
         self.assertEqual(mig.returncode, 0, mig.stdout[-3000:] + mig.stderr[-3000:])
+        lab("clear", "cp2", "disk-full", "--dir", self.dir)  # test_1's fault, repaired by its run
         lab("fault", "cp2", "disk-full", "--dir", self.dir)
+        self.assertEqual(self.used("cp2"), 100)
         r = self.run_recover("-e", "prevention=false")
         self.assertEqual(r.returncode, 0, r.stdout[-3000:] + r.stderr[-3000:])
         self.assertIn("[cp2] the node is back", r.stdout)
