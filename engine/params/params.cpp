@@ -56,8 +56,10 @@ std::optional<bool> parse_boolean(const std::string& s) {
 void check_pattern(const Spec& spec, const std::string& v, const PatternCheck& check) {
   if (!spec.pattern.empty() && check && !check(v, spec.pattern)) {
     std::string shown = spec.secret ? "<secret>" : "'" + v + "'";
-    throw ConfigError("param '" + spec.name + "': " + shown + " does not match the pattern " + spec.pattern +
-                      (spec.help.empty() ? "" : " (" + spec.help + ")"));
+    // The help (with its example) first: a Lua pattern is the runbook author's language, not the operator's.
+    throw ConfigError("param '" + spec.name + "': " + shown + " is refused: " +
+                      (spec.help.empty() ? "it must match the Lua pattern " + spec.pattern
+                                         : spec.help + " (it must match the Lua pattern " + spec.pattern + ")"));
   }
 }
 

@@ -68,7 +68,7 @@ TEST_CASE("a pattern is checked and its help shown when it fails") {
   PatternCheck reject = [](const std::string& v, const std::string&) { return v == "1.34.3"; };
   CHECK(parse_value(s, "1.34.3", reject) == "1.34.3");
   CHECK_THROWS_WITH(parse_value(s, "v1.34", reject),
-                    "param 'version': 'v1.34' does not match the pattern ^%d+%.%d+%.%d+$ (target, e.g. 1.34.3)");
+                    "param 'version': 'v1.34' is refused: target, e.g. 1.34.3 (it must match the Lua pattern ^%d+%.%d+%.%d+$)");
 }
 
 TEST_CASE("resolve fills defaults, rejects unknown keys with a suggestion, names missing params") {
