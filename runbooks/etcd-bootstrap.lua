@@ -16,6 +16,7 @@ local systemd = require "std.systemd"
 local nodes = require "etcd_nodes"
 local boot = require "etcd_bootstrap"
 local groups = require "std.groups"
+local semver = require "std.semver"
 
 local function rerun() return false end
 
@@ -23,7 +24,7 @@ return runbook {
   name = "etcd-bootstrap",
   summary = "A new kubeadm cluster on an external etcd under systemd: etcd PKI, etcd, kubeadm init and joins",
   params = nodes.params {
-    version = { type = "string", required = true, pattern = "^%d+%.%d+%.%d+$", help = "etcd version, e.g. 3.5.16" },
+    version = { type = "string", required = true, pattern = "^v?%d+%.%d+%.%d+$", help = "etcd version, e.g. 3.5.16" },
     kubernetes_version = { type = "string", pattern = "^v?%d+%.%d+%.%d+$", help = "default: the leader's kubeadm" },
     control_plane = { type = "string", default = "k8s-cp", help = "inventory group of the control-plane nodes (the etcd members)" },
     leader = { type = "string", default = "k8s-cp-leader", help = "inventory group whose host runs kubeadm init (an inventory without the group: the first control-plane host)" },
@@ -43,6 +44,7 @@ return runbook {
   ---@param p params.etcd_bootstrap
   ---@param inv engine.Inventory
   run = function(p, inv)
+    p.version = semver.format(p.version)  -- etcd tags its releases v3.5.16; its binaries say 3.5.16
     local cps, workers = inv:hosts(p.control_plane), groups.optional(inv, p.workers, "k8s-worker")
     if #cps == 0 then fail("inventory group %s has no hosts", p.control_plane) end
     local leader = groups.optional(inv, p.leader, "k8s-cp-leader")[1] or cps[1]

@@ -15,6 +15,7 @@ local systemd = require "std.systemd"
 local nodes = require "etcd_nodes"
 local mig = require "etcd_migration"
 local groups = require "std.groups"
+local semver = require "std.semver"
 
 local function rerun() return false end
 
@@ -35,7 +36,7 @@ return runbook {
   name = "etcd-to-systemd",
   summary = "Move a kubeadm cluster's stacked etcd from static Pods to systemd, one member at a time, with rollback",
   params = nodes.params {
-    version = { type = "string", pattern = "^%d+%.%d+%.%d+$",
+    version = { type = "string", pattern = "^v?%d+%.%d+%.%d+$",
       help = "etcd version to install (default: what the members run; migration does not upgrade)" },
     control_plane = { type = "string", default = "k8s-cp", help = "inventory group of the control-plane nodes (the etcd members)" },
     leader = { type = "string", default = "k8s-cp-leader", help = "inventory group whose host uploads kubeadm-config (an inventory without the group: the first control-plane host)" },
@@ -55,6 +56,7 @@ return runbook {
   ---@param p params.etcd_to_systemd
   ---@param inv engine.Inventory
   run = function(p, inv)
+    if p.version then p.version = semver.format(p.version) end  -- etcd tags its releases v3.5.16
     local cps = inv:hosts(p.control_plane)
     if #cps == 0 then fail("inventory group %s has no hosts", p.control_plane) end
     local leader = groups.optional(inv, p.leader, "k8s-cp-leader")[1] or cps[1]

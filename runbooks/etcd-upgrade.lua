@@ -13,6 +13,7 @@ local svc = require "std.etcd_service"
 local nodes = require "etcd_nodes"
 local up = require "etcd_upgrade"
 local groups = require "std.groups"
+local semver = require "std.semver"
 
 local function rerun() return false end
 
@@ -31,7 +32,7 @@ return runbook {
   name = "etcd-upgrade",
   summary = "Upgrade etcd under systemd one member at a time, the leader last, with a snapshot first and rollback",
   params = nodes.params {
-    version = { type = "string", required = true, pattern = "^%d+%.%d+%.%d+$", help = "target etcd version, e.g. 3.5.16" },
+    version = { type = "string", required = true, pattern = "^v?%d+%.%d+%.%d+$", help = "target etcd version, e.g. 3.5.16" },
     control_plane = { type = "string", default = "k8s-cp", help = "inventory group of the etcd members" },
     leader = { type = "string", default = "k8s-cp-leader", help = "inventory group of the node the snapshot is taken through (an inventory without the group: the first control-plane host)" },
     snapshot_dir = { type = "string", default = "/var/backups/engine", help = "where the snapshot is kept (on this machine)" },
@@ -41,6 +42,7 @@ return runbook {
   ---@param p params.etcd_upgrade
   ---@param inv engine.Inventory
   run = function(p, inv)
+    p.version = semver.format(p.version)  -- etcd tags its releases v3.5.16; its binaries say 3.5.16
     local cps = inv:hosts(p.control_plane)
     if #cps == 0 then fail("inventory group %s has no hosts", p.control_plane) end
     local leader = groups.optional(inv, p.leader, "k8s-cp-leader")[1] or cps[1]
