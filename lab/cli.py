@@ -8,6 +8,8 @@
 """
 import argparse
 import concurrent.futures
+import contextlib
+import fcntl
 import json
 import os
 import secrets
@@ -198,15 +200,16 @@ def start(st, cps, workers, version):
                       f"{d}/logs/apiserver.log")
     save(st)
     start_monitoring(st)
-    for p in MOUNT_POINTS:
-        if not os.path.exists(p):
-            os.makedirs(p)
-            open(os.path.join(p, MADE_BY_LAB), "w").close()
     wait(lambda: port_open(cps[0]["ip"], 6443) and port_open(cps[0]["ip"], LB_PORT), "the API simulator")
-    for n in st["nodes"]:  # booted side by side: one at a time, a 3+100 lab took a minute to boot
-        start_node(st, n)
-    for n in st["nodes"]:
-        booted(st, n)
+    with mount_points_lock():  # made here and bound by the nodes before another lab's down looks
+        for p in MOUNT_POINTS:
+            if not os.path.exists(p):
+                os.makedirs(p)
+                open(os.path.join(p, MADE_BY_LAB), "w").close()
+        for n in st["nodes"]:  # booted side by side: one at a time, a 3+100 lab took a minute to boot
+            start_node(st, n)
+        for n in st["nodes"]:
+            booted(st, n)
     save(st)
     for n in st["nodes"]:
         wait(lambda: port_open(n["ip"], st["ssh_port"]), f"sshd of {n['name']}", 20 + 0.2 * len(st["nodes"]))
@@ -349,17 +352,28 @@ def down_state(st):
     shutil.rmtree(st["dir"], ignore_errors=True)
 
 
+@contextlib.contextmanager
+def mount_points_lock():
+    """One lab at a time makes, binds or removes the host's mount points: without it a lab coming
+    up beside one going down found a mount point there, and the other removed it before the new
+    lab's nodes bound it (or both made it, and the second failed)."""
+    with open("/run/engine-lab-mounts.lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+
+
 def remove_mount_points():
     """The mount points labs made, once no lab's node binds them (another lab may be up)."""
-    made = [p for p in MOUNT_POINTS if os.path.exists(os.path.join(p, MADE_BY_LAB))]
-    in_use = mounted_anywhere(set(made)) if made else set()
-    for p in made:
-        if p not in in_use:
-            try:
-                os.unlink(os.path.join(p, MADE_BY_LAB))
-                os.rmdir(p)
-            except OSError:  # something else was put there since: left as it is
-                pass
+    with mount_points_lock():
+        made = [p for p in MOUNT_POINTS if os.path.exists(os.path.join(p, MADE_BY_LAB))]
+        in_use = mounted_anywhere(set(made)) if made else set()
+        for p in made:
+            if p not in in_use:
+                try:
+                    os.unlink(os.path.join(p, MADE_BY_LAB))
+                    os.rmdir(p)
+                except OSError:  # something else was put there since: left as it is
+                    pass
 
 
 def down(a):

@@ -1,5 +1,6 @@
 """Real OpenSSH servers for the integration tests, on 127.0.0.1 and in network namespaces the
 tests create. Every server is started by the test and stopped by it."""
+import fcntl
 import os
 import pwd
 import shutil
@@ -38,7 +39,14 @@ def password_is(hashed, password):
 def ensure_users():
     """The test users, their passwords and sudo rights, changed only where they differ: labs start
     while others run (the suite's, an operator's), and a sudoers file rewritten in place is empty
-    for a moment, when a sudo on a running lab's node asks for a password."""
+    for a moment, when a sudo on a running lab's node asks for a password. One starter at a time:
+    on a fresh machine two that both find no user would both run useradd, and the second fails."""
+    with open("/run/engine-test-users.lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        _ensure_users()
+
+
+def _ensure_users():
     for user in (USER, PW_USER):
         try:
             pwd.getpwnam(user)

@@ -14,6 +14,8 @@ from upgrade_lab import FROM, TO, FreshLab  # noqa: E402
 
 
 class RolloutCase(FreshLab, unittest.TestCase):
+    SUBNET = "127.0.31"  # test_upgrade has 127.0.30, and runs beside this module
+
     def test_a_worker_still_being_prepared_when_its_turn_comes_waits_for_it(self):
         # w3's mirror stalls from the start (the lab's fault: each fetch waits until it clears), so
         # its preparation ahead hangs at its kubeadm package through the control plane's upgrade
@@ -73,6 +75,8 @@ class RolloutCase(FreshLab, unittest.TestCase):
 
 
 class TaintCase(FreshLab, unittest.TestCase):
+    SUBNET = "127.0.31"  # test_upgrade has 127.0.30, and runs beside this module
+
     WORKERS = 5
 
     def test_once_a_window_is_done_every_worker_left_is_tainted_and_pods_move_once(self):

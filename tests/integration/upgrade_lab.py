@@ -127,6 +127,7 @@ class Helpers:
 class FreshLab(Helpers):
     """A fresh lab for every test (an upgrade changes it for good), taken down after it."""
     WORKERS = 3  # the lab's workers (three control-plane nodes beside them)
+    SUBNET = SUBNET  # a module of its own runs beside this one (scripts/test: ctest -j2) on another
 
     def setUp(self):
         self.dir = tempfile.mkdtemp(prefix="engine-upgrade-test-")
@@ -137,7 +138,7 @@ class FreshLab(Helpers):
             self.assertEqual(b.returncode, 0, b.stderr)
             self.addCleanup(os.remove, f"{self.dir}.image.tar")
             image = ["--engine-image", f"{self.dir}.image.tar"]
-        r = subprocess.run([LAB, "up", "--dir", self.dir, "--subnet", SUBNET, "--workers", str(self.WORKERS), "--kubeadm-timeout", "10",
+        r = subprocess.run([LAB, "up", "--dir", self.dir, "--subnet", self.SUBNET, "--workers", str(self.WORKERS), "--kubeadm-timeout", "10",
                             "--pod-start-delay", "0.5",  # half the default: the same steps, less waiting
                             "--apt-download-delay", "0.1", *image],  # each package fetch takes a moment
                            capture_output=True, text=True, timeout=180)
