@@ -162,12 +162,18 @@ function M.cluster_health(endpoints)
       if not a then herr, hmsg = "unreachable", "none of the endpoints given answers for it" end
     else
       entry.endpoint = m.client_urls[1]
-      ok, herr, hmsg = entry.endpoint and M.health(entry.endpoint)
-      st = ok and M.status(entry.endpoint)
+      -- One call at a time: `x and f()` keeps only f's first value, and the reason was lost
+      -- (doctor said "cp2 unhealthy (no client URL: nil)" for an etcd that refused connections).
+      if not entry.endpoint then
+        herr, hmsg = "unreachable", "it advertises no client URL (a member added but never started)"
+      else
+        ok, herr, hmsg = M.health(entry.endpoint)
+        if ok then st, herr, hmsg = M.status(entry.endpoint) end
+      end
     end
     entry.healthy = ok == true and st ~= nil and st ~= false
     if not entry.healthy then
-      entry.error = (herr or "no client URL") .. ": " .. tostring(hmsg)
+      entry.error = tostring(herr) .. ": " .. tostring(hmsg)
       report.problems[#report.problems + 1] = m.name .. " unhealthy (" .. entry.error .. ")"
     else
       report.leaders[st.leader] = true
