@@ -77,15 +77,21 @@ return runbook {
     end)
     local lines, count = {}, { critical = 0, warning = 0, info = 0 }
     local current
-    for _, f in ipairs(findings) do
+    -- Findings of one kind on one node (eleven certificates expiring on cp2) share a row head and
+    -- one see/fix line, printed after the last of them.
+    local function group(f) return f and table.concat({ f.severity, f.node or "", f.name, f.see or "", f.runbook or "" }, "\0") end
+    for i, f in ipairs(findings) do
       count[f.severity] = count[f.severity] + 1
       if f.severity ~= current then
         current = f.severity
         lines[#lines + 1] = ""
         lines[#lines + 1] = f.severity:upper()
       end
-      lines[#lines + 1] = string.format("  %-10s %-24s %s", f.node or "cluster", f.name, f.evidence)
-      lines[#lines + 1] = string.format("  %-10s %-24s see: %s%s", "", "", f.see or "-", f.runbook and ("   fix: " .. f.runbook) or "")
+      local first = group(findings[i - 1]) ~= group(f)
+      lines[#lines + 1] = string.format("  %-10s %-24s %s", first and (f.node or "cluster") or "", first and f.name or "", f.evidence)
+      if group(findings[i + 1]) ~= group(f) then
+        lines[#lines + 1] = string.format("  %-10s %-24s see: %s%s", "", "", f.see or "-", f.runbook and ("   fix: " .. f.runbook) or "")
+      end
       log.info("finding", f)
     end
     print(string.format("doctor: %d nodes examined (%d control plane)", #hosts, #cps))

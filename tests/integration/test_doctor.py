@@ -153,6 +153,12 @@ class Doctor(LabClass):
                     self.assertEqual(got, want, json.dumps(bad, indent=1)[:3000])
                     self.assertTrue(any(evidence in f["evidence"] for f in bad), json.dumps(bad, indent=1)[:3000])
                     self.assertTrue(all(f.get("see") for f in bad))
+                    table = r.stdout[r.stdout.rfind("doctor: "):]
+                    for f in bad:
+                        self.assertIn(f["evidence"], table)
+                    if fault == "certs-expiring":  # eleven rows of one kind on one node: one see/fix line
+                        self.assertGreater(len(bad), 5)
+                        self.assertEqual(table.count("see: kubeadm certs check-expiration   fix: runbooks/cert-renew.lua"), 1, table)
                     self.assertRegex(r.stderr, r"\d+ critical and \d+ warning finding\(s\)")
                     if fault != "ssh-down":
                         self.assertEqual(tree_hashes(self.dir), before)
