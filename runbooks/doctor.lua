@@ -57,6 +57,7 @@ return runbook {
         if not ok then
           out[#out + 1] = { name = "node-unreadable", severity = "critical", node = h.name, evidence = tostring(err),
             see = "ssh " .. h.name }
+          error(err, 0)  -- the recap says this node was not examined (it said ok), the others go on
         end
       end)
       if sv then checks.control_plane(cp, out) end
@@ -94,7 +95,11 @@ return runbook {
       end
       log.info("finding", f)
     end
-    print(string.format("doctor: %d nodes examined (%d control plane)", #hosts, #cps))
+    local unread = {}
+    for _, f in ipairs(findings) do if f.name == "node-unreadable" then unread[#unread + 1] = f.node end end
+    table.sort(unread)
+    print(string.format("doctor: %d of %d nodes examined (%d control plane)%s", #hosts - #unread, #hosts, #cps,
+      #unread > 0 and ("; not readable: " .. table.concat(unread, ", ")) or ""))
     if #lines > 0 then print(table.concat(lines, "\n")) end
     if count.critical + count.warning > 0 then
       fail("%d critical and %d warning finding(s)", count.critical, count.warning)

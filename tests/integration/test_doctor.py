@@ -156,6 +156,10 @@ class Doctor(LabClass):
                     table = r.stdout[r.stdout.rfind("doctor: "):]
                     for f in bad:
                         self.assertIn(f["evidence"], table)
+                    if fault == "ssh-down":  # not examined, and the summary and the recap say so
+                        self.assertIn("doctor: 5 of 6 nodes examined (3 control plane); not readable: w3", table)
+                        self.assertTrue(any(x.get("host") == "w3" and x.get("msg") == "failed"
+                                            for x in map(json.loads, filter(lambda x: x.startswith("{"), r.stdout.splitlines()))))
                     if fault == "certs-expiring":  # eleven rows of one kind on one node: one see/fix line
                         self.assertGreater(len(bad), 5)
                         self.assertEqual(table.count("see: kubeadm certs check-expiration   fix: runbooks/cert-renew.lua"), 1, table)
