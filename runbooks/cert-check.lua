@@ -34,7 +34,7 @@ return runbook {
 
     local rows = step("certificates", function()
       local found = {}
-      fleet.each(hosts, function(h)
+      local res = fleet.each(hosts, function(h)
         for _, f in ipairs(certs.files(h, { control_plane = is_cp[h.name] })) do
           found[#found + 1] = { node = h.name, name = f.name, where = f.file, cert = f.cert, error = f.error }
         end
@@ -51,10 +51,19 @@ return runbook {
           end
         end
       end, { at_once = 10, max_failures = #hosts })
-      -- Journaled as plain rows: what report.json and a resume see.
-      local out = {}
+      -- A node not read is a row of its own: "every certificate has 30 days left" was said with
+      -- a control-plane node's certificates never seen (SSH refused), exit 0.
+      for _, r in ipairs(res) do
+        if r.status == "failed" then
+          local kept = {}
+          for _, x in ipairs(found) do if x.node ~= r.name then kept[#kept + 1] = x end end
+          found = kept
+          found[#found + 1] = { node = r.name, name = "-", where = "-", error = tostring(r.error), unread = true }
+        end
+      end
+      local out = {}  -- journaled as plain rows: what report.json and a resume see
       for _, r in ipairs(found) do
-        out[#out + 1] = { node = r.node, name = r.name, where = r.where, error = r.error, mismatch = r.mismatch,
+        out[#out + 1] = { node = r.node, name = r.name, where = r.where, error = r.error, mismatch = r.mismatch, unread = r.unread,
           days_left = r.cert and r.cert.days_left, not_after = r.cert and r.cert.not_after_text,
           serial = r.cert and r.cert.serial, subject = r.cert and r.cert.subject, is_ca = r.cert and r.cert.is_ca,
           expired = r.cert and r.cert.expired }
@@ -69,8 +78,9 @@ return runbook {
       return a.where < b.where
     end)
     local lines = { string.format("%-10s %-26s %-44s %6s  %-20s %s", "NODE", "CERTIFICATE", "WHERE", "DAYS", "NOT AFTER", "NOTE") }
-    local due = {}
+    local due, unread = {}, {}
     for _, r in ipairs(rows) do
+      if r.unread then unread[#unread + 1] = r.error end
       local note = r.error or r.mismatch or (r.is_ca and "CA" or "")
       if r.days_left and (r.days_left < p.threshold or r.expired) then
         note = (r.expired and "EXPIRED" or "due") .. (note ~= "" and ("; " .. note) or "")
@@ -94,8 +104,11 @@ return runbook {
     local tl = { "", "Renewal timer (" .. timers.TIMER .. ", installed by cert-renew.lua with timer=true):" }
     for _, h in ipairs(cps) do tl[#tl + 1] = string.format("  %-10s %s", h.name, timer_of[h.name] or "unknown") end
     print(table.concat(tl, "\n"))
-    if #due > 0 then
-      fail("%d certificate(s) under %d days:\n  %s", #due, p.threshold, table.concat(due, "\n  "))
+    if #due > 0 or #unread > 0 then
+      local parts = {}
+      if #due > 0 then parts[#parts + 1] = string.format("%d certificate(s) under %d days:\n  %s", #due, p.threshold, table.concat(due, "\n  ")) end
+      if #unread > 0 then parts[#parts + 1] = string.format("%d node(s) not read, their certificates unknown:\n  %s", #unread, table.concat(unread, "\n  ")) end
+      fail("%s", table.concat(parts, "\n"))
     end
     print(string.format("\nEvery certificate has %d days or more left.", p.threshold))
   end,

@@ -171,6 +171,20 @@ end }}
         self.assertIn("WRONG NAME\tunreachable", r.stdout)
         self.assertNotIn("PRIVATE KEY", r.stdout + r.stderr)
 
+    def test_6_a_node_it_cannot_read_fails_the_check(self):
+        # It said "Every certificate has 30 days or more left", exit 0, with cp2's never seen.
+        lab("fault", "cp2", "ssh-down", "--dir", self.dir)
+        try:
+            r = self.check()
+        finally:
+            lab("clear", "cp2", "ssh-down", "--dir", self.dir)
+        self.assertEqual(r.returncode, 1, r.stdout[-3000:] + r.stderr[-3000:])
+        self.assertNotIn("Every certificate has", r.stdout)
+        self.assertRegex(r.stderr, r"1 node\(s\) not read, their certificates unknown:\n  cp2: reading the certificates "
+                                   r"under /etc/kubernetes: refused")
+        self.assertIn(["cp2", "-", "-", "-", "-", "cp2:"], [row[:6] for row in self.rows(r.stdout)])
+        self.assertNotIn("cp2", [row[0] for row in self.rows(r.stdout) if row[1] != "-"])
+
 
 def served_serial(ip, port):
     """The serial of the certificate an endpoint serves (lowercase hex), or None when refused."""
