@@ -61,7 +61,7 @@ end
 function M.precheck(p, hosts, wanted)
   local plan, problems = {}, {}
   local function problem(fmt, ...) problems[#problems + 1] = string.format(fmt, ...) end
-  fleet.each(hosts, function(h)
+  local res = fleet.each(hosts, function(h)
     local f = node_facts(h, p)
     local np = { renew = {}, files = {}, served = {}, now = f.now }
     plan[h.name] = np
@@ -97,6 +97,10 @@ function M.precheck(p, hosts, wanted)
     table.sort(np.renew)
     for _, s in ipairs(certs.served(h)) do np.served[s.name] = s.cert and s.cert.serial or false end
   end, { at_once = 10, max_failures = #hosts })
+  -- A node not read (SSH refused) is a problem like the others: it has no plan to show or follow.
+  for _, r in ipairs(res) do
+    if r.status == "failed" then problem("%s", tostring(r.error)) end
+  end
   if #problems > 0 then
     table.sort(problems)
     fail("precheck failed, nothing was changed:\n  %s", table.concat(problems, "\n  "))

@@ -337,6 +337,15 @@ class CertRenew(unittest.TestCase):
         r = self.renew("-e", "certs=apiserver,admin.cnf")
         self.assertNotEqual(r.returncode, 0)
         self.assertIn('certs: "admin.cnf" is not a certificate kubeadm renews', r.stderr)
+        # A node it cannot read: named in the precheck (it was a bug in the runbook, a nil plan).
+        lab("fault", "cp3", "ssh-down", "--dir", self.dir)
+        try:
+            r = self.renew()
+        finally:
+            lab("clear", "cp3", "ssh-down", "--dir", self.dir)
+        self.assertEqual(r.returncode, 1, r.stdout[-3000:] + r.stderr[-3000:])
+        self.assertRegex(r.stderr, r"precheck failed, nothing was changed:\n  cp3: reading the node's clock, .*: refused")
+        self.assertNotIn("bug in the runbook", r.stderr)
         self.assertEqual(self.ssh("cp1", "sudo ls /etc/kubernetes/engine-backup").stdout, backups)
 
     def test_4_a_served_certificate_that_is_not_the_file_stops_the_run(self):
