@@ -1,6 +1,7 @@
 """What the lab's end-to-end tests share: where the repository, scripts/lab and the engine are, and
 `scripts/lab` run with its output shown when it fails. Importing it also makes the lab package
 importable (`from lab import ...`)."""
+import contextlib
 import http.server
 import json
 import os
@@ -21,6 +22,16 @@ def lab(*args, timeout=180):
     if r.returncode != 0:
         raise AssertionError(f"scripts/lab {' '.join(args)} failed:\n{r.stdout}\n{r.stderr}")
     return r
+
+
+@contextlib.contextmanager
+def fault(lab_dir, node, kind, *extra):
+    """`scripts/lab fault` for the block's duration, cleared however it ends."""
+    lab("fault", node, kind, *extra, "--dir", lab_dir)
+    try:
+        yield
+    finally:
+        lab("clear", node, kind, "--dir", lab_dir)
 
 
 def text_server(body):

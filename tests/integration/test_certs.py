@@ -15,7 +15,7 @@ import threading
 import time
 import unittest
 
-from labtest import ENGINE, ROOT, lab  # noqa: E402
+from labtest import ENGINE, ROOT, fault, lab  # noqa: E402
 CHECK = os.path.join(ROOT, "runbooks", "cert-check.lua")
 RENEW = os.path.join(ROOT, "runbooks", "cert-renew.lua")
 UPGRADE = os.path.join(ROOT, "runbooks", "k8s-upgrade.lua")
@@ -173,11 +173,8 @@ end }}
 
     def test_6_a_node_it_cannot_read_fails_the_check(self):
         # It said "Every certificate has 30 days or more left", exit 0, with cp2's never seen.
-        lab("fault", "cp2", "ssh-down", "--dir", self.dir)
-        try:
+        with fault(self.dir, "cp2", "ssh-down"):
             r = self.check()
-        finally:
-            lab("clear", "cp2", "ssh-down", "--dir", self.dir)
         self.assertEqual(r.returncode, 1, r.stdout[-3000:] + r.stderr[-3000:])
         self.assertNotIn("Every certificate has", r.stdout)
         self.assertRegex(r.stderr, r"1 node\(s\) not read, their certificates unknown:\n  cp2: reading the certificates "
@@ -318,11 +315,8 @@ class CertRenew(unittest.TestCase):
 
     def test_3_bad_input_stops_before_anything_changes(self):
         backups = self.ssh("cp1", "sudo ls /etc/kubernetes/engine-backup").stdout
-        lab("fault", "cp1", "ca-expiring", "--days", "20", "--dir", self.dir)
-        try:
+        with fault(self.dir, "cp1", "ca-expiring", "--days", "20"):
             r = self.renew()
-        finally:
-            lab("clear", "cp1", "ca-expiring", "--dir", self.dir)
         self.assertEqual(r.returncode, 1, r.stdout[-3000:])
         self.assertIn("precheck failed, nothing was changed", r.stderr)
         self.assertRegex(r.stderr, r"cp1: CA ca \(/etc/kubernetes/pki/ca\.crt\) expires in (19|20) days .*cannot renew a CA")
@@ -338,11 +332,8 @@ class CertRenew(unittest.TestCase):
         self.assertNotEqual(r.returncode, 0)
         self.assertIn('certs: "admin.cnf" is not a certificate kubeadm renews', r.stderr)
         # A node it cannot read: named in the precheck (it was a bug in the runbook, a nil plan).
-        lab("fault", "cp3", "ssh-down", "--dir", self.dir)
-        try:
+        with fault(self.dir, "cp3", "ssh-down"):
             r = self.renew()
-        finally:
-            lab("clear", "cp3", "ssh-down", "--dir", self.dir)
         self.assertEqual(r.returncode, 1, r.stdout[-3000:] + r.stderr[-3000:])
         self.assertRegex(r.stderr, r"precheck failed, nothing was changed:\n  cp3: reading the node's clock, .*: refused")
         self.assertNotIn("bug in the runbook", r.stderr)
