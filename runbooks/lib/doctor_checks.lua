@@ -196,7 +196,7 @@ function M.node(p, h, is_cp, sv, out)
   local pods = facts.static_pods(h)
   local apiserver
   for _, m in ipairs(pods) do
-    if m.file == "kube-apiserver.yaml" then apiserver = tostring(m.image or ""):match(":(v%d+%.%d+%.%d+)$") end
+    if m.file == "kube-apiserver.yaml" then apiserver = facts.image_version(m.image) end
   end
   if sv then
     local running = facts.running_images(h)

@@ -272,7 +272,7 @@ end
 --- has none of that shape (a digest, a custom tag) or the node no such manifest.
 function M.apiserver_version(h)
   local _, _, image = M.apiserver_flags(h, true)
-  return tostring(image or ""):match(":(v%d+%.%d+%.%d+)$")
+  return facts_mod.image_version(image)
 end
 
 --- uploaded(p, cps, leader) → operation "kubeadm-config external etcd" on the leader: the config

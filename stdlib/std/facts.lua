@@ -98,6 +98,13 @@ end
 
 local function tag(image) return tostring(image):match(":([^:/]+)$") end
 
+--- image_version(image) → "v1.33.1": the vX.Y.Z tag of an image reference (a control-plane
+--- manifest's), nil for a digest or a tag of another shape.
+function M.image_version(image)
+  local t = tag(image)
+  return t and t:match("^v%d+%.%d+%.%d+$")
+end
+
 --- static_pods_match(host, version) → true | nil, "mismatch", message (or the API's err, message). Every static pod the kubelet should run (a
 --- NAME.yaml manifest) runs the image its manifest names and is ready; with a version, the
 --- control-plane components' manifests also name that version (seed 000: the manifest said 1.34.3

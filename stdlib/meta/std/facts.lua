@@ -32,6 +32,11 @@ function facts.running_images(node) end
 ---@param version? string
 ---@return true|nil ok, string|nil word "mismatch", or the API's word, string|nil message
 function facts.static_pods_match(host, version) end
+--- "v1.33.1": the vX.Y.Z tag of an image reference (a control-plane manifest's); nil for a
+--- digest or a tag of another shape.
+---@param image string|nil
+---@return string|nil
+function facts.image_version(image) end
 --- The exact package version the node's apt source offers for each package at the version
 --- ({kubelet = "1.34.3-1.1"}; a package it does not offer is absent), from one apt-cache madison.
 ---@param host engine.Host|string  an inventory host or its name
