@@ -19,6 +19,7 @@
 #include "engine/run/lock.hpp"
 #include "engine/run/report.hpp"
 #include "engine/run/run_dir.hpp"
+#include "engine/ssh/exec.hpp"
 
 namespace engine::cli {
 
@@ -234,6 +235,20 @@ int execute(Args& a, engine::lua::Runtime& rt, const engine::lua::RunbookInfo& i
                    run.id.c_str(), where.c_str());
     else
       std::fprintf(stderr, "continue it with: engine resume %s%s\n", run.id.c_str(), where.c_str());
+  }
+  // A host it could not connect to at all: the run stopped for it, and the way on without it (a
+  // runbook that may skip such hosts says so itself) is the operator's choice, not a default.
+  if (code == 1 && lost.empty()) {
+    auto gone = engine::run::report().unreachable_failed();
+    if (!gone.empty()) {
+      std::string limit = a.limit;
+      for (const auto& [host, why] : gone) {
+        std::fprintf(stderr, "%s was not reachable over SSH: %s\n", host.c_str(), why.c_str());
+        limit += (limit.empty() ? "!" : ":!") + host;
+      }
+      std::fprintf(stderr, "a run with --limit %s leaves %s out\n", engine::ssh::shell_quote(limit).c_str(),
+                   gone.size() == 1 ? "it" : "them");
+    }
   }
   engine::log::flush();
   return code;

@@ -43,6 +43,7 @@ void Report::begin(const std::string& run_id, const std::string& runbook, const 
           {"warnings", nlohmann::json::array()}, {"errors", nlohmann::json::array()},
           {"plan", nlohmann::json::array()}, {"steps", nlohmann::json::array()}, {"spans", nlohmann::json::array()}};
   hosts_.clear();
+  unreachable_.clear();
 }
 
 void Report::note(std::string_view level, std::string_view host, std::string_view msg, const nlohmann::json& fields) {
@@ -77,6 +78,22 @@ void Report::hosts(HostOutcomes outcomes) {
       index.emplace(hosts_.back().name, hosts_.size() - 1);
     }
   }
+}
+
+void Report::unreachable(std::string_view host, std::string why) {
+  std::lock_guard lock(mu_);
+  if (!unreachable_.contains(host)) unreachable_.emplace(host, std::move(why));
+}
+
+std::vector<std::pair<std::string, std::string>> Report::unreachable_failed() const {
+  std::lock_guard lock(mu_);
+  std::vector<std::pair<std::string, std::string>> out;
+  if (unreachable_.empty()) return out;
+  std::map<std::string_view, std::string_view> last;  // a name listed twice: its last outcome stands
+  for (const auto& h : hosts_) last[h.name] = h.status;
+  for (const auto& [host, why] : unreachable_)
+    if (auto it = last.find(host); it == last.end() || it->second == "failed") out.emplace_back(host, why);
+  return out;
 }
 
 std::vector<const Report::HostOutcome*> Report::hosts_by_name() const {

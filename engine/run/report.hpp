@@ -3,6 +3,7 @@
 // fleet.each, and how it ended. Written atomically at the end of the run.
 #pragma once
 #include <chrono>
+#include <map>
 #include <mutex>
 #include <string>
 #include <unordered_map>
@@ -44,6 +45,12 @@ class Report {
   // Every host's outcome in one fleet.each, recorded once when it ends (the last one wins when a
   // host is in several).
   void hosts(HostOutcomes outcomes);
+  // A host the run could not connect to over SSH (refused, unreachable, timed out): `why` is the
+  // first such failure's word and detail.
+  void unreachable(std::string_view host, std::string why);
+  // Those of them whose last fleet.each failed them (or that no fleet.each ran on), by name: what
+  // a failed run's hint offers to leave out (--limit '!w3').
+  std::vector<std::pair<std::string, std::string>> unreachable_failed() const;
   // Writes DIR/report.json (through a temporary, renamed); throws std::runtime_error naming the
   // file when it cannot be written whole.
   std::string finish(const std::string& dir, int exit_code);
@@ -68,6 +75,7 @@ class Report {
   std::chrono::system_clock::time_point started_;
   std::chrono::steady_clock::time_point mono_started_ = std::chrono::steady_clock::now();
   size_t spans_dropped_ = 0;
+  std::map<std::string, std::string, std::less<>> unreachable_;
 };
 
 Report& report();

@@ -107,6 +107,20 @@ class TestBadInput(CliTest):
         self.assertEqual(r.returncode, 1)
         self.assertIn("ro.lua:1: runbook: 'read_only' must be true or false", r.stderr)
 
+    def test_a_host_not_connected_to_is_named_with_the_limit_that_leaves_it_out(self):
+        # h1 refuses (nothing listens on port 1), h2 is not asked; the run's own --limit is kept in front.
+        inv = self.inventory("[web]\nh1 ansible_host=127.0.0.1 ansible_port=1\nh2 ansible_host=127.0.0.1 ansible_port=1\n")
+        rb = self.write("each.lua", 'local fleet = require "engine.fleet"\nreturn runbook { name = "each", run = function(p, inv)\n'
+                        '  fleet.each(inv:hosts("all"), {}, function(h) assert(h:exec("true")) end)\nend }\n')
+        r = self.run_rb(rb, "-i", inv, "--limit", "web:!h2")
+        self.assertEqual(r.returncode, 1, r.stderr)
+        self.assertIn("h1 was not reachable over SSH: refused (connect 127.0.0.1:1: Connection refused)", r.stderr)
+        self.assertIn("a run with --limit 'web:!h2:!h1' leaves it out", r.stderr)
+        self.assertNotIn("h2 was not", r.stderr)
+        # A failure that is not about reaching the host offers nothing of the kind.
+        self.write("each.lua", 'return runbook { name = "each", run = function() fail("no") end }\n')
+        self.assertNotIn("--limit", self.run_rb(rb, "-i", inv).stderr)
+
     def test_no_kubeconfig_tells_the_operator_where_to_give_one(self):
         rb = self.write("k.lua", 'local k8s = require "engine.k8s"\nreturn runbook { name = "k", run = function()\n'
                                  '  step("nodes", function() return k8s.nodes() end)\nend }\n')

@@ -9,7 +9,7 @@ import socket
 import subprocess
 import unittest
 
-from labtest import ROOT, LabClass, lab  # noqa: E402
+from labtest import ROOT, LabClass, fault, lab  # noqa: E402
 RECOVER = os.path.join(ROOT, "runbooks", "recover-disk.lua")
 SUBNET = "127.0.75"
 
@@ -161,6 +161,22 @@ class RecoverDisk(LabClass):
         self.assertEqual(self.ssh("cp2", "sudo systemctl is-active etcd").stdout.strip(), "active")
         self.assertTrue(answers(self.ip["cp2"], 2379), "cp2's etcd does not answer")
         self.assertNotIn("etcd.yaml", self.ssh("cp2", "sudo ls /etc/kubernetes/manifests").stdout)
+
+    def test_5_an_unreachable_node_stops_the_triage_and_the_way_round_is_named(self):
+        # A worker whose SSH is refused, beside a full control-plane node: nothing is cleaned while a
+        # node's disk is unknown (it may be the full one), and the run says how to go on without it.
+        with fault(self.dir, "w1", "ssh-down"), fault(self.dir, "cp1", "disk-full"):
+            r = self.run_recover("-e", "prevention=false")
+            self.assertEqual(r.returncode, 1, r.stdout[-3000:] + r.stderr[-3000:])
+            self.assertIn("w1 was not reachable over SSH: refused (connect", r.stderr)
+            self.assertIn("a run with --limit '!w1' leaves it out", r.stderr)
+            self.assertNotIn("[cp1] cleanup", r.stdout)
+            self.assertEqual(self.used("cp1"), 100)
+            again = self.run_recover("-e", "prevention=false", "--limit", "!w1")
+            self.assertEqual(again.returncode, 0, again.stdout[-3000:] + again.stderr[-3000:])
+            self.assertIn("[cp1] the node is back", again.stdout)
+            self.assertLessEqual(self.used("cp1"), 80)
+            self.assertNotIn("not reachable", again.stderr)
 
 
 if __name__ == "__main__":

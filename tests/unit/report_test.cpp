@@ -8,7 +8,7 @@ using Catch::Contains;
 
 namespace {
 Report::HostOutcome outcome(const std::string& name, const std::string& status, const std::string& error = "") {
-  return {name, status, error, 1.5};
+  return {name, status, error, 1.5, -1, ""};
 }
 size_t count(const std::string& text, const std::string& word) {
   size_t n = 0;
@@ -33,6 +33,22 @@ TEST_CASE("the report keeps one outcome per host, the latest fleet.each's") {
   CHECK(count(recap, "web2") == 1);
   CHECK(count(recap, "db1") == 1);
   CHECK_THAT(recap, !Contains("failed") && !Contains("not started"));
+}
+
+TEST_CASE("the hosts a failed run offers to leave out: not connected to, and failed or never in a fleet.each") {
+  Report r;
+  r.begin("run-u", "demo", "demo.lua", nlohmann::json::object());
+  r.unreachable("w1", "refused (connect 10.0.0.1:22: Connection refused)");
+  r.unreachable("w1", "timeout (later)");  // the first reason stands
+  r.unreachable("w2", "timeout (connect)");  // skipped by the runbook: not offered
+  r.unreachable("w3", "unreachable (no route)");  // reached later, its fleet.each ok: not offered
+  r.unreachable("jump", "refused (connect)");  // no fleet.each ran on it
+  r.hosts({outcome("w1", "failed", "refused"), outcome("w2", "skipped"), outcome("w3", "failed")});
+  r.hosts({outcome("w3", "ok")});
+  using Pairs = std::vector<std::pair<std::string, std::string>>;
+  CHECK(r.unreachable_failed() == Pairs{{"jump", "refused (connect)"}, {"w1", "refused (connect 10.0.0.1:22: Connection refused)"}});
+  r.begin("run-v", "demo", "demo.lua", nlohmann::json::object());  // a new run forgets them
+  CHECK(r.unreachable_failed().empty());
 }
 
 TEST_CASE("a host listed twice in one fleet.each is reported once, with its last outcome") {
