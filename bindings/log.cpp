@@ -42,6 +42,19 @@ int l_print(lua_State* L) {
   return 0;
 }
 
+// log.record(msg, fields): a line for machines (a row of a report the runbook also prints as a
+// table): the run log, report.json's consumers and a JSON console get it; a text console does not,
+// so people read the table once.
+int l_record(lua_State* L) {
+  size_t len = 0;
+  const char* msg = luaL_checklstring(L, 1, &len);
+  luaL_checktype(L, 2, LUA_TTABLE);
+  json fields = to_json(L, 2);
+  if (!fields.is_object()) fields = json{{"value", fields}};
+  log::emit_quiet(log::Level::info, host_of(L), std::string_view(msg, len), fields);
+  return 0;
+}
+
 // log.secret(value): from now on no output shows value (a key read from a node, a fetched token).
 int l_secret(lua_State* L) {
   size_t n = 0;
@@ -66,7 +79,7 @@ int l_span(lua_State* L) {
   return 0;
 }
 
-const luaL_Reg kLog[] = {{"secret", l_secret}, {"clock", l_clock}, {"span", l_span},{"debug", l_log<log::Level::debug>},
+const luaL_Reg kLog[] = {{"secret", l_secret}, {"clock", l_clock}, {"span", l_span}, {"record", l_record}, {"debug", l_log<log::Level::debug>},
                          {"info", l_log<log::Level::info>},
                          {"warn", l_log<log::Level::warn>},
                          {"error", l_log<log::Level::error>},

@@ -6,6 +6,7 @@
 -- to the run log (--log-format json) and to report.json (the step's result).
 local certs = require "std.certs"
 local fleet = require "engine.fleet"
+local text = require "std.text"
 local timers = require "cert_timer"
 
 return runbook {
@@ -77,7 +78,7 @@ return runbook {
       if a.node ~= b.node then return a.node < b.node end
       return a.where < b.where
     end)
-    local lines = { string.format("%-10s %-26s %-44s %6s  %-20s %s", "NODE", "CERTIFICATE", "WHERE", "DAYS", "NOT AFTER", "NOTE") }
+    local lines = { { "NODE", "CERTIFICATE", "WHERE", "DAYS", "NOT AFTER", "NOTE" } }
     local due, unread = {}, {}
     for _, r in ipairs(rows) do
       if r.unread then unread[#unread + 1] = r.error end
@@ -87,23 +88,23 @@ return runbook {
         due[#due + 1] = string.format("%s %s (%s, %s)", r.node, r.name, r.where,
           r.expired and "expired " .. r.not_after or (r.days_left .. " days left"))
       end
-      lines[#lines + 1] = string.format("%-10s %-26s %-44s %6s  %-20s %s", r.node, r.name, r.where,
-        r.days_left and tostring(r.days_left) or "-", r.not_after or "-", note)
-      log.info("certificate", { node = r.node, name = r.name, where = r.where, days_left = r.days_left,
+      lines[#lines + 1] = { r.node, r.name, r.where, r.days_left, r.not_after, note }
+      log.record("certificate", { node = r.node, name = r.name, where = r.where, days_left = r.days_left,
         not_after = r.not_after, serial = r.serial, error = r.error, mismatch = r.mismatch })
       if r.mismatch then log.warn("a renewed certificate is not served yet", { node = r.node, name = r.name, why = r.mismatch }) end
     end
-    print(table.concat(lines, "\n"))
+    print(text.columns(lines, { right = { [4] = true } }))
     -- The renewal timer cert-renew installs (timer=true), per control-plane node: when it fires next.
     local timer_of = {}
     fleet.each(cps, function(h)
       local line = timers.timer_line(h)
       timer_of[h.name] = line and (line:gsub("%s+", " ")) or "none"
-      log.info("renewal timer", { node = h.name, timer = timer_of[h.name] })
+      log.record("renewal timer", { node = h.name, timer = timer_of[h.name] })
     end, { at_once = 10, max_failures = #cps })
-    local tl = { "", "Renewal timer (" .. timers.TIMER .. ", installed by cert-renew.lua with timer=true):" }
-    for _, h in ipairs(cps) do tl[#tl + 1] = string.format("  %-10s %s", h.name, timer_of[h.name] or "unknown") end
-    print(table.concat(tl, "\n"))
+    local tl = {}
+    for _, h in ipairs(cps) do tl[#tl + 1] = { h.name, timer_of[h.name] or "unknown" } end
+    print("\nRenewal timer (" .. timers.TIMER .. ", installed by cert-renew.lua with timer=true):\n  " ..
+      text.columns(tl):gsub("\n", "\n  "))
     if #due > 0 or #unread > 0 then
       local parts = {}
       if #due > 0 then parts[#parts + 1] = string.format("%d certificate(s) under %d days:\n  %s", #due, p.threshold, table.concat(due, "\n  ")) end

@@ -81,6 +81,9 @@ return runbook {
     -- Findings of one kind on one node (eleven certificates expiring on cp2) share a row head and
     -- one see/fix line, printed after the last of them.
     local function group(f) return f and table.concat({ f.severity, f.node or "", f.name, f.see or "", f.runbook or "" }, "\0") end
+    local wn, wf = 10, 24  -- the columns widen for longer node names (ip-10-0-1-23.ec2.internal)
+    for _, f in ipairs(findings) do wn, wf = math.max(wn, #(f.node or "cluster")), math.max(wf, #f.name) end
+    local row = "  %-" .. wn .. "s %-" .. wf .. "s %s"
     for i, f in ipairs(findings) do
       count[f.severity] = count[f.severity] + 1
       if f.severity ~= current then
@@ -89,11 +92,11 @@ return runbook {
         lines[#lines + 1] = f.severity:upper()
       end
       local first = group(findings[i - 1]) ~= group(f)
-      lines[#lines + 1] = string.format("  %-10s %-24s %s", first and (f.node or "cluster") or "", first and f.name or "", f.evidence)
+      lines[#lines + 1] = string.format(row, first and (f.node or "cluster") or "", first and f.name or "", f.evidence)
       if group(findings[i + 1]) ~= group(f) then
-        lines[#lines + 1] = string.format("  %-10s %-24s see: %s%s", "", "", f.see or "-", f.runbook and ("   fix: " .. f.runbook) or "")
+        lines[#lines + 1] = string.format(row, "", "", "see: " .. (f.see or "-") .. (f.runbook and ("   fix: " .. f.runbook) or ""))
       end
-      log.info("finding", f)
+      log.record("finding", f)
     end
     local unread = {}
     for _, f in ipairs(findings) do if f.name == "node-unreadable" then unread[#unread + 1] = f.node end end

@@ -17,6 +17,7 @@ local nodes = require "etcd_nodes"
 local boot = require "etcd_bootstrap"
 local groups = require "std.groups"
 local semver = require "std.semver"
+local text = require "std.text"
 
 local function rerun() return false end
 
@@ -168,17 +169,16 @@ return runbook {
     end, { probe = rerun })
     if lease then lease:release() end
 
-    local lines = { string.format("%-10s %-14s %-9s %s", "NODE", "ROLE", "STATUS", "ETCD") }
+    local lines = { { "NODE", "ROLE", "STATUS", "ETCD" } }
     for _, h in ipairs(cps) do
       local ok = boot.node_ready(h)
-      lines[#lines + 1] = string.format("%-10s %-14s %-9s %s", h.name, "control-plane", ok and "Ready" or "NotReady",
-        "member " .. nodes.member_name(h))
+      lines[#lines + 1] = { h.name, "control-plane", ok and "Ready" or "NotReady", "member " .. nodes.member_name(h) }
     end
     for _, h in ipairs(workers) do
       local ok = boot.node_ready(h)
-      lines[#lines + 1] = string.format("%-10s %-14s %-9s %s", h.name, "worker", ok and "Ready" or "NotReady", "-")
+      lines[#lines + 1] = { h.name, "worker", ok and "Ready" or "NotReady", "-" }
     end
     print((http.dry_run() and "\nDry run: nothing was changed.\n" or "\nThe cluster is up on its external etcd:\n") ..
-      table.concat(lines, "\n"))
+      text.columns(lines))
   end,
 }

@@ -13,6 +13,7 @@ local svc = require "std.etcd_service"
 local systemd = require "std.systemd"
 local nodes = require "etcd_nodes"
 local maint = require "etcd_maintenance"
+local text = require "std.text"
 
 local function rerun() return false end
 
@@ -63,15 +64,15 @@ return runbook {
         if not out then error("defragmentation stopped: " .. tostring(msg or err), 0) end
         return out
       end, { probe = rerun })
-      local lines = { string.format("%-10s %-8s %12s %12s", "NODE", "LEADER", "DB BEFORE", "DB AFTER") }
+      local lines = { { "NODE", "LEADER", "DB BEFORE", "DB AFTER" } }
       for i, h in ipairs(cps) do
         local after = etcd.status(eps[i])
         local lead = false
         for _, d in ipairs(done) do if d.endpoint == eps[i] then lead = d.leader end end
-        lines[#lines + 1] = string.format("%-10s %-8s %12s %12s", h.name, lead and "yes" or "", tostring(before[h.name] and before[h.name].db_size),
-          tostring(after and after.db_size))
+        lines[#lines + 1] = { h.name, lead and "yes" or "", tostring(before[h.name] and before[h.name].db_size),
+          tostring(after and after.db_size) }
       end
-      print(table.concat(lines, "\n"))
+      print(text.columns(lines, { right = { [3] = true, [4] = true } }))
       if lease then lease:release() end
       return
     end
@@ -100,15 +101,15 @@ return runbook {
       ops.step(h, systemd.enabled(maint.TIMER))
       ops.step(h, systemd.started(maint.TIMER))
     end)
-    local lines = { string.format("%-10s %-10s %s", "NODE", "DAILY AT", "TIMER") }
+    local lines = { { "NODE", "DAILY AT", "TIMER" } }
     local bad = {}
     for i, h in ipairs(cps) do
       local line = maint.timer_line(h)
       local active = systemd.active(h, maint.TIMER)
       if not http.dry_run() and (not active or not line) then bad[#bad + 1] = h.name .. ": " .. maint.TIMER .. " is not active" end
-      lines[#lines + 1] = string.format("%-10s %-10s %s", h.name, times[i], line and line:gsub("%s+", " ") or "(not active)")
+      lines[#lines + 1] = { h.name, times[i], line and (line:gsub("%s+", " ")) or "(not active)" }
     end
-    print(table.concat(lines, "\n"))
+    print(text.columns(lines))
     if lease then lease:release() end
     if #bad > 0 then fail("%s", table.concat(bad, "; ")) end
   end,

@@ -16,20 +16,20 @@ local nodes = require "etcd_nodes"
 local mig = require "etcd_migration"
 local groups = require "std.groups"
 local semver = require "std.semver"
+local text = require "std.text"
 
 local function rerun() return false end
 
 local function report(cps, p)
-  local lines = { string.format("%-10s %-10s %-12s %-10s %s", "NODE", "MEMBER", "ETCD", "MANIFEST", "HEALTH") }
+  local lines = { { "NODE", "MEMBER", "ETCD", "MANIFEST", "HEALTH" } }
   for _, h in ipairs(cps) do
     local ok1, st = pcall(systemd.state, h, svc.UNIT)
     local ok2, m = pcall(svc.manifest, h)
     local ok3, member, why = pcall(mig.member_ok, h, p)
-    lines[#lines + 1] = string.format("%-10s %-10s %-12s %-10s %s", h.name, mig.member_name(h),
-      ok1 and ("systemd " .. st) or "?", ok2 and (m and "present" or "moved") or "?",
-      ok3 and (member and "healthy" or tostring(why)) or "?")
+    lines[#lines + 1] = { h.name, mig.member_name(h), ok1 and ("systemd " .. st) or "?",
+      ok2 and (m and "present" or "moved") or "?", ok3 and (member and "healthy" or tostring(why)) or "?" }
   end
-  print(table.concat(lines, "\n"))
+  print(text.columns(lines))
 end
 
 return runbook {

@@ -14,18 +14,18 @@ local nodes = require "etcd_nodes"
 local up = require "etcd_upgrade"
 local groups = require "std.groups"
 local semver = require "std.semver"
+local text = require "std.text"
 
 local function rerun() return false end
 
 local function report(cps)
-  local lines = { string.format("%-10s %-10s %-10s %s", "NODE", "MEMBER", "VERSION", "HEALTH") }
+  local lines = { { "NODE", "MEMBER", "VERSION", "HEALTH" } }
   for _, h in ipairs(cps) do
     local st = etcd.status(nodes.endpoint(h))
     local ok = etcd.health(nodes.endpoint(h))
-    lines[#lines + 1] = string.format("%-10s %-10s %-10s %s", h.name, nodes.member_name(h), st and st.version or "?",
-      ok and "healthy" or "unhealthy")
+    lines[#lines + 1] = { h.name, nodes.member_name(h), st and st.version or "?", ok and "healthy" or "unhealthy" }
   end
-  print(table.concat(lines, "\n"))
+  print(text.columns(lines))
 end
 
 return runbook {

@@ -17,11 +17,12 @@ local ops = require "std.ops"
 local checks = require "upgrade_checks"
 local rollout = require "upgrade_rollout"
 local groups = require "std.groups"
+local text = require "std.text"
 
-local function node_line(n, target)
-  return string.format("%-12s %-9s %-9s %s", n.name, n.ready and "Ready" or "NotReady", n.kubelet_version,
+local function node_row(n, target)
+  return { n.name, n.ready and "Ready" or "NotReady", n.kubelet_version,
     n.unschedulable and ("cordoned" .. (n.cordoned_by == k8s.identity() and " by this run" or " by someone else"))
-      or (n.kubelet_version == target and "done" or "not upgraded"))
+      or (n.kubelet_version == target and "done" or "not upgraded") }
 end
 
 --- Where every node stands, for the operator after a stop.
@@ -29,9 +30,9 @@ local function report_nodes(target)
   local nodes = k8s.nodes()
   if not nodes then return end
   table.sort(nodes, function(a, b) return a.name < b.name end)
-  local lines = { string.format("%-12s %-9s %-9s %s", "NODE", "STATUS", "KUBELET", "STATE") }
-  for _, n in ipairs(nodes) do lines[#lines + 1] = node_line(n, target) end
-  print(table.concat(lines, "\n"))
+  local rows = { { "NODE", "STATUS", "KUBELET", "STATE" } }
+  for _, n in ipairs(nodes) do rows[#rows + 1] = node_row(n, target) end
+  print(text.columns(rows))
 end
 
 --- `kubeadm upgrade apply|node` on a node: one definition for a node's turn and for preparing a

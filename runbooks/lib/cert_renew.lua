@@ -9,6 +9,7 @@ local nodes = require "etcd_nodes"
 local remote = require "std.remote"
 local ssh = require "engine.ssh"
 local static_pod = require "std.static_pod"
+local text = require "std.text"
 
 local M = {}
 
@@ -109,7 +110,7 @@ function M.precheck(p, hosts, wanted)
 end
 
 function M.plan_text(plan, hosts)
-  local lines = { string.format("%-10s %-6s %-22s %s", "NODE", "RENEW", "SOONEST", "CERTIFICATES") }
+  local lines = { { "NODE", "RENEW", "SOONEST", "CERTIFICATES" } }
   for _, h in ipairs(hosts) do
     local np = plan[h.name]
     local soonest
@@ -117,11 +118,11 @@ function M.plan_text(plan, hosts)
       local f = np.files[name]
       if f and (not soonest or f.days_left < soonest.days_left) then soonest = f end
     end
-    lines[#lines + 1] = string.format("%-10s %-6d %-22s %s", h.name, #np.renew,
+    lines[#lines + 1] = { h.name, #np.renew,
       soonest and string.format("%d days (%s)", soonest.days_left, soonest.not_after:sub(1, 10)) or "-",
-      #np.renew > 0 and table.concat(np.renew, " ") or "nothing due")
+      #np.renew > 0 and table.concat(np.renew, " ") or "nothing due" }
   end
-  return table.concat(lines, "\n")
+  return text.columns(lines)
 end
 
 --- backup(host, p) → the dated directory on the node holding a copy of pki/ and the kubeconfigs

@@ -8,6 +8,7 @@ local remote = require "std.remote"
 local ssh = require "engine.ssh"
 local static_pod = require "std.static_pod"
 local systemd = require "std.systemd"
+local text = require "std.text"
 local time = require "engine.time"
 
 local M = {}
@@ -60,14 +61,13 @@ M.CLEANUPS = {
 
 --- plan_text(triage by node, p)
 function M.plan_text(found, hosts, p)
-  local lines = { string.format("%-10s %5s %12s  %-14s %-14s %-14s %s", "NODE", "USED", "FREE", "JOURNAL", "APT CACHE",
-    "SNAPD", "BIGGEST UNDER /var") }
+  local lines = { { "NODE", "USED", "FREE", "JOURNAL", "APT CACHE", "SNAPD", "BIGGEST UNDER /var" } }
   for _, h in ipairs(hosts) do
     local t = found[h.name]
-    lines[#lines + 1] = string.format("%-10s %4d%% %12s  %-14s %-14s %-14s %s%s", h.name, t.usage.used, mib(t.usage.avail),
-      mib(t.journal), mib(t.apt), mib(t.snapd), table.concat(t.top, ", "), t.usage.used > p.target_used and "" or "   (under the target)")
+    lines[#lines + 1] = { h.name, t.usage.used .. "%", mib(t.usage.avail), mib(t.journal), mib(t.apt), mib(t.snapd),
+      table.concat(t.top, ", ") .. (t.usage.used > p.target_used and "" or "   (under the target)") }
   end
-  return table.concat(lines, "\n")
+  return text.columns(lines, { right = { [2] = true, [3] = true } })
 end
 
 --- clean(host, p) → rows {cleanup, before, after}: each cleanup a journaled step, stopping as soon as

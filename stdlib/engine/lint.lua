@@ -205,15 +205,16 @@ function M.check(sources, defs, known_globals, params, runbook_path)
   for path, toks in pairs(streams) do
     local function add(tok, msg) findings[#findings + 1] = { file = path, line = tok.line, col = tok.col, msg = msg } end
     local function warn(tok, msg) findings[#findings + 1] = { file = path, line = tok.line, col = tok.col, msg = "warning: " .. msg } end
-    -- module aliases: local NAME = require "MOD"
-    local alias = {}
+    -- module aliases: local NAME = require "MOD", by the token that declares NAME (a later local of
+    -- the same name in an inner scope is another variable: `local text = tostring(err)`)
+    local alias_at = {}
     for i = 1, #toks - 4 do
       local t = toks
       if t[i].v == "local" and t[i + 1].t == "name" and t[i + 2].v == "=" and t[i + 3].v == "require" then
         local modtok = t[i + 4].v == "(" and t[i + 5] or t[i + 4]
         if modtok.t == "string" then
           local ok, mod = pcall(require, modtok.s)
-          if ok and type(mod) == "table" then alias[t[i + 1].v] = { name = modtok.s, tbl = mod } end
+          if ok and type(mod) == "table" then alias_at[t[i + 1]] = { name = modtok.s, tbl = mod } end
         end
       end
     end
@@ -366,10 +367,10 @@ function M.check(sources, defs, known_globals, params, runbook_path)
             and lookup(base.v, base)
           if prev.v == "." and base_decl and base_decl == params_decl and param_set and nxt.v ~= "=" and not param_set[t.v] then
             add(t, format("the runbook declares no param '%s'%s", t.v, did_you_mean(t.v, param_list)))
-          elseif (prev.v == "." or prev.v == ":") and base and alias[base.v] and base_decl
+          elseif (prev.v == "." or prev.v == ":") and base_decl and alias_at[base_decl.tok]
             and not (toks[i - 3] and (toks[i - 3].v == "." or toks[i - 3].v == ":" or toks[i - 3].v == "function"))
             and nxt.v ~= "=" then
-            local a = alias[base.v]
+            local a = alias_at[base_decl.tok]
             if a.tbl[t.v] == nil then
               add(t, format("module '%s' has no field '%s'%s", a.name, t.v, did_you_mean(t.v, keys_of(a.tbl))))
             end
@@ -407,8 +408,9 @@ function M.check(sources, defs, known_globals, params, runbook_path)
         local id
         local sep, base = toks[i - 2], toks[i - 3]
         if sep and sep.v == "." and base and base.t == "name" and not (toks[i - 4] and (toks[i - 4].v == "." or toks[i - 4].v == ":")) then
-          if alias[base.v] and lookup(base.v, base) then
-            id = alias[base.v].name .. "." .. prev.v
+          local d = lookup(base.v, base)
+          if d and alias_at[d.tok] then
+            id = alias_at[d.tok].name .. "." .. prev.v
           elseif base.v == "log" and not lookup("log", base) then
             id = "log." .. prev.v
           end

@@ -70,6 +70,11 @@ function log.warn(msg, fields) end
 ---@param msg string
 ---@param fields? table
 function log.error(msg, fields) end
+--- A line for machines: a row of what the runbook also prints as a table for people. The run log
+--- and a JSON console (`--log-format json`) get it at info; a text console does not.
+---@param msg string
+---@param fields table
+function log.record(msg, fields) end
 --- From now on no output (console, run log, report, journal) shows this value.
 ---@param value string
 function log.secret(value) end

@@ -54,6 +54,19 @@ end }
         r = self.run_rb(rb, "-i", "a,")
         self.assertIn(f"warning: {rb}:4:34: engine.fleet.each: unknown option 'at_onec'", r.stderr)
 
+    def test_a_local_that_shadows_a_module_alias_is_its_own_variable(self):
+        # k8s-upgrade's `local text = tostring(err)` inside a function, beside `local text = require
+        # "std.text"`: text:find there is a string's, and the module is checked again after the block.
+        rb = os.path.join(self.state, "shadow.lua")
+        with open(rb, "w") as f:
+            f.write('local text = require "std.text"\n'
+                    'return runbook { name = "s", run = function()\n'
+                    '  do local text = tostring(1); print(text:find("1"), text.len) end\n'
+                    '  print(text.columns({ { "A" } }), text.colums)\nend }\n')
+        r = engine("check", rb)
+        self.assertEqual([l for l in r.stderr.splitlines() if l.startswith(rb)],
+                         [f"{rb}:4:41: module 'std.text' has no field 'colums' (did you mean 'columns'?)"])
+
     def test_every_shipped_runbook_and_stdlib_module_passes(self):
         root = os.path.join(HERE, "..", "..")
         for d in ("runbooks", "runbooks/examples"):

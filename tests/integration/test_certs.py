@@ -83,6 +83,11 @@ class CertCheck(unittest.TestCase):
             report = json.load(f)
         step = next(s for s in report["steps"] if s.get("step", s.get("key", "")).endswith("certificates"))
         self.assertGreaterEqual(len(step["results"][0]), 48)
+        # The table is what a person reads: each row once, not also as a log line before it; the
+        # machine lines are in run.log (and on a JSON console, test_2).
+        self.assertNotIn("INFO  certificate ", r.stdout)
+        with open(os.path.join(os.path.dirname(sorted(self.report_paths())[-1]), "run.log")) as f:
+            self.assertGreaterEqual(sum(json.loads(x).get("msg") == "certificate" for x in f), 48)
 
     def report_paths(self):
         runs = f"{self.dir}/state/runs"

@@ -247,6 +247,20 @@ TEST_CASE("stdlib modules load through require") {
   CHECK_THAT(run("require 'std.nothing'"), Contains("module 'std.nothing' not found"));
 }
 
+TEST_CASE("std.text.columns fits each column to its widest cell") {
+  CHECK(run(R"(
+    local text = require "std.text"
+    local got = text.columns({ { "NODE", "DAYS", "NOTE" }, { "ip-10-0-1-23.ec2.internal", 7, "due" }, { "cp1", 364, nil },
+                               { "café", -2, "" } }, { right = { [2] = true } })
+    local want = "NODE                       DAYS  NOTE\n" ..
+                 "ip-10-0-1-23.ec2.internal     7  due\n" ..
+                 "cp1                         364  -\n" ..
+                 "café                         -2"
+    assert(got == want, "\n" .. got)
+    assert(text.columns({}) == "")
+  )") == "");
+}
+
 TEST_CASE("strategy batch starts a new batch only when the last one has finished") {
   CHECK(run(R"(
     local fleet, time = require "engine.fleet", require "engine.time"
