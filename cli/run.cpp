@@ -236,8 +236,10 @@ int execute(Args& a, engine::lua::Runtime& rt, const engine::lua::RunbookInfo& i
     else
       std::fprintf(stderr, "continue it with: engine resume %s%s\n", run.id.c_str(), where.c_str());
   }
-  // A host it could not connect to at all: the run stopped for it, and the way on without it (a
-  // runbook that may skip such hosts says so itself) is the operator's choice, not a default.
+  // A host it could not connect to at all: the run stopped for it, and the way on without it is
+  // the operator's choice, not a default. A runbook that can skip such hosts itself (its
+  // skip_unreachable param: k8s-upgrade's workers) is better told so than cut short by --limit,
+  // which leaves the host out of its checks too (the upgrade's postflight then fails on it).
   if (code == 1 && lost.empty()) {
     auto gone = engine::run::report().unreachable_failed();
     if (!gone.empty()) {
@@ -246,8 +248,14 @@ int execute(Args& a, engine::lua::Runtime& rt, const engine::lua::RunbookInfo& i
         std::fprintf(stderr, "%s was not reachable over SSH: %s\n", host.c_str(), why.c_str());
         limit += (limit.empty() ? "!" : ":!") + host;
       }
-      std::fprintf(stderr, "a run with --limit %s leaves %s out\n", engine::ssh::shell_quote(limit).c_str(),
-                   gone.size() == 1 ? "it" : "them");
+      auto skip = std::find_if(info.params.begin(), info.params.end(), [](const auto& s) {
+        return s.name == "skip_unreachable" && s.type == engine::params::Type::boolean;
+      });
+      if (skip != info.params.end() && params.value("skip_unreachable", true) == false)
+        std::fprintf(stderr, "a run with -e skip_unreachable=true: %s\n", skip->help.c_str());
+      else
+        std::fprintf(stderr, "a run with --limit %s leaves %s out\n", engine::ssh::shell_quote(limit).c_str(),
+                     gone.size() == 1 ? "it" : "them");
     }
   }
   engine::log::flush();

@@ -117,6 +117,16 @@ class TestBadInput(CliTest):
         self.assertIn("h1 was not reachable over SSH: refused (connect 127.0.0.1:1: Connection refused)", r.stderr)
         self.assertIn("a run with --limit 'web:!h2:!h1' leaves it out", r.stderr)
         self.assertNotIn("h2 was not", r.stderr)
+        # A runbook that can skip such hosts itself is told about instead (--limit would leave the
+        # host out of its checks too).
+        self.write("each.lua", 'local fleet = require "engine.fleet"\nreturn runbook { name = "each", params = {\n'
+                   '  skip_unreachable = { type = "boolean", default = false, help = "such a worker is skipped" } },\n'
+                   '  run = function(p, inv)\n'
+                   '  fleet.each(inv:hosts("all"), {}, function(h) assert(h:exec("true")) end)\nend }\n')
+        r = self.run_rb(rb, "-i", inv, "--limit", "h1")
+        self.assertIn("h1 was not reachable over SSH: refused", r.stderr)
+        self.assertIn("a run with -e skip_unreachable=true: such a worker is skipped", r.stderr)
+        self.assertNotIn("--limit 'h1:!h1'", r.stderr)
         # A failure that is not about reaching the host offers nothing of the kind.
         self.write("each.lua", 'return runbook { name = "each", run = function() fail("no") end }\n')
         self.assertNotIn("--limit", self.run_rb(rb, "-i", inv).stderr)
