@@ -15,6 +15,9 @@ local remote = require "std.remote"
 local semver = require "std.semver"
 
 local M = {}
+-- Where a stopped run is listed: on the machine that ran it, or in the cluster for a Job's
+-- (deploy/upgrade-job.yaml keeps its runs under k8s://engine).
+local RUNS = "engine runs (a Job's run: engine runs --state-dir k8s://engine)"
 
 M.SEVERITIES = { "critical", "warning", "info" }
 
@@ -250,7 +253,7 @@ function M.control_plane(cp, out)
     end
   end
   for _, x in ipairs(etcd_nodes.split(where, cc)) do
-    finding(out, "etcd-split", "warning", nil, x, "ls /etc/kubernetes/manifests; systemctl status etcd; engine runs",
+    finding(out, "etcd-split", "warning", nil, x, "ls /etc/kubernetes/manifests; systemctl status etcd; " .. RUNS,
       "runbooks/etcd-to-systemd.lua (engine resume its run)")
   end
   local want = type(cc) == "table" and cc.kubernetesVersion and ("v" .. tostring(cc.kubernetesVersion):gsub("^v", ""))
@@ -324,7 +327,7 @@ function M.monitoring(p, out)
           local where = a.labels.instance or a.labels.node or a.labels.job
           finding(out, "alert-firing", a.labels.severity == "critical" and "critical" or "warning", nil,
             string.format("%s firing%s since %s", a.name, where and (" (" .. where .. ")") or "", tostring(a.active_at)),
-            "curl " .. p.prometheus .. "/api/v1/alerts", a.name:match("^K8sUpgrade") and "runbooks/k8s-upgrade.lua (engine runs, engine resume)" or nil)
+            "curl " .. p.prometheus .. "/api/v1/alerts", a.name:match("^K8sUpgrade") and "runbooks/k8s-upgrade.lua (" .. RUNS .. ", engine resume)" or nil)
         end
       end
     end
@@ -347,7 +350,7 @@ function M.monitoring(p, out)
         local started = gauge("k8s_upgrade_started_timestamp")
         finding(out, "upgrade-in-flight", "warning", nil, string.format("job %s: k8s_upgrade_in_flight is 1%s", job,
           started and started > 0 and (" since " .. os.date("!%Y-%m-%dT%H:%M:%SZ", math.floor(started))) or ""),
-          "engine runs; curl " .. p.pushgateway .. "/api/v1/metrics", "runbooks/k8s-upgrade.lua (engine resume RUN)")
+          RUNS .. "; curl " .. p.pushgateway .. "/api/v1/metrics", "runbooks/k8s-upgrade.lua (engine resume RUN)")
       end
     end
   end
