@@ -330,15 +330,15 @@ function M.hand_over(h, path)
 end
 
 function M.summary_text(plan, done, verified)
-  local lines = { "", string.format("%-10s %-26s %-22s %-22s", "NODE", "RENEWED", "WAS (NOT AFTER)", "NOW (NOT AFTER)") }
+  local lines = { { "NODE", "RENEWED", "WAS (NOT AFTER)", "NOW (NOT AFTER)" } }
   for _, h in ipairs(done) do
     local now = (verified[h.name] or {}).not_after or {}
     for _, name in ipairs(plan[h.name].renew) do
       local f = plan[h.name].files[name]
-      lines[#lines + 1] = string.format("%-10s %-26s %-22s %-22s", h.name, name, f and f.not_after or "-", now[name] or "-")
+      lines[#lines + 1] = { h.name, name, f and f.not_after, now[name] }
     end
   end
-  return table.concat(lines, "\n")
+  return "\n" .. text.columns(lines)
 end
 
 return M
