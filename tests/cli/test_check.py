@@ -57,12 +57,10 @@ end }
     def test_a_local_that_shadows_a_module_alias_is_its_own_variable(self):
         # k8s-upgrade's `local text = tostring(err)` inside a function, beside `local text = require
         # "std.text"`: text:find there is a string's, and the module is checked again after the block.
-        rb = os.path.join(self.state, "shadow.lua")
-        with open(rb, "w") as f:
-            f.write('local text = require "std.text"\n'
-                    'return runbook { name = "s", run = function()\n'
-                    '  do local text = tostring(1); print(text:find("1"), text.len) end\n'
-                    '  print(text.columns({ { "A" } }), text.colums)\nend }\n')
+        rb = self.write("shadow.lua", 'local text = require "std.text"\n'
+                        'return runbook { name = "s", run = function()\n'
+                        '  do local text = tostring(1); print(text:find("1"), text.len) end\n'
+                        '  print(text.columns({ { "A" } }), text.colums)\nend }\n')
         r = engine("check", rb)
         self.assertEqual([l for l in r.stderr.splitlines() if l.startswith(rb)],
                          [f"{rb}:4:41: module 'std.text' has no field 'colums' (did you mean 'columns'?)"])
