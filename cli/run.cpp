@@ -244,10 +244,13 @@ int execute(Args& a, engine::lua::Runtime& rt, const engine::lua::RunbookInfo& i
     auto gone = engine::run::report().unreachable_failed();
     if (!gone.empty()) {
       std::string limit = a.limit;
+      size_t shown = 0;
       for (const auto& [host, why] : gone) {
-        std::fprintf(stderr, "%s was not reachable over SSH: %s\n", host.c_str(), why.c_str());
+        if (++shown <= 10) std::fprintf(stderr, "%s was not reachable over SSH: %s\n", host.c_str(), why.c_str());
         limit += (limit.empty() ? "!" : ":!") + host;
       }
+      if (gone.size() > 10)  // each is among report.json's warnings ("ssh failed") too
+        std::fprintf(stderr, "... and %zu more hosts not reachable over SSH\n", gone.size() - 10);
       auto skip = std::find_if(info.params.begin(), info.params.end(), [](const auto& s) {
         return s.name == "skip_unreachable" && s.type == engine::params::Type::boolean;
       });

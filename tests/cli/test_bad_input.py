@@ -127,6 +127,15 @@ class TestBadInput(CliTest):
         self.assertIn("h1 was not reachable over SSH: refused", r.stderr)
         self.assertIn("a run with -e skip_unreachable=true: such a worker is skipped", r.stderr)
         self.assertNotIn("--limit 'h1:!h1'", r.stderr)
+        # Many: ten named, the rest counted, every one in the --limit.
+        many = self.inventory("".join(f"m{i:02} ansible_host=127.0.0.1 ansible_port=1\n" for i in range(12)), "many.ini")
+        each_all = self.write("many.lua", 'local fleet = require "engine.fleet"\nreturn runbook { name = "many", run = function(p, inv)\n'
+                              '  fleet.each(inv:hosts("all"), { max_failures = 12 }, function(h) assert(h:exec("true")) end)\n'
+                              '  fail("after them")\nend }\n')
+        r = self.run_rb(each_all, "-i", many)
+        self.assertEqual(r.stderr.count("was not reachable over SSH"), 10, r.stderr)
+        self.assertIn("... and 2 more hosts not reachable over SSH", r.stderr)
+        self.assertIn("'!m00:!m01:!m02:!m03:!m04:!m05:!m06:!m07:!m08:!m09:!m10:!m11'", r.stderr)
         # A failure that is not about reaching the host offers nothing of the kind.
         self.write("each.lua", 'return runbook { name = "each", run = function() fail("no") end }\n')
         self.assertNotIn("--limit", self.run_rb(rb, "-i", inv).stderr)
