@@ -80,9 +80,12 @@ void session_for(Pool& pool, const Target& target, UseSession use, bool may_retr
       session_for(pool, target, use, false);
       return true;
     };
-    // Not connected at all (unlike a connection lost mid-command): a failed run offers to leave it out.
+    // Not connected at all (unlike a connection lost mid-command): a failed run offers to leave it
+    // out, unless it was reached after all (a node back from its reboot).
     if (r && (r->kind == Error::refused || r->kind == Error::unreachable || r->kind == Error::timeout))
       run::report().unreachable(target.name, std::string(word(r->kind)) + " (" + r->detail + ")");
+    else if (!r)
+      run::report().reached(target.name);
     use(std::move(s), std::move(r), std::move(again));
   });
 }

@@ -44,6 +44,7 @@ void Report::begin(const std::string& run_id, const std::string& runbook, const 
           {"plan", nlohmann::json::array()}, {"steps", nlohmann::json::array()}, {"spans", nlohmann::json::array()}};
   hosts_.clear();
   unreachable_.clear();
+  any_unreachable_.store(false, std::memory_order_relaxed);
 }
 
 void Report::note(std::string_view level, std::string_view host, std::string_view msg, const nlohmann::json& fields) {
@@ -83,6 +84,13 @@ void Report::hosts(HostOutcomes outcomes) {
 void Report::unreachable(std::string_view host, std::string why) {
   std::lock_guard lock(mu_);
   if (!unreachable_.contains(host)) unreachable_.emplace(host, std::move(why));
+  any_unreachable_.store(true, std::memory_order_relaxed);
+}
+
+void Report::reached(std::string_view host) {
+  if (!any_unreachable_.load(std::memory_order_relaxed)) return;
+  std::lock_guard lock(mu_);
+  if (auto it = unreachable_.find(host); it != unreachable_.end()) unreachable_.erase(it);
 }
 
 std::vector<std::pair<std::string, std::string>> Report::unreachable_failed() const {

@@ -2,6 +2,7 @@
 // warning and error the run logged (a failed Pushgateway push among them), each host's outcome in
 // fleet.each, and how it ended. Written atomically at the end of the run.
 #pragma once
+#include <atomic>
 #include <chrono>
 #include <map>
 #include <mutex>
@@ -48,6 +49,9 @@ class Report {
   // A host the run could not connect to over SSH (refused, unreachable, timed out): `why` is the
   // first such failure's word and detail.
   void unreachable(std::string_view host, std::string why);
+  // Connected to it since (a node back from its reboot): no longer one to leave out. Without a
+  // lock while no host was ever unreachable (it is called for every session handed out).
+  void reached(std::string_view host);
   // Those of them whose last fleet.each failed them (or that no fleet.each ran on), by name: what
   // a failed run's hint offers to leave out (--limit '!w3').
   std::vector<std::pair<std::string, std::string>> unreachable_failed() const;
@@ -76,6 +80,7 @@ class Report {
   std::chrono::steady_clock::time_point mono_started_ = std::chrono::steady_clock::now();
   size_t spans_dropped_ = 0;
   std::map<std::string, std::string, std::less<>> unreachable_;
+  std::atomic<bool> any_unreachable_{false};
 };
 
 Report& report();

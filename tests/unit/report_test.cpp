@@ -41,9 +41,11 @@ TEST_CASE("the hosts a failed run offers to leave out: not connected to, and fai
   r.unreachable("w1", "refused (connect 10.0.0.1:22: Connection refused)");
   r.unreachable("w1", "timeout (later)");  // the first reason stands
   r.unreachable("w2", "timeout (connect)");  // skipped by the runbook: not offered
-  r.unreachable("w3", "unreachable (no route)");  // reached later, its fleet.each ok: not offered
+  r.unreachable("w3", "unreachable (no route)");  // its last fleet.each ok: not offered
+  r.unreachable("w4", "refused (rebooting)");
+  r.reached("w4");  // connected to since, then failed for another reason: not offered
   r.unreachable("jump", "refused (connect)");  // no fleet.each ran on it
-  r.hosts({outcome("w1", "failed", "refused"), outcome("w2", "skipped"), outcome("w3", "failed")});
+  r.hosts({outcome("w1", "failed", "refused"), outcome("w2", "skipped"), outcome("w3", "failed"), outcome("w4", "failed")});
   r.hosts({outcome("w3", "ok")});
   using Pairs = std::vector<std::pair<std::string, std::string>>;
   CHECK(r.unreachable_failed() == Pairs{{"jump", "refused (connect)"}, {"w1", "refused (connect 10.0.0.1:22: Connection refused)"}});
