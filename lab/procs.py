@@ -71,22 +71,47 @@ def mounted_anywhere(paths):
     return used
 
 
+def hold_ns(namespaces):
+    """{namespace: an open descriptor of it} for those of these mount namespaces a process is still
+    in. While one is held it cannot be freed, so its id cannot be given to a namespace made since (a
+    lab coming up beside one going down): matching processes by id then finds only its own."""
+    held = {}
+    for d in os.listdir("/proc"):
+        ns = mnt_ns(d) if d.isdigit() else None
+        if ns in namespaces and ns not in held:
+            try:
+                fd = os.open(f"/proc/{d}/ns/mnt", os.O_RDONLY)
+            except OSError:
+                continue
+            if f"mnt:[{os.fstat(fd).st_ino}]" == ns:
+                held[ns] = fd
+            else:
+                os.close(fd)
+    return held
+
+
 def kill_ns(*namespaces, limit=10.0):
     """SIGKILL to every process of these mount namespaces (all of them in each pass: a 100-node lab
-    goes down in one wait, not a hundred), until none is left."""
+    goes down in one wait, not a hundred), until none is left. The namespaces are held meanwhile
+    (hold_ns): one no process is in any more is gone already, and is not looked for."""
     deadline = time.monotonic() + limit
-    want = set(namespaces)
-    while time.monotonic() < deadline:
-        pids = pids_in_ns(*want)
-        if not pids:
-            return
-        for p in pids:
-            try:
-                os.kill(p, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-        time.sleep(0.05)
-    raise LabError(f"processes of namespaces {sorted(want)} survived SIGKILL: {pids_in_ns(*want)}")
+    held = hold_ns(set(namespaces))
+    want = set(held)
+    try:
+        while time.monotonic() < deadline:
+            pids = pids_in_ns(*want)
+            if not pids:
+                return
+            for p in pids:
+                try:
+                    os.kill(p, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+            time.sleep(0.05)
+        raise LabError(f"processes of namespaces {sorted(want)} survived SIGKILL: {pids_in_ns(*want)}")
+    finally:
+        for fd in held.values():
+            os.close(fd)
 
 
 def wait(cond, what, limit=60.0):

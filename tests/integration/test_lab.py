@@ -47,9 +47,14 @@ class LabTest(unittest.TestCase):
 
     @classmethod
     def tearDownClass(cls):
+        with open("/proc/uptime") as f:
+            down_at = float(f.read().split()[0])
         lab("down", "--dir", cls.dir)
         os.remove(cls.image)
         # Nothing left: no process in any node's namespace, no lab process, nothing on the lab's ports.
+        # A namespace's id is reused once it is gone: a process that started after the down began (a
+        # lab another test module brings up meanwhile) is in a new namespace, not one of ours.
+        ticks = os.sysconf("SC_CLK_TCK")
         left = []
         for d in os.listdir("/proc"):
             if not d.isdigit():
@@ -60,9 +65,12 @@ class LabTest(unittest.TestCase):
                     cmd = f.read().replace(b"\0", b" ").decode()
                 with open(f"/proc/{d}/environ", "rb") as f:  # an engine pod's HOME is in the lab's directory
                     env = f.read().decode(errors="replace")
+                with open(f"/proc/{d}/stat") as f:
+                    started = int(f.read().rsplit(")", 1)[1].split()[19]) / ticks
             except OSError:
                 continue
-            if ns in [n["mnt_ns"] for n in cls.state["nodes"]] or cls.dir in cmd or f"{SUBNET}." in cmd or cls.dir in env:
+            ours = ns in [n["mnt_ns"] for n in cls.state["nodes"]] and started < down_at
+            if ours or cls.dir in cmd or f"{SUBNET}." in cmd or cls.dir in env:
                 left.append(f"{d} {cmd}")
         ports = subprocess.run(["ss", "-Htln"], capture_output=True, text=True).stdout
         with open("/proc/self/mountinfo") as f:
@@ -574,6 +582,32 @@ class KubeletScanTest(unittest.TestCase):
             found = kubelet.scan()
             self.assertEqual(sorted(found), ["etcd", "kube-apiserver"])  # read whole before it left
             self.assertEqual(sorted(kubelet.scan()), ["kube-apiserver"])  # and gone at the next look
+
+
+class NamespaceReuseTest(unittest.TestCase):
+    """The kernel gives a freed mount namespace's id to the next one made. A lab going down ends its
+    nodes by namespace id while another test's lab may be coming up: it must not end that one's."""
+
+    def test_a_lab_going_down_ends_no_process_of_a_namespace_made_meanwhile(self):
+        from lab.procs import hold_ns, kill_ns, mnt_ns
+        old = subprocess.Popen(["unshare", "-m", "sleep", "60"])
+        self.addCleanup(old.kill)
+        self.assertTrue(poll(lambda: mnt_ns(old.pid) not in (None, mnt_ns(os.getpid())), 5))
+        ns = mnt_ns(old.pid)
+        held = hold_ns({ns})
+        try:
+            old.kill()
+            old.wait(timeout=10)
+            new = subprocess.Popen(["unshare", "-m", "sleep", "60"])  # a lab's node booting meanwhile
+            self.addCleanup(new.wait, 10)
+            self.addCleanup(new.kill)
+            self.assertTrue(poll(lambda: mnt_ns(new.pid) not in (None, mnt_ns(os.getpid())), 5))
+            self.assertNotEqual(mnt_ns(new.pid), ns)  # the held id is not given out again
+            kill_ns(ns)  # the old namespace: nothing left in it, nothing else touched
+            self.assertIsNone(new.poll())
+        finally:
+            for fd in held.values():
+                os.close(fd)
 
 
 if __name__ == "__main__":
