@@ -335,6 +335,13 @@ struct Client::Impl {
     if (code != CURLE_OK && !(code == CURLE_WRITE_ERROR && t->stopped_by_reader)) {
       t->resp.error = t->errbuf[0] ? t->errbuf : curl_easy_strerror(code);
       t->resp.timed_out = code == CURLE_OPERATION_TIMEDOUT;
+      std::string whose = certificate_problem(code, t->resp.error);
+      if (!whose.empty()) {
+        t->resp.certificate = true;
+        // A refusal's own words say it all; OpenSSL's "SSL_read: ... error:0A000415" around them
+        // does not (and it made doctor's finding three lines long).
+        t->resp.error = whose.find("refused") != std::string::npos ? whose : whose + ": " + t->resp.error;
+      }
     }
     curl_multi_remove_handle(multi, e);
     cleanup(*t);
@@ -354,10 +361,36 @@ struct Client::Impl {
     asio::post(io, [done = std::move(done), resp = std::move(t->resp)]() mutable { done(std::move(resp)); });
   }
 
+  // "" or whose certificate ended the handshake, in words an operator acts on. curl's own text says
+  // "certificate has expired" for the server's and for ours alike (ours comes back as the server's
+  // TLS alert, read as a receive error); which one it was decides which file to renew.
+  static std::string certificate_problem(CURLcode code, const std::string& text) {
+    switch (code) {
+      case CURLE_PEER_FAILED_VERIFICATION:
+      case CURLE_SSL_ISSUER_ERROR:
+      case CURLE_SSL_PINNEDPUBKEYNOTMATCH:
+        return "the server's certificate is not trusted";
+      case CURLE_SSL_CERTPROBLEM:
+        return "the client certificate cannot be used";
+      case CURLE_SSL_CACERT_BADFILE:
+        return "the CA certificate cannot be read";
+      default:
+        break;
+    }
+    // OpenSSL's names of the alerts a server sends about the client's certificate (RFC 8446 6.2).
+    static const char* const refused[] = {"alert bad certificate", "alert certificate expired", "alert certificate revoked",
+                                          "alert certificate unknown", "alert unknown ca", "alert unsupported certificate",
+                                          "alert certificate required"};
+    if (code == CURLE_RECV_ERROR || code == CURLE_SEND_ERROR || code == CURLE_SSL_CONNECT_ERROR)
+      for (const char* a : refused)
+        if (text.find(a) != std::string::npos) return std::string("the server refused the client certificate: TLS ") + a;
+    return "";
+  }
+
   // Seconds to wait before the next attempt, or -1 to give up and report.
   double retry_delay(Transfer& t) {
     const Response& r = t.resp;
-    if (t.attempts > t.req.max_retries || t.req.on_data) return -1;
+    if (t.attempts > t.req.max_retries || t.req.on_data || r.certificate) return -1;
     double ra = retry_after(r);
     bool idempotent = t.req.method == "GET" || t.req.method == "HEAD" || t.req.method == "PUT" || t.req.method == "DELETE";
     bool retry = r.status == 429 || r.status == 502 || r.status == 503 || r.status == 504 ||

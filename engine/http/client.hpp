@@ -44,7 +44,8 @@ struct Request {
   // to stop the transfer.
   std::function<bool(std::string_view)> on_data;
   // Retries on 429 and on 502/503/504 (or any 5xx carrying Retry-After), honouring Retry-After,
-  // with capped exponential backoff. Connection failures are retried for GET/HEAD/PUT/DELETE only.
+  // with capped exponential backoff. Connection failures are retried for GET/HEAD/PUT/DELETE only,
+  // except a certificate's (Response::certificate).
   int max_retries = 5;
   // false: sent at once, past the client-side rate limit (Options). For requests whose lateness
   // costs more than their load: a lease's renewal queued behind a burst of the runbook's own calls
@@ -63,6 +64,10 @@ struct Response {
   std::map<std::string, std::string> headers;  // lowercase names
   std::string error;    // "" or what went wrong below HTTP
   bool timed_out = false;
+  // A certificate stopped the TLS handshake: the server's was not trusted, or the server refused
+  // ours (expired, unknown CA). Not retried, since asking again gets the same answer; `error`
+  // then says whose certificate it was.
+  bool certificate = false;
   int attempts = 0;
 };
 

@@ -35,12 +35,12 @@ end
 --- Returns the server version (nil: no API) and the tunnel the rest of the run goes through.
 function M.cluster(p, out, hosts, cps)
   local sv, err, msg = k8s.server_version()
-  local route
+  local route, through
   if not sv then
     -- Seed 002: the API servers were fine, the controller's route to them was not. Through a node
     -- (a tunnel changes nothing) the doctor tells the two apart and goes on examining.
     local node
-    route, node = kubeadm.api_through(cps)
+    route, node, through = kubeadm.api_through(cps)
     if route then
       sv = k8s.server_version()
       finding(out, "api-unreachable", "critical", nil, string.format("the API does not answer through the kubeconfig (%s), " ..
@@ -52,8 +52,14 @@ function M.cluster(p, out, hosts, cps)
     end
   end
   if not sv then
-    finding(out, "api-unreachable", "critical", nil, "the API does not answer: " .. tostring(msg or err),
-      "kubectl get --raw /readyz", "runbooks/cert-renew.lua (expired certificates), runbooks/recover-disk.lua (a full disk)")
+    -- Seed 001: when the API servers refuse the kubeconfig's own certificate (an expired copy of
+    -- admin.conf), renewing the nodes is not enough: the operator's file needs the renewed one.
+    local own = through and through:find("refused the client certificate", 1, true)
+    finding(out, "api-unreachable", "critical", nil, "the API does not answer: " .. tostring(msg or err) ..
+      (through and ("; through each node's SSH: " .. through) or ""),
+      "kubectl get --raw /readyz", own and "runbooks/cert-renew.lua -e admin_conf=PATH (this kubeconfig's own client " ..
+        "certificate is refused: the run writes the renewed admin.conf there)"
+        or "runbooks/cert-renew.lua (expired certificates), runbooks/recover-disk.lua (a full disk)")
     return nil, route
   end
   local api_minor = minor(sv.git_version)

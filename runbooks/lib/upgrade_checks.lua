@@ -106,7 +106,7 @@ function M.preflight(p, leader, cps, workers)
       bad("node %s is NotReady", n.name)
     end
     if n.memory_pressure then bad("node %s has MemoryPressure", n.name) end
-    if n.disk_pressure then bad("node %s has DiskPressure", n.name) end
+    if n.disk_pressure then bad("node %s has DiskPressure (runbooks/recover-disk.lua frees it)", n.name) end
     if n.ready and n.ready_since and n.ready_since > cutoff then
       if n.flapped_by then  -- an engine run restarted its kubelet (recover-static-pods, cert-renew, ...)
         log.info("node changed Ready state after an engine run restarted its kubelet: not counted for quiet_hours",

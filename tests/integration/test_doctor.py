@@ -25,6 +25,10 @@ CASES = [
     ("cluster-admins-binding-missing", "cp1", [], {("rbac-missing", None)}, "kubeadm:cluster-admins"),
     ("pdb-blocks", "w1", [], {("pdb-blocks-drain", None)}, "shop/guarded-w1 allows no disruption"),
     ("certs-expired", "cp2", [], {("certificate-expired", "cp2")}, "apiserver (/etc/kubernetes/pki/apiserver.crt) expired"),
+    # cp1's also expires the lab's kubeconfig (an old admin.conf copy): the API servers refuse it,
+    # and the finding says so, and that cert-renew's admin_conf gets a working one back.
+    ("certs-expired", "cp1", [], {("certificate-expired", "cp1"), ("api-unreachable", None)},
+     "cp2: the server refused the client certificate: TLS alert certificate expired"),
     ("certs-expiring", "cp3", ["--days", "10"], {("certificate-expiring", "cp3")}, "etcd-server (/etc/kubernetes/pki/etcd/server.crt) expires in"),
     ("ca-expiring", "cp1", ["--days", "20"], {("certificate-expiring", "cp1")}, "ca (/etc/kubernetes/pki/ca.crt) expires in"),
     ("node-notready", "w2", [], {("node-not-ready", "w2")}, "Ready is not True"),
@@ -136,7 +140,7 @@ class Doctor(LabClass):
 
     def test_2_each_fault_found_on_its_node_and_nothing_else(self):
         for fault, node, extra, want, evidence in CASES:
-            with self.subTest(fault=fault):
+            with self.subTest(fault=fault, node=node):
                 self.wait_nodes(self.settled, "Ready without pressure")
                 lab("fault", node, fault, *extra, "--dir", self.dir)
                 try:
@@ -160,6 +164,8 @@ class Doctor(LabClass):
                         self.assertIn("doctor: 5 of 6 nodes examined (3 control plane); not readable: w3", table)
                         self.assertTrue(any(x.get("host") == "w3" and x.get("msg") == "failed"
                                             for x in map(json.loads, filter(lambda x: x.startswith("{"), r.stdout.splitlines()))))
+                    if fault == "certs-expired" and node == "cp1":
+                        self.assertTrue(any("-e admin_conf=PATH" in f.get("runbook", "") for f in bad), json.dumps(bad, indent=1)[:3000])
                     if fault == "certs-expiring":  # eleven rows of one kind on one node: one see/fix line
                         self.assertGreater(len(bad), 5)
                         self.assertEqual(table.count("see: kubeadm certs check-expiration   fix: runbooks/cert-renew.lua"), 1, table)

@@ -36,6 +36,35 @@ class TestAuth(K8sTest):
     assert(n == nil and err == "unauthorized", tostring(err))
 """, kubeconfig=bad))
 
+    def test_a_certificate_that_stops_the_handshake_says_whose_and_is_not_retried(self):
+        # Seed 001: certificates expired. "certificate has expired" from curl reads the same for the
+        # server's certificate and for the kubeconfig's own (an old admin.conf copy); they are fixed
+        # in different places, and asking again gets the same answer, so the engine says which and
+        # gives up on the first handshake instead of backing off (5 retries, ~4 s).
+        d = self.cluster.dir
+        subprocess.run(["openssl", "x509", "-req", "-in", f"{d}/admin.csr", "-CA", f"{d}/ca.crt", "-CAkey", f"{d}/ca.key",
+                        "-CAcreateserial", "-days", "-1", "-extfile", f"{d}/admin.ext", "-out", f"{self.tmp}/expired.crt"],
+                       check=True, capture_output=True)
+        expired = self.cluster.write_kubeconfig("expired.kubeconfig", user={
+            "client-certificate": f"{self.tmp}/expired.crt", "client-key": f"{d}/admin.key"})
+        subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+                        "-days", "2", "-subj", "/CN=another-ca", "-keyout", f"{self.tmp}/other.key",
+                        "-out", f"{self.tmp}/other.crt"], check=True, capture_output=True)
+        with open(self.cluster.kubeconfig) as f:
+            cfg = json.load(f)
+        cfg["clusters"][0]["cluster"]["certificate-authority"] = f"{self.tmp}/other.crt"
+        other_ca = os.path.join(self.tmp, "other-ca.kubeconfig")
+        with open(other_ca, "w") as f:
+            json.dump(cfg, f)
+        body = 'print("GOT", select(2, k8s.get("nodes", "w1")))'
+        for kubeconfig, whose, why in [(expired, "the server refused the client certificate", "TLS alert certificate expired$"),
+                                       (other_ca, "the server's certificate is not trusted", "SSL certificate problem")]:
+            r = self.run_lua(body, kubeconfig=kubeconfig, env={**os.environ, "ENGINE_HTTP_DEBUG": "1"})
+            out = self.ok(r)
+            self.assertRegex(out, f"(?m)GOT\\tunreachable\\t(discovery: unreachable: )?{whose}: .*{why}")
+            # discovery's two requests (/api/v1 and /apis, at once), each once: retried, 12
+            self.assertLessEqual(len(re.findall(r"^\* Connected to ", r.stderr, re.M)), 2, r.stderr[-3000:])
+
     def test_a_name_that_would_change_the_url_is_refused_and_named(self):
         out = self.ok(self.run_lua("""
     for _, call in ipairs {

@@ -30,7 +30,7 @@ class TestConventions(K8sTest):
 """, "-e", f"arg={text}"))
         self.assertIn("BY NAME\tw1", out)
         self.assertIn("SNI\tw1", out)
-        self.assertIn("WRONG\tunreachable\tSSL: no alternative certificate subject name matches target host name 'api.wrong.example'", out)
+        self.assertIn("WRONG\tunreachable\tthe server's certificate is not trusted: SSL: no alternative certificate subject name matches target host name 'api.wrong.example'", out)
         self.assertIn("k8s.configure: kubeconfig_data:", out)
         self.assertIn("k8s.configure: unknown option 'kubeconfg' (did you mean 'kubeconfig'?)", out)
         self.assertNotIn("BEGIN", out)  # no key material in the output

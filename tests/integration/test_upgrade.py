@@ -581,7 +581,7 @@ return runbook {{
         self.assertEqual(r.returncode, 1, r.stderr[-3000:])
         self.assertIn("workloads not ready: shop/deployment/web: 2 of 3 replicas available", r.stderr)
         for want in ("version: v1.33.1 to v1.34.3 is a minor upgrade, but kind=patch was asked for",
-                     "node w3 is NotReady", "node cp3 has DiskPressure",
+                     "node w3 is NotReady", "node cp3 has DiskPressure (runbooks/recover-disk.lua frees it)",
                      "cp3: / is 100% used (max_disk_used 85%); free space first (runbooks/recover-disk.lua)",
                      "rbac: ClusterRole system:kube-scheduler: missing (runbooks/recover-rbac.lua restores it)",
                      "alerts: alerts firing: LabFaultAlert (firing)"):
