@@ -17,7 +17,7 @@ fleet::Amount amount_opt(lua_State* L, int opts, const char* field, fleet::Amoun
     a = {static_cast<double>(lua_tointeger(L, -1)), false};
   } else if (t == LUA_TSTRING) {
     auto parsed = fleet::parse_amount(lua_tostring(L, -1));
-    if (!parsed) luaL_error(L, "fleet.each: %s '%s' is not a count or a percentage like \"30%%\"", field, lua_tostring(L, -1));
+    if (!parsed) luaL_error(L, "fleet.each: %s '%s' is not a count or a percentage up to 100%% like \"30%%\"", field, lua_tostring(L, -1));
     a = *parsed;
   } else if (t != LUA_TNIL) {
     luaL_error(L, "fleet.each: %s must be a number or a string like \"30%%\"", field);

@@ -39,7 +39,7 @@ return runbook {
     user = { type = "string", default = "etcd" },
     kubeadm_config = { type = "string", default = "/etc/kubernetes/engine-kubeadm-init.yaml" },
     join_timeout = { type = "duration", default = "10m", help = "for kubeadm init/join and the node to be Ready" },
-    workers_at_once = { type = "string", default = "2", pattern = "^0*[1-9]%d*%%?$",
+    workers_at_once = { type = "amount", default = "2", pattern = "^0*[1-9]%d*%%?$",
       help = "workers joined at once: a count from 1, or a percentage of the workers (\"10%\")" },
   },
   ---@param p params.etcd_bootstrap

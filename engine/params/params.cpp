@@ -8,6 +8,7 @@
 
 #include "engine/core/errors.hpp"
 #include "engine/core/text.hpp"
+#include "engine/fleet/window.hpp"
 
 namespace engine::params {
 
@@ -19,7 +20,7 @@ struct TypeName {
 };
 constexpr TypeName kTypes[] = {{Type::string, "string"},   {Type::integer, "integer"}, {Type::number, "number"},
                                {Type::boolean, "boolean"}, {Type::enumeration, "enum"}, {Type::list, "list"},
-                               {Type::duration, "duration"}};
+                               {Type::duration, "duration"}, {Type::amount, "amount"}};
 
 using text::lower;
 
@@ -133,6 +134,12 @@ json parse_value(const Spec& spec, const std::string& text, const PatternCheck& 
     case Type::duration:
       if (auto v = parse_duration(text)) return *v;
       bad(spec, "a duration such as 90s, 10m, 1h30m or a number of seconds", text);
+    case Type::amount: {
+      std::string t = text::trim(text);
+      if (!fleet::parse_amount(t)) bad(spec, "a count such as 3 or a percentage such as 10% (at most 100%)", text);
+      check_pattern(spec, t, check);
+      return t;
+    }
     case Type::list: {
       json out = json::array();
       std::string t = text::trim(text);
@@ -184,6 +191,10 @@ json normalize_default(const Spec& spec, const json& v) {
       if (v.is_string())
         if (auto d = parse_duration(v.get<std::string>())) return *d;
       throw mismatch("a duration");
+    case Type::amount:
+      if (v.is_number_integer() && v.get<long long>() >= 0) return std::to_string(v.get<long long>());
+      if (v.is_string() && fleet::parse_amount(v.get<std::string>())) return v;
+      throw mismatch("a count or a percentage up to 100%");
     case Type::list:
       if (v.is_object() && v.empty()) return json::array();  // Lua's {} has no array/object distinction
       if (!v.is_array()) throw mismatch("a list");

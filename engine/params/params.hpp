@@ -13,7 +13,10 @@ namespace engine::params {
 
 using json = nlohmann::json;
 
-enum class Type { string, integer, number, boolean, enumeration, list, duration };
+// amount: a count or a percentage ("3", "10%", at most 100%), kept as the string given: what
+// fleet.each's at_once and max_failures take, checked before the run instead of when the rollout
+// reaches it (after the control plane was upgraded).
+enum class Type { string, integer, number, boolean, enumeration, list, duration, amount };
 
 struct Spec {
   std::string name;

@@ -199,6 +199,18 @@ class TestBadInput(CliTest):
         self.assertEqual(r.returncode, 2)
         self.assertIn("param 'workers_at_once': '0%' is refused", r.stderr)
 
+    def test_an_amount_over_100_percent_is_refused_before_the_run(self):
+        # It used to pass the param's pattern and stop the run when the rollout reached the workers:
+        # on a cluster, after the control plane was upgraded.
+        r = self.run_rb(os.path.join(ROOT, "runbooks", "k8s-upgrade.lua"), "-e", "version=1.34.3", "-e", "kind=minor",
+                        "-e", "workers_at_once=150%", "-e", "max_failures=101%")
+        self.assertEqual(r.returncode, 2, r.stderr)
+        self.assertIn("param 'workers_at_once' expects a count such as 3 or a percentage such as 10% (at most 100%), "
+                      "got '150%'", r.stderr)
+        self.assertIn("param 'max_failures' expects a count such as 3 or a percentage such as 10% (at most 100%), "
+                      "got '101%'", r.stderr)
+        self.assertNotIn("run started", r.stderr + r.stdout)
+
     def test_unknown_param_suggests_the_closest(self):
         r = self.run_rb("runbooks/params.lua", "-e", "version=1.2.3", "-e", "workers_at_onc=2")
         self.assertEqual(r.returncode, 2)

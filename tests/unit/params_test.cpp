@@ -54,6 +54,19 @@ TEST_CASE("each type parses its values and names the param when it cannot") {
   CHECK_THROWS_WITH(parse_value(spec("n", Type::integer), "1.5", no_pattern), Catch::Contains("expects an integer"));
   CHECK_THROWS_WITH(parse_value(spec("b", Type::boolean), "maybe", no_pattern), Catch::Contains("expects a boolean"));
   CHECK_THROWS_WITH(parse_value(spec("d", Type::duration), "soon", no_pattern), Catch::Contains("expects a duration"));
+  // an amount: what fleet.each takes, refused here rather than when the rollout reaches it
+  CHECK(parse_value(spec("a", Type::amount), "10%", no_pattern) == "10%");
+  CHECK(parse_value(spec("a", Type::amount), " 3", no_pattern) == "3");
+  CHECK(parse_value(spec("a", Type::amount), "100%", no_pattern) == "100%");
+  CHECK_THROWS_WITH(parse_value(spec("workers_at_once", Type::amount), "150%", no_pattern),
+                    "param 'workers_at_once' expects a count such as 3 or a percentage such as 10% (at most 100%), got '150%'");
+  CHECK_THROWS_WITH(parse_value(spec("a", Type::amount), "1.5", no_pattern), Catch::Contains("expects a count"));
+  CHECK_THROWS_WITH(parse_value(spec("a", Type::amount), "-1", no_pattern), Catch::Contains("expects a count"));
+  CHECK_THROWS_WITH(parse_value(spec("a", Type::amount), "ten", no_pattern), Catch::Contains("expects a count"));
+  auto at_once = spec("at_once", Type::amount);
+  at_once.pattern = "^0*[1-9]%d*%%?$";
+  PatternCheck not_zero = [](const std::string& v, const std::string&) { return v != "0"; };
+  CHECK_THROWS_WITH(parse_value(at_once, "0", not_zero), Catch::Contains("'0' is refused"));
   auto e = spec("kind", Type::enumeration);
   e.values = {"patch", "minor"};
   CHECK(parse_value(e, "minor", no_pattern) == "minor");
@@ -110,6 +123,10 @@ TEST_CASE("defaults are checked against the declared type") {
   CHECK(normalize_default(d, "10m") == 600.0);
   CHECK(normalize_default(d, 30) == 30);
   CHECK_THROWS_WITH(normalize_default(d, "later"), "param 'drain_timeout': default \"later\" is not a duration");
+  auto a = spec("max_failures", Type::amount);
+  CHECK(normalize_default(a, 2) == "2");
+  CHECK(normalize_default(a, "25%") == "25%");
+  CHECK_THROWS_WITH(normalize_default(a, "200%"), "param 'max_failures': default \"200%\" is not a count or a percentage up to 100%");
   auto i = spec("n", Type::integer);
   CHECK_THROWS(normalize_default(i, "3"));
   auto l = spec("ignore", Type::list);
