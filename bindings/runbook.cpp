@@ -12,7 +12,22 @@ namespace {
 const char* kRunbookMeta = "engine.runbook";
 
 const std::vector<std::string> kRunbookFields = {"name", "summary", "params", "run", "description", "read_only"};
-const std::vector<std::string> kParamFields = {"type", "required", "default", "pattern", "help", "secret", "values"};
+const std::vector<std::string> kParamFields = {"type", "required", "default", "pattern", "help", "secret", "values", "min", "max"};
+
+// min/max: a number, or for a duration also "10m".
+std::optional<double> range_end(lua_State* L, int idx, const char* field, const params::Spec& s, const std::string& what) {
+  int t = lua_getfield(L, idx, field);
+  std::optional<double> v;
+  if (t != LUA_TNIL) {
+    bool numeric = s.type == params::Type::integer || s.type == params::Type::number || s.type == params::Type::duration;
+    if (!numeric) luaL_error(L, "%s: '%s' applies to integer, number and duration params only", what.c_str(), field);
+    if (t == LUA_TNUMBER) v = lua_tonumber(L, -1);
+    else if (t == LUA_TSTRING && s.type == params::Type::duration) v = params::parse_duration(lua_tostring(L, -1));
+    if (!v) luaL_error(L, "%s: '%s' must be a number%s", what.c_str(), field, s.type == params::Type::duration ? " or a duration" : "");
+  }
+  lua_pop(L, 1);
+  return v;
+}
 
 params::Spec read_spec(lua_State* L, int idx, const std::string& name) {
   std::string what = "param '" + name + "'";
@@ -44,6 +59,9 @@ params::Spec read_spec(lua_State* L, int idx, const std::string& name) {
   lua_pop(L, 1);
   if (s.type == params::Type::enumeration && s.values.empty())
     luaL_error(L, "%s: an enum needs values = { ... }", what.c_str());
+  s.min = range_end(L, idx, "min", s, what);
+  s.max = range_end(L, idx, "max", s, what);
+  if (s.min && s.max && *s.min > *s.max) luaL_error(L, "%s: min is above max", what.c_str());
   if (lua_getfield(L, idx, "default") != LUA_TNIL) {
     try {
       s.default_value = params::normalize_default(s, to_json(L, -1));

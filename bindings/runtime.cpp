@@ -480,6 +480,7 @@ std::string help_text(const RunbookInfo& info) {
       for (size_t i = 0; i < p.values.size(); ++i) kind += (i ? "|" : "") + p.values[i];
       kind += ")";
     }
+    if (p.min || p.max) kind += " " + params::range_text(p);
     if (p.required) kind += ", required";
     else if (p.default_value) kind += ", default " + params::display(p, *p.default_value);
     if (p.secret) kind += ", secret";
@@ -515,6 +516,7 @@ std::string params_class(const RunbookInfo& info) {
     }
     std::string doc = p.help;
     if (p.type == params::Type::duration) doc += std::string(doc.empty() ? "" : " ") + "(seconds)";
+    if (p.min || p.max) doc += std::string(doc.empty() ? "" : " ") + "(" + params::range_text(p) + ")";
     if (p.required) doc += std::string(doc.empty() ? "" : " ") + "(required)";
     else if (p.default_value) doc += std::string(doc.empty() ? "" : " ") + "(default: " + params::display(p, *p.default_value) + ")";
     if (p.secret) doc += " (secret)";

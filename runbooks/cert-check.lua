@@ -14,7 +14,7 @@ return runbook {
   summary = "Expiry of every kubeadm certificate, in files and as served, on every node; exit 1 under the threshold",
   read_only = true,
   params = {
-    threshold = { type = "integer", default = 30, help = "days: a certificate with fewer left fails the check" },
+    threshold = { type = "integer", min = 0, default = 30, help = "days: a certificate with fewer left fails the check" },
     control_plane = { type = "string", default = "k8s-cp", help = "inventory group (or pattern) of the control-plane nodes" },
     nodes = { type = "string", default = "all", help = "inventory pattern of the nodes whose kubelet certificate is checked" },
     served = { type = "boolean", default = true, help = "also read what each control-plane endpoint serves" },

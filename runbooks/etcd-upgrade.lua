@@ -36,7 +36,7 @@ return runbook {
     control_plane = { type = "string", default = "k8s-cp", help = "inventory group of the etcd members" },
     leader = { type = "string", default = "k8s-cp-leader", help = "inventory group of the node the snapshot is taken through (an inventory without the group: the first control-plane host)" },
     snapshot_dir = { type = "string", default = "/var/backups/engine", help = "where the snapshot is kept (on this machine)" },
-    snapshot_keep = { type = "integer", default = 0,
+    snapshot_keep = { type = "integer", min = 0, default = 0,
       help = "once the snapshot is kept, remove older etcd-*.db snapshots in snapshot_dir beyond this many (the new one counts); 0 keeps every one" },
   },
   ---@param p params.etcd_upgrade

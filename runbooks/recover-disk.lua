@@ -21,7 +21,7 @@ return runbook {
   params = {
     nodes = { type = "string", default = "all", help = "inventory pattern of the nodes to examine" },
     control_plane = { type = "string", default = "k8s-cp", help = "inventory group (or pattern) of the control-plane nodes" },
-    target_used = { type = "integer", default = 80, help = "percent of / used: clean until at or under it" },
+    target_used = { type = "integer", min = 1, max = 99, default = 80, help = "percent of / used: clean until at or under it" },
     journal_vacuum_time = { type = "string", default = "2d", pattern = "^%d+[smhdw]?$",
       help = "journalctl --vacuum-time: journal files older than this are removed" },
     prevention = { type = "boolean", default = true, help = "install journald's SystemMaxUse and the weekly cleanup timer" },
@@ -31,7 +31,7 @@ return runbook {
     cleanup_at = { type = "string", default = "04:00", help = "the first node's timer fires at HH:MM (node time)" },
     cleanup_stagger = { type = "duration", default = "10m", help = "each next node's timer fires this much later" },
     ready_timeout = { type = "duration", default = "3m", help = "for the pods, /readyz, etcd and the Node after the kubelet restart" },
-    max_raft_lag = { type = "integer", default = 1000, help = "raft entries an etcd member may trail the leader by" },
+    max_raft_lag = { type = "integer", min = 0, default = 1000, help = "raft entries an etcd member may trail the leader by" },
   },
   ---@param p params.recover_disk
   ---@param inv engine.Inventory

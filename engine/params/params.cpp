@@ -64,6 +64,25 @@ void check_pattern(const Spec& spec, const std::string& v, const PatternCheck& c
   }
 }
 
+std::string number_text(const Spec& spec, double v) {
+  if (spec.type == Type::duration) return display(spec, json(v));
+  if (v == std::floor(v) && std::abs(v) < 1e15) return std::to_string(static_cast<long long>(v));
+  std::string s = json(v).dump();
+  return s;
+}
+
+bool in_range(const Spec& spec, double v) {
+  return !(spec.min && v < *spec.min) && !(spec.max && v > *spec.max);
+}
+
+// A value of the right type outside the declared range: named with the range and the help.
+json ranged(const Spec& spec, const json& v, const std::string& given) {
+  if (in_range(spec, v.get<double>())) return v;
+  std::string shown = spec.secret ? "<secret>" : "'" + given + "'";
+  throw ConfigError("param '" + spec.name + "': " + shown + " is refused: it must be " + range_text(spec) +
+                    (spec.help.empty() ? "" : " (" + spec.help + ")"));
+}
+
 std::string join_values(const std::vector<std::string>& v) {
   std::string s;
   for (const auto& x : v) s += (s.empty() ? "" : ", ") + x;
@@ -71,6 +90,13 @@ std::string join_values(const std::vector<std::string>& v) {
 }
 
 }  // namespace
+
+std::string range_text(const Spec& spec) {
+  if (spec.min && spec.max) return "from " + number_text(spec, *spec.min) + " to " + number_text(spec, *spec.max);
+  if (spec.min) return "at least " + number_text(spec, *spec.min);
+  if (spec.max) return "at most " + number_text(spec, *spec.max);
+  return "";
+}
 
 Type parse_type(const std::string& name) {
   for (const auto& t : kTypes)
@@ -120,10 +146,10 @@ json parse_value(const Spec& spec, const std::string& text, const PatternCheck& 
       check_pattern(spec, text, check);
       return text;
     case Type::integer:
-      if (auto v = parse_integer(text)) return *v;
+      if (auto v = parse_integer(text)) return ranged(spec, *v, text);
       bad(spec, "an integer", text);
     case Type::number:
-      if (auto v = parse_number(text)) return *v;
+      if (auto v = parse_number(text)) return ranged(spec, *v, text);
       bad(spec, "a number", text);
     case Type::boolean:
       if (auto v = parse_boolean(text)) return *v;
@@ -132,7 +158,7 @@ json parse_value(const Spec& spec, const std::string& text, const PatternCheck& 
       if (std::find(spec.values.begin(), spec.values.end(), text) != spec.values.end()) return text;
       bad(spec, "one of " + join_values(spec.values) + text::did_you_mean(text, spec.values), text);
     case Type::duration:
-      if (auto v = parse_duration(text)) return *v;
+      if (auto v = parse_duration(text)) return ranged(spec, *v, text);
       bad(spec, "a duration such as 90s, 10m, 1h30m or a number of seconds", text);
     case Type::amount: {
       std::string t = text::trim(text);
@@ -165,7 +191,9 @@ json parse_value(const Spec& spec, const std::string& text, const PatternCheck& 
   return text;
 }
 
-json normalize_default(const Spec& spec, const json& v) {
+namespace {
+
+json normalize_type(const Spec& spec, const json& v) {
   auto mismatch = [&](const std::string& expected) {
     return std::invalid_argument("param '" + spec.name + "': default " + v.dump() + " is not " + expected);
   };
@@ -202,6 +230,15 @@ json normalize_default(const Spec& spec, const json& v) {
         if (!item.is_string()) throw mismatch("a list of strings");
       return v;
   }
+  return v;
+}
+
+}  // namespace
+
+json normalize_default(const Spec& spec, const json& value) {
+  json v = normalize_type(spec, value);
+  if ((spec.min || spec.max) && v.is_number() && !in_range(spec, v.get<double>()))
+    throw std::invalid_argument("param '" + spec.name + "': default " + value.dump() + " is not " + range_text(spec));
   return v;
 }
 

@@ -27,7 +27,13 @@ struct Spec {
   std::string help;
   bool secret = false;
   std::vector<std::string> values;  // enum choices
+  // integer, number, duration (seconds): the range a value must fall in, both ends included. A
+  // ratio of 1.5 or a negative count otherwise passes -e and fails the run late, or never.
+  std::optional<double> min, max;
 };
+
+// "from 0 to 1", "at least 1", "at most 100" ("" without a range); a duration's ends as durations.
+std::string range_text(const Spec& spec);
 
 // Lua patterns are matched by the Lua layer; the engine only asks.
 using PatternCheck = std::function<bool(const std::string& value, const std::string& pattern)>;

@@ -8,7 +8,7 @@ return runbook {
   summary = "Days left on every kubeadm certificate of the control plane, soonest first",
   params = {
     group = { type = "string", default = "k8s-cp", help = "inventory group of the control-plane nodes" },
-    warn_days = { type = "integer", default = 30, help = "fail when a certificate has fewer days left" },
+    warn_days = { type = "integer", min = 0, default = 30, help = "fail when a certificate has fewer days left" },
   },
   ---@param p params.cert_report
   ---@param inv engine.Inventory

@@ -6,7 +6,7 @@ return runbook {
   name = "disk-triage",
   summary = "Free space and the biggest directories under /var on every node",
   params = {
-    min_free = { type = "integer", default = 15, help = "percent free below which a node is reported" },
+    min_free = { type = "integer", min = 0, max = 100, default = 15, help = "percent free below which a node is reported" },
   },
   ---@param p params.disk_triage
   ---@param inv engine.Inventory

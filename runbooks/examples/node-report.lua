@@ -8,7 +8,7 @@ return runbook {
   params = {
     hosts = { type = "string", default = "all", help = "inventory group or Ansible pattern" },
     at_once = { type = "string", default = "10", help = "nodes asked at once: a count or a percentage" },
-    disk_threshold = { type = "integer", default = 85, help = "percent used on / that counts as too full" },
+    disk_threshold = { type = "integer", min = 0, max = 100, default = 85, help = "percent used on / that counts as too full" },
   },
   ---@param p params.node_report
   ---@param inv engine.Inventory

@@ -8,7 +8,7 @@
 ---@field control_plane string  inventory group (or pattern) of the control-plane nodes (default: k8s-cp)
 ---@field nodes string  inventory pattern of the nodes whose kubelet certificate is checked (default: all)
 ---@field served boolean  also read what each control-plane endpoint serves (default: true)
----@field threshold integer  days: a certificate with fewer left fails the check (default: 30)
+---@field threshold integer  days: a certificate with fewer left fails the check (at least 0) (default: 30)
 
 --- cert-renew: Renew kubeadm's certificates node by node, restart what reads them, verify what each endpoint serves
 ---@class params.cert_renew
@@ -16,29 +16,29 @@
 ---@field backup_dir string  on each node: a dated copy of pki/ and the kubeconfigs goes here (never under manifests/) (default: /etc/kubernetes/engine-backup)
 ---@field certs string[]  kubeadm's names to renew (apiserver, admin.conf, ...), or all (default: all)
 ---@field control_plane string  inventory group (or pattern) of the control-plane nodes (default: k8s-cp)
----@field max_raft_lag integer  raft entries an etcd member may trail the leader by (default: 1000)
----@field min_ca_days integer  a CA with fewer days left stops the run: kubeadm certs renew cannot renew a CA (default: 30)
----@field min_free_mb integer  free space needed under /etc/kubernetes and the backup directory (default: 50)
+---@field max_raft_lag integer  raft entries an etcd member may trail the leader by (at least 0) (default: 1000)
+---@field min_ca_days integer  a CA with fewer days left stops the run: kubeadm certs renew cannot renew a CA (at least 0) (default: 30)
+---@field min_free_mb integer  free space needed under /etc/kubernetes and the backup directory (at least 0) (default: 50)
 ---@field ready_timeout number  for /readyz and etcd's health after a restart (seconds) (default: 120s)
 ---@field restart_timeout number  for the kubelet to stop, then start, one static pod (seconds) (default: 120s)
 ---@field timer boolean  install a weekly timer on each control-plane node that renews when a certificate is under timer_days (default: false)
 ---@field timer_at string  the first node's timer fires at HH:MM (node time) (default: 03:00)
----@field timer_days integer  the timer renews when a certificate has fewer days left (default: 30)
+---@field timer_days integer  the timer renews when a certificate has fewer days left (at least 1) (default: 30)
 ---@field timer_stagger number  each next node's timer fires this much later (seconds) (default: 900s)
 ---@field timer_weekday "Mon"|"Tue"|"Wed"|"Thu"|"Fri"|"Sat"|"Sun"  the day the timers fire (default: Mon)
----@field under_days? integer  renew only certificates with fewer days left (default: every one named by certs); a node with none is left alone
+---@field under_days? integer  renew only certificates with fewer days left (default: every one named by certs); a node with none is left alone (at least 0)
 
 --- doctor: Read-only diagnosis of a kubeadm cluster: every finding with its node, evidence, command and runbook
 ---@class params.doctor
----@field ca_days integer  a CA with fewer days left is a finding (default: 365)
----@field cert_days integer  a certificate with fewer days left is a finding (under 7: critical) (default: 30)
+---@field ca_days integer  a CA with fewer days left is a finding (at least 0) (default: 365)
+---@field cert_days integer  a certificate with fewer days left is a finding (under 7: critical) (at least 0) (default: 30)
 ---@field control_plane string  inventory group (or pattern) of the control-plane nodes (default: k8s-cp)
----@field disk_critical integer  percent used: critical (seed 002's node stopped at 100%) (default: 90)
----@field disk_warn integer  percent of a filesystem's space or inodes used: a warning (default: 80)
----@field etcd_defrag_free integer  percent of free space in a member's database: fragmented (default: 50)
----@field etcd_defrag_min_mb integer  databases smaller than this are never called fragmented (default: 100)
----@field etcd_quota_bytes integer  etcd's --quota-backend-bytes (etcd's default 2 GiB) (default: 2147483648)
----@field etcd_quota_warn integer  percent of the quota a member's database may use (default: 70)
+---@field disk_critical integer  percent used: critical (seed 002's node stopped at 100%) (from 0 to 100) (default: 90)
+---@field disk_warn integer  percent of a filesystem's space or inodes used: a warning (from 0 to 100) (default: 80)
+---@field etcd_defrag_free integer  percent of free space in a member's database: fragmented (from 0 to 100) (default: 50)
+---@field etcd_defrag_min_mb integer  databases smaller than this are never called fragmented (at least 0) (default: 100)
+---@field etcd_quota_bytes integer  etcd's --quota-backend-bytes (etcd's default 2 GiB) (at least 1) (default: 2147483648)
+---@field etcd_quota_warn integer  percent of the quota a member's database may use (from 0 to 100) (default: 70)
 ---@field ignore_alerts string[]  alerts that are not findings (default: Watchdog,InfoInhibitor)
 ---@field nodes string  inventory pattern of the nodes to examine (default: all)
 ---@field prometheus? string  Prometheus URL for the alerts (default: the hosts' prometheus_url var; none: not checked)
@@ -48,8 +48,8 @@
 --- etcd-bootstrap: A new kubeadm cluster on an external etcd under systemd: etcd PKI, etcd, kubeadm init and joins
 ---@class params.etcd_bootstrap
 ---@field version string  etcd version, e.g. 3.5.16 (required)
----@field ca_days integer  etcd's CA (default: 3650)
----@field cert_days integer  etcd's leaf certificates (default: 365)
+---@field ca_days integer  etcd's CA (at least 1) (default: 3650)
+---@field cert_days integer  etcd's leaf certificates (at least 1) (default: 365)
 ---@field cluster_token string  etcd's initial-cluster-token (default: engine-etcd)
 ---@field control_plane string  inventory group of the control-plane nodes (the etcd members) (default: k8s-cp)
 ---@field control_plane_endpoint? string  HOST:PORT of the API (default: the leader's address:6443)
@@ -73,13 +73,13 @@
 ---@class params.etcd_maintenance
 ---@field at string  the first node's daily check, HH:MM[:SS] (default: 03:00)
 ---@field compact boolean  compact before the check (the API server compacts every 5 minutes already) (default: false)
----@field compact_keep integer  with compact: revisions kept (default: 10000)
+---@field compact_keep integer  with compact: revisions kept (at least 0) (default: 10000)
 ---@field control_plane string  inventory group of the etcd members (default: k8s-cp)
----@field min_db_mb integer  a database smaller than this many MiB is left alone (default: 64)
+---@field min_db_mb integer  a database smaller than this many MiB is left alone (at least 0) (default: 64)
 ---@field mode "install"|"defrag"  install the timers, or defragment every member now (one at a time, the leader last) (default: install)
 ---@field pause number  defrag mode: pause between members (seconds) (default: 5s)
 ---@field stagger number  each next node's check this much later (seconds) (default: 1200s)
----@field threshold integer  percent of the database that is free space before it is defragmented (default: 30)
+---@field threshold integer  percent of the database that is free space before it is defragmented (from 0 to 100) (default: 30)
 
 --- etcd-to-systemd: Move a kubeadm cluster's stacked etcd from static Pods to systemd, one member at a time, with rollback
 ---@class params.etcd_to_systemd
@@ -92,11 +92,11 @@
 ---@field kubeadm_config string  on the nodes, the kubeadm config written for upload-config and the apiserver phase (default: /etc/kubernetes/engine-external-etcd.yaml)
 ---@field leader string  inventory group whose host uploads kubeadm-config (an inventory without the group: the first control-plane host) (default: k8s-cp-leader)
 ---@field max_raft_lag integer  raft entries a member may be behind the leader and pass (default: 1000)
----@field min_free_mb integer  free MiB each node needs where etcd's data is (default: 1024)
+---@field min_free_mb integer  free MiB each node needs where etcd's data is (at least 0) (default: 1024)
 ---@field reconfigure_kubeadm boolean  point kubeadm-config and every kube-apiserver at the external etcd (default: true)
 ---@field sha256? string  the tarball's sha256 (default: from SHA256SUMS beside it)
 ---@field snapshot_dir string  where the snapshot is kept (on this machine) (default: /var/backups/engine)
----@field snapshot_keep integer  once the snapshot is kept, remove older etcd-*.db snapshots in snapshot_dir beyond this many (the new one counts); 0 keeps every one (default: 0)
+---@field snapshot_keep integer  once the snapshot is kept, remove older etcd-*.db snapshots in snapshot_dir beyond this many (the new one counts); 0 keeps every one (at least 0) (default: 0)
 ---@field stop_timeout number  for the static Pod's etcd to let go of the data directory (seconds) (default: 120s)
 ---@field user string  the service's user and group (default: etcd)
 ---@field version? string  etcd version to install (default: what the members run; migration does not upgrade)
@@ -113,16 +113,16 @@
 ---@field max_raft_lag integer  raft entries a member may be behind the leader and pass (default: 1000)
 ---@field sha256? string  the tarball's sha256 (default: from SHA256SUMS beside it)
 ---@field snapshot_dir string  where the snapshot is kept (on this machine) (default: /var/backups/engine)
----@field snapshot_keep integer  once the snapshot is kept, remove older etcd-*.db snapshots in snapshot_dir beyond this many (the new one counts); 0 keeps every one (default: 0)
+---@field snapshot_keep integer  once the snapshot is kept, remove older etcd-*.db snapshots in snapshot_dir beyond this many (the new one counts); 0 keeps every one (at least 0) (default: 0)
 
 --- cert-report: Days left on every kubeadm certificate of the control plane, soonest first
 ---@class params.cert_report
 ---@field group string  inventory group of the control-plane nodes (default: k8s-cp)
----@field warn_days integer  fail when a certificate has fewer days left (default: 30)
+---@field warn_days integer  fail when a certificate has fewer days left (at least 0) (default: 30)
 
 --- disk-triage: Free space and the biggest directories under /var on every node
 ---@class params.disk_triage
----@field min_free integer  percent free below which a node is reported (default: 15)
+---@field min_free integer  percent free below which a node is reported (from 0 to 100) (default: 15)
 
 --- etcd-defrag: Defragment every etcd member, the leader last
 ---@class params.etcd_defrag
@@ -139,7 +139,7 @@
 --- node-report: Report kernel, load and disk use of every node over SSH; flag nodes whose / is too full
 ---@class params.node_report
 ---@field at_once string  nodes asked at once: a count or a percentage (default: 10)
----@field disk_threshold integer  percent used on / that counts as too full (default: 85)
+---@field disk_threshold integer  percent used on / that counts as too full (from 0 to 100) (default: 85)
 ---@field hosts string  inventory group or Ansible pattern (default: all)
 
 --- k8s-upgrade: Upgrade a kubeadm cluster one version step: preflight, control plane (leader first), workers, postflight
@@ -147,33 +147,33 @@
 ---@field kind "patch"|"minor"  patch or minor; checked against what runs (one minor at a time) (required)
 ---@field version string  target version, e.g. 1.34.3 (required)
 ---@field accept_removed_apis boolean  go on with a minor upgrade although objects are served only through APIs the target removes (preflight lists them) (default: false)
----@field canary integer  workers upgraded alone first; the window opens after them, and one failing stops the rollout (default: 1)
+---@field canary integer  workers upgraded alone first; the window opens after them, and one failing stops the rollout (at least 0) (default: 1)
 ---@field component_timeout? number  kubeadm's own wait for each static pod (UpgradeConfiguration timeouts, kubeadm 1.31+); default: kubeadm's 5m (seconds)
 ---@field control_plane string  inventory group of the control-plane nodes (default: k8s-cp)
 ---@field delete_blocked_pods boolean  when PDBs still block a drain at its timeout, delete the pods (bypasses the PDBs) (default: false)
 ---@field drain_timeout number  per node; a drain a PDB still blocks then stops the run (seconds) (default: 600s)
----@field gate_interval number  (seconds) (default: 15s)
----@field gate_passes integer  gate passes in a row before the next worker (default: 2)
+---@field gate_interval number  (seconds) (at least 1s) (default: 15s)
+---@field gate_passes integer  gate passes in a row before the next worker (at least 1) (default: 2)
 ---@field gate_timeout number  a gate still closed then stops the rollout (seconds) (default: 1800s)
 ---@field ignore_alerts string[]  alerts that do not halt (default: Watchdog,InfoInhibitor)
 ---@field kubeadm_timeout number  for kubeadm upgrade apply/node on one node (the backstop) (seconds) (default: 1800s)
 ---@field leader string  inventory group whose first host goes first (an inventory without the group: the first control-plane host) (default: k8s-cp-leader)
 ---@field maintenance_window? string  no node starts outside it: DAYS HH:MM-HH:MM [ZONE], several joined by ';' ("Sat,Sun 22:00-04:00 Europe/Berlin"); at its end the running nodes finish and the run stops, engine resume goes on in the next
----@field max_disk_used integer  percent of / a control-plane node may use (default: 85)
+---@field max_disk_used integer  percent of / a control-plane node may use (from 0 to 100) (default: 85)
 ---@field max_failures string  workers that may fail before the rollout stops: a count or a percentage (default: 0)
----@field min_cert_days integer  days a control-plane certificate must have left (default: 7)
+---@field min_cert_days integer  days a control-plane certificate must have left (at least 0) (default: 7)
 ---@field node_timeout number  for a node to be Ready at the version (seconds) (default: 600s)
 ---@field notify_format "slack"|"json"  slack: {"text": ...} (Slack and compatible); json: event, run, runbook, node, message (default: slack)
 ---@field notify_url? string  a webhook told of the start, a held gate, a stop, a failure and the success (never changes the outcome)
----@field pod_ready_ratio number  postflight: share of pods that must be ready (default: 0.9)
+---@field pod_ready_ratio number  postflight: share of pods that must be ready (from 0 to 1) (default: 0.9)
 ---@field prepare_ahead boolean  the leader's apt source and kubeadm while the etcd snapshot is taken; while the control-plane nodes after the leader upgrade, switch the workers' apt source, install their kubeadm and run kubeadm upgrade node, workers_at_once at a time (before their drain, as kubeadm's own procedure has it); the next control-plane node's apt source and kubeadm while the one before finishes (default: true)
 ---@field prometheus? string  Prometheus for the alert gates (default: the hosts' prometheus_url var, else http://127.0.0.1:9090)
 ---@field pushgateway? string  Pushgateway for the upgrade gauges (default: the hosts' pushgateway_url var, else http://127.0.0.1:9091)
 ---@field pushgateway_job string  job label of the gauges (default: k8s_upgrade)
----@field quiet_hours number  no node may have changed Ready state for this long (default: 24)
+---@field quiet_hours number  no node may have changed Ready state for this long (at least 0) (default: 24)
 ---@field skip_unreachable boolean  a worker NotReady before the run touched it, or SSH refused or timed out, is skipped and listed; engine resume retries it (default: false)
 ---@field snapshot_dir string  where the etcd snapshot is kept (here) (default: /var/backups/engine)
----@field snapshot_keep integer  once the snapshot is kept, remove older etcd-*.db snapshots in snapshot_dir beyond this many (the new one counts); 0 keeps every one (default: 0)
+---@field snapshot_keep integer  once the snapshot is kept, remove older etcd-*.db snapshots in snapshot_dir beyond this many (the new one counts); 0 keeps every one (at least 0) (default: 0)
 ---@field taint_next boolean  taint the workers not yet upgraded PreferNoSchedule while the current ones drain: the next workers_at_once until that many are done, then all (each removed when it is done) (default: true)
 ---@field wait_workloads string[]  before each next worker, these have every replica ready: NS/KIND/NAME or NS/KIND?SELECTOR (shop/deployment/web, */daemonset?app=agent) (default: )
 ---@field window_wait boolean  outside the maintenance window, wait until it opens instead of stopping (a Job's pod: no one resumes it) (default: false)
@@ -206,11 +206,11 @@
 ---@field control_plane string  inventory group (or pattern) of the control-plane nodes (default: k8s-cp)
 ---@field journal_max_use string  journald's SystemMaxUse (default: 500M)
 ---@field journal_vacuum_time string  journalctl --vacuum-time: journal files older than this are removed (default: 2d)
----@field max_raft_lag integer  raft entries an etcd member may trail the leader by (default: 1000)
+---@field max_raft_lag integer  raft entries an etcd member may trail the leader by (at least 0) (default: 1000)
 ---@field nodes string  inventory pattern of the nodes to examine (default: all)
 ---@field prevention boolean  install journald's SystemMaxUse and the weekly cleanup timer (default: true)
 ---@field ready_timeout number  for the pods, /readyz, etcd and the Node after the kubelet restart (seconds) (default: 180s)
----@field target_used integer  percent of / used: clean until at or under it (default: 80)
+---@field target_used integer  percent of / used: clean until at or under it (from 1 to 99) (default: 80)
 
 --- recover-rbac: Restore the scheduler's and controller-manager's RBAC from the bootstrap policy, checked by SubjectAccessReviews
 ---@class params.recover_rbac

@@ -199,6 +199,31 @@ class TestBadInput(CliTest):
         self.assertEqual(r.returncode, 2)
         self.assertIn("param 'workers_at_once': '0%' is refused", r.stderr)
 
+    def test_a_value_outside_a_params_range_is_refused_before_the_run(self):
+        # A ratio of 1.5 would fail the postflight after every node was upgraded; gate_interval=0
+        # would poll Prometheus and the API without a pause.
+        r = self.run_rb(os.path.join(ROOT, "runbooks", "k8s-upgrade.lua"), "-e", "version=1.34.3", "-e", "kind=minor",
+                        "-e", "pod_ready_ratio=1.5", "-e", "gate_interval=0", "-e", "canary=-1")
+        self.assertEqual(r.returncode, 2, r.stderr)
+        self.assertIn("param 'pod_ready_ratio': '1.5' is refused: it must be from 0 to 1 "
+                      "(postflight: share of pods that must be ready)", r.stderr)
+        self.assertIn("param 'gate_interval': '0' is refused: it must be at least 1s", r.stderr)
+        self.assertIn("param 'canary': '-1' is refused: it must be at least 0", r.stderr)
+        self.assertNotIn("run started", r.stderr + r.stdout)
+        r = engine("run", os.path.join(ROOT, "runbooks", "k8s-upgrade.lua"), "--help")
+        self.assertRegex(r.stdout, r"pod_ready_ratio\s+number from 0 to 1, default 0.9\n")
+
+    def test_a_range_declared_wrong_is_the_runbooks_error_at_its_line(self):
+        for decl, want in [('{ type = "string", min = 1 }', "param 'x': 'min' applies to integer, number and duration params only"),
+                           ('{ type = "integer", min = 5, max = 1 }', "param 'x': min is above max"),
+                           ('{ type = "integer", max = 10, default = 20 }', "param 'x': default 20 is not at most 10"),
+                           ('{ type = "duration", min = "soon" }', "param 'x': 'min' must be a number or a duration")]:
+            path = self.write("ranged.lua", "return runbook {\n  name = 'ranged',\n  params = { x = %s },\n"
+                                            "  run = function() end,\n}\n" % decl)
+            r = self.run_rb(path)
+            self.assertEqual(r.returncode, 1, r.stderr)  # the runbook's own bug, as any it raises
+            self.assertIn("ranged.lua:1: " + want, r.stderr)
+
     def test_an_amount_over_100_percent_is_refused_before_the_run(self):
         # It used to pass the param's pattern and stop the run when the rollout reached the workers:
         # on a cluster, after the control plane was upgraded.

@@ -74,6 +74,27 @@ TEST_CASE("each type parses its values and names the param when it cannot") {
                     "param 'kind' expects one of patch, minor (did you mean 'patch'?), got 'pacth'");
 }
 
+TEST_CASE("a numeric param's range is checked, its ends named") {
+  auto r = spec("pod_ready_ratio", Type::number);
+  r.min = 0;
+  r.max = 1;
+  r.help = "share of pods that must be ready";
+  CHECK(parse_value(r, "0.9", no_pattern) == 0.9);
+  CHECK(parse_value(r, "1", no_pattern) == 1.0);
+  CHECK_THROWS_WITH(parse_value(r, "1.5", no_pattern),
+                    "param 'pod_ready_ratio': '1.5' is refused: it must be from 0 to 1 (share of pods that must be ready)");
+  auto n = spec("gate_passes", Type::integer);
+  n.min = 1;
+  CHECK_THROWS_WITH(parse_value(n, "0", no_pattern), "param 'gate_passes': '0' is refused: it must be at least 1");
+  CHECK(range_text(n) == "at least 1");
+  auto d = spec("stagger", Type::duration);
+  d.max = 3600;
+  CHECK(parse_value(d, "1h", no_pattern) == 3600.0);
+  CHECK_THROWS_WITH(parse_value(d, "2h", no_pattern), "param 'stagger': '2h' is refused: it must be at most 3600s");
+  CHECK_THROWS_WITH(normalize_default(n, 0), "param 'gate_passes': default 0 is not at least 1");
+  CHECK(range_text(spec("x", Type::integer)).empty());
+}
+
 TEST_CASE("a pattern is checked and its help shown when it fails") {
   auto s = spec("version", Type::string);
   s.pattern = "^%d+%.%d+%.%d+$";
