@@ -58,6 +58,7 @@ nlohmann::json run_record(const Args& a, const engine::run::RunDir& run, const e
           {"limit", a.limit},
           {"kubeconfig", a.kubeconfig},
           {"context", a.context},
+          {"dry_run", a.dry_run},  // engine resume refuses it: a resume is a real run
           {"engine", ENGINE_VERSION}};
 }
 void write_json(const std::filesystem::path& path, const nlohmann::json& j) {
@@ -389,6 +390,17 @@ int do_resume(Args& a) {
     throw engine::ConfigError("no run '" + a.run_id + "' in the cluster's namespace " + store->ns());
   auto rec = read_json(dir / "run.json");
   if (rec.is_null()) throw engine::ConfigError("no run '" + a.run_id + "' under " + dir.parent_path().string());
+  if (rec.value("dry_run", false)) {
+    // A dry run records no step: its resume would be the whole run, for real, under a command the
+    // operator typed to continue a rehearsal. Say the command that does it instead.
+    std::string cmd = "engine run " + engine::ssh::shell_quote(rec.value("runbook", ""));
+    for (const auto& i : rec.value("inventories", std::vector<std::string>{})) cmd += " -i " + engine::ssh::shell_quote(i);
+    for (const auto& e : rec.value("extra", std::vector<std::string>{})) cmd += " -e " + engine::ssh::shell_quote(e);
+    if (!rec.value("limit", "").empty()) cmd += " --limit " + engine::ssh::shell_quote(rec.value("limit", ""));
+    if (!rec.value("kubeconfig", "").empty()) cmd += " --kubeconfig " + engine::ssh::shell_quote(rec.value("kubeconfig", ""));
+    throw engine::ConfigError("run '" + a.run_id + "' was a dry run: it changed nothing and recorded no step, so there is " +
+                              "nothing to resume; to do it for real:\n  " + cmd);
+  }
   Args r = a;
   r.runbook = rec.value("runbook", "");
   // The recorded -e values, then the ones given now (secret params are given again here).

@@ -31,7 +31,7 @@ int do_runs(Args& a) {
     for (auto& e : fs::directory_iterator(root))
       if (e.is_directory()) ids.push_back(e.path().filename().string());
   std::sort(ids.begin(), ids.end());
-  std::printf("%-44s %-22s %-12s %s\n", "RUN", "RUNBOOK", "STATE", "FINISHED");
+  std::printf("%-44s %-22s %-16s %s\n", "RUN", "RUNBOOK", "STATE", "FINISHED");
   for (const auto& id : ids) {
     auto rec = read_json(root / id / "run.json");
     auto rep = read_json(root / id / "report.json");
@@ -41,8 +41,10 @@ int do_runs(Args& a) {
     std::string outcome = rep.is_null() ? "" : rep.value("outcome", "?");
     std::string state = pid ? "running" : outcome == "ok" ? "finished" : outcome == "failed" ? "failed"
                         : outcome == "interrupted" ? "stopped" : outcome.empty() ? "stopped" : outcome;
+    // A rehearsal is not a run that finished (or one to resume): one word, for awk '{print $3}'.
+    if (!rec.is_null() && rec.value("dry_run", false)) state = "dry-run-" + state;
     std::string finished = pid ? "pid " + std::to_string(*pid) : rep.is_null() ? "-" : rep.value("finished", "-");
-    std::printf("%-44s %-22s %-12s %s\n", id.c_str(), runbook.c_str(), state.c_str(), finished.c_str());
+    std::printf("%-44s %-22s %-16s %s\n", id.c_str(), runbook.c_str(), state.c_str(), finished.c_str());
   }
   return 0;
 }

@@ -75,6 +75,25 @@ class TestBadInput(CliTest):
         self.assertIn("attempt to call a nil value (field 'node')", r.stderr)
         self.assertRegex(r.stderr, r"fix the runbook, then continue it with: engine resume \S+ --force")
 
+    def test_a_dry_run_is_listed_as_one_and_never_resumed_as_a_real_run(self):
+        # A failed rehearsal listed as "failed" invited `engine resume`, which ran the whole runbook
+        # for real: a dry run records no step, so the resume had nothing to skip.
+        rb = self.write("dry.lua", 'return runbook { name = "dry", params = { at = { type = "string" } },\n'
+                                   '  run = function(p)\n  step("one", function() end)\n  if p.at == "x y" then fail("not yet") end\nend }\n')
+        inv = self.inventory("h1\nh2\n")
+        r = self.run_rb(rb, "--dry-run", "-i", inv, "-e", "at=x y", "--limit", "!h2")
+        self.assertEqual(r.returncode, 1, r.stderr)
+        self.run_rb(rb, "--dry-run")
+        runs = engine("runs", "--state-dir", self.state)
+        states = sorted(line.split()[2] for line in runs.stdout.splitlines()[1:])
+        self.assertEqual(states, ["dry-run-failed", "dry-run-finished"], runs.stdout)
+        failed = next(line.split()[0] for line in runs.stdout.splitlines() if "dry-run-failed" in line)
+        r = engine("resume", failed, "--state-dir", self.state)
+        self.assertEqual(r.returncode, 2, r.stderr)
+        self.assertIn(f"run '{failed}' was a dry run: it changed nothing and recorded no step, so there is nothing to "
+                      f"resume; to do it for real:\n  engine run '{rb}' -i '{inv}' -e 'at=x y' --limit '!h2'", r.stderr)
+        self.assertNotIn("run resumed", r.stderr + r.stdout)
+
     def test_a_read_only_runbook_is_run_again_not_resumed_and_makes_no_change(self):
         body = ('return runbook { name = "ro", read_only = true, run = function(p, inv)\n'
                 '  step("look", function() end)\n  %s\nend }\n')
