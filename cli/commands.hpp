@@ -24,6 +24,8 @@ struct Args {
   std::vector<std::string> inventories;
   std::vector<std::string> extra;
   std::string limit;
+  std::string narrower;  // resume --limit: leaves more hosts out of the recorded run (never adds one)
+  std::vector<std::string> left_out;  // the run's hosts that narrower left out
   bool dry_run = false, yes = false, help = false;
   std::string log_format = "text", log_level = "info", state_dir;
   std::string kubeconfig, context;
@@ -32,7 +34,7 @@ struct Args {
   bool force = false, retry_unknown = false;
   std::vector<std::string> ctl;  // ctl: the command and its host
   bool list_hosts = false;
-  bool module = false;           // check --module: a Lua module, not a runbook       // print the hosts a run would touch and stop
+  bool module = false;           // check --module: a Lua module, not a runbook
   std::string junit;             // run/resume/report --junit FILE
   std::string html;              // report --html FILE
   int verbose = 0;               // -v: debug logs; -vv: also every HTTP exchange

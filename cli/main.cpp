@@ -74,6 +74,8 @@ int main(int argc, char** argv) {
   resume->add_option("run_id", a.run_id, "the run's id (engine runs lists them)")->required();
   resume->add_flag("--force", a.force, "resume even though the runbook or its params changed");
   resume->add_option("-e,--extra", a.extra, "a param again: secret params are not recorded (name=value)");
+  resume->add_option("--limit", a.narrower,
+                     "leave more hosts out (a host pattern applied within the run's recorded --limit; it never adds one)");
   resume->add_flag("--retry-unknown", a.retry_unknown, "run again the steps that started but have no record of finishing");
   resume->add_flag("--yes", a.yes, "answer yes to confirm() prompts");
   resume->add_option("--log-format", a.log_format, "text or json")->check(CLI::IsMember({"text", "json"}));

@@ -138,6 +138,11 @@ int execute(Args& a, engine::lua::Runtime& rt, const engine::lua::RunbookInfo& i
   engine::log::emit(engine::log::Level::info, "", resuming ? "run resumed" : "run started",
                     {{"run", run.id}, {"runbook", info.name}, {"dir", run.path.string()}, {"dry_run", a.dry_run},
                      {"journaled_records", journal ? journal->records() : 0}});
+  if (!a.left_out.empty()) {
+    engine::run::report().left_out(a.left_out);
+    engine::log::emit(engine::log::Level::warn, "", "this resume leaves hosts of the run out (--limit)",
+                      {{"limit", a.narrower}, {"hosts", a.left_out}});
+  }
   for (const auto& w : warnings) engine::log::emit(engine::log::Level::warn, "", w);
 
   engine::lua::RunOptions ro{a.dry_run, a.yes, run.id, a.kubeconfig, a.context, journal.get(), (run.path / "control").string()};
@@ -237,6 +242,15 @@ int execute(Args& a, engine::lua::Runtime& rt, const engine::lua::RunbookInfo& i
     else
       std::fprintf(stderr, "continue it with: engine resume %s%s\n", run.id.c_str(), where.c_str());
   }
+  if (!a.left_out.empty() && lost.empty() && (code == 0 || code == 1 || code == 130)) {
+    std::string names;
+    for (size_t i = 0; i < a.left_out.size() && i < 10; ++i) names += (i ? ", " : "") + a.left_out[i];
+    if (a.left_out.size() > 10) names += " and " + std::to_string(a.left_out.size() - 10) + " more";
+    std::fprintf(stderr, "left out by --limit %s: %s; the run is not done for %s: once %s can be reached, engine resume %s%s "
+                 "finishes %s (the steps done are skipped)\n", engine::ssh::shell_quote(a.narrower).c_str(), names.c_str(),
+                 a.left_out.size() == 1 ? "it" : "them", a.left_out.size() == 1 ? "it" : "they", run.id.c_str(),
+                 where.c_str(), a.left_out.size() == 1 ? "it" : "them");
+  }
   // A host it could not connect to at all: the run stopped for it, and the way on without it is
   // the operator's choice, not a default. A runbook that can skip such hosts itself (its
   // skip_unreachable param: k8s-upgrade's workers) is better told so than cut short by --limit,
@@ -255,8 +269,16 @@ int execute(Args& a, engine::lua::Runtime& rt, const engine::lua::RunbookInfo& i
       auto skip = std::find_if(info.params.begin(), info.params.end(), [](const auto& s) {
         return s.name == "skip_unreachable" && s.type == engine::params::Type::boolean;
       });
+      // A run with steps done goes on without them (the resume's own --limit joined in front);
+      // one with nothing done is a new run (its own --limit joined in front).
+      bool resumable = !info.read_only && recorded && ending != engine::lua::Ending::code_error;
+      std::string narrower = a.narrower;
+      for (const auto& [host, why] : gone) narrower += (narrower.empty() ? "!" : ":!") + host;
       if (skip != info.params.end() && params.value("skip_unreachable", true) == false)
         std::fprintf(stderr, "a run with -e skip_unreachable=true: %s\n", skip->help.c_str());
+      else if (resumable)
+        std::fprintf(stderr, "to go on without %s: engine resume %s%s --limit %s\n", gone.size() == 1 ? "it" : "them",
+                     run.id.c_str(), where.c_str(), engine::ssh::shell_quote(narrower).c_str());
       else
         std::fprintf(stderr, "a run with --limit %s leaves %s out\n", engine::ssh::shell_quote(limit).c_str(),
                      gone.size() == 1 ? "it" : "them");
@@ -434,6 +456,24 @@ int do_resume(Args& a) {
                               (secrets ? "\n(secret params are not recorded: give them again with -e)" : ""));
   }
   auto inv = load_inventory(r);
+  std::vector<std::string> before;
+  for (const auto& h : inv.host_names())
+    if (inv.visible(h)) before.push_back(h);
+  if (!a.narrower.empty()) {
+    // Within the recorded limit (a second limit matches only what the first left visible): a host
+    // the run could not reach left out, its done steps still skipped. Never a host added.
+    try {
+      inv.limit(a.narrower);
+    } catch (const engine::ConfigError& e) {
+      throw engine::ConfigError(std::string("--limit: ") + e.what());
+    }
+    bool any = std::any_of(inv.host_names().begin(), inv.host_names().end(), [&](auto& h) { return inv.visible(h); });
+    if (!any)
+      throw engine::ConfigError("--limit " + a.narrower + " leaves no host of the run" +
+                                (r.limit.empty() ? std::string() : " (its recorded --limit: " + r.limit + ")"));
+    for (const auto& h : before)
+      if (!inv.visible(h)) r.left_out.push_back(h);
+  }
   check_connections(r, inv);
   check_cluster_flags(r, inv);
   register_secrets(info, params, &inv);

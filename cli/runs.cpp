@@ -43,6 +43,8 @@ int do_runs(Args& a) {
                         : outcome == "interrupted" ? "stopped" : outcome.empty() ? "stopped" : outcome;
     // A rehearsal is not a run that finished (or one to resume): one word, for awk '{print $3}'.
     if (!rec.is_null() && rec.value("dry_run", false)) state = "dry-run-" + state;
+    // Ended ok without the hosts a resume's --limit left out: a plain resume finishes them.
+    if (state == "finished" && rep.contains("left_out") && !rep["left_out"].empty()) state = "partial";
     std::string finished = pid ? "pid " + std::to_string(*pid) : rep.is_null() ? "-" : rep.value("finished", "-");
     std::printf("%-44s %-22s %-16s %s\n", id.c_str(), runbook.c_str(), state.c_str(), finished.c_str());
   }

@@ -87,6 +87,11 @@ void Report::unreachable(std::string_view host, std::string why) {
   any_unreachable_.store(true, std::memory_order_relaxed);
 }
 
+void Report::left_out(std::vector<std::string> hosts) {
+  std::lock_guard lock(mu_);
+  doc_["left_out"] = std::move(hosts);
+}
+
 void Report::reached(std::string_view host) {
   if (!any_unreachable_.load(std::memory_order_relaxed)) return;
   std::lock_guard lock(mu_);

@@ -55,6 +55,9 @@ class Report {
   // Those of them whose last fleet.each failed them (or that no fleet.each ran on), by name: what
   // a failed run's hint offers to leave out (--limit '!w3').
   std::vector<std::pair<std::string, std::string>> unreachable_failed() const;
+  // Hosts of the run a resume's --limit left out (report.json's left_out): the run is not finished
+  // for them, and `engine runs` says partial when it ended ok.
+  void left_out(std::vector<std::string> hosts);
   // Writes DIR/report.json (through a temporary, renamed); throws std::runtime_error naming the
   // file when it cannot be written whole.
   std::string finish(const std::string& dir, int exit_code);

@@ -159,6 +159,44 @@ class TestBadInput(CliTest):
         self.write("each.lua", 'return runbook { name = "each", run = function() fail("no") end }\n')
         self.assertNotIn("--limit", self.run_rb(rb, "-i", inv).stderr)
 
+    def test_a_resume_can_leave_out_the_host_it_could_not_reach_and_finish_it_later(self):
+        # Steps done on "ok" before h1 refused: the way on is the same run without h1 (its done
+        # steps skipped), not a new one; the run then says it is not done for h1, `engine runs`
+        # says partial, and a plain resume once h1 answers finishes it.
+        inv = self.inventory("ok ansible_host=127.0.0.1 ansible_port=1\nh1 ansible_host=127.0.0.1 ansible_port=1\n")
+        rb = self.write("resume.lua", 'local fleet = require "engine.fleet"\nreturn runbook { name = "resume",\n'
+                        '  params = { token = { type = "string", secret = true } },\n  run = function(p, inv)\n'
+                        '  fleet.each(inv:hosts("all"), {}, function(h) step("one", function()\n'
+                        '    if h.name == "h1" and p.token ~= "up" then assert(h:exec("true")) end\n'
+                        '    print("DID " .. h.name) end) end)\nend }\n')
+        r = self.run_rb(rb, "-i", inv, "-e", "token=down")
+        self.assertEqual(r.returncode, 1, r.stderr)
+        run_id = os.listdir(os.path.join(self.state, "runs"))[0]
+        self.assertIn("h1 was not reachable over SSH: refused", r.stderr)
+        self.assertIn(f"to go on without it: engine resume {run_id} --state-dir {self.state} --limit '!h1'", r.stderr)
+        self.assertNotIn("a run with --limit", r.stderr)
+        # Never widened: a host outside the run is not added, and nothing left is refused.
+        r = engine("resume", run_id, "--state-dir", self.state, "-e", "token=down", "--limit", "nosuch")
+        self.assertEqual(r.returncode, 2)
+        self.assertIn("--limit: no host or group matches 'nosuch'", r.stderr)
+        r = engine("resume", run_id, "--state-dir", self.state, "-e", "token=down", "--limit", "!all")
+        self.assertEqual(r.returncode, 2)
+        self.assertIn("--limit !all leaves no host of the run", r.stderr)
+        r = engine("resume", run_id, "--state-dir", self.state, "-e", "token=down", "--limit", "!h1")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertNotIn("DID", r.stdout)  # ok's step was done; h1 not visited
+        self.assertIn(f"left out by --limit '!h1': h1; the run is not done for it: once it can be reached, engine resume "
+                      f"{run_id} --state-dir {self.state} finishes it (the steps done are skipped)", r.stderr)
+        runs = engine("runs", "--state-dir", self.state)
+        self.assertRegex(runs.stdout, rf"{run_id}\s+resume\s+partial\s")
+        with open(os.path.join(self.state, "runs", run_id, "report.json")) as f:
+            self.assertEqual(json.load(f)["left_out"], ["h1"])
+        r = engine("resume", run_id, "--state-dir", self.state, "-e", "token=up")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn("DID h1", r.stdout)
+        self.assertNotIn("DID ok", r.stdout)
+        self.assertRegex(engine("runs", "--state-dir", self.state).stdout, rf"{run_id}\s+resume\s+finished\s")
+
     def test_no_kubeconfig_tells_the_operator_where_to_give_one(self):
         rb = self.write("k.lua", 'local k8s = require "engine.k8s"\nreturn runbook { name = "k", run = function()\n'
                                  '  step("nodes", function() return k8s.nodes() end)\nend }\n')
