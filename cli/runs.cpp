@@ -173,6 +173,12 @@ int do_show(Args& a) {
   } else {
     std::printf("%s %s (exit %d)\nstarted   %s\nfinished  %s\n", pid ? "earlier  " : "state    ", rep.value("outcome", "?").c_str(),
                 rep.value("exit_code", -1), rep.value("started", "?").c_str(), rep.value("finished", "?").c_str());
+    if (rec.value("dry_run", false)) std::printf("dry run   nothing was changed; a resume is refused\n");
+    if (rep.contains("left_out") && !rep["left_out"].empty()) {  // a resume's --limit: not done for these
+      std::string names;
+      for (const auto& h : rep["left_out"]) names += (names.empty() ? "" : ", ") + h.get<std::string>();
+      std::printf("left out  %s (by a resume's --limit: engine resume %s finishes them)\n", names.c_str(), a.run_id.c_str());
+    }
     if (!rep["hosts"].empty()) {
       std::printf("\nRECAP\n");
       for (auto it = rep["hosts"].begin(); it != rep["hosts"].end(); ++it)

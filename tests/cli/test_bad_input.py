@@ -88,6 +88,7 @@ class TestBadInput(CliTest):
         states = sorted(line.split()[2] for line in runs.stdout.splitlines()[1:])
         self.assertEqual(states, ["dry-run-failed", "dry-run-finished"], runs.stdout)
         failed = next(line.split()[0] for line in runs.stdout.splitlines() if "dry-run-failed" in line)
+        self.assertIn("dry run   nothing was changed; a resume is refused", engine("show", failed, "--state-dir", self.state).stdout)
         r = engine("resume", failed, "--state-dir", self.state)
         self.assertEqual(r.returncode, 2, r.stderr)
         self.assertIn(f"run '{failed}' was a dry run: it changed nothing and recorded no step, so there is nothing to "
@@ -191,6 +192,8 @@ class TestBadInput(CliTest):
         self.assertRegex(runs.stdout, rf"{run_id}\s+resume\s+partial\s")
         with open(os.path.join(self.state, "runs", run_id, "report.json")) as f:
             self.assertEqual(json.load(f)["left_out"], ["h1"])
+        self.assertIn(f"left out  h1 (by a resume's --limit: engine resume {run_id} finishes them)",
+                      engine("show", run_id, "--state-dir", self.state).stdout)
         r = engine("resume", run_id, "--state-dir", self.state, "-e", "token=up")
         self.assertEqual(r.returncode, 0, r.stderr)
         self.assertIn("DID h1", r.stdout)
