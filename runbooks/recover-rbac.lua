@@ -14,8 +14,30 @@ local time = require "engine.time"
 local ops = require "std.ops"
 local policy = require "std.rbac_policy"
 local groups = require "std.groups"
+local kubeadm = require "std.kubeadm"
 
 local function rerun() return false end
+
+-- Seed 002 beside seed 000: the controller's route to the API cut while SSH to the nodes works.
+-- nil when the kubeconfig's route answers; else the tunnel to the first control-plane node whose
+-- own API server does, with this run's credentials (a tunnel changes no answer, reads or writes).
+local function reach_api(p, inv)
+  local ok, err, msg = k8s.ready()
+  if ok then return nil end
+  local cps = groups.optional(inv, p.control_plane, "k8s-cp")
+  if #cps == 0 then
+    fail("the API does not answer through this run's kubeconfig (%s); with the control-plane nodes in the inventory " ..
+      "(group %s) the run tries each one's own API server over SSH", tostring(msg or err), p.control_plane)
+  end
+  local route, node, why = kubeadm.api_through(cps)
+  if not route then
+    fail("the API does not answer through this run's kubeconfig (%s), nor through a control-plane node's own API " ..
+      "server: %s", tostring(msg or err), tostring(why))
+  end
+  print(string.format("The API does not answer through this run's kubeconfig; it does through an SSH tunnel to " ..
+    "%s's own API server, with the same credentials: the run uses that.", node))
+  return route
+end
 
 local function can_repair()
   for _, n in ipairs({ { "create", "clusterroles" }, { "update", "clusterroles" }, { "create", "clusterrolebindings" },
@@ -125,6 +147,9 @@ return runbook {
     for _, c in ipairs(p.components) do
       if not policy.COMPONENTS[c] then fail("components: no policy for %s (known: kube-scheduler, kube-controller-manager)", c) end
     end
+    -- Held to the run's end: the API through a control-plane node when the route to it is cut.
+    local route <close> = reach_api(p, inv)
+
     -- 1. What is wrong, asked as the components themselves would be refused.
     local found = step("review", function()
       local out = { denied = {}, pending = pending_pods() }

@@ -101,6 +101,31 @@ class RecoverRbac(unittest.TestCase):
         self.assertNotEqual(up.returncode, 0)
         self.assertIn("rbac: ClusterRole system:kube-scheduler: missing (runbooks/recover-rbac.lua restores it)", up.stdout + up.stderr)
 
+    def test_5_the_route_to_the_api_cut_too_goes_through_a_node(self):
+        # Seed 002 beside seed 000: kubectl's route (the lab's load balancer) refused, SSH to the
+        # nodes up. The review and the repair go through cp1's own API server, with the same
+        # credentials; with no control-plane node in the inventory the run says what it needs.
+        self.fault("scheduler-rbac-missing")
+        self.fault("api-unreachable")
+        self.addCleanup(lambda: self.fault("scheduler-rbac-missing", False))
+        self.addCleanup(lambda: self.fault("api-unreachable", False))
+        self.assertNotEqual(self.kubectl("get", "nodes", check=False).returncode, 0)
+        r = self.lb.engine("run", RECOVER)
+        self.assertEqual(r.returncode, 0, r.stdout[-3000:] + r.stderr[-3000:])
+        self.assertIn("The API does not answer through this run's kubeconfig; it does through an SSH tunnel to cp1's "
+                      "own API server, with the same credentials: the run uses that.", r.stdout)
+        self.assertIn("RBAC restored: every access of the bootstrap policy is allowed.", r.stdout)
+        self.fault("api-unreachable", False)
+        self.assertEqual(self.kubectl("get", "clusterrole", "system:kube-scheduler", check=False).returncode, 0)
+        self.fault("api-unreachable")
+        empty = f"{self.lb.dir}/no-nodes.yml"
+        with open(empty, "w") as f:
+            f.write("all:\n  hosts: {}\n")
+        r = self.lb.engine("run", RECOVER, inventory=empty)
+        self.assertEqual(r.returncode, 1, r.stdout[-3000:] + r.stderr[-3000:])
+        self.assertRegex(r.stderr, r"the API does not answer through this run's kubeconfig \(.+\); with the control-plane "
+                                   r"nodes in the inventory \(group k8s-cp\) the run tries each one's own API server over SSH")
+
 
 if __name__ == "__main__":
     unittest.main()
