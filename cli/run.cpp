@@ -456,10 +456,10 @@ int do_resume(Args& a) {
                               (secrets ? "\n(secret params are not recorded: give them again with -e)" : ""));
   }
   auto inv = load_inventory(r);
-  std::vector<std::string> before;
-  for (const auto& h : inv.host_names())
-    if (inv.visible(h)) before.push_back(h);
   if (!a.narrower.empty()) {
+    std::vector<std::string> before;
+    for (const auto& h : inv.host_names())
+      if (inv.visible(h)) before.push_back(h);
     // Within the recorded limit (a second limit matches only what the first left visible): a host
     // the run could not reach left out, its done steps still skipped. Never a host added.
     try {

@@ -335,12 +335,10 @@ struct Client::Impl {
     if (code != CURLE_OK && !(code == CURLE_WRITE_ERROR && t->stopped_by_reader)) {
       t->resp.error = t->errbuf[0] ? t->errbuf : curl_easy_strerror(code);
       t->resp.timed_out = code == CURLE_OPERATION_TIMEDOUT;
-      std::string whose = certificate_problem(code, t->resp.error);
-      if (!whose.empty()) {
+      std::string said = certificate_problem(code, t->resp.error);
+      if (!said.empty()) {
         t->resp.certificate = true;
-        // A refusal's own words say it all; OpenSSL's "SSL_read: ... error:0A000415" around them
-        // does not (and it made doctor's finding three lines long).
-        t->resp.error = whose.find("refused") != std::string::npos ? whose : whose + ": " + t->resp.error;
+        t->resp.error = std::move(said);
       }
     }
     curl_multi_remove_handle(multi, e);
@@ -361,22 +359,25 @@ struct Client::Impl {
     asio::post(io, [done = std::move(done), resp = std::move(t->resp)]() mutable { done(std::move(resp)); });
   }
 
-  // "" or whose certificate ended the handshake, in words an operator acts on. curl's own text says
-  // "certificate has expired" for the server's and for ours alike (ours comes back as the server's
-  // TLS alert, read as a receive error); which one it was decides which file to renew.
+  // "" when no certificate ended the handshake; else the error, beginning with whose certificate
+  // it was in words an operator acts on. curl's own text says "certificate has expired" for the
+  // server's and for ours alike (ours comes back as the server's TLS alert, read as a receive
+  // error); which one it was decides which file to renew.
   static std::string certificate_problem(CURLcode code, const std::string& text) {
     switch (code) {
       case CURLE_PEER_FAILED_VERIFICATION:
       case CURLE_SSL_ISSUER_ERROR:
       case CURLE_SSL_PINNEDPUBKEYNOTMATCH:
-        return "the server's certificate is not trusted";
+        return "the server's certificate is not trusted: " + text;
       case CURLE_SSL_CERTPROBLEM:
-        return "the client certificate cannot be used";
+        return "the client certificate cannot be used: " + text;
       case CURLE_SSL_CACERT_BADFILE:
-        return "the CA certificate cannot be read";
+        return "the CA certificate cannot be read: " + text;
       default:
         break;
     }
+    // A refusal's alert name says it all; OpenSSL's "SSL_read: ... error:0A000415" around it does
+    // not (it made doctor's finding three lines long).
     // OpenSSL's names of the alerts a server sends about the client's certificate (RFC 8446 6.2).
     static const char* const refused[] = {"alert bad certificate", "alert certificate expired", "alert certificate revoked",
                                           "alert certificate unknown", "alert unknown ca", "alert unsupported certificate",

@@ -67,8 +67,7 @@ void check_pattern(const Spec& spec, const std::string& v, const PatternCheck& c
 std::string number_text(const Spec& spec, double v) {
   if (spec.type == Type::duration) return display(spec, json(v));
   if (v == std::floor(v) && std::abs(v) < 1e15) return std::to_string(static_cast<long long>(v));
-  std::string s = json(v).dump();
-  return s;
+  return json(v).dump();
 }
 
 bool in_range(const Spec& spec, double v) {
