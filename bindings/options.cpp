@@ -3,8 +3,12 @@
 
 #include <algorithm>
 #include <cmath>
+#include <filesystem>
 
 #include "bindings/lua.hpp"
+#include "bindings/runtime.hpp"
+#include "bindings/vm.hpp"
+#include "engine/core/errors.hpp"
 #include "engine/core/text.hpp"
 #include "engine/params/params.hpp"
 
@@ -107,7 +111,59 @@ int l_seconds(lua_State* L) {
   return 1;
 }
 
-const luaL_Reg kCheck[] = {{"options", l_options}, {"seconds", l_seconds}, {nullptr, nullptr}};
+// check.params(runbook, {"name=value", ...}) → params | nil, err: another runbook's params resolved
+// as `engine run RUNBOOK -e ...` would resolve them, before anything is handed to it (a Job that
+// runs it, seed 004's chain). runbook: a path, relative to the calling runbook's directory. A file
+// that is not a runbook raises (the runbooks shipped together are out of step); a value its params
+// refuse is the caller's input: nil and the refusal, as `engine run` words it.
+int l_params(lua_State* L) {
+  std::string path = luaL_checkstring(L, 1);
+  luaL_checktype(L, 2, LUA_TTABLE);
+  std::vector<std::pair<std::string, std::string>> given;
+  for (lua_Integer i = 1, n = static_cast<lua_Integer>(lua_rawlen(L, 2)); i <= n; ++i) {
+    lua_rawgeti(L, 2, i);
+    if (lua_type(L, -1) != LUA_TSTRING) return luaL_error(L, "check.params: item %d must be a name=value string", static_cast<int>(i));
+    std::string item = lua_tostring(L, -1);
+    lua_pop(L, 1);
+    auto eq = item.find('=');
+    if (eq == std::string::npos || eq == 0) {
+      lua_pushnil(L);
+      lua_pushfstring(L, "'%s': expected name=value", item.c_str());
+      return 2;
+    }
+    given.emplace_back(item.substr(0, eq), item.substr(eq + 1));
+  }
+  Vm& vm = vm_of(L);
+  if (std::filesystem::path(path).is_relative()) path = (std::filesystem::path(vm.runbook_dir) / path).string();
+  std::string raised, refused;
+  nlohmann::json params;
+  {
+    // Its own Lua state: the other runbook's top level declares into it, not into this run.
+    Runtime other(vm.stdlib_dir);
+    try {
+      other.load(path);
+    } catch (const std::exception& e) {
+      raised = e.what();
+    }
+    if (raised.empty()) {
+      try {
+        params = other.resolve_params(given);
+      } catch (const ConfigError& e) {
+        refused = e.what();
+      }
+    }
+  }
+  if (!raised.empty()) return luaL_error(L, "check.params: %s", raised.c_str());
+  if (!refused.empty()) {
+    lua_pushnil(L);
+    lua_pushstring(L, refused.c_str());
+    return 2;
+  }
+  push_json(L, params);
+  return 1;
+}
+
+const luaL_Reg kCheck[] = {{"options", l_options}, {"seconds", l_seconds}, {"params", l_params}, {nullptr, nullptr}};
 
 int open_module(lua_State* L) {
   new_lib(L, kCheck);

@@ -2,6 +2,7 @@
 -- seeding its chain, here one Job): named for the target, so a second detection finds it and
 -- creates nothing. What it runs is k8s-upgrade.lua with the inventory and SSH key the deploy/
 -- manifests provide, its records in the cluster (--state-dir k8s://NAMESPACE) under the Job's name.
+local check = require "engine.check"
 local k8s = require "engine.k8s"
 
 local M = {}
@@ -11,18 +12,24 @@ function M.name(target)
   return "k8s-upgrade-v" .. target:gsub("%.", "-")
 end
 
+-- The k8s-upgrade params the Job gives (each one an -e).
+local function upgrade_params(p, target, kind)
+  local out = { "version=" .. target, "kind=" .. kind,
+    -- A maintenance window in job_params: the pod waits for it (a pod that stopped is not resumed in the next).
+    "window_wait=true",
+    -- The claim keeps the snapshots (deploy/snapshots.yaml): the three newest, so it never fills.
+    "snapshot_keep=3" }
+  for _, extra in ipairs(p.job_params) do out[#out + 1] = extra end
+  return out
+end
+
 --- job(p, target, kind) → the Job object.
 function M.job(p, target, kind)
   -- The run's records in the cluster, under the Job's own name: the Job's next pod (this one was
   -- evicted, by its own drain perhaps) runs the same command and goes on where it stopped.
   local args = { "run", "/usr/share/engine/runbooks/k8s-upgrade.lua", "-i", "/etc/engine/inventory/inventory.yml",
-    "--state-dir", "k8s://" .. p.job_namespace, "--run-id", M.name(target), "-e", "version=" .. target, "-e", "kind=" .. kind,
-    -- A maintenance window in job_params: the pod waits for it (a pod that stopped is not resumed in the next).
-    "-e", "window_wait=true",
-    -- The claim keeps the snapshots (deploy/snapshots.yaml): the three newest, so it never fills.
-    "-e", "snapshot_keep=3" }
-  for _, extra in ipairs(p.job_params) do
-    if not extra:find("=", 1, true) then error("job_params: '" .. extra .. "' is not name=value", 0) end
+    "--state-dir", "k8s://" .. p.job_namespace, "--run-id", M.name(target) }
+  for _, extra in ipairs(upgrade_params(p, target, kind)) do
     args[#args + 1] = "-e"
     args[#args + 1] = extra
   end
@@ -88,6 +95,13 @@ function M.ensure(p, target, kind)
     return
   end
   if gerr ~= "not found" then error(string.format("reading Job %s/%s: %s", p.job_namespace, name, tostring(gmsg or gerr)), 0) end
+  -- Its params checked here, against the k8s-upgrade.lua shipped beside this runbook (the image's
+  -- own): a value it refuses would fail the Job's pod at once (exit 2, no retry), seen only by
+  -- whoever looks at the Job.
+  local _, perr = check.params("k8s-upgrade.lua", upgrade_params(p, target, kind))
+  if perr then
+    error(string.format("job_params: k8s-upgrade.lua would refuse the Job's params: %s; no Job created", perr), 0)
+  end
   -- A Job whose claim is missing would wait in Pending for ever, found only when someone looks.
   local claim, cerr, cmsg = k8s.get("persistentvolumeclaims", p.job_snapshot_claim, { namespace = p.job_namespace })
   if not claim then

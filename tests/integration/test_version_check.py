@@ -54,6 +54,15 @@ class OnAnOldPatch(VersionCheckCase):
         # Not before the claim its etcd snapshot goes to exists (test_1's dry run found it missing).
         k = self.kubectl("apply", "--validate=false", "-f", os.path.join(ROOT, "deploy", "snapshots.yaml"))
         self.assertEqual(k.returncode, 0, k.stderr)
+        # Params k8s-upgrade.lua would refuse: no Job (its pod would fail at once, exit 2, seen
+        # only by whoever looks at the Job); the refusal names the param, as engine run would.
+        for bad, said in (("workers_at_once=150%", "param 'workers_at_once' expects a count such as 3 or a percentage"),
+                          ("worker_at_once=1", "unknown param 'worker_at_once' (did you mean 'workers_at_once'?)"),
+                          ("canary", "'canary': expected name=value")):
+            r = self.check("-e", "create_job=true", "-e", f"job_params={bad}")
+            self.assertEqual(r.returncode, 1, r.stdout[-3000:])
+            self.assertIn(f"job_params: k8s-upgrade.lua would refuse the Job's params: {said}", r.stderr)
+            self.assertIn("No resources found", self.kubectl("get", "jobs", "-n", "engine").stderr)
         first = self.check("-e", "create_job=true", "-e", "job_params=workers_at_once=10%")
         self.assertEqual(first.returncode, 0, first.stdout[-3000:] + first.stderr[-2000:])
         self.assertIn("created the upgrade Job job=engine/k8s-upgrade-v1-33-5", first.stdout)

@@ -111,6 +111,26 @@ TEST_CASE("engine.check: unknown options and durations, named where the runbook 
   )") == "");
 }
 
+TEST_CASE("engine.check.params resolves another runbook's params as engine run -e would") {
+  std::string upgrade = std::string(ENGINE_RUNBOOKS_DIR) + "/k8s-upgrade.lua";
+  CHECK(run(R"(
+    local check = require "engine.check"
+    local up = ")" + upgrade + R"("
+    local p = assert(check.params(up, { "version=1.34.3", "kind=minor", "workers_at_once=10%" }))
+    assert(p.version == "1.34.3" and p.workers_at_once == "10%" and p.canary == 1)
+    local none, err = check.params(up, { "version=1.34.3", "kind=minor", "workers_at_once=150%" })
+    assert(none == nil and err:find("param 'workers_at_once' expects a count", 1, true), err)
+    none, err = check.params(up, { "version=1.34.3" })
+    assert(none == nil and err:find("missing required param 'kind'", 1, true), err)
+    none, err = check.params(up, { "kind" })
+    assert(none == nil and err == "'kind': expected name=value", err)
+    local ok, raised = pcall(check.params, "/nonexistent/x.lua", {})
+    assert(not ok and raised:find("check.params: /nonexistent/x.lua: no such runbook file", 1, true), raised)
+    ok, raised = pcall(check.params, up, { 1 })
+    assert(not ok and raised:find("item 1 must be a name=value string", 1, true), raised)
+  )") == "");
+}
+
 TEST_CASE("failures within max_failures are reported; beyond it the call raises and stops admitting") {
   CHECK(run(R"(
     local fleet = require "engine.fleet"

@@ -19,5 +19,15 @@ function check.options(opts, allowed, what, depth) end
 ---@param depth? integer
 ---@return number|nil
 function check.seconds(value, what, field, depth) end
+--- Another runbook's params, resolved as `engine run RUNBOOK -e name=value ...` would resolve
+--- them (defaults, types, ranges, patterns, required ones), before they are handed to it (a Job
+--- that will run it). runbook: a path, relative to the calling runbook's directory.
+--- Returns nil and the refusal, worded as engine run's, for a value it refuses; raises when the
+--- file is not a runbook, or an item is not a string. Since 0.2.
+---@param runbook string
+---@param given string[]   "name=value" items
+---@return table|nil params
+---@return string|nil err
+function check.params(runbook, given) end
 
 return check
