@@ -85,13 +85,14 @@ return runbook {
     for _, f in ipairs(findings) do wn, wf = math.max(wn, #(f.node or "cluster")), math.max(wf, #f.name) end
     local row = "  %-" .. wn .. "s %-" .. wf .. "s %s"
     for i, f in ipairs(findings) do
-      count[f.severity] = count[f.severity] + 1
+      local first = group(findings[i - 1]) ~= group(f)
+      -- Counted as the table shows them: one node's nine expired certificates are one finding.
+      if first then count[f.severity] = count[f.severity] + 1 end
       if f.severity ~= current then
         current = f.severity
         lines[#lines + 1] = ""
         lines[#lines + 1] = f.severity:upper()
       end
-      local first = group(findings[i - 1]) ~= group(f)
       lines[#lines + 1] = string.format(row, first and (f.node or "cluster") or "", first and f.name or "", f.evidence)
       if group(findings[i + 1]) ~= group(f) then
         lines[#lines + 1] = string.format(row, "", "", "see: " .. (f.see or "-") .. (f.runbook and ("   fix: " .. f.runbook) or ""))

@@ -2,6 +2,7 @@
 -- cert-check.lua is the fuller version (served certificates, CAs, timers).
 local fleet = require "engine.fleet"
 local certs = require "std.certs"
+local text = require "std.text"
 
 return runbook {
   name = "cert-report",
@@ -20,11 +21,12 @@ return runbook {
       end
     end)
     table.sort(rows, function(a, b) return a.days < b.days end)
-    local due = {}
+    local due, table_rows = {}, { { "NODE", "CERTIFICATE", "DAYS LEFT" } }
     for _, r in ipairs(rows) do
-      print(string.format("%-8s %-28s %5d days", r.host, r.name, r.days))
+      table_rows[#table_rows + 1] = { r.host, r.name, r.days }
       if r.days < p.warn_days then due[#due + 1] = r.host .. " " .. r.name end
     end
+    print(text.columns(table_rows, { right = { [3] = true } }))  -- as wide as the longest node name
     if #due > 0 then fail("%d certificates have fewer than %d days left: %s", #due, p.warn_days, table.concat(due, ", ")) end
   end,
 }
