@@ -135,17 +135,24 @@ def reboot(args):
 
 def du(args):
     """du over the simulated disk, in KiB: `du -x -d 1 /var` (the journal under /var/log, apt's cache
-    under /var/cache, image layers, snaps and what disk-full wrote under /var/lib) and `du -s DIR...`
+    under /var/cache, image layers, snaps and what disk-full wrote under /var/lib), `-d 2` the
+    directories within them (disk-full's fill as /var/lib/docker), and `du -s DIR...`
     for the directories cleanups free. Other forms are not simulated and say so."""
     d = disk()
     known = {"/var/log/journal": d["journal"], "/var/cache/apt": d["apt_cache"],
              "/var/lib/containerd": sum(d["images"].values()), "/var/lib/snapd": sum(d["snaps"].values()),
              "/var/lib/etcd": 0}
-    paths = [a for a in args if not a.startswith("-") and a != "1"]
+    paths = [a for a in args if not a.startswith("-") and a not in ("1", "2")]
     depth = "-d" in args or any(a.startswith("-") and not a.startswith("--") and "d" in a for a in args)
     if paths == ["/var"] and depth:
+        # What disk-full's fill stands for: a directory no cleanup knows (an old runtime's data).
+        inner = {"/var/log/journal": d["journal"], "/var/cache/apt": d["apt_cache"], "/var/lib/containerd":
+                 sum(d["images"].values()), "/var/lib/snapd": sum(d["snaps"].values()), "/var/lib/docker": d["fill"]}
         rows = {"/var/log": d["journal"], "/var/cache": d["apt_cache"],
                 "/var/lib": sum(d["images"].values()) + sum(d["snaps"].values()) + d["fill"]}
+        if "2" in args:
+            for path, size in inner.items():
+                print(f"{size // 1024}\t{path}")
         for path, size in rows.items():
             print(f"{size // 1024}\t{path}")
         print(f"{sum(rows.values()) // 1024}\t/var")

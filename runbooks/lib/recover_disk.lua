@@ -42,6 +42,19 @@ function M.triage(h)
   return out
 end
 
+--- deeper(host) → the biggest directories two levels under /var ("/var/lib/docker 51200 MiB"):
+--- where seed 002's forensics went next by hand (du -sh /var/lib/*), for a disk no cleanup freed.
+function M.deeper(h)
+  local r = remote.must(h, "du -x -d 2 /var 2>/dev/null | sort -rn | head -n 24",
+    { read_only = true, what = "du -x -d 2 /var" })
+  local out = {}
+  for size, dir in r.stdout:gmatch("(%d+)%s+(%S+)") do
+    if select(2, dir:gsub("/", "")) == 3 and tonumber(size) >= 1024 and #out < 5 then out[#out + 1] = dir .. " " .. mib(tonumber(size) * 1024) end
+  end
+  if #out == 0 then out[1] = "nothing of 1 MiB or more" end
+  return out
+end
+
 --- CLEANUPS: in seed 002's order, safest first. Never /var/lib/etcd, never /etc/kubernetes.
 M.CLEANUPS = {
   { name = "journal", what = "journalctl --vacuum-time", estimate = "journal",
@@ -90,9 +103,9 @@ function M.clean(h, p)
   local now = M.usage(h)
   if now.used > p.target_used and not http.dry_run() then
     local t = M.triage(h)
-    error(string.format("/ is still %d%% used after every cleanup (target %d%%): biggest under /var: %s. " ..
+    error(string.format("/ is still %d%% used after every cleanup (target %d%%): biggest under /var: %s; within them: %s. " ..
       "Nothing else was touched (never /var/lib/etcd or /etc/kubernetes): free space by hand or grow the disk",
-      now.used, p.target_used, table.concat(t.top, ", ")), 0)
+      now.used, p.target_used, table.concat(t.top, ", "), table.concat(M.deeper(h), ", ")), 0)
   end
   return rows
 end
