@@ -139,6 +139,7 @@ struct FleetRun : std::enable_shared_from_this<FleetRun> {
   // hosts finish; the rest wait for a resume in the next window).
   bool window_shut() {
     if (!window || window->open_at(std::time(nullptr))) return false;
+    if (vm->dry_run && window_wait && window->opens_at(std::time(nullptr))) return false;  // window_waits() said it
     window_closed_at = std::time(nullptr);
     rollout.stop();
     log::emit(log::Level::warn, parent.task->host, "the maintenance window is closed: no new host starts", json{{"window", window->text()}});
@@ -154,6 +155,13 @@ struct FleetRun : std::enable_shared_from_this<FleetRun> {
       return window_said = false;
     auto opens = window->opens_at(now);
     if (!opens) return false;  // it never opens: window_shut() stops the rollout, saying so
+    if (vm->dry_run) {  // hours of waiting for a plan: said once, the plan goes on as if it had opened
+      if (!window_said)
+        log::emit(log::Level::warn, parent.task->host, "dry-run: the maintenance window is closed; a real run waits until it opens",
+                  json{{"window", window->text()}, {"opens_at", fleet::utc_text(*opens)}});
+      window_said = true;
+      return false;
+    }
     if (!window_said)
       log::emit(log::Level::warn, parent.task->host, "the maintenance window is closed: no new host starts until it opens",
                 json{{"window", window->text()}, {"opens_at", fleet::utc_text(*opens)}});
@@ -201,13 +209,24 @@ struct FleetRun : std::enable_shared_from_this<FleetRun> {
 
   void gate_done(bool passed, const std::string& why) {
     if (closed) return;
+    bool assumed = vm->dry_run && !passed;
+    if (assumed) {
+      // Nothing changed, so nothing would come of waiting: said, and the plan goes on as a real
+      // run would once the gate passes.
+      log::emit(log::Level::warn, parent.task->host, "dry-run: the gate holds admission now; a real run waits for it",
+                json{{"why", why}, {"gate_timeout", rollout.policy().gate_timeout}});
+      passed = true;
+    }
     auto answer = rollout.gate_result(passed, why, Clock::now());
     if (answer != fleet::Rollout::Gate::again) {
       run::report().span("gate", parent.task->host, "gate before the next host", gate_since,
-                         answer == fleet::Rollout::Gate::passed ? "passed" : rollout.gate_failure());
+                         assumed ? "held now (dry run): " + why
+                         : answer == fleet::Rollout::Gate::passed ? "passed" : rollout.gate_failure());
       gate_since = -1;
     }
-    if (passed) {
+    if (passed && assumed) {
+      held_why.reset();
+    } else if (passed) {
       log::emit(log::Level::info, parent.task->host, "gate passed",
                 json{{"times", answer == fleet::Rollout::Gate::passed ? rollout.policy().gate_passes : rollout.gate_streak()},
                      {"of", rollout.policy().gate_passes}});

@@ -79,6 +79,9 @@ fleet::Rollout read_policy(lua_State* L, size_t total, size_t at_once, size_t bu
   if (p.gate_interval < 0 || p.gate_retry < 0) luaL_error(L, "fleet.each: gate_interval and gate_retry must be 0 or more seconds");
   p.gate_passes = static_cast<int>(opt_number(L, opts, "gate_passes", 1));
   if (p.gate_passes < 1) luaL_error(L, "fleet.each: gate_passes must be at least 1");
+  // A dry run changes nothing for a pause or a second pass of the gate to wait for: the gate is
+  // asked once a host (what it says now is the plan's news) and nothing pauses.
+  if (vm_of(L).dry_run) p.pause = 0, p.gate_passes = 1;
   int t = lua_getfield(L, opts, "between");
   if (t == LUA_TFUNCTION) *gate_ref = luaL_ref(L, LUA_REGISTRYINDEX), p.gated = true;
   else if (t != LUA_TNIL) luaL_error(L, "fleet.each: between must be a function(next_host) returning true or nil, why");

@@ -133,6 +133,8 @@ function M.gate(check, passes, interval, timeout)
   local deadline, row, why = time.monotonic() + timeout, 0, nil
   while true do
     local ok, reason = check()
+    -- A dry run changed nothing to wait for: what the check says now is the answer.
+    if http.dry_run() then return ok and true or nil, reason end
     if ok then
       row = row + 1
       if row >= passes then return true end
@@ -150,9 +152,9 @@ M.PARAMS = {
     help = "release tarball URL, {version} filled in (default: the hosts' etcd_download_url var, else etcd's GitHub releases)" },
   sha256 = { type = "string", pattern = "^%x+$", help = "the tarball's sha256 (default: from SHA256SUMS beside it)" },
   health_timeout = { type = "duration", default = "3m", help = "for a member to pass the gate" },
-  health_passes = { type = "integer", default = 3, help = "gate passes in a row" },
+  health_passes = { type = "integer", min = 1, default = 3, help = "gate passes in a row" },
   health_interval = { type = "duration", default = "2s" },
-  max_raft_lag = { type = "integer", default = 1000, help = "raft entries a member may be behind the leader and pass" },
+  max_raft_lag = { type = "integer", min = 0, default = 1000, help = "raft entries a member may be behind the leader and pass" },
 }
 
 --- params(own) → own with M.PARAMS added (own's entries win).

@@ -117,5 +117,36 @@ end }
                          ["etcd unhealthy"] * 3 + ["node w1 is NotReady"], logged)
 
 
+    DRY_RB = """local fleet = require "engine.fleet"
+return runbook { name = "dry-gate", params = { window = { type = "string" } }, run = function(p, inv)
+  local asked = 0
+  fleet.each(inv:hosts("all"), { at_once = 1, gate_passes = 3, gate_interval = 600, pause = 600, window = p.window,
+    window_wait = true, between = function()
+      asked = asked + 1
+      if asked == 1 then return nil, "node w1 is NotReady" end
+      return true
+    end }, function(h) print("RAN " .. h.name) end)
+  print("ASKED " .. asked)
+end }
+"""
+
+    def test_a_dry_run_asks_the_gate_once_a_host_and_waits_for_nothing(self):
+        # Nothing changed in a dry run, so a pause, a second pass or a closed window would come to
+        # nothing but time: 600 s of each here, the run bounded by the call's 60 s.
+        import datetime
+        opens = datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(hours=2)
+        window = f"daily {opens:%H}:00-{(opens + datetime.timedelta(hours=1)):%H}:00"
+        rb = os.path.join(self.state, "dry-gate.lua")
+        with open(rb, "w") as f:
+            f.write(self.DRY_RB)
+        r = self.run_rb(rb, "-i", "a,b,c,", "-e", f"window={window}", "--dry-run")
+        out = r.stdout + r.stderr
+        self.assertEqual(r.returncode, 0, out)
+        self.assertEqual(re.findall(r"RAN (\w)", r.stdout), ["a", "b", "c"])
+        self.assertIn("ASKED 2", r.stdout)  # once before b, once before c
+        self.assertRegex(out, r'dry-run: the gate holds admission now; a real run waits for it .*why="node w1 is NotReady"')
+        self.assertRegex(out, r"dry-run: the maintenance window is closed; a real run waits until it opens .*opens_at=")
+
+
 if __name__ == "__main__":
     unittest.main()
