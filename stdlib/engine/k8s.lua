@@ -111,13 +111,40 @@ function M.list(kind, opts)
   return items, rv
 end
 
-local function write(method, kind, namespace, name, body, content_type, sub, q)
+-- A patch as one short line for the plan ("spec.unschedulable=true"; a JSON patch's "replace
+-- /spec/unschedulable=false"): two PATCHes of one node say which is the cordon and which the uncordon.
+local function patch_text(body, ptype)
+  local parts = {}
+  local function value(v)
+    local t = type(v) == "string" and v or http.json_encode(v)
+    return #t > 60 and (t:sub(1, 57) .. "...") or t
+  end
+  if ptype == "json" then
+    for _, op in ipairs(body) do parts[#parts + 1] = op.op .. " " .. op.path .. (op.value ~= nil and ("=" .. value(op.value)) or "") end
+  else
+    local function walk(t, prefix)
+      local keys = {}
+      for k in pairs(t) do keys[#keys + 1] = tostring(k) end
+      table.sort(keys)
+      for _, k in ipairs(keys) do
+        local v = t[k]
+        if type(v) == "table" and next(v) ~= nil and #v == 0 then walk(v, prefix .. k .. ".") else parts[#parts + 1] = prefix .. k .. "=" .. value(v) end
+      end
+    end
+    walk(body, "")
+  end
+  local text = table.concat(parts, ", ")
+  return #text > 200 and (text:sub(1, 197) .. "...") or text
+end
+
+local function write(method, kind, namespace, name, body, content_type, sub, q, ptype)
   local res, err, msg = resource(kind)
   if not res then return nil, err, msg end
   local path = path_for(res, namespace, name, sub) .. (q or "")
   if api.dry_run() then
     api.writing(method, path)  -- a read_only runbook's write is refused in a dry run too
-    log.info("dry-run: would " .. method, { kind = res.kind, name = name or (body.metadata and body.metadata.name), namespace = namespace })
+    log.info("dry-run: would " .. method, { kind = res.kind, name = name or (body.metadata and body.metadata.name), namespace = namespace,
+      patch = method == "PATCH" and ptype ~= "apply" and patch_text(body, ptype) or nil })
     return body
   end
   local status, out, m = api.call(method, path, body, { content_type = content_type })
@@ -176,7 +203,7 @@ function M.patch(kind, name, patch, opts)
   local res, err, msg = resource(kind)
   if not res then return nil, err, msg end
   local q = ptype == "apply" and query { fieldManager = opts.field_manager or "engine", force = opts.force and "true" or nil } or ""
-  return write("PATCH", kind, ns_of(res, opts), name, patch, ct, opts.subresource, q)
+  return write("PATCH", kind, ns_of(res, opts), name, patch, ct, opts.subresource, q, ptype)
 end
 
 --- delete(kind, name, {namespace, grace_period}) → true | nil, err ("not found" when it is gone)
@@ -304,6 +331,15 @@ function M.nodes()
   return out
 end
 
+-- Nodes a dry run would have cordoned: the node's own record still says schedulable, and the
+-- uncordon that would follow belongs in the plan too.
+local would_cordon = {}
+
+--- would_be_cordoned(node) → true when this dry run would have cordoned it (always false in a real run).
+function M.would_be_cordoned(node)
+  return api.dry_run() and would_cordon[node_name(node, "k8s.would_be_cordoned")] == true
+end
+
 --- cordon(node) → true | nil, err. A node already cordoned by someone else stays theirs.
 function M.cordon(node)
   node = node_name(node, "k8s.cordon")
@@ -316,7 +352,7 @@ function M.cordon(node)
   local ok, e2, m2 = M.patch("nodes", node, {
     metadata = { annotations = { [M.CORDONED_BY] = api.identity() } }, spec = { unschedulable = true } })
   if not ok then return nil, e2, m2 end
-  if not api.dry_run() then log.info("cordoned", { node = node }) end
+  if api.dry_run() then would_cordon[node] = true else log.info("cordoned", { node = node }) end
   return true
 end
 
@@ -327,7 +363,9 @@ function M.uncordon(node, opts)
   local n, err, msg = M.get("nodes", node)
   if not n then return nil, err, msg end
   local by = (n.metadata.annotations or {})[M.CORDONED_BY]
-  if not (n.spec or {}).unschedulable then return true end
+  local planned = would_cordon[node] and api.dry_run()  -- cordoned by this dry run, as far as the plan goes
+  if planned then by, would_cordon[node] = api.identity(), nil end
+  if not (n.spec or {}).unschedulable and not planned then return true end
   if by ~= api.identity() and not (opts and opts.force) then
     return nil, "not ours", string.format("node %s was cordoned by %s, not by this run; uncordon it with {force = true}",
       node, by or "an operator")

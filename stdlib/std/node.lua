@@ -51,6 +51,7 @@ function M.uncordoned()
     holds = function(h)
       local n, err, msg = k8s.get("nodes", h.name)
       if not n then return false, msg or err end
+      if k8s.would_be_cordoned(h) then return false, "cordoned by this dry run" end
       return (n.spec or {}).unschedulable ~= true, "cordoned"
     end,
     apply = function(h)

@@ -40,6 +40,9 @@ return runbook {
         local ro = assert(h:exec("uname -n", { read_only = true }))
         assert(not ro.dry_run and ro.code == 0)  -- reads happen for real
       end)
+      -- The node still says schedulable (nothing was cordoned), yet the uncordon a real run makes
+      -- belongs in the plan.
+      step("uncordon", function() assert(k8s.uncordon(h.name)) end)
     end)
   end,
 }
@@ -84,7 +87,11 @@ class TestDryRun(unittest.TestCase):
             # Each change is in the plan, under its host and step.
             plan = r.stdout[r.stdout.index("PLAN (dry run: nothing was changed)"):]
             self.assertRegex(plan, r"\(run\)\n    step announce\n      would PUT to the Pushgateway job=upgrade")
-            self.assertRegex(plan, r"  w1\n    step drain\n      would PATCH kind=Node name=w1\n      would evict pod=default/web-1")
+            # Each PATCH says what it changes: the cordon, then the uncordon.
+            self.assertRegex(plan, r"  w1\n    step drain\n      would PATCH kind=Node name=w1 patch=metadata.annotations."
+                                   r"engine.dev/cordoned-by=\S+, spec.unschedulable=true\n      would evict pod=default/web-1")
+            self.assertRegex(plan, r"    step uncordon\n      would PATCH kind=Node name=w1 patch=replace /spec/unschedulable=false, "
+                                   r"remove /metadata/annotations/engine.dev~1cordoned-by\n")
             self.assertRegex(plan, r"    step packages\n      would run cmd=touch \S+-w1 sudo=false\n      would write path=\S+-w1.conf sudo=false")
             self.assertNotIn("uname", plan)
             self.assertIn("RECAP", r.stdout)

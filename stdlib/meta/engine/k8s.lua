@@ -219,6 +219,12 @@ function k8s.cordon(node) end
 ---@param opts? engine.k8s.UncordonOptions
 ---@return true|nil, string|nil, string|nil
 function k8s.uncordon(node, opts) end
+--- True when this dry run would have cordoned the node (its record still says schedulable): an
+--- operation's check that it is uncordoned asks this, so the uncordon a real run makes is in the
+--- plan. Always false in a real run.
+---@param node string|engine.k8s.Object  a node name or Node object
+---@return boolean
+function k8s.would_be_cordoned(node) end
 
 --- Puts a taint whose value is this run's identity (as the cordon annotation is): PreferNoSchedule
 --- by default. nil, "held" when a taint of that key and effect is someone else's. Yields.
