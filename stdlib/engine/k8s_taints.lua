@@ -16,6 +16,10 @@ local function owner()
 end
 
 return function(M, node_name)
+  -- Taints a dry run would have put ("node\0key\0effect"): the node's record does not have them,
+  -- and their removal belongs in the plan too.
+  local would_taint = {}
+
   local function find(n, key, effect)
     for _, t in ipairs((n.spec or {}).taints or {}) do
       if t.key == key and t.effect == effect then return t end
@@ -63,7 +67,10 @@ return function(M, node_name)
     if api.dry_run() then  -- the plan says it in words; nothing is written
       local n, err, msg = M.get("nodes", node)
       if not n then return nil, err, msg end
-      if not find(n, key, effect) then log.info("dry-run: would taint", { node = node, taint = key .. ":" .. effect }) end
+      if not find(n, key, effect) then
+        log.info("dry-run: would taint", { node = node, taint = key .. ":" .. effect })
+        would_taint[node .. "\0" .. key .. "\0" .. effect] = true
+      end
       return true
     end
     local added = false
@@ -95,7 +102,9 @@ return function(M, node_name)
       local n, err, msg = M.get("nodes", node)
       if not n then return nil, err, msg end
       local t = find(n, key, effect)
-      if t and (t.value == owner() or (opts and opts.force)) then
+      local planned = would_taint[node .. "\0" .. key .. "\0" .. effect]
+      if planned or (t and (t.value == owner() or (opts and opts.force))) then
+        would_taint[node .. "\0" .. key .. "\0" .. effect] = nil
         log.info("dry-run: would untaint", { node = node, taint = key .. ":" .. effect })
       end
       return true

@@ -33,6 +33,7 @@ return runbook {
     push.configure { url = p.pgw }
     step("announce", function() assert(push.push("upgrade", {}, { in_flight = 1 })) end)
     fleet.each(inv:group("all"), function(h)
+      step("taint", function() assert(k8s.taint(h.name, "example.com/next")) end)
       step("drain", function() assert(k8s.drain(h.name, { ignore_daemonsets = true, timeout = 30 })) end)
       step("packages", function()
         local r = assert(h:exec("touch " .. p.marker .. "-" .. h.name))
@@ -43,6 +44,7 @@ return runbook {
       -- The node still says schedulable (nothing was cordoned), yet the uncordon a real run makes
       -- belongs in the plan.
       step("uncordon", function() assert(k8s.uncordon(h.name)) end)
+      step("untaint", function() assert(k8s.untaint(h.name, "example.com/next")) end)
     end)
   end,
 }
@@ -88,10 +90,13 @@ class TestDryRun(unittest.TestCase):
             plan = r.stdout[r.stdout.index("PLAN (dry run: nothing was changed)"):]
             self.assertRegex(plan, r"\(run\)\n    step announce\n      would PUT to the Pushgateway job=upgrade")
             # Each PATCH says what it changes: the cordon, then the uncordon.
-            self.assertRegex(plan, r"  w1\n    step drain\n      would PATCH kind=Node name=w1 patch=metadata.annotations."
+            self.assertRegex(plan, r"    step drain\n      would PATCH kind=Node name=w1 patch=metadata.annotations."
                                    r"engine.dev/cordoned-by=\S+, spec.unschedulable=true\n      would evict pod=default/web-1")
             self.assertRegex(plan, r"    step uncordon\n      would PATCH kind=Node name=w1 patch=replace /spec/unschedulable=false, "
                                    r"remove /metadata/annotations/engine.dev~1cordoned-by\n")
+            # Likewise the taint's removal, though the node never had it.
+            self.assertIn("    step taint\n      would taint node=w1 taint=example.com/next:PreferNoSchedule\n", plan)
+            self.assertIn("    step untaint\n      would untaint node=w1 taint=example.com/next:PreferNoSchedule\n", plan)
             self.assertRegex(plan, r"    step packages\n      would run cmd=touch \S+-w1 sudo=false\n      would write path=\S+-w1.conf sudo=false")
             self.assertNotIn("uname", plan)
             self.assertIn("RECAP", r.stdout)
