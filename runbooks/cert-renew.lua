@@ -84,7 +84,7 @@ return runbook {
     fleet.each(due_nodes, { at_once = 1 }, function(h)
       local node_plan = plan[h.name]
       local backup = step("backup", function() return renew.backup(h, p) end)
-      if backup then log.info("backup of the node's PKI and kubeconfigs", { node = h.name, dir = backup }) end
+      if backup and not http.dry_run() then log.info("backup of the node's PKI and kubeconfigs", { node = h.name, dir = backup }) end
       local renewed_at = step("renew", function() return renew.renew(h, node_plan) end,
         { probe = function() return renew.already_renewed(h, node_plan) end })
       for _, comp in ipairs(renew.restart_order(h, node_plan)) do

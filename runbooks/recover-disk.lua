@@ -83,9 +83,11 @@ return runbook {
           if is_cp[h.name] then find_route({ h }) end  -- the first one back carries the API for the rest
           disk.node_ready(h, p, since, api_ok)
         end)
-        local now = disk.usage(h)
-        -- print inside fleet.each already prefixes the host's name.
-        print(string.format("/ %d%% used, %d MiB free after %d cleanup(s)", now.used, now.avail // 1048576, #rows))
+        if not http.dry_run() then
+          local now = disk.usage(h)
+          -- print inside fleet.each already prefixes the host's name.
+          print(string.format("/ %d%% used, %d MiB free after %d cleanup(s)", now.used, now.avail // 1048576, #rows))
+        end
       end)
     end
 

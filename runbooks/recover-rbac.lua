@@ -69,7 +69,7 @@ local function role_op(name, rules, prune)
         if err ~= "not found" then error("ClusterRole " .. name .. ": " .. tostring(err), 0) end
         local ok, cerr, cmsg = k8s.create(want)
         if not ok then error("creating ClusterRole " .. name .. ": " .. tostring(cmsg or cerr), 0) end
-        log.warn("ClusterRole restored", { role = name, rules = #rules })
+        if not http.dry_run() then log.warn("ClusterRole restored", { role = name, rules = #rules }) end
         return
       end
       local missing = policy.missing_rules(have.rules, rules)
@@ -77,7 +77,7 @@ local function role_op(name, rules, prune)
       if not prune then for _, r in ipairs(missing) do have.rules[#have.rules + 1] = policy.cluster_role(name, { r }).rules[1] end end
       local ok, uerr, umsg = k8s.update(have)
       if not ok then error("updating ClusterRole " .. name .. ": " .. tostring(umsg or uerr), 0) end
-      log.warn("ClusterRole repaired", { role = name, added = #missing, pruned = prune })
+      if not http.dry_run() then log.warn("ClusterRole repaired", { role = name, added = #missing, pruned = prune }) end
     end,
   }
 end
@@ -112,7 +112,7 @@ local function binding_op(name, role, subject)
         local ok, uerr, umsg = k8s.update(b)
         if not ok then error("updating ClusterRoleBinding " .. name .. ": " .. tostring(umsg or uerr), 0) end
       end
-      log.warn("ClusterRoleBinding restored", { binding = name, role = role, subject = subject.name })
+      if not http.dry_run() then log.warn("ClusterRoleBinding restored", { binding = name, role = role, subject = subject.name }) end
     end,
   }
 end

@@ -46,7 +46,7 @@ return runbook {
             for _, f in ipairs(strays) do files[#files + 1] = kubeadm.quote(kubeadm.MANIFESTS .. "/" .. f) end
             kubeadm.run(host, "mkdir -p " .. kubeadm.quote(dir) .. " && mv -n " .. table.concat(files, " ") .. " " ..
               kubeadm.quote(dir) .. "/", { what = "moving " .. table.concat(strays, ", ") .. " to " .. dir })
-            log.info("moved out of the manifests directory", { files = table.concat(strays, ", "), to = dir })
+            if not http.dry_run() then log.info("moved out of the manifests directory", { files = table.concat(strays, ", "), to = dir }) end
           end,
         })
         -- No fact tells whether the kubelet re-read the directory since: restarted again on resume.

@@ -156,7 +156,7 @@ function M.renew(h, np)
   -- The node's clock to the nanosecond before kubeadm runs: a restart can follow within the same second
   -- (the restart probe compares container creation times against it).
   local r = remote.must(h, "date +%s.%N && " .. table.concat(cmd, " && "), { what = table.concat(cmd, "; "), timeout = 300 })
-  log.info("renewed", { node = h.name, certificates = table.concat(np.renew, " ") })
+  if not http.dry_run() then log.info("renewed", { node = h.name, certificates = table.concat(np.renew, " ") }) end
   return tonumber((r.stdout or ""):match("^%s*(%d+%.?%d*)")) or np.now
 end
 

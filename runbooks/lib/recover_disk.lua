@@ -97,8 +97,9 @@ function M.clean(h, p)
       return M.usage(h)
     end)
     rows[#rows + 1] = { cleanup = c.name, before = before.used, after = after.used, freed = after.avail - before.avail }
-    log.info("cleanup", { node = h.name, cleanup = c.name, used_before = before.used .. "%", used_after = after.used .. "%",
-      freed = mib(after.avail - before.avail) })
+    -- (a dry run freed nothing: its plan has the command, not figures that would mislead)
+    if not http.dry_run() then log.info("cleanup", { node = h.name, cleanup = c.name, used_before = before.used .. "%", used_after = after.used .. "%",
+      freed = mib(after.avail - before.avail) }) end
   end
   local now = M.usage(h)
   if now.used > p.target_used and not http.dry_run() then
@@ -163,6 +164,7 @@ end
 --- node_ready(host, p, since, api_ok): the Node Ready with a heartbeat after since, when the API
 --- answers (by the kubeconfig or a route through a node); said either way.
 function M.node_ready(h, p, since, api_ok)
+  if http.dry_run() then return end
   if since and api_ok then
     local n, err, msg = k8s.wait_node(h, { ready = true, heartbeat_after = since, timeout = p.ready_timeout })
     if not n then error("the Node after the kubelet restart: " .. tostring(msg or err), 0) end

@@ -235,6 +235,12 @@ class CertRenew(unittest.TestCase):
         lab("fault", "cp3", "certs-expiring", "--days", "10", "--dir", self.dir)
         try:
             before = {n: served_serial(self.ip[n], 6443) for n in ("cp1", "cp2", "cp3")}
+            # A dry run plans the renewal and says nothing was renewed or backed up.
+            d = self.renew("-e", "under_days=30", "--dry-run")
+            self.assertEqual(d.returncode, 0, d.stdout[-3000:] + d.stderr[-3000:])
+            self.assertIn("would run cmd=date +%s.%N && kubeadm certs renew", d.stdout)
+            self.assertNotRegex(d.stdout + d.stderr, r"INFO  \[cp3\] (renewed|backup of the node's PKI)")
+            self.assertEqual(served_serial(self.ip["cp3"], 6443), before["cp3"])
             etcd_before = served_serial(self.ip["cp3"], 2379)
             sched_before = served_serial(self.ip["cp3"], 10259)
             # The API answers between restarts: never are two API servers down at once.

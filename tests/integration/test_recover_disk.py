@@ -72,6 +72,13 @@ class RecoverDisk(LabClass):
         cut = self.kubectl("get", "nodes")
         self.assertNotEqual(cut.returncode, 0)
         self.assertIn("refused", cut.stderr)
+        # A dry run plans the cleanups and claims nothing done: no figures freed, no node back.
+        d = self.run_recover("--dry-run")
+        self.assertEqual(d.returncode, 0, d.stdout[-5000:] + d.stderr[-3000:])
+        self.assertIn("would run cmd=journalctl --vacuum-time=", d.stdout)
+        for claim in ("the node is back", "cleanup(s)", "freed="):
+            self.assertNotIn(claim, d.stdout + d.stderr)
+        self.assertTrue(all(self.used(n) == 100 for n in ("cp2", "cp3")))
         r = self.run_recover()
         self.assertEqual(r.returncode, 0, r.stdout[-5000:] + r.stderr[-3000:])
         # The run's own credentials through a tunnel to cp1's API server (cp1 has room; cp2 and cp3

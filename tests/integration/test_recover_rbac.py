@@ -52,6 +52,7 @@ class RecoverRbac(unittest.TestCase):
         dry = self.lb.engine("run", RECOVER, "--dry-run")
         self.assertEqual(dry.returncode, 0, dry.stdout[-3000:] + dry.stderr[-3000:])
         self.assertIn("would POST kind=ClusterRole name=system:kube-scheduler", dry.stdout)
+        self.assertNotIn("ClusterRole restored", dry.stdout + dry.stderr)  # a dry run restores nothing
         self.assertNotEqual(self.kubectl("get", "clusterrole", "system:kube-scheduler", check=False).returncode, 0)
         self.assertIsNone(self.pod_node("cron-1"))
         r = self.lb.engine("run", RECOVER)
