@@ -52,7 +52,10 @@ return runbook {
       fleet.each(hosts, { at_once = #hosts, max_failures = #hosts }, function(h)
         local ok, err = pcall(function()
           local apiserver = checks.node(p, h, is_cp[h.name], sv, out)
-          if is_cp[h.name] then cp[h.name] = { etcd = etcd_nodes.where(h), apiserver = apiserver } end
+          if is_cp[h.name] then
+            cp[h.name] = { etcd = etcd_nodes.where(h), apiserver = apiserver }
+            if cp[h.name].etcd == "none" then checks.etcd_unit(h, out) end
+          end
         end)
         if not ok then
           out[#out + 1] = { name = "node-unreadable", severity = "critical", node = h.name, evidence = tostring(err),

@@ -13,6 +13,7 @@ local policy = require "std.rbac_policy"
 local prometheus = require "engine.prometheus"
 local remote = require "std.remote"
 local semver = require "std.semver"
+local svc = require "std.etcd_service"
 
 local M = {}
 -- Where a stopped run is listed: on the machine that ran it, or in the cluster for a Job's
@@ -239,6 +240,29 @@ function M.node(p, h, is_cp, sv, out)
     end
   end
   return apiserver
+end
+
+--- etcd_unit(host, out): a control-plane node where etcd runs neither as a static Pod nor as an
+--- active etcd.service, though the unit is installed (etcd-to-systemd.lua moved it there): the
+--- member is down on this node, and the cluster check alone would say only that it does not answer.
+--- Its state and the journal's last lines are the finding's evidence.
+function M.etcd_unit(h, out)
+  local q = remote.quote
+  local r = remote.must(h, "systemctl is-enabled " .. q(svc.UNIT) .. " 2>/dev/null || true; echo '## active'; systemctl is-active " ..
+    q(svc.UNIT) .. " || true; echo '## journal'; journalctl -u " .. q(svc.UNIT) .. " --no-pager -n 3 2>/dev/null | tail -n 3",
+    { read_only = true, what = "systemctl is-enabled etcd and its journal" })
+  local enabled = r.stdout:match("^(%S+)")
+  if enabled ~= "enabled" and enabled ~= "disabled" then return end  -- no etcd.service here: external etcd, or none
+  local state = section(r.stdout, "active"):match("%S+") or "unknown"
+  local lines, last = {}, nil
+  for line in section(r.stdout, "journal"):gmatch("[^\n]+") do  -- a restart loop repeats one line
+    if line ~= last then lines[#lines + 1] = line end
+    last = line
+  end
+  local journal = table.concat(lines, "\n")
+  finding(out, "etcd-down", "critical", h.name, string.format("etcd.service is %s (%s), and no etcd static Pod runs here%s",
+    state, enabled, journal ~= "" and ("; its journal ends: " .. journal:gsub("\n", " | ")) or ""),
+    "systemctl status etcd; journalctl -u etcd -n 50")
 end
 
 --- control_plane(cp, out): the control-plane nodes (host → {etcd = etcd_nodes.where, apiserver =

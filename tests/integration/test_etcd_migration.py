@@ -299,6 +299,15 @@ class Migration(unittest.TestCase):
         self.assertEqual(lb.members(), before)
         moved = [e["host"] for e in lb.run_logs() if e["msg"] == "etcd manifest moved out of the kubelet's directory"]
         self.assertEqual(sorted(moved), sorted([first, first, second, second, third]))
+        # 4. Later the unit fails on its next start (its key unreadable to the etcd user): doctor
+        # names the node's etcd.service, in the words of its journal, beside the cluster's view.
+        lab("fault", third, "etcd-unit-fails", "--dir", lb.dir)
+        lb.ssh(third, "sudo systemctl restart etcd", check=False)
+        doc = lb.engine("run", DOCTOR)
+        self.assertEqual(doc.returncode, 1, doc.stdout[-3000:] + doc.stderr[-3000:])
+        self.assertRegex(doc.stdout, rf"{third}\s+etcd-down\s+etcd.service is \w+ \(enabled\), and no etcd static Pod runs "
+                                     r"here; its journal ends: .*server.key: permission denied")
+        self.assertIn("see: systemctl status etcd; journalctl -u etcd -n 50", doc.stdout)
 
     def test_4_sigkill_mid_migration_then_resume_migrates_each_node_exactly_once(self):
         lb = Lab(workers=0)
