@@ -40,7 +40,7 @@ return runbook {
     timer_days = { type = "integer", min = 1, default = 30, help = "the timer renews when a certificate has fewer days left" },
     timer_weekday = { type = "enum", values = { "Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun" }, default = "Mon",
       help = "the day the timers fire" },
-    timer_at = { type = "string", default = "03:00", help = "the first node's timer fires at HH:MM (node time)" },
+    timer_at = { type = "time", default = "03:00", help = "the first node's timer fires at HH:MM[:SS] (node time)" },
     timer_stagger = { type = "duration", default = "15m", help = "each next node's timer fires this much later" },
   },
   ---@param p params.cert_renew

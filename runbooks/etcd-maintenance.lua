@@ -31,7 +31,7 @@ return runbook {
   params = {
     mode = { type = "enum", values = { "install", "defrag" }, default = "install",
       help = "install the timers, or defragment every member now (one at a time, the leader last)" },
-    at = { type = "string", default = "03:00", pattern = "^%d%d?:%d%d:?%d?%d?$", help = "the first node's daily check, HH:MM[:SS]" },
+    at = { type = "time", default = "03:00", help = "the first node's daily check, HH:MM[:SS]" },
     stagger = { type = "duration", default = "20m", help = "each next node's check this much later" },
     threshold = { type = "integer", min = 0, max = 100, default = 30, help = "percent of the database that is free space before it is defragmented" },
     min_db_mb = { type = "integer", min = 0, default = 64, help = "a database smaller than this many MiB is left alone" },

@@ -28,7 +28,7 @@ return runbook {
     journal_max_use = { type = "string", default = "500M", pattern = "^%d+[KMG]?$", help = "journald's SystemMaxUse" },
     cleanup_vacuum_time = { type = "string", default = "7d", pattern = "^%d+[smhdw]?$", help = "the weekly timer's --vacuum-time" },
     cleanup_weekday = { type = "enum", values = { "Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun" }, default = "Sun" },
-    cleanup_at = { type = "string", default = "04:00", help = "the first node's timer fires at HH:MM (node time)" },
+    cleanup_at = { type = "time", default = "04:00", help = "the first node's timer fires at HH:MM[:SS] (node time)" },
     cleanup_stagger = { type = "duration", default = "10m", help = "each next node's timer fires this much later" },
     ready_timeout = { type = "duration", default = "3m", help = "for the pods, /readyz, etcd and the Node after the kubelet restart" },
     max_raft_lag = { type = "integer", min = 0, default = 1000, help = "raft entries an etcd member may trail the leader by" },

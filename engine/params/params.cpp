@@ -20,7 +20,7 @@ struct TypeName {
 };
 constexpr TypeName kTypes[] = {{Type::string, "string"},   {Type::integer, "integer"}, {Type::number, "number"},
                                {Type::boolean, "boolean"}, {Type::enumeration, "enum"}, {Type::list, "list"},
-                               {Type::duration, "duration"}, {Type::amount, "amount"}};
+                               {Type::duration, "duration"}, {Type::amount, "amount"}, {Type::time, "time"}};
 
 using text::lower;
 
@@ -139,6 +139,20 @@ std::optional<double> parse_duration(std::string_view text) {
   return total;
 }
 
+bool is_time_of_day(const std::string& text) {
+  // H or HH, then MM, then optionally SS: each field's digits exactly, within its range.
+  auto parts = text::split(text, ':');
+  if (parts.size() < 2 || parts.size() > 3) return false;
+  const int limits[] = {23, 59, 59};
+  for (size_t i = 0; i < parts.size(); ++i) {
+    const auto& f = parts[i];
+    if (f.empty() || f.size() > 2 || (i > 0 && f.size() != 2)) return false;
+    if (!std::all_of(f.begin(), f.end(), [](unsigned char c) { return std::isdigit(c); })) return false;
+    if (std::stoi(f) > limits[i]) return false;
+  }
+  return true;
+}
+
 json parse_value(const Spec& spec, const std::string& text, const PatternCheck& check) {
   switch (spec.type) {
     case Type::string:
@@ -162,6 +176,12 @@ json parse_value(const Spec& spec, const std::string& text, const PatternCheck& 
     case Type::amount: {
       std::string t = text::trim(text);
       if (!fleet::parse_amount(t)) bad(spec, "a count such as 3 or a percentage such as 10% (at most 100%)", text);
+      check_pattern(spec, t, check);
+      return t;
+    }
+    case Type::time: {
+      std::string t = text::trim(text);
+      if (!is_time_of_day(t)) bad(spec, "a time of day, HH:MM or HH:MM:SS (00:00 to 23:59:59)", text);
       check_pattern(spec, t, check);
       return t;
     }
@@ -222,6 +242,9 @@ json normalize_type(const Spec& spec, const json& v) {
       if (v.is_number_integer() && v.get<long long>() >= 0) return std::to_string(v.get<long long>());
       if (v.is_string() && fleet::parse_amount(v.get<std::string>())) return v;
       throw mismatch("a count or a percentage up to 100%");
+    case Type::time:
+      if (v.is_string() && is_time_of_day(v.get<std::string>())) return v;
+      throw mismatch("a time of day, HH:MM or HH:MM:SS");
     case Type::list:
       if (v.is_object() && v.empty()) return json::array();  // Lua's {} has no array/object distinction
       if (!v.is_array()) throw mismatch("a list");

@@ -16,7 +16,13 @@ using json = nlohmann::json;
 // amount: a count or a percentage ("3", "10%", at most 100%), kept as the string given: what
 // fleet.each's at_once and max_failures take, checked before the run instead of when the rollout
 // reaches it (after the control plane was upgraded).
-enum class Type { string, integer, number, boolean, enumeration, list, duration, amount };
+// time: a time of day, "HH:MM" or "HH:MM:SS" (00:00 to 23:59:59), kept as given: a timer's
+// OnCalendar. Checked with the other -e, where a bad one was refused only when the run reached its
+// timer, after the work it does first (cert-renew had renewed every node's certificates).
+enum class Type { string, integer, number, boolean, enumeration, list, duration, amount, time };
+
+// "03:00", "3:00:30" → true; "25:00", "03:60", "3", "03:00:" → false.
+bool is_time_of_day(const std::string& text);
 
 struct Spec {
   std::string name;

@@ -22,7 +22,7 @@
 ---@field ready_timeout number  for /readyz and etcd's health after a restart (seconds) (default: 120s)
 ---@field restart_timeout number  for the kubelet to stop, then start, one static pod (seconds) (default: 120s)
 ---@field timer boolean  install a weekly timer on each control-plane node that renews when a certificate is under timer_days (default: false)
----@field timer_at string  the first node's timer fires at HH:MM (node time) (default: 03:00)
+---@field timer_at string  the first node's timer fires at HH:MM[:SS] (node time) (default: 03:00)
 ---@field timer_days integer  the timer renews when a certificate has fewer days left (at least 1) (default: 30)
 ---@field timer_stagger number  each next node's timer fires this much later (seconds) (default: 900s)
 ---@field timer_weekday "Mon"|"Tue"|"Wed"|"Thu"|"Fri"|"Sat"|"Sun"  the day the timers fire (default: Mon)
@@ -199,7 +199,7 @@
 
 --- recover-disk: Free a full root disk in seed 002's order, bring the node's control plane back, prevent it
 ---@class params.recover_disk
----@field cleanup_at string  the first node's timer fires at HH:MM (node time) (default: 04:00)
+---@field cleanup_at string  the first node's timer fires at HH:MM[:SS] (node time) (default: 04:00)
 ---@field cleanup_stagger number  each next node's timer fires this much later (seconds) (default: 600s)
 ---@field cleanup_vacuum_time string  the weekly timer's --vacuum-time (default: 7d)
 ---@field cleanup_weekday "Mon"|"Tue"|"Wed"|"Thu"|"Fri"|"Sat"|"Sun"  (default: Sun)

@@ -296,6 +296,17 @@ class TestBadInput(CliTest):
                       "got '101%'", r.stderr)
         self.assertNotIn("run started", r.stderr + r.stdout)
 
+    def test_a_time_of_day_out_of_range_is_refused_before_the_run(self):
+        # cert-renew checked timer_at only when it reached the timers: after renewing every node's
+        # certificates and restarting their components.
+        for rb, param, *more in (("cert-renew.lua", "timer_at", "-e", "timer=true"), ("etcd-maintenance.lua", "at"),
+                                 ("recover-disk.lua", "cleanup_at")):
+            r = self.run_rb(os.path.join(ROOT, "runbooks", rb), "-e", f"{param}=25:99", *more)
+            self.assertEqual(r.returncode, 2, r.stderr)
+            self.assertIn(f"param '{param}' expects a time of day, HH:MM or HH:MM:SS (00:00 to 23:59:59), got '25:99'",
+                          r.stderr)
+            self.assertNotIn("run started", r.stderr + r.stdout)
+
     def test_unknown_param_suggests_the_closest(self):
         r = self.run_rb("runbooks/params.lua", "-e", "version=1.2.3", "-e", "workers_at_onc=2")
         self.assertEqual(r.returncode, 2)

@@ -63,6 +63,16 @@ TEST_CASE("each type parses its values and names the param when it cannot") {
   CHECK_THROWS_WITH(parse_value(spec("a", Type::amount), "1.5", no_pattern), Catch::Contains("expects a count"));
   CHECK_THROWS_WITH(parse_value(spec("a", Type::amount), "-1", no_pattern), Catch::Contains("expects a count"));
   CHECK_THROWS_WITH(parse_value(spec("a", Type::amount), "ten", no_pattern), Catch::Contains("expects a count"));
+  // a time of day: a timer's first firing, refused here rather than at the timer (after the work)
+  CHECK(parse_value(spec("t", Type::time), "03:00", no_pattern) == "03:00");
+  CHECK(parse_value(spec("t", Type::time), " 3:05:59", no_pattern) == "3:05:59");
+  CHECK(parse_value(spec("t", Type::time), "23:59", no_pattern) == "23:59");
+  CHECK_THROWS_WITH(parse_value(spec("timer_at", Type::time), "25:99", no_pattern),
+                    "param 'timer_at' expects a time of day, HH:MM or HH:MM:SS (00:00 to 23:59:59), got '25:99'");
+  for (const char* bad : {"24:00", "03:60", "03:00:60", "3", "03:0", "03:00:", "03:00:5", "03:00:00:00", "ab:cd", ""})
+    CHECK_THROWS_WITH(parse_value(spec("t", Type::time), bad, no_pattern), Catch::Contains("expects a time of day"));
+  CHECK(normalize_default(spec("t", Type::time), "04:00") == "04:00");
+  CHECK_THROWS_WITH(normalize_default(spec("t", Type::time), "4pm"), Catch::Contains("is not a time of day"));
   auto at_once = spec("at_once", Type::amount);
   at_once.pattern = "^0*[1-9]%d*%%?$";
   PatternCheck not_zero = [](const std::string& v, const std::string&) { return v != "0"; };
