@@ -36,7 +36,7 @@ return runbook {
     cluster_token = { type = "string", default = "engine-etcd", pattern = "^[%w%-]+$", help = "etcd's initial-cluster-token" },
     cert_days = { type = "integer", min = 1, default = 365, help = "etcd's leaf certificates" },
     ca_days = { type = "integer", min = 1, default = 3650, help = "etcd's CA" },
-    user = { type = "string", default = "etcd" },
+    user = { type = "string", default = "etcd", pattern = "^[a-z_][a-z0-9_%-]*$", help = "the service's user and group (a system user)" },
     kubeadm_config = { type = "string", default = "/etc/kubernetes/engine-kubeadm-init.yaml" },
     join_timeout = { type = "duration", default = "10m", help = "for kubeadm init/join and the node to be Ready" },
     workers_at_once = { type = "amount", default = "2", pattern = "^0*[1-9]%d*%%?$",

@@ -45,7 +45,7 @@ return runbook {
       help = "once the snapshot is kept, remove older etcd-*.db snapshots in snapshot_dir beyond this many (the new one counts); 0 keeps every one" },
     backup_dir = { type = "string", default = "/etc/kubernetes/engine-backup",
       help = "on each node, where the etcd and kube-apiserver manifests are kept (outside manifests/)" },
-    user = { type = "string", default = "etcd", help = "the service's user and group" },
+    user = { type = "string", default = "etcd", pattern = "^[a-z_][a-z0-9_%-]*$", help = "the service's user and group (a system user)" },
     min_free_mb = { type = "integer", min = 0, default = 1024, help = "free MiB each node needs where etcd's data is" },
     stop_timeout = { type = "duration", default = "2m", help = "for the static Pod's etcd to let go of the data directory" },
     kubeadm_config = { type = "string", default = "/etc/kubernetes/engine-external-etcd.yaml",

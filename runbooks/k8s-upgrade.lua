@@ -117,7 +117,7 @@ return runbook {
       help = "no node starts outside it: DAYS HH:MM-HH:MM [ZONE], several joined by ';' (\"Sat,Sun 22:00-04:00 Europe/Berlin\"); at its end the running nodes finish and the run stops, engine resume goes on in the next" },
     window_wait = { type = "boolean", default = false,
       help = "outside the maintenance window, wait until it opens instead of stopping (a Job's pod: no one resumes it)" },
-    notify_url = { type = "string", help = "a webhook told of the start, a held gate, a stop, a failure and the success (never changes the outcome)" },
+    notify_url = { type = "string", pattern = "^https?://%S+$", help = "a webhook told of the start, a held gate, a stop, a failure and the success (never changes the outcome)" },
     notify_format = { type = "enum", values = { "slack", "json" }, default = "slack",
       help = "slack: {\"text\": ...} (Slack and compatible); json: event, run, runbook, node, message" },
     prepare_ahead = { type = "boolean", default = true,

@@ -65,7 +65,7 @@
 ---@field pod_subnet string  (default: 10.244.0.0/16)
 ---@field service_subnet string  (default: 10.96.0.0/12)
 ---@field sha256? string  the tarball's sha256 (default: from SHA256SUMS beside it)
----@field user string  (default: etcd)
+---@field user string  the service's user and group (a system user) (default: etcd)
 ---@field workers string  inventory group of the workers (an inventory without the group: none) (default: k8s-worker)
 ---@field workers_at_once string  workers joined at once: a count from 1, or a percentage of the workers ("10%") (default: 2)
 
@@ -98,7 +98,7 @@
 ---@field snapshot_dir string  where the snapshot is kept (on this machine) (default: /var/backups/engine)
 ---@field snapshot_keep integer  once the snapshot is kept, remove older etcd-*.db snapshots in snapshot_dir beyond this many (the new one counts); 0 keeps every one (at least 0) (default: 0)
 ---@field stop_timeout number  for the static Pod's etcd to let go of the data directory (seconds) (default: 120s)
----@field user string  the service's user and group (default: etcd)
+---@field user string  the service's user and group (a system user) (default: etcd)
 ---@field version? string  etcd version to install (default: what the members run; migration does not upgrade)
 
 --- etcd-upgrade: Upgrade etcd under systemd one member at a time, the leader last, with a snapshot first and rollback

@@ -307,6 +307,18 @@ class TestBadInput(CliTest):
                           r.stderr)
             self.assertNotIn("run started", r.stderr + r.stdout)
 
+    def test_a_user_name_and_a_webhook_url_are_checked_before_the_run(self):
+        # etcd-to-systemd refused 'root;rm' only at its user step on each node (after the
+        # snapshot); a notify_url that is no URL was found when the first notice failed.
+        for rb, given, param in (("etcd-to-systemd.lua", ("-e", "user=root;rm"), "user"),
+                                 ("k8s-upgrade.lua", ("-e", "version=1.34.3", "-e", "kind=minor", "-e", "notify_url=hooks"),
+                                  "notify_url")):
+            r = self.run_rb(os.path.join(ROOT, "runbooks", rb), *given)
+            self.assertEqual(r.returncode, 2, r.stderr)
+            self.assertIn(f"param '{param}': '", r.stderr)
+            self.assertIn("is refused", r.stderr)
+            self.assertNotIn("run started", r.stderr + r.stdout)
+
     def test_unknown_param_suggests_the_closest(self):
         r = self.run_rb("runbooks/params.lua", "-e", "version=1.2.3", "-e", "workers_at_onc=2")
         self.assertEqual(r.returncode, 2)
