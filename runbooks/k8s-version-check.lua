@@ -11,22 +11,7 @@ local pushgateway = require "engine.pushgateway"
 local semver = require "std.semver"
 local upgrade_job = require "upgrade_job"
 local groups = require "std.groups"
-
-local DEFAULT_REPO = "https://pkgs.k8s.io/core:/stable:/v{minor}/deb"
-
--- The kubeadm versions a minor's repository lists, newest first (nil, why when it cannot be read).
-local function repo_versions(url)
-  local r, err, msg = http.request { url = url .. "/Packages", timeout = 30 }
-  if not r then return nil, tostring(msg or err) end
-  if r.status ~= 200 then return nil, url .. "/Packages answered " .. r.status end
-  local out = {}
-  for stanza in (r.body .. "\n\n"):gmatch("(.-)\n\n") do
-    local v = stanza:match("^Package: kubeadm\n.-Version: ([%d%.]+)") or stanza:match("\nPackage: kubeadm\n.-Version: ([%d%.]+)")
-    if v and semver.parse(v) then out[#out + 1] = v end
-  end
-  table.sort(out, function(a, b) return semver.compare(a, b) > 0 end)
-  return out
-end
+local k8s_repo = require "std.k8s_repo"
 
 return runbook {
   name = "k8s-version-check",
@@ -35,7 +20,7 @@ return runbook {
     leader = { type = "string", default = "k8s-cp-leader", help = "inventory group whose first host's apt source is asked (an inventory without the group: the first control-plane host)" },
     control_plane = { type = "string", default = "k8s-cp", help = "its first host when the leader group is empty" },
     repo_url = { type = "string",
-      help = "a minor's apt repository, {minor} filled in (default: the hosts' k8s_repo_url var, else " .. DEFAULT_REPO .. ")" },
+      help = "a minor's apt repository, {minor} filled in (default: the hosts' k8s_repo_url var, else " .. k8s_repo.DEFAULT .. ")" },
     minor = { type = "boolean", default = true, help = "propose the next minor when the running one has no newer patch" },
     pushgateway = { type = "string", help = "Pushgateway URL (default: the hosts' pushgateway_url var, else http://127.0.0.1:9091)" },
     pushgateway_job = { type = "string", default = "k8s_version_check", help = "job label of the gauges" },
@@ -55,7 +40,7 @@ return runbook {
     local leader = groups.optional(inv, p.leader, "k8s-cp-leader")[1] or inv:hosts(p.control_plane)[1]
     if not leader then fail("no host in %s or %s to ask apt-cache madison kubeadm", p.leader, p.control_plane) end
     local vars = leader.vars or {}
-    local repo = p.repo_url or vars.k8s_repo_url or DEFAULT_REPO
+    local repo = p.repo_url or vars.k8s_repo_url or k8s_repo.DEFAULT
     if not repo:find("{minor}", 1, true) then fail("repo_url %s has no {minor} to fill in", repo) end
     pushgateway.configure { url = p.pushgateway or vars.pushgateway_url or "http://127.0.0.1:9091" }
 
@@ -81,13 +66,13 @@ return runbook {
 
     -- 3. The next minor: its repository's Release, then the newest kubeadm its Packages lists.
     local next_minor = string.format("%d.%d", rv.major, rv.minor + 1)
-    local next_url = repo:gsub("{minor}", next_minor)
+    local next_url = k8s_repo.url(repo, next_minor)
     local minor_target, minor_note
     local r, rerr, rmsg = http.request { url = next_url .. "/Release", method = "HEAD", timeout = 30 }
     if not r then
       minor_note = "could not ask: " .. tostring(rmsg or rerr)
     elseif r.status == 200 then
-      local versions, why = repo_versions(next_url)
+      local versions, why = k8s_repo.kubeadm_versions(next_url)
       minor_target = versions and versions[1]
       minor_note = minor_target and ("v" .. minor_target) or ("repository exists, no kubeadm read (" .. tostring(why) .. ")")
     else

@@ -11,6 +11,8 @@ local gates = require "std.gates"
 local removed_apis = require "std.removed_apis"
 local semver = require "std.semver"
 local kubeadm = require "std.kubeadm"
+local facts = require "std.facts"
+local k8s_repo = require "std.k8s_repo"
 
 local M = {}
 
@@ -26,6 +28,22 @@ local RBAC = {
 local function has(list, v)
   for _, x in ipairs(list or {}) do if x == v or x == "*" then return true end end
   return false
+end
+
+--- published(leader, target, bad): the target's kubeadm is in its minor's package repository (the
+--- hosts' k8s_repo_url, else the one the leader's apt source names). kubeadm upgrade plan offers any
+--- version it is given; a version nobody published was found only at the leader's apt-get install,
+--- after its drain and its apt source switched. A repository the controller cannot read is said
+--- (the nodes may reach it through a proxy the controller has not) and not held against the run.
+function M.published(h, target, bad)
+  local v = semver.parse(target)
+  local url = k8s_repo.url(k8s_repo.template(h.vars, facts.apt_source(h)), v.major .. "." .. v.minor)
+  local versions, why = k8s_repo.kubeadm_versions(url)
+  if not versions then
+    log.warn("could not check that kubeadm " .. target .. " is published", { repository = url, why = why })
+  elseif not has(versions, semver.format(v)) then
+    bad("kubeadm %s is not published in %s (its newest: %s)", target, url, versions[1] or "none")
+  end
 end
 
 local function allows(role, verb, group, resource)
@@ -183,6 +201,7 @@ function M.preflight(p, leader, cps, workers)
         if not r.stdout:find("kubeadm upgrade apply v" .. target, 1, true) then
           bad("%s: kubeadm upgrade plan does not offer v%s", h.name, target)
         end
+        M.published(h, target, bad)
       end
     end)
     if not ok then bad("%s", tostring(e)) end

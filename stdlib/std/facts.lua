@@ -297,11 +297,15 @@ function M.apt_minor_in(text)
   return text:match("/core:/stable:/(v%d+%.%d+)/deb")
 end
 
+--- apt_source(host) → the text of the node's Kubernetes apt source (M.APT_SOURCE).
+function M.apt_source(h)
+  h = inventory.host(h, "facts.apt_source")
+  return remote.must(h, "cat " .. M.APT_SOURCE, { read_only = true, what = "reading " .. M.APT_SOURCE }).stdout
+end
+
 --- apt_minor(host) → "v1.34": the Kubernetes minor the node's apt source (pkgs.k8s.io) names, or nil.
 function M.apt_minor(h)
-  h = inventory.host(h, "facts.apt_minor")
-  local r = remote.must(h, "cat " .. M.APT_SOURCE, { read_only = true, what = "reading " .. M.APT_SOURCE })
-  return M.apt_minor_in(r.stdout)
+  return M.apt_minor_in(M.apt_source(inventory.host(h, "facts.apt_minor")))
 end
 
 --- node(node) → k8s.node_info of the node (a host or its name) | nil, word, message.

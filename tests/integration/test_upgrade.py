@@ -464,6 +464,17 @@ class ReadOnly(Helpers, unittest.TestCase):
         self.assertIn("would taint node=w3 taint=engine.dev/upgrade-next:PreferNoSchedule", r.stdout)
 
 
+    def test_a_version_nobody_published_is_refused_before_anything_changes(self):
+        # kubeadm upgrade plan offers any version it is given; 1.34.9 was found missing only by
+        # the leader's apt-get install, after its drain and its apt source switched to v1.34.
+        r = self.upgrade("-e", "version=1.34.9")  # the later -e wins over args()'s 1.34.3
+        out = r.stdout + r.stderr
+        self.assertEqual(r.returncode, 1, out[-3000:])
+        self.assertIn("preflight failed; nothing was changed", out)
+        self.assertIn(f"kubeadm 1.34.9 is not published in {self.state['mirror_url']}/core:/stable:/v1.34/deb "
+                      "(its newest: 1.34.3)", out)
+        self.assert_untouched()
+
     def test_x_another_engine_run_changing_the_cluster_holds_the_upgrade_off(self):
         # A certificate renewal elsewhere holds kube-system/engine-cluster (std.cluster_lease):
         # the upgrade is refused before it changes anything, naming that run. Each family held

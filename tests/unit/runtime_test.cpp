@@ -267,6 +267,20 @@ TEST_CASE("stdlib modules load through require") {
   CHECK_THAT(run("require 'std.nothing'"), Contains("module 'std.nothing' not found"));
 }
 
+TEST_CASE("std.k8s_repo finds a minor's repository: the hosts' var, else the node's apt source") {
+  CHECK(run(R"(
+    local repo = require "std.k8s_repo"
+    local src = "deb [signed-by=/etc/apt/keyrings/kubernetes-apt-keyring.gpg] https://pkgs.k8s.io/core:/stable:/v1.33/deb/ /\n"
+    local t = repo.template(nil, src)
+    assert(t == "https://pkgs.k8s.io/core:/stable:/v{minor}/deb", t)
+    assert(repo.url(t, "1.34") == "https://pkgs.k8s.io/core:/stable:/v1.34/deb")
+    local mirror = "deb http://mirror.example/k8s/core:/stable:/v1.33/deb/ /"
+    assert(repo.template({}, mirror) == "http://mirror.example/k8s/core:/stable:/v{minor}/deb")
+    assert(repo.template({ k8s_repo_url = "http://m/v{minor}" }, src) == "http://m/v{minor}")
+    assert(repo.template(nil, "deb http://deb.debian.org/debian bookworm main") == repo.DEFAULT)
+  )") == "");
+}
+
 TEST_CASE("std.text.columns fits each column to its widest cell") {
   CHECK(run(R"(
     local text = require "std.text"

@@ -77,6 +77,10 @@ function facts.installed_at(host, pkgs, version) end
 ---@param version string
 ---@return boolean, string|nil, table<string, string>
 function facts.installed_at_in(policy_text, pkgs, version) end
+--- The text of the node's Kubernetes apt source (/etc/apt/sources.list.d/kubernetes.list).
+---@param host engine.Host|string  an inventory host or its name
+---@return string
+function facts.apt_source(host) end
 --- "v1.34": the minor the node's pkgs.k8s.io apt source names, or nil.
 ---@param host engine.Host|string  an inventory host or its name
 ---@return string|nil
