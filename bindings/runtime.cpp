@@ -511,6 +511,7 @@ std::string params_class(const RunbookInfo& info) {
       case params::Type::duration: type = "number"; break;  // seconds, whatever -e said ("10m")
       case params::Type::amount: type = "string"; break;  // "3" or "10%", as fleet.each takes it
       case params::Type::time: type = "string"; break;  // "03:00" or "03:00:30"
+      case params::Type::output: type = "string"; break;  // a path on this machine
       case params::Type::enumeration:
         for (size_t i = 0; i < p.values.size(); ++i) type += (i ? "|\"" : "\"") + p.values[i] + "\"";
         break;

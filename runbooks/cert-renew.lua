@@ -29,7 +29,7 @@ return runbook {
     min_free_mb = { type = "integer", min = 0, default = 50, help = "free space needed under /etc/kubernetes and the backup directory" },
     backup_dir = { type = "string", default = "/etc/kubernetes/engine-backup",
       help = "on each node: a dated copy of pki/ and the kubeconfigs goes here (never under manifests/)" },
-    admin_conf = { type = "string",
+    admin_conf = { type = "output",
       help = "write the renewed admin.conf here (this machine, mode 0600) and check it reaches the cluster" },
     restart_timeout = { type = "duration", default = "2m", help = "for the kubelet to stop, then start, one static pod" },
     ready_timeout = { type = "duration", default = "2m", help = "for /readyz and etcd's health after a restart" },

@@ -4,7 +4,10 @@
 #include <cctype>
 #include <charconv>
 #include <cmath>
+#include <filesystem>
 #include <stdexcept>
+
+#include <unistd.h>
 
 #include "engine/core/errors.hpp"
 #include "engine/core/text.hpp"
@@ -20,7 +23,8 @@ struct TypeName {
 };
 constexpr TypeName kTypes[] = {{Type::string, "string"},   {Type::integer, "integer"}, {Type::number, "number"},
                                {Type::boolean, "boolean"}, {Type::enumeration, "enum"}, {Type::list, "list"},
-                               {Type::duration, "duration"}, {Type::amount, "amount"}, {Type::time, "time"}};
+                               {Type::duration, "duration"}, {Type::amount, "amount"}, {Type::time, "time"},
+                               {Type::output, "output"}};
 
 using text::lower;
 
@@ -185,6 +189,20 @@ json parse_value(const Spec& spec, const std::string& text, const PatternCheck& 
       check_pattern(spec, t, check);
       return t;
     }
+    case Type::output: {
+      std::string t = text::trim(text);
+      if (t.empty()) bad(spec, "a file this machine writes", text);
+      std::error_code ec;
+      std::filesystem::path path(t);
+      std::filesystem::path dir = path.has_parent_path() ? path.parent_path() : std::filesystem::path(".");
+      std::string why;
+      if (std::filesystem::is_directory(path, ec)) why = "it is a directory";
+      else if (!std::filesystem::is_directory(dir, ec)) why = "its directory " + dir.string() + " does not exist";
+      else if (::access(dir.c_str(), W_OK) != 0) why = "its directory " + dir.string() + " is not writable";
+      if (!why.empty()) bad(spec, "a file this machine can write (" + why + ")", text);
+      check_pattern(spec, t, check);
+      return t;
+    }
     case Type::list: {
       json out = json::array();
       std::string t = text::trim(text);
@@ -245,6 +263,9 @@ json normalize_type(const Spec& spec, const json& v) {
     case Type::time:
       if (v.is_string() && is_time_of_day(v.get<std::string>())) return v;
       throw mismatch("a time of day, HH:MM or HH:MM:SS");
+    case Type::output:
+      if (!v.is_string()) throw mismatch("a path");
+      return v;
     case Type::list:
       if (v.is_object() && v.empty()) return json::array();  // Lua's {} has no array/object distinction
       if (!v.is_array()) throw mismatch("a list");

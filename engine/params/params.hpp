@@ -19,7 +19,10 @@ using json = nlohmann::json;
 // time: a time of day, "HH:MM" or "HH:MM:SS" (00:00 to 23:59:59), kept as given: a timer's
 // OnCalendar. Checked with the other -e, where a bad one was refused only when the run reached its
 // timer, after the work it does first (cert-renew had renewed every node's certificates).
-enum class Type { string, integer, number, boolean, enumeration, list, duration, amount, time };
+// output: a file this machine writes (cert-renew's admin_conf), kept as given: its directory must
+// exist and be writable, and the path must not be a directory. Checked when given with -e, where a
+// missing directory was found only by the write, at the end of the run's work.
+enum class Type { string, integer, number, boolean, enumeration, list, duration, amount, time, output };
 
 // "03:00", "3:00:30" → true; "25:00", "03:60", "3", "03:00:" → false.
 bool is_time_of_day(const std::string& text);

@@ -2,7 +2,7 @@
 -- LuaCATS definitions for the globals engine gives every runbook. For editors (lua-language-server);
 -- never loaded by the engine.
 
----@alias engine.ParamType "string"|"integer"|"number"|"boolean"|"enum"|"list"|"duration"|"amount"|"time"
+---@alias engine.ParamType "string"|"integer"|"number"|"boolean"|"enum"|"list"|"duration"|"amount"|"time"|"output"
 
 ---@class engine.ParamSpec
 ---@field type? engine.ParamType   (default: "string")

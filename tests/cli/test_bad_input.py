@@ -307,6 +307,15 @@ class TestBadInput(CliTest):
                           r.stderr)
             self.assertNotIn("run started", r.stderr + r.stdout)
 
+    def test_a_file_to_write_in_a_directory_that_does_not_exist_is_refused_before_the_run(self):
+        # cert-renew wrote admin_conf last: after renewing every node, the write failed.
+        missing = os.path.join(self.state, "no-such-dir", "admin.conf")
+        r = self.run_rb(os.path.join(ROOT, "runbooks", "cert-renew.lua"), "-e", f"admin_conf={missing}")
+        self.assertEqual(r.returncode, 2, r.stderr)
+        self.assertIn(f"param 'admin_conf' expects a file this machine can write (its directory "
+                      f"{os.path.dirname(missing)} does not exist), got '{missing}'", r.stderr)
+        self.assertNotIn("run started", r.stderr + r.stdout)
+
     def test_a_user_name_and_a_webhook_url_are_checked_before_the_run(self):
         # etcd-to-systemd refused 'root;rm' only at its user step on each node (after the
         # snapshot); a notify_url that is no URL was found when the first notice failed.

@@ -73,6 +73,14 @@ TEST_CASE("each type parses its values and names the param when it cannot") {
     CHECK_THROWS_WITH(parse_value(spec("t", Type::time), bad, no_pattern), Catch::Contains("expects a time of day"));
   CHECK(normalize_default(spec("t", Type::time), "04:00") == "04:00");
   CHECK_THROWS_WITH(normalize_default(spec("t", Type::time), "4pm"), Catch::Contains("is not a time of day"));
+  // a file this machine writes: its directory exists (found by the write, at the end, otherwise)
+  CHECK(parse_value(spec("o", Type::output), "/tmp/engine-params-out.conf", no_pattern) == "/tmp/engine-params-out.conf");
+  CHECK(parse_value(spec("o", Type::output), "relative.conf", no_pattern) == "relative.conf");  // the working directory
+  CHECK_THROWS_WITH(parse_value(spec("admin_conf", Type::output), "/nonexistent-dir/admin.conf", no_pattern),
+                    "param 'admin_conf' expects a file this machine can write (its directory /nonexistent-dir does not "
+                    "exist), got '/nonexistent-dir/admin.conf'");
+  CHECK_THROWS_WITH(parse_value(spec("o", Type::output), "/tmp", no_pattern), Catch::Contains("(it is a directory)"));
+  CHECK_THROWS_WITH(parse_value(spec("o", Type::output), " ", no_pattern), Catch::Contains("expects a file this machine writes"));
   auto at_once = spec("at_once", Type::amount);
   at_once.pattern = "^0*[1-9]%d*%%?$";
   PatternCheck not_zero = [](const std::string& v, const std::string&) { return v != "0"; };
