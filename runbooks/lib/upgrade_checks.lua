@@ -153,6 +153,24 @@ function M.preflight(p, leader, cps, workers)
   end
   for _, h in ipairs(cps) do if not by_name[h.name] then bad("inventory host %s is not a node of the cluster", h.name) end end
   for _, h in ipairs(workers) do if not by_name[h.name] then bad("inventory host %s is not a node of the cluster", h.name) end end
+  -- The groups against the nodes' roles (kubeadm labels its control-plane nodes): a worker in
+  -- control_plane was otherwise reported as an etcd migration stopped midway on it.
+  local CP = "node-role.kubernetes.io/control-plane"
+  for _, h in ipairs(cps) do
+    local n = by_name[h.name]
+    if n and n.labels[CP] == nil then
+      bad("inventory host %s (control_plane: %s) is not a control-plane node: its Node has no %s label", h.name, p.control_plane, CP)
+    end
+  end
+  for _, h in ipairs(workers) do
+    local n = by_name[h.name]
+    if n and n.labels[CP] ~= nil then
+      bad("inventory host %s (workers: %s) is a control-plane node (%s): it would be upgraded as a worker", h.name, p.workers, CP)
+    end
+  end
+  local leads = false
+  for _, h in ipairs(cps) do leads = leads or h == leader end
+  if not leads then bad("the leader %s is not one of the control-plane hosts (control_plane: %s)", leader.name, p.control_plane) end
   -- APIs the target minor removes, with objects nothing else serves (Talos' upgrade-k8s check).
   if kind == "minor" then
     local gone, gerr, gmsg = removed_apis.check(from, target)

@@ -475,6 +475,24 @@ class ReadOnly(Helpers, unittest.TestCase):
                       "(its newest: 1.34.3)", out)
         self.assert_untouched()
 
+    def test_groups_that_do_not_match_the_nodes_roles_are_refused_before_anything_changes(self):
+        # A worker group given as the control plane was reported as an etcd migration stopped
+        # midway on those workers; the control plane given as workers would be upgraded as workers.
+        for extra, said in ((("-e", "control_plane=k8s-worker", "-e", "leader=w1"),
+                             ["inventory host w1 (control_plane: k8s-worker) is not a control-plane node: its Node has no "
+                              "node-role.kubernetes.io/control-plane label"]),
+                            (("-e", "workers=all"),
+                             ["inventory host cp1 (workers: all) is a control-plane node (node-role.kubernetes.io/control-plane): "
+                              "it would be upgraded as a worker"]),
+                            (("-e", "leader=w1"), ["the leader w1 is not one of the control-plane hosts (control_plane: k8s-cp)"])):
+            r = self.upgrade(*extra)
+            out = r.stdout + r.stderr
+            self.assertEqual(r.returncode, 1, out[-3000:])
+            self.assertIn("preflight failed; nothing was changed", out)
+            for line in said:
+                self.assertIn(line, out)
+        self.assert_untouched()
+
     def test_x_another_engine_run_changing_the_cluster_holds_the_upgrade_off(self):
         # A certificate renewal elsewhere holds kube-system/engine-cluster (std.cluster_lease):
         # the upgrade is refused before it changes anything, naming that run. Each family held
