@@ -59,6 +59,9 @@ params::Spec read_spec(lua_State* L, int idx, const std::string& name) {
   lua_pop(L, 1);
   if (s.type == params::Type::enumeration && s.values.empty())
     luaL_error(L, "%s: an enum needs values = { ... }", what.c_str());
+  // Declared and not checked would be worse than not declared.
+  if (!s.values.empty() && s.type != params::Type::enumeration && s.type != params::Type::list)
+    luaL_error(L, "%s: 'values' applies to enum and list params only", what.c_str());
   s.min = range_end(L, idx, "min", s, what);
   s.max = range_end(L, idx, "max", s, what);
   if (s.min && s.max && *s.min > *s.max) luaL_error(L, "%s: min is above max", what.c_str());

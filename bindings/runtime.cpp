@@ -475,8 +475,8 @@ std::string help_text(const RunbookInfo& info) {
   for (const auto& p : info.params) width = std::max(width, p.name.size());
   for (const auto& p : info.params) {
     std::string kind = params::type_name(p.type);
-    if (p.type == params::Type::enumeration) {
-      kind += " (";
+    if (p.type == params::Type::enumeration || (p.type == params::Type::list && !p.values.empty())) {
+      kind += p.type == params::Type::list ? " of (" : " (";
       for (size_t i = 0; i < p.values.size(); ++i) kind += (i ? "|" : "") + p.values[i];
       kind += ")";
     }

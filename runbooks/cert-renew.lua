@@ -20,8 +20,8 @@ return runbook {
   name = "cert-renew",
   summary = "Renew kubeadm's certificates node by node, restart what reads them, verify what each endpoint serves",
   params = {
-    certs = { type = "list", default = { "all" },
-      help = "kubeadm's names to renew (apiserver, admin.conf, ...), or all" },
+    certs = { type = "list", default = { "all" }, values = { "all", table.unpack(renew.RENEWABLE) },
+      help = "kubeadm's names to renew, or all" },
     under_days = { type = "integer", min = 0,
       help = "renew only certificates with fewer days left (default: every one named by certs); a node with none is left alone" },
     min_ca_days = { type = "integer", min = 0, default = 30,

@@ -206,12 +206,19 @@ json parse_value(const Spec& spec, const std::string& text, const PatternCheck& 
     case Type::list: {
       json out = json::array();
       std::string t = text::trim(text);
+      // A list with values: each item one of them (cert-renew's certs), said with the closest.
+      auto allowed = [&](const std::string& item) {
+        if (spec.values.empty() || std::find(spec.values.begin(), spec.values.end(), item) != spec.values.end()) return;
+        bad(spec, "a list of " + join_values(spec.values) + ": '" + item + "' is none of them" +
+                      text::did_you_mean(item, spec.values), text);
+      };
       if (!t.empty() && t.front() == '[') {
         json parsed = json::parse(t, nullptr, false);
         if (parsed.is_discarded() || !parsed.is_array()) bad(spec, "a list (a,b,c or a JSON array)", text);
         for (auto& item : parsed) {
           if (!item.is_string()) bad(spec, "a list of strings", text);
           check_pattern(spec, item.get<std::string>(), check);
+          allowed(item.get<std::string>());
           out.push_back(item);
         }
         return out;
@@ -220,6 +227,7 @@ json parse_value(const Spec& spec, const std::string& text, const PatternCheck& 
         auto v = text::trim(item);
         if (v.empty()) continue;
         check_pattern(spec, v, check);
+        allowed(v);
         out.push_back(v);
       }
       return out;
@@ -269,8 +277,11 @@ json normalize_type(const Spec& spec, const json& v) {
     case Type::list:
       if (v.is_object() && v.empty()) return json::array();  // Lua's {} has no array/object distinction
       if (!v.is_array()) throw mismatch("a list");
-      for (auto& item : v)
+      for (auto& item : v) {
         if (!item.is_string()) throw mismatch("a list of strings");
+        if (!spec.values.empty() && std::find(spec.values.begin(), spec.values.end(), item.get<std::string>()) == spec.values.end())
+          throw mismatch("a list of " + join_values(spec.values));
+      }
       return v;
   }
   return v;

@@ -14,7 +14,7 @@
 ---@class params.cert_renew
 ---@field admin_conf? string  write the renewed admin.conf here (this machine, mode 0600) and check it reaches the cluster
 ---@field backup_dir string  on each node: a dated copy of pki/ and the kubeconfigs goes here (never under manifests/) (default: /etc/kubernetes/engine-backup)
----@field certs string[]  kubeadm's names to renew (apiserver, admin.conf, ...), or all (default: all)
+---@field certs string[]  kubeadm's names to renew, or all (default: all)
 ---@field control_plane string  inventory group (or pattern) of the control-plane nodes (default: k8s-cp)
 ---@field max_raft_lag integer  raft entries an etcd member may trail the leader by (at least 0) (default: 1000)
 ---@field min_ca_days integer  a CA with fewer days left stops the run: kubeadm certs renew cannot renew a CA (at least 0) (default: 30)

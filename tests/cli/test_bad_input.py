@@ -277,7 +277,8 @@ class TestBadInput(CliTest):
         for decl, want in [('{ type = "string", min = 1 }', "param 'x': 'min' applies to integer, number and duration params only"),
                            ('{ type = "integer", min = 5, max = 1 }', "param 'x': min is above max"),
                            ('{ type = "integer", max = 10, default = 20 }', "param 'x': default 20 is not at most 10"),
-                           ('{ type = "duration", min = "soon" }', "param 'x': 'min' must be a number or a duration")]:
+                           ('{ type = "duration", min = "soon" }', "param 'x': 'min' must be a number or a duration"),
+                           ('{ type = "string", values = { "a" } }', "param 'x': 'values' applies to enum and list params only")]:
             path = self.write("ranged.lua", "return runbook {\n  name = 'ranged',\n  params = { x = %s },\n"
                                             "  run = function() end,\n}\n" % decl)
             r = self.run_rb(path)

@@ -339,9 +339,11 @@ class CertRenew(unittest.TestCase):
         r = self.renew("-e", "control_plane=w1")
         self.assertEqual(r.returncode, 1)
         self.assertIn("w1: no kubeadm control-plane PKI (/etc/kubernetes/pki/apiserver.crt is missing)", r.stderr)
-        r = self.renew("-e", "certs=apiserver,admin.cnf")
-        self.assertNotEqual(r.returncode, 0)
-        self.assertIn('certs: "admin.cnf" is not a certificate kubeadm renews', r.stderr)
+        r = self.renew("-e", "certs=apiserver,admin.cnf")  # with the other -e, before the run starts
+        self.assertEqual(r.returncode, 2, r.stderr)
+        self.assertIn("param 'certs' expects a list of all, admin.conf, apiserver, ", r.stderr)
+        self.assertIn(": 'admin.cnf' is none of them (did you mean 'admin.conf'?), got 'apiserver,admin.cnf'", r.stderr)
+        self.assertNotIn("run started", r.stdout + r.stderr)
         # A node it cannot read: named in the precheck (it was a bug in the runbook, a nil plan).
         with fault(self.dir, "cp3", "ssh-down"):
             r = self.renew()

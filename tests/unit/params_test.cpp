@@ -81,6 +81,16 @@ TEST_CASE("each type parses its values and names the param when it cannot") {
                     "exist), got '/nonexistent-dir/admin.conf'");
   CHECK_THROWS_WITH(parse_value(spec("o", Type::output), "/tmp", no_pattern), Catch::Contains("(it is a directory)"));
   CHECK_THROWS_WITH(parse_value(spec("o", Type::output), " ", no_pattern), Catch::Contains("expects a file this machine writes"));
+  // a list with values: each item one of them, the closest named
+  auto certs = spec("certs", Type::list);
+  certs.values = {"all", "apiserver", "admin.conf"};
+  CHECK(parse_value(certs, "apiserver, admin.conf", no_pattern) == json::array({"apiserver", "admin.conf"}));
+  CHECK(parse_value(certs, R"(["all"])", no_pattern) == json::array({"all"}));
+  CHECK_THROWS_WITH(parse_value(certs, "apiserver,admin.cnf", no_pattern),
+                    "param 'certs' expects a list of all, apiserver, admin.conf: 'admin.cnf' is none of them (did you mean "
+                    "'admin.conf'?), got 'apiserver,admin.cnf'");
+  CHECK_THROWS_WITH(parse_value(certs, R"(["ca"])", no_pattern), Catch::Contains("'ca' is none of them"));
+  CHECK_THROWS_WITH(normalize_default(certs, json::array({"ca"})), Catch::Contains("is not a list of all, apiserver, admin.conf"));
   auto at_once = spec("at_once", Type::amount);
   at_once.pattern = "^0*[1-9]%d*%%?$";
   PatternCheck not_zero = [](const std::string& v, const std::string&) { return v != "0"; };
