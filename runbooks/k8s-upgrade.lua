@@ -109,7 +109,7 @@ return runbook {
       help = "workers upgraded alone first; the window opens after them, and one failing stops the rollout" },
     taint_next = { type = "boolean", default = true,
       help = "taint the workers not yet upgraded PreferNoSchedule while the current ones drain: the next workers_at_once until that many are done, then all (each removed when it is done)" },
-    wait_workloads = { type = "list", default = {},
+    wait_workloads = { type = "list", default = {}, pattern = "^[^/%s]+/%a+[/?].+$",
       help = "before each next worker, these have every replica ready: NS/KIND/NAME or NS/KIND?SELECTOR (shop/deployment/web, */daemonset?app=agent)" },
     accept_removed_apis = { type = "boolean", default = false,
       help = "go on with a minor upgrade although objects are served only through APIs the target removes (preflight lists them)" },

@@ -297,6 +297,16 @@ class TestBadInput(CliTest):
                       "got '101%'", r.stderr)
         self.assertNotIn("run started", r.stderr + r.stdout)
 
+    def test_a_workload_without_its_kind_is_refused_before_the_run(self):
+        # The gate parsed wait_workloads only when the run started: after the inventory was read and
+        # the hosts connected. Each item is now checked with the other -e values.
+        r = self.run_rb(os.path.join(ROOT, "runbooks", "k8s-upgrade.lua"), "-e", "version=1.34.3", "-e", "kind=minor",
+                        "-e", "wait_workloads=shop/deployment/web,shop/web")
+        self.assertEqual(r.returncode, 2, r.stderr)
+        self.assertIn("param 'wait_workloads': 'shop/web' is refused: before each next worker, these have every "
+                      "replica ready: NS/KIND/NAME or NS/KIND?SELECTOR", r.stderr)
+        self.assertNotIn("run started", r.stderr + r.stdout)
+
     def test_a_time_of_day_out_of_range_is_refused_before_the_run(self):
         # cert-renew checked timer_at only when it reached the timers: after renewing every node's
         # certificates and restarting their components.
