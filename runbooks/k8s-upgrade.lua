@@ -352,7 +352,8 @@ return runbook {
       end
 
       -- 4. Postflight.
-      step("postflight", function() checks.postflight(p, leader, target) end, { probe = rerun })
+      step("postflight", function() checks.postflight(p, leader, target, checks.in_run(cps, workers)) end,
+        { probe = rerun })
       step("gauges: cleared", function()
         pushgateway.push(p.pushgateway_job, {}, { k8s_upgrade_in_flight = 0, k8s_upgrade_started_timestamp = 0,
           k8s_upgrade_snapshot_taken = 0 }, { required = true })

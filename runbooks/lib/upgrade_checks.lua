@@ -88,6 +88,14 @@ local function percent_used(h)
   return tonumber(r.stdout:match("\n%S+%s+%d+%s+%d+%s+%d+%s+(%d+)%%"))
 end
 
+--- in_run(cps, workers) → {name = true}: the Nodes this run's hosts stand for.
+function M.in_run(cps, workers)
+  local names = {}
+  for _, h in ipairs(cps) do names[h.name] = true end
+  for _, h in ipairs(workers) do names[h.name] = true end
+  return names
+end
+
 --- preflight(p, leader, cps, workers) → {from = "v1.33.1"}; raises with every failed check.
 function M.preflight(p, leader, cps, workers)
   local problems = {}
@@ -115,8 +123,21 @@ function M.preflight(p, leader, cps, workers)
   local by_name = {}
   local is_worker = {}
   for _, h in ipairs(workers) do is_worker[h.name] = true end
+  local in_run = M.in_run(cps, workers)
+  local CP = "node-role.kubernetes.io/control-plane"
   for _, n in ipairs(nodes) do
     by_name[n.name] = n
+    -- A node no host of this run stands for (not in the inventory, or left out by --limit): a
+    -- control-plane node would go on running the old API server and etcd beside the new, and
+    -- kubeadm's procedure upgrades them all; a worker stays at its kubelet (the skew is checked
+    -- below), and the postflight names it without failing.
+    if not in_run[n.name] and n.labels[CP] ~= nil then
+      bad("control-plane node %s is not a host of this run (the inventory's %s group, or --limit left it out); "
+        .. "kubeadm's procedure upgrades every control-plane node", n.name, p.control_plane)
+    elseif not in_run[n.name] then
+      log.warn("worker is not a host of this run (not in the inventory's " .. p.workers .. " group, or --limit left it "
+        .. "out): it stays at kubelet " .. tostring(n.kubelet_version), { node = n.name })
+    end
     if not n.ready and p.skip_unreachable and is_worker[n.name] then
       -- skipped in the worker phase (skip_unreachable), not a stop
       log.warn("worker is NotReady: it will be skipped (skip_unreachable)", { node = n.name })
@@ -138,7 +159,7 @@ function M.preflight(p, leader, cps, workers)
           n.name, n.ready_since, p.quiet_hours)
       end
     end
-    if n.unschedulable and n.cordoned_by ~= k8s.identity() then
+    if n.unschedulable and n.cordoned_by ~= k8s.identity() and in_run[n.name] then
       bad("node %s is cordoned by %s; uncordon it or leave it out with --limit", n.name, n.cordoned_by or "an operator")
     end
     local kv = semver.parse(n.kubelet_version or "")
@@ -155,7 +176,6 @@ function M.preflight(p, leader, cps, workers)
   for _, h in ipairs(workers) do if not by_name[h.name] then bad("inventory host %s is not a node of the cluster", h.name) end end
   -- The groups against the nodes' roles (kubeadm labels its control-plane nodes): a worker in
   -- control_plane was otherwise reported as an etcd migration stopped midway on it.
-  local CP = "node-role.kubernetes.io/control-plane"
   for _, h in ipairs(cps) do
     local n = by_name[h.name]
     if n and n.labels[CP] == nil then
@@ -283,14 +303,20 @@ end
 
 local function tag(image) return tostring(image):match(":([^:/]+)$") end
 
---- postflight(p, leader, target): raises with every check that fails.
-function M.postflight(p, leader, target)
+--- postflight(p, leader, target, in_run): raises with every check that fails. A worker no host
+--- of the run stands for (in_run, as the preflight warned) is named, not failed, at an older kubelet.
+function M.postflight(p, leader, target, in_run)
   if http.dry_run() then return end
   local problems = {}
   local function bad(fmt, ...) problems[#problems + 1] = string.format(fmt, ...) end
   local v = "v" .. target
   for _, n in ipairs(assert(k8s.nodes())) do
-    if n.kubelet_version ~= v then bad("node %s runs kubelet %s", n.name, tostring(n.kubelet_version)) end
+    if n.kubelet_version ~= v and not in_run[n.name] then
+      log.warn("worker left out of this run: it runs kubelet " .. tostring(n.kubelet_version) .. ", not " .. v,
+        { node = n.name })
+    elseif n.kubelet_version ~= v then
+      bad("node %s runs kubelet %s", n.name, tostring(n.kubelet_version))
+    end
     if not n.ready then bad("node %s is NotReady", n.name) end
     if n.unschedulable and n.cordoned_by == k8s.identity() then bad("node %s is still cordoned by this run", n.name) end
   end

@@ -90,10 +90,14 @@ class Helpers:
         except OSError:
             return ""
 
-    def assert_upgraded(self):
+    def assert_upgraded(self, left_out=()):
+        """Every node upgraded, but left_out's: untouched (at FROM, no package installed)."""
         nodes = self.nodes()
-        self.assertEqual({n: v["version"] for n, v in nodes.items()}, {n: TO for n in nodes})
-        self.assertEqual([n for n, v in nodes.items() if v["cordoned"]], [])
+        self.assertEqual({n: v["version"] for n, v in nodes.items()}, {n: FROM if n in left_out else TO for n in nodes})
+        self.assertEqual([n for n, v in nodes.items() if v["cordoned"] and n not in left_out], [])
+        for n in left_out:
+            self.assertEqual(self.apt_history(n), "", n)
+        nodes = {n: v for n, v in nodes.items() if n not in left_out}
         self.assertEqual(self.kubectl("version").stdout.splitlines()[-1], f"Server Version: {TO}")
         self.assertEqual(self.gauges(), {"k8s_upgrade_in_flight": 0, "k8s_upgrade_started_timestamp": 0,
                                          "k8s_upgrade_snapshot_taken": 0})
