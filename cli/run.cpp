@@ -254,7 +254,8 @@ int execute(Args& a, engine::lua::Runtime& rt, const engine::lua::RunbookInfo& i
   // A host it could not connect to at all: the run stopped for it, and the way on without it is
   // the operator's choice, not a default. A runbook that can skip such hosts itself (its
   // skip_unreachable param: k8s-upgrade's workers) is better told so than cut short by --limit,
-  // which leaves the host out of its checks too (the upgrade's postflight then fails on it).
+  // which leaves the host out of the run for good (the upgrade would end done, that worker at its
+  // old version), where a skipped host is listed and a resume upgrades it.
   if (code == 1 && lost.empty()) {
     auto gone = engine::run::report().unreachable_failed();
     if (!gone.empty()) {
