@@ -108,11 +108,20 @@ function M.members(ep)
 end
 
 --- health(endpoint) → true | nil, err, message  (what `etcdctl endpoint health` asks)
+--- An alarm is not ill health here (alarms() reports it): etcd's /health says false under any
+--- alarm, so then, as etcdctl does, a linearizable read answers (it needs the member in a quorum
+--- with a leader; a NOSPACE alarm refuses writes only).
 function M.health(ep)
   local r, err, msg = http.request(tls { url = endpoint_of(ep) .. "/health", timeout = settings.timeout or 5, retries = 0 })
   if not r then return nil, err, msg end
   local body = http.json_decode(r.body)
   if r.status == 200 and body and (body.health == "true" or body.health == true) then return true end
+  if body and (body.health == "false" or body.health == false) then  -- 503 in 3.4, 3.5
+    local alarms = M.alarms(ep)
+    if alarms and #alarms > 0 and call(ep, "/v3/kv/range", { key = "aGVhbHRo" }, settings.timeout or 5) then  -- "health"
+      return true
+    end
+  end
   return nil, "unhealthy", (body and body.reason) or r.body:sub(1, 200)
 end
 
@@ -188,7 +197,12 @@ function M.cluster_health(endpoints)
   local alarms = M.alarms(endpoints and endpoints[1] or nil)
   report.alarms = alarms or {}
   for _, a in ipairs(report.alarms) do
-    if a.alarm ~= "NONE" then report.problems[#report.problems + 1] = "alarm " .. a.alarm .. " on member " .. a.member_id end
+    if a.alarm ~= "NONE" then
+      local name
+      for _, m in ipairs(members) do if m.id == a.member_id and m.name ~= "" then name = m.name end end
+      report.problems[#report.problems + 1] = "alarm " .. a.alarm .. " on member " ..
+        (name and name .. " (" .. a.member_id .. ")" or a.member_id)
+    end
   end
   report.healthy = #report.problems == 0
   return report
@@ -301,6 +315,8 @@ end
 --- leader last. Before the first member and before each next one, every member must be healthy
 --- through the endpoints given (one per member) and one leader known (gate(ep) must pass, when
 --- given): a member already down, or no leader, stops it before anything more is defragmented.
+--- A NOSPACE alarm does not stop it: defragmenting (after a compaction) is how the space comes
+--- back before the alarm is disarmed; any other alarm (CORRUPT) does.
 function M.defrag_all(endpoints, opts)
   opts = check.options(opts, { "leader_last", "pause", "gate" }, "etcd.defrag_all")
   local pause = check.seconds(opts.pause, "etcd.defrag_all", "pause")
@@ -310,7 +326,11 @@ function M.defrag_all(endpoints, opts)
   local function check(before)
     local h, herr, hmsg = M.cluster_health(endpoints)
     if not h then return nil, herr, before .. ": cluster health unknown: " .. tostring(hmsg) end
-    if not h.healthy then return nil, "unhealthy", before .. ": " .. table.concat(h.problems, "; ") end
+    local problems = {}
+    for _, problem in ipairs(h.problems) do
+      if not problem:find("^alarm NOSPACE ") then problems[#problems + 1] = problem end
+    end
+    if #problems > 0 then return nil, "unhealthy", before .. ": " .. table.concat(problems, "; ") end
     return h
   end
   local h, herr, hmsg = check("nothing defragmented")

@@ -58,6 +58,8 @@ function etcd.status(endpoint) end
 ---@param endpoint string  "https://10.0.0.1:2379"
 ---@return engine.etcd.Member[]|nil, string|nil, string|nil
 function etcd.members(endpoint) end
+--- What `etcdctl endpoint health` asks. An alarm is not ill health here (etcd's /health says false
+--- under any; then a linearizable read answers, as etcdctl's does): alarms() reports it.
 ---@param endpoint string  "https://10.0.0.1:2379"
 ---@return true|nil, string|nil, string|nil
 function etcd.health(endpoint) end
@@ -69,8 +71,9 @@ function etcd.health(endpoint) end
 ---@field alarms table[]
 ---@field problems string[]
 
---- Every member answers, exactly one leader, no alarms. With endpoints, each member is asked at
---- the one of them that answers for it (tunnels); without, at its advertised client URL.
+--- Every member answers, exactly one leader, no alarms (each a problem on its member's name: "alarm
+--- NOSPACE on member cp2 (ID)"). With endpoints, each member is asked at the one of them that
+--- answers for it (tunnels); without, at its advertised client URL.
 ---@param endpoints? string[]
 ---@return engine.etcd.ClusterHealthResult|nil, string|nil, string|nil
 function etcd.cluster_health(endpoints) end
@@ -115,7 +118,8 @@ function etcd.defrag(endpoint) end
 ---@field leader boolean
 
 --- One member at a time, the leader last; before the first member and each next one, every member
---- healthy through these endpoints and one leader known (and gate passed), else it stops.
+--- healthy through these endpoints and one leader known (and gate passed), else it stops. A NOSPACE
+--- alarm does not stop it (defragmenting is how the space comes back); any other alarm does.
 ---@param endpoints? string[]
 ---@param opts? engine.etcd.DefragAllOptions
 ---@return engine.etcd.DefragAllResult[]|nil, string|nil, string|nil, table|nil
