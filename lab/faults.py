@@ -1,8 +1,11 @@
 """Faults from the seeds, injected into a running lab and cleared again (`lab fault|clear NODE KIND`).
 Each is visible the way an SRE would look for it."""
+import base64
+import http.client
 import json
 import os
 import signal
+import ssl
 import subprocess
 import time
 import urllib.request
@@ -15,9 +18,9 @@ from lab.procs import LabError, pids_in_ns, port_open, wait
 KINDS = ["stale-manifest-bak", "apiserver-phase-timeout", "scheduler-rbac-missing", "pdb-blocks", "certs-expired",
          "certs-expiring", "ca-expiring", "disk-full", "disk-full-stuck", "node-notready", "ssh-down", "alert-firing", "etcd-old-holds-datadir",
          "etcd-unit-fails", "etcd-new-version-fails", "controller-manager-rbac-missing", "cluster-admins-binding-missing",
-         "api-unreachable", "apt-fetch-stall"]
+         "api-unreachable", "apt-fetch-stall", "etcd-nospace"]
 CP_ONLY = {"stale-manifest-bak", "apiserver-phase-timeout", "certs-expired", "certs-expiring", "ca-expiring", "etcd-old-holds-datadir",
-           "etcd-unit-fails", "etcd-new-version-fails"}
+           "etcd-unit-fails", "etcd-new-version-fails", "etcd-nospace"}
 
 
 class FaultError(Exception):
@@ -212,6 +215,57 @@ def cluster_admins(st, n, on):
         restore(st, "clusterrolebindings", labcluster.cluster_admins_binding())
 
 
+NOSPACE_KEY = "/registry/engine-lab/nospace-filler"
+
+
+def etcd_call(st, n, path, body):
+    """One etcd v3 gateway call to the node's member, with the API server's etcd client certificate."""
+    pki = f"{root(st, n)}/etc/kubernetes/pki"
+    ctx = ssl.create_default_context(cafile=f"{pki}/etcd/ca.crt")
+    ctx.load_cert_chain(f"{pki}/apiserver-etcd-client.crt", f"{pki}/apiserver-etcd-client.key")
+    conn = http.client.HTTPSConnection(n["ip"], 2379, context=ctx, timeout=30)
+    try:
+        conn.request("POST", path, json.dumps(body), {"Content-Type": "application/json"})
+        r = conn.getresponse()
+        out = json.loads(r.read() or b"{}")
+    finally:
+        conn.close()
+    if r.status != 200:
+        raise LabError(f"etcd on {n['name']}: {path}: HTTP {r.status}: {out.get('message') or out}")
+    return out
+
+
+def etcd_nospace(st, n, on):
+    """etcd's NOSPACE alarm, as etcd raises it when a member's database reaches its quota: one key
+    written over and over (about 12 MiB of history, which only a compaction then a defragmentation
+    give back), then the alarm raised on the node's member through etcd's Alarm API (the lab keeps
+    etcd's default quota of 2 GiB; a member given a smaller --quota-backend-bytes raises it itself). etcd refuses every write; so does the API server, whose writes go
+    to etcd. Cleared: every NOSPACE alarm disarmed, the key deleted, the API server writing again."""
+    key = base64.b64encode(NOSPACE_KEY.encode()).decode()
+    cps = [x for x in st["nodes"] if x["role"] == "control-plane"]
+    pki = f"{root(st, n)}/etc/kubernetes/pki"
+    if on:
+        value = base64.b64encode(os.urandom(256 << 10)).decode()  # random: the database cannot compress it away
+        for _ in range(48):
+            try:
+                etcd_call(st, n, "/v3/kv/put", {"key": key, "value": value})
+            except LabError as e:  # a member with a smaller --quota-backend-bytes: etcd raised the alarm itself
+                if "database space exceeded" not in str(e):
+                    raise
+                break
+        member = etcd_call(st, n, "/v3/maintenance/status", {})["header"]["member_id"]
+        etcd_call(st, n, "/v3/maintenance/alarm", {"action": "ACTIVATE", "memberID": member, "alarm": "NOSPACE"})
+        api(st, "POST", "/_sim/etcd-nospace", {"ips": [x["ip"] for x in cps], "ca": f"{pki}/etcd/ca.crt",
+                                               "cert": f"{pki}/apiserver-etcd-client.crt",
+                                               "key": f"{pki}/apiserver-etcd-client.key"})
+    else:
+        for a in etcd_call(st, n, "/v3/maintenance/alarm", {"action": "GET"}).get("alarms") or []:
+            if a.get("alarm") == "NOSPACE":
+                etcd_call(st, n, "/v3/maintenance/alarm", {"action": "DEACTIVATE", "memberID": a["memberID"], "alarm": "NOSPACE"})
+        etcd_call(st, n, "/v3/kv/deleterange", {"key": key})
+        api(st, "POST", "/_sim/etcd-nospace", {})
+
+
 def api_unreachable(st, n, on):
     """The controller's route to the API closed (seed 002): the lab's load balancer, which its
     kubeconfig names, refuses; every node still reaches the API servers on :6443, so an SSH tunnel
@@ -256,7 +310,7 @@ ACTIONS = {"stale-manifest-bak": stale_bak, "apiserver-phase-timeout": lambda st
            "etcd-unit-fails": lambda st, n, on: flag(st, n, "etcd-unit-fails", on),
            "etcd-new-version-fails": new_version_fails, "controller-manager-rbac-missing": controller_manager_rbac,
            "cluster-admins-binding-missing": cluster_admins, "api-unreachable": api_unreachable,
-           "apt-fetch-stall": lambda st, n, on: flag(st, n, "apt-fetch-stall", on)}
+           "apt-fetch-stall": lambda st, n, on: flag(st, n, "apt-fetch-stall", on), "etcd-nospace": etcd_nospace}
 
 SEE = {"stale-manifest-bak": "ls -l /etc/kubernetes/manifests",
        "apiserver-phase-timeout": "kubeadm upgrade apply (times out and rolls back)",
@@ -273,7 +327,8 @@ SEE = {"stale-manifest-bak": "ls -l /etc/kubernetes/manifests",
        "controller-manager-rbac-missing": "kubectl auth can-i list secrets --as system:kube-controller-manager",
        "cluster-admins-binding-missing": "kubectl --kubeconfig /etc/kubernetes/admin.conf get nodes (forbidden)",
        "api-unreachable": "kubectl get nodes (connection refused); through a node: ssh -L 6443:NODE_IP:6443 NODE",
-       "apt-fetch-stall": "apt-get install of a package not yet downloaded (waits, as at a stalled mirror)"}
+       "apt-fetch-stall": "apt-get install of a package not yet downloaded (waits, as at a stalled mirror)",
+       "etcd-nospace": "etcdctl alarm list (NOSPACE); kubectl apply (etcdserver: mvcc: database space exceeded)"}
 
 
 def apply(st, n, kind, on, days=None):

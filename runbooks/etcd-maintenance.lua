@@ -4,7 +4,9 @@
 --     threshold (compacting first if asked). The timers are staggered so no two members are
 --     defragmented at once; the run checks every timer is active and when each fires next.
 --   mode=defrag: now, the whole cluster, one member at a time, every member healthy before each,
---     the leader last.
+--     the leader last (compacting first if asked). Under a NOSPACE alarm (a database at its quota:
+--     "etcdserver: mvcc: database space exceeded", every write refused) it is etcd's own remedy:
+--     compact, defragment, then disarm the alarm once every member is under its quota.
 local etcd = require "engine.etcd"
 local fleet = require "engine.fleet"
 local http = require "engine.http"
@@ -25,6 +27,32 @@ local function member_flags(h)
   return m and m.flags
 end
 
+-- The member's --quota-backend-bytes (etcd's default 2 GiB when the flag is not given).
+local function quota_of(h)
+  return math.tointeger(tonumber((member_flags(h) or {})["quota-backend-bytes"] or "")) or (2 << 30)
+end
+
+-- Compacts etcd's history to the current revision less keep (the API server does it every five
+-- minutes, but not under a NOSPACE alarm: its own compaction writes a key). Compaction is
+-- cluster-wide; a revision compacted already is no error.
+local function compact(ep, keep)
+  local st, err, msg = etcd.status(ep)
+  if not st then error("compaction: cannot read the revision: " .. tostring(msg or err), 0) end
+  local to = st.revision - keep
+  if to < 1 then
+    log.info("nothing to compact: fewer revisions than compact_keep", { revision = st.revision, keep = keep })
+    return
+  end
+  local ok, cerr, cmsg = etcd.compact(to)
+  if not ok and tostring(cmsg):find("required revision has been compacted", 1, true) then
+    log.info("already compacted to this revision or later", { revision = to })
+  elseif not ok then
+    error("compaction to revision " .. to .. " failed: " .. tostring(cmsg or cerr), 0)
+  elseif not http.dry_run() then
+    log.info("compacted", { revision = to, kept = keep })
+  end
+end
+
 return runbook {
   name = "etcd-maintenance",
   summary = "etcd defragmentation: a staggered per-node systemd timer (its own member only), or the whole cluster now",
@@ -36,7 +64,7 @@ return runbook {
     threshold = { type = "integer", min = 0, max = 100, default = 30, help = "percent of the database that is free space before it is defragmented" },
     min_db_mb = { type = "integer", min = 0, default = 64, help = "a database smaller than this many MiB is left alone" },
     compact = { type = "boolean", default = false,
-      help = "compact before the check (the API server compacts every 5 minutes already)" },
+      help = "compact first: the timers before their check, mode=defrag before the defragmentation (the API server compacts every 5 minutes, but not under a NOSPACE alarm)" },
     compact_keep = { type = "integer", min = 0, default = 10000, help = "with compact: revisions kept" },
     control_plane = { type = "string", default = "k8s-cp", help = "inventory group of the etcd members" },
     pause = { type = "duration", default = "5s", help = "defrag mode: pause between members" },
@@ -50,11 +78,33 @@ return runbook {
 
     if p.mode == "defrag" then
       local eps = nodes.endpoints(cps)
-      -- The cluster's leases, as every etcd runbook holds them: a defragmentation blocks each
-      -- member in turn, which an upgrade's etcd phase (kubeadm's or etcd-upgrade's) must not meet.
-      local lease = nodes.lease()
-      local before = {}
-      for i, h in ipairs(cps) do before[h.name] = etcd.status(eps[i]) end
+      -- A NOSPACE alarm (a member's database reached its quota): etcd refuses every write, the API
+      -- server's too, so the cluster's Lease cannot be written; every other engine run is stopped
+      -- by the alarm as well. The run goes on without the lease, and disarms the alarm once the
+      -- compaction and the defragmentation have brought every member under its quota.
+      local alarms, aerr, amsg = etcd.alarms(eps[1])
+      if not alarms then fail("cannot read etcd's alarms: %s", tostring(amsg or aerr)) end
+      local nospace = {}
+      for _, a in ipairs(alarms) do if a.alarm == "NOSPACE" then nospace[#nospace + 1] = a end end
+      local lease
+      if #nospace > 0 then
+        log.warn("etcd's NOSPACE alarm stands: etcd refuses every write, the API server's included; going on without "
+          .. "the cluster lease (it cannot be written)", { members = #nospace })
+        if not p.compact then
+          log.warn("compact=false: a defragmentation gives back only what compaction has freed; -e compact=true "
+            .. "compacts first")
+        end
+      else
+        -- The cluster's leases, as every etcd runbook holds them: a defragmentation blocks each
+        -- member in turn, which an upgrade's etcd phase (kubeadm's or etcd-upgrade's) must not meet.
+        lease = nodes.lease()
+      end
+      local before, name_of = {}, {}
+      for i, h in ipairs(cps) do
+        before[h.name] = etcd.status(eps[i])
+        if before[h.name] then name_of[before[h.name].member_id] = h.name end
+      end
+      if p.compact then step("compact", function() compact(eps[1], p.compact_keep) end, { probe = rerun }) end
       local done = step("defragment every member", function()
         if http.dry_run() then
           log.info("dry-run: would defragment every member one at a time, the leader last", { members = #cps })
@@ -64,15 +114,44 @@ return runbook {
         if not out then error("defragmentation stopped: " .. tostring(msg or err), 0) end
         return out
       end, { probe = rerun })
-      local lines = { { "NODE", "LEADER", "DB BEFORE", "DB AFTER" } }
+      local lines = { { "NODE", "LEADER", "DB BEFORE", "DB AFTER", "QUOTA" } }
+      local over = {}
       for i, h in ipairs(cps) do
         local after = etcd.status(eps[i])
         local lead = false
         for _, d in ipairs(done) do if d.endpoint == eps[i] then lead = d.leader end end
+        local quota = quota_of(h)
+        if after and after.db_size >= quota then
+          over[#over + 1] = string.format("%s's database is %.1f MiB, its quota %.1f MiB", h.name, after.db_size / 1048576,
+            quota / 1048576)
+        end
         lines[#lines + 1] = { h.name, lead and "yes" or "", tostring(before[h.name] and before[h.name].db_size),
-          tostring(after and after.db_size) }
+          tostring(after and after.db_size), tostring(quota) }
       end
-      print(text.columns(lines, { right = { [3] = true, [4] = true } }))
+      print(text.columns(lines, { right = { [3] = true, [4] = true, [5] = true } }))
+      if #nospace > 0 and not http.dry_run() and #over > 0 then
+        -- Disarmed over its quota, etcd raises the alarm again at the next write.
+        fail("NOSPACE stays armed: %s after the defragmentation; compact (-e compact=true, fewer compact_keep), delete "
+          .. "what fills it, or raise --quota-backend-bytes, then run this again", table.concat(over, "; "))
+      end
+      if #nospace > 0 then
+        step("disarm NOSPACE", function()
+          for _, a in ipairs(nospace) do
+            local ok, err, msg = etcd.disarm(a, eps[1])
+            if not ok then error("disarming NOSPACE on " .. tostring(name_of[a.member_id] or a.member_id) .. ": "
+              .. tostring(msg or err), 0) end
+          end
+          if http.dry_run() then return end
+          local left = {}
+          for _, a in ipairs(etcd.alarms(eps[1]) or {}) do
+            if a.alarm == "NOSPACE" then left[#left + 1] = tostring(name_of[a.member_id] or a.member_id) end
+          end
+          if #left > 0 then error("NOSPACE is raised again on " .. table.concat(left, ", ") .. " after its disarm", 0) end
+          local names = {}
+          for _, a in ipairs(nospace) do names[#names + 1] = tostring(name_of[a.member_id] or a.member_id) end
+          log.warn("NOSPACE disarmed: etcd takes writes again", { members = table.concat(names, ",") })
+        end, { probe = rerun })
+      end
       if lease then lease:release() end
       return
     end

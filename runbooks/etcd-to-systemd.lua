@@ -122,7 +122,7 @@ return runbook {
         end
         local health = etcd.cluster_health(etcd.endpoints())
         if not health or not health.healthy then
-          bad[#bad + 1] = "etcd: " .. (health and table.concat(health.problems, "; ") or "cannot ask")
+          bad[#bad + 1] = "etcd: " .. (health and nodes.said(health) or "cannot ask")
         end
         if p.reconfigure_kubeadm then
           if not mig.uploaded(p, cps).holds() then bad[#bad + 1] = "kubeadm-config does not name the external etcd" end

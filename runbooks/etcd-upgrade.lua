@@ -63,7 +63,7 @@ return runbook {
         local health = etcd.cluster_health(etcd.endpoints())
         local bad = {}
         if not health or not health.healthy then
-          bad[#bad + 1] = "etcd: " .. (health and table.concat(health.problems, "; ") or "cannot ask")
+          bad[#bad + 1] = "etcd: " .. (health and nodes.said(health) or "cannot ask")
         end
         for _, h in ipairs(cps) do
           local st = etcd.status(nodes.endpoint(h))

@@ -24,6 +24,7 @@ import urllib.parse
 from http.server import BaseHTTPRequestHandler
 
 from lab.k8sim import endpoints, kubelet_report, rbac
+from lab.k8sim.etcd_alarm import NospaceWatch
 from lab.k8sim import patch as patches
 from lab.k8sim.resources import BY_PATH, groups, resource_list, api_version
 from lab.k8sim.store import ApiError, Store
@@ -67,6 +68,7 @@ class Sim:
         # "TOKEN" (a user named by the token) or "TOKEN=USER" (a service account's token, say)
         self.tokens = {t.split("=", 1)[0]: (t.split("=", 1)[1] if "=" in t else None) for t in (args.tokens or "").split(",") if t}
         self.faults = Faults()
+        self.nospace = NospaceWatch()  # the etcd-nospace fault: writes refused while etcd's alarm stands
         self.endpoints = None
         self.lb = None
         self.stats = {}
@@ -210,6 +212,9 @@ class Handler(BaseHTTPRequestHandler):
                 return self.send_json(401, ApiError(401, "Unauthorized", "Unauthorized").status())
             if not u.path.endswith(("selfsubjectaccessreviews", "subjectaccessreviews")):
                 self.enforce_rbac(method, u.path, q)
+                # A write goes to etcd, which refuses it under NOSPACE (a delete frees space: etcd takes it).
+                if method in ("POST", "PUT", "PATCH") and self.sim.nospace.raised_now():
+                    raise ApiError(500, "InternalError", "etcdserver: mvcc: database space exceeded")
             self.route(method, u.path, q)
         except ApiError as e:
             self.send_json(e.code, e.status())
@@ -257,6 +262,9 @@ class Handler(BaseHTTPRequestHandler):
             if self.sim.lb is None:
                 raise ApiError(404, "NotFound", "no load balancer (--lb-port)")
             self.sim.lb.open() if (self.body() or {}).get("open") else self.sim.lb.cut()
+            return self.send_json(200, {"ok": True})
+        if path == "/_sim/etcd-nospace" and method == "POST":
+            self.sim.nospace.arm(self.body() or None)
             return self.send_json(200, {"ok": True})
         if path == "/_sim/compact" and method == "POST":
             with st.lock:

@@ -317,7 +317,8 @@ function M.etcd_cluster(p, leader, out)
       local alarm = problem:match("^alarm (%S+)")
       finding(out, alarm and "etcd-alarm" or "etcd-unhealthy", "critical", nil, problem,
         alarm and "etcdctl alarm list" or "etcdctl endpoint health --cluster",
-        alarm == "NOSPACE" and "runbooks/etcd-maintenance.lua (compact, defragment, then disarm)" or nil)
+        alarm == "NOSPACE" and "runbooks/etcd-maintenance.lua -e mode=defrag -e compact=true (compact, defragment, then disarm)"
+          or nil)
     end
     for _, m in ipairs(health.members) do
       local st = m.healthy and m.endpoint and etcd.status(m.endpoint)

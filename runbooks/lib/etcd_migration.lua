@@ -370,7 +370,7 @@ function M.apiserver_external(p, cps)
         if not ready then return nil, "/readyz: " .. tostring(rmsg or rerr) end
         local health = etcd.cluster_health(etcd.endpoints())
         if not health or not health.healthy then
-          return nil, "etcd: " .. (health and table.concat(health.problems, "; ") or "cannot ask")
+          return nil, "etcd: " .. (health and nodes.said(health) or "cannot ask")
         end
         return true
       end, p.health_passes, p.health_interval, p.health_timeout)

@@ -196,6 +196,16 @@ function M.lease()
   return lease
 end
 
+--- said(health) → cluster_health's problems in one line; a NOSPACE alarm (a database at its quota,
+--- every write refused) with the runbook that clears it.
+function M.said(health)
+  local said = table.concat(health.problems, "; ")
+  if said:find("alarm NOSPACE", 1, true) then
+    said = said .. " (runbooks/etcd-maintenance.lua -e mode=defrag -e compact=true compacts, defragments, then disarms it)"
+  end
+  return said
+end
+
 --- where(host) → "static" | "systemd" | "both" | "none": how the node's etcd runs, as kubeadm's
 --- static Pod (etcd.yaml in the kubelet's manifests) or as an active etcd.service. One read.
 function M.where(h)

@@ -36,7 +36,7 @@ function M.precheck(p, cps)
         table.concat(health.problems, "; "))
     end
     for _, pr in ipairs(health.problems) do
-      if pr:find("alarm", 1, true) or pr:find("leader", 1, true) then problem("etcd: %s", pr) end
+      if pr:find("alarm", 1, true) or pr:find("leader", 1, true) then problem("etcd: %s", nodes.said({ problems = { pr } })) end
     end
   end
   local ok, _, mmsg = etcd.members_match(cps)

@@ -262,7 +262,7 @@ function M.preflight(p, leader, cps, workers)
     if not health then
       bad("etcd: %s", tostring(hmsg or herr))
     elseif not health.healthy then
-      bad("etcd: %s", table.concat(health.problems, "; "))
+      bad("etcd: %s", etcd_nodes.said(health))
     end
     if health and external then  -- not kubeadm's to upgrade: said when it is behind the target's
       local running = {}

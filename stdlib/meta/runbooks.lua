@@ -72,7 +72,7 @@
 --- etcd-maintenance: etcd defragmentation: a staggered per-node systemd timer (its own member only), or the whole cluster now
 ---@class params.etcd_maintenance
 ---@field at string  the first node's daily check, HH:MM[:SS] (default: 03:00)
----@field compact boolean  compact before the check (the API server compacts every 5 minutes already) (default: false)
+---@field compact boolean  compact first: the timers before their check, mode=defrag before the defragmentation (the API server compacts every 5 minutes, but not under a NOSPACE alarm) (default: false)
 ---@field compact_keep integer  with compact: revisions kept (at least 0) (default: 10000)
 ---@field control_plane string  inventory group of the etcd members (default: k8s-cp)
 ---@field min_db_mb integer  a database smaller than this many MiB is left alone (at least 0) (default: 64)
