@@ -26,7 +26,8 @@ return runbook {
     disk_critical = { type = "integer", min = 0, max = 100, default = 90, help = "percent used: critical (seed 002's node stopped at 100%)" },
     cert_days = { type = "integer", min = 0, default = 30, help = "a certificate with fewer days left is a finding (under 7: critical)" },
     ca_days = { type = "integer", min = 0, default = 365, help = "a CA with fewer days left is a finding" },
-    etcd_quota_bytes = { type = "integer", min = 1, default = 2147483648, help = "etcd's --quota-backend-bytes (etcd's default 2 GiB)" },
+    etcd_quota_bytes = { type = "integer", min = 1,
+      help = "etcd's --quota-backend-bytes for every member (default: each member's own flag, etcd's 2 GiB without one)" },
     etcd_quota_warn = { type = "integer", min = 0, max = 100, default = 70, help = "percent of the quota a member's database may use" },
     etcd_defrag_free = { type = "integer", min = 0, max = 100, default = 50, help = "percent of free space in a member's database: fragmented" },
     etcd_defrag_min_mb = { type = "integer", min = 0, default = 100, help = "databases smaller than this are never called fragmented" },
@@ -49,12 +50,17 @@ return runbook {
       local out = {}
       local sv, route = checks.cluster(p, out, hosts, cps)
       local cp = {}  -- each control-plane node's etcd (static Pod or etcd.service) and API server version
+      local quotas = {}  -- member name → its --quota-backend-bytes
       fleet.each(hosts, { at_once = #hosts, max_failures = #hosts }, function(h)
         local ok, err = pcall(function()
           local apiserver = checks.node(p, h, is_cp[h.name], sv, out)
           if is_cp[h.name] then
             cp[h.name] = { etcd = etcd_nodes.where(h), apiserver = apiserver }
             if cp[h.name].etcd == "none" then checks.etcd_unit(h, out) end
+            if cp[h.name].etcd ~= "none" then  -- a manifest etcd_nodes cannot read leaves etcd's default
+              local read, quota = pcall(etcd_nodes.quota, h)
+              if read then quotas[etcd_nodes.member_name(h)] = quota end
+            end
           end
         end)
         if not ok then
@@ -65,7 +71,7 @@ return runbook {
       end)
       if sv then checks.control_plane(cp, out) end
       local leader = groups.optional(inv, "k8s-cp-leader", "k8s-cp-leader")[1] or cps[1]
-      local ok, err = pcall(checks.etcd_cluster, p, leader, out)
+      local ok, err = pcall(checks.etcd_cluster, p, leader, out, quotas)
       if not ok then out[#out + 1] = { name = "etcd", severity = "critical", evidence = tostring(err), see = "etcdctl endpoint health --cluster" } end
       checks.monitoring(p, out)
       if route then route:close() end

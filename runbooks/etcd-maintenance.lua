@@ -19,18 +19,7 @@ local text = require "std.text"
 
 local function rerun() return false end
 
--- The node's etcd settings: its EnvironmentFile under systemd, else its static Pod manifest.
-local function member_flags(h)
-  local env = systemd.read(h, svc.ENV_FILE)
-  if env then return svc.flags_of_env(env) end
-  local m = svc.manifest(h)
-  return m and m.flags
-end
-
--- The member's --quota-backend-bytes (etcd's default 2 GiB when the flag is not given).
-local function quota_of(h)
-  return math.tointeger(tonumber((member_flags(h) or {})["quota-backend-bytes"] or "")) or (2 << 30)
-end
+local member_flags, quota_of = nodes.flags, nodes.quota
 
 -- Compacts etcd's history to the current revision less keep (the API server does it every five
 -- minutes, but not under a NOSPACE alarm: its own compaction writes a key). Compaction is

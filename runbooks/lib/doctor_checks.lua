@@ -300,9 +300,10 @@ function M.control_plane(cp, out)
   end
 end
 
---- etcd_cluster(p, leader, out): health, leader, alarms (NOSPACE), each member's database against
---- the quota and its fragmentation, through the leader's SSH.
-function M.etcd_cluster(p, leader, out)
+--- etcd_cluster(p, leader, out, quotas): health, leader, alarms (NOSPACE), each member's database
+--- against its quota (p.etcd_quota_bytes, else quotas[member name], its own flag, else etcd's 2 GiB)
+--- and its fragmentation, through the leader's SSH.
+function M.etcd_cluster(p, leader, out, quotas)
   local t, err, msg = etcd.via_node(leader, { address = leader.vars.etcd_access_address })
   if not t then
     finding(out, "etcd", "critical", leader.name, "cannot reach etcd through the node: " .. tostring(msg or err),
@@ -323,7 +324,7 @@ function M.etcd_cluster(p, leader, out)
     for _, m in ipairs(health.members) do
       local st = m.healthy and m.endpoint and etcd.status(m.endpoint)
       if st and st.db_size > 0 then
-        local quota = p.etcd_quota_bytes
+        local quota = p.etcd_quota_bytes or (quotas or {})[m.name] or (2 << 30)
         if st.db_size >= quota * p.etcd_quota_warn / 100 then
           finding(out, "etcd-db-size", "warning", m.name, string.format("database %d MiB, %d%% of the %d MiB quota",
             st.db_size >> 20, st.db_size * 100 // quota, quota >> 20), "etcdctl endpoint status -w table",

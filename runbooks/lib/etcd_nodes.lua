@@ -206,6 +206,20 @@ function M.said(health)
   return said
 end
 
+--- flags(host) → the node's etcd flags (name → value): its EnvironmentFile under systemd, else its
+--- static Pod manifest; nil when it has neither.
+function M.flags(h)
+  local env = require("std.systemd").read(h, svc.ENV_FILE)
+  if env then return svc.flags_of_env(env) end
+  local m = svc.manifest(h)
+  return m and m.flags
+end
+
+--- quota(host) → the member's --quota-backend-bytes (etcd's default 2 GiB when the flag is not given).
+function M.quota(h)
+  return math.tointeger(tonumber((M.flags(h) or {})["quota-backend-bytes"] or "")) or (2 << 30)
+end
+
 --- where(host) → "static" | "systemd" | "both" | "none": how the node's etcd runs, as kubeadm's
 --- static Pod (etcd.yaml in the kubelet's manifests) or as an active etcd.service. One read.
 function M.where(h)

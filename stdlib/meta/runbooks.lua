@@ -37,7 +37,7 @@
 ---@field disk_warn integer  percent of a filesystem's space or inodes used: a warning (from 0 to 100) (default: 80)
 ---@field etcd_defrag_free integer  percent of free space in a member's database: fragmented (from 0 to 100) (default: 50)
 ---@field etcd_defrag_min_mb integer  databases smaller than this are never called fragmented (at least 0) (default: 100)
----@field etcd_quota_bytes integer  etcd's --quota-backend-bytes (etcd's default 2 GiB) (at least 1) (default: 2147483648)
+---@field etcd_quota_bytes? integer  etcd's --quota-backend-bytes for every member (default: each member's own flag, etcd's 2 GiB without one) (at least 1)
 ---@field etcd_quota_warn integer  percent of the quota a member's database may use (from 0 to 100) (default: 70)
 ---@field ignore_alerts string[]  alerts that are not findings (default: Watchdog,InfoInhibitor)
 ---@field nodes string  inventory pattern of the nodes to examine (default: all)

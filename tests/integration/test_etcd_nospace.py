@@ -114,6 +114,10 @@ class Nospace(unittest.TestCase):
         self.wait_member("cp3", quota=True)
         self.fault("cp3")
         self.assertEqual(self.alarms(), ["NOSPACE"])
+        # doctor measures each database against its member's own quota (no etcd_quota_bytes given).
+        r = self.lb.engine("run", DOCTOR)
+        self.assertRegex(r.stdout, r"cp3\s+etcd-db-size\s+database \d+ MiB, \d{3,}% of the 1 MiB quota")
+        self.assertNotRegex(r.stdout, r"cp[12]\s+etcd-db-size")
         r = self.lb.engine("run", MAINTENANCE, *RECOVER)
         out = r.stdout + r.stderr
         self.assertEqual(r.returncode, 1, out[-3000:])
