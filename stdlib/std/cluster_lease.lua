@@ -19,6 +19,16 @@ M.SHARED = "engine-cluster"
 --- the loss of either (which stops the run, as k8s.lease's does). A resumed run takes them again
 --- under its run id. message begins with the lease that could not be taken ("kube-system/NAME: ")
 --- and says who holds it (another run's id names its runbook).
+-- etcd refuses every write at its quota (NOSPACE), the Lease's too: said with the way out.
+local function said(msg)
+  msg = tostring(msg)
+  if msg:find("database space exceeded", 1, true) then
+    msg = msg .. " (etcd's NOSPACE alarm: its database is at its quota and every write is refused; "
+      .. "runbooks/etcd-maintenance.lua -e mode=defrag -e compact=true clears it)"
+  end
+  return msg
+end
+
 function M.take(name, opts)
   if type(name) ~= "string" or name == "" then error("cluster_lease.take: name must be a lease name", 2) end
   opts = check.options(opts, { "ttl" }, "cluster_lease.take")
@@ -26,13 +36,13 @@ function M.take(name, opts)
   local shared, err, msg = k8s.lease(M.SHARED, { namespace = M.NAMESPACE, ttl = ttl })
   if not shared then
     return nil, err, string.format("%s/%s (one engine run changing the cluster at a time): %s", M.NAMESPACE, M.SHARED,
-      tostring(msg or err))
+      said(msg or err))
   end
   local own
   own, err, msg = k8s.lease(name, { namespace = M.NAMESPACE, ttl = ttl })
   if not own then
     shared:release()
-    return nil, err, string.format("%s/%s: %s", M.NAMESPACE, name, tostring(msg or err))
+    return nil, err, string.format("%s/%s: %s", M.NAMESPACE, name, said(msg or err))
   end
   return {
     shared = shared,

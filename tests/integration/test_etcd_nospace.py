@@ -68,6 +68,15 @@ class Nospace(unittest.TestCase):
         self.assertRegex(out, r"etcd: alarm NOSPACE on member cp2 \(\d+\) \(runbooks/etcd-maintenance\.lua -e mode=defrag "
                               r"-e compact=true compacts, defragments, then disarms it\)")
 
+        # A run that changes the cluster stops at its Lease, which etcd refuses too, saying why and the way out.
+        r = self.lb.engine("run", os.path.join(ROOT, "runbooks", "cert-renew.lua"))
+        out = r.stdout + r.stderr
+        self.assertEqual(r.returncode, 1, out[-3000:])
+        self.assertIn("the cluster lease kube-system/engine-cluster (one engine run changing the cluster at a time): "
+                      "etcdserver: mvcc: database space exceeded (etcd's NOSPACE alarm: its database is at its quota and "
+                      "every write is refused; runbooks/etcd-maintenance.lua -e mode=defrag -e compact=true clears it)", out)
+        self.assertNotIn("renewed", out)
+
         # A dry run plans the three steps and changes nothing.
         r = self.lb.engine("run", MAINTENANCE, *RECOVER, "--dry-run")
         out = r.stdout + r.stderr
