@@ -109,8 +109,9 @@ end
 
 --- health(endpoint) → true | nil, err, message  (what `etcdctl endpoint health` asks)
 --- An alarm is not ill health here (alarms() reports it): etcd's /health says false under any
---- alarm, so then, as etcdctl does, a linearizable read answers (it needs the member in a quorum
---- with a leader; a NOSPACE alarm refuses writes only).
+--- alarm, so then a linearizable read answers, etcdctl endpoint health's own test (it needs the
+--- member in a quorum with a leader; a NOSPACE alarm refuses writes only). etcdctl 3.5 also lists
+--- the alarms; cluster_health does that, once, on each alarm's member.
 function M.health(ep)
   local r, err, msg = http.request(tls { url = endpoint_of(ep) .. "/health", timeout = settings.timeout or 5, retries = 0 })
   if not r then return nil, err, msg end

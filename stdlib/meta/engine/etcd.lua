@@ -59,7 +59,7 @@ function etcd.status(endpoint) end
 ---@return engine.etcd.Member[]|nil, string|nil, string|nil
 function etcd.members(endpoint) end
 --- What `etcdctl endpoint health` asks. An alarm is not ill health here (etcd's /health says false
---- under any; then a linearizable read answers, as etcdctl's does): alarms() reports it.
+--- under any; then a linearizable read answers, etcdctl's own test): alarms() reports it.
 ---@param endpoint string  "https://10.0.0.1:2379"
 ---@return true|nil, string|nil, string|nil
 function etcd.health(endpoint) end
