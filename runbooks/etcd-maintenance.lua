@@ -21,6 +21,8 @@ local function rerun() return false end
 
 local member_flags, quota_of = nodes.flags, nodes.quota
 
+local function mib(bytes) return bytes and string.format("%.1f MiB", bytes / 1048576) or "?" end
+
 -- Compacts etcd's history to the current revision less keep (the API server does it every five
 -- minutes, but not under a NOSPACE alarm: its own compaction writes a key). Compaction is
 -- cluster-wide; a revision compacted already is no error.
@@ -114,8 +116,9 @@ return runbook {
           over[#over + 1] = string.format("%s's database is %.1f MiB, its quota %.1f MiB", h.name, after.db_size / 1048576,
             quota / 1048576)
         end
-        lines[#lines + 1] = { h.name, lead and "yes" or "", tostring(before[h.name] and before[h.name].db_size),
-          tostring(after and after.db_size), tostring(quota) }
+        -- A dry run changed nothing: its "after" would only repeat "before".
+        lines[#lines + 1] = { h.name, lead and "yes" or "", mib(before[h.name] and before[h.name].db_size),
+          http.dry_run() and "-" or mib(after and after.db_size), mib(quota) }
       end
       print(text.columns(lines, { right = { [3] = true, [4] = true, [5] = true } }))
       if #nospace > 0 and not http.dry_run() and #over > 0 then

@@ -84,6 +84,7 @@ class Nospace(unittest.TestCase):
         for step in ("step compact", "step defragment every member", "step disarm NOSPACE"):
             self.assertIn(step, out)
         self.assertIn("would disarm alarm=NOSPACE", out)
+        self.assertRegex(out, r"\ncp2 +(yes)? +\d+\.\d MiB +- +2048\.0 MiB\n")  # no size "after" a dry run
         self.assertNotIn("NOSPACE disarmed", out)
         self.assertEqual(self.alarms(), ["NOSPACE"])
         self.assertEqual({n["name"]: self.db_size(n["name"]) for n in self.lb.cps}, full)
@@ -96,6 +97,7 @@ class Nospace(unittest.TestCase):
         self.assertRegex(out, r"compacted kept=5 revision=\d+")
         self.assertEqual(out.count("INFO  defragmented "), 3)
         self.assertIn("NOSPACE disarmed: etcd takes writes again members=cp2", out)
+        self.assertRegex(out, r"\ncp2 +(yes)? +\d+\.\d MiB +\d+\.\d MiB +2048\.0 MiB\n")  # before, after, its quota
         self.assertEqual(self.alarms(), [])
         for name in full:  # the history compacted away and given back by the defragmentation
             self.assertLess(self.db_size(name), full[name] - (8 << 20), name)
