@@ -48,7 +48,7 @@ function M.precheck(p, cps, leader)
   if not health then
     problem("etcd: %s", tostring(hmsg or herr))
   else
-    for _, pr in ipairs(health.problems) do problem("etcd: %s", pr) end
+    for _, pr in ipairs(health.problems) do problem("etcd: %s", nodes.said({ problems = { pr } })) end
     for _, m in ipairs(health.members) do
       facts.members[m.name] = m.id
       if m.leader then facts.leader = m.name end

@@ -68,6 +68,13 @@ class Nospace(unittest.TestCase):
         self.assertRegex(out, r"etcd: alarm NOSPACE on member cp2 \(\d+\) \(runbooks/etcd-maintenance\.lua -e mode=defrag "
                               r"-e compact=true compacts, defragments, then disarms it\)")
 
+        # So does etcd-to-systemd's precheck, before it snapshots or changes anything.
+        r = self.lb.migrate()
+        out = r.stdout + r.stderr
+        self.assertEqual(r.returncode, 1, out[-3000:])
+        self.assertRegex(out, r"precheck failed, nothing was changed:\n  etcd: alarm NOSPACE on member cp2 \(\d+\) "
+                              r"\(runbooks/etcd-maintenance\.lua -e mode=defrag -e compact=true compacts, defragments, "
+                              r"then disarms it\)")
         # A run that changes the cluster stops at its Lease, which etcd refuses too, saying why and the way out.
         r = self.lb.engine("run", os.path.join(ROOT, "runbooks", "cert-renew.lua"))
         out = r.stdout + r.stderr
