@@ -316,6 +316,7 @@ function M.etcd_cluster(p, leader, out, quotas)
   else
     for _, problem in ipairs(health.problems) do
       local alarm = problem:match("^alarm (%S+)")
+      if alarm == "NOSPACE" then problem = problem .. ": its database reached its quota; etcd refuses every write, the API server's too" end
       finding(out, alarm and "etcd-alarm" or "etcd-unhealthy", "critical", nil, problem,
         alarm and "etcdctl alarm list" or "etcdctl endpoint health --cluster",
         alarm == "NOSPACE" and "runbooks/etcd-maintenance.lua -e mode=defrag -e compact=true (compact, defragment, then disarm)"

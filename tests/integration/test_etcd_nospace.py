@@ -57,7 +57,8 @@ class Nospace(unittest.TestCase):
         r = self.lb.engine("run", DOCTOR)
         out = r.stdout + r.stderr
         self.assertEqual(r.returncode, 1, out[-3000:])
-        self.assertRegex(out, r"etcd-alarm\s+alarm NOSPACE on member cp2 \(\d+\)")
+        self.assertRegex(out, r"etcd-alarm\s+alarm NOSPACE on member cp2 \(\d+\): its database reached its quota; etcd "
+                              r"refuses every write, the API server's too")
         self.assertIn("fix: runbooks/etcd-maintenance.lua -e mode=defrag -e compact=true (compact, defragment, then disarm)", out)
         self.assertNotIn("unhealthy", out)
         self.assertNotIn("no leader", out)
