@@ -113,8 +113,7 @@ return runbook {
         for _, d in ipairs(done) do if d.endpoint == eps[i] then lead = d.leader end end
         local quota = quota_of(h)
         if after and after.db_size >= quota then
-          over[#over + 1] = string.format("%s's database is %.1f MiB, its quota %.1f MiB", h.name, after.db_size / 1048576,
-            quota / 1048576)
+          over[#over + 1] = string.format("%s's database is %s, its quota %s", h.name, mib(after.db_size), mib(quota))
         end
         -- A dry run changed nothing: its "after" would only repeat "before".
         lines[#lines + 1] = { h.name, lead and "yes" or "", mib(before[h.name] and before[h.name].db_size),
@@ -127,20 +126,18 @@ return runbook {
           .. "what fills it, or raise --quota-backend-bytes, then run this again", table.concat(over, "; "))
       end
       if #nospace > 0 then
+        local function named(a) return tostring(name_of[a.member_id] or a.member_id) end
         step("disarm NOSPACE", function()
+          local names = {}
           for _, a in ipairs(nospace) do
             local ok, err, msg = etcd.disarm(a, eps[1])
-            if not ok then error("disarming NOSPACE on " .. tostring(name_of[a.member_id] or a.member_id) .. ": "
-              .. tostring(msg or err), 0) end
+            if not ok then error("disarming NOSPACE on " .. named(a) .. ": " .. tostring(msg or err), 0) end
+            names[#names + 1] = named(a)
           end
           if http.dry_run() then return end
           local left = {}
-          for _, a in ipairs(etcd.alarms(eps[1]) or {}) do
-            if a.alarm == "NOSPACE" then left[#left + 1] = tostring(name_of[a.member_id] or a.member_id) end
-          end
+          for _, a in ipairs(etcd.alarms(eps[1]) or {}) do if a.alarm == "NOSPACE" then left[#left + 1] = named(a) end end
           if #left > 0 then error("NOSPACE is raised again on " .. table.concat(left, ", ") .. " after its disarm", 0) end
-          local names = {}
-          for _, a in ipairs(nospace) do names[#names + 1] = tostring(name_of[a.member_id] or a.member_id) end
           log.warn("NOSPACE disarmed: etcd takes writes again", { members = table.concat(names, ",") })
         end, { probe = rerun })
       end
