@@ -18,9 +18,9 @@ from lab.procs import LabError, pids_in_ns, port_open, wait
 KINDS = ["stale-manifest-bak", "apiserver-phase-timeout", "scheduler-rbac-missing", "pdb-blocks", "certs-expired",
          "certs-expiring", "ca-expiring", "disk-full", "disk-full-stuck", "node-notready", "ssh-down", "alert-firing", "etcd-old-holds-datadir",
          "etcd-unit-fails", "etcd-new-version-fails", "controller-manager-rbac-missing", "cluster-admins-binding-missing",
-         "api-unreachable", "apt-fetch-stall", "etcd-nospace"]
+         "api-unreachable", "apt-fetch-stall", "etcd-nospace", "manifests-moved"]
 CP_ONLY = {"stale-manifest-bak", "apiserver-phase-timeout", "certs-expired", "certs-expiring", "ca-expiring", "etcd-old-holds-datadir",
-           "etcd-unit-fails", "etcd-new-version-fails", "etcd-nospace"}
+           "etcd-unit-fails", "etcd-new-version-fails", "etcd-nospace", "manifests-moved"}
 
 
 class FaultError(Exception):
@@ -69,6 +69,23 @@ def new_version_fails(st, n, on):
     out = subprocess.run([etcd, "--version"], capture_output=True, text=True).stdout
     with open(path, "w") as f:
         f.write(out.split("etcd Version:", 1)[1].split()[0])
+
+
+MOVED = ("etcd.yaml", "kube-scheduler.yaml")
+
+
+def manifests_moved(st, n, on):
+    """etcd.yaml and kube-scheduler.yaml moved out of the manifests directory to /root, the way an
+    operator stops a static pod by hand (for an etcd restore, a scheduler debug) and then forgets:
+    the kubelet stops both, and nothing in the cluster says where the files went. Cleared: put back."""
+    m, away = f"{root(st, n)}/etc/kubernetes/manifests", f"{root(st, n)}/root"
+    for f in MOVED:
+        src, dst = (f"{m}/{f}", f"{away}/{f}") if on else (f"{away}/{f}", f"{m}/{f}")
+        if os.path.exists(src) and not os.path.exists(dst):
+            os.makedirs(os.path.dirname(dst), exist_ok=True)
+            os.replace(src, dst)
+        elif not on and os.path.exists(src):
+            os.unlink(src)  # restored meanwhile (by recover-static-pods): the moved copy goes
 
 
 # What a full disk held in seed 002 (a 7.6G root: containerd images, snapd, the journal, apt's
@@ -310,7 +327,8 @@ ACTIONS = {"stale-manifest-bak": stale_bak, "apiserver-phase-timeout": lambda st
            "etcd-unit-fails": lambda st, n, on: flag(st, n, "etcd-unit-fails", on),
            "etcd-new-version-fails": new_version_fails, "controller-manager-rbac-missing": controller_manager_rbac,
            "cluster-admins-binding-missing": cluster_admins, "api-unreachable": api_unreachable,
-           "apt-fetch-stall": lambda st, n, on: flag(st, n, "apt-fetch-stall", on), "etcd-nospace": etcd_nospace}
+           "apt-fetch-stall": lambda st, n, on: flag(st, n, "apt-fetch-stall", on), "etcd-nospace": etcd_nospace,
+           "manifests-moved": manifests_moved}
 
 SEE = {"stale-manifest-bak": "ls -l /etc/kubernetes/manifests",
        "apiserver-phase-timeout": "kubeadm upgrade apply (times out and rolls back)",
@@ -328,7 +346,8 @@ SEE = {"stale-manifest-bak": "ls -l /etc/kubernetes/manifests",
        "cluster-admins-binding-missing": "kubectl --kubeconfig /etc/kubernetes/admin.conf get nodes (forbidden)",
        "api-unreachable": "kubectl get nodes (connection refused); through a node: ssh -L 6443:NODE_IP:6443 NODE",
        "apt-fetch-stall": "apt-get install of a package not yet downloaded (waits, as at a stalled mirror)",
-       "etcd-nospace": "etcdctl alarm list (NOSPACE); kubectl apply (etcdserver: mvcc: database space exceeded)"}
+       "etcd-nospace": "etcdctl alarm list (NOSPACE); kubectl apply (etcdserver: mvcc: database space exceeded)",
+       "manifests-moved": "ls /etc/kubernetes/manifests /root (etcd.yaml and kube-scheduler.yaml are in /root)"}
 
 
 def apply(st, n, kind, on, days=None):

@@ -323,6 +323,7 @@ def defaulted(cc):
 
 def init_phase(args):
     from lab import yamltext
+    from lab.node import manifests
     from lab.node.manifests import render
     n = node()
     v = opt(args, "--kubernetes-version")
@@ -356,6 +357,26 @@ def init_phase(args):
                 f.write(render(c, n["manifest_cfg"], v, cc, advertise))
             os.replace(tmp, f"{MANIFESTS}/{c}.yaml")
             print(f"[control-plane] Creating static Pod manifest for \"{c}\"")
+        return 0
+    if args[:2] == ["etcd", "local"]:
+        # kubeadm writes the member's manifest from the ClusterConfiguration: etcd.local's imageTag
+        # when set, else the etcd kubeadm pairs with kubernetesVersion. The data directory is the
+        # member's: an existing one makes etcd ignore the --initial-cluster flags.
+        cc = defaulted(docs["ClusterConfiguration"]) if path else cluster_config()[1]
+        if ((cc.get("etcd") or {}).get("external")):
+            die("error execution phase etcd-local: etcd.external is set in the configuration: no local etcd to write")
+        local = (cc.get("etcd") or {}).get("local") or {}
+        v = norm(v or cc["kubernetesVersion"])
+        pod = manifests.etcd(n["manifest_cfg"], v)
+        if local.get("imageTag"):
+            image = pod["spec"]["containers"][0]["image"]
+            pod["spec"]["containers"][0]["image"] = image.rsplit(":", 1)[0] + ":" + str(local["imageTag"])
+        tmp = "/etc/kubernetes/tmp/etcd.yaml.new"
+        os.makedirs("/etc/kubernetes/tmp", exist_ok=True)
+        with open(tmp, "w") as f:
+            f.write(yamltext.dump(pod))
+        os.replace(tmp, f"{MANIFESTS}/etcd.yaml")
+        print(f"[etcd] Creating static Pod manifest for local etcd in \"{MANIFESTS}\"")
         return 0
     die(f"unknown phase: {' '.join(args)}")
 
@@ -393,7 +414,7 @@ def main(argv=None):
     if args[:2] == ["token", "create"]:
         return kubeadm_init.token_create(args[2:], flag)
     die(f"unknown command \"{' '.join(args[:2])}\" for \"kubeadm\" (the lab's kubeadm does: version, upgrade plan|apply|node, "
-        "config images pull|list, certs check-expiration|renew, init [phase upload-config|control-plane], join, token create)")
+        "config images pull|list, certs check-expiration|renew, init [phase upload-config|control-plane|etcd local], join, token create)")
 
 
 if __name__ == "__main__":
