@@ -57,7 +57,7 @@ return runbook {
           if is_cp[h.name] then
             cp[h.name] = { etcd = etcd_nodes.where(h), apiserver = apiserver }
             if cp[h.name].etcd == "none" then checks.etcd_unit(h, out) end
-            if cp[h.name].etcd ~= "none" then  -- a manifest etcd_nodes cannot read leaves etcd's default
+            if etcd_nodes.runs(cp[h.name].etcd) then  -- a manifest etcd_nodes cannot read leaves etcd's default
               local read, quota = pcall(etcd_nodes.quota, h)
               if read then quotas[etcd_nodes.member_name(h)] = quota end
             end

@@ -204,6 +204,10 @@ function M.node(p, h, is_cp, sv, out)
     finding(out, "stray-manifest", "critical", h.name, x, "ls -l /etc/kubernetes/manifests", "runbooks/recover-static-pods.lua")
   end
   local pods = facts.static_pods(h)
+  for _, c in ipairs(facts.missing_manifests(h, pods)) do
+    finding(out, "manifest-missing", "critical", h.name, string.format("%s/%s.yaml is gone: the kubelet runs no %s here",
+      facts.MANIFESTS, c, c), "ls -l /etc/kubernetes/manifests", "runbooks/recover-static-pods.lua")
+  end
   local apiserver
   for _, m in ipairs(pods) do
     if m.file == "kube-apiserver.yaml" then apiserver = facts.image_version(m.image) end
@@ -274,13 +278,20 @@ function M.control_plane(cp, out)
   local cm = k8s.get("configmaps", "kubeadm-config", { namespace = "kube-system" })
   if not cm then return end  -- cluster() has said why
   local cc = http.yaml_decode(((cm.data or {}).ClusterConfiguration) or "")
-  local where, by_version = {}, {}
+  local where, by_version, gone = {}, {}, {}
   for name, c in pairs(cp) do
-    where[name] = c.etcd
+    -- A manifest gone with no migration begun is its own finding, on its node.
+    if c.etcd == "missing" and not etcd_nodes.external(cc) then gone[#gone + 1] = name else where[name] = c.etcd end
     if c.apiserver then
       by_version[c.apiserver] = by_version[c.apiserver] or {}
       table.insert(by_version[c.apiserver], name)
     end
+  end
+  table.sort(gone)
+  for _, name in ipairs(gone) do
+    finding(out, "manifest-missing", "critical", name, string.format("%s/etcd.yaml is gone, and etcd-to-systemd never ran " ..
+      "here: the kubelet runs no etcd member here (kubeadm-config says etcd.local)", facts.MANIFESTS),
+      "ls -l /etc/kubernetes/manifests; ls -d /var/lib/etcd/member", "runbooks/recover-static-pods.lua")
   end
   for _, x in ipairs(etcd_nodes.split(where, cc)) do
     finding(out, "etcd-split", "warning", nil, x, "ls /etc/kubernetes/manifests; systemctl status etcd; " .. RUNS,

@@ -220,17 +220,24 @@ function M.quota(h)
   return math.tointeger(tonumber((M.flags(h) or {})["quota-backend-bytes"] or "")) or (2 << 30)
 end
 
---- where(host) → "static" | "systemd" | "both" | "none": how the node's etcd runs, as kubeadm's
---- static Pod (etcd.yaml in the kubelet's manifests) or as an active etcd.service. One read.
+--- where(host) → "static" | "systemd" | "both" | "none" | "missing": how the node's etcd runs, as
+--- kubeadm's static Pod (etcd.yaml in the kubelet's manifests) or as an active etcd.service. "none":
+--- neither, where etcd-to-systemd has begun (its environment file is there: a migration stopped
+--- midway, or the unit down); "missing": neither, and no migration ever touched the node: either
+--- no etcd belongs here (external etcd) or its manifest is gone (recover-static-pods). One read.
 function M.where(h)
-  local r = remote.must(h, "if [ -f " .. remote.quote(svc.MANIFEST) .. " ]; then echo static; fi; systemctl is-active " ..
+  local r = remote.must(h, "if [ -f " .. remote.quote(svc.MANIFEST) .. " ]; then echo static; fi; if [ -f " ..
+    remote.quote(svc.ENV_FILE) .. " ]; then echo migrated; fi; systemctl is-active " ..
     remote.quote(svc.UNIT) .. " || true", { read_only = true, what = "finding how etcd runs" })
-  local static, unit = false, false
+  local static, unit, migrated = false, false, false
   for line in r.stdout:gmatch("[^\n]+") do
-    if line == "static" then static = true elseif line == "active" then unit = true end
+    if line == "static" then static = true elseif line == "active" then unit = true elseif line == "migrated" then migrated = true end
   end
-  return static and unit and "both" or static and "static" or unit and "systemd" or "none"
+  return static and unit and "both" or static and "static" or unit and "systemd" or migrated and "none" or "missing"
 end
+
+--- runs(where) → true when M.where's answer has an etcd running on the node.
+function M.runs(where) return where == "static" or where == "systemd" or where == "both" end
 
 --- external(cc) → true when kubeadm's ClusterConfiguration `cc` names an external etcd.
 function M.external(cc)
@@ -241,16 +248,20 @@ end
 --- M.where said) against kubeadm-config's ClusterConfiguration `cc`. An etcd-to-systemd.lua
 --- migration stopped midway leaves some members under systemd while kubeadm still says etcd.local
 --- (or the reverse): kubeadm's next upgrade would then upgrade a static Pod that is not there, or
---- start one beside the service. Empty when they agree.
+--- start one beside the service. A node whose etcd.yaml is gone with no migration begun is named
+--- apart: recover-static-pods puts the manifest back. Empty when they agree.
 function M.split(where, cc)
   local external = M.external(cc)
-  local by = { static = {}, systemd = {}, both = {}, none = {} }
+  local by = { static = {}, systemd = {}, both = {}, none = {}, missing = {} }
   for name, w in pairs(where) do table.insert(by[w], name) end
   for _, list in pairs(by) do table.sort(list) end
   local out = {}
   if #by.both > 0 then
     out[#out + 1] = string.format("etcd runs both as kubeadm's static Pod and as etcd.service on %s: two etcds for one member",
       table.concat(by.both, ", "))
+  end
+  if not external and #by.missing > 0 then
+    out[#out + 1] = M.missing_sentence(by.missing)
   end
   if not external and (#by.systemd > 0 or #by.none > 0) then
     local parts = {}
@@ -265,6 +276,13 @@ function M.split(where, cc)
       table.concat(by.static, ", "))
   end
   return out
+end
+
+--- missing_sentence(names) → what a node whose etcd.yaml is gone (M.where's "missing" under
+--- etcd.local) means, and what puts it back.
+function M.missing_sentence(names)
+  return string.format("no etcd runs on %s: %s is gone, and etcd-to-systemd never ran there; " ..
+    "runbooks/recover-static-pods.lua writes it again (kubeadm init phase etcd local)", table.concat(names, ", "), svc.MANIFEST)
 end
 
 --- checksum(url) → sha256 | nil, why: the tarball's line of the SHA256SUMS beside it (etcd's

@@ -153,7 +153,7 @@ function M.revive(h, p, is_cp)
     end)
     t:close()
     if not ok then error("the node's API server after the kubelet restart: " .. tostring(why), 0) end
-    if etcd_where ~= "none" then
+    if nodes.runs(etcd_where) then
       local eok, ewhy = nodes.gate(function() return nodes.member_ok(h, p) end, 2, 1, p.ready_timeout)
       if not eok then error("the node's etcd member after the kubelet restart: " .. tostring(ewhy), 0) end
     end

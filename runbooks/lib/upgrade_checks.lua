@@ -223,6 +223,10 @@ function M.preflight(p, leader, cps, workers)
           h.name, used, p.max_disk_used)
       end
       for _, x in ipairs(kubeadm.manifest_problems(h)) do bad("%s: %s (runbooks/recover-static-pods.lua)", h.name, x) end
+      for _, c in ipairs(facts.missing_manifests(h)) do  -- kubeadm upgrade stops at the component it cannot find
+        bad("%s: %s/%s.yaml is gone: the kubelet runs no %s here (runbooks/recover-static-pods.lua writes it again)",
+          h.name, facts.MANIFESTS, c, c)
+      end
       -- Certificates (seed 001): an expired one stops the control plane mid-upgrade. The same
       -- reading as runbooks/cert-check.lua.
       for _, f in ipairs(certs.files(h, { control_plane = true })) do

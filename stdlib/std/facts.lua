@@ -46,6 +46,19 @@ function M.strays(h, expected)
   return out
 end
 
+--- missing_manifests(host, pods) → the control-plane components (kube-apiserver,
+--- kube-controller-manager, kube-scheduler) with no NAME.yaml in the manifests directory, sorted:
+--- the kubelet runs none of them here. pods: M.static_pods(host) when already read. etcd is not
+--- among them: it may run under systemd (etcd_nodes.where tells).
+function M.missing_manifests(h, pods)
+  h = inventory.host(h, "facts.missing_manifests")
+  local have = {}
+  for _, m in ipairs(pods or M.static_pods(h)) do have[m.file] = true end
+  local out = {}
+  for _, c in ipairs(M.CONTROL_PLANE) do if not have[c .. ".yaml"] then out[#out + 1] = c end end
+  return out
+end
+
 --- manifest_problems(host, expected) → list of sentences: files in the manifests directory other
 --- than NAME.yaml for the expected components (a *.bak is read by the kubelet as a pod of its own),
 --- two files defining one pod name, invalid files. Empty when clean.

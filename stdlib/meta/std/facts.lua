@@ -22,6 +22,13 @@ function facts.strays(host, expected) end
 ---@param expected? string[]
 ---@return string[]  sentences; empty when the directory is clean
 function facts.manifest_problems(host, expected) end
+--- The control-plane components (kube-apiserver, kube-controller-manager, kube-scheduler) with no
+--- NAME.yaml in the manifests directory: the kubelet runs none of them here. etcd is not among them
+--- (it may run under systemd).
+---@param host engine.Host|string  an inventory host or its name
+---@param pods? std.kubeadm.Manifest[]  facts.static_pods(host), when already read
+---@return string[]  sorted; empty when all three are there
+function facts.missing_manifests(host, pods) end
 --- {component = {image, ready}} from the node's mirror pods (a host or its name).
 ---@param node string|engine.k8s.Object  a node name or Node object
 ---@return table<string, {image: string, ready: boolean}>|nil, string|nil, string|nil
