@@ -2,22 +2,26 @@
 -- kubelet keep running the old image after an upgrade rewrote the real manifest. This finds every
 -- file there that is not one of kubeadm's manifests (and every pod name defined twice), moves them
 -- to a backup directory outside the manifests directory, restarts the kubelet and checks that each
--- static pod runs the image its manifest names.
+-- static pod runs the image its manifest names. The reverse too: a kubeadm manifest gone from the
+-- directory (moved out by hand to stop a pod) is written again by kubeadm's own phases.
 local fleet = require "engine.fleet"
 local http = require "engine.http"
 local k8s = require "engine.k8s"
 local facts = require "std.facts"
 local kubeadm = require "std.kubeadm"
 local ops = require "std.ops"
+local restore = require "manifest_restore"
 
 return runbook {
   name = "recover-static-pods",
-  summary = "Move stray or duplicate static Pod manifests out of /etc/kubernetes/manifests and restart the kubelet",
+  summary = "Move stray or duplicate static Pod manifests out of /etc/kubernetes/manifests, write back kubeadm's missing ones",
   params = {
     control_plane = { type = "string", default = "k8s-cp", help = "inventory group (or pattern) of the control-plane nodes" },
     backup_dir = { type = "string", default = "/etc/kubernetes/manifests.backups", pattern = "^/",
       help = "where strays go (a directory the kubelet does not read)" },
-    timeout = { type = "duration", default = "5m", help = "for the static pods to run their manifests' images" },
+    timeout = { type = "duration", default = "5m", help = "for the static pods to run their manifests' images (and an etcd written back to be healthy)" },
+    restore = { type = "boolean", default = true,
+      help = "write a kubeadm manifest gone from the directory again (kubeadm init phase ...) from kube-system/kubeadm-config" },
   },
   ---@param p params.recover_static_pods
   ---@param inv engine.Inventory
@@ -61,6 +65,17 @@ return runbook {
         })
       else
         log.info("no stray manifests", { dir = kubeadm.MANIFESTS })
+      end
+      local gone = step("find missing", function()
+        local out, note = restore.missing(h)
+        if note then log.warn(note) end
+        if #out > 0 then log.warn("kubeadm manifests gone", { components = table.concat(out, ", ") }) end
+        return out
+      end)
+      if #gone > 0 and not p.restore then
+        fail("%s: %s gone from %s (-e restore=true writes them again)", h.name, table.concat(gone, ", "), kubeadm.MANIFESTS)
+      elseif #gone > 0 then
+        ops.step(h, restore.operation(gone, hosts, p.timeout))
       end
       ops.step(h, kubeadm.static_pods_at(nil, { timeout = p.timeout }))
     end)

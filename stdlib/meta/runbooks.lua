@@ -221,8 +221,9 @@
 ---@field pending_timeout number  for the pods Pending before to be scheduled (seconds) (default: 120s)
 ---@field prune boolean  also remove rules the policy does not grant (default: false)
 
---- recover-static-pods: Move stray or duplicate static Pod manifests out of /etc/kubernetes/manifests and restart the kubelet
+--- recover-static-pods: Move stray or duplicate static Pod manifests out of /etc/kubernetes/manifests, write back kubeadm's missing ones
 ---@class params.recover_static_pods
 ---@field backup_dir string  where strays go (a directory the kubelet does not read) (default: /etc/kubernetes/manifests.backups)
 ---@field control_plane string  inventory group (or pattern) of the control-plane nodes (default: k8s-cp)
----@field timeout number  for the static pods to run their manifests' images (seconds) (default: 300s)
+---@field restore boolean  write a kubeadm manifest gone from the directory again (kubeadm init phase ...) from kube-system/kubeadm-config (default: true)
+---@field timeout number  for the static pods to run their manifests' images (and an etcd written back to be healthy) (seconds) (default: 300s)

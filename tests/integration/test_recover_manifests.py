@@ -1,0 +1,169 @@
+"""A kubeadm manifest gone from /etc/kubernetes/manifests (the lab's manifests-moved: etcd.yaml and
+kube-scheduler.yaml moved to /root by hand and never put back). doctor names each one on its node,
+not as an etcd migration stopped midway; the upgrade's preflight refuses with the runbook that
+fixes it; recover-static-pods plans kubeadm's phases in a dry run, refuses when the member's data
+is gone, then writes both back with kubeadm at the versions that ran (etcd at its peers' image, not
+kubeadm's pairing), and the member comes back with its ID and the writes it missed."""
+import base64
+import os
+import re
+import time
+import unittest
+
+from test_etcd_migration import ROOT, Lab, lab
+
+DOCTOR = os.path.join(ROOT, "runbooks", "doctor.lua")
+RECOVER = os.path.join(ROOT, "runbooks", "recover-static-pods.lua")
+UPGRADE = os.path.join(ROOT, "runbooks", "k8s-upgrade.lua")
+CONFIG = "/etc/kubernetes/tmp/engine-restore.yaml"
+PEER_TAG = "3.5.22-0"  # a patch the operators put on by hand: kubeadm's v1.33 pairing is 3.5.21-0
+
+
+def read(path):
+    with open(path) as f:
+        return f.read()
+
+
+class Missing(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.lb = Lab(workers=1, subnet="127.0.78")
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.lb.down()
+
+    def manifests(self, name):
+        return f"{self.lb.root(name)}/etc/kubernetes/manifests"
+
+    def image(self, name, component):
+        return re.search(r"image: (\S+)", read(f"{self.manifests(name)}/{component}.yaml")).group(1)
+
+    def healthy(self, name, deadline=60):
+        end = time.monotonic() + deadline
+        while time.monotonic() < end:
+            try:
+                if self.lb.etcd(name, "/v3/maintenance/status").get("leader"):
+                    return
+            except OSError:
+                pass
+            time.sleep(0.5)
+        self.fail(f"{name}'s etcd member did not answer with a leader within {deadline}s")
+
+    def serializable(self, name, key):
+        """The member's own copy of key (a serializable read: no leader asked)."""
+        kvs = self.lb.etcd(name, "/v3/kv/range", {"key": base64.b64encode(key.encode()).decode(),
+                                                  "serializable": True}).get("kvs", [])
+        return base64.b64decode(kvs[0]["value"]).decode() if kvs else None
+
+    def test_found_refused_then_written_back(self):
+        lb = self.lb
+        # The operators patched etcd by hand on cp1 and cp2 (one member at a time).
+        for name in ("cp1", "cp2"):
+            path = f"{self.manifests(name)}/etcd.yaml"
+            text = read(path)
+            with open(path, "w") as f:
+                f.write(re.sub(r"(image: registry\.k8s\.io/etcd:)\S+", r"\g<1>" + PEER_TAG, text))
+            time.sleep(1)
+            self.healthy(name)
+        ids = lb.members()
+        lab("fault", "cp3", "manifests-moved", "--dir", lb.dir)
+        for f in ("etcd.yaml", "kube-scheduler.yaml"):
+            self.assertFalse(os.path.exists(f"{self.manifests('cp3')}/{f}"))
+        lb.put("/written-while-cp3-was-down", "kept")
+
+        # doctor: each gone manifest on cp3, with the runbook; no migration guessed at.
+        r = lb.engine("run", DOCTOR)
+        out = r.stdout + r.stderr
+        self.assertEqual(r.returncode, 1, out[-3000:])
+        self.assertRegex(out, r"cp3\s+manifest-missing\s+/etc/kubernetes/manifests/kube-scheduler\.yaml is gone: the kubelet "
+                              r"runs no kube-scheduler here")
+        self.assertRegex(out, r"manifest-missing\s+/etc/kubernetes/manifests/etcd\.yaml is gone, and etcd-to-systemd never "
+                              r"ran here: the kubelet runs no etcd member here")
+        self.assertIn("fix: runbooks/recover-static-pods.lua", out)
+        for wrong in ("etcd-split", "etcd-down", "stopped midway"):
+            self.assertNotIn(wrong, out)
+
+        # The upgrade's preflight refuses, naming both and the runbook.
+        r = lb.engine("run", UPGRADE, "-e", "version=1.34.3", "-e", "kind=minor")
+        out = r.stdout + r.stderr
+        self.assertEqual(r.returncode, 1, out[-3000:])
+        self.assertIn("cp3: /etc/kubernetes/manifests/kube-scheduler.yaml is gone: the kubelet runs no kube-scheduler here "
+                      "(runbooks/recover-static-pods.lua writes it again)", out)
+        self.assertIn("no etcd runs on cp3: /etc/kubernetes/manifests/etcd.yaml is gone, and etcd-to-systemd never ran there; "
+                      "runbooks/recover-static-pods.lua writes it again (kubeadm init phase etcd local)", out)
+
+        # restore=false: said, nothing written.
+        r = lb.engine("run", RECOVER, "-e", "restore=false")
+        out = r.stdout + r.stderr
+        self.assertEqual(r.returncode, 1, out[-3000:])
+        self.assertIn("cp3: etcd, kube-scheduler gone from /etc/kubernetes/manifests (-e restore=true writes them again)", out)
+
+        # The dry run: kubeadm's phases, the versions that ran, and nothing written.
+        r = lb.engine("run", RECOVER, "--dry-run")
+        out = r.stdout + r.stderr
+        self.assertEqual(r.returncode, 0, out[-3000:])
+        self.assertIn(f"commands=kubeadm init phase etcd local --config {CONFIG}; kubeadm init phase control-plane scheduler "
+                      f"--config {CONFIG}", out)
+        self.assertIn(f"etcd_image_tag={PEER_TAG}", out)
+        self.assertIn("version=v1.33.1", out)
+        self.assertFalse(os.path.exists(f"{self.manifests('cp3')}/etcd.yaml"))
+        self.assertFalse(os.path.exists(f"{lb.root('cp3')}{CONFIG}"))
+
+        # The member's data gone: an etcd.yaml would start a new, empty member. Refused, nothing written.
+        data = f"{lb.root('cp3')}/var/lib/etcd"
+        os.rename(f"{data}/member", f"{data}/member.away")
+        try:
+            r = lb.engine("run", RECOVER)
+        finally:
+            os.rename(f"{data}/member.away", f"{data}/member")
+        out = r.stdout + r.stderr
+        self.assertEqual(r.returncode, 1, out[-3000:])
+        self.assertIn("cp3: /var/lib/etcd/member is gone: an etcd.yaml would start a new, empty etcd, not this node's member. "
+                      "Remove the member (etcdctl member remove) and join the node again (kubeadm join --control-plane)", out)
+        for f in ("etcd.yaml", "kube-scheduler.yaml"):
+            self.assertFalse(os.path.exists(f"{self.manifests('cp3')}/{f}"), f)
+
+        # An upgrade stopped midway on cp3 (its controller-manager already at v1.34.3): which version
+        # to write is not this runbook's guess. Refused, nothing written.
+        cm = f"{self.manifests('cp3')}/kube-controller-manager.yaml"
+        text = read(cm)
+        with open(cm, "w") as f:
+            f.write(text.replace("kube-controller-manager:v1.33.1", "kube-controller-manager:v1.34.3"))
+        try:
+            r = lb.engine("run", RECOVER)
+        finally:
+            with open(cm, "w") as f:
+                f.write(text)
+        out = r.stdout + r.stderr
+        self.assertEqual(r.returncode, 1, out[-3000:])
+        self.assertIn("cp3: its control-plane manifests name v1.33.1 (kube-apiserver) and v1.34.3 (kube-controller-manager): "
+                      "an upgrade stopped midway; finish it (runbooks/k8s-upgrade.lua, engine resume its run) before writing "
+                      "the missing ones", out)
+        for f in ("etcd.yaml", "kube-scheduler.yaml"):
+            self.assertFalse(os.path.exists(f"{self.manifests('cp3')}/{f}"), f)
+
+        # The real run writes both with kubeadm; the member is the same, with what it missed.
+        r = lb.engine("run", RECOVER)
+        out = r.stdout + r.stderr
+        self.assertEqual(r.returncode, 0, out[-3000:])
+        self.assertIn("manifests written back", out)
+        self.assertEqual(self.image("cp3", "etcd"), f"registry.k8s.io/etcd:{PEER_TAG}")
+        self.assertEqual(self.image("cp3", "kube-scheduler"), "registry.k8s.io/kube-scheduler:v1.33.1")
+        self.assertEqual(oct(os.stat(f"{lb.root('cp3')}{CONFIG}").st_mode & 0o777), "0o600")
+        self.healthy("cp3")
+        self.assertEqual(lb.members(), ids)
+        self.assertEqual(self.serializable("cp3", "/written-while-cp3-was-down"), "kept")
+
+        r = lb.engine("run", DOCTOR)
+        self.assertEqual(r.returncode, 0, (r.stdout + r.stderr)[-3000:])
+        # Again: nothing gone, nothing written.
+        r = lb.engine("run", RECOVER)
+        out = r.stdout + r.stderr
+        self.assertEqual(r.returncode, 0, out[-3000:])
+        self.assertNotIn("manifests written back", out)
+        self.assertNotIn("kubeadm manifests gone", out)
+
+
+if __name__ == "__main__":
+    unittest.main()
