@@ -1,6 +1,7 @@
 -- The pieces of runbooks/cert-renew.lua: the precheck and its plan, the per-node backup, renewal,
 -- health waits and verification, the API through a renewed node, and the admin.conf handover.
 local certs = require "std.certs"
+local facts = require "std.facts"
 local fleet = require "engine.fleet"
 local http = require "engine.http"
 local k8s = require "engine.k8s"
@@ -97,6 +98,7 @@ function M.precheck(p, hosts, wanted)
     end
     table.sort(np.renew)
     for _, s in ipairs(certs.served(h)) do np.served[s.name] = s.cert and s.cert.serial or false end
+    if #np.renew > 0 then M.restartable(h, np, problem) end
   end, { at_once = 10, max_failures = #hosts })
   -- A node not read (SSH refused) is a problem like the others: it has no plan to show or follow.
   for _, r in ipairs(res) do
@@ -107,6 +109,26 @@ function M.precheck(p, hosts, wanted)
     fail("precheck failed, nothing was changed:\n  %s", table.concat(problems, "\n  "))
   end
   return plan
+end
+
+--- restartable(host, node_plan, problem): what the run restarts and waits for on a node with
+--- certificates due is there. A control-plane manifest gone (moved out by hand) would fail its
+--- restart after kubeadm had renewed; a stacked etcd member not running would fail the health wait
+--- after the API server's restart, the node half done. Read from files and units, not from etcd
+--- itself, whose certificates may be the ones expired (seed 001).
+function M.restartable(h, np, problem)
+  for _, c in ipairs(facts.missing_manifests(h)) do
+    problem("%s: %s/%s.yaml is gone: this run restarts %s after renewing (runbooks/recover-static-pods.lua writes it again)",
+      h.name, facts.MANIFESTS, c, c)
+  end
+  if not np.has_etcd then return end  -- no etcd PKI here: an external etcd
+  local where = nodes.where(h)
+  if where == "missing" then
+    problem("%s", nodes.missing_sentence({ h.name }))
+  elseif where == "none" then
+    problem("%s: its etcd member runs neither as a static Pod nor as an active etcd.service: this run waits for it after " ..
+      "restarting the API server; bring it back first (systemctl status etcd; runbooks/doctor.lua)", h.name)
+  end
 end
 
 function M.plan_text(plan, hosts)

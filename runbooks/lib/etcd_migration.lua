@@ -77,7 +77,8 @@ function M.precheck(p, cps, leader)
     facts.nodes[h.name] = n
     local m = manifest_anywhere(h, p)
     if not m then
-      problem("%s: no etcd static Pod manifest in %s or %s: is etcd stacked on this node?", h.name, svc.MANIFEST, p.backup_dir)
+      problem("%s: no etcd static Pod manifest in %s or %s: is etcd stacked on this node? (moved out by hand: " ..
+        "runbooks/recover-static-pods.lua writes it again)", h.name, svc.MANIFEST, p.backup_dir)
     else
       n.where, n.flags, n.order = m.where, m.flags, m.order
       if m.flags.name ~= M.member_name(h) then

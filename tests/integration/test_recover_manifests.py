@@ -1,9 +1,10 @@
 """A kubeadm manifest gone from /etc/kubernetes/manifests (the lab's manifests-moved: etcd.yaml and
 kube-scheduler.yaml moved to /root by hand and never put back). doctor names each one on its node,
-not as an etcd migration stopped midway; the upgrade's preflight refuses with the runbook that
-fixes it; recover-static-pods plans kubeadm's phases in a dry run, refuses when the member's data
-is gone, then writes both back with kubeadm at the versions that ran (etcd at its peers' image, not
-kubeadm's pairing), and the member comes back with its ID and the writes it missed."""
+not as an etcd migration stopped midway; the upgrade's preflight and cert-renew's precheck refuse
+with the runbook that fixes it; recover-static-pods plans kubeadm's phases in a dry run, refuses
+when the member's data is gone or the node is mid-upgrade, then writes both back with kubeadm at
+the versions that ran (etcd at its peers' image, not kubeadm's pairing), and the member comes back
+with its ID and the writes it missed."""
 import base64
 import os
 import re
@@ -92,6 +93,17 @@ class Missing(unittest.TestCase):
                       "(runbooks/recover-static-pods.lua writes it again)", out)
         self.assertIn("no etcd runs on cp3: /etc/kubernetes/manifests/etcd.yaml is gone, and etcd-to-systemd never ran there; "
                       "runbooks/recover-static-pods.lua writes it again (kubeadm init phase etcd local)", out)
+
+        # cert-renew would renew cp3 and then fail restarting its scheduler and waiting for its
+        # member: refused in its precheck, nothing renewed anywhere.
+        serials = read(f"{lb.root('cp1')}/etc/kubernetes/pki/apiserver.crt")
+        r = lb.engine("run", os.path.join(ROOT, "runbooks", "cert-renew.lua"))
+        out = r.stdout + r.stderr
+        self.assertEqual(r.returncode, 1, out[-3000:])
+        self.assertIn("precheck failed, nothing was changed:\n  cp3: /etc/kubernetes/manifests/kube-scheduler.yaml is gone: "
+                      "this run restarts kube-scheduler after renewing (runbooks/recover-static-pods.lua writes it again)\n"
+                      "  no etcd runs on cp3: /etc/kubernetes/manifests/etcd.yaml is gone", out)
+        self.assertEqual(read(f"{lb.root('cp1')}/etc/kubernetes/pki/apiserver.crt"), serials)
 
         # restore=false: said, nothing written.
         r = lb.engine("run", RECOVER, "-e", "restore=false")
