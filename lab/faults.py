@@ -11,14 +11,15 @@ import time
 import urllib.request
 
 from lab import cluster as labcluster
-from lab import plumbing_context
+from lab import plumbing_context, yamltext
 from lab.node import certs
 from lab.procs import LabError, pids_in_ns, port_open, wait
 
 KINDS = ["stale-manifest-bak", "apiserver-phase-timeout", "scheduler-rbac-missing", "pdb-blocks", "certs-expired",
          "certs-expiring", "ca-expiring", "disk-full", "disk-full-stuck", "node-notready", "ssh-down", "alert-firing", "etcd-old-holds-datadir",
          "etcd-unit-fails", "etcd-new-version-fails", "controller-manager-rbac-missing", "cluster-admins-binding-missing",
-         "api-unreachable", "apt-fetch-stall", "etcd-nospace", "manifests-moved"]
+         "api-unreachable", "apt-fetch-stall", "etcd-nospace", "manifests-moved",
+         "kubelet-cert-expired"]
 CP_ONLY = {"stale-manifest-bak", "apiserver-phase-timeout", "certs-expired", "certs-expiring", "ca-expiring", "etcd-old-holds-datadir",
            "etcd-unit-fails", "etcd-new-version-fails", "etcd-nospace", "manifests-moved"}
 
@@ -86,6 +87,26 @@ def manifests_moved(st, n, on):
             os.replace(src, dst)
         elif not on and os.path.exists(src):
             os.unlink(src)  # restored meanwhile (by recover-static-pods): the moved copy goes
+
+
+def kubelet_cert_expired(st, n, on):
+    """kubelet.conf's client certificate (system:node:NAME, embedded as kubeadm join writes it before
+    the kubelet rotates) expired, and the kubelet restarted, as after a reboot of a node that was off
+    past its certificate's end (seed 001: "part of the existing bootstrap client certificate is
+    expired"; no bootstrap-kubelet.conf, so it exits, and systemd starts it again). The node goes
+    NotReady. Cleared: a valid certificate again, the kubelet restarted."""
+    conf = f"{root(st, n)}/etc/kubernetes/kubelet.conf"
+    with open(conf) as f:
+        server = yamltext.load(f)["clusters"][0]["cluster"]["server"]
+    d, user = st["dir"], f"system:node:{n['name']}"
+    key, crt = f"{d}/.kubelet-{n['name']}.key", f"{d}/.kubelet-{n['name']}.crt"
+    certs.new_key(key)
+    certs.sign(f"{d}/pki", "ca", f"/O=system:nodes/CN={user}", "client", key, crt, -1 if on else 365, "")
+    certs.kubeconfig(conf, server, f"{d}/pki/pki/ca.crt", crt, key, user)
+    os.unlink(key)
+    os.unlink(crt)
+    subprocess.run(["nsenter", "-t", str(n["anchor"]["pid"]), "-m", "-u", "/usr/local/sbin/systemctl", "restart", "kubelet"],
+                   check=True, capture_output=True)
 
 
 # What a full disk held in seed 002 (a 7.6G root: containerd images, snapd, the journal, apt's
@@ -328,7 +349,7 @@ ACTIONS = {"stale-manifest-bak": stale_bak, "apiserver-phase-timeout": lambda st
            "etcd-new-version-fails": new_version_fails, "controller-manager-rbac-missing": controller_manager_rbac,
            "cluster-admins-binding-missing": cluster_admins, "api-unreachable": api_unreachable,
            "apt-fetch-stall": lambda st, n, on: flag(st, n, "apt-fetch-stall", on), "etcd-nospace": etcd_nospace,
-           "manifests-moved": manifests_moved}
+           "manifests-moved": manifests_moved, "kubelet-cert-expired": kubelet_cert_expired}
 
 SEE = {"stale-manifest-bak": "ls -l /etc/kubernetes/manifests",
        "apiserver-phase-timeout": "kubeadm upgrade apply (times out and rolls back)",
@@ -347,7 +368,8 @@ SEE = {"stale-manifest-bak": "ls -l /etc/kubernetes/manifests",
        "api-unreachable": "kubectl get nodes (connection refused); through a node: ssh -L 6443:NODE_IP:6443 NODE",
        "apt-fetch-stall": "apt-get install of a package not yet downloaded (waits, as at a stalled mirror)",
        "etcd-nospace": "etcdctl alarm list (NOSPACE); kubectl apply (etcdserver: mvcc: database space exceeded)",
-       "manifests-moved": "ls /etc/kubernetes/manifests /root (etcd.yaml and kube-scheduler.yaml are in /root)"}
+       "manifests-moved": "ls /etc/kubernetes/manifests /root (etcd.yaml and kube-scheduler.yaml are in /root)",
+       "kubelet-cert-expired": "journalctl -u kubelet (part of the existing bootstrap client certificate is expired); kubectl get nodes"}
 
 
 def apply(st, n, kind, on, days=None):

@@ -381,6 +381,32 @@ def init_phase(args):
     die(f"unknown phase: {' '.join(args)}")
 
 
+def kubeconfig_user(args):
+    """`kubeadm kubeconfig user --client-name NAME [--org ORG]`: a kubeconfig with a new key and a
+    certificate the cluster CA signs for a year (kubeadm's default), printed. It needs the CA's key:
+    a control-plane node. The server is the one this node's admin.conf names."""
+    import tempfile
+    from lab import yamltext
+    from lab.node import certs
+    name, org = opt(args, "--client-name"), opt(args, "--org")
+    opt(args, "--config")
+    if not name:
+        die("required flag(s) \"client-name\" not set")
+    if not os.path.exists("/etc/kubernetes/pki/ca.key"):
+        die("couldn't create a kubeconfig; the CA files couldn't be loaded: failure loading ca key: "
+            "couldn't load the private key file /etc/kubernetes/pki/ca.key: open /etc/kubernetes/pki/ca.key: no such file or directory")
+    with open("/etc/kubernetes/admin.conf") as f:
+        server = yamltext.load(f)["clusters"][0]["cluster"]["server"]
+    with tempfile.TemporaryDirectory(dir="/etc/kubernetes/pki") as d:
+        os.chmod(d, 0o700)
+        certs.new_key(f"{d}/k")
+        certs.sign("/etc/kubernetes", "ca", (f"/O={org}" if org else "") + f"/CN={name}", "client", f"{d}/k", f"{d}/c", 365, "")
+        certs.kubeconfig(f"{d}/conf", server, "/etc/kubernetes/pki/ca.crt", f"{d}/c", f"{d}/k", name)
+        with open(f"{d}/conf") as f:
+            sys.stdout.write(f.read())
+    return 0
+
+
 def main(argv=None):
     args = list(argv if argv is not None else sys.argv[1:])
     opt(args, "--v")
@@ -403,6 +429,8 @@ def main(argv=None):
         return kubeadm_certs.renew(args[2:])
     if args[:2] == ["init", "phase"]:
         return init_phase(args[2:])
+    if args[:2] == ["kubeconfig", "user"]:
+        return kubeconfig_user(args[2:])
     if args[:1] in (["init"], ["join"]) or args[:2] == ["token", "create"]:
         # Imported here: init and join bring urllib and ssl, which `upgrade` never needs, and a
         # simulated command's start-up is the lab's cost on every run of every tool.
@@ -414,7 +442,7 @@ def main(argv=None):
     if args[:2] == ["token", "create"]:
         return kubeadm_init.token_create(args[2:], flag)
     die(f"unknown command \"{' '.join(args[:2])}\" for \"kubeadm\" (the lab's kubeadm does: version, upgrade plan|apply|node, "
-        "config images pull|list, certs check-expiration|renew, init [phase upload-config|control-plane|etcd local], join, token create)")
+        "config images pull|list, certs check-expiration|renew, init [phase upload-config|control-plane|etcd local], kubeconfig user, join, token create)")
 
 
 if __name__ == "__main__":

@@ -61,6 +61,47 @@ def start_process(name, pod):
                             start_new_session=True).pid
 
 
+def credentials_problem(name):
+    """What a real kubelet says at start when kubelet.conf's client certificate (embedded, or the
+    file it points at: kubelet-client-current.pem) cannot be used: expired (seed 001's node: "part of
+    the existing bootstrap client certificate is expired", and with no bootstrap-kubelet.conf it
+    exits), not signed by the cluster CA, not system:node:NAME, or not the key's. None when usable."""
+    import base64
+    import subprocess
+    try:
+        with open("/etc/kubernetes/kubelet.conf") as f:
+            user = yamltext.load(f)["users"][0]["user"]
+        if user.get("client-certificate-data"):
+            cert, key = base64.b64decode(user["client-certificate-data"]), base64.b64decode(user.get("client-key-data") or "")
+        else:
+            with open(user["client-certificate"], "rb") as f:
+                cert = f.read()
+            with open(user.get("client-key") or user["client-certificate"], "rb") as f:
+                key = f.read()
+    except (OSError, KeyError, IndexError, TypeError, ValueError, yamltext.YAMLError) as e:
+        return [f"failed to run Kubelet: invalid kubeconfig: {e}"]
+    x = subprocess.run(["openssl", "x509", "-noout", "-enddate", "-subject", "-pubkey", "-checkend", "0",
+                        "-nameopt", "compat"], input=cert, capture_output=True)
+    out = x.stdout.decode(errors="replace")
+    if "notAfter=" not in out:
+        return ["failed to run Kubelet: unable to load client CA file: data does not contain any valid RSA or ECDSA certificates"]
+    if x.returncode != 0:  # -checkend 0: it has expired
+        end = out.split("notAfter=", 1)[1].splitlines()[0]
+        return [f"part of the existing bootstrap client certificate is expired: {end}",
+                "failed to run Kubelet: unable to load bootstrap kubeconfig: stat /etc/kubernetes/bootstrap-kubelet.conf: "
+                "no such file or directory"]
+    if f"CN=system:node:{name}" not in out or "O=system:nodes" not in out:
+        return [f"failed to run Kubelet: the client certificate is not system:node:{name} in system:nodes: "
+                f"{out.split('subject=', 1)[1].splitlines()[0]}"]
+    v = subprocess.run(["openssl", "verify", "-CAfile", "/etc/kubernetes/pki/ca.crt"], input=cert, capture_output=True)
+    if v.returncode != 0:
+        return ["failed to run Kubelet: x509: certificate signed by unknown authority"]
+    k = subprocess.run(["openssl", "pkey", "-pubout"], input=key, capture_output=True)
+    if k.returncode != 0 or k.stdout.strip() not in x.stdout:
+        return ["failed to run Kubelet: tls: private key does not match public key"]
+    return None
+
+
 class Kubelet:
     def __init__(self):
         self.node = node()
@@ -186,10 +227,20 @@ class Kubelet:
         # Woken by what changes what the kubelet runs or reports: the manifests, the lab's faults,
         # disk.json and packages.json in the node's lab directory, kubelet.conf being written.
         wake = Wake(["/etc/kubernetes", MANIFESTS, f"{LAB}/faults", LAB])
+        checked = False
         while not self.stopping:
             if not os.path.exists("/etc/kubernetes/kubelet.conf"):  # not joined yet: a real kubelet restarts until kubeadm writes it
                 wake.wait(IDLE)
                 continue
+            if not checked:  # at start, as a real kubelet: it fails and systemd starts it again
+                why = credentials_problem(self.node["name"])
+                if why:
+                    for line in why:
+                        print(line, file=sys.stderr, flush=True)
+                    self.stopping = True
+                    self.report(self.status())  # the node goes NotReady (a real one: Unknown, after the grace period)
+                    sys.exit(255)
+                checked = True
             self.reconcile()
             body = self.status()
             if body != self.reported or time.monotonic() - self.last_report >= HEARTBEAT:
