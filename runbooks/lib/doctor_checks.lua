@@ -164,6 +164,29 @@ local function section(text, name)
   return text:match("## " .. name .. "\n(.-)\n## ") or text:match("## " .. name .. "\n(.*)$") or ""
 end
 
+-- The kubelet's client certificate is its own (rotated by the kubelet, replaced by
+-- kubelet-cert-renew when that failed); the others are kubeadm's.
+local KUBELET = { ["kubelet.conf"] = true, ["kubelet-client"] = true }
+
+-- One certificate's finding, if any: unreadable, expired, or under cert_days (CAs: ca_days).
+local function certificate(p, h, f, out)
+  local c = f.cert
+  local fix = KUBELET[f.name] and "runbooks/kubelet-cert-renew.lua" or
+    (c and c.is_ca) and "kubeadm's manual CA rotation (docs/certs.md)" or "runbooks/cert-renew.lua"
+  local see = KUBELET[f.name] and "runbooks/cert-check.lua; journalctl -u kubelet" or "kubeadm certs check-expiration"
+  if f.error then
+    finding(out, "certificate", "warning", h.name, string.format("%s (%s): %s", f.name, f.file, f.error), see)
+  elseif c.expired then
+    finding(out, "certificate-expired", "critical", h.name, string.format("%s (%s) expired %s%s", f.name, f.file, c.not_after_text,
+      KUBELET[f.name] and ": the kubelet cannot start with it" or ""), see, fix)
+  elseif c.days_left < (c.is_ca and p.ca_days or p.cert_days) then
+    finding(out, "certificate-expiring", c.days_left < 7 and "critical" or "warning", h.name,
+      string.format("%s (%s) expires in %d days (%s)%s", f.name, f.file, c.days_left, c.not_after_text,
+        KUBELET[f.name] and ": the kubelet rotates it itself while it runs; if it has not" or ""),
+      see, KUBELET[f.name] and (fix .. " -e under_days=" .. p.cert_days) or fix)
+  end
+end
+
 --- node(p, h, is_cp, sv, out) → the kube-apiserver's version its manifest names (control-plane
 --- nodes; nil when its image has no vX.Y.Z tag): disk and inodes, package skew; on control-plane
 --- nodes the static-pod manifests and what their mirror pods run, and the certificates.
@@ -199,7 +222,10 @@ function M.node(p, h, is_cp, sv, out)
         "apt-cache policy kubeadm", "runbooks/k8s-upgrade.lua")
     end
   end
-  if not is_cp then return end
+  if not is_cp then  -- a worker's own certificate: the kubelet's (a control plane's is read below, with kubeadm's)
+    for _, f in ipairs(certs.files(h, {})) do certificate(p, h, f, out) end
+    return
+  end
   for _, x in ipairs(facts.manifest_problems(h)) do
     finding(out, "stray-manifest", "critical", h.name, x, "ls -l /etc/kubernetes/manifests", "runbooks/recover-static-pods.lua")
   end
@@ -226,17 +252,8 @@ function M.node(p, h, is_cp, sv, out)
   local served = {}
   for _, s in ipairs(certs.served(h, { timeout = 3 })) do served[s.file or s.name] = s end
   for _, f in ipairs(certs.files(h, { control_plane = true })) do
+    certificate(p, h, f, out)
     local c = f.cert
-    if f.error then
-      finding(out, "certificate", "warning", h.name, string.format("%s (%s): %s", f.name, f.file, f.error), "kubeadm certs check-expiration")
-    elseif c.expired then
-      finding(out, "certificate-expired", "critical", h.name, string.format("%s (%s) expired %s", f.name, f.file, c.not_after_text),
-        "kubeadm certs check-expiration", c.is_ca and "kubeadm's manual CA rotation (docs/certs.md)" or "runbooks/cert-renew.lua")
-    elseif c.days_left < (c.is_ca and p.ca_days or p.cert_days) then
-      finding(out, "certificate-expiring", c.days_left < 7 and "critical" or "warning", h.name,
-        string.format("%s (%s) expires in %d days (%s)", f.name, f.file, c.days_left, c.not_after_text),
-        "kubeadm certs check-expiration", c.is_ca and "kubeadm's manual CA rotation (docs/certs.md)" or "runbooks/cert-renew.lua")
-    end
     local s = served[f.file]
     if s and s.cert and not c.expired and s.cert.serial ~= c.serial then
       finding(out, "certificate-not-served", "warning", h.name, string.format("%s serves serial %s, %s holds %s: its component has not restarted",

@@ -197,6 +197,15 @@
 ---@field pushgateway_job string  job label of the gauges (default: k8s_version_check)
 ---@field repo_url? string  a minor's apt repository, {minor} filled in (default: the hosts' k8s_repo_url var, else https://pkgs.k8s.io/core:/stable:/v{minor}/deb)
 
+--- kubelet-cert-renew: Replace an expired (or expiring) kubelet client certificate: a new one signed on a control-plane node, the kubelet restarted
+---@class params.kubelet_cert_renew
+---@field at_once string  nodes at a time (a count or a percentage) (default: 1)
+---@field backup_dir string  where each node keeps its old kubelet.conf and client certificates (credentials-TIME/, 0700) (default: /var/lib/kubelet/engine-backup)
+---@field control_plane string  inventory group (or pattern) of the control-plane nodes: the first holding the CA key signs (default: k8s-cp)
+---@field nodes string  inventory pattern of the nodes whose kubelet certificate is examined (default: all)
+---@field ready_timeout number  for the Node to be Ready after the kubelet's restart (seconds) (default: 180s)
+---@field under_days integer  also replace a certificate with fewer days left (default: only an expired or unreadable one; the kubelet rotates the others itself) (at least 0) (default: 0)
+
 --- recover-disk: Free a full root disk in seed 002's order, bring the node's control plane back, prevent it
 ---@class params.recover_disk
 ---@field cleanup_at string  the first node's timer fires at HH:MM[:SS] (node time) (default: 04:00)

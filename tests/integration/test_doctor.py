@@ -32,6 +32,9 @@ CASES = [
     ("certs-expiring", "cp3", ["--days", "10"], {("certificate-expiring", "cp3")}, "etcd-server (/etc/kubernetes/pki/etcd/server.crt) expires in"),
     ("ca-expiring", "cp1", ["--days", "20"], {("certificate-expiring", "cp1")}, "ca (/etc/kubernetes/pki/ca.crt) expires in"),
     ("node-notready", "w2", [], {("node-not-ready", "w2")}, "Ready is not True"),
+    # Seed 001's node: its kubelet cannot start with an expired client certificate.
+    ("kubelet-cert-expired", "w1", [], {("certificate-expired", "w1"), ("node-not-ready", "w1")},
+     "kubelet.conf (/etc/kubernetes/kubelet.conf) expired"),
     ("ssh-down", "w3", [], {("node-unreadable", "w3")}, "w3"),
     ("alert-firing", "w1", [], {("alert-firing", None)}, "LabFaultAlert firing"),
     # Seed 002: the route cut, not the API servers; the rest examined through cp1 (nothing else flagged).
@@ -146,7 +149,7 @@ class Doctor(LabClass):
                 try:
                     if fault == "alert-firing":
                         self.wait_alert(True)
-                    elif fault == "node-notready":
+                    elif fault in ("node-notready", "kubelet-cert-expired"):
                         self.wait_nodes(lambda c: c[node]["Ready"] != "True", f"{node} NotReady")
                     elif fault == "disk-full":
                         self.wait_nodes(lambda c: c[node].get("DiskPressure") == "True", f"{node} under DiskPressure")

@@ -11,18 +11,13 @@ import re
 import time
 import unittest
 
-from test_etcd_migration import ROOT, Lab, lab
+from test_etcd_migration import ROOT, Lab, lab, read
 
 DOCTOR = os.path.join(ROOT, "runbooks", "doctor.lua")
 RECOVER = os.path.join(ROOT, "runbooks", "recover-static-pods.lua")
 UPGRADE = os.path.join(ROOT, "runbooks", "k8s-upgrade.lua")
 CONFIG = "/etc/kubernetes/tmp/engine-restore.yaml"
 PEER_TAG = "3.5.22-0"  # a patch the operators put on by hand: kubeadm's v1.33 pairing is 3.5.21-0
-
-
-def read(path):
-    with open(path) as f:
-        return f.read()
 
 
 class Missing(unittest.TestCase):
