@@ -107,6 +107,33 @@ function M.members(ep)
   return out
 end
 
+--- member_remove(id, endpoint) → true | nil, err, message  (etcdctl member remove ID). A write: the
+--- run's lease is checked first; under --dry-run it is said, not done.
+function M.member_remove(id, ep)
+  if type(id) ~= "string" or not id:match("^%d+$") then error("etcd.member_remove: id must be a member ID (a decimal string)", 2) end
+  native.guard("etcd.member_remove")
+  if http.dry_run() then log.info("dry-run: would remove the etcd member", { id = id }) return true end
+  local r, err, msg = call(ep, "/v3/cluster/member/remove", { ID = id })
+  if not r then return nil, err, msg end
+  return true
+end
+
+--- member_add(peer_urls, endpoint) → {id, members} | nil, err, message  (etcdctl member add): the
+--- new member's ID and the members after it (the new one has no name until it starts). Under
+--- --dry-run: said, and {dry_run = true}.
+function M.member_add(peer_urls, ep)
+  if type(peer_urls) ~= "table" or #peer_urls == 0 then error("etcd.member_add: peer_urls must be a list of URLs", 2) end
+  native.guard("etcd.member_add")
+  if http.dry_run() then log.info("dry-run: would add an etcd member", { peer_urls = table.concat(peer_urls, ",") }) return { dry_run = true } end
+  local r, err, msg = call(ep, "/v3/cluster/member/add", { peerURLs = peer_urls })
+  if not r then return nil, err, msg end
+  local out = { id = (r.member or {}).ID, members = {} }
+  for _, m in ipairs(r.members or {}) do
+    out.members[#out.members + 1] = { id = m.ID, name = m.name or "", peer_urls = m.peerURLs or {}, client_urls = m.clientURLs or {} }
+  end
+  return out
+end
+
 --- health(endpoint) → true | nil, err, message  (what `etcdctl endpoint health` asks)
 --- An alarm is not ill health here (alarms() reports it): etcd's /health says false under any
 --- alarm, so then a linearizable read answers, etcdctl endpoint health's own test (it needs the

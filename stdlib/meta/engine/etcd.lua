@@ -58,6 +58,24 @@ function etcd.status(endpoint) end
 ---@param endpoint string  "https://10.0.0.1:2379"
 ---@return engine.etcd.Member[]|nil, string|nil, string|nil
 function etcd.members(endpoint) end
+
+---@class engine.etcd.MemberAddResult
+---@field id string                  the new member's ID
+---@field members engine.etcd.Member[]  the members after it (the new one unnamed until it starts)
+---@field dry_run? boolean
+
+--- Removes a member (etcdctl member remove). A write: the run's lease is checked first; said, not
+--- done, under --dry-run. Yields.
+---@param id string  the member's ID (decimal)
+---@param endpoint? string  "https://10.0.0.1:2379" (default: the first configured)
+---@return true|nil, string|nil, string|nil
+function etcd.member_remove(id, endpoint) end
+--- Adds a member by its peer URLs (etcdctl member add): it joins when an etcd started with
+--- --initial-cluster-state=existing and those URLs comes up. Yields.
+---@param peer_urls string[]
+---@param endpoint? string
+---@return engine.etcd.MemberAddResult|nil, string|nil, string|nil
+function etcd.member_add(peer_urls, endpoint) end
 --- What `etcdctl endpoint health` asks. An alarm is not ill health here (etcd's /health says false
 --- under any; then a linearizable read answers, etcdctl's own test): alarms() reports it.
 ---@param endpoint string  "https://10.0.0.1:2379"
