@@ -4,6 +4,7 @@ import base64
 import http.client
 import json
 import os
+import shutil
 import signal
 import ssl
 import subprocess
@@ -19,9 +20,9 @@ KINDS = ["stale-manifest-bak", "apiserver-phase-timeout", "scheduler-rbac-missin
          "certs-expiring", "ca-expiring", "disk-full", "disk-full-stuck", "node-notready", "ssh-down", "alert-firing", "etcd-old-holds-datadir",
          "etcd-unit-fails", "etcd-new-version-fails", "controller-manager-rbac-missing", "cluster-admins-binding-missing",
          "api-unreachable", "apt-fetch-stall", "etcd-nospace", "manifests-moved",
-         "kubelet-cert-expired"]
+         "kubelet-cert-expired", "etcd-data-lost"]
 CP_ONLY = {"stale-manifest-bak", "apiserver-phase-timeout", "certs-expired", "certs-expiring", "ca-expiring", "etcd-old-holds-datadir",
-           "etcd-unit-fails", "etcd-new-version-fails", "etcd-nospace", "manifests-moved"}
+           "etcd-unit-fails", "etcd-new-version-fails", "etcd-nospace", "manifests-moved", "etcd-data-lost"}
 
 
 class FaultError(Exception):
@@ -76,10 +77,11 @@ MOVED = ("etcd.yaml", "kube-scheduler.yaml")
 
 
 def manifests_moved(st, n, on):
-    """etcd.yaml and kube-scheduler.yaml moved out of the manifests directory to /root, the way an
-    operator stops a static pod by hand (for an etcd restore, a scheduler debug) and then forgets:
-    the kubelet stops both, and nothing in the cluster says where the files went. Cleared: put back."""
-    m, away = f"{root(st, n)}/etc/kubernetes/manifests", f"{root(st, n)}/root"
+    """etcd.yaml and kube-scheduler.yaml moved out of the manifests directory to /etc/kubernetes,
+    the way an operator stops a static pod by hand (for an etcd restore, a scheduler debug) and then
+    forgets: the kubelet stops both, and nothing in the cluster says where the files went. Cleared:
+    put back."""
+    m, away = f"{root(st, n)}/etc/kubernetes/manifests", f"{root(st, n)}/etc/kubernetes"
     for f in MOVED:
         src, dst = (f"{m}/{f}", f"{away}/{f}") if on else (f"{away}/{f}", f"{m}/{f}")
         if os.path.exists(src) and not os.path.exists(dst):
@@ -107,6 +109,32 @@ def kubelet_cert_expired(st, n, on):
     os.unlink(crt)
     subprocess.run(["nsenter", "-t", str(n["anchor"]["pid"]), "-m", "-u", "/usr/local/sbin/systemctl", "restart", "kubelet"],
                    check=True, capture_output=True)
+
+
+def etcd_data_lost(st, n, on):
+    """The node's etcd data gone (a disk replaced, an rm -rf in the wrong place): the member's
+    directory removed while its etcd was stopped, then etcd started again from the same manifest.
+    With no data and --initial-cluster-state=new it finds its member already bootstrapped on the
+    peers and exits ("member ... has already been bootstrapped"): down until the member is
+    replaced (member remove, member add, an etcd that joins as existing). Cleared: nothing brings
+    the data back; the fault is only forgotten."""
+    if not on:
+        return
+    m = f"{root(st, n)}/etc/kubernetes/manifests/etcd.yaml"
+    parked = f"{root(st, n)}/var/lib/engine-lab/etcd.yaml.parked"
+    systemctl = ["nsenter", "-t", str(n["anchor"]["pid"]), "-m", "-u", "/usr/local/sbin/systemctl"]
+    if os.path.exists(m):  # kubeadm's static Pod
+        os.replace(m, parked)
+    elif os.path.exists(f"{root(st, n)}/etc/etcd/etcd.env"):  # etcd.service (etcd-to-systemd)
+        subprocess.run(systemctl + ["stop", "etcd"], check=True, capture_output=True)
+    else:
+        raise LabError(f"etcd-data-lost needs etcd on {n['name']}: no {m} and no /etc/etcd/etcd.env")
+    wait(lambda: not port_open(n["ip"], 2379), f"etcd of {n['name']} stopping", 30)
+    shutil.rmtree(f"{root(st, n)}/var/lib/etcd/member", ignore_errors=True)
+    if os.path.exists(parked):
+        os.replace(parked, m)
+    else:
+        subprocess.run(systemctl + ["start", "etcd"], capture_output=True)  # fails: the member's data is gone
 
 
 # What a full disk held in seed 002 (a 7.6G root: containerd images, snapd, the journal, apt's
@@ -349,7 +377,7 @@ ACTIONS = {"stale-manifest-bak": stale_bak, "apiserver-phase-timeout": lambda st
            "etcd-new-version-fails": new_version_fails, "controller-manager-rbac-missing": controller_manager_rbac,
            "cluster-admins-binding-missing": cluster_admins, "api-unreachable": api_unreachable,
            "apt-fetch-stall": lambda st, n, on: flag(st, n, "apt-fetch-stall", on), "etcd-nospace": etcd_nospace,
-           "manifests-moved": manifests_moved, "kubelet-cert-expired": kubelet_cert_expired}
+           "manifests-moved": manifests_moved, "kubelet-cert-expired": kubelet_cert_expired, "etcd-data-lost": etcd_data_lost}
 
 SEE = {"stale-manifest-bak": "ls -l /etc/kubernetes/manifests",
        "apiserver-phase-timeout": "kubeadm upgrade apply (times out and rolls back)",
@@ -368,8 +396,9 @@ SEE = {"stale-manifest-bak": "ls -l /etc/kubernetes/manifests",
        "api-unreachable": "kubectl get nodes (connection refused); through a node: ssh -L 6443:NODE_IP:6443 NODE",
        "apt-fetch-stall": "apt-get install of a package not yet downloaded (waits, as at a stalled mirror)",
        "etcd-nospace": "etcdctl alarm list (NOSPACE); kubectl apply (etcdserver: mvcc: database space exceeded)",
-       "manifests-moved": "ls /etc/kubernetes/manifests /root (etcd.yaml and kube-scheduler.yaml are in /root)",
-       "kubelet-cert-expired": "journalctl -u kubelet (part of the existing bootstrap client certificate is expired); kubectl get nodes"}
+       "manifests-moved": "ls /etc/kubernetes/manifests /etc/kubernetes (etcd.yaml and kube-scheduler.yaml are one level up)",
+       "kubelet-cert-expired": "journalctl -u kubelet (part of the existing bootstrap client certificate is expired); kubectl get nodes",
+       "etcd-data-lost": "/var/log/pods/etcd.log (member ... has already been bootstrapped); etcdctl endpoint health --cluster"}
 
 
 def apply(st, n, kind, on, days=None):
