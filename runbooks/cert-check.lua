@@ -9,6 +9,13 @@ local fleet = require "engine.fleet"
 local text = require "std.text"
 local timers = require "cert_timer"
 
+-- What renews a row's certificate: the kubelet's own is not kubeadm's to renew, a CA is a rotation.
+local function renewed_by(r)
+  if r.name == "kubelet.conf" or r.name == "kubelet-client" then return "runbooks/kubelet-cert-renew.lua" end
+  if r.is_ca then return "kubeadm's manual CA rotation (docs/certs.md)" end
+  return "runbooks/cert-renew.lua"
+end
+
 return runbook {
   name = "cert-check",
   summary = "Expiry of every kubeadm certificate, in files and as served, on every node; exit 1 under the threshold",
@@ -85,8 +92,8 @@ return runbook {
       local note = r.error or r.mismatch or (r.is_ca and "CA" or "")
       if r.days_left and (r.days_left < p.threshold or r.expired) then
         note = (r.expired and "EXPIRED" or "due") .. (note ~= "" and ("; " .. note) or "")
-        due[#due + 1] = string.format("%s %s (%s, %s)", r.node, r.name, r.where,
-          r.expired and "expired " .. r.not_after or (r.days_left .. " days left"))
+        due[#due + 1] = string.format("%s %s (%s, %s): %s", r.node, r.name, r.where,
+          r.expired and "expired " .. r.not_after or (r.days_left .. " days left"), renewed_by(r))
       end
       lines[#lines + 1] = { r.node, r.name, r.where, r.days_left, r.not_after, note }
       log.record("certificate", { node = r.node, name = r.name, where = r.where, days_left = r.days_left,

@@ -111,7 +111,7 @@ return runbook {
             log.info("dry-run: would sign a certificate for system:node:" .. host.name .. " on " .. signer.name ..
               " (kubeadm kubeconfig user --org system:nodes), keep the old credentials in " .. backup .. ", write " ..
               creds.CURRENT .. " and " .. creds.KUBELET_CONF .. " (server " .. server .. ")", { node = host.name })
-            return
+            return { dry_run = true }  -- the plan's restart follows, as in the real run
           end
           local pem, cert = creds.issue(signer, host.name)
           local file = creds.install(host, pem, server, ca_data, backup)

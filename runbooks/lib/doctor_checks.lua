@@ -345,10 +345,12 @@ function M.etcd_cluster(p, leader, out, quotas)
     for _, problem in ipairs(health.problems) do
       local alarm = problem:match("^alarm (%S+)")
       if alarm == "NOSPACE" then problem = problem .. ": its database reached its quota; etcd refuses every write, the API server's too" end
+      local member = not alarm and problem:match("^(%S+) unhealthy")
       finding(out, alarm and "etcd-alarm" or "etcd-unhealthy", "critical", nil, problem,
-        alarm and "etcdctl alarm list" or "etcdctl endpoint health --cluster",
+        alarm and "etcdctl alarm list" or "etcdctl endpoint health --cluster; the member's log",
         alarm == "NOSPACE" and "runbooks/etcd-maintenance.lua -e mode=defrag -e compact=true (compact, defragment, then disarm)"
-          or nil)
+          or member and string.format("its log saying \"has already been bootstrapped\" or \"raft log corrupted, truncated, " ..
+            "or lost\" (its data is lost): runbooks/etcd-member-replace.lua -e node=%s", member) or nil)
     end
     for _, m in ipairs(health.members) do
       local st = m.healthy and m.endpoint and etcd.status(m.endpoint)

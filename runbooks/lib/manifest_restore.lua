@@ -101,7 +101,7 @@ function M.plan(h, gone, peers)
       { read_only = true, what = "looking for the etcd member's data in " .. dir })
     if not r.stdout:find("member", 1, true) then
       error(string.format("%s: %s/member is gone: an etcd.yaml would start a new, empty etcd, not this node's member. " ..
-        "Remove the member (etcdctl member remove) and join the node again (kubeadm join --control-plane)", h.name, dir), 0)
+        "Put its manifest back by hand, then replace the member (runbooks/etcd-member-replace.lua -e node=%s)", h.name, dir, h.name), 0)
     end
     local tags, by_tag = {}, {}
     for _, peer in ipairs(peers) do

@@ -81,6 +81,22 @@
 ---@field stagger number  each next node's check this much later (seconds) (default: 1200s)
 ---@field threshold integer  percent of the database that is free space before it is defragmented (from 0 to 100) (default: 30)
 
+--- etcd-member-replace: Replace an etcd member whose data is lost: removed, added again, started empty as an existing member
+---@class params.etcd_member_replace
+---@field node string  the inventory host whose etcd member is replaced (required)
+---@field backup_dir string  where the static Pod's manifest is parked while the member is replaced (0700) (default: /etc/kubernetes/engine-backup)
+---@field control_plane string  inventory group of the etcd members (default: k8s-cp)
+---@field download_url? string  release tarball URL, {version} filled in (default: the hosts' etcd_download_url var, else etcd's GitHub releases)
+---@field force boolean  replace a member that answers, healthy (its data is not trusted) (default: false)
+---@field health_interval number  (seconds) (default: 2s)
+---@field health_passes integer  gate passes in a row (at least 1) (default: 3)
+---@field health_timeout number  for a member to pass the gate (seconds) (default: 180s)
+---@field leader string  inventory group of the node the snapshot is taken through (another node when it is the one replaced) (default: k8s-cp-leader)
+---@field max_raft_lag integer  raft entries a member may be behind the leader and pass (at least 0) (default: 1000)
+---@field sha256? string  the tarball's sha256 (default: from SHA256SUMS beside it)
+---@field snapshot_dir string  where the snapshot is kept (on this machine) (default: /var/backups/engine)
+---@field snapshot_keep integer  once the snapshot is kept, remove older etcd-*.db snapshots in snapshot_dir beyond this many; 0 keeps every one (at least 0) (default: 0)
+
 --- etcd-to-systemd: Move a kubeadm cluster's stacked etcd from static Pods to systemd, one member at a time, with rollback
 ---@class params.etcd_to_systemd
 ---@field backup_dir string  on each node, where the etcd and kube-apiserver manifests are kept (outside manifests/) (default: /etc/kubernetes/engine-backup)

@@ -1,6 +1,6 @@
 """runbooks/kubelet-cert-renew.lua in the lab (seed 001's node): a kubelet whose client certificate
 expired cannot start ("part of the existing bootstrap client certificate is expired", no
-bootstrap-kubelet.conf), and its node stays NotReady. doctor names the certificate and the runbook;
+bootstrap-kubelet.conf), and its node stays NotReady. doctor and cert-check name it and the runbook;
 a signer without the CA key is refused; the dry run changes nothing; the run signs new credentials
 on a control-plane node, keeps the old ones, and the kubelet starts with them (the lab's kubelet
 checks the certificate's dates, name, CA and key, as a real one does); the key is in no log; a
@@ -68,6 +68,11 @@ class KubeletCert(unittest.TestCase):
         self.assertRegex(out, r"w1\s+certificate-expired\s+kubelet\.conf \(/etc/kubernetes/kubelet\.conf\) expired \S+: "
                               r"the kubelet cannot start with it")
         self.assertIn("fix: runbooks/kubelet-cert-renew.lua", out)
+
+        # cert-check says what renews it.
+        r = lb.engine("run", os.path.join(ROOT, "runbooks", "cert-check.lua"))
+        self.assertEqual(r.returncode, 1, (r.stdout + r.stderr)[-3000:])
+        self.assertRegex(r.stderr, r"w1 kubelet\.conf \(/etc/kubernetes/kubelet\.conf, expired \S+\): runbooks/kubelet-cert-renew\.lua")
 
         # No signer: w1 holds no CA key. Refused, nothing changed.
         r = lb.engine("run", RENEW, "-e", "control_plane=w1")

@@ -1,5 +1,5 @@
 """A kubeadm manifest gone from /etc/kubernetes/manifests (the lab's manifests-moved: etcd.yaml and
-kube-scheduler.yaml moved to /root by hand and never put back). doctor names each one on its node,
+kube-scheduler.yaml moved up to /etc/kubernetes by hand and never put back). doctor names each one on its node,
 not as an etcd migration stopped midway; the upgrade's preflight and cert-renew's precheck refuse
 with the runbook that fixes it; recover-static-pods plans kubeadm's phases in a dry run, refuses
 when the member's data is gone or the node is mid-upgrade, then writes both back with kubeadm at
@@ -127,7 +127,7 @@ class Missing(unittest.TestCase):
         out = r.stdout + r.stderr
         self.assertEqual(r.returncode, 1, out[-3000:])
         self.assertIn("cp3: /var/lib/etcd/member is gone: an etcd.yaml would start a new, empty etcd, not this node's member. "
-                      "Remove the member (etcdctl member remove) and join the node again (kubeadm join --control-plane)", out)
+                      "Put its manifest back by hand, then replace the member (runbooks/etcd-member-replace.lua -e node=cp3)", out)
         for f in ("etcd.yaml", "kube-scheduler.yaml"):
             self.assertFalse(os.path.exists(f"{self.manifests('cp3')}/{f}"), f)
 

@@ -1,0 +1,276 @@
+-- The pieces of runbooks/etcd-member-replace.lua: etcd's own procedure for a member whose data is
+-- lost ("Replacing a failed etcd member"): a member that comes back with an empty data directory
+-- under its old identity is refused by its peers ("member ... has already been bootstrapped"), and
+-- must not be let in: it would vote with a log it no longer has. So: stop it, remove it, keep
+-- what is left of its data aside, add it again (a new member ID), and start it with
+-- --initial-cluster-state=existing, the way kubeadm's control-plane join starts a stacked member.
+-- The node's etcd runs as kubeadm's static Pod (its manifest rewritten) or as etcd.service (its
+-- environment file rewritten); nothing else about it changes.
+local etcd = require "engine.etcd"
+local http = require "engine.http"
+local nodes = require "etcd_nodes"
+local remote = require "std.remote"
+local static_pod = require "std.static_pod"
+local svc = require "std.etcd_service"
+local systemd = require "std.systemd"
+local time = require "engine.time"
+
+local M = {}
+local q = remote.quote
+
+local function sleep_until(what, timeout, fn)
+  local deadline = time.monotonic() + timeout
+  while not fn() do
+    if time.monotonic() > deadline then error(what .. ": not within " .. timeout .. "s", 0) end
+    sleep(0.5)
+  end
+end
+
+--- parked(p) → where this runbook parks the static Pod's manifest (its own name: etcd-to-systemd
+--- keeps its copy of etcd.yaml in the same directory, and that one must never be started again).
+function M.parked(p) return p.backup_dir .. "/etcd.yaml.replacing" end
+
+--- how(host, p) → {kind = "static" | "systemd", file, flags, order} | nil, why: where the node's
+--- etcd is configured: etcd.service's environment file (etcd-to-systemd ran), else kubeadm's
+--- manifest, or the one this runbook parked (a run killed after the stop).
+function M.how(h, p)
+  local env = systemd.read(h, svc.ENV_FILE)
+  local m = svc.manifest(h)
+  if env and m then
+    return nil, string.format("both %s and %s are there: an etcd-to-systemd migration stopped midway; finish it first",
+      svc.ENV_FILE, svc.MANIFEST)
+  end
+  if env then return { kind = "systemd", file = svc.ENV_FILE, flags = svc.flags_of_env(env) } end
+  m = m or svc.manifest(h, M.parked(p))
+  if m then return { kind = "static", file = m.file, flags = m.flags, order = m.order } end
+  return nil, string.format("no %s (nor one parked at %s) and no %s: put the member's configuration back first",
+    svc.MANIFEST, M.parked(p), svc.ENV_FILE)
+end
+
+--- precheck(p, cps, h) → facts {member = {id, name, peer_urls}, how, data_dir, others = {hosts},
+--- healthy = n, members = n}, journaled: nothing changes; every problem is named together.
+function M.precheck(p, cps, h)
+  local problem, finish = nodes.errors()
+  local facts, others = { others = {} }, {}  -- facts.others: their names (journaled)
+  for _, x in ipairs(cps) do
+    if x.name ~= h.name then others[#others + 1] = x; facts.others[#facts.others + 1] = x.name end
+  end
+  if #others == 0 then
+    problem("%s is the only member: there is no quorum to join it to; restore the snapshot instead (etcdutl snapshot restore)", h.name)
+    finish()
+  end
+  local eps = {}
+  for _, x in ipairs(others) do
+    local ok, ep = pcall(nodes.endpoint, x, p)
+    if ok then eps[#eps + 1] = ep else problem("%s", tostring(ep)) end
+  end
+  local health = #eps > 0 and etcd.cluster_health(eps)
+  if not health then
+    problem("etcd: no other member answers: %s", #eps > 0 and "cannot ask" or "no tunnel")
+    finish()
+  end
+  local name = nodes.member_name(h)
+  local members = etcd.members(eps[1]) or {}
+  facts.members = #members
+  for _, m in ipairs(members) do
+    if m.name == name then facts.member = { id = m.id, name = m.name, peer_urls = m.peer_urls } end
+  end
+  local healthy = 0
+  for _, m in ipairs(health.members) do if m.healthy and m.name ~= name then healthy = healthy + 1 end end
+  facts.healthy = healthy
+  local quorum = #members // 2 + 1
+  if healthy < quorum then
+    problem("only %d of the %d members answer without %s (a quorum is %d): removing and adding a member needs one; " ..
+      "bring the others back first, or restore the snapshot (etcdutl snapshot restore)", healthy, #members, name, quorum)
+  end
+  if not facts.member then
+    problem("no etcd member is named %s (members: %s); set etcd_member_name on the host if its member has another name",
+      name, (function() local n = {} for _, m in ipairs(members) do n[#n + 1] = m.name ~= "" and m.name or m.id end return table.concat(n, ", ") end)())
+  elseif #facts.member.peer_urls == 0 then
+    problem("member %s has no peer URL to add it again with", name)
+  end
+  -- The member itself: a healthy one has its data; replacing it is asked for explicitly.
+  local asked, st = pcall(nodes.member_ok, h, p)
+  if asked and st and not p.force then
+    problem("%s's member answers, healthy, with a leader: nothing to replace (-e force=true replaces it anyway: " ..
+      "a member whose data you no longer trust)", name)
+  end
+  local how, why = M.how(h, p)
+  if not how then
+    problem("%s: %s", h.name, why)
+  else
+    facts.how = how
+    facts.data_dir = how.flags["data-dir"]
+    if how.flags.name ~= name then problem("%s: its etcd is configured as member %s, not %s", h.name, tostring(how.flags.name), name) end
+    if facts.member and how.flags["initial-advertise-peer-urls"] and
+        how.flags["initial-advertise-peer-urls"] ~= table.concat(facts.member.peer_urls, ",") then
+      problem("%s: its etcd advertises %s to its peers, the cluster knows member %s at %s", h.name,
+        how.flags["initial-advertise-peer-urls"], name, table.concat(facts.member.peer_urls, ","))
+    end
+  end
+  finish()
+  return facts
+end
+
+--- stopped(p, facts) → operation "etcd stopped": the static Pod's manifest moved to backup_dir
+--- (0700) and its container gone, or etcd.service stopped.
+function M.stopped(p, facts)
+  return {
+    name = "etcd stopped",
+    holds = function(h)
+      if facts.how.kind == "systemd" then return not systemd.active(h, svc.UNIT), "etcd.service is active" end
+      return svc.manifest(h) == nil and static_pod.container(h, "etcd") == nil, svc.MANIFEST .. " is there, or its container runs"
+    end,
+    apply = function(h)
+      if facts.how.kind == "systemd" then
+        remote.must(h, "systemctl stop " .. q(svc.UNIT), { what = "systemctl stop etcd" })
+        return
+      end
+      remote.must(h, "mkdir -p " .. q(p.backup_dir) .. " && chmod 0700 " .. q(p.backup_dir) .. " && if [ -f " .. q(svc.MANIFEST) ..
+        " ]; then mv -f " .. q(svc.MANIFEST) .. " " .. q(M.parked(p)) .. "; fi",
+        { what = "moving " .. svc.MANIFEST .. " to " .. M.parked(p) })
+      if http.dry_run() then return end
+      sleep_until(h.name .. ": the kubelet stopping etcd", p.health_timeout, function() return static_pod.container(h, "etcd") == nil end)
+    end,
+  }
+end
+
+--- removed(facts, endpoints) → operation "member removed" (cluster-wide, run once): the old member
+--- ID gone from the member list.
+function M.removed(facts, eps)
+  local id = facts.member.id
+  local function listed()
+    for _, m in ipairs(etcd.members(eps[1]) or {}) do if m.id == id then return true end end
+    return false
+  end
+  return {
+    name = "member " .. facts.member.name .. " (" .. id .. ") removed",
+    holds = function() return not listed(), "member " .. id .. " is still listed" end,
+    apply = function()
+      local ok, err, msg = etcd.member_remove(id, eps[1])
+      if not ok then error(string.format("etcd member remove %s: %s", id, tostring(msg or err)), 0) end
+    end,
+  }
+end
+
+--- data_aside(facts, stamp) → operation "old data kept aside": DATADIR/member renamed
+--- DATADIR/member.replaced-STAMP, so the new member starts empty. Inside the data directory: a
+--- rename on its own filesystem (often a disk of its own), never a copy onto the root disk; etcd
+--- only warns about the extra directory.
+function M.data_aside(facts, stamp)
+  local dir = facts.data_dir
+  local aside = M.aside(dir, stamp)
+  return {
+    name = "old data kept aside",
+    holds = function(h)
+      local r = remote.must(h, "if [ -e " .. q(dir .. "/member") .. " ]; then echo there; fi", { read_only = true,
+        what = "looking at " .. dir })
+      return not r.stdout:find("there", 1, true), dir .. "/member is there"
+    end,
+    apply = function(h)
+      remote.must(h, "mv -T " .. q(dir .. "/member") .. " " .. q(aside), { what = "renaming " .. dir .. "/member " .. aside })
+      if not http.dry_run() then log.info("what was left of the member's data is kept", { node = h.name, dir = aside }) end
+    end,
+  }
+end
+
+--- aside(data_dir, stamp) → where the old member directory is kept.
+function M.aside(dir, stamp) return dir .. "/member.replaced-" .. stamp end
+
+--- added(facts, endpoints) → {id, initial_cluster} (journaled by the caller's step): the member
+--- added again with its peer URLs; etcd's --initial-cluster for it (every member by name, the new
+--- one by its own).
+function M.added(facts, eps)
+  local name = facts.member.name
+  for _, m in ipairs(etcd.members(eps[1]) or {}) do  -- added before a kill: not twice
+    if m.name == "" and table.concat(m.peer_urls, ",") == table.concat(facts.member.peer_urls, ",") then
+      return { id = m.id, initial_cluster = M.initial_cluster(etcd.members(eps[1]), name, facts.member.peer_urls) }
+    end
+  end
+  local r, err, msg = etcd.member_add(facts.member.peer_urls, eps[1])
+  if not r then error(string.format("etcd member add %s: %s", name, tostring(msg or err)), 0) end
+  if r.dry_run then  -- what it would be: the member is still listed under its name
+    return { id = "(dry run)", initial_cluster = M.initial_cluster(etcd.members(eps[1]), name, facts.member.peer_urls) }
+  end
+  log.info("etcd member added", { name = name, id = r.id, peer_urls = table.concat(facts.member.peer_urls, ",") })
+  return { id = r.id, initial_cluster = M.initial_cluster(r.members, name, facts.member.peer_urls) }
+end
+
+--- initial_cluster(members, name, peer_urls) → "a=https://..:2380,b=...": the unnamed member
+--- with these peer URLs is `name`.
+function M.initial_cluster(members, name, peer_urls)
+  local parts, mine = {}, table.concat(peer_urls, ",")
+  for _, m in ipairs(members or {}) do
+    local n = m.name ~= "" and m.name or (table.concat(m.peer_urls, ",") == mine and name) or nil
+    if n then for _, u in ipairs(m.peer_urls) do parts[#parts + 1] = n .. "=" .. u end end
+  end
+  table.sort(parts)
+  return table.concat(parts, ",")
+end
+
+-- The manifest's etcd command with these flags set (added when absent).
+local function with_flags(text, set)
+  local doc = http.yaml_decode(text)
+  local c = doc.spec.containers[1]
+  local seen = {}
+  for i, a in ipairs(c.command or {}) do
+    local k = tostring(a):match("^%-%-([%w%-%.]+)=")
+    if k and set[k] then c.command[i] = "--" .. k .. "=" .. set[k]; seen[k] = true end
+  end
+  local extra = {}
+  for k in pairs(set) do if not seen[k] then extra[#extra + 1] = k end end
+  table.sort(extra)
+  for _, k in ipairs(extra) do c.command[#c.command + 1] = "--" .. k .. "=" .. set[k] end
+  return http.yaml_encode(doc)
+end
+
+--- started(p, facts, joined) → operation "member joined": etcd started as an existing member of
+--- joined.initial_cluster (the manifest back with the two flags set, or the environment file
+--- rewritten and etcd.service started), then the gate: the new member ID healthy, a leader,
+--- caught up, health_passes in a row.
+function M.started(p, facts, joined)
+  local set = { ["initial-cluster"] = joined.initial_cluster, ["initial-cluster-state"] = "existing" }
+  return {
+    name = "member joined",
+    holds = function(h)
+      local st, why = nodes.member_ok(h, p, joined.id)
+      return st ~= nil, why
+    end,
+    apply = function(h)
+      if http.dry_run() then
+        log.info("dry-run: would start etcd as an existing member", { node = h.name, initial_cluster = joined.initial_cluster,
+          how = facts.how.kind })
+        return
+      end
+      if facts.how.kind == "systemd" then
+        local env = systemd.read(h, svc.ENV_FILE) or ""
+        local lines = {}
+        for line in env:gmatch("[^\n]+") do
+          if not line:match("^ETCD_INITIAL_CLUSTER=") and not line:match("^ETCD_INITIAL_CLUSTER_STATE=") then lines[#lines + 1] = line end
+        end
+        lines[#lines + 1] = svc.env_name("initial-cluster") .. "=" .. set["initial-cluster"]
+        lines[#lines + 1] = svc.env_name("initial-cluster-state") .. "=existing"
+        local ok, err, msg = h:write_file(svc.ENV_FILE, table.concat(lines, "\n") .. "\n", { mode = "0640", sudo = true })
+        if not ok then error(string.format("%s: writing %s: %s (%s)", h.name, svc.ENV_FILE, err, msg or ""), 0) end
+        -- restart: a unit in its restart loop starts again now, with the new environment
+        remote.must(h, "systemctl restart " .. q(svc.UNIT), { what = "systemctl restart etcd", timeout = 120 })
+      else
+        local parked = M.parked(p)
+        local r = remote.must(h, "if [ -f " .. q(parked) .. " ]; then cat " .. q(parked) .. "; fi", { read_only = true,
+          what = "reading the parked " .. parked })
+        if r.stdout ~= "" then  -- else written back before a kill: the gate is what is left
+          local ok, err, msg = h:write_file(svc.MANIFEST, with_flags(r.stdout, set), { mode = "0600", sudo = true })
+          if not ok then error(string.format("%s: writing %s: %s (%s)", h.name, svc.MANIFEST, err, msg or ""), 0) end
+          remote.must(h, "rm -f " .. q(parked), { what = "removing the parked " .. parked })
+        end
+      end
+      local up, why = nodes.gate(function() return nodes.member_ok(h, p, joined.id) end, p.health_passes, p.health_interval,
+        p.health_timeout)
+      if not up then error(string.format("%s: the new member %s: %s (its log: %s)", h.name, joined.id, tostring(why),
+        facts.how.kind == "systemd" and "journalctl -u etcd" or "crictl logs on etcd"), 0) end
+      log.info("etcd member joined", { node = h.name, id = joined.id })
+    end,
+  }
+end
+
+return M

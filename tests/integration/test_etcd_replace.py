@@ -1,0 +1,143 @@
+"""runbooks/etcd-member-replace.lua in the lab: a member whose data is lost (the lab's
+etcd-data-lost: its data directory wiped, etcd started again) exits with "member ... has already
+been bootstrapped" (a static Pod) or a raft panic (etcd.service), the cluster a member short. The
+precheck refuses a host that is not a member and a member that answers; the dry run changes
+nothing; the run takes a snapshot, removes the member, keeps its old data aside, adds it again and
+starts it as an existing member: a new ID, the others' kept, and the data it lost back from its
+peers. Then the same for a member under systemd, after etcd-to-systemd."""
+import base64
+import glob
+import os
+import time
+import unittest
+
+from test_etcd_migration import ROOT, Lab, lab, read
+
+REPLACE = os.path.join(ROOT, "runbooks", "etcd-member-replace.lua")
+DOCTOR = os.path.join(ROOT, "runbooks", "doctor.lua")
+
+
+class Replace(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.lb = Lab(workers=1, subnet="127.0.80")
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.lb.down()
+
+    def serializable(self, name, key):
+        """The member's own copy of key (a serializable read: no leader asked)."""
+        kvs = self.lb.etcd(name, "/v3/kv/range", {"key": base64.b64encode(key.encode()).decode(),
+                                                  "serializable": True}).get("kvs", [])
+        return base64.b64decode(kvs[0]["value"]).decode() if kvs else None
+
+    def replace(self, *extra):
+        r = self.lb.engine("run", REPLACE, "-e", f"snapshot_dir={self.lb.dir}/snapshots", *extra)
+        return r, r.stdout + r.stderr
+
+    def lose(self, name, log, says):
+        """The member's data lost; its etcd started again says so in its log (within 30 s)."""
+        lb = self.lb
+        lb.put(f"/before-{name}", "kept")
+        before = lb.members()
+        path = f"{lb.root(name)}{log}"
+        start = os.path.getsize(path) if os.path.exists(path) else 0
+        lab("fault", name, "etcd-data-lost", "--dir", lb.dir)
+        end = time.monotonic() + 30
+        while says not in read(path)[start:] and time.monotonic() < end:
+            time.sleep(0.3)
+        self.assertIn(says, read(path)[start:])
+        lb.put(f"/while-{name}-down", "caught up")
+        return before
+
+    def check_replaced(self, name, before, out):
+        lb = self.lb
+        after = lb.members()
+        self.assertEqual(set(after), set(before))
+        self.assertNotEqual(after[name], before[name])
+        for other in set(before) - {name}:
+            self.assertEqual(after[other], before[other])
+        self.assertIn(f"{name}'s member was {before[name]}, is now {after[name]}", out)
+        # The data it lost, from its peers: its own copy, no leader asked.
+        self.assertEqual(self.serializable(name, f"/before-{name}"), "kept")
+        self.assertEqual(self.serializable(name, f"/while-{name}-down"), "caught up")
+        aside = glob.glob(f"{lb.root(name)}/var/lib/etcd/member.replaced-*")
+        self.assertEqual(len(aside), 1, aside)
+        self.assertTrue(glob.glob(f"{lb.dir}/snapshots/etcd-*.db"))
+
+    def test_1_static_pod_member(self):
+        lb = self.lb
+        # A healthy member is not replaced unasked.
+        r, out = self.replace("-e", "node=cp1")
+        self.assertEqual(r.returncode, 1, out[-3000:])
+        self.assertIn("precheck failed, nothing was changed:\n  cp1's member answers, healthy, with a leader: nothing to "
+                      "replace (-e force=true replaces it anyway: a member whose data you no longer trust)\n", out)
+        before = self.lose("cp3", "/var/log/pods/etcd.log", "has already been bootstrapped")
+
+        # doctor: the member unhealthy, and what replaces it when its data is lost.
+        r = lb.engine("run", DOCTOR)
+        out = r.stdout + r.stderr
+        self.assertEqual(r.returncode, 1, out[-3000:])
+        self.assertRegex(out, r"etcd-unhealthy\s+cp3 unhealthy")
+        self.assertIn("runbooks/etcd-member-replace.lua -e node=cp3", out)
+
+        # Refusals, nothing changed: not a member's host; another member while cp3 is down (with
+        # force: it answers), which would leave no quorum.
+        r, out = self.replace("-e", "node=w1")
+        self.assertEqual(r.returncode, 1, out[-3000:])
+        self.assertIn("node=w1 is not in k8s-cp (3 hosts)", out)
+        r, out = self.replace("-e", "node=cp1", "-e", "force=true")
+        self.assertEqual(r.returncode, 1, out[-3000:])
+        self.assertIn("precheck failed, nothing was changed:\n  only 1 of the 3 members answer without cp1 (a quorum is 2): "
+                      "removing and adding a member needs one; bring the others back first, or restore the snapshot "
+                      "(etcdutl snapshot restore)", out)
+        self.assertEqual(lb.members(), before)
+
+        # The dry run: the plan, nothing changed.
+        r, out = self.replace("-e", "node=cp3", "--dry-run")
+        self.assertEqual(r.returncode, 0, out[-3000:])
+        self.assertIn(f"would remove the etcd member id={before['cp3']}", out)
+        self.assertIn("would add an etcd member peer_urls=https://127.0.80.3:2380", out)
+        self.assertRegex(out, r"would start etcd as an existing member how=static initial_cluster=cp1=https://127\.0\.80\.1:2380,"
+                              r"cp2=https://127\.0\.80\.2:2380,cp3=https://127\.0\.80\.3:2380")
+        self.assertEqual(lb.members(), before)
+        self.assertTrue(os.path.exists(f"{lb.root('cp3')}/etc/kubernetes/manifests/etcd.yaml"))
+        self.assertFalse(glob.glob(f"{lb.root('cp3')}/var/lib/etcd/member.replaced-*"))
+
+        r, out = self.replace("-e", "node=cp3")
+        self.assertEqual(r.returncode, 0, out[-3000:])
+        self.check_replaced("cp3", before, out)
+        manifest = read(f"{lb.root('cp3')}/etc/kubernetes/manifests/etcd.yaml")
+        self.assertIn("--initial-cluster-state=existing", manifest)
+        self.assertFalse(os.path.exists(f"{lb.root('cp3')}/etc/kubernetes/engine-backup/etcd.yaml.replacing"))
+        # Now healthy: a second run has nothing to replace.
+        r, out = self.replace("-e", "node=cp3")
+        self.assertEqual(r.returncode, 1, out[-3000:])
+        self.assertIn("cp3's member answers, healthy", out)
+
+    def test_2_systemd_member(self):
+        lb = self.lb
+        r = lb.migrate()
+        self.assertEqual(r.returncode, 0, (r.stdout + r.stderr)[-3000:])
+        before = self.lose("cp2", "/var/log/etcd.log", "panic")
+        r, out = self.replace("-e", "node=cp2")
+        self.assertEqual(r.returncode, 0, out[-3000:])
+        self.check_replaced("cp2", before, out)
+        env = read(f"{lb.root('cp2')}/etc/etcd/etcd.env")
+        self.assertIn("ETCD_INITIAL_CLUSTER_STATE=existing", env)
+        self.assertRegex(env, r"ETCD_INITIAL_CLUSTER=cp1=https://127\.0\.80\.1:2380,cp2=https://127\.0\.80\.2:2380,"
+                              r"cp3=https://127\.0\.80\.3:2380\n")
+        self.assertEqual(lb.unit("cp2"), ("active", "enabled"))
+        # etcd-to-systemd's copy of the old manifest stays where it was, and no static Pod came back.
+        self.assertFalse(os.path.exists(f"{lb.root('cp2')}/etc/kubernetes/manifests/etcd.yaml"))
+        self.assertTrue(os.path.exists(f"{lb.root('cp2')}/etc/kubernetes/engine-backup/etcd.yaml"))
+        # The new member's data is the unit's user's (etcd), as the data directory is: not root's.
+        self.assertEqual(os.stat(f"{lb.root('cp2')}/var/lib/etcd/member").st_uid, os.stat(f"{lb.root('cp2')}/var/lib/etcd").st_uid)
+        self.assertNotEqual(os.stat(f"{lb.root('cp2')}/var/lib/etcd/member").st_uid, 0)
+        r = lb.engine("run", DOCTOR)
+        self.assertNotIn("etcd-unhealthy", r.stdout + r.stderr)
+
+
+if __name__ == "__main__":
+    unittest.main()
