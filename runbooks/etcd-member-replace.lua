@@ -21,7 +21,8 @@ return runbook {
   params = nodes.params {
     node = { type = "string", required = true, help = "the inventory host whose etcd member is replaced" },
     control_plane = { type = "string", default = "k8s-cp", help = "inventory group of the etcd members" },
-    leader = { type = "string", default = "k8s-cp-leader", help = "inventory group of the node the snapshot is taken through (another node when it is the one replaced)" },
+    leader = { type = "string", default = "k8s-cp-leader",
+      help = "inventory group of the node the snapshot is taken through (another node when it is the one replaced)" },
     force = { type = "boolean", default = false, help = "replace a member that answers, healthy (its data is not trusted)" },
     backup_dir = { type = "string", default = "/etc/kubernetes/engine-backup", pattern = "^/",
       help = "where the static Pod's manifest is parked while the member is replaced (0700)" },

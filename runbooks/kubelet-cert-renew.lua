@@ -21,7 +21,8 @@ return runbook {
   summary = "Replace an expired (or expiring) kubelet client certificate: a new one signed on a control-plane node, the kubelet restarted",
   params = {
     nodes = { type = "string", default = "all", help = "inventory pattern of the nodes whose kubelet certificate is examined" },
-    control_plane = { type = "string", default = "k8s-cp", help = "inventory group (or pattern) of the control-plane nodes: the first holding the CA key signs" },
+    control_plane = { type = "string", default = "k8s-cp",
+      help = "inventory group (or pattern) of the control-plane nodes: the first holding the CA key signs" },
     under_days = { type = "integer", min = 0, default = 0,
       help = "also replace a certificate with fewer days left (default: only an expired or unreadable one; the kubelet rotates the others itself)" },
     at_once = { type = "amount", default = "1", pattern = "^0*[1-9]%d*%%?$", help = "nodes at a time (a count or a percentage)" },

@@ -84,8 +84,10 @@ function M.precheck(p, cps, h)
       "bring the others back first, or restore the snapshot (etcdutl snapshot restore)", healthy, #members, name, quorum)
   end
   if not facts.member then
+    local names = {}
+    for _, m in ipairs(members) do names[#names + 1] = m.name ~= "" and m.name or m.id end
     problem("no etcd member is named %s (members: %s); set etcd_member_name on the host if its member has another name",
-      name, (function() local n = {} for _, m in ipairs(members) do n[#n + 1] = m.name ~= "" and m.name or m.id end return table.concat(n, ", ") end)())
+      name, table.concat(names, ", "))
   elseif #facts.member.peer_urls == 0 then
     problem("member %s has no peer URL to add it again with", name)
   end
@@ -250,7 +252,8 @@ function M.started(p, facts, joined)
         end
         lines[#lines + 1] = svc.env_name("initial-cluster") .. "=" .. set["initial-cluster"]
         lines[#lines + 1] = svc.env_name("initial-cluster-state") .. "=existing"
-        local ok, err, msg = h:write_file(svc.ENV_FILE, table.concat(lines, "\n") .. "\n", { mode = "0640", sudo = true })
+        -- 0644, as etcd-to-systemd wrote it (systemd reads it, not etcd's user)
+        local ok, err, msg = h:write_file(svc.ENV_FILE, table.concat(lines, "\n") .. "\n", { mode = "0644", sudo = true })
         if not ok then error(string.format("%s: writing %s: %s (%s)", h.name, svc.ENV_FILE, err, msg or ""), 0) end
         -- restart: a unit in its restart loop starts again now, with the new environment
         remote.must(h, "systemctl restart " .. q(svc.UNIT), { what = "systemctl restart etcd", timeout = 120 })

@@ -67,7 +67,9 @@ local function advertise(h, pods)
     end
   end
   local n, err, msg = k8s.get("nodes", h.name)
-  if not n then error(string.format("%s: its advertise address: no kube-apiserver manifest, and Node %s: %s", h.name, h.name, tostring(msg or err)), 0) end
+  if not n then
+    error(string.format("%s: its advertise address: no kube-apiserver manifest, and Node %s: %s", h.name, h.name, tostring(msg or err)), 0)
+  end
   for _, a in ipairs((n.status or {}).addresses or {}) do
     if a.type == "InternalIP" then return a.address, 6443 end
   end
