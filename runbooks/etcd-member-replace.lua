@@ -18,8 +18,11 @@ local function rerun() return false end
 return runbook {
   name = "etcd-member-replace",
   summary = "Replace an etcd member whose data is lost: removed, added again, started empty as an existing member",
-  params = nodes.params {
+  params = {
     node = { type = "string", required = true, help = "the inventory host whose etcd member is replaced" },
+    -- The gate's, as every etcd runbook has them (not the release's: nothing is downloaded here).
+    health_timeout = nodes.PARAMS.health_timeout, health_passes = nodes.PARAMS.health_passes,
+    health_interval = nodes.PARAMS.health_interval, max_raft_lag = nodes.PARAMS.max_raft_lag,
     control_plane = { type = "string", default = "k8s-cp", help = "inventory group of the etcd members" },
     leader = { type = "string", default = "k8s-cp-leader",
       help = "inventory group of the node the snapshot is taken through (another node when it is the one replaced)" },
