@@ -109,10 +109,11 @@ def journalctl(args):
         print(f"Archived and active journals take up {human(disk()['journal'])} in the file system.")
         return 0
     unit = next((args[i + 1] for i, a in enumerate(args) if a == "-u" and i + 1 < len(args)), None)
+    lines = next((int(args[i + 1]) for i, a in enumerate(args) if a == "-n" and i + 1 < len(args) and args[i + 1].isdigit()), 50)
     if unit:
         try:
             with open(f"/var/log/{unit.replace('.service', '')}.log") as f:
-                sys.stdout.write("".join(f.readlines()[-50:]))
+                sys.stdout.write("".join(f.readlines()[-lines:]))
         except OSError:
             print("-- No entries --")
         return 0

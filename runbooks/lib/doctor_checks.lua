@@ -270,7 +270,10 @@ end
 function M.etcd_unit(h, out)
   local q = remote.quote
   local r = remote.must(h, "systemctl is-enabled " .. q(svc.UNIT) .. " 2>/dev/null || true; echo '## active'; systemctl is-active " ..
-    q(svc.UNIT) .. " || true; echo '## journal'; journalctl -u " .. q(svc.UNIT) .. " --no-pager -n 3 2>/dev/null | tail -n 3",
+    q(svc.UNIT) .. " || true; echo '## journal'; journalctl -u " .. q(svc.UNIT) .. " --no-pager -n 3 2>/dev/null | tail -n 3; " ..
+    -- A member whose data is lost says so once per start, above its stack trace.
+    "echo '## lost'; journalctl -u " .. q(svc.UNIT) .. " --no-pager -n 300 2>/dev/null | grep -m1 -o " ..
+    "-e 'tocommit([0-9]*) is out of range.*lost?' -e 'member [0-9a-f]* has already been bootstrapped' || true",
     { read_only = true, what = "systemctl is-enabled etcd and its journal" })
   local enabled = r.stdout:match("^(%S+)")
   if enabled ~= "enabled" and enabled ~= "disabled" then return end  -- no etcd.service here: external etcd, or none
@@ -283,7 +286,12 @@ function M.etcd_unit(h, out)
   local journal = table.concat(lines, "\n")
   finding(out, "etcd-down", "critical", h.name, string.format("etcd.service is %s (%s), and no etcd static Pod runs here%s",
     state, enabled, journal ~= "" and ("; its journal ends: " .. journal:gsub("\n", " | ")) or ""),
-    "systemctl status etcd; journalctl -u etcd -n 50")
+    "systemctl status etcd; journalctl -u etcd -n 50", nil)
+  local lost = section(r.stdout, "lost"):match("[^\n]+")
+  if lost then  -- the same finding's row: what the journal says about the member's data, and the runbook
+    finding(out, "etcd-down", "critical", h.name, "its journal says its data is lost: " .. lost,
+      "systemctl status etcd; journalctl -u etcd -n 50", "runbooks/etcd-member-replace.lua -e node=" .. h.name)
+  end
 end
 
 --- control_plane(cp, out): the control-plane nodes (host → {etcd = etcd_nodes.where, apiserver =

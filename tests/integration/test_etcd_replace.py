@@ -121,6 +121,14 @@ class Replace(unittest.TestCase):
         r = lb.migrate()
         self.assertEqual(r.returncode, 0, (r.stdout + r.stderr)[-3000:])
         before = self.lose("cp2", "/var/log/etcd.log", "panic")
+        # doctor: etcd.service down on cp2, its journal saying the data is lost, and the runbook.
+        r = lb.engine("run", DOCTOR)
+        out = r.stdout + r.stderr
+        self.assertEqual(r.returncode, 1, out[-3000:])
+        self.assertRegex(out, r"cp2\s+etcd-down\s+etcd\.service is \S+ \(enabled\), and no etcd static Pod runs here")
+        self.assertRegex(out, r"its journal says its data is lost: tocommit\(\d+\) is out of range \[lastIndex\(0\)\]\. "
+                              r"Was the raft log corrupted, truncated, or lost\?")
+        self.assertIn("fix: runbooks/etcd-member-replace.lua -e node=cp2", out)
         r, out = self.replace("-e", "node=cp2")
         self.assertEqual(r.returncode, 0, out[-3000:])
         self.check_replaced("cp2", before, out)
