@@ -5,6 +5,7 @@ import json
 import os
 import shutil
 import subprocess
+import time
 
 from lab import ROOT
 from lab.node import certs
@@ -55,6 +56,9 @@ def node_cert(lab_root, ca_root, kroot, name, lab_dir, kubeconfig=True):
     os.chmod(f"{lab_dir}/kubelet-client.pem", 0o600)
     if kubeconfig:
         certs.kubeconfig(f"{kroot}/kubelet.conf", lab_root["api"], f"{kroot}/pki/ca.crt", crt, key, f"system:node:{name}")
+        # Made just now for a year: its kubelet's first start need not check it with openssl.
+        from lab.node.kubelet import remember_credentials
+        remember_credentials(name, time.time() + 364 * 86400, root=kroot[:-len("/etc/kubernetes")])
     os.unlink(key)
     os.unlink(crt)
 

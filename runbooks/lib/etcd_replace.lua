@@ -13,18 +13,9 @@ local remote = require "std.remote"
 local static_pod = require "std.static_pod"
 local svc = require "std.etcd_service"
 local systemd = require "std.systemd"
-local time = require "engine.time"
 
 local M = {}
 local q = remote.quote
-
-local function sleep_until(what, timeout, fn)
-  local deadline = time.monotonic() + timeout
-  while not fn() do
-    if time.monotonic() > deadline then error(what .. ": not within " .. timeout .. "s", 0) end
-    sleep(0.5)
-  end
-end
 
 --- parked(p) → where this runbook parks the static Pod's manifest (its own name: etcd-to-systemd
 --- keeps its copy of etcd.yaml in the same directory, and that one must never be started again).
@@ -132,7 +123,10 @@ function M.stopped(p, facts)
         " ]; then mv -f " .. q(svc.MANIFEST) .. " " .. q(M.parked(p)) .. "; fi",
         { what = "moving " .. svc.MANIFEST .. " to " .. M.parked(p) })
       if http.dry_run() then return end
-      sleep_until(h.name .. ": the kubelet stopping etcd", p.health_timeout, function() return static_pod.container(h, "etcd") == nil end)
+      local gone, why = nodes.gate(function()
+        return static_pod.container(h, "etcd") == nil, "its etcd container still runs"
+      end, 1, 0.5, p.health_timeout)
+      if not gone then error(string.format("%s: the kubelet stopping etcd: %s", h.name, tostring(why)), 0) end
     end,
   }
 end

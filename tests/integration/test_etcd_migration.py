@@ -91,8 +91,10 @@ class Lab:
         b = lambda s: base64.b64encode(s.encode()).decode()  # noqa: E731
         self.etcd("cp1", "/v3/kv/put", {"key": b(key), "value": b(value)})
 
-    def get(self, name, key):
-        kvs = self.etcd(name, "/v3/kv/range", {"key": base64.b64encode(key.encode()).decode()}).get("kvs", [])
+    def get(self, name, key, serializable=False):
+        """key's value on the member (serializable: its own copy, no leader asked)."""
+        kvs = self.etcd(name, "/v3/kv/range", {"key": base64.b64encode(key.encode()).decode(),
+                                               **({"serializable": True} if serializable else {})}).get("kvs", [])
         return base64.b64decode(kvs[0]["value"]).decode() if kvs else None
 
     def unit(self, name):

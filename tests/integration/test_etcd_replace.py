@@ -5,7 +5,6 @@ precheck refuses a host that is not a member and a member that answers; the dry 
 nothing; the run takes a snapshot, removes the member, keeps its old data aside, adds it again and
 starts it as an existing member: a new ID, the others' kept, and the data it lost back from its
 peers. Then the same for a member under systemd, after etcd-to-systemd."""
-import base64
 import glob
 import os
 import time
@@ -25,12 +24,6 @@ class Replace(unittest.TestCase):
     @classmethod
     def tearDownClass(cls):
         cls.lb.down()
-
-    def serializable(self, name, key):
-        """The member's own copy of key (a serializable read: no leader asked)."""
-        kvs = self.lb.etcd(name, "/v3/kv/range", {"key": base64.b64encode(key.encode()).decode(),
-                                                  "serializable": True}).get("kvs", [])
-        return base64.b64decode(kvs[0]["value"]).decode() if kvs else None
 
     def replace(self, *extra):
         r = self.lb.engine("run", REPLACE, "-e", f"snapshot_dir={self.lb.dir}/snapshots", *extra)
@@ -60,8 +53,8 @@ class Replace(unittest.TestCase):
             self.assertEqual(after[other], before[other])
         self.assertIn(f"{name}'s member was {before[name]}, is now {after[name]}", out)
         # The data it lost, from its peers: its own copy, no leader asked.
-        self.assertEqual(self.serializable(name, f"/before-{name}"), "kept")
-        self.assertEqual(self.serializable(name, f"/while-{name}-down"), "caught up")
+        self.assertEqual(lb.get(name, f"/before-{name}", serializable=True), "kept")
+        self.assertEqual(lb.get(name, f"/while-{name}-down", serializable=True), "caught up")
         aside = glob.glob(f"{lb.root(name)}/var/lib/etcd/member.replaced-*")
         self.assertEqual(len(aside), 1, aside)
         self.assertTrue(glob.glob(f"{lb.dir}/snapshots/etcd-*.db"))

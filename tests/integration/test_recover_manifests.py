@@ -5,7 +5,6 @@ with the runbook that fixes it; recover-static-pods plans kubeadm's phases in a 
 when the member's data is gone or the node is mid-upgrade, then writes both back with kubeadm at
 the versions that ran (etcd at its peers' image, not kubeadm's pairing), and the member comes back
 with its ID and the writes it missed."""
-import base64
 import os
 import re
 import time
@@ -46,11 +45,6 @@ class Missing(unittest.TestCase):
             time.sleep(0.5)
         self.fail(f"{name}'s etcd member did not answer with a leader within {deadline}s")
 
-    def serializable(self, name, key):
-        """The member's own copy of key (a serializable read: no leader asked)."""
-        kvs = self.lb.etcd(name, "/v3/kv/range", {"key": base64.b64encode(key.encode()).decode(),
-                                                  "serializable": True}).get("kvs", [])
-        return base64.b64decode(kvs[0]["value"]).decode() if kvs else None
 
     def test_found_refused_then_written_back(self):
         lb = self.lb
@@ -160,7 +154,7 @@ class Missing(unittest.TestCase):
         self.assertEqual(oct(os.stat(f"{lb.root('cp3')}{CONFIG}").st_mode & 0o777), "0o600")
         self.healthy("cp3")
         self.assertEqual(lb.members(), ids)
-        self.assertEqual(self.serializable("cp3", "/written-while-cp3-was-down"), "kept")
+        self.assertEqual(self.lb.get("cp3", "/written-while-cp3-was-down", serializable=True), "kept")
 
         r = lb.engine("run", DOCTOR)
         self.assertEqual(r.returncode, 0, (r.stdout + r.stderr)[-3000:])
