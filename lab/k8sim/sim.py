@@ -24,7 +24,7 @@ import urllib.parse
 from http.server import BaseHTTPRequestHandler
 
 from lab.k8sim import endpoints, kubelet_report, rbac
-from lab.k8sim.etcd_alarm import NospaceWatch
+from lab.k8sim.etcd_alarm import NospaceWatch, QuorumWatch
 from lab.k8sim import patch as patches
 from lab.k8sim.resources import BY_PATH, groups, resource_list, api_version
 from lab.k8sim.store import ApiError, Store
@@ -69,6 +69,7 @@ class Sim:
         self.tokens = {t.split("=", 1)[0]: (t.split("=", 1)[1] if "=" in t else None) for t in (args.tokens or "").split(",") if t}
         self.faults = Faults()
         self.nospace = NospaceWatch()  # the etcd-nospace fault: writes refused while etcd's alarm stands
+        self.quorum = QuorumWatch([])  # the control-plane nodes' etcd members: no quorum, no API
         self.endpoints = None
         self.lb = None
         self.stats = {}
@@ -215,6 +216,10 @@ class Handler(BaseHTTPRequestHandler):
                 # A write goes to etcd, which refuses it under NOSPACE (a delete frees space: etcd takes it).
                 if method in ("POST", "PUT", "PATCH") and self.sim.nospace.raised_now():
                     raise ApiError(500, "InternalError", "etcdserver: mvcc: database space exceeded")
+                # Objects come from etcd (discovery and /version do not): kube-apiserver's answer
+                # without a quorum, which kubectl prints as "Error from server: etcdserver: ...".
+                if parse_path(u.path) is not None and self.sim.quorum.lost():
+                    raise ApiError(500, "", "etcdserver: request timed out")
             self.route(method, u.path, q)
         except ApiError as e:
             self.send_json(e.code, e.status())
@@ -285,9 +290,10 @@ class Handler(BaseHTTPRequestHandler):
         if path == "/apis":
             return self.send_json(200, groups())
         if path in ("/healthz", "/readyz", "/livez"):
-            body = b"ok"
-            self.send_response(200)
-            self.send_header("Content-Length", "2")
+            down = path != "/livez" and self.sim.quorum.lost()  # livez: the process is alive
+            body = f"[-]etcd failed: reason withheld\n{path[1:]} check failed".encode() if down else b"ok"
+            self.send_response(500 if down else 200)
+            self.send_header("Content-Length", str(len(body)))
             self.end_headers()
             return self.wfile.write(body)
         parts = [p for p in path.split("/") if p]
@@ -529,6 +535,7 @@ def main():
         name, ip, root = spec.split("=", 2)
         nodes[name] = (ip, root)
     fallback = (args.fallback_cert, args.fallback_key) if args.fallback_cert else None
+    sim.quorum = QuorumWatch(ip for ip, _ in nodes.values())
     if nodes:
         workdir = os.path.join(os.path.dirname(os.path.abspath(args.state or args.cert)), "served")
         sim.endpoints = endpoints.Endpoints(Handler, args.ca, workdir, nodes, (args.version_node, args.cert, args.key, fallback))
