@@ -57,6 +57,8 @@ return runbook {
           if is_cp[h.name] then
             cp[h.name] = { etcd = etcd_nodes.where(h), apiserver = apiserver }
             if cp[h.name].etcd == "none" then checks.etcd_unit(h, out) end
+            -- Without kubeadm-config (its API down) a member's data says local etcd lived here.
+            if cp[h.name].etcd == "missing" then cp[h.name].etcd_data = etcd_nodes.has_data(h) end
             if etcd_nodes.runs(cp[h.name].etcd) then  -- a manifest etcd_nodes cannot read leaves etcd's default
               local read, quota = pcall(etcd_nodes.quota, h)
               if read then quotas[etcd_nodes.member_name(h)] = quota end
@@ -69,7 +71,7 @@ return runbook {
           error(err, 0)  -- the recap says this node was not examined (it said ok), the others go on
         end
       end)
-      if sv then checks.control_plane(cp, out) end
+      checks.control_plane(cp, out, sv ~= nil)
       local leader = groups.optional(inv, "k8s-cp-leader", "k8s-cp-leader")[1] or cps[1]
       local ok, err = pcall(checks.etcd_cluster, p, leader, out, quotas)
       if not ok then out[#out + 1] = { name = "etcd", severity = "critical", evidence = tostring(err), see = "etcdctl endpoint health --cluster" } end

@@ -22,6 +22,9 @@ return runbook {
     timeout = { type = "duration", default = "5m", help = "for the static pods to run their manifests' images (and an etcd written back to be healthy)" },
     restore = { type = "boolean", default = true,
       help = "write a kubeadm manifest gone from the directory again (kubeadm init phase ...) from kube-system/kubeadm-config" },
+    kubeadm_config = { type = "string", default = "/etc/kubernetes/kubeadm-config.yaml", pattern = "^/",
+      help = "a kubeadm configuration file on the node (the one kubeadm init used; kubespray keeps it here), read for its " ..
+        "ClusterConfiguration only when kube-system/kubeadm-config cannot be: the API down because its own manifest is the one gone" },
   },
   ---@param p params.recover_static_pods
   ---@param inv engine.Inventory
@@ -67,7 +70,7 @@ return runbook {
         log.info("no stray manifests", { dir = kubeadm.MANIFESTS })
       end
       local gone = step("find missing", function()
-        local out, note = restore.missing(h)
+        local out, note = restore.missing(h, p.kubeadm_config)
         if note then log.warn(note) end
         if #out > 0 then log.warn("kubeadm manifests gone", { components = table.concat(out, ", ") }) end
         return out
@@ -75,7 +78,7 @@ return runbook {
       if #gone > 0 and not p.restore then
         fail("%s: %s gone from %s (-e restore=true writes them again)", h.name, table.concat(gone, ", "), kubeadm.MANIFESTS)
       elseif #gone > 0 then
-        ops.step(h, restore.operation(gone, hosts, p.timeout))
+        ops.step(h, restore.operation(gone, hosts, p.timeout, p.kubeadm_config))
       end
       ops.step(h, kubeadm.static_pods_at(nil, { timeout = p.timeout }))
     end)

@@ -66,7 +66,13 @@ function M.cluster(p, out, hosts, cps)
   local api_minor = minor(sv.git_version)
   local nodes, nerr, nmsg = k8s.nodes()
   if not nodes then
-    finding(out, "api-unreachable", "critical", nil, "listing nodes: " .. tostring(nmsg or nerr), "kubectl get nodes")
+    local said = tostring(nmsg or nerr)
+    -- kube-apiserver answers, but its etcd does not (no quorum: a one-node control plane's etcd.yaml
+    -- moved out, members down): the etcd findings below say which.
+    local etcd_down = said:find("etcdserver:", 1, true) and not said:find("database space exceeded", 1, true)
+    finding(out, "api-unreachable", "critical", nil, "listing nodes: " .. said .. (etcd_down and
+      ": the API servers answer, but etcd does not give them the objects" or ""), "kubectl get nodes",
+      etcd_down and "etcd (the etcd and manifest findings here)" or nil)
     return sv, route
   end
   local known = {}
@@ -294,19 +300,21 @@ function M.etcd_unit(h, out)
   end
 end
 
---- control_plane(cp, out): the control-plane nodes (host → {etcd = etcd_nodes.where, apiserver =
---- its version}) against kubeadm-config. A migration of etcd to systemd stopped midway works today
---- and breaks kubeadm's next upgrade; API servers at different versions, or not at kubeadm-config's
---- kubernetesVersion, are an upgrade stopped midway (with no Pushgateway to say so).
-function M.control_plane(cp, out)
+--- control_plane(cp, out, api): the control-plane nodes (host → {etcd = etcd_nodes.where, apiserver =
+--- its version, etcd_data = a member's data there}) against kubeadm-config. A migration of etcd to
+--- systemd stopped midway works today and breaks kubeadm's next upgrade; API servers at different
+--- versions, or not at kubeadm-config's kubernetesVersion, are an upgrade stopped midway (with no
+--- Pushgateway to say so). api: the API answered; without it (or kubeadm-config) only the gone
+--- etcd.yaml is told, from the member's data left on the node.
+function M.control_plane(cp, out, api)
   if next(cp) == nil then return end
-  local cm = k8s.get("configmaps", "kubeadm-config", { namespace = "kube-system" })
-  if not cm then return end  -- cluster() has said why
-  local cc = http.yaml_decode(((cm.data or {}).ClusterConfiguration) or "")
+  local cm = api and k8s.get("configmaps", "kubeadm-config", { namespace = "kube-system" }) or nil
+  local cc = cm and http.yaml_decode(((cm.data or {}).ClusterConfiguration) or "")
   local where, by_version, gone = {}, {}, {}
   for name, c in pairs(cp) do
     -- A manifest gone with no migration begun is its own finding, on its node.
-    if c.etcd == "missing" and not etcd_nodes.external(cc) then gone[#gone + 1] = name else where[name] = c.etcd end
+    local stacked = cm and not etcd_nodes.external(cc) or (not cm and c.etcd_data)
+    if c.etcd == "missing" and stacked then gone[#gone + 1] = name else where[name] = c.etcd end
     if c.apiserver then
       by_version[c.apiserver] = by_version[c.apiserver] or {}
       table.insert(by_version[c.apiserver], name)
@@ -315,9 +323,11 @@ function M.control_plane(cp, out)
   table.sort(gone)
   for _, name in ipairs(gone) do
     finding(out, "manifest-missing", "critical", name, string.format("%s/etcd.yaml is gone, and etcd-to-systemd never ran " ..
-      "here: the kubelet runs no etcd member here (kubeadm-config says etcd.local)", facts.MANIFESTS),
+      "here: the kubelet runs no etcd member here (%s)", facts.MANIFESTS, cm and "kubeadm-config says etcd.local" or
+      ("kube-system/kubeadm-config unread; " .. etcd_nodes.DATA_DIR .. "/member holds a member's data")),
       "ls -l /etc/kubernetes/manifests; ls -d /var/lib/etcd/member", "runbooks/recover-static-pods.lua")
   end
+  if not cm then return end  -- the rest is against kubeadm-config; cluster() has said why there is none
   for _, x in ipairs(etcd_nodes.split(where, cc)) do
     finding(out, "etcd-split", "warning", nil, x, "ls /etc/kubernetes/manifests; systemctl status etcd; " .. RUNS,
       "runbooks/etcd-to-systemd.lua (engine resume its run)")
@@ -348,7 +358,8 @@ function M.etcd_cluster(p, leader, out, quotas)
   end
   local health, herr, hmsg = etcd.cluster_health()
   if not health then
-    finding(out, "etcd-unhealthy", "critical", nil, tostring(hmsg or herr), "etcdctl endpoint health --cluster")
+    finding(out, "etcd-unhealthy", "critical", nil, string.format("no member answers through %s's SSH tunnel: %s", leader.name,
+      tostring(hmsg or herr)), "etcdctl endpoint health --cluster")
   else
     for _, problem in ipairs(health.problems) do
       local alarm = problem:match("^alarm (%S+)")

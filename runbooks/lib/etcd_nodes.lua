@@ -220,6 +220,18 @@ function M.quota(h)
   return math.tointeger(tonumber((M.flags(h) or {})["quota-backend-bytes"] or "")) or (2 << 30)
 end
 
+--- DATA_DIR: kubeadm's etcd data directory (etcd.local.dataDir's default).
+M.DATA_DIR = "/var/lib/etcd"
+
+--- has_data(host, dir) → true when dir/member (default DATA_DIR) is on the node: a member's data,
+--- which a manifest written with it starts as that member again (and without it, as a new one).
+function M.has_data(h, dir)
+  dir = dir or M.DATA_DIR
+  local r = remote.must(h, "if [ -d " .. remote.quote(dir .. "/member") .. " ]; then echo member; fi",
+    { read_only = true, what = "looking for the etcd member's data in " .. dir })
+  return r.stdout:find("member", 1, true) ~= nil
+end
+
 --- where(host) → "static" | "systemd" | "both" | "none" | "missing": how the node's etcd runs, as
 --- kubeadm's static Pod (etcd.yaml in the kubelet's manifests) or as an active etcd.service. "none":
 --- neither, where etcd-to-systemd has begun (its environment file is there: a migration stopped

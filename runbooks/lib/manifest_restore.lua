@@ -26,28 +26,82 @@ M.PHASE = {
 M.CONFIG = "/etc/kubernetes/tmp/engine-restore.yaml"
 
 local cluster_config  -- kube-system/kubeadm-config's ClusterConfiguration, read once per run
+local api_refused     -- why the API did not give it (then each node's file is read instead)
+local from_file = {}  -- node name → its file's ClusterConfiguration
 
---- config() → ClusterConfiguration (a table). Raises naming the ConfigMap when the API does not give it.
-function M.config()
-  if cluster_config then return cluster_config end
-  local cm, err, msg = k8s.get("configmaps", "kubeadm-config", { namespace = "kube-system" })
-  if not cm then
-    error("kube-system/kubeadm-config: " .. tostring(msg or err) .. " (kubeadm writes a manifest from it)", 0)
+-- The ClusterConfiguration of a kubeadm configuration file's text (documents split on `---`).
+local function file_cluster_config(text)
+  for doc in ("\n" .. text .. "\n---\n"):gmatch("(.-)\n%-%-%-[^\n]*\n") do
+    local d = doc:find("%S") and http.yaml_decode(doc)
+    if type(d) == "table" and d.kind == "ClusterConfiguration" then return d end
   end
-  local cc = http.yaml_decode(((cm.data or {}).ClusterConfiguration) or "")
-  if type(cc) ~= "table" then error("kube-system/kubeadm-config holds no ClusterConfiguration", 0) end
-  cluster_config = cc
-  return cc
 end
 
---- missing(host) → the components whose manifest is gone (etcd first: the API server needs it),
+--- config(host, file) → ClusterConfiguration (a table), where it came from. kube-system/kubeadm-config
+--- first: kubeadm keeps it current through upgrades. When the API cannot give it (a one-node control
+--- plane whose etcd.yaml or kube-apiserver.yaml is the one gone: nothing serves the API), `file` on
+--- the node: the kubeadm configuration `kubeadm init --config` used (kubespray keeps one at
+--- /etc/kubernetes/kubeadm-config.yaml). nil and a sentence naming both when neither gives one.
+function M.config(h, file)
+  if cluster_config then return cluster_config, "kube-system/kubeadm-config" end
+  if not api_refused then
+    local cm, err, msg = k8s.get("configmaps", "kubeadm-config", { namespace = "kube-system" })
+    if cm then
+      local cc = http.yaml_decode(((cm.data or {}).ClusterConfiguration) or "")
+      if type(cc) ~= "table" then error("kube-system/kubeadm-config holds no ClusterConfiguration", 0) end
+      cluster_config = cc
+      return cc, "kube-system/kubeadm-config"
+    end
+    api_refused = tostring(msg or err)
+    log.warn("kube-system/kubeadm-config cannot be read; each node's kubeadm configuration file is read instead",
+      { error = api_refused, file = file })
+  end
+  local source = h.name .. ":" .. tostring(file)
+  if from_file[h.name] then return from_file[h.name], source end
+  local why
+  if file then
+    local r = remote.must(h, "if [ -f " .. remote.quote(file) .. " ]; then cat " .. remote.quote(file) .. "; else echo 'engine: no such file'; fi",
+      { read_only = true, what = "reading the kubeadm configuration " .. file })
+    if r.stdout == "engine: no such file\n" then
+      why = file .. " is not there"
+    else
+      local cc = file_cluster_config(r.stdout)
+      if cc then from_file[h.name] = cc; return cc, source end
+      why = file .. " holds no ClusterConfiguration"
+    end
+  end
+  return nil, string.format("kube-system/kubeadm-config: %s; and %s", api_refused, why or "no kubeadm_config file given")
+end
+
+--- moved_copies(host, component) → the files under /etc/kubernetes (outside manifests/) that hold
+--- a static Pod labelled with the component: where an operator moved the manifest to (`mv
+--- manifests/etcd.yaml ..`), or kubeadm's backups of an upgrade (tmp/kubeadm-backup-manifests-*).
+function M.moved_copies(h, component)
+  local r = remote.must(h, "find /etc/kubernetes -maxdepth 3 -name '*.yaml' -not -path " .. remote.quote(facts.MANIFESTS .. "/*") ..
+    " -exec grep -l -E " .. remote.quote("^[[:space:]]*component: " .. component .. "[[:space:]]*$") .. " {} + 2>/dev/null; true",
+    { read_only = true, what = "looking for a moved " .. component .. " manifest" })
+  local out = {}
+  for f in r.stdout:gmatch("[^\n]+") do out[#out + 1] = f end
+  table.sort(out)
+  return out
+end
+
+--- missing(host, file) → the components whose manifest is gone (etcd first: the API server needs it),
 --- and a sentence for an etcd this runbook must leave alone (etcd-to-systemd began on the node).
-function M.missing(h)
+--- file: as config()'s, read only when etcd's manifest is gone.
+function M.missing(h, file)
   local out = facts.missing_manifests(h)
   local where, note = etcd_nodes.where(h), nil
-  if where == "missing" and not etcd_nodes.external(M.config()) then
+  -- etcd belongs here unless kubeadm-config says etcd.external; with no ClusterConfiguration to
+  -- read, a member's data on the node says it did.
+  local function stacked()
+    local cc = M.config(h, file)
+    if cc then return not etcd_nodes.external(cc) end
+    return etcd_nodes.has_data(h)
+  end
+  if where == "missing" and stacked() then
     table.insert(out, 1, "etcd")
-  elseif where == "none" and not etcd_nodes.external(M.config()) then
+  elseif where == "none" and stacked() then
     note = "etcd runs neither as a static Pod nor as etcd.service, and etcd-to-systemd began here (" ..
       svc.ENV_FILE .. "): finish that migration (engine resume its run); no etcd.yaml is written"
   end
@@ -56,32 +110,46 @@ end
 
 local function tag(image) return tostring(image or ""):match(":([^:/@]+)$") end
 
--- The node's advertise address and port: its kube-apiserver manifest's flags, else its Node's InternalIP.
+-- The node's advertise address and port: its kube-apiserver manifest's flags; else the address its
+-- etcd manifest advertises (kubeadm writes both from the same InitConfiguration); else its Node's
+-- InternalIP (the API may be what is down).
 local function advertise(h, pods)
-  for _, m in ipairs(pods) do
-    if m.file == "kube-apiserver.yaml" then
-      local r = remote.must(h, "cat " .. remote.quote(facts.MANIFESTS .. "/kube-apiserver.yaml"),
-        { read_only = true, what = "reading the kube-apiserver manifest" })
+  local have = {}
+  for _, m in ipairs(pods) do have[m.file] = true end
+  for _, f in ipairs({ "kube-apiserver.yaml", "etcd.yaml" }) do
+    if have[f] then
+      local r = remote.must(h, "cat " .. remote.quote(facts.MANIFESTS .. "/" .. f),
+        { read_only = true, what = "reading the " .. f:gsub("%.yaml$", "") .. " manifest" })
       local addr = r.stdout:match("%-%-advertise%-address=([^%s\"']+)")
+        or r.stdout:match("%-%-advertise%-client%-urls=https?://([^%s\"',:/]+)")
       if addr then return addr, tonumber(r.stdout:match("%-%-secure%-port=(%d+)")) or 6443 end
     end
   end
   local n, err, msg = k8s.get("nodes", h.name)
   if not n then
-    error(string.format("%s: its advertise address: no kube-apiserver manifest, and Node %s: %s", h.name, h.name, tostring(msg or err)), 0)
+    error(string.format("%s: its advertise address: no kube-apiserver or etcd manifest, and Node %s: %s", h.name, h.name, tostring(msg or err)), 0)
   end
   for _, a in ipairs((n.status or {}).addresses or {}) do
     if a.type == "InternalIP" then return a.address, 6443 end
   end
-  error(string.format("%s: its advertise address: no kube-apiserver manifest, and Node %s has no InternalIP", h.name, h.name), 0)
+  error(string.format("%s: its advertise address: no kube-apiserver or etcd manifest, and Node %s has no InternalIP", h.name, h.name), 0)
 end
 
---- plan(host, gone, peers) → {config = kubeadm configuration text, version, etcd_tag, address, lines}:
+--- plan(host, gone, peers, file) → {config = kubeadm configuration text, version, etcd_tag, address, lines, source}:
 --- reads only. Raises (naming the node) where writing the manifests would not put back what ran:
 --- control-plane manifests at two versions (an upgrade stopped midway), peers running etcd at
 --- two images, or the member's data directory gone (a manifest would start a new, empty member).
-function M.plan(h, gone, peers)
-  local cc = M.config()
+function M.plan(h, gone, peers, file)
+  local cc, source = M.config(h, file)
+  if not cc then
+    local found = {}
+    for _, c in ipairs(gone) do
+      for _, f in ipairs(M.moved_copies(h, c)) do found[#found + 1] = f end
+    end
+    error(string.format("%s: %s (kubeadm writes a manifest from a ClusterConfiguration: give the file kubeadm init used with " ..
+      "-e kubeadm_config=PATH, or bring the API back first%s)", h.name, source,
+      #found > 0 and ("; or move the manifest back by hand, after checking it is the one that ran: found " .. table.concat(found, ", ")) or ""), 0)
+  end
   local pods = facts.static_pods(h)
   local versions, seen = {}, {}
   for _, m in ipairs(pods) do
@@ -98,10 +166,8 @@ function M.plan(h, gone, peers)
   local etcd_tag, is_etcd = nil, gone[1] == "etcd"
   if is_etcd then
     local local_cfg = type(cc.etcd) == "table" and type(cc.etcd["local"]) == "table" and cc.etcd["local"] or {}
-    local dir = local_cfg.dataDir or "/var/lib/etcd"
-    local r = remote.must(h, "if [ -d " .. remote.quote(dir .. "/member") .. " ]; then echo member; fi",
-      { read_only = true, what = "looking for the etcd member's data in " .. dir })
-    if not r.stdout:find("member", 1, true) then
+    local dir = local_cfg.dataDir or etcd_nodes.DATA_DIR
+    if not etcd_nodes.has_data(h, dir) then
       error(string.format("%s: %s/member is gone: an etcd.yaml would start a new, empty etcd, not this node's member. " ..
         "Put its manifest back by hand, then replace the member (runbooks/etcd-member-replace.lua -e node=%s)", h.name, dir, h.name), 0)
     end
@@ -128,7 +194,10 @@ function M.plan(h, gone, peers)
   local address, port = advertise(h, pods)
   local file_cc = {}
   for k, v in pairs(cc) do file_cc[k] = v end
-  file_cc.apiVersion, file_cc.kind, file_cc.kubernetesVersion = "kubeadm.k8s.io/v1beta4", "ClusterConfiguration", version
+  -- The source's own API version (v1beta3 up to kubeadm 1.30, which knows no v1beta4; their
+  -- extraArgs differ in shape), and the InitConfiguration beside it at the same one.
+  local api_version = tostring(cc.apiVersion or ""):match("^kubeadm%.k8s%.io/v1beta[34]$") or "kubeadm.k8s.io/v1beta4"
+  file_cc.apiVersion, file_cc.kind, file_cc.kubernetesVersion = api_version, "ClusterConfiguration", version
   if etcd_tag then
     local etcd_cfg = {}
     for k, v in pairs(cc.etcd or {}) do etcd_cfg[k] = v end
@@ -138,31 +207,32 @@ function M.plan(h, gone, peers)
     etcd_cfg["local"] = local_cfg
     file_cc.etcd = etcd_cfg
   end
-  local init = { apiVersion = "kubeadm.k8s.io/v1beta4", kind = "InitConfiguration",
+  local init = { apiVersion = api_version, kind = "InitConfiguration",
     localAPIEndpoint = { advertiseAddress = address, bindPort = port }, nodeRegistration = { name = h.name } }
   local lines = {}
   for _, c in ipairs(gone) do lines[#lines + 1] = "kubeadm init phase " .. M.PHASE[c] .. " --config " .. M.CONFIG end
   return { config = http.yaml_encode(init) .. "---\n" .. http.yaml_encode(file_cc), version = version, etcd_tag = etcd_tag,
-    address = address, lines = lines }
+    address = address, lines = lines, source = source }
 end
 
---- operation(gone, peers, timeout) → operation "missing manifests written" on one control-plane
+--- operation(gone, peers, timeout, file) → operation "missing manifests written" on one control-plane
 --- node: the plan's kubeadm configuration written (0600), kubeadm's phases run, an etcd written
 --- back waited for until its member is healthy with a leader. Holds when none of `gone` is missing.
-function M.operation(gone, peers, timeout)
+--- file: as config()'s.
+function M.operation(gone, peers, timeout, file)
   return {
     name = "missing manifests written",
     holds = function(h)
-      local now = M.missing(h)
+      local now = M.missing(h, file)
       local left, want = {}, {}
       for _, c in ipairs(gone) do want[c] = true end
       for _, c in ipairs(now) do if want[c] then left[#left + 1] = c end end
       return #left == 0, "still gone: " .. table.concat(left, ", ")
     end,
     apply = function(h)
-      local plan = M.plan(h, gone, peers)
+      local plan = M.plan(h, gone, peers, file)
       local what = { node = h.name, components = table.concat(gone, ", "), version = plan.version,
-        etcd_image_tag = plan.etcd_tag, advertise = plan.address }
+        etcd_image_tag = plan.etcd_tag, advertise = plan.address, from = plan.source }
       if http.dry_run() then
         what.commands = table.concat(plan.lines, "; ")
         log.info("dry-run: would write " .. M.CONFIG .. " and run kubeadm's phases", what)

@@ -248,5 +248,6 @@
 ---@class params.recover_static_pods
 ---@field backup_dir string  where strays go (a directory the kubelet does not read) (default: /etc/kubernetes/manifests.backups)
 ---@field control_plane string  inventory group (or pattern) of the control-plane nodes (default: k8s-cp)
+---@field kubeadm_config string  a kubeadm configuration file on the node (the one kubeadm init used; kubespray keeps it here), read for its ClusterConfiguration only when kube-system/kubeadm-config cannot be: the API down because its own manifest is the one gone (default: /etc/kubernetes/kubeadm-config.yaml)
 ---@field restore boolean  write a kubeadm manifest gone from the directory again (kubeadm init phase ...) from kube-system/kubeadm-config (default: true)
 ---@field timeout number  for the static pods to run their manifests' images (and an etcd written back to be healthy) (seconds) (default: 300s)

@@ -35,11 +35,12 @@ def read(path):
 class Lab:
     """One lab, as the tests see it: the engine run against it, a node's shell, its etcd."""
 
-    def __init__(self, workers=1, subnet=SUBNET, empty=False):
+    def __init__(self, workers=1, subnet=SUBNET, empty=False, control_planes=3):
         self.dir = tempfile.mkdtemp(prefix="engine-etcdmig-")
         # Static pods start in half the default time: the same steps, less waiting. (The kubelet's
         # NotReady moment stays: a Ready posted in the second of the restart does not count as after it.)
-        lab("up", "--dir", self.dir, "--subnet", subnet, "--workers", str(workers), "--pod-start-delay", "0.5",
+        lab("up", "--dir", self.dir, "--subnet", subnet, "--control-planes", str(control_planes), "--workers", str(workers),
+            "--pod-start-delay", "0.5",
             *(["--empty"] if empty else []))
         with open(f"{self.dir}/lab.json") as f:
             self.state = json.load(f)

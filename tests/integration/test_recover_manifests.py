@@ -4,11 +4,16 @@ not as an etcd migration stopped midway; the upgrade's preflight and cert-renew'
 with the runbook that fixes it; recover-static-pods plans kubeadm's phases in a dry run, refuses
 when the member's data is gone or the node is mid-upgrade, then writes both back with kubeadm at
 the versions that ran (etcd at its peers' image, not kubeadm's pairing), and the member comes back
-with its ID and the writes it missed."""
+with its ID and the writes it missed. On a one-node control plane the same fault takes the API down
+(its etcd was the only member): the ClusterConfiguration comes from the node's kubeadm
+configuration file instead, and the API is back once etcd is."""
 import os
 import re
+import subprocess
 import time
 import unittest
+
+import yaml
 
 from test_etcd_migration import ROOT, Lab, lab, read
 
@@ -164,6 +169,95 @@ class Missing(unittest.TestCase):
         self.assertEqual(r.returncode, 0, out[-3000:])
         self.assertNotIn("manifests written back", out)
         self.assertNotIn("kubeadm manifests gone", out)
+
+
+class OneControlPlane(unittest.TestCase):
+    """A one-node control plane (a small or edge cluster) whose etcd.yaml and kube-scheduler.yaml
+    were moved out: its only etcd member stopped, so the API server answers every read with
+    "etcdserver: request timed out" and kube-system/kubeadm-config cannot be read."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.lb = Lab(workers=1, subnet="127.0.81", control_planes=1)
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.lb.down()
+
+    def kubectl(self, *args):
+        return subprocess.run(["kubectl", "--kubeconfig", f"{self.lb.dir}/kubeconfig", *args], capture_output=True,
+                              text=True, timeout=60)
+
+    def test_api_down_written_from_the_nodes_kubeadm_config(self):
+        lb = self.lb
+        manifests = f"{lb.root('cp1')}/etc/kubernetes/manifests"
+        cc = lb.cluster_configuration()
+        lb.put("/written-before", "kept")
+        lab("fault", "cp1", "manifests-moved", "--dir", lb.dir)
+        end = time.monotonic() + 30
+        while time.monotonic() < end and self.kubectl("get", "nodes").returncode == 0:
+            time.sleep(0.5)
+        r = self.kubectl("get", "nodes")
+        self.assertEqual(r.returncode, 1, r.stdout)
+        self.assertIn("Error from server: etcdserver: request timed out", r.stderr)
+
+        # doctor: the API answers without its etcd, and etcd.yaml is named from the data left on the node.
+        r = lb.engine("run", DOCTOR)
+        out = r.stdout + r.stderr
+        self.assertEqual(r.returncode, 1, out[-3000:])
+        self.assertIn("listing nodes: etcdserver: request timed out: the API servers answer, but etcd does not give them the objects", out)
+        self.assertRegex(out, r"cp1\s+manifest-missing\s+/etc/kubernetes/manifests/etcd\.yaml is gone, and etcd-to-systemd never ran "
+                              r"here: the kubelet runs no etcd member here \(kube-system/kubeadm-config unread; /var/lib/etcd/member "
+                              r"holds a member's data\)")
+        self.assertRegex(out, r"cp1\s+manifest-missing\s+/etc/kubernetes/manifests/kube-scheduler\.yaml is gone")
+
+        # No kubeadm configuration on the node: refused, naming the way on and the moved copies; nothing written.
+        r = lb.engine("run", RECOVER)
+        out = r.stdout + r.stderr
+        self.assertEqual(r.returncode, 1, out[-3000:])
+        self.assertIn("cp1: kube-system/kubeadm-config: etcdserver: request timed out; and /etc/kubernetes/kubeadm-config.yaml is "
+                      "not there (kubeadm writes a manifest from a ClusterConfiguration: give the file kubeadm init used with "
+                      "-e kubeadm_config=PATH, or bring the API back first; or move the manifest back by hand, after checking it "
+                      "is the one that ran: found /etc/kubernetes/etcd.yaml, /etc/kubernetes/kube-scheduler.yaml)", out)
+        for f in ("etcd.yaml", "kube-scheduler.yaml"):
+            self.assertFalse(os.path.exists(f"{manifests}/{f}"), f)
+
+        # The file kubeadm init used, kept where kubespray keeps it: kubeadm v1beta3 (extraArgs a map),
+        # with the init node's InitConfiguration and a KubeletConfiguration beside it.
+        old = dict(cc, apiVersion="kubeadm.k8s.io/v1beta3")
+        old["apiServer"] = dict(cc.get("apiServer") or {}, extraArgs={a["name"]: a["value"] for a in
+                                                                    (cc.get("apiServer") or {}).get("extraArgs") or []})
+        path = "/etc/kubernetes/init/kubeadm.yaml"
+        os.makedirs(os.path.dirname(f"{lb.root('cp1')}{path}"))
+        with open(f"{lb.root('cp1')}{path}", "w") as f:
+            f.write("---\n" + yaml.safe_dump({"apiVersion": "kubeadm.k8s.io/v1beta3", "kind": "InitConfiguration",
+                                              "localAPIEndpoint": {"advertiseAddress": "192.0.2.10"}}) +
+                    "---\n" + yaml.safe_dump(old) + "---\n" +
+                    yaml.safe_dump({"apiVersion": "kubelet.config.k8s.io/v1beta1", "kind": "KubeletConfiguration"}))
+        r = lb.engine("run", RECOVER, "-e", f"kubeadm_config={path}", "--dry-run")
+        out = r.stdout + r.stderr
+        self.assertEqual(r.returncode, 0, out[-3000:])
+        self.assertIn(f"from=cp1:{path}", out)
+        self.assertIn("advertise=127.0.81.1", out)
+        self.assertFalse(os.path.exists(f"{manifests}/etcd.yaml"))
+
+        r = lb.engine("run", RECOVER, "-e", f"kubeadm_config={path}")
+        out = r.stdout + r.stderr
+        self.assertEqual(r.returncode, 0, out[-3000:])
+        self.assertIn("kube-system/kubeadm-config cannot be read; each node's kubeadm configuration file is read instead", out)
+        self.assertIn("manifests written back", out)
+        docs = list(yaml.safe_load_all(read(f"{lb.root('cp1')}{CONFIG}")))
+        self.assertEqual({d["kind"]: d["apiVersion"] for d in docs},
+                         {"InitConfiguration": "kubeadm.k8s.io/v1beta3", "ClusterConfiguration": "kubeadm.k8s.io/v1beta3"})
+        self.assertEqual(next(d for d in docs if d["kind"] == "InitConfiguration")["localAPIEndpoint"]["advertiseAddress"], "127.0.81.1")
+        self.assertIn("--advertise-client-urls=https://127.0.81.1:2379", read(f"{manifests}/etcd.yaml"))
+        self.assertIn("image: registry.k8s.io/kube-scheduler:v1.33.1", read(f"{manifests}/kube-scheduler.yaml"))
+        # The API is back with its etcd, and the member is the one that ran.
+        r = self.kubectl("get", "nodes")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(lb.get("cp1", "/written-before"), "kept")
+        r = lb.engine("run", DOCTOR)
+        self.assertEqual(r.returncode, 0, (r.stdout + r.stderr)[-3000:])
 
 
 if __name__ == "__main__":
