@@ -77,6 +77,24 @@ int l_sha256_file(lua_State* L) {
   return 1;
 }
 
+// check_snapshot(path) → {size, sha256} | nil, "not found"|"corrupt", message: a snapshot file on
+// this machine, its trailer checked (engine/etcd/snapshot.hpp). Reads only.
+int l_check_snapshot(lua_State* L) {
+  auto r = etcd::check_snapshot_file(luaL_checkstring(L, 1));
+  if (!r.error.empty()) {
+    lua_pushnil(L);
+    lua_pushstring(L, r.error_word.c_str());
+    lua_pushstring(L, r.error.c_str());
+    return 3;
+  }
+  lua_createtable(L, 0, 2);
+  lua_pushinteger(L, static_cast<lua_Integer>(r.size));
+  lua_setfield(L, -2, "size");
+  lua_pushstring(L, r.sha256.c_str());
+  lua_setfield(L, -2, "sha256");
+  return 1;
+}
+
 // commit_download(path, want_sha256) → {sha256} | nil, "corrupt", message: PATH.part (a download)
 // becomes PATH when its sha256 is the one expected; otherwise it is removed. Only .part files, so
 // the sandbox gains no general way to move or delete files.
@@ -142,6 +160,7 @@ int l_guard(lua_State* L) {
 }
 
 const luaL_Reg kEtcd[] = {{"guard", l_guard}, {"snapshot", l_snapshot}, {"sha256_file", l_sha256_file}, {"commit_download", l_commit_download},
+                          {"check_snapshot", l_check_snapshot},
                           {"prune_snapshots", l_prune_snapshots},
                           {nullptr, nullptr}};
 

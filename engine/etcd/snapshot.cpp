@@ -231,4 +231,57 @@ std::function<void()> snapshot(http::Client& client, const std::string& endpoint
   });
 }
 
+SnapshotResult check_snapshot_file(const std::string& path) {
+  SnapshotResult r;
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) {
+    r.error_word = "not found";
+    r.error = path + ": " + std::strerror(errno);
+    return r;
+  }
+  EVP_MD_CTX* body = EVP_MD_CTX_new();
+  EVP_MD_CTX* whole = EVP_MD_CTX_new();
+  EVP_DigestInit_ex(body, EVP_sha256(), nullptr);
+  EVP_DigestInit_ex(whole, EVP_sha256(), nullptr);
+  // The last 32 bytes seen are held back from the body's hash: the trailer, if the file ends there.
+  constexpr size_t kChunk = 1 << 20;
+  auto buf = std::make_unique_for_overwrite<unsigned char[]>(kChunk + 32);
+  size_t held = 0;
+  ssize_t n;
+  while ((n = ::read(fd, buf.get() + held, kChunk)) > 0) {
+    size_t have = held + static_cast<size_t>(n);
+    EVP_DigestUpdate(whole, buf.get() + held, static_cast<size_t>(n));
+    r.size += static_cast<uint64_t>(n);
+    if (have > 32) {
+      EVP_DigestUpdate(body, buf.get(), have - 32);
+      std::memmove(buf.get(), buf.get() + have - 32, 32);
+      held = 32;
+    } else {
+      held = have;
+    }
+  }
+  int read_errno = errno;
+  ::close(fd);
+  unsigned char b[32], w[32];
+  unsigned int len = 0;
+  EVP_DigestFinal_ex(body, b, &len);
+  EVP_DigestFinal_ex(whole, w, &len);
+  EVP_MD_CTX_free(body);
+  EVP_MD_CTX_free(whole);
+  if (n < 0) {
+    r.error_word = "not found";
+    r.error = path + ": " + std::strerror(read_errno);
+  } else if (held < 32 || r.size < 64) {
+    r.error_word = "corrupt";
+    r.error = path + ": " + std::to_string(r.size) + " bytes: too short to be an etcd snapshot with its sha256 trailer";
+  } else if (std::memcmp(b, buf.get(), 32) != 0) {
+    r.error_word = "corrupt";
+    r.error = path + ": its sha256 trailer does not match its data (a cut copy, another file, or a database copied out of a "
+              "data directory, which has no trailer)";
+  } else {
+    r.sha256 = hex(w, 32);
+  }
+  return r;
+}
+
 }  // namespace engine::etcd

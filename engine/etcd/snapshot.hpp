@@ -25,4 +25,11 @@ struct SnapshotResult {
 std::function<void()> snapshot(http::Client& client, const std::string& endpoint, const http::Tls& tls, const std::string& path,
                                std::function<void(SnapshotResult)> done, double idle_timeout = 60);
 
+// A snapshot file on this machine, read whole: the sha256 of everything before its last 32 bytes
+// must be those bytes (the trailer etcd appends, which etcdutl snapshot restore checks). error_word
+// "not found" (cannot be opened: message says why) or "corrupt" (too short, or the trailer does
+// not match: a cut copy, a file that is no snapshot, or a database file copied out of a data
+// directory, which carries no trailer).
+SnapshotResult check_snapshot_file(const std::string& path);
+
 }  // namespace engine::etcd

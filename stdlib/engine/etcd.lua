@@ -269,6 +269,16 @@ function M.prune_snapshots(dir, keep, newest)
   return r
 end
 
+--- snapshot_file(path) → {size, sha256} | nil, "not found" | "corrupt", message
+--- A snapshot on this machine (one etcd.snapshot took, or etcdctl snapshot save's), read whole: its
+--- last 32 bytes must be the sha256 of the rest, the trailer etcd appends and a restore checks. A
+--- database file copied out of a data directory has none, and is "corrupt" here. sha256: of the
+--- whole file, to check a copy of it elsewhere. Reads only.
+function M.snapshot_file(path)
+  if type(path) ~= "string" or path == "" then error("etcd.snapshot_file: path must be a file's path", 2) end
+  return native.check_snapshot(path)
+end
+
 --- defrag(endpoint) → true | nil, err, message
 function M.defrag(ep)
   native.guard("etcd.defrag")

@@ -119,6 +119,15 @@ function etcd.snapshot(endpoint, path) end
 ---@param newest? string  the snapshot just taken
 ---@return engine.etcd.PruneResult|nil, string|nil, string|nil
 function etcd.prune_snapshots(dir, keep, newest) end
+---@class engine.etcd.SnapshotFile
+---@field size integer
+---@field sha256 string  of the whole file
+
+--- A snapshot on this machine read whole, its sha256 trailer checked (what a restore checks); a database copied out of a data directory has none. Reads only.
+---@param path string
+---@return engine.etcd.SnapshotFile|nil, string|nil, string|nil  nil, "not found" | "corrupt", message
+function etcd.snapshot_file(path) end
+
 ---@param endpoint string  "https://10.0.0.1:2379"
 ---@return true|nil, string|nil, string|nil
 function etcd.defrag(endpoint) end
