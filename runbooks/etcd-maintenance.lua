@@ -7,8 +7,11 @@
 --     the leader last (compacting first if asked). Under a NOSPACE alarm (a database at its quota:
 --     "etcdserver: mvcc: database space exceeded", every write refused) it is etcd's own remedy:
 --     compact, defragment, then disarm the alarm once every member is under its quota.
+--   mode=snapshot: a verified snapshot now, through the leader group's node, kept on this machine
+--     (snapshot_dir, the older ones beyond snapshot_keep removed): what etcd-restore.lua restores.
 local etcd = require "engine.etcd"
 local fleet = require "engine.fleet"
+local groups = require "std.groups"
 local http = require "engine.http"
 local ops = require "std.ops"
 local svc = require "std.etcd_service"
@@ -48,8 +51,13 @@ return runbook {
   name = "etcd-maintenance",
   summary = "etcd defragmentation: a staggered per-node systemd timer (its own member only), or the whole cluster now",
   params = {
-    mode = { type = "enum", values = { "install", "defrag" }, default = "install",
-      help = "install the timers, or defragment every member now (one at a time, the leader last)" },
+    mode = { type = "enum", values = { "install", "defrag", "snapshot" }, default = "install",
+      help = "install the timers, defragment every member now (one at a time, the leader last), or take a snapshot now" },
+    snapshot_dir = { type = "string", default = "/var/backups/engine", help = "snapshot mode: where the snapshot is kept (on this machine)" },
+    snapshot_keep = { type = "integer", min = 0, default = 0,
+      help = "snapshot mode: once it is kept, remove older etcd-*.db snapshots in snapshot_dir beyond this many; 0 keeps every one" },
+    leader = { type = "string", default = "k8s-cp-leader",
+      help = "snapshot mode: inventory group of the node the snapshot is taken through (an inventory without it: the first member)" },
     at = { type = "time", default = "03:00", help = "the first node's daily check, HH:MM[:SS]" },
     stagger = { type = "duration", default = "20m", help = "each next node's check this much later" },
     threshold = { type = "integer", min = 0, max = 100, default = 30, help = "percent of the database that is free space before it is defragmented" },
@@ -66,6 +74,17 @@ return runbook {
     local cps = inv:hosts(p.control_plane)
     if #cps == 0 then fail("inventory group %s has no hosts", p.control_plane) end
     table.sort(cps, function(a, b) return a.name < b.name end)
+
+    if p.mode == "snapshot" then
+      local through = groups.optional(inv, p.leader, "k8s-cp-leader")[1] or cps[1]
+      local snap = step("etcd snapshot", function() return nodes.snapshot(p, through) end, { probe = rerun })
+      nodes.kept(snap)
+      if not http.dry_run() then
+        print(string.format("\netcd snapshot of revision %s through %s: %s (%s, sha256 %s)", tostring(snap.revision), through.name,
+          snap.path, mib(snap.size), snap.sha256))
+      end
+      return
+    end
 
     if p.mode == "defrag" then
       local eps = nodes.endpoints(cps)
