@@ -361,15 +361,27 @@ function M.etcd_cluster(p, leader, out, quotas)
     finding(out, "etcd-unhealthy", "critical", nil, string.format("no member answers through %s's SSH tunnel: %s", leader.name,
       tostring(hmsg or herr)), "etcdctl endpoint health --cluster")
   else
+    -- Fewer than a quorum healthy: no member can be replaced (member remove and add need one). The
+    -- stopped ones started again, or, their data lost, every member restored from a snapshot.
+    local healthy = 0
+    for _, m in ipairs(health.members) do if m.healthy then healthy = healthy + 1 end end
+    local quorum = #health.members // 2 + 1
+    if #health.members > 0 and healthy < quorum then
+      finding(out, "etcd-quorum-lost", "critical", nil, string.format("%d of %d members healthy, a quorum is %d: etcd serves " ..
+        "nothing, the API servers neither", healthy, #health.members, quorum), "etcdctl endpoint status --cluster -w table; the members' logs",
+        "start the stopped members; if their data is lost (\"has already been bootstrapped\", \"raft log corrupted, truncated, " ..
+        "or lost\"), restore every member from a snapshot: runbooks/etcd-restore.lua -e snapshot=PATH")
+    end
     for _, problem in ipairs(health.problems) do
+      problem = problem:gsub("%s*\n%s*", " "):gsub(" %)", ")")
       local alarm = problem:match("^alarm (%S+)")
       if alarm == "NOSPACE" then problem = problem .. ": its database reached its quota; etcd refuses every write, the API server's too" end
       local member = not alarm and problem:match("^(%S+) unhealthy")
       finding(out, alarm and "etcd-alarm" or "etcd-unhealthy", "critical", nil, problem,
         alarm and "etcdctl alarm list" or "etcdctl endpoint health --cluster; the member's log",
         alarm == "NOSPACE" and "runbooks/etcd-maintenance.lua -e mode=defrag -e compact=true (compact, defragment, then disarm)"
-          or member and string.format("its log saying \"has already been bootstrapped\" or \"raft log corrupted, truncated, " ..
-            "or lost\" (its data is lost): runbooks/etcd-member-replace.lua -e node=%s", member) or nil)
+          or member and healthy >= quorum and string.format("its log saying \"has already been bootstrapped\" or \"raft log " ..
+            "corrupted, truncated, or lost\" (its data is lost): runbooks/etcd-member-replace.lua -e node=%s", member) or nil)
     end
     for _, m in ipairs(health.members) do
       local st = m.healthy and m.endpoint and etcd.status(m.endpoint)

@@ -21,10 +21,11 @@ local q = remote.quote
 --- keeps its copy of etcd.yaml in the same directory, and that one must never be started again).
 function M.parked(p) return p.backup_dir .. "/etcd.yaml.replacing" end
 
---- how(host, p) → {kind = "static" | "systemd", file, flags, order} | nil, why: where the node's
+--- how(host, p, parked) → {kind = "static" | "systemd", file, flags, order} | nil, why: where the node's
 --- etcd is configured: etcd.service's environment file (etcd-to-systemd ran), else kubeadm's
---- manifest, or the one this runbook parked (a run killed after the stop).
-function M.how(h, p)
+--- manifest, or the one the runbook parked at `parked` (default M.parked(p): a run killed after the stop).
+function M.how(h, p, parked)
+  parked = parked or M.parked(p)
   local env = systemd.read(h, svc.ENV_FILE)
   local m = svc.manifest(h)
   if env and m then
@@ -32,10 +33,10 @@ function M.how(h, p)
       svc.ENV_FILE, svc.MANIFEST)
   end
   if env then return { kind = "systemd", file = svc.ENV_FILE, flags = svc.flags_of_env(env) } end
-  m = m or svc.manifest(h, M.parked(p))
+  m = m or svc.manifest(h, parked)
   if m then return { kind = "static", file = m.file, flags = m.flags, order = m.order } end
   return nil, string.format("no %s (nor one parked at %s) and no %s: put the member's configuration back first",
-    svc.MANIFEST, M.parked(p), svc.ENV_FILE)
+    svc.MANIFEST, parked, svc.ENV_FILE)
 end
 
 --- precheck(p, cps, h) → facts {member = {id, name, peer_urls}, how, data_dir, others = {hosts},
@@ -105,9 +106,11 @@ function M.precheck(p, cps, h)
   return facts
 end
 
---- stopped(p, facts) → operation "etcd stopped": the static Pod's manifest moved to backup_dir
---- (0700) and its container gone, or etcd.service stopped.
-function M.stopped(p, facts)
+--- stopped(p, facts, parked) → operation "etcd stopped": the static Pod's manifest moved to
+--- `parked` (default M.parked(p); its directory 0700) and its container gone, or etcd.service stopped.
+function M.stopped(p, facts, parked)
+  parked = parked or M.parked(p)
+  local dir = parked:match("^(.*)/[^/]+$")
   return {
     name = "etcd stopped",
     holds = function(h)
@@ -119,9 +122,9 @@ function M.stopped(p, facts)
         remote.must(h, "systemctl stop " .. q(svc.UNIT), { what = "systemctl stop etcd" })
         return
       end
-      remote.must(h, "mkdir -p " .. q(p.backup_dir) .. " && chmod 0700 " .. q(p.backup_dir) .. " && if [ -f " .. q(svc.MANIFEST) ..
-        " ]; then mv -f " .. q(svc.MANIFEST) .. " " .. q(M.parked(p)) .. "; fi",
-        { what = "moving " .. svc.MANIFEST .. " to " .. M.parked(p) })
+      remote.must(h, "mkdir -p " .. q(dir) .. " && chmod 0700 " .. q(dir) .. " && if [ -f " .. q(svc.MANIFEST) ..
+        " ]; then mv -f " .. q(svc.MANIFEST) .. " " .. q(parked) .. "; fi",
+        { what = "moving " .. svc.MANIFEST .. " to " .. parked })
       if http.dry_run() then return end
       local gone, why = nodes.gate(function()
         return static_pod.container(h, "etcd") == nil, "its etcd container still runs"

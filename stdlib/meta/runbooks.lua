@@ -75,9 +75,12 @@
 ---@field compact boolean  compact first: the timers before their check, mode=defrag before the defragmentation (the API server compacts every 5 minutes, but not under a NOSPACE alarm) (default: false)
 ---@field compact_keep integer  with compact: revisions kept (at least 0) (default: 10000)
 ---@field control_plane string  inventory group of the etcd members (default: k8s-cp)
+---@field leader string  snapshot mode: inventory group of the node the snapshot is taken through (an inventory without it: the first member) (default: k8s-cp-leader)
 ---@field min_db_mb integer  a database smaller than this many MiB is left alone (at least 0) (default: 64)
----@field mode "install"|"defrag"  install the timers, or defragment every member now (one at a time, the leader last) (default: install)
+---@field mode "install"|"defrag"|"snapshot"  install the timers, defragment every member now (one at a time, the leader last), or take a snapshot now (default: install)
 ---@field pause number  defrag mode: pause between members (seconds) (default: 5s)
+---@field snapshot_dir string  snapshot mode: where the snapshot is kept (on this machine) (default: /var/backups/engine)
+---@field snapshot_keep integer  snapshot mode: once it is kept, remove older etcd-*.db snapshots in snapshot_dir beyond this many; 0 keeps every one (at least 0) (default: 0)
 ---@field stagger number  each next node's check this much later (seconds) (default: 1200s)
 ---@field threshold integer  percent of the database that is free space before it is defragmented (from 0 to 100) (default: 30)
 
@@ -94,6 +97,18 @@
 ---@field max_raft_lag integer  raft entries a member may be behind the leader and pass (at least 0) (default: 1000)
 ---@field snapshot_dir string  where the snapshot is kept (on this machine) (default: /var/backups/engine)
 ---@field snapshot_keep integer  once the snapshot is kept, remove older etcd-*.db snapshots in snapshot_dir beyond this many; 0 keeps every one (at least 0) (default: 0)
+
+--- etcd-restore: Restore every etcd member from a snapshot when the quorum is lost: API servers stopped, members restored, all back
+---@class params.etcd_restore
+---@field snapshot string  the snapshot on this machine (one the engine took, in /var/backups/engine, or etcdctl snapshot save's) (required)
+---@field backup_dir string  where the static Pods' manifests are parked while the members are restored (0700) (default: /etc/kubernetes/engine-backup)
+---@field control_plane string  inventory group of the etcd members: every one is restored, and the restored cluster is exactly them (default: k8s-cp)
+---@field force boolean  restore while etcd still has a quorum (every write since the snapshot is lost) (default: false)
+---@field health_interval number  (seconds) (default: 2s)
+---@field health_passes integer  gate passes in a row (at least 1) (default: 3)
+---@field health_timeout number  for a member to pass the gate (seconds) (default: 180s)
+---@field max_raft_lag integer  raft entries a member may be behind the leader and pass (at least 0) (default: 1000)
+---@field restart_components boolean  restart kube-controller-manager and kube-scheduler once the API is back (Kubernetes' advice: no cache of the lost state) (default: true)
 
 --- etcd-to-systemd: Move a kubeadm cluster's stacked etcd from static Pods to systemd, one member at a time, with rollback
 ---@class params.etcd_to_systemd

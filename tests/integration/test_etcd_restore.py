@@ -1,0 +1,146 @@
+"""runbooks/etcd-restore.lua in the lab: a quorum lost for good (the lab's etcd-data-lost on two of
+three members, then on a one-node control plane's only member under systemd), the API answering
+"etcdserver: request timed out". A snapshot taken before with etcd-maintenance's mode=snapshot is
+restored to every member: refused while etcd has a quorum, nothing changed by a dry run or by a
+snapshot that is not there, then the members made again from it (the write after the snapshot
+gone, the one before it back on every member), the old data kept aside, the API back."""
+import glob
+import os
+import re
+import subprocess
+import time
+import unittest
+
+from test_etcd_migration import ROOT, Lab, lab, read
+
+RESTORE = os.path.join(ROOT, "runbooks", "etcd-restore.lua")
+MAINTENANCE = os.path.join(ROOT, "runbooks", "etcd-maintenance.lua")
+DOCTOR = os.path.join(ROOT, "runbooks", "doctor.lua")
+
+
+def kubectl(lb, *args):
+    return subprocess.run(["kubectl", "--kubeconfig", f"{lb.dir}/kubeconfig", *args], capture_output=True, text=True, timeout=60)
+
+
+class Restore(unittest.TestCase):
+    def snapshot(self, lb):
+        r = lb.engine("run", MAINTENANCE, "-e", "mode=snapshot", "-e", f"snapshot_dir={lb.dir}/snaps")
+        out = r.stdout + r.stderr
+        self.assertEqual(r.returncode, 0, out[-3000:])
+        path = re.search(r"etcd snapshot of revision \d+ through cp1: (\S+)", out).group(1)
+        self.assertEqual(oct(os.stat(path).st_mode & 0o777), "0o600")
+        return path
+
+    def lose(self, lb, names):
+        for name in names:
+            lab("fault", name, "etcd-data-lost", "--dir", lb.dir)
+        end = time.monotonic() + 30
+        while time.monotonic() < end and kubectl(lb, "get", "nodes").returncode == 0:
+            time.sleep(0.5)
+        r = kubectl(lb, "get", "nodes")
+        self.assertIn("Error from server: etcdserver: request timed out", r.stderr)
+
+    def restore(self, lb, *extra):
+        r = lb.engine("run", RESTORE, *extra)
+        return r, r.stdout + r.stderr
+
+    def unchanged(self, lb, names, kind="static"):
+        for name in names:
+            manifests = f"{lb.root(name)}/etc/kubernetes/manifests"
+            self.assertTrue(os.path.exists(f"{manifests}/kube-apiserver.yaml"), name)
+            if kind == "static":
+                self.assertTrue(os.path.exists(f"{manifests}/etcd.yaml"), name)
+            self.assertEqual(glob.glob(f"{lb.root(name)}/var/lib/etcd/restore-*"), [], name)
+
+    def restored(self, lb, names, before):
+        after = lb.members()
+        self.assertEqual(set(after), set(names))
+        for name in names:
+            self.assertNotEqual(after[name], before[name], name)  # a new cluster: every member new
+            self.assertEqual(lb.get(name, "/before-snapshot", serializable=True), "kept", name)
+            self.assertIsNone(lb.get(name, "/after-snapshot", serializable=True), name)
+            self.assertEqual(len(glob.glob(f"{lb.root(name)}/var/lib/etcd/member.before-restore-*")), 1, name)
+            self.assertEqual(glob.glob(f"{lb.root(name)}/etc/kubernetes/engine-backup/*.restoring"), [], name)
+            self.assertTrue(os.path.exists(f"{lb.root(name)}/etc/kubernetes/manifests/kube-apiserver.yaml"), name)
+        r = kubectl(lb, "get", "nodes")
+        self.assertEqual(r.returncode, 0, r.stderr)
+
+    def test_two_of_three_members_lost(self):
+        lb = Lab(workers=1, subnet="127.0.84")
+        self.addCleanup(lb.down)
+        names = [n["name"] for n in lb.cps]
+        lb.put("/before-snapshot", "kept")
+        snap = self.snapshot(lb)
+        lb.put("/after-snapshot", "lost")
+        before = lb.members()
+
+        # A quorum stands: a restore would lose every write since the snapshot. Refused, nothing changed.
+        r, out = self.restore(lb, "-e", f"snapshot={snap}")
+        self.assertEqual(r.returncode, 1, out[-3000:])
+        self.assertIn("etcd has a quorum (3 of 3 members healthy): a restore would lose every write since the snapshot", out)
+        self.assertIn("runbooks/etcd-member-replace.lua", out)
+        self.unchanged(lb, names)
+        self.assertEqual(lb.members(), before)
+
+        self.lose(lb, ["cp2", "cp3"])
+        r = lb.engine("run", DOCTOR)
+        out = r.stdout + r.stderr
+        self.assertEqual(r.returncode, 1, out[-3000:])
+        self.assertRegex(out, r"etcd-quorum-lost\s+\d of 3 members healthy, a quorum is 2")
+        self.assertIn("restore every member from a snapshot: runbooks/etcd-restore.lua -e snapshot=PATH", out)
+        self.assertNotIn("etcd-member-replace.lua -e node=", out)  # a replacement needs the quorum that is gone
+
+        r, out = self.restore(lb, "-e", f"snapshot={snap}", "--dry-run")
+        self.assertEqual(r.returncode, 0, out[-3000:])
+        self.assertIn("--initial-cluster 'cp1=https://127.0.84.1:2380,cp2=https://127.0.84.2:2380,cp3=https://127.0.84.3:2380'", out)
+        self.assertIn("--name 'cp2'", out)
+        self.unchanged(lb, names)
+
+        r, out = self.restore(lb, "-e", f"snapshot={snap}")
+        self.assertEqual(r.returncode, 0, out[-3000:])
+        self.assertRegex(out, r"etcd restored from \S+ \(revision \d+\) as a new cluster of 3 members; the API answers again")
+        self.assertIn("static pod restarted", out)
+        self.restored(lb, names, before)
+        r = lb.engine("run", DOCTOR)
+        self.assertEqual(r.returncode, 0, (r.stdout + r.stderr)[-3000:])
+        # Again: etcd has its quorum, nothing to restore.
+        r, out = self.restore(lb, "-e", f"snapshot={snap}")
+        self.assertEqual(r.returncode, 1, out[-3000:])
+        self.assertIn("etcd has a quorum (3 of 3 members healthy)", out)
+
+    def test_the_only_member_under_systemd(self):
+        lb = Lab(workers=1, subnet="127.0.85", control_planes=1)
+        self.addCleanup(lb.down)
+        r = lb.migrate()
+        self.assertEqual(r.returncode, 0, (r.stdout + r.stderr)[-3000:])
+        lb.put("/before-snapshot", "kept")
+        snap = self.snapshot(lb)
+        lb.put("/after-snapshot", "lost")
+        before = lb.members()
+        self.lose(lb, ["cp1"])
+
+        # A snapshot that is not there, or cut short: said, and nothing stopped.
+        r, out = self.restore(lb, "-e", f"snapshot={lb.dir}/snaps/nothing.db")
+        self.assertEqual(r.returncode, 1, out[-3000:])
+        self.assertIn(f"precheck failed, nothing was changed:\n  the snapshot: {lb.dir}/snaps/nothing.db: No such file or directory", out)
+        with open(snap, "rb") as f, open(f"{lb.dir}/snaps/cut.db", "wb") as g:
+            g.write(f.read()[:-100])
+        r, out = self.restore(lb, "-e", f"snapshot={lb.dir}/snaps/cut.db")
+        self.assertEqual(r.returncode, 1, out[-3000:])
+        self.assertIn(f"the snapshot: {lb.dir}/snaps/cut.db: its sha256 trailer does not match its data", out)
+        self.unchanged(lb, ["cp1"], kind="systemd")
+
+        r, out = self.restore(lb, "-e", f"snapshot={snap}")
+        self.assertEqual(r.returncode, 0, out[-3000:])
+        self.restored(lb, ["cp1"], before)
+        self.assertEqual(lb.unit("cp1"), ("active", "enabled"))
+        self.assertFalse(lb.manifest("cp1"))  # no static Pod came back beside the unit
+        member = f"{lb.root('cp1')}/var/lib/etcd/member"
+        data = f"{lb.root('cp1')}/var/lib/etcd"
+        self.assertEqual((os.stat(member).st_uid, os.stat(member).st_gid), (os.stat(data).st_uid, os.stat(data).st_gid))
+        self.assertNotEqual(os.stat(member).st_uid, 0)  # etcd's own user, not root's
+        self.assertEqual(read(f"{lb.root('cp1')}/var/lib/etcd/{os.path.basename(glob.glob(data + '/restore-*')[0])}/restored"), "")
+
+
+if __name__ == "__main__":
+    unittest.main()
