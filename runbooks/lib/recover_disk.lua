@@ -166,6 +166,7 @@ end
 function M.node_ready(h, p, since, api_ok)
   if http.dry_run() then return end
   if since and api_ok then
+    kubeadm.mark_restarts()  -- restarts made while no API server answered
     local n, err, msg = k8s.wait_node(h, { ready = true, heartbeat_after = since, timeout = p.ready_timeout })
     if not n then error("the Node after the kubelet restart: " .. tostring(msg or err), 0) end
   end

@@ -95,28 +95,53 @@ function M.install(h, pkgs, version, offers)
   return after_mark(r)
 end
 
+-- Marks a restart could not write (the API down at the time): node name → its annotation value.
+local unmarked = {}
+
+local function mark(name, value)
+  return k8s.patch("nodes", name, { metadata = { annotations = { [k8s.KUBELET_RESTARTED] = value } } })
+end
+
 --- restart_kubelet(host) → the node's clock (epoch seconds) just before the restart, nil under
 --- --dry-run. systemd is reloaded first (the kubelet's drop-ins may have changed with its package).
 --- Pass the time to k8s.wait_node as heartbeat_after: until the new kubelet posts its first status
 --- the Node still says what the old one said, often "Ready". The Node is marked first
---- (k8s.KUBELET_RESTARTED), so the Ready flap this causes is known to be an engine run's.
+--- (k8s.KUBELET_RESTARTED), so the Ready flap this causes is known to be an engine run's; a mark
+--- the API refused is kept for mark_restarts().
 function M.restart_kubelet(h)
   h = inventory.host(h, "kubeadm.restart_kubelet")
   -- Said on the Node first, so that a later upgrade's quiet_hours can tell this run's Ready flap
   -- from the node's own (k8s.node_info's flapped_by). Best effort: a node whose API cannot be
   -- reached is restarted all the same, and its flap will count.
   if not http.dry_run() then
-    local mark = os.date("!%Y-%m-%dT%H:%M:%SZ", math.floor(time.now())) .. " " .. k8s.identity()
-    local ok, err, msg = k8s.patch("nodes", h.name, { metadata = { annotations = { [k8s.KUBELET_RESTARTED] = mark } } })
+    local value = os.date("!%Y-%m-%dT%H:%M:%SZ", math.floor(time.now())) .. " " .. k8s.identity()
+    local ok, err, msg = mark(h.name, value)
     if not ok then
-      log.warn("could not mark the node before restarting its kubelet: a later quiet_hours check will count this restart",
-        { node = h.name, error = err, message = msg })
+      unmarked[h.name] = value
+      log.warn("could not mark the node before restarting its kubelet: marked once the API answers (mark_restarts), " ..
+        "else a later quiet_hours check will count this restart", { node = h.name, error = err, message = msg })
     end
   end
   local r = M.run(h, "date +%s && systemctl daemon-reload && systemctl restart kubelet", { what = "restarting the kubelet" })
   return tonumber((r.stdout or ""):match("^%s*(%d+)"))
 end
 
+
+--- mark_restarts() → the nodes marked now: the kubelet restarts this run made while the API did not
+--- answer (a full control plane's, recover-disk), marked with the time each was made, once it does.
+--- Those it still refuses stay for a later call.
+function M.mark_restarts()
+  local done = {}
+  for name, value in pairs(unmarked) do
+    if mark(name, value) then
+      unmarked[name] = nil
+      done[#done + 1] = name
+      log.info("the node's kubelet restart marked, now that the API answers", { node = name, restarted = value })
+    end
+  end
+  table.sort(done)
+  return done
+end
 
 --- api_through(cps, opts) → tunnel, node name | nil, "unreachable", why: engine.k8s now reaches the
 --- API through an SSH tunnel to the first of cps whose own API server answers (seed 002: the

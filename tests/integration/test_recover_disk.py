@@ -81,10 +81,15 @@ class RecoverDisk(LabClass):
         self.assertTrue(all(self.used(n) == 100 for n in ("cp2", "cp3")))
         r = self.run_recover()
         self.assertEqual(r.returncode, 0, r.stdout[-5000:] + r.stderr[-3000:])
-        # The run's own credentials through a tunnel to cp1's API server (cp1 has room; cp2 and cp3
-        # do not); so the Nodes' Ready is waited for and the kubelet restarts are marked.
-        self.assertIn("it does through an SSH tunnel to cp1's own API server", r.stdout)
-        self.assertNotIn("could not mark the node", r.stdout + r.stderr)
+        # cp2's and cp3's pods, their etcd members too, stopped with their disks: etcd has no quorum,
+        # and cp1's API server answers every read "etcdserver: request timed out". No node carries
+        # the API until cp2 is back; from then on the run's own credentials go through a tunnel to
+        # cp2's, the Nodes' Ready is waited for, and cp2's kubelet restart, made while no API
+        # server answered, is marked once one does.
+        self.assertIn("The API does not answer through this run's kubeconfig nor through any control-plane node yet", r.stdout)
+        self.assertIn("[cp2] the API answers through an SSH tunnel to the node's own API server", r.stdout)
+        self.assertIn("the node's kubelet restart marked, now that the API answers node=cp2", r.stdout)
+        self.assertNotIn("[cp3] could not mark the node", r.stdout + r.stderr)
         self.assertNotIn("Ready not checked", r.stdout)
         self.assertRegex(r.stdout, r"cp2\s+100%\s+0 MiB\s+5120 MiB\s+2048 MiB\s+2048 MiB")  # the triage's estimates
         for n in ("cp2", "cp3"):

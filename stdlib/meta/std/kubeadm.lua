@@ -75,6 +75,10 @@ function kubeadm.api_through(cps, opts) end
 ---@return number|nil
 function kubeadm.restart_kubelet(host) end
 
+--- The marks restart_kubelet could not write (the API did not answer then), written now with the time of each restart. Returns the node names marked; those still refused stay for a later call.
+---@return string[]
+function kubeadm.mark_restarts() end
+
 --- Operation "apt repository": the node's apt source names the version's minor.
 ---@param version string
 ---@return std.ops.Operation
