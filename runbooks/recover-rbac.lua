@@ -22,21 +22,15 @@ local function rerun() return false end
 -- nil when the kubeconfig's route answers; else the tunnel to the first control-plane node whose
 -- own API server does, with this run's credentials (a tunnel changes no answer, reads or writes).
 local function reach_api(p, inv)
-  local ok, err, msg = k8s.ready()
-  if ok then return nil end
   local cps = groups.optional(inv, p.control_plane, "k8s-cp")
-  if #cps == 0 then
-    fail("the API does not answer through this run's kubeconfig (%s); with the control-plane nodes in the inventory " ..
-      "(group %s) the run tries each one's own API server over SSH", tostring(msg or err), p.control_plane)
+  local route, _, why = kubeadm.reach_api(cps)
+  if route then return route end
+  if why and #cps == 0 then
+    fail("%s; with the control-plane nodes in the inventory (group %s) the run tries each one's own API server over SSH",
+      tostring(why), p.control_plane)
+  elseif why then
+    fail("%s", why)
   end
-  local route, node, why = kubeadm.api_through(cps)
-  if not route then
-    fail("the API does not answer through this run's kubeconfig (%s), nor through a control-plane node's own API " ..
-      "server: %s", tostring(msg or err), tostring(why))
-  end
-  print(string.format("The API does not answer through this run's kubeconfig; it does through an SSH tunnel to " ..
-    "%s's own API server, with the same credentials: the run uses that.", node))
-  return route
 end
 
 local function can_repair()

@@ -171,6 +171,27 @@ function M.api_through(cps, opts)
   return nil, "unreachable", table.concat(why, "; ")
 end
 
+--- reach_api(cps) → nil (the kubeconfig's route answers) | tunnel, node (only that node's own API
+--- server does: api_through, and said so in one sentence) | nil, "unreachable", why (neither, or
+--- no cps to try).
+--- A runbook calls it first, so that every API call after it, the cluster Lease included, goes the
+--- way that answers (seed 002: the controller's route cut while SSH to the nodes works).
+function M.reach_api(cps)
+  local ok, err, msg = k8s.ready()
+  if ok then return nil end
+  if #cps == 0 then
+    return nil, "unreachable", string.format("the API does not answer through this run's kubeconfig (%s)", tostring(msg or err))
+  end
+  local route, node, why = M.api_through(cps)
+  if not route then
+    return nil, "unreachable", string.format("the API does not answer through this run's kubeconfig (%s), nor through a " ..
+      "control-plane node's own API server: %s", tostring(msg or err), tostring(why))
+  end
+  print(string.format("The API does not answer through this run's kubeconfig; it does through an SSH tunnel to " ..
+    "%s's own API server, with the same credentials: the run uses that.", node))
+  return route, node
+end
+
 -- Operations ----------------------------------------------------------------------------------
 
 --- apt_repository(version) → operation "apt repository": the node's apt source names the

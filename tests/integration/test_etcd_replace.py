@@ -122,8 +122,15 @@ class Replace(unittest.TestCase):
         self.assertRegex(out, r"its journal says its data is lost: tocommit\(\d+\) is out of range \[lastIndex\(0\)\]\. "
                               r"Was the raft log corrupted, truncated, or lost\?")
         self.assertIn("fix: runbooks/etcd-member-replace.lua -e node=cp2", out)
+        # The controller's route to the API cut as well (seed 002): the run, its cluster Lease
+        # included, goes through a control-plane node's own API server over SSH.
+        lab("fault", "cp1", "api-unreachable", "--dir", lb.dir)
+        self.addCleanup(lab, "clear", "cp1", "api-unreachable", "--dir", lb.dir)
         r, out = self.replace("-e", "node=cp2")
         self.assertEqual(r.returncode, 0, out[-3000:])
+        self.assertIn("The API does not answer through this run's kubeconfig; it does through an SSH tunnel to cp1's own "
+                      "API server, with the same credentials: the run uses that.", out)
+        self.assertIn("lease taken", out)
         self.check_replaced("cp2", before, out)
         env = read(f"{lb.root('cp2')}/etc/etcd/etcd.env")
         self.assertIn("ETCD_INITIAL_CLUSTER_STATE=existing", env)

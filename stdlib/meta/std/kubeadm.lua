@@ -75,6 +75,11 @@ function kubeadm.api_through(cps, opts) end
 ---@return number|nil
 function kubeadm.restart_kubelet(host) end
 
+--- Run first: nil when the kubeconfig's route to the API answers; else, when a control-plane node's own API server answers over SSH, the tunnel (api_through) and the node, said in one sentence, and every API call after it goes that way; else nil, "unreachable", why.
+---@param cps (engine.Host|string)[]
+---@return engine.ssh.Tunnel|nil, string|nil, string|nil
+function kubeadm.reach_api(cps) end
+
 --- The marks restart_kubelet could not write (the API did not answer then), written now with the time of each restart. Returns the node names marked; those still refused stay for a later call.
 ---@return string[]
 function kubeadm.mark_restarts() end
