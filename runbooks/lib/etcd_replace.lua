@@ -110,7 +110,6 @@ end
 --- `parked` (default M.parked(p); its directory 0700) and its container gone, or etcd.service stopped.
 function M.stopped(p, facts, parked)
   parked = parked or M.parked(p)
-  local dir = parked:match("^(.*)/[^/]+$")
   return {
     name = "etcd stopped",
     holds = function(h)
@@ -122,14 +121,8 @@ function M.stopped(p, facts, parked)
         remote.must(h, "systemctl stop " .. q(svc.UNIT), { what = "systemctl stop etcd" })
         return
       end
-      remote.must(h, "mkdir -p " .. q(dir) .. " && chmod 0700 " .. q(dir) .. " && if [ -f " .. q(svc.MANIFEST) ..
-        " ]; then mv -f " .. q(svc.MANIFEST) .. " " .. q(parked) .. "; fi",
-        { what = "moving " .. svc.MANIFEST .. " to " .. parked })
-      if http.dry_run() then return end
-      local gone, why = nodes.gate(function()
-        return static_pod.container(h, "etcd") == nil, "its etcd container still runs"
-      end, 1, 0.5, p.health_timeout)
-      if not gone then error(string.format("%s: the kubelet stopping etcd: %s", h.name, tostring(why)), 0) end
+      local gone, why = static_pod.park(h, "etcd", parked, p.health_timeout)
+      if not gone then error(string.format("%s: %s", h.name, tostring(why)), 0) end
     end,
   }
 end

@@ -140,13 +140,8 @@ function M.apiserver_stopped(p)
       return static_pod.container(h, "kube-apiserver") == nil, "its kube-apiserver container still runs"
     end,
     apply = function(h)
-      remote.must(h, "mkdir -p -m 0700 " .. q(p.backup_dir) .. " && if [ -f " .. q(M.APISERVER) .. " ]; then mv -f " ..
-        q(M.APISERVER) .. " " .. q(parked) .. "; fi", { what = "moving " .. M.APISERVER .. " to " .. parked })
-      if http.dry_run() then return end
-      local gone, why = nodes.gate(function()
-        return static_pod.container(h, "kube-apiserver") == nil, "its kube-apiserver container still runs"
-      end, 1, 0.5, p.health_timeout)
-      if not gone then error(string.format("%s: the kubelet stopping kube-apiserver: %s", h.name, tostring(why)), 0) end
+      local gone, why = static_pod.park(h, "kube-apiserver", parked, p.health_timeout)
+      if not gone then error(string.format("%s: %s", h.name, tostring(why)), 0) end
     end,
   }
 end

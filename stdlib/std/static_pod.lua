@@ -47,6 +47,23 @@ local function wait_until(what, timeout, fn)
   end
 end
 
+--- park(host, name, parked, timeout) → true | nil, why: manifests/NAME.yaml moved to `parked` (a
+--- file path outside manifests/; its directory made 0700) when it is there, then waited for until
+--- no NAME container runs. A manifest already parked is left there. Under --dry-run: the command only.
+function M.park(h, name, parked, timeout)
+  h = inventory.host(h, "static_pod.park")
+  if type(parked) ~= "string" or not parked:match("^/") or parked:find(M.MANIFESTS .. "/", 1, true) == 1 then
+    error("static_pod.park: parked must be an absolute path outside " .. M.MANIFESTS, 2)
+  end
+  local file, dir = M.MANIFESTS .. "/" .. name .. ".yaml", parked:match("^(.*)/[^/]+$")
+  local q = remote.quote
+  remote.must(h, "mkdir -p " .. q(dir) .. " && chmod 0700 " .. q(dir) .. " && if [ -f " .. q(file) .. " ]; then mv -f " ..
+    q(file) .. " " .. q(parked) .. "; fi", { what = "moving " .. file .. " to " .. parked })
+  if http.dry_run() then return true end
+  return wait_until("the kubelet stopping " .. name, math.ceil(check.seconds(timeout, "static_pod.park", "timeout") or 120),
+    function() return M.container(h, name) == nil end)
+end
+
 --- restart(host, name, {parking = dir, timeout = 120}) → {before, after} | nil, why. Moves
 --- NAME.yaml to the parking directory (outside manifests/: the kubelet reads every file there),
 --- waits until no NAME container runs, moves it back, waits until a container created after the

@@ -25,6 +25,14 @@ function static_pod.container(host, name) end
 ---@field before? std.static_pod.Container
 ---@field after std.static_pod.Container
 
+--- Moves manifests/NAME.yaml to parked (an absolute file path outside manifests/, its directory made 0700) when it is there, then waits until no NAME container runs. A manifest already parked stays. Under --dry-run: the command only. Yields.
+---@param host engine.Host|string
+---@param name string  the static pod: kube-apiserver, etcd, ...
+---@param parked string
+---@param timeout? number|string  seconds or a duration (default 120)
+---@return true|nil, string|nil  nil and why when a container still runs at the timeout
+function static_pod.park(host, name, parked, timeout) end
+
 --- kubeadm's documented restart: the manifest parked outside manifests/, the pod gone, the
 --- manifest back, a new container. Under --dry-run: logged, not done. Yields.
 ---@param host engine.Host|string  an inventory host or its name
