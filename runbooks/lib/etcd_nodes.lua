@@ -103,14 +103,16 @@ end
 --- with a leader, its raft index within max_raft_lag of the leader's.
 function M.member_ok(h, p, id)
   local ep = M.endpoint(h, p)
-  local ok, err, msg = etcd.health(ep)
-  if not ok then return nil, "not healthy: " .. tostring(msg or err) end
+  -- The status first: a member without a leader says so at once, where its health check (a
+  -- linearizable read) waits for etcd's request timeout to say the same.
   local st, serr, smsg = etcd.status(ep)
   if not st then return nil, "no status: " .. tostring(smsg or serr) end
   if id and st.member_id ~= id then
     return nil, string.format("answers as member %s, not %s: a new member on this node", st.member_id, id)
   end
   if not st.leader or st.leader == "0" then return nil, "has no leader" end
+  local ok, err, msg = etcd.health(ep)
+  if not ok then return nil, "not healthy: " .. tostring(msg or err) end
   for _, other in pairs(tunnels) do
     local lst = other.url ~= ep and etcd.status(other.url)
     if lst and lst.member_id == st.leader then

@@ -86,18 +86,18 @@ function M.precheck(p, cps)
   end
   table.sort(parts)
   facts.initial_cluster = table.concat(parts, ",")
-  -- What answers now: a healthy member with a leader, through each node's own tunnel.
-  local eps = {}
+  -- What answers now, through each node's own tunnel: a member's status naming a leader (a member
+  -- without one says so at once; a health check would wait for etcd's request timeout).
   for _, h in ipairs(cps) do
     local ok, ep = pcall(nodes.endpoint, h, p)
-    if ok then eps[#eps + 1] = ep end
+    local st = ok and etcd.status(ep)
+    if st and st.leader and st.leader ~= "0" then facts.healthy = facts.healthy + 1 end
   end
-  local health = #eps > 0 and etcd.cluster_health(eps) or nil
-  for _, m in ipairs(health and health.members or {}) do if m.healthy then facts.healthy = facts.healthy + 1 end end
   local quorum = #cps // 2 + 1
   if facts.healthy >= quorum and not p.force then
-    problem("etcd has a quorum (%d of %d members healthy): a restore would lose every write since the snapshot. A member " ..
-      "whose data is lost is replaced instead (runbooks/etcd-member-replace.lua); -e force=true restores anyway", facts.healthy, #cps)
+    problem("etcd has a quorum (%d of %d members answer with a leader): a restore would lose every write since the snapshot. " ..
+      "A member whose data is lost is replaced instead (runbooks/etcd-member-replace.lua); -e force=true restores anyway",
+      facts.healthy, #cps)
   end
   finish()
   return facts

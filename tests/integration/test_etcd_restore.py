@@ -78,7 +78,7 @@ class Restore(unittest.TestCase):
         # A quorum stands: a restore would lose every write since the snapshot. Refused, nothing changed.
         r, out = self.restore(lb, "-e", f"snapshot={snap}")
         self.assertEqual(r.returncode, 1, out[-3000:])
-        self.assertIn("etcd has a quorum (3 of 3 members healthy): a restore would lose every write since the snapshot", out)
+        self.assertIn("etcd has a quorum (3 of 3 members answer with a leader): a restore would lose every write since the snapshot", out)
         self.assertIn("runbooks/etcd-member-replace.lua", out)
         self.unchanged(lb, names)
         self.assertEqual(lb.members(), before)
@@ -125,7 +125,7 @@ class Restore(unittest.TestCase):
         # Again: etcd has its quorum, nothing to restore.
         r, out = self.restore(lb, "-e", f"snapshot={snap}")
         self.assertEqual(r.returncode, 1, out[-3000:])
-        self.assertIn("etcd has a quorum (3 of 3 members healthy)", out)
+        self.assertIn("etcd has a quorum (3 of 3 members answer with a leader)", out)
 
     def test_the_only_member_under_systemd(self):
         lb = Lab(workers=1, subnet="127.0.85", control_planes=1)
