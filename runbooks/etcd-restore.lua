@@ -3,12 +3,14 @@
 -- procedure for kubeadm: a precheck that changes nothing (each node's member, its configuration and
 -- a restore tool; refused while etcd still has a quorum), the snapshot copied to every node and
 -- read back there, the API servers stopped, every member stopped, restored aside and swapped in
--- (the old data kept), all started at once, the API servers back, the controller-manager and the
--- scheduler restarted. It takes no Lease: the API that would hold one is what is down.
+-- (the old data kept), all started at once, the API servers back, the controller-manager, the
+-- scheduler and the kubelets restarted. It takes no Lease: the API that would hold one is what is down.
 --   engine run runbooks/etcd-restore.lua -e snapshot=/var/backups/engine/etcd-....db
 local etcd = require "engine.etcd"
 local fleet = require "engine.fleet"
 local http = require "engine.http"
+local k8s = require "engine.k8s"
+local kubeadm = require "std.kubeadm"
 local nodes = require "etcd_nodes"
 local ops = require "std.ops"
 local replace = require "etcd_replace"
@@ -32,6 +34,11 @@ return runbook {
       help = "restore while etcd still has a quorum (every write since the snapshot is lost)" },
     restart_components = { type = "boolean", default = true,
       help = "restart kube-controller-manager and kube-scheduler once the API is back (Kubernetes' advice: no cache of the lost state)" },
+    restart_kubelets = { type = "boolean", default = true,
+      help = "restart the kubelets of `nodes` once the API is back, kubelets_at_once at a time, each waited for Ready (Kubernetes' advice: none goes on from the lost state)" },
+    nodes = { type = "string", default = "all", help = "inventory pattern of the nodes whose kubelet is restarted" },
+    kubelets_at_once = { type = "amount", default = "25%", pattern = "^0*[1-9]%d*%%?$",
+      help = "kubelets restarted at once: a count from 1, or a percentage of the nodes" },
     backup_dir = { type = "string", default = "/etc/kubernetes/engine-backup", pattern = "^/",
       help = "where the static Pods' manifests are parked while the members are restored (0700)" },
   },
@@ -79,6 +86,16 @@ return runbook {
             if not r then error(string.format("%s: restarting %s: %s", h.name, c, tostring(why)), 0) end
           end)
         end
+      end)
+    end
+    if p.restart_kubelets then
+      fleet.each(inv:hosts(p.nodes), { at_once = p.kubelets_at_once }, function(h)
+        step("restart kubelet", function()
+          local restarted = kubeadm.restart_kubelet(h)
+          if http.dry_run() then return end
+          local n, err, msg = k8s.wait_node(h, { ready = true, heartbeat_after = restarted, timeout = p.health_timeout })
+          if not n then error(string.format("%s: not Ready after the kubelet restart: %s", h.name, msg or err), 0) end
+        end)
       end)
     end
 

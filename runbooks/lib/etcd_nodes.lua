@@ -201,13 +201,16 @@ end
 -- The tunnel the run's API calls go through when only a node's own API server answers.
 local api_route
 
---- api(cps): first thing in an etcd runbook. When the API answers only through a control-plane
---- node's own API server (seed 002: the controller's route cut, SSH still up), every API call of
---- the run goes that way, the cluster Lease and kubeadm-config included; said in one sentence. When
---- nothing answers, nothing changes: the first call that needs the API says why.
+--- api(cps) → whether the API answers: first thing in an etcd runbook. When the API answers only
+--- through a control-plane node's own API server (seed 002: the controller's route cut, SSH still
+--- up), every API call of the run goes that way, the cluster Lease and kubeadm-config included;
+--- said in one sentence. When nothing answers, nothing changes (a later call tries again): the
+--- first call that needs the API says why.
 function M.api(cps)
-  if api_route then return end
-  api_route = require("std.kubeadm").reach_api(cps)
+  if api_route then return true end
+  local route, err = require("std.kubeadm").reach_api(cps)
+  api_route = route
+  return route ~= nil or err == nil
 end
 
 --- said(health) → cluster_health's problems in one line; a NOSPACE alarm (a database at its quota,

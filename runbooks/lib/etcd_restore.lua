@@ -220,11 +220,14 @@ function M.started(p, m)
 end
 
 --- apiserver_started(p) → operation "API server started": the parked manifest back, and the API
---- answering a read through this run's kubeconfig (etcd gives it the objects again).
+--- answering a read (etcd gives it the objects again): through this run's kubeconfig, else through
+--- the node's own API server, the way the rest of the run then goes (seed 002: the controller's
+--- route cut; no route could be chosen at the start, when no API server answered).
 function M.apiserver_started(p)
   local parked = M.parked(p, "kube-apiserver")
-  local function answers()
+  local function answers(h)
     local ns, err, msg = k8s.get("namespaces", "kube-system")
+    if not ns and nodes.api({ h }) then ns, err, msg = k8s.get("namespaces", "kube-system") end
     return ns ~= nil, "the API: " .. tostring(msg or err)
   end
   return {
@@ -232,13 +235,13 @@ function M.apiserver_started(p)
     holds = function(h)
       local r = remote.must(h, "[ -f " .. q(parked) .. " ] && echo parked; true", { read_only = true, what = "looking at " .. parked })
       if r.stdout:find("parked", 1, true) then return false, M.APISERVER .. " is parked at " .. parked end
-      return answers()
+      return answers(h)
     end,
     apply = function(h)
       remote.must(h, "if [ -f " .. q(parked) .. " ]; then mv -f " .. q(parked) .. " " .. q(M.APISERVER) .. "; fi",
         { what = "moving " .. parked .. " back to " .. M.APISERVER })
       if http.dry_run() then return end
-      local up, why = nodes.gate(answers, 1, 1, p.health_timeout)
+      local up, why = nodes.gate(function() return answers(h) end, 1, 1, p.health_timeout)
       if not up then error(string.format("%s: the API server back: %s", h.name, tostring(why)), 0) end
     end,
   }

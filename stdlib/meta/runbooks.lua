@@ -107,8 +107,11 @@
 ---@field health_interval number  (seconds) (default: 2s)
 ---@field health_passes integer  gate passes in a row (at least 1) (default: 3)
 ---@field health_timeout number  for a member to pass the gate (seconds) (default: 180s)
+---@field kubelets_at_once string  kubelets restarted at once: a count from 1, or a percentage of the nodes (default: 25%)
 ---@field max_raft_lag integer  raft entries a member may be behind the leader and pass (at least 0) (default: 1000)
+---@field nodes string  inventory pattern of the nodes whose kubelet is restarted (default: all)
 ---@field restart_components boolean  restart kube-controller-manager and kube-scheduler once the API is back (Kubernetes' advice: no cache of the lost state) (default: true)
+---@field restart_kubelets boolean  restart the kubelets of `nodes` once the API is back, kubelets_at_once at a time, each waited for Ready (Kubernetes' advice: none goes on from the lost state) (default: true)
 
 --- etcd-to-systemd: Move a kubeadm cluster's stacked etcd from static Pods to systemd, one member at a time, with rollback
 ---@class params.etcd_to_systemd
