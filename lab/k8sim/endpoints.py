@@ -8,9 +8,12 @@ would serve them, so a runbook can verify what each really serves (seed 001):
 A certificate is read when its pod starts and never again, as the real API server does: a file
 renewed by `kubeadm certs renew` is served only after the static pod restarts. An endpoint listens
 while its pod runs and is ready (refused while the manifest is out of manifests/). The first
-control-plane node's address is the lab's API address: that listener always answers (it stands for
-the load balancer in front of the API servers) and follows that node's apiserver certificate the
-same way. Node kubelets report their pods to the simulator; each report syncs these endpoints."""
+control-plane node's :6443 also carries the lab's own plumbing (/_sim/), so it always listens, but
+once a kube-apiserver has run anywhere it serves the API only while that node's own runs (other
+requests get the connection closed). The load balancer the kubeconfig names (:16443) serves while
+any control-plane node's kube-apiserver runs, as a health-checked one in TCP mode does: with none,
+it accepts and closes (kubectl: EOF). Node kubelets report their pods to the simulator; each report
+syncs these endpoints."""
 import os
 import socket
 import ssl
@@ -31,8 +34,14 @@ class TLSServer(ThreadingHTTPServer):
         self.context_of = context_of
         super().__init__(addr, handler)
 
+    backend = None  # callable: whether the API behind this listener runs (None: always)
+    refuse_closed = False  # closed at accept when no backend runs (a load balancer in TCP mode)
+
     def get_request(self):
         sock, addr = self.socket.accept()
+        if self.refuse_closed and not self.backend():
+            sock.close()
+            raise OSError("no API server behind the load balancer")  # socketserver drops the request
         # http.server writes the headers and the body separately: with Nagle's algorithm the body
         # waits for the client's delayed ACK of the headers, 40 ms on every response.
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -46,8 +55,8 @@ class LoadBalancer:
     are refused and open ones get nothing more, while the nodes keep their own route to :6443 (seed
     002: the API was reachable only through SSH to a node)."""
 
-    def __init__(self, addr, handler, context_of):
-        self.addr, self.handler, self.context_of = addr, handler, context_of
+    def __init__(self, addr, handler, context_of, backend=None):
+        self.addr, self.handler, self.context_of, self.backend = addr, handler, context_of, backend
         self.lock = threading.Lock()
         self.server = None
         self.open()
@@ -56,6 +65,8 @@ class LoadBalancer:
         with self.lock:
             if self.server is None:
                 self.server = TLSServer(self.addr, self.handler, self.context_of)
+                if self.backend is not None:
+                    self.server.backend, self.server.refuse_closed = self.backend, True
                 threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
     def cut(self):
@@ -121,6 +132,9 @@ class Endpoint:
                     return
                 threading.Thread(target=self.server.serve_forever, args=(0.2,), daemon=True).start()
 
+    def serves(self):
+        return self.server is not None
+
     def reload(self):
         with self.lock:
             if self.started is not None and self.component == "kube-apiserver":
@@ -144,6 +158,7 @@ class Primary(Endpoint):
     def __init__(self, owner, node, ip, fallback):
         super().__init__(owner, node, "kube-apiserver", ip)
         self.fallback = fallback
+        self.running = False
 
     def initial(self, cert, key):
         try:
@@ -151,9 +166,13 @@ class Primary(Endpoint):
         except (OSError, ssl.SSLError):
             self.ctx = server_context(*self.fallback, self.owner.ca)
 
+    def serves(self):
+        return self.running
+
     def sync(self, started):
+        self.running = started is not None  # its listener stays: the lab's plumbing comes through it
         if started is None:
-            return  # the load balancer keeps answering
+            return
         with self.lock:
             if started != self.started:
                 try:
@@ -170,6 +189,7 @@ class Endpoints:
         self.roots = {name: root for name, (_, root) in nodes.items()}
         self.by_node = {}
         self.primary = None
+        self.seen = False  # a kube-apiserver has run: from then on the API is served only where one runs
         for name, (ip, _) in nodes.items():
             eps = {}
             for comp in PORTS:
@@ -204,6 +224,15 @@ class Endpoints:
     def context(self):
         return self.primary.ctx
 
+    def serving(self, node=None):
+        """Whether the API is served: by the node's own kube-apiserver, or (node None) by any
+        control-plane node's. True in a lab where none has run yet (no cluster: the simulator
+        answers as it always did, so that kubeadm init's objects can be made)."""
+        if not self.seen:
+            return True
+        eps = [self.by_node[node]] if node else self.by_node.values()
+        return any(e["kube-apiserver"].serves() for e in eps)
+
     def report(self, report):
         """A kubelet's report: each endpoint of its node follows its pod."""
         eps = self.by_node.get(report.get("node"))
@@ -213,6 +242,8 @@ class Endpoints:
         for comp, ep in eps.items():
             p = pods.get(comp)
             ep.sync(p["started"] if p and p.get("ready") and p.get("started") else None)
+        if eps["kube-apiserver"].serves():
+            self.seen = True
 
     def reload(self, node):
         """The node's apiserver certificate, reread now (a lab fault changed it as if time had passed)."""

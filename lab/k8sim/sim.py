@@ -193,6 +193,12 @@ class Handler(BaseHTTPRequestHandler):
             self.close_connection = True
             self.connection.close()
             return
+        backend = getattr(self.server, "backend", None)
+        if backend is not None and not u.path.startswith("/_sim/") and not backend():
+            # No kube-apiserver behind this address now (its pod stopped): nothing answers.
+            self.close_connection = True
+            self.connection.close()
+            return
         try:
             if u.path.startswith("/_sim/"):
                 return self.control(method, u.path)
@@ -544,8 +550,12 @@ def main():
         ctx = endpoints.server_context(args.cert, args.key, args.ca)
         context_of = lambda: ctx  # noqa: E731
     server = endpoints.TLSServer((args.host, args.port), Handler, context_of)
+    lb_backend = None
+    if nodes:
+        server.backend = lambda: sim.endpoints.serving(args.version_node)
+        lb_backend = sim.endpoints.serving
     if args.lb_port:
-        sim.lb = endpoints.LoadBalancer((args.host, args.lb_port), Handler, context_of)
+        sim.lb = endpoints.LoadBalancer((args.host, args.lb_port), Handler, context_of, lb_backend)
     print(f"k8sim listening on https://{args.host}:{args.port}", flush=True)
     server.serve_forever()
 

@@ -259,6 +259,31 @@ class OneControlPlane(unittest.TestCase):
         r = lb.engine("run", DOCTOR)
         self.assertEqual(r.returncode, 0, (r.stdout + r.stderr)[-3000:])
 
+        # Then the only kube-apiserver.yaml moved out: nothing serves the API, and the load balancer
+        # in front of it has no backend (kubectl: EOF, or a reset). Written back from the same file, with the
+        # address the node's etcd advertises; the one that ran is what comes back.
+        ran = read(f"{manifests}/kube-apiserver.yaml")
+        os.rename(f"{manifests}/kube-apiserver.yaml", f"{lb.root('cp1')}/etc/kubernetes/kube-apiserver.yaml")
+        end = time.monotonic() + 30
+        while time.monotonic() < end and self.kubectl("get", "nodes", "--request-timeout=5s").returncode == 0:
+            time.sleep(0.5)
+        r = self.kubectl("get", "nodes")
+        self.assertEqual(r.returncode, 1, r.stdout)
+        self.assertRegex(r.stderr, r"EOF|connection reset by peer")  # accepted and closed, as HAProxy without a server
+        r = lb.engine("run", DOCTOR)
+        out = r.stdout + r.stderr
+        self.assertEqual(r.returncode, 1, out[-3000:])
+        self.assertRegex(out, r"cluster\s+api-unreachable\s+the API does not answer")
+        self.assertRegex(out, r"cp1\s+manifest-missing\s+/etc/kubernetes/manifests/kube-apiserver\.yaml is gone")
+        r = lb.engine("run", RECOVER, "-e", f"kubeadm_config={path}")
+        out = r.stdout + r.stderr
+        self.assertEqual(r.returncode, 0, out[-3000:])
+        self.assertRegex(out, r"manifests written back advertise=127\.0\.81\.1 components=kube-apiserver from=cp1:" + re.escape(path))
+        # The same flags; v1beta3's extraArgs is a map, so kubeadm writes them sorted.
+        self.assertEqual(sorted(read(f"{manifests}/kube-apiserver.yaml").splitlines()), sorted(ran.splitlines()))
+        r = self.kubectl("get", "nodes")
+        self.assertEqual(r.returncode, 0, r.stderr)
+
 
 if __name__ == "__main__":
     unittest.main()
