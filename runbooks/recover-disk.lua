@@ -50,10 +50,14 @@ return runbook {
     print(disk.plan_text(found, hosts, p))
     local full = {}
     for _, h in ipairs(hosts) do if found[h.name].usage.used > p.target_used then full[#full + 1] = h end end
-    local api_ok = k8s.ready()
+    local api_ok = false
     local route, route_node  -- the tunnel through a node when the API answers only that way (seed 002)
     local function find_route(cps)
       if api_ok or http.dry_run() then return end
+      -- The kubeconfig's route first, each time: a one-node control plane's API comes back on it
+      -- with the node; a tunnel is for a route that is cut.
+      api_ok = k8s.ready()
+      if api_ok then return end
       route, route_node = kubeadm.api_through(cps)
       api_ok = route ~= nil
     end

@@ -192,5 +192,31 @@ class RecoverDisk(LabClass):
             self.assertNotIn("not reachable", again.stderr)
 
 
+class OneControlPlane(LabClass):
+    """A one-node control plane (an edge cluster) with its disk full: every pod on it stopped, the
+    API gone with them (the load balancer has no API server behind it). The kubeconfig's own route
+    comes back with the node: no tunnel is needed, and the kubelet restart is marked once it does."""
+    SUBNET = "127.0.82"
+    UP_ARGS = ("--control-planes", "1", "--workers", "1")
+
+    def test_the_api_back_through_the_kubeconfig_with_the_node(self):
+        lab("fault", "cp1", "disk-full", "--dir", self.dir)
+        kubectl = ["kubectl", "--kubeconfig", f"{self.dir}/kubeconfig"]
+        cut = subprocess.run([*kubectl, "get", "nodes"], capture_output=True, text=True, timeout=60)
+        self.assertNotEqual(cut.returncode, 0, cut.stdout)
+        self.assertRegex(cut.stderr, r"EOF|connection reset by peer")
+        r = self.engine_run(RECOVER, "-e", "prevention=false")
+        out = r.stdout + r.stderr
+        self.assertEqual(r.returncode, 0, out[-5000:])
+        self.assertIn("The API does not answer through this run's kubeconfig nor through any control-plane node yet", out)
+        self.assertNotIn("tunnel to the node's own API server", out)
+        self.assertIn("the node's kubelet restart marked, now that the API answers node=cp1", out)
+        self.assertIn("[cp1] the node is back node=cp1", out)
+        nodes = subprocess.run([*kubectl, "get", "nodes", "-o", "json"], capture_output=True, text=True, timeout=60)
+        self.assertEqual(nodes.returncode, 0, nodes.stderr)
+        cp1 = [n for n in json.loads(nodes.stdout)["items"] if n["metadata"]["name"] == "cp1"][0]
+        self.assertIn("engine.dev/kubelet-restarted", cp1["metadata"]["annotations"])
+
+
 if __name__ == "__main__":
     unittest.main()
