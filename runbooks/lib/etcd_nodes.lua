@@ -240,11 +240,13 @@ end
 --- DATA_DIR: kubeadm's etcd data directory (etcd.local.dataDir's default).
 M.DATA_DIR = "/var/lib/etcd"
 
---- has_data(host, dir) → true when dir/member (default DATA_DIR) is on the node: a member's data,
---- which a manifest written with it starts as that member again (and without it, as a new one).
+--- has_data(host, dir) → true when dir/member/wal (default DATA_DIR) holds a WAL file: a member's
+--- data, which a manifest written with it starts as that member again (and without it, as a new
+--- one). etcd's own test (wal.Exist): a member whose data was lost and that tried to start again
+--- leaves member/snap behind, and no WAL.
 function M.has_data(h, dir)
   dir = dir or M.DATA_DIR
-  local r = remote.must(h, "if [ -d " .. remote.quote(dir .. "/member") .. " ]; then echo member; fi",
+  local r = remote.must(h, "set -- " .. remote.quote(dir .. "/member/wal") .. "/*.wal; if [ -f \"$1\" ]; then echo member; fi",
     { read_only = true, what = "looking for the etcd member's data in " .. dir })
   return r.stdout:find("member", 1, true) ~= nil
 end

@@ -168,8 +168,11 @@ function M.plan(h, gone, peers, file)
     local local_cfg = type(cc.etcd) == "table" and type(cc.etcd["local"]) == "table" and cc.etcd["local"] or {}
     local dir = local_cfg.dataDir or etcd_nodes.DATA_DIR
     if not etcd_nodes.has_data(h, dir) then
-      error(string.format("%s: %s/member is gone: an etcd.yaml would start a new, empty etcd, not this node's member. " ..
-        "Put its manifest back by hand, then replace the member (runbooks/etcd-member-replace.lua -e node=%s)", h.name, dir, h.name), 0)
+      local found = M.moved_copies(h, "etcd")
+      error(string.format("%s: %s/member holds no member's data (no WAL): an etcd.yaml written now would start a new, " ..
+        "empty etcd, not this node's member. Put its manifest back by hand%s, then replace the member " ..
+        "(runbooks/etcd-member-replace.lua -e node=%s)", h.name, dir,
+        #found > 0 and (" (found " .. table.concat(found, ", ") .. ")") or "", h.name), 0)
     end
     local tags, by_tag = {}, {}
     for _, peer in ipairs(peers) do

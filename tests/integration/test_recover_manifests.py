@@ -9,6 +9,7 @@ with its ID and the writes it missed. On a one-node control plane the same fault
 configuration file instead, and the API is back once etcd is."""
 import os
 import re
+import shutil
 import subprocess
 import time
 import unittest
@@ -116,17 +117,22 @@ class Missing(unittest.TestCase):
         self.assertFalse(os.path.exists(f"{self.manifests('cp3')}/etcd.yaml"))
         self.assertFalse(os.path.exists(f"{lb.root('cp3')}{CONFIG}"))
 
-        # The member's data gone: an etcd.yaml would start a new, empty member. Refused, nothing written.
+        # The member's data gone: an etcd.yaml would start a new, empty member. Refused, nothing
+        # written. What a lost member leaves once it has tried to start again: member/snap, no WAL.
         data = f"{lb.root('cp3')}/var/lib/etcd"
         os.rename(f"{data}/member", f"{data}/member.away")
         try:
+            os.makedirs(f"{data}/member/snap")
+            open(f"{data}/member/snap/db", "w").close()
             r = lb.engine("run", RECOVER)
         finally:
+            shutil.rmtree(f"{data}/member")
             os.rename(f"{data}/member.away", f"{data}/member")
         out = r.stdout + r.stderr
         self.assertEqual(r.returncode, 1, out[-3000:])
-        self.assertIn("cp3: /var/lib/etcd/member is gone: an etcd.yaml would start a new, empty etcd, not this node's member. "
-                      "Put its manifest back by hand, then replace the member (runbooks/etcd-member-replace.lua -e node=cp3)", out)
+        self.assertIn("cp3: /var/lib/etcd/member holds no member's data (no WAL): an etcd.yaml written now would start a new, "
+                      "empty etcd, not this node's member. Put its manifest back by hand (found /etc/kubernetes/etcd.yaml), "
+                      "then replace the member (runbooks/etcd-member-replace.lua -e node=cp3)", out)
         for f in ("etcd.yaml", "kube-scheduler.yaml"):
             self.assertFalse(os.path.exists(f"{self.manifests('cp3')}/{f}"), f)
 
