@@ -8,12 +8,13 @@ would serve them, so a runbook can verify what each really serves (seed 001):
 A certificate is read when its pod starts and never again, as the real API server does: a file
 renewed by `kubeadm certs renew` is served only after the static pod restarts. An endpoint listens
 while its pod runs and is ready (refused while the manifest is out of manifests/). The first
-control-plane node's :6443 also carries the lab's own plumbing (/_sim/), so it always listens, but
-once a kube-apiserver has run anywhere it serves the API only while that node's own runs (other
-requests get the connection closed). The load balancer the kubeconfig names (:16443) serves while
-any control-plane node's kube-apiserver runs, as a health-checked one in TCP mode does: with none,
-it accepts and closes (kubectl: EOF). Node kubelets report their pods to the simulator; each report
-syncs these endpoints."""
+control-plane node's :6443 is also the nodes' control-plane endpoint (the load balancer as they
+reach it) and carries the lab's own plumbing (/_sim/), so it always listens; the load balancer the
+kubeconfig names is on :16443. Once a kube-apiserver has run anywhere, both serve the API only while
+some control-plane node's kube-apiserver runs, as a health-checked load balancer in TCP mode does:
+with none, :16443 accepts and closes (kubectl: EOF) and :6443 closes the connection of any request
+but the plumbing's. Node kubelets report their pods to the simulator; each report syncs these
+endpoints."""
 import os
 import socket
 import ssl

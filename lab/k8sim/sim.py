@@ -552,8 +552,9 @@ def main():
     server = endpoints.TLSServer((args.host, args.port), Handler, context_of)
     lb_backend = None
     if nodes:
-        server.backend = lambda: sim.endpoints.serving(args.version_node)
-        lb_backend = sim.endpoints.serving
+        # --host:--port is also what the nodes name as the control-plane endpoint (the load
+        # balancer as they reach it, and the lab's kubeadm's reads): it serves as the other does.
+        server.backend = lb_backend = sim.endpoints.serving
     if args.lb_port:
         sim.lb = endpoints.LoadBalancer((args.host, args.lb_port), Handler, context_of, lb_backend)
     print(f"k8sim listening on https://{args.host}:{args.port}", flush=True)
