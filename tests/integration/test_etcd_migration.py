@@ -121,6 +121,27 @@ class Lab:
                 out += [json.loads(line) for line in f if line.strip()]
         return out
 
+    def run_killed_when(self, runbook, reached, *extra, timeout=240):
+        """engine run RUNBOOK (a path) on the lab with extra's arguments, SIGKILLed with its whole
+        process group as soon as reached(the run's log entries so far) holds. → the run's id, or
+        None when the run ended first or did not get there in time (then it is killed all the same)."""
+        name = os.path.basename(runbook)[:-len(".lua")]
+        p = subprocess.Popen([ENGINE, "run", runbook, *extra, "-i", f"{self.dir}/inventory.yml", "--kubeconfig",
+                              f"{self.dir}/kubeconfig", "--state-dir", f"{self.dir}/state"], stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL, start_new_session=True)
+        deadline, killed = time.monotonic() + timeout, False
+        while time.monotonic() < deadline and p.poll() is None:
+            if reached(self.run_logs(name)):
+                killed = True
+                break
+            time.sleep(0.05)
+        if p.poll() is None:
+            os.killpg(p.pid, signal.SIGKILL)
+        p.wait(timeout=30)
+        if not killed:
+            return None
+        return os.path.basename(os.path.dirname(sorted(glob.glob(f"{self.dir}/state/runs/*{name}*/run.log"))[-1]))
+
     def cluster_configuration(self):
         out = subprocess.run(["kubectl", "--kubeconfig", f"{self.dir}/kubeconfig", "-n", "kube-system", "get", "configmap",
                               "kubeadm-config", "-o", "json"], capture_output=True, text=True, timeout=60, check=True)
@@ -317,21 +338,10 @@ class Migration(unittest.TestCase):
         self.addCleanup(lb.down)
         before = lb.members()
         order = order_of_migration(lb)
-        p = subprocess.Popen([ENGINE, "run", MIGRATE, "-i", f"{lb.dir}/inventory.yml", "--kubeconfig", f"{lb.dir}/kubeconfig",
-                              "--state-dir", f"{lb.dir}/state"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                             start_new_session=True)
-        deadline = time.monotonic() + 240
-        killed = False
-        while time.monotonic() < deadline and p.poll() is None:
-            moved = [e["host"] for e in lb.run_logs() if e["msg"] == "etcd manifest moved out of the kubelet's directory"]
-            if order[1] in moved:  # inside the second node's step, between the move and its gate
-                os.killpg(p.pid, signal.SIGKILL)
-                killed = True
-                break
-            time.sleep(0.05)
-        p.wait(timeout=30)
-        self.assertTrue(killed, "the run never reached the second node")
-        run_id = os.path.basename(os.path.dirname(sorted(glob.glob(f"{lb.dir}/state/runs/*etcd-to-systemd*/run.log"))[-1]))
+        # Inside the second node's step, between the move and its gate.
+        run_id = lb.run_killed_when(MIGRATE, lambda log: order[1] in [
+            e["host"] for e in log if e["msg"] == "etcd manifest moved out of the kubelet's directory"])
+        self.assertIsNotNone(run_id, "the run never reached the second node")
         res = lb.engine("resume", run_id)
         self.assertEqual(res.returncode, 0, res.stdout[-4000:] + res.stderr[-4000:])
         for name in order:

@@ -8,12 +8,11 @@ import glob
 import json
 import os
 import re
-import signal
 import subprocess
 import time
 import unittest
 
-from test_etcd_migration import ENGINE, ROOT, Lab, lab, read
+from test_etcd_migration import ROOT, Lab, lab, read
 
 RESTORE = os.path.join(ROOT, "runbooks", "etcd-restore.lua")
 MAINTENANCE = os.path.join(ROOT, "runbooks", "etcd-maintenance.lua")
@@ -104,21 +103,11 @@ class Restore(unittest.TestCase):
 
         # Killed once a member's data is restored: every API server and etcd parked, the members half
         # swapped. The resume goes on from there and leaves nothing parked.
-        p = subprocess.Popen([ENGINE, "run", RESTORE, "-e", f"snapshot={snap}", "-i", f"{lb.dir}/inventory.yml", "--kubeconfig",
-                              f"{lb.dir}/kubeconfig", "--state-dir", f"{lb.dir}/state"], stdout=subprocess.DEVNULL,
-                             stderr=subprocess.DEVNULL, start_new_session=True)
-        deadline, killed = time.monotonic() + 120, False
-        while time.monotonic() < deadline and p.poll() is None:
-            if any(e["msg"] == "etcd data restored from the snapshot" for e in lb.run_logs("etcd-restore")):
-                os.killpg(p.pid, signal.SIGKILL)
-                killed = True
-                break
-            time.sleep(0.05)
-        p.wait(timeout=30)
-        self.assertTrue(killed, "the run never restored a member")
+        run_id = lb.run_killed_when(RESTORE, lambda log: any(e["msg"] == "etcd data restored from the snapshot" for e in log),
+                                    "-e", f"snapshot={snap}", timeout=120)
+        self.assertIsNotNone(run_id, "the run never restored a member")
         for name in names:
             self.assertTrue(glob.glob(f"{lb.root(name)}/etc/kubernetes/engine-backup/kube-apiserver.yaml.restoring"), name)
-        run_id = os.path.basename(os.path.dirname(sorted(glob.glob(f"{lb.dir}/state/runs/*etcd-restore*/run.log"))[-1]))
         r = lb.engine("resume", run_id)
         out = r.stdout + r.stderr
         self.assertEqual(r.returncode, 0, out[-3000:])
