@@ -10,6 +10,7 @@ local checks = require "doctor_checks"
 local etcd_nodes = require "etcd_nodes"
 local fleet = require "engine.fleet"
 local groups = require "std.groups"
+local manifest_restore = require "manifest_restore"
 
 return runbook {
   name = "doctor",
@@ -58,7 +59,12 @@ return runbook {
             cp[h.name] = { etcd = etcd_nodes.where(h), apiserver = apiserver }
             if cp[h.name].etcd == "none" then checks.etcd_unit(h, out) end
             -- Without kubeadm-config (its API down) a member's data says local etcd lived here.
-            if cp[h.name].etcd == "missing" then cp[h.name].etcd_data = etcd_nodes.has_data(h) end
+            if cp[h.name].etcd == "missing" then
+              cp[h.name].etcd_data = etcd_nodes.has_data(h)
+              -- Without its data the manifest is not written again (recover-static-pods refuses):
+              -- the copy to put back by hand before the member is replaced.
+              if not cp[h.name].etcd_data then cp[h.name].etcd_copies = manifest_restore.moved_copies(h, "etcd") end
+            end
             if etcd_nodes.runs(cp[h.name].etcd) then  -- a manifest etcd_nodes cannot read leaves etcd's default
               local read, quota = pcall(etcd_nodes.quota, h)
               if read then quotas[etcd_nodes.member_name(h)] = quota end

@@ -301,10 +301,10 @@ function M.etcd_unit(h, out)
 end
 
 --- control_plane(cp, out, api): the control-plane nodes (host → {etcd = etcd_nodes.where, apiserver =
---- its version, etcd_data = a member's data there}) against kubeadm-config. A migration of etcd to
---- systemd stopped midway works today and breaks kubeadm's next upgrade; API servers at different
---- versions, or not at kubeadm-config's kubernetesVersion, are an upgrade stopped midway (with no
---- Pushgateway to say so). api: the API answered; without it (or kubeadm-config) only the gone
+--- its version, etcd_data = a member's data there, etcd_copies = its manifest's moved copies when
+--- not}) against kubeadm-config. A migration of etcd to systemd stopped midway works today and
+--- breaks kubeadm's next upgrade; API servers at different versions, or not at kubeadm-config's
+--- kubernetesVersion, are an upgrade stopped midway (with no Pushgateway to say so). api: the API answered; without it (or kubeadm-config) only the gone
 --- etcd.yaml is told, from the member's data left on the node.
 function M.control_plane(cp, out, api)
   if next(cp) == nil then return end
@@ -322,10 +322,22 @@ function M.control_plane(cp, out, api)
   end
   table.sort(gone)
   for _, name in ipairs(gone) do
-    finding(out, "manifest-missing", "critical", name, string.format("%s/etcd.yaml is gone, and etcd-to-systemd never ran " ..
-      "here: the kubelet runs no etcd member here (%s)", facts.MANIFESTS, cm and "kubeadm-config says etcd.local" or
-      ("kube-system/kubeadm-config unread; " .. etcd_nodes.DATA_DIR .. "/member holds a member's data")),
-      "ls -l /etc/kubernetes/manifests; ls -d /var/lib/etcd/member", "runbooks/recover-static-pods.lua")
+    local c = cp[name]
+    if c.etcd_data == false then
+      -- Its data gone too: a manifest written now would start a new, empty etcd (recover-static-pods
+      -- refuses); the member is replaced, from its own manifest put back.
+      local copies = c.etcd_copies or {}
+      finding(out, "manifest-missing", "critical", name, string.format("%s/etcd.yaml is gone, and so is its member's data " ..
+        "(no WAL in %s/member/wal; kubeadm-config says etcd.local): put the manifest back by hand (%s), then replace the member",
+        facts.MANIFESTS, etcd_nodes.DATA_DIR, #copies > 0 and ("found " .. table.concat(copies, ", ")) or
+        "no copy found under /etc/kubernetes: one from a peer, with its name and addresses changed"),
+        "ls -l /etc/kubernetes/manifests; ls /var/lib/etcd/member/wal", "runbooks/etcd-member-replace.lua -e node=" .. name)
+    else
+      finding(out, "manifest-missing", "critical", name, string.format("%s/etcd.yaml is gone, and etcd-to-systemd never ran " ..
+        "here: the kubelet runs no etcd member here (%s)", facts.MANIFESTS, cm and "kubeadm-config says etcd.local" or
+        ("kube-system/kubeadm-config unread; " .. etcd_nodes.DATA_DIR .. "/member holds a member's data")),
+        "ls -l /etc/kubernetes/manifests; ls -d /var/lib/etcd/member", "runbooks/recover-static-pods.lua")
+    end
   end
   if not cm then return end  -- the rest is against kubeadm-config; cluster() has said why there is none
   for _, x in ipairs(etcd_nodes.split(where, cc)) do

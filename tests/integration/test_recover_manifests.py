@@ -125,6 +125,7 @@ class Missing(unittest.TestCase):
             os.makedirs(f"{data}/member/snap")
             open(f"{data}/member/snap/db", "w").close()
             r = lb.engine("run", RECOVER)
+            d = lb.engine("run", DOCTOR)
         finally:
             shutil.rmtree(f"{data}/member")
             os.rename(f"{data}/member.away", f"{data}/member")
@@ -133,6 +134,12 @@ class Missing(unittest.TestCase):
         self.assertIn("cp3: /var/lib/etcd/member holds no member's data (no WAL): an etcd.yaml written now would start a new, "
                       "empty etcd, not this node's member. Put its manifest back by hand (found /etc/kubernetes/etcd.yaml), "
                       "then replace the member (runbooks/etcd-member-replace.lua -e node=cp3)", out)
+        # doctor says the same, and names the replacement rather than this runbook.
+        self.assertEqual(d.returncode, 1, (d.stdout + d.stderr)[-3000:])
+        self.assertRegex(d.stdout + d.stderr, r"cp3\s+manifest-missing\s+/etc/kubernetes/manifests/etcd\.yaml is gone, and so is its "
+                         r"member's data \(no WAL in /var/lib/etcd/member/wal; kubeadm-config says etcd\.local\): put the manifest "
+                         r"back by hand \(found /etc/kubernetes/etcd\.yaml\), then replace the member\n.*"
+                         r"fix: runbooks/etcd-member-replace\.lua -e node=cp3")
         for f in ("etcd.yaml", "kube-scheduler.yaml"):
             self.assertFalse(os.path.exists(f"{self.manifests('cp3')}/{f}"), f)
 
