@@ -30,6 +30,8 @@ return runbook {
     health_interval = nodes.PARAMS.health_interval, max_raft_lag = nodes.PARAMS.max_raft_lag,
     control_plane = { type = "string", default = "k8s-cp",
       help = "inventory group of the etcd members: every one is restored, and the restored cluster is exactly them" },
+    drop_members = { type = "boolean", default = false,
+      help = "restore without the old cluster's members outside control_plane (their nodes gone for good): the restored cluster does not have them" },
     force = { type = "boolean", default = false,
       help = "restore while etcd still has a quorum (every write since the snapshot is lost)" },
     restart_components = { type = "boolean", default = true,
@@ -49,6 +51,9 @@ return runbook {
     if #cps == 0 then fail("inventory group %s has no hosts", p.control_plane) end
     local facts = step("precheck", function() return restore.precheck(p, cps) end, { probe = rerun })
     log.info("precheck passed", { members = #cps, healthy = facts.healthy, initial_cluster = facts.initial_cluster })
+    if #(facts.dropped or {}) > 0 then
+      log.warn("members of the old cluster left out of the restored one (drop_members)", { members = table.concat(facts.dropped, ", ") })
+    end
     local stamp = step("stamp", function() return os.date("!%Y%m%dT%H%M%SZ") end)
     local token = "engine-restore-" .. stamp:lower()
     local all = { at_once = #cps }

@@ -52,7 +52,8 @@ local function tool(h)
 end
 
 --- precheck(p, cps) → facts {snapshot = {size, sha256}, members = {name → {kind, file, member, peer,
---- data_dir, tool, bump}}, initial_cluster, healthy, total}: reads only; every problem named together. A cluster with a
+--- data_dir, tool, bump}}, initial_cluster, healthy, total, dropped = {the old cluster's members
+--- outside cps}}: reads only; every problem named together. A cluster with a
 --- quorum is refused (a restore loses every write since the snapshot) unless p.force.
 function M.precheck(p, cps)
   local problem, finish = nodes.errors()
@@ -88,10 +89,27 @@ function M.precheck(p, cps)
   facts.initial_cluster = table.concat(parts, ",")
   -- What answers now, through each node's own tunnel: a member's status naming a leader (a member
   -- without one says so at once; a health check would wait for etcd's request timeout).
+  local answering
   for _, h in ipairs(cps) do
     local ok, ep = pcall(nodes.endpoint, h, p)
     local st = ok and etcd.status(ep)
     if st and st.leader and st.leader ~= "0" then facts.healthy = facts.healthy + 1 end
+    answering = answering or (st and ep)
+  end
+  -- The old cluster's members as a running one knows them (its own store: no quorum needed). One
+  -- outside control_plane would not be restored: its node keeps the old data, and the restored
+  -- cluster does not have it. Refused unless its node is gone for good (drop_members).
+  local names, dropped = {}, {}
+  for _, m in pairs(facts.members) do names[m.member] = true end
+  for _, m in ipairs(answering and etcd.members(answering) or {}) do
+    if m.name ~= "" and not names[m.name] then dropped[#dropped + 1] = m.name .. " (" .. table.concat(m.peer_urls, ",") .. ")" end
+  end
+  table.sort(dropped)
+  facts.dropped = dropped
+  if #dropped > 0 and not p.drop_members then
+    problem("the old cluster also has %s, not in %s: a restore would leave %s out, with the old data. Add %s to the " ..
+      "group, or -e drop_members=true when %s gone for good", table.concat(dropped, ", "), p.control_plane,
+      #dropped == 1 and "it" or "them", #dropped == 1 and "its node" or "their nodes", #dropped == 1 and "it is" or "they are")
   end
   local quorum = #cps // 2 + 1
   if facts.healthy >= quorum and not p.force then

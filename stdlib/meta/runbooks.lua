@@ -103,6 +103,7 @@
 ---@field snapshot string  the snapshot on this machine (one the engine took, in /var/backups/engine, or etcdctl snapshot save's) (required)
 ---@field backup_dir string  where the static Pods' manifests are parked while the members are restored (0700) (default: /etc/kubernetes/engine-backup)
 ---@field control_plane string  inventory group of the etcd members: every one is restored, and the restored cluster is exactly them (default: k8s-cp)
+---@field drop_members boolean  restore without the old cluster's members outside control_plane (their nodes gone for good): the restored cluster does not have them (default: false)
 ---@field force boolean  restore while etcd still has a quorum (every write since the snapshot is lost) (default: false)
 ---@field health_interval number  (seconds) (default: 2s)
 ---@field health_passes integer  gate passes in a row (at least 1) (default: 3)

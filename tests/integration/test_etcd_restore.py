@@ -95,8 +95,21 @@ class Restore(unittest.TestCase):
         self.assertIn("restore every member from a snapshot: runbooks/etcd-restore.lua -e snapshot=PATH", out)
         self.assertNotIn("etcd-member-replace.lua -e node=", out)  # a replacement needs the quorum that is gone
 
+        # An inventory without cp3: the restored cluster would not have it, and cp3 would keep the
+        # old data. Refused, naming it (from cp1's member list: no quorum needed), unless cp3 is
+        # gone for good.
+        r, out = self.restore(lb, "-e", f"snapshot={snap}", "--dry-run", "--limit", "!cp3")
+        self.assertEqual(r.returncode, 1, out[-3000:])
+        self.assertIn("the old cluster also has cp3 (https://127.0.84.3:2380), not in k8s-cp: a restore would leave it out, "
+                      "with the old data. Add its node to the group, or -e drop_members=true when it is gone for good", out)
+        r, out = self.restore(lb, "-e", f"snapshot={snap}", "--dry-run", "--limit", "!cp3", "-e", "drop_members=true")
+        self.assertEqual(r.returncode, 0, out[-3000:])
+        self.assertIn("members of the old cluster left out of the restored one (drop_members) members=\"cp3 (https://127.0.84.3:2380)\"", out)
+        self.assertIn("--initial-cluster 'cp1=https://127.0.84.1:2380,cp2=https://127.0.84.2:2380'", out)
+
         r, out = self.restore(lb, "-e", f"snapshot={snap}", "--dry-run")
         self.assertEqual(r.returncode, 0, out[-3000:])
+        self.assertNotIn("drop_members", out)
         self.assertIn("--initial-cluster 'cp1=https://127.0.84.1:2380,cp2=https://127.0.84.2:2380,cp3=https://127.0.84.3:2380'", out)
         self.assertIn("--name 'cp2'", out)
         self.unchanged(lb, names)
