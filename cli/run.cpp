@@ -246,10 +246,10 @@ int execute(Args& a, engine::lua::Runtime& rt, const engine::lua::RunbookInfo& i
     std::string names;
     for (size_t i = 0; i < a.left_out.size() && i < 10; ++i) names += (i ? ", " : "") + a.left_out[i];
     if (a.left_out.size() > 10) names += " and " + std::to_string(a.left_out.size() - 10) + " more";
-    std::fprintf(stderr, "left out by --limit %s: %s; the run is not done for %s: once %s can be reached, engine resume %s%s "
-                 "finishes %s (the steps done are skipped)\n", engine::ssh::shell_quote(a.narrower).c_str(), names.c_str(),
-                 a.left_out.size() == 1 ? "it" : "them", a.left_out.size() == 1 ? "it" : "they", run.id.c_str(),
-                 where.c_str(), a.left_out.size() == 1 ? "it" : "them");
+    // Not "not done for it": a host left out may have had nothing left, which only the runbook knows.
+    std::fprintf(stderr, "left out by --limit %s: %s; whatever the run still has to do there is not done: once %s can be "
+                 "reached, engine resume %s%s does it (the steps done are skipped)\n", engine::ssh::shell_quote(a.narrower).c_str(),
+                 names.c_str(), a.left_out.size() == 1 ? "it" : "they", run.id.c_str(), where.c_str());
   }
   // A host it could not connect to at all: the run stopped for it, and the way on without it is
   // the operator's choice, not a default. A runbook that can skip such hosts itself (its

@@ -162,7 +162,7 @@ class TestBadInput(CliTest):
 
     def test_a_resume_can_leave_out_the_host_it_could_not_reach_and_finish_it_later(self):
         # Steps done on "ok" before h1 refused: the way on is the same run without h1 (its done
-        # steps skipped), not a new one; the run then says it is not done for h1, `engine runs`
+        # steps skipped), not a new one; the run then says what is left on h1 is not done, `engine runs`
         # says partial, and a plain resume once h1 answers finishes it.
         inv = self.inventory("ok ansible_host=127.0.0.1 ansible_port=1\nh1 ansible_host=127.0.0.1 ansible_port=1\n")
         rb = self.write("resume.lua", 'local fleet = require "engine.fleet"\nreturn runbook { name = "resume",\n'
@@ -186,8 +186,8 @@ class TestBadInput(CliTest):
         r = engine("resume", run_id, "--state-dir", self.state, "-e", "token=down", "--limit", "!h1")
         self.assertEqual(r.returncode, 0, r.stderr)
         self.assertNotIn("DID", r.stdout)  # ok's step was done; h1 not visited
-        self.assertIn(f"left out by --limit '!h1': h1; the run is not done for it: once it can be reached, engine resume "
-                      f"{run_id} --state-dir {self.state} finishes it (the steps done are skipped)", r.stderr)
+        self.assertIn(f"left out by --limit '!h1': h1; whatever the run still has to do there is not done: once it can be "
+                      f"reached, engine resume {run_id} --state-dir {self.state} does it (the steps done are skipped)", r.stderr)
         runs = engine("runs", "--state-dir", self.state)
         self.assertRegex(runs.stdout, rf"{run_id}\s+resume\s+partial\s")
         with open(os.path.join(self.state, "runs", run_id, "report.json")) as f:
