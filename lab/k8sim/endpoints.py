@@ -225,14 +225,11 @@ class Endpoints:
     def context(self):
         return self.primary.ctx
 
-    def serving(self, node=None):
-        """Whether the API is served: by the node's own kube-apiserver, or (node None) by any
-        control-plane node's. True in a lab where none has run yet (no cluster: the simulator
+    def serving(self):
+        """Whether the API is served behind the lab's load balancers: some control-plane node's
+        kube-apiserver runs. True in a lab where none has run yet (no cluster: the simulator
         answers as it always did, so that kubeadm init's objects can be made)."""
-        if not self.seen:
-            return True
-        eps = [self.by_node[node]] if node else self.by_node.values()
-        return any(e["kube-apiserver"].serves() for e in eps)
+        return not self.seen or any(e["kube-apiserver"].serves() for e in self.by_node.values())
 
     def report(self, report):
         """A kubelet's report: each endpoint of its node follows its pod."""

@@ -304,8 +304,9 @@ end
 --- its version, etcd_data = a member's data there, etcd_copies = its manifest's moved copies when
 --- not}) against kubeadm-config. A migration of etcd to systemd stopped midway works today and
 --- breaks kubeadm's next upgrade; API servers at different versions, or not at kubeadm-config's
---- kubernetesVersion, are an upgrade stopped midway (with no Pushgateway to say so). api: the API answered; without it (or kubeadm-config) only the gone
---- etcd.yaml is told, from the member's data left on the node.
+--- kubernetesVersion, are an upgrade stopped midway (with no Pushgateway to say so). api: the API
+--- answered; without it (or kubeadm-config) only the gone etcd.yaml is told, from the member's data
+--- left on the node.
 function M.control_plane(cp, out, api)
   if next(cp) == nil then return end
   local cm = api and k8s.get("configmaps", "kubeadm-config", { namespace = "kube-system" }) or nil
