@@ -237,10 +237,13 @@ function M.server_version()
   return { major = body.major, minor = body.minor, git_version = body.gitVersion }
 end
 
---- ready() → true | nil, err, message: the API server's /readyz passes (every readiness check,
---- etcd's among them).
-function M.ready()
-  local status, body, m = api.call("GET", "/readyz")
+--- ready(opts) → true | nil, err, message: the API server's /readyz passes (every readiness check,
+--- etcd's among them). opts.retry = false: asked once, a refused or closed connection said at once
+--- (for a probe of one route among several; by default the client's retries, ~4 s on a down API).
+function M.ready(opts)
+  opts = check.options(opts, { "retry" }, "k8s.ready")
+  if opts.retry ~= nil and type(opts.retry) ~= "boolean" then error("k8s.ready: retry must be a boolean", 2) end
+  local status, body, m = api.call("GET", "/readyz", nil, { retry = opts.retry ~= false })
   if not status then return nil, body, m end
   return true
 end

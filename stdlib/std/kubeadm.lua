@@ -157,7 +157,8 @@ function M.api_through(cps, opts)
     local t, err, msg = ssh.tunnel(h, h.vars.ansible_host or h.name, tonumber(h.vars.k8s_apiserver_port) or 6443)
     if t then
       k8s.configure { kubeconfig_data = opts.kubeconfig_data, server = "https://127.0.0.1:" .. t.port, tls_server_name = "kubernetes" }
-      local ok, rerr, rmsg = k8s.ready()
+      -- Once: a node whose API server is down says so at once, not after the client's retries.
+      local ok, rerr, rmsg = k8s.ready { retry = false }
       if ok then
         log.info("the API answers through an SSH tunnel to the node's own API server", { node = h.name })
         return t, h.name

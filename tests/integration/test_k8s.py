@@ -156,6 +156,19 @@ class TestGenericApi(K8sTest):
 """))
         self.assertEqual(self.cluster.control("/_sim/stats")["GET /api/v1/nodes/w1"], 6)  # 1 + 5 retries
 
+    def test_ready_asks_once_when_told_not_to_retry(self):
+        # A probe of one route among several (kubeadm.api_through): a down API server said at once.
+        self.cluster.control("/_sim/faults", [{"path": "/readyz", "status": 503, "count": 20}])
+        out = self.ok(self.run_lua("""
+    print("once:", k8s.ready { retry = false })
+    print("retried:", k8s.ready())
+    print("misuse:", pcall(k8s.ready, { retry = "no" }))
+"""))
+        self.assertIn("once:\tnil\tserver error", out)
+        self.assertIn("retried:\tnil\tserver error", out)
+        self.assertIn("misuse:\tfalse\tk8s.ready: retry must be a boolean", out)
+        self.assertEqual(self.cluster.control("/_sim/stats")["GET /readyz"], 1 + 6)  # once, then 1 + 5 retries
+
     def test_a_watch_sees_changes_and_relists_after_410(self):
         self.ok(self.run_lua("""
     local items, rv = assert(k8s.list("nodes"))

@@ -179,9 +179,13 @@ function k8s.wait_node(node, opts) end
 
 ---@return engine.k8s.ServerVersionResult|nil, string|nil
 function k8s.server_version() end
+---@class engine.k8s.ReadyOpts
+---@field retry? boolean  false: asked once, a refused or closed connection said at once; true, the default: the client's retries, ~4 s on a down API
+
 --- The API server's /readyz passes (every readiness check, etcd's among them).
+---@param opts? engine.k8s.ReadyOpts
 ---@return true|nil, string|nil, string|nil
-function k8s.ready() end
+function k8s.ready(opts) end
 
 ---@class engine.k8s.CanAttrs
 ---@field verb string
