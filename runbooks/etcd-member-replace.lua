@@ -2,7 +2,8 @@
 -- exits with "member ... has already been bootstrapped" and the cluster runs one member short.
 -- etcd's procedure for a failed member, on a stacked member (kubeadm's static Pod) or one under
 -- systemd: a precheck that changes nothing (the others a quorum without it, the member found by
--- name, its configuration there), a snapshot first, then stop it, remove it, keep its old data
+-- name, its configuration there, or written from a peer's with -e manifest_from=PEER when its
+-- etcd.yaml went with its data), a snapshot first, then stop it, remove it, keep its old data
 -- aside, add it again and start it as an existing member; the gate on its new ID.
 --   engine run runbooks/etcd-member-replace.lua -e node=cp3
 local etcd = require "engine.etcd"
@@ -27,6 +28,8 @@ return runbook {
     leader = { type = "string", default = "k8s-cp-leader",
       help = "inventory group of the node the snapshot is taken through (another node when it is the one replaced)" },
     force = { type = "boolean", default = false, help = "replace a member that answers, healthy (its data is not trusted)" },
+    manifest_from = { type = "string", default = "",
+      help = "the node's etcd.yaml gone with its data and no copy left: write it from this control-plane node's, its member's name and addresses made the replaced member's" },
     backup_dir = { type = "string", default = "/etc/kubernetes/engine-backup", pattern = "^/",
       help = "where the static Pod's manifest is parked while the member is replaced (0700)" },
     snapshot_dir = { type = "string", default = "/var/backups/engine", help = "where the snapshot is kept (on this machine)" },
@@ -58,10 +61,11 @@ return runbook {
     nodes.kept(snap)
 
     local stamp = step("stamp", function() return os.date("!%Y%m%dT%H%M%SZ") end)
+    if facts.how.text then ops.step(h, replace.written(p, facts)) end
     ops.step(h, replace.stopped(p, facts))
     ops.step(nil, replace.removed(facts, eps))
     ops.step(h, replace.data_aside(facts, stamp))
-    local joined = step("member added", function() return replace.added(facts, eps) end)
+    local joined = step("member added", function() return replace.added(facts, eps, p.health_timeout) end)
     ops.step(h, replace.started(p, facts, joined))
 
     step("postcheck", function()

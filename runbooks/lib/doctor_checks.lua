@@ -327,12 +327,19 @@ function M.control_plane(cp, out, api)
     if c.etcd_data == false then
       -- Its data gone too: a manifest written now would start a new, empty etcd (recover-static-pods
       -- refuses); the member is replaced, from its own manifest put back.
-      local copies = c.etcd_copies or {}
+      -- With no copy left, etcd-member-replace writes it from a peer's (kubeadm writes every
+      -- stacked member's from one template).
+      local copies, peers = c.etcd_copies or {}, {}
+      for other, o in pairs(cp) do if other ~= name and o.etcd == "static" then peers[#peers + 1] = other end end
+      table.sort(peers)
+      local fix = "runbooks/etcd-member-replace.lua -e node=" .. name
+      if #copies == 0 and peers[1] then fix = fix .. " -e manifest_from=" .. peers[1] end
       finding(out, "manifest-missing", "critical", name, string.format("%s/etcd.yaml is gone, and so is its member's data " ..
-        "(no WAL in %s/member/wal; kubeadm-config says etcd.local): put the manifest back by hand (%s), then replace the member",
-        facts.MANIFESTS, etcd_nodes.DATA_DIR, #copies > 0 and ("found " .. table.concat(copies, ", ")) or
-        "no copy found under /etc/kubernetes: one from a peer, with its name and addresses changed"),
-        "ls -l /etc/kubernetes/manifests; ls /var/lib/etcd/member/wal", "runbooks/etcd-member-replace.lua -e node=" .. name)
+        "(no WAL in %s/member/wal; kubeadm-config says etcd.local): %s", facts.MANIFESTS, etcd_nodes.DATA_DIR,
+        #copies > 0 and ("put the manifest back by hand (found " .. table.concat(copies, ", ") .. "), then replace the member") or
+        peers[1] and ("no copy found under /etc/kubernetes: replace the member, its manifest written from " .. peers[1] .. "'s") or
+        "no copy found under /etc/kubernetes, and no peer runs etcd as a static Pod to write one from"),
+        "ls -l /etc/kubernetes/manifests; ls /var/lib/etcd/member/wal", fix)
     else
       finding(out, "manifest-missing", "critical", name, string.format("%s/etcd.yaml is gone, and etcd-to-systemd never ran " ..
         "here: the kubelet runs no etcd member here (%s)", facts.MANIFESTS, cm and "kubeadm-config says etcd.local" or

@@ -13,6 +13,7 @@ local remote = require "std.remote"
 local static_pod = require "std.static_pod"
 local svc = require "std.etcd_service"
 local systemd = require "std.systemd"
+local time = require "engine.time"
 
 local M = {}
 local q = remote.quote
@@ -21,9 +22,10 @@ local q = remote.quote
 --- keeps its copy of etcd.yaml in the same directory, and that one must never be started again).
 function M.parked(p) return p.backup_dir .. "/etcd.yaml.replacing" end
 
---- how(host, p, parked) → {kind = "static" | "systemd", file, flags, order} | nil, why: where the node's
+--- how(host, p, parked) → {kind = "static" | "systemd", file, flags, order} | nil, why[, "none"]: where the node's
 --- etcd is configured: etcd.service's environment file (etcd-to-systemd ran), else kubeadm's
---- manifest, or the one the runbook parked at `parked` (default M.parked(p): a run killed after the stop).
+--- manifest, or the one the runbook parked at `parked` (default M.parked(p): a run killed after the stop);
+--- "none" when the node has none of them.
 function M.how(h, p, parked)
   parked = parked or M.parked(p)
   local env = systemd.read(h, svc.ENV_FILE)
@@ -36,7 +38,121 @@ function M.how(h, p, parked)
   m = m or svc.manifest(h, parked)
   if m then return { kind = "static", file = m.file, flags = m.flags, order = m.order } end
   return nil, string.format("no %s (nor one parked at %s) and no %s: put the member's configuration back first",
-    svc.MANIFEST, parked, svc.ENV_FILE)
+    svc.MANIFEST, parked, svc.ENV_FILE), "none"
+end
+
+-- The host of a URL ("https://10.0.0.3:2380" → "10.0.0.3", "https://[fd00::3]:2380" → "[fd00::3]").
+local function url_host(u) return tostring(u):match("^%a[%w+.-]*://([^/]+):%d+/?$") end
+
+-- s with every "//FROM:" made "//TO:" (plain text, not a pattern).
+local function swap_host(s, from, to)
+  local out, i = {}, 1
+  local needle = "//" .. from .. ":"
+  while true do
+    local a, b = s:find(needle, i, true)
+    if not a then break end
+    out[#out + 1] = s:sub(i, a - 1) .. "//" .. to .. ":"
+    i = b + 1
+  end
+  out[#out + 1] = s:sub(i)
+  return table.concat(out)
+end
+
+-- true when s names addr whole (10.0.0.1 in "https://10.0.0.1:2379", not in "10.0.0.11").
+local function names(s, addr)
+  local i = 1
+  while true do
+    local a, b = s:find(addr, i, true)
+    if not a then return false end
+    if not s:sub(a - 1, a - 1):match("[%w%.%-]") and not s:sub(b + 1, b + 1):match("[%w%.%-]") then return true end
+    i = a + 1
+  end
+end
+
+--- from_peer(p, cps, h, member, members) → how {kind = "static", file, flags, order, text, from} |
+--- nil, why: the node's etcd.yaml gone together with its data and no copy left, written from
+--- p.manifest_from's, as kubeadm writes every stacked member's from the same template: the
+--- peer's member name and its address in every URL made this member's (its address the one the
+--- cluster knows it by), the rest (image, data directory, certificate paths, flags) kept. Refused
+--- where the result would not be this member: the peer's address left anywhere in it, or a
+--- certificate it names missing on the node.
+function M.from_peer(p, cps, h, member, members)
+  local peer
+  for _, x in ipairs(cps) do if x.name == p.manifest_from then peer = x end end
+  if not peer then return nil, string.format("manifest_from=%s is not in %s", p.manifest_from, p.control_plane) end
+  if peer.name == h.name then return nil, "manifest_from names the node being replaced: name a peer" end
+  local r = remote.must(peer, "if [ -f " .. q(svc.MANIFEST) .. " ]; then cat " .. q(svc.MANIFEST) .. "; fi",
+    { read_only = true, what = "reading " .. svc.MANIFEST })
+  if r.stdout == "" then
+    return nil, string.format("manifest_from=%s: it has no %s (its etcd runs under systemd, or not at all)", peer.name, svc.MANIFEST)
+  end
+  local flags = svc.flags_of(r.stdout)
+  if not flags then return nil, string.format("manifest_from=%s: its %s is not an etcd static Pod", peer.name, svc.MANIFEST) end
+  local peer_member
+  for _, m in ipairs(members) do if m.name == flags.name then peer_member = m end end
+  if not peer_member then return nil, string.format("manifest_from=%s: its etcd is member %s, not in the member list", peer.name, flags.name) end
+  local from, to = url_host(peer_member.peer_urls[1] or ""), url_host(member.peer_urls[1] or "")
+  if not from or not to then return nil, "manifest_from: cannot tell the members' addresses from their peer URLs" end
+  local doc = http.yaml_decode(r.stdout)
+  local c = doc.spec.containers[1]
+  for _, key in ipairs({ "command", "args" }) do
+    for i, a in ipairs(c[key] or {}) do
+      a = tostring(a)
+      c[key][i] = a == "--name=" .. flags.name and ("--name=" .. member.name) or swap_host(a, from, to)
+    end
+  end
+  local ann = type(doc.metadata) == "table" and doc.metadata.annotations
+  if type(ann) == "table" then for k, v in pairs(ann) do ann[k] = swap_host(tostring(v), from, to) end end
+  local text = http.yaml_encode(doc)
+  -- Every flag but --initial-cluster (set anew when the member is added) carries this member's
+  -- address now; one that still names the peer's is one this template does not know.
+  local mine, order = svc.flags_of(text)
+  for _, k in ipairs(order) do
+    if k ~= "initial-cluster" and names(mine[k], from) then
+      return nil, string.format("manifest_from=%s: its --%s=%s names %s in a way this runbook does not rewrite; write %s by hand",
+        peer.name, k, mine[k], from, svc.MANIFEST)
+    end
+  end
+  local missing = {}
+  for _, k in ipairs({ "trusted-ca-file", "cert-file", "key-file", "peer-trusted-ca-file", "peer-cert-file", "peer-key-file" }) do
+    if mine[k] then
+      local t = remote.must(h, "if [ -f " .. q(mine[k]) .. " ]; then echo there; fi", { read_only = true, what = "looking for " .. mine[k] })
+      if not t.stdout:find("there", 1, true) then missing[#missing + 1] = mine[k] end
+    end
+  end
+  if #missing > 0 then
+    return nil, string.format("the certificates its etcd.yaml would name are not there (%s): its etcd certificates are gone too; " ..
+      "a node rebuilt so joins again (kubeadm join --control-plane)", table.concat(missing, ", "))
+  end
+  return { kind = "static", file = svc.MANIFEST, flags = mine, order = order, text = text, from = peer.name }
+end
+
+--- written(p, facts, parked) → operation "etcd.yaml written from PEER's": the manifest from_peer
+--- made, written where a stopped member's is parked (0600, its directory 0700), for "member
+--- joined" to start as an existing member. Holds once it is parked, or back in the manifests.
+function M.written(p, facts, parked)
+  parked = parked or M.parked(p)
+  return {
+    name = "etcd.yaml written from " .. tostring(facts.how.from) .. "'s",
+    holds = function(h)
+      local r = remote.must(h, "if [ -f " .. q(parked) .. " ] || [ -f " .. q(svc.MANIFEST) .. " ]; then echo there; fi",
+        { read_only = true, what = "looking for " .. parked })
+      return r.stdout:find("there", 1, true) ~= nil, "neither " .. parked .. " nor " .. svc.MANIFEST .. " is there"
+    end,
+    apply = function(h)
+      if http.dry_run() then
+        log.info("dry-run: would write the member's etcd.yaml from a peer's", { node = h.name, from = facts.how.from,
+          name = facts.how.flags.name, peer_urls = facts.how.flags["initial-advertise-peer-urls"], to = parked })
+        return
+      end
+      local dir = parked:match("^(.*)/[^/]+$")
+      remote.must(h, "mkdir -p " .. q(dir) .. " && chmod 0700 " .. q(dir), { what = "making " .. dir })
+      local ok, err, msg = h:write_file(parked, facts.how.text, { mode = "0600", sudo = true })
+      if not ok then error(string.format("%s: writing %s: %s (%s)", h.name, parked, err, msg or ""), 0) end
+      log.info("etcd.yaml written from a peer's", { node = h.name, from = facts.how.from, name = facts.how.flags.name,
+        peer_urls = facts.how.flags["initial-advertise-peer-urls"], file = parked })
+    end,
+  }
 end
 
 --- precheck(p, cps, h) → facts {member = {id, name, peer_urls}, how, data_dir, others = {hosts},
@@ -89,7 +205,14 @@ function M.precheck(p, cps, h)
     problem("%s's member answers, healthy, with a leader: nothing to replace (-e force=true replaces it anyway: " ..
       "a member whose data you no longer trust)", name)
   end
-  local how, why = M.how(h, p)
+  local how, why, none = M.how(h, p)
+  if none and p.manifest_from ~= "" and facts.member then
+    how, why = M.from_peer(p, cps, h, facts.member, members)
+  elseif none then
+    why = why .. ", or write it from a peer's: -e manifest_from=PEER"
+  elseif how and p.manifest_from ~= "" then
+    problem("%s: manifest_from=%s: its etcd is configured already (%s): nothing to write", h.name, p.manifest_from, how.file)
+  end
   if not how then
     problem("%s: %s", h.name, why)
   else
@@ -169,17 +292,33 @@ end
 --- aside(data_dir, stamp) → where the old member directory is kept.
 function M.aside(dir, stamp) return dir .. "/member.replaced-" .. stamp end
 
---- added(facts, endpoints) → {id, initial_cluster} (journaled by the caller's step): the member
---- added again with its peer URLs; etcd's --initial-cluster for it (every member by name, the new
---- one by its own).
-function M.added(facts, eps)
+-- etcd's strict reconfiguration check refuses a member add while a voting member has been
+-- connected to the member asked for less than 5 s ("unhealthy cluster"), or too few have started
+-- ("not enough started members"): a peer restarted or a member removed a moment ago. It passes on
+-- its own; kubeadm asks again the same way.
+local function transient(msg)
+  msg = tostring(msg)
+  return msg:find("unhealthy cluster", 1, true) ~= nil or msg:find("not enough started members", 1, true) ~= nil
+end
+
+--- added(facts, endpoints, timeout) → {id, initial_cluster} (journaled by the caller's step): the
+--- member added again with its peer URLs (asked again for up to `timeout` seconds while etcd's
+--- strict reconfiguration check refuses it for now); etcd's --initial-cluster for it (every member
+--- by name, the new one by its own).
+function M.added(facts, eps, timeout)
   local name = facts.member.name
   for _, m in ipairs(etcd.members(eps[1]) or {}) do  -- added before a kill: not twice
     if m.name == "" and table.concat(m.peer_urls, ",") == table.concat(facts.member.peer_urls, ",") then
       return { id = m.id, initial_cluster = M.initial_cluster(etcd.members(eps[1]), name, facts.member.peer_urls) }
     end
   end
-  local r, err, msg = etcd.member_add(facts.member.peer_urls, eps[1])
+  local deadline, r, err, msg = time.monotonic() + (timeout or 0), nil, nil, nil
+  while true do
+    r, err, msg = etcd.member_add(facts.member.peer_urls, eps[1])
+    if r or not transient(msg) or time.monotonic() > deadline then break end
+    log.info("etcd refuses the member add for now; asking again", { error = tostring(msg) })
+    sleep(1)
+  end
   if not r then error(string.format("etcd member add %s: %s", name, tostring(msg or err)), 0) end
   if r.dry_run then  -- what it would be: the member is still listed under its name
     return { id = "(dry run)", initial_cluster = M.initial_cluster(etcd.members(eps[1]), name, facts.member.peer_urls) }

@@ -167,13 +167,7 @@ function M.plan(h, gone, peers, file)
   if is_etcd then
     local local_cfg = type(cc.etcd) == "table" and type(cc.etcd["local"]) == "table" and cc.etcd["local"] or {}
     local dir = local_cfg.dataDir or etcd_nodes.DATA_DIR
-    if not etcd_nodes.has_data(h, dir) then
-      local found = M.moved_copies(h, "etcd")
-      error(string.format("%s: %s/member holds no member's data (no WAL): an etcd.yaml written now would start a new, " ..
-        "empty etcd, not this node's member. Put its manifest back by hand%s, then replace the member " ..
-        "(runbooks/etcd-member-replace.lua -e node=%s)", h.name, dir,
-        #found > 0 and (" (found " .. table.concat(found, ", ") .. ")") or "", h.name), 0)
-    end
+    local data = etcd_nodes.has_data(h, dir)
     local tags, by_tag = {}, {}
     for _, peer in ipairs(peers) do
       if peer.name ~= h.name then
@@ -185,6 +179,14 @@ function M.plan(h, gone, peers, file)
           end
         end
       end
+    end
+    if not data then
+      local found, from = M.moved_copies(h, "etcd"), tags[1] and by_tag[tags[1]][1]
+      error(string.format("%s: %s/member holds no member's data (no WAL): an etcd.yaml written now would start a new, " ..
+        "empty etcd, not this node's member. %s (runbooks/etcd-member-replace.lua -e node=%s%s)", h.name, dir,
+        #found > 0 and ("Put its manifest back by hand (found " .. table.concat(found, ", ") .. "), then replace the member") or
+        "Replace the member, its manifest written from a peer's", h.name,
+        (#found == 0 and from) and (" -e manifest_from=" .. from) or ""), 0)
     end
     if #tags > 1 then
       local said = {}

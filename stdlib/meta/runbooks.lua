@@ -94,6 +94,7 @@
 ---@field health_passes integer  gate passes in a row (at least 1) (default: 3)
 ---@field health_timeout number  for a member to pass the gate (seconds) (default: 180s)
 ---@field leader string  inventory group of the node the snapshot is taken through (another node when it is the one replaced) (default: k8s-cp-leader)
+---@field manifest_from string  the node's etcd.yaml gone with its data and no copy left: write it from this control-plane node's, its member's name and addresses made the replaced member's (default: )
 ---@field max_raft_lag integer  raft entries a member may be behind the leader and pass (at least 0) (default: 1000)
 ---@field snapshot_dir string  where the snapshot is kept (on this machine) (default: /var/backups/engine)
 ---@field snapshot_keep integer  once the snapshot is kept, remove older etcd-*.db snapshots in snapshot_dir beyond this many; 0 keeps every one (at least 0) (default: 0)

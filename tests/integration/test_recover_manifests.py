@@ -126,6 +126,14 @@ class Missing(unittest.TestCase):
             open(f"{data}/member/snap/db", "w").close()
             r = lb.engine("run", RECOVER)
             d = lb.engine("run", DOCTOR)
+            # No copy left either: etcd-member-replace writes it from a peer's; both name the peer.
+            copy = f"{lb.root('cp3')}/etc/kubernetes/etcd.yaml"
+            os.rename(copy, copy + ".away")
+            try:
+                r2 = lb.engine("run", RECOVER)
+                d2 = lb.engine("run", DOCTOR)
+            finally:
+                os.rename(copy + ".away", copy)
         finally:
             shutil.rmtree(f"{data}/member")
             os.rename(f"{data}/member.away", f"{data}/member")
@@ -140,6 +148,16 @@ class Missing(unittest.TestCase):
                          r"member's data \(no WAL in /var/lib/etcd/member/wal; kubeadm-config says etcd\.local\): put the manifest "
                          r"back by hand \(found /etc/kubernetes/etcd\.yaml\), then replace the member\n.*"
                          r"fix: runbooks/etcd-member-replace\.lua -e node=cp3")
+        out = r2.stdout + r2.stderr
+        self.assertEqual(r2.returncode, 1, out[-3000:])
+        self.assertIn("cp3: /var/lib/etcd/member holds no member's data (no WAL): an etcd.yaml written now would start a new, "
+                      "empty etcd, not this node's member. Replace the member, its manifest written from a peer's "
+                      "(runbooks/etcd-member-replace.lua -e node=cp3 -e manifest_from=cp1)", out)
+        self.assertEqual(d2.returncode, 1, (d2.stdout + d2.stderr)[-3000:])
+        self.assertRegex(d2.stdout + d2.stderr, r"cp3\s+manifest-missing\s+/etc/kubernetes/manifests/etcd\.yaml is gone, and so is "
+                         r"its member's data \(no WAL in /var/lib/etcd/member/wal; kubeadm-config says etcd\.local\): no copy found "
+                         r"under /etc/kubernetes: replace the member, its manifest written from cp1's\n.*"
+                         r"fix: runbooks/etcd-member-replace\.lua -e node=cp3 -e manifest_from=cp1")
         for f in ("etcd.yaml", "kube-scheduler.yaml"):
             self.assertFalse(os.path.exists(f"{self.manifests('cp3')}/{f}"), f)
 
