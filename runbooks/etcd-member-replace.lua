@@ -63,7 +63,7 @@ return runbook {
     local stamp = step("stamp", function() return os.date("!%Y%m%dT%H%M%SZ") end)
     if facts.how.text then ops.step(h, replace.written(p, facts)) end
     ops.step(h, replace.stopped(p, facts))
-    ops.step(nil, replace.removed(facts, eps))
+    ops.step(nil, replace.removed(facts, eps, p.health_timeout))
     ops.step(h, replace.data_aside(facts, stamp))
     local joined = step("member added", function() return replace.added(facts, eps, p.health_timeout) end)
     ops.step(h, replace.started(p, facts, joined))

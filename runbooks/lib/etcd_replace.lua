@@ -250,9 +250,30 @@ function M.stopped(p, facts, parked)
   }
 end
 
---- removed(facts, endpoints) → operation "member removed" (cluster-wide, run once): the old member
+-- etcd's strict reconfiguration check refuses a member add or remove while a voting member has
+-- been connected to the member asked for less than 5 s ("unhealthy cluster"), or too few have
+-- started ("not enough started members"): a peer restarted or a member removed a moment ago. It
+-- passes on its own; kubeadm asks again the same way.
+local function transient(msg)
+  msg = tostring(msg)
+  return msg:find("unhealthy cluster", 1, true) ~= nil or msg:find("not enough started members", 1, true) ~= nil
+end
+
+-- fn() → result | nil, err, msg; asked again each second for up to `timeout` seconds while etcd
+-- refuses it for now (transient), then its last answer.
+local function asking_again(what, timeout, fn)
+  local deadline = time.monotonic() + (timeout or 0)
+  while true do
+    local r, err, msg = fn()
+    if r or not transient(msg) or time.monotonic() > deadline then return r, err, msg end
+    log.info("etcd refuses the " .. what .. " for now; asking again", { error = tostring(msg) })
+    sleep(1)
+  end
+end
+
+--- removed(facts, endpoints, timeout) → operation "member removed" (cluster-wide, run once): the old member
 --- ID gone from the member list.
-function M.removed(facts, eps)
+function M.removed(facts, eps, timeout)
   local id = facts.member.id
   local function listed()
     for _, m in ipairs(etcd.members(eps[1]) or {}) do if m.id == id then return true end end
@@ -262,7 +283,7 @@ function M.removed(facts, eps)
     name = "member " .. facts.member.name .. " (" .. id .. ") removed",
     holds = function() return not listed(), "member " .. id .. " is still listed" end,
     apply = function()
-      local ok, err, msg = etcd.member_remove(id, eps[1])
+      local ok, err, msg = asking_again("member remove", timeout, function() return etcd.member_remove(id, eps[1]) end)
       if not ok then error(string.format("etcd member remove %s: %s", id, tostring(msg or err)), 0) end
     end,
   }
@@ -292,15 +313,6 @@ end
 --- aside(data_dir, stamp) → where the old member directory is kept.
 function M.aside(dir, stamp) return dir .. "/member.replaced-" .. stamp end
 
--- etcd's strict reconfiguration check refuses a member add while a voting member has been
--- connected to the member asked for less than 5 s ("unhealthy cluster"), or too few have started
--- ("not enough started members"): a peer restarted or a member removed a moment ago. It passes on
--- its own; kubeadm asks again the same way.
-local function transient(msg)
-  msg = tostring(msg)
-  return msg:find("unhealthy cluster", 1, true) ~= nil or msg:find("not enough started members", 1, true) ~= nil
-end
-
 --- added(facts, endpoints, timeout) → {id, initial_cluster} (journaled by the caller's step): the
 --- member added again with its peer URLs (asked again for up to `timeout` seconds while etcd's
 --- strict reconfiguration check refuses it for now); etcd's --initial-cluster for it (every member
@@ -312,13 +324,7 @@ function M.added(facts, eps, timeout)
       return { id = m.id, initial_cluster = M.initial_cluster(etcd.members(eps[1]), name, facts.member.peer_urls) }
     end
   end
-  local deadline, r, err, msg = time.monotonic() + (timeout or 0), nil, nil, nil
-  while true do
-    r, err, msg = etcd.member_add(facts.member.peer_urls, eps[1])
-    if r or not transient(msg) or time.monotonic() > deadline then break end
-    log.info("etcd refuses the member add for now; asking again", { error = tostring(msg) })
-    sleep(1)
-  end
+  local r, err, msg = asking_again("member add", timeout, function() return etcd.member_add(facts.member.peer_urls, eps[1]) end)
   if not r then error(string.format("etcd member add %s: %s", name, tostring(msg or err)), 0) end
   if r.dry_run then  -- what it would be: the member is still listed under its name
     return { id = "(dry run)", initial_cluster = M.initial_cluster(etcd.members(eps[1]), name, facts.member.peer_urls) }
