@@ -4,11 +4,14 @@ from lab import yamltext
 from lab.node.common import images_for
 
 
-def _pod(name, image, command, extra_labels=None):
+def _pod(name, image, command, extra_labels=None, annotations=None):
+    meta = {"name": name, "namespace": "kube-system",
+            "labels": {"component": name, "tier": "control-plane", **(extra_labels or {})}}
+    if annotations:
+        meta["annotations"] = annotations
     return {
         "apiVersion": "v1", "kind": "Pod",
-        "metadata": {"name": name, "namespace": "kube-system",
-                     "labels": {"component": name, "tier": "control-plane", **(extra_labels or {})}},
+        "metadata": meta,
         "spec": {"containers": [{"name": name, "image": image, "imagePullPolicy": "IfNotPresent",
                                  "command": command}],
                  "hostNetwork": True, "priorityClassName": "system-node-critical",
@@ -28,7 +31,9 @@ def etcd(cfg, version):
            f"--cert-file={pki}/server.crt", f"--key-file={pki}/server.key", f"--trusted-ca-file={pki}/ca.crt",
            f"--peer-cert-file={pki}/peer.crt", f"--peer-key-file={pki}/peer.key",
            f"--peer-trusted-ca-file={pki}/ca.crt", "--snapshot-count=10000"]
-    return _pod("etcd", images_for(version)["etcd"], cmd)
+    # kubeadm's own annotation (what its upgrade reads the member's client URL from).
+    return _pod("etcd", images_for(version)["etcd"], cmd,
+                annotations={"kubeadm.kubernetes.io/etcd.advertise-client-urls": f"https://{ip}:2379"})
 
 
 # The lab cluster's own apiServer.extraArgs (kubeadm v1beta4's list form): in the kubeadm-config

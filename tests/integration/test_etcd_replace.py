@@ -144,8 +144,9 @@ class Replace(unittest.TestCase):
             self.assertEqual(flags[k], "https://127.0.80.2:2380", k)
         self.assertEqual(flags["initial-cluster-state"], "existing")
         self.assertEqual(flags["cert-file"], "/etc/kubernetes/pki/etcd/server.crt")
-        # cp1's address only where every member is listed.
+        # cp1's address only where every member is listed; kubeadm's annotation cp2's too.
         self.assertEqual([k for k, v in flags.items() if "127.0.80.1" in v], ["initial-cluster"])
+        self.assertIn("kubeadm.kubernetes.io/etcd.advertise-client-urls: https://127.0.80.2:2379", read(path))
         lab("clear", "cp2", "etcd-data-lost", "--dir", lb.dir)  # repaired: test_2 loses cp2's data again
 
     def test_2_systemd_member(self):
