@@ -113,12 +113,14 @@ function M.from_peer(p, cps, h, member, members)
         peer.name, k, mine[k], from, svc.MANIFEST)
     end
   end
-  local missing = {}
+  local files, missing = {}, {}
   for _, k in ipairs({ "trusted-ca-file", "cert-file", "key-file", "peer-trusted-ca-file", "peer-cert-file", "peer-key-file" }) do
-    if mine[k] then
-      local t = remote.must(h, "if [ -f " .. q(mine[k]) .. " ]; then echo there; fi", { read_only = true, what = "looking for " .. mine[k] })
-      if not t.stdout:find("there", 1, true) then missing[#missing + 1] = mine[k] end
-    end
+    if mine[k] then files[#files + 1] = q(mine[k]) end
+  end
+  if #files > 0 then
+    local t = remote.must(h, "for f in " .. table.concat(files, " ") .. "; do [ -f \"$f\" ] || printf '%s\\n' \"$f\"; done",
+      { read_only = true, what = "looking for the member's certificates" })
+    for f in t.stdout:gmatch("[^\n]+") do missing[#missing + 1] = f end
   end
   if #missing > 0 then
     return nil, string.format("the certificates its etcd.yaml would name are not there (%s): its etcd certificates are gone too; " ..

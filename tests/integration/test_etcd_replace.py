@@ -124,6 +124,15 @@ class Replace(unittest.TestCase):
         r, out = self.replace("-e", "node=cp2", "-e", "manifest_from=w1")
         self.assertEqual(r.returncode, 1, out[-3000:])
         self.assertIn("cp2: manifest_from=w1 is not in k8s-cp", out)
+        key = f"{lb.root('cp2')}/etc/kubernetes/pki/etcd/peer.key"
+        os.rename(key, key + ".away")
+        try:
+            r, out = self.replace("-e", "node=cp2", "-e", "manifest_from=cp1")
+        finally:
+            os.rename(key + ".away", key)
+        self.assertEqual(r.returncode, 1, out[-3000:])
+        self.assertIn("cp2: the certificates its etcd.yaml would name are not there (/etc/kubernetes/pki/etcd/peer.key): its etcd "
+                      "certificates are gone too; a node rebuilt so joins again (kubeadm join --control-plane)", out)
         r, out = self.replace("-e", "node=cp2", "-e", "manifest_from=cp1", "--dry-run")
         self.assertEqual(r.returncode, 0, out[-3000:])
         self.assertRegex(out, r"would write the member's etcd\.yaml from a peer's from=cp1 name=cp2 node=cp2 "
