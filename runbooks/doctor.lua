@@ -58,11 +58,13 @@ return runbook {
           if is_cp[h.name] then
             cp[h.name] = { etcd = etcd_nodes.where(h), apiserver = apiserver }
             if cp[h.name].etcd == "none" then checks.etcd_unit(h, out) end
-            -- Without kubeadm-config (its API down) a member's data says local etcd lived here.
+            -- Without kubeadm-config (its API down) a member's data, or the API server's etcd on
+            -- loopback, says local etcd lived here.
             if cp[h.name].etcd == "missing" then
               cp[h.name].etcd_data = etcd_nodes.has_data(h)
+              cp[h.name].etcd_local = etcd_nodes.apiserver_local(h)
               -- Without its data the manifest is not written again (recover-static-pods refuses):
-              -- the copy to put back by hand before the member is replaced.
+              -- the copy a replacement or a restore goes on from.
               if not cp[h.name].etcd_data then cp[h.name].etcd_copies = manifest_restore.moved_copies(h, "etcd") end
             end
             if etcd_nodes.runs(cp[h.name].etcd) then  -- a manifest etcd_nodes cannot read leaves etcd's default

@@ -32,6 +32,8 @@ return runbook {
       help = "inventory group of the etcd members: every one is restored, and the restored cluster is exactly them" },
     drop_members = { type = "boolean", default = false,
       help = "restore without the old cluster's members outside control_plane (their nodes gone for good): the restored cluster does not have them" },
+    manifest = { type = "string", default = "",
+      help = "a member whose etcd.yaml is gone (moved out by hand): its copy on the node, restored with and put in place (the copy stays)" },
     force = { type = "boolean", default = false,
       help = "restore while etcd still has a quorum (every write since the snapshot is lost)" },
     restart_components = { type = "boolean", default = true,
@@ -71,6 +73,7 @@ return runbook {
     fleet.each(cps, all, function(h)
       local m = facts.members[h.name]
       ops.step(h, replace.stopped(p, { how = { kind = m.kind } }, restore.parked(p, "etcd")))
+      if m.copy then ops.step(h, restore.copied(p, m)) end
       ops.step(h, restore.restored(p, facts, m, stamp, token))
     end)
     fleet.each(cps, all, function(h) ops.step(h, restore.started(p, facts.members[h.name])) end)

@@ -314,7 +314,7 @@ function M.control_plane(cp, out, api)
   local where, by_version, gone = {}, {}, {}
   for name, c in pairs(cp) do
     -- A manifest gone with no migration begun is its own finding, on its node.
-    local stacked = cm and not etcd_nodes.external(cc) or (not cm and c.etcd_data)
+    local stacked = cm and not etcd_nodes.external(cc) or (not cm and (c.etcd_data or c.etcd_local))
     if c.etcd == "missing" and stacked then gone[#gone + 1] = name else where[name] = c.etcd end
     if c.apiserver then
       by_version[c.apiserver] = by_version[c.apiserver] or {}
@@ -328,18 +328,31 @@ function M.control_plane(cp, out, api)
       -- Its data gone too: a manifest written now would start a new, empty etcd (recover-static-pods
       -- refuses); the member is replaced, from its own manifest put back.
       -- With no copy left, etcd-member-replace writes it from a peer's (kubeadm writes every
-      -- stacked member's from one template).
-      local copies, peers = c.etcd_copies or {}, {}
-      for other, o in pairs(cp) do if other ~= name and o.etcd == "static" then peers[#peers + 1] = other end end
+      -- stacked member's from one template). Without a quorum of others to join it to (a one-node
+      -- control plane), only a restore from a snapshot brings the cluster back.
+      local copies, peers, total, running = c.etcd_copies or {}, {}, 0, 0
+      for other, o in pairs(cp) do
+        total = total + 1
+        if other ~= name and o.etcd == "static" then peers[#peers + 1] = other end
+        if other ~= name and etcd_nodes.runs(o.etcd) then running = running + 1 end
+      end
       table.sort(peers)
-      local fix = "runbooks/etcd-member-replace.lua -e node=" .. name
-      if #copies == 0 and peers[1] then fix = fix .. " -e manifest_from=" .. peers[1] end
+      local found = #copies > 0 and ("found " .. table.concat(copies, ", ")) or "no copy found under /etc/kubernetes"
+      local said, fix
+      if running < total // 2 + 1 then
+        said = string.format("%s, so nothing can replace it: restore every member from a snapshot, with the manifest's copy (%s)",
+          total == 1 and "it is the only member" or string.format("%d of the other %d members run, fewer than a quorum of %d",
+            running, total - 1, total // 2 + 1), found)
+        fix = "runbooks/etcd-restore.lua -e snapshot=FILE -e manifest=" .. (#copies == 1 and copies[1] or "COPY")
+      else
+        said = #copies > 0 and ("put the manifest back by hand (" .. found .. "), then replace the member") or
+          peers[1] and (found .. ": replace the member, its manifest written from " .. peers[1] .. "'s") or
+          (found .. ", and no peer runs etcd as a static Pod to write one from")
+        fix = "runbooks/etcd-member-replace.lua -e node=" .. name .. ((#copies == 0 and peers[1]) and (" -e manifest_from=" .. peers[1]) or "")
+      end
       finding(out, "manifest-missing", "critical", name, string.format("%s/etcd.yaml is gone, and so is its member's data " ..
-        "(no WAL in %s/member/wal; kubeadm-config says etcd.local): %s", facts.MANIFESTS, etcd_nodes.DATA_DIR,
-        #copies > 0 and ("put the manifest back by hand (found " .. table.concat(copies, ", ") .. "), then replace the member") or
-        peers[1] and ("no copy found under /etc/kubernetes: replace the member, its manifest written from " .. peers[1] .. "'s") or
-        "no copy found under /etc/kubernetes, and no peer runs etcd as a static Pod to write one from"),
-        "ls -l /etc/kubernetes/manifests; ls /var/lib/etcd/member/wal", fix)
+        "(no WAL in %s/member/wal; %s): %s", facts.MANIFESTS, etcd_nodes.DATA_DIR, cm and "kubeadm-config says etcd.local" or
+        "its kube-apiserver's etcd is on the node", said), "ls -l /etc/kubernetes/manifests; ls /var/lib/etcd/member/wal", fix)
     else
       finding(out, "manifest-missing", "critical", name, string.format("%s/etcd.yaml is gone, and etcd-to-systemd never ran " ..
         "here: the kubelet runs no etcd member here (%s)", facts.MANIFESTS, cm and "kubeadm-config says etcd.local" or

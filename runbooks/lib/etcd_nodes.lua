@@ -251,6 +251,23 @@ function M.has_data(h, dir)
   return r.stdout:find("member", 1, true) ~= nil
 end
 
+--- apiserver_local(host) → true when the node's kube-apiserver manifest names an etcd on the node
+--- itself (--etcd-servers at 127.0.0.1, localhost or [::1]: kubeadm's stacked etcd), false when it
+--- names others, nil with no such manifest. What says etcd belonged here when neither
+--- kubeadm-config (the API down) nor the member's data (lost) can.
+function M.apiserver_local(h)
+  local file = "/etc/kubernetes/manifests/kube-apiserver.yaml"
+  local r = remote.must(h, "if [ -f " .. remote.quote(file) .. " ]; then cat " .. remote.quote(file) .. "; fi",
+    { read_only = true, what = "reading " .. file })
+  local servers = r.stdout:match("%-%-etcd%-servers=([^%s\"']+)")
+  if not servers then return nil end
+  for u in servers:gmatch("[^,]+") do
+    local host = u:match("^%a+://([^/]+):%d+") or u:match("^%a+://([^/:]+)")
+    if host == "127.0.0.1" or host == "localhost" or host == "[::1]" then return true end
+  end
+  return false
+end
+
 --- where(host) → "static" | "systemd" | "both" | "none" | "missing": how the node's etcd runs, as
 --- kubeadm's static Pod (etcd.yaml in the kubelet's manifests) or as an active etcd.service. "none":
 --- neither, where etcd-to-systemd has begun (its environment file is there: a migration stopped

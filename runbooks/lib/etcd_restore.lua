@@ -8,6 +8,7 @@
 local etcd = require "engine.etcd"
 local http = require "engine.http"
 local k8s = require "engine.k8s"
+local manifest_restore = require "manifest_restore"
 local nodes = require "etcd_nodes"
 local remote = require "std.remote"
 local replace = require "etcd_replace"
@@ -58,6 +59,9 @@ end
 function M.precheck(p, cps)
   local problem, finish = nodes.errors()
   local facts = { members = {}, total = #cps, healthy = 0 }
+  if p.manifest ~= "" and not p.manifest:match("^/") then
+    problem("manifest=%s: a path on the node, from / (where its etcd.yaml's copy is, say /etc/kubernetes/etcd.yaml)", p.manifest)
+  end
   -- The snapshot first: read whole here, its trailer checked, before any node is asked anything.
   local snap, _, why = etcd.snapshot_file(p.snapshot)
   if not snap then
@@ -67,14 +71,25 @@ function M.precheck(p, cps)
   facts.snapshot = snap
   local parts = {}
   for _, h in ipairs(cps) do
-    local how, why = replace.how(h, p, M.parked(p, "etcd"))
+    local how, why, none = replace.how(h, p, M.parked(p, "etcd"))
+    if none and p.manifest ~= "" then
+      -- Its etcd.yaml moved out with its data lost (a one-node control plane): the copy named,
+      -- put in place of the parked one and started with the restored data.
+      local ok, m = pcall(svc.manifest, h, p.manifest)
+      if ok and m then how = { kind = "static", file = m.file, flags = m.flags, order = m.order, copy = p.manifest }
+      else why = string.format("no %s, and manifest=%s: %s", svc.MANIFEST, p.manifest, ok and "no such file" or tostring(m)) end
+    elseif none then
+      local found = manifest_restore.moved_copies(h, "etcd")
+      why = why .. string.format(", or name its copy with -e manifest=PATH (%s)",
+        #found > 0 and ("found " .. table.concat(found, ", ")) or "none found under /etc/kubernetes")
+    end
     local name = nodes.member_name(h)
     if not how then
       problem("%s: %s", h.name, why)
     else
       local f = how.flags
       local m = { kind = how.kind, file = how.file, member = name, peer = f["initial-advertise-peer-urls"],
-        data_dir = f["data-dir"] or nodes.DATA_DIR }
+        data_dir = f["data-dir"] or nodes.DATA_DIR, copy = how.copy }
       if f.name ~= name then problem("%s: its etcd is configured as member %s, not %s", h.name, tostring(f.name), name) end
       if not m.peer or m.peer == "" then problem("%s: its etcd has no --initial-advertise-peer-urls to restore it with", h.name) end
       m.tool, m.bump = tool(h)
@@ -144,6 +159,27 @@ function M.copy(p, h, m, stamp, sha256)
     error(string.format("%s: %s cannot read the snapshot: %s", h.name, m.tool, r.stdout), 0)
   end
   return { revision = st.revision, total_key = st.totalKey, hash = st.hash, bytes = up.bytes }
+end
+
+--- copied(p, m) → operation "etcd.yaml copied from COPY": a member whose etcd.yaml is gone, its
+--- copy m.copy (the manifest param) installed where the run parks a running member's (0600, the
+--- directory 0700), so "etcd started" puts it in place; the copy itself stays. Holds once the
+--- parked one, or the manifest, is there.
+function M.copied(p, m)
+  local parked = M.parked(p, "etcd")
+  local dir = parked:match("^(.*)/[^/]+$")
+  return {
+    name = "etcd.yaml copied from " .. m.copy,
+    holds = function(h)
+      local r = remote.must(h, "if [ -f " .. q(parked) .. " ] || [ -f " .. q(svc.MANIFEST) .. " ]; then echo there; fi",
+        { read_only = true, what = "looking for " .. parked })
+      return r.stdout:find("there", 1, true) ~= nil, "neither " .. parked .. " nor " .. svc.MANIFEST .. " is there"
+    end,
+    apply = function(h)
+      remote.must(h, "mkdir -p " .. q(dir) .. " && chmod 0700 " .. q(dir) .. " && install -m 0600 " .. q(m.copy) .. " " .. q(parked),
+        { what = "copying " .. m.copy .. " to " .. parked })
+    end,
+  }
 end
 
 --- apiserver_stopped(p) → operation "API server stopped": kube-apiserver.yaml parked and its

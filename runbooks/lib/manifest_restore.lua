@@ -93,11 +93,11 @@ function M.missing(h, file)
   local out = facts.missing_manifests(h)
   local where, note = etcd_nodes.where(h), nil
   -- etcd belongs here unless kubeadm-config says etcd.external; with no ClusterConfiguration to
-  -- read, a member's data on the node says it did.
+  -- read, a member's data on the node says it did, or its API server's etcd on loopback.
   local function stacked()
     local cc = M.config(h, file)
     if cc then return not etcd_nodes.external(cc) end
-    return etcd_nodes.has_data(h)
+    return etcd_nodes.has_data(h) or etcd_nodes.apiserver_local(h) == true
   end
   if where == "missing" and stacked() then
     table.insert(out, 1, "etcd")
@@ -135,12 +135,60 @@ local function advertise(h, pods)
   error(string.format("%s: its advertise address: no kube-apiserver or etcd manifest, and Node %s has no InternalIP", h.name, h.name), 0)
 end
 
+-- etcd's refusals, before its manifest is written: the member's data gone (a manifest would start
+-- a new, empty etcd: the member is replaced, or with too few others left, every member restored
+-- from a snapshot), or its peers at two images (an etcd upgrade stopped midway). → the image tag
+-- to write: the peers', else cc's etcd.local.imageTag. cc: the ClusterConfiguration, or nil.
+local function etcd_checks(h, cc, peers)
+  local local_cfg = type(cc) == "table" and type(cc.etcd) == "table" and type(cc.etcd["local"]) == "table" and cc.etcd["local"] or {}
+  local dir = local_cfg.dataDir or etcd_nodes.DATA_DIR
+  local tags, by_tag, total, running = {}, {}, 1, 0
+  for _, peer in ipairs(peers) do
+    if peer.name ~= h.name then
+      total = total + 1
+      if etcd_nodes.runs(etcd_nodes.where(peer)) then running = running + 1 end
+      for _, m in ipairs(facts.static_pods(peer)) do
+        local t = m.file == "etcd.yaml" and tag(m.image)
+        if t then
+          if not by_tag[t] then by_tag[t] = {}; tags[#tags + 1] = t end
+          table.insert(by_tag[t], peer.name)
+        end
+      end
+    end
+  end
+  if not etcd_nodes.has_data(h, dir) then
+    local found, from = M.moved_copies(h, "etcd"), tags[1] and by_tag[tags[1]][1]
+    local why = string.format("%s: %s/member holds no member's data (no WAL): an etcd.yaml written now would start a new, " ..
+      "empty etcd, not this node's member.", h.name, dir)
+    if running < total // 2 + 1 then
+      error(string.format("%s %s, so nothing can replace it. Restore every member from a snapshot, with the manifest's " ..
+        "copy (%s): runbooks/etcd-restore.lua -e snapshot=FILE -e manifest=%s", why, total == 1 and "It is the only member" or
+        string.format("%d of the other %d members run, fewer than a quorum of %d", running, total - 1, total // 2 + 1),
+        #found > 0 and ("found " .. table.concat(found, ", ")) or "none found under /etc/kubernetes",
+        #found == 1 and found[1] or "COPY"), 0)
+    end
+    error(string.format("%s %s (runbooks/etcd-member-replace.lua -e node=%s%s)", why,
+      #found > 0 and ("Put its manifest back by hand (found " .. table.concat(found, ", ") .. "), then replace the member") or
+      "Replace the member, its manifest written from a peer's", h.name,
+      (#found == 0 and from) and (" -e manifest_from=" .. from) or ""), 0)
+  end
+  if #tags > 1 then
+    local said = {}
+    for _, t in ipairs(tags) do said[#said + 1] = t .. " on " .. table.concat(by_tag[t], ", ") end
+    error(string.format("%s: its peers run etcd %s: an etcd upgrade stopped midway; finish it before writing this member's manifest",
+      h.name, table.concat(said, "; ")), 0)
+  end
+  return tags[1] or local_cfg.imageTag
+end
+
 --- plan(host, gone, peers, file) → {config = kubeadm configuration text, version, etcd_tag, address, lines, source}:
 --- reads only. Raises (naming the node) where writing the manifests would not put back what ran:
 --- control-plane manifests at two versions (an upgrade stopped midway), peers running etcd at
 --- two images, or the member's data directory gone (a manifest would start a new, empty member).
 function M.plan(h, gone, peers, file)
   local cc, source = M.config(h, file)
+  -- etcd's own refusals first: without its data no manifest is the answer, from a file or not.
+  if not cc and gone[1] == "etcd" then etcd_checks(h, nil, peers) end
   if not cc then
     local found = {}
     for _, c in ipairs(gone) do
@@ -163,39 +211,7 @@ function M.plan(h, gone, peers, file)
       "(runbooks/k8s-upgrade.lua, engine resume its run) before writing the missing ones", h.name, table.concat(versions, " and ")), 0)
   end
   local version = versions[1] and versions[1]:match("^(%S+)") or ("v" .. tostring(cc.kubernetesVersion or ""):gsub("^v", ""))
-  local etcd_tag, is_etcd = nil, gone[1] == "etcd"
-  if is_etcd then
-    local local_cfg = type(cc.etcd) == "table" and type(cc.etcd["local"]) == "table" and cc.etcd["local"] or {}
-    local dir = local_cfg.dataDir or etcd_nodes.DATA_DIR
-    local data = etcd_nodes.has_data(h, dir)
-    local tags, by_tag = {}, {}
-    for _, peer in ipairs(peers) do
-      if peer.name ~= h.name then
-        for _, m in ipairs(facts.static_pods(peer)) do
-          local t = m.file == "etcd.yaml" and tag(m.image)
-          if t then
-            if not by_tag[t] then by_tag[t] = {}; tags[#tags + 1] = t end
-            table.insert(by_tag[t], peer.name)
-          end
-        end
-      end
-    end
-    if not data then
-      local found, from = M.moved_copies(h, "etcd"), tags[1] and by_tag[tags[1]][1]
-      error(string.format("%s: %s/member holds no member's data (no WAL): an etcd.yaml written now would start a new, " ..
-        "empty etcd, not this node's member. %s (runbooks/etcd-member-replace.lua -e node=%s%s)", h.name, dir,
-        #found > 0 and ("Put its manifest back by hand (found " .. table.concat(found, ", ") .. "), then replace the member") or
-        "Replace the member, its manifest written from a peer's", h.name,
-        (#found == 0 and from) and (" -e manifest_from=" .. from) or ""), 0)
-    end
-    if #tags > 1 then
-      local said = {}
-      for _, t in ipairs(tags) do said[#said + 1] = t .. " on " .. table.concat(by_tag[t], ", ") end
-      error(string.format("%s: its peers run etcd %s: an etcd upgrade stopped midway; finish it before writing this member's manifest",
-        h.name, table.concat(said, "; ")), 0)
-    end
-    etcd_tag = tags[1] or local_cfg.imageTag
-  end
+  local etcd_tag = gone[1] == "etcd" and etcd_checks(h, cc, peers) or nil
   local address, port = advertise(h, pods)
   local file_cc = {}
   for k, v in pairs(cc) do file_cc[k] = v end

@@ -110,6 +110,7 @@
 ---@field health_passes integer  gate passes in a row (at least 1) (default: 3)
 ---@field health_timeout number  for a member to pass the gate (seconds) (default: 180s)
 ---@field kubelets_at_once string  kubelets restarted at once: a count from 1, or a percentage of the nodes (default: 25%)
+---@field manifest string  a member whose etcd.yaml is gone (moved out by hand): its copy on the node, restored with and put in place (the copy stays) (default: )
 ---@field max_raft_lag integer  raft entries a member may be behind the leader and pass (at least 0) (default: 1000)
 ---@field nodes string  inventory pattern of the nodes whose kubelet is restarted (default: all)
 ---@field restart_components boolean  restart kube-controller-manager and kube-scheduler once the API is back (Kubernetes' advice: no cache of the lost state) (default: true)

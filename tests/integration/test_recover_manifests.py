@@ -7,6 +7,7 @@ the versions that ran (etcd at its peers' image, not kubeadm's pairing), and the
 with its ID and the writes it missed. On a one-node control plane the same fault takes the API down
 (its etcd was the only member): the ClusterConfiguration comes from the node's kubeadm
 configuration file instead, and the API is back once etcd is."""
+import glob
 import os
 import re
 import shutil
@@ -20,6 +21,8 @@ from test_etcd_migration import ROOT, Lab, lab, read
 
 DOCTOR = os.path.join(ROOT, "runbooks", "doctor.lua")
 RECOVER = os.path.join(ROOT, "runbooks", "recover-static-pods.lua")
+RESTORE = os.path.join(ROOT, "runbooks", "etcd-restore.lua")
+MAINTENANCE = os.path.join(ROOT, "runbooks", "etcd-maintenance.lua")
 UPGRADE = os.path.join(ROOT, "runbooks", "k8s-upgrade.lua")
 CONFIG = "/etc/kubernetes/tmp/engine-restore.yaml"
 PEER_TAG = "3.5.22-0"  # a patch the operators put on by hand: kubeadm's v1.33 pairing is 3.5.21-0
@@ -314,6 +317,57 @@ class OneControlPlane(unittest.TestCase):
         self.assertEqual(sorted(read(f"{manifests}/kube-apiserver.yaml").splitlines()), sorted(ran.splitlines()))
         r = self.kubectl("get", "nodes")
         self.assertEqual(r.returncode, 0, r.stderr)
+
+    def test_data_gone_too_restored_from_a_snapshot(self):
+        """The only member's etcd.yaml moved out and its data lost: no manifest can be written (it
+        would start an empty cluster), and no member is left to replace it. doctor and
+        recover-static-pods name etcd-restore with the copy; the restore puts it in place."""
+        lb = self.lb
+        manifests, copy = f"{lb.root('cp1')}/etc/kubernetes/manifests", "/etc/kubernetes/etcd.yaml"
+        lb.put("/in-the-snapshot", "kept")
+        r = lb.engine("run", MAINTENANCE, "-e", "mode=snapshot", "-e", f"snapshot_dir={lb.dir}/snaps")
+        self.assertEqual(r.returncode, 0, (r.stdout + r.stderr)[-3000:])
+        snapshot = glob.glob(f"{lb.dir}/snaps/etcd-*.db")[0]
+        os.replace(f"{manifests}/etcd.yaml", f"{lb.root('cp1')}{copy}")
+        end = time.monotonic() + 30
+        while time.monotonic() < end and self.kubectl("get", "nodes", "--request-timeout=5s").returncode == 0:
+            time.sleep(0.5)
+        self.assertNotEqual(self.kubectl("get", "nodes", "--request-timeout=5s").returncode, 0)
+        os.rename(f"{lb.root('cp1')}/var/lib/etcd/member", f"{lb.root('cp1')}/var/lib/etcd/member.lost")
+
+        r = lb.engine("run", DOCTOR)
+        out = r.stdout + r.stderr
+        self.assertEqual(r.returncode, 1, out[-3000:])
+        self.assertRegex(out, r"cp1\s+manifest-missing\s+/etc/kubernetes/manifests/etcd\.yaml is gone, and so is its member's data "
+                              r"\(no WAL in /var/lib/etcd/member/wal; its kube-apiserver's etcd is on the node\): it is the only member, "
+                              r"so nothing can replace it: restore every member from a snapshot, with the manifest's copy \(found "
+                              r"/etc/kubernetes/etcd\.yaml\)\n.*fix: runbooks/etcd-restore\.lua -e snapshot=FILE "
+                              r"-e manifest=/etc/kubernetes/etcd\.yaml")
+        # At once, not after waiting for static pods an API without etcd cannot list.
+        r = lb.engine("run", RECOVER)
+        out = r.stdout + r.stderr
+        self.assertEqual(r.returncode, 1, out[-3000:])
+        self.assertIn("cp1: /var/lib/etcd/member holds no member's data (no WAL): an etcd.yaml written now would start a new, "
+                      "empty etcd, not this node's member. It is the only member, so nothing can replace it. Restore every member "
+                      "from a snapshot, with the manifest's copy (found /etc/kubernetes/etcd.yaml): runbooks/etcd-restore.lua "
+                      "-e snapshot=FILE -e manifest=/etc/kubernetes/etcd.yaml", out)
+        self.assertFalse(os.path.exists(f"{manifests}/etcd.yaml"))
+
+        r = lb.engine("run", RESTORE, "-e", f"snapshot={snapshot}")
+        out = r.stdout + r.stderr
+        self.assertEqual(r.returncode, 1, out[-3000:])
+        self.assertIn("cp1: no /etc/kubernetes/manifests/etcd.yaml (nor one parked at /etc/kubernetes/engine-backup/etcd.yaml.restoring) "
+                      "and no /etc/etcd/etcd.env: put the member's configuration back first, or name its copy with -e manifest=PATH "
+                      "(found /etc/kubernetes/etcd.yaml)", out)
+        r = lb.engine("run", RESTORE, "-e", f"snapshot={snapshot}", "-e", f"manifest={copy}")
+        out = r.stdout + r.stderr
+        self.assertEqual(r.returncode, 0, out[-3000:])
+        self.assertIn("etcd restored from", out)
+        self.assertEqual(read(f"{manifests}/etcd.yaml"), read(f"{lb.root('cp1')}{copy}"))  # the copy, and it stays
+        self.assertEqual(oct(os.stat(f"{manifests}/etcd.yaml").st_mode & 0o777), "0o600")
+        r = self.kubectl("get", "nodes")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(lb.get("cp1", "/in-the-snapshot"), "kept")
 
 
 if __name__ == "__main__":
