@@ -166,7 +166,7 @@ function M.precheck(p, cps, h)
     if x.name ~= h.name then others[#others + 1] = x; facts.others[#facts.others + 1] = x.name end
   end
   if #others == 0 then
-    problem("%s is the only member: there is no quorum to join it to; restore the snapshot instead (etcdutl snapshot restore)", h.name)
+    problem("%s is the only member: there is no quorum to join it to; restore every member from a snapshot instead (runbooks/etcd-restore.lua -e snapshot=FILE)", h.name)
     finish()
   end
   local eps = {}
@@ -191,7 +191,7 @@ function M.precheck(p, cps, h)
   local quorum = #members // 2 + 1
   if healthy < quorum then
     problem("only %d of the %d members answer without %s (a quorum is %d): removing and adding a member needs one; " ..
-      "bring the others back first, or restore the snapshot (etcdutl snapshot restore)", healthy, #members, name, quorum)
+      "bring the others back first, or restore every member from a snapshot (runbooks/etcd-restore.lua -e snapshot=FILE)", healthy, #members, name, quorum)
   end
   if not facts.member then
     local names = {}

@@ -84,8 +84,8 @@ class Replace(unittest.TestCase):
         r, out = self.replace("-e", "node=cp1", "-e", "force=true")
         self.assertEqual(r.returncode, 1, out[-3000:])
         self.assertIn("precheck failed, nothing was changed:\n  only 1 of the 3 members answer without cp1 (a quorum is 2): "
-                      "removing and adding a member needs one; bring the others back first, or restore the snapshot "
-                      "(etcdutl snapshot restore)", out)
+                      "removing and adding a member needs one; bring the others back first, or restore every member from a "
+                      "snapshot (runbooks/etcd-restore.lua -e snapshot=FILE)", out)
         self.assertEqual(lb.members(), before)
 
         # The dry run: the plan, nothing changed.
