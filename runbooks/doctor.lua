@@ -57,7 +57,7 @@ return runbook {
           local apiserver = checks.node(p, h, is_cp[h.name], sv, out)
           if is_cp[h.name] then
             cp[h.name] = { etcd = etcd_nodes.where(h), apiserver = apiserver }
-            if cp[h.name].etcd == "none" then checks.etcd_unit(h, out) end
+            if cp[h.name].etcd == "none" then checks.etcd_unit(h, out, #cps) end
             -- Without kubeadm-config (its API down) a member's data, or the API server's etcd on
             -- loopback, says local etcd lived here.
             if cp[h.name].etcd == "missing" then

@@ -14,6 +14,7 @@ local prometheus = require "engine.prometheus"
 local remote = require "std.remote"
 local semver = require "std.semver"
 local svc = require "std.etcd_service"
+local systemd = require "std.systemd"
 
 local M = {}
 -- Where a stopped run is listed: on the machine that ran it, or in the cluster for a Job's
@@ -272,8 +273,9 @@ end
 --- etcd_unit(host, out): a control-plane node where etcd runs neither as a static Pod nor as an
 --- active etcd.service, though the unit is installed (etcd-to-systemd.lua moved it there): the
 --- member is down on this node, and the cluster check alone would say only that it does not answer.
---- Its state and the journal's last lines are the finding's evidence.
-function M.etcd_unit(h, out)
+--- Its state and the journal's last lines are the finding's evidence. members: how many
+--- control-plane nodes there are (the only member's lost data is restored, not replaced).
+function M.etcd_unit(h, out, members)
   local q = remote.quote
   local r = remote.must(h, "systemctl is-enabled " .. q(svc.UNIT) .. " 2>/dev/null || true; echo '## active'; systemctl is-active " ..
     q(svc.UNIT) .. " || true; echo '## journal'; journalctl -u " .. q(svc.UNIT) .. " --no-pager -n 3 2>/dev/null | tail -n 3; " ..
@@ -294,9 +296,19 @@ function M.etcd_unit(h, out)
     state, enabled, journal ~= "" and ("; its journal ends: " .. journal:gsub("\n", " | ")) or ""),
     "systemctl status etcd; journalctl -u etcd -n 50", nil)
   local lost = section(r.stdout, "lost"):match("[^\n]+")
-  if lost then  -- the same finding's row: what the journal says about the member's data, and the runbook
-    finding(out, "etcd-down", "critical", h.name, "its journal says its data is lost: " .. lost,
-      "systemctl status etcd; journalctl -u etcd -n 50", "runbooks/etcd-member-replace.lua -e node=" .. h.name)
+  lost = lost and ("its journal says its data is lost: " .. lost)
+  if not lost then
+    -- The only member says nothing of the kind: as an existing member with no data it asks its
+    -- peers for the cluster, and there are none ("cannot fetch cluster info from peer urls").
+    local dir = svc.flags_of_env(systemd.read(h, svc.ENV_FILE) or "")["data-dir"] or etcd_nodes.DATA_DIR
+    if not etcd_nodes.has_data(h, dir) then lost = "its data is lost: " .. dir .. "/member holds no member's data (no WAL)" end
+  end
+  if lost then  -- the same finding's row: what the journal or its data directory says, and the runbook
+    local only = members == 1
+    finding(out, "etcd-down", "critical", h.name, lost ..
+      (only and " (the only member: nothing can replace it; restore it from a snapshot)" or ""),
+      "systemctl status etcd; journalctl -u etcd -n 50",
+      only and "runbooks/etcd-restore.lua -e snapshot=FILE" or ("runbooks/etcd-member-replace.lua -e node=" .. h.name))
   end
 end
 

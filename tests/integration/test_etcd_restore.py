@@ -144,6 +144,14 @@ class Restore(unittest.TestCase):
         lb.put("/after-snapshot", "lost")
         before = lb.members()
         self.lose(lb, ["cp1"])
+        # doctor: the only member's data is lost; nothing can replace it, a snapshot restores it.
+        r = lb.engine("run", DOCTOR)
+        out = r.stdout + r.stderr
+        self.assertEqual(r.returncode, 1, out[-3000:])
+        self.assertRegex(out, r"cp1\s+etcd-down\s+its data is lost: /var/lib/etcd/member holds no member's data \(no WAL\) \(the "
+                              r"only member: nothing can replace it; restore it from a snapshot\)\n.*fix: runbooks/etcd-restore\.lua "
+                              r"-e snapshot=FILE")
+        self.assertNotIn("etcd-member-replace.lua -e node=", out)
 
         # A snapshot that is not there, or cut short: said, and nothing stopped.
         r, out = self.restore(lb, "-e", f"snapshot={lb.dir}/snaps/nothing.db")
