@@ -79,10 +79,11 @@ return runbook {
           error(err, 0)  -- the recap says this node was not examined (it said ok), the others go on
         end
       end)
-      checks.control_plane(cp, out, sv ~= nil)
+      -- etcd first: how many members are healthy decides what replaces a member that lost its data.
       local leader = groups.optional(inv, "k8s-cp-leader", "k8s-cp-leader")[1] or cps[1]
-      local ok, err = pcall(checks.etcd_cluster, p, leader, out, quotas)
-      if not ok then out[#out + 1] = { name = "etcd", severity = "critical", evidence = tostring(err), see = "etcdctl endpoint health --cluster" } end
+      local ok, healthy = pcall(checks.etcd_cluster, p, leader, out, quotas)
+      if not ok then out[#out + 1] = { name = "etcd", severity = "critical", evidence = tostring(healthy), see = "etcdctl endpoint health --cluster" } end
+      checks.control_plane(cp, out, sv ~= nil, ok and healthy or nil)
       checks.monitoring(p, out)
       if route then route:close() end
       return out

@@ -318,8 +318,9 @@ end
 --- breaks kubeadm's next upgrade; API servers at different versions, or not at kubeadm-config's
 --- kubernetesVersion, are an upgrade stopped midway (with no Pushgateway to say so). api: the API
 --- answered; without it (or kubeadm-config) only the gone etcd.yaml is told, from the member's data
---- left on the node.
-function M.control_plane(cp, out, api)
+--- left on the node. etcd_healthy: etcd_cluster's count of healthy members (a member crash-looping
+--- on lost data runs, and is not one a replacement can count on), else nil.
+function M.control_plane(cp, out, api, etcd_healthy)
   if next(cp) == nil then return end
   local cm = api and k8s.get("configmaps", "kubeadm-config", { namespace = "kube-system" }) or nil
   local cc = cm and http.yaml_decode(((cm.data or {}).ClusterConfiguration) or "")
@@ -348,13 +349,14 @@ function M.control_plane(cp, out, api)
         if other ~= name and o.etcd == "static" then peers[#peers + 1] = other end
         if other ~= name and etcd_nodes.runs(o.etcd) then running = running + 1 end
       end
+      running = etcd_healthy or running
       table.sort(peers)
       local found = #copies > 0 and ("found " .. table.concat(copies, ", ")) or "no copy found under /etc/kubernetes"
       local said, fix
       if running < total // 2 + 1 then
         said = string.format("%s, so nothing can replace it: restore every member from a snapshot, with the manifest's copy (%s)",
-          total == 1 and "it is the only member" or string.format("%d of the other %d members run, fewer than a quorum of %d",
-            running, total - 1, total // 2 + 1), found)
+          total == 1 and "it is the only member" or string.format("%d of the other %d members %s, fewer than a quorum of %d",
+            running, total - 1, etcd_healthy and "are healthy" or "run", total // 2 + 1), found)
         fix = "runbooks/etcd-restore.lua -e snapshot=FILE -e manifest=" .. (#copies == 1 and copies[1] or "COPY")
       else
         said = #copies > 0 and ("put the manifest back by hand (" .. found .. "), then replace the member") or
@@ -391,9 +393,9 @@ function M.control_plane(cp, out, api)
   end
 end
 
---- etcd_cluster(p, leader, out, quotas): health, leader, alarms (NOSPACE), each member's database
---- against its quota (p.etcd_quota_bytes, else quotas[member name], its own flag, else etcd's 2 GiB)
---- and its fragmentation, through the leader's SSH.
+--- etcd_cluster(p, leader, out, quotas) → healthy members (nil when etcd cannot be reached): health,
+--- leader, alarms (NOSPACE), each member's database against its quota (p.etcd_quota_bytes, else
+--- quotas[member name], its own flag, else etcd's 2 GiB) and its fragmentation, through the leader's SSH.
 function M.etcd_cluster(p, leader, out, quotas)
   local t, err, msg = etcd.via_node(leader, { address = leader.vars.etcd_access_address })
   if not t then
@@ -402,13 +404,14 @@ function M.etcd_cluster(p, leader, out, quotas)
     return
   end
   local health, herr, hmsg = etcd.cluster_health()
+  local healthy = 0
   if not health then
     finding(out, "etcd-unhealthy", "critical", nil, string.format("no member answers through %s's SSH tunnel: %s", leader.name,
       tostring(hmsg or herr)), "etcdctl endpoint health --cluster")
   else
     -- Fewer than a quorum healthy: no member can be replaced (member remove and add need one). The
     -- stopped ones started again, or, their data lost, every member restored from a snapshot.
-    local healthy = 0
+    healthy = 0
     for _, m in ipairs(health.members) do if m.healthy then healthy = healthy + 1 end end
     local quorum = #health.members // 2 + 1
     if #health.members > 0 and healthy < quorum then
@@ -446,6 +449,7 @@ function M.etcd_cluster(p, leader, out, quotas)
     end
   end
   t:close()
+  return healthy
 end
 
 --- monitoring(p, out): firing alerts, and the gauges of an upgrade left in flight (seed 004).

@@ -94,6 +94,22 @@ class Restore(unittest.TestCase):
         self.assertRegex(out, r"etcd-quorum-lost\s+\d of 3 members healthy, a quorum is 2")
         self.assertIn("restore every member from a snapshot: runbooks/etcd-restore.lua -e snapshot=PATH", out)
         self.assertNotIn("etcd-member-replace.lua -e node=", out)  # a replacement needs the quorum that is gone
+        # cp3's etcd.yaml moved out as well: cp2 crash-loops on its lost data and cp1 has no leader, so
+        # none of the other 2 is healthy, and the manifest's copy goes with the restore, not a replacement.
+        manifest, copy = f"{lb.root('cp3')}/etc/kubernetes/manifests/etcd.yaml", f"{lb.root('cp3')}/etc/kubernetes/etcd.yaml"
+        os.rename(manifest, copy)
+        try:
+            r = lb.engine("run", DOCTOR)
+        finally:
+            os.rename(copy, manifest)
+        out = r.stdout + r.stderr
+        self.assertEqual(r.returncode, 1, out[-3000:])
+        self.assertRegex(out, r"cp3\s+manifest-missing\s+/etc/kubernetes/manifests/etcd\.yaml is gone, and so is its member's data "
+                              r"\(no WAL in /var/lib/etcd/member/wal; its kube-apiserver's etcd is on the node\): 0 of the other 2 "
+                              r"members are healthy, fewer than a quorum of 2, so nothing can replace it: restore every member from a "
+                              r"snapshot, with the manifest's copy \(found /etc/kubernetes/etcd\.yaml\)\n.*fix: runbooks/etcd-restore"
+                              r"\.lua -e snapshot=FILE -e manifest=/etc/kubernetes/etcd\.yaml")
+        self.assertNotIn("etcd-member-replace.lua -e node=", out)
 
         # An inventory without cp3: the restored cluster would not have it, and cp3 would keep the
         # old data. Refused, naming it (from cp1's member list: no quorum needed), unless cp3 is
