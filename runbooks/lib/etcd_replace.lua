@@ -129,6 +129,14 @@ function M.from_peer(p, cps, h, member, members)
   return { kind = "static", file = svc.MANIFEST, flags = mine, order = order, text = text, from = peer.name }
 end
 
+--- in_place(host, parked) → true | false, why: the member's manifest is at `parked` or back in the
+--- kubelet's manifests (an operation that put it there holds).
+function M.in_place(h, parked)
+  local r = remote.must(h, "if [ -f " .. q(parked) .. " ] || [ -f " .. q(svc.MANIFEST) .. " ]; then echo there; fi",
+    { read_only = true, what = "looking for " .. parked })
+  return r.stdout:find("there", 1, true) ~= nil, "neither " .. parked .. " nor " .. svc.MANIFEST .. " is there"
+end
+
 --- written(p, facts, parked) → operation "etcd.yaml written from PEER's": the manifest from_peer
 --- made, written where a stopped member's is parked (0600, its directory 0700), for "member
 --- joined" to start as an existing member. Holds once it is parked, or back in the manifests.
@@ -136,11 +144,7 @@ function M.written(p, facts, parked)
   parked = parked or M.parked(p)
   return {
     name = "etcd.yaml written from " .. tostring(facts.how.from) .. "'s",
-    holds = function(h)
-      local r = remote.must(h, "if [ -f " .. q(parked) .. " ] || [ -f " .. q(svc.MANIFEST) .. " ]; then echo there; fi",
-        { read_only = true, what = "looking for " .. parked })
-      return r.stdout:find("there", 1, true) ~= nil, "neither " .. parked .. " nor " .. svc.MANIFEST .. " is there"
-    end,
+    holds = function(h) return M.in_place(h, parked) end,
     apply = function(h)
       if http.dry_run() then
         log.info("dry-run: would write the member's etcd.yaml from a peer's", { node = h.name, from = facts.how.from,

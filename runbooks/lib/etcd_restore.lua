@@ -170,11 +170,7 @@ function M.copied(p, m)
   local dir = parked:match("^(.*)/[^/]+$")
   return {
     name = "etcd.yaml copied from " .. m.copy,
-    holds = function(h)
-      local r = remote.must(h, "if [ -f " .. q(parked) .. " ] || [ -f " .. q(svc.MANIFEST) .. " ]; then echo there; fi",
-        { read_only = true, what = "looking for " .. parked })
-      return r.stdout:find("there", 1, true) ~= nil, "neither " .. parked .. " nor " .. svc.MANIFEST .. " is there"
-    end,
+    holds = function(h) return replace.in_place(h, parked) end,
     apply = function(h)
       remote.must(h, "mkdir -p " .. q(dir) .. " && chmod 0700 " .. q(dir) .. " && install -m 0600 " .. q(m.copy) .. " " .. q(parked),
         { what = "copying " .. m.copy .. " to " .. parked })
