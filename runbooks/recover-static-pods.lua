@@ -34,7 +34,30 @@ return runbook {
     end
     local hosts = inv:hosts(p.control_plane)
     if #hosts == 0 then fail("no hosts match %s", p.control_plane) end
-    fleet.each(hosts, { at_once = 1 }, function(h)
+    -- A node whose etcd.yaml is gone goes first: every other node's static pods are read through an
+    -- API that needs that member back. With none gone and the API failing every read for etcd,
+    -- nothing this runbook writes brings it back: said at once, not after `timeout` on the first node.
+    local etcd_gone = step("etcd manifests", function()
+      local out = {}
+      fleet.each(hosts, { at_once = #hosts }, function(h)
+        if restore.etcd_missing(h, p.kubeadm_config) then out[#out + 1] = h.name end
+      end)
+      table.sort(out)
+      return out
+    end)
+    if #etcd_gone == 0 then
+      local _, err, msg = k8s.list("pods", { namespace = "kube-system", limit = 1 })
+      if tostring(msg):find("etcdserver: request timed out", 1, true) then
+        fail("the API servers answer, but etcd gives them nothing (%s), and no control-plane node's etcd.yaml is gone: " ..
+          "etcd has lost its quorum some other way. runbooks/doctor.lua says how (etcd-quorum-lost: members down, or their " ..
+          "data lost: runbooks/etcd-restore.lua)", tostring(msg or err))
+      end
+    end
+    local first, ordered = {}, {}
+    for _, name in ipairs(etcd_gone) do first[name] = true end
+    for _, h in ipairs(hosts) do if first[h.name] then ordered[#ordered + 1] = h end end
+    for _, h in ipairs(hosts) do if not first[h.name] then ordered[#ordered + 1] = h end end
+    fleet.each(ordered, { at_once = 1 }, function(h)
       local strays = step("find strays", function()
         local out = facts.strays(h)
         for _, x in ipairs(facts.manifest_problems(h)) do log.warn(x) end

@@ -86,6 +86,13 @@ function M.moved_copies(h, component)
   return out
 end
 
+--- etcd_missing(host, file) → true when the node's etcd.yaml is gone and etcd belongs there (as
+--- missing() judges it).
+function M.etcd_missing(h, file)
+  local out = M.missing(h, file)
+  return out[1] == "etcd"
+end
+
 --- missing(host, file) → the components whose manifest is gone (etcd first: the API server needs it),
 --- and a sentence for an etcd this runbook must leave alone (etcd-to-systemd began on the node).
 --- file: as config()'s, read only when etcd's manifest is gone.
@@ -146,7 +153,6 @@ local function etcd_checks(h, cc, peers)
   for _, peer in ipairs(peers) do
     if peer.name ~= h.name then
       total = total + 1
-      if etcd_nodes.runs(etcd_nodes.where(peer)) then running = running + 1 end
       for _, m in ipairs(facts.static_pods(peer)) do
         local t = m.file == "etcd.yaml" and tag(m.image)
         if t then
@@ -157,13 +163,21 @@ local function etcd_checks(h, cc, peers)
     end
   end
   if not etcd_nodes.has_data(h, dir) then
+    -- What a replacement would join: the peers answering healthy with a leader (one crash-looping
+    -- on its own lost data runs, and is not one).
+    for _, peer in ipairs(peers) do
+      if peer.name ~= h.name then
+        local ok, st = pcall(etcd_nodes.member_ok, peer, { max_raft_lag = 1000 })
+        if ok and st then running = running + 1 end
+      end
+    end
     local found, from = M.moved_copies(h, "etcd"), tags[1] and by_tag[tags[1]][1]
     local why = string.format("%s: %s/member holds no member's data (no WAL): an etcd.yaml written now would start a new, " ..
       "empty etcd, not this node's member.", h.name, dir)
     if running < total // 2 + 1 then
       error(string.format("%s %s, so nothing can replace it. Restore every member from a snapshot, with the manifest's " ..
         "copy (%s): runbooks/etcd-restore.lua -e snapshot=FILE -e manifest=%s", why, total == 1 and "It is the only member" or
-        string.format("%d of the other %d members run, fewer than a quorum of %d", running, total - 1, total // 2 + 1),
+        string.format("%d of the other %d members are healthy, fewer than a quorum of %d", running, total - 1, total // 2 + 1),
         #found > 0 and ("found " .. table.concat(found, ", ")) or "none found under /etc/kubernetes",
         #found == 1 and found[1] or "COPY"), 0)
     end

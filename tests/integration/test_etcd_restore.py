@@ -17,6 +17,7 @@ from test_etcd_migration import ROOT, Lab, lab, read
 RESTORE = os.path.join(ROOT, "runbooks", "etcd-restore.lua")
 MAINTENANCE = os.path.join(ROOT, "runbooks", "etcd-maintenance.lua")
 DOCTOR = os.path.join(ROOT, "runbooks", "doctor.lua")
+RECOVER = os.path.join(ROOT, "runbooks", "recover-static-pods.lua")
 
 
 def kubectl(lb, *args):
@@ -168,6 +169,13 @@ class Restore(unittest.TestCase):
                               r"only member: nothing can replace it; restore it from a snapshot\)\n.*fix: runbooks/etcd-restore\.lua "
                               r"-e snapshot=FILE")
         self.assertNotIn("etcd-member-replace.lua -e node=", out)
+        # recover-static-pods has nothing to write back, and says why at once rather than waiting
+        # `timeout` for static pods an API without etcd cannot list.
+        r = lb.engine("run", RECOVER)
+        out = r.stdout + r.stderr
+        self.assertEqual(r.returncode, 1, out[-3000:])
+        self.assertIn("the API servers answer, but etcd gives them nothing (etcdserver: request timed out), and no control-plane "
+                      "node's etcd.yaml is gone: etcd has lost its quorum some other way.", out)
 
         # A snapshot that is not there, or cut short: said, and nothing stopped.
         r, out = self.restore(lb, "-e", f"snapshot={lb.dir}/snaps/nothing.db")
