@@ -128,9 +128,12 @@ function M.precheck(p, cps)
   end
   local quorum = #cps // 2 + 1
   if facts.healthy >= quorum and not p.force then
-    problem("etcd has a quorum (%d of %d members answer with a leader): a restore would lose every write since the snapshot. " ..
-      "A member whose data is lost is replaced instead (runbooks/etcd-member-replace.lua); -e force=true restores anyway",
-      facts.healthy, #cps)
+    -- The only member answers even after losing its data: kubeadm's manifest says
+    -- --initial-cluster-state=new with itself alone, so it started a new, empty cluster.
+    problem("etcd has a quorum (%d of %d members answer with a leader): a restore would lose every write since the snapshot. %s",
+      facts.healthy, #cps, #cps == 1 and "If its only member lost its data, it started a new, empty cluster (a one-node kubeadm " ..
+        "etcd does): -e force=true restores the snapshot over it" or
+        "A member whose data is lost is replaced instead (runbooks/etcd-member-replace.lua); -e force=true restores anyway")
   end
   finish()
   return facts

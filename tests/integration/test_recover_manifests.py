@@ -369,6 +369,37 @@ class OneControlPlane(unittest.TestCase):
         self.assertEqual(r.returncode, 0, r.stderr)
         self.assertEqual(lb.get("cp1", "/in-the-snapshot"), "kept")
 
+    def test_the_only_static_member_starts_empty(self):
+        """The only member's data lost under its manifest: kubeadm's --initial-cluster-state=new
+        with itself alone starts a new, empty cluster, which answers. The restore is refused as
+        for any cluster with a quorum, says why it may be this, and with force brings the data back."""
+        lb = self.lb
+        lb.put("/before-the-loss", "kept")
+        r = lb.engine("run", MAINTENANCE, "-e", "mode=snapshot", "-e", f"snapshot_dir={lb.dir}/snaps-empty")
+        self.assertEqual(r.returncode, 0, (r.stdout + r.stderr)[-3000:])
+        snapshot = glob.glob(f"{lb.dir}/snaps-empty/etcd-*.db")[0]
+        lab("fault", "cp1", "etcd-data-lost", "--dir", lb.dir)
+        self.addCleanup(lab, "clear", "cp1", "etcd-data-lost", "--dir", lb.dir)
+        def value():
+            try:
+                return lb.get("cp1", "/before-the-loss")
+            except Exception as e:  # its etcd starting again
+                return f"unanswered: {e}"
+        end = time.monotonic() + 30
+        while time.monotonic() < end and value() is not None:
+            time.sleep(0.5)
+        self.assertIsNone(value())  # a new cluster, empty
+        r = lb.engine("run", RESTORE, "-e", f"snapshot={snapshot}")
+        out = r.stdout + r.stderr
+        self.assertEqual(r.returncode, 1, out[-3000:])
+        self.assertIn("etcd has a quorum (1 of 1 members answer with a leader): a restore would lose every write since the snapshot. "
+                      "If its only member lost its data, it started a new, empty cluster (a one-node kubeadm etcd does): "
+                      "-e force=true restores the snapshot over it", out)
+        r = lb.engine("run", RESTORE, "-e", f"snapshot={snapshot}", "-e", "force=true")
+        out = r.stdout + r.stderr
+        self.assertEqual(r.returncode, 0, out[-3000:])
+        self.assertEqual(lb.get("cp1", "/before-the-loss"), "kept")
+
 
 if __name__ == "__main__":
     unittest.main()
