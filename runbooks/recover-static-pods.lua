@@ -37,15 +37,18 @@ return runbook {
     -- A node whose etcd.yaml is gone goes first: every other node's static pods are read through an
     -- API that needs that member back. With none gone and the API failing every read for etcd,
     -- nothing this runbook writes brings it back: said at once, not after `timeout` on the first node.
-    local etcd_gone = step("etcd manifests", function()
+    local missing = step("find missing", function()
       local out = {}
       fleet.each(hosts, { at_once = #hosts }, function(h)
-        if restore.etcd_missing(h, p.kubeadm_config) then out[#out + 1] = h.name end
+        local gone, note = restore.missing(h, p.kubeadm_config)
+        out[h.name] = { gone = gone, note = note }
       end)
-      table.sort(out)
       return out
     end)
-    if #etcd_gone == 0 then
+    local first, ordered = {}, {}  -- the nodes whose etcd.yaml is gone
+    for _, h in ipairs(hosts) do first[h.name] = ((missing[h.name] or {}).gone or {})[1] == "etcd" end
+    for _, h in ipairs(hosts) do if first[h.name] then ordered[#ordered + 1] = h end end
+    if #ordered == 0 then
       local _, err, msg = k8s.list("pods", { namespace = "kube-system", limit = 1 })
       if tostring(msg):find("etcdserver: request timed out", 1, true) then
         fail("the API servers answer, but etcd gives them nothing (%s), and no control-plane node's etcd.yaml is gone: " ..
@@ -53,9 +56,6 @@ return runbook {
           "data lost: runbooks/etcd-restore.lua)", tostring(msg or err))
       end
     end
-    local first, ordered = {}, {}
-    for _, name in ipairs(etcd_gone) do first[name] = true end
-    for _, h in ipairs(hosts) do if first[h.name] then ordered[#ordered + 1] = h end end
     for _, h in ipairs(hosts) do if not first[h.name] then ordered[#ordered + 1] = h end end
     fleet.each(ordered, { at_once = 1 }, function(h)
       local strays = step("find strays", function()
@@ -92,12 +92,9 @@ return runbook {
       else
         log.info("no stray manifests", { dir = kubeadm.MANIFESTS })
       end
-      local gone = step("find missing", function()
-        local out, note = restore.missing(h, p.kubeadm_config)
-        if note then log.warn(note) end
-        if #out > 0 then log.warn("kubeadm manifests gone", { components = table.concat(out, ", ") }) end
-        return out
-      end)
+      local gone, note = (missing[h.name] or {}).gone or {}, (missing[h.name] or {}).note
+      if note then log.warn(note) end
+      if #gone > 0 then log.warn("kubeadm manifests gone", { components = table.concat(gone, ", ") }) end
       if #gone > 0 and not p.restore then
         fail("%s: %s gone from %s (-e restore=true writes them again)", h.name, table.concat(gone, ", "), kubeadm.MANIFESTS)
       elseif #gone > 0 then

@@ -86,13 +86,6 @@ function M.moved_copies(h, component)
   return out
 end
 
---- etcd_missing(host, file) → true when the node's etcd.yaml is gone and etcd belongs there (as
---- missing() judges it).
-function M.etcd_missing(h, file)
-  local out = M.missing(h, file)
-  return out[1] == "etcd"
-end
-
 --- missing(host, file) → the components whose manifest is gone (etcd first: the API server needs it),
 --- and a sentence for an etcd this runbook must leave alone (etcd-to-systemd began on the node).
 --- file: as config()'s, read only when etcd's manifest is gone.
