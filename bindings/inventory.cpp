@@ -80,6 +80,20 @@ int l_hosts(lua_State* L) {
   return 1;
 }
 
+// inv:hidden(pattern) → the names of the hosts the pattern matches that --limit hides.
+int l_hidden(lua_State* L) {
+  luaL_checkudata(L, 1, kInventoryMeta);
+  std::string pattern = luaL_optstring(L, 2, "all");
+  json names = json::array();
+  try {
+    for (auto& h : inv_of(L).hidden(pattern)) names.push_back(h);
+  } catch (const std::exception& e) {
+    return luaL_error(L, "inv:hidden: %s", e.what());
+  }
+  push_json(L, names);
+  return 1;
+}
+
 // inv:host(name) → the host; an unknown name is a runbook bug and raises.
 int l_host(lua_State* L) {
   luaL_checkudata(L, 1, kInventoryMeta);
@@ -195,7 +209,7 @@ int open_module(lua_State* L) {
 const luaL_Reg kHostMetamethods[] = {{"__pairs", host_pairs}, {"__tostring", host_tostring}, {nullptr, nullptr}};
 
 const luaL_Reg kInventoryMethods[] = {
-    {"group", l_group}, {"hosts", l_hosts}, {"host", l_host}, {"groups", l_groups}, {nullptr, nullptr}};
+    {"group", l_group}, {"hosts", l_hosts}, {"hidden", l_hidden}, {"host", l_host}, {"groups", l_groups}, {nullptr, nullptr}};
 
 }  // namespace
 

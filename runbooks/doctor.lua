@@ -38,6 +38,9 @@ return runbook {
   run = function(p, inv)
     local cps = inv:hosts(p.control_plane)
     if #cps == 0 then fail("no hosts match %s", p.control_plane) end
+    -- --limit may hide members: etcd is then judged without them, and nothing is said that
+    -- counts them (a member of three is no "only member").
+    local hidden = inv:hidden(p.control_plane)
     local hosts, is_cp = inv:hosts(p.nodes), {}
     for _, h in ipairs(cps) do is_cp[h.name] = true end
     local seen = {}
@@ -57,7 +60,7 @@ return runbook {
           local apiserver = checks.node(p, h, is_cp[h.name], sv, out)
           if is_cp[h.name] then
             cp[h.name] = { etcd = etcd_nodes.where(h), apiserver = apiserver }
-            if cp[h.name].etcd == "none" then checks.etcd_unit(h, out, #cps) end
+            if cp[h.name].etcd == "none" then checks.etcd_unit(h, out, #cps + #hidden) end
             -- Without kubeadm-config (its API down) a member's data, or the API server's etcd on
             -- loopback, says local etcd lived here.
             if cp[h.name].etcd == "missing" then
@@ -83,7 +86,12 @@ return runbook {
       local leader = groups.optional(inv, "k8s-cp-leader", "k8s-cp-leader")[1] or cps[1]
       local ok, healthy = pcall(checks.etcd_cluster, p, leader, out, quotas)
       if not ok then out[#out + 1] = { name = "etcd", severity = "critical", evidence = tostring(healthy), see = "etcdctl endpoint health --cluster" } end
-      checks.control_plane(cp, out, sv ~= nil, ok and healthy or nil)
+      checks.control_plane(cp, out, sv ~= nil, ok and healthy or nil, hidden)
+      if #hidden > 0 then
+        out[#out + 1] = { name = "limit-hides-members", severity = "warning", evidence = string.format("--limit hides %s of %s: " ..
+          "etcd is judged through %s alone, and no fix that counts its members is given", table.concat(hidden, ", "),
+          p.control_plane, leader.name), see = "-e nodes=PATTERN examines fewer nodes, the whole control plane still" }
+      end
       checks.monitoring(p, out)
       if route then route:close() end
       return out

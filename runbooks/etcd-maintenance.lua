@@ -73,6 +73,10 @@ return runbook {
   run = function(p, inv)
     local cps = inv:hosts(p.control_plane)
     if #cps == 0 then fail("inventory group %s has no hosts", p.control_plane) end
+    if p.mode == "defrag" then  -- a snapshot needs one member; a defragmentation every one
+      nodes.control_plane(inv, p, "a defragmentation goes through every member, and NOSPACE is disarmed only once each " ..
+        "is under its quota")
+    end
     nodes.api(cps)  -- the route to the API through a node when only that answers (seed 002)
     table.sort(cps, function(a, b) return a.name < b.name end)
 

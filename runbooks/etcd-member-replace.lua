@@ -39,8 +39,8 @@ return runbook {
   ---@param p params.etcd_member_replace
   ---@param inv engine.Inventory
   run = function(p, inv)
-    local cps = inv:hosts(p.control_plane)
-    if #cps == 0 then fail("inventory group %s has no hosts", p.control_plane) end
+    local cps = nodes.control_plane(inv, p, "the replacement counts the other members' health and a quorum before it " ..
+      "removes one, and it changes only the node -e node= names")
     nodes.api(cps)  -- the route to the API through a node when only that answers (seed 002)
     local h
     for _, x in ipairs(cps) do if x.name == p.node then h = x end end

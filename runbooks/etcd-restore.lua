@@ -51,7 +51,8 @@ return runbook {
   run = function(p, inv)
     local cps = inv:hosts(p.control_plane)
     if #cps == 0 then fail("inventory group %s has no hosts", p.control_plane) end
-    local facts = step("precheck", function() return restore.precheck(p, cps) end, { probe = rerun })
+    local hidden = inv:hidden(p.control_plane)
+    local facts = step("precheck", function() return restore.precheck(p, cps, hidden) end, { probe = rerun })
     log.info("precheck passed", { members = #cps, healthy = facts.healthy, initial_cluster = facts.initial_cluster })
     if #(facts.dropped or {}) > 0 then
       log.warn("members of the old cluster left out of the restored one (drop_members)", { members = table.concat(facts.dropped, ", ") })

@@ -43,8 +43,7 @@ return runbook {
   ---@param inv engine.Inventory
   run = function(p, inv)
     p.version = semver.format(p.version)  -- etcd tags its releases v3.5.16; its binaries say 3.5.16
-    local cps = inv:hosts(p.control_plane)
-    if #cps == 0 then fail("inventory group %s has no hosts", p.control_plane) end
+    local cps = nodes.control_plane(inv, p, "a member is upgraded only while every other member is healthy, checked through each one's node")
     nodes.api(cps)  -- the route to the API through a node when only that answers (seed 002)
     local leader = groups.optional(inv, p.leader, "k8s-cp-leader")[1] or cps[1]
     p.download_url = p.download_url or leader.vars.etcd_download_url or svc.DOWNLOAD_URL

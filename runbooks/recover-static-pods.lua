@@ -34,6 +34,7 @@ return runbook {
     end
     local hosts = inv:hosts(p.control_plane)
     if #hosts == 0 then fail("no hosts match %s", p.control_plane) end
+    hosts.hidden = inv:hidden(p.control_plane)  -- an etcd member's peers --limit hides are not counted
     -- A node whose etcd.yaml is gone goes first: every other node's static pods are read through an
     -- API that needs that member back. With none gone and the API failing every read for etcd,
     -- nothing this runbook writes brings it back: said at once, not after `timeout` on the first node.

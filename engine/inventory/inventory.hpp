@@ -80,6 +80,10 @@ class Inventory {
   // --limit: from now on only these hosts are visible.
   void limit(const std::string& pattern);
   bool visible(const std::string& host) const { return !limit_ || limit_->count(host) > 0; }
+  // The hosts `pattern` would match without --limit that --limit hides (none without one): a
+  // runbook that must see a whole group (every etcd member, to count a quorum) says what was left
+  // out instead of counting too few.
+  std::vector<std::string> hidden(const std::string& pattern) const;
 
   // The directories beside the inventory sources whose group_vars/ and host_vars/ were read.
   std::vector<std::string> source_dirs;

@@ -158,6 +158,16 @@ std::vector<std::string> Inventory::match(const std::string& pattern) const {
   return ordered;
 }
 
+std::vector<std::string> Inventory::hidden(const std::string& pattern) const {
+  if (!limit_) return {};
+  Inventory whole = *this;  // inventories are small; this is asked once or twice a run
+  whole.limit_.reset();
+  std::vector<std::string> out;
+  for (auto& h : whole.match(pattern))
+    if (!visible(h)) out.push_back(h);
+  return out;
+}
+
 void Inventory::limit(const std::string& pattern) {
   auto hosts = match(pattern);
   limit_ = std::set<std::string>(hosts.begin(), hosts.end());

@@ -319,8 +319,9 @@ end
 --- kubernetesVersion, are an upgrade stopped midway (with no Pushgateway to say so). api: the API
 --- answered; without it (or kubeadm-config) only the gone etcd.yaml is told, from the member's data
 --- left on the node. etcd_healthy: etcd_cluster's count of healthy members (a member crash-looping
---- on lost data runs, and is not one a replacement can count on), else nil.
-function M.control_plane(cp, out, api, etcd_healthy)
+--- on lost data runs, and is not one a replacement can count on), else nil. hidden: the control-plane
+--- nodes --limit hides (their members are not counted, so neither replace nor restore is told).
+function M.control_plane(cp, out, api, etcd_healthy, hidden)
   if next(cp) == nil then return end
   local cm = api and k8s.get("configmaps", "kubeadm-config", { namespace = "kube-system" }) or nil
   local cc = cm and http.yaml_decode(((cm.data or {}).ClusterConfiguration) or "")
@@ -353,7 +354,10 @@ function M.control_plane(cp, out, api, etcd_healthy)
       table.sort(peers)
       local found = #copies > 0 and ("found " .. table.concat(copies, ", ")) or "no copy found under /etc/kubernetes"
       local said, fix
-      if running < total // 2 + 1 then
+      if #(hidden or {}) > 0 then
+        said = string.format("--limit hides %s, so whether the other members hold a quorum (the member replaced) or not " ..
+          "(every member restored from a snapshot) is not known here: run doctor without --limit", table.concat(hidden, ", "))
+      elseif running < total // 2 + 1 then
         said = string.format("%s, so nothing can replace it: restore every member from a snapshot, with the manifest's copy (%s)",
           total == 1 and "it is the only member" or string.format("%d of the other %d members %s, fewer than a quorum of %d",
             running, total - 1, etcd_healthy and "are healthy" or "run", total // 2 + 1), found)

@@ -42,6 +42,21 @@ function M.endpoint(h, p)
   return tunnels[h.name].url
 end
 
+--- control_plane(inv, p, why) → the hosts of p.control_plane. Raises when it has none, and when
+--- --limit hides some of them: a run that counts etcd's members (a quorum, the member list against
+--- the inventory) would count too few and tell the operator the wrong thing: with `--limit cp3`, a
+--- member of three whose data is lost would be "the only member", to be restored from a snapshot.
+--- why: what the runbook needs every member for.
+function M.control_plane(inv, p, why)
+  local hidden = inv:hidden(p.control_plane)
+  if #hidden > 0 then
+    error(string.format("--limit hides %s of %s: %s. Run it without --limit", table.concat(hidden, ", "), p.control_plane, why), 0)
+  end
+  local cps = inv:hosts(p.control_plane)
+  if #cps == 0 then error(string.format("inventory group %s has no hosts", p.control_plane), 0) end
+  return cps
+end
+
 --- endpoints(hosts, p) → every node's tunnel endpoint (all of them etcd's endpoints).
 function M.endpoints(hosts, p)
   local eps = {}

@@ -55,8 +55,10 @@ end
 --- precheck(p, cps) → facts {snapshot = {size, sha256}, members = {name → {kind, file, member, peer,
 --- data_dir, tool, bump}}, initial_cluster, healthy, total, dropped = {the old cluster's members
 --- outside cps}}: reads only; every problem named together. A cluster with a
---- quorum is refused (a restore loses every write since the snapshot) unless p.force.
-function M.precheck(p, cps)
+--- quorum is refused (a restore loses every write since the snapshot) unless p.force. hidden: the
+--- control-plane nodes --limit hides: left out only with p.drop_members (their members may be
+--- unreadable, so the member list alone would not say so).
+function M.precheck(p, cps, hidden)
   local problem, finish = nodes.errors()
   local facts = { members = {}, total = #cps, healthy = 0 }
   if p.manifest ~= "" and not p.manifest:match("^/") then
@@ -116,6 +118,14 @@ function M.precheck(p, cps)
   -- cluster does not have it. Refused unless its node is gone for good (drop_members).
   local names, dropped = {}, {}
   for _, m in pairs(facts.members) do names[m.member] = true end
+  if #hidden > 0 and not p.drop_members then
+    -- Said whatever the member list says: with the visible members down it says nothing, and a
+    -- restore of them alone would leave the hidden ones running the old cluster.
+    problem("--limit hides %s of %s: a restore makes every member anew from the snapshot, and a member left out would go " ..
+      "on with the old data. Run it without --limit, or -e drop_members=true when %s gone for good", table.concat(hidden, ", "),
+      p.control_plane, #hidden == 1 and "its node is" or "their nodes are")
+    for _, name in ipairs(hidden) do names[name] = true end  -- named once
+  end
   for _, m in ipairs(answering and etcd.members(answering) or {}) do
     if m.name ~= "" and not names[m.name] then dropped[#dropped + 1] = m.name .. " (" .. table.concat(m.peer_urls, ",") .. ")" end
   end
@@ -131,7 +141,7 @@ function M.precheck(p, cps)
     -- The only member answers even after losing its data: kubeadm's manifest says
     -- --initial-cluster-state=new with itself alone, so it started a new, empty cluster.
     problem("etcd has a quorum (%d of %d members answer with a leader): a restore would lose every write since the snapshot. %s",
-      facts.healthy, #cps, #cps == 1 and "If its only member lost its data, it started a new, empty cluster (a one-node kubeadm " ..
+      facts.healthy, #cps, #cps == 1 and #hidden == 0 and "If its only member lost its data, it started a new, empty cluster (a one-node kubeadm " ..
         "etcd does): -e force=true restores the snapshot over it" or
         "A member whose data is lost is replaced instead (runbooks/etcd-member-replace.lua); -e force=true restores anyway")
   end

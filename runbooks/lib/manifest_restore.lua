@@ -167,6 +167,11 @@ local function etcd_checks(h, cc, peers)
     local found, from = M.moved_copies(h, "etcd"), tags[1] and by_tag[tags[1]][1]
     local why = string.format("%s: %s/member holds no member's data (no WAL): an etcd.yaml written now would start a new, " ..
       "empty etcd, not this node's member.", h.name, dir)
+    if #(peers.hidden or {}) > 0 then
+      error(string.format("%s --limit hides %s, so whether the other members hold a quorum (the member replaced) or not " ..
+        "(every member restored from a snapshot) is not known here: runbooks/doctor.lua without --limit says which", why,
+        table.concat(peers.hidden, ", ")), 0)
+    end
     if running < total // 2 + 1 then
       error(string.format("%s %s, so nothing can replace it. Restore every member from a snapshot, with the manifest's " ..
         "copy (%s): runbooks/etcd-restore.lua -e snapshot=FILE -e manifest=%s", why, total == 1 and "It is the only member" or
@@ -192,6 +197,7 @@ end
 --- reads only. Raises (naming the node) where writing the manifests would not put back what ran:
 --- control-plane manifests at two versions (an upgrade stopped midway), peers running etcd at
 --- two images, or the member's data directory gone (a manifest would start a new, empty member).
+--- peers: the control plane's hosts, peers.hidden the names --limit hides of it.
 function M.plan(h, gone, peers, file)
   local cc, source = M.config(h, file)
   -- etcd's own refusals first: without its data no manifest is the answer, from a file or not.

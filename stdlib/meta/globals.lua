@@ -106,6 +106,11 @@ function Inventory:group(name) end
 ---@param pattern? string
 ---@return engine.Host[]
 function Inventory:hosts(pattern) end
+--- The names of the hosts the pattern matches that --limit hides (none without --limit): what a
+--- runbook that must see a whole group (every etcd member) says was left out.
+---@param pattern? string
+---@return string[]
+function Inventory:hidden(pattern) end
 --- One host by name. Raises on an unknown name.
 ---@param name string
 ---@return engine.Host

@@ -358,6 +358,44 @@ current-context: prod
         self.assertEqual(engine("check", os.path.join(RB, "fleet.lua"), "--kubeconfig", kc, "--context", "prod").returncode, 0)
 
 
+class TestLimitHidesMembers(CliTest):
+    """--limit hiding some of the control plane: the etcd runbooks that count every member refuse
+    before they reach a node (a member of three would be "the only member"); inv:hidden says what."""
+
+    INV = "[k8s-cp]\n" + "".join(f"cp{i} ansible_host=127.0.0.1 ansible_port=1\n" for i in (1, 2, 3)) + "[k8s-worker]\nw1 ansible_host=127.0.0.1 ansible_port=1\n"
+
+    def test_inv_hidden(self):
+        rb = self.write("hidden.lua", "return runbook { name = 'h', run = function(p, inv)\n"
+                        "print('CP ' .. table.concat(inv:hidden('k8s-cp'), ','))\n"
+                        "print('ALL ' .. table.concat(inv:hidden(), ','))\nend }\n")
+        inv = self.inventory(self.INV)
+        r = self.run_rb(rb, "-i", inv, "--limit", "cp2:w1")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn("CP cp1,cp3\n", r.stdout)
+        self.assertIn("ALL cp1,cp3\n", r.stdout)
+        r = self.run_rb(rb, "-i", inv)
+        self.assertIn("CP \n", r.stdout)
+
+    def test_the_etcd_runbooks_refuse(self):
+        inv = self.inventory(self.INV)
+        for runbook, args, hidden, why in [
+            ("etcd-member-replace", ["-e", "node=cp3", "--limit", "cp3"], "cp1, cp2",
+             "the replacement counts the other members' health and a quorum before it removes one"),
+            ("etcd-to-systemd", ["--limit", "k8s-cp:!cp2"], "cp2", "a member moves only while every other member is healthy"),
+            ("etcd-upgrade", ["-e", "version=3.5.16", "--limit", "cp1"], "cp2, cp3", "a member is upgraded only while every other"),
+            ("etcd-maintenance", ["-e", "mode=defrag", "--limit", "cp1"], "cp2, cp3", "a defragmentation goes through every member"),
+        ]:
+            r = self.run_rb(os.path.join(ROOT, "runbooks", runbook + ".lua"), "-i", inv, *args)
+            self.assertEqual(r.returncode, 1, (runbook, r.stdout + r.stderr))
+            self.assertIn(f"runbook failed: --limit hides {hidden} of k8s-cp: {why}", r.stderr, runbook)
+            self.assertIn("Run it without --limit", r.stderr, runbook)
+            self.assertNotIn("kubeconfig", r.stdout + r.stderr, runbook)  # before the API or a node is sought
+        # A snapshot needs one member: --limit is its own business there.
+        r = self.run_rb(os.path.join(ROOT, "runbooks", "etcd-maintenance.lua"), "-i", inv, "-e", "mode=snapshot", "--limit", "cp1",
+                        "-e", f"snapshot_dir={self.state}")
+        self.assertNotIn("--limit hides", r.stdout + r.stderr)
+
+
 class TestEtcdRules(CliTest):
     """std.etcd_service's rules for an etcd upgrade and for the files it writes, as the runbooks
     apply them (docs/etcd.md): read by a runbook, no cluster needed."""

@@ -112,13 +112,19 @@ class Restore(unittest.TestCase):
                               r"\.lua -e snapshot=FILE -e manifest=/etc/kubernetes/etcd\.yaml")
         self.assertNotIn("etcd-member-replace.lua -e node=", out)
 
-        # An inventory without cp3: the restored cluster would not have it, and cp3 would keep the
-        # old data. Refused, naming it (from cp1's member list: no quorum needed), unless cp3 is
-        # gone for good.
+        # A control plane without cp3: the restored cluster would not have it, and cp3 would keep
+        # the old data. Refused, naming it (from cp1's member list: no quorum needed), unless cp3
+        # is gone for good.
+        r, out = self.restore(lb, "-e", f"snapshot={snap}", "--dry-run", "-e", "control_plane=k8s-cp:!cp3")
+        self.assertEqual(r.returncode, 1, out[-3000:])
+        self.assertIn("the old cluster also has cp3 (https://127.0.84.3:2380), not in k8s-cp:!cp3: a restore would leave it out, "
+                      "with the old data. Add its node to the group, or -e drop_members=true when it is gone for good", out)
+        # --limit hiding cp3 is refused as such, whatever the member list says.
         r, out = self.restore(lb, "-e", f"snapshot={snap}", "--dry-run", "--limit", "!cp3")
         self.assertEqual(r.returncode, 1, out[-3000:])
-        self.assertIn("the old cluster also has cp3 (https://127.0.84.3:2380), not in k8s-cp: a restore would leave it out, "
-                      "with the old data. Add its node to the group, or -e drop_members=true when it is gone for good", out)
+        self.assertIn("--limit hides cp3 of k8s-cp: a restore makes every member anew from the snapshot, and a member left out "
+                      "would go on with the old data. Run it without --limit, or -e drop_members=true when its node is gone for good", out)
+        self.assertNotIn("the old cluster also has", out)
         r, out = self.restore(lb, "-e", f"snapshot={snap}", "--dry-run", "--limit", "!cp3", "-e", "drop_members=true")
         self.assertEqual(r.returncode, 0, out[-3000:])
         self.assertIn("members of the old cluster left out of the restored one (drop_members) members=\"cp3 (https://127.0.84.3:2380)\"", out)

@@ -129,6 +129,9 @@ class Missing(unittest.TestCase):
             open(f"{data}/member/snap/db", "w").close()
             r = lb.engine("run", RECOVER)
             d = lb.engine("run", DOCTOR)
+            # --limit cp3 hides cp1 and cp2: cp3 is no "only member" to be restored from a snapshot.
+            r3 = lb.engine("run", RECOVER, "--limit", "cp3")
+            d3 = lb.engine("run", DOCTOR, "--limit", "cp3")
             # No copy left either: etcd-member-replace writes it from a peer's; both name the peer.
             copy = f"{lb.root('cp3')}/etc/kubernetes/etcd.yaml"
             os.rename(copy, copy + ".away")
@@ -151,6 +154,20 @@ class Missing(unittest.TestCase):
                          r"member's data \(no WAL in /var/lib/etcd/member/wal; kubeadm-config says etcd\.local\): put the manifest "
                          r"back by hand \(found /etc/kubernetes/etcd\.yaml\), then replace the member\n.*"
                          r"fix: runbooks/etcd-member-replace\.lua -e node=cp3")
+        out = r3.stdout + r3.stderr
+        self.assertEqual(r3.returncode, 1, out[-3000:])
+        self.assertIn("empty etcd, not this node's member. --limit hides cp1, cp2, so whether the other members hold a quorum "
+                      "(the member replaced) or not (every member restored from a snapshot) is not known here: runbooks/doctor.lua "
+                      "without --limit says which", out)
+        self.assertNotIn("etcd-restore", out)
+        out = d3.stdout + d3.stderr
+        self.assertEqual(d3.returncode, 1, out[-3000:])
+        self.assertRegex(out, r"cp3\s+manifest-missing\s+/etc/kubernetes/manifests/etcd\.yaml is gone, and so is its member's data "
+                         r"\(no WAL in /var/lib/etcd/member/wal; kubeadm-config says etcd\.local\): --limit hides cp1, cp2, so whether "
+                         r"the other members hold a quorum \(the member replaced\) or not \(every member restored from a snapshot\) is "
+                         r"not known here: run doctor without --limit\n\s+see: [^\n]*wal\n")  # and no fix
+        self.assertRegex(out, r"cluster\s+limit-hides-members\s+--limit hides cp1, cp2 of k8s-cp: etcd is judged through cp3 alone")
+        self.assertNotIn("etcd-restore", out)
         out = r2.stdout + r2.stderr
         self.assertEqual(r2.returncode, 1, out[-3000:])
         self.assertIn("cp3: /var/lib/etcd/member holds no member's data (no WAL): an etcd.yaml written now would start a new, "

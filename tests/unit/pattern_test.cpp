@@ -62,3 +62,14 @@ TEST_CASE("--limit hides every other host from groups and patterns") {
   CHECK(inv.match("zone-a") == names{"w1"});
   CHECK_FALSE(inv.visible("cp1"));
 }
+
+TEST_CASE("hidden names what --limit hides of a pattern") {
+  auto inv = sample();
+  CHECK(inv.hidden("all").empty());  // no --limit: nothing hidden
+  inv.limit("k8s-worker:!w3");
+  CHECK(inv.hidden("k8s-worker") == names{"w3"});
+  CHECK(inv.hidden("zone-a") == names{"cp1"});
+  CHECK(inv.hidden("k8s-cp:w1") == names{"cp1", "cp2", "cp3"});
+  CHECK(inv.hidden("w1:w2").empty());
+  CHECK(inv.hosts_of("k8s-worker") == names{"w1", "w2", "w10"});  // the limit itself stays
+}
