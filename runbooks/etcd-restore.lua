@@ -9,7 +9,6 @@
 local etcd = require "engine.etcd"
 local fleet = require "engine.fleet"
 local http = require "engine.http"
-local k8s = require "engine.k8s"
 local kubeadm = require "std.kubeadm"
 local nodes = require "etcd_nodes"
 local ops = require "std.ops"
@@ -99,12 +98,7 @@ return runbook {
     end
     if p.restart_kubelets then
       fleet.each(inv:hosts(p.nodes), { at_once = p.kubelets_at_once }, function(h)
-        step("restart kubelet", function()
-          local restarted = kubeadm.restart_kubelet(h)
-          if http.dry_run() then return end
-          local n, err, msg = k8s.wait_node(h, { ready = true, heartbeat_after = restarted, timeout = p.health_timeout })
-          if not n then error(string.format("%s: not Ready after the kubelet restart: %s", h.name, msg or err), 0) end
-        end)
+        step("restart kubelet", function() kubeadm.restart_kubelet_ready(h, { timeout = p.health_timeout }) end)
       end)
     end
 

@@ -139,13 +139,8 @@ return runbook {
           return info ~= nil and info.ready == true, info and "Ready is not True" or "no Node " .. host.name
         end or nil,
         apply = function(host)
-          local since = kubeadm.restart_kubelet(host)
-          if http.dry_run() then return end
-          local n, err, msg = k8s.wait_node(host, { ready = true, heartbeat_after = since, timeout = p.ready_timeout })
-          if not n then
-            error(string.format("%s: not Ready after the kubelet's restart with its new credentials: %s " ..
-              "(journalctl -u kubelet; the old ones are in %s)", host.name, tostring(msg or err), p.backup_dir), 0)
-          end
+          kubeadm.restart_kubelet_ready(host, { timeout = p.ready_timeout,
+            hint = "with its new credentials: journalctl -u kubelet; the old ones are in " .. p.backup_dir })
         end,
       })
     end)

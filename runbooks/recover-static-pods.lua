@@ -83,12 +83,7 @@ return runbook {
         -- No fact tells whether the kubelet re-read the directory since: restarted again on resume.
         ops.step(h, ops.define {
           name = "restart kubelet",
-          apply = function(host)
-            local restarted = kubeadm.restart_kubelet(host)
-            if http.dry_run() then return end
-            local n, err, msg = k8s.wait_node(host, { ready = true, heartbeat_after = restarted, timeout = p.timeout })
-            if not n then error(string.format("%s: not Ready after the kubelet restart: %s", host.name, msg or err), 0) end
-          end,
+          apply = function(host) kubeadm.restart_kubelet_ready(host, { timeout = p.timeout }) end,
         })
       else
         log.info("no stray manifests", { dir = kubeadm.MANIFESTS })

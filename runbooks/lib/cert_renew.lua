@@ -322,9 +322,7 @@ function M.kubelet(h, np)
     if now == np.kubelet then return "unchanged" end
     log.info("the kubelet's client certificate changed during the run: restarting the kubelet", { node = h.name,
       was = np.kubelet, now = now })
-    local since = kubeadm.restart_kubelet(h)
-    local ok, err, msg = k8s.wait_node(h, { ready = true, heartbeat_after = since, timeout = 300 })
-    if not ok then error(string.format("the kubelet after its restart: %s", tostring(msg or err)), 0) end
+    kubeadm.restart_kubelet_ready(h, { timeout = 300 })
     log.info("kubelet restarted, the node Ready", { node = h.name })
     return "restarted"
   end)

@@ -126,6 +126,23 @@ function M.restart_kubelet(h)
   return tonumber((r.stdout or ""):match("^%s*(%d+)"))
 end
 
+--- restart_kubelet_ready(host, {timeout, version, hint}) → the Node once Ready (its kubelet at
+--- version, when given) with a status posted after the restart; nil under --dry-run. Raises naming
+--- the node: "NODE: not Ready after the kubelet restart: WHY (hint)".
+function M.restart_kubelet_ready(h, opts)
+  opts = check.options(opts, { "timeout", "version", "hint" }, "kubeadm.restart_kubelet_ready")
+  local timeout_s = check.seconds(opts.timeout, "kubeadm.restart_kubelet_ready", "timeout") or 600
+  h = inventory.host(h, "kubeadm.restart_kubelet_ready")
+  local restarted = M.restart_kubelet(h)
+  if http.dry_run() then return nil end
+  local n, err, msg = k8s.wait_node(h, { ready = true, version = opts.version, heartbeat_after = restarted, timeout = timeout_s })
+  if not n then
+    error(string.format("%s: not Ready%s after the kubelet restart (%gs): %s%s", h.name, opts.version and (" at " .. opts.version) or "",
+      timeout_s, tostring(msg or err), opts.hint and (" (" .. opts.hint .. ")") or ""), 0)
+  end
+  return n
+end
+
 
 --- mark_restarts() → the nodes marked now: the kubelet restarts this run made while the API did not
 --- answer (a full control plane's, recover-disk), marked with the time each was made, once it does.
@@ -326,13 +343,7 @@ function M.kubelet_at(version, opts)
       if not n then return false, msg or err end
       return at(n)
     end,
-    apply = function(h)
-      local restarted = M.restart_kubelet(h)
-      if http.dry_run() then return end
-      local n, err, msg = k8s.wait_node(h, { ready = true, version = version, heartbeat_after = restarted, timeout = timeout_s })
-      if not n then error(string.format("%s: not Ready at %s after %gs (%s)", h.name, v, timeout_s, msg or err), 0) end
-      return n
-    end,
+    apply = function(h) return M.restart_kubelet_ready(h, { timeout = timeout_s, version = version }) end,
     verify = function(_, n) return at(n) end,  -- what the wait saw: the new kubelet's own Ready
   }
 end

@@ -75,6 +75,18 @@ function kubeadm.api_through(cps, opts) end
 ---@return number|nil
 function kubeadm.restart_kubelet(host) end
 
+---@class std.kubeadm.RestartReadyOptions
+---@field timeout? number|string  for the Node's Ready after the restart (default 600 s)
+---@field version? string         the kubelet version the Node must report ("v1.34.3")
+---@field hint? string            said after the reason when it is not Ready in time
+
+--- restart_kubelet, then the Node waited for: Ready (at version, when given), with a status the new
+--- kubelet posted. Returns the Node; nil under --dry-run. Raises naming the node when it is not.
+---@param host engine.Host|string
+---@param opts? std.kubeadm.RestartReadyOptions
+---@return engine.k8s.NodeInfo|nil
+function kubeadm.restart_kubelet_ready(host, opts) end
+
 --- Run first: nil when the kubeconfig's route to the API answers; else, when a control-plane node's own API server answers over SSH, the tunnel (api_through) and the node, said in one sentence, and every API call after it goes that way; else nil, "unreachable", why.
 ---@param cps (engine.Host|string)[]
 ---@return engine.ssh.Tunnel|nil, string|nil, string|nil
