@@ -107,9 +107,10 @@ int l_configure(lua_State* L) {
   if (lua_getfield(L, 1, "context") == LUA_TSTRING) context = lua_tostring(L, -1);
   lua_pop(L, 1);
   http::Options o;
-  if (lua_getfield(L, 1, "qps") == LUA_TNUMBER) o.qps = lua_tonumber(L, -1);
+  bool limit_given = false;  // a limit the runbook chose holds even where the server does APF
+  if (lua_getfield(L, 1, "qps") == LUA_TNUMBER) o.qps = lua_tonumber(L, -1), limit_given = true;
   lua_pop(L, 1);
-  if (lua_getfield(L, 1, "burst") == LUA_TNUMBER) o.burst = lua_tonumber(L, -1);
+  if (lua_getfield(L, 1, "burst") == LUA_TNUMBER) o.burst = lua_tonumber(L, -1), limit_given = true;
   lua_pop(L, 1);
   // Below these no request would ever be sent: every call would wait forever.
   char got[64];
@@ -157,7 +158,7 @@ int l_configure(lua_State* L) {
     if (!name.empty()) c.tls.server_name = name;
     if (c.tls.insecure)
       log::emit(log::Level::warn, "", "TLS verification is off for the Kubernetes API (insecure-skip-tls-verify)", {{"server", c.server}});
-    state(vm).api = std::make_shared<k8s::Api>(vm.io, c, o);
+    state(vm).api = std::make_shared<k8s::Api>(vm.io, c, o, !limit_given);
   } catch (const ConfigError& e) {
     luaL_error(L, "k8s.configure: %s", e.what());
   }

@@ -74,6 +74,7 @@ struct Client::Impl {
   asio::steady_timer token_timer;
   bool token_timer_armed = false;
   Client::Throttled throttled;
+  bool unlimited = false;  // stop_limiting()
   std::shared_ptr<bool> alive = std::make_shared<bool>(true);
 
   Impl(Client& c, asio::io_context& io_, Options o)
@@ -129,7 +130,7 @@ struct Client::Impl {
   }
 
   void admit(std::shared_ptr<Transfer> t) {
-    if (!t->req.rate_limited) return start(t);
+    if (!t->req.rate_limited || unlimited) return start(t);
     t->queued = Clock::now();
     Transfer* fresh = t.get();
     waiting.push_back(std::move(t));
@@ -139,7 +140,7 @@ struct Client::Impl {
   // fresh: the request just queued, which goes now if a token is there without having waited.
   void drain_waiting(const Transfer* fresh = nullptr) {
     refill();
-    while (!waiting.empty() && tokens >= 1) {
+    while (!waiting.empty() && (tokens >= 1 || unlimited)) {
       auto t = waiting.front();
       waiting.erase(waiting.begin());
       if (t->cancelled) continue;  // gone while it waited: it takes no token
@@ -488,6 +489,14 @@ Client::~Client() = default;
 size_t Client::in_flight() const { return impl_->active.size() + impl_->waiting.size(); }
 
 Client::Throttled Client::throttled() const { return impl_->throttled; }
+
+void Client::stop_limiting() {
+  if (impl_->unlimited) return;
+  impl_->unlimited = true;
+  impl_->drain_waiting();
+}
+
+bool Client::limiting() const { return !impl_->unlimited; }
 
 const Options& Client::options() const { return impl_->opts; }
 

@@ -97,6 +97,10 @@ class Client {
   };
   Throttled throttled() const;
   const Options& options() const;
+  // From now on requests go at once, and those waiting for a token go now: the server limits its
+  // clients itself (the Kubernetes API's Priority and Fairness, k8s::Api).
+  void stop_limiting();
+  bool limiting() const;
 
  private:
   struct Impl;

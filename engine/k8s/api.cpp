@@ -39,7 +39,8 @@ std::string error_word(long status, const http::Response& r) {
   }
 }
 
-Api::Api(asio::io_context& io, Cluster cluster, http::Options opts) : io_(io), cluster_(std::move(cluster)), http_(io, opts) {}
+Api::Api(asio::io_context& io, Cluster cluster, http::Options opts, bool defer_to_apf)
+    : io_(io), cluster_(std::move(cluster)), http_(io, opts), defer_to_apf_(defer_to_apf) {}
 
 std::function<void()> Api::call(const std::string& method, const std::string& path, std::string body, CallOptions opts,
                                 std::function<void(Reply)> done) {
@@ -90,6 +91,11 @@ std::function<void()> Api::call(const std::string& method, const std::string& pa
         if (r.body.is_discarded()) r.body = resp.body;
       }
       if (resp.status == 401 && self->cluster_.exec) self->exec_have_ = false;  // a stale plugin credential
+      if (self->defer_to_apf_ && self->http_.limiting() && resp.headers.count("x-kubernetes-pf-flowschema-uid")) {
+        self->http_.stop_limiting();
+        log::emit(log::Level::debug, "", "the API server does its own flow control (API Priority and Fairness): "
+                  "client-side rate limit off", {{"flow_schema", resp.headers["x-kubernetes-pf-flowschema-uid"]}});
+      }
       if (!r.error.empty()) {
         r.message = resp.error;
         if (r.body.is_object() && r.body.contains("message") && r.body["message"].is_string())

@@ -44,7 +44,11 @@ struct CallOptions {
 
 class Api : public std::enable_shared_from_this<Api> {
  public:
-  Api(boost::asio::io_context& io, Cluster cluster, http::Options opts = {});
+  // defer_to_apf: once the server shows it does API Priority and Fairness (its answers name their
+  // flow schema), the client-side limit (opts) is lifted, as SIG API Machinery advises and
+  // controller-runtime and Flux do: APF limits each client by the server's load and answers 429
+  // with Retry-After, which every call honours. False when the runbook set qps or burst itself.
+  Api(boost::asio::io_context& io, Cluster cluster, http::Options opts = {}, bool defer_to_apf = true);
 
   // method + path ("/api/v1/nodes?limit=500"); body sent as is.
   std::function<void()> call(const std::string& method, const std::string& path, std::string body, CallOptions opts,
@@ -65,6 +69,7 @@ class Api : public std::enable_shared_from_this<Api> {
   boost::asio::io_context& io_;
   Cluster cluster_;
   http::Client http_;
+  bool defer_to_apf_;
   std::string exec_token_;
   std::string exec_cert_, exec_key_;  // an ExecCredential's clientCertificateData / clientKeyData
   bool exec_have_ = false;            // a credential (token or certificate) is cached

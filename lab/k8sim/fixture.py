@@ -42,7 +42,7 @@ def b64(path):
 
 
 class Cluster:
-    def __init__(self, objects=(), ready_delay=0.3, grace_scale=1.0, tokens=("test-token",), version="v1.33.1"):
+    def __init__(self, objects=(), ready_delay=0.3, grace_scale=1.0, tokens=("test-token",), version="v1.33.1", apf=True):
         self.dir = tempfile.mkdtemp(prefix="k8sim-")
         make_pki(self.dir)
         self.port = free_port()
@@ -54,7 +54,7 @@ class Cluster:
                                       "--cert", f"{self.dir}/server.crt", "--key", f"{self.dir}/server.key",
                                       "--ca", f"{self.dir}/ca.crt", "--tokens", ",".join(tokens), "--state", state,
                                       "--ready-delay", str(ready_delay), "--grace-scale", str(grace_scale),
-                                      "--version", version],
+                                      "--version", version, *([] if apf else ["--no-apf"])],
                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         line = self.proc.stdout.readline()
         if "listening" not in line:

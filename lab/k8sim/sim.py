@@ -65,6 +65,7 @@ class Sim:
         self.store = Store(ready_delay=args.ready_delay, grace_scale=args.grace_scale)
         self.store.server_version = args.version
         self.version_node = args.version_node
+        self.apf = not args.no_apf
         # "TOKEN" (a user named by the token) or "TOKEN=USER" (a service account's token, say)
         self.tokens = {t.split("=", 1)[0]: (t.split("=", 1)[1] if "=" in t else None) for t in (args.tokens or "").split(",") if t}
         self.faults = Faults()
@@ -103,12 +104,27 @@ def parse_path(path):
     return group, version, ns, plural, name, sub
 
 
+# The UIDs of the flow schema and priority level a kubeadm cluster's requests from its admin fall
+# in (exempt, for system:masters); fixed here, as nothing reads them but to see they are there.
+APF_FLOW_SCHEMA = "8e0d7d3f-5a1b-4b0e-9a55-3f1c2a9d6e01"
+APF_PRIORITY_LEVEL = "0c9a5b1e-7d2f-4e3a-8b6c-5d4e3f2a1b00"
+
+
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     sim = None
 
     def log_message(self, *a):
         pass
+
+    def end_headers(self):
+        # kube-apiserver's API Priority and Fairness (on by default since 1.20) names the flow
+        # schema and priority level that classified each request; clients take the headers to mean
+        # the server does its own flow control (client-go's, the engine's rate limits lift).
+        if self.sim.apf:
+            self.send_header("X-Kubernetes-PF-FlowSchema-UID", APF_FLOW_SCHEMA)
+            self.send_header("X-Kubernetes-PF-PriorityLevel-UID", APF_PRIORITY_LEVEL)
+        super().end_headers()
 
     # --- plumbing --------------------------------------------------------------------------
     def send_json(self, code, obj, headers=None):
@@ -507,6 +523,8 @@ def main():
     ap.add_argument("--ready-delay", type=float, default=0.5)
     ap.add_argument("--grace-scale", type=float, default=1.0)
     ap.add_argument("--version", default="v1.33.1")
+    ap.add_argument("--no-apf", action="store_true", help="answer without API Priority and Fairness's headers (a "
+                    "server with APF off)")
     ap.add_argument("--version-node", help="the node whose running kube-apiserver gives /version (the lab)")
     ap.add_argument("--node", action="append", default=[], help="NAME=IP=ROOT: a control-plane node whose endpoints are served "
                     "(ROOT: the host path of its /etc/kubernetes); the --version-node is the one at --host:--port")

@@ -321,6 +321,31 @@ print(json.dumps({{"apiVersion": "client.authentication.k8s.io/v1", "kind": "Exe
             self.assertIn("k8s.configure: ", r.stdout + r.stderr)
             self.assertIn(want, r.stdout + r.stderr)
 
+    def test_the_default_limit_lifts_where_the_server_does_apf(self):
+        # One call, then 200 at once, with the default limit (qps 50, burst 100). The simulator
+        # answers with API Priority and Fairness's headers, as kube-apiserver does since 1.20:
+        # after the first answer nothing waits. Without them, the burst lets 100 through and the
+        # rest wait their turn.
+        body = """
+    k8s.configure { kubeconfig = p.kc }
+    assert(k8s.server_version())
+    local fleet = require "engine.fleet"
+    local calls = {}
+    for i = 1, 200 do calls[i] = i end
+    fleet.each(calls, { at_once = 200 }, function() assert(k8s.server_version()) end)
+"""
+        r = self.run_lua(body, "-v")
+        out = self.ok(r)
+        self.assertIn("the API server does its own flow control (API Priority and Fairness): client-side rate limit off", out)
+        self.assertNotIn("API calls waited for the client-side rate limit", out)
+        self.cluster.stop()
+        self.cluster = fx.Cluster(base_objects(), apf=False)
+        out = self.ok(self.run_lua(body, "-v"))
+        self.assertNotIn("client-side rate limit off", out)
+        m = re.search(r"API calls waited for the client-side rate limit burst=100 qps=50 raise_with=\".*?\" requests=(\d+)", out)
+        self.assertIsNotNone(m, out[-2000:])
+        self.assertGreaterEqual(int(m.group(1)), 90)
+
     def test_kubeconfig_files_merge_as_kubectl_merges_them(self):
         # One file has the cluster, user and context; another only the current-context. Named in
         # $KUBECONFIG, they make one configuration; --context picks another context by name.

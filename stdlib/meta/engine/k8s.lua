@@ -74,8 +74,8 @@ local k8s = {}
 ---@field server? string
 ---@field tls_server_name? string
 ---@field in_cluster? boolean
----@field qps? number  client-side rate limit, requests a second, > 0 (default: 50)
----@field burst? number  requests that may go at once, >= 1 (default: 100)
+---@field qps? number  client-side rate limit, requests a second, > 0 (default: 50, lifted where the server does API Priority and Fairness; a value given here always holds)
+---@field burst? number  requests that may go at once, >= 1 (default: 100, lifted with qps's)
 
 --- Which cluster: a kubeconfig (path or list, merged like $KUBECONFIG) and context, or the
 --- in-cluster service account. Without it: the inventory's k8s_kubeconfig/k8s_context, then the
