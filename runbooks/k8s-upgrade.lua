@@ -157,6 +157,11 @@ return runbook {
     p.version = target
     notify.configure { url = p.notify_url, format = p.notify_format, runbook = "k8s-upgrade to v" .. target }
     local cps, workers = inv:hosts(p.control_plane), groups.optional(inv, p.workers, "k8s-worker")
+    if #cps == 0 and #inv:hidden(p.control_plane) > 0 then
+      fail("--limit hides every host of %s (%s): the upgrade goes through the control plane first, as kubeadm's " ..
+        "procedure does, and reads it when it is done; run without --limit (a worker left out before is upgraded by " ..
+        "resuming its run)", p.control_plane, table.concat(inv:hidden(p.control_plane), ", "))
+    end
     if #cps == 0 then fail("inventory group %s has no hosts", p.control_plane) end
     local leader = groups.optional(inv, p.leader, "k8s-cp-leader")[1] or cps[1]
     -- Where the monitoring is belongs to the cluster, as doctor.lua reads it: the inventory's vars.

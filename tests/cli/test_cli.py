@@ -390,6 +390,12 @@ class TestLimitHidesMembers(CliTest):
             self.assertIn(f"runbook failed: --limit hides {hidden} of k8s-cp: {why}", r.stderr, runbook)
             self.assertIn("Run it without --limit", r.stderr, runbook)
             self.assertNotIn("kubeconfig", r.stdout + r.stderr, runbook)  # before the API or a node is sought
+        # k8s-upgrade with the whole control plane hidden: said so, not "k8s-cp has no hosts".
+        r = self.run_rb(os.path.join(ROOT, "runbooks", "k8s-upgrade.lua"), "-i", inv, "-e", "version=1.34.3", "-e", "kind=minor",
+                        "--limit", "w1")
+        self.assertEqual(r.returncode, 1, r.stdout + r.stderr)
+        self.assertIn("runbook failed: --limit hides every host of k8s-cp (cp1, cp2, cp3): the upgrade goes through the "
+                      "control plane first", r.stderr)
         # A snapshot needs one member: --limit is its own business there.
         r = self.run_rb(os.path.join(ROOT, "runbooks", "etcd-maintenance.lua"), "-i", inv, "-e", "mode=snapshot", "--limit", "cp1",
                         "-e", f"snapshot_dir={self.state}")
