@@ -4,6 +4,7 @@
 -- skipped when the operator allows it (k0sctl#1118: one dead node should not stop a 500-node
 -- rollout).
 local fleet = require "engine.fleet"
+local http = require "engine.http"
 local k8s = require "engine.k8s"
 
 local M = {}
@@ -64,7 +65,25 @@ end
 --- Removes this run's taint from the host (done with it), or from every worker (the rollout ended,
 --- however it ended): none is left behind.
 function M.untaint(hosts)
-  for _, w in ipairs(hosts) do
+  local todo = hosts
+  if #hosts > 1 and not http.dry_run() then
+    -- One list says which still carry the taint: the sweep after a 500-worker rollout was 500
+    -- reads in turn. A node the list does not have is asked on its own; so is every node in a dry
+    -- run, whose planned taints no list shows.
+    local items = k8s.list("nodes")
+    if items then
+      local listed, tainted = {}, {}
+      for _, n in ipairs(items) do
+        listed[n.metadata.name] = true
+        for _, t in ipairs((n.spec or {}).taints or {}) do
+          if t.key == M.TAINT and t.effect == "PreferNoSchedule" then tainted[n.metadata.name] = true end
+        end
+      end
+      todo = {}
+      for _, w in ipairs(hosts) do if tainted[w.name] or not listed[w.name] then todo[#todo + 1] = w end end
+    end
+  end
+  for _, w in ipairs(todo) do
     local ok, err, msg = k8s.untaint(w.name, M.TAINT, "PreferNoSchedule")
     if not ok then log.warn("could not remove the upgrade taint", { node = w.name, error = msg or err }) end
   end
