@@ -65,7 +65,7 @@ end
 --- Removes this run's taint from the host (done with it), or from every worker (the rollout ended,
 --- however it ended): none is left behind.
 function M.untaint(hosts)
-  local todo = hosts
+  local ask = hosts
   if #hosts > 1 and not http.dry_run() then
     -- One list says which still carry the taint: the sweep after a 500-worker rollout was 500
     -- reads in turn. A node the list does not have is asked on its own; so is every node in a dry
@@ -79,11 +79,11 @@ function M.untaint(hosts)
           if t.key == M.TAINT and t.effect == "PreferNoSchedule" then tainted[n.metadata.name] = true end
         end
       end
-      todo = {}
-      for _, w in ipairs(hosts) do if tainted[w.name] or not listed[w.name] then todo[#todo + 1] = w end end
+      ask = {}
+      for _, w in ipairs(hosts) do if tainted[w.name] or not listed[w.name] then ask[#ask + 1] = w end end
     end
   end
-  for _, w in ipairs(todo) do
+  for _, w in ipairs(ask) do
     local ok, err, msg = k8s.untaint(w.name, M.TAINT, "PreferNoSchedule")
     if not ok then log.warn("could not remove the upgrade taint", { node = w.name, error = msg or err }) end
   end
