@@ -1,5 +1,5 @@
-// The engine's own allocators: the Lua heap's (engine/core/small_pool.hpp), the huge-page arrays
-// (engine/core/huge_pages.hpp) and libssh2's (engine/ssh/session_memory.hpp). Every block keeps
+// The engine's own allocators: the Lua heap's (engine/core/small_pool.hpp) and the huge-page
+// arrays (engine/core/huge_pages.hpp). Every block keeps
 // what was written to it through allocate / grow / shrink / free sequences, no two live blocks
 // overlap, and freed blocks are reused.
 #include <catch2/catch.hpp>
@@ -12,7 +12,6 @@
 
 #include "engine/core/huge_pages.hpp"
 #include "engine/core/small_pool.hpp"
-#include "engine/ssh/session_memory.hpp"
 
 using engine::HugeAllocator;
 using engine::SmallPool;
@@ -110,51 +109,4 @@ TEST_CASE("huge-page arrays: large ones aligned to 2 MiB, contents kept as they 
   CHECK(small[9] == 9);
   auto moved = std::move(v);
   CHECK(moved[399999] == 399999 * 3);
-}
-
-TEST_CASE("libssh2's session memory: sizes across malloc and the pooled slots keep their bytes") {
-  namespace sm = engine::ssh::session_memory;
-  void* abstract = nullptr;
-  std::mt19937 rng(11);
-  std::vector<std::pair<void*, Block>> live;
-  auto sizes = std::uniform_int_distribution<size_t>(1, 600 << 10);  // malloc, pooled, malloc again
-  for (int step = 0; step < 3000; ++step) {
-    int what = static_cast<int>(rng() % 10);
-    if (what < 5 || live.empty()) {
-      Block b{rng() % 3 ? sizes(rng) % (64 << 10) + 1 : sizes(rng), static_cast<unsigned char>(rng())};
-      void* p = sm::allocate(b.size, &abstract);
-      REQUIRE(p);
-      REQUIRE(reinterpret_cast<uintptr_t>(p) % 16 == 0);
-      fill(p, b);
-      live.emplace_back(p, b);
-    } else {
-      size_t at = rng() % live.size();
-      auto [p, b] = live[at];
-      REQUIRE(holds(p, b));
-      live.erase(live.begin() + static_cast<long>(at));
-      if (what < 8) {
-        size_t n = rng() % 3 ? sizes(rng) % (64 << 10) + 1 : sizes(rng);
-        void* q = sm::resize(p, n, &abstract);
-        REQUIRE(q);
-        REQUIRE(holds(q, Block{std::min(b.size, n), b.fill}));
-        Block nb{n, static_cast<unsigned char>(rng())};
-        fill(q, nb);
-        live.emplace_back(q, nb);
-      } else {
-        sm::release(p, &abstract);
-      }
-    }
-  }
-  for (auto& [p, b] : live) {
-    REQUIRE(holds(p, b));
-    sm::release(p, &abstract);
-  }
-  // A freed session-sized block is the next one of its size.
-  void* s1 = sm::allocate(52000, &abstract);
-  sm::release(s1, &abstract);
-  CHECK(sm::allocate(51000, &abstract) == s1);
-  sm::release(nullptr, &abstract);  // as free(NULL)
-  void* fresh = sm::resize(nullptr, 100, &abstract);  // as realloc(NULL, n)
-  CHECK(fresh);
-  sm::release(fresh, &abstract);
 }
