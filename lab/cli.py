@@ -175,8 +175,9 @@ def start(st, cps, workers, version):
     certs.new_key(f"{d}/admin.key")
     certs.sign(f"{d}/pki", "ca", "/O=system:masters/CN=lab-admin", "client", f"{d}/admin.key", f"{d}/admin.crt", 365, "")
     certs.kubeconfig(f"{d}/kubeconfig", st["lb"], f"{d}/pki/pki/ca.crt", f"{d}/admin.crt", f"{d}/admin.key", "lab-admin")
+    objects = labcluster.empty_objects() if st.get("empty") else labcluster.objects(st["nodes"], version, st["api"][8:])
     with open(f"{d}/state.json", "w") as f:
-        json.dump(labcluster.empty_objects() if st.get("empty") else labcluster.objects(st["nodes"], version, st["api"][8:]), f)
+        json.dump(objects, f)
     fallback = []
     if st.get("empty"):  # served until kubeadm init writes the leader's apiserver certificate
         certs.new_key(f"{d}/apiserver.key")
@@ -221,6 +222,8 @@ def start(st, cps, workers, version):
         return
     for n in cps:
         wait(lambda: etcd_healthy(st, n), f"etcd on {n['name']}", 60)
+    # What kubeadm init left in etcd through the API server (the simulator keeps its own copy).
+    labfaults.etcd_call(st, cps[0], "/v3/kv/put", labcluster.etcd_put(labcluster.kubeadm_config(objects)))
     want = {f"{c}-{n['name']}" for n in cps for c in ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler")}
 
     def reported():

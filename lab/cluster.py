@@ -1,7 +1,9 @@
 """The cluster the API simulator starts with: nodes, kube-system as kubeadm leaves it (kubeadm-config,
 CoreDNS, kube-proxy, the scheduler's and controller-manager's RBAC) and workloads with PDBs; and the
 Prometheus configuration with the lab's alert rules."""
+import base64
 import datetime
+import json
 import os
 
 from lab import yamltext
@@ -144,6 +146,22 @@ def kubeadm_objects(version):
                               "spec": {"containers": [{"name": "kube-proxy", "image": img["kube-proxy"]}]}}
     out.append(kp)
     return out
+
+
+def etcd_put(obj):
+    """The etcd v3 gateway's put (/v3/kv/put's body) of an object where kube-apiserver keeps it: under
+    --etcd-prefix /registry, a core resource at /registry/<plural>/<namespace>/<name>. The simulator
+    keeps its own store, so the lab writes to etcd what must be found there: kubeadm-config, which
+    only kubeadm writes (doctor's etcd-empty looks for it). JSON where kube-apiserver writes
+    protobuf: nothing reads the value."""
+    md = obj["metadata"]
+    key = f"/registry/{obj['kind'].lower()}s/{md['namespace']}/{md['name']}"
+    return {"key": base64.b64encode(key.encode()).decode(), "value": base64.b64encode(json.dumps(obj).encode()).decode()}
+
+
+def kubeadm_config(objs):
+    """kube-system/kubeadm-config among objects."""
+    return next(o for o in objs if o["kind"] == "ConfigMap" and o["metadata"]["name"] == "kubeadm-config")
 
 
 def empty_objects():

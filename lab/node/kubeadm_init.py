@@ -51,6 +51,23 @@ def check_external_etcd(ext):
             die(f"[preflight] Some fatal errors occurred:\n\t[ERROR ExternalEtcdVersion]: Get \"{ep}/version\": {e}")
 
 
+def put_in_etcd(ext, body):
+    """One etcd v3 gateway put through the external etcd's first endpoint that takes it."""
+    ctx = ssl.create_default_context(cafile=ext["caFile"])
+    ctx.load_cert_chain(ext["certFile"], ext["keyFile"])
+    err = None
+    for ep in ext.get("endpoints") or []:
+        req = urllib.request.Request(ep.rstrip("/") + "/v3/kv/put", data=json.dumps(body).encode(),
+                                     headers={"Content-Type": "application/json"})
+        try:
+            with urllib.request.urlopen(req, context=ctx, timeout=10) as r:
+                r.read()
+            return
+        except Exception as e:
+            err = e
+    die(f"[upload-config] error writing kubeadm-config to etcd: {err}")
+
+
 def kubelet_conf(name, server):
     key, crt = f"{K}/pki/.kubelet.key", f"{K}/pki/.kubelet.crt"
     certs.new_key(key)
@@ -171,6 +188,7 @@ def init(args, opt, flag, read_config, defaulted):
     cm = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "kubeadm-config", "namespace": "kube-system"},
           "data": {"ClusterConfiguration": yamltext.dump(cc)}}
     api("POST", "/_sim/objects", [cm] + labcluster.kubeadm_objects(v))
+    put_in_etcd(ext, labcluster.etcd_put(cm))  # as the API server would keep it
     print("[upload-config] Storing the configuration used in ConfigMap \"kubeadm-config\" in the \"kube-system\" Namespace\n"
           "[addons] Applied essential addon: CoreDNS\n[addons] Applied essential addon: kube-proxy\n\n"
           "Your Kubernetes control-plane has initialized successfully!\n\n"
