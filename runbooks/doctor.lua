@@ -32,6 +32,8 @@ return runbook {
     etcd_quota_warn = { type = "integer", min = 0, max = 100, default = 70, help = "percent of the quota a member's database may use" },
     etcd_defrag_free = { type = "integer", min = 0, max = 100, default = 50, help = "percent of free space in a member's database: fragmented" },
     etcd_defrag_min_mb = { type = "integer", min = 0, default = 100, help = "databases smaller than this are never called fragmented" },
+    etcd_prefix = { type = "string", default = "/registry", pattern = "^/",
+      help = "the API servers' --etcd-prefix: where the cluster's objects are kept in etcd" },
   },
   ---@param p params.doctor
   ---@param inv engine.Inventory

@@ -435,6 +435,22 @@ function M.etcd_cluster(p, leader, out, quotas)
           or member and healthy >= quorum and string.format("its log saying \"has already been bootstrapped\" or \"raft log " ..
             "corrupted, truncated, or lost\" (its data is lost): runbooks/etcd-member-replace.lua -e node=%s", member) or nil)
     end
+    -- A cluster that answers but holds no kubeadm-config, which kubeadm alone writes: etcd's data
+    -- is not the cluster's. A one-member etcd that lost its data starts a new, empty cluster
+    -- (kubeadm's --initial-cluster-state=new with itself alone), and the API servers fill it again
+    -- with what they make themselves (namespaces, RBAC) and the kubelets with their Nodes: the API
+    -- looks alive while every object anyone created is gone.
+    if #health.members > 0 and healthy >= quorum then
+      local key = p.etcd_prefix .. "/configmaps/kube-system/kubeadm-config"
+      local _, gerr = etcd.get(key)
+      if gerr == "not found" then
+        finding(out, "etcd-empty", "critical", nil, string.format("etcd answers but holds no %s: the cluster's objects are " ..
+          "not in it (a member that lost its data and started a new, empty cluster; or the API servers use another " ..
+          "--etcd-prefix than %s: -e etcd_prefix=)", key, p.etcd_prefix),
+          "etcdctl get --prefix --keys-only " .. p.etcd_prefix .. "/configmaps/kube-system/",
+          "restore from a snapshot taken before the loss: runbooks/etcd-restore.lua -e snapshot=FILE -e force=true")
+      end
+    end
     for _, m in ipairs(health.members) do
       local st = m.healthy and m.endpoint and etcd.status(m.endpoint)
       if st and st.db_size > 0 then

@@ -37,6 +37,7 @@
 ---@field disk_warn integer  percent of a filesystem's space or inodes used: a warning (from 0 to 100) (default: 80)
 ---@field etcd_defrag_free integer  percent of free space in a member's database: fragmented (from 0 to 100) (default: 50)
 ---@field etcd_defrag_min_mb integer  databases smaller than this are never called fragmented (at least 0) (default: 100)
+---@field etcd_prefix string  the API servers' --etcd-prefix: where the cluster's objects are kept in etcd (default: /registry)
 ---@field etcd_quota_bytes? integer  etcd's --quota-backend-bytes for every member (default: each member's own flag, etcd's 2 GiB without one) (at least 1)
 ---@field etcd_quota_warn integer  percent of the quota a member's database may use (from 0 to 100) (default: 70)
 ---@field ignore_alerts string[]  alerts that are not findings (default: Watchdog,InfoInhibitor)

@@ -406,6 +406,14 @@ class OneControlPlane(unittest.TestCase):
         while time.monotonic() < end and value() is not None:
             time.sleep(0.5)
         self.assertIsNone(value())  # a new cluster, empty
+        # doctor: etcd answers, but kubeadm-config (which only kubeadm writes) is not in it.
+        r = lb.engine("run", DOCTOR)
+        out = r.stdout + r.stderr
+        self.assertEqual(r.returncode, 1, out[-3000:])
+        self.assertRegex(out, r"etcd-empty\s+etcd answers but holds no /registry/configmaps/kube-system/kubeadm-config: the "
+                              r"cluster's objects are not in it \(a member that lost its data and started a new, empty cluster; "
+                              r"or the API servers use another --etcd-prefix than /registry: -e etcd_prefix=\)\n.*fix: restore from "
+                              r"a snapshot taken before the loss: runbooks/etcd-restore\.lua -e snapshot=FILE -e force=true")
         r = lb.engine("run", RESTORE, "-e", f"snapshot={snapshot}")
         out = r.stdout + r.stderr
         self.assertEqual(r.returncode, 1, out[-3000:])
@@ -416,6 +424,9 @@ class OneControlPlane(unittest.TestCase):
         out = r.stdout + r.stderr
         self.assertEqual(r.returncode, 0, out[-3000:])
         self.assertEqual(lb.get("cp1", "/before-the-loss"), "kept")
+        r = lb.engine("run", DOCTOR)
+        self.assertEqual(r.returncode, 0, (r.stdout + r.stderr)[-3000:])
+        self.assertNotIn("etcd-empty", r.stdout + r.stderr)
 
 
 if __name__ == "__main__":
