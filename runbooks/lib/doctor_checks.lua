@@ -441,13 +441,14 @@ function M.etcd_cluster(p, leader, out, quotas)
     -- with what they make themselves (namespaces, RBAC) and the kubelets with their Nodes: the API
     -- looks alive while every object anyone created is gone.
     if #health.members > 0 and healthy >= quorum then
-      local key = p.etcd_prefix .. "/configmaps/kube-system/kubeadm-config"
+      local prefix = p.etcd_prefix:gsub("/+$", "")  -- as the API server joins it: "/registry/" is "/registry"
+      local key = prefix .. "/configmaps/kube-system/kubeadm-config"
       local _, gerr = etcd.get(key)
       if gerr == "not found" then
         finding(out, "etcd-empty", "critical", nil, string.format("etcd answers but holds no %s: the cluster's objects are " ..
           "not in it (a member that lost its data and started a new, empty cluster; or the API servers use another " ..
-          "--etcd-prefix than %s: -e etcd_prefix=)", key, p.etcd_prefix),
-          "etcdctl get --prefix --keys-only " .. p.etcd_prefix .. "/configmaps/kube-system/",
+          "--etcd-prefix than %s: -e etcd_prefix=)", key, prefix),
+          "etcdctl get --prefix --keys-only " .. prefix .. "/configmaps/kube-system/",
           "restore from a snapshot taken before the loss: runbooks/etcd-restore.lua -e snapshot=FILE -e force=true")
       end
     end
