@@ -62,8 +62,13 @@ class TestAuth(K8sTest):
             r = self.run_lua(body, kubeconfig=kubeconfig, env={**os.environ, "ENGINE_HTTP_DEBUG": "1"})
             out = self.ok(r)
             self.assertRegex(out, f"(?m)GOT\\tunreachable\\t(discovery: unreachable: )?{whose}: .*{why}")
-            # discovery's two requests (/api/v1 and /apis, at once), each once: retried, 12
-            self.assertLessEqual(len(re.findall(r"^\* Connected to ", r.stderr, re.M)), 2, r.stderr[-3000:])
+            # discovery's two requests (/api/v1 and /apis, at once), each once: retried, 12. About
+            # one run in ten here, /apis goes out on a connection whose handshake the client saw
+            # end well (TLS 1.3 says the refusal after it) and the server has closed: "Broken
+            # pipe", curl reuses and re-sends on its own ("Connection died, retrying a fresh
+            # connect"), and its error text stays that first one, which names no certificate, so
+            # the engine asks once more and then sees the alert: up to 4.
+            self.assertLessEqual(len(re.findall(r"^\* Connected to ", r.stderr, re.M)), 4, r.stderr[-3000:])
 
     def test_a_name_that_would_change_the_url_is_refused_and_named(self):
         out = self.ok(self.run_lua("""
