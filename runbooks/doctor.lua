@@ -85,14 +85,17 @@ return runbook {
         end
       end)
       -- etcd first: how many members are healthy decides what replaces a member that lost its data.
+      -- Through the leader's SSH, or the next control-plane node's when the leader or its member is down.
       local leader = groups.optional(inv, "k8s-cp-leader", "k8s-cp-leader")[1] or cps[1]
-      local ok, healthy = pcall(checks.etcd_cluster, p, leader, out, quotas)
+      local through = { leader }
+      for _, h in ipairs(cps) do if h.name ~= leader.name then through[#through + 1] = h end end
+      local ok, healthy, via = pcall(checks.etcd_cluster, p, through, out, quotas)
       if not ok then out[#out + 1] = { name = "etcd", severity = "critical", evidence = tostring(healthy), see = "etcdctl endpoint health --cluster" } end
       checks.control_plane(cp, out, sv ~= nil, ok and healthy or nil, hidden)
       if #hidden > 0 then
         out[#out + 1] = { name = "limit-hides-members", severity = "warning", evidence = string.format("--limit hides %s of %s: " ..
           "etcd is judged through %s alone, and no fix that counts its members is given", table.concat(hidden, ", "),
-          p.control_plane, leader.name), see = "-e nodes=PATTERN examines fewer nodes, the whole control plane still" }
+          p.control_plane, ok and via or leader.name), see = "-e nodes=PATTERN examines fewer nodes, the whole control plane still" }
       end
       checks.monitoring(p, out)
       if route then route:close() end

@@ -397,22 +397,44 @@ function M.control_plane(cp, out, api, etcd_healthy, hidden)
   end
 end
 
---- etcd_cluster(p, leader, out, quotas) → healthy members (nil when etcd cannot be reached): health,
---- leader, alarms (NOSPACE), each member's database against its quota (p.etcd_quota_bytes, else
---- quotas[member name], its own flag, else etcd's 2 GiB) and its fragmentation, through the leader's SSH.
-function M.etcd_cluster(p, leader, out, quotas)
-  local t, err, msg = etcd.via_node(leader, { address = leader.vars.etcd_access_address })
-  if not t then
-    finding(out, "etcd", "critical", leader.name, "cannot reach etcd through the node: " .. tostring(msg or err),
+--- etcd_cluster(p, nodes, out, quotas) → healthy members (nil when etcd cannot be reached), the node
+--- etcd was examined through: health, leader, alarms (NOSPACE), each member's database against its
+--- quota (p.etcd_quota_bytes, else quotas[member name], its own flag, else etcd's 2 GiB) and its
+--- fragmentation, through the SSH of the first of nodes (the leader first) whose tunnel reaches a
+--- member: a leader node that is down, or whose member is, does not hide the others' quorum.
+function M.etcd_cluster(p, nodes, out, quotas)
+  local t, health, via
+  local unreachable, unanswered = {}, {}
+  for _, h in ipairs(nodes) do
+    local tun, err, msg = etcd.via_node(h, { address = h.vars.etcd_access_address })
+    if not tun then
+      unreachable[#unreachable + 1] = (#nodes > 1 and h.name .. ": " or "") .. tostring(msg or err)
+    else
+      local herr, hmsg
+      health, herr, hmsg = etcd.cluster_health()
+      if health then
+        t, via = tun, h
+        break
+      end
+      tun:close()
+      unanswered[#unanswered + 1] = { h.name, tostring(hmsg or herr) }
+    end
+  end
+  if #unanswered == 0 and not health then
+    finding(out, "etcd", "critical", #nodes == 1 and nodes[1].name or nil, "cannot reach etcd through "
+      .. (#nodes == 1 and "the node: " or "any control-plane node: ") .. table.concat(unreachable, "; "),
       "etcdctl endpoint health --cluster")
     return
   end
-  local health, herr, hmsg = etcd.cluster_health()
   local healthy = 0
   if not health then
-    finding(out, "etcd-unhealthy", "critical", nil, string.format("no member answers through %s's SSH tunnel: %s", leader.name,
-      tostring(hmsg or herr)), "etcdctl endpoint health --cluster")
+    local through = {}
+    for _, u in ipairs(unanswered) do through[#through + 1] = string.format("%s's SSH tunnel: %s", u[1], u[2]) end
+    finding(out, "etcd-unhealthy", "critical", nil, "no member answers through " .. table.concat(through, "; nor through "),
+      "etcdctl endpoint health --cluster")
+    return 0
   else
+    if via ~= nodes[1] then log.info("etcd examined through " .. via.name, { unreachable = table.concat(unreachable, "; ") }) end
     -- Fewer than a quorum healthy: no member can be replaced (member remove and add need one). The
     -- stopped ones started again, or, their data lost, every member restored from a snapshot.
     healthy = 0
@@ -470,7 +492,7 @@ function M.etcd_cluster(p, leader, out, quotas)
     end
   end
   t:close()
-  return healthy
+  return healthy, via.name
 end
 
 --- monitoring(p, out): firing alerts, and the gauges of an upgrade left in flight (seed 004).

@@ -36,6 +36,9 @@ CASES = [
     ("kubelet-cert-expired", "w1", [], {("certificate-expired", "w1"), ("node-not-ready", "w1")},
      "kubelet.conf (/etc/kubernetes/kubelet.conf) expired"),
     ("ssh-down", "w3", [], {("node-unreadable", "w3")}, "w3"),
+    # The leader's node down: etcd is examined through the next control-plane node, and its quorum
+    # is not reported lost.
+    ("ssh-down", "cp1", [], {("node-unreadable", "cp1")}, "cp1"),
     ("alert-firing", "w1", [], {("alert-firing", None)}, "LabFaultAlert firing"),
     # Seed 002: the route cut, not the API servers; the rest examined through cp1 (nothing else flagged).
     ("api-unreachable", "cp1", [], {("api-unreachable", None)}, "but cp1's own API server does, through SSH"),
@@ -164,8 +167,8 @@ class Doctor(LabClass):
                     for f in bad:
                         self.assertIn(f["evidence"], table)
                     if fault == "ssh-down":  # not examined, and the summary and the recap say so
-                        self.assertIn("doctor: 5 of 6 nodes examined (3 control plane); not readable: w3", table)
-                        self.assertTrue(any(x.get("host") == "w3" and x.get("msg") == "failed"
+                        self.assertIn(f"doctor: 5 of 6 nodes examined (3 control plane); not readable: {node}", table)
+                        self.assertTrue(any(x.get("host") == node and x.get("msg") == "failed"
                                             for x in map(json.loads, filter(lambda x: x.startswith("{"), r.stdout.splitlines()))))
                     if fault == "certs-expired" and node == "cp1":
                         self.assertTrue(any("-e admin_conf=PATH" in f.get("runbook", "") for f in bad), json.dumps(bad, indent=1)[:3000])
