@@ -430,7 +430,8 @@ function M.etcd_cluster(p, nodes, out, quotas)
   if not health then
     local through = {}
     for _, u in ipairs(unanswered) do through[#through + 1] = string.format("%s's SSH tunnel: %s", u[1], u[2]) end
-    finding(out, "etcd-unhealthy", "critical", nil, "no member answers through " .. table.concat(through, "; nor through "),
+    finding(out, "etcd-unhealthy", "critical", nil, "no member answers through " .. table.concat(through, "; nor through ")
+      .. (#unreachable > 0 and "; and no SSH tunnel opens to " .. table.concat(unreachable, "; ") or ""),
       "etcdctl endpoint health --cluster")
     return 0
   else
