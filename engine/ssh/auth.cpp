@@ -55,6 +55,54 @@ class AuthOp : public Op {
     const Target& t = s.target();
     const std::string& user = t.at.user;
     auto* raw = s.raw();
+    // Keys first, before asking which methods the server takes: that question ("none") is a round
+    // trip every host pays, and nearly every server takes publickey. It is asked only if no key
+    // gets in (for the agent, the password and the error message).
+    if (stage_ == Stage::keys) {
+      while (key_ < t.at.identity_files.size()) {
+        const std::string& file = t.at.identity_files[key_];
+        struct stat st {};
+        if (::stat(file.c_str(), &st) != 0) {
+          ++key_;
+          continue;
+        }
+        int rc;
+        auto fast = load_fast_key(file, t.passphrase);
+        std::string alg;
+        if (fast) {
+          auto algs = signature_algorithms(blob_type(fast->public_blob));
+          if (alg_ >= algs.size()) {
+            alg_ = 0;
+            ++key_;
+            continue;
+          }
+          alg = algs[alg_];
+          if (signer_.key != fast || signer_.algorithm != alg) signer_ = Signer{fast, alg, "", "", ""};
+          abstract_ = &signer_;
+          blob_ = blob_for(fast->public_blob, alg);
+          rc = libssh2_userauth_publickey(raw, user.c_str(), reinterpret_cast<const unsigned char*>(blob_.data()),
+                                          blob_.size(), sign_callback, &abstract_);
+        } else {
+          rc = libssh2_userauth_publickey_fromfile_ex(raw, user.c_str(), static_cast<unsigned>(user.size()), nullptr,
+                                                      file.c_str(), t.passphrase.empty() ? nullptr : t.passphrase.c_str());
+        }
+        if (s.would_block(rc)) return Step::blocked;
+        if (rc == 0) return finish(std::nullopt);
+        if (s.fatal(rc)) return Step::done;
+        if (fast) {
+          tried_ += " key " + file + " as " + alg + " (refused" +
+                    (signer_.error.empty() ? "" : ": " + signer_.error) + ");";
+          ++alg_;
+          continue;
+        }
+        tried_ += " key " + file + (rc == LIBSSH2_ERROR_FILE ? " (unreadable or wrong passphrase)" : " (refused)") +
+                  (rc != LIBSSH2_ERROR_FILE && is_rsa_key(file) ? " [an RSA key libssh2 1.10 must load itself (OpenSSH format, encrypted) is "
+                                      "signed only with ssh-rsa/SHA-1, which OpenSSH 8.8+ refuses: add it to "
+                                      "ssh-agent, convert it (ssh-keygen -p -m PEM -f FILE) or use ed25519]" : "") + ";";
+        ++key_;
+      }
+      stage_ = Stage::list;
+    }
     if (stage_ == Stage::list) {
       char* list = libssh2_userauth_list(raw, user.c_str(), static_cast<unsigned>(user.size()));
       if (!list) {
@@ -65,53 +113,6 @@ class AuthOp : public Op {
         return finish(Failure{Error::auth_failed, "no authentication methods offered: " + s.last_error()});
       }
       methods_ = list;
-      stage_ = Stage::keys;
-    }
-    if (stage_ == Stage::keys) {
-      if (methods_.find("publickey") != std::string::npos) {
-        while (key_ < t.at.identity_files.size()) {
-          const std::string& file = t.at.identity_files[key_];
-          struct stat st {};
-          if (::stat(file.c_str(), &st) != 0) {
-            ++key_;
-            continue;
-          }
-          int rc;
-          auto fast = load_fast_key(file, t.passphrase);
-          std::string alg;
-          if (fast) {
-            auto algs = signature_algorithms(blob_type(fast->public_blob));
-            if (alg_ >= algs.size()) {
-              alg_ = 0;
-              ++key_;
-              continue;
-            }
-            alg = algs[alg_];
-            if (signer_.key != fast || signer_.algorithm != alg) signer_ = Signer{fast, alg, "", "", ""};
-            abstract_ = &signer_;
-            blob_ = blob_for(fast->public_blob, alg);
-            rc = libssh2_userauth_publickey(raw, user.c_str(), reinterpret_cast<const unsigned char*>(blob_.data()),
-                                            blob_.size(), sign_callback, &abstract_);
-          } else {
-            rc = libssh2_userauth_publickey_fromfile_ex(raw, user.c_str(), static_cast<unsigned>(user.size()), nullptr,
-                                                        file.c_str(), t.passphrase.empty() ? nullptr : t.passphrase.c_str());
-          }
-          if (s.would_block(rc)) return Step::blocked;
-          if (rc == 0) return finish(std::nullopt);
-          if (s.fatal(rc)) return Step::done;
-          if (fast) {
-            tried_ += " key " + file + " as " + alg + " (refused" +
-                      (signer_.error.empty() ? "" : ": " + signer_.error) + ");";
-            ++alg_;
-            continue;
-          }
-          tried_ += " key " + file + (rc == LIBSSH2_ERROR_FILE ? " (unreadable or wrong passphrase)" : " (refused)") +
-                    (rc != LIBSSH2_ERROR_FILE && is_rsa_key(file) ? " [an RSA key libssh2 1.10 must load itself (OpenSSH format, encrypted) is "
-                                        "signed only with ssh-rsa/SHA-1, which OpenSSH 8.8+ refuses: add it to "
-                                        "ssh-agent, convert it (ssh-keygen -p -m PEM -f FILE) or use ed25519]" : "") + ";";
-          ++key_;
-        }
-      }
       stage_ = Stage::agent;
     }
     if (stage_ == Stage::agent) {
@@ -146,7 +147,7 @@ class AuthOp : public Op {
   void abort(const Failure& f) override { finish(f); }
 
  private:
-  enum class Stage { list, keys, agent, password };
+  enum class Stage { keys, list, agent, password };
 
   // The agent socket is local: connecting and listing identities do not block for long.
   Step try_agent(Session& s) {
@@ -209,7 +210,7 @@ class AuthOp : public Op {
   }
 
   std::function<void(Result)> done_;
-  Stage stage_ = Stage::list;
+  Stage stage_ = Stage::keys;
   std::string methods_, tried_;
   size_t key_ = 0;
   LIBSSH2_AGENT* agent_ = nullptr;

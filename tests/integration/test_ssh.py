@@ -488,6 +488,27 @@ class TestAuthAndTransport(SshTest):
     assert(r.stdout == "enginepw\\n")
 """, inv))
 
+    def test_a_refused_key_then_the_password_and_a_refusal_that_names_what_was_tried(self):
+        # Keys are offered before the server is asked which methods it takes (that question costs a
+        # round trip on every host): a refused key must still fall through to the password, and a
+        # refusal must still name the server's methods and each key tried.
+        stranger = os.path.join(self.lab.root, "stranger_ed25519")  # in no authorized_keys
+        if not os.path.exists(stranger):
+            sshlab.run("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", stranger)
+        self.ok(self.runbook(f"""
+    ssh.configure {{ identity_files = {{ "{stranger}" }} }}
+    local r = assert(inv:host("n1"):exec("id -un"))
+    assert(r.stdout == "enginepw\\n", r.stdout)
+""", self.inventory(self.node(user=sshlab.PW_USER, extra=f"ansible_password={sshlab.PW}"))))
+        out = self.ok(self.runbook(f"""
+    ssh.configure {{ identity_files = {{ "{stranger}" }} }}
+    local r, err, detail = inv:host("n1"):exec("true")
+    assert(r == nil and err == "auth failed", tostring(err))
+    print(detail)
+""", self.inventory(self.node())))
+        self.assertIn("refused every method (server offers publickey,password)", out)
+        self.assertIn(f"key {stranger} as ssh-ed25519 (refused)", out)
+
     def test_ipv6_loopback(self):
         v6 = sshlab.Sshd(self.lab.root, self.lab.keys, name=f"v6{time.monotonic_ns()}", extra="ListenAddress ::1")
         v6.start()
