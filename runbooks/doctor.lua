@@ -73,8 +73,14 @@ return runbook {
               if not cp[h.name].etcd_data then cp[h.name].etcd_copies = manifest_restore.moved_copies(h, "etcd") end
             end
             if etcd_nodes.runs(cp[h.name].etcd) then  -- a manifest etcd_nodes cannot read leaves etcd's default
-              local read, quota = pcall(etcd_nodes.quota, h)
-              if read then quotas[etcd_nodes.member_name(h)] = quota end
+              local read, flags = pcall(etcd_nodes.flags, h)
+              if read and flags then quotas[etcd_nodes.member_name(h)] = etcd_nodes.quota(h, flags) end
+              -- The kubelet starts a static Pod's etcd again and again whatever its data: a member
+              -- whose data is gone exits at each start ("has already been bootstrapped").
+              if cp[h.name].etcd ~= "systemd" then
+                local dir = read and flags and flags["data-dir"] or etcd_nodes.DATA_DIR
+                if not etcd_nodes.has_data(h, dir) then cp[h.name].etcd_lost = dir end
+              end
             end
           end
         end)

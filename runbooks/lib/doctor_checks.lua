@@ -312,15 +312,71 @@ function M.etcd_unit(h, out, members)
   end
 end
 
+-- after_loss(cp, name, etcd_healthy, hidden) → what brings back name's member, whose data is lost,
+-- and the sentence that says why: "replace" (the others hold a quorum: member remove, member add),
+-- "restore" (fewer than a quorum of the others kept their data: every member from a snapshot),
+-- "wait" (enough of them kept their data, but too few are healthy: they come back first, a
+-- restore would lose what they hold), "unknown" (--limit hides members). etcd_healthy:
+-- etcd_cluster's count (the member that lost its data is not among them), nil when no member
+-- answered; "kept their data": the other nodes whose etcd runs and holds a WAL.
+local function after_loss(cp, name, etcd_healthy, hidden)
+  if #(hidden or {}) > 0 then
+    return "unknown", string.format("--limit hides %s, so whether the other members hold a quorum (the member " ..
+      "replaced) or not (every member restored from a snapshot) is not known here: run doctor without --limit",
+      table.concat(hidden, ", "))
+  end
+  local total, kept = 0, {}
+  for other, o in pairs(cp) do
+    total = total + 1
+    if other ~= name and etcd_nodes.runs(o.etcd) and not o.etcd_lost and o.etcd_data ~= false then kept[#kept + 1] = other end
+  end
+  table.sort(kept)
+  local quorum, others = total // 2 + 1, total - 1
+  if total == 1 then return "restore", "it is the only member, so nothing can replace it" end
+  if (etcd_healthy or #kept) >= quorum then
+    return "replace", etcd_healthy and string.format("%d of the other %d members are healthy, a quorum", etcd_healthy, others)
+      or string.format("%d of the other %d members run with their data (%s), a quorum", #kept, others, table.concat(kept, ", "))
+  end
+  if #kept < quorum then
+    return "restore", string.format("%s of the other %d members %s with %s data%s, fewer than a quorum of %d, so nothing " ..
+      "can replace it", #kept == 0 and "none" or tostring(#kept), others, #kept == 1 and "runs" or "run",
+      #kept == 1 and "its" or "their", #kept > 0 and (" (" .. table.concat(kept, ", ") .. ")") or "", quorum)
+  end
+  return "wait", string.format("%d of the other %d members run with their data (%s) but only %d %s healthy, fewer than a " ..
+    "quorum of %d: bring them back first (etcdctl endpoint health --cluster, their logs; a restore would lose what they " ..
+    "hold), then replace it", #kept, others, table.concat(kept, ", "), etcd_healthy, etcd_healthy == 1 and "is" or "are", quorum)
+end
+
+-- lost_data(cp, out, etcd_healthy, hidden): a static Pod's member whose data is gone while its
+-- manifest stays. The kubelet starts it again and again, and each start exits at once ("member ...
+-- has already been bootstrapped": it asks its peers to start a cluster they already have).
+local function lost_data(cp, out, etcd_healthy, hidden)
+  local names = {}
+  for name, c in pairs(cp) do if c.etcd_lost then names[#names + 1] = name end end
+  table.sort(names)
+  for _, name in ipairs(names) do
+    local verdict, said = after_loss(cp, name, etcd_healthy, hidden)
+    local fix = (verdict == "replace" or verdict == "wait") and ("runbooks/etcd-member-replace.lua -e node=" .. name)
+      or verdict == "restore" and "runbooks/etcd-restore.lua -e snapshot=FILE" or nil
+    if verdict == "replace" then said = said .. ": replace it (member remove, member add, its etcd started empty to join them)"
+    elseif verdict == "restore" then said = said .. ": restore every member from a snapshot" end
+    finding(out, "etcd-data-lost", "critical", name, string.format("%s/etcd.yaml starts a member whose data is gone (no WAL " ..
+      "in %s/member/wal): it exits at each start (\"has already been bootstrapped\"); %s", facts.MANIFESTS, cp[name].etcd_lost, said),
+      "ls " .. cp[name].etcd_lost .. "/member/wal; crictl ps -a --name etcd; crictl logs $(crictl ps -a --name etcd -q | head -1)", fix)
+  end
+end
+
 --- control_plane(cp, out, api): the control-plane nodes (host → {etcd = etcd_nodes.where, apiserver =
 --- its version, etcd_data = a member's data there, etcd_copies = its manifest's moved copies when
---- not}) against kubeadm-config. A migration of etcd to systemd stopped midway works today and
---- breaks kubeadm's next upgrade; API servers at different versions, or not at kubeadm-config's
---- kubernetesVersion, are an upgrade stopped midway (with no Pushgateway to say so). api: the API
---- answered; without it (or kubeadm-config) only the gone etcd.yaml is told, from the member's data
---- left on the node. etcd_healthy: etcd_cluster's count of healthy members (a member crash-looping
---- on lost data runs, and is not one a replacement can count on), else nil. hidden: the control-plane
---- nodes --limit hides (their members are not counted, so neither replace nor restore is told).
+--- not, etcd_lost = the data directory of a static Pod's member that holds no data) against
+--- kubeadm-config. A migration of etcd to systemd stopped midway works today and breaks kubeadm's
+--- next upgrade; API servers at different versions, or not at kubeadm-config's kubernetesVersion,
+--- are an upgrade stopped midway (with no Pushgateway to say so). api: the API answered; without it
+--- (or kubeadm-config) only the gone etcd.yaml is told, from the member's data left on the node, and
+--- a member's lost data from its data directory. etcd_healthy: etcd_cluster's count of healthy
+--- members (a member crash-looping on lost data runs, and is not one a replacement can count on),
+--- else nil. hidden: the control-plane nodes --limit hides (their members are not counted, so
+--- neither replace nor restore is told).
 function M.control_plane(cp, out, api, etcd_healthy, hidden)
   if next(cp) == nil then return end
   local cm = api and k8s.get("configmaps", "kubeadm-config", { namespace = "kube-system" }) or nil
@@ -344,28 +400,22 @@ function M.control_plane(cp, out, api, etcd_healthy, hidden)
       -- With no copy left, etcd-member-replace writes it from a peer's (kubeadm writes every
       -- stacked member's from one template). Without a quorum of others to join it to (a one-node
       -- control plane), only a restore from a snapshot brings the cluster back.
-      local copies, peers, total, running = c.etcd_copies or {}, {}, 0, 0
+      local copies, peers = c.etcd_copies or {}, {}
       for other, o in pairs(cp) do
-        total = total + 1
-        if other ~= name and o.etcd == "static" then peers[#peers + 1] = other end
-        if other ~= name and etcd_nodes.runs(o.etcd) then running = running + 1 end
+        if other ~= name and o.etcd == "static" and not o.etcd_lost then peers[#peers + 1] = other end
       end
-      running = etcd_healthy or running
       table.sort(peers)
       local found = #copies > 0 and ("found " .. table.concat(copies, ", ")) or "no copy found under /etc/kubernetes"
-      local said, fix
-      if #(hidden or {}) > 0 then
-        said = string.format("--limit hides %s, so whether the other members hold a quorum (the member replaced) or not " ..
-          "(every member restored from a snapshot) is not known here: run doctor without --limit", table.concat(hidden, ", "))
-      elseif running < total // 2 + 1 then
-        said = string.format("%s, so nothing can replace it: restore every member from a snapshot, with the manifest's copy (%s)",
-          total == 1 and "it is the only member" or string.format("%d of the other %d members %s, fewer than a quorum of %d",
-            running, total - 1, etcd_healthy and "are healthy" or "run", total // 2 + 1), found)
+      local verdict, said = after_loss(cp, name, etcd_healthy, hidden)
+      local fix
+      if verdict == "restore" then
+        said = said .. ": restore every member from a snapshot, with the manifest's copy (" .. found .. ")"
         fix = "runbooks/etcd-restore.lua -e snapshot=FILE -e manifest=" .. (#copies == 1 and copies[1] or "COPY")
-      else
-        said = #copies > 0 and ("put the manifest back by hand (" .. found .. "), then replace the member") or
+      elseif verdict ~= "unknown" then
+        local how = #copies > 0 and ("put the manifest back by hand (" .. found .. "), then replace the member") or
           peers[1] and (found .. ": replace the member, its manifest written from " .. peers[1] .. "'s") or
           (found .. ", and no peer runs etcd as a static Pod to write one from")
+        said = verdict == "replace" and how or (said .. "; " .. how)
         fix = "runbooks/etcd-member-replace.lua -e node=" .. name .. ((#copies == 0 and peers[1]) and (" -e manifest_from=" .. peers[1]) or "")
       end
       finding(out, "manifest-missing", "critical", name, string.format("%s/etcd.yaml is gone, and so is its member's data " ..
@@ -378,6 +428,7 @@ function M.control_plane(cp, out, api, etcd_healthy, hidden)
         "ls -l /etc/kubernetes/manifests; ls -d /var/lib/etcd/member", "runbooks/recover-static-pods.lua")
     end
   end
+  lost_data(cp, out, etcd_healthy, hidden)
   if not cm then return end  -- the rest is against kubeadm-config; cluster() has said why there is none
   for _, x in ipairs(etcd_nodes.split(where, cc)) do
     finding(out, "etcd-split", "warning", nil, x, "ls /etc/kubernetes/manifests; systemctl status etcd; " .. RUNS,

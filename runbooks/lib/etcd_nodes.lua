@@ -247,9 +247,10 @@ function M.flags(h)
   return m and m.flags
 end
 
---- quota(host) → the member's --quota-backend-bytes (etcd's default 2 GiB when the flag is not given).
-function M.quota(h)
-  return math.tointeger(tonumber((M.flags(h) or {})["quota-backend-bytes"] or "")) or (2 << 30)
+--- quota(host[, flags]) → the member's --quota-backend-bytes (etcd's default 2 GiB when the flag is
+--- not given); flags: M.flags(host) already read.
+function M.quota(h, flags)
+  return math.tointeger(tonumber((flags or M.flags(h) or {})["quota-backend-bytes"] or "")) or (2 << 30)
 end
 
 --- DATA_DIR: kubeadm's etcd data directory (etcd.local.dataDir's default).

@@ -7,6 +7,8 @@ starts it as an existing member: a new ID, the others' kept, and the data it los
 peers. Then the same for a member under systemd, after etcd-to-systemd."""
 import glob
 import os
+import signal
+import subprocess
 import time
 import unittest
 
@@ -75,6 +77,36 @@ class Replace(unittest.TestCase):
         self.assertEqual(r.returncode, 1, out[-3000:])
         self.assertRegex(out, r"etcd-unhealthy\s+cp3 unhealthy")
         self.assertIn("runbooks/etcd-member-replace.lua -e node=cp3", out)
+        # On cp3's own row, from its data directory: the manifest starts a member with no WAL.
+        self.assertRegex(out, r"cp3\s+etcd-data-lost\s+/etc/kubernetes/manifests/etcd\.yaml starts a member whose data is gone "
+                              r"\(no WAL in /var/lib/etcd/member/wal\): it exits at each start \(\"has already been bootstrapped\"\); "
+                              r"2 of the other 2 members are healthy, a quorum: replace it [^\n]*\n.*fix: "
+                              r"runbooks/etcd-member-replace\.lua -e node=cp3\n")
+        # cp2's etcd frozen too (its data kept, its member not answering): no quorum to replace cp3
+        # with, and a restore would lose what cp1 and cp2 hold. doctor says to bring cp2 back first.
+        ip = next(n["ip"] for n in lb.state["nodes"] if n["name"] == "cp2")
+        frozen = subprocess.run(["pgrep", "-f", f"etcd .*--listen-client-urls=https://{ip}:2379"],
+                                capture_output=True, text=True).stdout.split()
+        self.assertEqual(len(frozen), 1, frozen)
+        os.kill(int(frozen[0]), signal.SIGSTOP)
+        try:
+            r = lb.engine("run", DOCTOR)
+        finally:
+            os.kill(int(frozen[0]), signal.SIGCONT)
+        end = time.monotonic() + 60  # cp1 and cp2 a quorum again: a linearizable read answers
+        while time.monotonic() < end:
+            try:
+                if lb.get("cp1", "/before-cp3") == "kept":
+                    break
+            except (OSError, ValueError):
+                pass
+            time.sleep(0.5)
+        out = r.stdout + r.stderr
+        self.assertEqual(r.returncode, 1, out[-3000:])
+        self.assertRegex(out, r"cp3\s+etcd-data-lost\s+[^\n]*; 2 of the other 2 members run with their data \(cp1, cp2\) but "
+                              r"only 0 are healthy, fewer than a quorum of 2: bring them back first \(etcdctl endpoint health "
+                              r"--cluster, their logs; a restore would lose what they hold\), then replace it\n")
+        self.assertNotIn("etcd-restore.lua -e snapshot=FILE", out)
 
         # Refusals, nothing changed: not a member's host; another member while cp3 is down (with
         # force: it answers), which would leave no quorum.

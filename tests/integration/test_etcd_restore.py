@@ -95,8 +95,15 @@ class Restore(unittest.TestCase):
         self.assertRegex(out, r"etcd-quorum-lost\s+\d of 3 members healthy, a quorum is 2")
         self.assertIn("restore every member from a snapshot: runbooks/etcd-restore.lua -e snapshot=PATH", out)
         self.assertNotIn("etcd-member-replace.lua -e node=", out)  # a replacement needs the quorum that is gone
-        # cp3's etcd.yaml moved out as well: cp2 crash-loops on its lost data and cp1 has no leader, so
-        # none of the other 2 is healthy, and the manifest's copy goes with the restore, not a replacement.
+        # Each node that lost its data says so on its own row, from its data directory.
+        for name, other in (("cp2", "cp1"), ("cp3", "cp1")):
+            self.assertRegex(out, name + r"\s+etcd-data-lost\s+/etc/kubernetes/manifests/etcd\.yaml starts a member whose data "
+                                         r"is gone \(no WAL in /var/lib/etcd/member/wal\): it exits at each start \(\"has already "
+                                         r"been bootstrapped\"\); 1 of the other 2 members runs with its data \(" + other + r"\), fewer "
+                                         r"than a quorum of 2, so nothing can replace it: restore every member from a snapshot\n.*fix: "
+                                         r"runbooks/etcd-restore\.lua -e snapshot=FILE\n")
+        # cp3's etcd.yaml moved out as well: cp2 crash-loops on its lost data, so only cp1 kept its
+        # data, and the manifest's copy goes with the restore, not a replacement.
         manifest, copy = f"{lb.root('cp3')}/etc/kubernetes/manifests/etcd.yaml", f"{lb.root('cp3')}/etc/kubernetes/etcd.yaml"
         os.rename(manifest, copy)
         try:
@@ -106,9 +113,9 @@ class Restore(unittest.TestCase):
         out = r.stdout + r.stderr
         self.assertEqual(r.returncode, 1, out[-3000:])
         self.assertRegex(out, r"cp3\s+manifest-missing\s+/etc/kubernetes/manifests/etcd\.yaml is gone, and so is its member's data "
-                              r"\(no WAL in /var/lib/etcd/member/wal; its kube-apiserver's etcd is on the node\): 0 of the other 2 "
-                              r"members are healthy, fewer than a quorum of 2, so nothing can replace it: restore every member from a "
-                              r"snapshot, with the manifest's copy \(found /etc/kubernetes/etcd\.yaml\)\n.*fix: runbooks/etcd-restore"
+                              r"\(no WAL in /var/lib/etcd/member/wal; its kube-apiserver's etcd is on the node\): 1 of the other 2 "
+                              r"members runs with its data \(cp1\), fewer than a quorum of 2, so nothing can replace it: restore "
+                              r"every member from a snapshot, with the manifest's copy \(found /etc/kubernetes/etcd\.yaml\)\n.*fix: runbooks/etcd-restore"
                               r"\.lua -e snapshot=FILE -e manifest=/etc/kubernetes/etcd\.yaml")
         self.assertNotIn("etcd-member-replace.lua -e node=", out)
 
