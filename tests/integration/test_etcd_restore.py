@@ -3,7 +3,8 @@ three members, then on a one-node control plane's only member under systemd), th
 "etcdserver: request timed out". A snapshot taken before with etcd-maintenance's mode=snapshot is
 restored to every member: refused while etcd has a quorum, nothing changed by a dry run or by a
 snapshot that is not there, then the members made again from it (the write after the snapshot
-gone, the one before it back on every member), the old data kept aside, the API back."""
+gone, the one before it back on every member), the old data kept aside, the API back; killed in the
+middle of the restore command on every node, the resume finishes it from any of its moments."""
 import glob
 import json
 import os
@@ -144,19 +145,48 @@ class Restore(unittest.TestCase):
         self.assertIn("--name 'cp2'", out)
         self.unchanged(lb, names)
 
-        # Killed once a member's data is restored: every API server and etcd parked, the members half
-        # swapped. The resume goes on from there and leaves nothing parked.
-        run_id = lb.run_killed_when(RESTORE, lambda log: any(e["msg"] == "etcd data restored from the snapshot" for e in log),
-                                    "-e", f"snapshot={snap}", timeout=120)
-        self.assertIsNotNone(run_id, "the run never restored a member")
+        # Killed in the middle of the restore command itself, on every node: etcdctl (a wrapper in
+        # each node's /usr/local/bin, ahead of /usr/bin under sudo) has written the restored data
+        # and holds there. Every API server and etcd parked, nothing moved yet.
+        held = {name: f"{lb.root(name)}/var/lib/engine-lab/restore-held" for name in names}
         for name in names:
+            with open(f"{lb.root(name)}/usr/local/bin/etcdctl", "w") as f:
+                f.write("#!/bin/sh\n/usr/bin/etcdctl \"$@\" || exit $?\n"
+                        "case \"$*\" in *'snapshot restore'*) touch /var/lib/engine-lab/restore-held; exec sleep 600.5;; esac\n")
+            os.chmod(f"{lb.root(name)}/usr/local/bin/etcdctl", 0o755)
+        run_id = lb.run_killed_when(RESTORE, lambda _: all(os.path.exists(f) for f in held.values()), "-e", f"snapshot={snap}",
+                                    timeout=120)
+        self.assertIsNotNone(run_id, "the restore command never ran on every node")
+        subprocess.run(["pkill", "-f", "^sleep 600.5$"], check=True)  # the commands die with the run (set -e)
+        end = time.monotonic() + 30
+        while time.monotonic() < end and subprocess.run(["pgrep", "-f", "^sleep 600.5$"]).returncode == 0:
+            time.sleep(0.2)
+        for name in names:
+            with open(f"{lb.root(name)}/usr/local/bin/etcdctl", "w") as f:  # the path the journaled run names
+                f.write("#!/bin/sh\nexec /usr/bin/etcdctl \"$@\"\n")
             self.assertTrue(glob.glob(f"{lb.root(name)}/etc/kubernetes/engine-backup/kube-apiserver.yaml.restoring"), name)
+        # The two later moments a kill can leave, made by hand: on cp2 the old member moved aside and
+        # the restored one not yet in; on cp3 the restored one in, its marker not yet written.
+        data = {name: f"{lb.root(name)}/var/lib/etcd" for name in names}
+        work = {name: glob.glob(f"{data[name]}/restore-*") for name in names}
+        for name in names:
+            self.assertEqual(len(work[name]), 1, name)
+            self.assertTrue(os.path.isdir(f"{work[name][0]}/data/member"), name)
+        aside = {name: f"{data[name]}/member.before-restore-" + work[name][0].rsplit("restore-", 1)[1] for name in names}
+        os.rename(f"{data['cp2']}/member", aside["cp2"])
+        os.rename(f"{data['cp3']}/member", aside["cp3"])
+        os.rename(f"{work['cp3'][0]}/data/member", f"{data['cp3']}/member")
         r = lb.engine("resume", run_id)
         out = r.stdout + r.stderr
         self.assertEqual(r.returncode, 0, out[-3000:])
         self.assertRegex(out, r"etcd restored from \S+ \(revision \d+\) as a new cluster of 3 members; the API answers again")
         self.assertIn("static pod restarted", out)
         self.restored(lb, names, before)
+        # What was kept aside is each member's old data, not a restored copy: cp1's WAL, and the
+        # snap directory alone that cp2's and cp3's lost data left.
+        self.assertTrue(glob.glob(f"{aside['cp1']}/wal/*.wal"))
+        for name in ("cp2", "cp3"):
+            self.assertEqual(glob.glob(f"{aside[name]}/wal/*.wal"), [], name)
         r = lb.engine("run", DOCTOR)
         self.assertEqual(r.returncode, 0, (r.stdout + r.stderr)[-3000:])
         # Again: etcd has its quorum, nothing to restore.
