@@ -4,6 +4,7 @@ import base64
 import http.client
 import json
 import os
+import re
 import shutil
 import signal
 import ssl
@@ -20,9 +21,10 @@ KINDS = ["stale-manifest-bak", "apiserver-phase-timeout", "scheduler-rbac-missin
          "certs-expiring", "ca-expiring", "disk-full", "disk-full-stuck", "node-notready", "ssh-down", "alert-firing", "etcd-old-holds-datadir",
          "etcd-unit-fails", "etcd-new-version-fails", "controller-manager-rbac-missing", "cluster-admins-binding-missing",
          "api-unreachable", "apt-fetch-stall", "etcd-nospace", "manifests-moved",
-         "kubelet-cert-expired", "etcd-data-lost"]
+         "kubelet-cert-expired", "etcd-data-lost", "etcd-forked"]
 CP_ONLY = {"stale-manifest-bak", "apiserver-phase-timeout", "certs-expired", "certs-expiring", "ca-expiring", "etcd-old-holds-datadir",
-           "etcd-unit-fails", "etcd-new-version-fails", "etcd-nospace", "manifests-moved", "etcd-data-lost"}
+           "etcd-unit-fails", "etcd-new-version-fails", "etcd-nospace", "manifests-moved", "etcd-data-lost",
+           "etcd-forked"}
 
 
 class FaultError(Exception):
@@ -135,6 +137,32 @@ def etcd_data_lost(st, n, on):
         os.replace(parked, m)
     else:
         subprocess.run(systemctl + ["start", "etcd"], capture_output=True)  # fails: the member's data is gone
+
+
+def etcd_forked(st, n, on):
+    """The node's etcd data gone under the manifest kubeadm writes at init and at every upgrade:
+    --initial-cluster naming the member itself alone, --initial-cluster-state new (kubeadm passes
+    the member list only when a node joins). With no data, etcd then bootstraps a new, empty
+    one-member cluster instead of failing (kubespray#13261): it answers, healthy, with a leader,
+    and the node's API server reads and writes it, while its peers go on without it. Cleared:
+    nothing brings the data back; the fault is only forgotten."""
+    if not on:
+        return
+    m = f"{root(st, n)}/etc/kubernetes/manifests/etcd.yaml"
+    parked = f"{root(st, n)}/var/lib/engine-lab/etcd.yaml.parked"
+    if not os.path.exists(m):
+        raise LabError(f"etcd-forked needs kubeadm's etcd static Pod on {n['name']}: no {m}")
+    os.replace(m, parked)
+    wait(lambda: not port_open(n["ip"], 2379), f"etcd of {n['name']} stopping", 30)
+    shutil.rmtree(f"{root(st, n)}/var/lib/etcd/member", ignore_errors=True)
+    with open(parked) as f:
+        text = f.read()
+    text = re.sub(r"--initial-cluster=[^\s\"']+", f"--initial-cluster={n['name']}=https://{n['ip']}:2380", text)
+    text = re.sub(r"--initial-cluster-state=[a-z]+", "--initial-cluster-state=new", text)
+    with open(parked, "w") as f:
+        f.write(text)
+    os.replace(parked, m)
+    wait(lambda: port_open(n["ip"], 2379), f"etcd of {n['name']} starting a cluster of its own", 60)
 
 
 # What a full disk held in seed 002 (a 7.6G root: containerd images, snapd, the journal, apt's
@@ -377,7 +405,8 @@ ACTIONS = {"stale-manifest-bak": stale_bak, "apiserver-phase-timeout": lambda st
            "etcd-new-version-fails": new_version_fails, "controller-manager-rbac-missing": controller_manager_rbac,
            "cluster-admins-binding-missing": cluster_admins, "api-unreachable": api_unreachable,
            "apt-fetch-stall": lambda st, n, on: flag(st, n, "apt-fetch-stall", on), "etcd-nospace": etcd_nospace,
-           "manifests-moved": manifests_moved, "kubelet-cert-expired": kubelet_cert_expired, "etcd-data-lost": etcd_data_lost}
+           "manifests-moved": manifests_moved, "kubelet-cert-expired": kubelet_cert_expired, "etcd-data-lost": etcd_data_lost,
+           "etcd-forked": etcd_forked}
 
 SEE = {"stale-manifest-bak": "ls -l /etc/kubernetes/manifests",
        "apiserver-phase-timeout": "kubeadm upgrade apply (times out and rolls back)",
@@ -398,7 +427,8 @@ SEE = {"stale-manifest-bak": "ls -l /etc/kubernetes/manifests",
        "etcd-nospace": "etcdctl alarm list (NOSPACE); kubectl apply (etcdserver: mvcc: database space exceeded)",
        "manifests-moved": "ls /etc/kubernetes/manifests /etc/kubernetes (etcd.yaml and kube-scheduler.yaml are one level up)",
        "kubelet-cert-expired": "journalctl -u kubelet (part of the existing bootstrap client certificate is expired); kubectl get nodes",
-       "etcd-data-lost": "/var/log/pods/etcd.log (member ... has already been bootstrapped); etcdctl endpoint health --cluster"}
+       "etcd-data-lost": "/var/log/pods/etcd.log (member ... has already been bootstrapped); etcdctl endpoint health --cluster",
+       "etcd-forked": "etcdctl endpoint status on the node and on a peer (two cluster IDs); etcdctl member list on each"}
 
 
 def apply(st, n, kind, on, days=None):

@@ -448,6 +448,60 @@ function M.control_plane(cp, out, api, etcd_healthy, hidden)
   end
 end
 
+-- forks(nodes, out) → nodes, without those whose etcd answers as a cluster of its own. Each node's
+-- member is asked which cluster it is in (its status's cluster ID, and that cluster's member
+-- list). A member that lost its data under a manifest whose --initial-cluster names itself alone
+-- (kubeadm writes every member's so at init and at every upgrade; kubespray#13261) starts a new,
+-- empty cluster, healthy, with a leader: examined through that node, etcd would look whole and
+-- empty, and the answer would be a forced restore over the others' good data. The cluster with
+-- the most members is the cluster; each node of another is an etcd-forked finding.
+local function forks(nodes, out)
+  if #nodes < 2 then return nodes end
+  local by, order = {}, {}
+  for _, h in ipairs(nodes) do
+    local tun = etcd.via_node(h, { address = h.vars.etcd_access_address })
+    if tun then
+      local ep = etcd.endpoints()[1]
+      local st = etcd.status(ep)
+      local ms = st and st.cluster_id and etcd.members(ep)
+      if ms then
+        if not by[st.cluster_id] then
+          by[st.cluster_id] = { id = st.cluster_id, members = ms, nodes = {} }
+          order[#order + 1] = by[st.cluster_id]
+        end
+        table.insert(by[st.cluster_id].nodes, h.name)
+      end
+      tun:close()
+    end
+  end
+  if #order < 2 then return nodes end
+  table.sort(order, function(a, b)
+    if #a.members ~= #b.members then return #a.members > #b.members end
+    return a.id < b.id
+  end)
+  local main, gone = order[1], {}
+  local function names(ms)
+    local l = {}
+    for _, m in ipairs(ms) do l[#l + 1] = m.name ~= "" and m.name or m.id end
+    return table.concat(l, ", ")
+  end
+  for i = 2, #order do
+    for _, name in ipairs(order[i].nodes) do
+      gone[name] = true
+      finding(out, "etcd-forked", "critical", name, string.format("its etcd answers as a cluster of its own (cluster %s: %s), " ..
+        "not the one %s answer%s for (cluster %s: %d members, %s): its data was lost and its manifest (--initial-cluster " ..
+        "naming itself alone, as kubeadm writes it at init and at every upgrade) started a new, empty cluster. The node's " ..
+        "API server reads and writes that one", order[i].id, names(order[i].members), table.concat(main.nodes, ", "),
+        #main.nodes == 1 and "s" or "", main.id, #main.members, names(main.members)),
+        "etcdctl endpoint status -w table on " .. name .. " and on " .. main.nodes[1] .. " (two cluster IDs); etcdctl member list",
+        "runbooks/etcd-member-replace.lua -e node=" .. name)
+    end
+  end
+  local kept = {}
+  for _, h in ipairs(nodes) do if not gone[h.name] then kept[#kept + 1] = h end end
+  return kept
+end
+
 --- etcd_cluster(p, nodes, out, quotas) → healthy members (nil when etcd cannot be reached), the node
 --- etcd was examined through: health, leader, alarms (NOSPACE), each member's database against its
 --- quota (p.etcd_quota_bytes, else quotas[member name], its own flag, else etcd's 2 GiB) and its
@@ -456,6 +510,7 @@ end
 function M.etcd_cluster(p, nodes, out, quotas)
   local t, health, via
   local unreachable, unanswered = {}, {}
+  nodes = forks(nodes, out)
   for _, h in ipairs(nodes) do
     local tun, err, msg = etcd.via_node(h, { address = h.vars.etcd_access_address })
     if not tun then

@@ -207,7 +207,15 @@ function M.precheck(p, cps, h)
   end
   -- The member itself: a healthy one has its data; replacing it is asked for explicitly.
   local asked, st = pcall(nodes.member_ok, h, p)
-  if asked and st and not p.force then
+  -- Healthy, with a leader, in a cluster of its own: it lost its data under a manifest naming
+  -- itself alone (kubeadm's, at init and upgrade) and started a new one. Its data is not the
+  -- cluster's: replaced without force.
+  local home = asked and st and etcd.status(eps[1])
+  if home and st.cluster_id ~= home.cluster_id then
+    facts.forked = st.cluster_id
+    log.warn(name .. "'s etcd answers as a cluster of its own: its member is replaced", { cluster = st.cluster_id,
+      the_cluster = home.cluster_id })
+  elseif asked and st and not p.force then
     problem("%s's member answers, healthy, with a leader: nothing to replace (-e force=true replaces it anyway: " ..
       "a member whose data you no longer trust)", name)
   end

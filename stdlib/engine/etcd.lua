@@ -175,18 +175,29 @@ end
 --- Healthy when every member answers, exactly one leader is named, and no alarm is raised. With
 --- endpoints (tunnels, proxies, the addresses this controller can reach), each member is asked at
 --- the endpoint that answers for it, and a member none of them reaches is a problem; without, each
---- member is asked at its advertised client URL.
+--- member is asked at its advertised client URL. A member that answers for another cluster than
+--- the member list's (a fork: the same member ID, another cluster ID) is a problem, "forked".
 function M.cluster_health(endpoints)
-  local members, err, msg
+  local members, err, msg, ep_used
   for _, ep in ipairs(endpoints or settings.endpoints) do
     members, err, msg = M.members(ep)
-    if members then break end
+    if members then ep_used = ep break end
   end
   if not members then return nil, err, msg end
-  local at = {}  -- member id -> {ep, st}: what each given endpoint says it is
+  -- The cluster the member list came from. A member that lost its data under a manifest naming
+  -- itself alone (kubeadm writes every member's so) starts a new cluster of its own, with the same
+  -- member ID (etcd derives it from the peer URLs and the token): only the cluster ID tells it.
+  local home = M.status(ep_used)
+  local home_id = home and home.cluster_id
+  local function forked(st)
+    return home_id and st.cluster_id and st.cluster_id ~= home_id and string.format("it answers as another cluster (%s, " ..
+      "not %s): a member that lost its data and started a new cluster of its own", st.cluster_id, home_id) or nil
+  end
+  local at, elsewhere = {}, {}  -- member id -> {ep, st}: what each given endpoint says it is; or another cluster's
   for _, ep in ipairs(endpoints or {}) do
     local st = M.health(ep) and M.status(ep)
-    if st then at[st.member_id] = { ep = ep, st = st } end
+    if st and forked(st) then elsewhere[st.member_id] = forked(st)
+    elseif st then at[st.member_id] = { ep = ep, st = st } end
   end
   local report = { members = {}, problems = {}, leaders = {} }
   for _, m in ipairs(members) do
@@ -196,7 +207,8 @@ function M.cluster_health(endpoints)
       local a = at[m.id]
       entry.endpoint = a and a.ep
       ok, st = a ~= nil, a and a.st
-      if not a then herr, hmsg = "unreachable", "none of the endpoints given answers for it" end
+      if not a and elsewhere[m.id] then herr, hmsg = "forked", elsewhere[m.id]
+      elseif not a then herr, hmsg = "unreachable", "none of the endpoints given answers for it" end
     else
       entry.endpoint = m.client_urls[1]
       -- One call at a time: `x and f()` keeps only f's first value, and the reason was lost
@@ -206,6 +218,7 @@ function M.cluster_health(endpoints)
       else
         ok, herr, hmsg = M.health(entry.endpoint)
         if ok then st, herr, hmsg = M.status(entry.endpoint) end
+        if st and forked(st) then ok, herr, hmsg, st = nil, "forked", forked(st), nil end
       end
     end
     entry.healthy = ok == true and st ~= nil and st ~= false

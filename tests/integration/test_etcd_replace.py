@@ -190,6 +190,53 @@ class Replace(unittest.TestCase):
         self.assertIn("kubeadm.kubernetes.io/etcd.advertise-client-urls: https://127.0.80.2:2379", read(path))
         lab("clear", "cp2", "etcd-data-lost", "--dir", lb.dir)  # repaired: test_2 loses cp2's data again
 
+    def test_1c_a_member_that_forked(self):
+        """cp1's data lost under the manifest kubeadm writes at init and at every upgrade
+        (--initial-cluster naming itself alone): its etcd starts a new, empty cluster of its own,
+        healthy, with a leader and the same member ID. doctor names the fork and the replacement
+        (not the empty cluster's forced restore, which would undo the others' writes), and the
+        member is replaced without force."""
+        lb = self.lb
+
+        def members(via):
+            return {m["name"]: m["ID"] for m in lb.etcd(via, "/v3/cluster/member/list")["members"]}
+
+        lb.put("/before-cp1", "kept")
+        before = members("cp2")
+        lab("fault", "cp1", "etcd-forked", "--dir", lb.dir)
+        self.assertEqual(list(members("cp1")), ["cp1"])
+        self.assertEqual(members("cp1")["cp1"], before["cp1"])  # the same member ID: only the cluster ID tells
+        self.assertNotEqual(lb.etcd("cp1", "/v3/maintenance/status")["header"]["cluster_id"],
+                            lb.etcd("cp2", "/v3/maintenance/status")["header"]["cluster_id"])
+        self.assertEqual(members("cp2"), before)
+
+        r = lb.engine("run", DOCTOR)
+        out = r.stdout + r.stderr
+        self.assertEqual(r.returncode, 1, out[-3000:])
+        self.assertRegex(out, r"cp1\s+etcd-forked\s+its etcd answers as a cluster of its own \(cluster \d+: cp1\), not the one "
+                              r"cp2, cp3 answer for \(cluster \d+: 3 members, [^)]*\): its data was lost and its manifest "
+                              r"\(--initial-cluster naming itself alone, as kubeadm writes it at init and at every upgrade\) started "
+                              r"a new, empty cluster\. The node's API server reads and writes that one\n.*fix: "
+                              r"runbooks/etcd-member-replace\.lua -e node=cp1\n")
+        self.assertRegex(out, r"cp1 unhealthy \(forked: it answers as another cluster")
+        self.assertNotIn("etcd-empty", out)
+        self.assertNotIn("etcd-restore.lua", out)
+
+        r, out = self.replace("-e", "node=cp1")
+        self.assertEqual(r.returncode, 0, out[-3000:])
+        self.assertIn("cp1's etcd answers as a cluster of its own: its member is replaced", out)
+        after = members("cp2")
+        self.assertEqual(set(after), set(before))
+        self.assertNotEqual(after["cp1"], before["cp1"])
+        self.assertEqual({k: v for k, v in after.items() if k != "cp1"}, {k: v for k, v in before.items() if k != "cp1"})
+        self.assertEqual(members("cp1"), after)  # one cluster again
+        self.assertEqual(lb.get("cp1", "/before-cp1", serializable=True), "kept")  # from its peers
+        self.assertEqual(len(glob.glob(f"{lb.root('cp1')}/var/lib/etcd/member.replaced-*")), 1)
+        r = lb.engine("run", DOCTOR)
+        self.assertEqual(r.returncode, 0, (r.stdout + r.stderr)[-3000:])
+        self.assertIn("Healthy: nothing found", r.stdout)
+        lab("clear", "cp1", "etcd-forked", "--dir", lb.dir)
+
     def test_2_systemd_member(self):
         lb = self.lb
         r = lb.migrate()

@@ -91,7 +91,10 @@ function etcd.health(endpoint) end
 
 --- Every member answers, exactly one leader, no alarms (each a problem on its member's name: "alarm
 --- NOSPACE on member cp2 (ID)"). With endpoints, each member is asked at the one of them that
---- answers for it (tunnels); without, at its advertised client URL.
+--- answers for it (tunnels); without, at its advertised client URL. A member that answers for
+-- another cluster than the member list's (a fork: the same member ID, another cluster ID, as a
+-- member that lost its data under a manifest naming itself alone starts) is a problem:
+-- "cp1 unhealthy (forked: it answers as another cluster ...)".
 ---@param endpoints? string[]
 ---@return engine.etcd.ClusterHealthResult|nil, string|nil, string|nil
 function etcd.cluster_health(endpoints) end
