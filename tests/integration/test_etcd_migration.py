@@ -126,6 +126,9 @@ class Lab:
         process group as soon as reached(the run's log entries so far) holds. → the run's id, or
         None when the run ended first or did not get there in time (then it is killed all the same)."""
         name = os.path.basename(runbook)[:-len(".lua")]
+        # This run's directory is the one that was not there before: a run started in the same
+        # second as the one before it (a dry run) sorts by its random suffix, either way.
+        earlier = set(glob.glob(f"{self.dir}/state/runs/*{name}*/run.log"))
         p = subprocess.Popen([ENGINE, "run", runbook, *extra, "-i", f"{self.dir}/inventory.yml", "--kubeconfig",
                               f"{self.dir}/kubeconfig", "--state-dir", f"{self.dir}/state"], stdout=subprocess.DEVNULL,
                              stderr=subprocess.DEVNULL, start_new_session=True)
@@ -140,7 +143,8 @@ class Lab:
         p.wait(timeout=30)
         if not killed:
             return None
-        return os.path.basename(os.path.dirname(sorted(glob.glob(f"{self.dir}/state/runs/*{name}*/run.log"))[-1]))
+        ours = sorted(set(glob.glob(f"{self.dir}/state/runs/*{name}*/run.log")) - earlier)
+        return os.path.basename(os.path.dirname(ours[-1]))
 
     def cluster_configuration(self):
         out = subprocess.run(["kubectl", "--kubeconfig", f"{self.dir}/kubeconfig", "-n", "kube-system", "get", "configmap",
