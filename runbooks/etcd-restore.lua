@@ -35,6 +35,8 @@ return runbook {
       help = "a member whose etcd.yaml is gone (moved out by hand): its copy on the node, restored with and put in place (the copy stays)" },
     force = { type = "boolean", default = false,
       help = "restore while etcd still has a quorum (every write since the snapshot is lost)" },
+    etcd_prefix = { type = "string", default = "/registry", pattern = "^/",
+      help = "the API servers' --etcd-prefix: with a quorum, whether etcd holds the cluster's objects (kubeadm-config) is read there" },
     restart_components = { type = "boolean", default = true,
       help = "restart kube-controller-manager and kube-scheduler once the API is back (Kubernetes' advice: no cache of the lost state)" },
     restart_kubelets = { type = "boolean", default = true,

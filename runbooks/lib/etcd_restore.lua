@@ -138,11 +138,15 @@ function M.precheck(p, cps, hidden)
   end
   local quorum = #cps // 2 + 1
   if facts.healthy >= quorum and not p.force then
-    -- The only member answers even after losing its data: kubeadm's manifest says
-    -- --initial-cluster-state=new with itself alone, so it started a new, empty cluster.
+    -- A member that lost its data answers again when kubeadm's manifest names it alone (a one-node
+    -- control plane; every member after an upgrade): it started a new, empty cluster. Which one
+    -- this is, the cluster says: kubeadm-config, which kubeadm alone writes, is in it or not.
+    local key = p.etcd_prefix:gsub("/+$", "") .. "/configmaps/kube-system/kubeadm-config"
+    local _, gerr = etcd.get(key)
     problem("etcd has a quorum (%d of %d members answer with a leader): a restore would lose every write since the snapshot. %s",
-      facts.healthy, #cps, #cps == 1 and #hidden == 0 and "If its only member lost its data, it started a new, empty cluster (a one-node kubeadm " ..
-        "etcd does): -e force=true restores the snapshot over it" or
+      facts.healthy, #cps, gerr == "not found" and string.format("It holds no %s, so not the cluster's objects: a member " ..
+        "that lost its data started a new, empty cluster (or the API servers use another --etcd-prefix: -e etcd_prefix=). " ..
+        "-e force=true restores the snapshot over it", key) or
         "A member whose data is lost is replaced instead (runbooks/etcd-member-replace.lua); -e force=true restores anyway")
   end
   finish()

@@ -106,6 +106,7 @@
 ---@field backup_dir string  where the static Pods' manifests are parked while the members are restored (0700) (default: /etc/kubernetes/engine-backup)
 ---@field control_plane string  inventory group of the etcd members: every one is restored, and the restored cluster is exactly them (default: k8s-cp)
 ---@field drop_members boolean  restore without the old cluster's members outside control_plane (their nodes gone for good): the restored cluster does not have them (default: false)
+---@field etcd_prefix string  the API servers' --etcd-prefix: with a quorum, whether etcd holds the cluster's objects (kubeadm-config) is read there (default: /registry)
 ---@field force boolean  restore while etcd still has a quorum (every write since the snapshot is lost) (default: false)
 ---@field health_interval number  (seconds) (default: 2s)
 ---@field health_passes integer  gate passes in a row (at least 1) (default: 3)

@@ -389,7 +389,8 @@ class OneControlPlane(unittest.TestCase):
     def test_the_only_static_member_starts_empty(self):
         """The only member's data lost under its manifest: kubeadm's --initial-cluster-state=new
         with itself alone starts a new, empty cluster, which answers. The restore is refused as
-        for any cluster with a quorum, says why it may be this, and with force brings the data back."""
+        for any cluster with a quorum, says it is this (no kubeadm-config in it), and with force
+        brings the data back."""
         lb = self.lb
         lb.put("/before-the-loss", "kept")
         r = lb.engine("run", MAINTENANCE, "-e", "mode=snapshot", "-e", f"snapshot_dir={lb.dir}/snaps-empty")
@@ -418,7 +419,8 @@ class OneControlPlane(unittest.TestCase):
         out = r.stdout + r.stderr
         self.assertEqual(r.returncode, 1, out[-3000:])
         self.assertIn("etcd has a quorum (1 of 1 members answer with a leader): a restore would lose every write since the snapshot. "
-                      "If its only member lost its data, it started a new, empty cluster (a one-node kubeadm etcd does): "
+                      "It holds no /registry/configmaps/kube-system/kubeadm-config, so not the cluster's objects: a member that lost "
+                      "its data started a new, empty cluster (or the API servers use another --etcd-prefix: -e etcd_prefix=). "
                       "-e force=true restores the snapshot over it", out)
         r = lb.engine("run", RESTORE, "-e", f"snapshot={snapshot}", "-e", "force=true")
         out = r.stdout + r.stderr
