@@ -7,6 +7,7 @@
 -- answers it. Exit 0 healthy, 1 otherwise; report.json holds every finding. Nothing is changed:
 -- every command is a read.
 local checks = require "doctor_checks"
+local doctor_etcd = require "doctor_etcd"
 local etcd_nodes = require "etcd_nodes"
 local fleet = require "engine.fleet"
 local groups = require "std.groups"
@@ -62,7 +63,7 @@ return runbook {
           local apiserver = checks.node(p, h, is_cp[h.name], sv, out)
           if is_cp[h.name] then
             cp[h.name] = { etcd = etcd_nodes.where(h), apiserver = apiserver }
-            if cp[h.name].etcd == "none" then checks.etcd_unit(h, out, #cps + #hidden) end
+            if cp[h.name].etcd == "none" then doctor_etcd.unit(h, out, #cps + #hidden) end
             -- Without kubeadm-config (its API down) a member's data, or the API server's etcd on
             -- loopback, says local etcd lived here.
             if cp[h.name].etcd == "missing" then
@@ -95,7 +96,7 @@ return runbook {
       local leader = groups.optional(inv, "k8s-cp-leader", "k8s-cp-leader")[1] or cps[1]
       local through = { leader }
       for _, h in ipairs(cps) do if h.name ~= leader.name then through[#through + 1] = h end end
-      local ok, healthy, via = pcall(checks.etcd_cluster, p, through, out, quotas)
+      local ok, healthy, via = pcall(doctor_etcd.cluster, p, through, out, quotas)
       if not ok then out[#out + 1] = { name = "etcd", severity = "critical", evidence = tostring(healthy), see = "etcdctl endpoint health --cluster" } end
       checks.control_plane(cp, out, sv ~= nil, ok and healthy or nil, hidden)
       if #hidden > 0 then
