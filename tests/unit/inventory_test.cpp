@@ -157,3 +157,47 @@ TEST_CASE("host ranges expand and reject nonsense") {
   CHECK_FALSE(split_port("fe80::1").second);
   CHECK(split_port("n[1:3]:2222").second == 2222);
 }
+
+TEST_CASE("INI values read as Python numbers exactly where ast.literal_eval takes them") {
+  auto num = [](const char* s) { return engine::inventory::python_literal(s); };
+  CHECK(*num("0x1F") == 31);
+  CHECK(*num("0X_1f") == 31);
+  CHECK(*num("0o17") == 15);
+  CHECK(*num("0b1_01") == 5);
+  CHECK(*num("1_000") == 1000);
+  CHECK(*num("00") == 0);
+  CHECK(*num("0_0") == 0);
+  CHECK(*num("-7") == -7);
+  CHECK(*num("1.5") == 1.5);
+  CHECK(*num("1.") == 1.0);
+  CHECK(*num(".5") == 0.5);
+  CHECK(*num("1e3") == 1000.0);
+  CHECK(*num("1.E+2") == 100.0);
+  CHECK(*num("1_0.2_5e-1_0") == 10.25e-10);
+  CHECK(*num("007.5") == 7.5);  // a float may start with zeros, an int may not
+  for (const char* s : {"010", "1__0", "1_", "0x", "0x1g", "0b2", "0o8", "1j", "1.2.3", "1e", "1e+", ".", "1_.5", "1._5", "0_", "9" "9999999999999999999"})
+    CHECK_FALSE(num(s).has_value());
+}
+
+TEST_CASE("INI section and :children lines: what Ansible's plugin takes and what it refuses") {
+  Scratch scratch("engine-ini-sections");
+  std::filesystem::create_directories(scratch.path);
+  auto load_text = [&](const std::string& text) {
+    std::ofstream(scratch.path / "hosts") << text;
+    return load({(scratch.path / "hosts").string()});
+  };
+  auto error_of = [&](const std::string& text) -> std::string {
+    try {
+      load_text(text);
+    } catch (const engine::ConfigError& e) {
+      return e.what();
+    }
+    return "";
+  };
+  auto inv = load_text("[web] ; the web tier\na\n[all:children] # every group\nweb # the tier\n[web:vars]  \nx=1\n");
+  CHECK(inv.hosts_of("web") == names{"a"});
+  CHECK(inv.vars_of("a")["x"] == 1);
+  for (const char* bad : {"[web:]\n", "[ web]\n", "[web] a\n", "[web:vars\n", "[]\n"})
+    CHECK_THAT(error_of(bad), Contains("hosts:1:1: invalid section"));
+  CHECK_THAT(error_of("[all:children]\nweb ; no\n"), Contains("hosts:2:1: expected a group name in [all:children]"));
+}
