@@ -62,10 +62,12 @@ class AuthOp : public Op {
       while (key_ < t.at.identity_files.size()) {
         const std::string& file = t.at.identity_files[key_];
         struct stat st {};
-        if (::stat(file.c_str(), &st) != 0) {
+        // Once per key, not at each step: a step that would block comes back here.
+        if (seen_ != key_ && ::stat(file.c_str(), &st) != 0) {
           ++key_;
           continue;
         }
+        seen_ = key_;
         int rc;
         auto fast = load_fast_key(file, t.passphrase);
         std::string alg;
@@ -213,6 +215,7 @@ class AuthOp : public Op {
   Stage stage_ = Stage::keys;
   std::string methods_, tried_;
   size_t key_ = 0;
+  size_t seen_ = SIZE_MAX;  // the key whose file was found there
   LIBSSH2_AGENT* agent_ = nullptr;
   size_t alg_ = 0;              // which of the key's signature algorithms is being tried
   Signer signer_;               // what the sign callback signs with
