@@ -201,3 +201,19 @@ TEST_CASE("INI section and :children lines: what Ansible's plugin takes and what
     CHECK_THAT(error_of(bad), Contains("hosts:1:1: invalid section"));
   CHECK_THAT(error_of("[all:children]\nweb ; no\n"), Contains("hosts:2:1: expected a group name in [all:children]"));
 }
+
+TEST_CASE("INI values that are plainly strings stay strings; literals that start like them still parse") {
+  auto lit = [](const char* s) { return engine::inventory::python_literal(s); };
+  for (const char* s : {"127.0.0.1", "node-1.example.com", "engine", "_x", "Truex", "rbx'a'", "10.0.0.1/24", "0755",
+                        "1e5x", ".hidden", "/usr/bin/python3"})
+    CHECK_FALSE(lit(s).has_value());
+  CHECK(*lit("True") == true);
+  CHECK(lit("None")->is_null());
+  CHECK(*lit("  False") == false);
+  CHECK(*lit("b'x'") == "x");
+  CHECK(*lit("rb\"x\"") == "x");
+  CHECK(*lit("u'x'") == "x");
+  CHECK(*lit("1, 2") == json::array({1, 2}));
+  CHECK(*lit("1 ,") == json::array({1}));
+  CHECK(*lit(".5 ") == 0.5);
+}
