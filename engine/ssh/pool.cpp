@@ -66,6 +66,21 @@ void Pool::get(const Target& t, Ready ready) {
   }
   auto& e = entries_[key];
   e.session = std::make_shared<Session>(io_, t, opts_);
+  // A session that ends (its idle timeout, a failure, its server closing it) leaves the pool then,
+  // not at this host's next call or the run's end: its memory (libssh2's ~52 KB structure, its
+  // buffers) is freed for the next host's. A fan-out to 1,000 hosts with a short idle_timeout
+  // otherwise held every closed session's to the end. During the handshake, settle() does this.
+  std::weak_ptr<Session> ended = e.session;
+  e.session->on_end([this, key, ended, open = open_] {
+    boost::asio::post(io_, [this, key, ended, open] {
+      if (!*open) return;
+      auto it = entries_.find(key);
+      if (it == entries_.end() || !it->second.waiting.empty()) return;
+      // The same session, not a newer one for the same host (owner_before: no address reuse).
+      if (ended.owner_before(it->second.session) || it->second.session.owner_before(ended)) return;
+      entries_.erase(it);
+    });
+  });
   e.waiting.push_back(std::move(ready));
   queued_.push_back([this, t] { connect(t); });
   admit();

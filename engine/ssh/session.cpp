@@ -371,6 +371,10 @@ void Session::fail(Error e, const std::string& detail) {
   ops_.clear();
   Failure f{e, detail};
   for (auto& op : ops) op->abort(f);
+  if (auto end = std::move(on_end_)) {
+    on_end_ = nullptr;
+    end();
+  }
 }
 
 void Session::close() {

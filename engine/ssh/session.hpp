@@ -66,6 +66,8 @@ class Session : public std::enable_shared_from_this<Session> {
   void fail(Error e, const std::string& detail);
   // Ends it politely (disconnect message) when nothing runs on it.
   void close();
+  // Called once, from fail(), when the session has ended (the pool lets it go then).
+  void on_end(std::function<void()> f) { on_end_ = std::move(f); }
 
   // For Ops: classifies a libssh2 return code. EAGAIN → blocked; a transport error kills the
   // session (and returns false); anything else is the caller's to interpret.
@@ -113,6 +115,7 @@ class Session : public std::enable_shared_from_this<Session> {
   bool pumping_ = false, again_ = false;
   bool read_armed_ = false, write_armed_ = false;
   bool dead_ = false, ready_ = false;
+  std::function<void()> on_end_;
   size_t channels_ = 0;
   uint64_t bytes_in_ = 0;
   bool drained_ = false;    // the socket was found empty and the session has not waited for it since
