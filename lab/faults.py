@@ -21,10 +21,10 @@ KINDS = ["stale-manifest-bak", "apiserver-phase-timeout", "scheduler-rbac-missin
          "certs-expiring", "ca-expiring", "disk-full", "disk-full-stuck", "node-notready", "ssh-down", "alert-firing", "etcd-old-holds-datadir",
          "etcd-unit-fails", "etcd-new-version-fails", "controller-manager-rbac-missing", "cluster-admins-binding-missing",
          "api-unreachable", "apt-fetch-stall", "etcd-nospace", "manifests-moved",
-         "kubelet-cert-expired", "etcd-data-lost", "etcd-forked"]
+         "kubelet-cert-expired", "etcd-data-lost", "etcd-forked", "etcd-kubeadm-flags"]
 CP_ONLY = {"stale-manifest-bak", "apiserver-phase-timeout", "certs-expired", "certs-expiring", "ca-expiring", "etcd-old-holds-datadir",
            "etcd-unit-fails", "etcd-new-version-fails", "etcd-nospace", "manifests-moved", "etcd-data-lost",
-           "etcd-forked"}
+           "etcd-forked", "etcd-kubeadm-flags"}
 
 
 class FaultError(Exception):
@@ -157,12 +157,39 @@ def etcd_forked(st, n, on):
     shutil.rmtree(f"{root(st, n)}/var/lib/etcd/member", ignore_errors=True)
     with open(parked) as f:
         text = f.read()
-    text = re.sub(r"--initial-cluster=[^\s\"']+", f"--initial-cluster={n['name']}=https://{n['ip']}:2380", text)
-    text = re.sub(r"--initial-cluster-state=[a-z]+", "--initial-cluster-state=new", text)
     with open(parked, "w") as f:
-        f.write(text)
+        f.write(kubeadm_flags(text, n))
     os.replace(parked, m)
     wait(lambda: port_open(n["ip"], 2379), f"etcd of {n['name']} starting a cluster of its own", 60)
+
+
+def kubeadm_flags(text, n):
+    """etcd.yaml's bootstrap flags as kubeadm writes them at init and at every upgrade."""
+    text = re.sub(r"--initial-cluster=[^\s\"']+", f"--initial-cluster={n['name']}=https://{n['ip']}:2380", text)
+    return re.sub(r"--initial-cluster-state=[a-z]+", "--initial-cluster-state=new", text)
+
+
+def etcd_kubeadm_flags(st, n, on):
+    """The node's etcd.yaml with the bootstrap flags kubeadm writes at init and at every upgrade
+    (--initial-cluster naming the member itself alone, --initial-cluster-state new), its data kept:
+    etcd ignores the flags while it has its data, so the member restarts and rejoins as before. What
+    a real kubeadm cluster runs with, and why a member that loses its data there forks (etcd-forked).
+    Cleared: only forgotten (etcd-maintenance.lua mode=manifests writes the safe flags)."""
+    if not on:
+        return
+    m = f"{root(st, n)}/etc/kubernetes/manifests/etcd.yaml"
+    parked = f"{root(st, n)}/var/lib/engine-lab/etcd.yaml.parked"
+    if not os.path.exists(m):
+        raise LabError(f"etcd-kubeadm-flags needs kubeadm's etcd static Pod on {n['name']}: no {m}")
+    # Parked and put back, so the restart is seen: its etcd stops, then answers with its data.
+    os.replace(m, parked)
+    wait(lambda: not port_open(n["ip"], 2379), f"etcd of {n['name']} stopping", 30)
+    with open(parked) as f:
+        text = f.read()
+    with open(parked, "w") as f:
+        f.write(kubeadm_flags(text, n))
+    os.replace(parked, m)
+    wait(lambda: port_open(n["ip"], 2379), f"etcd of {n['name']} starting again with its data", 60)
 
 
 # What a full disk held in seed 002 (a 7.6G root: containerd images, snapd, the journal, apt's
@@ -406,7 +433,7 @@ ACTIONS = {"stale-manifest-bak": stale_bak, "apiserver-phase-timeout": lambda st
            "cluster-admins-binding-missing": cluster_admins, "api-unreachable": api_unreachable,
            "apt-fetch-stall": lambda st, n, on: flag(st, n, "apt-fetch-stall", on), "etcd-nospace": etcd_nospace,
            "manifests-moved": manifests_moved, "kubelet-cert-expired": kubelet_cert_expired, "etcd-data-lost": etcd_data_lost,
-           "etcd-forked": etcd_forked}
+           "etcd-forked": etcd_forked, "etcd-kubeadm-flags": etcd_kubeadm_flags}
 
 SEE = {"stale-manifest-bak": "ls -l /etc/kubernetes/manifests",
        "apiserver-phase-timeout": "kubeadm upgrade apply (times out and rolls back)",
@@ -428,7 +455,8 @@ SEE = {"stale-manifest-bak": "ls -l /etc/kubernetes/manifests",
        "manifests-moved": "ls /etc/kubernetes/manifests /etc/kubernetes (etcd.yaml and kube-scheduler.yaml are one level up)",
        "kubelet-cert-expired": "journalctl -u kubelet (part of the existing bootstrap client certificate is expired); kubectl get nodes",
        "etcd-data-lost": "/var/log/pods/etcd.log (member ... has already been bootstrapped); etcdctl endpoint health --cluster",
-       "etcd-forked": "etcdctl endpoint status on the node and on a peer (two cluster IDs); etcdctl member list on each"}
+       "etcd-forked": "etcdctl endpoint status on the node and on a peer (two cluster IDs); etcdctl member list on each",
+       "etcd-kubeadm-flags": "grep initial-cluster /etc/kubernetes/manifests/etcd.yaml (this member alone, state new)"}
 
 
 def apply(st, n, kind, on, days=None):

@@ -81,6 +81,7 @@ return runbook {
               if cp[h.name].etcd ~= "systemd" then
                 local dir = read and flags and flags["data-dir"] or etcd_nodes.DATA_DIR
                 if not etcd_nodes.has_data(h, dir) then cp[h.name].etcd_lost = dir end
+                cp[h.name].etcd_flags = read and flags or nil
               end
             end
           end
@@ -99,6 +100,7 @@ return runbook {
       local ok, healthy, via = pcall(doctor_etcd.cluster, p, through, out, quotas)
       if not ok then out[#out + 1] = { name = "etcd", severity = "critical", evidence = tostring(healthy), see = "etcdctl endpoint health --cluster" } end
       checks.control_plane(cp, out, sv ~= nil, ok and healthy or nil, hidden)
+      doctor_etcd.fork_risk(cp, out, #cps + #hidden)
       if #hidden > 0 then
         out[#out + 1] = { name = "limit-hides-members", severity = "warning", evidence = string.format("--limit hides %s of %s: " ..
           "etcd is judged through %s alone, and no fix that counts its members is given", table.concat(hidden, ", "),

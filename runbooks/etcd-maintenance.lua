@@ -9,6 +9,10 @@
 --     compact, defragment, then disarm the alarm once every member is under its quota.
 --   mode=snapshot: a verified snapshot now, through the leader group's node, kept on this machine
 --     (snapshot_dir, the older ones beyond snapshot_keep removed): what etcd-restore.lua restores.
+--   mode=manifests: every static Pod member's etcd.yaml with --initial-cluster listing every member
+--     and --initial-cluster-state existing, one member restarted at a time, the leader last: a
+--     member that loses its data then fails to start instead of founding a new, empty cluster
+--     (kubespray#13261; doctor's etcd-fork-risk). kubeadm writes the flags back at each upgrade.
 local etcd = require "engine.etcd"
 local fleet = require "engine.fleet"
 local groups = require "std.groups"
@@ -18,6 +22,7 @@ local svc = require "std.etcd_service"
 local systemd = require "std.systemd"
 local nodes = require "etcd_nodes"
 local maint = require "etcd_maintenance"
+local manifest_flags = require "etcd_manifest_flags"
 local text = require "std.text"
 
 local function rerun() return false end
@@ -51,8 +56,9 @@ return runbook {
   name = "etcd-maintenance",
   summary = "etcd defragmentation: a staggered per-node systemd timer (its own member only), or the whole cluster now",
   params = {
-    mode = { type = "enum", values = { "install", "defrag", "snapshot" }, default = "install",
-      help = "install the timers, defragment every member now (one at a time, the leader last), or take a snapshot now" },
+    mode = { type = "enum", values = { "install", "defrag", "snapshot", "manifests" }, default = "install",
+      help = "install the timers, defragment every member now (one at a time, the leader last), take a snapshot now, " ..
+        "or make every static Pod member's etcd.yaml list every member (one restart each, the leader last)" },
     snapshot_dir = { type = "string", default = "/var/backups/engine", help = "snapshot mode: where the snapshot is kept (on this machine)" },
     snapshot_keep = { type = "integer", min = 0, default = 0,
       help = "snapshot mode: once it is kept, remove older etcd-*.db snapshots in snapshot_dir beyond this many; 0 keeps every one" },
@@ -67,6 +73,10 @@ return runbook {
     compact_keep = { type = "integer", min = 0, default = 10000, help = "with compact: revisions kept" },
     control_plane = { type = "string", default = "k8s-cp", help = "inventory group of the etcd members" },
     pause = { type = "duration", default = "5s", help = "defrag mode: pause between members" },
+    health_timeout = nodes.PARAMS.health_timeout,
+    health_passes = nodes.PARAMS.health_passes,
+    health_interval = nodes.PARAMS.health_interval,
+    max_raft_lag = nodes.PARAMS.max_raft_lag,
   },
   ---@param p params.etcd_maintenance
   ---@param inv engine.Inventory
@@ -76,6 +86,8 @@ return runbook {
     if p.mode == "defrag" then  -- a snapshot needs one member; a defragmentation every one
       nodes.control_plane(inv, p, "a defragmentation goes through every member, and NOSPACE is disarmed only once each " ..
         "is under its quota")
+    elseif p.mode == "manifests" then
+      nodes.control_plane(inv, p, "every member's manifest is to list every member")
     end
     nodes.api(cps)  -- the route to the API through a node when only that answers (seed 002)
     table.sort(cps, function(a, b) return a.name < b.name end)
@@ -88,6 +100,18 @@ return runbook {
         print(string.format("\netcd snapshot of revision %s through %s: %s (%s, sha256 %s)", tostring(snap.revision), through.name,
           snap.path, mib(snap.size), snap.sha256))
       end
+      return
+    end
+
+    if p.mode == "manifests" then
+      local plan, before = manifest_flags.harden(p, cps)
+      local lines = { { "NODE", "INITIAL-CLUSTER BEFORE", "STATE BEFORE", "NOW" } }
+      for _, h in ipairs(cps) do
+        local f = before[h.name] or {}
+        lines[#lines + 1] = { h.name, string.format("%d of %d members", manifest_flags.members_named(f["initial-cluster"]),
+          plan.members), f["initial-cluster-state"] or "new", http.dry_run() and "-" or "every member, existing" }
+      end
+      print(text.columns(lines))
       return
     end
 

@@ -6,6 +6,7 @@ local etcd = require "engine.etcd"
 local etcd_nodes = require "etcd_nodes"
 local facts = require "std.facts"
 local findings = require "doctor_finding"
+local manifest_flags = require "etcd_manifest_flags"
 local remote = require "std.remote"
 local svc = require "std.etcd_service"
 local systemd = require "std.systemd"
@@ -162,6 +163,29 @@ local function forks(nodes, out)
   local kept = {}
   for _, h in ipairs(nodes) do if not gone[h.name] then kept[#kept + 1] = h end end
   return kept
+end
+
+--- fork_risk(cp, out, members): a static Pod member, its data there, whose etcd.yaml would found a
+--- new, empty cluster if its data were lost (--initial-cluster naming it alone, state new: kubeadm's
+--- init and upgrades). A warning while nothing is lost; a node already found forked or without its
+--- data has its critical finding instead. members: the control-plane nodes, hidden ones included.
+function M.fork_risk(cp, out, members)
+  local told = {}
+  for _, f in ipairs(out) do
+    if f.node and (f.name == "etcd-forked" or f.name == "etcd-data-lost") then told[f.node] = true end
+  end
+  local names = {}
+  for name in pairs(cp) do names[#names + 1] = name end
+  table.sort(names)
+  for _, name in ipairs(names) do
+    local c = cp[name]
+    local why = c.etcd == "static" and not c.etcd_lost and not told[name] and manifest_flags.fork_risk(c.etcd_flags, members)
+    if why then
+      finding(out, "etcd-fork-risk", "warning", name, facts.MANIFESTS .. "/etcd.yaml: " .. why,
+        "grep initial-cluster " .. facts.MANIFESTS .. "/etcd.yaml",
+        "runbooks/etcd-maintenance.lua -e mode=manifests (one restart a member; again after each kubeadm upgrade)")
+    end
+  end
 end
 
 --- cluster(p, nodes, out, quotas) → healthy members (nil when etcd cannot be reached), the node

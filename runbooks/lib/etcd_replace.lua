@@ -360,7 +360,7 @@ function M.initial_cluster(members, name, peer_urls)
 end
 
 -- The manifest's etcd command with these flags set (added when absent).
-local function with_flags(text, set)
+function M.with_flags(text, set)
   local doc = http.yaml_decode(text)
   local c = doc.spec.containers[1]
   local seen = {}
@@ -411,7 +411,7 @@ function M.started(p, facts, joined)
         local r = remote.must(h, "if [ -f " .. q(parked) .. " ]; then cat " .. q(parked) .. "; fi", { read_only = true,
           what = "reading the parked " .. parked })
         if r.stdout ~= "" then  -- else written back before a kill: the gate is what is left
-          local ok, err, msg = h:write_file(svc.MANIFEST, with_flags(r.stdout, set), { mode = "0600", sudo = true })
+          local ok, err, msg = h:write_file(svc.MANIFEST, M.with_flags(r.stdout, set), { mode = "0600", sudo = true })
           if not ok then error(string.format("%s: writing %s: %s (%s)", h.name, svc.MANIFEST, err, msg or ""), 0) end
           remote.must(h, "rm -f " .. q(parked), { what = "removing the parked " .. parked })
         end

@@ -7,6 +7,7 @@ starts it as an existing member: a new ID, the others' kept, and the data it los
 peers. Then the same for a member under systemd, after etcd-to-systemd."""
 import glob
 import os
+import re
 import signal
 import subprocess
 import time
@@ -236,6 +237,82 @@ class Replace(unittest.TestCase):
         self.assertEqual(r.returncode, 0, (r.stdout + r.stderr)[-3000:])
         self.assertIn("Healthy: nothing found", r.stdout)
         lab("clear", "cp1", "etcd-forked", "--dir", lb.dir)
+
+    def test_1d_manifests_that_would_fork_made_safe(self):
+        """cp1's and cp2's etcd.yaml as kubeadm writes them at init and at upgrades (itself alone,
+        state new), their data kept: doctor warns of the fork a data loss would make there, and
+        only there. etcd-maintenance mode=manifests lists every member with state existing, one
+        restart at a time, the leader last; a second run changes nothing. Then cp2's data lost: it
+        does not fork, it fails, and doctor says so and names the replacement."""
+        lb = self.lb
+        maintenance = os.path.join(ROOT, "runbooks", "etcd-maintenance.lua")
+        ids = {m["name"]: m["ID"] for m in lb.etcd("cp3", "/v3/cluster/member/list")["members"]}
+        for name in ("cp1", "cp2"):
+            lab("fault", name, "etcd-kubeadm-flags", "--dir", lb.dir)
+        manifest = lambda name: read(f"{lb.root(name)}/etc/kubernetes/manifests/etcd.yaml")
+        self.assertIn("--initial-cluster=cp1=https://", manifest("cp1"))
+        self.assertNotIn(",cp2=", manifest("cp1"))
+
+        r = lb.engine("run", DOCTOR)
+        out = r.stdout + r.stderr
+        self.assertRegex(out, r"cp1\s+etcd-fork-risk\s+/etc/kubernetes/manifests/etcd.yaml: --initial-cluster names this member "
+                              r"alone \(cp1=https://[0-9.]+:2380\) with --initial-cluster-state new")
+        self.assertRegex(out, r"cp2\s+etcd-fork-risk\s+")
+        self.assertNotRegex(out, r"cp3\s+etcd-fork-risk")
+        self.assertIn("fix: runbooks/etcd-maintenance.lua -e mode=manifests", out)
+
+        r = lb.engine("run", maintenance, "-e", "mode=manifests", "--dry-run")
+        self.assertEqual(r.returncode, 0, (r.stdout + r.stderr)[-3000:])
+        self.assertIn("--initial-cluster=cp1=https://", manifest("cp1"))  # a dry run writes nothing
+        leader = [n for n, i in ids.items() if i == lb.etcd("cp3", "/v3/maintenance/status")["leader"]]
+        self.assertEqual(len(leader), 1, ids)
+        # cp3's is the lab's (every member) or, after an earlier replacement, already safe.
+        safe = lambda text: "--initial-cluster-state=existing" in text and all(f"{o}=https://" in text for o in ("cp1", "cp2", "cp3"))
+        due = [name for name in ("cp1", "cp2", "cp3") if not safe(manifest(name))]
+        r = lb.engine("run", maintenance, "-e", "mode=manifests")
+        out = r.stdout + r.stderr
+        self.assertEqual(r.returncode, 0, out[-3000:])
+        self.assertRegex(out, r"cp1\s+1 of 3 members\s+new\s+every member, existing")
+        self.assertRegex(out, r"cp3\s+3 of 3 members\s+(new|existing)\s+every member, existing")
+        restarts = [re.search(r"node=(cp\d)", line).group(1) for line in out.splitlines()
+                    if "etcd restarted with every member in its manifest" in line]
+        self.assertEqual(sorted(restarts), due, out[-3000:])  # one restart each, only where due
+        if leader[0] in due:
+            self.assertEqual(restarts[-1], leader[0])  # the leader restarted last
+        for name in ("cp1", "cp2", "cp3"):
+            text = manifest(name)
+            self.assertIn("--initial-cluster-state=existing", text)
+            for other in ("cp1", "cp2", "cp3"):
+                self.assertIn(f"{other}=https://", text)
+        self.assertEqual({m["name"]: m["ID"] for m in lb.etcd("cp3", "/v3/cluster/member/list")["members"]}, ids)
+        r = lb.engine("run", maintenance, "-e", "mode=manifests")
+        out = r.stdout + r.stderr
+        self.assertEqual(r.returncode, 0, out[-3000:])
+        self.assertEqual(out.count("etcd.yaml names every member: already so"), 3, out[-3000:])
+        r = lb.engine("run", DOCTOR)
+        self.assertEqual(r.returncode, 0, (r.stdout + r.stderr)[-3000:])
+        self.assertIn("Healthy: nothing found", r.stdout)
+
+        # What the flags are for: cp2's data lost now fails to start instead of forking.
+        before = self.lose("cp2", "/var/log/pods/etcd.log", "out of range")
+        try:  # a member that answers is in the cluster, not in one of its own
+            forked = lb.etcd("cp2", "/v3/maintenance/status")["header"]["cluster_id"] != \
+                lb.etcd("cp3", "/v3/maintenance/status")["header"]["cluster_id"]
+        except Exception:
+            forked = False
+        self.assertFalse(forked)
+        r = lb.engine("run", DOCTOR)
+        out = r.stdout + r.stderr
+        self.assertNotIn("etcd-forked", out)
+        # It crash-loops ("tocommit ... is out of range"): the cluster a member short, and its fix.
+        self.assertRegex(out, r"etcd-unhealthy\s+cp2 unhealthy \(unreachable")
+        self.assertIn("runbooks/etcd-member-replace.lua -e node=cp2", out)
+        r, out = self.replace("-e", "node=cp2")
+        self.assertEqual(r.returncode, 0, out[-3000:])
+        self.check_replaced("cp2", before, out)
+        lab("clear", "cp2", "etcd-data-lost", "--dir", lb.dir)
+        for name in ("cp1", "cp2"):
+            lab("clear", name, "etcd-kubeadm-flags", "--dir", lb.dir)
 
     def test_2_systemd_member(self):
         lb = self.lb
