@@ -146,27 +146,8 @@ def etcd_forked(st, n, on):
     one-member cluster instead of failing (kubespray#13261): it answers, healthy, with a leader,
     and the node's API server reads and writes it, while its peers go on without it. Cleared:
     nothing brings the data back; the fault is only forgotten."""
-    if not on:
-        return
-    m = f"{root(st, n)}/etc/kubernetes/manifests/etcd.yaml"
-    parked = f"{root(st, n)}/var/lib/engine-lab/etcd.yaml.parked"
-    if not os.path.exists(m):
-        raise LabError(f"etcd-forked needs kubeadm's etcd static Pod on {n['name']}: no {m}")
-    os.replace(m, parked)
-    wait(lambda: not port_open(n["ip"], 2379), f"etcd of {n['name']} stopping", 30)
-    shutil.rmtree(f"{root(st, n)}/var/lib/etcd/member", ignore_errors=True)
-    with open(parked) as f:
-        text = f.read()
-    with open(parked, "w") as f:
-        f.write(kubeadm_flags(text, n))
-    os.replace(parked, m)
-    wait(lambda: port_open(n["ip"], 2379), f"etcd of {n['name']} starting a cluster of its own", 60)
-
-
-def kubeadm_flags(text, n):
-    """etcd.yaml's bootstrap flags as kubeadm writes them at init and at every upgrade."""
-    text = re.sub(r"--initial-cluster=[^\s\"']+", f"--initial-cluster={n['name']}=https://{n['ip']}:2380", text)
-    return re.sub(r"--initial-cluster-state=[a-z]+", "--initial-cluster-state=new", text)
+    if on:
+        with_kubeadm_flags(st, n, "etcd-forked", lose_data=True)
 
 
 def etcd_kubeadm_flags(st, n, on):
@@ -175,21 +156,30 @@ def etcd_kubeadm_flags(st, n, on):
     etcd ignores the flags while it has its data, so the member restarts and rejoins as before. What
     a real kubeadm cluster runs with, and why a member that loses its data there forks (etcd-forked).
     Cleared: only forgotten (etcd-maintenance.lua mode=manifests writes the safe flags)."""
-    if not on:
-        return
+    if on:
+        with_kubeadm_flags(st, n, "etcd-kubeadm-flags", lose_data=False)
+
+
+def with_kubeadm_flags(st, n, fault, lose_data):
+    """etcd.yaml parked (its etcd stops), the member's data removed if asked, the manifest put back
+    with kubeadm's bootstrap flags, and its etcd waited for: answering with its data, or as a new
+    cluster of its own without it."""
     m = f"{root(st, n)}/etc/kubernetes/manifests/etcd.yaml"
     parked = f"{root(st, n)}/var/lib/engine-lab/etcd.yaml.parked"
     if not os.path.exists(m):
-        raise LabError(f"etcd-kubeadm-flags needs kubeadm's etcd static Pod on {n['name']}: no {m}")
-    # Parked and put back, so the restart is seen: its etcd stops, then answers with its data.
+        raise LabError(f"{fault} needs kubeadm's etcd static Pod on {n['name']}: no {m}")
     os.replace(m, parked)
     wait(lambda: not port_open(n["ip"], 2379), f"etcd of {n['name']} stopping", 30)
+    if lose_data:
+        shutil.rmtree(f"{root(st, n)}/var/lib/etcd/member", ignore_errors=True)
     with open(parked) as f:
         text = f.read()
+    text = re.sub(r"--initial-cluster=[^\s\"']+", f"--initial-cluster={n['name']}=https://{n['ip']}:2380", text)
     with open(parked, "w") as f:
-        f.write(kubeadm_flags(text, n))
+        f.write(re.sub(r"--initial-cluster-state=[a-z]+", "--initial-cluster-state=new", text))
     os.replace(parked, m)
-    wait(lambda: port_open(n["ip"], 2379), f"etcd of {n['name']} starting again with its data", 60)
+    wait(lambda: port_open(n["ip"], 2379), f"etcd of {n['name']} " + ("starting a cluster of its own" if lose_data else
+                                                                      "starting again with its data"), 60)
 
 
 # What a full disk held in seed 002 (a 7.6G root: containerd images, snapd, the journal, apt's
