@@ -17,7 +17,6 @@ local remote = require "std.remote"
 local replace = require "etcd_replace"
 local static_pod = require "std.static_pod"
 local svc = require "std.etcd_service"
-local time = require "engine.time"
 
 local M = {}
 
@@ -120,15 +119,9 @@ function M.harden(p, cps)
         if not ok then error(string.format("%s: writing %s: %s (%s)", x.name, svc.MANIFEST, err, msg or ""), 0) end
         -- The kubelet restarts the member for its new manifest: until its new container runs, the
         -- old one still answers, and the gate would pass on it.
-        local deadline = time.monotonic() + p.health_timeout
-        while true do
-          local c = static_pod.container(x, "etcd")
-          if c and c.created_at > since then break end
-          if time.monotonic() > deadline then
-            error(string.format("%s: the kubelet did not restart etcd for its new manifest within %ds (crictl ps -a " ..
-              "--name etcd; journalctl -u kubelet)", x.name, p.health_timeout), 0)
-          end
-          sleep(0.5)
+        if not static_pod.new_container(x, "etcd", since, p.health_timeout) then
+          error(string.format("%s: the kubelet did not restart etcd for its new manifest within %ds (crictl ps -a " ..
+            "--name etcd; journalctl -u kubelet)", x.name, p.health_timeout), 0)
         end
         local up, why = nodes.gate(function() return nodes.member_ok(x, p, ids[x.name]) end, p.health_passes,
           p.health_interval, p.health_timeout)

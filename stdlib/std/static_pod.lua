@@ -47,6 +47,17 @@ local function wait_until(what, timeout, fn)
   end
 end
 
+--- new_container(host, name, since, timeout) → container | nil, why: waits until a container of
+--- static pod `name` created at `since` or later (the node's clock, seconds with a fraction) runs:
+--- the kubelet's answer to a manifest changed or put back at that time.
+function M.new_container(h, name, since, timeout)
+  h = inventory.host(h, "static_pod.new_container")
+  return wait_until("a new " .. name .. " container", timeout or 120, function()
+    local c = M.container(h, name)
+    return c and c.created_at >= since and c
+  end)
+end
+
 --- park(host, name, parked, timeout) → true | nil, why: manifests/NAME.yaml moved to `parked` (a
 --- file path outside manifests/; its directory made 0700) when it is there, then waited for until
 --- no NAME container runs. A manifest already parked is left there. Under --dry-run: the command only.
@@ -101,10 +112,7 @@ function M.restart(h, name, opts)
   local back = remote.must(h, "mv -f " .. q(parked) .. " " .. q(file) .. " && date +%s",
     { what = "putting " .. file .. " back" })
   local since = tonumber(back.stdout:match("%d+")) or 0
-  local after, why2 = wait_until("a new " .. name .. " container", timeout, function()
-    local c = M.container(h, name)
-    return c and c.created >= since - 1 and c
-  end)
+  local after, why2 = M.new_container(h, name, since - 1, timeout)
   if not after then return nil, why2 end
   log.info("static pod restarted", { node = h.name, pod = name, container = after.id })
   return { before = before, after = after }

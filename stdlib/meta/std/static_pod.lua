@@ -17,6 +17,15 @@ static_pod.MANIFESTS = "/etc/kubernetes/manifests"
 ---@return std.static_pod.Container|nil
 function static_pod.container(host, name) end
 
+--- Waits until a container of static pod `name` created at `since` or later (the node's clock,
+--- epoch seconds with a fraction) runs: the kubelet's answer to a manifest changed at that time. Yields.
+---@param host engine.Host|string  an inventory host or its name
+---@param name string
+---@param since number
+---@param timeout? number  seconds (default 120)
+---@return std.static_pod.Container|nil, string|nil  nil and why at the timeout
+function static_pod.new_container(host, name, since, timeout) end
+
 ---@class std.static_pod.RestartOptions
 ---@field parking string
 ---@field timeout? number|string  (default: 120 seconds)
