@@ -81,7 +81,9 @@ struct HttpState; // bindings/http.cpp: plain HTTP (Pushgateway, Prometheus)
 struct Vm {
   SmallPool pool;  // L's memory: ends after lua_close (Runtime's destructor closes L first)
   lua_State* L = nullptr;
-  asio::io_context io{1};  // one thread: no locking inside asio
+  // One thread runs it: no locking around sockets and timers. The scheduler keeps its lock: the
+  // journal's fsync thread posts its answers here.
+  asio::io_context io{BOOST_ASIO_CONCURRENCY_HINT_UNSAFE_IO};
   std::shared_ptr<SshState> ssh;  // made on first use; reset before the loop goes
   std::shared_ptr<K8sState> k8s;
   std::shared_ptr<HttpState> http;
