@@ -329,7 +329,7 @@ Target target_for(lua_State* L, int idx) {
   std::string name = host_name(L, idx);
   json vars;
   if (vm.inventory && vm.inventory->host(name)) {
-    vars = vm.inventory->vars_of(name);
+    vars = vm.inventory->connection_vars_of(name);  // what resolve reads
   } else if (lua_istable(L, idx)) {
     lua_getfield(L, idx, "vars");
     vars = lua_istable(L, -1) ? to_json(L, -1) : json::object();

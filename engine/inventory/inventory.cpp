@@ -4,6 +4,7 @@
 #include <cstdlib>
 #include <deque>
 #include <stdexcept>
+#include <string_view>
 
 #include "engine/core/text.hpp"
 
@@ -149,9 +150,13 @@ std::vector<std::string> Inventory::groups_of(const std::string& host) const {
 }
 
 namespace {
+// Which variables a merge keeps: all of them, or only those a connection reads.
+using Keep = bool (*)(std::string_view key);
+bool connection_var(std::string_view k) { return k.starts_with("ansible_") || k.starts_with("engine_"); }
 // Ansible's default hash_behaviour=replace: a later source replaces a whole top-level key.
-void combine(json& into, const json& from) {
-  for (auto it = from.begin(); it != from.end(); ++it) into[it.key()] = it.value();
+void combine(json& into, const json& from, Keep keep) {
+  for (auto it = from.begin(); it != from.end(); ++it)
+    if (!keep || keep(it.key())) into[it.key()] = it.value();
 }
 // ansible_group_priority is a setting of the group, not a variable, and only from the inventory
 // source: in group_vars/ it is an ordinary variable (Ansible documents it so).
@@ -167,16 +172,17 @@ int priority_of(const Group& g) {
   }
   throw std::invalid_argument("group '" + g.name + "': ansible_group_priority must be an integer, got " + it->dump());
 }
-void combine_group_vars(json& into, const json& from) {
+void combine_group_vars(json& into, const json& from, Keep keep) {
   for (auto it = from.begin(); it != from.end(); ++it)
-    if (it.key() != "ansible_group_priority") into[it.key()] = it.value();
+    if (it.key() != "ansible_group_priority" && (!keep || keep(it.key()))) into[it.key()] = it.value();
 }
 }  // namespace
 
-json Inventory::vars_of(const std::string& name) const {
+json Inventory::merged_vars(const std::string& name, bool all_vars) const {
   json out = json::object();
   auto h = host(name);
   if (!h) return out;
+  Keep keep = all_vars ? nullptr : connection_var;
   const Group& all = groups_.at("all");
   // Ansible's order, lowest first: all's inventory vars, group_vars/all, other groups' inventory vars,
   // their group_vars/ files, the host's inventory vars, host_vars/. Groups sort by (depth, priority, name).
@@ -186,12 +192,13 @@ json Inventory::vars_of(const std::string& name) const {
   std::sort(gs.begin(), gs.end(), [](const Group* a, const Group* b) {
     return std::tuple(a->depth, priority_of(*a), a->name) < std::tuple(b->depth, priority_of(*b), b->name);
   });
-  combine_group_vars(out, all.vars);
-  combine(out, all.file_vars);
-  for (auto g : gs) combine_group_vars(out, g->vars);
-  for (auto g : gs) combine(out, g->file_vars);
-  combine(out, h->vars);
-  combine(out, h->file_vars);
+  combine_group_vars(out, all.vars, keep);
+  combine(out, all.file_vars, keep);
+  for (auto g : gs) combine_group_vars(out, g->vars, keep);
+  for (auto g : gs) combine(out, g->file_vars, keep);
+  combine(out, h->vars, keep);
+  combine(out, h->file_vars, keep);
+  if (!all_vars) return out;
   out["inventory_hostname"] = name;
   json names = json::array();
   std::vector<std::string> sorted;
@@ -202,7 +209,11 @@ json Inventory::vars_of(const std::string& name) const {
   return out;
 }
 
-Connection Inventory::connection_of(const std::string& name) const { return connection_from_vars(name, vars_of(name)); }
+json Inventory::vars_of(const std::string& name) const { return merged_vars(name, true); }
+
+json Inventory::connection_vars_of(const std::string& name) const { return merged_vars(name, false); }
+
+Connection Inventory::connection_of(const std::string& name) const { return connection_from_vars(name, connection_vars_of(name)); }
 
 // Ansible's boolean filter: yes/no, true/false, on/off, 1/0, y/n, t/f in any case, or a YAML bool.
 bool ansible_bool(const std::string& host, const std::string& key, const json& v, bool dflt) {

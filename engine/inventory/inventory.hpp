@@ -72,6 +72,9 @@ class Inventory {
   std::vector<std::string> groups_of(const std::string& host) const;
   // The host's variables with Ansible's precedence, plus inventory_hostname and group_names.
   json vars_of(const std::string& host) const;
+  // The same precedence, only the variables a connection reads (ansible_*, engine_*): what SSH
+  // resolves a host from. A kubespray group_vars/all holds hundreds of others, copied for nothing.
+  json connection_vars_of(const std::string& host) const;
   Connection connection_of(const std::string& host) const;
 
   // Ansible host patterns ("web:&prod:!web3", "node[1:3]*", "~regex", "grp[0]").
@@ -93,6 +96,7 @@ class Inventory {
  private:
   std::vector<std::string> match_term(const std::string& term) const;
   std::vector<std::string> ancestors(const std::string& group) const;
+  json merged_vars(const std::string& host, bool all_vars) const;
 
   std::map<std::string, Group> groups_;
   std::vector<std::string> group_order_;

@@ -93,6 +93,21 @@ TEST_CASE("variables follow Ansible's precedence") {
   CHECK(h3["inventory_hostname"] == "h3");
 }
 
+TEST_CASE("connection_vars_of: vars_of's ansible_* and engine_* variables, the same values, nothing else") {
+  for (const auto& source : {F + "precedence/hosts.yml", F + "kubespray-yaml/hosts.yaml", F + "kubespray-ini/inventory.ini"}) {
+    auto inv = load({source});
+    REQUIRE(!inv.host_names().empty());
+    for (const auto& h : inv.host_names()) {
+      INFO(source << " " << h);
+      nlohmann::json want = nlohmann::json::object(), all = inv.vars_of(h);
+      for (const auto& [k, v] : all.items())
+        if (k.rfind("ansible_", 0) == 0 || k.rfind("engine_", 0) == 0) want[k] = v;
+      CHECK(inv.connection_vars_of(h) == want);
+      CHECK(inv.connection_of(h).address == connection_from_vars(h, inv.vars_of(h)).address);
+    }
+  }
+}
+
 TEST_CASE("INI host lines: ranges, ports, quoting, comments, literal values") {
   Scratch scratch("engine-ini-test");
   auto dir = scratch.path;
