@@ -69,13 +69,13 @@ void push_result(lua_State* co, const ExecResult& r) {
   }
 }
 
-void session_for(Pool& pool, const Target& target, UseSession use, bool may_retry) {
+void session_for(Pool& pool, std::shared_ptr<const Target> target, UseSession use, bool may_retry) {
   // The pool is touched again only while it is open: the run's end closes it, then frees it before
   // the callbacks its closing posted have run.
   pool.get(target, [&pool, open = pool.open_flag(), target, use, may_retry](std::shared_ptr<Session> s, Result r) {
     Again again = [&pool, open, target, use, may_retry](const Failure& f) {
       if (!f.not_sent || !may_retry || !*open) return false;
-      log::emit(log::Level::info, target.name, "the SSH connection was gone before the request was sent; sending it on a new one",
+      log::emit(log::Level::info, target->name, "the SSH connection was gone before the request was sent; sending it on a new one",
                 {{"detail", f.detail}});
       session_for(pool, target, use, false);
       return true;
@@ -83,22 +83,24 @@ void session_for(Pool& pool, const Target& target, UseSession use, bool may_retr
     // Not connected at all (unlike a connection lost mid-command): a failed run offers to leave it
     // out, unless it was reached after all (a node back from its reboot).
     if (r && (r->kind == Error::refused || r->kind == Error::unreachable || r->kind == Error::timeout))
-      run::report().unreachable(target.name, std::string(word(r->kind)) + " (" + r->detail + ")");
+      run::report().unreachable(target->name, std::string(word(r->kind)) + " (" + r->detail + ")");
     else if (!r)
-      run::report().reached(target.name);
+      run::report().reached(target->name);
     use(std::move(s), std::move(r), std::move(again));
   });
 }
 
 }  // namespace
 
-void with_session(Pool& pool, const Target& target, UseSession use) { session_for(pool, target, std::move(use), true); }
+void with_session(Pool& pool, Target target, UseSession use) {
+  session_for(pool, std::make_shared<const Target>(std::move(target)), std::move(use), true);
+}
 
 namespace {
 
 // Runs the call's command on the target's session (a new one, once, if the command never left).
-void start_exec(Op op, std::shared_ptr<ExecCall> call, Pool& pool, const Target& target) {
-  with_session(pool, target, [op, call](std::shared_ptr<Session> s, Result r, Again again) {
+void start_exec(Op op, std::shared_ptr<ExecCall> call, Pool& pool, Target target) {
+  with_session(pool, std::move(target), [op, call](std::shared_ptr<Session> s, Result r, Again again) {
     if (call->cancelled) return;
     if (r) {
       log::emit(log::Level::warn, call->host, "ssh failed", {{"error", word(r->kind)}, {"detail", r->detail}});
@@ -224,7 +226,7 @@ int l_exec(lua_State* L) {
   call->what = std::string(text::prefix({cmd, cmd_len}, 120));
   {
     Op op = begin(L, "exec");
-    start_exec(op, call, ssh_state(vm).pool, target);
+    start_exec(op, call, ssh_state(vm).pool, std::move(target));
     arm(op, [call] {
       call->cancelled = true;
       if (call->cancel) call->cancel();

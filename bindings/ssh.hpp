@@ -51,6 +51,6 @@ using Again = std::function<bool(const ssh::Failure&)>;
 // calls `use` once more, and answers true; it answers false (the caller reports the failure) for
 // any other failure, for the second attempt, and while the run closes its sessions.
 using UseSession = std::function<void(std::shared_ptr<ssh::Session>, ssh::Result, Again again)>;
-void with_session(ssh::Pool& pool, const ssh::Target& target, UseSession use);
+void with_session(ssh::Pool& pool, ssh::Target target, UseSession use);
 
 }  // namespace engine::lua

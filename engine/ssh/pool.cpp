@@ -48,8 +48,8 @@ Target hop_target(const Target& t, size_t i) {
 
 Pool::~Pool() { close_all(); }
 
-void Pool::get(const Target& t, Ready ready) {
-  const std::string key = t.key();
+void Pool::get(std::shared_ptr<const Target> t, Ready ready) {
+  const std::string key = t->key();
   auto it = entries_.find(key);
   if (it != entries_.end() && it->second.session && !it->second.session->alive()) {
     entries_.erase(it);  // a dead session is never reused: the next call reconnects
@@ -65,7 +65,7 @@ void Pool::get(const Target& t, Ready ready) {
     return;
   }
   auto& e = entries_[key];
-  e.session = std::make_shared<Session>(io_, t, opts_);
+  e.session = std::make_shared<Session>(io_, std::move(t), opts_);
   // A session that ends (its idle timeout, a failure, its server closing it) leaves the pool then,
   // not at this host's next call or the run's end: its memory (libssh2's ~52 KB structure, its
   // buffers) is freed for the next host's. A fan-out to 1,000 hosts with a short idle_timeout
@@ -82,7 +82,7 @@ void Pool::get(const Target& t, Ready ready) {
     });
   });
   e.waiting.push_back(std::move(ready));
-  queued_.push_back([this, t] { connect(t); });
+  queued_.push_back([this, key] { connect(key); });
   admit();
 }
 
@@ -96,18 +96,20 @@ void Pool::admit() {
   }
 }
 
-void Pool::connect(const Target& t) {
-  auto it = entries_.find(t.key());
+void Pool::connect(const std::string& key) {
+  auto it = entries_.find(key);
   if (it == entries_.end()) {
     --handshaking_;
     admit();
     return;
   }
-  if (t.jumps.empty()) connect_direct(t, it->second.session);
-  else connect_via_jump(t, it->second.session);
+  auto s = it->second.session;  // holds the target the calls below read
+  const Target& t = s->target();
+  if (t.jumps.empty()) connect_direct(t, key, s);
+  else connect_via_jump(t, s);
 }
 
-void Pool::connect_direct(const Target& t, std::shared_ptr<Session> s) {
+void Pool::connect_direct(const Target& t, const std::string& key, std::shared_ptr<Session> s) {
   struct Attempt {
     tcp::resolver resolver;
     tcp::socket socket;
@@ -116,7 +118,6 @@ void Pool::connect_direct(const Target& t, std::shared_ptr<Session> s) {
     Attempt(boost::asio::io_context& io) : resolver(io), socket(io), timer(io) {}
   };
   auto a = std::make_shared<Attempt>(io_);
-  const std::string key = t.key();
   const std::string where = t.at.host + ":" + std::to_string(t.at.port);
   a->timer.expires_after(std::chrono::duration_cast<std::chrono::steady_clock::duration>(
       std::chrono::duration<double>(t.connect_timeout)));

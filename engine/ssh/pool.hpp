@@ -21,7 +21,9 @@ class Pool {
   ~Pool();
 
   // Calls back (on a later turn) with a live authenticated session for the target, or a failure.
-  void get(const Target& t, Ready ready);
+  // A new session keeps `t` (shared, not copied).
+  void get(std::shared_ptr<const Target> t, Ready ready);
+  void get(const Target& t, Ready ready) { get(std::make_shared<const Target>(t), std::move(ready)); }
   // Ends every session (the run is over).
   void close_all();
   // True until close_all (the destructor calls it): a callback that outlives the pool (posted
@@ -38,8 +40,8 @@ class Pool {
     std::shared_ptr<Session> session;
     std::vector<Ready> waiting;
   };
-  void connect(const Target& t);
-  void connect_direct(const Target& t, std::shared_ptr<Session> s);
+  void connect(const std::string& key);
+  void connect_direct(const Target& t, const std::string& key, std::shared_ptr<Session> s);
   // again: this is the second try, after the jump host's session was found gone (not_sent).
   void connect_via_jump(const Target& t, std::shared_ptr<Session> s, bool again = false);
   void settle(const std::string& key, Result r);

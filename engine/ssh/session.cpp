@@ -23,7 +23,7 @@ void init_library() {
   std::call_once(once, [] { libssh2_init(0); });
 }
 
-Session::Session(asio::io_context& io, Target target, Options opts)
+Session::Session(asio::io_context& io, std::shared_ptr<const Target> target, Options opts)
     : io_(io), target_(std::move(target)), opts_(opts), sock_(io), keepalive_timer_(io), idle_timer_(io) {
   init_library();
   // abstract: for auth callbacks. The memory is malloc's: each session's ~52 KB structure in
@@ -108,10 +108,10 @@ void Session::start(int fd, std::function<void(Result)> done) {
     return;
   }
   fd_ = fd;
-  apply_crypto_policy(session_, target_.legacy_crypto);
-  if (target_.legacy_crypto)
-    log::emit(log::Level::warn, target_.name, "legacy SSH cryptography allowed for this host (engine_ssh_legacy_crypto)",
-              {{"address", target_.at.host + ":" + std::to_string(target_.at.port)}});
+  apply_crypto_policy(session_, target_->legacy_crypto);
+  if (target_->legacy_crypto)
+    log::emit(log::Level::warn, target_->name, "legacy SSH cryptography allowed for this host (engine_ssh_legacy_crypto)",
+              {{"address", target_->at.host + ":" + std::to_string(target_->at.port)}});
   prefer_known_key_types(*this);
   auto once = std::make_shared<std::function<void(Result)>>(std::move(done));
   auto finish = [once](Result r) {
@@ -129,26 +129,26 @@ void Session::start(int fd, std::function<void(Result)> done) {
         if (*probing) return Op::Step::blocked;
         int rc = libssh2_session_handshake(session_, fd);
         if (would_block(rc)) return Op::Step::blocked;
-        if (rc == LIBSSH2_ERROR_KEX_FAILURE && !target_.legacy_crypto) {
+        if (rc == LIBSSH2_ERROR_KEX_FAILURE && !target_->legacy_crypto) {
           // Nothing in common: before authentication, say what the server offers and what we accept.
           *probing = true;
           const auto& p = modern_crypto();
-          std::string where = target_.at.host + ":" + std::to_string(target_.at.port);
+          std::string where = target_->at.host + ":" + std::to_string(target_->at.port);
           std::string msg = "refused " + where + " before authenticating: no SSH cryptography in common (" + last_error() +
                             "). The engine accepts kex " + p.kex + "; ciphers " + p.ciphers + "; macs " + p.macs +
                             ". Set engine_ssh_legacy_crypto=true for this host to allow older algorithms.";
-          if (!target_.jumps.empty()) {
+          if (!target_->jumps.empty()) {
             fail(Error::weak_crypto, msg);
             return Op::Step::blocked;
           }
           std::weak_ptr<Session> weak = self;
-          probe_server_offer(io_, target_.at.host, target_.at.port, 5, [weak, msg](std::string offer) {
+          probe_server_offer(io_, target_->at.host, target_->at.port, 5, [weak, msg](std::string offer) {
             if (auto s = weak.lock()) s->fail(Error::weak_crypto, msg + " The server offers: " + offer + ".");
           });
           return Op::Step::blocked;
         }
         if (rc != 0) {
-          fail(Error::closed, "handshake with " + target_.at.host + ":" + std::to_string(target_.at.port) + ": " + last_error());
+          fail(Error::closed, "handshake with " + target_->at.host + ":" + std::to_string(target_->at.port) + ": " + last_error());
           return Op::Step::done;
         }
         if (auto bad = check_host_key(*this)) {
@@ -172,7 +172,7 @@ void Session::start(int fd, std::function<void(Result)> done) {
 void Session::authenticated() {
   ready_ = true;
   idle();  // a session nobody uses after connecting goes too
-  double interval = target_.alive_interval.value_or(opts_.keepalive);
+  double interval = target_->alive_interval.value_or(opts_.keepalive);
   if (interval > 0) {
     // want_reply: OpenSSH answers every keepalive, so a live server always sends something back.
     libssh2_keepalive_config(session_, 1, static_cast<unsigned>(std::max(1.0, interval)));
@@ -184,7 +184,7 @@ void Session::authenticated() {
 void Session::keepalive() {
   // At least 1 s: libssh2 counts keepalive intervals in whole seconds and sends none sooner, and
   // an interval without a keepalive sent must not count as one unanswered.
-  double interval = std::max(1.0, target_.alive_interval.value_or(opts_.keepalive));
+  double interval = std::max(1.0, target_->alive_interval.value_or(opts_.keepalive));
   keepalive_timer_.expires_after(std::chrono::duration_cast<std::chrono::steady_clock::duration>(
       std::chrono::duration<double>(interval)));
   std::weak_ptr<Session> weak = shared_from_this();
@@ -194,18 +194,18 @@ void Session::keepalive() {
     uint64_t now_heard = s->heard();
     s->missed_ = now_heard != s->heard_at_check_ ? 0 : s->missed_ + 1;
     s->heard_at_check_ = now_heard;
-    int count = std::max(1, s->target_.alive_count.value_or(s->opts_.keepalive_count));
+    int count = std::max(1, s->target_->alive_count.value_or(s->opts_.keepalive_count));
     if (s->missed_ >= count) {
       char secs[32];
       std::snprintf(secs, sizeof secs, "%g", interval * count);
-      s->fail(Error::unreachable, "no answer from " + s->target_.name + " for " + secs + "s (" + std::to_string(count) +
+      s->fail(Error::unreachable, "no answer from " + s->target_->name + " for " + secs + "s (" + std::to_string(count) +
                                       " keepalives unanswered): the link or its sshd is gone");
       return;
     }
     int next = 0;
     int rc = libssh2_keepalive_send(s->session_, &next);
     if (rc != 0 && !s->would_block(rc)) {
-      s->fail(Error::closed, "keepalive to " + s->target_.name + " failed: " + s->last_error());
+      s->fail(Error::closed, "keepalive to " + s->target_->name + " failed: " + s->last_error());
       return;
     }
     s->keepalive();
@@ -215,7 +215,7 @@ void Session::keepalive() {
 
 void Session::add(std::shared_ptr<Op> op) {
   if (dead_) {
-    op->abort(Failure{Error::closed, "connection to " + target_.name + " is closed"});
+    op->abort(Failure{Error::closed, "connection to " + target_->name + " is closed"});
     return;
   }
   ops_.push_back(std::move(op));
@@ -310,9 +310,9 @@ void Session::read_ahead() {
       s->read_errno_ = ec == asio::error::eof ? 0 : ec.category() == boost::system::system_category() ? ec.value() : EIO;
       if (s->ops_.empty()) {
         std::string why = ec == asio::error::eof ? "end of stream" : ec.message();
-        log::emit(log::Level::debug, s->target_.name, "the server closed the idle SSH connection; the next call reconnects",
+        log::emit(log::Level::debug, s->target_->name, "the server closed the idle SSH connection; the next call reconnects",
                   {{"reason", why}});
-        s->fail(Error::closed, "the server closed the connection to " + s->target_.name + " while it was idle (" + why + ")");
+        s->fail(Error::closed, "the server closed the connection to " + s->target_->name + " while it was idle (" + why + ")");
         return;
       }
     } else {
@@ -344,7 +344,7 @@ bool Session::fatal(int rc) {
   }
   // libssh2 says "Unexpected error" for a reset or an end of stream its recv met: the read that
   // met it says which.
-  fail(Error::closed, "connection to " + target_.name + " lost: " +
+  fail(Error::closed, "connection to " + target_->name + " lost: " +
                           (!read_ended_ ? last_error()
                            : read_errno_ == 0 ? std::string("the server closed it")
                                               : std::string(std::strerror(read_errno_))));

@@ -50,7 +50,9 @@ class Op {
 
 class Session : public std::enable_shared_from_this<Session> {
  public:
-  Session(asio::io_context& io, Target target, Options opts);
+  // The target is shared with the pool's callbacks and the bindings' retry, not copied: a Target
+  // holds a dozen strings and paths, and a fan-out made four copies of one per host.
+  Session(asio::io_context& io, std::shared_ptr<const Target> target, Options opts);
   ~Session();
 
   // Takes an fd connected to the SSH server (a TCP socket, or one end of a socketpair bridged
@@ -81,7 +83,7 @@ class Session : public std::enable_shared_from_this<Session> {
 
   LIBSSH2_SESSION* raw() const { return session_; }
   asio::io_context& io() { return io_; }
-  const Target& target() const { return target_; }
+  const Target& target() const { return *target_; }
   bool alive() const { return !dead_; }
   bool ready() const { return ready_; }
   size_t channels_open() const { return channels_; }
@@ -105,7 +107,7 @@ class Session : public std::enable_shared_from_this<Session> {
   uint64_t heard();  // bytes received so far, read by libssh2 or still waiting in the socket
 
   asio::io_context& io_;
-  Target target_;
+  std::shared_ptr<const Target> target_;
   Options opts_;
   LIBSSH2_SESSION* session_ = nullptr;
   asio::posix::stream_descriptor sock_;
