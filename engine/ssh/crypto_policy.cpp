@@ -47,7 +47,8 @@ void prefer(LIBSSH2_SESSION* s, int type, const char* list) { libssh2_session_me
 }  // namespace
 
 void apply_crypto_policy(LIBSSH2_SESSION* s, bool legacy) {
-  std::string hostkeys = supported_but(s, LIBSSH2_METHOD_HOSTKEY, {"ssh-dss"});
+  // The same for every session of this libssh2: listed once.
+  static const std::string hostkeys = supported_but(s, LIBSSH2_METHOD_HOSTKEY, {"ssh-dss"});
   if (!hostkeys.empty()) prefer(s, LIBSSH2_METHOD_HOSTKEY, hostkeys.c_str());
   if (legacy) return;
   const auto& p = modern_crypto();

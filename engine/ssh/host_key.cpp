@@ -1,6 +1,9 @@
 #include "engine/ssh/host_key.hpp"
 
+#include <algorithm>
+#include <iterator>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "engine/core/text.hpp"
@@ -25,7 +28,7 @@ const char* type_name(int t) {
 }
 
 // The signature algorithms that present a key of this type.
-std::vector<std::string> methods_for(const std::string& type) {
+std::vector<std::string_view> methods_for(const std::string& type) {
   if (type == "ssh-rsa") return {"rsa-sha2-512", "rsa-sha2-256", "ssh-rsa"};
   return {type};
 }
@@ -44,10 +47,28 @@ std::pair<std::string, int> recorded_as(const Target& t) {
   return {t.at.host, t.at.port};
 }
 
-std::vector<std::string> files_of(const Target& t) {
-  std::vector<std::string> files{t.known_hosts_file};
-  files.insert(files.end(), t.more_known_hosts.begin(), t.more_known_hosts.end());
-  return files;
+// Each known_hosts file of the target, the one that records first. (No list is built: this runs
+// twice per connection.)
+template <class F>
+void for_each_file(const Target& t, F&& f) {
+  f(t.known_hosts_file);
+  for (const auto& more : t.more_known_hosts) f(more);
+}
+
+// The host key algorithms this libssh2 offers, DSA left out (refused: crypto_policy.hpp). The
+// same for every session: asked once.
+const std::vector<std::string>& supported_host_key_algs(LIBSSH2_SESSION* raw) {
+  static const std::vector<std::string> algs = [raw] {
+    std::vector<std::string> out;
+    const char** list = nullptr;
+    int n = libssh2_session_supported_algs(raw, LIBSSH2_METHOD_HOSTKEY, &list);
+    if (n <= 0) return out;
+    for (int i = 0; i < n; ++i)
+      if (std::string_view(list[i]) != "ssh-dss") out.emplace_back(list[i]);
+    libssh2_free(raw, list);
+    return out;
+  }();
+  return algs;
 }
 
 // Every file is read: a match in any is a match; otherwise a revoked or different key in any
@@ -55,15 +76,20 @@ std::vector<std::string> files_of(const Target& t) {
 KeyCheck check_all(const Target& t, const KnownKey& presented, std::string* file) {
   auto [name, port] = recorded_as(t);
   KeyCheck worst = KeyCheck::unknown;
-  for (const auto& f : files_of(t)) {
+  bool matched = false;
+  for_each_file(t, [&](const std::string& f) {
+    if (matched) return;
     auto r = KnownHosts::load(f)->check(name, port, presented);
-    if (r == KeyCheck::match) return r;
+    if (r == KeyCheck::match) {
+      matched = true;
+      return;
+    }
     if (r == KeyCheck::revoked || (r == KeyCheck::changed && worst == KeyCheck::unknown)) {
       if (worst != KeyCheck::revoked) *file = f;
       worst = r == KeyCheck::revoked ? r : worst == KeyCheck::revoked ? worst : r;
     }
-  }
-  return worst;
+  });
+  return matched ? KeyCheck::match : worst;
 }
 
 }  // namespace
@@ -73,27 +99,28 @@ void prefer_known_key_types(Session& s) {
   if (t.policy == HostKeyPolicy::off) return;
   auto [name, port] = recorded_as(t);
   std::vector<KnownKey> known;
-  for (const auto& f : files_of(t)) {
+  for_each_file(t, [&](const std::string& f) {
     auto k = KnownHosts::load(f)->keys_for(name, port);
-    known.insert(known.end(), k.begin(), k.end());
-  }
+    known.insert(known.end(), std::make_move_iterator(k.begin()), std::make_move_iterator(k.end()));
+  });
   if (known.empty()) return;
-  const char** algs = nullptr;
-  int n = libssh2_session_supported_algs(s.raw(), LIBSSH2_METHOD_HOSTKEY, &algs);
-  if (n <= 0) return;
-  std::vector<std::string> supported(algs, algs + n);
-  libssh2_free(s.raw(), algs);
-  std::erase(supported, std::string("ssh-dss"));  // DSA host keys are refused (crypto_policy.hpp)
-  std::vector<std::string> order;
-  for (const auto& k : known)
-    for (const auto& m : methods_for(k.type))
-      if (std::find(supported.begin(), supported.end(), m) != supported.end() &&
-          std::find(order.begin(), order.end(), m) == order.end())
-        order.push_back(m);
-  for (const auto& m : supported)
+  const auto& supported = supported_host_key_algs(s.raw());
+  if (supported.empty()) return;
+  // The types known_hosts records for this host first, in its order, then the rest.
+  std::vector<std::string_view> order;
+  order.reserve(supported.size());
+  auto add = [&](std::string_view m) {
     if (std::find(order.begin(), order.end(), m) == order.end()) order.push_back(m);
+  };
+  for (const auto& k : known)
+    for (auto m : methods_for(k.type))
+      if (std::find(supported.begin(), supported.end(), m) != supported.end()) add(m);
+  for (const auto& m : supported) add(m);
   std::string pref;
-  for (const auto& m : order) pref += (pref.empty() ? "" : ",") + m;
+  for (auto m : order) {
+    if (!pref.empty()) pref += ',';
+    pref += m;
+  }
   libssh2_session_method_pref(s.raw(), LIBSSH2_METHOD_HOSTKEY, pref.c_str());
 }
 
