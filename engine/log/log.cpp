@@ -274,15 +274,24 @@ std::string redact(std::string_view text) {
   return out;
 }
 
-nlohmann::json redact_json(const nlohmann::json& value) {
-  if (state().secrets.empty()) return value;
-  if (value.is_string()) return redact(value.get_ref<const std::string&>());
-  if (value.is_array() || value.is_object()) {
-    nlohmann::json out = value;
-    for (auto it = out.begin(); it != out.end(); ++it) *it = redact_json(*it);
-    return out;
+void redact_json_in_place(nlohmann::json& value) {
+  if (state().secrets.empty()) return;
+  if (value.is_string()) {
+    auto& s = value.get_ref<std::string&>();
+    for (const auto& secret : state().secrets)
+      if (s.find(secret) != std::string::npos) {
+        s = redact(s);
+        break;
+      }
+  } else if (value.is_array() || value.is_object()) {
+    for (auto it = value.begin(); it != value.end(); ++it) redact_json_in_place(*it);
   }
-  return value;
+}
+
+nlohmann::json redact_json(const nlohmann::json& value) {
+  nlohmann::json out = value;
+  redact_json_in_place(out);
+  return out;
 }
 
 bool is_secret_name(std::string_view name) {

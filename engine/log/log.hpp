@@ -46,6 +46,8 @@ void add_secret(const std::string& value);
 void set_current_step(const std::string& step);
 std::string redact(std::string_view text);
 nlohmann::json redact_json(const nlohmann::json& value);
+// The same, on the value itself (report.json at the run's end: no copy of the whole document).
+void redact_json_in_place(nlohmann::json& value);
 
 // Variable names whose values are secrets by their kind: passwords, tokens, private keys.
 bool is_secret_name(std::string_view name);

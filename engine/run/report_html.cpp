@@ -170,15 +170,13 @@ std::string html_report(const nlohmann::json& report) {
   // The data goes inside a <script>: "</" would end it early, and U+2028/9 are line ends in JS.
   std::string data = report.dump(-1, ' ', true, nlohmann::json::error_handler_t::replace);
   std::string safe;
-  safe.reserve(data.size());
-  for (size_t i = 0; i < data.size(); ++i) {
-    if (data[i] == '<' && i + 1 < data.size() && data[i + 1] == '/') {
-      safe += "<\\/";
-      ++i;
-    } else {
-      safe += data[i];
-    }
+  safe.reserve(data.size() + 64);
+  size_t from = 0;
+  for (size_t at; (at = data.find("</", from)) != std::string::npos; from = at + 2) {
+    safe.append(data, from, at - from);
+    safe += "<\\/";
   }
+  safe.append(data, from, std::string::npos);
   std::string page = kPage;
   auto put = [&](const std::string& key, const std::string& value) {
     auto at = page.find(key);
