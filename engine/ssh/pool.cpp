@@ -115,10 +115,11 @@ void Pool::connect_direct(const Target& t, const std::string& key, std::shared_p
     tcp::socket socket;
     boost::asio::steady_timer timer;
     bool timed_out = false;
-    Attempt(boost::asio::io_context& io) : resolver(io), socket(io), timer(io) {}
+    std::string key, where;  // held here, not copied into each handler (asio moves them along)
+    Attempt(boost::asio::io_context& io, std::string k, std::string w)
+        : resolver(io), socket(io), timer(io), key(std::move(k)), where(std::move(w)) {}
   };
-  auto a = std::make_shared<Attempt>(io_);
-  const std::string where = t.at.host + ":" + std::to_string(t.at.port);
+  auto a = std::make_shared<Attempt>(io_, key, t.at.host + ":" + std::to_string(t.at.port));
   a->timer.expires_after(std::chrono::duration_cast<std::chrono::steady_clock::duration>(
       std::chrono::duration<double>(t.connect_timeout)));
   a->timer.async_wait([a](const boost::system::error_code& ec) {
@@ -128,8 +129,10 @@ void Pool::connect_direct(const Target& t, const std::string& key, std::shared_p
     boost::system::error_code ignore;
     a->socket.close(ignore);
   });
-  auto connect = [this, a, s, key, where](const auto& endpoints) {
-    boost::asio::async_connect(a->socket, endpoints, [this, a, s, key, where](const boost::system::error_code& ec, const tcp::endpoint&) {
+  auto connect = [this, a, s](const auto& endpoints) {
+    boost::asio::async_connect(a->socket, endpoints, [this, a, s](const boost::system::error_code& ec, const tcp::endpoint&) {
+      const std::string& key = a->key;
+      const std::string& where = a->where;
       a->timer.cancel();
       if (ec) {
         settle(key, Failure{a->timed_out ? Error::timeout : classify(ec), "connect " + where + ": " +
@@ -142,13 +145,13 @@ void Pool::connect_direct(const Target& t, const std::string& key, std::shared_p
       auto deadline = std::make_shared<boost::asio::steady_timer>(io_);
       deadline->expires_after(a->timer.expiry() - std::chrono::steady_clock::now() + std::chrono::seconds(0));
       std::weak_ptr<Session> weak = s;
-      deadline->async_wait([weak, where](const boost::system::error_code& ec) {
+      deadline->async_wait([weak, a](const boost::system::error_code& ec) {
         auto s = weak.lock();
-        if (!ec && s && !s->ready()) s->fail(Error::timeout, "handshake with " + where + " timed out");
+        if (!ec && s && !s->ready()) s->fail(Error::timeout, "handshake with " + a->where + " timed out");
       });
-      s->start(fd, [this, key, deadline](Result r) {
+      s->start(fd, [this, a, deadline](Result r) {
         deadline->cancel();
-        settle(key, std::move(r));
+        settle(a->key, std::move(r));
       });
     });
   };
@@ -162,10 +165,10 @@ void Pool::connect_direct(const Target& t, const std::string& key, std::shared_p
   }
   // A name is resolved on asio's resolver thread, never blocking the loop.
   a->resolver.async_resolve(t.at.host, std::to_string(t.at.port),
-      [this, a, key, where, connect](const boost::system::error_code& ec, tcp::resolver::results_type results) {
+      [this, a, connect](const boost::system::error_code& ec, tcp::resolver::results_type results) {
         if (ec) {
           a->timer.cancel();
-          settle(key, Failure{a->timed_out ? Error::timeout : Error::unreachable, "resolve " + where + ": " + ec.message()});
+          settle(a->key, Failure{a->timed_out ? Error::timeout : Error::unreachable, "resolve " + a->where + ": " + ec.message()});
           return;
         }
         connect(results);
