@@ -186,9 +186,21 @@ json Inventory::merged_vars(const std::string& name, bool all_vars) const {
   const Group& all = groups_.at("all");
   // Ansible's order, lowest first: all's inventory vars, group_vars/all, other groups' inventory vars,
   // their group_vars/ files, the host's inventory vars, host_vars/. Groups sort by (depth, priority, name).
+  // Every group the host is in, with its ancestors, but `all` (as groups_of, without copying
+  // each name: this runs for every host a run connects to).
   std::vector<const Group*> gs;
-  for (const auto& g : groups_of(name))
-    if (g != "all") gs.push_back(&groups_.at(g));
+  auto add = [&](const std::string& g) {
+    auto it = groups_.find(g);
+    if (it == groups_.end() || &it->second == &all || std::find(gs.begin(), gs.end(), &it->second) != gs.end()) return false;
+    gs.push_back(&it->second);
+    return true;
+  };
+  for (const auto& g : h->groups) {
+    size_t from = gs.size();
+    add(g);
+    for (size_t i = from; i < gs.size(); ++i)  // breadth first up through the parents
+      for (const auto& p : gs[i]->parents) add(p);
+  }
   std::sort(gs.begin(), gs.end(), [](const Group* a, const Group* b) {
     return std::tuple(a->depth, priority_of(*a), a->name) < std::tuple(b->depth, priority_of(*b), b->name);
   });
