@@ -5,6 +5,8 @@
 #pragma once
 #include <libssh2.h>
 
+#include <chrono>
+
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/posix/stream_descriptor.hpp>
 #include <boost/asio/steady_timer.hpp>
@@ -95,6 +97,7 @@ class Session : public std::enable_shared_from_this<Session> {
   void authenticated();
   void keepalive();
   void idle();
+  void arm_idle(std::chrono::steady_clock::time_point since);
   // libssh2 reads through this, so the session knows when the server last sent anything. Bytes the
   // session's wait for the socket read (arm) or a short read took (libssh2 takes the server's
   // identification line a byte per call) are served from ahead_ first; libssh2 is told EAGAIN
@@ -113,6 +116,8 @@ class Session : public std::enable_shared_from_this<Session> {
   asio::posix::stream_descriptor sock_;
   int fd_ = -1;  // sock_'s descriptor number, kept after fail() closed it (send_checked, recv_counting)
   asio::steady_timer keepalive_timer_, idle_timer_;
+  std::chrono::steady_clock::time_point idle_since_;  // the last command's end
+  bool idle_armed_ = false;                           // idle_timer_ has a wait on its way
   std::vector<std::shared_ptr<Op>> ops_;
   bool pumping_ = false, again_ = false;
   bool read_armed_ = false, write_armed_ = false;

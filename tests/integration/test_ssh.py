@@ -346,6 +346,13 @@ class TestFanout(SshTest):
     local first = session()
     sleep(0.3)
     print("reused", session() == first)
+    -- Each command's end restarts the idle clock: used every 0.6 s for 3 s, never idle for 1 s.
+    local busy = true
+    for _ = 1, 5 do
+      sleep(0.6)
+      busy = busy and session() == first
+    end
+    print("kept while used", busy)
     sleep(2.5)
     print("reconnected", session() ~= first)
     ssh.configure { idle_timeout = 0 }  -- 0: kept to the end of the run (for sessions made from now on)
@@ -354,7 +361,7 @@ class TestFanout(SshTest):
     sleep(2.5)
     print("kept", session() == kept)
 """, self.inventory(self.node()), timeout=60))
-        for want in ("reused\ttrue", "reconnected\ttrue", "kept\ttrue"):
+        for want in ("reused\ttrue", "kept while used\ttrue", "reconnected\ttrue", "kept\ttrue"):
             self.assertIn(want, out)
 
 
