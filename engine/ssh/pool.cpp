@@ -115,6 +115,7 @@ void Pool::connect_direct(const Target& t, const std::string& key, std::shared_p
     tcp::socket socket;
     boost::asio::steady_timer timer;
     bool timed_out = false;
+    bool connected = false;  // from then on the timer is the handshake's deadline
     std::string key, where;  // held here, not copied into each handler (asio moves them along)
     Attempt(boost::asio::io_context& io, std::string k, std::string w)
         : resolver(io), socket(io), timer(io), key(std::move(k)), where(std::move(w)) {}
@@ -122,8 +123,16 @@ void Pool::connect_direct(const Target& t, const std::string& key, std::shared_p
   auto a = std::make_shared<Attempt>(io_, key, t.at.host + ":" + std::to_string(t.at.port));
   a->timer.expires_after(std::chrono::duration_cast<std::chrono::steady_clock::duration>(
       std::chrono::duration<double>(t.connect_timeout)));
-  a->timer.async_wait([a](const boost::system::error_code& ec) {
+  // One timer for the connection and the handshake after it (and authentication): they share the
+  // connect timeout. It is cancelled when the session is ready or has failed.
+  std::weak_ptr<Session> weak = s;
+  a->timer.async_wait([a, weak](const boost::system::error_code& ec) {
     if (ec) return;
+    if (a->connected) {
+      auto s = weak.lock();
+      if (s && !s->ready()) s->fail(Error::timeout, "handshake with " + a->where + " timed out");
+      return;
+    }
     a->timed_out = true;
     a->resolver.cancel();
     boost::system::error_code ignore;
@@ -131,26 +140,17 @@ void Pool::connect_direct(const Target& t, const std::string& key, std::shared_p
   });
   auto connect = [this, a, s](const auto& endpoints) {
     boost::asio::async_connect(a->socket, endpoints, [this, a, s](const boost::system::error_code& ec, const tcp::endpoint&) {
-      const std::string& key = a->key;
-      const std::string& where = a->where;
-      a->timer.cancel();
-      if (ec) {
-        settle(key, Failure{a->timed_out ? Error::timeout : classify(ec), "connect " + where + ": " +
-                                                                               (a->timed_out ? "timed out" : ec.message())});
+      if (ec || a->timed_out) {  // timed out: the timer closed the socket, whatever came first
+        a->timer.cancel();
+        settle(a->key, Failure{a->timed_out ? Error::timeout : classify(ec), "connect " + a->where + ": " +
+                                                                                 (a->timed_out ? "timed out" : ec.message())});
         return;
       }
+      a->connected = true;  // the timer goes on as the handshake's deadline
       a->socket.set_option(tcp::no_delay(true));
       int fd = a->socket.release();
-      // The handshake and authentication have the connect timeout too.
-      auto deadline = std::make_shared<boost::asio::steady_timer>(io_);
-      deadline->expires_after(a->timer.expiry() - std::chrono::steady_clock::now() + std::chrono::seconds(0));
-      std::weak_ptr<Session> weak = s;
-      deadline->async_wait([weak, a](const boost::system::error_code& ec) {
-        auto s = weak.lock();
-        if (!ec && s && !s->ready()) s->fail(Error::timeout, "handshake with " + a->where + " timed out");
-      });
-      s->start(fd, [this, a, deadline](Result r) {
-        deadline->cancel();
+      s->start(fd, [this, a](Result r) {
+        a->timer.cancel();
         settle(a->key, std::move(r));
       });
     });
