@@ -2,6 +2,7 @@
 #include <catch2/catch.hpp>
 
 #include "engine/run/report.hpp"
+#include "engine/run/report_html.hpp"
 
 using engine::run::Report;
 using Catch::Contains;
@@ -90,4 +91,14 @@ TEST_CASE("a span's long name is cut at 120 bytes, never inside a UTF-8 characte
   CHECK(spans[2]["name"] == std::string(118, 'a'));
   // and the report's JSON, as written, holds them as they are (no replacement character)
   CHECK_THAT(r.snapshot().dump(), !Contains("\xef\xbf\xbd"));
+}
+
+TEST_CASE("report.html: the data cannot end its script element early") {
+  // "</" inside the embedded JSON would close the <script>; each becomes "<\/", JSON's same string.
+  nlohmann::json doc = {{"runbook", "a</script><b>x"}, {"params", {{"note", "</tag> and </ again"}}}};
+  std::string page = engine::run::html_report(doc);
+  CHECK(count(page, "</script>") == 1);  // the page's own, at its end
+  CHECK(count(page, "<\\/script><b>x") == 1);
+  CHECK(count(page, "<\\/tag> and <\\/ again") == 1);
+  CHECK(page.rfind("</script></body></html>") != std::string::npos);
 }
