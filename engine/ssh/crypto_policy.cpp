@@ -27,28 +27,30 @@ const CryptoPolicy& modern_crypto() {
 
 namespace {
 
-// A comma list of what this libssh2 supports of `type`, less the names in `drop`.
-std::string supported_but(LIBSSH2_SESSION* s, int type, std::initializer_list<const char*> drop) {
-  const char** algs = nullptr;
-  int n = libssh2_session_supported_algs(s, type, &algs);
-  std::string out;
-  for (int i = 0; i < n; ++i) {
-    bool skip = false;
-    for (const char* d : drop) skip = skip || std::strcmp(algs[i], d) == 0;
-    if (!skip) out += (out.empty() ? "" : ",") + std::string(algs[i]);
-  }
-  if (algs) libssh2_free(s, algs);
-  return out;
-}
-
 // libssh2 drops the names it does not know; GCM appears once the library has it.
 void prefer(LIBSSH2_SESSION* s, int type, const char* list) { libssh2_session_method_pref(s, type, list); }
 
 }  // namespace
 
+const std::vector<std::string>& host_key_algorithms(LIBSSH2_SESSION* s) {
+  static const std::vector<std::string> algs = [s] {
+    std::vector<std::string> out;
+    const char** list = nullptr;
+    int n = libssh2_session_supported_algs(s, LIBSSH2_METHOD_HOSTKEY, &list);
+    for (int i = 0; i < n; ++i)
+      if (std::strcmp(list[i], "ssh-dss") != 0) out.emplace_back(list[i]);
+    if (list) libssh2_free(s, list);
+    return out;
+  }();
+  return algs;
+}
+
 void apply_crypto_policy(LIBSSH2_SESSION* s, bool legacy) {
-  // The same for every session of this libssh2: listed once.
-  static const std::string hostkeys = supported_but(s, LIBSSH2_METHOD_HOSTKEY, {"ssh-dss"});
+  static const std::string hostkeys = [s] {
+    std::string out;
+    for (const auto& a : host_key_algorithms(s)) out += (out.empty() ? "" : ",") + a;
+    return out;
+  }();
   if (!hostkeys.empty()) prefer(s, LIBSSH2_METHOD_HOSTKEY, hostkeys.c_str());
   if (legacy) return;
   const auto& p = modern_crypto();

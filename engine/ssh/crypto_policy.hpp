@@ -9,6 +9,7 @@
 #include <boost/asio/io_context.hpp>
 #include <functional>
 #include <string>
+#include <vector>
 
 namespace engine::ssh {
 
@@ -18,6 +19,10 @@ struct CryptoPolicy {
   const char* macs;
 };
 const CryptoPolicy& modern_crypto();
+
+// The host key algorithms this libssh2 offers, ssh-dss left out: the same for every session of a
+// libssh2 build, listed once (the first session asked is only used to ask).
+const std::vector<std::string>& host_key_algorithms(LIBSSH2_SESSION* s);
 
 // Sets the method preferences on a session before its handshake (legacy: libssh2's defaults but ssh-dss).
 void apply_crypto_policy(LIBSSH2_SESSION* s, bool legacy);

@@ -8,6 +8,7 @@
 
 #include "engine/core/text.hpp"
 #include "engine/log/log.hpp"
+#include "engine/ssh/crypto_policy.hpp"
 #include "engine/ssh/known_hosts.hpp"
 #include "engine/ssh/session.hpp"
 
@@ -55,22 +56,6 @@ void for_each_file(const Target& t, F&& f) {
   for (const auto& more : t.more_known_hosts) f(more);
 }
 
-// The host key algorithms this libssh2 offers, DSA left out (refused: crypto_policy.hpp). The
-// same for every session: asked once.
-const std::vector<std::string>& supported_host_key_algs(LIBSSH2_SESSION* raw) {
-  static const std::vector<std::string> algs = [raw] {
-    std::vector<std::string> out;
-    const char** list = nullptr;
-    int n = libssh2_session_supported_algs(raw, LIBSSH2_METHOD_HOSTKEY, &list);
-    if (n <= 0) return out;
-    for (int i = 0; i < n; ++i)
-      if (std::string_view(list[i]) != "ssh-dss") out.emplace_back(list[i]);
-    libssh2_free(raw, list);
-    return out;
-  }();
-  return algs;
-}
-
 // Every file is read: a match in any is a match; otherwise a revoked or different key in any
 // refuses the host (naming the file); otherwise it is unknown.
 KeyCheck check_all(const Target& t, const KnownKey& presented, std::string* file) {
@@ -104,7 +89,7 @@ void prefer_known_key_types(Session& s) {
     known.insert(known.end(), std::make_move_iterator(k.begin()), std::make_move_iterator(k.end()));
   });
   if (known.empty()) return;
-  const auto& supported = supported_host_key_algs(s.raw());
+  const auto& supported = host_key_algorithms(s.raw());
   if (supported.empty()) return;
   // The types known_hosts records for this host first, in its order, then the rest.
   std::vector<std::string_view> order;
