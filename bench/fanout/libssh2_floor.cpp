@@ -6,8 +6,11 @@
 // CPU per host (getrusage), so bench/fanout/run can set the engine's figure beside it. With THREADS,
 // that many threads each run their share of the N connections that way, so as many are in flight
 // at once as the engine keeps (the same client, paying what concurrency costs on these cores).
+// With `keep`, every session stays open after its command, as the engine keeps its sessions for a
+// runbook's next command on the host, and all are disconnected and freed once every thread is done,
+// as the engine does at the run's end: the same work as the engine's default, N sessions alive at once.
 //
-// Usage: libssh2-floor HOST PORT USER KEY KNOWN_HOSTS N [THREADS]
+// Usage: libssh2-floor HOST PORT USER KEY KNOWN_HOSTS N [THREADS [keep]]
 #include <arpa/inet.h>
 #include <libssh2.h>
 #include <netinet/in.h>
@@ -59,11 +62,12 @@ double seconds(const timeval& t) { return static_cast<double>(t.tv_sec) + static
 }  // namespace
 
 int main(int argc, char** argv) {
-  if (argc != 7 && argc != 8) {
-    std::fprintf(stderr, "usage: libssh2-floor HOST PORT USER KEY KNOWN_HOSTS N [THREADS]\n");
+  if (argc < 7 || argc > 9 || (argc == 9 && std::string(argv[8]) != "keep")) {
+    std::fprintf(stderr, "usage: libssh2-floor HOST PORT USER KEY KNOWN_HOSTS N [THREADS [keep]]\n");
     return 2;
   }
-  int threads = argc == 8 ? std::max(1, std::atoi(argv[7])) : 1;
+  int threads = argc >= 8 ? std::max(1, std::atoi(argv[7])) : 1;
+  const bool keep = argc == 9;
   const char* host = argv[1];
   int port = std::atoi(argv[2]);
   std::string user = argv[3];
@@ -80,7 +84,24 @@ int main(int argc, char** argv) {
   addr.sin_family = AF_INET;
   addr.sin_port = htons(static_cast<uint16_t>(port));
   inet_pton(AF_INET, host, &addr.sin_addr);
-  auto connect_once = [&] {
+  if (keep) {  // N sockets open at once, as the engine holds them (it raises its own limit alike)
+    rlimit fds{};
+    if (getrlimit(RLIMIT_NOFILE, &fds) == 0 && fds.rlim_cur < fds.rlim_max) {
+      fds.rlim_cur = fds.rlim_max;
+      setrlimit(RLIMIT_NOFILE, &fds);
+    }
+  }
+  struct Kept {
+    LIBSSH2_SESSION* session;
+    int fd;
+  };
+  std::vector<std::vector<Kept>> kept(static_cast<size_t>(threads));
+  auto end = [](LIBSSH2_SESSION* s, int fd) {
+    libssh2_session_disconnect(s, "done");
+    libssh2_session_free(s);
+    close(fd);
+  };
+  auto connect_once = [&](int t) {
     int fd = socket(AF_INET, SOCK_STREAM, 0);
     int one = 1;
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
@@ -105,20 +126,21 @@ int main(int argc, char** argv) {
     libssh2_channel_wait_closed(c);
     if (libssh2_channel_get_exit_status(c) != 0) die("`true` failed");
     libssh2_channel_free(c);
-    libssh2_session_disconnect(s, "done");
-    libssh2_session_free(s);
-    close(fd);
+    if (keep) kept[static_cast<size_t>(t)].push_back({s, fd});
+    else end(s, fd);
   };
   if (threads == 1) {
-    for (int i = 0; i < n; ++i) connect_once();
+    for (int i = 0; i < n; ++i) connect_once(0);
   } else {
     std::vector<std::thread> pool;
     for (int t = 0; t < threads; ++t)
       pool.emplace_back([&, t] {
-        for (int i = t; i < n; i += threads) connect_once();
+        for (int i = t; i < n; i += threads) connect_once(t);
       });
     for (auto& th : pool) th.join();
   }
+  for (auto& mine : kept)
+    for (auto& k : mine) end(k.session, k.fd);
   rusage u{};
   getrusage(RUSAGE_SELF, &u);
   std::printf("%d %.6f %.6f\n", n, seconds(u.ru_utime), seconds(u.ru_stime));
