@@ -24,7 +24,7 @@ void init_library() {
 }
 
 Session::Session(asio::io_context& io, std::shared_ptr<const Target> target, Options opts)
-    : io_(io), target_(std::move(target)), opts_(opts), sock_(io), keepalive_timer_(io), idle_timer_(io) {
+    : io_(io), target_(std::move(target)), opts_(opts), sock_(io), timer_(io) {
   init_library();
   // abstract: for auth callbacks. The memory is malloc's: each session's ~52 KB structure in
   // huge-page slots (tried, 2026-12-03) cost 13-16 % more controller CPU in bench/fanout where the
@@ -169,48 +169,88 @@ void Session::start(int fd, std::function<void(Result)> done) {
       [finish](const Failure& f) { finish(f); }));
 }
 
+namespace {
+std::chrono::steady_clock::duration seconds(double s) {
+  return std::chrono::duration_cast<std::chrono::steady_clock::duration>(std::chrono::duration<double>(s));
+}
+}  // namespace
+
 void Session::authenticated() {
   ready_ = true;
-  idle();  // a session nobody uses after connecting goes too
   double interval = target_->alive_interval.value_or(opts_.keepalive);
   if (interval > 0) {
+    // At least 1 s: libssh2 counts keepalive intervals in whole seconds and sends none sooner, and
+    // an interval without a keepalive sent must not count as one unanswered.
+    interval = std::max(1.0, interval);
     // want_reply: OpenSSH answers every keepalive, so a live server always sends something back.
-    libssh2_keepalive_config(session_, 1, static_cast<unsigned>(std::max(1.0, interval)));
+    libssh2_keepalive_config(session_, 1, static_cast<unsigned>(interval));
     heard_at_check_ = heard();
-    keepalive();
+    keepalive_every_ = seconds(interval);
+    keepalive_due_ = std::chrono::steady_clock::now() + keepalive_every_;
   }
+  idle();  // a session nobody uses after connecting goes too
+  schedule();
 }
 
-void Session::keepalive() {
-  // At least 1 s: libssh2 counts keepalive intervals in whole seconds and sends none sooner, and
-  // an interval without a keepalive sent must not count as one unanswered.
-  double interval = std::max(1.0, target_->alive_interval.value_or(opts_.keepalive));
-  keepalive_timer_.expires_after(std::chrono::duration_cast<std::chrono::steady_clock::duration>(
-      std::chrono::duration<double>(interval)));
+void Session::schedule() {
+  if (dead_) return;
+  auto next = keepalive_due_;
+  if (idle_counts_) next = std::min(next, idle_since_ + seconds(opts_.idle_timeout));
+  if (next == std::chrono::steady_clock::time_point::max()) return;
+  // Armed for sooner: it fires then and schedules again. The idle deadline only moves later, so
+  // this is the common case, and the heap is not touched.
+  if (timer_armed_ && timer_.expiry() <= next) return;
+  timer_armed_ = true;
+  timer_.expires_at(next);  // a wait on its way ends with operation_aborted, and does nothing
   std::weak_ptr<Session> weak = shared_from_this();
-  keepalive_timer_.async_wait([weak, interval](const boost::system::error_code& ec) {
+  timer_.async_wait([weak](const boost::system::error_code& ec) {
     auto s = weak.lock();
     if (ec || !s || s->dead_) return;
-    uint64_t now_heard = s->heard();
-    s->missed_ = now_heard != s->heard_at_check_ ? 0 : s->missed_ + 1;
-    s->heard_at_check_ = now_heard;
-    int count = std::max(1, s->target_->alive_count.value_or(s->opts_.keepalive_count));
-    if (s->missed_ >= count) {
-      char secs[32];
-      std::snprintf(secs, sizeof secs, "%g", interval * count);
-      s->fail(Error::unreachable, "no answer from " + s->target_->name + " for " + secs + "s (" + std::to_string(count) +
-                                      " keepalives unanswered): the link or its sshd is gone");
-      return;
-    }
-    int next = 0;
-    int rc = libssh2_keepalive_send(s->session_, &next);
-    if (rc != 0 && !s->would_block(rc)) {
-      s->fail(Error::closed, "keepalive to " + s->target_->name + " failed: " + s->last_error());
-      return;
-    }
-    s->keepalive();
-    s->kick();  // the keepalive may have read data an Op is waiting for
+    s->timer_armed_ = false;
+    s->on_timer();
   });
+}
+
+void Session::on_timer() {
+  auto now = std::chrono::steady_clock::now();
+  bool sent = false;
+  if (now >= keepalive_due_) {
+    if (!keepalive_check()) return;
+    keepalive_due_ = now + keepalive_every_;
+    sent = true;
+  }
+  if (idle_counts_ && now >= idle_since_ + seconds(opts_.idle_timeout)) {
+    if (ops_.empty() && channels_ == 0) {
+      close();  // nothing was running, so nothing is lost; the pool reconnects on the next call
+      return;
+    }
+    idle_counts_ = false;  // in use: the command's end starts the idle clock again
+  }
+  schedule();
+  if (sent) kick();  // the keepalive may have read data an Op is waiting for
+}
+
+// OpenSSH's ServerAliveCountMax: `count` intervals in a row with nothing from the server and it is
+// gone; otherwise the next keepalive is sent.
+bool Session::keepalive_check() {
+  uint64_t now_heard = heard();
+  missed_ = now_heard != heard_at_check_ ? 0 : missed_ + 1;
+  heard_at_check_ = now_heard;
+  int count = std::max(1, target_->alive_count.value_or(opts_.keepalive_count));
+  if (missed_ >= count) {
+    char secs[32];
+    std::snprintf(secs, sizeof secs, "%g", std::chrono::duration<double>(keepalive_every_).count() * count);
+    fail(Error::unreachable, "no answer from " + target_->name + " for " + secs + "s (" + std::to_string(count) +
+                                 " keepalives unanswered): the link or its sshd is gone");
+    return false;
+  }
+  int next = 0;
+  int rc = libssh2_keepalive_send(session_, &next);
+  if (rc != 0 && !would_block(rc)) {
+    fail(Error::closed, "keepalive to " + target_->name + " failed: " + last_error());
+    return false;
+  }
+  return true;
 }
 
 void Session::add(std::shared_ptr<Op> op) {
@@ -264,35 +304,18 @@ void Session::pump() {
   if (!dead_ && had_ops && ops_.empty()) idle();
 }
 
-// The idle clock restarts at every command's end, but the timer is not re-armed each time: it
-// stays armed for the first deadline and, when it fires, waits out what is left since the last
-// use. Re-arming meant two operations on asio's timer heap per command, and each one writes into
-// other sessions' timers (the heap's swaps, its list's neighbours): with 1,000 sessions kept,
-// cold memory on every command (bench/fanout).
+// The idle clock restarts at every command's end, but the timer is not re-armed each time: armed
+// for the first deadline (or sooner, for a keepalive), it finds out when it fires what is left
+// since the last use. Re-arming meant two operations on asio's timer heap per command, and each
+// one writes into other sessions' timers (the heap's swaps, its list's neighbours): with 1,000
+// sessions kept, cold memory on every command (bench/fanout).
 void Session::idle() {
   if (opts_.idle_timeout <= 0 || !ready_) return;
   idle_since_ = std::chrono::steady_clock::now();
-  if (!idle_armed_) arm_idle(idle_since_);
-}
-
-void Session::arm_idle(std::chrono::steady_clock::time_point since) {
-  idle_armed_ = true;
-  idle_timer_.expires_at(since + std::chrono::duration_cast<std::chrono::steady_clock::duration>(
-                                     std::chrono::duration<double>(opts_.idle_timeout)));
-  std::weak_ptr<Session> weak = shared_from_this();
-  idle_timer_.async_wait([weak](const boost::system::error_code& ec) {
-    auto s = weak.lock();
-    if (!s) return;
-    s->idle_armed_ = false;
-    // In use: the command's end calls idle() again, which arms it.
-    if (ec || s->dead_ || !s->ops_.empty() || s->channels_ > 0) return;
-    if (s->idle_timer_.expiry() < s->idle_since_ + std::chrono::duration_cast<std::chrono::steady_clock::duration>(
-                                                        std::chrono::duration<double>(s->opts_.idle_timeout))) {
-      s->arm_idle(s->idle_since_);  // used since it was armed: the rest of the timeout from then
-      return;
-    }
-    s->close();  // nothing was running, so nothing is lost; the pool reconnects on the next call
-  });
+  if (!idle_counts_) {
+    idle_counts_ = true;
+    schedule();
+  }
 }
 
 void Session::arm(int directions) {
@@ -381,8 +404,7 @@ void Session::fail(Error e, const std::string& detail) {
   if (dead_) return;
   dead_ = true;
   ready_ = false;
-  keepalive_timer_.cancel();
-  idle_timer_.cancel();
+  timer_.cancel();
   boost::system::error_code ec;
   sock_.cancel(ec);
   sock_.close(ec);

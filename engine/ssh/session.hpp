@@ -95,9 +95,11 @@ class Session : public std::enable_shared_from_this<Session> {
   void arm(int directions);
   void read_ahead();  // a read into ahead_'s free end, unless one is on its way or the stream ended
   void authenticated();
-  void keepalive();
   void idle();
-  void arm_idle(std::chrono::steady_clock::time_point since);
+  // The session's one timer, for its next keepalive and its idle deadline, whichever comes first.
+  void schedule();
+  void on_timer();
+  bool keepalive_check();  // false: the session failed
   // libssh2 reads through this, so the session knows when the server last sent anything. Bytes the
   // session's wait for the socket read (arm) or a short read took (libssh2 takes the server's
   // identification line a byte per call) are served from ahead_ first; libssh2 is told EAGAIN
@@ -115,9 +117,14 @@ class Session : public std::enable_shared_from_this<Session> {
   LIBSSH2_SESSION* session_ = nullptr;
   asio::posix::stream_descriptor sock_;
   int fd_ = -1;  // sock_'s descriptor number, kept after fail() closed it (send_checked, recv_counting)
-  asio::steady_timer keepalive_timer_, idle_timer_;
+  // One timer, not one for keepalives and one for idleness: with 1,000 sessions kept, asio's timer
+  // heap held 2,000, and each insertion and removal writes into other sessions' memory.
+  asio::steady_timer timer_;
+  bool timer_armed_ = false;  // timer_ has a wait on its way
+  std::chrono::steady_clock::time_point keepalive_due_ = std::chrono::steady_clock::time_point::max();  // max: off
+  std::chrono::steady_clock::duration keepalive_every_{};
   std::chrono::steady_clock::time_point idle_since_;  // the last command's end
-  bool idle_armed_ = false;                           // idle_timer_ has a wait on its way
+  bool idle_counts_ = false;  // idle_since_ is a deadline's start (nothing ran since; the next command clears it)
   std::vector<std::shared_ptr<Op>> ops_;
   bool pumping_ = false, again_ = false;
   bool read_armed_ = false, write_armed_ = false;
