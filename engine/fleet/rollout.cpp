@@ -3,15 +3,9 @@
 #include <algorithm>
 #include <cstdio>
 
+#include "engine/core/seconds.hpp"
+
 namespace engine::fleet {
-
-namespace {
-
-Clock::duration seconds(double s) {
-  return std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(s));
-}
-
-}  // namespace
 
 Rollout::Rollout(size_t total, Policy policy, std::vector<std::vector<std::string>> cap_values, std::vector<size_t> order)
     : policy_(std::move(policy)),
@@ -75,7 +69,7 @@ void Rollout::started(size_t host, Clock::time_point now) {
   ++admitted_;
   count(host, +1);
   gate_ok_ = false;  // the next start asks the gate again
-  next_allowed_ = now + seconds(policy_.pause);
+  next_allowed_ = now + steady_seconds(policy_.pause);
 }
 
 void Rollout::finished(size_t host, bool ok) {
@@ -115,7 +109,7 @@ Rollout::Gate Rollout::gate_result(bool passed, const std::string& why, Clock::t
     gate_retry_at_.reset();
     return Gate::passed;
   }
-  if (gate_since_ && now - *gate_since_ >= seconds(policy_.gate_timeout)) {
+  if (gate_since_ && now - *gate_since_ >= steady_seconds(policy_.gate_timeout)) {
     char buf[64];
     std::snprintf(buf, sizeof buf, "%g", policy_.gate_timeout);
     gate_failure_ = "the gate between hosts did not pass " + std::to_string(policy_.gate_passes) +
@@ -123,7 +117,7 @@ Rollout::Gate Rollout::gate_result(bool passed, const std::string& why, Clock::t
     window_.stop_admitting();
     return Gate::timed_out;
   }
-  gate_retry_at_ = now + seconds(gate_streak_ > 0 ? policy_.gate_interval : std::min(policy_.gate_retry, policy_.gate_interval));
+  gate_retry_at_ = now + steady_seconds(gate_streak_ > 0 ? policy_.gate_interval : std::min(policy_.gate_retry, policy_.gate_interval));
   return Gate::again;
 }
 

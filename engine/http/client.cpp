@@ -1,4 +1,5 @@
 #include "engine/http/client.hpp"
+#include "engine/core/seconds.hpp"
 #include "engine/http/curl_loader.hpp"
 
 #include <curl/curl.h>
@@ -19,11 +20,6 @@ namespace engine::http {
 namespace asio = boost::asio;
 using Clock = std::chrono::steady_clock;
 
-namespace {
-std::chrono::steady_clock::duration secs(double s) {
-  return std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(s));
-}
-}  // namespace
 
 double retry_after(const Response& r) {
   auto it = r.headers.find("retry-after");
@@ -156,7 +152,7 @@ struct Client::Impl {
       if (debugging())  // why a run's API calls slowed down
         std::fprintf(stderr, "* client-side rate limit (qps %g, burst %g): %zu waiting\n", opts.qps, opts.burst,
                      waiting.size());
-      token_timer.expires_after(secs((1 - tokens) / opts.qps));
+      token_timer.expires_after(steady_seconds((1 - tokens) / opts.qps));
       std::weak_ptr<bool> a = alive;
       token_timer.async_wait([this, a](const boost::system::error_code& ec) {
         if (ec || a.expired()) return;
@@ -348,7 +344,7 @@ struct Client::Impl {
     if (t->cancelled) return;
     double wait = retry_delay(*t);
     if (wait >= 0) {
-      auto timer = std::make_shared<asio::steady_timer>(io, secs(wait));
+      auto timer = std::make_shared<asio::steady_timer>(io, steady_seconds(wait));
       std::weak_ptr<bool> a = alive;
       timer->async_wait([this, a, t, timer](const boost::system::error_code& ec) {
         if (ec || a.expired() || t->cancelled) return;

@@ -11,6 +11,8 @@
 #include <memory>
 #include <vector>
 
+#include "engine/core/seconds.hpp"
+
 namespace engine::ssh {
 
 namespace asio = boost::asio;
@@ -129,7 +131,7 @@ void probe_server_offer(asio::io_context& io, const std::string& host, int port,
                         std::function<void(std::string)> done) {
   auto p = std::make_shared<Probe>(io);
   p->done = std::move(done);
-  p->timer.expires_after(std::chrono::duration_cast<std::chrono::steady_clock::duration>(std::chrono::duration<double>(timeout)));
+  p->timer.expires_after(steady_seconds(timeout));
   p->timer.async_wait([p](const boost::system::error_code& ec) {
     if (!ec) p->finish("it did not show its offer in time");
   });

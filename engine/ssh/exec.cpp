@@ -3,6 +3,7 @@
 #include <boost/asio/post.hpp>
 #include <chrono>
 
+#include "engine/core/seconds.hpp"
 #include "engine/ssh/session.hpp"
 
 namespace engine::ssh {
@@ -24,7 +25,7 @@ class ExecOp : public Op, public std::enable_shared_from_this<ExecOp> {
 
   void arm_deadline(const std::shared_ptr<Session>& s) {
     if (req_.timeout <= 0) return;
-    timer_.expires_after(std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(req_.timeout)));
+    timer_.expires_after(steady_seconds(req_.timeout));
     std::weak_ptr<ExecOp> weak = shared_from_this();
     std::weak_ptr<Session> ws = s;
     timer_.async_wait([weak, ws](const boost::system::error_code& ec) {

@@ -11,6 +11,7 @@
 #include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
 
+#include "engine/core/seconds.hpp"
 #include "engine/ssh/forward.hpp"
 
 namespace engine::ssh {
@@ -121,8 +122,7 @@ void Pool::connect_direct(const Target& t, const std::string& key, std::shared_p
         : resolver(io), socket(io), timer(io), key(std::move(k)), where(std::move(w)) {}
   };
   auto a = std::make_shared<Attempt>(io_, key, t.at.host + ":" + std::to_string(t.at.port));
-  a->timer.expires_after(std::chrono::duration_cast<std::chrono::steady_clock::duration>(
-      std::chrono::duration<double>(t.connect_timeout)));
+  a->timer.expires_after(steady_seconds(t.connect_timeout));
   // One timer for the connection and the handshake after it (and authentication): they share the
   // connect timeout. It is cancelled when the session is ready or has failed.
   std::weak_ptr<Session> weak = s;

@@ -11,6 +11,7 @@
 #include <boost/asio/post.hpp>
 #include <mutex>
 
+#include "engine/core/seconds.hpp"
 #include "engine/log/log.hpp"
 #include "engine/ssh/auth.hpp"
 #include "engine/ssh/crypto_policy.hpp"
@@ -169,12 +170,6 @@ void Session::start(int fd, std::function<void(Result)> done) {
       [finish](const Failure& f) { finish(f); }));
 }
 
-namespace {
-std::chrono::steady_clock::duration seconds(double s) {
-  return std::chrono::duration_cast<std::chrono::steady_clock::duration>(std::chrono::duration<double>(s));
-}
-}  // namespace
-
 void Session::authenticated() {
   ready_ = true;
   double interval = target_->alive_interval.value_or(opts_.keepalive);
@@ -185,7 +180,7 @@ void Session::authenticated() {
     // want_reply: OpenSSH answers every keepalive, so a live server always sends something back.
     libssh2_keepalive_config(session_, 1, static_cast<unsigned>(interval));
     heard_at_check_ = heard();
-    keepalive_every_ = seconds(interval);
+    keepalive_every_ = steady_seconds(interval);
     keepalive_due_ = std::chrono::steady_clock::now() + keepalive_every_;
   }
   idle();  // a session nobody uses after connecting goes too
@@ -195,7 +190,7 @@ void Session::authenticated() {
 void Session::schedule() {
   if (dead_) return;
   auto next = keepalive_due_;
-  if (idle_counts_) next = std::min(next, idle_since_ + seconds(opts_.idle_timeout));
+  if (idle_counts_) next = std::min(next, idle_since_ + steady_seconds(opts_.idle_timeout));
   if (next == std::chrono::steady_clock::time_point::max()) return;
   // Armed for sooner: it fires then and schedules again. The idle deadline only moves later, so
   // this is the common case, and the heap is not touched.
@@ -219,7 +214,7 @@ void Session::on_timer() {
     keepalive_due_ = now + keepalive_every_;
     sent = true;
   }
-  if (idle_counts_ && now >= idle_since_ + seconds(opts_.idle_timeout)) {
+  if (idle_counts_ && now >= idle_since_ + steady_seconds(opts_.idle_timeout)) {
     if (ops_.empty() && channels_ == 0) {
       close();  // nothing was running, so nothing is lost; the pool reconnects on the next call
       return;
