@@ -9,6 +9,7 @@
 
 #include "bindings/options.hpp"
 #include "bindings/vm.hpp"
+#include "engine/core/seconds.hpp"
 #include "engine/k8s/path.hpp"
 #include "engine/core/errors.hpp"
 #include "engine/inventory/inventory.hpp"
@@ -416,8 +417,7 @@ int l_watch_next(lua_State* L) {
     Op op = begin(L, "watch:next");
     w->waiter = op;
     if (timeout > 0) {
-      w->timer = std::make_shared<boost::asio::steady_timer>(op.task->vm->io,
-          std::chrono::duration_cast<std::chrono::steady_clock::duration>(std::chrono::duration<double>(timeout)));
+      w->timer = std::make_shared<boost::asio::steady_timer>(op.task->vm->io, steady_seconds(timeout));
       std::weak_ptr<Watch> weak = w;
       w->timer->async_wait([weak](const boost::system::error_code& ec) {
         auto w = weak.lock();

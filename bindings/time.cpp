@@ -3,6 +3,7 @@
 #include <cmath>
 
 #include "bindings/vm.hpp"
+#include "engine/core/seconds.hpp"
 
 namespace engine::lua {
 
@@ -15,8 +16,7 @@ int l_sleep(lua_State* L) {
   {
     Op op = begin(L, "sleep");
     Task* t = op.task.get();
-    t->timer.expires_after(
-        std::chrono::duration_cast<std::chrono::steady_clock::duration>(std::chrono::duration<double>(seconds)));
+    t->timer.expires_after(steady_seconds(seconds));
     t->timer.async_wait([op](const boost::system::error_code&) { complete(op, [](lua_State*) { return 0; }); });
     arm(op, [t] { t->timer.cancel(); });
   }
